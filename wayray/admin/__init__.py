@@ -1,0 +1,1 @@
+"""wradm, the operator's command line: check, show, render, apply, sessions, status."""

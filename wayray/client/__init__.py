@@ -1,0 +1,1 @@
+"""wrclient, the thin client: display backends, input, token sources, reconnect."""

@@ -1,0 +1,1 @@
+"""Frame encoders and decoders: lossless tiles + zstd, H.264 through PyAV, cursor, checksums. No I/O."""

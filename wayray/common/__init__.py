@@ -1,0 +1,1 @@
+"""Small helpers every WayRay process shares: logging, fatal errors, CLI entry wrapping, sd_notify."""

@@ -1,0 +1,1 @@
+"""wrlogin, the greeter: a Wayland client that relays the PAM conversation to wrsessd."""

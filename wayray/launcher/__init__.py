@@ -1,0 +1,1 @@
+"""wrsessd, the privileged session launcher: greeter IPC, PAM, spawning users' sessions."""

@@ -1,0 +1,1 @@
+"""QUIC endpoints (aioquic), TLS identity, server pinning (TOFU or fixed), optional mutual TLS."""

@@ -1,0 +1,1 @@
+"""A thin cffi layer over libwayland-server, pixman and xkbcommon, with pywayland's protocol tables."""
