@@ -9,6 +9,9 @@ from wayray.common.errors import WayRayError, cli_entry
 
 @cli_entry("wrclient")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wrclient", description="WayRay thin client: shows a remote session and forwards keyboard and pointer.")
+    parser = argparse.ArgumentParser(
+        prog="wrclient",
+        description="WayRay thin client: shows a remote session and forwards keyboard and pointer.",
+    )
     parser.parse_args(argv)
     raise WayRayError("wrclient is not implemented yet in this build")

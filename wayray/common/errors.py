@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -50,13 +50,17 @@ def report(program: str, err: WayRayError) -> None:
         print(f"{program}: hint: {err.hint}", file=sys.stderr)
 
 
-def cli_entry(program: str) -> Callable[[Callable[[list[str] | None], int]], Callable[[list[str] | None], int]]:
+class Main(Protocol):
+    def __call__(self, argv: list[str] | None = None) -> int: ...
+
+
+def cli_entry(program: str) -> Callable[[Callable[[list[str] | None], int]], Main]:
     """Decorate a ``main(argv) -> exit code`` so errors end in a clear message and the right code.
 
     Tracebacks are printed only for unexpected exceptions, or always when ``WAYRAY_DEBUG=1``.
     """
 
-    def wrap(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    def wrap(main: Callable[[list[str] | None], int]) -> Main:
         @functools.wraps(main)
         def run(argv: list[str] | None = None) -> int:
             try:

@@ -9,6 +9,9 @@ from wayray.common.errors import WayRayError, cli_entry
 
 @cli_entry("wrlogin")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wrlogin", description="WayRay greeter: asks for user name and password inside a greeter session.")
+    parser = argparse.ArgumentParser(
+        prog="wrlogin",
+        description="WayRay greeter: asks for user name and password inside a greeter session.",
+    )
     parser.parse_args(argv)
     raise WayRayError("wrlogin is not implemented yet in this build")
