@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from tests.wire.wirepair import connected_pair, drain, hello_kwargs, pump
+from tests.wire.wirepair import connected_pair, drain, hello_params, pump
 from wayray.wire import (
     Capability,
     Channel,
@@ -71,7 +71,7 @@ def test_handshake_negotiates_the_intersection_of_capabilities() -> None:
 def test_hello_received_then_the_server_decides() -> None:
     srv = WireConnection(Role.SERVER, now=0)
     cli = WireConnection(Role.CLIENT, now=0)
-    cli.send_hello(**hello_kwargs(token="kiosk-42"))
+    cli.send_hello(hello_params(token="kiosk-42"))
     pump(cli, srv, 0.1)
     (ev,) = drain(srv)
     assert isinstance(ev, HelloReceived) and ev.hello.token == "kiosk-42"
@@ -86,7 +86,7 @@ def test_hello_received_then_the_server_decides() -> None:
 def test_incompatible_major_version_is_refused_with_a_reason() -> None:
     srv = WireConnection(Role.SERVER, now=0)
     cli = WireConnection(Role.CLIENT, WireConfig(version=(2, 3)), now=0)
-    cli.send_hello(**hello_kwargs())
+    cli.send_hello(hello_params())
     pump(cli, srv, 0)
     ev = closed(srv)
     assert ev.code == ErrorCode.UNSUPPORTED_VERSION and not ev.by_peer
@@ -116,7 +116,7 @@ def test_anything_before_hello_is_refused() -> None:
 
 def test_client_may_not_send_before_server_hello() -> None:
     cli = WireConnection(Role.CLIENT, now=0)
-    cli.send_hello(**hello_kwargs())
+    cli.send_hello(hello_params())
     with pytest.raises(WireUsageError, match="before the handshake"):
         cli.send(Key(code=30, state=KeyState.PRESSED, time_ms=1))
 
@@ -134,7 +134,7 @@ def test_handshake_timeout() -> None:
 def test_server_frames_that_overtake_server_hello_are_held_not_refused() -> None:
     srv = WireConnection(Role.SERVER, now=0)
     cli = WireConnection(Role.CLIENT, now=0)
-    cli.send_hello(**hello_kwargs())
+    cli.send_hello(hello_params())
     pump(cli, srv, 0)
     drain(srv)
     srv.accept(session_id="s", output_width=64, output_height=48, now=0)
@@ -151,7 +151,7 @@ def test_server_frames_that_overtake_server_hello_are_held_not_refused() -> None
 
 def test_server_hello_confirming_capabilities_never_offered_is_a_violation() -> None:
     cli = WireConnection(Role.CLIENT, WireConfig(capabilities=frozenset({"display"})), now=0)
-    cli.send_hello(**hello_kwargs())
+    cli.send_hello(hello_params())
     cli.data_to_send()
     from wayray.wire import ServerHello
 
@@ -323,8 +323,21 @@ def test_a_silent_peer_is_noticed_within_the_idle_timeout() -> None:
         srv.data_to_send()  # the client has vanished: nobody reads, nobody answers
         assert now < 10
     ev = closed(srv)
-    assert ev.code == ErrorCode.IDLE_TIMEOUT and "nothing heard from the client" in ev.reason
+    assert ev.code == ErrorCode.IDLE_TIMEOUT and "the client answered no Ping for 3.0 s" in ev.reason
     assert 3 <= now < 4
+
+
+def test_a_peer_that_sends_but_never_reads_is_noticed_too() -> None:
+    srv, cli = connected_pair(WireConfig(ping_interval=1, idle_timeout=3))
+    now = 0.0
+    while srv.established:
+        now += 0.25
+        srv.handle_timer(now)
+        srv.data_to_send()  # lost on a client that does not read
+        cli.send(Key(code=30, state=KeyState.PRESSED, time_ms=int(now * 1000)))
+        pump(cli, srv, now)  # ... though it keeps typing
+        assert now < 10
+    assert closed(srv).code == ErrorCode.IDLE_TIMEOUT
 
 
 # --- bounded queues -------------------------------------------------------------------------------

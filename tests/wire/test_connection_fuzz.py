@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.wire.strategies import any_message
-from tests.wire.wirepair import connected_pair, drain, hello_kwargs
+from tests.wire.wirepair import connected_pair, drain, hello_params
 from wayray.wire import (
     ConnectionClosed,
     ErrorCode,
@@ -34,7 +34,7 @@ def fresh(kind: str) -> WireConnection:
         return WireConnection(Role.SERVER, now=0)
     if kind == "client-hello-sent":
         c = WireConnection(Role.CLIENT, now=0)
-        c.send_hello(**hello_kwargs())
+        c.send_hello(hello_params())
         c.data_to_send()
         return c
     srv, cli = connected_pair(WireConfig(frame_window=3), WireConfig())

@@ -6,6 +6,7 @@ from typing import Any
 
 from wayray.wire import (
     HandshakeCompleted,
+    HelloParams,
     HelloReceived,
     Role,
     TokenKind,
@@ -31,7 +32,7 @@ def drain(conn: WireConnection) -> list[WireEvent]:
     return out
 
 
-def hello_kwargs(**changes: Any) -> dict[str, Any]:
+def hello_params(**changes: Any) -> HelloParams:
     kw: dict[str, Any] = dict(
         token="badge-0123456789abcdef",
         token_kind=TokenKind.BADGE,
@@ -40,7 +41,7 @@ def hello_kwargs(**changes: Any) -> dict[str, Any]:
         keymap="xkb_keymap { };",
     )
     kw.update(changes)
-    return kw
+    return HelloParams(**kw)
 
 
 def connected_pair(
@@ -48,7 +49,7 @@ def connected_pair(
 ) -> tuple[WireConnection, WireConnection]:
     srv = WireConnection(Role.SERVER, server, now=now)
     cli = WireConnection(Role.CLIENT, client, now=now)
-    cli.send_hello(**hello_kwargs())
+    cli.send_hello(hello_params())
     pump(cli, srv, now)
     (ev,) = drain(srv)
     assert isinstance(ev, HelloReceived), ev

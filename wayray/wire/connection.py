@@ -86,8 +86,8 @@ class WireConfig:
     frame_window: int = 4
     #: A Ping goes out this often once the connection is established.
     ping_interval: float = 1.0
-    #: Close with IDLE_TIMEOUT when nothing at all was received for this long.
-    idle_timeout: float = 5.0
+    #: Close with IDLE_TIMEOUT when the peer answered no Ping for this long.
+    idle_timeout: float = 6.0
     #: Close with HANDSHAKE_TIMEOUT when Hello/ServerHello did not complete in this time.
     handshake_timeout: float = 10.0
     #: Most bytes queued per channel, not counting FrameUpdates (bounded by the window instead).
@@ -136,7 +136,8 @@ class WireConnection:
         self._decoders: dict[m.Channel, FrameDecoder] = {}
         self._queues: dict[m.Channel, _Queue] = {ch: _Queue() for ch in m.Channel}
         self._created = now
-        self._last_received = now
+        #: When the peer last proved it is alive and reading: its Pong, or the handshake.
+        self._last_pong = now
         self._next_ping: float | None = None
         self._ping_nonce = 0
         self._pings_out: dict[int, float] = {}
@@ -151,18 +152,7 @@ class WireConnection:
 
     # --- handshake ---------------------------------------------------------------------------------
 
-    def send_hello(
-        self,
-        *,
-        token: str,
-        token_kind: m.TokenKind,
-        screen_width: int,
-        screen_height: int,
-        scale_120: int = m.SCALE_ONE,
-        keymap: str = "",
-        client_name: str = "wrclient",
-        client_version: str = "",
-    ) -> m.Hello:
+    def send_hello(self, params: m.HelloParams) -> m.Hello:
         """Client: start the handshake. Nothing else can be sent until ServerHello arrives."""
         if self.role is not Role.CLIENT or self.state is not State.START:
             raise WireUsageError(
@@ -171,15 +161,15 @@ class WireConnection:
         hello = m.Hello(
             version_major=self.config.version[0],
             version_minor=self.config.version[1],
-            token=token,
-            token_kind=token_kind,
+            token=params.token,
+            token_kind=params.token_kind,
             capabilities=frozenset(self.config.capabilities),
-            screen_width=screen_width,
-            screen_height=screen_height,
-            scale_120=scale_120,
-            keymap=keymap,
-            client_name=client_name,
-            client_version=client_version,
+            screen_width=params.screen_width,
+            screen_height=params.screen_height,
+            scale_120=params.scale_120,
+            keymap=params.keymap,
+            client_name=params.client_name,
+            client_version=params.client_version,
         )
         frame = encode_message(hello)
         self.hello = hello
@@ -227,6 +217,7 @@ class WireConnection:
 
     def _establish(self, now: float) -> None:
         self.state = State.ESTABLISHED
+        self._last_pong = now
         self._next_ping = now + self.config.ping_interval
 
     # --- receiving ---------------------------------------------------------------------------------
@@ -237,8 +228,6 @@ class WireConnection:
         """Bytes that arrived on ``channel`` (``end``: the peer finished that channel's stream)."""
         if self.state is State.CLOSED:
             return
-        if data:
-            self._last_received = now
         try:
             ch = self._receiving_channel(channel)
             if (
@@ -252,10 +241,10 @@ class WireConnection:
                 return
             self._feed(ch, data, end, now)
         except ProtocolError as err:
-            self._fail(err.code, err.reason)
+            self.fail(err.code, err.reason)
         except Exception as err:  # a bug here must cost one connection, never the process
             log.exception("internal error handling data on channel %s", channel)
-            self._fail(ErrorCode.INTERNAL_ERROR, f"internal error: {type(err).__name__}")
+            self.fail(ErrorCode.INTERNAL_ERROR, f"internal error: {type(err).__name__}")
 
     def _feed(self, ch: m.Channel, data: bytes | bytearray | memoryview, end: bool, now: float) -> None:
         decoder = self._decoders.get(ch)
@@ -331,12 +320,13 @@ class WireConnection:
             sent = self._pings_out.pop(message.nonce, None)
             if sent is not None:
                 self.rtt = now - sent
+                self._last_pong = now
             return
         if isinstance(message, d.FrameUpdate):
             self._frame_received(message.seq)
         elif isinstance(message, m.FrameAck):
             self._ack_received(message.seq)
-        self._events.append(MessageReceived(ch, message))
+        self._events.append(MessageReceived(ch, message, len(body)))
 
     def _handle_handshake_frame(self, spec: MessageSpec, body: bytes, now: float) -> None:
         if self.role is Role.SERVER:
@@ -537,7 +527,7 @@ class WireConnection:
             q.total_bytes -= len(old)
             q.limited_bytes -= len(old)
         elif limited and spec is not CLOSE and q.limited_bytes + len(frame) > self.config.send_queue_limit:
-            self._fail(
+            self.fail(
                 ErrorCode.SEND_BUFFER_FULL,
                 f"the {self.role.peer} is not reading: {q.limited_bytes} bytes queued on the "
                 f"{spec.channel.name} channel (limit {self.config.send_queue_limit})",
@@ -588,7 +578,7 @@ class WireConnection:
         if self.state is not State.ESTABLISHED:
             return self._created + self.config.handshake_timeout
         assert self._next_ping is not None
-        return min(self._next_ping, self._last_received + self.config.idle_timeout)
+        return min(self._next_ping, self._last_pong + self.config.idle_timeout)
 
     def handle_timer(self, now: float) -> None:
         if self.state is State.CLOSED:
@@ -598,15 +588,15 @@ class WireConnection:
                 waiting = "ServerHello from the server" if self.role is Role.CLIENT else "the handshake"
                 if self.role is Role.SERVER and self.state is State.START:
                     waiting = "Hello from the client"
-                self._fail(
+                self.fail(
                     ErrorCode.HANDSHAKE_TIMEOUT, f"no {waiting} within {self.config.handshake_timeout:g} s"
                 )
             return
-        if now >= self._last_received + self.config.idle_timeout:
-            self._fail(
+        if now >= self._last_pong + self.config.idle_timeout:
+            self.fail(
                 ErrorCode.IDLE_TIMEOUT,
-                f"nothing heard from the {self.role.peer} for {now - self._last_received:.1f} s "
-                f"(idle timeout {self.config.idle_timeout:g} s)",
+                f"the {self.role.peer} answered no Ping for {now - self._last_pong:.1f} s "
+                f"(idle timeout {self.config.idle_timeout:g} s): it vanished or does not read",
             )
             return
         assert self._next_ping is not None
@@ -635,7 +625,9 @@ class WireConnection:
         if self.state is not State.CLOSED:
             self._set_closed(ConnectionClosed(int(code), reason, by_peer=True))
 
-    def _fail(self, code: ErrorCode, reason: str) -> None:
+    def fail(self, code: ErrorCode, reason: str) -> None:
+        """Close because the peer broke the rules (also for transports that detect it): everything
+        queued is dropped and only the Close goes out."""
         if self.state is State.CLOSED:
             return
         log.debug("%s closing: %s: %s", self.role, code.name, reason)

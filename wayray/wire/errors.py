@@ -32,7 +32,7 @@ class ErrorCode(enum.IntEnum):
     CAPABILITY_NOT_NEGOTIATED = 0x07
     #: The frame credit window was overrun, or an acknowledgement names a frame never sent.
     FLOW_CONTROL_ERROR = 0x08
-    #: Nothing was heard from the peer for the idle timeout.
+    #: The peer answered no Ping for the idle timeout (it vanished, or it does not read).
     IDLE_TIMEOUT = 0x09
     #: The handshake (``Hello`` / ``ServerHello``) did not finish in time.
     HANDSHAKE_TIMEOUT = 0x0A
@@ -40,6 +40,8 @@ class ErrorCode(enum.IntEnum):
     SEND_BUFFER_FULL = 0x0B
     #: A stream names a channel number this protocol does not define.
     UNKNOWN_CHANNEL = 0x0C
+    #: This side's application did not keep up: more received messages waited than the limit allows.
+    RECEIVE_BUFFER_FULL = 0x0D
     #: The peer's token was refused (unknown badge, revoked, malformed).
     TOKEN_REJECTED = 0x100
     #: The session is now shown on another viewer (the badge was used elsewhere).

@@ -36,6 +36,8 @@ class MessageReceived:
 
     channel: Channel
     message: Any
+    #: The size of the message's body on the wire, in bytes.
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

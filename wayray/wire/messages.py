@@ -137,6 +137,27 @@ class SessionEventKind(enum.IntEnum):
     ENDED = 5
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class HelloParams:
+    """What a viewer says about itself in its Hello (version and capabilities come from its config)."""
+
+    token: str
+    token_kind: TokenKind
+    screen_width: int
+    screen_height: int
+    scale_120: int = SCALE_ONE
+    keymap: str = ""
+    client_name: str = "wrclient"
+    client_version: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"HelloParams(token={redact(self.token)}, token_kind={self.token_kind.name}, "
+            f"screen={self.screen_width}x{self.screen_height}@{self.scale_120}/120, "
+            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version})"
+        )
+
+
 # --- control channel ------------------------------------------------------------------------------
 
 
