@@ -1,4 +1,4 @@
-"""A WayRay peer in its own process, for tests that kill one side: ``python -m tests.transport.peer_process``.
+"""A WayRay peer in its own process, for tests that kill one side (``-m tests.transport.peer_process``).
 
 server <state_dir>            serve on 127.0.0.1 (echo Key → ClipboardText); print "LISTENING <port>"
 client <port> <known_hosts>   connect, print "CONNECTED <session id>", then read until closed
