@@ -200,3 +200,16 @@ def test_unknown_message_numbers_are_refused() -> None:
     assert info.value.code is ErrorCode.UNKNOWN_MESSAGE
     with pytest.raises(ProtocolError):
         lookup(Channel.CONTROL, 0)  # 0 is never a message
+
+
+def test_long_clipboard_text_is_truncated_at_a_character_boundary() -> None:
+    from wayray.wire import ClipboardText, Selection
+    from wayray.wire.messages import MAX_CLIPBOARD_BYTES
+
+    text = "é" * MAX_CLIPBOARD_BYTES  # 2 bytes each: twice the limit
+    clip = ClipboardText.truncated(Selection.CLIPBOARD, text)
+    assert len(clip.text.encode()) == MAX_CLIPBOARD_BYTES and set(clip.text) == {"é"}
+    assert decode_body(spec_of(clip), encode_body(clip)) == clip
+    odd = ClipboardText.truncated(Selection.CLIPBOARD, "a" + "é" * MAX_CLIPBOARD_BYTES)
+    assert len(odd.text.encode()) == MAX_CLIPBOARD_BYTES - 1  # no half character
+    assert ClipboardText.truncated(Selection.PRIMARY, "short").text == "short"

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0
 
+#: Most clipboard text in one ClipboardText, in UTF-8 bytes (senders truncate: ClipboardText.truncated).
+MAX_CLIPBOARD_BYTES = 1024 * 1024
+
 #: Scale factors are sent in 120ths, as Wayland's fractional-scale protocol does: 120 = 1.0, 180 = 1.5.
 SCALE_ONE = 120
 
@@ -260,6 +263,14 @@ class ClipboardText:
 
     selection: Selection
     text: str
+
+    @classmethod
+    def truncated(cls, selection: Selection, text: str) -> ClipboardText:
+        """A ClipboardText for ``text``, cut at a character boundary to the 1 MiB limit if longer."""
+        raw = text.encode("utf-8", "replace")
+        if len(raw) > MAX_CLIPBOARD_BYTES:
+            text = raw[:MAX_CLIPBOARD_BYTES].decode("utf-8", "ignore")
+        return cls(selection=selection, text=text)
 
     def __repr__(self) -> str:  # clipboards hold passwords too: no content in logs
         return f"ClipboardText(selection={self.selection.name}, text=<{len(self.text)} chars>)"
