@@ -345,3 +345,22 @@ async def test_latest_wins_cursor_positions(identity: ServerIdentity, tmp_path: 
 
 
 _ = FAST_WIRE
+
+
+@run
+async def test_ipv6_and_dual_stack(identity: ServerIdentity, tmp_path: Path) -> None:
+    async def handle(conn: ServerConnection) -> None:
+        conn.accept(session_id=conn.peer_address, output_width=1, output_height=1)
+        await conn.wait_closed()
+
+    server = await start(identity, handle, host="::")
+    try:
+        v6 = await connect("::1", server.port, client_settings(tmp_path), hello())
+        v4 = await connect("127.0.0.1", server.port, client_settings(tmp_path), hello())
+        assert v6.server_hello is not None and v6.server_hello.session_id.startswith("[::1]:")
+        assert v4.server_hello is not None and v4.server_hello.session_id.startswith("127.0.0.1:")
+        assert f"[::1]:{server.port} {identity.fingerprint}" in (tmp_path / "known_hosts").read_text()
+        await v6.aclose()
+        await v4.aclose()
+    finally:
+        await server.close()

@@ -429,3 +429,11 @@ def test_input_reaches_the_server_in_order() -> None:
         cli.send(k)
     pump(cli, srv, 0)
     assert [e.message for e in drain(srv)] == keys
+
+
+def test_one_message_larger_than_the_queue_limit_still_goes_when_nothing_waits() -> None:
+    srv, cli = connected_pair(WireConfig(send_queue_limit=1000))
+    srv.send(ClipboardText(selection=Selection.CLIPBOARD, text="y" * 5000))
+    assert srv.established
+    srv.send(ClipboardText(selection=Selection.CLIPBOARD, text="z"))  # now the peer is behind
+    assert closed(srv).code == ErrorCode.SEND_BUFFER_FULL

@@ -124,7 +124,7 @@ async def connect(host: str, port: int, settings: ClientSettings, hello: HelloPa
     except OSError as err:
         raise ConnectError(f"cannot resolve {host}: {err.strerror or err}") from None
     family, _, _, _, sockaddr = infos[0]
-    addr: Any = sockaddr  # (host, port) or, for IPv6, (host, port, flowinfo, scope_id)
+    addr: Any = sockaddr  # (host, port), or for IPv6 (host, port, flowinfo, scope_id)
 
     config = settings.quic.configuration(is_client=True)
     # Identity is the pinned fingerprint, checked in tls_handshake_completed: no CA, no hostname.
@@ -137,8 +137,9 @@ async def connect(host: str, port: int, settings: ClientSettings, hello: HelloPa
     def factory() -> _ClientProtocol:
         return _ClientProtocol(quic, settings=settings, host=host, port=port, hello=hello)
 
-    transport, protocol = await loop.create_datagram_endpoint(factory, family=family, remote_addr=addr)
-    protocol.connect(addr)
+    # A connected socket: only the server's datagrams reach us, and ICMP "port unreachable" does.
+    transport, protocol = await loop.create_datagram_endpoint(factory, family=family, remote_addr=addr[:2])
+    protocol.connect(transport.get_extra_info("peername"))  # the exact form asyncio's sendto accepts
     try:
         await asyncio.wait_for(asyncio.shield(protocol.established), settings.connect_timeout)
     except TimeoutError:

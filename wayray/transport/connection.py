@@ -53,6 +53,26 @@ DEFAULT_PORT = 4433
 #: message on the control stream carries up to 1 KiB).
 QUIC_REASON_LIMIT = 200
 
+#: Closes an operator should look at (a broken or hostile peer, a bug); the others are daily life
+#: (a viewer detaching or vanishing, a session moving, a refused token).
+_WORTH_A_WARNING = frozenset(
+    {
+        ErrorCode.PROTOCOL_VIOLATION,
+        ErrorCode.MALFORMED_MESSAGE,
+        ErrorCode.FRAME_TOO_LARGE,
+        ErrorCode.UNKNOWN_MESSAGE,
+        ErrorCode.UNEXPECTED_MESSAGE,
+        ErrorCode.CAPABILITY_NOT_NEGOTIATED,
+        ErrorCode.FLOW_CONTROL_ERROR,
+        ErrorCode.UNKNOWN_CHANNEL,
+        ErrorCode.SEND_BUFFER_FULL,
+        ErrorCode.RECEIVE_BUFFER_FULL,
+        ErrorCode.CLIENT_CERTIFICATE_REJECTED,
+        ErrorCode.SERVER_IDENTITY_REJECTED,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
+
 
 @dataclass(frozen=True)
 class QuicSettings:
@@ -241,11 +261,7 @@ class WireProtocol(QuicConnectionProtocol):
             )
 
     def _wire_closed(self, event: ConnectionClosed) -> None:
-        level = (
-            logging.INFO
-            if event.code in (ErrorCode.NO_ERROR, ErrorCode.SERVER_SHUTDOWN)
-            else logging.WARNING
-        )
+        level = logging.WARNING if event.code in _WORTH_A_WARNING else logging.INFO
         log.log(level, "%s: connection closed: %s", self.peer_address, event.describe())
         if not self.quic_terminated:
             # The Close message goes out first (it may be lost; CONNECTION_CLOSE says the same).

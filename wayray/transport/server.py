@@ -37,7 +37,7 @@ from wayray.transport.connection import DEFAULT_PORT, Connection, QuicSettings, 
 from wayray.transport.errors import TransportError
 from wayray.transport.identity import ServerIdentity
 from wayray.transport.mtls import ClientCA, ClientCertificateRejected
-from wayray.wire import SCALE_ONE, ErrorCode, HelloReceived, Role, ServerHello, WireConfig
+from wayray.wire import SCALE_ONE, ErrorCode, Hello, HelloReceived, Role, ServerHello, WireConfig
 
 log = logging.getLogger("wayray.transport")
 
@@ -68,9 +68,11 @@ class ServerConnection(Connection):
     _p: _ServerProtocol
 
     @property
-    def hello(self) -> Any:
-        """The client's :class:`~wayray.wire.Hello` (the handler is only called once it arrived)."""
-        return self._p.wire.hello
+    def hello(self) -> Hello:
+        """The client's Hello (the handler is only called once it arrived)."""
+        hello = self._p.wire.hello
+        assert hello is not None
+        return hello
 
     @property
     def offered_capabilities(self) -> frozenset[str]:

@@ -100,6 +100,8 @@ class WireConfig:
             raise ValueError(f"frame_window must be 1..65535, not {self.frame_window}")
         if self.ping_interval <= 0 or self.idle_timeout <= self.ping_interval:
             raise ValueError("idle_timeout must be longer than ping_interval, and both positive")
+        if self.handshake_timeout <= 0 or self.send_queue_limit <= 0:
+            raise ValueError("handshake_timeout and send_queue_limit must be positive")
         bad = [c for c in self.capabilities if not _CAPABILITY_NAME.match(c) or len(c) > 32]
         if bad:
             raise ValueError(f"bad capability names {bad}: lower-case letters, digits, '.', '_', '-'")
@@ -526,7 +528,12 @@ class WireConnection:
             q.types.pop()
             q.total_bytes -= len(old)
             q.limited_bytes -= len(old)
-        elif limited and spec is not CLOSE and q.limited_bytes + len(frame) > self.config.send_queue_limit:
+        elif (
+            limited
+            and spec is not CLOSE
+            and q.limited_bytes  # one message larger than the limit still goes out when nothing waits
+            and q.limited_bytes + len(frame) > self.config.send_queue_limit
+        ):
             self.fail(
                 ErrorCode.SEND_BUFFER_FULL,
                 f"the {self.role.peer} is not reading: {q.limited_bytes} bytes queued on the "
