@@ -341,7 +341,11 @@ class Field:
 
 
 class StructOf(WireType):
-    """A frozen dataclass sent as its fields in order. The declared field names must match the class."""
+    """A frozen dataclass sent as its fields in order. The declared field names must match the class.
+
+    Consecutive fixed-width fields (integers, bools, enums, f64) are packed and unpacked with one
+    ``struct.Struct`` call; FrameUpdates with hundreds of regions make this the hot path.
+    """
 
     def __init__(self, cls: type, fields: Iterable[tuple[str, WireType]]) -> None:
         self.cls = cls
@@ -351,29 +355,152 @@ class StructOf(WireType):
         actual = [f.name for f in dataclasses.fields(cls)]
         if declared != actual:
             raise ValueError(f"layout of {cls.__name__} lists {declared}, the class has {actual}")
-        self._names = tuple(declared)
+        self._steps: list[_Run | Field] = []
+        run: list[Field] = []
+        for f in self.fields:
+            if isinstance(f.type, Int | Bool | F64 | EnumOf):
+                run.append(f)
+                continue
+            if run:
+                self._steps.append(_Run(run))
+                run = []
+            self._steps.append(f)
+        if run:
+            self._steps.append(_Run(run))
 
     def encode(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, self.cls):
             raise EncodeError(f"expected a {self.cls.__name__}, got {type(value).__name__}")
-        for f in self.fields:
-            try:
-                f.type.encode(getattr(value, f.name), out)
-            except EncodeError as err:
-                raise EncodeError(f"{self.cls.__name__}.{f.name}: {err}") from None
+        for step in self._steps:
+            if isinstance(step, _Run):
+                values = [getattr(value, n) for n in step.names]
+                try:
+                    for i, check in step.encode_checks:
+                        check(values[i])
+                    out += step.st.pack(*values)
+                    continue
+                except (EncodeError, struct.error):
+                    fields = step.fields  # find the culprit for a precise message
+            else:
+                fields = (step,)
+            for f in fields:
+                try:
+                    f.type.encode(getattr(value, f.name), out)
+                except EncodeError as err:
+                    raise EncodeError(f"{self.cls.__name__}.{f.name}: {err}") from None
 
     def decode(self, r: Reader) -> Any:
-        values = {}
-        for f in self.fields:
+        values: dict[str, Any] = {}
+        for step in self._steps:
+            if isinstance(step, _Run):
+                raw = r.unpack(step.st)  # short input: the message is malformed
+                for name, v in zip(step.names, raw, strict=True):
+                    values[name] = v
+                for i, convert in step.decode_checks:
+                    name = step.names[i]
+                    try:
+                        values[name] = convert(values[name])
+                    except ProtocolError as err:
+                        raise malformed(f"{self.cls.__name__}.{name}: {err.reason}") from None
+                continue
             try:
-                values[f.name] = f.type.decode(r)
+                values[step.name] = step.type.decode(r)
             except ProtocolError as err:
-                raise malformed(f"{self.cls.__name__}.{f.name}: {err.reason}") from None
+                raise malformed(f"{self.cls.__name__}.{step.name}: {err.reason}") from None
         return self.cls(**values)
 
     @property
     def max_size(self) -> int:
         return sum(f.type.max_size for f in self.fields)
+
+
+class _Run:
+    """Consecutive fixed-width fields: one struct format, plus the checks struct does not make."""
+
+    def __init__(self, fields: list[Field]) -> None:
+        self.fields = tuple(fields)
+        self.names = tuple(f.name for f in fields)
+        fmt = "<"
+        self.encode_checks: list[tuple[int, Any]] = []
+        self.decode_checks: list[tuple[int, Any]] = []
+        for i, f in enumerate(fields):
+            t = f.type
+            if isinstance(t, Int):
+                fmt += t._st.format[1:]
+                if t.minimum is not None:
+                    self.encode_checks.append((i, _encode_check(t)))
+                    self.decode_checks.append((i, _decode_check(t)))
+            elif isinstance(t, EnumOf):
+                fmt += t._int._st.format[1:]
+                self.encode_checks.append((i, _encode_check(t)))
+                self.decode_checks.append((i, _decode_enum(t)))
+            elif isinstance(t, Bool):
+                fmt += "B"
+                self.encode_checks.append((i, _encode_check(t)))
+                self.decode_checks.append((i, _decode_bool))
+            else:
+                fmt += "d"
+                self.encode_checks.append((i, _encode_check(t)))
+                self.decode_checks.append((i, _decode_finite))
+        self.st = struct.Struct(fmt)
+
+
+def _encode_check(t: WireType) -> Any:
+    def check(v: Any) -> None:
+        t.encode(v, bytearray())  # raises EncodeError; the bytes are thrown away
+
+    if isinstance(t, EnumOf):
+        cls = t.cls
+
+        def check_enum(v: Any) -> None:
+            if not isinstance(v, cls):
+                raise EncodeError(f"expected a {cls.__name__}, got {v!r}")
+
+        return check_enum
+    if isinstance(t, Bool):
+
+        def check_bool(v: Any) -> None:
+            if not isinstance(v, bool):
+                raise EncodeError(f"expected a bool, got {type(v).__name__}")
+
+        return check_bool
+    return check
+
+
+def _decode_check(t: Int) -> Any:
+    minimum = t.minimum
+    assert minimum is not None
+
+    def check(v: int) -> int:
+        if v < minimum:
+            raise malformed(f"{v} is below the minimum {minimum}")
+        return v
+
+    return check
+
+
+def _decode_enum(t: EnumOf) -> Any:
+    cls = t.cls
+
+    def convert(v: int) -> enum.IntEnum:
+        try:
+            return cls(v)
+        except ValueError:
+            raise malformed(f"{v} is not a {cls.__name__}") from None
+
+    return convert
+
+
+def _decode_bool(v: int) -> bool:
+    if v > 1:
+        raise malformed(f"bool byte is {v}, must be 0 or 1")
+    return v == 1
+
+
+def _decode_finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise malformed(f"{v} is not a finite number")
+    return v
 
 
 U8 = Int("u", 8)
