@@ -327,3 +327,46 @@ async def test_a_viewer_that_does_not_ack_gets_no_more_frames(
 
 
 _ = WireServer
+
+
+@run
+async def test_a_peer_refusing_or_resetting_streams_is_closed_cleanly(
+    identity: ServerIdentity, tmp_path: Path
+) -> None:
+    async def handle(conn: ServerConnection) -> None:
+        conn.accept(session_id="s", output_width=64, output_height=48)
+        region = Region(0, 0, 1, 1, RegionEncoding.FILL, b"\0\0\0\0")
+        conn.send(FrameUpdate(seq=1, width=64, height=48, keyframe=True, regions=(region,), checksum=0))
+        await conn.wait_closed()
+
+    server = await start(identity, handle)
+    try:
+        healthy = await connect(
+            "127.0.0.1", server.port, client_settings(tmp_path), hello(token="healthy-viewer-1")
+        )
+        for how in ("stop display", "stop control", "reset control"):
+            c = await connect(
+                "127.0.0.1", server.port, client_settings(tmp_path), hello(token="rude-viewer-0000")
+            )
+            await within(c.receive())  # the frame: the server's display stream exists now
+            p: Any = c._p
+            if how == "reset control":
+                p._quic.reset_stream(p._send_streams[Channel.CONTROL], 7)
+            else:
+                (sid,) = [
+                    s for s, ch in p._recv_streams.items() if ch == (1 if how == "stop display" else 0)
+                ]
+                p._quic.stop_stream(sid, 7)
+            p.transmit()
+            event = await within(c.wait_closed())
+            assert event.code == ErrorCode.PROTOCOL_VIOLATION, (how, event)
+        await round_trip_clipboard_free(healthy)
+        await healthy.aclose()
+    finally:
+        await server.close()
+
+
+async def round_trip_clipboard_free(conn: ClientConnection) -> None:
+    """The healthy viewer still gets pongs: its connection stays established."""
+    await asyncio.sleep(0.5)
+    assert not conn.closed and conn.rtt is not None

@@ -131,6 +131,7 @@ class WireProtocol(QuicConnectionProtocol):
         self.tls_ok = False
         self.quic_terminated = False
         self._send_streams: dict[Channel, int] = {}
+        self._refused_streams: set[int] = set()
         self._recv_streams: dict[int, int | None] = {}
         self._inbox: deque[tuple[Any, int]] = deque()
         self._inbox_bytes = 0
@@ -170,6 +171,9 @@ class WireProtocol(QuicConnectionProtocol):
                 self._stream_data(event)
             elif isinstance(event, qe.StreamReset):
                 self.wire.fail(ErrorCode.PROTOCOL_VIOLATION, f"the peer reset its stream {event.stream_id}")
+            elif isinstance(event, qe.StopSendingReceived):  # aioquic has reset our stream already
+                self._refused_streams.add(event.stream_id)
+                self.wire.fail(ErrorCode.PROTOCOL_VIOLATION, f"the peer refused stream {event.stream_id}")
             elif isinstance(event, qe.ConnectionTerminated):
                 self._quic_terminated(event)
         except Exception:  # one connection's bug must not reach aioquic's caller (the server's loop)
@@ -228,7 +232,13 @@ class WireProtocol(QuicConnectionProtocol):
         while (event := self.wire.next_event()) is not None:
             self._wire_event(event)
         if not self.wire.closed:
-            self._pump()
+            try:
+                self._pump()
+            except (ValueError, RuntimeError) as err:  # aioquic refusing a write: end this connection only
+                log.exception("%s: cannot write to QUIC", self.peer_address)
+                self.wire.fail(ErrorCode.INTERNAL_ERROR, f"cannot write to QUIC: {err}")
+                while (event := self.wire.next_event()) is not None:
+                    self._wire_event(event)
         self._arm_wire_timer()
 
     def _wire_event(self, event: WireEvent) -> None:
@@ -265,7 +275,10 @@ class WireProtocol(QuicConnectionProtocol):
         log.log(level, "%s: connection closed: %s", self.peer_address, event.describe())
         if not self.quic_terminated:
             # The Close message goes out first (it may be lost; CONNECTION_CLOSE says the same).
-            self._pump(unlimited=True)
+            try:
+                self._pump(unlimited=True)
+            except (ValueError, RuntimeError):
+                pass  # the QUIC close below carries the same code and reason
             self.transmit()
             reason = event.reason.encode("utf-8")[:QUIC_REASON_LIMIT].decode("utf-8", "ignore")
             self._quic.close(error_code=int(event.code), reason_phrase=reason)
@@ -292,11 +305,15 @@ class WireProtocol(QuicConnectionProtocol):
                     used = 0 if sid is None else private.unacked_stream_bytes(self._quic, sid)
                     budget[ch] = self.settings.send_high_water - used
         for ch, data in self.wire.data_to_send(budget):
+            if self.quic_terminated:
+                return
             sid = self._send_streams.get(ch)
             if sid is None:
                 sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
                 self._send_streams[ch] = sid
                 data = bytes([ch]) + data
+            elif sid in self._refused_streams:  # reset by aioquic: writing would raise
+                continue
             self._quic.send_stream_data(sid, data)
 
     def schedule_flush(self) -> None:
