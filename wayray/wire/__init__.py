@@ -16,6 +16,7 @@ Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
 """
 
 from wayray.wire.connection import State, WireConfig, WireConnection
+from wayray.wire.credit import CreditError, FrameCredit
 from wayray.wire.display import CursorImage, CursorPosition, FrameUpdate, Region, RegionEncoding
 from wayray.wire.errors import EncodeError, ErrorCode, ProtocolError, WireUsageError
 from wayray.wire.events import (
@@ -80,12 +81,14 @@ __all__ = [
     "ClipboardText",
     "Close",
     "ConnectionClosed",
+    "CreditError",
     "CursorImage",
     "CursorPosition",
     "EncodeError",
     "ErrorCode",
     "Frame",
     "FrameAck",
+    "FrameCredit",
     "FrameDecoder",
     "FrameUpdate",
     "HandshakeCompleted",

@@ -27,6 +27,7 @@ from typing import Any
 
 from wayray.wire import display as d
 from wayray.wire import messages as m
+from wayray.wire.credit import CreditError, FrameCredit, SeqOrderError
 from wayray.wire.errors import ErrorCode, ProtocolError, WireUsageError
 from wayray.wire.events import (
     ConnectionClosed,
@@ -143,11 +144,9 @@ class WireConnection:
         self._next_ping: float | None = None
         self._ping_nonce = 0
         self._pings_out: dict[int, float] = {}
-        # Frame flow control. Server: seqs sent, not acked. Client: seqs received, not acked.
-        self._frame_window = self.config.frame_window if role is Role.SERVER else 0
-        self._unacked: deque[int] = deque()
-        self._last_frame_seq: int | None = None
-        self._last_ack: int | None = None
+        # Frame flow control. Server: frames sent, not acked. Client: frames received, not acked
+        # (its window comes with the ServerHello).
+        self.credit = FrameCredit(self.config.frame_window)
         # Client: bytes on other channels that overtook the ServerHello.
         self._held: dict[m.Channel, bytearray] = {}
         self._held_end: set[m.Channel] = set()
@@ -206,7 +205,7 @@ class WireConnection:
             output_scale_120=output_scale_120,
             resumed=resumed,
             keyframe_follows=keyframe_follows,
-            frame_window=self._frame_window,
+            frame_window=self.credit.window,
             server_name=server_name,
             server_version=server_version,
         )
@@ -378,7 +377,7 @@ class WireConnection:
         self.server_hello = sh
         self.version = (sh.version_major, sh.version_minor)
         self.capabilities = sh.capabilities
-        self._frame_window = sh.frame_window
+        self.credit.reset(sh.frame_window)
         self._establish(now)
         self._events.append(HandshakeCompleted(self.hello, sh))
         self._release_held(now)
@@ -393,32 +392,18 @@ class WireConnection:
             )
 
     def _frame_received(self, seq: int) -> None:
-        if self._last_frame_seq is not None and seq <= self._last_frame_seq:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION,
-                f"FrameUpdate seq {seq} does not follow seq {self._last_frame_seq}",
-            )
-        self._last_frame_seq = seq
-        self._unacked.append(seq)
-        if len(self._unacked) > self._frame_window:
-            raise ProtocolError(
-                ErrorCode.FLOW_CONTROL_ERROR,
-                f"{len(self._unacked)} FrameUpdates unacknowledged, the window is {self._frame_window}",
-            )
+        try:
+            self.credit.sent(seq)
+        except SeqOrderError as err:
+            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, str(err)) from None
+        except CreditError as err:
+            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, str(err)) from None
 
     def _ack_received(self, seq: int) -> None:
-        if self._last_frame_seq is None or seq > self._last_frame_seq:
-            raise ProtocolError(
-                ErrorCode.FLOW_CONTROL_ERROR,
-                f"FrameAck for seq {seq}, but the last FrameUpdate sent was {self._last_frame_seq}",
-            )
-        if self._last_ack is not None and seq < self._last_ack:
-            raise ProtocolError(
-                ErrorCode.FLOW_CONTROL_ERROR, f"FrameAck seq {seq} goes back from {self._last_ack}"
-            )
-        self._last_ack = seq
-        while self._unacked and self._unacked[0] <= seq:
-            self._unacked.popleft()
+        try:
+            self.credit.acked(seq)
+        except CreditError as err:
+            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, str(err)) from None
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -435,14 +420,14 @@ class WireConnection:
         """Server: how many more FrameUpdates may be sent now. Client: how many the server may still send."""
         if self.state is not State.ESTABLISHED:
             return 0
-        return max(0, self._frame_window - len(self._unacked))
+        return self.credit.available
 
     def can_send_frame(self) -> bool:
         return self.role is Role.SERVER and self.frame_credit > 0
 
     @property
     def unacked_frames(self) -> tuple[int, ...]:
-        return tuple(self._unacked)
+        return self.credit.unacked
 
     def send(self, message: Any) -> None:
         """Queue a message. Raises WireUsageError for local mistakes (wrong side, no credit, before
@@ -496,26 +481,16 @@ class WireConnection:
             raise WireUsageError(f"{spec.name} needs the '{spec.capability}' capability, not negotiated")
 
     def _frame_sent(self, seq: int) -> None:
-        if self.frame_credit <= 0:
-            raise WireUsageError(
-                f"no frame credit: {len(self._unacked)} FrameUpdates unacknowledged "
-                f"(window {self._frame_window})"
-            )
-        if self._last_frame_seq is not None and seq <= self._last_frame_seq:
-            raise WireUsageError(
-                f"FrameUpdate seq {seq} must be greater than the last one sent ({self._last_frame_seq})"
-            )
-        self._last_frame_seq = seq
-        self._unacked.append(seq)
+        try:
+            self.credit.sent(seq)
+        except CreditError as err:
+            raise WireUsageError(f"cannot send this FrameUpdate: {err}") from None
 
     def _ack_sent(self, seq: int) -> None:
-        if self._last_frame_seq is None or seq > self._last_frame_seq:
-            raise WireUsageError(f"FrameAck for seq {seq}, never received (last {self._last_frame_seq})")
-        if self._last_ack is not None and seq < self._last_ack:
-            raise WireUsageError(f"FrameAck seq {seq} goes back from {self._last_ack}")
-        self._last_ack = seq
-        while self._unacked and self._unacked[0] <= seq:
-            self._unacked.popleft()
+        try:
+            self.credit.acked(seq)
+        except CreditError as err:
+            raise WireUsageError(f"cannot send this FrameAck: {err}") from None
 
     def _enqueue_message(self, message: Any) -> None:
         self._enqueue(spec_of(message), encode_message(message))
