@@ -364,3 +364,27 @@ async def test_ipv6_and_dual_stack(identity: ServerIdentity, tmp_path: Path) -> 
         await v4.aclose()
     finally:
         await server.close()
+
+
+def test_the_token_never_reaches_the_logs(
+    identity: ServerIdentity, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "badge-SECRET-9f8e7d6c5b4a"
+
+    async def scenario() -> None:
+        async def handle(conn: ServerConnection) -> None:
+            assert conn.hello.token == secret
+            conn.close(ErrorCode.TOKEN_REJECTED, "unknown badge")
+
+        server = await start(identity, handle)
+        try:
+            with pytest.raises(ConnectionClosedError):
+                await connect("127.0.0.1", server.port, client_settings(tmp_path), hello(token=secret))
+        finally:
+            await server.close()
+
+    with caplog.at_level("DEBUG"):
+        asyncio.run(scenario())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "badg…<25 chars>" in text  # the redacted form is there
+    assert "SECRET" not in text
