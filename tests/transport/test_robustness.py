@@ -370,3 +370,25 @@ async def round_trip_clipboard_free(conn: ClientConnection) -> None:
     """The healthy viewer still gets pongs: its connection stays established."""
     await asyncio.sleep(0.5)
     assert not conn.closed and conn.rtt is not None
+
+
+@run
+async def test_an_application_that_does_not_keep_up_is_bounded_too(
+    identity: ServerIdentity, tmp_path: Path
+) -> None:
+    async def handle(conn: ServerConnection) -> None:
+        conn.accept(session_id="s", output_width=1, output_height=1)
+        await conn.wait_closed()  # never reads what the viewer sends
+
+    server = await start(identity, handle, quic=QuicSettings(receive_queue_limit=64 * 1024))
+    try:
+        conn = await connect("127.0.0.1", server.port, client_settings(tmp_path), hello())
+        for _ in range(200):
+            if conn.closed:
+                break
+            conn.send(ClipboardText(selection=Selection.CLIPBOARD, text="c" * 1000))
+            await asyncio.sleep(0.001)
+        event = await within(conn.wait_closed())
+        assert event.code == ErrorCode.RECEIVE_BUFFER_FULL and "not keeping up" in event.reason
+    finally:
+        await server.close()

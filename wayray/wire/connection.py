@@ -58,9 +58,9 @@ log = logging.getLogger("wayray.wire")
 _VERSION = struct.Struct("<HH")
 _SEQ = struct.Struct("<Q")
 _CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
-#: Order in which queued data leaves: control first, input before display (input latency matters most).
 #: Client: most bytes held from other channels while the ServerHello is still on its way.
 _HOLD_LIMIT = 65 * MiB
+#: Order in which queued data leaves: control first, input before display (input latency matters most).
 _SEND_ORDER = (m.Channel.CONTROL, m.Channel.INPUT, m.Channel.DISPLAY, m.Channel.AUDIO, m.Channel.USB)
 
 
@@ -126,7 +126,7 @@ class WireConnection:
         self.state = State.START
         self.hello: m.Hello | None = None
         self.server_hello: m.ServerHello | None = None
-        #: The capabilities in use: empty until the handshake completes.
+        #: The capabilities in use (server: known from the Hello on; client: from the ServerHello on).
         self.capabilities: frozenset[str] = frozenset()
         #: The protocol version in use, once negotiated.
         self.version: tuple[int, int] | None = None
