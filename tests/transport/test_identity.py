@@ -120,3 +120,15 @@ def test_pinned_fingerprint_mismatch_names_both(tmp_path: Path) -> None:
     with pytest.raises(ServerIdentityError) as info:
         pin.check("h", 1, "sha256:" + "b" * 64)
     assert "a" * 64 in info.value.message and "b" * 64 in info.value.message
+
+
+def test_an_unwritable_known_hosts_file_is_a_clear_error(tmp_path: Path) -> None:
+    # sysfs refuses new files even to root: a place where recording must fail.
+    kh = KnownHosts(Path("/sys/wayray-test-known_hosts"))
+    with pytest.raises(ServerIdentityError, match="cannot record the identity of h:1 in /sys/") as info:
+        kh.check("h", 1, "sha256:" + "a" * 64)
+    assert info.value.hint and "fingerprint" in info.value.hint
+    unreadable = tmp_path / "known_hosts"
+    unreadable.mkdir()  # a directory where the file should be
+    with pytest.raises(ServerIdentityError, match="cannot read the known-hosts file"):
+        KnownHosts(unreadable).check("h", 1, "sha256:" + "a" * 64)

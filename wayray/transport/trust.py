@@ -107,7 +107,13 @@ class KnownHosts:
 
     def _append(self, key: str, fingerprint: str) -> None:
         path = Path(self.path)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(f"{key} {fingerprint}\n")
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(f"{key} {fingerprint}\n")
+        except OSError as err:
+            raise ServerIdentityError(
+                f"cannot record the identity of {key} in {path}: {err.strerror}",
+                hint="make the known-hosts file writable, or configure the server's fingerprint instead",
+            ) from None
