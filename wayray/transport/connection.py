@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events as qe
@@ -156,9 +156,7 @@ class WireProtocol(QuicConnectionProtocol):
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         # As the base class does, plus a pump: acknowledgements free room in the send buffers.
-        self._quic.receive_datagram(
-            data if isinstance(data, bytes) else data.encode(), addr, now=self._loop.time()
-        )
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
         self._process_events()
         self._after_wire()
         self.transmit()
