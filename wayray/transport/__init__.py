@@ -1,1 +1,38 @@
-"""QUIC endpoints (aioquic), TLS identity, server pinning (TOFU or fixed), optional mutual TLS."""
+"""QUIC endpoints (aioquic) for the WayRay wire protocol: TLS identity, server pinning (TOFU or
+fixed), optional mutual TLS, channel streams with bounded buffers, keep-alive.
+
+Server: :class:`WireServer` ``.start(ServerSettings(...), handler)``; the handler gets a
+:class:`ServerConnection` once the client's Hello arrived. Client: :func:`connect` returns a
+:class:`ClientConnection` once the handshake completed. Both are :class:`Connection` objects.
+"""
+
+from wayray.transport.client import ClientConnection, ClientSettings, connect
+from wayray.transport.connection import ALPN, DEFAULT_PORT, Connection, QuicSettings
+from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError, TransportError
+from wayray.transport.identity import ClientCertificate, ServerIdentity, fingerprint, normalize_fingerprint
+from wayray.transport.server import ServerConnection, ServerSettings, WireServer
+from wayray.transport.trust import KnownHosts, PinnedFingerprint, ServerTrust
+
+__all__ = [
+    "ALPN",
+    "DEFAULT_PORT",
+    "ClientCertificate",
+    "ClientConnection",
+    "ClientSettings",
+    "ConnectError",
+    "Connection",
+    "ConnectionClosedError",
+    "KnownHosts",
+    "PinnedFingerprint",
+    "QuicSettings",
+    "ServerConnection",
+    "ServerIdentity",
+    "ServerIdentityError",
+    "ServerSettings",
+    "ServerTrust",
+    "TransportError",
+    "WireServer",
+    "connect",
+    "fingerprint",
+    "normalize_fingerprint",
+]

@@ -1,0 +1,61 @@
+"""Every use of aioquic's private attributes, in one place, each covered by tests/transport.
+
+aioquic 1.7.2 (pinned exactly in pyproject.toml) has no public way to (1) make a server request a
+client certificate, (2) read the peer's certificate, or (3) see how much written stream data is not
+yet acknowledged (its writer never pushes back). If an upgrade breaks one of these, the tests in
+tests/transport/test_aioquic_hooks.py fail; at run time the hooks fail closed (no certificate means
+rejected, unknown buffer state means "full").
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aioquic
+from aioquic.quic.connection import QuicConnection
+from cryptography import x509
+
+log = logging.getLogger("wayray.transport")
+
+TESTED_AIOQUIC = "1.7.2"
+if aioquic.__version__ != TESTED_AIOQUIC:  # pragma: no cover - only with an unpinned install
+    log.warning(
+        "aioquic %s is installed, WayRay's private hooks were tested with %s: mutual TLS and send "
+        "backpressure may not work",
+        aioquic.__version__,
+        TESTED_AIOQUIC,
+    )
+
+
+def request_client_certificate(quic: QuicConnection) -> None:
+    """Make this server connection send a TLS CertificateRequest (before its first packet)."""
+    original = quic._initialize
+
+    def _initialize(peer_cid: bytes) -> None:
+        original(peer_cid)
+        quic.tls._request_client_certificate = True
+
+    quic._initialize = _initialize  # type: ignore[method-assign]
+
+
+def peer_certificate(quic: QuicConnection) -> tuple[x509.Certificate | None, list[x509.Certificate]]:
+    """The certificate the peer proved it holds the key for (TLS CertificateVerify), and its chain."""
+    tls: Any = getattr(quic, "tls", None)
+    if tls is None:
+        return None, []
+    cert = getattr(tls, "_peer_certificate", None)
+    chain = getattr(tls, "_peer_certificate_chain", [])
+    return cert, list(chain)
+
+
+UNKNOWN = 1 << 62
+
+
+def unacked_stream_bytes(quic: QuicConnection, stream_id: int) -> int:
+    """Bytes written to the stream that the peer has not acknowledged yet (aioquic keeps them)."""
+    stream = quic._streams.get(stream_id)
+    if stream is None:
+        return 0
+    buf = getattr(stream.sender, "_buffer", None)
+    return len(buf) if buf is not None else UNKNOWN

@@ -1,0 +1,187 @@
+"""The client endpoint: connect to a server, check its identity, say Hello.
+
+::
+
+    settings = ClientSettings(trust=KnownHosts(Path("~/.config/wayray/known_hosts").expanduser()))
+    hello = HelloParams(token=badge, token_kind=TokenKind.BADGE, screen_width=1920, screen_height=1080,
+                        keymap=xkb_text)
+    conn = await connect("server.example", 4433, settings, hello)
+    try:
+        conn.server_hello                      # session id, output size, resumed, frame window
+        async for message in conn:             # FrameUpdate, CursorImage, ClipboardText, SessionEvent
+            ...
+            conn.send(FrameAck(seq=frame.seq, decode_us=...))
+    finally:
+        await conn.aclose()
+
+The server's certificate is checked against ``trust`` as soon as TLS completes and before anything is
+sent, so a server that fails the check never sees the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioquic.quic.connection import QuicConnection
+
+from wayray.transport import _aioquic_private as private
+from wayray.transport.connection import Connection, QuicSettings, WireProtocol
+from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError
+from wayray.transport.identity import ClientCertificate, fingerprint
+from wayray.transport.trust import ServerTrust, host_key
+from wayray.wire import ErrorCode, HelloParams, HelloReceived, Role, WireConfig
+
+log = logging.getLogger("wayray.transport")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    #: Which server identities to accept: PinnedFingerprint(...) or KnownHosts(path).
+    trust: ServerTrust
+    wire: WireConfig = field(default_factory=WireConfig)
+    quic: QuicSettings = field(default_factory=QuicSettings)
+    #: For servers that require mutual TLS.
+    client_certificate: ClientCertificate | None = None
+    #: Give up when the handshake (QUIC, TLS, Hello/ServerHello) has not finished in this time.
+    connect_timeout: float = 10.0
+
+
+class ClientConnection(Connection):
+    _p: _ClientProtocol
+
+    @property
+    def server_fingerprint(self) -> str | None:
+        """The server's identity (``sha256:...``), checked against the trust settings."""
+        return self._p.server_fingerprint
+
+
+class _ClientProtocol(WireProtocol):
+    role = Role.CLIENT
+
+    def __init__(
+        self, quic: QuicConnection, *, settings: ClientSettings, host: str, port: int, hello: HelloParams
+    ) -> None:
+        self.trust = settings.trust
+        self.host, self.port = host, port
+        self.hello_params = hello
+        self.server_fingerprint: str | None = None
+        self.identity_error: ServerIdentityError | None = None
+        self.refused: OSError | None = None
+        self.transport_closer: asyncio.Task[None] | None = None
+        super().__init__(quic, wire_config=settings.wire, settings=settings.quic)
+
+    def _make_connection(self) -> ClientConnection:
+        return ClientConnection(self)
+
+    @property
+    def peer_address(self) -> str:
+        return host_key(self.host, self.port)
+
+    def tls_handshake_completed(self) -> None:
+        cert, _chain = private.peer_certificate(self._quic)
+        if cert is None:  # cannot happen with TLS 1.3 certificates; fail closed all the same
+            self.wire.fail(ErrorCode.SERVER_IDENTITY_REJECTED, "the server presented no certificate")
+            return
+        fp = fingerprint(cert)
+        try:
+            self.trust.check(self.host, self.port, fp)
+        except ServerIdentityError as err:
+            self.identity_error = err
+            self.wire.fail(
+                ErrorCode.SERVER_IDENTITY_REJECTED, "the viewer does not trust this server's identity"
+            )
+            return
+        self.server_fingerprint = fp
+        self.tls_ok = True
+        self.wire.send_hello(self.hello_params)
+
+    def hello_received(self, event: HelloReceived) -> None:  # pragma: no cover - server side only
+        raise AssertionError("a client never receives Hello")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors on the connected UDP socket: nothing listens there.
+        if isinstance(exc, OSError) and not self.wire.established:
+            self.refused = exc
+            self.wire.connection_lost(
+                ErrorCode.TRANSPORT_ERROR, f"{self.peer_address}: {exc.strerror or exc}"
+            )
+            self._after_wire()
+
+
+async def connect(host: str, port: int, settings: ClientSettings, hello: HelloParams) -> ClientConnection:
+    """Connect, check the server's identity, complete Hello/ServerHello. Raises ConnectError (no
+    answer, refused, TLS failure), ServerIdentityError (identity not trusted) or ConnectionClosedError
+    (the server refused: version, token, client certificate, busy)."""
+    loop = asyncio.get_running_loop()
+    where = host_key(host, port)
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as err:
+        raise ConnectError(f"cannot resolve {host}: {err.strerror or err}") from None
+    family, _, _, _, sockaddr = infos[0]
+    addr: Any = sockaddr  # (host, port), or for IPv6 (host, port, flowinfo, scope_id)
+
+    config = settings.quic.configuration(is_client=True)
+    # Identity is the pinned fingerprint, checked in tls_handshake_completed: no CA, no hostname.
+    config.verify_mode = ssl.CERT_NONE
+    config.server_name = host
+    if settings.client_certificate is not None:
+        config.certificate, config.certificate_chain, config.private_key = settings.client_certificate.load()
+    quic = QuicConnection(configuration=config)
+
+    def factory() -> _ClientProtocol:
+        return _ClientProtocol(quic, settings=settings, host=host, port=port, hello=hello)
+
+    # A connected socket: only the server's datagrams reach us, and ICMP "port unreachable" does.
+    transport, protocol = await loop.create_datagram_endpoint(factory, family=family, remote_addr=addr[:2])
+    protocol.connect(transport.get_extra_info("peername"))  # the exact form asyncio's sendto accepts
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.established), settings.connect_timeout)
+    except TimeoutError:
+        await _abandon(protocol, transport)
+        raise ConnectError(
+            f"no answer from {where} within {settings.connect_timeout:g} s",
+            hint=f"check that wrsrvd runs there and that UDP port {port} is reachable",
+        ) from None
+    except ConnectionClosedError as err:
+        await _abandon(protocol, transport)
+        if protocol.identity_error is not None:
+            raise protocol.identity_error from None
+        if protocol.refused is not None:
+            raise ConnectError(
+                f"{where} refused the connection: nothing listens on UDP port {port}",
+                hint="check the address and that wrsrvd runs there",
+            ) from None
+        if err.code == ErrorCode.TRANSPORT_ERROR:
+            raise ConnectError(f"could not connect to {where}: {err.reason}") from None
+        raise
+    except BaseException:
+        await _abandon(protocol, transport)
+        raise
+    conn = protocol.connection
+    assert isinstance(conn, ClientConnection)
+    _close_transport_when_done(protocol, transport)
+    log.info("connected to %s (%s): %r", where, protocol.server_fingerprint, conn.server_hello)
+    return conn
+
+
+async def _abandon(protocol: _ClientProtocol, transport: Any) -> None:
+    protocol.connection.close(ErrorCode.NO_ERROR, "the viewer gave up connecting")
+    try:
+        await asyncio.wait_for(protocol.wait_closed(), 1.0)
+    except TimeoutError:
+        pass
+    transport.close()
+
+
+def _close_transport_when_done(protocol: _ClientProtocol, transport: Any) -> None:
+    async def wait() -> None:
+        await protocol.wait_closed()
+        transport.close()
+
+    protocol.transport_closer = asyncio.ensure_future(wait())  # a reference keeps the task alive

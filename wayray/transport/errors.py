@@ -1,0 +1,33 @@
+"""What can go wrong on the QUIC side, as errors an operator or a viewer's user can act on."""
+
+from __future__ import annotations
+
+from wayray.common.errors import WayRayError
+from wayray.wire.errors import ErrorCode
+from wayray.wire.events import ConnectionClosed
+
+
+class TransportError(WayRayError):
+    """A connection could not be made or kept."""
+
+
+class ConnectError(TransportError):
+    """The server did not answer, refused, or the TLS handshake failed."""
+
+
+class ServerIdentityError(TransportError):
+    """The server's certificate is not the one this viewer trusts for that address."""
+
+
+class ConnectionClosedError(TransportError):
+    """The connection is closed; ``code`` and ``reason`` say why (from the peer or from this side)."""
+
+    def __init__(self, event: ConnectionClosed, *, where: str = "") -> None:
+        who = "the peer" if event.by_peer else "this side"
+        prefix = f"{where}: " if where else ""
+        super().__init__(
+            f"{prefix}connection closed by {who}: {ErrorCode.describe(event.code)}: {event.reason}"
+        )
+        self.event = event
+        self.code = event.code
+        self.reason = event.reason

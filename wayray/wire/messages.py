@@ -1,0 +1,354 @@
+"""Message bodies of the control and input channels, the display channel's acknowledgement, and
+the closed choices they carry.
+
+The display channel's server-to-client bodies live in :mod:`wayray.wire.display` (the contract with
+the encoder). Binary layouts are declared in :mod:`wayray.wire.protocol`, next to message numbers.
+Every enum value here that mirrors a Wayland one uses Wayland's number, so the compositor passes it
+straight through.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+#: The protocol version this code speaks. Peers must share the major version; the minor version in
+#: use is the smaller of the two (docs/protocol.md, "Versions").
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+
+#: Most clipboard text in one ClipboardText, in UTF-8 bytes (senders truncate: ClipboardText.truncated).
+MAX_CLIPBOARD_BYTES = 1024 * 1024
+
+#: Scale factors are sent in 120ths, as Wayland's fractional-scale protocol does: 120 = 1.0, 180 = 1.5.
+SCALE_ONE = 120
+
+
+def redact(secret: str) -> str:
+    """A form of a secret fit for logs: its first 4 characters and its length, never the rest."""
+    if len(secret) <= 8:
+        return f"<{len(secret)} chars>"
+    return f"{secret[:4]}…<{len(secret)} chars>"
+
+
+class Channel(enum.IntEnum):
+    """A named, ordered stream of frames. Over QUIC each channel is one stream per direction."""
+
+    CONTROL = 0
+    DISPLAY = 1
+    INPUT = 2
+    #: Reserved: no messages yet (announced by the ``audio`` capability when they come).
+    AUDIO = 3
+    #: Reserved: no messages yet (announced by the ``usb`` capability when they come).
+    USB = 4
+
+
+class Capability(enum.StrEnum):
+    """Features a peer offers; the connection uses the intersection. Unknown names are ignored."""
+
+    #: Frames of the session's output (FrameUpdate, FrameAck, KeyframeRequest, ResizeRequest).
+    DISPLAY = "display"
+    #: Keyboard and pointer from the viewer (the input channel).
+    INPUT = "input"
+    #: The cursor is drawn by the viewer (CursorImage, CursorPosition) instead of into the frames.
+    CURSOR = "cursor"
+    #: Clipboard text both ways (ClipboardText).
+    CLIPBOARD = "clipboard"
+    #: Audio (reserved: no messages yet).
+    AUDIO = "audio"
+    #: USB device forwarding (reserved: no messages yet).
+    USB = "usb"
+
+
+#: What this code implements, and so offers by default.
+IMPLEMENTED_CAPABILITIES = frozenset(
+    {Capability.DISPLAY, Capability.INPUT, Capability.CURSOR, Capability.CLIPBOARD}
+)
+
+
+class TokenKind(enum.IntEnum):
+    """Where the viewer's token came from; the front door decides how a session follows it."""
+
+    #: The kiosk's own identity (no badge inserted): the session belongs to this kiosk.
+    TERMINAL = 1
+    #: Read from a badge (smart card, NFC tag): the session follows the badge from kiosk to kiosk.
+    BADGE = 2
+    #: Given on the command line or in a file: the session follows whoever presents it.
+    SOFTWARE = 3
+
+
+class KeyState(enum.IntEnum):
+    """As Wayland's ``wl_keyboard.key_state``."""
+
+    RELEASED = 0
+    PRESSED = 1
+
+
+class ButtonState(enum.IntEnum):
+    """As Wayland's ``wl_pointer.button_state``."""
+
+    RELEASED = 0
+    PRESSED = 1
+
+
+class Axis(enum.IntEnum):
+    """As Wayland's ``wl_pointer.axis``."""
+
+    VERTICAL = 0
+    HORIZONTAL = 1
+
+
+class AxisSource(enum.IntEnum):
+    """As Wayland's ``wl_pointer.axis_source``."""
+
+    WHEEL = 0
+    FINGER = 1
+    CONTINUOUS = 2
+    WHEEL_TILT = 3
+
+
+class Selection(enum.IntEnum):
+    """Which clipboard: the regular one, or the primary selection (select to copy, middle-click)."""
+
+    CLIPBOARD = 0
+    PRIMARY = 1
+
+
+class KeyframeReason(enum.IntEnum):
+    """Why a viewer asks for a keyframe."""
+
+    #: The checksum of the viewer's framebuffer did not match the frame's.
+    CHECKSUM_MISMATCH = 1
+    #: A decoder failed or was reset; the viewer no longer has the picture.
+    DECODER_ERROR = 2
+    #: The viewer dropped its picture (window re-created, display backend restarted).
+    VIEWER_RESET = 3
+
+
+class SessionEventKind(enum.IntEnum):
+    """What happened to the session behind this connection."""
+
+    #: The session shows the login screen (greeter).
+    GREETER = 1
+    #: A user logged in: the session shows their desktop.
+    DESKTOP = 2
+    #: The session is now shown on another viewer; this connection closes next.
+    MOVED = 3
+    #: The server detached this viewer from the session (which keeps running).
+    DETACHED = 4
+    #: The session ended (logout, or an operator ended it).
+    ENDED = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class HelloParams:
+    """What a viewer says about itself in its Hello (version and capabilities come from its config)."""
+
+    token: str
+    token_kind: TokenKind
+    screen_width: int
+    screen_height: int
+    scale_120: int = SCALE_ONE
+    keymap: str = ""
+    client_name: str = "wrclient"
+    client_version: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"HelloParams(token={redact(self.token)}, token_kind={self.token_kind.name}, "
+            f"screen={self.screen_width}x{self.screen_height}@{self.scale_120}/120, "
+            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version})"
+        )
+
+
+# --- control channel ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Hello:
+    """Client → server, the first message of every connection.
+
+    ``version_major`` and ``version_minor`` come first in every version of the protocol, so a server
+    can refuse an incompatible client with a clear reason before it decodes anything else.
+    """
+
+    version_major: int
+    version_minor: int
+    #: The opaque secret that names the session (badge id, kiosk id, ...). Never logged in full.
+    token: str
+    token_kind: TokenKind
+    capabilities: frozenset[str]
+    #: The viewer's screen (or window) in physical pixels and its scale, in 120ths.
+    screen_width: int
+    screen_height: int
+    scale_120: int
+    #: The viewer's XKB keymap as text (``xkb_keymap { ... }``), empty for the server's default.
+    keymap: str
+    client_name: str
+    client_version: str
+
+    def __repr__(self) -> str:
+        return (
+            f"Hello(version={self.version_major}.{self.version_minor}, token={redact(self.token)}, "
+            f"token_kind={self.token_kind.name}, capabilities={sorted(self.capabilities)}, "
+            f"screen={self.screen_width}x{self.screen_height}@{self.scale_120}/120, "
+            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerHello:
+    """Server → client: the handshake's answer; the connection is established once it is sent."""
+
+    #: The version in use: the server's major, the smaller minor.
+    version_major: int
+    version_minor: int
+    #: The negotiated capabilities: the intersection of both offers (a subset of the client's).
+    capabilities: frozenset[str]
+    #: The session's id, for logs and the operator's tools; not a secret.
+    session_id: str
+    output_width: int
+    output_height: int
+    output_scale_120: int
+    #: True when the token found a running session (it resumes, with its windows).
+    resumed: bool
+    #: True when a keyframe will follow on the display channel (the viewer shows a blank until then).
+    keyframe_follows: bool
+    #: Most FrameUpdates the server sends before it needs a FrameAck (the frame credit window).
+    frame_window: int
+    server_name: str
+    server_version: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close:
+    """Either way: the sender is closing the connection, and why. Its layout never changes."""
+
+    #: An :class:`~wayray.wire.errors.ErrorCode` (a newer peer may send codes this one lacks).
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    """Either way: keep-alive; the receiver answers with a Pong carrying the same nonce."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong:
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyframeRequest:
+    """Client → server: send a keyframe, the viewer's picture cannot be trusted."""
+
+    reason: KeyframeReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResizeRequest:
+    """Client → server: the viewer's screen or window changed; the session may resize its output."""
+
+    width: int
+    height: int
+    scale_120: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ClipboardText:
+    """Either way: the text now on a clipboard (behind the ``clipboard`` capability)."""
+
+    selection: Selection
+    text: str
+
+    @classmethod
+    def truncated(cls, selection: Selection, text: str) -> ClipboardText:
+        """A ClipboardText for ``text``, cut at a character boundary to the 1 MiB limit if longer."""
+        raw = text.encode("utf-8", "replace")
+        if len(raw) > MAX_CLIPBOARD_BYTES:
+            text = raw[:MAX_CLIPBOARD_BYTES].decode("utf-8", "ignore")
+        return cls(selection=selection, text=text)
+
+    def __repr__(self) -> str:  # clipboards hold passwords too: no content in logs
+        return f"ClipboardText(selection={self.selection.name}, text=<{len(self.text)} chars>)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEvent:
+    """Server → client: something happened to the session; ``detail`` is for people."""
+
+    kind: SessionEventKind
+    detail: str
+
+
+# --- display channel, client → server -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameAck:
+    """Client → server: every FrameUpdate up to and including ``seq`` is applied on screen.
+
+    Cumulative, like TCP's: an ack for ``seq`` acknowledges all earlier frames too.
+    """
+
+    seq: int
+    #: How long decoding and presenting frame ``seq`` took, in microseconds (0 if unknown).
+    decode_us: int
+
+
+# --- input channel --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Key:
+    """A key changed state. ``code`` is the Linux evdev code (KEY_A = 30); XKB adds 8."""
+
+    code: int
+    state: KeyState
+    #: The viewer's clock in milliseconds (wraps at 2**32); only differences mean anything.
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointerMotion:
+    """The pointer moved to (x, y) in the session output's pixels (absolute, may be fractional)."""
+
+    x: float
+    y: float
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointerButton:
+    """A button changed state. ``button`` is the evdev code (BTN_LEFT = 0x110)."""
+
+    button: int
+    state: ButtonState
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointerAxis:
+    """Scrolling: ``value`` in pixels (continuous); ``value120`` in 120ths of a wheel detent (0 if none).
+
+    A FINGER-source event with both values 0 is a stop (Wayland's ``axis_stop``).
+    """
+
+    axis: Axis
+    value: float
+    value120: int
+    source: AxisSource
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class KeymapUpdate:
+    """The viewer's keyboard layout changed: the new XKB keymap text (ordered with the keys around it)."""
+
+    keymap: str
+
+    def __repr__(self) -> str:
+        return f"KeymapUpdate(keymap=<{len(self.keymap)} chars>)"
