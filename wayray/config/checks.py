@@ -20,9 +20,12 @@ MAX_SOCKET_PATH = 103
 def cross_checks(config: Config, earlier: list[Diagnostic]) -> list[Diagnostic]:
     """Checks across values of the built config. ``earlier`` are the diagnostics found so far."""
     accounts = Accounts(config.root)
+    # A value that was invalid fell back to its default; checking that default against other
+    # values would only produce follow-up errors about a value nobody wrote.
+    invalid = {d.key for d in earlier if d.severity is Severity.ERROR}
     out: list[Diagnostic] = []
-    out += _ports(config)
-    out += _policies(config)
+    out += _ports(config, invalid)
+    out += _policies(config, invalid)
     out += _servers(config)
     # Broken rules were dropped, so the built rules' numbers would not match the files': skip.
     if not any(d.severity is Severity.ERROR and d.key.startswith("usb.rule") for d in earlier):
@@ -55,10 +58,13 @@ def _overlap(a: str, b: str) -> bool:
     return va == vb == 4 and "0.0.0.0" in (a, b)
 
 
-def _ports(config: Config) -> list[Diagnostic]:
+def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
     out = []
     seen: list[ServerConfig] = []
     for srv in config.enabled_servers():
+        keys = _keys(srv, "port", "listen", "enabled")
+        if any(k in keys or k.startswith(f"server.{srv.name}.listen[") for k in invalid):
+            continue
         for other in seen:
             if other.port != srv.port:
                 continue
@@ -88,10 +94,14 @@ def _ports(config: Config) -> list[Diagnostic]:
     return out
 
 
-def _policies(config: Config) -> list[Diagnostic]:
+def _keys(srv: ServerConfig, *names: str) -> list[str]:
+    return [f"server.{srv.name}.{n}" for n in names]
+
+
+def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
     out = []
     for srv in config.servers.values():
-        if srv.policy not in config.policies:
+        if srv.policy not in config.policies and f"server.{srv.name}.policy" not in invalid:
             known = sorted(config.policies)
             out.append(
                 _diag(

@@ -257,6 +257,8 @@ class _Loader:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             msg, (line, col) = syntax_error_position(err, text)
+            if msg.startswith("Cannot declare"):
+                col = 1  # tomllib points after the header; the header itself is the problem
             for pattern, friendlier in _FRIENDLIER:
                 if pattern.match(msg):
                     msg = friendlier

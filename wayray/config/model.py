@@ -41,11 +41,14 @@ from wayray.config.types import (
 #: names (``svc:/application/wayray/wrsrvd:NAME``), so they keep to characters both accept verbatim.
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 NAME_RULE = "names start with a letter and use letters, digits, '_' and '-' (at most 64 characters)"
-INSTANCE_NAME = String(NAME_PATTERN, NAME_RULE)
+INSTANCE_NAME = String(
+    NAME_PATTERN, NAME_RULE, name="name (letters, digits, '_', '-'; starts with a letter)"
+)
 #: Pool names ("" = none) become the mDNS subtype ``_<pool>._sub._wayray._udp``.
 POOL_NAME = String(
     r"|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
     "pool names are DNS labels: lowercase letters, digits and inner '-', at most 63 characters",
+    name='pool name (a DNS label such as "lab"), or ""',
 )
 
 #: Placeholder for defaults computed from other settings (see ``derived=``); never seen by users.
@@ -363,7 +366,11 @@ class HostConfig:
     )
     pam_service: str = setting(
         "wayray",
-        String(r"[A-Za-z0-9_.-]{1,64}", "PAM service names use letters, digits, '.', '_' and '-'"),
+        String(
+            r"[A-Za-z0-9_.-]{1,64}",
+            "PAM service names use letters, digits, '.', '_' and '-'",
+            name="PAM service name",
+        ),
         "PAM service (`/etc/pam.d/<name>`) used to authenticate and open sessions.",
     )
     launcher_socket: PurePosixPath = setting(
@@ -374,7 +381,11 @@ class HostConfig:
     )
     admin_socket: str = setting(
         "",
-        String(r"|/.*\{instance\}.*", 'an absolute path containing "{instance}"'),
+        String(
+            r"|/.*\{instance\}.*",
+            'an absolute path containing "{instance}"',
+            name='absolute path containing "{instance}"',
+        ),
         'Admin socket of each server instance; "{instance}" is replaced by the instance name.',
         derived="`<runtime_dir>/{instance}/admin.sock`",
     )

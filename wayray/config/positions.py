@@ -36,10 +36,8 @@ class PositionIndex:
         return self._nearest(self.keys, path)
 
     def value(self, path: Path) -> Pos | None:
-        """Position of the value at ``path``; falls back to its key, then to ancestors."""
-        if path in self.values:
-            return self.values[path]
-        return self.key(path)
+        """Position of the value at ``path``, else of the nearest enclosing value, else of a key."""
+        return self._nearest(self.values, path) or self.key(path)
 
     def _nearest(self, table: dict[Path, Pos], path: Path) -> Pos | None:
         for end in range(len(path), 0, -1):

@@ -132,11 +132,18 @@ class Number(ValueType[float]):
 class String(ValueType[str]):
     """A string, optionally constrained by a regular expression explained by ``rule``."""
 
-    def __init__(self, pattern: str | None = None, rule: str = "", *, max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        pattern: str | None = None,
+        rule: str = "",
+        *,
+        max_length: int | None = None,
+        name: str = "string",
+    ) -> None:
         self.pattern = re.compile(pattern) if pattern else None
         self.rule = rule
         self.max_length = max_length
-        self.name = "string"
+        self.name = name
 
     def parse(self, raw: object) -> str:
         if not isinstance(raw, str):
@@ -470,8 +477,8 @@ class UsbId(ValueType["int | None"]):
     def __init__(self, bits: int) -> None:
         self.bits = bits
         self.maximum = (1 << bits) - 1
-        digits = bits // 4
-        self.name = f'{bits}-bit id: an integer such as 0x{"0" * (digits - 1)}3, hex digits, or "*"'
+        example = "0x046d" if bits == 16 else "0x08"
+        self.name = f'{bits}-bit USB id: an integer such as {example}, hex digits as a string, or "*"'
 
     def parse(self, raw: object) -> int | None:
         if isinstance(raw, str):
@@ -516,7 +523,10 @@ class ListOf(ValueType[tuple[Any, ...]]):
     def __init__(self, item: ValueType[Any], *, min_items: int = 0) -> None:
         self.item = item
         self.min_items = min_items
-        self.name = f"array of {item.name}"
+        if isinstance(item, Choice):
+            self.name = "array of " + ", ".join(_quote(v) for v in item.values)
+        else:
+            self.name = f"array of {item.name}"
 
     def parse(self, raw: object) -> tuple[Any, ...]:
         # Element problems are reported per element by the loader (it knows their positions), so

@@ -83,7 +83,7 @@ class ApplyPlan:
     def diff(self) -> str:
         out = ""
         if self.generator is not None:
-            out += self.generator.diff("/run/systemd/generator")
+            out += self.generator.diff(str(self.root).rstrip("/") + "/run/systemd/generator")
         if self.files is not None:
             out += self.files.diff(str(self.root).rstrip("/") or "")
         return out
@@ -254,7 +254,7 @@ def execute(plan: ApplyPlan, runner: Runner | None = run_command) -> None:
     """
     before: dict[Path, Any] = {}
     if plan.files is not None:
-        for rel in plan.files.create + plan.files.change + plan.files.remove:
+        for rel in plan.files.create + plan.files.change + plan.files.remove + [plan.files.owned_list]:
             before[plan.root / rel] = read_entry(plan.root / rel)
         execute_tree(plan.files)
     if runner is not None:
