@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.config.helpers import copy_examples, write, wradm
+from tests.config.helpers import copy_examples, wradm, write
 from wayray import config as wc
 from wayray.config.show import render as show_render
 
@@ -47,7 +47,9 @@ def test_drop_ins_apply_in_name_order_across_layers(tmp_path: Path) -> None:
         tmp_path,
         {
             "etc/wayray/servers.toml": "[server.lab]\nport = 7100\nmax_sessions = 10\n",
-            "usr/lib/wayray/servers.toml.d/10-vendor.toml": '[server.lab]\nmax_sessions = 20\npool = "vendor"\n',
+            "usr/lib/wayray/servers.toml.d/10-vendor.toml": (
+                '[server.lab]\nmax_sessions = 20\npool = "vendor"\n'
+            ),
             "etc/wayray/servers.toml.d/20-admin.toml": "[server.lab]\nmax_sessions = 30\n",
             "run/wayray/servers.toml.d/30-runtime.toml": "[server.lab]\nmax_sessions = 40\n",
             # same name as the vendor drop-in, higher layer: replaces it (pool is gone)
@@ -99,7 +101,9 @@ def test_usb_rules_append_across_drop_ins_and_an_empty_list_resets(tmp_path: Pat
         {
             "usr/lib/wayray/usb.toml": '[[usb.rule]]\nclass = 3\naction = "deny"\n',
             "etc/wayray/usb.toml.d/10-a.toml": '[[usb.rule]]\nvendor = 0x1050\naction = "allow"\n',
-            "etc/wayray/usb.toml.d/20-b.toml": '[[usb.rule]]\nclass = 8\naction = "allow"\nusers = ["@staff"]\n',
+            "etc/wayray/usb.toml.d/20-b.toml": (
+                '[[usb.rule]]\nclass = 8\naction = "allow"\nusers = ["@staff"]\n'
+            ),
         },
     )
     rules = wc.load(tmp_path).usb.rules
@@ -117,8 +121,8 @@ def test_list_rules_replace_or_append_per_key_and_environments_merge(tmp_path: P
         {
             "etc/wayray/servers.toml": '[server.a]\nlisten = ["::"]\n',
             "etc/wayray/servers.toml.d/50.toml": '[server.a]\nlisten = ["192.0.2.1", "192.0.2.2"]\n',
-            "etc/wayray/session.toml": '[session]\nautostart = ["foot"]\nenvironment = { A = "1", B = "2" }\n',
-            "etc/wayray/session.toml.d/50.toml": '[session]\nautostart = ["mako"]\nenvironment = { B = "3" }\n',
+            "etc/wayray/session.toml": '[session]\nautostart = ["foot"]\nenvironment = { A = "1", B = "2" }',
+            "etc/wayray/session.toml.d/50.toml": '[session]\nautostart = ["mako"]\nenvironment = {B = "3"}',
         },
     )
     cfg = wc.load(tmp_path)
@@ -139,7 +143,8 @@ def test_a_bad_value_in_an_overridden_drop_in_is_still_reported(tmp_path: Path) 
     )
     result = wc.load_report(tmp_path)
     assert [d.format() for d in result.errors] == [
-        f'{tmp_path}/etc/wayray/servers.toml.d/10.toml:2:8: error: server.a.port: expected integer, got string "abc"'
+        f"{tmp_path}/etc/wayray/servers.toml.d/10.toml:2:8: error: server.a.port: "
+        'expected integer, got string "abc"'
     ]
     assert result.config.server("a").port == 7200
     with pytest.raises(wc.ConfigError) as err:
@@ -198,7 +203,9 @@ def test_a_user_session_file_overrides_key_by_key(tmp_path: Path) -> None:
     write(
         tmp_path,
         {
-            "etc/wayray/session.toml": '[session]\npanel = "waybar"\nautostart = ["a", "b"]\nenvironment = { X = "1" }\n'
+            "etc/wayray/session.toml": (
+                '[session]\npanel = "waybar"\nautostart = ["a", "b"]\nenvironment = { X = "1" }\n'
+            )
         },
     )
     system = wc.load(tmp_path).session
@@ -237,7 +244,10 @@ def test_warnings_for_stray_files_and_missing_accounts(tmp_path: Path) -> None:
         tmp_path,
         {
             "etc/wayray/polices.toml": "",
-            "etc/wayray/usb.toml": '[[usb.rule]]\naction = "allow"\n[[usb.rule]]\nclass = 8\naction = "deny"\nusers = ["@nosuch"]\n',
+            "etc/wayray/usb.toml": (
+                '[[usb.rule]]\naction = "allow"\n'
+                '[[usb.rule]]\nclass = 8\naction = "deny"\nusers = ["@nosuch"]\n'
+            ),
             "etc/wayray/host.toml": '[host]\ngreeter_user = "greeter"\n',
             "etc/passwd": "root:x:0:0::/root:/bin/sh\n",
             "etc/group": "root:x:0:\n",
@@ -247,12 +257,14 @@ def test_warnings_for_stray_files_and_missing_accounts(tmp_path: Path) -> None:
     assert result.errors == ()
     got = [d.format().replace(str(tmp_path), "R") for d in result.diagnostics]
     assert got == [
-        "R/etc/wayray/host.toml:2:16: warning: host.greeter_user: user 'greeter' does not exist on this system; "
-        "the package creates it (systemd-sysusers), or run `useradd --system greeter`",
-        "R/etc/wayray/polices.toml: warning: ignored: not a WayRay configuration file (did you mean 'policies.toml'?)",
-        "R/etc/wayray/usb.toml:3:1: warning: usb.rule[1]: this rule can never match: usb.rule[0] before it matches "
-        "every device",
-        "R/etc/wayray/usb.toml:6:10: warning: usb.rule[1].users[0]: group 'nosuch' does not exist on this system",
+        "R/etc/wayray/host.toml:2:16: warning: host.greeter_user: user 'greeter' does not exist on this "
+        "system; the package creates it (systemd-sysusers), or run `useradd --system greeter`",
+        "R/etc/wayray/polices.toml: warning: ignored: not a WayRay configuration file "
+        "(did you mean 'policies.toml'?)",
+        "R/etc/wayray/usb.toml:3:1: warning: usb.rule[1]: this rule can never match: usb.rule[0] before it "
+        "matches every device",
+        "R/etc/wayray/usb.toml:6:10: warning: usb.rule[1].users[0]: group 'nosuch' does not exist on this "
+        "system",
     ]
 
 

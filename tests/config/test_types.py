@@ -90,7 +90,7 @@ def test_usb_ids_accept_what_lsusb_prints() -> None:
     assert UsbId(8).parse("*") is None
     with pytest.raises(Invalid, match="does not fit in 8 bits"):
         UsbId(8).parse(0x1FF)
-    with pytest.raises(Invalid, match="16-bit id"):
+    with pytest.raises(Invalid, match="16-bit USB id"):
         UsbId(16).parse("logitech")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.config.helpers import copy_examples, snapshot, write, wradm
+from tests.config.helpers import copy_examples, snapshot, wradm, write
 from wayray import config as wc
 from wayray.common.errors import WayRayError
 from wayray.supervisor.apply import Target, execute, plan_apply

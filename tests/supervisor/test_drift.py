@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.config.helpers import copy_examples, snapshot, wradm
+from tests.conftest import REPO
 
 
 def _comparable(tree: dict[str, tuple[str, bytes | str, int]]) -> dict[str, tuple[str, bytes | str, bool]]:
@@ -23,5 +23,6 @@ def test_committed_rendering_matches_the_examples(target: str, directory: str, t
     res = wradm("--root", copy_examples(tmp_path / "root"), "render", "--target", target, "--out", out)
     assert res.returncode == 0, res.stderr
     assert _comparable(snapshot(out)) == _comparable(snapshot(REPO / directory)), (
-        f"{directory}/ is out of date: run `.venv/bin/wradm --root . render --target {target} --out {directory}`"
+        f"{directory}/ is out of date: run "
+        f"`.venv/bin/wradm --root . render --target {target} --out {directory}`"
     )

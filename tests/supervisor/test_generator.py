@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import script
 from tests.config.helpers import copy_examples, write
+from tests.conftest import script
 
 
 def run_generator(

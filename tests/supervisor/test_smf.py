@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests.conftest import SHARED
 from tests.config.helpers import copy_examples, write
+from tests.conftest import SHARED
 from wayray import config as wc
 from wayray.supervisor import smf
 
@@ -71,9 +71,7 @@ def test_the_dtd_check_catches_misordered_elements(dtd: etree.DTD) -> None:
 def test_the_profile_creates_enables_and_configures_instances(tmp_path: Path) -> None:
     files = rendered(
         tmp_path,
-        {
-            "etc/wayray/servers.toml": '[server.web]\nport = 443\npool = "lab"\n[server.off]\nenabled = false\n'
-        },
+        {"etc/wayray/servers.toml": '[server.web]\nport = 443\npool = "lab"\n[server.off]\nenabled = false'},
     )
     doc = etree.fromstring(files["wayray.xml"], PARSER)
     assert doc.get("type") == "profile"

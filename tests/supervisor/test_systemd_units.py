@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.config.helpers import copy_examples, wradm, write
 from tests.conftest import REPO
-from tests.config.helpers import copy_examples, write, wradm
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 
