@@ -13,7 +13,8 @@ from tests.conftest import SHARED
 from wayray import config as wc
 from wayray.supervisor import smf
 
-DTD_PATH = SHARED / "smf" / "service_bundle.dtd.1"
+#: illumos-gate usr/src/cmd/svc/dtd/service_bundle.dtd.1 (commit 5e6220ea), kept with the tests.
+DTD_PATH = Path(__file__).parent / "data" / "service_bundle.dtd.1"
 # Never resolve the DOCTYPE's SYSTEM id: /usr/share/lib/xml/... is an illumos path.
 PARSER = etree.XMLParser(load_dtd=False, no_network=True, resolve_entities=False)
 
@@ -33,6 +34,13 @@ def problems(dtd: etree.DTD, xml: bytes) -> list[str]:
 def rendered(tmp_path: Path, files: dict[str, str] | None = None) -> dict[str, bytes]:
     root = copy_examples(tmp_path / "root") if files is None else write(tmp_path / "root", files)
     return {name: e.content for name, e in smf.render(wc.load(root)).items()}  # type: ignore[union-attr]
+
+
+def test_the_dtd_is_the_one_the_project_researched() -> None:
+    shared = SHARED / "smf" / "service_bundle.dtd.1"
+    if not shared.exists():
+        pytest.skip("no ../shared checkout next to the repository")
+    assert DTD_PATH.read_bytes() == shared.read_bytes()
 
 
 def test_manifests_and_profile_of_the_examples_are_valid(tmp_path: Path, dtd: etree.DTD) -> None:

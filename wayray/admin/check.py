@@ -12,6 +12,7 @@ import sys
 from wayray.admin.common import load, print_diagnostics
 from wayray.common.errors import EXIT_FAILURE, EXIT_OK
 from wayray.config.diagnostics import summary
+from wayray.config.loader import UnknownInstance
 
 NAME = "check"
 HELP = "validate the configuration and print every problem"
@@ -32,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         try:
             config.server(instance)
-        except Exception as err:  # UnknownInstance: print its message in the same style
-            print(f"wradm: error: {err}", file=sys.stderr)
+        except UnknownInstance as err:
+            print(f"wradm: error: {err.message}", file=sys.stderr)
+            print(f"wradm: hint: {err.hint}", file=sys.stderr)
     if errors or missing:
         print(
             f"wradm: {summary(shown)}" if errors else "wradm: configuration has no such instance",
