@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -557,18 +557,3 @@ def _diag_order(d: Diagnostic) -> tuple[str, int, int]:
     o = d.origin
     return (o.path, o.line, o.col) if o else ("", 0, 0)
 
-
-def iter_defaults() -> Iterator[tuple[str, Any]]:
-    """(dotted key, default) of every setting, for tests and the reference."""
-    for spec in FILES:
-        prefix = f"{spec.table}.<name>" if spec.shape is Shape.NAMED else spec.table
-        yield from _iter_defaults(spec.record, prefix)
-
-
-def _iter_defaults(record: type, prefix: str) -> Iterator[tuple[str, Any]]:
-    for s in settings_of(record):
-        if s.kind is Kind.TABLE:
-            assert s.record is not None
-            yield from _iter_defaults(s.record, f"{prefix}.{s.key}")
-        else:
-            yield f"{prefix}.{s.key}", s.default
