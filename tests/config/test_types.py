@@ -40,7 +40,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 
 def test_duration_messages_say_what_to_write() -> None:
-    with pytest.raises(Invalid, match=r'unknown time unit "mins" in "30mins" \(did you mean \'min\'\?\)'):
+    with pytest.raises(Invalid, match=r'unknown time unit "mins" in "30mins" \(did you mean "min"\?\)'):
         Duration().parse("30mins")
     with pytest.raises(Invalid, match=r'got integer 30 \(write "30s" for seconds\)'):
         Duration().parse(30)

@@ -103,11 +103,12 @@ def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
     for srv in config.servers.values():
         if srv.policy not in config.policies and f"server.{srv.name}.policy" not in invalid:
             known = sorted(config.policies)
+            guess = did_you_mean(srv.policy, known, value=True)
             out.append(
                 _diag(
                     config,
                     f"server.{srv.name}.policy",
-                    f"no policy named {srv.policy!r} is defined{did_you_mean(srv.policy, known)}; "
+                    f'no policy named "{srv.policy}" is defined{guess}; '
                     f"define [policy.{srv.policy}] in policies.toml (defined: {', '.join(known)})",
                     scope=frozenset({srv.name}),
                 )

@@ -556,4 +556,3 @@ def _resolve_server(server: ServerConfig, host: HostConfig) -> ServerConfig:
 def _diag_order(d: Diagnostic) -> tuple[str, int, int]:
     o = d.origin
     return (o.path, o.line, o.col) if o else ("", 0, 0)
-

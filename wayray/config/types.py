@@ -56,10 +56,12 @@ def _quote(s: str) -> str:
     return f'"{out}"'
 
 
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'listen'?)`` or an empty string."""
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...], *, value: bool = False) -> str:
+    """`` (did you mean 'listen'?)`` for keys, `` (did you mean "both"?)`` for values, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    if not close:
+        return ""
+    return f" (did you mean {_quote(close[0]) if value else repr(close[0])}?)"
 
 
 class ValueType(Generic[T]):
@@ -168,7 +170,9 @@ class Choice(ValueType[E]):
             for member in self.enum_cls:
                 if member.value == raw:
                     return member
-            raise Invalid(f"expected {self.name}; got {_quote(raw)}{did_you_mean(raw, self.values)}")
+            raise Invalid(
+                f"expected {self.name}; got {_quote(raw)}{did_you_mean(raw, self.values, value=True)}"
+            )
         raise self.expected(raw)
 
     def to_toml(self, value: E) -> object:
@@ -216,7 +220,7 @@ class Duration(ValueType["_dt.timedelta | None"]):
                 break
             unit = m.group(2)
             if unit not in _DURATION_UNITS:
-                hint = did_you_mean(unit, sorted(_DURATION_UNITS))
+                hint = did_you_mean(unit, sorted(_DURATION_UNITS), value=True)
                 raise Invalid(f'unknown time unit "{unit}" in "{raw}"{hint}; use s, min, h, d or w')
             total += float(m.group(1)) * _DURATION_UNITS[unit]
             pos = m.end()
