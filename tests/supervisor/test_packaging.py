@@ -77,8 +77,13 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
     )
     assert (root / "etc/pam.d/wayray").is_file()
     assert (root / "usr/share/doc/wayray/operating.md").is_file()
-    # Nothing points back into the build's staging tree, and byte-code is compiled at install time.
+    # The interpreter is the one the package depends on (python3.11), not whatever python3 is.
     env = root / "opt/wayray"
+    assert os.readlink(env / "bin/python3.11") == "/usr/bin/python3.11"
+    assert os.path.realpath(env / "bin/python") == str(env / "bin/python3.11") or os.readlink(
+        env / "bin/python"
+    ) in ("python3.11", "python3")
+    # Nothing points back into the build's staging tree, and byte-code is compiled at install time.
     texts = [p for p in (env / "bin").iterdir() if p.is_file() and not p.is_symlink()] + [env / "pyvenv.cfg"]
     assert [p.name for p in texts if b"/stage/" in p.read_bytes()] == []
     assert list(env.rglob("__pycache__")) == []
