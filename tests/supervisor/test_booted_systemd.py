@@ -76,6 +76,9 @@ def test_the_package_installs_users_and_enables_the_target(box: Container) -> No
     assert box.run(["systemctl", "is-enabled", "wayray.target"]).stdout.strip() == "enabled"
     assert box.run(["id", "-nG", "wayray-greeter"]).stdout.split() == ["wayray-greeter", "wayray"]
     assert box.run(["wradm", "check"]).stdout.startswith("configuration OK")
+    # postinst compiled the private environment (the sandboxed daemons could not write byte-code).
+    cache = "/opt/wayray/lib/python3.11/site-packages/wayray/config/__pycache__"
+    assert box.run(["ls", cache]).stdout.split()
 
 
 def test_the_generator_enables_exactly_the_configured_instances(box: Container) -> None:
