@@ -1,7 +1,86 @@
-"""systemd generator (placeholder until the supervisor lands). Never fails the boot."""
+"""wayray-generator: the systemd generator that turns /etc/wayray into enabled instances.
+
+systemd runs it early at boot and at every ``daemon-reload`` as
+``wayray-generator NORMAL_DIR EARLY_DIR LATE_DIR``. It writes into NORMAL_DIR (which overrides
+/usr/lib but not /etc, so the administrator's ``systemctl edit`` still wins):
+
+- ``wayray.target.wants/wrsrvd@<name>.service`` for every enabled ``[server.<name>]``;
+- ``wrsrvd@<name>.service.d/50-wayray.conf`` with the instance's limits;
+- ``wrsessd.socket.d/50-wayray.conf`` when the launcher socket is not the default.
+
+Rules for generators (systemd.generator(7)): be fast, talk to no other process, log to the kernel
+log, and never fail the boot. So configuration errors are logged and skipped here; an instance with
+a bad table is still enabled, and its ``ExecStartPre=wradm check`` then fails it with a clear
+message in its journal. ``wradm check`` is the strict counterpart.
+
+Standard library only (it runs before most of the system is up); ``WAYRAY_ROOT`` points it at
+another tree for tests.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+PROGRAM = "wayray-generator"
+#: The kernel log is no place for a long list: show the first few, `wradm check` shows them all.
+MAX_LOGGED = 5
+
+
+def _log(priority: int, message: str) -> None:
+    """To /dev/kmsg when systemd runs us (SYSTEMD_SCOPE is set for generators), else stderr."""
+    line = f"<{priority}>{PROGRAM}: {message}\n"
+    if os.environ.get("SYSTEMD_SCOPE") and os.environ.get("WAYRAY_GENERATOR_LOG") != "stderr":
+        try:
+            with open("/dev/kmsg", "w") as kmsg:
+                kmsg.write(line)
+            return
+        except OSError:
+            pass
+    sys.stderr.write(line[3:] if line[1].isdigit() else line)
+
+
+def generate(normal_dir: Path, root: Path) -> int:
+    """Write the units for the configuration below ``root``; returns how many instances it enabled."""
+    from wayray.config.diagnostics import Severity
+    from wayray.config.loader import load_report
+    from wayray.supervisor.systemd import WANTS, generated
+    from wayray.supervisor.tree import File, Symlink
+
+    result = load_report(root)
+    errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
+    for diag in errors[:MAX_LOGGED]:
+        _log(4, diag.format().splitlines()[0])
+    if errors:
+        more = f" ({len(errors) - MAX_LOGGED} more not shown)" if len(errors) > MAX_LOGGED else ""
+        _log(4, f"the configuration has {len(errors)} error(s){more}; run `wradm check` for all of them")
+    entries = generated(result.config)
+    for rel, entry in sorted(entries.items()):
+        path = normal_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(entry, Symlink):
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            os.symlink(entry.target, path)
+        elif isinstance(entry, File):
+            path.write_bytes(entry.content)
+    enabled = sum(1 for rel in entries if rel.startswith(WANTS + "/"))
+    return enabled
+
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 3):
+        sys.stderr.write(f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot)\n")
+        return 2
+    root = Path(os.environ.get("WAYRAY_ROOT") or "/")
+    try:
+        generate(Path(args[0]), root)
+    except Exception as err:  # never fail the boot: log and enable nothing more
+        _log(3, f"failed, no WayRay instances enabled: {type(err).__name__}: {err}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

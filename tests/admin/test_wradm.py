@@ -1,0 +1,109 @@
+"""wradm as an operator meets it: exit codes, --root anywhere, help that helps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.config.helpers import copy_examples, snapshot, wradm, write
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["frobnicate"],
+        ["render", "--target", "systemd"],  # no --out
+        ["render", "--target", "upstart", "--out", "x"],
+        ["check", "--bogus"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    res = wradm(*args)
+    assert res.returncode == 2, res.stderr
+    assert "usage: wradm" in res.stderr
+
+
+def test_help_lists_every_command() -> None:
+    res = wradm("--help")
+    assert res.returncode == 0
+    for command in ("check", "show", "render", "apply"):
+        assert f"    {command} " in res.stdout
+    assert "exit status: 0 success, 1" in res.stdout
+
+
+def test_root_may_come_before_or_after_the_command(tmp_path: Path) -> None:
+    write(tmp_path, {"etc/wayray/servers.toml": "[server.only]\n"})
+    for args in (["--root", str(tmp_path), "check"], ["check", "--root", str(tmp_path)]):
+        res = wradm(*args)
+        assert res.returncode == 0, res.stderr
+        assert "servers: only" in res.stdout
+
+
+def test_check_for_an_instance_that_is_not_configured(tmp_path: Path) -> None:
+    copy_examples(tmp_path)
+    res = wradm("--root", tmp_path, "check", "--instance", "mian")
+    assert res.returncode == 1
+    assert (
+        "no server instance 'mian' is configured (configured: lab, main) (did you mean 'main'?)"
+        in res.stderr
+    )
+
+
+def test_quiet_check_prints_nothing_when_all_is_well(tmp_path: Path) -> None:
+    copy_examples(tmp_path)
+    res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+
+
+def test_show_of_a_broken_configuration_still_shows_but_fails(tmp_path: Path) -> None:
+    write(tmp_path, {"etc/wayray/servers.toml": '[server.a]\nport = "x"\nmax_sessions = 5\n'})
+    res = wradm("--root", tmp_path, "show", "server.a.max_sessions")
+    assert res.returncode == 1
+    assert "server.a.port: expected integer" in res.stderr
+    assert res.stdout == "[server.a]\nmax_sessions = 5\n"
+
+
+def test_render_removes_what_it_no_longer_produces_and_keeps_foreign_files(tmp_path: Path) -> None:
+    root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a]\n[server.b]\nport = 7101\n"})
+    out = tmp_path / "out"
+    assert wradm("--root", root, "render", "--target", "systemd", "--out", out).returncode == 0
+    (out / "README").write_text("mine")
+    write(root, {"etc/wayray/servers.toml": "[server.a]\n"})
+    res = wradm("--root", root, "render", "--target", "systemd", "--out", out, "-v")
+    assert res.returncode == 0, res.stderr
+    assert "removed: wayray.target.wants/wrsrvd@b.service" in res.stdout
+    assert not (out / "wrsrvd@b.service.d").exists()
+    assert (out / "README").read_text() == "mine"
+    assert (
+        os.readlink(out / "wayray.target.wants/wrsrvd@a.service")
+        == "/usr/lib/systemd/system/wrsrvd@.service"
+    )
+
+
+def test_render_does_not_overwrite_files_it_did_not_write(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "root")
+    out = tmp_path / "out"
+    write(out, {"wrsessd.service": "[Service]\nExecStart=/usr/bin/mine\n"})
+    before = snapshot(out)
+    res = wradm("--root", root, "render", "--target", "systemd", "--out", out)
+    assert res.returncode == 1
+    assert f"not overwriting files wradm did not write: {out}/wrsessd.service" in res.stderr
+    assert "hint: move them away (or pass --force" in res.stderr
+    assert snapshot(out) == before
+    assert wradm("--root", root, "render", "--target", "systemd", "--out", out, "--force").returncode == 0
+
+
+def test_render_refuses_directories_systemd_cannot_express(tmp_path: Path) -> None:
+    root = write(tmp_path, {"etc/wayray/host.toml": '[host]\nstate_dir = "/srv/wayray"\n'})
+    res = wradm("--root", root, "render", "--target", "systemd", "--out", tmp_path / "out")
+    assert res.returncode == 1
+    assert (
+        f"{root}/etc/wayray/host.toml:2:13: error: host.state_dir: /srv/wayray is not below /var/lib: "
+        "systemd units keep this directory below /var/lib (StateDirectory=)"
+    ) in res.stderr
+    assert not (tmp_path / "out").exists()
+    # SMF has no such rule.
+    assert wradm("--root", root, "render", "--target", "smf", "--out", tmp_path / "smf").returncode == 0

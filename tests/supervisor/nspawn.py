@@ -1,0 +1,210 @@
+"""A real systemd (as PID 1) in systemd-nspawn, for tests that need the service manager itself.
+
+The root file system is a Debian minbase made once with debootstrap and cached outside the
+repository (``/var/tmp/wayray-systemd-cache/<key>/rootfs``, keyed by what it contains); each
+container boots it with ``--volatile=overlay``, so the cache stays pristine and containers can run
+side by side. Commands run inside with ``nsenter``. The host's PID 1 is not systemd, hence
+``--register=no --keep-unit`` and a cgroup of our own to launch from (see
+research/systemd-boot-probe.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+CACHE = Path(os.environ.get("WAYRAY_SYSTEMD_CACHE", "/var/tmp/wayray-systemd-cache"))
+SUITE = "bookworm"
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "procps")
+DEADLINE = 120.0
+#: The environment of commands run inside: the container's own, not the test runner's.
+INNER_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
+
+
+class BootError(RuntimeError):
+    pass
+
+
+def available() -> str | None:
+    """Why the tier cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("systemd-nspawn", "nsenter", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    if not Path("/sys/fs/cgroup/unified").is_dir() and not Path("/sys/fs/cgroup/cgroup.procs").exists():
+        return "needs a writable cgroup hierarchy"
+    return None
+
+
+def _mirror() -> str:
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        m = re.search(r"^URIs:\s*(\S+)", path.read_text(), re.M)
+        if m:
+            return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def rootfs(packages: tuple[str, ...]) -> Path:
+    """The cached root file system with ``packages`` installed (built on first use, ~1-2 min)."""
+    include = sorted(set(BASE_PACKAGES) | set(packages))
+    mirror = _mirror()
+    key = hashlib.sha256(f"{SUITE} {mirror} {' '.join(include)}".encode()).hexdigest()[:16]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    final = CACHE / key / "rootfs"
+    with open(CACHE / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (CACHE / key / "ok").exists():
+            return final
+        shutil.rmtree(CACHE / key, ignore_errors=True)
+        build = CACHE / key / "building"
+        build.parent.mkdir(parents=True)
+        res = subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(include)}",
+                SUITE,
+                str(build),
+                mirror,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if res.returncode != 0:
+            raise BootError(f"debootstrap failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        (build / "etc/hostname").write_text("wayray-test\n")
+        build.rename(final)
+        (CACHE / key / "ok").write_text(" ".join(include) + "\n")
+    return final
+
+
+class Container:
+    def __init__(self, root: Path, name: str, binds: dict[Path, str], log: Path) -> None:
+        self.root = root
+        self.name = name
+        self.binds = binds
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.leader = 0
+        self.cgroups = [
+            Path(f"/sys/fs/cgroup/{h}/wayray-{name}")
+            for h in ("unified", "systemd")
+            if Path(f"/sys/fs/cgroup/{h}").is_dir()
+        ]
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        for cg in self.cgroups:
+            cg.mkdir(exist_ok=True)
+
+        def into_own_cgroup() -> None:
+            # nspawn --keep-unit makes payload/ and supervisor/ below its own cgroup: not the root.
+            for cg in self.cgroups:
+                (cg / "cgroup.procs").write_text(str(os.getpid()))
+
+        argv = [
+            "systemd-nspawn", "-D", str(self.root), "--register=no", "--keep-unit", "--private-network",
+            "--volatile=overlay", f"--machine={self.name}", "-b", "--console=read-only",
+            *(f"--bind-ro={host}:{inside}" for host, inside in self.binds.items()),
+        ]  # fmt: skip
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=into_own_cgroup,
+            )
+        self.leader = self._wait_for_leader()
+        self._wait(lambda: self.run(["test", "-S", "/run/systemd/private"], check=False).returncode == 0)
+
+    def _wait_for_leader(self) -> int:
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        result: list[int] = []
+
+        def found() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BootError(
+                    f"systemd-nspawn exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+                )
+            try:
+                pids = [int(p) for p in children.read_text().split()]
+            except OSError:
+                return False
+            for pid in pids:
+                try:
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                        result.append(pid)
+                        return True
+                except OSError:
+                    continue
+            return False
+
+        self._wait(found)
+        return result[0]
+
+    def _wait(self, condition: object) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not condition():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise BootError(
+                    f"container {self.name} did not come up; console:\n{self.log.read_text()[-3000:]}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if self.leader:
+                self.run(["systemctl", "--no-block", "poweroff"], check=False)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for _ in range(2):  # the second SIGTERM makes nspawn give up at once
+                    self.proc.send_signal(signal.SIGTERM)
+                    try:
+                        self.proc.wait(timeout=15)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
+                else:
+                    self.proc.kill()
+                    self.proc.wait()
+        for cg in self.cgroups:
+            for sub in sorted(cg.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if sub.is_dir():
+                    try:
+                        sub.rmdir()
+                    except OSError:
+                        pass
+            try:
+                cg.rmdir()
+            except OSError:
+                pass
+
+    # --- inside ----------------------------------------------------------------------------------
+    def run(
+        self, argv: list[str], *, check: bool = True, input: str | None = None, timeout: float = DEADLINE
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "--", "env", "-i", *INNER_ENV, *argv],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def write(self, path: str, text: str) -> None:
+        self.run(["sh", "-c", f"mkdir -p \"$(dirname '{path}')\" && cat > '{path}'"], input=text)

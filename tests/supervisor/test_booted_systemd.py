@@ -1,0 +1,168 @@
+"""The package under a real, booted systemd (systemd-nspawn): installed with dpkg, the generator
+enables exactly the configured instances at daemon-reload, the per-instance limits reach the units,
+a broken configuration stops an instance with the file:line:col message in its journal, and the
+sd_notify helper's readiness, status and watchdog are what systemd acts on.
+
+The package is built without the daemons' dependencies (wradm, the generator and the notify helper
+need only the standard library), so wrsrvd itself is not run here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.supervisor.nspawn import Container, available, rootfs
+
+pytestmark = [pytest.mark.nspawn, pytest.mark.slow]
+WHY_NOT = available()
+if WHY_NOT:
+    pytestmark.append(pytest.mark.skip(reason=WHY_NOT))
+
+DEADLINE = 90.0
+
+
+def _depends() -> tuple[str, ...]:
+    control = (REPO / "packaging/debian/control.in").read_text()
+    m = re.search(r"^Depends: (.*)$", control, re.M)
+    assert m
+    return tuple(re.sub(r"\s*\(.*\)", "", d).strip() for d in m.group(1).split(","))
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    pkg = tmp_path_factory.mktemp("pkg")
+    build = subprocess.run(
+        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(pkg)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    root = rootfs(_depends())
+    log = tmp_path_factory.mktemp("console") / "console.log"
+    container = Container(root, f"wrtest-{os.getpid()}", {pkg: "/mnt/pkg"}, log)
+    try:
+        container.start()
+        state = container.run(["systemctl", "is-system-running", "--wait"], check=False).stdout.strip()
+        assert state == "running", container.run(["systemctl", "--failed", "--no-pager"], check=False).stdout
+        deb = Path(build.stdout.strip().splitlines()[-1]).name
+        container.run(["dpkg", "-i", f"/mnt/pkg/{deb}"])
+        yield container
+    finally:
+        container.stop()
+
+
+def until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def prop(box: Container, unit: str, name: str) -> str:
+    return box.run(["systemctl", "show", "-P", name, unit]).stdout.strip()
+
+
+def test_the_package_installs_users_and_enables_the_target(box: Container) -> None:
+    assert box.run(["systemctl", "is-enabled", "wayray.target"]).stdout.strip() == "enabled"
+    assert box.run(["id", "-nG", "wayray-greeter"]).stdout.split() == ["wayray-greeter", "wayray"]
+    assert box.run(["wradm", "check"]).stdout.startswith("configuration OK")
+    # postinst compiled the private environment (the sandboxed daemons could not write byte-code).
+    cache = "/opt/wayray/lib/python3.11/site-packages/wayray/config/__pycache__"
+    assert box.run(["ls", cache]).stdout.split()
+
+
+def test_the_generator_enables_exactly_the_configured_instances(box: Container) -> None:
+    wants = box.run(["ls", "/run/systemd/generator/wayray.target.wants"]).stdout.split()
+    assert wants == ["wrsrvd@main.service"]  # lab has enabled = false in the shipped servers.toml
+    assert "wrsrvd@main.service" in prop(box, "wayray.target", "Wants").split()
+    assert prop(box, "wrsrvd@main.service", "MemoryMax") == str(16 * 1024**3)
+    assert prop(box, "wrsrvd@main.service", "CPUQuotaPerSecUSec") == "4s"
+    assert prop(box, "wrsrvd@main.service", "SourcePath") == "/etc/wayray/servers.toml"
+
+    box.write("/etc/wayray/servers.toml.d/50-lab.toml", "[server.lab]\nenabled = true\n")
+    try:
+        dry = box.run(["wradm", "apply", "--dry-run"]).stdout
+        assert "+++ /run/systemd/generator/wayray.target.wants/wrsrvd@lab.service" in dry
+        assert "systemctl daemon-reload" in dry
+        box.run(["systemctl", "daemon-reload"])
+        wanted = set(prop(box, "wayray.target", "Wants").split())
+        assert {"wrsrvd@main.service", "wrsrvd@lab.service"} <= wanted
+    finally:
+        box.run(["rm", "/etc/wayray/servers.toml.d/50-lab.toml"])
+        box.run(["systemctl", "daemon-reload"])
+    assert "wrsrvd@lab.service" not in prop(box, "wayray.target", "Wants").split()
+
+
+def test_the_instance_check_runs_under_the_sandbox_and_stops_a_broken_instance(box: Container) -> None:
+    # A valid configuration: the check (as user wayray, fully sandboxed) passes.
+    box.run(["systemctl", "start", "wrsrvd@main.service"], check=False)
+    until(lambda: "status=0/0" in prop(box, "wrsrvd@main.service", "ExecStartPre"), "the check to pass")
+    box.run(["systemctl", "stop", "wrsrvd@main.service"], check=False)
+    box.run(["systemctl", "reset-failed", "wrsrvd@main.service"], check=False)
+
+    box.write("/etc/wayray/servers.toml.d/60-bad.toml", '[server.main]\nport = "x"\n')
+    try:
+        res = box.run(["systemctl", "start", "wrsrvd@main.service"], check=False)
+        assert res.returncode != 0
+        assert re.search(r"code=exited ; status=1\b", prop(box, "wrsrvd@main.service", "ExecStartPre"))
+        journal = box.run(["journalctl", "-u", "wrsrvd@main.service", "-o", "cat", "--no-pager"]).stdout
+        expected = "/etc/wayray/servers.toml.d/60-bad.toml:2:8: error: server.main.port: expected integer"
+        assert f'{expected}, got string "x"' in journal
+    finally:
+        box.run(["rm", "/etc/wayray/servers.toml.d/60-bad.toml"])
+        box.run(["systemctl", "reset-failed", "wrsrvd@main.service"], check=False)
+
+
+NOTIFYING = """
+import asyncio, sys
+from wayray.common.notify import Notifier
+
+notifier = Notifier.from_environment(unset=True)
+healthy = sys.argv[1] == "healthy"
+
+async def main():
+    notifier.ready("serving 0 sessions")
+    notifier.start_watchdog(healthy=lambda: healthy)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def run_notifying(box: Container, unit: str, mode: str) -> None:
+    box.run(
+        ["systemd-run", f"--unit={unit}", "-p", "Type=notify", "-p", "WatchdogSec=2s",
+         "/opt/wayray/bin/python", "-c", NOTIFYING, mode]
+    )  # fmt: skip
+
+
+def test_readiness_status_and_watchdog_pings_reach_systemd(box: Container) -> None:
+    run_notifying(box, "wr-notify-ok", "healthy")
+    try:
+        # systemd-run returns once a Type=notify unit has sent READY=1.
+        assert prop(box, "wr-notify-ok", "ActiveState") == "active"
+        assert prop(box, "wr-notify-ok", "StatusText") == "serving 0 sessions"
+        first = int(prop(box, "wr-notify-ok", "WatchdogTimestampMonotonic"))
+        until(lambda: int(prop(box, "wr-notify-ok", "WatchdogTimestampMonotonic")) > first, "a second ping")
+        assert prop(box, "wr-notify-ok", "ActiveState") == "active"
+    finally:
+        box.run(["systemctl", "stop", "wr-notify-ok"], check=False)
+
+
+def test_a_daemon_that_stops_pinging_is_killed_by_the_watchdog(box: Container) -> None:
+    run_notifying(box, "wr-notify-hung", "unhealthy")
+    try:
+        until(lambda: prop(box, "wr-notify-hung", "Result") == "watchdog", "the watchdog to fire")
+    finally:
+        box.run(["systemctl", "stop", "wr-notify-hung"], check=False)
+        box.run(["systemctl", "reset-failed", "wr-notify-hung"], check=False)

@@ -1,0 +1,148 @@
+"""The generator, run as systemd runs it (three output directories, a clean environment), enables
+exactly the configured instances, and never fails the boot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.config.helpers import copy_examples, write
+from tests.conftest import script
+
+
+def run_generator(
+    root: Path, out: Path, *, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    dirs = [out / "normal", out / "early", out / "late"]
+    for d in dirs:
+        d.mkdir(parents=True)
+    # systemd starts generators with an almost empty environment; WAYRAY_ROOT points at the test tree.
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SYSTEMD_SCOPE": "system",
+        "WAYRAY_GENERATOR_LOG": "stderr",
+        "WAYRAY_ROOT": str(root),
+        **(extra_env or {}),
+    }
+    return subprocess.run(
+        [script("wayray-generator"), *map(str, dirs)], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def tree(directory: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            out[rel] = "-> " + os.readlink(path)
+        elif path.is_file():
+            out[rel] = path.read_text()
+    return out
+
+
+def test_enables_exactly_the_enabled_servers(tmp_path: Path) -> None:
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": "[server.a]\nport = 7100\n[server.b]\nport = 7101\nenabled = false\n",
+            "etc/wayray/servers.toml.d/50-c.toml": '[server.c]\nport = 7102\nlimits.memory_max = "2G"\n',
+            "usr/lib/wayray/servers.toml.d/10-vendor.toml": "[server.d]\nport = 7103\n",
+        },
+    )
+    res = run_generator(root, tmp_path / "gen")
+    assert (res.returncode, res.stderr) == (0, "")
+    files = tree(tmp_path / "gen" / "normal")
+    links = {k: v for k, v in files.items() if k.startswith("wayray.target.wants/")}
+    template = "-> /usr/lib/systemd/system/wrsrvd@.service"
+    assert links == {f"wayray.target.wants/wrsrvd@{n}.service": template for n in ("a", "c", "d")}
+    assert "MemoryMax=2G" in files["wrsrvd@c.service.d/50-wayray.conf"]
+    assert "SourcePath=/etc/wayray/servers.toml.d/50-c.toml" in files["wrsrvd@c.service.d/50-wayray.conf"]
+    assert (
+        "SourcePath=/usr/lib/wayray/servers.toml.d/10-vendor.toml"
+        in files["wrsrvd@d.service.d/50-wayray.conf"]
+    )
+    assert not any("wrsrvd@b" in k for k in files)
+    assert tree(tmp_path / "gen" / "early") == tree(tmp_path / "gen" / "late") == {}
+
+
+def test_output_matches_what_render_writes_next_to_the_templates(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    res = run_generator(copy_examples(tmp_path / "root"), tmp_path / "gen")
+    assert res.returncode == 0
+    generated = tree(tmp_path / "gen" / "normal")
+    rendered = {k: v for k, v in tree(REPO / "units").items() if "/" in k}
+    assert generated == rendered
+
+
+def test_no_configuration_enables_nothing(tmp_path: Path) -> None:
+    res = run_generator(tmp_path / "empty", tmp_path / "gen")
+    assert (res.returncode, res.stderr) == (0, "")
+    assert tree(tmp_path / "gen") == {}
+
+
+def test_errors_are_logged_and_never_fail_the_boot(tmp_path: Path) -> None:
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": "[server.good]\nport = 7100\n[server.typo]\nprot = 7101\n",
+            "etc/wayray/policies.toml": "[policy.x\n",
+        },
+    )
+    res = run_generator(root, tmp_path / "gen")
+    assert res.returncode == 0
+    # A table with a mistake is still enabled: its ExecStartPre= check then fails it with the message.
+    links = sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants"))
+    assert links == ["wrsrvd@good.service", "wrsrvd@typo.service"]
+    assert "servers.toml:4:1: error: server.typo: unknown key 'prot'" in res.stderr
+    assert "policies.toml:1:10: error: invalid TOML" in res.stderr
+    assert "run `wradm check`" in res.stderr
+
+
+def test_an_unparsable_servers_file_enables_nothing_but_exits_zero(tmp_path: Path) -> None:
+    root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a\nport = 1\n"})
+    res = run_generator(root, tmp_path / "gen")
+    assert res.returncode == 0
+    assert tree(tmp_path / "gen" / "normal") == {}
+    assert "servers.toml:1:10: error: invalid TOML" in res.stderr
+
+
+def test_even_an_unexpected_failure_exits_zero(tmp_path: Path) -> None:
+    root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a]\nport = 7100\n"})
+    (tmp_path / "gen").mkdir()
+    # The normal directory is a file: writing into it fails.
+    blocked = tmp_path / "gen" / "normal"
+    blocked.write_text("not a directory")
+    env = {"PATH": "/usr/bin:/bin", "WAYRAY_ROOT": str(root)}
+    res = subprocess.run(
+        [script("wayray-generator"), str(blocked), str(tmp_path), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0
+    assert "failed, no WayRay instances enabled" in res.stderr
+
+
+def test_the_generator_imports_only_the_standard_library(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from wayray.supervisor.generator import generate\n"
+        f"generate(Path({str(tmp_path / 'n')!r}), Path({str(tmp_path)!r}))\n"
+        "std = set(sys.stdlib_module_names)\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] not in std)))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    third_party = [
+        m
+        for m in res.stdout.split()
+        if not m.startswith(("wayray", "__editable__", "_distutils_hack", "__main__"))
+    ]
+    assert third_party == []
+    assert "wayray.config" in res.stdout

@@ -1,0 +1,272 @@
+"""Checks that look at more than one value: ports shared by two servers, policies that do not exist,
+USB rules that cannot mean anything, users that do not exist on this host, socket paths too long."""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import pwd
+from pathlib import Path
+
+from wayray.config.diagnostics import Diagnostic, Severity
+from wayray.config.loader import Config
+from wayray.config.model import ServerConfig
+from wayray.config.types import did_you_mean
+
+#: sun_path is 108 bytes on Linux (104 on illumos and the BSDs), including the terminating NUL.
+MAX_SOCKET_PATH = 103
+
+
+def cross_checks(config: Config, earlier: list[Diagnostic]) -> list[Diagnostic]:
+    """Checks across values of the built config. ``earlier`` are the diagnostics found so far."""
+    accounts = Accounts(config.root)
+    # A value that was invalid fell back to its default; checking that default against other
+    # values would only produce follow-up errors about a value nobody wrote.
+    invalid = {d.key for d in earlier if d.severity is Severity.ERROR}
+    out: list[Diagnostic] = []
+    out += _ports(config, invalid)
+    out += _policies(config, invalid)
+    out += _servers(config)
+    # Broken rules were dropped, so the built rules' numbers would not match the files': skip.
+    if not any(d.severity is Severity.ERROR and d.key.startswith("usb.rule") for d in earlier):
+        out += _usb(config, accounts)
+    out += _host(config, accounts)
+    out += _client(config)
+    return out
+
+
+def _diag(
+    config: Config,
+    key: str,
+    message: str,
+    *,
+    severity: Severity = Severity.ERROR,
+    scope: frozenset[str] = frozenset(),
+    notes: tuple[Diagnostic, ...] = (),
+) -> Diagnostic:
+    return Diagnostic(severity, message, config.where(key), key, scope, notes)
+
+
+# --- servers -----------------------------------------------------------------------------------------
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Would UDP sockets bound to a and b on the same port clash?"""
+    if a == b or "::" in (a, b):  # "::" is dual-stack: it covers IPv4 too
+        return True
+    va, vb = ipaddress.ip_address(a).version, ipaddress.ip_address(b).version
+    return va == vb == 4 and "0.0.0.0" in (a, b)
+
+
+def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
+    out = []
+    seen: list[ServerConfig] = []
+    for srv in config.enabled_servers():
+        keys = _keys(srv, "port", "listen", "enabled")
+        if any(k in keys or k.startswith(f"server.{srv.name}.listen[") for k in invalid):
+            continue
+        for other in seen:
+            if other.port != srv.port:
+                continue
+            clash = [(a, b) for a in srv.listen for b in other.listen if _overlap(a, b)]
+            if not clash:
+                continue
+            a, b = clash[0]
+            where = f"{a}" if a == b else f"{a} and {b}"
+            note = Diagnostic(
+                Severity.NOTE,
+                f"server.{other.name} uses port {other.port} here",
+                config.where(f"server.{other.name}.port"),
+                f"server.{other.name}.port",
+            )
+            out.append(
+                _diag(
+                    config,
+                    f"server.{srv.name}.port",
+                    f"port {srv.port} is already used by server.{other.name} (both listen on {where}); "
+                    "give each server its own port or address",
+                    scope=frozenset({srv.name, other.name}),
+                    notes=(note,),
+                )
+            )
+            break
+        seen.append(srv)
+    return out
+
+
+def _keys(srv: ServerConfig, *names: str) -> list[str]:
+    return [f"server.{srv.name}.{n}" for n in names]
+
+
+def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
+    out = []
+    for srv in config.servers.values():
+        if srv.policy not in config.policies and f"server.{srv.name}.policy" not in invalid:
+            known = sorted(config.policies)
+            guess = did_you_mean(srv.policy, known, value=True)
+            out.append(
+                _diag(
+                    config,
+                    f"server.{srv.name}.policy",
+                    f'no policy named "{srv.policy}" is defined{guess}; '
+                    f"define [policy.{srv.policy}] in policies.toml (defined: {', '.join(known)})",
+                    scope=frozenset({srv.name}),
+                )
+            )
+    return out
+
+
+def _servers(config: Config) -> list[Diagnostic]:
+    out = []
+    for srv in config.servers.values():
+        key = f"server.{srv.name}"
+        scope = frozenset({srv.name})
+        cert_set = config.origin(f"{key}.tls.cert") is not None
+        key_set = config.origin(f"{key}.tls.key") is not None
+        if cert_set != key_set:
+            given, missing = ("cert", "key") if cert_set else ("key", "cert")
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.tls.{given}",
+                    f"tls.{given} is set but tls.{missing} is not; set both, or neither to use the identity "
+                    "the server generates",
+                    scope=scope,
+                )
+            )
+        if srv.output.idle_fps > srv.output.fps:
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.output.idle_fps",
+                    f"idle_fps ({srv.output.idle_fps}) is higher than fps ({srv.output.fps})",
+                    scope=scope,
+                )
+            )
+        path = config.host.admin_socket_for(srv.name)
+        if len(str(path).encode()) > MAX_SOCKET_PATH:
+            out.append(
+                _diag(
+                    config,
+                    "host.admin_socket",
+                    f"admin socket path for server {srv.name!r} is {len(str(path).encode())} bytes long; "
+                    f"socket paths may have at most {MAX_SOCKET_PATH} (use a shorter name or directory)",
+                    scope=scope,
+                )
+            )
+    return out
+
+
+# --- USB -------------------------------------------------------------------------------------------
+
+
+def _usb(config: Config, accounts: Accounts) -> list[Diagnostic]:
+    out = []
+    catch_all: int | None = None
+    for i, rule in enumerate(config.usb.rules):
+        key = f"usb.rule[{i}]"
+        if catch_all is not None:
+            out.append(
+                _diag(
+                    config,
+                    key,
+                    f"this rule can never match: usb.rule[{catch_all}] before it matches every device",
+                    severity=Severity.WARNING,
+                )
+            )
+        elif rule.matches_everything:
+            catch_all = i
+        for j, principal in enumerate(rule.users):
+            missing = accounts.missing(principal)
+            if missing:
+                out.append(_diag(config, f"{key}.users[{j}]", missing, severity=Severity.WARNING))
+    return out
+
+
+# --- host and client -------------------------------------------------------------------------------
+
+
+def _host(config: Config, accounts: Accounts) -> list[Diagnostic]:
+    out = []
+    host = config.host
+    missing = accounts.missing(host.greeter_user)
+    if missing:
+        out.append(
+            _diag(
+                config,
+                "host.greeter_user",
+                f"{missing}; the package creates it (systemd-sysusers), or run "
+                f"`useradd --system {host.greeter_user}`",
+                severity=Severity.WARNING,
+            )
+        )
+    if len(str(host.launcher_socket).encode()) > MAX_SOCKET_PATH:
+        out.append(
+            _diag(config, "host.launcher_socket", f"socket paths may have at most {MAX_SOCKET_PATH} bytes")
+        )
+    if host.state_dir == host.runtime_dir:
+        out.append(
+            _diag(config, "host.runtime_dir", "state_dir and runtime_dir must be different directories")
+        )
+    return out
+
+
+def _client(config: Config) -> list[Diagnostic]:
+    out = []
+    tls = config.client.tls
+    if (tls.cert is None) != (tls.key is None):
+        given = "cert" if tls.cert is not None else "key"
+        out.append(
+            _diag(config, f"client.tls.{given}", "client.tls.cert and client.tls.key go together; set both")
+        )
+    badge = config.client.badge
+    if badge.product is not None and badge.vendor is None:
+        out.append(_diag(config, "client.badge.product", "'product' needs 'vendor'"))
+    return out
+
+
+# --- accounts --------------------------------------------------------------------------------------
+
+
+class Accounts:
+    """Users and groups of the system the configuration is for.
+
+    For ``/`` the name service is asked (so LDAP users count); below ``--root`` the tree's own
+    ``etc/passwd`` and ``etc/group`` are read, and nothing is checked when the tree has none.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.live = root == Path("/")
+        self.users: set[str] | None = None
+        self.groups: set[str] | None = None
+        if not self.live:
+            self.users = _names(root / "etc/passwd")
+            self.groups = _names(root / "etc/group")
+
+    def missing(self, principal: str) -> str | None:
+        """A warning text when ``principal`` (a user or ``@group``) does not exist; else None."""
+        if principal.startswith("@"):
+            name = principal[1:]
+            if self._has(name, self.groups, grp.getgrnam) is False:
+                return f"group {name!r} does not exist on this system"
+            return None
+        if self._has(principal, self.users, pwd.getpwnam) is False:
+            return f"user {principal!r} does not exist on this system"
+        return None
+
+    def _has(self, name: str, names: set[str] | None, lookup: object) -> bool | None:
+        if self.live:
+            try:
+                lookup(name)  # type: ignore[operator]
+            except KeyError:
+                return False
+            return True
+        return None if names is None else name in names
+
+
+def _names(path: Path) -> set[str] | None:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return {line.split(":", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}

@@ -1,0 +1,501 @@
+"""The configuration schema: every file, table and setting WayRay reads, declared once.
+
+The frozen dataclasses below are both the schema (each field's ``setting(...)`` carries its TOML key,
+type, default and help) and the typed values the daemons receive from :func:`wayray.config.load`.
+``docs/configuration.md`` is generated from this module (``python -m wayray.config.reference``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import PurePosixPath
+from types import MappingProxyType
+
+from wayray.config.schema import FileSpec, ListRule, Shape, records, required, setting, table
+from wayray.config.types import (
+    AbsPath,
+    Bitrate,
+    Bool,
+    Choice,
+    Command,
+    Duration,
+    Environment,
+    Fingerprint,
+    Integer,
+    IPAddress,
+    ListOf,
+    Number,
+    Percent,
+    Principal,
+    ServerAddress,
+    Size,
+    String,
+    UsbId,
+    UserName,
+)
+
+#: Server and policy names: they become systemd instance names (``wrsrvd@NAME``) and SMF instance
+#: names (``svc:/application/wayray/wrsrvd:NAME``), so they keep to characters both accept verbatim.
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
+NAME_RULE = "names start with a letter and use letters, digits, '_' and '-' (at most 64 characters)"
+INSTANCE_NAME = String(
+    NAME_PATTERN, NAME_RULE, name="name (letters, digits, '_', '-'; starts with a letter)"
+)
+#: Pool names ("" = none) become the mDNS subtype ``_<pool>._sub._wayray._udp``.
+POOL_NAME = String(
+    r"|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+    "pool names are DNS labels: lowercase letters, digits and inner '-', at most 63 characters",
+    name='pool name (a DNS label such as "lab"), or ""',
+)
+
+#: Placeholder for defaults computed from other settings (see ``derived=``); never seen by users.
+DERIVED = PurePosixPath("<derived>")
+
+DEFAULT_PORT = 7100
+
+
+class ClipboardDirection(enum.StrEnum):
+    BOTH = "both"
+    TO_CLIENT = "to-client"
+    TO_SERVER = "to-server"
+    NONE = "none"
+
+    @property
+    def to_client(self) -> bool:
+        """May text copied in the session be pasted on the client side?"""
+        return self in (ClipboardDirection.BOTH, ClipboardDirection.TO_CLIENT)
+
+    @property
+    def to_server(self) -> bool:
+        """May text copied on the client side be pasted into the session?"""
+        return self in (ClipboardDirection.BOTH, ClipboardDirection.TO_SERVER)
+
+
+class TokenKind(enum.StrEnum):
+    #: A badge or smart card identifies the person; the session follows it from kiosk to kiosk.
+    BADGE = "badge"
+    #: No badge: the kiosk itself is the token, so its session stays with that kiosk.
+    TERMINAL = "terminal"
+
+
+class UsbAction(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class VideoCodec(enum.StrEnum):
+    H264 = "h264"
+
+
+# --- servers.toml ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert: PurePosixPath = setting(
+        DERIVED,
+        AbsPath(),
+        "Certificate chain (PEM) the server presents. Created (self-signed) on first start if missing.",
+        derived="`<host.state_dir>/<server>/tls/cert.pem`",
+    )
+    key: PurePosixPath = setting(
+        DERIVED,
+        AbsPath(),
+        "Private key (PEM) of the certificate; readable by the server only.",
+        derived="`<host.state_dir>/<server>/tls/key.pem`",
+    )
+    client_ca: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "CA bundle (PEM) for mutual TLS: when set, only clients with a certificate signed by it may "
+        'connect. `""` (the default) accepts any client.',
+    )
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    width: int = setting(1920, Integer(320, 16384), "Width in pixels of a new session's output.")
+    height: int = setting(1080, Integer(200, 16384), "Height in pixels of a new session's output.")
+    scale: float = setting(1.0, Number(0.5, 4.0), "Scale factor of the output (2 for HiDPI).")
+    fps: int = setting(60, Integer(1, 240), "Highest frame rate sent to a client that is watching.")
+    idle_fps: int = setting(
+        1,
+        Integer(0, 240),
+        "Frame rate while no client is attached (the session is detached): frame callbacks are "
+        "throttled to this rate so applications idle. 0 stops them.",
+    )
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    video: bool = setting(
+        True, Bool(), "Encode regions that change every frame as video; false sends only lossless tiles."
+    )
+    codec: VideoCodec = setting(VideoCodec.H264, Choice(VideoCodec), "Video codec for those regions.")
+    bitrate: int = setting(8_000_000, Bitrate(), "Target video bit rate per session, in bit/s.")
+    zstd_level: int = setting(3, Integer(1, 22), "zstd compression level of lossless tiles.")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    memory_max: int | None = setting(
+        None,
+        Size(),
+        "Memory ceiling of the server instance and its sessions (systemd `MemoryMax=`).",
+    )
+    cpu_quota: int | None = setting(
+        None,
+        Percent(),
+        "CPU time ceiling (systemd `CPUQuota=`; on illumos recorded for `project.cpu-cap`).",
+    )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One ``[server.<name>]`` table: one ``wrsrvd`` instance."""
+
+    enabled: bool = setting(
+        True, Bool(), "Start this instance at boot. false keeps the table but does not start it."
+    )
+    listen: tuple[str, ...] = setting(
+        ("::",),
+        ListOf(IPAddress(), min_items=1),
+        'Addresses to listen on. "::" is every IPv6 and (dual-stack) IPv4 address.',
+        list_rule=ListRule.REPLACE,
+    )
+    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.")
+    max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
+    policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
+    pool: str = setting("", POOL_NAME, 'Server pool it joins and announces over mDNS; "" joins none.')
+    session_command: tuple[str, ...] = setting(
+        ("foot",),
+        Command(),
+        "What a session runs in standalone mode (no session launcher, no login): the command "
+        "started as the server's user inside each new session.",
+    )
+    tls: TLSSettings = table(TLSSettings, "TLS identity (QUIC always uses TLS 1.3).")
+    output: OutputSettings = table(OutputSettings, "Output (screen) defaults for new sessions.")
+    encoder: EncoderSettings = table(EncoderSettings, "Encoder preferences.")
+    limits: LimitSettings = table(LimitSettings, "Resource limits of the whole instance.")
+    #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
+    name: str = ""
+
+
+# --- policies.toml ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """One ``[policy.<name>]`` table. A policy named ``default`` always exists."""
+
+    detached_timeout: timedelta | None = setting(
+        timedelta(hours=24),
+        Duration(allow_never=True),
+        "How long a session with no client attached is kept before it is logged out.",
+    )
+    idle_logout: timedelta | None = setting(
+        None,
+        Duration(allow_never=True, minimum=60),
+        "Log out a session that had no input for this long, attached or not.",
+    )
+    reauth_on_reattach: bool = setting(
+        True,
+        Bool(),
+        "Ask for the password again when a session is re-attached at another client (badge moved).",
+    )
+    max_sessions_per_user: int = setting(
+        1, Integer(0, 1000), "Most sessions one user may have on a server; 0 = no limit."
+    )
+    clipboard: ClipboardDirection = setting(
+        ClipboardDirection.BOTH,
+        Choice(ClipboardDirection),
+        "Which way the clipboard may flow between session and client.",
+    )
+    audio: bool = setting(True, Bool(), "Forward session audio to the client.")
+    tokens: tuple[TokenKind, ...] = setting(
+        (TokenKind.BADGE, TokenKind.TERMINAL),
+        ListOf(Choice(TokenKind), min_items=1),
+        'Token kinds accepted for sessions: "badge" (the session follows the badge) and "terminal" '
+        "(no badge: the session belongs to the kiosk).",
+        list_rule=ListRule.REPLACE,
+    )
+    name: str = ""
+
+
+# --- usb.toml --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsbRule:
+    """One ``[[usb.rule]]``: absent match keys match anything."""
+
+    action: UsbAction = required(Choice(UsbAction), "What to do with a matching device.")
+    vendor: int | None = setting(None, UsbId(16), "Vendor id (`idVendor`, as lsusb shows it).")
+    product: int | None = setting(None, UsbId(16), "Product id (`idProduct`); needs `vendor`.")
+    class_: int | None = setting(
+        None, UsbId(8), "Device or interface class (0x03 HID, 0x08 mass storage, ...).", key="class"
+    )
+    subclass: int | None = setting(None, UsbId(8), "Subclass; needs `class`.")
+    protocol: int | None = setting(None, UsbId(8), "Protocol; needs `subclass`.")
+    users: tuple[str, ...] = setting(
+        (),
+        ListOf(Principal()),
+        'Whom the rule applies to: user names and "@group"s. Empty: everyone.',
+        list_rule=ListRule.REPLACE,
+    )
+    comment: str = setting("", String(), "Free text for people reading the rules and the logs.")
+
+    @staticmethod
+    def check_record(values: Mapping[str, object]) -> list[tuple[str, str]]:
+        """Problems of one rule as (key, message); called by the loader with the rule's values."""
+        out = []
+        for key, needs in (("product", "vendor"), ("subclass", "class"), ("protocol", "subclass")):
+            if values.get(key) is not None and values.get(needs) is None:
+                out.append(
+                    (key, f"{key!r} needs {needs!r}: a {key} id only means something with its {needs}")
+                )
+        return out
+
+    @property
+    def matches_everything(self) -> bool:
+        ids = (self.vendor, self.product, self.class_, self.subclass, self.protocol)
+        return all(v is None for v in ids) and not self.users
+
+    def matches(self, device: UsbDevice, user: str, groups: frozenset[str] = frozenset()) -> bool:
+        if self.users and user not in self.users and not any(f"@{g}" in self.users for g in groups):
+            return False
+        if self.vendor is not None and device.vendor != self.vendor:
+            return False
+        if self.product is not None and device.product != self.product:
+            return False
+        if self.class_ is None:
+            return True
+        return any(
+            cls == self.class_
+            and (self.subclass is None or sub == self.subclass)
+            and (self.protocol is None or proto == self.protocol)
+            for cls, sub, proto in device.classes
+        )
+
+
+@dataclass(frozen=True)
+class UsbDevice:
+    """What a client reports about a USB device it could forward."""
+
+    vendor: int
+    product: int
+    #: (class, subclass, protocol) of the device descriptor (unless 0: "see interfaces") and of every
+    #: interface. A rule's class matches if any of them matches, as in SPICE's usbredir filters.
+    classes: tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True)
+class UsbDecision:
+    action: UsbAction
+    #: Index of the rule that decided, or None when the default did.
+    rule: int | None
+
+
+@dataclass(frozen=True)
+class UsbConfig:
+    default: UsbAction = setting(
+        UsbAction.DENY, Choice(UsbAction), "What happens to a device no rule matches."
+    )
+    rules: tuple[UsbRule, ...] = records(
+        UsbRule,
+        "Ordered rules; the first rule that matches a device decides. Rules from drop-ins are "
+        "appended in drop-in order; `rule = []` in a drop-in clears the rules before it.",
+        key="rule",
+    )
+
+    def decide(self, device: UsbDevice, user: str, groups: frozenset[str] = frozenset()) -> UsbDecision:
+        """First matching rule wins; no match: the default."""
+        for i, rule in enumerate(self.rules):
+            if rule.matches(device, user, groups):
+                return UsbDecision(rule.action, i)
+        return UsbDecision(self.default, None)
+
+
+# --- session.toml ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Session defaults; a user's ``~/.config/wayray/session.toml`` overrides them key by key."""
+
+    window_manager: tuple[str, ...] = setting(
+        (), Command(), 'Window manager client to start; "" uses the compositor\'s built-in one.'
+    )
+    panel: tuple[str, ...] = setting((), Command(), 'Panel or bar to start; "" for none.')
+    launcher: tuple[str, ...] = setting((), Command(), 'Application launcher to start; "" for none.')
+    notifications: tuple[str, ...] = setting((), Command(), 'Notification daemon to start; "" for none.')
+    autostart: tuple[tuple[str, ...], ...] = setting(
+        (),
+        ListOf(Command()),
+        "Further programs started with every session, in order.",
+        list_rule=ListRule.APPEND,
+    )
+    environment: Mapping[str, str] = setting(
+        MappingProxyType({}),
+        Environment(),
+        "Environment variables for every program of the session; merged variable by variable.",
+    )
+
+
+# --- host.toml -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    state_dir: PurePosixPath = setting(
+        PurePosixPath("/var/lib/wayray"),
+        AbsPath(),
+        "Persistent state: one directory per server instance (session registry, TLS identity). "
+        "With systemd it must be below /var/lib (the units use `StateDirectory=`).",
+    )
+    runtime_dir: PurePosixPath = setting(
+        PurePosixPath("/run/wayray"),
+        AbsPath(),
+        "Sockets and other runtime files. With systemd it must be below /run (`RuntimeDirectory=`).",
+    )
+    greeter_user: str = setting(
+        "wayray-greeter", UserName(), "Unprivileged user the login screen (wrlogin) runs as."
+    )
+    pam_service: str = setting(
+        "wayray",
+        String(
+            r"[A-Za-z0-9_.-]{1,64}",
+            "PAM service names use letters, digits, '.', '_' and '-'",
+            name="PAM service name",
+        ),
+        "PAM service (`/etc/pam.d/<name>`) used to authenticate and open sessions.",
+    )
+    launcher_socket: PurePosixPath = setting(
+        DERIVED,
+        AbsPath(),
+        "Socket of the session launcher (wrsessd); the systemd socket unit listens on it.",
+        derived="`<runtime_dir>/wrsessd.sock`",
+    )
+    admin_socket: str = setting(
+        "",
+        String(
+            r"|/.*\{instance\}.*",
+            'an absolute path containing "{instance}"',
+            name='absolute path containing "{instance}"',
+        ),
+        'Admin socket of each server instance; "{instance}" is replaced by the instance name.',
+        derived="`<runtime_dir>/{instance}/admin.sock`",
+    )
+
+    def admin_socket_for(self, instance: str) -> PurePosixPath:
+        return PurePosixPath(self.admin_socket.replace("{instance}", instance))
+
+
+# --- client.toml -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadgeReaderSettings:
+    vendor: int | None = setting(None, UsbId(16), 'USB vendor id of the badge reader; "*" for any.')
+    product: int | None = setting(None, UsbId(16), 'USB product id of the badge reader; "*" for any.')
+
+
+@dataclass(frozen=True)
+class ClientTLSSettings:
+    cert: PurePosixPath | None = setting(
+        None, AbsPath(optional=True), "Client certificate (PEM) for servers that require mutual TLS."
+    )
+    key: PurePosixPath | None = setting(None, AbsPath(optional=True), "Private key of that certificate.")
+    ca: PurePosixPath | None = setting(
+        None, AbsPath(optional=True), "CA bundle (PEM) that server certificates must chain to."
+    )
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """The thin client (kiosk) side: which servers to use and how to trust them."""
+
+    servers: tuple[str, ...] = setting(
+        (),
+        ListOf(ServerAddress()),
+        "Servers to try, in order (port 7100 unless given). Empty: discover them over mDNS.",
+        list_rule=ListRule.REPLACE,
+    )
+    pool: str = setting(
+        "", POOL_NAME, 'Only use servers of this pool when discovering over mDNS; "" uses any.'
+    )
+    fingerprints: tuple[str, ...] = setting(
+        (),
+        ListOf(Fingerprint()),
+        "Pinned server certificate fingerprints. Empty: trust on first use, unless `tls.ca` is set.",
+        list_rule=ListRule.REPLACE,
+    )
+    kiosk: bool = setting(
+        False, Bool(), 'Kiosk mode: full screen, no window decorations, "insert badge" screen when idle.'
+    )
+    tls: ClientTLSSettings = table(ClientTLSSettings, "Client-side TLS.")
+    badge: BadgeReaderSettings = table(
+        BadgeReaderSettings, "The badge reader is the USB device matching this vendor/product."
+    )
+
+
+FILES: tuple[FileSpec, ...] = (
+    FileSpec(
+        "servers.toml",
+        "server",
+        Shape.NAMED,
+        ServerConfig,
+        "One `[server.<name>]` table per server instance; each becomes `wrsrvd@<name>.service` "
+        "(systemd) or `svc:/application/wayray/wrsrvd:<name>` (SMF).",
+        used_by="wrsrvd, the generator, wradm",
+    ),
+    FileSpec(
+        "policies.toml",
+        "policy",
+        Shape.NAMED,
+        PolicyConfig,
+        "Named session policies; a server applies the one its `policy` names. A policy named "
+        "`default` exists even when no file defines it (with the defaults below).",
+        used_by="wrsrvd, wrsessd",
+    ),
+    FileSpec(
+        "usb.toml",
+        "usb",
+        Shape.SINGLE,
+        UsbConfig,
+        "Which USB devices a client may forward into a session: ordered rules, first match wins, "
+        "and an explicit default.",
+        used_by="wrsrvd",
+    ),
+    FileSpec(
+        "session.toml",
+        "session",
+        Shape.SINGLE,
+        SessionConfig,
+        "What a user's session starts. A user's own `~/.config/wayray/session.toml` overrides these "
+        "defaults key by key (its arrays replace, its environment merges).",
+        used_by="wrsessd",
+    ),
+    FileSpec(
+        "host.toml",
+        "host",
+        Shape.SINGLE,
+        HostConfig,
+        "Settings of the machine as a whole.",
+        used_by="every daemon, the generator, wradm",
+    ),
+    FileSpec(
+        "client.toml",
+        "client",
+        Shape.SINGLE,
+        ClientConfig,
+        "The thin-client side (wrclient on a kiosk).",
+        used_by="wrclient",
+    ),
+)
+
+FILES_BY_NAME = {f.name: f for f in FILES}
+FILES_BY_TABLE = {f.table: f for f in FILES}
