@@ -3,13 +3,14 @@
 Each scene yields what the session compositor hands the encoder: the output framebuffer (uint32
 XRGB8888, height x width), the damage rectangles of that frame, and the time. Text is real text,
 rendered with DejaVu Sans Mono through a glyph atlas the way terminals render it; the animation is
-weston-simple-shm's own paint_pixels; the "video" is a panning photo-like picture.
+weston-simple-shm's own paint_pixels; the "video" is a panning photo-like picture. Every frame is a
+fresh array, so a stream can be kept in a list.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -169,34 +170,49 @@ def _window(term: Terminal, title: str) -> NDArray[np.uint32]:
     return win
 
 
-def terminal_scroll(
-    width: int = 1920, height: int = 1080, lines_per_frame: int = 1, frames: int = 120, fps: float = 60.0
-) -> Iterator[Frame]:
-    """(a) A terminal printing ``lines_per_frame`` numbered log lines per frame, scrolling.
+def log_line(n: int) -> str:
+    return f"{n:7d}  2026-11-21T09:{n % 60:02d}:00 wrsrvd[812]: session s-{n * 7919 % 10007:05d} ok\n"
 
-    ``lines_per_frame`` 1-3 is a log being tailed or `ls -l` of a big folder; a large value (more than a
-    screenful) is a `seq` flood, where nothing can be copied and only XOR of similar lines helps.
+
+def seq_line(n: int) -> str:
+    return f"{n}\n"
+
+
+def terminal_scroll(
+    width: int = 1920,
+    height: int = 1080,
+    lines_per_frame: int = 1,
+    frames: int = 120,
+    fps: float = 60.0,
+    cols: int = 90,
+    rows: int = 40,
+    line: Callable[[int], str] = log_line,
+) -> Iterator[Frame]:
+    """(a) A terminal printing ``lines_per_frame`` lines per frame, scrolling; damage = the window.
+
+    ``lines_per_frame`` 1-3 is a log being tailed or `ls -l` of a big folder. A value above ``rows``
+    is a flood (`seq 1 1000000`, waypipe-baseline.md's (a')): the whole screen is new each frame, so
+    nothing can be copied and only the similarity of consecutive lines helps.
     """
     desk = Desktop(width, height)
-    term = Terminal(cols=90, rows=40)
-    x, y = 120, 90
-    n = 0
+    term = Terminal(cols=cols, rows=rows)
+    x, y = min(120, width - term.width - 2), min(90, height - term.height - 24)
+    n = 1
     for _ in range(term.rows):
-        term.write(
-            f"{n:7d}  2026-11-21T09:{n % 60:02d}:00 wrsrvd[812]: session s-{n * 7919 % 10007:05d} ok\n"
-        )
+        term.write(line(n))
         n += 1
-    desk.paste(_window(term, "foot: journalctl -f"), x, y)
+    desk.paste(_window(term, "foot"), x, y)
     t = 0.0
-    yield desk.fb, [(0, 0, width, height)], t
+    yield desk.fb.copy(), [(0, 0, width, height)], t
     for _ in range(frames):
-        for _ in range(lines_per_frame):
-            term.write(
-                f"{n:7d}  2026-11-21T09:{n % 60:02d}:00 wrsrvd[812]: session s-{n * 7919 % 10007:05d} ok\n"
-            )
+        if lines_per_frame > rows:
+            n += lines_per_frame - rows  # only the last screenful is ever drawn
+        for _ in range(min(lines_per_frame, rows)):
+            term.write(line(n))
             n += 1
         t += 1 / fps
-        yield desk.fb, [desk.paste(_window(term, "foot: journalctl -f"), x, y)], t
+        damage = [desk.paste(_window(term, "foot"), x, y)]
+        yield desk.fb.copy(), damage, t
 
 
 def terminal_typing(
@@ -204,21 +220,24 @@ def terminal_typing(
     height: int = 1080,
     text: str = "echo hello from a thin client; ls -l /etc/wayray",
     cps: float = 20,
+    cols: int = 90,
+    rows: int = 40,
 ) -> Iterator[Frame]:
     """(c) Typing a line one character at a time into a terminal with a prompt; damage = the window."""
     desk = Desktop(width, height)
-    term = Terminal(cols=90, rows=40)
-    for i in range(12):
+    term = Terminal(cols=cols, rows=rows)
+    for i in range(min(12, rows - 2)):
         term.write(f"drwxr-xr-x 2 root root 4096 Nov 21 09:{i:02d} dir{i}\n")
     term.write("user@kiosk:~$ ")
-    x, y = 120, 90
+    x, y = min(120, width - term.width - 2), min(90, height - term.height - 24)
     desk.paste(_window(term, "foot"), x, y)
     t = 0.0
-    yield desk.fb, [(0, 0, width, height)], t
+    yield desk.fb.copy(), [(0, 0, width, height)], t
     for c in text:
         term.write(c)
         t += 1 / cps
-        yield desk.fb, [desk.paste(_window(term, "foot"), x, y)], t
+        damage = [desk.paste(_window(term, "foot"), x, y)]
+        yield desk.fb.copy(), damage, t
 
 
 def simple_shm_window(
@@ -229,10 +248,11 @@ def simple_shm_window(
     x, y = 400, 300
     t = 0.0
     desk.paste(simple_shm(size, size, 0), x, y)
-    yield desk.fb, [(0, 0, width, height)], t
+    yield desk.fb.copy(), [(0, 0, width, height)], t
     for i in range(1, frames + 1):
         t = i / fps
-        yield desk.fb, [desk.paste(simple_shm(size, size, int(t * 1000)), x, y)], t
+        damage = [desk.paste(simple_shm(size, size, int(t * 1000)), x, y)]
+        yield desk.fb.copy(), damage, t
 
 
 def moving_picture(width: int, height: int, seed: int = 3) -> Iterator[NDArray[np.uint32]]:

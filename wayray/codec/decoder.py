@@ -42,7 +42,7 @@ class Decoder:
         self._streams: dict[int, _Stream] = {}
         self._last_seq: int | None = None
         self._needs_keyframe = True
-        #: Why the decoder last lost sync (for the client's log), or None.
+        #: Why the decoder lost sync (the first cause, for the client's log), or None when in sync.
         self.desync_reason: str | None = "no keyframe yet"
 
     @property
@@ -132,10 +132,11 @@ class Decoder:
         self._streams.clear()
 
     def _lose_sync(self, reason: str) -> None:
+        # The first cause is the one worth reporting; what follows is usually its consequence.
         if not self._needs_keyframe:
             log.info("display out of sync, waiting for a keyframe: %s", reason)
+            self.desync_reason = reason
         self._needs_keyframe = True
-        self.desync_reason = reason
 
     def _refresh_checksums(self, fb: NDArray[np.uint32], touched: NDArray[np.bool_]) -> None:
         video = np.zeros_like(touched)
