@@ -204,9 +204,11 @@ def terminal_scroll(
     desk.paste(_window(term, "foot"), x, y)
     t = 0.0
     yield desk.fb.copy(), [(0, 0, width, height)], t
-    for _ in range(frames):
+    for i in range(frames):
         if lines_per_frame > rows:
-            n += lines_per_frame - rows  # only the last screenful is ever drawn
+            # Only the last screenful is ever drawn. The jitter keeps consecutive screens from lining up
+            # digit for digit, as a real flood's uneven frame timing does.
+            n += lines_per_frame - rows + (i * 7919) % 1013
         for _ in range(min(lines_per_frame, rows)):
             term.write(line(n))
             n += 1

@@ -83,20 +83,22 @@ def diff_tiles(
             pad = n * TILE - (x1 - x0)
             if pad:
                 ne = np.pad(ne, ((0, 0), (0, pad)))
-            ne3 = ne.reshape(y1 - y0, n, TILE)
-            rowany = ne3.any(axis=2)  # (rows, tiles)
+            h = y1 - y0
+            # Eight booleans at a time as one u64 word: ~2x faster than any() over the last axis.
+            rowany = ne.view(np.uint64).reshape(h, n, TILE // 8).any(axis=2)  # (rows, tiles)
             changed = rowany.any(axis=0)
             out.changed[ty, tx0:tx1] = changed
             if not changed.any():
                 continue
-            colany = ne3.any(axis=0)  # (tiles, TILE)
-            h = y1 - y0
+            colcount = np.add.reduce(ne.view(np.uint8), axis=0, dtype=np.uint16).reshape(n, TILE)
+            colany = colcount > 0
             bbox = out.bbox[ty, tx0:tx1]
-            bbox[:, 0] = x0 + np.arange(n) * TILE + colany.argmax(axis=1)
+            left = x0 + np.arange(n) * TILE
+            bbox[:, 0] = left + colany.argmax(axis=1)
             bbox[:, 1] = y0 + rowany.argmax(axis=0)
-            bbox[:, 2] = x0 + np.arange(n) * TILE + TILE - colany[:, ::-1].argmax(axis=1)
+            bbox[:, 2] = left + TILE - colany[:, ::-1].argmax(axis=1)
             bbox[:, 3] = y0 + h - rowany[::-1].argmax(axis=0)
-            out.count[ty, tx0:tx1] = np.count_nonzero(ne3, axis=(0, 2))
+            out.count[ty, tx0:tx1] = colcount.sum(axis=1)
 
 
 @dataclass(frozen=True, slots=True)
