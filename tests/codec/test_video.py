@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same, encodings, psnr, wire_bytes
@@ -170,3 +172,33 @@ def test_a_stream_that_does_not_pay_ends_and_is_not_retried_at_once() -> None:
 def _is_idr(data: bytes) -> bool:
     # Annex B: an IDR slice is NAL unit type 5.
     return any(data[i + 3] & 0x1F == 5 for i in range(len(data) - 4) if data[i : i + 3] == b"\0\0\1")
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(2, 20), st.integers(0, 2**32 - 1)),
+        min_size=1,
+        max_size=4,
+    )
+)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_whatever_animates_the_client_ends_exact(bursts: list[tuple[int, int, int, int]]) -> None:
+    """Bursts of animation anywhere (some long enough for video, some not), then a pause: exact."""
+    w, h = 320, 256
+    link = Link(w, h)
+    fb = scenes.wallpaper(w, h)
+    link.send(fb, [(0, 0, w, h)], 0.0)
+    now = 0.0
+    for tx, ty, frames, seed in bursts:
+        pics = scenes.moving_picture(128 + 32 * (seed % 3), 96 + 32 * (seed % 4), seed=seed % 5)
+        for _ in range(frames):
+            pic = next(pics)
+            ph, pw = pic.shape
+            x, y = min(tx * 48, w - pw), min(ty * 40, h - ph)
+            fb = fb.copy()
+            fb[y : y + ph, x : x + pw] = pic
+            now += 1 / 30
+            link.send(fb, [(x, y, pw, ph)], now)
+        now = link.settle(fb, now + 0.05)
+        assert link.encoder.video_streams == []
+        assert_same(link.decoder.framebuffer, fb)

@@ -36,6 +36,7 @@ from wayray.codec.video import H264StreamEncoder
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
 
 _NO_STREAM = 0
+_SCROLL_MAX_RECTS = 48
 
 
 @dataclass(slots=True)
@@ -152,17 +153,17 @@ class Encoder:
         active = diff.changed | moved
         self._note_activity(active, now)
 
-        video_regions: list[Region] = []
+        # Streams that settled (or did not pay) end first, then their rectangles are refreshed.
+        ends: list[Region] = []
         refresh = np.zeros(self._grid, dtype=bool)
-        if self._streams:
-            for st in list(self._streams.values()):
-                if not self._keeps(st, now):
-                    video_regions.append(self._end_stream(st))
-                    refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
-                elif not self._passes_probation(st):
-                    self._back_off(st.tiles, now)
-                    video_regions.append(self._end_stream(st))
-                    refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
+        for st in list(self._streams.values()):
+            keeps = self._keeps(st, now)
+            if keeps and self._passes_probation(st):
+                continue
+            if keeps:
+                self._back_off(st.tiles, now)
+            ends.append(self._end_stream(st))
+            refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
         if self.settings.video:
             self._start_streams(now)
 
@@ -184,12 +185,12 @@ class Encoder:
         for st in self._streams.values():
             sp = st.tiles
             if not st.started or diff.changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1].any():
-                video_regions.append(self._video_frame(fb, st, idr=not st.started))
+                regions.append(self._video_frame(fb, st, idr=not st.started))
 
-        if not regions and not video_regions:
+        if not regions and not ends:
             return None
         self._checksums.refresh_mask(self._model, dirty & (self._owner == _NO_STREAM))
-        return self._update(False, tuple(regions + video_regions))
+        return self._update(False, tuple(ends + regions))
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -269,6 +270,10 @@ class Encoder:
         """COPY regions for vertical scrolls inside the damage; the model is moved accordingly."""
         s = self.settings
         out = []
+        # Bound the work for a compositor that sends hundreds of small rectangles: the big ones
+        # are where scrolls are.
+        if len(rects) > _SCROLL_MAX_RECTS:
+            rects = sorted(rects, key=lambda r: r.area, reverse=True)[:_SCROLL_MAX_RECTS]
         for area in coalesce(rects):
             if area.width < s.scroll_min_size or area.height < s.scroll_min_size:
                 continue
