@@ -5,8 +5,9 @@
 
 Workloads (bench/codec_scenes.py): (a) a terminal tailing a log (1 line per frame) and a `seq` flood
 (whole screen new each frame, as in waypipe-baseline.md (a')); (b) weston-simple-shm's animation at
-weston-headless's 39.5 Hz; (c) typing one character per frame; (d) a 1080p full-screen video, run
-as fast as the encoder goes (sustained fps), with and without the video path.
+weston-headless's 39.5 Hz; (c) typing one character per frame; (d) 1080p full-screen changes run as
+fast as the encoder goes (sustained fps): a maximized terminal scrolling, the same with every line new
+each frame, and a full-screen video with and without the video path.
 
 Peers computed on the very same frames, in the same run:
 - "upstream": what the Rust WayRay sends (wayray-upstream.md §2.6): zstd level 1 of the absolute
@@ -189,6 +190,18 @@ def _typing(n: int) -> tuple[Iterator[scenes.Frame], int, int, EncoderSettings |
     return scenes.terminal_typing(1920, 1080, text=text, cps=20, **WEST_TERM), 1920, 1080, None
 
 
+def _max_scroll(n: int) -> tuple[Iterator[scenes.Frame], int, int, EncoderSettings | None]:
+    frames = scenes.terminal_scroll(1920, 1080, lines_per_frame=3, frames=n, fps=60, cols=238, rows=62)
+    return frames, 1920, 1080, None
+
+
+def _max_flood(n: int) -> tuple[Iterator[scenes.Frame], int, int, EncoderSettings | None]:
+    frames = scenes.terminal_scroll(
+        1920, 1080, lines_per_frame=26_000, frames=n, fps=60, line=scenes.log_line, cols=238, rows=62
+    )
+    return frames, 1920, 1080, None
+
+
 def _video(n: int) -> tuple[Iterator[scenes.Frame], int, int, EncoderSettings | None]:
     return scenes.fullscreen_video(1920, 1080, frames=n, fps=30), 1920, 1080, None
 
@@ -202,6 +215,14 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "flood": ("(a') terminal `seq` flood, whole screen new each frame, 80x24", _flood),
     "shm": ("(b) weston-simple-shm 250x250 animating at 39.5 Hz", _shm),
     "typing": ("(c) typing one character per frame, 80x24 terminal", _typing),
+    "max-scroll": (
+        "(d) 1080p maximized terminal scrolling 3 lines/frame, as fast as it encodes",
+        _max_scroll,
+    ),
+    "max-flood": (
+        "(d) 1080p maximized terminal, every line new each frame, as fast as it encodes",
+        _max_flood,
+    ),
     "video": ("(d) 1080p full-screen video, as fast as it encodes", _video),
     "video-lossless": ("(d) same, video path off (lossless only)", _video_lossless),
 }

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from wayray.codec import CodecError, CursorDecoder, CursorEncoder, CursorShape
-from wayray.codec.cursor import IMAGE_CACHE
 from wayray.wire.display import CursorImage, CursorPosition
 
 
@@ -37,31 +36,41 @@ def test_image_sent_once_then_only_positions() -> None:
     assert state.image.tobytes() == arrow.pixels
 
 
-def test_a_new_image_has_a_new_serial_and_a_known_one_is_not_resent() -> None:
+def test_every_new_image_has_a_new_serial() -> None:
+    """Switching back to an earlier cursor resends it: the client never relies on an image it may lack."""
     enc, dec = CursorEncoder(), CursorDecoder()
     arrow, ibeam = _shape(1), _shape(2, size=16, hotspot=(8, 8))
-    a = enc.set_shape(arrow)
-    b = enc.set_shape(ibeam)
-    assert isinstance(a[0], CursorImage) and isinstance(b[0], CursorImage)
-    assert b[0].serial != a[0].serial
-    back = enc.set_shape(arrow)
-    assert back == [CursorPosition(0, 0, True, a[0].serial)]
-    _deliver(dec, a + b + back)
+    sent = [enc.set_shape(arrow), enc.set_shape(ibeam), enc.set_shape(arrow)]
+    images = [m[0] for m in sent]
+    assert all(isinstance(i, CursorImage) for i in images)
+    assert len({i.serial for i in images if isinstance(i, CursorImage)}) == 3
+    for msgs in sent:
+        _deliver(dec, msgs)
     state = dec.state
     assert state is not None and state.image.tobytes() == arrow.pixels
+    assert (state.hotspot_x, state.hotspot_y) == (1, 1)
 
 
-def test_both_sides_forget_the_same_images() -> None:
+def test_position_overtaking_its_image_is_drawn_once_the_image_arrives() -> None:
     enc, dec = CursorEncoder(), CursorDecoder()
-    shapes = [_shape(i, size=8) for i in range(IMAGE_CACHE + 3)]
-    for s in shapes:
-        _deliver(dec, enc.set_shape(s))
-    # The oldest ones were forgotten: they are sent again, and the decoder can draw every one.
-    for s in shapes:
-        msgs = enc.set_shape(s)
-        _deliver(dec, msgs)
-        state = dec.state
-        assert state is not None and state.image.tobytes() == s.pixels
+    image, position = enc.set_shape(_shape(5))
+    dec.apply(position)
+    assert dec.state is None
+    dec.apply(image)
+    assert dec.state is not None
+
+
+def test_update_from_the_compositors_cursor_state() -> None:
+    enc, dec = CursorEncoder(), CursorDecoder()
+    img = np.full((16, 16), 0xFF00FF00, dtype=np.uint32)
+    first = enc.update(img, (3, 4), 10, 20)
+    assert [type(m) for m in first] == [CursorImage, CursorPosition]
+    assert enc.update(img.copy(), (3, 4), 10, 20) == []
+    assert enc.update(img, (3, 4), 11, 20) == [CursorPosition(11, 20, True, first[0].serial)]
+    assert enc.update(img, (3, 4), 11, 20, visible=False) == [CursorPosition(11, 20, False, 0)]
+    _deliver(dec, first)
+    state = dec.state
+    assert state is not None and (state.x, state.hotspot_y) == (10, 4)
 
 
 def test_hidden_cursor() -> None:

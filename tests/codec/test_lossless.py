@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -86,6 +88,28 @@ def test_damage_outside_the_output_is_clipped() -> None:
     update = link.send(fb, [(-50, -50, 30, 30), (180, 130, 500, 500), (1000, 1000, 10, 10)], 0.1)
     assert update is not None
     assert [(r.x, r.y, r.width, r.height) for r in update.regions] == [(190, 140, 10, 10)]
+    assert_same(link.decoder.framebuffer, fb)
+
+
+def test_damage_as_rectangle_objects() -> None:
+    """The compositor hands damage as frozen dataclasses with x, y, width, height."""
+
+    @dataclasses.dataclass(frozen=True)
+    class CompositorRect:
+        x: int
+        y: int
+        width: int
+        height: int
+
+    fb = scenes.wallpaper(200, 150)
+    link = Link(200, 150)
+    link.send(fb, [CompositorRect(0, 0, 200, 150)], 0.0)
+    fb = fb.copy()
+    fb[10:20, 10:20] = 0
+    update = link.send(fb, (CompositorRect(5, 5, 20, 20),), 0.1)
+    assert update is not None and [(r.x, r.y, r.width, r.height) for r in update.regions] == [
+        (10, 10, 10, 10)
+    ]
     assert_same(link.decoder.framebuffer, fb)
 
 

@@ -11,7 +11,7 @@ import zstandard
 
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same
-from wayray.codec import CodecError, Decoder, Encoder, EncoderSettings, frame_checksum
+from wayray.codec import CodecError, Decoder, Desync, Encoder, EncoderSettings, frame_checksum
 from wayray.codec.checksum import TileChecksums
 from wayray.codec.geometry import TileSpan
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
@@ -66,7 +66,11 @@ def test_a_dropped_region_is_detected_and_a_keyframe_restores_the_picture() -> N
     update = _encode(enc, frames[1])
     # A relay bug loses one region but keeps the rest of the update.
     dec.apply(dataclasses.replace(update, regions=update.regions[1:]))
-    assert dec.needs_keyframe and "checksum" in (dec.desync_reason or "")
+    assert (
+        dec.needs_keyframe
+        and dec.desync == Desync.CHECKSUM_MISMATCH
+        and "checksum" in (dec.desync_reason or "")
+    )
     # Later deltas still apply (the picture keeps moving) but the flag stays until a keyframe.
     dec.apply(_encode(enc, frames[2]))
     assert dec.needs_keyframe
@@ -74,7 +78,7 @@ def test_a_dropped_region_is_detected_and_a_keyframe_restores_the_picture() -> N
     keyframe = _encode(enc, frames[3])
     assert keyframe.keyframe
     dec.apply(keyframe)
-    assert not dec.needs_keyframe
+    assert not dec.needs_keyframe and dec.desync is None
     assert_same(dec.framebuffer, frames[3][0])
     for frame in frames[4:]:
         dec.apply(_encode(enc, frame))
@@ -101,7 +105,7 @@ def test_a_lost_update_is_noticed_by_its_sequence_number() -> None:
     dec.apply(_encode(enc, frames[0]))
     _encode(enc, frames[1])  # never delivered
     dec.apply(_encode(enc, frames[2]))
-    assert dec.needs_keyframe and "lost" in (dec.desync_reason or "")
+    assert dec.needs_keyframe and dec.desync == Desync.UPDATES_LOST and "lost" in (dec.desync_reason or "")
 
 
 def test_deltas_before_the_first_keyframe_are_ignored() -> None:
@@ -172,7 +176,7 @@ def test_malformed_regions_raise_a_codec_error_and_wait_for_a_keyframe(region: R
     dec, key = _synced_decoder()
     with pytest.raises(CodecError, match=message):
         dec.apply(_delta(key.seq + 1, region))
-    assert dec.needs_keyframe
+    assert dec.needs_keyframe and dec.desync == Desync.BAD_UPDATE
 
 
 def test_a_keyframe_with_an_absurd_size_is_refused() -> None:

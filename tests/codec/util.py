@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wayray.codec import Decoder, Encoder, EncoderSettings
+from wayray.codec.geometry import DamageRect
 from wayray.wire.display import FrameUpdate, RegionEncoding
 
 Frame = tuple[NDArray[np.uint32], list[tuple[int, int, int, int]], float]
@@ -27,10 +28,11 @@ class Link:
         self.encoder = Encoder(self.width, self.height, self.settings)
         self.decoder = Decoder()
 
-    def send(
-        self, fb: NDArray[np.uint32], damage: Iterable[tuple[int, int, int, int]], now: float
-    ) -> FrameUpdate | None:
-        update = self.encoder.encode(fb, damage, now=now)
+    def send(self, fb: NDArray[np.uint32], damage: Iterable[DamageRect], now: float) -> FrameUpdate | None:
+        # Like the compositor's Frame.pixels: a read-only view the encoder must not need to write.
+        view = fb.view()
+        view.flags.writeable = False
+        update = self.encoder.encode(view, damage, now=now)
         if update is not None:
             self.updates.append(update)
             self.decoder.apply(update)

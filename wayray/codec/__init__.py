@@ -7,7 +7,7 @@ The session compositor drives an :class:`Encoder` (framebuffer + damage in, ``Fr
 
 from wayray.codec.checksum import frame_checksum
 from wayray.codec.cursor import CursorDecoder, CursorEncoder, CursorShape, CursorState
-from wayray.codec.decoder import Decoder
+from wayray.codec.decoder import Decoder, Desync
 from wayray.codec.encoder import Encoder, VideoStreamInfo
 from wayray.codec.errors import CodecError
 from wayray.codec.geometry import TILE, Rect
@@ -21,6 +21,7 @@ __all__ = [
     "CursorShape",
     "CursorState",
     "Decoder",
+    "Desync",
     "Encoder",
     "EncoderSettings",
     "Rect",

@@ -1,10 +1,10 @@
 """The pointer cursor, drawn by the client: image + hotspot when it changes, position otherwise.
 
 Moving the pointer costs one small CursorPosition and no framebuffer update at all. Images carry a
-serial; positions name the serial to draw. The encoder remembers the last :data:`IMAGE_CACHE` images
-it sent, so switching back to a cursor the client already has (arrow, I-beam, hand...) costs only a
-position. Both sides forget the oldest image first (by the order images were sent), so they agree on
-what the client still has as long as images arrive in order, whatever happens to positions.
+serial; positions name the serial to draw. Every change of image sends the new image (a cursor is a
+few hundred bytes compressed): the client never depends on an older image it may not have, even if
+the wire coalesces cursor messages ("latest wins"). The decoder keeps the last few images so a
+position that overtakes its image is drawn as soon as the image arrives.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from wayray.codec.errors import CodecError
 from wayray.wire.display import CursorImage, CursorPosition
 
-#: How many recent cursor images both sides keep by serial.
+#: How many recent cursor images the decoder keeps by serial.
 IMAGE_CACHE = 8
 #: Largest cursor image accepted (Wayland cursors are 24 to 64 px; scaled ones up to 256).
 MAX_CURSOR_SIDE = 256
@@ -63,12 +63,27 @@ class CursorState:
 class CursorEncoder:
     def __init__(self) -> None:
         self._cctx = zstandard.ZstdCompressor(level=3, write_checksum=False)
-        self._sent: OrderedDict[CursorShape, int] = OrderedDict()  # shape -> serial, oldest sent first
         self._next_serial = 1
         self._shape: CursorShape | None = None
         self._serial = 0
         self._x = self._y = 0
         self._last: CursorPosition | None = None
+
+    def update(
+        self,
+        image: NDArray[np.uint32] | None,
+        hotspot: tuple[int, int],
+        x: int,
+        y: int,
+        visible: bool = True,
+    ) -> list[CursorMessage]:
+        """Everything about the pointer at once (the compositor's cursor state): what to send, maybe nothing.
+
+        ``image`` is premultiplied ARGB8888 (uint32, height x width) or None for no cursor.
+        """
+        self._x, self._y = x, y
+        shape = CursorShape.from_array(image, *hotspot) if image is not None and visible else None
+        return self.set_shape(shape) or self._position()
 
     def set_shape(self, shape: CursorShape | None) -> list[CursorMessage]:
         """The pointer's image changed (None hides it). Returns the messages to send, maybe none."""
@@ -77,12 +92,9 @@ class CursorEncoder:
         self._shape = shape
         out: list[CursorMessage] = []
         if shape is not None:
-            serial = self._sent.get(shape)
-            if serial is None:
-                image = self._image(shape)
-                out.append(image)
-                serial = image.serial
-            self._serial = serial
+            image = self._image(shape)
+            self._serial = image.serial
+            out.append(image)
         out.extend(self._position())
         return out
 
@@ -93,7 +105,6 @@ class CursorEncoder:
 
     def snapshot(self) -> list[CursorMessage]:
         """Everything a newly attached client needs: the current image (if any) and position."""
-        self._sent.clear()
         self._last = None
         out: list[CursorMessage] = []
         if self._shape is not None:
@@ -106,19 +117,10 @@ class CursorEncoder:
     def _image(self, shape: CursorShape) -> CursorImage:
         serial = self._next_serial
         self._next_serial = self._next_serial % 0xFFFF_FFFF + 1
-        self._sent[shape] = serial
-        while len(self._sent) > IMAGE_CACHE:
-            self._sent.popitem(last=False)
-        return CursorImage(
-            serial,
-            shape.width,
-            shape.height,
-            shape.hotspot_x,
-            shape.hotspot_y,
-            self._cctx.compress(shape.pixels),
-        )
+        pixels = self._cctx.compress(shape.pixels)
+        return CursorImage(serial, shape.width, shape.height, shape.hotspot_x, shape.hotspot_y, pixels)
 
-    def _position(self) -> list[CursorPosition]:
+    def _position(self) -> list[CursorMessage]:
         visible = self._shape is not None
         pos = CursorPosition(self._x, self._y, visible, self._serial if visible else 0)
         if pos == self._last:

@@ -9,6 +9,7 @@ client waits; the client should ask for a keyframe once when the flag turns True
 
 from __future__ import annotations
 
+import enum
 import logging
 
 import numpy as np
@@ -27,6 +28,16 @@ log = logging.getLogger(__name__)
 MAX_SIDE = 8192
 
 
+class Desync(enum.Enum):
+    """Why a decoder waits for a keyframe. The client maps it to the wire's KeyframeReason:
+    CHECKSUM_MISMATCH to CHECKSUM_MISMATCH, the others to DECODER_ERROR."""
+
+    NO_KEYFRAME_YET = "no keyframe yet"
+    CHECKSUM_MISMATCH = "checksum mismatch"
+    UPDATES_LOST = "updates lost"
+    BAD_UPDATE = "update could not be applied"
+
+
 class _Stream:
     def __init__(self, rect: Rect) -> None:
         self.rect = rect
@@ -42,7 +53,8 @@ class Decoder:
         self._streams: dict[int, _Stream] = {}
         self._last_seq: int | None = None
         self._needs_keyframe = True
-        #: Why the decoder lost sync (the first cause, for the client's log), or None when in sync.
+        #: Why the decoder lost sync (the first cause), or None when in sync; and the same in words.
+        self.desync: Desync | None = Desync.NO_KEYFRAME_YET
         self.desync_reason: str | None = "no keyframe yet"
 
     @property
@@ -78,11 +90,14 @@ class Decoder:
             return []
         elif (update.width, update.height) != (self._width, self._height):
             self._lose_sync(
-                f"update {update.seq} is {update.width}x{update.height}, screen is {self._size()}"
+                Desync.BAD_UPDATE,
+                f"update {update.seq} is {update.width}x{update.height}, screen is {self._size()}",
             )
             return []
         elif self._last_seq is not None and update.seq != self._last_seq + 1:
-            self._lose_sync(f"update {update.seq} follows {self._last_seq}: updates were lost")
+            self._lose_sync(
+                Desync.UPDATES_LOST, f"update {update.seq} follows {self._last_seq}: updates were lost"
+            )
         self._last_seq = update.seq
         fb = self.framebuffer
         assert fb is not None
@@ -96,14 +111,18 @@ class Decoder:
                     sp = tiles_of(rect)
                     touched[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
         except CodecError as e:
-            self._lose_sync(f"update {update.seq}: {e.message}")
+            self._lose_sync(Desync.BAD_UPDATE, f"update {update.seq}: {e.message}")
             raise
         finally:
             self._refresh_checksums(fb, touched)
         if self._checksums.value() != update.checksum:
-            self._lose_sync(f"update {update.seq}: checksum mismatch, the picture differs from the server's")
+            self._lose_sync(
+                Desync.CHECKSUM_MISMATCH,
+                f"update {update.seq}: checksum mismatch, the picture differs from the server's",
+            )
         elif update.keyframe and self._needs_keyframe:
             self._needs_keyframe = False
+            self.desync = None
             self.desync_reason = None
         return damage
 
@@ -118,7 +137,7 @@ class Decoder:
     def _start_keyframe(self, update: FrameUpdate) -> None:
         w, h = update.width, update.height
         if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
-            self._lose_sync(f"keyframe {update.seq} has an impossible size {w}x{h}")
+            self._lose_sync(Desync.BAD_UPDATE, f"keyframe {update.seq} has an impossible size {w}x{h}")
             raise CodecError(f"keyframe {update.seq}: size {w}x{h} is outside 1..{MAX_SIDE}")
         if self.framebuffer is None or (w, h) != (self._width, self._height):
             self.framebuffer = np.zeros((h, w), dtype=np.uint32)
@@ -131,10 +150,11 @@ class Decoder:
             st.codec.close()
         self._streams.clear()
 
-    def _lose_sync(self, reason: str) -> None:
+    def _lose_sync(self, cause: Desync, reason: str) -> None:
         # The first cause is the one worth reporting; what follows is usually its consequence.
         if not self._needs_keyframe:
             log.info("display out of sync, waiting for a keyframe: %s", reason)
+            self.desync = cause
             self.desync_reason = reason
         self._needs_keyframe = True
 

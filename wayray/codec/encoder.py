@@ -28,7 +28,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wayray.codec.checksum import TileChecksums
-from wayray.codec.geometry import TILE, Rect, TileSpan, clip_all, coalesce, span_rect, tile_grid, tiles_of
+from wayray.codec.geometry import (
+    TILE,
+    DamageRect,
+    Rect,
+    TileSpan,
+    clip_all,
+    coalesce,
+    span_rect,
+    tile_grid,
+    tiles_of,
+)
 from wayray.codec.lossless import PlannedRegion, RegionCoder, TileDiff, copy_region, diff_tiles, plan_regions
 from wayray.codec.scroll import find_vertical_scroll
 from wayray.codec.settings import EncoderSettings
@@ -115,15 +125,17 @@ class Encoder:
     def encode(
         self,
         fb: NDArray[np.uint32],
-        damage: Iterable[tuple[int, int, int, int]],
+        damage: Iterable[DamageRect],
         *,
         now: float,
         force_keyframe: bool = False,
     ) -> FrameUpdate | None:
         """Encode what changed in ``fb`` (height x width XRGB8888 words) inside ``damage``.
 
-        ``damage`` rectangles are (x, y, width, height) in output pixels; they may overlap and stick out
-        of the output. Pixels outside them must not have changed since the previous call. ``now`` is
+        ``damage`` rectangles are (x, y, width, height) tuples or objects with those attributes (the
+        compositor's ``Frame.damage``), in output pixels; they may overlap and stick out of the output.
+        They must cover every pixel that changed since the previous call (accumulate damage across
+        frames that were not encoded). ``now`` is
         a monotonic time in seconds. Returns None when nothing the client shows would change.
         """
         self._check_framebuffer(fb)

@@ -7,7 +7,7 @@ video streams cover whole tiles, so the encoder and the decoder must agree on it
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 #: Side of a tile in pixels. Fixed by the protocol (checksum and video-stream geometry depend on it).
 TILE = 64
@@ -84,11 +84,35 @@ def span_rect(span: TileSpan, width: int, height: int) -> Rect:
     return Rect(x0, y0, min(span.tx1 * TILE, width) - x0, min(span.ty1 * TILE, height) - y0)
 
 
-def clip_all(rects: Iterable[tuple[int, int, int, int]], width: int, height: int) -> list[Rect]:
+class RectLike(Protocol):
+    """Anything with x, y, width, height (the compositor's Rect, this module's Rect)."""
+
+    @property
+    def x(self) -> int: ...
+    @property
+    def y(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+
+
+#: Damage as the encoder accepts it: (x, y, width, height) tuples or objects with those attributes.
+DamageRect = tuple[int, int, int, int] | RectLike
+
+
+def as_rect(r: DamageRect) -> Rect:
+    if isinstance(r, tuple):
+        x, y, w, h = r
+        return Rect(int(x), int(y), int(w), int(h))
+    return Rect(int(r.x), int(r.y), int(r.width), int(r.height))
+
+
+def clip_all(rects: Iterable[DamageRect], width: int, height: int) -> list[Rect]:
     """Damage rectangles cut to the surface; empty and off-surface ones dropped."""
     out = []
     for r in rects:
-        c = Rect(*r).clip(width, height)
+        c = as_rect(r).clip(width, height)
         if c is not None:
             out.append(c)
     return out
