@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from _pytest.monkeypatch import MonkeyPatch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same, encodings, psnr, wire_bytes
-from wayray.codec import Decoder, EncoderSettings
-from wayray.wire.display import RegionEncoding
+from wayray.codec import CodecError, Decoder, EncoderSettings, h264_unavailable
+from wayray.wire.display import FrameUpdate, Region, RegionEncoding
 
 W, H = 640, 360
 
@@ -202,3 +204,26 @@ def test_whatever_animates_the_client_ends_exact(bursts: list[tuple[int, int, in
         now = link.settle(fb, now + 0.05)
         assert link.encoder.video_streams == []
         assert_same(link.decoder.framebuffer, fb)
+
+
+def test_without_h264_the_encoder_stays_lossless_and_the_decoder_says_why(monkeypatch: MonkeyPatch) -> None:
+    """Stand-in: PyAV is installed here, so its absence (as on illumos) is simulated."""
+    monkeypatch.setattr("wayray.codec.encoder.h264_unavailable", lambda: "PyAV is not installed (test)")
+    monkeypatch.setattr("wayray.codec.decoder.h264_unavailable", lambda: "PyAV is not installed (test)")
+    link = Link(W, H)
+    pics = scenes.moving_picture(W, H)
+    for i in range(12):
+        fb = next(pics)
+        link.send(fb, [(0, 0, W, H)], i / 30)
+        assert_same(link.decoder.framebuffer, fb)
+    assert RegionEncoding.H264 not in encodings(link.updates)
+    region = Region(0, 0, 128, 128, RegionEncoding.H264, b"\0\0\0\1\x65", stream_id=1)
+    update = FrameUpdate(
+        seq=link.updates[-1].seq + 1, width=W, height=H, keyframe=False, regions=(region,), checksum=0
+    )
+    with pytest.raises(CodecError, match="cannot decode H.264.*PyAV is not installed"):
+        link.decoder.apply(update)
+
+
+def test_h264_is_available_on_this_machine() -> None:
+    assert h264_unavailable() is None

@@ -12,6 +12,7 @@ from wayray.codec.encoder import Encoder, VideoStreamInfo
 from wayray.codec.errors import CodecError
 from wayray.codec.geometry import TILE, Rect
 from wayray.codec.settings import EncoderSettings
+from wayray.codec.support import h264_unavailable
 
 __all__ = [
     "TILE",
@@ -27,4 +28,5 @@ __all__ = [
     "Rect",
     "VideoStreamInfo",
     "frame_checksum",
+    "h264_unavailable",
 ]

@@ -19,7 +19,7 @@ from wayray.codec.checksum import TileChecksums
 from wayray.codec.errors import CodecError
 from wayray.codec.geometry import Rect, TileSpan, tiles_of
 from wayray.codec.lossless import unpack_copy, unpack_fill, unpack_pixels
-from wayray.codec.video import H264StreamDecoder
+from wayray.codec.support import h264_unavailable
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ class _Stream:
     def __init__(self, rect: Rect) -> None:
         self.rect = rect
         self.tiles: TileSpan = tiles_of(rect)
+        why = h264_unavailable()
+        if why is not None:
+            raise CodecError(f"this viewer cannot decode H.264 video regions: {why}")
+        from wayray.codec.video import H264StreamDecoder  # PyAV only when video is used
+
         self.codec = H264StreamDecoder(rect.width, rect.height)
 
 

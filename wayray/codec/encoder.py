@@ -20,9 +20,11 @@ Driving it from a compositor frame pump::
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,8 +44,13 @@ from wayray.codec.geometry import (
 from wayray.codec.lossless import PlannedRegion, RegionCoder, TileDiff, copy_region, diff_tiles, plan_regions
 from wayray.codec.scroll import find_vertical_scroll
 from wayray.codec.settings import EncoderSettings
-from wayray.codec.video import H264StreamEncoder
+from wayray.codec.support import h264_unavailable
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
+
+if TYPE_CHECKING:
+    from wayray.codec.video import H264StreamEncoder
+
+log = logging.getLogger(__name__)
 
 _NO_STREAM = 0
 _SCROLL_MAX_RECTS = 48
@@ -75,6 +82,10 @@ class VideoStreamInfo:
 class Encoder:
     def __init__(self, width: int, height: int, settings: EncoderSettings | None = None) -> None:
         self.settings = settings or EncoderSettings()
+        self._video = self.settings.video
+        if self._video and (why := h264_unavailable()) is not None:
+            log.warning("video regions disabled, everything is sent losslessly: %s", why)
+            self._video = False
         self._coder = RegionCoder(self.settings)
         self._seq = 0
         self._next_stream_id = 1
@@ -176,7 +187,7 @@ class Encoder:
                 self._back_off(st.tiles, now)
             ends.append(self._end_stream(st))
             refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
-        if self.settings.video:
+        if self._video:
             self._start_streams(now)
 
         lossless = (self._owner == _NO_STREAM) & ~refresh
@@ -393,6 +404,8 @@ class Encoder:
                 continue
             if len(self._streams) >= s.video_max_streams:
                 break
+            from wayray.codec.video import H264StreamEncoder  # PyAV only when video is used
+
             rect = span_rect(tiles, self._width, self._height)
             sl = np.s_[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1]
             st = _Stream(
