@@ -210,3 +210,19 @@ def test_decoder_framebuffer_is_independent_of_the_source() -> None:
     fb[:] = 0
     assert not np.array_equal(link.decoder.framebuffer, fb)
     assert isinstance(link.decoder, Decoder)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("video_crf", 60, "0..51"),
+        ("zstd_level_small", 30, "zstd level"),
+        ("scroll_min_rows", -1, "negative"),
+        ("video_keep_fraction", 1.5, r"\(0, 1\]"),
+        ("video_fast_changes", 9, "video_fast_changes"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_field_named(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        EncoderSettings(**{field: value})
+    assert field in str(err.value)

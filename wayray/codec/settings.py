@@ -68,10 +68,19 @@ class EncoderSettings:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool):
+            if isinstance(value, bool) or f.name.startswith("zstd_level"):
                 continue
             if isinstance(value, int | float) and value < 0:
                 raise ValueError(f"EncoderSettings.{f.name} must not be negative (got {value})")
+        for name in ("zstd_level_small", "zstd_level_large"):
+            # Negative levels are zstd's fast modes; 22 is its slowest.
+            if not -(1 << 17) <= getattr(self, name) <= 22:
+                raise ValueError(
+                    f"EncoderSettings.{name} must be a zstd level, -131072..22 (got {getattr(self, name)})"
+                )
+        for name in ("video_keep_fraction", "video_min_density"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"EncoderSettings.{name} must be within (0, 1] (got {getattr(self, name)})")
         if not 0 <= self.video_crf <= 51:
             raise ValueError(f"EncoderSettings.video_crf must be within 0..51 (got {self.video_crf})")
         if not 2 <= self.video_fast_changes <= self.video_min_changes:
