@@ -166,40 +166,45 @@ W, H = 150, 131  # not multiples of the tile: edge tiles are cut
 rects = st.tuples(
     st.integers(-20, W + 10), st.integers(-20, H + 10), st.integers(1, W + 30), st.integers(1, H + 30)
 )
-ops = st.lists(
-    st.tuples(
-        st.sampled_from(["fill", "noise", "scroll", "text", "nothing"]), rects, st.integers(0, 2**32 - 1)
-    ),
-    min_size=1,
-    max_size=12,
+Op = tuple[str, tuple[int, int, int, int], int]
+op = st.tuples(
+    st.sampled_from(["fill", "noise", "scroll", "text", "nothing"]), rects, st.integers(0, 2**32 - 1)
 )
+#: Frames of one to three changes each; the damage is their rectangles (which may touch or overlap).
+frames = st.lists(st.lists(op, min_size=1, max_size=3), min_size=1, max_size=10)
 
 
-@given(ops)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_random_changes_round_trip_exactly(
-    sequence: list[tuple[str, tuple[int, int, int, int], int]],
+def _apply(
+    fb: np.ndarray, kind: str, rect: tuple[int, int, int, int], value: int, rng: np.random.Generator
 ) -> None:
+    x, y, w, h = rect
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+    if kind == "fill" and x1 > x0 and y1 > y0:
+        fb[y0:y1, x0:x1] = value
+    elif kind == "noise" and x1 > x0 and y1 > y0:
+        fb[y0:y1, x0:x1] = rng.integers(0, 2**32, size=(y1 - y0, x1 - x0), dtype=np.uint32)
+    elif kind == "scroll" and y1 - y0 > 2 and x1 > x0:
+        dy = 1 + value % (y1 - y0 - 1)
+        fb[y0 : y1 - dy, x0:x1] = fb[y0 + dy : y1, x0:x1].copy()
+        fb[y1 - dy : y1, x0:x1] = value
+    elif kind == "text" and x1 - x0 >= 8 and y1 - y0 >= 17:
+        term = scenes.Terminal(cols=(x1 - x0) // 8, rows=(y1 - y0) // 17)
+        term.write(f"{value:x} wayray {value % 977}")
+        img = term.render()
+        fb[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
+
+
+@given(frames)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_changes_round_trip_exactly(sequence: list[list[Op]]) -> None:
     rng = np.random.default_rng(0)
     fb = scenes.wallpaper(W, H)
     link = Link(W, H, EncoderSettings(video=False, scroll_min_size=8, scroll_min_rows=2))
     link.send(fb, [(0, 0, W, H)], 0.0)
-    for i, (kind, (x, y, w, h), value) in enumerate(sequence):
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
-        if kind == "fill" and x1 > x0 and y1 > y0:
-            fb[y0:y1, x0:x1] = value
-        elif kind == "noise" and x1 > x0 and y1 > y0:
-            fb[y0:y1, x0:x1] = rng.integers(0, 2**32, size=(y1 - y0, x1 - x0), dtype=np.uint32)
-        elif kind == "scroll" and y1 - y0 > 2 and x1 > x0:
-            dy = 1 + value % (y1 - y0 - 1)
-            fb[y0 : y1 - dy, x0:x1] = fb[y0 + dy : y1, x0:x1].copy()
-            fb[y1 - dy : y1, x0:x1] = value
-        elif kind == "text" and x1 - x0 >= 8 and y1 - y0 >= 17:
-            term = scenes.Terminal(cols=(x1 - x0) // 8, rows=(y1 - y0) // 17)
-            term.write(f"{value:x} wayray {value % 977}")
-            img = term.render()
-            fb[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
-        link.send(fb, [(x, y, w, h)], 0.05 * (i + 1))
+    for i, changes in enumerate(sequence):
+        for kind, rect, value in changes:
+            _apply(fb, kind, rect, value, rng)
+        link.send(fb, [rect for _, rect, _ in changes], 0.05 * (i + 1))
         assert_same(link.decoder.framebuffer, fb)
 
 

@@ -185,6 +185,15 @@ class Encoder:
                 continue
             if keeps:
                 self._back_off(st.tiles, now)
+                log.debug(
+                    "video stream %d at %s ends: %.0f bytes/frame vs %.0f lossless",
+                    st.id,
+                    st.rect,
+                    st.bytes / max(st.frames, 1),
+                    st.lossless_estimate,
+                )
+            else:
+                log.debug("video stream %d at %s settled", st.id, st.rect)
             ends.append(self._end_stream(st))
             refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
         if self._video:
@@ -417,6 +426,7 @@ class Encoder:
             )
             self._next_stream_id = self._next_stream_id % 0xFFFF_FFFF + 1
             self._streams[st.id] = st
+            log.debug("video stream %d starts at %s", st.id, rect)
             self._owner[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1] = st.id
             self._checksums.blank(tiles)
 
