@@ -13,7 +13,7 @@ Peers computed on the very same frames, in the same run:
 - "upstream": what the Rust WayRay sends (wayray-upstream.md §2.6): zstd level 1 of the absolute
   pixels of every damage rectangle.
 - "waypipe-like": an emulation of waypipe 0.8's buffer diff (runs of changed 32-bit words against a
-  mirror, gaps under 8 words bridged, an 8-byte header per run) compressed with zstd level 5, its
+  mirror, gaps of up to 8 words bridged, an 8-byte header per run) compressed with zstd level 5, its
   default. An emulation: the real waypipe figures, measured on real clients, are in
   waypipe-baseline.md and are quoted next to ours in docs/benchmarks.md.
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
-from wayray.codec.geometry import TILE, Rect, TileSpan, tile_grid, tiles_of
+from wayray.codec.geometry import TILE, TileSpan, tile_grid
 
 
 class TileChecksums:
@@ -45,14 +45,6 @@ class TileChecksums:
             for tx in range(span.tx0, span.tx1):
                 tile = np.ascontiguousarray(band[:, tx * TILE : (tx + 1) * TILE])
                 crc[ty, tx] = zlib.crc32(tile.data)
-
-    def refresh_rects(self, fb: NDArray[np.uint32], rects: Iterable[Rect]) -> None:
-        """Recompute every tile the rectangles touch (once each, however many rectangles touch it)."""
-        touched = np.zeros(self._crc.shape, dtype=bool)
-        for r in rects:
-            s = tiles_of(r)
-            touched[s.ty0 : s.ty1, s.tx0 : s.tx1] = True
-        self.refresh_mask(fb, touched)
 
     def refresh_mask(self, fb: NDArray[np.uint32], touched: NDArray[np.bool_]) -> None:
         crc = self._crc

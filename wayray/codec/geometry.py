@@ -41,14 +41,6 @@ class Rect(NamedTuple):
             return None
         return Rect(x0, y0, x1 - x0, y1 - y0)
 
-    def intersects(self, other: Rect) -> bool:
-        return (
-            self.x < other.x + other.width
-            and other.x < self.x + self.width
-            and self.y < other.y + other.height
-            and other.y < self.y + self.height
-        )
-
 
 class TileSpan(NamedTuple):
     """A rectangle of whole tiles: rows ``ty0 <= ty < ty1``, columns ``tx0 <= tx < tx1``."""
