@@ -1,0 +1,233 @@
+"""The lossless path: what the client shows is the source, bit for bit, at a fraction of the bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench import codec_scenes as scenes
+from tests.codec.util import Link, assert_same, encodings, wire_bytes
+from wayray.codec import Decoder, Encoder, EncoderSettings
+from wayray.wire.display import RegionEncoding
+
+LOSSLESS = EncoderSettings(video=False)
+
+#: waypipe 0.8.4 with zstd, weston-terminal, bytes up per typed character (waypipe-baseline.md (c)).
+WAYPIPE_BYTES_PER_CHAR = 359
+
+
+def test_first_update_is_a_keyframe_covering_the_output() -> None:
+    fb = scenes.wallpaper(300, 200)
+    link = Link(300, 200)
+    update = link.send(fb, [(0, 0, 300, 200)], 0.0)
+    assert update is not None and update.keyframe and update.seq == 1
+    assert (update.width, update.height) == (300, 200)
+    assert_same(link.decoder.framebuffer, fb)
+
+
+def test_typing_sends_only_the_new_character_and_stays_exact() -> None:
+    link = Link(900, 760, LOSSLESS)
+    frames = list(scenes.terminal_typing(900, 760, text="ls -l /etc/wayray", cols=100, rows=40))
+    link.run(frames[:1])
+    window = frames[1][1][0]
+    sizes = []
+    for fb, damage, now in frames[1:]:
+        update = link.send(fb, damage, now)
+        assert update is not None and not update.keyframe
+        assert_same(link.decoder.framebuffer, fb)
+        sizes.append(wire_bytes(update))
+        # The damage is the whole terminal window; what is sent is two character cells (the new
+        # glyph and the cursor that moved right), not the window.
+        assert sum(r.width * r.height for r in update.regions) <= 3 * 8 * 17
+        assert window[2] * window[3] > 100 * 8 * 17
+    assert max(sizes) < WAYPIPE_BYTES_PER_CHAR, sizes
+
+
+def test_scrolling_terminal_copies_rows_the_client_has() -> None:
+    link = Link(900, 760, LOSSLESS)
+    frames = list(scenes.terminal_scroll(900, 760, lines_per_frame=1, frames=12, cols=100, rows=40))
+    link.run(frames[:1])
+    for fb, damage, now in frames[1:]:
+        update = link.send(fb, damage, now)
+        assert update is not None
+        assert_same(link.decoder.framebuffer, fb)
+        kinds = [r.encoding for r in update.regions]
+        assert kinds[0] == RegionEncoding.COPY, kinds
+        # One new line of ~60 characters; the window is 800x680 pixels (2 MB raw).
+        assert wire_bytes(update) < 2500
+
+
+def test_text_flood_without_copy_still_exact_and_small() -> None:
+    link = Link(900, 760, LOSSLESS)
+    frames = scenes.terminal_scroll(
+        900, 760, lines_per_frame=5000, frames=8, line=scenes.seq_line, cols=100, rows=40
+    )
+    link.run(frames)
+    raw = 100 * 8 * 40 * 17 * 4
+    assert all(wire_bytes(u) < raw / 50 for u in link.updates[1:])
+
+
+def test_damaged_but_unchanged_pixels_send_nothing() -> None:
+    fb = scenes.wallpaper(200, 150)
+    link = Link(200, 150)
+    link.send(fb, [(0, 0, 200, 150)], 0.0)
+    assert link.send(fb, [(0, 0, 200, 150), (10, 10, 5, 5)], 0.1) is None
+    assert link.send(fb, [], 0.2) is None
+
+
+def test_damage_outside_the_output_is_clipped() -> None:
+    fb = scenes.wallpaper(200, 150)
+    link = Link(200, 150)
+    link.send(fb, [(0, 0, 200, 150)], 0.0)
+    fb = fb.copy()
+    fb[140:150, 190:200] = 0xFF123456
+    update = link.send(fb, [(-50, -50, 30, 30), (180, 130, 500, 500), (1000, 1000, 10, 10)], 0.1)
+    assert update is not None
+    assert [(r.x, r.y, r.width, r.height) for r in update.regions] == [(190, 140, 10, 10)]
+    assert_same(link.decoder.framebuffer, fb)
+
+
+def test_damage_as_rectangle_objects() -> None:
+    """The compositor hands damage as frozen dataclasses with x, y, width, height."""
+
+    @dataclasses.dataclass(frozen=True)
+    class CompositorRect:
+        x: int
+        y: int
+        width: int
+        height: int
+
+    fb = scenes.wallpaper(200, 150)
+    link = Link(200, 150)
+    link.send(fb, [CompositorRect(0, 0, 200, 150)], 0.0)
+    fb = fb.copy()
+    fb[10:20, 10:20] = 0
+    update = link.send(fb, (CompositorRect(5, 5, 20, 20),), 0.1)
+    assert update is not None and [(r.x, r.y, r.width, r.height) for r in update.regions] == [
+        (10, 10, 10, 10)
+    ]
+    assert_same(link.decoder.framebuffer, fb)
+
+
+def test_uniform_area_is_sent_as_fill() -> None:
+    fb = scenes.wallpaper(300, 200)
+    link = Link(300, 200)
+    link.send(fb, [(0, 0, 300, 200)], 0.0)
+    fb = fb.copy()
+    fb[20:120, 30:230] = 0xFF336699  # a window closed, revealing a flat panel
+    update = link.send(fb, [(30, 20, 200, 100)], 0.1)
+    assert update is not None and encodings([update]) == {RegionEncoding.FILL}
+    assert all(len(r.data) == 4 for r in update.regions)
+    assert_same(link.decoder.framebuffer, fb)
+
+
+def test_noise_frames_round_trip_exactly() -> None:
+    rng = np.random.default_rng(5)
+    link = Link(333, 211, LOSSLESS)
+    for i in range(5):
+        fb = rng.integers(0, 2**32, size=(211, 333), dtype=np.uint32)
+        link.send(fb, [(0, 0, 333, 211)], i / 30)
+        assert_same(link.decoder.framebuffer, fb)
+
+
+def test_resize_sends_a_keyframe_at_the_new_size() -> None:
+    link = Link(320, 200)
+    link.send(scenes.wallpaper(320, 200), [(0, 0, 320, 200)], 0.0)
+    link.encoder.resize(257, 129)
+    fb = scenes.wallpaper(257, 129, seed=2)
+    update = link.send(fb, [], 0.1)
+    assert update is not None and update.keyframe and (update.width, update.height) == (257, 129)
+    assert_same(link.decoder.framebuffer, fb)
+
+
+def test_framebuffer_of_the_wrong_size_is_refused() -> None:
+    enc = Encoder(100, 100)
+    with pytest.raises(ValueError, match="call resize"):
+        enc.encode(np.zeros((100, 101), dtype=np.uint32), [], now=0.0)
+
+
+def test_encoder_is_deterministic() -> None:
+    frames = list(scenes.terminal_typing(640, 480, text="abc", cols=60, rows=20))
+    out = []
+    for _ in range(2):
+        enc = Encoder(640, 480, LOSSLESS)
+        out.append([enc.encode(fb.copy(), d, now=t) for fb, d, t in frames])
+    assert out[0] == out[1]
+
+
+# --- property: any sequence of changes with honest damage round-trips exactly -------------------
+
+W, H = 150, 131  # not multiples of the tile: edge tiles are cut
+
+rects = st.tuples(
+    st.integers(-20, W + 10), st.integers(-20, H + 10), st.integers(1, W + 30), st.integers(1, H + 30)
+)
+Op = tuple[str, tuple[int, int, int, int], int]
+op = st.tuples(
+    st.sampled_from(["fill", "noise", "scroll", "text", "nothing"]), rects, st.integers(0, 2**32 - 1)
+)
+#: Frames of one to three changes each; the damage is their rectangles (which may touch or overlap).
+frames = st.lists(st.lists(op, min_size=1, max_size=3), min_size=1, max_size=10)
+
+
+def _apply(
+    fb: np.ndarray, kind: str, rect: tuple[int, int, int, int], value: int, rng: np.random.Generator
+) -> None:
+    x, y, w, h = rect
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+    if kind == "fill" and x1 > x0 and y1 > y0:
+        fb[y0:y1, x0:x1] = value
+    elif kind == "noise" and x1 > x0 and y1 > y0:
+        fb[y0:y1, x0:x1] = rng.integers(0, 2**32, size=(y1 - y0, x1 - x0), dtype=np.uint32)
+    elif kind == "scroll" and y1 - y0 > 2 and x1 > x0:
+        dy = 1 + value % (y1 - y0 - 1)
+        fb[y0 : y1 - dy, x0:x1] = fb[y0 + dy : y1, x0:x1].copy()
+        fb[y1 - dy : y1, x0:x1] = value
+    elif kind == "text" and x1 - x0 >= 8 and y1 - y0 >= 17:
+        term = scenes.Terminal(cols=(x1 - x0) // 8, rows=(y1 - y0) // 17)
+        term.write(f"{value:x} wayray {value % 977}")
+        img = term.render()
+        fb[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
+
+
+@given(frames)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_changes_round_trip_exactly(sequence: list[list[Op]]) -> None:
+    rng = np.random.default_rng(0)
+    fb = scenes.wallpaper(W, H)
+    link = Link(W, H, EncoderSettings(video=False, scroll_min_size=8, scroll_min_rows=2))
+    link.send(fb, [(0, 0, W, H)], 0.0)
+    for i, changes in enumerate(sequence):
+        for kind, rect, value in changes:
+            _apply(fb, kind, rect, value, rng)
+        link.send(fb, [rect for _, rect, _ in changes], 0.05 * (i + 1))
+        assert_same(link.decoder.framebuffer, fb)
+
+
+def test_decoder_framebuffer_is_independent_of_the_source() -> None:
+    fb = scenes.wallpaper(64, 64)
+    link = Link(64, 64)
+    link.send(fb, [(0, 0, 64, 64)], 0.0)
+    fb[:] = 0
+    assert not np.array_equal(link.decoder.framebuffer, fb)
+    assert isinstance(link.decoder, Decoder)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("video_crf", 60, "0..51"),
+        ("zstd_level_small", 30, "zstd level"),
+        ("scroll_min_rows", -1, "negative"),
+        ("video_keep_fraction", 1.5, r"\(0, 1\]"),
+        ("video_fast_changes", 9, "video_fast_changes"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_field_named(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        EncoderSettings(**{field: value})
+    assert field in str(err.value)

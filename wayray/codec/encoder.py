@@ -1,0 +1,483 @@
+"""The frame encoder: framebuffer + damage in, one FrameUpdate (or nothing) out. No I/O, time passed in.
+
+The encoder keeps a *model*: the pixels the client holds, as of the last update it produced. Every
+update is computed against it (skip unchanged tiles, XOR against what the client has, COPY rows it
+already has) and advances it, so the caller must deliver every update it gets, in order; when it
+cannot (client detached, frames dropped), it calls :meth:`Encoder.request_keyframe`.
+
+Tiles inside an active H.264 stream are the exception: the client has a lossy picture there that the
+model does not know. Those tiles are excluded from the checksum, never used as XOR base or COPY
+source, and refreshed losslessly when the stream ends. See docs/encoding.md for the whole decision.
+
+Driving it from a compositor frame pump::
+
+    enc = Encoder(width, height)
+    update = enc.encode(fb, damage_rects, now=time.monotonic())   # None: nothing visible changed
+    if update: send(update)
+    # and when nothing is damaged, still call it once the deadline passes (ends video streams):
+    deadline = enc.next_deadline()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from wayray.codec.checksum import TileChecksums
+from wayray.codec.geometry import (
+    TILE,
+    DamageRect,
+    Rect,
+    TileSpan,
+    clip_all,
+    coalesce,
+    span_rect,
+    tile_grid,
+    tiles_of,
+)
+from wayray.codec.lossless import PlannedRegion, RegionCoder, TileDiff, copy_region, diff_tiles, plan_regions
+from wayray.codec.scroll import find_vertical_scroll
+from wayray.codec.settings import EncoderSettings
+from wayray.codec.support import h264_unavailable
+from wayray.wire.display import FrameUpdate, Region, RegionEncoding
+
+if TYPE_CHECKING:
+    from wayray.codec.video import H264StreamEncoder
+
+log = logging.getLogger(__name__)
+
+_NO_STREAM = 0
+_SCROLL_MAX_RECTS = 48
+
+
+@dataclass(slots=True)
+class _Stream:
+    id: int
+    tiles: TileSpan
+    rect: Rect
+    codec: H264StreamEncoder
+    #: What its tiles cost per frame losslessly when it started (bytes), the yardstick of probation.
+    lossless_estimate: float
+    started: bool = False
+    #: Non-IDR frames sent and their bytes, until probation is passed.
+    frames: int = 0
+    bytes: int = 0
+    proven: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VideoStreamInfo:
+    """An active video stream, for callers that want to show or log what goes as video."""
+
+    stream_id: int
+    rect: Rect
+
+
+class Encoder:
+    def __init__(self, width: int, height: int, settings: EncoderSettings | None = None) -> None:
+        self.settings = settings or EncoderSettings()
+        self._video = self.settings.video
+        if self._video and (why := h264_unavailable()) is not None:
+            log.warning("video regions disabled, everything is sent losslessly: %s", why)
+            self._video = False
+        self._coder = RegionCoder(self.settings)
+        self._seq = 0
+        self._next_stream_id = 1
+        self._streams: dict[int, _Stream] = {}
+        self._setup(width, height)
+
+    # --- public API ------------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def video_streams(self) -> list[VideoStreamInfo]:
+        return [VideoStreamInfo(s.id, s.rect) for s in self._streams.values()]
+
+    def request_keyframe(self) -> None:
+        """Make the next update a keyframe (client attached, reconnected, or reported a mismatch)."""
+        self._keyframe_pending = True
+
+    def resize(self, width: int, height: int) -> None:
+        """The output changed size: forget everything; the next update is a keyframe at the new size."""
+        self._close_streams()
+        self._setup(width, height)
+
+    def close(self) -> None:
+        self._close_streams()
+
+    def next_deadline(self) -> float | None:
+        """When to call :meth:`encode` again even without damage (a video stream may have settled).
+
+        None when nothing is pending. Calling earlier or later is harmless; later delays the lossless
+        refresh that makes settled video sharp again.
+        """
+        s = self.settings
+        deadlines = []
+        for st in self._streams.values():
+            t = self._last_change[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1].ravel()
+            needed = self._keep_needed(st)
+            until = np.sort(t + s.video_settle_s)[::-1]
+            deadlines.append(float(until[needed - 1]))
+        return min(deadlines) if deadlines else None
+
+    def encode(
+        self,
+        fb: NDArray[np.uint32],
+        damage: Iterable[DamageRect],
+        *,
+        now: float,
+        force_keyframe: bool = False,
+    ) -> FrameUpdate | None:
+        """Encode what changed in ``fb`` (height x width XRGB8888 words) inside ``damage``.
+
+        ``damage`` rectangles are (x, y, width, height) tuples or objects with those attributes (the
+        compositor's ``Frame.damage``), in output pixels; they may overlap and stick out of the output.
+        They must cover every pixel that changed since the previous call (accumulate damage across
+        frames that were not encoded). ``now`` is
+        a monotonic time in seconds. Returns None when nothing the client shows would change.
+        """
+        self._check_framebuffer(fb)
+        if force_keyframe or self._keyframe_pending:
+            return self._keyframe(fb)
+        rects = clip_all(damage, self._width, self._height)
+        regions: list[Region] = []
+        dirty = np.zeros(self._grid, dtype=bool)  # tiles whose checksum must be recomputed
+        moved = np.zeros(self._grid, dtype=bool)  # tiles whose content changed through a COPY
+        damaged = np.zeros(self._grid, dtype=bool)
+        for r in rects:
+            sp = tiles_of(r)
+            damaged[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
+
+        for region in self._scrolls(fb, rects):
+            regions.append(region)
+            sp = tiles_of(Rect(region.x, region.y, region.width, region.height))
+            dirty[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
+            moved[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
+        self._last_copy[moved] = now
+
+        # A COPY may reach outside the damage (coalesced areas are bounding boxes): look there too.
+        damaged |= moved
+        diff = TileDiff.empty(*self._grid)
+        if damaged.any():
+            diff_tiles(fb, self._model, damaged, diff)
+        active = diff.changed | moved
+        self._note_activity(active, now)
+
+        # Streams that settled (or did not pay) end first, then their rectangles are refreshed.
+        ends: list[Region] = []
+        refresh = np.zeros(self._grid, dtype=bool)
+        for st in list(self._streams.values()):
+            keeps = self._keeps(st, now)
+            if keeps and self._passes_probation(st):
+                continue
+            if keeps:
+                self._back_off(st.tiles, now)
+                log.debug(
+                    "video stream %d at %s ends: %.0f bytes/frame vs %.0f lossless",
+                    st.id,
+                    st.rect,
+                    st.bytes / max(st.frames, 1),
+                    st.lossless_estimate,
+                )
+            else:
+                log.debug("video stream %d at %s settled", st.id, st.rect)
+            ends.append(self._end_stream(st))
+            refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
+        if self._video:
+            self._start_streams(now)
+
+        lossless = (self._owner == _NO_STREAM) & ~refresh
+        costs = np.zeros(self._grid, dtype=np.float64)
+        for plan in plan_regions(diff, lossless, self.settings.max_region_pixels):
+            region = self._emit(fb, plan, base_known=True)
+            regions.append(region)
+            self._charge(costs, plan, diff.changed, len(region.data))
+            dirty[plan.tiles.ty0 : plan.tiles.ty1, plan.tiles.tx0 : plan.tiles.tx1] = True
+        self._update_costs(costs, active & lossless)
+
+        if refresh.any():
+            whole = TileDiff.whole_tiles(refresh, self._width, self._height)
+            for plan in plan_regions(whole, refresh, self.settings.max_region_pixels):
+                regions.append(self._emit(fb, plan, base_known=False))
+            dirty |= refresh
+
+        for st in self._streams.values():
+            sp = st.tiles
+            if not st.started or diff.changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1].any():
+                regions.append(self._video_frame(fb, st, idr=not st.started))
+
+        if not regions and not ends:
+            return None
+        self._checksums.refresh_mask(self._model, dirty & (self._owner == _NO_STREAM))
+        return self._update(False, tuple(ends + regions))
+
+    # --- set-up --------------------------------------------------------------------------------
+
+    def _setup(self, width: int, height: int) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"output size must be positive, got {width}x{height}")
+        self._width, self._height = width, height
+        self._grid = tile_grid(width, height)
+        rows, cols = self._grid
+        self._model = np.zeros((height, width), dtype=np.uint32)
+        self._checksums = TileChecksums(width, height)
+        self._owner = np.zeros(self._grid, dtype=np.int64)  # stream id per tile, 0 = lossless
+        k = self.settings.video_min_changes
+        self._changes = np.full((rows, cols, k), -math.inf)  # ring of the last k change times
+        self._ring = np.zeros(self._grid, dtype=np.int64)
+        self._last_change = np.full(self._grid, -math.inf)
+        self._cost = np.zeros(self._grid, dtype=np.float64)  # lossless bytes/pixel/frame, moving avg
+        self._cost_known = np.zeros(self._grid, dtype=bool)  # the first sample sets the average
+        self._last_copy = np.full(self._grid, -math.inf)  # last time a scroll moved the tile
+        self._retry_at = np.full(self._grid, -math.inf)  # no video before (failed probation)
+        self._failures = np.zeros(self._grid, dtype=np.int64)
+        ys = np.minimum(np.arange(1, rows + 1) * TILE, height) - np.arange(rows) * TILE
+        xs = np.minimum(np.arange(1, cols + 1) * TILE, width) - np.arange(cols) * TILE
+        self._tile_area = (ys[:, None] * xs[None, :]).astype(np.float64)
+        self._keyframe_pending = True
+
+    def _check_framebuffer(self, fb: NDArray[np.uint32]) -> None:
+        if fb.shape != (self._height, self._width) or fb.dtype != np.uint32:
+            raise ValueError(
+                f"framebuffer is {fb.dtype} {fb.shape[::-1]}, encoder expects uint32 "
+                f"({self._width}, {self._height}); call resize() when the output size changes"
+            )
+
+    # --- frames -------------------------------------------------------------------------------
+
+    def _update(self, keyframe: bool, regions: tuple[Region, ...]) -> FrameUpdate:
+        self._seq += 1
+        return FrameUpdate(
+            seq=self._seq,
+            width=self._width,
+            height=self._height,
+            keyframe=keyframe,
+            regions=regions,
+            checksum=self._checksums.value(),
+        )
+
+    def _keyframe(self, fb: NDArray[np.uint32]) -> FrameUpdate:
+        """The whole output, depending on nothing the client had (video streams restart with an IDR)."""
+        self._keyframe_pending = False
+        lossless = self._owner == _NO_STREAM
+        whole = TileDiff.whole_tiles(lossless, self._width, self._height)
+        regions = [
+            self._emit(fb, plan, base_known=False)
+            for plan in plan_regions(whole, lossless, self.settings.max_region_pixels)
+        ]
+        regions += [self._video_frame(fb, st, idr=True) for st in self._streams.values()]
+        self._checksums.refresh_mask(self._model, lossless)
+        return self._update(True, tuple(regions))
+
+    def _emit(self, fb: NDArray[np.uint32], plan: PlannedRegion, *, base_known: bool) -> Region:
+        """Encode one planned rectangle losslessly and advance the model to it."""
+        sp = plan.tiles
+        cost = self._cost[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1]
+        region = self._coder.encode(
+            fb,
+            self._model,
+            plan.rect,
+            base_known=base_known,
+            changed_pixels=plan.changed_pixels,
+            noisy=bool(cost.max() >= self.settings.noisy_bytes_per_pixel),
+        )
+        x, y, w, h = plan.rect
+        self._model[y : y + h, x : x + w] = fb[y : y + h, x : x + w]
+        return region
+
+    def _scrolls(self, fb: NDArray[np.uint32], rects: list[Rect]) -> list[Region]:
+        """COPY regions for vertical scrolls inside the damage; the model is moved accordingly."""
+        s = self.settings
+        out = []
+        # Bound the work for a compositor that sends hundreds of small rectangles: the big ones
+        # are where scrolls are.
+        if len(rects) > _SCROLL_MAX_RECTS:
+            rects = sorted(rects, key=lambda r: r.area, reverse=True)[:_SCROLL_MAX_RECTS]
+        for area in coalesce(rects):
+            if area.width < s.scroll_min_size or area.height < s.scroll_min_size:
+                continue
+            sp = tiles_of(area)
+            if (self._owner[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] != _NO_STREAM).any():
+                continue  # the model is not what the client has under video
+            found = find_vertical_scroll(fb, self._model, area, s.scroll_min_rows)
+            if found is None:
+                continue
+            d = found.dst
+            self._model[d.y : d.bottom, d.x : d.right] = self._model[
+                found.src_y : found.src_y + d.height, d.x : d.right
+            ].copy()
+            out.append(copy_region(d, d.x, found.src_y))
+        return out
+
+    # --- activity and cost (what decides video) ------------------------------------------------
+
+    def _note_activity(self, active: NDArray[np.bool_], now: float) -> None:
+        if not active.any():
+            return
+        ys, xs = np.nonzero(active)
+        slot = self._ring[ys, xs]
+        self._changes[ys, xs, slot] = now
+        self._ring[ys, xs] = (slot + 1) % self._changes.shape[2]
+        self._last_change[ys, xs] = now
+
+    def _charge(
+        self, costs: NDArray[np.float64], plan: PlannedRegion, changed: NDArray[np.bool_], n: int
+    ) -> None:
+        sp = plan.tiles
+        sel = changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1]
+        k = int(sel.sum())
+        if k:
+            costs[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] += np.where(sel, n / k, 0.0)
+
+    def _update_costs(self, costs: NDArray[np.float64], tiles: NDArray[np.bool_]) -> None:
+        # Moving average over the frames in which a tile changed (a COPY-only frame costs ~nothing).
+        alpha = 0.3
+        per_px = costs / self._tile_area
+        avg = np.where(self._cost_known, (1 - alpha) * self._cost + alpha * per_px, per_px)
+        self._cost = np.where(tiles, avg, self._cost)
+        self._cost_known |= tiles
+
+    def _animating(self, now: float) -> NDArray[np.bool_]:
+        """Tiles that changed often enough lately (fewer changes suffice for very costly tiles)."""
+        s = self.settings
+        since = now - s.video_window_s
+        k = self._changes.shape[2]
+        # The ring's next slot holds the oldest of the last k change times.
+        kth = np.take_along_axis(self._changes, (self._ring % k)[..., None], axis=2)[..., 0]
+        fast = np.take_along_axis(
+            self._changes, ((self._ring - s.video_fast_changes) % k)[..., None], axis=2
+        )
+        result: NDArray[np.bool_] = (kth >= since) | (
+            (fast[..., 0] >= since) & (self._cost >= s.video_fast_bytes_per_pixel)
+        )
+        return result
+
+    # --- video streams ---------------------------------------------------------------------------
+
+    def _keep_needed(self, st: _Stream) -> int:
+        return max(1, math.ceil(self.settings.video_keep_fraction * st.tiles.ntiles))
+
+    def _keeps(self, st: _Stream, now: float) -> bool:
+        sp = st.tiles
+        recent = self._last_change[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] + self.settings.video_settle_s > now
+        return int(recent.sum()) >= self._keep_needed(st)
+
+    def _passes_probation(self, st: _Stream) -> bool:
+        s = self.settings
+        if st.proven or st.frames < s.video_probation_frames:
+            return True
+        if st.bytes / st.frames > s.video_max_cost_ratio * st.lossless_estimate:
+            return False
+        st.proven = True
+        return True
+
+    def _back_off(self, tiles: TileSpan, now: float) -> None:
+        s = self.settings
+        sl = np.s_[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1]
+        self._failures[sl] += 1
+        delay = np.minimum(s.video_retry_s * 2.0 ** (self._failures[sl] - 1), s.video_retry_max_s)
+        self._retry_at[sl] = now + delay
+
+    def _start_streams(self, now: float) -> None:
+        s = self.settings
+        if len(self._streams) >= s.video_max_streams:
+            return
+        # Scrolled tiles stay lossless: COPY is cheaper than video there, and the text stays sharp.
+        candidates = (
+            (self._owner == _NO_STREAM)
+            & (self._cost >= s.video_min_bytes_per_pixel)
+            & (self._retry_at <= now)
+            & (self._last_copy < now - s.video_window_s)
+            & self._animating(now)
+        )
+        if int(candidates.sum()) < s.video_min_tiles:
+            return
+        for tiles, n in _components(candidates):
+            rows, cols = tiles.ty1 - tiles.ty0, tiles.tx1 - tiles.tx0
+            if n < s.video_min_tiles or rows < 2 or cols < 2 or n < s.video_min_density * tiles.ntiles:
+                continue
+            if (self._owner[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1] != _NO_STREAM).any():
+                continue
+            if len(self._streams) >= s.video_max_streams:
+                break
+            from wayray.codec.video import H264StreamEncoder  # PyAV only when video is used
+
+            rect = span_rect(tiles, self._width, self._height)
+            sl = np.s_[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1]
+            st = _Stream(
+                self._next_stream_id,
+                tiles,
+                rect,
+                H264StreamEncoder(rect.width, rect.height, crf=s.video_crf, threads=s.video_threads),
+                lossless_estimate=float((self._cost[sl] * self._tile_area[sl]).sum()),
+            )
+            self._next_stream_id = self._next_stream_id % 0xFFFF_FFFF + 1
+            self._streams[st.id] = st
+            log.debug("video stream %d starts at %s", st.id, rect)
+            self._owner[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1] = st.id
+            self._checksums.blank(tiles)
+
+    def _video_frame(self, fb: NDArray[np.uint32], st: _Stream, *, idr: bool) -> Region:
+        x, y, w, h = st.rect
+        pixels = fb[y : y + h, x : x + w]
+        data = st.codec.encode(pixels, idr=idr)
+        if st.started and not idr:
+            st.frames += 1
+            st.bytes += len(data)
+        st.started = True
+        self._model[y : y + h, x : x + w] = pixels
+        return Region(x, y, w, h, RegionEncoding.H264, data, stream_id=st.id)
+
+    def _end_stream(self, st: _Stream) -> Region:
+        """Close a stream: an empty H264 region tells the client to drop its decoder."""
+        st.codec.close()
+        del self._streams[st.id]
+        sp = st.tiles
+        self._owner[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = _NO_STREAM
+        # Its tiles start a fresh history: the lossless refresh is not a measure of change cost.
+        self._changes[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = -math.inf
+        x, y, w, h = st.rect
+        return Region(x, y, w, h, RegionEncoding.H264, b"", stream_id=st.id)
+
+    def _close_streams(self) -> None:
+        for st in self._streams.values():
+            st.codec.close()
+        self._streams.clear()
+
+
+def _components(mask: NDArray[np.bool_]) -> list[tuple[TileSpan, int]]:
+    """Bounding tile spans and sizes of the 4-connected groups of set tiles."""
+    seen = np.zeros_like(mask)
+    rows, cols = mask.shape
+    out = []
+    for ty, tx in zip(*np.nonzero(mask), strict=True):
+        if seen[ty, tx]:
+            continue
+        stack = [(int(ty), int(tx))]
+        seen[ty, tx] = True
+        y0 = y1 = int(ty)
+        x0 = x1 = int(tx)
+        n = 0
+        while stack:
+            cy, cx = stack.pop()
+            n += 1
+            y0, y1, x0, x1 = min(y0, cy), max(y1, cy), min(x0, cx), max(x1, cx)
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < rows and 0 <= nx < cols and mask[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    stack.append((ny, nx))
+        out.append((TileSpan(y0, y1 + 1, x0, x1 + 1), n))
+    return out

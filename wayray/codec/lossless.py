@@ -1,0 +1,240 @@
+"""The lossless path: which tiles really changed, which rectangles to send, and how to encode each.
+
+Everything is measured against the encoder's *model*: a copy of the pixels the client holds. Damage
+from the compositor only says where to look; pixels that were damaged but did not change cost nothing.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+from numpy.typing import NDArray
+
+from wayray.codec.errors import CodecError
+from wayray.codec.geometry import TILE, Rect, TileSpan
+from wayray.codec.settings import EncoderSettings
+from wayray.wire.display import Region, RegionEncoding
+
+#: When at most this share of a region's pixels changed, XOR against the client's pixels is sent
+#: without trying RAW: the unchanged pixels become zeros, which zstd nearly erases.
+XOR_ONLY_SHARE = 0.1
+#: When at least this share changed in a big region, RAW is sent without trying XOR (XOR of two
+#: unrelated pictures compresses worse than either). In between, both are compressed and the smaller
+#: one wins: text favours RAW (the same glyphs repeat, and zstd finds them; XOR mixes old and new
+#: glyphs), animations favour XOR (bench/codec_bench.py shows both).
+RAW_ONLY_SHARE = 0.9
+
+
+@dataclass(slots=True)
+class TileDiff:
+    """Per tile: did any pixel change, the bounding box of the changed pixels, how many changed."""
+
+    changed: NDArray[np.bool_]
+    #: x0, y0, x1, y1 in surface pixels (exclusive ends); meaningful only where ``changed``.
+    bbox: NDArray[np.int32]
+    count: NDArray[np.int64]
+
+    @classmethod
+    def empty(cls, rows: int, cols: int) -> TileDiff:
+        return cls(
+            np.zeros((rows, cols), dtype=bool),
+            np.zeros((rows, cols, 4), dtype=np.int32),
+            np.zeros((rows, cols), dtype=np.int64),
+        )
+
+    @classmethod
+    def whole_tiles(cls, mask: NDArray[np.bool_], width: int, height: int) -> TileDiff:
+        """Every tile of ``mask`` counted as entirely changed (keyframes, refreshes after video)."""
+        rows, cols = mask.shape
+        d = cls.empty(rows, cols)
+        d.changed[:] = mask
+        tx = np.arange(cols, dtype=np.int32) * TILE
+        ty = np.arange(rows, dtype=np.int32) * TILE
+        d.bbox[..., 0] = tx[None, :]
+        d.bbox[..., 1] = ty[:, None]
+        d.bbox[..., 2] = np.minimum(tx + TILE, width)[None, :]
+        d.bbox[..., 3] = np.minimum(ty + TILE, height)[:, None]
+        d.count[:] = (d.bbox[..., 2] - d.bbox[..., 0]) * (d.bbox[..., 3] - d.bbox[..., 1]) * mask
+        return d
+
+
+def diff_tiles(
+    fb: NDArray[np.uint32], model: NDArray[np.uint32], damaged: NDArray[np.bool_], out: TileDiff
+) -> None:
+    """Compare ``fb`` with ``model`` on the ``damaged`` tiles, filling ``out`` for those tiles.
+
+    Works on runs of adjacent damaged tiles in a tile row, so a full-screen change is 17 numpy passes
+    at 1080p and a typed character one small one.
+    """
+    height, width = fb.shape
+    for ty in np.flatnonzero(damaged.any(axis=1)):
+        cols = np.flatnonzero(damaged[ty])
+        # Split the damaged columns of this tile row into runs of consecutive tiles.
+        breaks = np.flatnonzero(np.diff(cols) != 1) + 1
+        for run in np.split(cols, breaks):
+            tx0, tx1 = int(run[0]), int(run[-1]) + 1
+            y0, y1 = int(ty) * TILE, min(int(ty) * TILE + TILE, height)
+            x0, x1 = tx0 * TILE, min(tx1 * TILE, width)
+            ne = fb[y0:y1, x0:x1] != model[y0:y1, x0:x1]
+            n = tx1 - tx0
+            pad = n * TILE - (x1 - x0)
+            if pad:
+                ne = np.pad(ne, ((0, 0), (0, pad)))
+            h = y1 - y0
+            # Eight booleans at a time as one u64 word: ~2x faster than any() over the last axis.
+            rowany = ne.view(np.uint64).reshape(h, n, TILE // 8).any(axis=2)  # (rows, tiles)
+            changed = rowany.any(axis=0)
+            out.changed[ty, tx0:tx1] = changed
+            if not changed.any():
+                continue
+            colcount = np.add.reduce(ne.view(np.uint8), axis=0, dtype=np.uint16).reshape(n, TILE)
+            colany = colcount > 0
+            bbox = out.bbox[ty, tx0:tx1]
+            left = x0 + np.arange(n) * TILE
+            bbox[:, 0] = left + colany.argmax(axis=1)
+            bbox[:, 1] = y0 + rowany.argmax(axis=0)
+            bbox[:, 2] = left + TILE - colany[:, ::-1].argmax(axis=1)
+            bbox[:, 3] = y0 + h - rowany[::-1].argmax(axis=0)
+            out.count[ty, tx0:tx1] = colcount.sum(axis=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRegion:
+    rect: Rect
+    tiles: TileSpan
+    #: Changed pixels inside (from the diff), to choose between XOR and RAW.
+    changed_pixels: int
+
+
+def plan_regions(diff: TileDiff, mask: NDArray[np.bool_], max_pixels: int) -> list[PlannedRegion]:
+    """Group the changed tiles of ``mask`` into rectangles worth one region each.
+
+    Runs of adjacent changed tiles in a tile row become one rectangle (the union of their changed
+    bounding boxes); runs with the same tile columns in consecutive tile rows merge while the result
+    stays under ``max_pixels``. Unchanged pixels caught inside cost little: XOR makes them zeros.
+    """
+    sel = diff.changed & mask
+    open_runs: dict[tuple[int, int], PlannedRegion] = {}
+    done: list[PlannedRegion] = []
+    for ty in range(sel.shape[0]):
+        row = np.flatnonzero(sel[ty])
+        runs: list[tuple[int, int]] = []
+        if row.size:
+            breaks = np.flatnonzero(np.diff(row) != 1) + 1
+            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(row, breaks)]
+        next_open: dict[tuple[int, int], PlannedRegion] = {}
+        for tx0, tx1 in runs:
+            b = diff.bbox[ty, tx0:tx1]
+            x0, y0 = int(b[:, 0].min()), int(b[:, 1].min())
+            x1, y1 = int(b[:, 2].max()), int(b[:, 3].max())
+            count = int(diff.count[ty, tx0:tx1].sum())
+            prev = open_runs.pop((tx0, tx1), None)
+            if prev is not None:
+                px0, py0 = min(prev.rect.x, x0), prev.rect.y
+                px1, py1 = max(prev.rect.right, x1), y1
+                if (px1 - px0) * (py1 - py0) <= max_pixels:
+                    next_open[(tx0, tx1)] = PlannedRegion(
+                        Rect(px0, py0, px1 - px0, py1 - py0),
+                        TileSpan(prev.tiles.ty0, ty + 1, tx0, tx1),
+                        prev.changed_pixels + count,
+                    )
+                    continue
+                done.append(prev)
+            next_open[(tx0, tx1)] = PlannedRegion(
+                Rect(x0, y0, x1 - x0, y1 - y0), TileSpan(ty, ty + 1, tx0, tx1), count
+            )
+        done.extend(open_runs.values())
+        open_runs = next_open
+    done.extend(open_runs.values())
+    return done
+
+
+class RegionCoder:
+    """Turns a rectangle of new pixels into the smallest lossless Region (FILL, XOR_ZSTD, RAW_ZSTD)."""
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        self._settings = settings
+        self._small = zstandard.ZstdCompressor(level=settings.zstd_level_small, write_checksum=False)
+        self._large = zstandard.ZstdCompressor(level=settings.zstd_level_large, write_checksum=False)
+
+    def encode(
+        self,
+        fb: NDArray[np.uint32],
+        model: NDArray[np.uint32],
+        rect: Rect,
+        *,
+        base_known: bool,
+        changed_pixels: int,
+        noisy: bool = False,
+    ) -> Region:
+        """Encode ``fb``'s pixels in ``rect``; XOR against ``model`` only if ``base_known`` (client has it).
+
+        ``noisy`` (photo-like content, known from what the tiles cost before) selects the fast zstd
+        level whatever the size: the slow levels gain nothing there and cost several times the CPU.
+        """
+        x, y, w, h = rect
+        px = fb[y : y + h, x : x + w]
+        first = px[0, 0]
+        if px[-1, -1] == first and px[h // 2, w // 2] == first and bool((px == first).all()):
+            return Region(x, y, w, h, RegionEncoding.FILL, struct.pack("<I", int(first)))
+        area = w * h
+        small = area <= self._settings.zstd_small_pixels
+        cctx = self._small if small and not noisy else self._large
+        if not base_known:
+            return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, cctx.compress(np.ascontiguousarray(px).data))
+        share = changed_pixels / area
+        raw: bytes | None = None
+        if share > XOR_ONLY_SHARE:
+            raw = cctx.compress(np.ascontiguousarray(px).data)
+            if share >= RAW_ONLY_SHARE and not small:
+                return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, raw)
+        xored = cctx.compress(np.bitwise_xor(px, model[y : y + h, x : x + w]).data)
+        if raw is not None and len(raw) < len(xored):
+            return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, raw)
+        return Region(x, y, w, h, RegionEncoding.XOR_ZSTD, xored)
+
+
+def copy_region(dst: Rect, src_x: int, src_y: int) -> Region:
+    return Region(dst.x, dst.y, dst.width, dst.height, RegionEncoding.COPY, struct.pack("<II", src_x, src_y))
+
+
+_DECOMPRESSOR = zstandard.ZstdDecompressor()
+
+
+def unpack_pixels(region: Region) -> NDArray[np.uint32]:
+    """The pixels (or XOR mask) of a RAW_ZSTD / XOR_ZSTD region, checked against its rectangle."""
+    expected = region.width * region.height * 4
+    try:
+        declared = zstandard.frame_content_size(region.data)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"{_where(region)}: not a zstd frame ({e})") from e
+    # Never let a frame header make us allocate more than the rectangle holds.
+    if declared not in (expected, -1):
+        raise CodecError(f"{_where(region)}: zstd frame holds {declared} bytes, rectangle needs {expected}")
+    try:
+        raw = _DECOMPRESSOR.decompress(region.data, max_output_size=expected)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"{_where(region)}: corrupt zstd data ({e})") from e
+    if len(raw) != expected:
+        raise CodecError(f"{_where(region)}: {len(raw)} bytes of pixels, rectangle needs {expected}")
+    return np.frombuffer(raw, dtype="<u4").reshape(region.height, region.width)
+
+
+def unpack_fill(region: Region) -> int:
+    if len(region.data) != 4:
+        raise CodecError(f"{_where(region)}: FILL carries {len(region.data)} bytes, needs 4")
+    return int(struct.unpack("<I", region.data)[0])
+
+
+def unpack_copy(region: Region) -> tuple[int, int]:
+    if len(region.data) != 8:
+        raise CodecError(f"{_where(region)}: COPY carries {len(region.data)} bytes, needs 8")
+    sx, sy = struct.unpack("<II", region.data)
+    return int(sx), int(sy)
+
+
+def _where(region: Region) -> str:
+    return f"{region.encoding.name} region {region.width}x{region.height}+{region.x}+{region.y}"

@@ -1,0 +1,98 @@
+"""H.264 streams through PyAV: one encoder context per video region, one decoder context per stream.
+
+Encoder: libx264, preset ultrafast, tune zerolatency (no lookahead, no B-frames: one access unit out
+per frame in), yuv420p, constant rate factor, a GOP as long as the stream (IDR only at the start or on
+request). The picture is padded to even dimensions by repeating its last column/row; the decoder
+crops it back. Colour conversion costs as much as encoding (deps-probe §3), so the BGRA to yuv420p
+reformatter is created once per stream and reused.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.frame import PictureType
+from av.video.reformatter import Interpolation, VideoReformatter
+from numpy.typing import NDArray
+
+from wayray.codec.errors import CodecError
+
+
+def coded_size(width: int, height: int) -> tuple[int, int]:
+    """Dimensions H.264 4:2:0 is coded at: rounded up to even."""
+    return width + (width & 1), height + (height & 1)
+
+
+class H264StreamEncoder:
+    def __init__(self, width: int, height: int, *, crf: int, threads: int) -> None:
+        self.width = width
+        self.height = height
+        self._coded = coded_size(width, height)
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height = self._coded
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(1, 1000)
+        ctx.thread_count = threads
+        ctx.gop_size = 1 << 30  # IDR only when asked: bytes go to changes, not to periodic I-frames
+        ctx.max_b_frames = 0
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(crf)}
+        ctx.open()
+        self._ctx = ctx
+        self._reformatter = VideoReformatter()
+        self._pts = 0
+
+    def encode(self, pixels: NDArray[np.uint32], *, idr: bool) -> bytes:
+        """One access unit (Annex B) for these XRGB pixels (``height`` x ``width``)."""
+        cw, ch = self._coded
+        if (cw, ch) != (self.width, self.height):
+            pixels = np.pad(pixels, ((0, ch - self.height), (0, cw - self.width)), mode="edge")
+        else:
+            pixels = np.ascontiguousarray(pixels)
+        frame = av.VideoFrame.from_ndarray(pixels.view(np.uint8).reshape(ch, cw, 4), format="bgra")
+        yuv = self._reformatter.reformat(frame, format="yuv420p", interpolation=Interpolation.FAST_BILINEAR)
+        yuv.pts = self._pts
+        self._pts += 1
+        if idr:
+            yuv.pict_type = PictureType.I
+        data = b"".join(bytes(p) for p in self._ctx.encode(yuv))
+        if not data:
+            # zerolatency guarantees one access unit per frame; an empty one would read as "end".
+            raise RuntimeError(
+                "libx264 returned no access unit for a frame (is tune=zerolatency in effect?)"
+            )
+        return data
+
+    def close(self) -> None:
+        self._ctx = None  # type: ignore[assignment]
+
+
+class H264StreamDecoder:
+    def __init__(self, width: int, height: int) -> None:
+        self.width = width
+        self.height = height
+        self._coded = coded_size(width, height)
+        ctx = av.CodecContext.create("h264", "r")
+        ctx.thread_count = 1  # frame threads would delay output by a frame per thread
+        self._ctx = ctx
+
+    def decode(self, data: bytes) -> NDArray[np.uint32]:
+        """The picture of one access unit, cropped to the stream's rectangle (X byte 0xFF)."""
+        try:
+            frames = self._ctx.decode(av.Packet(data))
+        except av.error.FFmpegError as e:
+            raise CodecError(f"H.264 access unit of {len(data)} bytes failed to decode ({e})") from e
+        if not frames:
+            raise CodecError(f"H.264 access unit of {len(data)} bytes gave no picture")
+        frame = frames[-1]
+        if (frame.width, frame.height) != self._coded:
+            raise CodecError(
+                f"H.264 picture is {frame.width}x{frame.height}, stream rectangle needs {self._coded[0]}x"
+                f"{self._coded[1]}"
+            )
+        bgra = frame.to_ndarray(format="bgra")
+        return bgra.view(np.uint32).reshape(bgra.shape[0], bgra.shape[1])[: self.height, : self.width]
+
+    def close(self) -> None:
+        self._ctx = None  # type: ignore[assignment]
