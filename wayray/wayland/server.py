@@ -11,7 +11,7 @@ How a protocol object is written::
 
         def add(self, x: int, y: int, w: int, h: int) -> None: ...   # one method per request
         def subtract(self, x: int, y: int, w: int, h: int) -> None: ...
-        def destroy(self) -> None: ...             # destructor requests destroy the resource after
+        def destroy(self) -> None: ...             # destructor requests: destroy_resource() follows
 
     Region(new_id)                                 # new_id: the NewId a request or a bind handed us
     res.post("configure", 640, 480, b"")           # events by name, arguments typed by the table
@@ -277,7 +277,7 @@ class Resource:
 
     interface: ClassVar[type[Interface]]
     _table: ClassVar[InterfaceTable]
-    _handlers: ClassVar[tuple[str, ...]]
+    _handlers: ClassVar[tuple[Callable[..., Any], ...]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -288,7 +288,8 @@ class Resource:
         if missing:
             raise TypeError(f"{cls.__name__} implements {table.name} but lacks requests {missing}")
         cls._table = table
-        cls._handlers = tuple(m.name for m in table.requests)
+        # The class's functions, not getattr on the instance: an attribute may share a request's name.
+        cls._handlers = tuple(getattr(cls, m.name) for m in table.requests)
 
     def __init__(self, new_id: NewId) -> None:
         client = new_id.client
@@ -310,17 +311,20 @@ class Resource:
     def __repr__(self) -> str:
         return f"<{self._table.name}@{self.id}{'' if self.alive else ' (destroyed)'}>"
 
-    # Lifetimes -------------------------------------------------------------------------------
+    # Lifetimes ------------------------------------------------------------------------------------
 
-    def destroy(self) -> None:
-        """Destroy the resource (idempotent); ``on_destroy`` runs from libwayland's callback."""
+    def destroy_resource(self) -> None:
+        """Destroy the resource (idempotent); ``on_destroy`` runs from libwayland's callback.
+
+        (Not ``destroy``: that is the name of many protocols' destructor request.)
+        """
         if self.alive:
             lib.wl_resource_destroy(self.ptr)
 
     def on_destroy(self) -> None:
         """Hook: the resource is gone (destroyed by a request, by us, or by the client disconnecting)."""
 
-    # Events ----------------------------------------------------------------------------------
+    # Events ---------------------------------------------------------------------------------------
 
     def supports(self, event: str) -> bool:
         """True when this resource's bound version has ``event``."""
@@ -367,7 +371,7 @@ class Resource:
 
     def post_error(self, code: int, message: str) -> None:
         """Post a protocol error on this object: the client will be disconnected."""
-        if not self.alive:
+        if not self.alive or not self.client.alive:
             return
         log.info("protocol error for %r on %r: %s (code %d)", self.client, self, message, code)
         lib.wl_resource_post_error(self.ptr, int(code), b"%s", ffi.new("char[]", message.encode()))
@@ -407,9 +411,9 @@ def _dispatch(impl: Any, _target: Any, opcode: int, _msg: Any, cargs: Any) -> in
     fds: list[int] = []
     try:
         args, fds = _decode(res.display, res, message, cargs)
-        getattr(res, res._handlers[opcode])(*args)
+        res._handlers[opcode](res, *args)
         if message.destructor:
-            res.destroy()
+            res.destroy_resource()
     except ProtocolError as err:
         err.resource.post_error(err.code, err.message)
     except Exception:
@@ -498,7 +502,7 @@ class Display:
         lib.wl_display_add_client_created_listener(self.ptr, self._client_created.c)
         self.client_listeners: list[Callable[[Client], None]] = []
 
-    # Clients and objects ---------------------------------------------------------------------
+    # Clients and objects --------------------------------------------------------------------------
 
     def _on_client_created(self, data: Any) -> None:
         client = self.client(ffi.cast("struct wl_client *", data))
@@ -539,7 +543,7 @@ class Display:
     def serial(self) -> int:
         return int(lib.wl_display_get_serial(self.ptr))
 
-    # shm --------------------------------------------------------------------------------------
+    # shm ------------------------------------------------------------------------------------------
 
     def init_shm(self, extra_formats: tuple[int, ...] = ()) -> None:
         """Advertise libwayland's own ``wl_shm`` (ARGB8888 and XRGB8888, plus ``extra_formats``)."""
@@ -548,7 +552,7 @@ class Display:
         for fmt in extra_formats:
             lib.wl_display_add_shm_format(self.ptr, fmt)
 
-    # Socket -----------------------------------------------------------------------------------
+    # Socket ---------------------------------------------------------------------------------------
 
     def add_socket(self, runtime_dir: Path, name: str | None = None) -> str:
         """Listen on ``runtime_dir/name`` (first free ``wayray-N`` when name is None); returns the name.
@@ -615,7 +619,7 @@ class Display:
             raise OSError("wl_client_create failed")
         return theirs
 
-    # Event loop -------------------------------------------------------------------------------
+    # Event loop -----------------------------------------------------------------------------------
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drive libwayland's event loop (an epoll fd) from ``loop``."""
