@@ -98,19 +98,23 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         decorations=args.decorations,
     )
     loop = asyncio.get_running_loop()
+    if args.screenshot is not None:
+        path: Path = args.screenshot
+
+        def shot() -> None:
+            if not comp.running:
+                log.warning("SIGUSR1 before the compositor was up; no screenshot")
+                return
+            try:
+                comp.screenshot(path)
+                log.info("screenshot written to %s", path)
+            except OSError as err:
+                log.error("cannot write the screenshot to %s: %s", path, err)
+
+        # Installed before the socket exists: whoever sees the socket may signal at once.
+        loop.add_signal_handler(signal.SIGUSR1, shot)
     try:
         await comp.start()
-        if args.screenshot is not None:
-            path: Path = args.screenshot
-
-            def shot() -> None:
-                try:
-                    comp.screenshot(path)
-                    log.info("screenshot written to %s", path)
-                except OSError as err:
-                    log.error("cannot write the screenshot to %s: %s", path, err)
-
-            loop.add_signal_handler(signal.SIGUSR1, shot)
         env = comp.client_env()
         try:
             proc = await asyncio.create_subprocess_exec(*command, env=env)

@@ -147,6 +147,10 @@ class SessionCompositor:
         await self.close()
 
     @property
+    def running(self) -> bool:
+        return self._core is not None
+
+    @property
     def core(self) -> Core:
         if self._core is None:
             raise WayRayError("the session compositor is not running (call start() first)")

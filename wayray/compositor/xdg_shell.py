@@ -281,7 +281,16 @@ class XdgSurfaceRole(Resource, Role):
         """Send the role's configure plus xdg_surface.configure soon (changes in one turn coalesce)."""
         if not self._configure_scheduled:
             self._configure_scheduled = True
-            self.core.loop.call_soon(self._send_configure)
+            self.core.loop.call_soon(self._scheduled_configure)
+
+    def _scheduled_configure(self) -> None:
+        if self._configure_scheduled:  # not already sent by configure_now()
+            self._send_configure()
+
+    def configure_now(self) -> None:
+        """Send the configure within the current request (the initial one answers the commit at once,
+        as weston does, so a client's roundtrip after its first commit already sees it)."""
+        self._send_configure()
 
     def _send_configure(self) -> None:
         self._configure_scheduled = False
@@ -454,7 +463,7 @@ class ToplevelRole(Resource):
         if self.pending_max is not None:
             self.max_size, self.pending_max = self.pending_max, None
         self.core.wm.initial_configure(self.window)
-        self.xdg_surface.schedule_configure()
+        self.xdg_surface.configure_now()
 
     def mapped(self) -> None:
         self.committed_limits()
@@ -597,7 +606,7 @@ class PopupRole(Resource):
 
     def initial_commit(self) -> None:
         self.geometry = self.compute_geometry()
-        self.xdg_surface.schedule_configure()
+        self.xdg_surface.configure_now()
 
     def mapped(self) -> None:
         if self.parent is None or not self.parent.popup_parent_mapped:
