@@ -354,7 +354,7 @@ async def test_events_carry_objects_and_arrays(runtime: Path) -> None:
         def client_side() -> list[Any]:
             with Client(runtime, name, {"wl_seat": 5}) as c:
                 got: list[Any] = []
-                surface = c.bound["wl_compositor"].create_surface()
+                _surface = c.bound["wl_compositor"].create_surface()
                 kb = c.bound["wl_seat"].get_keyboard()
                 kb.dispatcher["repeat_info"] = lambda k, rate, delay: got.append(("repeat", rate, delay))
                 kb.dispatcher["enter"] = lambda k, serial, s, keys: got.append(
