@@ -150,6 +150,19 @@ class BufferMapping:
     def surface_rect_to_buffer(self, rect: Rect) -> Rect:
         return _bbox(self.surface_to_buffer, rect)
 
+    def source_pixels(self) -> Rect:
+        """The buffer pixels the whole surface shows, rounded inward (a fractional viewport source
+        only half-covers its edge pixels, which must not be sampled)."""
+        w, h = self.surface_width, self.surface_height
+        pts = [apply(self.surface_to_buffer, x, y) for x in (0, w) for y in (0, h)]
+        x1 = math.ceil(min(p[0] for p in pts) - 1e-6)
+        y1 = math.ceil(min(p[1] for p in pts) - 1e-6)
+        x2 = math.floor(max(p[0] for p in pts) + 1e-6)
+        y2 = math.floor(max(p[1] for p in pts) + 1e-6)
+        if x2 <= x1 or y2 <= y1:
+            return _bbox(self.surface_to_buffer, Rect(0, 0, self.surface_width, self.surface_height))
+        return Rect(x1, y1, x2 - x1, y2 - y1)
+
 
 def _bbox(m: Matrix, rect: Rect) -> Rect:
     pts = [apply(m, x, y) for x in (rect.x, rect.x2) for y in (rect.y, rect.y2)]

@@ -163,10 +163,18 @@ class Renderer:
             op = Op.SRC if tex.opaque else Op.OVER
             if mapping.trivial and s.scale == self.scale:
                 tex.image.set_transform(None, Filter.NEAREST)
-            else:
-                m = output_to_buffer(mapping, self.scale)
-                integral = all(float(v).is_integer() for row in m for v in row)
-                tex.image.set_transform(m, Filter.NEAREST if integral else Filter.BILINEAR)
-                op = Op.OVER  # samples outside the buffer are transparent
-            composite(op, tex.image, fb, 0, 0, r.x, r.y, r.width, r.height)
+                composite(op, tex.image, fb, 0, 0, r.x, r.y, r.width, r.height)
+                continue
+            # Scaled, transformed or cropped: sample only the part of the buffer the surface shows,
+            # with its edges padded, so filtering never bleeds in pixels from outside that part.
+            crop = mapping.source_pixels().intersect(Rect(0, 0, tex.width, tex.height))
+            if crop.empty:
+                continue
+            m = output_to_buffer(mapping, self.scale)
+            m = ((m[0][0], m[0][1], m[0][2] - crop.x), (m[1][0], m[1][1], m[1][2] - crop.y), m[2])
+            integral = all(float(v).is_integer() for row in m for v in row)
+            src = Image(tex.array[crop.y : crop.y2, crop.x : crop.x2], tex.image.format, crop.width)
+            src.set_repeat_pad()
+            src.set_transform(m, Filter.NEAREST if integral else Filter.BILINEAR)
+            composite(op, src, fb, 0, 0, r.x, r.y, r.width, r.height)
         fb.set_clip(None)

@@ -220,8 +220,8 @@ class Image:
     __slots__ = ("array", "format", "ptr", "width", "height")
 
     def __init__(self, array: np.ndarray, fmt: Format, width: int | None = None) -> None:
-        if not array.flags.c_contiguous:
-            raise ValueError("pixman images need C-contiguous arrays")
+        if array.ndim != 2 or array.strides[1] != array.itemsize or array.strides[0] % 4:
+            raise ValueError("pixman images need arrays of contiguous rows with a stride multiple of 4")
         height = array.shape[0]
         stride = array.strides[0]
         if width is None:
@@ -256,6 +256,10 @@ class Image:
                 t.matrix[i][j] = round(matrix[i][j] * 65536)
         lib.pixman_image_set_transform(self.ptr, t)
         lib.pixman_image_set_filter(self.ptr, int(filt), ffi.NULL, 0)
+
+    def set_repeat_pad(self) -> None:
+        """Samples outside the image repeat its edge pixels (no bleeding in of what lies beyond)."""
+        lib.pixman_image_set_repeat(self.ptr, 2)  # PIXMAN_REPEAT_PAD
 
     def fill(self, op: Op, argb: int, boxes: Iterable[Box]) -> None:
         """Fill ``boxes`` with the premultiplied colour ``argb`` (0xAARRGGBB)."""
