@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import mmap
 import os
 from collections.abc import Callable
@@ -249,8 +250,13 @@ class Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # pywayland frees proxies from the GC: disconnect explicitly so they go before the display.
+        # pywayland frees proxies from the GC: disconnect explicitly so they go before the display,
+        # then break the registry's cycle so no stale registry lingers (pywayland's client finds
+        # "the" display for new objects in events through any registry it still knows).
         self.display.disconnect()
+        self.registry.dispatcher["global"] = None
+        self.bound.clear()
+        gc.collect()
 
     def error(self) -> int:
         return int(pw_lib.wl_display_get_error(self.display._ptr))
@@ -330,6 +336,8 @@ async def test_requests_decode_new_id_object_fd_string_fixed_and_foreign_buffers
                 c.roundtrip()
                 data = os.read(r, 100)
                 os.close(r)
+                for offer in offers:
+                    offer.destroy()  # while its display lives (see Client.__exit__)
                 return data, mimes
 
         data, mimes = await in_thread(client_side)

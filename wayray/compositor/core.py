@@ -90,6 +90,7 @@ class Core:
         self.extra_globals: list[Callable[[Core], None]] = []
         self._frame_timer: asyncio.TimerHandle | None = None
         self._last_frame = 0.0
+        self._frame_at = 0.0
         self._dirty = True
         self._start = time.monotonic()
 
@@ -161,6 +162,7 @@ class Core:
             return
         now = self.loop.time()
         at = max(now, self._last_frame + 1.0 / self.rate)
+        self._frame_at = at
         self._frame_timer = self.loop.call_at(at, self._frame)
 
     def set_viewed(self, viewed: bool) -> None:
@@ -177,7 +179,10 @@ class Core:
 
     def _frame(self) -> None:
         self._frame_timer = None
-        self._last_frame = self.loop.time()
+        # Pace on the deadline, not on when the timer actually fired (asyncio wakes up to a
+        # millisecond late, which would otherwise turn 60 Hz into 56); after an idle gap, restart.
+        now = self.loop.time()
+        self._last_frame = self._frame_at if now - self._frame_at < 1.0 / self.rate else now
         try:
             self.composite()
         except Exception:
