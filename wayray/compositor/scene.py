@@ -173,7 +173,7 @@ class Renderer:
             m = output_to_buffer(mapping, self.scale)
             m = ((m[0][0], m[0][1], m[0][2] - crop.x), (m[1][0], m[1][1], m[1][2] - crop.y), m[2])
             integral = all(float(v).is_integer() for row in m for v in row)
-            src = Image(tex.array[crop.y : crop.y2, crop.x : crop.x2], tex.image.format, crop.width)
+            src = Image(tex.storage[crop.y : crop.y2, crop.x :], tex.image.format, crop.width)
             src.set_repeat_pad()
             src.set_transform(m, Filter.NEAREST if integral else Filter.BILINEAR)
             composite(op, src, fb, 0, 0, r.x, r.y, r.width, r.height)

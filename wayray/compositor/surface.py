@@ -139,14 +139,18 @@ class Texture:
         self.width = width
         self.height = height
         self.format = fmt  # ShmFormat
-        dtype = np.uint32 if fmt.pixman.bytes_per_pixel == 4 else np.uint16
-        self.array = np.zeros((height, width), dtype=dtype)
-        self.image = Image(self.array, fmt.pixman, width)
+        bpp = fmt.pixman.bytes_per_pixel
+        dtype = np.uint32 if bpp == 4 else np.uint16
+        # pixman wants row strides in whole 32-bit words: pad 16-bit rows to an even width.
+        padded = width if bpp == 4 else width + (width & 1)
+        self.storage = np.zeros((height, padded), dtype=dtype)
+        self.array = self.storage[:, :width]
+        self.image = Image(self.storage, fmt.pixman, width)
         self.opaque = not fmt.pixman.has_alpha
 
     def upload(self, shm: ShmBuffer, damage: Region) -> None:
         bpp = self.format.pixman.bytes_per_pixel
-        dst = self.array.view(np.uint8).reshape(self.height, self.width * bpp)
+        dst = self.storage.view(np.uint8)
         boxes = damage.boxes()
         with shm.access() as src:
             for b in boxes:
