@@ -109,3 +109,27 @@ async def test_fullscreen_covers_the_output_and_the_panel(tmp_path: Path) -> Non
         await s.settle()
         top = s.pixels()[0:30, :]
         assert not (top == 0xFF0000).any(), "the fullscreen window must cover the panel"
+
+
+async def test_dragging_a_gtk_window_corner_resizes_it_keeping_the_opposite_corner(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(1024, 768)) as s:
+        demo = await s.spawn("gtk3-demo")
+        win = await s.wait_window(lambda w: w.pid == demo.pid and w.focused, "gtk3-demo")
+        await s.settle()
+        # GTK's invisible resize borders sit in its shadow, just outside the window geometry.
+        x, y = win.rect.x - 3, win.rect.y - 3
+        s.comp.pointer_motion(x, y)
+        s.comp.pointer_button(BTN_LEFT, True)
+        await s.wait_for(
+            lambda: s.comp.core.seat.grab.value == "resize", "GTK to start an interactive resize"
+        )
+        for step in range(1, 11):
+            s.comp.pointer_motion(x + 5 * step, y + 4 * step)
+            await asyncio.sleep(0.02)
+        s.comp.pointer_button(BTN_LEFT, False)
+        r = win.rect
+        resized = await s.wait_window(
+            lambda w: w.pid == demo.pid and w.rect == Rect(r.x + 50, r.y + 40, r.width - 50, r.height - 40),
+            "the window 50x40 smaller with its bottom-right corner in place",
+        )
+    assert (resized.rect.x2, resized.rect.y2) == (r.x2, r.y2)
