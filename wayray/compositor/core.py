@@ -214,6 +214,8 @@ class Core:
     def _send_enters(self, views: list) -> None:
         for view in views:
             s = view.surface
+            if s.client is None:  # a server-side title bar
+                continue
             if not s.outputs_entered:
                 for res in self.output.resources_for(s.client):
                     self._enter(s, res)

@@ -92,11 +92,16 @@ class ToplevelDecoration(Resource):
         self.mode = mode
         self.requested: int | None = None
 
+    @property
+    def server_side(self) -> bool:
+        return self.mode == ZxdgToplevelDecorationV1.mode.server_side
+
     def send_mode(self) -> None:
         if self.toplevel is None or not self.toplevel.alive:
             return
         self.post("configure", self.mode)
         self.toplevel.xdg_surface.schedule_configure()
+        self.toplevel.core.scene_changed()
 
     def destroy(self) -> None:
         pass
@@ -124,6 +129,7 @@ class ToplevelDecoration(Resource):
     def on_destroy(self) -> None:
         if self.toplevel is not None and getattr(self.toplevel, "decoration", None) is self:
             self.toplevel.decoration = None
+            self.toplevel.core.scene_changed()
         self.toplevel = None
 
 

@@ -48,8 +48,12 @@ class Scene:
         wm = self.core.wm
         fullscreen = wm.focused if wm.focused is not None and wm.focused.fullscreen else None
         for w in wm.stack:
-            if w is fullscreen or w.surface is None:
+            if w is fullscreen or w.surface is None or not w.surface.mapped_content:
                 continue
+            if w.server_decorated:
+                w.titlebar.update(self.core.output.scale)
+                if w.titlebar.mapped_content:
+                    out.append(View(w.titlebar, *w.titlebar.origin()))  # type: ignore[arg-type]
             self._tree(w.surface, *w.surface_origin(), out)
             self._popups(w.popups, out)
         if fullscreen is None:
@@ -137,6 +141,8 @@ class Renderer:
                 damage.add_rect(rect.x, rect.y, rect.width, rect.height)
         for surface in surfaces:
             surface.frame_damage.clear()
+        for view in views:
+            view.surface.frame_damage.clear()
         self._previous = current
         damage.intersect_rect(0, 0, self.width, self.height)
         return damage

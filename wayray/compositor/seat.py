@@ -21,6 +21,7 @@ from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat, WlTouch
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface
+from wayray.compositor.titlebar import TitleBar
 from wayray.wayland.server import Client, NewId, ProtocolError, Resource
 from wayray.wayland.xkb import Keymap, KeyState, Keysym, Modifier
 
@@ -381,7 +382,7 @@ class Seat:
                 grab_client = self.popup_grabs[-1].client
                 if target[0].client is not grab_client:
                     target = None
-        if target is None:
+        if target is None or isinstance(target[0], TitleBar):
             self._set_pointer_focus(None, 0, 0)
             return
         surface, ox, oy = target
@@ -434,6 +435,10 @@ class Seat:
             return
         if pressed and len(self.buttons) == 1:
             target = self.core.scene.surface_at(self.pointer_x, self.pointer_y)
+            if target is not None and isinstance(target[0], TitleBar) and not self.popup_grabs:
+                bar, ox, oy = target
+                self.core.wm.titlebar_pressed(bar.window, self.pointer_x - ox, self.pointer_y - oy)
+                return
             if self.popup_grabs:
                 grab_client = self.popup_grabs[-1].client
                 if target is None or target[0].client is not grab_client:

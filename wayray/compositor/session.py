@@ -41,7 +41,7 @@ __all__ = ["Axis", "CursorState", "Decorations", "SelectionKind", "SessionCompos
 
 
 class Decorations(enum.StrEnum):
-    """Who draws window decorations: clients (title bars drawn by foot, GTK...) or nobody asks us to."""
+    """Who draws title bars for clients that speak xdg-decoration: the client, or the compositor."""
 
     CLIENT = "client"
     SERVER = "server"

@@ -13,6 +13,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from wayray.compositor.geometry import Rect
+from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
+from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.xdg_shell import PopupRole, ToplevelConfigure, ToplevelRole
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class Window:
         self.popups: list[PopupRole] = []
         self.resize_edges = 0
         self.resize_anchor = (0, 0)  # the corner that stays put: (right or left x, bottom or top y)
+        self.titlebar = TitleBar(self)
 
     def __repr__(self) -> str:
         return f"<window {self.toplevel.title or self.toplevel.app_id or self.toplevel.id!r}>"
@@ -78,6 +81,23 @@ class Window:
     def activated(self) -> bool:
         return self.wm.focused is self
 
+    @property
+    def server_decorated(self) -> bool:
+        """The compositor draws this window's title bar (xdg-decoration server_side, not fullscreen)."""
+        deco = self.toplevel.decoration
+        return deco is not None and deco.alive and deco.server_side and not self.fullscreen
+
+    @property
+    def title_height(self) -> int:
+        return TITLE_HEIGHT if self.server_decorated else 0
+
+    @property
+    def frame(self) -> Rect:
+        """The window with its server-side title bar, in layout coordinates."""
+        r = self.rect
+        t = self.title_height
+        return Rect(r.x, r.y - t, r.width, r.height + t)
+
     def configure(self, size: tuple[int, int] | None = None) -> None:
         """Tell the client the current states, with ``size`` or the size it has now."""
         if not self.toplevel.alive:
@@ -87,7 +107,7 @@ class Window:
             size = (out.width, out.height)
         elif self.maximized:
             area = self.wm.usable_area()
-            size = (area.width, area.height)
+            size = (area.width, area.height - self.title_height)
         elif size is None:
             size = (self.geometry.width, self.geometry.height) if self.mapped else (0, 0)
         self.toplevel.configure(
@@ -208,9 +228,10 @@ class FloatingWM:
             y = self._last_placed.y + CASCADE_STEP
             if x + g.width > area.x2 or y + g.height > area.y2:
                 x, y = area.x + CASCADE_STEP, area.y + CASCADE_STEP
-        # Keep the top-left corner (where client-side title bars are) on the output.
+        # Keep the top-left corner (where title bars are) on the output.
+        t = window.title_height
         window.x = max(area.x, min(x, area.x2 - min(g.width, area.width)))
-        window.y = max(area.y, min(y, area.y2 - min(g.height, area.height)))
+        window.y = max(area.y + t, min(y, area.y2 - min(g.height, area.height)))
         self._last_placed = window
 
     def _snap(self, window: Window) -> None:
@@ -218,7 +239,7 @@ class FloatingWM:
             window.x, window.y = 0, 0
         elif window.maximized:
             area = self.usable_area()
-            window.x, window.y = area.x, area.y
+            window.x, window.y = area.x, area.y + window.title_height
 
     # Focus and stacking ---------------------------------------------------------------------------
 
@@ -330,6 +351,17 @@ class FloatingWM:
             window.configure((restore.width, restore.height))
         self.core.seat.start_move(window)
 
+    def titlebar_pressed(self, window: Window, sx: float, sy: float) -> None:
+        """A press on a server-side title bar: close, toggle maximize (double click) or move."""
+        self.focus(window)
+        action = window.titlebar.pressed(sx, sy)
+        if action == "close":
+            window.close()
+        elif action == "maximize":
+            self.request_maximize(window, not window.maximized)
+        elif not window.maximized:
+            self.core.seat.start_move(window)
+
     def begin_resize(self, window: Window, serial: int, edges: int) -> None:
         if not window.mapped or window.fullscreen or window.maximized:
             return
@@ -400,5 +432,5 @@ class FloatingWM:
             else:
                 g = w.rect
                 w.x = max(area.x, min(w.x, area.x2 - min(g.width, area.width)))
-                w.y = max(area.y, min(w.y, area.y2 - min(g.height, area.height)))
+                w.y = max(area.y + w.title_height, min(w.y, area.y2 - min(g.height, area.height)))
         self.core.scene_changed()
