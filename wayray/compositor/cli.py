@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wayray.common.errors import EXIT_FAILURE, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.compositor.limits import check_output_size
 
 log = logging.getLogger("wayray.compositor.cli")
 
@@ -58,7 +59,13 @@ def parser() -> argparse.ArgumentParser:
         default="client",
         help="preferred decoration mode (client)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: protocol debug)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging (-vv: also libwayland's protocol trace)",
+    )
     p.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]", help="what to run inside"
     )
@@ -75,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("no COMMAND given", hint="wrsrvd compositor -- foot")
     if shutil.which(command[0]) is None:
         raise UsageError(f"{command[0]}: command not found")
+    try:
+        check_output_size(args.size[0], args.size[1], args.scale)
+    except WayRayError as err:
+        raise UsageError(err.message) from None
+    if args.refresh <= 0:
+        raise UsageError(f"--refresh {args.refresh}: the frame rate must be positive")
     setup("wrsrvd", verbose=args.verbose)
+    if args.verbose >= 2:
+        os.environ["WAYLAND_DEBUG"] = "server"  # read by wl_display_create; not passed to clients
     return asyncio.run(_run(args, command))
 
 
@@ -88,7 +103,7 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         own_runtime = tempfile.TemporaryDirectory(prefix="wayray-run-")
         os.chmod(own_runtime.name, 0o700)
         runtime = own_runtime.name
-        log.info("XDG_RUNTIME_DIR is not set; using %s", runtime)
+        log.info("XDG_RUNTIME_DIR is not set or not a directory; using %s", runtime)
     comp = SessionCompositor(
         size=args.size,
         scale=args.scale,

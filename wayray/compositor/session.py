@@ -33,6 +33,7 @@ from wayray.compositor.data_device import CompositorSource, Selection, Selection
 from wayray.compositor.extensions import register_extensions
 from wayray.compositor.frames import FrameConsumer
 from wayray.compositor.geometry import Rect
+from wayray.compositor.limits import check_output_size
 from wayray.compositor.seat import Axis, CursorState
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class SessionCompositor:
         decorations: Decorations | str = Decorations.CLIENT,
         on_selection: Callable[[SelectionKind, list[str] | None], None] | None = None,
     ) -> None:
-        _check_size(size[0], size[1], scale)
+        check_output_size(size[0], size[1], scale)
         if refresh_hz <= 0 or idle_hz <= 0:
             raise WayRayError(f"frame rates must be positive (refresh {refresh_hz} Hz, idle {idle_hz} Hz)")
         self._size = size
@@ -170,6 +171,7 @@ class SessionCompositor:
         """Environment for a Wayland client of this session (WAYLAND_DISPLAY, XDG_RUNTIME_DIR...)."""
         env = dict(os.environ if base is None else base)
         env.pop("DISPLAY", None)
+        env.pop("WAYLAND_DEBUG", None)
         env.update(
             WAYLAND_DISPLAY=self.socket_name,
             XDG_RUNTIME_DIR=str(self.runtime_dir),
@@ -281,7 +283,7 @@ class SessionCompositor:
     # Output ---------------------------------------------------------------------------------------
 
     def resize_output(self, width: int, height: int, scale: int = 1) -> None:
-        _check_size(width, height, scale)
+        check_output_size(width, height, scale)
         self.core.resize_output(width, height, scale)
 
     # Selection ------------------------------------------------------------------------------------
@@ -324,15 +326,6 @@ class SessionCompositor:
                 )
             )
         return out
-
-
-def _check_size(width: int, height: int, scale: int) -> None:
-    if not (16 <= width <= 16384 and 16 <= height <= 16384):
-        raise WayRayError(f"output size {width}x{height} is out of range (16..16384 pixels each way)")
-    if scale not in (1, 2, 3, 4):
-        raise WayRayError(f"output scale {scale} is not supported (1, 2, 3 or 4)")
-    if width % scale or height % scale:
-        raise WayRayError(f"output size {width}x{height} is not a multiple of the scale {scale}")
 
 
 def _draw_cursor(rgb: np.ndarray, cursor: CursorState) -> None:
