@@ -1,0 +1,58 @@
+"""The cursor as the viewer gets it (never in the framebuffer) and the primary selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.compositor.harness import running_session
+from wayray.compositor.testing import type_text
+
+FOOT = ("foot", "-o", "font=monospace:size=11", "sh")
+pytestmark = pytest.mark.slow
+
+
+async def test_cursor_comes_from_the_client_under_the_pointer_and_is_not_composited(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(800, 600)) as s:
+        foot = await s.spawn(*FOOT)
+        win = await s.wait_window(lambda w: w.pid == foot.pid, "foot")
+        await s.settle()
+        s.comp.pointer_motion(20, 20)  # the background: the compositor's own arrow
+        default = s.comp.cursor()
+        assert default.visible and default.image is not None and (default.x, default.y) == (20, 20)
+        before = s.pixels().copy()
+        s.comp.pointer_motion(win.rect.x + 200, win.rect.y + 200)  # over the terminal: foot's I-beam
+        text = await s.wait_for(
+            lambda: s.comp.cursor() if s.comp.cursor().serial != default.serial else None, "foot's cursor"
+        )
+        assert text.visible and text.image is not None
+        assert text.image.shape != default.image.shape or not np.array_equal(text.image, default.image)
+        await s.settle()
+        after = s.pixels()
+        assert np.array_equal(before, after), "the cursor must not be drawn into the framebuffer"
+        frame = s.comp.consumer().take_frame()
+        assert frame.cursor.serial == text.serial and (frame.cursor.x, frame.cursor.y) == (
+            win.rect.x + 200,
+            win.rect.y + 200,
+        )
+        s.comp.pointer_motion(5, 5)
+        back = s.comp.cursor()
+        assert back.image is not None and np.array_equal(back.image, default.image)
+
+
+async def test_primary_selection_from_a_client_and_from_outside(tmp_path: Path) -> None:
+    async with running_session(tmp_path) as s:
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "foot")
+        await s.settle()
+        await type_text(s.comp, "printf primary-text | wl-copy --primary\n")
+        await s.wait_for(
+            lambda: s.comp.selection_mime_types(primary=True), "a primary selection from wl-copy"
+        )
+        assert await s.comp.get_selection("text/plain", primary=True) == b"primary-text"
+        s.comp.set_selection({"text/plain": b"set-from-outside"}, primary=True)
+        await type_text(s.comp, "wl-paste --primary --no-newline > got.txt\n")
+        got = s.workdir / "got.txt"
+        await s.wait_for(lambda: got.exists() and got.read_text() == "set-from-outside", "wl-paste's output")

@@ -1,0 +1,61 @@
+"""pixman (regions, compositing) and xkbcommon (keymaps, state) through cffi."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from wayray.wayland.pixman import Box, Format, Image, Op, Region, composite
+from wayray.wayland.xkb import Keymap, KeymapError, KeyState, Modifier
+
+KEY_A, KEY_LEFTSHIFT, KEY_LEFTALT = 30, 42, 56
+
+
+def test_regions_union_subtract_and_band() -> None:
+    r = Region([(0, 0, 10, 10), (5, 5, 10, 10)])
+    assert r.extents == Box(0, 0, 15, 15)
+    assert r.area() == 175
+    r.subtract_rect(0, 0, 15, 5)
+    assert r.boxes() == [Box(0, 5, 15, 10), Box(5, 10, 15, 15)]
+    assert r.contains(6, 12) and not r.contains(1, 12)
+    assert not Region() and Region.rect(0, 0, 1, 1)
+
+
+def test_over_blends_premultiplied_argb_onto_xrgb() -> None:
+    dst = np.full((4, 4), 0xFF000000 | 0x0000FF, dtype=np.uint32)  # blue
+    src = np.full((2, 2), 0x80800000, dtype=np.uint32)  # 50% red, premultiplied
+    composite(Op.OVER, Image(src, Format.A8R8G8B8), Image(dst, Format.X8R8G8B8), 0, 0, 1, 1, 2, 2)
+    assert dst[0, 0] & 0xFFFFFF == 0x0000FF
+    assert dst[1, 1] & 0xFFFFFF == 0x80007F
+
+
+def test_default_keymap_types_shifted_characters() -> None:
+    km = Keymap.from_names()
+    assert km.keys_for_char("a") == (KEY_A, frozenset())
+    assert km.keys_for_char("A") == (KEY_A, frozenset({Modifier.SHIFT}))
+    assert km.keys_for_char("!") == (2, frozenset({Modifier.SHIFT}))
+    assert km.keys_for_char("\n") == (28, frozenset())
+
+
+def test_key_state_serializes_modifiers_and_knows_alt() -> None:
+    st = KeyState(Keymap.from_names())
+    st.update(KEY_LEFTSHIFT, True)
+    assert st.modifiers().depressed == 1
+    st.update(KEY_LEFTSHIFT, False)
+    st.update(KEY_LEFTALT, True)
+    assert st.is_active(Modifier.ALT)
+
+
+def test_keymap_text_round_trips_and_garbage_is_refused() -> None:
+    de = Keymap.from_names(layout="de")
+    again = Keymap.from_text(de.text)
+    assert again.keys_for_char("z") == (21, frozenset())  # QWERTZ: z is where y is on US
+    with pytest.raises(KeymapError):
+        Keymap.from_text("xkb_keymap { this is not a keymap")
+    fd, size = de.memfd()
+    try:
+        assert os.pread(fd, size, 0).rstrip(b"\0").decode() == de.text
+    finally:
+        os.close(fd)

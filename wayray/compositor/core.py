@@ -1,0 +1,251 @@
+"""The compositor's hub: owns the display, the globals and every subsystem, and runs the frame clock.
+
+Subsystems reach each other through ``Core`` (``core.seat``, ``core.wm``, ``core.layers``...). The
+frame clock composites when something changed, at most at the target rate while the session is
+viewed and at the idle rate when it is not, and sends frame callbacks right after each composite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pywayland.protocol.wayland import (
+    WlCompositor,
+    WlDataDeviceManager,
+    WlOutput,
+    WlSeat,
+    WlSubcompositor,
+)
+from pywayland.protocol.wp_primary_selection_unstable_v1 import ZwpPrimarySelectionDeviceManagerV1
+from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1
+from pywayland.protocol.xdg_shell import XdgWmBase
+
+from wayray.compositor.data_device import DataDeviceManager, PrimaryDeviceManager, Selection, SelectionKind
+from wayray.compositor.layer_shell import LayerShell, LayerShellGlobal
+from wayray.compositor.output import Output, OutputResource, XdgOutputManager
+from wayray.compositor.scene import Renderer, Scene
+from wayray.compositor.seat import Seat, SeatResource
+from wayray.compositor.surface import Callback, CompositorGlobal, SubcompositorGlobal, Surface
+from wayray.compositor.wm import FloatingWM
+from wayray.compositor.xdg_shell import WmBase
+from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import ZwlrLayerShellV1
+from wayray.wayland.server import Display, Global
+from wayray.wayland.shm import EXTRA_FORMATS
+
+if TYPE_CHECKING:
+    from wayray.compositor.frames import FrameConsumer
+    from wayray.compositor.wm import Window
+
+log = logging.getLogger(__name__)
+
+# Every global and the version we implement fully. wayland-info lists exactly these (plus wl_shm,
+# whose version is libwayland's: 2 with the libwayland pywayland bundles).
+GLOBAL_VERSIONS = {
+    "wl_compositor": 6,
+    "wl_subcompositor": 1,
+    "wl_output": 4,
+    "zxdg_output_manager_v1": 3,
+    "wl_seat": 9,
+    "xdg_wm_base": 6,
+    "wl_data_device_manager": 3,
+    "zwp_primary_selection_device_manager_v1": 1,
+    "zwlr_layer_shell_v1": 4,
+    "zxdg_decoration_manager_v1": 1,
+    "wp_viewporter": 1,
+    "wp_cursor_shape_manager_v1": 1,
+}
+
+
+class Core:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        size: tuple[int, int],
+        scale: int,
+        refresh_hz: float,
+        idle_hz: float,
+    ) -> None:
+        self.loop = loop
+        self.refresh_hz = refresh_hz
+        self.idle_hz = idle_hz
+        self.viewed = True
+        self.display = Display()
+        self.output = Output(self, size[0], size[1], scale, refresh_hz)
+        self.renderer = Renderer(size[0], size[1], scale)
+        self.surfaces: set[Surface] = set()
+        self.frame_callbacks: list[Callback] = []
+        self.consumers: list[FrameConsumer] = []
+        self.frame_seq = 0
+        self.buffers_released = 0
+        self.scene = Scene(self)
+        self.layers = LayerShell(self)
+        self.wm = FloatingWM(self)
+        self.seat = Seat(self)
+        self.clipboard = Selection(self, SelectionKind.CLIPBOARD)
+        self.primary = Selection(self, SelectionKind.PRIMARY)
+        self.extra_globals: list[Callable[[Core], None]] = []
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._last_frame = 0.0
+        self._frame_at = 0.0
+        self._dirty = True
+        self._start = time.monotonic()
+
+    def create_globals(self) -> None:
+        d = self.display
+        v = GLOBAL_VERSIONS
+        d.init_shm(tuple(int(f) for f in EXTRA_FORMATS))
+        Global(d, WlCompositor, v["wl_compositor"], lambda n: CompositorGlobal(n, self))
+        Global(d, WlSubcompositor, v["wl_subcompositor"], SubcompositorGlobal)
+        Global(d, WlOutput, v["wl_output"], lambda n: OutputResource(n, self.output))
+        Global(
+            d, ZxdgOutputManagerV1, v["zxdg_output_manager_v1"], lambda n: XdgOutputManager(n, self.output)
+        )
+        Global(d, WlSeat, v["wl_seat"], lambda n: SeatResource(n, self.seat))
+        Global(d, XdgWmBase, v["xdg_wm_base"], lambda n: WmBase(n, self))
+        Global(d, WlDataDeviceManager, v["wl_data_device_manager"], lambda n: DataDeviceManager(n, self))
+        Global(
+            d,
+            ZwpPrimarySelectionDeviceManagerV1,
+            v["zwp_primary_selection_device_manager_v1"],
+            lambda n: PrimaryDeviceManager(n, self),
+        )
+        Global(d, ZwlrLayerShellV1, v["zwlr_layer_shell_v1"], lambda n: LayerShellGlobal(n, self))
+        for add in self.extra_globals:
+            add(self)
+
+    # Hooks from the subsystems --------------------------------------------------------------------
+
+    def surface_created(self, surface: Surface) -> None:
+        surface.destroy_listeners.append(self._surface_gone)
+
+    def _surface_gone(self, surface: Surface) -> None:
+        self.seat.surface_gone(surface)
+
+    def scene_changed(self) -> None:
+        self._dirty = True
+        self.schedule_frame()
+
+    def cursor_changed(self) -> None:
+        for c in list(self.consumers):
+            c._cursor_changed()
+
+    def cursor_moved(self) -> None:
+        pass  # the viewer moved the pointer itself; the position rides along with the next frame
+
+    def selection_focus_changed(self, client: object) -> None:
+        from wayray.wayland.server import Client
+
+        if isinstance(client, Client):
+            self.clipboard.offer_to(client)
+            self.primary.offer_to(client)
+
+    def output_bound(self, resource: OutputResource) -> None:
+        for surface in self.surfaces:
+            if surface.client is resource.client and surface.outputs_entered:
+                self._enter(surface, resource)
+
+    def decorations_changed(self, window: Window) -> None:
+        pass
+
+    # Frame clock ----------------------------------------------------------------------------------
+
+    @property
+    def rate(self) -> float:
+        return self.refresh_hz if self.viewed else self.idle_hz
+
+    def schedule_frame(self) -> None:
+        if self._frame_timer is not None:
+            return
+        now = self.loop.time()
+        at = max(now, self._last_frame + 1.0 / self.rate)
+        self._frame_at = at
+        self._frame_timer = self.loop.call_at(at, self._frame)
+
+    def set_viewed(self, viewed: bool) -> None:
+        if viewed == self.viewed:
+            return
+        self.viewed = viewed
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+            self.schedule_frame()
+
+    def time_ms(self) -> int:
+        return int((time.monotonic() - self._start) * 1000) & 0xFFFFFFFF
+
+    def _frame(self) -> None:
+        self._frame_timer = None
+        # Pace on the deadline, not on when the timer actually fired (asyncio wakes up to a
+        # millisecond late, which would otherwise turn 60 Hz into 56); after an idle gap, restart.
+        now = self.loop.time()
+        self._last_frame = self._frame_at if now - self._frame_at < 1.0 / self.rate else now
+        try:
+            self.composite()
+        except Exception:
+            log.exception("compositing failed")
+        callbacks, self.frame_callbacks = self.frame_callbacks, []
+        if callbacks:
+            t = self.time_ms()
+            for cb in callbacks:
+                cb.post("done", t)
+                cb.destroy_resource()
+        self.display.flush()
+
+    def composite(self) -> None:
+        """Composite what changed since the last frame and hand the damage to every consumer."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        views = self.scene.views()
+        damage = self.renderer.damage(views, self.surfaces)
+        self._send_enters(views)
+        if not damage:
+            return
+        self.renderer.render(views, damage)
+        self.frame_seq += 1
+        for c in list(self.consumers):
+            c._add_damage(damage)
+        self.seat.refresh_pointer_focus()
+
+    def _send_enters(self, views: list) -> None:
+        for view in views:
+            s = view.surface
+            if s.client is None:  # a server-side title bar
+                continue
+            if not s.outputs_entered:
+                for res in self.output.resources_for(s.client):
+                    self._enter(s, res)
+
+    def _enter(self, surface: Surface, resource: OutputResource) -> None:
+        if resource in surface.outputs_entered:
+            return
+        surface.outputs_entered.add(resource)
+        surface.post("enter", resource)
+        surface.post("preferred_buffer_scale", self.output.scale)
+        surface.post("preferred_buffer_transform", 0)
+
+    # Output ---------------------------------------------------------------------------------------
+
+    def resize_output(self, width: int, height: int, scale: int) -> None:
+        scale_changed = scale != self.output.scale
+        self.output.resize(width, height, scale)
+        self.renderer.resize(width, height, scale)
+        if scale_changed:
+            for s in self.surfaces:
+                if s.outputs_entered:
+                    s.post("preferred_buffer_scale", scale)
+        self.layers.arrange()
+        self.wm.output_changed()
+        for c in list(self.consumers):
+            c._reset()
+        self.scene_changed()
+
+    def destroy(self) -> None:
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+        self.display.destroy()

@@ -1,0 +1,419 @@
+"""wl_data_device_manager (clipboard) and zwp_primary_selection (middle-click paste).
+
+Both protocols are the same shape -- a source offering mime types, a device per client and seat,
+offers the compositor creates for the focused client -- so one ``Selection`` implements both. The
+selection is offered to the client with keyboard focus, and again whenever focus moves. From
+outside (the remote clipboard) ``SessionCompositor.set_selection`` installs a compositor-owned
+source, ``get_selection`` reads the current one through a pipe, and a listener hears when a client
+sets a new selection. Drag and drop is not offered: ``start_drag`` cancels the source at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pywayland.protocol.wayland import WlDataDevice, WlDataDeviceManager, WlDataOffer, WlDataSource
+from pywayland.protocol.wp_primary_selection_unstable_v1 import (
+    ZwpPrimarySelectionDeviceManagerV1,
+    ZwpPrimarySelectionDeviceV1,
+    ZwpPrimarySelectionOfferV1,
+    ZwpPrimarySelectionSourceV1,
+)
+
+from wayray.wayland.server import Client, NewId, ProtocolError, Resource
+
+if TYPE_CHECKING:
+    from wayray.compositor.core import Core
+    from wayray.compositor.seat import SeatResource
+    from wayray.compositor.surface import Surface
+
+log = logging.getLogger(__name__)
+
+MAX_SELECTION_BYTES = 16 * 1024 * 1024
+READ_TIMEOUT = 5.0
+
+
+class SelectionKind(enum.StrEnum):
+    CLIPBOARD = "clipboard"
+    PRIMARY = "primary"
+
+
+class Source:
+    """Something that can provide the selection's data."""
+
+    mime_types: list[str]
+
+    def send(self, mime: str, fd: int) -> None:
+        """Write the data for ``mime`` to ``fd``; the caller closes its copy of ``fd`` afterwards."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """This source is no longer the selection."""
+
+
+class ClientSource(Source):
+    def __init__(self, resource: DataSource | PrimarySource) -> None:
+        self.resource = resource
+        self.mime_types = resource.mime_types
+
+    def send(self, mime: str, fd: int) -> None:
+        self.resource.post("send", mime, fd)
+
+    def cancel(self) -> None:
+        self.resource.post("cancelled")
+
+
+class CompositorSource(Source):
+    """A selection the compositor itself owns (set from outside): it writes the bytes it was given."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, data: dict[str, bytes]) -> None:
+        self.loop = loop
+        self.data = dict(data)
+        self.mime_types = list(data)
+
+    def send(self, mime: str, fd: int) -> None:
+        payload = self.data.get(mime)
+        if payload is None:
+            return
+        _write_all(self.loop, os.dup(fd), payload)
+
+
+def _write_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+    """Write ``data`` to a pipe without blocking the compositor, then close it."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    pos = 0
+
+    def done() -> None:
+        try:
+            loop.remove_writer(fd)
+        except (ValueError, OSError):
+            pass
+        os.close(fd)
+
+    def write() -> None:
+        nonlocal pos
+        try:
+            while pos < len(view):
+                pos += os.write(fd, view[pos : pos + 65536])
+        except BlockingIOError:
+            return
+        except OSError as err:
+            if err.errno != errno.EPIPE:
+                log.debug("writing the selection failed: %s", err)
+        done()
+
+    try:
+        loop.add_writer(fd, write)
+    except (ValueError, OSError):
+        os.close(fd)
+        return
+    write()
+
+
+class Selection:
+    """One selection (clipboard or primary) of the seat."""
+
+    def __init__(self, core: Core, kind: SelectionKind) -> None:
+        self.core = core
+        self.kind = kind
+        self.source: Source | None = None
+        self.devices: list[DataDevice | PrimaryDevice] = []
+        self.listeners: list[Callable[[SelectionKind, list[str] | None], None]] = []
+
+    def set(self, source: Source | None, *, from_client: bool) -> None:
+        old = self.source
+        if old is source:
+            return
+        self.source = source
+        if old is not None:
+            old.cancel()
+        focus = self.core.seat.focused_client()
+        if focus is not None:
+            self.offer_to(focus)
+        if from_client:
+            mimes = list(source.mime_types) if source is not None else None
+            for fn in self.listeners:
+                try:
+                    fn(self.kind, mimes)
+                except Exception:
+                    log.exception("selection listener failed")
+
+    def source_gone(self, source: Source) -> None:
+        if self.source is source:
+            self.source = None
+            focus = self.core.seat.focused_client()
+            if focus is not None:
+                self.offer_to(focus)
+            for fn in self.listeners:
+                fn(self.kind, None)
+
+    def offer_to(self, client: Client) -> None:
+        for device in self.devices:
+            if device.client is client:
+                device.send_selection(self.source)
+
+    async def read(self, mime: str, max_bytes: int = MAX_SELECTION_BYTES) -> bytes | None:
+        """The current selection's data as ``mime``, or None if nothing offers that type."""
+        source = self.source
+        if source is None or mime not in source.mime_types:
+            return None
+        if isinstance(source, CompositorSource):
+            return source.data.get(mime)
+        rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            source.send(mime, wfd)
+            self.core.display.flush()
+        finally:
+            os.close(wfd)
+        return await _read_all(asyncio.get_running_loop(), rfd, max_bytes)
+
+
+async def _read_all(loop: asyncio.AbstractEventLoop, fd: int, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    done = loop.create_future()
+
+    def readable() -> None:
+        nonlocal size
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as err:
+            if not done.done():
+                done.set_exception(err)
+            return
+        if not chunk or size + len(chunk) > max_bytes:
+            if chunk:
+                chunks.append(chunk[: max_bytes - size])
+                log.warning("selection data truncated at %d bytes", max_bytes)
+            if not done.done():
+                done.set_result(None)
+            return
+        chunks.append(chunk)
+        size += len(chunk)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(done, READ_TIMEOUT)
+    except TimeoutError:
+        log.warning("the selection owner sent no end of data within %.0f s", READ_TIMEOUT)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return b"".join(chunks)
+
+
+# wl_data_device ----------------------------------------------------------------------------------
+
+
+class DataDeviceManager(Resource):
+    interface = WlDataDeviceManager
+
+    def __init__(self, new_id: NewId, core: Core) -> None:
+        super().__init__(new_id)
+        self.core = core
+
+    def create_data_source(self, id: NewId) -> None:
+        DataSource(id, self.core)
+
+    def get_data_device(self, id: NewId, seat: SeatResource) -> None:
+        device = DataDevice(id, self.core.clipboard)
+        self.core.clipboard.devices.append(device)
+        focus = self.core.seat.focused_client()
+        if focus is device.client:
+            device.send_selection(self.core.clipboard.source)
+
+    def release(self) -> None:  # version 4, not advertised
+        pass
+
+
+class DataSource(Resource):
+    interface = WlDataSource
+
+    def __init__(self, new_id: NewId, core: Core) -> None:
+        super().__init__(new_id)
+        self.core = core
+        self.mime_types: list[str] = []
+        self.used = False
+        self.source = ClientSource(self)
+
+    def offer(self, mime_type: str) -> None:
+        if mime_type not in self.mime_types:
+            self.mime_types.append(mime_type)
+
+    def destroy(self) -> None:
+        pass
+
+    def set_actions(self, dnd_actions: int) -> None:
+        pass
+
+    def on_destroy(self) -> None:
+        self.core.clipboard.source_gone(self.source)
+
+
+class DataDevice(Resource):
+    interface = WlDataDevice
+
+    def __init__(self, new_id: NewId, selection: Selection) -> None:
+        super().__init__(new_id)
+        self.selection = selection
+
+    def start_drag(
+        self, source: DataSource | None, origin: Surface, icon: Surface | None, serial: int
+    ) -> None:
+        if source is not None:
+            source.used = True
+            source.post("cancelled")  # drag and drop is not supported: the drag ends at once
+
+    def set_selection(self, source: DataSource | None, serial: int) -> None:
+        if source is not None and source.used:
+            raise ProtocolError(self, WlDataDevice.error.used_source, "the source was already used")
+        if self.selection.core.seat.focused_client() is not self.client:
+            log.debug("%r set the selection without keyboard focus; ignored", self.client)
+            if source is not None:
+                source.post("cancelled")
+            return
+        if source is not None:
+            source.used = True
+        self.selection.set(source.source if source is not None else None, from_client=True)
+
+    def release(self) -> None:
+        pass
+
+    def send_selection(self, source: Source | None) -> None:
+        if source is None:
+            self.post("selection", None)
+            return
+        offer = DataOffer(NewId.server_allocated(self.client, self.version), source, self.selection)
+        self.post("data_offer", offer)
+        for mime in source.mime_types:
+            offer.post("offer", mime)
+        self.post("selection", offer)
+
+    def on_destroy(self) -> None:
+        if self in self.selection.devices:
+            self.selection.devices.remove(self)
+
+
+class DataOffer(Resource):
+    interface = WlDataOffer
+
+    def __init__(self, new_id: NewId, source: Source, selection: Selection) -> None:
+        super().__init__(new_id)
+        self.source = source
+        self.selection = selection
+
+    def accept(self, serial: int, mime_type: str | None) -> None:
+        pass
+
+    def receive(self, mime_type: str, fd: int) -> None:
+        if self.selection.source is self.source and mime_type in self.source.mime_types:
+            self.source.send(mime_type, fd)
+
+    def destroy(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def set_actions(self, dnd_actions: int, preferred_action: int) -> None:
+        pass
+
+
+# zwp_primary_selection_v1 ------------------------------------------------------------------------
+
+
+class PrimaryDeviceManager(Resource):
+    interface = ZwpPrimarySelectionDeviceManagerV1
+
+    def __init__(self, new_id: NewId, core: Core) -> None:
+        super().__init__(new_id)
+        self.core = core
+
+    def create_source(self, id: NewId) -> None:
+        PrimarySource(id, self.core)
+
+    def get_device(self, id: NewId, seat: SeatResource) -> None:
+        device = PrimaryDevice(id, self.core.primary)
+        self.core.primary.devices.append(device)
+        if self.core.seat.focused_client() is device.client:
+            device.send_selection(self.core.primary.source)
+
+    def destroy(self) -> None:
+        pass
+
+
+class PrimarySource(Resource):
+    interface = ZwpPrimarySelectionSourceV1
+
+    def __init__(self, new_id: NewId, core: Core) -> None:
+        super().__init__(new_id)
+        self.core = core
+        self.mime_types: list[str] = []
+        self.source = ClientSource(self)
+
+    def offer(self, mime_type: str) -> None:
+        if mime_type not in self.mime_types:
+            self.mime_types.append(mime_type)
+
+    def destroy(self) -> None:
+        pass
+
+    def on_destroy(self) -> None:
+        self.core.primary.source_gone(self.source)
+
+
+class PrimaryDevice(Resource):
+    interface = ZwpPrimarySelectionDeviceV1
+
+    def __init__(self, new_id: NewId, selection: Selection) -> None:
+        super().__init__(new_id)
+        self.selection = selection
+
+    def set_selection(self, source: PrimarySource | None, serial: int) -> None:
+        if self.selection.core.seat.focused_client() is not self.client:
+            if source is not None:
+                source.post("cancelled")
+            return
+        self.selection.set(source.source if source is not None else None, from_client=True)
+
+    def destroy(self) -> None:
+        pass
+
+    def send_selection(self, source: Source | None) -> None:
+        if source is None:
+            self.post("selection", None)
+            return
+        offer = PrimaryOffer(NewId.server_allocated(self.client, self.version), source, self.selection)
+        self.post("data_offer", offer)
+        for mime in source.mime_types:
+            offer.post("offer", mime)
+        self.post("selection", offer)
+
+    def on_destroy(self) -> None:
+        if self in self.selection.devices:
+            self.selection.devices.remove(self)
+
+
+class PrimaryOffer(Resource):
+    interface = ZwpPrimarySelectionOfferV1
+
+    def __init__(self, new_id: NewId, source: Source, selection: Selection) -> None:
+        super().__init__(new_id)
+        self.source = source
+        self.selection = selection
+
+    def receive(self, mime_type: str, fd: int) -> None:
+        if self.selection.source is self.source and mime_type in self.source.mime_types:
+            self.source.send(mime_type, fd)
+
+    def destroy(self) -> None:
+        pass

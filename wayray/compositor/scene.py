@@ -1,0 +1,186 @@
+"""What is on screen, in which order, and compositing it into the framebuffer with exact damage.
+
+``Scene.views()`` flattens the layers, windows, subsurfaces and popups into a bottom-to-top list of
+surfaces with their layout positions. ``Renderer.render()`` turns "what changed since the last
+frame" into output damage -- client damage (wl_surface.damage/damage_buffer) translated to the
+output, plus the old and new bounds of anything that moved, appeared, vanished or changed place in
+the stack -- and repaints only that region with pixman.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from wayray.compositor.geometry import Rect, output_to_buffer
+from wayray.wayland.pixman import Filter, Format, Image, Op, Region, composite
+
+if TYPE_CHECKING:
+    from wayray.compositor.core import Core
+    from wayray.compositor.surface import Surface
+    from wayray.compositor.xdg_shell import PopupRole
+
+BACKGROUND = 0xFF2E3440  # the colour where no surface is (opaque, XRGB)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A surface drawn with its origin at (x, y) in layout coordinates."""
+
+    surface: Surface
+    x: int
+    y: int
+
+
+class Scene:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def views(self) -> list[View]:
+        out: list[View] = []
+        layers = self.core.layers
+        for level in (0, 1):
+            for ls in layers.mapped(level):
+                self._tree(ls.surface, *ls.surface_origin(), out)
+                self._popups(ls.popups, out)
+        wm = self.core.wm
+        fullscreen = wm.focused if wm.focused is not None and wm.focused.fullscreen else None
+        for w in wm.stack:
+            if w is fullscreen or w.surface is None or not w.surface.mapped_content:
+                continue
+            if w.server_decorated:
+                w.titlebar.update(self.core.output.scale)
+                if w.titlebar.mapped_content:
+                    out.append(View(w.titlebar, *w.titlebar.origin()))  # type: ignore[arg-type]
+            self._tree(w.surface, *w.surface_origin(), out)
+            self._popups(w.popups, out)
+        if fullscreen is None:
+            for ls in layers.mapped(2):
+                self._tree(ls.surface, *ls.surface_origin(), out)
+                self._popups(ls.popups, out)
+        elif fullscreen.surface is not None:
+            self._tree(fullscreen.surface, *fullscreen.surface_origin(), out)
+            self._popups(fullscreen.popups, out)
+        for ls in layers.mapped(3):
+            self._tree(ls.surface, *ls.surface_origin(), out)
+            self._popups(ls.popups, out)
+        return out
+
+    def _tree(self, surface: Surface | None, x: int, y: int, out: list[View]) -> None:
+        if surface is None or not surface.mapped_content:
+            return
+        for child in surface.children:
+            if child is surface:
+                out.append(View(surface, x, y))
+            else:
+                sub = child.subsurface
+                if sub is not None and sub.parent is surface:
+                    px, py = sub.position
+                    self._tree(child, x + px, y + py, out)
+
+    def _popups(self, popups: list[PopupRole], out: list[View]) -> None:
+        for popup in popups:
+            if popup.alive and popup.xdg_surface.mapped and popup.surface is not None:
+                self._tree(popup.surface, *popup.surface_origin(), out)
+                self._popups(popup.children, out)
+
+    def surface_at(self, x: float, y: float) -> tuple[Surface, int, int] | None:
+        """The topmost surface accepting input at layout point (x, y), with its origin."""
+        for view in reversed(self.views()):
+            if view.surface.accepts_input_at(x - view.x, y - view.y):
+                return (view.surface, view.x, view.y)
+        return None
+
+
+class Renderer:
+    """The output framebuffer (XRGB8888, uint32 H x W) and the repaint of damaged regions."""
+
+    def __init__(self, width: int, height: int, scale: int) -> None:
+        self.resize(width, height, scale)
+
+    def resize(self, width: int, height: int, scale: int) -> None:
+        self.width, self.height, self.scale = width, height, scale
+        self.framebuffer = np.zeros((height, width), dtype=np.uint32)
+        self.image = Image(self.framebuffer, Format.X8R8G8B8, width)
+        self._previous: dict[Surface, tuple[Rect, int]] = {}
+        self.image.fill(Op.SRC, BACKGROUND, [Region.rect(0, 0, width, height).extents])
+
+    def _output_rect(self, view: View) -> Rect:
+        s = view.surface
+        return Rect(view.x, view.y, s.width, s.height).scale(self.scale)
+
+    def damage(self, views: list[View], surfaces: set[Surface]) -> Region:
+        """Output damage since the last call; clears every surface's pending frame damage."""
+        damage = Region()
+        current: dict[Surface, tuple[Rect, int]] = {}
+        for index, view in enumerate(views):
+            rect = self._output_rect(view)
+            current[view.surface] = (rect, index)
+            before = self._previous.get(view.surface)
+            if before is None or before != (rect, index):
+                damage.add_rect(rect.x, rect.y, rect.width, rect.height)
+                if before is not None:
+                    r = before[0]
+                    damage.add_rect(r.x, r.y, r.width, r.height)
+                continue
+            sd = view.surface.frame_damage
+            if sd:
+                trivial = view.surface.mapping is not None and view.surface.mapping.trivial
+                pad = 0 if trivial and view.surface.scale == self.scale else 1
+                for b in sd.boxes():
+                    damage.add_rect(
+                        rect.x + b.x1 * self.scale - pad,
+                        rect.y + b.y1 * self.scale - pad,
+                        b.width * self.scale + 2 * pad,
+                        b.height * self.scale + 2 * pad,
+                    )
+        for surface, (rect, _index) in self._previous.items():
+            if surface not in current:
+                damage.add_rect(rect.x, rect.y, rect.width, rect.height)
+        for surface in surfaces:
+            surface.frame_damage.clear()
+        for view in views:
+            view.surface.frame_damage.clear()
+        self._previous = current
+        damage.intersect_rect(0, 0, self.width, self.height)
+        return damage
+
+    def full_damage(self) -> Region:
+        return Region.rect(0, 0, self.width, self.height)
+
+    def render(self, views: list[View], damage: Region) -> None:
+        """Repaint ``damage`` (output pixels): background, then every view bottom to top."""
+        if not damage:
+            return
+        fb = self.image
+        fb.set_clip(damage)
+        fb.fill(Op.SRC, BACKGROUND, damage.boxes())
+        extents = damage.extents
+        for view in views:
+            s = view.surface
+            tex, mapping = s.texture, s.mapping
+            if tex is None or mapping is None:
+                continue
+            r = self._output_rect(view)
+            if r.x >= extents.x2 or r.y >= extents.y2 or r.x2 <= extents.x1 or r.y2 <= extents.y1:
+                continue
+            op = Op.SRC if tex.opaque else Op.OVER
+            if mapping.trivial and s.scale == self.scale:
+                tex.image.set_transform(None, Filter.NEAREST)
+                composite(op, tex.image, fb, 0, 0, r.x, r.y, r.width, r.height)
+                continue
+            # Scaled, transformed or cropped: sample only the part of the buffer the surface shows,
+            # with its edges padded, so filtering never bleeds in pixels from outside that part.
+            crop = mapping.source_pixels().intersect(Rect(0, 0, tex.width, tex.height))
+            if crop.empty:
+                continue
+            m = output_to_buffer(mapping, self.scale)
+            m = ((m[0][0], m[0][1], m[0][2] - crop.x), (m[1][0], m[1][1], m[1][2] - crop.y), m[2])
+            integral = all(float(v).is_integer() for row in m for v in row)
+            src = Image(tex.storage[crop.y : crop.y2, crop.x :], tex.image.format, crop.width)
+            src.set_repeat_pad()
+            src.set_transform(m, Filter.NEAREST if integral else Filter.BILINEAR)
+            composite(op, src, fb, 0, 0, r.x, r.y, r.width, r.height)
+        fb.set_clip(None)

@@ -1,0 +1,346 @@
+"""``SessionCompositor``: the session compositor as the rest of WayRay uses it, in process.
+
+Runs on the caller's asyncio loop::
+
+    comp = SessionCompositor(size=(1920, 1080))
+    await comp.start()                      # listening on comp.runtime_dir / comp.socket_name
+    frames = comp.consumer()                # frames out (see frames.py)
+    comp.key(KEY_A, True); comp.key(KEY_A, False)
+    comp.pointer_motion(400, 300); comp.pointer_button(BTN_LEFT, True)
+    comp.resize_output(2560, 1440)
+    comp.set_selection({"text/plain;charset=utf-8": b"hi"})
+    await comp.close()
+
+Coordinates in this API are output pixels; evdev codes for keys and buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import io
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wayray.common.errors import WayRayError
+from wayray.compositor.core import Core
+from wayray.compositor.data_device import CompositorSource, Selection, SelectionKind
+from wayray.compositor.extensions import register_extensions
+from wayray.compositor.frames import FrameConsumer
+from wayray.compositor.geometry import Rect
+from wayray.compositor.limits import check_output_size
+from wayray.compositor.seat import Axis, CursorState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Axis", "CursorState", "Decorations", "SelectionKind", "SessionCompositor", "WindowInfo"]
+
+
+class Decorations(enum.StrEnum):
+    """Who draws title bars for clients that speak xdg-decoration: the client, or the compositor."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """A toplevel as a person sees it (for tests, the greeter and admin tools)."""
+
+    title: str
+    app_id: str
+    rect: Rect  # window geometry in output pixels
+    focused: bool
+    maximized: bool
+    fullscreen: bool
+    minimized: bool
+    pid: int
+
+
+class SessionCompositor:
+    def __init__(
+        self,
+        size: tuple[int, int] = (1280, 720),
+        *,
+        scale: int = 1,
+        refresh_hz: float = 60.0,
+        idle_hz: float = 1.0,
+        socket_name: str | None = None,
+        runtime_dir: Path | str | None = None,
+        decorations: Decorations | str = Decorations.CLIENT,
+        on_selection: Callable[[SelectionKind, list[str] | None], None] | None = None,
+    ) -> None:
+        check_output_size(size[0], size[1], scale)
+        if refresh_hz <= 0 or idle_hz <= 0:
+            raise WayRayError(f"frame rates must be positive (refresh {refresh_hz} Hz, idle {idle_hz} Hz)")
+        self._size = size
+        self._scale = scale
+        self._refresh_hz = refresh_hz
+        self._idle_hz = idle_hz
+        self._requested_socket = socket_name
+        self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
+        self.decorations = Decorations(decorations)
+        self._on_selection = on_selection
+        self._core: Core | None = None
+        self.socket_name = ""
+
+    # Life -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the display, listen on the socket and start serving clients on the running loop."""
+        runtime = self._runtime_dir
+        if runtime is None:
+            env = os.environ.get("XDG_RUNTIME_DIR")
+            if not env:
+                raise WayRayError(
+                    "XDG_RUNTIME_DIR is not set and no runtime_dir was given",
+                    hint="set XDG_RUNTIME_DIR to a private directory (mode 0700) owned by the session user",
+                )
+            runtime = Path(env)
+        if not runtime.is_dir():
+            raise WayRayError(f"runtime directory {runtime} does not exist")
+        self._runtime_dir = runtime
+        loop = asyncio.get_running_loop()
+        core = Core(loop, self._size, self._scale, self._refresh_hz, self._idle_hz)
+        register_extensions(core, self.decorations.value)
+        core.create_globals()
+        try:
+            self.socket_name = core.display.add_socket(runtime, self._requested_socket)
+        except OSError as err:
+            core.destroy()
+            raise WayRayError(
+                f"cannot create the Wayland socket: {err}",
+                hint="pick another socket name or clean the runtime dir",
+            ) from err
+        if self._on_selection is not None:
+            core.clipboard.listeners.append(self._on_selection)
+            core.primary.listeners.append(self._on_selection)
+        core.display.attach(loop)
+        self._core = core
+        core.schedule_frame()
+        log.info(
+            "session compositor on %s (%dx%d@%d, %g Hz)",
+            self.socket_path,
+            self._size[0],
+            self._size[1],
+            self._scale,
+            self._refresh_hz,
+        )
+
+    async def close(self) -> None:
+        """Disconnect every client and remove the socket."""
+        if self._core is not None:
+            for c in list(self._core.consumers):
+                c.close()
+            self._core.destroy()
+            self._core = None
+
+    async def __aenter__(self) -> SessionCompositor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._core is not None
+
+    @property
+    def core(self) -> Core:
+        if self._core is None:
+            raise WayRayError("the session compositor is not running (call start() first)")
+        return self._core
+
+    @property
+    def runtime_dir(self) -> Path:
+        if self._runtime_dir is None:
+            raise WayRayError("the session compositor is not running (call start() first)")
+        return self._runtime_dir
+
+    @property
+    def socket_path(self) -> Path:
+        return self.runtime_dir / self.socket_name
+
+    def client_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a Wayland client of this session (WAYLAND_DISPLAY, XDG_RUNTIME_DIR...)."""
+        env = dict(os.environ if base is None else base)
+        env.pop("DISPLAY", None)
+        env.pop("WAYLAND_DEBUG", None)
+        env.update(
+            WAYLAND_DISPLAY=self.socket_name,
+            XDG_RUNTIME_DIR=str(self.runtime_dir),
+            XDG_SESSION_TYPE="wayland",
+            GDK_BACKEND="wayland",
+            QT_QPA_PLATFORM="wayland",
+            SDL_VIDEODRIVER="wayland",
+            MOZ_ENABLE_WAYLAND="1",
+            LIBGL_ALWAYS_SOFTWARE="1",
+            GSK_RENDERER="cairo",
+        )
+        return env
+
+    # Frames ---------------------------------------------------------------------------------------
+
+    @property
+    def viewed(self) -> bool:
+        return self.core.viewed
+
+    @viewed.setter
+    def viewed(self, value: bool) -> None:
+        """When False frame callbacks run at ``idle_hz`` and consumers are woken at most that often."""
+        self.core.set_viewed(bool(value))
+
+    def consumer(self, on_change: Callable[[], None] | None = None) -> FrameConsumer:
+        """A new frame consumer; its first frame has full damage."""
+        c = FrameConsumer(self.core, on_change)
+        self.core.consumers.append(c)
+        return c
+
+    @property
+    def framebuffer(self) -> np.ndarray:
+        """The live framebuffer (read-only view; changes with every composite)."""
+        view = self.core.renderer.framebuffer.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.core.output.width, self.core.output.height)
+
+    @property
+    def scale(self) -> int:
+        return self.core.output.scale
+
+    @property
+    def frame_seq(self) -> int:
+        return self.core.frame_seq
+
+    def cursor(self) -> CursorState:
+        return self.core.seat.cursor_state()
+
+    def screenshot_png(self, *, include_cursor: bool = False) -> bytes:
+        """The output as a PNG (composited now, so it shows everything committed so far)."""
+        from PIL import Image
+
+        self.core.composite()
+        fb = self.core.renderer.framebuffer
+        rgb = np.empty(fb.shape + (3,), dtype=np.uint8)
+        rgb[..., 0] = (fb >> 16) & 0xFF
+        rgb[..., 1] = (fb >> 8) & 0xFF
+        rgb[..., 2] = fb & 0xFF
+        if include_cursor:
+            _draw_cursor(rgb, self.cursor())
+        out = io.BytesIO()
+        Image.fromarray(rgb, "RGB").save(out, "PNG")
+        return out.getvalue()
+
+    def screenshot(self, path: Path | str, *, include_cursor: bool = False) -> None:
+        """Write a PNG of the output to ``path`` (atomically: a reader never sees half a file)."""
+        path = Path(path)
+        data = self.screenshot_png(include_cursor=include_cursor)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    # Input ----------------------------------------------------------------------------------------
+
+    def set_keymap(self, keymap_text: str | None) -> None:
+        """Use the viewer's XKB keymap (text, xkb v1 format); None restores the default US layout.
+
+        Raises ``KeymapError`` (a ValueError) when the text does not compile; the old keymap stays.
+        """
+        self.core.seat.set_keymap(keymap_text)
+
+    @property
+    def keymap_text(self) -> str:
+        return self.core.seat.keymap.text
+
+    def key(self, evdev_code: int, pressed: bool) -> None:
+        self.core.seat.key(evdev_code, pressed)
+
+    def pointer_motion(self, x: float, y: float) -> None:
+        """Absolute pointer position in output pixels."""
+        s = self.core.output.scale
+        self.core.seat.pointer_motion(x / s, y / s)
+
+    def pointer_button(self, evdev_button: int, pressed: bool) -> None:
+        self.core.seat.pointer_button(evdev_button, pressed)
+
+    def pointer_axis(self, axis: Axis | int, value: float, discrete: int | None = None) -> None:
+        """Scroll: ``value`` in surface pixels (positive: down/right), ``discrete`` wheel notches if any."""
+        self.core.seat.pointer_axis(Axis(axis), value, discrete)
+
+    def release_all(self) -> None:
+        """The viewer is gone: release every held key and button."""
+        self.core.seat.release_all()
+
+    # Output ---------------------------------------------------------------------------------------
+
+    def resize_output(self, width: int, height: int, scale: int = 1) -> None:
+        check_output_size(width, height, scale)
+        self.core.resize_output(width, height, scale)
+
+    # Selection ------------------------------------------------------------------------------------
+
+    def _selection(self, primary: bool) -> Selection:
+        return self.core.primary if primary else self.core.clipboard
+
+    def set_selection(self, data: dict[str, bytes] | None, *, primary: bool = False) -> None:
+        """Offer ``{mime: bytes}`` to clients as the selection (None clears it)."""
+        sel = self._selection(primary)
+        source = CompositorSource(self.core.loop, data) if data else None
+        sel.set(source, from_client=False)
+
+    def selection_mime_types(self, *, primary: bool = False) -> list[str] | None:
+        src = self._selection(primary).source
+        return list(src.mime_types) if src is not None else None
+
+    async def get_selection(self, mime: str, *, primary: bool = False) -> bytes | None:
+        """The current selection's data as ``mime`` (None when nobody offers that type)."""
+        return await self._selection(primary).read(mime)
+
+    # Windows --------------------------------------------------------------------------------------
+
+    def windows(self) -> list[WindowInfo]:
+        """Mapped toplevels, bottom to top."""
+        core = self.core
+        s = core.output.scale
+        out = []
+        for w in list(core.wm.stack) + [w for w in core.wm.windows if w.minimized and w.mapped]:
+            out.append(
+                WindowInfo(
+                    title=w.title,
+                    app_id=w.app_id,
+                    rect=w.rect.scale(s),
+                    focused=core.wm.focused is w,
+                    maximized=w.maximized,
+                    fullscreen=w.fullscreen,
+                    minimized=w.minimized,
+                    pid=w.toplevel.client.pid,
+                )
+            )
+        return out
+
+
+def _draw_cursor(rgb: np.ndarray, cursor: CursorState) -> None:
+    if not cursor.visible or cursor.image is None:
+        return
+    img = cursor.image
+    h, w = img.shape
+    x0, y0 = cursor.x - cursor.hotspot[0], cursor.y - cursor.hotspot[1]
+    H, W = rgb.shape[:2]
+    for yy in range(max(0, y0), min(H, y0 + h)):
+        for xx in range(max(0, x0), min(W, x0 + w)):
+            p = int(img[yy - y0, xx - x0])
+            a = (p >> 24) & 0xFF
+            if a == 0:
+                continue
+            for i, shift in enumerate((16, 8, 0)):
+                c = (p >> shift) & 0xFF
+                rgb[yy, xx, i] = min(255, c + rgb[yy, xx, i] * (255 - a) // 255)

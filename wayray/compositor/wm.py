@@ -1,0 +1,436 @@
+"""The built-in floating window manager.
+
+New windows are centred (the first) or cascaded, children over their parent; a click focuses and
+raises; keyboard focus follows the active window; Alt+Tab cycles in most-recently-used order
+(Alt+Shift+Tab backwards); Alt+F4 asks the active window to close; maximize and fullscreen are
+honoured, and both follow the output when it changes size. Interactive move and resize follow the
+pointer while the button that started them is held.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from wayray.compositor.geometry import Rect
+from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
+from wayray.compositor.titlebar import TitleBar
+from wayray.compositor.xdg_shell import PopupRole, ToplevelConfigure, ToplevelRole
+
+if TYPE_CHECKING:
+    from wayray.compositor.core import Core
+    from wayray.compositor.surface import Surface
+
+log = logging.getLogger(__name__)
+
+CASCADE_STEP = 32
+EDGE_TOP, EDGE_BOTTOM, EDGE_LEFT, EDGE_RIGHT = 1, 2, 4, 8
+
+
+class Window:
+    """A toplevel as the WM sees it: position (of its window geometry), stacking and states."""
+
+    def __init__(self, wm: FloatingWM, toplevel: ToplevelRole) -> None:
+        self.wm = wm
+        self.toplevel = toplevel
+        self.x = 0
+        self.y = 0
+        self.placed = False
+        self.mapped = False
+        self.maximized = False
+        self.fullscreen = False
+        self.minimized = False
+        self.resizing = False
+        self.restore: Rect | None = None
+        self.popups: list[PopupRole] = []
+        self.resize_edges = 0
+        self.resize_anchor = (0, 0)  # the corner that stays put: (right or left x, bottom or top y)
+        self.titlebar = TitleBar(self)
+
+    def __repr__(self) -> str:
+        return f"<window {self.toplevel.title or self.toplevel.app_id or self.toplevel.id!r}>"
+
+    @property
+    def surface(self) -> Surface | None:
+        return self.toplevel.surface
+
+    @property
+    def geometry(self) -> Rect:
+        """Window geometry relative to the surface origin."""
+        return self.toplevel.xdg_surface.window_geometry
+
+    @property
+    def rect(self) -> Rect:
+        """Window geometry in layout coordinates."""
+        g = self.geometry
+        return Rect(self.x, self.y, g.width, g.height)
+
+    def surface_origin(self) -> tuple[int, int]:
+        g = self.geometry
+        return (self.x - g.x, self.y - g.y)
+
+    @property
+    def title(self) -> str:
+        return self.toplevel.title
+
+    @property
+    def app_id(self) -> str:
+        return self.toplevel.app_id
+
+    @property
+    def activated(self) -> bool:
+        return self.wm.focused is self
+
+    @property
+    def server_decorated(self) -> bool:
+        """The compositor draws this window's title bar (xdg-decoration server_side, not fullscreen)."""
+        deco = self.toplevel.decoration
+        return deco is not None and deco.alive and deco.server_side and not self.fullscreen
+
+    @property
+    def title_height(self) -> int:
+        return TITLE_HEIGHT if self.server_decorated else 0
+
+    @property
+    def frame(self) -> Rect:
+        """The window with its server-side title bar, in layout coordinates."""
+        r = self.rect
+        t = self.title_height
+        return Rect(r.x, r.y - t, r.width, r.height + t)
+
+    def configure(self, size: tuple[int, int] | None = None) -> None:
+        """Tell the client the current states, with ``size`` or the size it has now."""
+        if not self.toplevel.alive:
+            return
+        if self.fullscreen:
+            out = self.wm.core.output.logical
+            size = (out.width, out.height)
+        elif self.maximized:
+            area = self.wm.usable_area()
+            size = (area.width, area.height - self.title_height)
+        elif size is None:
+            size = (self.geometry.width, self.geometry.height) if self.mapped else (0, 0)
+        self.toplevel.configure(
+            ToplevelConfigure(
+                width=max(0, size[0]),
+                height=max(0, size[1]),
+                maximized=self.maximized,
+                fullscreen=self.fullscreen,
+                activated=self.activated,
+                resizing=self.resizing,
+            )
+        )
+
+    def title_changed(self) -> None:
+        self.wm.core.decorations_changed(self)
+
+    def close(self) -> None:
+        self.toplevel.send_close()
+
+
+class FloatingWM:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.windows: list[Window] = []
+        self.stack: list[Window] = []  # mapped, visible windows, bottom to top
+        self.focused: Window | None = None
+        self.mru: list[Window] = []  # most recently focused first
+        self._cycle: list[Window] | None = None
+        self._cycle_index = 0
+        self._last_placed: Window | None = None
+
+    # Window life ----------------------------------------------------------------------------------
+
+    def create_window(self, toplevel: ToplevelRole) -> Window:
+        w = Window(self, toplevel)
+        self.windows.append(w)
+        return w
+
+    def initial_configure(self, window: Window) -> None:
+        window.configure()
+
+    def window_mapped(self, window: Window) -> None:
+        window.mapped = True
+        if not window.placed:
+            self._place(window)
+            window.placed = True
+        if window.maximized or window.fullscreen:
+            self._snap(window)
+        if not window.minimized:
+            self.stack.append(window)
+        self.focus(window)
+        self.core.scene_changed()
+
+    def window_committed(self, window: Window) -> None:
+        acked = window.toplevel.acked_state
+        if window.maximized or window.fullscreen:
+            self._snap(window)
+        elif (
+            window.restore is not None and acked is not None and not acked.maximized and not acked.fullscreen
+        ):
+            window.x, window.y = window.restore.x, window.restore.y
+            window.restore = None
+        elif window.resize_edges:
+            g = window.geometry
+            ax, ay = window.resize_anchor
+            if window.resize_edges & EDGE_LEFT:
+                window.x = ax - g.width
+            if window.resize_edges & EDGE_TOP:
+                window.y = ay - g.height
+            if not window.resizing:
+                window.resize_edges = 0
+        self.core.scene_changed()
+
+    def window_unmapped(self, window: Window) -> None:
+        window.mapped = False
+        window.placed = False
+        if window in self.stack:
+            self.stack.remove(window)
+        for popup in list(window.popups):
+            popup.dismiss()
+        self.core.seat.grab_window_gone(window)
+        if self.focused is window:
+            self.focused = None
+            self._focus_next()
+        self.core.scene_changed()
+
+    def window_destroyed(self, window: Window) -> None:
+        if window.mapped:
+            self.window_unmapped(window)
+        if window in self.windows:
+            self.windows.remove(window)
+        if window in self.mru:
+            self.mru.remove(window)
+        if self._cycle is not None and window in self._cycle:
+            self._cycle.remove(window)
+        if self._last_placed is window:
+            self._last_placed = None
+
+    # Placement ------------------------------------------------------------------------------------
+
+    def usable_area(self) -> Rect:
+        """The output minus what panels reserve (layer-shell exclusive zones)."""
+        return self.core.layers.usable_area()
+
+    def _place(self, window: Window) -> None:
+        area = self.usable_area()
+        g = window.geometry
+        parent = window.toplevel.parent
+        if parent is not None and parent.window.mapped:
+            pr = parent.window.rect
+            x = pr.x + (pr.width - g.width) // 2
+            y = pr.y + (pr.height - g.height) // 2
+        elif self._last_placed is None or not self._last_placed.mapped:
+            x = area.x + (area.width - g.width) // 2
+            y = area.y + (area.height - g.height) // 2
+        else:
+            x = self._last_placed.x + CASCADE_STEP
+            y = self._last_placed.y + CASCADE_STEP
+            if x + g.width > area.x2 or y + g.height > area.y2:
+                x, y = area.x + CASCADE_STEP, area.y + CASCADE_STEP
+        # Keep the top-left corner (where title bars are) on the output.
+        t = window.title_height
+        window.x = max(area.x, min(x, area.x2 - min(g.width, area.width)))
+        window.y = max(area.y + t, min(y, area.y2 - min(g.height, area.height)))
+        self._last_placed = window
+
+    def _snap(self, window: Window) -> None:
+        if window.fullscreen:
+            window.x, window.y = 0, 0
+        elif window.maximized:
+            area = self.usable_area()
+            window.x, window.y = area.x, area.y + window.title_height
+
+    # Focus and stacking ---------------------------------------------------------------------------
+
+    def focus(self, window: Window | None) -> None:
+        old = self.focused
+        if window is not None and (not window.mapped or not window.toplevel.alive):
+            window = None
+        self.focused = window
+        if window is not None:
+            if window.minimized:
+                self.request_minimize(window, False)
+            self.raise_(window)
+            if window in self.mru:
+                self.mru.remove(window)
+            self.mru.insert(0, window)
+        if old is not window:
+            if old is not None and old.mapped:
+                old.configure()
+            if window is not None:
+                window.configure()
+                wm_base = window.toplevel.xdg_surface.wm_base
+                wm_base.ping()
+        self.core.seat.update_keyboard_focus()
+
+    def raise_(self, window: Window) -> None:
+        if window in self.stack and self.stack[-1] is not window:
+            self.stack.remove(window)
+            self.stack.append(window)
+            self.core.scene_changed()
+
+    def _focus_next(self) -> None:
+        for w in self.mru:
+            if w.mapped and not w.minimized:
+                self.focus(w)
+                return
+        self.focus(self.stack[-1] if self.stack else None)
+
+    def window_at(self, surface: Surface) -> Window | None:
+        root = surface.root()
+        for w in self.windows:
+            if w.surface is root:
+                return w
+        return None
+
+    def clicked(self, surface: Surface | None) -> None:
+        """Click to focus and raise (called by the seat on a button press)."""
+        if surface is None:
+            return
+        window = self.window_at(surface)
+        if window is not None and window.mapped:
+            self.focus(window)
+
+    # Requests from clients ------------------------------------------------------------------------
+
+    def request_maximize(self, window: Window, on: bool) -> None:
+        if on == window.maximized:
+            window.configure()  # the protocol wants a configure in any case
+            return
+        if on and window.mapped and not window.fullscreen and window.restore is None:
+            window.restore = window.rect
+        window.maximized = on
+        size = None
+        if not on and window.restore is not None and not window.fullscreen:
+            size = (window.restore.width, window.restore.height)
+        window.configure(size)
+
+    def request_fullscreen(self, window: Window, on: bool) -> None:
+        if on == window.fullscreen:
+            window.configure()
+            return
+        if on and window.mapped and not window.maximized and window.restore is None:
+            window.restore = window.rect
+        window.fullscreen = on
+        size = None
+        if not on and window.restore is not None and not window.maximized:
+            size = (window.restore.width, window.restore.height)
+        window.configure(size)
+        self.core.scene_changed()
+
+    def request_minimize(self, window: Window, on: bool = True) -> None:
+        if window.minimized == on:
+            return
+        window.minimized = on
+        if on:
+            if window in self.stack:
+                self.stack.remove(window)
+            if self.focused is window:
+                self.focused = None
+                self._focus_next()
+        elif window.mapped and window not in self.stack:
+            self.stack.append(window)
+        self.core.scene_changed()
+
+    # Interactive move and resize ------------------------------------------------------------------
+
+    def begin_move(self, window: Window, serial: int) -> None:
+        if not window.mapped or window.fullscreen:
+            return
+        if not self.core.seat.button_serial_valid(window, serial):
+            return
+        if window.maximized:
+            # Dragging a maximized window off its place restores its size under the pointer.
+            px, py = self.core.seat.pointer_position
+            restore = window.restore or window.rect
+            window.maximized = False
+            ratio = (px - window.x) / max(1, window.rect.width)
+            window.x = int(px - ratio * restore.width)
+            window.restore = None
+            window.configure((restore.width, restore.height))
+        self.core.seat.start_move(window)
+
+    def titlebar_pressed(self, window: Window, sx: float, sy: float) -> None:
+        """A press on a server-side title bar: close, toggle maximize (double click) or move."""
+        self.focus(window)
+        action = window.titlebar.pressed(sx, sy)
+        if action == "close":
+            window.close()
+        elif action == "maximize":
+            self.request_maximize(window, not window.maximized)
+        elif not window.maximized:
+            self.core.seat.start_move(window)
+
+    def begin_resize(self, window: Window, serial: int, edges: int) -> None:
+        if not window.mapped or window.fullscreen or window.maximized:
+            return
+        if not self.core.seat.button_serial_valid(window, serial):
+            return
+        r = window.rect
+        window.resize_edges = edges
+        window.resize_anchor = (r.x2 if edges & EDGE_LEFT else r.x, r.y2 if edges & EDGE_TOP else r.y)
+        window.resizing = True
+        self.core.seat.start_resize(window, edges)
+
+    def resize_to(self, window: Window, start: Rect, edges: int, dx: float, dy: float) -> None:
+        w, h = start.width, start.height
+        if edges & EDGE_LEFT:
+            w -= int(dx)
+        elif edges & EDGE_RIGHT:
+            w += int(dx)
+        if edges & EDGE_TOP:
+            h -= int(dy)
+        elif edges & EDGE_BOTTOM:
+            h += int(dy)
+        mn = window.toplevel.min_size
+        mx = window.toplevel.max_size
+        w = max(w, mn[0], 1)
+        h = max(h, mn[1], 1)
+        if mx[0]:
+            w = min(w, mx[0])
+        if mx[1]:
+            h = min(h, mx[1])
+        window.configure((w, h))
+
+    def end_resize(self, window: Window) -> None:
+        window.resizing = False
+        window.configure()
+
+    # Keyboard bindings ----------------------------------------------------------------------------
+
+    def close_focused(self) -> None:
+        if self.focused is not None:
+            log.debug("Alt+F4: closing %r", self.focused)
+            self.focused.close()
+
+    def cycle(self, backwards: bool) -> None:
+        """Alt+Tab: focus the next window in MRU order; the order freezes until Alt is released."""
+        if self._cycle is None:
+            self._cycle = [w for w in self.mru if w.mapped]
+            self._cycle += [w for w in reversed(self.stack) if w not in self._cycle]
+            self._cycle_index = 0
+        if len(self._cycle) < 2:
+            return
+        self._cycle_index = (self._cycle_index + (-1 if backwards else 1)) % len(self._cycle)
+        self.focus(self._cycle[self._cycle_index])
+
+    def end_cycle(self) -> None:
+        self._cycle = None
+
+    # Output changes -------------------------------------------------------------------------------
+
+    def output_changed(self) -> None:
+        """The output was resized: re-configure maximized/fullscreen windows, keep others on screen."""
+        area = self.usable_area()
+        for w in self.windows:
+            if not w.mapped:
+                continue
+            if w.maximized or w.fullscreen:
+                w.configure()
+                self._snap(w)
+            else:
+                g = w.rect
+                w.x = max(area.x, min(w.x, area.x2 - min(g.width, area.width)))
+                w.y = max(area.y + w.title_height, min(w.y, area.y2 - min(g.height, area.height)))
+        self.core.scene_changed()

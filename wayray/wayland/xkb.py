@@ -1,0 +1,242 @@
+"""xkbcommon through cffi (ABI mode) into the installed ``libxkbcommon.so.0``: keymaps and key state.
+
+The compositor compiles the keymap the viewer supplies (or a default US one), keeps one ``KeyState``
+for the seat, and sends clients the keymap text plus serialized modifier state. Keycodes in this
+module are evdev codes; xkb's own keycodes are evdev + 8.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import cffi
+
+CDEF = """
+typedef uint32_t xkb_keycode_t; typedef uint32_t xkb_keysym_t; typedef uint32_t xkb_mod_index_t;
+typedef uint32_t xkb_mod_mask_t; typedef uint32_t xkb_layout_index_t; typedef uint32_t xkb_level_index_t;
+struct xkb_context; struct xkb_keymap; struct xkb_state;
+struct xkb_rule_names { const char *rules; const char *model; const char *layout; const char *variant;
+                        const char *options; };
+struct xkb_context *xkb_context_new(int flags);
+void xkb_context_unref(struct xkb_context *context);
+struct xkb_keymap *xkb_keymap_new_from_names(struct xkb_context *context,
+                                             const struct xkb_rule_names *names, int flags);
+struct xkb_keymap *xkb_keymap_new_from_string(struct xkb_context *context, const char *string,
+                                              int format, int flags);
+void xkb_keymap_unref(struct xkb_keymap *keymap);
+char *xkb_keymap_get_as_string(struct xkb_keymap *keymap, int format);
+xkb_keycode_t xkb_keymap_min_keycode(struct xkb_keymap *keymap);
+xkb_keycode_t xkb_keymap_max_keycode(struct xkb_keymap *keymap);
+xkb_mod_index_t xkb_keymap_mod_get_index(struct xkb_keymap *keymap, const char *name);
+xkb_layout_index_t xkb_keymap_num_layouts_for_key(struct xkb_keymap *keymap, xkb_keycode_t key);
+xkb_level_index_t xkb_keymap_num_levels_for_key(struct xkb_keymap *keymap, xkb_keycode_t key,
+                                                xkb_layout_index_t layout);
+int xkb_keymap_key_get_syms_by_level(struct xkb_keymap *keymap, xkb_keycode_t key,
+                                     xkb_layout_index_t layout, xkb_level_index_t level,
+                                     const xkb_keysym_t **syms_out);
+size_t xkb_keymap_key_get_mods_for_level(struct xkb_keymap *keymap, xkb_keycode_t key,
+                                         xkb_layout_index_t layout, xkb_level_index_t level,
+                                         xkb_mod_mask_t *masks_out, size_t masks_size);
+int xkb_keymap_key_repeats(struct xkb_keymap *keymap, xkb_keycode_t key);
+struct xkb_state *xkb_state_new(struct xkb_keymap *keymap);
+void xkb_state_unref(struct xkb_state *state);
+int xkb_state_update_key(struct xkb_state *state, xkb_keycode_t key, int direction);
+xkb_mod_mask_t xkb_state_serialize_mods(struct xkb_state *state, int components);
+xkb_layout_index_t xkb_state_serialize_layout(struct xkb_state *state, int components);
+xkb_keysym_t xkb_state_key_get_one_sym(struct xkb_state *state, xkb_keycode_t key);
+int xkb_state_mod_name_is_active(struct xkb_state *state, const char *name, int type);
+xkb_keysym_t xkb_utf32_to_keysym(uint32_t ucs);
+xkb_keysym_t xkb_keysym_from_name(const char *name, int flags);
+void free(void *ptr);
+"""
+
+ffi = cffi.FFI()
+ffi.cdef(CDEF)
+lib: Any = ffi.dlopen("libxkbcommon.so.0")
+libc: Any = ffi.dlopen(None)
+
+_FORMAT_TEXT_V1 = 1
+_KEY_UP, _KEY_DOWN = 0, 1
+_MODS_DEPRESSED, _MODS_LATCHED, _MODS_LOCKED, _MODS_EFFECTIVE = 1, 2, 4, 8
+_LAYOUT_EFFECTIVE = 1 << 7
+EVDEV_OFFSET = 8
+
+
+class Keysym(enum.IntEnum):
+    """The few keysyms the built-in window manager binds."""
+
+    Tab = 0xFF09
+    ISO_Left_Tab = 0xFE20
+    F4 = 0xFFC1
+    Return = 0xFF0D
+
+
+class Modifier(enum.StrEnum):
+    """xkb's real modifier names (``Mod1`` is Alt and ``Mod4`` is Super on every common layout)."""
+
+    SHIFT = "Shift"
+    CAPS = "Lock"
+    CTRL = "Control"
+    ALT = "Mod1"
+    SUPER = "Mod4"
+
+
+class KeymapError(ValueError):
+    """The keymap text (or RMLVO names) did not compile."""
+
+
+@dataclass(frozen=True)
+class ModifierState:
+    """What ``wl_keyboard.modifiers`` carries."""
+
+    depressed: int = 0
+    latched: int = 0
+    locked: int = 0
+    group: int = 0
+
+
+class _Context:
+    _shared: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls._shared is None:
+            ctx = lib.xkb_context_new(0)
+            if ctx == ffi.NULL:
+                raise KeymapError("xkb_context_new failed (is xkb-data installed?)")
+            cls._shared = ctx
+        return cls._shared
+
+
+class Keymap:
+    """A compiled keymap and its canonical text (what clients are sent)."""
+
+    def __init__(self, ptr: Any) -> None:
+        self.ptr = ptr
+        text = lib.xkb_keymap_get_as_string(ptr, _FORMAT_TEXT_V1)
+        if text == ffi.NULL:
+            raise KeymapError("xkb_keymap_get_as_string failed")
+        try:
+            self.text: str = ffi.string(text).decode()
+        finally:
+            libc.free(text)
+
+    def __del__(self) -> None:
+        ptr = getattr(self, "ptr", None)
+        if ptr is not None:
+            lib.xkb_keymap_unref(ptr)
+
+    @classmethod
+    def from_names(
+        cls,
+        layout: str = "us",
+        variant: str = "",
+        model: str = "pc105",
+        options: str = "",
+        rules: str = "evdev",
+    ) -> Keymap:
+        keep = [ffi.new("char[]", s.encode()) for s in (rules, model, layout, variant, options)]
+        names = ffi.new(
+            "struct xkb_rule_names *",
+            {k: v for k, v in zip(("rules", "model", "layout", "variant", "options"), keep, strict=True)},
+        )
+        ptr = lib.xkb_keymap_new_from_names(_Context.get(), names, 0)
+        if ptr == ffi.NULL:
+            raise KeymapError(f"no keymap for layout {layout!r} variant {variant!r} (xkb-data installed?)")
+        return cls(ptr)
+
+    @classmethod
+    def from_text(cls, text: str) -> Keymap:
+        ptr = lib.xkb_keymap_new_from_string(_Context.get(), text.encode(), _FORMAT_TEXT_V1, 0)
+        if ptr == ffi.NULL:
+            raise KeymapError("the keymap text does not compile (xkbcommon printed why on stderr)")
+        return cls(ptr)
+
+    def memfd(self) -> tuple[int, int]:
+        """A sealed, read-only memfd holding the keymap text plus NUL, and its size (for wl_keyboard)."""
+        data = self.text.encode() + b"\0"
+        fd = os.memfd_create("wayray-keymap", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.write(fd, data)
+            import fcntl
+
+            fcntl.fcntl(
+                fd,
+                fcntl.F_ADD_SEALS,
+                fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL,
+            )
+        except OSError:
+            os.close(fd)
+            raise
+        return fd, len(data)
+
+    def mod_index(self, name: str) -> int:
+        return int(lib.xkb_keymap_mod_get_index(self.ptr, name.encode()))
+
+    def key_repeats(self, evdev_code: int) -> bool:
+        return bool(lib.xkb_keymap_key_repeats(self.ptr, evdev_code + EVDEV_OFFSET))
+
+    def keys_for_char(self, char: str) -> tuple[int, frozenset[Modifier]] | None:
+        """An evdev code and the modifiers that type ``char`` in the first layout, or None.
+
+        Used to type text through the input API the way a keyboard would (tests, automation).
+        """
+        sym = lib.xkb_utf32_to_keysym(ord(char))
+        if char == "\n":
+            sym = Keysym.Return
+        if sym == 0:
+            return None
+        masks = ffi.new("xkb_mod_mask_t[8]")
+        syms = ffi.new("const xkb_keysym_t **")
+        wanted = {(1 << self.mod_index(m.value)): m for m in Modifier}
+        for key in range(lib.xkb_keymap_min_keycode(self.ptr), lib.xkb_keymap_max_keycode(self.ptr) + 1):
+            if lib.xkb_keymap_num_layouts_for_key(self.ptr, key) == 0:
+                continue
+            for level in range(lib.xkb_keymap_num_levels_for_key(self.ptr, key, 0)):
+                n = lib.xkb_keymap_key_get_syms_by_level(self.ptr, key, 0, level, syms)
+                if n != 1 or syms[0][0] != sym:
+                    continue
+                count = lib.xkb_keymap_key_get_mods_for_level(self.ptr, key, 0, level, masks, 8)
+                for i in range(count):
+                    mask = masks[i]
+                    mods = {m for bit, m in wanted.items() if mask & bit}
+                    if mask & ~sum(wanted):
+                        continue  # needs a modifier we would not know how to press (e.g. Mod5)
+                    if Modifier.CAPS not in mods:
+                        return key - EVDEV_OFFSET, frozenset(mods)
+        return None
+
+
+class KeyState:
+    """The seat's xkb state: fed evdev press/release, read as wl_keyboard modifier state."""
+
+    def __init__(self, keymap: Keymap) -> None:
+        self.keymap = keymap
+        self.ptr = lib.xkb_state_new(keymap.ptr)
+        if self.ptr == ffi.NULL:
+            raise KeymapError("xkb_state_new failed")
+
+    def __del__(self) -> None:
+        ptr = getattr(self, "ptr", None)
+        if ptr is not None:
+            lib.xkb_state_unref(ptr)
+
+    def update(self, evdev_code: int, pressed: bool) -> None:
+        lib.xkb_state_update_key(self.ptr, evdev_code + EVDEV_OFFSET, _KEY_DOWN if pressed else _KEY_UP)
+
+    def modifiers(self) -> ModifierState:
+        return ModifierState(
+            depressed=lib.xkb_state_serialize_mods(self.ptr, _MODS_DEPRESSED),
+            latched=lib.xkb_state_serialize_mods(self.ptr, _MODS_LATCHED),
+            locked=lib.xkb_state_serialize_mods(self.ptr, _MODS_LOCKED),
+            group=lib.xkb_state_serialize_layout(self.ptr, _LAYOUT_EFFECTIVE),
+        )
+
+    def keysym(self, evdev_code: int) -> int:
+        return int(lib.xkb_state_key_get_one_sym(self.ptr, evdev_code + EVDEV_OFFSET))
+
+    def is_active(self, modifier: Modifier) -> bool:
+        return bool(lib.xkb_state_mod_name_is_active(self.ptr, modifier.value.encode(), _MODS_EFFECTIVE) > 0)
