@@ -18,7 +18,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -171,8 +170,10 @@ class Sandbox:
         )
         greeter_stack = (
             "# installed by a WayRay test; removed when it ends\n"
+            "auth     sufficient pam_rootok.so\n"
             "auth     required pam_deny.so\n"
-            "account  required pam_permit.so\n"
+            "account  sufficient pam_rootok.so\n"
+            "account  required pam_deny.so\n"
             "session  required pam_unix.so\n"
             f"session  optional pam_exec.so quiet {self.hook}\n"
         )
@@ -271,10 +272,11 @@ class Daemon:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.proc: subprocess.Popen[str] | None = None
-        self.log_path = sandbox.base / f"wrsessd-{secrets.token_hex(2)}.log"
+        self.log_path = sandbox.base / "wrsessd.log"
 
     def start(self, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
-        log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the daemon
+        # Append: workers of an earlier daemon (sessions outlive it) still write to this file.
+        log = open(self.log_path, "a")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(
             [script("wrsessd"), "--settings", str(self.sandbox.settings_file), "-v", *extra_args],
             stdout=log,
@@ -344,7 +346,27 @@ def mode_of(path: str | Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def python_for_standins() -> str:
-    if not os.access(SYSTEM_PYTHON, os.X_OK):  # pragma: no cover
-        raise RuntimeError(f"{SYSTEM_PYTHON} is needed to run the session stand-ins")
-    return sys.executable
+def as_user(uid: int, gid: int, groups: list[int], fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a forked child with the given credentials; return its JSON-able result."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                result: Any = {"ok": fn()}
+            except BaseException as err:  # noqa: BLE001 - reported to the parent
+                result = {"error": f"{type(err).__name__}: {err}"}
+            os.write(w, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)

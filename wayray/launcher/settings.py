@@ -199,7 +199,8 @@ def _from_mapping(cls: Any, data: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            raise WayRayError(f"{where}: unknown setting {key!r}", hint=f"known: {', '.join(sorted(names))}")
+            where_key = f"{where}.{key}" if where else key
+            raise WayRayError(f"unknown setting {where_key!r}", hint=f"known: {', '.join(sorted(names))}")
     values = {
         key: _convert(hints[key], value, f"{where}.{key}" if where else key) for key, value in data.items()
     }

@@ -516,7 +516,10 @@ def serve(chan: Channel) -> int:
         try:
             worker.start(msg)
         except (StartFailed, RuntimeError, pam.PamError, OSError) as err:
-            text = err.message if isinstance(err, pam.PamError) else str(err)
+            if isinstance(err, pam.PamError):
+                text = f"{err.call} failed in PAM service {job.service!r}: {err.message}"
+            else:
+                text = str(err)
             log.error("session %s for %s could not start: %s", job.session_id, job_user(job), text)
             worker.teardown()
             chan.send({"type": "start_failed", "message": text})
