@@ -641,3 +641,43 @@ def parse_request(obj: Mapping[str, Any]) -> Message:
 
 def parse_response(obj: Mapping[str, Any]) -> Message:
     return parse(obj, Direction.RESPONSE)
+
+
+# --- the reference in docs/launcher.md is generated from the table above -----------------------------
+
+
+def _record_table(cls: type[Record]) -> list[str]:
+    rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
+    for name, spec in cls.specs():
+        rows.append(f"| `{name}` | {spec.kind.describe()} | {'yes' if spec.required else 'no'} | {spec.doc} |")
+    if len(rows) == 2:
+        return ["(no fields)"]
+    return rows
+
+
+def markdown_reference() -> str:
+    """The message reference of docs/launcher.md (a test checks the two agree)."""
+    out: list[str] = []
+    for direction, title in ((Direction.REQUEST, "Requests"), (Direction.RESPONSE, "Responses")):
+        out.append(f"### {title}")
+        out.append("")
+        for type_, cls in MESSAGES.items():
+            if cls.direction is not direction:
+                continue
+            roles = f" — roles: {', '.join(sorted(r.value for r in cls.roles))}" if cls.roles else ""
+            out.append(f"#### `{type_}`{roles}")
+            out.append("")
+            out.append(cls.doc)
+            out.append("")
+            out.extend(_record_table(cls))
+            out.append("")
+    out.append("### `SessionInfo` object")
+    out.append("")
+    out.append(SessionInfo.__doc__ or "")
+    out.append("")
+    out.extend(_record_table(SessionInfo))
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_reference(), end="")
