@@ -649,7 +649,9 @@ def parse_response(obj: Mapping[str, Any]) -> Message:
 def _record_table(cls: type[Record]) -> list[str]:
     rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
     for name, spec in cls.specs():
-        rows.append(f"| `{name}` | {spec.kind.describe()} | {'yes' if spec.required else 'no'} | {spec.doc} |")
+        rows.append(
+            f"| `{name}` | {spec.kind.describe()} | {'yes' if spec.required else 'no'} | {spec.doc} |"
+        )
     if len(rows) == 2:
         return ["(no fields)"]
     return rows
