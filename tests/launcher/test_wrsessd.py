@@ -556,23 +556,30 @@ def test_socket_permissions_and_roles(
         s.close()
         with LauncherClient(sandbox.socket, timeout=10) as c:
             results = [c.request(p.ListSessions()).to_json()]
-            try:
-                results.append(
-                    c.request(p.CreateSession(username="root", token="t", token_kind="badge")).to_json()
-                )
-            except LauncherError as err:
-                results.append({"closed": str(err)})
+            results.append(
+                c.request(p.CreateSession(username="root", token="t", token_kind="badge")).to_json()
+            )
         return json.dumps(results)
+
+    def refused_at_once() -> str:
+        # wrsessd answers a stranger before any request and closes: read without sending anything.
+        with LauncherClient(sandbox.socket, timeout=10) as c:
+            first = c.recv().to_json()
+            try:
+                c.recv()
+                return json.dumps([first, "still open"])
+            except LauncherError as err:
+                return json.dumps([first, str(err)])
 
     pw = pwd.getpwnam(accounts.user)
     # An ordinary user is not in the socket's group: the kernel refuses the connection.
     assert as_user(pw.pw_uid, pw.pw_gid, [pw.pw_gid], try_connect) == {"ok": "EACCES"}
     # In the group but neither root, a control user nor the greeter user: refused by wrsessd.
     sock_gid = grp.getgrnam(accounts.group).gr_gid
-    refused = json.loads(as_user(pw.pw_uid, pw.pw_gid, [pw.pw_gid, sock_gid], try_connect)["ok"])
+    refused = json.loads(as_user(pw.pw_uid, pw.pw_gid, [pw.pw_gid, sock_gid], refused_at_once)["ok"])
     assert refused[0]["error_type"] == "forbidden"
     assert refused[0]["description"] == f"uid {pw.pw_uid} may not use the session launcher"
-    assert refused[1] == {"closed": "wrsessd closed the connection"}
+    assert refused[1] == "wrsessd closed the connection"
     # The greeter user may not list sessions, nor log in without a ticket.
     g = pwd.getpwnam(accounts.greeter)
     greeter = json.loads(as_user(g.pw_uid, g.pw_gid, [g.pw_gid, sock_gid], try_connect)["ok"])
@@ -640,3 +647,31 @@ def test_cli_check_and_errors(sandbox: Sandbox) -> None:
     assert "hint: known:" in bad.stderr and "pam_service" in bad.stderr
     usage = subprocess.run([script("wrsessd"), "--bogus"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("compositor", "expect"),
+    [
+        (
+            ["/nonexistent/compositor"],
+            "cannot start the session compositor '/nonexistent/compositor': No such file",
+        ),
+        (["/bin/false"], "exited before creating its Wayland socket"),
+    ],
+)
+def test_a_session_that_cannot_start_is_reported_and_cleaned_up(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox, compositor: list[str], expect: str
+) -> None:
+    daemon = start_daemon(user_session={"compositor": compositor})
+    with daemon.client() as c:
+        assert isinstance(login(c, accounts, accounts.password), p.Success)
+        failed = c.request(p.StartSession())
+        assert isinstance(failed, p.Error) and failed.error_type is p.ErrorType.ERROR
+        assert expect in failed.description
+        assert c.list_sessions() == ()
+        # The connection is usable for the next attempt.
+        assert isinstance(login(c, accounts, accounts.password), p.Success)
+        c.request(p.CancelSession())
+    assert [e.split()[0] for e in sandbox.pam_events()] == ["open_session", "close_session"]
+    assert user_pids(accounts.uid) == []
+    assert not (sandbox.runtime_base / str(accounts.uid)).exists()

@@ -832,9 +832,13 @@ class Launcher:
             {"type": "start", "env": list(req.env or ()), "cmd": list(req.cmd) if req.cmd else None,
              "replaces": greeter_id}
         )  # fmt: skip
-        live = await self._await_started(login.link, login.session_id)
-        conn.login = None
-        self.pending_logins -= 1
+        try:
+            live = await self._await_started(login.link, login.session_id)
+        finally:
+            # Started or not, this login is over (a failed start has already ended its worker).
+            conn.login = None
+            login.expired = True
+            self.pending_logins -= 1
         if login.greeter is not None:
             login.greeter.ticket_sha256 = None  # one use
             self._linger(login.greeter)

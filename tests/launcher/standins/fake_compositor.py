@@ -22,8 +22,8 @@ def daemonize_sleeper(stubborn: bool) -> int:
             os.close(r)
             os.write(w, str(os.getpid()).encode())
             os.close(w)
-            if stubborn:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL ends it
+            # The parent's Python handler was inherited; a real daemon dies on SIGTERM unless stubborn.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if stubborn else signal.SIG_DFL)
             while True:
                 time.sleep(60)
         os._exit(0)
