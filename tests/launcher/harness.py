@@ -155,12 +155,14 @@ class Sandbox:
         self.settings_file = self.base / "wrsessd.toml"
         self.greeter_script = self.base / "greeter-script.json"
 
-    def install_pam(self, *, auth_extra: str = "", account_extra: str = "") -> None:
+    def install_pam(
+        self, *, auth: str = "auth     required pam_unix.so nodelay\n", account_extra: str = ""
+    ) -> None:
+        """Install the user and greeter PAM services; ``auth`` replaces the user stack's auth lines."""
         user_stack = (
             "# installed by a WayRay test; removed when it ends\n"
             "auth     optional pam_echo.so Welcome to WayRay (test)\n"
-            f"{auth_extra}"
-            "auth     required pam_unix.so nodelay\n"
+            f"{auth}"
             f"{account_extra}"
             "account  required pam_unix.so\n"
             "password required pam_unix.so yescrypt\n"

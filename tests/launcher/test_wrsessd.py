@@ -675,3 +675,41 @@ def test_a_session_that_cannot_start_is_reported_and_cleaned_up(
     assert [e.split()[0] for e in sandbox.pam_events()] == ["open_session", "close_session"]
     assert user_pids(accounts.uid) == []
     assert not (sandbox.runtime_base / str(accounts.uid)).exists()
+
+
+def test_an_account_locked_by_failed_logins_is_refused_with_its_message(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """pam_faillock locks the account after two failures; its own notice reaches the greeter."""
+    tally = sandbox.base / "faillock"
+    tally.mkdir()
+    opts = f"deny=2 unlock_time=600 dir={tally}"
+    for path in sandbox.pam_files:
+        path.unlink()
+    sandbox.pam_files.clear()
+    sandbox.install_pam(
+        auth=(
+            f"auth     required pam_faillock.so preauth {opts}\n"
+            "auth     [success=1 default=bad] pam_unix.so nodelay\n"
+            f"auth     [default=die] pam_faillock.so authfail {opts}\n"
+            f"auth     sufficient pam_faillock.so authsucc {opts}\n"
+        ),
+        account_extra=f"account  required pam_faillock.so dir={tally}\n",
+    )
+    # wrsessd's own rate limit out of the way, to see PAM's lock.
+    daemon = start_daemon(rate_limit={"max_failures": 100})
+    with daemon.client() as c:
+        for _ in range(2):
+            wrong = login(c, accounts, "wrong")
+            assert isinstance(wrong, p.Error) and wrong.error_type is p.ErrorType.AUTH_ERROR
+        seen: list[tuple[str, str]] = []
+        locked = login(c, accounts, accounts.password, seen=seen)
+        assert isinstance(locked, p.Error) and locked.error_type is p.ErrorType.AUTH_ERROR
+        # pam_faillock (Linux-PAM 1.5.2) tells why as info messages before it asks for the password;
+        # the greeter shows them as they come, and the final answer stays "Login incorrect".
+        assert seen[1:3] == [
+            ("info", "The account is locked due to 2 failed logins."),
+            ("info", "(10 minutes left to unlock)"),
+        ]
+        assert locked.description.startswith("Login incorrect")
+        assert c.list_sessions() == ()
