@@ -288,6 +288,9 @@ def test_sessions_survive_a_wrsessd_restart_and_are_re_adopted(
     daemon = start_daemon()
     with daemon.client() as c:
         info = start_user_session(c, accounts)
+        greeter = c.call(p.CreateGreeterSession(token="tok-g", token_kind="badge"))
+        assert isinstance(greeter, p.SessionStarted)
+    sandbox.report(greeter.session.session_id, "compositor")
     before = sorted(user_pids(accounts.uid))
     assert daemon.stop() == 0
     assert sorted(user_pids(accounts.uid)) == before  # nothing of the session died with the daemon
@@ -297,9 +300,18 @@ def test_sessions_survive_a_wrsessd_restart_and_are_re_adopted(
 
     daemon.start()
     with daemon.client() as c:
-        (again,) = c.list_sessions()
+        by_class = {s.session_class: s for s in c.list_sessions()}
+        again, g = by_class[p.SessionClass.USER], by_class[p.SessionClass.GREETER]
         assert again.adopted and again.session_id == info.session_id and again.user == accounts.user
-        c.kill_session(info.session_id)
+        assert g.adopted and g.session_id == greeter.session.session_id
+        # The greeter that was waiting still logs in with its ticket, now through the new daemon.
+        sandbox.greeter_script.write_text(
+            json.dumps({"username": accounts.user, "answers": [accounts.password]})
+        )
+        transcript = sandbox.report(g.session_id, "greeter")
+        assert transcript["start"]["type"] == "session_started"
+        for s in c.list_sessions():
+            c.kill_session(s.session_id)
         assert c.list_sessions() == ()
     assert user_pids(accounts.uid) == []
     assert sandbox.pam_events()[-1].startswith(f"close_session {sandbox.service} {accounts.user}")
@@ -438,6 +450,9 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
         ]  # no "login:" prompt: the name is fixed
         assert transcript["start"]["resumed"] is True
         assert transcript["start"]["session"]["session_id"] == info.session_id
+        # The used ticket is forgotten on disk too: a restarted wrsessd will not accept it again.
+        record = json.loads((sandbox.state / "sessions" / f"{greeter.session.session_id}.json").read_text())
+        assert record["ticket_sha256"] is None
         users = [s for s in c.list_sessions() if s.session_class is p.SessionClass.USER]
         assert [s.session_id for s in users] == [info.session_id]
     opened = [e for e in sandbox.pam_events() if e.startswith(f"open_session {sandbox.service} ")]

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wayray.common.errors import WayRayError
 from wayray.launcher import proctree, protocol
 from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
@@ -294,7 +295,10 @@ class Launcher:
             self.greeter_uid = None
             log.warning("greeter user %r does not exist: greeter sessions will fail", settings.greeter_user)
         if self.greeter_uid == 0:
-            raise ValueError("the greeter user must not be root")
+            raise WayRayError(
+                f"the greeter user {settings.greeter_user!r} has uid 0",
+                hint="greeter sessions must run as an unprivileged account",
+            )
 
     # --- life cycle -------------------------------------------------------------------------------
 
@@ -435,6 +439,12 @@ class Launcher:
             await self._serve_requests(conn, reader)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Exception:  # a bug: this connection ends, the daemon and everyone else carry on
+            log.exception("internal error serving pid %d (uid %d); closing its connection", pid, uid)
+            with contextlib.suppress(Exception):
+                await conn.send(
+                    protocol.Error(error_type=ErrorType.ERROR, description="internal error in wrsessd")
+                )
         finally:
             self.connections.discard(conn)
             if conn.login is not None:
@@ -798,7 +808,7 @@ class Launcher:
             self.pending_logins -= 1
             conn.login = None
             if login.greeter is not None:
-                login.greeter.ticket_sha256 = None  # one use
+                self._consume_ticket(login.greeter)
                 self._linger(login.greeter)
             log.info("session %s of %s unlocked", target.session_id, user)
             self._broadcast(
@@ -840,7 +850,7 @@ class Launcher:
             login.expired = True
             self.pending_logins -= 1
         if login.greeter is not None:
-            login.greeter.ticket_sha256 = None  # one use
+            self._consume_ticket(login.greeter)
             self._linger(login.greeter)
         self._register(live)
         self._broadcast(
@@ -874,6 +884,11 @@ class Launcher:
         raise RequestError(
             ErrorType.ERROR, f"session {session_id}: the session worker failed while starting"
         )
+
+    def _consume_ticket(self, greeter: LiveSession) -> None:
+        """A ticket logs in once, also across a wrsessd restart (so its record forgets it too)."""
+        greeter.ticket_sha256 = None
+        self.records.forget_ticket(greeter.session_id)
 
     def _linger(self, greeter: LiveSession) -> None:
         """End a greeter whose job is done, unless wrsrvd does it sooner (after switching the kiosk)."""

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wayray.launcher import protocol
@@ -82,8 +82,19 @@ class SessionRecords:
         os.replace(tmp, path)
 
     def remove(self, session_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with self.lock(), contextlib.suppress(FileNotFoundError):
             self._path(session_id).unlink()
+
+    def forget_ticket(self, session_id: str) -> None:
+        """Drop a used greeter ticket from its record (under the lock, so a record being removed by
+        its ending worker is not written back)."""
+        with self.lock():
+            path = self._path(session_id)
+            try:
+                stored = StoredSession.from_json(json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                return
+            self.write(replace(stored, ticket_sha256=None))
 
     def load_all(self) -> list[StoredSession]:
         out: list[StoredSession] = []
