@@ -728,3 +728,33 @@ def test_an_account_locked_by_failed_logins_is_refused_with_its_message(
         ]
         assert locked.description.startswith("Login incorrect")
         assert c.list_sessions() == ()
+
+
+def test_greeter_sessions_can_run_without_pam(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    daemon = start_daemon(greeter_pam_service="")
+    with daemon.client() as c:
+        greeter = c.call(p.CreateGreeterSession(token="tok-n", token_kind="terminal"))
+        assert isinstance(greeter, p.SessionStarted) and greeter.session.uid == accounts.greeter_uid
+        comp = sandbox.report(greeter.session.session_id, "compositor")
+        assert comp["uid"] == accounts.greeter_uid and comp["env"]["XDG_SESSION_CLASS"] == "greeter"
+        c.kill_session(greeter.session.session_id)
+    assert sandbox.pam_events() == []  # no PAM session was opened or closed for it
+    assert user_pids(accounts.greeter_uid) == []
+
+
+def test_a_state_dir_others_could_change_is_refused(sandbox: Sandbox) -> None:
+    shared = sandbox.base / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # not sticky: anyone could swap the record directory inside
+    sandbox.write_settings(sandbox.settings(state_dir=str(shared / "state")))
+    command = [script("wrsessd"), "--settings", str(sandbox.settings_file)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert (
+        f"wrsessd: error: {shared}: a parent of the session record directory may be changed by others"
+        in (result.stderr)
+    )
+    assert "hint:" in result.stderr
+    assert not sandbox.socket.exists()

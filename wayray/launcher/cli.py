@@ -62,6 +62,8 @@ def _settings(args: argparse.Namespace) -> LauncherSettings:
 
 async def _serve(settings: LauncherSettings) -> int:
     log = logging.getLogger("wayray.wrsessd")
+    launcher = Launcher(settings)
+    launcher.records.ensure()  # refuse an unsafe state directory before touching the socket
     listener = activation.activated_socket()
     bound = listener is None
     if listener is None:
@@ -76,31 +78,31 @@ async def _serve(settings: LauncherSettings) -> int:
         )
     else:
         log.info("listening on the socket passed by the service manager")
-    launcher = Launcher(settings)
 
     def status() -> None:
         users = sum(1 for s in launcher.sessions.values() if s.info.session_class == "user")
-        activation.notify(
-            f"STATUS=serving {users} user and {len(launcher.sessions) - users} greeter session(s)"
-        )
+        greeters = len(launcher.sessions) - users
+        activation.notify(f"STATUS=serving {users} user and {greeters} greeter session(s)")
 
-    launcher.on_change = status
-    await launcher.start(listener)
-    activation.notify("READY=1")
-    status()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload; restart to apply settings")
-    )
-    await stop.wait()
-    activation.notify("STOPPING=1")
-    log.info("stopping; %d running session(s) keep running", len(launcher.sessions))
-    await launcher.close()
-    if bound:
-        activation.unlink_socket(settings.socket)
+    try:
+        launcher.on_change = status
+        await launcher.start(listener)
+        activation.notify("READY=1")
+        status()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload; restart to apply")
+        )
+        await stop.wait()
+        activation.notify("STOPPING=1")
+        log.info("stopping; %d running session(s) keep running", len(launcher.sessions))
+        await launcher.close()
+    finally:
+        if bound:
+            activation.unlink_socket(settings.socket)
     return 0
 
 

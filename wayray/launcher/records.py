@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from wayray.common.errors import WayRayError
 from wayray.launcher import protocol
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,31 @@ class SessionRecords:
         self.sessions_dir = state_dir / "sessions"
 
     def ensure(self) -> None:
-        """Create the directories, root-only; refuse a directory others could tamper with."""
+        """Create the directories, root-only; refuse a directory others could tamper with.
+
+        Its parents matter too: whoever may rename entries in a parent could swap the directory.
+        """
+        for parent in self.state_dir.absolute().parents:
+            try:
+                st = parent.lstat()
+            except FileNotFoundError:
+                continue
+            sticky = bool(st.st_mode & 0o1000)
+            if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not sticky):
+                raise WayRayError(
+                    f"{parent}: a parent of the session record directory may be changed by others "
+                    f"(owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o})",
+                    hint=f"make {parent} root-owned and not group/world-writable, or move state_dir",
+                )
         for d in (self.state_dir, self.sessions_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             st = d.lstat()
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                raise PermissionError(f"{d} must be owned by uid {os.geteuid()} and not writable by others")
+                raise WayRayError(
+                    f"{d}: the session record directory must belong to uid {os.geteuid()} and not be "
+                    "writable by others (anyone who can write it could make wrsessd signal any process)",
+                    hint=f"chown root:root {d} && chmod 700 {d}",
+                )
             os.chmod(d, 0o700)
 
     def _path(self, session_id: str) -> Path:
