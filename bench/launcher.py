@@ -24,7 +24,8 @@ ROUNDS = 15
 def summary(name: str, samples: list[float]) -> None:
     s = sorted(samples)
     q = statistics.quantiles(s, n=10)
-    print(f"  {name:44} median {statistics.median(s) * 1e3:7.1f} ms   p90 {q[8] * 1e3:7.1f} ms   max {s[-1] * 1e3:7.1f} ms")
+    median, p90, top = statistics.median(s) * 1e3, q[8] * 1e3, s[-1] * 1e3
+    print(f"  {name:44} median {median:7.1f} ms   p90 {p90:7.1f} ms   max {top:7.1f} ms")
 
 
 def main() -> int:
