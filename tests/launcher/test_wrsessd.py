@@ -758,3 +758,23 @@ def test_a_state_dir_others_could_change_is_refused(sandbox: Sandbox) -> None:
     )
     assert "hint:" in result.stderr
     assert not sandbox.socket.exists()
+
+
+def test_custom_session_command_only_when_allowed(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    report = sandbox.reports / "custom-compositor.json"
+    cmd = [
+        "/usr/bin/python3",
+        str(Path(__file__).parent / "standins" / "fake_compositor.py"),
+        "--report",
+        str(report),
+    ]
+    daemon = start_daemon(allow_custom_command=True)
+    with daemon.client() as c:
+        assert isinstance(login(c, accounts, accounts.password), p.Success)
+        started = c.request(p.StartSession(cmd=cmd))
+        assert isinstance(started, p.SessionStarted)
+        wait_for(report.exists, what="the custom compositor's report")
+        assert json.loads(report.read_text())["argv"] == cmd[1:]  # taken literally, and it ran
+        c.kill_session(started.session.session_id)

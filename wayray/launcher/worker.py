@@ -285,7 +285,7 @@ class Worker:
             overrides = spawn.read_user_overrides(account, env, job.user_session_file)
             if overrides:
                 plan = spawn.merge_plan(plan, overrides)
-        compositor_argv = msg.get("cmd") or plan.compositor
+        custom = [a for a in msg.get("cmd") or () if isinstance(a, str)]
         values = {
             "wayland_display": wayland_display,
             "session_id": job.session_id,
@@ -302,11 +302,15 @@ class Worker:
         comp_env = {**env, "WAYRAY_WAYLAND_DISPLAY": wayland_display}
         try:
             compositor = spawn.spawn(
-                spawn.expand(compositor_argv, values), account=account, env=comp_env, umask=job.umask
+                # Placeholders are expanded in configured commands only; a requested one is taken as is.
+                custom or spawn.expand(plan.compositor, values),
+                account=account,
+                env=comp_env,
+                umask=job.umask,
             )
         except OSError as err:
             raise StartFailed(
-                f"cannot start the session compositor {compositor_argv[0]!r}: {err.strerror}"
+                f"cannot start the session compositor {(custom or plan.compositor)[0]!r}: {err.strerror}"
             ) from err
         self.children[compositor.pid] = compositor
         self.compositor_pid = compositor.pid

@@ -36,7 +36,7 @@ def daemonize_sleeper(stubborn: bool) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", default=os.environ.get("WAYRAY_WAYLAND_DISPLAY"))
     p.add_argument("--report", required=True)
     p.add_argument("--stubborn", action="store_true", help="the escaped process ignores SIGTERM")
     args = p.parse_args()
