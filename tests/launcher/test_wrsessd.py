@@ -778,3 +778,34 @@ def test_custom_session_command_only_when_allowed(
         wait_for(report.exists, what="the custom compositor's report")
         assert json.loads(report.read_text())["argv"] == cmd[1:]  # taken literally, and it ran
         c.kill_session(started.session.session_id)
+
+
+def test_asyncio_client_for_wrsrvd(start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox) -> None:
+    import asyncio
+
+    from wayray.launcher.client import AsyncLauncherClient
+
+    start_daemon()
+
+    async def scenario() -> list[tuple[p.SessionEventKind, str]]:
+        client = await AsyncLauncherClient.connect(sandbox.socket)
+        snapshot, events = await client.subscribe()
+        assert snapshot == ()
+        control = await AsyncLauncherClient.connect(sandbox.socket)
+        started = await control.request(p.CreateGreeterSession(token="tok-async", token_kind="terminal"))
+        assert isinstance(started, p.SessionStarted)
+        assert isinstance(
+            await control.request(p.KillSession(session_id=started.session.session_id)), p.Success
+        )
+        seen = []
+        async for event in events:
+            seen.append((event.event, event.session.session_id))
+            if len(seen) == 2:
+                break
+        await client.close()
+        await control.close()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert [kind for kind, _ in seen] == [p.SessionEventKind.STARTED, p.SessionEventKind.ENDED]
+    assert seen[0][1] == seen[1][1]
