@@ -439,7 +439,7 @@ class PostAuthMessageResponse(Message):
 @dataclass(frozen=True)
 class StartSession(Message):
     cmd: tuple[str, ...] | None = field(
-        ARGV, "replacement compositor command; refused unless `allow_custom_command` is set"
+        ARGV, "replacement compositor command, used as given; refused unless `allow_custom_command`"
     )
     env: tuple[str, ...] | None = field(
         ENV_LIST, "extra `NAME=value` entries for the session's environment (reserved names refused)"
