@@ -1,0 +1,122 @@
+"""Socket activation and readiness notification, with and without systemd.
+
+systemd passes the listening socket as fd 3 (``LISTEN_FDS``/``LISTEN_PID``) and reads readiness from
+``$NOTIFY_SOCKET``. Elsewhere (no systemd as PID 1, illumos/SMF) wrsessd binds its own socket and the
+notifications are no-ops. systemd-python is used when installed; a few lines of stdlib do the same
+otherwise. ``notify`` is the one function to swap for ``wayray.common.notify`` once it lands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+from wayray.common.errors import WayRayError
+
+log = logging.getLogger(__name__)
+
+SD_LISTEN_FDS_START = 3
+
+
+def notify(*lines: str) -> bool:
+    """Send sd_notify lines (``READY=1``, ``STATUS=…``); False when not under a service manager."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    try:
+        from systemd import daemon  # type: ignore[import-not-found,unused-ignore]
+
+        return bool(daemon.notify("\n".join(lines)))
+    except ImportError:
+        pass
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            s.connect(address)
+            s.sendall("\n".join(lines).encode())
+        except OSError as err:
+            log.debug("sd_notify to %s failed: %s", path, err)
+            return False
+    return True
+
+
+def activated_socket() -> socket.socket | None:
+    """The socket systemd passed us, or None when not socket-activated. Clears the LISTEN_* vars."""
+    fds: list[int]
+    try:
+        from systemd import daemon
+
+        fds = list(daemon.listen_fds(True))
+    except ImportError:
+        fds = []
+        if os.environ.get("LISTEN_PID") == str(os.getpid()):
+            try:
+                count = int(os.environ.get("LISTEN_FDS", "0"))
+            except ValueError:
+                count = 0
+            fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not fds:
+        return None
+    if len(fds) > 1:
+        log.warning("socket activation passed %d sockets; using the first", len(fds))
+    sock = socket.socket(fileno=fds[0])
+    os.set_inheritable(sock.fileno(), False)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise WayRayError("the activated socket is not a Unix stream socket", hint="check wrsessd.socket")
+    return sock
+
+
+def bind_socket(path: Path, *, group: str | None, mode: int) -> socket.socket:
+    """Bind ``path`` as a listening Unix socket owned by root:``group`` with ``mode``.
+
+    A stale socket file left by a crashed wrsessd is replaced; a live one (something accepts
+    connections on it) is an error, so two daemons never fight over the path.
+    """
+    gid = -1
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise WayRayError(
+                f"socket group {group!r} does not exist",
+                hint=f"create it (groupadd --system {group}) or set socket_group",
+            ) from None
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise WayRayError(f"{path} exists and is not a socket", hint="remove it or choose another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale
+        else:
+            raise WayRayError(f"another wrsessd is already listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)  # never a moment where the socket is more open than asked
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
+    os.chmod(path, mode)
+    sock.listen(64)
+    return sock
+
+
+def unlink_socket(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,685 @@
+"""wrsessd's IPC, sans-IO: framing, every message and field, and strict validation.
+
+The framing is greetd's: a 32-bit length in native byte order, then that many bytes of UTF-8 JSON
+holding one object tagged by ``"type"``. Callers are on the same host (a Unix socket), hence native
+order. The request and response sets extend greetd's (``create_session``, ``post_auth_message_response``,
+``start_session``, ``cancel_session``; ``success``, ``error``, ``auth_message``) with what WayRay needs:
+greeter sessions created for a token, session listing and ending, and a stream of session events.
+
+Every message is a frozen dataclass registered in :data:`MESSAGES`; its fields carry a
+:class:`FieldSpec` (what values are valid and what the field means). That one table drives
+validation (:func:`parse`), encoding (:meth:`Message.to_json`) and the spec in ``docs/launcher.md``,
+which a test checks against it. This module is stdlib-only so wrlogin, wrsrvd and wradm can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+PROTOCOL_VERSION = 1
+
+#: Largest JSON body accepted in either direction. Requests are tiny; the largest reply is a session
+#: list, which stays far below this even with thousands of sessions.
+MAX_MESSAGE_BYTES = 1 << 20
+#: Largest request body the daemon accepts (a PAM answer or an environment list is a few hundred bytes).
+MAX_REQUEST_BYTES = 64 * 1024
+
+_HEADER = struct.Struct("=I")
+
+
+class ProtocolError(Exception):
+    """A frame or message that breaks the protocol; the connection that sent it is closed."""
+
+
+# --- closed choices ---------------------------------------------------------------------------------
+
+
+class Role(enum.StrEnum):
+    """Who is on the other end of a connection, decided from the peer's uid (SO_PEERCRED)."""
+
+    #: root or a configured control user (wrsrvd, wradm): may use every request.
+    CONTROL = "control"
+    #: the unprivileged greeter user (wrlogin): may only log in with the ticket of its greeter session.
+    GREETER = "greeter"
+
+
+class SessionClass(enum.StrEnum):
+    USER = "user"
+    GREETER = "greeter"
+
+
+class AuthMessageType(enum.StrEnum):
+    """greetd's names for PAM's four message styles."""
+
+    VISIBLE = "visible"  # PAM_PROMPT_ECHO_ON: show the answer while typing
+    SECRET = "secret"  # PAM_PROMPT_ECHO_OFF: hide the answer
+    INFO = "info"  # PAM_TEXT_INFO: show, answer with a null response
+    ERROR = "error"  # PAM_ERROR_MSG: show as an error, answer with a null response
+
+    @property
+    def is_prompt(self) -> bool:
+        return self in (AuthMessageType.VISIBLE, AuthMessageType.SECRET)
+
+
+class ErrorType(enum.StrEnum):
+    AUTH_ERROR = "auth_error"  # wrong user name or password (greetd's name)
+    ACCOUNT_ERROR = "account_error"  # authenticated, but the account may not log in (expired, locked)
+    RATE_LIMITED = "rate_limited"  # too many failures for this token or user; see retry_after
+    LIMIT = "limit"  # a configured limit (sessions per user, logins in progress) is reached
+    BAD_REQUEST = "bad_request"  # malformed or out-of-order request
+    FORBIDDEN = "forbidden"  # the caller's role may not make this request
+    NOT_FOUND = "not_found"  # no such session
+    ERROR = "error"  # anything else: the description says what
+
+
+class EndReason(enum.StrEnum):
+    """Why a session ended (in ``kill_session`` requests and ``ended`` events)."""
+
+    LOGOUT = "logout"  # the user asked
+    OPERATOR = "operator"  # wradm / an operator killed it
+    POLICY = "policy"  # a session policy (detached or idle timeout) ended it
+    REPLACED = "replaced"  # a greeter whose login started a user session
+    COMPOSITOR_EXITED = "compositor_exited"  # the session compositor exited on its own
+    FAILED = "failed"  # the session could not start or its worker died
+    SHUTDOWN = "shutdown"  # the worker was told to stop by a signal (e.g. system shutdown)
+
+
+class SessionEventKind(enum.StrEnum):
+    STARTED = "started"
+    ENDED = "ended"
+    UNLOCKED = "unlocked"  # a re-authentication for an existing session succeeded
+
+
+# --- field kinds -----------------------------------------------------------------------------------
+
+
+class Kind:
+    """What values a field accepts. ``check`` returns the value to store or raises ValueError."""
+
+    def check(self, value: object) -> object:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    max_len: int
+    pattern: str | None = None
+    allow_empty: bool = False
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, not {type(value).__name__}")
+        if not value and not self.allow_empty:
+            raise ValueError("must not be empty")
+        if len(value) > self.max_len:
+            raise ValueError(f"longer than {self.max_len} characters")
+        if "\0" in value:
+            raise ValueError("contains a NUL character")
+        if self.pattern is not None and value and not re.fullmatch(self.pattern, value):
+            raise ValueError(f"does not match {self.pattern}")
+        return value
+
+    def describe(self) -> str:
+        return f"string ≤ {self.max_len}" + (f", `{self.pattern}`" if self.pattern else "")
+
+
+@dataclass(frozen=True)
+class TextList(Kind):
+    max_items: int
+    item: Text
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list of strings, not {type(value).__name__}")
+        if len(value) > self.max_items:
+            raise ValueError(f"more than {self.max_items} items")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(self.item.check(item))
+            except ValueError as err:
+                raise ValueError(f"item {i}: {err}") from None
+        return tuple(out)
+
+    def describe(self) -> str:
+        return f"list ≤ {self.max_items} of ({self.item.describe()})"
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    enum: type[enum.StrEnum]
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, not {type(value).__name__}")
+        try:
+            return self.enum(value)
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(m.value for m in self.enum)}") from None
+
+    def describe(self) -> str:
+        return " \\| ".join(f"`{m.value}`" for m in self.enum)
+
+
+@dataclass(frozen=True)
+class Integer(Kind):
+    low: int
+    high: int
+
+    def check(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer, not {type(value).__name__}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high}")
+        return value
+
+    def describe(self) -> str:
+        return f"integer {self.low}…{self.high}"
+
+
+@dataclass(frozen=True)
+class Number(Kind):
+    low: float
+
+    def check(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, not {type(value).__name__}")
+        if value < self.low:
+            raise ValueError(f"must be ≥ {self.low}")
+        return float(value)
+
+    def describe(self) -> str:
+        return f"number ≥ {self.low:g}"
+
+
+@dataclass(frozen=True)
+class Flag(Kind):
+    def check(self, value: object) -> object:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, not {type(value).__name__}")
+        return value
+
+    def describe(self) -> str:
+        return "boolean"
+
+
+@dataclass(frozen=True)
+class Nested(Kind):
+    cls: type[Record]
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError(f"must be an object, not {type(value).__name__}")
+        return _build(self.cls, value)
+
+    def describe(self) -> str:
+        return f"`{self.cls.__name__}` object"
+
+
+@dataclass(frozen=True)
+class NestedList(Kind):
+    cls: type[Record]
+    max_items: int
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, not {type(value).__name__}")
+        if len(value) > self.max_items:
+            raise ValueError(f"more than {self.max_items} items")
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ValueError(f"item {i} must be an object")
+            out.append(_build(self.cls, item))
+        return tuple(out)
+
+    def describe(self) -> str:
+        return f"list of `{self.cls.__name__}`"
+
+
+# Shared field shapes.
+USER_NAME = Text(256, r"[A-Za-z0-9._][A-Za-z0-9._@-]*\$?")
+TOKEN_REF = Text(128, r"[A-Za-z0-9._:+/=-]+")
+TOKEN_KIND = Text(32, r"[a-z][a-z0-9_-]*")
+TICKET = Text(128, r"[A-Za-z0-9_-]+")
+RHOST = Text(255, r"[A-Za-z0-9.:_%\[\]-]+")
+SESSION_ID = Text(64, r"[A-Za-z0-9_-]+")
+ENV_ENTRY = Text(4096, r"[A-Za-z_][A-Za-z0-9_]*=[^\n]*")
+ENV_LIST = TextList(64, ENV_ENTRY)
+ARGV = TextList(256, Text(4096))
+PAM_ANSWER = Text(4096, allow_empty=True)
+PATHNAME = Text(4096, allow_empty=True)
+PID = Integer(0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    kind: Kind
+    doc: str
+    required: bool
+
+
+def field(kind: Kind, doc: str, *, required: bool = False, default: Any = None) -> Any:
+    """Declare a message field: its kind, its meaning, whether it must be present."""
+    return dataclasses.field(default=default, metadata={"spec": FieldSpec(kind, doc, required)})
+
+
+class Record:
+    """A JSON object made of declared fields (a message or a nested object)."""
+
+    @classmethod
+    def specs(cls) -> Iterator[tuple[str, FieldSpec]]:
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            yield f.name, f.metadata["spec"]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, _spec in self.specs():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            out[name] = _jsonable(value)
+        return out
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _build(cls: type[R], obj: Mapping[str, object], *, skip: frozenset[str] = frozenset()) -> R:
+    known = {name for name, _ in cls.specs()}
+    unknown = sorted(set(obj) - known - skip)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}")
+    values: dict[str, object] = {}
+    for name, spec in cls.specs():
+        if name not in obj or obj[name] is None:
+            if spec.required:
+                raise ValueError(f"field {name!r} is required")
+            continue
+        try:
+            values[name] = spec.kind.check(obj[name])
+        except ValueError as err:
+            raise ValueError(f"field {name!r}: {err}") from None
+    return cls(**values)
+
+
+class Direction(enum.StrEnum):
+    REQUEST = "request"  # client → wrsessd
+    RESPONSE = "response"  # wrsessd → client
+
+
+class Message(Record):
+    type: ClassVar[str]
+    direction: ClassVar[Direction]
+    roles: ClassVar[frozenset[Role]]
+    doc: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, **super().to_json()}
+
+    def encode(self) -> bytes:
+        return encode(self.to_json())
+
+
+#: Every message by its ``type``: the one table the parser, the encoder and the docs test use.
+MESSAGES: dict[str, type[Message]] = {}
+
+M = TypeVar("M", bound=type[Message])
+
+
+def message(type_: str, direction: Direction, doc: str, roles: frozenset[Role] = frozenset()) -> Any:
+    def register(cls: M) -> M:
+        cls.type = type_
+        cls.direction = direction
+        cls.doc = doc
+        cls.roles = roles
+        assert type_ not in MESSAGES, type_
+        MESSAGES[type_] = cls
+        return cls
+
+    return register
+
+
+BOTH = frozenset({Role.CONTROL, Role.GREETER})
+CONTROL = frozenset({Role.CONTROL})
+
+
+# --- nested objects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionInfo(Record):
+    """A running session as wrsessd knows it."""
+
+    session_id: str = field(SESSION_ID, "wrsessd's id for the session", required=True)
+    session_class: SessionClass = field(Choice(SessionClass), "`user` or `greeter`", required=True)
+    user: str = field(USER_NAME, "the account the session runs as", required=True)
+    uid: int = field(PID, "that account's uid", required=True)
+    token: str | None = field(TOKEN_REF, "the token reference the session was created for")
+    token_kind: str | None = field(TOKEN_KIND, "the kind of that token (`badge`, `terminal`)")
+    rhost: str | None = field(RHOST, "the kiosk's address, as given to PAM_RHOST")
+    wayland_display: str = field(
+        Text(255), "name of the compositor's Wayland socket in `runtime_dir`", required=True
+    )
+    runtime_dir: str = field(PATHNAME, "the session's XDG_RUNTIME_DIR", required=True)
+    worker_pid: int = field(PID, "pid of the root session worker that holds the PAM session", required=True)
+    compositor_pid: int = field(PID, "pid of the session compositor", required=True)
+    started_at: float = field(Number(0), "when the session started (Unix time, seconds)", required=True)
+    replaces: str | None = field(SESSION_ID, "the greeter session whose login started this session")
+    unlock_session: str | None = field(
+        SESSION_ID, "greeter sessions only: the user session this greeter re-authenticates for"
+    )
+    adopted: bool = field(Flag(), "true when a restarted wrsessd re-adopted the session", default=False)
+
+
+# --- requests --------------------------------------------------------------------------------------
+
+
+@message(
+    "create_session",
+    Direction.REQUEST,
+    "Start a login: runs the PAM conversation for `username` (PAM asks for the name when it is "
+    "omitted). Answered by zero or more `auth_message`, each answered with "
+    "`post_auth_message_response`, and a final `success` or `error`. A greeter must give `ticket` "
+    "and nothing else but `username`; a control client must give `token` and `token_kind`.",
+    BOTH,
+)
+@dataclass(frozen=True)
+class CreateSession(Message):
+    username: str | None = field(USER_NAME, "user name; omitted: PAM asks for it (a `visible` prompt)")
+    ticket: str | None = field(TICKET, "greeters: the `WAYRAY_LOGIN_TICKET` of their greeter session")
+    token: str | None = field(TOKEN_REF, "control: the token reference (never the raw badge) to log in for")
+    token_kind: str | None = field(TOKEN_KIND, "control: the kind of that token")
+    rhost: str | None = field(RHOST, "control: the kiosk's address, passed to PAM as PAM_RHOST")
+    unlock_session: str | None = field(
+        SESSION_ID, "control: re-authenticate the owner of this user session instead of starting one"
+    )
+
+
+@message(
+    "post_auth_message_response",
+    Direction.REQUEST,
+    "Answer the last `auth_message`: a string for `visible` and `secret` prompts, null or omitted "
+    "for `info` and `error`.",
+    BOTH,
+)
+@dataclass(frozen=True)
+class PostAuthMessageResponse(Message):
+    response: str | None = field(PAM_ANSWER, "the answer; never logged")
+
+
+@message(
+    "start_session",
+    Direction.REQUEST,
+    "After a successful login: open the PAM session and start the user's session (compositor, then "
+    "the components of session.toml). Answered by `session_started` or `error`. For an unlock login "
+    "nothing is started and the answer names the unlocked session with `resumed: true`.",
+    BOTH,
+)
+@dataclass(frozen=True)
+class StartSession(Message):
+    cmd: tuple[str, ...] | None = field(
+        ARGV, "replacement compositor command, used as given; refused unless `allow_custom_command`"
+    )
+    env: tuple[str, ...] | None = field(
+        ENV_LIST, "extra `NAME=value` entries for the session's environment (reserved names refused)"
+    )
+
+
+@message(
+    "cancel_session",
+    Direction.REQUEST,
+    "Abandon the login in progress on this connection (if any). Always answered by `success`.",
+    BOTH,
+)
+@dataclass(frozen=True)
+class CancelSession(Message):
+    pass
+
+
+@message(
+    "create_greeter_session",
+    Direction.REQUEST,
+    "Start a greeter session for a token: the compositor and the greeter run as the greeter user. "
+    "The greeter gets `WAYRAY_SESSD_SOCK` and a one-use `WAYRAY_LOGIN_TICKET` in its environment. "
+    "Answered by `session_started` or `error`.",
+    CONTROL,
+)
+@dataclass(frozen=True)
+class CreateGreeterSession(Message):
+    token: str = field(TOKEN_REF, "the token reference the greeter is shown for", required=True)
+    token_kind: str = field(TOKEN_KIND, "the kind of that token", required=True)
+    rhost: str | None = field(RHOST, "the kiosk's address (PAM_RHOST)")
+    env: tuple[str, ...] | None = field(ENV_LIST, "extra `NAME=value` entries for the greeter session")
+    unlock_session: str | None = field(
+        SESSION_ID, "make this an unlock greeter: its login re-authenticates that session's owner"
+    )
+
+
+@message("list_sessions", Direction.REQUEST, "Answered by `session_list`.", CONTROL)
+@dataclass(frozen=True)
+class ListSessions(Message):
+    pass
+
+
+@message(
+    "kill_session",
+    Direction.REQUEST,
+    "End a session: every process of it gets SIGTERM, stragglers SIGKILL after the stop timeout, "
+    "then the PAM session is closed. Answered by `success` once it has ended, or `error`.",
+    CONTROL,
+)
+@dataclass(frozen=True)
+class KillSession(Message):
+    session_id: str = field(SESSION_ID, "the session to end", required=True)
+    reason: EndReason | None = field(Choice(EndReason), "why (recorded and sent in the `ended` event)")
+
+
+@message(
+    "subscribe",
+    Direction.REQUEST,
+    "Turn this connection into an event stream: answered by a `session_list` snapshot, then a "
+    "`session_event` for every change. The connection accepts no further requests.",
+    CONTROL,
+)
+@dataclass(frozen=True)
+class Subscribe(Message):
+    pass
+
+
+# --- responses -------------------------------------------------------------------------------------
+
+
+@message("success", Direction.RESPONSE, "The request succeeded.")
+@dataclass(frozen=True)
+class Success(Message):
+    pass
+
+
+@message("error", Direction.RESPONSE, "The request failed; a login in progress is cancelled.")
+@dataclass(frozen=True)
+class Error(Message):
+    error_type: ErrorType = field(Choice(ErrorType), "what kind of failure", required=True)
+    description: str = field(
+        Text(4096), "a message for the person at the kiosk or the operator", required=True
+    )
+    retry_after: float | None = field(Number(0), "`rate_limited`: seconds until another attempt is allowed")
+
+
+@message(
+    "auth_message",
+    Direction.RESPONSE,
+    "A PAM message to show; answer with `post_auth_message_response`. Make no assumption about "
+    "the number or order of prompts (OTP codes, password changes, notices).",
+)
+@dataclass(frozen=True)
+class AuthMessage(Message):
+    auth_message_type: AuthMessageType = field(Choice(AuthMessageType), "how to show it", required=True)
+    auth_message: str = field(Text(4096, allow_empty=True), "the text from PAM", required=True)
+
+
+@message("session_started", Direction.RESPONSE, "A session runs (or, with `resumed`, was unlocked).")
+@dataclass(frozen=True)
+class SessionStarted(Message):
+    session: SessionInfo = field(Nested(SessionInfo), "the session", required=True)
+    resumed: bool = field(Flag(), "true when an existing session was unlocked, not started", default=False)
+
+
+@message("session_list", Direction.RESPONSE, "Every running session.")
+@dataclass(frozen=True)
+class SessionList(Message):
+    sessions: tuple[SessionInfo, ...] = field(
+        NestedList(SessionInfo, 1_000_000), "the sessions", required=True, default=()
+    )
+
+
+@message(
+    "session_event", Direction.RESPONSE, "Sent to subscribers when a session starts, ends or is unlocked."
+)
+@dataclass(frozen=True)
+class SessionEvent(Message):
+    event: SessionEventKind = field(Choice(SessionEventKind), "what happened", required=True)
+    session: SessionInfo = field(Nested(SessionInfo), "the session it happened to", required=True)
+    reason: EndReason | None = field(Choice(EndReason), "`ended`: why")
+    greeter_session: str | None = field(SESSION_ID, "`started`/`unlocked` via a greeter: that greeter")
+
+
+# --- framing and parsing ---------------------------------------------------------------------------
+
+
+def encode(obj: Mapping[str, Any]) -> bytes:
+    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    return _HEADER.pack(len(body)) + body
+
+
+def header_length(header: bytes) -> int:
+    (length,) = _HEADER.unpack(header)
+    return int(length)
+
+
+HEADER_SIZE = _HEADER.size
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """One frame's body as a JSON object, or ProtocolError."""
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("message is not valid UTF-8") from None
+    except ValueError as err:
+        raise ProtocolError(f"message is not valid JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("message is not a JSON object")
+    if not isinstance(obj.get("type"), str):
+        raise ProtocolError('message has no string "type"')
+    return obj
+
+
+class FrameDecoder:
+    """Sans-IO reassembly: feed received bytes, get complete JSON objects out."""
+
+    def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_bytes
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= HEADER_SIZE:
+            length = header_length(bytes(self._buf[:HEADER_SIZE]))
+            if length > self._max:
+                raise ProtocolError(f"message of {length} bytes exceeds the {self._max}-byte limit")
+            if len(self._buf) < HEADER_SIZE + length:
+                break
+            body = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + length])
+            del self._buf[: HEADER_SIZE + length]
+            out.append(decode_body(body))
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def parse(obj: Mapping[str, Any], direction: Direction) -> Message:
+    """Validate one decoded object as a message going ``direction``; ProtocolError says what is wrong."""
+    type_ = obj.get("type")
+    cls = MESSAGES.get(type_) if isinstance(type_, str) else None
+    if cls is None or cls.direction is not direction:
+        raise ProtocolError(f"unknown {direction.value} type {type_!r}")
+    try:
+        return _build(cls, obj, skip=frozenset({"type"}))
+    except ValueError as err:
+        raise ProtocolError(f"{type_}: {err}") from None
+
+
+def parse_request(obj: Mapping[str, Any]) -> Message:
+    return parse(obj, Direction.REQUEST)
+
+
+def parse_response(obj: Mapping[str, Any]) -> Message:
+    return parse(obj, Direction.RESPONSE)
+
+
+# --- the reference in docs/launcher.md is generated from the table above -----------------------------
+
+
+def _record_table(cls: type[Record]) -> list[str]:
+    rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
+    for name, spec in cls.specs():
+        rows.append(
+            f"| `{name}` | {spec.kind.describe()} | {'yes' if spec.required else 'no'} | {spec.doc} |"
+        )
+    if len(rows) == 2:
+        return ["(no fields)"]
+    return rows
+
+
+def markdown_reference() -> str:
+    """The message reference of docs/launcher.md (a test checks the two agree)."""
+    out: list[str] = []
+    for direction, title in ((Direction.REQUEST, "Requests"), (Direction.RESPONSE, "Responses")):
+        out.append(f"### {title}")
+        out.append("")
+        for type_, cls in MESSAGES.items():
+            if cls.direction is not direction:
+                continue
+            roles = f" — roles: {', '.join(sorted(r.value for r in cls.roles))}" if cls.roles else ""
+            out.append(f"#### `{type_}`{roles}")
+            out.append("")
+            out.append(cls.doc)
+            out.append("")
+            out.extend(_record_table(cls))
+            out.append("")
+    out.append("### `SessionInfo` object")
+    out.append("")
+    out.append(SessionInfo.__doc__ or "")
+    out.append("")
+    out.extend(_record_table(SessionInfo))
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_reference(), end="")

@@ -1,0 +1,234 @@
+"""What wrsessd needs to know, as frozen dataclasses the configuration model fills in.
+
+The configuration model (``wayray.config``) is being written alongside this code; until it lands,
+``wrsessd --settings FILE`` reads the same fields from a small TOML file with :func:`load_settings`
+(see docs/launcher.md for the keys). The dataclasses here are the interface the config model feeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wayray.common.errors import WayRayError
+from wayray.launcher.ratelimit import RateLimitSettings
+
+#: Names a compositor or component argument may use as ``{name}``; filled in per session.
+PLACEHOLDERS = frozenset({"wayland_display", "session_id", "runtime_dir", "user", "session_class"})
+
+#: Environment names a request may not set: the launcher owns them.
+RESERVED_ENV = frozenset(
+    {
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "XDG_RUNTIME_DIR",
+        "XDG_SESSION_TYPE",
+        "XDG_SESSION_CLASS",
+        "XDG_SESSION_ID",
+        "XDG_SEAT",
+        "XDG_VTNR",
+        "WAYLAND_DISPLAY",
+        "WAYRAY_WAYLAND_DISPLAY",
+        "WAYRAY_SESSION_ID",
+        "WAYRAY_SESSD_SOCK",
+        "WAYRAY_LOGIN_TICKET",
+    }
+)
+RESERVED_ENV_PREFIXES = ("LD_",)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One program a session starts after its compositor is up (a session.toml entry)."""
+
+    name: str  # "wm", "panel", "launcher", "notifications", "autostart[0]", "greeter"
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """The session compositor command and the components to start, in order, once it is up.
+
+    Arguments may use the :data:`PLACEHOLDERS`; ``{wayland_display}`` is the socket name the
+    compositor must create in the session's XDG_RUNTIME_DIR.
+    """
+
+    compositor: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+
+    def check(self, what: str) -> None:
+        if not self.compositor:
+            raise WayRayError(
+                f"{what}: no session compositor command is configured",
+                hint="set the compositor command (see docs/launcher.md)",
+            )
+        for argv in [self.compositor, *(c.argv for c in self.components)]:
+            if not argv:
+                raise WayRayError(f"{what}: a component has an empty command")
+            for arg in argv:
+                for _, name, _, _ in string.Formatter().parse(arg):
+                    if name is not None and name not in PLACEHOLDERS:
+                        raise WayRayError(
+                            f"{what}: unknown placeholder {{{name}}} in {arg!r}",
+                            hint=f"known: {', '.join(sorted(PLACEHOLDERS))} (write {{{{ for a brace)",
+                        )
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    #: The control socket (when not socket-activated).
+    socket: Path = Path("/run/wayray/wrsessd.sock")
+    #: Group that owns the socket; its members can connect (wrsrvd's user and the greeter user).
+    socket_group: str | None = "wayray"
+    socket_mode: int = 0o660
+    #: Users besides root allowed control requests (create greeters, list, kill): wrsrvd's user.
+    control_users: tuple[str, ...] = ("wayray",)
+    #: Root-only directory for session records (a restarted wrsessd re-adopts sessions from it).
+    state_dir: Path = Path("/run/wayray/sessd")
+    #: PAM service for user logins (/etc/pam.d/<name> or a pam.conf stanza on illumos).
+    pam_service: str = "wayray"
+    #: PAM service for greeter sessions (account + session stacks only); None: greeters skip PAM.
+    greeter_pam_service: str | None = "wayray-greeter"
+    #: The unprivileged account greeter sessions run as; never root.
+    greeter_user: str = "wayray-greeter"
+    #: What a user session runs; the user's own session.toml may override the components.
+    user_session: SessionPlan = SessionPlan()
+    #: What a greeter session runs (the greeter, wrlogin, is its component).
+    greeter_session: SessionPlan = SessionPlan()
+    #: Read ~/.config/wayray/session.toml (as the user) to override the user session's components.
+    read_user_session_file: bool = True
+    #: Where XDG_RUNTIME_DIR is made (as <base>/<uid>, owner the user, mode 0700) when PAM did not.
+    runtime_dir_base: Path = Path("/run/user")
+    #: PATH for sessions unless PAM's environment (pam_env) sets one.
+    default_path: str = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+    session_umask: int = 0o022
+    #: Value of PAM_TTY; None leaves it unset (seat-less remote sessions have no tty).
+    pam_tty: str | None = None
+    #: Let a user whose password expired change it during login (pam_chauthtok).
+    allow_password_change: bool = True
+    #: Let start_session replace the compositor command (off: greeters cannot pick what runs).
+    allow_custom_command: bool = False
+    #: Most concurrent user sessions per user; None for no limit.
+    max_sessions_per_user: int | None = None
+    #: Most logins in their PAM conversation at once (each holds a worker process).
+    max_pending_logins: int = 64
+    #: A login that has not finished its conversation after this long is cancelled.
+    login_timeout_s: float = 300.0
+    #: How long the compositor has to create its Wayland socket.
+    compositor_start_timeout_s: float = 30.0
+    #: Grace between SIGTERM and SIGKILL when a session ends.
+    stop_timeout_s: float = 10.0
+    #: A greeter whose login started a user session is ended after this long at the latest.
+    greeter_linger_s: float = 30.0
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+
+    def check(self) -> None:
+        """Errors an operator can act on, before the daemon starts serving."""
+        if not self.socket.is_absolute() or not self.state_dir.is_absolute():
+            raise WayRayError("socket and state_dir must be absolute paths")
+        if not self.runtime_dir_base.is_absolute():
+            raise WayRayError("runtime_dir_base must be an absolute path")
+        if self.socket_mode & 0o007:
+            raise WayRayError(
+                f"socket_mode {self.socket_mode:o} gives access to every local user",
+                hint="use 0660 or tighter; give wrsrvd's user and the greeter user the socket group",
+            )
+        if self.greeter_user == "root":
+            raise WayRayError("greeter_user must be an unprivileged account, not root")
+        self.user_session.check("user_session")
+        self.greeter_session.check("greeter_session")
+
+
+# --- interim TOML loader (until wayray.config lands) -----------------------------------------------
+
+
+def _convert(tp: Any, value: object, where: str) -> object:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or value == "":
+            return None
+        return _convert(args[0], value, where)
+    if tp is Path:
+        if not isinstance(value, str):
+            raise WayRayError(f"{where}: expected a path string")
+        return Path(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise WayRayError(f"{where}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, str) and (where.endswith("_mode") or where.endswith("umask")):
+            try:
+                value = int(value, 8)  # "0660"; TOML's own 0o660 arrives as an int already
+            except ValueError:
+                raise WayRayError(f"{where}: expected an octal mode such as 0o660") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WayRayError(f"{where}: expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise WayRayError(f"{where}: expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise WayRayError(f"{where}: expected a string")
+        return value
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise WayRayError(f"{where}: expected a list")
+        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise WayRayError(f"{where}: expected a table")
+        return _from_mapping(tp, value, where)
+    raise WayRayError(f"{where}: unsupported setting type {tp}")  # pragma: no cover
+
+
+def _from_mapping(cls: Any, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where_key = f"{where}.{key}" if where else key
+            raise WayRayError(f"unknown setting {where_key!r}", hint=f"known: {', '.join(sorted(names))}")
+    values = {
+        key: _convert(hints[key], value, f"{where}.{key}" if where else key) for key, value in data.items()
+    }
+    try:
+        return cls(**values)
+    except ValueError as err:
+        raise WayRayError(f"{where or 'settings'}: {err}") from None
+
+
+def load_settings(path: Path) -> LauncherSettings:
+    """Read a settings file (TOML; see docs/launcher.md). Errors name the file and the key."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise WayRayError(f"{path}: cannot read settings: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise WayRayError(f"{path}: {err}") from None
+    try:
+        settings = _from_mapping(LauncherSettings, data, "")
+    except WayRayError as err:
+        raise WayRayError(f"{path}: {err.message}", hint=err.hint) from None
+    assert isinstance(settings, LauncherSettings)
+    return settings
+
+
+def env_refusal(entry: str) -> str | None:
+    """Why a requested ``NAME=value`` environment entry is refused, or None when it is fine."""
+    name = entry.partition("=")[0]
+    if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+        return f"environment variable {name} is set by the launcher and cannot be requested"
+    return None

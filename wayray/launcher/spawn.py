@@ -1,0 +1,310 @@
+"""Starting a session's programs as the session's user, with the environment a login gives.
+
+Everything here runs in the root session worker after the PAM session is open. Each program is
+started through :class:`subprocess.Popen` with ``user``/``group``/``extra_groups`` (the equivalent of
+``initgroups`` + ``setgid`` + ``setuid`` in the child, done by CPython's fork/exec helper before
+``exec``), ``cwd`` the home directory, stdin from /dev/null, and the session environment.
+
+Files the user controls (their session.toml) are read in a forked child that has dropped to the
+user first, never as root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shlex
+import shutil
+import stat
+import subprocess
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wayray.launcher.records import SessionRecords
+from wayray.launcher.settings import Component, SessionPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+    groups: tuple[int, ...]
+
+    @classmethod
+    def lookup(cls, name: str) -> Account:
+        pw = pwd.getpwnam(name)
+        try:
+            groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid))
+        except OSError:
+            groups = (pw.pw_gid,)
+        return cls(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell or "/bin/sh", groups)
+
+    def drop_privileges(self) -> None:
+        """In a forked child: become the user for good (initgroups, setgid, setuid)."""
+        os.setgroups(list(self.groups))
+        os.setgid(self.gid)
+        os.setuid(self.uid)
+        if os.getuid() != self.uid or os.geteuid() != self.uid:  # pragma: no cover - paranoia
+            os._exit(111)
+
+
+# --- XDG_RUNTIME_DIR -------------------------------------------------------------------------------
+
+
+def ensure_runtime_dir(
+    base: Path, account: Account, records: SessionRecords, *, marker_dir: Path
+) -> tuple[Path, bool]:
+    """``<base>/<uid>`` owned by the user, mode 0700. Returns (path, created by WayRay).
+
+    Several sessions of one user share the directory, like logind's /run/user/<uid>. A marker in
+    wrsessd's state directory records that WayRay made it, so the last WayRay session of that user
+    removes it (see :func:`release_runtime_dir`); a directory someone else made is never removed.
+    """
+    base.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = base / str(account.uid)
+    marker = marker_dir / f"runtime-{account.uid}"
+    with records.lock():
+        try:
+            os.mkdir(path, 0o700)
+            created = True
+            marker.write_text(str(path))
+        except FileExistsError:
+            created = marker.exists()
+        # Work on a descriptor opened without following symlinks: no race with a swapped path.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as err:
+            raise RuntimeError(f"{path} exists and is not a directory") from err
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != account.uid and not (created and st.st_uid == os.geteuid()):
+                raise RuntimeError(
+                    f"{path} exists but belongs to uid {st.st_uid}, not {account.name} ({account.uid})"
+                )
+            os.fchown(fd, account.uid, account.gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+    return path, created
+
+
+def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *, marker_dir: Path) -> bool:
+    """Remove a WayRay-made XDG_RUNTIME_DIR when no other live WayRay session of the user needs it.
+
+    Call after this session's own record is gone. Returns True when the directory was removed.
+    """
+    from wayray.launcher import proctree
+
+    marker = marker_dir / f"runtime-{account.uid}"
+    with records.lock():
+        if not marker.exists():
+            return False
+        for other in records.load_all():
+            if other.info.uid == account.uid and proctree.alive(
+                other.info.worker_pid, other.worker_start_time
+            ):
+                return False
+        # rmtree works on file descriptors on Linux, so a user's symlinks cannot redirect it.
+        shutil.rmtree(path, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        return not path.exists()
+
+
+# --- environment -----------------------------------------------------------------------------------
+
+
+def session_environment(
+    account: Account,
+    *,
+    pam_env: Mapping[str, str],
+    runtime_dir: Path,
+    session_class: str,
+    session_id: str,
+    default_path: str,
+) -> dict[str, str]:
+    """The environment every program of the session starts with (before WAYLAND_DISPLAY)."""
+    env = {"PATH": default_path, "LANG": "C.UTF-8"}
+    env.update(pam_env)  # pam_env, pam_systemd (XDG_SESSION_ID), and what we put before open_session
+    env.update(
+        {
+            "HOME": account.home,
+            "USER": account.name,
+            "LOGNAME": account.name,
+            "SHELL": account.shell,
+            "XDG_RUNTIME_DIR": str(runtime_dir),
+            "XDG_SESSION_TYPE": "wayland",
+            "XDG_SESSION_CLASS": session_class,
+            "XDG_SESSION_DESKTOP": "wayray",
+            "XDG_CURRENT_DESKTOP": "WayRay",
+            "WAYRAY_SESSION_ID": session_id,
+        }
+    )
+    return env
+
+
+def expand(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    return [arg.format_map(values) for arg in argv]
+
+
+# --- spawning --------------------------------------------------------------------------------------
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    account: Account,
+    env: Mapping[str, str],
+    umask: int,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.Popen[bytes]:
+    """Start one program as the user. Raises OSError (e.g. FileNotFoundError) when it cannot start."""
+    common: dict[str, object] = dict(
+        env=dict(env),
+        user=account.uid,
+        group=account.gid,
+        extra_groups=list(account.groups),
+        umask=umask,
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+        pass_fds=tuple(pass_fds),
+    )
+    try:
+        return subprocess.Popen(list(argv), cwd=account.home, **common)  # type: ignore[call-overload,no-any-return]
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        # A missing or unreadable home is no reason to refuse the login: start in / like login(1).
+        if err.filename != account.home:
+            raise
+        log.warning(
+            "home %s of %s is not usable (%s); starting in /", account.home, account.name, err.strerror
+        )
+        return subprocess.Popen(list(argv), cwd="/", **common)  # type: ignore[call-overload,no-any-return]
+
+
+def wait_for_socket(path: Path, *, running: Callable[[], bool], timeout: float) -> None:
+    """Wait until ``path`` is a socket. Raises RuntimeError on timeout or when the program exits."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            if stat.S_ISSOCK(path.lstat().st_mode):
+                return
+        except FileNotFoundError:
+            pass
+        if not running():
+            raise RuntimeError(f"the session compositor exited before creating its Wayland socket {path}")
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"the session compositor did not create its Wayland socket {path} in {timeout:g} s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+# --- the user's session.toml (interim reader until wayray.config's session model lands) ------------
+
+#: session.toml keys for single programs, in the order they start.
+COMPONENT_KEYS = ("wm", "panel", "launcher", "notifications")
+
+
+def _argv(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(shlex.split(value))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"{where}: expected a command string or a list of strings")
+
+
+def parse_user_session_file(text: str) -> dict[str, object]:
+    """Parse session.toml into overrides: {key: argv or () to disable, "autostart": [argv, ...]}."""
+    data = tomllib.loads(text)
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if key in COMPONENT_KEYS:
+            out[key] = _argv(value, key) if value != "" else ()
+        elif key == "autostart":
+            if not isinstance(value, list):
+                raise ValueError("autostart: expected a list of commands")
+            out[key] = [_argv(v, f"autostart[{i}]") for i, v in enumerate(value)]
+        else:
+            raise ValueError(f"unknown key {key!r} (known: {', '.join((*COMPONENT_KEYS, 'autostart'))})")
+    return out
+
+
+def merge_plan(system: SessionPlan, overrides: Mapping[str, object]) -> SessionPlan:
+    """Apply a user's session.toml overrides to the system's component list."""
+    components: list[Component] = []
+    seen = set()
+    for comp in system.components:
+        if comp.name.startswith("autostart") and "autostart" in overrides:
+            continue
+        if comp.name in overrides:
+            seen.add(comp.name)
+            argv = overrides[comp.name]
+            assert isinstance(argv, tuple)
+            if argv:
+                components.append(Component(comp.name, argv))
+            continue
+        components.append(comp)
+    for key in COMPONENT_KEYS:
+        argv = overrides.get(key)
+        if key not in seen and isinstance(argv, tuple) and argv:
+            components.append(Component(key, argv))
+    autostart = overrides.get("autostart")
+    if isinstance(autostart, list):
+        components.extend(Component(f"autostart[{i}]", tuple(a)) for i, a in enumerate(autostart))
+    return SessionPlan(system.compositor, tuple(components))
+
+
+def read_user_overrides(account: Account, env: Mapping[str, str], relative: str) -> dict[str, object] | None:
+    """Read and parse the user's session.toml *as the user*; None when absent or broken (logged).
+
+    ``relative`` is resolved against $XDG_CONFIG_HOME (or ~/.config). The parse runs in a forked
+    child with the user's credentials, so root never opens a file the user controls.
+    """
+    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(account.home, ".config")
+    path = os.path.join(config_home, relative)
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(rfd)
+            account.drop_privileges()
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read(256 * 1024)
+                outcome: dict[str, object] = {"ok": parse_user_session_file(text)}
+            except FileNotFoundError:
+                outcome = {"absent": True}
+            except (OSError, ValueError, UnicodeDecodeError) as err:
+                outcome = {"error": str(err)}
+            os.write(wfd, json.dumps(outcome).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    chunks = []
+    while chunk := os.read(rfd, 65536):
+        chunks.append(chunk)
+    os.close(rfd)
+    os.waitpid(pid, 0)
+    try:
+        result: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        result = {}
+    overrides = result.get("ok")
+    if isinstance(overrides, dict):
+        # JSON turned tuples into lists; restore the shapes merge_plan expects.
+        return {k: (tuple(v) if k != "autostart" else [tuple(a) for a in v]) for k, v in overrides.items()}
+    if "error" in result:
+        log.warning("%s: ignoring %s's session file: %s", path, account.name, result["error"])
+    return None

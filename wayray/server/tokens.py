@@ -1,0 +1,128 @@
+"""Session tokens: what a kiosk presents to find its session, kept as keyed hashes.
+
+A token is a badge ID from a reader or, on a kiosk without one, the terminal's own identity (so a
+readerless kiosk still gets a session of its own, as on Sun Ray). Tokens are secrets: wrsrvd keeps
+only ``HMAC-SHA256(instance secret, kind ‖ token)``, compares in constant time, and logs a short
+prefix of that digest — never the token.
+
+Why a keyed hash and not scrypt/argon2: every badge-in looks a token up, and the target is well under
+500 ms from badge to first frame, so the lookup must cost microseconds. The key is a per-instance
+secret in its own 0600 file, so the SQLite registry alone (a backup, a copy attached to a bug report)
+reveals nothing, not even for low-entropy badge IDs. An attacker who has both the key file and the
+database can test guesses quickly; against that only the badge's own entropy helps, and a slow hash
+would cost every login more than it would cost such an attacker.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from wayray.common.errors import WayRayError
+
+SECRET_BYTES = 32
+MAX_TOKEN_BYTES = 1024
+_DOMAIN = b"wayray-token-v1\0"
+
+
+class TokenKind(enum.StrEnum):
+    BADGE = "badge"  # an ID from a badge / smart-card / NFC reader
+    TERMINAL = "terminal"  # the kiosk's own identity, for kiosks without a reader
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """A token as wrsrvd stores it: its kind and the keyed digest (hex). Safe to log via ``short``."""
+
+    kind: TokenKind
+    digest: str
+
+    @property
+    def short(self) -> str:
+        """For logs and operators: the kind and 8 hex digits of the digest (not of the token)."""
+        return f"{self.kind.value}:{self.digest[:8]}"
+
+    @property
+    def launcher_ref(self) -> str:
+        """The reference wrsessd gets in its ``token`` fields (the digest; never the raw token)."""
+        return self.digest
+
+    def __str__(self) -> str:
+        return self.short
+
+
+class TokenHasher:
+    """Turns presented tokens into :class:`TokenRef` with the instance's secret key."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < SECRET_BYTES:
+            raise ValueError(f"the token secret must be at least {SECRET_BYTES} bytes")
+        self._secret = secret
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> TokenHasher:
+        return cls(load_or_create_secret(path))
+
+    def ref(self, kind: TokenKind, token: str | bytes) -> TokenRef:
+        raw = token.encode() if isinstance(token, str) else bytes(token)
+        if not raw:
+            raise ValueError("empty token")
+        if len(raw) > MAX_TOKEN_BYTES:
+            raise ValueError(f"token longer than {MAX_TOKEN_BYTES} bytes")
+        mac = hmac.new(self._secret, _DOMAIN + kind.value.encode() + b"\0" + raw, hashlib.sha256)
+        return TokenRef(kind, mac.hexdigest())
+
+    def matches(self, ref: TokenRef, kind: TokenKind, token: str | bytes) -> bool:
+        """Whether ``token`` is the one ``ref`` was made from, compared in constant time."""
+        if kind is not ref.kind:
+            return False
+        return hmac.compare_digest(self.ref(kind, token).digest, ref.digest)
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The instance's token key: 32 random bytes in ``path`` (mode 0600), created on first use.
+
+    A key file readable by others is refused, not silently fixed: someone may already have copied it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.write(fd, secrets.token_bytes(SECRET_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise WayRayError(f"{path}: cannot read the token key: {err.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise WayRayError(f"{path}: the token key is not a regular file")
+        if st.st_mode & 0o077:
+            raise WayRayError(
+                f"{path}: the token key is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=f"if nobody copied it: chmod 600 {path}; otherwise delete it (every token then "
+                "maps to a new session) and restart",
+            )
+        if st.st_uid != os.geteuid():
+            raise WayRayError(
+                f"{path}: the token key belongs to uid {st.st_uid}, not to this service's user"
+            )
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if len(data) < SECRET_BYTES:
+        raise WayRayError(
+            f"{path}: the token key is truncated ({len(data)} bytes)", hint="delete it and restart"
+        )
+    return data
