@@ -1,0 +1,140 @@
+"""The contract between wrclient's session logic and its display backends.
+
+The session logic (connection, decoding, reconnect, token handling) drives a backend; a backend shows
+the decoded framebuffer and the cursor, and turns what the person at the thin client does into
+:class:`InputEvent`\\ s. Two backends exist: ``headless`` (framebuffer in memory, PNG snapshots; tests,
+recording, synthetic checks) and ``wayland`` (a window, or full-screen under a kiosk compositor such as
+cage). Coordinates are in the session's output pixels; key codes are Linux evdev codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from wayray.codec.geometry import RectLike
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEvent:
+    evdev_code: int
+    pressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PointerMotionEvent:
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class PointerButtonEvent:
+    evdev_button: int
+    pressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PointerAxisEvent:
+    #: 0 = vertical, 1 = horizontal (as wl_pointer.axis).
+    axis: int
+    #: Scroll distance in output pixels (wl_pointer semantics: positive = down/right).
+    value: float
+    #: Whole wheel notches when the source is a wheel, else None.
+    discrete: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenChangedEvent:
+    """The viewer's screen (window) size or scale changed; the session may be asked to match it."""
+
+    width: int
+    height: int
+    #: Scale in 1/120 units (120 = 1.0), as in the wire's Hello.
+    scale_120: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class KeymapChangedEvent:
+    """The viewer's keyboard layout changed (XKB keymap text, as wl_keyboard.keymap gives it)."""
+
+    keymap: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClipboardChangedEvent:
+    """The viewer's clipboard holds new text (only sent when the clipboard capability is on)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequestedEvent:
+    """The person closed the window (not possible in kiosk mode)."""
+
+
+InputEvent = (
+    KeyEvent
+    | PointerMotionEvent
+    | PointerButtonEvent
+    | PointerAxisEvent
+    | ScreenChangedEvent
+    | KeymapChangedEvent
+    | ClipboardChangedEvent
+    | CloseRequestedEvent
+)
+
+
+class ConnectionState(enum.StrEnum):
+    """What the thin client shows when no live session picture is up to date."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    #: Kiosk mode with no session attached: the "present your badge" screen.
+    IDLE = "idle"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CursorImage:
+    """A decoded cursor: premultiplied ARGB8888 (uint32, H x W) with its hotspot."""
+
+    pixels: npt.NDArray[np.uint32]
+    hotspot_x: int
+    hotspot_y: int
+
+
+class DisplayBackend(Protocol):
+    """What wrclient's session logic needs from a display backend. All methods run on the event loop."""
+
+    async def start(self, on_input: Callable[[InputEvent], None]) -> None:
+        """Open the display (window, or nothing for headless); input is delivered through ``on_input``."""
+
+    def screen(self) -> ScreenChangedEvent:
+        """The current screen/window size and scale, to put in the Hello and resize requests."""
+
+    def keymap(self) -> str | None:
+        """The XKB keymap text the viewer types with (None: let the session use its default)."""
+
+    def present(self, framebuffer: npt.NDArray[np.uint32], damage: Sequence[RectLike]) -> None:
+        """Show ``framebuffer`` (XRGB8888, H x W); only ``damage`` changed since the previous call."""
+
+    def set_cursor(self, image: CursorImage | None) -> None:
+        """Use ``image`` as the pointer's picture over the session (None: hide the pointer)."""
+
+    def move_cursor(self, x: int, y: int, visible: bool) -> None:
+        """Where the session says the pointer is (backends that draw the cursor themselves use it)."""
+
+    def set_state(self, state: ConnectionState, detail: str = "") -> None:
+        """Show the connection state (a status line, a dimmed picture, the idle screen...)."""
+
+    def set_clipboard(self, text: str) -> None:
+        """The session's clipboard changed: offer ``text`` on the viewer's clipboard."""
+
+    async def close(self) -> None:
+        """Close the display and release everything it holds."""
