@@ -3,7 +3,7 @@
 systemd passes the listening socket as fd 3 (``LISTEN_FDS``/``LISTEN_PID``) and reads readiness from
 ``$NOTIFY_SOCKET``. Elsewhere (no systemd as PID 1, illumos/SMF) wrsessd binds its own socket and the
 notifications are no-ops. systemd-python is used when installed; a few lines of stdlib do the same
-otherwise. ``notify`` is the one function to swap for ``wayray.common.notify`` once it lands.
+otherwise. Readiness and the watchdog go through ``wayray.common.notify`` like every daemon's.
 """
 
 from __future__ import annotations
@@ -21,28 +21,6 @@ from wayray.common.errors import WayRayError
 log = logging.getLogger(__name__)
 
 SD_LISTEN_FDS_START = 3
-
-
-def notify(*lines: str) -> bool:
-    """Send sd_notify lines (``READY=1``, ``STATUS=…``); False when not under a service manager."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    try:
-        from systemd import daemon  # type: ignore[import-not-found,unused-ignore]
-
-        return bool(daemon.notify("\n".join(lines)))
-    except ImportError:
-        pass
-    address = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        try:
-            s.connect(address)
-            s.sendall("\n".join(lines).encode())
-        except OSError as err:
-            log.debug("sd_notify to %s failed: %s", path, err)
-            return False
-    return True
 
 
 def activated_socket() -> socket.socket | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.notify import Notifier
 from wayray.launcher import activation
 from wayray.launcher.daemon import Launcher
 from wayray.launcher.settings import LauncherSettings, load_settings
@@ -62,6 +63,8 @@ def _settings(args: argparse.Namespace) -> LauncherSettings:
 
 async def _serve(settings: LauncherSettings) -> int:
     log = logging.getLogger("wayray.wrsessd")
+    # Taken out of the environment so session workers and the sessions they start never inherit it.
+    notifier = Notifier.from_environment(unset=True)
     launcher = Launcher(settings)
     launcher.records.ensure()  # refuse an unsafe state directory before touching the socket
     listener = activation.activated_socket()
@@ -82,13 +85,14 @@ async def _serve(settings: LauncherSettings) -> int:
     def status() -> None:
         users = sum(1 for s in launcher.sessions.values() if s.info.session_class == "user")
         greeters = len(launcher.sessions) - users
-        activation.notify(f"STATUS=serving {users} user and {greeters} greeter session(s)")
+        notifier.status(f"serving {users} user and {greeters} greeter session(s)")
 
     try:
         launcher.on_change = status
         await launcher.start(listener)
-        activation.notify("READY=1")
+        notifier.ready()
         status()
+        watchdog = notifier.start_watchdog()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +101,9 @@ async def _serve(settings: LauncherSettings) -> int:
             signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload; restart to apply")
         )
         await stop.wait()
-        activation.notify("STOPPING=1")
+        notifier.stopping()
+        if watchdog is not None:
+            watchdog.cancel()
         log.info("stopping; %d running session(s) keep running", len(launcher.sessions))
         await launcher.close()
     finally:
