@@ -210,7 +210,7 @@ class UdevBadgeReader(TokenSource):
             self._refuse(
                 device.sys_path,
                 f"{self.description}: cannot take {node} ({label}) for WayRay alone: {why}",
-                "stop the program that grabbed it (evtest --grab, another wrclient)",
+                "stop the program that grabbed it, such as evtest --grab or another wrclient",
             )
             return
         reader = _OpenReader(
@@ -227,7 +227,7 @@ class UdevBadgeReader(TokenSource):
     def _refuse(self, sys_path: str, message: str, hint: str) -> None:
         if sys_path not in self._refused:
             self._refused.add(sys_path)
-            log.error("%s (%s)", message, hint)
+            log.error("%s (hint: %s)", message, hint)
 
     def _drop(self, reader: _OpenReader, why: str) -> None:
         self._readers.pop(reader.sys_path, None)
