@@ -25,6 +25,7 @@ from wayray.client.tokens.events import InvalidToken, TokenKind, validate_token
 from wayray.client.tokens.keystrokes import EVIOCGRAB, Dropped, KeystrokeAssembler, Line, parse_events
 from wayray.client.tokens.source import TokenSource
 from wayray.common.errors import WayRayError
+from wayray.config.types import Invalid, UsbId
 
 log = logging.getLogger("wayray.client.tokens")
 
@@ -38,6 +39,23 @@ class ReaderMatch:
 
     vendor: int
     product: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ReaderMatch:
+        """``VENDOR[:PRODUCT]`` in hex as lsusb prints them (``076b:5427``; ``076b`` or ``076b:*``: any
+        product of the vendor). Raises ValueError."""
+        vendor_text, _, product_text = text.partition(":")
+        ids = UsbId(16)
+        try:
+            vendor = ids.parse(vendor_text)
+            product = ids.parse(product_text) if product_text else None
+        except Invalid as err:
+            raise ValueError(f"{text!r}: {err}") from None
+        if vendor is None:
+            raise ValueError(
+                f"{text!r}: give the reader's vendor id; any vendor would include every keyboard"
+            )
+        return cls(vendor, product)
 
     def matches(self, vendor: int | None, product: int | None) -> bool:
         return vendor == self.vendor and (self.product is None or product == self.product)
@@ -197,8 +215,8 @@ class UdevBadgeReader(TokenSource):
             self._refuse(
                 device.sys_path,
                 f"{self.description}: cannot open {node} ({label}): {err.strerror}",
-                'let wrclient\'s user read it: a udev rule with TAG+="uaccess" or GROUP= for this '
-                'reader (docs/kiosk.md, "Token sources")',
+                "let wrclient's user read it with a udev rule for this reader that sets "
+                'TAG+="uaccess" or GROUP=; see docs/kiosk.md, Token sources',
             )
             return
         try:
