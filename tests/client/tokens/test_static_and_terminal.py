@@ -124,11 +124,11 @@ async def test_set_up_errors_surface_from_start(tmp_path: Path) -> None:
 
 
 def test_default_state_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wayray-client:/var/lib/other")
-    assert default_state_dir() == Path("/var/lib/wayray-client")
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/kiosk-state:/var/lib/other")
+    assert default_state_dir() == Path("/var/lib/kiosk-state")
     monkeypatch.delenv("STATE_DIRECTORY")
     if os.geteuid() == 0:
-        assert default_state_dir() == Path("/var/lib/wayray/client")
+        assert default_state_dir() == Path("/var/lib/wayray-client")
     else:
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
         assert default_state_dir() == tmp_path / "wayray"

@@ -2,7 +2,7 @@
 
 A keyboard-wedge reader pretends to be a USB keyboard and types the badge ID followed by Enter. It
 assumes a US layout, so its key codes are read here with a US table, whatever layout the kiosk's people
-type with: a French kiosk must not turn badge 1234 into "&é"(". Lines come out per Enter (or Tab), a
+type with: a French kiosk must not turn badge 1234 into &é"'. Lines come out per Enter (or Tab), a
 pause longer than ``inter_key_timeout`` inside a line drops what came before it, and a line longer than
 ``max_length`` is dropped whole.
 """

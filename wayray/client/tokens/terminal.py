@@ -26,13 +26,13 @@ _TOKEN_BYTES = 32
 
 def default_state_dir() -> Path:
     """Where wrclient keeps state: systemd's ``$STATE_DIRECTORY`` (its first entry) when the unit sets
-    ``StateDirectory=``; ``/var/lib/wayray/client`` for root; else ``$XDG_STATE_HOME/wayray``
-    (``~/.local/state/wayray``)."""
+    ``StateDirectory=``; ``/var/lib/wayray-client`` for root (not below ``/var/lib/wayray``, where a
+    server instance could have that name); else ``$XDG_STATE_HOME/wayray`` (``~/.local/state/wayray``)."""
     systemd_dirs = os.environ.get("STATE_DIRECTORY", "")
     if systemd_dirs:
         return Path(systemd_dirs.split(":")[0])
     if os.geteuid() == 0:
-        return Path("/var/lib/wayray/client")
+        return Path("/var/lib/wayray-client")
     xdg = os.environ.get("XDG_STATE_HOME", "")
     base = Path(xdg) if xdg.startswith("/") else Path.home() / ".local" / "state"
     return base / "wayray"
