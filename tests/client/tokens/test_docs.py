@@ -6,6 +6,7 @@ import inspect
 
 from tests.conftest import REPO
 from wayray.client.tokens import FileTokenSource, UdevBadgeReader
+from wayray.client.tokens.file_source import SETTLE_TIME
 from wayray.client.tokens.socket_source import MAX_LINE, Command
 from wayray.client.tokens.terminal import TERMINAL_TOKEN_FILE
 
@@ -22,6 +23,7 @@ def test_the_documented_numbers_are_the_codes() -> None:
     assert f"more than **{default(UdevBadgeReader, 'max_length')}**" in section
     assert f"more than **{default(UdevBadgeReader, 'inter_key_timeout')} s**" in section
     assert f"checked {round(1 / default(FileTokenSource, 'poll_interval'))} times a second" in section
+    assert f"held still for {round(SETTLE_TIME * 1000)} ms" in section
     assert f"`{TERMINAL_TOKEN_FILE}`" in section
     for command in Command:
         assert f"`{command.value}" in section

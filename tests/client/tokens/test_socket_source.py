@@ -127,13 +127,21 @@ async def test_an_over_long_line_ends_that_connection_only(tmp_path: Path) -> No
         await good.close()
 
 
-async def test_the_socket_is_private_and_removed_on_close(tmp_path: Path) -> None:
+async def test_the_socket_is_private_and_removed_on_close(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "badge.sock"
-    async with listening(path):
+    async with listening(path) as source:
         st = os.lstat(path)
         assert stat.S_ISSOCK(st.st_mode)
         assert stat.S_IMODE(st.st_mode) == 0o600
+        program = await Program.connect(path)  # still connected when wrclient stops
+        assert await program.send("insert 1\n") == "ok"
+        assert isinstance(await next_event(source), BadgeInserted)
     assert not path.exists()
+    assert await asyncio.wait_for(program.reader.read(), DEADLINE) == b""  # its connection was closed
+    await program.close()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 The program writes the badge ID into the file when a badge goes in, and deletes the file (or empties it)
 when the badge comes out. Best is an atomic replace (write ``.badge.tmp``, rename it over ``badge``);
 writing in place works too. The directory is watched with inotify where the kernel has it, so a change
-is seen at once; elsewhere (illumos) the file is polled, and a change counts once it holds still for
-one more poll, so a half-written file is never taken for a badge.
+is seen at once; elsewhere (illumos) the file is polled, and a change counts once it has held still for
+a moment, so a half-written file is not taken for a badge.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ _DIR_MASK = (
     | inotify.IN_MOVE_SELF
     | inotify.IN_ONLYDIR
 )
+#: When polling, a changed file counts once it has not changed for this long (seconds).
+SETTLE_TIME = 0.02
 _DIR_GONE = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_IGNORED | inotify.IN_UNMOUNT
 
 
@@ -65,7 +67,7 @@ class FileTokenSource(TokenSource):
         kind: TokenKind = TokenKind.BADGE,
         *,
         watch: FileWatch = FileWatch.AUTO,
-        poll_interval: float = 0.25,
+        poll_interval: float = 0.1,
     ) -> None:
         super().__init__(f"token file {path}")
         self.path = Path(path)
@@ -130,16 +132,17 @@ class FileTokenSource(TokenSource):
         seen = self._signature()
         self._evaluate()
         self._set_ready()
-        candidate = seen
         while True:
             await asyncio.sleep(self.poll_interval)
             now = self._signature()
             if now == seen:
-                candidate = now
                 continue
-            if now != candidate:  # changed since the last poll: wait until it holds still
-                candidate = now
-                continue
+            while True:  # a writer may be midway: take the file once it holds still
+                await asyncio.sleep(SETTLE_TIME)
+                again = self._signature()
+                if again == now:
+                    break
+                now = again
             seen = now
             self._evaluate()
 

@@ -49,7 +49,9 @@ class SocketTokenSource(TokenSource):
         self.path = Path(path)
         self.kind = kind
         self.mode = mode
-        self._clients: set[asyncio.Task[None]] = set()
+        # Open connections. At close their transports are closed (so their handlers end on EOF) rather
+        # than their tasks cancelled: asyncio 3.11's stream server logs a cancelled handler as an error.
+        self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._bound_inode: int | None = None
 
     async def _produce(self) -> None:
@@ -65,10 +67,10 @@ class SocketTokenSource(TokenSource):
                 server.close()
             else:
                 sock.close()
-            for task in list(self._clients):
-                task.cancel()
+            for writer in list(self._clients.values()):
+                writer.transport.abort()
             if self._clients:
-                await asyncio.wait(self._clients)
+                await asyncio.wait(list(self._clients))
             self._unlink_if_ours()
 
     # --- the socket file ----------------------------------------------------------------------------
@@ -145,7 +147,7 @@ class SocketTokenSource(TokenSource):
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._clients.add(task)
+        self._clients[task] = writer
         try:
             while True:
                 try:
@@ -163,9 +165,9 @@ class SocketTokenSource(TokenSource):
         except (ConnectionError, BrokenPipeError):
             return
         finally:
-            self._clients.discard(task)
+            del self._clients[task]
             writer.close()
-            with contextlib.suppress(ConnectionError, BrokenPipeError, asyncio.CancelledError):
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
                 await writer.wait_closed()
 
     def _handle(self, raw: bytes) -> str | None:

@@ -192,7 +192,14 @@ class UdevBadgeReader(TokenSource):
     # --- devices ------------------------------------------------------------------------------------
 
     def _on_uevents(self, monitor: Any) -> None:
-        while (device := monitor.poll(timeout=0)) is not None:
+        while True:
+            try:
+                device = monitor.poll(timeout=0)
+            except OSError as err:  # a uevent that could not be received: the next one may be fine
+                log.warning("%s: reading a udev event failed: %s", self.description, err)
+                return
+            if device is None:
+                return
             if device.action == "add":
                 self._consider(device)
             elif device.action == "remove":
