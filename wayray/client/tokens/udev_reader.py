@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wayray.client.tokens.events import InvalidToken, TokenKind, validate_token
-from wayray.client.tokens.keystrokes import EVIOCGRAB, Dropped, KeystrokeAssembler, Line, parse_events
+from wayray.client.tokens.keystrokes import (
+    EVIOCGRAB,
+    INPUT_EVENT,
+    Dropped,
+    KeystrokeAssembler,
+    Line,
+    parse_events,
+)
 from wayray.client.tokens.source import TokenSource
 from wayray.common.errors import WayRayError
 from wayray.config.types import Invalid, UsbId
@@ -274,11 +281,11 @@ class UdevBadgeReader(TokenSource):
 
     def _on_readable(self, reader: _OpenReader) -> None:
         try:
-            data = os.read(reader.fd, 24 * _READ_EVENTS)
+            data = os.read(reader.fd, INPUT_EVENT.size * _READ_EVENTS)
         except BlockingIOError:
             return
-        except OSError as err:  # ENODEV: unplugged (udev's remove event may come later)
-            self._drop(reader, f"gone ({err.strerror})")
+        except OSError as err:  # before udev's remove event, reads fail with ENODEV
+            self._drop(reader, "unplugged" if err.errno == errno.ENODEV else f"gone ({err.strerror})")
             return
         if not data:
             self._drop(reader, "gone")
