@@ -1,0 +1,54 @@
+"""Token rules, and the redacted form that is all logs ever see of a token."""
+
+from __future__ import annotations
+
+import pytest
+
+from wayray.client.tokens import (
+    MAX_TOKEN_BYTES,
+    BadgeInserted,
+    BadgeRemoved,
+    InvalidToken,
+    TokenKind,
+    redact,
+    validate_token,
+)
+
+
+def test_a_token_keeps_its_characters_and_loses_surrounding_whitespace() -> None:
+    assert validate_token("  0042-ABcd\n") == "0042-ABcd"
+    assert validate_token("ü" * (MAX_TOKEN_BYTES // 2)) == "ü" * (MAX_TOKEN_BYTES // 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "empty"),
+        (" \n\t", "empty"),
+        ("12 34", "whitespace"),
+        ("12\x0734", "control character"),
+        ("x" * (MAX_TOKEN_BYTES + 1), "at most 1024"),
+        ("ü" * (MAX_TOKEN_BYTES // 2 + 1), "at most 1024"),  # counted in UTF-8 bytes, as on the wire
+    ],
+)
+def test_unusable_tokens_are_refused_without_quoting_them(text: str, why: str) -> None:
+    with pytest.raises(InvalidToken, match=why) as info:
+        validate_token(text)
+    if text.strip():
+        assert text.strip() not in str(info.value)
+
+
+def test_redacted_form_hides_the_token_but_tells_tokens_apart() -> None:
+    badge = "4711000815"
+    shown = redact(badge)
+    assert badge not in shown and badge[:4] not in shown and badge[-4:] not in shown
+    assert shown.startswith("<10 chars #")
+    assert redact(badge) == shown  # the same badge is recognisable within one run
+    assert redact("4711000816") != shown
+
+
+def test_events_never_show_their_token() -> None:
+    event = BadgeInserted("s3cr3t-badge", TokenKind.BADGE, "test")
+    assert "s3cr3t" not in repr(event) and "s3cr3t" not in str(event) and "s3cr3t" not in f"{event}"
+    assert "BADGE" in repr(event)
+    assert BadgeRemoved() == BadgeRemoved("")
