@@ -395,7 +395,10 @@ class FloatingWM:
 
     def end_resize(self, window: Window) -> None:
         window.resizing = False
-        window.configure()
+        # Keep the last size the drag asked for: the client may not have committed it yet, and its
+        # current geometry would send it back to an intermediate size.
+        want = window.toplevel.want
+        window.configure((want.width, want.height) if want.width and want.height else None)
 
     # Keyboard bindings ----------------------------------------------------------------------------
 
