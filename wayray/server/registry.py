@@ -368,7 +368,7 @@ class Registry:
             changed_at=now, detached_at=None if viewer is not None else now, last_input_at=now,
             endpoint=endpoint,
         )  # fmt: skip
-        self._commit(s, AuditKind.CREATED, now, {"user": user, "greeter": False})
+        self._commit(s, AuditKind.CREATED, now, {"greeter": False})
         return s
 
     def logged_in(self, session_id: str, user: str, endpoint: Endpoint, now: float) -> Session:
@@ -408,7 +408,8 @@ class Registry:
         if s.state is SessionState.ENDED:
             raise IllegalTransition(s, s.state, "change the endpoint of")
         new = replace(s, endpoint=endpoint, changed_at=now)
-        self._commit(new, AuditKind.ENDPOINT, now, endpoint.to_json())
+        detail = {k: v for k, v in endpoint.to_json().items() if k != "link_secret_sha256"}
+        self._commit(new, AuditKind.ENDPOINT, now, detail)
         return new
 
     def note_input(self, session_id: str, now: float) -> None:
