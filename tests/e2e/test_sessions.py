@@ -86,7 +86,7 @@ def test_a_connected_viewer_follows_a_server_restart(harness: Harness) -> None:
     eventually(lambda: "started session" in viewer.stderr(), "the viewer attached")
     srv.signal(signal.SIGKILL)
     srv.wait()
-    again = harness.server(FOOT)
+    harness.server(FOOT)
     # The viewer notices the server is gone (no answer to its pings), reconnects with backoff and
     # presents its token again: the restarted server finds the session in its registry.
     eventually(lambda: "resumed session" in viewer.stderr(), "the viewer back, reconnected")
