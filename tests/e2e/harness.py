@@ -54,6 +54,30 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = DEADLI
         time.sleep(0.1)
 
 
+def processes_with_link(link: Path) -> list[int]:
+    """Session compositor processes whose environment names this link socket."""
+    marker = f"WAYRAY_LINK={link}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def kill_sessions(link: Path) -> None:
+    """End the session compositors of a link (their process groups), whatever state they are in."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_with_link(link):
+            with suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+        end = time.monotonic() + 10
+        while processes_with_link(link) and time.monotonic() < end:
+            time.sleep(0.1)
+
+
 def png_pixels(data: bytes | Path) -> np.ndarray:
     raw = data.read_bytes() if isinstance(data, Path) else data
     return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
@@ -266,15 +290,7 @@ class Harness:
 
     def session_processes(self) -> list[int]:
         """Session compositors started for this test (found by the link path in their environment)."""
-        marker = f"WAYRAY_LINK={self.tmp / 'run' / 'link.sock'}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with suppress(OSError):
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-        return found
+        return processes_with_link(self.tmp / "run" / "link.sock")
 
     def cleanup(self) -> None:
         for c in self.clients:
@@ -286,15 +302,7 @@ class Harness:
             if srv.proc is not None and srv.proc.poll() is None:
                 srv.signal(signal.SIGKILL)
                 srv.proc.wait(10)
-        for pid in self.session_processes():
-            with suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-        end = time.monotonic() + 10
-        while self.session_processes() and time.monotonic() < end:
-            time.sleep(0.1)
-        for pid in self.session_processes():
-            with suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        kill_sessions(self.tmp / "run" / "link.sock")
 
 
 @pytest.fixture

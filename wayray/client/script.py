@@ -115,7 +115,7 @@ def _command(op: Op, rest: str, n: int) -> Command:
             raise ValueError("needs the text")
         return Command(op, n, text=_text(rest))
     if op is Op.KEY:
-        if len(args) != 1:
+        if len(args) != 1 or any(not part for part in args[0].split("+")):
             raise ValueError("needs one key or combo, e.g. Return or ctrl+shift+t")
         return Command(op, n, text=args[0])
     if op is Op.MOVE:
