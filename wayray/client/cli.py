@@ -100,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
         help="before --snapshot, wait until the screen has not changed for MS milliseconds",
     )
     p.add_argument("--script", type=Path, metavar="FILE", help="play this script, then exit")
+    p.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="after --script or --snapshot, stay connected instead of exiting (demos)",
+    )
     p.add_argument("--keymap-layout", metavar="L[,V]", help="keyboard layout and variant (us; e.g. de)")
     p.add_argument("--keymap-file", type=Path, metavar="F", help="an XKB keymap file instead")
     p.add_argument("--size", type=_size, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
@@ -254,7 +259,7 @@ async def _run(
     try:
         if script is not None or args.snapshot is not None:
             code = await _scripted(args, viewer, script, keyboard)
-        else:
+        if args.keep_open or (script is None and args.snapshot is None):
             ending = await task
             if ending in (Ending.STOPPED, Ending.SESSION_ENDED, Ending.SESSION_MOVED):
                 if ending is not Ending.STOPPED:

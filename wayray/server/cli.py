@@ -220,6 +220,8 @@ def _banner(door: object) -> None:
     assert isinstance(door, FrontDoor) and door.identity is not None
     s = door.settings
     where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in s.listen)
+    host = s.listen[0] if s.listen[0] not in ("::", "0.0.0.0") else "localhost"
+    host = f"[{host}]" if ":" in host else host
     print(
         f"wrsrvd {wayray.__version__}: standalone server ready\n"
         f"  listening on    udp {where}\n"
@@ -227,7 +229,7 @@ def _banner(door: object) -> None:
         f"  sessions run    {' '.join(s.session_command)}\n"
         f"  state           {s.state_dir}\n"
         f"  admin socket    {s.admin_socket}\n"
-        f"  connect with    wrclient localhost:{door.port} --fingerprint {door.identity.fingerprint}\n"
+        f"  connect with    wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}\n"
         f"  Ctrl-C ends the sessions and stops the server",
         flush=True,
     )
