@@ -116,3 +116,24 @@ def test_the_session_ends_when_its_command_exits_and_the_viewer_is_told(harness:
     assert "the session ended" in result.stdout
     eventually(lambda: not srv.sessions(), "the session gone from the registry")
     time.sleep(0)  # the registry keeps ended sessions for the audit trail only
+
+
+def test_a_compositor_crash_ends_that_session_only(harness: Harness) -> None:
+    srv = harness.server(FOOT)
+    doomed = harness.start_client(srv, token="doomed-token-1")
+    eventually(lambda: "started session" in doomed.stderr(), "the first viewer attached")
+    survivor = harness.run_client(srv, "--snapshot", str(harness.tmp / "b.png"), token="survivor-token")
+    assert survivor.returncode == 0, failure(survivor)
+    sessions = {s["token"]: s for s in srv.sessions()}
+    assert len(sessions) == 2
+    victim = next(s for s in sessions.values() if s["viewer"] is not None)
+    os.kill(victim["pid"], signal.SIGKILL)
+    # Its viewer is told the session ended (and stops); the other session is untouched.
+    assert doomed.wait() == 0, doomed.stderr()
+    assert "stopped unexpectedly" in doomed.stdout() or "exited with status" in doomed.stdout()
+    remaining = eventually(
+        lambda: [s for s in srv.sessions()] if len(srv.sessions()) == 1 else None, "one left"
+    )
+    assert remaining[0]["id"] != victim["id"]
+    again = harness.run_client(srv, "--snapshot", str(harness.tmp / "c.png"), token="survivor-token")
+    assert again.returncode == 0 and "resumed session" in again.stderr, failure(again)

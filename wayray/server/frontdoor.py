@@ -103,6 +103,8 @@ TOKEN_KINDS = {
 ATTACH_TIMEOUT = 15.0
 SCREENSHOT_TIMEOUT = 20.0
 END_WAIT = 8.0
+#: After a link drops without Ended: how long to wait for the compositor process to be seen gone.
+LINK_LOSS_GRACE = 1.0
 _CLIPBOARD_TYPE = spec_of(ClipboardText(selection=0, text="")).number  # type: ignore[arg-type]
 _INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
 
@@ -613,6 +615,10 @@ class FrontDoor:
             old = ls.link
             ls.link = None
             old.close(CloseCode.REPLACED, "another compositor registered for this session")
+        stale = ls.viewer
+        if stale is not None:  # attached through the link that went away: it must attach again
+            ls.viewer = None
+            stale.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor reconnected; try again")
         ls.link = stream
         ls.pid = reg.pid
         ls.wayland_display = reg.wayland_display
@@ -721,17 +727,36 @@ class FrontDoor:
         ls.screenshots.clear()
         if ls.ended or self.stopping:
             return
+        ls.relink_by = time.monotonic() + self.settings.relink_grace
+        self._timer_wake.set()
+        self._spawn(self._after_link_loss(ls), f"link-lost-{ls.id}")
+
+    async def _after_link_loss(self, ls: LiveSession) -> None:
+        """A link that drops without Ended: a crashed compositor (the session ends) or one that dropped
+        the link and will come back. A dying process closes its sockets a moment before it can be
+        reaped, so give it that moment before deciding."""
+        end = time.monotonic() + LINK_LOSS_GRACE
+        while time.monotonic() < end and not ls.ended and ls.link is None:
+            if ls.process is not None:
+                if ls.process.returncode is not None:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ls.process.exited.wait(), max(0.0, end - time.monotonic()))
+                break
+            if not pid_alive(ls.pid):
+                break
+            await asyncio.sleep(0.05)
+        if ls.ended or ls.link is not None:
+            return
         alive = ls.process.returncode is None if ls.process is not None else pid_alive(ls.pid)
         if not alive:
             self._finish(ls, EndReason.COMPOSITOR_LOST, "the session's compositor stopped unexpectedly")
             return
         log.info("session %s: link lost; waiting for the compositor to come back", ls.id)
-        ls.relink_by = time.monotonic() + self.settings.relink_grace
         viewer = ls.viewer
         if viewer is not None:
             ls.viewer = None
             viewer.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is reconnecting; try again")
-        self._timer_wake.set()
 
     def _process_exited(self, ls: LiveSession, status: int) -> None:
         if ls.ended:
