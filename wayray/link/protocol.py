@@ -433,3 +433,39 @@ def _check(where: str, annotation: Any, meta: Any, value: Any) -> Any:
         except ValueError:
             raise LinkError(f"{where}: unknown code {value!r}") from None
     raise AssertionError(f"{where}: no check for {kind}")  # pragma: no cover - the table is fixed
+
+
+# --- the reference in docs/link.md -------------------------------------------------------------------
+
+
+def _type_name(annotation: str, meta: Any) -> str:
+    if annotation == "str":
+        return f"string ≤ {meta['max']} bytes"
+    if annotation == "int":
+        return f"integer {meta['min']}…{meta['max']}"
+    if annotation == "bool":
+        return "boolean"
+    if annotation == "list[str]":
+        return f"list ≤ {meta['max']} of strings"
+    if annotation == "CloseCode":
+        return " \\| ".join(f"`{c.value}`" for c in CloseCode)
+    return annotation
+
+
+def reference() -> str:
+    """The message reference of docs/link.md (between its GENERATED markers)."""
+    lines = ["| number | message | sent by | body |", "|---|---|---|---|"]
+    for spec in MESSAGES:
+        body = "binary" if spec.binary else "JSON object"
+        lines.append(f"| {spec.number} | `{spec.cls.__name__}` | {spec.sender} | {body} |")
+    seen: set[type] = set()
+    for spec in MESSAGES:
+        if spec.binary or spec.cls in seen:
+            continue
+        seen.add(spec.cls)
+        doc = " ".join((spec.cls.__doc__ or "").split())
+        lines += ["", f"### `{spec.cls.__name__}`", "", doc, "", "| field | type | required |", "|---|---|---|"]
+        for f in fields(spec.cls):  # type: ignore[arg-type]
+            required = "yes" if f.default is MISSING else f"no (default `{json.dumps(f.default)}`)"
+            lines.append(f"| `{f.name}` | {_type_name(str(f.type), f.metadata)} | {required} |")
+    return "\n".join(lines) + "\n"
