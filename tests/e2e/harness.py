@@ -11,9 +11,11 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -95,7 +97,7 @@ class WrServer:
         self.port = port
         self.extra = extra
         self.state = harness.tmp / "state"
-        self.runtime = harness.tmp / "run"
+        self.runtime = harness.short / "run"
         self.log = harness.tmp / f"wrsrvd-{len(harness.servers)}.log"
         self.proc: subprocess.Popen[str] | None = None
         self.fingerprint = ""
@@ -219,9 +221,11 @@ class Client:
 class Harness:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
+        # Unix socket paths are short (108 bytes): the runtime directories live in a short path.
+        self.short = Path(tempfile.mkdtemp(prefix="wr-", dir="/tmp"))
         self.home = tmp / "home"
         self.home.mkdir()
-        xdg = tmp / "xdg"
+        xdg = self.short / "xdg"
         xdg.mkdir(mode=0o700)
         os.chmod(xdg, 0o700)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYLAND_", "WAYRAY_", "NOTIFY_"))}
@@ -290,7 +294,7 @@ class Harness:
 
     def session_processes(self) -> list[int]:
         """Session compositors started for this test (found by the link path in their environment)."""
-        return processes_with_link(self.tmp / "run" / "link.sock")
+        return processes_with_link(self.short / "run" / "link.sock")
 
     def cleanup(self) -> None:
         for c in self.clients:
@@ -302,7 +306,8 @@ class Harness:
             if srv.proc is not None and srv.proc.poll() is None:
                 srv.signal(signal.SIGKILL)
                 srv.proc.wait(10)
-        kill_sessions(self.tmp / "run" / "link.sock")
+        kill_sessions(self.short / "run" / "link.sock")
+        shutil.rmtree(self.short, ignore_errors=True)
 
 
 @pytest.fixture

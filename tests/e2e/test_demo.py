@@ -30,17 +30,22 @@ def _demo_sessions(tmp: Path) -> list[int]:
 def test_demo_once_types_into_foot_writes_a_snapshot_and_leaves_nothing_running(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     snapshot = tmp_path / "demo.png"
-    result = subprocess.run(
-        [sys.executable, "-m", "wayray.demo", "--once", "--headless", "--snapshot", str(snapshot)],
-        env={**h.env, "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "wayray.demo", "--once", "--headless", "--snapshot", str(snapshot)],
+            env={**h.env, "TMPDIR": str(h.short)},  # the demo's sockets live there: keep the path short
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        sessions = _demo_sessions(h.short)
+        leftovers = list(h.short.glob("wayray-demo-*"))
+        h.cleanup()
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"the session, as the viewer shows it: {snapshot}" in result.stdout
     pixels = png_pixels(snapshot)
     assert pixels.shape == (720, 1280, 3)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # a terminal with text, not a blank screen
-    assert not _demo_sessions(tmp_path)  # the session ended with the demo
-    assert not list(tmp_path.glob("wayray-demo-*"))  # and its temporary files are gone
+    assert not sessions  # the session ended with the demo
+    assert not leftovers  # and its temporary files are gone

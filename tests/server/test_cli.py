@@ -63,7 +63,7 @@ def test_a_second_wrsrvd_on_the_same_state_directory_is_refused(tmp_path: Path) 
             "--state-dir",
             str(srv.state),
             "--runtime-dir",
-            str(tmp_path / "run2"),
+            str(h.short / "run2"),
             "--",
             "true",
             env=h.env,

@@ -39,7 +39,7 @@ height = 768
 def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     port = free_udp_port()
-    state, run = tmp_path / "var" / "lib" / "wayray", tmp_path / "run" / "wayray"
+    state, run = tmp_path / "var" / "lib" / "wayray", h.short / "run" / "wayray"
     _tree(tmp_path / "root", port, state, run)
     notify = NotifySocket(str(tmp_path / "notify"))
     proc = subprocess.Popen(
@@ -93,3 +93,4 @@ def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> No
             proc.wait()
         notify.close()
         kill_sessions(run / "lab" / "link.sock")
+        h.cleanup()

@@ -464,7 +464,15 @@ def reference() -> str:
             continue
         seen.add(spec.cls)
         doc = " ".join((spec.cls.__doc__ or "").split())
-        lines += ["", f"### `{spec.cls.__name__}`", "", doc, "", "| field | type | required |", "|---|---|---|"]
+        lines += [
+            "",
+            f"### `{spec.cls.__name__}`",
+            "",
+            doc,
+            "",
+            "| field | type | required |",
+            "|---|---|---|",
+        ]
         for f in fields(spec.cls):  # type: ignore[arg-type]
             required = "yes" if f.default is MISSING else f"no (default `{json.dumps(f.default)}`)"
             lines.append(f"| `{f.name}` | {_type_name(str(f.type), f.metadata)} | {required} |")

@@ -30,9 +30,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from wayray.common.errors import WayRayError
+
 log = logging.getLogger("wayray.server.admin")
 
 _LEN = struct.Struct("=I")
+#: sun_path holds 108 bytes on Linux (104 on illumos and the BSDs), including the final NUL.
+MAX_SOCKET_PATH = 103
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024
 
@@ -50,7 +54,20 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 def bind_private_socket(path: Path) -> socket.socket:
     """A listening Unix socket at ``path``, mode 0600 from the start (never reachable by others), after
-    removing a stale one; an error when another process listens there."""
+    removing a stale one; WayRayError when another process listens there or the path is unusable."""
+    length = len(os.fsencode(path))
+    if length > MAX_SOCKET_PATH:
+        raise WayRayError(
+            f"{path}: a socket path can be at most {MAX_SOCKET_PATH} bytes, this one has {length}",
+            hint="use a shorter runtime directory (--runtime-dir, or host.runtime_dir)",
+        )
+    try:
+        return _bind(path)
+    except OSError as err:
+        raise WayRayError(f"cannot listen on {path}: {err.strerror or err}") from None
+
+
+def _bind(path: Path) -> socket.socket:
     if path.is_socket() or path.exists():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -58,7 +75,10 @@ def bind_private_socket(path: Path) -> socket.socket:
         except (ConnectionRefusedError, FileNotFoundError):
             path.unlink(missing_ok=True)
         else:
-            raise OSError(f"{path}: another process listens there")
+            raise WayRayError(
+                f"{path}: another process listens there",
+                hint="another wrsrvd uses this runtime directory; give this one its own --runtime-dir",
+            )
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
