@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from wayray.client.backend import (
@@ -60,6 +61,7 @@ class ScriptRunner:
         for cmd in self.script.commands:
             where = self.script.where(cmd)
             log.debug("%s: %s", where, cmd.op)
+            self.viewer.stats.script_marks.append((cmd.line, str(cmd.op), time.monotonic()))
             try:
                 await self._run(cmd)
             except KeyLookupError as err:

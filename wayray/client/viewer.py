@@ -136,6 +136,11 @@ class ViewerStats:
     #: Key press sent → the next frame that changed pixels was shown, in milliseconds.
     key_to_pixels_ms: list[float] = field(default_factory=list)
     last_close: str | None = None
+    #: When each script command started: (line, command, CLOCK_MONOTONIC seconds), for benchmarks
+    #: that line the viewer's actions up with what they measured elsewhere on the same machine.
+    script_marks: list[tuple[int, str, float]] = field(default_factory=list)
+    #: When each frame that changed pixels was shown (CLOCK_MONOTONIC seconds; the last 100,000).
+    shown_at: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +155,8 @@ class ViewerStats:
             "cursor_messages": self.cursor_messages,
             "key_to_pixels_ms": [round(x, 3) for x in self.key_to_pixels_ms],
             "last_close": self.last_close,
+            "script_marks": [{"line": n, "command": c, "monotonic": t} for n, c, t in self.script_marks],
+            "shown_at": [round(t, 4) for t in self.shown_at],
         }
 
 
@@ -337,6 +344,8 @@ class Viewer:
         if fb is not None and (damage or update.keyframe):
             self.backend.present(fb, damage)
             self.last_frame_at = time.monotonic()
+            if len(s.shown_at) < 100_000:
+                s.shown_at.append(self.last_frame_at)
             if self._pending_keys:
                 now = time.monotonic()
                 s.key_to_pixels_ms += [(now - t) * 1000 for t in self._pending_keys]
