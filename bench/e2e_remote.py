@@ -192,7 +192,10 @@ class UnixRelay(threading.Thread):
                     other.close()
                     continue
                 other, to_display = pairs[s]
-                other.sendall(data)
+                try:
+                    other.sendall(data)
+                except OSError:
+                    continue
                 self.traffic.events.append((time.monotonic(), to_display, len(data)))
 
 
@@ -371,14 +374,13 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
     )  # fmt: skip
     app_names = {"foot", "weston-simple-shm", "sh", "seq", "timeout", "sleep", "python3", "python"}
 
-    def waypipe_pids() -> set[int]:
-        pids = {wp_client.pid, wp_server.pid}
-        for root in (wp_client.pid, wp_server.pid):
-            pids |= {p for p in descendants(root) if comm(p) not in app_names}
-        return pids
+    def tree_without_app(root: int) -> set[int]:
+        return {root} | {p for p in descendants(root) if comm(p) not in app_names}
 
-    sampler = CpuSampler(waypipe_pids)
+    sampler = CpuSampler(lambda: tree_without_app(wp_server.pid))  # the app side
+    sampler_display = CpuSampler(lambda: tree_without_app(wp_client.pid))  # the display side
     sampler.start()
+    sampler_display.start()
     try:
         if workload == "typing":
             await _wait_windows(comp)
@@ -396,12 +398,12 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
                 if after:
                     latencies.append((after[0] - pressed) * 1000)
             t1 = time.monotonic() + 0.3 - 0.05
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)  # past t1, so the CPU samplers have a sample after it
             return {
                 "bytes_per_char": relay.traffic.bytes(t0, t1, True) / 40,
                 "bytes_per_char_up": relay.traffic.bytes(t0, t1, False) / 40,
                 "cpu_server": sampler.between(t0, t1),
-                "cpu_client": float("nan"),
+                "cpu_client": sampler_display.between(t0, t1),
                 "latency_median_ms": statistics.median(latencies) if latencies else float("nan"),
                 "latency_p95_ms": percentile(latencies, 95),
                 "latency_samples": len(latencies),
@@ -412,16 +414,18 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
         frames0 = comp.frame_seq
         await asyncio.sleep(seconds)
         t1 = time.monotonic()
+        await asyncio.sleep(0.2)  # the CPU samplers need a sample after t1
         return {
             "bytes_per_s": relay.traffic.bytes(t0, t1, True) / (t1 - t0),
             "bytes_per_s_up": relay.traffic.bytes(t0, t1, False) / (t1 - t0),
             "frames_per_s": (comp.frame_seq - frames0) / (t1 - t0),
             "cpu_server": sampler.between(t0, t1) / (t1 - t0) * 10,
-            "cpu_client": float("nan"),
+            "cpu_client": sampler_display.between(t0, t1) / (t1 - t0) * 10,
             "h264_regions": 0,
         }
     finally:
         sampler.done.set()
+        sampler_display.done.set()
         relay.done.set()
         for p in (wp_server, wp_client):
             if p.returncode is None:
