@@ -75,3 +75,16 @@ def test_a_german_keymap_types_z_and_y_where_a_german_keyboard_has_them(harness:
     result = harness.run_client(srv, "--keymap-layout", "de", "--script", str(script))
     assert result.returncode == 0, failure(result)
     assert out.read_text() == "zy\n"
+
+
+def test_the_session_follows_the_viewers_screen_size(harness: Harness) -> None:
+    srv = harness.server(FOOT)
+    shot = harness.tmp / "resized.png"
+    script = harness.write_script("resize.txt", f"settle\nresize 800x600\nsettle 700\nsnapshot {shot}\n")
+    result = harness.run_client(srv, "--size", "1024x768", "--script", str(script))
+    assert result.returncode == 0, failure(result)
+    pixels = png_pixels(shot)
+    assert pixels.shape == (600, 800, 3)
+    session = srv.session()
+    assert session["output"][:2] == [800, 600]
+    assert differing_pixels(pixels, srv.screenshot(session["id"])) == 0

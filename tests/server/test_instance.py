@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -92,5 +93,71 @@ def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> No
             proc.kill()
             proc.wait()
         notify.close()
+        kill_sessions(run / "lab" / "link.sock")
+        h.cleanup()
+
+
+def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(tmp_path: Path) -> None:
+    from tests.transport.helpers import ThrowawayCA
+
+    h = Harness(tmp_path)
+    port = free_udp_port()
+    state, run = tmp_path / "var" / "lib" / "wayray", h.short / "run" / "wayray"
+    root = tmp_path / "root"
+    _tree(root, port, state, run)
+    ca = ThrowawayCA(tmp_path / "ca")
+    kiosk = ca.issue("thinclient-00:11:22:33:44:55")
+    etc = root / "etc" / "wayray"
+    with open(etc / "servers.toml", "a") as f:
+        f.write(f'\n[server.lab.tls]\nclient_ca = "{ca.path}"\n')
+    (etc / "policies.toml").write_text('[policy.default]\nclipboard = "to-client"\n')
+    proc = subprocess.Popen(
+        [script("wrsrvd"), "--instance", "lab", "--root", str(root)],
+        env=h.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "wrsrvd.log", "wb"),  # noqa: SIM115 - closed with the process
+        start_new_session=True,
+    )
+    try:
+        sock = run / "lab" / "admin.sock"
+        end = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        with AdminClient(sock) as admin:
+            fingerprint = admin.request("status")["fingerprint"]
+        base = [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
+        base += ["--token", "mtls-token", "--no-reconnect", "--timeout", "60"]
+        refused = subprocess.run(
+            [*base, "--snapshot", str(tmp_path / "no.png")],
+            env=h.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 1 and "requires a client certificate" in refused.stderr
+        pasted = h.home / "pasted.txt"
+        clip = tmp_path / "clip.txt"
+        clip.write_text(
+            "settle\ntype printf out-of-session | wl-copy\nkey Return\nexpect-clipboard out-of-session\n"
+            f"copy into-session\nwait 300\ntype wl-paste --no-newline > {pasted}; echo done >> {pasted}\n"
+            "key Return\nsettle\n"
+        )
+        allowed = subprocess.run(
+            [*base, "--client-cert", str(kiosk.cert), "--client-key", str(kiosk.key), "--script", str(clip)],
+            env=h.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert allowed.returncode == 0, allowed.stderr
+        # to-client: the session's copy reached the viewer; the viewer's did not reach the session,
+        # whose clipboard still holds its own text.
+        assert pasted.read_text() == "out-of-sessiondone\n"
+        log = (tmp_path / "wrsrvd.log").read_text()
+        assert "client certificate verified: CN=thinclient-00:11:22:33:44:55" in log
+    finally:
+        proc.kill()
+        proc.wait()
         kill_sessions(run / "lab" / "link.sock")
         h.cleanup()

@@ -178,6 +178,15 @@ class Attached(LinkMessage):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OutputChanged(LinkMessage):
+    """Compositor → server: the output changed size (the viewer asked for it), for operators' tools."""
+
+    width: int = _int(1, 65535)
+    height: int = _int(1, 65535)
+    scale_120: int = _int(1, 65535)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Detach(LinkMessage):
     """Server → compositor: the viewer of ``attach_id`` left; stop sending frames, release its keys."""
 
@@ -275,6 +284,7 @@ MESSAGES: tuple[LinkSpec, ...] = (
     LinkSpec(10, Screenshot, S),
     LinkSpec(11, ScreenshotResult, C, binary=True),
     LinkSpec(12, ScreenshotFailed, C),
+    LinkSpec(13, OutputChanged, C),
     LinkSpec(16, ToSession, S, binary=True),
     LinkSpec(17, ToViewer, C, binary=True),
 )

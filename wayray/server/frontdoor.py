@@ -50,6 +50,7 @@ from wayray.link import (
     Ended,
     LinkError,
     LinkRole,
+    OutputChanged,
     Register,
     Screenshot,
     ScreenshotFailed,
@@ -651,6 +652,8 @@ class FrontDoor:
                 self._to_viewer(ls, message)
             elif isinstance(message, Attached):
                 self._attached(ls, message)
+            elif isinstance(message, OutputChanged):
+                ls.output = (message.width, message.height, message.scale_120)
             elif isinstance(message, Ended):
                 detail = f"the session ended: {message.reason}"
                 self._finish(ls, EndReason.COMMAND_EXITED, detail)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 from wayray.codec import EncoderSettings
@@ -58,8 +59,10 @@ class Attachment:
         *,
         settings: EncoderSettings,
         executor: Executor,
+        on_resized: Callable[[int, int, int], None] | None = None,
     ) -> None:
         self.comp = comp
+        self._on_resized = on_resized
         self.attach_id = attach.attach_id
         self.request = attach
         self.capabilities = frozenset(attach.capabilities)
@@ -80,6 +83,8 @@ class Attachment:
             executor=executor,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Attached was sent (resizes before it travel in Attached itself).
+        self.pump_started = False
 
     @property
     def output(self) -> tuple[int, int, int]:
@@ -98,6 +103,7 @@ class Attachment:
         """Wake the session up and start sending: a keyframe first, then frames within the credit."""
         self.comp.viewed = True
         self.pump.start()
+        self.pump_started = True
         if Capability.CLIPBOARD in self.capabilities and self.clipboard.to_client:
             for kind in SelectionKind:
                 if self.comp.selection_mime_types(primary=kind is SelectionKind.PRIMARY):
@@ -158,6 +164,8 @@ class Attachment:
             return
         log.info("output resized to %dx%d at scale %d for the viewer", width, height, scale)
         self.comp.resize_output(width, height, scale)
+        if self._on_resized is not None:
+            self._on_resized(width, height, scale * SCALE_ONE)
 
     def _clipboard_from_viewer(self, message: ClipboardText) -> None:
         if not self.clipboard.to_server:

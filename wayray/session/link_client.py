@@ -32,6 +32,7 @@ from wayray.link import (
     Ended,
     LinkError,
     LinkRole,
+    OutputChanged,
     Register,
     Screenshot,
     ScreenshotFailed,
@@ -242,7 +243,18 @@ class LinkClient:
             stream.send(ToViewer(attach_id, channel, frame))
             await stream.drain()
 
-        att = Attachment(self.comp, message, send, settings=self._encoder_settings, executor=self._executor)
+        def resized(width: int, height: int, scale_120: int) -> None:
+            if self.attachment is att and att.pump_started:
+                stream.send(OutputChanged(width=width, height=height, scale_120=scale_120))
+
+        att = Attachment(
+            self.comp,
+            message,
+            send,
+            settings=self._encoder_settings,
+            executor=self._executor,
+            on_resized=resized,
+        )
         self.attachment = att
         # Attached goes out before the pump's first frame: wrsrvd answers the viewer's Hello with it.
         att.prepare()
