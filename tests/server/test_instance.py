@@ -161,3 +161,56 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
         proc.wait()
         kill_sessions(run / "lab" / "link.sock")
         h.cleanup()
+
+
+def test_the_detached_timeout_of_the_policy_ends_a_session_nobody_views(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    port = free_udp_port()
+    state, run = tmp_path / "var" / "lib" / "wayray", h.short / "run" / "wayray"
+    root = tmp_path / "root"
+    _tree(root, port, state, run)
+    (root / "etc" / "wayray" / "policies.toml").write_text('[policy.default]\ndetached_timeout = "3s"\n')
+    proc = subprocess.Popen(
+        [script("wrsrvd"), "--instance", "lab", "--root", str(root)],
+        env=h.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "wrsrvd.log", "wb"),  # noqa: SIM115 - closed with the process
+        start_new_session=True,
+    )
+    link = run / "lab" / "link.sock"
+    try:
+        sock = run / "lab" / "admin.sock"
+        end = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        with AdminClient(sock) as admin:
+            fingerprint = admin.request("status")["fingerprint"]
+        viewer = subprocess.run(
+            [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
+            + ["--token", "short-lived", "--snapshot", str(tmp_path / "s.png")],
+            env=h.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert viewer.returncode == 0, viewer.stderr
+        assert processes_with_link(link)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with AdminClient(sock) as admin:
+                if not admin.request("sessions")["sessions"]:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the detached session was not ended")
+        deadline = time.monotonic() + 30
+        while processes_with_link(link) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not processes_with_link(link), "the session's compositor is still running"
+        assert "detached_timeout" in (tmp_path / "wrsrvd.log").read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+        kill_sessions(link)
+        h.cleanup()

@@ -262,6 +262,9 @@ class Viewer:
             return f"the server closed the connection: {err.reason}"
         except ConnectError as err:
             return err.message
+        if self.ending is not None:  # stopped while connecting
+            await conn.aclose(ErrorCode.NO_ERROR, self.ending_detail or "the viewer is leaving")
+            return ""
         self.conn = conn
         sh = conn.server_hello
         assert sh is not None

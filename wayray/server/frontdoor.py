@@ -809,6 +809,8 @@ class FrontDoor:
                 ls = self.live.get(action.session_id)
                 if ls is not None:
                     self._end_session(ls, action.reason, f"the policy ended it ({action.reason})")
+                else:  # recorded but not running here: only the record is left to end
+                    self.registry.end(action.session_id, action.reason, now)
             mono = time.monotonic()
             for ls in list(self.live.values()):
                 if ls.relink_by is not None and not ls.linked.is_set() and mono > ls.relink_by:
