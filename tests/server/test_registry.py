@@ -450,3 +450,34 @@ class RegistryMachine(RuleBasedStateMachine):
 
 TestRegistryMachine = RegistryMachine.TestCase
 TestRegistryMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+# --- standalone sessions (no greeter) --------------------------------------------------------------
+
+
+def test_standalone_session_starts_active_and_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite"
+    reg = Registry.open(path, policy=SessionPolicy(), now=T0)
+    token = HASHER.ref(TokenKind.BADGE, "software-token-1")
+    assert reg.present(token, "viewer-1", T0).outcome is Outcome.NEW_GREETER
+    endpoint = Endpoint(compositor_pid=99, link="/run/x/link.sock", link_secret_sha256="ab" * 32)
+    s = reg.create_session(token, "viewer-1", "alice", endpoint, T0, session_id="s-fixed")
+    assert (s.id, s.state, s.user, s.viewer) == ("s-fixed", SessionState.ACTIVE, "alice", "viewer-1")
+    with pytest.raises(RegistryError, match="already has session"):
+        reg.create_session(token, "viewer-2", "alice", Endpoint(), T0)
+    assert [e.kind for e in reg.audit(s.id)] == [AuditKind.CREATED]
+    reg.close()
+    again = Registry.open(path, policy=SessionPolicy(), now=T0 + 5)
+    restored = again.get("s-fixed")
+    assert restored.state is SessionState.DETACHED and restored.endpoint == endpoint
+    p = again.present(token, "viewer-3", T0 + 6)
+    assert p.outcome is Outcome.RESUMED and p.session is not None and p.session.id == "s-fixed"
+    ended = again.end("s-fixed", EndReason.COMMAND_EXITED, T0 + 7)
+    assert ended.end_reason is EndReason.COMMAND_EXITED
+    again.close()
+
+
+def test_standalone_session_without_a_viewer_starts_detached(reg: Registry) -> None:
+    token = HASHER.ref(TokenKind.TERMINAL, "kiosk-7")
+    s = reg.create_session(token, None, "bob", Endpoint(), T0)
+    assert s.state is SessionState.DETACHED and s.detached_at == T0

@@ -132,3 +132,47 @@ def test_an_unwritable_known_hosts_file_is_a_clear_error(tmp_path: Path) -> None
     unreadable.mkdir()  # a directory where the file should be
     with pytest.raises(ServerIdentityError, match="cannot read the known-hosts file"):
         KnownHosts(unreadable).check("h", 1, "sha256:" + "a" * 64)
+
+
+def test_cert_and_key_files_made_once_and_reused(tmp_path: Path) -> None:
+    cert, key = tmp_path / "lab" / "tls" / "cert.pem", tmp_path / "lab" / "tls" / "key.pem"
+    first = ServerIdentity.load_or_create_files(cert, key, name="lab")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert ServerIdentity.load_or_create_files(cert, key).fingerprint == first.fingerprint
+    assert sorted(f.name for f in key.parent.iterdir()) == ["cert.pem", "key.pem"]  # no temp files
+
+
+def test_a_key_left_without_its_certificate_gets_one(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    first = ServerIdentity.load_or_create_files(cert, key)
+    cert.unlink()  # a start that died between writing the key and the certificate
+    second = ServerIdentity.load_or_create_files(cert, key)
+    assert second.private_key.private_numbers() == first.private_key.private_numbers()
+
+
+def test_a_certificate_without_its_key_is_an_error_that_says_what_to_do(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    ServerIdentity.load_or_create_files(cert, key)
+    key.unlink()
+    with pytest.raises(WayRayError) as info:
+        ServerIdentity.load_or_create_files(cert, key)
+    assert "private key of the server's certificate" in info.value.message
+    assert info.value.hint is not None and "move" in info.value.hint
+
+
+def test_operator_chain_with_a_mismatched_key_is_refused(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    ServerIdentity.load_or_create_files(cert, key)
+    other = ServerIdentity.load_or_create_files(tmp_path / "o.pem", tmp_path / "o.key")
+    cert.write_bytes((tmp_path / "o.pem").read_bytes())
+    with pytest.raises(WayRayError, match="does not belong to the private key"):
+        ServerIdentity.load_or_create_files(cert, key)
+    assert other.chain == ()
+
+
+def test_transport_default_port_is_the_configuration_default() -> None:
+    from wayray.config import DEFAULT_PORT as CONFIG_PORT
+    from wayray.transport import DEFAULT_PORT
+
+    assert DEFAULT_PORT == CONFIG_PORT

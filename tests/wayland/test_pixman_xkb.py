@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from wayray.wayland.pixman import Box, Format, Image, Op, Region, composite
-from wayray.wayland.xkb import Keymap, KeymapError, KeyState, Modifier
+from wayray.wayland.xkb import Keymap, KeymapError, KeyState, Modifier, keysym_from_name
 
 KEY_A, KEY_LEFTSHIFT, KEY_LEFTALT = 30, 42, 56
 
@@ -37,6 +37,15 @@ def test_default_keymap_types_shifted_characters() -> None:
     assert km.keys_for_char("A") == (KEY_A, frozenset({Modifier.SHIFT}))
     assert km.keys_for_char("!") == (2, frozenset({Modifier.SHIFT}))
     assert km.keys_for_char("\n") == (28, frozenset())
+
+
+def test_keys_for_named_keysyms() -> None:
+    km = Keymap.from_names()
+    for name, code in (("Return", 28), ("F4", 62), ("BackSpace", 14), ("escape", 1), ("Left", 105)):
+        sym = keysym_from_name(name)
+        assert sym is not None, name
+        assert km.keys_for_keysym(sym) == (code, frozenset()), name
+    assert keysym_from_name("NoSuchKey") is None
 
 
 def test_key_state_serializes_modifiers_and_knows_alt() -> None:

@@ -5,6 +5,10 @@ the decoded framebuffer and the cursor, and turns what the person at the thin cl
 :class:`InputEvent`\\ s. Two backends exist: ``headless`` (framebuffer in memory, PNG snapshots; tests,
 recording, synthetic checks) and ``wayland`` (a window, or full-screen under a kiosk compositor such as
 cage). Coordinates are in the session's output pixels; key codes are Linux evdev codes.
+
+wrclient makes a backend from :class:`BackendOptions`: the headless one directly, the window one as
+``wayray.client.backends.wayland.WaylandBackend(options)``, imported only when it is used (see
+``wayray.client.backends.open_backend``). ``start`` is awaited before anything else is called.
 """
 
 from __future__ import annotations
@@ -107,6 +111,26 @@ class CursorImage:
     pixels: npt.NDArray[np.uint32]
     hotspot_x: int
     hotspot_y: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """What wrclient's command line asks of a backend."""
+
+    #: The headless backend (no display needed) instead of a window.
+    headless: bool = False
+    #: The screen (window) size in physical pixels; None lets the backend decide (a window: a default
+    #: size, or the whole output when full-screen; headless: 1280x720).
+    size: tuple[int, int] | None = None
+    #: The scale in 120ths (120 = 1.0); a window reports its output's scale instead.
+    scale_120: int = 120
+    #: Cover the whole output without decorations (for kiosks under cage).
+    fullscreen: bool = False
+    #: The XKB keymap text the viewer types with; None: the backend's own (a window: the keyboard the
+    #: local compositor gives it; headless: US).
+    keymap: str | None = None
+    #: Window title.
+    title: str = "WayRay"
 
 
 class DisplayBackend(Protocol):

@@ -1,17 +1,298 @@
-"""Command line of `wrclient` (placeholder until its issue lands)."""
+"""Command line of ``wrclient``, the WayRay thin client."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import sys
+from pathlib import Path
 
-from wayray.common.errors import WayRayError, cli_entry
+import wayray
+from wayray.client.backend import BackendOptions, DisplayBackend
+from wayray.client.backends import open_backend
+from wayray.client.identity import default_known_hosts, read_token_file, terminal_token
+from wayray.client.keyboard import Keyboard, KeymapChoice
+from wayray.client.runner import ScriptRunner, snapshot
+from wayray.client.script import Script
+from wayray.client.script import load as load_script
+from wayray.client.viewer import Ending, Viewer, ViewerOptions
+from wayray.common.errors import EXIT_FAILURE, EXIT_OK, UsageError, WayRayError, cli_entry
+from wayray.common.log import setup
+from wayray.config import ClientConfig, ConfigError, load_report
+from wayray.transport import (
+    ClientCertificate,
+    ClientSettings,
+    KnownHosts,
+    PinnedFingerprint,
+    ServerIdentityError,
+    ServerTrust,
+)
+from wayray.wire import TokenKind
+
+log = logging.getLogger("wayray.client")
+
+DEFAULT_PORT = 7100
+
+EPILOG = """\
+server address: HOST, HOST:PORT or [IPv6]:PORT (port 7100 unless given); without one, the first of
+`servers` in client.toml.
+
+token: --token T presents T (a "software" token: the session follows whoever presents it);
+--token-file F reads it from a file; without either, this terminal's own identity is used (a random
+token kept in $XDG_STATE_HOME/wayray/terminal-token), so the machine finds its session again.
+
+pinning: the server's certificate is its identity. --fingerprint sha256:... accepts only that
+identity (wrsrvd prints it at start-up); otherwise trust on first use, like ssh: the first identity
+seen for an address is recorded in the known-hosts file ($XDG_CONFIG_HOME/wayray/known_hosts, or
+--known-hosts FILE) and a different one later is refused. --client-cert/--client-key present a
+certificate to servers that require mutual TLS.
+
+snapshots and scripts (for tests and operators' synthetic checks):
+  wrclient srv --token T --headless --snapshot out.png
+      writes the picture as a PNG once the first complete frame arrived and exits 0; 1 with the
+      reason when none came within --timeout seconds.
+  wrclient srv --token T --headless --script check.txt [--snapshot final.png]
+      plays the script (one command per line: type TEXT, key ctrl+shift+t, move X Y,
+      click X Y [left|right|middle], scroll N [horizontal], wait MS, settle [MS], snapshot PATH
+      [cursor], copy TEXT, expect-clipboard TEXT, resize WxH; # comments), then writes the
+      snapshot if asked, and exits 0, or 1 naming the script line that failed.
+
+exit status: 0 ok, 1 failure (connection, refusal, script), 2 usage.
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)x(\d+)", text.strip().lower())
+    if not m or not (16 <= int(m[1]) <= 16384 and 16 <= int(m[2]) <= 16384):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (16..16384), e.g. 1280x720")
+    return int(m[1]), int(m[2])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wrclient",
+        description="WayRay thin client: shows a remote session and forwards keyboard and pointer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("server", nargs="?", metavar="SERVER", help="HOST[:PORT] of the wrsrvd to use")
+    tok = p.add_mutually_exclusive_group()
+    tok.add_argument("--token", metavar="T", help="present this token (default: the terminal's own)")
+    tok.add_argument("--token-file", type=Path, metavar="F", help="read the token from this file")
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--fingerprint", "--server-fingerprint", metavar="SHA256", help="trust only this server identity"
+    )
+    trust.add_argument("--known-hosts", type=Path, metavar="FILE", help="trust-on-first-use file")
+    p.add_argument("--client-cert", type=Path, metavar="F", help="client certificate (PEM), mutual TLS")
+    p.add_argument("--client-key", type=Path, metavar="F", help="its private key (PEM)")
+    p.add_argument("--headless", action="store_true", help="no window: the framebuffer stays in memory")
+    p.add_argument("--snapshot", type=Path, metavar="PATH", help="write the picture as a PNG, then exit")
+    p.add_argument("--cursor", action="store_true", help="draw the pointer into --snapshot")
+    p.add_argument(
+        "--settle",
+        type=int,
+        metavar="MS",
+        help="before --snapshot, wait until the screen has not changed for MS milliseconds",
+    )
+    p.add_argument("--script", type=Path, metavar="FILE", help="play this script, then exit")
+    p.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="after --script or --snapshot, stay connected instead of exiting (demos)",
+    )
+    p.add_argument("--keymap-layout", metavar="L[,V]", help="keyboard layout and variant (us; e.g. de)")
+    p.add_argument("--keymap-file", type=Path, metavar="F", help="an XKB keymap file instead")
+    p.add_argument("--size", type=_size, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
+    p.add_argument("--scale", type=float, default=1.0, metavar="S", help="screen scale (1)")
+    p.add_argument("--fullscreen", action="store_true", help="cover the whole screen (kiosks under cage)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="snapshots and scripts: seconds to wait for a frame, a settled screen, ... (30)",
+    )
+    p.add_argument(
+        "--reconnect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconnect (with backoff) when the connection drops (default: on)",
+    )
+    p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
+    p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
+    return p
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address → (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if not host:
+        raise UsageError(f"{text!r}: no host")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise UsageError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port) if port else DEFAULT_PORT
 
 
 @cli_entry("wrclient")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="wrclient",
-        description="WayRay thin client: shows a remote session and forwards keyboard and pointer.",
+    args = parser().parse_args(argv)
+    cfg = _client_config(args.root)
+    server = args.server or (cfg.servers[0] if cfg.servers else None)
+    if server is None:
+        raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
+    host, port = parse_address(server)
+    if args.token is not None:
+        token, kind = args.token, TokenKind.SOFTWARE
+    elif args.token_file is not None:
+        token, kind = read_token_file(args.token_file), TokenKind.SOFTWARE
+    else:
+        token, kind = terminal_token(), TokenKind.TERMINAL
+    if not token or len(token.encode()) > 1024:
+        raise UsageError("a token is 1 to 1024 bytes")
+    trust: ServerTrust
+    if args.fingerprint:
+        trust = PinnedFingerprint(args.fingerprint)
+    elif cfg.fingerprints and not args.known_hosts:
+        trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
+    else:
+        trust = KnownHosts(args.known_hosts or default_known_hosts())
+    cert_path = args.client_cert or (Path(str(cfg.tls.cert)) if cfg.tls.cert else None)
+    key_path = args.client_key or (Path(str(cfg.tls.key)) if cfg.tls.key else None)
+    if (cert_path is None) != (key_path is None):
+        raise UsageError("--client-cert and --client-key go together")
+    client_cert = ClientCertificate(cert_path, key_path) if cert_path and key_path else None
+    if not 0.5 <= args.scale <= 4:
+        raise UsageError("--scale is 0.5 to 4")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if args.keymap_layout and args.keymap_file:
+        raise UsageError("--keymap-layout and --keymap-file exclude each other")
+    if args.settle is not None and args.settle <= 0:
+        raise UsageError("--settle is a positive number of milliseconds")
+    script = load_script(args.script) if args.script else None
+    chosen = bool(args.keymap_layout or args.keymap_file)
+    keyboard = None
+    if args.headless or chosen or script is not None:
+        keyboard = Keyboard.load(KeymapChoice.parse(args.keymap_layout, args.keymap_file))
+    options = BackendOptions(
+        headless=args.headless,
+        size=args.size,
+        scale_120=round(args.scale * 120),
+        fullscreen=args.fullscreen or cfg.kiosk,
+        # The headless backend types with the chosen keymap (US by default); a window uses the keyboard
+        # the local compositor gives it unless a keymap was chosen explicitly.
+        keymap=keyboard.text if keyboard is not None and (args.headless or chosen) else None,
+        title=f"WayRay — {host}",
     )
-    parser.parse_args(argv)
-    raise WayRayError("wrclient is not implemented yet in this build")
+    setup("wrclient", verbose=args.verbose)
+    if args.verbose < 2:
+        logging.getLogger("quic").setLevel(logging.WARNING)
+    backend = open_backend(options)
+    viewer_options = ViewerOptions(
+        host=host,
+        port=port,
+        client=ClientSettings(
+            trust=trust, client_certificate=client_cert, connect_timeout=min(args.timeout, 10.0)
+        ),
+        token=token,
+        token_kind=kind,
+        reconnect=args.reconnect,
+        client_version=wayray.__version__,
+    )
+    return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
+
+
+class AnyOf:
+    """Trust any of several pinned fingerprints (client.toml's ``fingerprints``)."""
+
+    def __init__(self, pins: tuple[PinnedFingerprint, ...]) -> None:
+        self.pins = pins
+
+    def check(self, host: str, port: int, fingerprint: str) -> None:
+        for pin in self.pins:
+            try:
+                pin.check(host, port, fingerprint)
+                return
+            except ServerIdentityError:
+                continue
+        raise ServerIdentityError(
+            f"{host}:{port} presented the identity {fingerprint}, which is not among the fingerprints "
+            "configured in client.toml",
+            hint="if the server's identity was renewed on purpose, add its new fingerprint",
+        )
+
+
+def _client_config(root: Path | None) -> ClientConfig:
+    result = load_report(root)
+    errors = [d for d in result.errors if d.key.startswith("client") or "client.toml" in str(d.origin)]
+    if errors:
+        raise ConfigError(errors)
+    return result.config.client
+
+
+async def _run(
+    args: argparse.Namespace,
+    options: ViewerOptions,
+    backend: DisplayBackend,
+    script: Script | None,
+    keyboard: Keyboard | None,
+) -> int:
+    viewer = Viewer(options, backend)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, viewer.stop, f"interrupted ({signal.Signals(sig).name})")
+    task = loop.create_task(viewer.run(), name="viewer")
+    code = EXIT_OK
+    try:
+        if script is not None or args.snapshot is not None:
+            code = await _scripted(args, viewer, script, keyboard)
+        if args.keep_open or (script is None and args.snapshot is None):
+            ending = await task
+            if ending in (Ending.STOPPED, Ending.SESSION_ENDED, Ending.SESSION_MOVED):
+                if ending is not Ending.STOPPED:
+                    print(f"wrclient: {viewer.ending_detail or ending}", flush=True)
+            else:
+                print(f"wrclient: error: {viewer.ending_detail}", file=sys.stderr, flush=True)
+                code = EXIT_FAILURE
+    finally:
+        if not task.done():
+            viewer.stop("done")
+        await task
+        await backend.close()
+        if args.stats is not None:
+            data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}
+            args.stats.write_text(json.dumps(data, indent=1) + "\n")
+    return code
+
+
+async def _scripted(
+    args: argparse.Namespace, viewer: Viewer, script: Script | None, keyboard: Keyboard | None
+) -> int:
+    timeout = args.timeout
+    if not await viewer.wait_complete(timeout):
+        if viewer.ending is not None:
+            raise WayRayError(f"no complete frame arrived: {viewer.ending_detail}")
+        last = f" (last close: {viewer.stats.last_close})" if viewer.stats.last_close else ""
+        raise WayRayError(f"no complete frame arrived within {timeout:g} s{last}")
+    if script is not None:
+        assert keyboard is not None
+        await ScriptRunner(script, viewer, keyboard, timeout=timeout).run()
+    if args.snapshot is not None:
+        if args.settle and not await viewer.wait_settled(args.settle / 1000, timeout):
+            raise WayRayError(f"the screen did not settle ({args.settle} ms unchanged) within {timeout:g} s")
+        snapshot(viewer, args.snapshot, include_cursor=args.cursor)
+        print(f"wrclient: snapshot written to {args.snapshot}", flush=True)
+    return EXIT_OK

@@ -1,24 +1,235 @@
-"""Command line of `wrsrvd` (placeholder until its issue lands)."""
+"""Command line of ``wrsrvd``, the WayRay server (the front door).
+
+    wrsrvd --standalone [--port P] [--listen ADDR] [--state-dir D] [--runtime-dir R] [--size WxH]
+           [--max-sessions N] [--no-video] [--allow-root] [-v] -- COMMAND [ARGS...]
+    wrsrvd --instance NAME [--root DIR] [-v]
+    wrsrvd compositor ...      one session compositor by hand (see `wrsrvd compositor --help`)
+    wrsrvd session ...         a session's compositor process, as wrsrvd starts it
+
+Exit status: 0 after a clean stop, 1 when it cannot start or run, 2 for usage errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import signal
 import sys
+from pathlib import Path
 
-from wayray.common.errors import WayRayError, cli_entry
+import wayray
+from wayray.common.errors import UsageError, WayRayError, cli_entry
+from wayray.common.log import setup
+from wayray.common.notify import Notifier
+
+log = logging.getLogger("wayray.server")
+
+EPILOG = """\
+standalone mode serves one kind of session, whose compositor runs COMMAND as you, with the embedded
+default configuration (no root, no PAM, no files in /etc). Every new token gets its own session;
+presenting the same token again (from anywhere) resumes it. Ctrl-C ends the sessions and stops;
+SIGTERM stops only the server: its sessions keep running and come back to the next wrsrvd.
+
+  wrsrvd --standalone -- foot
+  wrclient localhost --token mysession
+
+instance mode is what the service manager runs (wrsrvd@NAME.service, svc:/application/wayray/
+wrsrvd:NAME): the [server.NAME] table of /etc/wayray/servers.toml. SIGHUP reloads what can change
+without a restart (policy, limits, what new sessions run).
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1920x1080") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wrsrvd",
+        description="WayRay server: the front door that owns the network side (QUIC) and the session "
+        "registry, and runs a compositor process per session.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--standalone", action="store_true", help="serve sessions running COMMAND (see below)")
+    mode.add_argument("--instance", metavar="NAME", help="run the configured server instance NAME")
+    p.add_argument("--root", type=Path, metavar="DIR", help="instance: read the configuration under DIR")
+    p.add_argument("--port", type=int, metavar="P", help="standalone: UDP port (7100; 0 picks a free one)")
+    p.add_argument(
+        "--listen", action="append", metavar="ADDR", help="standalone: address to listen on (::); repeatable"
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="D",
+        help="standalone: registry, keys, TLS identity ($XDG_STATE_HOME/wayray/standalone)",
+    )
+    p.add_argument(
+        "--runtime-dir",
+        type=Path,
+        metavar="R",
+        help="standalone: link and admin sockets ($XDG_RUNTIME_DIR/wayray/standalone)",
+    )
+    p.add_argument(
+        "--size",
+        type=_size,
+        metavar="WxH",
+        help="standalone: output of sessions whose viewer does not say its screen size (1920x1080)",
+    )
+    p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
+    p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
+    p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    return p
 
 
 @cli_entry("wrsrvd")
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["compositor"]:
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["compositor"]:
         from wayray.compositor import cli as compositor_cli
 
-        return compositor_cli.main(args[1:])
-    parser = argparse.ArgumentParser(
-        prog="wrsrvd",
-        description="WayRay server: the front door that owns the network side and the session registry.",
-        epilog="Subcommands available now: `wrsrvd compositor --help` runs one session compositor by hand.",
+        return compositor_cli.main(args_list[1:])
+    if args_list[:1] == ["session"]:
+        from wayray.session import cli as session_cli
+
+        return session_cli.main(args_list[1:])
+    args = parser().parse_args(args_list)
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if args.standalone:
+        settings = _standalone(args, command)
+    else:
+        if command or any(
+            v is not None for v in (args.port, args.listen, args.state_dir, args.runtime_dir, args.size)
+        ):
+            raise UsageError("--instance takes its settings from the configuration, not from arguments")
+        settings = _instance(args.instance, args.root)
+    setup("wrsrvd", verbose=args.verbose)
+    return asyncio.run(_serve(settings, instance=args.instance, root=args.root))
+
+
+def _standalone(args: argparse.Namespace, command: list[str]) -> object:
+    from wayray.config import PolicyConfig, ServerConfig
+    from wayray.server.settings import standalone_settings
+
+    if not command:
+        raise UsageError("no COMMAND given", hint="wrsrvd --standalone -- foot")
+    if shutil.which(command[0]) is None:
+        raise UsageError(f"{command[0]}: command not found")
+    if os.geteuid() == 0 and not args.allow_root:
+        raise UsageError(
+            "refusing to run standalone sessions as root",
+            hint="run it as an ordinary user, or pass --allow-root if you really mean it",
+        )
+    server = ServerConfig(name="standalone", session_command=tuple(command))
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise UsageError(f"--port {args.port}: a UDP port is 0..65535")
+        server = dataclasses.replace(server, port=args.port)
+    if args.listen:
+        server = dataclasses.replace(server, listen=tuple(args.listen))
+    if args.size:
+        w, h = args.size
+        if not (320 <= w <= 16384 and 200 <= h <= 16384):
+            raise UsageError(f"--size {w}x{h}: sessions are 320x200 to 16384x16384")
+        server = dataclasses.replace(server, output=dataclasses.replace(server.output, width=w, height=h))
+    if args.max_sessions is not None:
+        if args.max_sessions < 1:
+            raise UsageError("--max-sessions must be at least 1")
+        server = dataclasses.replace(server, max_sessions=args.max_sessions)
+    if args.no_video:
+        server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, video=False))
+    return standalone_settings(
+        server, PolicyConfig(name="default"), state_dir=args.state_dir, runtime_dir=args.runtime_dir
     )
-    parser.parse_args(args)
-    raise WayRayError("wrsrvd is not implemented yet in this build")
+
+
+def _instance(name: str, root: Path | None) -> object:
+    from wayray import config
+    from wayray.server.settings import instance_settings
+
+    cfg = config.load(root, instance=name)
+    server = cfg.server(name)
+    policy = cfg.policy_for(server)
+    if policy.reauth_on_reattach:
+        log.info(
+            "policy %s: re-authentication on re-attach needs the session launcher; off for now", policy.name
+        )
+    return instance_settings(server, policy, cfg.host)
+
+
+async def _serve(settings: object, *, instance: str | None, root: Path | None) -> int:
+    from wayray.server.frontdoor import FrontDoor
+    from wayray.server.settings import FrontDoorSettings, Mode
+
+    assert isinstance(settings, FrontDoorSettings)
+    notifier = Notifier.from_environment(unset=True)
+    door = FrontDoor(settings, notifier=notifier)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    end_sessions = False
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal end_sessions
+        if sig is signal.SIGINT and settings.mode is Mode.STANDALONE:
+            end_sessions = True
+        log.info("got %s: stopping%s", sig.name, " and ending the sessions" if end_sessions else "")
+        stop.set()
+
+    def on_hup() -> None:
+        if instance is None:
+            log.info("SIGHUP: standalone mode has no configuration files to reload")
+            return
+        notifier.reloading("reloading the configuration")
+        try:
+            door.reload(_instance(instance, root))  # type: ignore[arg-type]
+        except WayRayError as err:
+            log.error("configuration not reloaded: %s", err.message)
+        notifier.ready(door.status_line())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await door.start()
+    except BaseException:
+        await door.stop()
+        raise
+    if settings.mode is Mode.STANDALONE:
+        _banner(door)
+    await stop.wait()
+    await door.stop(end_sessions=end_sessions)
+    return 0
+
+
+def _banner(door: object) -> None:
+    from wayray.server.frontdoor import FrontDoor
+
+    assert isinstance(door, FrontDoor) and door.identity is not None
+    s = door.settings
+    where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in s.listen)
+    host = s.listen[0] if s.listen[0] not in ("::", "0.0.0.0") else "localhost"
+    host = f"[{host}]" if ":" in host else host
+    print(
+        f"wrsrvd {wayray.__version__}: standalone server ready\n"
+        f"  listening on    udp {where}\n"
+        f"  fingerprint     {door.identity.fingerprint}\n"
+        f"  sessions run    {' '.join(s.session_command)}\n"
+        f"  state           {s.state_dir}\n"
+        f"  admin socket    {s.admin_socket}\n"
+        f"  connect with    wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}\n"
+        f"  Ctrl-C ends the sessions and stops the server",
+        flush=True,
+    )

@@ -38,6 +38,9 @@ class EndReason(enum.StrEnum):
     GREETER_TIMEOUT = "greeter_timeout"  # a greeter nobody looked at
     LAUNCHER_ENDED = "launcher_ended"  # wrsessd reported the session gone (compositor exited, crash)
     LOGIN_FAILED = "login_failed"  # the greeter gave up / the session could not start
+    COMMAND_EXITED = "command_exited"  # standalone: the session's command exited (the user quit it)
+    COMPOSITOR_LOST = "compositor_lost"  # the session compositor died or never came back to wrsrvd
+    START_FAILED = "start_failed"  # the session compositor could not be started
 
     @property
     def by_policy(self) -> bool:
@@ -54,15 +57,19 @@ class Endpoint:
     wayland_display: str | None = None
     #: The link between wrsrvd and the compositor (e.g. a Unix socket path), set by wrsrvd's link code.
     link: str | None = None
+    #: SHA-256 (hex) of the secret the compositor presents when it registers on the link. The secret
+    #: itself is only in the compositor's environment.
+    link_secret_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Endpoint:
-        return cls(
-            **{k: obj.get(k) for k in ("launcher_session", "compositor_pid", "wayland_display", "link")}
-        )
+        return cls(**{k: obj.get(k) for k in _ENDPOINT_FIELDS})
+
+
+_ENDPOINT_FIELDS = ("launcher_session", "compositor_pid", "wayland_display", "link", "link_secret_sha256")
 
 
 @dataclass(frozen=True)

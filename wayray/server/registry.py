@@ -11,8 +11,10 @@ holds a token.
 Life of a session::
 
     create_greeter ─► GREETER ─logged_in─► ACTIVE ◄─attach/present─► DETACHED
-                         │                   │  ▲ present elsewhere:     │
+                         │  create_session ─►│  ▲ present elsewhere:     │
                          └───────────────────┴──┴── MOVED (hot-desk) ────┴─► end ─► ENDED
+
+(``create_session`` is standalone mode's way in: no greeter, the session is its server's user's.)
 
 **Persistence.** SQLite in WAL mode with ``synchronous=NORMAL``: a commit is in the WAL before the
 call returns, so a crash or restart of wrsrvd (the case that matters: the session compositors keep
@@ -337,6 +339,38 @@ class Registry:
         self._commit(s, AuditKind.CREATED, now, {"launcher_session": endpoint.launcher_session or "-"})
         return s
 
+    def create_session(
+        self,
+        token: TokenRef,
+        viewer: str | None,
+        user: str,
+        endpoint: Endpoint,
+        now: float,
+        *,
+        session_id: str | None = None,
+    ) -> Session:
+        """Record a user session that starts without a greeter (standalone mode: no login, the
+        server's own user): ACTIVE on ``viewer``, or DETACHED without one. ``session_id`` lets the
+        caller hand the id to the process it starts before the session is recorded."""
+        existing = self.by_token(token)
+        if existing is not None:
+            raise RegistryError(
+                f"token {token.short} already has session {existing.id} ({existing.state.value})"
+            )
+        sid = session_id or new_session_id()
+        if sid in self._sessions:
+            raise RegistryError(f"session id {sid} is in use")
+        if viewer is not None:
+            self._clear_viewer(viewer, now)
+        state = SessionState.ACTIVE if viewer is not None else SessionState.DETACHED
+        s = Session(
+            id=sid, token=token, state=state, user=user, viewer=viewer, last_viewer=viewer, created_at=now,
+            changed_at=now, detached_at=None if viewer is not None else now, last_input_at=now,
+            endpoint=endpoint,
+        )  # fmt: skip
+        self._commit(s, AuditKind.CREATED, now, {"greeter": False})
+        return s
+
     def logged_in(self, session_id: str, user: str, endpoint: Endpoint, now: float) -> Session:
         """The greeter's login started ``user``'s session, served by ``endpoint`` from now on."""
         s = self.get(session_id)
@@ -374,7 +408,8 @@ class Registry:
         if s.state is SessionState.ENDED:
             raise IllegalTransition(s, s.state, "change the endpoint of")
         new = replace(s, endpoint=endpoint, changed_at=now)
-        self._commit(new, AuditKind.ENDPOINT, now, endpoint.to_json())
+        detail = {k: v for k, v in endpoint.to_json().items() if k != "link_secret_sha256"}
+        self._commit(new, AuditKind.ENDPOINT, now, detail)
         return new
 
     def note_input(self, session_id: str, now: float) -> None:

@@ -5,7 +5,7 @@
     settings = ClientSettings(trust=KnownHosts(Path("~/.config/wayray/known_hosts").expanduser()))
     hello = HelloParams(token=badge, token_kind=TokenKind.BADGE, screen_width=1920, screen_height=1080,
                         keymap=xkb_text)
-    conn = await connect("server.example", 4433, settings, hello)
+    conn = await connect("server.example", 7100, settings, hello)
     try:
         conn.server_hello                      # session id, output size, resumed, frame window
         async for message in conn:             # FrameUpdate, CursorImage, ClipboardText, SessionEvent

@@ -48,7 +48,9 @@ log = logging.getLogger("wayray.transport")
 #: The TLS application protocol name. Versions are negotiated in Hello, not here, so that a viewer
 #: of another major version gets a clear refusal instead of a failed TLS handshake.
 ALPN = "wayray"
-DEFAULT_PORT = 4433
+#: The same as ``wayray.config.DEFAULT_PORT`` (the transport does not import the configuration model;
+#: a test checks that the two agree).
+DEFAULT_PORT = 7100
 #: QUIC's CONNECTION_CLOSE must fit one packet: reasons longer than this are cut there (the Close
 #: message on the control stream carries up to 1 KiB).
 QUIC_REASON_LIMIT = 200

@@ -1,8 +1,13 @@
 """The server's TLS identity: a self-signed ECDSA P-256 certificate made on first start and kept.
 
 Viewers pin its SHA-256 fingerprint (``sha256:<64 hex digits>``), so the identity must stay the same
-across restarts: it lives in the instance's state directory as one PEM file (key, then certificate),
-mode 0600, created atomically so two processes starting at once agree on one identity.
+across restarts. Two layouts on disk, both created atomically so that two processes starting at once
+agree on one identity:
+
+- :meth:`ServerIdentity.load_or_create_files`: a certificate file and a key file (mode 0600), the
+  paths of the configuration's ``tls.cert`` and ``tls.key``; an operator may put a certificate chain
+  of their own there instead (the leaf first);
+- :meth:`ServerIdentity.load_or_create`: one PEM file (key, then certificate) in a state directory.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class ServerIdentity:
     certificate: x509.Certificate
     private_key: ec.EllipticCurvePrivateKey
     path: Path
+    #: Intermediate certificates sent after the leaf (an operator's CA-issued chain); usually empty.
+    chain: tuple[x509.Certificate, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -100,9 +107,47 @@ class ServerIdentity:
             raise WayRayError(f"{path}: the certificate does not belong to the private key in the same file")
         return cls(certificate=cert, private_key=key, path=path)
 
+    @classmethod
+    def load_or_create_files(
+        cls, cert_path: Path, key_path: Path, *, name: str = "wayray"
+    ) -> ServerIdentity:
+        """The identity in a certificate file and a key file, made first if neither exists.
+
+        Directories are made 0700, the key 0600. A key without its certificate (a start that died
+        between the two writes) gets a new self-signed certificate: nobody can have pinned the
+        missing one. A certificate without its key is an error: only the operator can fix it.
+        """
+        cert_path, key_path = Path(cert_path), Path(key_path)
+        if not key_path.exists():
+            if cert_path.exists():
+                raise WayRayError(
+                    f"{key_path}: the private key of the server's certificate {cert_path} is missing",
+                    hint=f"restore the key, or move {cert_path} away to make a new identity (viewers that "
+                    "pinned the old one will then refuse the server until their entry is removed)",
+                )
+            key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _link_new(key_path, _key_pem(ec.generate_private_key(ec.SECP256R1())))
+        key = _load_private_key(key_path)
+        if not cert_path.exists():
+            cert_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if _link_new(cert_path, _self_signed(key, name).public_bytes(serialization.Encoding.PEM)):
+                created = _load_chain(cert_path)[0]
+                log.info("created the server's TLS identity %s: %s", cert_path, fingerprint(created))
+        certs = _load_chain(cert_path)
+        if certs[0].public_key() != key.public_key():
+            raise WayRayError(
+                f"{cert_path}: the certificate does not belong to the private key {key_path}",
+                hint="put the matching certificate and key in place (the leaf certificate first)",
+            )
+        return cls(certificate=certs[0], private_key=key, path=cert_path, chain=tuple(certs[1:]))
+
 
 def generate_self_signed(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
+    return key, _self_signed(key, name)
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey, name: str) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"WayRay server {name}"[:64])])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -119,30 +164,68 @@ def generate_self_signed(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Ce
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("wayray")]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return key, cert
+    return cert
 
 
-def _create(path: Path, name: str) -> bool:
-    """Write a new identity to ``path`` unless another process got there first (then False)."""
-    key, cert = generate_self_signed(name)
-    pem = key.private_bytes(
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ) + cert.public_bytes(serialization.Encoding.PEM)
+    )
+
+
+def _link_new(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` (mode 0600) unless it exists; False when another process was first."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         try:
-            os.link(tmp, path)  # fails if the file exists: the first writer wins
+            os.link(tmp, path)
         except FileExistsError:
             return False
         _fsync_dir(path.parent)
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        st = path.stat()
+        data = path.read_bytes()
+    except OSError as err:
+        raise WayRayError(f"{path}: cannot read the server's private key: {err.strerror}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise WayRayError(
+            f"{path}: the server's private key is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+            hint=f"run: chmod 600 {path}",
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as err:
+        raise WayRayError(f"{path}: not a PEM private key without a passphrase ({err})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise WayRayError(f"{path}: expected an EC (ECDSA) private key, QUIC here signs with ECDSA")
+    return key
+
+
+def _load_chain(path: Path) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as err:
+        raise WayRayError(f"{path}: cannot read the server's certificate: {err.strerror}") from None
+    except ValueError as err:
+        raise WayRayError(f"{path}: not a PEM certificate chain ({err})") from None
+    return certs
+
+
+def _create(path: Path, name: str) -> bool:
+    """Write a new identity to ``path`` unless another process got there first (then False)."""
+    key, cert = generate_self_signed(name)
+    return _link_new(path, _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _fsync_dir(d: Path) -> None:

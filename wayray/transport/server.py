@@ -178,6 +178,7 @@ class WireServer:
         server = cls(settings, handler)
         config = settings.quic.configuration(is_client=False)
         config.certificate = settings.identity.certificate
+        config.certificate_chain = list(settings.identity.chain)
         config.private_key = settings.identity.private_key
         try:
             server._quic_server = await serve(

@@ -63,6 +63,7 @@ _KEY_UP, _KEY_DOWN = 0, 1
 _MODS_DEPRESSED, _MODS_LATCHED, _MODS_LOCKED, _MODS_EFFECTIVE = 1, 2, 4, 8
 _LAYOUT_EFFECTIVE = 1 << 7
 EVDEV_OFFSET = 8
+_KEYSYM_CASE_INSENSITIVE = 1
 
 
 class Keysym(enum.IntEnum):
@@ -189,6 +190,11 @@ class Keymap:
             sym = Keysym.Return
         if sym == 0:
             return None
+        return self.keys_for_keysym(int(sym))
+
+    def keys_for_keysym(self, sym: int) -> tuple[int, frozenset[Modifier]] | None:
+        """An evdev code and the modifiers that produce keysym ``sym`` in the first layout, or None
+        (the lowest level that has it: ``Return`` is one key, ``exclam`` is Shift and a digit)."""
         masks = ffi.new("xkb_mod_mask_t[8]")
         syms = ffi.new("const xkb_keysym_t **")
         wanted = {(1 << self.mod_index(m.value)): m for m in Modifier}
@@ -208,6 +214,14 @@ class Keymap:
                     if Modifier.CAPS not in mods:
                         return key - EVDEV_OFFSET, frozenset(mods)
         return None
+
+
+def keysym_from_name(name: str) -> int | None:
+    """The keysym named ``name`` (``Return``, ``F4``, ``BackSpace``; case-insensitive), or None."""
+    sym = lib.xkb_keysym_from_name(name.encode(), 0)
+    if sym == 0:
+        sym = lib.xkb_keysym_from_name(name.encode(), _KEYSYM_CASE_INSENSITIVE)
+    return int(sym) or None
 
 
 class KeyState:

@@ -393,7 +393,11 @@ class StructOf(WireType):
         values: dict[str, Any] = {}
         for step in self._steps:
             if isinstance(step, _Run):
-                raw = r.unpack(step.st)  # short input: the message is malformed
+                try:
+                    raw = r.unpack(step.st)  # short input: the message is malformed
+                except ProtocolError as err:
+                    names = step.names[0] if len(step.names) == 1 else f"{step.names[0]}..{step.names[-1]}"
+                    raise malformed(f"{self.cls.__name__}.{names}: truncated: {err.reason}") from None
                 for name, v in zip(step.names, raw, strict=True):
                     values[name] = v
                 for i, convert in step.decode_checks:

@@ -1,0 +1,494 @@
+"""WayRay end to end next to waypipe, on the same clients over loopback: bytes on the wire, CPU, and
+keypress-to-pixels latency; and WayRay's sustained frame rate on a 1080p full-screen change.
+
+    .venv/bin/python -m bench.e2e_remote [--seconds 8] [--only scroll,shm,typing,fullscreen]
+
+**WayRay**: ``wrsrvd --standalone -- APP`` and a headless ``wrclient`` with a script, real QUIC on
+127.0.0.1 through a UDP relay in this process that counts every datagram (both directions). CPU is
+the processes' own user+system time (wrsrvd, the session compositor process (compositing included),
+wrclient), sampled over the measurement window; the application's own CPU is not counted.
+
+**waypipe** (Debian's 0.8.4): ``waypipe client`` connected to *our* session compositor (it needs a
+compositor with a seat; running it in this process lets the benchmark inject keys and see
+frames), ``waypipe server -- APP``, and a Unix-socket relay between the two halves counting bytes,
+as waypipe-baseline.md measured. CPU: both waypipe halves and their helper processes (not the app,
+not the display compositor).
+
+Workloads: (a) ``scroll``: foot flooding (``seq`` in a loop), (b) ``shm``: weston-simple-shm,
+(c) ``typing``: 40 characters typed into foot's shell 50 ms apart (WayRay: through wrclient;
+waypipe: injected into the compositor), and ``fullscreen``: a 1920x1080 panning photo-like picture
+(WayRay only: the frame rate a viewer sustains). Keypress to pixels: WayRay from the key leaving
+wrclient to the changed frame shown by wrclient; waypipe from the key entering the compositor to the
+frame with the echo composited there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+VIDEO = str(REPO / "tests" / "e2e" / "clients" / "video.py")
+TICK = os.sysconf("SC_CLK_TCK")
+
+SCROLL = "sleep 1; timeout {t} sh -c 'while :; do seq 1 1000000; done'; sleep 600"
+APPS = {
+    "scroll": lambda t: ["foot", "-W", "100x30", "sh", "-c", SCROLL.format(t=t + 4)],
+    "shm": lambda t: ["weston-simple-shm"],
+    "typing": lambda t: ["foot", "-W", "100x30", "sh"],
+    "fullscreen": lambda t: [sys.executable, VIDEO, str(t + 6), "1920", "1080"],
+}
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's own user+system CPU time (all its threads; not its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+class CpuSampler(threading.Thread):
+    """Samples the CPU time of a changing set of processes every 50 ms."""
+
+    def __init__(self, pick: object) -> None:
+        super().__init__(daemon=True)
+        self.pick = pick  # () -> set of pids to count
+        self.samples: list[tuple[float, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            pids = self.pick()  # type: ignore[operator]
+            self.samples.append((time.monotonic(), sum(cpu_seconds(p) for p in pids)))
+            time.sleep(0.05)
+
+    def between(self, t0: float, t1: float) -> float:
+        before = [c for t, c in self.samples if t <= t0]
+        after = [c for t, c in self.samples if t >= t1]
+        if not before or not after:
+            return float("nan")
+        return after[0] - before[-1]
+
+
+@dataclass
+class Traffic:
+    """Datagrams or chunks seen by a relay: (monotonic time, to_viewer?, bytes)."""
+
+    events: list[tuple[float, bool, int]] = field(default_factory=list)
+
+    def bytes(self, t0: float, t1: float, to_viewer: bool | None = None) -> int:
+        return sum(n for t, d, n in self.events if t0 <= t <= t1 and (to_viewer is None or d == to_viewer))
+
+
+class UdpRelay(threading.Thread):
+    def __init__(self, server_port: int) -> None:
+        super().__init__(daemon=True)
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(("127.0.0.1", server_port))
+        self.traffic = Traffic()
+        self.client: tuple[str, int] | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            ready, _, _ = select.select([self.front, self.back], [], [], 0.1)
+            for s in ready:
+                try:
+                    if s is self.front:
+                        data, self.client = self.front.recvfrom(65536)
+                        self.back.send(data)
+                        self.traffic.events.append((time.monotonic(), False, len(data)))
+                    else:
+                        data = self.back.recv(65536)
+                        if self.client is not None:
+                            self.front.sendto(data, self.client)
+                        self.traffic.events.append((time.monotonic(), True, len(data)))
+                except OSError:
+                    pass
+
+
+class UnixRelay(threading.Thread):
+    """waypipe server (app side) → here → waypipe client (display side)."""
+
+    def __init__(self, listen: Path, target: Path) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(listen))
+        self.sock.listen(4)
+        self.target = target
+        self.traffic = Traffic()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        pairs: dict[socket.socket, tuple[socket.socket, bool]] = {}
+        while not self.done.is_set():
+            ready, _, _ = select.select([self.sock, *pairs], [], [], 0.1)
+            for s in ready:
+                if s is self.sock:
+                    app_side, _ = self.sock.accept()
+                    display_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    display_side.connect(str(self.target))
+                    pairs[app_side] = (display_side, True)
+                    pairs[display_side] = (app_side, False)
+                    continue
+                try:
+                    data = s.recv(262144)
+                except OSError:
+                    data = b""
+                if not data:
+                    other, _ = pairs.pop(s)
+                    pairs.pop(other, None)
+                    s.close()
+                    other.close()
+                    continue
+                other, to_display = pairs[s]
+                try:
+                    other.sendall(data)
+                except OSError:
+                    continue
+                self.traffic.events.append((time.monotonic(), to_display, len(data)))
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+# --- WayRay -----------------------------------------------------------------------------------------
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    xdg = tmp / "xdg"
+    xdg.mkdir(mode=0o700, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYLAND_", "WAYRAY_", "NOTIFY_"))}
+    env.update(
+        XDG_RUNTIME_DIR=str(xdg),
+        HOME=str(tmp),
+        XDG_STATE_HOME=str(tmp / "state-home"),
+        XDG_CONFIG_HOME=str(tmp / "config-home"),
+        LANG="C.UTF-8",
+        LC_ALL="C.UTF-8",
+        PS1="$ ",
+        ENV="",
+    )
+    return env
+
+
+def _script(workload: str, seconds: float) -> str:
+    ms = int(seconds * 1000)
+    if workload == "typing":
+        lines = ["settle 1500", "wait 300"]
+        for _ in range(40):
+            lines += ["type x", "wait 50"]
+        return "\n".join(lines + ["settle 800", "wait 1"]) + "\n"
+    warm = 3000 if workload != "fullscreen" else 2500
+    return f"wait {warm}\nwait {ms}\nwait 1\n"
+
+
+def wayray_run(workload: str, seconds: float) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="wrb-", dir="/tmp"))
+    env = _env(tmp)
+    port = _free_port()
+    argv = [
+        str(BIN / "wrsrvd"), "--standalone", "--port", str(port), "--listen", "127.0.0.1",
+        "--state-dir", str(tmp / "state"), "--runtime-dir", str(tmp / "run"),
+        *(["--allow-root"] if os.geteuid() == 0 else []), "--", *APPS[workload](seconds),
+    ]  # fmt: skip
+    srv = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=open(tmp / "wrsrvd.log", "wb"), text=True,  # noqa: SIM115
+        start_new_session=True,
+    )  # fmt: skip
+    client: subprocess.Popen[bytes] | None = None
+    relay: UdpRelay | None = None
+    sampler_srv = sampler_cli = None
+    try:
+        banner = ""
+        assert srv.stdout is not None
+        while "Ctrl-C" not in banner:
+            line = srv.stdout.readline()
+            if not line:
+                raise RuntimeError((tmp / "wrsrvd.log").read_text()[-2000:])
+            banner += line
+        m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", banner)
+        assert m
+        relay = UdpRelay(port)
+        relay.start()
+        script = tmp / "script.txt"
+        script.write_text(_script(workload, seconds))
+        size = "1920x1080" if workload == "fullscreen" else "1280x720"
+        stats = tmp / "stats.json"
+        client = subprocess.Popen(
+            [str(BIN / "wrclient"), f"127.0.0.1:{relay.port}", "--fingerprint", m[1], "--headless",
+             "--token", "bench", "--size", size, "--script", str(script), "--stats", str(stats),
+             "--timeout", "120"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "wrclient.log", "wb"),  # noqa: SIM115
+        )  # fmt: skip
+        link = f"WAYRAY_LINK={tmp / 'run' / 'link.sock'}".encode()
+
+        def server_side() -> set[int]:
+            pids = {srv.pid}
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        if link in (entry / "environ").read_bytes().split(b"\0"):
+                            pids.add(int(entry.name))
+                    except OSError:
+                        pass
+            return pids
+
+        sampler_srv = CpuSampler(server_side)
+        sampler_cli = CpuSampler(lambda: {client.pid} if client else set())
+        sampler_srv.start()
+        sampler_cli.start()
+        if client.wait(300) != 0:
+            raise RuntimeError((tmp / "wrclient.log").read_text()[-3000:])
+        data = json.loads(stats.read_text())
+        marks = data["script_marks"]
+        if workload == "typing":
+            types = [m["monotonic"] for m in marks if m["command"] == "type"]
+            t0, t1 = types[0], types[-1] + 0.3
+            chars = len(types)
+            lat = data["key_to_pixels_ms"]
+            return {
+                "bytes_per_char": relay.traffic.bytes(t0, t1, True) / chars,
+                "bytes_per_char_up": relay.traffic.bytes(t0, t1, False) / chars,
+                "cpu_server": sampler_srv.between(t0, t1),
+                "cpu_client": sampler_cli.between(t0, t1),
+                "latency_median_ms": statistics.median(lat) if lat else float("nan"),
+                "latency_p95_ms": percentile(lat, 95),
+                "latency_samples": len(lat),
+            }
+        waits = [m["monotonic"] for m in marks if m["command"] == "wait"]
+        t0, t1 = waits[1], waits[2]
+        shown = [t for t in data["shown_at"] if t0 <= t <= t1]
+        return {
+            "bytes_per_s": relay.traffic.bytes(t0, t1, True) / (t1 - t0),
+            "bytes_per_s_up": relay.traffic.bytes(t0, t1, False) / (t1 - t0),
+            "frames_per_s": len(shown) / (t1 - t0),
+            "cpu_server": sampler_srv.between(t0, t1) / (t1 - t0) * 10,
+            "cpu_client": sampler_cli.between(t0, t1) / (t1 - t0) * 10,
+            "h264_regions": data["regions"].get("H264", 0),
+        }
+    finally:
+        for sampler in (sampler_srv, sampler_cli):
+            if sampler is not None:
+                sampler.done.set()
+        if relay is not None:
+            relay.done.set()
+        if client is not None and client.poll() is None:
+            client.kill()
+        if srv.poll() is None:
+            os.killpg(srv.pid, signal.SIGINT)
+            try:
+                srv.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(srv.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- waypipe ----------------------------------------------------------------------------------------
+
+
+async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str, float]:
+    from wayray.compositor.session import SessionCompositor
+
+    tmp = Path(tempfile.mkdtemp(prefix="wpb-", dir="/tmp"))
+    env = _env(tmp)
+    comp = SessionCompositor(size=(1280, 720), runtime_dir=tmp / "xdg")
+    await comp.start()
+    shown: list[float] = []
+    consumer = comp.consumer(on_change=lambda: shown.append(time.monotonic()))
+    drain = asyncio.get_running_loop().create_task(_drain(consumer))
+    client_env = {**comp.client_env(base=env)}
+    wp_client = await asyncio.create_subprocess_exec(
+        "waypipe", "--socket", str(tmp / "wp.sock"), "--compress", compress, "--no-gpu", "client",
+        env=client_env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    while not (tmp / "wp.sock").exists():
+        await asyncio.sleep(0.02)
+    relay = UnixRelay(tmp / "relay.sock", tmp / "wp.sock")
+    relay.start()
+    server_env = {k: v for k, v in env.items() if k != "WAYLAND_DISPLAY"}
+    wp_server = await asyncio.create_subprocess_exec(
+        "waypipe", "--socket", str(tmp / "relay.sock"), "--compress", compress, "--no-gpu", "server", "--",
+        *APPS[workload](seconds), env=server_env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    app_names = {"foot", "weston-simple-shm", "sh", "seq", "timeout", "sleep", "python3", "python"}
+
+    def tree_without_app(root: int) -> set[int]:
+        return {root} | {p for p in descendants(root) if comm(p) not in app_names}
+
+    sampler = CpuSampler(lambda: tree_without_app(wp_server.pid))  # the app side
+    sampler_display = CpuSampler(lambda: tree_without_app(wp_client.pid))  # the display side
+    sampler.start()
+    sampler_display.start()
+    try:
+        if workload == "typing":
+            await _wait_windows(comp)
+            await asyncio.sleep(1.8)
+            keymap = comp.core.seat.keymap
+            code, _mods = keymap.keys_for_char("x")  # type: ignore[misc]
+            latencies = []
+            t0 = time.monotonic()
+            for _ in range(40):
+                pressed = time.monotonic()
+                comp.key(code, True)
+                comp.key(code, False)
+                await asyncio.sleep(0.05)
+                after = [t for t in shown if t > pressed]
+                if after:
+                    latencies.append((after[0] - pressed) * 1000)
+            t1 = time.monotonic() + 0.3 - 0.05
+            await asyncio.sleep(0.5)  # past t1, so the CPU samplers have a sample after it
+            return {
+                "bytes_per_char": relay.traffic.bytes(t0, t1, True) / 40,
+                "bytes_per_char_up": relay.traffic.bytes(t0, t1, False) / 40,
+                "cpu_server": sampler.between(t0, t1),
+                "cpu_client": sampler_display.between(t0, t1),
+                "latency_median_ms": statistics.median(latencies) if latencies else float("nan"),
+                "latency_p95_ms": percentile(latencies, 95),
+                "latency_samples": len(latencies),
+            }
+        await _wait_windows(comp)
+        await asyncio.sleep(3.0)
+        t0 = time.monotonic()
+        frames0 = comp.frame_seq
+        await asyncio.sleep(seconds)
+        t1 = time.monotonic()
+        await asyncio.sleep(0.2)  # the CPU samplers need a sample after t1
+        return {
+            "bytes_per_s": relay.traffic.bytes(t0, t1, True) / (t1 - t0),
+            "bytes_per_s_up": relay.traffic.bytes(t0, t1, False) / (t1 - t0),
+            "frames_per_s": (comp.frame_seq - frames0) / (t1 - t0),
+            "cpu_server": sampler.between(t0, t1) / (t1 - t0) * 10,
+            "cpu_client": sampler_display.between(t0, t1) / (t1 - t0) * 10,
+            "h264_regions": 0,
+        }
+    finally:
+        sampler.done.set()
+        sampler_display.done.set()
+        relay.done.set()
+        for p in (wp_server, wp_client):
+            if p.returncode is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL) if p is wp_server else p.kill()
+                except ProcessLookupError:
+                    pass
+                await p.wait()
+        drain.cancel()
+        await comp.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _drain(consumer: object) -> None:
+    while True:
+        await consumer.next_frame()  # type: ignore[attr-defined]
+
+
+async def _wait_windows(comp: object) -> None:
+    end = time.monotonic() + 30
+    while not comp.windows() and time.monotonic() < end:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.05)
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+
+def _line(workload: str, name: str, r: dict[str, float]) -> str:
+    cpu = f"CPU server {r['cpu_server']:.2f} s, client {r['cpu_client']:.2f} s"
+    if workload == "typing":
+        return (
+            f"to viewer {r['bytes_per_char']:7.0f} B/char, to server {r['bytes_per_char_up']:5.0f} B/char; "
+            f"keypress→pixels median {r['latency_median_ms']:5.1f} ms, p95 {r['latency_p95_ms']:5.1f} ms "
+            f"(n={r['latency_samples']:.0f}); {cpu} over the 40 keys"
+        )
+    per_frame = r["bytes_per_s"] / max(r["frames_per_s"], 1e-9)
+    video = f"; H.264 regions {r['h264_regions']:.0f}" if name == "WayRay" else ""
+    return (
+        f"to viewer {r['bytes_per_s'] / 1000:8.1f} kB/s ({per_frame:7.0f} B/frame), "
+        f"to server {r['bytes_per_s_up'] / 1000:5.1f} kB/s; {r['frames_per_s']:5.1f} frames/s; "
+        f"{cpu} per 10 s{video}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per run (8)")
+    parser.add_argument("--only", default="scroll,shm,typing,fullscreen")
+    parser.add_argument("--compress", default="lz4,zstd", help="waypipe's modes to run (lz4,zstd)")
+    args = parser.parse_args()
+    workloads = args.only.split(",")
+    modes = [m for m in args.compress.split(",") if m]
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; window {args.seconds:g} s\n")
+    for w in workloads:
+        rows = [("WayRay", wayray_run(w, args.seconds))]
+        if w != "fullscreen":
+            for mode in modes:
+                rows.append((f"waypipe {mode}", asyncio.run(waypipe_run(w, args.seconds, mode))))
+        print(f"== {w}")
+        for name, r in rows:
+            print(f"  {name:14s} " + _line(w, name, r))
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""wrclient's script language and keyboard translation (no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wayray.client.backend import KeyEvent
+from wayray.client.keyboard import Keyboard, KeyLookupError, KeymapChoice
+from wayray.client.script import BUTTONS, Op, ScriptError, parse
+from wayray.common.errors import UsageError
+
+KEY_Y, KEY_Z, KEY_T, KEY_ENTER, KEY_LEFTSHIFT, KEY_LEFTCTRL = 21, 44, 20, 28, 42, 29
+
+
+def test_a_script_parses_every_command() -> None:
+    s = parse(
+        """# a comment
+type echo hi
+type "two\\nlines \\"quoted\\""
+key ctrl+shift+t
+move 10 20.5
+click 30 40 right
+scroll -3 horizontal
+wait 250
+settle
+settle 900
+snapshot out.png cursor
+copy some text
+expect-clipboard some text
+resize 1024x768
+""",
+        "t.txt",
+    )
+    ops = [c.op for c in s.commands]
+    assert ops == [
+        Op.TYPE, Op.TYPE, Op.KEY, Op.MOVE, Op.CLICK, Op.SCROLL, Op.WAIT, Op.SETTLE, Op.SETTLE,
+        Op.SNAPSHOT, Op.COPY, Op.EXPECT_CLIPBOARD, Op.RESIZE,
+    ]  # fmt: skip
+    c = s.commands
+    assert c[0].text == "echo hi" and c[1].text == 'two\nlines "quoted"'
+    assert (c[3].x, c[3].y) == (10, 20.5) and c[4].button == BUTTONS["right"]
+    assert c[5].amount == -3 and c[5].horizontal
+    assert c[7].ms == 500 and c[8].ms == 900
+    assert c[9].path == Path("out.png") and c[9].cursor
+    assert c[12].size == (1024, 768)
+    assert s.where(c[2]) == "t.txt:4"
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("jump 1 2", "t.txt:2: unknown command 'jump'"),
+        ("click 1", "t.txt:2: click: needs X Y"),
+        ("click 1 2 thumb", "'thumb' is not a button"),
+        ("move -1 5", "not negative"),
+        ("wait soon", "'soon': milliseconds must be a whole number"),
+        ("settle 0", "at least 1"),
+        ("type", "needs the text"),
+        ('type "unterminated', "bad quoted text"),
+        ("resize big", "WIDTHxHEIGHT"),
+        ("snapshot", "needs a path"),
+        ("key ctrl+", "needs one key"),
+    ],
+)
+def test_mistakes_name_the_file_and_line(line: str, message: str) -> None:
+    with pytest.raises(ScriptError) as info:
+        parse(f"settle\n{line}\n", "t.txt")
+    assert message in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_text_is_typed_with_the_viewers_layout() -> None:
+    us = Keyboard.load(KeymapChoice.parse("us", None))
+    de = Keyboard.load(KeymapChoice.parse("de", None))
+    press = lambda code: [KeyEvent(code, True), KeyEvent(code, False)]  # noqa: E731
+    assert us.type_text("z") == press(KEY_Z)
+    assert de.type_text("z") == press(KEY_Y)  # QWERTZ
+    assert de.type_text("y") == press(KEY_Z)
+    assert us.type_text("T") == [
+        KeyEvent(KEY_LEFTSHIFT, True),
+        *press(KEY_T),
+        KeyEvent(KEY_LEFTSHIFT, False),
+    ]
+    assert us.type_text("\n") == press(KEY_ENTER)
+
+
+def test_key_combos() -> None:
+    kb = Keyboard.load(KeymapChoice())
+    assert kb.combo("ctrl+shift+t") == [
+        KeyEvent(KEY_LEFTCTRL, True),
+        KeyEvent(KEY_LEFTSHIFT, True),
+        KeyEvent(KEY_T, True),
+        KeyEvent(KEY_T, False),
+        KeyEvent(KEY_LEFTSHIFT, False),
+        KeyEvent(KEY_LEFTCTRL, False),
+    ]
+    assert kb.combo("Return")[0] == KeyEvent(KEY_ENTER, True)
+    assert kb.combo("alt+F4")[1] == KeyEvent(62, True)
+    with pytest.raises(KeyLookupError, match="not a modifier"):
+        kb.combo("hyper+x")
+    with pytest.raises(KeyLookupError, match="no key 'NoSuchKey'"):
+        kb.combo("NoSuchKey")
+    with pytest.raises(KeyLookupError, match="cannot type"):
+        kb.type_text("字")
+
+
+def test_an_unknown_layout_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="keymap nosuchlayout"):
+        Keyboard.load(KeymapChoice.parse("nosuchlayout", None))
+    assert KeymapChoice.parse("de,nodeadkeys", None) == KeymapChoice("de", "nodeadkeys")

@@ -1,0 +1,36 @@
+"""A video-like client goes through the H.264 path; once it stops, the picture is exact again."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Harness, differing_pixels, failure, png_pixels
+
+pytestmark = pytest.mark.slow
+
+VIDEO = str(Path(__file__).parent / "clients" / "video.py")
+
+
+def test_animation_goes_as_h264_and_text_goes_back_to_lossless_when_it_stops(harness: Harness) -> None:
+    srv = harness.server([sys.executable, VIDEO, "4", "480", "360"])
+    shot = harness.tmp / "still.png"
+    stats = harness.tmp / "stats.json"
+    script = harness.write_script(
+        "video.txt",
+        f"""wait 1500
+# the animation stops after 4 s; the encoder then ends its video stream and resends the
+# rectangle losslessly
+settle 1000
+snapshot {shot}
+""",
+    )
+    result = harness.run_client(srv, "--script", str(script), "--stats", str(stats), "--timeout", "60")
+    assert result.returncode == 0, failure(result)
+    counters = json.loads(stats.read_text())
+    assert counters["regions"].get("H264", 0) >= 10, counters
+    assert counters["keyframe_requests"] == 0, counters  # the checksums held all along
+    assert differing_pixels(png_pixels(shot), srv.screenshot(srv.session()["id"])) == 0

@@ -1,0 +1,137 @@
+"""Playing a wrclient script against a live viewer (see :mod:`wayray.client.script` for the language)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from wayray.client.backend import (
+    ClipboardChangedEvent,
+    CursorImage,
+    InputEvent,
+    PointerAxisEvent,
+    PointerButtonEvent,
+    PointerMotionEvent,
+    ScreenChangedEvent,
+)
+from wayray.client.keyboard import Keyboard, KeyLookupError
+from wayray.client.script import Command, Op, Script
+from wayray.client.snapshot import png_bytes, write_atomically
+from wayray.client.viewer import Viewer
+from wayray.common.errors import WayRayError
+
+log = logging.getLogger("wayray.client")
+
+#: Wheel notches become this many pixels of scrolling (what libinput reports for one notch).
+PIXELS_PER_NOTCH = 15.0
+
+
+class ScriptFailed(WayRayError):
+    """A command of a script failed; the message starts with ``file:line:``."""
+
+
+def snapshot(viewer: Viewer, path: Path, *, include_cursor: bool = False) -> None:
+    """Write the viewer's picture (as decoded, in sync or not) to ``path`` as a PNG, atomically."""
+    fb = viewer.decoder.framebuffer
+    if fb is None:
+        raise WayRayError("no frame has arrived yet: nothing to write")
+    cursor = None
+    at = None
+    state = viewer.cursor.state
+    if include_cursor and state is not None:
+        cursor = CursorImage(state.image, state.hotspot_x, state.hotspot_y)
+        at = (state.x, state.y)
+    try:
+        write_atomically(path, png_bytes(fb, cursor, at))
+    except OSError as err:
+        raise WayRayError(f"cannot write the snapshot {path}: {err.strerror}") from None
+
+
+class ScriptRunner:
+    def __init__(self, script: Script, viewer: Viewer, keyboard: Keyboard, *, timeout: float) -> None:
+        self.script = script
+        self.viewer = viewer
+        self.keyboard = keyboard
+        self.timeout = timeout
+        self.pointer = (0.0, 0.0)
+
+    async def run(self) -> None:
+        for cmd in self.script.commands:
+            where = self.script.where(cmd)
+            log.debug("%s: %s", where, cmd.op)
+            self.viewer.stats.script_marks.append((cmd.line, str(cmd.op), time.monotonic()))
+            try:
+                await self._run(cmd)
+            except KeyLookupError as err:
+                raise ScriptFailed(f"{where}: {cmd.op}: {err}") from None
+            except ScriptFailed as err:
+                raise ScriptFailed(f"{where}: {cmd.op}: {err.message}") from None
+            except WayRayError as err:
+                raise ScriptFailed(f"{where}: {cmd.op}: {err.message}") from None
+
+    async def _send(self, events: list[InputEvent]) -> None:
+        if not await self.viewer.wait_connected(self.timeout):
+            raise ScriptFailed(self._why("not connected to the session"))
+        for e in events:
+            self.viewer.handle_input(e)
+
+    def _why(self, what: str) -> str:
+        v = self.viewer
+        if v.ending is not None:
+            return f"{what}: the viewer stopped ({v.ending}: {v.ending_detail})"
+        return f"{what} within {self.timeout:g} s" + (
+            f" (last close: {v.stats.last_close})" if v.stats.last_close else ""
+        )
+
+    async def _run(self, cmd: Command) -> None:
+        v = self.viewer
+        if cmd.op is Op.TYPE:
+            await self._send(list(self.keyboard.type_text(cmd.text)))
+        elif cmd.op is Op.KEY:
+            await self._send(list(self.keyboard.combo(cmd.text)))
+        elif cmd.op is Op.MOVE:
+            self.pointer = (cmd.x, cmd.y)
+            await self._send([PointerMotionEvent(cmd.x, cmd.y)])
+        elif cmd.op is Op.CLICK:
+            self.pointer = (cmd.x, cmd.y)
+            await self._send(
+                [
+                    PointerMotionEvent(cmd.x, cmd.y),
+                    PointerButtonEvent(cmd.button, True),
+                    PointerButtonEvent(cmd.button, False),
+                ]
+            )
+        elif cmd.op is Op.SCROLL:
+            await self._send(
+                [PointerAxisEvent(1 if cmd.horizontal else 0, cmd.amount * PIXELS_PER_NOTCH, cmd.amount)]
+            )
+        elif cmd.op is Op.WAIT:
+            await asyncio.sleep(cmd.ms / 1000)
+        elif cmd.op is Op.SETTLE:
+            if not await v.wait_settled(cmd.ms / 1000, self.timeout):
+                raise ScriptFailed(self._why(f"the screen did not stay unchanged for {cmd.ms} ms"))
+        elif cmd.op is Op.SNAPSHOT:
+            assert cmd.path is not None
+            if not await v.wait_complete(self.timeout):
+                raise ScriptFailed(self._why("no complete picture"))
+            snapshot(v, cmd.path, include_cursor=cmd.cursor)
+            log.info("snapshot written to %s", cmd.path)
+        elif cmd.op is Op.COPY:
+            await self._send([ClipboardChangedEvent(cmd.text)])
+        elif cmd.op is Op.EXPECT_CLIPBOARD:
+            if not await v.wait_clipboard(cmd.text, self.timeout):
+                got = v.session_clipboard
+                raise ScriptFailed(
+                    self._why(f"the session's clipboard did not become {cmd.text!r} (it has {got})")
+                )
+        elif cmd.op is Op.RESIZE:
+            backend = v.backend
+            resize = getattr(backend, "resize", None)
+            if callable(resize):
+                resize(*cmd.size)
+            else:
+                await self._send([ScreenChangedEvent(cmd.size[0], cmd.size[1])])
+        else:  # pragma: no cover - Op is closed
+            raise AssertionError(cmd.op)

@@ -1,0 +1,504 @@
+"""wrclient's session logic: connect, show the session, send input back, reconnect when the link drops.
+
+:class:`Viewer` owns the QUIC connection (``wayray.transport``), the frame and cursor decoders
+(``wayray.codec``) and a display backend (``wayray.client.backend``). Frames are decoded, presented
+and acknowledged one by one (the acknowledgement is what gives the server credit for the next
+frame); a picture that lost sync (checksum mismatch, a broken update) asks for a keyframe once.
+Input from the backend (or a script) goes out as wire messages while connected and is dropped while
+not: a key held across a reconnect is released by the server when the old connection goes.
+
+When the connection ends for a reason that can pass (the server restarted, the network dropped, the
+session's compositor is reconnecting), the viewer reconnects with exponential backoff and jitter and
+presents the same token, so it resumes the same session. Reasons that waiting cannot fix (the token
+or the server's identity refused, another viewer took the session, the session ended) end it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from wayray.client.backend import (
+    ClipboardChangedEvent,
+    CloseRequestedEvent,
+    ConnectionState,
+    CursorImage,
+    DisplayBackend,
+    InputEvent,
+    KeyEvent,
+    KeymapChangedEvent,
+    PointerAxisEvent,
+    PointerButtonEvent,
+    PointerMotionEvent,
+    ScreenChangedEvent,
+)
+from wayray.codec import CodecError, CursorDecoder, Decoder, Desync
+from wayray.transport import (
+    ClientConnection,
+    ClientSettings,
+    ConnectError,
+    ConnectionClosedError,
+    ServerIdentityError,
+    connect,
+)
+from wayray.wire import (
+    Axis,
+    AxisSource,
+    ButtonState,
+    Capability,
+    ClipboardText,
+    CursorPosition,
+    ErrorCode,
+    FrameAck,
+    FrameUpdate,
+    HelloParams,
+    Key,
+    KeyframeReason,
+    KeyframeRequest,
+    KeymapUpdate,
+    KeyState,
+    PointerAxis,
+    PointerButton,
+    PointerMotion,
+    ResizeRequest,
+    Selection,
+    SessionEvent,
+    SessionEventKind,
+    TokenKind,
+    WireUsageError,
+)
+from wayray.wire import (
+    CursorImage as WireCursorImage,
+)
+
+log = logging.getLogger("wayray.client")
+
+#: Close codes after which reconnecting cannot help.
+FINAL_CODES = frozenset(
+    {
+        ErrorCode.TOKEN_REJECTED,
+        ErrorCode.UNSUPPORTED_VERSION,
+        ErrorCode.CLIENT_CERTIFICATE_REQUIRED,
+        ErrorCode.CLIENT_CERTIFICATE_REJECTED,
+        ErrorCode.SERVER_IDENTITY_REJECTED,
+        ErrorCode.SESSION_MOVED,
+        ErrorCode.SESSION_ENDED,
+    }
+)
+
+
+class Ending(enum.StrEnum):
+    """Why a viewer stopped."""
+
+    #: Stopped on purpose (a script finished, Ctrl-C, the window closed).
+    STOPPED = "stopped"
+    #: The session ended (its user quit it, an operator or a policy ended it).
+    SESSION_ENDED = "session-ended"
+    #: Another viewer presented the same token: the session is shown there now.
+    SESSION_MOVED = "session-moved"
+    #: The server refused: token, identity, version, client certificate.
+    REFUSED = "refused"
+    #: The connection was lost and reconnecting is off.
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class ViewerOptions:
+    host: str
+    port: int
+    client: ClientSettings
+    token: str
+    token_kind: TokenKind
+    reconnect: bool = True
+    backoff_first: float = 0.25
+    backoff_longest: float = 5.0
+    client_name: str = "wrclient"
+    client_version: str = ""
+
+
+@dataclass
+class ViewerStats:
+    connects: int = 0
+    frames: int = 0
+    keyframes: int = 0
+    frame_bytes: int = 0
+    regions: Counter[str] = field(default_factory=Counter)
+    region_bytes: Counter[str] = field(default_factory=Counter)
+    keyframe_requests: int = 0
+    decode_seconds: float = 0.0
+    cursor_messages: int = 0
+    #: Key press sent → the next frame that changed pixels was shown, in milliseconds.
+    key_to_pixels_ms: list[float] = field(default_factory=list)
+    last_close: str | None = None
+    #: When each script command started: (line, command, CLOCK_MONOTONIC seconds), for benchmarks
+    #: that line the viewer's actions up with what they measured elsewhere on the same machine.
+    script_marks: list[tuple[int, str, float]] = field(default_factory=list)
+    #: When each frame that changed pixels was shown (CLOCK_MONOTONIC seconds; the last 100,000).
+    shown_at: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "connects": self.connects,
+            "frames": self.frames,
+            "keyframes": self.keyframes,
+            "frame_bytes": self.frame_bytes,
+            "regions": dict(self.regions),
+            "region_bytes": dict(self.region_bytes),
+            "keyframe_requests": self.keyframe_requests,
+            "decode_seconds": round(self.decode_seconds, 4),
+            "cursor_messages": self.cursor_messages,
+            "key_to_pixels_ms": [round(x, 3) for x in self.key_to_pixels_ms],
+            "last_close": self.last_close,
+            "script_marks": [{"line": n, "command": c, "monotonic": t} for n, c, t in self.script_marks],
+            "shown_at": [round(t, 4) for t in self.shown_at],
+        }
+
+
+class Viewer:
+    def __init__(self, options: ViewerOptions, backend: DisplayBackend) -> None:
+        self.options = options
+        self.backend = backend
+        self.decoder = Decoder()
+        self.cursor = CursorDecoder()
+        self.stats = ViewerStats()
+        self.conn: ClientConnection | None = None
+        #: Set while a connection is established.
+        self.connected = asyncio.Event()
+        #: Set once the picture is complete and in sync (a keyframe applied, checksum matched).
+        self.complete = asyncio.Event()
+        #: When the last frame was applied (monotonic seconds).
+        self.last_frame_at = 0.0
+        #: What the session last put on its clipboards (``clipboard`` capability).
+        self.session_clipboard: dict[Selection, str] = {}
+        self.ending: Ending | None = None
+        self.ending_detail = ""
+        self.session_id: str | None = None
+        self._stop = asyncio.Event()
+        self._asked_keyframe = False
+        self._pending_keys: list[float] = []
+        self._clipboard_changed = asyncio.Event()
+        self._keymap_override: str | None = None
+
+    # --- life --------------------------------------------------------------------------------------
+
+    async def run(self) -> Ending:
+        """Connect and serve until the viewer ends; returns why (``ending_detail`` says more)."""
+        await self.backend.start(self.handle_input)
+        delay = self.options.backoff_first
+        first = True
+        try:
+            while self.ending is None:
+                self.backend.set_state(ConnectionState.CONNECTING if first else ConnectionState.RECONNECTING)
+                connects = self.stats.connects
+                retry_reason = await self._connect_and_serve()
+                if self.ending is not None:
+                    break
+                if self.stats.connects > connects:  # it was up: start the backoff afresh
+                    delay = self.options.backoff_first
+                if not self.options.reconnect:
+                    self._end(Ending.LOST, retry_reason)
+                    break
+                wait = delay * random.uniform(0.5, 1.0)
+                delay = min(self.options.backoff_longest, delay * 2)
+                log.info("%s; reconnecting in %.1f s", retry_reason, wait)
+                self.backend.set_state(ConnectionState.RECONNECTING, retry_reason)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), wait)
+                except TimeoutError:
+                    pass
+                first = False
+        finally:
+            if self.ending is not Ending.STOPPED:
+                self.backend.set_state(ConnectionState.FAILED, self.ending_detail)
+        assert self.ending is not None
+        return self.ending
+
+    def stop(self, reason: str = "the viewer is leaving") -> None:
+        if self.ending is None:
+            self._end(Ending.STOPPED, reason)
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.close(ErrorCode.NO_ERROR, reason)
+
+    def _end(self, ending: Ending, detail: str) -> None:
+        if self.ending is None:
+            self.ending = ending
+            self.ending_detail = detail
+        self._stop.set()
+        self.complete.set()  # wake whoever waits for a picture: there will be none
+        self.connected.set()
+
+    async def _connect_and_serve(self) -> str:
+        """One connection; returns why it ended when reconnecting may help (else ``_end`` was called)."""
+        o = self.options
+        screen = self.backend.screen()
+        keymap = self._keymap_override or self.backend.keymap() or ""
+        hello = HelloParams(
+            token=o.token,
+            token_kind=o.token_kind,
+            screen_width=screen.width,
+            screen_height=screen.height,
+            scale_120=screen.scale_120,
+            keymap=keymap,
+            client_name=o.client_name,
+            client_version=o.client_version,
+        )
+        try:
+            conn = await connect(o.host, o.port, o.client, hello)
+        except ServerIdentityError as err:
+            self._end(Ending.REFUSED, err.message + (f" ({err.hint})" if err.hint else ""))
+            return ""
+        except ConnectionClosedError as err:
+            self.stats.last_close = f"{ErrorCode.describe(err.code)}: {err.reason}"
+            if err.code in FINAL_CODES:
+                self._end(_ending_for(err.code), f"the server refused: {err.reason}")
+                return ""
+            return f"the server closed the connection: {err.reason}"
+        except ConnectError as err:
+            return err.message
+        if self.ending is not None:  # stopped while connecting
+            await conn.aclose(ErrorCode.NO_ERROR, self.ending_detail or "the viewer is leaving")
+            return ""
+        self.conn = conn
+        sh = conn.server_hello
+        assert sh is not None
+        self.session_id = sh.session_id
+        self.stats.connects += 1
+        self._asked_keyframe = False
+        self.connected.set()
+        self.backend.set_state(ConnectionState.CONNECTED, f"session {sh.session_id}")
+        log.info(
+            "%s session %s (%dx%d)",
+            "resumed" if sh.resumed else "started",
+            sh.session_id,
+            sh.output_width,
+            sh.output_height,
+        )
+        try:
+            await self._serve(conn)
+        finally:
+            self.connected.clear()
+            self.conn = None
+            if self.ending is None:
+                self.complete.clear()
+        event = conn.close_event
+        if event is None:
+            return "the connection ended"
+        self.stats.last_close = f"{ErrorCode.describe(event.code)}: {event.reason}"
+        if self.ending is not None:
+            return ""
+        if event.code in FINAL_CODES:
+            self._end(_ending_for(event.code), event.reason)
+            return ""
+        return f"connection lost ({ErrorCode.describe(event.code)}: {event.reason})"
+
+    async def _serve(self, conn: ClientConnection) -> None:
+        async for message in conn:
+            try:
+                if isinstance(message, FrameUpdate):
+                    self._frame(conn, message)
+                elif isinstance(message, WireCursorImage | CursorPosition):
+                    self._cursor(message)
+                elif isinstance(message, ClipboardText):
+                    self.session_clipboard[message.selection] = message.text
+                    self._clipboard_changed.set()
+                    if message.selection is Selection.CLIPBOARD:
+                        self.backend.set_clipboard(message.text)
+                elif isinstance(message, SessionEvent):
+                    log.info("session event %s: %s", message.kind.name, message.detail)
+                    if message.kind in (SessionEventKind.MOVED, SessionEventKind.ENDED):
+                        self.ending_detail = message.detail
+            except ConnectionClosedError:
+                return
+
+    # --- display -----------------------------------------------------------------------------------
+
+    def _frame(self, conn: ClientConnection, update: FrameUpdate) -> None:
+        started = time.perf_counter()
+        try:
+            damage = self.decoder.apply(update)
+        except CodecError as err:
+            log.warning("frame %d could not be applied: %s", update.seq, err.message)
+            damage = []
+        elapsed = time.perf_counter() - started
+        log.debug(
+            "frame %d%s: %d regions, %d rectangles changed, decoded in %.1f ms",
+            update.seq,
+            " (keyframe)" if update.keyframe else "",
+            len(update.regions),
+            len(damage),
+            elapsed * 1000,
+        )
+        s = self.stats
+        s.frames += 1
+        s.keyframes += update.keyframe
+        s.decode_seconds += elapsed
+        for r in update.regions:
+            s.regions[r.encoding.name] += 1
+            s.region_bytes[r.encoding.name] += len(r.data)
+            s.frame_bytes += len(r.data)
+        fb = self.decoder.framebuffer
+        if fb is not None and (damage or update.keyframe):
+            self.backend.present(fb, damage)
+            self.last_frame_at = time.monotonic()
+            if len(s.shown_at) < 100_000:
+                s.shown_at.append(self.last_frame_at)
+            if self._pending_keys:
+                now = time.monotonic()
+                s.key_to_pixels_ms += [(now - t) * 1000 for t in self._pending_keys]
+                self._pending_keys.clear()
+        conn.send(FrameAck(seq=update.seq, decode_us=min(int(elapsed * 1e6), 0xFFFF_FFFF)))
+        if self.decoder.needs_keyframe:
+            if not self._asked_keyframe and self.decoder.desync is not Desync.NO_KEYFRAME_YET:
+                reason = (
+                    KeyframeReason.CHECKSUM_MISMATCH
+                    if self.decoder.desync is Desync.CHECKSUM_MISMATCH
+                    else KeyframeReason.DECODER_ERROR
+                )
+                log.info("asking for a keyframe: %s", self.decoder.desync_reason)
+                conn.send(KeyframeRequest(reason=reason))
+                self._asked_keyframe = True
+                s.keyframe_requests += 1
+        else:
+            self._asked_keyframe = False
+            self.complete.set()
+
+    def _cursor(self, message: WireCursorImage | CursorPosition) -> None:
+        self.stats.cursor_messages += 1
+        try:
+            self.cursor.apply(message)
+        except CodecError as err:
+            log.warning("cursor image ignored: %s", err.message)
+            return
+        state = self.cursor.state
+        if isinstance(message, WireCursorImage):
+            self.backend.set_cursor(
+                None if state is None else CursorImage(state.image, state.hotspot_x, state.hotspot_y)
+            )
+        else:
+            if state is not None:
+                self.backend.set_cursor(CursorImage(state.image, state.hotspot_x, state.hotspot_y))
+            self.backend.move_cursor(message.x, message.y, message.visible and state is not None)
+
+    # --- input -------------------------------------------------------------------------------------
+
+    def handle_input(self, event: InputEvent) -> None:
+        """From the backend (or a script): send it to the session while connected."""
+        if isinstance(event, CloseRequestedEvent):
+            self.stop("the window was closed")
+            return
+        if isinstance(event, KeymapChangedEvent):
+            self._keymap_override = event.keymap
+        conn = self.conn
+        if conn is None or conn.closed:
+            log.debug("input dropped while not connected: %s", type(event).__name__)
+            return
+        message = self._wire_message(event, conn)
+        if message is None:
+            return
+        try:
+            conn.send(message)
+        except (ConnectionClosedError, WireUsageError) as err:
+            log.debug("input not sent: %s", err)
+            return
+        if isinstance(event, KeyEvent) and event.pressed:
+            self._pending_keys.append(time.monotonic())
+
+    def _wire_message(self, event: InputEvent, conn: ClientConnection) -> Any:
+        caps = conn.capabilities
+        t = int(time.monotonic() * 1000) & 0xFFFF_FFFF
+        if isinstance(event, ScreenChangedEvent):
+            if Capability.DISPLAY not in caps:
+                return None
+            return ResizeRequest(width=event.width, height=event.height, scale_120=max(1, event.scale_120))
+        if isinstance(event, ClipboardChangedEvent):
+            if Capability.CLIPBOARD not in caps:
+                return None
+            return ClipboardText.truncated(Selection.CLIPBOARD, event.text)
+        if Capability.INPUT not in caps:
+            return None
+        if isinstance(event, KeyEvent):
+            state = KeyState.PRESSED if event.pressed else KeyState.RELEASED
+            return Key(code=event.evdev_code, state=state, time_ms=t)
+        if isinstance(event, PointerMotionEvent):
+            return PointerMotion(x=float(event.x), y=float(event.y), time_ms=t)
+        if isinstance(event, PointerButtonEvent):
+            state_b = ButtonState.PRESSED if event.pressed else ButtonState.RELEASED
+            return PointerButton(button=event.evdev_button, state=state_b, time_ms=t)
+        if isinstance(event, PointerAxisEvent):
+            return PointerAxis(
+                axis=Axis(event.axis),
+                value=float(event.value),
+                value120=(event.discrete or 0) * 120,
+                source=AxisSource.WHEEL if event.discrete else AxisSource.CONTINUOUS,
+                time_ms=t,
+            )
+        if isinstance(event, KeymapChangedEvent):
+            return KeymapUpdate(keymap=event.keymap)
+        return None
+
+    # --- waiting (scripts, snapshots) --------------------------------------------------------------
+
+    async def wait_complete(self, timeout: float) -> bool:
+        """Until the picture is complete and in sync; False after ``timeout`` or when the viewer ended."""
+        try:
+            await asyncio.wait_for(self.complete.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.ending is None and not self.decoder.needs_keyframe
+
+    async def wait_settled(self, quiet: float, timeout: float) -> bool:
+        """Until no frame arrived for ``quiet`` seconds with the picture in sync (the session's screen
+        settled); False after ``timeout`` or when the viewer ended. The quiet time counts from the call
+        at the earliest: input sent just before takes a moment to show."""
+        start = time.monotonic()
+        end = start + timeout
+        while self.ending is None:
+            now = time.monotonic()
+            if (
+                self.connected.is_set()
+                and self.complete.is_set()
+                and not self.decoder.needs_keyframe
+                and now - max(self.last_frame_at, start) >= quiet
+            ):
+                return True
+            if now > end:
+                return False
+            await asyncio.sleep(min(0.05, quiet / 4))
+        return False
+
+    async def wait_clipboard(self, text: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while self.ending is None:
+            if self.session_clipboard.get(Selection.CLIPBOARD) == text:
+                return True
+            self._clipboard_changed.clear()
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._clipboard_changed.wait(), left)
+            except TimeoutError:
+                return False
+        return False
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.ending is None and self.conn is not None
+
+
+def _ending_for(code: int) -> Ending:
+    if code == ErrorCode.SESSION_MOVED:
+        return Ending.SESSION_MOVED
+    if code == ErrorCode.SESSION_ENDED:
+        return Ending.SESSION_ENDED
+    return Ending.REFUSED

@@ -1,0 +1,188 @@
+"""wrsrvd's admin socket: a small JSON protocol for operators' tools (``wradm``) and tests.
+
+A Unix stream socket (mode 0600: wrsrvd's own user, and root), framed like wrsessd's IPC: a 32-bit
+length in native byte order, then that many bytes of UTF-8 JSON, one object with a ``"type"``.
+Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
+
+- ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "version", "listen", "port",
+  "fingerprint", "sessions", "viewers", "max_sessions"}``
+- ``{"type": "sessions"}`` → ``{"type": "sessions", "sessions": [{"id", "state", "token", "user",
+  "viewer", "linked", "pid", "wayland_display", "output": [w, h, scale_120], "created_at",
+  "changed_at"}, ...]}`` (``token`` is the short digest form, never the token)
+- ``{"type": "screenshot", "session_id": ID, "include_cursor": false}`` → ``{"type": "screenshot",
+  "png_base64": ...}`` (the compositor's own picture of its output)
+
+Any failure is answered ``{"type": "error", "description": ...}``; a malformed frame closes the
+connection. The next issue's ``wradm sessions|session kill|detach|status`` builds on this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from wayray.common.errors import WayRayError
+
+log = logging.getLogger("wayray.server.admin")
+
+_LEN = struct.Struct("=I")
+#: sun_path holds 108 bytes on Linux (104 on illumos and the BSDs), including the final NUL.
+MAX_SOCKET_PATH = 103
+MAX_REQUEST = 64 * 1024
+MAX_ANSWER = 64 * 1024 * 1024
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class AdminError(Exception):
+    pass
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return _LEN.pack(len(data)) + data
+
+
+def bind_private_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, mode 0600 from the start (never reachable by others), after
+    removing a stale one; WayRayError when another process listens there or the path is unusable."""
+    length = len(os.fsencode(path))
+    if length > MAX_SOCKET_PATH:
+        raise WayRayError(
+            f"{path}: a socket path can be at most {MAX_SOCKET_PATH} bytes, this one has {length}",
+            hint="use a shorter runtime directory (--runtime-dir, or host.runtime_dir)",
+        )
+    try:
+        return _bind(path)
+    except OSError as err:
+        raise WayRayError(f"cannot listen on {path}: {err.strerror or err}") from None
+
+
+def _bind(path: Path) -> socket.socket:
+    if path.is_socket() or path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+        else:
+            raise WayRayError(
+                f"{path}: another process listens there",
+                hint="another wrsrvd uses this runtime directory; give this one its own --runtime-dir",
+            )
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+class AdminServer:
+    def __init__(self, path: Path, handler: Handler) -> None:
+        self.path = path
+        self._handler = handler
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        sock = bind_private_socket(self.path)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+            self.path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readexactly(_LEN.size)
+                except asyncio.IncompleteReadError:
+                    return
+                (length,) = _LEN.unpack(head)
+                if length > MAX_REQUEST:
+                    writer.write(
+                        encode({"type": "error", "description": f"request of {length} bytes is too large"})
+                    )
+                    return
+                body = await reader.readexactly(length)
+                try:
+                    request = json.loads(body.decode("utf-8"))
+                    if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+                        raise ValueError("a request is a JSON object with a string 'type'")
+                except ValueError as err:
+                    writer.write(encode({"type": "error", "description": f"bad request: {err}"}))
+                    return
+                try:
+                    answer = await self._handler(request)
+                except AdminError as err:
+                    answer = {"type": "error", "description": str(err)}
+                except Exception as err:
+                    log.exception("admin request %s failed", request.get("type"))
+                    answer = {"type": "error", "description": f"internal error: {type(err).__name__}"}
+                writer.write(encode(answer))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+
+class AdminClient:
+    """A blocking client (wradm, tests)."""
+
+    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        self.sock.sendall(encode({"type": type_, **fields}))
+        (length,) = _LEN.unpack(self._read(_LEN.size))
+        if length > MAX_ANSWER:
+            raise AdminError(f"answer of {length} bytes is too large")
+        answer: dict[str, Any] = json.loads(self._read(length))
+        if answer.get("type") == "error":
+            raise AdminError(str(answer.get("description")))
+        return answer
+
+    def screenshot(self, session_id: str, *, include_cursor: bool = False) -> bytes:
+        answer = self.request("screenshot", session_id=session_id, include_cursor=include_cursor)
+        return base64.b64decode(answer["png_base64"])
+
+    def _read(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise AdminError("wrsrvd closed the admin connection")
+            buf += chunk
+        return bytes(buf)

@@ -1,0 +1,934 @@
+"""wrsrvd, the front door: QUIC viewers in, session compositors behind, the registry in between.
+
+One :class:`FrontDoor` per server instance. It listens for viewers (``wayray.transport``), finds or
+starts the session a viewer's token names (``wayray.server.registry``), and relays between the
+viewer's connection and that session's compositor over the compositor's link (``wayray.link``):
+finished wire frames from the compositor go to the viewer untouched (``send_encoded``), the viewer's
+input, acknowledgements and requests go to the compositor. Nothing here decodes a pixel.
+
+Sessions outlive viewers (a session without a viewer is *detached* and keeps running) and outlive
+wrsrvd itself: their compositors are separate processes that reconnect to the next wrsrvd, which
+finds them in its SQLite registry. A compositor that crashes ends its own session only. Every
+viewer-side failure closes that viewer's connection with a reason; every link-side failure closes
+that link with a reason; nothing a peer sends ends the daemon.
+
+Standalone mode starts each session's compositor itself (``wrsrvd session … -- COMMAND`` as the
+server's user); the launcher issue adds sessions started by wrsessd behind a greeter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import hmac
+import itertools
+import logging
+import os
+import secrets
+import signal
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wayray
+from wayray.common.errors import WayRayError
+from wayray.common.notify import Notifier
+from wayray.link import (
+    LINK_VERSION,
+    Attach,
+    Attached,
+    Close,
+    CloseCode,
+    Detach,
+    End,
+    Ended,
+    LinkError,
+    LinkRole,
+    OutputChanged,
+    Register,
+    Screenshot,
+    ScreenshotFailed,
+    ScreenshotResult,
+    ToSession,
+    ToViewer,
+    Welcome,
+)
+from wayray.link.stream import LinkOverflow, LinkStream
+from wayray.server.admin import AdminError, AdminServer, bind_private_socket
+from wayray.server.model import Endpoint, EndReason, Session, SessionState
+from wayray.server.registry import Outcome, Registry, RegistryError
+from wayray.server.settings import FrontDoorSettings, Mode
+from wayray.server.spawn import SessionProcess, SessionSpec, pid_alive, start_session
+from wayray.server.tokens import TokenHasher, TokenKind
+from wayray.transport import (
+    ConnectionClosedError,
+    ServerConnection,
+    ServerIdentity,
+    ServerSettings,
+    TransportError,
+    WireServer,
+)
+from wayray.wire import (
+    SCALE_ONE,
+    Channel,
+    ClipboardText,
+    ErrorCode,
+    Key,
+    PointerAxis,
+    PointerButton,
+    PointerMotion,
+    SessionEvent,
+    SessionEventKind,
+    WireUsageError,
+    encode_message,
+    spec_of,
+)
+from wayray.wire import TokenKind as WireTokenKind
+from wayray.wire.framing import parse_header
+
+log = logging.getLogger("wayray.server")
+
+#: How the wire's token kinds map to the registry's. A software token (given on a command line or in a
+#: file) follows whoever presents it, as a badge does.
+TOKEN_KINDS = {
+    WireTokenKind.BADGE: TokenKind.BADGE,
+    WireTokenKind.TERMINAL: TokenKind.TERMINAL,
+    WireTokenKind.SOFTWARE: TokenKind.BADGE,
+}
+ATTACH_TIMEOUT = 15.0
+SCREENSHOT_TIMEOUT = 20.0
+END_WAIT = 8.0
+#: After a link drops without Ended: how long to wait for the compositor process to be seen gone.
+LINK_LOSS_GRACE = 1.0
+_CLIPBOARD_TYPE = spec_of(ClipboardText(selection=0, text="")).number  # type: ignore[arg-type]
+_INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One viewer's connection and which session it shows."""
+
+    conn: ServerConnection
+    #: The registry's name for this viewer (unique per connection).
+    key: str
+    session: LiveSession | None = None
+    attach_id: int = 0
+    last_input: float = 0.0
+    #: The token found a running session (ServerHello.resumed).
+    resumed: bool = False
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """What wrsrvd knows at run time about a session in its registry: its link and its viewer."""
+
+    id: str
+    link: LinkStream | None = None
+    linked: asyncio.Event = field(default_factory=asyncio.Event)
+    process: SessionProcess | None = None
+    pid: int | None = None
+    wayland_display: str = ""
+    output: tuple[int, int, int] = (0, 0, SCALE_ONE)
+    viewer: Viewer | None = None
+    attach_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    attaching: dict[int, asyncio.Future[Attached]] = field(default_factory=dict)
+    screenshots: dict[int, asyncio.Future[bytes]] = field(default_factory=dict)
+    ended: bool = False
+    #: When a session restored from the registry must be back on its link (else it is gone).
+    relink_by: float | None = None
+
+
+class FrontDoor:
+    def __init__(self, settings: FrontDoorSettings, *, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.notifier = notifier or Notifier(None)
+        self.identity: ServerIdentity | None = None
+        self.registry: Registry | None = None
+        self.hasher: TokenHasher | None = None
+        self.live: dict[str, LiveSession] = {}
+        self.viewers: set[Viewer] = set()
+        self.servers: list[WireServer] = []
+        self.port = settings.port
+        self._link_server: asyncio.AbstractServer | None = None
+        self._admin: AdminServer | None = None
+        self._lock_fd: int | None = None
+        self._viewer_numbers = itertools.count(1)
+        self._screenshot_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer_wake = asyncio.Event()
+        self.stopping = False
+
+    # --- start and stop ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        _private_dir(s.state_dir)
+        _private_dir(s.runtime_dir)
+        self._lock_fd = _lock(s.lock_file)
+        self.identity = ServerIdentity.load_or_create_files(s.tls_cert, s.tls_key, name=s.name)
+        self.hasher = TokenHasher.load_or_create(s.token_key)
+        now = time.time()
+        self.registry = Registry.open(s.registry_path, policy=s.policy, now=now)
+        self._restore(now)
+        if s.mode is Mode.INSTANCE:
+            _private_dir(s.session_runtime_dir)
+        link_sock = bind_private_socket(s.link_socket)
+        self._link_server = await asyncio.start_unix_server(self._on_link, sock=link_sock, limit=256 * 1024)
+        self._admin = AdminServer(s.admin_socket, self._admin_request)
+        await self._admin.start()
+        await self._listen()
+        self._spawn(self._policy_timer(), "policy-timer")
+        self.notifier.ready(self.status_line())
+        watchdog = self.notifier.start_watchdog()
+        if watchdog is not None:
+            self._tasks.add(watchdog)
+        log.info(
+            "wrsrvd %s (%s) serving on UDP port %d, identity %s; %d session(s) restored",
+            s.name,
+            s.mode,
+            self.port,
+            self.identity.fingerprint,
+            len(self.live),
+        )
+
+    async def _listen(self) -> None:
+        s = self.settings
+        assert self.identity is not None
+        port = s.port
+        for host in s.listen:
+            settings = ServerSettings(
+                identity=self.identity,
+                host=host,
+                port=port,
+                wire=s.wire,
+                client_ca=s.client_ca,
+                server_name="wrsrvd",
+                server_version=wayray.__version__,
+            )
+            try:
+                server = await WireServer.start(settings, self._handle_viewer)
+            except TransportError:
+                if host != "::" or len(s.listen) != 1:
+                    raise
+                # A host without IPv6: the default "every address" falls back to every IPv4 one.
+                log.warning("cannot listen on [::] (no IPv6 here?); listening on 0.0.0.0 instead")
+                settings = dataclasses.replace(settings, host="0.0.0.0")
+                server = await WireServer.start(settings, self._handle_viewer)
+            self.servers.append(server)
+            port = server.port
+        self.port = port
+
+    async def stop(self, *, end_sessions: bool = False) -> None:
+        """Stop serving. Sessions keep running (they reconnect to the next wrsrvd) unless
+        ``end_sessions`` (standalone Ctrl-C): then each is ended and waited for briefly."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.notifier.stopping("ending sessions" if end_sessions else "stopping; sessions keep running")
+        if end_sessions:
+            waits = []
+            for ls in list(self.live.values()):
+                if ls.process is not None:
+                    waits.append(ls.process.exited.wait())
+                self._end_session(ls, EndReason.OPERATOR, "the server was stopped")
+            if waits:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*waits), END_WAIT)
+        for server in self.servers:
+            await server.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
+        self.servers.clear()
+        for ls in self.live.values():
+            if ls.link is not None:
+                ls.link.close(CloseCode.SHUTDOWN, "wrsrvd is stopping")
+            if ls.process is not None:
+                ls.process.detach()
+        if self._link_server is not None:
+            self._link_server.close()
+            self._link_server = None
+            self.settings.link_socket.unlink(missing_ok=True)
+        if self._admin is not None:
+            await self._admin.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("wrsrvd %s stopped", self.settings.name)
+
+    def reload(self, settings: FrontDoorSettings) -> None:
+        """SIGHUP: take what can change without a restart (policy, limits, what new sessions run)."""
+        old = self.settings
+        keep = (
+            "listen",
+            "port",
+            "state_dir",
+            "runtime_dir",
+            "admin_socket",
+            "tls_cert",
+            "tls_key",
+            "client_ca",
+        )
+        changed = [name for name in keep if getattr(old, name) != getattr(settings, name)]
+        if changed:
+            log.warning("restart wrsrvd to apply the changes to: %s", ", ".join(changed))
+        self.settings = type(old)(**{**settings.__dict__, **{k: getattr(old, k) for k in keep}})
+        if self.registry is not None:
+            self.registry.policy = self.settings.policy
+        self._timer_wake.set()
+        log.info("configuration reloaded")
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # --- status ------------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        sessions = len(self.live)
+        viewers = sum(1 for ls in self.live.values() if ls.viewer is not None)
+        return f"{sessions} session{'s' * (sessions != 1)}, {viewers} viewer{'s' * (viewers != 1)}"
+
+    def _changed(self) -> None:
+        self.notifier.status(self.status_line())
+        self._timer_wake.set()
+
+    # --- restoring after a restart -----------------------------------------------------------------
+
+    def _restore(self, now: float) -> None:
+        assert self.registry is not None
+        grace = time.monotonic() + self.settings.relink_grace
+        for s in self.registry.live_sessions():
+            pid = s.endpoint.compositor_pid
+            if pid is not None and not pid_alive(pid):
+                log.info("session %s: its compositor (pid %d) is gone; ending it", s.id, pid)
+                self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
+                continue
+            self.live[s.id] = LiveSession(s.id, pid=pid, relink_by=grace)
+
+    # --- viewers -----------------------------------------------------------------------------------
+
+    async def _handle_viewer(self, conn: ServerConnection) -> None:
+        if self.stopping:
+            conn.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping")
+            return
+        assert self.registry is not None and self.hasher is not None
+        hello = conn.hello
+        try:
+            token = self.hasher.ref(TOKEN_KINDS[hello.token_kind], hello.token)
+        except ValueError as err:
+            conn.close(ErrorCode.TOKEN_REJECTED, f"the token cannot be used: {err}")
+            return
+        viewer = Viewer(conn, f"{conn.peer_address}#{next(self._viewer_numbers)}")
+        now = time.time()
+        p = self.registry.present(token, viewer.key, now)
+        if p.outcome is Outcome.REFUSED:
+            conn.close(ErrorCode.TOKEN_REJECTED, p.reason or "this server does not accept the token")
+            return
+        if p.outcome is Outcome.REAUTH_REQUIRED:  # the policy has it off until the launcher drives logins
+            conn.close(
+                ErrorCode.TOKEN_REJECTED,
+                "the session needs its owner's password, which this server cannot ask",
+            )
+            return
+        resumed = p.outcome is not Outcome.NEW_GREETER
+        if p.outcome is Outcome.NEW_GREETER:
+            ls = await self._new_session(token, viewer, conn)
+            if ls is None:
+                return
+        else:
+            assert p.session is not None
+            ls = self.live.get(p.session.id)
+            if ls is None:  # in the registry but not known at run time: cannot happen, but be safe
+                ls = self.live[p.session.id] = LiveSession(p.session.id, relink_by=time.monotonic())
+            log.info(
+                "%s: token %s %s session %s",
+                conn.peer_address,
+                token.short,
+                "moves" if p.outcome is Outcome.MOVED else "resumes",
+                ls.id,
+            )
+        self.viewers.add(viewer)
+        try:
+            await self._serve_viewer(viewer, ls, resumed)
+        finally:
+            self.viewers.discard(viewer)
+            self._viewer_left(viewer)
+
+    async def _new_session(self, token: Any, viewer: Viewer, conn: ServerConnection) -> LiveSession | None:
+        assert self.registry is not None
+        s = self.settings
+        if len(self.live) >= s.max_sessions:
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                f"this server hosts its limit of {s.max_sessions} sessions; try another server or later",
+            )
+            return None
+        hello = conn.hello
+        size = (hello.screen_width, hello.screen_height)
+        if not (320 <= size[0] <= 16384 and 200 <= size[1] <= 16384):
+            size = s.output_size
+        scale = max(1, min(4, round(hello.scale_120 / SCALE_ONE))) if hello.screen_width else s.output_scale
+        size = (size[0] - size[0] % scale, size[1] - size[1] % scale)
+        secret = secrets.token_urlsafe(32)
+        sid = secrets.token_hex(8)
+        endpoint = Endpoint(link=str(s.link_socket), link_secret_sha256=_sha256(secret))
+        try:
+            self.registry.create_session(token, viewer.key, _user(), endpoint, time.time(), session_id=sid)
+        except RegistryError as err:
+            conn.close(ErrorCode.SERVER_BUSY, f"cannot start a session now: {err}")
+            return None
+        ls = LiveSession(sid)
+        self.live[sid] = ls
+        spec = SessionSpec(
+            session_id=sid,
+            secret=secret,
+            link=s.link_socket,
+            runtime_dir=s.session_runtime_dir,
+            command=s.session_command,
+            size=size,
+            scale=scale,
+            fps=s.fps,
+            idle_fps=s.idle_fps,
+            video=s.video,
+            orphan_timeout=s.policy.detached_timeout_s,
+            log_dir=s.session_log_dir,
+        )
+        try:
+            ls.process = start_session(spec, functools.partial(self._process_exited, ls))
+        except OSError as err:
+            log.error("cannot start a session: %s", err)
+            self._finish(ls, EndReason.START_FAILED, f"the session could not be started: {err}")
+            conn.close(ErrorCode.INTERNAL_ERROR, "the session could not be started; see the server's log")
+            return None
+        ls.pid = ls.process.pid
+        self.registry.set_endpoint(
+            sid, Endpoint(**{**endpoint.__dict__, "compositor_pid": ls.pid}), time.time()
+        )
+        ls.relink_by = time.monotonic() + s.start_timeout
+        log.info(
+            "%s: token %s gets a new session %s (%dx%d, %s)",
+            conn.peer_address,
+            token.short,
+            sid,
+            size[0],
+            size[1],
+            " ".join(s.session_command),
+        )
+        self._changed()
+        return ls
+
+    async def _serve_viewer(self, viewer: Viewer, ls: LiveSession, resumed: bool) -> None:
+        conn = viewer.conn
+        s = self.settings
+        try:
+            if not ls.linked.is_set():
+                # Starting, or back after a wrsrvd restart: give it until its deadline to register.
+                await asyncio.wait_for(ls.linked.wait(), max(1.0, (ls.relink_by or 0) - time.monotonic()))
+        except TimeoutError:
+            if ls.ended:
+                conn.close(ErrorCode.SESSION_ENDED, "the session ended while it started")
+            else:
+                conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is not reachable; try again")
+            return
+        if ls.ended or ls.link is None:
+            conn.close(ErrorCode.SESSION_ENDED, "the session ended")
+            return
+        displaced = ls.viewer
+        if displaced is not None:
+            self._displace(displaced, f"the session moved to {conn.peer_address}")
+        viewer.session = ls
+        viewer.attach_id = next(ls.attach_ids)
+        ls.viewer = viewer
+        hello = conn.hello
+        answer: asyncio.Future[Attached] = asyncio.get_running_loop().create_future()
+        ls.attaching[viewer.attach_id] = answer
+        viewer.resumed = resumed
+        try:
+            ls.link.send(
+                Attach(
+                    attach_id=viewer.attach_id,
+                    width=min(hello.screen_width, 65535),
+                    height=min(hello.screen_height, 65535),
+                    scale_120=min(max(hello.scale_120, 1), 65535),
+                    match_size=bool(hello.screen_width and hello.screen_height),
+                    keymap=hello.keymap,
+                    capabilities=sorted(conn.offered_capabilities),
+                    frame_window=s.wire.frame_window,
+                    clipboard=str(s.clipboard),
+                )
+            )
+            attached = await asyncio.wait_for(asyncio.shield(answer), ATTACH_TIMEOUT)
+        except LinkError as err:
+            self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
+            conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is not reachable; try again")
+            return
+        except TimeoutError:
+            conn.close(ErrorCode.INTERNAL_ERROR, "the session's compositor did not answer in time")
+            return
+        except asyncio.CancelledError:
+            if conn.closed:  # displaced, or the session ended, while attaching
+                return
+            raise
+        finally:
+            ls.attaching.pop(viewer.attach_id, None)
+        if ls.viewer is not viewer or conn.closed or conn.server_hello is None:
+            return
+        log.info(
+            "%s: attached to session %s (%dx%d)", conn.peer_address, ls.id, attached.width, attached.height
+        )
+        self._changed()
+        try:
+            async for message in conn:
+                if ls.viewer is not viewer:
+                    break
+                self._to_session(ls, viewer, message)
+        except ConnectionClosedError:
+            pass
+
+    def _to_session(self, ls: LiveSession, viewer: Viewer, message: Any) -> None:
+        if isinstance(message, ClipboardText) and not self.settings.clipboard.to_server:
+            return
+        if isinstance(message, _INPUT):
+            now = time.monotonic()
+            if now - viewer.last_input > 1.0 and self.registry is not None:
+                viewer.last_input = now
+                self.registry.note_input(ls.id, time.time())
+        link = ls.link
+        if link is None:
+            return
+        try:
+            link.send(ToSession(spec_of(message).channel, encode_message(message)))
+        except LinkOverflow as err:
+            self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
+
+    def _displace(self, viewer: Viewer, detail: str) -> None:
+        """The session this viewer shows moved to another viewer: tell it, close its connection."""
+        ls = viewer.session
+        if ls is not None and ls.viewer is viewer:
+            ls.viewer = None
+            if ls.link is not None and viewer.attach_id:
+                ls.link.send(
+                    Detach(attach_id=viewer.attach_id, reason="the session moved to another viewer")
+                )
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            if viewer.conn.server_hello is not None:
+                viewer.conn.send(SessionEvent(kind=SessionEventKind.MOVED, detail=detail))
+        viewer.conn.close(ErrorCode.SESSION_MOVED, detail)
+
+    def _viewer_left(self, viewer: Viewer) -> None:
+        ls = viewer.session
+        if ls is not None and ls.viewer is viewer:
+            ls.viewer = None
+            if ls.link is not None and viewer.attach_id:
+                event = viewer.conn.close_event
+                reason = event.describe() if event is not None else "the viewer left"
+                with contextlib.suppress(LinkError):
+                    ls.link.send(Detach(attach_id=viewer.attach_id, reason=reason[:1000]))
+        if self.registry is not None:
+            try:
+                self.registry.viewer_left(viewer.key, time.time())
+            except RegistryError as err:
+                log.warning("registry: %s", err)
+        self._changed()
+
+    # --- the link ----------------------------------------------------------------------------------
+
+    async def _on_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stream = LinkStream(reader, writer, LinkRole.SERVER, name="link")
+        ls: LiveSession | None = None
+        try:
+            uid = stream.peer_uid()
+            if uid is not None and uid not in (os.geteuid(), 0):
+                stream.close(CloseCode.PROTOCOL_ERROR, "this link serves only the server's own user")
+                log.warning("link: refused a connection from uid %d", uid)
+                return
+            try:
+                first = await asyncio.wait_for(stream.receive(), 10)
+            except TimeoutError:
+                stream.close(CloseCode.PROTOCOL_ERROR, "no registration within 10 s")
+                return
+            if first is None:
+                return
+            if not isinstance(first, Register):
+                stream.close(
+                    CloseCode.PROTOCOL_ERROR,
+                    f"the first message must be Register, not {type(first).__name__}",
+                )
+                return
+            ls = self._register(stream, first)
+            if ls is None:
+                return
+            await self._serve_link(ls, stream)
+        except LinkError as err:
+            log.warning("link%s: %s; closing it", f" of session {ls.id}" if ls else "", err.reason)
+            stream.close(CloseCode.PROTOCOL_ERROR, err.reason)
+        except Exception:
+            log.exception("link%s: internal error", f" of session {ls.id}" if ls else "")
+            stream.close(CloseCode.PROTOCOL_ERROR, "internal error in wrsrvd")
+        finally:
+            stream.close()
+            if ls is not None and ls.link is stream:
+                self._link_lost(ls)
+
+    def _register(self, stream: LinkStream, reg: Register) -> LiveSession | None:
+        assert self.registry is not None
+        if reg.link_version != LINK_VERSION:
+            stream.close(
+                CloseCode.VERSION,
+                f"this wrsrvd speaks link version {LINK_VERSION}, the compositor {reg.link_version}",
+            )
+            return None
+        s = self.registry.find(reg.session_id)
+        ls = self.live.get(reg.session_id)
+        if s is None or ls is None or ls.ended or self.stopping:
+            code = CloseCode.SHUTDOWN if self.stopping else CloseCode.UNKNOWN_SESSION
+            stream.close(code, f"no live session {reg.session_id} here")
+            if not self.stopping:
+                log.warning(
+                    "link: pid %d registered for unknown session %s; told it to end", reg.pid, reg.session_id
+                )
+            return None
+        digest = s.endpoint.link_secret_sha256
+        if not digest or not hmac.compare_digest(_sha256(reg.secret), digest):
+            stream.close(CloseCode.BAD_SECRET, "the secret does not match this session's")
+            log.warning("link: pid %d presented a wrong secret for session %s", reg.pid, reg.session_id)
+            return None
+        if ls.link is not None:
+            log.warning("session %s: a new compositor link (pid %d) replaces the old one", ls.id, reg.pid)
+            old = ls.link
+            ls.link = None
+            old.close(CloseCode.REPLACED, "another compositor registered for this session")
+        stale = ls.viewer
+        if stale is not None:  # attached through the link that went away: it must attach again
+            ls.viewer = None
+            stale.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor reconnected; try again")
+        ls.link = stream
+        ls.pid = reg.pid
+        ls.wayland_display = reg.wayland_display
+        ls.output = (reg.width, reg.height, reg.scale_120)
+        ls.relink_by = None
+        if s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display:
+            self.registry.set_endpoint(
+                s.id,
+                Endpoint(
+                    **{
+                        **s.endpoint.__dict__,
+                        "compositor_pid": reg.pid,
+                        "wayland_display": reg.wayland_display,
+                    }
+                ),
+                time.time(),
+            )
+        stream.send(
+            Welcome(link_version=LINK_VERSION, server=f"wrsrvd {wayray.__version__} ({self.settings.name})")
+        )
+        ls.linked.set()
+        log.info("session %s: compositor pid %d on the link (%s)", ls.id, reg.pid, reg.wayland_display)
+        return ls
+
+    async def _serve_link(self, ls: LiveSession, stream: LinkStream) -> None:
+        async for message in stream.messages():
+            if ls.link is not stream:
+                return  # replaced
+            if isinstance(message, ToViewer):
+                self._to_viewer(ls, message)
+            elif isinstance(message, Attached):
+                self._attached(ls, message)
+            elif isinstance(message, OutputChanged):
+                ls.output = (message.width, message.height, message.scale_120)
+            elif isinstance(message, Ended):
+                detail = f"the session ended: {message.reason}"
+                self._finish(ls, EndReason.COMMAND_EXITED, detail)
+            elif isinstance(message, ScreenshotResult):
+                shot = ls.screenshots.pop(message.request_id, None)
+                if shot is not None and not shot.done():
+                    shot.set_result(message.png)
+            elif isinstance(message, ScreenshotFailed):
+                shot = ls.screenshots.pop(message.request_id, None)
+                if shot is not None and not shot.done():
+                    shot.set_exception(AdminError(f"the compositor could not take it: {message.reason}"))
+            elif isinstance(message, Close):
+                log.info(
+                    "session %s: the compositor closed its link: %s: %s", ls.id, message.code, message.reason
+                )
+                return
+            else:
+                raise LinkError(f"the compositor sent {type(message).__name__} after registering")
+
+    def _attached(self, ls: LiveSession, message: Attached) -> None:
+        """The compositor is ready for the viewer: answer its Hello now, before the frames that follow
+        on the link are relayed (they may be read in the same batch)."""
+        fut = ls.attaching.get(message.attach_id)
+        viewer = ls.viewer
+        if fut is None or fut.done() or viewer is None or viewer.attach_id != message.attach_id:
+            return
+        ls.output = (message.width, message.height, message.scale_120)
+        if not viewer.conn.closed:
+            try:
+                viewer.conn.accept(
+                    session_id=ls.id,
+                    output_width=message.width,
+                    output_height=message.height,
+                    output_scale_120=message.scale_120,
+                    resumed=viewer.resumed,
+                    keyframe_follows=True,
+                )
+            except ConnectionClosedError:
+                pass
+        fut.set_result(message)
+
+    def _to_viewer(self, ls: LiveSession, message: ToViewer) -> None:
+        viewer = ls.viewer
+        if viewer is None or viewer.attach_id != message.attach_id or viewer.conn.closed:
+            return  # frames of a viewer that left (or of one not yet accepted)
+        if message.channel is Channel.CONTROL and not self.settings.clipboard.to_client:
+            msg_type, _ = parse_header(message.frame)
+            if msg_type == _CLIPBOARD_TYPE:
+                return
+        try:
+            viewer.conn.send_encoded(message.channel, message.frame)
+        except ConnectionClosedError:
+            pass
+        except WireUsageError as err:
+            log.error("session %s: cannot relay a frame to %s: %s", ls.id, viewer.conn.peer_address, err)
+            viewer.conn.close(
+                ErrorCode.INTERNAL_ERROR, f"the session sent what the connection cannot carry: {err}"
+            )
+
+    def _drop_link(self, ls: LiveSession, code: CloseCode, reason: str) -> None:
+        if ls.link is not None:
+            log.warning("session %s: dropping its link: %s", ls.id, reason)
+            link = ls.link
+            link.close(code, reason)
+            self._link_lost(ls)
+
+    def _link_lost(self, ls: LiveSession) -> None:
+        ls.link = None
+        ls.linked.clear()
+        for fut in list(ls.attaching.values()) + list(ls.screenshots.values()):
+            if not fut.done():
+                fut.set_exception(LinkError("the compositor's link is gone"))
+        ls.attaching.clear()
+        ls.screenshots.clear()
+        if ls.ended or self.stopping:
+            return
+        ls.relink_by = time.monotonic() + self.settings.relink_grace
+        self._timer_wake.set()
+        self._spawn(self._after_link_loss(ls), f"link-lost-{ls.id}")
+
+    async def _after_link_loss(self, ls: LiveSession) -> None:
+        """A link that drops without Ended: a crashed compositor (the session ends) or one that dropped
+        the link and will come back. A dying process closes its sockets a moment before it can be
+        reaped, so give it that moment before deciding."""
+        end = time.monotonic() + LINK_LOSS_GRACE
+        while time.monotonic() < end and not ls.ended and ls.link is None:
+            if ls.process is not None:
+                if ls.process.returncode is not None:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ls.process.exited.wait(), max(0.0, end - time.monotonic()))
+                break
+            if not pid_alive(ls.pid):
+                break
+            await asyncio.sleep(0.05)
+        if ls.ended or ls.link is not None:
+            return
+        alive = ls.process.returncode is None if ls.process is not None else pid_alive(ls.pid)
+        if not alive:
+            self._finish(ls, EndReason.COMPOSITOR_LOST, "the session's compositor stopped unexpectedly")
+            return
+        log.info("session %s: link lost; waiting for the compositor to come back", ls.id)
+        viewer = ls.viewer
+        if viewer is not None:
+            ls.viewer = None
+            viewer.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is reconnecting; try again")
+
+    def _process_exited(self, ls: LiveSession, status: int) -> None:
+        if ls.ended:
+            return
+        # Ended on the link usually comes first; without it the compositor crashed (or was killed).
+        self._finish(ls, EndReason.COMPOSITOR_LOST, f"the session's compositor exited with status {status}")
+
+    # --- ending sessions ---------------------------------------------------------------------------
+
+    def _end_session(self, ls: LiveSession, reason: EndReason, detail: str) -> None:
+        """End a session on purpose (operator, policy, standalone Ctrl-C)."""
+        if ls.ended:
+            return
+        if ls.link is not None:
+            ls.link.send(End(reason=detail[:1000]))
+        elif ls.process is not None:
+            ls.process.signal(signal.SIGTERM)
+        self._finish(ls, reason, detail)
+
+    def _finish(self, ls: LiveSession, reason: EndReason, detail: str) -> None:
+        """The session is over: record it, tell its viewer, forget it."""
+        if ls.ended:
+            return
+        ls.ended = True
+        ls.linked.set()  # wake viewers waiting for it: they find it ended
+        log.info("session %s ended (%s): %s", ls.id, reason, detail)
+        if self.registry is not None:
+            s = self.registry.find(ls.id)
+            if s is not None and s.state is not SessionState.ENDED:
+                self.registry.end(ls.id, reason, time.time())
+        viewer = ls.viewer
+        ls.viewer = None
+        if viewer is not None:
+            with contextlib.suppress(ConnectionClosedError, WireUsageError):
+                if viewer.conn.server_hello is not None:
+                    viewer.conn.send(SessionEvent(kind=SessionEventKind.ENDED, detail=detail[:1000]))
+            viewer.conn.close(ErrorCode.SESSION_ENDED, detail)
+        self.live.pop(ls.id, None)
+        self._changed()
+
+    async def _policy_timer(self) -> None:
+        """Carry out the session policy (detached and idle timeouts) and the relink grace."""
+        while True:
+            assert self.registry is not None
+            now = time.time()
+            for action in self.registry.due_actions(now):
+                ls = self.live.get(action.session_id)
+                if ls is not None:
+                    self._end_session(ls, action.reason, f"the policy ended it ({action.reason})")
+                else:  # recorded but not running here: only the record is left to end
+                    self.registry.end(action.session_id, action.reason, now)
+            mono = time.monotonic()
+            for ls in list(self.live.values()):
+                if ls.relink_by is not None and not ls.linked.is_set() and mono > ls.relink_by:
+                    if ls.process is not None and ls.process.returncode is None:
+                        ls.process.signal(signal.SIGTERM)
+                    self._finish(
+                        ls, EndReason.COMPOSITOR_LOST, "the session's compositor did not come back to wrsrvd"
+                    )
+            deadlines = [d - time.time() for d in [self.registry.next_deadline()] if d is not None]
+            deadlines += [ls.relink_by - mono for ls in self.live.values() if ls.relink_by is not None]
+            wait = max(0.05, min([60.0, *deadlines]))
+            self._timer_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wake.wait(), wait)
+
+    # --- admin -------------------------------------------------------------------------------------
+
+    async def _admin_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        kind = request.get("type")
+        if kind == "status":
+            return {
+                "type": "status",
+                "name": self.settings.name,
+                "mode": str(self.settings.mode),
+                "version": wayray.__version__,
+                "listen": list(self.settings.listen),
+                "port": self.port,
+                "fingerprint": self.identity.fingerprint if self.identity else None,
+                "sessions": len(self.live),
+                "viewers": sum(1 for ls in self.live.values() if ls.viewer is not None),
+                "max_sessions": self.settings.max_sessions,
+            }
+        if kind == "sessions":
+            return {"type": "sessions", "sessions": [self._describe(s) for s in self._registry_sessions()]}
+        if kind == "screenshot":
+            sid = request.get("session_id")
+            ls = self.live.get(sid) if isinstance(sid, str) else None
+            if ls is None:
+                raise AdminError(f"no live session {sid!r}")
+            if ls.link is None:
+                raise AdminError(f"session {sid} is not on its link right now (starting or reconnecting)")
+            rid = next(self._screenshot_ids) & 0xFFFF_FFFF
+            fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            ls.screenshots[rid] = fut
+            ls.link.send(Screenshot(request_id=rid, include_cursor=bool(request.get("include_cursor"))))
+            try:
+                png = await asyncio.wait_for(fut, SCREENSHOT_TIMEOUT)
+            except TimeoutError:
+                raise AdminError("the compositor did not send the screenshot in time") from None
+            except LinkError as err:
+                raise AdminError(err.reason) from None
+            finally:
+                ls.screenshots.pop(rid, None)
+            import base64
+
+            return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
+        raise AdminError(f"unknown request type {kind!r} (known: status, sessions, screenshot)")
+
+    def _registry_sessions(self) -> list[Session]:
+        return self.registry.live_sessions() if self.registry is not None else []
+
+    def _describe(self, s: Session) -> dict[str, Any]:
+        ls = self.live.get(s.id)
+        return {
+            "id": s.id,
+            "state": str(s.state),
+            "token": s.token.short,
+            "user": s.user,
+            "viewer": s.viewer,
+            "linked": bool(ls and ls.link is not None),
+            "pid": ls.pid if ls else s.endpoint.compositor_pid,
+            "wayland_display": ls.wayland_display if ls else s.endpoint.wayland_display,
+            "output": list(ls.output) if ls else None,
+            "created_at": s.created_at,
+            "changed_at": s.changed_at,
+        }
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _private_dir(path: Path) -> None:
+    """Make ``path`` (0700) if needed; refuse one that others could change or that is not ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise WayRayError(f"{path} belongs to uid {st.st_uid}, not to this server's user ({os.geteuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise WayRayError(
+            f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+            hint=f"run: chmod 700 {path}",
+        )
+
+
+def _lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise WayRayError(
+            f"another wrsrvd{f' (pid {other})' if other else ''} uses the state directory {path.parent}",
+            hint="stop it first, or give this one its own --state-dir and --runtime-dir",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

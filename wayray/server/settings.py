@@ -1,0 +1,194 @@
+"""What one wrsrvd runs with, made from the configuration model (or its embedded defaults).
+
+Two modes: *instance* (``wrsrvd --instance NAME``, a ``[server.NAME]`` table, directories from
+host.toml, run by systemd or SMF) and *standalone* (``wrsrvd --standalone -- COMMAND``, the embedded
+defaults, directories in the user's own XDG directories, no root, no PAM). Both serve sessions the
+same way; until the launcher drives sessions, instance mode starts them like standalone mode, running
+the server's ``session_command`` as the server's user.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig
+from wayray.config import TokenKind as ConfigTokenKind
+from wayray.server.policy import SessionPolicy
+from wayray.server.tokens import TokenKind
+from wayray.wire import WireConfig
+
+
+class Mode(enum.StrEnum):
+    STANDALONE = "standalone"
+    INSTANCE = "instance"
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings:
+    mode: Mode
+    #: The instance name ("standalone" in standalone mode), for logs and the ServerHello.
+    name: str
+    listen: tuple[str, ...]
+    port: int
+    #: Registry, token key, TLS identity (unless configured elsewhere), session logs.
+    state_dir: Path
+    #: The link socket (and, in standalone mode, the admin socket).
+    runtime_dir: Path
+    admin_socket: Path
+    #: XDG_RUNTIME_DIR of the sessions (their Wayland sockets).
+    session_runtime_dir: Path
+    tls_cert: Path
+    tls_key: Path
+    client_ca: Path | None
+    max_sessions: int
+    session_command: tuple[str, ...]
+    output_size: tuple[int, int]
+    output_scale: int
+    fps: int
+    idle_fps: int
+    video: bool
+    policy: SessionPolicy
+    clipboard: ClipboardDirection
+    wire: WireConfig = WireConfig()
+    #: Seconds a restored session may take to come back on the link after wrsrvd starts, and a
+    #: viewer waits for a session that is starting or reconnecting.
+    relink_grace: float = 30.0
+    #: Seconds a new session's compositor may take to start and register.
+    start_timeout: float = 30.0
+
+    @property
+    def link_socket(self) -> Path:
+        return self.runtime_dir / "link.sock"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.state_dir / "registry.sqlite"
+
+    @property
+    def token_key(self) -> Path:
+        return self.state_dir / "token.key"
+
+    @property
+    def session_log_dir(self) -> Path:
+        return self.state_dir / "sessions"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "wrsrvd.lock"
+
+
+def session_policy(policy: PolicyConfig) -> SessionPolicy:
+    """The registry's policy from the configuration's. Re-authentication needs the launcher (PAM), which
+    this front door does not drive yet: it is off, and wrsrvd says so at start-up when it was asked."""
+    kinds = {ConfigTokenKind.BADGE: TokenKind.BADGE, ConfigTokenKind.TERMINAL: TokenKind.TERMINAL}
+    return SessionPolicy(
+        detached_timeout_s=_seconds(policy.detached_timeout),
+        idle_timeout_s=_seconds(policy.idle_logout),
+        reauth_on_reattach=False,
+        max_sessions_per_user=policy.max_sessions_per_user or None,
+        accepted_token_kinds=frozenset(kinds[k] for k in policy.tokens),
+    )
+
+
+def _seconds(delta: object) -> float | None:
+    from datetime import timedelta
+
+    return delta.total_seconds() if isinstance(delta, timedelta) else None
+
+
+def _integer_scale(scale: float) -> int:
+    return max(1, min(4, round(scale)))
+
+
+def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConfig) -> FrontDoorSettings:
+    state = Path(str(host.state_dir)) / server.name
+    runtime = Path(str(host.runtime_dir)) / server.name
+    return _build(
+        Mode.INSTANCE,
+        server,
+        policy,
+        state_dir=state,
+        runtime_dir=runtime,
+        admin_socket=Path(str(host.admin_socket_for(server.name))),
+        session_runtime_dir=runtime / "sessions",
+    )
+
+
+def standalone_settings(
+    server: ServerConfig,
+    policy: PolicyConfig,
+    *,
+    state_dir: Path | None,
+    runtime_dir: Path | None,
+    environ: dict[str, str] | None = None,
+) -> FrontDoorSettings:
+    env = dict(os.environ) if environ is None else environ
+    state = state_dir or default_state_dir(env)
+    runtime = runtime_dir or default_runtime_dir(env)
+    user_runtime = env.get("XDG_RUNTIME_DIR")
+    sessions_runtime = Path(user_runtime) if user_runtime and Path(user_runtime).is_dir() else runtime
+    settings = _build(
+        Mode.STANDALONE,
+        server,
+        policy,
+        state_dir=state,
+        runtime_dir=runtime,
+        admin_socket=runtime / "admin.sock",
+        session_runtime_dir=sessions_runtime,
+    )
+    return settings
+
+
+def default_state_dir(env: dict[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".local/state"
+    )
+    return Path(base) / "wayray" / "standalone"
+
+
+def default_runtime_dir(env: dict[str, str]) -> Path:
+    base = env.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return Path(base) / "wayray" / "standalone"
+    return Path(f"/tmp/wayray-{os.getuid()}") / "standalone"
+
+
+def _build(
+    mode: Mode,
+    server: ServerConfig,
+    policy: PolicyConfig,
+    *,
+    state_dir: Path,
+    runtime_dir: Path,
+    admin_socket: Path,
+    session_runtime_dir: Path,
+) -> FrontDoorSettings:
+    tls = server.tls
+    derived = str(tls.cert).startswith("<")  # the embedded defaults have no host to derive from
+    cert = state_dir / "tls" / "cert.pem" if derived or mode is Mode.STANDALONE else Path(str(tls.cert))
+    key = state_dir / "tls" / "key.pem" if derived or mode is Mode.STANDALONE else Path(str(tls.key))
+    return FrontDoorSettings(
+        mode=mode,
+        name=server.name or "standalone",
+        listen=tuple(server.listen),
+        port=server.port,
+        state_dir=state_dir,
+        runtime_dir=runtime_dir,
+        admin_socket=admin_socket,
+        session_runtime_dir=session_runtime_dir,
+        tls_cert=cert,
+        tls_key=key,
+        client_ca=Path(str(tls.client_ca)) if tls.client_ca else None,
+        max_sessions=server.max_sessions,
+        session_command=tuple(server.session_command),
+        output_size=(server.output.width, server.output.height),
+        output_scale=_integer_scale(server.output.scale),
+        fps=server.output.fps,
+        idle_fps=server.output.idle_fps,
+        video=server.encoder.video,
+        policy=session_policy(policy),
+        clipboard=policy.clipboard,
+    )

@@ -1,0 +1,188 @@
+"""Starting session compositor processes (standalone mode; the launcher issue adds wrsessd's way).
+
+Each session is ``wrsrvd session … -- COMMAND`` in a process session of its own (``setsid``), so a
+Ctrl-C at wrsrvd's terminal, or wrsrvd's death, does not reach it: sessions outlive the front door and
+register again with the next one. Its link details travel in the environment; the per-session secret
+only there (argv is readable by every local user). Under the journal the session logs there; otherwise
+into ``<state>/sessions/<id>.log``.
+
+The process is watched through a pidfd where the platform has one (else a thread waiting for it), not
+through asyncio's subprocess machinery, which kills children still running when its loop closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wayray.common.log import under_journal
+from wayray.common.notify import child_environment
+
+log = logging.getLogger("wayray.server")
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    session_id: str
+    secret: str
+    link: Path
+    runtime_dir: Path
+    command: tuple[str, ...]
+    size: tuple[int, int]
+    scale: int
+    fps: int
+    idle_fps: int
+    video: bool
+    orphan_timeout: float | None
+    log_dir: Path | None
+
+
+def session_argv(spec: SessionSpec) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "wayray.server",
+        "session",
+        "--size",
+        f"{spec.size[0]}x{spec.size[1]}",
+        "--scale",
+        str(spec.scale),
+        "--refresh",
+        str(spec.fps),
+        "--idle-fps",
+        str(spec.idle_fps),
+        "--orphan-timeout",
+        str(spec.orphan_timeout or 0),
+    ]
+    if not spec.video:
+        argv.append("--no-video")
+    return [*argv, "--", *spec.command]
+
+
+def session_environment(spec: SessionSpec) -> dict[str, str]:
+    env = child_environment()
+    env.update(
+        WAYRAY_LINK=str(spec.link),
+        WAYRAY_LINK_SESSION=spec.session_id,
+        WAYRAY_LINK_SECRET=spec.secret,
+        XDG_RUNTIME_DIR=str(spec.runtime_dir),
+    )
+    for name in ("WAYLAND_DISPLAY", "WAYLAND_SOCKET", "DISPLAY", "WAYRAY_WAYLAND_DISPLAY"):
+        env.pop(name, None)  # the session is its own display
+    return env
+
+
+class SessionProcess:
+    """A started session compositor: its pid, and a callback once it has exited (status as a shell
+    reports it: the exit code, or 128+N for signal N)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], on_exit: Callable[[int], None]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.returncode: int | None = None
+        self._on_exit = on_exit
+        self._loop = asyncio.get_running_loop()
+        self.exited = asyncio.Event()
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_thread, name=f"wait-{proc.pid}", daemon=True).start()
+        else:
+            self._loop.add_reader(self._pidfd, self._reap)
+
+    def _reap(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._done(self.proc.wait())
+
+    def _wait_thread(self) -> None:
+        rc = self.proc.wait()
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is interested any more
+            self._loop.call_soon_threadsafe(self._done, rc)
+
+    def _done(self, rc: int) -> None:
+        if self.returncode is not None:
+            return
+        self.returncode = rc if rc >= 0 else 128 - rc
+        self.exited.set()
+        self._on_exit(self.returncode)
+
+    def signal(self, sig: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def detach(self) -> None:
+        """Stop watching (wrsrvd is exiting; the session lives on)."""
+        if self._pidfd is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionProcess:
+    """Start the session process; raises OSError when it cannot be started at all."""
+    out: int | None = None
+    if spec.log_dir is not None and not under_journal():
+        spec.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        out = os.open(
+            spec.log_dir / f"{spec.session_id}.log",
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
+    try:
+        proc = subprocess.Popen(
+            session_argv(spec),
+            env=session_environment(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            cwd=_home(),
+        )
+    finally:
+        if out is not None:
+            os.close(out)
+    log.info("started session %s (pid %d): %s", spec.session_id, proc.pid, " ".join(spec.command))
+    return SessionProcess(proc, on_exit)
+
+
+def _home() -> str:
+    home = os.environ.get("HOME")
+    return home if home and os.path.isdir(home) else "/"
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists (a restarted wrsrvd asking about a session it did not
+    start itself)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not Path(f"/proc/{pid}/status").exists() or _not_zombie(pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return "Z" not in line.split()[1]
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,104 @@
+"""``wrsrvd session``: the session compositor process that wrsrvd (or wrsessd) starts for each session.
+
+    wrsrvd session [--link PATH] [--session-id ID] [--size WxH] [--scale N] [--refresh HZ]
+                   [--idle-fps N] [--socket NAME] [--decorations client|server] [--no-video]
+                   [--orphan-timeout S] [--screenshot PATH] [-- COMMAND [ARGS...]]
+
+The link's details come from the arguments or the environment (``WAYRAY_LINK``,
+``WAYRAY_LINK_SESSION``); the per-session secret only from ``WAYRAY_LINK_SECRET``. The Wayland
+socket is ``--socket``, else ``WAYRAY_WAYLAND_DISPLAY`` (wrsessd's compositor contract), else the first
+free ``wayray-N`` in ``$XDG_RUNTIME_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from wayray.codec import EncoderSettings
+from wayray.common.errors import UsageError, WayRayError, cli_entry
+from wayray.common.log import setup
+from wayray.compositor.cli import _size
+from wayray.compositor.limits import check_output_size
+from wayray.compositor.session import Decorations
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wrsrvd session",
+        description="Run one WayRay session: a headless compositor with COMMAND inside, encoding its "
+        "frames for the viewer wrsrvd attaches. Started by wrsrvd or wrsessd, not by hand "
+        "(`wrsrvd compositor` runs a compositor alone).",
+    )
+    p.add_argument("--link", metavar="PATH", help="wrsrvd's link socket (default: $WAYRAY_LINK)")
+    p.add_argument("--session-id", metavar="ID", help="the registry's session id ($WAYRAY_LINK_SESSION)")
+    p.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="output size (1280x720)")
+    p.add_argument("--scale", type=int, default=1, choices=(1, 2, 3, 4), help="output scale (1)")
+    p.add_argument("--refresh", type=float, default=60.0, metavar="HZ", help="frame rate while viewed (60)")
+    p.add_argument(
+        "--idle-fps", type=float, default=1.0, metavar="N", help="frame rate while nobody views it (1)"
+    )
+    p.add_argument("--socket", metavar="NAME", help="Wayland socket name ($WAYRAY_WAYLAND_DISPLAY)")
+    p.add_argument("--decorations", choices=("client", "server"), default="client")
+    p.add_argument("--no-video", action="store_true", help="send everything losslessly (no H.264)")
+    p.add_argument(
+        "--orphan-timeout",
+        type=float,
+        default=24 * 3600.0,
+        metavar="S",
+        help="end the session when wrsrvd stays unreachable this long (86400; 0: never)",
+    )
+    p.add_argument("--screenshot", type=Path, metavar="PATH", help="write a PNG here on SIGUSR1")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    return p
+
+
+@cli_entry("wrsrvd session")
+def main(argv: list[str] | None = None) -> int:
+    from wayray.session.process import SessionOptions, link_settings_from_environment, run_session
+
+    args = parser().parse_args(argv)
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if command and shutil.which(command[0]) is None:
+        raise UsageError(f"{command[0]}: command not found")
+    try:
+        check_output_size(args.size[0], args.size[1], args.scale)
+    except WayRayError as err:
+        raise UsageError(err.message) from None
+    if args.refresh <= 0 or args.idle_fps < 0:
+        raise UsageError("--refresh must be positive and --idle-fps not negative")
+    env = dict(os.environ)
+    link = link_settings_from_environment(
+        env,
+        link=args.link,
+        session_id=args.session_id,
+        orphan_timeout=args.orphan_timeout or None,
+    )
+    os.environ.pop("WAYRAY_LINK_SECRET", None)  # children never see it
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if not runtime or not os.path.isdir(runtime):
+        raise WayRayError(
+            "XDG_RUNTIME_DIR is not set or not a directory", hint="wrsrvd sets it for its sessions"
+        )
+    setup("wrsrvd-session", verbose=args.verbose)
+    opts = SessionOptions(
+        link=link,
+        command=tuple(command),
+        runtime_dir=Path(runtime),
+        size=args.size,
+        scale=args.scale,
+        refresh_hz=args.refresh,
+        # 0 means "no frames while detached": the compositor needs a rate, so one an hour.
+        idle_hz=args.idle_fps or 1 / 3600,
+        socket_name=args.socket or env.get("WAYRAY_WAYLAND_DISPLAY") or None,
+        decorations=Decorations(args.decorations),
+        encoder=EncoderSettings(video=not args.no_video),
+        screenshot=args.screenshot,
+    )
+    return asyncio.run(run_session(opts, env))

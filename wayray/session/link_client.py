@@ -1,0 +1,321 @@
+"""The session compositor's end of the link: register with wrsrvd, serve attachments, come back.
+
+The compositor connects to wrsrvd's link socket and registers (session id + secret). When the link
+goes away (wrsrvd restarted or crashed) the session keeps running, detached, and the client
+reconnects with exponential backoff and jitter and registers again, so the restarted wrsrvd finds it
+in its registry and can attach viewers to it. Refusals that cannot change by waiting (the session
+is unknown to the server, the secret is wrong, the protocol version differs, another process took
+the session over) end the session; so does a server that stays away longer than the orphan timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from wayray.codec import EncoderSettings
+from wayray.compositor.session import SelectionKind, SessionCompositor
+from wayray.link import (
+    LINK_VERSION,
+    Attach,
+    Attached,
+    Close,
+    CloseCode,
+    Detach,
+    End,
+    Ended,
+    LinkError,
+    LinkRole,
+    OutputChanged,
+    Register,
+    Screenshot,
+    ScreenshotFailed,
+    ScreenshotResult,
+    ToSession,
+    ToViewer,
+    Welcome,
+)
+from wayray.link.stream import LinkStream
+from wayray.session.attachment import Attachment
+from wayray.wire import Channel, ProtocolError, decode_message
+from wayray.wire.framing import HEADER_SIZE, parse_header
+
+log = logging.getLogger("wayray.session")
+
+REGISTER_TIMEOUT = 10.0
+
+
+class Backoff:
+    """Exponential backoff with jitter: ``first``, doubling up to ``longest``, each delay drawn from
+    its upper half so that many sessions reconnecting at once spread out."""
+
+    def __init__(self, first: float, longest: float) -> None:
+        self.first = first
+        self.longest = longest
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    def delay(self) -> float:
+        d = self._next
+        self._next = min(self.longest, self._next * 2)
+        return d * random.uniform(0.5, 1.0)
+
+
+class SessionRefused(Exception):
+    """wrsrvd will not serve this session (any more): it must end."""
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    path: str
+    session_id: str
+    secret: str
+    #: End the session when wrsrvd cannot be reached for this long (None: wait for ever).
+    orphan_timeout: float | None = 24 * 3600.0
+    backoff_first: float = 0.1
+    backoff_longest: float = 2.0
+
+
+class LinkClient:
+    def __init__(
+        self,
+        comp: SessionCompositor,
+        settings: LinkSettings,
+        *,
+        encoder_settings: EncoderSettings,
+        executor: Executor,
+        on_end: Callable[[str], None],
+    ) -> None:
+        self.comp = comp
+        self.settings = settings
+        self._encoder_settings = encoder_settings
+        self._executor = executor
+        self._on_end = on_end
+        self.stream: LinkStream | None = None
+        self.attachment: Attachment | None = None
+        self.registered = asyncio.Event()
+        self._closing = False
+
+    # --- life --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, register, serve; reconnect when the link is lost. Returns when the session must end
+        (``on_end`` has been called with the reason) or :meth:`close` was called."""
+        s = self.settings
+        backoff = Backoff(s.backoff_first, s.backoff_longest)
+        lost_since = time.monotonic()
+        first = True
+        while not self._closing:
+            try:
+                stream = await self._connect()
+            except OSError as err:
+                away = time.monotonic() - lost_since
+                if s.orphan_timeout is not None and away > s.orphan_timeout:
+                    self._end(f"wrsrvd was unreachable at {s.path} for {away:.0f} s ({err.strerror or err})")
+                    return
+                if first:
+                    log.warning("cannot reach wrsrvd at %s (%s); retrying", s.path, err.strerror or err)
+                    first = False
+                await asyncio.sleep(backoff.delay())
+                continue
+            except SessionRefused as err:
+                self._end(str(err))
+                return
+            except (LinkError, TimeoutError) as err:
+                log.warning("registering with wrsrvd failed: %s; retrying", err)
+                await asyncio.sleep(backoff.delay())
+                continue
+            backoff.reset()
+            first = True
+            try:
+                await self._serve(stream)
+            except SessionRefused as err:
+                self._end(str(err))
+                return
+            except LinkError as err:
+                log.warning("link to wrsrvd broken: %s", err.reason)
+            finally:
+                stream.close()
+                self.stream = None
+                self.registered.clear()
+                await self._detach("the link to wrsrvd is gone")
+            if not self._closing:
+                log.info("lost the link to wrsrvd; the session keeps running and reconnects")
+                lost_since = time.monotonic()
+
+    async def _connect(self) -> LinkStream:
+        s = self.settings
+        stream = await LinkStream.connect(s.path, LinkRole.COMPOSITOR, name="link to wrsrvd")
+        try:
+            w, h = self.comp.size
+            stream.send(
+                Register(
+                    link_version=LINK_VERSION,
+                    session_id=s.session_id,
+                    secret=s.secret,
+                    pid=os.getpid(),
+                    wayland_display=self.comp.socket_name,
+                    width=w,
+                    height=h,
+                    scale_120=self.comp.scale * 120,
+                )
+            )
+            answer = await asyncio.wait_for(_first_message(stream), REGISTER_TIMEOUT)
+        except BaseException:
+            stream.close()
+            raise
+        if isinstance(answer, Close):
+            stream.close()
+            if answer.code is CloseCode.SHUTDOWN:
+                raise LinkError(f"wrsrvd is stopping: {answer.reason}")
+            raise SessionRefused(f"wrsrvd refused the session: {answer.code}: {answer.reason}")
+        if not isinstance(answer, Welcome):
+            stream.close(CloseCode.PROTOCOL_ERROR, f"expected Welcome, got {type(answer).__name__}")
+            raise LinkError(f"wrsrvd answered the registration with {type(answer).__name__}")
+        log.info(
+            "registered with %s (link version %d) as session %s",
+            answer.server,
+            answer.link_version,
+            s.session_id,
+        )
+        self.stream = stream
+        self.registered.set()
+        return stream
+
+    async def close(self) -> None:
+        """Stop serving (the session is ending): detach, close the link."""
+        self._closing = True
+        await self._detach("the session is ending")
+        if self.stream is not None:
+            self.stream.close()
+
+    def send_ended(self, reason: str, exit_status: int) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.send(Ended(reason=reason[:1000], exit_status=max(-1, min(255, exit_status))))
+            except LinkError:
+                pass
+
+    def _end(self, reason: str) -> None:
+        log.warning("ending the session: %s", reason)
+        self._closing = True
+        self._on_end(reason)
+
+    # --- serving -----------------------------------------------------------------------------------
+
+    async def _serve(self, stream: LinkStream) -> None:
+        async for message in stream.messages():
+            if isinstance(message, Attach):
+                await self._attach(stream, message)
+            elif isinstance(message, ToSession):
+                self._from_viewer(message)
+            elif isinstance(message, Detach):
+                if self.attachment is not None and self.attachment.attach_id == message.attach_id:
+                    log.info("viewer detached: %s", message.reason or "no reason given")
+                    await self._detach(message.reason)
+            elif isinstance(message, Screenshot):
+                self._screenshot(stream, message)
+            elif isinstance(message, End):
+                # Keep the link: the process stops its command, then says Ended and closes it.
+                self._end(f"wrsrvd ends the session: {message.reason}")
+            elif isinstance(message, Close):
+                if message.code in (CloseCode.SHUTDOWN,):
+                    log.info("wrsrvd is stopping: %s", message.reason)
+                    return
+                raise SessionRefused(f"wrsrvd closed the link: {message.code}: {message.reason}")
+            else:
+                stream.close(CloseCode.PROTOCOL_ERROR, f"unexpected {type(message).__name__}")
+                raise LinkError(f"wrsrvd sent an unexpected {type(message).__name__}")
+
+    async def _attach(self, stream: LinkStream, message: Attach) -> None:
+        await self._detach("another viewer attached")
+        attach_id = message.attach_id
+
+        async def send(channel: Channel, frame: bytes) -> None:
+            stream.send(ToViewer(attach_id, channel, frame))
+            await stream.drain()
+
+        def resized(width: int, height: int, scale_120: int) -> None:
+            if self.attachment is att and att.pump_started:
+                stream.send(OutputChanged(width=width, height=height, scale_120=scale_120))
+
+        att = Attachment(
+            self.comp,
+            message,
+            send,
+            settings=self._encoder_settings,
+            executor=self._executor,
+            on_resized=resized,
+        )
+        self.attachment = att
+        # Attached goes out before the pump's first frame: wrsrvd answers the viewer's Hello with it.
+        att.prepare()
+        w, h, scale_120 = att.output
+        stream.send(Attached(attach_id=attach_id, width=w, height=h, scale_120=scale_120))
+        att.start_pump()
+        log.info(
+            "viewer attached (%s): output %dx%d, %s",
+            attach_id,
+            w,
+            h,
+            ", ".join(sorted(message.capabilities)),
+        )
+
+    async def _detach(self, reason: str) -> None:
+        att, self.attachment = self.attachment, None
+        if att is None:
+            return
+        await att.stop()
+        if self.attachment is None:
+            self.comp.viewed = False
+        st = att.pump.stats
+        log.info(
+            "viewer %d gone (%s): %d frames (%d keyframes, %d H.264 regions), %d bytes, encoding %.1f s",
+            att.attach_id,
+            reason,
+            st.frames,
+            st.keyframes,
+            st.h264_regions,
+            st.bytes,
+            st.encode_seconds,
+        )
+
+    def _from_viewer(self, message: ToSession) -> None:
+        att = self.attachment
+        if att is None:
+            return  # input that was on its way when the viewer left
+        try:
+            msg_type, _length = parse_header(message.frame)
+            decoded = decode_message(message.channel, msg_type, message.frame[HEADER_SIZE:])
+        except ProtocolError as err:  # wrsrvd validated it: this is a bug on one side
+            log.warning("ignoring a viewer message wrsrvd relayed: %s", err.reason)
+            return
+        att.handle(decoded)
+
+    def selection_changed(self, kind: SelectionKind, mimes: list[str] | None) -> None:
+        if mimes is not None and self.attachment is not None:
+            self.attachment.selection_changed(kind)
+
+    def _screenshot(self, stream: LinkStream, message: Screenshot) -> None:
+        try:
+            png = self.comp.screenshot_png(include_cursor=message.include_cursor)
+        except Exception as err:
+            log.exception("screenshot failed")
+            stream.send(ScreenshotFailed(request_id=message.request_id, reason=str(err)[:1000]))
+            return
+        stream.send(ScreenshotResult(message.request_id, png))
+
+
+async def _first_message(stream: LinkStream) -> object:
+    message = await stream.receive()
+    if message is None:
+        raise LinkError("wrsrvd closed the link without answering the registration")
+    return message

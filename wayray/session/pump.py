@@ -1,0 +1,207 @@
+"""The display pump: the session's frames out to one viewer, within its credit, newest content first.
+
+One pump per attachment (a viewer showing the session). It pulls frames from its own frame consumer
+only while the viewer has frame credit, so damage accumulates in the consumer meanwhile and the next
+frame carries the newest picture: latest wins, and nothing queues anywhere. A slow viewer gets fewer
+frames, never older ones. Encoding runs in a worker thread (numpy, zstd and x264 release the GIL), so
+the compositor keeps dispatching Wayland requests and compositing while a frame is encoded; the
+consumer's snapshot the encoder reads does not change until the pump takes the next frame.
+
+The cursor goes separately (CursorImage/CursorPosition, small, latest wins): it is sent as soon as it
+changes, credit or not. Frames go out as finished wire frames (``encode_message``) through ``send``;
+the server relays them untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from wayray.codec import CursorEncoder, Encoder, EncoderSettings
+from wayray.codec.cursor import CursorMessage
+from wayray.compositor.frames import Frame
+from wayray.compositor.session import SessionCompositor
+from wayray.wire import Capability, Channel, FrameCredit, FrameUpdate, RegionEncoding, encode_message
+from wayray.wire.credit import CreditError
+
+log = logging.getLogger("wayray.session")
+
+#: ``send(channel, wire_frame)``: hand one finished wire frame to the link; awaits room when the
+#: link's buffer is full (the frame is queued either way).
+Send = Callable[[Channel, bytes], Awaitable[None]]
+
+
+@dataclass
+class PumpStats:
+    frames: int = 0
+    keyframes: int = 0
+    bytes: int = 0
+    h264_regions: int = 0
+    encode_seconds: float = 0.0
+
+
+class DisplayPump:
+    def __init__(
+        self,
+        comp: SessionCompositor,
+        send: Send,
+        *,
+        frame_window: int,
+        capabilities: frozenset[str],
+        settings: EncoderSettings,
+        executor: Executor,
+    ) -> None:
+        self._comp = comp
+        self._send = send
+        self._executor = executor
+        self._settings = settings
+        self.credit = FrameCredit(frame_window)
+        self._cursor = CursorEncoder() if Capability.CURSOR in capabilities else None
+        self._cursor_seen: tuple[int, int, int, bool] | None = None
+        self._cursor_broken = False
+        self._display = Capability.DISPLAY in capabilities
+        self._wake = asyncio.Event()
+        self._keyframe_wanted = False
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.stats = PumpStats()
+
+    # --- control (from the link) -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="display-pump")
+
+    async def stop(self) -> None:
+        """Stop after the frame being encoded, if any (the encoder is closed by the pump itself)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:
+                log.exception("the display pump failed")
+
+    def acked(self, seq: int) -> None:
+        try:
+            self.credit.acked(seq)
+        except CreditError as err:  # wrsrvd checked the ack against the same frames: a bug somewhere
+            log.warning("ignoring a frame acknowledgement: %s", err)
+            return
+        self._wake.set()
+
+    def request_keyframe(self) -> None:
+        self._keyframe_wanted = True
+        self._wake.set()
+
+    def pointer_moved(self) -> None:
+        """The viewer moved the pointer: the cursor's position goes back to it."""
+        self._wake.set()
+
+    @property
+    def failed(self) -> BaseException | None:
+        t = self._task
+        return t.exception() if t is not None and t.done() and not t.cancelled() else None
+
+    # --- the pump ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        consumer = self._comp.consumer(on_change=self._wake.set)
+        width, height = self._comp.size
+        encoder = Encoder(width, height, self._settings) if self._display else None
+        try:
+            while not self._stopping:
+                await self._send_cursor()
+                if encoder is not None and self.credit.available > 0:
+                    deadline = encoder.next_deadline()
+                    now = time.monotonic()
+                    due = deadline is not None and now >= deadline
+                    if consumer.pending or self._keyframe_wanted or due:
+                        frame = consumer.take_frame()
+                        await self._encode_and_send(loop, encoder, frame)
+                        continue
+                timeout = None
+                if encoder is not None and self.credit.available > 0:
+                    deadline = encoder.next_deadline()
+                    if deadline is not None:
+                        timeout = max(0.0, deadline - time.monotonic())
+                self._wake.clear()
+                if self._stopping:
+                    break
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            consumer.close()
+            if encoder is not None:
+                encoder.close()
+
+    async def _encode_and_send(
+        self, loop: asyncio.AbstractEventLoop, encoder: Encoder, frame: Frame
+    ) -> None:
+        if (frame.width, frame.height) != (encoder.width, encoder.height):
+            encoder.resize(frame.width, frame.height)  # the next update is a keyframe at the new size
+        force = self._keyframe_wanted
+        self._keyframe_wanted = False
+        started = time.perf_counter()
+        result = await loop.run_in_executor(
+            self._executor, _encode, encoder, frame.pixels, frame.damage, time.monotonic(), force
+        )
+        self.stats.encode_seconds += time.perf_counter() - started
+        if result is None:
+            return
+        update, data = result
+        self.credit.sent(update.seq)
+        s = self.stats
+        s.frames += 1
+        s.keyframes += update.keyframe
+        s.bytes += len(data)
+        s.h264_regions += sum(1 for r in update.regions if r.encoding == RegionEncoding.H264)
+        if update.keyframe:
+            log.info("keyframe %d: %dx%d, %d bytes", update.seq, update.width, update.height, len(data))
+        await self._send(Channel.DISPLAY, data)
+
+    async def _send_cursor(self) -> None:
+        if self._cursor is None or self._cursor_broken:
+            return
+        state = self._comp.cursor()
+        seen = (state.serial, state.x, state.y, state.visible)
+        if seen == self._cursor_seen:
+            return
+        self._cursor_seen = seen
+        image = state.image if state.visible else None
+        try:
+            messages: list[CursorMessage] = self._cursor.update(
+                None if image is None else np.asarray(image, dtype=np.uint32),
+                state.hotspot,
+                state.x,
+                state.y,
+                state.visible,
+            )
+        except ValueError as err:  # a client set a cursor larger than the protocol carries
+            log.warning("the pointer's image cannot be sent (%s); the viewer keeps its own", err)
+            self._cursor_broken = True
+            return
+        for m in messages:
+            await self._send(Channel.DISPLAY, encode_message(m))
+
+
+def _encode(
+    encoder: Encoder,
+    pixels: np.ndarray,
+    damage: tuple[object, ...],
+    now: float,
+    force_keyframe: bool,
+) -> tuple[FrameUpdate, bytes] | None:
+    """Worker thread: encode one frame and serialize it into a wire frame."""
+    update = encoder.encode(pixels, damage, now=now, force_keyframe=force_keyframe)  # type: ignore[arg-type]
+    if update is None:
+        return None
+    return update, encode_message(update)
