@@ -1,0 +1,46 @@
+"""Reading the screen like a person: OCR of a compositor screenshot with tesseract (Debian tesseract-ocr).
+
+Text is read from a grey, contrast-stretched, 2x enlarged copy (light-on-dark areas inverted), which
+is what tesseract reads best. The comparison helpers ignore case and runs of whitespace.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+
+from PIL import Image, ImageOps, ImageStat
+
+
+def ocr(png: bytes, *, box: tuple[int, int, int, int] | None = None) -> str:
+    """The text tesseract reads in a PNG (optionally only inside ``box`` = left, top, right, bottom)."""
+    exe = shutil.which("tesseract")
+    if exe is None:
+        raise AssertionError("tesseract is not installed (Debian: tesseract-ocr tesseract-ocr-eng; ./tools/bootstrap)")
+    img = Image.open(io.BytesIO(png)).convert("L")
+    if box is not None:
+        img = img.crop(box)
+    if ImageStat.Stat(img).mean[0] < 128:
+        img = ImageOps.invert(img)  # tesseract reads dark text on a light ground
+    img = ImageOps.autocontrast(img).resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    done = subprocess.run(
+        [exe, "stdin", "stdout", "--psm", "3", "-l", "eng"],
+        input=buf.getvalue(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.decode("utf-8", "replace")
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def shows(png: bytes, phrase: str, *, box: tuple[int, int, int, int] | None = None) -> bool:
+    """True when ``phrase`` can be read on the screenshot."""
+    return normalize(phrase) in normalize(ocr(png, box=box))

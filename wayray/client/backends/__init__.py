@@ -1,0 +1,1 @@
+"""Display backends of wrclient (see wayray/client/backend.py for the contract)."""
