@@ -18,7 +18,9 @@ def ocr(png: bytes, *, box: tuple[int, int, int, int] | None = None) -> str:
     """The text tesseract reads in a PNG (optionally only inside ``box`` = left, top, right, bottom)."""
     exe = shutil.which("tesseract")
     if exe is None:
-        raise AssertionError("tesseract is not installed (Debian: tesseract-ocr tesseract-ocr-eng; ./tools/bootstrap)")
+        raise AssertionError(
+            "tesseract is not installed (Debian: tesseract-ocr tesseract-ocr-eng; ./tools/bootstrap)"
+        )
     img = Image.open(io.BytesIO(png)).convert("L")
     if box is not None:
         img = img.crop(box)
@@ -27,14 +29,19 @@ def ocr(png: bytes, *, box: tuple[int, int, int, int] | None = None) -> str:
     img = ImageOps.autocontrast(img).resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    done = subprocess.run(
-        [exe, "stdin", "stdout", "--psm", "3", "-l", "eng"],
-        input=buf.getvalue(),
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    return done.stdout.decode("utf-8", "replace")
+    # Two page-segmentation modes: automatic layout (3) misses text in coloured boxes now and then,
+    # a single uniform block (6) catches it; what either reads is on screen.
+    texts = []
+    for psm in ("3", "6"):
+        done = subprocess.run(
+            [exe, "stdin", "stdout", "--psm", psm, "-l", "eng"],
+            input=buf.getvalue(),
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        texts.append(done.stdout.decode("utf-8", "replace"))
+    return "\n".join(texts)
 
 
 def normalize(text: str) -> str:

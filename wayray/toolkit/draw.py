@@ -114,17 +114,27 @@ class Canvas:
         else:
             self.dirty.add_rect(*rect)
 
+    def hide(self) -> None:
+        """Unmap the surface; the next :meth:`resize` and :meth:`present` show it again."""
+        self.dirty = Region()
+        self.surface.attach(None)
+        self.surface.commit()
+        self.swapchain.damage_all()
+
     def present(self) -> None:
         """Upload what changed and commit, now or at the next frame callback / buffer release."""
         if not self.dirty:
             return
         if self.surface.frame_pending:
+            log.debug("present: waiting for the frame callback")
             self._wait()
             return
         buf = self.swapchain.acquire()
         if buf is None:  # every buffer still held by the compositor: try again next frame
+            log.debug("present: no free buffer")
             self._wait()
             return
+        log.debug("present: %s", self.dirty.extents)
         w, h = self.image.size
         self.dirty.intersect_rect(0, 0, w, h)
         damage = [(b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1) for b in self.dirty.boxes()]
