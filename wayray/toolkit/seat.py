@@ -226,11 +226,11 @@ class Keyboard:
     # Client-side repeat ---------------------------------------------------------------------------
 
     def _start_repeat(self, event: Key) -> None:
-        self._stop_repeat()
         if not self.repeat_enabled or self.rate <= 0 or self.keymap is None:
             return
         if not self.keymap.key_repeats(event.evdev_code):
-            return
+            return  # a modifier pressed meanwhile does not stop the repeat (Shift turns "a" into "A")
+        self._stop_repeat()
         self._repeat_key = event
         self._repeat_timer = self.conn.loop.call_later(self.delay / 1000, self._repeat)
 

@@ -39,7 +39,9 @@ class Surface:
         self.conn: Connection = client.conn
         self.proxy = self.conn.track(client.compositor.create_surface())
         self.version: int = client.compositor.user_data
-        self.scale = 1
+        # Until the compositor says which outputs the surface is on, guess the largest scale there is:
+        # a HiDPI kiosk then gets a sharp first frame instead of a blurry one.
+        self.scale = max((o.scale for o in client.outputs), default=1)
         self.on_scale: list[Callable[[int], None]] = []
         self._preferred: int | None = None
         self._outputs: list[Output] = []
