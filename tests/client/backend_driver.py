@@ -24,6 +24,7 @@ import numpy as np
 
 from wayray.client.backend import ConnectionState, CursorImage, InputEvent
 from wayray.client.backends.wayland import WaylandBackend
+from wayray.codec.geometry import Rect
 
 
 def out(obj: object) -> None:
@@ -63,11 +64,11 @@ async def main() -> int:
         kind = cmd["cmd"]
         if kind == "load":
             fb = np.load(cmd["file"]).astype(np.uint32)
-            backend.present(fb, [(0, 0, fb.shape[1], fb.shape[0])])
+            backend.present(fb, [Rect(0, 0, fb.shape[1], fb.shape[0])])
         elif kind == "paint":
             x, y, rw, rh = cmd["rect"]
             fb[y : y + rh, x : x + rw] = 0xFF000000 | cmd["color"]
-            backend.present(fb, [(x, y, rw, rh)])
+            backend.present(fb, [Rect(x, y, rw, rh)])
         elif kind == "cursor":
             if cmd["file"] is None:
                 backend.set_cursor(None)

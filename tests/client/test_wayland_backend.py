@@ -62,9 +62,13 @@ class Driver:
                     return line
             seen = len(self.lines)
             if self.proc.returncode is not None and self._reader.done():
-                raise AssertionError(f"the backend exited waiting for {what}:\n{self.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"the backend exited waiting for {what}:\n{self.log.read_text()[-3000:]}"
+                )
             if loop.time() > end:
-                raise AssertionError(f"timed out waiting for {what}; got {self.lines[-10:]}\n{self.log.read_text()}")
+                raise AssertionError(
+                    f"timed out waiting for {what}; got {self.lines[-10:]}\n{self.log.read_text()}"
+                )
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), 0.5)
@@ -147,7 +151,9 @@ async def test_frames_are_shown_exactly_and_only_damage_is_uploaded(tmp_path: Pa
         await s.settle()
         damage = consumer.take_frame().damage
         # (The compositor widens damage of a viewport-scaled surface by a pixel for its filter.)
-        assert all(99 <= r.x and r.x + r.width <= 131 and 59 <= r.y and r.y + r.height <= 81 for r in damage), damage
+        assert all(
+            99 <= r.x and r.x + r.width <= 131 and 59 <= r.y and r.y + r.height <= 81 for r in damage
+        ), damage
         assert sum(r.width * r.height for r in damage) >= 30 * 20
         # Many frames in a row: the newest always wins, nothing is lost when buffers are reused.
         for i in range(12):
@@ -179,7 +185,9 @@ async def test_a_smaller_session_is_scaled_to_fit_and_letterboxed(tmp_path: Path
         ev = await b.wait(lambda e: e.get("event") == "PointerMotionEvent" and e["x"] == 50.0, "motion")
         assert (ev["x"], ev["y"]) == (50.0, 50.0)
         s.comp.pointer_motion(5, 10)  # on the letterbox bar: clamped to the picture's edge
-        ev = await b.wait(lambda e: e.get("event") == "PointerMotionEvent" and e["x"] == 2.5, "motion on the bar")
+        ev = await b.wait(
+            lambda e: e.get("event") == "PointerMotionEvent" and e["x"] == 2.5, "motion on the bar"
+        )
         assert ev["y"] == 0.0
         s.comp.pointer_axis(Axis.VERTICAL, 30.0, 2)  # 30 output px = 15 session px
         ev = await b.wait(lambda e: e.get("event") == "PointerAxisEvent", "scroll")
@@ -205,7 +213,9 @@ async def test_keys_pointer_and_keymap_are_forwarded(tmp_path: Path) -> None:
             s.comp.pointer_button(BTN_RIGHT, False)
             s.comp.pointer_axis(Axis.HORIZONTAL, -10.0)
             await b.wait(lambda e: e.get("event") == "PointerAxisEvent", "scroll")
-            got = [(e["event"], {k: v for k, v in e.items() if k != "event"}) for e in b.lines if "event" in e]
+            got = [
+                (e["event"], {k: v for k, v in e.items() if k != "event"}) for e in b.lines if "event" in e
+            ]
             assert ("KeyEvent", {"evdev_code": KEY_A, "pressed": True}) in got
             assert ("KeyEvent", {"evdev_code": KEY_A, "pressed": False}) in got
             assert ("PointerMotionEvent", {"x": 300.0, "y": 200.0}) in got
@@ -223,7 +233,8 @@ async def test_keys_pointer_and_keymap_are_forwarded(tmp_path: Path) -> None:
             await b.wait(lambda e: e.get("event") == "KeyEvent" and e["evdev_code"] == KEY_Q, "Q down")
             await s.spawn("foot", "-o", "font=monospace:size=9", "sh")  # takes the focus
             ev = await b.wait(
-                lambda e: e.get("event") == "KeyEvent" and e["evdev_code"] == KEY_Q and not e["pressed"], "Q up"
+                lambda e: e.get("event") == "KeyEvent" and e["evdev_code"] == KEY_Q and not e["pressed"],
+                "Q up",
             )
 
 
@@ -245,7 +256,9 @@ async def test_the_session_cursor_is_the_host_cursor(tmp_path: Path) -> None:
         cursor = await s.wait_for(shown, "the session's cursor image")
         assert np.array_equal(cursor.image, image) and cursor.hotspot == (3, 4) and cursor.visible
         await b.send(cmd="cursor", file=None, hotspot=[0, 0])
-        await s.wait_for(lambda: not s.comp.cursor().visible or s.comp.cursor().image is None, "a hidden cursor")
+        await s.wait_for(
+            lambda: not s.comp.cursor().visible or s.comp.cursor().image is None, "a hidden cursor"
+        )
 
 
 async def test_state_overlay_and_idle_screen(tmp_path: Path) -> None:
@@ -324,7 +337,9 @@ async def test_clipboard_text_both_ways(tmp_path: Path) -> None:
         await b.send(cmd="clipboard", text="copied in the session ✓")
         loop = asyncio.get_running_loop()
         end = loop.time() + DEADLINE
-        while (got := await s.comp.get_selection("text/plain;charset=utf-8")) != "copied in the session ✓".encode():
+        while (
+            got := await s.comp.get_selection("text/plain;charset=utf-8")
+        ) != "copied in the session ✓".encode():
             assert loop.time() < end, f"the viewer's clipboard still holds {got!r}"
             await asyncio.sleep(0.05)
         assert "UTF8_STRING" in (s.comp.selection_mime_types() or [])

@@ -245,7 +245,7 @@ class KeyState:
         return int(lib.xkb_state_key_get_one_sym(self.ptr, evdev_code + EVDEV_OFFSET))
 
     def set_modifiers(self, mods: ModifierState) -> None:
-        """Take the modifier state a compositor sent (``wl_keyboard.modifiers``): the client side of a seat."""
+        """Take the modifier state a compositor sent (``wl_keyboard.modifiers``): a client's seat."""
         lib.xkb_state_update_mask(self.ptr, mods.depressed, mods.latched, mods.locked, 0, 0, mods.group)
 
     def utf8(self, evdev_code: int) -> str:
@@ -254,7 +254,8 @@ class KeyState:
         n = lib.xkb_state_key_get_utf8(self.ptr, evdev_code + EVDEV_OFFSET, buf, 64)
         if n <= 0:
             return ""
-        return ffi.string(buf, min(n, 63)).decode("utf-8", "replace")
+        raw: bytes = ffi.string(buf, min(n, 63))
+        return raw.decode("utf-8", "replace")
 
     def is_active(self, modifier: Modifier) -> bool:
         return bool(lib.xkb_state_mod_name_is_active(self.ptr, modifier.value.encode(), _MODS_EFFECTIVE) > 0)
@@ -264,4 +265,5 @@ def keysym_name(keysym: int) -> str:
     """xkb's name of ``keysym`` ("Return", "a", "BackSpace"), or "" for an unknown one."""
     buf = ffi.new("char[64]")
     n = lib.xkb_keysym_get_name(keysym, buf, 64)
-    return ffi.string(buf).decode() if n > 0 else ""
+    name: bytes = ffi.string(buf)
+    return name.decode() if n > 0 else ""

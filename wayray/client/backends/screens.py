@@ -41,7 +41,9 @@ def draw_status(image: Image.Image, state: ConnectionState, detail: str, *, has_
         small = font(max(12, h // 32))
         lines = wrap(title, big, w * 9 // 10)
         details = wrap(detail, small, w * 8 // 10) if detail else []
-        total = len(lines) * line_height(big) + (len(details) * line_height(small) + h // 30 if details else 0)
+        total = len(lines) * line_height(big) + (
+            len(details) * line_height(small) + h // 30 if details else 0
+        )
         y = (h - total) // 2
         y = text_lines(d, lines, big, 0, y, ERROR_FG if state is ConnectionState.FAILED else SCREEN_FG,
                        center_width=w)  # fmt: skip

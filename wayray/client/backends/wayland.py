@@ -176,7 +176,9 @@ class WaylandBackend:
         self._overlay.set_position(0, 0)
         self._swapchain = Swapchain(client.conn, client.shm, PixelFormat.XRGB8888, count=3)
         client.conn.own(self._swapchain)
-        self._canvas = Canvas(self._overlay.surface, Swapchain(client.conn, client.shm, PixelFormat.ARGB8888, 2))
+        self._canvas = Canvas(
+            self._overlay.surface, Swapchain(client.conn, client.shm, PixelFormat.ARGB8888, 2)
+        )
         client.conn.own(self._canvas.swapchain)
         window.on_configure = self._configured
         window.on_close = self._close_requested
@@ -186,7 +188,10 @@ class WaylandBackend:
         self._started = True
         self._watch = asyncio.get_running_loop().create_task(self._watch_connection())
         log.info(
-            "Wayland window %dx%d@%d%s", *self._screen_logical(), self._scale(), " (kiosk)" if self.kiosk else ""
+            "Wayland window %dx%d@%d%s",
+            *self._screen_logical(),
+            self._scale(),
+            " (kiosk)" if self.kiosk else "",
         )
 
     def screen(self) -> ScreenChangedEvent:
@@ -210,7 +215,7 @@ class WaylandBackend:
         else:
             rects = []
             for r in damage:
-                x, y, rw, rh = (int(v) for v in r)
+                x, y, rw, rh = int(r.x), int(r.y), int(r.width), int(r.height)
                 self._pending.add_rect(x, y, rw, rh)
                 rects.append((x, y, rw, rh))
             self._swapchain.damage(rects)
@@ -281,10 +286,15 @@ class WaylandBackend:
         else:
             # No wp_viewporter: a black buffer of the window's size.
             w, h = state.buffer_size
-            if self._letterbox_full is None or (self._letterbox_full.width, self._letterbox_full.height) != (w, h):
+            if self._letterbox_full is None or (self._letterbox_full.width, self._letterbox_full.height) != (
+                w,
+                h,
+            ):
                 if self._letterbox_full is not None:
                     self._letterbox_full.destroy()
-                self._letterbox_full = Buffer(self._client.conn, self._client.shm, w, h, PixelFormat.XRGB8888)
+                self._letterbox_full = Buffer(
+                    self._client.conn, self._client.shm, w, h, PixelFormat.XRGB8888
+                )
                 self._letterbox_full.pixels[:] = LETTERBOX
             background = self._letterbox_full
             surface.set_buffer_scale(state.scale)
