@@ -142,6 +142,7 @@ class WaylandBackend:
         self._detail = ""
         self._cursor: CursorImage | None = None
         self._cursor_set = False
+        self._cursor_pointer: Any = None
         self._keymap: str | None = None
         self._screen: ScreenChangedEvent | None = None
         self._keys_down: set[int] = set()
@@ -185,6 +186,7 @@ class WaylandBackend:
         await window.wait_configured()
         await client.conn.roundtrip()
         self._screen = self.screen()
+        self._apply_cursor()  # set_cursor may have come before the pointer existed
         self._started = True
         self._watch = asyncio.get_running_loop().create_task(self._watch_connection())
         log.info(
@@ -422,6 +424,7 @@ class WaylandBackend:
         if client is None or client.seat is None or client.seat.pointer is None:
             return
         pointer = client.seat.pointer
+        self._cursor_pointer = pointer
         if self._state in (ConnectionState.IDLE, ConnectionState.FAILED):
             pointer.set_cursor(None)
             return
@@ -482,6 +485,9 @@ class WaylandBackend:
                 self._client.clipboard.focus_gained()
         elif isinstance(event, PointerEnter):
             self._pointer_surface = event.surface
+            if self._client is not None and self._client.seat is not None:
+                if self._cursor_pointer is not self._client.seat.pointer:
+                    self._apply_cursor()  # a pointer that appeared after the cursor was set
             self._emit(PointerMotionEvent(*self._to_session(event.x, event.y)))
         elif isinstance(event, PointerMotion):
             self._emit(PointerMotionEvent(*self._to_session(event.x, event.y)))
