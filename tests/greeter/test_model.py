@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+from PIL import Image
+
+from tests.ocr import ocr
 from wayray.greeter.model import SERVICE_DOWN, LoginModel, NoticeKind, Phase
+from wayray.greeter.view import render
 from wayray.launcher import protocol as p
 from wayray.toolkit.seat import Key, Modifiers
 from wayray.toolkit.widgets import Keysym
@@ -130,3 +136,22 @@ def test_errors_that_end_this_greeter_or_the_connection() -> None:
     (create,) = m2.submit(0)
     assert m2.on_response(create, expired, 0) == []
     assert m2.phase is Phase.USERNAME and m2.error == "Your account has expired."
+
+
+def test_a_long_conversation_keeps_the_open_prompt_and_the_error_on_a_small_screen() -> None:
+    m = LoginModel(ticket="T")
+    to_password_prompt(m)
+    for i in range(8):
+        typed(m, "x")
+        (answer,) = m.submit(0)
+        prompt = p.AuthMessage(auth_message_type=p.AuthMessageType.SECRET, auth_message=f"Code {i}: ")
+        m.on_response(answer, prompt, 0)
+    m.error = "Something went wrong"
+    image = Image.new("RGBA", (800, 480))
+    fields = render(m, image, 0.0, host="test")
+    assert all(y + h <= 480 for (_x, y, _w, h), _focus in fields)
+    assert fields[-1][1] == 9  # the open prompt, clickable
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    text = ocr(png.getvalue())
+    assert "Code 7" in text and "Something went wrong" in text, text

@@ -253,5 +253,9 @@ def test_wrlogin_without_a_ticket_says_what_is_wrong(tmp_path: Path) -> None:
     done = subprocess.run([script("wrlogin")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "WAYRAY_LOGIN_TICKET is not set" in done.stderr and "hint:" in done.stderr
+    done = subprocess.run([script("wrlogin"), "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert (
+        done.returncode == 0 and "WAYRAY_LOGIN_TICKET" in done.stdout and "WAYRAY_UNLOCK_USER" in done.stdout
+    )
     done = subprocess.run([script("wrlogin"), "--size", "big"], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "WIDTHxHEIGHT" in done.stderr

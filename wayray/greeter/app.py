@@ -53,7 +53,7 @@ class Greeter:
         self.wl: Client | None = None
         self.canvas: Canvas | None = None
         self.state: WindowState | None = None
-        self.fields: list[tuple[int, int, int, int]] = []
+        self.fields: list[tuple[tuple[int, int, int, int], int]] = []
         self.pointer = (0.0, 0.0)
         self._queue: asyncio.Queue[Request] = asyncio.Queue()
         self._redraw_scheduled = False
@@ -180,9 +180,8 @@ class Greeter:
             return
         s = self.state.scale
         px, py = self.pointer[0] * s, self.pointer[1] * s
-        for index, (x, y, w, h) in enumerate(self.fields):
+        for (x, y, w, h), focus in self.fields:
             if x <= px < x + w and y <= py < y + h:
-                focus = index if not self.model.unlock_user else index + 1
                 before = self.model.focus
                 self.model.focus = focus
                 if self.model.focused_field() is None:

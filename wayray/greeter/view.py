@@ -52,8 +52,10 @@ class Metrics:
         return cls(unit=unit, card_width=card_width, pad=int(unit * 1.5), field_height=int(unit * 2.1))
 
 
-def render(model: LoginModel, image: Image.Image, now: float, *, host: str | None = None) -> list[RectTuple]:
-    """Draw the greeter for ``model`` into ``image``; returns the rectangles of its text fields."""
+def render(
+    model: LoginModel, image: Image.Image, now: float, *, host: str | None = None
+) -> list[tuple[RectTuple, int]]:
+    """Draw the greeter for ``model`` into ``image``; returns each text field's rectangle and focus index."""
     w, h = image.size
     m = Metrics.for_screen(w, h)
     d = ImageDraw.Draw(image)
@@ -101,12 +103,26 @@ def render(model: LoginModel, image: Image.Image, now: float, *, host: str | Non
             return len(wrap(str(value), bold, inner - m.unit)) * line_height(bold) + m.unit + gap
         return len(wrap(str(value), small, inner)) * line_height(small) + gap
 
-    total = sum(height(k, v) for k, v in items) + 2 * m.pad - gap
+    def card_height() -> int:
+        return sum(height(k, v) for k, v in items) + 2 * m.pad - gap
+
+    # A long conversation on a small screen: leave out the oldest answered prompts, then the oldest
+    # notices, so the open prompt and the error always stay on screen.
+    total = card_height()
+    while total > h - 4 * m.unit:
+        drop = next(
+            (i for i, (k, v) in enumerate(items) if k == "field" and _answered(model, v)),
+            next((i for i, (k, _v) in enumerate(items) if k == "notice"), None),
+        )
+        if drop is None:
+            break
+        del items[drop]
+        total = card_height()
     cx = (w - m.card_width) // 2
     cy = max(m.unit * 3, (h - total) // 2)
     rounded_box(d, (cx, cy, m.card_width, total), m.unit // 2, CARD, CARD_EDGE, max(1, m.unit // 12))
     x, y = cx + m.pad, cy + m.pad
-    fields: list[RectTuple] = []
+    fields: list[tuple[RectTuple, int]] = []
     for kind, value in items:
         if kind == "title":
             d.text((x, y), str(value), font=title, fill=TEXT)
@@ -118,7 +134,7 @@ def render(model: LoginModel, image: Image.Image, now: float, *, host: str | Non
             rect = (x, y + line_height(label), inner, m.field_height)
             tf.draw(image, rect, body, focused=model.focus == index and model.focused_field() is tf,
                     style=FieldStyle())  # fmt: skip
-            fields.append(rect)
+            fields.append((rect, index))
         elif kind == "notice":
             colour = ERROR_TEXT if value.kind is NoticeKind.ERROR else INFO  # type: ignore[attr-defined]
             text_lines(d, wrap(value.text, body, inner), body, x, y, colour)  # type: ignore[attr-defined]
@@ -134,6 +150,11 @@ def render(model: LoginModel, image: Image.Image, now: float, *, host: str | Non
             text_lines(d, wrap(str(value), small, inner), small, x, y, MUTED)
         y += height(kind, value)
     return fields
+
+
+def _answered(model: LoginModel, value: object) -> bool:
+    index = cast(tuple[str, TextField, int], value)[2]
+    return index > 0 and model.prompts[index - 1].answered
 
 
 def changed_boxes(old: Image.Image | None, new: Image.Image, band: int = 32) -> list[RectTuple]:
