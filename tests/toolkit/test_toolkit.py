@@ -168,3 +168,21 @@ def test_fonts_and_text_fit() -> None:
     assert len(lines) > 1 and all(text_width(line, f) <= 200 for line in lines)
     assert wrap("x" * 100, f, 50) and all(text_width(line, f) <= 50 for line in wrap("x" * 100, f, 50))
     assert np.asarray(font(30, bold=True).getmask("A")).any()
+
+
+async def test_closing_from_an_event_handler_is_safe(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        holder: list[Client] = []
+
+        def close_on_key(event: SeatEvent) -> None:
+            if isinstance(event, Key) and holder:
+                holder[0].conn.close()  # inside libwayland's dispatch: must wait for it to return
+
+        client = await Client.connect(close_on_key, name=str(s.comp.socket_path))
+        holder.append(client)
+        await painted_window(s, client, (0, 0, 0, 255))
+        await s.wait_for(lambda: s.comp.windows()[0].focused, "focus")
+        s.comp.key(KEY_A, True)
+        await asyncio.wait_for(client.conn.wait_closed(), 30)
+        await s.wait_for(lambda: not s.comp.windows(), "the client gone")
+        gc.collect()

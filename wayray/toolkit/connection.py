@@ -127,6 +127,11 @@ class Connection:
         """Destroy everything, disconnect, and end :meth:`wait_closed` (with ``error`` if given)."""
         if self._closed.done():
             return
+        if self._dispatching:
+            # Called from an event handler: libwayland is inside wl_display_dispatch, so the display
+            # must outlive this turn. Close right after it.
+            self.loop.call_soon(self.close, error)
+            return
         atexit.unregister(self._atexit)
         self._remove_io()
         if self.display._ptr is not None:
@@ -316,6 +321,7 @@ class Connection:
             self.display.read()
             self.display.dispatch(block=False)
         except RuntimeError:
+            self._dispatching = False
             self._lost("reading events")
             return
         finally:
@@ -326,11 +332,15 @@ class Connection:
         """Dispatch queued events, then flush; raise a handler's error by closing the connection."""
         if self._closed.done():
             return
+        self._dispatching = True
         try:
             self.display.dispatch(block=False)
         except RuntimeError:
+            self._dispatching = False
             self._lost("dispatching events")
             return
+        finally:
+            self._dispatching = False
         if self._pending_error is not None:
             error, self._pending_error = self._pending_error, None
             self.close(error)
