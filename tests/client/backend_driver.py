@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+import types
 
 import numpy as np
 
@@ -37,9 +38,21 @@ async def main() -> int:
     p.add_argument("--kiosk", action="store_true")
     p.add_argument("--fullscreen", action="store_true")
     p.add_argument("--size", default="640x480")
+    p.add_argument("--options", action="store_true", help="construct from a BackendOptions-like object")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    backend = WaylandBackend(kiosk=args.kiosk, fullscreen=args.fullscreen, size=(w, h))
+    if args.options:  # as wrclient does: WaylandBackend(BackendOptions(...))
+        opts = types.SimpleNamespace(
+            headless=False,
+            size=(w, h),
+            scale_120=120,
+            fullscreen=args.fullscreen,
+            keymap=None,
+            title="From options",
+        )
+        backend = WaylandBackend(opts)
+    else:
+        backend = WaylandBackend(kiosk=args.kiosk, fullscreen=args.fullscreen, size=(w, h))
     closed = asyncio.Event()
 
     def on_input(event: InputEvent) -> None:

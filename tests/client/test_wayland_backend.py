@@ -310,10 +310,13 @@ async def test_state_overlay_and_idle_screen(tmp_path: Path) -> None:
 
 
 async def test_window_close_and_screen_changes(tmp_path: Path) -> None:
-    async with running_session(tmp_path, size=(800, 600)) as s, backend(s, "--size", "400x300") as b:
+    async with (
+        running_session(tmp_path, size=(800, 600)) as s,
+        backend(s, "--options", "--size", "400x300") as b,
+    ):
         assert b.lines[0]["screen"] == {"width": 400, "height": 300, "scale_120": 120}
         win = await s.wait_window(lambda w: w.app_id == "org.wayray.wrclient", "the window")
-        assert (win.rect.width, win.rect.height) == (400, 300) and win.title == "WayRay"
+        assert (win.rect.width, win.rect.height) == (400, 300) and win.title == "From options"
         s.comp.pointer_motion(win.rect.x + 10, win.rect.y + 10)
         s.comp.pointer_button(BTN_LEFT, True)
         s.comp.pointer_button(BTN_LEFT, False)

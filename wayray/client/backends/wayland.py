@@ -97,14 +97,17 @@ def fit(window: tuple[int, int], picture: tuple[int, int], scale: int, can_scale
 class WaylandBackend:
     """A :class:`~wayray.client.backend.DisplayBackend` that is a Wayland client.
 
+    ``options`` is wrclient's ``BackendOptions`` (its fields override the keywords of the same name).
     ``kiosk``: full screen, close requests ignored, the idle screen when no session is attached.
     ``fullscreen`` alone asks for full screen but keeps the close button meaningful. ``size`` is the
-    window's logical size when the compositor leaves it to us. ``display`` names the Wayland socket
+    window's size when the compositor leaves it to us. ``display`` names the Wayland socket
     (default ``$WAYLAND_DISPLAY``). ``clipboard``: exchange clipboard text with the host.
+    ``keymap``: report this XKB keymap instead of the host's (and no host keymap changes).
     """
 
     def __init__(
         self,
+        options: object | None = None,
         *,
         kiosk: bool = False,
         fullscreen: bool = False,
@@ -113,10 +116,20 @@ class WaylandBackend:
         app_id: str = APP_ID,
         display: str | None = None,
         clipboard: bool = True,
+        keymap: str | None = None,
     ) -> None:
+        if options is not None:
+            # wrclient's BackendOptions (wayray.client.backend): read by name, so either side can grow.
+            kiosk = bool(getattr(options, "kiosk", kiosk))
+            fullscreen = bool(getattr(options, "fullscreen", fullscreen))
+            size = getattr(options, "size", None) or size
+            title = str(getattr(options, "title", title))
+            keymap = getattr(options, "keymap", keymap)
+            clipboard = bool(getattr(options, "clipboard", clipboard))
         self.kiosk = kiosk
         self.fullscreen = fullscreen or kiosk
-        self.size = size
+        self.size = (int(size[0]), int(size[1]))
+        self.keymap_override = keymap
         self.title = title
         self.app_id = app_id
         self.display_name = display
@@ -204,7 +217,7 @@ class WaylandBackend:
         return ScreenChangedEvent(w, h, st.scale * 120)
 
     def keymap(self) -> str | None:
-        return self._keymap
+        return self.keymap_override if self.keymap_override is not None else self._keymap
 
     def present(self, framebuffer: npt.NDArray[np.uint32], damage: Sequence[RectLike]) -> None:
         if self._swapchain is None:
@@ -466,7 +479,8 @@ class WaylandBackend:
         if isinstance(event, KeymapEvent):
             if event.text != self._keymap:
                 self._keymap = event.text
-                self._emit(KeymapChangedEvent(event.text))
+                if self.keymap_override is None:  # a keymap given on the command line stays
+                    self._emit(KeymapChangedEvent(event.text))
         elif isinstance(event, Key):
             if event.pressed:
                 self._keys_down.add(event.evdev_code)
