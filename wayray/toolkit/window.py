@@ -95,10 +95,11 @@ class Window:
         self.surface.commit()  # the initial commit, without a buffer: asks for the first configure
 
     async def wait_configured(self) -> WindowState:
-        await asyncio.wait(
-            {self._configured, asyncio.ensure_future(self.conn.wait_closed())},
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        closed = asyncio.ensure_future(self.conn.wait_closed())
+        try:
+            await asyncio.wait({self._configured, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
         if self.state is None:
             await self.conn.wait_closed()
             raise RuntimeError("the window was never configured")

@@ -43,7 +43,6 @@ from wayray.client.backend import (
 )
 from wayray.client.backends.screens import draw_idle, draw_status
 from wayray.codec.geometry import RectLike
-from wayray.toolkit.connection import WaylandError
 from wayray.toolkit.display import Client
 from wayray.toolkit.draw import Canvas
 from wayray.toolkit.seat import (
@@ -168,16 +167,28 @@ class WaylandBackend:
 
     async def start(self, on_input: Callable[[InputEvent], None]) -> None:
         self._on_input = on_input
-        try:
-            client = await Client.connect(
-                self._seat_event,
-                name=self.display_name,
-                key_repeat=False,  # the session's applications repeat keys themselves
-                on_clipboard_text=self._clipboard_text if self.clipboard_enabled else None,
-            )
-        except WaylandError:
-            raise
+        client = await Client.connect(
+            self._seat_event,
+            name=self.display_name,
+            key_repeat=False,  # the session's applications repeat keys themselves
+            on_clipboard_text=self._clipboard_text if self.clipboard_enabled else None,
+        )
         self._client = client
+        try:
+            await self._open_window(client)
+        except BaseException:
+            await self.close()
+            raise
+        self._started = True
+        self._watch = asyncio.get_running_loop().create_task(self._watch_connection())
+        log.info(
+            "Wayland window %dx%d@%d%s",
+            *self._screen_logical(),
+            self._scale(),
+            " (kiosk)" if self.kiosk else "",
+        )
+
+    async def _open_window(self, client: Client) -> None:
         window = client.create_window(
             title=self.title, app_id=self.app_id, size=self.size, fullscreen=self.fullscreen
         )
@@ -200,14 +211,6 @@ class WaylandBackend:
         await client.conn.roundtrip()
         self._screen = self.screen()
         self._apply_cursor()  # set_cursor may have come before the pointer existed
-        self._started = True
-        self._watch = asyncio.get_running_loop().create_task(self._watch_connection())
-        log.info(
-            "Wayland window %dx%d@%d%s",
-            *self._screen_logical(),
-            self._scale(),
-            " (kiosk)" if self.kiosk else "",
-        )
 
     def screen(self) -> ScreenChangedEvent:
         st = self._wstate
