@@ -349,3 +349,18 @@ async def test_clipboard_text_both_ways(tmp_path: Path) -> None:
         await s.settle()
         # Our own selection does not come back as a change.
         assert len(b.events("ClipboardChangedEvent")) == 1
+
+
+async def test_hidpi_output_shows_the_session_one_pixel_per_pixel(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(1280, 960), scale=2) as s, backend(s, "--fullscreen") as b:
+        # The window is 640x480 logical at scale 2: the session is asked for 1280x960 physical pixels.
+        assert b.lines[0]["screen"] == {"width": 1280, "height": 960, "scale_120": 240}
+        frame = pattern(1280, 960, seed=7)
+        np.save(s.workdir / "f.npy", frame)
+        await b.send(cmd="load", file=str(s.workdir / "f.npy"))
+        expect = frame & np.uint32(0xFFFFFF)
+        await s.wait_for(lambda: np.array_equal(s.pixels(), expect), "the frame, pixel for pixel at scale 2")
+        # Pointer positions come back in session (physical) pixels.
+        s.comp.pointer_motion(901, 333)
+        ev = await b.wait(lambda e: e.get("event") == "PointerMotionEvent" and e["x"] > 800, "motion")
+        assert abs(ev["x"] - 901) <= 1 and abs(ev["y"] - 333) <= 1

@@ -186,3 +186,19 @@ async def test_closing_from_an_event_handler_is_safe(tmp_path: Path) -> None:
         await asyncio.wait_for(client.conn.wait_closed(), 30)
         await s.wait_for(lambda: not s.comp.windows(), "the client gone")
         gc.collect()
+
+
+async def test_fullscreen_and_back(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        client = await connect(s)
+        window = await painted_window(s, client, (30, 60, 90, 255))
+        window.set_fullscreen(True)
+        await s.wait_for(
+            lambda: window.state is not None and window.state.fullscreen, "a fullscreen configure"
+        )
+        info = await s.wait_window(lambda w: w.fullscreen and w.rect.width == 640, "a full-screen window")
+        assert (info.rect.x, info.rect.y, info.rect.height) == (0, 0, 480)
+        assert int(s.pixels()[470, 630]) == 0x1E3C5A
+        window.set_fullscreen(False)
+        await s.wait_window(lambda w: not w.fullscreen and w.rect.width == 200, "the window back at 200x120")
+        await client.close()
