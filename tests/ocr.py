@@ -22,8 +22,11 @@ def ocr(png: bytes, *, box: tuple[int, int, int, int] | None = None) -> str:
             "tesseract is not installed (Debian: tesseract-ocr tesseract-ocr-eng; ./tools/bootstrap)"
         )
     img = Image.open(io.BytesIO(png)).convert("L")
+    modes = ["3", "6"]
     if box is not None:
-        img = img.crop(box)
+        # A small crop (one field): a margin and single-line mode are what tesseract needs there.
+        img = ImageOps.expand(img.crop(box), border=24, fill=int(img.crop(box).getpixel((1, 1)) or 0))
+        modes.append("7")
     if ImageStat.Stat(img).mean[0] < 128:
         img = ImageOps.invert(img)  # tesseract reads dark text on a light ground
     img = ImageOps.autocontrast(img).resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS)
@@ -32,7 +35,7 @@ def ocr(png: bytes, *, box: tuple[int, int, int, int] | None = None) -> str:
     # Two page-segmentation modes: automatic layout (3) misses text in coloured boxes now and then,
     # a single uniform block (6) catches it; what either reads is on screen.
     texts = []
-    for psm in ("3", "6"):
+    for psm in modes:
         done = subprocess.run(
             [exe, "stdin", "stdout", "--psm", psm, "-l", "eng"],
             input=buf.getvalue(),

@@ -155,3 +155,26 @@ def test_a_long_conversation_keeps_the_open_prompt_and_the_error_on_a_small_scre
     image.save(png, "PNG")
     text = ocr(png.getvalue())
     assert "Code 7" in text and "Something went wrong" in text, text
+
+
+def test_visible_prompts_show_what_is_typed_and_secret_ones_do_not() -> None:
+    m = LoginModel(ticket="T")
+    to_password_prompt(m)
+    typed(m, "hunter2")
+    (answer,) = m.submit(0)
+    otp = p.AuthMessage(auth_message_type=p.AuthMessageType.VISIBLE, auth_message="Verification code:")
+    m.on_response(answer, otp, 0)
+    assert m.prompts[1].label == "Verification code" and not m.prompts[1].field.secret
+    typed(m, "493 116")
+    image = Image.new("RGBA", (1280, 720))
+    fields = render(m, image, 0.0, host="test")
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    text = ocr(png.getvalue())
+    assert "Verification code" in text and "hunter2" not in text, text
+    (x, y, w, h), focus = fields[-1]
+    assert focus == 2
+    inside = (x + 6, y + 6, x + w - 6, y + h - 6)  # the field's text without its frame, read alone
+    assert "493 116" in ocr(png.getvalue(), box=inside)
+    (code,) = m.submit(0)
+    assert code == p.PostAuthMessageResponse(response="493 116")
