@@ -14,7 +14,8 @@ pywayland gives the protocol objects; this module adds what it leaves to the app
   (``wl_proxy_destroy`` on freed memory), and a proxy freed too early loses its events. So the
   connection keeps a strong reference to every object it hands out (:meth:`track`), toolkit objects
   destroy their proxies in protocol order in ``destroy()``, and :meth:`close` destroys what is left,
-  then disconnects. A connection nobody closed is closed at interpreter exit.
+  then disconnects. An open connection is never garbage-collected (the loop's reader holds it);
+  one nobody closed is closed at interpreter exit, before the proxies are torn down.
 """
 
 from __future__ import annotations
