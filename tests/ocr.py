@@ -51,6 +51,19 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+#: Letters tesseract confuses with digits (O/0, l/1/I/|): folded alike on both sides of a comparison.
+_CONFUSABLE = str.maketrans({"o": "0", "i": "1", "l": "1", "|": "1"})
+
+
+def fuzzy(text: str) -> str:
+    """``text`` normalized and with confusable characters folded (for "is this phrase on screen")."""
+    return normalize(text).translate(_CONFUSABLE)
+
+
+def contains(text: str, phrase: str) -> bool:
+    return fuzzy(phrase) in fuzzy(text)
+
+
 def shows(png: bytes, phrase: str, *, box: tuple[int, int, int, int] | None = None) -> bool:
     """True when ``phrase`` can be read on the screenshot."""
-    return normalize(phrase) in normalize(ocr(png, box=box))
+    return contains(ocr(png, box=box), phrase)

@@ -23,7 +23,7 @@ import pytest
 from tests.compositor.harness import Client, Session, running_session
 from tests.conftest import script
 from tests.launcher.harness import SYSTEM_PYTHON, Accounts, Daemon, Sandbox, wait_for
-from tests.ocr import normalize, ocr
+from tests.ocr import contains, normalize, ocr
 from wayray.compositor.testing import type_text
 from wayray.launcher import protocol as p
 
@@ -67,8 +67,7 @@ async def see(s: Session, *phrases: str, absent: tuple[str, ...] = (), timeout: 
     text = ""
     while time.monotonic() < end:
         text = await screen_text(s)
-        flat = normalize(text)
-        if all(normalize(ph) in flat for ph in phrases) and not any(normalize(a) in flat for a in absent):
+        if all(contains(text, ph) for ph in phrases) and not any(contains(text, a) for a in absent):
             return text
         await asyncio.sleep(0.3)
     logs = "\n".join(c.output()[-3000:] for c in s.clients)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.compositor.harness import Session, running_session
 from tests.conftest import script
-from tests.ocr import normalize, ocr
+from tests.ocr import contains, ocr
 from wayray.compositor.testing import type_text
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,7 @@ async def read(s: Session, *phrases: str, absent: tuple[str, ...] = (), timeout:
     while time.monotonic() < end:
         await s.settle(quiet=0.2)
         text = await asyncio.to_thread(ocr, s.comp.screenshot_png())
-        flat = normalize(text)
-        if all(normalize(p) in flat for p in phrases) and not any(normalize(a) in flat for a in absent):
+        if all(contains(text, ph) for ph in phrases) and not any(contains(text, a) for a in absent):
             return text
         await asyncio.sleep(0.3)
     s.save("never-read")
