@@ -284,6 +284,7 @@ async def test_misbehaving_clients_are_disconnected_and_others_carry_on(tmp_path
         "buffer_before_configure": r"xdg_surface#\d+: error 3: ",
         "destroyed_parent_popup": r"xdg_wm_base#\d+: error 2: ",
         "xdg_surface_before_role": r"error 6: xdg_surface destroyed before its toplevel",
+        "short_stride": r"wl_surface#\d+: error 2: .*stride",
     }
     async with running_session(tmp_path, size=(640, 480)) as s:
         shm = await s.spawn("weston-simple-shm")

@@ -1,8 +1,10 @@
-"""A Wayland client that breaks xdg-shell rules on purpose (run by test_misbehaving_clients).
+"""A Wayland client that breaks protocol rules, or takes legal requests to extremes, on purpose.
 
-Usage: misbehave.py SCENARIO. It does the wrong thing, then waits for the compositor's verdict and
-prints "protocol error" (and exits 3) when the compositor disconnected it with a protocol error,
-or "no error" (exit 0). libwayland-client prints the error itself on stderr: "iface@id: error N: msg".
+Usage: misbehave.py SCENARIO [--stay]. It does the wrong thing, then waits for the compositor's
+verdict and prints "protocol error" (and exits 3) when the compositor disconnected it with a protocol
+error, or "no error" (exit 0). libwayland-client prints the error itself on stderr: "iface@id: error
+N: msg". With --stay a client that got no error prints "no error, staying" and stays connected (its
+surfaces stay on screen) until it is killed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 
 from pywayland import lib
 from pywayland.client import Display
-from pywayland.protocol.wayland import WlCompositor, WlShm
+from pywayland.protocol.wayland import WlCompositor, WlShm, WlSubcompositor
 from pywayland.protocol.xdg_shell import XdgPositioner, XdgWmBase
 
 W, H = 64, 48
@@ -32,6 +34,8 @@ class Client:
                 self.globals[interface] = reg.bind(name, WlCompositor, 4)
             elif interface == "wl_shm":
                 self.globals[interface] = reg.bind(name, WlShm, 1)
+            elif interface == "wl_subcompositor":
+                self.globals[interface] = reg.bind(name, WlSubcompositor, 1)
             elif interface == "xdg_wm_base":
                 wm = reg.bind(name, XdgWmBase, 2)
                 wm.dispatcher["ping"] = lambda wm, serial: wm.pong(serial)
@@ -42,18 +46,34 @@ class Client:
         self.compositor = self.globals["wl_compositor"]
         self.wm = self.globals["xdg_wm_base"]
         self.shm = self.globals["wl_shm"]
+        self.subcompositor = self.globals["wl_subcompositor"]
         self.serials: list[int] = []
 
-    def buffer(self):  # type: ignore[no-untyped-def]
+    def buffer(self, width: int = W, height: int = H, stride: int | None = None):  # type: ignore[no-untyped-def]
+        stride = width * 4 if stride is None else stride
+        size = stride * height
         fd = os.memfd_create("misbehave")
-        os.ftruncate(fd, W * H * 4)
-        mm = mmap.mmap(fd, W * H * 4)
-        mm.write(b"\x80\x40\x20\xff" * (W * H))
-        pool = self.shm.create_pool(fd, W * H * 4)
-        buf = pool.create_buffer(0, W, H, W * 4, WlShm.format.argb8888.value)
+        os.ftruncate(fd, size)
+        mm = mmap.mmap(fd, size)
+        mm.write(b"\x80\x40\x20\xff" * (size // 4))
+        pool = self.shm.create_pool(fd, size)
+        buf = pool.create_buffer(0, width, height, stride, WlShm.format.argb8888.value)
         pool.destroy()
         os.close(fd)
         return buf
+
+    def subsurface(self, parent, buffer, *, scale: int = 1, position: tuple[int, int] = (0, 0)):  # type: ignore[no-untyped-def]
+        """A desynchronized subsurface of ``parent`` showing ``buffer``, committed with its parent."""
+        surface = self.compositor.create_surface()
+        sub = self.subcompositor.get_subsurface(surface, parent)
+        sub.set_desync()
+        sub.set_position(*position)
+        surface.set_buffer_scale(scale)
+        surface.attach(buffer, 0, 0)
+        surface.damage(0, 0, 1 << 30, 1 << 30)
+        surface.commit()
+        parent.commit()
+        return surface, sub
 
     def toplevel(self):  # type: ignore[no-untyped-def]
         surface = self.compositor.create_surface()
@@ -118,6 +138,28 @@ def xdg_surface_before_role(c: Client) -> None:
     xdg.destroy()  # the toplevel still exists
 
 
+def short_stride(c: Client) -> None:
+    surface, xdg, _top = c.toplevel()
+    surface.commit()
+    c.display.roundtrip()
+    xdg.ack_configure(c.serials[-1])
+    surface.attach(c.buffer(stride=W), 0, 0)  # rows of W bytes hold a quarter of W ARGB pixels
+    surface.commit()
+
+
+# Legal but extreme: the compositor must show them (or not) without failing for everyone.
+
+
+def huge_buffer_scale(c: Client) -> None:
+    parent, _xdg, _top = c.mapped_toplevel()
+    c.subsurface(parent, c.buffer(40000, 1), scale=40000)  # one surface pixel made of 40000
+
+
+def far_subsurface(c: Client) -> None:
+    parent, _xdg, _top = c.mapped_toplevel()
+    c.subsurface(parent, c.buffer(16, 16), position=(2**31 - 1, 2**31 - 1))
+
+
 def well_behaved(c: Client) -> None:
     c.mapped_toplevel()
 
@@ -129,6 +171,9 @@ SCENARIOS = {
         buffer_before_configure,
         destroyed_parent_popup,
         xdg_surface_before_role,
+        short_stride,
+        huge_buffer_scale,
+        far_subsurface,
         well_behaved,
     )
 }
@@ -141,6 +186,11 @@ def main() -> int:
     if rc < 0 and lib.wl_display_get_error(c.display._ptr) == errno.EPROTO:
         print("protocol error", flush=True)
         return 3
+    if "--stay" in sys.argv[2:]:
+        print("no error, staying", flush=True)
+        while c.display.dispatch(block=True) >= 0:
+            pass
+        return 0
     print("no error", flush=True)
     return 0
 
