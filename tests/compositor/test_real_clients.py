@@ -302,6 +302,28 @@ async def test_misbehaving_clients_are_disconnected_and_others_carry_on(tmp_path
         assert [w.title for w in s.comp.windows()] == ["simple-shm"]
 
 
+async def test_extreme_but_legal_requests_keep_the_client_and_the_display_going(tmp_path: Path) -> None:
+    # Coordinates and scales far beyond any screen are legal: the client stays connected, and
+    # compositing goes on for everyone (a failure there would freeze the whole session's display).
+    script = Path(__file__).parent / "clients" / "misbehave.py"
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        await s.spawn("weston-simple-shm")
+        await s.wait_window(lambda w: w.title == "simple-shm", "simple-shm")
+        for scenario in ("huge_buffer_scale", "far_subsurface"):
+            client = await s.spawn(sys.executable, str(script), scenario, "--stay", name=scenario)
+            await s.wait_for(
+                lambda c=client: "no error, staying" in c.output() or c.proc.returncode is not None,
+                f"{scenario} done",
+            )
+            assert "no error, staying" in client.output(), client.output()
+            seq = s.comp.frame_seq
+            await s.wait_for(
+                lambda seq=seq: s.comp.frame_seq > seq + 2, f"simple-shm animating beside {scenario}"
+            )
+            assert any(w.pid == client.pid for w in s.comp.windows()), f"{scenario}'s window is gone"
+            assert client.proc.returncode is None, client.output()
+
+
 def test_wrsrvd_compositor_exits_with_its_command(runtime_dir: Path) -> None:
     env = {"XDG_RUNTIME_DIR": str(runtime_dir), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     res = subprocess.run(
