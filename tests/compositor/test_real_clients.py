@@ -145,6 +145,32 @@ async def test_eventdemo_logs_the_injected_keys_modifiers_motion_and_buttons(tmp
     assert "axis discrete axis: 0 value: 1" in log and "axis: vertical, value: 15.0" in log
 
 
+async def test_input_at_the_limits_of_what_a_viewer_can_send_never_fails(tmp_path: Path) -> None:
+    # The wire carries u32 key and button codes, i32 wheel value120s and any finite f64: the input
+    # API takes all of them (wl_fixed values saturate) and the session's input keeps working.
+    async with running_session(tmp_path) as s:
+        demo = await s.spawn(
+            "stdbuf", "-oL", "weston-eventdemo", "--log-key", "--log-axis", name="eventdemo"
+        )
+        win = await s.wait_window(lambda w: w.title == "EventDemo", "the eventdemo window")
+        await s.settle()
+        x, y = win.rect.x + 100, win.rect.y + 80
+        s.comp.pointer_motion(x, y)
+        s.comp.key(2**32 - 1, True)
+        s.comp.key(2**32 - 1, False)
+        s.comp.pointer_button(2**32 - 1, True)
+        s.comp.pointer_button(2**32 - 1, False)
+        s.comp.pointer_axis(0, 1e300, None)
+        s.comp.pointer_axis(0, -1e300, -(2**31) // 120)
+        s.comp.pointer_motion(1e300, -1e300)
+        s.comp.pointer_motion(x, y)
+        await type_text(s.comp, "a")
+        await s.wait_for(lambda: "key: 30, unicode: 97, state: released" in demo.output(), "the key a")
+        log = demo.output()
+    assert re.search(r"axis: vertical, value: 8388607\.99", log), log
+    assert re.search(r"axis: vertical, value: -8388608\.0", log), log
+
+
 async def test_two_clients_click_to_focus_and_raise_then_copy_paste_between_them(tmp_path: Path) -> None:
     async with running_session(tmp_path, size=(1024, 768)) as s:
         first = await s.spawn(*FOOT, "-c", "clear; yes wayraysel42 | head -60; exec sh", name="foot-a")

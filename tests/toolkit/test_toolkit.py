@@ -18,7 +18,7 @@ from wayray.compositor.testing import type_text
 from wayray.toolkit.connection import Connection, WaylandError
 from wayray.toolkit.display import Client
 from wayray.toolkit.draw import Canvas, font
-from wayray.toolkit.seat import Key, KeymapEvent, SeatEvent
+from wayray.toolkit.seat import Key, KeymapEvent, PointerAxis, SeatEvent
 from wayray.toolkit.shm import PixelFormat, Swapchain
 from wayray.toolkit.window import Window, WindowState
 from wayray.wayland.xkb import Keymap
@@ -112,6 +112,23 @@ async def test_held_keys_repeat_on_the_client_until_released(tmp_path: Path) -> 
         await asyncio.sleep(1.0)  # longer than the delay plus several repeat periods
         assert len(repeats()) == count, "no repeat after the release"
         await client.close()
+
+
+async def test_a_wheel_turned_beyond_int32_reaches_a_v9_pointer_saturated(tmp_path: Path) -> None:
+    # A viewer may send any i32 value120 and any finite f64 (wayray.wire); wl_pointer v8+ gets both
+    # as int32 value120 and wl_fixed, cut at their ranges instead of failing in the compositor.
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        events: list[SeatEvent] = []
+        client = await connect(s, events)
+        await painted_window(s, client, (0, 0, 0, 255))
+        win = s.comp.windows()[0]
+        s.comp.pointer_motion(win.rect.x + 50, win.rect.y + 50)
+        s.comp.pointer_axis(0, -1e300, -(2**31) // 120)
+        await s.wait_for(lambda: any(isinstance(e, PointerAxis) for e in events), "the wheel")
+        axis = next(e for e in events if isinstance(e, PointerAxis))
+        await client.close()
+    assert axis.value == -8388608.0
+    assert axis.value120 == -((2**31 - 1) // 120) * 120 and axis.discrete == -((2**31 - 1) // 120)
 
 
 async def test_scale_follows_the_output(tmp_path: Path) -> None:

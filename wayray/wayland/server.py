@@ -19,7 +19,8 @@ How a protocol object is written::
 Argument types, request side: ``int`` (i, u, h), ``float`` (fixed), ``str | None``, ``bytes`` (array),
 ``NewId`` (n), and for objects our own ``Resource`` or, for objects libwayland implements itself
 (``wl_buffer`` from ``wl_shm``), a ``ForeignResource``. File descriptors handed to a request are closed
-by the dispatcher once the handler returns: ``os.dup()`` one to keep it.
+by the dispatcher once the handler returns: ``os.dup()`` one to keep it. A ``float`` sent in an event
+saturates at wl_fixed's range.
 
 Raise ``ProtocolError`` in a handler to post a protocol error; the client is disconnected and everyone
 else carries on. Any other exception is a compositor bug: it is logged with its traceback, and the
@@ -69,6 +70,22 @@ class ProtocolError(Exception):
         self.resource = resource
         self.code = int(code)
         self.message = message
+
+
+_FIXED_MIN, _FIXED_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def to_fixed(value: float) -> int:
+    """``value`` as a wl_fixed_t (24.8), saturated at its range (about +-8388608; NaN is 0): input
+    from a viewer may carry any finite double, and an event must not fail on it."""
+    scaled = value * 256
+    if scaled != scaled:
+        return 0
+    if scaled >= _FIXED_MAX:
+        return _FIXED_MAX
+    if scaled <= _FIXED_MIN:
+        return _FIXED_MIN
+    return round(scaled)
 
 
 def c_interface(interface: type[Interface]) -> Any:
@@ -349,7 +366,7 @@ class Resource:
             elif kind == _UINT:
                 slot.u = value
             elif kind == _FIXED:
-                slot.f = round(value * 256)
+                slot.f = to_fixed(value)
             elif kind == _STRING:
                 if value is None:
                     slot.s = ffi.NULL
