@@ -97,7 +97,9 @@ class TitleBar:
 
     def update(self, output_scale: int) -> None:
         """Redraw when the title, width, focus or scale changed."""
-        width = self.window.geometry.width
+        # No wider than the output: a window may be any int32 wide, and what is off screen is never
+        # seen (this also keeps the close button on screen for a window wider than the output).
+        width = min(self.window.geometry.width, self.window.wm.core.output.logical.width)
         key = (self.window.title, width, self.window.activated, output_scale)
         if key == self._drawn or width <= 0:
             return

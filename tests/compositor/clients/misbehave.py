@@ -17,6 +17,7 @@ import sys
 from pywayland import lib
 from pywayland.client import Display
 from pywayland.protocol.wayland import WlCompositor, WlShm, WlSubcompositor
+from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1
 from pywayland.protocol.xdg_shell import XdgPositioner, XdgWmBase
 
 W, H = 64, 48
@@ -36,6 +37,8 @@ class Client:
                 self.globals[interface] = reg.bind(name, WlShm, 1)
             elif interface == "wl_subcompositor":
                 self.globals[interface] = reg.bind(name, WlSubcompositor, 1)
+            elif interface == "zxdg_decoration_manager_v1":
+                self.globals[interface] = reg.bind(name, ZxdgDecorationManagerV1, 1)
             elif interface == "xdg_wm_base":
                 wm = reg.bind(name, XdgWmBase, 2)
                 wm.dispatcher["ping"] = lambda wm, serial: wm.pong(serial)
@@ -160,6 +163,19 @@ def far_subsurface(c: Client) -> None:
     c.subsurface(parent, c.buffer(16, 16), position=(2**31 - 1, 2**31 - 1))
 
 
+def huge_window_geometry(c: Client) -> None:
+    surface, xdg, top = c.toplevel()
+    c.globals["zxdg_decoration_manager_v1"].get_toplevel_decoration(
+        top
+    )  # title bars, if the session draws them
+    xdg.set_window_geometry(0, 0, 2**31 - 1, H)
+    surface.commit()
+    c.display.roundtrip()
+    xdg.ack_configure(c.serials[-1])
+    surface.attach(c.buffer(), 0, 0)
+    surface.commit()
+
+
 def well_behaved(c: Client) -> None:
     c.mapped_toplevel()
 
@@ -174,6 +190,7 @@ SCENARIOS = {
         short_stride,
         huge_buffer_scale,
         far_subsurface,
+        huge_window_geometry,
         well_behaved,
     )
 }
