@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -348,6 +349,22 @@ async def test_extreme_but_legal_requests_keep_the_client_and_the_display_going(
             )
             assert any(w.pid == client.pid for w in s.comp.windows()), f"{scenario}'s window is gone"
             assert client.proc.returncode is None, client.output()
+
+
+async def test_a_client_that_never_reads_the_selection_cannot_pile_up_pipes(tmp_path: Path) -> None:
+    # The compositor writes a selection set from outside into each reader's pipe; a client that asks
+    # again and again through a pipe it never reads must not make it hold a descriptor per request.
+    script = Path(__file__).parent / "clients" / "misbehave.py"
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        s.comp.set_selection({"text/plain": b"x" * (1 << 20)})  # more than a pipe holds
+        fds_before = len(os.listdir("/proc/self/fd"))
+        hoarder = await s.spawn(sys.executable, str(script), "hoard_selection_pipes", "--stay")
+        await s.wait_for(
+            lambda: "no error" in hoarder.output() or hoarder.proc.returncode is not None, "the client"
+        )
+        assert "no error, staying" in hoarder.output(), hoarder.output()
+        held = len(os.listdir("/proc/self/fd")) - fds_before
+    assert held <= 24, f"the compositor holds {held} more descriptors for one client's 200 requests"
 
 
 def test_wrsrvd_compositor_exits_with_its_command(runtime_dir: Path) -> None:

@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pywayland.protocol.wayland import WlDataDevice, WlDataDeviceManager, WlDataOffer, WlDataSource
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_SELECTION_BYTES = 16 * 1024 * 1024
 READ_TIMEOUT = 5.0
+#: Selection writes to readers' pipes in progress at once (see PipeWriter).
+MAX_PIPE_WRITES = 16
 
 
 class SelectionKind(enum.StrEnum):
@@ -72,8 +75,8 @@ class ClientSource(Source):
 class CompositorSource(Source):
     """A selection the compositor itself owns (set from outside): it writes the bytes it was given."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, data: dict[str, bytes]) -> None:
-        self.loop = loop
+    def __init__(self, writer: PipeWriter, data: dict[str, bytes]) -> None:
+        self.writer = writer
         self.data = dict(data)
         self.mime_types = list(data)
 
@@ -81,40 +84,73 @@ class CompositorSource(Source):
         payload = self.data.get(mime)
         if payload is None:
             return
-        _write_all(self.loop, os.dup(fd), payload)
+        self.writer.write(os.dup(fd), payload)
 
 
-def _write_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
-    """Write ``data`` to a pipe without blocking the compositor, then close it."""
-    os.set_blocking(fd, False)
-    view = memoryview(data)
-    pos = 0
+class PipeWriter:
+    """Writes data into readers' pipes without blocking the compositor, each pipe closed when done.
 
-    def done() -> None:
+    At most ``limit`` writes are in progress: a client may ask for the selection again and again
+    through a pipe it never reads, and each write holds a descriptor until its reader has read it
+    all. Past the limit the oldest write is abandoned (its reader sees the data end early).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = MAX_PIPE_WRITES) -> None:
+        self.loop = loop
+        self.limit = limit
+        self._writes: dict[int, _PipeWrite] = {}  # by fd, oldest first
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._writes)
+
+    def write(self, fd: int, data: bytes) -> None:
+        """Write ``data`` to ``fd`` (a pipe; this takes ownership of the descriptor), then close it."""
+        if len(self._writes) >= self.limit:
+            log.warning("%d selection transfers wait for their readers; abandoning the oldest", self.limit)
+            self._done(next(iter(self._writes)))
+        write = _PipeWrite(fd, memoryview(data))
         try:
-            loop.remove_writer(fd)
-        except (ValueError, OSError):
-            pass
-        os.close(fd)
+            os.set_blocking(fd, False)
+            self.loop.add_writer(fd, self._writable, write)
+        except (ValueError, OSError) as err:
+            log.debug("cannot write the selection: %s", err)
+            os.close(fd)
+            return
+        self._writes[fd] = write
+        self._writable(write)
 
-    def write() -> None:
-        nonlocal pos
+    def _writable(self, w: _PipeWrite) -> None:
         try:
-            while pos < len(view):
-                pos += os.write(fd, view[pos : pos + 65536])
+            while w.pos < len(w.data):
+                w.pos += os.write(w.fd, w.data[w.pos : w.pos + 65536])
         except BlockingIOError:
             return
         except OSError as err:
             if err.errno != errno.EPIPE:
                 log.debug("writing the selection failed: %s", err)
-        done()
+        self._done(w.fd)
 
-    try:
-        loop.add_writer(fd, write)
-    except (ValueError, OSError):
+    def _done(self, fd: int) -> None:
+        if self._writes.pop(fd, None) is None:
+            return
+        try:
+            self.loop.remove_writer(fd)
+        except (ValueError, OSError, RuntimeError):  # the loop is already closed
+            pass
         os.close(fd)
-        return
-    write()
+
+    def close(self) -> None:
+        """Abandon every write (the compositor is closing)."""
+        for fd in list(self._writes):
+            self._done(fd)
+
+
+@dataclass
+class _PipeWrite:
+    fd: int
+    data: memoryview
+    pos: int = 0
 
 
 class Selection:

@@ -294,7 +294,7 @@ class SessionCompositor:
     def set_selection(self, data: dict[str, bytes] | None, *, primary: bool = False) -> None:
         """Offer ``{mime: bytes}`` to clients as the selection (None clears it)."""
         sel = self._selection(primary)
-        source = CompositorSource(self.core.loop, data) if data else None
+        source = CompositorSource(self.core.pipe_writer, data) if data else None
         sel.set(source, from_client=False)
 
     def selection_mime_types(self, *, primary: bool = False) -> list[str] | None:

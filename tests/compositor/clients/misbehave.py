@@ -16,7 +16,7 @@ import sys
 
 from pywayland import lib
 from pywayland.client import Display
-from pywayland.protocol.wayland import WlCompositor, WlShm, WlSubcompositor
+from pywayland.protocol.wayland import WlCompositor, WlDataDeviceManager, WlSeat, WlShm, WlSubcompositor
 from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1
 from pywayland.protocol.xdg_shell import XdgPositioner, XdgWmBase
 
@@ -37,6 +37,10 @@ class Client:
                 self.globals[interface] = reg.bind(name, WlShm, 1)
             elif interface == "wl_subcompositor":
                 self.globals[interface] = reg.bind(name, WlSubcompositor, 1)
+            elif interface == "wl_seat":
+                self.globals[interface] = reg.bind(name, WlSeat, 1)
+            elif interface == "wl_data_device_manager":
+                self.globals[interface] = reg.bind(name, WlDataDeviceManager, 3)
             elif interface == "zxdg_decoration_manager_v1":
                 self.globals[interface] = reg.bind(name, ZxdgDecorationManagerV1, 1)
             elif interface == "xdg_wm_base":
@@ -176,6 +180,21 @@ def huge_window_geometry(c: Client) -> None:
     surface.commit()
 
 
+def hoard_selection_pipes(c: Client) -> None:
+    """Ask for the selection 200 times through one pipe that is never read."""
+    device = c.globals["wl_data_device_manager"].get_data_device(c.globals["wl_seat"])
+    offers: list[object] = []
+    device.dispatcher["data_offer"] = lambda _d, offer: offers.append(offer)
+    device.dispatcher["selection"] = lambda _d, offer: offers.append(offer)
+    c.mapped_toplevel()  # keyboard focus: the selection is offered
+    c.display.roundtrip()
+    rfd, wfd = os.pipe()
+    c.hoarded = rfd  # type: ignore[attr-defined]  # kept open, never read
+    for _ in range(200):
+        offers[-1].receive("text/plain", wfd)  # type: ignore[attr-defined]
+    os.close(wfd)
+
+
 def well_behaved(c: Client) -> None:
     c.mapped_toplevel()
 
@@ -191,6 +210,7 @@ SCENARIOS = {
         huge_buffer_scale,
         far_subsurface,
         huge_window_geometry,
+        hoard_selection_pipes,
         well_behaved,
     )
 }
