@@ -145,6 +145,22 @@ def xdg_surface_before_role(c: Client) -> None:
     xdg.destroy()  # the toplevel still exists
 
 
+def truncated_pool(c: Client) -> None:
+    """Shrink the shared memory under a buffer before committing it (the compositor reads past EOF)."""
+    surface, xdg, _top = c.toplevel()
+    surface.commit()
+    c.display.roundtrip()
+    xdg.ack_configure(c.serials[-1])
+    fd = os.memfd_create("misbehave")
+    os.ftruncate(fd, W * H * 4)
+    pool = c.shm.create_pool(fd, W * H * 4)
+    buf = pool.create_buffer(0, W, H, W * 4, WlShm.format.argb8888.value)
+    os.ftruncate(fd, 0)
+    surface.attach(buf, 0, 0)
+    surface.damage(0, 0, W, H)
+    surface.commit()
+
+
 def short_stride(c: Client) -> None:
     surface, xdg, _top = c.toplevel()
     surface.commit()
@@ -206,6 +222,7 @@ SCENARIOS = {
         buffer_before_configure,
         destroyed_parent_popup,
         xdg_surface_before_role,
+        truncated_pool,
         short_stride,
         huge_buffer_scale,
         far_subsurface,
