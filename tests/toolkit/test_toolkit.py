@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.compositor.harness import Session, running_session
-from wayray.compositor.testing import type_text
+from wayray.compositor.testing import click, type_text
 from wayray.toolkit.connection import Connection, WaylandError
 from wayray.toolkit.display import Client
 from wayray.toolkit.draw import Canvas, font
@@ -67,6 +68,27 @@ async def test_a_window_is_shown_and_everything_is_released_on_close(tmp_path: P
         await client.close()
         await s.wait_for(lambda: client_objects(s) == 0 and not s.comp.windows(), "every object gone")
         gc.collect()  # proxies collected after the disconnect must not touch freed memory
+
+
+async def test_the_compositor_forgets_a_client_that_had_focus_once_it_is_gone(tmp_path: Path) -> None:
+    # A session runs for weeks and sees thousands of short-lived clients (wl-copy, launchers,
+    # notifications): nothing of one may stay behind after it disconnects.
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        client = await connect(s)
+        await painted_window(s, client, (0, 0, 0, 255))
+        win = s.comp.windows()[0]
+        s.comp.pointer_motion(win.rect.x + 50, win.rect.y + 50)
+        await click(s.comp, win.rect.x + 50, win.rect.y + 50)
+        await type_text(s.comp, "a")
+        await client.conn.roundtrip()
+        (server_side,) = s.comp.core.display.clients
+        gone = weakref.ref(server_side)
+        del server_side
+        await client.close()
+        await s.wait_for(lambda: not s.comp.core.display.clients, "the client disconnected")
+        gc.collect()
+        leaked = gone()
+        assert leaked is None, f"still referenced by {gc.get_referrers(leaked)}"
 
 
 async def test_keys_carry_text_and_modifiers_from_the_compositors_keymap(tmp_path: Path) -> None:

@@ -216,6 +216,11 @@ class Seat:
         self.cursor_visible = True
         self._default_cursor: CursorImage | None = None
         self.use_default_cursor()
+        core.display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
+
+    def _client_gone(self, client: Client) -> None:
+        for serials in (self.enter_serials, self.press_serials, self.key_serials):
+            serials.pop(client, None)
 
     # Keymap ---------------------------------------------------------------------------------------
 
