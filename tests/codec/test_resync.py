@@ -217,3 +217,13 @@ def test_video_streams_may_neither_overlap_nor_pile_up() -> None:
         dec.apply(_delta(key.seq + 1, *regions))
     with pytest.raises(ValueError, match="video_max_streams"):
         EncoderSettings(video_max_streams=MAX_VIDEO_STREAMS + 1)
+
+
+@pytest.mark.skipif(h264_unavailable() is not None, reason="needs PyAV with libx264")
+def test_an_access_unit_bigger_than_its_stream_is_refused_undecoded() -> None:
+    from wayray.codec.video import H264StreamDecoder, H264StreamEncoder
+
+    au = H264StreamEncoder(1024, 1024, crf=23, threads=1).encode(np.zeros((1024, 1024), np.uint32), idr=True)
+    assert len(au) < 16384  # a black picture: tiny to send, 1.5 MiB to decode
+    with pytest.raises(CodecError, match="failed to decode"):
+        H264StreamDecoder(64, 64).decode(au)
