@@ -338,7 +338,7 @@ async def test_extreme_but_legal_requests_keep_the_client_and_the_display_going(
     async with running_session(tmp_path, size=(640, 480)) as s:
         await s.spawn("weston-simple-shm")
         await s.wait_window(lambda w: w.title == "simple-shm", "simple-shm")
-        for scenario in ("huge_buffer_scale", "far_subsurface"):
+        for scenario in ("huge_buffer_scale", "far_subsurface", "far_popup"):
             client = await s.spawn(sys.executable, str(script), scenario, "--stay", name=scenario)
             await s.wait_for(
                 lambda c=client: "no error, staying" in c.output() or c.proc.returncode is not None,

@@ -649,7 +649,9 @@ class PopupRole(Resource):
             return Rect(0, 0, self.rules.width, self.rules.height)
         px, py = self.parent.geometry_origin()
         out = self.core.output.logical
-        return place(self.rules, out.translate(-px, -py))
+        g = place(self.rules, out.translate(-px, -py))
+        # An anchor rectangle and offset of int32s can put the popup beyond configure's int32.
+        return Rect(_int32(g.x), _int32(g.y), g.width, g.height)
 
     def origin(self) -> tuple[int, int]:
         """Layout position of the popup's window-geometry origin."""
@@ -696,6 +698,10 @@ class PopupRole(Resource):
             self.unmapped()
         self.core.seat.popup_unmapped(self)
         self.core.scene_changed()
+
+
+def _int32(v: int) -> int:
+    return max(-(2**31), min(2**31 - 1, v))
 
 
 class PopupParent(Protocol):

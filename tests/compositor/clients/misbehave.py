@@ -101,10 +101,10 @@ class Client:
         self.display.roundtrip()
         return surface, xdg, top
 
-    def popup(self, parent_xdg):  # type: ignore[no-untyped-def]
+    def popup(self, parent_xdg, anchor_rect=(0, 0, 10, 10)):  # type: ignore[no-untyped-def]
         pos = self.wm.create_positioner()
         pos.set_size(W, H)
-        pos.set_anchor_rect(0, 0, 10, 10)
+        pos.set_anchor_rect(*anchor_rect)
         pos.set_anchor(XdgPositioner.anchor.bottom_right.value)
         surface = self.compositor.create_surface()
         xdg = self.wm.get_xdg_surface(surface)
@@ -183,6 +183,11 @@ def far_subsurface(c: Client) -> None:
     c.subsurface(parent, c.buffer(16, 16), position=(2**31 - 1, 2**31 - 1))
 
 
+def far_popup(c: Client) -> None:
+    _s, xdg, _top = c.mapped_toplevel()
+    c.popup(xdg, anchor_rect=(2**31 - 1, 2**31 - 1, 2**31 - 1, 2**31 - 1))  # anchored bottom right
+
+
 def huge_window_geometry(c: Client) -> None:
     surface, xdg, top = c.toplevel()
     c.globals["zxdg_decoration_manager_v1"].get_toplevel_decoration(
@@ -226,6 +231,7 @@ SCENARIOS = {
         short_stride,
         huge_buffer_scale,
         far_subsurface,
+        far_popup,
         huge_window_geometry,
         hoard_selection_pipes,
         well_behaved,
