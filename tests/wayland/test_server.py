@@ -436,3 +436,30 @@ async def test_lifetimes_destructors_and_disconnects_leave_nothing_behind(runtim
         assert len(_Listener._live) == listeners_before
     finally:
         display.destroy()
+
+
+
+class CountingCompositor(Compositor):
+    """A subclass overriding one request of a Resource that already has its interface."""
+
+    def create_region(self, id: NewId) -> None:
+        self.log.calls.append(("create_region",))
+
+
+async def test_a_subclass_override_of_a_request_is_the_handler(runtime: Path) -> None:
+    log = Log()
+    display = Display()
+    name = display.add_socket(runtime)
+    Global(display, WlCompositor, 5, lambda n: CountingCompositor(n, log))
+    display.attach(asyncio.get_running_loop())
+    try:
+
+        def client_side() -> int:
+            with Client(runtime, name) as c:
+                c.bound["wl_compositor"].create_region()
+                return c.roundtrip()
+
+        assert await in_thread(client_side) >= 0
+    finally:
+        display.destroy()
+    assert ("create_region",) in log.calls

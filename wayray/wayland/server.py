@@ -298,15 +298,17 @@ class Resource:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "interface" not in cls.__dict__:
-            return
-        table = InterfaceTable.of(cls.interface)
-        missing = [m.name for m in table.requests if not callable(getattr(cls, m.name, None))]
-        if missing:
-            raise TypeError(f"{cls.__name__} implements {table.name} but lacks requests {missing}")
-        cls._table = table
-        # The class's functions, not getattr on the instance: an attribute may share a request's name.
-        cls._handlers = tuple(getattr(cls, m.name) for m in table.requests)
+        if "interface" in cls.__dict__:
+            table = InterfaceTable.of(cls.interface)
+            missing = [m.name for m in table.requests if not callable(getattr(cls, m.name, None))]
+            if missing:
+                raise TypeError(f"{cls.__name__} implements {table.name} but lacks requests {missing}")
+            cls._table = table
+        elif not hasattr(cls, "_table"):
+            return  # a base class with no interface yet
+        # The class's functions (a subclass's overrides included), not getattr on the instance: an
+        # attribute may share a request's name.
+        cls._handlers = tuple(getattr(cls, m.name) for m in cls._table.requests)
 
     def __init__(self, new_id: NewId) -> None:
         client = new_id.client
