@@ -377,6 +377,12 @@ class Resource:
                     keep.append(s)
                     slot.s = s
             elif kind == _OBJECT or kind == _NEW_ID:
+                if value is not None and not value.alive:
+                    # libwayland would read the freed wl_resource: a compositor bug, never a crash.
+                    if not message.nullable[i]:
+                        log.warning("not sending %s.%s: it names the destroyed %r", self, event, value)
+                        return
+                    value = None
                 slot.o = ffi.NULL if value is None else ffi.cast("struct wl_object *", value.ptr)
             elif kind == _ARRAY:
                 data = bytes(value)
