@@ -108,6 +108,20 @@ async def test_keys_carry_text_and_modifiers_from_the_compositors_keymap(tmp_pat
         await client.close()
 
 
+async def test_a_keymap_size_beyond_the_file_is_read_without_crashing(tmp_path: Path) -> None:
+    # wl_keyboard.keymap names an fd and a size; a compositor that overstates the size must not make
+    # the viewer read (mmap) past the end of the file: that is SIGBUS, the end of the process.
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        keymap = s.comp.core.seat.keymap
+        honest = keymap.memfd
+        keymap.memfd = lambda: (honest()[0], 4 << 20)  # type: ignore[method-assign]
+        events: list[SeatEvent] = []
+        client = await connect(s, events)
+        await client.conn.roundtrip()
+        await client.close()
+    assert any(isinstance(e, KeymapEvent) and e.text == keymap.text for e in events)
+
+
 async def test_held_keys_repeat_on_the_client_until_released(tmp_path: Path) -> None:
     async with running_session(tmp_path, size=(640, 480)) as s:
         events: list[SeatEvent] = []
