@@ -11,8 +11,17 @@ import zstandard
 
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same
-from wayray.codec import CodecError, Decoder, Desync, Encoder, EncoderSettings, frame_checksum
+from wayray.codec import (
+    CodecError,
+    Decoder,
+    Desync,
+    Encoder,
+    EncoderSettings,
+    frame_checksum,
+    h264_unavailable,
+)
 from wayray.codec.checksum import TileChecksums
+from wayray.codec.decoder import MAX_VIDEO_STREAMS
 from wayray.codec.geometry import TileSpan
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
 
@@ -185,3 +194,36 @@ def test_a_keyframe_with_an_absurd_size_is_refused() -> None:
     with pytest.raises(CodecError, match="size"):
         dec.apply(huge)
     assert dec.framebuffer is None
+
+
+@pytest.mark.skipif(h264_unavailable() is not None, reason="needs PyAV with libx264")
+def test_video_streams_may_neither_overlap_nor_pile_up() -> None:
+    # Each stream is an H.264 decoder with its own pictures: a server sending many streams over the
+    # same pixels (one small access unit, repeated) must not make the viewer allocate a screen each.
+    from wayray.codec.video import H264StreamEncoder
+
+    au = H264StreamEncoder(64, 64, crf=23, threads=1).encode(np.zeros((64, 64), np.uint32), idr=True)
+    dec, key = _synced_decoder()
+    dec.apply(_delta(key.seq + 1, Region(0, 0, 64, 64, RegionEncoding.H264, au, stream_id=1)))
+    with pytest.raises(CodecError, match="overlaps"):
+        dec.apply(_delta(key.seq + 2, Region(32, 0, 64, 64, RegionEncoding.H264, au, stream_id=2)))
+    dec, key = _synced_decoder()
+    tiles = [(x, y) for y in range(0, H - 63, 64) for x in range(0, W - 63, 64)]
+    assert len(tiles) > MAX_VIDEO_STREAMS
+    regions = [
+        Region(x, y, 64, 64, RegionEncoding.H264, au, stream_id=i + 1) for i, (x, y) in enumerate(tiles)
+    ]
+    with pytest.raises(CodecError, match=f"more than {MAX_VIDEO_STREAMS} video streams"):
+        dec.apply(_delta(key.seq + 1, *regions))
+    with pytest.raises(ValueError, match="video_max_streams"):
+        EncoderSettings(video_max_streams=MAX_VIDEO_STREAMS + 1)
+
+
+@pytest.mark.skipif(h264_unavailable() is not None, reason="needs PyAV with libx264")
+def test_an_access_unit_bigger_than_its_stream_is_refused_undecoded() -> None:
+    from wayray.codec.video import H264StreamDecoder, H264StreamEncoder
+
+    au = H264StreamEncoder(1024, 1024, crf=23, threads=1).encode(np.zeros((1024, 1024), np.uint32), idr=True)
+    assert len(au) < 16384  # a black picture: tiny to send, 1.5 MiB to decode
+    with pytest.raises(CodecError, match="failed to decode"):
+        H264StreamDecoder(64, 64).decode(au)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.compositor.harness import running_session
 from wayray.compositor.testing import type_text
@@ -40,6 +42,24 @@ async def test_cursor_comes_from_the_client_under_the_pointer_and_is_not_composi
         s.comp.pointer_motion(5, 5)
         back = s.comp.cursor()
         assert back.image is not None and np.array_equal(back.image, default.image)
+
+
+async def test_a_screenshot_with_the_cursor_blends_its_soft_edges_over_the_picture(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(320, 240)) as s:
+        s.comp.pointer_motion(100, 100)  # over the background: the compositor's own arrow
+        cursor = s.comp.cursor()
+        assert cursor.image is not None
+        shot = np.asarray(Image.open(io.BytesIO(s.comp.screenshot_png(include_cursor=True)))).astype(int)
+        plain = np.asarray(Image.open(io.BytesIO(s.comp.screenshot_png()))).astype(int)
+    h, w = cursor.image.shape
+    x0, y0 = cursor.x - cursor.hotspot[0], cursor.y - cursor.hotspot[1]
+    argb = cursor.image.astype(int)
+    alpha = (argb >> 24) & 0xFF
+    assert ((alpha > 0) & (alpha < 255)).any(), "the theme's arrow has no soft edge to check"
+    for i, shift in enumerate((16, 8, 0)):  # premultiplied OVER, channel by channel
+        under = plain[y0 : y0 + h, x0 : x0 + w, i]
+        expected = np.minimum(255, ((argb >> shift) & 0xFF) + under * (255 - alpha) // 255)
+        assert np.array_equal(shot[y0 : y0 + h, x0 : x0 + w, i], expected)
 
 
 async def test_primary_selection_from_a_client_and_from_outside(tmp_path: Path) -> None:

@@ -73,3 +73,20 @@ async def test_panel_exclusive_zone_shrinks_the_maximized_area(tmp_path: Path) -
         await s.wait_window(
             lambda w: w.pid == foot.pid and w.rect == Rect(0, 0, 1024, 768), "foot re-maximized"
         )
+
+
+async def test_a_panel_with_int32_margins_keeps_windows_on_the_output(tmp_path: Path) -> None:
+    # Margins are any int32: a panel far below the screen, and one wider than any screen, are legal.
+    # They must not push maximized windows off the output nor overflow what is sent to clients.
+    panel_script = Path(__file__).parent / "clients" / "panel.py"
+    async with running_session(tmp_path, size=(1024, 768)) as s:
+        far = await s.spawn(sys.executable, str(panel_script), "30", str(2**31 - 1), "0", "0", name="far")
+        wide = await s.spawn(sys.executable, str(panel_script), "30", "0", str(-(2**31)), str(-(2**31)))
+        await s.wait_for(
+            lambda: "mapped" in far.output() and "mapped" in wide.output(), "both panels mapped"
+        )
+        foot = await s.spawn("foot", "--maximized", "sh")
+        win = await s.wait_window(lambda w: w.pid == foot.pid and w.maximized, "foot maximized")
+        await s.settle()
+        assert far.proc.returncode is None and wide.proc.returncode is None, far.output() + wide.output()
+    assert 0 <= win.rect.y < 768 and win.rect.height > 0, win.rect

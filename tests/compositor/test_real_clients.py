@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -145,6 +146,32 @@ async def test_eventdemo_logs_the_injected_keys_modifiers_motion_and_buttons(tmp
     assert "axis discrete axis: 0 value: 1" in log and "axis: vertical, value: 15.0" in log
 
 
+async def test_input_at_the_limits_of_what_a_viewer_can_send_never_fails(tmp_path: Path) -> None:
+    # The wire carries u32 key and button codes, i32 wheel value120s and any finite f64: the input
+    # API takes all of them (wl_fixed values saturate) and the session's input keeps working.
+    async with running_session(tmp_path) as s:
+        demo = await s.spawn(
+            "stdbuf", "-oL", "weston-eventdemo", "--log-key", "--log-axis", name="eventdemo"
+        )
+        win = await s.wait_window(lambda w: w.title == "EventDemo", "the eventdemo window")
+        await s.settle()
+        x, y = win.rect.x + 100, win.rect.y + 80
+        s.comp.pointer_motion(x, y)
+        s.comp.key(2**32 - 1, True)
+        s.comp.key(2**32 - 1, False)
+        s.comp.pointer_button(2**32 - 1, True)
+        s.comp.pointer_button(2**32 - 1, False)
+        s.comp.pointer_axis(0, 1e300, None)
+        s.comp.pointer_axis(0, -1e300, -(2**31) // 120)
+        s.comp.pointer_motion(1e300, -1e300)
+        s.comp.pointer_motion(x, y)
+        await type_text(s.comp, "a")
+        await s.wait_for(lambda: "key: 30, unicode: 97, state: released" in demo.output(), "the key a")
+        log = demo.output()
+    assert re.search(r"axis: vertical, value: 8388607\.99", log), log
+    assert re.search(r"axis: vertical, value: -8388608\.0", log), log
+
+
 async def test_two_clients_click_to_focus_and_raise_then_copy_paste_between_them(tmp_path: Path) -> None:
     async with running_session(tmp_path, size=(1024, 768)) as s:
         first = await s.spawn(*FOOT, "-c", "clear; yes wayraysel42 | head -60; exec sh", name="foot-a")
@@ -284,6 +311,9 @@ async def test_misbehaving_clients_are_disconnected_and_others_carry_on(tmp_path
         "buffer_before_configure": r"xdg_surface#\d+: error 3: ",
         "destroyed_parent_popup": r"xdg_wm_base#\d+: error 2: ",
         "xdg_surface_before_role": r"error 6: xdg_surface destroyed before its toplevel",
+        "short_stride": r"wl_surface#\d+: error 2: .*stride",
+        # libwayland's SIGBUS guard around our read: the pool shrank under the buffer.
+        "truncated_pool": r"wl_buffer#\d+: error 2: error accessing SHM buffer",
     }
     async with running_session(tmp_path, size=(640, 480)) as s:
         shm = await s.spawn("weston-simple-shm")
@@ -299,6 +329,44 @@ async def test_misbehaving_clients_are_disconnected_and_others_carry_on(tmp_path
         assert await s.wait_exit(good) == 0, good.output()
         assert shm.proc.returncode is None
         assert [w.title for w in s.comp.windows()] == ["simple-shm"]
+
+
+async def test_extreme_but_legal_requests_keep_the_client_and_the_display_going(tmp_path: Path) -> None:
+    # Coordinates and scales far beyond any screen are legal: the client stays connected, and
+    # compositing goes on for everyone (a failure there would freeze the whole session's display).
+    script = Path(__file__).parent / "clients" / "misbehave.py"
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        await s.spawn("weston-simple-shm")
+        await s.wait_window(lambda w: w.title == "simple-shm", "simple-shm")
+        for scenario in ("huge_buffer_scale", "far_subsurface", "far_popup"):
+            client = await s.spawn(sys.executable, str(script), scenario, "--stay", name=scenario)
+            await s.wait_for(
+                lambda c=client: "no error, staying" in c.output() or c.proc.returncode is not None,
+                f"{scenario} done",
+            )
+            assert "no error, staying" in client.output(), client.output()
+            seq = s.comp.frame_seq
+            await s.wait_for(
+                lambda seq=seq: s.comp.frame_seq > seq + 2, f"simple-shm animating beside {scenario}"
+            )
+            assert any(w.pid == client.pid for w in s.comp.windows()), f"{scenario}'s window is gone"
+            assert client.proc.returncode is None, client.output()
+
+
+async def test_a_client_that_never_reads_the_selection_cannot_pile_up_pipes(tmp_path: Path) -> None:
+    # The compositor writes a selection set from outside into each reader's pipe; a client that asks
+    # again and again through a pipe it never reads must not make it hold a descriptor per request.
+    script = Path(__file__).parent / "clients" / "misbehave.py"
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        s.comp.set_selection({"text/plain": b"x" * (1 << 20)})  # more than a pipe holds
+        fds_before = len(os.listdir("/proc/self/fd"))
+        hoarder = await s.spawn(sys.executable, str(script), "hoard_selection_pipes", "--stay")
+        await s.wait_for(
+            lambda: "no error" in hoarder.output() or hoarder.proc.returncode is not None, "the client"
+        )
+        assert "no error, staying" in hoarder.output(), hoarder.output()
+        held = len(os.listdir("/proc/self/fd")) - fds_before
+    assert held <= 24, f"the compositor holds {held} more descriptors for one client's 200 requests"
 
 
 def test_wrsrvd_compositor_exits_with_its_command(runtime_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,23 @@ async def test_server_side_title_bar_moves_maximizes_and_closes(tmp_path: Path) 
         await click(s.comp, 1024 - HEIGHT // 2, HEIGHT // 2)
         await s.wait_exit(foot)
         await s.wait_for(lambda: not s.comp.windows(), "the window gone")
+
+
+async def test_a_window_wider_than_any_output_gets_a_title_bar_as_wide_as_the_output(tmp_path: Path) -> None:
+    # A window geometry of 2**31-1 pixels is legal; its title bar must not be drawn that wide (it
+    # would fail every composite and freeze the session's display).
+    script = Path(__file__).parent / "clients" / "misbehave.py"
+    async with running_session(tmp_path, size=(640, 480), decorations="server") as s:
+        await s.spawn("weston-simple-shm")
+        await s.wait_window(lambda w: w.title == "simple-shm", "simple-shm")
+        wide = await s.spawn(sys.executable, str(script), "huge_window_geometry", "--stay")
+        await s.wait_for(
+            lambda: "no error" in wide.output() or wide.proc.returncode is not None, "the client"
+        )
+        assert "no error, staying" in wide.output(), wide.output()
+        seq = s.comp.frame_seq
+        await s.wait_for(lambda: s.comp.frame_seq > seq + 2, "simple-shm animating beside it")
+        win = next(w for w in s.comp.windows() if w.pid == wide.pid)
+        pixels = s.pixels()
+    bar_y = win.rect.y - HEIGHT // 2
+    assert 0 <= bar_y and (pixels[bar_y, max(0, win.rect.x) : 640] == ACTIVE_RGB).mean() > 0.5

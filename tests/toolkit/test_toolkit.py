@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.compositor.harness import Session, running_session
-from wayray.compositor.testing import type_text
+from wayray.compositor.testing import click, type_text
 from wayray.toolkit.connection import Connection, WaylandError
 from wayray.toolkit.display import Client
 from wayray.toolkit.draw import Canvas, font
-from wayray.toolkit.seat import Key, KeymapEvent, SeatEvent
+from wayray.toolkit.seat import Key, KeymapEvent, PointerAxis, SeatEvent
 from wayray.toolkit.shm import PixelFormat, Swapchain
 from wayray.toolkit.window import Window, WindowState
 from wayray.wayland.xkb import Keymap
@@ -69,6 +70,27 @@ async def test_a_window_is_shown_and_everything_is_released_on_close(tmp_path: P
         gc.collect()  # proxies collected after the disconnect must not touch freed memory
 
 
+async def test_the_compositor_forgets_a_client_that_had_focus_once_it_is_gone(tmp_path: Path) -> None:
+    # A session runs for weeks and sees thousands of short-lived clients (wl-copy, launchers,
+    # notifications): nothing of one may stay behind after it disconnects.
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        client = await connect(s)
+        await painted_window(s, client, (0, 0, 0, 255))
+        win = s.comp.windows()[0]
+        s.comp.pointer_motion(win.rect.x + 50, win.rect.y + 50)
+        await click(s.comp, win.rect.x + 50, win.rect.y + 50)
+        await type_text(s.comp, "a")
+        await client.conn.roundtrip()
+        (server_side,) = s.comp.core.display.clients
+        gone = weakref.ref(server_side)
+        del server_side
+        await client.close()
+        await s.wait_for(lambda: not s.comp.core.display.clients, "the client disconnected")
+        gc.collect()
+        leaked = gone()
+        assert leaked is None, f"still referenced by {gc.get_referrers(leaked)}"
+
+
 async def test_keys_carry_text_and_modifiers_from_the_compositors_keymap(tmp_path: Path) -> None:
     async with running_session(tmp_path, size=(640, 480)) as s:
         s.comp.set_keymap(Keymap.from_names(layout="de").text)
@@ -84,6 +106,20 @@ async def test_keys_carry_text_and_modifiers_from_the_compositors_keymap(tmp_pat
         z = next(e for e in events if isinstance(e, Key) and e.text == "Z")
         assert z.evdev_code == 21  # Z is where US keyboards have Y
         await client.close()
+
+
+async def test_a_keymap_size_beyond_the_file_is_read_without_crashing(tmp_path: Path) -> None:
+    # wl_keyboard.keymap names an fd and a size; a compositor that overstates the size must not make
+    # the viewer read (mmap) past the end of the file: that is SIGBUS, the end of the process.
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        keymap = s.comp.core.seat.keymap
+        honest = keymap.memfd
+        keymap.memfd = lambda: (honest()[0], 4 << 20)  # type: ignore[method-assign]
+        events: list[SeatEvent] = []
+        client = await connect(s, events)
+        await client.conn.roundtrip()
+        await client.close()
+    assert any(isinstance(e, KeymapEvent) and e.text == keymap.text for e in events)
 
 
 async def test_held_keys_repeat_on_the_client_until_released(tmp_path: Path) -> None:
@@ -112,6 +148,23 @@ async def test_held_keys_repeat_on_the_client_until_released(tmp_path: Path) -> 
         await asyncio.sleep(1.0)  # longer than the delay plus several repeat periods
         assert len(repeats()) == count, "no repeat after the release"
         await client.close()
+
+
+async def test_a_wheel_turned_beyond_int32_reaches_a_v9_pointer_saturated(tmp_path: Path) -> None:
+    # A viewer may send any i32 value120 and any finite f64 (wayray.wire); wl_pointer v8+ gets both
+    # as int32 value120 and wl_fixed, cut at their ranges instead of failing in the compositor.
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        events: list[SeatEvent] = []
+        client = await connect(s, events)
+        await painted_window(s, client, (0, 0, 0, 255))
+        win = s.comp.windows()[0]
+        s.comp.pointer_motion(win.rect.x + 50, win.rect.y + 50)
+        s.comp.pointer_axis(0, -1e300, -(2**31) // 120)
+        await s.wait_for(lambda: any(isinstance(e, PointerAxis) for e in events), "the wheel")
+        axis = next(e for e in events if isinstance(e, PointerAxis))
+        await client.close()
+    assert axis.value == -8388608.0
+    assert axis.value120 == -((2**31 - 1) // 120) * 120 and axis.discrete == -((2**31 - 1) // 120)
 
 
 async def test_scale_follows_the_output(tmp_path: Path) -> None:

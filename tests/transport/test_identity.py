@@ -51,6 +51,21 @@ def test_two_processes_starting_at_once_agree_on_one_identity(tmp_path: Path) ->
     assert [f.name for f in (tmp_path / "s").iterdir()] == [IDENTITY_FILE]  # no temp files left
 
 
+def test_a_temporary_file_left_by_a_crashed_first_start_does_not_block_the_next(tmp_path: Path) -> None:
+    # Power lost while the first start wrote the identity: its temporary file stays. In a container
+    # the next start often has the same pid, and must still make the identity.
+    state = tmp_path / "s"
+    state.mkdir(mode=0o700)
+    (state / f".{IDENTITY_FILE}.{os.getpid()}.tmp").write_bytes(b"half a key")
+    ident = ServerIdentity.load_or_create(state)
+    assert ident.fingerprint == ServerIdentity.load(state / IDENTITY_FILE).fingerprint
+    cert, key = tmp_path / "f" / "cert.pem", tmp_path / "f" / "key.pem"
+    cert.parent.mkdir()
+    for target in (cert, key):
+        (cert.parent / f".{target.name}.{os.getpid()}.tmp").write_bytes(b"half a file")
+    assert ServerIdentity.load_or_create_files(cert, key).fingerprint
+
+
 def test_a_key_readable_by_others_is_refused_with_a_fix(tmp_path: Path) -> None:
     ServerIdentity.load_or_create(tmp_path)
     os.chmod(tmp_path / IDENTITY_FILE, 0o644)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from wayray.wayland.pixman import Box, Format, Image, Op, Region, composite
+from wayray.wayland.pixman import LIMIT, Box, Format, Image, Op, Region, composite
 from wayray.wayland.xkb import Keymap, KeymapError, KeyState, Modifier, keysym_from_name
 
 KEY_A, KEY_LEFTSHIFT, KEY_LEFTALT = 30, 42, 56
@@ -21,6 +21,22 @@ def test_regions_union_subtract_and_band() -> None:
     assert r.boxes() == [Box(0, 5, 15, 10), Box(5, 10, 15, 15)]
     assert r.contains(6, 12) and not r.contains(1, 12)
     assert not Region() and Region.rect(0, 0, 1, 1)
+
+
+def test_regions_take_any_coordinates_a_client_can_send_and_keep_what_can_be_on_screen() -> None:
+    # int32 positions and sizes, times a scale: nothing raises, pixman's x + width never overflows.
+    r = Region.rect(-(2**31), -(2**31), 2**32 - 1, 2**32 - 1)
+    assert r.extents == Box(-LIMIT, -LIMIT, LIMIT, LIMIT)
+    r.intersect_rect(0, 0, 2**40, 100)
+    assert r.boxes() == [Box(0, 0, LIMIT, 100)]
+    r.add_rect(2**31 - 1, 0, 2**31 - 1, 10)  # wholly beyond the square: nothing to add
+    assert r.translated(5, 5).boxes() == [Box(5, 5, LIMIT, 105)]
+    r.translate(2**40, 0)
+    assert not r  # moved wholly beyond the square
+    assert not Region.rect(2**33, 0, 5, 5) and not r.contains(2**40, 5)
+    damage = Region()
+    damage.add_rect(-5, -5, 2**45, 10)
+    assert damage.boxes() == [Box(-5, -5, LIMIT, 5)]
 
 
 def test_over_blends_premultiplied_argb_onto_xrgb() -> None:

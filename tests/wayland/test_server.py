@@ -436,3 +436,67 @@ async def test_lifetimes_destructors_and_disconnects_leave_nothing_behind(runtim
         assert len(_Listener._live) == listeners_before
     finally:
         display.destroy()
+
+
+class CountingCompositor(Compositor):
+    """A subclass overriding one request of a Resource that already has its interface."""
+
+    def create_region(self, id: NewId) -> None:
+        self.log.calls.append(("create_region",))
+
+
+async def test_a_subclass_override_of_a_request_is_the_handler(runtime: Path) -> None:
+    log = Log()
+    display = Display()
+    name = display.add_socket(runtime)
+    Global(display, WlCompositor, 5, lambda n: CountingCompositor(n, log))
+    display.attach(asyncio.get_running_loop())
+    try:
+
+        def client_side() -> int:
+            with Client(runtime, name) as c:
+                c.bound["wl_compositor"].create_region()
+                return c.roundtrip()
+
+        assert await in_thread(client_side) >= 0
+    finally:
+        display.destroy()
+    assert ("create_region",) in log.calls
+
+
+class ForgetfulSeat(Seat):
+    """A compositor bug on purpose: an event naming a surface the server has just destroyed."""
+
+    def get_keyboard(self, id: NewId) -> None:
+        kb = Keyboard(id)
+        surface = next(
+            r for r in self.display.objects() if isinstance(r, Surface) and r.client is self.client
+        )
+        surface.destroy_resource()
+        kb.post("enter", 7, surface, b"")  # libwayland would read the freed wl_resource
+        kb.post("repeat_info", 25, 600)
+
+
+async def test_an_event_naming_a_destroyed_object_is_not_sent(runtime: Path) -> None:
+    display = Display()
+    name = display.add_socket(runtime)
+    Global(display, WlCompositor, 5, lambda n: Compositor(n, Log()))
+    Global(display, WlSeat, 5, ForgetfulSeat)
+    display.attach(asyncio.get_running_loop())
+    try:
+
+        def client_side() -> list[str]:
+            with Client(runtime, name, {"wl_seat": 5}) as c:
+                got: list[str] = []
+                surface = c.bound["wl_compositor"].create_surface()  # kept: events may name it
+                kb = c.bound["wl_seat"].get_keyboard()
+                kb.dispatcher["repeat_info"] = lambda *_a: got.append("repeat_info")
+                kb.dispatcher["enter"] = lambda *_a: got.append("enter")
+                c.roundtrip()
+                del surface
+                return got
+
+        got = await in_thread(client_side)
+    finally:
+        display.destroy()
+    assert got == ["repeat_info"]

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Largest output a decoder accepts (8K): bounds the allocation a keyframe header can cause.
 MAX_SIDE = 8192
+#: Most video streams alive at once. Each is an H.264 decoder holding pictures of its rectangle, and
+#: streams may not overlap: together they hold at most about one screen (docs/encoding.md, section 5).
+MAX_VIDEO_STREAMS = 8
 
 
 class Desync(enum.Enum):
@@ -207,13 +210,31 @@ class Decoder:
                 del self._streams[region.stream_id]
             return None
         if st is None:
+            self._check_new_stream(region.stream_id, rect)
             st = _Stream(rect)
+            try:
+                picture = st.codec.decode(region.data)
+            except CodecError:
+                st.codec.close()  # a stream that never started is not kept
+                raise
             self._streams[region.stream_id] = st
         elif st.rect != rect:
             raise CodecError(
                 f"video stream {region.stream_id} moved from {st.rect} to {rect}; "
                 "a stream keeps its rectangle"
             )
+        else:
+            picture = st.codec.decode(region.data)
         x, y, w, h = rect
-        fb[y : y + h, x : x + w] = st.codec.decode(region.data)
+        fb[y : y + h, x : x + w] = picture
         return rect
+
+    def _check_new_stream(self, stream_id: int, rect: Rect) -> None:
+        if len(self._streams) >= MAX_VIDEO_STREAMS:
+            raise CodecError(
+                f"video stream {stream_id} would make more than {MAX_VIDEO_STREAMS} video streams at once"
+            )
+        for other_id, other in self._streams.items():
+            r = other.rect
+            if rect.x < r.right and r.x < rect.right and rect.y < r.bottom and r.y < rect.bottom:
+                raise CodecError(f"video stream {stream_id} at {rect} overlaps stream {other_id} at {r}")

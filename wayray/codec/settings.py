@@ -81,6 +81,13 @@ class EncoderSettings:
         for name in ("video_keep_fraction", "video_min_density"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"EncoderSettings.{name} must be within (0, 1] (got {getattr(self, name)})")
+        from wayray.codec.decoder import MAX_VIDEO_STREAMS  # what every viewer accepts
+
+        if not 1 <= self.video_max_streams <= MAX_VIDEO_STREAMS:
+            raise ValueError(
+                f"EncoderSettings.video_max_streams must be within 1..{MAX_VIDEO_STREAMS} "
+                f"(got {self.video_max_streams})"
+            )
         if not 0 <= self.video_crf <= 51:
             raise ValueError(f"EncoderSettings.video_crf must be within 0..51 (got {self.video_crf})")
         if not 2 <= self.video_fast_changes <= self.video_min_changes:

@@ -75,6 +75,11 @@ class H264StreamDecoder:
         self._coded = coded_size(width, height)
         ctx = av.CodecContext.create("h264", "r")
         ctx.thread_count = 1  # frame threads would delay output by a frame per thread
+        # An access unit whose SPS declares a bigger picture than the stream's rectangle is refused
+        # before FFmpeg allocates it (a few KiB of H.264 can declare 8192x8192 of pixels). FFmpeg
+        # checks its buffer's size: the width aligned for SIMD (64 here), so allow for alignment.
+        cw, ch = self._coded
+        ctx.options = {"max_pixels": str(-(-cw // 128) * 128 * (-(-ch // 32) * 32))}
         self._ctx = ctx
 
     def decode(self, data: bytes) -> NDArray[np.uint32]:

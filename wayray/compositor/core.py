@@ -24,7 +24,13 @@ from pywayland.protocol.wp_primary_selection_unstable_v1 import ZwpPrimarySelect
 from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1
 from pywayland.protocol.xdg_shell import XdgWmBase
 
-from wayray.compositor.data_device import DataDeviceManager, PrimaryDeviceManager, Selection, SelectionKind
+from wayray.compositor.data_device import (
+    DataDeviceManager,
+    PipeWriter,
+    PrimaryDeviceManager,
+    Selection,
+    SelectionKind,
+)
 from wayray.compositor.layer_shell import LayerShell, LayerShellGlobal
 from wayray.compositor.output import Output, OutputResource, XdgOutputManager
 from wayray.compositor.scene import Renderer, Scene
@@ -87,6 +93,7 @@ class Core:
         self.seat = Seat(self)
         self.clipboard = Selection(self, SelectionKind.CLIPBOARD)
         self.primary = Selection(self, SelectionKind.PRIMARY)
+        self.pipe_writer = PipeWriter(loop)
         self.extra_globals: list[Callable[[Core], None]] = []
         self._frame_timer: asyncio.TimerHandle | None = None
         self._last_frame = 0.0
@@ -249,3 +256,4 @@ class Core:
             self._frame_timer.cancel()
             self._frame_timer = None
         self.display.destroy()
+        self.pipe_writer.close()

@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pywayland.protocol.wayland import WlDataDevice, WlDataDeviceManager, WlDataOffer, WlDataSource
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_SELECTION_BYTES = 16 * 1024 * 1024
 READ_TIMEOUT = 5.0
+#: Selection writes to readers' pipes in progress at once (see PipeWriter).
+MAX_PIPE_WRITES = 16
 
 
 class SelectionKind(enum.StrEnum):
@@ -72,8 +75,8 @@ class ClientSource(Source):
 class CompositorSource(Source):
     """A selection the compositor itself owns (set from outside): it writes the bytes it was given."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, data: dict[str, bytes]) -> None:
-        self.loop = loop
+    def __init__(self, writer: PipeWriter, data: dict[str, bytes]) -> None:
+        self.writer = writer
         self.data = dict(data)
         self.mime_types = list(data)
 
@@ -81,40 +84,73 @@ class CompositorSource(Source):
         payload = self.data.get(mime)
         if payload is None:
             return
-        _write_all(self.loop, os.dup(fd), payload)
+        self.writer.write(os.dup(fd), payload)
 
 
-def _write_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
-    """Write ``data`` to a pipe without blocking the compositor, then close it."""
-    os.set_blocking(fd, False)
-    view = memoryview(data)
-    pos = 0
+class PipeWriter:
+    """Writes data into readers' pipes without blocking the compositor, each pipe closed when done.
 
-    def done() -> None:
+    At most ``limit`` writes are in progress: a client may ask for the selection again and again
+    through a pipe it never reads, and each write holds a descriptor until its reader has read it
+    all. Past the limit the oldest write is abandoned (its reader sees the data end early).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = MAX_PIPE_WRITES) -> None:
+        self.loop = loop
+        self.limit = limit
+        self._writes: dict[int, _PipeWrite] = {}  # by fd, oldest first
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._writes)
+
+    def write(self, fd: int, data: bytes) -> None:
+        """Write ``data`` to ``fd`` (a pipe; this takes ownership of the descriptor), then close it."""
+        if len(self._writes) >= self.limit:
+            log.warning("%d selection transfers wait for their readers; abandoning the oldest", self.limit)
+            self._done(next(iter(self._writes)))
+        write = _PipeWrite(fd, memoryview(data))
         try:
-            loop.remove_writer(fd)
-        except (ValueError, OSError):
-            pass
-        os.close(fd)
+            os.set_blocking(fd, False)
+            self.loop.add_writer(fd, self._writable, write)
+        except (ValueError, OSError) as err:
+            log.debug("cannot write the selection: %s", err)
+            os.close(fd)
+            return
+        self._writes[fd] = write
+        self._writable(write)
 
-    def write() -> None:
-        nonlocal pos
+    def _writable(self, w: _PipeWrite) -> None:
         try:
-            while pos < len(view):
-                pos += os.write(fd, view[pos : pos + 65536])
+            while w.pos < len(w.data):
+                w.pos += os.write(w.fd, w.data[w.pos : w.pos + 65536])
         except BlockingIOError:
             return
         except OSError as err:
             if err.errno != errno.EPIPE:
                 log.debug("writing the selection failed: %s", err)
-        done()
+        self._done(w.fd)
 
-    try:
-        loop.add_writer(fd, write)
-    except (ValueError, OSError):
+    def _done(self, fd: int) -> None:
+        if self._writes.pop(fd, None) is None:
+            return
+        try:
+            self.loop.remove_writer(fd)
+        except (ValueError, OSError, RuntimeError):  # the loop is already closed
+            pass
         os.close(fd)
-        return
-    write()
+
+    def close(self) -> None:
+        """Abandon every write (the compositor is closing)."""
+        for fd in list(self._writes):
+            self._done(fd)
+
+
+@dataclass
+class _PipeWrite:
+    fd: int
+    data: memoryview
+    pos: int = 0
 
 
 class Selection:
@@ -134,25 +170,27 @@ class Selection:
         self.source = source
         if old is not None:
             old.cancel()
-        focus = self.core.seat.focused_client()
-        if focus is not None:
-            self.offer_to(focus)
+        self._offer_to_focus()
         if from_client:
-            mimes = list(source.mime_types) if source is not None else None
-            for fn in self.listeners:
-                try:
-                    fn(self.kind, mimes)
-                except Exception:
-                    log.exception("selection listener failed")
+            self._tell_listeners(list(source.mime_types) if source is not None else None)
 
     def source_gone(self, source: Source) -> None:
         if self.source is source:
             self.source = None
-            focus = self.core.seat.focused_client()
-            if focus is not None:
-                self.offer_to(focus)
-            for fn in self.listeners:
-                fn(self.kind, None)
+            self._offer_to_focus()
+            self._tell_listeners(None)
+
+    def _offer_to_focus(self) -> None:
+        focus = self.core.seat.focused_client()
+        if focus is not None:
+            self.offer_to(focus)
+
+    def _tell_listeners(self, mimes: list[str] | None) -> None:
+        for fn in self.listeners:
+            try:
+                fn(self.kind, mimes)
+            except Exception:
+                log.exception("selection listener failed")
 
     def offer_to(self, client: Client) -> None:
         for device in self.devices:
@@ -211,6 +249,80 @@ async def _read_all(loop: asyncio.AbstractEventLoop, fd: int, max_bytes: int) ->
     return b"".join(chunks)
 
 
+# What the two protocols share -------------------------------------------------------------------
+#
+# wl_data_device and zwp_primary_selection_v1 have the same source, device and offer objects; the
+# mixins below hold what they do alike, the Resource classes after them only what differs.
+
+
+class _SourceRequests:
+    """A client's source: the mime types it offers; when destroyed, the selection it was is gone."""
+
+    selection: Selection
+    mime_types: list[str]
+    source: ClientSource
+
+    def offer(self, mime_type: str) -> None:
+        if mime_type not in self.mime_types:
+            self.mime_types.append(mime_type)
+
+    def destroy(self) -> None:
+        pass
+
+    def on_destroy(self) -> None:
+        self.selection.source_gone(self.source)
+
+
+class _DeviceRequests:
+    """A client's device: hears the selection (a new offer each time) and sets it."""
+
+    selection: Selection
+    client: Client
+    version: int
+    offer_class: type[DataOffer | PrimaryOffer]
+
+    if TYPE_CHECKING:  # Resource's, which every device also is (a method here would shadow it)
+
+        def post(self, event: str, *args: object) -> None: ...
+
+    def send_selection(self, source: Source | None) -> None:
+        if source is None:
+            self.post("selection", None)
+            return
+        offer = self.offer_class(NewId.server_allocated(self.client, self.version), source, self.selection)
+        self.post("data_offer", offer)
+        for mime in source.mime_types:
+            offer.post("offer", mime)
+        self.post("selection", offer)
+
+    def _set(self, source: DataSource | PrimarySource | None) -> None:
+        """set_selection from this device: only the client with keyboard focus may."""
+        if self.selection.core.seat.focused_client() is not self.client:
+            log.debug("%r set the %s without keyboard focus; ignored", self.client, self.selection.kind)
+            if source is not None:
+                source.post("cancelled")
+            return
+        self.selection.set(source.source if source is not None else None, from_client=True)
+
+    def on_destroy(self) -> None:
+        if self in self.selection.devices:
+            self.selection.devices.remove(self)
+
+
+class _OfferRequests:
+    """An offer of the selection as it was when offered: reading it works while that stays so."""
+
+    source: Source
+    selection: Selection
+
+    def receive(self, mime_type: str, fd: int) -> None:
+        if self.selection.source is self.source and mime_type in self.source.mime_types:
+            self.source.send(mime_type, fd)
+
+    def destroy(self) -> None:
+        pass
+
+
 # wl_data_device ----------------------------------------------------------------------------------
 
 
@@ -222,49 +334,36 @@ class DataDeviceManager(Resource):
         self.core = core
 
     def create_data_source(self, id: NewId) -> None:
-        DataSource(id, self.core)
+        DataSource(id, self.core.clipboard)
 
     def get_data_device(self, id: NewId, seat: SeatResource) -> None:
-        device = DataDevice(id, self.core.clipboard)
-        self.core.clipboard.devices.append(device)
-        focus = self.core.seat.focused_client()
-        if focus is device.client:
-            device.send_selection(self.core.clipboard.source)
+        _add_device(DataDevice(id, self.core.clipboard))
 
     def release(self) -> None:  # version 4, not advertised
         pass
 
 
-class DataSource(Resource):
+class DataSource(_SourceRequests, Resource):
     interface = WlDataSource
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, selection: Selection) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.selection = selection
         self.mime_types: list[str] = []
         self.used = False
         self.source = ClientSource(self)
 
-    def offer(self, mime_type: str) -> None:
-        if mime_type not in self.mime_types:
-            self.mime_types.append(mime_type)
-
-    def destroy(self) -> None:
-        pass
-
     def set_actions(self, dnd_actions: int) -> None:
         pass
 
-    def on_destroy(self) -> None:
-        self.core.clipboard.source_gone(self.source)
 
-
-class DataDevice(Resource):
+class DataDevice(_DeviceRequests, Resource):
     interface = WlDataDevice
 
     def __init__(self, new_id: NewId, selection: Selection) -> None:
         super().__init__(new_id)
         self.selection = selection
+        self.offer_class = DataOffer
 
     def start_drag(
         self, source: DataSource | None, origin: Surface, icon: Surface | None, serial: int
@@ -276,34 +375,15 @@ class DataDevice(Resource):
     def set_selection(self, source: DataSource | None, serial: int) -> None:
         if source is not None and source.used:
             raise ProtocolError(self, WlDataDevice.error.used_source, "the source was already used")
-        if self.selection.core.seat.focused_client() is not self.client:
-            log.debug("%r set the selection without keyboard focus; ignored", self.client)
-            if source is not None:
-                source.post("cancelled")
-            return
-        if source is not None:
+        if source is not None and self.selection.core.seat.focused_client() is self.client:
             source.used = True
-        self.selection.set(source.source if source is not None else None, from_client=True)
+        self._set(source)
 
     def release(self) -> None:
         pass
 
-    def send_selection(self, source: Source | None) -> None:
-        if source is None:
-            self.post("selection", None)
-            return
-        offer = DataOffer(NewId.server_allocated(self.client, self.version), source, self.selection)
-        self.post("data_offer", offer)
-        for mime in source.mime_types:
-            offer.post("offer", mime)
-        self.post("selection", offer)
 
-    def on_destroy(self) -> None:
-        if self in self.selection.devices:
-            self.selection.devices.remove(self)
-
-
-class DataOffer(Resource):
+class DataOffer(_OfferRequests, Resource):
     interface = WlDataOffer
 
     def __init__(self, new_id: NewId, source: Source, selection: Selection) -> None:
@@ -312,13 +392,6 @@ class DataOffer(Resource):
         self.selection = selection
 
     def accept(self, serial: int, mime_type: str | None) -> None:
-        pass
-
-    def receive(self, mime_type: str, fd: int) -> None:
-        if self.selection.source is self.source and mime_type in self.source.mime_types:
-            self.source.send(mime_type, fd)
-
-    def destroy(self) -> None:
         pass
 
     def finish(self) -> None:
@@ -339,71 +412,41 @@ class PrimaryDeviceManager(Resource):
         self.core = core
 
     def create_source(self, id: NewId) -> None:
-        PrimarySource(id, self.core)
+        PrimarySource(id, self.core.primary)
 
     def get_device(self, id: NewId, seat: SeatResource) -> None:
-        device = PrimaryDevice(id, self.core.primary)
-        self.core.primary.devices.append(device)
-        if self.core.seat.focused_client() is device.client:
-            device.send_selection(self.core.primary.source)
+        _add_device(PrimaryDevice(id, self.core.primary))
 
     def destroy(self) -> None:
         pass
 
 
-class PrimarySource(Resource):
+class PrimarySource(_SourceRequests, Resource):
     interface = ZwpPrimarySelectionSourceV1
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, selection: Selection) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.selection = selection
         self.mime_types: list[str] = []
         self.source = ClientSource(self)
 
-    def offer(self, mime_type: str) -> None:
-        if mime_type not in self.mime_types:
-            self.mime_types.append(mime_type)
 
-    def destroy(self) -> None:
-        pass
-
-    def on_destroy(self) -> None:
-        self.core.primary.source_gone(self.source)
-
-
-class PrimaryDevice(Resource):
+class PrimaryDevice(_DeviceRequests, Resource):
     interface = ZwpPrimarySelectionDeviceV1
 
     def __init__(self, new_id: NewId, selection: Selection) -> None:
         super().__init__(new_id)
         self.selection = selection
+        self.offer_class = PrimaryOffer
 
     def set_selection(self, source: PrimarySource | None, serial: int) -> None:
-        if self.selection.core.seat.focused_client() is not self.client:
-            if source is not None:
-                source.post("cancelled")
-            return
-        self.selection.set(source.source if source is not None else None, from_client=True)
+        self._set(source)
 
     def destroy(self) -> None:
         pass
 
-    def send_selection(self, source: Source | None) -> None:
-        if source is None:
-            self.post("selection", None)
-            return
-        offer = PrimaryOffer(NewId.server_allocated(self.client, self.version), source, self.selection)
-        self.post("data_offer", offer)
-        for mime in source.mime_types:
-            offer.post("offer", mime)
-        self.post("selection", offer)
 
-    def on_destroy(self) -> None:
-        if self in self.selection.devices:
-            self.selection.devices.remove(self)
-
-
-class PrimaryOffer(Resource):
+class PrimaryOffer(_OfferRequests, Resource):
     interface = ZwpPrimarySelectionOfferV1
 
     def __init__(self, new_id: NewId, source: Source, selection: Selection) -> None:
@@ -411,9 +454,10 @@ class PrimaryOffer(Resource):
         self.source = source
         self.selection = selection
 
-    def receive(self, mime_type: str, fd: int) -> None:
-        if self.selection.source is self.source and mime_type in self.source.mime_types:
-            self.source.send(mime_type, fd)
 
-    def destroy(self) -> None:
-        pass
+def _add_device(device: DataDevice | PrimaryDevice) -> None:
+    """A new device joins its selection, and hears it at once if its client has keyboard focus."""
+    selection = device.selection
+    selection.devices.append(device)
+    if selection.core.seat.focused_client() is device.client:
+        device.send_selection(selection.source)

@@ -196,6 +196,8 @@ class LayerSurface(Resource, Role):
     # Placement ------------------------------------------------------------------------------------
 
     def configure(self, width: int, height: int) -> None:
+        # Margins are any int32, so the size left between them may be beyond the event's u32.
+        width, height = min(width, 0xFFFFFFFF), min(height, 0xFFFFFFFF)
         if self.last_size == (width, height):
             return
         self.last_size = (width, height)
@@ -292,6 +294,10 @@ class LayerShell:
                     ls.configure(box.width, box.height)
                     if exclusive_pass:
                         usable = _exclude(st, usable)
+        if usable.empty:
+            # Panels reserving the whole output would leave windows nowhere to go (a maximized one
+            # would be placed off screen): windows get the whole output instead.
+            usable = out
         changed = usable != self._usable
         self._usable = usable
         if changed:
@@ -329,20 +335,24 @@ def _place(st: LayerState, bounds: Rect) -> Rect:
 
 
 def _exclude(st: LayerState, usable: Rect) -> Rect:
-    """Shrink ``usable`` by a surface's exclusive zone when it is anchored to exactly one edge."""
+    """Shrink ``usable`` by a surface's exclusive zone when it is anchored to exactly one edge.
+
+    What one surface reserves (zone plus margin, both any int32) is cut to what is left, so the usable
+    area stays within the output: windows are placed and maximized there.
+    """
     a = st.anchor
     top, right, bottom, left = st.margin
     horizontal = a & (ANCHOR_LEFT | ANCHOR_RIGHT)
     vertical = a & (ANCHOR_TOP | ANCHOR_BOTTOM)
     x, y, w, h = usable.x, usable.y, usable.width, usable.height
     if vertical == ANCHOR_TOP and horizontal in (0, ANCHOR_LEFT | ANCHOR_RIGHT):
-        d = st.zone + top
+        d = min(max(0, st.zone + top), h)
         y, h = y + d, h - d
     elif vertical == ANCHOR_BOTTOM and horizontal in (0, ANCHOR_LEFT | ANCHOR_RIGHT):
-        h -= st.zone + bottom
+        h -= min(max(0, st.zone + bottom), h)
     elif horizontal == ANCHOR_LEFT and vertical in (0, ANCHOR_TOP | ANCHOR_BOTTOM):
-        d = st.zone + left
+        d = min(max(0, st.zone + left), w)
         x, w = x + d, w - d
     elif horizontal == ANCHOR_RIGHT and vertical in (0, ANCHOR_TOP | ANCHOR_BOTTOM):
-        w -= st.zone + right
-    return Rect(x, y, max(0, w), max(0, h))
+        w -= min(max(0, st.zone + right), w)
+    return Rect(x, y, w, h)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wayray.compositor.geometry import Rect, output_to_buffer
-from wayray.wayland.pixman import Filter, Format, Image, Op, Region, composite
+from wayray.wayland.pixman import LIMIT, Filter, Format, Image, Op, Region, composite
 
 if TYPE_CHECKING:
     from wayray.compositor.core import Core
@@ -164,12 +164,18 @@ class Renderer:
             if tex is None or mapping is None:
                 continue
             r = self._output_rect(view)
-            if r.x >= extents.x2 or r.y >= extents.y2 or r.x2 <= extents.x1 or r.y2 <= extents.y1:
+            # Only the part within the damage is drawn: a client may place or size a surface far
+            # beyond the output (any int32, times the scale), and pixman takes int32 coordinates.
+            x1, y1 = max(r.x, extents.x1), max(r.y, extents.y1)
+            x2, y2 = min(r.x2, extents.x2), min(r.y2, extents.y2)
+            if x2 <= x1 or y2 <= y1:
                 continue
             op = Op.SRC if tex.opaque else Op.OVER
             if mapping.trivial and s.scale == self.scale:
+                if x1 - r.x >= tex.width or y1 - r.y >= tex.height:
+                    continue
                 tex.image.set_transform(None, Filter.NEAREST)
-                composite(op, tex.image, fb, 0, 0, r.x, r.y, r.width, r.height)
+                composite(op, tex.image, fb, x1 - r.x, y1 - r.y, x1, y1, x2 - x1, y2 - y1)
                 continue
             # Scaled, transformed or cropped: sample only the part of the buffer the surface shows,
             # with its edges padded, so filtering never bleeds in pixels from outside that part.
@@ -182,5 +188,8 @@ class Renderer:
             src = Image(tex.storage[crop.y : crop.y2, crop.x :], tex.image.format, crop.width)
             src.set_repeat_pad()
             src.set_transform(m, Filter.NEAREST if integral else Filter.BILINEAR)
-            composite(op, src, fb, 0, 0, r.x, r.y, r.width, r.height)
+            sx, sy = x1 - r.x, y1 - r.y
+            if sx > LIMIT or sy > LIMIT:
+                continue  # surface pixels this far from its origin are never on an output anyway
+            composite(op, src, fb, sx, sy, x1, y1, x2 - x1, y2 - y1)
         fb.set_clip(None)

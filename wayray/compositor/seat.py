@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface
 from wayray.compositor.titlebar import TitleBar
 from wayray.wayland.server import Client, NewId, ProtocolError, Resource
-from wayray.wayland.xkb import Keymap, KeyState, Keysym, Modifier
+from wayray.wayland.xkb import MAX_EVDEV_CODE, Keymap, KeyState, Keysym, Modifier
 
 if TYPE_CHECKING:
     from wayray.compositor.core import Core
@@ -215,6 +216,11 @@ class Seat:
         self.cursor_visible = True
         self._default_cursor: CursorImage | None = None
         self.use_default_cursor()
+        core.display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
+
+    def _client_gone(self, client: Client) -> None:
+        for serials in (self.enter_serials, self.press_serials, self.key_serials):
+            serials.pop(client, None)
 
     # Keymap ---------------------------------------------------------------------------------------
 
@@ -234,6 +240,9 @@ class Seat:
         return np.array(self.pressed_keys, dtype="<u4").tobytes()
 
     def key(self, code: int, pressed: bool) -> None:
+        if not 0 <= code <= MAX_EVDEV_CODE:
+            log.debug("ignoring key code %d: no keymap can have it", code)
+            return
         if pressed == (code in self.pressed_keys or code in self.swallowed_keys):
             return  # a repeat of a held key, or a release of a key we never saw pressed
         before = self.key_state.modifiers()
@@ -350,7 +359,9 @@ class Seat:
         return [p for p in self.pointers if p.client is client]
 
     def pointer_motion(self, x: float, y: float) -> None:
-        """Absolute motion in layout (logical) coordinates."""
+        """Absolute motion in layout (logical) coordinates (kept on the output)."""
+        if math.isnan(x) or math.isnan(y):
+            return
         out = self.core.output.logical
         x = min(max(x, 0.0), max(0.0, out.width - 1 / 256))
         y = min(max(y, 0.0), max(0.0, out.height - 1 / 256))
@@ -468,6 +479,9 @@ class Seat:
         if focus is None:
             return
         t = now_ms()
+        if discrete is not None:  # notches that fit the int32 of axis_value120
+            notches = (2**31 - 1) // 120
+            discrete = max(-notches, min(notches, discrete))
         for p in self._client_pointers(focus.client):
             if discrete is not None:
                 p.post("axis_source", WlPointer.axis_source.wheel)

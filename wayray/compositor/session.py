@@ -294,7 +294,7 @@ class SessionCompositor:
     def set_selection(self, data: dict[str, bytes] | None, *, primary: bool = False) -> None:
         """Offer ``{mime: bytes}`` to clients as the selection (None clears it)."""
         sel = self._selection(primary)
-        source = CompositorSource(self.core.loop, data) if data else None
+        source = CompositorSource(self.core.pipe_writer, data) if data else None
         sel.set(source, from_client=False)
 
     def selection_mime_types(self, *, primary: bool = False) -> list[str] | None:
@@ -329,18 +329,19 @@ class SessionCompositor:
 
 
 def _draw_cursor(rgb: np.ndarray, cursor: CursorState) -> None:
+    """Blend the cursor (premultiplied ARGB) over ``rgb`` (H x W x 3 uint8) where it is on screen."""
     if not cursor.visible or cursor.image is None:
         return
     img = cursor.image
     h, w = img.shape
     x0, y0 = cursor.x - cursor.hotspot[0], cursor.y - cursor.hotspot[1]
     H, W = rgb.shape[:2]
-    for yy in range(max(0, y0), min(H, y0 + h)):
-        for xx in range(max(0, x0), min(W, x0 + w)):
-            p = int(img[yy - y0, xx - x0])
-            a = (p >> 24) & 0xFF
-            if a == 0:
-                continue
-            for i, shift in enumerate((16, 8, 0)):
-                c = (p >> shift) & 0xFF
-                rgb[yy, xx, i] = min(255, c + rgb[yy, xx, i] * (255 - a) // 255)
+    x1, y1, x2, y2 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
+    if x2 <= x1 or y2 <= y1:
+        return
+    src = img[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0].astype(np.uint32)
+    dst = rgb[y1:y2, x1:x2]
+    keep = 255 - (src >> 24)  # in uint32: c + under * (255 - a) overflows uint8 (it wrapped before)
+    for i, shift in enumerate((16, 8, 0)):
+        blended = ((src >> shift) & 0xFF) + dst[..., i].astype(np.uint32) * keep // 255
+        dst[..., i] = np.minimum(blended, 255)

@@ -380,6 +380,15 @@ class Surface(Resource):
         if shm is None:
             # Only wl_shm is advertised, so this is a buffer from some protocol we do not offer.
             raise ProtocolError(self, WlSurface.error.invalid_size, "only wl_shm buffers can be attached")
+        row = shm.width * shm.format.pixman.bytes_per_pixel
+        if shm.stride < row:
+            # libwayland's wl_shm only checks stride >= width (in bytes), not against the format.
+            raise ProtocolError(
+                self,
+                WlSurface.error.invalid_size,
+                f"buffer stride {shm.stride} is too small for {shm.width} {shm.format.name} pixels "
+                f"({row} bytes a row)",
+            )
         tex = self.texture
         damage = Region()
         if tex is None or (tex.width, tex.height, tex.format) != (shm.width, shm.height, shm.format):

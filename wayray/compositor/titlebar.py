@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,24 @@ def _font(px: int):  # type: ignore[no-untyped-def]
         except OSError:
             continue
     return ImageFont.load_default()
+
+
+def fit_text(draw: Any, text: str, font: Any, max_width: float) -> str:
+    """``text``, or its longest beginning followed by an ellipsis, that is at most ``max_width`` wide.
+
+    A binary search: titles may be as long as a Wayland message (4 KiB), and cutting one character at
+    a time measured the text thousands of times -- a second per redraw, on the compositor's loop.
+    """
+    if draw.textlength(text, font=font) <= max_width:
+        return text
+    lo, hi = 0, len(text) - 1  # the longest prefix that fits with the ellipsis is text[:lo]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if draw.textlength(text[:mid] + "…", font=font) <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "…" if lo else ""
 
 
 class _Texture:
@@ -97,7 +115,9 @@ class TitleBar:
 
     def update(self, output_scale: int) -> None:
         """Redraw when the title, width, focus or scale changed."""
-        width = self.window.geometry.width
+        # No wider than the output: a window may be any int32 wide, and what is off screen is never
+        # seen (this also keeps the close button on screen for a window wider than the output).
+        width = min(self.window.geometry.width, self.window.wm.core.output.logical.width)
         key = (self.window.title, width, self.window.activated, output_scale)
         if key == self._drawn or width <= 0:
             return
@@ -117,10 +137,7 @@ class TitleBar:
         img = PILImage.new("RGB", (w, h), ACTIVE if self.window.activated else INACTIVE)
         draw = ImageDraw.Draw(img)
         font = _font(13 * scale)
-        title = self.window.title or self.window.app_id or ""
-        max_w = w - h - 12 * scale
-        while title and draw.textlength(title, font=font) > max_w:
-            title = title[:-2] + "…" if len(title) > 2 else ""
+        title = fit_text(draw, self.window.title or self.window.app_id or "", font, w - h - 12 * scale)
         draw.text((8 * scale, h // 2), title, fill=TEXT, font=font, anchor="lm")
         # The close button: an x in the rightmost square.
         pad = 7 * scale

@@ -7,6 +7,7 @@ go (placement, focus, maximize, interactive move/resize) is the window manager's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ class WmBase(Resource):
         self.surfaces: list[XdgSurfaceRole] = []
         self.ping_serial: int | None = None
         self.unresponsive = False
+        self._ping_timer: asyncio.TimerHandle | None = None
 
     def destroy(self) -> None:
         if any(s.alive for s in self.surfaces):
@@ -78,11 +80,17 @@ class WmBase(Resource):
         self.post("ping", serial)
 
         def check() -> None:
+            self._ping_timer = None
             if self.alive and self.ping_serial == serial:
                 self.unresponsive = True
                 log.warning("%r did not answer a ping in %.0f s", self.client, PING_TIMEOUT)
 
-        self.core.loop.call_later(PING_TIMEOUT, check)
+        self._ping_timer = self.core.loop.call_later(PING_TIMEOUT, check)
+
+    def on_destroy(self) -> None:
+        if self._ping_timer is not None:  # it would keep the client's objects for PING_TIMEOUT
+            self._ping_timer.cancel()
+            self._ping_timer = None
 
 
 class Positioner(Resource):
@@ -641,7 +649,9 @@ class PopupRole(Resource):
             return Rect(0, 0, self.rules.width, self.rules.height)
         px, py = self.parent.geometry_origin()
         out = self.core.output.logical
-        return place(self.rules, out.translate(-px, -py))
+        g = place(self.rules, out.translate(-px, -py))
+        # An anchor rectangle and offset of int32s can put the popup beyond configure's int32.
+        return Rect(_int32(g.x), _int32(g.y), g.width, g.height)
 
     def origin(self) -> tuple[int, int]:
         """Layout position of the popup's window-geometry origin."""
@@ -688,6 +698,10 @@ class PopupRole(Resource):
             self.unmapped()
         self.core.seat.popup_unmapped(self)
         self.core.scene_changed()
+
+
+def _int32(v: int) -> int:
+    return max(-(2**31), min(2**31 - 1, v))
 
 
 class PopupParent(Protocol):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +127,18 @@ SeatEvent = (
 )
 
 
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
 class Keyboard:
     """``wl_keyboard`` with xkbcommon state and (optionally) client-side key repeat."""
 
@@ -162,8 +173,9 @@ class Keyboard:
             if fmt != 1 or not 0 < size <= MAX_KEYMAP_BYTES:  # no_keymap, or nonsense
                 self.keymap = self.state = None
                 return
-            with mmap.mmap(fd, size, mmap.MAP_PRIVATE, mmap.PROT_READ) as m:
-                text = m[:size].rstrip(b"\0").decode("utf-8", "replace")
+            # Read, not mmap: a size beyond the file (a wrong compositor, or a file that shrinks)
+            # is a short read here, where a mapping fails or raises SIGBUS.
+            text = _read_at_most(fd, size).rstrip(b"\0").decode("utf-8", "replace")
         finally:
             os.close(fd)
         try:

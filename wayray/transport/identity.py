@@ -176,6 +176,8 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 def _link_new(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` (mode 0600) unless it exists; False when another process was first."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A file by this name is a crashed start's (no live process has our pid): replace it.
+    tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -121,8 +121,20 @@ class Box(NamedTuple):
         return self.y2 - self.y1
 
 
-def _u(v: int) -> int:
-    return v if v > 0 else 0
+#: Regions hold coordinates within +-LIMIT. Clients send any int32 (positions, sizes, damage), and
+#: scales and offsets multiply them further; beyond this nothing is ever on an output, and pixman's
+#: own int32 arithmetic (x + width) cannot overflow. Callers may pass any Python int.
+LIMIT = 1 << 30
+
+
+def _clamp(v: int) -> int:
+    return -LIMIT if v < -LIMIT else LIMIT if v > LIMIT else v
+
+
+def _span(x: int, y: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """``x, y, width, height`` cut to the representable square (width/height 0 when nothing is left)."""
+    x1, y1 = _clamp(x), _clamp(y)
+    return x1, y1, max(0, _clamp(x + max(0, width)) - x1), max(0, _clamp(y + max(0, height)) - y1)
 
 
 class Region:
@@ -139,7 +151,7 @@ class Region:
     @classmethod
     def rect(cls, x: int, y: int, width: int, height: int) -> Region:
         r = cls()
-        lib.pixman_region32_init_rect(r.c, x, y, _u(width), _u(height))
+        lib.pixman_region32_init_rect(r.c, *_span(x, y, width, height))
         return r
 
     def __del__(self) -> None:
@@ -157,6 +169,7 @@ class Region:
         lib.pixman_region32_clear(self.c)
 
     def add_rect(self, x: int, y: int, width: int, height: int) -> None:
+        x, y, width, height = _span(x, y, width, height)
         if width > 0 and height > 0:
             lib.pixman_region32_union_rect(self.c, self.c, x, y, width, height)
 
@@ -173,10 +186,12 @@ class Region:
         lib.pixman_region32_intersect(self.c, self.c, other.c)
 
     def intersect_rect(self, x: int, y: int, width: int, height: int) -> None:
-        lib.pixman_region32_intersect_rect(self.c, self.c, x, y, _u(width), _u(height))
+        lib.pixman_region32_intersect_rect(self.c, self.c, *_span(x, y, width, height))
 
     def translate(self, dx: int, dy: int) -> None:
-        lib.pixman_region32_translate(self.c, dx, dy)
+        """Move by (dx, dy); what would leave the representable square is cut off."""
+        lib.pixman_region32_translate(self.c, _clamp(dx), _clamp(dy))  # pixman clips what overflows
+        lib.pixman_region32_intersect_rect(self.c, self.c, -LIMIT, -LIMIT, 2 * LIMIT, 2 * LIMIT)
 
     def translated(self, dx: int, dy: int) -> Region:
         r = self.copy()
@@ -184,6 +199,8 @@ class Region:
         return r
 
     def contains(self, x: int, y: int) -> bool:
+        if not (-LIMIT <= x < LIMIT and -LIMIT <= y < LIMIT):
+            return False
         return bool(lib.pixman_region32_contains_point(self.c, x, y, ffi.NULL))
 
     def __bool__(self) -> bool:
@@ -253,7 +270,9 @@ class Image:
         t = ffi.new("struct pixman_transform *")
         for i in range(3):
             for j in range(3):
-                t.matrix[i][j] = round(matrix[i][j] * 65536)
+                # 16.16 fixed point; a client's extreme buffer scale or viewport saturates (and shows
+                # nonsense for that surface) rather than failing the whole composite.
+                t.matrix[i][j] = min(max(round(matrix[i][j] * 65536), -(1 << 31)), (1 << 31) - 1)
         lib.pixman_image_set_transform(self.ptr, t)
         lib.pixman_image_set_filter(self.ptr, int(filt), ffi.NULL, 0)
 

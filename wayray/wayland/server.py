@@ -19,7 +19,8 @@ How a protocol object is written::
 Argument types, request side: ``int`` (i, u, h), ``float`` (fixed), ``str | None``, ``bytes`` (array),
 ``NewId`` (n), and for objects our own ``Resource`` or, for objects libwayland implements itself
 (``wl_buffer`` from ``wl_shm``), a ``ForeignResource``. File descriptors handed to a request are closed
-by the dispatcher once the handler returns: ``os.dup()`` one to keep it.
+by the dispatcher once the handler returns: ``os.dup()`` one to keep it. A ``float`` sent in an event
+saturates at wl_fixed's range.
 
 Raise ``ProtocolError`` in a handler to post a protocol error; the client is disconnected and everyone
 else carries on. Any other exception is a compositor bug: it is logged with its traceback, and the
@@ -69,6 +70,22 @@ class ProtocolError(Exception):
         self.resource = resource
         self.code = int(code)
         self.message = message
+
+
+_FIXED_MIN, _FIXED_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def to_fixed(value: float) -> int:
+    """``value`` as a wl_fixed_t (24.8), saturated at its range (about +-8388608; NaN is 0): input
+    from a viewer may carry any finite double, and an event must not fail on it."""
+    scaled = value * 256
+    if scaled != scaled:
+        return 0
+    if scaled >= _FIXED_MAX:
+        return _FIXED_MAX
+    if scaled <= _FIXED_MIN:
+        return _FIXED_MIN
+    return round(scaled)
 
 
 def c_interface(interface: type[Interface]) -> Any:
@@ -281,15 +298,17 @@ class Resource:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "interface" not in cls.__dict__:
-            return
-        table = InterfaceTable.of(cls.interface)
-        missing = [m.name for m in table.requests if not callable(getattr(cls, m.name, None))]
-        if missing:
-            raise TypeError(f"{cls.__name__} implements {table.name} but lacks requests {missing}")
-        cls._table = table
-        # The class's functions, not getattr on the instance: an attribute may share a request's name.
-        cls._handlers = tuple(getattr(cls, m.name) for m in table.requests)
+        if "interface" in cls.__dict__:
+            table = InterfaceTable.of(cls.interface)
+            missing = [m.name for m in table.requests if not callable(getattr(cls, m.name, None))]
+            if missing:
+                raise TypeError(f"{cls.__name__} implements {table.name} but lacks requests {missing}")
+            cls._table = table
+        elif not hasattr(cls, "_table"):
+            return  # a base class with no interface yet
+        # The class's functions (a subclass's overrides included), not getattr on the instance: an
+        # attribute may share a request's name.
+        cls._handlers = tuple(getattr(cls, m.name) for m in cls._table.requests)
 
     def __init__(self, new_id: NewId) -> None:
         client = new_id.client
@@ -349,7 +368,7 @@ class Resource:
             elif kind == _UINT:
                 slot.u = value
             elif kind == _FIXED:
-                slot.f = round(value * 256)
+                slot.f = to_fixed(value)
             elif kind == _STRING:
                 if value is None:
                     slot.s = ffi.NULL
@@ -358,6 +377,12 @@ class Resource:
                     keep.append(s)
                     slot.s = s
             elif kind == _OBJECT or kind == _NEW_ID:
+                if value is not None and not value.alive:
+                    # libwayland would read the freed wl_resource: a compositor bug, never a crash.
+                    if not message.nullable[i]:
+                        log.warning("not sending %s.%s: it names the destroyed %r", self, event, value)
+                        return
+                    value = None
                 slot.o = ffi.NULL if value is None else ffi.cast("struct wl_object *", value.ptr)
             elif kind == _ARRAY:
                 data = bytes(value)

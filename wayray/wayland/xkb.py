@@ -69,6 +69,8 @@ _KEY_UP, _KEY_DOWN = 0, 1
 _MODS_DEPRESSED, _MODS_LATCHED, _MODS_LOCKED, _MODS_EFFECTIVE = 1, 2, 4, 8
 _LAYOUT_EFFECTIVE = 1 << 7
 EVDEV_OFFSET = 8
+#: The largest evdev code xkb can name (its keycodes are u32 and evdev + 8).
+MAX_EVDEV_CODE = 0xFFFFFFFF - EVDEV_OFFSET
 _KEYSYM_CASE_INSENSITIVE = 1
 
 

@@ -1,7 +1,8 @@
 """A minimal layer-shell panel: anchored to the top edge, full width, HEIGHT px, exclusive zone HEIGHT.
 
-Usage: panel.py HEIGHT. Draws solid red, prints "mapped WxH" once its buffer is committed, then
-serves events until the compositor closes the connection.
+Usage: panel.py HEIGHT [TOP RIGHT LEFT]: the optional margins (any int32). Draws solid red, prints
+"mapped WxH" once its buffer is committed, then serves events until the compositor closes the
+connection.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main() -> int:
     layer.set_anchor(1 | 4 | 8)  # top, left, right
     layer.set_size(0, height)
     layer.set_exclusive_zone(height)
+    if len(sys.argv) > 2:
+        top, right, left = (int(v) for v in sys.argv[2:5])
+        layer.set_margin(top, right, 0, left)
     configured: list[tuple[int, int, int]] = []
     layer.dispatcher["configure"] = lambda ls, serial, w, h: configured.append((serial, w, h))
     surface.commit()
@@ -45,6 +49,7 @@ def main() -> int:
         display.dispatch(block=True)
     serial, width, h = configured[-1]
     layer.ack_configure(serial)
+    width = min(width, 4096)  # a configured width beyond any screen: draw what can be seen
     size = width * h * 4
     fd = os.memfd_create("panel")
     os.ftruncate(fd, size)
