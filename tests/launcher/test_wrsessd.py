@@ -387,6 +387,7 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
         transcript = sandbox.report(g.session_id, "greeter")
         assert transcript["identity"]["uid"] == accounts.greeter_uid
         assert transcript["identity"]["env"]["WAYRAY_SESSD_SOCK"] == str(sandbox.socket)
+        assert "WAYRAY_UNLOCK_USER" not in transcript["identity"]["env"]  # not an unlock greeter
         assert transcript["messages"] == [
             ["info", "Welcome to WayRay (test)"],
             ["visible", "login:"],
@@ -448,6 +449,7 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
             "secret",
             "Password: ",
         ]  # no "login:" prompt: the name is fixed
+        assert transcript["identity"]["env"]["WAYRAY_UNLOCK_USER"] == accounts.user  # whose session
         assert transcript["start"]["resumed"] is True
         assert transcript["start"]["session"]["session_id"] == info.session_id
         # The used ticket is forgotten on disk too: a restarted wrsessd will not accept it again.

@@ -905,8 +905,9 @@ class Launcher:
         s = self.settings
         if self.greeter_uid is None:
             raise RequestError(ErrorType.ERROR, f"the greeter user {s.greeter_user!r} does not exist")
+        unlock_user: str | None = None
         if req.unlock_session is not None:
-            self._user_session(req.unlock_session)
+            unlock_user = self._user_session(req.unlock_session).info.user
         for entry in req.env or ():
             if (why := env_refusal(entry)) is not None:
                 raise RequestError(ErrorType.BAD_REQUEST, why)
@@ -941,13 +942,10 @@ class Launcher:
                     )
                 detail = msg.get("message") if msg else "the worker exited"
                 raise RequestError(ErrorType.ERROR, f"the greeter session was refused: {detail}")
-            await link.send(
-                {
-                    "type": "start",
-                    "env": list(req.env or ()),
-                    "greeter_env": {"WAYRAY_SESSD_SOCK": str(s.socket), "WAYRAY_LOGIN_TICKET": ticket},
-                }
-            )
+            greeter_env = {"WAYRAY_SESSD_SOCK": str(s.socket), "WAYRAY_LOGIN_TICKET": ticket}
+            if unlock_user is not None:
+                greeter_env["WAYRAY_UNLOCK_USER"] = unlock_user  # the greeter shows whose session
+            await link.send({"type": "start", "env": list(req.env or ()), "greeter_env": greeter_env})
             live = await self._await_started(link, session_id, ticket)
         finally:
             self.pending_logins -= 1

@@ -40,6 +40,7 @@ RESERVED_ENV = frozenset(
         "WAYRAY_SESSION_ID",
         "WAYRAY_SESSD_SOCK",
         "WAYRAY_LOGIN_TICKET",
+        "WAYRAY_UNLOCK_USER",
     }
 )
 RESERVED_ENV_PREFIXES = ("LD_",)
