@@ -418,6 +418,50 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
     assert f"close_session {sandbox.greeter_service} {accounts.greeter} rhost=kiosk-2" in events_log
 
 
+def test_session_env_of_a_greeter_reaches_the_user_session_it_starts_and_never_the_greeter(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """wrsrvd hands the link details of the user's compositor to the greeter session; the login
+    through that greeter starts the user's session with them (also after a wrsessd restart), and the
+    greeter never sees them, nor can it override them."""
+    daemon = start_daemon()
+    secret_entry = "WAYRAY_LINK_SECRET=user-compositor-secret"
+    with daemon.client() as c:
+        refused = c.request(
+            p.CreateGreeterSession(token="tok-g", token_kind="badge", session_env=("HOME=/tmp",))
+        )
+        assert (
+            isinstance(refused, p.Error) and "session_env: environment variable HOME" in refused.description
+        )
+        greeter = c.call(
+            p.CreateGreeterSession(
+                token="tok-g", token_kind="badge", env=("WAYRAY_LINK_SECRET=greeter-secret",),
+                session_env=(secret_entry, "WAYRAY_LINK_SESSION=reg-1"),
+            )
+        )  # fmt: skip
+        assert isinstance(greeter, p.SessionStarted)
+    g = greeter.session.session_id
+    comp = sandbox.report(g, "compositor")
+    assert comp["env"]["WAYRAY_LINK_SECRET"] == "greeter-secret"
+    assert "reg-1" not in json.dumps(comp) and "user-compositor-secret" not in json.dumps(comp)
+    record = (sandbox.state / "sessions" / f"{g}.json").read_text()
+    assert secret_entry in record  # kept (root-only) for a restart
+    assert daemon.stop() == 0
+    daemon.start()
+    sandbox.greeter_script.write_text(
+        json.dumps({"username": accounts.user, "answers": [accounts.password]})
+    )
+    transcript = sandbox.report(g, "greeter")
+    assert "user-compositor-secret" not in json.dumps(transcript["identity"])
+    user = transcript["start"]["session"]["session_id"]
+    env = sandbox.report(user, "compositor")["env"]
+    assert env["WAYRAY_LINK_SECRET"] == "user-compositor-secret" and env["WAYRAY_LINK_SESSION"] == "reg-1"
+    assert "user-compositor-secret" not in (sandbox.state / "sessions" / f"{g}.json").read_text()
+    with daemon.client() as c:
+        for s in c.list_sessions():
+            c.kill_session(s.session_id)
+
+
 def test_unlock_greeter_re_authenticates_the_sessions_owner(
     start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
 ) -> None:

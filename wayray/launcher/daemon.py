@@ -211,6 +211,8 @@ class LiveSession:
     watch: ProcessWatch
     worker_start_time: int | None
     ticket_sha256: str | None = None
+    #: Greeters: environment for the user session their login starts (create_greeter_session).
+    session_env: tuple[str, ...] = ()
     ending_reason: EndReason | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -349,6 +351,7 @@ class Launcher:
                 watch=ProcessWatch(info.worker_pid),
                 worker_start_time=stored.worker_start_time,
                 ticket_sha256=stored.ticket_sha256,
+                session_env=stored.session_env,
             )
             self._register(live)
             log.info(
@@ -838,10 +841,10 @@ class Launcher:
         if login.timer is not None:
             login.timer.cancel()
         greeter_id = login.greeter.session_id if login.greeter else None
+        env = merge_env(req.env or (), login.greeter.session_env if login.greeter else ())
         await login.link.send(
-            {"type": "start", "env": list(req.env or ()), "cmd": list(req.cmd) if req.cmd else None,
-             "replaces": greeter_id}
-        )  # fmt: skip
+            {"type": "start", "env": env, "cmd": list(req.cmd) if req.cmd else None, "replaces": greeter_id}
+        )
         try:
             live = await self._await_started(login.link, login.session_id)
         finally:
@@ -888,6 +891,7 @@ class Launcher:
     def _consume_ticket(self, greeter: LiveSession) -> None:
         """A ticket logs in once, also across a wrsessd restart (so its record forgets it too)."""
         greeter.ticket_sha256 = None
+        greeter.session_env = ()
         self.records.forget_ticket(greeter.session_id)
 
     def _linger(self, greeter: LiveSession) -> None:
@@ -911,6 +915,13 @@ class Launcher:
         for entry in req.env or ():
             if (why := env_refusal(entry)) is not None:
                 raise RequestError(ErrorType.BAD_REQUEST, why)
+        for entry in req.session_env or ():
+            if (why := env_refusal(entry)) is not None:
+                raise RequestError(ErrorType.BAD_REQUEST, f"session_env: {why}")
+        if req.session_env and req.unlock_session is not None:
+            raise RequestError(
+                ErrorType.BAD_REQUEST, "an unlock greeter starts no session: session_env makes no sense"
+            )
         if self.pending_logins >= s.max_pending_logins:
             raise RequestError(ErrorType.LIMIT, "too many sessions starting; try again in a moment")
         session_id = new_session_id()
@@ -949,6 +960,9 @@ class Launcher:
             live = await self._await_started(link, session_id, ticket)
         finally:
             self.pending_logins -= 1
+        if req.session_env:
+            live.session_env = tuple(req.session_env)
+            self.records.set_session_env(live.session_id, live.session_env)
         self._register(live)
         log.info(
             "greeter session %s started for %s token %s from %s%s",
@@ -988,6 +1002,12 @@ class Launcher:
         if await self._end(live, req.reason or EndReason.OPERATOR):
             return protocol.Success()
         raise RequestError(ErrorType.ERROR, f"session {req.session_id} did not end in time; see the logs")
+
+
+def merge_env(requested: tuple[str, ...] | list[str], fixed: tuple[str, ...]) -> list[str]:
+    """``requested`` entries, then ``fixed`` ones, which replace requested entries of the same name."""
+    names = {e.partition("=")[0] for e in fixed}
+    return [e for e in requested if e.partition("=")[0] not in names] + list(fixed)
 
 
 def too_many(wait: float) -> str:
