@@ -328,34 +328,50 @@ def test_max_sessions_per_user(start_daemon: StartDaemon, accounts: Accounts) ->
         assert [s.session_id for s in c.list_sessions()] == [first.session_id]
 
 
-def test_the_users_session_file_is_read_as_the_user(
+def test_session_toml_and_the_users_own_file_read_as_the_user(
     start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
 ) -> None:
+    """session.toml's programs start after the launcher's components, with its environment; the
+    user's own session.toml, read with the user's rights, overrides it key by key."""
     pw = pwd.getpwnam(accounts.user)
     config = Path(pw.pw_dir, ".config", "wayray")
     config.mkdir(parents=True, exist_ok=True)
     py = "/usr/bin/python3"
     component = str(Path(__file__).parent / "standins" / "fake_component.py")
-    report = f"{sandbox.reports}/{{session_id}}-auto.json"
+
+    def command(what: str) -> str:
+        return f'["{py}", "{component}", "--report", "{sandbox.reports}/{{session_id}}-{what}.json"]'
+
+    sandbox.write_session_toml(
+        f"[session]\nlauncher = {command('launcher')}\nnotifications = {command('notifications')}\n"
+        f'environment = {{ FROM_SYSTEM = "1", SHARED = "system", HOME = "/evil" }}\n'
+    )
     (config / "session.toml").write_text(
-        f'panel = ""\nautostart = [["{py}", "{component}", "--report", "{report}"]]\n'
+        f'[session]\nnotifications = ""\nautostart = [{command("auto")}]\n'
+        'environment = { SHARED = "user" }\nno_such_key = 1\n'
     )
     subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", str(Path(pw.pw_dir, ".config"))], check=True)
     daemon = start_daemon()
     try:
         with daemon.client() as c:
             info = start_user_session(c, accounts)
-            assert sandbox.report(info.session_id, "auto")["uid"] == pw.pw_uid  # the user's autostart ran
-            sandbox.report(info.session_id, "wm")  # the system's wm still runs
-            assert not (sandbox.reports / f"{info.session_id}-panel.json").exists()  # disabled by the user
+            auto = sandbox.report(info.session_id, "auto")
+            assert auto["uid"] == pw.pw_uid  # the user's autostart ran, as the user
+            launcher = sandbox.report(info.session_id, "launcher")  # the system's launcher still runs
+            assert launcher["env"]["FROM_SYSTEM"] == "1" and launcher["env"]["SHARED"] == "user"
+            assert launcher["env"]["HOME"] == pw.pw_dir  # a name the launcher owns is not overridden
+            sandbox.report(info.session_id, "wm")  # the settings' components come first, unchanged
+            assert not (sandbox.reports / f"{info.session_id}-notifications.json").exists()  # disabled
             c.kill_session(info.session_id)
+            log = daemon.log()
+            assert "session.toml:5:1: error: session: unknown key 'no_such_key'" in log
 
             # A session file that is a link to a root-only file is read with the user's rights: it
             # cannot be read, so the system defaults apply (and nothing of it reaches the logs).
             (config / "session.toml").unlink()
             (config / "session.toml").symlink_to("/etc/shadow")
             info = start_user_session(c, accounts)
-            sandbox.report(info.session_id, "panel")
+            sandbox.report(info.session_id, "notifications")
             c.kill_session(info.session_id)
         assert "Permission denied" in daemon.log()
         assert "root:" not in daemon.log()
@@ -457,7 +473,17 @@ def test_session_env_of_a_greeter_reaches_the_user_session_it_starts_and_never_t
     env = sandbox.report(user, "compositor")["env"]
     assert env["WAYRAY_LINK_SECRET"] == "user-compositor-secret" and env["WAYRAY_LINK_SESSION"] == "reg-1"
     assert "user-compositor-secret" not in (sandbox.state / "sessions" / f"{g}.json").read_text()
+
+    # The asking server's policy limits the user's sessions through its greeters.
     with daemon.client() as c:
+        second = c.call(p.CreateGreeterSession(token="tok-h", token_kind="badge", max_user_sessions=1))
+        assert isinstance(second, p.SessionStarted)
+        sandbox.greeter_script.write_text(
+            json.dumps({"username": accounts.user, "answers": [accounts.password]})
+        )
+        transcript = sandbox.report(second.session.session_id, "greeter")
+        assert transcript["start"]["error_type"] == "limit"
+        assert "already has 1 session (the limit is 1)" in transcript["start"]["description"]
         for s in c.list_sessions():
             c.kill_session(s.session_id)
 

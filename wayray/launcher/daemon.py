@@ -36,7 +36,7 @@ from wayray.launcher import proctree, protocol
 from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.records import SessionRecords
-from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal
+from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal, session_to_json
 from wayray.launcher.worker import WorkerJob
 
 log = logging.getLogger("wayray.wrsessd")
@@ -213,6 +213,8 @@ class LiveSession:
     ticket_sha256: str | None = None
     #: Greeters: environment for the user session their login starts (create_greeter_session).
     session_env: tuple[str, ...] = ()
+    #: Greeters: the most user sessions its login may leave the user with (create_greeter_session).
+    max_user_sessions: int | None = None
     ending_reason: EndReason | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -352,6 +354,7 @@ class Launcher:
                 worker_start_time=stored.worker_start_time,
                 ticket_sha256=stored.ticket_sha256,
                 session_env=stored.session_env,
+                max_user_sessions=stored.max_user_sessions,
             )
             self._register(live)
             log.info(
@@ -565,6 +568,9 @@ class Launcher:
             compositor_start_timeout_s=s.compositor_start_timeout_s,
             stop_timeout_s=s.stop_timeout_s,
             unlock_session=unlock_session,
+            session_defaults=session_to_json(s.session_defaults)
+            if session_class is SessionClass.USER
+            else None,
         )
 
     def _greeter_for_ticket(self, ticket: str) -> LiveSession:
@@ -822,7 +828,10 @@ class Launcher:
                 )
             )
             return protocol.SessionStarted(session=target.info, resumed=True)
-        limit = self.settings.max_sessions_per_user
+        limits = [self.settings.max_sessions_per_user]
+        if login.greeter is not None:
+            limits.append(login.greeter.max_user_sessions)
+        limit = min((n for n in limits if n is not None), default=None)
         if limit is not None:
             count = sum(
                 1
@@ -960,9 +969,10 @@ class Launcher:
             live = await self._await_started(link, session_id, ticket)
         finally:
             self.pending_logins -= 1
-        if req.session_env:
-            live.session_env = tuple(req.session_env)
-            self.records.set_session_env(live.session_id, live.session_env)
+        if req.session_env or req.max_user_sessions is not None:
+            live.session_env = tuple(req.session_env or ())
+            live.max_user_sessions = req.max_user_sessions
+            self.records.set_greeter_login(live.session_id, live.session_env, live.max_user_sessions)
         self._register(live)
         log.info(
             "greeter session %s started for %s token %s from %s%s",

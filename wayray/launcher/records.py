@@ -35,6 +35,8 @@ class StoredSession:
     #: Greeters: the environment the user session their login starts gets (``session_env``; it holds
     #: the link secret of the user's compositor, hence a root-only record); dropped with the ticket.
     session_env: tuple[str, ...] = ()
+    #: Greeters: the most user sessions its login may leave its user with (create_greeter_session).
+    max_user_sessions: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -43,6 +45,7 @@ class StoredSession:
             "ticket_sha256": self.ticket_sha256,
             "created_runtime_dir": self.created_runtime_dir,
             "session_env": list(self.session_env),
+            "max_user_sessions": self.max_user_sessions,
         }
 
     @classmethod
@@ -59,6 +62,7 @@ class StoredSession:
             session_env=tuple(e for e in env if isinstance(e, str))
             if isinstance(env := obj.get("session_env"), list)
             else (),
+            max_user_sessions=m if isinstance(m := obj.get("max_user_sessions"), int) else None,
         )
 
 
@@ -112,16 +116,18 @@ class SessionRecords:
         with self.lock(), contextlib.suppress(FileNotFoundError):
             self._path(session_id).unlink()
 
-    def set_session_env(self, session_id: str, env: tuple[str, ...]) -> None:
-        """Keep a greeter's ``session_env`` in its record (so its login still starts the user's
-        session with it after a wrsessd restart)."""
+    def set_greeter_login(
+        self, session_id: str, env: tuple[str, ...], max_user_sessions: int | None
+    ) -> None:
+        """Keep what a greeter's login must apply in its record (``session_env``, the session limit), so
+        it still applies after a wrsessd restart."""
         with self.lock():
             path = self._path(session_id)
             try:
                 stored = StoredSession.from_json(json.loads(path.read_text()))
             except (OSError, ValueError, KeyError, TypeError):
                 return
-            self.write(replace(stored, session_env=env))
+            self.write(replace(stored, session_env=env, max_user_sessions=max_user_sessions))
 
     def forget_ticket(self, session_id: str) -> None:
         """Drop a used greeter ticket from its record (under the lock, so a record being removed by
