@@ -52,9 +52,11 @@ def encode(obj: dict[str, Any]) -> bytes:
     return _LEN.pack(len(data)) + data
 
 
-def bind_private_socket(path: Path) -> socket.socket:
+def bind_private_socket(path: Path, *, mode: int = 0o600) -> socket.socket:
     """A listening Unix socket at ``path``, mode 0600 from the start (never reachable by others), after
-    removing a stale one; WayRayError when another process listens there or the path is unusable."""
+    removing a stale one; WayRayError when another process listens there or the path is unusable.
+    ``mode`` opens it further once bound (login mode's link socket, whose peers are checked by uid
+    and secret)."""
     length = len(os.fsencode(path))
     if length > MAX_SOCKET_PATH:
         raise WayRayError(
@@ -62,12 +64,12 @@ def bind_private_socket(path: Path) -> socket.socket:
             hint="use a shorter runtime directory (--runtime-dir, or host.runtime_dir)",
         )
     try:
-        return _bind(path)
+        return _bind(path, mode)
     except OSError as err:
         raise WayRayError(f"cannot listen on {path}: {err.strerror or err}") from None
 
 
-def _bind(path: Path) -> socket.socket:
+def _bind(path: Path, mode: int) -> socket.socket:
     if path.is_socket() or path.exists():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -87,7 +89,7 @@ def _bind(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old)
-    os.chmod(path, 0o600)
+    os.chmod(path, mode)
     sock.listen(64)
     sock.setblocking(False)
     return sock

@@ -60,6 +60,12 @@ class Endpoint:
     #: SHA-256 (hex) of the secret the compositor presents when it registers on the link. The secret
     #: itself is only in the compositor's environment.
     link_secret_sha256: str | None = None
+    #: The uid the compositor runs as (login mode: the greeter user, then the user); a link
+    #: registration from another uid is refused even with the right secret.
+    uid: int | None = None
+    #: A greeter's: SHA-256 of the secret handed (through wrsessd) to the user's compositor its login
+    #: will start, so that compositor is known when it registers, even before wrsessd's event.
+    next_link_secret_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -69,7 +75,15 @@ class Endpoint:
         return cls(**{k: obj.get(k) for k in _ENDPOINT_FIELDS})
 
 
-_ENDPOINT_FIELDS = ("launcher_session", "compositor_pid", "wayland_display", "link", "link_secret_sha256")
+_ENDPOINT_FIELDS = (
+    "launcher_session",
+    "compositor_pid",
+    "wayland_display",
+    "link",
+    "link_secret_sha256",
+    "uid",
+    "next_link_secret_sha256",
+)
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,13 @@ class Registry:
         sid = self._by_token.get(token.digest)
         return self._sessions[sid] if sid is not None else None
 
+    def by_launcher_session(self, launcher_session: str) -> Session | None:
+        """The live session whose compositor is wrsessd's session ``launcher_session``."""
+        for s in self._sessions.values():
+            if s.endpoint.launcher_session == launcher_session:
+                return s
+        return None
+
     def on_viewer(self, viewer: str) -> Session | None:
         sid = self._by_viewer.get(viewer)
         return self._sessions[sid] if sid is not None else None
@@ -322,17 +329,29 @@ class Registry:
 
     # --- explicit transitions ---------------------------------------------------------------------
 
-    def create_greeter(self, token: TokenRef, viewer: str | None, endpoint: Endpoint, now: float) -> Session:
-        """Record the greeter session wrsessd started for ``token`` (after NEW_GREETER)."""
+    def create_greeter(
+        self,
+        token: TokenRef,
+        viewer: str | None,
+        endpoint: Endpoint,
+        now: float,
+        *,
+        session_id: str | None = None,
+    ) -> Session:
+        """Record the greeter session wrsessd started for ``token`` (after NEW_GREETER). ``session_id``
+        lets the caller hand the id to the greeter's compositor before the session is recorded."""
         existing = self.by_token(token)
         if existing is not None:
             raise RegistryError(
                 f"token {token.short} already has session {existing.id} ({existing.state.value})"
             )
+        sid = session_id or new_session_id()
+        if sid in self._sessions:
+            raise RegistryError(f"session id {sid} is in use")
         if viewer is not None:
             self._clear_viewer(viewer, now)
         s = Session(
-            id=new_session_id(), token=token, state=SessionState.GREETER, user=None, viewer=viewer,
+            id=sid, token=token, state=SessionState.GREETER, user=None, viewer=viewer,
             last_viewer=viewer, created_at=now, changed_at=now, detached_at=None, last_input_at=now,
             endpoint=endpoint,
         )  # fmt: skip
@@ -408,7 +427,11 @@ class Registry:
         if s.state is SessionState.ENDED:
             raise IllegalTransition(s, s.state, "change the endpoint of")
         new = replace(s, endpoint=endpoint, changed_at=now)
-        detail = {k: v for k, v in endpoint.to_json().items() if k != "link_secret_sha256"}
+        detail = {
+            k: v
+            for k, v in endpoint.to_json().items()
+            if k not in ("link_secret_sha256", "next_link_secret_sha256")
+        }
         self._commit(new, AuditKind.ENDPOINT, now, detail)
         return new
 
