@@ -45,6 +45,7 @@ from typing import Any
 import wayray
 from wayray.common.errors import WayRayError
 from wayray.common.notify import Notifier
+from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
 from wayray.link import (
     LINK_VERSION,
@@ -67,7 +68,7 @@ from wayray.link import (
     Welcome,
 )
 from wayray.link.stream import LinkOverflow, LinkStream
-from wayray.server.admin import AdminError, AdminServer, bind_private_socket
+from wayray.server.admin import AdminError, AdminServer
 from wayray.server.launcher import LauncherBridge, LauncherUnavailable
 from wayray.server.model import Endpoint, EndReason, Session, SessionState
 from wayray.server.registry import Outcome, Presentation, Registry, RegistryError
@@ -664,6 +665,10 @@ class FrontDoor:
         viewer.resumed = resumed
         if not await self._attach(viewer, ls, first=True):
             return
+        screen = self._greeter_kind(ls)
+        if screen is not None:
+            with contextlib.suppress(ConnectionClosedError, WireUsageError):
+                conn.send(SessionEvent(kind=SessionEventKind.GREETER, detail=screen))
         try:
             async for message in conn:
                 target = viewer.session
@@ -760,6 +765,13 @@ class FrontDoor:
         )
         self._changed()
         return True
+
+    def _greeter_kind(self, ls: LiveSession) -> str | None:
+        """What a viewer of ``ls`` sees when it is a greeter: "login screen" / "unlock screen"."""
+        if ls.id in self.unlocking:
+            return "unlock screen"
+        s = self.registry.find(ls.id) if self.registry is not None else None
+        return "login screen" if s is not None and s.state is SessionState.GREETER else None
 
     async def _switch(self, viewer: Viewer, ls: LiveSession, event: SessionEventKind, detail: str) -> None:
         """Move a viewer that shows a greeter over to ``ls`` without a new connection."""
