@@ -200,6 +200,9 @@ class FrontDoor:
         self.unlocking: dict[str, LiveSession] = {}
         #: Links of compositors a session no longer uses (a greeter after its login): ignored.
         self._retired: set[LinkStream] = set()
+        #: Login mode: link session ids of greeters wrsessd is starting. Their compositor may register
+        #: before wrsessd's answer is in: it waits until the session is recorded (the event is set).
+        self._starting: dict[str, asyncio.Event] = {}
 
     # --- start and stop ----------------------------------------------------------------------------
 
@@ -544,6 +547,28 @@ class FrontDoor:
         size, scale = self._output_for(conn)
         sid = secrets.token_hex(8)
         greeter_secret, user_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        recorded = self._starting[sid] = asyncio.Event()
+        try:
+            return await self._start_greeter(
+                token, viewer, conn, sid, greeter_secret, user_secret, size, scale
+            )
+        finally:
+            recorded.set()
+            self._starting.pop(sid, None)
+
+    async def _start_greeter(
+        self,
+        token: TokenRef,
+        viewer: Viewer,
+        conn: ServerConnection,
+        sid: str,
+        greeter_secret: str,
+        user_secret: str,
+        size: tuple[int, int],
+        scale: int,
+    ) -> LiveSession | None:
+        assert self.registry is not None and self.bridge is not None
+        s = self.settings
         try:
             info = await self.bridge.create_greeter(
                 token=token.launcher_ref,
@@ -610,6 +635,24 @@ class FrontDoor:
         size, scale = self._output_for(conn)
         tid = f"u{secrets.token_hex(8)}"
         secret = secrets.token_urlsafe(32)
+        recorded = self._starting[tid] = asyncio.Event()
+        try:
+            return await self._start_unlock_greeter(token, conn, session, tid, secret, size, scale)
+        finally:
+            recorded.set()
+            self._starting.pop(tid, None)
+
+    async def _start_unlock_greeter(
+        self,
+        token: TokenRef,
+        conn: ServerConnection,
+        session: Session,
+        tid: str,
+        secret: str,
+        size: tuple[int, int],
+        scale: int,
+    ) -> LiveSession | None:
+        assert self.bridge is not None
         try:
             info = await self.bridge.create_greeter(
                 token=token.launcher_ref,
@@ -850,6 +893,10 @@ class FrontDoor:
                     f"the first message must be Register, not {type(first).__name__}",
                 )
                 return
+            starting = self._starting.get(first.session_id)
+            if starting is not None:  # its greeter session is being recorded right now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(starting.wait(), self.settings.start_timeout)
             await self._await_login_event(first)
             ls = self._register(stream, first, uid)
             if ls is None:
@@ -1221,9 +1268,11 @@ class FrontDoor:
         ls.launcher_session = info.session_id
         ls.relink_by = time.monotonic() + self.settings.start_timeout
         viewer = ls.viewer
-        if viewer is not None and greeter_link is not None and viewer.attach_id:
-            with contextlib.suppress(LinkError):
-                greeter_link.send(Detach(attach_id=viewer.attach_id, reason="the user logged in"))
+        if viewer is not None:
+            if greeter_link is not None and viewer.attach_id:
+                with contextlib.suppress(LinkError):
+                    greeter_link.send(Detach(attach_id=viewer.attach_id, reason="the user logged in"))
+            viewer.attach_id = 0  # switching: it waits for the user's compositor (see _register)
         ls.login_done.set()
         assert self.bridge is not None
         self._spawn(self.bridge.kill(info.replaces, lp.EndReason.REPLACED), f"kill-{info.replaces}")
@@ -1259,7 +1308,11 @@ class FrontDoor:
             s.user,
             "it moves here" if p.outcome is Outcome.MOVED else "shown here",
         )
+        if t.link is not None and viewer.attach_id:
+            with contextlib.suppress(LinkError):
+                t.link.send(Detach(attach_id=viewer.attach_id, reason="the session is unlocked"))
         t.viewer = None
+        viewer.attach_id = 0
         viewer.session = ls
         self._spawn(
             self._switch(viewer, ls, SessionEventKind.DESKTOP, f"the session of {s.user} is unlocked"),
