@@ -49,6 +49,12 @@ xkb_layout_index_t xkb_state_serialize_layout(struct xkb_state *state, int compo
 xkb_keysym_t xkb_state_key_get_one_sym(struct xkb_state *state, xkb_keycode_t key);
 int xkb_state_mod_name_is_active(struct xkb_state *state, const char *name, int type);
 xkb_keysym_t xkb_utf32_to_keysym(uint32_t ucs);
+int xkb_state_update_mask(struct xkb_state *state, xkb_mod_mask_t depressed_mods,
+                          xkb_mod_mask_t latched_mods, xkb_mod_mask_t locked_mods,
+                          xkb_layout_index_t depressed_layout, xkb_layout_index_t latched_layout,
+                          xkb_layout_index_t locked_layout);
+int xkb_state_key_get_utf8(struct xkb_state *state, xkb_keycode_t key, char *buffer, size_t size);
+int xkb_keysym_get_name(xkb_keysym_t keysym, char *buffer, size_t size);
 xkb_keysym_t xkb_keysym_from_name(const char *name, int flags);
 void free(void *ptr);
 """
@@ -252,5 +258,26 @@ class KeyState:
     def keysym(self, evdev_code: int) -> int:
         return int(lib.xkb_state_key_get_one_sym(self.ptr, evdev_code + EVDEV_OFFSET))
 
+    def set_modifiers(self, mods: ModifierState) -> None:
+        """Take the modifier state a compositor sent (``wl_keyboard.modifiers``): a client's seat."""
+        lib.xkb_state_update_mask(self.ptr, mods.depressed, mods.latched, mods.locked, 0, 0, mods.group)
+
+    def utf8(self, evdev_code: int) -> str:
+        """The text ``evdev_code`` types in the current state ("" for keys that type nothing)."""
+        buf = ffi.new("char[64]")
+        n = lib.xkb_state_key_get_utf8(self.ptr, evdev_code + EVDEV_OFFSET, buf, 64)
+        if n <= 0:
+            return ""
+        raw: bytes = ffi.string(buf, min(n, 63))
+        return raw.decode("utf-8", "replace")
+
     def is_active(self, modifier: Modifier) -> bool:
         return bool(lib.xkb_state_mod_name_is_active(self.ptr, modifier.value.encode(), _MODS_EFFECTIVE) > 0)
+
+
+def keysym_name(keysym: int) -> str:
+    """xkb's name of ``keysym`` ("Return", "a", "BackSpace"), or "" for an unknown one."""
+    buf = ffi.new("char[64]")
+    n = lib.xkb_keysym_get_name(keysym, buf, 64)
+    name: bytes = ffi.string(buf)
+    return name.decode() if n > 0 else ""
