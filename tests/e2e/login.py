@@ -141,7 +141,8 @@ class LoginRig:
             f'launcher_socket = "{self.sandbox.socket}"\n'
         )
         (etc / "servers.toml").write_text(
-            f'[server.lab]\nlisten = ["127.0.0.1"]\nport = {self.port}\nsessions = "login"\n'
+            # Two addresses, so two kiosks can come from two hosts (kiosks are told apart by host).
+            f'[server.lab]\nlisten = ["127.0.0.1", "::1"]\nport = {self.port}\nsessions = "login"\n'
             'policy = "test"\n[server.lab.output]\nwidth = 1024\nheight = 768\n'
         )
         (etc / "policies.toml").write_text("[policy.test]\n" + policy)
@@ -222,10 +223,11 @@ class LoginRig:
         sessions: list[dict[str, Any]] = self.admin("sessions")["sessions"]
         return sessions
 
-    def kiosk(self, name: str) -> KioskProc:
+    def kiosk(self, name: str, host: str = "127.0.0.1") -> KioskProc:
+        """A headless kiosk; ``host`` "[::1]" makes it another host as far as wrsrvd can tell."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYLAND_", "WAYRAY_", "NOTIFY_"))}
         env.update(HOME=str(self.tmp), XDG_CONFIG_HOME=str(self.tmp / "kiosk-config"), LANG="C.UTF-8")
-        k = KioskProc(self.short, name, f"127.0.0.1:{self.port}", self.fingerprint, env=env)
+        k = KioskProc(self.short, name, f"{host}:{self.port}", self.fingerprint, env=env)
         self.kiosks.append(k)
         return k.start()
 
@@ -250,15 +252,35 @@ class LoginRig:
     def log_in(self, kiosk: KioskProc, user: str, password: str) -> dict[str, Any]:
         """At a kiosk that shows the login screen: log in as ``user``; returns the desktop's state."""
         kiosk.wait_screen("greeter")
+        self.type_login(kiosk, user, password)
+        return kiosk.wait_screen("desktop")
+
+    def type_login(self, kiosk: KioskProc, user: str | None, password: str) -> None:
+        """Type a user name (None: an unlock screen has it already) and a password at the greeter."""
         if real_wrlogin_available():
-            kiosk.run(
-                "settle 300", f"type {user}", "key Return", "wait 300", f"type {password}", "key Return"
-            )
+            if user is not None:
+                kiosk.run("settle 500", f"type {user}", "key Return")
+            kiosk.run("settle 700", f"type {password}", "key Return")
         else:
             import json
 
             self.greeter_script.write_text(json.dumps({"username": user, "answers": [password]}))
-        return kiosk.wait_screen("desktop")
+
+    def shows(self, kiosk: KioskProc, phrase: str, timeout: float = DEADLINE) -> bytes:
+        """Wait until ``phrase`` can be read on the kiosk's screen (tesseract); the screenshot."""
+        from tests.ocr import ocr, shows
+
+        end = time.monotonic() + timeout
+        n = 0
+        while True:
+            path = self.tmp / f"{kiosk.name}-ocr-{n}.png"
+            kiosk.run("settle 300", f"snapshot {path}")
+            png = path.read_bytes()
+            if shows(png, phrase):
+                return png
+            if time.monotonic() > end:
+                raise AssertionError(f"kiosk {kiosk.name} does not show {phrase!r}; it reads:\n{ocr(png)}")
+            n += 1
 
     def user_processes(self, name: str | None = None) -> Processes:
         return Processes.of(pwd.getpwnam(name or self.accounts.user).pw_uid)

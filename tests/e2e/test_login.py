@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import script
 from tests.e2e.harness import differing_pixels
 from tests.e2e.login import LoginRig, environ, login_rig, until
 from tests.launcher.harness import Accounts, throwaway_accounts
@@ -26,6 +28,8 @@ pytestmark = [
 ]
 
 BADGE = "04A2B9C1D7"
+#: A second kiosk host: wrsrvd tells kiosks apart by host, and every 127.x address reads as 127.0.0.1.
+OTHER_HOST = "[::1]"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def foot_of(rig: LoginRig) -> int:
 def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts) -> None:
     rig.configure(policy="reauth_on_reattach = false\n")
     rig.start()
-    a, b = rig.kiosk("a"), rig.kiosk("b")
+    a, b = rig.kiosk("a"), rig.kiosk("b", OTHER_HOST)
 
     # Badge at A: a login screen (the greeter user's session), then the user's own desktop, on the
     # same connection.
@@ -106,3 +110,141 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
     # Nothing of the badge reached any log, the registry or wrsessd's records.
     for where, text in rig.logs().items():
         assert BADGE not in text, f"the badge appears in {where}"
+
+
+def test_the_greeter_refuses_a_wrong_password_and_a_locked_account_visibly(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    # Locked by expiry (usermod --expiredate 1): PAM's account stack refuses it with its own message.
+    # (A locked password, usermod --lock, already fails authentication: "Login incorrect".)
+    locked = accounts.add_user(f"{accounts.user}x", accounts.password)
+    subprocess.run(["usermod", "--expiredate", "1", locked], check=True)
+    rig.configure(policy="reauth_on_reattach = false\n")
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    greeter = a.wait_screen("greeter")
+    rig.type_login(a, accounts.user, "not-the-password")
+    rig.shows(a, "Login incorrect")
+    assert a.state()["screen"] == "greeter" and rig.sessions()[0]["state"] == "greeter"
+    assert not rig.user_processes().found  # nothing started for the user
+
+    a.run("key Escape")  # start over, with the locked account
+    rig.type_login(a, locked, accounts.password)
+    rig.shows(a, "account has expired")
+    assert not rig.user_processes(locked).found
+
+    a.run("key Escape")
+    rig.type_login(a, accounts.user, accounts.password)
+    assert a.wait_screen("desktop")["session_id"] == greeter["session_id"]
+    foot_of(rig)
+
+
+def test_re_authentication_asks_for_the_password_before_the_session_is_shown(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    rig.configure(policy="reauth_on_reattach = true\n")
+    rig.start()
+    a, b = rig.kiosk("a"), rig.kiosk("b", OTHER_HOST)
+    a.insert(BADGE)
+    sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    foot_of(rig)
+    a.run("settle", "type echo secret work at A", "key Return", "settle 700")
+    at_a = a.snapshot(rig.tmp / "a.png")
+
+    # Presented at B while it is shown at A: B asks for the owner's password; A keeps the session.
+    b.insert(BADGE)
+    unlock = b.wait_screen("greeter")
+    assert unlock["session_id"] == sid  # the session's unlock screen, not the session itself:
+    rig.shows(b, "Unlock")
+    assert a.state()["state"] == "session" and a.state()["session_id"] == sid
+    rig.type_login(b, None, "not-the-password")
+    rig.shows(b, "Login incorrect")
+    assert a.state()["session_id"] == sid and b.state()["screen"] == "greeter"
+    rig.type_login(b, None, accounts.password)
+    shown = b.wait_screen("desktop")
+    assert shown["session_id"] == sid
+    assert "moved to another kiosk" in a.wait_idle()["detail"]
+    assert differing_pixels(at_a, b.snapshot(rig.tmp / "b.png")) == 0  # keyframe first, as it was
+
+    # Pulled, then presented at A (not where it was shown last): the password again.
+    b.remove()
+    until(lambda: rig.sessions()[0]["state"] == "detached", "the session to be detached")
+    a.insert(BADGE)
+    a.wait_screen("greeter")
+    rig.type_login(a, None, accounts.password)
+    assert a.wait_screen("desktop")["session_id"] == sid
+    until(lambda: not rig.user_processes(accounts.greeter).found, "the unlock screens to end")
+
+
+def test_wrsrvd_restarted_with_sessions_attached_and_detached_loses_none(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    second = accounts.add_user(f"{accounts.user}b", accounts.password)
+    rig.configure(policy="reauth_on_reattach = true\n")
+    rig.start()
+    a, b = rig.kiosk("a"), rig.kiosk("b", OTHER_HOST)
+    a.insert(BADGE)
+    first = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    b.insert("B2-BADGE-77")
+    other = rig.log_in(b, second, accounts.password)["session_id"]
+    b.run("settle", "type echo left behind", "key Return", "settle 700")
+    before = b.snapshot(rig.tmp / "before.png")
+    b.remove()
+    until(
+        lambda: {s["id"]: s["state"] for s in rig.sessions()} == {first: "active", other: "detached"},
+        "states",
+    )
+    pids = {name: rig.user_processes(name).named("foot") for name in (accounts.user, second)}
+
+    rig.stop_server()
+    rig.start_server()
+    # Nothing of either session died, both are known again, and A comes back by itself to its
+    # session without a password (the same kiosk, just now: the re-attach grace).
+    assert {name: rig.user_processes(name).named("foot") for name in (accounts.user, second)} == pids
+    assert {s["id"] for s in rig.sessions()} == {first, other}
+    a.wait(lambda s: s["state"] == "session" and s["session_id"] == first and s["screen"] != "greeter", "A")
+    a.run("settle", "type echo after the restart", "key Return", "settle 700")
+
+    # The detached one, at another kiosk: password, then as it was left.
+    a2 = rig.kiosk("c", OTHER_HOST)
+    a2.insert("B2-BADGE-77")
+    a2.wait_screen("greeter")
+    rig.type_login(a2, None, accounts.password)
+    assert a2.wait_screen("desktop")["session_id"] == other
+    assert differing_pixels(before, a2.snapshot(rig.tmp / "after.png")) == 0
+
+
+def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    rig.configure(policy='detached_timeout = "2s"\nreauth_on_reattach = false\n')
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    foot = foot_of(rig)
+    a.remove()
+    # Detached longer than the policy allows: ended, its processes gone, its PAM session closed.
+    until(lambda: not rig.sessions(), "the detached timeout to end the session")
+    until(lambda: not rig.user_processes().found, "the user's processes to end")
+    assert not Path(f"/proc/{foot}").exists()
+    user_closes = f"close_session {rig.sandbox.service} {accounts.user} "
+    closes = [e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]
+    assert len(closes) == 1
+    audit = rig.server_text()
+    assert f"ended session={sid} user={accounts.user}" in audit and "reason=detached_timeout" in audit
+
+    # An operator's kill (wradm) ends a session that is shown: PAM closed, the kiosk starts over.
+    a.insert(BADGE)
+    sid2 = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    r = subprocess.run(
+        [script("wradm"), "session", "kill", sid2, "--root", str(rig.root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"session {sid2}: ended" in r.stdout
+    until(lambda: not rig.user_processes().found, "the user's processes to end")
+    assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 2
+    fresh = a.wait_screen("greeter")  # the badge is still in: a new login screen
+    assert fresh["session_id"] not in (sid, sid2)

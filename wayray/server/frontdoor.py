@@ -863,8 +863,12 @@ class FrontDoor:
                 with contextlib.suppress(LinkError):
                     ls.link.send(Detach(attach_id=viewer.attach_id, reason=reason[:1000]))
         if self.registry is not None:
+            # A kiosk that closes on purpose (NO_ERROR: the badge was taken out, the kiosk stopped)
+            # left; anything else is a loss it may come back from (see policy.needs_reauth).
+            event = viewer.conn.close_event
+            lost = event is None or not (event.by_peer and event.code == ErrorCode.NO_ERROR)
             try:
-                self.registry.viewer_left(viewer.key, time.time())
+                self.registry.viewer_left(viewer.key, time.time(), lost=lost)
             except RegistryError as err:
                 log.warning("registry: %s", err)
         self._changed()
@@ -1049,7 +1053,7 @@ class FrontDoor:
         if not viewer.conn.closed and viewer.conn.server_hello is None:
             try:
                 viewer.conn.accept(
-                    session_id=ls.id,
+                    session_id=ls.unlocks or ls.id,  # an unlock screen stands for its session
                     output_width=message.width,
                     output_height=message.height,
                     output_scale_120=message.scale_120,

@@ -103,6 +103,10 @@ class Session:
     last_input_at: float
     endpoint: Endpoint = field(default_factory=Endpoint)
     end_reason: EndReason | None = None
+    #: DETACHED because its viewer's connection was lost (not closed on purpose: a badge taken out),
+    #: or by a wrsrvd restart: the kiosk (host) that may take it back without a password within the
+    #: policy's re-attach grace. None: re-attaching asks for the password (with reauth_on_reattach).
+    reattach_from: str | None = None
 
     @property
     def live(self) -> bool:
@@ -121,6 +125,16 @@ class AuditKind(enum.StrEnum):
     RESTORED = "restored"  # loaded after a wrsrvd restart
     ENDED = "ended"
     REFUSED = "refused"  # a token the policy does not accept
+
+
+def kiosk_of(viewer: str) -> str:
+    """The kiosk a viewer key (``host:port#n``, or a bare name in tests) stands for: its host. A kiosk
+    that reconnects gets a new port and number; its host stays."""
+    address = viewer.rpartition("#")[0] or viewer
+    if address.startswith("["):
+        return address[1:].partition("]")[0]
+    host, sep, port = address.rpartition(":")
+    return host if sep and port.isdigit() else address
 
 
 @dataclass(frozen=True)
