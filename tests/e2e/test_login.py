@@ -5,6 +5,7 @@ over without reconnecting; hot-desking, detaching, re-authentication, restarts, 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import stat
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import script
+from tests.conftest import REPO, script
 from tests.e2e.harness import differing_pixels
-from tests.e2e.login import LoginRig, environ, login_rig, until
-from tests.launcher.harness import Accounts, throwaway_accounts
+from tests.e2e.login import PYTHONPATH, LoginRig, environ, login_rig, run_as, until
+from tests.launcher.harness import SYSTEM_PYTHON, Accounts, throwaway_accounts
 
 pytestmark = [
     pytest.mark.slow,
@@ -248,3 +249,38 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 2
     fresh = a.wait_screen("greeter")  # the badge is still in: a new login screen
     assert fresh["session_id"] not in (sid, sid2)
+
+
+def test_another_local_user_cannot_take_over_a_sessions_link(rig: LoginRig, accounts: Accounts) -> None:
+    """The link socket is open to every local user (sessions run as their users); the per-session
+    secret from the session's own uid is what lets a compositor in. Another user guessing, or even
+    holding a leaked secret, is refused, and the session carries on undisturbed."""
+    intruder = accounts.add_user(f"{accounts.user}i", accounts.password)
+    rig.configure(policy="reauth_on_reattach = false\n")
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    link = rig.run / "lab" / "link.sock"
+    assert stat.S_IMODE(link.stat().st_mode) == 0o666 and stat.S_IMODE(link.parent.stat().st_mode) == 0o711
+    assert stat.S_IMODE(rig.admin_socket.stat().st_mode) == 0o600
+    [compositor] = [p for p in rig.user_processes().named("python3") if "WAYRAY_LINK_SECRET" in environ(p)]
+    leaked = environ(compositor)["WAYRAY_LINK_SECRET"]  # as root: standing in for a leak
+
+    tried = run_as(
+        intruder,
+        ["/usr/bin/env", f"PYTHONPATH={PYTHONPATH}", SYSTEM_PYTHON, "-m", "tests.e2e.link_intruder",
+         str(link), sid, "a-guess", leaked],
+        cwd=str(REPO),
+    )  # fmt: skip
+    assert tried.returncode == 0, tried.stderr
+    answers = [json.loads(line)["answer"] for line in tried.stdout.splitlines()]
+    assert answers == ["bad_secret", "bad_secret"]
+    assert "registered for session" in rig.server_text() and "refused" in rig.server_text()
+
+    # The session's own compositor is still on its link, and the kiosk still drives it.
+    [listed] = rig.sessions()
+    assert listed["linked"] and listed["pid"] == compositor
+    marker = Path(pwd.getpwnam(accounts.user).pw_dir) / "still-mine"
+    a.run("settle", f"type touch {marker}", "key Return")
+    until(marker.exists, "the command typed after the attempts")
