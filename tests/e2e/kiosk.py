@@ -47,7 +47,11 @@ class KioskProc:
         env: dict[str, str],
         extra: tuple[str, ...] = (),
         size: str = "1024x768",
+        badge_socket: bool = True,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
+        """``badge_socket`` False: badges come from client.toml's source (``extra`` has --root).
+        ``wrapper``: what runs wrclient's arguments instead of the wrclient script (umockdev)."""
         self.name = name
         self.dir = workdir
         self.badge_socket = workdir / f"{name}-badge.sock"
@@ -55,7 +59,7 @@ class KioskProc:
         self.state_file = workdir / f"{name}-state.json"
         self.log = workdir / f"{name}.log"
         self.argv = [
-            script("wrclient"),
+            *(wrapper or (script("wrclient"),)),
             server,
             "--fingerprint",
             fingerprint,
@@ -65,8 +69,7 @@ class KioskProc:
             size,
             "--keymap-layout",
             "us",
-            "--badge-socket",
-            str(self.badge_socket),
+            *(("--badge-socket", str(self.badge_socket)) if badge_socket else ()),
             "--state-file",
             str(self.state_file),
             "--control-socket",
@@ -78,6 +81,8 @@ class KioskProc:
         ]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        #: With a wrapper: its stdin (the umockdev kiosk takes typing commands there).
+        self.stdin = wrapper != ()
 
     def start(self) -> KioskProc:
         with open(self.log, "ab") as out:
@@ -85,7 +90,7 @@ class KioskProc:
                 self.argv,
                 env=self.env,
                 cwd=self.dir,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -94,6 +99,12 @@ class KioskProc:
         return self
 
     # --- badges ------------------------------------------------------------------------------------
+
+    def send(self, command: dict[str, Any]) -> None:
+        """One command line to a wrapper's stdin (the umockdev kiosk: ``{"type": "BADGE\\n"}``)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        self.proc.stdin.flush()
 
     def insert(self, badge: str) -> None:
         assert _line_exchange(self.badge_socket, [f"insert {badge}"], DEADLINE) == ["ok"]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 
 from tests.conftest import REPO, script
 from tests.e2e.harness import differing_pixels
+from tests.e2e.kiosk import KioskProc
 from tests.e2e.login import PYTHONPATH, LoginRig, environ, login_rig, run_as, until
 from tests.launcher.harness import SYSTEM_PYTHON, Accounts, throwaway_accounts
 
@@ -284,3 +287,46 @@ def test_another_local_user_cannot_take_over_a_sessions_link(rig: LoginRig, acco
     marker = Path(pwd.getpwnam(accounts.user).pw_dir) / "still-mine"
     a.run("settle", f"type touch {marker}", "key Return")
     until(marker.exists, "the command typed after the attempts")
+
+
+@pytest.mark.skipif(
+    shutil.which("umockdev-wrapper") is None or not Path("/usr/lib/python3/dist-packages/gi").is_dir(),
+    reason="needs umockdev and python3-gi with gir1.2-umockdev-1.0 (tools/apt-packages.txt)",
+)
+def test_a_usb_badge_reader_found_through_udev_logs_in_and_out(rig: LoginRig, accounts: Accounts) -> None:
+    """The kiosk's badge reader is a keyboard-wedge USB device (umockdev), configured in client.toml by
+    its ids: what it types is the badge; its card-removed line takes the badge out."""
+    from tests.client.tokens.umockdev_devices import READER
+
+    rig.configure(policy="reauth_on_reattach = false\n")
+    rig.start()
+    client_root = rig.short / "kiosk-root"
+    etc = client_root / "etc" / "wayray"
+    etc.mkdir(parents=True)
+    (etc / "client.toml").write_text(
+        f"[client]\nkiosk = true\nbadge.vendor = {READER[0]:#06x}\nbadge.product = {READER[1]:#06x}\n"
+        'badge.removal_sequence = "CARD-OUT"\n'
+    )
+    wrapper = ("umockdev-wrapper", sys.executable, "-m", "tests.e2e.umockdev_kiosk",
+               f"{READER[0]:04x}", f"{READER[1]:04x}", "--")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYLAND_", "WAYRAY_", "NOTIFY_"))}
+    env.update(PYTHONPATH=str(REPO), LANG="C.UTF-8")
+    k = KioskProc(
+        rig.short, "usb", f"127.0.0.1:{rig.port}", rig.fingerprint, env=env,
+        extra=("--root", str(client_root)), badge_socket=False, wrapper=wrapper,
+    )  # fmt: skip
+    rig.kiosks.append(k)
+    k.dir = REPO  # the wrapper runs `python -m tests...` from the repository
+    k.start()
+    assert "badge reader 076b:5427" in k.log_text()
+
+    k.send({"type": f"{BADGE}\n"})
+    sid = rig.log_in(k, accounts.user, accounts.password)["session_id"]
+    foot_of(rig)
+    k.send({"type": "CARD-OUT\n"})
+    assert k.wait_idle()["detail"] == "Present your badge"
+    until(lambda: rig.sessions()[0]["state"] == "detached", "the session to be detached")
+    k.send({"type": f"{BADGE}\n"})
+    assert k.wait_screen("desktop")["session_id"] == sid
+    for where, text in rig.logs().items():
+        assert BADGE not in text, f"the badge appears in {where}"

@@ -708,10 +708,17 @@ class FrontDoor:
         viewer.resumed = resumed
         if not await self._attach(viewer, ls, first=True):
             return
+        # What the viewer shows now (a kiosk puts it on its status): a login or unlock screen, or, in
+        # login mode, the user's desktop.
         screen = self._greeter_kind(ls)
-        if screen is not None:
-            with contextlib.suppress(ConnectionClosedError, WireUsageError):
+        record = self.registry.find(ls.id) if self.registry is not None else None
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            if screen is not None:
                 conn.send(SessionEvent(kind=SessionEventKind.GREETER, detail=screen))
+            elif self.settings.login and record is not None and record.user is not None:
+                conn.send(
+                    SessionEvent(kind=SessionEventKind.DESKTOP, detail=f"the session of {record.user}")
+                )
         try:
             async for message in conn:
                 target = viewer.session
