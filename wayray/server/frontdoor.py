@@ -70,7 +70,7 @@ from wayray.link import (
 from wayray.link.stream import LinkOverflow, LinkStream
 from wayray.server.admin import AdminError, AdminServer
 from wayray.server.launcher import LauncherBridge, LauncherUnavailable
-from wayray.server.model import Endpoint, EndReason, Session, SessionState
+from wayray.server.model import Endpoint, EndReason, Session, SessionState, kiosk_of
 from wayray.server.registry import Outcome, Presentation, Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
 from wayray.server.spawn import SessionProcess, SessionSpec, pid_alive, start_session
@@ -1450,7 +1450,7 @@ class FrontDoor:
             "token": s.token.short,
             "user": s.user,
             "viewer": s.viewer,
-            "kiosk": s.viewer.rpartition("#")[0] if s.viewer else None,
+            "kiosk": kiosk_of(s.viewer) if s.viewer else None,
             "since": s.changed_at if s.state is not SessionState.DETACHED else s.detached_at or s.changed_at,
             "launcher_session": s.endpoint.launcher_session,
             "linked": bool(ls and ls.link is not None),
