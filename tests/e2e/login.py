@@ -274,7 +274,8 @@ class LoginRig:
         n = 0
         while True:
             path = self.tmp / f"{kiosk.name}-ocr-{n}.png"
-            kiosk.run("settle 300", f"snapshot {path}")
+            idle = kiosk.state()["state"] == "idle"  # the idle screen: no session to settle
+            kiosk.run(*([] if idle else ["settle 300"]), f"snapshot {path}")
             png = path.read_bytes()
             if shows(png, phrase):
                 return png

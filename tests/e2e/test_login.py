@@ -93,6 +93,7 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
     assert b.wait_session()["session_id"] == desktop["session_id"]
     assert "moved to another kiosk" in a.wait_idle()["detail"]
     assert differing_pixels(at_a, b.snapshot(rig.tmp / "b.png")) == 0
+    rig.shows(a, "Present your badge")  # what a person at A sees now
 
     # Pulled at B: detached; the user's programs keep running.
     ticks = Path(pw.pw_dir) / "ticks"

@@ -8,6 +8,8 @@ root). Each line is one command of the script language (``wayray.client.script``
 - ``ok`` (``state``: ``ok`` and the kiosk's status as JSON, as in the state file);
 - ``error <why>`` (a command that does not parse, no session shown, a wait that timed out).
 
+While the kiosk is idle, ``snapshot PATH`` writes its idle screen ("Present your badge").
+
 Commands run one at a time, in order. A line longer than 64 KiB ends that connection.
 """
 
@@ -22,7 +24,8 @@ from pathlib import Path
 from wayray.client.keyboard import Keyboard
 from wayray.client.kiosk import Kiosk
 from wayray.client.runner import ScriptRunner
-from wayray.client.script import parse
+from wayray.client.script import Op, parse
+from wayray.client.snapshot import write_atomically
 from wayray.common.errors import WayRayError
 from wayray.common.unixsock import bind_private_socket
 
@@ -83,6 +86,14 @@ class ControlServer:
             return f"error {err.message}"
         viewer = self.kiosk.viewer
         if viewer is None:
+            (command,) = script.commands if len(script.commands) == 1 else (None,)
+            screen = getattr(self.kiosk.backend, "snapshot_png", None)
+            if command is not None and command.op is Op.SNAPSHOT and command.path and callable(screen):
+                try:
+                    write_atomically(command.path, screen())  # the idle screen, as the person sees it
+                except (OSError, ValueError) as err:
+                    return f"error cannot write the snapshot: {err}"
+                return "ok"
             return "error no session is shown (the kiosk is idle)"
         try:
             await ScriptRunner(script, viewer, self.keyboard, timeout=self.timeout).run()

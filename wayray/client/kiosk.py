@@ -302,7 +302,9 @@ class Kiosk:
             Showing.RECONNECTING: ConnectionState.RECONNECTING,
             Showing.FAILED: ConnectionState.FAILED,
         }[state]
-        self.backend.set_state(backend_state, detail)
+        # The idle screen has "Present your badge" as its title: the backend gets only what follows.
+        shown = detail.removeprefix(IDLE_TEXT).lstrip(" \u2014") if state is Showing.IDLE else detail
+        self.backend.set_state(backend_state, shown)
         if self.options.state_file is not None:
             _write_json(self.options.state_file, new.to_json())
         self._spawn(self._notify())
