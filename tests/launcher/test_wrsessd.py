@@ -736,6 +736,26 @@ def test_cli_check_and_errors(sandbox: Sandbox) -> None:
     assert usage.returncode == 2
 
 
+def test_cli_reads_host_and_session_toml_and_names_their_problems(tmp_path: Path) -> None:
+    """Without --settings wrsessd takes everything from the configuration; a problem in host.toml or
+    session.toml keeps it from starting (file:line:col), one in another file does not."""
+    from tests.conftest import script
+
+    etc = tmp_path / "etc" / "wayray"
+    etc.mkdir(parents=True)
+    (etc / "servers.toml").write_text('[server.x]\nport = "not a port"\n')  # not wrsessd's business
+    check = [script("wrsessd"), "--root", str(tmp_path), "--check"]
+    ok = subprocess.run(check, capture_output=True, text=True)
+    assert ok.returncode == 0 and "settings are usable" in ok.stdout, ok.stderr
+    (etc / "host.toml").write_text('[host]\ngreeter_user = "Greeter User"\n')
+    bad = subprocess.run(check, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert f"{etc}/host.toml:2:16: error: host.greeter_user" in bad.stderr
+    (etc / "host.toml").write_text('[host]\ngreeter_user = "root"\n')
+    root = subprocess.run(check, capture_output=True, text=True)
+    assert root.returncode == 1 and "greeter_user must be an unprivileged account" in root.stderr
+
+
 @pytest.mark.parametrize(
     ("compositor", "expect"),
     [
