@@ -326,6 +326,9 @@ async def _run_kiosk(
         if control is not None:
             await control.close()
         await backend.close()
+    if kiosk.display_lost:
+        print("wrclient: error: the display went away", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

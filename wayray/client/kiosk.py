@@ -17,7 +17,8 @@ What the server says ends a viewer for good is handled here, not by exiting:
 - the server's identity is refused → the reason on screen, retried now and then (a kiosk never exits
   to a desktop: there is none behind it).
 
-The kiosk ignores close requests from the window (kiosk backends offer none anyway). What the kiosk
+Close requests from the window are ignored by the kiosk backend itself; one that still arrives means
+the display went away, and the kiosk stops (its service manager starts it again). What the kiosk
 shows is also written, for tests and monitoring, to a *state file* (JSON, replaced atomically).
 """
 
@@ -131,6 +132,8 @@ class Kiosk:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Notified on every status change (the control socket's ``wait``).
         self.changed = asyncio.Condition()
+        #: The display (the kiosk compositor) went away: wrclient exits with a failure.
+        self.display_lost = False
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -315,7 +318,11 @@ class Kiosk:
 
     def _input(self, event: InputEvent) -> None:
         if isinstance(event, CloseRequestedEvent):
-            log.info("the window asked to close; a kiosk stays")
+            # A kiosk's window ignores close requests itself (the person cannot close it); what
+            # still arrives means the display is gone: stop, and let the service manager start over.
+            log.error("the display went away; the kiosk stops")
+            self.display_lost = True
+            self.stop()
             return
         viewer = self.viewer
         if viewer is not None:
