@@ -63,6 +63,9 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
     greeter = a.wait_screen("greeter")
     [listed] = rig.sessions()
     assert listed["state"] == "greeter" and listed["user"] is None and listed["id"] == greeter["session_id"]
+    # The login screen runs as the unprivileged greeter user: its compositor and wrlogin.
+    assert len(rig.user_processes(accounts.greeter).named("python3")) >= 2
+    assert not rig.user_processes().found
     desktop = rig.log_in(a, accounts.user, accounts.password)
     assert desktop["session_id"] == greeter["session_id"]
     assert desktop["presented_at"] == greeter["presented_at"]  # no new connection, no new badge event
@@ -249,6 +252,12 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"session {sid2}: ended" in r.stdout
+    status = subprocess.run(
+        [script("wradm"), "status", "--root", str(rig.root)], capture_output=True, text=True, timeout=120
+    )
+    assert status.returncode == 0, status.stderr
+    assert f"login screens through wrsessd ({rig.sandbox.socket}: connected)" in status.stdout
+    assert "detached timeout 2 s" in status.stdout
     until(lambda: not rig.user_processes().found, "the user's processes to end")
     assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 2
     fresh = a.wait_screen("greeter")  # the badge is still in: a new login screen
