@@ -340,3 +340,17 @@ def test_a_usb_badge_reader_found_through_udev_logs_in_and_out(rig: LoginRig, ac
     assert k.wait_screen("desktop")["session_id"] == sid
     for where, text in rig.logs().items():
         assert BADGE not in text, f"the badge appears in {where}"
+
+
+def test_a_badge_the_policy_does_not_accept_is_refused_at_the_kiosk(rig: LoginRig) -> None:
+    rig.configure(policy='tokens = ["terminal"]\n')
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    refused = a.wait(lambda s: s["state"] == "failed", "the refusal")
+    assert "badge tokens are not accepted here" in refused["detail"]
+    assert rig.sessions() == []
+    # The kiosk let go of the refused badge: presenting it again is a new attempt (refused again).
+    a.insert(BADGE)
+    again = a.wait(lambda s: s["state"] == "failed" and s["serial"] > refused["serial"], "a second refusal")
+    assert "not accepted" in again["detail"]

@@ -52,7 +52,7 @@ from wayray.client.tokens.events import redact
 from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.codec.geometry import RectLike
 from wayray.transport import ClientSettings
-from wayray.wire import SessionEventKind
+from wayray.wire import ErrorCode, SessionEventKind
 
 log = logging.getLogger("wayray.client.kiosk")
 
@@ -261,8 +261,8 @@ class Kiosk:
             self._show(Showing.IDLE, f"{IDLE_TEXT} \u2014 {detail or 'the session ended'}")
             if self._badge is badge:  # still in: a fresh login screen for it
                 self._later(RECONNECT_AFTER_END, badge)
-        elif ending is Ending.REFUSED and "refused:" in detail and "identity" not in detail:
-            self.source.forget()  # the server refused the token itself
+        elif ending is Ending.REFUSED and viewer.ending_code == ErrorCode.TOKEN_REJECTED:
+            self.source.forget()  # the server refused the badge itself: taken out
             self._badge = None
             self._show(Showing.FAILED, detail)
         elif ending is not Ending.STOPPED:

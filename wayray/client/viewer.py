@@ -200,6 +200,8 @@ class Viewer:
         self.session_clipboard: dict[Selection, str] = {}
         self.ending: Ending | None = None
         self.ending_detail = ""
+        #: The close code that ended the viewer, when the server's Close did (ErrorCode).
+        self.ending_code: int | None = None
         self.session_id: str | None = None
         self._stop = asyncio.Event()
         self._asked_keyframe = False
@@ -251,10 +253,11 @@ class Viewer:
         if conn is not None and not conn.closed:
             conn.close(ErrorCode.NO_ERROR, reason)
 
-    def _end(self, ending: Ending, detail: str) -> None:
+    def _end(self, ending: Ending, detail: str, code: int | None = None) -> None:
         if self.ending is None:
             self.ending = ending
             self.ending_detail = detail
+            self.ending_code = code
         self._stop.set()
         self.complete.set()  # wake whoever waits for a picture: there will be none
         self.connected.set()
@@ -282,7 +285,7 @@ class Viewer:
         except ConnectionClosedError as err:
             self.stats.last_close = f"{ErrorCode.describe(err.code)}: {err.reason}"
             if err.code in FINAL_CODES:
-                self._end(_ending_for(err.code), f"the server refused: {err.reason}")
+                self._end(_ending_for(err.code), f"the server refused: {err.reason}", err.code)
                 return ""
             return f"the server closed the connection: {err.reason}"
         except ConnectError as err:
@@ -319,7 +322,7 @@ class Viewer:
         if self.ending is not None:
             return ""
         if event.code in FINAL_CODES:
-            self._end(_ending_for(event.code), event.reason)
+            self._end(_ending_for(event.code), event.reason, event.code)
             return ""
         if self._detached:
             self._end(Ending.DETACHED, self._detached)
