@@ -370,8 +370,12 @@ def test_session_toml_and_the_users_own_file_read_as_the_user(
             # cannot be read, so the system defaults apply (and nothing of it reaches the logs).
             (config / "session.toml").unlink()
             (config / "session.toml").symlink_to("/etc/shadow")
+            # session.toml is read for every session: a change needs no restart of wrsessd.
+            sandbox.write_session_toml(f"[session]\nnotifications = {command('notifications')}\n"
+                                       f"autostart = [{command('added')}]\n")  # fmt: skip
             info = start_user_session(c, accounts)
             sandbox.report(info.session_id, "notifications")
+            sandbox.report(info.session_id, "added")
             c.kill_session(info.session_id)
         assert "Permission denied" in daemon.log()
         assert "root:" not in daemon.log()

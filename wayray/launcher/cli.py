@@ -77,11 +77,11 @@ def _settings(args: argparse.Namespace) -> LauncherSettings:
     return settings
 
 
-async def _serve(settings: LauncherSettings) -> int:
+async def _serve(settings: LauncherSettings, config_root: Path | None) -> int:
     log = logging.getLogger("wayray.wrsessd")
     # Taken out of the environment so session workers and the sessions they start never inherit it.
     notifier = Notifier.from_environment(unset=True)
-    launcher = Launcher(settings)
+    launcher = Launcher(settings, config_root=config_root or Path("/"))
     launcher.records.ensure()  # refuse an unsafe state directory before touching the socket
     listener = activation.activated_socket()
     bound = listener is None
@@ -143,4 +143,4 @@ def main(argv: list[str] | None = None) -> int:
             "wrsessd must run as root: it runs PAM for other users and starts sessions as them",
             hint="start it through wrsessd.socket/wrsessd.service, or with sudo",
         )
-    return asyncio.run(_serve(settings))
+    return asyncio.run(_serve(settings, args.root))

@@ -29,9 +29,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from wayray.common.errors import WayRayError
+from wayray.config import SessionConfig
 from wayray.launcher import proctree, protocol
 from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
@@ -274,9 +276,20 @@ class RequestError(Exception):
 
 
 class Launcher:
-    def __init__(self, settings: LauncherSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: LauncherSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        config_root: Path | None = None,
+    ) -> None:
+        """``config_root``: where the configuration is (``/``, or ``--root``): session.toml is read
+        again for every login there, so that a change applies to the next session without a restart.
+        None: ``settings.session_defaults`` as given."""
         self.settings = settings
         self.clock = clock
+        self.config_root = config_root
+        self._session_defaults = settings.session_defaults
         self.limiter = RateLimiter(settings.rate_limit)
         self.records = SessionRecords(settings.state_dir)
         self.sessions: dict[str, LiveSession] = {}
@@ -568,10 +581,28 @@ class Launcher:
             compositor_start_timeout_s=s.compositor_start_timeout_s,
             stop_timeout_s=s.stop_timeout_s,
             unlock_session=unlock_session,
-            session_defaults=session_to_json(s.session_defaults)
+            session_defaults=session_to_json(self.session_defaults())
             if session_class is SessionClass.USER
             else None,
         )
+
+    def session_defaults(self) -> SessionConfig:
+        """session.toml as it is now (the last good one when it has errors now)."""
+        if self.config_root is None:
+            return self._session_defaults
+        from wayray.config import load_report
+
+        result = load_report(self.config_root)
+        problems = [d for d in result.errors if d.key.split(".", 1)[0] == "session"]
+        if problems:
+            log.error(
+                "session.toml: %s%s; new sessions keep the settings read before",
+                problems[0].format(),
+                f" (and {len(problems) - 1} more)" if len(problems) > 1 else "",
+            )
+        else:
+            self._session_defaults = result.config.session
+        return self._session_defaults
 
     def _greeter_for_ticket(self, ticket: str) -> LiveSession:
         digest = _sha256(ticket)
