@@ -84,7 +84,8 @@ class KioskProc:
         #: With a wrapper: its stdin (the umockdev kiosk takes typing commands there).
         self.stdin = wrapper != ()
 
-    def start(self) -> KioskProc:
+    def start(self, *, idle: bool = True) -> KioskProc:
+        """Start it; wait until it shows its idle screen (``idle``), or only until it listens."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -95,7 +96,10 @@ class KioskProc:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.wait(lambda s: s["state"] == "idle" and self.control_socket.exists(), "the idle screen")
+        if idle:
+            self.wait(lambda s: s["state"] == "idle" and self.control_socket.exists(), "the idle screen")
+        else:
+            self.wait(lambda s: self.control_socket.exists(), "the kiosk to listen")
         return self
 
     # --- badges ------------------------------------------------------------------------------------

@@ -114,3 +114,27 @@ def test_a_different_badge_switches_and_an_unreachable_server_keeps_the_kiosk_tr
     assert again.fingerprint == srv.fingerprint
     assert a.wait_session()["session_id"] == second["session_id"]
     assert a.proc is not None and a.proc.poll() is None
+
+
+def test_a_kiosk_without_a_badge_source_presents_its_own_identity(
+    harness: Harness, stop_kiosks: None
+) -> None:
+    """No reader, file or socket: the kiosk's own identity is its token, so it gets a session of its
+    own at once (as a Sun Ray did), and the same one after the kiosk restarts."""
+    srv = harness.server(FOOT)
+    root = harness.short / "no-badges"
+    (root / "etc" / "wayray").mkdir(parents=True)
+    state = harness.short / "kiosk-state"  # as a unit's StateDirectory= (root's default is /var/lib)
+    state.mkdir(mode=0o700)
+    k = KioskProc(
+        harness.short, "plain", f"127.0.0.1:{srv.port}", srv.fingerprint,
+        env={**harness.env, "STATE_DIRECTORY": str(state)}, extra=("--root", str(root)), badge_socket=False,
+    )  # fmt: skip
+    harness_kiosks(harness).append(k)
+    first = k.start(idle=False).wait_session()
+    identity = state / "terminal-token"
+    assert identity.stat().st_mode & 0o777 == 0o600
+    assert [s["state"] for s in srv.sessions()] == ["active"]
+    k.stop()
+    eventually(lambda: srv.session()["state"] == "detached", "the session to be detached")
+    assert k.start(idle=False).wait_session()["session_id"] == first["session_id"]
