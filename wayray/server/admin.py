@@ -4,16 +4,23 @@ A Unix stream socket (mode 0600: wrsrvd's own user, and root), framed like wrses
 length in native byte order, then that many bytes of UTF-8 JSON, one object with a ``"type"``.
 Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
 
-- ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "version", "listen", "port",
-  "fingerprint", "sessions", "viewers", "max_sessions"}``
+- ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "sessions_start" ("login" |
+  "command"), "launcher" (null, or {"socket", "connected"}), "version", "pid", "listen", "port",
+  "fingerprint", "sessions", "by_state": {state: n}, "viewers", "unlocking", "max_sessions",
+  "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}}``
 - ``{"type": "sessions"}`` → ``{"type": "sessions", "sessions": [{"id", "state", "token", "user",
-  "viewer", "linked", "pid", "wayland_display", "output": [w, h, scale_120], "created_at",
-  "changed_at"}, ...]}`` (``token`` is the short digest form, never the token)
+  "viewer", "kiosk", "since", "launcher_session", "linked", "pid", "wayland_display", "output":
+  [w, h, scale_120], "created_at", "changed_at"}, ...]}`` (``token`` is the short digest form, never
+  the token; ``kiosk`` the host of the viewer showing it; ``since`` when it entered its state)
+- ``{"type": "kill", "session_id": ID}`` → ``{"type": "killed", "session_id"}``: ended (login mode:
+  through wrsessd, which closes its PAM session); its kiosk is told and shows its idle screen
+- ``{"type": "detach", "session_id": ID}`` → ``{"type": "detached", "session_id"}``: taken off its
+  viewer (SessionEvent DETACHED, then Close NO_ERROR); it keeps running
 - ``{"type": "screenshot", "session_id": ID, "include_cursor": false}`` → ``{"type": "screenshot",
   "png_base64": ...}`` (the compositor's own picture of its output)
 
 Any failure is answered ``{"type": "error", "description": ...}``; a malformed frame closes the
-connection. The next issue's ``wradm sessions|session kill|detach|status`` builds on this.
+connection. ``wradm status|sessions|session kill|detach`` (``wayray/admin/``) are built on this.
 """
 
 from __future__ import annotations
