@@ -49,6 +49,9 @@ LAYOUT: tuple[Item, ...] = (
     ),
     Item("packaging/debian/wayray.sysusers", "/usr/lib/sysusers.d/wayray.conf", systems=("linux",)),
     Item("packaging/debian/wayray.pam", "/etc/pam.d/wayray", conffile=True, systems=("linux",)),
+    Item(
+        "packaging/debian/wayray-greeter.pam", "/etc/pam.d/wayray-greeter", conffile=True, systems=("linux",)
+    ),
     # illumos: manifests and the start method (the site profile is written by `wradm apply`).
     Item("smf/wayray-wrsrvd.xml", "/lib/svc/manifest/site/wayray-wrsrvd.xml", 0o444, systems=("illumos",)),
     Item("smf/wayray-wrsessd.xml", "/lib/svc/manifest/site/wayray-wrsessd.xml", 0o444, systems=("illumos",)),

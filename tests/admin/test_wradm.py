@@ -107,3 +107,70 @@ def test_render_refuses_directories_systemd_cannot_express(tmp_path: Path) -> No
     assert not (tmp_path / "out").exists()
     # SMF has no such rule.
     assert wradm("--root", root, "render", "--target", "smf", "--out", tmp_path / "smf").returncode == 0
+
+
+# --- the live-state commands: sessions, session, status ----------------------------------------------
+
+
+def test_session_commands_say_when_the_instance_is_not_running(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write(
+        tmp_path,
+        {
+            "etc/wayray/servers.toml": "[server.lab]\n",
+            "etc/wayray/host.toml": f'[host]\nruntime_dir = "{run}"\n',
+        },
+    )
+    for args in (["sessions"], ["status"], ["session", "kill", "0123abcd"]):
+        res = wradm(*args, "--root", str(tmp_path))
+        assert res.returncode == 1, res.stderr
+        assert f"wrsrvd@lab is not running (nothing listens on {run}/lab/admin.sock)" in res.stderr
+        assert "systemctl start" in res.stderr
+    res = wradm("sessions", "--admin-socket", str(tmp_path / "none.sock"))
+    assert res.returncode == 1 and "is not running" in res.stderr
+    res = wradm("sessions", "--root", str(tmp_path), "--instance", "labs")
+    assert res.returncode == 1 and "no server instance 'labs'" in res.stderr
+
+
+def test_session_commands_need_to_know_which_instance(tmp_path: Path) -> None:
+    write(tmp_path, {"etc/wayray/servers.toml": "[server.a]\n[server.b]\nport = 7101\n"})
+    res = wradm("sessions", "--root", str(tmp_path))
+    assert res.returncode == 2 and "several server instances are configured (a, b)" in res.stderr
+    res = wradm("session", "stop", "x")
+    assert res.returncode == 2 and "invalid choice: 'stop'" in res.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: another user is refused")
+def test_the_admin_socket_refuses_other_users(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from tests.conftest import script
+
+    os.chmod(tmp_path, 0o755)
+    path = tmp_path / "admin.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        old = os.umask(0o177)
+        try:
+            s.bind(str(path))
+        finally:
+            os.umask(old)
+        s.listen()
+        res = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+             "import sys; from wayray.admin.cli import main; sys.exit(main(sys.argv[1:]))",
+             "sessions", "--admin-socket", str(path)],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": _pythonpath()},
+        )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    assert f"permission denied: {path}" in res.stderr and "use sudo" in res.stderr
+    assert script("wradm")  # the console script exists (the child above uses the module directly)
+
+
+def _pythonpath() -> str:
+    import sys
+
+    from tests.conftest import REPO
+
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    return f"{REPO}:{site}"

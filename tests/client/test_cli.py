@@ -76,3 +76,22 @@ def test_the_terminal_token_is_made_once_and_private(tmp_path: Path) -> None:
     first = terminal_token(path)
     assert len(first) == 64 and terminal_token(path) == first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--kiosk", "--snapshot", "x.png"], "--snapshot: not in kiosk mode"),
+        (["--kiosk", "--no-reconnect"], "--no-reconnect: not in kiosk mode"),
+        (["--kiosk", "--control-socket", "c.sock"], "--control-socket needs --headless"),
+        (["--badge-socket", "b.sock"], "--badge-socket: only in kiosk mode"),
+        (["--kiosk", "--headless", "--token", "a", "--badge-file", "f"], "only one token source"),
+    ],
+)
+def test_kiosk_usage_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [script("wrclient"), "127.0.0.1:1", "--root", str(tmp_path), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr

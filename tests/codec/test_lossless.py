@@ -29,6 +29,23 @@ def test_first_update_is_a_keyframe_covering_the_output() -> None:
     assert_same(link.decoder.framebuffer, fb)
 
 
+def test_an_encoder_can_continue_the_seqs_of_another() -> None:
+    """wrsrvd switches a viewer from the greeter's compositor to the user's on the same connection:
+    the new encoder's keyframe carries on the seqs, and a decoder that showed the other picture
+    takes it whole."""
+    first = Link(300, 200)
+    first.send(scenes.wallpaper(300, 200), [(0, 0, 300, 200)], 0.0)
+    encoder = Encoder(320, 240, LOSSLESS, first_seq=17)
+    fb = scenes.wallpaper(320, 240)
+    update = encoder.encode(fb, [(0, 0, 320, 240)], now=0.0)
+    assert update is not None and update.keyframe and update.seq == 17
+    first.decoder.apply(update)
+    assert not first.decoder.needs_keyframe
+    assert_same(first.decoder.framebuffer, fb)
+    with pytest.raises(ValueError):
+        Encoder(10, 10, LOSSLESS, first_seq=0)
+
+
 def test_typing_sends_only_the_new_character_and_stays_exact() -> None:
     link = Link(900, 760, LOSSLESS)
     frames = list(scenes.terminal_typing(900, 760, text="ls -l /etc/wayray", cols=100, rows=40))

@@ -161,7 +161,7 @@ def test_show_origin_names_the_file_line_and_column_of_each_value(tmp_path: Path
     etc = f"{tmp_path}/etc/wayray"
     assert lines["port"].endswith(f"# {etc}/servers.toml:8:8")
     assert lines["max_sessions"].endswith(f"# {etc}/servers.toml.d/50-big.toml:2:16")
-    assert lines["output.width"].endswith(f"# {etc}/servers.toml:14:9")
+    assert lines["output.width"].endswith(f"# {etc}/servers.toml:15:9")
     assert lines["listen"].endswith("# default")
     assert res.stdout.startswith("[server.main]")
 

@@ -153,6 +153,9 @@ class Sandbox:
         self.greeter_service = f"wayray-test-{self.tag}-greeter"
         self.pam_files: list[Path] = []
         self.settings_file = self.base / "wrsessd.toml"
+        #: The configuration root wrsessd reads (``--root``): empty unless a test writes session.toml.
+        self.config_root = self.base / "config-root"
+        (self.config_root / "etc" / "wayray").mkdir(parents=True)
         self.greeter_script = self.base / "greeter-script.json"
 
     def install_pam(
@@ -244,6 +247,10 @@ class Sandbox:
                 data[key] = value
         return data
 
+    def write_session_toml(self, text: str) -> None:
+        """The system's session.toml (what every user session starts after the settings' components)."""
+        (self.config_root / "etc" / "wayray" / "session.toml").write_text(text)
+
     def write_settings(self, data: dict[str, Any]) -> None:
         self.settings_file.write_text(to_toml(data))
 
@@ -280,7 +287,15 @@ class Daemon:
         # Append: workers of an earlier daemon (sessions outlive it) still write to this file.
         log = open(self.log_path, "a")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(
-            [script("wrsessd"), "--settings", str(self.sandbox.settings_file), "-v", *extra_args],
+            [
+                script("wrsessd"),
+                "--root",
+                str(self.sandbox.config_root),
+                "--settings",
+                str(self.sandbox.settings_file),
+                "-v",
+                *extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,

@@ -1,4 +1,4 @@
-"""wrsessd's settings: the interim TOML loader, checks, and session.toml merging."""
+"""wrsessd's settings: from the configuration, the --settings overrides, checks, session.toml."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from wayray import config
 from wayray.common.errors import WayRayError
 from wayray.launcher.settings import (
+    DEFAULT_COMPOSITOR,
     Component,
     LauncherSettings,
     SessionPlan,
     env_refusal,
     load_settings,
+    session_components,
+    session_from_json,
+    session_to_json,
 )
-from wayray.launcher.spawn import merge_plan, parse_user_session_file
 
 PLAN = SessionPlan(("comp", "--socket", "{wayland_display}"), (Component("wm", ("wm",)),))
 
@@ -83,31 +87,64 @@ def test_requested_environment() -> None:
         assert env_refusal(f"{name}=x") is not None
 
 
-def test_user_session_file_merge() -> None:
-    system = SessionPlan(
-        ("comp",),
-        (
-            Component("wm", ("wm",)),
-            Component("panel", ("waybar",)),
-            Component("autostart[0]", ("nm-applet",)),
-        ),
+def _config(tmp_path: Path, files: dict[str, str]) -> config.Config:
+    etc = tmp_path / "etc" / "wayray"
+    etc.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (etc / name).write_text(text)
+    return config.load(tmp_path)
+
+
+def test_settings_from_the_configuration_and_overrides_on_top(tmp_path: Path) -> None:
+    cfg = _config(
+        tmp_path,
+        {
+            "host.toml": '[host]\nruntime_dir = "/run/wr"\ngreeter_user = "greet"\n'
+            'pam_service = "wr-login"\ngreeter_pam_service = ""\n',
+            "session.toml": '[session]\npanel = "waybar"\nautostart = ["foot", ["mako", "-c", "x y"]]\n'
+            'environment = { GTK_THEME = "Adwaita:dark" }\n',
+        },
     )
-    overrides = parse_user_session_file(
-        'panel = ""\nlauncher = "fuzzel --x"\nautostart = [["foot"], "mako -c x"]\n'
+    s = LauncherSettings.from_config(cfg)
+    assert (s.socket, s.state_dir) == (Path("/run/wr/wrsessd.sock"), Path("/run/wr/sessd"))
+    assert (s.greeter_user, s.pam_service, s.greeter_pam_service) == ("greet", "wr-login", None)
+    assert s.user_session.compositor == DEFAULT_COMPOSITOR and s.user_session.components == ()
+    assert [c.name for c in s.greeter_session.components] == ["greeter"]
+    assert session_components(s.session_defaults) == (
+        Component("panel", ("waybar",)),
+        Component("autostart[0]", ("foot",)),
+        Component("autostart[1]", ("mako", "-c", "x y")),
     )
-    plan = merge_plan(system, overrides)
-    assert plan.compositor == ("comp",)
-    assert plan.components == (
-        Component("wm", ("wm",)),
-        Component("launcher", ("fuzzel", "--x")),
+    # What the worker gets survives its JSON trip.
+    assert session_from_json(session_to_json(s.session_defaults)) == s.session_defaults
+    s.check()
+
+    f = tmp_path / "over.toml"
+    f.write_text('stop_timeout_s = 3.0\n[greeter_session]\ncompositor = ["c"]\n')
+    over = load_settings(f, s)
+    assert over.stop_timeout_s == 3.0 and over.greeter_session == SessionPlan(("c",))
+    assert over.greeter_user == "greet" and over.session_defaults == s.session_defaults  # kept
+    f.write_text("[session_defaults]\npanel = []\n")
+    with pytest.raises(WayRayError, match="session_defaults cannot be set here"):
+        load_settings(f, s)
+
+
+def test_a_users_session_file_overrides_key_by_key(tmp_path: Path) -> None:
+    system = '[session]\npanel = "waybar"\nwindow_manager = "river"\nautostart = ["nm-applet"]\n'
+    cfg = _config(tmp_path, {"session.toml": system + 'environment = { A = "1", B = "2" }\n'})
+    user, problems = config.load_user_session(
+        cfg.session,
+        '[session]\npanel = ""\nautostart = [["foot"], "mako -c x"]\nenvironment = { B = "3" }\n'
+        'compositor = "evil"\n',
+        "/home/alice/.config/wayray/session.toml",
+    )
+    assert session_components(user) == (
+        Component("wm", ("river",)),
         Component("autostart[0]", ("foot",)),
         Component("autostart[1]", ("mako", "-c", "x")),
     )
-    assert merge_plan(system, parse_user_session_file('wm = ["river"]\n')).components[0] == Component(
-        "wm", ("river",)
-    )
-    with pytest.raises(ValueError, match="unknown key 'compositor'"):
-        parse_user_session_file('compositor = "evil"\n')
+    assert dict(user.environment) == {"A": "1", "B": "3"}
+    assert [d.key for d in problems] == ["session"] and "unknown key 'compositor'" in problems[0].format()
 
 
 def test_every_setting_is_documented() -> None:

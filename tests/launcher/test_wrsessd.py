@@ -328,34 +328,54 @@ def test_max_sessions_per_user(start_daemon: StartDaemon, accounts: Accounts) ->
         assert [s.session_id for s in c.list_sessions()] == [first.session_id]
 
 
-def test_the_users_session_file_is_read_as_the_user(
+def test_session_toml_and_the_users_own_file_read_as_the_user(
     start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
 ) -> None:
+    """session.toml's programs start after the launcher's components, with its environment; the
+    user's own session.toml, read with the user's rights, overrides it key by key."""
     pw = pwd.getpwnam(accounts.user)
     config = Path(pw.pw_dir, ".config", "wayray")
     config.mkdir(parents=True, exist_ok=True)
     py = "/usr/bin/python3"
     component = str(Path(__file__).parent / "standins" / "fake_component.py")
-    report = f"{sandbox.reports}/{{session_id}}-auto.json"
+
+    def command(what: str) -> str:
+        return f'["{py}", "{component}", "--report", "{sandbox.reports}/{{session_id}}-{what}.json"]'
+
+    sandbox.write_session_toml(
+        f"[session]\nlauncher = {command('launcher')}\nnotifications = {command('notifications')}\n"
+        f'environment = {{ FROM_SYSTEM = "1", SHARED = "system", HOME = "/evil" }}\n'
+    )
     (config / "session.toml").write_text(
-        f'panel = ""\nautostart = [["{py}", "{component}", "--report", "{report}"]]\n'
+        f'[session]\nnotifications = ""\nautostart = [{command("auto")}]\n'
+        'environment = { SHARED = "user" }\nno_such_key = 1\n'
     )
     subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", str(Path(pw.pw_dir, ".config"))], check=True)
     daemon = start_daemon()
     try:
         with daemon.client() as c:
             info = start_user_session(c, accounts)
-            assert sandbox.report(info.session_id, "auto")["uid"] == pw.pw_uid  # the user's autostart ran
-            sandbox.report(info.session_id, "wm")  # the system's wm still runs
-            assert not (sandbox.reports / f"{info.session_id}-panel.json").exists()  # disabled by the user
+            auto = sandbox.report(info.session_id, "auto")
+            assert auto["uid"] == pw.pw_uid  # the user's autostart ran, as the user
+            launcher = sandbox.report(info.session_id, "launcher")  # the system's launcher still runs
+            assert launcher["env"]["FROM_SYSTEM"] == "1" and launcher["env"]["SHARED"] == "user"
+            assert launcher["env"]["HOME"] == pw.pw_dir  # a name the launcher owns is not overridden
+            sandbox.report(info.session_id, "wm")  # the settings' components come first, unchanged
+            assert not (sandbox.reports / f"{info.session_id}-notifications.json").exists()  # disabled
             c.kill_session(info.session_id)
+            log = daemon.log()
+            assert "session.toml:5:1: error: session: unknown key 'no_such_key'" in log
 
             # A session file that is a link to a root-only file is read with the user's rights: it
             # cannot be read, so the system defaults apply (and nothing of it reaches the logs).
             (config / "session.toml").unlink()
             (config / "session.toml").symlink_to("/etc/shadow")
+            # session.toml is read for every session: a change needs no restart of wrsessd.
+            sandbox.write_session_toml(f"[session]\nnotifications = {command('notifications')}\n"
+                                       f"autostart = [{command('added')}]\n")  # fmt: skip
             info = start_user_session(c, accounts)
-            sandbox.report(info.session_id, "panel")
+            sandbox.report(info.session_id, "notifications")
+            sandbox.report(info.session_id, "added")
             c.kill_session(info.session_id)
         assert "Permission denied" in daemon.log()
         assert "root:" not in daemon.log()
@@ -416,6 +436,60 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
     events_log = sandbox.pam_events()
     assert f"open_session {sandbox.greeter_service} {accounts.greeter} rhost=kiosk-2" in events_log
     assert f"close_session {sandbox.greeter_service} {accounts.greeter} rhost=kiosk-2" in events_log
+
+
+def test_session_env_of_a_greeter_reaches_the_user_session_it_starts_and_never_the_greeter(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """wrsrvd hands the link details of the user's compositor to the greeter session; the login
+    through that greeter starts the user's session with them (also after a wrsessd restart), and the
+    greeter never sees them, nor can it override them."""
+    daemon = start_daemon()
+    secret_entry = "WAYRAY_LINK_SECRET=user-compositor-secret"
+    with daemon.client() as c:
+        refused = c.request(
+            p.CreateGreeterSession(token="tok-g", token_kind="badge", session_env=("HOME=/tmp",))
+        )
+        assert (
+            isinstance(refused, p.Error) and "session_env: environment variable HOME" in refused.description
+        )
+        greeter = c.call(
+            p.CreateGreeterSession(
+                token="tok-g", token_kind="badge", env=("WAYRAY_LINK_SECRET=greeter-secret",),
+                session_env=(secret_entry, "WAYRAY_LINK_SESSION=reg-1"),
+            )
+        )  # fmt: skip
+        assert isinstance(greeter, p.SessionStarted)
+    g = greeter.session.session_id
+    comp = sandbox.report(g, "compositor")
+    assert comp["env"]["WAYRAY_LINK_SECRET"] == "greeter-secret"
+    assert "reg-1" not in json.dumps(comp) and "user-compositor-secret" not in json.dumps(comp)
+    record = (sandbox.state / "sessions" / f"{g}.json").read_text()
+    assert secret_entry in record  # kept (root-only) for a restart
+    assert daemon.stop() == 0
+    daemon.start()
+    sandbox.greeter_script.write_text(
+        json.dumps({"username": accounts.user, "answers": [accounts.password]})
+    )
+    transcript = sandbox.report(g, "greeter")
+    assert "user-compositor-secret" not in json.dumps(transcript["identity"])
+    user = transcript["start"]["session"]["session_id"]
+    env = sandbox.report(user, "compositor")["env"]
+    assert env["WAYRAY_LINK_SECRET"] == "user-compositor-secret" and env["WAYRAY_LINK_SESSION"] == "reg-1"
+    assert "user-compositor-secret" not in (sandbox.state / "sessions" / f"{g}.json").read_text()
+
+    # The asking server's policy limits the user's sessions through its greeters.
+    with daemon.client() as c:
+        second = c.call(p.CreateGreeterSession(token="tok-h", token_kind="badge", max_user_sessions=1))
+        assert isinstance(second, p.SessionStarted)
+        sandbox.greeter_script.write_text(
+            json.dumps({"username": accounts.user, "answers": [accounts.password]})
+        )
+        transcript = sandbox.report(second.session.session_id, "greeter")
+        assert transcript["start"]["error_type"] == "limit"
+        assert "already has 1 session (the limit is 1)" in transcript["start"]["description"]
+        for s in c.list_sessions():
+            c.kill_session(s.session_id)
 
 
 def test_unlock_greeter_re_authenticates_the_sessions_owner(
@@ -664,6 +738,26 @@ def test_cli_check_and_errors(sandbox: Sandbox) -> None:
     assert "hint: known:" in bad.stderr and "pam_service" in bad.stderr
     usage = subprocess.run([script("wrsessd"), "--bogus"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_cli_reads_host_and_session_toml_and_names_their_problems(tmp_path: Path) -> None:
+    """Without --settings wrsessd takes everything from the configuration; a problem in host.toml or
+    session.toml keeps it from starting (file:line:col), one in another file does not."""
+    from tests.conftest import script
+
+    etc = tmp_path / "etc" / "wayray"
+    etc.mkdir(parents=True)
+    (etc / "servers.toml").write_text('[server.x]\nport = "not a port"\n')  # not wrsessd's business
+    check = [script("wrsessd"), "--root", str(tmp_path), "--check"]
+    ok = subprocess.run(check, capture_output=True, text=True)
+    assert ok.returncode == 0 and "settings are usable" in ok.stdout, ok.stderr
+    (etc / "host.toml").write_text('[host]\ngreeter_user = "Greeter User"\n')
+    bad = subprocess.run(check, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert f"{etc}/host.toml:2:16: error: host.greeter_user" in bad.stderr
+    (etc / "host.toml").write_text('[host]\ngreeter_user = "root"\n')
+    root = subprocess.run(check, capture_output=True, text=True)
+    assert root.returncode == 1 and "greeter_user must be an unprivileged account" in root.stderr
 
 
 @pytest.mark.parametrize(

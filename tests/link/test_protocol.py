@@ -42,6 +42,8 @@ SAMPLES = [
     (Close(code=CloseCode.PROTOCOL_ERROR, reason="bad"), LinkRole.COMPOSITOR),
     (Attach(attach_id=7, width=1920, height=1080, scale_120=180, match_size=True, keymap="xkb_keymap {};",
             capabilities=["cursor", "display"], frame_window=4, clipboard="both"), LinkRole.SERVER),
+    (Attach(attach_id=8, width=1920, height=1080, scale_120=120, match_size=True, keymap="",
+            capabilities=["display"], frame_window=4, clipboard="none", first_seq=2**40), LinkRole.SERVER),
     (Attached(attach_id=7, width=1920, height=1080, scale_120=120), LinkRole.COMPOSITOR),
     (Detach(attach_id=7, reason="gone"), LinkRole.SERVER),
     (OutputChanged(width=800, height=600, scale_120=120), LinkRole.COMPOSITOR),
@@ -63,6 +65,15 @@ def test_every_message_round_trips_byte_by_byte(message: object, sender: LinkRol
     for i in range(len(data)):  # one byte at a time: framing holds partial frames
         got += decoder.feed(data[i : i + 1])
     assert got == [message]
+
+
+def test_an_attach_without_first_seq_starts_at_one() -> None:
+    """wrsrvd of the previous release sends no first_seq: a viewer connection then starts at seq 1."""
+    body = {"attach_id": 1, "width": 0, "height": 0, "scale_120": 120, "match_size": False, "keymap": "",
+            "capabilities": [], "frame_window": 2, "clipboard": "both"}  # fmt: skip
+    frame = encode_frame(5, json.dumps(body).encode())
+    (message,) = LinkDecoder(LinkRole.SERVER).feed(frame)
+    assert isinstance(message, Attach) and message.first_seq == 1
 
 
 def test_the_table_covers_every_sample() -> None:

@@ -75,3 +75,23 @@ def test_a_second_wrsrvd_on_the_same_state_directory_is_refused(tmp_path: Path) 
         )
     finally:
         h.cleanup()
+
+
+def test_session_options_from_the_environment_and_the_command_line_wins() -> None:
+    """wrsessd starts ``wrsrvd session`` with a fixed command; wrsrvd passes its instance's output and
+    encoder settings through the session's environment."""
+    from wayray.session.cli import options_from_environment, parser
+
+    env = {
+        "WAYRAY_SESSION_SIZE": "1024x768",
+        "WAYRAY_SESSION_IDLE_FPS": "0",
+        "WAYRAY_SESSION_VIDEO": "0",
+        "WAYRAY_SESSION_ORPHAN_TIMEOUT": "600",
+    }
+    args = parser().parse_args(options_from_environment(["--size=800x600", "--", "foot"], env))
+    assert args.size == (800, 600)  # argv wins
+    assert (args.idle_fps, args.no_video, args.orphan_timeout) == (0.0, True, 600.0)
+    assert args.command[-1] == "foot"
+    assert parser().parse_args(options_from_environment([], {})).no_video is False
+    r = run("session", env={**os.environ, "WAYRAY_SESSION_SIZE": "huge"})
+    assert r.returncode == 2 and "--size" in r.stderr

@@ -28,6 +28,7 @@ def _tree(root: Path, port: int, state: Path, run: Path) -> None:
 listen = ["127.0.0.1"]
 port = {port}
 max_sessions = 4
+sessions = "command"  # no login: these tests are about the instance, not wrsessd
 session_command = ["foot", "--window-size-chars=80x24", "sh"]
 
 [server.lab.output]

@@ -225,7 +225,7 @@ def test_one_live_session_per_token_is_enforced_by_the_database(tmp_path: Path) 
     db = sqlite3.connect(path)
     with pytest.raises(sqlite3.IntegrityError):
         columns = "token_kind, token_digest, state, user, viewer, last_viewer, created_at, changed_at, "
-        columns += "detached_at, last_input_at, endpoint, end_reason"
+        columns += "detached_at, last_input_at, endpoint, end_reason, reattach_from"
         db.execute(f"INSERT INTO sessions SELECT 'other', {columns} FROM sessions")
     db.close()
 
@@ -340,6 +340,45 @@ def test_reauth_on_reattach(tmp_path: Path) -> None:
     again = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0 + 1000)
     assert again.present(token, "kiosk-b", T0 + 1010).outcome is Outcome.RESUMED
     again.close()
+
+
+def test_reauth_tells_a_kiosk_that_reconnects_from_a_badge_taken_out(tmp_path: Path) -> None:
+    """Kiosks are their hosts: a reconnection comes from another port. A connection that was lost
+    (a network blip) may come back from the same host within the grace without a password; a badge
+    taken out (the kiosk closed on purpose) asks for it again, there too."""
+    policy = SessionPolicy(reauth_on_reattach=True, reattach_grace_s=60)
+    reg = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0)
+    token = HASHER.ref(TokenKind.BADGE, "k")
+    sid = user_session(reg, "k", "10.0.0.7:50001#1")
+    # Shown at 10.0.0.7, presented again from there over a new connection: the same kiosk, no password.
+    assert reg.present(token, "10.0.0.7:50002#2", T0 + 1).outcome is Outcome.MOVED
+    assert reg.present(token, "10.0.0.8:50003#3", T0 + 2).outcome is Outcome.REAUTH_REQUIRED
+    reg.viewer_left("10.0.0.7:50002#2", T0 + 3, lost=True)
+    assert reg.get(sid).reattach_from == "10.0.0.7"
+    assert reg.present(token, "10.0.0.7:50004#4", T0 + 4).outcome is Outcome.RESUMED
+    reg.viewer_left("10.0.0.7:50004#4", T0 + 5, lost=False)  # the badge was taken out
+    assert reg.get(sid).reattach_from is None
+    assert reg.present(token, "10.0.0.7:50005#5", T0 + 6).outcome is Outcome.REAUTH_REQUIRED
+    reg.close()
+
+
+def test_a_registry_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "r.sqlite"
+    reg = Registry.open(path, policy=SessionPolicy(), now=T0)
+    sid = user_session(reg, "m", "k")
+    reg.close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE s2 AS SELECT * FROM sessions; DROP TABLE sessions; "
+        "ALTER TABLE s2 DROP COLUMN reattach_from; ALTER TABLE s2 RENAME TO sessions; PRAGMA user_version=1;"
+    )
+    db.close()
+    again = Registry.open(path, policy=SessionPolicy(), now=T0 + 10)
+    assert again.get(sid).state is SessionState.DETACHED and again.get(sid).reattach_from == "k"
+    again.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_accepted_token_kinds(tmp_path: Path) -> None:

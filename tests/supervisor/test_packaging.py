@@ -76,6 +76,8 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
         p.name for p in (REPO / "etc/wayray").iterdir()
     )
     assert (root / "etc/pam.d/wayray").is_file()
+    greeter = (root / "etc/pam.d/wayray-greeter").read_text()
+    assert "pam_rootok.so" in greeter and "pam_deny.so" in greeter  # the login screen asks nothing
     assert (root / "usr/share/doc/wayray/operating.md").is_file()
     # The interpreter is the one the package depends on (python3.11), not whatever python3 is.
     env = root / "opt/wayray"

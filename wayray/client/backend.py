@@ -126,6 +126,8 @@ class BackendOptions:
     scale_120: int = 120
     #: Cover the whole output without decorations (for kiosks under cage).
     fullscreen: bool = False
+    #: Kiosk mode: full screen, close requests ignored, the idle screen while no session is shown.
+    kiosk: bool = False
     #: The XKB keymap text the viewer types with; None: the backend's own (a window: the keyboard the
     #: local compositor gives it; headless: US).
     keymap: str | None = None

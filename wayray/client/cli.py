@@ -14,11 +14,14 @@ from pathlib import Path
 import wayray
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
+from wayray.client.control import ControlServer
 from wayray.client.identity import default_known_hosts, read_token_file, terminal_token
 from wayray.client.keyboard import Keyboard, KeymapChoice
+from wayray.client.kiosk import Kiosk, KioskOptions
 from wayray.client.runner import ScriptRunner, snapshot
 from wayray.client.script import Script
 from wayray.client.script import load as load_script
+from wayray.client.tokens import TokenSource, TokenSourceSettings, open_token_source
 from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.common.errors import EXIT_FAILURE, EXIT_OK, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
@@ -60,6 +63,17 @@ snapshots and scripts (for tests and operators' synthetic checks):
       click X Y [left|right|middle], scroll N [horizontal], wait MS, settle [MS], snapshot PATH
       [cursor], copy TEXT, expect-clipboard TEXT, resize WxH; # comments), then writes the
       snapshot if asked, and exits 0, or 1 naming the script line that failed.
+
+kiosk mode (--kiosk, or kiosk = true in client.toml): full screen, nothing to close; badges drive
+the connection. The token source is, first that applies: --token / --token-file (a fixed token),
+--badge-file F (a badge-reader program writes the badge in F; deleting or emptying F takes it out),
+--badge-socket S (it sends "insert ID" / "remove" lines to S), badge.file / badge.socket / the USB
+reader badge.vendor/product of client.toml, else this kiosk's own identity. No badge: the "Present
+your badge" screen. See docs/kiosk.md.
+  wrclient srv --kiosk --badge-socket /run/wayray-kiosk/badge.sock
+  wrclient srv --kiosk --headless --badge-socket S --state-file state.json --control-socket C
+      (a headless kiosk for tests: the state file says what it shows; the control socket takes
+      script commands, one per line, played against the session shown, and "state")
 
 exit status: 0 ok, 1 failure (connection, refusal, script), 2 usage.
 """
@@ -110,6 +124,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
     p.add_argument("--scale", type=float, default=1.0, metavar="S", help="screen scale (1)")
     p.add_argument("--fullscreen", action="store_true", help="cover the whole screen (kiosks under cage)")
+    kiosk = p.add_argument_group("kiosk mode")
+    kiosk.add_argument(
+        "--kiosk",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="kiosk mode: badges attach and detach sessions (default: client.toml's kiosk)",
+    )
+    kiosk.add_argument("--badge-file", type=Path, metavar="F", help="kiosk: the badge in F, watched")
+    kiosk.add_argument("--badge-socket", type=Path, metavar="S", help="kiosk: badge events on socket S")
+    kiosk.add_argument("--state-file", type=Path, metavar="F", help="kiosk: write what it shows to F (JSON)")
+    kiosk.add_argument(
+        "--control-socket", type=Path, metavar="S", help="kiosk with --headless: script commands on socket S"
+    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -154,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     if server is None:
         raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
     host, port = parse_address(server)
+    kiosk = cfg.kiosk if args.kiosk is None else args.kiosk
+    _check_mode(args, kiosk)
     if args.token is not None:
         token, kind = args.token, TokenKind.SOFTWARE
     elif args.token_file is not None:
         token, kind = read_token_file(args.token_file), TokenKind.SOFTWARE
+    elif kiosk:
+        token, kind = "-", TokenKind.TERMINAL  # the kiosk's token source decides
     else:
         token, kind = terminal_token(), TokenKind.TERMINAL
     if not token or len(token.encode()) > 1024:
@@ -191,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         headless=args.headless,
         size=args.size,
         scale_120=round(args.scale * 120),
-        fullscreen=args.fullscreen or cfg.kiosk,
+        fullscreen=args.fullscreen or kiosk,
+        kiosk=kiosk,
         # The headless backend types with the chosen keymap (US by default); a window uses the keyboard
         # the local compositor gives it unless a keymap was chosen explicitly.
         keymap=keyboard.text if keyboard is not None and (args.headless or chosen) else None,
@@ -200,6 +232,24 @@ def main(argv: list[str] | None = None) -> int:
     setup("wrclient", verbose=args.verbose)
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
+    if kiosk:
+        source = open_token_source(
+            TokenSourceSettings.from_config(
+                cfg.badge,
+                token=args.token if args.token is not None else (token if args.token_file else None),
+                token_file=args.badge_file,
+                token_socket=args.badge_socket,
+            )
+        )
+        backend = open_backend(options)
+        kiosk_options = KioskOptions(
+            host=host,
+            port=port,
+            client=ClientSettings(trust=trust, client_certificate=client_cert, connect_timeout=10.0),
+            client_version=wayray.__version__,
+            state_file=args.state_file,
+        )
+        return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard))
     backend = open_backend(options)
     viewer_options = ViewerOptions(
         host=host,
@@ -213,6 +263,73 @@ def main(argv: list[str] | None = None) -> int:
         client_version=wayray.__version__,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
+
+
+def _check_mode(args: argparse.Namespace, kiosk: bool) -> None:
+    """Options that make sense in one mode only."""
+    if kiosk:
+        given = [
+            name
+            for name, value in (
+                ("--snapshot", args.snapshot),
+                ("--script", args.script),
+                ("--keep-open", args.keep_open),
+                ("--settle", args.settle),
+                ("--stats", args.stats),
+                ("--no-reconnect", not args.reconnect),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: not in kiosk mode (a kiosk runs until it is stopped)",
+                hint="drive a headless kiosk through --control-socket, or leave kiosk mode (--no-kiosk)",
+            )
+        if args.control_socket is not None and not args.headless:
+            raise UsageError(
+                "--control-socket needs --headless (a kiosk with a screen takes no remote input)"
+            )
+        return
+    given = [
+        name
+        for name, value in (
+            ("--badge-file", args.badge_file),
+            ("--badge-socket", args.badge_socket),
+            ("--state-file", args.state_file),
+            ("--control-socket", args.control_socket),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only in kiosk mode", hint="add --kiosk")
+
+
+async def _run_kiosk(
+    args: argparse.Namespace,
+    options: KioskOptions,
+    backend: DisplayBackend,
+    source: TokenSource,
+    keyboard: Keyboard | None,
+) -> int:
+    kiosk = Kiosk(options, backend, source)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, kiosk.stop)
+    control = None
+    if args.control_socket is not None:
+        assert keyboard is not None
+        control = ControlServer(args.control_socket, kiosk, keyboard, timeout=args.timeout)
+        await control.start()
+    try:
+        await kiosk.run()
+    finally:
+        if control is not None:
+            await control.close()
+        await backend.close()
+    if kiosk.display_lost:
+        print("wrclient: error: the display went away", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 class AnyOf:

@@ -21,6 +21,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,8 @@ class Ending(enum.StrEnum):
     REFUSED = "refused"
     #: The connection was lost and reconnecting is off.
     LOST = "lost"
+    #: The server detached this viewer on purpose (an operator); the session keeps running.
+    DETACHED = "detached"
 
 
 @dataclass(frozen=True)
@@ -160,10 +163,29 @@ class ViewerStats:
         }
 
 
+#: ``on_session_event(kind, detail)``: the server said what the session shows now (login screen,
+#: desktop) or what happened to it.
+SessionEventHandler = Callable[[SessionEventKind, str], None]
+
+
 class Viewer:
-    def __init__(self, options: ViewerOptions, backend: DisplayBackend) -> None:
+    def __init__(
+        self,
+        options: ViewerOptions,
+        backend: DisplayBackend,
+        *,
+        manage_backend: bool = True,
+        on_picture: Callable[[], None] | None = None,
+        on_session_event: SessionEventHandler | None = None,
+    ) -> None:
+        """``manage_backend``: the viewer starts the backend and shows its end on it (False: the
+        kiosk owns the backend across viewers). ``on_picture``: called whenever the picture becomes
+        complete after a (re)connection: what the person sees is the session now."""
         self.options = options
         self.backend = backend
+        self._manage_backend = manage_backend
+        self._on_picture = on_picture
+        self._on_session_event = on_session_event
         self.decoder = Decoder()
         self.cursor = CursorDecoder()
         self.stats = ViewerStats()
@@ -178,18 +200,23 @@ class Viewer:
         self.session_clipboard: dict[Selection, str] = {}
         self.ending: Ending | None = None
         self.ending_detail = ""
+        #: The close code that ended the viewer, when the server's Close did (ErrorCode).
+        self.ending_code: int | None = None
         self.session_id: str | None = None
         self._stop = asyncio.Event()
         self._asked_keyframe = False
         self._pending_keys: list[float] = []
         self._clipboard_changed = asyncio.Event()
         self._keymap_override: str | None = None
+        #: The server sent SessionEvent DETACHED on the connection that is closing.
+        self._detached = ""
 
     # --- life --------------------------------------------------------------------------------------
 
     async def run(self) -> Ending:
         """Connect and serve until the viewer ends; returns why (``ending_detail`` says more)."""
-        await self.backend.start(self.handle_input)
+        if self._manage_backend:
+            await self.backend.start(self.handle_input)
         delay = self.options.backoff_first
         first = True
         try:
@@ -214,7 +241,7 @@ class Viewer:
                     pass
                 first = False
         finally:
-            if self.ending is not Ending.STOPPED:
+            if self.ending is not Ending.STOPPED and self._manage_backend:
                 self.backend.set_state(ConnectionState.FAILED, self.ending_detail)
         assert self.ending is not None
         return self.ending
@@ -226,10 +253,11 @@ class Viewer:
         if conn is not None and not conn.closed:
             conn.close(ErrorCode.NO_ERROR, reason)
 
-    def _end(self, ending: Ending, detail: str) -> None:
+    def _end(self, ending: Ending, detail: str, code: int | None = None) -> None:
         if self.ending is None:
             self.ending = ending
             self.ending_detail = detail
+            self.ending_code = code
         self._stop.set()
         self.complete.set()  # wake whoever waits for a picture: there will be none
         self.connected.set()
@@ -257,7 +285,7 @@ class Viewer:
         except ConnectionClosedError as err:
             self.stats.last_close = f"{ErrorCode.describe(err.code)}: {err.reason}"
             if err.code in FINAL_CODES:
-                self._end(_ending_for(err.code), f"the server refused: {err.reason}")
+                self._end(_ending_for(err.code), f"the server refused: {err.reason}", err.code)
                 return ""
             return f"the server closed the connection: {err.reason}"
         except ConnectError as err:
@@ -294,7 +322,10 @@ class Viewer:
         if self.ending is not None:
             return ""
         if event.code in FINAL_CODES:
-            self._end(_ending_for(event.code), event.reason)
+            self._end(_ending_for(event.code), event.reason, event.code)
+            return ""
+        if self._detached:
+            self._end(Ending.DETACHED, self._detached)
             return ""
         return f"connection lost ({ErrorCode.describe(event.code)}: {event.reason})"
 
@@ -314,6 +345,10 @@ class Viewer:
                     log.info("session event %s: %s", message.kind.name, message.detail)
                     if message.kind in (SessionEventKind.MOVED, SessionEventKind.ENDED):
                         self.ending_detail = message.detail
+                    elif message.kind is SessionEventKind.DETACHED:
+                        self._detached = message.detail or "the server detached this viewer"
+                    if self._on_session_event is not None:
+                        self._on_session_event(message.kind, message.detail)
             except ConnectionClosedError:
                 return
 
@@ -367,7 +402,10 @@ class Viewer:
                 s.keyframe_requests += 1
         else:
             self._asked_keyframe = False
-            self.complete.set()
+            if not self.complete.is_set():
+                self.complete.set()
+                if self._on_picture is not None:
+                    self._on_picture()
 
     def _cursor(self, message: WireCursorImage | CursorPosition) -> None:
         self.stats.cursor_messages += 1

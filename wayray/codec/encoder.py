@@ -80,14 +80,20 @@ class VideoStreamInfo:
 
 
 class Encoder:
-    def __init__(self, width: int, height: int, settings: EncoderSettings | None = None) -> None:
+    def __init__(
+        self, width: int, height: int, settings: EncoderSettings | None = None, *, first_seq: int = 1
+    ) -> None:
+        """``first_seq``: the seq of the first update (a viewer connection that already saw frames of
+        another encoder, e.g. a greeter's before the user's desktop, needs seqs that go on rising)."""
+        if first_seq < 1:
+            raise ValueError(f"first_seq must be at least 1, not {first_seq}")
         self.settings = settings or EncoderSettings()
         self._video = self.settings.video
         if self._video and (why := h264_unavailable()) is not None:
             log.warning("video regions disabled, everything is sent losslessly: %s", why)
             self._video = False
         self._coder = RegionCoder(self.settings)
-        self._seq = 0
+        self._seq = first_seq - 1
         self._next_stream_id = 1
         self._streams: dict[int, _Stream] = {}
         self._setup(width, height)

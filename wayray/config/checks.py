@@ -222,6 +222,28 @@ def _client(config: Config) -> list[Diagnostic]:
     badge = config.client.badge
     if badge.product is not None and badge.vendor is None:
         out.append(_diag(config, "client.badge.product", "'product' needs 'vendor'"))
+    if badge.file is not None and badge.socket is not None:
+        out.append(
+            _diag(
+                config,
+                "client.badge.socket",
+                "give either badge.file or badge.socket: a kiosk reads badges from one source",
+            )
+        )
+    if badge.socket is not None and len(str(badge.socket).encode()) > MAX_SOCKET_PATH:
+        out.append(
+            _diag(config, "client.badge.socket", f"socket paths may have at most {MAX_SOCKET_PATH} bytes")
+        )
+    for key in ("removal_sequence",):
+        text = getattr(badge, key)
+        if text and (text != text.strip() or any(not ch.isprintable() for ch in text)):
+            out.append(
+                _diag(
+                    config,
+                    f"client.badge.{key}",
+                    "a removal sequence is one line of printable characters without surrounding spaces",
+                )
+            )
     return out
 
 

@@ -81,6 +81,16 @@ class TokenKind(enum.StrEnum):
     TERMINAL = "terminal"
 
 
+class SessionStart(enum.StrEnum):
+    """How a server instance starts its sessions."""
+
+    #: A new token gets a login screen; the session runs as the user who logs in, started by the
+    #: session launcher (wrsessd) after PAM.
+    LOGIN = "login"
+    #: No login: every session runs ``session_command`` as the server's own user.
+    COMMAND = "command"
+
+
 class UsbAction(enum.StrEnum):
     ALLOW = "allow"
     DENY = "deny"
@@ -170,10 +180,18 @@ class ServerConfig:
     max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
     policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
     pool: str = setting("", POOL_NAME, 'Server pool it joins and announces over mDNS; "" joins none.')
+    sessions: SessionStart = setting(
+        SessionStart.LOGIN,
+        Choice(SessionStart),
+        'How sessions start. "login": a new token gets a login screen (wrlogin), and after a PAM login '
+        'the session runs as that user, started by the session launcher (wrsessd). "command": no '
+        "login; every session runs `session_command` as the server's own user (demos, single-purpose "
+        "appliances).",
+    )
     session_command: tuple[str, ...] = setting(
         ("foot",),
         Command(),
-        "What a session runs in standalone mode (no session launcher, no login): the command "
+        'What a session runs when `sessions = "command"` (and in `wrsrvd --standalone`): the command '
         "started as the server's user inside each new session.",
     )
     tls: TLSSettings = table(TLSSettings, "TLS identity (QUIC always uses TLS 1.3).")
@@ -373,6 +391,16 @@ class HostConfig:
         ),
         "PAM service (`/etc/pam.d/<name>`) used to authenticate and open sessions.",
     )
+    greeter_pam_service: str = setting(
+        "wayray-greeter",
+        String(
+            r"|[A-Za-z0-9_.-]{1,64}",
+            "PAM service names use letters, digits, '.', '_' and '-'",
+            name='PAM service name, or ""',
+        ),
+        "PAM service of the login screen's own sessions (account and session stacks only; it must not "
+        'ask anything). "" runs login screens without PAM (no logind session for them).',
+    )
     launcher_socket: PurePosixPath = setting(
         DERIVED,
         AbsPath(),
@@ -399,8 +427,35 @@ class HostConfig:
 
 @dataclass(frozen=True)
 class BadgeReaderSettings:
-    vendor: int | None = setting(None, UsbId(16), 'USB vendor id of the badge reader; "*" for any.')
+    vendor: int | None = setting(
+        None,
+        UsbId(16),
+        'USB vendor id of a keyboard-wedge badge reader (found through udev); "*": no USB reader.',
+    )
     product: int | None = setting(None, UsbId(16), 'USB product id of the badge reader; "*" for any.')
+    removal_sequence: str = setting(
+        "",
+        String(max_length=256),
+        "What the USB reader types when a card is taken out, for readers that can be set to say so: "
+        'that line removes the badge instead of presenting one. "": the reader cannot tell.',
+    )
+    repeat_removes: bool = setting(
+        False,
+        Bool(),
+        "Presenting the badge that is in again removes it (tap-in, tap-out RFID readers).",
+    )
+    file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "A file a badge-reader program writes the inserted badge's ID to (deleted or emptied when the "
+        "badge is taken out). Used instead of a USB reader.",
+    )
+    socket: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "A Unix socket wrclient listens on (mode 0600) for a badge-reader program's `insert ID` and "
+        "`remove` lines. Used instead of a USB reader.",
+    )
 
 
 @dataclass(frozen=True)
@@ -434,11 +489,17 @@ class ClientConfig:
         list_rule=ListRule.REPLACE,
     )
     kiosk: bool = setting(
-        False, Bool(), 'Kiosk mode: full screen, no window decorations, "insert badge" screen when idle.'
+        False,
+        Bool(),
+        'Kiosk mode: full screen with nothing to close or escape to, a "present your badge" screen '
+        "while no session is shown; a badge going in attaches its session, taking it out detaches it; "
+        "the connection is retried for ever.",
     )
     tls: ClientTLSSettings = table(ClientTLSSettings, "Client-side TLS.")
     badge: BadgeReaderSettings = table(
-        BadgeReaderSettings, "The badge reader is the USB device matching this vendor/product."
+        BadgeReaderSettings,
+        "Where badges come from: a USB keyboard-wedge reader (vendor/product), a file or a socket a "
+        "badge-reader program writes to. None: the kiosk presents its own identity.",
     )
 
 

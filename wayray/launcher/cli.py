@@ -29,16 +29,19 @@ def _parser() -> argparse.ArgumentParser:
             "docs/launcher.md. Sessions keep running when wrsessd restarts; the new daemon re-adopts them."
         ),
         epilog=(
+            "Settings come from the configuration (host.toml: socket, greeter account, PAM services; "
+            "session.toml: what users' sessions start; see docs/configuration.md). "
             "Under systemd, wrsessd.socket passes the socket (socket activation) and wrsessd reports "
             "readiness with sd_notify. Without systemd it binds --socket itself (owner root, group "
             "socket_group, mode socket_mode)."
         ),
     )
+    p.add_argument("--root", type=Path, metavar="DIR", help="read the configuration under DIR instead of /")
     p.add_argument(
         "--settings",
         type=Path,
         metavar="FILE",
-        help="launcher settings (TOML; keys in docs/launcher.md). Default: built-in defaults",
+        help="override launcher settings from this TOML file (keys in docs/launcher.md §9)",
     )
     p.add_argument("--socket", type=Path, metavar="PATH", help="override the socket path")
     p.add_argument("--state-dir", type=Path, metavar="DIR", help="override the session record directory")
@@ -48,8 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configured(root: Path | None) -> LauncherSettings:
+    """The settings the configuration gives; only problems of host.toml and session.toml count."""
+    from wayray.config import ConfigError, load_report
+
+    result = load_report(root)
+    mine = [d for d in result.errors if d.key.split(".", 1)[0] in ("host", "session")]
+    if mine:
+        raise ConfigError(mine)
+    return LauncherSettings.from_config(result.config)
+
+
 def _settings(args: argparse.Namespace) -> LauncherSettings:
-    settings = load_settings(args.settings) if args.settings else LauncherSettings()
+    settings = _configured(args.root)
+    if args.settings:
+        settings = load_settings(args.settings, settings)
     changes = {}
     if args.socket:
         changes["socket"] = args.socket.absolute()
@@ -61,11 +77,11 @@ def _settings(args: argparse.Namespace) -> LauncherSettings:
     return settings
 
 
-async def _serve(settings: LauncherSettings) -> int:
+async def _serve(settings: LauncherSettings, config_root: Path | None) -> int:
     log = logging.getLogger("wayray.wrsessd")
     # Taken out of the environment so session workers and the sessions they start never inherit it.
     notifier = Notifier.from_environment(unset=True)
-    launcher = Launcher(settings)
+    launcher = Launcher(settings, config_root=config_root or Path("/"))
     launcher.records.ensure()  # refuse an unsafe state directory before touching the socket
     listener = activation.activated_socket()
     bound = listener is None
@@ -127,4 +143,4 @@ def main(argv: list[str] | None = None) -> int:
             "wrsessd must run as root: it runs PAM for other users and starts sessions as them",
             hint="start it through wrsessd.socket/wrsessd.service, or with sudo",
         )
-    return asyncio.run(_serve(settings))
+    return asyncio.run(_serve(settings, args.root))

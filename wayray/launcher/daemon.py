@@ -29,14 +29,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from wayray.common.errors import WayRayError
+from wayray.config import SessionConfig
 from wayray.launcher import proctree, protocol
 from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.records import SessionRecords
-from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal
+from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal, session_to_json
 from wayray.launcher.worker import WorkerJob
 
 log = logging.getLogger("wayray.wrsessd")
@@ -211,6 +213,10 @@ class LiveSession:
     watch: ProcessWatch
     worker_start_time: int | None
     ticket_sha256: str | None = None
+    #: Greeters: environment for the user session their login starts (create_greeter_session).
+    session_env: tuple[str, ...] = ()
+    #: Greeters: the most user sessions its login may leave the user with (create_greeter_session).
+    max_user_sessions: int | None = None
     ending_reason: EndReason | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -270,9 +276,20 @@ class RequestError(Exception):
 
 
 class Launcher:
-    def __init__(self, settings: LauncherSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: LauncherSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        config_root: Path | None = None,
+    ) -> None:
+        """``config_root``: where the configuration is (``/``, or ``--root``): session.toml is read
+        again for every login there, so that a change applies to the next session without a restart.
+        None: ``settings.session_defaults`` as given."""
         self.settings = settings
         self.clock = clock
+        self.config_root = config_root
+        self._session_defaults = settings.session_defaults
         self.limiter = RateLimiter(settings.rate_limit)
         self.records = SessionRecords(settings.state_dir)
         self.sessions: dict[str, LiveSession] = {}
@@ -349,6 +366,8 @@ class Launcher:
                 watch=ProcessWatch(info.worker_pid),
                 worker_start_time=stored.worker_start_time,
                 ticket_sha256=stored.ticket_sha256,
+                session_env=stored.session_env,
+                max_user_sessions=stored.max_user_sessions,
             )
             self._register(live)
             log.info(
@@ -562,7 +581,28 @@ class Launcher:
             compositor_start_timeout_s=s.compositor_start_timeout_s,
             stop_timeout_s=s.stop_timeout_s,
             unlock_session=unlock_session,
+            session_defaults=session_to_json(self.session_defaults())
+            if session_class is SessionClass.USER
+            else None,
         )
+
+    def session_defaults(self) -> SessionConfig:
+        """session.toml as it is now (the last good one when it has errors now)."""
+        if self.config_root is None:
+            return self._session_defaults
+        from wayray.config import load_report
+
+        result = load_report(self.config_root)
+        problems = [d for d in result.errors if d.key.split(".", 1)[0] == "session"]
+        if problems:
+            log.error(
+                "session.toml: %s%s; new sessions keep the settings read before",
+                problems[0].format(),
+                f" (and {len(problems) - 1} more)" if len(problems) > 1 else "",
+            )
+        else:
+            self._session_defaults = result.config.session
+        return self._session_defaults
 
     def _greeter_for_ticket(self, ticket: str) -> LiveSession:
         digest = _sha256(ticket)
@@ -819,7 +859,10 @@ class Launcher:
                 )
             )
             return protocol.SessionStarted(session=target.info, resumed=True)
-        limit = self.settings.max_sessions_per_user
+        limits = [self.settings.max_sessions_per_user]
+        if login.greeter is not None:
+            limits.append(login.greeter.max_user_sessions)
+        limit = min((n for n in limits if n is not None), default=None)
         if limit is not None:
             count = sum(
                 1
@@ -838,10 +881,10 @@ class Launcher:
         if login.timer is not None:
             login.timer.cancel()
         greeter_id = login.greeter.session_id if login.greeter else None
+        env = merge_env(req.env or (), login.greeter.session_env if login.greeter else ())
         await login.link.send(
-            {"type": "start", "env": list(req.env or ()), "cmd": list(req.cmd) if req.cmd else None,
-             "replaces": greeter_id}
-        )  # fmt: skip
+            {"type": "start", "env": env, "cmd": list(req.cmd) if req.cmd else None, "replaces": greeter_id}
+        )
         try:
             live = await self._await_started(login.link, login.session_id)
         finally:
@@ -888,6 +931,7 @@ class Launcher:
     def _consume_ticket(self, greeter: LiveSession) -> None:
         """A ticket logs in once, also across a wrsessd restart (so its record forgets it too)."""
         greeter.ticket_sha256 = None
+        greeter.session_env = ()
         self.records.forget_ticket(greeter.session_id)
 
     def _linger(self, greeter: LiveSession) -> None:
@@ -911,6 +955,13 @@ class Launcher:
         for entry in req.env or ():
             if (why := env_refusal(entry)) is not None:
                 raise RequestError(ErrorType.BAD_REQUEST, why)
+        for entry in req.session_env or ():
+            if (why := env_refusal(entry)) is not None:
+                raise RequestError(ErrorType.BAD_REQUEST, f"session_env: {why}")
+        if req.session_env and req.unlock_session is not None:
+            raise RequestError(
+                ErrorType.BAD_REQUEST, "an unlock greeter starts no session: session_env makes no sense"
+            )
         if self.pending_logins >= s.max_pending_logins:
             raise RequestError(ErrorType.LIMIT, "too many sessions starting; try again in a moment")
         session_id = new_session_id()
@@ -949,6 +1000,10 @@ class Launcher:
             live = await self._await_started(link, session_id, ticket)
         finally:
             self.pending_logins -= 1
+        if req.session_env or req.max_user_sessions is not None:
+            live.session_env = tuple(req.session_env or ())
+            live.max_user_sessions = req.max_user_sessions
+            self.records.set_greeter_login(live.session_id, live.session_env, live.max_user_sessions)
         self._register(live)
         log.info(
             "greeter session %s started for %s token %s from %s%s",
@@ -988,6 +1043,12 @@ class Launcher:
         if await self._end(live, req.reason or EndReason.OPERATOR):
             return protocol.Success()
         raise RequestError(ErrorType.ERROR, f"session {req.session_id} did not end in time; see the logs")
+
+
+def merge_env(requested: tuple[str, ...] | list[str], fixed: tuple[str, ...]) -> list[str]:
+    """``requested`` entries, then ``fixed`` ones, which replace requested entries of the same name."""
+    names = {e.partition("=")[0] for e in fixed}
+    return [e for e in requested if e.partition("=")[0] not in names] + list(fixed)
 
 
 def too_many(wait: float) -> str:

@@ -474,6 +474,17 @@ class CreateGreeterSession(Message):
     unlock_session: str | None = field(
         SESSION_ID, "make this an unlock greeter: its login re-authenticates that session's owner"
     )
+    session_env: tuple[str, ...] | None = field(
+        ENV_LIST,
+        "extra `NAME=value` entries for the user session this greeter's login starts (wrsrvd: the "
+        "link details of the user's compositor); they win over the greeter's own `start_session {env}` "
+        "and are never shown to the greeter",
+    )
+    max_user_sessions: int | None = field(
+        Integer(1, 100_000),
+        "the most user sessions the user who logs in through this greeter may have (the asking "
+        "server's policy); `start_session` beyond it (or beyond wrsessd's own limit) → `error {limit}`",
+    )
 
 
 @message("list_sessions", Direction.REQUEST, "Answered by `session_list`.", CONTROL)

@@ -32,6 +32,11 @@ class StoredSession:
     ticket_sha256: str | None = None
     #: True when this session's worker created XDG_RUNTIME_DIR (and the last one out removes it).
     created_runtime_dir: bool = False
+    #: Greeters: the environment the user session their login starts gets (``session_env``; it holds
+    #: the link secret of the user's compositor, hence a root-only record); dropped with the ticket.
+    session_env: tuple[str, ...] = ()
+    #: Greeters: the most user sessions its login may leave its user with (create_greeter_session).
+    max_user_sessions: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -39,6 +44,8 @@ class StoredSession:
             "worker_start_time": self.worker_start_time,
             "ticket_sha256": self.ticket_sha256,
             "created_runtime_dir": self.created_runtime_dir,
+            "session_env": list(self.session_env),
+            "max_user_sessions": self.max_user_sessions,
         }
 
     @classmethod
@@ -52,6 +59,10 @@ class StoredSession:
             worker_start_time=start if isinstance(start, int) else None,
             ticket_sha256=ticket if isinstance(ticket, str) else None,
             created_runtime_dir=obj.get("created_runtime_dir") is True,
+            session_env=tuple(e for e in env if isinstance(e, str))
+            if isinstance(env := obj.get("session_env"), list)
+            else (),
+            max_user_sessions=m if isinstance(m := obj.get("max_user_sessions"), int) else None,
         )
 
 
@@ -105,6 +116,19 @@ class SessionRecords:
         with self.lock(), contextlib.suppress(FileNotFoundError):
             self._path(session_id).unlink()
 
+    def set_greeter_login(
+        self, session_id: str, env: tuple[str, ...], max_user_sessions: int | None
+    ) -> None:
+        """Keep what a greeter's login must apply in its record (``session_env``, the session limit), so
+        it still applies after a wrsessd restart."""
+        with self.lock():
+            path = self._path(session_id)
+            try:
+                stored = StoredSession.from_json(json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                return
+            self.write(replace(stored, session_env=env, max_user_sessions=max_user_sessions))
+
     def forget_ticket(self, session_id: str) -> None:
         """Drop a used greeter ticket from its record (under the lock, so a record being removed by
         its ending worker is not written back)."""
@@ -114,7 +138,7 @@ class SessionRecords:
                 stored = StoredSession.from_json(json.loads(path.read_text()))
             except (OSError, ValueError, KeyError, TypeError):
                 return
-            self.write(replace(stored, ticket_sha256=None))
+            self.write(replace(stored, ticket_sha256=None, session_env=()))
 
     def load_all(self) -> list[StoredSession]:
         out: list[StoredSession] = []

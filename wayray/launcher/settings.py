@@ -1,14 +1,17 @@
 """What wrsessd needs to know, as frozen dataclasses the configuration model fills in.
 
-The configuration model (``wayray.config``) is being written alongside this code; until it lands,
-``wrsessd --settings FILE`` reads the same fields from a small TOML file with :func:`load_settings`
-(see docs/launcher.md for the keys). The dataclasses here are the interface the config model feeds.
+:meth:`LauncherSettings.from_config` makes them from the configuration (``host.toml`` for the
+socket, the greeter account and the PAM services; ``session.toml`` for what users' sessions start).
+``wrsessd --settings FILE`` may then override any field from a small TOML file with
+:func:`load_settings` (docs/launcher.md §9): for tests, and for sites that must change what the
+configuration model does not describe (the compositor and greeter commands, timeouts, rate limits).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import string
+import sys
 import tomllib
 import types
 import typing
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wayray.common.errors import WayRayError
+from wayray.config import Config, SessionConfig
 from wayray.launcher.ratelimit import RateLimitSettings
 
 #: Names a compositor or component argument may use as ``{name}``; filled in per session.
@@ -52,6 +56,45 @@ class Component:
 
     name: str  # "wm", "panel", "launcher", "notifications", "autostart[0]", "greeter"
     argv: tuple[str, ...]
+
+
+#: The session compositor wrsessd starts for users and greeters: WayRay's own, from this installation.
+#: It gets its link to wrsrvd and its output settings from the session's environment.
+DEFAULT_COMPOSITOR = (sys.executable, "-I", "-m", "wayray.server", "session")
+#: The greeter component of greeter sessions.
+DEFAULT_GREETER = (sys.executable, "-I", "-m", "wayray.greeter")
+
+#: session.toml keys for single programs, in the order they start, and their component names.
+SESSION_COMPONENTS = (
+    ("window_manager", "wm"),
+    ("panel", "panel"),
+    ("launcher", "launcher"),
+    ("notifications", "notifications"),
+)
+
+
+def session_components(session: SessionConfig) -> tuple[Component, ...]:
+    """The components a session.toml asks for, in order (empty commands are left out)."""
+    out = [Component(name, getattr(session, key)) for key, name in SESSION_COMPONENTS]
+    out += [Component(f"autostart[{i}]", argv) for i, argv in enumerate(session.autostart)]
+    return tuple(c for c in out if c.argv)
+
+
+def session_to_json(session: SessionConfig) -> dict[str, Any]:
+    """A SessionConfig as JSON (for the session worker, which reads no configuration itself)."""
+    return {
+        **{key: list(getattr(session, key)) for key, _ in SESSION_COMPONENTS},
+        "autostart": [list(a) for a in session.autostart],
+        "environment": dict(session.environment),
+    }
+
+
+def session_from_json(obj: dict[str, Any]) -> SessionConfig:
+    return SessionConfig(
+        **{key: tuple(obj.get(key) or ()) for key, _ in SESSION_COMPONENTS},
+        autostart=tuple(tuple(a) for a in obj.get("autostart") or ()),
+        environment=types.MappingProxyType(dict(obj.get("environment") or {})),
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +173,24 @@ class LauncherSettings:
     #: A greeter whose login started a user session is ended after this long at the latest.
     greeter_linger_s: float = 30.0
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    #: session.toml: the programs (after ``user_session.components``) and environment of every user
+    #: session; each user's own ``session.toml`` overrides it key by key.
+    session_defaults: SessionConfig = field(default_factory=SessionConfig)
+
+    @classmethod
+    def from_config(cls, config: Config) -> LauncherSettings:
+        """The launcher's settings from the configuration model (host.toml and session.toml)."""
+        host = config.host
+        return cls(
+            socket=Path(str(host.launcher_socket)),
+            state_dir=Path(str(host.runtime_dir)) / "sessd",
+            pam_service=host.pam_service,
+            greeter_pam_service=host.greeter_pam_service or None,
+            greeter_user=host.greeter_user,
+            user_session=SessionPlan(DEFAULT_COMPOSITOR),
+            greeter_session=SessionPlan(DEFAULT_COMPOSITOR, (Component("greeter", DEFAULT_GREETER),)),
+            session_defaults=config.session,
+        )
 
     def check(self) -> None:
         """Errors an operator can act on, before the daemon starts serving."""
@@ -211,20 +272,28 @@ def _from_mapping(cls: Any, data: dict[str, Any], where: str) -> Any:
         raise WayRayError(f"{where or 'settings'}: {err}") from None
 
 
-def load_settings(path: Path) -> LauncherSettings:
-    """Read a settings file (TOML; see docs/launcher.md). Errors name the file and the key."""
+def load_settings(path: Path, base: LauncherSettings | None = None) -> LauncherSettings:
+    """Read a settings file (TOML; see docs/launcher.md) over ``base`` (the configuration's settings,
+    or the built-in defaults). Errors name the file and the key."""
     try:
         data = tomllib.loads(path.read_text())
     except OSError as err:
         raise WayRayError(f"{path}: cannot read settings: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise WayRayError(f"{path}: {err}") from None
+    if "session_defaults" in data:
+        raise WayRayError(
+            f"{path}: session_defaults cannot be set here", hint="what sessions start is set in session.toml"
+        )
     try:
-        settings = _from_mapping(LauncherSettings, data, "")
+        overrides = _from_mapping(LauncherSettings, data, "")
     except WayRayError as err:
         raise WayRayError(f"{path}: {err.message}", hint=err.hint) from None
-    assert isinstance(settings, LauncherSettings)
-    return settings
+    given = {k: getattr(overrides, k) for k in data}
+    try:
+        return dataclasses.replace(base or LauncherSettings(), **given)
+    except ValueError as err:
+        raise WayRayError(f"{path}: {err}") from None
 
 
 def env_refusal(entry: str) -> str | None:

@@ -15,19 +15,19 @@ import json
 import logging
 import os
 import pwd
-import shlex
+import re
 import shutil
 import stat
 import subprocess
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wayray.config import SessionConfig, load_user_session
 from wayray.launcher.records import SessionRecords
-from wayray.launcher.settings import Component, SessionPlan
+from wayray.launcher.settings import env_refusal, session_from_json, session_to_json
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,17 @@ def session_environment(
 
 
 def expand(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """The launcher's own commands: ``str.format`` placeholders (checked by ``SessionPlan.check``)."""
     return [arg.format_map(values) for arg in argv]
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def expand_known(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """session.toml commands (a user's own too): only ``{name}`` of a known placeholder is replaced,
+    every other brace is left as written (``sh -c 'echo {}'`` means what it says)."""
+    return [_PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), arg) for arg in argv]
 
 
 # --- spawning --------------------------------------------------------------------------------------
@@ -211,66 +221,19 @@ def wait_for_socket(path: Path, *, running: Callable[[], bool], timeout: float) 
         delay = min(delay * 2, 0.05)
 
 
-# --- the user's session.toml (interim reader until wayray.config's session model lands) ------------
-
-#: session.toml keys for single programs, in the order they start.
-COMPONENT_KEYS = ("wm", "panel", "launcher", "notifications")
+# --- the user's session.toml --------------------------------------------------------------------
 
 
-def _argv(value: object, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(shlex.split(value))
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ValueError(f"{where}: expected a command string or a list of strings")
+def read_user_session(
+    account: Account, env: Mapping[str, str], relative: str, system: SessionConfig
+) -> SessionConfig:
+    """The session settings for ``account``: ``system`` (session.toml) overridden key by key by the
+    user's own ``$XDG_CONFIG_HOME/<relative>`` (default ``~/.config/…``).
 
-
-def parse_user_session_file(text: str) -> dict[str, object]:
-    """Parse session.toml into overrides: {key: argv or () to disable, "autostart": [argv, ...]}."""
-    data = tomllib.loads(text)
-    out: dict[str, object] = {}
-    for key, value in data.items():
-        if key in COMPONENT_KEYS:
-            out[key] = _argv(value, key) if value != "" else ()
-        elif key == "autostart":
-            if not isinstance(value, list):
-                raise ValueError("autostart: expected a list of commands")
-            out[key] = [_argv(v, f"autostart[{i}]") for i, v in enumerate(value)]
-        else:
-            raise ValueError(f"unknown key {key!r} (known: {', '.join((*COMPONENT_KEYS, 'autostart'))})")
-    return out
-
-
-def merge_plan(system: SessionPlan, overrides: Mapping[str, object]) -> SessionPlan:
-    """Apply a user's session.toml overrides to the system's component list."""
-    components: list[Component] = []
-    seen = set()
-    for comp in system.components:
-        if comp.name.startswith("autostart") and "autostart" in overrides:
-            continue
-        if comp.name in overrides:
-            seen.add(comp.name)
-            argv = overrides[comp.name]
-            assert isinstance(argv, tuple)
-            if argv:
-                components.append(Component(comp.name, argv))
-            continue
-        components.append(comp)
-    for key in COMPONENT_KEYS:
-        argv = overrides.get(key)
-        if key not in seen and isinstance(argv, tuple) and argv:
-            components.append(Component(key, argv))
-    autostart = overrides.get("autostart")
-    if isinstance(autostart, list):
-        components.extend(Component(f"autostart[{i}]", tuple(a)) for i, a in enumerate(autostart))
-    return SessionPlan(system.compositor, tuple(components))
-
-
-def read_user_overrides(account: Account, env: Mapping[str, str], relative: str) -> dict[str, object] | None:
-    """Read and parse the user's session.toml *as the user*; None when absent or broken (logged).
-
-    ``relative`` is resolved against $XDG_CONFIG_HOME (or ~/.config). The parse runs in a forked
-    child with the user's credentials, so root never opens a file the user controls.
+    The file is read and parsed in a forked child that dropped to the user first, so root never opens
+    a file the user controls (a link to /etc/shadow reads as "permission denied"). Problems in the
+    file never stop the login: the bad keys are skipped and each problem is logged with its
+    ``file:line:col``, for the user's administrator (the session's log is the user's to read).
     """
     config_home = env.get("XDG_CONFIG_HOME") or os.path.join(account.home, ".config")
     path = os.path.join(config_home, relative)
@@ -281,13 +244,19 @@ def read_user_overrides(account: Account, env: Mapping[str, str], relative: str)
             os.close(rfd)
             account.drop_privileges()
             try:
-                with open(path, encoding="utf-8") as f:
-                    text = f.read(256 * 1024)
-                outcome: dict[str, object] = {"ok": parse_user_session_file(text)}
+                with open(path, "rb") as f:
+                    data = f.read(256 * 1024 + 1)
+                if len(data) > 256 * 1024:
+                    raise ValueError("the file is larger than 256 KiB")
+                merged, problems = load_user_session(system, data, path)
+                outcome: dict[str, object] = {
+                    "ok": session_to_json(merged),
+                    "problems": [d.format() for d in problems],
+                }
             except FileNotFoundError:
                 outcome = {"absent": True}
-            except (OSError, ValueError, UnicodeDecodeError) as err:
-                outcome = {"error": str(err)}
+            except (OSError, ValueError) as err:
+                outcome = {"error": getattr(err, "strerror", None) or str(err)}
             os.write(wfd, json.dumps(outcome).encode())
         finally:
             os._exit(0)
@@ -301,10 +270,25 @@ def read_user_overrides(account: Account, env: Mapping[str, str], relative: str)
         result: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
     except ValueError:
         result = {}
-    overrides = result.get("ok")
-    if isinstance(overrides, dict):
-        # JSON turned tuples into lists; restore the shapes merge_plan expects.
-        return {k: (tuple(v) if k != "autostart" else [tuple(a) for a in v]) for k, v in overrides.items()}
+    for problem in result.get("problems") or ():
+        log.warning("%s's session file: %s", account.name, problem)
+    merged_json = result.get("ok")
+    if isinstance(merged_json, dict):
+        return session_from_json(merged_json)
     if "error" in result:
         log.warning("%s: ignoring %s's session file: %s", path, account.name, result["error"])
-    return None
+    return system
+
+
+def session_env_entries(session: SessionConfig) -> dict[str, str]:
+    """session.toml's ``environment`` without the names the launcher owns (those are logged)."""
+    out = {}
+    for name, value in session.environment.items():
+        why = env_refusal(f"{name}={value}")
+        if why is None and name.startswith("WAYRAY_"):
+            why = f"environment variable {name} belongs to WayRay and cannot be set in session.toml"
+        if why is not None:
+            log.warning("session.toml: %s; ignoring it", why)
+            continue
+        out[name] = value
+    return out

@@ -45,7 +45,7 @@ from wayray.common.log import setup as setup_logging
 from wayray.launcher import pam, proctree, protocol, spawn
 from wayray.launcher.channel import Channel
 from wayray.launcher.records import SessionRecords, StoredSession
-from wayray.launcher.settings import Component, SessionPlan
+from wayray.launcher.settings import Component, SessionPlan, session_components, session_from_json
 
 log = logging.getLogger("wayray.wrsessd.worker")
 
@@ -104,6 +104,8 @@ class WorkerJob:
     compositor_start_timeout_s: float
     stop_timeout_s: float
     unlock_session: str | None = None
+    #: session.toml (``settings.session_to_json``): user sessions' further programs and environment.
+    session_defaults: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -281,10 +283,14 @@ class Worker:
             default_path=job.default_path,
         )
         plan = job.plan
-        if job.session_class == protocol.SessionClass.USER and job.read_user_session_file:
-            overrides = spawn.read_user_overrides(account, env, job.user_session_file)
-            if overrides:
-                plan = spawn.merge_plan(plan, overrides)
+        from_session_toml: tuple[Component, ...] = ()
+        if job.session_class == protocol.SessionClass.USER and job.session_defaults is not None:
+            session = session_from_json(job.session_defaults)
+            if job.read_user_session_file:
+                session = spawn.read_user_session(account, env, job.user_session_file, session)
+            from_session_toml = session_components(session)
+            plan = SessionPlan(plan.compositor, (*plan.components, *from_session_toml))
+            env.update(spawn.session_env_entries(session))
         custom = [a for a in msg.get("cmd") or () if isinstance(a, str)]
         values = {
             "wayland_display": wayland_display,
@@ -323,10 +329,12 @@ class Worker:
             client_env.update(
                 {k: v for k, v in (msg.get("greeter_env") or {}).items() if isinstance(v, str)}
             )
-        for comp in plan.components:
+        configured = len(plan.components) - len(from_session_toml)
+        for index, comp in enumerate(plan.components):
+            expand = spawn.expand if index < configured else spawn.expand_known
             try:
                 child = spawn.spawn(
-                    spawn.expand(comp.argv, values), account=account, env=client_env, umask=job.umask
+                    expand(comp.argv, values), account=account, env=client_env, umask=job.umask
                 )
             except OSError as err:
                 if job.session_class == protocol.SessionClass.GREETER:

@@ -157,13 +157,17 @@ class Attach(LinkMessage):
     frame_window: int = _int(1, 0xFFFF)
     #: Which way clipboard text may flow (the session policy: both, to-client, to-server, none).
     clipboard: str = _text(16)
+    #: The seq of the first FrameUpdate to send. 1 for a new viewer connection; higher when wrsrvd
+    #: switches a viewer that is already showing another session (greeter → the user's desktop) to
+    #: this one, whose seqs must go on increasing on the same connection.
+    first_seq: int = _int(1, 2**63 - 1, 1)
 
     def __repr__(self) -> str:
         return (
             f"Attach(attach_id={self.attach_id}, screen={self.width}x{self.height}@{self.scale_120}/120, "
             f"match_size={self.match_size}, keymap=<{len(self.keymap)} chars>, "
             f"capabilities={sorted(self.capabilities)}, frame_window={self.frame_window}, "
-            f"clipboard={self.clipboard})"
+            f"clipboard={self.clipboard}, first_seq={self.first_seq})"
         )
 
 

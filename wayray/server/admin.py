@@ -4,16 +4,23 @@ A Unix stream socket (mode 0600: wrsrvd's own user, and root), framed like wrses
 length in native byte order, then that many bytes of UTF-8 JSON, one object with a ``"type"``.
 Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
 
-- ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "version", "listen", "port",
-  "fingerprint", "sessions", "viewers", "max_sessions"}``
+- ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "sessions_start" ("login" |
+  "command"), "launcher" (null, or {"socket", "connected"}), "version", "pid", "listen", "port",
+  "fingerprint", "sessions", "by_state": {state: n}, "viewers", "unlocking", "max_sessions",
+  "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}}``
 - ``{"type": "sessions"}`` → ``{"type": "sessions", "sessions": [{"id", "state", "token", "user",
-  "viewer", "linked", "pid", "wayland_display", "output": [w, h, scale_120], "created_at",
-  "changed_at"}, ...]}`` (``token`` is the short digest form, never the token)
+  "viewer", "kiosk", "since", "launcher_session", "linked", "pid", "wayland_display", "output":
+  [w, h, scale_120], "created_at", "changed_at"}, ...]}`` (``token`` is the short digest form, never
+  the token; ``kiosk`` the host of the viewer showing it; ``since`` when it entered its state)
+- ``{"type": "kill", "session_id": ID}`` → ``{"type": "killed", "session_id"}``: ended (login mode:
+  through wrsessd, which closes its PAM session); its kiosk is told and shows its idle screen
+- ``{"type": "detach", "session_id": ID}`` → ``{"type": "detached", "session_id"}``: taken off its
+  viewer (SessionEvent DETACHED, then Close NO_ERROR); it keeps running
 - ``{"type": "screenshot", "session_id": ID, "include_cursor": false}`` → ``{"type": "screenshot",
   "png_base64": ...}`` (the compositor's own picture of its output)
 
 Any failure is answered ``{"type": "error", "description": ...}``; a malformed frame closes the
-connection. The next issue's ``wradm sessions|session kill|detach|status`` builds on this.
+connection. ``wradm status|sessions|session kill|detach`` (``wayray/admin/``) are built on this.
 """
 
 from __future__ import annotations
@@ -23,20 +30,17 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from wayray.common.errors import WayRayError
+from wayray.common.unixsock import bind_private_socket
 
 log = logging.getLogger("wayray.server.admin")
 
 _LEN = struct.Struct("=I")
-#: sun_path holds 108 bytes on Linux (104 on illumos and the BSDs), including the final NUL.
-MAX_SOCKET_PATH = 103
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024
 
@@ -50,47 +54,6 @@ class AdminError(Exception):
 def encode(obj: dict[str, Any]) -> bytes:
     data = json.dumps(obj, separators=(",", ":")).encode()
     return _LEN.pack(len(data)) + data
-
-
-def bind_private_socket(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path``, mode 0600 from the start (never reachable by others), after
-    removing a stale one; WayRayError when another process listens there or the path is unusable."""
-    length = len(os.fsencode(path))
-    if length > MAX_SOCKET_PATH:
-        raise WayRayError(
-            f"{path}: a socket path can be at most {MAX_SOCKET_PATH} bytes, this one has {length}",
-            hint="use a shorter runtime directory (--runtime-dir, or host.runtime_dir)",
-        )
-    try:
-        return _bind(path)
-    except OSError as err:
-        raise WayRayError(f"cannot listen on {path}: {err.strerror or err}") from None
-
-
-def _bind(path: Path) -> socket.socket:
-    if path.is_socket() or path.exists():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink(missing_ok=True)
-        else:
-            raise WayRayError(
-                f"{path}: another process listens there",
-                hint="another wrsrvd uses this runtime directory; give this one its own --runtime-dir",
-            )
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    sock.listen(64)
-    sock.setblocking(False)
-    return sock
 
 
 class AdminServer:

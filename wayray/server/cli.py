@@ -163,11 +163,14 @@ def _instance(name: str, root: Path | None) -> object:
     cfg = config.load(root, instance=name)
     server = cfg.server(name)
     policy = cfg.policy_for(server)
-    if policy.reauth_on_reattach:
+    settings = instance_settings(server, policy, cfg.host)
+    if policy.reauth_on_reattach and not settings.login:
         log.info(
-            "policy %s: re-authentication on re-attach needs the session launcher; off for now", policy.name
+            'policy %s: re-authentication on re-attach needs a login (sessions = "login"); off for %s',
+            policy.name,
+            name,
         )
-    return instance_settings(server, policy, cfg.host)
+    return settings
 
 
 async def _serve(settings: object, *, instance: str | None, root: Path | None) -> int:

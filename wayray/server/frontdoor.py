@@ -12,8 +12,13 @@ finds them in its SQLite registry. A compositor that crashes ends its own sessio
 viewer-side failure closes that viewer's connection with a reason; every link-side failure closes
 that link with a reason; nothing a peer sends ends the daemon.
 
-Standalone mode starts each session's compositor itself (``wrsrvd session … -- COMMAND`` as the
-server's user); the launcher issue adds sessions started by wrsessd behind a greeter.
+Standalone mode (and ``sessions = "command"``) starts each session's compositor itself (``wrsrvd
+session … -- COMMAND`` as the server's user). Login mode (``sessions = "login"``) has the session
+launcher, wrsessd, start them (``wayray.server.launcher``): a token without a session gets a *greeter
+session* (our compositor with wrlogin in it, as the greeter user); when its login starts the user's
+session, wrsrvd switches the viewer to the user's compositor on the same connection (keyframe first)
+and ends the greeter. A session that needs its owner's password again (``reauth_on_reattach``) is
+shown only after an *unlock greeter* succeeded. Sessions end through wrsessd, so PAM sessions close.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import contextlib
 import dataclasses
 import fcntl
 import functools
-import hashlib
 import hmac
 import itertools
 import logging
@@ -32,13 +36,15 @@ import secrets
 import signal
 import stat
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
 from wayray.common.notify import Notifier
+from wayray.common.unixsock import bind_private_socket
+from wayray.launcher import protocol as lp
 from wayray.link import (
     LINK_VERSION,
     Attach,
@@ -60,11 +66,14 @@ from wayray.link import (
     Welcome,
 )
 from wayray.link.stream import LinkOverflow, LinkStream
-from wayray.server.admin import AdminError, AdminServer, bind_private_socket
-from wayray.server.model import Endpoint, EndReason, Session, SessionState
+from wayray.server.admin import AdminError, AdminServer
+from wayray.server.launcher import LauncherBridge
+from wayray.server.live import LiveSession, Viewer, sha256_hex
+from wayray.server.logins import LAUNCHER_REASONS, LoginMode
+from wayray.server.model import Endpoint, EndReason, Session, SessionState, kiosk_of
 from wayray.server.registry import Outcome, Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.spawn import SessionProcess, SessionSpec, pid_alive, start_session
+from wayray.server.spawn import SessionSpec, pid_alive, start_session
 from wayray.server.tokens import TokenHasher, TokenKind
 from wayray.transport import (
     ConnectionClosedError,
@@ -94,8 +103,9 @@ from wayray.wire.framing import parse_header
 
 log = logging.getLogger("wayray.server")
 
-#: How the wire's token kinds map to the registry's. A software token (given on a command line or in a
-#: file) follows whoever presents it, as a badge does.
+#: How the wire's token kinds map to the registry's (and the policy's ``tokens``). A software token
+#: (given on a command line or in a file) follows whoever presents it, as a badge does, so it counts
+#: as a badge: a policy that accepts only terminals refuses it.
 TOKEN_KINDS = {
     WireTokenKind.BADGE: TokenKind.BADGE,
     WireTokenKind.TERMINAL: TokenKind.TERMINAL,
@@ -106,45 +116,13 @@ SCREENSHOT_TIMEOUT = 20.0
 END_WAIT = 8.0
 #: After a link drops without Ended: how long to wait for the compositor process to be seen gone.
 LINK_LOSS_GRACE = 1.0
+#: Switching a viewer to another compositor: how long it may take to acknowledge the frames it has.
+DRAIN_TIMEOUT = 5.0
 _CLIPBOARD_TYPE = spec_of(ClipboardText(selection=0, text="")).number  # type: ignore[arg-type]
 _INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
 
 
-@dataclass(eq=False)
-class Viewer:
-    """One viewer's connection and which session it shows."""
-
-    conn: ServerConnection
-    #: The registry's name for this viewer (unique per connection).
-    key: str
-    session: LiveSession | None = None
-    attach_id: int = 0
-    last_input: float = 0.0
-    #: The token found a running session (ServerHello.resumed).
-    resumed: bool = False
-
-
-@dataclass(eq=False)
-class LiveSession:
-    """What wrsrvd knows at run time about a session in its registry: its link and its viewer."""
-
-    id: str
-    link: LinkStream | None = None
-    linked: asyncio.Event = field(default_factory=asyncio.Event)
-    process: SessionProcess | None = None
-    pid: int | None = None
-    wayland_display: str = ""
-    output: tuple[int, int, int] = (0, 0, SCALE_ONE)
-    viewer: Viewer | None = None
-    attach_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    attaching: dict[int, asyncio.Future[Attached]] = field(default_factory=dict)
-    screenshots: dict[int, asyncio.Future[bytes]] = field(default_factory=dict)
-    ended: bool = False
-    #: When a session restored from the registry must be back on its link (else it is gone).
-    relink_by: float | None = None
-
-
-class FrontDoor:
+class FrontDoor(LoginMode):
     def __init__(self, settings: FrontDoorSettings, *, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.notifier = notifier or Notifier(None)
@@ -163,6 +141,15 @@ class FrontDoor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer_wake = asyncio.Event()
         self.stopping = False
+        #: Login mode: wrsessd.
+        self.bridge: LauncherBridge | None = None
+        #: Login mode: unlock greeters shown to viewers, by their (link) id.
+        self.unlocking: dict[str, LiveSession] = {}
+        #: Links of compositors a session no longer uses (a greeter after its login): ignored.
+        self._retired: set[LinkStream] = set()
+        #: Login mode: link session ids of greeters wrsessd is starting. Their compositor may register
+        #: before wrsessd's answer is in: it waits until the session is recorded (the event is set).
+        self._starting: dict[str, asyncio.Event] = {}
 
     # --- start and stop ----------------------------------------------------------------------------
 
@@ -176,9 +163,21 @@ class FrontDoor:
         now = time.time()
         self.registry = Registry.open(s.registry_path, policy=s.policy, now=now)
         self._restore(now)
-        if s.mode is Mode.INSTANCE:
+        if s.mode is Mode.INSTANCE and not s.login:
             _private_dir(s.session_runtime_dir)
-        link_sock = bind_private_socket(s.link_socket)
+        if s.login:
+            # Compositors run as the greeter user and as each logged-in user: the link socket is
+            # open to every local user, who must still present the session's secret from their own
+            # uid (see _register). The directory lets them through to it, but not list it.
+            os.chmod(s.runtime_dir, 0o711)
+            link_sock = bind_private_socket(s.link_socket, mode=0o666)
+            assert s.launcher_socket is not None
+            self.bridge = LauncherBridge(
+                s.launcher_socket, on_event=self._launcher_event, on_snapshot=self._launcher_snapshot
+            )
+            self.bridge.start()
+        else:
+            link_sock = bind_private_socket(s.link_socket)
         self._link_server = await asyncio.start_unix_server(self._on_link, sock=link_sock, limit=256 * 1024)
         self._admin = AdminServer(s.admin_socket, self._admin_request)
         await self._admin.start()
@@ -254,6 +253,8 @@ class FrontDoor:
             self.settings.link_socket.unlink(missing_ok=True)
         if self._admin is not None:
             await self._admin.close()
+        if self.bridge is not None:
+            await self.bridge.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -321,7 +322,13 @@ class FrontDoor:
                 log.info("session %s: its compositor (pid %d) is gone; ending it", s.id, pid)
                 self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
                 continue
-            self.live[s.id] = LiveSession(s.id, pid=pid, relink_by=grace)
+            self.live[s.id] = LiveSession(
+                s.id,
+                pid=pid,
+                relink_by=grace,
+                launcher_session=s.endpoint.launcher_session,
+                uid=s.endpoint.uid,
+            )
 
     # --- viewers -----------------------------------------------------------------------------------
 
@@ -342,18 +349,28 @@ class FrontDoor:
         if p.outcome is Outcome.REFUSED:
             conn.close(ErrorCode.TOKEN_REJECTED, p.reason or "this server does not accept the token")
             return
-        if p.outcome is Outcome.REAUTH_REQUIRED:  # the policy has it off until the launcher drives logins
-            conn.close(
-                ErrorCode.TOKEN_REJECTED,
-                "the session needs its owner's password, which this server cannot ask",
-            )
-            return
-        resumed = p.outcome is not Outcome.NEW_GREETER
-        if p.outcome is Outcome.NEW_GREETER:
-            ls = await self._new_session(token, viewer, conn)
+        if p.outcome is Outcome.REAUTH_REQUIRED:
+            if self.bridge is None:  # the policy has it off without logins; be safe anyway
+                conn.close(
+                    ErrorCode.TOKEN_REJECTED,
+                    "the session needs its owner's password, which this server cannot ask",
+                )
+                return
+            assert p.session is not None
+            ls = await self._unlock_greeter(token, viewer, conn, p.session)
+            if ls is None:
+                return
+            resumed = False
+        elif p.outcome is Outcome.NEW_GREETER:
+            resumed = False
+            if self.bridge is not None:
+                ls = await self._new_greeter(token, viewer, conn)
+            else:
+                ls = await self._new_session(token, viewer, conn)
             if ls is None:
                 return
         else:
+            resumed = True
             assert p.session is not None
             ls = self.live.get(p.session.id)
             if ls is None:  # in the registry but not known at run time: cannot happen, but be safe
@@ -371,6 +388,8 @@ class FrontDoor:
         finally:
             self.viewers.discard(viewer)
             self._viewer_left(viewer)
+            if ls.id in self.unlocking and ls.viewer in (None, viewer):
+                self._end_transient(ls, "the viewer left before the session was unlocked")
 
     async def _new_session(self, token: Any, viewer: Viewer, conn: ServerConnection) -> LiveSession | None:
         assert self.registry is not None
@@ -381,15 +400,10 @@ class FrontDoor:
                 f"this server hosts its limit of {s.max_sessions} sessions; try another server or later",
             )
             return None
-        hello = conn.hello
-        size = (hello.screen_width, hello.screen_height)
-        if not (320 <= size[0] <= 16384 and 200 <= size[1] <= 16384):
-            size = s.output_size
-        scale = max(1, min(4, round(hello.scale_120 / SCALE_ONE))) if hello.screen_width else s.output_scale
-        size = (size[0] - size[0] % scale, size[1] - size[1] % scale)
+        size, scale = self._output_for(conn)
         secret = secrets.token_urlsafe(32)
         sid = secrets.token_hex(8)
-        endpoint = Endpoint(link=str(s.link_socket), link_secret_sha256=_sha256(secret))
+        endpoint = Endpoint(link=str(s.link_socket), link_secret_sha256=sha256_hex(secret))
         try:
             self.registry.create_session(token, viewer.key, _user(), endpoint, time.time(), session_id=sid)
         except RegistryError as err:
@@ -435,7 +449,48 @@ class FrontDoor:
         self._changed()
         return ls
 
+    def _output_for(self, conn: ServerConnection) -> tuple[tuple[int, int], int]:
+        """The output a new session starts with: the viewer's screen when it says one it can drive."""
+        s = self.settings
+        hello = conn.hello
+        size = (hello.screen_width, hello.screen_height)
+        if not (320 <= size[0] <= 16384 and 200 <= size[1] <= 16384):
+            size = s.output_size
+        scale = max(1, min(4, round(hello.scale_120 / SCALE_ONE))) if hello.screen_width else s.output_scale
+        return (size[0] - size[0] % scale, size[1] - size[1] % scale), scale
+
     async def _serve_viewer(self, viewer: Viewer, ls: LiveSession, resumed: bool) -> None:
+        conn = viewer.conn
+        viewer.resumed = resumed
+        if not await self._attach(viewer, ls, first=True):
+            return
+        # What the viewer shows now (a kiosk puts it on its status): a login or unlock screen, or, in
+        # login mode, the user's desktop.
+        screen = self._greeter_kind(ls)
+        record = self.registry.find(ls.id) if self.registry is not None else None
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            if screen is not None:
+                conn.send(SessionEvent(kind=SessionEventKind.GREETER, detail=screen))
+            elif self.settings.login and record is not None and record.user is not None:
+                conn.send(
+                    SessionEvent(kind=SessionEventKind.DESKTOP, detail=f"the session of {record.user}")
+                )
+        try:
+            async for message in conn:
+                target = viewer.session
+                if target is None or target.viewer is not viewer:
+                    break
+                self._to_session(target, viewer, message)
+        except ConnectionClosedError:
+            pass
+
+    async def _attach(self, viewer: Viewer, ls: LiveSession, *, first: bool) -> bool:
+        """Show ``ls`` on ``viewer``: Attach on its compositor's link, a keyframe first.
+
+        ``first``: the viewer's Hello is answered by the compositor's Attached (:meth:`_attached`).
+        Otherwise the viewer already shows something (a greeter whose login started the user's
+        session, an unlock greeter that succeeded): it is switched on the same connection, its frame
+        seqs continuing. Returns whether the viewer now shows ``ls``."""
         conn = viewer.conn
         s = self.settings
         try:
@@ -447,20 +502,34 @@ class FrontDoor:
                 conn.close(ErrorCode.SESSION_ENDED, "the session ended while it started")
             else:
                 conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is not reachable; try again")
-            return
+            return False
         if ls.ended or ls.link is None:
             conn.close(ErrorCode.SESSION_ENDED, "the session ended")
-            return
+            return False
+        if conn.closed:
+            return False
         displaced = ls.viewer
-        if displaced is not None:
+        if displaced is not None and displaced is not viewer:
             self._displace(displaced, f"the session moved to {conn.peer_address}")
         viewer.session = ls
-        viewer.attach_id = next(ls.attach_ids)
+        viewer.attach_id = 0
         ls.viewer = viewer
+        first_seq = 1
+        if not first:
+            try:
+                await asyncio.wait_for(conn.wait_frames_acked(), DRAIN_TIMEOUT)
+            except TimeoutError:
+                conn.close(ErrorCode.SEND_BUFFER_FULL, "the viewer does not acknowledge its frames")
+                return False
+            except ConnectionClosedError:
+                return False
+            if ls.viewer is not viewer or ls.link is None:
+                return False
+            first_seq = (conn.last_frame_seq or 0) + 1
+        viewer.attach_id = next(ls.attach_ids)
         hello = conn.hello
         answer: asyncio.Future[Attached] = asyncio.get_running_loop().create_future()
         ls.attaching[viewer.attach_id] = answer
-        viewer.resumed = resumed
         try:
             ls.link.send(
                 Attach(
@@ -473,35 +542,49 @@ class FrontDoor:
                     capabilities=sorted(conn.offered_capabilities),
                     frame_window=s.wire.frame_window,
                     clipboard=str(s.clipboard),
+                    first_seq=first_seq,
                 )
             )
             attached = await asyncio.wait_for(asyncio.shield(answer), ATTACH_TIMEOUT)
         except LinkError as err:
             self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
             conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is not reachable; try again")
-            return
+            return False
         except TimeoutError:
             conn.close(ErrorCode.INTERNAL_ERROR, "the session's compositor did not answer in time")
-            return
+            return False
         except asyncio.CancelledError:
             if conn.closed:  # displaced, or the session ended, while attaching
-                return
+                return False
             raise
         finally:
             ls.attaching.pop(viewer.attach_id, None)
         if ls.viewer is not viewer or conn.closed or conn.server_hello is None:
-            return
+            return False
         log.info(
-            "%s: attached to session %s (%dx%d)", conn.peer_address, ls.id, attached.width, attached.height
+            "%s: %s session %s (%dx%d)",
+            conn.peer_address,
+            "attached to" if first else "switched to",
+            ls.id,
+            attached.width,
+            attached.height,
         )
         self._changed()
-        try:
-            async for message in conn:
-                if ls.viewer is not viewer:
-                    break
-                self._to_session(ls, viewer, message)
-        except ConnectionClosedError:
-            pass
+        return True
+
+    def _greeter_kind(self, ls: LiveSession) -> str | None:
+        """What a viewer of ``ls`` sees when it is a greeter: "login screen" / "unlock screen"."""
+        if ls.id in self.unlocking:
+            return "unlock screen"
+        s = self.registry.find(ls.id) if self.registry is not None else None
+        return "login screen" if s is not None and s.state is SessionState.GREETER else None
+
+    async def _switch(self, viewer: Viewer, ls: LiveSession, event: SessionEventKind, detail: str) -> None:
+        """Move a viewer that shows a greeter over to ``ls`` without a new connection."""
+        if not await self._attach(viewer, ls, first=False):
+            return
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            viewer.conn.send(SessionEvent(kind=event, detail=detail[:1000]))
 
     def _to_session(self, ls: LiveSession, viewer: Viewer, message: Any) -> None:
         if isinstance(message, ClipboardText) and not self.settings.clipboard.to_server:
@@ -543,8 +626,12 @@ class FrontDoor:
                 with contextlib.suppress(LinkError):
                     ls.link.send(Detach(attach_id=viewer.attach_id, reason=reason[:1000]))
         if self.registry is not None:
+            # A kiosk that closes on purpose (NO_ERROR: the badge was taken out, the kiosk stopped)
+            # left; anything else is a loss it may come back from (see policy.needs_reauth).
+            event = viewer.conn.close_event
+            lost = event is None or not (event.by_peer and event.code == ErrorCode.NO_ERROR)
             try:
-                self.registry.viewer_left(viewer.key, time.time())
+                self.registry.viewer_left(viewer.key, time.time(), lost=lost)
             except RegistryError as err:
                 log.warning("registry: %s", err)
         self._changed()
@@ -556,7 +643,7 @@ class FrontDoor:
         ls: LiveSession | None = None
         try:
             uid = stream.peer_uid()
-            if uid is not None and uid not in (os.geteuid(), 0):
+            if not self.settings.login and uid is not None and uid not in (os.geteuid(), 0):
                 stream.close(CloseCode.PROTOCOL_ERROR, "this link serves only the server's own user")
                 log.warning("link: refused a connection from uid %d", uid)
                 return
@@ -573,7 +660,12 @@ class FrontDoor:
                     f"the first message must be Register, not {type(first).__name__}",
                 )
                 return
-            ls = self._register(stream, first)
+            starting = self._starting.get(first.session_id)
+            if starting is not None:  # its greeter session is being recorded right now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(starting.wait(), self.settings.start_timeout)
+            await self._await_login_event(first)
+            ls = self._register(stream, first, uid)
             if ls is None:
                 return
             await self._serve_link(ls, stream)
@@ -585,10 +677,11 @@ class FrontDoor:
             stream.close(CloseCode.PROTOCOL_ERROR, "internal error in wrsrvd")
         finally:
             stream.close()
+            self._retired.discard(stream)
             if ls is not None and ls.link is stream:
                 self._link_lost(ls)
 
-    def _register(self, stream: LinkStream, reg: Register) -> LiveSession | None:
+    def _register(self, stream: LinkStream, reg: Register, uid: int | None) -> LiveSession | None:
         assert self.registry is not None
         if reg.link_version != LINK_VERSION:
             stream.close(
@@ -596,9 +689,10 @@ class FrontDoor:
                 f"this wrsrvd speaks link version {LINK_VERSION}, the compositor {reg.link_version}",
             )
             return None
+        transient = self.unlocking.get(reg.session_id)
         s = self.registry.find(reg.session_id)
-        ls = self.live.get(reg.session_id)
-        if s is None or ls is None or ls.ended or self.stopping:
+        ls = transient or self.live.get(reg.session_id)
+        if (s is None and transient is None) or ls is None or ls.ended or self.stopping:
             code = CloseCode.SHUTDOWN if self.stopping else CloseCode.UNKNOWN_SESSION
             stream.close(code, f"no live session {reg.session_id} here")
             if not self.stopping:
@@ -606,10 +700,28 @@ class FrontDoor:
                     "link: pid %d registered for unknown session %s; told it to end", reg.pid, reg.session_id
                 )
             return None
-        digest = s.endpoint.link_secret_sha256
-        if not digest or not hmac.compare_digest(_sha256(reg.secret), digest):
+        if transient is not None:
+            digest, expected_uid = transient.transient_secret_sha256, transient.uid
+        else:
+            assert s is not None
+            digest, expected_uid = s.endpoint.link_secret_sha256, s.endpoint.uid
+        if not digest or not hmac.compare_digest(sha256_hex(reg.secret), digest):
             stream.close(CloseCode.BAD_SECRET, "the secret does not match this session's")
-            log.warning("link: pid %d presented a wrong secret for session %s", reg.pid, reg.session_id)
+            log.warning(
+                "link: pid %d (uid %s) presented a wrong secret for session %s", reg.pid, uid, reg.session_id
+            )
+            return None
+        if self.settings.login and uid != 0 and (uid is None or expected_uid is None or uid != expected_uid):
+            # The secret alone is not enough: it must come from the uid the session runs as, so that a
+            # secret that leaked (a core dump, a careless copy) is of no use to another local user.
+            stream.close(CloseCode.BAD_SECRET, "the secret does not match this session's")
+            log.warning(
+                "link: pid %d of uid %s registered for session %s, which runs as uid %s; refused",
+                reg.pid,
+                uid,
+                reg.session_id,
+                expected_uid,
+            )
             return None
         if ls.link is not None:
             log.warning("session %s: a new compositor link (pid %d) replaces the old one", ls.id, reg.pid)
@@ -617,7 +729,9 @@ class FrontDoor:
             ls.link = None
             old.close(CloseCode.REPLACED, "another compositor registered for this session")
         stale = ls.viewer
-        if stale is not None:  # attached through the link that went away: it must attach again
+        if stale is not None and stale.attach_id:
+            # Attached through the link that went away: it must attach again. (A viewer being switched
+            # over to this compositor has no attachment yet and waits for this registration.)
             ls.viewer = None
             stale.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor reconnected; try again")
         ls.link = stream
@@ -625,7 +739,9 @@ class FrontDoor:
         ls.wayland_display = reg.wayland_display
         ls.output = (reg.width, reg.height, reg.scale_120)
         ls.relink_by = None
-        if s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display:
+        if s is not None and (
+            s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display
+        ):
             self.registry.set_endpoint(
                 s.id,
                 Endpoint(
@@ -647,6 +763,8 @@ class FrontDoor:
     async def _serve_link(self, ls: LiveSession, stream: LinkStream) -> None:
         async for message in stream.messages():
             if ls.link is not stream:
+                if stream in self._retired:
+                    continue  # a greeter after its login: wrsessd ends it; nothing it says matters
                 return  # replaced
             if isinstance(message, ToViewer):
                 self._to_viewer(ls, message)
@@ -681,10 +799,10 @@ class FrontDoor:
         if fut is None or fut.done() or viewer is None or viewer.attach_id != message.attach_id:
             return
         ls.output = (message.width, message.height, message.scale_120)
-        if not viewer.conn.closed:
+        if not viewer.conn.closed and viewer.conn.server_hello is None:
             try:
                 viewer.conn.accept(
-                    session_id=ls.id,
+                    session_id=ls.unlocks or ls.id,  # an unlock screen stands for its session
                     output_width=message.width,
                     output_height=message.height,
                     output_scale_120=message.scale_120,
@@ -770,10 +888,14 @@ class FrontDoor:
     # --- ending sessions ---------------------------------------------------------------------------
 
     def _end_session(self, ls: LiveSession, reason: EndReason, detail: str) -> None:
-        """End a session on purpose (operator, policy, standalone Ctrl-C)."""
+        """End a session on purpose (operator, policy, standalone Ctrl-C). In login mode wrsessd ends
+        it, so its PAM session is closed; only when wrsessd cannot does the compositor get End."""
         if ls.ended:
             return
-        if ls.link is not None:
+        if self.bridge is not None and ls.launcher_session is not None:
+            why = LAUNCHER_REASONS.get(reason, lp.EndReason.OPERATOR)
+            self._spawn(self._kill_launched(ls.launcher_session, why, ls.link, detail), f"kill-{ls.id}")
+        elif ls.link is not None:
             ls.link.send(End(reason=detail[:1000]))
         elif ls.process is not None:
             ls.process.signal(signal.SIGTERM)
@@ -785,11 +907,10 @@ class FrontDoor:
             return
         ls.ended = True
         ls.linked.set()  # wake viewers waiting for it: they find it ended
-        log.info("session %s ended (%s): %s", ls.id, reason, detail)
-        if self.registry is not None:
-            s = self.registry.find(ls.id)
-            if s is not None and s.state is not SessionState.ENDED:
-                self.registry.end(ls.id, reason, time.time())
+        s = self.registry.find(ls.id) if self.registry is not None else None
+        log.info("session %s of %s ended (%s): %s", ls.id, (s.user if s else None) or "-", reason, detail)
+        if self.registry is not None and s is not None and s.state is not SessionState.ENDED:
+            self.registry.end(ls.id, reason, time.time())
         viewer = ls.viewer
         ls.viewer = None
         if viewer is not None:
@@ -798,6 +919,8 @@ class FrontDoor:
                     viewer.conn.send(SessionEvent(kind=SessionEventKind.ENDED, detail=detail[:1000]))
             viewer.conn.close(ErrorCode.SESSION_ENDED, detail)
         self.live.pop(ls.id, None)
+        if self.unlocking.pop(ls.id, None) is not None and self.bridge is not None and ls.launcher_session:
+            self._spawn(self.bridge.kill(ls.launcher_session, lp.EndReason.FAILED), f"kill-{ls.id}")
         self._changed()
 
     async def _policy_timer(self) -> None:
@@ -831,20 +954,35 @@ class FrontDoor:
     async def _admin_request(self, request: dict[str, Any]) -> dict[str, Any]:
         kind = request.get("type")
         if kind == "status":
+            states = Counter(str(s.state) for s in self._registry_sessions())
             return {
                 "type": "status",
                 "name": self.settings.name,
                 "mode": str(self.settings.mode),
+                "sessions_start": "login" if self.settings.login else "command",
+                "launcher": None
+                if self.bridge is None
+                else {"socket": str(self.bridge.path), "connected": self.bridge.subscribed.is_set()},
                 "version": wayray.__version__,
+                "pid": os.getpid(),
                 "listen": list(self.settings.listen),
                 "port": self.port,
                 "fingerprint": self.identity.fingerprint if self.identity else None,
                 "sessions": len(self.live),
+                "by_state": dict(sorted(states.items())),
                 "viewers": sum(1 for ls in self.live.values() if ls.viewer is not None),
+                "unlocking": len(self.unlocking),
                 "max_sessions": self.settings.max_sessions,
+                "policy": {
+                    "detached_timeout_s": self.settings.policy.detached_timeout_s,
+                    "idle_timeout_s": self.settings.policy.idle_timeout_s,
+                    "reauth_on_reattach": self.settings.policy.reauth_on_reattach,
+                },
             }
         if kind == "sessions":
             return {"type": "sessions", "sessions": [self._describe(s) for s in self._registry_sessions()]}
+        if kind in ("kill", "detach"):
+            return self._admin_end_or_detach(kind, request.get("session_id"))
         if kind == "screenshot":
             sid = request.get("session_id")
             ls = self.live.get(sid) if isinstance(sid, str) else None
@@ -867,7 +1005,41 @@ class FrontDoor:
             import base64
 
             return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
-        raise AdminError(f"unknown request type {kind!r} (known: status, sessions, screenshot)")
+        raise AdminError(
+            f"unknown request type {kind!r} (known: status, sessions, kill, detach, screenshot)"
+        )
+
+    def _admin_end_or_detach(self, kind: str, sid: object) -> dict[str, Any]:
+        assert self.registry is not None
+        s = self.registry.find(sid) if isinstance(sid, str) else None
+        ls = self.live.get(s.id) if s is not None else None
+        if s is None or ls is None:
+            raise AdminError(f"no live session {sid!r} (wradm sessions lists them)")
+        if kind == "kill":
+            log.info("session %s of %s: ended by an operator", s.id, s.user or "-")
+            self._end_session(ls, EndReason.OPERATOR, "an operator ended the session")
+            return {"type": "killed", "session_id": s.id}
+        viewer = ls.viewer
+        if viewer is None:
+            raise AdminError(f"session {s.id} is not shown anywhere ({s.state})")
+        log.info(
+            "session %s of %s: detached from %s by an operator",
+            s.id,
+            s.user or "-",
+            viewer.conn.peer_address,
+        )
+        ls.viewer = None
+        if ls.link is not None and viewer.attach_id:
+            with contextlib.suppress(LinkError):
+                ls.link.send(Detach(attach_id=viewer.attach_id, reason="an operator detached the viewer"))
+        self.registry.detach(s.id, time.time())
+        detail = "an operator detached the session; it keeps running"
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            if viewer.conn.server_hello is not None:
+                viewer.conn.send(SessionEvent(kind=SessionEventKind.DETACHED, detail=detail))
+        viewer.conn.close(ErrorCode.NO_ERROR, detail)
+        self._changed()
+        return {"type": "detached", "session_id": s.id}
 
     def _registry_sessions(self) -> list[Session]:
         return self.registry.live_sessions() if self.registry is not None else []
@@ -880,6 +1052,9 @@ class FrontDoor:
             "token": s.token.short,
             "user": s.user,
             "viewer": s.viewer,
+            "kiosk": kiosk_of(s.viewer) if s.viewer else None,
+            "since": s.changed_at if s.state is not SessionState.DETACHED else s.detached_at or s.changed_at,
+            "launcher_session": s.endpoint.launcher_session,
             "linked": bool(ls and ls.link is not None),
             "pid": ls.pid if ls else s.endpoint.compositor_pid,
             "wayland_display": ls.wayland_display if ls else s.endpoint.wayland_display,
@@ -890,10 +1065,6 @@ class FrontDoor:
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-def _sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _user() -> str:

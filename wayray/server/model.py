@@ -60,6 +60,12 @@ class Endpoint:
     #: SHA-256 (hex) of the secret the compositor presents when it registers on the link. The secret
     #: itself is only in the compositor's environment.
     link_secret_sha256: str | None = None
+    #: The uid the compositor runs as (login mode: the greeter user, then the user); a link
+    #: registration from another uid is refused even with the right secret.
+    uid: int | None = None
+    #: A greeter's: SHA-256 of the secret handed (through wrsessd) to the user's compositor its login
+    #: will start, so that compositor is known when it registers, even before wrsessd's event.
+    next_link_secret_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -69,7 +75,15 @@ class Endpoint:
         return cls(**{k: obj.get(k) for k in _ENDPOINT_FIELDS})
 
 
-_ENDPOINT_FIELDS = ("launcher_session", "compositor_pid", "wayland_display", "link", "link_secret_sha256")
+_ENDPOINT_FIELDS = (
+    "launcher_session",
+    "compositor_pid",
+    "wayland_display",
+    "link",
+    "link_secret_sha256",
+    "uid",
+    "next_link_secret_sha256",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,10 @@ class Session:
     last_input_at: float
     endpoint: Endpoint = field(default_factory=Endpoint)
     end_reason: EndReason | None = None
+    #: DETACHED because its viewer's connection was lost (not closed on purpose: a badge taken out),
+    #: or by a wrsrvd restart: the kiosk (host) that may take it back without a password within the
+    #: policy's re-attach grace. None: re-attaching asks for the password (with reauth_on_reattach).
+    reattach_from: str | None = None
 
     @property
     def live(self) -> bool:
@@ -107,6 +125,16 @@ class AuditKind(enum.StrEnum):
     RESTORED = "restored"  # loaded after a wrsrvd restart
     ENDED = "ended"
     REFUSED = "refused"  # a token the policy does not accept
+
+
+def kiosk_of(viewer: str) -> str:
+    """The kiosk a viewer key (``host:port#n``, or a bare name in tests) stands for: its host. A kiosk
+    that reconnects gets a new port and number; its host stays."""
+    address = viewer.rpartition("#")[0] or viewer
+    if address.startswith("["):
+        return address[1:].partition("]")[0]
+    host, sep, port = address.rpartition(":")
+    return host if sep and port.isdigit() else address
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wayray.server.model import EndReason, Session, SessionState
+from wayray.server.model import EndReason, Session, SessionState, kiosk_of
 from wayray.server.tokens import TokenKind
 
 
@@ -93,14 +93,22 @@ def token_accepted(kind: TokenKind, policy: SessionPolicy) -> bool:
 
 
 def needs_reauth(session: Session, viewer: str, policy: SessionPolicy, now: float) -> bool:
-    """Whether showing ``session`` on ``viewer`` needs its owner's password first."""
+    """Whether showing ``session`` on ``viewer`` needs its owner's password first.
+
+    Kiosks are told apart by their host (``kiosk_of``): a kiosk that reconnects (a network blip, a
+    wrsrvd restart) comes back with a new connection from the same host. So a session shown on a
+    kiosk moves to another kiosk only with the password; a session detached because its connection
+    was lost (or by a restart) goes back to the same kiosk within the grace without one; a session
+    whose badge was taken out asks for it wherever it is presented next."""
     if not policy.reauth_on_reattach or session.user is None:
         return False  # a greeter has nothing to protect yet
     if session.state is SessionState.ACTIVE:
-        return session.viewer != viewer  # a move to another kiosk
+        return session.viewer is None or kiosk_of(session.viewer) != kiosk_of(viewer)
     if session.state is SessionState.DETACHED:
         recent = session.detached_at is not None and now - session.detached_at <= policy.reattach_grace_s
-        return not (recent and session.last_viewer == viewer)
+        return not (
+            recent and session.reattach_from is not None and session.reattach_from == kiosk_of(viewer)
+        )
     return False
 
 

@@ -49,13 +49,14 @@ from wayray.server.model import (
     EndReason,
     Session,
     SessionState,
+    kiosk_of,
 )
 from wayray.server.policy import EndSession, SessionPolicy
 from wayray.server.tokens import TokenKind, TokenRef
 
 audit_log = logging.getLogger("wayray.audit")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE sessions (
     id            TEXT PRIMARY KEY,
@@ -70,7 +71,8 @@ CREATE TABLE sessions (
     detached_at   REAL,
     last_input_at REAL NOT NULL,
     endpoint      TEXT NOT NULL,
-    end_reason    TEXT
+    end_reason    TEXT,
+    reattach_from TEXT
 );
 -- One live session per token; ended ones stay for the audit trail until purged.
 CREATE UNIQUE INDEX sessions_live_token ON sessions (token_digest) WHERE state != 'ended';
@@ -90,8 +92,10 @@ CREATE INDEX audit_session ON audit (session_id);
 
 _COLUMNS = (
     "id", "token_kind", "token_digest", "state", "user", "viewer", "last_viewer", "created_at", "changed_at",
-    "detached_at", "last_input_at", "endpoint", "end_reason",
+    "detached_at", "last_input_at", "endpoint", "end_reason", "reattach_from",
 )  # fmt: skip
+#: Schema migrations: from version N (the key) to N + 1.
+_MIGRATIONS = {1: "ALTER TABLE sessions ADD COLUMN reattach_from TEXT;"}
 _UPSERT_SESSION = (
     f"INSERT OR REPLACE INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -174,7 +178,12 @@ class Registry:
             with db:
                 db.executescript(_SCHEMA)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
+        while version in _MIGRATIONS:
+            with db:
+                db.executescript(_MIGRATIONS[version])
+                version += 1
+                db.execute(f"PRAGMA user_version={version}")
+        if version not in (0, SCHEMA_VERSION):
             db.close()
             raise RegistryError(
                 f"{path}: registry schema {version} is newer than this wrsrvd ({SCHEMA_VERSION})"
@@ -195,8 +204,9 @@ class Registry:
             self._index(s)
             if s.state is SessionState.ACTIVE:
                 restored = replace(
-                    s, state=SessionState.DETACHED, viewer=None, detached_at=now, changed_at=now
-                )
+                    s, state=SessionState.DETACHED, viewer=None, detached_at=now, changed_at=now,
+                    reattach_from=kiosk_of(s.viewer) if s.viewer else None,
+                )  # fmt: skip
             elif s.state is SessionState.GREETER and s.viewer is not None:
                 restored = replace(s, viewer=None, changed_at=now)
             else:
@@ -219,6 +229,13 @@ class Registry:
     def by_token(self, token: TokenRef) -> Session | None:
         sid = self._by_token.get(token.digest)
         return self._sessions[sid] if sid is not None else None
+
+    def by_launcher_session(self, launcher_session: str) -> Session | None:
+        """The live session whose compositor is wrsessd's session ``launcher_session``."""
+        for s in self._sessions.values():
+            if s.endpoint.launcher_session == launcher_session:
+                return s
+        return None
 
     def on_viewer(self, viewer: str) -> Session | None:
         sid = self._by_viewer.get(viewer)
@@ -315,24 +332,40 @@ class Registry:
         self.detach(other.id, now)
         return other.id
 
-    def viewer_left(self, viewer: str, now: float) -> Session | None:
-        """The kiosk's badge was pulled or its connection closed: detach what it showed."""
+    def viewer_left(self, viewer: str, now: float, *, lost: bool = True) -> Session | None:
+        """The kiosk's badge was pulled (``lost`` False: the kiosk closed on purpose) or its connection
+        was lost: detach what it showed. Only after a loss may that kiosk take the session back
+        without a password (within the re-attach grace)."""
         s = self.on_viewer(viewer)
-        return self.detach(s.id, now) if s is not None else None
+        if s is None:
+            return None
+        return self.detach(s.id, now, reattach_from=kiosk_of(viewer) if lost else None)
 
     # --- explicit transitions ---------------------------------------------------------------------
 
-    def create_greeter(self, token: TokenRef, viewer: str | None, endpoint: Endpoint, now: float) -> Session:
-        """Record the greeter session wrsessd started for ``token`` (after NEW_GREETER)."""
+    def create_greeter(
+        self,
+        token: TokenRef,
+        viewer: str | None,
+        endpoint: Endpoint,
+        now: float,
+        *,
+        session_id: str | None = None,
+    ) -> Session:
+        """Record the greeter session wrsessd started for ``token`` (after NEW_GREETER). ``session_id``
+        lets the caller hand the id to the greeter's compositor before the session is recorded."""
         existing = self.by_token(token)
         if existing is not None:
             raise RegistryError(
                 f"token {token.short} already has session {existing.id} ({existing.state.value})"
             )
+        sid = session_id or new_session_id()
+        if sid in self._sessions:
+            raise RegistryError(f"session id {sid} is in use")
         if viewer is not None:
             self._clear_viewer(viewer, now)
         s = Session(
-            id=new_session_id(), token=token, state=SessionState.GREETER, user=None, viewer=viewer,
+            id=sid, token=token, state=SessionState.GREETER, user=None, viewer=viewer,
             last_viewer=viewer, created_at=now, changed_at=now, detached_at=None, last_input_at=now,
             endpoint=endpoint,
         )  # fmt: skip
@@ -384,7 +417,7 @@ class Registry:
         self._commit(new, AuditKind.LOGGED_IN, now, {"launcher_session": endpoint.launcher_session or "-"})
         return new
 
-    def detach(self, session_id: str, now: float) -> Session:
+    def detach(self, session_id: str, now: float, *, reattach_from: str | None = None) -> Session:
         s = self.get(session_id)
         if s.state is SessionState.GREETER:
             if s.viewer is None:
@@ -392,7 +425,10 @@ class Registry:
             new = replace(s, viewer=None, changed_at=now)
         else:
             self._check(s, SessionState.DETACHED, "detach")
-            new = replace(s, state=SessionState.DETACHED, viewer=None, detached_at=now, changed_at=now)
+            new = replace(
+                s, state=SessionState.DETACHED, viewer=None, detached_at=now, changed_at=now,
+                reattach_from=reattach_from,
+            )  # fmt: skip
         self._commit(new, AuditKind.DETACHED, now, {"viewer_was": s.viewer or "-"})
         return new
 
@@ -408,7 +444,11 @@ class Registry:
         if s.state is SessionState.ENDED:
             raise IllegalTransition(s, s.state, "change the endpoint of")
         new = replace(s, endpoint=endpoint, changed_at=now)
-        detail = {k: v for k, v in endpoint.to_json().items() if k != "link_secret_sha256"}
+        detail = {
+            k: v
+            for k, v in endpoint.to_json().items()
+            if k not in ("link_secret_sha256", "next_link_secret_sha256")
+        }
         self._commit(new, AuditKind.ENDPOINT, now, detail)
         return new
 
@@ -490,13 +530,13 @@ def _to_row(s: Session) -> tuple[Any, ...]:
     return (
         s.id, s.token.kind.value, s.token.digest, s.state.value, s.user, s.viewer, s.last_viewer,
         s.created_at, s.changed_at, s.detached_at, s.last_input_at, json.dumps(s.endpoint.to_json()),
-        s.end_reason.value if s.end_reason else None,
+        s.end_reason.value if s.end_reason else None, s.reattach_from,
     )  # fmt: skip
 
 
 def _from_row(row: tuple[Any, ...]) -> Session:
     (sid, kind, digest, state, user, viewer, last_viewer, created, changed, detached, last_input, endpoint,
-     end_reason) = row  # fmt: skip
+     end_reason, reattach_from) = row  # fmt: skip
     return Session(
         id=sid,
         token=TokenRef(TokenKind(kind), digest),
@@ -510,4 +550,5 @@ def _from_row(row: tuple[Any, ...]) -> Session:
         last_input_at=last_input,
         endpoint=Endpoint.from_json(json.loads(endpoint)),
         end_reason=EndReason(end_reason) if end_reason else None,
+        reattach_from=reattach_from,
     )

@@ -2,9 +2,10 @@
 
 Two modes: *instance* (``wrsrvd --instance NAME``, a ``[server.NAME]`` table, directories from
 host.toml, run by systemd or SMF) and *standalone* (``wrsrvd --standalone -- COMMAND``, the embedded
-defaults, directories in the user's own XDG directories, no root, no PAM). Both serve sessions the
-same way; until the launcher drives sessions, instance mode starts them like standalone mode, running
-the server's ``session_command`` as the server's user.
+defaults, directories in the user's own XDG directories, no root, no PAM). An instance with
+``sessions = "login"`` (the default) has the session launcher (wrsessd) start its sessions behind a
+login screen (``launcher_socket`` is set); with ``sessions = "command"`` it starts them itself, like
+standalone mode, running ``session_command`` as the server's user.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig
+from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart
 from wayray.config import TokenKind as ConfigTokenKind
 from wayray.server.policy import SessionPolicy
 from wayray.server.tokens import TokenKind
@@ -58,6 +59,13 @@ class FrontDoorSettings:
     relink_grace: float = 30.0
     #: Seconds a new session's compositor may take to start and register.
     start_timeout: float = 30.0
+    #: Login mode: the session launcher's socket; sessions start behind a greeter, through wrsessd.
+    #: None: wrsrvd starts ``session_command`` itself (standalone, ``sessions = "command"``).
+    launcher_socket: Path | None = None
+
+    @property
+    def login(self) -> bool:
+        return self.launcher_socket is not None
 
     @property
     def link_socket(self) -> Path:
@@ -80,14 +88,15 @@ class FrontDoorSettings:
         return self.state_dir / "wrsrvd.lock"
 
 
-def session_policy(policy: PolicyConfig) -> SessionPolicy:
-    """The registry's policy from the configuration's. Re-authentication needs the launcher (PAM), which
-    this front door does not drive yet: it is off, and wrsrvd says so at start-up when it was asked."""
+def session_policy(policy: PolicyConfig, *, login: bool = False) -> SessionPolicy:
+    """The registry's policy from the configuration's. Re-authentication needs a login (PAM through
+    the launcher): without one (standalone, ``sessions = "command"``) it is off, and wrsrvd says so at
+    start-up when it was asked. Token kinds: see :data:`wayray.server.tokens.TokenKind`."""
     kinds = {ConfigTokenKind.BADGE: TokenKind.BADGE, ConfigTokenKind.TERMINAL: TokenKind.TERMINAL}
     return SessionPolicy(
         detached_timeout_s=_seconds(policy.detached_timeout),
         idle_timeout_s=_seconds(policy.idle_logout),
-        reauth_on_reattach=False,
+        reauth_on_reattach=policy.reauth_on_reattach and login,
         max_sessions_per_user=policy.max_sessions_per_user or None,
         accepted_token_kinds=frozenset(kinds[k] for k in policy.tokens),
     )
@@ -106,6 +115,7 @@ def _integer_scale(scale: float) -> int:
 def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConfig) -> FrontDoorSettings:
     state = Path(str(host.state_dir)) / server.name
     runtime = Path(str(host.runtime_dir)) / server.name
+    login = server.sessions is SessionStart.LOGIN
     return _build(
         Mode.INSTANCE,
         server,
@@ -114,6 +124,7 @@ def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConf
         runtime_dir=runtime,
         admin_socket=Path(str(host.admin_socket_for(server.name))),
         session_runtime_dir=runtime / "sessions",
+        launcher_socket=Path(str(host.launcher_socket)) if login else None,
     )
 
 
@@ -165,6 +176,7 @@ def _build(
     runtime_dir: Path,
     admin_socket: Path,
     session_runtime_dir: Path,
+    launcher_socket: Path | None = None,
 ) -> FrontDoorSettings:
     tls = server.tls
     derived = str(tls.cert).startswith("<")  # the embedded defaults have no host to derive from
@@ -189,6 +201,7 @@ def _build(
         fps=server.output.fps,
         idle_fps=server.output.idle_fps,
         video=server.encoder.video,
-        policy=session_policy(policy),
+        policy=session_policy(policy, login=launcher_socket is not None),
         clipboard=policy.clipboard,
+        launcher_socket=launcher_socket,
     )

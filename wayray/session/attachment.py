@@ -81,6 +81,7 @@ class Attachment:
             capabilities=self.capabilities,
             settings=settings,
             executor=executor,
+            first_seq=attach.first_seq,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         #: Attached was sent (resizes before it travel in Attached itself).

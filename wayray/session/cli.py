@@ -8,6 +8,10 @@ The link's details come from the arguments or the environment (``WAYRAY_LINK``,
 ``WAYRAY_LINK_SESSION``); the per-session secret only from ``WAYRAY_LINK_SECRET``. The Wayland
 socket is ``--socket``, else ``WAYRAY_WAYLAND_DISPLAY`` (wrsessd's compositor contract), else the first
 free ``wayray-N`` in ``$XDG_RUNTIME_DIR``.
+
+The output and encoder options may come from the environment too (:data:`ENV_OPTIONS`): when wrsessd
+starts the compositor, its command is fixed by the launcher's configuration, and wrsrvd passes its
+instance's settings in the session's environment. An option on the command line wins.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from wayray.codec import EncoderSettings
@@ -24,6 +29,31 @@ from wayray.common.log import setup
 from wayray.compositor.cli import _size
 from wayray.compositor.limits import check_output_size
 from wayray.compositor.session import Decorations
+
+#: Environment variables standing for options (wrsrvd in launcher mode sets them; argv wins).
+ENV_OPTIONS = (
+    ("WAYRAY_SESSION_SIZE", "--size"),
+    ("WAYRAY_SESSION_SCALE", "--scale"),
+    ("WAYRAY_SESSION_REFRESH", "--refresh"),
+    ("WAYRAY_SESSION_IDLE_FPS", "--idle-fps"),
+    ("WAYRAY_SESSION_ORPHAN_TIMEOUT", "--orphan-timeout"),
+)
+#: "0" stands for --no-video.
+ENV_VIDEO = "WAYRAY_SESSION_VIDEO"
+
+
+def options_from_environment(argv: list[str], env: dict[str, str]) -> list[str]:
+    """``argv`` with the options the environment gives (and argv does not) put in front of it."""
+    given = set(argv[: argv.index("--")] if "--" in argv else argv)
+    given |= {a.partition("=")[0] for a in given}
+    extra: list[str] = []
+    for name, flag in ENV_OPTIONS:
+        value = env.get(name)
+        if value and flag not in given:
+            extra += [flag, value]
+    if env.get(ENV_VIDEO) == "0" and "--no-video" not in given:
+        extra.append("--no-video")
+    return extra + argv
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,7 +91,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from wayray.session.process import SessionOptions, link_settings_from_environment, run_session
 
-    args = parser().parse_args(argv)
+    args = parser().parse_args(
+        options_from_environment(list(sys.argv[1:] if argv is None else argv), dict(os.environ))
+    )
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]

@@ -56,8 +56,10 @@ class DisplayPump:
         capabilities: frozenset[str],
         settings: EncoderSettings,
         executor: Executor,
+        first_seq: int = 1,
     ) -> None:
         self._comp = comp
+        self._first_seq = first_seq
         self._send = send
         self._executor = executor
         self._settings = settings
@@ -114,7 +116,9 @@ class DisplayPump:
         loop = asyncio.get_running_loop()
         consumer = self._comp.consumer(on_change=self._wake.set)
         width, height = self._comp.size
-        encoder = Encoder(width, height, self._settings) if self._display else None
+        encoder = (
+            Encoder(width, height, self._settings, first_seq=self._first_seq) if self._display else None
+        )
         try:
             while not self._stopping:
                 await self._send_cursor()

@@ -71,6 +71,7 @@ def _server_instance(service: ET.Element, config: Config, server: ServerConfig) 
     _propval(pg, "max_sessions", "count", str(server.max_sessions))
     _propval(pg, "policy", "astring", server.policy)
     _propval(pg, "pool", "astring", server.pool)
+    _propval(pg, "sessions", "astring", str(server.sessions))
     _propval(pg, "memory_max", "astring", str(Size().to_toml(server.limits.memory_max)))
     # project.cpu-cap counts in percent of one CPU, like CPUQuota=.
     _propval(pg, "cpu_quota", "astring", str(Percent().to_toml(server.limits.cpu_quota)))

@@ -421,6 +421,26 @@ class Connection:
     def can_send_frame(self) -> bool:
         return self._p.wire.can_send_frame()
 
+    @property
+    def last_frame_seq(self) -> int | None:
+        """Server: the seq of the last FrameUpdate sent (a relay switching sources continues after it)."""
+        return self._p.wire.credit.last_seq
+
+    @property
+    def unacked_frames(self) -> tuple[int, ...]:
+        return self._p.wire.unacked_frames
+
+    async def wait_frames_acked(self) -> None:
+        """Server: return once the peer acknowledged every FrameUpdate sent; raises
+        ConnectionClosedError. (wrsrvd waits for this before it switches the viewer to another
+        compositor, whose frame credit starts full.)"""
+        while True:
+            self._check_open()
+            if not self._p.wire.unacked_frames:
+                return
+            self._p._credit_event.clear()
+            await self._p._credit_event.wait()
+
     def buffered_bytes(self) -> int:
         """Bytes held for the peer on this side (wire queues + QUIC unacknowledged), for bounds and stats."""
         return self._p.send_buffered_bytes()

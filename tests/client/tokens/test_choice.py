@@ -65,6 +65,35 @@ def test_a_source_given_to_wrclient_overrides_the_configured_reader(tmp_path: Pa
         assert isinstance(source, cls)
 
 
+def test_client_toml_names_a_badge_file_or_socket_and_the_readers_removal_rules(tmp_path: Path) -> None:
+    client = client_config(
+        tmp_path,
+        '[client]\nbadge.vendor = 0x076b\nbadge.removal_sequence = "CARD-OUT"\n'
+        "badge.repeat_removes = true\n",
+    )
+    reader = open_token_source(TokenSourceSettings.from_config(client.badge))
+    assert isinstance(reader, UdevBadgeReader)
+    assert reader.removal_sequence == "CARD-OUT" and reader.repeat_removes
+    # wrclient's options win over client.toml's
+    settings = TokenSourceSettings.from_config(client.badge, removal_sequence="X", repeat_removes=False)
+    assert (settings.removal_sequence, settings.repeat_removes) == ("X", False)
+    client = client_config(tmp_path, f'[client]\nbadge.socket = "{tmp_path}/b.sock"\n')
+    assert isinstance(open_token_source(TokenSourceSettings.from_config(client.badge)), SocketTokenSource)
+    client = client_config(tmp_path, f'[client]\nbadge.file = "{tmp_path}/badge"\n')
+    assert isinstance(open_token_source(TokenSourceSettings.from_config(client.badge)), FileTokenSource)
+    given = TokenSourceSettings.from_config(client.badge, token_socket=tmp_path / "other.sock")
+    assert isinstance(open_token_source(given), SocketTokenSource)  # the command line wins
+    bad = tmp_path / "bad" / "etc" / "wayray"
+    bad.mkdir(parents=True)
+    (bad / "client.toml").write_text(
+        f'[client]\nbadge.file = "{tmp_path}/f"\nbadge.socket = "{tmp_path}/s"\n'
+    )
+    errors = config.load_report(tmp_path / "bad").errors
+    assert [d.key for d in errors] == [
+        "client.badge.socket"
+    ] and "either badge.file or badge.socket" in errors[0].message
+
+
 def test_two_sources_given_is_a_usage_error() -> None:
     settings = TokenSourceSettings(token="a", token_file=Path("/run/badge"))
     with pytest.raises(UsageError, match="only one token source, not a token and a token file"):

@@ -87,7 +87,25 @@ class HeadlessBackend:
         self.inject(ScreenChangedEvent(width, height, self.scale_120))
 
     def snapshot_png(self, *, include_cursor: bool = False) -> bytes:
+        """What the screen would show: the session's picture, or a kiosk's idle screen."""
+        if self.state is ConnectionState.IDLE:
+            return idle_png(self.size, self.state_detail)
         if self.framebuffer is None:
             raise ValueError("no frame has arrived yet")
         cursor = self.cursor if include_cursor and self.cursor_visible else None
         return png_bytes(self.framebuffer, cursor, self.cursor_at)
+
+
+def idle_png(size: tuple[int, int], detail: str) -> bytes:
+    """A kiosk's idle screen ("Present your badge") as a PNG, drawn as the window backend draws it."""
+    import io
+
+    from PIL import Image
+
+    from wayray.client.backends.screens import draw_idle
+
+    image = Image.new("RGBA", size)
+    draw_idle(image, detail)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "PNG")
+    return out.getvalue()

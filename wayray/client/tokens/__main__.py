@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         token_file=args.token_file,
         token_socket=args.token_socket,
         removal_sequence=args.removal_sequence,
-        repeat_removes=args.repeat_removes,
+        repeat_removes=args.repeat_removes or None,
     )
     if args.reader:
         try:

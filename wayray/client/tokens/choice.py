@@ -73,19 +73,25 @@ class TokenSourceSettings:
         token_file: Path | None = None,
         token_socket: Path | None = None,
         removal_sequence: str | None = None,
-        repeat_removes: bool = False,
+        repeat_removes: bool | None = None,
         terminal_token: Path | None = None,
     ) -> TokenSourceSettings:
-        """Settings from ``[client] badge.*`` (``client.toml``) plus wrclient's options."""
+        """Settings from ``[client] badge.*`` (``client.toml``) plus wrclient's options, which win: a
+        token, token file or token socket given to wrclient replaces the configured file or socket."""
         reader = ReaderMatch(badge.vendor, badge.product) if badge.vendor is not None else None
+        if token is None and token_file is None and token_socket is None:
+            token_file = Path(str(badge.file)) if badge.file is not None else None
+            token_socket = Path(str(badge.socket)) if badge.socket is not None else None
         return cls(
             token=token,
             token_kind=token_kind,
             token_file=token_file,
             token_socket=token_socket,
             reader=reader,
-            removal_sequence=removal_sequence,
-            repeat_removes=repeat_removes,
+            removal_sequence=removal_sequence
+            if removal_sequence is not None
+            else badge.removal_sequence or None,
+            repeat_removes=repeat_removes if repeat_removes is not None else badge.repeat_removes,
             terminal_token=terminal_token,
         )
 

@@ -67,6 +67,18 @@ class TokenSource(abc.ABC, AsyncIterator[TokenEvent]):
         """The token presented now (as far as the events handed out so far say), or None."""
         return self._current
 
+    def forget(self) -> None:
+        """The kiosk no longer shows the presented token's session (it moved to another kiosk, the
+        server refused the token, an operator detached it): the same token presented again counts as
+        a new insertion. Reports nothing; the next event is a :class:`BadgeInserted` (of any token)."""
+        if self._current is not None:
+            log.info(
+                "%s: token %s no longer counts as presented here",
+                self.description,
+                redact(self._current.token),
+            )
+            self._current = None
+
     async def start(self) -> None:
         """Set the source up (bind its socket, open its devices, ...) and wait until it is watching.
 

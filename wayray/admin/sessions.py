@@ -1,0 +1,41 @@
+"""List the sessions of a running server instance: id, user, state, the kiosk that shows it, and
+since when it is in that state. Tokens are never shown (not even the server knows them: it keeps
+keyed digests). Exit status 1 when the instance is not running or may not be asked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from wayray.admin.live import add_instance_arguments, request, since, table
+from wayray.common.errors import EXIT_OK
+
+NAME = "sessions"
+HELP = "list the sessions of a running server instance"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_instance_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    sessions = request(args, "sessions")["sessions"]
+    if args.json:
+        print(json.dumps(sessions, indent=1))
+        return EXIT_OK
+    if not sessions:
+        if not args.quiet:
+            print("no sessions")
+        return EXIT_OK
+    rows = [
+        [
+            s["id"],
+            s.get("user") or "(login screen)",
+            s["state"],
+            s.get("kiosk") or "-",
+            since(s.get("since")),
+        ]
+        for s in sessions
+    ]
+    print(table(rows, ["ID", "USER", "STATE", "KIOSK", "SINCE"]))
+    return EXIT_OK

@@ -1,0 +1,57 @@
+"""Show how a running server instance is doing: its address and identity, whether sessions start
+behind a login (and whether the session launcher answers), and its sessions by state. Exit status 1
+when it is not running or may not be asked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from wayray.admin.live import add_instance_arguments, request
+from wayray.common.errors import EXIT_OK
+
+NAME = "status"
+HELP = "show a running server instance's state"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_instance_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    st = request(args, "status")
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return EXIT_OK
+    launcher = st.get("launcher")
+    if st.get("sessions_start") == "login" and launcher is not None:
+        up = "connected" if launcher["connected"] else "NOT CONNECTED"
+        logins = f"login screens through wrsessd ({launcher['socket']}: {up})"
+    else:
+        logins = "no login: sessions run the server's command"
+    states = ", ".join(f"{n} {state}" for state, n in (st.get("by_state") or {}).items()) or "none"
+    policy = st.get("policy") or {}
+    lines = [
+        f"wrsrvd {st['name']} ({st['mode']}), version {st['version']}, pid {st.get('pid', '-')}",
+        f"  listening   udp {', '.join(st['listen'])} port {st['port']}",
+        f"  identity    {st['fingerprint']}",
+        f"  sessions    {st['sessions']} of at most {st['max_sessions']} ({states}); {st['viewers']} shown",
+        f"  starting    {logins}",
+        "  policy      detached timeout "
+        + _duration(policy.get("detached_timeout_s"))
+        + ", idle logout "
+        + _duration(policy.get("idle_timeout_s"))
+        + (", password on re-attach" if policy.get("reauth_on_reattach") else ""),
+    ]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

@@ -1,0 +1,74 @@
+"""What wrsrvd holds at run time for each viewer and each session (the registry holds what persists).
+
+:class:`Viewer` is one viewer's connection; :class:`LiveSession` one session's link to its compositor
+and its viewer. The front door (``frontdoor.py``) and its login mode (``logins.py``) share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+
+from wayray.link import Attached
+from wayray.link.stream import LinkStream
+from wayray.server.spawn import SessionProcess
+from wayray.transport import ServerConnection
+from wayray.wire import SCALE_ONE
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One viewer's connection and which session it shows."""
+
+    conn: ServerConnection
+    #: The registry's name for this viewer (unique per connection).
+    key: str
+    session: LiveSession | None = None
+    attach_id: int = 0
+    last_input: float = 0.0
+    #: The token found a running session (ServerHello.resumed).
+    resumed: bool = False
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """What wrsrvd knows at run time about a session in its registry: its link and its viewer."""
+
+    id: str
+    link: LinkStream | None = None
+    linked: asyncio.Event = field(default_factory=asyncio.Event)
+    process: SessionProcess | None = None
+    pid: int | None = None
+    wayland_display: str = ""
+    output: tuple[int, int, int] = (0, 0, SCALE_ONE)
+    viewer: Viewer | None = None
+    attach_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    attaching: dict[int, asyncio.Future[Attached]] = field(default_factory=dict)
+    screenshots: dict[int, asyncio.Future[bytes]] = field(default_factory=dict)
+    ended: bool = False
+    #: When a session restored from the registry must be back on its link (else it is gone).
+    relink_by: float | None = None
+    #: Login mode: wrsessd's id of the session whose compositor serves this one now.
+    launcher_session: str | None = None
+    #: Unlock greeters (not in the registry): the secret's digest and uid their compositor registers
+    #: with, and the registry session they unlock.
+    transient_secret_sha256: str | None = None
+    uid: int | None = None
+    unlocks: str | None = None
+    #: Set when the greeter's login has been switched over to the user's compositor.
+    login_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def sha256_hex(secret: str) -> str:
+    """What the registry keeps of a link secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def host_of(address: str) -> str:
+    """The host part of a peer address ("10.0.0.7:50123", "[2001:db8::7]:50123"): the kiosk's address
+    for PAM_RHOST."""
+    if address.startswith("["):
+        return address[1:].partition("]")[0]
+    return address.rpartition(":")[0] or address
