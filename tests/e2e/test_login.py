@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -264,6 +265,36 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     assert fresh["session_id"] not in (sid, sid2)
 
 
+def test_idle_logout_spares_a_session_in_use_and_ends_one_left_alone(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    """The policy's idle logout (60 s, its least) counts the person's input at the kiosk: typing
+    keeps the session past the limit; a minute without input ends it and closes its PAM session."""
+    rig.configure(policy='idle_logout = "60s"\nreauth_on_reattach = false\n')
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    foot_of(rig)
+    logged_in = time.monotonic()
+    time.sleep(35)
+    a.run("type echo still here", "key Return", "settle 300")
+    typed = time.monotonic()
+    time.sleep(max(0.0, logged_in + 70 - time.monotonic()))
+    # Without that input it would be gone by now (60 s after the login's own typing).
+    assert [(s["id"], s["state"]) for s in rig.sessions()] == [(sid, "active")]
+    assert a.state()["session_id"] == sid and a.state()["screen"] == "desktop"
+
+    until(lambda: not rig.sessions(), "the idle logout to end the session", 90)
+    assert time.monotonic() - typed > 55  # a minute after the last key, not after the login
+    until(lambda: not rig.user_processes().found, "the user's processes to end")
+    user_closes = f"close_session {rig.sandbox.service} {accounts.user} "
+    assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 1
+    audit = rig.server_text()
+    assert f"ended session={sid} user={accounts.user}" in audit and "reason=idle_timeout" in audit
+    assert a.wait_screen("greeter")["session_id"] != sid  # the badge is still in: a new login screen
+
+
 def test_another_local_user_cannot_take_over_a_sessions_link(rig: LoginRig, accounts: Accounts) -> None:
     """The link socket is open to every local user (sessions run as their users); the per-session
     secret from the session's own uid is what lets a compositor in. Another user guessing, or even
@@ -327,8 +358,8 @@ def test_a_usb_badge_reader_found_through_udev_logs_in_and_out(rig: LoginRig, ac
     )  # fmt: skip
     rig.kiosks.append(k)
     k.dir = REPO  # the wrapper runs `python -m tests...` from the repository
-    k.start()
-    assert "badge reader 076b:5427" in k.log_text()
+    k.start()  # the idle screen is up before the token source has started: wait for the reader
+    until(lambda: "kiosk ready: badge reader 076b:5427" in k.log_text(), "the kiosk to find its reader")
 
     k.send({"type": f"{BADGE}\n"})
     sid = rig.log_in(k, accounts.user, accounts.password)["session_id"]
