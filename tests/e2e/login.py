@@ -258,9 +258,10 @@ class LoginRig:
     def type_login(self, kiosk: KioskProc, user: str | None, password: str) -> None:
         """Type a user name (None: an unlock screen has it already) and a password at the greeter."""
         if real_wrlogin_available():
-            if user is not None:
-                kiosk.run("settle 500", f"type {user}", "key Return")
-            kiosk.run("settle 700", f"type {password}", "key Return")
+            # As a person types: the password right after the user name's Enter, without waiting
+            # for the password prompt (the greeter keeps it for the prompt that comes).
+            name = [f"type {user}", "key Return"] if user is not None else []
+            kiosk.run("settle 500", *name, f"type {password}", "key Return")
         else:
             import json
 

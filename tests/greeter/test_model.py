@@ -51,6 +51,42 @@ def test_a_login_walks_the_conversation_and_starts_the_session() -> None:
     assert m.phase is Phase.DONE and m.status == "Welcome, alice."
 
 
+def enter(model: LoginModel) -> list[p.Message]:
+    return list(model.submit(0))
+
+
+def test_a_password_typed_before_its_prompt_comes_answers_it_and_is_never_shown() -> None:
+    """A person types the user name, Enter, the password, Enter without waiting for the password
+    prompt (wrsessd and PAM may take a moment): nothing is lost and the password never appears in
+    the user name field."""
+    m = LoginModel(ticket="T")
+    typed(m, "alice")
+    (create,) = enter(m)
+    typed(m, "s3cret")
+    assert enter(m) == [] and m.username.value == "alice" and m.phase is Phase.WAITING
+    assert m.on_response(create, INFO, 0) == [p.PostAuthMessageResponse()]  # an info: still waiting
+    answer = m.on_response(p.PostAuthMessageResponse(), PASSWORD, 0)
+    assert answer == [p.PostAuthMessageResponse(response="s3cret")]
+    assert m.username.value == "alice" and "s3cret" not in m.prompts[0].field.value
+    assert m.phase is Phase.WAITING
+
+
+def test_type_ahead_stops_at_each_enter_and_ends_with_a_failed_attempt() -> None:
+    m = LoginModel(ticket="T")
+    typed(m, "alice")
+    (create,) = enter(m)
+    typed(m, "123456")
+    enter(m)
+    typed(m, "wrong")  # for a second question, or a mistake: kept only for this attempt
+    otp = p.AuthMessage(auth_message_type=p.AuthMessageType.SECRET, auth_message="Verification code:")
+    assert m.on_response(create, otp, 0) == [p.PostAuthMessageResponse(response="123456")]
+    error = p.Error(error_type=p.ErrorType.AUTH_ERROR, description="Login incorrect")
+    retry = m.on_response(p.PostAuthMessageResponse(response="123456"), error, 0)
+    assert retry == [p.CreateSession(ticket="T", username="alice")]
+    assert m.on_response(retry[0], PASSWORD, 0) == []  # what was typed ahead went with the failure
+    assert m.prompts[0].field.value == "" and m.phase is Phase.PROMPT
+
+
 def test_a_wrong_password_shows_the_error_and_asks_again_at_once() -> None:
     m = LoginModel(ticket="T")
     to_password_prompt(m)

@@ -24,6 +24,8 @@ from wayray.toolkit.widgets import TextField
 Request = p.CreateSession | p.PostAuthMessageResponse | p.StartSession | p.CancelSession
 
 #: Shown when wrsessd cannot be reached.
+#: Most keys kept for a question that has not come yet (a long password and a few Enters fit).
+TYPEAHEAD_LIMIT = 1024
 SERVICE_DOWN = "The login service is not available right now. Please try again in a moment."
 
 
@@ -74,6 +76,10 @@ class LoginModel:
     started: p.SessionStarted | None = None
     _cancel_requested: bool = False
     _conversation_open: bool = False
+    #: Keys typed while wrsessd had not yet asked its next question (a person types the password
+    #: right after the user name's Enter): kept for the prompt that comes, None standing for Enter,
+    #: never shown in the field in focus (the user name). Dropped when the attempt ends.
+    _typeahead: list[Key | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.unlock_user is not None:
@@ -107,6 +113,10 @@ class LoginModel:
 
     def key(self, event: Key) -> bool:
         """An editing key for the focused field; True when something visible changed."""
+        if self._awaiting_question():
+            if event.pressed and len(self._typeahead) < TYPEAHEAD_LIMIT:
+                self._typeahead.append(event)
+            return False
         f = self.focused_field()
         if f is None or self.phase in (Phase.DONE, Phase.DEAD):
             return False
@@ -124,6 +134,10 @@ class LoginModel:
 
     def submit(self, now: float) -> list[Request]:
         """Enter: start a login with the typed name, or answer the prompt in focus."""
+        if self._awaiting_question():
+            if len(self._typeahead) < TYPEAHEAD_LIMIT:
+                self._typeahead.append(None)  # answers the prompt that comes
+            return []
         if self.phase in (Phase.DONE, Phase.DEAD, Phase.WAITING):
             return []
         if self.phase is Phase.BLOCKED and self.retry_at is not None and now < self.retry_at:
@@ -186,13 +200,14 @@ class LoginModel:
             self._conversation_open = False
             return out + (self._begin() if self.unlock_user is not None else [])
         if isinstance(response, p.AuthMessage):
-            return self._auth_message(response)
+            return self._auth_message(response, now)
         if isinstance(response, p.Success):
             if isinstance(request, p.StartSession):
                 return []  # not an answer start_session gives; treated as nothing
             self.status = "Starting your session\u2026" if not self.unlock_user else "Unlocking\u2026"
             self.phase = Phase.WAITING
             self._conversation_open = False
+            self._typeahead.clear()  # nothing more is asked
             return [p.StartSession()]
         if isinstance(response, p.SessionStarted):
             self.started = response
@@ -225,7 +240,11 @@ class LoginModel:
         self.focus = 0
         return out + [p.CreateSession(ticket=self.ticket, username=name or None)]
 
-    def _auth_message(self, msg: p.AuthMessage) -> list[Request]:
+    def _awaiting_question(self) -> bool:
+        """A conversation is open and its next question has not come yet."""
+        return self.phase is Phase.WAITING and self._conversation_open and not self._cancel_requested
+
+    def _auth_message(self, msg: p.AuthMessage, now: float) -> list[Request]:
         kind = msg.auth_message_type
         text = msg.auth_message.strip()
         if kind in (p.AuthMessageType.INFO, p.AuthMessageType.ERROR):
@@ -237,10 +256,20 @@ class LoginModel:
         self.focus = len(self.prompts)
         self.phase = Phase.PROMPT
         self.status = ""
+        return self._replay_typeahead(now)
+
+    def _replay_typeahead(self, now: float) -> list[Request]:
+        """Give the new prompt what was typed before it came, up to and including an Enter."""
+        while self._typeahead:
+            event = self._typeahead.pop(0)
+            if event is None:
+                return self.submit(now)  # the rest waits for the next question
+            self.key(event)
         return []
 
     def _failed(self, err: p.Error, now: float) -> list[Request]:
         self._conversation_open = False
+        self._typeahead.clear()  # typed for the attempt that failed
         self.status = ""
         kind = err.error_type
         if kind is p.ErrorType.AUTH_ERROR:
@@ -274,6 +303,7 @@ class LoginModel:
         self.phase = Phase.USERNAME
         self.retry_at = None
         self._conversation_open = False
+        self._typeahead.clear()
 
 
 def _duration(seconds: int) -> str:
