@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,11 @@ def test_garbage_on_the_link_socket_costs_only_that_link(harness: Harness) -> No
     garbage = exchange(os.urandom(64))
     assert len(garbage) == 1 and isinstance(garbage[0], Close)
     assert garbage[0].code is CloseCode.PROTOCOL_ERROR
+    # A "Register" announcing 48 MiB: nobody who has not registered may make wrsrvd buffer that much
+    # (in login mode every local user can reach this socket), so it is refused on its header alone.
+    huge = exchange(struct.pack("<IH", 48 * 1024 * 1024, 1) + b"{" * 1024)
+    assert len(huge) == 1 and isinstance(huge[0], Close), huge
+    assert huge[0].code is CloseCode.PROTOCOL_ERROR and "exceeds the 16384-byte limit" in huge[0].reason
     forged = Register(
         link_version=LINK_VERSION,
         session_id=session["id"],

@@ -65,6 +65,7 @@ from wayray.link import (
     ToViewer,
     Welcome,
 )
+from wayray.link.protocol import MAX_REGISTER_BODY
 from wayray.link.stream import LinkOverflow, LinkStream
 from wayray.server.admin import AdminError, AdminServer
 from wayray.server.launcher import LauncherBridge
@@ -647,6 +648,7 @@ class FrontDoor(LoginMode):
                 stream.close(CloseCode.PROTOCOL_ERROR, "this link serves only the server's own user")
                 log.warning("link: refused a connection from uid %d", uid)
                 return
+            stream.limit(MAX_REGISTER_BODY)  # nothing big from a peer that has not proven anything
             try:
                 first = await asyncio.wait_for(stream.receive(), 10)
             except TimeoutError:
@@ -668,6 +670,7 @@ class FrontDoor(LoginMode):
             ls = self._register(stream, first, uid)
             if ls is None:
                 return
+            stream.limit(None)  # registered: frames up to the display channel's limit
             await self._serve_link(ls, stream)
         except LinkError as err:
             log.warning("link%s: %s; closing it", f" of session {ls.id}" if ls else "", err.reason)
