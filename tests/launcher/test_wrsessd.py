@@ -377,6 +377,15 @@ def test_session_toml_and_the_users_own_file_read_as_the_user(
             sandbox.report(info.session_id, "notifications")
             sandbox.report(info.session_id, "added")
             c.kill_session(info.session_id)
+
+            # A FIFO nobody writes to (the user's own doing) neither hangs the login nor is waited on.
+            (config / "session.toml").unlink()
+            os.mkfifo(config / "session.toml", 0o600)
+            os.chown(config / "session.toml", pw.pw_uid, pw.pw_gid)
+            info = start_user_session(c, accounts)
+            sandbox.report(info.session_id, "added")  # the system's session.toml applies
+            c.kill_session(info.session_id)
+            assert "ignoring" in daemon.log() and "not a regular file" in daemon.log()
         assert "Permission denied" in daemon.log()
         assert "root:" not in daemon.log()
     finally:
