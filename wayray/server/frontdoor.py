@@ -346,7 +346,12 @@ class FrontDoor(LoginMode):
             return
         viewer = Viewer(conn, f"{conn.peer_address}#{next(self._viewer_numbers)}")
         now = time.time()
-        p = self.registry.present(token, viewer.key, now)
+        try:
+            p = self.registry.present(token, viewer.key, now)
+        except RegistryError as err:  # disk full, damaged file: this viewer is told, the server carries on
+            log.error("%s: %s", conn.peer_address, err)
+            conn.close(ErrorCode.SERVER_BUSY, "the server cannot record sessions now; see its log")
+            return
         if p.outcome is Outcome.REFUSED:
             conn.close(ErrorCode.TOKEN_REJECTED, p.reason or "this server does not accept the token")
             return
