@@ -411,7 +411,9 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
         assert "WAYRAY_LOGIN_TICKET" not in comp["env"]  # only the greeter gets the ticket
 
         sandbox.greeter_script.write_text(
-            json.dumps({"answers": [accounts.user, accounts.password], "reuse_ticket": 1})
+            json.dumps(
+                {"answers": [accounts.user, accounts.password], "reuse_ticket": 1, "parallel_ticket": 1}
+            )
         )
         transcript = sandbox.report(g.session_id, "greeter")
         assert transcript["identity"]["uid"] == accounts.greeter_uid
@@ -427,8 +429,11 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
         assert user_session["user"] == accounts.user and user_session["replaces"] == g.session_id
         # The token and kiosk come from the greeter's ticket, not from the greeter.
         assert (user_session["token"], user_session["rhost"]) == ("tok-g", "kiosk-2")
-        # A ticket logs in once.
+        # A ticket logs in once, and one login at a time: parallel logins would let a greeter try
+        # many passwords before the rate limit sees the first failure.
         assert transcript["reuse"]["error_type"] == "forbidden"
+        assert transcript["parallel"]["type"] == "error", transcript["parallel"]
+        assert "already in progress" in transcript["parallel"]["description"]
 
         kinds = [(e.event, e.session.session_class, e.reason) for e in (events.events(30) for _ in range(3))]  # type: ignore[attr-defined]
         assert kinds == [

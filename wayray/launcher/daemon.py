@@ -655,6 +655,13 @@ class Launcher:
                     req.rhost,
                     req.unlock_session,
                 )
+        if greeter is not None and any(
+            c.login is not None and c.login.greeter is greeter and not c.login.expired
+            for c in self.connections
+        ):
+            # One login per ticket at a time: parallel ones would each get their password guess in
+            # before the rate limit saw the first failure.
+            raise RequestError(ErrorType.BAD_REQUEST, "a login with this ticket is already in progress")
         username = req.username
         target: LiveSession | None = None
         if unlock_id is not None:
