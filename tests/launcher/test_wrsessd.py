@@ -558,6 +558,7 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
         (struct.pack("=I", 10_000_000), "exceeds"),
         (struct.pack("=I", 5) + b"{nope", "not valid JSON"),
         (struct.pack("=I", 2) + b"[]", "not a JSON object"),
+        (struct.pack("=I", 60_000) + b"[" * 60_000, "nested too deeply"),
         (p.encode({"type": "launch_missiles"}), "unknown request type"),
         (p.encode({"type": "create_session", "username": 42}), "must be a string"),
         (

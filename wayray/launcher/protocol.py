@@ -601,6 +601,8 @@ def decode_body(body: bytes) -> dict[str, Any]:
         raise ProtocolError("message is not valid UTF-8") from None
     except ValueError as err:
         raise ProtocolError(f"message is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("message is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("message is not a JSON object")
     if not isinstance(obj.get("type"), str):

@@ -388,6 +388,8 @@ def decode(sender: LinkRole, number: int, body: bytes) -> LinkMessage:
         obj = json.loads(bytes(body).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise LinkError(f"{name}: the body is not UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise LinkError(f"{name}: the body is nested too deeply") from None
     if not isinstance(obj, dict):
         raise LinkError(f"{name}: the body must be a JSON object")
     return _from_json(spec.cls, obj)
