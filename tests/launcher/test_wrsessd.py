@@ -412,7 +412,12 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
 
         sandbox.greeter_script.write_text(
             json.dumps(
-                {"answers": [accounts.user, accounts.password], "reuse_ticket": 1, "parallel_ticket": 1}
+                {
+                    "answers": [accounts.user, accounts.password],
+                    "reuse_ticket": 1,
+                    "parallel_ticket": 1,
+                    "start_env": ["XDG_CONFIG_HOME=/tmp/greeter-owned"],
+                }
             )
         )
         transcript = sandbox.report(g.session_id, "greeter")
@@ -425,6 +430,8 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
             ["secret", "Password: "],
         ]
         assert transcript["login"] == {"type": "success"}
+        # The greeter cannot pick the environment (XDG_CONFIG_HOME, PATH …) of the user's session.
+        assert transcript["start_env"]["error_type"] == "forbidden", transcript["start_env"]
         user_session = transcript["start"]["session"]
         assert user_session["user"] == accounts.user and user_session["replaces"] == g.session_id
         # The token and kiosk come from the greeter's ticket, not from the greeter.

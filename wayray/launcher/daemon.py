@@ -837,6 +837,12 @@ class Launcher:
         login = self._check_live(conn)
         if not login.authenticated or login.user is None:
             raise RequestError(ErrorType.BAD_REQUEST, "start_session needs a successful login first")
+        if conn.role is Role.GREETER and (req.env or req.cmd):
+            # The user's session is the user's: a greeter choosing its PATH, XDG_CONFIG_HOME (where
+            # the user's session.toml is read) or command would run programs of its choice as the user.
+            raise RequestError(
+                ErrorType.FORBIDDEN, "a greeter cannot choose the environment or command of a user's session"
+            )
         if req.cmd and not self.settings.allow_custom_command:
             raise RequestError(
                 ErrorType.FORBIDDEN, "custom session commands are disabled (allow_custom_command)"

@@ -439,10 +439,12 @@ class PostAuthMessageResponse(Message):
 @dataclass(frozen=True)
 class StartSession(Message):
     cmd: tuple[str, ...] | None = field(
-        ARGV, "replacement compositor command, used as given; refused unless `allow_custom_command`"
+        ARGV,
+        "control: replacement compositor command, used as given; refused unless `allow_custom_command`",
     )
     env: tuple[str, ...] | None = field(
-        ENV_LIST, "extra `NAME=value` entries for the session's environment (reserved names refused)"
+        ENV_LIST,
+        "control: extra `NAME=value` entries for the session's environment (reserved names refused)",
     )
 
 
