@@ -878,6 +878,21 @@ def test_a_state_dir_others_could_change_is_refused(sandbox: Sandbox) -> None:
     assert not sandbox.socket.exists()
 
 
+def test_a_socket_directory_others_could_change_is_refused(sandbox: Sandbox, accounts: Accounts) -> None:
+    """wrsessd sets its socket's owner and mode as root: in a directory a user owns, that user could
+    swap the socket for a link to a file of their choice in between."""
+    theirs = sandbox.base / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, accounts.uid, -1)
+    sandbox.write_settings(sandbox.settings(socket=str(theirs / "sessd.sock")))
+    command = [script("wrsessd"), "--settings", str(sandbox.settings_file)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"wrsessd: error: {theirs}: a directory above the socket" in result.stderr
+    assert f"(owner uid {accounts.uid}, mode 0755)" in result.stderr and "hint:" in result.stderr
+    assert not (theirs / "sessd.sock").exists()
+
+
 def test_custom_session_command_only_when_allowed(
     start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
 ) -> None:
