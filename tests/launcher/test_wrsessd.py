@@ -136,6 +136,32 @@ def test_right_password_starts_a_session_as_the_user(
     assert accounts.password not in daemon.log()
 
 
+def test_the_runtime_dir_goes_with_the_mounts_in_it(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """Desktops mount FUSE file systems in XDG_RUNTIME_DIR (gvfs, the document portal), and a user
+    may mount one whose server never answers. The last session's end detaches them without asking
+    them anything and removes the directory all the same. (A tmpfs mounted by the test stands in for
+    the user's FUSE mount: that needs fusermount and a FUSE server, not installed here.)"""
+    daemon = start_daemon()
+    with daemon.client() as c:
+        info = start_user_session(c, accounts)
+        runtime = Path(info.runtime_dir)
+        mounted = runtime / "doc"
+        mounted.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mounted)], check=True)
+        try:
+            (mounted / "theirs").write_text("a file in the user's own file system\n")
+            c.kill_session(info.session_id, p.EndReason.LOGOUT)
+            assert not runtime.exists()
+            mounts = Path("/proc/self/mountinfo").read_text()
+            assert str(sandbox.runtime_base) not in mounts
+            assert list(sandbox.runtime_base.iterdir()) == []
+        finally:
+            subprocess.run(["umount", "--lazy", str(mounted)], capture_output=True)
+    assert sandbox.pam_events()[-1].startswith(f"close_session {sandbox.service} {accounts.user}")
+
+
 def test_locked_account_is_refused_even_with_the_right_password(
     start_daemon: StartDaemon, accounts: Accounts
 ) -> None:

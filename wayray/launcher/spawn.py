@@ -17,6 +17,7 @@ import logging
 import os
 import pwd
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -121,10 +122,22 @@ def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *
                 other.info.worker_pid, other.worker_start_time
             ):
                 return False
-        # rmtree works on file descriptors on Linux, so a user's symlinks cannot redirect it.
-        shutil.rmtree(path, ignore_errors=True)
+        # Out of the way under the lock (a rename: instant), removed after it: the directory is the
+        # user's, it may be huge or hold a FUSE mount of theirs that never answers, and the lock is
+        # every login's (and wrsessd's).
+        doomed = path.with_name(f".{path.name}.removed-{secrets.token_hex(4)}")
+        try:
+            os.rename(path, doomed)
+        except OSError as err:
+            log.warning("cannot remove %s: %s", path, err.strerror)
+            return False
         marker.unlink(missing_ok=True)
-        return not path.exists()
+    # Mounts in it (gvfs, the document portal, anything the user mounted with FUSE) are detached
+    # first: rmtree would otherwise wait on them, empty them, and leave the directory behind.
+    proctree.detach_mounts_below(doomed)
+    # rmtree works on file descriptors on Linux, so a user's symlinks cannot redirect it.
+    shutil.rmtree(doomed, ignore_errors=True)
+    return not path.exists()
 
 
 # --- environment -----------------------------------------------------------------------------------
