@@ -162,6 +162,33 @@ def test_the_runtime_dir_goes_with_the_mounts_in_it(
     assert sandbox.pam_events()[-1].startswith(f"close_session {sandbox.service} {accounts.user}")
 
 
+def test_a_start_wrsessd_gives_up_on_still_closes_its_pam_session(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """A session module that takes its time (a hung logind, a slow home-directory mount): wrsessd
+    answers the client once the start took too long, and the worker, stopped rather than killed,
+    closes the PAM session it opened and leaves no process behind."""
+    slow = sandbox.base / "slow-open"
+    slow.touch()
+    sandbox.hook.write_text(
+        sandbox.hook.read_text() + f'if [ "$PAM_TYPE" = open_session ] && [ -e {slow} ]; then sleep 40; fi\n'
+    )
+    # wrsessd waits compositor_start_timeout_s + stop_timeout_s + 30 s for a start: 32 s here.
+    daemon = start_daemon(compositor_start_timeout_s=1.0, stop_timeout_s=1.0)
+    with daemon.client() as c:
+        assert isinstance(login(c, accounts, accounts.password), p.Success)
+        refused = c.request(p.StartSession())
+        assert isinstance(refused, p.Error), refused
+        assert "did not start in 32 s" in refused.description
+        slow.unlink()
+        wait_for(lambda: "close_session" in sandbox.pam_log.read_text(), 60, "the PAM session to close")
+        assert c.list_sessions() == ()
+    events = sandbox.pam_events()
+    assert [e.split()[0] for e in events] == ["open_session", "close_session"], events
+    wait_for(lambda: user_pids(accounts.uid) == [], 30, "no process of the user")
+    assert list((sandbox.state / "sessions").glob("*.json")) == []
+
+
 def test_locked_account_is_refused_even_with_the_right_password(
     start_daemon: StartDaemon, accounts: Accounts
 ) -> None:

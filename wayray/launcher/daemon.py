@@ -923,7 +923,17 @@ class Launcher:
         try:
             msg = await link.recv(timeout=timeout)
         except TimeoutError:
-            msg = None
+            # It may have opened the PAM session and started programs: SIGTERM makes it stop at its next
+            # safe point and tear down what it set up (SIGKILL would leave both behind). Its watch reaps it.
+            log.error(
+                "session %s: the session worker did not start it in %g s; stopping it", session_id, timeout
+            )
+            link.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(link.pid, signal.SIGTERM)
+            raise RequestError(
+                ErrorType.ERROR, f"session {session_id}: the session did not start in {timeout:g} s"
+            ) from None
         if msg is not None and msg.get("type") == "started":
             info = protocol.Nested(protocol.SessionInfo).check(msg["session"])
             assert isinstance(info, protocol.SessionInfo)
