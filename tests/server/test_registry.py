@@ -547,3 +547,16 @@ def test_a_full_disk_is_a_registry_error_and_changes_nothing(tmp_path: Path) -> 
             reg.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_a_registry_from_a_newer_wayray_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "registry.sqlite"
+    Registry.open(path, policy=SessionPolicy(), now=T0).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(WayRayError, match="registry schema 99 is newer than this wrsrvd") as info:
+        Registry.open(path, policy=SessionPolicy(), now=T0)
+    assert "move the file aside" in (info.value.hint or "")

@@ -204,8 +204,10 @@ class Registry:
                 db.execute(f"PRAGMA user_version={version}")
         if version not in (0, SCHEMA_VERSION):
             db.close()
-            raise RegistryError(
-                f"{path}: registry schema {version} is newer than this wrsrvd ({SCHEMA_VERSION})"
+            raise WayRayError(
+                f"{path}: registry schema {version} is newer than this wrsrvd ({SCHEMA_VERSION})",
+                hint="a newer WayRay wrote it: install that version again, or move the file aside "
+                "(the sessions it knew are then forgotten)",
             )
         registry = cls(db, policy, str(path))
         registry._restore(now)
