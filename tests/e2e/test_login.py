@@ -5,6 +5,7 @@ over without reconnecting; hot-desking, detaching, re-authentication, restarts, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -23,6 +24,14 @@ from tests.e2e.harness import differing_pixels
 from tests.e2e.kiosk import KioskProc
 from tests.e2e.login import PYTHONPATH, LoginRig, environ, login_rig, run_as, until
 from tests.launcher.harness import SYSTEM_PYTHON, Accounts, throwaway_accounts
+from wayray.transport import (
+    ClientConnection,
+    ClientSettings,
+    ConnectionClosedError,
+    PinnedFingerprint,
+    connect,
+)
+from wayray.wire import ErrorCode, HelloParams, TokenKind
 
 pytestmark = [
     pytest.mark.slow,
@@ -385,3 +394,38 @@ def test_a_badge_the_policy_does_not_accept_is_refused_at_the_kiosk(rig: LoginRi
     a.insert(BADGE)
     again = a.wait(lambda s: s["state"] == "failed" and s["serial"] > refused["serial"], "a second refusal")
     assert "not accepted" in again["detail"]
+
+
+def test_kiosks_arriving_at_once_get_no_more_login_screens_than_max_sessions(rig: LoginRig) -> None:
+    """Login screens are sessions too (a compositor, the greeter, a PAM session): kiosks arriving
+    together, before any of their login screens is up, still get no more than ``max_sessions``."""
+    rig.configure()
+    servers = rig.root / "etc" / "wayray" / "servers.toml"
+    servers.write_text(
+        servers.read_text().replace('policy = "test"\n', 'policy = "test"\nmax_sessions = 2\n')
+    )
+    rig.start()
+    settings = ClientSettings(trust=PinnedFingerprint(rig.fingerprint), connect_timeout=120)
+
+    async def arrive(i: int) -> ClientConnection | str:
+        hello = HelloParams(
+            token=f"crowd-{i}", token_kind=TokenKind.SOFTWARE, screen_width=640, screen_height=480
+        )
+        try:
+            return await connect("127.0.0.1", rig.port, settings, hello)
+        except ConnectionClosedError as err:
+            return f"{ErrorCode(err.code).name}: {err.reason}"
+
+    async def crowd() -> list[str]:
+        arrived = await asyncio.gather(*(arrive(i) for i in range(5)))
+        for conn in arrived:
+            if not isinstance(conn, str):
+                conn.close()
+                await conn.wait_closed()
+        return [a if isinstance(a, str) else "shown" for a in arrived]
+
+    outcomes = asyncio.run(crowd())
+    assert outcomes.count("shown") == 2, outcomes
+    assert sorted(outcomes)[:3] == ["SERVER_BUSY: this server hosts its limit of 2 sessions; try another "
+                                    "server or later"] * 3, outcomes  # fmt: skip
+    assert len(rig.sessions()) <= 2

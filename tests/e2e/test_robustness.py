@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,30 @@ def test_garbage_on_the_link_socket_costs_only_that_link(harness: Harness) -> No
     garbage = exchange(os.urandom(64))
     assert len(garbage) == 1 and isinstance(garbage[0], Close)
     assert garbage[0].code is CloseCode.PROTOCOL_ERROR
+    # A "Register" announcing 48 MiB: nobody who has not registered may make wrsrvd buffer that much
+    # (in login mode every local user can reach this socket), so it is refused on its header alone.
+    huge = exchange(struct.pack("<IH", 48 * 1024 * 1024, 1) + b"{" * 1024)
+    assert len(huge) == 1 and isinstance(huge[0], Close), huge
+    assert huge[0].code is CloseCode.PROTOCOL_ERROR and "exceeds the 16384-byte limit" in huge[0].reason
+    # Connections that never register: a uid gets a few at once (each costs wrsrvd a descriptor, and
+    # in login mode every local user can connect); more are turned away at once, with a reason.
+    idle = []
+    try:
+        for _ in range(8):
+            idle.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            idle[-1].connect(link)
+        crowded = exchange(b"")
+        assert len(crowded) == 1 and isinstance(crowded[0], Close), crowded
+        assert crowded[0].code is CloseCode.SHUTDOWN and "have not registered" in crowded[0].reason
+    finally:
+        for s in idle:
+            s.close()
+
+    def served_again() -> bool:  # once wrsrvd has seen those connections go
+        answer = exchange(os.urandom(64))
+        return isinstance(answer[0], Close) and answer[0].code is CloseCode.PROTOCOL_ERROR
+
+    eventually(served_again, "the refused uid to be served again")
     forged = Register(
         link_version=LINK_VERSION,
         session_id=session["id"],

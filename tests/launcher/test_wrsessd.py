@@ -136,6 +136,59 @@ def test_right_password_starts_a_session_as_the_user(
     assert accounts.password not in daemon.log()
 
 
+def test_the_runtime_dir_goes_with_the_mounts_in_it(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """Desktops mount FUSE file systems in XDG_RUNTIME_DIR (gvfs, the document portal), and a user
+    may mount one whose server never answers. The last session's end detaches them without asking
+    them anything and removes the directory all the same. (A tmpfs mounted by the test stands in for
+    the user's FUSE mount: that needs fusermount and a FUSE server, not installed here.)"""
+    daemon = start_daemon()
+    with daemon.client() as c:
+        info = start_user_session(c, accounts)
+        runtime = Path(info.runtime_dir)
+        mounted = runtime / "doc"
+        mounted.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mounted)], check=True)
+        try:
+            (mounted / "theirs").write_text("a file in the user's own file system\n")
+            c.kill_session(info.session_id, p.EndReason.LOGOUT)
+            assert not runtime.exists()
+            mounts = Path("/proc/self/mountinfo").read_text()
+            assert str(sandbox.runtime_base) not in mounts
+            assert list(sandbox.runtime_base.iterdir()) == []
+        finally:
+            subprocess.run(["umount", "--lazy", str(mounted)], capture_output=True)
+    assert sandbox.pam_events()[-1].startswith(f"close_session {sandbox.service} {accounts.user}")
+
+
+def test_a_start_wrsessd_gives_up_on_still_closes_its_pam_session(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """A session module that takes its time (a hung logind, a slow home-directory mount): wrsessd
+    answers the client once the start took too long, and the worker, stopped rather than killed,
+    closes the PAM session it opened and leaves no process behind."""
+    slow = sandbox.base / "slow-open"
+    slow.touch()
+    sandbox.hook.write_text(
+        sandbox.hook.read_text() + f'if [ "$PAM_TYPE" = open_session ] && [ -e {slow} ]; then sleep 40; fi\n'
+    )
+    # wrsessd waits compositor_start_timeout_s + stop_timeout_s + 30 s for a start: 32 s here.
+    daemon = start_daemon(compositor_start_timeout_s=1.0, stop_timeout_s=1.0)
+    with daemon.client() as c:
+        assert isinstance(login(c, accounts, accounts.password), p.Success)
+        refused = c.request(p.StartSession())
+        assert isinstance(refused, p.Error), refused
+        assert "did not start in 32 s" in refused.description
+        slow.unlink()
+        wait_for(lambda: "close_session" in sandbox.pam_log.read_text(), 60, "the PAM session to close")
+        assert c.list_sessions() == ()
+    events = sandbox.pam_events()
+    assert [e.split()[0] for e in events] == ["open_session", "close_session"], events
+    wait_for(lambda: user_pids(accounts.uid) == [], 30, "no process of the user")
+    assert list((sandbox.state / "sessions").glob("*.json")) == []
+
+
 def test_locked_account_is_refused_even_with_the_right_password(
     start_daemon: StartDaemon, accounts: Accounts
 ) -> None:
@@ -377,6 +430,15 @@ def test_session_toml_and_the_users_own_file_read_as_the_user(
             sandbox.report(info.session_id, "notifications")
             sandbox.report(info.session_id, "added")
             c.kill_session(info.session_id)
+
+            # A FIFO nobody writes to (the user's own doing) neither hangs the login nor is waited on.
+            (config / "session.toml").unlink()
+            os.mkfifo(config / "session.toml", 0o600)
+            os.chown(config / "session.toml", pw.pw_uid, pw.pw_gid)
+            info = start_user_session(c, accounts)
+            sandbox.report(info.session_id, "added")  # the system's session.toml applies
+            c.kill_session(info.session_id)
+            assert "ignoring" in daemon.log() and "not a regular file" in daemon.log()
         assert "Permission denied" in daemon.log()
         assert "root:" not in daemon.log()
     finally:
@@ -402,7 +464,14 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
         assert "WAYRAY_LOGIN_TICKET" not in comp["env"]  # only the greeter gets the ticket
 
         sandbox.greeter_script.write_text(
-            json.dumps({"answers": [accounts.user, accounts.password], "reuse_ticket": 1})
+            json.dumps(
+                {
+                    "answers": [accounts.user, accounts.password],
+                    "reuse_ticket": 1,
+                    "parallel_ticket": 1,
+                    "start_env": ["XDG_CONFIG_HOME=/tmp/greeter-owned"],
+                }
+            )
         )
         transcript = sandbox.report(g.session_id, "greeter")
         assert transcript["identity"]["uid"] == accounts.greeter_uid
@@ -414,12 +483,17 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
             ["secret", "Password: "],
         ]
         assert transcript["login"] == {"type": "success"}
+        # The greeter cannot pick the environment (XDG_CONFIG_HOME, PATH …) of the user's session.
+        assert transcript["start_env"]["error_type"] == "forbidden", transcript["start_env"]
         user_session = transcript["start"]["session"]
         assert user_session["user"] == accounts.user and user_session["replaces"] == g.session_id
         # The token and kiosk come from the greeter's ticket, not from the greeter.
         assert (user_session["token"], user_session["rhost"]) == ("tok-g", "kiosk-2")
-        # A ticket logs in once.
+        # A ticket logs in once, and one login at a time: parallel logins would let a greeter try
+        # many passwords before the rate limit sees the first failure.
         assert transcript["reuse"]["error_type"] == "forbidden"
+        assert transcript["parallel"]["type"] == "error", transcript["parallel"]
+        assert "already in progress" in transcript["parallel"]["description"]
 
         kinds = [(e.event, e.session.session_class, e.reason) for e in (events.events(30) for _ in range(3))]  # type: ignore[attr-defined]
         assert kinds == [
@@ -544,6 +618,7 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
         (struct.pack("=I", 10_000_000), "exceeds"),
         (struct.pack("=I", 5) + b"{nope", "not valid JSON"),
         (struct.pack("=I", 2) + b"[]", "not a JSON object"),
+        (struct.pack("=I", 60_000) + b"[" * 60_000, "nested too deeply"),
         (p.encode({"type": "launch_missiles"}), "unknown request type"),
         (p.encode({"type": "create_session", "username": 42}), "must be a string"),
         (
@@ -854,6 +929,21 @@ def test_a_state_dir_others_could_change_is_refused(sandbox: Sandbox) -> None:
     )
     assert "hint:" in result.stderr
     assert not sandbox.socket.exists()
+
+
+def test_a_socket_directory_others_could_change_is_refused(sandbox: Sandbox, accounts: Accounts) -> None:
+    """wrsessd sets its socket's owner and mode as root: in a directory a user owns, that user could
+    swap the socket for a link to a file of their choice in between."""
+    theirs = sandbox.base / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, accounts.uid, -1)
+    sandbox.write_settings(sandbox.settings(socket=str(theirs / "sessd.sock")))
+    command = [script("wrsessd"), "--settings", str(sandbox.settings_file)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"wrsessd: error: {theirs}: a directory above the socket" in result.stderr
+    assert f"(owner uid {accounts.uid}, mode 0755)" in result.stderr and "hint:" in result.stderr
+    assert not (theirs / "sessd.sock").exists()
 
 
 def test_custom_session_command_only_when_allowed(

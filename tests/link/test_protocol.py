@@ -123,6 +123,7 @@ BAD = {
     "unknown close code": (LinkRole.SERVER, encode_frame(3, b'{"code": "x", "reason": ""}'), "unknown code"),
     "broken relayed frame": (LinkRole.COMPOSITOR, encode_frame(17, b"\x01\x00\x00\x00\x01\x05"), "broken"),
     "no channel": (LinkRole.SERVER, encode_frame(16, b"\x09" + KEY), "no wire channel 9"),
+    "nested too deeply": (LinkRole.COMPOSITOR, encode_frame(1, b"[" * 16000), "nested too deeply"),
     "oversized": (
         LinkRole.SERVER,
         (MAX_BODY[LinkRole.SERVER] + 1).to_bytes(4, "little") + b"\x10\x00",

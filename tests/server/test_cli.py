@@ -95,3 +95,15 @@ def test_session_options_from_the_environment_and_the_command_line_wins() -> Non
     assert parser().parse_args(options_from_environment([], {})).no_video is False
     r = run("session", env={**os.environ, "WAYRAY_SESSION_SIZE": "huge"})
     assert r.returncode == 2 and "--size" in r.stderr
+
+
+def test_a_damaged_registry_is_named_with_what_to_do(tmp_path: Path) -> None:
+    state, runtime = tmp_path / "state", tmp_path / "run"
+    state.mkdir(mode=0o700)
+    (state / "registry.sqlite").write_bytes(b"this is no SQLite database\n" * 300)
+    r = run("--standalone", "--allow-root", "--port", "0", "--state-dir", str(state),
+            "--runtime-dir", str(runtime), "--", "true")  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    what = "the session registry cannot be used: file is not a database"
+    assert f"{state / 'registry.sqlite'}: {what}" in r.stderr
+    assert "move it aside" in r.stderr and "Traceback" not in r.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -520,3 +522,41 @@ def test_standalone_session_without_a_viewer_starts_detached(reg: Registry) -> N
     token = HASHER.ref(TokenKind.TERMINAL, "kiosk-7")
     s = reg.create_session(token, None, "bob", Endpoint(), T0)
     assert s.state is SessionState.DETACHED and s.detached_at == T0
+
+
+@pytest.mark.root
+def test_a_full_disk_is_a_registry_error_and_changes_nothing(tmp_path: Path) -> None:
+    """A real file system that fills up (a 512 KiB tmpfs): the write fails with a message that says
+    so, and the registry in memory stays what the file says."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], check=True)
+    try:
+        reg = Registry.open(mnt / "registry.sqlite", policy=SessionPolicy(), now=T0)
+        try:
+            kept = user_session(reg, "kept", "kiosk-a")
+            with open(mnt / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+            with pytest.raises(RegistryError, match="cannot be written: database or disk is full"):
+                for i in range(200):  # the WAL may still have a page or two free
+                    reg.present(badge(f"more-{i}"), f"kiosk-{i}", T0 + 1)
+                    reg.create_greeter(badge(f"more-{i}"), f"kiosk-{i}", Endpoint(), T0 + 1)
+            assert reg.find(kept) is not None and reg.by_token(badge(f"more-{i}")) is None
+        finally:
+            reg.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_a_registry_from_a_newer_wayray_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "registry.sqlite"
+    Registry.open(path, policy=SessionPolicy(), now=T0).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(WayRayError, match="registry schema 99 is newer than this wrsrvd") as info:
+        Registry.open(path, policy=SessionPolicy(), now=T0)
+    assert "move the file aside" in (info.value.hint or "")

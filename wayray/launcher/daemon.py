@@ -655,6 +655,13 @@ class Launcher:
                     req.rhost,
                     req.unlock_session,
                 )
+        if greeter is not None and any(
+            c.login is not None and c.login.greeter is greeter and not c.login.expired
+            for c in self.connections
+        ):
+            # One login per ticket at a time: parallel ones would each get their password guess in
+            # before the rate limit saw the first failure.
+            raise RequestError(ErrorType.BAD_REQUEST, "a login with this ticket is already in progress")
         username = req.username
         target: LiveSession | None = None
         if unlock_id is not None:
@@ -830,6 +837,12 @@ class Launcher:
         login = self._check_live(conn)
         if not login.authenticated or login.user is None:
             raise RequestError(ErrorType.BAD_REQUEST, "start_session needs a successful login first")
+        if conn.role is Role.GREETER and (req.env or req.cmd):
+            # The user's session is the user's: a greeter choosing its PATH, XDG_CONFIG_HOME (where
+            # the user's session.toml is read) or command would run programs of its choice as the user.
+            raise RequestError(
+                ErrorType.FORBIDDEN, "a greeter cannot choose the environment or command of a user's session"
+            )
         if req.cmd and not self.settings.allow_custom_command:
             raise RequestError(
                 ErrorType.FORBIDDEN, "custom session commands are disabled (allow_custom_command)"
@@ -910,7 +923,17 @@ class Launcher:
         try:
             msg = await link.recv(timeout=timeout)
         except TimeoutError:
-            msg = None
+            # It may have opened the PAM session and started programs: SIGTERM makes it stop at its next
+            # safe point and tear down what it set up (SIGKILL would leave both behind). Its watch reaps it.
+            log.error(
+                "session %s: the session worker did not start it in %g s; stopping it", session_id, timeout
+            )
+            link.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(link.pid, signal.SIGTERM)
+            raise RequestError(
+                ErrorType.ERROR, f"session {session_id}: the session did not start in {timeout:g} s"
+            ) from None
         if msg is not None and msg.get("type") == "started":
             info = protocol.Nested(protocol.SessionInfo).check(msg["session"])
             assert isinstance(info, protocol.SessionInfo)

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from pathlib import Path
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NAME = 15
+_MNT_DETACH = 2
+_UMOUNT_NOFOLLOW = 8
 
 
 def _prctl(option: int, arg: int | bytes) -> bool:
@@ -34,6 +37,32 @@ def _prctl(option: int, arg: int | bytes) -> bool:
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process. False where unsupported."""
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def detach_mounts_below(root: Path) -> int:
+    """Lazily unmount (``MNT_DETACH``) every mount at or below ``root``, deepest first, without
+    talking to their file systems (a FUSE server that never answers cannot hold this up). Linux only;
+    returns how many were detached."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return 0
+    top = os.fsencode(root)
+    points = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        # Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), os.fsencode(fields[4]))
+        if point == top or point.startswith(top + b"/"):
+            points.append(point)
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    detached = 0
+    for point in sorted(set(points), key=len, reverse=True):
+        if libc.umount2(point, _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:
+            detached += 1
+    return detached
 
 
 def set_process_name(name: str) -> None:

@@ -439,10 +439,12 @@ class PostAuthMessageResponse(Message):
 @dataclass(frozen=True)
 class StartSession(Message):
     cmd: tuple[str, ...] | None = field(
-        ARGV, "replacement compositor command, used as given; refused unless `allow_custom_command`"
+        ARGV,
+        "control: replacement compositor command, used as given; refused unless `allow_custom_command`",
     )
     env: tuple[str, ...] | None = field(
-        ENV_LIST, "extra `NAME=value` entries for the session's environment (reserved names refused)"
+        ENV_LIST,
+        "control: extra `NAME=value` entries for the session's environment (reserved names refused)",
     )
 
 
@@ -601,6 +603,8 @@ def decode_body(body: bytes) -> dict[str, Any]:
         raise ProtocolError("message is not valid UTF-8") from None
     except ValueError as err:
         raise ProtocolError(f"message is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("message is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("message is not a JSON object")
     if not isinstance(obj.get("type"), str):

@@ -11,12 +11,16 @@ user first, never as root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pwd
 import re
+import secrets
+import select
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -30,6 +34,9 @@ from wayray.launcher.records import SessionRecords
 from wayray.launcher.settings import env_refusal, session_from_json, session_to_json
 
 log = logging.getLogger(__name__)
+
+#: How long reading a user's session.toml may take (it is read as the user, in a child).
+USER_FILE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,10 +122,22 @@ def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *
                 other.info.worker_pid, other.worker_start_time
             ):
                 return False
-        # rmtree works on file descriptors on Linux, so a user's symlinks cannot redirect it.
-        shutil.rmtree(path, ignore_errors=True)
+        # Out of the way under the lock (a rename: instant), removed after it: the directory is the
+        # user's, it may be huge or hold a FUSE mount of theirs that never answers, and the lock is
+        # every login's (and wrsessd's).
+        doomed = path.with_name(f".{path.name}.removed-{secrets.token_hex(4)}")
+        try:
+            os.rename(path, doomed)
+        except OSError as err:
+            log.warning("cannot remove %s: %s", path, err.strerror)
+            return False
         marker.unlink(missing_ok=True)
-        return not path.exists()
+    # Mounts in it (gvfs, the document portal, anything the user mounted with FUSE) are detached
+    # first: rmtree would otherwise wait on them, empty them, and leave the directory behind.
+    proctree.detach_mounts_below(doomed)
+    # rmtree works on file descriptors on Linux, so a user's symlinks cannot redirect it.
+    shutil.rmtree(doomed, ignore_errors=True)
+    return not path.exists()
 
 
 # --- environment -----------------------------------------------------------------------------------
@@ -242,9 +261,16 @@ def read_user_session(
     if pid == 0:  # child
         try:
             os.close(rfd)
+            # Nothing of the worker's (its link to wrsessd, PAM's descriptors) stays open as the user.
+            os.closerange(3, wfd)
+            os.closerange(wfd + 1, 65536)
             account.drop_privileges()
             try:
-                with open(path, "rb") as f:
+                # O_NONBLOCK: a FIFO (or a device) in the user's place must not hang the login.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+                with open(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise ValueError("not a regular file")
                     data = f.read(256 * 1024 + 1)
                 if len(data) > 256 * 1024:
                     raise ValueError("the file is larger than 256 KiB")
@@ -262,10 +288,22 @@ def read_user_session(
             os._exit(0)
     os.close(wfd)
     chunks = []
-    while chunk := os.read(rfd, 65536):
-        chunks.append(chunk)
-    os.close(rfd)
-    os.waitpid(pid, 0)
+    deadline = time.monotonic() + USER_FILE_TIMEOUT_S
+    try:
+        # Bounded: a home on a hung network file system must not keep the root worker waiting.
+        while select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if not (chunk := os.read(rfd, 65536)):
+                os.waitpid(pid, 0)  # it has written everything and exited
+                break
+            chunks.append(chunk)
+        else:
+            chunks = [json.dumps({"error": f"not read within {USER_FILE_TIMEOUT_S:g} s"}).encode()]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # one stuck in the kernel is reaped with the session's children
+    finally:
+        os.close(rfd)
     try:
         result: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
     except ValueError:

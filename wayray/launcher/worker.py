@@ -147,6 +147,16 @@ class Worker:
         self.compositor_pid: int | None = None
         self.info: protocol.SessionInfo | None = None
         self.records = SessionRecords(Path(job.state_dir))
+        #: SIGTERM while starting (wrsessd gave up waiting): stop at the next safe point and tear down
+        #: what was set up, closing the PAM session, instead of dying halfway.
+        self.stop_requested = False
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested = True
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise StartFailed("wrsessd stopped the start (it took too long)")
 
     # --- phase 1: authentication ------------------------------------------------------------------
 
@@ -270,6 +280,7 @@ class Worker:
             h.open_session()
             self.session_open = True
             pam_env = h.getenvlist()
+            self._check_stop()
         else:
             pam_env = dict(e.split("=", 1) for e in requested_env)
 
@@ -288,6 +299,7 @@ class Worker:
             session = session_from_json(job.session_defaults)
             if job.read_user_session_file:
                 session = spawn.read_user_session(account, env, job.user_session_file, session)
+                self._check_stop()
             from_session_toml = session_components(session)
             plan = SessionPlan(plan.compositor, (*plan.components, *from_session_toml))
             env.update(spawn.session_env_entries(session))
@@ -320,9 +332,12 @@ class Worker:
             ) from err
         self.children[compositor.pid] = compositor
         self.compositor_pid = compositor.pid
-        spawn.wait_for_socket(
-            socket_path, running=lambda: compositor.poll() is None, timeout=job.compositor_start_timeout_s
-        )
+
+        def running() -> bool:
+            self._check_stop()
+            return compositor.poll() is None
+
+        spawn.wait_for_socket(socket_path, running=running, timeout=job.compositor_start_timeout_s)
 
         client_env = {**env, "WAYLAND_DISPLAY": wayland_display}
         if job.session_class == protocol.SessionClass.GREETER:
@@ -331,6 +346,7 @@ class Worker:
             )
         configured = len(plan.components) - len(from_session_toml)
         for index, comp in enumerate(plan.components):
+            self._check_stop()
             expand = spawn.expand if index < configured else spawn.expand_known
             try:
                 child = spawn.spawn(
@@ -406,6 +422,8 @@ class Worker:
         if not self.chan.closed:
             sel.register(self.chan.sock, selectors.EVENT_READ, "daemon")
         reason: str | None = self._reap()
+        if reason is None and self.stop_requested:  # SIGTERM between the start and this loop
+            reason = protocol.EndReason.SHUTDOWN.value
         while reason is None:
             if self.chan.has_buffered():
                 events = [(None, "daemon")]
@@ -525,6 +543,7 @@ def serve(chan: Channel) -> int:
             return 0
         if msg.get("type") != "start" or not job.open_session:
             return 1
+        signal.signal(signal.SIGTERM, worker.request_stop)
         try:
             worker.start(msg)
         except (StartFailed, RuntimeError, pam.PamError, OSError) as err:

@@ -47,6 +47,9 @@ class LinkRole(enum.StrEnum):
 #: Largest frame body each side sends: the compositor relays display frames (the wire's display
 #: channel allows 64 MiB) and screenshots; wrsrvd relays viewer messages (at most 2 MiB) and keymaps.
 MAX_BODY = {LinkRole.COMPOSITOR: 64 * MiB + 64, LinkRole.SERVER: 4 * MiB}
+#: Until a compositor has registered, it may send only a Register (well under 2 KiB): the link socket
+#: is open to every local user in login mode, and nobody unregistered may make wrsrvd buffer 64 MiB.
+MAX_REGISTER_BODY = 16 * KiB
 
 
 class LinkError(Exception):
@@ -343,6 +346,10 @@ class LinkDecoder:
     def buffered(self) -> int:
         return self._frames.buffered
 
+    def limit(self, max_body: int | None) -> None:
+        """Accept frames of at most ``max_body`` bytes from now on (None: the peer's normal limit)."""
+        self._frames.max_body = MAX_BODY[self.peer] if max_body is None else max_body
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[LinkMessage]:
         try:
             frames = self._frames.feed(data)
@@ -381,6 +388,8 @@ def decode(sender: LinkRole, number: int, body: bytes) -> LinkMessage:
         obj = json.loads(bytes(body).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise LinkError(f"{name}: the body is not UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise LinkError(f"{name}: the body is nested too deeply") from None
     if not isinstance(obj, dict):
         raise LinkError(f"{name}: the body must be a JSON object")
     return _from_json(spec.cls, obj)

@@ -64,6 +64,10 @@ class LinkStream:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         return int(struct.unpack("3i", creds)[1])
 
+    def limit(self, max_body: int | None) -> None:
+        """Refuse frames over ``max_body`` bytes from now on (None: the peer's normal limit)."""
+        self._decoder.limit(max_body)
+
     async def receive(self) -> LinkMessage | None:
         """The next message, or None once the peer closed the socket; :class:`LinkError` for a
         broken stream."""

@@ -92,8 +92,9 @@ class AdminServer:
                     request = json.loads(body.decode("utf-8"))
                     if not isinstance(request, dict) or not isinstance(request.get("type"), str):
                         raise ValueError("a request is a JSON object with a string 'type'")
-                except ValueError as err:
-                    writer.write(encode({"type": "error", "description": f"bad request: {err}"}))
+                except (ValueError, RecursionError) as err:
+                    why = "nested too deeply" if isinstance(err, RecursionError) else err
+                    writer.write(encode({"type": "error", "description": f"bad request: {why}"}))
                     return
                 try:
                     answer = await self._handler(request)

@@ -65,6 +65,7 @@ from wayray.link import (
     ToViewer,
     Welcome,
 )
+from wayray.link.protocol import MAX_REGISTER_BODY
 from wayray.link.stream import LinkOverflow, LinkStream
 from wayray.server.admin import AdminError, AdminServer
 from wayray.server.launcher import LauncherBridge
@@ -112,6 +113,10 @@ TOKEN_KINDS = {
     WireTokenKind.SOFTWARE: TokenKind.BADGE,
 }
 ATTACH_TIMEOUT = 15.0
+#: Link connections one uid may hold open before registering. The link socket is open to every local
+#: user in login mode; each such connection costs a descriptor for up to 10 s (more while a login
+#: event is awaited), and wrsrvd has about a thousand of them for everything it does.
+MAX_UNREGISTERED_LINKS = 8
 SCREENSHOT_TIMEOUT = 20.0
 END_WAIT = 8.0
 #: After a link drops without Ended: how long to wait for the compositor process to be seen gone.
@@ -150,6 +155,8 @@ class FrontDoor(LoginMode):
         #: Login mode: link session ids of greeters wrsessd is starting. Their compositor may register
         #: before wrsessd's answer is in: it waits until the session is recorded (the event is set).
         self._starting: dict[str, asyncio.Event] = {}
+        #: Link connections that have not registered yet, by peer uid (see MAX_UNREGISTERED_LINKS).
+        self._unregistered: Counter[int | None] = Counter()
 
     # --- start and stop ----------------------------------------------------------------------------
 
@@ -345,7 +352,12 @@ class FrontDoor(LoginMode):
             return
         viewer = Viewer(conn, f"{conn.peer_address}#{next(self._viewer_numbers)}")
         now = time.time()
-        p = self.registry.present(token, viewer.key, now)
+        try:
+            p = self.registry.present(token, viewer.key, now)
+        except RegistryError as err:  # disk full, damaged file: this viewer is told, the server carries on
+            log.error("%s: %s", conn.peer_address, err)
+            conn.close(ErrorCode.SERVER_BUSY, "the server cannot record sessions now; see its log")
+            return
         if p.outcome is Outcome.REFUSED:
             conn.close(ErrorCode.TOKEN_REJECTED, p.reason or "this server does not accept the token")
             return
@@ -641,12 +653,26 @@ class FrontDoor(LoginMode):
     async def _on_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = LinkStream(reader, writer, LinkRole.SERVER, name="link")
         ls: LiveSession | None = None
+        uid: int | None = None
+        counted = False
         try:
             uid = stream.peer_uid()
             if not self.settings.login and uid is not None and uid not in (os.geteuid(), 0):
                 stream.close(CloseCode.PROTOCOL_ERROR, "this link serves only the server's own user")
                 log.warning("link: refused a connection from uid %d", uid)
                 return
+            if self._unregistered[uid] >= MAX_UNREGISTERED_LINKS:
+                # SHUTDOWN: a compositor told this tries again later (its session does not end).
+                stream.close(
+                    CloseCode.SHUTDOWN,
+                    f"uid {uid} has {MAX_UNREGISTERED_LINKS} link connections that have not registered; "
+                    "try again later",
+                )
+                log.warning("link: refused a connection from uid %s: too many unregistered ones", uid)
+                return
+            self._unregistered[uid] += 1
+            counted = True
+            stream.limit(MAX_REGISTER_BODY)  # nothing big from a peer that has not proven anything
             try:
                 first = await asyncio.wait_for(stream.receive(), 10)
             except TimeoutError:
@@ -666,8 +692,11 @@ class FrontDoor(LoginMode):
                     await asyncio.wait_for(starting.wait(), self.settings.start_timeout)
             await self._await_login_event(first)
             ls = self._register(stream, first, uid)
+            self._unregistered[uid] -= 1
+            counted = False
             if ls is None:
                 return
+            stream.limit(None)  # registered: frames up to the display channel's limit
             await self._serve_link(ls, stream)
         except LinkError as err:
             log.warning("link%s: %s; closing it", f" of session {ls.id}" if ls else "", err.reason)
@@ -676,6 +705,8 @@ class FrontDoor(LoginMode):
             log.exception("link%s: internal error", f" of session {ls.id}" if ls else "")
             stream.close(CloseCode.PROTOCOL_ERROR, "internal error in wrsrvd")
         finally:
+            if counted:
+                self._unregistered[uid] -= 1
             stream.close()
             self._retired.discard(stream)
             if ls is not None and ls.link is stream:

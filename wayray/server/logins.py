@@ -97,7 +97,9 @@ class LoginMode:
         another, through wrsessd (``session_env``), so the greeter never learns it."""
         assert self.registry is not None and self.bridge is not None
         s = self.settings
-        if len(self.live) >= s.max_sessions:
+        # Login screens still starting count: they are sessions in a moment (kiosks arriving together
+        # would otherwise all pass this check while wrsessd starts theirs).
+        if len(self.live) + len(self._starting) >= s.max_sessions:
             conn.close(
                 ErrorCode.SERVER_BUSY,
                 f"this server hosts its limit of {s.max_sessions} sessions; try another server or later",

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from wayray.common.errors import WayRayError
 from wayray.server import policy as pol
 from wayray.server.model import (
     TRANSITIONS,
@@ -153,8 +154,9 @@ def new_session_id() -> str:
 
 
 class Registry:
-    def __init__(self, db: sqlite3.Connection, policy: SessionPolicy) -> None:
+    def __init__(self, db: sqlite3.Connection, policy: SessionPolicy, path: str = ":memory:") -> None:
         self._db = db
+        self._path = path
         self.policy = policy
         self._sessions: dict[str, Session] = {}
         self._by_token: dict[str, str] = {}
@@ -167,9 +169,26 @@ class Registry:
         """Open (or create) the registry at ``path`` and restore its live sessions (see module doc)."""
         if str(path) != ":memory:":
             p = Path(path)
-            fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError as err:
+                raise WayRayError(f"{path}: cannot open the session registry: {err.strerror}") from None
             os.close(fd)
         db = sqlite3.connect(str(path))
+        try:
+            return cls._open(db, path, policy=policy, now=now)
+        except sqlite3.DatabaseError as err:
+            db.close()
+            raise WayRayError(
+                f"{path}: the session registry cannot be used: {err}",
+                hint="if the disk is full, free space; if the file is damaged, stop wrsrvd, move it "
+                "aside and start again (the sessions it knew are then forgotten)",
+            ) from None
+
+    @classmethod
+    def _open(
+        cls, db: sqlite3.Connection, path: Path | str, *, policy: SessionPolicy, now: float
+    ) -> Registry:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
@@ -185,10 +204,12 @@ class Registry:
                 db.execute(f"PRAGMA user_version={version}")
         if version not in (0, SCHEMA_VERSION):
             db.close()
-            raise RegistryError(
-                f"{path}: registry schema {version} is newer than this wrsrvd ({SCHEMA_VERSION})"
+            raise WayRayError(
+                f"{path}: registry schema {version} is newer than this wrsrvd ({SCHEMA_VERSION})",
+                hint="a newer WayRay wrote it: install that version again, or move the file aside "
+                "(the sessions it knew are then forgotten)",
             )
-        registry = cls(db, policy)
+        registry = cls(db, policy, str(path))
         registry._restore(now)
         return registry
 
@@ -499,9 +520,12 @@ class Registry:
 
     def _commit(self, s: Session, kind: AuditKind, now: float, detail: dict[str, Any]) -> None:
         event = AuditEvent(now, kind, s.id, s.user, s.token.short, s.viewer or s.last_viewer, detail)
-        with self._db:
-            self._db.execute(_UPSERT_SESSION, _to_row(s))
-            self._insert_audit(event)
+        try:
+            with self._db:
+                self._db.execute(_UPSERT_SESSION, _to_row(s))
+                self._insert_audit(event)
+        except sqlite3.DatabaseError as err:  # disk full, file damaged: nothing changed, in memory either
+            raise RegistryError(f"the session registry {self._path} cannot be written: {err}") from None
         self._index(s)
         audit_log.info("%s", event.describe())
 
@@ -521,8 +545,11 @@ class Registry:
 
     def _log(self, event: AuditEvent) -> None:
         """An audit event that changes no session."""
-        with self._db:
-            self._insert_audit(event)
+        try:
+            with self._db:
+                self._insert_audit(event)
+        except sqlite3.DatabaseError as err:
+            raise RegistryError(f"the session registry {self._path} cannot be written: {err}") from None
         audit_log.info("%s", event.describe())
 
 

@@ -1,6 +1,8 @@
 """Stand-in for wrlogin (the real greeter comes later): logs in with scripted answers.
 
-The script file is JSON: {"username": str or null, "answers": [str, ...], "start": bool}. Prompts are
+The script file is JSON: {"username": str or null, "answers": [str, ...], "start": bool, and to try
+what a greeter must not: "reuse_ticket" (log in again after), "parallel_ticket" (meanwhile),
+"start_env" (choose the user session's environment)}. Prompts are
 answered from "answers" in order; info and error messages are acknowledged. The transcript (every
 message and the final outcome) is written to --transcript. The repository root is put on sys.path
 so the greeter side of the real client library (wayray.launcher.client, stdlib-only) is used.
@@ -41,6 +43,11 @@ def main() -> None:
 
         def answer(msg: protocol.AuthMessage):
             transcript["messages"].append([msg.auth_message_type.value, msg.auth_message])
+            if "parallel_ticket" in script and "parallel" not in transcript:
+                # A second login with the same ticket while this one is in its conversation.
+                second, _ = greeter_client()
+                with second:
+                    transcript["parallel"] = second.request(protocol.CreateSession(ticket=ticket)).to_json()
             if msg.auth_message_type.is_prompt:
                 return answers.pop(0) if answers else ""
             return None
@@ -49,6 +56,9 @@ def main() -> None:
             protocol.CreateSession(ticket=ticket, username=script.get("username")), answer
         )
         transcript["login"] = outcome.to_json()
+        if isinstance(outcome, protocol.Success) and "start_env" in script:
+            asked = protocol.StartSession(env=script["start_env"])
+            transcript["start_env"] = client.request(asked).to_json()
         if isinstance(outcome, protocol.Success) and script.get("start", True):
             transcript["start"] = client.request(protocol.StartSession()).to_json()
         if "reuse_ticket" in script:
