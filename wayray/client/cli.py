@@ -31,6 +31,7 @@ from wayray.transport import (
     ClientSettings,
     KnownHosts,
     PinnedFingerprint,
+    ServerCA,
     ServerIdentityError,
     ServerTrust,
 )
@@ -51,8 +52,10 @@ token kept in $XDG_STATE_HOME/wayray/terminal-token), so the machine finds its s
 pinning: the server's certificate is its identity. --fingerprint sha256:... accepts only that
 identity (wrsrvd prints it at start-up); otherwise trust on first use, like ssh: the first identity
 seen for an address is recorded in the known-hosts file ($XDG_CONFIG_HOME/wayray/known_hosts, or
---known-hosts FILE) and a different one later is refused. --client-cert/--client-key present a
-certificate to servers that require mutual TLS.
+--known-hosts FILE) and a different one later is refused. With a CA (--ca FILE, or tls.ca in
+client.toml) the server's certificate must instead be issued by that CA and name the host or address
+given (no known-hosts file); pinned fingerprints or an explicit --known-hosts must then hold as well.
+--client-cert/--client-key present a certificate to servers that require mutual TLS.
 
 snapshots and scripts (for tests and operators' synthetic checks):
   wrclient srv --token T --headless --snapshot out.png
@@ -102,6 +105,14 @@ def parser() -> argparse.ArgumentParser:
         "--fingerprint", "--server-fingerprint", metavar="SHA256", help="trust only this server identity"
     )
     trust.add_argument("--known-hosts", type=Path, metavar="FILE", help="trust-on-first-use file")
+    p.add_argument(
+        "--ca",
+        "--server-ca",
+        type=Path,
+        metavar="FILE",
+        help="the server's certificate must be issued by this CA (PEM) for the host given "
+        "(default: client.toml's tls.ca)",
+    )
     p.add_argument("--client-cert", type=Path, metavar="F", help="client certificate (PEM), mutual TLS")
     p.add_argument("--client-key", type=Path, metavar="F", help="its private key (PEM)")
     p.add_argument("--headless", action="store_true", help="no window: the framebuffer stays in memory")
@@ -193,11 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         token, kind = terminal_token(), TokenKind.TERMINAL
     if not token or len(token.encode()) > 1024:
         raise UsageError("a token is 1 to 1024 bytes")
-    trust: ServerTrust
+    ca_path = args.ca or (Path(str(cfg.tls.ca)) if cfg.tls.ca else None)
+    server_ca = ServerCA.load(ca_path) if ca_path is not None else None
+    trust: ServerTrust | None
     if args.fingerprint:
         trust = PinnedFingerprint(args.fingerprint)
     elif cfg.fingerprints and not args.known_hosts:
         trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
+    elif server_ca is not None and not args.known_hosts:
+        trust = None  # the CA alone decides: no trust on first use beside it
     else:
         trust = KnownHosts(args.known_hosts or default_known_hosts())
     cert_path = args.client_cert or (Path(str(cfg.tls.cert)) if cfg.tls.cert else None)
@@ -245,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         kiosk_options = KioskOptions(
             host=host,
             port=port,
-            client=ClientSettings(trust=trust, client_certificate=client_cert, connect_timeout=10.0),
+            client=ClientSettings(
+                trust=trust, server_ca=server_ca, client_certificate=client_cert, connect_timeout=10.0
+            ),
             client_version=wayray.__version__,
             state_file=args.state_file,
         )
@@ -255,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         host=host,
         port=port,
         client=ClientSettings(
-            trust=trust, client_certificate=client_cert, connect_timeout=min(args.timeout, 10.0)
+            trust=trust,
+            server_ca=server_ca,
+            client_certificate=client_cert,
+            connect_timeout=min(args.timeout, 10.0),
         ),
         token=token,
         token_kind=kind,
