@@ -72,7 +72,9 @@ async def test_an_intermediate_ca_sent_by_the_server_completes_the_chain(tmp_pat
         await server.close()
 
 
-@pytest.mark.parametrize("kind", ["self-signed", "other CA", "expired", "client certificate"])
+@pytest.mark.parametrize(
+    "kind", ["self-signed", "other CA", "not yet valid", "expired", "client certificate"]
+)
 @run
 async def test_certificates_the_ca_does_not_vouch_for_are_refused_before_the_token_is_sent(
     kind: str, identity: ServerIdentity, tmp_path: Path
@@ -83,9 +85,12 @@ async def test_certificates_the_ca_does_not_vouch_for_are_refused_before_the_tok
     elif kind == "other CA":
         rogue = ThrowawayCA(tmp_path / "rogue", name="Rogue CA")
         served, expected = served_identity(rogue, "127.0.0.1"), f"which is not issued by the CA in {ca.path}"
+    elif kind == "not yet valid":
+        served = served_identity(ca, "127.0.0.1", days=30, start_days_ago=-2)
+        expected = "which is not valid before "
     elif kind == "expired":
         served = served_identity(ca, "127.0.0.1", days=-1, start_days_ago=10)
-        expected = "Certificate is no longer valid"
+        expected = "which expired on "
     else:
         served = served_identity(ca, "127.0.0.1", usage=ExtendedKeyUsageOID.CLIENT_AUTH)
         expected = "extended key usage lacks serverAuth"
@@ -114,7 +119,7 @@ async def test_a_certificate_for_another_name_is_refused(tmp_path: Path) -> None
         with pytest.raises(ServerIdentityError) as info:
             await connect("127.0.0.1", server.port, settings, hello())
         assert f"issued by the CA in {ca.path} but not for '127.0.0.1'" in info.value.message
-        assert "lab.example, 10.1.2.3" in str(info.value.hint)
+        assert info.value.message.endswith("not for '127.0.0.1': it is for lab.example, 10.1.2.3")
         # "localhost" is the same address, but not a name the certificate carries either.
         with pytest.raises(ServerIdentityError, match="but not for 'localhost'"):
             await connect("localhost", server.port, settings, hello())

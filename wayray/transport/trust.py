@@ -12,6 +12,7 @@ and before the viewer sends anything, so a server that fails it never sees the v
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from dataclasses import dataclass
@@ -164,13 +165,24 @@ class ServerCA:
         where = host_key(host, port)
         subject = cert.subject.rfc4514_string() or "(no subject)"
         what = f"{where} presented the certificate '{subject}' ({fingerprint(cert)})"
-        # First the chain and the dates, without the name: "not from your CA" is the thing to say
-        # about a stranger's certificate, whatever names it carries.
+        # Dates, then the chain, then the name, each with its own message: "not from your CA" is
+        # the thing to say about a stranger's certificate, whatever names it carries.
+        now = datetime.datetime.now(datetime.UTC)
+        if now < cert.not_valid_before_utc:
+            raise ServerIdentityError(
+                f"{what}, which is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+                hint="check the clocks of this client and of the server",
+            )
+        if now > cert.not_valid_after_utc:
+            raise ServerIdentityError(
+                f"{what}, which expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+                hint="renew the server's certificate ([server.NAME.tls] cert in its servers.toml)",
+            )
         try:
             tls.verify_certificate(cert, chain, cadata=self.pem)
         except tls.Alert as err:
             raise ServerIdentityError(
-                f"{what}, which is not issued by the CA in {self.path}: {err}",
+                f"{what}, which is not issued by the CA in {self.path} ({err})",
                 hint="give the server a certificate issued by that CA ([server.NAME.tls] cert and key in "
                 "its servers.toml), or set client.toml's tls.ca to the CA that issued it; if neither "
                 "was changed, something is impersonating the server",
@@ -178,9 +190,11 @@ class ServerCA:
         try:
             tls.verify_certificate(cert, chain, server_name=host, cadata=self.pem)
         except tls.Alert as err:
+            names = _names(cert)
+            reason = f"it is for {names}" if "doesn't match" in str(err) else str(err)
             raise ServerIdentityError(
-                f"{what}, issued by the CA in {self.path} but not for {host!r}: {err}",
-                hint=f"connect with a name the certificate lists ({_names(cert)}), or issue the server a "
+                f"{what}, issued by the CA in {self.path} but not for {host!r}: {reason}",
+                hint=f"connect with a name the certificate lists ({names}), or issue the server a "
                 f"certificate whose subjectAltName includes {host}",
             ) from None
         try:
@@ -199,7 +213,7 @@ def _names(cert: x509.Certificate) -> str:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return "none: it has no subjectAltName"
+        return "no name: it has no subjectAltName"
     names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
     names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
-    return ", ".join(names) or "none"
+    return ", ".join(names) or "no name"
