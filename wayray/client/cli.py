@@ -42,8 +42,8 @@ log = logging.getLogger("wayray.client")
 DEFAULT_PORT = 7100
 
 EPILOG = """\
-server address: HOST, HOST:PORT or [IPv6]:PORT (port 7100 unless given); without one, the first of
-`servers` in client.toml.
+server address: HOST, HOST:PORT or [IPv6]:PORT (port 7100 unless given); without one, `servers` in
+client.toml: the first, and the others in turn when the one before does not answer.
 
 token: --token T presents T (a "software" token: the session follows whoever presents it);
 --token-file F reads it from a file; without either, this terminal's own identity is used (a random
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if server is None:
         raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
     host, port = parse_address(server)
+    # client.toml's further servers are tried in turn when the one before does not answer.
+    fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[1:])
     kiosk = cfg.kiosk if args.kiosk is None else args.kiosk
     _check_mode(args, kiosk)
     if args.token is not None:
@@ -265,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             client_version=wayray.__version__,
             state_file=args.state_file,
+            fallbacks=fallbacks,
         )
         return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard))
     backend = open_backend(options)
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         token_kind=kind,
         reconnect=args.reconnect,
         client_version=wayray.__version__,
+        fallbacks=fallbacks,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
 

@@ -523,9 +523,11 @@ class ClientConfig:
     servers: tuple[str, ...] = setting(
         (),
         ListOf(ServerAddress()),
-        "Servers to use (port 7100 unless given): wrclient connects to the first when its command "
-        "line names none. Trying the others in turn when the first does not answer, and discovering "
-        "servers over mDNS when the list is empty, do not exist yet.",
+        "Servers to use (port 7100 unless given) when wrclient's command line names none: the first, "
+        "or else the first of the others, in order, that answers (a refusal, such as an identity "
+        "that is not trusted, does not move on); reconnecting starts with the server that answered "
+        "last. Empty: wrclient needs a server on its command line (discovering servers "
+        "over mDNS does not exist yet).",
         list_rule=ListRule.REPLACE,
     )
     pool: str = setting(
