@@ -26,7 +26,7 @@ def run(
 
 def test_help_documents_address_token_pinning_snapshot_and_script() -> None:
     out = run("--help").stdout
-    needles = ["SERVER", "--token", "--fingerprint", "--known-hosts", "--snapshot", "--script"]
+    needles = ["SERVER", "--token", "--fingerprint", "--known-hosts", "--ca", "--snapshot", "--script"]
     needles += ["--headless", "settle", "expect-clipboard", "exit status"]
     for needle in needles:
         assert needle in out, needle

@@ -248,6 +248,11 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     until(lambda: not rig.user_processes().found, "the user's processes to end")
     assert not Path(f"/proc/{foot}").exists()
     user_closes = f"close_session {rig.sandbox.service} {accounts.user} "
+    # wrsessd closes the PAM session once the session's processes are gone: just after, not with them.
+    until(
+        lambda: [e for e in rig.sandbox.pam_events() if e.startswith(user_closes)],
+        "wrsessd to close the user's PAM session",
+    )
     closes = [e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]
     assert len(closes) == 1
     audit = rig.server_text()
@@ -298,6 +303,11 @@ def test_idle_logout_spares_a_session_in_use_and_ends_one_left_alone(
     assert time.monotonic() - typed > 55  # a minute after the last key, not after the login
     until(lambda: not rig.user_processes().found, "the user's processes to end")
     user_closes = f"close_session {rig.sandbox.service} {accounts.user} "
+    # wrsessd closes the PAM session once the session's processes are gone: just after, not with them.
+    until(
+        lambda: [e for e in rig.sandbox.pam_events() if e.startswith(user_closes)],
+        "wrsessd to close the user's PAM session",
+    )
     assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 1
     audit = rig.server_text()
     assert f"ended session={sid} user={accounts.user}" in audit and "reason=idle_timeout" in audit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import ipaddress
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,18 +97,30 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-class ThrowawayCA:
-    """A throwaway certificate authority that issues client certificates into a directory."""
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
-    def __init__(self, directory: Path, name: str = "WayRay test CA") -> None:
+
+class ThrowawayCA:
+    """A throwaway certificate authority that issues client and server certificates into a directory.
+    With ``issuer``, an intermediate CA signed by that one (``path`` then holds only its own
+    certificate; ``chain_pem`` is it and its issuers, for a server's certificate file)."""
+
+    def __init__(
+        self, directory: Path, name: str = "WayRay test CA", issuer: ThrowawayCA | None = None
+    ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
+        self.issuer = issuer
         now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
+        self.cert: x509.Certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
-            .issuer_name(_name(name))
+            .issuer_name(issuer.cert.subject if issuer else _name(name))
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
@@ -127,7 +140,7 @@ class ThrowawayCA:
                 ),
                 critical=True,
             )
-            .sign(self.key, hashes.SHA256())
+            .sign(issuer.key if issuer else self.key, hashes.SHA256())
         )
         self.path = self.dir / "ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
@@ -139,10 +152,14 @@ class ThrowawayCA:
         usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
         days: float = 30,
         start_days_ago: float = 1,
+        names: tuple[str, ...] = (),
     ) -> Issued:
+        """A certificate for ``cn``; ``names`` (host names and IP addresses) go in its
+        subjectAltName. The certificate file holds the certificate, then the intermediate CAs above
+        it (the root left out), as a server's ``tls.cert`` would."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(_name(cn))
             .issuer_name(self.cert.subject)
@@ -151,14 +168,25 @@ class ThrowawayCA:
             .not_valid_before(now - datetime.timedelta(days=start_days_ago))
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(self.key, hashes.SHA256())
         )
+        if names:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_san(n) for n in names]), critical=False
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
         safe = cn.replace(":", "_").replace("/", "_")
         cert_path, key_path = self.dir / f"{safe}.crt", self.dir / f"{safe}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        intermediates, ca = [], self
+        while ca.issuer is not None:
+            intermediates.append(ca.cert)
+            ca = ca.issuer
+        cert_path.write_bytes(
+            b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *intermediates])
+        )
         key_path.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
+        key_path.chmod(0o600)  # a server refuses a key others may read
         return Issued(cert_path, key_path, f"CN={cn}")

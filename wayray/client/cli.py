@@ -31,6 +31,7 @@ from wayray.transport import (
     ClientSettings,
     KnownHosts,
     PinnedFingerprint,
+    ServerCA,
     ServerIdentityError,
     ServerTrust,
 )
@@ -41,8 +42,8 @@ log = logging.getLogger("wayray.client")
 DEFAULT_PORT = 7100
 
 EPILOG = """\
-server address: HOST, HOST:PORT or [IPv6]:PORT (port 7100 unless given); without one, the first of
-`servers` in client.toml.
+server address: HOST, HOST:PORT or [IPv6]:PORT (port 7100 unless given); without one, `servers` in
+client.toml: the first, and the others in turn when the one before does not answer.
 
 token: --token T presents T (a "software" token: the session follows whoever presents it);
 --token-file F reads it from a file; without either, this terminal's own identity is used (a random
@@ -51,8 +52,10 @@ token kept in $XDG_STATE_HOME/wayray/terminal-token), so the machine finds its s
 pinning: the server's certificate is its identity. --fingerprint sha256:... accepts only that
 identity (wrsrvd prints it at start-up); otherwise trust on first use, like ssh: the first identity
 seen for an address is recorded in the known-hosts file ($XDG_CONFIG_HOME/wayray/known_hosts, or
---known-hosts FILE) and a different one later is refused. --client-cert/--client-key present a
-certificate to servers that require mutual TLS.
+--known-hosts FILE) and a different one later is refused. With a CA (--ca FILE, or tls.ca in
+client.toml) the server's certificate must instead be issued by that CA and name the host or address
+given (no known-hosts file); pinned fingerprints or an explicit --known-hosts must then hold as well.
+--client-cert/--client-key present a certificate to servers that require mutual TLS.
 
 snapshots and scripts (for tests and operators' synthetic checks):
   wrclient srv --token T --headless --snapshot out.png
@@ -102,6 +105,14 @@ def parser() -> argparse.ArgumentParser:
         "--fingerprint", "--server-fingerprint", metavar="SHA256", help="trust only this server identity"
     )
     trust.add_argument("--known-hosts", type=Path, metavar="FILE", help="trust-on-first-use file")
+    p.add_argument(
+        "--ca",
+        "--server-ca",
+        type=Path,
+        metavar="FILE",
+        help="the server's certificate must be issued by this CA (PEM) for the host given "
+        "(default: client.toml's tls.ca)",
+    )
     p.add_argument("--client-cert", type=Path, metavar="F", help="client certificate (PEM), mutual TLS")
     p.add_argument("--client-key", type=Path, metavar="F", help="its private key (PEM)")
     p.add_argument("--headless", action="store_true", help="no window: the framebuffer stays in memory")
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if server is None:
         raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
     host, port = parse_address(server)
+    # client.toml's further servers are tried in turn when the one before does not answer.
+    fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[1:])
     kiosk = cfg.kiosk if args.kiosk is None else args.kiosk
     _check_mode(args, kiosk)
     if args.token is not None:
@@ -193,11 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         token, kind = terminal_token(), TokenKind.TERMINAL
     if not token or len(token.encode()) > 1024:
         raise UsageError("a token is 1 to 1024 bytes")
-    trust: ServerTrust
+    ca_path = args.ca or (Path(str(cfg.tls.ca)) if cfg.tls.ca else None)
+    server_ca = ServerCA.load(ca_path) if ca_path is not None else None
+    trust: ServerTrust | None
     if args.fingerprint:
         trust = PinnedFingerprint(args.fingerprint)
     elif cfg.fingerprints and not args.known_hosts:
         trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
+    elif server_ca is not None and not args.known_hosts:
+        trust = None  # the CA alone decides: no trust on first use beside it
     else:
         trust = KnownHosts(args.known_hosts or default_known_hosts())
     cert_path = args.client_cert or (Path(str(cfg.tls.cert)) if cfg.tls.cert else None)
@@ -245,9 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         kiosk_options = KioskOptions(
             host=host,
             port=port,
-            client=ClientSettings(trust=trust, client_certificate=client_cert, connect_timeout=10.0),
+            client=ClientSettings(
+                trust=trust, server_ca=server_ca, client_certificate=client_cert, connect_timeout=10.0
+            ),
             client_version=wayray.__version__,
             state_file=args.state_file,
+            fallbacks=fallbacks,
         )
         return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard))
     backend = open_backend(options)
@@ -255,12 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         host=host,
         port=port,
         client=ClientSettings(
-            trust=trust, client_certificate=client_cert, connect_timeout=min(args.timeout, 10.0)
+            trust=trust,
+            server_ca=server_ca,
+            client_certificate=client_cert,
+            connect_timeout=min(args.timeout, 10.0),
         ),
         token=token,
         token_kind=kind,
         reconnect=args.reconnect,
         client_version=wayray.__version__,
+        fallbacks=fallbacks,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
 

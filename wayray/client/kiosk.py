@@ -83,6 +83,8 @@ class KioskOptions:
     state_file: Path | None = None
     backoff_first: float = 0.25
     backoff_longest: float = 5.0
+    #: Further servers, tried in order when the one before does not answer (ViewerOptions.fallbacks).
+    fallbacks: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -201,6 +203,7 @@ class Kiosk:
             backoff_first=o.backoff_first,
             backoff_longest=o.backoff_longest,
             client_version=o.client_version,
+            fallbacks=o.fallbacks,
         )
         viewer: Viewer
 

@@ -48,6 +48,7 @@ from wayray.transport import (
     ServerIdentityError,
     connect,
 )
+from wayray.transport.trust import host_key
 from wayray.wire import (
     Axis,
     AxisSource,
@@ -123,6 +124,13 @@ class ViewerOptions:
     backoff_longest: float = 5.0
     client_name: str = "wrclient"
     client_version: str = ""
+    #: Further servers (host, port), tried in order when the one before does not answer
+    #: (client.toml's ``servers`` after the first).
+    fallbacks: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def servers(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port), *(s for s in self.fallbacks if s != (self.host, self.port)))
 
 
 @dataclass
@@ -210,6 +218,8 @@ class Viewer:
         self._keymap_override: str | None = None
         #: The server sent SessionEvent DETACHED on the connection that is closing.
         self._detached = ""
+        #: The server (host, port) that answered last: the next connection tries it first.
+        self.server = (options.host, options.port)
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -262,6 +272,32 @@ class Viewer:
         self.complete.set()  # wake whoever waits for a picture: there will be none
         self.connected.set()
 
+    async def _connect_first_answering(self, hello: HelloParams) -> ClientConnection:
+        """Connect to the server that answered last, or else to the first of the others (in their
+        order) that answers. Only "no answer" moves on: a refusal (identity, token) is final."""
+        servers = self.options.servers
+        start = servers.index(self.server) if self.server in servers else 0
+        order = servers[start:] + servers[:start]
+        failures: list[ConnectError] = []
+        for i, (host, port) in enumerate(order):
+            try:
+                conn = await connect(host, port, self.options.client, hello)
+            except ConnectError as err:
+                failures.append(err)
+                if i + 1 < len(order):
+                    log.warning("%s; trying the next server, %s", err.message, host_key(*order[i + 1]))
+                continue
+            if (host, port) != self.server:
+                log.info("now using the server %s", host_key(host, port))
+            self.server = (host, port)
+            return conn
+        if len(failures) == 1:
+            raise failures[0]
+        raise ConnectError(
+            f"none of the {len(order)} servers answered: " + "; ".join(f.message for f in failures),
+            hint="check that wrsrvd runs on them and that their UDP ports are reachable",
+        )
+
     async def _connect_and_serve(self) -> str:
         """One connection; returns why it ended when reconnecting may help (else ``_end`` was called)."""
         o = self.options
@@ -278,7 +314,7 @@ class Viewer:
             client_version=o.client_version,
         )
         try:
-            conn = await connect(o.host, o.port, o.client, hello)
+            conn = await self._connect_first_answering(hello)
         except ServerIdentityError as err:
             self._end(Ending.REFUSED, err.message + (f" ({err.hint})" if err.hint else ""))
             return ""

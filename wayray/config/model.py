@@ -108,7 +108,10 @@ class TLSSettings:
     cert: PurePosixPath = setting(
         DERIVED,
         AbsPath(),
-        "Certificate chain (PEM) the server presents. Created (self-signed) on first start if missing.",
+        "Certificate chain (PEM, the leaf first, then intermediate CAs; an ECDSA key) the server "
+        "presents. Created (self-signed) on first start if missing. Put a certificate from your CA here "
+        "for viewers that check servers against it (client.toml's `tls.ca`): it must name the host "
+        "names or addresses viewers dial (subjectAltName).",
         derived="`<host.state_dir>/<server>/tls/cert.pem`",
     )
     key: PurePosixPath = setting(
@@ -127,9 +130,21 @@ class TLSSettings:
 
 @dataclass(frozen=True)
 class OutputSettings:
-    width: int = setting(1920, Integer(320, 16384), "Width in pixels of a new session's output.")
-    height: int = setting(1080, Integer(200, 16384), "Height in pixels of a new session's output.")
-    scale: float = setting(1.0, Number(0.5, 4.0), "Scale factor of the output (2 for HiDPI).")
+    width: int = setting(
+        1920,
+        Integer(320, 16384),
+        "Width in pixels of a new session's output when its viewer does not say its screen size "
+        "(wrclient always does: a session starts at its first viewer's size).",
+    )
+    height: int = setting(
+        1080, Integer(200, 16384), "Height in pixels of a new session's output; as for `width`."
+    )
+    scale: float = setting(
+        1.0,
+        Number(0.5, 4.0),
+        "Scale factor of a new session's output (2 for HiDPI) when its viewer does not say its "
+        "screen; rounded to a whole factor from 1 to 4.",
+    )
     fps: int = setting(60, Integer(1, 240), "Highest frame rate sent to a client that is watching.")
     idle_fps: int = setting(
         1,
@@ -144,9 +159,22 @@ class EncoderSettings:
     video: bool = setting(
         True, Bool(), "Encode regions that change every frame as video; false sends only lossless tiles."
     )
-    codec: VideoCodec = setting(VideoCodec.H264, Choice(VideoCodec), "Video codec for those regions.")
-    bitrate: int = setting(8_000_000, Bitrate(), "Target video bit rate per session, in bit/s.")
-    zstd_level: int = setting(3, Integer(1, 22), "zstd compression level of lossless tiles.")
+    codec: VideoCodec = setting(
+        VideoCodec.H264, Choice(VideoCodec), "Video codec for those regions (H.264 is the only one)."
+    )
+    bitrate: int = setting(
+        8_000_000,
+        Bitrate(),
+        "Target video bit rate per session, in bit/s.",
+        not_yet="the encoder has no bit-rate target yet: it encodes at a constant quality (x264's CRF)",
+    )
+    zstd_level: int = setting(
+        3,
+        Integer(1, 22),
+        "zstd compression level of lossless tiles.",
+        not_yet="the encoder picks its levels itself, a slower one for small regions such as typed "
+        "text and a fast one for large or photo-like regions, and does not read this value yet",
+    )
 
 
 @dataclass(frozen=True)
@@ -154,12 +182,14 @@ class LimitSettings:
     memory_max: int | None = setting(
         None,
         Size(),
-        "Memory ceiling of the server instance and its sessions (systemd `MemoryMax=`).",
+        "Memory ceiling of the server instance and its sessions (systemd `MemoryMax=`; on illumos "
+        "recorded as a property only, see operating.md).",
     )
     cpu_quota: int | None = setting(
         None,
         Percent(),
-        "CPU time ceiling (systemd `CPUQuota=`; on illumos recorded for `project.cpu-cap`).",
+        "CPU time ceiling (systemd `CPUQuota=`; on illumos recorded as a property only, for a "
+        "`project.cpu-cap` you set up, see operating.md).",
     )
 
 
@@ -179,7 +209,13 @@ class ServerConfig:
     port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.")
     max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
     policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
-    pool: str = setting("", POOL_NAME, 'Server pool it joins and announces over mDNS; "" joins none.')
+    pool: str = setting(
+        "",
+        POOL_NAME,
+        'Server pool it joins and announces over mDNS; "" joins none.',
+        not_yet="wrsrvd does not announce itself over mDNS yet (the pool is only recorded, and kept as a "
+        "property of the SMF instance); viewers find servers through client.toml's `servers`",
+    )
     sessions: SessionStart = setting(
         SessionStart.LOGIN,
         Choice(SessionStart),
@@ -232,7 +268,12 @@ class PolicyConfig:
         Choice(ClipboardDirection),
         "Which way the clipboard may flow between session and client.",
     )
-    audio: bool = setting(True, Bool(), "Forward session audio to the client.")
+    audio: bool = setting(
+        True,
+        Bool(),
+        "Forward session audio to the client.",
+        not_yet="audio forwarding does not exist yet: sessions have no sound on the client either way",
+    )
     tokens: tuple[TokenKind, ...] = setting(
         (TokenKind.BADGE, TokenKind.TERMINAL),
         ListOf(Choice(TokenKind), min_items=1),
@@ -465,7 +506,13 @@ class ClientTLSSettings:
     )
     key: PurePosixPath | None = setting(None, AbsPath(optional=True), "Private key of that certificate.")
     ca: PurePosixPath | None = setting(
-        None, AbsPath(optional=True), "CA bundle (PEM) that server certificates must chain to."
+        None,
+        AbsPath(optional=True),
+        "CA bundle (PEM) that server certificates must chain to: a server is accepted only when its "
+        "certificate is issued by one of these CAs (with intermediates the server sends), is valid now "
+        "and names the host or address wrclient dialled (subjectAltName), and no known-hosts file is "
+        'kept. `--ca FILE` overrides it. `""` (the default): pinned `fingerprints`, or trust on first '
+        "use.",
     )
 
 
@@ -476,16 +523,25 @@ class ClientConfig:
     servers: tuple[str, ...] = setting(
         (),
         ListOf(ServerAddress()),
-        "Servers to try, in order (port 7100 unless given). Empty: discover them over mDNS.",
+        "Servers to use (port 7100 unless given) when wrclient's command line names none: the first, "
+        "or else the first of the others, in order, that answers (a refusal, such as an identity "
+        "that is not trusted, does not move on); reconnecting starts with the server that answered "
+        "last. Empty: wrclient needs a server on its command line (discovering servers "
+        "over mDNS does not exist yet).",
         list_rule=ListRule.REPLACE,
     )
     pool: str = setting(
-        "", POOL_NAME, 'Only use servers of this pool when discovering over mDNS; "" uses any.'
+        "",
+        POOL_NAME,
+        'Only use servers of this pool when discovering over mDNS; "" uses any.',
+        not_yet="wrclient does not discover servers over mDNS yet",
     )
     fingerprints: tuple[str, ...] = setting(
         (),
         ListOf(Fingerprint()),
-        "Pinned server certificate fingerprints. Empty: trust on first use, unless `tls.ca` is set.",
+        "Pinned server certificate fingerprints: a server must present one of them (`--fingerprint` "
+        "overrides the list). Empty: trust on first use (a known-hosts file), unless `tls.ca` is set; "
+        "with `tls.ca` as well, both must hold.",
         list_rule=ListRule.REPLACE,
     )
     kiosk: bool = setting(
@@ -530,6 +586,8 @@ FILES: tuple[FileSpec, ...] = (
         "Which USB devices a client may forward into a session: ordered rules, first match wins, "
         "and an explicit default.",
         used_by="wrsrvd",
+        not_yet="USB forwarding does not exist yet: the rules are read and checked (`wradm check`), and "
+        "no device is forwarded whatever they say",
     ),
     FileSpec(
         "session.toml",

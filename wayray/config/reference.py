@@ -24,6 +24,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def not_yet_note(missing: str) -> str:
+    """How the reference marks a setting (or file) that is read and checked but not in effect yet."""
+    return f"**Not in effect yet:** accepted and validated, but {missing}."
+
+
 def _default(s: Setting) -> str:
     if s.required:
         return "*(required)*"
@@ -45,6 +50,8 @@ def _rows(record: type, prefix: str) -> Iterator[str]:
         else:
             assert s.type is not None
             help_text = s.help
+            if s.not_yet:
+                help_text += " " + not_yet_note(s.not_yet)
             if s.list_rule is not None:
                 help_text += f" *Across files: {s.list_rule.value}.*"
             yield f"| `{prefix}{s.key}` | {_cell(s.type.name)} | {_cell(_default(s))} | {_cell(help_text)} |"
@@ -59,7 +66,8 @@ def _file_section(spec: FileSpec) -> list[str]:
     out = [
         f"### `{spec.name}`",
         "",
-        f"{spec.help} Read by: {spec.used_by}. Drop-ins: `{spec.dropin_dir}/*.toml`.",
+        f"{spec.help} Read by: {spec.used_by}. Drop-ins: `{spec.dropin_dir}/*.toml`."
+        + (f" {not_yet_note(spec.not_yet)}" if spec.not_yet else ""),
         "",
         f"Table `{header}`:",
         "",

@@ -54,6 +54,9 @@ class Setting:
     list_rule: ListRule | None = None
     #: For defaults computed from other settings: how the reference documents them.
     derived: str = ""
+    #: For settings whose feature does not exist yet: what is missing (the reference says the value
+    #: is accepted and validated but not in effect yet). Empty: the setting takes effect.
+    not_yet: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +69,7 @@ class _Meta:
     list_rule: ListRule | None = None
     derived: str = ""
     required: bool = False
+    not_yet: str = ""
 
 
 def _field(default: Any, meta: _Meta) -> Any:
@@ -85,11 +89,12 @@ def setting(
     key: str | None = None,
     list_rule: ListRule | None = None,
     derived: str = "",
+    not_yet: str = "",
 ) -> T:
-    """Declare a setting with a default. ``key`` defaults to the attribute name."""
-    return cast(
-        T, _field(default, _Meta(Kind.VALUE, help, kind, key=key, list_rule=list_rule, derived=derived))
-    )
+    """Declare a setting with a default. ``key`` defaults to the attribute name. ``not_yet`` says
+    what is missing for a setting that is read and checked but does not take effect yet."""
+    meta = _Meta(Kind.VALUE, help, kind, key=key, list_rule=list_rule, derived=derived, not_yet=not_yet)
+    return cast(T, _field(default, meta))
 
 
 def required(kind: ValueType[Any], help: str, *, key: str | None = None) -> Any:
@@ -136,6 +141,7 @@ def settings_of(record: type) -> tuple[Setting, ...]:
                 required=meta.required,
                 list_rule=meta.list_rule,
                 derived=meta.derived,
+                not_yet=meta.not_yet,
             )
         )
     return tuple(out)
@@ -162,6 +168,8 @@ class FileSpec:
     help: str
     #: Which program reads the file; shown in the reference.
     used_by: str = ""
+    #: For files whose feature does not exist yet: what is missing (see ``Setting.not_yet``).
+    not_yet: str = ""
 
     @property
     def dropin_dir(self) -> str:

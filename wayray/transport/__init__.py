@@ -1,5 +1,5 @@
 """QUIC endpoints (aioquic) for the WayRay wire protocol: TLS identity, server pinning (TOFU or
-fixed), optional mutual TLS, channel streams with bounded buffers, keep-alive.
+fixed) or a server CA, optional mutual TLS, channel streams with bounded buffers, keep-alive.
 
 Server: :class:`WireServer` ``.start(ServerSettings(...), handler)``; the handler gets a
 :class:`ServerConnection` once the client's Hello arrived. Client: :func:`connect` returns a
@@ -11,7 +11,7 @@ from wayray.transport.connection import ALPN, DEFAULT_PORT, Connection, QuicSett
 from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError, TransportError
 from wayray.transport.identity import ClientCertificate, ServerIdentity, fingerprint, normalize_fingerprint
 from wayray.transport.server import ServerConnection, ServerSettings, WireServer
-from wayray.transport.trust import KnownHosts, PinnedFingerprint, ServerTrust
+from wayray.transport.trust import KnownHosts, PinnedFingerprint, ServerCA, ServerTrust
 
 __all__ = [
     "ALPN",
@@ -25,6 +25,7 @@ __all__ = [
     "KnownHosts",
     "PinnedFingerprint",
     "QuicSettings",
+    "ServerCA",
     "ServerConnection",
     "ServerIdentity",
     "ServerIdentityError",

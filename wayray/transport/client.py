@@ -14,7 +14,8 @@
     finally:
         await conn.aclose()
 
-The server's certificate is checked against ``trust`` as soon as TLS completes and before anything is
+The server's certificate is checked against ``server_ca`` (when set: chain and host name) and
+``trust`` (when set: pins or trust on first use) as soon as TLS completes and before anything is
 sent, so a server that fails the check never sees the token.
 """
 
@@ -33,7 +34,7 @@ from wayray.transport import _aioquic_private as private
 from wayray.transport.connection import Connection, QuicSettings, WireProtocol
 from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError
 from wayray.transport.identity import ClientCertificate, fingerprint
-from wayray.transport.trust import ServerTrust, host_key
+from wayray.transport.trust import ServerCA, ServerTrust, host_key
 from wayray.wire import ErrorCode, HelloParams, HelloReceived, Role, WireConfig
 
 log = logging.getLogger("wayray.transport")
@@ -41,14 +42,22 @@ log = logging.getLogger("wayray.transport")
 
 @dataclass(frozen=True)
 class ClientSettings:
-    #: Which server identities to accept: PinnedFingerprint(...) or KnownHosts(path).
-    trust: ServerTrust
+    #: Which server identities to accept: PinnedFingerprint(...) or KnownHosts(path). None: only
+    #: ``server_ca`` decides (it must be set then).
+    trust: ServerTrust | None
     wire: WireConfig = field(default_factory=WireConfig)
     quic: QuicSettings = field(default_factory=QuicSettings)
     #: For servers that require mutual TLS.
     client_certificate: ClientCertificate | None = None
     #: Give up when the handshake (QUIC, TLS, Hello/ServerHello) has not finished in this time.
     connect_timeout: float = 10.0
+    #: The server's certificate must chain to this CA and name the host dialled; checked before
+    #: ``trust``, so trust on first use never records an identity the CA refuses.
+    server_ca: ServerCA | None = None
+
+    def __post_init__(self) -> None:
+        if self.trust is None and self.server_ca is None:
+            raise ValueError("ClientSettings needs trust, server_ca, or both")
 
 
 class ClientConnection(Connection):
@@ -67,6 +76,7 @@ class _ClientProtocol(WireProtocol):
         self, quic: QuicConnection, *, settings: ClientSettings, host: str, port: int, hello: HelloParams
     ) -> None:
         self.trust = settings.trust
+        self.server_ca = settings.server_ca
         self.host, self.port = host, port
         self.hello_params = hello
         self.server_fingerprint: str | None = None
@@ -83,13 +93,16 @@ class _ClientProtocol(WireProtocol):
         return host_key(self.host, self.port)
 
     def tls_handshake_completed(self) -> None:
-        cert, _chain = private.peer_certificate(self._quic)
+        cert, chain = private.peer_certificate(self._quic)
         if cert is None:  # cannot happen with TLS 1.3 certificates; fail closed all the same
             self.wire.fail(ErrorCode.SERVER_IDENTITY_REJECTED, "the server presented no certificate")
             return
         fp = fingerprint(cert)
         try:
-            self.trust.check(self.host, self.port, fp)
+            if self.server_ca is not None:
+                self.server_ca.check(self.host, self.port, cert, chain)
+            if self.trust is not None:
+                self.trust.check(self.host, self.port, fp)
         except ServerIdentityError as err:
             self.identity_error = err
             self.wire.fail(
@@ -127,7 +140,9 @@ async def connect(host: str, port: int, settings: ClientSettings, hello: HelloPa
     addr: Any = sockaddr  # (host, port), or for IPv6 (host, port, flowinfo, scope_id)
 
     config = settings.quic.configuration(is_client=True)
-    # Identity is the pinned fingerprint, checked in tls_handshake_completed: no CA, no hostname.
+    # Identity (pins, trust on first use, the configured CA and the host name) is checked in
+    # tls_handshake_completed, where a refusal can say what was wrong: aioquic's own check only says
+    # "bad certificate".
     config.verify_mode = ssl.CERT_NONE
     config.server_name = host
     if settings.client_certificate is not None:
