@@ -252,6 +252,7 @@ class Encoder:
         self._last_change = np.full(self._grid, -math.inf)
         self._cost = np.zeros(self._grid, dtype=np.float64)  # lossless bytes/pixel/frame, moving avg
         self._cost_known = np.zeros(self._grid, dtype=bool)  # the first sample sets the average
+        self._cost_samples = np.zeros(self._grid, dtype=np.int64)  # lossless frames averaged so far
         self._last_copy = np.full(self._grid, -math.inf)  # last time a scroll moved the tile
         self._retry_at = np.full(self._grid, -math.inf)  # no video before (failed probation)
         self._failures = np.zeros(self._grid, dtype=np.int64)
@@ -376,6 +377,7 @@ class Encoder:
         avg = np.where(self._cost_known, (1 - alpha) * self._cost + alpha * per_px, per_px)
         self._cost = np.where(tiles, avg, self._cost)
         self._cost_known |= tiles
+        self._cost_samples[tiles] += 1
 
     def _animating(self, now: float) -> NDArray[np.bool_]:
         """Tiles that changed often enough lately (fewer changes suffice for very costly tiles)."""
@@ -428,6 +430,11 @@ class Encoder:
             & (self._cost >= s.video_min_bytes_per_pixel)
             & (self._retry_at <= now)
             & (self._last_copy < now - s.video_window_s)
+            # The cost average must have settled (see the setting); costly tiles (video) need not wait.
+            & (
+                (self._cost_samples >= s.video_min_cost_samples)
+                | (self._cost >= s.video_fast_bytes_per_pixel)
+            )
             & self._animating(now)
         )
         if int(candidates.sum()) < s.video_min_tiles:

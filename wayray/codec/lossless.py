@@ -72,11 +72,7 @@ def tile_blocks(mask: NDArray[np.bool_]) -> list[TileSpan]:
     rows = np.flatnonzero(mask.any(axis=1)).tolist()
     prev_row = -2
     for ty in rows:
-        cols = np.flatnonzero(mask[ty])
-        breaks = np.flatnonzero(np.diff(cols) != 1) + 1
-        starts = cols[np.concatenate(([0], breaks))].tolist()
-        ends = (cols[np.concatenate((breaks - 1, [cols.size - 1]))] + 1).tolist()
-        runs = dict.fromkeys(zip(starts, ends, strict=True))
+        runs = dict.fromkeys(_runs(mask[ty]))
         next_open: dict[tuple[int, int], int] = {}
         for run, first in open_runs.items():
             if ty == prev_row + 1 and run in runs:
@@ -145,18 +141,20 @@ def plan_regions(diff: TileDiff, mask: NDArray[np.bool_], max_pixels: int) -> li
     sel = diff.changed & mask
     open_runs: dict[tuple[int, int], PlannedRegion] = {}
     done: list[PlannedRegion] = []
-    for ty in range(sel.shape[0]):
-        row = np.flatnonzero(sel[ty])
-        runs: list[tuple[int, int]] = []
-        if row.size:
-            breaks = np.flatnonzero(np.diff(row) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(row, breaks)]
+    prev_row = -2
+    for ty in np.flatnonzero(sel.any(axis=1)).tolist():
+        if ty != prev_row + 1:  # a tile row without changes in between closes every open run
+            done.extend(open_runs.values())
+            open_runs = {}
+        prev_row = ty
+        bbox = diff.bbox[ty].tolist()
+        counts = diff.count[ty].tolist()
         next_open: dict[tuple[int, int], PlannedRegion] = {}
-        for tx0, tx1 in runs:
-            b = diff.bbox[ty, tx0:tx1]
-            x0, y0 = int(b[:, 0].min()), int(b[:, 1].min())
-            x1, y1 = int(b[:, 2].max()), int(b[:, 3].max())
-            count = int(diff.count[ty, tx0:tx1].sum())
+        for tx0, tx1 in _runs(sel[ty]):
+            boxes = bbox[tx0:tx1]
+            x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+            x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+            count = sum(counts[tx0:tx1])
             prev = open_runs.pop((tx0, tx1), None)
             if prev is not None:
                 px0, py0 = min(prev.rect.x, x0), prev.rect.y
@@ -176,6 +174,12 @@ def plan_regions(diff: TileDiff, mask: NDArray[np.bool_], max_pixels: int) -> li
         open_runs = next_open
     done.extend(open_runs.values())
     return done
+
+
+def _runs(row: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """(start, end) of each run of set entries in a row of tiles, left to right."""
+    edges = np.flatnonzero(np.diff(row, prepend=False, append=False)).tolist()
+    return list(zip(edges[0::2], edges[1::2], strict=True))
 
 
 class RegionCoder:
