@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same, encodings, wire_bytes
 from wayray.codec import Decoder, Encoder, EncoderSettings
-from wayray.codec.geometry import TILE, tile_grid
-from wayray.codec.lossless import TileDiff, diff_tiles, tile_blocks
+from wayray.codec.geometry import TILE, tile_blocks, tile_grid
+from wayray.codec.lossless import TileDiff, diff_tiles
 from wayray.wire.display import RegionEncoding
 
 LOSSLESS = EncoderSettings(video=False)

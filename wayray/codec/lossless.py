@@ -14,7 +14,7 @@ import zstandard
 from numpy.typing import NDArray
 
 from wayray.codec.errors import CodecError
-from wayray.codec.geometry import TILE, Rect, TileSpan
+from wayray.codec.geometry import TILE, Rect, TileSpan, tile_blocks, tile_runs
 from wayray.codec.settings import EncoderSettings
 from wayray.wire.display import Region, RegionEncoding
 
@@ -59,32 +59,6 @@ class TileDiff:
         d.bbox[..., 3] = np.minimum(ty + TILE, height)[:, None]
         d.count[:] = (d.bbox[..., 2] - d.bbox[..., 0]) * (d.bbox[..., 3] - d.bbox[..., 1]) * mask
         return d
-
-
-def tile_blocks(mask: NDArray[np.bool_]) -> list[TileSpan]:
-    """Rectangles of tiles covering the set tiles of ``mask`` exactly: runs of adjacent tiles in a
-    tile row, merged with the tile rows below that have the very same run.
-
-    A window's damage (the usual case) is one block, however many tile rows it spans.
-    """
-    blocks: list[TileSpan] = []
-    open_runs: dict[tuple[int, int], int] = {}  # (tx0, tx1) -> first tile row
-    rows = np.flatnonzero(mask.any(axis=1)).tolist()
-    prev_row = -2
-    for ty in rows:
-        runs = dict.fromkeys(_runs(mask[ty]))
-        next_open: dict[tuple[int, int], int] = {}
-        for run, first in open_runs.items():
-            if ty == prev_row + 1 and run in runs:
-                next_open[run] = first
-            else:
-                blocks.append(TileSpan(first, prev_row + 1, run[0], run[1]))
-        for run in runs:
-            next_open.setdefault(run, ty)
-        open_runs = next_open
-        prev_row = ty
-    blocks.extend(TileSpan(first, prev_row + 1, run[0], run[1]) for run, first in open_runs.items())
-    return blocks
 
 
 def diff_tiles(
@@ -150,7 +124,7 @@ def plan_regions(diff: TileDiff, mask: NDArray[np.bool_], max_pixels: int) -> li
         bbox = diff.bbox[ty].tolist()
         counts = diff.count[ty].tolist()
         next_open: dict[tuple[int, int], PlannedRegion] = {}
-        for tx0, tx1 in _runs(sel[ty]):
+        for tx0, tx1 in tile_runs(sel[ty]):
             boxes = bbox[tx0:tx1]
             x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
             x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
@@ -174,12 +148,6 @@ def plan_regions(diff: TileDiff, mask: NDArray[np.bool_], max_pixels: int) -> li
         open_runs = next_open
     done.extend(open_runs.values())
     return done
-
-
-def _runs(row: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """(start, end) of each run of set entries in a row of tiles, left to right."""
-    edges = np.flatnonzero(np.diff(row, prepend=False, append=False)).tolist()
-    return list(zip(edges[0::2], edges[1::2], strict=True))
 
 
 class RegionCoder:
