@@ -139,8 +139,17 @@ def coalesce(rects: list[Rect]) -> list[Rect]:
 
 def tile_runs(row: NDArray[np.bool_]) -> list[tuple[int, int]]:
     """(start, end) of each run of set entries in a row of tiles, left to right."""
-    edges = np.flatnonzero(np.diff(row, prepend=False, append=False)).tolist()
-    return list(zip(edges[0::2], edges[1::2], strict=True))
+    runs: list[tuple[int, int]] = []
+    cols = np.flatnonzero(row).tolist()  # a tile row is short (30 tiles at 1920): plain Python wins
+    if cols:
+        start = prev = cols[0]
+        for c in cols[1:]:
+            if c != prev + 1:
+                runs.append((start, prev + 1))
+                start = c
+            prev = c
+        runs.append((start, prev + 1))
+    return runs
 
 
 def tile_blocks(mask: NDArray[np.bool_]) -> list[TileSpan]:
