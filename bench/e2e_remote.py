@@ -181,6 +181,8 @@ class UnixRelay(threading.Thread):
                     pairs[app_side] = (display_side, True)
                     pairs[display_side] = (app_side, False)
                     continue
+                if s not in pairs:  # closed above with its other half, in this same round
+                    continue
                 try:
                     data = s.recv(262144)
                 except OSError:

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same, encodings, wire_bytes
 from wayray.codec import Decoder, Encoder, EncoderSettings
+from wayray.codec.geometry import TILE, tile_blocks, tile_grid
+from wayray.codec.lossless import TileDiff, diff_tiles
 from wayray.wire.display import RegionEncoding
 
 LOSSLESS = EncoderSettings(video=False)
@@ -248,3 +250,71 @@ def test_bad_settings_are_refused_with_the_field_named(field: str, value: float,
     with pytest.raises(ValueError, match=message) as err:
         EncoderSettings(**{field: value})
     assert field in str(err.value)
+
+
+def _tile_diff_reference(fb: np.ndarray, model: np.ndarray, damaged: np.ndarray) -> TileDiff:
+    """Tile by tile, the obvious way: what diff_tiles must find."""
+    rows, cols = damaged.shape
+    ref = TileDiff.empty(rows, cols)
+    for ty, tx in zip(*np.nonzero(damaged), strict=True):
+        y0, x0 = int(ty) * TILE, int(tx) * TILE
+        ne = fb[y0 : y0 + TILE, x0 : x0 + TILE] != model[y0 : y0 + TILE, x0 : x0 + TILE]
+        if ne.any():
+            ys, xs = np.nonzero(ne)
+            ref.changed[ty, tx] = True
+            ref.bbox[ty, tx] = (x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1)
+            ref.count[ty, tx] = ne.sum()
+    return ref
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_tile_diff_finds_exactly_the_changed_pixels_of_damaged_tiles(data: st.DataObject) -> None:
+    width, height = data.draw(st.integers(1, 300)), data.draw(st.integers(1, 220))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    model = rng.integers(0, 4, size=(height, width), dtype=np.uint32)
+    fb = model.copy()
+    for _ in range(data.draw(st.integers(0, 6))):  # a few changed patches, some outside the damage
+        x, y = data.draw(st.integers(0, width - 1)), data.draw(st.integers(0, height - 1))
+        w, h = data.draw(st.integers(1, 70)), data.draw(st.integers(1, 70))
+        fb[y : y + h, x : x + w] ^= rng.integers(0, 2, size=fb[y : y + h, x : x + w].shape, dtype=np.uint32)
+    rows, cols = tile_grid(width, height)
+    damaged = rng.random((rows, cols)) < data.draw(st.sampled_from([0.2, 0.6, 1.0]))
+    got = TileDiff.empty(rows, cols)
+    diff_tiles(fb, model, damaged, got)
+    want = _tile_diff_reference(fb, model, damaged)
+    assert np.array_equal(got.changed, want.changed)
+    assert np.array_equal(got.count[want.changed], want.count[want.changed])
+    assert np.array_equal(got.bbox[want.changed], want.bbox[want.changed])
+    # The blocks diff_tiles works on cover the damaged tiles, each exactly once.
+    cover = np.zeros((rows, cols), dtype=np.int64)
+    for sp in tile_blocks(damaged):
+        cover[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] += 1
+    assert np.array_equal(cover, damaged.astype(np.int64))
+
+
+def test_raw_or_xor_follows_the_content_when_it_changes_character() -> None:
+    """The RAW/XOR winner is reused for a while, then tried again: an animation that turns into a
+    terminal flood goes back to RAW within a few frames, and the picture stays exact throughout."""
+    flood = scenes.terminal_scroll(
+        640, 480, lines_per_frame=50, frames=12, line=scenes.seq_line, cols=40, rows=14
+    )
+    text_frames = list(flood)
+    link = Link(640, 480, LOSSLESS)
+    fb, _damage, _now = text_frames[0]
+    link.send(fb, [(0, 0, 640, 480)], 0.0)
+    # An animation: a quarter of the pixels change a little each frame (XOR wins).
+    rng = np.random.default_rng(7)
+    for i in range(12):
+        mask = rng.random((480, 640)) < 0.25
+        fb = np.where(mask, fb ^ np.uint32(1 << (i % 8)), fb).astype(np.uint32)
+        link.send(fb, [(0, 0, 640, 480)], 0.05 * (i + 1))
+    assert {r.encoding for r in link.updates[-1].regions} == {RegionEncoding.XOR_ZSTD}
+    # Then unrelated text over it: RAW wins, and is found again after at most 8 reused frames.
+    seen: list[RegionEncoding] = []
+    for i, (text, _damage, _now) in enumerate(text_frames[1:]):
+        update = link.send(text, [(0, 0, 640, 480)], 1.0 + 0.05 * i)
+        assert update is not None
+        assert_same(link.decoder.framebuffer, text)
+        seen.append(max(update.regions, key=lambda r: r.width * r.height).encoding)
+    assert seen[-1] == RegionEncoding.RAW_ZSTD, seen

@@ -97,3 +97,32 @@ def test_unacked_stream_bytes_count_written_data_until_acknowledged(identity: Se
         if private.unacked_stream_bytes(client, sid) == 0:
             break
     assert private.unacked_stream_bytes(client, sid) == 0
+
+
+def test_a_delayed_acknowledgement_waits_and_can_be_made_due(identity: ServerIdentity) -> None:
+    client, server, now = _pair(identity, request_cert=False)
+    _exchange(client, server, now)
+    _handshake_done(client)
+    _handshake_done(server)
+    for _ in range(5):  # let the handshake's own acknowledgements settle
+        now += 0.05
+        for conn in (client, server):
+            if (t := conn.get_timer()) is not None and t <= now:
+                conn.handle_timer(now)
+        _exchange(client, server, now)
+    private.delay_acks(server, 0.020)
+    assert not private.ack_pending(server)
+    sid = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(sid, b"frame ack")
+    for data, _addr in client.datagrams_to_send(now=now):
+        server.receive_datagram(data, ("127.0.0.1", 2), now=now)
+    # The acknowledgement waits (aioquic alone would send it 1 ms later) ...
+    assert private.ack_pending(server)
+    assert server.get_timer() is not None and server.get_timer() >= now + 0.019  # type: ignore[operator]
+    assert list(server.datagrams_to_send(now=now + 0.005)) == []
+    # ... until it is made due: then it leaves in the next packet, and the client's data is acknowledged.
+    private.ack_now(server, now + 0.005)
+    sent = list(server.datagrams_to_send(now=now + 0.005))
+    assert len(sent) == 1 and not private.ack_pending(server)
+    client.receive_datagram(sent[0][0], ("127.0.0.1", 1), now=now + 0.006)
+    assert private.unacked_stream_bytes(client, sid) == 0

@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 
 _NO_STREAM = 0
 _SCROLL_MAX_RECTS = 48
+#: Where both RAW and XOR are compressed to keep the smaller, the winner is reused without trying the
+#: other for this many regions over the same tiles, then both are tried again (content changes
+#: character: a terminal flood favours RAW, an animation XOR; a wrong guess costs bytes, not exactness).
+_CHOICE_REUSE = 8
+_CHOICES = {1: RegionEncoding.RAW_ZSTD, 2: RegionEncoding.XOR_ZSTD}
 
 
 @dataclass(slots=True)
@@ -247,9 +252,12 @@ class Encoder:
         self._last_change = np.full(self._grid, -math.inf)
         self._cost = np.zeros(self._grid, dtype=np.float64)  # lossless bytes/pixel/frame, moving avg
         self._cost_known = np.zeros(self._grid, dtype=bool)  # the first sample sets the average
+        self._cost_samples = np.zeros(self._grid, dtype=np.int64)  # lossless frames averaged so far
         self._last_copy = np.full(self._grid, -math.inf)  # last time a scroll moved the tile
         self._retry_at = np.full(self._grid, -math.inf)  # no video before (failed probation)
         self._failures = np.zeros(self._grid, dtype=np.int64)
+        self._choice = np.zeros(self._grid, dtype=np.int8)  # RAW/XOR winner per tile, 0 = unknown
+        self._choice_left = np.zeros(self._grid, dtype=np.int16)  # reuses left before both are tried
         ys = np.minimum(np.arange(1, rows + 1) * TILE, height) - np.arange(rows) * TILE
         xs = np.minimum(np.arange(1, cols + 1) * TILE, width) - np.arange(cols) * TILE
         self._tile_area = (ys[:, None] * xs[None, :]).astype(np.float64)
@@ -291,15 +299,29 @@ class Encoder:
     def _emit(self, fb: NDArray[np.uint32], plan: PlannedRegion, *, base_known: bool) -> Region:
         """Encode one planned rectangle losslessly and advance the model to it."""
         sp = plan.tiles
-        cost = self._cost[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1]
-        region = self._coder.encode(
+        sl = np.s_[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1]
+        cost = self._cost[sl]
+        prefer = None
+        if base_known:
+            choice = self._choice[sl]
+            first = int(choice[0, 0])
+            if first and self._choice_left[sl].min() > 0 and bool((choice == first).all()):
+                prefer = _CHOICES[first]
+        coder = self._coder
+        region = coder.encode(
             fb,
             self._model,
             plan.rect,
             base_known=base_known,
             changed_pixels=plan.changed_pixels,
             noisy=bool(cost.max() >= self.settings.noisy_bytes_per_pixel),
+            prefer=prefer,
         )
+        if coder.tried_both:
+            self._choice[sl] = 1 if region.encoding == RegionEncoding.RAW_ZSTD else 2
+            self._choice_left[sl] = _CHOICE_REUSE
+        elif prefer is not None:
+            self._choice_left[sl] -= 1
         x, y, w, h = plan.rect
         self._model[y : y + h, x : x + w] = fb[y : y + h, x : x + w]
         return region
@@ -355,6 +377,7 @@ class Encoder:
         avg = np.where(self._cost_known, (1 - alpha) * self._cost + alpha * per_px, per_px)
         self._cost = np.where(tiles, avg, self._cost)
         self._cost_known |= tiles
+        self._cost_samples[tiles] += 1
 
     def _animating(self, now: float) -> NDArray[np.bool_]:
         """Tiles that changed often enough lately (fewer changes suffice for very costly tiles)."""
@@ -407,6 +430,11 @@ class Encoder:
             & (self._cost >= s.video_min_bytes_per_pixel)
             & (self._retry_at <= now)
             & (self._last_copy < now - s.video_window_s)
+            # The cost average must have settled (see the setting); costly tiles (video) need not wait.
+            & (
+                (self._cost_samples >= s.video_min_cost_samples)
+                | (self._cost >= s.video_fast_bytes_per_pixel)
+            )
             & self._animating(now)
         )
         if int(candidates.sum()) < s.video_min_tiles:

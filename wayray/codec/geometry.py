@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 #: Side of a tile in pixels. Fixed by the protocol (checksum and video-stream geometry depend on it).
 TILE = 64
 
@@ -132,3 +135,44 @@ def coalesce(rects: list[Rect]) -> list[Rect]:
                 out.append(r)
         merged = out
     return merged
+
+
+def tile_runs(row: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """(start, end) of each run of set entries in a row of tiles, left to right."""
+    runs: list[tuple[int, int]] = []
+    cols = np.flatnonzero(row).tolist()  # a tile row is short (30 tiles at 1920): plain Python wins
+    if cols:
+        start = prev = cols[0]
+        for c in cols[1:]:
+            if c != prev + 1:
+                runs.append((start, prev + 1))
+                start = c
+            prev = c
+        runs.append((start, prev + 1))
+    return runs
+
+
+def tile_blocks(mask: NDArray[np.bool_]) -> list[TileSpan]:
+    """Rectangles of tiles covering the set tiles of ``mask`` exactly: runs of adjacent tiles in a
+    tile row, merged with the tile rows below that have the very same run.
+
+    A window's damage (the usual case) is one block, however many tile rows it spans.
+    """
+    blocks: list[TileSpan] = []
+    open_runs: dict[tuple[int, int], int] = {}  # (tx0, tx1) -> first tile row
+    rows = np.flatnonzero(mask.any(axis=1)).tolist()
+    prev_row = -2
+    for ty in rows:
+        runs = dict.fromkeys(tile_runs(mask[ty]))
+        next_open: dict[tuple[int, int], int] = {}
+        for run, first in open_runs.items():
+            if ty == prev_row + 1 and run in runs:
+                next_open[run] = first
+            else:
+                blocks.append(TileSpan(first, prev_row + 1, run[0], run[1]))
+        for run in runs:
+            next_open.setdefault(run, ty)
+        open_runs = next_open
+        prev_row = ty
+    blocks.extend(TileSpan(first, prev_row + 1, run[0], run[1]) for run, first in open_runs.items())
+    return blocks

@@ -14,7 +14,7 @@ import zstandard
 from numpy.typing import NDArray
 
 from wayray.codec.errors import CodecError
-from wayray.codec.geometry import TILE, Rect, TileSpan
+from wayray.codec.geometry import TILE, Rect, TileSpan, tile_blocks, tile_runs
 from wayray.codec.settings import EncoderSettings
 from wayray.wire.display import Region, RegionEncoding
 
@@ -66,39 +66,35 @@ def diff_tiles(
 ) -> None:
     """Compare ``fb`` with ``model`` on the ``damaged`` tiles, filling ``out`` for those tiles.
 
-    Works on runs of adjacent damaged tiles in a tile row, so a full-screen change is 17 numpy passes
-    at 1080p and a typed character one small one.
+    Works on blocks of damaged tiles (:func:`tile_blocks`), a constant number of numpy passes each:
+    a window's damage is one block, a full-screen change one, a typed character one small one.
     """
     height, width = fb.shape
-    for ty in np.flatnonzero(damaged.any(axis=1)):
-        cols = np.flatnonzero(damaged[ty])
-        # Split the damaged columns of this tile row into runs of consecutive tiles.
-        breaks = np.flatnonzero(np.diff(cols) != 1) + 1
-        for run in np.split(cols, breaks):
-            tx0, tx1 = int(run[0]), int(run[-1]) + 1
-            y0, y1 = int(ty) * TILE, min(int(ty) * TILE + TILE, height)
-            x0, x1 = tx0 * TILE, min(tx1 * TILE, width)
-            ne = fb[y0:y1, x0:x1] != model[y0:y1, x0:x1]
-            n = tx1 - tx0
-            pad = n * TILE - (x1 - x0)
-            if pad:
-                ne = np.pad(ne, ((0, 0), (0, pad)))
-            h = y1 - y0
-            # Eight booleans at a time as one u64 word: ~2x faster than any() over the last axis.
-            rowany = ne.view(np.uint64).reshape(h, n, TILE // 8).any(axis=2)  # (rows, tiles)
-            changed = rowany.any(axis=0)
-            out.changed[ty, tx0:tx1] = changed
-            if not changed.any():
-                continue
-            colcount = np.add.reduce(ne.view(np.uint8), axis=0, dtype=np.uint16).reshape(n, TILE)
-            colany = colcount > 0
-            bbox = out.bbox[ty, tx0:tx1]
-            left = x0 + np.arange(n) * TILE
-            bbox[:, 0] = left + colany.argmax(axis=1)
-            bbox[:, 1] = y0 + rowany.argmax(axis=0)
-            bbox[:, 2] = left + TILE - colany[:, ::-1].argmax(axis=1)
-            bbox[:, 3] = y0 + h - rowany[::-1].argmax(axis=0)
-            out.count[ty, tx0:tx1] = colcount.sum(axis=1)
+    for sp in tile_blocks(damaged):
+        y0, y1 = sp.ty0 * TILE, min(sp.ty1 * TILE, height)
+        x0, x1 = sp.tx0 * TILE, min(sp.tx1 * TILE, width)
+        ne = fb[y0:y1, x0:x1] != model[y0:y1, x0:x1]
+        rows, cols = sp.ty1 - sp.ty0, sp.tx1 - sp.tx0
+        pad_y, pad_x = rows * TILE - (y1 - y0), cols * TILE - (x1 - x0)
+        if pad_y or pad_x:  # edge tiles cut by the output: pad with "unchanged"
+            ne = np.pad(ne, ((0, pad_y), (0, pad_x)))
+        # Eight booleans at a time as one u64 word: ~2x faster than any() over the last axis.
+        rowany = ne.view(np.uint64).reshape(rows, TILE, cols, TILE // 8).any(axis=3)  # (rows, 64, cols)
+        changed = rowany.any(axis=1)
+        out.changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = changed
+        if not changed.any():
+            continue
+        colcount = np.add.reduce(ne.view(np.uint8).reshape(rows, TILE, cols * TILE), axis=1, dtype=np.uint16)
+        colcount = colcount.reshape(rows, cols, TILE)
+        colany = colcount > 0
+        bbox = out.bbox[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1]
+        left = (x0 + np.arange(cols, dtype=np.int32) * TILE)[None, :]
+        top = (y0 + np.arange(rows, dtype=np.int32) * TILE)[:, None]
+        bbox[..., 0] = left + colany.argmax(axis=2)
+        bbox[..., 1] = top + rowany.argmax(axis=1)
+        bbox[..., 2] = left + TILE - colany[..., ::-1].argmax(axis=2)
+        bbox[..., 3] = top + TILE - rowany[:, ::-1, :].argmax(axis=1)
+        out.count[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = colcount.sum(axis=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +115,20 @@ def plan_regions(diff: TileDiff, mask: NDArray[np.bool_], max_pixels: int) -> li
     sel = diff.changed & mask
     open_runs: dict[tuple[int, int], PlannedRegion] = {}
     done: list[PlannedRegion] = []
-    for ty in range(sel.shape[0]):
-        row = np.flatnonzero(sel[ty])
-        runs: list[tuple[int, int]] = []
-        if row.size:
-            breaks = np.flatnonzero(np.diff(row) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(row, breaks)]
+    prev_row = -2
+    for ty in np.flatnonzero(sel.any(axis=1)).tolist():
+        if ty != prev_row + 1:  # a tile row without changes in between closes every open run
+            done.extend(open_runs.values())
+            open_runs = {}
+        prev_row = ty
+        bbox = diff.bbox[ty].tolist()
+        counts = diff.count[ty].tolist()
         next_open: dict[tuple[int, int], PlannedRegion] = {}
-        for tx0, tx1 in runs:
-            b = diff.bbox[ty, tx0:tx1]
-            x0, y0 = int(b[:, 0].min()), int(b[:, 1].min())
-            x1, y1 = int(b[:, 2].max()), int(b[:, 3].max())
-            count = int(diff.count[ty, tx0:tx1].sum())
+        for tx0, tx1 in tile_runs(sel[ty]):
+            boxes = bbox[tx0:tx1]
+            x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+            x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+            count = sum(counts[tx0:tx1])
             prev = open_runs.pop((tx0, tx1), None)
             if prev is not None:
                 px0, py0 = min(prev.rect.x, x0), prev.rect.y
@@ -159,6 +157,7 @@ class RegionCoder:
         self._settings = settings
         self._small = zstandard.ZstdCompressor(level=settings.zstd_level_small, write_checksum=False)
         self._large = zstandard.ZstdCompressor(level=settings.zstd_level_large, write_checksum=False)
+        self.tried_both = False
 
     def encode(
         self,
@@ -169,12 +168,17 @@ class RegionCoder:
         base_known: bool,
         changed_pixels: int,
         noisy: bool = False,
+        prefer: RegionEncoding | None = None,
     ) -> Region:
         """Encode ``fb``'s pixels in ``rect``; XOR against ``model`` only if ``base_known`` (client has it).
 
         ``noisy`` (photo-like content, known from what the tiles cost before) selects the fast zstd
         level whatever the size: the slow levels gain nothing there and cost several times the CPU.
+        ``prefer`` (RAW_ZSTD or XOR_ZSTD, what won here the last time both were tried) compresses only
+        that one where both would be tried: an animation's XOR wins frame after frame, and compressing
+        it twice doubles the zstd time. ``tried_both`` says afterwards whether both were compressed.
         """
+        self.tried_both = False
         x, y, w, h = rect
         px = fb[y : y + h, x : x + w]
         first = px[0, 0]
@@ -188,13 +192,24 @@ class RegionCoder:
         share = changed_pixels / area
         raw: bytes | None = None
         if share > XOR_ONLY_SHARE:
+            if prefer == RegionEncoding.XOR_ZSTD and not (share >= RAW_ONLY_SHARE and not small):
+                return self._xor(px, model, rect, cctx)
             raw = cctx.compress(np.ascontiguousarray(px).data)
-            if share >= RAW_ONLY_SHARE and not small:
+            if (share >= RAW_ONLY_SHARE and not small) or prefer == RegionEncoding.RAW_ZSTD:
                 return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, raw)
-        xored = cctx.compress(np.bitwise_xor(px, model[y : y + h, x : x + w]).data)
-        if raw is not None and len(raw) < len(xored):
+            self.tried_both = True
+        xor = self._xor(px, model, rect, cctx)
+        if raw is not None and len(raw) < len(xor.data):
             return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, raw)
-        return Region(x, y, w, h, RegionEncoding.XOR_ZSTD, xored)
+        return xor
+
+    @staticmethod
+    def _xor(
+        px: NDArray[np.uint32], model: NDArray[np.uint32], rect: Rect, cctx: zstandard.ZstdCompressor
+    ) -> Region:
+        x, y, w, h = rect
+        data = cctx.compress(np.bitwise_xor(px, model[y : y + h, x : x + w]).data)
+        return Region(x, y, w, h, RegionEncoding.XOR_ZSTD, data)
 
 
 def copy_region(dst: Rect, src_x: int, src_y: int) -> Region:

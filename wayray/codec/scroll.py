@@ -4,9 +4,9 @@ A terminal that scrolls by a line repaints its whole window, yet all but one lin
 client already has, a few rows higher. Sending a COPY of those rows plus the newly exposed line is
 what makes a scrolling terminal cheaper than waypipe's diffs.
 
-Method: hash every row of the area in the old picture (the encoder's model) and in the new one; rows
-whose hash is unique on both sides vote for an offset; the winning offset is then checked pixel by
-pixel and the longest run of rows that really match becomes the copy.
+Method: hash every row of the area (a sample of its pixels) in the old picture (the encoder's model)
+and in the new one; rows whose hash is unique on both sides vote for an offset; the winning offset is
+then checked pixel by pixel and the longest run of rows that really match becomes the copy.
 """
 
 from __future__ import annotations
@@ -28,6 +28,13 @@ class Scroll:
     src_y: int
 
 
+#: Row hashes sample at most this many pixel pairs per row, spread evenly over its width. Hashes only
+#: vote for an offset and find candidate rows; every copied row is then compared pixel by pixel, so a
+#: sample costs nothing in exactness, and it cuts the two hashing passes (the scroll search's main
+#: cost on a flooding terminal) several times.
+HASH_SAMPLES = 64
+
+
 @lru_cache(maxsize=8)
 def _weights(n: int) -> NDArray[np.uint64]:
     # Random odd multipliers: a row hash is sum(pixel_pair * weight) mod 2**64.
@@ -36,12 +43,17 @@ def _weights(n: int) -> NDArray[np.uint64]:
 
 
 def row_hashes(pixels: NDArray[np.uint32]) -> NDArray[np.uint64]:
-    """One 64-bit hash per row (pairs of pixels as u64 words; an odd last column is folded in)."""
+    """One 64-bit hash per row, of up to ``HASH_SAMPLES`` pixel pairs (u64 words) spread over the row
+    (an odd last column is folded in)."""
     h, w = pixels.shape
-    even = w & ~1
+    pairs = w // 2
     out = np.zeros(h, dtype=np.uint64)
-    if even:
-        out = pixels[:, :even].view(np.uint64) @ _weights(even // 2)
+    if pairs:
+        words = pixels[:, : pairs * 2].view(np.uint64)
+        step = -(-pairs // HASH_SAMPLES)  # ceil: at most HASH_SAMPLES columns
+        if step > 1:
+            words = words[:, step // 2 :: step]
+        out = words @ _weights(words.shape[1])
     if w & 1:
         out = out ^ (pixels[:, -1].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
     return out

@@ -38,6 +38,11 @@ class EncoderSettings:
     video_window_s: float = 0.5
     #: ... and its lossless updates cost at least this many bytes per pixel per frame (moving average).
     video_min_bytes_per_pixel: float = 0.05
+    #: ... measured over at least this many lossless frames: a window's first frames (mapped, then
+    #: filled in) cost several times its steady animation, and a stream judged against them passes
+    #: probation when it should not (weston-simple-shm went to H.264 at more bytes than lossless).
+    #: Tiles costing ``video_fast_bytes_per_pixel`` or more need not wait.
+    video_min_cost_samples: int = 16
     #: Tiles this costly (photo-like content: a video, a game) qualify after only
     #: ``video_fast_changes`` changes in the window, so a full-screen video does not spend a second
     #: at megabytes per frame before it goes to H.264.

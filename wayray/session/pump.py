@@ -155,9 +155,11 @@ class DisplayPump:
         force = self._keyframe_wanted
         self._keyframe_wanted = False
         started = time.perf_counter()
-        result = await loop.run_in_executor(
-            self._executor, _encode, encoder, frame.pixels, frame.damage, time.monotonic(), force
-        )
+        args = (encoder, frame.pixels, frame.damage, time.monotonic(), force)
+        if _small(frame, encoder) and not force:
+            result = _encode(*args)
+        else:
+            result = await loop.run_in_executor(self._executor, _encode, *args)
         self.stats.encode_seconds += time.perf_counter() - started
         if result is None:
             return
@@ -195,6 +197,18 @@ class DisplayPump:
             return
         for m in messages:
             await self._send(Channel.DISPLAY, encode_message(m))
+
+
+#: Frames whose damage covers at most this many pixels are encoded on the event loop itself: they take
+#: well under a millisecond, and handing them to the worker thread and back (two thread wake-ups,
+#: the GIL changing hands twice) cost more CPU than encoding them.
+INLINE_PIXELS = 256 * 256
+
+
+def _small(frame: Frame, encoder: Encoder) -> bool:
+    if encoder.video_streams:
+        return False
+    return sum(r.width * r.height for r in frame.damage) <= INLINE_PIXELS
 
 
 def _encode(

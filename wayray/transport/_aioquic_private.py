@@ -1,8 +1,9 @@
 """Every use of aioquic's private attributes, in one place, each covered by tests/transport.
 
 aioquic 1.7.2 (pinned exactly in pyproject.toml) has no public way to (1) make a server request a
-client certificate, (2) read the peer's certificate, or (3) see how much written stream data is not
-yet acknowledged (its writer never pushes back). If an upgrade breaks one of these, the tests in
+client certificate, (2) read the peer's certificate, (3) see how much written stream data is not
+yet acknowledged (its writer never pushes back), or (4) choose when acknowledgements go out (see
+:func:`delay_acks`). If an upgrade breaks one of these, the tests in
 tests/transport/test_aioquic_hooks.py fail; at run time the hooks fail closed (no certificate means
 rejected, unknown buffer state means "full").
 """
@@ -13,6 +14,7 @@ import logging
 from typing import Any
 
 import aioquic
+from aioquic import tls
 from aioquic.quic.connection import QuicConnection
 from cryptography import x509
 
@@ -59,3 +61,33 @@ def unacked_stream_bytes(quic: QuicConnection, stream_id: int) -> int:
         return 0
     buf = getattr(stream.sender, "_buffer", None)
     return len(buf) if buf is not None else UNKNOWN
+
+
+# --- acknowledgements ----------------------------------------------------------------------------------
+#
+# aioquic acknowledges every ack-eliciting packet on its own, 1 ms after it arrived, in an ACK-only
+# datagram, even when a packet of ours leaves a moment later (it writes an ACK frame only once it is
+# due). A display stream is one frame (one or two datagrams) each way every 16 ms, answered by a frame
+# acknowledgement, so that doubled the datagrams: each costs a wake-up and aioquic's per-packet Python
+# on both ends. With these hooks an acknowledgement waits up to ``delay`` for a packet of ours to ride
+# on (we advertise max_ack_delay 25 ms, aioquic's default, so the peer's loss timers allow for it), but
+# goes at once when ``every`` ack-eliciting datagrams wait for it (bulk transfers keep a steady ACK
+# clock, as RFC 9000 section 13.2.2 asks).
+
+
+def delay_acks(quic: QuicConnection, delay: float) -> None:
+    """Let acknowledgements wait up to ``delay`` seconds (aioquic's default is 1 ms)."""
+    quic._ack_delay = delay
+
+
+def ack_pending(quic: QuicConnection) -> bool:
+    """Whether an acknowledgement of application packets is waiting to be sent."""
+    space = quic._spaces.get(tls.Epoch.ONE_RTT)
+    return space is not None and space.ack_at is not None
+
+
+def ack_now(quic: QuicConnection, now: float) -> None:
+    """Make a waiting acknowledgement due now: it goes in the next packet built."""
+    space = quic._spaces.get(tls.Epoch.ONE_RTT)
+    if space is not None and space.ack_at is not None and space.ack_at > now:
+        space.ack_at = now

@@ -54,6 +54,11 @@ DEFAULT_PORT = 7100
 #: QUIC's CONNECTION_CLOSE must fit one packet: reasons longer than this are cut there (the Close
 #: message on the control stream carries up to 1 KiB).
 QUIC_REASON_LIMIT = 200
+#: An acknowledgement waits this long for a packet of ours to ride on (below the 25 ms max_ack_delay
+#: aioquic advertises: a display frame goes out every 16.7 ms at 60 Hz) ...
+ACK_DELAY = 0.020
+#: ... unless this many ack-eliciting datagrams wait for it (a display frame is one or two).
+ACK_EVERY = 4
 
 #: Closes an operator should look at (a broken or hostile peer, a bug); the others are daily life
 #: (a viewer detaching or vanishing, a session moving, a refused token).
@@ -144,6 +149,9 @@ class WireProtocol(QuicConnectionProtocol):
         self._wire_timer: asyncio.TimerHandle | None = None
         self._wire_timer_at: float | None = None
         self._flush_handle: asyncio.Handle | None = None
+        self._wrote = False  # stream data written to aioquic since the last transmit()
+        self._unacked = 0  # ack-eliciting datagrams our waiting acknowledgement covers
+        private.delay_acks(quic, ACK_DELAY)
         self.connection = self._make_connection()
         self._arm_wire_timer()
 
@@ -158,10 +166,24 @@ class WireProtocol(QuicConnectionProtocol):
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         # As the base class does, plus a pump: acknowledgements free room in the send buffers.
-        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        now = self._loop.time()
+        waiting = private.ack_pending(self._quic)
+        self._quic.receive_datagram(cast(bytes, data), addr, now=now)
+        if private.ack_pending(self._quic):
+            self._unacked = self._unacked + 1 if waiting else 1
+            if self._unacked >= ACK_EVERY:
+                private.ack_now(self._quic, now)
         self._process_events()
         self._after_wire()
         self.transmit()
+
+    def transmit(self) -> None:
+        # A waiting acknowledgement rides on the stream data about to leave instead of a datagram of
+        # its own (see _aioquic_private, "acknowledgements").
+        if self._wrote:
+            self._wrote = False
+            private.ack_now(self._quic, self._loop.time())
+        super().transmit()
 
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         try:
@@ -315,6 +337,7 @@ class WireProtocol(QuicConnectionProtocol):
             elif sid in self._refused_streams:  # reset by aioquic: writing would raise
                 continue
             self._quic.send_stream_data(sid, data)
+            self._wrote = True
 
     def schedule_flush(self) -> None:
         """Send what the application queued, once per loop iteration (so bursts coalesce)."""
