@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -11,6 +12,41 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 VENV_BIN = Path(sys.executable).parent
+
+
+#: Directories above the checkout that the tests opened for traversal (path, mode before).
+_OPENED: list[tuple[Path, int]] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Tests running as root start programs from this checkout as throwaway users (sessions,
+    greeters, stand-ins). A checkout under a private directory (``mktemp -d`` makes it 0700) is out
+    of their reach: give the directories above it search permission for others (o+x, not listing)
+    for the run, and take it back at the end."""
+    if os.geteuid() != 0:
+        return
+    for d in reversed(REPO.parents):
+        mode = stat.S_IMODE(d.stat().st_mode)
+        if not mode & stat.S_IXOTH:
+            os.chmod(d, mode | stat.S_IXOTH)
+            _OPENED.append((d, mode))
+    if _OPENED:
+        names = ", ".join(str(d) for d, _ in _OPENED)
+        sys.stderr.write(f"tests: {names}: search permission for other users while the tests run\n")
+    unreadable = [
+        p for p in (REPO, REPO / "wayray", REPO / "wayray" / "__init__.py") if not p.stat().st_mode & 0o004
+    ]
+    if unreadable:
+        raise pytest.UsageError(
+            f"{unreadable[0]} is not readable by other users (a checkout made under umask 077?); "
+            "the tests run parts of WayRay as throwaway users: clone it with umask 022"
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    while _OPENED:
+        d, mode = _OPENED.pop()
+        os.chmod(d, mode)
 
 
 def script(name: str) -> str:
