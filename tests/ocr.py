@@ -60,8 +60,30 @@ def fuzzy(text: str) -> str:
     return normalize(text).translate(_CONFUSABLE)
 
 
-def contains(text: str, phrase: str) -> bool:
-    return fuzzy(phrase) in fuzzy(text)
+#: Phrases at least this long may be read with one character wrong, missing or extra (tesseract
+#: reads a random user name such as "wrt570f1du" as "wrt570fi1du" now and then).
+LONG_PHRASE = 8
+
+
+def contains(text: str, phrase: str, *, edits: int | None = None) -> bool:
+    """``phrase`` can be read in ``text``: exactly (after :func:`fuzzy`), or within ``edits``
+    character edits (default: one for phrases of :data:`LONG_PHRASE` characters or more, else none).
+    Checks that something is *absent* pass ``edits=0``."""
+    want, have = fuzzy(phrase), fuzzy(text)
+    if want in have:
+        return True
+    allowed = (1 if len(want) >= LONG_PHRASE else 0) if edits is None else edits
+    return allowed > 0 and _approximately_in(want, have, allowed)
+
+
+def _approximately_in(pattern: str, text: str, edits: int) -> bool:
+    """Whether some substring of ``text`` is within ``edits`` edits of ``pattern`` (Sellers)."""
+    row = [0] * (len(text) + 1)  # the pattern may start anywhere in the text
+    for i, pc in enumerate(pattern, 1):
+        prev, row = row, [i] + [0] * len(text)
+        for j, tc in enumerate(text, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (pc != tc))
+    return min(row) <= edits
 
 
 def shows(png: bytes, phrase: str, *, box: tuple[int, int, int, int] | None = None) -> bool:

@@ -67,7 +67,7 @@ async def see(s: Session, *phrases: str, absent: tuple[str, ...] = (), timeout: 
     text = ""
     while time.monotonic() < end:
         text = await screen_text(s)
-        if all(contains(text, ph) for ph in phrases) and not any(contains(text, a) for a in absent):
+        if all(contains(text, ph) for ph in phrases) and not any(contains(text, a, edits=0) for a in absent):
             return text
         await asyncio.sleep(0.3)
     logs = "\n".join(c.output()[-3000:] for c in s.clients)

@@ -27,7 +27,7 @@ async def read(s: Session, *phrases: str, absent: tuple[str, ...] = (), timeout:
     while time.monotonic() < end:
         await s.settle(quiet=0.2)
         text = await asyncio.to_thread(ocr, s.comp.screenshot_png())
-        if all(contains(text, ph) for ph in phrases) and not any(contains(text, a) for a in absent):
+        if all(contains(text, ph) for ph in phrases) and not any(contains(text, a, edits=0) for a in absent):
             return text
         await asyncio.sleep(0.3)
     s.save("never-read")
