@@ -122,21 +122,7 @@ async def test_a_locked_account_is_refused_with_its_message(
     start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """pam_faillock locks the account after two failures; the greeter shows PAM's own words."""
-    tally = sandbox.base / "faillock"
-    tally.mkdir()
-    opts = f"deny=2 unlock_time=600 dir={tally}"
-    for path in sandbox.pam_files:
-        path.unlink()
-    sandbox.pam_files.clear()
-    sandbox.install_pam(
-        auth=(
-            f"auth     required pam_faillock.so preauth {opts}\n"
-            "auth     [success=1 default=bad] pam_unix.so nodelay\n"
-            f"auth     [default=die] pam_faillock.so authfail {opts}\n"
-            f"auth     sufficient pam_faillock.so authsucc {opts}\n"
-        ),
-        account_extra=f"account  required pam_faillock.so dir={tally}\n",
-    )
+    sandbox.install_faillock_pam(deny=2)
     daemon = start_daemon(**greeter_settings(sandbox, rate_limit={"max_failures": 100}))
     _greeter, env = greeter_ticket(daemon, sandbox)
     async with running_session(tmp_path, size=(1280, 720)) as s:

@@ -187,6 +187,25 @@ class Sandbox:
             path.write_text(text)
             self.pam_files.append(path)
 
+    def install_faillock_pam(self, deny: int = 2) -> None:
+        """Replace the PAM services with ones where pam_faillock locks the account after ``deny``
+        failed logins (its tally kept in this sandbox)."""
+        tally = self.base / "faillock"
+        tally.mkdir()
+        opts = f"deny={deny} unlock_time=600 dir={tally}"
+        for path in self.pam_files:
+            path.unlink()
+        self.pam_files.clear()
+        self.install_pam(
+            auth=(
+                f"auth     required pam_faillock.so preauth {opts}\n"
+                "auth     [success=1 default=bad] pam_unix.so nodelay\n"
+                f"auth     [default=die] pam_faillock.so authfail {opts}\n"
+                f"auth     sufficient pam_faillock.so authsucc {opts}\n"
+            ),
+            account_extra=f"account  required pam_faillock.so dir={tally}\n",
+        )
+
     def settings(self, **overrides: Any) -> dict[str, Any]:
         py = SYSTEM_PYTHON
         report = f"{self.reports}/{{session_id}}"

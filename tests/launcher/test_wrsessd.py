@@ -867,21 +867,7 @@ def test_an_account_locked_by_failed_logins_is_refused_with_its_message(
     start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
 ) -> None:
     """pam_faillock locks the account after two failures; its own notice reaches the greeter."""
-    tally = sandbox.base / "faillock"
-    tally.mkdir()
-    opts = f"deny=2 unlock_time=600 dir={tally}"
-    for path in sandbox.pam_files:
-        path.unlink()
-    sandbox.pam_files.clear()
-    sandbox.install_pam(
-        auth=(
-            f"auth     required pam_faillock.so preauth {opts}\n"
-            "auth     [success=1 default=bad] pam_unix.so nodelay\n"
-            f"auth     [default=die] pam_faillock.so authfail {opts}\n"
-            f"auth     sufficient pam_faillock.so authsucc {opts}\n"
-        ),
-        account_extra=f"account  required pam_faillock.so dir={tally}\n",
-    )
+    sandbox.install_faillock_pam(deny=2)
     # wrsessd's own rate limit out of the way, to see PAM's lock.
     daemon = start_daemon(rate_limit={"max_failures": 100})
     with daemon.client() as c:
