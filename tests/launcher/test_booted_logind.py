@@ -13,16 +13,13 @@ launcher tests run without pam_systemd); this is where logind registration is sh
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import REPO
 from tests.launcher.harness import STANDINS
-from tests.supervisor.nspawn import Container, available, rootfs
+from tests.supervisor.nspawn import Container, available, booted_with_package
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 WHY_NOT = available()
@@ -67,33 +64,13 @@ with LauncherClient("/run/wayray/wrsessd.sock") as c:
 """
 
 
-def _depends() -> tuple[str, ...]:
-    control = (REPO / "packaging/debian/control.in").read_text()
-    m = re.search(r"^Depends: (.*)$", control, re.M)
-    assert m
-    return tuple(re.sub(r"\s*\(.*\)", "", d).strip() for d in m.group(1).split(","))
-
-
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    pkg = tmp_path_factory.mktemp("pkg")
-    build = subprocess.run(
-        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(pkg)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stderr
     # libpam-systemd: pam_systemd.so in common-session, as on any Debian system with systemd.
-    root = rootfs((*_depends(), "libpam-systemd"))
-    log = tmp_path_factory.mktemp("console") / "console.log"
-    container = Container(root, f"wrlogind-{os.getpid()}", {pkg: "/mnt/pkg", STANDINS: "/mnt/standins"}, log)
-    try:
-        container.start()
-        state = container.run(["systemctl", "is-system-running", "--wait"], check=False).stdout.strip()
-        assert state == "running", container.run(["systemctl", "--failed", "--no-pager"], check=False).stdout
-        deb = os.path.basename(build.stdout.strip().splitlines()[-1])
-        container.run(["dpkg", "-i", f"/mnt/pkg/{deb}"])
+    with booted_with_package(
+        tmp_path_factory.mktemp("box"), "wrlogind", extra_packages=("libpam-systemd",),
+        binds={STANDINS: "/mnt/standins"},
+    ) as container:  # fmt: skip
         container.run(["useradd", "--create-home", "--shell", "/bin/sh", USER])
         container.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n")
         container.run(["install", "-d", "-m", "1777", "/var/tmp/reports"])
@@ -106,8 +83,6 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
         container.write("/var/tmp/client.py", CLIENT)
         container.run(["systemctl", "daemon-reload"])
         yield container
-    finally:
-        container.stop()
 
 
 def client(box: Container, *args: str) -> object:

@@ -18,7 +18,11 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 CACHE = Path(os.environ.get("WAYRAY_SYSTEMD_CACHE", "/var/tmp/wayray-systemd-cache"))
 SUITE = "bookworm"
@@ -208,3 +212,41 @@ class Container:
 
     def write(self, path: str, text: str) -> None:
         self.run(["sh", "-c", f"mkdir -p \"$(dirname '{path}')\" && cat > '{path}'"], input=text)
+
+
+def package_depends() -> tuple[str, ...]:
+    """The Debian packages the WayRay package depends on (``packaging/debian/control.in``)."""
+    control = (REPO / "packaging/debian/control.in").read_text()
+    m = re.search(r"^Depends: (.*)$", control, re.M)
+    assert m
+    return tuple(re.sub(r"\s*\(.*\)", "", d).strip() for d in m.group(1).split(","))
+
+
+@contextmanager
+def booted_with_package(
+    workdir: Path, name: str, *, extra_packages: tuple[str, ...] = (), binds: dict[Path, str] | None = None
+) -> Iterator[Container]:
+    """A container booted to ``running`` with WayRay's .deb (built from this checkout) installed;
+    ``workdir`` holds the package and the console log. Stopped at the end."""
+    pkg = workdir / "pkg"
+    pkg.mkdir()
+    build = subprocess.run(
+        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(pkg)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    root = rootfs((*package_depends(), *extra_packages))
+    container = Container(
+        root, f"{name}-{os.getpid()}", {pkg: "/mnt/pkg", **(binds or {})}, workdir / "console.log"
+    )
+    try:
+        container.start()
+        state = container.run(["systemctl", "is-system-running", "--wait"], check=False).stdout.strip()
+        assert state == "running", container.run(["systemctl", "--failed", "--no-pager"], check=False).stdout
+        deb = Path(build.stdout.strip().splitlines()[-1]).name
+        container.run(["dpkg", "-i", f"/mnt/pkg/{deb}"])
+        yield container
+    finally:
+        container.stop()

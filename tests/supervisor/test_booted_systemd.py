@@ -9,17 +9,13 @@ need only the standard library), so wrsrvd itself is not run here.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.supervisor.nspawn import Container, available, rootfs
+from tests.supervisor.nspawn import Container, available, booted_with_package
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow]
 WHY_NOT = available()
@@ -29,35 +25,10 @@ if WHY_NOT:
 DEADLINE = 90.0
 
 
-def _depends() -> tuple[str, ...]:
-    control = (REPO / "packaging/debian/control.in").read_text()
-    m = re.search(r"^Depends: (.*)$", control, re.M)
-    assert m
-    return tuple(re.sub(r"\s*\(.*\)", "", d).strip() for d in m.group(1).split(","))
-
-
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    pkg = tmp_path_factory.mktemp("pkg")
-    build = subprocess.run(
-        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(pkg)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stderr
-    root = rootfs(_depends())
-    log = tmp_path_factory.mktemp("console") / "console.log"
-    container = Container(root, f"wrtest-{os.getpid()}", {pkg: "/mnt/pkg"}, log)
-    try:
-        container.start()
-        state = container.run(["systemctl", "is-system-running", "--wait"], check=False).stdout.strip()
-        assert state == "running", container.run(["systemctl", "--failed", "--no-pager"], check=False).stdout
-        deb = Path(build.stdout.strip().splitlines()[-1]).name
-        container.run(["dpkg", "-i", f"/mnt/pkg/{deb}"])
+    with booted_with_package(tmp_path_factory.mktemp("box"), "wrtest") as container:
         yield container
-    finally:
-        container.stop()
 
 
 def until(condition: object, what: str) -> None:
