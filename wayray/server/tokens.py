@@ -20,11 +20,11 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
+from wayray.common.files import read_private_file
 
 SECRET_BYTES = 32
 MAX_TOKEN_BYTES = 1024
@@ -100,27 +100,12 @@ def load_or_create_secret(path: Path) -> bytes:
             os.fsync(fd)
         finally:
             os.close(fd)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as err:
-        raise WayRayError(f"{path}: cannot read the token key: {err.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise WayRayError(f"{path}: the token key is not a regular file")
-        if st.st_mode & 0o077:
-            raise WayRayError(
-                f"{path}: the token key is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
-                hint=f"if nobody copied it: chmod 600 {path}; otherwise delete it (every token then "
-                "maps to a new session) and restart",
-            )
-        if st.st_uid != os.geteuid():
-            raise WayRayError(
-                f"{path}: the token key belongs to uid {st.st_uid}, not to this service's user"
-            )
-        data = os.read(fd, 4096)
-    finally:
-        os.close(fd)
+    data = read_private_file(
+        path,
+        "the token key",
+        leaked_hint="delete it (every token then maps to a new session) and restart",
+        owner="this service's user",
+    )
     if len(data) < SECRET_BYTES:
         raise WayRayError(
             f"{path}: the token key is truncated ({len(data)} bytes)", hint="delete it and restart"

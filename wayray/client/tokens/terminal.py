@@ -9,7 +9,6 @@ when others could read it.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import secrets
 import stat
@@ -18,6 +17,7 @@ from pathlib import Path
 from wayray.client.tokens.events import InvalidToken, TokenKind, validate_token
 from wayray.client.tokens.source import TokenSource
 from wayray.common.errors import WayRayError
+from wayray.common.files import read_private_file
 
 TERMINAL_TOKEN_FILE = "terminal-token"
 #: 32 random bytes, URL-safe base64: 43 characters.
@@ -96,32 +96,13 @@ def _ensure_private_dir(directory: Path) -> None:
 
 def _read(path: Path) -> str:
     """The token in ``path``; FileNotFoundError when there is none yet."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise
-    except OSError as err:
-        why = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror
-        raise WayRayError(f"{path}: cannot read the kiosk's identity: {why}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise WayRayError(f"{path}: the kiosk's identity is not a regular file")
-        if st.st_mode & 0o077:
-            raise WayRayError(
-                f"{path}: the kiosk's identity is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
-                hint=f"if nobody copied it: chmod 600 {path}; otherwise delete it, and the kiosk gets a "
-                "new identity (and so a new session of its own)",
-            )
-        if st.st_uid != os.geteuid():
-            raise WayRayError(
-                f"{path}: the kiosk's identity belongs to uid {st.st_uid}, not to wrclient's user "
-                f"(uid {os.geteuid()})",
-                hint="chown it to wrclient's user, or delete it to start with a new identity",
-            )
-        data = os.read(fd, 4096)
-    finally:
-        os.close(fd)
+    data = read_private_file(
+        path,
+        "the kiosk's identity",
+        leaked_hint="delete it, and the kiosk gets a new identity (and so a new session of its own)",
+        owner=f"wrclient's user (uid {os.geteuid()})",
+        owner_hint="chown it to wrclient's user, or delete it to start with a new identity",
+    )
     try:
         return validate_token(data.decode("utf-8"))
     except (UnicodeDecodeError, InvalidToken) as err:
