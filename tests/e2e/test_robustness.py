@@ -134,10 +134,17 @@ def test_garbage_on_the_link_socket_costs_only_that_link(harness: Harness) -> No
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(30)
             s.connect(link)
-            s.sendall(data)
+            try:
+                if data:
+                    s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # wrsrvd may refuse and close before we have written; what it said is still to be read
             got = b""
-            while chunk := s.recv(65536):
-                got += chunk
+            try:
+                while chunk := s.recv(65536):
+                    got += chunk
+            except ConnectionResetError:
+                pass  # Linux reports a peer that closed with our bytes unread as a reset, after its data
         return list(LinkDecoder(LinkRole.SERVER).feed(got))
 
     garbage = exchange(os.urandom(64))
