@@ -52,8 +52,22 @@ def test_check_for_an_instance_that_is_not_configured(tmp_path: Path) -> None:
     )
 
 
-def test_quiet_check_prints_nothing_when_all_is_well(tmp_path: Path) -> None:
+def test_quiet_check_prints_only_problems(tmp_path: Path) -> None:
     copy_examples(tmp_path)
+    # The examples show settings whose feature does not exist yet (mDNS pools, audio, USB rules):
+    # each is a warning where it is set, so nobody believes it did something; still a valid config.
+    res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
+    assert (res.returncode, res.stdout) == (0, "")
+    lines = res.stderr.splitlines()
+    pool = "/etc/wayray/servers.toml:11:1: warning: server.main.pool: set, but not in effect yet"
+    assert any(line.startswith(f"{tmp_path}{pool}") for line in lines), lines
+    assert all(": warning: " in line and "not in effect yet" in line for line in lines), lines
+    assert not any("server.lab." in line for line in lines)  # another instance's settings are not main's
+    for name in ("usb.toml", "client.toml", "policies.toml", "servers.toml"):
+        (tmp_path / "etc/wayray" / name).unlink()
+    res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", res.stderr)  # main is gone now
+    (tmp_path / "etc/wayray/servers.toml").write_text("[server.main]\nport = 7300\n")
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 

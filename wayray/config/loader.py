@@ -225,6 +225,13 @@ class _Loader:
     ) -> None:
         self.diags.append(Diagnostic(Severity.ERROR, message, origin, key, scope))
 
+    def not_in_effect(self, origin: Origin, key: str, missing: str, scope: frozenset[str]) -> None:
+        """A value was set whose feature does not exist yet: say so where it was set, so nobody
+        believes it did something (a warning: the configuration is still valid)."""
+        self.diags.append(
+            Diagnostic(Severity.WARNING, f"set, but not in effect yet: {missing}", origin, key, scope)
+        )
+
     # --- reading ---------------------------------------------------------------------------------
     def run(self) -> LoadResult:
         sources = find_sources(self.root, self.diags)
@@ -291,6 +298,8 @@ class _Loader:
             if not isinstance(raw, dict):
                 self.error(at(index.value((key,))), key, f"expected a table, got {describe(raw)}")
                 continue
+            if spec.not_yet and raw:
+                self.not_in_effect(kpos, key, spec.not_yet, frozenset())
             if spec.shape is Shape.SINGLE:
                 table = top.entries.setdefault(key, _Table(kpos))
                 assert isinstance(table, _Table)
@@ -464,6 +473,8 @@ class _Loader:
             parts.update({k: at(index.key(kpath + (k,))) for k in value})
             value = MappingProxyType(merged)
         into.entries[s.key] = _Leaf(value, vpos, parts)
+        if s.not_yet:
+            self.not_in_effect(at(index.key(kpath)), name, s.not_yet, scope)
 
     # --- building --------------------------------------------------------------------------------
     def build(self, sources: tuple[Source, ...]) -> Config:
