@@ -188,3 +188,22 @@ def _pythonpath() -> str:
 
     site = next(p for p in sys.path if p.endswith("site-packages"))
     return f"{REPO}:{site}"
+
+
+@pytest.mark.parametrize("command", [["render", "--target", "smf", "--out", "out"], ["apply", "--dry-run"]])
+def test_each_error_is_printed_once(tmp_path: Path, command: list[str]) -> None:
+    write(tmp_path, {"etc/wayray/servers.toml": "[server.main]\nportt = 7100\n"})
+    res = wradm("--root", tmp_path, *command)
+    assert res.returncode == 1
+    assert res.stderr.count("unknown key 'portt' (did you mean 'port'?)") == 1, res.stderr
+    assert res.stderr.endswith("wradm: 1 error\n"), res.stderr
+
+
+def test_show_and_render_count_the_warnings_that_check_lists(tmp_path: Path) -> None:
+    copy_examples(tmp_path)
+    listed = wradm("--root", tmp_path, "check").stderr.splitlines()
+    assert len(listed) >= 3 and all(": warning: " in line for line in listed), listed
+    for command in (["show"], ["render", "--target", "systemd", "--out", str(tmp_path / "out")]):
+        res = wradm("--root", tmp_path, *command)
+        assert res.returncode == 0, res.stderr
+        assert res.stderr == f"wradm: {len(listed)} warnings (`wradm check` lists them)\n"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from wayray.admin.common import add_target_argument, load, print_diagnostics
+from wayray.admin.common import add_target_argument, load, print_errors_and_count_warnings
 from wayray.common.errors import EXIT_OK
 from wayray.config.diagnostics import ConfigError
 from wayray.supervisor import smf, systemd, tree
@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = load(args)
-    print_diagnostics(result.diagnostics)
     if result.errors:
-        raise ConfigError(result.diagnostics)
+        raise ConfigError(result.diagnostics)  # printed in full, once, by wradm's main
+    print_errors_and_count_warnings(result.diagnostics)
     config = result.config
     desired = systemd.render(config) if args.target is Target.SYSTEMD else smf.render(config)
     out = args.out

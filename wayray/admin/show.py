@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from wayray.admin.common import load, print_diagnostics
+from wayray.admin.common import load, print_errors_and_count_warnings
 from wayray.common.errors import EXIT_FAILURE, EXIT_OK
 from wayray.config import show
 
@@ -22,6 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = load(args)
-    print_diagnostics(result.diagnostics)
+    print_errors_and_count_warnings(result.diagnostics)
     print(show.render(result.config, origins=args.origin, prefix=args.key), end="")
     return EXIT_FAILURE if result.errors else EXIT_OK
