@@ -49,3 +49,21 @@ def test_demo_once_types_into_foot_writes_a_snapshot_and_leaves_nothing_running(
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # a terminal with text, not a blank screen
     assert not sessions  # the session ended with the demo
     assert not leftovers  # and its temporary files are gone
+
+
+def test_demo_config_checks_renders_and_dry_runs_the_shipped_examples(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wayray.demo", "--config"],
+        env={**Harness(tmp_path).env, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert "configuration OK (no problems): servers: none" in out  # the embedded defaults
+    assert "servers: main, lab (disabled)" in out  # the shipped examples
+    assert "warning: server.main.pool: set, but not in effect yet" in out
+    for line in ("rendered systemd into", "rendered smf into", "systemctl restart wrsrvd@main.service"):
+        assert line in out, out
+    assert not list(tmp_path.glob("wayray-demo-*")), "the demo's temporary tree is left behind"
