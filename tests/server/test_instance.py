@@ -165,6 +165,9 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
             timeout=180,
         )
         assert allowed.returncode == 0, allowed.stderr
+        # The script's last settle can come before the typed commands have run (a quiet screen while
+        # wl-paste starts); the session carries on without the viewer, so wait for their last word.
+        eventually(lambda: pasted.exists() and pasted.read_text().endswith("done\n"), "the pasted text")
         # to-client: the session's copy reached the viewer; the viewer's did not reach the session,
         # whose clipboard still holds its own text.
         assert pasted.read_text() == "out-of-sessiondone\n"
