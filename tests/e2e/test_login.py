@@ -97,7 +97,8 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
     # What is typed at the kiosk runs as the user.
     marker = Path(pw.pw_dir) / "typed-at-a"
     a.run("settle", f"type id -u > {marker}; echo done", "key Return", "settle 700")
-    until(marker.exists, "the command typed at A")
+    # (The shell creates the file before `id` writes to it: wait for the line.)
+    until(lambda: marker.exists() and marker.read_text().endswith("\n"), "the command typed at A")
     assert marker.read_text().strip() == str(pw.pw_uid) and marker.stat().st_uid == pw.pw_uid
     at_a = a.snapshot(rig.tmp / "a.png")
 
@@ -290,17 +291,20 @@ def test_idle_logout_spares_a_session_in_use_and_ends_one_left_alone(
     a.insert(BADGE)
     sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
     foot_of(rig)
-    logged_in = time.monotonic()
-    time.sleep(35)
+    # The idle clock starts at the login, as wrsrvd recorded it ("since"), not when the test has seen
+    # the desktop and foot: on a loaded machine that can take a good part of the minute.
+    [listed] = rig.sessions()
+    logged_in = time.monotonic() - max(0.0, time.time() - listed["since"])
+    time.sleep(max(0.0, logged_in + 35 - time.monotonic()))
+    typing = time.monotonic()  # before the keys reach wrsrvd (after them would be a bound that can fail)
     a.run("type echo still here", "key Return", "settle 300")
-    typed = time.monotonic()
     time.sleep(max(0.0, logged_in + 70 - time.monotonic()))
     # Without that input it would be gone by now (60 s after the login's own typing).
     assert [(s["id"], s["state"]) for s in rig.sessions()] == [(sid, "active")]
     assert a.state()["session_id"] == sid and a.state()["screen"] == "desktop"
 
     until(lambda: not rig.sessions(), "the idle logout to end the session", 90)
-    assert time.monotonic() - typed > 55  # a minute after the last key, not after the login
+    assert time.monotonic() - typing > 55  # a minute after the last key, not after the login
     until(lambda: not rig.user_processes().found, "the user's processes to end")
     user_closes = f"close_session {rig.sandbox.service} {accounts.user} "
     # wrsessd closes the PAM session once the session's processes are gone: just after, not with them.

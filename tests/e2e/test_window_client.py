@@ -78,7 +78,11 @@ def test_a_fullscreen_window_client_shows_the_session_and_types_into_it(harness:
             # The person types at the kiosk: the host compositor's keyboard goes to wrclient's
             # window, wrclient forwards evdev codes with the host's keymap, foot runs the command.
             await type_text(host.comp, f"echo typed at the kiosk > {out}\n")
-            await host.wait_for(out.exists, "foot to run the command typed at the kiosk")
+            # (The shell creates the file before echo writes to it: wait for the whole line.)
+            await host.wait_for(
+                lambda: out.exists() and out.read_text().endswith("\n"),
+                "foot to run the command typed at the kiosk",
+            )
             await host.wait_for(same_picture, "the kiosk to show the command's output")
             host.save("kiosk-after-typing")
 

@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, free_udp_port, kill_sessions, processes_with_link
+from tests.e2e.harness import Harness, eventually, free_udp_port, kill_sessions, processes_with_link
 from tests.supervisor.test_notify import NotifySocket
-from wayray.server.admin import AdminClient
+from wayray.server.admin import AdminClient, AdminError
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +38,21 @@ width = 1024
 height = 768
 """
     )
+
+
+def _status(proc: subprocess.Popen[bytes], sock: Path) -> dict[str, Any]:
+    """wrsrvd's status once its admin socket answers. (The socket file exists a moment before wrsrvd
+    listens on it: a connection in between is refused, so waiting for the file is not enough.)"""
+
+    def answered() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"wrsrvd exited with {proc.returncode}")
+        with suppress(OSError, AdminError):
+            with AdminClient(sock) as admin:
+                return admin.request("status")
+        return None
+
+    return eventually(answered, "wrsrvd's admin socket to answer")
 
 
 def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> None:
@@ -122,11 +139,7 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
     )
     try:
         sock = run / "lab" / "admin.sock"
-        end = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        with AdminClient(sock) as admin:
-            fingerprint = admin.request("status")["fingerprint"]
+        fingerprint = _status(proc, sock)["fingerprint"]
         base = [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
         base += ["--token", "mtls-token", "--no-reconnect", "--timeout", "60"]
         refused = subprocess.run(
@@ -152,6 +165,9 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
             timeout=180,
         )
         assert allowed.returncode == 0, allowed.stderr
+        # The script's last settle can come before the typed commands have run (a quiet screen while
+        # wl-paste starts); the session carries on without the viewer, so wait for their last word.
+        eventually(lambda: pasted.exists() and pasted.read_text().endswith("done\n"), "the pasted text")
         # to-client: the session's copy reached the viewer; the viewer's did not reach the session,
         # whose clipboard still holds its own text.
         assert pasted.read_text() == "out-of-sessiondone\n"
@@ -182,11 +198,7 @@ def test_the_detached_timeout_of_the_policy_ends_a_session_nobody_views(tmp_path
     link = run / "lab" / "link.sock"
     try:
         sock = run / "lab" / "admin.sock"
-        end = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        with AdminClient(sock) as admin:
-            fingerprint = admin.request("status")["fingerprint"]
+        fingerprint = _status(proc, sock)["fingerprint"]
         viewer = subprocess.run(
             [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
             + ["--token", "short-lived", "--snapshot", str(tmp_path / "s.png")],
