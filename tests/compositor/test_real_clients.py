@@ -264,8 +264,15 @@ async def test_gtk_menu_popup_maps_where_the_positioner_puts_it(tmp_path: Path) 
             ]
 
         popups = await s.wait_for(mapped_popups, "the GTK menu popup")
-        await asyncio.sleep(0.5)
         popup = popups[0]
+
+        def menu_drawn() -> bool:  # GTK may draw the menu's content a frame after mapping it
+            ox, oy = popup.origin()
+            w, h = popup.geometry.width, popup.geometry.height
+            now = s.pixels()[oy : oy + h, ox : ox + w]
+            return bool((now != before[oy : oy + h, ox : ox + w]).mean() > 0.3)
+
+        await s.wait_for(menu_drawn, "the menu drawn at the popup's place")
         after = s.pixels()
         s.save("gtk-menu")
         out = s.comp.core.output.logical

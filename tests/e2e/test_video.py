@@ -16,13 +16,14 @@ VIDEO = str(Path(__file__).parent / "clients" / "video.py")
 
 
 def test_animation_goes_as_h264_and_text_goes_back_to_lossless_when_it_stops(harness: Harness) -> None:
-    srv = harness.server([sys.executable, VIDEO, "4", "480", "360"])
+    # 6 s of animation: even at a few frames per second on a loaded machine, well over 10 go as H.264
+    srv = harness.server([sys.executable, VIDEO, "6", "480", "360"])
     shot = harness.tmp / "still.png"
     stats = harness.tmp / "stats.json"
     script = harness.write_script(
         "video.txt",
         f"""wait 1500
-# the animation stops after 4 s; the encoder then ends its video stream and resends the
+# the animation stops after 6 s; the encoder then ends its video stream and resends the
 # rectangle losslessly
 settle 1000
 snapshot {shot}
