@@ -21,7 +21,16 @@ from tests.transport.test_robustness import raw_write
 from wayray.link import LINK_VERSION, Close, CloseCode, LinkRole, Register, encode
 from wayray.link.protocol import LinkDecoder
 from wayray.transport import ClientSettings, ConnectionClosedError, PinnedFingerprint, connect
-from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, Channel, ErrorCode, HelloParams, TokenKind, WireConfig, encode_frame
+from wayray.wire import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    Channel,
+    ErrorCode,
+    HelloParams,
+    TokenKind,
+    WireConfig,
+    encode_frame,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,9 @@ from wayray.link.keepalive import Change, KeepAliveSettings, LinkKeepAlive
 S = KeepAliveSettings(interval=2.0, timeout=6.0)
 
 
-def drive(ka: LinkKeepAlive, until: float, *, answer: bool) -> tuple[list[float], list[tuple[float, Change]]]:
+def drive(
+    ka: LinkKeepAlive, until: float, *, answer: bool
+) -> tuple[list[float], list[tuple[float, Change]]]:
     """Call tick at each deadline until ``until``; answer every Ping at once when ``answer``. Returns when
     Pings went out and the changes with their times."""
     pings: list[float] = []
