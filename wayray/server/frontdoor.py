@@ -648,9 +648,10 @@ class FrontDoor(LoginMode):
         if ls is not None and ls.viewer is viewer:
             ls.viewer = None
             if ls.link is not None and viewer.attach_id:
-                ls.link.send(
-                    Detach(attach_id=viewer.attach_id, reason="the session moved to another viewer")
-                )
+                with contextlib.suppress(LinkError):  # one that does not read: the next Ping drops it
+                    ls.link.send(
+                        Detach(attach_id=viewer.attach_id, reason="the session moved to another viewer")
+                    )
         with contextlib.suppress(ConnectionClosedError, WireUsageError):
             if viewer.conn.server_hello is not None:
                 viewer.conn.send(SessionEvent(kind=SessionEventKind.MOVED, detail=detail))
@@ -1064,7 +1065,8 @@ class FrontDoor(LoginMode):
             self._spawn(self._kill_launched(ls.launcher_session, why, ls.link, detail), f"kill-{ls.id}")
         else:
             if ls.link is not None:
-                ls.link.send(End(reason=detail[:1000]))
+                with contextlib.suppress(LinkError):  # one that does not read is signalled below
+                    ls.link.send(End(reason=detail[:1000]))
             if ls.process is not None or (ls.pid and self.bridge is None):
                 # A compositor that does not read its link never sees End: make sure it ends. One that
                 # responds has END_WAIT to stop its programs and exit by itself first.
