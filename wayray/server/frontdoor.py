@@ -808,8 +808,6 @@ class FrontDoor(LoginMode):
         ls.link_version = reg.link_version
         # A compositor of the previous release cannot answer pings: it goes without the keep-alive.
         ls.keepalive = LinkKeepAlive(time.monotonic()) if reg.link_version >= PING_LINK_VERSION else None
-        if not ls.responding:  # the compositor that hung came back on a new link
-            self._responding_again(ls)
         if s is not None and (
             s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display
         ):
@@ -830,6 +828,8 @@ class FrontDoor(LoginMode):
             )
         )
         ls.linked.set()
+        if not ls.responding:  # the compositor that hung came back on a new link
+            self._responding_again(ls)
         log.info(
             "session %s: compositor pid %d on the link (%s, link version %d%s)",
             ls.id,
