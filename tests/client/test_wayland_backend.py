@@ -286,6 +286,15 @@ async def test_state_overlay_and_idle_screen(tmp_path: Path) -> None:
         # Live again: exactly the session's picture, nothing over it.
         await b.send(cmd="state", state="connected")
         await s.wait_for(lambda: np.array_equal(s.pixels(), frame & np.uint32(0xFFFFFF)), "the overlay gone")
+        # The session does not respond: its frozen picture, dimmed, under a notice that says so.
+        await b.send(cmd="state", state="not-responding", detail="waiting for it\u2026")
+        await s.wait_for(lambda: int(s.pixels()[500, 32]) != 0x3060C0, "the dimmed picture")
+        await s.settle()
+        png = s.comp.screenshot_png()
+        assert shows(png, "The session is not responding", box=(0, 0, 1024, 80)), ocr(png)
+        assert np.abs(channels(s.pixels()[100:]) - dimmed).max() <= 2, "the picture is dimmed, not hidden"
+        await b.send(cmd="state", state="connected")
+        await s.wait_for(lambda: np.array_equal(s.pixels(), frame & np.uint32(0xFFFFFF)), "the notice gone")
         # Idle kiosk: "Present your badge", and nothing of the last session's picture.
         await b.send(cmd="state", state="idle", detail="Lab 3 kiosk")
         await s.wait_for(lambda: 0x3060C0 not in s.pixels(), "the idle screen")

@@ -19,6 +19,8 @@ from wayray.transport import (
     connect,
 )
 from wayray.wire import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
     ClipboardText,
     CursorPosition,
     ErrorCode,
@@ -142,7 +144,8 @@ async def test_incompatible_version_is_refused_with_a_reason(
         with pytest.raises(ConnectionClosedError) as info:
             await connect("127.0.0.1", server.port, settings, hello())
         assert info.value.code == ErrorCode.UNSUPPORTED_VERSION
-        assert "client speaks WayRay protocol 2.0 and this server 1.0" in info.value.reason
+        ours = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
+        assert f"client speaks WayRay protocol 2.0 and this server {ours}" in info.value.reason
         assert handled == []  # the application never saw it
     finally:
         await server.close()

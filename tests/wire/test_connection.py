@@ -8,6 +8,8 @@ import pytest
 
 from tests.wire.wirepair import connected_pair, drain, hello_params, pump
 from wayray.wire import (
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
     Capability,
     Channel,
     ClipboardText,
@@ -90,7 +92,8 @@ def test_incompatible_major_version_is_refused_with_a_reason() -> None:
     pump(cli, srv, 0)
     ev = closed(srv)
     assert ev.code == ErrorCode.UNSUPPORTED_VERSION and not ev.by_peer
-    assert "client speaks WayRay protocol 2.3 and this server 1.0" in ev.reason
+    ours = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
+    assert f"client speaks WayRay protocol 2.3 and this server {ours}" in ev.reason
     pump(srv, cli, 0)
     ev = closed(cli)
     assert ev.code == ErrorCode.UNSUPPORTED_VERSION and ev.by_peer and "2.3" in ev.reason

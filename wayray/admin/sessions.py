@@ -1,6 +1,7 @@
 """List the sessions of a running server instance: id, user, state, the kiosk that shows it, and
-since when it is in that state. Tokens are never shown (not even the server knows them: it keeps
-keyed digests). Exit status 1 when the instance is not running or may not be asked."""
+since when it is in that state. A session whose compositor answers nothing (hung, stopped) shows
+"NOT-RESPONDING" after its state, and since when. Tokens are never shown (not even the server knows
+them: it keeps keyed digests). Exit status 1 when the instance is not running or may not be asked."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
         [
             s["id"],
             s.get("user") or "(login screen)",
-            s["state"],
+            s["state"] if s.get("responding") is not False else f"{s['state']},NOT-RESPONDING",
             s.get("kiosk") or "-",
-            since(s.get("since")),
+            since(s.get("since") if s.get("responding") is not False else s.get("not_responding_since")),
         ]
         for s in sessions
     ]

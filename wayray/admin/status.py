@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         logins = "no login: sessions run the server's command"
     states = ", ".join(f"{n} {state}" for state, n in (st.get("by_state") or {}).items()) or "none"
+    hung = st.get("not_responding") or []
+    if hung:
+        states += f"; {len(hung)} NOT RESPONDING: {', '.join(hung)}"
     policy = st.get("policy") or {}
     lines = [
         f"wrsrvd {st['name']} ({st['mode']}), version {st['version']}, pid {st.get('pid', '-')}",

@@ -102,6 +102,8 @@ class ConnectionState(enum.StrEnum):
     #: Kiosk mode with no session attached: the "present your badge" screen.
     IDLE = "idle"
     FAILED = "failed"
+    #: Connected, but the session answers nothing (its compositor hangs): the picture is frozen.
+    NOT_RESPONDING = "not-responding"
 
 
 @dataclass(frozen=True, slots=True)

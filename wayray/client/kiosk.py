@@ -70,6 +70,7 @@ class Showing(enum.StrEnum):
     CONNECTING = "connecting"  # a badge is in; no picture of its session yet
     SESSION = "session"  # the session's picture (login screen or desktop: see ``screen``)
     RECONNECTING = "reconnecting"  # the picture, dimmed: the connection is being re-made
+    NOT_RESPONDING = "not-responding"  # the picture, dimmed, frozen: the session answers nothing
     FAILED = "failed"  # an error the kiosk cannot fix by itself, on screen
 
 
@@ -286,6 +287,10 @@ class Kiosk:
             return
         if state is ConnectionState.RECONNECTING:
             self._show(Showing.RECONNECTING, detail or "Reconnecting\u2026")
+        elif state is ConnectionState.NOT_RESPONDING:
+            self._show(Showing.NOT_RESPONDING, detail)
+        elif state is ConnectionState.CONNECTED and self.status.state is Showing.NOT_RESPONDING:
+            self._show(Showing.SESSION, "")
         elif state is ConnectionState.CONNECTING and self.status.state is not Showing.SESSION:
             self._show(Showing.CONNECTING, "Connecting\u2026")
 
@@ -307,6 +312,7 @@ class Kiosk:
             Showing.SESSION: ConnectionState.CONNECTED,
             Showing.RECONNECTING: ConnectionState.RECONNECTING,
             Showing.FAILED: ConnectionState.FAILED,
+            Showing.NOT_RESPONDING: ConnectionState.NOT_RESPONDING,
         }[state]
         # The idle screen has "Present your badge" as its title: the backend gets only what follows.
         shown = detail.removeprefix(IDLE_TEXT).lstrip(" \u2014") if state is Showing.IDLE else detail

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wayray.client.backend import (
     ClipboardChangedEvent,
+    ConnectionState,
     CursorImage,
     InputEvent,
     PointerAxisEvent,
@@ -33,7 +34,8 @@ class ScriptFailed(WayRayError):
 
 
 def snapshot(viewer: Viewer, path: Path, *, include_cursor: bool = False) -> None:
-    """Write the viewer's picture (as decoded, in sync or not) to ``path`` as a PNG, atomically."""
+    """Write the viewer's picture (as decoded, in sync or not) to ``path`` as a PNG, atomically; while
+    the session does not respond, with the notice the person sees over it."""
     fb = viewer.decoder.framebuffer
     if fb is None:
         raise WayRayError("no frame has arrived yet: nothing to write")
@@ -43,8 +45,10 @@ def snapshot(viewer: Viewer, path: Path, *, include_cursor: bool = False) -> Non
     if include_cursor and state is not None:
         cursor = CursorImage(state.image, state.hotspot_x, state.hotspot_y)
         at = (state.x, state.y)
+    notice = viewer.not_responding
+    status = None if notice is None else (ConnectionState.NOT_RESPONDING, notice)
     try:
-        write_atomically(path, png_bytes(fb, cursor, at))
+        write_atomically(path, png_bytes(fb, cursor, at, status=status))
     except OSError as err:
         raise WayRayError(f"cannot write the snapshot {path}: {err.strerror}") from None
 

@@ -9,15 +9,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from wayray.client.backend import CursorImage
+from wayray.client.backend import ConnectionState, CursorImage
 
 
 def png_bytes(
     framebuffer: npt.NDArray[np.uint32],
     cursor: CursorImage | None = None,
     at: tuple[int, int] | None = None,
+    *,
+    status: tuple[ConnectionState, str] | None = None,
 ) -> bytes:
-    """PNG (RGB) of an XRGB8888 framebuffer; the cursor (premultiplied ARGB) blended at ``at``."""
+    """PNG (RGB) of an XRGB8888 framebuffer; the cursor (premultiplied ARGB) blended at ``at``; the
+    status overlay a window would show over the picture (``status``: state and detail) on top."""
     from PIL import Image
 
     fb = np.asarray(framebuffer, dtype=np.uint32)
@@ -27,8 +30,15 @@ def png_bytes(
     rgb[..., 2] = fb & 0xFF
     if cursor is not None and at is not None:
         _blend(rgb, cursor, at)
+    image = Image.fromarray(rgb, "RGB")
+    if status is not None:
+        from wayray.client.backends.screens import draw_status
+
+        overlay = Image.new("RGBA", image.size)
+        draw_status(overlay, status[0], status[1], has_picture=True)
+        image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     out = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(out, "PNG")
+    image.save(out, "PNG")
     return out.getvalue()
 
 

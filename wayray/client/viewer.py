@@ -220,6 +220,9 @@ class Viewer:
         self._detached = ""
         #: The server (host, port) that answered last: the next connection tries it first.
         self.server = (options.host, options.port)
+        #: While the server says the session does not respond (SessionEvent NOT_RESPONDING): its
+        #: detail, which the notice over the frozen picture shows. None while it responds.
+        self.not_responding: str | None = None
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -333,6 +336,7 @@ class Viewer:
         sh = conn.server_hello
         assert sh is not None
         self.session_id = sh.session_id
+        self.not_responding = None
         self.stats.connects += 1
         self._asked_keyframe = False
         self.connected.set()
@@ -383,10 +387,27 @@ class Viewer:
                         self.ending_detail = message.detail
                     elif message.kind is SessionEventKind.DETACHED:
                         self._detached = message.detail or "the server detached this viewer"
+                    elif message.kind is SessionEventKind.NOT_RESPONDING:
+                        self._session_hangs(message.detail)
+                    elif message.kind is SessionEventKind.RESPONDING:
+                        self._session_responds()
                     if self._on_session_event is not None:
                         self._on_session_event(message.kind, message.detail)
             except ConnectionClosedError:
                 return
+
+    def _session_hangs(self, detail: str) -> None:
+        """The session answers nothing: a notice over its frozen picture, until it responds again."""
+        self.not_responding = detail or "waiting for it\u2026"
+        log.warning("the session is not responding: %s", self.not_responding)
+        self.backend.set_state(ConnectionState.NOT_RESPONDING, self.not_responding)
+
+    def _session_responds(self) -> None:
+        if self.not_responding is None:
+            return
+        self.not_responding = None
+        log.info("the session responds again")
+        self.backend.set_state(ConnectionState.CONNECTED, f"session {self.session_id}")
 
     # --- display -----------------------------------------------------------------------------------
 

@@ -31,8 +31,16 @@ from wayray.wire.layout import KiB, MiB
 
 #: Version of the link protocol. Both ends are the same WayRay installation, but a session
 #: compositor outlives a wrsrvd restart and the restarted wrsrvd may be an upgraded one: a version
-#: mismatch is refused with a reason instead of misunderstood.
-LINK_VERSION = 1
+#: wrsrvd does not speak is refused with a reason instead of misunderstood.
+#:
+#: 1: the first version. 2: wrsrvd pings the compositor (:class:`Ping`/:class:`Pong`) to notice one
+#: that hangs without closing its socket.
+LINK_VERSION = 2
+#: The oldest compositor wrsrvd still serves: sessions started by the previous release survive an
+#: upgraded wrsrvd. It sends a compositor of version 1 nothing that version does not know (no Ping).
+MIN_LINK_VERSION = 1
+#: The version that brought :class:`Ping`/:class:`Pong`.
+PING_LINK_VERSION = 2
 
 
 class LinkRole(enum.StrEnum):
@@ -233,6 +241,25 @@ class ScreenshotFailed(LinkMessage):
     reason: str = _text(_REASON)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Ping(LinkMessage):
+    """Server → compositor (link version 2): answer with :class:`Pong` carrying the same ``nonce``.
+    wrsrvd sends one every 2 s; a compositor that answers none for 6 s is *not responding* (hung,
+    stopped, swapping): wrsrvd logs it, shows it to operators and tells its viewer, and does not end
+    the session. Its next Pong makes it responding again."""
+
+    #: Counts up from 1 on each link.
+    nonce: int = _int(1, 2**63 - 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pong(LinkMessage):
+    """Compositor → server (link version 2): the answer to the :class:`Ping` ``nonce``, sent as soon
+    as it is read (the compositor's event loop runs and reads its link)."""
+
+    nonce: int = _int(1, 2**63 - 1)
+
+
 @dataclass(frozen=True)
 class ScreenshotResult(LinkMessage):
     """Compositor → server (binary): the PNG of screenshot ``request_id``."""
@@ -292,6 +319,8 @@ MESSAGES: tuple[LinkSpec, ...] = (
     LinkSpec(11, ScreenshotResult, C, binary=True),
     LinkSpec(12, ScreenshotFailed, C),
     LinkSpec(13, OutputChanged, C),
+    LinkSpec(14, Ping, S),
+    LinkSpec(15, Pong, C),
     LinkSpec(16, ToSession, S, binary=True),
     LinkSpec(17, ToViewer, C, binary=True),
 )

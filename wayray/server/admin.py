@@ -6,12 +6,15 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
 
 - ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "sessions_start" ("login" |
   "command"), "launcher" (null, or {"socket", "connected"}), "version", "pid", "listen", "port",
-  "fingerprint", "sessions", "by_state": {state: n}, "viewers", "unlocking", "max_sessions",
+  "fingerprint", "sessions", "by_state": {state: n}, "viewers", "not_responding": [ids of sessions
+  whose compositor answers nothing], "unlocking", "max_sessions",
   "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}}``
 - ``{"type": "sessions"}`` → ``{"type": "sessions", "sessions": [{"id", "state", "token", "user",
-  "viewer", "kiosk", "since", "launcher_session", "linked", "pid", "wayland_display", "output":
-  [w, h, scale_120], "created_at", "changed_at"}, ...]}`` (``token`` is the short digest form, never
-  the token; ``kiosk`` the host of the viewer showing it; ``since`` when it entered its state)
+  "viewer", "kiosk", "since", "launcher_session", "linked", "responding", "not_responding_since",
+  "pid", "wayland_display", "output": [w, h, scale_120], "created_at", "changed_at"}, ...]}``
+  (``token`` is the short digest form, never the token; ``kiosk`` the host of the viewer showing it;
+  ``since`` when it entered its state; ``responding`` whether its compositor answers the link's pings,
+  null when it is not on its link; ``not_responding_since`` since when it does not, or null)
 - ``{"type": "kill", "session_id": ID}`` → ``{"type": "killed", "session_id"}``: ended (login mode:
   through wrsessd, which closes its PAM session); its kiosk is told and shows its idle screen
 - ``{"type": "detach", "session_id": ID}`` → ``{"type": "detached", "session_id"}``: taken off its

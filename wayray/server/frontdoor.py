@@ -57,6 +57,7 @@ from wayray.link import (
     LinkError,
     LinkRole,
     OutputChanged,
+    Pong,
     Register,
     Screenshot,
     ScreenshotFailed,
@@ -65,16 +66,17 @@ from wayray.link import (
     ToViewer,
     Welcome,
 )
-from wayray.link.protocol import MAX_REGISTER_BODY
+from wayray.link.keepalive import Change, LinkKeepAlive
+from wayray.link.protocol import MAX_REGISTER_BODY, MIN_LINK_VERSION, PING_LINK_VERSION
 from wayray.link.stream import LinkOverflow, LinkStream
 from wayray.server.admin import AdminError, AdminServer
 from wayray.server.launcher import LauncherBridge
-from wayray.server.live import LiveSession, Viewer, sha256_hex
+from wayray.server.live import LiveSession, SessionNotResponding, Viewer, sha256_hex
 from wayray.server.logins import LAUNCHER_REASONS, LoginMode
 from wayray.server.model import Endpoint, EndReason, Session, SessionState, kiosk_of
 from wayray.server.registry import Outcome, Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.spawn import SessionSpec, pid_alive, start_session
+from wayray.server.spawn import SessionSpec, make_sure_it_ends, pid_alive, start_session
 from wayray.server.tokens import TokenHasher, TokenKind
 from wayray.transport import (
     ConnectionClosedError,
@@ -90,6 +92,8 @@ from wayray.wire import (
     ClipboardText,
     ErrorCode,
     Key,
+    KeyframeReason,
+    KeyframeRequest,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -125,6 +129,13 @@ LINK_LOSS_GRACE = 1.0
 DRAIN_TIMEOUT = 5.0
 _CLIPBOARD_TYPE = spec_of(ClipboardText(selection=0, text="")).number  # type: ignore[arg-type]
 _INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
+#: Input not relayed to a compositor that does not respond: it comes at a rate that would pile up in
+#: the link's buffer, and is stale when the compositor wakes. Keys and buttons still go (a release
+#: must follow its press), at a person's pace.
+_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis)
+_NOT_RESPONDING_REFUSAL = "the session is not responding; waiting for it (trying again)"
+#: The wire version that knows SessionEvent NOT_RESPONDING and RESPONDING.
+_NOT_RESPONDING_EVENTS = (1, 1)
 
 
 class FrontDoor(LoginMode):
@@ -351,6 +362,14 @@ class FrontDoor(LoginMode):
             conn.close(ErrorCode.TOKEN_REJECTED, f"the token cannot be used: {err}")
             return
         viewer = Viewer(conn, f"{conn.peer_address}#{next(self._viewer_numbers)}")
+        known = self.registry.by_token(token)
+        hung = self.live.get(known.id) if known is not None else None
+        if hung is not None and not hung.responding:
+            # Before the registry records a move: the viewer that shows the session keeps it.
+            log.info("%s: token %s: session %s is not responding; refused for now", conn.peer_address,
+                     token.short, hung.id)  # fmt: skip
+            conn.close(ErrorCode.SERVER_BUSY, _NOT_RESPONDING_REFUSAL)
+            return
         now = time.time()
         try:
             p = self.registry.present(token, viewer.key, now)
@@ -520,6 +539,12 @@ class FrontDoor(LoginMode):
             return False
         if conn.closed:
             return False
+        if not ls.responding:
+            # Attaching would wait for an answer that does not come. The viewer that shows it (if any)
+            # keeps it, with the notice; this one is told why and tries again (SERVER_BUSY).
+            log.info("%s: session %s is not responding; refused for now", conn.peer_address, ls.id)
+            conn.close(ErrorCode.SERVER_BUSY, _NOT_RESPONDING_REFUSAL)
+            return False
         displaced = ls.viewer
         if displaced is not None and displaced is not viewer:
             self._displace(displaced, f"the session moved to {conn.peer_address}")
@@ -561,6 +586,9 @@ class FrontDoor(LoginMode):
         except LinkError as err:
             self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
             conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is not reachable; try again")
+            return False
+        except SessionNotResponding:
+            conn.close(ErrorCode.SERVER_BUSY, _NOT_RESPONDING_REFUSAL)
             return False
         except TimeoutError:
             conn.close(ErrorCode.INTERNAL_ERROR, "the session's compositor did not answer in time")
@@ -607,7 +635,7 @@ class FrontDoor(LoginMode):
                 viewer.last_input = now
                 self.registry.note_input(ls.id, time.time())
         link = ls.link
-        if link is None:
+        if link is None or (not ls.responding and isinstance(message, _DROPPED_WHILE_HUNG)):
             return
         try:
             link.send(ToSession(spec_of(message).channel, encode_message(message)))
@@ -620,9 +648,10 @@ class FrontDoor(LoginMode):
         if ls is not None and ls.viewer is viewer:
             ls.viewer = None
             if ls.link is not None and viewer.attach_id:
-                ls.link.send(
-                    Detach(attach_id=viewer.attach_id, reason="the session moved to another viewer")
-                )
+                with contextlib.suppress(LinkError):  # one that does not read: the next Ping drops it
+                    ls.link.send(
+                        Detach(attach_id=viewer.attach_id, reason="the session moved to another viewer")
+                    )
         with contextlib.suppress(ConnectionClosedError, WireUsageError):
             if viewer.conn.server_hello is not None:
                 viewer.conn.send(SessionEvent(kind=SessionEventKind.MOVED, detail=detail))
@@ -655,6 +684,7 @@ class FrontDoor(LoginMode):
         ls: LiveSession | None = None
         uid: int | None = None
         counted = False
+        pinger: asyncio.Task[None] | None = None
         try:
             uid = stream.peer_uid()
             if not self.settings.login and uid is not None and uid not in (os.geteuid(), 0):
@@ -697,6 +727,8 @@ class FrontDoor(LoginMode):
             if ls is None:
                 return
             stream.limit(None)  # registered: frames up to the display channel's limit
+            if ls.keepalive is not None:
+                pinger = self._spawn(self._keep_alive(ls, stream), f"keep-alive-{ls.id}")
             await self._serve_link(ls, stream)
         except LinkError as err:
             log.warning("link%s: %s; closing it", f" of session {ls.id}" if ls else "", err.reason)
@@ -707,6 +739,8 @@ class FrontDoor(LoginMode):
         finally:
             if counted:
                 self._unregistered[uid] -= 1
+            if pinger is not None:
+                pinger.cancel()
             stream.close()
             self._retired.discard(stream)
             if ls is not None and ls.link is stream:
@@ -714,10 +748,11 @@ class FrontDoor(LoginMode):
 
     def _register(self, stream: LinkStream, reg: Register, uid: int | None) -> LiveSession | None:
         assert self.registry is not None
-        if reg.link_version != LINK_VERSION:
+        if not MIN_LINK_VERSION <= reg.link_version <= LINK_VERSION:
             stream.close(
                 CloseCode.VERSION,
-                f"this wrsrvd speaks link version {LINK_VERSION}, the compositor {reg.link_version}",
+                f"this wrsrvd speaks link versions {MIN_LINK_VERSION} to {LINK_VERSION}, "
+                f"the compositor {reg.link_version}",
             )
             return None
         transient = self.unlocking.get(reg.session_id)
@@ -770,6 +805,9 @@ class FrontDoor(LoginMode):
         ls.wayland_display = reg.wayland_display
         ls.output = (reg.width, reg.height, reg.scale_120)
         ls.relink_by = None
+        ls.link_version = reg.link_version
+        # A compositor of the previous release cannot answer pings: it goes without the keep-alive.
+        ls.keepalive = LinkKeepAlive(time.monotonic()) if reg.link_version >= PING_LINK_VERSION else None
         if s is not None and (
             s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display
         ):
@@ -785,10 +823,21 @@ class FrontDoor(LoginMode):
                 time.time(),
             )
         stream.send(
-            Welcome(link_version=LINK_VERSION, server=f"wrsrvd {wayray.__version__} ({self.settings.name})")
+            Welcome(
+                link_version=reg.link_version, server=f"wrsrvd {wayray.__version__} ({self.settings.name})"
+            )
         )
         ls.linked.set()
-        log.info("session %s: compositor pid %d on the link (%s)", ls.id, reg.pid, reg.wayland_display)
+        if not ls.responding:  # the compositor that hung came back on a new link
+            self._responding_again(ls)
+        log.info(
+            "session %s: compositor pid %d on the link (%s, link version %d%s)",
+            ls.id,
+            reg.pid,
+            reg.wayland_display,
+            reg.link_version,
+            "" if ls.keepalive else ": it cannot be pinged, so a hang goes unnoticed",
+        )
         return ls
 
     async def _serve_link(self, ls: LiveSession, stream: LinkStream) -> None:
@@ -801,6 +850,11 @@ class FrontDoor(LoginMode):
                 self._to_viewer(ls, message)
             elif isinstance(message, Attached):
                 self._attached(ls, message)
+            elif isinstance(message, Pong):
+                if ls.keepalive is None:
+                    raise LinkError("the compositor sent Pong, which its link version does not have")
+                if ls.keepalive.answered(message, time.monotonic()) is Change.RESPONDING:
+                    self._responding_again(ls)
             elif isinstance(message, OutputChanged):
                 ls.output = (message.width, message.height, message.scale_120)
             elif isinstance(message, Ended):
@@ -861,6 +915,88 @@ class FrontDoor(LoginMode):
             viewer.conn.close(
                 ErrorCode.INTERNAL_ERROR, f"the session sent what the connection cannot carry: {err}"
             )
+
+    # --- the keep-alive ------------------------------------------------------------------------------
+
+    async def _keep_alive(self, ls: LiveSession, stream: LinkStream) -> None:
+        """Ping the compositor on its link while it is the session's, and act when it stops answering
+        or answers again (``wayray.link.keepalive``). Sending never waits (the link's writes are
+        bounded), so a hung compositor cannot hold up wrsrvd."""
+        keepalive = ls.keepalive
+        assert keepalive is not None
+        while ls.link is stream and ls.keepalive is keepalive and not ls.ended and not stream.closed:
+            ping, change = keepalive.tick(time.monotonic())
+            if change is Change.NOT_RESPONDING:
+                self._not_responding(ls)
+            if ping is not None:
+                try:
+                    stream.send(ping)
+                except LinkOverflow as err:
+                    self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
+                    return
+            await asyncio.sleep(max(0.0, keepalive.deadline() - time.monotonic()))
+
+    def _who(self, ls: LiveSession) -> str:
+        """The session, its user and its compositor's pid, for the log."""
+        s = self.registry.find(ls.id) if self.registry is not None else None
+        if s is not None and s.user:
+            user = s.user
+        else:
+            user = "the login screen" if s is not None and s.state is SessionState.GREETER else "-"
+        return f"session {ls.id} of {user} (compositor pid {ls.pid or '?'})"
+
+    def _not_responding(self, ls: LiveSession) -> None:
+        """The compositor answered no Ping for the timeout: say so, to the log, operators and the viewer.
+        The session is not ended: it may have been stopped on purpose (``wradm session kill`` ends it)."""
+        keepalive = ls.keepalive
+        assert keepalive is not None
+        silent = time.monotonic() - keepalive.silent_since
+        ls.not_responding_at = time.time() - silent
+        log.warning(
+            "%s is not responding: its compositor has answered nothing on its link for %.0f s (hung, "
+            "stopped or swapping?); its viewer is told, and the session is left running "
+            "(wradm session kill %s ends it)",
+            self._who(ls),
+            silent,
+            ls.id,
+        )
+        why = SessionNotResponding(f"the session is not responding (no answer from it for {silent:.0f} s)")
+        for fut in list(ls.attaching.values()) + list(ls.screenshots.values()):
+            if not fut.done():
+                fut.set_exception(why)
+        viewer = ls.viewer
+        if viewer is not None and viewer.attach_id:
+            self._tell_viewer(viewer, SessionEventKind.NOT_RESPONDING, "waiting for it\u2026")
+        self._changed()
+
+    def _responding_again(self, ls: LiveSession) -> None:
+        """The compositor answers again: say so, and give its viewer a fresh picture."""
+        since = ls.not_responding_at
+        ls.not_responding_at = None
+        if ls.ended:
+            return  # woken to be ended (SIGCONT after wradm session kill): nothing to tell
+        log.info(
+            "%s responds again%s",
+            self._who(ls),
+            f" after {time.time() - since:.0f} s" if since is not None else "",
+        )
+        viewer = ls.viewer
+        if viewer is not None and viewer.attach_id and ls.link is not None:
+            self._tell_viewer(viewer, SessionEventKind.RESPONDING, "the session responds again")
+            # A keyframe, so the viewer's picture is the session's now whatever happened meanwhile.
+            # VIEWER_RESET is the nearest reason the wire has: the viewer's picture is to be redone.
+            request = encode_message(KeyframeRequest(reason=KeyframeReason.VIEWER_RESET))
+            with contextlib.suppress(LinkError):
+                ls.link.send(ToSession(Channel.CONTROL, request))
+        self._changed()
+
+    def _tell_viewer(self, viewer: Viewer, kind: SessionEventKind, detail: str) -> None:
+        """A SessionEvent the viewer's protocol version has (NOT_RESPONDING/RESPONDING: 1.1 on)."""
+        conn = viewer.conn
+        if conn.closed or conn.server_hello is None or (conn.version or (0, 0)) < _NOT_RESPONDING_EVENTS:
+            return
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            conn.send(SessionEvent(kind=kind, detail=detail[:1000]))
 
     def _drop_link(self, ls: LiveSession, code: CloseCode, reason: str) -> None:
         if ls.link is not None:
@@ -924,12 +1060,23 @@ class FrontDoor(LoginMode):
         if ls.ended:
             return
         if self.bridge is not None and ls.launcher_session is not None:
+            # wrsessd stops every process of the session, stopped ones too (SIGCONT), SIGKILL last.
             why = LAUNCHER_REASONS.get(reason, lp.EndReason.OPERATOR)
             self._spawn(self._kill_launched(ls.launcher_session, why, ls.link, detail), f"kill-{ls.id}")
-        elif ls.link is not None:
-            ls.link.send(End(reason=detail[:1000]))
-        elif ls.process is not None:
-            ls.process.signal(signal.SIGTERM)
+        else:
+            if ls.link is not None:
+                with contextlib.suppress(LinkError):  # one that does not read is signalled below
+                    ls.link.send(End(reason=detail[:1000]))
+            if ls.process is not None or (ls.pid and self.bridge is None):
+                # A compositor that does not read its link never sees End: make sure it ends. One that
+                # responds has END_WAIT to stop its programs and exit by itself first.
+                pid = ls.process.pid if ls.process is not None else ls.pid
+                assert pid is not None
+                first_wait = END_WAIT if ls.responding and ls.link is not None else 0.0
+                self._spawn(
+                    make_sure_it_ends(ls.process, pid, ls.id, who=self._who(ls), first_wait=first_wait),
+                    f"end-{ls.id}",
+                )
         self._finish(ls, reason, detail)
 
     def _finish(self, ls: LiveSession, reason: EndReason, detail: str) -> None:
@@ -1002,6 +1149,7 @@ class FrontDoor(LoginMode):
                 "sessions": len(self.live),
                 "by_state": dict(sorted(states.items())),
                 "viewers": sum(1 for ls in self.live.values() if ls.viewer is not None),
+                "not_responding": sorted(ls.id for ls in self.live.values() if not ls.responding),
                 "unlocking": len(self.unlocking),
                 "max_sessions": self.settings.max_sessions,
                 "policy": {
@@ -1021,6 +1169,8 @@ class FrontDoor(LoginMode):
                 raise AdminError(f"no live session {sid!r}")
             if ls.link is None:
                 raise AdminError(f"session {sid} is not on its link right now (starting or reconnecting)")
+            if not ls.responding:
+                raise AdminError(f"session {sid} is not responding: its compositor answers nothing")
             rid = next(self._screenshot_ids) & 0xFFFF_FFFF
             fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             ls.screenshots[rid] = fut
@@ -1029,7 +1179,7 @@ class FrontDoor(LoginMode):
                 png = await asyncio.wait_for(fut, SCREENSHOT_TIMEOUT)
             except TimeoutError:
                 raise AdminError("the compositor did not send the screenshot in time") from None
-            except LinkError as err:
+            except (LinkError, SessionNotResponding) as err:
                 raise AdminError(err.reason) from None
             finally:
                 ls.screenshots.pop(rid, None)
@@ -1087,6 +1237,10 @@ class FrontDoor(LoginMode):
             "since": s.changed_at if s.state is not SessionState.DETACHED else s.detached_at or s.changed_at,
             "launcher_session": s.endpoint.launcher_session,
             "linked": bool(ls and ls.link is not None),
+            # Whether its compositor answers the link's pings (None: not on its link, or too old to be
+            # pinged), and since when it does not.
+            "responding": None if ls is None or ls.link is None or ls.keepalive is None else ls.responding,
+            "not_responding_since": ls.not_responding_at if ls else None,
             "pid": ls.pid if ls else s.endpoint.compositor_pid,
             "wayland_display": ls.wayland_display if ls else s.endpoint.wayland_display,
             "output": list(ls.output) if ls else None,

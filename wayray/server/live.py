@@ -11,7 +11,8 @@ import hashlib
 import itertools
 from dataclasses import dataclass, field
 
-from wayray.link import Attached
+from wayray.link import LINK_VERSION, Attached
+from wayray.link.keepalive import LinkKeepAlive
 from wayray.link.stream import LinkStream
 from wayray.server.spawn import SessionProcess
 from wayray.transport import ServerConnection
@@ -59,6 +60,24 @@ class LiveSession:
     unlocks: str | None = None
     #: Set when the greeter's login has been switched over to the user's compositor.
     login_done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The link version its compositor registered with.
+    link_version: int = LINK_VERSION
+    #: Pings its link (compositors of link version 2 on); None before it registers and for older ones.
+    keepalive: LinkKeepAlive | None = None
+    #: Wall-clock time since when its compositor answers nothing (None while it responds).
+    not_responding_at: float | None = None
+
+    @property
+    def responding(self) -> bool:
+        return self.not_responding_at is None
+
+
+class SessionNotResponding(Exception):
+    """The session's compositor answers nothing: what waited for its answer gives up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def sha256_hex(secret: str) -> str:

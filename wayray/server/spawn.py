@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,9 @@ from wayray.common.log import under_journal
 from wayray.common.notify import child_environment
 
 log = logging.getLogger("wayray.server")
+
+#: Ending a session's processes: SIGKILL this long after SIGTERM (and SIGCONT).
+KILL_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,70 @@ def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionP
 def _home() -> str:
     home = os.environ.get("HOME")
     return home if home and os.path.isdir(home) else "/"
+
+
+async def make_sure_it_ends(
+    process: SessionProcess | None,
+    pid: int,
+    session_id: str,
+    *,
+    who: str,
+    first_wait: float = 0.0,
+    grace: float = KILL_GRACE,
+) -> None:
+    """End a session's process group (its compositor and the programs in it) for sure: after
+    ``first_wait`` (the time it has to exit by itself, having been told to end on its link), SIGTERM
+    and SIGCONT at once (a stopped process cannot act on SIGTERM), SIGKILL after ``grace``.
+
+    ``process`` when wrsrvd started it (its exit is watched); else the ``pid`` a restarted wrsrvd found
+    in its registry, which is signalled only while it still is the compositor of ``session_id``."""
+
+    def gone() -> bool:
+        if process is not None:
+            return process.returncode is not None
+        return not pid_alive(pid) or not is_session_process(pid, session_id)
+
+    async def wait_gone(seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        while not gone() and time.monotonic() < end:
+            if process is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.exited.wait(), max(0.0, end - time.monotonic()))
+            else:
+                await asyncio.sleep(0.1)
+        return gone()
+
+    if await wait_gone(first_wait):
+        return
+    log.info("%s: stopping its processes (SIGTERM, SIGCONT)", who)
+    signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGCONT)
+    if await wait_gone(grace):
+        return
+    log.warning("%s did not stop within %g s; killing it (SIGKILL)", who, grace)
+    signal_group(pid, signal.SIGKILL)
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """``sig`` to the process group a session's process leads (wrsrvd starts each in a process session
+    of its own, with its programs), else to that process alone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def is_session_process(pid: int, session_id: str) -> bool:
+    """Whether ``pid`` still is the compositor of ``session_id`` (not a process that got its pid since),
+    where /proc tells: its environment names the session."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self/environ").exists()  # no such /proc here: trust the pid
+    except OSError:
+        return False
+    return f"WAYRAY_LINK_SESSION={session_id}".encode() in environ.split(b"\0")
 
 
 def pid_alive(pid: int | None) -> bool:

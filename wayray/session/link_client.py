@@ -33,6 +33,8 @@ from wayray.link import (
     LinkError,
     LinkRole,
     OutputChanged,
+    Ping,
+    Pong,
     Register,
     Screenshot,
     ScreenshotFailed,
@@ -213,7 +215,9 @@ class LinkClient:
 
     async def _serve(self, stream: LinkStream) -> None:
         async for message in stream.messages():
-            if isinstance(message, Attach):
+            if isinstance(message, Ping):
+                stream.send(Pong(nonce=message.nonce))  # the keep-alive: this process runs and reads
+            elif isinstance(message, Attach):
                 await self._attach(stream, message)
             elif isinstance(message, ToSession):
                 self._from_viewer(message)

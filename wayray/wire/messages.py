@@ -15,7 +15,7 @@ from dataclasses import dataclass
 #: The protocol version this code speaks. Peers must share the major version; the minor version in
 #: use is the smaller of the two (docs/protocol.md, "Versions").
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
 
 #: Most clipboard text in one ClipboardText, in UTF-8 bytes (senders truncate: ClipboardText.truncated).
 MAX_CLIPBOARD_BYTES = 1024 * 1024
@@ -138,6 +138,11 @@ class SessionEventKind(enum.IntEnum):
     DETACHED = 4
     #: The session ended (logout, or an operator ended it).
     ENDED = 5
+    #: Since 1.1: the session's compositor answers nothing (hung, stopped): the picture is frozen.
+    #: The connection stays; RESPONDING follows when it answers again.
+    NOT_RESPONDING = 6
+    #: Since 1.1: the session answers again after NOT_RESPONDING; a keyframe follows.
+    RESPONDING = 7
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

@@ -87,13 +87,15 @@ class HeadlessBackend:
         self.inject(ScreenChangedEvent(width, height, self.scale_120))
 
     def snapshot_png(self, *, include_cursor: bool = False) -> bytes:
-        """What the screen would show: the session's picture, or a kiosk's idle screen."""
+        """What the screen would show: the session's picture (with the notice while the session does
+        not respond), or a kiosk's idle screen."""
         if self.state is ConnectionState.IDLE:
             return idle_png(self.size, self.state_detail)
         if self.framebuffer is None:
             raise ValueError("no frame has arrived yet")
         cursor = self.cursor if include_cursor and self.cursor_visible else None
-        return png_bytes(self.framebuffer, cursor, self.cursor_at)
+        status = (self.state, self.state_detail) if self.state is ConnectionState.NOT_RESPONDING else None
+        return png_bytes(self.framebuffer, cursor, self.cursor_at, status=status)
 
 
 def idle_png(size: tuple[int, int], detail: str) -> bytes:

@@ -27,6 +27,7 @@ STATE_TITLES = {
     ConnectionState.CONNECTING: "Connecting\u2026",
     ConnectionState.RECONNECTING: "Reconnecting\u2026",
     ConnectionState.FAILED: "Cannot reach the session",
+    ConnectionState.NOT_RESPONDING: "The session is not responding",
 }
 
 
