@@ -68,7 +68,7 @@ class SessionOutput:
 
     fd: int
     kind: OutputKind
-    #: For logs: ``journal (wayray-session)``, the file's path, or ``/dev/null``.
+    #: For logs: ``the journal as wayray-session``, the file's path, or ``/dev/null``.
     where: str
 
     def close(self) -> None:
@@ -85,23 +85,24 @@ def open_output(
 ) -> tuple[SessionOutput, str | None]:
     """The session's output for ``account``; call in the root worker, before starting its programs.
 
-    Returns the output and, when it fell back to /dev/null, why (for wrsessd's log).
+    Returns the output and, when it is not the first choice, why (for wrsessd's log): under journald
+    a stream, else (or when that fails) the log file, else /dev/null.
     """
-    problem: str | None = None
+    problems = []
     if under_journal():
         identifier = GREETER_IDENTIFIER if greeter else SESSION_IDENTIFIER
         try:
             fd = open_journal_stream(identifier, account)
             return SessionOutput(fd, OutputKind.JOURNAL, f"the journal as {identifier}"), None
         except OSError as err:
-            problem = f"cannot open a journal stream: {err.strerror or err}"
-    else:
-        path = log_path(account, env)
-        try:
-            fd = open_log_file(account, path)
-            return SessionOutput(fd, OutputKind.FILE, path), None
-        except OutputUnavailable as err:
-            problem = f"cannot open {path}: {err}"
+            problems.append(f"cannot open a journal stream ({err.strerror or err})")
+    path = log_path(account, env)
+    try:
+        fd = open_log_file(account, path)
+        return SessionOutput(fd, OutputKind.FILE, path), "; ".join(problems) or None
+    except (OutputUnavailable, OSError) as err:
+        problems.append(f"cannot open {path} ({getattr(err, 'strerror', None) or err})")
+    problem = "; ".join(problems)
     fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     return SessionOutput(fd, OutputKind.DISCARDED, os.devnull), problem
 

@@ -321,7 +321,7 @@ class Worker:
 
         greeter = job.session_class == protocol.SessionClass.GREETER
         self.output, problem = sessionlog.open_output(account, env, greeter=greeter)
-        if problem is not None:
+        if self.output.kind is sessionlog.OutputKind.DISCARDED:
             log.warning(
                 "session %s of %s: %s; the session's output is discarded",
                 job.session_id,
@@ -330,7 +330,11 @@ class Worker:
             )
         else:
             log.info(
-                "session %s of %s: its programs write to %s", job.session_id, account.name, self.output.where
+                "session %s of %s: its programs write to %s%s",
+                job.session_id,
+                account.name,
+                self.output.where,
+                f" ({problem})" if problem else "",
             )
         self._check_stop()
         output = self.output.fd
