@@ -235,11 +235,18 @@ class LoginRig:
         return self.server_log.read_text(errors="replace") if self.server_log.exists() else ""
 
     def logs(self) -> dict[str, str]:
-        """Every log of the run: wrsrvd, wrsessd (with its workers and the sessions' programs), the
-        kiosks, the registry database."""
+        """Every log of the run: wrsrvd, wrsessd (with its workers), the output of the users' sessions
+        (their ~/.local/state/wayray/session.log: never wrsessd's log), the kiosks, the registry
+        database."""
         out = {"wrsrvd": self.server_text()}
         if self.daemon is not None:
             out["wrsessd"] = self.daemon.log()
+        for name in self.accounts.created:
+            with contextlib.suppress(KeyError):
+                for path in Path(pwd.getpwnam(name).pw_dir, ".local", "state", "wayray").glob(
+                    "session.log*"
+                ):
+                    out[str(path)] = path.read_bytes().decode("latin-1")
         for k in self.kiosks:
             out[f"kiosk {k.name}"] = k.log_text()
         for path in self.state.rglob("*"):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.launcher.harness import STANDINS
+from tests.launcher.harness import STANDINS, wait_for
 from tests.supervisor.nspawn import Container, available, booted_with_package
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
@@ -143,3 +143,41 @@ def test_sessions_are_remote_logind_sessions_in_scopes_of_their_own(box: Contain
     for s in (session, g):
         state = box.run(["loginctl", "show-session", s["Id"], "-p", "State"], check=False)
         assert state.returncode != 0 or state.stdout.strip() == "State=closing", state.stdout
+
+
+#: Shaped like wrsessd's own lines, printed by a session.toml program on stdout and on stderr.
+FORGED = "login 000000000000: root authenticated"
+
+
+def test_a_sessions_output_has_a_journal_stream_of_its_own(box: Container) -> None:
+    """Under journald a session's programs write to a stream wrsessd opened for them, with the
+    identifier wayray-session and the user's uid: ``journalctl -t wrsessd`` never shows their lines."""
+    original = box.run(["cat", "/etc/wayray/session.toml"], check=False).stdout
+    box.write(
+        "/etc/wayray/session.toml",
+        '[session]\nautostart = [["/bin/sh", "-c", '
+        f"\"echo '{FORGED} (stdout)'; echo '<0>{FORGED} (stderr)' >&2; exec sleep 600\"]]\n",
+    )
+    try:
+        info = client(box, "login", USER, PASSWORD)
+        assert isinstance(info, dict)
+
+        def journal(*args: str) -> str:
+            return box.run(["journalctl", "--no-pager", "-o", "cat", *args], check=False).stdout
+
+        uid = box.run(["id", "-u", USER]).stdout.strip()
+        wait_for(
+            lambda: "(stderr)" in journal("-t", "wayray-session"), what="the session's lines in the journal"
+        )
+        session_lines = journal("-t", "wayray-session", f"_UID={uid}")
+        assert f"{FORGED} (stdout)" in session_lines
+        # Taken as text: a user does not choose the priority (here: emerg) of their lines.
+        assert f"<0>{FORGED} (stderr)" in session_lines
+        assert FORGED not in journal("-t", "wrsessd") and FORGED not in journal("-u", "wrsessd", "_UID=0")
+        assert (
+            f"session {info['session_id']} of {USER}: its programs write to the journal as wayray-session"
+            in (journal("-t", "wrsessd"))
+        )
+        client(box, "kill", info["session_id"])
+    finally:
+        box.write("/etc/wayray/session.toml", original)

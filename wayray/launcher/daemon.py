@@ -295,6 +295,10 @@ class Launcher:
         self.sessions: dict[str, LiveSession] = {}
         self.pending_logins = 0
         self.connections: set[Connection] = set()
+        #: Open connections per uid, for the per-uid cap (control uids are not counted).
+        self.open_by_uid: dict[int, int] = {}
+        #: uid -> (when its last refusal was logged, refusals since), so a flood is one line a minute.
+        self._cap_refusals: dict[int, tuple[float, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.AbstractServer | None = None
         self.verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -452,6 +456,19 @@ class Launcher:
                 await writer.drain()
             writer.close()
             return
+        # Root and the control users (wrsrvd's account) are not capped: they are trusted with every
+        # request already (they can end every session), and wrsrvd opens a connection per request, so a
+        # burst of kiosks arriving at once (after a power cut) legitimately needs many. Everyone else
+        # (the greeter user, whose login screens handle what people type) is, so that no such uid can
+        # use up wrsessd's descriptors and lock the others out.
+        capped = role is not Role.CONTROL
+        if capped:
+            limit = self.connection_limit(uid)
+            held = self.open_by_uid.get(uid, 0)
+            if held >= limit:
+                await self._refuse_over_cap(writer, pid, uid, held, limit)
+                return
+            self.open_by_uid[uid] = held + 1
         conn = Connection(role=role, pid=pid, uid=uid, writer=writer)
         self.connections.add(conn)
         try:
@@ -466,9 +483,52 @@ class Launcher:
                 )
         finally:
             self.connections.discard(conn)
+            if capped:
+                left = self.open_by_uid.get(uid, 1) - 1
+                if left > 0:
+                    self.open_by_uid[uid] = left
+                else:
+                    self.open_by_uid.pop(uid, None)
             if conn.login is not None:
                 await self._abort_login(conn)
             writer.close()
+
+    def connection_limit(self, uid: int) -> int:
+        """How many connections ``uid`` (not a control uid) may hold open at once."""
+        limit = self.settings.max_connections_per_uid
+        if uid == self.greeter_uid:
+            # Every login screen keeps a connection open; greeter sessions are created by control
+            # requests only, so a greeter cannot raise its own allowance.
+            limit += sum(1 for s in self.sessions.values() if s.info.session_class is SessionClass.GREETER)
+        return limit
+
+    async def _refuse_over_cap(
+        self, writer: asyncio.StreamWriter, pid: int, uid: int, held: int, limit: int
+    ) -> None:
+        now = self.clock()
+        last, since = self._cap_refusals.get(uid, (float("-inf"), 0))
+        if now - last >= 60.0:
+            log.warning(
+                "refused a connection from uid %d (pid %d): it already holds %d connection(s), the most "
+                "allowed (max_connections_per_uid)%s",
+                uid,
+                pid,
+                held,
+                f"; {since} more refused in the last minute" if since else "",
+            )
+            self._cap_refusals[uid] = (now, 0)
+        else:
+            self._cap_refusals[uid] = (last, since + 1)
+        writer.write(
+            protocol.Error(
+                error_type=ErrorType.LIMIT,
+                description=f"uid {uid} already has {held} connections to the session launcher open "
+                f"(the limit is {limit}); close one first",
+            ).encode()
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
 
     async def _serve_requests(self, conn: Connection, reader: asyncio.StreamReader) -> None:
         while True:

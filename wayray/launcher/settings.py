@@ -164,6 +164,10 @@ class LauncherSettings:
     max_sessions_per_user: int | None = None
     #: Most logins in their PAM conversation at once (each holds a worker process).
     max_pending_logins: int = 64
+    #: Most connections one uid other than root and the control users (that is: the greeter user)
+    #: may hold open at once; the greeter user gets one more per running greeter session, since every
+    #: login screen keeps one open. Further ones are refused at once with ``error {limit}``.
+    max_connections_per_uid: int = 16
     #: A login that has not finished its conversation after this long is cancelled.
     login_timeout_s: float = 300.0
     #: How long the compositor has to create its Wayland socket.
@@ -203,6 +207,8 @@ class LauncherSettings:
                 f"socket_mode {self.socket_mode:o} gives access to every local user",
                 hint="use 0660 or tighter; give wrsrvd's user and the greeter user the socket group",
             )
+        if self.max_connections_per_uid < 1:
+            raise WayRayError("max_connections_per_uid must be at least 1")
         if self.greeter_user == "root":
             raise WayRayError("greeter_user must be an unprivileged account, not root")
         self.user_session.check("user_session")

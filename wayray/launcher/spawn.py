@@ -3,7 +3,8 @@
 Everything here runs in the root session worker after the PAM session is open. Each program is
 started through :class:`subprocess.Popen` with ``user``/``group``/``extra_groups`` (the equivalent of
 ``initgroups`` + ``setgid`` + ``setuid`` in the child, done by CPython's fork/exec helper before
-``exec``), ``cwd`` the home directory, stdin from /dev/null, and the session environment.
+``exec``), ``cwd`` the home directory, stdin from /dev/null, stdout and stderr on the session's own
+output (:mod:`wayray.launcher.sessionlog`), and the session environment.
 
 Files the user controls (their session.toml) are read in a forked child that has dropped to the
 user first, never as root.
@@ -195,9 +196,12 @@ def spawn(
     account: Account,
     env: Mapping[str, str],
     umask: int,
+    output: int,
     pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start one program as the user. Raises OSError (e.g. FileNotFoundError) when it cannot start."""
+    """Start one program as the user, its stdout and stderr on ``output`` (see :mod:`sessionlog`: never
+    the worker's own, which are wrsessd's log). Raises OSError (e.g. FileNotFoundError) when it cannot
+    start."""
     common: dict[str, object] = dict(
         env=dict(env),
         user=account.uid,
@@ -205,6 +209,8 @@ def spawn(
         extra_groups=list(account.groups),
         umask=umask,
         stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
         close_fds=True,
         pass_fds=tuple(pass_fds),
     )

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from wayray.common.log import setup as setup_logging
-from wayray.launcher import pam, proctree, protocol, spawn
+from wayray.launcher import pam, proctree, protocol, sessionlog, spawn
 from wayray.launcher.channel import Channel
 from wayray.launcher.records import SessionRecords, StoredSession
 from wayray.launcher.settings import Component, SessionPlan, session_components, session_from_json
@@ -144,6 +144,8 @@ class Worker:
         self.created_runtime_dir = False
         self.record_written = False
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        #: Where the session's programs write (their own journal stream or log file, never ours).
+        self.output: sessionlog.SessionOutput | None = None
         self.compositor_pid: int | None = None
         self.info: protocol.SessionInfo | None = None
         self.records = SessionRecords(Path(job.state_dir))
@@ -317,6 +319,26 @@ class Worker:
         except FileNotFoundError:
             pass
 
+        greeter = job.session_class == protocol.SessionClass.GREETER
+        self.output, problem = sessionlog.open_output(account, env, greeter=greeter)
+        if self.output.kind is sessionlog.OutputKind.DISCARDED:
+            log.warning(
+                "session %s of %s: %s; the session's output is discarded",
+                job.session_id,
+                account.name,
+                problem,
+            )
+        else:
+            log.info(
+                "session %s of %s: its programs write to %s%s",
+                job.session_id,
+                account.name,
+                self.output.where,
+                f" ({problem})" if problem else "",
+            )
+        self._check_stop()
+        output = self.output.fd
+
         comp_env = {**env, "WAYRAY_WAYLAND_DISPLAY": wayland_display}
         try:
             compositor = spawn.spawn(
@@ -325,6 +347,7 @@ class Worker:
                 account=account,
                 env=comp_env,
                 umask=job.umask,
+                output=output,
             )
         except OSError as err:
             raise StartFailed(
@@ -340,7 +363,7 @@ class Worker:
         spawn.wait_for_socket(socket_path, running=running, timeout=job.compositor_start_timeout_s)
 
         client_env = {**env, "WAYLAND_DISPLAY": wayland_display}
-        if job.session_class == protocol.SessionClass.GREETER:
+        if greeter:
             client_env.update(
                 {k: v for k, v in (msg.get("greeter_env") or {}).items() if isinstance(v, str)}
             )
@@ -350,10 +373,14 @@ class Worker:
             expand = spawn.expand if index < configured else spawn.expand_known
             try:
                 child = spawn.spawn(
-                    expand(comp.argv, values), account=account, env=client_env, umask=job.umask
+                    expand(comp.argv, values),
+                    account=account,
+                    env=client_env,
+                    umask=job.umask,
+                    output=output,
                 )
             except OSError as err:
-                if job.session_class == protocol.SessionClass.GREETER:
+                if greeter:
                     raise StartFailed(f"cannot start the greeter {comp.argv[0]!r}: {err.strerror}") from err
                 log.warning(
                     "session %s: cannot start %s (%r): %s", job.session_id, comp.name, comp.argv[0], err
@@ -485,6 +512,9 @@ class Worker:
                     break
                 proctree.signal_all(pids, signal.SIGKILL)
                 self._wait_tree(0.2)
+        if self.output is not None:
+            self.output.close()
+            self.output = None
         self._close_pam()
         if self.record_written:
             self.records.remove(self.job.session_id)
