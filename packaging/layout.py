@@ -84,7 +84,9 @@ def conffiles(system: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--os", choices=["linux", "illumos"], required=True)
     parser.add_argument("--dest", type=Path, required=True, help="staging directory (the package root)")
     parser.add_argument("--conffiles", action="store_true", help="print the configuration files and exit")

@@ -13,12 +13,12 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint() -> None:
-    res = _run(str(VENV_BIN / "ruff"), "check", "wayray", "tests", "bench")
+    res = _run(str(VENV_BIN / "ruff"), "check", "wayray", "tests", "bench", "packaging")
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_ruff_format() -> None:
-    res = _run(str(VENV_BIN / "ruff"), "format", "--check", "wayray", "tests", "bench")
+    res = _run(str(VENV_BIN / "ruff"), "format", "--check", "wayray", "tests", "bench", "packaging")
     assert res.returncode == 0, "run `make fmt`:\n" + res.stdout + res.stderr
 
 
