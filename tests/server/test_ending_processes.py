@@ -43,6 +43,16 @@ def _gone(pid: int) -> bool:
     return state == "Z"
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until it is stopped: the signal takes effect when the process next runs,
+    so right after kill() it may still show as running."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"pid {pid} did not stop"
+        time.sleep(0.01)
+
+
 def _end(proc: subprocess.Popen[str], **kw: float) -> int:
     async def main() -> int:
         exits: list[int] = []
@@ -91,7 +101,7 @@ def test_a_pid_that_is_not_the_sessions_compositor_is_left_alone() -> None:
         assert is_session_process(proc.pid, "another-session")
         assert not is_session_process(proc.pid, "s1")
 
-        os.kill(proc.pid, signal.SIGSTOP)  # a stopped process keeps what it is sent pending: visible
+        _stop(proc.pid)  # a stopped process keeps what it is sent pending: visible
 
         async def main() -> None:
             await make_sure_it_ends(None, proc.pid, "s1", who="session s1", first_wait=0.0, grace=0.2)
