@@ -68,8 +68,9 @@ def test_a_sessions_output_goes_to_the_users_session_log_not_to_wrsessds(
 
             # The next session keeps the previous log as session.log.old.
             second = start_user_session(c, accounts)
-            wait_for(lambda: "(stderr)" in log_file.read_text(), what="the second session's log")
-            assert FORGED.format(session_id=second.session_id) in log_file.read_text()
+            again = FORGED.format(session_id=second.session_id)
+            wait_for(lambda: f"{again} (stderr)" in log_file.read_text(), what="the second session's log")
+            assert forged not in log_file.read_text()
             assert forged in Path(f"{log_file}.old").read_text()
             c.kill_session(second.session_id)
 
