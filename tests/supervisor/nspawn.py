@@ -222,6 +222,18 @@ def package_depends() -> tuple[str, ...]:
     return tuple(re.sub(r"\s*\(.*\)", "", d).strip() for d in m.group(1).split(","))
 
 
+def build_deb(out: Path) -> Path:
+    """WayRay's .deb built from this checkout into ``out`` (dependencies left out); its path."""
+    build = subprocess.run(
+        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    return Path(build.stdout.strip().splitlines()[-1])
+
+
 @contextmanager
 def booted_with_package(
     workdir: Path, name: str, *, extra_packages: tuple[str, ...] = (), binds: dict[Path, str] | None = None
@@ -230,13 +242,7 @@ def booted_with_package(
     ``workdir`` holds the package and the console log. Stopped at the end."""
     pkg = workdir / "pkg"
     pkg.mkdir()
-    build = subprocess.run(
-        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(pkg)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stderr
+    deb = build_deb(pkg).name
     root = rootfs((*package_depends(), *extra_packages))
     container = Container(
         root, f"{name}-{os.getpid()}", {pkg: "/mnt/pkg", **(binds or {})}, workdir / "console.log"
@@ -245,7 +251,6 @@ def booted_with_package(
         container.start()
         state = container.run(["systemctl", "is-system-running", "--wait"], check=False).stdout.strip()
         assert state == "running", container.run(["systemctl", "--failed", "--no-pager"], check=False).stdout
-        deb = Path(build.stdout.strip().splitlines()[-1]).name
         container.run(["dpkg", "-i", f"/mnt/pkg/{deb}"])
         yield container
     finally:

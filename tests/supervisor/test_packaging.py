@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.supervisor.nspawn import build_deb
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,14 +28,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("deb")
-    res = subprocess.run(
-        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr
-    deb = Path(res.stdout.strip().splitlines()[-1])
+    deb = build_deb(out)
     root = out / "root"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, timeout=120)
     return deb, root
