@@ -59,19 +59,32 @@ def _overlap(a: str, b: str) -> bool:
 
 
 def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
+    """Enabled servers whose sockets would clash, each reported against the first one it clashes
+    with. Indexed by port and address, so thousands of servers take linear time."""
     out = []
-    seen: list[ServerConfig] = []
+    order: list[ServerConfig] = []
+    first_at: dict[tuple[int, str], int] = {}  # (port, address) -> first server listening there
+    first_on: dict[int, int] = {}  # port -> first server on it (any address)
+    first_v4: dict[int, int] = {}  # port -> first server with an IPv4 address on it
+    bad_listen = {k.split(".")[1] for k in invalid if k.startswith("server.") and ".listen[" in k}
     for srv in config.enabled_servers():
-        keys = _keys(srv, "port", "listen", "enabled")
-        if any(k in keys or k.startswith(f"server.{srv.name}.listen[") for k in invalid):
+        if srv.name in bad_listen or any(k in invalid for k in _keys(srv, "port", "listen", "enabled")):
             continue
-        for other in seen:
-            if other.port != srv.port:
-                continue
-            clash = [(a, b) for a in srv.listen for b in other.listen if _overlap(a, b)]
-            if not clash:
-                continue
-            a, b = clash[0]
+        port = srv.port
+        candidates: list[int] = []
+        for a in srv.listen:
+            if a == "::":
+                found = [first_on.get(port)]
+            else:
+                found = [first_at.get((port, a)), first_at.get((port, "::"))]
+                if ipaddress.ip_address(a).version == 4:
+                    found.append(first_at.get((port, "0.0.0.0")))
+                    if a == "0.0.0.0":
+                        found.append(first_v4.get(port))
+            candidates += [i for i in found if i is not None]
+        if candidates:
+            other = order[min(candidates)]
+            a, b = next((a, b) for a in srv.listen for b in other.listen if _overlap(a, b))
             where = f"{a}" if a == b else f"{a} and {b}"
             note = Diagnostic(
                 Severity.NOTE,
@@ -89,8 +102,13 @@ def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
                     notes=(note,),
                 )
             )
-            break
-        seen.append(srv)
+        index = len(order)
+        order.append(srv)
+        first_on.setdefault(port, index)
+        for a in srv.listen:
+            first_at.setdefault((port, a), index)
+            if ipaddress.ip_address(a).version == 4:
+                first_v4.setdefault(port, index)
     return out
 
 

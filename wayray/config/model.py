@@ -568,6 +568,7 @@ FILES: tuple[FileSpec, ...] = (
         "One `[server.<name>]` table per server instance; each becomes `wrsrvd@<name>.service` "
         "(systemd) or `svc:/application/wayray/wrsrvd:<name>` (SMF).",
         used_by="wrsrvd, the generator, wradm",
+        readers=frozenset({"wrsrvd"}),
     ),
     FileSpec(
         "policies.toml",
@@ -576,7 +577,8 @@ FILES: tuple[FileSpec, ...] = (
         PolicyConfig,
         "Named session policies; a server applies the one its `policy` names. A policy named "
         "`default` exists even when no file defines it (with the defaults below).",
-        used_by="wrsrvd, wrsessd",
+        used_by="wrsrvd",
+        readers=frozenset({"wrsrvd"}),
     ),
     FileSpec(
         "usb.toml",
@@ -586,6 +588,7 @@ FILES: tuple[FileSpec, ...] = (
         "Which USB devices a client may forward into a session: ordered rules, first match wins, "
         "and an explicit default.",
         used_by="wrsrvd",
+        readers=frozenset({"wrsrvd"}),
         not_yet="USB forwarding does not exist yet: the rules are read and checked (`wradm check`), and "
         "no device is forwarded whatever they say",
     ),
@@ -597,6 +600,7 @@ FILES: tuple[FileSpec, ...] = (
         "What a user's session starts. A user's own `~/.config/wayray/session.toml` overrides these "
         "defaults key by key (its arrays replace, its environment merges).",
         used_by="wrsessd",
+        readers=frozenset({"wrsessd"}),
     ),
     FileSpec(
         "host.toml",
@@ -605,6 +609,7 @@ FILES: tuple[FileSpec, ...] = (
         HostConfig,
         "Settings of the machine as a whole.",
         used_by="every daemon, the generator, wradm",
+        readers=frozenset({"wrsrvd", "wrsessd"}),
     ),
     FileSpec(
         "client.toml",
@@ -613,8 +618,15 @@ FILES: tuple[FileSpec, ...] = (
         ClientConfig,
         "The thin-client side (wrclient on a kiosk).",
         used_by="wrclient",
+        readers=frozenset({"wrclient"}),
     ),
 )
 
 FILES_BY_NAME = {f.name: f for f in FILES}
+#: The files each daemon reads (its start-up check judges only these).
+READS: dict[str, frozenset[str]] = {
+    program: frozenset(f.name for f in FILES if program in f.readers)
+    for program in ("wrsrvd", "wrsessd", "wrclient")
+}
+SERVER_FILES = READS["wrsrvd"]
 FILES_BY_TABLE = {f.table: f for f in FILES}

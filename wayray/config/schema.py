@@ -166,8 +166,11 @@ class FileSpec:
     shape: Shape
     record: type
     help: str
-    #: Which program reads the file; shown in the reference.
+    #: Which programs read the file; shown in the reference.
     used_by: str = ""
+    #: The daemons that read it ("wrsrvd", "wrsessd", "wrclient"): their start-up checks (and
+    #: ``wradm check --instance/--launcher/--client``) judge only the files they read.
+    readers: frozenset[str] = frozenset()
     #: For files whose feature does not exist yet: what is missing (see ``Setting.not_yet``).
     not_yet: str = ""
 

@@ -13,6 +13,11 @@ log, and never fail the boot. So configuration errors are logged and skipped her
 a bad table is still enabled, and its ``ExecStartPre=wradm check`` then fails it with a clear
 message in its journal. ``wradm check`` is the strict counterpart.
 
+It cannot hang or exhaust memory on a hostile tree: the loader reads only regular files, with
+bounded sizes (see ``wayray.config.files``); and should reading still take longer than
+:data:`DEADLINE` seconds (a stuck network file system), it gives up, enables nothing and exits 0
+well before systemd's own generator timeout.
+
 Standard library only (it runs before most of the system is up); ``WAYRAY_ROOT`` points it at
 another tree for tests.
 """
@@ -20,12 +25,20 @@ another tree for tests.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 PROGRAM = "wayray-generator"
 #: The kernel log is no place for a long list: show the first few, `wradm check` shows them all.
 MAX_LOGGED = 5
+#: Seconds it may take at most; systemd kills generators that take much longer and slows the boot.
+DEADLINE = 20
+
+
+class _Deadline(BaseException):
+    """Raised by SIGALRM; a BaseException so no ``except Exception`` on the way swallows it."""
 
 
 def _log(priority: int, message: str) -> None:
@@ -49,7 +62,9 @@ def generate(normal_dir: Path, root: Path) -> int:
     from wayray.supervisor.tree import File, Symlink
 
     result = load_report(root)
-    errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
+    signal.alarm(0)  # the configuration is read: what is left is writing a few small files
+    # Only what decides the units counts here: the files wrsrvd reads (kiosk and session files do not).
+    errors = [d for d in result.diagnostics if d.severity is Severity.ERROR and d.concerns_servers()]
     for diag in errors[:MAX_LOGGED]:
         _log(4, diag.format().splitlines()[0])
     if errors:
@@ -75,10 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot)\n")
         return 2
     root = Path(os.environ.get("WAYRAY_ROOT") or "/")
+    deadline = int(os.environ.get("WAYRAY_GENERATOR_DEADLINE") or DEADLINE)
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        raise _Deadline
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(deadline)
     try:
         generate(Path(args[0]), root)
+    except _Deadline:
+        _log(3, f"gave up after {deadline} s reading the configuration; no WayRay instances enabled")
     except Exception as err:  # never fail the boot: log and enable nothing more
         _log(3, f"failed, no WayRay instances enabled: {type(err).__name__}: {err}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return 0
 
 
