@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.config.helpers import copy_examples, write
 from tests.conftest import script
 
@@ -150,3 +152,26 @@ def test_the_generator_imports_only_the_standard_library(tmp_path: Path) -> None
     ]
     assert third_party == []
     assert "wayray.config" in res.stdout
+
+
+def test_a_configuration_that_cannot_be_read_in_time_gives_up_instead_of_holding_the_boot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reading cannot block on a FIFO or a device any more (tests/config/test_hostile.py); should it
+    # still stall (a hung network file system), the generator gives up at its deadline.
+    import time
+
+    from wayray.config import loader
+    from wayray.supervisor import generator
+
+    def stuck(root: object = None) -> None:
+        time.sleep(600)
+
+    monkeypatch.setattr(loader, "load_report", stuck)
+    monkeypatch.setenv("WAYRAY_GENERATOR_DEADLINE", "1")
+    monkeypatch.delenv("SYSTEMD_SCOPE", raising=False)
+    assert generator.main([str(tmp_path / "normal")]) == 0
+    assert (
+        "gave up after 1 s reading the configuration; no WayRay instances enabled" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "normal").exists()

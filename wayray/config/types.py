@@ -31,6 +31,8 @@ def describe(raw: object) -> str:
     if isinstance(raw, bool):
         return f"boolean {str(raw).lower()}"
     if isinstance(raw, int):
+        if raw.bit_length() > 128:  # not printed: str() of a huge integer is slow, or refused
+            return f"integer of about {int(raw.bit_length() * 0.30103) + 1} digits"
         return f"integer {raw}"
     if isinstance(raw, float):
         return f"float {raw}"
@@ -127,7 +129,7 @@ class Integer(ValueType[int]):
         if (self.minimum is not None and raw < self.minimum) or (
             self.maximum is not None and raw > self.maximum
         ):
-            raise Invalid(f"expected {self.name}, got {raw}")
+            raise Invalid(f"expected {self.name}, got {describe(raw).removeprefix('integer ')}")
         return raw
 
 
@@ -220,7 +222,8 @@ class Duration(ValueType["_dt.timedelta | None"]):
     def parse(self, raw: object) -> _dt.timedelta | None:
         if isinstance(raw, bool) or not isinstance(raw, str):
             if isinstance(raw, int | float) and not isinstance(raw, bool):
-                raise Invalid(f'expected a {self.name}; got {describe(raw)} (write "{raw}s" for seconds)')
+                hint = f' (write "{raw}s" for seconds)' if abs(raw) < 10**12 else ""
+                raise Invalid(f"expected a {self.name}; got {describe(raw)}{hint}")
             raise Invalid(f"expected a {self.name}; got {describe(raw)}")
         text = raw.strip().lower()
         if text in _NEVER:
@@ -286,7 +289,7 @@ class Size(ValueType["int | None"]):
     def parse(self, raw: object) -> int | None:
         if isinstance(raw, int) and not isinstance(raw, bool):
             if raw <= 0:
-                raise Invalid(f"expected a positive size, got {raw}")
+                raise Invalid(f"expected a positive size, got {describe(raw).removeprefix('integer ')}")
             if raw > MAX_SIZE:
                 raise Invalid(f'{raw} is too large: at most 4E, or "infinity"')
             return raw
@@ -469,6 +472,7 @@ _SPLIT = re.compile(
     r"|\\(?P<esc>[\s\S])"  # outside quotes a backslash takes the next character as it is
 )
 _DQ_ESCAPE = re.compile(r'\\(["\\])')
+_DQ_BODY = re.compile(r'(?:[^"\\]|\\[\s\S])*')
 
 
 def split_command(text: str) -> list[str]:
@@ -483,7 +487,13 @@ def split_command(text: str) -> list[str]:
     while pos < n:
         m = _SPLIT.match(text, pos)
         if m is None:
-            if text[pos] == "\\":
+            # What shlex says: a backslash at the very end has nothing to escape (also inside an
+            # unterminated double-quoted part), else a quote is not closed.
+            if text[pos] == '"':
+                body = _DQ_BODY.match(text, pos + 1)
+                if body is not None and body.end() == n - 1:
+                    raise ValueError("No escaped character")
+            elif text[pos] == "\\":
                 raise ValueError("No escaped character")
             raise ValueError("No closing quotation")
         kind = m.lastgroup
