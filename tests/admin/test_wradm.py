@@ -149,9 +149,26 @@ def test_session_commands_say_when_the_instance_is_not_running(tmp_path: Path) -
 def test_session_commands_need_to_know_which_instance(tmp_path: Path) -> None:
     write(tmp_path, {"etc/wayray/servers.toml": "[server.a]\n[server.b]\nport = 7101\n"})
     res = wradm("sessions", "--root", str(tmp_path))
-    assert res.returncode == 2 and "several server instances are configured (a, b)" in res.stderr
+    assert res.returncode == 2 and "several server instances are enabled (a, b)" in res.stderr
     res = wradm("session", "stop", "x")
     assert res.returncode == 2 and "invalid choice: 'stop'" in res.stderr
+
+
+def test_a_disabled_instance_does_not_count_for_the_live_commands(tmp_path: Path) -> None:
+    # The shipped examples: main enabled, lab with enabled = false. `wradm status` means main.
+    run = tmp_path / "run"
+    copy_examples(tmp_path)
+    write(tmp_path, {"etc/wayray/host.toml": f'[host]\nruntime_dir = "{run}"\n'})
+    for command in (["status"], ["sessions"]):
+        res = wradm(*command, "--root", str(tmp_path))
+        assert res.returncode == 1, res.stderr
+        assert f"wrsrvd@main is not running (nothing listens on {run}/main/admin.sock)" in res.stderr
+    # Asked for by name, a disabled instance is still reachable (it may run by hand).
+    res = wradm("status", "--root", str(tmp_path), "--instance", "lab")
+    assert f"wrsrvd@lab is not running (nothing listens on {run}/lab/admin.sock)" in res.stderr
+    write(tmp_path, {"etc/wayray/servers.toml": "[server.main]\nenabled = false\n"})
+    res = wradm("status", "--root", str(tmp_path))
+    assert res.returncode == 2 and "no server instance is enabled (disabled: main)" in res.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: another user is refused")
