@@ -52,21 +52,35 @@ def test_check_for_an_instance_that_is_not_configured(tmp_path: Path) -> None:
     )
 
 
-def test_quiet_check_prints_only_problems(tmp_path: Path) -> None:
+def test_each_program_checks_the_files_it_reads_and_quiet_means_errors_only(tmp_path: Path) -> None:
     copy_examples(tmp_path)
-    # The examples show settings whose feature does not exist yet (mDNS pools, audio, USB rules):
-    # each is a warning where it is set, so nobody believes it did something; still a valid config.
-    res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
-    assert (res.returncode, res.stdout) == (0, "")
-    lines = res.stderr.splitlines()
+    # The examples set keys whose feature does not exist yet (mDNS pools, audio, USB rules): each is a
+    # warning where it is set, so nobody believes it did something; the configuration is valid.
+    everything = wradm("--root", tmp_path, "check")
+    assert everything.returncode == 0
+    assert "client.toml" in everything.stderr and "servers.toml" in everything.stderr
+    # What wrsrvd@main reads, and nothing of the kiosk's client.toml or of another instance's table.
+    main = wradm("--root", tmp_path, "check", "--instance", "main").stderr.splitlines()
     pool = "/etc/wayray/servers.toml:11:1: warning: server.main.pool: set, but not in effect yet"
-    assert any(line.startswith(f"{tmp_path}{pool}") for line in lines), lines
-    assert all(": warning: " in line and "not in effect yet" in line for line in lines), lines
-    assert not any("server.lab." in line for line in lines)  # another instance's settings are not main's
+    assert any(line.startswith(f"{tmp_path}{pool}") for line in main), main
+    assert not any("/client.toml:" in line or "server.lab." in line for line in main), main
+    # What a kiosk's wrclient reads: client.toml only.
+    kiosk = wradm("--root", tmp_path, "check", "--client").stderr.splitlines()
+    assert kiosk and all("/etc/wayray/client.toml:" in line for line in kiosk if ": warning: " in line), kiosk
+    # --quiet: errors only (the unit's ExecReload and SMF's start method use it).
+    res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    # A broken kiosk file does not fail a server's check, nor the reverse.
+    write(tmp_path, {"etc/wayray/client.toml": '[client]\nkiosk = "yes"\n'})
+    assert wradm("--root", tmp_path, "check", "--quiet", "--instance", "main").returncode == 0
+    res = wradm("--root", tmp_path, "check", "--quiet", "--client")
+    assert res.returncode == 1 and res.stderr.startswith(f"{tmp_path}/etc/wayray/client.toml:2:9: error:")
+    assert wradm("--root", tmp_path, "check", "--quiet", "--launcher").returncode == 0
     for name in ("usb.toml", "client.toml", "policies.toml", "servers.toml"):
         (tmp_path / "etc/wayray" / name).unlink()
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
-    assert (res.returncode, res.stdout, res.stderr) == (1, "", res.stderr)  # main is gone now
+    assert (res.returncode, res.stdout) == (1, "")  # main is gone now
+    assert "no server instance 'main' is configured" in res.stderr
     (tmp_path / "etc/wayray/servers.toml").write_text("[server.main]\nport = 7300\n")
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
