@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from types import MappingProxyType
 
-from wayray.config.schema import FileSpec, ListRule, Shape, records, required, setting, table
+from wayray.config.schema import Applies, FileSpec, ListRule, Shape, records, required, setting, table
 from wayray.config.types import (
     AbsPath,
     Bitrate,
@@ -198,15 +198,19 @@ class ServerConfig:
     """One ``[server.<name>]`` table: one ``wrsrvd`` instance."""
 
     enabled: bool = setting(
-        True, Bool(), "Start this instance at boot. false keeps the table but does not start it."
+        True,
+        Bool(),
+        "Start this instance at boot. false keeps the table but does not start it.",
+        applies=Applies.START,
     )
     listen: tuple[str, ...] = setting(
         ("::",),
         ListOf(IPAddress(), min_items=1),
         'Addresses to listen on. "::" is every IPv6 and (dual-stack) IPv4 address.',
         list_rule=ListRule.REPLACE,
+        applies=Applies.RESTART,
     )
-    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.")
+    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.", applies=Applies.RESTART)
     max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
     policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
     pool: str = setting(
@@ -223,6 +227,7 @@ class ServerConfig:
         'the session runs as that user, started by the session launcher (wrsessd). "command": no '
         "login; every session runs `session_command` as the server's own user (demos, single-purpose "
         "appliances).",
+        applies=Applies.RESTART,
     )
     session_command: tuple[str, ...] = setting(
         ("foot",),
@@ -230,10 +235,14 @@ class ServerConfig:
         'What a session runs when `sessions = "command"` (and in `wrsrvd --standalone`): the command '
         "started as the server's user inside each new session.",
     )
-    tls: TLSSettings = table(TLSSettings, "TLS identity (QUIC always uses TLS 1.3).")
+    tls: TLSSettings = table(
+        TLSSettings, "TLS identity (QUIC always uses TLS 1.3).", applies=Applies.RESTART
+    )
     output: OutputSettings = table(OutputSettings, "Output (screen) defaults for new sessions.")
     encoder: EncoderSettings = table(EncoderSettings, "Encoder preferences.")
-    limits: LimitSettings = table(LimitSettings, "Resource limits of the whole instance.")
+    limits: LimitSettings = table(
+        LimitSettings, "Resource limits of the whole instance.", applies=Applies.UNIT
+    )
     #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
     name: str = ""
 
@@ -414,14 +423,19 @@ class HostConfig:
         AbsPath(),
         "Persistent state: one directory per server instance (session registry, TLS identity). "
         "With systemd it must be below /var/lib (the units use `StateDirectory=`).",
+        applies=frozenset({Applies.RESTART, Applies.UNIT}),
     )
     runtime_dir: PurePosixPath = setting(
         PurePosixPath("/run/wayray"),
         AbsPath(),
         "Sockets and other runtime files. With systemd it must be below /run (`RuntimeDirectory=`).",
+        applies=frozenset({Applies.RESTART, Applies.UNIT, Applies.LAUNCHER}),
     )
     greeter_user: str = setting(
-        "wayray-greeter", UserName(), "Unprivileged user the login screen (wrlogin) runs as."
+        "wayray-greeter",
+        UserName(),
+        "Unprivileged user the login screen (wrlogin) runs as.",
+        applies=Applies.LAUNCHER,
     )
     pam_service: str = setting(
         "wayray",
@@ -431,6 +445,7 @@ class HostConfig:
             name="PAM service name",
         ),
         "PAM service (`/etc/pam.d/<name>`) used to authenticate and open sessions.",
+        applies=Applies.LAUNCHER,
     )
     greeter_pam_service: str = setting(
         "wayray-greeter",
@@ -441,12 +456,14 @@ class HostConfig:
         ),
         "PAM service of the login screen's own sessions (account and session stacks only; it must not "
         'ask anything). "" runs login screens without PAM (no logind session for them).',
+        applies=Applies.LAUNCHER,
     )
     launcher_socket: PurePosixPath = setting(
         DERIVED,
         AbsPath(),
         "Socket of the session launcher (wrsessd); the systemd socket unit listens on it.",
         derived="`<runtime_dir>/wrsessd.sock`",
+        applies=frozenset({Applies.LAUNCHER, Applies.RESTART, Applies.UNIT}),
     )
     admin_socket: str = setting(
         "",
@@ -457,6 +474,7 @@ class HostConfig:
         ),
         'Admin socket of each server instance; "{instance}" is replaced by the instance name.',
         derived="`<runtime_dir>/{instance}/admin.sock`",
+        applies=Applies.RESTART,
     )
 
     def admin_socket_for(self, instance: str) -> PurePosixPath:
@@ -601,6 +619,7 @@ FILES: tuple[FileSpec, ...] = (
         "defaults key by key (its arrays replace, its environment merges).",
         used_by="wrsessd",
         readers=frozenset({"wrsessd"}),
+        applies=Applies.NEXT_SESSION,
     ),
     FileSpec(
         "host.toml",
@@ -610,6 +629,7 @@ FILES: tuple[FileSpec, ...] = (
         "Settings of the machine as a whole.",
         used_by="every daemon, the generator, wradm",
         readers=frozenset({"wrsrvd", "wrsessd"}),
+        applies=Applies.RESTART,
     ),
     FileSpec(
         "client.toml",
@@ -619,6 +639,7 @@ FILES: tuple[FileSpec, ...] = (
         "The thin-client side (wrclient on a kiosk).",
         used_by="wrclient",
         readers=frozenset({"wrclient"}),
+        applies=Applies.CLIENT,
     ),
 )
 
