@@ -66,7 +66,8 @@ def test_each_program_checks_the_files_it_reads_and_quiet_means_errors_only(tmp_
     assert not any("/client.toml:" in line or "server.lab." in line for line in main), main
     # What a kiosk's wrclient reads: client.toml only.
     kiosk = wradm("--root", tmp_path, "check", "--client").stderr.splitlines()
-    assert kiosk and all("/etc/wayray/client.toml:" in line for line in kiosk if ": warning: " in line), kiosk
+    warnings = [line for line in kiosk if ": warning: " in line]
+    assert warnings and all("/etc/wayray/client.toml:" in line for line in warnings), kiosk
     # --quiet: errors only (the unit's ExecReload and SMF's start method use it).
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")

@@ -200,13 +200,13 @@ def _launcher_needs(config: Config, new: Mapping[str, Any], recorded: Any, obser
 
 
 def _last_change(config: Config, name: str) -> float:
-    """The newest modification time of ``name``, its drop-ins and the directories holding them (a
-    removed drop-in changes its directory)."""
+    """The newest modification time of ``name``'s files and of its drop-in directories (adding or
+    removing a drop-in changes its directory). The layer directories themselves are not looked at:
+    ``/run/wayray`` is also where the daemons keep their sockets, so its time says nothing."""
     from wayray.config.layers import LAYERS, under
 
     paths: list[Path] = [s.path for s in config.sources if s.spec_name == name]
-    for layer in LAYERS:
-        paths += [under(config.root, layer), under(config.root, f"{layer}/{name}.d")]
+    paths += [under(config.root, f"{layer}/{name}.d") for layer in LAYERS]
     newest = 0.0
     for path in paths:
         try:
