@@ -233,3 +233,90 @@ def test_the_smf_refresh_method_reports_a_refused_configuration_and_keeps_the_in
         )
         assert (res.returncode, res.stderr) == (0, "")
         assert inst.status()["policy"]["idle_timeout_s"] == 3600
+
+
+def _changed_value(setting: Any) -> Any:
+    """A valid value other than the default, for each kind of setting of servers.toml/host.toml."""
+    from wayray.config import types as t
+
+    vt = setting.type
+    samples: dict[type, Any] = {
+        t.Bool: not setting.default if isinstance(setting.default, bool) else True,
+        t.Number: 2.0,
+        t.IPAddress: ["192.0.2.7"],
+        t.Command: ["sh", "-c", "true"],
+        t.String: "lab2",
+        t.Size: "1G",
+        t.Percent: "50%",
+        t.Bitrate: "4M",
+        t.AbsPath: "/var/lib/elsewhere/x.pem",
+        t.UserName: "someone",
+    }
+    if isinstance(vt, t.ListOf):
+        return samples.get(type(vt.item), [vt.item.values[-1]] if isinstance(vt.item, t.Choice) else None)
+    if isinstance(vt, t.Choice):
+        return next((v for v in vt.values if v != str(setting.default)), None)
+    if isinstance(vt, t.Integer):
+        value = (vt.minimum or 0) + 1
+        return value if value != setting.default else value + 1
+    return samples.get(type(vt))
+
+
+def test_what_the_reference_says_a_reload_takes_is_what_wrsrvd_reloads() -> None:
+    # For every key of the files wrsrvd reads: change it, make the server's settings from both
+    # configurations, and compare with FrontDoor.RESTART_ONLY (what a reload leaves at its running
+    # value). A key the reference calls "reload" must change nothing restart-only; one it calls
+    # "restart" must change something that is.
+    from wayray.config.model import FILES_BY_NAME, HostConfig, ServerConfig
+    from wayray.config.schema import Applies, applied_settings
+    from wayray.server.frontdoor import FrontDoor
+    from wayray.server.settings import instance_settings
+
+    def settings(server: ServerConfig, host: HostConfig) -> Any:
+        from wayray.config import PolicyConfig
+
+        return instance_settings(server, PolicyConfig(name="default"), host)
+
+    import dataclasses
+
+    from wayray.config.model import TLSSettings
+
+    pem = Path("/var/lib/wayray/lab/tls")
+    base_server = ServerConfig(name="lab", tls=TLSSettings(cert=pem / "cert.pem", key=pem / "key.pem"))  # type: ignore[arg-type]
+    base_host = HostConfig(
+        launcher_socket=Path("/run/wayray/wrsessd.sock"), admin_socket="/run/wayray/{instance}/a"
+    )  # type: ignore[arg-type]
+    checked = 0
+    for table, record, base in (("server", ServerConfig, base_server), ("host", HostConfig, base_host)):
+        spec = FILES_BY_NAME["servers.toml" if table == "server" else "host.toml"]
+        for item in applied_settings(record, frozenset({spec.applies})):
+            value = _changed_value(item.setting)
+            if value is None or item.key == "admin_socket":
+                continue
+            raw = item.setting.type.parse(value)  # type: ignore[union-attr]
+            changed: Any = base
+            if len(item.attrs) == 1:
+                changed = dataclasses.replace(base, **{item.attrs[0]: raw})
+            else:
+                inner = getattr(base, item.attrs[0])
+                changed = dataclasses.replace(
+                    base, **{item.attrs[0]: dataclasses.replace(inner, **{item.attrs[1]: raw})}
+                )
+            before = settings(base_server, base_host)
+            after = settings(changed, base_host) if table == "server" else settings(base_server, changed)
+            fields = {
+                f.name
+                for f in dataclasses.fields(before)
+                if getattr(before, f.name) != getattr(after, f.name)
+            }
+            restart_only = fields & set(FrontDoor.RESTART_ONLY)
+            if Applies.RESTART in item.applies and Applies.RELOAD not in item.applies:
+                if Applies.LAUNCHER in item.applies or Applies.UNIT in item.applies:
+                    continue  # read by more than wrsrvd (the launcher, the unit): its own test
+                assert restart_only, (
+                    f"{table}.{item.key} is 'restart' but a reload would apply it ({fields})"
+                )
+            if Applies.RELOAD in item.applies:
+                assert not restart_only, f"{table}.{item.key} is 'reload' but a reload keeps {restart_only}"
+            checked += 1
+    assert checked >= 15
