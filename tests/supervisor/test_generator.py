@@ -103,6 +103,22 @@ def test_errors_are_logged_and_never_fail_the_boot(tmp_path: Path) -> None:
     assert "run `wradm check`" in res.stderr
 
 
+def test_only_what_the_server_instances_read_is_logged(tmp_path: Path) -> None:
+    # A kiosk's client.toml and the launcher's session.toml do not decide the units: their problems
+    # are for `wradm check`, not for the kernel log at every boot.
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": "[server.a]\nport = 7100\n",
+            "etc/wayray/client.toml": '[client]\nkiosk = "yes"\n',
+            "etc/wayray/session.toml": "[session]\npanel = 7\n",
+        },
+    )
+    res = run_generator(root, tmp_path / "gen")
+    assert (res.returncode, res.stderr) == (0, "")
+    assert sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants")) == ["wrsrvd@a.service"]
+
+
 def test_an_unparsable_servers_file_enables_nothing_but_exits_zero(tmp_path: Path) -> None:
     root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a\nport = 1\n"})
     res = run_generator(root, tmp_path / "gen")
