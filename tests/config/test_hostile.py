@@ -427,3 +427,13 @@ def test_apply_writes_nothing_for_a_hostile_tree(tmp_path: Path) -> None:
         res = run_limited([script("wradm"), "--root", str(root), "apply", "--target", "systemd"])
         assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert snapshot_safe(root) == before
+
+
+def test_a_drop_in_directory_of_thousands_of_files_is_an_error_not_a_slow_read(tmp_path: Path) -> None:
+    root = write(tmp_path, {f"{ETC}/servers.toml.d/{i:05}.toml": "" for i in range(1500)})
+    res = check(root)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert (
+        f"{root}/{ETC}/servers.toml.d: error: more than 1024 entries; only the first 1024 were looked at"
+        in res.stderr
+    )

@@ -135,11 +135,16 @@ class _Finder:
             )
             return None
         if more:
+            # In a drop-in directory files may have been left unread: an error. A layer directory
+            # (/run/wayray also holds the daemons' sockets) only loses stray-file warnings.
             self.diags.append(
                 Diagnostic(
-                    Severity.ERROR,
+                    Severity.ERROR if spec else Severity.WARNING,
                     f"more than {MAX_DIR_ENTRIES} entries; only the first {MAX_DIR_ENTRIES} were "
-                    "looked at (a drop-in directory holds a few files: remove what does not belong)",
+                    "looked at (a drop-in directory holds a few files: remove what does not belong)"
+                    if spec
+                    else f"more than {MAX_DIR_ENTRIES} entries; only the first {MAX_DIR_ENTRIES} were "
+                    "looked at for misspelt file names",
                     Origin(str(shown), logical=logical_dir, file=spec),
                 )
             )

@@ -277,7 +277,7 @@ async def _serve(
             except (ConfigError, UnknownInstance) as err:
                 problems = err.diagnostics if isinstance(err, ConfigError) else ()
                 lines = [d.format() for d in problems if d.severity is Severity.ERROR] or [err.message]
-                for line in lines:
+                for line in "\n".join(lines).split("\n"):  # one log line each, notes included
                     log.error("configuration not reloaded (the running one stays): %s", line)
                 notifier.ready(door.status_line())
                 return {
