@@ -265,8 +265,11 @@ class LoginRig:
     def type_login(self, kiosk: KioskProc, user: str | None, password: str) -> None:
         """Type a user name (None: an unlock screen has it already) and a password at the greeter."""
         if real_wrlogin_available():
-            # As a person types: the password right after the user name's Enter, without waiting
-            # for the password prompt (the greeter keeps it for the prompt that comes).
+            # As a person types: once the login screen is drawn (keys typed before wrlogin's window
+            # exists reach no one — on a loaded machine that can take seconds after the greeter
+            # event), then the password right after the user name's Enter, without waiting for the
+            # password prompt (the greeter keeps it for the prompt that comes).
+            self.shows(kiosk, "Unlock" if user is None else "User name")
             name = [f"type {user}", "key Return"] if user is not None else []
             kiosk.run("settle 500", *name, f"type {password}", "key Return")
         else:
