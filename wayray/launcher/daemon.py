@@ -39,7 +39,7 @@ from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.records import SessionRecords
 from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal, session_to_json
-from wayray.launcher.worker import WorkerJob
+from wayray.launcher.worker import ROOT_REFUSED, WorkerJob
 
 log = logging.getLogger("wayray.wrsessd")
 
@@ -243,6 +243,8 @@ class Login:
     unlock_target: LiveSession | None
     deadline: float
     awaiting: protocol.AuthMessageType | None = None
+    #: The user PAM named last, whose lockout has been checked (the requested user at first).
+    checked_user: str | None = None
     user: str | None = None
     authenticated: bool = False
     expired: bool = False
@@ -733,6 +735,11 @@ class Launcher:
                 )
             username = target.info.user
 
+        if username is not None and target is None and is_root(username):
+            log.warning(
+                "login for %s with token %s from %s refused: root", username, short(token), rhost or "-"
+            )
+            raise RequestError(ErrorType.ACCOUNT_ERROR, ROOT_REFUSED)
         now = self.clock()
         wait = self.limiter.retry_after([*token_key(token), *user_key(username)], now)
         if wait is not None:
@@ -779,6 +786,7 @@ class Launcher:
             greeter=greeter,
             unlock_target=target,
             deadline=now + self.settings.login_timeout_s,
+            checked_user=username,
         )
         login.timer = asyncio.get_running_loop().call_later(
             self.settings.login_timeout_s, lambda: self._spawn_task(self._expire_login(conn, login))
@@ -836,6 +844,28 @@ class Launcher:
             await self._abort_login(conn)
             raise RequestError(ErrorType.ERROR, "the login did not finish (worker timed out or exited)")
         kind = msg.get("type")
+        named = msg.get("user") if isinstance(msg.get("user"), str) else None
+        if kind == "prompt" and named and named != login.checked_user:
+            # PAM has just named the user (it asked "login:"): check that user now, before the next
+            # question — the password — reaches anyone, so the answer never depends on the password.
+            login.checked_user = named
+            if login.kind is LoginKind.USER and is_root(named):
+                log.warning("login %s refused before the password: root", login.session_id)
+                await self._abort_login(conn)
+                raise RequestError(ErrorType.ACCOUNT_ERROR, ROOT_REFUSED)
+            wait = self.limiter.retry_after(user_key(named), self.clock())
+            if wait is not None:
+                log.warning(
+                    "login %s for %s with token %s from %s refused before the password: "
+                    "rate limited for %.0f s",
+                    login.session_id,
+                    named,
+                    short(login.token),
+                    login.rhost or "-",
+                    wait,
+                )
+                await self._abort_login(conn)
+                raise RequestError(ErrorType.RATE_LIMITED, too_many(wait), retry_after=round(wait, 1))
         if kind == "prompt":
             style = protocol.AuthMessageType(msg["style"])
             login.awaiting = style
@@ -844,10 +874,13 @@ class Launcher:
             )
         if kind == "auth_ok":
             user = str(msg["user"])
-            wait = self.limiter.retry_after(user_key(user), self.clock())
+            now = self.clock()
+            wait = self.limiter.retry_after(user_key(user), now)
             if wait is not None:
-                # PAM asked for the name, so the per-user limit could only be checked now. The
-                # answer is the same whether the password was right or not.
+                # A stack that named the user only with its verdict (no question after the name): the
+                # answer, and what it does to the block, must not depend on the password, so a right
+                # one counts as a failure here exactly as a wrong one does below.
+                self.limiter.failed([*token_key(login.token), *user_key(user)], now)
                 log.warning("login %s for %s refused: rate limited for %.0f s", login.session_id, user, wait)
                 await self._abort_login(conn)
                 raise RequestError(ErrorType.RATE_LIMITED, too_many(wait), retry_after=round(wait, 1))
@@ -864,8 +897,17 @@ class Launcher:
             error_type = ErrorType(msg.get("error_type", "error"))
             named = msg.get("user") or login.requested_user
             who = named if isinstance(named, str) else None
+            now = self.clock()
+            blocked = self.limiter.retry_after(user_key(who), now) if who else None
             if error_type is ErrorType.AUTH_ERROR:
-                self.limiter.failed([*token_key(login.token), *user_key(who)], self.clock())
+                self.limiter.failed([*token_key(login.token), *user_key(who)], now)
+            if blocked is not None and error_type in (ErrorType.AUTH_ERROR, ErrorType.ACCOUNT_ERROR):
+                # The same answer as a right password of a blocked user gets (above).
+                log.warning(
+                    "login %s for %s refused: rate limited for %.0f s", login.session_id, who, blocked
+                )
+                await self._abort_login(conn)
+                raise RequestError(ErrorType.RATE_LIMITED, too_many(blocked), retry_after=round(blocked, 1))
             log.warning(
                 "login %s for %s with token %s from %s failed: %s",
                 login.session_id,
@@ -1132,6 +1174,14 @@ def merge_env(requested: tuple[str, ...] | list[str], fixed: tuple[str, ...]) ->
     """``requested`` entries, then ``fixed`` ones, which replace requested entries of the same name."""
     names = {e.partition("=")[0] for e in fixed}
     return [e for e in requested if e.partition("=")[0] not in names] + list(fixed)
+
+
+def is_root(user: str) -> bool:
+    """Whether the account ``user`` has uid 0 (root, or another name for it). Unknown: False."""
+    try:
+        return pwd.getpwnam(user).pw_uid == 0
+    except KeyError:
+        return False
 
 
 def too_many(wait: float) -> str:

@@ -69,6 +69,7 @@ _ACCOUNT_FAILURES = {
     pam.Status.TRY_AGAIN,
 }
 LOGIN_INCORRECT = "Login incorrect: wrong user name or password."
+ROOT_REFUSED = "root cannot log in here: WayRay never starts a session as root."
 
 _STYLE_TO_TYPE = {
     pam.MessageStyle.PROMPT_ECHO_OFF: protocol.AuthMessageType.SECRET,
@@ -166,7 +167,13 @@ class Worker:
         kind = _STYLE_TO_TYPE[message.style]
         if kind is protocol.AuthMessageType.ERROR:
             self.last_pam_error = message.text
-        if not self.chan.send({"type": "prompt", "style": kind.value, "text": message.text}):
+        prompt: dict[str, Any] = {"type": "prompt", "style": kind.value, "text": message.text}
+        named = self._pam_user()
+        if named:
+            # PAM knows whom it is authenticating (it asked "login:", or was told): wrsessd checks
+            # that user's lockout now, before anything further — a password above all — is asked.
+            prompt["user"] = named
+        if not self.chan.send(prompt):
             raise pam.ConversationAborted("wrsessd went away")
         reply = self.chan.recv()
         if reply is None or reply.get("type") == "cancel":
@@ -179,6 +186,14 @@ class Worker:
                 raise pam.ConversationAborted("no answer to a prompt")
             return response
         return None
+
+    def _pam_user(self) -> str | None:
+        if self.handle is None:
+            return None
+        try:
+            return self.handle.user
+        except pam.PamError:
+            return None
 
     def authenticate(self) -> bool:
         job = self.job
@@ -209,6 +224,19 @@ class Worker:
         if self.account.uid == 0 and job.session_class == protocol.SessionClass.GREETER:
             self.chan.send(
                 {"type": "auth_failed", "error_type": "error", "message": "greeters never run as root"}
+            )
+            return False
+        if self.account.uid == 0:
+            # Whatever the PAM stack says: a kiosk is no place for a root session (nor an unlock of one).
+            log.warning("login for %s refused: it has uid 0, and WayRay never starts a root session", user)
+            self.chan.send(
+                {
+                    "type": "auth_failed",
+                    "error_type": "account_error",
+                    "message": ROOT_REFUSED,
+                    "status": "root_refused",
+                    "user": self.account.name,
+                }
             )
             return False
         return self.chan.send({"type": "auth_ok", "user": self.account.name, "uid": self.account.uid})
