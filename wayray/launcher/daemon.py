@@ -34,7 +34,7 @@ from typing import Any
 
 from wayray.common.errors import WayRayError
 from wayray.config import SessionConfig
-from wayray.launcher import proctree, protocol
+from wayray.launcher import proctree, protocol, scope
 from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.records import SessionRecords
@@ -217,6 +217,9 @@ class LiveSession:
     session_env: tuple[str, ...] = ()
     #: Greeters: the most user sessions its login may leave the user with (create_greeter_session).
     max_user_sessions: int | None = None
+    #: Greeters: memory and CPU ceilings of the user session their login starts (create_greeter_session).
+    login_memory_max: int | None = None
+    login_cpu_quota: int | None = None
     ending_reason: EndReason | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -333,14 +336,49 @@ class Launcher:
             self._serve_connection, sock=listener, limit=protocol.MAX_REQUEST_BYTES + 16
         )
 
+    def doomed_sessions(self) -> list[LiveSession]:
+        """Sessions that would not outlive this daemon: under systemd, those whose worker is still in
+        wrsessd's own cgroup (systemd refused them a scope), which stopping the service kills."""
+        if not scope.systemd_booted():
+            return []
+        mine = scope.cgroup_of()
+        return [
+            s
+            for s in self.sessions.values()
+            if s.ending_reason is None and scope.cgroup_of(s.info.worker_pid) == mine
+        ]
+
     async def close(self) -> None:
-        """Stop serving; cancel logins in progress; leave running sessions running."""
+        """Stop serving; cancel logins in progress; leave running sessions running — except those in
+        wrsessd's own cgroup, which the service manager is about to kill: they are ended properly."""
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
             if conn.login is not None:
                 await self._abort_login(conn)
             conn.writer.close()
+        doomed = self.doomed_sessions()
+        survivors = len(self.sessions) - len(doomed)
+        if os.environ.get("SMF_FMRI") and self.sessions:  # pragma: no cover - illumos
+            log.warning(
+                "stopping; %d running session(s) are in wrsessd's process contract: SMF ends them with "
+                "it (no contract per session yet, docs/launcher.md §7)",
+                len(self.sessions),
+            )
+        else:
+            log.info(
+                "stopping; %d running session(s) keep running%s",
+                survivors,
+                " (each in a scope of its own)" if survivors and scope.systemd_booted() else "",
+            )
+        if doomed:
+            log.warning(
+                "%d session(s) are in wrsessd's cgroup (%s), which the service manager kills with it: "
+                "ending them properly now, closing their PAM sessions",
+                len(doomed),
+                ", ".join(f"{s.session_id} of {s.info.user}" for s in doomed),
+            )
+            await asyncio.gather(*(self._end(s, EndReason.SHUTDOWN) for s in doomed))
         for task in list(self._tasks):
             task.cancel()
         for s in self.sessions.values():
@@ -374,6 +412,8 @@ class Launcher:
                 ticket_sha256=stored.ticket_sha256,
                 session_env=stored.session_env,
                 max_user_sessions=stored.max_user_sessions,
+                login_memory_max=stored.login_memory_max,
+                login_cpu_quota=stored.login_cpu_quota,
             )
             self._register(live)
             log.info(
@@ -939,11 +979,14 @@ class Launcher:
         login = self._check_live(conn)
         if not login.authenticated or login.user is None:
             raise RequestError(ErrorType.BAD_REQUEST, "start_session needs a successful login first")
-        if conn.role is Role.GREETER and (req.env or req.cmd):
+        if conn.role is Role.GREETER and (
+            req.env or req.cmd or req.memory_max is not None or req.cpu_quota is not None
+        ):
             # The user's session is the user's: a greeter choosing its PATH, XDG_CONFIG_HOME (where
             # the user's session.toml is read) or command would run programs of its choice as the user.
             raise RequestError(
-                ErrorType.FORBIDDEN, "a greeter cannot choose the environment or command of a user's session"
+                ErrorType.FORBIDDEN,
+                "a greeter cannot choose the environment, command or limits of a user's session",
             )
         if req.cmd and not self.settings.allow_custom_command:
             raise RequestError(
@@ -997,8 +1040,19 @@ class Launcher:
             login.timer.cancel()
         greeter_id = login.greeter.session_id if login.greeter else None
         env = merge_env(req.env or (), login.greeter.session_env if login.greeter else ())
+        if login.greeter is not None:
+            memory_max, cpu_quota = login.greeter.login_memory_max, login.greeter.login_cpu_quota
+        else:
+            memory_max, cpu_quota = req.memory_max, req.cpu_quota
         await login.link.send(
-            {"type": "start", "env": env, "cmd": list(req.cmd) if req.cmd else None, "replaces": greeter_id}
+            {
+                "type": "start",
+                "env": env,
+                "cmd": list(req.cmd) if req.cmd else None,
+                "replaces": greeter_id,
+                "memory_max": memory_max,
+                "cpu_quota": cpu_quota,
+            }
         )
         try:
             live = await self._await_started(login.link, login.session_id)
@@ -1121,14 +1175,30 @@ class Launcher:
             greeter_env = {"WAYRAY_SESSD_SOCK": str(s.socket), "WAYRAY_LOGIN_TICKET": ticket}
             if unlock_user is not None:
                 greeter_env["WAYRAY_UNLOCK_USER"] = unlock_user  # the greeter shows whose session
-            await link.send({"type": "start", "env": list(req.env or ()), "greeter_env": greeter_env})
+            await link.send(
+                {
+                    "type": "start",
+                    "env": list(req.env or ()),
+                    "greeter_env": greeter_env,
+                    "memory_max": req.memory_max,
+                    "cpu_quota": req.cpu_quota,
+                }
+            )
             live = await self._await_started(link, session_id, ticket)
         finally:
             self.pending_logins -= 1
-        if req.session_env or req.max_user_sessions is not None:
+        if (
+            req.session_env
+            or req.max_user_sessions is not None
+            or req.memory_max is not None
+            or req.cpu_quota is not None
+        ):
             live.session_env = tuple(req.session_env or ())
             live.max_user_sessions = req.max_user_sessions
-            self.records.set_greeter_login(live.session_id, live.session_env, live.max_user_sessions)
+            live.login_memory_max, live.login_cpu_quota = req.memory_max, req.cpu_quota
+            self.records.set_greeter_login(
+                live.session_id, live.session_env, live.max_user_sessions, req.memory_max, req.cpu_quota
+            )
         self._register(live)
         log.info(
             "greeter session %s started for %s token %s from %s%s",
