@@ -63,22 +63,48 @@ def _sha256(text: str) -> str:
 # --- framing over asyncio streams ------------------------------------------------------------------
 
 
-async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> dict[str, Any] | None:
-    """One framed JSON object, None at a clean end of stream; ProtocolError on anything else."""
+class IdleTimeout(Exception):
+    """Nothing came on a connection for longer than it may stay silent."""
+
+
+async def read_frame(
+    reader: asyncio.StreamReader,
+    max_bytes: int,
+    *,
+    idle_timeout: float | None = None,
+    frame_timeout: float | None = None,
+) -> dict[str, Any] | None:
+    """One framed JSON object, None at a clean end of stream; ProtocolError on anything else.
+
+    ``idle_timeout``: how long to wait for a message to begin (:class:`IdleTimeout`);
+    ``frame_timeout``: how long a begun message may take to be complete (a ProtocolError)."""
     try:
-        header = await reader.readexactly(protocol.HEADER_SIZE)
-    except asyncio.IncompleteReadError as err:
-        if err.partial:
-            raise protocol.ProtocolError("connection closed in the middle of a frame header") from None
-        return None
-    length = protocol.header_length(header)
-    if length > max_bytes:
-        raise protocol.ProtocolError(f"message of {length} bytes exceeds the {max_bytes}-byte limit")
-    try:
-        body = await reader.readexactly(length)
+        first = await asyncio.wait_for(reader.readexactly(1), idle_timeout)
     except asyncio.IncompleteReadError:
-        raise protocol.ProtocolError("connection closed in the middle of a message") from None
-    return protocol.decode_body(body)
+        return None
+    except TimeoutError:
+        raise IdleTimeout() from None
+
+    async def rest() -> dict[str, Any]:
+        try:
+            header = first + await reader.readexactly(protocol.HEADER_SIZE - 1)
+        except asyncio.IncompleteReadError:
+            raise protocol.ProtocolError("connection closed in the middle of a frame header") from None
+        length = protocol.header_length(header)
+        if length > max_bytes:
+            raise protocol.ProtocolError(f"message of {length} bytes exceeds the {max_bytes}-byte limit")
+        try:
+            body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise protocol.ProtocolError("connection closed in the middle of a message") from None
+        return protocol.decode_body(body)
+
+    try:
+        return await asyncio.wait_for(rest(), frame_timeout)
+    except TimeoutError:
+        raise protocol.ProtocolError(
+            f"an unfinished message: the rest of it did not come within {frame_timeout:g} s"
+        ) from None
 
 
 def peer_uid(sock: socket.socket) -> tuple[int, int]:
@@ -198,9 +224,20 @@ class WorkerLink:
         try:
             await asyncio.wait_for(asyncio.shield(self.watch.exited), 5.0)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            kill_group(self.pid)  # stuck in PAM: it and what a module started (pam_exec) go
             await self.watch.exited
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a worker and what runs under it: the programs a PAM module started (pam_exec gives
+    them a process session of their own) and a failed or ended session's leftovers."""
+    for _ in range(10):  # processes forking while we kill: again until none is left
+        pids = proctree.descendants(pid)
+        if not pids:
+            break
+        proctree.signal_all(pids, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 # --- state -----------------------------------------------------------------------------------------
@@ -572,13 +609,39 @@ class Launcher:
             await writer.drain()
         writer.close()
 
+    def _idle_allowance(self, conn: Connection) -> float:
+        """How long ``conn`` may stay silent now. Between requests: ``idle_timeout_s``. While its login
+        is in its conversation (a person reading a prompt, typing a password slowly), the login's own
+        deadline is what ends it, so the connection may wait that long, and then some."""
+        s = self.settings
+        login = conn.login
+        if login is not None and not login.expired:
+            return max(0.0, login.deadline - self.clock()) + s.idle_timeout_s
+        return s.idle_timeout_s
+
     async def _serve_requests(self, conn: Connection, reader: asyncio.StreamReader) -> None:
         while True:
+            allowance = self._idle_allowance(conn)
             try:
-                obj = await read_frame(reader, protocol.MAX_REQUEST_BYTES)
+                obj = await read_frame(
+                    reader,
+                    protocol.MAX_REQUEST_BYTES,
+                    idle_timeout=allowance,
+                    frame_timeout=self.settings.frame_timeout_s,
+                )
                 if obj is None:
                     return
                 request = protocol.parse_request(obj)
+            except IdleTimeout:
+                # Closed without a word: an answer nobody asked for would be read as the answer to the
+                # client's next request. Clients connect again when they need to (wrlogin does).
+                log.debug(
+                    "closing connection from pid %d (uid %d): nothing came for %g s",
+                    conn.pid,
+                    conn.uid,
+                    allowance,
+                )
+                return
             except protocol.ProtocolError as err:
                 log.info("closing connection from pid %d (uid %d): %s", conn.pid, conn.uid, err)
                 await conn.send(protocol.Error(error_type=ErrorType.BAD_REQUEST, description=str(err)))
@@ -876,9 +939,28 @@ class Launcher:
     async def _advance(self, conn: Connection, login: Login) -> protocol.Message:
         """Run the worker until it needs an answer or has decided, and say what to send the client."""
         remaining = max(0.1, login.deadline - self.clock())
+        budget = min(remaining, self.settings.pam_timeout_s)
         try:
-            msg = await login.link.recv(timeout=remaining)
+            msg = await login.link.recv(timeout=budget)
         except TimeoutError:
+            if budget < remaining:
+                # Nothing from PAM for pam_timeout_s although nobody is typing: a module hangs (a
+                # directory server that does not answer). The worker cannot be cancelled from inside
+                # a PAM call, so it is killed.
+                log.error(
+                    "login %s: the PAM stack (service %s) did not answer in %g s; a module is stuck? "
+                    "Killing its worker (pid %d)",
+                    login.session_id,
+                    self.settings.pam_service,
+                    budget,
+                    login.link.pid,
+                )
+                await self._abort_login(conn)
+                raise RequestError(
+                    ErrorType.ERROR,
+                    f"The login service did not answer in {budget:g} s; please try again, and ask an "
+                    "administrator to check the logs if it keeps happening.",
+                ) from None
             msg = None
         if msg is None:
             await self._abort_login(conn)
@@ -1087,6 +1169,7 @@ class Launcher:
             link.close()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(link.pid, signal.SIGTERM)
+            self._kill_if_stuck(link.pid, link.watch, session_id)
             raise RequestError(
                 ErrorType.ERROR, f"session {session_id}: the session did not start in {timeout:g} s"
             ) from None
@@ -1229,7 +1312,47 @@ class Launcher:
             await asyncio.wait_for(live.ended.wait(), timeout)
             return True
         except TimeoutError:
+            pass
+        if not proctree.alive(live.info.worker_pid, live.worker_start_time):
             return False
+        # Every program of the session had stop_timeout_s to go, then SIGKILL: a worker still here
+        # is stuck in PAM (pam_close_session waiting on a hung service) and would linger for ever.
+        log.error(
+            "session %s of %s: its worker (pid %d) did not finish ending in %g s; stuck in a PAM "
+            "call? Killing it; its PAM session may be left open",
+            live.session_id,
+            live.info.user,
+            live.info.worker_pid,
+            timeout,
+        )
+        kill_group(live.info.worker_pid)
+        self.records.remove(live.session_id)
+        try:
+            await asyncio.wait_for(live.ended.wait(), 15)
+            return True
+        except TimeoutError:
+            return False
+
+    def _kill_if_stuck(self, pid: int, watch: ProcessWatch, session_id: str) -> None:
+        """A worker told to stop (SIGTERM) that is still there after it had time to tear down is stuck
+        in a PAM call (pam_open_session waiting on a hung service): kill it, rather than let it linger."""
+        grace = self.settings.stop_timeout_s + 15
+
+        async def later() -> None:
+            try:
+                await asyncio.wait_for(asyncio.shield(watch.exited), grace)
+            except TimeoutError:
+                log.error(
+                    "session %s: its worker (pid %d) did not stop %g s after SIGTERM; stuck in a PAM "
+                    "call? Killing it; its PAM session may be left open",
+                    session_id,
+                    pid,
+                    grace,
+                )
+                kill_group(pid)
+                self.records.remove(session_id)
+
+        self._spawn_task(later())
 
     async def _kill(self, req: protocol.KillSession) -> protocol.Message:
         live = self.sessions.get(req.session_id)
