@@ -79,3 +79,28 @@ def test_a_block_is_not_forgotten_when_other_failures_fill_the_table(
             assert isinstance(sprayed, p.Error) and sprayed.error_type is p.ErrorType.AUTH_ERROR
         still = named_login(c, accounts.user, accounts.password, token="tok-fresh")
         assert isinstance(still, p.Error) and still.error_type is p.ErrorType.RATE_LIMITED, still
+
+
+def test_a_wrong_password_at_an_unlock_says_wrong_password(
+    start_daemon: StartDaemon, accounts: Accounts
+) -> None:
+    """The unlock screen's user name is fixed (the session's owner): "wrong user name or password"
+    pointed at something the person cannot have got wrong."""
+    daemon = start_daemon()
+    with daemon.client() as c:
+        assert isinstance(named_login(c, accounts.user, accounts.password, token="tok-u"), p.Success)
+        started = c.request(p.StartSession())
+        assert isinstance(started, p.SessionStarted), started
+        unlock = p.CreateSession(
+            token="tok-u", token_kind="badge", unlock_session=started.session.session_id
+        )
+        wrong = c.login(unlock, answer_with("not-it"))
+        assert isinstance(wrong, p.Error) and wrong.error_type is p.ErrorType.AUTH_ERROR, wrong
+        assert wrong.description == "Wrong password."
+        # A login whose name was typed keeps saying which two things may be wrong.
+        other = named_login(c, accounts.user, "not-it", token="tok-v")
+        assert (
+            isinstance(other, p.Error)
+            and other.description == "Login incorrect: wrong user name or password."
+        )
+        c.kill_session(started.session.session_id)

@@ -69,6 +69,8 @@ _ACCOUNT_FAILURES = {
     pam.Status.TRY_AGAIN,
 }
 LOGIN_INCORRECT = "Login incorrect: wrong user name or password."
+#: An unlock's user name is fixed (the session's owner): only the password can be wrong.
+WRONG_PASSWORD = "Wrong password."
 ROOT_REFUSED = "root cannot log in here: WayRay never starts a session as root."
 
 _STYLE_TO_TYPE = {
@@ -257,7 +259,8 @@ class Worker:
             if isinstance(self.handle.conversation_error, Cancelled):
                 raise Cancelled()
             if err.status in _AUTH_FAILURES:
-                error_type, message = "auth_error", self.last_pam_error or LOGIN_INCORRECT
+                incorrect = WRONG_PASSWORD if self.job.unlock_session else LOGIN_INCORRECT
+                error_type, message = "auth_error", self.last_pam_error or incorrect
             elif err.status in _ACCOUNT_FAILURES:
                 what = "password change failed" if err.call == "pam_chauthtok" else "account refused"
                 error_type = "account_error"
