@@ -199,7 +199,7 @@ def test_re_authentication_asks_for_the_password_before_the_session_is_shown(
     rig.shows(b, "Unlock")
     assert a.state()["state"] == "session" and a.state()["session_id"] == sid
     rig.type_login(b, None, "not-the-password")
-    rig.shows(b, "Login incorrect")
+    rig.shows(b, "Wrong password")
     assert a.state()["session_id"] == sid and b.state()["screen"] == "greeter"
     rig.type_login(b, None, accounts.password)
     shown = b.wait_screen("desktop")
