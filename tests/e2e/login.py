@@ -132,8 +132,11 @@ class LoginRig:
 
     # --- configuration -----------------------------------------------------------------------------
 
-    def configure(self, *, policy: str = "", session_toml: str | None = None, **launcher: Any) -> None:
-        """wrsrvd's configuration tree, the system session.toml, and wrsessd's settings."""
+    def configure(
+        self, *, policy: str = "", session_toml: str | None = None, server: str = "", **launcher: Any
+    ) -> None:
+        """wrsrvd's configuration tree, the system session.toml, and wrsessd's settings. ``server``:
+        further lines of servers.toml (tables of ``[server.lab]``)."""
         etc = self.root / "etc" / "wayray"
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "host.toml").write_text(
@@ -143,7 +146,7 @@ class LoginRig:
         (etc / "servers.toml").write_text(
             # Two addresses, so two kiosks can come from two hosts (kiosks are told apart by host).
             f'[server.lab]\nlisten = ["127.0.0.1", "::1"]\nport = {self.port}\nsessions = "login"\n'
-            'policy = "test"\n[server.lab.output]\nwidth = 1024\nheight = 768\n'
+            'policy = "test"\n[server.lab.output]\nwidth = 1024\nheight = 768\n' + server
         )
         (etc / "policies.toml").write_text("[policy.test]\n" + policy)
         for d in (self.root, self.root / "etc", etc):

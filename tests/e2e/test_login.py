@@ -131,6 +131,27 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
         assert BADGE not in text, f"the badge appears in {where}"
 
 
+def test_per_session_limits_go_with_every_login_screen_and_session(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    """limits.session_memory_max / session_cpu_quota of the instance reach wrsessd for the login
+    screen and for the session its login starts. This host has no systemd to set them on a scope
+    (tests/launcher/test_booted_scopes.py shows that), so wrsessd says, for each, that it cannot."""
+    rig.configure(server='[server.lab.limits]\nsession_memory_max = "3G"\nsession_cpu_quota = "150%"\n')
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    a.wait_screen("greeter")
+    rig.log_in(a, accounts.user, accounts.password)
+    assert rig.daemon is not None
+    wanted = "its limits (MemoryMax=3221225472, CPUQuota=150%) are not applied: there is no systemd here"
+    said = [line for line in rig.daemon.log().splitlines() if wanted in line]
+    assert [any(f" of {who}: " in line for line in said) for who in (accounts.greeter, accounts.user)] == [
+        True,
+        True,
+    ], said
+
+
 def test_the_greeter_refuses_a_wrong_password_and_a_locked_account_visibly(
     rig: LoginRig, accounts: Accounts
 ) -> None:
@@ -178,7 +199,7 @@ def test_re_authentication_asks_for_the_password_before_the_session_is_shown(
     rig.shows(b, "Unlock")
     assert a.state()["state"] == "session" and a.state()["session_id"] == sid
     rig.type_login(b, None, "not-the-password")
-    rig.shows(b, "Login incorrect")
+    rig.shows(b, "Wrong password")
     assert a.state()["session_id"] == sid and b.state()["screen"] == "greeter"
     rig.type_login(b, None, accounts.password)
     shown = b.wait_screen("desktop")

@@ -182,14 +182,30 @@ class LimitSettings:
     memory_max: int | None = setting(
         None,
         Size(),
-        "Memory ceiling of the server instance and its sessions (systemd `MemoryMax=`; on illumos "
-        "recorded as a property only, see operating.md).",
+        "Memory ceiling of the server instance itself: wrsrvd, and the sessions it starts itself with "
+        '`sessions = "command"` (systemd `MemoryMax=` on `wrsrvd@NAME`; on illumos recorded as a '
+        "property only, see operating.md). Login sessions run outside it: see `session_memory_max`.",
     )
     cpu_quota: int | None = setting(
         None,
         Percent(),
-        "CPU time ceiling (systemd `CPUQuota=`; on illumos recorded as a property only, for a "
-        "`project.cpu-cap` you set up, see operating.md).",
+        "CPU time ceiling of the server instance itself, like `memory_max` (systemd `CPUQuota=`; on "
+        "illumos recorded as a property only, for a `project.cpu-cap` you set up, see operating.md). "
+        "Login sessions: `session_cpu_quota`.",
+    )
+    session_memory_max: int | None = setting(
+        None,
+        Size(),
+        'Memory ceiling of each login session of this instance (`sessions = "login"`): its '
+        "compositor and every program in it, login screens included. systemd `MemoryMax=` on the "
+        "session's own scope (logind's `session-N.scope`, or `wayray-session-ID.scope`); without "
+        "systemd not applied (wrsessd logs so).",
+    )
+    session_cpu_quota: int | None = setting(
+        None,
+        Percent(),
+        "CPU time ceiling of each login session of this instance, like `session_memory_max` "
+        '(systemd `CPUQuota=` on its scope; "100%" is one CPU).',
     )
 
 
@@ -233,7 +249,9 @@ class ServerConfig:
     tls: TLSSettings = table(TLSSettings, "TLS identity (QUIC always uses TLS 1.3).")
     output: OutputSettings = table(OutputSettings, "Output (screen) defaults for new sessions.")
     encoder: EncoderSettings = table(EncoderSettings, "Encoder preferences.")
-    limits: LimitSettings = table(LimitSettings, "Resource limits of the whole instance.")
+    limits: LimitSettings = table(
+        LimitSettings, "Resource limits of the instance itself and of each of its login sessions."
+    )
     #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
     name: str = ""
 

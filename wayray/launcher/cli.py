@@ -120,7 +120,6 @@ async def _serve(settings: LauncherSettings, config_root: Path | None) -> int:
         notifier.stopping()
         if watchdog is not None:
             watchdog.cancel()
-        log.info("stopping; %d running session(s) keep running", len(launcher.sessions))
         await launcher.close()
     finally:
         if bound:

@@ -260,6 +260,9 @@ ARGV = TextList(256, Text(4096))
 PAM_ANSWER = Text(4096, allow_empty=True)
 PATHNAME = Text(4096, allow_empty=True)
 PID = Integer(0, 2**31 - 1)
+MEMORY_MAX = Integer(1, 2**63 - 1)
+CPU_QUOTA = Integer(1, 100_000)
+UNIT_NAME = Text(255, r"[A-Za-z0-9:_.\\@-]+\.scope")
 
 
 @dataclass(frozen=True)
@@ -390,6 +393,14 @@ class SessionInfo(Record):
         SESSION_ID, "greeter sessions only: the user session this greeter re-authenticates for"
     )
     adopted: bool = field(Flag(), "true when a restarted wrsessd re-adopted the session", default=False)
+    unit: str | None = field(
+        UNIT_NAME,
+        "the systemd scope the session runs in, out of wrsessd's cgroup: logind's `session-N.scope`, "
+        "or `wayray-session-<session_id>.scope` (in `wayray.slice`) where logind made none; absent "
+        "without systemd",
+    )
+    memory_max: int | None = field(MEMORY_MAX, "the session's memory ceiling in bytes, if it has one")
+    cpu_quota: int | None = field(CPU_QUOTA, "the session's CPU ceiling in percent of one CPU, if any")
 
 
 # --- requests --------------------------------------------------------------------------------------
@@ -446,6 +457,15 @@ class StartSession(Message):
         ENV_LIST,
         "control: extra `NAME=value` entries for the session's environment (reserved names refused)",
     )
+    memory_max: int | None = field(
+        MEMORY_MAX,
+        "control: memory ceiling of the session in bytes (systemd `MemoryMax=` on its scope); a login "
+        "through a greeter takes the greeter's",
+    )
+    cpu_quota: int | None = field(
+        CPU_QUOTA,
+        "control: CPU ceiling of the session in percent of one CPU (systemd `CPUQuota=` on its scope)",
+    )
 
 
 @message(
@@ -486,6 +506,16 @@ class CreateGreeterSession(Message):
         Integer(1, 100_000),
         "the most user sessions the user who logs in through this greeter may have (the asking "
         "server's policy); `start_session` beyond it (or beyond wrsessd's own limit) → `error {limit}`",
+    )
+    memory_max: int | None = field(
+        MEMORY_MAX,
+        "memory ceiling in bytes of this greeter session and of the user session its login starts "
+        "(the asking server's `limits.session_memory_max`): systemd `MemoryMax=` on each one's scope",
+    )
+    cpu_quota: int | None = field(
+        CPU_QUOTA,
+        "CPU ceiling in percent of one CPU of this greeter session and of the user session its login "
+        "starts (`limits.session_cpu_quota`): systemd `CPUQuota=` on each one's scope",
     )
 
 

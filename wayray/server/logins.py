@@ -138,6 +138,8 @@ class LoginMode:
                 env=self._compositor_env(sid, greeter_secret, size, scale),
                 session_env=self._compositor_env(sid, user_secret, size, scale),
                 max_user_sessions=s.policy.max_sessions_per_user,
+                memory_max=s.session_memory_max,
+                cpu_quota=s.session_cpu_quota,
             )
         except LauncherUnavailable as err:
             log.error(
@@ -221,6 +223,8 @@ class LoginMode:
                 rhost=host_of(conn.peer_address),
                 env=self._compositor_env(tid, secret, size, scale),
                 unlock_session=session.endpoint.launcher_session,
+                memory_max=self.settings.session_memory_max,
+                cpu_quota=self.settings.session_cpu_quota,
             )
         except LauncherUnavailable as err:
             log.error(

@@ -62,6 +62,9 @@ class FrontDoorSettings:
     #: Login mode: the session launcher's socket; sessions start behind a greeter, through wrsessd.
     #: None: wrsrvd starts ``session_command`` itself (standalone, ``sessions = "command"``).
     launcher_socket: Path | None = None
+    #: Login mode: memory (bytes) and CPU (percent) ceilings of each session's scope, set by wrsessd.
+    session_memory_max: int | None = None
+    session_cpu_quota: int | None = None
 
     @property
     def login(self) -> bool:
@@ -204,4 +207,6 @@ def _build(
         policy=session_policy(policy, login=launcher_socket is not None),
         clipboard=policy.clipboard,
         launcher_socket=launcher_socket,
+        session_memory_max=server.limits.session_memory_max,
+        session_cpu_quota=server.limits.session_cpu_quota,
     )
