@@ -28,6 +28,9 @@ DEADLINE = 90.0
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     with booted_with_package(tmp_path_factory.mktemp("box"), "wrtest") as container:
+        # The operator's first edit: the shipped servers.toml enables no instance.
+        container.run(["sed", "-i", "0,/^enabled = false/s//enabled = true/", "/etc/wayray/servers.toml"])
+        container.run(["systemctl", "daemon-reload"])
         yield container
 
 

@@ -94,8 +94,9 @@ def test_the_packaged_wradm_and_generator_work(package: tuple[Path, Path], tmp_p
         text=True,
         timeout=120,
     )
-    assert res.returncode == 0, res.stderr
-    assert "servers: main, lab (disabled)" in res.stdout
+    assert (res.returncode, res.stderr) == (0, "")
+    # As installed nothing is served, and nothing warns.
+    assert res.stdout.startswith("configuration OK (no problems): servers: main (disabled), lab (disabled)")
     dirs = [tmp_path / d for d in ("normal", "early", "late")]
     for d in dirs:
         d.mkdir()
@@ -107,4 +108,4 @@ def test_the_packaged_wradm_and_generator_work(package: tuple[Path, Path], tmp_p
         timeout=120,
     )
     assert (res.returncode, res.stderr) == (0, "")
-    assert [p.name for p in (tmp_path / "normal/wayray.target.wants").iterdir()] == ["wrsrvd@main.service"]
+    assert not (tmp_path / "normal/wayray.target.wants").exists()
