@@ -222,13 +222,21 @@ def package_depends() -> tuple[str, ...]:
     return tuple(re.sub(r"\s*\(.*\)", "", d).strip() for d in m.group(1).split(","))
 
 
-def build_deb(out: Path) -> Path:
-    """WayRay's .deb built from this checkout into ``out`` (dependencies left out); its path."""
+def build_deb(out: Path, *, dependencies: bool = False, revision: int = 1) -> Path:
+    """WayRay's .deb built from this checkout into ``out``, uncompressed (xz would take minutes);
+    its path. Without ``dependencies`` the daemons' Python dependencies are left out (wradm and the
+    generator need none); with them pip fetches the pinned versions."""
     build = subprocess.run(
-        [str(REPO / "packaging/debian/build-deb"), "--without-dependencies", str(out)],
+        [
+            str(REPO / "packaging/debian/build-deb"),
+            *(() if dependencies else ("--without-dependencies",)),
+            "--compression=none",
+            f"--revision={revision}",
+            str(out),
+        ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     assert build.returncode == 0, build.stderr
     return Path(build.stdout.strip().splitlines()[-1])
