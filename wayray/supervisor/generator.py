@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 PROGRAM = "wayray-generator"
+USAGE = f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot; man {PROGRAM})"
 #: The kernel log is no place for a long list: show the first few, `wradm check` shows them all.
 MAX_LOGGED = 5
 
@@ -71,8 +72,13 @@ def generate(normal_dir: Path, root: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-h"], ["--help"]):
+        from wayray.common.version import version_line
+
+        print(version_line(PROGRAM) if args == ["--version"] else USAGE)
+        return 0
     if len(args) not in (1, 3):
-        sys.stderr.write(f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot)\n")
+        sys.stderr.write(f"{USAGE}\n")
         return 2
     root = Path(os.environ.get("WAYRAY_ROOT") or "/")
     try:
