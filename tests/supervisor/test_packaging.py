@@ -62,7 +62,7 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
             program = root / m.group(1).lstrip("/")
             assert program.is_file() and os.access(program, os.X_OK), m.group(1)
             assert program.read_text().startswith("#!/opt/wayray/bin/python\n")
-    generator = root / "usr/lib/systemd/system-generators/wayray-generator"
+    generator = root / "lib/systemd/system-generators/wayray-generator"
     assert os.readlink(generator) == "/opt/wayray/bin/wayray-generator"
     assert os.readlink(root / "usr/bin/wradm") == "/opt/wayray/bin/wradm"
     assert (root / "usr/lib/sysusers.d/wayray.conf").read_text().count("\nu ") == 2
