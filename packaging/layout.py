@@ -94,9 +94,10 @@ def stage(dest: Path, system: str) -> list[Item]:
             os.symlink(item.link, target)
         elif item.gzip:
             # -n and a fixed mtime: the same bytes every build (as dh_compress makes them).
-            with open(target, "wb") as raw, gzip.GzipFile(
-                filename="", mode="wb", compresslevel=9, fileobj=raw, mtime=0
-            ) as out:
+            with (
+                open(target, "wb") as raw,
+                gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=raw, mtime=0) as out,
+            ):
                 out.write((REPO / item.source).read_bytes())
             os.chmod(target, item.mode)
         else:
