@@ -173,6 +173,16 @@ class Appliance:
             colours = im.convert("RGB").getcolors(maxcolors=1 << 16)
         return len(colours) if colours is not None else 1 << 16
 
+    def screen_shows(self, kiosk: str, phrase: str) -> bool:
+        """Whether a person reads ``phrase`` on the kiosk's screen now (OCR)."""
+        from tests.ocr import shows
+
+        self.keys(kiosk, "snapshot /root/kiosk/read.png")
+        return shows((self.box.root / "root/kiosk/read.png").read_bytes(), phrase)
+
+    def wait_shows(self, kiosk: str, phrase: str) -> None:
+        self.until(lambda: self.screen_shows(kiosk, phrase), f"kiosk {kiosk} to show {phrase!r}")
+
     def wait_drawn(self, kiosk: str, what: str) -> None:
         """Until a window with text is on the screen (a person waits to see it before typing)."""
         self.until(lambda: self.picture_colours(kiosk) > 16, f"kiosk {kiosk}: {what} drawn")
@@ -289,6 +299,8 @@ def test_a_user_badges_in_and_logs_in_through_the_greeter(step: Appliance) -> No
     assert "foot" in app.session_pids()
     sessions = app.run("loginctl", "list-sessions", "--no-legend")
     assert re.search(rf"\b{USER}\b", sessions), sessions
+    app.type_in_session("a", "echo hello from $(id -un) on $(hostname)")
+    app.wait_shows("a", f"hello from {USER} on wayray-test")
     app.type_in_session("a", "id -un > ~/proof; hostname >> ~/proof")
     app.until(lambda: len(app.proof()) == 2, "the command's output in ~/proof")
     assert app.proof() == [USER, "wayray-test"]
@@ -305,7 +317,8 @@ def test_the_badge_at_a_second_kiosk_asks_for_the_password_and_brings_the_sessio
     unlock = app.wait_screen("b", "greeter")
     assert unlock["session_id"] == sid
     app.wait_drawn("b", "the unlock screen")
-    app.keys("b", "type wrong-password", "key Return", "settle 500")
+    app.keys("b", "type wrong-password", "key Return")
+    app.wait_shows("b", "Login incorrect")  # as a person waits to read it before typing again
     assert app.state("b")["screen"] == "greeter"  # still locked
     app.keys("b", f"type {PASSWORD}", "key Return")
     shown = app.wait_screen("b", "desktop")
