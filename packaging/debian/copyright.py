@@ -14,6 +14,7 @@ system's python3.11).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from importlib import metadata
@@ -131,7 +132,19 @@ def main(argv: list[str]) -> int:
                 dist.metadata.get("Author") or dist.metadata.get("Author-email") or f"the {name} authors"
             )
             holders = [" ".join(str(author).split())]
-        top = {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+        top = set()
+        for f in dist.files or ():
+            full = Path(os.path.normpath(str(dist.locate_file(f))))
+            if full.is_relative_to(site) and full.exists():
+                top.add(full.relative_to(site).parts[0])
+        # The metadata directory itself (legacy installs list no files of it).
+        stem = re.sub(r"[-_.]+", "_", name).lower()
+        top |= {
+            p.name
+            for p in site.iterdir()
+            if p.name.endswith((".dist-info", ".egg-info"))
+            and re.sub(r"[-_.]+", "_", p.name).lower().startswith(f"{stem}_{dist.version}".replace(".", "_"))
+        }
         rel = installed.lstrip("/")
         patterns = sorted(f"{rel}/{t}/*" if (site / t).is_dir() else f"{rel}/{t}" for t in top)
         paras.append(

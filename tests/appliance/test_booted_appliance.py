@@ -388,9 +388,13 @@ def test_after_a_reboot_the_server_is_back_with_the_same_identity(step: Applianc
 def test_remove_ends_every_session_and_leaves_nothing_running_nor_compiled(step: Appliance) -> None:
     app = step
     assert app.session_pids(), "a session is running before the removal"
+    # The kiosks are this test's, not the package's (a wrclient someone runs is theirs to stop).
+    for kiosk in ("a", "b"):
+        app.stop_kiosk(kiosk)
     res = app.box.run(["dpkg", "-r", "wayray"], timeout=300)
     output = res.stdout + res.stderr
     assert "not empty" not in output, output
+    assert "wayray: ended 1 session(s) before removing the package" in output, output
     app.until(lambda: not app.wayray_processes(), "every WayRay process and the user's to end", timeout=60)
     app.until(lambda: USER not in app.run("loginctl", "list-sessions", "--no-legend"),
               "the user's logind session to close", timeout=60)  # fmt: skip
