@@ -371,6 +371,31 @@ def test_an_upgrade_in_place_keeps_the_session_and_the_configuration(
     app.until(lambda: app.proof()[-1:] == ["after-upgrade"], "the line typed after the upgrade")
 
 
+def test_a_configuration_error_at_boot_shows_in_the_instances_status(step: Appliance) -> None:
+    """A typo that breaks servers.toml's syntax, then a reboot: the instance does not serve, and
+    where an operator looks first (systemctl status wrsrvd@main) says why, with file:line:col."""
+    app = step
+    good = app.run("cat", "/etc/wayray/servers.toml")
+    app.box.write("/etc/wayray/servers.toml", good.replace('sessions = "login"', 'sessions = "login'))
+    try:
+        app.box.reboot()
+        assert app.run("systemctl", "is-system-running", "--wait", check=False).strip() in (
+            "running",
+            "degraded",
+        )
+        app.until(lambda: app.run("systemctl", "is-failed", "wrsrvd@main", check=False).strip() == "failed",
+                  "wrsrvd@main to fail its check")  # fmt: skip
+        status = app.box.run(
+            ["systemctl", "status", "--no-pager", "-n", "20", "wrsrvd@main"], check=False
+        ).stdout
+        assert re.search(r"/etc/wayray/servers\.toml:\d+:\d+: error: invalid TOML", status), status
+        assert 7100 not in udp_ports(app)
+    finally:
+        app.box.write("/etc/wayray/servers.toml", good)
+    app.run("systemctl", "daemon-reload")
+    app.run("systemctl", "reset-failed", "wrsrvd@main")
+
+
 def test_after_a_reboot_the_server_is_back_with_the_same_identity(step: Appliance) -> None:
     app = step
     cert = app.run("sha256sum", "/var/lib/wayray/main/tls/cert.pem")

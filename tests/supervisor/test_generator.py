@@ -105,12 +105,22 @@ def test_errors_are_logged_and_never_fail_the_boot(tmp_path: Path) -> None:
     assert "run `wradm check`" in res.stderr
 
 
-def test_an_unparsable_servers_file_enables_nothing_but_exits_zero(tmp_path: Path) -> None:
-    root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a\nport = 1\n"})
+def test_an_unparsable_servers_file_enables_the_instances_it_names_and_exits_zero(tmp_path: Path) -> None:
+    """So that at boot `systemctl status wrsrvd@main` shows the syntax error (its ExecStartPre=
+    check fails with it), not an instance that silently never started."""
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": '[server.main]\nport = 7100\n[server.main.output]\nwidth = "1\n',
+            "etc/wayray/servers.toml.d/50-lab.toml": "[server.lab\nport = 1\n",
+        },
+    )
     res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
-    assert tree(tmp_path / "gen" / "normal") == {}
-    assert "servers.toml:1:10: error: invalid TOML" in res.stderr
+    links = sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants"))
+    assert links == ["wrsrvd@lab.service", "wrsrvd@main.service"]
+    assert "servers.toml:4:11: error: invalid TOML" in res.stderr
+    assert "50-lab.toml:1:12: error: invalid TOML" in res.stderr
 
 
 def test_even_an_unexpected_failure_exits_zero(tmp_path: Path) -> None:
