@@ -111,7 +111,10 @@ def test_an_unparsable_servers_file_enables_the_instances_it_names_and_exits_zer
     root = write(
         tmp_path / "root",
         {
-            "etc/wayray/servers.toml": '[server.main]\nport = 7100\n[server.main.output]\nwidth = "1\n',
+            "etc/wayray/servers.toml": (
+                '[server.main]\nport = 7100\n[server.main.output]\nwidth = "1\n'
+                "[server.off]\nenabled = false\n"  # says so: stays off
+            ),
             "etc/wayray/servers.toml.d/50-lab.toml": "[server.lab\nport = 1\n",
         },
     )

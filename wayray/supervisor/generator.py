@@ -12,7 +12,8 @@ Rules for generators (systemd.generator(7)): be fast, talk to no other process, 
 log, and never fail the boot. So configuration errors are logged and skipped here; an instance with
 a bad table is still enabled, and its ``ExecStartPre=wradm check`` then fails it with a clear
 message in its journal (``systemctl status wrsrvd@NAME``); so is every instance whose
-``[server.NAME]`` header appears in a servers file that cannot be parsed at all. ``wradm check`` is
+``[server.NAME]`` header appears in a servers file that cannot be parsed at all (unless its table
+says ``enabled = false``). ``wradm check`` is
 the strict counterpart.
 
 Standard library only (it runs before most of the system is up); ``WAYRAY_ROOT`` points it at
@@ -86,9 +87,12 @@ def generate(normal_dir: Path, root: Path) -> int:
 _SERVER_HEADER = re.compile(r'^\s*\[\s*server\s*\.\s*"?([A-Za-z][A-Za-z0-9_-]*)"?\s*(?:[.\]]|$)', re.M)
 
 
+_DISABLED = re.compile(r"^\s*enabled\s*=\s*false\b", re.M)
+
+
 def _named_in_unreadable_servers_files(errors: list[Diagnostic]) -> set[str]:
     """Instance names in the [server.NAME] headers of servers files with a file-level error (not
-    TOML, not UTF-8, unreadable)."""
+    TOML, not UTF-8, unreadable), but for tables that say ``enabled = false``."""
     names: set[str] = set()
     for diag in errors:
         origin = diag.origin
@@ -101,7 +105,12 @@ def _named_in_unreadable_servers_files(errors: list[Diagnostic]) -> set[str]:
             text = path.read_bytes().decode("utf-8", "replace")
         except OSError:
             continue
-        names |= set(_SERVER_HEADER.findall(text))
+        # Each table's text up to the next header: one that says `enabled = false` stays off.
+        headers = list(re.finditer(r"^\s*\[", text, re.M))
+        for m in _SERVER_HEADER.finditer(text):
+            end = next((h.start() for h in headers if h.start() > m.start()), len(text))
+            if not _DISABLED.search(text, m.end(), end):
+                names.add(m.group(1))
     return names
 
 
