@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,7 +200,9 @@ class Appliance:
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory: pytest.TempPathFactory, full_deb: Path) -> Iterator[Appliance]:
+def appliance(
+    tmp_path_factory: pytest.TempPathFactory, full_deb: Path, request: pytest.FixtureRequest
+) -> Iterator[Appliance]:
     started = time.monotonic()
     workdir = Path(tmp_path_factory.mktemp("appliance"))
     pkg = full_deb.parent
@@ -222,7 +223,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory, full_deb: Path) -> Itera
             if "app" in locals():
                 report = "\n".join(f"  {k}: {v:.1f} s" for k, v in app.steps.items())
                 (workdir / "timings.txt").write_text(report + "\n")
-                sys.__stderr__.write(f"\nappliance tier, {total:.1f} s:\n{report}\n")
+                reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.write_line(f"\nappliance tier, {total:.1f} s (package built before):\n{report}")
 
 
 @pytest.fixture

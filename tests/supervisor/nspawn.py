@@ -3,8 +3,11 @@
 The root file system is a Debian minbase made once with debootstrap and cached outside the
 repository (``/var/tmp/wayray-systemd-cache/<key>/rootfs``, keyed by what it contains); each
 container boots it with ``--volatile=overlay``, so the cache stays pristine and containers can run
-side by side. Commands run inside with ``nsenter``. The host's PID 1 is not systemd, hence
-``--register=no --keep-unit`` and a cgroup of our own to launch from (see
+side by side; a test that reboots its container uses :func:`persistent_root` instead (an overlay of
+its own whose changes last until the test ends). A root can also hold packages in apt's cache
+without installing them (``rootfs(downloaded=...)``), so that a container without network installs
+the .deb with apt, as an operator does. Commands run inside with ``nsenter``. The host's PID 1 is
+not systemd, hence ``--register=no --keep-unit`` and a cgroup of our own to launch from (see
 research/systemd-boot-probe.md).
 """
 
