@@ -11,6 +11,15 @@ import pytest
 
 from tests.supervisor.nspawn import build_deb
 
+#: The booted tier's time per step, shown at the end of the run.
+TIMINGS = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if TIMINGS in config.stash:
+        terminalreporter.write_sep("-", "appliance tier")
+        terminalreporter.write_line(config.stash[TIMINGS])
+
 
 @pytest.fixture(scope="session")
 def full_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:

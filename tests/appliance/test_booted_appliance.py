@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.appliance.conftest import TIMINGS
 from tests.supervisor.nspawn import (
     Container,
     available,
@@ -179,8 +180,11 @@ class Appliance:
         self.keys(kiosk, "snapshot /root/kiosk/read.png")
         return shows((self.box.root / "root/kiosk/read.png").read_bytes(), phrase)
 
-    def wait_shows(self, kiosk: str, phrase: str) -> None:
-        self.until(lambda: self.screen_shows(kiosk, phrase), f"kiosk {kiosk} to show {phrase!r}")
+    def wait_shows(self, kiosk: str, *phrases: str) -> None:
+        """Until one of ``phrases`` can be read on the kiosk's screen."""
+        self.until(
+            lambda: any(self.screen_shows(kiosk, p) for p in phrases), f"kiosk {kiosk} to show {phrases}"
+        )
 
     def wait_drawn(self, kiosk: str, what: str) -> None:
         """Until a window with text is on the screen (a person waits to see it before typing)."""
@@ -223,9 +227,9 @@ def appliance(
             if "app" in locals():
                 report = "\n".join(f"  {k}: {v:.1f} s" for k, v in app.steps.items())
                 (workdir / "timings.txt").write_text(report + "\n")
-                reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-                if reporter is not None:
-                    reporter.write_line(f"\nappliance tier, {total:.1f} s (package built before):\n{report}")
+                request.config.stash[TIMINGS] = (
+                    f"appliance tier, {total:.1f} s (the package built before):\n{report}"
+                )
 
 
 @pytest.fixture
@@ -321,7 +325,8 @@ def test_the_badge_at_a_second_kiosk_asks_for_the_password_and_brings_the_sessio
     assert unlock["session_id"] == sid
     app.wait_drawn("b", "the unlock screen")
     app.keys("b", "type wrong-password", "key Return")
-    app.wait_shows("b", "Login incorrect")  # as a person waits to read it before typing again
+    # As a person waits to read the refusal before typing again (the unlock screen's wording).
+    app.wait_shows("b", "Wrong password", "Login incorrect")
     assert app.state("b")["screen"] == "greeter"  # still locked
     app.keys("b", f"type {PASSWORD}", "key Return")
     shown = app.wait_screen("b", "desktop")
