@@ -52,18 +52,26 @@ def test_check_for_an_instance_that_is_not_configured(tmp_path: Path) -> None:
     )
 
 
+#: Settings of features that do not exist yet, for main and lab.
+NOT_YET_SET = '[server.main]\npool = "office"\n[server.lab]\npool = "lab"\nencoder.zstd_level = 5\n'
+
+
 def test_quiet_check_prints_only_problems(tmp_path: Path) -> None:
     copy_examples(tmp_path)
-    # The examples show settings whose feature does not exist yet (mDNS pools, audio, USB rules):
-    # each is a warning where it is set, so nobody believes it did something; still a valid config.
+    # Settings whose feature does not exist yet (mDNS pools, audio, USB rules) are a warning where
+    # they are set, so nobody believes they did something; still a valid config. (The shipped
+    # examples set none of them.)
+    write(tmp_path, {"etc/wayray/servers.toml.d/50-pools.toml": NOT_YET_SET})
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout) == (0, "")
     lines = res.stderr.splitlines()
-    pool = "/etc/wayray/servers.toml:11:1: warning: server.main.pool: set, but not in effect yet"
+    pool = (
+        "/etc/wayray/servers.toml.d/50-pools.toml:2:1: warning: server.main.pool: set, but not in effect yet"
+    )
     assert any(line.startswith(f"{tmp_path}{pool}") for line in lines), lines
     assert all(": warning: " in line and "not in effect yet" in line for line in lines), lines
     assert not any("server.lab." in line for line in lines)  # another instance's settings are not main's
-    for name in ("usb.toml", "client.toml", "policies.toml", "servers.toml"):
+    for name in ("usb.toml", "client.toml", "policies.toml", "servers.toml", "servers.toml.d/50-pools.toml"):
         (tmp_path / "etc/wayray" / name).unlink()
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout, res.stderr) == (1, "", res.stderr)  # main is gone now
@@ -201,6 +209,7 @@ def test_each_error_is_printed_once(tmp_path: Path, command: list[str]) -> None:
 
 def test_show_and_render_count_the_warnings_that_check_lists(tmp_path: Path) -> None:
     copy_examples(tmp_path)
+    write(tmp_path, {"etc/wayray/servers.toml.d/50-pools.toml": NOT_YET_SET})
     listed = wradm("--root", tmp_path, "check").stderr.splitlines()
     assert len(listed) >= 3 and all(": warning: " in line for line in listed), listed
     for command in (["show"], ["render", "--target", "systemd", "--out", str(tmp_path / "out")]):

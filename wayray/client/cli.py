@@ -25,6 +25,7 @@ from wayray.client.tokens import TokenSource, TokenSourceSettings, open_token_so
 from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.common.errors import EXIT_FAILURE, EXIT_OK, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.version import add_version_option
 from wayray.config import ClientConfig, ConfigError, load_report
 from wayray.transport import (
     ClientCertificate,
@@ -72,7 +73,7 @@ the connection. The token source is, first that applies: --token / --token-file 
 --badge-file F (a badge-reader program writes the badge in F; deleting or emptying F takes it out),
 --badge-socket S (it sends "insert ID" / "remove" lines to S), badge.file / badge.socket / the USB
 reader badge.vendor/product of client.toml, else this kiosk's own identity. No badge: the "Present
-your badge" screen. See docs/kiosk.md.
+your badge" screen. See wrclient(1) and /usr/share/doc/wayray/kiosk.md.
   wrclient srv --kiosk --badge-socket /run/wayray-kiosk/badge.sock
   wrclient srv --kiosk --headless --badge-socket S --state-file state.json --control-socket C
       (a headless kiosk for tests: the state file says what it shows; the control socket takes
@@ -164,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
     p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
+    add_version_option(p)
     return p
 
 

@@ -25,6 +25,7 @@ import wayray
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
 from wayray.common.notify import Notifier
+from wayray.common.version import add_version_option
 
 log = logging.getLogger("wayray.server")
 
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    add_version_option(p)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return p
 
