@@ -122,4 +122,6 @@ def test_fields_a_later_version_added_say_since_when() -> None:
         for f in spec.layout.fields:
             if f.since is not None:
                 since = f"since {f.since[0]}.{f.since[1]}"
-                assert rows[f.name].startswith(since), f"{spec.name}.{f.name}: the meaning must start {since!r}"
+                assert rows[f.name].startswith(since), (
+                    f"{spec.name}.{f.name}: the meaning must start {since!r}"
+                )

@@ -390,7 +390,10 @@ class StructOf(WireType):
     def encode(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, self.cls):
             raise EncodeError(f"expected a {self.cls.__name__}, got {type(value).__name__}")
-        version = (value.version_major, value.version_minor) if self.versioned else None
+        version: tuple[int, int] | None = None
+        if self.versioned:
+            fields: Any = value  # (isinstance above narrowed it to object)
+            version = (fields.version_major, fields.version_minor)
         for step in self._steps:
             if isinstance(step, Field) and step.since is not None and version is not None:
                 if version < step.since:
