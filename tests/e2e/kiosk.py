@@ -86,6 +86,9 @@ class KioskProc:
 
     def start(self, *, idle: bool = True) -> KioskProc:
         """Start it; wait until it shows its idle screen (``idle``), or only until it listens."""
+        # What a kiosk of this name that was killed left behind must not pass for the new one's.
+        for path in (self.state_file, self.control_socket, self.badge_socket):
+            path.unlink(missing_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -184,3 +187,11 @@ class KioskProc:
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL, as a kiosk that loses its power or its network: it closes nothing."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(20)
