@@ -22,9 +22,17 @@ from tests.e2e.harness import DEADLINE, png_pixels
 
 def _line_exchange(path: Path, lines: list[str], timeout: float) -> list[str]:
     replies = []
+    end = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(str(path))
+        while True:  # a kiosk that just started may not listen on it yet
+            try:
+                s.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
         f = s.makefile("rwb")
         for line in lines:
             f.write(line.encode() + b"\n")

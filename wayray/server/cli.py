@@ -105,7 +105,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging (QUIC's own lines too; -vv: all of QUIC's)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return p
 
@@ -133,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--instance takes its settings from the configuration, not from arguments")
         settings = _instance(args.instance, args.root)
     setup("wrsrvd", verbose=args.verbose)
+    # aioquic says "Negotiated protocol version" and "ALPN negotiated" at INFO for every connection:
+    # -v shows them (and -vv QUIC's packet-level debugging), not the journal of a healthy server.
+    logging.getLogger("quic").setLevel(
+        logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    )
     return asyncio.run(_serve(settings, instance=args.instance, root=args.root))
 
 
