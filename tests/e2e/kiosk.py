@@ -39,7 +39,8 @@ def _line_exchange(path: Path, lines: list[str], timeout: float) -> list[str]:
             f.flush()
             reply = f.readline()
             if not reply:
-                raise AssertionError(f"{path}: connection closed after {line!r}")
+                # (not the line itself: it may be "insert <badge>", and test output lands in logs)
+                raise AssertionError(f"{path}: connection closed after a {line.split()[0]!r} line")
             replies.append(reply.decode().rstrip("\n"))
     return replies
 
