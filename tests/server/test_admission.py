@@ -29,10 +29,11 @@ def test_fitted_outputs_keep_to_the_budget_and_the_shape(w: int, h: int, cap: in
         return
     assert fw * fh <= cap and fw % scale == 0 and fh % scale == 0
     assert fw <= w and fh <= h
-    # The shape is kept (within the rounding of a side to the scale) and the budget is used.
-    if min(fw, fh) >= 64:
-        assert abs(fw / fh - w / h) / (w / h) < 0.05
-        assert fw * fh > cap * 0.9
+    # Each side is scaled by the same factor (within the rounding to a multiple of the scale), so the
+    # shape is kept and the budget used.
+    factor = (cap / (w * h)) ** 0.5
+    if min(w * factor, h * factor) >= scale:
+        assert w * factor - scale <= fw <= w * factor and h * factor - scale <= fh <= h * factor
 
 
 def test_sources() -> None:
