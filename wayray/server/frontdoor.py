@@ -425,8 +425,8 @@ class FrontDoor(LoginMode):
         log.info(
             "%s: %s %s (protocol %d.%d) presents token %s%s; screen %dx%d",
             conn.peer_address,
-            hello.client_name or "a viewer",
-            hello.client_version,
+            _printable(hello.client_name) or "a viewer",
+            _printable(hello.client_version),
             version[0],
             version[1],
             token.short,
@@ -1437,6 +1437,11 @@ class FrontDoor(LoginMode):
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+
+
+def _printable(text: str) -> str:
+    """What a peer says about itself, fit for one log line (no line breaks or escapes of its own)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _user() -> str:
