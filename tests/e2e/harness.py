@@ -91,11 +91,21 @@ def differing_pixels(a: np.ndarray, b: np.ndarray) -> int:
 
 
 class WrServer:
-    def __init__(self, harness: Harness, command: list[str], *, port: int, extra: list[str]) -> None:
+    def __init__(
+        self,
+        harness: Harness,
+        command: list[str],
+        *,
+        port: int,
+        extra: list[str],
+        listen: tuple[str, ...] | None = ("127.0.0.1",),
+    ) -> None:
+        """``listen``: the --listen addresses (None: none given, wrsrvd's default)."""
         self.h = harness
         self.command = command
         self.port = port
         self.extra = extra
+        self.listen = listen
         self.state = harness.tmp / "state"
         self.runtime = harness.short / "run"
         self.log = harness.tmp / f"wrsrvd-{len(harness.servers)}.log"
@@ -109,8 +119,7 @@ class WrServer:
             "--standalone",
             "--port",
             str(self.port),
-            "--listen",
-            "127.0.0.1",
+            *(arg for address in self.listen or () for arg in ("--listen", address)),
             "--state-dir",
             str(self.state),
             "--runtime-dir",
@@ -246,8 +255,14 @@ class Harness:
         self.clients: list[Client] = []
         self.port = free_udp_port()
 
-    def server(self, command: list[str], *, extra: list[str] | None = None) -> WrServer:
-        srv = WrServer(self, command, port=self.port, extra=extra or [])
+    def server(
+        self,
+        command: list[str],
+        *,
+        extra: list[str] | None = None,
+        listen: tuple[str, ...] | None = ("127.0.0.1",),
+    ) -> WrServer:
+        srv = WrServer(self, command, port=self.port, extra=extra or [], listen=listen)
         self.servers.append(srv)
         return srv.start()
 

@@ -42,7 +42,7 @@ pytestmark = [
 ]
 
 BADGE = "04A2B9C1D7"
-#: A second kiosk host: wrsrvd tells kiosks apart by host, and every 127.x address reads as 127.0.0.1.
+#: A second kiosk host (kiosks are told apart by their own identity; this one also has another address).
 OTHER_HOST = "[::1]"
 
 
