@@ -8,10 +8,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 VENV_BIN = Path(sys.executable).parent
+
+
+# Property tests must not depend on the machine's speed: a run on a loaded two-core machine took 340 ms
+# for one example of a 200 ms deadline. No deadline, and no health check that times the examples;
+# everything else (how many examples, the example database) stays as each test or Hypothesis sets it.
+# Loaded here, before any test module builds its own ``settings(...)`` on top of the default.
+settings.register_profile(
+    "wayray", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("wayray")
 
 
 #: Directories above the checkout that the tests opened for traversal (path, mode before).
