@@ -22,4 +22,5 @@ def test_no_test_sets_a_deadline_of_its_own() -> None:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\bdeadline\s*=\s*(?!None\b)[\w.(]", line) and "settings(" in line:
                 offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
-    assert not offenders, "a Hypothesis deadline makes a test fail on a slow machine:\n" + "\n".join(offenders)
+    why = "a Hypothesis deadline makes a test fail on a slow machine"
+    assert not offenders, why + ":\n" + "\n".join(offenders)
