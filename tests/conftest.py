@@ -33,8 +33,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Tests running as root start programs from this checkout as throwaway users (sessions,
     greeters, stand-ins). A checkout under a private directory (``mktemp -d`` makes it 0700) is out
     of their reach: give the directories above it search permission for others (o+x, not listing)
-    for the run, and take it back at the end."""
-    if os.geteuid() != 0:
+    for the run, and take it back at the end. In a parallel run (xdist) the controller does this
+    once, around all its workers: a worker that finished first must not take it back from the others."""
+    if os.geteuid() != 0 or _is_xdist_worker(session.config):
         return
     for d in reversed(REPO.parents):
         mode = stat.S_IMODE(d.stat().st_mode)
@@ -55,9 +56,35 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_xdist_worker(session.config):
+        return
     while _OPENED:
         d, mode = _OPENED.pop()
         os.chmod(d, mode)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+#: Fixture scopes whose value a module's tests share (a booted container, a built package, accounts).
+_SHARED_SCOPES = ("module", "package", "class")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A parallel run (``-n N --dist loadgroup``, as ./tools/test does) spreads tests over workers one
+    by one. A test that uses a module- (or package-, class-) scoped fixture shares that fixture's value
+    with the others of its module: keep them on one worker, so that the fixture (a booted systemd
+    container, a .deb build) is made once and its tests see one value, as in a serial run. This runs
+    before xdist reads the ``xdist_group`` marks (tryfirst)."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group") is not None:
+            continue
+        shared = any(defs and defs[-1].scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values())
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 def script(name: str) -> str:
