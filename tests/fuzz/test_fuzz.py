@@ -45,13 +45,15 @@ def test_seeds_are_valid_and_known_crashers_stay_fixed(name: str) -> None:
         target.run(path.read_bytes())
 
 
+#: A long run (WAYRAY_FUZZ_RUNS) is the point: the suite's per-test timeout does not apply to it.
+_LONG = [pytest.mark.timeout(0)] if RUNS else []
+
+
 @pytest.mark.fuzz
-@pytest.mark.parametrize("name", TARGETS)
-def test_fuzz(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_LONG) for n in TARGETS])
+def test_fuzz(name: str, tmp_path: Path) -> None:
     target = TARGETS[name]
     runs = int(RUNS) if RUNS else BUDGET[name]
-    if RUNS:  # a long run is the point; the suite's per-test timeout is not
-        request.node.add_marker(pytest.mark.timeout(0))
     corpus = Path(KEEP) / name if KEEP else tmp_path / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     for i, data in enumerate(target.seeds()):
@@ -68,7 +70,10 @@ def test_fuzz(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None
     found = sorted(artifacts.iterdir())
     if res.returncode != 0 or found:
         out = "\n".join(
-            line for line in res.stderr.splitlines() if not line.startswith("INFO: Instrumenting")
+            # libFuzzer's progress lines (#123 NEW ...), dictionary and atheris's notes are noise here.
+            line
+            for line in res.stderr.splitlines()
+            if not line.startswith(("#", "INFO:", '"'))
         )
         shown = "\n".join(f"  {p}: {p.read_bytes()[:300]!r}" for p in found)
         pytest.fail(
