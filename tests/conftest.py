@@ -67,26 +67,6 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-#: Fixture scopes whose value a module's tests share (a booted container, a built package, accounts).
-_SHARED_SCOPES = ("module", "package", "class")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A parallel run (``-n N --dist loadgroup``, as ./tools/test does) spreads tests over workers one
-    by one. A test that uses a module- (or package-, class-) scoped fixture shares that fixture's value
-    with the others of its module: keep them on one worker, so that the fixture (a booted systemd
-    container, a .deb build) is made once and its tests see one value, as in a serial run. This runs
-    before xdist reads the ``xdist_group`` marks (tryfirst)."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None or item.get_closest_marker("xdist_group") is not None:
-            continue
-        shared = any(defs and defs[-1].scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values())
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-
-
 def script(name: str) -> str:
     """Path of one of WayRay's installed console scripts (wrsrvd, wradm, ...) in this venv."""
     path = VENV_BIN / name
