@@ -265,12 +265,8 @@ class LoginRig:
     def type_login(self, kiosk: KioskProc, user: str | None, password: str) -> None:
         """Type a user name (None: an unlock screen has it already) and a password at the greeter."""
         if real_wrlogin_available():
-            # As a person types: once the login screen is there to read (its title), then the
-            # password right after the user name's Enter, without waiting for the password prompt
-            # (the greeter keeps it for the prompt that comes). The kiosk shows the greeter session
-            # before wrlogin has its window up (a second or more on a loaded machine): keys typed
-            # in between reach no window and are lost.
-            self.shows(kiosk, "Log in" if user is not None else "Unlock")
+            # As a person types: the password right after the user name's Enter, without waiting
+            # for the password prompt (the greeter keeps it for the prompt that comes).
             name = [f"type {user}", "key Return"] if user is not None else []
             kiosk.run("settle 500", *name, f"type {password}", "key Return")
         else:
