@@ -85,10 +85,7 @@ class KioskProc:
         self.stdin = wrapper != ()
 
     def start(self, *, idle: bool = True) -> KioskProc:
-        """Start it; wait until it shows its idle screen and takes badges (``idle``), or only until
-        it listens."""
-        # The log is appended to across restarts: count this start's "kiosk ready" only.
-        ready_before = self.log_text().count("kiosk ready")
+        """Start it; wait until it shows its idle screen (``idle``), or only until it listens."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -100,16 +97,7 @@ class KioskProc:
                 start_new_session=True,
             )
         if idle:
-            # It shows its idle screen a moment before its token source listens: a badge inserted in
-            # between is refused (ECONNREFUSED). "kiosk ready" is logged once the source is ready.
-            self.wait(
-                lambda s: (
-                    s["state"] == "idle"
-                    and self.control_socket.exists()
-                    and self.log_text().count("kiosk ready") > ready_before
-                ),
-                "the idle screen and the badge source",
-            )
+            self.wait(lambda s: s["state"] == "idle" and self.control_socket.exists(), "the idle screen")
         else:
             self.wait(lambda s: self.control_socket.exists(), "the kiosk to listen")
         return self
