@@ -152,6 +152,11 @@ class WrServer:
         m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", self.banner)
         assert m, self.banner
         self.fingerprint = m[1]
+        where = re.search(r"listening on\s+udp 127\.0\.0\.1:(\d+)", self.banner)
+        assert where, self.banner
+        # The first server picks a free port itself (--port 0: no other test can take it between a
+        # probe and the bind); a restarted one takes the same port, where the viewers look for it.
+        self.port = self.h.port = int(where[1])
         return self
 
     def log_text(self) -> str:
@@ -253,7 +258,8 @@ class Harness:
         self.env = env
         self.servers: list[WrServer] = []
         self.clients: list[Client] = []
-        self.port = free_udp_port()
+        #: The servers' UDP port: 0 until the first one has picked one.
+        self.port = 0
 
     def server(
         self,

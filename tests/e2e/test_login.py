@@ -296,6 +296,11 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     assert f"login screens through wrsessd ({rig.sandbox.socket}: connected)" in status.stdout
     assert "detached timeout 2 s" in status.stdout
     until(lambda: not rig.user_processes().found, "the user's processes to end")
+    # As above: the PAM session is closed just after the processes are gone, not with them.
+    until(
+        lambda: len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) >= 2,
+        "wrsessd to close the second session's PAM session",
+    )
     assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 2
     fresh = a.wait_screen("greeter")  # the badge is still in: a new login screen
     assert fresh["session_id"] not in (sid, sid2)

@@ -105,7 +105,7 @@ async def test_frames_never_exceed_the_credit_window(identity: ServerIdentity, t
         await conn.wait_closed()
 
     server = await start(
-        identity, handle, wire=WireConfig(frame_window=window, ping_interval=0.2, idle_timeout=5)
+        identity, handle, wire=WireConfig(frame_window=window, ping_interval=0.2, idle_timeout=30)
     )
     try:
         conn = await connect("127.0.0.1", server.port, client_settings(tmp_path), hello())

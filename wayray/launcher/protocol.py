@@ -9,7 +9,8 @@ greeter sessions created for a token, session listing and ending, and a stream o
 Every message is a frozen dataclass registered in :data:`MESSAGES`; its fields carry a
 :class:`FieldSpec` (what values are valid and what the field means). That one table drives
 validation (:func:`parse`), encoding (:meth:`Message.to_json`) and the spec in ``docs/launcher.md``,
-which a test checks against it. This module is stdlib-only so wrlogin, wrsrvd and wradm can use it.
+which a test checks against it. This module is stdlib-only (with wayray.common's JSON body decoding,
+shared with the link) so wrlogin, wrsrvd and wradm can use it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+
+from wayray.common.jsonframe import JSONBodyError, decode_object
 
 PROTOCOL_VERSION = 1
 
@@ -628,15 +631,9 @@ HEADER_SIZE = _HEADER.size
 def decode_body(body: bytes) -> dict[str, Any]:
     """One frame's body as a JSON object, or ProtocolError."""
     try:
-        obj = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ProtocolError("message is not valid UTF-8") from None
-    except ValueError as err:
-        raise ProtocolError(f"message is not valid JSON: {err}") from None
-    except RecursionError:
-        raise ProtocolError("message is nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("message is not a JSON object")
+        obj = decode_object(body)
+    except JSONBodyError as err:
+        raise ProtocolError(f"message {err.reason}") from None
     if not isinstance(obj.get("type"), str):
         raise ProtocolError('message has no string "type"')
     return obj
