@@ -92,8 +92,11 @@ class Appliance:
 
     # --- kiosks ------------------------------------------------------------------------------------
     def start_kiosk(self, name: str, server: str, size: str = "1280x800") -> None:
+        # Two kiosks are two machines, each with its own identity (its terminal token, kept in its
+        # state directory): here they share one container, so each gets a state directory of its own.
         self.run(
             "systemd-run", f"--unit=kiosk-{name}", "--collect", "-p", f"RuntimeDirectory=kiosk-{name}",
+            "-p", f"StateDirectory=kiosk-{name}", f"--setenv=XDG_STATE_HOME=/var/lib/kiosk-{name}",
             "/opt/wayray/bin/wrclient", server, "--kiosk", "--headless", "--size", size,
             "--keymap-layout", "us", "--known-hosts", "/root/kiosk/known_hosts",
             "--badge-socket", f"/run/kiosk-{name}/badge.sock",

@@ -39,6 +39,10 @@ def _read_lines(stream: io.TextIOBase, into: list[str]) -> None:
         into.append(line)
 
 
+#: The banner's first listening address and its port (``127.0.0.1:P``, ``[::]:P``).
+LISTENING = r"listening on\s+udp (?:\[[^\]\s]*\]|[^\s:,]+):(\d+)"
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -152,7 +156,7 @@ class WrServer:
         m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", self.banner)
         assert m, self.banner
         self.fingerprint = m[1]
-        where = re.search(r"listening on\s+udp 127\.0\.0\.1:(\d+)", self.banner)
+        where = re.search(LISTENING, self.banner)
         assert where, self.banner
         # The first server picks a free port itself (--port 0: no other test can take it between a
         # probe and the bind); a restarted one takes the same port, where the viewers look for it.

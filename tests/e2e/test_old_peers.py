@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, script
-from tests.e2e.harness import DEADLINE, Harness, failure, kill_sessions
+from tests.e2e.harness import DEADLINE, LISTENING, Harness, failure, kill_sessions
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +72,10 @@ def test_a_1_2_viewer_talks_to_a_1_1_server(harness: Harness, old_tree: Path) ->
             banner += server.stdout.readline()
         fingerprint = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", banner)
         assert fingerprint, banner + log.read_text()
+        where = re.search(LISTENING, banner)  # --port 0: the server picked its port
+        assert where, banner
         viewer = subprocess.run(
-            [script("wrclient"), f"127.0.0.1:{harness.port}", "--fingerprint", fingerprint[1], "--headless",
+            [script("wrclient"), f"127.0.0.1:{where[1]}", "--fingerprint", fingerprint[1], "--headless",
              "--token", "new-viewer", "--snapshot", str(harness.tmp / "old.png")],
             env=harness.env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
