@@ -230,6 +230,21 @@ def _listing(directory: Path) -> None:
             print(f"    {rel}")
 
 
+#: The walkthrough's step that makes the operator's one edit (``[server.main] enabled = true``).
+ENABLE: list[str] = []
+
+
+def _enable_main(servers: Path) -> None:
+    """The edit the shipped servers.toml asks for: ``enabled = false`` to ``true`` in [server.main]."""
+    text = servers.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("[server.main]\n")
+    edited = rest.replace("enabled = false", "enabled = true", 1)
+    if not sep or edited == rest:
+        raise WayRayError(f"{servers}: no `enabled = false` in [server.main] to change")
+    servers.write_text(head + sep + edited, encoding="utf-8")
+    print(f"\n$ edit {servers}    # the one edit: [server.main] enabled = true")
+
+
 def config_walkthrough(keep: bool) -> int:
     if not EXAMPLES.is_dir():
         raise WayRayError(
@@ -245,7 +260,9 @@ def config_walkthrough(keep: bool) -> int:
         print(f"WayRay demo: the appliance configuration (temporary tree: {tmp})")
         steps = [
             ("nothing configured: the embedded defaults", ["--root", str(empty), "check"]),
-            ("the shipped examples", ["--root", str(root), "check"]),
+            ("the shipped examples: as installed, they serve nothing", ["--root", str(root), "check"]),
+            ("", ENABLE),
+            ("after the one edit", ["--root", str(root), "check"]),
             (
                 "where each value of server 'main' comes from",
                 ["--root", str(root), "show", "--origin", "server.main"],
@@ -264,6 +281,9 @@ def config_walkthrough(keep: bool) -> int:
             ),
         ]
         for title, step in steps:
+            if step is ENABLE:
+                _enable_main(root / "etc" / "wayray" / "servers.toml")
+                continue
             code = _step(title, step)
             if code != 0:
                 raise WayRayError(f"`wradm {' '.join(step)}` failed with exit status {code}")

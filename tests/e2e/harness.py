@@ -39,6 +39,10 @@ def _read_lines(stream: io.TextIOBase, into: list[str]) -> None:
         into.append(line)
 
 
+#: The banner's first listening address and its port (``127.0.0.1:P``, ``[::]:P``).
+LISTENING = r"listening on\s+udp (?:\[[^\]\s]*\]|[^\s:,]+):(\d+)"
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -91,11 +95,21 @@ def differing_pixels(a: np.ndarray, b: np.ndarray) -> int:
 
 
 class WrServer:
-    def __init__(self, harness: Harness, command: list[str], *, port: int, extra: list[str]) -> None:
+    def __init__(
+        self,
+        harness: Harness,
+        command: list[str],
+        *,
+        port: int,
+        extra: list[str],
+        listen: tuple[str, ...] | None = ("127.0.0.1",),
+    ) -> None:
+        """``listen``: the --listen addresses (None: none given, wrsrvd's default)."""
         self.h = harness
         self.command = command
         self.port = port
         self.extra = extra
+        self.listen = listen
         self.state = harness.tmp / "state"
         self.runtime = harness.short / "run"
         self.log = harness.tmp / f"wrsrvd-{len(harness.servers)}.log"
@@ -109,8 +123,7 @@ class WrServer:
             "--standalone",
             "--port",
             str(self.port),
-            "--listen",
-            "127.0.0.1",
+            *(arg for address in self.listen or () for arg in ("--listen", address)),
             "--state-dir",
             str(self.state),
             "--runtime-dir",
@@ -143,6 +156,11 @@ class WrServer:
         m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", self.banner)
         assert m, self.banner
         self.fingerprint = m[1]
+        where = re.search(LISTENING, self.banner)
+        assert where, self.banner
+        # The first server picks a free port itself (--port 0: no other test can take it between a
+        # probe and the bind); a restarted one takes the same port, where the viewers look for it.
+        self.port = self.h.port = int(where[1])
         return self
 
     def log_text(self) -> str:
@@ -244,10 +262,17 @@ class Harness:
         self.env = env
         self.servers: list[WrServer] = []
         self.clients: list[Client] = []
-        self.port = free_udp_port()
+        #: The servers' UDP port: 0 until the first one has picked one.
+        self.port = 0
 
-    def server(self, command: list[str], *, extra: list[str] | None = None) -> WrServer:
-        srv = WrServer(self, command, port=self.port, extra=extra or [])
+    def server(
+        self,
+        command: list[str],
+        *,
+        extra: list[str] | None = None,
+        listen: tuple[str, ...] | None = ("127.0.0.1",),
+    ) -> WrServer:
+        srv = WrServer(self, command, port=self.port, extra=extra or [], listen=listen)
         self.servers.append(srv)
         return srv.start()
 

@@ -4,8 +4,9 @@ a broken configuration stops an instance once with the file:line:col message in 
 the sd_notify helper's readiness, status and watchdog are what systemd acts on.
 
 The package is built without the daemons' dependencies (wradm, the generator, the notify helper and
-wrsrvd's configuration check need only the standard library), so wrsrvd does not serve here
-(test_booted_config.py gives it its dependencies).
+wrsrvd's configuration check need only the standard library), so wrsrvd does not serve here:
+test_booted_config.py gives it this checkout's dependencies, and tests/appliance/
+test_booted_appliance.py installs the full package with apt and runs it, logins included.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ DEADLINE = 90.0
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     with booted_with_package(tmp_path_factory.mktemp("box"), "wrtest") as container:
+        # The operator's first edit: the shipped servers.toml enables no instance.
+        container.run(["sed", "-i", "0,/^enabled = false/s//enabled = true/", "/etc/wayray/servers.toml"])
+        container.run(["systemctl", "daemon-reload"])
         yield container
 
 

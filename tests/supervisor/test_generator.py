@@ -70,13 +70,17 @@ def test_enables_exactly_the_enabled_servers(tmp_path: Path) -> None:
 
 
 def test_output_matches_what_render_writes_next_to_the_templates(tmp_path: Path) -> None:
-    from tests.conftest import REPO
+    from tests.config.helpers import wradm
 
-    res = run_generator(copy_examples(tmp_path / "root"), tmp_path / "gen")
+    root = copy_examples(tmp_path / "root")  # [server.main] enabled: something to generate
+    res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
     generated = tree(tmp_path / "gen" / "normal")
-    rendered = {k: v for k, v in tree(REPO / "units").items() if "/" in k}
-    assert generated == rendered
+    assert (
+        wradm("--root", root, "render", "--target", "systemd", "--out", tmp_path / "units").returncode == 0
+    )
+    rendered = {k: v for k, v in tree(tmp_path / "units").items() if "/" in k and not k.startswith(".")}
+    assert generated and generated == rendered
 
 
 def test_no_configuration_enables_nothing(tmp_path: Path) -> None:
@@ -95,7 +99,7 @@ def test_errors_are_logged_and_never_fail_the_boot(tmp_path: Path) -> None:
     )
     res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
-    # A table with a mistake is still enabled: its ExecStartPre= check then fails it with the message.
+    # A table with a mistake is still enabled: its wrsrvd then stops with the message (status 78).
     links = sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants"))
     assert links == ["wrsrvd@good.service", "wrsrvd@typo.service"]
     assert "servers.toml:4:1: error: server.typo: unknown key 'prot'" in res.stderr
@@ -119,12 +123,25 @@ def test_only_what_the_server_instances_read_is_logged(tmp_path: Path) -> None:
     assert sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants")) == ["wrsrvd@a.service"]
 
 
-def test_an_unparsable_servers_file_enables_nothing_but_exits_zero(tmp_path: Path) -> None:
-    root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a\nport = 1\n"})
+def test_an_unparsable_servers_file_enables_the_instances_it_names_and_exits_zero(tmp_path: Path) -> None:
+    """So that at boot `systemctl status wrsrvd@main` shows the syntax error (wrsrvd stops with it,
+    status 78), not an instance that silently never started."""
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": (
+                '[server.main]\nport = 7100\n[server.main.output]\nwidth = "1\n'
+                "[server.off]\nenabled = false\n"  # says so: stays off
+            ),
+            "etc/wayray/servers.toml.d/50-lab.toml": "[server.lab\nport = 1\n",
+        },
+    )
     res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
-    assert tree(tmp_path / "gen" / "normal") == {}
-    assert "servers.toml:1:10: error: invalid TOML" in res.stderr
+    links = sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants"))
+    assert links == ["wrsrvd@lab.service", "wrsrvd@main.service"]
+    assert "servers.toml:4:11: error: invalid TOML" in res.stderr
+    assert "50-lab.toml:1:12: error: invalid TOML" in res.stderr
 
 
 def test_even_an_unexpected_failure_exits_zero(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 path:line:col: error: key: message. Exit status 1 when there are errors.
 
 Without options every file counts (servers', the session launcher's and kiosks'). Each program
-judges only what it reads, and so can this:
-  --instance NAME   what wrsrvd@NAME reads (servers.toml for its own table and what all share,
-                    policies.toml, usb.toml, host.toml); NAME must be configured. This is the
-                    check wrsrvd makes itself when it starts and when it reloads.
-  --launcher        what wrsessd reads (host.toml, session.toml)
-  --client          what wrclient reads on a kiosk (client.toml)
+judges only what it reads, and so can this.
+
+--instance NAME: what wrsrvd@NAME reads (servers.toml for its own table and what all share,
+policies.toml, usb.toml, host.toml); NAME must be configured. This is the check wrsrvd makes
+itself when it starts and when it reloads.
+
+--launcher: what wrsessd reads (host.toml, session.toml).
+
+--client: what wrclient reads on a kiosk (client.toml).
+
 --quiet prints errors only (no warnings, no summary)."""
 
 from __future__ import annotations

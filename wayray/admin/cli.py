@@ -14,6 +14,7 @@ from types import ModuleType
 from wayray.admin import apply, check, reload, render, session, sessions, show, status
 from wayray.common import log
 from wayray.common.errors import cli_entry
+from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, summary
 
 COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, reload, status, sessions, session)
@@ -21,7 +22,8 @@ COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, reload, status, 
 EPILOG = """\
 exit status: 0 success, 1 configuration errors or a failed action, 2 usage errors.
 Configuration: /usr/lib/wayray < /run/wayray < /etc/wayray, each FILE.toml with FILE.toml.d/*.toml
-drop-ins; see docs/configuration.md."""
+drop-ins; see wayray-servers.toml(5) and the other wayray-*.toml(5) manual pages, and
+/usr/share/doc/wayray/configuration.md. Manual: wradm(8)."""
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, suppress=False)
+    add_version_option(parser)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

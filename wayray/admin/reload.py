@@ -3,9 +3,9 @@
 
 The instance checks the files first. With errors it refuses them and keeps running with the
 configuration it has: this prints the errors (file:line:col) and exits 1, so `systemctl reload`
-fails and `systemctl status` shows why. Settings that need a restart (port, addresses, TLS, how
-sessions start, directories) keep their running values; this says which (`wradm apply` restarts the
-instance for those). Exit status 0 when the instance took the configuration."""
+fails and `systemctl status` shows why. Settings that need a restart (port, addresses, TLS, the
+access key file, how sessions start, directories) keep their running values; this says which
+(`wradm apply` restarts the instance for those). Exit status 0 when the instance took the configuration."""
 
 from __future__ import annotations
 

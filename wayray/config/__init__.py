@@ -20,6 +20,7 @@ from wayray.config.loader import Config, LoadResult, UnknownInstance, load, load
 from wayray.config.model import (
     DEFAULT_PORT,
     FILES,
+    AdmissionSettings,
     BadgeReaderSettings,
     ClientConfig,
     ClientTLSSettings,
@@ -43,6 +44,7 @@ from wayray.config.model import (
 )
 
 __all__ = [
+    "AdmissionSettings",
     "DEFAULT_PORT",
     "FILES",
     "BadgeReaderSettings",

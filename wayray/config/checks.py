@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wayray.config.diagnostics import Diagnostic, Severity
 from wayray.config.loader import Config
-from wayray.config.model import ServerConfig
+from wayray.config.model import ServerConfig, SessionStart
 from wayray.config.types import did_you_mean
 
 #: sun_path is 108 bytes on Linux (104 on illumos and the BSDs), including the terminating NUL.
@@ -152,6 +152,26 @@ def _servers(config: Config) -> list[Diagnostic]:
                     scope=scope,
                 )
             )
+        open_to = [a for a in srv.listen if not is_loopback(a)]
+        if (
+            srv.enabled
+            and srv.sessions is SessionStart.COMMAND
+            and open_to
+            and srv.admission.access_key_file is None
+            and srv.tls.client_ca is None
+        ):
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.sessions",
+                    f'sessions = "command" on {open_to[0]} would give a session running '
+                    f"{' '.join(srv.session_command)} as the server's user to anyone who can reach port "
+                    f"{srv.port} (a token is not authentication); set admission.access_key_file (viewers "
+                    "present its key) or tls.client_ca (viewers present a certificate), or listen on "
+                    'loopback only (listen = ["127.0.0.1", "::1"])',
+                    scope=scope,
+                )
+            )
         if srv.output.idle_fps > srv.output.fps:
             out.append(
                 _diag(
@@ -173,6 +193,14 @@ def _servers(config: Config) -> list[Diagnostic]:
                 )
             )
     return out
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address is reachable from this machine only (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 # --- USB -------------------------------------------------------------------------------------------

@@ -152,6 +152,15 @@ class OutputSettings:
         "Frame rate while no client is attached (the session is detached): frame callbacks are "
         "throttled to this rate so applications idle. 0 stops them.",
     )
+    max_pixels: int = setting(
+        16_588_800,
+        Integer(320 * 200, 16384 * 16384),
+        "Largest output a viewer may ask for, in pixels (width x height; the default is two 3840x2160 "
+        "screens). A viewer whose screen is larger gets the largest output of its shape that fits, and "
+        "is told (its picture is scaled to its screen); login and unlock screens get at most 3840x2160 "
+        "worth of pixels. A session's compositor holds several buffers of its output, so this bounds "
+        "the memory one viewer can make the server allocate.",
+    )
 
 
 @dataclass(frozen=True)
@@ -182,14 +191,73 @@ class LimitSettings:
     memory_max: int | None = setting(
         None,
         Size(),
-        "Memory ceiling of the server instance and its sessions (systemd `MemoryMax=`; on illumos "
-        "recorded as a property only, see operating.md).",
+        "Memory ceiling of the server instance itself: wrsrvd, and the sessions it starts itself with "
+        '`sessions = "command"` (systemd `MemoryMax=` on `wrsrvd@NAME`; on illumos recorded as a '
+        "property only, see operating.md). Login sessions run outside it: see `session_memory_max`.",
+        # systemd applies it to the unit; with sessions = "command" wrsrvd's memory budget
+        # (admission.memory_percent) is a share of it, which a reload takes.
+        applies=frozenset({Applies.UNIT, Applies.RELOAD}),
     )
     cpu_quota: int | None = setting(
         None,
         Percent(),
-        "CPU time ceiling (systemd `CPUQuota=`; on illumos recorded as a property only, for a "
-        "`project.cpu-cap` you set up, see operating.md).",
+        "CPU time ceiling of the server instance itself, like `memory_max` (systemd `CPUQuota=`; on "
+        "illumos recorded as a property only, for a `project.cpu-cap` you set up, see operating.md). "
+        "Login sessions: `session_cpu_quota`.",
+        applies=Applies.UNIT,
+    )
+    session_memory_max: int | None = setting(
+        None,
+        Size(),
+        'Memory ceiling of each login session of this instance (`sessions = "login"`): its '
+        "compositor and every program in it, login screens included. systemd `MemoryMax=` on the "
+        "session's own scope (logind's `session-N.scope`, or `wayray-session-ID.scope`); without "
+        "systemd not applied (wrsessd logs so).",
+    )
+    session_cpu_quota: int | None = setting(
+        None,
+        Percent(),
+        "CPU time ceiling of each login session of this instance, like `session_memory_max` "
+        '(systemd `CPUQuota=` on its scope; "100%" is one CPU).',
+    )
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    access_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "File holding the access key: a shared secret every viewer must present (wrclient "
+        "`--access-key-file`, client.toml's `access_key_file`) before any session or login screen "
+        "starts for it. Made with a random key (mode 0600) if it does not exist. A token is not "
+        "authentication: without this, `tls.client_ca` or a login, anyone who can reach the port gets "
+        'a session. Required with `sessions = "command"` on an address other than loopback, unless '
+        '`tls.client_ca` is set. `""` (the default): no access key.',
+        applies=Applies.RESTART,  # read once, at start
+    )
+    new_sessions_per_minute: int = setting(
+        30,
+        Integer(1, 100_000),
+        "New sessions and login screens one source may start per minute (a burst of this many, then "
+        "one every 60/N s). A source is an IPv4 address, an IPv6 /64, or, with `tls.client_ca`, a client "
+        "certificate. Kiosks behind one NAT address share it: raise it for sites with many kiosks behind "
+        "one address.",
+    )
+    unused_sessions_per_source: int = setting(
+        16,
+        Integer(1, 100_000),
+        "Login screens, unlock screens and sessions nobody has typed into or clicked yet that one source "
+        "may hold at once; a further one is refused (SERVER_BUSY: the viewer tries again). Sessions in "
+        "use (a login, or any input) do not count. Shared behind NAT, as above.",
+    )
+    memory_percent: int = setting(
+        50,
+        Integer(1, 100),
+        'Percentage of the machine\'s memory (with `sessions = "command"`, of `limits.memory_max` when '
+        "set: those sessions run inside the instance's ceiling) that the sessions may "
+        "take, as wrsrvd estimates it from each session's output size before starting it (its programs' "
+        "memory comes on top); a session or login screen that would not fit is refused (SERVER_BUSY). "
+        "One source's unused sessions may take a quarter of it.",
     )
 
 
@@ -241,7 +309,12 @@ class ServerConfig:
     output: OutputSettings = table(OutputSettings, "Output (screen) defaults for new sessions.")
     encoder: EncoderSettings = table(EncoderSettings, "Encoder preferences.")
     limits: LimitSettings = table(
-        LimitSettings, "Resource limits of the whole instance.", applies=Applies.UNIT
+        LimitSettings, "Resource limits of the instance itself and of each of its login sessions."
+    )
+    admission: AdmissionSettings = table(
+        AdmissionSettings,
+        "Who may start sessions, and how many: the front door's defences against strangers on the "
+        "network (an access key, per-source limits, a memory budget).",
     )
     #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
     name: str = ""
@@ -258,6 +331,14 @@ class PolicyConfig:
         timedelta(hours=24),
         Duration(allow_never=True),
         "How long a session with no client attached is kept before it is logged out.",
+    )
+    untouched_timeout: timedelta | None = setting(
+        timedelta(minutes=10),
+        Duration(allow_never=True, minimum=1),
+        "A session that never received input (no key, click or scroll since it started: typically "
+        "opened by a stranger or a script) ends this long after its viewer left, instead of after "
+        "`detached_timeout`; a login screen nobody typed into ends this long after it started, even "
+        "while shown. A login makes a session count as used.",
     )
     idle_logout: timedelta | None = setting(
         None,
@@ -568,6 +649,12 @@ class ClientConfig:
         'Kiosk mode: full screen with nothing to close or escape to, a "present your badge" screen '
         "while no session is shown; a badge going in attaches its session, taking it out detaches it; "
         "the connection is retried for ever.",
+    )
+    access_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "File holding the access key of servers that require one (their `admission.access_key_file`, "
+        "or what `wrsrvd --standalone` prints); keep it mode 0600. `--access-key-file` overrides it.",
     )
     tls: ClientTLSSettings = table(ClientTLSSettings, "Client-side TLS.")
     badge: BadgeReaderSettings = table(

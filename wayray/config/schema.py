@@ -39,7 +39,8 @@ class Applies(enum.StrEnum):
     """What it takes for a changed value to be in effect (``wradm apply`` does exactly that)."""
 
     #: wrsrvd takes it when reloaded (``systemctl reload wrsrvd@NAME``): nothing is interrupted.
-    #: Output, encoder and command settings apply to sessions started afterwards.
+    #: Output, encoder and command settings and per-session limits apply to sessions started
+    #: afterwards; admission limits at once.
     RELOAD = "reload"
     #: wrsrvd must be restarted: kiosks reconnect (about a second; sessions keep running).
     RESTART = "restart"

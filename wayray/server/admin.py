@@ -29,7 +29,10 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
   running configuration stays). Instance mode only; answered once the files are read and checked.
 
 Any failure is answered ``{"type": "error", "description": ...}``; a malformed frame closes the
-connection. ``wradm status|sessions|session kill|detach`` (``wayray/admin/``) are built on this.
+connection, and so does a request left unfinished for ``frame_timeout`` seconds (10; it is answered
+with an error saying so) or a connection silent for ``idle_timeout`` seconds between requests (60;
+closed without a word, as an answer nobody asked for would be taken for the next one's).
+``wradm status|sessions|session kill|detach`` (``wayray/admin/``) are built on this.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ log = logging.getLogger("wayray.server.admin")
 _LEN = struct.Struct("=I")
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024
+#: A connection may stay silent this long between requests (wradm makes its requests at once).
+IDLE_TIMEOUT = 60.0
+#: A request whose first byte came must be complete within this long.
+FRAME_TIMEOUT = 10.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -66,9 +73,18 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 
 class AdminServer:
-    def __init__(self, path: Path, handler: Handler) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handler: Handler,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        frame_timeout: float = FRAME_TIMEOUT,
+    ) -> None:
         self.path = path
         self._handler = handler
+        self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -87,16 +103,33 @@ class AdminServer:
         try:
             while True:
                 try:
-                    head = await reader.readexactly(_LEN.size)
-                except asyncio.IncompleteReadError:
-                    return
-                (length,) = _LEN.unpack(head)
-                if length > MAX_REQUEST:
+                    first = await asyncio.wait_for(reader.readexactly(1), self.idle_timeout)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return  # closed by the client, or silent for too long
+                try:
+                    head = first + await asyncio.wait_for(
+                        reader.readexactly(_LEN.size - 1), self.frame_timeout
+                    )
+                    (length,) = _LEN.unpack(head)
+                    if length > MAX_REQUEST:
+                        writer.write(
+                            encode(
+                                {"type": "error", "description": f"request of {length} bytes is too large"}
+                            )
+                        )
+                        return
+                    body = await asyncio.wait_for(reader.readexactly(length), self.frame_timeout)
+                except TimeoutError:
                     writer.write(
-                        encode({"type": "error", "description": f"request of {length} bytes is too large"})
+                        encode(
+                            {
+                                "type": "error",
+                                "description": "an unfinished request: the rest of it did not come "
+                                f"within {self.frame_timeout:g} s",
+                            }
+                        )
                     )
                     return
-                body = await reader.readexactly(length)
                 try:
                     request = json.loads(body.decode("utf-8"))
                     if not isinstance(request, dict) or not isinstance(request.get("type"), str):

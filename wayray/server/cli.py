@@ -1,7 +1,8 @@
 """Command line of ``wrsrvd``, the WayRay server (the front door).
 
-    wrsrvd --standalone [--port P] [--listen ADDR] [--state-dir D] [--runtime-dir R] [--size WxH]
-           [--max-sessions N] [--no-video] [--allow-root] [-v] -- COMMAND [ARGS...]
+    wrsrvd --standalone [--port P] [--listen ADDR] [--access-key-file F] [--state-dir D]
+           [--runtime-dir R] [--size WxH] [--max-sessions N] [--no-video] [--allow-root] [-v]
+           -- COMMAND [ARGS...]
     wrsrvd --instance NAME [--root DIR] [-v]
     wrsrvd compositor ...      one session compositor by hand (see `wrsrvd compositor --help`)
     wrsrvd session ...         a session's compositor process, as wrsrvd starts it
@@ -20,13 +21,14 @@ import shutil
 import signal
 import sys
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import wayray
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup, under_journal
 from wayray.common.notify import Notifier
+from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
 from wayray.config.loader import UnknownInstance
 
@@ -37,6 +39,11 @@ standalone mode serves one kind of session, whose compositor runs COMMAND as you
 default configuration (no root, no PAM, no files in /etc). Every new token gets its own session;
 presenting the same token again (from anywhere) resumes it. Ctrl-C ends the sessions and stops;
 SIGTERM stops only the server: its sessions keep running and come back to the next wrsrvd.
+
+A token is not authentication: whoever reaches the port gets a session running COMMAND as you. So
+the server listens on this machine only (127.0.0.1 and ::1) unless --listen says otherwise, and on
+any other address it asks viewers for its access key (printed at start-up, kept in the state
+directory, or --access-key-file F) before anything starts.
 
   wrsrvd --standalone -- foot
   wrclient localhost --token mysession
@@ -72,7 +79,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, metavar="DIR", help="instance: read the configuration under DIR")
     p.add_argument("--port", type=int, metavar="P", help="standalone: UDP port (7100; 0 picks a free one)")
     p.add_argument(
-        "--listen", action="append", metavar="ADDR", help="standalone: address to listen on (::); repeatable"
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="standalone: address to listen on (127.0.0.1 and ::1: this machine only); repeatable. "
+        "Any other address (:: is every one) needs the access key",
+    )
+    p.add_argument(
+        "--access-key-file",
+        type=Path,
+        metavar="F",
+        help="standalone: viewers must present the key in F (made if missing). Default: none on "
+        "loopback, <state-dir>/access.key on any other address",
     )
     p.add_argument(
         "--state-dir",
@@ -95,7 +113,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging (QUIC's own lines too; -vv: all of QUIC's)",
+    )
+    add_version_option(p)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return p
 
@@ -122,13 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         command = command[1:]
     if args.standalone:
         settings = _standalone(args, command)
-        setup("wrsrvd", verbose=args.verbose)
+        _logging(args.verbose)
         return asyncio.run(_serve(settings, instance=None, root=None))
-    if command or any(
-        v is not None for v in (args.port, args.listen, args.state_dir, args.runtime_dir, args.size)
-    ):
+    given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
+    if command or any(v is not None for v in given):
         raise UsageError("--instance takes its settings from the configuration, not from arguments")
-    setup("wrsrvd", verbose=args.verbose)
+    _logging(args.verbose)
     try:
         loaded = load_instance(args.instance, args.root)
     except ConfigError as err:
@@ -147,6 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(_serve(loaded.settings, instance=args.instance, root=args.root, loaded=loaded))
 
 
+def _logging(verbose: int) -> None:
+    setup("wrsrvd", verbose=verbose)
+    # aioquic says "Negotiated protocol version" and "ALPN negotiated" at INFO for every connection:
+    # -v shows them (and -vv QUIC's packet-level debugging), not the journal of a healthy server.
+    logging.getLogger("quic").setLevel(
+        logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    )
+
+
 def _standalone(args: argparse.Namespace, command: list[str]) -> object:
     from wayray.config import PolicyConfig, ServerConfig
     from wayray.server.settings import standalone_settings
@@ -160,13 +193,19 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
             "refusing to run standalone sessions as root",
             hint="run it as an ordinary user, or pass --allow-root if you really mean it",
         )
-    server = ServerConfig(name="standalone", session_command=tuple(command))
+    # This machine only unless told otherwise: a token is not authentication (see the epilog).
+    server = ServerConfig(name="standalone", session_command=tuple(command), listen=("127.0.0.1", "::1"))
     if args.port is not None:
         if not 0 <= args.port <= 65535:
             raise UsageError(f"--port {args.port}: a UDP port is 0..65535")
         server = dataclasses.replace(server, port=args.port)
     if args.listen:
         server = dataclasses.replace(server, listen=tuple(args.listen))
+    if args.access_key_file is not None:
+        admission = dataclasses.replace(
+            server.admission, access_key_file=PurePosixPath(os.path.abspath(args.access_key_file))
+        )
+        server = dataclasses.replace(server, admission=admission)
     if args.size:
         w, h = args.size
         if not (320 <= w <= 16384 and 200 <= h <= 16384):
@@ -191,6 +230,7 @@ _KEYS = {
     "tls_cert": "tls.cert",
     "tls_key": "tls.key",
     "client_ca": "tls.client_ca",
+    "access_key_file": "admission.access_key_file",
     "launcher_socket": "sessions (or host.launcher_socket)",
 }
 
@@ -326,17 +366,31 @@ def _banner(door: object) -> None:
 
     assert isinstance(door, FrontDoor) and door.identity is not None
     s = door.settings
-    where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in s.listen)
-    host = s.listen[0] if s.listen[0] not in ("::", "0.0.0.0") else "localhost"
+    listening = door.listening or list(s.listen)
+    where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in listening)
+    host = listening[0] if listening[0] not in ("::", "0.0.0.0") else "localhost"
+    host = "localhost" if host in ("127.0.0.1", "::1") else host
     host = f"[{host}]" if ":" in host else host
+    connect = f"wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}"
+    if door.access_key is not None:
+        # Shown here, on the terminal of whoever started the server, and never logged.
+        access = (
+            f"  access key      {door.access_key}\n"
+            f"                  (in {s.access_key_file}; anyone who has it gets a session running "
+            f"{s.session_command[0]} as you)\n"
+        )
+        connect += " --access-key-file FILE   (FILE holds the key)"
+    else:
+        access = "  access          this machine only: anyone on it who can connect gets a session\n"
     print(
         f"wrsrvd {wayray.__version__}: standalone server ready\n"
         f"  listening on    udp {where}\n"
         f"  fingerprint     {door.identity.fingerprint}\n"
+        f"{access}"
         f"  sessions run    {' '.join(s.session_command)}\n"
         f"  state           {s.state_dir}\n"
         f"  admin socket    {s.admin_socket}\n"
-        f"  connect with    wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}\n"
+        f"  connect with    {connect}\n"
         f"  Ctrl-C ends the sessions and stops the server",
         flush=True,
     )

@@ -48,6 +48,8 @@ class SessionSpec:
     video: bool
     orphan_timeout: float | None
     log_dir: Path | None
+    #: The compositor never makes its output larger than this (output.max_pixels).
+    max_pixels: int | None = None
 
 
 def session_argv(spec: SessionSpec) -> list[str]:
@@ -69,6 +71,8 @@ def session_argv(spec: SessionSpec) -> list[str]:
     ]
     if not spec.video:
         argv.append("--no-video")
+    if spec.max_pixels is not None:
+        argv += ["--max-pixels", str(spec.max_pixels)]
     return [*argv, "--", *spec.command]
 
 

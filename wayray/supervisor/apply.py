@@ -14,12 +14,12 @@ now. SMF: apply writes the site profile and runs ``svccfg apply``.
 What a server instance needs is decided per setting (``schema.Applies``, printed in the
 reference): a change that only reload-class settings make is *reloaded* (``systemctl reload``: the
 instance checks and takes it, nothing is interrupted); one of a restart-class setting (port,
-addresses, TLS, how sessions start, directories) *restarts* it; resource limits are in the unit,
-which systemd applies at ``daemon-reload``. The launcher restarts only for the host settings it
-reads. What each runs with comes, in this order, from the running instance itself (it reports the
-digests of its configuration; see :class:`Observed`), from the record of the last apply
-(``<host.state_dir>/wradm-applied.json``), or, for the launcher without a record, from systemd:
-a launcher started after its files last changed runs them already.
+addresses, TLS, the access key file, how sessions start, directories) *restarts* it; resource
+limits are in the unit, which systemd applies at ``daemon-reload``. The launcher restarts only for
+the host settings it reads. What each runs with comes, in this order, from the running instance
+itself (it reports the digests of its configuration; see :class:`Observed`), from the record of
+the last apply (``<host.state_dir>/wradm-applied.json``), or, for the launcher without a record,
+from systemd: a launcher started after its files last changed runs them already.
 """
 
 from __future__ import annotations

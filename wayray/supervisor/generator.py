@@ -10,13 +10,16 @@ systemd runs it early at boot and at every ``daemon-reload`` as
 
 Rules for generators (systemd.generator(7)): be fast, talk to no other process, log to the kernel
 log, and never fail the boot. So configuration errors are logged and skipped here; an instance with
-a bad table is still enabled, and its ``ExecStartPre=wradm check`` then fails it with a clear
-message in its journal. ``wradm check`` is the strict counterpart.
+a bad table is still enabled, and wrsrvd, which checks what it reads at start, then stops with the
+errors as file:line:col and status 78 (no restart loop), in its journal and ``systemctl status
+wrsrvd@NAME``; so is every instance whose ``[server.NAME]`` header appears in a servers file that
+cannot be parsed at all (unless its table says ``enabled = false``). ``wradm check`` is the strict
+counterpart.
 
-It cannot hang or exhaust memory on a hostile tree: the loader reads only regular files, with
-bounded sizes (see ``wayray.config.files``); and should reading still take longer than
-:data:`DEADLINE` seconds (a stuck network file system), it gives up, enables nothing and exits 0
-well before systemd's own generator timeout.
+It cannot hang or exhaust memory on a hostile tree: it reads only regular files, of bounded sizes
+(a FIFO or a device among the files is an error, not a wait); and should reading still take longer
+than 20 seconds (a stuck network file system), it gives up, enables nothing and exits 0 well before
+systemd's own generator timeout.
 
 Standard library only (it runs before most of the system is up); ``WAYRAY_ROOT`` points it at
 another tree for tests.
@@ -25,12 +28,18 @@ another tree for tests.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wayray.config.diagnostics import Diagnostic
 
 PROGRAM = "wayray-generator"
+USAGE = f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot; man {PROGRAM})"
 #: The kernel log is no place for a long list: show the first few, `wradm check` shows them all.
 MAX_LOGGED = 5
 #: Seconds it may take at most; systemd kills generators that take much longer and slows the boot.
@@ -58,7 +67,7 @@ def generate(normal_dir: Path, root: Path) -> int:
     """Write the units for the configuration below ``root``; returns how many instances it enabled."""
     from wayray.config.diagnostics import Severity
     from wayray.config.loader import load_report
-    from wayray.supervisor.systemd import WANTS, generated
+    from wayray.supervisor.systemd import UNIT_DIR, WANTS, generated, unit_name
     from wayray.supervisor.tree import File, Symlink
 
     result = load_report(root)
@@ -71,6 +80,12 @@ def generate(normal_dir: Path, root: Path) -> int:
         more = f" ({len(errors) - MAX_LOGGED} more not shown)" if len(errors) > MAX_LOGGED else ""
         _log(4, f"the configuration has {len(errors)} error(s){more}; run `wradm check` for all of them")
     entries = generated(result.config)
+    # A servers file that cannot be read at all names no instance the loader knows: enable the ones
+    # its [server.NAME] headers name, so that each one's wrsrvd stops with the message (status 78)
+    # in `systemctl status wrsrvd@NAME` (the kernel log is not where anyone looks, and in a
+    # container it goes nowhere).
+    for name in sorted(_named_in_unreadable_servers_files(errors)):
+        entries.setdefault(f"{WANTS}/{unit_name(name)}", Symlink(f"{UNIT_DIR}/wrsrvd@.service"))
     for rel, entry in sorted(entries.items()):
         path = normal_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +99,45 @@ def generate(normal_dir: Path, root: Path) -> int:
     return enabled
 
 
+_SERVER_HEADER = re.compile(r'^\s*\[\s*server\s*\.\s*"?([A-Za-z][A-Za-z0-9_-]*)"?\s*(?:[.\]]|$)', re.M)
+
+
+_DISABLED = re.compile(r"^\s*enabled\s*=\s*false\b", re.M)
+
+
+def _named_in_unreadable_servers_files(errors: list[Diagnostic]) -> set[str]:
+    """Instance names in the [server.NAME] headers of servers files with a file-level error (not
+    TOML, not UTF-8, unreadable), but for tables that say ``enabled = false``."""
+    names: set[str] = set()
+    for diag in errors:
+        origin = diag.origin
+        if origin is None or diag.key:
+            continue
+        path = Path(origin.path)
+        if path.name != "servers.toml" and path.parent.name != "servers.toml.d":
+            continue
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            continue
+        # Each table's text up to the next header: one that says `enabled = false` stays off.
+        headers = list(re.finditer(r"^\s*\[", text, re.M))
+        for m in _SERVER_HEADER.finditer(text):
+            end = next((h.start() for h in headers if h.start() > m.start()), len(text))
+            if not _DISABLED.search(text, m.end(), end):
+                names.add(m.group(1))
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-h"], ["--help"]):
+        from wayray.common.version import version_line
+
+        print(version_line(PROGRAM) if args == ["--version"] else USAGE)
+        return 0
     if len(args) not in (1, 3):
-        sys.stderr.write(f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot)\n")
+        sys.stderr.write(f"{USAGE}\n")
         return 2
     root = Path(os.environ.get("WAYRAY_ROOT") or "/")
     deadline = int(os.environ.get("WAYRAY_GENERATOR_DEADLINE") or DEADLINE)

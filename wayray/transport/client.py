@@ -22,6 +22,7 @@ sent, so a server that fails the check never sees the token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import ssl
@@ -36,6 +37,7 @@ from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerI
 from wayray.transport.identity import ClientCertificate, fingerprint
 from wayray.transport.trust import ServerCA, ServerTrust, host_key
 from wayray.wire import ErrorCode, HelloParams, HelloReceived, Role, WireConfig
+from wayray.wire.protocol import HELLO_CREDENTIALS
 
 log = logging.getLogger("wayray.transport")
 
@@ -126,10 +128,48 @@ class _ClientProtocol(WireProtocol):
             self._after_wire()
 
 
+#: Servers (host:port) that refused a 1.2 Hello as malformed: they speak 1.1, whose Hello ends before
+#: the access key and the terminal identity. Kept for the life of the process.
+_SPEAKS_1_1: set[str] = set()
+
+
 async def connect(host: str, port: int, settings: ClientSettings, hello: HelloParams) -> ClientConnection:
     """Connect, check the server's identity, complete Hello/ServerHello. Raises ConnectError (no
     answer, refused, TLS failure), ServerIdentityError (identity not trusted) or ConnectionClosedError
-    (the server refused: version, token, client certificate, busy)."""
+    (the server refused: version, token, client certificate, busy).
+
+    A server of protocol 1.1 refuses a 1.2 Hello (its decoder does not know the fields 1.2 added and
+    calls them trailing bytes): the viewer then connects again with a 1.1 Hello, once, and keeps doing
+    so with that server. Only the server whose identity was just checked can send that refusal (it
+    travels inside TLS), so nobody else can talk a viewer down to 1.1."""
+    where = host_key(host, port)
+    if settings.wire.version >= HELLO_CREDENTIALS and where in _SPEAKS_1_1:
+        settings = _as_1_1(settings)
+    try:
+        return await _connect(host, port, settings, hello)
+    except ConnectionClosedError as err:
+        old_server = (
+            err.code == ErrorCode.MALFORMED_MESSAGE
+            and err.reason.startswith("Hello")
+            and settings.wire.version >= HELLO_CREDENTIALS
+        )
+        if not old_server:
+            raise
+    _SPEAKS_1_1.add(where)
+    log.info(
+        "%s speaks protocol 1.1 (it refused the 1.2 Hello); connecting again with a 1.1 Hello, without "
+        "the access key and this viewer's identity, which that server does not know",
+        where,
+    )
+    return await _connect(host, port, _as_1_1(settings), hello)
+
+
+def _as_1_1(settings: ClientSettings) -> ClientSettings:
+    wire = dataclasses.replace(settings.wire, version=(settings.wire.version[0], 1))
+    return dataclasses.replace(settings, wire=wire)
+
+
+async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloParams) -> ClientConnection:
     loop = asyncio.get_running_loop()
     where = host_key(host, port)
     try:
