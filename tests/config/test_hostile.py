@@ -260,6 +260,20 @@ HOSTILE: dict[str, tuple[Build, str]] = {
     ),
     "fifo": (fifo(f"{ETC}/servers.toml"), "not a regular file"),
     "fifo-dropin": (fifo(f"{ETC}/servers.toml.d/50-fifo.toml"), "not a regular file"),
+    # --- servers files that cannot be parsed: the generator scans them for [server.NAME] headers --
+    "unparsable-blank-lines": (
+        files({f"{ETC}/servers.toml": "[server.a\n" + " \n" * 450_000}),
+        "invalid TOML",
+    ),
+    "unparsable-many-tables": (
+        files(
+            {
+                f"{ETC}/servers.toml": "[server.a\n"
+                + "".join(f"[server.s{i}]\nenabled = false\n" for i in range(33_000))
+            }
+        ),
+        "invalid TOML",
+    ),  # fmt: skip
 }
 
 
@@ -391,6 +405,8 @@ def test_many_servers_are_read_in_bounded_time(tmp_path: Path) -> None:
         "nested-arrays-100000",
         "dotted-key-50000-parts",
         "string-20MB",
+        "unparsable-blank-lines",
+        "unparsable-many-tables",
     ],
 )
 def test_the_generator_never_hangs_and_enables_nothing_from_a_broken_file(name: str, tmp_path: Path) -> None:
@@ -417,6 +433,10 @@ def test_the_generator_never_hangs_and_enables_nothing_from_a_broken_file(name: 
     assert "error" in res.stderr and "run `wradm check`" in res.stderr
     wants = sorted(p.name for p in (out / "normal" / "wayray.target.wants").iterdir())
     assert "wrsrvd@good.service" in wants
+    if name.startswith("unparsable-"):
+        # The instance its broken header names is enabled (its wrsrvd stops with the error, for
+        # systemctl status to show); the tables that say enabled = false are not.
+        assert wants == ["wrsrvd@a.service", "wrsrvd@good.service"], wants[:5]
 
 
 def test_apply_writes_nothing_for_a_hostile_tree(tmp_path: Path) -> None:

@@ -144,6 +144,48 @@ def test_an_unparsable_servers_file_enables_the_instances_it_names_and_exits_zer
     assert "50-lab.toml:1:12: error: invalid TOML" in res.stderr
 
 
+def test_a_table_that_says_enabled_false_stays_off_whatever_its_sub_tables(tmp_path: Path) -> None:
+    # [server.off]'s own table says enabled = false; its [server.off.output] sub-table does not
+    # start it. Headers indented or spaced as TOML allows still count.
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": (
+                "[server.off]\nenabled = false\n[server.off.output]\nwidth = 1024\n"
+                '  [ server . "on" ]\nport = 7100\n[server.on.limits]\nmemory_max = "1G\n'
+            )
+        },
+    )
+    res = run_generator(root, tmp_path / "gen")
+    assert res.returncode == 0 and "invalid TOML" in res.stderr, res.stderr
+    assert sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants")) == ["wrsrvd@on.service"]
+
+
+def test_scanning_an_unparsable_servers_file_grows_linearly_with_it(tmp_path: Path) -> None:
+    # The fallback above reads the broken file itself, at boot. Ten times the tables may cost ten
+    # times the work, not a hundred (lines of Python executed, counted: the machine's speed does not
+    # matter; tests/config/test_hostile.py runs whole generators on 1 MiB files under a CPU limit).
+    from tests.config.test_config_fuzz import counted
+    from wayray.supervisor.generator import generate
+
+    def work(n: int) -> int:
+        root = write(
+            tmp_path / f"root{n}",
+            {
+                "etc/wayray/servers.toml": "[server.a\n"
+                + "".join(f"[server.s{i}]\nenabled = false\n" for i in range(n))
+            },
+        )
+        (tmp_path / f"gen{n}").mkdir()
+        enabled, lines = counted(lambda: generate(tmp_path / f"gen{n}", root))
+        assert enabled == 1  # a
+        return lines
+
+    base = work(0)
+    small, large = work(300) - base, work(3000) - base
+    assert large <= 15 * small, (small, large)
+
+
 def test_even_an_unexpected_failure_exits_zero(tmp_path: Path) -> None:
     root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a]\nport = 7100\n"})
     (tmp_path / "gen").mkdir()

@@ -36,7 +36,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from wayray.config.diagnostics import Diagnostic
+    from wayray.config.layers import Source
 
 PROGRAM = "wayray-generator"
 USAGE = f"usage: {PROGRAM} NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd runs this at boot; man {PROGRAM})"
@@ -84,7 +87,7 @@ def generate(normal_dir: Path, root: Path) -> int:
     # its [server.NAME] headers name, so that each one's wrsrvd stops with the message (status 78)
     # in `systemctl status wrsrvd@NAME` (the kernel log is not where anyone looks, and in a
     # container it goes nowhere).
-    for name in sorted(_named_in_unreadable_servers_files(errors)):
+    for name in sorted(_named_in_unreadable_servers_files(errors, result.config.sources)):
         entries.setdefault(f"{WANTS}/{unit_name(name)}", Symlink(f"{UNIT_DIR}/wrsrvd@.service"))
     for rel, entry in sorted(entries.items()):
         path = normal_dir / rel
@@ -99,34 +102,52 @@ def generate(normal_dir: Path, root: Path) -> int:
     return enabled
 
 
-_SERVER_HEADER = re.compile(r'^\s*\[\s*server\s*\.\s*"?([A-Za-z][A-Za-z0-9_-]*)"?\s*(?:[.\]]|$)', re.M)
+#: A ``[server.NAME]`` or ``[server.NAME.sub]`` header at the start of a line (TOML's spaces and
+#: quotes allowed); group 2 is "]" for the instance's own table. Matched line by line: nothing in it
+#: can run past the line, so the scan is linear in the file.
+_SERVER_HEADER = re.compile(r'[ \t]*\[[ \t]*server[ \t]*\.[ \t]*"?([A-Za-z][A-Za-z0-9_-]*)"?[ \t]*(\]|\.|$)')
+_DISABLED = re.compile(r"[ \t]*enabled[ \t]*=[ \t]*false\b")
 
 
-_DISABLED = re.compile(r"^\s*enabled\s*=\s*false\b", re.M)
-
-
-def _named_in_unreadable_servers_files(errors: list[Diagnostic]) -> set[str]:
+def _named_in_unreadable_servers_files(errors: list[Diagnostic], sources: Sequence[Source]) -> set[str]:
     """Instance names in the [server.NAME] headers of servers files with a file-level error (not
-    TOML, not UTF-8, unreadable), but for tables that say ``enabled = false``."""
+    TOML, not UTF-8, too large), but for tables that say ``enabled = false``. The file is read as
+    the loader reads it (below the root, a regular file only, at most 1 MiB), so a FIFO or a device
+    cannot hold up the boot here either."""
+    from wayray.config.files import MAX_FILE_BYTES, TooLarge, read_regular
+
+    by_path = {str(src.path): src for src in sources if src.spec_name == "servers.toml"}
     names: set[str] = set()
     for diag in errors:
-        origin = diag.origin
-        if origin is None or diag.key:
-            continue
-        path = Path(origin.path)
-        if path.name != "servers.toml" and path.parent.name != "servers.toml.d":
+        src = by_path.get(diag.origin.path) if diag.origin is not None and not diag.key else None
+        if src is None:
             continue
         try:
-            text = path.read_bytes().decode("utf-8", "replace")
-        except OSError:
+            data = read_regular(src.resolved, MAX_FILE_BYTES)
+        except TooLarge as err:
+            data = err.head
+        except OSError:  # not a regular file, unreadable: nothing to read names from
             continue
-        # Each table's text up to the next header: one that says `enabled = false` stays off.
-        headers = list(re.finditer(r"^\s*\[", text, re.M))
-        for m in _SERVER_HEADER.finditer(text):
-            end = next((h.start() for h in headers if h.start() > m.start()), len(text))
-            if not _DISABLED.search(text, m.end(), end):
-                names.add(m.group(1))
+        names |= _enabled_tables(data.decode("utf-8", "replace"))
     return names
+
+
+def _enabled_tables(text: str) -> set[str]:
+    """The NAMEs of [server.NAME] headers in ``text`` whose own table does not say
+    ``enabled = false`` (one of its sub-tables saying nothing does not start it)."""
+    named: set[str] = set()
+    disabled: set[str] = set()
+    table: str | None = None  # the [server.NAME] table the line is in (not a sub-table of it)
+    for line in text.split("\n"):
+        m = _SERVER_HEADER.match(line)
+        if m is not None:
+            named.add(m.group(1))
+            table = m.group(1) if m.group(2) == "]" else None
+        elif line.lstrip(" \t").startswith("["):
+            table = None
+        elif table is not None and _DISABLED.match(line):
+            disabled.add(table)
+    return named - disabled
 
 
 def main(argv: list[str] | None = None) -> int:
