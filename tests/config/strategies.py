@@ -231,6 +231,21 @@ def documents(draw: Draw, spec: FileSpec, valid: bool = True, names: Names | Non
             body["policy"] = draw(st.sampled_from(names.policies))
             if draw(st.booleans()):
                 body["tls"] = {"cert": draw(_PATH), "key": draw(_PATH)}
+            tls, admission = body.get("tls", {}), body.get("admission", {})
+            if (
+                body.get("sessions") == "command"
+                and not admission.get("access_key_file")
+                and not tls.get("client_ca")
+            ):
+                # No login: strangers on the network must present a key or a certificate, or the
+                # instance listens on loopback only (a cross-check).
+                how = draw(st.integers(0, 2))
+                if how == 0:
+                    body["admission"] = {**admission, "access_key_file": draw(_PATH)}
+                elif how == 1:
+                    body["tls"] = {**tls, "client_ca": draw(_PATH)}
+                else:
+                    body["listen"] = draw(st.sampled_from([["127.0.0.1"], ["::1"], ["127.0.0.1", "::1"]]))
             out = body.setdefault("output", {})
             if isinstance(out, dict) and draw(st.booleans()):
                 out["idle_fps"] = draw(st.integers(0, int(out.get("fps", 60))))
