@@ -282,7 +282,12 @@ def test_what_the_reference_says_a_reload_takes_is_what_wrsrvd_reloads() -> None
     from wayray.config.model import TLSSettings
 
     pem = Path("/var/lib/wayray/lab/tls")
-    base_server = ServerConfig(name="lab", tls=TLSSettings(cert=pem / "cert.pem", key=pem / "key.pem"))  # type: ignore[arg-type]
+    # On loopback: a command instance elsewhere needs an access key or client certificates.
+    base_server = ServerConfig(
+        name="lab",
+        listen=("127.0.0.1",),
+        tls=TLSSettings(cert=pem / "cert.pem", key=pem / "key.pem"),  # type: ignore[arg-type]
+    )
     base_host = HostConfig(
         launcher_socket=Path("/run/wayray/wrsessd.sock"), admin_socket="/run/wayray/{instance}/a"
     )  # type: ignore[arg-type]
