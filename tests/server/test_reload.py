@@ -198,6 +198,31 @@ def test_a_broken_configuration_stops_wrsrvd_once_with_status_78(tmp_path: Path)
         assert "client.toml" not in inst.log.read_text()
 
 
+def test_a_disabled_instance_started_by_hand_is_checked_like_an_enabled_one(tmp_path: Path) -> None:
+    # `wradm check` leaves a disabled table's open door alone (nothing starts it), but
+    # `systemctl start wrsrvd@lab` starts it all the same: it must stop as a configuration error
+    # (78, no restart every 2 s) with the position, not as a failure that systemd retries.
+    with instance(tmp_path) as inst:
+        (inst.etc / "servers.toml").write_text(
+            f'[server.lab]\nenabled = false\nsessions = "command"\nport = {inst.port}\n'
+            'session_command = ["true"]\n'
+        )
+        assert inst.wradm("check", "--quiet").returncode == 0
+        res = subprocess.run(
+            [script("wrsrvd"), "--instance", "lab", "--root", str(inst.root)],
+            env=inst.h.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert res.returncode == 78, res.stderr
+        assert res.stderr.startswith(
+            f'{inst.etc}/servers.toml:3:12: error: server.lab.sessions: sessions = "command" on :: '
+        ), res.stderr
+        assert "wrsrvd@lab not started: the configuration has 1 error (above)" in res.stderr
+
+
 def test_the_smf_refresh_method_reports_a_refused_configuration_and_keeps_the_instance(
     tmp_path: Path,
 ) -> None:

@@ -134,6 +134,29 @@ def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
     return out
 
 
+def open_to_strangers(config: Config, srv: ServerConfig) -> Diagnostic | None:
+    """The error for a server that would serve sessions without a login to anyone on the network,
+    or None. The checks make it for enabled servers; wrsrvd also for a disabled one started by hand."""
+    open_to = [a for a in srv.listen if not is_loopback(a)]
+    if (
+        srv.sessions is not SessionStart.COMMAND
+        or not open_to
+        or srv.admission.access_key_file is not None
+        or srv.tls.client_ca is not None
+    ):
+        return None
+    return _diag(
+        config,
+        f"server.{srv.name}.sessions",
+        f'sessions = "command" on {open_to[0]} would give a session running '
+        f"{' '.join(srv.session_command)} as the server's user to anyone who can reach port "
+        f"{srv.port} (a token is not authentication); set admission.access_key_file (viewers "
+        "present its key) or tls.client_ca (viewers present a certificate), or listen on "
+        'loopback only (listen = ["127.0.0.1", "::1"])',
+        scope=frozenset({srv.name}),
+    )
+
+
 def _servers(config: Config) -> list[Diagnostic]:
     out = []
     for srv in config.servers.values():
@@ -152,26 +175,9 @@ def _servers(config: Config) -> list[Diagnostic]:
                     scope=scope,
                 )
             )
-        open_to = [a for a in srv.listen if not is_loopback(a)]
-        if (
-            srv.enabled
-            and srv.sessions is SessionStart.COMMAND
-            and open_to
-            and srv.admission.access_key_file is None
-            and srv.tls.client_ca is None
-        ):
-            out.append(
-                _diag(
-                    config,
-                    f"{key}.sessions",
-                    f'sessions = "command" on {open_to[0]} would give a session running '
-                    f"{' '.join(srv.session_command)} as the server's user to anyone who can reach port "
-                    f"{srv.port} (a token is not authentication); set admission.access_key_file (viewers "
-                    "present its key) or tls.client_ca (viewers present a certificate), or listen on "
-                    'loopback only (listen = ["127.0.0.1", "::1"])',
-                    scope=scope,
-                )
-            )
+        stranger = open_to_strangers(config, srv) if srv.enabled else None
+        if stranger is not None:
+            out.append(stranger)
         if srv.output.idle_fps > srv.output.fps:
             out.append(
                 _diag(

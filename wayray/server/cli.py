@@ -252,6 +252,7 @@ def load_instance(name: str, root: Path | None) -> LoadedInstance:
     ``[server.NAME]`` is configured. Problems of files it does not read (client.toml, session.toml)
     or of other instances' tables neither stop it nor show in its log."""
     from wayray import config
+    from wayray.config.checks import open_to_strangers
     from wayray.config.effect import server_digests
     from wayray.server.settings import instance_settings
 
@@ -261,6 +262,10 @@ def load_instance(name: str, root: Path | None) -> LoadedInstance:
         raise ConfigError(relevant)
     cfg = result.config
     server = cfg.server(name)
+    # The checks leave a disabled table's open door alone (nothing starts it); this one is starting.
+    stranger = None if server.enabled else open_to_strangers(cfg, server)
+    if stranger is not None:
+        raise ConfigError((*relevant, stranger))
     policy = cfg.policy_for(server)
     settings = instance_settings(server, policy, cfg.host)
     if policy.reauth_on_reattach and not settings.login:
