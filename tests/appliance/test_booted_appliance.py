@@ -6,7 +6,9 @@ nothing until the operator enables an instance in /etc/wayray and runs ``wradm a
 user badges in at a headless kiosk (``wrclient --kiosk --headless`` inside the container), logs in
 through the real greeter (wrlogin, real PAM with pam_systemd), works in the session (foot, started
 by the shipped session.toml), hot-desks to a second kiosk and unlocks with the password; the session
-survives restarts of wrsessd and wrsrvd@main and an in-place upgrade; the server comes back after a
+survives restarts of wrsessd and wrsrvd@main, a policy change that `wradm apply` reloads (and a
+`systemctl reload` refused for a typo) and an in-place upgrade; a syntax error at boot stops the
+instance once, status 78, with the error in `systemctl status`; the server comes back after a
 reboot with the same identity; ``dpkg -r`` ends everything and leaves no byte-code, ``dpkg -P``
 removes configuration and state and keeps a copy of the TLS identity.
 
@@ -361,6 +363,47 @@ def test_restarting_wrsessd_and_wrsrvd_keeps_the_session(step: Appliance) -> Non
     app.until(lambda: app.proof()[-1:] == ["after-restarts"], "the line typed after the restarts")
 
 
+def test_a_policy_change_is_reloaded_and_a_broken_reload_keeps_the_server(step: Appliance) -> None:
+    """The operator changes a policy: `wradm apply` reloads (ExecReload= runs `wradm reload`, as the
+    instance's user) instead of restarting, and the kiosk showing the session notices nothing. A
+    typo then makes `systemctl reload` fail with the file:line:col error, and the server runs on."""
+    app = step
+    sid = app.state("b")["session_id"]
+
+    def main_pid() -> str:
+        return app.run("systemctl", "show", "-p", "MainPID", "--value", "wrsrvd@main").strip()
+
+    pid = main_pid()
+    app.run("mkdir", "-p", "/etc/wayray/policies.toml.d")
+    app.box.write("/etc/wayray/policies.toml.d/50-idle.toml", '[policy.default]\nidle_logout = "8h"\n')
+    applied = app.box.run(["wradm", "apply"], timeout=DEADLINE * 2).stdout
+    assert "systemctl reload wrsrvd@main.service" in applied and "restart" not in applied, applied
+    assert main_pid() == pid
+    status = json.loads(app.run("wradm", "status", "--instance", "main", "--json"))
+    assert status["policy"]["idle_timeout_s"] == 8 * 3600, status["policy"]
+
+    good = app.run("cat", "/etc/wayray/servers.toml")
+    app.box.write("/etc/wayray/servers.toml", good.replace('policy = "default"', 'policy = "defualt"', 1))
+    try:
+        res = app.box.run(["systemctl", "reload", "wrsrvd@main"], check=False)
+        assert res.returncode != 0
+        shown = app.run("systemctl", "status", "--no-pager", "-n", "30", "wrsrvd@main", check=False)
+        assert re.search(
+            r"/etc/wayray/servers\.toml:\d+:\d+: error: server\.main\.policy: no policy named", shown
+        ), shown
+        assert app.run("systemctl", "is-active", "wrsrvd@main", check=False).strip() == "active"
+        assert main_pid() == pid
+    finally:
+        app.box.write("/etc/wayray/servers.toml", good)
+    app.run("rm", "-r", "/etc/wayray/policies.toml.d")  # the operator's own files: purge keeps them
+    app.box.run(["wradm", "apply"], timeout=DEADLINE * 2)
+    assert main_pid() == pid
+    # The kiosk kept its session all along, and the session takes input.
+    assert app.state("b")["session_id"] == sid and app.state("b")["screen"] == "desktop"
+    app.type_in_session("b", "echo after-reloads >> ~/proof")
+    app.until(lambda: app.proof()[-1:] == ["after-reloads"], "the line typed after the reloads")
+
+
 def test_an_upgrade_in_place_keeps_the_session_and_the_configuration(
     step: Appliance, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -391,8 +434,8 @@ def test_a_configuration_error_at_boot_shows_in_the_instances_status(step: Appli
     try:
         app.box.reboot()
 
-        # The check fails at every start (the unit keeps retrying, or gives up: either way not
-        # serving), and the status shows why.
+        # wrsrvd checks its files at start: it stops once with status 78 (EX_CONFIG; no restart
+        # every 2 s), and the status shows why.
         def status() -> str:
             return app.box.run(
                 ["systemctl", "status", "--no-pager", "-n", "30", "wrsrvd@main"], check=False
@@ -401,6 +444,10 @@ def test_a_configuration_error_at_boot_shows_in_the_instances_status(step: Appli
         error = re.compile(r"/etc/wayray/servers\.toml:\d+:\d+: error: invalid TOML")
         app.until(lambda: error.search(status()), "the syntax error in systemctl status wrsrvd@main")
         assert "active (running)" not in status()
+        app.until(lambda: app.run("systemctl", "is-failed", "wrsrvd@main", check=False).strip() == "failed",
+                  "wrsrvd@main failed")  # fmt: skip
+        shown = app.run("systemctl", "show", "-p", "ExecMainStatus", "-p", "NRestarts", "wrsrvd@main")
+        assert sorted(shown.split()) == ["ExecMainStatus=78", "NRestarts=0"], shown
         assert 7100 not in udp_ports(app)
     finally:
         app.box.write("/etc/wayray/servers.toml", good)

@@ -23,8 +23,11 @@ def test_as_shipped_no_instance_is_enabled_and_nothing_warns(tmp_path: Path) -> 
 
 
 def test_every_shipped_file_checks_clean_for_the_instance_as_well(tmp_path: Path) -> None:
-    """What ``wrsrvd@main``'s ExecStartPre prints once main is on: nothing at all."""
+    """What ``wrsrvd@main`` prints when it checks its files at start, once main is on: nothing at
+    all (it prints warnings and notes too, not only errors)."""
     root = enable_example(copy_examples(tmp_path / "root", as_shipped=True))
+    res = wradm("--root", root, "check", "--instance", "main")
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr
     res = wradm("--root", root, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 

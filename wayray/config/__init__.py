@@ -4,7 +4,7 @@ Public API (what the daemons use)::
 
     from wayray import config
     cfg = config.load()                    # or load(root=Path(...)); raises config.ConfigError
-    cfg = config.load(instance="lab")      # only errors concerning server "lab" count
+    cfg = config.load(instance="lab")      # only errors of what server "lab" reads count
     server = cfg.server("lab")             # ServerConfig; UnknownInstance if not configured
     policy = cfg.policy_for(server)        # PolicyConfig
     cfg.usb.decide(UsbDevice(...), user)   # UsbDecision: first matching rule wins

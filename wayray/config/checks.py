@@ -59,19 +59,32 @@ def _overlap(a: str, b: str) -> bool:
 
 
 def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
+    """Enabled servers whose sockets would clash, each reported against the first one it clashes
+    with. Indexed by port and address, so thousands of servers take linear time."""
     out = []
-    seen: list[ServerConfig] = []
+    order: list[ServerConfig] = []
+    first_at: dict[tuple[int, str], int] = {}  # (port, address) -> first server listening there
+    first_on: dict[int, int] = {}  # port -> first server on it (any address)
+    first_v4: dict[int, int] = {}  # port -> first server with an IPv4 address on it
+    bad_listen = {k.split(".")[1] for k in invalid if k.startswith("server.") and ".listen[" in k}
     for srv in config.enabled_servers():
-        keys = _keys(srv, "port", "listen", "enabled")
-        if any(k in keys or k.startswith(f"server.{srv.name}.listen[") for k in invalid):
+        if srv.name in bad_listen or any(k in invalid for k in _keys(srv, "port", "listen", "enabled")):
             continue
-        for other in seen:
-            if other.port != srv.port:
-                continue
-            clash = [(a, b) for a in srv.listen for b in other.listen if _overlap(a, b)]
-            if not clash:
-                continue
-            a, b = clash[0]
+        port = srv.port
+        candidates: list[int] = []
+        for a in srv.listen:
+            if a == "::":
+                found = [first_on.get(port)]
+            else:
+                found = [first_at.get((port, a)), first_at.get((port, "::"))]
+                if ipaddress.ip_address(a).version == 4:
+                    found.append(first_at.get((port, "0.0.0.0")))
+                    if a == "0.0.0.0":
+                        found.append(first_v4.get(port))
+            candidates += [i for i in found if i is not None]
+        if candidates:
+            other = order[min(candidates)]
+            a, b = next((a, b) for a in srv.listen for b in other.listen if _overlap(a, b))
             where = f"{a}" if a == b else f"{a} and {b}"
             note = Diagnostic(
                 Severity.NOTE,
@@ -89,8 +102,13 @@ def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
                     notes=(note,),
                 )
             )
-            break
-        seen.append(srv)
+        index = len(order)
+        order.append(srv)
+        first_on.setdefault(port, index)
+        for a in srv.listen:
+            first_at.setdefault((port, a), index)
+            if ipaddress.ip_address(a).version == 4:
+                first_v4.setdefault(port, index)
     return out
 
 
@@ -116,6 +134,29 @@ def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
     return out
 
 
+def open_to_strangers(config: Config, srv: ServerConfig) -> Diagnostic | None:
+    """The error for a server that would serve sessions without a login to anyone on the network,
+    or None. The checks make it for enabled servers; wrsrvd also for a disabled one started by hand."""
+    open_to = [a for a in srv.listen if not is_loopback(a)]
+    if (
+        srv.sessions is not SessionStart.COMMAND
+        or not open_to
+        or srv.admission.access_key_file is not None
+        or srv.tls.client_ca is not None
+    ):
+        return None
+    return _diag(
+        config,
+        f"server.{srv.name}.sessions",
+        f'sessions = "command" on {open_to[0]} would give a session running '
+        f"{' '.join(srv.session_command)} as the server's user to anyone who can reach port "
+        f"{srv.port} (a token is not authentication); set admission.access_key_file (viewers "
+        "present its key) or tls.client_ca (viewers present a certificate), or listen on "
+        'loopback only (listen = ["127.0.0.1", "::1"])',
+        scope=frozenset({srv.name}),
+    )
+
+
 def _servers(config: Config) -> list[Diagnostic]:
     out = []
     for srv in config.servers.values():
@@ -134,26 +175,9 @@ def _servers(config: Config) -> list[Diagnostic]:
                     scope=scope,
                 )
             )
-        open_to = [a for a in srv.listen if not is_loopback(a)]
-        if (
-            srv.enabled
-            and srv.sessions is SessionStart.COMMAND
-            and open_to
-            and srv.admission.access_key_file is None
-            and srv.tls.client_ca is None
-        ):
-            out.append(
-                _diag(
-                    config,
-                    f"{key}.sessions",
-                    f'sessions = "command" on {open_to[0]} would give a session running '
-                    f"{' '.join(srv.session_command)} as the server's user to anyone who can reach port "
-                    f"{srv.port} (a token is not authentication); set admission.access_key_file (viewers "
-                    "present its key) or tls.client_ca (viewers present a certificate), or listen on "
-                    'loopback only (listen = ["127.0.0.1", "::1"])',
-                    scope=scope,
-                )
-            )
+        stranger = open_to_strangers(config, srv) if srv.enabled else None
+        if stranger is not None:
+            out.append(stranger)
         if srv.output.idle_fps > srv.output.fps:
             out.append(
                 _diag(

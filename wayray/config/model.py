@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from types import MappingProxyType
 
-from wayray.config.schema import FileSpec, ListRule, Shape, records, required, setting, table
+from wayray.config.schema import Applies, FileSpec, ListRule, Shape, records, required, setting, table
 from wayray.config.types import (
     AbsPath,
     Bitrate,
@@ -194,6 +194,9 @@ class LimitSettings:
         "Memory ceiling of the server instance itself: wrsrvd, and the sessions it starts itself with "
         '`sessions = "command"` (systemd `MemoryMax=` on `wrsrvd@NAME`; on illumos recorded as a '
         "property only, see operating.md). Login sessions run outside it: see `session_memory_max`.",
+        # systemd applies it to the unit; with sessions = "command" wrsrvd's memory budget
+        # (admission.memory_percent) is a share of it, which a reload takes.
+        applies=frozenset({Applies.UNIT, Applies.RELOAD}),
     )
     cpu_quota: int | None = setting(
         None,
@@ -201,6 +204,7 @@ class LimitSettings:
         "CPU time ceiling of the server instance itself, like `memory_max` (systemd `CPUQuota=`; on "
         "illumos recorded as a property only, for a `project.cpu-cap` you set up, see operating.md). "
         "Login sessions: `session_cpu_quota`.",
+        applies=Applies.UNIT,
     )
     session_memory_max: int | None = setting(
         None,
@@ -229,6 +233,7 @@ class AdmissionSettings:
         "authentication: without this, `tls.client_ca` or a login, anyone who can reach the port gets "
         'a session. Required with `sessions = "command"` on an address other than loopback, unless '
         '`tls.client_ca` is set. `""` (the default): no access key.',
+        applies=Applies.RESTART,  # read once, at start
     )
     new_sessions_per_minute: int = setting(
         30,
@@ -261,15 +266,19 @@ class ServerConfig:
     """One ``[server.<name>]`` table: one ``wrsrvd`` instance."""
 
     enabled: bool = setting(
-        True, Bool(), "Start this instance at boot. false keeps the table but does not start it."
+        True,
+        Bool(),
+        "Start this instance at boot. false keeps the table but does not start it.",
+        applies=Applies.START,
     )
     listen: tuple[str, ...] = setting(
         ("::",),
         ListOf(IPAddress(), min_items=1),
         'Addresses to listen on. "::" is every IPv6 and (dual-stack) IPv4 address.',
         list_rule=ListRule.REPLACE,
+        applies=Applies.RESTART,
     )
-    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.")
+    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.", applies=Applies.RESTART)
     max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
     policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
     pool: str = setting(
@@ -286,6 +295,7 @@ class ServerConfig:
         'the session runs as that user, started by the session launcher (wrsessd). "command": no '
         "login; every session runs `session_command` as the server's own user (demos, single-purpose "
         "appliances).",
+        applies=Applies.RESTART,
     )
     session_command: tuple[str, ...] = setting(
         ("foot",),
@@ -293,7 +303,9 @@ class ServerConfig:
         'What a session runs when `sessions = "command"` (and in `wrsrvd --standalone`): the command '
         "started as the server's user inside each new session.",
     )
-    tls: TLSSettings = table(TLSSettings, "TLS identity (QUIC always uses TLS 1.3).")
+    tls: TLSSettings = table(
+        TLSSettings, "TLS identity (QUIC always uses TLS 1.3).", applies=Applies.RESTART
+    )
     output: OutputSettings = table(OutputSettings, "Output (screen) defaults for new sessions.")
     encoder: EncoderSettings = table(EncoderSettings, "Encoder preferences.")
     limits: LimitSettings = table(
@@ -492,14 +504,19 @@ class HostConfig:
         AbsPath(),
         "Persistent state: one directory per server instance (session registry, TLS identity). "
         "With systemd it must be below /var/lib (the units use `StateDirectory=`).",
+        applies=frozenset({Applies.RESTART, Applies.UNIT}),
     )
     runtime_dir: PurePosixPath = setting(
         PurePosixPath("/run/wayray"),
         AbsPath(),
         "Sockets and other runtime files. With systemd it must be below /run (`RuntimeDirectory=`).",
+        applies=frozenset({Applies.RESTART, Applies.UNIT, Applies.LAUNCHER}),
     )
     greeter_user: str = setting(
-        "wayray-greeter", UserName(), "Unprivileged user the login screen (wrlogin) runs as."
+        "wayray-greeter",
+        UserName(),
+        "Unprivileged user the login screen (wrlogin) runs as.",
+        applies=Applies.LAUNCHER,
     )
     pam_service: str = setting(
         "wayray",
@@ -509,6 +526,7 @@ class HostConfig:
             name="PAM service name",
         ),
         "PAM service (`/etc/pam.d/<name>`) used to authenticate and open sessions.",
+        applies=Applies.LAUNCHER,
     )
     greeter_pam_service: str = setting(
         "wayray-greeter",
@@ -519,12 +537,14 @@ class HostConfig:
         ),
         "PAM service of the login screen's own sessions (account and session stacks only; it must not "
         'ask anything). "" runs login screens without PAM (no logind session for them).',
+        applies=Applies.LAUNCHER,
     )
     launcher_socket: PurePosixPath = setting(
         DERIVED,
         AbsPath(),
         "Socket of the session launcher (wrsessd); the systemd socket unit listens on it.",
         derived="`<runtime_dir>/wrsessd.sock`",
+        applies=frozenset({Applies.LAUNCHER, Applies.RESTART, Applies.UNIT}),
     )
     admin_socket: str = setting(
         "",
@@ -535,6 +555,7 @@ class HostConfig:
         ),
         'Admin socket of each server instance; "{instance}" is replaced by the instance name.',
         derived="`<runtime_dir>/{instance}/admin.sock`",
+        applies=Applies.RESTART,
     )
 
     def admin_socket_for(self, instance: str) -> PurePosixPath:
@@ -652,6 +673,7 @@ FILES: tuple[FileSpec, ...] = (
         "One `[server.<name>]` table per server instance; each becomes `wrsrvd@<name>.service` "
         "(systemd) or `svc:/application/wayray/wrsrvd:<name>` (SMF).",
         used_by="wrsrvd, the generator, wradm",
+        readers=frozenset({"wrsrvd"}),
     ),
     FileSpec(
         "policies.toml",
@@ -660,7 +682,8 @@ FILES: tuple[FileSpec, ...] = (
         PolicyConfig,
         "Named session policies; a server applies the one its `policy` names. A policy named "
         "`default` exists even when no file defines it (with the defaults below).",
-        used_by="wrsrvd, wrsessd",
+        used_by="wrsrvd",
+        readers=frozenset({"wrsrvd"}),
     ),
     FileSpec(
         "usb.toml",
@@ -670,6 +693,7 @@ FILES: tuple[FileSpec, ...] = (
         "Which USB devices a client may forward into a session: ordered rules, first match wins, "
         "and an explicit default.",
         used_by="wrsrvd",
+        readers=frozenset({"wrsrvd"}),
         not_yet="USB forwarding does not exist yet: the rules are read and checked (`wradm check`), and "
         "no device is forwarded whatever they say",
     ),
@@ -681,6 +705,8 @@ FILES: tuple[FileSpec, ...] = (
         "What a user's session starts. A user's own `~/.config/wayray/session.toml` overrides these "
         "defaults key by key (its arrays replace, its environment merges).",
         used_by="wrsessd",
+        readers=frozenset({"wrsessd"}),
+        applies=Applies.NEXT_SESSION,
     ),
     FileSpec(
         "host.toml",
@@ -689,6 +715,8 @@ FILES: tuple[FileSpec, ...] = (
         HostConfig,
         "Settings of the machine as a whole.",
         used_by="every daemon, the generator, wradm",
+        readers=frozenset({"wrsrvd", "wrsessd"}),
+        applies=Applies.RESTART,
     ),
     FileSpec(
         "client.toml",
@@ -697,8 +725,16 @@ FILES: tuple[FileSpec, ...] = (
         ClientConfig,
         "The thin-client side (wrclient on a kiosk).",
         used_by="wrclient",
+        readers=frozenset({"wrclient"}),
+        applies=Applies.CLIENT,
     ),
 )
 
 FILES_BY_NAME = {f.name: f for f in FILES}
+#: The files each daemon reads (its start-up check judges only these).
+READS: dict[str, frozenset[str]] = {
+    program: frozenset(f.name for f in FILES if program in f.readers)
+    for program in ("wrsrvd", "wrsessd", "wrclient")
+}
+SERVER_FILES = READS["wrsrvd"]
 FILES_BY_TABLE = {f.table: f for f in FILES}

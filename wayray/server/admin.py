@@ -8,7 +8,9 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
   "command"), "launcher" (null, or {"socket", "connected"}), "version", "pid", "listen", "port",
   "fingerprint", "sessions", "by_state": {state: n}, "viewers", "not_responding": [ids of sessions
   whose compositor answers nothing], "unlocking", "max_sessions",
-  "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}}``
+  "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}, "config": null (standalone)
+  or {"digests": {"restart", "reload"}}}`` (digests of the running configuration, by what a change of
+  it needs: ``wradm apply`` compares them with the files to decide between reload and restart)
 - ``{"type": "sessions"}`` → ``{"type": "sessions", "sessions": [{"id", "state", "token", "user",
   "viewer", "kiosk", "since", "launcher_session", "linked", "responding", "not_responding_since",
   "pid", "wayland_display", "output": [w, h, scale_120], "created_at", "changed_at"}, ...]}``
@@ -21,6 +23,10 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
   viewer (SessionEvent DETACHED, then Close NO_ERROR); it keeps running
 - ``{"type": "screenshot", "session_id": ID, "include_cursor": false}`` → ``{"type": "screenshot",
   "png_base64": ...}`` (the compositor's own picture of its output)
+- ``{"type": "reload"}`` → ``{"type": "reloaded", "needs_restart": [keys that changed but keep their
+  running value until a restart], "diagnostics": [warnings]}``, or ``{"type": "reload_refused",
+  "errors": ["file:line:col: error: ..."], "diagnostics": [...]}`` when the files have errors (the
+  running configuration stays). Instance mode only; answered once the files are read and checked.
 
 Any failure is answered ``{"type": "error", "description": ...}``; a malformed frame closes the
 connection, and so does a request left unfinished for ``frame_timeout`` seconds (10; it is answered

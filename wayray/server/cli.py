@@ -20,13 +20,17 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import wayray
 from wayray.common.errors import UsageError, WayRayError, cli_entry
-from wayray.common.log import setup
+from wayray.common.log import setup, under_journal
 from wayray.common.notify import Notifier
 from wayray.common.version import add_version_option
+from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
+from wayray.config.loader import UnknownInstance
 
 log = logging.getLogger("wayray.server")
 
@@ -45,8 +49,11 @@ directory, or --access-key-file F) before anything starts.
   wrclient localhost --token mysession
 
 instance mode is what the service manager runs (wrsrvd@NAME.service, svc:/application/wayray/
-wrsrvd:NAME): the [server.NAME] table of /etc/wayray/servers.toml. SIGHUP reloads what can change
-without a restart (policy, limits, what new sessions run).
+wrsrvd:NAME): the [server.NAME] table of /etc/wayray/servers.toml. It checks what it reads first:
+with errors it prints each as file:line:col and exits with status 78 (EX_CONFIG; systemd does not
+restart it then). `wradm reload --instance NAME` (what `systemctl reload` runs) or SIGHUP reloads
+what can change without a restart (policy, limits, what new sessions run); a configuration with
+errors is refused, and the running one stays.
 """
 
 
@@ -118,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: sysexits.h EX_CONFIG: "configuration error". systemd shows it as status=78/CONFIG, and the unit's
+#: RestartPreventExitStatus= keeps it from restarting a server whose configuration is broken.
+EXIT_CONFIG = 78
+
+
 @cli_entry("wrsrvd")
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else list(argv)
@@ -135,18 +147,37 @@ def main(argv: list[str] | None = None) -> int:
         command = command[1:]
     if args.standalone:
         settings = _standalone(args, command)
-    else:
-        given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
-        if command or any(v is not None for v in given):
-            raise UsageError("--instance takes its settings from the configuration, not from arguments")
-        settings = _instance(args.instance, args.root)
-    setup("wrsrvd", verbose=args.verbose)
+        _logging(args.verbose)
+        return asyncio.run(_serve(settings, instance=None, root=None))
+    given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
+    if command or any(v is not None for v in given):
+        raise UsageError("--instance takes its settings from the configuration, not from arguments")
+    _logging(args.verbose)
+    try:
+        loaded = load_instance(args.instance, args.root)
+    except ConfigError as err:
+        report(err.diagnostics)
+        name = args.instance
+        errors = sum(1 for d in err.diagnostics if d.severity is Severity.ERROR)
+        raise WayRayError(
+            f"wrsrvd@{name} not started: the configuration has {errors} error{'s' * (errors != 1)} (above)",
+            hint=f"fix {'them' if errors != 1 else 'it'} (`wradm check --instance {name}` lists them "
+            f"again), then start it: systemctl start wrsrvd@{name} (SMF: svcadm clear wrsrvd:{name})",
+            exit_code=EXIT_CONFIG,
+        ) from None
+    except UnknownInstance as err:
+        raise WayRayError(err.message, hint=err.hint, exit_code=EXIT_CONFIG) from None
+    report(loaded.diagnostics)
+    return asyncio.run(_serve(loaded.settings, instance=args.instance, root=args.root, loaded=loaded))
+
+
+def _logging(verbose: int) -> None:
+    setup("wrsrvd", verbose=verbose)
     # aioquic says "Negotiated protocol version" and "ALPN negotiated" at INFO for every connection:
     # -v shows them (and -vv QUIC's packet-level debugging), not the journal of a healthy server.
     logging.getLogger("quic").setLevel(
-        logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+        logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     )
-    return asyncio.run(_serve(settings, instance=args.instance, root=args.root))
 
 
 def _standalone(args: argparse.Namespace, command: list[str]) -> object:
@@ -191,12 +222,50 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
     )
 
 
-def _instance(name: str, root: Path | None) -> object:
+#: The configuration keys behind the settings a reload cannot change (FrontDoor.RESTART_ONLY).
+_KEYS = {
+    "state_dir": "host.state_dir",
+    "runtime_dir": "host.runtime_dir",
+    "admin_socket": "host.admin_socket",
+    "tls_cert": "tls.cert",
+    "tls_key": "tls.key",
+    "client_ca": "tls.client_ca",
+    "access_key_file": "admission.access_key_file",
+    "launcher_socket": "sessions (or host.launcher_socket)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedInstance:
+    """What ``wrsrvd --instance NAME`` runs with, and what it said about it."""
+
+    settings: object  # FrontDoorSettings (imported late: this module starts without aioquic)
+    #: Warnings and notes that concern this instance (files it reads, its own table).
+    diagnostics: tuple[Diagnostic, ...]
+    #: For `wradm apply`: digests of what needs a restart and of what a reload takes.
+    digests: dict[str, str]
+
+
+def load_instance(name: str, root: Path | None) -> LoadedInstance:
+    """Read and check what instance ``name`` reads. Raises ``ConfigError`` with every diagnostic
+    that concerns it (errors and warnings) when one is an error, ``UnknownInstance`` when no
+    ``[server.NAME]`` is configured. Problems of files it does not read (client.toml, session.toml)
+    or of other instances' tables neither stop it nor show in its log."""
     from wayray import config
+    from wayray.config.checks import open_to_strangers
+    from wayray.config.effect import server_digests
     from wayray.server.settings import instance_settings
 
-    cfg = config.load(root, instance=name)
+    result = config.load_report(root)
+    relevant = tuple(d for d in result.diagnostics if d.concerns(name))
+    if any(d.severity is Severity.ERROR for d in relevant):
+        raise ConfigError(relevant)
+    cfg = result.config
     server = cfg.server(name)
+    # The checks leave a disabled table's open door alone (nothing starts it); this one is starting.
+    stranger = None if server.enabled else open_to_strangers(cfg, server)
+    if stranger is not None:
+        raise ConfigError((*relevant, stranger))
     policy = cfg.policy_for(server)
     settings = instance_settings(server, policy, cfg.host)
     if policy.reauth_on_reattach and not settings.login:
@@ -205,10 +274,25 @@ def _instance(name: str, root: Path | None) -> object:
             policy.name,
             name,
         )
-    return settings
+    return LoadedInstance(settings, relevant, server_digests(cfg, server))
 
 
-async def _serve(settings: object, *, instance: str | None, root: Path | None) -> int:
+def report(diagnostics: Iterable[Diagnostic]) -> None:
+    """Print diagnostics one per line, ``file:line:col: severity: ...`` (with their priority when
+    the journal reads stderr, so `systemctl status` and `journalctl -p warning` show them right)."""
+    journal = under_journal()
+    priority = {"error": 3, "warning": 4, "note": 5}
+    for diag in diagnostics:
+        for line, level in zip(
+            diag.format().split("\n"), [diag.severity, *(n.severity for n in diag.notes)], strict=False
+        ):
+            prefix = f"<{priority[level.value]}>" if journal else ""
+            print(f"{prefix}{line}", file=sys.stderr, flush=True)
+
+
+async def _serve(
+    settings: object, *, instance: str | None, root: Path | None, loaded: LoadedInstance | None = None
+) -> int:
     from wayray.server.frontdoor import FrontDoor
     from wayray.server.settings import FrontDoorSettings, Mode
 
@@ -226,17 +310,47 @@ async def _serve(settings: object, *, instance: str | None, root: Path | None) -
         log.info("got %s: stopping%s", sig.name, " and ending the sessions" if end_sessions else "")
         stop.set()
 
+    reloading = asyncio.Lock()
+
+    async def reload_configuration() -> dict[str, Any]:
+        """Read the configuration again: take it, or refuse it (the running one stays) and say why."""
+        assert instance is not None
+        async with reloading:
+            notifier.reloading("reloading the configuration")
+            try:
+                new = await asyncio.to_thread(load_instance, instance, root)
+            except (ConfigError, UnknownInstance) as err:
+                problems = err.diagnostics if isinstance(err, ConfigError) else ()
+                lines = [d.format() for d in problems if d.severity is Severity.ERROR] or [err.message]
+                for line in "\n".join(lines).split("\n"):  # one log line each, notes included
+                    log.error("configuration not reloaded (the running one stays): %s", line)
+                notifier.ready(door.status_line())
+                return {
+                    "type": "reload_refused",
+                    "errors": lines,
+                    "diagnostics": [d.format() for d in problems],
+                }
+            needs_restart = [_KEYS.get(n, n) for n in door.reload(new.settings)]  # type: ignore[arg-type]
+            door.config_digests = new.digests
+            notifier.ready(door.status_line())
+            return {
+                "type": "reloaded",
+                "needs_restart": needs_restart,
+                "diagnostics": [d.format() for d in new.diagnostics],
+            }
+
     def on_hup() -> None:
         if instance is None:
             log.info("SIGHUP: standalone mode has no configuration files to reload")
             return
-        notifier.reloading("reloading the configuration")
-        try:
-            door.reload(_instance(instance, root))  # type: ignore[arg-type]
-        except WayRayError as err:
-            log.error("configuration not reloaded: %s", err.message)
-        notifier.ready(door.status_line())
+        task = loop.create_task(reload_configuration(), name="reload")
+        hup_tasks.add(task)
+        task.add_done_callback(hup_tasks.discard)
 
+    hup_tasks: set[asyncio.Task[Any]] = set()
+    if instance is not None:
+        door.reloader = reload_configuration
+        door.config_digests = loaded.digests if loaded is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hup)

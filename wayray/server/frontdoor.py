@@ -37,6 +37,7 @@ import signal
 import stat
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,12 @@ class FrontDoor(LoginMode):
         self._refusals: dict[str, tuple[float, int]] = {}
         #: The addresses it listens on (a default one that cannot be bound is left out).
         self.listening: list[str] = []
+        #: Instance mode: reloads the configuration and answers an admin "reload" request (set by
+        #: wrsrvd's command line, which knows where the configuration is).
+        self.reloader: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        #: Instance mode: what the running configuration is, for `wradm apply` (``status``'s
+        #: ``config``): the digests of the settings that need a restart and of those a reload takes.
+        self.config_digests: dict[str, str] | None = None
 
     # --- start and stop ----------------------------------------------------------------------------
 
@@ -329,20 +336,25 @@ class FrontDoor(LoginMode):
             self._lock_fd = None
         log.info("wrsrvd %s stopped", self.settings.name)
 
-    def reload(self, settings: FrontDoorSettings) -> None:
-        """SIGHUP: take what can change without a restart (policy, limits, what new sessions run)."""
+    #: Settings a reload cannot change: they are bound at start (sockets, identity, the launcher).
+    RESTART_ONLY = (
+        "listen",
+        "port",
+        "state_dir",
+        "runtime_dir",
+        "admin_socket",
+        "tls_cert",
+        "tls_key",
+        "client_ca",
+        "access_key_file",
+        "launcher_socket",
+    )
+
+    def reload(self, settings: FrontDoorSettings) -> list[str]:
+        """Take what can change without a restart (policy, limits, what new sessions run); returns
+        the settings that changed but need a restart (they keep their running values)."""
         old = self.settings
-        keep = (
-            "listen",
-            "port",
-            "state_dir",
-            "runtime_dir",
-            "admin_socket",
-            "tls_cert",
-            "tls_key",
-            "client_ca",
-            "access_key_file",
-        )
+        keep = self.RESTART_ONLY
         changed = [name for name in keep if getattr(old, name) != getattr(settings, name)]
         if changed:
             log.warning("restart wrsrvd to apply the changes to: %s", ", ".join(changed))
@@ -352,6 +364,7 @@ class FrontDoor(LoginMode):
         self.admission.limits = self.settings.admission
         self._timer_wake.set()
         log.info("configuration reloaded")
+        return changed
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -1334,6 +1347,7 @@ class FrontDoor(LoginMode):
                     "idle_timeout_s": self.settings.policy.idle_timeout_s,
                     "reauth_on_reattach": self.settings.policy.reauth_on_reattach,
                 },
+                "config": None if self.config_digests is None else {"digests": self.config_digests},
             }
         if kind == "sessions":
             return {"type": "sessions", "sessions": [self._describe(s) for s in self._registry_sessions()]}
@@ -1363,8 +1377,14 @@ class FrontDoor(LoginMode):
             import base64
 
             return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
+        if kind == "reload":
+            if self.reloader is None:
+                raise AdminError(
+                    "this wrsrvd runs without configuration files (standalone): nothing to reload"
+                )
+            return await self.reloader()
         raise AdminError(
-            f"unknown request type {kind!r} (known: status, sessions, kill, detach, screenshot)"
+            f"unknown request type {kind!r} (known: status, sessions, kill, detach, screenshot, reload)"
         )
 
     def _admin_end_or_detach(self, kind: str, sid: object) -> dict[str, Any]:
