@@ -27,13 +27,18 @@ def test_fitted_outputs_keep_to_the_budget_and_the_shape(w: int, h: int, cap: in
     if w * h <= cap:
         assert (fw, fh) == (w, h)
         return
-    assert fw * fh <= cap and fw % scale == 0 and fh % scale == 0
-    assert fw <= w and fh <= h
+    assert fw * fh <= cap and fw <= w and fh <= h
+    # Sides a multiple of the scale, except one asked smaller than the scale (kept as asked).
+    assert (fw % scale == 0 or fw == w < scale) and (fh % scale == 0 or fh == h < scale)
     # Each side is scaled by the same factor (within the rounding to a multiple of the scale), so the
     # shape is kept and the budget used.
     factor = (cap / (w * h)) ** 0.5
     if min(w * factor, h * factor) >= scale:
         assert w * factor - scale <= fw <= w * factor and h * factor - scale <= fh <= h * factor
+
+
+def test_a_side_smaller_than_the_scale_is_never_made_larger() -> None:
+    assert fit_output(2, 32001, 64000, scale=3) == (2, 31998)  # found by Hypothesis: was (3, 21333)
 
 
 def test_sources() -> None:
