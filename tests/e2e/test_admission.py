@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, eventually, failure, free_udp_port, kill_sessions
+from tests.e2e.harness import Harness, WrServer, eventually, failure, free_udp_port, kill_sessions
 from tests.server.test_instance import _status
 from wayray.server.admin import AdminClient
 from wayray.transport import ClientSettings, ConnectionClosedError, PinnedFingerprint, connect
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.slow
 IDLE = ["sleep", "3600"]
 
 
-async def _open_and_leave(port: int, fingerprint: str, tokens: list[str]) -> list[Any]:
+async def _open_and_leave(srv: WrServer, tokens: list[str]) -> list[Any]:
     """For each token (4 at a time, as the review's flood did): connect from 127.0.0.1, and leave at
     once. Each result is the ServerHello, or the ConnectionClosedError that refused it."""
-    settings = ClientSettings(trust=PinnedFingerprint(fingerprint))
+    settings = ClientSettings(trust=PinnedFingerprint(srv.fingerprint), own_server=srv.own_server)
     gate = asyncio.Semaphore(4)
 
     async def one(token: str) -> Any:
@@ -36,7 +36,7 @@ async def _open_and_leave(port: int, fingerprint: str, tokens: list[str]) -> lis
                 token=token, token_kind=TokenKind.SOFTWARE, screen_width=640, screen_height=480
             )
             try:
-                conn = await connect("127.0.0.1", port, settings, hello)
+                conn = await connect("127.0.0.1", srv.port, settings, hello)
             except ConnectionClosedError as err:
                 return err
             sh = conn.server_hello
@@ -48,7 +48,7 @@ async def _open_and_leave(port: int, fingerprint: str, tokens: list[str]) -> lis
 
 def test_one_address_cannot_take_every_session_slot(harness: Harness) -> None:
     srv = harness.server(IDLE, listen=("127.0.0.1", "::1"))
-    results = asyncio.run(_open_and_leave(srv.port, srv.fingerprint, [f"flood-{n:02d}" for n in range(20)]))
+    results = asyncio.run(_open_and_leave(srv, [f"flood-{n:02d}" for n in range(20)]))
     started = [r for r in results if not isinstance(r, ConnectionClosedError)]
     refused = [r for r in results if isinstance(r, ConnectionClosedError)]
     # The default admission.unused_sessions_per_source (16): the rest are told why, and may retry later.

@@ -641,11 +641,13 @@ class FrontDoor(LoginMode):
             source,
             f"{conn.peer_address}: refused: {'a wrong access key' if presented else 'no access key'}",
         )
+        # A standalone server's "operator" is whoever started it, maybe another user of this machine.
+        who = "whoever started it" if self.settings.mode is Mode.STANDALONE else "its operator"
         if (conn.version or (1, 0)) >= HELLO_CREDENTIALS:
             conn.close(
                 ErrorCode.ACCESS_DENIED,
                 ("the access key is wrong" if presented else "this server requires an access key")
-                + ": ask its operator for it, then give it to wrclient (--access-key-file FILE, "
+                + f": ask {who} for it, then give it to wrclient (--access-key-file FILE, "
                 "WAYRAY_ACCESS_KEY, or access_key_file in client.toml)",
             )
         else:
