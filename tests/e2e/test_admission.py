@@ -81,12 +81,21 @@ def instance(tmp_path: Path) -> Iterator[Any]:
         admin_socket = run / "demo" / "admin.sock"
         fingerprint = ""
         log = tmp_path / "wrsrvd.log"
+        key = tmp_path / "state" / "demo" / "access.key"
 
         def start(self, servers_extra: str = "", policy: str = "") -> None:
             etc = tmp_path / "root" / "etc" / "wayray"
             etc.mkdir(parents=True)
             (etc / "host.toml").write_text(
                 f'[host]\nstate_dir = "{tmp_path / "state"}"\nruntime_dir = "{run}"\n'
+            )
+            # No login: viewers present the instance's key (made on its first start), on loopback too.
+            admission = "[server.demo.admission]\n"
+            keyed = f'{admission}access_key_file = "{self.key}"\n'
+            servers_extra = (
+                servers_extra.replace(admission, keyed)
+                if admission in servers_extra
+                else servers_extra + keyed
             )
             (etc / "servers.toml").write_text(
                 f'[server.demo]\nlisten = ["127.0.0.1", "::1"]\nport = {self.port}\nsessions = "command"\n'
@@ -110,7 +119,8 @@ def instance(tmp_path: Path) -> Iterator[Any]:
             """A wrclient that shows ``token``'s session and leaves (``args``: a script to play). It
             does not try again when refused (SERVER_BUSY): the refusal is what these tests look at."""
             argv = [script("wrclient"), f"{host}:{self.port}", "--fingerprint", self.fingerprint,
-                    "--headless", "--token", token, "--size", "640x480", "--no-reconnect"]  # fmt: skip
+                    "--headless", "--token", token, "--size", "640x480", "--no-reconnect",
+                    "--access-key-file", str(self.key)]  # fmt: skip
             shot = h.tmp / f"{token}.png"
             return subprocess.run([*argv, *args, "--snapshot", str(shot)], env=h.env, capture_output=True,
                                   text=True, timeout=180)  # fmt: skip

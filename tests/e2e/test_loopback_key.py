@@ -261,3 +261,45 @@ def test_a_standalone_key_others_may_read_is_refused_with_what_to_do(harness: Ha
         assert f"{key}: the access key belongs to uid 65534" in foreign.stderr, foreign.stderr
     assert not (harness.tmp / "leaked.png").exists() and not (harness.tmp / "foreign.png").exists()
     assert len(srv.sessions()) == 1
+
+
+def test_a_command_instance_on_loopback_without_an_authenticator_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """Every local user could get a session running as the service's user, who owns the server's state
+    (its TLS key too) and may ask every instance's admin socket for screenshots."""
+    h = Harness(tmp_path)
+    try:
+        root, state, run = tmp_path / "root", tmp_path / "state", h.short / "run"
+        etc = root / "etc" / "wayray"
+        etc.mkdir(parents=True)
+        (etc / "host.toml").write_text(f'[host]\nstate_dir = "{state}"\nruntime_dir = "{run}"\n')
+        servers = etc / "servers.toml"
+        servers.write_text(
+            '[server.lab]\nlisten = ["127.0.0.1", "::1"]\nport = 7355\nsessions = "command"\n'
+            'session_command = ["foot"]\n'
+        )
+        check = subprocess.run(
+            [script("wradm"), "--root", str(root), "check"], env=h.env, capture_output=True, text=True
+        )
+        assert check.returncode == 1, check.stdout + check.stderr
+        # Positioned at the setting, saying who would get what, and what to do.
+        assert f"{servers}:4:12: error: server.lab.sessions:" in check.stderr, check.stderr
+        assert "every user of this machine" in check.stderr, check.stderr
+        assert "admission.access_key_file" in check.stderr and "tls.client_ca" in check.stderr, check.stderr
+        started = subprocess.run(
+            [script("wrsrvd"), "--instance", "lab", "--root", str(root)],
+            env=h.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert started.returncode == 78, started.stdout + started.stderr
+        assert f"{servers}:4:12:" in started.stderr and "every user of this machine" in started.stderr
+        assert not (run / "lab" / "link.sock").exists()
+        # With an access key it serves (the key file is made on first start).
+        with open(servers, "a") as f:
+            f.write(f'\n[server.lab.admission]\naccess_key_file = "{state}/lab.key"\n')
+        check = subprocess.run(
+            [script("wradm"), "--root", str(root), "check"], env=h.env, capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        h.cleanup()

@@ -1341,6 +1341,9 @@ class FrontDoor(LoginMode):
                 "by_state": dict(sorted(states.items())),
                 "viewers": sum(1 for s in self._registry_sessions() if self._shown(s)[1] is not None),
                 "access_key": self.access_key is not None,
+                # What a viewer must present: the key's file and the client CA (paths, no secret).
+                "access_key_file": None if self.access_key is None else str(self.settings.access_key_file),
+                "client_ca": None if self.settings.client_ca is None else str(self.settings.client_ca),
                 "not_responding": sorted(ls.id for ls in self.live.values() if not ls.responding),
                 "unlocking": len(self.unlocking),
                 "max_sessions": self.settings.max_sessions,
