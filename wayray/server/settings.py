@@ -138,8 +138,7 @@ def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConf
             f"{' '.join(server.session_command)} as this server's user to anyone who can reach UDP port "
             f"{server.port}: a token is not authentication",
             hint="set admission.access_key_file (viewers present its key) or tls.client_ca (viewers "
-            'present a certificate) in servers.toml, or listen on loopback only (listen = ["127.0.0.1", '
-            '"::1"])',
+            "present a certificate) in servers.toml",
         )
     return _build(
         Mode.INSTANCE,
