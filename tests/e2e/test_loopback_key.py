@@ -231,6 +231,12 @@ def test_the_own_key_goes_to_loopback_servers_only(two_users: list[LocalUser]) -
     srv = StandaloneAs(alice, "--listen", "::")  # on every address: its key is required there too
     try:
         assert re.search(r"who can connect\s+whoever has the access key", srv.banner), srv.banner
+        # Here, as alice: nothing to give; from elsewhere: the key.
+        here = (
+            f"connect with    wrclient localhost:{srv.port} --fingerprint {srv.fingerprint}   (you, here)\n"
+        )
+        assert here in srv.banner, srv.banner
+        assert re.search(rf":{srv.port} --fingerprint {srv.fingerprint} --access-key-file FILE ", srv.banner)
         far = srv.viewer(alice, "alice-lan", host=lan)
         assert far.returncode == 1, failure(far)
         assert "requires an access key" in far.stderr, far.stderr  # none was presented

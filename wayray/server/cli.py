@@ -371,6 +371,8 @@ async def _serve(
 
 
 def _banner(door: object) -> None:
+    import socket
+
     from wayray.common.xdg import standalone_access_key
     from wayray.config.checks import is_loopback
     from wayray.server.frontdoor import FrontDoor
@@ -379,25 +381,32 @@ def _banner(door: object) -> None:
     s = door.settings
     listening = door.listening or list(s.listen)
     where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in listening)
-    host = listening[0] if listening[0] not in ("::", "0.0.0.0") else "localhost"
-    host = "localhost" if host in ("127.0.0.1", "::1") else host
-    host = f"[{host}]" if ":" in host else host
-    connect = f"wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}"
+    fingerprint = door.identity.fingerprint
     assert door.access_key is not None  # a standalone server always has one (standalone_settings)
     key_file = s.access_key_file
-    # wrclient run by this user presents the key of the default state directory to loopback servers.
+    # wrclient run by this user presents the key of the default state directory to this server on
+    # loopback by itself (wayray.client.identity.own_standalone_server).
     found = key_file == standalone_access_key()
-    local = all(is_loopback(h) for h in listening)
-    if local and found:
-        who = "you (your wrclient presents the key itself); other users of this machine need the key"
-    elif local:
-        who = f"whoever has the access key, on this machine only (you too: --access-key-file {key_file})"
-        connect += f" --access-key-file {key_file}"
+    local = [h for h in listening if is_loopback(h) or h in ("::", "0.0.0.0")]
+    here = f"wrclient localhost:{door.port} --fingerprint {fingerprint}"
+    if all(is_loopback(h) for h in listening):
+        if found:
+            who = "you (your wrclient presents the key itself); other users of this machine need the key"
+            connect = here
+        else:
+            who = f"whoever has the access key, on this machine only (you too: --access-key-file {key_file})"
+            connect = f"{here} --access-key-file {key_file}"
     else:
         who = "whoever has the access key, on this machine or over the network" + (
-            " (your wrclient on this machine presents it itself)" if found else ""
+            " (your wrclient on this machine presents it itself)" if found and local else ""
         )
-        connect += " --access-key-file FILE   (FILE holds the key)"
+        public = next((h for h in listening if not is_loopback(h) and h not in ("::", "0.0.0.0")), None)
+        host = socket.gethostname() if public is None else f"[{public}]" if ":" in public else public
+        elsewhere = f"wrclient {host}:{door.port} --fingerprint {fingerprint} --access-key-file FILE"
+        if found and local:
+            connect = f"{here}   (you, here)\n                  {elsewhere}   (FILE holds the key)"
+        else:
+            connect = f"{elsewhere}   (FILE holds the key)"
     # Shown here, on the terminal of whoever started the server, and never logged.
     access = (
         f"  access key      {door.access_key}\n"
