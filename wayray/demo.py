@@ -1,7 +1,8 @@
 """The README's demo: what `./tools/demo` runs.
 
 It starts the WayRay server in standalone mode (`wrsrvd --standalone -- foot`, the embedded default
-configuration, on a free UDP port of 127.0.0.1), then a viewer: a window when a Wayland display and
+configuration, on a free UDP port of 127.0.0.1, its state in a temporary directory), then a viewer
+that presents the server's access key: a window when a Wayland display and
 the window backend are there, else the headless viewer. The viewer types `echo Hello from WayRay`
 into foot through the session, writes a snapshot of what it shows and prints where; then everything
 keeps running until Ctrl-C (or `--once`: stop right after the snapshot, for CI), which stops the
@@ -74,6 +75,8 @@ class Demo:
             xdg.mkdir(mode=0o700)
             self.env["XDG_RUNTIME_DIR"] = str(xdg)
         self.server: subprocess.Popen[str] | None = None
+        #: The demo server's access key (in its own state directory, not your standalone server's).
+        self.key_file = self.tmp / "state" / "access.key"
         self.client: subprocess.Popen[bytes] | None = None
         self.banner: list[str] = []
 
@@ -95,6 +98,9 @@ class Demo:
             fingerprint,
             "--token",
             "wayray-demo",
+            # The server asks every viewer for its key; this one is the demo's, not your own server's.
+            "--access-key-file",
+            str(self.key_file),
             "--script",
             str(script),
             "--snapshot",
@@ -131,8 +137,8 @@ class Demo:
             return 0
         print(
             f"\nstill serving: connect another viewer with\n"
-            f"  wrclient 127.0.0.1:{port} --fingerprint {fingerprint} --token wayray-demo --headless "
-            "--snapshot /tmp/again.png\n"
+            f"  wrclient 127.0.0.1:{port} --fingerprint {fingerprint} --access-key-file {self.key_file} "
+            "--token wayray-demo --headless --snapshot /tmp/again.png\n"
             "(the same token shows the same session; Ctrl-C stops everything)",
             flush=True,
         )

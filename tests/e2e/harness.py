@@ -28,7 +28,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import script
+from wayray.client.identity import own_standalone_server
+from wayray.common.xdg import standalone_state_dir
 from wayray.server.admin import AdminClient, AdminError
+from wayray.transport import OwnServerKey
 
 DEADLINE = 90.0  # generous: two cores shared with other suites
 T = TypeVar("T")
@@ -110,7 +113,9 @@ class WrServer:
         self.port = port
         self.extra = extra
         self.listen = listen
-        self.state = harness.tmp / "state"
+        # The default state directory (no --state-dir), where the user's own wrclient finds the
+        # server's access key and identity: the harness's viewers present the key as a user's would.
+        self.state = standalone_state_dir(harness.env)
         self.runtime = harness.short / "run"
         self.log = harness.tmp / f"wrsrvd-{len(harness.servers)}.log"
         self.proc: subprocess.Popen[str] | None = None
@@ -124,8 +129,6 @@ class WrServer:
             "--port",
             str(self.port),
             *(arg for address in self.listen or () for arg in ("--listen", address)),
-            "--state-dir",
-            str(self.state),
             "--runtime-dir",
             str(self.runtime),
             *(["--allow-root"] if os.geteuid() == 0 else []),
@@ -162,6 +165,12 @@ class WrServer:
         # probe and the bind); a restarted one takes the same port, where the viewers look for it.
         self.port = self.h.port = int(where[1])
         return self
+
+    @property
+    def own_server(self) -> OwnServerKey | None:
+        """The server's key and identity as the harness user's wrclient presents them (for viewers made
+        in the test's own process: ``ClientSettings(own_server=srv.own_server)``)."""
+        return own_standalone_server(self.h.env)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

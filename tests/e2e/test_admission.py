@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, eventually, failure, free_udp_port, kill_sessions
+from tests.e2e.harness import Harness, WrServer, eventually, failure, free_udp_port, kill_sessions
 from tests.server.test_instance import _status
 from wayray.server.admin import AdminClient
 from wayray.transport import ClientSettings, ConnectionClosedError, PinnedFingerprint, connect
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.slow
 IDLE = ["sleep", "3600"]
 
 
-async def _open_and_leave(port: int, fingerprint: str, tokens: list[str]) -> list[Any]:
+async def _open_and_leave(srv: WrServer, tokens: list[str]) -> list[Any]:
     """For each token (4 at a time, as the review's flood did): connect from 127.0.0.1, and leave at
     once. Each result is the ServerHello, or the ConnectionClosedError that refused it."""
-    settings = ClientSettings(trust=PinnedFingerprint(fingerprint))
+    settings = ClientSettings(trust=PinnedFingerprint(srv.fingerprint), own_server=srv.own_server)
     gate = asyncio.Semaphore(4)
 
     async def one(token: str) -> Any:
@@ -36,7 +36,7 @@ async def _open_and_leave(port: int, fingerprint: str, tokens: list[str]) -> lis
                 token=token, token_kind=TokenKind.SOFTWARE, screen_width=640, screen_height=480
             )
             try:
-                conn = await connect("127.0.0.1", port, settings, hello)
+                conn = await connect("127.0.0.1", srv.port, settings, hello)
             except ConnectionClosedError as err:
                 return err
             sh = conn.server_hello
@@ -48,7 +48,7 @@ async def _open_and_leave(port: int, fingerprint: str, tokens: list[str]) -> lis
 
 def test_one_address_cannot_take_every_session_slot(harness: Harness) -> None:
     srv = harness.server(IDLE, listen=("127.0.0.1", "::1"))
-    results = asyncio.run(_open_and_leave(srv.port, srv.fingerprint, [f"flood-{n:02d}" for n in range(20)]))
+    results = asyncio.run(_open_and_leave(srv, [f"flood-{n:02d}" for n in range(20)]))
     started = [r for r in results if not isinstance(r, ConnectionClosedError)]
     refused = [r for r in results if isinstance(r, ConnectionClosedError)]
     # The default admission.unused_sessions_per_source (16): the rest are told why, and may retry later.
@@ -81,12 +81,21 @@ def instance(tmp_path: Path) -> Iterator[Any]:
         admin_socket = run / "demo" / "admin.sock"
         fingerprint = ""
         log = tmp_path / "wrsrvd.log"
+        key = tmp_path / "state" / "demo" / "access.key"
 
         def start(self, servers_extra: str = "", policy: str = "") -> None:
             etc = tmp_path / "root" / "etc" / "wayray"
             etc.mkdir(parents=True)
             (etc / "host.toml").write_text(
                 f'[host]\nstate_dir = "{tmp_path / "state"}"\nruntime_dir = "{run}"\n'
+            )
+            # No login: viewers present the instance's key (made on its first start), on loopback too.
+            admission = "[server.demo.admission]\n"
+            keyed = f'{admission}access_key_file = "{self.key}"\n'
+            servers_extra = (
+                servers_extra.replace(admission, keyed)
+                if admission in servers_extra
+                else servers_extra + keyed
             )
             (etc / "servers.toml").write_text(
                 f'[server.demo]\nlisten = ["127.0.0.1", "::1"]\nport = {self.port}\nsessions = "command"\n'
@@ -110,7 +119,8 @@ def instance(tmp_path: Path) -> Iterator[Any]:
             """A wrclient that shows ``token``'s session and leaves (``args``: a script to play). It
             does not try again when refused (SERVER_BUSY): the refusal is what these tests look at."""
             argv = [script("wrclient"), f"{host}:{self.port}", "--fingerprint", self.fingerprint,
-                    "--headless", "--token", token, "--size", "640x480", "--no-reconnect"]  # fmt: skip
+                    "--headless", "--token", token, "--size", "640x480", "--no-reconnect",
+                    "--access-key-file", str(self.key)]  # fmt: skip
             shot = h.tmp / f"{token}.png"
             return subprocess.run([*argv, *args, "--snapshot", str(shot)], env=h.env, capture_output=True,
                                   text=True, timeout=180)  # fmt: skip

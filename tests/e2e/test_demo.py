@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,10 @@ def test_demo_once_types_into_foot_writes_a_snapshot_and_leaves_nothing_running(
         h.cleanup()
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"the session, as the viewer shows it: {snapshot}" in result.stdout
+    # The banner says who can connect: the demo server asks for its key, on loopback too.
+    assert re.search(r"who can connect\s+whoever has the access key, on this machine only", result.stdout), (
+        result.stdout
+    )
     pixels = png_pixels(snapshot)
     assert pixels.shape == (720, 1280, 3)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # a terminal with text, not a blank screen

@@ -87,8 +87,13 @@ def test_standalone_on_every_address_asks_for_the_access_key_its_banner_shows(ha
     key = _access_key(srv.banner)
     assert len(key) >= 32
     assert "anyone who has it" in srv.banner  # the banner says what the key is worth
-    # Without the key: refused before any session starts, with what to do.
-    none = harness.run_client(srv, "--snapshot", str(harness.tmp / "none.png"), token="stranger-1")
+    # Without the key (someone else: the harness's own wrclient would present it): refused before any
+    # session starts, with what to do.
+    stranger_env = {**harness.env, "XDG_STATE_HOME": str(harness.tmp / "stranger-state")}
+    none = subprocess.run(
+        harness.client_argv(srv, "--snapshot", str(harness.tmp / "none.png"), token="stranger-1"),
+        env=stranger_env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
     assert none.returncode == 1, failure(none)
     assert "access key" in none.stderr and "--access-key-file" in none.stderr, none.stderr
     wrong_env = {**harness.env, "WAYRAY_ACCESS_KEY": "not-the-key-" + key[:4]}

@@ -295,6 +295,7 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     assert status.returncode == 0, status.stderr
     assert f"login screens through wrsessd ({rig.sandbox.socket}: connected)" in status.stdout
     assert "detached timeout 2 s" in status.stdout
+    assert "viewers need a login (no access key, no client certificate" in status.stdout, status.stdout
     until(lambda: not rig.user_processes().found, "the user's processes to end")
     # As above: the PAM session is closed just after the processes are gone, not with them.
     until(

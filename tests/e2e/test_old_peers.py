@@ -1,7 +1,8 @@
 """Protocol 1.2 added the access key and the terminal identity to Hello. Real peers of 1.1 (the code of
 the last commit that spoke it, from this repository's history) still work with 1.2 ones: a 1.2 viewer
-falls back to a 1.1 Hello for a 1.1 server, and a 1.1 viewer is served by a 1.2 server, or told
-clearly, once, that it must be upgraded to present an access key."""
+falls back to a 1.1 Hello for a 1.1 server, and a 1.1 viewer is served by a 1.2 server that does
+not ask for an access key (client certificates instead), or told clearly, once, that it must be
+upgraded to present one (a standalone server asks for its key, on loopback too)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, script
-from tests.e2e.harness import DEADLINE, LISTENING, Harness, failure, kill_sessions
+from tests.e2e.harness import DEADLINE, LISTENING, Harness, failure, free_udp_port, kill_sessions
+from tests.e2e.test_frontdoor_trust import _instance_tree
+from tests.server.test_instance import _status
+from tests.transport.helpers import ThrowawayCA
 
 pytestmark = pytest.mark.slow
 
@@ -88,11 +92,13 @@ def test_a_1_2_viewer_talks_to_a_1_1_server(harness: Harness, old_tree: Path) ->
         kill_sessions(runtime / "link.sock")
 
 
-def _old_wrclient(harness: Harness, old: Path, srv_port: int, fingerprint: str, token: str) -> Any:
+def _old_wrclient(
+    harness: Harness, old: Path, srv_port: int, fingerprint: str, token: str, *extra: str
+) -> Any:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from wayray.client.cli import main; sys.exit(main())",
          f"127.0.0.1:{srv_port}", "--fingerprint", fingerprint, "--headless", "--token", token,
-         "--snapshot", str(harness.tmp / f"{token}.png"), "--timeout", "60"],
+         "--snapshot", str(harness.tmp / f"{token}.png"), "--timeout", "60", *extra],
         env=_old_env(harness, old), cwd=harness.home, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
 
@@ -100,14 +106,35 @@ def _old_wrclient(harness: Harness, old: Path, srv_port: int, fingerprint: str, 
 def test_a_1_1_viewer_is_served_and_told_clearly_when_it_needs_an_access_key(
     harness: Harness, old_tree: Path
 ) -> None:
-    srv = harness.server(FOOT)  # loopback: no access key
-    served = _old_wrclient(harness, old_tree, srv.port, srv.fingerprint, "old-viewer")
-    assert served.returncode == 0, failure(served)
-    srv.stop()
-    open_srv = harness.server(FOOT, listen=("::",))  # everywhere: an access key, which 1.1 cannot send
+    # A standalone server asks for its access key on loopback too, which 1.1 cannot send.
+    srv = harness.server(FOOT)
     started = time.monotonic()
-    refused = _old_wrclient(harness, old_tree, open_srv.port, open_srv.fingerprint, "old-viewer-2")
+    refused = _old_wrclient(harness, old_tree, srv.port, srv.fingerprint, "old-viewer")
     assert refused.returncode == 1, failure(refused)
     assert "cannot present" in refused.stderr and "upgrade wrclient" in refused.stderr, refused.stderr
     assert time.monotonic() - started < 60  # a final refusal: it did not keep trying until --timeout
-    assert len(open_srv.sessions()) == 0
+    assert len(srv.sessions()) == 0
+    srv.stop()
+    # A server that asks for a client certificate instead serves it (1.1 viewers present those).
+    ca = ThrowawayCA(harness.tmp / "ca")
+    kiosk = ca.issue("old-kiosk")
+    root, state, run = harness.tmp / "root", harness.tmp / "instance-state", harness.short / "instance-run"
+    port = free_udp_port()
+    _instance_tree(root, port, state, run, f'[server.demo.tls]\nclient_ca = "{ca.path}"\n')
+    proc = subprocess.Popen(
+        [script("wrsrvd"), "--instance", "demo", "--root", str(root)],
+        env=harness.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=(harness.tmp / "instance.log").open("wb"), start_new_session=True,
+    )  # fmt: skip
+    try:
+        fingerprint = _status(proc, run / "demo" / "admin.sock")["fingerprint"]
+        served = _old_wrclient(
+            harness, old_tree, port, fingerprint, "old-viewer-2",
+            "--client-cert", str(kiosk.cert), "--client-key", str(kiosk.key),
+        )  # fmt: skip
+        assert served.returncode == 0, failure(served)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        kill_sessions(run / "demo" / "link.sock")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import DEADLINE, Harness, eventually
+from tests.e2e.harness import DEADLINE, Harness, WrServer, eventually
 from wayray.link import (
     LINK_VERSION,
     Attach,
@@ -60,14 +60,14 @@ def tree_peak_rss(pid: int) -> int:
     return total
 
 
-async def _giant_viewer(port: int, fingerprint: str, token: str, steps: list[Any]) -> list[Any]:
+async def _giant_viewer(srv: WrServer, token: str, steps: list[Any]) -> list[Any]:
     """A viewer (the real transport, not wrclient: wrclient could not decode such frames) claiming a
     16384x16384 screen, then sending ``steps`` (ResizeRequests, or callables run between them)."""
-    settings = ClientSettings(trust=PinnedFingerprint(fingerprint))
+    settings = ClientSettings(trust=PinnedFingerprint(srv.fingerprint), own_server=srv.own_server)
     hello = HelloParams(
         token=token, token_kind=TokenKind.SOFTWARE, screen_width=16384, screen_height=16384, keymap=""
     )
-    conn = await connect("127.0.0.1", port, settings, hello)
+    conn = await connect("127.0.0.1", srv.port, settings, hello)
     out: list[Any] = [conn.server_hello]
     try:
         for step in steps:
@@ -98,8 +98,7 @@ def test_a_viewer_gets_at_most_max_pixels_whatever_screen_it_claims(harness: Har
     # 16384x16384 (3.2 GiB for the unfixed server), then resizes: small (followed), and a huge 2:1 one.
     sh, first, _, _ = asyncio.run(
         _giant_viewer(
-            srv.port,
-            srv.fingerprint,
+            srv,
             "giant-screen",
             [fitted, ResizeRequest(width=1000, height=800, scale_120=120), output_is((1000, 800)),
              ResizeRequest(width=16384, height=8192, scale_120=120),

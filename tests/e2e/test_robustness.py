@@ -50,6 +50,7 @@ def _settings(srv: WrServer, **wire: float) -> ClientSettings:
         trust=PinnedFingerprint(srv.fingerprint),
         wire=WireConfig(**wire) if wire else WireConfig(),  # type: ignore[arg-type]
         connect_timeout=30,
+        own_server=srv.own_server,
     )
 
 

@@ -32,6 +32,9 @@ port = {port}
 policy = "{policy}"
 sessions = "command"  # no login: these tests are about the instance's configuration
 session_command = ["true"]
+
+[server.lab.admission]  # no login: viewers present a key, on loopback too
+access_key_file = "{key}"
 """
 
 
@@ -44,6 +47,7 @@ class Instance:
         self.etc.mkdir(parents=True)
         self.run = self.h.short / "run" / "wayray"
         self.port = free_udp_port()
+        self.key = tmp / "state" / "lab" / "access.key"
         (self.etc / "host.toml").write_text(
             f'[host]\nstate_dir = "{tmp / "state"}"\nruntime_dir = "{self.run}"\n'
         )
@@ -53,7 +57,9 @@ class Instance:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def servers(self, **values: Any) -> None:
-        (self.etc / "servers.toml").write_text(SERVERS.format(**{"port": self.port, **values}))
+        (self.etc / "servers.toml").write_text(
+            SERVERS.format(**{"port": self.port, "key": self.key, **values})
+        )
 
     def start(self) -> subprocess.Popen[bytes]:
         self.notify = NotifySocket(str(self.tmp / "notify"))
@@ -161,7 +167,9 @@ def test_reload_takes_a_valid_change_and_refuses_a_broken_one(tmp_path: Path) ->
         assert "client.toml" not in inst.log.read_text()
 
         # What a reload cannot change keeps its running value, and the operator is told.
-        (inst.etc / "servers.toml").write_text(SERVERS.format(port=inst.port + 1, policy="default"))
+        (inst.etc / "servers.toml").write_text(
+            SERVERS.format(port=inst.port + 1, policy="default", key=inst.key)
+        )
         res = inst.wradm("reload", "--instance", "lab")
         assert res.returncode == 0
         assert "wrsrvd@lab: changed, but in effect only after a restart: port" in res.stderr

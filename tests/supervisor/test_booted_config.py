@@ -38,6 +38,7 @@ listen = ["127.0.0.1"]
 policy = "{policy}"
 sessions = "command"      # no login screens here: the tests are about the configuration
 session_command = ["true"]
+admission.access_key_file = "/var/lib/wayray/main/access.key"  # no login: a key, on loopback too
 {extra}
 """
 POLICIES = '[policy.office]\ndetached_timeout = "{timeout}"\n'

@@ -18,6 +18,7 @@ from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
 from wayray.client.identity import (
     default_known_hosts,
+    own_standalone_server,
     read_access_key,
     read_token_file,
     terminal_id,
@@ -65,10 +66,13 @@ client.toml) the server's certificate must instead be issued by that CA and name
 given (no known-hosts file); pinned fingerprints or an explicit --known-hosts must then hold as well.
 --client-cert/--client-key present a certificate to servers that require mutual TLS.
 
-access key: servers that anyone may reach without a login (wrsrvd --standalone on an address other
-than loopback, admission.access_key_file) ask for their access key before anything starts:
---access-key-file F (or access_key_file in client.toml, or the WAYRAY_ACCESS_KEY environment
-variable) gives it. It travels inside TLS, after the server's identity was checked.
+access key: servers that do not ask for a login (wrsrvd --standalone, admission.access_key_file)
+ask for their access key before anything starts: --access-key-file F (or access_key_file in
+client.toml, or the WAYRAY_ACCESS_KEY environment variable) gives it. It travels inside TLS, after
+the server's identity was checked. Given none, wrclient presents the key of your own standalone
+server ($XDG_STATE_HOME/wayray/standalone/access.key, where `wrsrvd --standalone` keeps it) to that
+server only: on a loopback address, with the identity kept next to the key. So you connect to your
+own `wrsrvd --standalone` with nothing more; other users of the machine need the key from you.
 
 snapshots and scripts (for tests and operators' synthetic checks):
   wrclient srv --token T --headless --snapshot out.png
@@ -131,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="F",
         help="the access key of servers that require one, in F (mode 0600; default: client.toml's "
-        "access_key_file, else $WAYRAY_ACCESS_KEY)",
+        "access_key_file, else $WAYRAY_ACCESS_KEY, else your own standalone server's, for it only)",
     )
     p.add_argument("--client-cert", type=Path, metavar="F", help="client certificate (PEM), mutual TLS")
     p.add_argument("--client-key", type=Path, metavar="F", help="its private key (PEM)")
@@ -230,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     access_key = _access_key(
         args.access_key_file or (Path(str(cfg.access_key_file)) if cfg.access_key_file else None)
     )
+    # Given no key: the user's own standalone server's, for that server on loopback only.
+    own_server = own_standalone_server() if not access_key else None
     own_id = _terminal_id(token if kind is TokenKind.TERMINAL and token != "-" else None)
     ca_path = args.ca or (Path(str(cfg.tls.ca)) if cfg.tls.ca else None)
     server_ca = ServerCA.load(ca_path) if ca_path is not None else None
@@ -288,7 +294,11 @@ def main(argv: list[str] | None = None) -> int:
             host=host,
             port=port,
             client=ClientSettings(
-                trust=trust, server_ca=server_ca, client_certificate=client_cert, connect_timeout=10.0
+                trust=trust,
+                server_ca=server_ca,
+                client_certificate=client_cert,
+                connect_timeout=10.0,
+                own_server=own_server,
             ),
             client_version=wayray.__version__,
             state_file=args.state_file,
@@ -306,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             server_ca=server_ca,
             client_certificate=client_cert,
             connect_timeout=min(args.timeout, 10.0),
+            own_server=own_server,
         ),
         token=token,
         token_kind=kind,

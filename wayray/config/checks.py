@@ -135,26 +135,36 @@ def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
 
 
 def open_to_strangers(config: Config, srv: ServerConfig) -> Diagnostic | None:
-    """The error for a server that would serve sessions without a login to anyone on the network,
-    or None. The checks make it for enabled servers; wrsrvd also for a disabled one started by hand."""
-    open_to = [a for a in srv.listen if not is_loopback(a)]
+    """The error for a server that would serve sessions without a login to whoever reaches it, or
+    None. The checks make it for enabled servers; wrsrvd also for a disabled one started by hand.
+
+    On loopback too: every user of this machine reaches 127.0.0.1, and UDP says nothing about which
+    local user sent a datagram. The sessions run as the service's user, who owns the server's state
+    (its TLS key included) and may use the admin sockets (screenshots of every session)."""
     if (
         srv.sessions is not SessionStart.COMMAND
-        or not open_to
         or srv.admission.access_key_file is not None
         or srv.tls.client_ca is not None
     ):
         return None
-    return _diag(
-        config,
-        f"server.{srv.name}.sessions",
-        f'sessions = "command" on {open_to[0]} would give a session running '
-        f"{' '.join(srv.session_command)} as the server's user to anyone who can reach port "
-        f"{srv.port} (a token is not authentication); set admission.access_key_file (viewers "
-        "present its key) or tls.client_ca (viewers present a certificate), or listen on "
-        'loopback only (listen = ["127.0.0.1", "::1"])',
-        scope=frozenset({srv.name}),
+    open_to = [a for a in srv.listen if not is_loopback(a)]
+    running = f"a session running {' '.join(srv.session_command)} as the server's user"
+    fix = (
+        "set admission.access_key_file (viewers present its key; a kiosk gives it with access_key_file "
+        "in client.toml) or tls.client_ca (viewers present a certificate)"
     )
+    if open_to:
+        message = (
+            f'sessions = "command" on {open_to[0]} would give {running} to anyone who can reach port '
+            f"{srv.port} (a token is not authentication); {fix}"
+        )
+    else:
+        message = (
+            f'sessions = "command" on loopback would give {running} to every user of this machine (a '
+            "token is not authentication, and nothing tells local users apart); that user owns this "
+            f"server's state, its TLS key included; {fix}"
+        )
+    return _diag(config, f"server.{srv.name}.sessions", message, scope=frozenset({srv.name}))
 
 
 def _servers(config: Config) -> list[Diagnostic]:

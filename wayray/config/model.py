@@ -231,8 +231,9 @@ class AdmissionSettings:
         "`--access-key-file`, client.toml's `access_key_file`) before any session or login screen "
         "starts for it. Made with a random key (mode 0600) if it does not exist. A token is not "
         "authentication: without this, `tls.client_ca` or a login, anyone who can reach the port gets "
-        'a session. Required with `sessions = "command"` on an address other than loopback, unless '
-        '`tls.client_ca` is set. `""` (the default): no access key.',
+        'a session. Required with `sessions = "command"` unless `tls.client_ca` is set, on loopback '
+        "too: there every user of the machine reaches the port, and would get a session as the "
+        'server\'s user, who owns its state (TLS key included). `""` (the default): no access key.',
         applies=Applies.RESTART,  # read once, at start
     )
     new_sessions_per_minute: int = setting(
@@ -294,7 +295,8 @@ class ServerConfig:
         'How sessions start. "login": a new token gets a login screen (wrlogin), and after a PAM login '
         'the session runs as that user, started by the session launcher (wrsessd). "command": no '
         "login; every session runs `session_command` as the server's own user (demos, single-purpose "
-        "appliances).",
+        "appliances), so viewers must present `admission.access_key_file`'s key or a certificate from "
+        "`tls.client_ca` (an error without either, on loopback too).",
         applies=Applies.RESTART,
     )
     session_command: tuple[str, ...] = setting(

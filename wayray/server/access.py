@@ -3,9 +3,11 @@ requires one starts anything for it.
 
 A token is not authentication: it names a session, and any new token gets a new session (a login
 screen, or, with ``sessions = "command"`` and in standalone mode, a session running the server's
-command as the server's user). So a server that strangers can reach and that does not ask for a
-password needs something else: the access key (``admission.access_key_file``, and what ``wrsrvd
---standalone`` uses when it listens on more than loopback), or client certificates (``tls.client_ca``).
+command as the server's user). So a server that does not ask for a password needs something else,
+wherever it listens (on loopback, every user of the machine reaches it, and a UDP datagram does not
+say which): the access key (``admission.access_key_file``, and what every ``wrsrvd --standalone``
+uses), or client certificates (``tls.client_ca``). wrclient presents its user's own standalone
+server's key by itself, to that server only (``wayray.transport.client.OwnServerKey``).
 
 The key lives in a file of the server's user (mode 0600), made with 32 random bytes on first start,
 so that a restart keeps it and the viewers that have it. It is compared in constant time and never

@@ -7,7 +7,8 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
 - ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "sessions_start" ("login" |
   "command"), "launcher" (null, or {"socket", "connected"}), "version", "pid", "listen", "port",
   "fingerprint", "sessions", "by_state": {state: n}, "viewers", "not_responding": [ids of sessions
-  whose compositor answers nothing], "unlocking", "max_sessions",
+  whose compositor answers nothing], "unlocking", "max_sessions", what viewers must present:
+  "access_key" (true/false), "access_key_file" and "client_ca" (paths, or null),
   "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}, "config": null (standalone)
   or {"digests": {"restart", "reload"}}}`` (digests of the running configuration, by what a change of
   it needs: ``wradm apply`` compares them with the files to decide between reload and restart)

@@ -41,12 +41,15 @@ presenting the same token again (from anywhere) resumes it. Ctrl-C ends the sess
 SIGTERM stops only the server: its sessions keep running and come back to the next wrsrvd.
 
 A token is not authentication: whoever reaches the port gets a session running COMMAND as you. So
-the server listens on this machine only (127.0.0.1 and ::1) unless --listen says otherwise, and on
-any other address it asks viewers for its access key (printed at start-up, kept in the state
-directory, or --access-key-file F) before anything starts.
+the server listens on this machine only (127.0.0.1 and ::1) unless --listen says otherwise, and it
+asks every viewer for its access key before anything starts, on loopback too (every user of this
+machine can reach 127.0.0.1). The key is printed at start-up and kept in the state directory
+(access.key), or in --access-key-file F. With the default state directory, wrclient run by you
+presents the key by itself when it connects to this server on loopback; anyone else needs to be
+given the key (it gives a session running COMMAND as you: treat it like a password).
 
   wrsrvd --standalone -- foot
-  wrclient localhost --token mysession
+  wrclient localhost --token mysession        (you, on this machine: nothing more to give)
 
 instance mode is what the service manager runs (wrsrvd@NAME.service, svc:/application/wayray/
 wrsrvd:NAME): the [server.NAME] table of /etc/wayray/servers.toml. It checks what it reads first:
@@ -83,14 +86,15 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ADDR",
         help="standalone: address to listen on (127.0.0.1 and ::1: this machine only); repeatable. "
-        "Any other address (:: is every one) needs the access key",
+        "Any other address (:: is every one) opens it to the network (its access key still required)",
     )
     p.add_argument(
         "--access-key-file",
         type=Path,
         metavar="F",
-        help="standalone: viewers must present the key in F (made if missing). Default: none on "
-        "loopback, <state-dir>/access.key on any other address",
+        help="standalone: viewers must present the key in F (made if missing). Default: "
+        "<state-dir>/access.key (in the default state directory, your own wrclient presents it to this "
+        "server on loopback by itself)",
     )
     p.add_argument(
         "--state-dir",
@@ -367,26 +371,49 @@ async def _serve(
 
 
 def _banner(door: object) -> None:
+    import socket
+
+    from wayray.common.xdg import standalone_access_key
+    from wayray.config.checks import is_loopback
     from wayray.server.frontdoor import FrontDoor
 
     assert isinstance(door, FrontDoor) and door.identity is not None
     s = door.settings
     listening = door.listening or list(s.listen)
     where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in listening)
-    host = listening[0] if listening[0] not in ("::", "0.0.0.0") else "localhost"
-    host = "localhost" if host in ("127.0.0.1", "::1") else host
-    host = f"[{host}]" if ":" in host else host
-    connect = f"wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}"
-    if door.access_key is not None:
-        # Shown here, on the terminal of whoever started the server, and never logged.
-        access = (
-            f"  access key      {door.access_key}\n"
-            f"                  (in {s.access_key_file}; anyone who has it gets a session running "
-            f"{s.session_command[0]} as you)\n"
-        )
-        connect += " --access-key-file FILE   (FILE holds the key)"
+    fingerprint = door.identity.fingerprint
+    assert door.access_key is not None  # a standalone server always has one (standalone_settings)
+    key_file = s.access_key_file
+    # wrclient run by this user presents the key of the default state directory to this server on
+    # loopback by itself (wayray.client.identity.own_standalone_server).
+    found = key_file == standalone_access_key()
+    local = [h for h in listening if is_loopback(h) or h in ("::", "0.0.0.0")]
+    here = f"wrclient localhost:{door.port} --fingerprint {fingerprint}"
+    if all(is_loopback(h) for h in listening):
+        if found:
+            who = "you (your wrclient presents the key itself); other users of this machine need the key"
+            connect = here
+        else:
+            who = f"whoever has the access key, on this machine only (you too: --access-key-file {key_file})"
+            connect = f"{here} --access-key-file {key_file}"
     else:
-        access = "  access          this machine only: anyone on it who can connect gets a session\n"
+        who = "whoever has the access key, on this machine or over the network" + (
+            " (your wrclient on this machine presents it itself)" if found and local else ""
+        )
+        public = next((h for h in listening if not is_loopback(h) and h not in ("::", "0.0.0.0")), None)
+        host = socket.gethostname() if public is None else f"[{public}]" if ":" in public else public
+        elsewhere = f"wrclient {host}:{door.port} --fingerprint {fingerprint} --access-key-file FILE"
+        if found and local:
+            connect = f"{here}   (you, here)\n                  {elsewhere}   (FILE holds the key)"
+        else:
+            connect = f"{elsewhere}   (FILE holds the key)"
+    # Shown here, on the terminal of whoever started the server, and never logged.
+    access = (
+        f"  access key      {door.access_key}\n"
+        f"                  (in {key_file}; anyone who has it gets a session running "
+        f"{s.session_command[0]} as you)\n"
+        f"  who can connect {who}\n"
+    )
     print(
         f"wrsrvd {wayray.__version__}: standalone server ready\n"
         f"  listening on    udp {where}\n"

@@ -641,11 +641,13 @@ class FrontDoor(LoginMode):
             source,
             f"{conn.peer_address}: refused: {'a wrong access key' if presented else 'no access key'}",
         )
+        # A standalone server's "operator" is whoever started it, maybe another user of this machine.
+        who = "whoever started it" if self.settings.mode is Mode.STANDALONE else "its operator"
         if (conn.version or (1, 0)) >= HELLO_CREDENTIALS:
             conn.close(
                 ErrorCode.ACCESS_DENIED,
                 ("the access key is wrong" if presented else "this server requires an access key")
-                + ": ask its operator for it, then give it to wrclient (--access-key-file FILE, "
+                + f": ask {who} for it, then give it to wrclient (--access-key-file FILE, "
                 "WAYRAY_ACCESS_KEY, or access_key_file in client.toml)",
             )
         else:
@@ -1339,6 +1341,9 @@ class FrontDoor(LoginMode):
                 "by_state": dict(sorted(states.items())),
                 "viewers": sum(1 for s in self._registry_sessions() if self._shown(s)[1] is not None),
                 "access_key": self.access_key is not None,
+                # What a viewer must present: the key's file and the client CA (paths, no secret).
+                "access_key_file": None if self.access_key is None else str(self.settings.access_key_file),
+                "client_ca": None if self.settings.client_ca is None else str(self.settings.client_ca),
                 "not_responding": sorted(ls.id for ls in self.live.values() if not ls.responding),
                 "unlocking": len(self.unlocking),
                 "max_sessions": self.settings.max_sessions,

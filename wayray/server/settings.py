@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
+from wayray.common.xdg import ACCESS_KEY_FILE, DERIVED_CERT, DERIVED_KEY, standalone_state_dir
 from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart
 from wayray.config import TokenKind as ConfigTokenKind
 from wayray.config.checks import is_loopback
@@ -137,8 +138,7 @@ def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConf
             f"{' '.join(server.session_command)} as this server's user to anyone who can reach UDP port "
             f"{server.port}: a token is not authentication",
             hint="set admission.access_key_file (viewers present its key) or tls.client_ca (viewers "
-            'present a certificate) in servers.toml, or listen on loopback only (listen = ["127.0.0.1", '
-            '"::1"])',
+            "present a certificate) in servers.toml",
         )
     return _build(
         Mode.INSTANCE,
@@ -174,17 +174,16 @@ def standalone_settings(
         admin_socket=runtime / "admin.sock",
         session_runtime_dir=sessions_runtime,
     )
-    if settings.access_key_file is None and any(not is_loopback(a) for a in server.listen):
-        # Reachable from elsewhere: a stranger must not get a shell as this user for the asking.
-        settings = replace(settings, access_key_file=state / "access.key")
+    if settings.access_key_file is None:
+        # Always, loopback too: whoever reaches the port gets a shell as this user, and on loopback
+        # that is every user of this machine (UDP says nothing about who sent a datagram). wrclient
+        # run by this user finds the key in the default state directory (wayray.common.xdg).
+        settings = replace(settings, access_key_file=state / ACCESS_KEY_FILE)
     return settings
 
 
 def default_state_dir(env: dict[str, str]) -> Path:
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local/state"
-    )
-    return Path(base) / "wayray" / "standalone"
+    return standalone_state_dir(env)
 
 
 def default_runtime_dir(env: dict[str, str]) -> Path:
@@ -207,8 +206,8 @@ def _build(
 ) -> FrontDoorSettings:
     tls = server.tls
     derived = str(tls.cert).startswith("<")  # the embedded defaults have no host to derive from
-    cert = state_dir / "tls" / "cert.pem" if derived or mode is Mode.STANDALONE else Path(str(tls.cert))
-    key = state_dir / "tls" / "key.pem" if derived or mode is Mode.STANDALONE else Path(str(tls.key))
+    cert = state_dir / DERIVED_CERT if derived or mode is Mode.STANDALONE else Path(str(tls.cert))
+    key = state_dir / DERIVED_KEY if derived or mode is Mode.STANDALONE else Path(str(tls.key))
     return FrontDoorSettings(
         mode=mode,
         name=server.name or "standalone",
