@@ -42,6 +42,7 @@ from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
+from wayray.common.files import refuse_directories_others_change
 from wayray.common.notify import Notifier
 from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
@@ -168,13 +169,15 @@ class FrontDoor(LoginMode):
         self._starting: dict[str, asyncio.Event] = {}
         #: Link connections that have not registered yet, by peer uid (see MAX_UNREGISTERED_LINKS).
         self._unregistered: Counter[int | None] = Counter()
+        #: start() got through: stop() has something to report.
+        self._serving = False
 
     # --- start and stop ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
-        _private_dir(s.state_dir)
-        _private_dir(s.runtime_dir)
+        _private_dir(s.state_dir, "state directory")
+        _private_dir(s.runtime_dir, "runtime directory")
         self._lock_fd = _lock(s.lock_file)
         self.identity = ServerIdentity.load_or_create_files(s.tls_cert, s.tls_key, name=s.name)
         self.hasher = TokenHasher.load_or_create(s.token_key)
@@ -182,7 +185,7 @@ class FrontDoor(LoginMode):
         self.registry = Registry.open(s.registry_path, policy=s.policy, now=now)
         self._restore(now)
         if s.mode is Mode.INSTANCE and not s.login:
-            _private_dir(s.session_runtime_dir)
+            _private_dir(s.session_runtime_dir, "sessions' runtime directory")
         if s.login:
             # Compositors run as the greeter user and as each logged-in user: the link socket is
             # open to every local user, who must still present the session's secret from their own
@@ -205,6 +208,7 @@ class FrontDoor(LoginMode):
         watchdog = self.notifier.start_watchdog()
         if watchdog is not None:
             self._tasks.add(watchdog)
+        self._serving = True
         log.info(
             "wrsrvd %s (%s) serving on UDP port %d, identity %s; %d session(s) restored",
             s.name,
@@ -283,7 +287,8 @@ class FrontDoor(LoginMode):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        log.info("wrsrvd %s stopped", self.settings.name)
+        if self._serving:  # one that failed to start says why (wrsrvd: error: ...), not this
+            log.info("wrsrvd %s stopped", self.settings.name)
 
     def reload(self, settings: FrontDoorSettings) -> None:
         """SIGHUP: take what can change without a restart (policy, limits, what new sessions run)."""
@@ -1261,9 +1266,20 @@ def _user() -> str:
         return str(os.geteuid())
 
 
-def _private_dir(path: Path) -> None:
-    """Make ``path`` (0700) if needed; refuse one that others could change or that is not ours."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _private_dir(path: Path, what: str) -> None:
+    """Make ``path`` (0700) if needed; refuse one that others could change or that is not ours, and
+    one below a directory others could change (they could swap it for their own: docs/link.md §1).
+    ``what``: "state directory", "runtime directory"..."""
+    refuse_directories_others_change(
+        path,
+        f"the {what} {path}",
+        hint=f"use a {what} whose parent directories belong to root or to you and are not writable by "
+        "others (sticky ones such as /tmp are fine)",
+    )
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        raise WayRayError(f"{path}: cannot make the {what}: {err.strerror}") from None
     st = path.stat()
     if st.st_uid != os.geteuid():
         raise WayRayError(f"{path} belongs to uid {st.st_uid}, not to this server's user ({os.geteuid()})")

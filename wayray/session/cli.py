@@ -5,7 +5,8 @@
                    [--orphan-timeout S] [--screenshot PATH] [-- COMMAND [ARGS...]]
 
 The link's details come from the arguments or the environment (``WAYRAY_LINK``,
-``WAYRAY_LINK_SESSION``); the per-session secret only from ``WAYRAY_LINK_SECRET``. The Wayland
+``WAYRAY_LINK_SESSION``, ``WAYRAY_LINK_SERVER_UID``); the per-session secret only from the inherited
+pipe ``WAYRAY_LINK_SECRET_FD`` names (docs/link.md §1). The Wayland
 socket is ``--socket``, else ``WAYRAY_WAYLAND_DISPLAY`` (wrsessd's compositor contract), else the first
 free ``wayray-N`` in ``$XDG_RUNTIME_DIR``.
 
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         session_id=args.session_id,
         orphan_timeout=args.orphan_timeout or None,
     )
-    os.environ.pop("WAYRAY_LINK_SECRET", None)  # children never see it
+    for name in ("WAYRAY_LINK_SECRET", "WAYRAY_LINK_SECRET_FD"):
+        os.environ.pop(name, None)  # children never see the secret, nor a number for a closed descriptor
     runtime = env.get("XDG_RUNTIME_DIR")
     if not runtime or not os.path.isdir(runtime):
         raise WayRayError(

@@ -75,11 +75,19 @@ class SessionRefused(Exception):
     """wrsrvd will not serve this session (any more): it must end."""
 
 
+class NotTheServer(LinkError):
+    """The process listening on the link socket is not wrsrvd's (its uid is another): the compositor
+    tells it nothing and tries again later, as when nothing listens."""
+
+
 @dataclass(frozen=True)
 class LinkSettings:
     path: str
     session_id: str
     secret: str
+    #: The uid wrsrvd runs as, as the spawner says (None: this process's own). The compositor registers
+    #: only with a server of that uid (or root): the secret goes to nobody else.
+    server_uid: int | None = None
     #: End the session when wrsrvd cannot be reached for this long (None: wait for ever).
     orphan_timeout: float | None = 24 * 3600.0
     backoff_first: float = 0.1
@@ -114,18 +122,22 @@ class LinkClient:
         s = self.settings
         backoff = Backoff(s.backoff_first, s.backoff_longest)
         lost_since = time.monotonic()
-        first = True
+        said = ""  # the kind of trouble last logged: each new kind is logged once, not every retry
         while not self._closing:
             try:
                 stream = await self._connect()
-            except OSError as err:
+            except (OSError, NotTheServer) as err:
+                if isinstance(err, NotTheServer):
+                    kind, why = "not-the-server", f"{err.reason}; not registering there"
+                else:
+                    kind, why = "unreachable", f"cannot reach wrsrvd at {s.path} ({err.strerror or err})"
                 away = time.monotonic() - lost_since
                 if s.orphan_timeout is not None and away > s.orphan_timeout:
-                    self._end(f"wrsrvd was unreachable at {s.path} for {away:.0f} s ({err.strerror or err})")
+                    self._end(f"wrsrvd was unreachable for {away:.0f} s: {why}")
                     return
-                if first:
-                    log.warning("cannot reach wrsrvd at %s (%s); retrying", s.path, err.strerror or err)
-                    first = False
+                if kind != said:
+                    log.warning("%s; retrying", why)
+                    said = kind
                 await asyncio.sleep(backoff.delay())
                 continue
             except SessionRefused as err:
@@ -136,7 +148,7 @@ class LinkClient:
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
-            first = True
+            said = ""
             try:
                 await self._serve(stream)
             except SessionRefused as err:
@@ -157,6 +169,7 @@ class LinkClient:
         s = self.settings
         stream = await LinkStream.connect(s.path, LinkRole.COMPOSITOR, name="link to wrsrvd")
         try:
+            self._check_server(stream)
             w, h = self.comp.size
             stream.send(
                 Register(
@@ -191,6 +204,22 @@ class LinkClient:
         self.stream = stream
         self.registered.set()
         return stream
+
+    def _check_server(self, stream: LinkStream) -> None:
+        """Refuse a socket another user listens on (someone who took the runtime directory's place):
+        the registration carries the session's secret, and the server's input reaches the session."""
+        expected = self.settings.server_uid
+        if expected is None:
+            expected = os.geteuid()
+        try:
+            uid = stream.peer_uid()
+        except OSError as err:
+            raise NotTheServer(f"cannot tell who listens on {self.settings.path}: {err.strerror}") from None
+        if uid is not None and uid not in (expected, 0):
+            raise NotTheServer(
+                f"the link socket {self.settings.path} is served by uid {uid}, not by wrsrvd's uid "
+                f"{expected} (another user may have taken the runtime directory's place)"
+            )
 
     async def close(self) -> None:
         """Stop serving (the session is ending): detach, close the link."""
