@@ -1029,20 +1029,11 @@ class FrontDoor(LoginMode):
         the link and will come back. A dying process closes its sockets a moment before it can be
         reaped, so give it that moment before deciding."""
         end = time.monotonic() + LINK_LOSS_GRACE
-        while time.monotonic() < end and not ls.ended and ls.link is None:
-            if ls.process is not None:
-                if ls.process.returncode is not None:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ls.process.exited.wait(), max(0.0, end - time.monotonic()))
-                break
-            if not pid_alive(ls.pid):
-                break
+        while time.monotonic() < end and not ls.ended and ls.link is None and self._compositor_alive(ls):
             await asyncio.sleep(0.05)
         if ls.ended or ls.link is not None:
             return
-        alive = ls.process.returncode is None if ls.process is not None else pid_alive(ls.pid)
-        if not alive:
+        if not self._compositor_alive(ls):
             self._finish(ls, EndReason.COMPOSITOR_LOST, "the session's compositor stopped unexpectedly")
             return
         log.info("session %s: link lost; waiting for the compositor to come back", ls.id)
@@ -1050,6 +1041,15 @@ class FrontDoor(LoginMode):
         if viewer is not None:
             ls.viewer = None
             viewer.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is reconnecting; try again")
+
+    @staticmethod
+    def _compositor_alive(ls: LiveSession) -> bool:
+        """Whether the session's compositor runs: the process wrsrvd started (its keeper, which outlives
+        the compositor a moment to end what the session left behind) has not exited, and the pid that
+        registered on the link is alive."""
+        if ls.process is not None and ls.process.returncode is not None:
+            return False
+        return pid_alive(ls.pid) if ls.pid else ls.process is not None
 
     def _process_exited(self, ls: LiveSession, status: int) -> None:
         if ls.ended:

@@ -51,7 +51,7 @@ class SessionSpec:
     log_dir: Path | None
 
 
-def session_argv(spec: SessionSpec) -> list[str]:
+def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     argv = [
         sys.executable,
         "-m",
@@ -70,6 +70,11 @@ def session_argv(spec: SessionSpec) -> list[str]:
     ]
     if not spec.video:
         argv.append("--no-video")
+    # The session keeper (wayray.session.keeper): the programs that leave the session's process group
+    # (nohup, setsid) end with it all the same, and its log has a cap.
+    argv.append("--subreaper")
+    if log_file is not None:
+        argv += ["--log", str(log_file)]
     return [*argv, "--", *spec.command]
 
 
@@ -146,17 +151,16 @@ class SessionProcess:
 def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionProcess:
     """Start the session process; raises OSError when it cannot be started at all."""
     out: int | None = None
+    log_file: Path | None = None
     if spec.log_dir is not None and not under_journal():
         spec.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        out = os.open(
-            spec.log_dir / f"{spec.session_id}.log",
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
-            0o600,
-        )
+        log_file = spec.log_dir / f"{spec.session_id}.log"
+        # What the session process says before its keeper takes the log over goes here too.
+        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     secret_fd = secret_pipe(spec.secret)
     try:
         proc = subprocess.Popen(
-            session_argv(spec),
+            session_argv(spec, log_file),
             env=session_environment(spec, secret_fd),
             stdin=subprocess.DEVNULL,
             stdout=out,
