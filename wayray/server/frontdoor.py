@@ -77,7 +77,7 @@ from wayray.server.logins import LAUNCHER_REASONS, LoginMode
 from wayray.server.model import Endpoint, EndReason, Session, SessionState, kiosk_of
 from wayray.server.registry import Outcome, Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.spawn import SessionSpec, make_sure_it_ends, pid_alive, start_session
+from wayray.server.spawn import SessionSpec, is_session_process, make_sure_it_ends, pid_alive, start_session
 from wayray.server.tokens import TokenHasher, TokenKind
 from wayray.transport import (
     ConnectionClosedError,
@@ -95,6 +95,7 @@ from wayray.wire import (
     Key,
     KeyframeReason,
     KeyframeRequest,
+    KeymapUpdate,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -124,6 +125,14 @@ ATTACH_TIMEOUT = 15.0
 MAX_UNREGISTERED_LINKS = 8
 SCREENSHOT_TIMEOUT = 20.0
 END_WAIT = 8.0
+#: How much may wait on a session's link (unread by its compositor) for a viewer's message to be
+#: relayed; a viewer that would go past it is closed (see FrontDoor._relay). 512 KiB is some 24,000
+#: keys (a person types 20 a second; a compositor takes 50,000 a second once it runs again); the big,
+#: rare messages (clipboard text up to 1 MiB, keymaps) may find more. Either stays far below the
+#: link's own limit (WRITE_LIMIT, 32 MiB), which is left to wrsrvd's messages (keep-alive, End).
+VIEWER_BACKLOG = 512 * 1024
+BIG_VIEWER_BACKLOG = 4 * 1024 * 1024
+_BIG_FROM_VIEWERS = (ClipboardText, KeymapUpdate)
 #: After a link drops without Ended: how long to wait for the compositor process to be seen gone.
 LINK_LOSS_GRACE = 1.0
 #: Switching a viewer to another compositor: how long it may take to acknowledge the frames it has.
@@ -639,13 +648,9 @@ class FrontDoor(LoginMode):
             if now - viewer.last_input > 1.0 and self.registry is not None:
                 viewer.last_input = now
                 self.registry.note_input(ls.id, time.time())
-        link = ls.link
-        if link is None or (not ls.responding and isinstance(message, _DROPPED_WHILE_HUNG)):
+        if ls.link is None or (not ls.responding and isinstance(message, _DROPPED_WHILE_HUNG)):
             return
-        try:
-            link.send(ToSession(spec_of(message).channel, encode_message(message)))
-        except LinkOverflow as err:
-            self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
+        self._relay(ls, viewer, message)
 
     def _displace(self, viewer: Viewer, detail: str) -> None:
         """The session this viewer shows moved to another viewer: tell it, close its connection."""
@@ -683,6 +688,42 @@ class FrontDoor(LoginMode):
         self._changed()
 
     # --- the link ----------------------------------------------------------------------------------
+
+    def _relay(self, ls: LiveSession, viewer: Viewer, message: Any) -> None:
+        """A viewer's message to its session's compositor, within the viewer's share of the link.
+
+        A compositor that does not read (stopped, hung, busy) lets the link's buffer grow; a viewer
+        that goes on sending (a flood, pastes into a stopped session) must neither fill it up to the
+        link's limit, where the link itself would go, nor leave a backlog the compositor would chew on
+        for long when it wakes up. So a message goes only while what waits on the link stays within
+        :data:`VIEWER_BACKLOG` (more for the big, rare ones: clipboard text, keymaps). A viewer that
+        would go past it is closed with RECEIVE_BUFFER_FULL and a reason: it reconnects, and attaches
+        again once the session responds. What it sent until then is delivered, in order; the session
+        is not touched."""
+        link = ls.link
+        if link is None or viewer.conn.closed:
+            return
+        frame = encode_message(message)
+        waiting = link.pending_bytes
+        limit = BIG_VIEWER_BACKLOG if isinstance(message, _BIG_FROM_VIEWERS) else VIEWER_BACKLOG
+        if waiting + len(frame) > limit:
+            log.warning(
+                "%s: %s sends faster than the session reads (%d bytes wait on its link); closing that "
+                "viewer, the session is left alone",
+                self._who(ls),
+                viewer.conn.peer_address,
+                waiting,
+            )
+            viewer.conn.close(
+                ErrorCode.RECEIVE_BUFFER_FULL,
+                "the session does not keep up with this viewer's input (it may be busy or stopped); "
+                "reconnect to go on",
+            )
+            return
+        try:
+            link.send(ToSession(spec_of(message).channel, frame))
+        except LinkOverflow as err:  # not from viewers alone (see VIEWER_BACKLOG): a compositor that hangs
+            self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
 
     async def _on_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = LinkStream(reader, writer, LinkRole.SERVER, name="link")
@@ -1004,10 +1045,18 @@ class FrontDoor(LoginMode):
             conn.send(SessionEvent(kind=kind, detail=detail[:1000]))
 
     def _drop_link(self, ls: LiveSession, code: CloseCode, reason: str) -> None:
+        """Give up on a link that does not read: abort it, throwing away what waits for the compositor
+        (stale input it must not act on when it wakes up, and no Close it could take for a refusal).
+        The session is not ended: a live compositor registers again, as after a wrsrvd restart."""
         if ls.link is not None:
-            log.warning("session %s: dropping its link: %s", ls.id, reason)
+            log.warning(
+                "session %s: dropping its link (%s): %s; the session waits for its compositor to come back",
+                ls.id,
+                code,
+                reason,
+            )
             link = ls.link
-            link.close(code, reason)
+            link.abort()
             self._link_lost(ls)
 
     def _link_lost(self, ls: LiveSession) -> None:
@@ -1050,6 +1099,28 @@ class FrontDoor(LoginMode):
         if ls.process is not None and ls.process.returncode is not None:
             return False
         return pid_alive(ls.pid) if ls.pid else ls.process is not None
+
+    def _relink_overdue(self, ls: LiveSession) -> None:
+        """A session's compositor did not come back to its link in time. One that is gone ends its
+        session. One that lives (stopped, hung) is *not responding*, as on a link: it is not ended for
+        being slow (its user's work is in it); it is said once, and an operator can end it."""
+        ls.relink_by = None
+        started_here = ls.process is not None
+        if self._compositor_alive(ls) and (started_here or is_session_process(ls.pid or 0, ls.id)):
+            since = self.settings.relink_grace
+            ls.not_responding_at = time.time() - since
+            log.warning(
+                "%s is not responding: its compositor runs but has not come back to its link for %.0f s "
+                "(stopped, hung?); the session is left running (wradm session kill %s ends it)",
+                self._who(ls),
+                since,
+                ls.id,
+            )
+            self._changed()
+            return
+        if ls.process is not None and ls.process.returncode is None:
+            ls.process.signal(signal.SIGTERM)
+        self._finish(ls, EndReason.COMPOSITOR_LOST, "the session's compositor did not come back to wrsrvd")
 
     def _process_exited(self, ls: LiveSession, status: int) -> None:
         if ls.ended:
@@ -1120,11 +1191,7 @@ class FrontDoor(LoginMode):
             mono = time.monotonic()
             for ls in list(self.live.values()):
                 if ls.relink_by is not None and not ls.linked.is_set() and mono > ls.relink_by:
-                    if ls.process is not None and ls.process.returncode is None:
-                        ls.process.signal(signal.SIGTERM)
-                    self._finish(
-                        ls, EndReason.COMPOSITOR_LOST, "the session's compositor did not come back to wrsrvd"
-                    )
+                    self._relink_overdue(ls)
             deadlines = [d - time.time() for d in [self.registry.next_deadline()] if d is not None]
             deadlines += [ls.relink_by - mono for ls in self.live.values() if ls.relink_by is not None]
             wait = max(0.05, min([60.0, *deadlines]))
@@ -1243,8 +1310,11 @@ class FrontDoor(LoginMode):
             "launcher_session": s.endpoint.launcher_session,
             "linked": bool(ls and ls.link is not None),
             # Whether its compositor answers the link's pings (None: not on its link, or too old to be
-            # pinged), and since when it does not.
-            "responding": None if ls is None or ls.link is None or ls.keepalive is None else ls.responding,
+            # pinged), and since when it does not; False too for one that runs but did not come back
+            # to its link in time.
+            "responding": None
+            if ls is None or (ls.responding and (ls.link is None or ls.keepalive is None))
+            else ls.responding,
             "not_responding_since": ls.not_responding_at if ls else None,
             "pid": ls.pid if ls else s.endpoint.compositor_pid,
             "wayland_display": ls.wayland_display if ls else s.endpoint.wayland_display,

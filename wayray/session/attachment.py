@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 
 from wayray.codec import EncoderSettings
 from wayray.common.errors import WayRayError
+from wayray.common.log import Repeats
 from wayray.compositor.limits import check_output_size
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.config import ClipboardDirection
@@ -74,6 +75,8 @@ class Attachment:
             )
             self.clipboard = ClipboardDirection.NONE
         self._send = send
+        #: What the viewer makes happen as often as it likes is logged once a minute, counted.
+        self.repeats = Repeats(log)
         self.pump = DisplayPump(
             comp,
             send,
@@ -82,6 +85,7 @@ class Attachment:
             settings=settings,
             executor=executor,
             first_seq=attach.first_seq,
+            repeats=self.repeats,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         #: Attached was sent (resizes before it travel in Attached itself).
@@ -115,6 +119,7 @@ class Attachment:
         for t in list(self._tasks):
             t.cancel()
         self.comp.release_all()
+        self.repeats.flush()
 
     # --- from the viewer ---------------------------------------------------------------------------
 
@@ -134,7 +139,13 @@ class Attachment:
         elif isinstance(message, FrameAck):
             self.pump.acked(message.seq)
         elif isinstance(message, KeyframeRequest):
-            log.info("the viewer asks for a keyframe (%s)", message.reason.name)
+            self.repeats.note(
+                "keyframe request",
+                logging.INFO,
+                "the viewer asks for a keyframe (%s)",
+                message.reason.name,
+                summary="{n} more keyframe requests from the viewer in the last {seconds} s",
+            )
             self.pump.request_keyframe()
         elif isinstance(message, ResizeRequest):
             self._resize(message.width, message.height, message.scale_120)
@@ -143,13 +154,26 @@ class Attachment:
         elif isinstance(message, ClipboardText):
             self._clipboard_from_viewer(message)
         else:
-            log.warning("ignoring %s from the viewer: not handled here", type(message).__name__)
+            name = type(message).__name__
+            self.repeats.note(
+                f"unhandled {name}",
+                logging.WARNING,
+                "ignoring %s from the viewer: not handled here",
+                name,
+                summary=f"{{n}} more {name} from the viewer ignored in the last {{seconds}} s",
+            )
 
     def _set_keymap(self, text: str) -> None:
         try:
             self.comp.set_keymap(text or None)
         except KeymapError as err:
-            log.warning("the viewer's keymap does not compile (%s); keeping the default layout", err)
+            self.repeats.note(
+                "bad keymap",
+                logging.WARNING,
+                "the viewer's keymap does not compile (%s); keeping the default layout",
+                err,
+                summary="{n} more keymaps from the viewer did not compile in the last {seconds} s",
+            )
             self.comp.set_keymap(None)
 
     def _resize(self, width: int, height: int, scale_120: int) -> None:
@@ -161,9 +185,23 @@ class Attachment:
         try:
             check_output_size(width, height, scale)
         except WayRayError as err:
-            log.info("not resizing to the viewer's screen: %s", err.message)
+            self.repeats.note(
+                "resize refused",
+                logging.INFO,
+                "not resizing to the viewer's screen: %s",
+                err.message,
+                summary="{n} more resizes the viewer asked for were refused in the last {seconds} s",
+            )
             return
-        log.info("output resized to %dx%d at scale %d for the viewer", width, height, scale)
+        self.repeats.note(
+            "resize",
+            logging.INFO,
+            "output resized to %dx%d at scale %d for the viewer",
+            width,
+            height,
+            scale,
+            summary="{n} more output resizes for the viewer in the last {seconds} s",
+        )
         self.comp.resize_output(width, height, scale)
         if self._on_resized is not None:
             self._on_resized(width, height, scale * SCALE_ONE)

@@ -6,6 +6,8 @@ reconnects with exponential backoff and jitter and registers again, so the resta
 in its registry and can attach viewers to it. Refusals that cannot change by waiting (the session
 is unknown to the server, the secret is wrong, the protocol version differs, another process took
 the session over) end the session; so does a server that stays away longer than the orphan timeout.
+A link wrsrvd dropped (reset, or closed with ``protocol_error``: a compositor that did not read for a
+while) is only a link: the compositor registers again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from wayray.codec import EncoderSettings
+from wayray.common.log import Repeats
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.link import (
     LINK_VERSION,
@@ -113,6 +116,7 @@ class LinkClient:
         self.attachment: Attachment | None = None
         self.registered = asyncio.Event()
         self._closing = False
+        self._repeats = Repeats(log)
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -156,6 +160,9 @@ class LinkClient:
                 return
             except LinkError as err:
                 log.warning("link to wrsrvd broken: %s", err.reason)
+                broken = True
+            else:
+                broken = False
             finally:
                 stream.close()
                 self.stream = None
@@ -164,6 +171,8 @@ class LinkClient:
             if not self._closing:
                 log.info("lost the link to wrsrvd; the session keeps running and reconnects")
                 lost_since = time.monotonic()
+                if broken:  # not wrsrvd going away: do not come straight back into the same trouble
+                    await asyncio.sleep(backoff.delay())
 
     async def _connect(self) -> LinkStream:
         s = self.settings
@@ -260,9 +269,12 @@ class LinkClient:
                 # Keep the link: the process stops its command, then says Ended and closes it.
                 self._end(f"wrsrvd ends the session: {message.reason}")
             elif isinstance(message, Close):
-                if message.code in (CloseCode.SHUTDOWN,):
+                if message.code is CloseCode.SHUTDOWN:
                     log.info("wrsrvd is stopping: %s", message.reason)
                     return
+                if message.code is CloseCode.PROTOCOL_ERROR:
+                    # Something went wrong on this link, not with the session: a new link may do.
+                    raise LinkError(f"wrsrvd closed the link: {message.reason}")
                 raise SessionRefused(f"wrsrvd closed the link: {message.code}: {message.reason}")
             else:
                 stream.close(CloseCode.PROTOCOL_ERROR, f"unexpected {type(message).__name__}")
@@ -329,7 +341,13 @@ class LinkClient:
             msg_type, _length = parse_header(message.frame)
             decoded = decode_message(message.channel, msg_type, message.frame[HEADER_SIZE:])
         except ProtocolError as err:  # wrsrvd validated it: this is a bug on one side
-            log.warning("ignoring a viewer message wrsrvd relayed: %s", err.reason)
+            self._repeats.note(
+                "undecodable",
+                logging.WARNING,
+                "ignoring a viewer message wrsrvd relayed: %s",
+                err.reason,
+                summary="{n} more viewer messages ignored in the last {seconds} s",
+            )
             return
         att.handle(decoded)
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from wayray.codec import CursorEncoder, Encoder, EncoderSettings
 from wayray.codec.cursor import CursorMessage
+from wayray.common.log import Repeats
 from wayray.compositor.frames import Frame
 from wayray.compositor.session import SessionCompositor
 from wayray.wire import Capability, Channel, FrameCredit, FrameUpdate, RegionEncoding, encode_message
@@ -57,6 +58,7 @@ class DisplayPump:
         settings: EncoderSettings,
         executor: Executor,
         first_seq: int = 1,
+        repeats: Repeats | None = None,
     ) -> None:
         self._comp = comp
         self._first_seq = first_seq
@@ -73,6 +75,7 @@ class DisplayPump:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.stats = PumpStats()
+        self._repeats = repeats or Repeats(log)
 
     # --- control (from the link) -------------------------------------------------------------------
 
@@ -93,7 +96,13 @@ class DisplayPump:
         try:
             self.credit.acked(seq)
         except CreditError as err:  # wrsrvd checked the ack against the same frames: a bug somewhere
-            log.warning("ignoring a frame acknowledgement: %s", err)
+            self._repeats.note(
+                "bad ack",
+                logging.WARNING,
+                "ignoring a frame acknowledgement: %s",
+                err,
+                summary="{n} more frame acknowledgements ignored in the last {seconds} s",
+            )
             return
         self._wake.set()
 
@@ -170,8 +179,17 @@ class DisplayPump:
         s.keyframes += update.keyframe
         s.bytes += len(data)
         s.h264_regions += sum(1 for r in update.regions if r.encoding == RegionEncoding.H264)
-        if update.keyframe:
-            log.info("keyframe %d: %dx%d, %d bytes", update.seq, update.width, update.height, len(data))
+        if update.keyframe:  # the viewer may ask for them without end: counted after the first
+            self._repeats.note(
+                "keyframe",
+                logging.INFO,
+                "keyframe %d: %dx%d, %d bytes",
+                update.seq,
+                update.width,
+                update.height,
+                len(data),
+                summary="{n} more keyframes in the last {seconds} s",
+            )
         await self._send(Channel.DISPLAY, data)
 
     async def _send_cursor(self) -> None:
