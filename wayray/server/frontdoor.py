@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import hmac
@@ -188,10 +189,25 @@ class FrontDoor(LoginMode):
         _private_dir(s.state_dir, "state directory")
         _private_dir(s.runtime_dir, "runtime directory")
         self._lock_fd = _lock(s.lock_file)
-        self.identity = ServerIdentity.load_or_create_files(s.tls_cert, s.tls_key, name=s.name)
-        self.hasher = TokenHasher.load_or_create(s.token_key)
+        try:
+            self.identity = ServerIdentity.load_or_create_files(s.tls_cert, s.tls_key, name=s.name)
+            self.hasher = TokenHasher.load_or_create(s.token_key)
+        except OSError as err:
+            raise WayRayError(
+                f"{s.state_dir}: cannot write the server's identity and token key: {err.strerror or err}",
+                hint=_room_hint(s.state_dir, err),
+            ) from None
         now = time.time()
         self.registry = Registry.open(s.registry_path, policy=s.policy, now=now)
+        if self.registry.unwritable is not None:
+            log.warning(
+                "%s; wrsrvd runs read-only: its sessions come back to their links and can be listed and "
+                "ended, but no session can start and no viewer attach until the state directory %s has "
+                "room again (a full disk? see df %s)",
+                self.registry.unwritable,
+                s.state_dir,
+                s.state_dir,
+            )
         self._restore(now)
         if s.mode is Mode.INSTANCE and not s.login:
             _private_dir(s.session_runtime_dir, "sessions' runtime directory")
@@ -352,7 +368,10 @@ class FrontDoor(LoginMode):
             pid = s.endpoint.compositor_pid
             if pid is not None and not pid_alive(pid):
                 log.info("session %s: its compositor (pid %d) is gone; ending it", s.id, pid)
-                self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
+                try:
+                    self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
+                except RegistryError as err:  # a full disk: the next start with room records it
+                    log.warning("session %s: %s", s.id, err)
                 continue
             self.live[s.id] = LiveSession(
                 s.id,
@@ -857,17 +876,15 @@ class FrontDoor(LoginMode):
         if s is not None and (
             s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display
         ):
-            self.registry.set_endpoint(
-                s.id,
-                Endpoint(
-                    **{
-                        **s.endpoint.__dict__,
-                        "compositor_pid": reg.pid,
-                        "wayland_display": reg.wayland_display,
-                    }
-                ),
-                time.time(),
-            )
+            endpoint = {
+                **s.endpoint.__dict__,
+                "compositor_pid": reg.pid,
+                "wayland_display": reg.wayland_display,
+            }
+            try:
+                self.registry.set_endpoint(s.id, Endpoint(**endpoint), time.time())
+            except RegistryError as err:  # a full disk: serve it all the same; recorded with its next change
+                log.warning("session %s: %s", s.id, err)
         stream.send(
             Welcome(
                 link_version=reg.link_version, server=f"wrsrvd {wayray.__version__} ({self.settings.name})"
@@ -1164,7 +1181,12 @@ class FrontDoor(LoginMode):
         s = self.registry.find(ls.id) if self.registry is not None else None
         log.info("session %s of %s ended (%s): %s", ls.id, (s.user if s else None) or "-", reason, detail)
         if self.registry is not None and s is not None and s.state is not SessionState.ENDED:
-            self.registry.end(ls.id, reason, time.time())
+            try:
+                self.registry.end(ls.id, reason, time.time())
+            except RegistryError as err:
+                log.error(
+                    "session %s: %s; it is over all the same (recorded by a start with room)", ls.id, err
+                )
         viewer = ls.viewer
         ls.viewer = None
         if viewer is not None:
@@ -1186,8 +1208,11 @@ class FrontDoor(LoginMode):
                 ls = self.live.get(action.session_id)
                 if ls is not None:
                     self._end_session(ls, action.reason, f"the policy ended it ({action.reason})")
-                else:  # recorded but not running here: only the record is left to end
+                    continue
+                try:  # recorded but not running here: only the record is left to end
                     self.registry.end(action.session_id, action.reason, now)
+                except RegistryError as err:
+                    log.warning("session %s: %s", action.session_id, err)
             mono = time.monotonic()
             for ls in list(self.live.values()):
                 if ls.relink_by is not None and not ls.linked.is_set() and mono > ls.relink_by:
@@ -1361,7 +1386,15 @@ def _private_dir(path: Path, what: str) -> None:
 
 
 def _lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold the state directory (one wrsrvd per directory). The lock is the flock; the pid written in
+    the file is only for the message another wrsrvd gives, so a full disk does not stop a start."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise WayRayError(
+            f"{path}: cannot open wrsrvd's lock file: {err.strerror or err}",
+            hint=_room_hint(path.parent, err),
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -1371,6 +1404,18 @@ def _lock(path: Path) -> int:
             f"another wrsrvd{f' (pid {other})' if other else ''} uses the state directory {path.parent}",
             hint="stop it first, or give this one its own --state-dir and --runtime-dir",
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as err:
+        log.warning(
+            "%s: cannot write wrsrvd's pid into its lock file (%s); locked all the same", path, err.strerror
+        )
     return fd
+
+
+def _room_hint(directory: Path, err: OSError) -> str | None:
+    """What to do about a write that failed in ``directory``, when it is about room."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space on the file system of {directory} (df -h {directory}), then start wrsrvd again"
+    return None
