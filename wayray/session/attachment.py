@@ -42,6 +42,9 @@ from wayray.wire import (
 
 log = logging.getLogger("wayray.session")
 
+#: After an output resize for a new viewer: how long the clients may take to draw at the new size
+#: before the first frame goes out (they take milliseconds; one that hangs is shown as it was).
+SETTLE_TIMEOUT = 0.5
 #: The text types offered to the session's clients for text from the viewer (what X11 and GTK ask).
 TEXT_MIMES = ("text/plain;charset=utf-8", "text/plain", "UTF8_STRING", "TEXT", "STRING")
 
@@ -90,6 +93,8 @@ class Attachment:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Attached was sent (resizes before it travel in Attached itself).
         self.pump_started = False
+        #: The output was resized for this viewer before its first frame.
+        self._resized_first = False
 
     @property
     def output(self) -> tuple[int, int, int]:
@@ -102,12 +107,14 @@ class Attachment:
         a = self.request
         self._set_keymap(a.keymap)
         if a.match_size:
-            self._resize(a.width, a.height, a.scale_120)
+            self._resized_first = self._resize(a.width, a.height, a.scale_120)
 
     def start_pump(self) -> None:
         """Wake the session up and start sending: a keyframe first, then frames within the credit."""
         self.comp.viewed = True
-        self.pump.start()
+        # After a resize the clients are asked to draw at the new size: the first keyframe waits for
+        # their answers (up to SETTLE_TIMEOUT), so it shows the windows as they are at that size.
+        self.pump.start(settle=self._settle if self._resized_first else None)
         self.pump_started = True
         if Capability.CLIPBOARD in self.capabilities and self.clipboard.to_client:
             for kind in SelectionKind:
@@ -176,12 +183,20 @@ class Attachment:
             )
             self.comp.set_keymap(None)
 
-    def _resize(self, width: int, height: int, scale_120: int) -> None:
+    async def _settle(self) -> None:
+        if not await self.comp.settle(SETTLE_TIMEOUT):
+            log.info(
+                "a client did not draw at the new output size within %g s; the first frame shows it as is",
+                SETTLE_TIMEOUT,
+            )
+
+    def _resize(self, width: int, height: int, scale_120: int) -> bool:
+        """Follow the viewer's screen; whether the output changed."""
         scale = scale_from_120(scale_120)
         width -= width % scale
         height -= height % scale
         if (width, height) == self.comp.size and scale == self.comp.scale:
-            return
+            return False
         try:
             check_output_size(width, height, scale)
         except WayRayError as err:
@@ -192,7 +207,7 @@ class Attachment:
                 err.message,
                 summary="{n} more resizes the viewer asked for were refused in the last {seconds} s",
             )
-            return
+            return False
         self.repeats.note(
             "resize",
             logging.INFO,
@@ -205,6 +220,7 @@ class Attachment:
         self.comp.resize_output(width, height, scale)
         if self._on_resized is not None:
             self._on_resized(width, height, scale * SCALE_ONE)
+        return True
 
     def _clipboard_from_viewer(self, message: ClipboardText) -> None:
         if not self.clipboard.to_server:

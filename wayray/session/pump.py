@@ -79,8 +79,10 @@ class DisplayPump:
 
     # --- control (from the link) -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="display-pump")
+    def start(self, *, settle: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Start sending. ``settle``: awaited before the first frame (the output was just resized: the
+        clients get a moment to draw at the new size, so the first keyframe shows them)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(settle), name="display-pump")
 
     async def stop(self) -> None:
         """Stop after the frame being encoded, if any (the encoder is closed by the pump itself)."""
@@ -121,8 +123,10 @@ class DisplayPump:
 
     # --- the pump ----------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, settle: Callable[[], Awaitable[object]] | None) -> None:
         loop = asyncio.get_running_loop()
+        if settle is not None:
+            await settle()
         consumer = self._comp.consumer(on_change=self._wake.set)
         width, height = self._comp.size
         encoder = (
