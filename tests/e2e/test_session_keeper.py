@@ -90,3 +90,31 @@ def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness) -> 
         f"{log}.old"
     ).read_text(errors="replace")  # the compositor's own lines go the same way
     assert srv.session()["linked"]  # and the session is fine
+
+
+def test_a_compositor_killed_while_wrsrvd_is_down_is_ended_at_the_restart_and_the_other_relinks(
+    harness: Harness,
+) -> None:
+    """The review's fault run, with the keeper between wrsrvd and each compositor: kill -9 wrsrvd,
+    kill -9 one session's compositor meanwhile; the restarted wrsrvd ends that session (nothing of it
+    is left running) and the other relinks with the same compositor."""
+    srv = harness.server(FOOT)
+    escaped = escape(harness, srv, "doomed-token")
+    try:
+        ready = harness.run_client(srv, "--snapshot", str(harness.tmp / "b.png"), token="survivor-token")
+        assert ready.returncode == 0, failure(ready)
+        doomed, survivor = srv.sessions()  # oldest first: the one with the escaped programs
+        srv.signal(signal.SIGKILL)
+        srv.wait()
+        os.kill(doomed["pid"], signal.SIGKILL)
+        eventually(lambda: not sleepers(list(escaped)), "the doomed session's programs to end", 60)
+        again = harness.server(FOOT)
+        assert f"session {doomed['id']}: its compositor (pid {doomed['pid']}) is gone; ending it" in (
+            again.log_text()
+        )
+        relinked = again.wait_linked()
+        assert (relinked["id"], relinked["pid"]) == (survivor["id"], survivor["pid"])
+        assert [s["id"] for s in again.sessions()] == [survivor["id"]]
+    finally:
+        for pid in sleepers(list(escaped)).values():
+            os.kill(pid, signal.SIGKILL)
