@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -317,6 +318,40 @@ def test_idle_logout_spares_a_session_in_use_and_ends_one_left_alone(
     audit = rig.server_text()
     assert f"ended session={sid} user={accounts.user}" in audit and "reason=idle_timeout" in audit
     assert a.wait_screen("greeter")["session_id"] != sid  # the badge is still in: a new login screen
+
+
+def test_a_users_compositor_stopped_over_a_wrsrvd_restart_is_kept_and_comes_back(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    """A restarted wrsrvd waits 30 s for each session to come back to its link. A user's compositor
+    that cannot (it is stopped) runs as the user, whose environment wrsrvd may not read: it is still
+    recognised as the session's (its uid), kept as not responding, and relinks when continued."""
+    rig.configure(policy="reauth_on_reattach = false\n")
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    [session] = rig.sessions()
+    pid = session["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        until(lambda: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", "stopped")
+        rig.stop_server(signal.SIGKILL)
+        rig.start_server()
+        verdict = until(
+            lambda: next(
+                (line for line in rig.server_text().splitlines()
+                 if sid in line and ("has not come back" in line or " ended " in line)),
+                None,
+            ),
+            "wrsrvd's verdict on the session that did not come back",
+        )  # fmt: skip
+        assert "is not responding" in verdict and "left running" in verdict, verdict
+        assert [s["id"] for s in rig.sessions()] == [sid]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    until(lambda: [s["linked"] for s in rig.sessions()] == [True], "the session back on its link")
+    a.wait(lambda st: st["state"] == "session" and st["session_id"] == sid, "the kiosk shows it again")
 
 
 def test_another_local_user_cannot_take_over_a_sessions_link(rig: LoginRig, accounts: Accounts) -> None:
