@@ -1122,8 +1122,16 @@ class FrontDoor(LoginMode):
         session. One that lives (stopped, hung) is *not responding*, as on a link: it is not ended for
         being slow (its user's work is in it); it is said once, and an operator can end it."""
         ls.relink_by = None
-        started_here = ls.process is not None
-        if self._compositor_alive(ls) and (started_here or is_session_process(ls.pid or 0, ls.id)):
+        pid = ls.pid or 0
+        # Still this session's compositor (not a process that got its pid since): one wrsrvd watches,
+        # one whose environment names the session, or (login mode: other users' environments are not
+        # readable) one running as the session's user.
+        ours = (
+            ls.process is not None
+            or is_session_process(pid, ls.id)
+            or (self.settings.login and ls.uid is not None and _process_uid(pid) == ls.uid)
+        )
+        if self._compositor_alive(ls) and ours:
             since = self.settings.relink_grace
             ls.not_responding_at = time.time() - since
             log.warning(
@@ -1412,6 +1420,17 @@ def _lock(path: Path) -> int:
             "%s: cannot write wrsrvd's pid into its lock file (%s); locked all the same", path, err.strerror
         )
     return fd
+
+
+def _process_uid(pid: int) -> int | None:
+    """The real uid ``pid`` runs as (/proc/PID/status is readable by everyone), None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _room_hint(directory: Path, err: OSError) -> str | None:
