@@ -273,8 +273,8 @@ def wayray_run(workload: str, seconds: float) -> dict[str, float]:
         stats = tmp / "stats.json"
         client = subprocess.Popen(
             [str(BIN / "wrclient"), f"127.0.0.1:{relay.port}", "--fingerprint", m[1], "--headless",
-             "--token", "bench", "--size", size, "--script", str(script), "--stats", str(stats),
-             "--timeout", "120"],
+             "--token", "bench", "--access-key-file", str(tmp / "state" / "access.key"), "--size", size,
+             "--script", str(script), "--stats", str(stats), "--timeout", "120"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "wrclient.log", "wb"),  # noqa: SIM115
         )  # fmt: skip
         link = f"WAYRAY_LINK={tmp / 'run' / 'link.sock'}".encode()

@@ -3,7 +3,8 @@
 - the generator (runs at boot and at every `systemctl daemon-reload`), side by side with systemd's
   own generators written in C on the same machine, and with a bare `python3 -I -c pass` (the
   interpreter start-up floor);
-- `wradm check --quiet --instance main` (runs as ExecStartPre= before every start of an instance);
+- `wradm check --quiet --instance main` (SMF's start method runs it before every start of an
+  instance; under systemd wrsrvd makes the same check in-process);
 - loading the configuration in-process (what each daemon does at start and on SIGHUP).
 
 Run: .venv/bin/python -m bench.supervisor [--runs N]

@@ -10,6 +10,7 @@ by the package scripts, see packaging/README.md). Standard library only.
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import sys
@@ -28,22 +29,40 @@ class Item:
     link: str = ""  # symlink target instead of a file
     conffile: bool = False  # an operator's file: kept across upgrades
     systems: tuple[str, ...] = ("linux", "illumos")
+    gzip: bool = False  # installed compressed (manual pages on Debian), as ``dest`` (ending in .gz)
 
 
-DOCS = ("configuration.md", "operating.md")
+#: What an operator needs on the machine (links between them resolve: a test checks).
+DOCS = ("operating.md", "configuration.md", "kiosk.md", "running.md", "troubleshooting.md", "launcher.md")
 CONFIGS = ("servers.toml", "policies.toml", "usb.toml", "session.toml", "host.toml", "client.toml")
 UNITS = ("wrsrvd@.service", "wrsessd.service", "wrsessd.socket", "wayray.target")
+
+#: Manual pages (generated: packaging/manpages.py), by section.
+MANPAGES = tuple(sorted(p.name for p in (REPO / "docs" / "man").glob("*.[158]")))
+
+
+def _manpages() -> tuple[Item, ...]:
+    out = []
+    for name in MANPAGES:
+        dest = f"/usr/share/man/man{name.rsplit('.', 1)[1]}/{name}"
+        out.append(Item(f"docs/man/{name}", f"{dest}.gz", gzip=True, systems=("linux",)))
+        out.append(Item(f"docs/man/{name}", dest, 0o444, systems=("illumos",)))
+    return tuple(out)
+
 
 LAYOUT: tuple[Item, ...] = (
     Item("", "/usr/bin/wradm", link=f"{PREFIX}/bin/wradm"),
     Item("", "/usr/bin/wrclient", link=f"{PREFIX}/bin/wrclient"),
     *(Item(f"etc/wayray/{name}", f"/etc/wayray/{name}", conffile=True) for name in CONFIGS),
     *(Item(f"docs/{name}", f"/usr/share/doc/wayray/{name}") for name in DOCS),
+    *_manpages(),
     # Linux: shipped template units (only the templates: instances come from the generator).
     *(Item(f"units/{name}", f"/usr/lib/systemd/system/{name}", systems=("linux",)) for name in UNITS),
+    # Where Debian 12's systemd keeps its generators: a directory shared with it (a path of our own
+    # through the /usr merge would make dpkg try to remove systemd's directory with the package).
     Item(
         "",
-        "/usr/lib/systemd/system-generators/wayray-generator",
+        "/lib/systemd/system-generators/wayray-generator",
         link=f"{PREFIX}/bin/wayray-generator",
         systems=("linux",),
     ),
@@ -73,6 +92,14 @@ def stage(dest: Path, system: str) -> list[Item]:
             target.unlink()
         if item.link:
             os.symlink(item.link, target)
+        elif item.gzip:
+            # -n and a fixed mtime: the same bytes every build (as dh_compress makes them).
+            with (
+                open(target, "wb") as raw,
+                gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=raw, mtime=0) as out,
+            ):
+                out.write((REPO / item.source).read_bytes())
+            os.chmod(target, item.mode)
         else:
             shutil.copyfile(REPO / item.source, target)
             os.chmod(target, item.mode)

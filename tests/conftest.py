@@ -8,10 +8,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 VENV_BIN = Path(sys.executable).parent
+
+
+# Property tests must not depend on the machine's speed: a run on a loaded two-core machine took 340 ms
+# for one example of a 200 ms deadline. No deadline, and no health check that times the examples;
+# everything else (how many examples, the example database) stays as each test or Hypothesis sets it.
+# Loaded here, before any test module builds its own ``settings(...)`` on top of the default.
+settings.register_profile(
+    "wayray", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("wayray")
 
 
 #: Directories above the checkout that the tests opened for traversal (path, mode before).
@@ -22,8 +33,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Tests running as root start programs from this checkout as throwaway users (sessions,
     greeters, stand-ins). A checkout under a private directory (``mktemp -d`` makes it 0700) is out
     of their reach: give the directories above it search permission for others (o+x, not listing)
-    for the run, and take it back at the end."""
-    if os.geteuid() != 0:
+    for the run, and take it back at the end. In a parallel run (xdist) the controller does this
+    once, around all its workers: a worker that finished first must not take it back from the others."""
+    if os.geteuid() != 0 or _is_xdist_worker(session.config):
         return
     for d in reversed(REPO.parents):
         mode = stat.S_IMODE(d.stat().st_mode)
@@ -44,9 +56,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_xdist_worker(session.config):
+        return
     while _OPENED:
         d, mode = _OPENED.pop()
         os.chmod(d, mode)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def script(name: str) -> str:

@@ -1,7 +1,8 @@
 """The README's demo: what `./tools/demo` runs.
 
 It starts the WayRay server in standalone mode (`wrsrvd --standalone -- foot`, the embedded default
-configuration, on a free UDP port of 127.0.0.1), then a viewer: a window when a Wayland display and
+configuration, on a free UDP port of 127.0.0.1, its state in a temporary directory), then a viewer
+that presents the server's access key: a window when a Wayland display and
 the window backend are there, else the headless viewer. The viewer types `echo Hello from WayRay`
 into foot through the session, writes a snapshot of what it shows and prints where; then everything
 keeps running until Ctrl-C (or `--once`: stop right after the snapshot, for CI), which stops the
@@ -74,6 +75,8 @@ class Demo:
             xdg.mkdir(mode=0o700)
             self.env["XDG_RUNTIME_DIR"] = str(xdg)
         self.server: subprocess.Popen[str] | None = None
+        #: The demo server's access key (in its own state directory, not your standalone server's).
+        self.key_file = self.tmp / "state" / "access.key"
         self.client: subprocess.Popen[bytes] | None = None
         self.banner: list[str] = []
 
@@ -95,6 +98,9 @@ class Demo:
             fingerprint,
             "--token",
             "wayray-demo",
+            # The server asks every viewer for its key; this one is the demo's, not your own server's.
+            "--access-key-file",
+            str(self.key_file),
             "--script",
             str(script),
             "--snapshot",
@@ -131,8 +137,8 @@ class Demo:
             return 0
         print(
             f"\nstill serving: connect another viewer with\n"
-            f"  wrclient 127.0.0.1:{port} --fingerprint {fingerprint} --token wayray-demo --headless "
-            "--snapshot /tmp/again.png\n"
+            f"  wrclient 127.0.0.1:{port} --fingerprint {fingerprint} --access-key-file {self.key_file} "
+            "--token wayray-demo --headless --snapshot /tmp/again.png\n"
             "(the same token shows the same session; Ctrl-C stops everything)",
             flush=True,
         )
@@ -230,6 +236,21 @@ def _listing(directory: Path) -> None:
             print(f"    {rel}")
 
 
+#: The walkthrough's step that makes the operator's one edit (``[server.main] enabled = true``).
+ENABLE: list[str] = []
+
+
+def _enable_main(servers: Path) -> None:
+    """The edit the shipped servers.toml asks for: ``enabled = false`` to ``true`` in [server.main]."""
+    text = servers.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("[server.main]\n")
+    edited = rest.replace("enabled = false", "enabled = true", 1)
+    if not sep or edited == rest:
+        raise WayRayError(f"{servers}: no `enabled = false` in [server.main] to change")
+    servers.write_text(head + sep + edited, encoding="utf-8")
+    print(f"\n$ edit {servers}    # the one edit: [server.main] enabled = true")
+
+
 def config_walkthrough(keep: bool) -> int:
     if not EXAMPLES.is_dir():
         raise WayRayError(
@@ -245,7 +266,9 @@ def config_walkthrough(keep: bool) -> int:
         print(f"WayRay demo: the appliance configuration (temporary tree: {tmp})")
         steps = [
             ("nothing configured: the embedded defaults", ["--root", str(empty), "check"]),
-            ("the shipped examples", ["--root", str(root), "check"]),
+            ("the shipped examples: as installed, they serve nothing", ["--root", str(root), "check"]),
+            ("", ENABLE),
+            ("after the one edit", ["--root", str(root), "check"]),
             (
                 "where each value of server 'main' comes from",
                 ["--root", str(root), "show", "--origin", "server.main"],
@@ -264,6 +287,9 @@ def config_walkthrough(keep: bool) -> int:
             ),
         ]
         for title, step in steps:
+            if step is ENABLE:
+                _enable_main(root / "etc" / "wayray" / "servers.toml")
+                continue
             code = _step(title, step)
             if code != 0:
                 raise WayRayError(f"`wradm {' '.join(step)}` failed with exit status {code}")

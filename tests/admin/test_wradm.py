@@ -52,21 +52,51 @@ def test_check_for_an_instance_that_is_not_configured(tmp_path: Path) -> None:
     )
 
 
-def test_quiet_check_prints_only_problems(tmp_path: Path) -> None:
+#: Settings of features that do not exist yet, for main and lab, and for a kiosk.
+NOT_YET_SET = '[server.main]\npool = "office"\n[server.lab]\npool = "lab"\nencoder.zstd_level = 5\n'
+NOT_YET_CLIENT = '[client]\npool = "office"\n'
+
+
+def test_each_program_checks_the_files_it_reads_and_quiet_means_errors_only(tmp_path: Path) -> None:
     copy_examples(tmp_path)
-    # The examples show settings whose feature does not exist yet (mDNS pools, audio, USB rules):
-    # each is a warning where it is set, so nobody believes it did something; still a valid config.
+    # Settings whose feature does not exist yet (mDNS pools, audio, USB rules) are a warning where
+    # they are set, so nobody believes they did something; still a valid config. (The shipped
+    # examples set none of them.)
+    write(
+        tmp_path,
+        {
+            "etc/wayray/servers.toml.d/50-pools.toml": NOT_YET_SET,
+            "etc/wayray/client.toml.d/50-pool.toml": NOT_YET_CLIENT,
+        },
+    )
+    everything = wradm("--root", tmp_path, "check")
+    assert everything.returncode == 0
+    assert "client.toml.d/50-pool.toml" in everything.stderr and "50-pools.toml" in everything.stderr
+    # What wrsrvd@main reads, and nothing of the kiosk's client.toml or of another instance's table.
+    main = wradm("--root", tmp_path, "check", "--instance", "main").stderr.splitlines()
+    pool = (
+        "/etc/wayray/servers.toml.d/50-pools.toml:2:1: warning: server.main.pool: set, but not in effect yet"
+    )
+    assert any(line.startswith(f"{tmp_path}{pool}") for line in main), main
+    assert not any("/client.toml" in line or "server.lab." in line for line in main), main
+    # What a kiosk's wrclient reads: client.toml (and its drop-ins) only.
+    kiosk = wradm("--root", tmp_path, "check", "--client").stderr.splitlines()
+    warnings = [line for line in kiosk if ": warning: " in line]
+    assert warnings and all("/etc/wayray/client.toml" in line for line in warnings), kiosk
+    # --quiet: errors only (the unit's ExecReload and SMF's start method use it).
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
-    assert (res.returncode, res.stdout) == (0, "")
-    lines = res.stderr.splitlines()
-    pool = "/etc/wayray/servers.toml:11:1: warning: server.main.pool: set, but not in effect yet"
-    assert any(line.startswith(f"{tmp_path}{pool}") for line in lines), lines
-    assert all(": warning: " in line and "not in effect yet" in line for line in lines), lines
-    assert not any("server.lab." in line for line in lines)  # another instance's settings are not main's
-    for name in ("usb.toml", "client.toml", "policies.toml", "servers.toml"):
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    # A broken kiosk file does not fail a server's check, nor the reverse.
+    write(tmp_path, {"etc/wayray/client.toml": '[client]\nkiosk = "yes"\n'})
+    assert wradm("--root", tmp_path, "check", "--quiet", "--instance", "main").returncode == 0
+    res = wradm("--root", tmp_path, "check", "--quiet", "--client")
+    assert res.returncode == 1 and res.stderr.startswith(f"{tmp_path}/etc/wayray/client.toml:2:9: error:")
+    assert wradm("--root", tmp_path, "check", "--quiet", "--launcher").returncode == 0
+    for name in ("usb.toml", "client.toml", "policies.toml", "servers.toml", "servers.toml.d/50-pools.toml"):
         (tmp_path / "etc/wayray" / name).unlink()
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
-    assert (res.returncode, res.stdout, res.stderr) == (1, "", res.stderr)  # main is gone now
+    assert (res.returncode, res.stdout) == (1, "")  # main is gone now
+    assert "no server instance 'main' is configured" in res.stderr
     (tmp_path / "etc/wayray/servers.toml").write_text("[server.main]\nport = 7300\n")
     res = wradm("--root", tmp_path, "check", "--quiet", "--instance", "main")
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
@@ -149,9 +179,26 @@ def test_session_commands_say_when_the_instance_is_not_running(tmp_path: Path) -
 def test_session_commands_need_to_know_which_instance(tmp_path: Path) -> None:
     write(tmp_path, {"etc/wayray/servers.toml": "[server.a]\n[server.b]\nport = 7101\n"})
     res = wradm("sessions", "--root", str(tmp_path))
-    assert res.returncode == 2 and "several server instances are configured (a, b)" in res.stderr
+    assert res.returncode == 2 and "several server instances are enabled (a, b)" in res.stderr
     res = wradm("session", "stop", "x")
     assert res.returncode == 2 and "invalid choice: 'stop'" in res.stderr
+
+
+def test_a_disabled_instance_does_not_count_for_the_live_commands(tmp_path: Path) -> None:
+    # The shipped examples: main enabled, lab with enabled = false. `wradm status` means main.
+    run = tmp_path / "run"
+    copy_examples(tmp_path)
+    write(tmp_path, {"etc/wayray/host.toml": f'[host]\nruntime_dir = "{run}"\n'})
+    for command in (["status"], ["sessions"]):
+        res = wradm(*command, "--root", str(tmp_path))
+        assert res.returncode == 1, res.stderr
+        assert f"wrsrvd@main is not running (nothing listens on {run}/main/admin.sock)" in res.stderr
+    # Asked for by name, a disabled instance is still reachable (it may run by hand).
+    res = wradm("status", "--root", str(tmp_path), "--instance", "lab")
+    assert f"wrsrvd@lab is not running (nothing listens on {run}/lab/admin.sock)" in res.stderr
+    write(tmp_path, {"etc/wayray/servers.toml": "[server.main]\nenabled = false\n"})
+    res = wradm("status", "--root", str(tmp_path))
+    assert res.returncode == 2 and "no server instance is enabled (disabled: main)" in res.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: another user is refused")
@@ -201,6 +248,7 @@ def test_each_error_is_printed_once(tmp_path: Path, command: list[str]) -> None:
 
 def test_show_and_render_count_the_warnings_that_check_lists(tmp_path: Path) -> None:
     copy_examples(tmp_path)
+    write(tmp_path, {"etc/wayray/servers.toml.d/50-pools.toml": NOT_YET_SET})
     listed = wradm("--root", tmp_path, "check").stderr.splitlines()
     assert len(listed) >= 3 and all(": warning: " in line for line in listed), listed
     for command in (["show"], ["render", "--target", "systemd", "--out", str(tmp_path / "out")]):

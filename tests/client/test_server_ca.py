@@ -48,6 +48,7 @@ def test_a_server_certificate_from_the_configured_ca_is_trusted_and_others_are_r
     issued = site_ca.issue(
         "lab.example", usage=ExtendedKeyUsageOID.SERVER_AUTH, names=("lab.example", "127.0.0.1")
     )
+    key = state / "lab" / "access.key"  # no login: viewers present the key (client.toml's access_key_file)
     etc = tmp_path / "root" / "etc" / "wayray"
     etc.mkdir(parents=True)
     (etc / "host.toml").write_text(f'[host]\nstate_dir = "{state}"\nruntime_dir = "{run}"\n')
@@ -61,6 +62,9 @@ session_command = ["foot", "--window-size-chars=80x24", "sh"]
 [server.lab.tls]
 cert = "{issued.cert}"
 key = "{issued.key}"
+
+[server.lab.admission]
+access_key_file = "{key}"
 """
     )
     proc = subprocess.Popen(
@@ -82,7 +86,11 @@ key = "{issued.key}"
         expected = ServerIdentity.load_or_create_files(issued.cert, issued.key).fingerprint
         assert status["fingerprint"] == expected
 
-        good = _client_root(tmp_path / "client-good", site_ca.path, f'servers = ["127.0.0.1:{port}"]')
+        good = _client_root(
+            tmp_path / "client-good",
+            site_ca.path,
+            f'servers = ["127.0.0.1:{port}"]\naccess_key_file = "{key}"',
+        )
         shot = tmp_path / "shot.png"
         signed = _wrclient(h, "--root", str(good), "--token", "ca-token", "--snapshot", str(shot))
         assert signed.returncode == 0, signed.stderr

@@ -29,9 +29,22 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def copy_examples(root: Path) -> Path:
-    """A tree whose /etc/wayray holds the shipped examples."""
+def copy_examples(root: Path, *, as_shipped: bool = False) -> Path:
+    """A tree whose /etc/wayray holds the shipped examples: with the one edit their comments ask
+    for (``[server.main]`` enabled, as on a configured site), or ``as_shipped`` (nothing enabled)."""
     shutil.copytree(EXAMPLES, root / "etc" / "wayray")
+    return root if as_shipped else enable_example(root)
+
+
+def enable_example(root: Path) -> Path:
+    """The operator's first edit of the shipped servers.toml: ``enabled = true`` for [server.main]."""
+    path = root / "etc" / "wayray" / "servers.toml"
+    head, sep, rest = path.read_text().partition("\n[server.main]\n")
+    assert sep, f"{path} has no [server.main] table"
+    table, nxt, tail = rest.partition("\n[")
+    assert "\nenabled = false" in "\n" + table, f"{path}: [server.main] is not disabled"
+    table = ("\n" + table).replace("\nenabled = false", "\nenabled = true", 1)[1:]
+    path.write_text(head + sep + table + nxt + tail)
     return root
 
 

@@ -159,9 +159,9 @@ def test_show_origin_names_the_file_line_and_column_of_each_value(tmp_path: Path
     assert res.returncode == 0, res.stderr
     lines = {ln.split("=")[0].strip(): ln for ln in res.stdout.splitlines() if "=" in ln}
     etc = f"{tmp_path}/etc/wayray"
-    assert lines["port"].endswith(f"# {etc}/servers.toml:8:8")
+    assert lines["port"].endswith(f"# {etc}/servers.toml:12:8")
     assert lines["max_sessions"].endswith(f"# {etc}/servers.toml.d/50-big.toml:2:16")
-    assert lines["output.width"].endswith(f"# {etc}/servers.toml:15:9")
+    assert lines["output.width"].endswith(f"# {etc}/servers.toml:19:9")
     assert lines["listen"].endswith("# default")
     assert res.stdout.startswith("[server.main]")
 

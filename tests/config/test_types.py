@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wayray.config.types import (
     Bitrate,
@@ -20,6 +24,7 @@ from wayray.config.types import (
     UsbId,
     UserName,
     format_duration,
+    split_command,
 )
 
 
@@ -137,3 +142,61 @@ def test_server_addresses(addr: str) -> None:
 def test_bad_server_addresses(addr: str) -> None:
     with pytest.raises(Invalid):
         ServerAddress().parse(addr)
+
+
+# --- hostile values: an Invalid with a message, never another exception (review L3) -----------------
+
+
+@pytest.mark.parametrize(
+    ("vtype", "raw"),
+    [
+        (Size(), "1" * 400 + "G"),  # float() gives inf: was OverflowError
+        (Size(), 2**70),
+        (Size(), "9" * 40),
+        (Bitrate(), "9" * 400 + "M"),  # was OverflowError
+        (Duration(), "1" * 400 + "s"),  # was OverflowError in timedelta
+        (Duration(), "99999999999999 weeks"),
+        (Percent(), "²%"),  # str.isdigit() is true for "²", int() refuses it: was ValueError
+        (Percent(), "1" * 5000 + "%"),  # int() refuses 5,000 digits: was ValueError
+        (ServerAddress(), "srv:" + "7" * 5000),  # was ValueError
+        (ServerAddress(), "srv:٣"),
+        (UsbId(16), "f" * 5000),
+        (UsbId(8), 2**5000),
+    ],
+)
+def test_hostile_values_are_invalid_with_a_short_message(vtype: object, raw: object) -> None:
+    with pytest.raises(Invalid) as err:
+        vtype.parse(raw)  # type: ignore[attr-defined]
+    assert len(str(err.value)) < 300, str(err.value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=" \t\r\n\x0b'\"\\ab#$*é\u2028", max_size=30))
+def test_commands_split_exactly_as_shlex_does(text: str) -> None:
+    try:
+        expected: list[str] | str = shlex.split(text)
+    except ValueError as err:
+        expected = str(err)
+    try:
+        got: list[str] | str = split_command(text)
+    except ValueError as err:
+        got = str(err)
+    assert got == expected
+
+
+def test_a_long_command_word_splits_in_linear_work() -> None:
+    # shlex.split takes most of a minute for a 1 MB word (it adds one character at a time); the
+    # splitter reads it in a few regular-expression matches.
+    calls = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += event == "c_call"
+
+    sys.setprofile(profile)
+    try:
+        words = split_command("foot " + "x" * 1_000_000)
+    finally:
+        sys.setprofile(None)
+    assert [len(w) for w in words] == [4, 1_000_000]
+    assert calls < 50

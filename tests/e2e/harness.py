@@ -28,7 +28,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import script
+from wayray.client.identity import own_standalone_server
+from wayray.common.xdg import standalone_state_dir
 from wayray.server.admin import AdminClient, AdminError
+from wayray.transport import OwnServerKey
 
 DEADLINE = 90.0  # generous: two cores shared with other suites
 T = TypeVar("T")
@@ -37,6 +40,10 @@ T = TypeVar("T")
 def _read_lines(stream: io.TextIOBase, into: list[str]) -> None:
     for line in stream:
         into.append(line)
+
+
+#: The banner's first listening address and its port (``127.0.0.1:P``, ``[::]:P``).
+LISTENING = r"listening on\s+udp (?:\[[^\]\s]*\]|[^\s:,]+):(\d+)"
 
 
 def free_udp_port() -> int:
@@ -91,12 +98,24 @@ def differing_pixels(a: np.ndarray, b: np.ndarray) -> int:
 
 
 class WrServer:
-    def __init__(self, harness: Harness, command: list[str], *, port: int, extra: list[str]) -> None:
+    def __init__(
+        self,
+        harness: Harness,
+        command: list[str],
+        *,
+        port: int,
+        extra: list[str],
+        listen: tuple[str, ...] | None = ("127.0.0.1",),
+    ) -> None:
+        """``listen``: the --listen addresses (None: none given, wrsrvd's default)."""
         self.h = harness
         self.command = command
         self.port = port
         self.extra = extra
-        self.state = harness.tmp / "state"
+        self.listen = listen
+        # The default state directory (no --state-dir), where the user's own wrclient finds the
+        # server's access key and identity: the harness's viewers present the key as a user's would.
+        self.state = standalone_state_dir(harness.env)
         self.runtime = harness.short / "run"
         self.log = harness.tmp / f"wrsrvd-{len(harness.servers)}.log"
         self.proc: subprocess.Popen[str] | None = None
@@ -109,10 +128,7 @@ class WrServer:
             "--standalone",
             "--port",
             str(self.port),
-            "--listen",
-            "127.0.0.1",
-            "--state-dir",
-            str(self.state),
+            *(arg for address in self.listen or () for arg in ("--listen", address)),
             "--runtime-dir",
             str(self.runtime),
             *(["--allow-root"] if os.geteuid() == 0 else []),
@@ -145,7 +161,18 @@ class WrServer:
         m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", self.banner)
         assert m, self.banner
         self.fingerprint = m[1]
+        where = re.search(LISTENING, self.banner)
+        assert where, self.banner
+        # The first server picks a free port itself (--port 0: no other test can take it between a
+        # probe and the bind); a restarted one takes the same port, where the viewers look for it.
+        self.port = self.h.port = int(where[1])
         return self
+
+    @property
+    def own_server(self) -> OwnServerKey | None:
+        """The server's key and identity as the harness user's wrclient presents them (for viewers made
+        in the test's own process: ``ClientSettings(own_server=srv.own_server)``)."""
+        return own_standalone_server(self.h.env)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -246,10 +273,17 @@ class Harness:
         self.env = env
         self.servers: list[WrServer] = []
         self.clients: list[Client] = []
-        self.port = free_udp_port()
+        #: The servers' UDP port: 0 until the first one has picked one.
+        self.port = 0
 
-    def server(self, command: list[str], *, extra: list[str] | None = None) -> WrServer:
-        srv = WrServer(self, command, port=self.port, extra=extra or [])
+    def server(
+        self,
+        command: list[str],
+        *,
+        extra: list[str] | None = None,
+        listen: tuple[str, ...] | None = ("127.0.0.1",),
+    ) -> WrServer:
+        srv = WrServer(self, command, port=self.port, extra=extra or [], listen=listen)
         self.servers.append(srv)
         return srv.start()
 

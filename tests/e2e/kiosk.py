@@ -22,16 +22,25 @@ from tests.e2e.harness import DEADLINE, png_pixels
 
 def _line_exchange(path: Path, lines: list[str], timeout: float) -> list[str]:
     replies = []
+    end = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(str(path))
+        while True:  # a kiosk that just started may not listen on it yet
+            try:
+                s.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
         f = s.makefile("rwb")
         for line in lines:
             f.write(line.encode() + b"\n")
             f.flush()
             reply = f.readline()
             if not reply:
-                raise AssertionError(f"{path}: connection closed after {line!r}")
+                # (not the line itself: it may be "insert <badge>", and test output lands in logs)
+                raise AssertionError(f"{path}: connection closed after a {line.split()[0]!r} line")
             replies.append(reply.decode().rstrip("\n"))
     return replies
 
@@ -86,6 +95,9 @@ class KioskProc:
 
     def start(self, *, idle: bool = True) -> KioskProc:
         """Start it; wait until it shows its idle screen (``idle``), or only until it listens."""
+        # What a kiosk of this name that was killed left behind must not pass for the new one's.
+        for path in (self.state_file, self.control_socket, self.badge_socket):
+            path.unlink(missing_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -184,3 +196,11 @@ class KioskProc:
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL, as a kiosk that loses its power or its network: it closes nothing."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(20)

@@ -132,8 +132,11 @@ class LoginRig:
 
     # --- configuration -----------------------------------------------------------------------------
 
-    def configure(self, *, policy: str = "", session_toml: str | None = None, **launcher: Any) -> None:
-        """wrsrvd's configuration tree, the system session.toml, and wrsessd's settings."""
+    def configure(
+        self, *, policy: str = "", server: str = "", session_toml: str | None = None, **launcher: Any
+    ) -> None:
+        """wrsrvd's configuration tree, the system session.toml, and wrsessd's settings. ``server``:
+        more of servers.toml, after the [server.lab] tables (give table headers)."""
         etc = self.root / "etc" / "wayray"
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "host.toml").write_text(
@@ -141,9 +144,9 @@ class LoginRig:
             f'launcher_socket = "{self.sandbox.socket}"\n'
         )
         (etc / "servers.toml").write_text(
-            # Two addresses, so two kiosks can come from two hosts (kiosks are told apart by host).
+            # Two addresses, so kiosks can come from two hosts (two sources for the admission limits).
             f'[server.lab]\nlisten = ["127.0.0.1", "::1"]\nport = {self.port}\nsessions = "login"\n'
-            'policy = "test"\n[server.lab.output]\nwidth = 1024\nheight = 768\n'
+            'policy = "test"\n[server.lab.output]\nwidth = 1024\nheight = 768\n' + server
         )
         (etc / "policies.toml").write_text("[policy.test]\n" + policy)
         for d in (self.root, self.root / "etc", etc):
@@ -223,11 +226,18 @@ class LoginRig:
         sessions: list[dict[str, Any]] = self.admin("sessions")["sessions"]
         return sessions
 
-    def kiosk(self, name: str, host: str = "127.0.0.1") -> KioskProc:
-        """A headless kiosk; ``host`` "[::1]" makes it another host as far as wrsrvd can tell."""
+    def kiosk(self, name: str, host: str = "127.0.0.1", *, size: str = "1024x768") -> KioskProc:
+        """A headless kiosk; ``host`` "[::1]" makes it another host as far as wrsrvd can tell. Each
+        name is a machine of its own: its own state directory, so its own terminal identity (a kiosk
+        started again under the same name is the same kiosk)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYLAND_", "WAYRAY_", "NOTIFY_"))}
-        env.update(HOME=str(self.tmp), XDG_CONFIG_HOME=str(self.tmp / "kiosk-config"), LANG="C.UTF-8")
-        k = KioskProc(self.short, name, f"{host}:{self.port}", self.fingerprint, env=env)
+        env.update(
+            HOME=str(self.tmp),
+            XDG_CONFIG_HOME=str(self.tmp / "kiosk-config"),
+            XDG_STATE_HOME=str(self.tmp / f"kiosk-{name}-state"),
+            LANG="C.UTF-8",
+        )
+        k = KioskProc(self.short, name, f"{host}:{self.port}", self.fingerprint, env=env, size=size)
         self.kiosks.append(k)
         return k.start()
 
@@ -265,7 +275,11 @@ class LoginRig:
     def type_login(self, kiosk: KioskProc, user: str | None, password: str) -> None:
         """Type a user name (None: an unlock screen has it already) and a password at the greeter."""
         if real_wrlogin_available():
-            # As a person types: the password right after the user name's Enter, without waiting
+            # As a person does: once the login (or unlock) screen can be read. The kiosk shows the
+            # greeter session's picture before wrlogin has mapped its window (a loaded machine takes
+            # seconds to start it), and keys typed before then reach no window.
+            self.shows(kiosk, "Log in" if user is not None else "Unlock")
+            # Then as a person types: the password right after the user name's Enter, without waiting
             # for the password prompt (the greeter keeps it for the prompt that comes).
             name = [f"type {user}", "key Return"] if user is not None else []
             kiosk.run("settle 500", *name, f"type {password}", "key Return")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,10 @@ def test_demo_once_types_into_foot_writes_a_snapshot_and_leaves_nothing_running(
         h.cleanup()
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"the session, as the viewer shows it: {snapshot}" in result.stdout
+    # The banner says who can connect: the demo server asks for its key, on loopback too.
+    assert re.search(r"who can connect\s+whoever has the access key, on this machine only", result.stdout), (
+        result.stdout
+    )
     pixels = png_pixels(snapshot)
     assert pixels.shape == (720, 1280, 3)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # a terminal with text, not a blank screen
@@ -62,8 +67,9 @@ def test_demo_config_checks_renders_and_dry_runs_the_shipped_examples(tmp_path: 
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout + result.stderr
     assert "configuration OK (no problems): servers: none" in out  # the embedded defaults
-    assert "servers: main, lab (disabled)" in out  # the shipped examples
-    assert "warning: server.main.pool: set, but not in effect yet" in out
+    assert "servers: main (disabled), lab (disabled)" in out  # the shipped examples serve nothing
+    assert "servers: main, lab (disabled)" in out  # after the one edit
+    assert "warning" not in out  # the shipped examples set no key that is not in effect yet
     for line in ("rendered systemd into", "rendered smf into", "systemctl restart wrsrvd@main.service"):
         assert line in out, out
     assert not list(tmp_path.glob("wayray-demo-*")), "the demo's temporary tree is left behind"

@@ -44,7 +44,7 @@ pytestmark = [
 ]
 
 BADGE = "04A2B9C1D7"
-#: A second kiosk host: wrsrvd tells kiosks apart by host, and every 127.x address reads as 127.0.0.1.
+#: A second kiosk host (kiosks are told apart by their own identity; this one also has another address).
 OTHER_HOST = "[::1]"
 
 
@@ -133,6 +133,27 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
         assert BADGE not in text, f"the badge appears in {where}"
 
 
+def test_per_session_limits_go_with_every_login_screen_and_session(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    """limits.session_memory_max / session_cpu_quota of the instance reach wrsessd for the login
+    screen and for the session its login starts. This host has no systemd to set them on a scope
+    (tests/launcher/test_booted_scopes.py shows that), so wrsessd says, for each, that it cannot."""
+    rig.configure(server='[server.lab.limits]\nsession_memory_max = "3G"\nsession_cpu_quota = "150%"\n')
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    a.wait_screen("greeter")
+    rig.log_in(a, accounts.user, accounts.password)
+    assert rig.daemon is not None
+    wanted = "its limits (MemoryMax=3221225472, CPUQuota=150%) are not applied: there is no systemd here"
+    said = [line for line in rig.daemon.log().splitlines() if wanted in line]
+    assert [any(f" of {who}: " in line for line in said) for who in (accounts.greeter, accounts.user)] == [
+        True,
+        True,
+    ], said
+
+
 def test_the_greeter_refuses_a_wrong_password_and_a_locked_account_visibly(
     rig: LoginRig, accounts: Accounts
 ) -> None:
@@ -180,7 +201,7 @@ def test_re_authentication_asks_for_the_password_before_the_session_is_shown(
     rig.shows(b, "Unlock")
     assert a.state()["state"] == "session" and a.state()["session_id"] == sid
     rig.type_login(b, None, "not-the-password")
-    rig.shows(b, "Login incorrect")
+    rig.shows(b, "Wrong password")
     assert a.state()["session_id"] == sid and b.state()["screen"] == "greeter"
     rig.type_login(b, None, accounts.password)
     shown = b.wait_screen("desktop")
@@ -276,7 +297,13 @@ def test_policy_timeout_and_operator_kill_end_sessions_through_wrsessd(
     assert status.returncode == 0, status.stderr
     assert f"login screens through wrsessd ({rig.sandbox.socket}: connected)" in status.stdout
     assert "detached timeout 2 s" in status.stdout
+    assert "viewers need a login (no access key, no client certificate" in status.stdout, status.stdout
     until(lambda: not rig.user_processes().found, "the user's processes to end")
+    # As above: the PAM session is closed just after the processes are gone, not with them.
+    until(
+        lambda: len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) >= 2,
+        "wrsessd to close the second session's PAM session",
+    )
     assert len([e for e in rig.sandbox.pam_events() if e.startswith(user_closes)]) == 2
     fresh = a.wait_screen("greeter")  # the badge is still in: a new login screen
     assert fresh["session_id"] not in (sid, sid2)

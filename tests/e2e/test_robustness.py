@@ -4,6 +4,7 @@ leave the server's memory bounded; other viewers and sessions carry on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -49,6 +50,7 @@ def _settings(srv: WrServer, **wire: float) -> ClientSettings:
         trust=PinnedFingerprint(srv.fingerprint),
         wire=WireConfig(**wire) if wire else WireConfig(),  # type: ignore[arg-type]
         connect_timeout=30,
+        own_server=srv.own_server,
     )
 
 
@@ -199,3 +201,56 @@ def test_garbage_on_the_link_socket_costs_only_that_link(harness: Harness) -> No
     assert srv.session()["linked"] and srv.session()["pid"] == session["pid"]
     again = harness.run_client(srv, "--snapshot", str(harness.tmp / "b.png"))
     assert again.returncode == 0, failure(again)
+
+
+def _link_answer(link: Path, data: bytes) -> list[object]:
+    """Send ``data`` on a fresh link connection; what wrsrvd answered until it closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(link))
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(data)
+        got = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                got += chunk
+    return list(LinkDecoder(LinkRole.SERVER).feed(got))
+
+
+def test_hostile_values_in_a_registration_get_a_reason_and_no_traceback(harness: Harness) -> None:
+    """A JSON integer of 5,000 digits (over Python's 4,300-digit limit for int()) and a lone surrogate
+    in the secret of a live session's Register: each is a protocol error that says what was wrong, as
+    any malformed Register is, not an "internal error in wrsrvd" with a traceback in its log."""
+    srv = harness.server(["foot", "--window-size-chars=80x24", "sh"])
+    result = harness.run_client(srv, "--snapshot", str(harness.tmp / "a.png"))
+    assert result.returncode == 0, failure(result)
+    session = srv.session()
+    fields = {
+        "link_version": str(LINK_VERSION),
+        "session_id": json.dumps(session["id"]),
+        "secret": json.dumps("guessed"),
+        "pid": str(os.getpid()),
+        "wayland_display": '"x"',
+        "width": "64",
+        "height": "64",
+        "scale_120": "120",
+    }
+
+    def register(**raw: str) -> Close:
+        body = ("{" + ",".join(f'"{k}":{v}' for k, v in {**fields, **raw}.items()) + "}").encode()
+        answer = _link_answer(srv.runtime / "link.sock", struct.pack("<IH", len(body), 1) + body)
+        assert len(answer) == 1 and isinstance(answer[0], Close), answer
+        return answer[0]
+
+    huge = register(link_version="9" * 5000)
+    assert huge.code is CloseCode.PROTOCOL_ERROR, huge
+    assert huge.reason == "Register: the body has a number of 5000 digits (at most 30 are accepted)", huge
+    surrogate = register(secret='"\\ud800"')
+    assert surrogate.code is CloseCode.PROTOCOL_ERROR, surrogate
+    assert "Register: the body has a lone surrogate" in surrogate.reason, surrogate
+    # A well-formed guess is still told it is wrong, and the session kept its compositor.
+    assert register().code is CloseCode.BAD_SECRET
+    assert srv.session()["linked"] and srv.session()["pid"] == session["pid"]
+    log = srv.log_text()
+    assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+    assert "Register: the body has a number of 5000 digits" in log  # the operator sees why

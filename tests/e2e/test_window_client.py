@@ -52,7 +52,8 @@ def test_a_fullscreen_window_client_shows_the_session_and_types_into_it(harness:
                 "--fingerprint",
                 srv.fingerprint,
                 "--fullscreen",
-                env={"HOME": str(harness.home)},
+                # The harness user's state: wrclient presents the server's key from there.
+                env={"HOME": str(harness.home), "XDG_STATE_HOME": harness.env["XDG_STATE_HOME"]},
                 name="wrclient",
             )
             window = await host.wait_window(

@@ -220,7 +220,9 @@ async def test_unlock_mode_asks_only_for_the_owners_password(
             s.save("unlock")
             assert "is locked" in normalize(text)
             await type_text(s.comp, "wrong\n")
-            await see(s, "Login incorrect", "Password")
+            # Only the password can be wrong here: the screen says just that.
+            text = await see(s, "Wrong password", "Password")
+            assert "user name" not in normalize(text)
             await type_text(s.comp, f"{accounts.password}\n")
             assert await s.wait_exit(wrlogin) == 0, wrlogin.output()
 
@@ -244,3 +246,29 @@ def test_wrlogin_without_a_ticket_says_what_is_wrong(tmp_path: Path) -> None:
     )
     done = subprocess.run([script("wrlogin"), "--size", "big"], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "WIDTHxHEIGHT" in done.stderr
+
+
+async def test_a_login_screen_left_alone_past_the_idle_timeout_still_logs_in(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """wrsessd closes connections that stay idle (L2); the login screen's, opened when it came up,
+    is one of them while nobody is at the kiosk. The next person's login goes on a new connection."""
+    daemon = start_daemon(**greeter_settings(sandbox, idle_timeout_s=1.0))
+    _greeter, env = greeter_ticket(daemon, sandbox)
+    async with running_session(tmp_path, size=(1280, 720)) as s:
+        wrlogin = await run_wrlogin(s, env)
+        await see(s, "User name")
+        # wrlogin's connection, opened when it came up, has been closed for idling.
+        await s.wait_for(
+            lambda: (
+                f"connection from pid {wrlogin.pid} " in daemon.log()
+                and "nothing came for 1 s" in daemon.log()
+            ),
+            "wrsessd to close the idle connection",
+        )
+        await type_text(s.comp, f"{accounts.user}\n")
+        await see(s, "Password")
+        await type_text(s.comp, f"{accounts.password}\n")
+        assert await s.wait_exit(wrlogin) == 0, wrlogin.output()
+        assert [x.user for x in user_sessions(daemon)] == [accounts.user]
+        assert "login service is not available" not in wrlogin.output()

@@ -65,3 +65,36 @@ def test_settings_are_checked() -> None:
         RateLimitSettings(max_failures=0)
     with pytest.raises(ValueError, match="base_delay_s"):
         RateLimitSettings(base_delay_s=100.0, max_delay_s=10.0)
+
+
+def test_blocked_keys_outlive_a_spray_of_other_failures() -> None:
+    """Failures with other names (a spray) evict failure-only keys first: a blocked user stays blocked
+    however many other keys fail after it, until the blocked keys alone fill the table."""
+    rl = RateLimiter(S)
+    for t in range(3):
+        rl.failed(["user:victim"], float(t))
+    assert rl.retry_after(["user:victim"], 3.0) == 9.0
+    for i in range(1000):
+        rl.failed([f"token:spray-{i}", f"user:spray-{i}"], 3.0)
+    assert len(rl) == 4
+    assert rl.retry_after(["user:victim"], 3.0) == 9.0
+    # Other keys still count while the victim's block holds its place.
+    for t in range(3):
+        rl.failed(["user:other"], 3.0 + t)
+    assert rl.retry_after(["user:other"], 6.0) is not None
+    assert rl.retry_after(["user:victim"], 6.0) is not None
+
+
+def test_when_only_blocked_keys_are_left_the_one_expiring_first_goes() -> None:
+    """A full table of blocked keys still tracks a new failing key (or nobody new could be limited):
+    the block that ends first makes room, never the key that is failing now."""
+    rl = RateLimiter(S)
+    for key, start in (("a", 0.0), ("b", 0.5), ("c", 1.0), ("d", 1.5)):
+        for t in range(3):
+            rl.failed([key], start + t)  # blocked until 12, 12.5, 13 and 13.5
+    for t in range(3):
+        rl.failed(["e"], 4.0 + t)
+    assert len(rl) == 4
+    assert rl.retry_after(["e"], 6.0) == 10.0
+    assert rl.retry_after(["a"], 6.0) is None  # its block was the first to end
+    assert [rl.retry_after([k], 6.0) is not None for k in "bcd"] == [True, True, True]

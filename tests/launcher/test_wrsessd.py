@@ -615,6 +615,12 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
 # --- the IPC itself --------------------------------------------------------------------------------
 
 
+def _raw(body: str) -> bytes:
+    """A frame holding ``body`` as it is (JSON that p.encode would never write)."""
+    data = body.encode()
+    return struct.pack("=I", len(data)) + data
+
+
 @pytest.mark.parametrize(
     ("raw", "expect"),
     [
@@ -630,6 +636,7 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
         ),
         (p.encode({"type": "kill_session", "session_id": "x", "extra": 1}), "unknown field"),
         (p.encode({"type": "success"}), "unknown request type"),
+        (_raw('{"type":"kill_session","session_id":"x","reason":' + "9" * 5000 + "}"), "5000 digits"),
     ],
 )
 def test_malformed_requests_close_only_their_connection(
@@ -651,6 +658,28 @@ def test_malformed_requests_close_only_their_connection(
             bystander.request(p.PostAuthMessageResponse(response=accounts.password)), p.Success
         )
     assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def test_a_pam_answer_that_is_not_unicode_text_is_refused_and_the_daemon_carries_on(
+    start_daemon: StartDaemon, accounts: Accounts
+) -> None:
+    """JSON can escape half of a surrogate pair ("\\ud800"): a string no UTF-8 can hold, which PAM
+    could never be given. It is a bad request, not an internal error with a traceback."""
+    daemon = start_daemon()
+    with daemon.client() as c:
+        info = c.request(p.CreateSession(username=accounts.user, token="tok-s", token_kind="badge"))
+        assert isinstance(info, p.AuthMessage) and info.auth_message_type is p.AuthMessageType.INFO
+        prompt = c.request(p.PostAuthMessageResponse())
+        assert isinstance(prompt, p.AuthMessage) and prompt.auth_message_type is p.AuthMessageType.SECRET
+        c.send_raw(_raw('{"type":"post_auth_message_response","response":"pw\\ud800"}'))
+        reply = c.recv()
+        assert isinstance(reply, p.Error) and reply.error_type is p.ErrorType.BAD_REQUEST, reply
+        assert "lone surrogate" in reply.description, reply
+    with daemon.client() as c:  # the next login is served as ever
+        assert isinstance(c.request(p.CreateSession(username=accounts.user, token="t2", token_kind="badge")),
+                          p.AuthMessage)  # fmt: skip
+    log = daemon.log()
+    assert "Traceback" not in log and "internal error" not in log, log[-3000:]
 
 
 def test_out_of_order_requests_get_an_error_and_the_connection_stays(

@@ -99,7 +99,26 @@ TOO_BIG = (MAX_BODY[LinkRole.SERVER] + 1).to_bytes(4, "little") + b"\x10\x00"
 BAD = {
     "wrong direction": (LinkRole.SERVER, encode_frame(1, b"{}"), "never sends"),
     "unknown type": (LinkRole.COMPOSITOR, encode_frame(99, b"{}"), "never sends"),
-    "not json": (LinkRole.COMPOSITOR, encode_frame(6, b"\xff{"), "not UTF-8 JSON"),
+    "not utf-8": (LinkRole.COMPOSITOR, encode_frame(6, b"\xff{"), "the body is not valid UTF-8 (byte 0)"),
+    "not json": (LinkRole.COMPOSITOR, encode_frame(6, b"{nope"), "the body is not valid JSON (Expecting"),
+    # L4: int() refuses more than 4,300 digits with a ValueError; that was "internal error in wrsrvd".
+    "5000 digits": (
+        LinkRole.COMPOSITOR,
+        encode_frame(6, b'{"attach_id": ' + b"9" * 5000 + b"}"),
+        "Attached: the body has a number of 5000 digits (at most 30 are accepted)",
+    ),
+    "NaN": (
+        LinkRole.COMPOSITOR,
+        encode_frame(6, b'{"attach_id": NaN}'),
+        "has NaN, which JSON does not allow",
+    ),
+    "infinite": (LinkRole.COMPOSITOR, encode_frame(6, b'{"attach_id": 1e999}'), "too large for a float"),
+    # Half a surrogate pair: no UTF-8 can hold it (hashing or re-encoding it failed in wrsrvd).
+    "lone surrogate": (
+        LinkRole.COMPOSITOR,
+        encode_frame(9, b'{"reason": "a\\udc00", "exit_status": 0}'),
+        "Ended: the body has a lone surrogate (\\udc00) in a string",
+    ),
     "not an object": (LinkRole.COMPOSITOR, encode_frame(6, b"[1]"), "JSON object"),
     "unknown field": (
         LinkRole.COMPOSITOR,

@@ -4,6 +4,7 @@ reload, stop), serving a real session to a real viewer."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,7 +22,9 @@ from wayray.server.admin import AdminClient, AdminError
 pytestmark = pytest.mark.slow
 
 
-def _tree(root: Path, port: int, state: Path, run: Path) -> None:
+def _tree(root: Path, port: int, state: Path, run: Path, *, access_key: bool = True) -> None:
+    """A `sessions = "command"` instance on loopback; viewers present its access key (``_key``), or
+    (``access_key=False``) the test gives it client certificates."""
     etc = root / "etc" / "wayray"
     etc.mkdir(parents=True)
     (etc / "host.toml").write_text(f'[host]\nstate_dir = "{state}"\nruntime_dir = "{run}"\n')
@@ -37,7 +40,13 @@ session_command = ["foot", "--window-size-chars=80x24", "sh"]
 width = 1024
 height = 768
 """
+        + (f'\n[server.lab.admission]\naccess_key_file = "{_key(state)}"\n' if access_key else "")
     )
+
+
+def _key(state: Path) -> Path:
+    """The instance's access key (made by wrsrvd on its first start)."""
+    return state / "lab" / "access.key"
 
 
 def _status(proc: subprocess.Popen[bytes], sock: Path) -> dict[str, Any]:
@@ -76,6 +85,13 @@ def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> No
         with AdminClient(run / "lab" / "admin.sock") as admin:
             status = admin.request("status")
         assert status["name"] == "lab" and status["mode"] == "instance" and status["port"] == port
+        # wradm status says what a viewer must present.
+        shown = subprocess.run(
+            [script("wradm"), "status", "--root", str(tmp_path / "root"), "--instance", "lab"],
+            env=h.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(rf"viewers need\s+the access key in {_key(state)}\n", shown.stdout), shown.stdout
         viewer = subprocess.run(
             [
                 script("wrclient"),
@@ -85,6 +101,8 @@ def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> No
                 "--headless",
                 "--token",
                 "instance-token",
+                "--access-key-file",
+                str(_key(state)),
                 "--snapshot",
                 str(tmp_path / "shot.png"),
             ],
@@ -122,7 +140,7 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
     port = free_udp_port()
     state, run = tmp_path / "var" / "lib" / "wayray", h.short / "run" / "wayray"
     root = tmp_path / "root"
-    _tree(root, port, state, run)
+    _tree(root, port, state, run, access_key=False)
     ca = ThrowawayCA(tmp_path / "ca")
     kiosk = ca.issue("thinclient-00:11:22:33:44:55")
     etc = root / "etc" / "wayray"
@@ -140,6 +158,14 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
     try:
         sock = run / "lab" / "admin.sock"
         fingerprint = _status(proc, sock)["fingerprint"]
+        shown = subprocess.run(
+            [script("wradm"), "status", "--admin-socket", str(sock)],
+            env=h.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(rf"viewers need\s+a client certificate from {ca.path}\n", shown.stdout), (
+            shown.stdout
+        )
         base = [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
         base += ["--token", "mtls-token", "--no-reconnect", "--timeout", "60"]
         refused = subprocess.run(
@@ -201,7 +227,14 @@ def test_the_detached_timeout_of_the_policy_ends_a_session_nobody_views(tmp_path
         fingerprint = _status(proc, sock)["fingerprint"]
         viewer = subprocess.run(
             [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
-            + ["--token", "short-lived", "--snapshot", str(tmp_path / "s.png")],
+            + [
+                "--token",
+                "short-lived",
+                "--access-key-file",
+                str(_key(state)),
+                "--snapshot",
+                str(tmp_path / "s.png"),
+            ],
             env=h.env,
             capture_output=True,
             text=True,

@@ -36,10 +36,22 @@ def reg(tmp_path: Path) -> Iterator[Registry]:
     r.close()
 
 
-def user_session(reg: Registry, raw: str, viewer: str | None, now: float = T0, user: str = "alice") -> str:
+def user_session(
+    reg: Registry,
+    raw: str,
+    viewer: str | None,
+    now: float = T0,
+    user: str = "alice",
+    kiosk: str | None = None,
+) -> str:
+    """A logged-in session shown on ``viewer``, whose kiosk identity is ``kiosk`` (default: the
+    viewer's name, as in most tests a viewer stands for its kiosk)."""
     token = HASHER.ref(TokenKind.BADGE, raw)
-    assert reg.present(token, viewer or "nowhere", now).outcome is Outcome.NEW_GREETER
-    g = reg.create_greeter(token, viewer, Endpoint(launcher_session=f"g-{token.digest[:6]}"), now)
+    kiosk = kiosk or viewer
+    assert reg.present(token, viewer or "nowhere", now, kiosk=kiosk).outcome is Outcome.NEW_GREETER
+    g = reg.create_greeter(
+        token, viewer, Endpoint(launcher_session=f"g-{token.digest[:6]}"), now, kiosk=kiosk
+    )
     return reg.logged_in(
         g.id, user, Endpoint(launcher_session=f"u-{token.digest[:6]}", compositor_pid=42), now
     ).id
@@ -227,7 +239,9 @@ def test_one_live_session_per_token_is_enforced_by_the_database(tmp_path: Path) 
     db = sqlite3.connect(path)
     with pytest.raises(sqlite3.IntegrityError):
         columns = "token_kind, token_digest, state, user, viewer, last_viewer, created_at, changed_at, "
-        columns += "detached_at, last_input_at, endpoint, end_reason, reattach_from"
+        columns += (
+            "detached_at, last_input_at, endpoint, end_reason, reattach_from, viewer_kiosk, touched_at"
+        )
         db.execute(f"INSERT INTO sessions SELECT 'other', {columns} FROM sessions")
     db.close()
 
@@ -298,7 +312,8 @@ def test_idle_logout_counts_from_the_last_input(tmp_path: Path) -> None:
 
 
 def test_greeter_timeout_only_without_a_viewer(tmp_path: Path) -> None:
-    reg = Registry.open(tmp_path / "r.sqlite", policy=SessionPolicy(greeter_timeout_s=60), now=T0)
+    policy = SessionPolicy(greeter_timeout_s=60, untouched_timeout_s=None)
+    reg = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0)
     g = reg.create_greeter(badge("g"), "kiosk-a", Endpoint(launcher_session="lg"), T0)
     assert reg.due_actions(T0 + 10_000) == []  # a kiosk showing its login screen is fine
     reg.viewer_left("kiosk-a", T0 + 100)
@@ -323,44 +338,47 @@ def test_reauth_on_reattach(tmp_path: Path) -> None:
     token = HASHER.ref(TokenKind.BADGE, "r")
     sid = user_session(reg, "r", "kiosk-a")
     # Moving an attached session to another kiosk asks for the password; nothing changes meanwhile.
-    asked = reg.present(token, "kiosk-b", T0 + 1)
+    asked = reg.present(token, "kiosk-b", T0 + 1, kiosk="kiosk-b")
     assert asked.outcome is Outcome.REAUTH_REQUIRED and reg.get(sid).viewer == "kiosk-a"
     reg.viewer_left("kiosk-a", T0 + 2)
     # Back at the same kiosk within the grace (a network blip): no password.
-    assert reg.present(token, "kiosk-a", T0 + 30).outcome is Outcome.RESUMED
+    assert reg.present(token, "kiosk-a", T0 + 30, kiosk="kiosk-a").outcome is Outcome.RESUMED
     reg.viewer_left("kiosk-a", T0 + 40)
     # Elsewhere, or later: the password first, then the unlock greeter's success attaches it.
-    assert reg.present(token, "kiosk-b", T0 + 50).outcome is Outcome.REAUTH_REQUIRED
-    assert reg.present(token, "kiosk-a", T0 + 200).outcome is Outcome.REAUTH_REQUIRED
-    assert reg.attach(sid, "kiosk-b", T0 + 210).outcome is Outcome.REAUTH_REQUIRED
-    done = reg.attach(sid, "kiosk-b", T0 + 220, reauthenticated=True)
+    assert reg.present(token, "kiosk-b", T0 + 50, kiosk="kiosk-b").outcome is Outcome.REAUTH_REQUIRED
+    assert reg.present(token, "kiosk-a", T0 + 200, kiosk="kiosk-a").outcome is Outcome.REAUTH_REQUIRED
+    assert reg.attach(sid, "kiosk-b", T0 + 210, kiosk="kiosk-b").outcome is Outcome.REAUTH_REQUIRED
+    done = reg.attach(sid, "kiosk-b", T0 + 220, kiosk="kiosk-b", reauthenticated=True)
     assert done.outcome is Outcome.RESUMED and reg.get(sid).viewer == "kiosk-b"
     kinds = [e.kind for e in reg.audit(sid)]
     assert kinds.count(AuditKind.REAUTH_REQUIRED) == 3 and AuditKind.REAUTHENTICATED in kinds
     reg.close()
     # After a wrsrvd restart the same kiosk gets its session back without a password (within grace).
     again = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0 + 1000)
-    assert again.present(token, "kiosk-b", T0 + 1010).outcome is Outcome.RESUMED
+    assert again.present(token, "kiosk-b", T0 + 1010, kiosk="kiosk-b").outcome is Outcome.RESUMED
     again.close()
 
 
-def test_reauth_tells_a_kiosk_that_reconnects_from_a_badge_taken_out(tmp_path: Path) -> None:
-    """Kiosks are their hosts: a reconnection comes from another port. A connection that was lost
-    (a network blip) may come back from the same host within the grace without a password; a badge
-    taken out (the kiosk closed on purpose) asks for it again, there too."""
+def test_reauth_tells_kiosks_apart_by_identity_not_by_address(tmp_path: Path) -> None:
+    """Kiosks are their identities (terminal identity or certificate): behind NAT they share one
+    address. A connection that was lost (a network blip) may come back from the same kiosk within the
+    grace without a password; another kiosk at the same address may not; a badge taken out (the kiosk
+    closed on purpose) asks for it again, at that kiosk too; a viewer without identity always asks."""
     policy = SessionPolicy(reauth_on_reattach=True, reattach_grace_s=60)
     reg = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0)
     token = HASHER.ref(TokenKind.BADGE, "k")
-    sid = user_session(reg, "k", "10.0.0.7:50001#1")
-    # Shown at 10.0.0.7, presented again from there over a new connection: the same kiosk, no password.
-    assert reg.present(token, "10.0.0.7:50002#2", T0 + 1).outcome is Outcome.MOVED
-    assert reg.present(token, "10.0.0.8:50003#3", T0 + 2).outcome is Outcome.REAUTH_REQUIRED
+    sid = user_session(reg, "k", "10.0.0.7:50001#1", kiosk="kiosk:A")
+    # The same kiosk over a new connection: no password. Another kiosk behind the same NAT address: one.
+    assert reg.present(token, "10.0.0.7:50002#2", T0 + 1, kiosk="kiosk:A").outcome is Outcome.MOVED
+    assert reg.present(token, "10.0.0.7:50003#3", T0 + 2, kiosk="kiosk:B").outcome is Outcome.REAUTH_REQUIRED
+    assert reg.present(token, "10.0.0.7:50009#9", T0 + 2).outcome is Outcome.REAUTH_REQUIRED  # no identity
     reg.viewer_left("10.0.0.7:50002#2", T0 + 3, lost=True)
-    assert reg.get(sid).reattach_from == "10.0.0.7"
-    assert reg.present(token, "10.0.0.7:50004#4", T0 + 4).outcome is Outcome.RESUMED
-    reg.viewer_left("10.0.0.7:50004#4", T0 + 5, lost=False)  # the badge was taken out
+    assert reg.get(sid).reattach_from == "kiosk:A"
+    assert reg.present(token, "10.0.0.7:50004#4", T0 + 4, kiosk="kiosk:B").outcome is Outcome.REAUTH_REQUIRED
+    assert reg.present(token, "10.0.0.8:50004#4", T0 + 4, kiosk="kiosk:A").outcome is Outcome.RESUMED
+    reg.viewer_left("10.0.0.8:50004#4", T0 + 5, lost=False)  # the badge was taken out
     assert reg.get(sid).reattach_from is None
-    assert reg.present(token, "10.0.0.7:50005#5", T0 + 6).outcome is Outcome.REAUTH_REQUIRED
+    assert reg.present(token, "10.0.0.8:50005#5", T0 + 6, kiosk="kiosk:A").outcome is Outcome.REAUTH_REQUIRED
     reg.close()
 
 
@@ -374,13 +392,16 @@ def test_a_registry_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.executescript(
         "CREATE TABLE s2 AS SELECT * FROM sessions; DROP TABLE sessions; "
-        "ALTER TABLE s2 DROP COLUMN reattach_from; ALTER TABLE s2 RENAME TO sessions; PRAGMA user_version=1;"
+        "ALTER TABLE s2 DROP COLUMN reattach_from; ALTER TABLE s2 DROP COLUMN viewer_kiosk; "
+        "ALTER TABLE s2 DROP COLUMN touched_at; ALTER TABLE s2 RENAME TO sessions; PRAGMA user_version=1;"
     )
     db.close()
     again = Registry.open(path, policy=SessionPolicy(), now=T0 + 10)
-    assert again.get(sid).state is SessionState.DETACHED and again.get(sid).reattach_from == "k"
+    s = again.get(sid)
+    # Version 2 knew kiosks by their address: nothing of that is trusted; sessions of before count as used.
+    assert s.state is SessionState.DETACHED and s.reattach_from is None and s.touched_at is not None
     again.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_accepted_token_kinds(tmp_path: Path) -> None:
@@ -560,3 +581,29 @@ def test_a_registry_from_a_newer_wayray_is_refused_with_what_to_do(tmp_path: Pat
     with pytest.raises(WayRayError, match="registry schema 99 is newer than this wrsrvd") as info:
         Registry.open(path, policy=SessionPolicy(), now=T0)
     assert "move the file aside" in (info.value.hint or "")
+
+
+def test_unused_sessions_and_idle_login_screens_end_early(tmp_path: Path) -> None:
+    """Security review M1: a stranger's sessions must not hold their slots for the detached timeout.
+    A session nobody ever gave input ends untouched_timeout after its viewer left; a login screen
+    after that long without input, shown or not; a session in use keeps the detached timeout, also
+    across a restart (its first input is on disk at once)."""
+    policy = SessionPolicy(detached_timeout_s=86_400, untouched_timeout_s=600, greeter_timeout_s=120)
+    path = tmp_path / "r.sqlite"
+    reg = Registry.open(path, policy=policy, now=T0)
+    unused = reg.create_session(badge("u"), "v1", "me", Endpoint(), T0)
+    used = reg.create_session(badge("w"), "v2", "me", Endpoint(), T0)
+    reg.note_input(used.id, T0 + 5)
+    greeter = reg.create_greeter(badge("g"), "v3", Endpoint(launcher_session="lg"), T0)
+    reg.viewer_left("v1", T0 + 10)
+    reg.viewer_left("v2", T0 + 10)
+    assert reg.due_actions(T0 + 599) == []
+    assert reg.due_actions(T0 + 600) == [EndSession(greeter.id, EndReason.UNTOUCHED_TIMEOUT, "lg")]
+    reg.note_input(greeter.id, T0 + 500)  # typing at the login screen keeps it
+    assert reg.due_actions(T0 + 609) == []
+    assert reg.due_actions(T0 + 610) == [EndSession(unused.id, EndReason.UNTOUCHED_TIMEOUT, None)]
+    reg.close()
+    again = Registry.open(path, policy=policy, now=T0 + 20)
+    assert again.get(used.id).touched_at == T0 + 5 and again.get(unused.id).touched_at is None
+    assert {a.session_id for a in again.due_actions(T0 + 86_000)} == {unused.id, greeter.id}
+    again.close()

@@ -8,6 +8,7 @@ PID 1 on the test machine is not systemd (and there is no SMF), so the commands 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 from tests.config.helpers import copy_examples, snapshot, wradm, write
 from wayray import config as wc
 from wayray.common.errors import WayRayError
-from wayray.supervisor.apply import Target, execute, plan_apply
+from wayray.config.effect import server_digests
+from wayray.supervisor.apply import Observed, Target, execute, plan_apply
 from wayray.supervisor.generator import generate
 
 
@@ -57,11 +59,20 @@ def test_systemd_restarts_exactly_the_changed_instances(tmp_path: Path) -> None:
     res = wradm("--root", root, "apply", "--target", "systemd", "--dry-run")
     assert "nothing to do" in res.stdout
 
-    # A policy only b uses: only b restarts. No unit file changes, but systemd still reloads so that
-    # SourcePath= no longer reports the configuration as changed on disk.
-    write(root, {"etc/wayray/policies.toml": "[policy.p]\naudio = false\n"})
-    assert actions(root, "systemd") == ["systemctl daemon-reload", "systemctl restart wrsrvd@b.service"]
+    # A policy only b uses: b reloads it (nothing is interrupted); a is left alone. Below --root
+    # systemd cannot be asked whether the units are older than their sources: it reloads them.
+    write(root, {"etc/wayray/policies.toml": '[policy.p]\naudio = false\nidle_logout = "4h"\n'})
+    assert actions(root, "systemd") == ["systemctl daemon-reload", "systemctl reload wrsrvd@b.service"]
     apply_and_reload(root)
+
+    # What needs a restart restarts: the port.
+    write(
+        root, {"etc/wayray/servers.toml": '[server.a]\nport = 7102\n[server.b]\nport = 7101\npolicy = "p"\n'}
+    )
+    assert actions(root, "systemd") == ["systemctl daemon-reload", "systemctl restart wrsrvd@a.service"]
+    write(
+        root, {"etc/wayray/servers.toml": '[server.a]\nport = 7100\n[server.b]\nport = 7101\npolicy = "p"\n'}
+    )
 
     # A limit (a drop-in the generator writes) for a, and b disabled.
     write(
@@ -76,22 +87,26 @@ def test_systemd_restarts_exactly_the_changed_instances(tmp_path: Path) -> None:
     res = wradm("--root", root, "apply", "--target", "systemd", "--dry-run")
     assert "+CPUQuota=50%" in res.stdout
     assert "-symlink to /usr/lib/systemd/system/wrsrvd@.service" in res.stdout
-    assert actions(root, "systemd") == [
-        "systemctl daemon-reload",
-        "systemctl stop wrsrvd@b.service",
-        "systemctl restart wrsrvd@a.service",
-    ]
+    # The limit is in a's unit: systemd applies it to the running instance at daemon-reload.
+    assert actions(root, "systemd") == ["systemctl daemon-reload", "systemctl stop wrsrvd@b.service"]
 
 
-def test_host_settings_restart_the_launcher_and_its_socket(tmp_path: Path) -> None:
+def test_host_settings_restart_only_what_reads_them(tmp_path: Path) -> None:
     root = copy_examples(tmp_path)
     apply_and_reload(root)
+    # The PAM service is the launcher's: it restarts, with its socket; the server instance does not.
     write(root, {"etc/wayray/host.toml": '[host]\npam_service = "wayray-test"\n'})
-    assert actions(root, "systemd") == [
-        "systemctl daemon-reload",
-        "systemctl restart wrsrvd@main.service",
-        "systemctl restart wrsessd.socket wrsessd.service",
-    ]
+    assert actions(root, "systemd") == ["systemctl restart wrsessd.socket wrsessd.service"]
+    apply_and_reload(root)
+    # The admin socket is the server instances': they restart, the launcher does not.
+    write(
+        root,
+        {
+            "etc/wayray/host.toml": '[host]\npam_service = "wayray-test"\n'
+            'admin_socket = "/run/wayray/a-{instance}.sock"\n'
+        },
+    )
+    assert actions(root, "systemd") == ["systemctl daemon-reload", "systemctl restart wrsrvd@main.service"]
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
@@ -170,3 +185,68 @@ def test_a_failed_command_puts_the_files_back_and_records_nothing(tmp_path: Path
     with pytest.raises(WayRayError, match="svcadm disable -s svc:/application/wayray/wrsrvd:lab"):
         execute(plan_apply(wc.load(root), Target.SMF), runner=failing)
     assert snapshot(root) == before
+
+
+def _live(root: Path, observed: Observed) -> list[str]:
+    return [str(a) for a in plan_apply(wc.load(root), Target.SYSTEMD, observed).actions]
+
+
+def booted(root: Path) -> Path:
+    """The tree as a booted system has it: the generator ran at boot (no apply yet)."""
+    gen = root / "run/systemd/generator"
+    gen.mkdir(parents=True)
+    generate(gen, root)
+    return root
+
+
+def test_a_first_apply_asks_what_runs_instead_of_restarting_everything(tmp_path: Path) -> None:
+    # A fresh install: the package started main and wrsessd with the shipped files, and there is no
+    # record of an apply. What runs says what it runs with: nothing to do, wrsessd is not touched.
+    root = booted(copy_examples(tmp_path))
+    config = wc.load(root)
+    running = server_digests(config, config.servers["main"])
+    after = time.time() + 60  # wrsessd started after host.toml last changed
+    assert _live(root, Observed({"wrsrvd@main.service": running}, launcher_started=after)) == []
+    # The launcher is socket-activated: when it does not run, it reads the files when it starts.
+    assert _live(root, Observed({"wrsrvd@main.service": running}, launcher_started=None)) == []
+    # Started before host.toml changed: it runs an older host.toml.
+    before = (root / "etc/wayray/host.toml").stat().st_mtime - 60
+    assert _live(root, Observed({"wrsrvd@main.service": running}, launcher_started=before)) == [
+        "systemctl restart wrsessd.socket wrsessd.service"
+    ]
+
+
+def test_what_a_running_instance_reports_decides_reload_restart_or_start(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path)
+    apply_and_reload(root)  # a record: it must not override what the instance itself says
+    config = wc.load(root)
+    running = dict(server_digests(config, config.servers["main"]))
+    unit = "wrsrvd@main.service"
+    assert _live(root, Observed({unit: running})) == []
+    assert _live(root, Observed({unit: {**running, "reload": "older"}})) == [
+        "systemctl reload wrsrvd@main.service"
+    ]
+    assert _live(root, Observed({unit: {**running, "restart": "older"}})) == [
+        "systemctl restart wrsrvd@main.service"
+    ]
+    # Enabled, not running (stopped by hand, or failed on a configuration error since fixed).
+    assert _live(root, Observed({})) == ["systemctl daemon-reload", "systemctl start wrsrvd@main.service"]
+    # Running but silent about its configuration (an older wrsrvd): the record decides.
+    assert _live(root, Observed({unit: None})) == []
+    # Disabled in the configuration but running: stopped.
+    assert _live(root, Observed({unit: running, "wrsrvd@lab.service": None})) == [
+        "systemctl daemon-reload",
+        "systemctl stop wrsrvd@lab.service",
+    ]
+
+
+def test_apply_leaves_no_unit_older_than_its_sources(tmp_path: Path) -> None:
+    # servers.toml edited (SourcePath= makes systemd warn "changed on disk. Run 'systemctl
+    # daemon-reload'") but nothing that needs a command: apply still reloads systemd's units.
+    root = booted(copy_examples(tmp_path))
+    config = wc.load(root)
+    running = server_digests(config, config.servers["main"])
+    stale = Observed({"wrsrvd@main.service": running}, stale=frozenset({"wrsrvd@main.service"}))
+    plan = plan_apply(config, Target.SYSTEMD, stale)
+    assert [str(a) for a in plan.actions] == ["systemctl daemon-reload"]
+    assert "wrsrvd@main.service is older than its sources" in plan.actions[0].why

@@ -20,7 +20,15 @@ def _comparable(tree: dict[str, tuple[str, bytes | str, int]]) -> dict[str, tupl
 @pytest.mark.parametrize(("target", "directory"), [("systemd", "units"), ("smf", "smf")])
 def test_committed_rendering_matches_the_examples(target: str, directory: str, tmp_path: Path) -> None:
     out = tmp_path / directory
-    res = wradm("--root", copy_examples(tmp_path / "root"), "render", "--target", target, "--out", out)
+    res = wradm(
+        "--root",
+        copy_examples(tmp_path / "root", as_shipped=True),
+        "render",
+        "--target",
+        target,
+        "--out",
+        out,
+    )
     assert res.returncode == 0, res.stderr
     assert _comparable(snapshot(out)) == _comparable(snapshot(REPO / directory)), (
         f"{directory}/ is out of date: run "

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.config.helpers import copy_examples, write
 from tests.conftest import script
 
@@ -68,13 +70,17 @@ def test_enables_exactly_the_enabled_servers(tmp_path: Path) -> None:
 
 
 def test_output_matches_what_render_writes_next_to_the_templates(tmp_path: Path) -> None:
-    from tests.conftest import REPO
+    from tests.config.helpers import wradm
 
-    res = run_generator(copy_examples(tmp_path / "root"), tmp_path / "gen")
+    root = copy_examples(tmp_path / "root")  # [server.main] enabled: something to generate
+    res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
     generated = tree(tmp_path / "gen" / "normal")
-    rendered = {k: v for k, v in tree(REPO / "units").items() if "/" in k}
-    assert generated == rendered
+    assert (
+        wradm("--root", root, "render", "--target", "systemd", "--out", tmp_path / "units").returncode == 0
+    )
+    rendered = {k: v for k, v in tree(tmp_path / "units").items() if "/" in k and not k.startswith(".")}
+    assert generated and generated == rendered
 
 
 def test_no_configuration_enables_nothing(tmp_path: Path) -> None:
@@ -93,7 +99,7 @@ def test_errors_are_logged_and_never_fail_the_boot(tmp_path: Path) -> None:
     )
     res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
-    # A table with a mistake is still enabled: its ExecStartPre= check then fails it with the message.
+    # A table with a mistake is still enabled: its wrsrvd then stops with the message (status 78).
     links = sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants"))
     assert links == ["wrsrvd@good.service", "wrsrvd@typo.service"]
     assert "servers.toml:4:1: error: server.typo: unknown key 'prot'" in res.stderr
@@ -101,12 +107,83 @@ def test_errors_are_logged_and_never_fail_the_boot(tmp_path: Path) -> None:
     assert "run `wradm check`" in res.stderr
 
 
-def test_an_unparsable_servers_file_enables_nothing_but_exits_zero(tmp_path: Path) -> None:
-    root = write(tmp_path / "root", {"etc/wayray/servers.toml": "[server.a\nport = 1\n"})
+def test_only_what_the_server_instances_read_is_logged(tmp_path: Path) -> None:
+    # A kiosk's client.toml and the launcher's session.toml do not decide the units: their problems
+    # are for `wradm check`, not for the kernel log at every boot.
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": "[server.a]\nport = 7100\n",
+            "etc/wayray/client.toml": '[client]\nkiosk = "yes"\n',
+            "etc/wayray/session.toml": "[session]\npanel = 7\n",
+        },
+    )
+    res = run_generator(root, tmp_path / "gen")
+    assert (res.returncode, res.stderr) == (0, "")
+    assert sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants")) == ["wrsrvd@a.service"]
+
+
+def test_an_unparsable_servers_file_enables_the_instances_it_names_and_exits_zero(tmp_path: Path) -> None:
+    """So that at boot `systemctl status wrsrvd@main` shows the syntax error (wrsrvd stops with it,
+    status 78), not an instance that silently never started."""
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": (
+                '[server.main]\nport = 7100\n[server.main.output]\nwidth = "1\n'
+                "[server.off]\nenabled = false\n"  # says so: stays off
+            ),
+            "etc/wayray/servers.toml.d/50-lab.toml": "[server.lab\nport = 1\n",
+        },
+    )
     res = run_generator(root, tmp_path / "gen")
     assert res.returncode == 0
-    assert tree(tmp_path / "gen" / "normal") == {}
-    assert "servers.toml:1:10: error: invalid TOML" in res.stderr
+    links = sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants"))
+    assert links == ["wrsrvd@lab.service", "wrsrvd@main.service"]
+    assert "servers.toml:4:11: error: invalid TOML" in res.stderr
+    assert "50-lab.toml:1:12: error: invalid TOML" in res.stderr
+
+
+def test_a_table_that_says_enabled_false_stays_off_whatever_its_sub_tables(tmp_path: Path) -> None:
+    # [server.off]'s own table says enabled = false; its [server.off.output] sub-table does not
+    # start it. Headers indented or spaced as TOML allows still count.
+    root = write(
+        tmp_path / "root",
+        {
+            "etc/wayray/servers.toml": (
+                "[server.off]\nenabled = false\n[server.off.output]\nwidth = 1024\n"
+                '  [ server . "on" ]\nport = 7100\n[server.on.limits]\nmemory_max = "1G\n'
+            )
+        },
+    )
+    res = run_generator(root, tmp_path / "gen")
+    assert res.returncode == 0 and "invalid TOML" in res.stderr, res.stderr
+    assert sorted(tree(tmp_path / "gen" / "normal/wayray.target.wants")) == ["wrsrvd@on.service"]
+
+
+def test_scanning_an_unparsable_servers_file_grows_linearly_with_it(tmp_path: Path) -> None:
+    # The fallback above reads the broken file itself, at boot. Ten times the tables may cost ten
+    # times the work, not a hundred (lines of Python executed, counted: the machine's speed does not
+    # matter; tests/config/test_hostile.py runs whole generators on 1 MiB files under a CPU limit).
+    from tests.config.test_config_fuzz import counted
+    from wayray.supervisor.generator import generate
+
+    def work(n: int) -> int:
+        root = write(
+            tmp_path / f"root{n}",
+            {
+                "etc/wayray/servers.toml": "[server.a\n"
+                + "".join(f"[server.s{i}]\nenabled = false\n" for i in range(n))
+            },
+        )
+        (tmp_path / f"gen{n}").mkdir()
+        enabled, lines = counted(lambda: generate(tmp_path / f"gen{n}", root))
+        assert enabled == 1  # a
+        return lines
+
+    base = work(0)
+    small, large = work(300) - base, work(3000) - base
+    assert large <= 15 * small, (small, large)
 
 
 def test_even_an_unexpected_failure_exits_zero(tmp_path: Path) -> None:
@@ -150,3 +227,26 @@ def test_the_generator_imports_only_the_standard_library(tmp_path: Path) -> None
     ]
     assert third_party == []
     assert "wayray.config" in res.stdout
+
+
+def test_a_configuration_that_cannot_be_read_in_time_gives_up_instead_of_holding_the_boot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reading cannot block on a FIFO or a device any more (tests/config/test_hostile.py); should it
+    # still stall (a hung network file system), the generator gives up at its deadline.
+    import time
+
+    from wayray.config import loader
+    from wayray.supervisor import generator
+
+    def stuck(root: object = None) -> None:
+        time.sleep(600)
+
+    monkeypatch.setattr(loader, "load_report", stuck)
+    monkeypatch.setenv("WAYRAY_GENERATOR_DEADLINE", "1")
+    monkeypatch.delenv("SYSTEMD_SCOPE", raising=False)
+    assert generator.main([str(tmp_path / "normal")]) == 0
+    assert (
+        "gave up after 1 s reading the configuration; no WayRay instances enabled" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "normal").exists()

@@ -62,7 +62,7 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
             program = root / m.group(1).lstrip("/")
             assert program.is_file() and os.access(program, os.X_OK), m.group(1)
             assert program.read_text().startswith("#!/opt/wayray/bin/python\n")
-    generator = root / "usr/lib/systemd/system-generators/wayray-generator"
+    generator = root / "lib/systemd/system-generators/wayray-generator"
     assert os.readlink(generator) == "/opt/wayray/bin/wayray-generator"
     assert os.readlink(root / "usr/bin/wradm") == "/opt/wayray/bin/wradm"
     assert (root / "usr/lib/sysusers.d/wayray.conf").read_text().count("\nu ") == 2
@@ -94,8 +94,9 @@ def test_the_packaged_wradm_and_generator_work(package: tuple[Path, Path], tmp_p
         text=True,
         timeout=120,
     )
-    assert res.returncode == 0, res.stderr
-    assert "servers: main, lab (disabled)" in res.stdout
+    assert (res.returncode, res.stderr) == (0, "")
+    # As installed nothing is served, and nothing warns.
+    assert res.stdout.startswith("configuration OK (no problems): servers: main (disabled), lab (disabled)")
     dirs = [tmp_path / d for d in ("normal", "early", "late")]
     for d in dirs:
         d.mkdir()
@@ -107,4 +108,4 @@ def test_the_packaged_wradm_and_generator_work(package: tuple[Path, Path], tmp_p
         timeout=120,
     )
     assert (res.returncode, res.stderr) == (0, "")
-    assert [p.name for p in (tmp_path / "normal/wayray.target.wants").iterdir()] == ["wrsrvd@main.service"]
+    assert not (tmp_path / "normal/wayray.target.wants").exists()

@@ -104,6 +104,21 @@ def test_the_profile_creates_enables_and_configures_instances(tmp_path: Path) ->
     assert "privileges" not in {p.get("name") for p in off.iter("propval")}
 
 
+def test_the_refresh_method_asks_the_running_server_and_never_fails_the_instance() -> None:
+    # svc.startd puts an instance whose refresh method fails into maintenance (it would stop the
+    # server over a typo): the method asks the server (which refuses a broken configuration and
+    # keeps its own) and always succeeds, with the errors in the service's log.
+    files = smf.static_files()
+    manifest = files["wayray-wrsrvd.xml"].content.decode()  # type: ignore[union-attr]
+    assert '<exec_method type="method" name="refresh" exec="/lib/svc/method/svc-wrsrvd %m %i"' in manifest
+    assert ":kill -HUP" not in manifest
+    method = files["svc-wrsrvd"].content.decode()  # type: ignore[union-attr]
+    refresh = method.index("refresh)")
+    assert method.index("/opt/wayray/bin/wradm reload --quiet --instance", refresh) < method.index(
+        "exit $SMF_EXIT_OK", refresh
+    )
+
+
 def test_the_start_method_checks_the_configuration_before_the_daemon_starts() -> None:
     files = smf.static_files()
     method = files["svc-wrsrvd"].content.decode()  # type: ignore[union-attr]
@@ -111,4 +126,4 @@ def test_the_start_method_checks_the_configuration_before_the_daemon_starts() ->
     check = method.index("/opt/wayray/bin/wradm check --quiet --instance")
     assert method.index("exit $SMF_EXIT_ERR_CONFIG", check) < method.index("exec /opt/wayray/bin/wrsrvd")
     manifest = files["wayray-wrsrvd.xml"].content.decode()  # type: ignore[union-attr]
-    assert 'exec="/lib/svc/method/svc-wrsrvd %i"' in manifest
+    assert '<exec_method type="method" name="start" exec="/lib/svc/method/svc-wrsrvd %m %i"' in manifest

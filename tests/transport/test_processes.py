@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.transport.helpers import client_settings, hello, run, start, within
+from tests.transport.helpers import FAST_WIRE, client_settings, hello, run, start, within
 from wayray.transport import ServerConnection, ServerIdentity, connect
 from wayray.wire import ClipboardText, ConnectionClosed, ErrorCode, Key, KeyState, Selection
 
@@ -36,7 +36,7 @@ async def test_a_killed_server_is_noticed_by_the_viewer(tmp_path: Path) -> None:
     proc = spawn("server", str(tmp_path / "state"))
     try:
         port = int((await first_line(proc)).split()[1])
-        conn = await connect("127.0.0.1", port, client_settings(tmp_path), hello())
+        conn = await connect("127.0.0.1", port, client_settings(tmp_path, wire=FAST_WIRE), hello())
         conn.send(Key(code=42, state=KeyState.PRESSED, time_ms=0))
         assert await within(conn.receive()) == ClipboardText(selection=Selection.CLIPBOARD, text="key 42")
         os.kill(proc.pid, signal.SIGKILL)
@@ -55,7 +55,7 @@ async def test_a_killed_viewer_is_noticed_by_the_server(identity: ServerIdentity
         conn.accept(session_id="s-proc", output_width=1, output_height=1)
         ends.append(await conn.wait_closed())
 
-    server = await start(identity, handle)
+    server = await start(identity, handle, wire=FAST_WIRE)
     proc = spawn("client", str(server.port), str(tmp_path / "known_hosts"))
     try:
         assert await first_line(proc) == "CONNECTED s-proc"

@@ -30,8 +30,20 @@ def for_type(t: L.WireType) -> st.SearchStrategy[Any]:
     if isinstance(t, L.ListOf):
         return st.lists(for_type(t.item), max_size=min(t.cap, 3)).map(tuple)
     if isinstance(t, L.StructOf):
-        return st.builds(t.cls, **{f.name: for_type(f.type) for f in t.fields})
+        built = st.builds(t.cls, **{f.name: for_type(f.type) for f in t.fields})
+        if not t.versioned:
+            return built
+        # Fields a version added are not on the wire of older versions: they decode as their defaults.
+        return built.map(lambda value: _without_later_fields(t, value))
     raise AssertionError(f"no strategy for {t!r}")
+
+
+def _without_later_fields(t: L.StructOf, value: Any) -> Any:
+    import dataclasses
+
+    version = (value.version_major, value.version_minor)
+    later = {f.name: "" for f in t.fields if f.since is not None and version < f.since}
+    return dataclasses.replace(value, **later) if later else value
 
 
 def message(spec: MessageSpec) -> st.SearchStrategy[Any]:

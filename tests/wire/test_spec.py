@@ -114,3 +114,14 @@ def test_version_and_alpn_are_stated() -> None:
 def test_no_stray_message_headings() -> None:
     documented = {line for line in LINES if re.match(r"### (control|display|input|audio|usb) \d+: ", line)}
     assert documented == {message_heading(s) for s in MESSAGES}
+
+
+def test_fields_a_later_version_added_say_since_when() -> None:
+    for spec in MESSAGES:
+        rows = {r[0]: r[2] for r in section(message_heading(spec))}
+        for f in spec.layout.fields:
+            if f.since is not None:
+                since = f"since {f.since[0]}.{f.since[1]}"
+                assert rows[f.name].startswith(since), (
+                    f"{spec.name}.{f.name}: the meaning must start {since!r}"
+                )

@@ -11,17 +11,19 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from wayray.admin import apply, check, render, session, sessions, show, status
+from wayray.admin import apply, check, reload, render, session, sessions, show, status
 from wayray.common import log
 from wayray.common.errors import cli_entry
+from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, summary
 
-COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, status, sessions, session)
+COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, reload, status, sessions, session)
 
 EPILOG = """\
 exit status: 0 success, 1 configuration errors or a failed action, 2 usage errors.
 Configuration: /usr/lib/wayray < /run/wayray < /etc/wayray, each FILE.toml with FILE.toml.d/*.toml
-drop-ins; see docs/configuration.md."""
+drop-ins; see wayray-servers.toml(5) and the other wayray-*.toml(5) manual pages, and
+/usr/share/doc/wayray/configuration.md. Manual: wradm(8)."""
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -43,19 +45,21 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--quiet",
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
-        help="print only problems",
+        help="print only errors",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wradm",
-        description="WayRay administration: check, show, render and apply the configuration; look at "
-        "running servers and their sessions (status, sessions, session kill|detach).",
+        description="WayRay administration: check, show, render and apply the configuration; reload a "
+        "running server; look at running servers and their sessions (status, sessions, session "
+        "kill|detach).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, suppress=False)
+    add_version_option(parser)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

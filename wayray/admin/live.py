@@ -18,7 +18,7 @@ def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--instance",
         metavar="NAME",
-        help="the server instance (default: the only one configured); its admin socket comes from host.toml",
+        help="the server instance (default: the only enabled one); its admin socket comes from host.toml",
     )
     where.add_argument("--admin-socket", type=Path, metavar="PATH", help="talk to the wrsrvd listening here")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -31,12 +31,17 @@ def admin_socket(args: argparse.Namespace) -> tuple[str, Path]:
     config = load(args).config
     name = args.instance
     if name is None:
-        names = sorted(config.servers)
+        # The instance that runs: a disabled one (such as the shipped example) does not count.
+        names = sorted(s.name for s in config.enabled_servers())
         if len(names) != 1:
+            disabled = sorted(set(config.servers) - set(names))
             raise UsageError(
-                "no server instance is configured"
-                if not names
-                else f"several server instances are configured ({', '.join(names)}): say which",
+                (
+                    "no server instance is enabled"
+                    + (f" (disabled: {', '.join(disabled)})" if disabled else "")
+                    if not names
+                    else f"several server instances are enabled ({', '.join(names)}): say which"
+                ),
                 hint="--instance NAME, or --admin-socket PATH",
             )
         name = names[0]

@@ -1,5 +1,6 @@
 """Show how a running server instance is doing: its address and identity, whether sessions start
-behind a login (and whether the session launcher answers), and its sessions by state. Exit status 1
+behind a login (and whether the session launcher answers), what viewers must present (the access
+key, a client certificate), and its sessions by state. Exit status 1
 when it is not running or may not be asked."""
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
     policy = st.get("policy") or {}
     lines = [
         f"wrsrvd {st['name']} ({st['mode']}), version {st['version']}, pid {st.get('pid', '-')}",
-        f"  listening   udp {', '.join(st['listen'])} port {st['port']}",
-        f"  identity    {st['fingerprint']}",
-        f"  sessions    {st['sessions']} of at most {st['max_sessions']} ({states}); {st['viewers']} shown",
-        f"  starting    {logins}",
-        "  policy      detached timeout "
+        f"  listening    udp {', '.join(st['listen'])} port {st['port']}",
+        f"  identity     {st['fingerprint']}",
+        f"  sessions     {st['sessions']} of at most {st['max_sessions']} ({states}); {st['viewers']} shown",
+        f"  starting     {logins}",
+        f"  viewers need {_credentials(st)}",
+        "  policy       detached timeout "
         + _duration(policy.get("detached_timeout_s"))
         + ", idle logout "
         + _duration(policy.get("idle_timeout_s"))
@@ -48,6 +50,22 @@ def run(args: argparse.Namespace) -> int:
     ]
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _credentials(st: dict[str, object]) -> str:
+    """What a viewer must present before anything starts for it (from the status answer)."""
+    needs = []
+    if st.get("access_key"):
+        where = st.get("access_key_file")
+        needs.append(f"the access key in {where}" if where else "the access key")
+    if st.get("client_ca"):
+        needs.append(f"a client certificate from {st['client_ca']}")
+    login = st.get("sessions_start") == "login"
+    if needs:
+        return " and ".join(needs) + (", then a login" if login else "")
+    if login:
+        return "a login (no access key, no client certificate: whoever reaches the port gets a login screen)"
+    return "NOTHING: whoever reaches the port gets a session running the server's command"
 
 
 def _duration(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -15,7 +16,14 @@ import wayray
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
-from wayray.client.identity import default_known_hosts, read_token_file, terminal_token
+from wayray.client.identity import (
+    default_known_hosts,
+    own_standalone_server,
+    read_access_key,
+    read_token_file,
+    terminal_id,
+    terminal_token,
+)
 from wayray.client.keyboard import Keyboard, KeymapChoice
 from wayray.client.kiosk import Kiosk, KioskOptions
 from wayray.client.runner import ScriptRunner, snapshot
@@ -25,6 +33,7 @@ from wayray.client.tokens import TokenSource, TokenSourceSettings, open_token_so
 from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.common.errors import EXIT_FAILURE, EXIT_OK, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.version import add_version_option
 from wayray.config import ClientConfig, ConfigError, load_report
 from wayray.transport import (
     ClientCertificate,
@@ -57,6 +66,14 @@ client.toml) the server's certificate must instead be issued by that CA and name
 given (no known-hosts file); pinned fingerprints or an explicit --known-hosts must then hold as well.
 --client-cert/--client-key present a certificate to servers that require mutual TLS.
 
+access key: servers that do not ask for a login (wrsrvd --standalone, admission.access_key_file)
+ask for their access key before anything starts: --access-key-file F (or access_key_file in
+client.toml, or the WAYRAY_ACCESS_KEY environment variable) gives it. It travels inside TLS, after
+the server's identity was checked. Given none, wrclient presents the key of your own standalone
+server ($XDG_STATE_HOME/wayray/standalone/access.key, where `wrsrvd --standalone` keeps it) to that
+server only: on a loopback address, with the identity kept next to the key. So you connect to your
+own `wrsrvd --standalone` with nothing more; other users of the machine need the key from you.
+
 snapshots and scripts (for tests and operators' synthetic checks):
   wrclient srv --token T --headless --snapshot out.png
       writes the picture as a PNG once the first complete frame arrived and exits 0; 1 with the
@@ -72,7 +89,7 @@ the connection. The token source is, first that applies: --token / --token-file 
 --badge-file F (a badge-reader program writes the badge in F; deleting or emptying F takes it out),
 --badge-socket S (it sends "insert ID" / "remove" lines to S), badge.file / badge.socket / the USB
 reader badge.vendor/product of client.toml, else this kiosk's own identity. No badge: the "Present
-your badge" screen. See docs/kiosk.md.
+your badge" screen. See wrclient(1) and /usr/share/doc/wayray/kiosk.md.
   wrclient srv --kiosk --badge-socket /run/wayray-kiosk/badge.sock
   wrclient srv --kiosk --headless --badge-socket S --state-file state.json --control-socket C
       (a headless kiosk for tests: the state file says what it shows; the control socket takes
@@ -112,6 +129,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the server's certificate must be issued by this CA (PEM) for the host given "
         "(default: client.toml's tls.ca)",
+    )
+    p.add_argument(
+        "--access-key-file",
+        type=Path,
+        metavar="F",
+        help="the access key of servers that require one, in F (mode 0600; default: client.toml's "
+        "access_key_file, else $WAYRAY_ACCESS_KEY, else your own standalone server's, for it only)",
     )
     p.add_argument("--client-cert", type=Path, metavar="F", help="client certificate (PEM), mutual TLS")
     p.add_argument("--client-key", type=Path, metavar="F", help="its private key (PEM)")
@@ -164,6 +188,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
     p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
+    add_version_option(p)
     return p
 
 
@@ -206,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         token, kind = terminal_token(), TokenKind.TERMINAL
     if not token or len(token.encode()) > 1024:
         raise UsageError("a token is 1 to 1024 bytes")
+    access_key = _access_key(
+        args.access_key_file or (Path(str(cfg.access_key_file)) if cfg.access_key_file else None)
+    )
+    # Given no key: the user's own standalone server's, for that server on loopback only.
+    own_server = own_standalone_server() if not access_key else None
+    own_id = _terminal_id(token if kind is TokenKind.TERMINAL and token != "-" else None)
     ca_path = args.ca or (Path(str(cfg.tls.ca)) if cfg.tls.ca else None)
     server_ca = ServerCA.load(ca_path) if ca_path is not None else None
     trust: ServerTrust | None
@@ -263,11 +294,17 @@ def main(argv: list[str] | None = None) -> int:
             host=host,
             port=port,
             client=ClientSettings(
-                trust=trust, server_ca=server_ca, client_certificate=client_cert, connect_timeout=10.0
+                trust=trust,
+                server_ca=server_ca,
+                client_certificate=client_cert,
+                connect_timeout=10.0,
+                own_server=own_server,
             ),
             client_version=wayray.__version__,
             state_file=args.state_file,
             fallbacks=fallbacks,
+            access_key=access_key,
+            terminal_id=own_id,
         )
         return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard))
     backend = open_backend(options)
@@ -279,14 +316,38 @@ def main(argv: list[str] | None = None) -> int:
             server_ca=server_ca,
             client_certificate=client_cert,
             connect_timeout=min(args.timeout, 10.0),
+            own_server=own_server,
         ),
         token=token,
         token_kind=kind,
         reconnect=args.reconnect,
         client_version=wayray.__version__,
         fallbacks=fallbacks,
+        access_key=access_key,
+        terminal_id=own_id,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
+
+
+def _access_key(path: Path | None) -> str:
+    """The access key from ``path``, else from $WAYRAY_ACCESS_KEY, else none ("")."""
+    if path is not None:
+        return read_access_key(path)
+    key = os.environ.get("WAYRAY_ACCESS_KEY", "").strip()
+    if len(key) > 256 or any(c.isspace() for c in key):
+        raise UsageError("WAYRAY_ACCESS_KEY must be one word of at most 256 characters")
+    return key
+
+
+def _terminal_id(token: str | None) -> str:
+    """This machine's identity for the Hello (``identity.terminal_id``), from its terminal token (made
+    on first use). A machine where it cannot be kept (a read-only home) goes without one: the server
+    then never takes it for a kiosk it knows (re-authentication asks for the password)."""
+    try:
+        return terminal_id(token if token is not None else terminal_token())
+    except WayRayError as err:
+        log.warning("no terminal identity: %s", err.message)
+        return ""
 
 
 def _check_mode(args: argparse.Namespace, kiosk: bool) -> None:

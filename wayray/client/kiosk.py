@@ -86,6 +86,9 @@ class KioskOptions:
     backoff_longest: float = 5.0
     #: Further servers, tried in order when the one before does not answer (ViewerOptions.fallbacks).
     fallbacks: tuple[tuple[str, int], ...] = ()
+    #: The access key of servers that require one, and this kiosk's identity (ViewerOptions).
+    access_key: str = field(default="", repr=False)
+    terminal_id: str = field(default="", repr=False)
 
 
 @dataclass
@@ -205,6 +208,8 @@ class Kiosk:
             backoff_longest=o.backoff_longest,
             client_version=o.client_version,
             fallbacks=o.fallbacks,
+            access_key=o.access_key,
+            terminal_id=o.terminal_id,
         )
         viewer: Viewer
 

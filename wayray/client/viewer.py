@@ -91,6 +91,7 @@ FINAL_CODES = frozenset(
         ErrorCode.SERVER_IDENTITY_REJECTED,
         ErrorCode.SESSION_MOVED,
         ErrorCode.SESSION_ENDED,
+        ErrorCode.ACCESS_DENIED,
     }
 )
 
@@ -117,7 +118,8 @@ class ViewerOptions:
     host: str
     port: int
     client: ClientSettings
-    token: str
+    #: A secret: never in a repr (so never in a log line or a traceback that shows one).
+    token: str = field(repr=False)
     token_kind: TokenKind
     reconnect: bool = True
     backoff_first: float = 0.25
@@ -127,6 +129,10 @@ class ViewerOptions:
     #: Further servers (host, port), tried in order when the one before does not answer
     #: (client.toml's ``servers`` after the first).
     fallbacks: tuple[tuple[str, int], ...] = ()
+    #: The access key of servers that require one ("": none); a secret, like the token.
+    access_key: str = field(default="", repr=False)
+    #: This viewer's own identity (``identity.terminal_id``), "" for none.
+    terminal_id: str = field(default="", repr=False)
 
     @property
     def servers(self) -> tuple[tuple[str, int], ...]:
@@ -315,6 +321,8 @@ class Viewer:
             keymap=keymap,
             client_name=o.client_name,
             client_version=o.client_version,
+            access_key=o.access_key,
+            terminal_id=o.terminal_id,
         )
         try:
             conn = await self._connect_first_answering(hello)

@@ -4,7 +4,7 @@ Public API (what the daemons use)::
 
     from wayray import config
     cfg = config.load()                    # or load(root=Path(...)); raises config.ConfigError
-    cfg = config.load(instance="lab")      # only errors concerning server "lab" count
+    cfg = config.load(instance="lab")      # only errors of what server "lab" reads count
     server = cfg.server("lab")             # ServerConfig; UnknownInstance if not configured
     policy = cfg.policy_for(server)        # PolicyConfig
     cfg.usb.decide(UsbDevice(...), user)   # UsbDecision: first matching rule wins
@@ -20,6 +20,7 @@ from wayray.config.loader import Config, LoadResult, UnknownInstance, load, load
 from wayray.config.model import (
     DEFAULT_PORT,
     FILES,
+    AdmissionSettings,
     BadgeReaderSettings,
     ClientConfig,
     ClientTLSSettings,
@@ -43,6 +44,7 @@ from wayray.config.model import (
 )
 
 __all__ = [
+    "AdmissionSettings",
     "DEFAULT_PORT",
     "FILES",
     "BadgeReaderSettings",

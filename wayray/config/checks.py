@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wayray.config.diagnostics import Diagnostic, Severity
 from wayray.config.loader import Config
-from wayray.config.model import ServerConfig
+from wayray.config.model import ServerConfig, SessionStart
 from wayray.config.types import did_you_mean
 
 #: sun_path is 108 bytes on Linux (104 on illumos and the BSDs), including the terminating NUL.
@@ -59,19 +59,32 @@ def _overlap(a: str, b: str) -> bool:
 
 
 def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
+    """Enabled servers whose sockets would clash, each reported against the first one it clashes
+    with. Indexed by port and address, so thousands of servers take linear time."""
     out = []
-    seen: list[ServerConfig] = []
+    order: list[ServerConfig] = []
+    first_at: dict[tuple[int, str], int] = {}  # (port, address) -> first server listening there
+    first_on: dict[int, int] = {}  # port -> first server on it (any address)
+    first_v4: dict[int, int] = {}  # port -> first server with an IPv4 address on it
+    bad_listen = {k.split(".")[1] for k in invalid if k.startswith("server.") and ".listen[" in k}
     for srv in config.enabled_servers():
-        keys = _keys(srv, "port", "listen", "enabled")
-        if any(k in keys or k.startswith(f"server.{srv.name}.listen[") for k in invalid):
+        if srv.name in bad_listen or any(k in invalid for k in _keys(srv, "port", "listen", "enabled")):
             continue
-        for other in seen:
-            if other.port != srv.port:
-                continue
-            clash = [(a, b) for a in srv.listen for b in other.listen if _overlap(a, b)]
-            if not clash:
-                continue
-            a, b = clash[0]
+        port = srv.port
+        candidates: list[int] = []
+        for a in srv.listen:
+            if a == "::":
+                found = [first_on.get(port)]
+            else:
+                found = [first_at.get((port, a)), first_at.get((port, "::"))]
+                if ipaddress.ip_address(a).version == 4:
+                    found.append(first_at.get((port, "0.0.0.0")))
+                    if a == "0.0.0.0":
+                        found.append(first_v4.get(port))
+            candidates += [i for i in found if i is not None]
+        if candidates:
+            other = order[min(candidates)]
+            a, b = next((a, b) for a in srv.listen for b in other.listen if _overlap(a, b))
             where = f"{a}" if a == b else f"{a} and {b}"
             note = Diagnostic(
                 Severity.NOTE,
@@ -89,8 +102,13 @@ def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
                     notes=(note,),
                 )
             )
-            break
-        seen.append(srv)
+        index = len(order)
+        order.append(srv)
+        first_on.setdefault(port, index)
+        for a in srv.listen:
+            first_at.setdefault((port, a), index)
+            if ipaddress.ip_address(a).version == 4:
+                first_v4.setdefault(port, index)
     return out
 
 
@@ -116,6 +134,39 @@ def _policies(config: Config, invalid: set[str]) -> list[Diagnostic]:
     return out
 
 
+def open_to_strangers(config: Config, srv: ServerConfig) -> Diagnostic | None:
+    """The error for a server that would serve sessions without a login to whoever reaches it, or
+    None. The checks make it for enabled servers; wrsrvd also for a disabled one started by hand.
+
+    On loopback too: every user of this machine reaches 127.0.0.1, and UDP says nothing about which
+    local user sent a datagram. The sessions run as the service's user, who owns the server's state
+    (its TLS key included) and may use the admin sockets (screenshots of every session)."""
+    if (
+        srv.sessions is not SessionStart.COMMAND
+        or srv.admission.access_key_file is not None
+        or srv.tls.client_ca is not None
+    ):
+        return None
+    open_to = [a for a in srv.listen if not is_loopback(a)]
+    running = f"a session running {' '.join(srv.session_command)} as the server's user"
+    fix = (
+        "set admission.access_key_file (viewers present its key; a kiosk gives it with access_key_file "
+        "in client.toml) or tls.client_ca (viewers present a certificate)"
+    )
+    if open_to:
+        message = (
+            f'sessions = "command" on {open_to[0]} would give {running} to anyone who can reach port '
+            f"{srv.port} (a token is not authentication); {fix}"
+        )
+    else:
+        message = (
+            f'sessions = "command" on loopback would give {running} to every user of this machine (a '
+            "token is not authentication, and nothing tells local users apart); that user owns this "
+            f"server's state, its TLS key included; {fix}"
+        )
+    return _diag(config, f"server.{srv.name}.sessions", message, scope=frozenset({srv.name}))
+
+
 def _servers(config: Config) -> list[Diagnostic]:
     out = []
     for srv in config.servers.values():
@@ -134,6 +185,9 @@ def _servers(config: Config) -> list[Diagnostic]:
                     scope=scope,
                 )
             )
+        stranger = open_to_strangers(config, srv) if srv.enabled else None
+        if stranger is not None:
+            out.append(stranger)
         if srv.output.idle_fps > srv.output.fps:
             out.append(
                 _diag(
@@ -155,6 +209,14 @@ def _servers(config: Config) -> list[Diagnostic]:
                 )
             )
     return out
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address is reachable from this machine only (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 # --- USB -------------------------------------------------------------------------------------------

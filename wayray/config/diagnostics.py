@@ -4,8 +4,12 @@ The format is GNU-style so editors and CI annotate it::
 
     /etc/wayray/servers.toml:7:16: error: server.lab.max_sessions: expected integer, got string "forty"
 
-A diagnostic without a position prints ``path: severity: ...``; one without a file (a problem of the
-built-in defaults or of the command line) prints ``severity: ...``.
+A diagnostic without a position (a directory, a stray file) prints ``path: severity: ...``; one
+without a file (a problem of the built-in defaults or of the command line) prints ``severity: ...``.
+
+Everything a diagnostic prints comes out on one line: control characters in file names, keys and
+values (a newline in a drop-in's name, in a quoted table name) are shown escaped (``\\u000a``), so no
+configuration can forge lines of ``wradm check``'s output or of a journal.
 """
 
 from __future__ import annotations
@@ -37,11 +41,15 @@ class Origin:
     line: int = 0
     col: int = 0
     logical: str = ""
+    #: Which configuration file (``servers.toml``) the path belongs to, "" when none: decides which
+    #: programs a diagnostic concerns (see ``model.FileSpec.readers``).
+    file: str = field(default="", compare=False)
 
     def __str__(self) -> str:
+        path = printable(self.path)
         if self.line:
-            return f"{self.path}:{self.line}:{self.col}"
-        return self.path
+            return f"{path}:{self.line}:{self.col}"
+        return path
 
     @property
     def system_path(self) -> str:
@@ -66,16 +74,41 @@ class Diagnostic:
 
     def format(self) -> str:
         where = f"{self.origin}: " if self.origin is not None else ""
-        key = f"{self.key}: " if self.key else ""
-        lines = [f"{where}{self.severity.value}: {key}{self.message}"]
+        key = f"{printable(self.key)}: " if self.key else ""
+        lines = [f"{where}{self.severity.value}: {key}{printable(self.message)}"]
         lines.extend(note.format() for note in self.notes)
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.format()
 
+    @property
+    def file(self) -> str:
+        """The configuration file (``servers.toml``) it is about; "" when it is about no one file."""
+        return self.origin.file if self.origin is not None else ""
+
     def concerns(self, instance: str) -> bool:
-        return not self.scope or instance in self.scope
+        """Whether server instance ``instance`` cares: a file wrsrvd reads, and not only about
+        another instance's table."""
+        return self.concerns_servers() and (not self.scope or instance in self.scope)
+
+    def concerns_servers(self) -> bool:
+        """Whether it is about a file server instances read (or about no one file)."""
+        return self.concerns_reader("wrsrvd")
+
+    def concerns_reader(self, program: str) -> bool:
+        """Whether ``program`` ("wrsrvd", "wrsessd", "wrclient") reads the file it is about."""
+        from wayray.config.model import READS
+
+        return not self.file or self.file in READS[program]
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, other control characters,
+    line separators, bidirectional overrides) written as ``\\uXXXX``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def count(diags: Iterable[Diagnostic], severity: Severity) -> int:

@@ -18,6 +18,14 @@ from typing import Any
 
 from wayray.common.errors import WayRayError
 from wayray.config.diagnostics import ConfigError, Diagnostic, Origin, Severity
+from wayray.config.files import (
+    MAX_FILE_BYTES,
+    MAX_TOTAL_BYTES,
+    NotRegular,
+    TooLarge,
+    describe_size,
+    read_regular,
+)
 from wayray.config.layers import Source, find_sources, resolve_root
 from wayray.config.model import (
     DERIVED,
@@ -34,6 +42,7 @@ from wayray.config.model import (
     UsbConfig,
 )
 from wayray.config.positions import PositionIndex, index_positions, position_of_offset, syntax_error_position
+from wayray.config.prescan import check_limits
 from wayray.config.schema import FileSpec, Kind, ListRule, Setting, Shape, settings_by_key, settings_of
 from wayray.config.types import Environment, Invalid, ListOf, describe, did_you_mean
 
@@ -235,13 +244,13 @@ class _Loader:
     # --- reading ---------------------------------------------------------------------------------
     def run(self) -> LoadResult:
         sources = find_sources(self.root, self.diags)
+        budget = MAX_TOTAL_BYTES
         for src in sources:
             spec = FILES_BY_NAME[src.spec_name]
-            try:
-                data = src.path.read_bytes()
-            except OSError as err:
-                self.error(src.origin(), "", f"cannot read: {err.strerror or err}")
+            data = self.read_file(src, min(MAX_FILE_BYTES, budget))
+            if data is None:
                 continue
+            budget -= len(data)
             self.read_text(spec, src, data, self.tops[spec.name])
         config = self.build(tuple(sources))
         from wayray.config.checks import cross_checks  # late: checks imports this module's types
@@ -250,19 +259,65 @@ class _Loader:
         self.diags.sort(key=_diag_order)
         return LoadResult(config, tuple(self.diags))
 
+    def read_file(self, src: Source, limit: int) -> bytes | None:
+        """The bytes of one file, or None after reporting why it cannot be used."""
+        try:
+            return read_regular(src.resolved, limit)
+        except NotRegular as err:
+            self.error(
+                src.origin(1, 1),
+                "",
+                f"is {err.kind}, not a regular file; not read (configuration files are regular files, "
+                "or symbolic links to one)",
+            )
+        except TooLarge as err:
+            good = err.head.decode("utf-8", "replace")
+            if limit < MAX_FILE_BYTES:
+                why = (
+                    f"the configuration files together are larger than {describe_size(MAX_TOTAL_BYTES)}; "
+                    "this one was not read (remove files that do not belong in the configuration)"
+                )
+            else:
+                why = (
+                    f"the file goes on past {describe_size(MAX_FILE_BYTES)} (here); not read (a "
+                    f"configuration file has at most {describe_size(MAX_FILE_BYTES)}: the right file?)"
+                )
+            self.error(src.origin(*position_of_offset(good, len(good))), "", why)
+        except OSError as err:
+            hint = ""
+            if src.resolved != src.path or src.path.is_symlink():
+                hint = " (a symbolic link to a file that cannot be read"
+                hint += f" below {self.root})" if self.root != Path("/") else ")"
+            self.error(src.origin(1, 1), "", f"cannot read: {err.strerror or err}{hint}")
+        return None
+
     def read_text(self, spec: FileSpec, src: Source, data: bytes | str, top: _Table) -> None:
         if isinstance(data, bytes):
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as err:
                 good = data[: err.start].decode("utf-8", "replace")
-                self.error(src.origin(*position_of_offset(good, len(good))), "", "not valid UTF-8 text")
+                self.error(
+                    src.origin(*position_of_offset(good, len(good))),
+                    "",
+                    "not valid UTF-8 text (here); configuration files are UTF-8: save it as UTF-8",
+                )
                 return
         else:
             text = data
+        limit = check_limits(text)
+        if limit is not None:
+            message, (line, col) = limit
+            self.error(src.origin(line, col), "", f"invalid TOML for WayRay: {message}")
+            return
         try:
             doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
+        except (ValueError, RecursionError) as err:
+            if not isinstance(err, tomllib.TOMLDecodeError):
+                # Not a syntax error tomllib knows: a number it cannot convert, a nesting it cannot
+                # follow. The limits above keep WayRay's own files from these; say what it was anyway.
+                self.error(src.origin(1, 1), "", f"invalid TOML: {type(err).__name__}: {err}")
+                return
             msg, (line, col) = syntax_error_position(err, text)
             if msg.startswith("Cannot declare"):
                 col = 1  # tomllib points after the header; the header itself is the problem
@@ -556,6 +611,8 @@ def _resolve_host(host: HostConfig) -> HostConfig:
 
 def _resolve_server(server: ServerConfig, host: HostConfig) -> ServerConfig:
     tls = server.tls
+    if tls.cert != DERIVED and tls.key != DERIVED:
+        return server
     instance_dir = host.state_dir / server.name / "tls"
     if tls.cert == DERIVED:
         tls = replace(tls, cert=instance_dir / "cert.pem")

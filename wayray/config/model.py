@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from types import MappingProxyType
 
-from wayray.config.schema import FileSpec, ListRule, Shape, records, required, setting, table
+from wayray.config.schema import Applies, FileSpec, ListRule, Shape, records, required, setting, table
 from wayray.config.types import (
     AbsPath,
     Bitrate,
@@ -152,6 +152,15 @@ class OutputSettings:
         "Frame rate while no client is attached (the session is detached): frame callbacks are "
         "throttled to this rate so applications idle. 0 stops them.",
     )
+    max_pixels: int = setting(
+        16_588_800,
+        Integer(320 * 200, 16384 * 16384),
+        "Largest output a viewer may ask for, in pixels (width x height; the default is two 3840x2160 "
+        "screens). A viewer whose screen is larger gets the largest output of its shape that fits, and "
+        "is told (its picture is scaled to its screen); login and unlock screens get at most 3840x2160 "
+        "worth of pixels. A session's compositor holds several buffers of its output, so this bounds "
+        "the memory one viewer can make the server allocate.",
+    )
 
 
 @dataclass(frozen=True)
@@ -182,14 +191,74 @@ class LimitSettings:
     memory_max: int | None = setting(
         None,
         Size(),
-        "Memory ceiling of the server instance and its sessions (systemd `MemoryMax=`; on illumos "
-        "recorded as a property only, see operating.md).",
+        "Memory ceiling of the server instance itself: wrsrvd, and the sessions it starts itself with "
+        '`sessions = "command"` (systemd `MemoryMax=` on `wrsrvd@NAME`; on illumos recorded as a '
+        "property only, see operating.md). Login sessions run outside it: see `session_memory_max`.",
+        # systemd applies it to the unit; with sessions = "command" wrsrvd's memory budget
+        # (admission.memory_percent) is a share of it, which a reload takes.
+        applies=frozenset({Applies.UNIT, Applies.RELOAD}),
     )
     cpu_quota: int | None = setting(
         None,
         Percent(),
-        "CPU time ceiling (systemd `CPUQuota=`; on illumos recorded as a property only, for a "
-        "`project.cpu-cap` you set up, see operating.md).",
+        "CPU time ceiling of the server instance itself, like `memory_max` (systemd `CPUQuota=`; on "
+        "illumos recorded as a property only, for a `project.cpu-cap` you set up, see operating.md). "
+        "Login sessions: `session_cpu_quota`.",
+        applies=Applies.UNIT,
+    )
+    session_memory_max: int | None = setting(
+        None,
+        Size(),
+        'Memory ceiling of each login session of this instance (`sessions = "login"`): its '
+        "compositor and every program in it, login screens included. systemd `MemoryMax=` on the "
+        "session's own scope (logind's `session-N.scope`, or `wayray-session-ID.scope`); without "
+        "systemd not applied (wrsessd logs so).",
+    )
+    session_cpu_quota: int | None = setting(
+        None,
+        Percent(),
+        "CPU time ceiling of each login session of this instance, like `session_memory_max` "
+        '(systemd `CPUQuota=` on its scope; "100%" is one CPU).',
+    )
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    access_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "File holding the access key: a shared secret every viewer must present (wrclient "
+        "`--access-key-file`, client.toml's `access_key_file`) before any session or login screen "
+        "starts for it. Made with a random key (mode 0600) if it does not exist. A token is not "
+        "authentication: without this, `tls.client_ca` or a login, anyone who can reach the port gets "
+        'a session. Required with `sessions = "command"` unless `tls.client_ca` is set, on loopback '
+        "too: there every user of the machine reaches the port, and would get a session as the "
+        'server\'s user, who owns its state (TLS key included). `""` (the default): no access key.',
+        applies=Applies.RESTART,  # read once, at start
+    )
+    new_sessions_per_minute: int = setting(
+        30,
+        Integer(1, 100_000),
+        "New sessions and login screens one source may start per minute (a burst of this many, then "
+        "one every 60/N s). A source is an IPv4 address, an IPv6 /64, or, with `tls.client_ca`, a client "
+        "certificate. Kiosks behind one NAT address share it: raise it for sites with many kiosks behind "
+        "one address.",
+    )
+    unused_sessions_per_source: int = setting(
+        16,
+        Integer(1, 100_000),
+        "Login screens, unlock screens and sessions nobody has typed into or clicked yet that one source "
+        "may hold at once; a further one is refused (SERVER_BUSY: the viewer tries again). Sessions in "
+        "use (a login, or any input) do not count. Shared behind NAT, as above.",
+    )
+    memory_percent: int = setting(
+        50,
+        Integer(1, 100),
+        'Percentage of the machine\'s memory (with `sessions = "command"`, of `limits.memory_max` when '
+        "set: those sessions run inside the instance's ceiling) that the sessions may "
+        "take, as wrsrvd estimates it from each session's output size before starting it (its programs' "
+        "memory comes on top); a session or login screen that would not fit is refused (SERVER_BUSY). "
+        "One source's unused sessions may take a quarter of it.",
     )
 
 
@@ -198,15 +267,19 @@ class ServerConfig:
     """One ``[server.<name>]`` table: one ``wrsrvd`` instance."""
 
     enabled: bool = setting(
-        True, Bool(), "Start this instance at boot. false keeps the table but does not start it."
+        True,
+        Bool(),
+        "Start this instance at boot. false keeps the table but does not start it.",
+        applies=Applies.START,
     )
     listen: tuple[str, ...] = setting(
         ("::",),
         ListOf(IPAddress(), min_items=1),
         'Addresses to listen on. "::" is every IPv6 and (dual-stack) IPv4 address.',
         list_rule=ListRule.REPLACE,
+        applies=Applies.RESTART,
     )
-    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.")
+    port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.", applies=Applies.RESTART)
     max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
     policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
     pool: str = setting(
@@ -222,7 +295,9 @@ class ServerConfig:
         'How sessions start. "login": a new token gets a login screen (wrlogin), and after a PAM login '
         'the session runs as that user, started by the session launcher (wrsessd). "command": no '
         "login; every session runs `session_command` as the server's own user (demos, single-purpose "
-        "appliances).",
+        "appliances), so viewers must present `admission.access_key_file`'s key or a certificate from "
+        "`tls.client_ca` (an error without either, on loopback too).",
+        applies=Applies.RESTART,
     )
     session_command: tuple[str, ...] = setting(
         ("foot",),
@@ -230,10 +305,19 @@ class ServerConfig:
         'What a session runs when `sessions = "command"` (and in `wrsrvd --standalone`): the command '
         "started as the server's user inside each new session.",
     )
-    tls: TLSSettings = table(TLSSettings, "TLS identity (QUIC always uses TLS 1.3).")
+    tls: TLSSettings = table(
+        TLSSettings, "TLS identity (QUIC always uses TLS 1.3).", applies=Applies.RESTART
+    )
     output: OutputSettings = table(OutputSettings, "Output (screen) defaults for new sessions.")
     encoder: EncoderSettings = table(EncoderSettings, "Encoder preferences.")
-    limits: LimitSettings = table(LimitSettings, "Resource limits of the whole instance.")
+    limits: LimitSettings = table(
+        LimitSettings, "Resource limits of the instance itself and of each of its login sessions."
+    )
+    admission: AdmissionSettings = table(
+        AdmissionSettings,
+        "Who may start sessions, and how many: the front door's defences against strangers on the "
+        "network (an access key, per-source limits, a memory budget).",
+    )
     #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
     name: str = ""
 
@@ -249,6 +333,14 @@ class PolicyConfig:
         timedelta(hours=24),
         Duration(allow_never=True),
         "How long a session with no client attached is kept before it is logged out.",
+    )
+    untouched_timeout: timedelta | None = setting(
+        timedelta(minutes=10),
+        Duration(allow_never=True, minimum=1),
+        "A session that never received input (no key, click or scroll since it started: typically "
+        "opened by a stranger or a script) ends this long after its viewer left, instead of after "
+        "`detached_timeout`; a login screen nobody typed into ends this long after it started, even "
+        "while shown. A login makes a session count as used.",
     )
     idle_logout: timedelta | None = setting(
         None,
@@ -414,14 +506,19 @@ class HostConfig:
         AbsPath(),
         "Persistent state: one directory per server instance (session registry, TLS identity). "
         "With systemd it must be below /var/lib (the units use `StateDirectory=`).",
+        applies=frozenset({Applies.RESTART, Applies.UNIT}),
     )
     runtime_dir: PurePosixPath = setting(
         PurePosixPath("/run/wayray"),
         AbsPath(),
         "Sockets and other runtime files. With systemd it must be below /run (`RuntimeDirectory=`).",
+        applies=frozenset({Applies.RESTART, Applies.UNIT, Applies.LAUNCHER}),
     )
     greeter_user: str = setting(
-        "wayray-greeter", UserName(), "Unprivileged user the login screen (wrlogin) runs as."
+        "wayray-greeter",
+        UserName(),
+        "Unprivileged user the login screen (wrlogin) runs as.",
+        applies=Applies.LAUNCHER,
     )
     pam_service: str = setting(
         "wayray",
@@ -431,6 +528,7 @@ class HostConfig:
             name="PAM service name",
         ),
         "PAM service (`/etc/pam.d/<name>`) used to authenticate and open sessions.",
+        applies=Applies.LAUNCHER,
     )
     greeter_pam_service: str = setting(
         "wayray-greeter",
@@ -441,12 +539,14 @@ class HostConfig:
         ),
         "PAM service of the login screen's own sessions (account and session stacks only; it must not "
         'ask anything). "" runs login screens without PAM (no logind session for them).',
+        applies=Applies.LAUNCHER,
     )
     launcher_socket: PurePosixPath = setting(
         DERIVED,
         AbsPath(),
         "Socket of the session launcher (wrsessd); the systemd socket unit listens on it.",
         derived="`<runtime_dir>/wrsessd.sock`",
+        applies=frozenset({Applies.LAUNCHER, Applies.RESTART, Applies.UNIT}),
     )
     admin_socket: str = setting(
         "",
@@ -457,6 +557,7 @@ class HostConfig:
         ),
         'Admin socket of each server instance; "{instance}" is replaced by the instance name.',
         derived="`<runtime_dir>/{instance}/admin.sock`",
+        applies=Applies.RESTART,
     )
 
     def admin_socket_for(self, instance: str) -> PurePosixPath:
@@ -551,6 +652,12 @@ class ClientConfig:
         "while no session is shown; a badge going in attaches its session, taking it out detaches it; "
         "the connection is retried for ever.",
     )
+    access_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "File holding the access key of servers that require one (their `admission.access_key_file`, "
+        "or what `wrsrvd --standalone` prints); keep it mode 0600. `--access-key-file` overrides it.",
+    )
     tls: ClientTLSSettings = table(ClientTLSSettings, "Client-side TLS.")
     badge: BadgeReaderSettings = table(
         BadgeReaderSettings,
@@ -568,6 +675,7 @@ FILES: tuple[FileSpec, ...] = (
         "One `[server.<name>]` table per server instance; each becomes `wrsrvd@<name>.service` "
         "(systemd) or `svc:/application/wayray/wrsrvd:<name>` (SMF).",
         used_by="wrsrvd, the generator, wradm",
+        readers=frozenset({"wrsrvd"}),
     ),
     FileSpec(
         "policies.toml",
@@ -576,7 +684,8 @@ FILES: tuple[FileSpec, ...] = (
         PolicyConfig,
         "Named session policies; a server applies the one its `policy` names. A policy named "
         "`default` exists even when no file defines it (with the defaults below).",
-        used_by="wrsrvd, wrsessd",
+        used_by="wrsrvd",
+        readers=frozenset({"wrsrvd"}),
     ),
     FileSpec(
         "usb.toml",
@@ -586,6 +695,7 @@ FILES: tuple[FileSpec, ...] = (
         "Which USB devices a client may forward into a session: ordered rules, first match wins, "
         "and an explicit default.",
         used_by="wrsrvd",
+        readers=frozenset({"wrsrvd"}),
         not_yet="USB forwarding does not exist yet: the rules are read and checked (`wradm check`), and "
         "no device is forwarded whatever they say",
     ),
@@ -597,6 +707,8 @@ FILES: tuple[FileSpec, ...] = (
         "What a user's session starts. A user's own `~/.config/wayray/session.toml` overrides these "
         "defaults key by key (its arrays replace, its environment merges).",
         used_by="wrsessd",
+        readers=frozenset({"wrsessd"}),
+        applies=Applies.NEXT_SESSION,
     ),
     FileSpec(
         "host.toml",
@@ -605,6 +717,8 @@ FILES: tuple[FileSpec, ...] = (
         HostConfig,
         "Settings of the machine as a whole.",
         used_by="every daemon, the generator, wradm",
+        readers=frozenset({"wrsrvd", "wrsessd"}),
+        applies=Applies.RESTART,
     ),
     FileSpec(
         "client.toml",
@@ -613,8 +727,16 @@ FILES: tuple[FileSpec, ...] = (
         ClientConfig,
         "The thin-client side (wrclient on a kiosk).",
         used_by="wrclient",
+        readers=frozenset({"wrclient"}),
+        applies=Applies.CLIENT,
     ),
 )
 
 FILES_BY_NAME = {f.name: f for f in FILES}
+#: The files each daemon reads (its start-up check judges only these).
+READS: dict[str, frozenset[str]] = {
+    program: frozenset(f.name for f in FILES if program in f.readers)
+    for program in ("wrsrvd", "wrsessd", "wrclient")
+}
+SERVER_FILES = READS["wrsrvd"]
 FILES_BY_TABLE = {f.table: f for f in FILES}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wayray.config.model import DERIVED, FILES
-from wayray.config.schema import FileSpec, Kind, Setting, Shape, settings_of
+from wayray.config.schema import Applies, FileSpec, Kind, Setting, Shape, settings_of
 from wayray.config.show import toml_value
 
 BEGIN = "<!-- BEGIN GENERATED REFERENCE: python -m wayray.config.reference --write docs/configuration.md -->"
@@ -40,11 +40,16 @@ def _default(s: Setting) -> str:
     return f"`{toml_value(s.type.to_toml(s.default))}`"
 
 
-def _rows(record: type, prefix: str) -> Iterator[str]:
+def takes_effect(applies: frozenset[Applies]) -> str:
+    """How the reference names what a change needs ("reload", "restart, daemon-reload", ...)."""
+    return ", ".join(a.value for a in Applies if a in applies)
+
+
+def _rows(record: type, prefix: str, applies: frozenset[Applies]) -> Iterator[str]:
     for s in settings_of(record):
         if s.kind is Kind.TABLE:
             assert s.record is not None
-            yield from _rows(s.record, f"{prefix}{s.key}.")
+            yield from _rows(s.record, f"{prefix}{s.key}.", s.applies or applies)
         elif s.kind is Kind.RECORDS:
             continue
         else:
@@ -54,11 +59,19 @@ def _rows(record: type, prefix: str) -> Iterator[str]:
                 help_text += " " + not_yet_note(s.not_yet)
             if s.list_rule is not None:
                 help_text += f" *Across files: {s.list_rule.value}.*"
-            yield f"| `{prefix}{s.key}` | {_cell(s.type.name)} | {_cell(_default(s))} | {_cell(help_text)} |"
+            effect = takes_effect(s.applies or applies)
+            yield (
+                f"| `{prefix}{s.key}` | {_cell(s.type.name)} | {_cell(_default(s))} | {effect} "
+                f"| {_cell(help_text)} |"
+            )
 
 
-def _table(record: type, prefix: str = "") -> list[str]:
-    return ["| Key | Type | Default | Meaning |", "|---|---|---|---|", *_rows(record, prefix)]
+def _table(record: type, applies: frozenset[Applies], prefix: str = "") -> list[str]:
+    return [
+        "| Key | Type | Default | A change takes effect on | Meaning |",
+        "|---|---|---|---|---|",
+        *_rows(record, prefix, applies),
+    ]
 
 
 def _file_section(spec: FileSpec) -> list[str]:
@@ -71,7 +84,7 @@ def _file_section(spec: FileSpec) -> list[str]:
         "",
         f"Table `{header}`:",
         "",
-        *_table(spec.record),
+        *_table(spec.record, frozenset({spec.applies})),
     ]
     for s in settings_of(spec.record):
         if s.kind is Kind.RECORDS:
@@ -81,7 +94,7 @@ def _file_section(spec: FileSpec) -> list[str]:
                 f"Array of tables `[[{spec.table}.{s.key}]]`: {s.help}"
                 + (f" *Across files: {s.list_rule.value}.*" if s.list_rule else ""),
                 "",
-                *_table(s.record),
+                *_table(s.record, s.applies or frozenset({spec.applies})),
             ]
     return out
 

@@ -35,6 +35,28 @@ class ListRule(enum.StrEnum):
     REPLACE = "replace"
 
 
+class Applies(enum.StrEnum):
+    """What it takes for a changed value to be in effect (``wradm apply`` does exactly that)."""
+
+    #: wrsrvd takes it when reloaded (``systemctl reload wrsrvd@NAME``): nothing is interrupted.
+    #: Output, encoder and command settings and per-session limits apply to sessions started
+    #: afterwards; admission limits at once.
+    RELOAD = "reload"
+    #: wrsrvd must be restarted: kiosks reconnect (about a second; sessions keep running).
+    RESTART = "restart"
+    #: It is written into the generated unit; systemd applies it to the running instance at
+    #: ``daemon-reload`` (resource limits). SMF: recorded only.
+    UNIT = "daemon-reload"
+    #: Whether the instance runs at all: it is started or stopped.
+    START = "start/stop"
+    #: The session launcher (wrsessd and its socket) must be restarted.
+    LAUNCHER = "wrsessd restart"
+    #: Read for every new session: nothing to do.
+    NEXT_SESSION = "next session"
+    #: Read by wrclient when it starts, on the kiosk: restart wrclient there.
+    CLIENT = "wrclient restart"
+
+
 class Kind(enum.Enum):
     VALUE = "value"  # a scalar, an array of scalars, or a free-form table (environment)
     TABLE = "table"  # a nested table with its own settings (``[server.x.output]``)
@@ -57,6 +79,8 @@ class Setting:
     #: For settings whose feature does not exist yet: what is missing (the reference says the value
     #: is accepted and validated but not in effect yet). Empty: the setting takes effect.
     not_yet: str = ""
+    #: What a change of it needs to be in effect; empty: what its file needs (``FileSpec.applies``).
+    applies: frozenset[Applies] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +94,7 @@ class _Meta:
     derived: str = ""
     required: bool = False
     not_yet: str = ""
+    applies: frozenset[Applies] = frozenset()
 
 
 def _field(default: Any, meta: _Meta) -> Any:
@@ -90,10 +115,21 @@ def setting(
     list_rule: ListRule | None = None,
     derived: str = "",
     not_yet: str = "",
+    applies: Applies | frozenset[Applies] = frozenset(),
 ) -> T:
     """Declare a setting with a default. ``key`` defaults to the attribute name. ``not_yet`` says
-    what is missing for a setting that is read and checked but does not take effect yet."""
-    meta = _Meta(Kind.VALUE, help, kind, key=key, list_rule=list_rule, derived=derived, not_yet=not_yet)
+    what is missing for a setting that is read and checked but does not take effect yet.
+    ``applies`` says what a change needs to take effect when it differs from what its file says."""
+    meta = _Meta(
+        Kind.VALUE,
+        help,
+        kind,
+        key=key,
+        list_rule=list_rule,
+        derived=derived,
+        not_yet=not_yet,
+        applies=frozenset({applies}) if isinstance(applies, Applies) else applies,
+    )
     return cast(T, _field(default, meta))
 
 
@@ -102,9 +138,10 @@ def required(kind: ValueType[Any], help: str, *, key: str | None = None) -> Any:
     return _field(dataclasses.MISSING, _Meta(Kind.VALUE, help, kind, key=key, required=True))
 
 
-def table(record: type[T], help: str, *, key: str | None = None) -> T:
-    """Declare a nested table whose settings are the fields of ``record``."""
-    md = {_META: _Meta(Kind.TABLE, help, record=record, key=key)}
+def table(record: type[T], help: str, *, key: str | None = None, applies: Applies | None = None) -> T:
+    """Declare a nested table whose settings are the fields of ``record``; ``applies`` (if given)
+    is what a change of any of them needs, unless a setting says otherwise."""
+    md = {_META: _Meta(Kind.TABLE, help, record=record, key=key, applies=_set(applies))}
     return cast(T, dataclasses.field(default_factory=cast(Callable[[], T], record), metadata=md))
 
 
@@ -113,6 +150,10 @@ def records(
 ) -> Any:
     """Declare an array of tables (``[[usb.rule]]``) whose elements have the fields of ``record``."""
     return _field((), _Meta(Kind.RECORDS, help, record=record, key=key, list_rule=list_rule))
+
+
+def _set(applies: Applies | None) -> frozenset[Applies]:
+    return frozenset() if applies is None else frozenset({applies})
 
 
 @functools.cache
@@ -142,6 +183,7 @@ def settings_of(record: type) -> tuple[Setting, ...]:
                 list_rule=meta.list_rule,
                 derived=meta.derived,
                 not_yet=meta.not_yet,
+                applies=meta.applies,
             )
         )
     return tuple(out)
@@ -150,6 +192,37 @@ def settings_of(record: type) -> tuple[Setting, ...]:
 @functools.cache
 def settings_by_key(record: type) -> dict[str, Setting]:
     return {s.key: s for s in settings_of(record)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """A value setting with its place in the tree and what a change of it needs."""
+
+    key: str  # dotted, below its file's table: "tls.cert"
+    attrs: tuple[str, ...]  # the attributes leading to it from the record: ("tls", "cert")
+    setting: Setting
+    applies: frozenset[Applies]
+
+    def value(self, obj: Any) -> Any:
+        for attr in self.attrs:
+            obj = getattr(obj, attr)
+        return obj
+
+
+def applied_settings(
+    record: type, default: frozenset[Applies], prefix: str = "", attrs: tuple[str, ...] = ()
+) -> list[Applied]:
+    """Every value setting of ``record``, nested tables included (an array of tables counts as one
+    value), with what a change of it needs."""
+    out = []
+    for s in settings_of(record):
+        applies = s.applies or default
+        if s.kind is Kind.TABLE:
+            assert s.record is not None
+            out += applied_settings(s.record, applies, f"{prefix}{s.key}.", (*attrs, s.attr))
+        else:
+            out.append(Applied(f"{prefix}{s.key}", (*attrs, s.attr), s, applies))
+    return out
 
 
 class Shape(enum.Enum):
@@ -166,10 +239,15 @@ class FileSpec:
     shape: Shape
     record: type
     help: str
-    #: Which program reads the file; shown in the reference.
+    #: Which programs read the file; shown in the reference.
     used_by: str = ""
+    #: The daemons that read it ("wrsrvd", "wrsessd", "wrclient"): their start-up checks (and
+    #: ``wradm check --instance/--launcher/--client``) judge only the files they read.
+    readers: frozenset[str] = frozenset()
     #: For files whose feature does not exist yet: what is missing (see ``Setting.not_yet``).
     not_yet: str = ""
+    #: What a change of its settings needs, unless a setting (or its table) says otherwise.
+    applies: Applies = Applies.RELOAD
 
     @property
     def dropin_dir(self) -> str:

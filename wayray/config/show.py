@@ -1,15 +1,20 @@
 """The effective configuration as TOML (what ``wradm show`` prints), optionally with the origin of
-every value. The output without origins is itself a valid configuration that means the same."""
+every value. The output without origins is itself a valid configuration that means the same.
+
+Keys and values are written by ``tomli_w`` (TOML's own escaping: a control character such as U+007F
+in a value comes out as ``\\u007f``, which ``tomllib`` reads back). ``tomli_w`` is imported when
+something is shown, so the generator, which imports this package at boot, still needs only the
+standard library.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wayray.config.diagnostics import Origin
+from wayray.config.diagnostics import Origin, printable
 from wayray.config.loader import Config
 from wayray.config.model import FILES
 from wayray.config.schema import FileSpec, Kind, Shape, settings_of
@@ -17,26 +22,38 @@ from wayray.config.schema import FileSpec, Kind, Shape, settings_of
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def _dumps_one(key: str, value: Any) -> str:
+    """``key = value`` as tomli_w writes it (one line: no table, no multi-line string), with the
+    characters TOML allows raw but terminals and line-splitting tools do not (U+0085, U+2028, bidi
+    overrides, ...) escaped as well."""
+    import tomli_w
+
+    text = tomli_w.dumps({key: value}).rstrip("\n")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+
+
 def toml_key(key: str) -> str:
-    return key if _BARE.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+    if _BARE.fullmatch(key):
+        return key
+    return _dumps_one(key, 0).rpartition(" = ")[0]
 
 
 def toml_value(value: Any) -> str:
-    """Format a TOML-native Python value (what ``tomllib`` returns) as TOML text."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+    """Format a TOML-native Python value (what ``tomllib`` returns) as TOML text on one line."""
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
         if not value:
             return "{}"
         return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, bool | int | float | str):
+        return _dumps_one("v", value).partition(" = ")[2]
     raise TypeError(f"cannot format {value!r} as TOML")
 
 
@@ -53,7 +70,7 @@ class Line:
 
 def effective_lines(config: Config) -> Iterator[Line]:
     for spec in FILES:
-        read = [s.logical for s in config.sources if s.spec_name == spec.name]
+        read = [printable(s.logical) for s in config.sources if s.spec_name == spec.name]
         yield Line(f"# {spec.name}: " + (", ".join(read) if read else "built-in defaults only"))
         yield from _file_lines(config, spec)
         yield Line("")

@@ -31,6 +31,8 @@ def describe(raw: object) -> str:
     if isinstance(raw, bool):
         return f"boolean {str(raw).lower()}"
     if isinstance(raw, int):
+        if raw.bit_length() > 128:  # not printed: str() of a huge integer is slow, or refused
+            return f"integer of about {int(raw.bit_length() * 0.30103) + 1} digits"
         return f"integer {raw}"
     if isinstance(raw, float):
         return f"float {raw}"
@@ -50,14 +52,28 @@ def describe(raw: object) -> str:
     return type(raw).__name__
 
 
+#: Longest value messages quote in full; longer ones are cut (a message is one readable line).
+MAX_QUOTED = 80
+
+
 def _quote(s: str) -> str:
+    if len(s) > MAX_QUOTED:
+        return _quote(s[: MAX_QUOTED - 20]) + f"... ({len(s)} characters)"
     out = s.replace("\\", "\\\\").replace('"', '\\"')
     out = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in out)
     return f'"{out}"'
 
 
+#: "Did you mean" looks at most this many choices, for words of at most this many characters: a
+#: suggestion is for a typo, and comparing every name with every other is quadratic.
+_GUESS_CHOICES = 256
+_GUESS_LENGTH = 64
+
+
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...], *, value: bool = False) -> str:
     """`` (did you mean 'listen'?)`` for keys, `` (did you mean "both"?)`` for values, or ""."""
+    if len(word) > _GUESS_LENGTH or len(choices) > _GUESS_CHOICES:
+        return ""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close:
         return ""
@@ -113,7 +129,7 @@ class Integer(ValueType[int]):
         if (self.minimum is not None and raw < self.minimum) or (
             self.maximum is not None and raw > self.maximum
         ):
-            raise Invalid(f"expected {self.name}, got {raw}")
+            raise Invalid(f"expected {self.name}, got {describe(raw).removeprefix('integer ')}")
         return raw
 
 
@@ -189,7 +205,9 @@ _DURATION_UNITS = {
     "d": 86400, "day": 86400, "days": 86400,
     "w": 604800, "week": 604800, "weeks": 604800,
 }  # fmt: skip
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)")
+_DURATION_PART = re.compile(r"\s*([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([a-z]+)")
+#: Longer durations are mistakes (and beyond what timers and timedelta can hold).
+MAX_DURATION_S = 100 * 365 * 86400
 _NEVER = ("never", "infinity")
 
 
@@ -204,7 +222,8 @@ class Duration(ValueType["_dt.timedelta | None"]):
     def parse(self, raw: object) -> _dt.timedelta | None:
         if isinstance(raw, bool) or not isinstance(raw, str):
             if isinstance(raw, int | float) and not isinstance(raw, bool):
-                raise Invalid(f'expected a {self.name}; got {describe(raw)} (write "{raw}s" for seconds)')
+                hint = f' (write "{raw}s" for seconds)' if abs(raw) < 10**12 else ""
+                raise Invalid(f"expected a {self.name}; got {describe(raw)}{hint}")
             raise Invalid(f"expected a {self.name}; got {describe(raw)}")
         text = raw.strip().lower()
         if text in _NEVER:
@@ -215,9 +234,9 @@ class Duration(ValueType["_dt.timedelta | None"]):
             return _dt.timedelta(0) if self.minimum <= 0 else self._too_small(raw)
         total = 0.0
         pos = 0
-        for m in _DURATION_PART.finditer(text):
-            if m.start() != pos:
-                break
+        # One part after the other from the start: finditer() would retry at every position of a
+        # long run of digits, which is quadratic.
+        while (m := _DURATION_PART.match(text, pos)) is not None:
             unit = m.group(2)
             if unit not in _DURATION_UNITS:
                 hint = did_you_mean(unit, sorted(_DURATION_UNITS), value=True)
@@ -228,6 +247,8 @@ class Duration(ValueType["_dt.timedelta | None"]):
             raise Invalid(f"expected a {self.name}; got {_quote(raw)}")
         if total < self.minimum:
             return self._too_small(raw)
+        if total > MAX_DURATION_S:
+            raise Invalid(f'{_quote(raw)} is too long: at most 100 years, or "never" where allowed')
         return _dt.timedelta(seconds=total)
 
     def _too_small(self, raw: str) -> _dt.timedelta:
@@ -254,7 +275,9 @@ def format_duration(value: _dt.timedelta) -> str:
     return " ".join(parts)
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([KMGT]?)(i?B)?", re.IGNORECASE)
+#: Sizes beyond this are mistakes (and beyond what systemd's MemoryMax= takes).
+MAX_SIZE = 1 << 62
 _SIZE_FACTOR = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -266,7 +289,9 @@ class Size(ValueType["int | None"]):
     def parse(self, raw: object) -> int | None:
         if isinstance(raw, int) and not isinstance(raw, bool):
             if raw <= 0:
-                raise Invalid(f"expected a positive size, got {raw}")
+                raise Invalid(f"expected a positive size, got {describe(raw).removeprefix('integer ')}")
+            if raw > MAX_SIZE:
+                raise Invalid(f'{raw} is too large: at most 4E, or "infinity"')
             return raw
         if not isinstance(raw, str):
             raise Invalid(f"expected a {self.name}; got {describe(raw)}")
@@ -275,7 +300,10 @@ class Size(ValueType["int | None"]):
         m = _SIZE.fullmatch(raw.strip())
         if not m:
             raise Invalid(f"expected a {self.name}; got {_quote(raw)}")
-        value = int(float(m.group(1)) * _SIZE_FACTOR[m.group(2).upper()])
+        amount = float(m.group(1)) * _SIZE_FACTOR[m.group(2).upper()]
+        if amount > MAX_SIZE:
+            raise Invalid(f'{_quote(raw)} is too large: at most 4E, or "infinity"')
+        value = int(amount)
         if value <= 0:
             raise Invalid(f"expected a positive size, got {_quote(raw)}")
         return value
@@ -299,8 +327,9 @@ class Percent(ValueType["int | None"]):
             text = raw.strip()
             if text.lower() == "infinity":
                 return None
-            if text.endswith("%") and text[:-1].strip().isdigit():
-                value = int(text[:-1])
+            number = text[:-1].strip()
+            if text.endswith("%") and re.fullmatch(r"[0-9]{1,9}", number):
+                value = int(number)
                 if value <= 0:
                     raise Invalid(f"expected a positive percentage, got {_quote(raw)}")
                 return value
@@ -312,7 +341,9 @@ class Percent(ValueType["int | None"]):
         return "infinity" if value is None else f"{value}%"
 
 
-_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kMG]?)(bit/s|bps)?", re.IGNORECASE)
+_RATE = re.compile(r"([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([kMG]?)(bit/s|bps)?", re.IGNORECASE)
+#: A terabit per second: more is a mistake.
+MAX_BITRATE = 10**12
 
 
 class Bitrate(ValueType[int]):
@@ -325,9 +356,12 @@ class Bitrate(ValueType[int]):
             value = raw
         elif isinstance(raw, str) and (m := _RATE.fullmatch(raw.strip())):
             factor = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}[m.group(2).lower()]
-            value = int(float(m.group(1)) * factor)
+            amount = float(m.group(1)) * factor
+            value = int(amount) if amount <= MAX_BITRATE else MAX_BITRATE + 1
         else:
             raise Invalid(f"expected a {self.name}; got {describe(raw)}")
+        if value > MAX_BITRATE:
+            raise Invalid(f"bit rate {describe(raw)} is too high: at most 1000G")
         if value < 10_000:
             raise Invalid(f"bit rate {value} bit/s is too low to carry video; give at least 10k")
         return value
@@ -382,7 +416,7 @@ class ServerAddress(ValueType[str]):
                 ipaddress.IPv6Address(raw)
             except ValueError:
                 raise Invalid(f"{_quote(raw)}: write IPv6 addresses as [addr]:port") from None
-        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        if port and not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
             raise Invalid(f"{_quote(raw)}: port must be a number from 1 to 65535")
         return raw
 
@@ -417,7 +451,7 @@ class Command(ValueType[tuple[str, ...]]):
     def parse(self, raw: object) -> tuple[str, ...]:
         if isinstance(raw, str):
             try:
-                return tuple(shlex.split(raw))
+                return tuple(split_command(raw))
             except ValueError as err:
                 raise Invalid(f"cannot split command {_quote(raw)}: {err}") from None
         if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
@@ -428,6 +462,56 @@ class Command(ValueType[tuple[str, ...]]):
 
     def to_toml(self, value: tuple[str, ...]) -> object:
         return shlex.join(value)
+
+
+_SPLIT = re.compile(
+    r"(?P<ws>[ \t\r\n]+)"  # shlex's whitespace: only these four
+    r"""|(?P<plain>[^ \t\r\n'"\\]+)"""
+    r"|'(?P<sq>[^']*)'"  # no escapes between single quotes
+    r'|"(?P<dq>(?:[^"\\]|\\[\s\S])*)"'  # \" and \\ are escapes, any other backslash stays
+    r"|\\(?P<esc>[\s\S])"  # outside quotes a backslash takes the next character as it is
+)
+_DQ_ESCAPE = re.compile(r'\\(["\\])')
+_DQ_BODY = re.compile(r'(?:[^"\\]|\\[\s\S])*')
+
+
+def split_command(text: str) -> list[str]:
+    """Split ``text`` into words exactly as ``shlex.split(text)`` does (POSIX rules: quotes,
+    backslashes, no comments, no expansion), in linear time: shlex builds each word a character at
+    a time, so one long word takes quadratic time (a 1 MB word: most of a minute)."""
+    words: list[str] = []
+    parts: list[str] = []
+    in_word = False
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _SPLIT.match(text, pos)
+        if m is None:
+            # What shlex says: a backslash at the very end has nothing to escape (also inside an
+            # unterminated double-quoted part), else a quote is not closed.
+            if text[pos] == '"':
+                body = _DQ_BODY.match(text, pos + 1)
+                if body is not None and body.end() == n - 1:
+                    raise ValueError("No escaped character")
+            elif text[pos] == "\\":
+                raise ValueError("No escaped character")
+            raise ValueError("No closing quotation")
+        kind = m.lastgroup
+        if kind == "ws":
+            if in_word:
+                words.append("".join(parts))
+                parts, in_word = [], False
+        elif kind == "dq":
+            parts.append(_DQ_ESCAPE.sub(r"\1", m.group("dq")))
+            in_word = True
+        else:
+            assert kind is not None
+            parts.append(m.group(kind))
+            in_word = True
+        pos = m.end()
+    if in_word:
+        words.append("".join(parts))
+    return words
 
 
 # POSIX "portable filename character set" (3.437 User Name), as shadow-utils' relaxed check allows,
@@ -492,13 +576,16 @@ class UsbId(ValueType["int | None"]):
             text = text.removeprefix("0x")
             if not text or not re.fullmatch(r"[0-9a-f]+", text):
                 raise Invalid(f"expected a {self.name}; got {_quote(raw)}")
+            if len(text.lstrip("0")) > self.bits // 4:
+                raise Invalid(f"{_quote(raw)} does not fit in {self.bits} bits (0 to {self.maximum:#x})")
             value = int(text, 16)
         elif isinstance(raw, int) and not isinstance(raw, bool):
             value = raw
         else:
             raise Invalid(f"expected a {self.name}; got {describe(raw)}")
         if not 0 <= value <= self.maximum:
-            raise Invalid(f"{value:#x} does not fit in {self.bits} bits (0 to {self.maximum:#x})")
+            shown = f"{value:#x}" if value.bit_length() <= 64 else describe(value)
+            raise Invalid(f"{shown} does not fit in {self.bits} bits (0 to {self.maximum:#x})")
         return value
 
     def to_toml(self, value: int | None) -> object:

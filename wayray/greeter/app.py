@@ -85,7 +85,16 @@ class Greeter:
         try:
             await asyncio.wait({finished, lost, pump}, return_when=asyncio.FIRST_COMPLETED)
             if lost.done():
-                lost.result()  # raises what ended the Wayland connection
+                if self.model.phase is Phase.DONE or self._finished.is_set():
+                    # The login succeeded (or wrsessd is ending the login screen): wrsrvd ends this
+                    # greeter's session now, compositor first. That is the end of its job, no error.
+                    lost.exception()  # retrieved, whatever it is
+                    if self.model.phase is Phase.DONE:
+                        log.info("its session ended after the login, as a login screen's does")
+                    else:
+                        log.info("its session ended: the session launcher is ending the login screen")
+                else:
+                    lost.result()  # raises what ended the Wayland connection
             if pump.done():
                 pump.result()
         finally:
@@ -201,9 +210,7 @@ class Greeter:
         while True:
             request = await self._queue.get()
             try:
-                if self.launcher is None:
-                    self.launcher = await asyncio.to_thread(LauncherClient, self.socket_path)
-                response = await asyncio.to_thread(self.launcher.request, request)
+                response = await self._request(request)
             except (OSError, LauncherError) as err:
                 log.warning("wrsessd cannot be reached: %s", err)
                 if self.launcher is not None:
@@ -232,6 +239,26 @@ class Greeter:
                 await self._shown()
                 self._finished.set()
                 return
+
+    async def _request(self, request: Request) -> p.Message:
+        """One request and its answer. wrsessd closes a connection that stays idle between logins
+        (``idle_timeout_s``) — the login screen's, while nobody is at the kiosk — so a request that
+        begins a conversation finds it closed and is sent again on a new connection; the closed one
+        had carried nothing of it."""
+        fresh = isinstance(request, p.CreateSession | p.CancelSession)
+        for attempt in (1, 2):
+            try:
+                if self.launcher is None:
+                    self.launcher = await asyncio.to_thread(LauncherClient, self.socket_path)
+                return await asyncio.to_thread(self.launcher.request, request)
+            except (OSError, LauncherError) as err:
+                if self.launcher is not None:
+                    self.launcher.close()
+                    self.launcher = None
+                if attempt == 2 or not fresh:
+                    raise
+                log.debug("wrsessd closed the connection (%s); connecting again", err)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _shown(self) -> None:
         """Give the last picture ("Welcome, …") a moment on screen before the greeter exits."""

@@ -9,6 +9,7 @@ import os
 
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.version import add_version_option
 from wayray.greeter.app import Greeter
 from wayray.greeter.model import LoginModel
 from wayray.launcher.client import SOCKET_ENV, TICKET_ENV, LauncherClient, LauncherError, greeter_client
@@ -40,20 +41,25 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-@cli_entry("wrlogin")
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="wrlogin",
         description="WayRay greeter: asks for user name and password inside a greeter session and "
         "relays the PAM conversation to wrsessd.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--windowed", action="store_true", help="a window instead of full screen (testing)")
-    parser.add_argument("--size", type=parse_size, default=(1024, 768), metavar="WxH",
-                        help="window size with --windowed (default 1024x768)")  # fmt: skip
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    args = parser.parse_args(argv)
+    p.add_argument("--windowed", action="store_true", help="a window instead of full screen (testing)")
+    p.add_argument("--size", type=parse_size, default=(1024, 768), metavar="WxH",
+                   help="window size with --windowed (default 1024x768)")  # fmt: skip
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    add_version_option(p)
+    return p
+
+
+@cli_entry("wrlogin")
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     setup("wrlogin", verbose=args.verbose)
     if not os.environ.get("WAYLAND_DISPLAY"):
         raise UsageError(

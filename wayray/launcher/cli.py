@@ -13,6 +13,7 @@ from pathlib import Path
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
 from wayray.common.notify import Notifier
+from wayray.common.version import add_version_option
 from wayray.launcher import activation
 from wayray.launcher.daemon import Launcher
 from wayray.launcher.settings import LauncherSettings, load_settings
@@ -26,11 +27,12 @@ def _parser() -> argparse.ArgumentParser:
             "conversation to the greeter), opens their PAM session and starts their session compositor "
             "and session components as them; starts greeter sessions as the unprivileged greeter user. "
             "Clients (wrsrvd, wrlogin, wradm) speak its IPC over a Unix socket, described in "
-            "docs/launcher.md. Sessions keep running when wrsessd restarts; the new daemon re-adopts them."
+            "/usr/share/doc/wayray/launcher.md. Sessions keep running when wrsessd restarts; the new "
+            "daemon re-adopts them."
         ),
         epilog=(
             "Settings come from the configuration (host.toml: socket, greeter account, PAM services; "
-            "session.toml: what users' sessions start; see docs/configuration.md). "
+            "session.toml: what users' sessions start; see wayray-host.toml(5), wayray-session.toml(5)). "
             "Under systemd, wrsessd.socket passes the socket (socket activation) and wrsessd reports "
             "readiness with sd_notify. Without systemd it binds --socket itself (owner root, group "
             "socket_group, mode socket_mode)."
@@ -41,13 +43,14 @@ def _parser() -> argparse.ArgumentParser:
         "--settings",
         type=Path,
         metavar="FILE",
-        help="override launcher settings from this TOML file (keys in docs/launcher.md §9)",
+        help="override launcher settings from this TOML file (keys in /usr/share/doc/wayray/launcher.md §9)",
     )
     p.add_argument("--socket", type=Path, metavar="PATH", help="override the socket path")
     p.add_argument("--state-dir", type=Path, metavar="DIR", help="override the session record directory")
     p.add_argument("--check", action="store_true", help="check the settings and exit (0 when usable)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (workers too)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add_version_option(p)
     return p
 
 
@@ -120,7 +123,6 @@ async def _serve(settings: LauncherSettings, config_root: Path | None) -> int:
         notifier.stopping()
         if watchdog is not None:
             watchdog.cancel()
-        log.info("stopping; %d running session(s) keep running", len(launcher.sessions))
         await launcher.close()
     finally:
         if bound:

@@ -34,12 +34,12 @@ from typing import Any
 
 from wayray.common.errors import WayRayError
 from wayray.config import SessionConfig
-from wayray.launcher import proctree, protocol
+from wayray.launcher import proctree, protocol, scope
 from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.records import SessionRecords
 from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal, session_to_json
-from wayray.launcher.worker import WorkerJob
+from wayray.launcher.worker import ROOT_REFUSED, WorkerJob
 
 log = logging.getLogger("wayray.wrsessd")
 
@@ -63,22 +63,48 @@ def _sha256(text: str) -> str:
 # --- framing over asyncio streams ------------------------------------------------------------------
 
 
-async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> dict[str, Any] | None:
-    """One framed JSON object, None at a clean end of stream; ProtocolError on anything else."""
+class IdleTimeout(Exception):
+    """Nothing came on a connection for longer than it may stay silent."""
+
+
+async def read_frame(
+    reader: asyncio.StreamReader,
+    max_bytes: int,
+    *,
+    idle_timeout: float | None = None,
+    frame_timeout: float | None = None,
+) -> dict[str, Any] | None:
+    """One framed JSON object, None at a clean end of stream; ProtocolError on anything else.
+
+    ``idle_timeout``: how long to wait for a message to begin (:class:`IdleTimeout`);
+    ``frame_timeout``: how long a begun message may take to be complete (a ProtocolError)."""
     try:
-        header = await reader.readexactly(protocol.HEADER_SIZE)
-    except asyncio.IncompleteReadError as err:
-        if err.partial:
-            raise protocol.ProtocolError("connection closed in the middle of a frame header") from None
-        return None
-    length = protocol.header_length(header)
-    if length > max_bytes:
-        raise protocol.ProtocolError(f"message of {length} bytes exceeds the {max_bytes}-byte limit")
-    try:
-        body = await reader.readexactly(length)
+        first = await asyncio.wait_for(reader.readexactly(1), idle_timeout)
     except asyncio.IncompleteReadError:
-        raise protocol.ProtocolError("connection closed in the middle of a message") from None
-    return protocol.decode_body(body)
+        return None
+    except TimeoutError:
+        raise IdleTimeout() from None
+
+    async def rest() -> dict[str, Any]:
+        try:
+            header = first + await reader.readexactly(protocol.HEADER_SIZE - 1)
+        except asyncio.IncompleteReadError:
+            raise protocol.ProtocolError("connection closed in the middle of a frame header") from None
+        length = protocol.header_length(header)
+        if length > max_bytes:
+            raise protocol.ProtocolError(f"message of {length} bytes exceeds the {max_bytes}-byte limit")
+        try:
+            body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise protocol.ProtocolError("connection closed in the middle of a message") from None
+        return protocol.decode_body(body)
+
+    try:
+        return await asyncio.wait_for(rest(), frame_timeout)
+    except TimeoutError:
+        raise protocol.ProtocolError(
+            f"an unfinished message: the rest of it did not come within {frame_timeout:g} s"
+        ) from None
 
 
 def peer_uid(sock: socket.socket) -> tuple[int, int]:
@@ -198,9 +224,20 @@ class WorkerLink:
         try:
             await asyncio.wait_for(asyncio.shield(self.watch.exited), 5.0)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            kill_group(self.pid)  # stuck in PAM: it and what a module started (pam_exec) go
             await self.watch.exited
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a worker and what runs under it: the programs a PAM module started (pam_exec gives
+    them a process session of their own) and a failed or ended session's leftovers."""
+    for _ in range(10):  # processes forking while we kill: again until none is left
+        pids = proctree.descendants(pid)
+        if not pids:
+            break
+        proctree.signal_all(pids, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 # --- state -----------------------------------------------------------------------------------------
@@ -217,6 +254,9 @@ class LiveSession:
     session_env: tuple[str, ...] = ()
     #: Greeters: the most user sessions its login may leave the user with (create_greeter_session).
     max_user_sessions: int | None = None
+    #: Greeters: memory and CPU ceilings of the user session their login starts (create_greeter_session).
+    login_memory_max: int | None = None
+    login_cpu_quota: int | None = None
     ending_reason: EndReason | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -243,6 +283,8 @@ class Login:
     unlock_target: LiveSession | None
     deadline: float
     awaiting: protocol.AuthMessageType | None = None
+    #: The user PAM named last, whose lockout has been checked (the requested user at first).
+    checked_user: str | None = None
     user: str | None = None
     authenticated: bool = False
     expired: bool = False
@@ -331,14 +373,49 @@ class Launcher:
             self._serve_connection, sock=listener, limit=protocol.MAX_REQUEST_BYTES + 16
         )
 
+    def doomed_sessions(self) -> list[LiveSession]:
+        """Sessions that would not outlive this daemon: under systemd, those whose worker is still in
+        wrsessd's own cgroup (systemd refused them a scope), which stopping the service kills."""
+        if not scope.systemd_booted():
+            return []
+        mine = scope.cgroup_of()
+        return [
+            s
+            for s in self.sessions.values()
+            if s.ending_reason is None and scope.cgroup_of(s.info.worker_pid) == mine
+        ]
+
     async def close(self) -> None:
-        """Stop serving; cancel logins in progress; leave running sessions running."""
+        """Stop serving; cancel logins in progress; leave running sessions running — except those in
+        wrsessd's own cgroup, which the service manager is about to kill: they are ended properly."""
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
             if conn.login is not None:
                 await self._abort_login(conn)
             conn.writer.close()
+        doomed = self.doomed_sessions()
+        survivors = len(self.sessions) - len(doomed)
+        if os.environ.get("SMF_FMRI") and self.sessions:  # pragma: no cover - illumos
+            log.warning(
+                "stopping; %d running session(s) are in wrsessd's process contract: SMF ends them with "
+                "it (no contract per session yet, docs/launcher.md §7)",
+                len(self.sessions),
+            )
+        else:
+            log.info(
+                "stopping; %d running session(s) keep running%s",
+                survivors,
+                " (each in a scope of its own)" if survivors and scope.systemd_booted() else "",
+            )
+        if doomed:
+            log.warning(
+                "%d session(s) are in wrsessd's cgroup (%s), which the service manager kills with it: "
+                "ending them properly now, closing their PAM sessions",
+                len(doomed),
+                ", ".join(f"{s.session_id} of {s.info.user}" for s in doomed),
+            )
+            await asyncio.gather(*(self._end(s, EndReason.SHUTDOWN) for s in doomed))
         for task in list(self._tasks):
             task.cancel()
         for s in self.sessions.values():
@@ -372,6 +449,8 @@ class Launcher:
                 ticket_sha256=stored.ticket_sha256,
                 session_env=stored.session_env,
                 max_user_sessions=stored.max_user_sessions,
+                login_memory_max=stored.login_memory_max,
+                login_cpu_quota=stored.login_cpu_quota,
             )
             self._register(live)
             log.info(
@@ -530,13 +609,39 @@ class Launcher:
             await writer.drain()
         writer.close()
 
+    def _idle_allowance(self, conn: Connection) -> float:
+        """How long ``conn`` may stay silent now. Between requests: ``idle_timeout_s``. While its login
+        is in its conversation (a person reading a prompt, typing a password slowly), the login's own
+        deadline is what ends it, so the connection may wait that long, and then some."""
+        s = self.settings
+        login = conn.login
+        if login is not None and not login.expired:
+            return max(0.0, login.deadline - self.clock()) + s.idle_timeout_s
+        return s.idle_timeout_s
+
     async def _serve_requests(self, conn: Connection, reader: asyncio.StreamReader) -> None:
         while True:
+            allowance = self._idle_allowance(conn)
             try:
-                obj = await read_frame(reader, protocol.MAX_REQUEST_BYTES)
+                obj = await read_frame(
+                    reader,
+                    protocol.MAX_REQUEST_BYTES,
+                    idle_timeout=allowance,
+                    frame_timeout=self.settings.frame_timeout_s,
+                )
                 if obj is None:
                     return
                 request = protocol.parse_request(obj)
+            except IdleTimeout:
+                # Closed without a word: an answer nobody asked for would be read as the answer to the
+                # client's next request. Clients connect again when they need to (wrlogin does).
+                log.debug(
+                    "closing connection from pid %d (uid %d): nothing came for %g s",
+                    conn.pid,
+                    conn.uid,
+                    allowance,
+                )
+                return
             except protocol.ProtocolError as err:
                 log.info("closing connection from pid %d (uid %d): %s", conn.pid, conn.uid, err)
                 await conn.send(protocol.Error(error_type=ErrorType.BAD_REQUEST, description=str(err)))
@@ -733,6 +838,11 @@ class Launcher:
                 )
             username = target.info.user
 
+        if username is not None and target is None and is_root(username):
+            log.warning(
+                "login for %s with token %s from %s refused: root", username, short(token), rhost or "-"
+            )
+            raise RequestError(ErrorType.ACCOUNT_ERROR, ROOT_REFUSED)
         now = self.clock()
         wait = self.limiter.retry_after([*token_key(token), *user_key(username)], now)
         if wait is not None:
@@ -779,6 +889,7 @@ class Launcher:
             greeter=greeter,
             unlock_target=target,
             deadline=now + self.settings.login_timeout_s,
+            checked_user=username,
         )
         login.timer = asyncio.get_running_loop().call_later(
             self.settings.login_timeout_s, lambda: self._spawn_task(self._expire_login(conn, login))
@@ -828,14 +939,55 @@ class Launcher:
     async def _advance(self, conn: Connection, login: Login) -> protocol.Message:
         """Run the worker until it needs an answer or has decided, and say what to send the client."""
         remaining = max(0.1, login.deadline - self.clock())
+        budget = min(remaining, self.settings.pam_timeout_s)
         try:
-            msg = await login.link.recv(timeout=remaining)
+            msg = await login.link.recv(timeout=budget)
         except TimeoutError:
+            if budget < remaining:
+                # Nothing from PAM for pam_timeout_s although nobody is typing: a module hangs (a
+                # directory server that does not answer). The worker cannot be cancelled from inside
+                # a PAM call, so it is killed.
+                log.error(
+                    "login %s: the PAM stack (service %s) did not answer in %g s; a module is stuck? "
+                    "Killing its worker (pid %d)",
+                    login.session_id,
+                    self.settings.pam_service,
+                    budget,
+                    login.link.pid,
+                )
+                await self._abort_login(conn)
+                raise RequestError(
+                    ErrorType.ERROR,
+                    f"The login service did not answer in {budget:g} s; please try again, and ask an "
+                    "administrator to check the logs if it keeps happening.",
+                ) from None
             msg = None
         if msg is None:
             await self._abort_login(conn)
             raise RequestError(ErrorType.ERROR, "the login did not finish (worker timed out or exited)")
         kind = msg.get("type")
+        named = msg.get("user") if isinstance(msg.get("user"), str) else None
+        if kind == "prompt" and named and named != login.checked_user:
+            # PAM has just named the user (it asked "login:"): check that user now, before the next
+            # question — the password — reaches anyone, so the answer never depends on the password.
+            login.checked_user = named
+            if login.kind is LoginKind.USER and is_root(named):
+                log.warning("login %s refused before the password: root", login.session_id)
+                await self._abort_login(conn)
+                raise RequestError(ErrorType.ACCOUNT_ERROR, ROOT_REFUSED)
+            wait = self.limiter.retry_after(user_key(named), self.clock())
+            if wait is not None:
+                log.warning(
+                    "login %s for %s with token %s from %s refused before the password: "
+                    "rate limited for %.0f s",
+                    login.session_id,
+                    named,
+                    short(login.token),
+                    login.rhost or "-",
+                    wait,
+                )
+                await self._abort_login(conn)
+                raise RequestError(ErrorType.RATE_LIMITED, too_many(wait), retry_after=round(wait, 1))
         if kind == "prompt":
             style = protocol.AuthMessageType(msg["style"])
             login.awaiting = style
@@ -844,10 +996,13 @@ class Launcher:
             )
         if kind == "auth_ok":
             user = str(msg["user"])
-            wait = self.limiter.retry_after(user_key(user), self.clock())
+            now = self.clock()
+            wait = self.limiter.retry_after(user_key(user), now)
             if wait is not None:
-                # PAM asked for the name, so the per-user limit could only be checked now. The
-                # answer is the same whether the password was right or not.
+                # A stack that named the user only with its verdict (no question after the name): the
+                # answer, and what it does to the block, must not depend on the password, so a right
+                # one counts as a failure here exactly as a wrong one does below.
+                self.limiter.failed([*token_key(login.token), *user_key(user)], now)
                 log.warning("login %s for %s refused: rate limited for %.0f s", login.session_id, user, wait)
                 await self._abort_login(conn)
                 raise RequestError(ErrorType.RATE_LIMITED, too_many(wait), retry_after=round(wait, 1))
@@ -864,8 +1019,17 @@ class Launcher:
             error_type = ErrorType(msg.get("error_type", "error"))
             named = msg.get("user") or login.requested_user
             who = named if isinstance(named, str) else None
+            now = self.clock()
+            blocked = self.limiter.retry_after(user_key(who), now) if who else None
             if error_type is ErrorType.AUTH_ERROR:
-                self.limiter.failed([*token_key(login.token), *user_key(who)], self.clock())
+                self.limiter.failed([*token_key(login.token), *user_key(who)], now)
+            if blocked is not None and error_type in (ErrorType.AUTH_ERROR, ErrorType.ACCOUNT_ERROR):
+                # The same answer as a right password of a blocked user gets (above).
+                log.warning(
+                    "login %s for %s refused: rate limited for %.0f s", login.session_id, who, blocked
+                )
+                await self._abort_login(conn)
+                raise RequestError(ErrorType.RATE_LIMITED, too_many(blocked), retry_after=round(blocked, 1))
             log.warning(
                 "login %s for %s with token %s from %s failed: %s",
                 login.session_id,
@@ -897,11 +1061,14 @@ class Launcher:
         login = self._check_live(conn)
         if not login.authenticated or login.user is None:
             raise RequestError(ErrorType.BAD_REQUEST, "start_session needs a successful login first")
-        if conn.role is Role.GREETER and (req.env or req.cmd):
+        if conn.role is Role.GREETER and (
+            req.env or req.cmd or req.memory_max is not None or req.cpu_quota is not None
+        ):
             # The user's session is the user's: a greeter choosing its PATH, XDG_CONFIG_HOME (where
             # the user's session.toml is read) or command would run programs of its choice as the user.
             raise RequestError(
-                ErrorType.FORBIDDEN, "a greeter cannot choose the environment or command of a user's session"
+                ErrorType.FORBIDDEN,
+                "a greeter cannot choose the environment, command or limits of a user's session",
             )
         if req.cmd and not self.settings.allow_custom_command:
             raise RequestError(
@@ -955,8 +1122,19 @@ class Launcher:
             login.timer.cancel()
         greeter_id = login.greeter.session_id if login.greeter else None
         env = merge_env(req.env or (), login.greeter.session_env if login.greeter else ())
+        if login.greeter is not None:
+            memory_max, cpu_quota = login.greeter.login_memory_max, login.greeter.login_cpu_quota
+        else:
+            memory_max, cpu_quota = req.memory_max, req.cpu_quota
         await login.link.send(
-            {"type": "start", "env": env, "cmd": list(req.cmd) if req.cmd else None, "replaces": greeter_id}
+            {
+                "type": "start",
+                "env": env,
+                "cmd": list(req.cmd) if req.cmd else None,
+                "replaces": greeter_id,
+                "memory_max": memory_max,
+                "cpu_quota": cpu_quota,
+            }
         )
         try:
             live = await self._await_started(login.link, login.session_id)
@@ -991,6 +1169,7 @@ class Launcher:
             link.close()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(link.pid, signal.SIGTERM)
+            self._kill_if_stuck(link.pid, link.watch, session_id)
             raise RequestError(
                 ErrorType.ERROR, f"session {session_id}: the session did not start in {timeout:g} s"
             ) from None
@@ -1079,14 +1258,30 @@ class Launcher:
             greeter_env = {"WAYRAY_SESSD_SOCK": str(s.socket), "WAYRAY_LOGIN_TICKET": ticket}
             if unlock_user is not None:
                 greeter_env["WAYRAY_UNLOCK_USER"] = unlock_user  # the greeter shows whose session
-            await link.send({"type": "start", "env": list(req.env or ()), "greeter_env": greeter_env})
+            await link.send(
+                {
+                    "type": "start",
+                    "env": list(req.env or ()),
+                    "greeter_env": greeter_env,
+                    "memory_max": req.memory_max,
+                    "cpu_quota": req.cpu_quota,
+                }
+            )
             live = await self._await_started(link, session_id, ticket)
         finally:
             self.pending_logins -= 1
-        if req.session_env or req.max_user_sessions is not None:
+        if (
+            req.session_env
+            or req.max_user_sessions is not None
+            or req.memory_max is not None
+            or req.cpu_quota is not None
+        ):
             live.session_env = tuple(req.session_env or ())
             live.max_user_sessions = req.max_user_sessions
-            self.records.set_greeter_login(live.session_id, live.session_env, live.max_user_sessions)
+            live.login_memory_max, live.login_cpu_quota = req.memory_max, req.cpu_quota
+            self.records.set_greeter_login(
+                live.session_id, live.session_env, live.max_user_sessions, req.memory_max, req.cpu_quota
+            )
         self._register(live)
         log.info(
             "greeter session %s started for %s token %s from %s%s",
@@ -1117,7 +1312,47 @@ class Launcher:
             await asyncio.wait_for(live.ended.wait(), timeout)
             return True
         except TimeoutError:
+            pass
+        if not proctree.alive(live.info.worker_pid, live.worker_start_time):
             return False
+        # Every program of the session had stop_timeout_s to go, then SIGKILL: a worker still here
+        # is stuck in PAM (pam_close_session waiting on a hung service) and would linger for ever.
+        log.error(
+            "session %s of %s: its worker (pid %d) did not finish ending in %g s; stuck in a PAM "
+            "call? Killing it; its PAM session may be left open",
+            live.session_id,
+            live.info.user,
+            live.info.worker_pid,
+            timeout,
+        )
+        kill_group(live.info.worker_pid)
+        self.records.remove(live.session_id)
+        try:
+            await asyncio.wait_for(live.ended.wait(), 15)
+            return True
+        except TimeoutError:
+            return False
+
+    def _kill_if_stuck(self, pid: int, watch: ProcessWatch, session_id: str) -> None:
+        """A worker told to stop (SIGTERM) that is still there after it had time to tear down is stuck
+        in a PAM call (pam_open_session waiting on a hung service): kill it, rather than let it linger."""
+        grace = self.settings.stop_timeout_s + 15
+
+        async def later() -> None:
+            try:
+                await asyncio.wait_for(asyncio.shield(watch.exited), grace)
+            except TimeoutError:
+                log.error(
+                    "session %s: its worker (pid %d) did not stop %g s after SIGTERM; stuck in a PAM "
+                    "call? Killing it; its PAM session may be left open",
+                    session_id,
+                    pid,
+                    grace,
+                )
+                kill_group(pid)
+                self.records.remove(session_id)
+
+        self._spawn_task(later())
 
     async def _kill(self, req: protocol.KillSession) -> protocol.Message:
         live = self.sessions.get(req.session_id)
@@ -1132,6 +1367,14 @@ def merge_env(requested: tuple[str, ...] | list[str], fixed: tuple[str, ...]) ->
     """``requested`` entries, then ``fixed`` ones, which replace requested entries of the same name."""
     names = {e.partition("=")[0] for e in fixed}
     return [e for e in requested if e.partition("=")[0] not in names] + list(fixed)
+
+
+def is_root(user: str) -> bool:
+    """Whether the account ``user`` has uid 0 (root, or another name for it). Unknown: False."""
+    try:
+        return pwd.getpwnam(user).pw_uid == 0
+    except KeyError:
+        return False
 
 
 def too_many(wait: float) -> str:

@@ -9,7 +9,8 @@ greeter sessions created for a token, session listing and ending, and a stream o
 Every message is a frozen dataclass registered in :data:`MESSAGES`; its fields carry a
 :class:`FieldSpec` (what values are valid and what the field means). That one table drives
 validation (:func:`parse`), encoding (:meth:`Message.to_json`) and the spec in ``docs/launcher.md``,
-which a test checks against it. This module is stdlib-only so wrlogin, wrsrvd and wradm can use it.
+which a test checks against it. This module is stdlib-only (with wayray.common's JSON body decoding,
+shared with the link) so wrlogin, wrsrvd and wradm can use it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+
+from wayray.common.jsonframe import JSONBodyError, decode_object
 
 PROTOCOL_VERSION = 1
 
@@ -260,6 +263,9 @@ ARGV = TextList(256, Text(4096))
 PAM_ANSWER = Text(4096, allow_empty=True)
 PATHNAME = Text(4096, allow_empty=True)
 PID = Integer(0, 2**31 - 1)
+MEMORY_MAX = Integer(1, 2**63 - 1)
+CPU_QUOTA = Integer(1, 100_000)
+UNIT_NAME = Text(255, r"[A-Za-z0-9:_.\\@-]+\.scope")
 
 
 @dataclass(frozen=True)
@@ -390,6 +396,14 @@ class SessionInfo(Record):
         SESSION_ID, "greeter sessions only: the user session this greeter re-authenticates for"
     )
     adopted: bool = field(Flag(), "true when a restarted wrsessd re-adopted the session", default=False)
+    unit: str | None = field(
+        UNIT_NAME,
+        "the systemd scope the session runs in, out of wrsessd's cgroup: logind's `session-N.scope`, "
+        "or `wayray-session-<session_id>.scope` (in `wayray.slice`) where logind made none; absent "
+        "without systemd",
+    )
+    memory_max: int | None = field(MEMORY_MAX, "the session's memory ceiling in bytes, if it has one")
+    cpu_quota: int | None = field(CPU_QUOTA, "the session's CPU ceiling in percent of one CPU, if any")
 
 
 # --- requests --------------------------------------------------------------------------------------
@@ -446,6 +460,15 @@ class StartSession(Message):
         ENV_LIST,
         "control: extra `NAME=value` entries for the session's environment (reserved names refused)",
     )
+    memory_max: int | None = field(
+        MEMORY_MAX,
+        "control: memory ceiling of the session in bytes (systemd `MemoryMax=` on its scope); a login "
+        "through a greeter takes the greeter's",
+    )
+    cpu_quota: int | None = field(
+        CPU_QUOTA,
+        "control: CPU ceiling of the session in percent of one CPU (systemd `CPUQuota=` on its scope)",
+    )
 
 
 @message(
@@ -486,6 +509,16 @@ class CreateGreeterSession(Message):
         Integer(1, 100_000),
         "the most user sessions the user who logs in through this greeter may have (the asking "
         "server's policy); `start_session` beyond it (or beyond wrsessd's own limit) → `error {limit}`",
+    )
+    memory_max: int | None = field(
+        MEMORY_MAX,
+        "memory ceiling in bytes of this greeter session and of the user session its login starts "
+        "(the asking server's `limits.session_memory_max`): systemd `MemoryMax=` on each one's scope",
+    )
+    cpu_quota: int | None = field(
+        CPU_QUOTA,
+        "CPU ceiling in percent of one CPU of this greeter session and of the user session its login "
+        "starts (`limits.session_cpu_quota`): systemd `CPUQuota=` on each one's scope",
     )
 
 
@@ -598,15 +631,9 @@ HEADER_SIZE = _HEADER.size
 def decode_body(body: bytes) -> dict[str, Any]:
     """One frame's body as a JSON object, or ProtocolError."""
     try:
-        obj = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ProtocolError("message is not valid UTF-8") from None
-    except ValueError as err:
-        raise ProtocolError(f"message is not valid JSON: {err}") from None
-    except RecursionError:
-        raise ProtocolError("message is nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("message is not a JSON object")
+        obj = decode_object(body)
+    except JSONBodyError as err:
+        raise ProtocolError(f"message {err.reason}") from None
     if not isinstance(obj.get("type"), str):
         raise ProtocolError('message has no string "type"')
     return obj

@@ -3,8 +3,10 @@
 Each key (a token reference, a user name) may fail ``max_failures`` times within ``window_s``; each
 further failure inside the window blocks the key for ``base_delay_s`` doubled per extra failure, up
 to ``max_delay_s``. A success clears the key. Memory is bounded: at most ``max_keys`` keys are
-tracked, the least recently failed ones are forgotten first (an attacker spraying random user names
-can make us forget old keys, never grow without bound).
+tracked. When the table is full, keys that only failed go first (least recently failed first), so
+an attacker spraying failures with made-up names cannot make wrsessd forget a block; only when
+every other key is blocked does the block that ends first make room (never the key failing now, or
+nobody new could be limited).
 """
 
 from __future__ import annotations
@@ -40,22 +42,29 @@ class _KeyState:
 class RateLimiter:
     def __init__(self, settings: RateLimitSettings) -> None:
         self.settings = settings
-        self._keys: OrderedDict[str, _KeyState] = OrderedDict()
+        #: Keys that have failed but were not blocked at their last failure, least recent first.
+        self._failing: OrderedDict[str, _KeyState] = OrderedDict()
+        #: Keys blocked at their last failure (their history decides the next, doubled, delay).
+        self._blocked: dict[str, _KeyState] = {}
+
+    def _get(self, key: str) -> _KeyState | None:
+        return self._blocked.get(key) or self._failing.get(key)
 
     def retry_after(self, keys: Iterable[str], now: float) -> float | None:
         """Seconds until every one of ``keys`` may try again, or None when none is blocked."""
         wait = 0.0
         for key in keys:
-            state = self._keys.get(key)
+            state = self._get(key)
             if state is not None and state.blocked_until > now:
                 wait = max(wait, state.blocked_until - now)
         return wait if wait > 0 else None
 
     def failed(self, keys: Iterable[str], now: float) -> None:
         s = self.settings
+        touched = set()
         for key in keys:
-            state = self._keys.pop(key, None) or _KeyState()
-            self._keys[key] = state  # most recently failed last
+            touched.add(key)
+            state = self._blocked.pop(key, None) or self._failing.pop(key, None) or _KeyState()
             while state.failures and state.failures[0] <= now - s.window_s:
                 state.failures.popleft()
             state.failures.append(now)
@@ -66,15 +75,31 @@ class RateLimiter:
             # Keep at most max_failures + a few timestamps: enough to compute the backoff.
             while len(state.failures) > s.max_failures + 32:
                 state.failures.popleft()
-        while len(self._keys) > s.max_keys:
-            self._keys.popitem(last=False)
+            if state.blocked_until > now:
+                self._blocked[key] = state
+            else:
+                self._failing[key] = state  # most recently failed last
+        while len(self) > s.max_keys and self._evict(touched):
+            pass
+
+    def _evict(self, keep: set[str]) -> bool:
+        for key in self._failing:
+            if key not in keep:
+                del self._failing[key]
+                return True
+        candidates = [(st.blocked_until, k) for k, st in self._blocked.items() if k not in keep]
+        if not candidates:
+            return False
+        del self._blocked[min(candidates)[1]]
+        return True
 
     def succeeded(self, keys: Iterable[str]) -> None:
         for key in keys:
-            self._keys.pop(key, None)
+            self._failing.pop(key, None)
+            self._blocked.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._failing) + len(self._blocked)
 
 
 def token_key(token: str | None) -> list[str]:

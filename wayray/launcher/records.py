@@ -38,6 +38,9 @@ class StoredSession:
     session_env: tuple[str, ...] = ()
     #: Greeters: the most user sessions its login may leave its user with (create_greeter_session).
     max_user_sessions: int | None = None
+    #: Greeters: the resource limits of the user session their login starts (create_greeter_session).
+    login_memory_max: int | None = None
+    login_cpu_quota: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -47,6 +50,8 @@ class StoredSession:
             "created_runtime_dir": self.created_runtime_dir,
             "session_env": list(self.session_env),
             "max_user_sessions": self.max_user_sessions,
+            "login_memory_max": self.login_memory_max,
+            "login_cpu_quota": self.login_cpu_quota,
         }
 
     @classmethod
@@ -64,6 +69,8 @@ class StoredSession:
             if isinstance(env := obj.get("session_env"), list)
             else (),
             max_user_sessions=m if isinstance(m := obj.get("max_user_sessions"), int) else None,
+            login_memory_max=mm if isinstance(mm := obj.get("login_memory_max"), int) else None,
+            login_cpu_quota=cq if isinstance(cq := obj.get("login_cpu_quota"), int) else None,
         )
 
 
@@ -111,17 +118,30 @@ class SessionRecords:
             self._path(session_id).unlink()
 
     def set_greeter_login(
-        self, session_id: str, env: tuple[str, ...], max_user_sessions: int | None
+        self,
+        session_id: str,
+        env: tuple[str, ...],
+        max_user_sessions: int | None,
+        memory_max: int | None = None,
+        cpu_quota: int | None = None,
     ) -> None:
-        """Keep what a greeter's login must apply in its record (``session_env``, the session limit), so
-        it still applies after a wrsessd restart."""
+        """Keep what a greeter's login must apply in its record (``session_env``, the session limit,
+        the resource limits), so it still applies after a wrsessd restart."""
         with self.lock():
             path = self._path(session_id)
             try:
                 stored = StoredSession.from_json(json.loads(path.read_text()))
             except (OSError, ValueError, KeyError, TypeError):
                 return
-            self.write(replace(stored, session_env=env, max_user_sessions=max_user_sessions))
+            self.write(
+                replace(
+                    stored,
+                    session_env=env,
+                    max_user_sessions=max_user_sessions,
+                    login_memory_max=memory_max,
+                    login_cpu_quota=cpu_quota,
+                )
+            )
 
     def forget_ticket(self, session_id: str) -> None:
         """Drop a used greeter ticket from its record (under the lock, so a record being removed by

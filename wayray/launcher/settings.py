@@ -170,6 +170,14 @@ class LauncherSettings:
     max_connections_per_uid: int = 16
     #: A login that has not finished its conversation after this long is cancelled.
     login_timeout_s: float = 300.0
+    #: A connection with no login in its conversation that sends nothing for this long is closed
+    #: (during a conversation the login's own deadline, login_timeout_s, is what counts).
+    idle_timeout_s: float = 60.0
+    #: A message whose first byte came must be complete within this long, or its connection is closed.
+    frame_timeout_s: float = 10.0
+    #: A PAM call (or the PAM stack between two of its questions) that takes longer than this ends
+    #: its login: the worker is killed and the login fails with a reason.
+    pam_timeout_s: float = 120.0
     #: How long the compositor has to create its Wayland socket.
     compositor_start_timeout_s: float = 30.0
     #: Grace between SIGTERM and SIGKILL when a session ends.
@@ -209,6 +217,9 @@ class LauncherSettings:
             )
         if self.max_connections_per_uid < 1:
             raise WayRayError("max_connections_per_uid must be at least 1")
+        for name in ("idle_timeout_s", "frame_timeout_s", "pam_timeout_s", "login_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise WayRayError(f"{name} must be more than 0 seconds")
         if self.greeter_user == "root":
             raise WayRayError("greeter_user must be an unprivileged account, not root")
         self.user_session.check("user_session")

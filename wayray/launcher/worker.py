@@ -43,7 +43,7 @@ from typing import Any
 
 from wayray.common.log import setup as setup_logging
 from wayray.common.secretfd import secret_pipe
-from wayray.launcher import pam, proctree, protocol, sessionlog, spawn
+from wayray.launcher import pam, proctree, protocol, scope, sessionlog, spawn
 from wayray.launcher.channel import Channel
 from wayray.launcher.records import SessionRecords, StoredSession
 from wayray.launcher.settings import Component, SessionPlan, session_components, session_from_json
@@ -74,6 +74,9 @@ _ACCOUNT_FAILURES = {
     pam.Status.TRY_AGAIN,
 }
 LOGIN_INCORRECT = "Login incorrect: wrong user name or password."
+#: An unlock's user name is fixed (the session's owner): only the password can be wrong.
+WRONG_PASSWORD = "Wrong password."
+ROOT_REFUSED = "root cannot log in here: WayRay never starts a session as root."
 
 _STYLE_TO_TYPE = {
     pam.MessageStyle.PROMPT_ECHO_OFF: protocol.AuthMessageType.SECRET,
@@ -157,6 +160,11 @@ class Worker:
         #: SIGTERM while starting (wrsessd gave up waiting): stop at the next safe point and tear down
         #: what was set up, closing the PAM session, instead of dying halfway.
         self.stop_requested = False
+        #: Our cgroup before pam_open_session (pam_systemd moves us into logind's scope there).
+        self.cgroup_before = scope.cgroup_of()
+        #: The systemd scope the session runs in (None: no systemd, or systemd refused one).
+        self.unit: str | None = None
+        self.limits = scope.Limits()
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
@@ -171,7 +179,13 @@ class Worker:
         kind = _STYLE_TO_TYPE[message.style]
         if kind is protocol.AuthMessageType.ERROR:
             self.last_pam_error = message.text
-        if not self.chan.send({"type": "prompt", "style": kind.value, "text": message.text}):
+        prompt: dict[str, Any] = {"type": "prompt", "style": kind.value, "text": message.text}
+        named = self._pam_user()
+        if named:
+            # PAM knows whom it is authenticating (it asked "login:", or was told): wrsessd checks
+            # that user's lockout now, before anything further — a password above all — is asked.
+            prompt["user"] = named
+        if not self.chan.send(prompt):
             raise pam.ConversationAborted("wrsessd went away")
         reply = self.chan.recv()
         if reply is None or reply.get("type") == "cancel":
@@ -184,6 +198,14 @@ class Worker:
                 raise pam.ConversationAborted("no answer to a prompt")
             return response
         return None
+
+    def _pam_user(self) -> str | None:
+        if self.handle is None:
+            return None
+        try:
+            return self.handle.user
+        except pam.PamError:
+            return None
 
     def authenticate(self) -> bool:
         job = self.job
@@ -216,6 +238,19 @@ class Worker:
                 {"type": "auth_failed", "error_type": "error", "message": "greeters never run as root"}
             )
             return False
+        if self.account.uid == 0:
+            # Whatever the PAM stack says: a kiosk is no place for a root session (nor an unlock of one).
+            log.warning("login for %s refused: it has uid 0, and WayRay never starts a root session", user)
+            self.chan.send(
+                {
+                    "type": "auth_failed",
+                    "error_type": "account_error",
+                    "message": ROOT_REFUSED,
+                    "status": "root_refused",
+                    "user": self.account.name,
+                }
+            )
+            return False
         return self.chan.send({"type": "auth_ok", "user": self.account.name, "uid": self.account.uid})
 
     def _auth_failed(self, err: pam.PamError | KeyError) -> bool:
@@ -229,7 +264,8 @@ class Worker:
             if isinstance(self.handle.conversation_error, Cancelled):
                 raise Cancelled()
             if err.status in _AUTH_FAILURES:
-                error_type, message = "auth_error", self.last_pam_error or LOGIN_INCORRECT
+                incorrect = WRONG_PASSWORD if self.job.unlock_session else LOGIN_INCORRECT
+                error_type, message = "auth_error", self.last_pam_error or incorrect
             elif err.status in _ACCOUNT_FAILURES:
                 what = "password change failed" if err.call == "pam_chauthtok" else "account refused"
                 error_type = "account_error"
@@ -294,6 +330,10 @@ class Worker:
             self._check_stop()
         else:
             pam_env = dict(e.split("=", 1) for e in requested_env)
+        # Out of wrsessd's cgroup before anything of the session runs, so that a restart of wrsessd
+        # (which kills its cgroup) ends none of it.
+        self._place(msg, account)
+        self._check_stop()
 
         self.runtime_dir, self.created_runtime_dir = self._runtime_dir(pam_env, account)
         env = spawn.session_environment(
@@ -420,6 +460,9 @@ class Worker:
             started_at=time.time(),
             replaces=msg.get("replaces") if isinstance(msg.get("replaces"), str) else None,
             unlock_session=job.unlock_session,
+            unit=self.unit,
+            memory_max=self.limits.memory_max,
+            cpu_quota=self.limits.cpu_quota,
         )
         ticket = msg.get("greeter_env", {}).get("WAYRAY_LOGIN_TICKET")
         self.records.write(
@@ -433,6 +476,52 @@ class Worker:
             )
         )
         self.record_written = True
+
+    def _place(self, msg: dict[str, Any], account: spawn.Account) -> None:
+        job = self.job
+        memory_max, cpu_quota = msg.get("memory_max"), msg.get("cpu_quota")
+        limits = scope.Limits(
+            memory_max=memory_max if isinstance(memory_max, int) and memory_max > 0 else None,
+            cpu_quota=cpu_quota if isinstance(cpu_quota, int) and cpu_quota > 0 else None,
+        )
+        if job.session_class == protocol.SessionClass.GREETER:
+            what = f"WayRay login screen {job.session_id}"
+        else:
+            what = f"WayRay session {job.session_id} of {account.name}"
+        try:
+            self.unit = scope.place(
+                job.session_id, before=self.cgroup_before, description=what, limits=limits
+            )
+        except scope.ScopeError as err:
+            self.unit = scope.unit_of(scope.cgroup_of()) if err.placed else None
+            if not err.placed:
+                log.error(
+                    "session %s of %s: %s; it stays in wrsessd's cgroup, so stopping or restarting "
+                    "wrsessd will end it",
+                    job.session_id,
+                    account.name,
+                    err,
+                )
+                return
+            log.error("session %s of %s: %s; it runs without them", job.session_id, account.name, err)
+            return
+        if self.unit is None:
+            if limits:
+                log.warning(
+                    "session %s of %s: its limits (%s) are not applied: there is no systemd here",
+                    job.session_id,
+                    account.name,
+                    limits.describe(),
+                )
+            return
+        self.limits = limits
+        log.info(
+            "session %s of %s runs in %s%s",
+            job.session_id,
+            account.name,
+            self.unit,
+            f" ({limits.describe()})" if limits else "",
+        )
 
     def _runtime_dir(self, pam_env: dict[str, str], account: spawn.Account) -> tuple[Path, bool]:
         given = pam_env.get("XDG_RUNTIME_DIR")
@@ -484,9 +573,17 @@ class Worker:
                 elif what == "daemon":
                     msg = self.chan.recv()
                     if msg is None:
-                        log.info(
-                            "session %s: wrsessd went away; the session keeps running", self.job.session_id
-                        )
+                        if self.unit is None and scope.systemd_booted():
+                            log.warning(
+                                "session %s: wrsessd went away; the session is in its cgroup, so the "
+                                "service manager may end it",
+                                self.job.session_id,
+                            )
+                        else:
+                            log.info(
+                                "session %s: wrsessd went away; the session keeps running",
+                                self.job.session_id,
+                            )
                         sel.unregister(self.chan.sock)
                     elif msg.get("type") == "stop":
                         given = msg.get("reason")

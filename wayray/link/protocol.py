@@ -24,6 +24,7 @@ import struct
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
+from wayray.common.jsonframe import JSONBodyError, decode_object
 from wayray.wire import Channel
 from wayray.wire.errors import ProtocolError
 from wayray.wire.framing import FrameDecoder, encode_frame, parse_header
@@ -414,13 +415,9 @@ def decode(sender: LinkRole, number: int, body: bytes) -> LinkMessage:
         (request_id,) = _REQUEST.unpack_from(body)
         return ScreenshotResult(request_id, bytes(body[_REQUEST.size :]))
     try:
-        obj = json.loads(bytes(body).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LinkError(f"{name}: the body is not UTF-8 JSON ({err})") from None
-    except RecursionError:
-        raise LinkError(f"{name}: the body is nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise LinkError(f"{name}: the body must be a JSON object")
+        obj = decode_object(body)
+    except JSONBodyError as err:
+        raise LinkError(f"{name}: the body {err.reason}") from None
     return _from_json(spec.cls, obj)
 
 

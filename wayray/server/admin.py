@@ -7,8 +7,11 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
 - ``{"type": "status"}`` → ``{"type": "status", "name", "mode", "sessions_start" ("login" |
   "command"), "launcher" (null, or {"socket", "connected"}), "version", "pid", "listen", "port",
   "fingerprint", "sessions", "by_state": {state: n}, "viewers", "not_responding": [ids of sessions
-  whose compositor answers nothing], "unlocking", "max_sessions",
-  "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}}``
+  whose compositor answers nothing], "unlocking", "max_sessions", what viewers must present:
+  "access_key" (true/false), "access_key_file" and "client_ca" (paths, or null),
+  "policy": {"detached_timeout_s", "idle_timeout_s", "reauth_on_reattach"}, "config": null (standalone)
+  or {"digests": {"restart", "reload"}}}`` (digests of the running configuration, by what a change of
+  it needs: ``wradm apply`` compares them with the files to decide between reload and restart)
 - ``{"type": "sessions"}`` → ``{"type": "sessions", "sessions": [{"id", "state", "token", "user",
   "viewer", "kiosk", "since", "launcher_session", "linked", "responding", "not_responding_since",
   "pid", "wayland_display", "output": [w, h, scale_120], "created_at", "changed_at"}, ...]}``
@@ -21,9 +24,16 @@ Requests are at most 64 KiB; answers at most 64 MiB (a screenshot). Requests:
   viewer (SessionEvent DETACHED, then Close NO_ERROR); it keeps running
 - ``{"type": "screenshot", "session_id": ID, "include_cursor": false}`` → ``{"type": "screenshot",
   "png_base64": ...}`` (the compositor's own picture of its output)
+- ``{"type": "reload"}`` → ``{"type": "reloaded", "needs_restart": [keys that changed but keep their
+  running value until a restart], "diagnostics": [warnings]}``, or ``{"type": "reload_refused",
+  "errors": ["file:line:col: error: ..."], "diagnostics": [...]}`` when the files have errors (the
+  running configuration stays). Instance mode only; answered once the files are read and checked.
 
 Any failure is answered ``{"type": "error", "description": ...}``; a malformed frame closes the
-connection. ``wradm status|sessions|session kill|detach`` (``wayray/admin/``) are built on this.
+connection, and so does a request left unfinished for ``frame_timeout`` seconds (10; it is answered
+with an error saying so) or a connection silent for ``idle_timeout`` seconds between requests (60;
+closed without a word, as an answer nobody asked for would be taken for the next one's).
+``wradm status|sessions|session kill|detach`` (``wayray/admin/``) are built on this.
 """
 
 from __future__ import annotations
@@ -46,6 +56,10 @@ log = logging.getLogger("wayray.server.admin")
 _LEN = struct.Struct("=I")
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024
+#: A connection may stay silent this long between requests (wradm makes its requests at once).
+IDLE_TIMEOUT = 60.0
+#: A request whose first byte came must be complete within this long.
+FRAME_TIMEOUT = 10.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -60,9 +74,18 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 
 class AdminServer:
-    def __init__(self, path: Path, handler: Handler) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handler: Handler,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        frame_timeout: float = FRAME_TIMEOUT,
+    ) -> None:
         self.path = path
         self._handler = handler
+        self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -81,16 +104,33 @@ class AdminServer:
         try:
             while True:
                 try:
-                    head = await reader.readexactly(_LEN.size)
-                except asyncio.IncompleteReadError:
-                    return
-                (length,) = _LEN.unpack(head)
-                if length > MAX_REQUEST:
+                    first = await asyncio.wait_for(reader.readexactly(1), self.idle_timeout)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return  # closed by the client, or silent for too long
+                try:
+                    head = first + await asyncio.wait_for(
+                        reader.readexactly(_LEN.size - 1), self.frame_timeout
+                    )
+                    (length,) = _LEN.unpack(head)
+                    if length > MAX_REQUEST:
+                        writer.write(
+                            encode(
+                                {"type": "error", "description": f"request of {length} bytes is too large"}
+                            )
+                        )
+                        return
+                    body = await asyncio.wait_for(reader.readexactly(length), self.frame_timeout)
+                except TimeoutError:
                     writer.write(
-                        encode({"type": "error", "description": f"request of {length} bytes is too large"})
+                        encode(
+                            {
+                                "type": "error",
+                                "description": "an unfinished request: the rest of it did not come "
+                                f"within {self.frame_timeout:g} s",
+                            }
+                        )
                     )
                     return
-                body = await reader.readexactly(length)
                 try:
                     request = json.loads(body.decode("utf-8"))
                     if not isinstance(request, dict) or not isinstance(request.get("type"), str):

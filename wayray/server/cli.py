@@ -1,7 +1,8 @@
 """Command line of ``wrsrvd``, the WayRay server (the front door).
 
-    wrsrvd --standalone [--port P] [--listen ADDR] [--state-dir D] [--runtime-dir R] [--size WxH]
-           [--max-sessions N] [--no-video] [--allow-root] [-v] -- COMMAND [ARGS...]
+    wrsrvd --standalone [--port P] [--listen ADDR] [--access-key-file F] [--state-dir D]
+           [--runtime-dir R] [--size WxH] [--max-sessions N] [--no-video] [--allow-root] [-v]
+           -- COMMAND [ARGS...]
     wrsrvd --instance NAME [--root DIR] [-v]
     wrsrvd compositor ...      one session compositor by hand (see `wrsrvd compositor --help`)
     wrsrvd session ...         a session's compositor process, as wrsrvd starts it
@@ -19,12 +20,17 @@ import os
 import shutil
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import wayray
 from wayray.common.errors import UsageError, WayRayError, cli_entry
-from wayray.common.log import setup
+from wayray.common.log import setup, under_journal
 from wayray.common.notify import Notifier
+from wayray.common.version import add_version_option
+from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
+from wayray.config.loader import UnknownInstance
 
 log = logging.getLogger("wayray.server")
 
@@ -34,12 +40,23 @@ default configuration (no root, no PAM, no files in /etc). Every new token gets 
 presenting the same token again (from anywhere) resumes it. Ctrl-C ends the sessions and stops;
 SIGTERM stops only the server: its sessions keep running and come back to the next wrsrvd.
 
+A token is not authentication: whoever reaches the port gets a session running COMMAND as you. So
+the server listens on this machine only (127.0.0.1 and ::1) unless --listen says otherwise, and it
+asks every viewer for its access key before anything starts, on loopback too (every user of this
+machine can reach 127.0.0.1). The key is printed at start-up and kept in the state directory
+(access.key), or in --access-key-file F. With the default state directory, wrclient run by you
+presents the key by itself when it connects to this server on loopback; anyone else needs to be
+given the key (it gives a session running COMMAND as you: treat it like a password).
+
   wrsrvd --standalone -- foot
-  wrclient localhost --token mysession
+  wrclient localhost --token mysession        (you, on this machine: nothing more to give)
 
 instance mode is what the service manager runs (wrsrvd@NAME.service, svc:/application/wayray/
-wrsrvd:NAME): the [server.NAME] table of /etc/wayray/servers.toml. SIGHUP reloads what can change
-without a restart (policy, limits, what new sessions run).
+wrsrvd:NAME): the [server.NAME] table of /etc/wayray/servers.toml. It checks what it reads first:
+with errors it prints each as file:line:col and exits with status 78 (EX_CONFIG; systemd does not
+restart it then). `wradm reload --instance NAME` (what `systemctl reload` runs) or SIGHUP reloads
+what can change without a restart (policy, limits, what new sessions run); a configuration with
+errors is refused, and the running one stays.
 """
 
 
@@ -65,7 +82,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, metavar="DIR", help="instance: read the configuration under DIR")
     p.add_argument("--port", type=int, metavar="P", help="standalone: UDP port (7100; 0 picks a free one)")
     p.add_argument(
-        "--listen", action="append", metavar="ADDR", help="standalone: address to listen on (::); repeatable"
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="standalone: address to listen on (127.0.0.1 and ::1: this machine only); repeatable. "
+        "Any other address (:: is every one) opens it to the network (its access key still required)",
+    )
+    p.add_argument(
+        "--access-key-file",
+        type=Path,
+        metavar="F",
+        help="standalone: viewers must present the key in F (made if missing). Default: "
+        "<state-dir>/access.key (in the default state directory, your own wrclient presents it to this "
+        "server on loopback by itself)",
     )
     p.add_argument(
         "--state-dir",
@@ -88,9 +117,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging (QUIC's own lines too; -vv: all of QUIC's)",
+    )
+    add_version_option(p)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return p
+
+
+#: sysexits.h EX_CONFIG: "configuration error". systemd shows it as status=78/CONFIG, and the unit's
+#: RestartPreventExitStatus= keeps it from restarting a server whose configuration is broken.
+EXIT_CONFIG = 78
 
 
 @cli_entry("wrsrvd")
@@ -110,14 +151,37 @@ def main(argv: list[str] | None = None) -> int:
         command = command[1:]
     if args.standalone:
         settings = _standalone(args, command)
-    else:
-        if command or any(
-            v is not None for v in (args.port, args.listen, args.state_dir, args.runtime_dir, args.size)
-        ):
-            raise UsageError("--instance takes its settings from the configuration, not from arguments")
-        settings = _instance(args.instance, args.root)
-    setup("wrsrvd", verbose=args.verbose)
-    return asyncio.run(_serve(settings, instance=args.instance, root=args.root))
+        _logging(args.verbose)
+        return asyncio.run(_serve(settings, instance=None, root=None))
+    given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
+    if command or any(v is not None for v in given):
+        raise UsageError("--instance takes its settings from the configuration, not from arguments")
+    _logging(args.verbose)
+    try:
+        loaded = load_instance(args.instance, args.root)
+    except ConfigError as err:
+        report(err.diagnostics)
+        name = args.instance
+        errors = sum(1 for d in err.diagnostics if d.severity is Severity.ERROR)
+        raise WayRayError(
+            f"wrsrvd@{name} not started: the configuration has {errors} error{'s' * (errors != 1)} (above)",
+            hint=f"fix {'them' if errors != 1 else 'it'} (`wradm check --instance {name}` lists them "
+            f"again), then start it: systemctl start wrsrvd@{name} (SMF: svcadm clear wrsrvd:{name})",
+            exit_code=EXIT_CONFIG,
+        ) from None
+    except UnknownInstance as err:
+        raise WayRayError(err.message, hint=err.hint, exit_code=EXIT_CONFIG) from None
+    report(loaded.diagnostics)
+    return asyncio.run(_serve(loaded.settings, instance=args.instance, root=args.root, loaded=loaded))
+
+
+def _logging(verbose: int) -> None:
+    setup("wrsrvd", verbose=verbose)
+    # aioquic says "Negotiated protocol version" and "ALPN negotiated" at INFO for every connection:
+    # -v shows them (and -vv QUIC's packet-level debugging), not the journal of a healthy server.
+    logging.getLogger("quic").setLevel(
+        logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    )
 
 
 def _standalone(args: argparse.Namespace, command: list[str]) -> object:
@@ -133,13 +197,19 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
             "refusing to run standalone sessions as root",
             hint="run it as an ordinary user, or pass --allow-root if you really mean it",
         )
-    server = ServerConfig(name="standalone", session_command=tuple(command))
+    # This machine only unless told otherwise: a token is not authentication (see the epilog).
+    server = ServerConfig(name="standalone", session_command=tuple(command), listen=("127.0.0.1", "::1"))
     if args.port is not None:
         if not 0 <= args.port <= 65535:
             raise UsageError(f"--port {args.port}: a UDP port is 0..65535")
         server = dataclasses.replace(server, port=args.port)
     if args.listen:
         server = dataclasses.replace(server, listen=tuple(args.listen))
+    if args.access_key_file is not None:
+        admission = dataclasses.replace(
+            server.admission, access_key_file=PurePosixPath(os.path.abspath(args.access_key_file))
+        )
+        server = dataclasses.replace(server, admission=admission)
     if args.size:
         w, h = args.size
         if not (320 <= w <= 16384 and 200 <= h <= 16384):
@@ -156,12 +226,50 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
     )
 
 
-def _instance(name: str, root: Path | None) -> object:
+#: The configuration keys behind the settings a reload cannot change (FrontDoor.RESTART_ONLY).
+_KEYS = {
+    "state_dir": "host.state_dir",
+    "runtime_dir": "host.runtime_dir",
+    "admin_socket": "host.admin_socket",
+    "tls_cert": "tls.cert",
+    "tls_key": "tls.key",
+    "client_ca": "tls.client_ca",
+    "access_key_file": "admission.access_key_file",
+    "launcher_socket": "sessions (or host.launcher_socket)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedInstance:
+    """What ``wrsrvd --instance NAME`` runs with, and what it said about it."""
+
+    settings: object  # FrontDoorSettings (imported late: this module starts without aioquic)
+    #: Warnings and notes that concern this instance (files it reads, its own table).
+    diagnostics: tuple[Diagnostic, ...]
+    #: For `wradm apply`: digests of what needs a restart and of what a reload takes.
+    digests: dict[str, str]
+
+
+def load_instance(name: str, root: Path | None) -> LoadedInstance:
+    """Read and check what instance ``name`` reads. Raises ``ConfigError`` with every diagnostic
+    that concerns it (errors and warnings) when one is an error, ``UnknownInstance`` when no
+    ``[server.NAME]`` is configured. Problems of files it does not read (client.toml, session.toml)
+    or of other instances' tables neither stop it nor show in its log."""
     from wayray import config
+    from wayray.config.checks import open_to_strangers
+    from wayray.config.effect import server_digests
     from wayray.server.settings import instance_settings
 
-    cfg = config.load(root, instance=name)
+    result = config.load_report(root)
+    relevant = tuple(d for d in result.diagnostics if d.concerns(name))
+    if any(d.severity is Severity.ERROR for d in relevant):
+        raise ConfigError(relevant)
+    cfg = result.config
     server = cfg.server(name)
+    # The checks leave a disabled table's open door alone (nothing starts it); this one is starting.
+    stranger = None if server.enabled else open_to_strangers(cfg, server)
+    if stranger is not None:
+        raise ConfigError((*relevant, stranger))
     policy = cfg.policy_for(server)
     settings = instance_settings(server, policy, cfg.host)
     if policy.reauth_on_reattach and not settings.login:
@@ -170,10 +278,25 @@ def _instance(name: str, root: Path | None) -> object:
             policy.name,
             name,
         )
-    return settings
+    return LoadedInstance(settings, relevant, server_digests(cfg, server))
 
 
-async def _serve(settings: object, *, instance: str | None, root: Path | None) -> int:
+def report(diagnostics: Iterable[Diagnostic]) -> None:
+    """Print diagnostics one per line, ``file:line:col: severity: ...`` (with their priority when
+    the journal reads stderr, so `systemctl status` and `journalctl -p warning` show them right)."""
+    journal = under_journal()
+    priority = {"error": 3, "warning": 4, "note": 5}
+    for diag in diagnostics:
+        for line, level in zip(
+            diag.format().split("\n"), [diag.severity, *(n.severity for n in diag.notes)], strict=False
+        ):
+            prefix = f"<{priority[level.value]}>" if journal else ""
+            print(f"{prefix}{line}", file=sys.stderr, flush=True)
+
+
+async def _serve(
+    settings: object, *, instance: str | None, root: Path | None, loaded: LoadedInstance | None = None
+) -> int:
     from wayray.server.frontdoor import FrontDoor
     from wayray.server.settings import FrontDoorSettings, Mode
 
@@ -191,17 +314,47 @@ async def _serve(settings: object, *, instance: str | None, root: Path | None) -
         log.info("got %s: stopping%s", sig.name, " and ending the sessions" if end_sessions else "")
         stop.set()
 
+    reloading = asyncio.Lock()
+
+    async def reload_configuration() -> dict[str, Any]:
+        """Read the configuration again: take it, or refuse it (the running one stays) and say why."""
+        assert instance is not None
+        async with reloading:
+            notifier.reloading("reloading the configuration")
+            try:
+                new = await asyncio.to_thread(load_instance, instance, root)
+            except (ConfigError, UnknownInstance) as err:
+                problems = err.diagnostics if isinstance(err, ConfigError) else ()
+                lines = [d.format() for d in problems if d.severity is Severity.ERROR] or [err.message]
+                for line in "\n".join(lines).split("\n"):  # one log line each, notes included
+                    log.error("configuration not reloaded (the running one stays): %s", line)
+                notifier.ready(door.status_line())
+                return {
+                    "type": "reload_refused",
+                    "errors": lines,
+                    "diagnostics": [d.format() for d in problems],
+                }
+            needs_restart = [_KEYS.get(n, n) for n in door.reload(new.settings)]  # type: ignore[arg-type]
+            door.config_digests = new.digests
+            notifier.ready(door.status_line())
+            return {
+                "type": "reloaded",
+                "needs_restart": needs_restart,
+                "diagnostics": [d.format() for d in new.diagnostics],
+            }
+
     def on_hup() -> None:
         if instance is None:
             log.info("SIGHUP: standalone mode has no configuration files to reload")
             return
-        notifier.reloading("reloading the configuration")
-        try:
-            door.reload(_instance(instance, root))  # type: ignore[arg-type]
-        except WayRayError as err:
-            log.error("configuration not reloaded: %s", err.message)
-        notifier.ready(door.status_line())
+        task = loop.create_task(reload_configuration(), name="reload")
+        hup_tasks.add(task)
+        task.add_done_callback(hup_tasks.discard)
 
+    hup_tasks: set[asyncio.Task[Any]] = set()
+    if instance is not None:
+        door.reloader = reload_configuration
+        door.config_digests = loaded.digests if loaded is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
@@ -218,21 +371,58 @@ async def _serve(settings: object, *, instance: str | None, root: Path | None) -
 
 
 def _banner(door: object) -> None:
+    import socket
+
+    from wayray.common.xdg import standalone_access_key
+    from wayray.config.checks import is_loopback
     from wayray.server.frontdoor import FrontDoor
 
     assert isinstance(door, FrontDoor) and door.identity is not None
     s = door.settings
-    where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in s.listen)
-    host = s.listen[0] if s.listen[0] not in ("::", "0.0.0.0") else "localhost"
-    host = f"[{host}]" if ":" in host else host
+    listening = door.listening or list(s.listen)
+    where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in listening)
+    fingerprint = door.identity.fingerprint
+    assert door.access_key is not None  # a standalone server always has one (standalone_settings)
+    key_file = s.access_key_file
+    # wrclient run by this user presents the key of the default state directory to this server on
+    # loopback by itself (wayray.client.identity.own_standalone_server).
+    found = key_file == standalone_access_key()
+    local = [h for h in listening if is_loopback(h) or h in ("::", "0.0.0.0")]
+    here = f"wrclient localhost:{door.port} --fingerprint {fingerprint}"
+    if all(is_loopback(h) for h in listening):
+        if found:
+            who = "you (your wrclient presents the key itself); other users of this machine need the key"
+            connect = here
+        else:
+            who = f"whoever has the access key, on this machine only (you too: --access-key-file {key_file})"
+            connect = f"{here} --access-key-file {key_file}"
+    else:
+        who = "whoever has the access key, on this machine or over the network" + (
+            " (your wrclient on this machine presents it itself)" if found and local else ""
+        )
+        public = next((h for h in listening if not is_loopback(h) and h not in ("::", "0.0.0.0")), None)
+        host = socket.gethostname() if public is None else f"[{public}]" if ":" in public else public
+        elsewhere = f"wrclient {host}:{door.port} --fingerprint {fingerprint} --access-key-file FILE"
+        if found and local:
+            connect = f"{here}   (you, here)\n                  {elsewhere}   (FILE holds the key)"
+        else:
+            connect = f"{elsewhere}   (FILE holds the key)"
+    # Shown here, on the terminal of whoever started the server, and never logged.
+    access = (
+        f"  access key      {door.access_key}\n"
+        f"                  (in {key_file}; anyone who has it gets a session running "
+        f"{s.session_command[0]} as you)\n"
+        f"  who can connect {who}\n"
+    )
     print(
         f"wrsrvd {wayray.__version__}: standalone server ready\n"
         f"  listening on    udp {where}\n"
         f"  fingerprint     {door.identity.fingerprint}\n"
+        f"{access}"
         f"  sessions run    {' '.join(s.session_command)}\n"
         f"  state           {s.state_dir}\n"
         f"  admin socket    {s.admin_socket}\n"
-        f"  connect with    wrclient {host}:{door.port} --fingerprint {door.identity.fingerprint}\n"
+        f"  connect with    {connect}\n"
         f"  Ctrl-C ends the sessions and stops the server",
         flush=True,
     )

@@ -38,6 +38,7 @@ import signal
 import stat
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,17 @@ from wayray.link import (
 from wayray.link.keepalive import Change, LinkKeepAlive
 from wayray.link.protocol import MAX_REGISTER_BODY, MIN_LINK_VERSION, PING_LINK_VERSION
 from wayray.link.stream import LinkOverflow, LinkStream
+from wayray.server import access
 from wayray.server.admin import AdminError, AdminServer
+from wayray.server.admission import (
+    GREETER_MAX_PIXELS,
+    Admission,
+    Holding,
+    Kind,
+    estimate,
+    fit_output,
+    source_of,
+)
 from wayray.server.launcher import LauncherBridge
 from wayray.server.live import LiveSession, SessionNotResponding, Viewer, sha256_hex
 from wayray.server.logins import LAUNCHER_REASONS, LoginMode
@@ -100,6 +111,7 @@ from wayray.wire import (
     PointerAxis,
     PointerButton,
     PointerMotion,
+    ResizeRequest,
     SessionEvent,
     SessionEventKind,
     WireUsageError,
@@ -108,6 +120,7 @@ from wayray.wire import (
 )
 from wayray.wire import TokenKind as WireTokenKind
 from wayray.wire.framing import parse_header
+from wayray.wire.protocol import HELLO_CREDENTIALS
 
 log = logging.getLogger("wayray.server")
 
@@ -147,6 +160,9 @@ _DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis)
 _NOT_RESPONDING_REFUSAL = "the session is not responding; waiting for it (trying again)"
 #: The wire version that knows SessionEvent NOT_RESPONDING and RESPONDING.
 _NOT_RESPONDING_EVENTS = (1, 1)
+#: Refusals (no access key, a source over its limits) are logged once per source this often; the
+#: ones in between are counted in the next line. A stranger hammering the port fills no disk.
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class FrontDoor(LoginMode):
@@ -181,6 +197,21 @@ class FrontDoor(LoginMode):
         self._unregistered: Counter[int | None] = Counter()
         #: start() got through: stop() has something to report.
         self._serving = False
+        #: The access key viewers must present (``settings.access_key_file``), None: none.
+        self.access_key: str | None = None
+        #: Per-source and memory limits on new sessions; what is being started right now counts too.
+        self.admission = Admission(settings.admission)
+        self._pending: dict[str, Holding] = {}
+        #: Refusal log lines: source → (when last logged, refusals not logged since).
+        self._refusals: dict[str, tuple[float, int]] = {}
+        #: The addresses it listens on (a default one that cannot be bound is left out).
+        self.listening: list[str] = []
+        #: Instance mode: reloads the configuration and answers an admin "reload" request (set by
+        #: wrsrvd's command line, which knows where the configuration is).
+        self.reloader: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        #: Instance mode: what the running configuration is, for `wradm apply` (``status``'s
+        #: ``config``): the digests of the settings that need a restart and of those a reload takes.
+        self.config_digests: dict[str, str] | None = None
 
     # --- start and stop ----------------------------------------------------------------------------
 
@@ -197,6 +228,8 @@ class FrontDoor(LoginMode):
                 f"{s.state_dir}: cannot write the server's identity and token key: {err.strerror or err}",
                 hint=_room_hint(s.state_dir, err),
             ) from None
+        if s.access_key_file is not None:
+            self.access_key = access.load_or_create(s.access_key_file)
         now = time.time()
         self.registry = Registry.open(s.registry_path, policy=s.policy, now=now)
         if self.registry.unwritable is not None:
@@ -235,13 +268,27 @@ class FrontDoor(LoginMode):
             self._tasks.add(watchdog)
         self._serving = True
         log.info(
-            "wrsrvd %s (%s) serving on UDP port %d, identity %s; %d session(s) restored",
+            "wrsrvd %s (%s) serving on UDP port %d, identity %s; %d session(s) restored; %s",
             s.name,
             s.mode,
             self.port,
             self.identity.fingerprint,
             len(self.live),
+            self._who_may_connect(),
         )
+
+    def _who_may_connect(self) -> str:
+        s = self.settings
+        how = []
+        if self.access_key is not None:
+            how.append(f"the access key in {s.access_key_file}")
+        if s.client_ca is not None:
+            how.append(f"a client certificate from {s.client_ca}")
+        if s.login:
+            how.append("a login")
+        if how:
+            return "sessions need " + " and ".join(how)
+        return "sessions need no authentication (loopback only)"
 
     async def _listen(self) -> None:
         s = self.settings
@@ -260,6 +307,9 @@ class FrontDoor(LoginMode):
             try:
                 server = await WireServer.start(settings, self._handle_viewer)
             except TransportError:
+                if host == "::1" and len(s.listen) > 1:
+                    log.warning("cannot listen on [::1] (no IPv6 here?); listening on the other addresses")
+                    continue
                 if host != "::" or len(s.listen) != 1:
                     raise
                 # A host without IPv6: the default "every address" falls back to every IPv4 one.
@@ -267,6 +317,7 @@ class FrontDoor(LoginMode):
                 settings = dataclasses.replace(settings, host="0.0.0.0")
                 server = await WireServer.start(settings, self._handle_viewer)
             self.servers.append(server)
+            self.listening.append(settings.host)
             port = server.port
         self.port = port
 
@@ -315,27 +366,35 @@ class FrontDoor(LoginMode):
         if self._serving:  # one that failed to start says why (wrsrvd: error: ...), not this
             log.info("wrsrvd %s stopped", self.settings.name)
 
-    def reload(self, settings: FrontDoorSettings) -> None:
-        """SIGHUP: take what can change without a restart (policy, limits, what new sessions run)."""
+    #: Settings a reload cannot change: they are bound at start (sockets, identity, the launcher).
+    RESTART_ONLY = (
+        "listen",
+        "port",
+        "state_dir",
+        "runtime_dir",
+        "admin_socket",
+        "tls_cert",
+        "tls_key",
+        "client_ca",
+        "access_key_file",
+        "launcher_socket",
+    )
+
+    def reload(self, settings: FrontDoorSettings) -> list[str]:
+        """Take what can change without a restart (policy, limits, what new sessions run); returns
+        the settings that changed but need a restart (they keep their running values)."""
         old = self.settings
-        keep = (
-            "listen",
-            "port",
-            "state_dir",
-            "runtime_dir",
-            "admin_socket",
-            "tls_cert",
-            "tls_key",
-            "client_ca",
-        )
+        keep = self.RESTART_ONLY
         changed = [name for name in keep if getattr(old, name) != getattr(settings, name)]
         if changed:
             log.warning("restart wrsrvd to apply the changes to: %s", ", ".join(changed))
         self.settings = type(old)(**{**settings.__dict__, **{k: getattr(old, k) for k in keep}})
         if self.registry is not None:
             self.registry.policy = self.settings.policy
+        self.admission.limits = self.settings.admission
         self._timer_wake.set()
         log.info("configuration reloaded")
+        return changed
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -352,7 +411,7 @@ class FrontDoor(LoginMode):
 
     def status_line(self) -> str:
         sessions = len(self.live)
-        viewers = sum(1 for ls in self.live.values() if ls.viewer is not None)
+        viewers = sum(1 for ls in [*self.live.values(), *self.unlocking.values()] if ls.viewer is not None)
         return f"{sessions} session{'s' * (sessions != 1)}, {viewers} viewer{'s' * (viewers != 1)}"
 
     def _changed(self) -> None:
@@ -373,12 +432,16 @@ class FrontDoor(LoginMode):
                 except RegistryError as err:  # a full disk: the next start with room records it
                     log.warning("session %s: %s", s.id, err)
                 continue
+            kind = Kind.LOGIN_SCREEN if s.state is SessionState.GREETER else Kind.SESSION
             self.live[s.id] = LiveSession(
                 s.id,
                 pid=pid,
                 relink_by=grace,
                 launcher_session=s.endpoint.launcher_session,
                 uid=s.endpoint.uid,
+                source=source_of(s.last_viewer.rpartition("#")[0]) if s.last_viewer else "",
+                kind=kind,
+                memory=estimate(kind, 0, 0),  # its output is known once it is back on its link
             )
 
     # --- viewers -----------------------------------------------------------------------------------
@@ -389,12 +452,34 @@ class FrontDoor(LoginMode):
             return
         assert self.registry is not None and self.hasher is not None
         hello = conn.hello
+        source = source_of(conn.peer_address, conn.client_subject)
+        if self.access_key is not None and not access.matches(self.access_key, hello.access_key):
+            self._refuse_access(conn, source)
+            return
         try:
             token = self.hasher.ref(TOKEN_KINDS[hello.token_kind], hello.token)
         except ValueError as err:
             conn.close(ErrorCode.TOKEN_REJECTED, f"the token cannot be used: {err}")
             return
-        viewer = Viewer(conn, f"{conn.peer_address}#{next(self._viewer_numbers)}")
+        viewer = Viewer(
+            conn,
+            f"{conn.peer_address}#{next(self._viewer_numbers)}",
+            kiosk=self.hasher.kiosk(hello.terminal_id, conn.client_subject),
+            source=source,
+        )
+        version = conn.version or (hello.version_major, hello.version_minor)
+        log.info(
+            "%s: %s %s (protocol %d.%d) presents token %s%s; screen %dx%d",
+            conn.peer_address,
+            _printable(hello.client_name) or "a viewer",
+            _printable(hello.client_version),
+            version[0],
+            version[1],
+            token.short,
+            f" from {viewer.kiosk[:14]}" if viewer.kiosk else " (no kiosk identity)",
+            hello.screen_width,
+            hello.screen_height,
+        )
         known = self.registry.by_token(token)
         hung = self.live.get(known.id) if known is not None else None
         if hung is not None and not hung.responding:
@@ -405,7 +490,7 @@ class FrontDoor(LoginMode):
             return
         now = time.time()
         try:
-            p = self.registry.present(token, viewer.key, now)
+            p = self.registry.present(token, viewer.key, now, kiosk=viewer.kiosk)
         except RegistryError as err:  # disk full, damaged file: this viewer is told, the server carries on
             log.error("%s: %s", conn.peer_address, err)
             conn.close(ErrorCode.SERVER_BUSY, "the server cannot record sessions now; see its log")
@@ -464,16 +549,22 @@ class FrontDoor(LoginMode):
                 f"this server hosts its limit of {s.max_sessions} sessions; try another server or later",
             )
             return None
-        size, scale = self._output_for(conn)
+        size, scale = self._output_for(conn, Kind.SESSION)
+        refusal = self._admit(viewer, Kind.SESSION, size)
+        if refusal is not None:
+            conn.close(ErrorCode.SERVER_BUSY, refusal)
+            return None
         secret = secrets.token_urlsafe(32)
         sid = secrets.token_hex(8)
         endpoint = Endpoint(link=str(s.link_socket), link_secret_sha256=sha256_hex(secret))
         try:
-            self.registry.create_session(token, viewer.key, _user(), endpoint, time.time(), session_id=sid)
+            self.registry.create_session(
+                token, viewer.key, _user(), endpoint, time.time(), session_id=sid, kiosk=viewer.kiosk
+            )
         except RegistryError as err:
             conn.close(ErrorCode.SERVER_BUSY, f"cannot start a session now: {err}")
             return None
-        ls = LiveSession(sid)
+        ls = LiveSession(sid, source=viewer.source, kind=Kind.SESSION, memory=estimate(Kind.SESSION, *size))
         self.live[sid] = ls
         spec = SessionSpec(
             session_id=sid,
@@ -488,6 +579,7 @@ class FrontDoor(LoginMode):
             video=s.video,
             orphan_timeout=s.policy.detached_timeout_s,
             log_dir=s.session_log_dir,
+            max_pixels=s.max_pixels,
         )
         try:
             ls.process = start_session(spec, functools.partial(self._process_exited, ls))
@@ -513,15 +605,103 @@ class FrontDoor(LoginMode):
         self._changed()
         return ls
 
-    def _output_for(self, conn: ServerConnection) -> tuple[tuple[int, int], int]:
-        """The output a new session starts with: the viewer's screen when it says one it can drive."""
+    def _output_for(self, conn: ServerConnection, kind: Kind) -> tuple[tuple[int, int], int]:
+        """The output a new session starts with: the viewer's screen when it says one it can drive,
+        made to fit the pixels a session of ``kind`` may have (a larger screen gets the largest
+        output of its shape that fits; the viewer scales the picture)."""
         s = self.settings
         hello = conn.hello
         size = (hello.screen_width, hello.screen_height)
         if not (320 <= size[0] <= 16384 and 200 <= size[1] <= 16384):
             size = s.output_size
         scale = max(1, min(4, round(hello.scale_120 / SCALE_ONE))) if hello.screen_width else s.output_scale
-        return (size[0] - size[0] % scale, size[1] - size[1] % scale), scale
+        size = (size[0] - size[0] % scale, size[1] - size[1] % scale)
+        fitted = fit_output(*size, self._max_pixels(kind), scale=scale)
+        if fitted != size:
+            log.info(
+                "%s: its screen is %dx%d; a %s here has at most %d pixels: %dx%d",
+                conn.peer_address,
+                *size,
+                kind,
+                self._max_pixels(kind),
+                *fitted,
+            )
+        return fitted, scale
+
+    def _max_pixels(self, kind: Kind) -> int:
+        """The largest output (pixels) a session of ``kind`` may have (``output.max_pixels``; login and
+        unlock screens at most GREETER_MAX_PIXELS)."""
+        cap = self.settings.max_pixels
+        return cap if kind is Kind.SESSION else min(cap, GREETER_MAX_PIXELS)
+
+    def _kind_now(self, ls: LiveSession) -> Kind:
+        """What ``ls`` is now: a login screen becomes a session when its user logs in."""
+        if ls.unlocks is not None:
+            return Kind.UNLOCK_SCREEN
+        s = self.registry.find(ls.id) if self.registry is not None else None
+        return Kind.LOGIN_SCREEN if s is not None and s.state is SessionState.GREETER else Kind.SESSION
+
+    def _output_known(self, ls: LiveSession, width: int, height: int, scale_120: int) -> None:
+        ls.output = (width, height, scale_120)
+        ls.kind = self._kind_now(ls)
+        ls.memory = estimate(ls.kind, width, height)
+
+    # --- admission ---------------------------------------------------------------------------------
+
+    def _holdings(self) -> list[Holding]:
+        """What every live session (and every one being started) holds, for admission."""
+        out = list(self._pending.values())
+        for ls in [*self.live.values(), *self.unlocking.values()]:
+            s = self.registry.find(ls.id) if self.registry is not None and ls.unlocks is None else None
+            out.append(
+                Holding(ls.source, ls.kind, ls.memory, used=s is not None and s.touched_at is not None)
+            )
+        return out
+
+    def _admit(self, viewer: Viewer, kind: Kind, size: tuple[int, int]) -> str | None:
+        """None when ``viewer`` may have a new ``kind`` of ``size``, else why not (logged)."""
+        refusal = self.admission.admit(
+            viewer.source, kind, estimate(kind, *size), self._holdings(), time.monotonic()
+        )
+        if refusal is not None:
+            self._log_refusal(viewer.source, f"{viewer.conn.peer_address}: no new {kind}: {refusal}")
+        return refusal
+
+    def _refuse_access(self, conn: ServerConnection, source: str) -> None:
+        """The viewer did not present the access key: closed before anything starts for it."""
+        presented = bool(conn.hello.access_key)
+        self._log_refusal(
+            source,
+            f"{conn.peer_address}: refused: {'a wrong access key' if presented else 'no access key'}",
+        )
+        # A standalone server's "operator" is whoever started it, maybe another user of this machine.
+        who = "whoever started it" if self.settings.mode is Mode.STANDALONE else "its operator"
+        if (conn.version or (1, 0)) >= HELLO_CREDENTIALS:
+            conn.close(
+                ErrorCode.ACCESS_DENIED,
+                ("the access key is wrong" if presented else "this server requires an access key")
+                + f": ask {who} for it, then give it to wrclient (--access-key-file FILE, "
+                "WAYRAY_ACCESS_KEY, or access_key_file in client.toml)",
+            )
+        else:
+            conn.close(
+                ErrorCode.TOKEN_REJECTED,
+                "this server requires an access key, which this viewer (protocol 1.1) cannot present: "
+                "upgrade wrclient, then give it the key (--access-key-file FILE)",
+            )
+
+    def _log_refusal(self, source: str, line: str) -> None:
+        now = time.monotonic()
+        last, quiet = self._refusals.get(source, (-REFUSAL_LOG_INTERVAL, 0))
+        if now - last < REFUSAL_LOG_INTERVAL:
+            self._refusals[source] = (last, quiet + 1)
+            return
+        more = f" ({quiet} more refusals from {source} in the last minute, not logged)" if quiet else ""
+        log.warning("%s%s", line, more)
+        self._refusals[source] = (now, 0)
+        if len(self._refusals) > 10_000:
+            for key in [k for k, (at, _) in self._refusals.items() if now - at > REFUSAL_LOG_INTERVAL]:
+                del self._refusals[key]
 
     async def _serve_viewer(self, viewer: Viewer, ls: LiveSession, resumed: bool) -> None:
         conn = viewer.conn
@@ -598,14 +778,15 @@ class FrontDoor(LoginMode):
             first_seq = (conn.last_frame_seq or 0) + 1
         viewer.attach_id = next(ls.attach_ids)
         hello = conn.hello
+        width, height = self._fit(ls, hello.screen_width, hello.screen_height, hello.scale_120)
         answer: asyncio.Future[Attached] = asyncio.get_running_loop().create_future()
         ls.attaching[viewer.attach_id] = answer
         try:
             ls.link.send(
                 Attach(
                     attach_id=viewer.attach_id,
-                    width=min(hello.screen_width, 65535),
-                    height=min(hello.screen_height, 65535),
+                    width=width,
+                    height=height,
                     scale_120=min(max(hello.scale_120, 1), 65535),
                     match_size=bool(hello.screen_width and hello.screen_height),
                     keymap=hello.keymap,
@@ -645,6 +826,12 @@ class FrontDoor(LoginMode):
         self._changed()
         return True
 
+    def _fit(self, ls: LiveSession, width: int, height: int, scale_120: int) -> tuple[int, int]:
+        """A viewer's screen as the session may follow it: within the pixels ``ls`` may have."""
+        width, height = min(width, 65535), min(height, 65535)
+        scale = max(1, min(4, round(max(scale_120, 1) / SCALE_ONE)))
+        return fit_output(width, height, self._max_pixels(self._kind_now(ls)), scale=scale)
+
     def _greeter_kind(self, ls: LiveSession) -> str | None:
         """What a viewer of ``ls`` sees when it is a greeter: "login screen" / "unlock screen"."""
         if ls.id in self.unlocking:
@@ -662,6 +849,10 @@ class FrontDoor(LoginMode):
     def _to_session(self, ls: LiveSession, viewer: Viewer, message: Any) -> None:
         if isinstance(message, ClipboardText) and not self.settings.clipboard.to_server:
             return
+        if isinstance(message, ResizeRequest):
+            width, height = self._fit(ls, message.width, message.height, message.scale_120)
+            if (width, height) != (message.width, message.height):
+                message = ResizeRequest(width=width, height=height, scale_120=message.scale_120)
         if isinstance(message, _INPUT):
             now = time.monotonic()
             if now - viewer.last_input > 1.0 and self.registry is not None:
@@ -868,7 +1059,7 @@ class FrontDoor(LoginMode):
         ls.link = stream
         ls.pid = reg.pid
         ls.wayland_display = reg.wayland_display
-        ls.output = (reg.width, reg.height, reg.scale_120)
+        self._output_known(ls, reg.width, reg.height, reg.scale_120)
         ls.relink_by = None
         ls.link_version = reg.link_version
         # A compositor of the previous release cannot answer pings: it goes without the keep-alive.
@@ -919,7 +1110,7 @@ class FrontDoor(LoginMode):
                 if ls.keepalive.answered(message, time.monotonic()) is Change.RESPONDING:
                     self._responding_again(ls)
             elif isinstance(message, OutputChanged):
-                ls.output = (message.width, message.height, message.scale_120)
+                self._output_known(ls, message.width, message.height, message.scale_120)
             elif isinstance(message, Ended):
                 detail = f"the session ended: {message.reason}"
                 self._finish(ls, EndReason.COMMAND_EXITED, detail)
@@ -946,7 +1137,7 @@ class FrontDoor(LoginMode):
         viewer = ls.viewer
         if fut is None or fut.done() or viewer is None or viewer.attach_id != message.attach_id:
             return
-        ls.output = (message.width, message.height, message.scale_120)
+        self._output_known(ls, message.width, message.height, message.scale_120)
         if not viewer.conn.closed and viewer.conn.server_hello is None:
             try:
                 viewer.conn.accept(
@@ -1237,7 +1428,7 @@ class FrontDoor(LoginMode):
     async def _admin_request(self, request: dict[str, Any]) -> dict[str, Any]:
         kind = request.get("type")
         if kind == "status":
-            states = Counter(str(s.state) for s in self._registry_sessions())
+            states = Counter(self._shown(s)[0] for s in self._registry_sessions())
             return {
                 "type": "status",
                 "name": self.settings.name,
@@ -1248,12 +1439,16 @@ class FrontDoor(LoginMode):
                 else {"socket": str(self.bridge.path), "connected": self.bridge.subscribed.is_set()},
                 "version": wayray.__version__,
                 "pid": os.getpid(),
-                "listen": list(self.settings.listen),
+                "listen": list(self.listening or self.settings.listen),
                 "port": self.port,
                 "fingerprint": self.identity.fingerprint if self.identity else None,
                 "sessions": len(self.live),
                 "by_state": dict(sorted(states.items())),
-                "viewers": sum(1 for ls in self.live.values() if ls.viewer is not None),
+                "viewers": sum(1 for s in self._registry_sessions() if self._shown(s)[1] is not None),
+                "access_key": self.access_key is not None,
+                # What a viewer must present: the key's file and the client CA (paths, no secret).
+                "access_key_file": None if self.access_key is None else str(self.settings.access_key_file),
+                "client_ca": None if self.settings.client_ca is None else str(self.settings.client_ca),
                 "not_responding": sorted(ls.id for ls in self.live.values() if not ls.responding),
                 "unlocking": len(self.unlocking),
                 "max_sessions": self.settings.max_sessions,
@@ -1262,6 +1457,7 @@ class FrontDoor(LoginMode):
                     "idle_timeout_s": self.settings.policy.idle_timeout_s,
                     "reauth_on_reattach": self.settings.policy.reauth_on_reattach,
                 },
+                "config": None if self.config_digests is None else {"digests": self.config_digests},
             }
         if kind == "sessions":
             return {"type": "sessions", "sessions": [self._describe(s) for s in self._registry_sessions()]}
@@ -1291,8 +1487,14 @@ class FrontDoor(LoginMode):
             import base64
 
             return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
+        if kind == "reload":
+            if self.reloader is None:
+                raise AdminError(
+                    "this wrsrvd runs without configuration files (standalone): nothing to reload"
+                )
+            return await self.reloader()
         raise AdminError(
-            f"unknown request type {kind!r} (known: status, sessions, kill, detach, screenshot)"
+            f"unknown request type {kind!r} (known: status, sessions, kill, detach, screenshot, reload)"
         )
 
     def _admin_end_or_detach(self, kind: str, sid: object) -> dict[str, Any]:
@@ -1330,15 +1532,25 @@ class FrontDoor(LoginMode):
     def _registry_sessions(self) -> list[Session]:
         return self.registry.live_sessions() if self.registry is not None else []
 
+    def _shown(self, s: Session) -> tuple[str, str | None]:
+        """A session's state as operators see it, and the viewer (key) that shows it: a detached
+        session whose unlock screen is up at a kiosk is "unlocking" there."""
+        if s.state is SessionState.DETACHED or (s.state is SessionState.ACTIVE and s.viewer is None):
+            for t in self.unlocking.values():
+                if t.unlocks == s.id and t.viewer is not None and not t.ended:
+                    return "unlocking", t.viewer.key
+        return str(s.state), s.viewer
+
     def _describe(self, s: Session) -> dict[str, Any]:
         ls = self.live.get(s.id)
+        state, viewer = self._shown(s)
         return {
             "id": s.id,
-            "state": str(s.state),
+            "state": state,
             "token": s.token.short,
             "user": s.user,
-            "viewer": s.viewer,
-            "kiosk": kiosk_of(s.viewer) if s.viewer else None,
+            "viewer": viewer,
+            "kiosk": kiosk_of(viewer) if viewer else None,
             "since": s.changed_at if s.state is not SessionState.DETACHED else s.detached_at or s.changed_at,
             "launcher_session": s.endpoint.launcher_session,
             "linked": bool(ls and ls.link is not None),
@@ -1358,6 +1570,11 @@ class FrontDoor(LoginMode):
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+
+
+def _printable(text: str) -> str:
+    """What a peer says about itself, fit for one log line (no line breaks or escapes of its own)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _user() -> str:

@@ -158,6 +158,8 @@ class LauncherBridge:
         session_env: tuple[str, ...] = (),
         unlock_session: str | None = None,
         max_user_sessions: int | None = None,
+        memory_max: int | None = None,
+        cpu_quota: int | None = None,
     ) -> protocol.SessionInfo:
         answer = await self.request(
             protocol.CreateGreeterSession(
@@ -168,6 +170,8 @@ class LauncherBridge:
                 session_env=session_env or None,
                 unlock_session=unlock_session,
                 max_user_sessions=max_user_sessions,
+                memory_max=memory_max,
+                cpu_quota=cpu_quota,
             )
         )
         if not isinstance(answer, protocol.SessionStarted):

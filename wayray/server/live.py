@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from wayray.link import LINK_VERSION, Attached
 from wayray.link.keepalive import LinkKeepAlive
 from wayray.link.stream import LinkStream
+from wayray.server.admission import Kind
 from wayray.server.spawn import SessionProcess
 from wayray.transport import ServerConnection
 from wayray.wire import SCALE_ONE
@@ -31,6 +32,10 @@ class Viewer:
     last_input: float = 0.0
     #: The token found a running session (ServerHello.resumed).
     resumed: bool = False
+    #: Its kiosk's identity (``TokenHasher.kiosk``), None when it has none.
+    kiosk: str | None = None
+    #: Whom what it starts counts against (``admission.source_of``).
+    source: str = ""
 
 
 @dataclass(eq=False)
@@ -66,6 +71,10 @@ class LiveSession:
     keepalive: LinkKeepAlive | None = None
     #: Wall-clock time since when its compositor answers nothing (None while it responds).
     not_responding_at: float | None = None
+    #: For admission: the source that started it, what it is, and its estimated memory.
+    source: str = ""
+    kind: Kind = Kind.SESSION
+    memory: int = 0
 
     @property
     def responding(self) -> bool:

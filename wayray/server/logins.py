@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from wayray.launcher import protocol as lp
 from wayray.link import Detach, End, LinkError, Register
 from wayray.link.stream import LinkStream
+from wayray.server.admission import Holding, Kind, estimate
 from wayray.server.launcher import LauncherBridge, LauncherUnavailable
 from wayray.server.live import LiveSession, Viewer, host_of, sha256_hex
 from wayray.server.model import Endpoint, EndReason, Session, SessionState
@@ -63,21 +64,25 @@ class LoginMode:
         unlocking: dict[str, LiveSession]
         _starting: dict[str, asyncio.Event]
         _retired: set[LinkStream]
+        _pending: dict[str, Holding]
 
         def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]: ...
         def _changed(self) -> None: ...
         def _finish(self, ls: LiveSession, reason: EndReason, detail: str) -> None: ...
-        def _output_for(self, conn: ServerConnection) -> tuple[tuple[int, int], int]: ...
+        def _output_for(self, conn: ServerConnection, kind: Kind) -> tuple[tuple[int, int], int]: ...
+        def _max_pixels(self, kind: Kind) -> int: ...
+        def _admit(self, viewer: Viewer, kind: Kind, size: tuple[int, int]) -> str | None: ...
         async def _switch(
             self, viewer: Viewer, ls: LiveSession, event: SessionEventKind, detail: str
         ) -> None: ...
 
     def _compositor_env(
-        self, session_id: str, secret: str, size: tuple[int, int], scale: int
+        self, session_id: str, secret: str, size: tuple[int, int], scale: int, kind: Kind
     ) -> tuple[str, ...]:
         """Login mode: what a compositor wrsessd starts needs in its environment (docs/link.md §1)."""
         s = self.settings
         return (
+            f"WAYRAY_SESSION_MAX_PIXELS={self._max_pixels(kind)}",
             f"WAYRAY_LINK={s.link_socket}",
             f"WAYRAY_LINK_SESSION={session_id}",
             f"WAYRAY_LINK_SECRET={secret}",  # wrsessd hands it to the compositor in a pipe, not this
@@ -107,10 +112,18 @@ class LoginMode:
                 f"this server hosts its limit of {s.max_sessions} sessions; try another server or later",
             )
             return None
-        size, scale = self._output_for(conn)
+        size, scale = self._output_for(conn, Kind.LOGIN_SCREEN)
+        refusal = self._admit(viewer, Kind.LOGIN_SCREEN, size)
+        if refusal is not None:
+            conn.close(ErrorCode.SERVER_BUSY, refusal)
+            return None
         sid = secrets.token_hex(8)
         greeter_secret, user_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         recorded = self._starting[sid] = asyncio.Event()
+        # Counted while wrsessd starts it: connections arriving meanwhile see it.
+        self._pending[sid] = Holding(
+            viewer.source, Kind.LOGIN_SCREEN, estimate(Kind.LOGIN_SCREEN, *size), False
+        )
         try:
             return await self._start_greeter(
                 token, viewer, conn, sid, greeter_secret, user_secret, size, scale
@@ -118,6 +131,7 @@ class LoginMode:
         finally:
             recorded.set()
             self._starting.pop(sid, None)
+            self._pending.pop(sid, None)
 
     async def _start_greeter(
         self,
@@ -132,14 +146,19 @@ class LoginMode:
     ) -> LiveSession | None:
         assert self.registry is not None and self.bridge is not None
         s = self.settings
+        # The user's session starts at the viewer's screen as a session may have it (it resizes to the
+        # viewer when it is shown anyway); the login screen at what a login screen may have.
+        user_size, _ = self._output_for(conn, Kind.SESSION)
         try:
             info = await self.bridge.create_greeter(
                 token=token.launcher_ref,
                 token_kind=token.kind.value,
                 rhost=host_of(conn.peer_address),
-                env=self._compositor_env(sid, greeter_secret, size, scale),
-                session_env=self._compositor_env(sid, user_secret, size, scale),
+                env=self._compositor_env(sid, greeter_secret, size, scale, Kind.LOGIN_SCREEN),
+                session_env=self._compositor_env(sid, user_secret, user_size, scale, Kind.SESSION),
                 max_user_sessions=s.policy.max_sessions_per_user,
+                memory_max=s.session_memory_max,
+                cpu_quota=s.session_cpu_quota,
             )
         except LauncherUnavailable as err:
             log.error(
@@ -158,7 +177,9 @@ class LoginMode:
         )
         viewer_key = None if conn.closed else viewer.key
         try:
-            self.registry.create_greeter(token, viewer_key, endpoint, time.time(), session_id=sid)
+            self.registry.create_greeter(
+                token, viewer_key, endpoint, time.time(), session_id=sid, kiosk=viewer.kiosk
+            )
         except RegistryError as err:  # the same token presented twice at once: the other one won
             log.info("%s: %s; ending the extra login screen", conn.peer_address, err)
             self._spawn(self.bridge.kill(info.session_id, lp.EndReason.REPLACED), f"kill-{info.session_id}")
@@ -171,6 +192,9 @@ class LoginMode:
             relink_by=time.monotonic() + s.start_timeout,
             launcher_session=info.session_id,
             uid=info.uid,
+            source=viewer.source,
+            kind=Kind.LOGIN_SCREEN,
+            memory=estimate(Kind.LOGIN_SCREEN, *size),
         )
         self.live[sid] = ls
         log.info(
@@ -195,15 +219,25 @@ class LoginMode:
         if session.endpoint.launcher_session is None:
             conn.close(ErrorCode.SERVER_BUSY, "the session cannot be unlocked right now; try again")
             return None
-        size, scale = self._output_for(conn)
+        size, scale = self._output_for(conn, Kind.UNLOCK_SCREEN)
+        refusal = self._admit(viewer, Kind.UNLOCK_SCREEN, size)
+        if refusal is not None:
+            conn.close(ErrorCode.SERVER_BUSY, refusal)
+            return None
         tid = f"u{secrets.token_hex(8)}"
         secret = secrets.token_urlsafe(32)
         recorded = self._starting[tid] = asyncio.Event()
+        memory = estimate(Kind.UNLOCK_SCREEN, *size)
+        self._pending[tid] = Holding(viewer.source, Kind.UNLOCK_SCREEN, memory, False)
         try:
-            return await self._start_unlock_greeter(token, conn, session, tid, secret, size, scale)
+            ls = await self._start_unlock_greeter(token, conn, session, tid, secret, size, scale)
         finally:
             recorded.set()
             self._starting.pop(tid, None)
+            self._pending.pop(tid, None)
+        if ls is not None:
+            ls.source, ls.kind, ls.memory = viewer.source, Kind.UNLOCK_SCREEN, memory
+        return ls
 
     async def _start_unlock_greeter(
         self,
@@ -221,8 +255,10 @@ class LoginMode:
                 token=token.launcher_ref,
                 token_kind=token.kind.value,
                 rhost=host_of(conn.peer_address),
-                env=self._compositor_env(tid, secret, size, scale),
+                env=self._compositor_env(tid, secret, size, scale, Kind.UNLOCK_SCREEN),
                 unlock_session=session.endpoint.launcher_session,
+                memory_max=self.settings.session_memory_max,
+                cpu_quota=self.settings.session_cpu_quota,
             )
         except LauncherUnavailable as err:
             log.error(
@@ -348,6 +384,7 @@ class LoginMode:
         ls.uid = info.uid
         ls.wayland_display = info.wayland_display
         ls.launcher_session = info.session_id
+        ls.kind = Kind.SESSION  # somebody's now: it no longer counts against its source
         ls.relink_by = time.monotonic() + self.settings.start_timeout
         viewer = ls.viewer
         if viewer is not None:
@@ -378,7 +415,9 @@ class LoginMode:
         if viewer is None or viewer.conn.closed or s is None or ls is None or ls.ended:
             return
         try:
-            p: Presentation = self.registry.attach(s.id, viewer.key, time.time(), reauthenticated=True)
+            p: Presentation = self.registry.attach(
+                s.id, viewer.key, time.time(), kiosk=viewer.kiosk, reauthenticated=True
+            )
         except RegistryError as err:
             log.warning("session %s: cannot show it after unlocking: %s", s.id, err)
             viewer.conn.close(ErrorCode.SESSION_ENDED, "the session ended")

@@ -36,6 +36,7 @@ class EndReason(enum.StrEnum):
     DETACHED_TIMEOUT = "detached_timeout"  # detached longer than the policy allows
     IDLE_TIMEOUT = "idle_timeout"  # attached but without input longer than the policy allows
     GREETER_TIMEOUT = "greeter_timeout"  # a greeter nobody looked at
+    UNTOUCHED_TIMEOUT = "untouched_timeout"  # never used (no input), and no viewer or no login for long
     LAUNCHER_ENDED = "launcher_ended"  # wrsessd reported the session gone (compositor exited, crash)
     LOGIN_FAILED = "login_failed"  # the greeter gave up / the session could not start
     COMMAND_EXITED = "command_exited"  # standalone: the session's command exited (the user quit it)
@@ -44,7 +45,12 @@ class EndReason(enum.StrEnum):
 
     @property
     def by_policy(self) -> bool:
-        return self in (EndReason.DETACHED_TIMEOUT, EndReason.IDLE_TIMEOUT, EndReason.GREETER_TIMEOUT)
+        return self in (
+            EndReason.DETACHED_TIMEOUT,
+            EndReason.IDLE_TIMEOUT,
+            EndReason.GREETER_TIMEOUT,
+            EndReason.UNTOUCHED_TIMEOUT,
+        )
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,17 @@ class Session:
     endpoint: Endpoint = field(default_factory=Endpoint)
     end_reason: EndReason | None = None
     #: DETACHED because its viewer's connection was lost (not closed on purpose: a badge taken out),
-    #: or by a wrsrvd restart: the kiosk (host) that may take it back without a password within the
-    #: policy's re-attach grace. None: re-attaching asks for the password (with reauth_on_reattach).
+    #: or by a wrsrvd restart: the kiosk (its identity, see ``viewer_kiosk``) that may take it back
+    #: without a password within the policy's re-attach grace. None: re-attaching asks for the password
+    #: (with reauth_on_reattach).
     reattach_from: str | None = None
+    #: The identity of the kiosk that shows it: a keyed digest of the viewer's terminal identity (its
+    #: Hello's ``terminal_id``) or of its client certificate. Never its address: behind NAT every kiosk
+    #: of a site has the same one. None: the viewer has none (an old client), so it is no kiosk's.
+    viewer_kiosk: str | None = None
+    #: When it first received input (or its user logged in); None: never used. Sessions never used
+    #: end sooner (the policy's untouched_timeout) and count against their source (admission).
+    touched_at: float | None = None
 
     @property
     def live(self) -> bool:
@@ -128,8 +142,9 @@ class AuditKind(enum.StrEnum):
 
 
 def kiosk_of(viewer: str) -> str:
-    """The kiosk a viewer key (``host:port#n``, or a bare name in tests) stands for: its host. A kiosk
-    that reconnects gets a new port and number; its host stays."""
+    """The host of a viewer key (``host:port#n``, or a bare name in tests), for operators (``wradm
+    sessions``' KIOSK column). Not an identity: behind NAT many kiosks share one host (the registry
+    tells kiosks apart by ``Session.viewer_kiosk``)."""
     address = viewer.rpartition("#")[0] or viewer
     if address.startswith("["):
         return address[1:].partition("]")[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wayray.server.model import EndReason, Session, SessionState, kiosk_of
+from wayray.server.model import EndReason, Session, SessionState
 from wayray.server.tokens import TokenKind
 
 
@@ -19,6 +19,9 @@ from wayray.server.tokens import TokenKind
 class SessionPolicy:
     #: A detached session ends after this long without a viewer; None: never.
     detached_timeout_s: float | None = 24 * 3600.0
+    #: A session that never received input ends this long after its viewer left, and a greeter this
+    #: long after its last input (or its start), shown or not; None: never.
+    untouched_timeout_s: float | None = 600.0
     #: An attached session with no input for this long is logged out; None: never. (Detached
     #: sessions are governed by detached_timeout_s alone.)
     idle_timeout_s: float | None = None
@@ -35,7 +38,7 @@ class SessionPolicy:
     accepted_token_kinds: frozenset[TokenKind] = field(default_factory=lambda: frozenset(TokenKind))
 
     def __post_init__(self) -> None:
-        for name in ("detached_timeout_s", "idle_timeout_s", "greeter_timeout_s"):
+        for name in ("detached_timeout_s", "untouched_timeout_s", "idle_timeout_s", "greeter_timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive (or unset for no limit)")
@@ -57,9 +60,15 @@ class EndSession:
 
 def _timers(session: Session, policy: SessionPolicy) -> list[tuple[float, EndReason]]:
     out: list[tuple[float, EndReason]] = []
-    if session.state is SessionState.DETACHED and policy.detached_timeout_s is not None:
+    if session.state is SessionState.DETACHED:
         since = session.detached_at if session.detached_at is not None else session.changed_at
-        out.append((since + policy.detached_timeout_s, EndReason.DETACHED_TIMEOUT))
+        if policy.detached_timeout_s is not None:
+            out.append((since + policy.detached_timeout_s, EndReason.DETACHED_TIMEOUT))
+        if session.touched_at is None and policy.untouched_timeout_s is not None:
+            out.append((since + policy.untouched_timeout_s, EndReason.UNTOUCHED_TIMEOUT))
+    if session.state is SessionState.GREETER and policy.untouched_timeout_s is not None:
+        # Shown or not: a login screen kept open by an idle connection holds memory for nobody.
+        out.append((session.last_input_at + policy.untouched_timeout_s, EndReason.UNTOUCHED_TIMEOUT))
     if session.state is SessionState.ACTIVE and policy.idle_timeout_s is not None:
         out.append((session.last_input_at + policy.idle_timeout_s, EndReason.IDLE_TIMEOUT))
     if (
@@ -92,23 +101,27 @@ def token_accepted(kind: TokenKind, policy: SessionPolicy) -> bool:
     return kind in policy.accepted_token_kinds
 
 
-def needs_reauth(session: Session, viewer: str, policy: SessionPolicy, now: float) -> bool:
-    """Whether showing ``session`` on ``viewer`` needs its owner's password first.
+def needs_reauth(session: Session, kiosk: str | None, policy: SessionPolicy, now: float) -> bool:
+    """Whether showing ``session`` on a viewer whose kiosk identity is ``kiosk`` needs its owner's
+    password first.
 
-    Kiosks are told apart by their host (``kiosk_of``): a kiosk that reconnects (a network blip, a
-    wrsrvd restart) comes back with a new connection from the same host. So a session shown on a
+    Kiosks are told apart by their identity (``Session.viewer_kiosk``: their terminal identity or
+    client certificate), never by their address: behind NAT every kiosk of a site has the same one,
+    and any program on a kiosk's host has its address too. A kiosk that reconnects (a network blip, a
+    wrsrvd restart) comes back with a new connection and the same identity. So a session shown on a
     kiosk moves to another kiosk only with the password; a session detached because its connection
     was lost (or by a restart) goes back to the same kiosk within the grace without one; a session
-    whose badge was taken out asks for it wherever it is presented next."""
+    whose badge was taken out asks for it wherever it is presented next. A viewer without an identity
+    is no kiosk: it always needs the password."""
     if not policy.reauth_on_reattach or session.user is None:
         return False  # a greeter has nothing to protect yet
+    if kiosk is None:
+        return True
     if session.state is SessionState.ACTIVE:
-        return session.viewer is None or kiosk_of(session.viewer) != kiosk_of(viewer)
+        return session.viewer is None or session.viewer_kiosk != kiosk
     if session.state is SessionState.DETACHED:
         recent = session.detached_at is not None and now - session.detached_at <= policy.reattach_grace_s
-        return not (
-            recent and session.reattach_from is not None and session.reattach_from == kiosk_of(viewer)
-        )
+        return not (recent and session.reattach_from == kiosk)
     return False
 
 

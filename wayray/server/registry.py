@@ -50,14 +50,13 @@ from wayray.server.model import (
     EndReason,
     Session,
     SessionState,
-    kiosk_of,
 )
 from wayray.server.policy import EndSession, SessionPolicy
 from wayray.server.tokens import TokenKind, TokenRef
 
 audit_log = logging.getLogger("wayray.audit")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE sessions (
     id            TEXT PRIMARY KEY,
@@ -73,7 +72,9 @@ CREATE TABLE sessions (
     last_input_at REAL NOT NULL,
     endpoint      TEXT NOT NULL,
     end_reason    TEXT,
-    reattach_from TEXT
+    reattach_from TEXT,
+    viewer_kiosk  TEXT,
+    touched_at    REAL
 );
 -- One live session per token; ended ones stay for the audit trail until purged.
 CREATE UNIQUE INDEX sessions_live_token ON sessions (token_digest) WHERE state != 'ended';
@@ -93,10 +94,18 @@ CREATE INDEX audit_session ON audit (session_id);
 
 _COLUMNS = (
     "id", "token_kind", "token_digest", "state", "user", "viewer", "last_viewer", "created_at", "changed_at",
-    "detached_at", "last_input_at", "endpoint", "end_reason", "reattach_from",
+    "detached_at", "last_input_at", "endpoint", "end_reason", "reattach_from", "viewer_kiosk", "touched_at",
 )  # fmt: skip
-#: Schema migrations: from version N (the key) to N + 1.
-_MIGRATIONS = {1: "ALTER TABLE sessions ADD COLUMN reattach_from TEXT;"}
+#: Schema migrations: from version N (the key) to N + 1. Version 3 tells kiosks apart by identity, not
+#: address (a session detached before the upgrade asks for its password once), and knows whether a
+#: session was ever used: those of before the upgrade count as used (none ends sooner for it).
+_MIGRATIONS = {
+    1: "ALTER TABLE sessions ADD COLUMN reattach_from TEXT;",
+    2: "ALTER TABLE sessions ADD COLUMN viewer_kiosk TEXT;\n"
+    "ALTER TABLE sessions ADD COLUMN touched_at REAL;\n"
+    "UPDATE sessions SET reattach_from = NULL;\n"
+    "UPDATE sessions SET touched_at = changed_at WHERE state != 'greeter';",
+}
 _UPSERT_SESSION = (
     f"INSERT OR REPLACE INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -229,10 +238,11 @@ class Registry:
             if s.state is SessionState.ACTIVE:
                 restored = replace(
                     s, state=SessionState.DETACHED, viewer=None, detached_at=now, changed_at=now,
-                    reattach_from=kiosk_of(s.viewer) if s.viewer else None,
+                    reattach_from=s.viewer_kiosk, viewer_kiosk=None,
                 )  # fmt: skip
-            elif s.state is SessionState.GREETER and s.viewer is not None:
-                restored = replace(s, viewer=None, changed_at=now)
+            elif s.state is SessionState.GREETER:
+                # Its last input was kept in memory only: it starts over, so no login is cut short.
+                restored = replace(s, viewer=None, viewer_kiosk=None, changed_at=now, last_input_at=now)
             else:
                 restored = s
             try:
@@ -290,8 +300,9 @@ class Registry:
 
     # --- the badge-in path ------------------------------------------------------------------------
 
-    def present(self, token: TokenRef, viewer: str, now: float) -> Presentation:
-        """A kiosk (``viewer``) presents ``token``: decide, and carry out what needs no one else.
+    def present(self, token: TokenRef, viewer: str, now: float, *, kiosk: str | None = None) -> Presentation:
+        """A kiosk (``viewer``, whose identity is ``kiosk``: see ``Session.viewer_kiosk``) presents
+        ``token``: decide, and carry out what needs no one else.
 
         RESUMED, MOVED and ALREADY_HERE are done when this returns (the caller switches the display,
         keyframe first, and tells ``displaced_viewer`` to show its idle screen). NEW_GREETER and
@@ -313,14 +324,20 @@ class Registry:
         if s.state is SessionState.GREETER:
             if s.viewer == viewer:
                 return Presentation(Outcome.ALREADY_HERE, s, keyframe_first=True)
-            return self._show(s, viewer, now)
-        if pol.needs_reauth(s, viewer, self.policy, now):
+            return self._show(s, viewer, kiosk, now)
+        if pol.needs_reauth(s, kiosk, self.policy, now):
             self._log(AuditEvent(now, AuditKind.REAUTH_REQUIRED, s.id, s.user, token.short, viewer, {}))
             return Presentation(Outcome.REAUTH_REQUIRED, s)
-        return self._show(s, viewer, now)
+        return self._show(s, viewer, kiosk, now)
 
     def attach(
-        self, session_id: str, viewer: str, now: float, *, reauthenticated: bool = False
+        self,
+        session_id: str,
+        viewer: str,
+        now: float,
+        *,
+        kiosk: str | None = None,
+        reauthenticated: bool = False,
     ) -> Presentation:
         """Show a session on ``viewer`` (after an unlock greeter succeeded, or to attach explicitly)."""
         s = self.get(session_id)
@@ -328,24 +345,24 @@ class Registry:
             raise IllegalTransition(s, SessionState.ACTIVE, "attach")
         if reauthenticated:
             self._log(AuditEvent(now, AuditKind.REAUTHENTICATED, s.id, s.user, s.token.short, viewer, {}))
-        elif pol.needs_reauth(s, viewer, self.policy, now):
+        elif pol.needs_reauth(s, kiosk, self.policy, now):
             return Presentation(Outcome.REAUTH_REQUIRED, s)
-        return self._show(s, viewer, now)
+        return self._show(s, viewer, kiosk, now)
 
-    def _show(self, s: Session, viewer: str, now: float) -> Presentation:
+    def _show(self, s: Session, viewer: str, kiosk: str | None, now: float) -> Presentation:
         if s.viewer == viewer and s.state is not SessionState.DETACHED:
             return Presentation(Outcome.ALREADY_HERE, s, keyframe_first=True)
         replaced = self._clear_viewer(viewer, now, keep=s.id)
         if s.state is SessionState.DETACHED:
             new = replace(
                 s, state=SessionState.ACTIVE, viewer=viewer, last_viewer=viewer, detached_at=None,
-                last_input_at=now, changed_at=now,
+                last_input_at=now, changed_at=now, viewer_kiosk=kiosk,
             )  # fmt: skip
             self._commit(new, AuditKind.ATTACHED, now, {})
             return Presentation(Outcome.RESUMED, new, replaced_session=replaced, keyframe_first=True)
         # ACTIVE or GREETER: the session follows the badge (a greeter shown nowhere is simply shown).
         displaced = s.viewer
-        new = replace(s, viewer=viewer, last_viewer=viewer, changed_at=now)
+        new = replace(s, viewer=viewer, last_viewer=viewer, changed_at=now, viewer_kiosk=kiosk)
         if displaced is None:
             self._commit(new, AuditKind.ATTACHED, now, {})
             return Presentation(Outcome.RESUMED, new, replaced_session=replaced, keyframe_first=True)
@@ -369,7 +386,7 @@ class Registry:
         s = self.on_viewer(viewer)
         if s is None:
             return None
-        return self.detach(s.id, now, reattach_from=kiosk_of(viewer) if lost else None)
+        return self.detach(s.id, now, reattach_from=s.viewer_kiosk if lost else None)
 
     # --- explicit transitions ---------------------------------------------------------------------
 
@@ -381,6 +398,7 @@ class Registry:
         now: float,
         *,
         session_id: str | None = None,
+        kiosk: str | None = None,
     ) -> Session:
         """Record the greeter session wrsessd started for ``token`` (after NEW_GREETER). ``session_id``
         lets the caller hand the id to the greeter's compositor before the session is recorded."""
@@ -397,7 +415,7 @@ class Registry:
         s = Session(
             id=sid, token=token, state=SessionState.GREETER, user=None, viewer=viewer,
             last_viewer=viewer, created_at=now, changed_at=now, detached_at=None, last_input_at=now,
-            endpoint=endpoint,
+            endpoint=endpoint, viewer_kiosk=kiosk if viewer is not None else None,
         )  # fmt: skip
         self._commit(s, AuditKind.CREATED, now, {"launcher_session": endpoint.launcher_session or "-"})
         return s
@@ -411,6 +429,7 @@ class Registry:
         now: float,
         *,
         session_id: str | None = None,
+        kiosk: str | None = None,
     ) -> Session:
         """Record a user session that starts without a greeter (standalone mode: no login, the
         server's own user): ACTIVE on ``viewer``, or DETACHED without one. ``session_id`` lets the
@@ -429,7 +448,7 @@ class Registry:
         s = Session(
             id=sid, token=token, state=state, user=user, viewer=viewer, last_viewer=viewer, created_at=now,
             changed_at=now, detached_at=None if viewer is not None else now, last_input_at=now,
-            endpoint=endpoint,
+            endpoint=endpoint, viewer_kiosk=kiosk if viewer is not None else None,
         )  # fmt: skip
         self._commit(s, AuditKind.CREATED, now, {"greeter": False})
         return s
@@ -442,7 +461,7 @@ class Registry:
             raise IllegalTransition(s, to, "log in to")
         new = replace(
             s, state=to, user=user, endpoint=endpoint, changed_at=now, last_input_at=now,
-            detached_at=now if to is SessionState.DETACHED else None,
+            detached_at=now if to is SessionState.DETACHED else None, touched_at=s.touched_at or now,
         )  # fmt: skip
         self._commit(new, AuditKind.LOGGED_IN, now, {"launcher_session": endpoint.launcher_session or "-"})
         return new
@@ -452,12 +471,12 @@ class Registry:
         if s.state is SessionState.GREETER:
             if s.viewer is None:
                 raise IllegalTransition(s, SessionState.GREETER, "detach")
-            new = replace(s, viewer=None, changed_at=now)
+            new = replace(s, viewer=None, viewer_kiosk=None, changed_at=now)
         else:
             self._check(s, SessionState.DETACHED, "detach")
             new = replace(
                 s, state=SessionState.DETACHED, viewer=None, detached_at=now, changed_at=now,
-                reattach_from=reattach_from,
+                reattach_from=reattach_from, viewer_kiosk=None,
             )  # fmt: skip
         self._commit(new, AuditKind.DETACHED, now, {"viewer_was": s.viewer or "-"})
         return new
@@ -465,7 +484,9 @@ class Registry:
     def end(self, session_id: str, reason: EndReason, now: float) -> Session:
         s = self.get(session_id)
         self._check(s, SessionState.ENDED, "end")
-        new = replace(s, state=SessionState.ENDED, viewer=None, changed_at=now, end_reason=reason)
+        new = replace(
+            s, state=SessionState.ENDED, viewer=None, viewer_kiosk=None, changed_at=now, end_reason=reason
+        )
         try:
             self._commit(new, AuditKind.ENDED, now, {"reason": reason.value})
         except RegistryError:
@@ -490,10 +511,22 @@ class Registry:
 
     def note_input(self, session_id: str, now: float) -> None:
         """The user typed or moved the pointer (idle policy). Kept in memory: it changes constantly;
-        it is written with the next transition, and a restart only ever makes sessions look younger."""
+        it is written with the next transition, and a restart only ever makes sessions look younger.
+        The first input is written at once: a session in use must never look unused after a restart
+        (the policy ends unused ones sooner)."""
         s = self._sessions.get(session_id)
-        if s is not None and now > s.last_input_at:
-            self._sessions[session_id] = replace(s, last_input_at=now)
+        if s is None or now <= s.last_input_at:
+            return
+        if s.touched_at is None and s.state is not SessionState.GREETER:
+            new = replace(s, last_input_at=now, touched_at=now)
+            try:
+                with self._db:
+                    self._db.execute(_UPSERT_SESSION, _to_row(new))
+            except sqlite3.DatabaseError as err:
+                raise RegistryError(f"the session registry {self._path} cannot be written: {err}") from None
+            self._index(new)
+            return
+        self._sessions[session_id] = replace(s, last_input_at=now)
 
     # --- policies ---------------------------------------------------------------------------------
 
@@ -572,13 +605,13 @@ def _to_row(s: Session) -> tuple[Any, ...]:
     return (
         s.id, s.token.kind.value, s.token.digest, s.state.value, s.user, s.viewer, s.last_viewer,
         s.created_at, s.changed_at, s.detached_at, s.last_input_at, json.dumps(s.endpoint.to_json()),
-        s.end_reason.value if s.end_reason else None, s.reattach_from,
+        s.end_reason.value if s.end_reason else None, s.reattach_from, s.viewer_kiosk, s.touched_at,
     )  # fmt: skip
 
 
 def _from_row(row: tuple[Any, ...]) -> Session:
     (sid, kind, digest, state, user, viewer, last_viewer, created, changed, detached, last_input, endpoint,
-     end_reason, reattach_from) = row  # fmt: skip
+     end_reason, reattach_from, viewer_kiosk, touched_at) = row  # fmt: skip
     return Session(
         id=sid,
         token=TokenRef(TokenKind(kind), digest),
@@ -593,4 +626,6 @@ def _from_row(row: tuple[Any, ...]) -> Session:
         endpoint=Endpoint.from_json(json.loads(endpoint)),
         end_reason=EndReason(end_reason) if end_reason else None,
         reattach_from=reattach_from,
+        viewer_kiosk=viewer_kiosk,
+        touched_at=touched_at,
     )

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wayray.common.errors import UsageError
+from wayray.common.errors import UsageError, WayRayError
+from wayray.common.xdg import ACCESS_KEY_FILE, DERIVED_CERT, DERIVED_KEY, standalone_state_dir
 from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart
 from wayray.config import TokenKind as ConfigTokenKind
+from wayray.config.checks import is_loopback
+from wayray.server.admission import Limits, memory_budget
 from wayray.server.policy import SessionPolicy
 from wayray.server.tokens import TokenKind
 from wayray.wire import WireConfig
@@ -63,6 +66,16 @@ class FrontDoorSettings:
     #: Login mode: the session launcher's socket; sessions start behind a greeter, through wrsessd.
     #: None: wrsrvd starts ``session_command`` itself (standalone, ``sessions = "command"``).
     launcher_socket: Path | None = None
+    #: Login mode: memory (bytes) and CPU (percent) ceilings of each session's scope, set by wrsessd.
+    session_memory_max: int | None = None
+    session_cpu_quota: int | None = None
+    #: Viewers must present the access key in this file (made if missing) before anything starts for
+    #: them (``wayray.server.access``); None: no access key.
+    access_key_file: Path | None = None
+    #: Largest output a viewer gets, in pixels (login and unlock screens: GREETER_MAX_PIXELS at most).
+    max_pixels: int = 16_588_800
+    #: Per-source and memory limits on new sessions (``wayray.server.admission``).
+    admission: Limits = Limits()
 
     @property
     def login(self) -> bool:
@@ -96,6 +109,7 @@ def session_policy(policy: PolicyConfig, *, login: bool = False) -> SessionPolic
     kinds = {ConfigTokenKind.BADGE: TokenKind.BADGE, ConfigTokenKind.TERMINAL: TokenKind.TERMINAL}
     return SessionPolicy(
         detached_timeout_s=_seconds(policy.detached_timeout),
+        untouched_timeout_s=_seconds(policy.untouched_timeout),
         idle_timeout_s=_seconds(policy.idle_logout),
         reauth_on_reattach=policy.reauth_on_reattach and login,
         max_sessions_per_user=policy.max_sessions_per_user or None,
@@ -117,6 +131,15 @@ def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConf
     state = Path(str(host.state_dir)) / server.name
     runtime = Path(str(host.runtime_dir)) / server.name
     login = server.sessions is SessionStart.LOGIN
+    open_to = [a for a in server.listen if not is_loopback(a)]
+    if not login and open_to and server.admission.access_key_file is None and server.tls.client_ca is None:
+        raise WayRayError(
+            f'server.{server.name}: sessions = "command" on {open_to[0]} would give a session running '
+            f"{' '.join(server.session_command)} as this server's user to anyone who can reach UDP port "
+            f"{server.port}: a token is not authentication",
+            hint="set admission.access_key_file (viewers present its key) or tls.client_ca (viewers "
+            "present a certificate) in servers.toml",
+        )
     return _build(
         Mode.INSTANCE,
         server,
@@ -151,14 +174,16 @@ def standalone_settings(
         admin_socket=runtime / "admin.sock",
         session_runtime_dir=sessions_runtime,
     )
+    if settings.access_key_file is None:
+        # Always, loopback too: whoever reaches the port gets a shell as this user, and on loopback
+        # that is every user of this machine (UDP says nothing about who sent a datagram). wrclient
+        # run by this user finds the key in the default state directory (wayray.common.xdg).
+        settings = replace(settings, access_key_file=state / ACCESS_KEY_FILE)
     return settings
 
 
 def default_state_dir(env: dict[str, str]) -> Path:
-    base = env.get("XDG_STATE_HOME") or os.path.join(
-        env.get("HOME") or os.path.expanduser("~"), ".local/state"
-    )
-    return Path(base) / "wayray" / "standalone"
+    return standalone_state_dir(env)
 
 
 def default_runtime_dir(env: dict[str, str]) -> Path:
@@ -191,8 +216,8 @@ def _build(
 ) -> FrontDoorSettings:
     tls = server.tls
     derived = str(tls.cert).startswith("<")  # the embedded defaults have no host to derive from
-    cert = state_dir / "tls" / "cert.pem" if derived or mode is Mode.STANDALONE else Path(str(tls.cert))
-    key = state_dir / "tls" / "key.pem" if derived or mode is Mode.STANDALONE else Path(str(tls.key))
+    cert = state_dir / DERIVED_CERT if derived or mode is Mode.STANDALONE else Path(str(tls.cert))
+    key = state_dir / DERIVED_KEY if derived or mode is Mode.STANDALONE else Path(str(tls.key))
     return FrontDoorSettings(
         mode=mode,
         name=server.name or "standalone",
@@ -215,4 +240,22 @@ def _build(
         policy=session_policy(policy, login=launcher_socket is not None),
         clipboard=policy.clipboard,
         launcher_socket=launcher_socket,
+        session_memory_max=server.limits.session_memory_max,
+        session_cpu_quota=server.limits.session_cpu_quota,
+        access_key_file=_path(server.admission.access_key_file),
+        max_pixels=server.output.max_pixels,
+        admission=Limits(
+            new_per_minute=server.admission.new_sessions_per_minute,
+            unused_per_source=server.admission.unused_sessions_per_source,
+            # The instance's ceiling holds the sessions it starts itself; login sessions run in
+            # scopes of their own, outside it, so the machine's memory is their base.
+            memory_budget=memory_budget(
+                server.admission.memory_percent,
+                None if launcher_socket is not None else server.limits.memory_max,
+            ),
+        ),
     )
+
+
+def _path(value: object) -> Path | None:
+    return Path(str(value)) if value else None

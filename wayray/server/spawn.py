@@ -49,6 +49,8 @@ class SessionSpec:
     video: bool
     orphan_timeout: float | None
     log_dir: Path | None
+    #: The compositor never makes its output larger than this (output.max_pixels).
+    max_pixels: int | None = None
 
 
 def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
@@ -70,6 +72,8 @@ def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     ]
     if not spec.video:
         argv.append("--no-video")
+    if spec.max_pixels is not None:
+        argv += ["--max-pixels", str(spec.max_pixels)]
     # The session keeper (wayray.session.keeper): the programs that leave the session's process group
     # (nohup, setsid) end with it all the same, and its log has a cap.
     argv.append("--subreaper")

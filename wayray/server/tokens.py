@@ -29,6 +29,7 @@ from wayray.common.files import read_private_file
 SECRET_BYTES = 32
 MAX_TOKEN_BYTES = 1024
 _DOMAIN = b"wayray-token-v1\0"
+_KIOSK_DOMAIN = b"wayray-kiosk-v1\0"
 
 
 class TokenKind(enum.StrEnum):
@@ -77,6 +78,19 @@ class TokenHasher:
             raise ValueError(f"token longer than {MAX_TOKEN_BYTES} bytes")
         mac = hmac.new(self._secret, _DOMAIN + kind.value.encode() + b"\0" + raw, hashlib.sha256)
         return TokenRef(kind, mac.hexdigest())
+
+    def kiosk(self, terminal_id: str, client_subject: str | None = None) -> str | None:
+        """The identity of a viewer's kiosk, keyed like tokens (``kiosk:`` and 32 hex digits): from its
+        verified client certificate when it has one, else from its Hello's ``terminal_id``; None
+        without either. Not from its address: behind NAT, every kiosk of a site has the same one."""
+        if client_subject:
+            raw = b"certificate\0" + client_subject.encode()
+        elif terminal_id:
+            raw = b"terminal\0" + terminal_id.encode()
+        else:
+            return None
+        mac = hmac.new(self._secret, _KIOSK_DOMAIN + raw, hashlib.sha256)
+        return f"kiosk:{mac.hexdigest()[:32]}"
 
     def matches(self, ref: TokenRef, kind: TokenKind, token: str | bytes) -> bool:
         """Whether ``token`` is the one ``ref`` was made from, compared in constant time."""

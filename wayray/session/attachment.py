@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 from wayray.codec import EncoderSettings
 from wayray.common.errors import WayRayError
 from wayray.common.log import Repeats
-from wayray.compositor.limits import check_output_size
+from wayray.compositor.limits import check_output_size, fit_output_size
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.config import ClipboardDirection
 from wayray.link import Attach
@@ -195,6 +195,18 @@ class Attachment:
         scale = scale_from_120(scale_120)
         width -= width % scale
         height -= height % scale
+        fitted = fit_output_size(width, height, scale)
+        if fitted != (width, height):
+            self.repeats.note(
+                "over the pixel cap",
+                logging.INFO,
+                "the viewer's %dx%d is over this session's pixel cap: %dx%d",
+                width,
+                height,
+                *fitted,
+                summary="{n} more screen sizes from the viewer were over the cap in the last {seconds} s",
+            )
+            width, height = fitted
         if (width, height) == self.comp.size and scale == self.comp.scale:
             return False
         try:

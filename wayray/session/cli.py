@@ -29,7 +29,7 @@ from wayray.codec import EncoderSettings
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
 from wayray.compositor.cli import _size
-from wayray.compositor.limits import check_output_size
+from wayray.compositor.limits import check_output_size, fit_output_size, set_max_pixels
 from wayray.compositor.session import Decorations
 
 #: Environment variables standing for options (wrsrvd in launcher mode sets them; argv wins).
@@ -39,6 +39,7 @@ ENV_OPTIONS = (
     ("WAYRAY_SESSION_REFRESH", "--refresh"),
     ("WAYRAY_SESSION_IDLE_FPS", "--idle-fps"),
     ("WAYRAY_SESSION_ORPHAN_TIMEOUT", "--orphan-timeout"),
+    ("WAYRAY_SESSION_MAX_PIXELS", "--max-pixels"),
 )
 #: "0" stands for --no-video.
 ENV_VIDEO = "WAYRAY_SESSION_VIDEO"
@@ -83,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="S",
         help="end the session when wrsrvd stays unreachable this long (86400; 0: never)",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="never make the output larger than N pixels, whatever a viewer asks (16384x16384)",
+    )
     p.add_argument("--screenshot", type=Path, metavar="PATH", help="write a PNG here on SIGUSR1")
     p.add_argument(
         "--subreaper",
@@ -114,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         command = command[1:]
     if command and shutil.which(command[0]) is None:
         raise UsageError(f"{command[0]}: command not found")
+    if args.max_pixels is not None:
+        if args.max_pixels < 320 * 200:
+            raise UsageError(f"--max-pixels {args.max_pixels}: at least {320 * 200} (320x200)")
+        set_max_pixels(args.max_pixels)
+        args.size = fit_output_size(args.size[0], args.size[1], args.scale)
     try:
         check_output_size(args.size[0], args.size[1], args.scale)
     except WayRayError as err:

@@ -2,8 +2,8 @@
 
 It works in two steps, so ``--dry-run`` can show exactly what would happen:
 
-1. :func:`plan_apply` (reads only): validate, render, compare with what is installed and with the
-   record of the last apply, and list the commands to run.
+1. :func:`plan_apply` (reads only): validate, render, compare with what is installed and with what
+   the services run, and list the commands to run.
 2. :func:`execute` writes the files (atomically, recording which it owns), runs the commands, and
    only then records the new state. If a command fails, the files written are put back.
 
@@ -11,17 +11,20 @@ systemd: the generator produces the units at ``daemon-reload``, so apply writes 
 diff compares the generator's current output (``/run/systemd/generator``) with what it would produce
 now. SMF: apply writes the site profile and runs ``svccfg apply``.
 
-Which instances changed is decided by a digest of everything each daemon reads, recorded in
-``<host.state_dir>/wradm-applied.json`` after each successful apply. Without a record (the first
-apply) every configured instance counts as changed.
+What a server instance needs is decided per setting (``schema.Applies``, printed in the
+reference): a change that only reload-class settings make is *reloaded* (``systemctl reload``: the
+instance checks and takes it, nothing is interrupted); one of a restart-class setting (port,
+addresses, TLS, the access key file, how sessions start, directories) *restarts* it; resource
+limits are in the unit, which systemd applies at ``daemon-reload``. The launcher restarts only for
+the host settings it reads. What each runs with comes, in this order, from the running instance
+itself (it reports the digests of its configuration; see :class:`Observed`), from the record of
+the last apply (``<host.state_dir>/wradm-applied.json``), or, for the launcher without a record,
+from systemd: a launcher started after its files last changed runs them already.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import enum
-import hashlib
 import json
 import os
 import subprocess
@@ -29,12 +32,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from wayray.common.errors import WayRayError
+from wayray.config.effect import launcher_digest, server_digests
 from wayray.config.loader import Config
-from wayray.config.model import ServerConfig
 from wayray.supervisor import smf, systemd
 from wayray.supervisor.tree import File, Plan, read_entry
 from wayray.supervisor.tree import execute as execute_tree
@@ -63,6 +66,22 @@ class Action:
         return " ".join(self.argv)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What the running system says, when apply acts on it (not with ``--root``).
+
+    ``servers``: unit → the digests a running wrsrvd reports for the configuration it runs
+    (``{"restart": ..., "reload": ...}``), or None when it runs but does not say; a unit that is not
+    there does not run. ``launcher_started``: when wrsessd.service last started (seconds since the
+    epoch), None when it does not run. ``stale``: units systemd says were changed on disk since it
+    loaded them (``NeedDaemonReload=yes``, through ``SourcePath=`` when a configuration file changes).
+    """
+
+    servers: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict)
+    launcher_started: float | None = None
+    stale: frozenset[str] = frozenset()
+
+
 @dataclass
 class ApplyPlan:
     target: Target
@@ -89,43 +108,6 @@ class ApplyPlan:
         return out
 
 
-# --- digests: what each daemon reads ---------------------------------------------------------------
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, _dt.timedelta):
-        return obj.total_seconds()
-    if isinstance(obj, PurePosixPath | Path):
-        return str(obj)
-    return obj
-
-
-def _digest(*parts: Any) -> str:
-    blob = json.dumps([_jsonable(p) for p in parts], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def server_digest(config: Config, server: ServerConfig) -> str:
-    """Everything a wrsrvd instance reads: its table, its policy, the USB rules, host settings."""
-    return _digest(server, config.policy_for(server), config.usb, config.host)
-
-
-def launcher_digest(config: Config) -> str:
-    """What needs the launcher restarted when it changes: the host settings (socket, PAM service).
-
-    session.toml is read by the launcher for every new session, so it needs no restart.
-    """
-    return _digest(config.host)
-
-
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -137,34 +119,105 @@ def _load_state(path: Path) -> dict[str, Any]:
 # --- planning --------------------------------------------------------------------------------------
 
 
-def plan_apply(config: Config, target: Target) -> ApplyPlan:
+@dataclass
+class _Needs:
+    """What each unit needs, decided by comparing the configuration with what runs."""
+
+    start: list[str] = field(default_factory=list)
+    restart: list[str] = field(default_factory=list)
+    reload: list[str] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    launcher: str = ""  # why the launcher restarts; "" = it does not
+
+
+def plan_apply(config: Config, target: Target, observed: Observed | None = None) -> ApplyPlan:
+    """What apply would do. ``observed`` is the running system's word (None with ``--root``)."""
     root = config.root
     state_path = root / str(config.host.state_dir).lstrip("/") / STATE_FILE
     old = _load_state(state_path)
     old_units: dict[str, Any] = old.get("units", {}) if old.get("target") == target.value else {}
     new_units: dict[str, Any] = {}
+    needs = _Needs()
     for server in config.servers.values():
-        new_units[_unit(target, server.name)] = {
-            "digest": server_digest(config, server),
-            "enabled": server.enabled,
-        }
+        unit = unit_for(target, server.name)
+        digests = server_digests(config, server)
+        new_units[unit] = {**digests, "enabled": server.enabled}
+        if server.enabled:
+            _server_needs(unit, digests, old_units.get(unit), observed, needs)
     launcher = "wrsessd.service" if target is Target.SYSTEMD else smf.LAUNCHER_FMRI
-    new_units[launcher] = {"digest": launcher_digest(config), "enabled": True}
-
-    changed = [u for u, v in new_units.items() if v["enabled"] and old_units.get(u) != v]
-    stopped = [
-        u
-        for u, v in old_units.items()
-        if v.get("enabled") and (u not in new_units or not new_units[u]["enabled"])
-    ]
-    removed = [u for u in old_units if u not in new_units]
+    new_units[launcher] = {"launcher": launcher_digest(config), "enabled": True}
+    needs.launcher = _launcher_needs(config, new_units[launcher], old_units.get(launcher), observed)
+    for unit, was in old_units.items():
+        if unit == launcher or not isinstance(was, dict):
+            continue
+        gone = unit not in new_units or not new_units[unit]["enabled"]
+        if gone and (was.get("enabled") or (observed is not None and unit in observed.servers)):
+            needs.stop.append(unit)
+        if unit not in new_units:
+            needs.remove.append(unit)
+    if observed is not None:  # running, but no longer enabled (and not in the record)
+        for unit in observed.servers:
+            if unit not in needs.stop and not new_units.get(unit, {}).get("enabled"):
+                needs.stop.append(unit)
     state = {"format": STATE_FORMAT, "target": target.value, "units": new_units}
+    changed = sorted(needs.start + needs.restart + needs.reload)
     if target is Target.SYSTEMD:
-        return _plan_systemd(config, state, state_path, changed, stopped, launcher)
-    return _plan_smf(config, state, state_path, changed, removed, launcher)
+        return _plan_systemd(config, state, state_path, needs, observed, changed)
+    return _plan_smf(config, state, state_path, needs, changed)
 
 
-def _unit(target: Target, server: str) -> str:
+def _server_needs(
+    unit: str,
+    digests: Mapping[str, str],
+    recorded: Any,
+    observed: Observed | None,
+    needs: _Needs,
+) -> None:
+    if observed is not None and unit not in observed.servers:
+        needs.start.append(unit)  # enabled, but not running: new, stopped, or failed before
+        return
+    running = observed.servers.get(unit) if observed is not None else None
+    base = running or (recorded if isinstance(recorded, dict) and "restart" in recorded else None)
+    if base is None:
+        needs.restart.append(unit)  # nothing says what it runs with
+    elif base.get("restart") != digests["restart"]:
+        needs.restart.append(unit)
+    elif base.get("reload") != digests["reload"]:
+        needs.reload.append(unit)
+
+
+def _launcher_needs(config: Config, new: Mapping[str, Any], recorded: Any, observed: Observed | None) -> str:
+    if isinstance(recorded, dict) and "launcher" in recorded:
+        return "" if recorded["launcher"] == new["launcher"] else "host settings it reads changed"
+    if observed is None:
+        return "no record of what it runs with"
+    if observed.launcher_started is None:
+        return ""  # not running: socket activation starts it with the configuration as it is
+    if observed.launcher_started >= _last_change(config, "host.toml"):
+        return ""  # started after its files last changed: it runs them
+    return "host.toml changed after it started"
+
+
+def _last_change(config: Config, name: str) -> float:
+    """The newest modification time of ``name``'s files and of its drop-in directories (adding or
+    removing a drop-in changes its directory). The layer directories themselves are not looked at:
+    ``/run/wayray`` is also where the daemons keep their sockets, so its time says nothing."""
+    from wayray.config.layers import LAYERS, under
+
+    paths: list[Path] = [s.path for s in config.sources if s.spec_name == name]
+    paths += [under(config.root, f"{layer}/{name}.d") for layer in LAYERS]
+    newest = 0.0
+    for path in paths:
+        try:
+            newest = max(newest, path.stat().st_mtime, path.lstat().st_mtime)
+        except OSError:
+            continue
+    return newest
+
+
+def unit_for(target: Target, server: str) -> str:
+    """The unit (systemd) or FMRI (SMF) of server instance ``server``."""
     return systemd.unit_name(server) if target is Target.SYSTEMD else smf.fmri(server)
 
 
@@ -172,26 +225,51 @@ def _plan_systemd(
     config: Config,
     state: dict[str, Any],
     state_path: Path,
+    needs: _Needs,
+    observed: Observed | None,
     changed: list[str],
-    stopped: list[str],
-    launcher: str,
 ) -> ApplyPlan:
     generator_dir = config.root / "run/systemd/generator"
     desired = systemd.generated(config)
     current = _current_generated(generator_dir)
     gen_plan = plan_tree(generator_dir, desired, owned=current)
+    stale = sorted(observed.stale) if observed is not None else []
     actions: list[Action] = []
-    if gen_plan.changed or changed or stopped:
+    # Without a word from systemd (--root), reload before acting on a unit whose sources may have
+    # changed; with it, only when they did (or the generator's output changes).
+    unknown = observed is None and bool(needs.restart or needs.reload)
+    if gen_plan.changed or needs.start or needs.stop or unknown:
         actions.append(Action(("systemctl", "daemon-reload"), "re-run wayray-generator and reload units"))
-    if stopped:
+    elif stale:
         actions.append(
-            Action(("systemctl", "stop", *sorted(stopped)), "removed or disabled in the configuration")
+            Action(
+                ("systemctl", "daemon-reload"),
+                f"systemd's copy of {', '.join(stale)} is older than its sources",
+            )
         )
-    servers = sorted(u for u in changed if u != launcher)
-    if servers:
-        actions.append(Action(("systemctl", "restart", *servers), "new, or their configuration changed"))
-    if launcher in changed:
-        actions.append(Action(("systemctl", "restart", "wrsessd.socket", launcher), "host settings changed"))
+    if needs.stop:
+        actions.append(
+            Action(("systemctl", "stop", *sorted(needs.stop)), "removed or disabled in the configuration")
+        )
+    if needs.start:
+        actions.append(Action(("systemctl", "start", *sorted(needs.start)), "enabled, not running"))
+    if needs.restart:
+        actions.append(
+            Action(
+                ("systemctl", "restart", *sorted(needs.restart)),
+                "new, or settings that need a restart changed",
+            )
+        )
+    if needs.reload:
+        actions.append(
+            Action(("systemctl", "reload", *sorted(needs.reload)), "only settings a reload takes changed")
+        )
+    socket_moved = any(
+        rel.startswith("wrsessd.socket.d/") for rel in gen_plan.create + gen_plan.change + gen_plan.remove
+    )
+    if needs.launcher or socket_moved:
+        why = needs.launcher or "its socket moved"
+        actions.append(Action(("systemctl", "restart", "wrsessd.socket", "wrsessd.service"), why))
     return ApplyPlan(Target.SYSTEMD, config.root, None, gen_plan, actions, state, state_path, changed)
 
 
@@ -209,9 +287,8 @@ def _plan_smf(
     config: Config,
     state: dict[str, Any],
     state_path: Path,
+    needs: _Needs,
     changed: list[str],
-    removed: list[str],
-    launcher: str,
 ) -> ApplyPlan:
     rel_profile = smf.PROFILE_PATH.lstrip("/")
     owned_list = str(state_path.parent.relative_to(config.root) / OWNED_LIST)
@@ -221,13 +298,22 @@ def _plan_smf(
         actions.append(
             Action(("svccfg", "apply", smf.PROFILE_PATH), "create, enable and configure instances")
         )
-    for fmri in sorted(removed):
+    for fmri in sorted(needs.remove):
         instance = fmri.rpartition(":")[2]
         actions.append(Action(("svcadm", "disable", "-s", fmri), "removed from the configuration"))
         actions.append(Action(("svccfg", "-s", f"svc:/{smf.WRSRVD}", "delete", instance), "removed"))
-    for fmri in sorted(changed):
-        actions.append(Action(("svcadm", "refresh", fmri), "its configuration changed"))
-        actions.append(Action(("svcadm", "restart", fmri), "its configuration changed"))
+    for fmri in sorted(needs.start):
+        # svccfg apply enables it; one in maintenance (a configuration error before) needs a clear.
+        actions.append(
+            Action(("svcadm", "enable", fmri), "enabled, not running (in maintenance: svcadm clear)")
+        )
+    for fmri in sorted(needs.restart):
+        actions.append(Action(("svcadm", "refresh", fmri), "its properties changed"))
+        actions.append(Action(("svcadm", "restart", fmri), "settings that need a restart changed"))
+    for fmri in sorted(needs.reload):
+        actions.append(Action(("svcadm", "refresh", fmri), "only settings a reload takes changed"))
+    if needs.launcher:
+        actions.append(Action(("svcadm", "restart", smf.LAUNCHER_FMRI), needs.launcher))
     return ApplyPlan(Target.SMF, config.root, files, None, actions, state, state_path, changed)
 
 

@@ -6,7 +6,7 @@ Server: :class:`WireServer` ``.start(ServerSettings(...), handler)``; the handle
 :class:`ClientConnection` once the handshake completed. Both are :class:`Connection` objects.
 """
 
-from wayray.transport.client import ClientConnection, ClientSettings, connect
+from wayray.transport.client import ClientConnection, ClientSettings, OwnServerKey, connect
 from wayray.transport.connection import ALPN, DEFAULT_PORT, Connection, QuicSettings
 from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError, TransportError
 from wayray.transport.identity import ClientCertificate, ServerIdentity, fingerprint, normalize_fingerprint
@@ -23,6 +23,7 @@ __all__ = [
     "Connection",
     "ConnectionClosedError",
     "KnownHosts",
+    "OwnServerKey",
     "PinnedFingerprint",
     "QuicSettings",
     "ServerCA",

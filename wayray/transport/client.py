@@ -22,6 +22,8 @@ sent, so a server that fails the check never sees the token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import logging
 import socket
 import ssl
@@ -36,8 +38,21 @@ from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerI
 from wayray.transport.identity import ClientCertificate, fingerprint
 from wayray.transport.trust import ServerCA, ServerTrust, host_key
 from wayray.wire import ErrorCode, HelloParams, HelloReceived, Role, WireConfig
+from wayray.wire.protocol import HELLO_CREDENTIALS
 
 log = logging.getLogger("wayray.transport")
+
+
+@dataclass(frozen=True)
+class OwnServerKey:
+    """The access key of the user's own standalone server (``wrsrvd --standalone`` keeps it in its
+    state directory, with its TLS identity). A viewer given no key presents it only to a server on
+    a loopback address (the address connected to, not the name given) whose certificate is that
+    identity: not to another user's server on this machine, nor to one elsewhere."""
+
+    fingerprint: str
+    #: A secret: never in a repr.
+    key: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,9 @@ class ClientSettings:
     #: The server's certificate must chain to this CA and name the host dialled; checked before
     #: ``trust``, so trust on first use never records an identity the CA refuses.
     server_ca: ServerCA | None = None
+    #: The user's own standalone server: its key goes in a Hello that carries no key, to that server
+    #: only (see OwnServerKey).
+    own_server: OwnServerKey | None = None
 
     def __post_init__(self) -> None:
         if self.trust is None and self.server_ca is None:
@@ -73,9 +91,18 @@ class _ClientProtocol(WireProtocol):
     role = Role.CLIENT
 
     def __init__(
-        self, quic: QuicConnection, *, settings: ClientSettings, host: str, port: int, hello: HelloParams
+        self,
+        quic: QuicConnection,
+        *,
+        settings: ClientSettings,
+        host: str,
+        port: int,
+        hello: HelloParams,
+        loopback: bool = False,
     ) -> None:
         self.trust = settings.trust
+        #: The user's own server's key, when the address connected to is loopback.
+        self.own_server = settings.own_server if loopback else None
         self.server_ca = settings.server_ca
         self.host, self.port = host, port
         self.hello_params = hello
@@ -111,7 +138,11 @@ class _ClientProtocol(WireProtocol):
             return
         self.server_fingerprint = fp
         self.tls_ok = True
-        self.wire.send_hello(self.hello_params)
+        hello = self.hello_params
+        own = self.own_server
+        if own is not None and not hello.access_key and fp == own.fingerprint:
+            hello = dataclasses.replace(hello, access_key=own.key)
+        self.wire.send_hello(hello)
 
     def hello_received(self, event: HelloReceived) -> None:  # pragma: no cover - server side only
         raise AssertionError("a client never receives Hello")
@@ -126,10 +157,48 @@ class _ClientProtocol(WireProtocol):
             self._after_wire()
 
 
+#: Servers (host:port) that refused a 1.2 Hello as malformed: they speak 1.1, whose Hello ends before
+#: the access key and the terminal identity. Kept for the life of the process.
+_SPEAKS_1_1: set[str] = set()
+
+
 async def connect(host: str, port: int, settings: ClientSettings, hello: HelloParams) -> ClientConnection:
     """Connect, check the server's identity, complete Hello/ServerHello. Raises ConnectError (no
     answer, refused, TLS failure), ServerIdentityError (identity not trusted) or ConnectionClosedError
-    (the server refused: version, token, client certificate, busy)."""
+    (the server refused: version, token, client certificate, busy).
+
+    A server of protocol 1.1 refuses a 1.2 Hello (its decoder does not know the fields 1.2 added and
+    calls them trailing bytes): the viewer then connects again with a 1.1 Hello, once, and keeps doing
+    so with that server. Only the server whose identity was just checked can send that refusal (it
+    travels inside TLS), so nobody else can talk a viewer down to 1.1."""
+    where = host_key(host, port)
+    if settings.wire.version >= HELLO_CREDENTIALS and where in _SPEAKS_1_1:
+        settings = _as_1_1(settings)
+    try:
+        return await _connect(host, port, settings, hello)
+    except ConnectionClosedError as err:
+        old_server = (
+            err.code == ErrorCode.MALFORMED_MESSAGE
+            and err.reason.startswith("Hello")
+            and settings.wire.version >= HELLO_CREDENTIALS
+        )
+        if not old_server:
+            raise
+    _SPEAKS_1_1.add(where)
+    log.info(
+        "%s speaks protocol 1.1 (it refused the 1.2 Hello); connecting again with a 1.1 Hello, without "
+        "the access key and this viewer's identity, which that server does not know",
+        where,
+    )
+    return await _connect(host, port, _as_1_1(settings), hello)
+
+
+def _as_1_1(settings: ClientSettings) -> ClientSettings:
+    wire = dataclasses.replace(settings.wire, version=(settings.wire.version[0], 1))
+    return dataclasses.replace(settings, wire=wire)
+
+
+async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloParams) -> ClientConnection:
     loop = asyncio.get_running_loop()
     where = host_key(host, port)
     try:
@@ -150,7 +219,9 @@ async def connect(host: str, port: int, settings: ClientSettings, hello: HelloPa
     quic = QuicConnection(configuration=config)
 
     def factory() -> _ClientProtocol:
-        return _ClientProtocol(quic, settings=settings, host=host, port=port, hello=hello)
+        return _ClientProtocol(
+            quic, settings=settings, host=host, port=port, hello=hello, loopback=_is_loopback(addr[0])
+        )
 
     # A connected socket: only the server's datagrams reach us, and ICMP "port unreachable" does.
     transport, protocol = await loop.create_datagram_endpoint(factory, family=family, remote_addr=addr[:2])
@@ -183,6 +254,16 @@ async def connect(host: str, port: int, settings: ClientSettings, hello: HelloPa
     _close_transport_when_done(protocol, transport)
     log.info("connected to %s (%s): %r", where, protocol.server_fingerprint, conn.server_hello)
     return conn
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether a resolved address is this machine's own (127.0.0.0/8, ::1, IPv4-mapped 127/8)."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 async def _abandon(protocol: _ClientProtocol, transport: Any) -> None:

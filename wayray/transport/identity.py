@@ -40,6 +40,11 @@ def fingerprint(cert: x509.Certificate) -> str:
     return "sha256:" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def certificate_fingerprint(path: Path) -> str:
+    """The fingerprint of the first certificate (the leaf) of a PEM file such as a server's cert.pem."""
+    return fingerprint(_load_chain(path)[0])
+
+
 def normalize_fingerprint(text: str) -> str:
     """Accept ``sha256:AB:CD...``, upper or lower case, with or without colons/spaces; return canonical."""
     t = re.sub(r"[\s:]", "", text.strip().lower())

@@ -154,7 +154,8 @@ class _ServerProtocol(WireProtocol):
         self.tls_ok = True
 
     def hello_received(self, event: HelloReceived) -> None:
-        log.info("%s: %r", self.peer_address, event.hello)
+        # Nothing of its secrets in it (Hello's repr); the application logs what it makes of it.
+        log.debug("%s: %r", self.peer_address, event.hello)
         self.server._spawn(self)
 
     def _quic_terminated(self, ev: Any) -> None:

@@ -171,6 +171,8 @@ class WireConnection:
             keymap=params.keymap,
             client_name=params.client_name,
             client_version=params.client_version,
+            access_key=params.access_key,
+            terminal_id=params.terminal_id,
         )
         frame = encode_message(hello)
         self.hello = hello

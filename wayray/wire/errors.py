@@ -60,6 +60,9 @@ class ErrorCode(enum.IntEnum):
     SERVER_IDENTITY_REJECTED = 0x107
     #: The QUIC or TLS layer ended the connection (handshake failure, QUIC idle timeout, ...).
     TRANSPORT_ERROR = 0x108
+    #: Since 1.2: the server requires an access key (a shared secret, in the Hello) and the viewer
+    #: presented none, or the wrong one.
+    ACCESS_DENIED = 0x109
     #: A bug on the side that closes: the reason says what failed.
     INTERNAL_ERROR = 0x1FF
 

@@ -338,6 +338,8 @@ class EnumOf(WireType):
 class Field:
     name: str
     type: WireType
+    #: The protocol version that added the field (a versioned struct's later fields), else None.
+    since: tuple[int, int] | None = None
 
 
 class StructOf(WireType):
@@ -347,18 +349,35 @@ class StructOf(WireType):
     ``struct.Struct`` call; FrameUpdates with hundreds of regions make this the hot path.
     """
 
-    def __init__(self, cls: type, fields: Iterable[tuple[str, WireType]]) -> None:
+    def __init__(
+        self,
+        cls: type,
+        fields: Iterable[tuple[str, WireType] | tuple[str, WireType, tuple[int, int]]],
+        *,
+        versioned: bool = False,
+    ) -> None:
+        """``versioned``: the struct starts with ``version_major``/``version_minor`` (u16 each), and
+        fields given with a third element, the version that added them, are on the wire only when the
+        struct's own version is at least that (a receiver of an older one takes their defaults)."""
         self.cls = cls
-        self.fields = tuple(Field(name, t) for name, t in fields)
+        self.fields = tuple(Field(*f) for f in fields)
         self.name = cls.__name__
+        self.versioned = versioned
         declared = [f.name for f in self.fields]
         actual = [f.name for f in dataclasses.fields(cls)]
         if declared != actual:
             raise ValueError(f"layout of {cls.__name__} lists {declared}, the class has {actual}")
+        later = [f for f in self.fields if f.since is not None]
+        if later and not versioned:
+            raise ValueError(f"{cls.__name__}: fields with a version need a versioned struct")
+        if versioned and [f.name for f in self.fields[:2]] != ["version_major", "version_minor"]:
+            raise ValueError(f"{cls.__name__}: a versioned struct starts with version_major, version_minor")
+        if later and any(f.since is None for f in self.fields[self.fields.index(later[0]) :]):
+            raise ValueError(f"{cls.__name__}: fields with a version come after all the others")
         self._steps: list[_Run | Field] = []
         run: list[Field] = []
         for f in self.fields:
-            if isinstance(f.type, Int | Bool | F64 | EnumOf):
+            if isinstance(f.type, Int | Bool | F64 | EnumOf) and f.since is None:
                 run.append(f)
                 continue
             if run:
@@ -371,7 +390,14 @@ class StructOf(WireType):
     def encode(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, self.cls):
             raise EncodeError(f"expected a {self.cls.__name__}, got {type(value).__name__}")
+        version: tuple[int, int] | None = None
+        if self.versioned:
+            fields: Any = value  # (isinstance above narrowed it to object)
+            version = (fields.version_major, fields.version_minor)
         for step in self._steps:
+            if isinstance(step, Field) and step.since is not None and version is not None:
+                if version < step.since:
+                    break  # this version's struct ends here (later fields all have a version)
             if isinstance(step, _Run):
                 values = [getattr(value, n) for n in step.names]
                 try:
@@ -392,6 +418,9 @@ class StructOf(WireType):
     def decode(self, r: Reader) -> Any:
         values: dict[str, Any] = {}
         for step in self._steps:
+            if isinstance(step, Field) and step.since is not None:
+                if (values["version_major"], values["version_minor"]) < step.since:
+                    break  # an older version's struct: the later fields keep their defaults
             if isinstance(step, _Run):
                 try:
                     raw = r.unpack(step.st)  # short input: the message is malformed

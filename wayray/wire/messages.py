@@ -15,7 +15,7 @@ from dataclasses import dataclass
 #: The protocol version this code speaks. Peers must share the major version; the minor version in
 #: use is the smaller of the two (docs/protocol.md, "Versions").
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2
 
 #: Most clipboard text in one ClipboardText, in UTF-8 bytes (senders truncate: ClipboardText.truncated).
 MAX_CLIPBOARD_BYTES = 1024 * 1024
@@ -25,10 +25,12 @@ SCALE_ONE = 120
 
 
 def redact(secret: str) -> str:
-    """A form of a secret fit for logs: its first 4 characters and its length, never the rest."""
-    if len(secret) <= 8:
-        return f"<{len(secret)} chars>"
-    return f"{secret[:4]}…<{len(secret)} chars>"
+    """What logs show of a secret here (a token, an access key): only whether there is one.
+
+    Nothing of the secret, not even its length or first characters: a badge ID is often short and
+    numeric, so either would give much of it away. Whoever knows the secret's key logs a keyed digest
+    of it instead (wrsrvd: ``badge:0c8ad61e``, wrclient: ``#3f9a1c``)."""
+    return "<given>" if secret else "<none>"
 
 
 class Channel(enum.IntEnum):
@@ -157,12 +159,17 @@ class HelloParams:
     keymap: str = ""
     client_name: str = "wrclient"
     client_version: str = ""
+    #: Since 1.2: the server's access key, for servers that require one ("" : none).
+    access_key: str = ""
+    #: Since 1.2: this viewer's own identity, the same on every connection from it ("": none).
+    terminal_id: str = ""
 
     def __repr__(self) -> str:
         return (
             f"HelloParams(token={redact(self.token)}, token_kind={self.token_kind.name}, "
             f"screen={self.screen_width}x{self.screen_height}@{self.scale_120}/120, "
-            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version})"
+            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version}, "
+            f"access_key={redact(self.access_key)}, terminal_id={redact(self.terminal_id)})"
         )
 
 
@@ -191,13 +198,20 @@ class Hello:
     keymap: str
     client_name: str
     client_version: str
+    #: Since 1.2: the server's access key (a shared secret some servers require before any session
+    #: starts); "" for none. Never logged.
+    access_key: str = ""
+    #: Since 1.2: the viewer's own identity (a kiosk's, derived from its terminal token: the same on
+    #: every connection from that machine, and not the token itself); "" for none. Never logged.
+    terminal_id: str = ""
 
     def __repr__(self) -> str:
         return (
             f"Hello(version={self.version_major}.{self.version_minor}, token={redact(self.token)}, "
             f"token_kind={self.token_kind.name}, capabilities={sorted(self.capabilities)}, "
             f"screen={self.screen_width}x{self.screen_height}@{self.scale_120}/120, "
-            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version})"
+            f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version}, "
+            f"access_key={redact(self.access_key)}, terminal_id={redact(self.terminal_id)})"
         )
 
 

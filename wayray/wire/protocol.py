@@ -81,6 +81,10 @@ class MessageSpec:
 # --- limits --------------------------------------------------------------------------------------
 
 MAX_TOKEN = 1 * KiB
+MAX_ACCESS_KEY = 256
+MAX_TERMINAL_ID = 128
+#: The version that added Hello's access_key and terminal_id.
+HELLO_CREDENTIALS = (1, 2)
 MAX_KEYMAP = 512 * KiB
 MAX_CLIPBOARD = m.MAX_CLIPBOARD_BYTES
 MAX_NAME = 64
@@ -147,7 +151,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
                 ("keymap", Text(MAX_KEYMAP)),
                 ("client_name", _NAME),
                 ("client_version", _NAME),
+                ("access_key", Text(MAX_ACCESS_KEY), HELLO_CREDENTIALS),
+                ("terminal_id", Text(MAX_TERMINAL_ID), HELLO_CREDENTIALS),
             ],
+            versioned=True,
         ),
         C,
     ),
@@ -369,11 +376,19 @@ def decode_body(spec: MessageSpec, body: bytes | bytearray | memoryview) -> Any:
     """Decode one message body; any bad input raises ProtocolError, nothing else."""
     r = Reader(body)
     message = spec.layout.decode(r)
-    if r.remaining:
+    if r.remaining and not _newer_version(spec, message):
         raise ProtocolError(
             ErrorCode.MALFORMED_MESSAGE, f"{spec.name}: {r.remaining} unexpected bytes after the last field"
         )
     return message
+
+
+def _newer_version(spec: MessageSpec, message: Any) -> bool:
+    """A versioned message (Hello) of a newer minor version than this code's may end with fields this
+    code does not know: they are skipped (since 1.2; a 1.1 receiver refuses them as trailing bytes)."""
+    if not spec.layout.versioned:
+        return False
+    return (message.version_major, message.version_minor) > (m.PROTOCOL_MAJOR, m.PROTOCOL_MINOR)
 
 
 def decode_message(channel: m.Channel, msg_type: int, body: bytes | bytearray | memoryview) -> Any:

@@ -15,7 +15,7 @@ reader": matching every vendor would grab the kiosk's own keyboard.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wayray.client.tokens.events import InvalidToken, TokenKind
@@ -46,8 +46,8 @@ class SourceKind(enum.StrEnum):
 class TokenSourceSettings:
     """Everything that decides the kiosk's token source. Build it with :meth:`from_config`."""
 
-    #: A fixed token (wrclient's command line).
-    token: str | None = None
+    #: A fixed token (wrclient's command line). A secret: never in a repr.
+    token: str | None = field(default=None, repr=False)
     #: Kind sent with that fixed token (the wire's SOFTWARE: "given on the command line or in a file").
     token_kind: TokenKind = TokenKind.SOFTWARE
     #: A file a badge-reader program writes the inserted badge to (kind BADGE).

@@ -34,9 +34,10 @@ _LOG_KEY = secrets.token_bytes(16)
 
 
 def redact(token: str) -> str:
-    """The form of a token fit for logs: its length and a per-process fingerprint, nothing of the token."""
+    """The form of a token fit for logs: a per-process fingerprint, ``#3f9a1c``. Nothing of the token,
+    not even its length (a short numeric badge ID would be half given away by it)."""
     digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), key=_LOG_KEY, digest_size=3)
-    return f"<{len(token)} chars #{digest.hexdigest()}>"
+    return f"#{digest.hexdigest()}"
 
 
 class InvalidToken(ValueError):

@@ -1,0 +1,1 @@
+"""The fuzzing tier: every decoder that reads what another process sends (see README.md here)."""
