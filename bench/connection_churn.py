@@ -134,13 +134,17 @@ async def garbled(port: int, n: int) -> None:
         await quic.wait_closed()
 
 
-async def same_token(port: int, fingerprint: str) -> None:
+async def same_token(port: int, fingerprint: str, key: str) -> None:
     from wayray.transport import ClientSettings, ConnectionClosedError, PinnedFingerprint, connect
     from wayray.wire import HelloParams, TokenKind
 
     settings = ClientSettings(trust=PinnedFingerprint(fingerprint), connect_timeout=60)
     hello = HelloParams(
-        token="churn-token", token_kind=TokenKind.SOFTWARE, screen_width=640, screen_height=480
+        token="churn-token",
+        token_kind=TokenKind.SOFTWARE,
+        screen_width=640,
+        screen_height=480,
+        access_key=key,  # a standalone server asks for its access key, on loopback too
     )
     try:
         conn = await connect("127.0.0.1", port, settings, hello)
@@ -149,11 +153,16 @@ async def same_token(port: int, fingerprint: str) -> None:
     await conn.aclose()
 
 
-async def burst(port: int, fingerprint: str, size: int) -> None:
+async def burst(port: int, fingerprint: str, key: str, size: int) -> None:
     jobs: list[Any] = []
     for i in range(size):
         kind = i % 3
-        job = silent(port) if kind == 0 else garbled(port, i) if kind == 1 else same_token(port, fingerprint)
+        if kind == 0:
+            job = silent(port)
+        elif kind == 1:
+            job = garbled(port, i)
+        else:
+            job = same_token(port, fingerprint, key)
         jobs.append(asyncio.wait_for(job, 120))
     results = await asyncio.gather(*jobs, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, ConnectionError)]
@@ -217,6 +226,7 @@ def main() -> int:
     port = int(banner.split("udp 127.0.0.1:")[1].split()[0])
     fingerprint = banner.split("fingerprint")[1].split()[0]
     admin = run / "srv" / "admin.sock"
+    key = (work / "state" / "access.key").read_text().strip()
 
     def quiet() -> None:
         """Every connection of the round is gone: no viewer, and the server no longer tracks one."""
@@ -229,7 +239,7 @@ def main() -> int:
     try:
         for r in range(1, args.rounds + 1):
             started = time.monotonic()
-            asyncio.run(burst(port, fingerprint, args.burst))
+            asyncio.run(burst(port, fingerprint, key, args.burst))
             quiet()
             if r == args.rounds:
                 (snaps / "trim").touch()  # the last round: also what malloc_trim gives back

@@ -62,7 +62,7 @@ def stop(pid: int) -> None:
 
 async def viewer(srv: WrServer, token: str) -> Connection:
     trust = PinnedFingerprint(srv.fingerprint)
-    settings = ClientSettings(trust=trust, wire=WireConfig(), connect_timeout=60)
+    settings = ClientSettings(trust=trust, wire=WireConfig(), connect_timeout=60, own_server=srv.own_server)
     hello = HelloParams(token=token, token_kind=TokenKind.SOFTWARE, screen_width=1280, screen_height=720)
     return await connect("127.0.0.1", srv.port, settings, hello)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Harness, WrServer, eventually, failure
+from wayray.common.xdg import standalone_state_dir
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,22 +53,30 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def on_disk(harness: Harness, disk: Path) -> Path:
+    """Keep the harness's standalone state (the default state directory, where its viewers find the
+    server's access key) on ``disk``; returns that directory."""
+    harness.env["XDG_STATE_HOME"] = str(disk)
+    return standalone_state_dir(harness.env)
+
+
 def server(harness: Harness, state: Path) -> WrServer:
     srv = WrServer(harness, FOOT, port=harness.port, extra=[])
-    srv.state = state
+    assert srv.state == state, (srv.state, state)
     harness.servers.append(srv)
     return srv
 
 
 def test_starting_on_a_full_disk_is_refused_in_one_line(harness: Harness, small_disk: Path) -> None:
+    state = on_disk(harness, small_disk)
     fill(small_disk)
-    srv = server(harness, small_disk / "state")
+    srv = server(harness, state)
     done = subprocess.run(srv.argv(), env=harness.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, failure(done)
     assert "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("wrsrvd: error: ")]
     assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
-    assert str(small_disk / "state") in errors[0]
+    assert str(state) in errors[0]
     assert "wrsrvd: hint: " in done.stderr and "free" in done.stderr
 
 
@@ -75,7 +84,7 @@ def test_starting_on_a_full_disk_is_refused_in_one_line(harness: Harness, small_
 def test_restarted_on_a_full_disk_it_serves_its_sessions_read_only(
     harness: Harness, small_disk: Path, how: str
 ) -> None:
-    state = small_disk / "state"
+    state = on_disk(harness, small_disk)
     srv = server(harness, state).start()
     first = harness.run_client(srv, "--snapshot", str(harness.tmp / "a.png"), token="full-disk-token")
     assert first.returncode == 0, failure(first)

@@ -205,7 +205,10 @@ def test_a_compositor_gives_its_secret_only_to_a_server_of_the_right_uid(
     try:
         srv = VictimServer(harness, users.victim, state=state, runtime=runtime).start(cwd=Path("/"))
         shot = harness.tmp / "before.png"
-        result = harness.run_client(srv, "--snapshot", str(shot))
+        # The victim's server asks for its access key (standalone, loopback too): the test's viewer
+        # (root) is given the victim's.
+        key = ("--access-key-file", str(state / "access.key"))
+        result = harness.run_client(srv, "--snapshot", str(shot), *key)
         assert result.returncode == 0, failure(result)
         session = srv.session()
         srv.signal(signal.SIGKILL)
@@ -239,7 +242,7 @@ def test_a_compositor_gives_its_secret_only_to_a_server_of_the_right_uid(
         again = VictimServer(harness, users.victim, state=state, runtime=runtime).start(cwd=Path("/"))
         relinked = again.wait_linked()
         assert (relinked["id"], relinked["pid"]) == (session["id"], session["pid"])
-        back = harness.run_client(again, "--snapshot", str(harness.tmp / "after.png"))
+        back = harness.run_client(again, "--snapshot", str(harness.tmp / "after.png"), *key)
         assert back.returncode == 0 and "resumed session" in back.stderr, failure(back)
     finally:
         if squatter is not None and squatter.poll() is None:

@@ -54,9 +54,15 @@ async def garbled(port: int, n: int) -> None:
         await quic.wait_closed()
 
 
-async def same_token(port: int, fingerprint: str) -> None:
+async def same_token(port: int, fingerprint: str, key: str) -> None:
     settings = ClientSettings(trust=PinnedFingerprint(fingerprint), connect_timeout=60)
-    hello = HelloParams(token="churn", token_kind=TokenKind.SOFTWARE, screen_width=640, screen_height=480)
+    hello = HelloParams(
+        token="churn",
+        token_kind=TokenKind.SOFTWARE,
+        screen_width=640,
+        screen_height=480,
+        access_key=key,  # a standalone server asks for its access key, on loopback too
+    )
     try:
         conn = await connect("127.0.0.1", port, settings, hello)
     except (ConnectionClosedError, OSError, TimeoutError):
@@ -111,8 +117,9 @@ def test_connections_that_ended_leave_nothing_in_the_front_doors_tables() -> Non
         await door.start()
         try:
             assert door.identity is not None
-            port, fingerprint = door.port, door.identity.fingerprint
-            await same_token(port, fingerprint)  # the session exists before the churn
+            assert door.access_key is not None
+            port, fingerprint, key = door.port, door.identity.fingerprint, door.access_key
+            await same_token(port, fingerprint, key)  # the session exists before the churn
             await until(lambda: not leftovers(door), "the first viewer to be gone")
             for _round in range(3):
                 jobs = []
@@ -123,7 +130,7 @@ def test_connections_that_ended_leave_nothing_in_the_front_doors_tables() -> Non
                         if kind == 0
                         else garbled(port, i)
                         if kind == 1
-                        else same_token(port, fingerprint)
+                        else same_token(port, fingerprint, key)
                     )
                     jobs.append(asyncio.wait_for(job, DEADLINE))
                 await asyncio.gather(*jobs, return_exceptions=True)
