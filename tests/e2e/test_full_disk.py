@@ -122,3 +122,29 @@ def test_restarted_on_a_full_disk_it_serves_its_sessions_read_only(
     again.wait()
     third = server(harness, state).start()
     assert [s["id"] for s in third.sessions()] == [after["id"]]
+
+
+def test_an_access_key_made_on_a_full_disk_is_refused_in_one_line_and_leaves_no_empty_key(
+    harness: Harness, small_disk: Path
+) -> None:
+    """A state directory from before access keys (or an access_key_file newly configured): the key is
+    made at the next start. On a full disk that is one line, and no empty key file is left behind
+    for the start after to trip over once there is room again."""
+    state = on_disk(harness, small_disk)
+    first = server(harness, state).start()
+    first.stop()
+    (state / "access.key").unlink()
+    filler = fill(small_disk)
+    srv = server(harness, state)
+    done = subprocess.run(srv.argv(), env=harness.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, failure(done)
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("wrsrvd: error: ")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
+    assert "access key" in errors[0] and "wrsrvd: hint: " in done.stderr and "free" in done.stderr
+    assert not (state / "access.key").exists()
+
+    filler.unlink()  # room again: it starts, and its viewers get in with the key it made
+    again = server(harness, state).start()
+    shot = harness.run_client(again, "--snapshot", str(harness.tmp / "a.png"))
+    assert shot.returncode == 0, failure(shot)
