@@ -122,8 +122,8 @@ class WrServer:
         self.fingerprint = ""
         self.banner = ""
 
-    def start(self) -> WrServer:
-        argv = [
+    def argv(self) -> list[str]:
+        return [
             script("wrsrvd"),
             "--standalone",
             "--port",
@@ -136,11 +136,13 @@ class WrServer:
             "--",
             *self.command,
         ]
+
+    def start(self, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> WrServer:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
-                argv,
-                env=self.h.env,
-                cwd=self.h.home,
+                self.argv(),
+                env=self.h.env if env is None else env,
+                cwd=self.h.home if cwd is None else cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=err,

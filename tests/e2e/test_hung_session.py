@@ -116,3 +116,48 @@ def test_a_stopped_compositor_is_noticed_shown_and_comes_back_and_others_carry_o
     eventually(lambda: not Path(f"/proc/{pid}").exists(), "the stopped compositor to be gone")
     assert not row_of(srv, sid)
     assert row_of(srv, other)[2:3] == ["detached"]  # the other session is untouched
+
+
+def test_a_stopped_compositor_that_misses_a_restart_is_kept_and_comes_back_when_continued(
+    harness: Harness,
+) -> None:
+    """A restarted wrsrvd waits 30 s for its sessions to come back to their links. A compositor that
+    cannot (it is stopped) is not responding, as on a link: it is left running, shown, and relinks
+    when it runs again (review M2: a live compositor's session is never ended for being slow)."""
+    srv = harness.server(FOOT)
+    token = "badge-stopped-over-restart"
+    mark = harness.write_script(
+        "mark.txt", "settle\ntype echo kept over the restart\nkey Return\nsettle 700\n"
+    )
+    result = harness.run_client(srv, "--script", str(mark), token=token)
+    assert result.returncode == 0, result.stderr
+    session = srv.session()
+    sid, pid = session["id"], session["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        eventually(lambda: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T",
+                   "the compositor stopped")  # fmt: skip
+        srv.signal(signal.SIGKILL)
+        srv.wait()
+        again = harness.server(FOOT)
+        verdict = eventually(
+            lambda: next(
+                (line for line in again.log_text().splitlines()
+                 if sid in line and ("has not come back" in line or "ended" in line)),
+                None,
+            ),
+            "wrsrvd's verdict on the session that did not come back",
+        )  # fmt: skip
+        assert "is not responding" in verdict and "left running" in verdict, verdict
+        assert "NOT-RESPONDING" in " ".join(row_of(again, sid))
+        assert f"NOT RESPONDING: {sid}" in wradm(again, "status")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    relinked = again.wait_linked()
+    assert (relinked["id"], relinked["pid"]) == (sid, pid)
+    eventually(lambda: row_of(again, sid)[2:3] == ["detached"], "wradm sessions to show it back")
+    shot = harness.tmp / "after.png"
+    back = harness.run_client(again, "--snapshot", str(shot), "--settle", "700", token=token)
+    assert back.returncode == 0 and "resumed session" in back.stderr, back.stderr
+    png = shot.read_bytes()
+    assert shows(png, "kept over the restart"), ocr(png)

@@ -6,10 +6,12 @@ over without reconnecting; hot-desking, detaching, re-authentication, restarts, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -345,6 +347,40 @@ def test_idle_logout_spares_a_session_in_use_and_ends_one_left_alone(
     assert a.wait_screen("greeter")["session_id"] != sid  # the badge is still in: a new login screen
 
 
+def test_a_users_compositor_stopped_over_a_wrsrvd_restart_is_kept_and_comes_back(
+    rig: LoginRig, accounts: Accounts
+) -> None:
+    """A restarted wrsrvd waits 30 s for each session to come back to its link. A user's compositor
+    that cannot (it is stopped) runs as the user, whose environment wrsrvd may not read: it is still
+    recognised as the session's (its uid), kept as not responding, and relinks when continued."""
+    rig.configure(policy="reauth_on_reattach = false\n")
+    rig.start()
+    a = rig.kiosk("a")
+    a.insert(BADGE)
+    sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
+    [session] = rig.sessions()
+    pid = session["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        until(lambda: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", "stopped")
+        rig.stop_server(signal.SIGKILL)
+        rig.start_server()
+        verdict = until(
+            lambda: next(
+                (line for line in rig.server_text().splitlines()
+                 if sid in line and ("has not come back" in line or " ended " in line)),
+                None,
+            ),
+            "wrsrvd's verdict on the session that did not come back",
+        )  # fmt: skip
+        assert "is not responding" in verdict and "left running" in verdict, verdict
+        assert [s["id"] for s in rig.sessions()] == [sid]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    until(lambda: [s["linked"] for s in rig.sessions()] == [True], "the session back on its link")
+    a.wait(lambda st: st["state"] == "session" and st["session_id"] == sid, "the kiosk shows it again")
+
+
 def test_another_local_user_cannot_take_over_a_sessions_link(rig: LoginRig, accounts: Accounts) -> None:
     """The link socket is open to every local user (sessions run as their users); the per-session
     secret from the session's own uid is what lets a compositor in. Another user guessing, or even
@@ -354,12 +390,20 @@ def test_another_local_user_cannot_take_over_a_sessions_link(rig: LoginRig, acco
     rig.start()
     a = rig.kiosk("a")
     a.insert(BADGE)
+    a.wait_screen("greeter")
+    # As root, standing in for a leak: the user compositor's secret, from wrsessd's root-only record
+    # of the login screen (kept there so that a restarted wrsessd can still start the session).
+    [record] = [json.loads(p.read_text()) for p in (rig.sandbox.state / "sessions").glob("*.json")]
+    [leaked] = [e.split("=", 1)[1] for e in record["session_env"] if e.startswith("WAYRAY_LINK_SECRET=")]
     sid = rig.log_in(a, accounts.user, accounts.password)["session_id"]
     link = rig.run / "lab" / "link.sock"
     assert stat.S_IMODE(link.stat().st_mode) == 0o666 and stat.S_IMODE(link.parent.stat().st_mode) == 0o711
     assert stat.S_IMODE(rig.admin_socket.stat().st_mode) == 0o600
-    [compositor] = [p for p in rig.user_processes().named("python3") if "WAYRAY_LINK_SECRET" in environ(p)]
-    leaked = environ(compositor)["WAYRAY_LINK_SECRET"]  # as root: standing in for a leak
+    [compositor] = [p for p in rig.user_processes().named("python3") if "WAYRAY_LINK_SESSION" in environ(p)]
+    # The secret is in no process's environment (/proc/PID/environ): wrsessd hands it over in a pipe.
+    for pid in rig.user_processes().found:
+        with contextlib.suppress(OSError):  # one that exited meanwhile
+            assert leaked not in json.dumps(environ(pid)), pid
 
     tried = run_as(
         intruder,

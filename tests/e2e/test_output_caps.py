@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,14 +23,17 @@ from wayray.link import (
     LINK_VERSION,
     Attach,
     Attached,
+    Detach,
     LinkDecoder,
     LinkRole,
+    OutputChanged,
     Register,
+    ToSession,
     Welcome,
     encode,
 )
 from wayray.transport import ClientSettings, PinnedFingerprint, connect
-from wayray.wire import HelloParams, ResizeRequest, TokenKind
+from wayray.wire import Channel, HelloParams, ResizeRequest, TokenKind, encode_message
 
 pytestmark = pytest.mark.slow
 
@@ -171,6 +175,92 @@ def test_the_compositor_keeps_to_its_own_cap_whatever_it_is_told(tmp_path: Path)
         assert "over this session's pixel cap" in log.read_text()
         assert tree_peak_rss(proc.pid) < 512 * 1024**2
         assert reg.link_version <= LINK_VERSION
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+        srv.close()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_viewers_resizes_over_the_cap_are_counted_in_the_session_log_not_logged_each(
+    tmp_path: Path,
+) -> None:
+    """A viewer may send ResizeRequests as often as it likes; each one over the compositor's cap (a
+    cap the front door's does not match, as after a reload that raised output.max_pixels) was a line
+    in the session log. Now the first is logged and the rest counted (review M5)."""
+    cap = 640 * 480
+    runtime = Path(os.path.realpath(tmp_path)) / "run"
+    runtime.mkdir(mode=0o700)
+    short = Path(tempfile.mkdtemp(prefix="wrcap-", dir="/tmp"))
+    link = short / "link.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(link))
+    srv.listen(1)
+    srv.settimeout(DEADLINE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYLAND_", "WAYRAY_"))}
+    env.update(
+        WAYRAY_LINK=str(link),
+        WAYRAY_LINK_SESSION="capsession000002",
+        WAYRAY_LINK_SECRET="s" * 43,
+        WAYRAY_SESSION_MAX_PIXELS=str(cap),
+        XDG_RUNTIME_DIR=str(runtime),
+    )
+    log = tmp_path / "session.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wayray.server", "session", "--", "sleep", "300"],
+        env=env, stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    count = 5000
+    try:
+        conn, _ = srv.accept()
+        conn.settimeout(DEADLINE)
+        decoder = LinkDecoder(LinkRole.COMPOSITOR)
+
+        def receive(kind: type, check: Any = lambda m: True) -> Any:
+            end = time.monotonic() + DEADLINE
+            while time.monotonic() < end:
+                for message in decoder.feed(conn.recv(65536)):
+                    if isinstance(message, kind) and check(message):
+                        return message
+            raise AssertionError(f"no {kind.__name__} from the compositor")
+
+        reg = receive(Register)
+        conn.sendall(encode(Welcome(link_version=reg.link_version, server="test"), LinkRole.SERVER))
+        conn.sendall(
+            encode(
+                Attach(attach_id=1, width=640, height=480, scale_120=120, match_size=True, keymap="",
+                       capabilities=[], frame_window=4, clipboard="none", first_seq=1),
+                LinkRole.SERVER,
+            )
+        )  # fmt: skip
+        receive(Attached)
+        size_before = log.stat().st_size
+        over = [
+            encode(
+                ToSession(Channel.CONTROL, encode_message(ResizeRequest(width=w, height=w, scale_120=120))),
+                LinkRole.SERVER,
+            )
+            for w in (8000, 9000)
+        ]
+        conn.sendall(b"".join(over[i % 2] for i in range(count)))
+        # Messages are taken in order: once it followed this one, it has seen every one before it.
+        last = ResizeRequest(width=320, height=240, scale_120=120)
+        conn.sendall(encode(ToSession(Channel.CONTROL, encode_message(last)), LinkRole.SERVER))
+        receive(OutputChanged, lambda m: (m.width, m.height) == (320, 240))
+        lines = log.read_text().count("over this session's pixel cap")
+        assert 1 <= lines <= 2, f"{lines} lines for {count} resizes over the cap"
+        conn.sendall(encode(Detach(attach_id=1, reason="test"), LinkRole.SERVER))  # the count follows
+
+        def counted() -> str | None:
+            text = log.read_text()
+            return text if "were over the cap" in text else None
+
+        text = eventually(counted, "the count of the resizes over the cap")
+        assert text.count("over this session's pixel cap") <= 2, text[-3000:]
+        assert re.search(r"\b(\d+) more screen sizes from the viewer were over the cap", text), text[-3000:]
+        assert max(int(n) for n in re.findall(r"(\d+) more screen sizes", text)) >= count // 2
+        assert log.stat().st_size - size_before < 64 * 1024
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)

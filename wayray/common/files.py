@@ -40,3 +40,38 @@ def read_private_file(
         return os.read(fd, limit)
     finally:
         os.close(fd)
+
+
+def refuse_directories_others_change(path: Path, what: str, *, hint: str) -> None:
+    """Refuse ``path`` when a directory above it may be changed by another user.
+
+    Whoever may rename entries in a directory above ``path`` can swap ``path`` (or a directory on the
+    way to it) for one of their own: sockets there would be theirs, and a root process that sets a
+    file's owner or mode by path could be pointed at a file of their choice. So every existing
+    directory above it, as written and with symbolic links resolved, must belong to root or to this
+    process's user and not be writable by group or others, unless it is sticky (``/tmp``: nobody
+    renames what is not theirs there). Directories that do not exist yet are skipped (this process
+    makes them).
+
+    ``what`` names ``path`` in the message ("the socket /run/x.sock"); ``hint`` says what to do,
+    ``{parent}`` in it standing for the directory at fault."""
+    me = os.geteuid()
+    seen: set[Path] = set()
+    written = path.absolute()
+    for parent in [*written.parents, *Path(os.path.realpath(written)).parents]:
+        if parent in seen:
+            continue
+        seen.add(parent)
+        try:
+            st = parent.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise WayRayError(f"{parent}: cannot check what is above {what}: {err.strerror}") from None
+        sticky = bool(st.st_mode & stat.S_ISVTX)
+        if st.st_uid not in (0, me) or (st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky):
+            raise WayRayError(
+                f"{parent}: a directory above {what} may be changed by other users "
+                f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=hint.replace("{parent}", str(parent)),
+            )

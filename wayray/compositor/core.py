@@ -247,6 +247,10 @@ class Core:
                     s.post("preferred_buffer_scale", scale)
         self.layers.arrange()
         self.wm.output_changed()
+        # Composite into the new framebuffer now (the surfaces as they are): consumers take their next
+        # frame from it at once, and it must not be a blank one.
+        self._dirty = True
+        self.composite()
         for c in list(self.consumers):
             c._reset()
         self.scene_changed()

@@ -286,6 +286,27 @@ class SessionCompositor:
         check_output_size(width, height, scale)
         self.core.resize_output(width, height, scale)
 
+    def reconfiguring(self) -> bool:
+        """Whether a mapped window or layer surface was asked to change (a configure, e.g. after an output
+        resize) and has not answered yet."""
+        core = self.core
+        if any(w.mapped and w.toplevel.alive and w.toplevel.xdg_surface.redrawing for w in core.wm.windows):
+            return True
+        return any(ls.mapped and ls.alive and ls.sent_serials for ls in core.layers.surfaces)
+
+    async def settle(self, timeout: float) -> bool:
+        """Give the clients up to ``timeout`` seconds to answer their configures (draw at a new output
+        size), then composite, so the next frame shows them as they are now. Returns whether every one
+        answered in time (one that did not is shown as it was)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.reconfiguring() and loop.time() < deadline:
+            self.core.display.flush()  # the configures out now, not at the next frame
+            await asyncio.sleep(0.005)
+        self.core.scene_changed()
+        self.core.composite()
+        return not self.reconfiguring()
+
     # Selection ------------------------------------------------------------------------------------
 
     def _selection(self, primary: bool) -> Selection:

@@ -171,6 +171,10 @@ class XdgSurfaceRole(Resource, Role):
         self.mapped = False
         self._configure_scheduled = False
         self.acked_serial: int | None = None
+        #: The newest configure sent, and the acked one the client's last commit went with: equal when
+        #: the client has drawn what it was last asked for.
+        self.last_sent_serial: int | None = None
+        self.committed_serial: int | None = None
 
     # Requests -------------------------------------------------------------------------------------
 
@@ -249,6 +253,7 @@ class XdgSurfaceRole(Resource, Role):
         self.role_object.precommit(state)
 
     def committed(self) -> None:
+        self.committed_serial = self.acked_serial
         if self.pending_geometry.set:
             self.geometry = self.pending_geometry.rect
             self.pending_geometry = _Geometry()
@@ -285,6 +290,13 @@ class XdgSurfaceRole(Resource, Role):
 
     # Configure ------------------------------------------------------------------------------------
 
+    @property
+    def redrawing(self) -> bool:
+        """A configure is on its way or was sent, and the client has not committed after acking it."""
+        return self._configure_scheduled or (
+            self.last_sent_serial is not None and self.committed_serial != self.last_sent_serial
+        )
+
     def schedule_configure(self) -> None:
         """Send the role's configure plus xdg_surface.configure soon (changes in one turn coalesce)."""
         if not self._configure_scheduled:
@@ -307,6 +319,7 @@ class XdgSurfaceRole(Resource, Role):
         serial = self.display.next_serial()
         self.role_object.send_configure(serial)
         self.sent_serials.append(serial)
+        self.last_sent_serial = serial
         self.post("configure", serial)
 
     # As a popup parent ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
+from wayray.common.files import refuse_directories_others_change
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,12 @@ def bind_socket(path: Path, *, group: str | None, mode: int) -> socket.socket:
                 hint=f"create it (groupadd --system {group}) or set socket_group",
             ) from None
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    _refuse_directories_others_change(path)
+    # wrsessd (root) sets the socket's owner and mode by path: nobody else may swap a directory above it.
+    refuse_directories_others_change(
+        path,
+        f"the socket {path}",
+        hint="make {parent} root-owned and not group/world-writable, or move the socket",
+    )
     try:
         st = path.lstat()
     except FileNotFoundError:
@@ -94,20 +100,6 @@ def bind_socket(path: Path, *, group: str | None, mode: int) -> socket.socket:
     os.chmod(path, mode)
     sock.listen(64)
     return sock
-
-
-def _refuse_directories_others_change(path: Path) -> None:
-    """wrsessd (root) sets the socket's owner and mode by path: whoever could rename entries in a
-    directory above it could put a link there in between and have root chown a file of their choice.
-    A sticky directory (/tmp) lets nobody rename what is not theirs."""
-    for parent in path.absolute().parents:
-        st = parent.stat()
-        if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
-            raise WayRayError(
-                f"{parent}: a directory above the socket {path} may be changed by others "
-                f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})",
-                hint=f"make {parent} root-owned and not group/world-writable, or move the socket",
-            )
 
 
 def unlink_socket(path: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
+from wayray.common.files import refuse_directories_others_change
 from wayray.launcher import protocol
 
 log = logging.getLogger(__name__)
@@ -83,18 +84,11 @@ class SessionRecords:
 
         Its parents matter too: whoever may rename entries in a parent could swap the directory.
         """
-        for parent in self.state_dir.absolute().parents:
-            try:
-                st = parent.lstat()
-            except FileNotFoundError:
-                continue
-            sticky = bool(st.st_mode & 0o1000)
-            if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not sticky):
-                raise WayRayError(
-                    f"{parent}: a parent of the session record directory may be changed by others "
-                    f"(owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o})",
-                    hint=f"make {parent} root-owned and not group/world-writable, or move state_dir",
-                )
+        refuse_directories_others_change(
+            self.state_dir,
+            "the session record directory",
+            hint="make {parent} root-owned and not group/world-writable, or move state_dir",
+        )
         for d in (self.state_dir, self.sessions_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             st = d.lstat()

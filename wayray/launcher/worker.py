@@ -42,12 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from wayray.common.log import setup as setup_logging
+from wayray.common.secretfd import secret_pipe
 from wayray.launcher import pam, proctree, protocol, scope, sessionlog, spawn
 from wayray.launcher.channel import Channel
 from wayray.launcher.records import SessionRecords, StoredSession
 from wayray.launcher.settings import Component, SessionPlan, session_components, session_from_json
 
 log = logging.getLogger("wayray.wrsessd.worker")
+
+#: The link secret wrsrvd puts in a session's requested environment: the compositor gets it in a pipe
+#: whose descriptor ``WAYRAY_LINK_SECRET_FD`` names.
+LINK_SECRET = "WAYRAY_LINK_SECRET"
 
 # PAM outcomes that mean "wrong name or password": the greeter says so without telling which.
 _AUTH_FAILURES = {
@@ -299,6 +304,10 @@ class Worker:
         proctree.become_subreaper()
         wayland_display = f"wayland-wr-{job.session_id}"
         requested_env = [e for e in msg.get("env") or () if isinstance(e, str)]
+        # The compositor's link secret (from wrsrvd) is for the compositor alone: kept out of PAM's
+        # environment and every program's, it reaches the compositor through a pipe (docs/link.md §1).
+        link_secrets = [e.partition("=")[2] for e in requested_env if e.startswith(f"{LINK_SECRET}=")]
+        requested_env = [e for e in requested_env if not e.startswith(f"{LINK_SECRET}=")]
         pam_env: dict[str, str] = {}
         if self.handle is not None:
             h = self.handle
@@ -380,6 +389,9 @@ class Worker:
         output = self.output.fd
 
         comp_env = {**env, "WAYRAY_WAYLAND_DISPLAY": wayland_display}
+        secret_fd = secret_pipe(link_secrets[-1]) if link_secrets else None
+        if secret_fd is not None:
+            comp_env[f"{LINK_SECRET}_FD"] = str(secret_fd)
         try:
             compositor = spawn.spawn(
                 # Placeholders are expanded in configured commands only; a requested one is taken as is.
@@ -388,11 +400,15 @@ class Worker:
                 env=comp_env,
                 umask=job.umask,
                 output=output,
+                pass_fds=() if secret_fd is None else (secret_fd,),
             )
         except OSError as err:
             raise StartFailed(
                 f"cannot start the session compositor {(custom or plan.compositor)[0]!r}: {err.strerror}"
             ) from err
+        finally:
+            if secret_fd is not None:
+                os.close(secret_fd)
         self.children[compositor.pid] = compositor
         self.compositor_pid = compositor.pid
 

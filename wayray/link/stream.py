@@ -2,9 +2,11 @@
 
 Both ends use :class:`LinkStream`. Writes never wait: what the peer has not read yet stays in the
 socket's buffer, and a peer that lets more than ``write_limit`` bytes pile up there is not reading
-(wedged, or hostile): :meth:`LinkStream.send` then raises :class:`LinkOverflow` and the owner closes
-the link. Senders that produce a lot (the compositor's frames) wait for room with
-:meth:`LinkStream.drain`, and are bounded anyway by the viewer's frame credit.
+(wedged, or hostile): :meth:`LinkStream.send` then raises :class:`LinkOverflow` and the owner aborts
+the link (:meth:`LinkStream.abort`: the stale backlog is thrown away, not delivered). Senders that
+produce a lot (the compositor's frames) wait for room with :meth:`LinkStream.drain`, and are bounded
+anyway by the viewer's frame credit; wrsrvd keeps what a viewer may add well below the limit
+(``pending_bytes``).
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ class LinkStream:
                 await self._writer.drain()
 
     def close(self, code: CloseCode | None = None, reason: str = "") -> None:
-        """Say why (when ``code`` is given), then close the socket. Idempotent."""
+        """Say why (when ``code`` is given), then close the socket once what was written before has gone
+        out. Idempotent."""
         if self.closed:
             return
         if code is not None:
@@ -125,6 +128,16 @@ class LinkStream:
         self.closed = True
         with contextlib.suppress(Exception):
             self._writer.close()
+
+    def abort(self) -> None:
+        """Close the socket now, throwing away what the peer has not read yet (a peer that does not
+        read: what waits for it is stale, and it must not act on it when it wakes up). The peer sees
+        the connection reset, with no reason: the owner logs why. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._writer.transport.abort()
 
     async def wait_closed(self) -> None:
         with contextlib.suppress(Exception):

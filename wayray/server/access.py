@@ -17,6 +17,7 @@ person who started it learns it).
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import secrets
@@ -47,6 +48,18 @@ def load_or_create(path: Path) -> str:
         try:
             os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
             os.fsync(fd)
+        except OSError as err:
+            # No empty or half-written key (a full disk): the next start makes it again.
+            path.unlink(missing_ok=True)
+            raise WayRayError(
+                f"{path}: cannot write the access key: {err.strerror or err}",
+                hint=(
+                    f"free space on the file system of {path.parent} (df -h {path.parent}), then start "
+                    "wrsrvd again"
+                    if err.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else None
+                ),
+            ) from None
         finally:
             os.close(fd)
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import hmac
@@ -43,6 +44,7 @@ from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
+from wayray.common.files import refuse_directories_others_change
 from wayray.common.notify import Notifier
 from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
@@ -87,7 +89,7 @@ from wayray.server.logins import LAUNCHER_REASONS, LoginMode
 from wayray.server.model import Endpoint, EndReason, Session, SessionState, kiosk_of
 from wayray.server.registry import Outcome, Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.spawn import SessionSpec, make_sure_it_ends, pid_alive, start_session
+from wayray.server.spawn import SessionSpec, is_session_process, make_sure_it_ends, pid_alive, start_session
 from wayray.server.tokens import TokenHasher, TokenKind
 from wayray.transport import (
     ConnectionClosedError,
@@ -105,6 +107,7 @@ from wayray.wire import (
     Key,
     KeyframeReason,
     KeyframeRequest,
+    KeymapUpdate,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -136,6 +139,14 @@ ATTACH_TIMEOUT = 15.0
 MAX_UNREGISTERED_LINKS = 8
 SCREENSHOT_TIMEOUT = 20.0
 END_WAIT = 8.0
+#: How much may wait on a session's link (unread by its compositor) for a viewer's message to be
+#: relayed; a viewer that would go past it is closed (see FrontDoor._relay). 512 KiB is some 24,000
+#: keys (a person types 20 a second; a compositor takes 50,000 a second once it runs again); the big,
+#: rare messages (clipboard text up to 1 MiB, keymaps) may find more. Either stays far below the
+#: link's own limit (WRITE_LIMIT, 32 MiB), which is left to wrsrvd's messages (keep-alive, End).
+VIEWER_BACKLOG = 512 * 1024
+BIG_VIEWER_BACKLOG = 4 * 1024 * 1024
+_BIG_FROM_VIEWERS = (ClipboardText, KeymapUpdate)
 #: After a link drops without Ended: how long to wait for the compositor process to be seen gone.
 LINK_LOSS_GRACE = 1.0
 #: Switching a viewer to another compositor: how long it may take to acknowledge the frames it has.
@@ -184,6 +195,8 @@ class FrontDoor(LoginMode):
         self._starting: dict[str, asyncio.Event] = {}
         #: Link connections that have not registered yet, by peer uid (see MAX_UNREGISTERED_LINKS).
         self._unregistered: Counter[int | None] = Counter()
+        #: start() got through: stop() has something to report.
+        self._serving = False
         #: The access key viewers must present (``settings.access_key_file``), None: none.
         self.access_key: str | None = None
         #: Per-source and memory limits on new sessions; what is being started right now counts too.
@@ -204,18 +217,33 @@ class FrontDoor(LoginMode):
 
     async def start(self) -> None:
         s = self.settings
-        _private_dir(s.state_dir)
-        _private_dir(s.runtime_dir)
+        _private_dir(s.state_dir, "state directory")
+        _private_dir(s.runtime_dir, "runtime directory")
         self._lock_fd = _lock(s.lock_file)
-        self.identity = ServerIdentity.load_or_create_files(s.tls_cert, s.tls_key, name=s.name)
-        self.hasher = TokenHasher.load_or_create(s.token_key)
+        try:
+            self.identity = ServerIdentity.load_or_create_files(s.tls_cert, s.tls_key, name=s.name)
+            self.hasher = TokenHasher.load_or_create(s.token_key)
+        except OSError as err:
+            raise WayRayError(
+                f"{s.state_dir}: cannot write the server's identity and token key: {err.strerror or err}",
+                hint=_room_hint(s.state_dir, err),
+            ) from None
         if s.access_key_file is not None:
             self.access_key = access.load_or_create(s.access_key_file)
         now = time.time()
         self.registry = Registry.open(s.registry_path, policy=s.policy, now=now)
+        if self.registry.unwritable is not None:
+            log.warning(
+                "%s; wrsrvd runs read-only: its sessions come back to their links and can be listed and "
+                "ended, but no session can start and no viewer attach until the state directory %s has "
+                "room again (a full disk? see df %s)",
+                self.registry.unwritable,
+                s.state_dir,
+                s.state_dir,
+            )
         self._restore(now)
         if s.mode is Mode.INSTANCE and not s.login:
-            _private_dir(s.session_runtime_dir)
+            _private_dir(s.session_runtime_dir, "sessions' runtime directory")
         if s.login:
             # Compositors run as the greeter user and as each logged-in user: the link socket is
             # open to every local user, who must still present the session's secret from their own
@@ -238,6 +266,7 @@ class FrontDoor(LoginMode):
         watchdog = self.notifier.start_watchdog()
         if watchdog is not None:
             self._tasks.add(watchdog)
+        self._serving = True
         log.info(
             "wrsrvd %s (%s) serving on UDP port %d, identity %s; %d session(s) restored; %s",
             s.name,
@@ -334,7 +363,8 @@ class FrontDoor(LoginMode):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        log.info("wrsrvd %s stopped", self.settings.name)
+        if self._serving:  # one that failed to start says why (wrsrvd: error: ...), not this
+            log.info("wrsrvd %s stopped", self.settings.name)
 
     #: Settings a reload cannot change: they are bound at start (sockets, identity, the launcher).
     RESTART_ONLY = (
@@ -397,7 +427,10 @@ class FrontDoor(LoginMode):
             pid = s.endpoint.compositor_pid
             if pid is not None and not pid_alive(pid):
                 log.info("session %s: its compositor (pid %d) is gone; ending it", s.id, pid)
-                self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
+                try:
+                    self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
+                except RegistryError as err:  # a full disk: the next start with room records it
+                    log.warning("session %s: %s", s.id, err)
                 continue
             kind = Kind.LOGIN_SCREEN if s.state is SessionState.GREETER else Kind.SESSION
             self.live[s.id] = LiveSession(
@@ -825,13 +858,9 @@ class FrontDoor(LoginMode):
             if now - viewer.last_input > 1.0 and self.registry is not None:
                 viewer.last_input = now
                 self.registry.note_input(ls.id, time.time())
-        link = ls.link
-        if link is None or (not ls.responding and isinstance(message, _DROPPED_WHILE_HUNG)):
+        if ls.link is None or (not ls.responding and isinstance(message, _DROPPED_WHILE_HUNG)):
             return
-        try:
-            link.send(ToSession(spec_of(message).channel, encode_message(message)))
-        except LinkOverflow as err:
-            self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
+        self._relay(ls, viewer, message)
 
     def _displace(self, viewer: Viewer, detail: str) -> None:
         """The session this viewer shows moved to another viewer: tell it, close its connection."""
@@ -869,6 +898,42 @@ class FrontDoor(LoginMode):
         self._changed()
 
     # --- the link ----------------------------------------------------------------------------------
+
+    def _relay(self, ls: LiveSession, viewer: Viewer, message: Any) -> None:
+        """A viewer's message to its session's compositor, within the viewer's share of the link.
+
+        A compositor that does not read (stopped, hung, busy) lets the link's buffer grow; a viewer
+        that goes on sending (a flood, pastes into a stopped session) must neither fill it up to the
+        link's limit, where the link itself would go, nor leave a backlog the compositor would chew on
+        for long when it wakes up. So a message goes only while what waits on the link stays within
+        :data:`VIEWER_BACKLOG` (more for the big, rare ones: clipboard text, keymaps). A viewer that
+        would go past it is closed with RECEIVE_BUFFER_FULL and a reason: it reconnects, and attaches
+        again once the session responds. What it sent until then is delivered, in order; the session
+        is not touched."""
+        link = ls.link
+        if link is None or viewer.conn.closed:
+            return
+        frame = encode_message(message)
+        waiting = link.pending_bytes
+        limit = BIG_VIEWER_BACKLOG if isinstance(message, _BIG_FROM_VIEWERS) else VIEWER_BACKLOG
+        if waiting + len(frame) > limit:
+            log.warning(
+                "%s: %s sends faster than the session reads (%d bytes wait on its link); closing that "
+                "viewer, the session is left alone",
+                self._who(ls),
+                viewer.conn.peer_address,
+                waiting,
+            )
+            viewer.conn.close(
+                ErrorCode.RECEIVE_BUFFER_FULL,
+                "the session does not keep up with this viewer's input (it may be busy or stopped); "
+                "reconnect to go on",
+            )
+            return
+        try:
+            link.send(ToSession(spec_of(message).channel, frame))
+        except LinkOverflow as err:  # not from viewers alone (see VIEWER_BACKLOG): a compositor that hangs
+            self._drop_link(ls, CloseCode.PROTOCOL_ERROR, err.reason)
 
     async def _on_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = LinkStream(reader, writer, LinkRole.SERVER, name="link")
@@ -1002,17 +1067,15 @@ class FrontDoor(LoginMode):
         if s is not None and (
             s.endpoint.compositor_pid != reg.pid or s.endpoint.wayland_display != reg.wayland_display
         ):
-            self.registry.set_endpoint(
-                s.id,
-                Endpoint(
-                    **{
-                        **s.endpoint.__dict__,
-                        "compositor_pid": reg.pid,
-                        "wayland_display": reg.wayland_display,
-                    }
-                ),
-                time.time(),
-            )
+            endpoint = {
+                **s.endpoint.__dict__,
+                "compositor_pid": reg.pid,
+                "wayland_display": reg.wayland_display,
+            }
+            try:
+                self.registry.set_endpoint(s.id, Endpoint(**endpoint), time.time())
+            except RegistryError as err:  # a full disk: serve it all the same; recorded with its next change
+                log.warning("session %s: %s", s.id, err)
         stream.send(
             Welcome(
                 link_version=reg.link_version, server=f"wrsrvd {wayray.__version__} ({self.settings.name})"
@@ -1190,10 +1253,18 @@ class FrontDoor(LoginMode):
             conn.send(SessionEvent(kind=kind, detail=detail[:1000]))
 
     def _drop_link(self, ls: LiveSession, code: CloseCode, reason: str) -> None:
+        """Give up on a link that does not read: abort it, throwing away what waits for the compositor
+        (stale input it must not act on when it wakes up, and no Close it could take for a refusal).
+        The session is not ended: a live compositor registers again, as after a wrsrvd restart."""
         if ls.link is not None:
-            log.warning("session %s: dropping its link: %s", ls.id, reason)
+            log.warning(
+                "session %s: dropping its link (%s): %s; the session waits for its compositor to come back",
+                ls.id,
+                code,
+                reason,
+            )
             link = ls.link
-            link.close(code, reason)
+            link.abort()
             self._link_lost(ls)
 
     def _link_lost(self, ls: LiveSession) -> None:
@@ -1215,20 +1286,11 @@ class FrontDoor(LoginMode):
         the link and will come back. A dying process closes its sockets a moment before it can be
         reaped, so give it that moment before deciding."""
         end = time.monotonic() + LINK_LOSS_GRACE
-        while time.monotonic() < end and not ls.ended and ls.link is None:
-            if ls.process is not None:
-                if ls.process.returncode is not None:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ls.process.exited.wait(), max(0.0, end - time.monotonic()))
-                break
-            if not pid_alive(ls.pid):
-                break
+        while time.monotonic() < end and not ls.ended and ls.link is None and self._compositor_alive(ls):
             await asyncio.sleep(0.05)
         if ls.ended or ls.link is not None:
             return
-        alive = ls.process.returncode is None if ls.process is not None else pid_alive(ls.pid)
-        if not alive:
+        if not self._compositor_alive(ls):
             self._finish(ls, EndReason.COMPOSITOR_LOST, "the session's compositor stopped unexpectedly")
             return
         log.info("session %s: link lost; waiting for the compositor to come back", ls.id)
@@ -1236,6 +1298,45 @@ class FrontDoor(LoginMode):
         if viewer is not None:
             ls.viewer = None
             viewer.conn.close(ErrorCode.SERVER_BUSY, "the session's compositor is reconnecting; try again")
+
+    @staticmethod
+    def _compositor_alive(ls: LiveSession) -> bool:
+        """Whether the session's compositor runs: the process wrsrvd started (its keeper, which outlives
+        the compositor a moment to end what the session left behind) has not exited, and the pid that
+        registered on the link is alive."""
+        if ls.process is not None and ls.process.returncode is not None:
+            return False
+        return pid_alive(ls.pid) if ls.pid else ls.process is not None
+
+    def _relink_overdue(self, ls: LiveSession) -> None:
+        """A session's compositor did not come back to its link in time. One that is gone ends its
+        session. One that lives (stopped, hung) is *not responding*, as on a link: it is not ended for
+        being slow (its user's work is in it); it is said once, and an operator can end it."""
+        ls.relink_by = None
+        pid = ls.pid or 0
+        # Still this session's compositor (not a process that got its pid since): one wrsrvd watches,
+        # one whose environment names the session, or (login mode: other users' environments are not
+        # readable) one running as the session's user.
+        ours = (
+            ls.process is not None
+            or is_session_process(pid, ls.id)
+            or (self.settings.login and ls.uid is not None and _process_uid(pid) == ls.uid)
+        )
+        if self._compositor_alive(ls) and ours:
+            since = self.settings.relink_grace
+            ls.not_responding_at = time.time() - since
+            log.warning(
+                "%s is not responding: its compositor runs but has not come back to its link for %.0f s "
+                "(stopped, hung?); the session is left running (wradm session kill %s ends it)",
+                self._who(ls),
+                since,
+                ls.id,
+            )
+            self._changed()
+            return
+        if ls.process is not None and ls.process.returncode is None:
+            ls.process.signal(signal.SIGTERM)
+        self._finish(ls, EndReason.COMPOSITOR_LOST, "the session's compositor did not come back to wrsrvd")
 
     def _process_exited(self, ls: LiveSession, status: int) -> None:
         if ls.ended:
@@ -1279,7 +1380,12 @@ class FrontDoor(LoginMode):
         s = self.registry.find(ls.id) if self.registry is not None else None
         log.info("session %s of %s ended (%s): %s", ls.id, (s.user if s else None) or "-", reason, detail)
         if self.registry is not None and s is not None and s.state is not SessionState.ENDED:
-            self.registry.end(ls.id, reason, time.time())
+            try:
+                self.registry.end(ls.id, reason, time.time())
+            except RegistryError as err:
+                log.error(
+                    "session %s: %s; it is over all the same (recorded by a start with room)", ls.id, err
+                )
         viewer = ls.viewer
         ls.viewer = None
         if viewer is not None:
@@ -1301,16 +1407,15 @@ class FrontDoor(LoginMode):
                 ls = self.live.get(action.session_id)
                 if ls is not None:
                     self._end_session(ls, action.reason, f"the policy ended it ({action.reason})")
-                else:  # recorded but not running here: only the record is left to end
+                    continue
+                try:  # recorded but not running here: only the record is left to end
                     self.registry.end(action.session_id, action.reason, now)
+                except RegistryError as err:
+                    log.warning("session %s: %s", action.session_id, err)
             mono = time.monotonic()
             for ls in list(self.live.values()):
                 if ls.relink_by is not None and not ls.linked.is_set() and mono > ls.relink_by:
-                    if ls.process is not None and ls.process.returncode is None:
-                        ls.process.signal(signal.SIGTERM)
-                    self._finish(
-                        ls, EndReason.COMPOSITOR_LOST, "the session's compositor did not come back to wrsrvd"
-                    )
+                    self._relink_overdue(ls)
             deadlines = [d - time.time() for d in [self.registry.next_deadline()] if d is not None]
             deadlines += [ls.relink_by - mono for ls in self.live.values() if ls.relink_by is not None]
             wait = max(0.05, min([60.0, *deadlines]))
@@ -1450,8 +1555,11 @@ class FrontDoor(LoginMode):
             "launcher_session": s.endpoint.launcher_session,
             "linked": bool(ls and ls.link is not None),
             # Whether its compositor answers the link's pings (None: not on its link, or too old to be
-            # pinged), and since when it does not.
-            "responding": None if ls is None or ls.link is None or ls.keepalive is None else ls.responding,
+            # pinged), and since when it does not; False too for one that runs but did not come back
+            # to its link in time.
+            "responding": None
+            if ls is None or (ls.responding and (ls.link is None or ls.keepalive is None))
+            else ls.responding,
             "not_responding_since": ls.not_responding_at if ls else None,
             "pid": ls.pid if ls else s.endpoint.compositor_pid,
             "wayland_display": ls.wayland_display if ls else s.endpoint.wayland_display,
@@ -1478,9 +1586,20 @@ def _user() -> str:
         return str(os.geteuid())
 
 
-def _private_dir(path: Path) -> None:
-    """Make ``path`` (0700) if needed; refuse one that others could change or that is not ours."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _private_dir(path: Path, what: str) -> None:
+    """Make ``path`` (0700) if needed; refuse one that others could change or that is not ours, and
+    one below a directory others could change (they could swap it for their own: docs/link.md §1).
+    ``what``: "state directory", "runtime directory"..."""
+    refuse_directories_others_change(
+        path,
+        f"the {what} {path}",
+        hint=f"use a {what} whose parent directories belong to root or to you and are not writable by "
+        "others (sticky ones such as /tmp are fine)",
+    )
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        raise WayRayError(f"{path}: cannot make the {what}: {err.strerror}") from None
     st = path.stat()
     if st.st_uid != os.geteuid():
         raise WayRayError(f"{path} belongs to uid {st.st_uid}, not to this server's user ({os.geteuid()})")
@@ -1492,7 +1611,15 @@ def _private_dir(path: Path) -> None:
 
 
 def _lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold the state directory (one wrsrvd per directory). The lock is the flock; the pid written in
+    the file is only for the message another wrsrvd gives, so a full disk does not stop a start."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise WayRayError(
+            f"{path}: cannot open wrsrvd's lock file: {err.strerror or err}",
+            hint=_room_hint(path.parent, err),
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -1502,6 +1629,29 @@ def _lock(path: Path) -> int:
             f"another wrsrvd{f' (pid {other})' if other else ''} uses the state directory {path.parent}",
             hint="stop it first, or give this one its own --state-dir and --runtime-dir",
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as err:
+        log.warning(
+            "%s: cannot write wrsrvd's pid into its lock file (%s); locked all the same", path, err.strerror
+        )
     return fd
+
+
+def _process_uid(pid: int) -> int | None:
+    """The real uid ``pid`` runs as (/proc/PID/status is readable by everyone), None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _room_hint(directory: Path, err: OSError) -> str | None:
+    """What to do about a write that failed in ``directory``, when it is about room."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space on the file system of {directory} (df -h {directory}), then start wrsrvd again"
+    return None

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -84,7 +85,8 @@ class LoginMode:
             f"WAYRAY_SESSION_MAX_PIXELS={self._max_pixels(kind)}",
             f"WAYRAY_LINK={s.link_socket}",
             f"WAYRAY_LINK_SESSION={session_id}",
-            f"WAYRAY_LINK_SECRET={secret}",
+            f"WAYRAY_LINK_SECRET={secret}",  # wrsessd hands it to the compositor in a pipe, not this
+            f"WAYRAY_LINK_SERVER_UID={os.geteuid()}",  # the compositor registers only with this uid
             f"WAYRAY_SESSION_SIZE={size[0]}x{size[1]}",
             f"WAYRAY_SESSION_SCALE={scale}",
             f"WAYRAY_SESSION_REFRESH={s.fps}",

@@ -170,6 +170,9 @@ class Registry:
         self._sessions: dict[str, Session] = {}
         self._by_token: dict[str, str] = {}
         self._by_viewer: dict[str, str] = {}
+        #: Why the file could not be written when it was opened (a full disk), else None: the live
+        #: sessions are known all the same (read-only), and writing works again once there is room.
+        self.unwritable: str | None = None
 
     # --- opening ----------------------------------------------------------------------------------
 
@@ -242,9 +245,15 @@ class Registry:
                 restored = replace(s, viewer=None, viewer_kiosk=None, changed_at=now, last_input_at=now)
             else:
                 restored = s
-            self._commit(
-                restored, AuditKind.RESTORED, now, {"was": s.state.value, "viewer_was": s.viewer or "-"}
-            )
+            try:
+                self._commit(
+                    restored, AuditKind.RESTORED, now, {"was": s.state.value, "viewer_was": s.viewer or "-"}
+                )
+            except RegistryError as err:
+                # A full disk: the session is still there, as before the restart. It is served read-only
+                # (wrsrvd says so); its record is written with its next change once there is room.
+                self.unwritable = str(err)
+                self._index(restored)
 
     # --- queries ----------------------------------------------------------------------------------
 
@@ -478,7 +487,13 @@ class Registry:
         new = replace(
             s, state=SessionState.ENDED, viewer=None, viewer_kiosk=None, changed_at=now, end_reason=reason
         )
-        self._commit(new, AuditKind.ENDED, now, {"reason": reason.value})
+        try:
+            self._commit(new, AuditKind.ENDED, now, {"reason": reason.value})
+        except RegistryError:
+            # Over is over, recorded or not (a full disk): it is not live any more here, and a restart
+            # with room finds its compositor gone and records the end then.
+            self._index(new)
+            raise
         return new
 
     def set_endpoint(self, session_id: str, endpoint: Endpoint, now: float) -> Session:

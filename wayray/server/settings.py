@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wayray.common.errors import WayRayError
+from wayray.common.errors import UsageError, WayRayError
 from wayray.common.xdg import ACCESS_KEY_FILE, DERIVED_CERT, DERIVED_KEY, standalone_state_dir
 from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart
 from wayray.config import TokenKind as ConfigTokenKind
@@ -187,10 +187,20 @@ def default_state_dir(env: dict[str, str]) -> Path:
 
 
 def default_runtime_dir(env: dict[str, str]) -> Path:
+    """``$XDG_RUNTIME_DIR/wayray/standalone``. Without XDG_RUNTIME_DIR (sudo, su, cron, ssh without
+    pam_systemd) there is no safe default: a predictable name in /tmp can be made first by another
+    local user, who would then own the link socket the sessions register on (their secrets, their
+    input). So the user is asked for a directory instead."""
     base = env.get("XDG_RUNTIME_DIR")
-    if base and os.path.isdir(base):
+    if base and os.path.isabs(base) and os.path.isdir(base):
         return Path(base) / "wayray" / "standalone"
-    return Path(f"/tmp/wayray-{os.getuid()}") / "standalone"
+    why = "is not set" if not base else f"is {base!r}, not a directory"
+    raise UsageError(
+        f"no runtime directory for the link and admin sockets: XDG_RUNTIME_DIR {why} "
+        "(sudo, su and cron do not set it)",
+        hint="start wrsrvd from a login session (which sets XDG_RUNTIME_DIR), or give a directory only "
+        "you can write with --runtime-dir DIR (for example --runtime-dir ~/.local/state/wayray/run)",
+    )
 
 
 def _build(

@@ -3,8 +3,8 @@
 Each session is ``wrsrvd session … -- COMMAND`` in a process session of its own (``setsid``), so a
 Ctrl-C at wrsrvd's terminal, or wrsrvd's death, does not reach it: sessions outlive the front door and
 register again with the next one. Its link details travel in the environment; the per-session secret
-only there (argv is readable by every local user). Under the journal the session logs there; otherwise
-into ``<state>/sessions/<id>.log``.
+in an inherited pipe (argv is readable by every local user, the environment stays in /proc). Under
+the journal the session logs there; otherwise into ``<state>/sessions/<id>.log``.
 
 The process is watched through a pidfd where the platform has one (else a thread waiting for it), not
 through asyncio's subprocess machinery, which kills children still running when its loop closes.
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from wayray.common.log import under_journal
 from wayray.common.notify import child_environment
+from wayray.common.secretfd import secret_pipe
 
 log = logging.getLogger("wayray.server")
 
@@ -52,7 +53,7 @@ class SessionSpec:
     max_pixels: int | None = None
 
 
-def session_argv(spec: SessionSpec) -> list[str]:
+def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     argv = [
         sys.executable,
         "-m",
@@ -73,15 +74,25 @@ def session_argv(spec: SessionSpec) -> list[str]:
         argv.append("--no-video")
     if spec.max_pixels is not None:
         argv += ["--max-pixels", str(spec.max_pixels)]
+    # The session keeper (wayray.session.keeper): the programs that leave the session's process group
+    # (nohup, setsid) end with it all the same, and its log has a cap.
+    argv.append("--subreaper")
+    if log_file is not None:
+        argv += ["--log", str(log_file)]
     return [*argv, "--", *spec.command]
 
 
-def session_environment(spec: SessionSpec) -> dict[str, str]:
+def session_environment(spec: SessionSpec, secret_fd: int) -> dict[str, str]:
+    """The session process's environment: the link's details, and the number of the inherited pipe
+    the secret waits in (never the secret itself: ``/proc/PID/environ`` shows an environment for the
+    process's whole life)."""
     env = child_environment()
+    env.pop("WAYRAY_LINK_SECRET", None)
     env.update(
         WAYRAY_LINK=str(spec.link),
         WAYRAY_LINK_SESSION=spec.session_id,
-        WAYRAY_LINK_SECRET=spec.secret,
+        WAYRAY_LINK_SECRET_FD=str(secret_fd),
+        WAYRAY_LINK_SERVER_UID=str(os.geteuid()),
         XDG_RUNTIME_DIR=str(spec.runtime_dir),
     )
     for name in ("WAYLAND_DISPLAY", "WAYLAND_SOCKET", "DISPLAY", "WAYRAY_WAYLAND_DISPLAY"):
@@ -144,24 +155,26 @@ class SessionProcess:
 def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionProcess:
     """Start the session process; raises OSError when it cannot be started at all."""
     out: int | None = None
+    log_file: Path | None = None
     if spec.log_dir is not None and not under_journal():
         spec.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        out = os.open(
-            spec.log_dir / f"{spec.session_id}.log",
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
-            0o600,
-        )
+        log_file = spec.log_dir / f"{spec.session_id}.log"
+        # What the session process says before its keeper takes the log over goes here too.
+        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    secret_fd = secret_pipe(spec.secret)
     try:
         proc = subprocess.Popen(
-            session_argv(spec),
-            env=session_environment(spec),
+            session_argv(spec, log_file),
+            env=session_environment(spec, secret_fd),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
             start_new_session=True,
             cwd=_home(),
+            pass_fds=(secret_fd,),
         )
     finally:
+        os.close(secret_fd)
         if out is not None:
             os.close(out)
     log.info("started session %s (pid %d): %s", spec.session_id, proc.pid, " ".join(spec.command))

@@ -112,6 +112,9 @@ def load_or_create_secret(path: Path) -> bytes:
         try:
             os.write(fd, secrets.token_bytes(SECRET_BYTES))
             os.fsync(fd)
+        except OSError:
+            path.unlink(missing_ok=True)  # no half-written key (a full disk): the next start makes it
+            raise
         finally:
             os.close(fd)
     data = read_private_file(

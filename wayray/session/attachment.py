@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 
 from wayray.codec import EncoderSettings
 from wayray.common.errors import WayRayError
+from wayray.common.log import Repeats
 from wayray.compositor.limits import check_output_size, fit_output_size
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.config import ClipboardDirection
@@ -41,6 +42,9 @@ from wayray.wire import (
 
 log = logging.getLogger("wayray.session")
 
+#: After an output resize for a new viewer: how long the clients may take to draw at the new size
+#: before the first frame goes out (they take milliseconds; one that hangs is shown as it was).
+SETTLE_TIMEOUT = 0.5
 #: The text types offered to the session's clients for text from the viewer (what X11 and GTK ask).
 TEXT_MIMES = ("text/plain;charset=utf-8", "text/plain", "UTF8_STRING", "TEXT", "STRING")
 
@@ -74,6 +78,8 @@ class Attachment:
             )
             self.clipboard = ClipboardDirection.NONE
         self._send = send
+        #: What the viewer makes happen as often as it likes is logged once a minute, counted.
+        self.repeats = Repeats(log)
         self.pump = DisplayPump(
             comp,
             send,
@@ -82,10 +88,13 @@ class Attachment:
             settings=settings,
             executor=executor,
             first_seq=attach.first_seq,
+            repeats=self.repeats,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         #: Attached was sent (resizes before it travel in Attached itself).
         self.pump_started = False
+        #: The output was resized for this viewer before its first frame.
+        self._resized_first = False
 
     @property
     def output(self) -> tuple[int, int, int]:
@@ -98,12 +107,14 @@ class Attachment:
         a = self.request
         self._set_keymap(a.keymap)
         if a.match_size:
-            self._resize(a.width, a.height, a.scale_120)
+            self._resized_first = self._resize(a.width, a.height, a.scale_120)
 
     def start_pump(self) -> None:
         """Wake the session up and start sending: a keyframe first, then frames within the credit."""
         self.comp.viewed = True
-        self.pump.start()
+        # After a resize the clients are asked to draw at the new size: the first keyframe waits for
+        # their answers (up to SETTLE_TIMEOUT), so it shows the windows as they are at that size.
+        self.pump.start(settle=self._settle if self._resized_first else None)
         self.pump_started = True
         if Capability.CLIPBOARD in self.capabilities and self.clipboard.to_client:
             for kind in SelectionKind:
@@ -115,6 +126,7 @@ class Attachment:
         for t in list(self._tasks):
             t.cancel()
         self.comp.release_all()
+        self.repeats.flush()
 
     # --- from the viewer ---------------------------------------------------------------------------
 
@@ -134,7 +146,13 @@ class Attachment:
         elif isinstance(message, FrameAck):
             self.pump.acked(message.seq)
         elif isinstance(message, KeyframeRequest):
-            log.info("the viewer asks for a keyframe (%s)", message.reason.name)
+            self.repeats.note(
+                "keyframe request",
+                logging.INFO,
+                "the viewer asks for a keyframe (%s)",
+                message.reason.name,
+                summary="{n} more keyframe requests from the viewer in the last {seconds} s",
+            )
             self.pump.request_keyframe()
         elif isinstance(message, ResizeRequest):
             self._resize(message.width, message.height, message.scale_120)
@@ -143,34 +161,78 @@ class Attachment:
         elif isinstance(message, ClipboardText):
             self._clipboard_from_viewer(message)
         else:
-            log.warning("ignoring %s from the viewer: not handled here", type(message).__name__)
+            name = type(message).__name__
+            self.repeats.note(
+                f"unhandled {name}",
+                logging.WARNING,
+                "ignoring %s from the viewer: not handled here",
+                name,
+                summary=f"{{n}} more {name} from the viewer ignored in the last {{seconds}} s",
+            )
 
     def _set_keymap(self, text: str) -> None:
         try:
             self.comp.set_keymap(text or None)
         except KeymapError as err:
-            log.warning("the viewer's keymap does not compile (%s); keeping the default layout", err)
+            self.repeats.note(
+                "bad keymap",
+                logging.WARNING,
+                "the viewer's keymap does not compile (%s); keeping the default layout",
+                err,
+                summary="{n} more keymaps from the viewer did not compile in the last {seconds} s",
+            )
             self.comp.set_keymap(None)
 
-    def _resize(self, width: int, height: int, scale_120: int) -> None:
+    async def _settle(self) -> None:
+        if not await self.comp.settle(SETTLE_TIMEOUT):
+            log.info(
+                "a client did not draw at the new output size within %g s; the first frame shows it as is",
+                SETTLE_TIMEOUT,
+            )
+
+    def _resize(self, width: int, height: int, scale_120: int) -> bool:
+        """Follow the viewer's screen; whether the output changed."""
         scale = scale_from_120(scale_120)
         width -= width % scale
         height -= height % scale
         fitted = fit_output_size(width, height, scale)
         if fitted != (width, height):
-            log.info("the viewer's %dx%d is over this session's pixel cap: %dx%d", width, height, *fitted)
+            self.repeats.note(
+                "over the pixel cap",
+                logging.INFO,
+                "the viewer's %dx%d is over this session's pixel cap: %dx%d",
+                width,
+                height,
+                *fitted,
+                summary="{n} more screen sizes from the viewer were over the cap in the last {seconds} s",
+            )
             width, height = fitted
         if (width, height) == self.comp.size and scale == self.comp.scale:
-            return
+            return False
         try:
             check_output_size(width, height, scale)
         except WayRayError as err:
-            log.info("not resizing to the viewer's screen: %s", err.message)
-            return
-        log.info("output resized to %dx%d at scale %d for the viewer", width, height, scale)
+            self.repeats.note(
+                "resize refused",
+                logging.INFO,
+                "not resizing to the viewer's screen: %s",
+                err.message,
+                summary="{n} more resizes the viewer asked for were refused in the last {seconds} s",
+            )
+            return False
+        self.repeats.note(
+            "resize",
+            logging.INFO,
+            "output resized to %dx%d at scale %d for the viewer",
+            width,
+            height,
+            scale,
+            summary="{n} more output resizes for the viewer in the last {seconds} s",
+        )
         self.comp.resize_output(width, height, scale)
         if self._on_resized is not None:
             self._on_resized(width, height, scale * SCALE_ONE)
+        return True
 
     def _clipboard_from_viewer(self, message: ClipboardText) -> None:
         if not self.clipboard.to_server:

@@ -2,10 +2,12 @@
 
     wrsrvd session [--link PATH] [--session-id ID] [--size WxH] [--scale N] [--refresh HZ]
                    [--idle-fps N] [--socket NAME] [--decorations client|server] [--no-video]
-                   [--orphan-timeout S] [--screenshot PATH] [-- COMMAND [ARGS...]]
+                   [--orphan-timeout S] [--screenshot PATH] [--subreaper] [--log FILE]
+                   [-- COMMAND [ARGS...]]
 
 The link's details come from the arguments or the environment (``WAYRAY_LINK``,
-``WAYRAY_LINK_SESSION``); the per-session secret only from ``WAYRAY_LINK_SECRET``. The Wayland
+``WAYRAY_LINK_SESSION``, ``WAYRAY_LINK_SERVER_UID``); the per-session secret only from the inherited
+pipe ``WAYRAY_LINK_SECRET_FD`` names (docs/link.md §1). The Wayland
 socket is ``--socket``, else ``WAYRAY_WAYLAND_DISPLAY`` (wrsessd's compositor contract), else the first
 free ``wayray-N`` in ``$XDG_RUNTIME_DIR``.
 
@@ -89,6 +91,19 @@ def parser() -> argparse.ArgumentParser:
         help="never make the output larger than N pixels, whatever a viewer asks (16384x16384)",
     )
     p.add_argument("--screenshot", type=Path, metavar="PATH", help="write a PNG here on SIGUSR1")
+    p.add_argument(
+        "--subreaper",
+        action="store_true",
+        help="keep the session's programs together: a parent process adopts those that leave the "
+        "session (nohup, setsid) and ends them with it (wrsrvd passes this; wrsessd does it itself)",
+    )
+    p.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="write the session's output (this process's log and its programs' output) to FILE, at most "
+        "4 MiB, the part before kept as FILE.old (implies --subreaper)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return p
@@ -117,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(err.message) from None
     if args.refresh <= 0 or args.idle_fps < 0:
         raise UsageError("--refresh must be positive and --idle-fps not negative")
+    if args.log is not None and not args.log.is_absolute():
+        raise UsageError(f"--log {args.log}: give an absolute path")
+    if args.subreaper or args.log is not None:
+        from wayray.session.keeper import split
+
+        # From here on this is the session compositor; the keeper stays behind as its parent. It gets
+        # no part of the secret: it closes the pipe that carries it.
+        secret_fd = os.environ.get("WAYRAY_LINK_SECRET_FD", "")
+        split(args.log, close_fds=(int(secret_fd),) if secret_fd.isdigit() else ())
     env = dict(os.environ)
     link = link_settings_from_environment(
         env,
@@ -124,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         session_id=args.session_id,
         orphan_timeout=args.orphan_timeout or None,
     )
-    os.environ.pop("WAYRAY_LINK_SECRET", None)  # children never see it
+    for name in ("WAYRAY_LINK_SECRET", "WAYRAY_LINK_SECRET_FD"):
+        os.environ.pop(name, None)  # children never see the secret, nor a number for a closed descriptor
     runtime = env.get("XDG_RUNTIME_DIR")
     if not runtime or not os.path.isdir(runtime):
         raise WayRayError(

@@ -6,6 +6,8 @@ reconnects with exponential backoff and jitter and registers again, so the resta
 in its registry and can attach viewers to it. Refusals that cannot change by waiting (the session
 is unknown to the server, the secret is wrong, the protocol version differs, another process took
 the session over) end the session; so does a server that stays away longer than the orphan timeout.
+A link wrsrvd dropped (reset, or closed with ``protocol_error``: a compositor that did not read for a
+while) is only a link: the compositor registers again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from wayray.codec import EncoderSettings
+from wayray.common.log import Repeats
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.link import (
     LINK_VERSION,
@@ -75,11 +78,19 @@ class SessionRefused(Exception):
     """wrsrvd will not serve this session (any more): it must end."""
 
 
+class NotTheServer(LinkError):
+    """The process listening on the link socket is not wrsrvd's (its uid is another): the compositor
+    tells it nothing and tries again later, as when nothing listens."""
+
+
 @dataclass(frozen=True)
 class LinkSettings:
     path: str
     session_id: str
     secret: str
+    #: The uid wrsrvd runs as, as the spawner says (None: this process's own). The compositor registers
+    #: only with a server of that uid (or root): the secret goes to nobody else.
+    server_uid: int | None = None
     #: End the session when wrsrvd cannot be reached for this long (None: wait for ever).
     orphan_timeout: float | None = 24 * 3600.0
     backoff_first: float = 0.1
@@ -105,6 +116,7 @@ class LinkClient:
         self.attachment: Attachment | None = None
         self.registered = asyncio.Event()
         self._closing = False
+        self._repeats = Repeats(log)
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -114,18 +126,22 @@ class LinkClient:
         s = self.settings
         backoff = Backoff(s.backoff_first, s.backoff_longest)
         lost_since = time.monotonic()
-        first = True
+        said = ""  # the kind of trouble last logged: each new kind is logged once, not every retry
         while not self._closing:
             try:
                 stream = await self._connect()
-            except OSError as err:
+            except (OSError, NotTheServer) as err:
+                if isinstance(err, NotTheServer):
+                    kind, why = "not-the-server", f"{err.reason}; not registering there"
+                else:
+                    kind, why = "unreachable", f"cannot reach wrsrvd at {s.path} ({err.strerror or err})"
                 away = time.monotonic() - lost_since
                 if s.orphan_timeout is not None and away > s.orphan_timeout:
-                    self._end(f"wrsrvd was unreachable at {s.path} for {away:.0f} s ({err.strerror or err})")
+                    self._end(f"wrsrvd was unreachable for {away:.0f} s: {why}")
                     return
-                if first:
-                    log.warning("cannot reach wrsrvd at %s (%s); retrying", s.path, err.strerror or err)
-                    first = False
+                if kind != said:
+                    log.warning("%s; retrying", why)
+                    said = kind
                 await asyncio.sleep(backoff.delay())
                 continue
             except SessionRefused as err:
@@ -136,7 +152,7 @@ class LinkClient:
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
-            first = True
+            said = ""
             try:
                 await self._serve(stream)
             except SessionRefused as err:
@@ -144,6 +160,9 @@ class LinkClient:
                 return
             except LinkError as err:
                 log.warning("link to wrsrvd broken: %s", err.reason)
+                broken = True
+            else:
+                broken = False
             finally:
                 stream.close()
                 self.stream = None
@@ -152,11 +171,14 @@ class LinkClient:
             if not self._closing:
                 log.info("lost the link to wrsrvd; the session keeps running and reconnects")
                 lost_since = time.monotonic()
+                if broken:  # not wrsrvd going away: do not come straight back into the same trouble
+                    await asyncio.sleep(backoff.delay())
 
     async def _connect(self) -> LinkStream:
         s = self.settings
         stream = await LinkStream.connect(s.path, LinkRole.COMPOSITOR, name="link to wrsrvd")
         try:
+            self._check_server(stream)
             w, h = self.comp.size
             stream.send(
                 Register(
@@ -191,6 +213,22 @@ class LinkClient:
         self.stream = stream
         self.registered.set()
         return stream
+
+    def _check_server(self, stream: LinkStream) -> None:
+        """Refuse a socket another user listens on (someone who took the runtime directory's place):
+        the registration carries the session's secret, and the server's input reaches the session."""
+        expected = self.settings.server_uid
+        if expected is None:
+            expected = os.geteuid()
+        try:
+            uid = stream.peer_uid()
+        except OSError as err:
+            raise NotTheServer(f"cannot tell who listens on {self.settings.path}: {err.strerror}") from None
+        if uid is not None and uid not in (expected, 0):
+            raise NotTheServer(
+                f"the link socket {self.settings.path} is served by uid {uid}, not by wrsrvd's uid "
+                f"{expected} (another user may have taken the runtime directory's place)"
+            )
 
     async def close(self) -> None:
         """Stop serving (the session is ending): detach, close the link."""
@@ -231,9 +269,12 @@ class LinkClient:
                 # Keep the link: the process stops its command, then says Ended and closes it.
                 self._end(f"wrsrvd ends the session: {message.reason}")
             elif isinstance(message, Close):
-                if message.code in (CloseCode.SHUTDOWN,):
+                if message.code is CloseCode.SHUTDOWN:
                     log.info("wrsrvd is stopping: %s", message.reason)
                     return
+                if message.code is CloseCode.PROTOCOL_ERROR:
+                    # Something went wrong on this link, not with the session: a new link may do.
+                    raise LinkError(f"wrsrvd closed the link: {message.reason}")
                 raise SessionRefused(f"wrsrvd closed the link: {message.code}: {message.reason}")
             else:
                 stream.close(CloseCode.PROTOCOL_ERROR, f"unexpected {type(message).__name__}")
@@ -300,7 +341,13 @@ class LinkClient:
             msg_type, _length = parse_header(message.frame)
             decoded = decode_message(message.channel, msg_type, message.frame[HEADER_SIZE:])
         except ProtocolError as err:  # wrsrvd validated it: this is a bug on one side
-            log.warning("ignoring a viewer message wrsrvd relayed: %s", err.reason)
+            self._repeats.note(
+                "undecodable",
+                logging.WARNING,
+                "ignoring a viewer message wrsrvd relayed: %s",
+                err.reason,
+                summary="{n} more viewer messages ignored in the last {seconds} s",
+            )
             return
         att.handle(decoded)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,13 +19,21 @@ from pathlib import Path
 
 from wayray.codec import EncoderSettings
 from wayray.common.errors import EXIT_FAILURE, WayRayError
+from wayray.common.secretfd import read_secret
 from wayray.compositor.session import Decorations, SessionCompositor
 from wayray.session.link_client import LinkClient, LinkSettings
 
 log = logging.getLogger("wayray.session")
 
 #: Environment variables that carry the link to the compositor; never passed on to its clients.
-LINK_ENV = ("WAYRAY_LINK", "WAYRAY_LINK_SESSION", "WAYRAY_LINK_SECRET", "WAYRAY_WAYLAND_DISPLAY")
+LINK_ENV = (
+    "WAYRAY_LINK",
+    "WAYRAY_LINK_SESSION",
+    "WAYRAY_LINK_SECRET",
+    "WAYRAY_LINK_SECRET_FD",
+    "WAYRAY_LINK_SERVER_UID",
+    "WAYRAY_WAYLAND_DISPLAY",
+)
 STOP_GRACE = 5.0
 
 
@@ -160,17 +167,21 @@ def _status(rc: int) -> int:
 def link_settings_from_environment(
     env: dict[str, str], *, link: str | None, session_id: str | None, orphan_timeout: float | None
 ) -> LinkSettings:
-    """The link details: arguments first, then ``WAYRAY_LINK``/``WAYRAY_LINK_SESSION``; the secret only
-    from ``WAYRAY_LINK_SECRET`` (never argv, which every local user can read)."""
+    """The link details: arguments first, then ``WAYRAY_LINK``/``WAYRAY_LINK_SESSION``; the uid of the
+    server to register with from ``WAYRAY_LINK_SERVER_UID`` (default: this process's); the secret
+    only from the pipe ``WAYRAY_LINK_SECRET_FD`` names (never argv, which every local user can read,
+    nor the environment, which /proc shows for the process's whole life), or from
+    ``WAYRAY_LINK_SECRET`` as earlier spawners gave it."""
     path = link or env.get("WAYRAY_LINK")
     sid = session_id or env.get("WAYRAY_LINK_SESSION")
-    secret = env.get("WAYRAY_LINK_SECRET")
+    fd = env.get("WAYRAY_LINK_SECRET_FD")
+    secret = read_secret("WAYRAY_LINK_SECRET_FD", fd) if fd else env.get("WAYRAY_LINK_SECRET")
     missing = [
         name
         for name, value in (
             ("--link or WAYRAY_LINK", path),
             ("--session-id or WAYRAY_LINK_SESSION", sid),
-            ("WAYRAY_LINK_SECRET", secret),
+            ("WAYRAY_LINK_SECRET_FD", secret),
         )
         if not value
     ]
@@ -181,11 +192,12 @@ def link_settings_from_environment(
             "`wrsrvd compositor`",
             exit_code=2,
         )
+    uid_text = env.get("WAYRAY_LINK_SERVER_UID")
+    try:
+        server_uid = int(uid_text) if uid_text else None
+    except ValueError:
+        raise WayRayError(f"WAYRAY_LINK_SERVER_UID={uid_text!r} is not a uid", exit_code=2) from None
     assert path is not None and sid is not None and secret is not None
-    return LinkSettings(path=path, session_id=sid, secret=secret, orphan_timeout=orphan_timeout)
-
-
-def take_link_secret() -> None:
-    """Remove the link variables from this process's environment (children must not see them)."""
-    for name in ("WAYRAY_LINK_SECRET",):
-        os.environ.pop(name, None)
+    return LinkSettings(
+        path=path, session_id=sid, secret=secret, server_uid=server_uid, orphan_timeout=orphan_timeout
+    )

@@ -25,6 +25,7 @@ import numpy as np
 
 from wayray.codec import CursorEncoder, Encoder, EncoderSettings
 from wayray.codec.cursor import CursorMessage
+from wayray.common.log import Repeats
 from wayray.compositor.frames import Frame
 from wayray.compositor.session import SessionCompositor
 from wayray.wire import Capability, Channel, FrameCredit, FrameUpdate, RegionEncoding, encode_message
@@ -57,6 +58,7 @@ class DisplayPump:
         settings: EncoderSettings,
         executor: Executor,
         first_seq: int = 1,
+        repeats: Repeats | None = None,
     ) -> None:
         self._comp = comp
         self._first_seq = first_seq
@@ -73,11 +75,14 @@ class DisplayPump:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.stats = PumpStats()
+        self._repeats = repeats or Repeats(log)
 
     # --- control (from the link) -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="display-pump")
+    def start(self, *, settle: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Start sending. ``settle``: awaited before the first frame (the output was just resized: the
+        clients get a moment to draw at the new size, so the first keyframe shows them)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(settle), name="display-pump")
 
     async def stop(self) -> None:
         """Stop after the frame being encoded, if any (the encoder is closed by the pump itself)."""
@@ -93,7 +98,13 @@ class DisplayPump:
         try:
             self.credit.acked(seq)
         except CreditError as err:  # wrsrvd checked the ack against the same frames: a bug somewhere
-            log.warning("ignoring a frame acknowledgement: %s", err)
+            self._repeats.note(
+                "bad ack",
+                logging.WARNING,
+                "ignoring a frame acknowledgement: %s",
+                err,
+                summary="{n} more frame acknowledgements ignored in the last {seconds} s",
+            )
             return
         self._wake.set()
 
@@ -112,8 +123,10 @@ class DisplayPump:
 
     # --- the pump ----------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, settle: Callable[[], Awaitable[object]] | None) -> None:
         loop = asyncio.get_running_loop()
+        if settle is not None:
+            await settle()
         consumer = self._comp.consumer(on_change=self._wake.set)
         width, height = self._comp.size
         encoder = (
@@ -170,8 +183,17 @@ class DisplayPump:
         s.keyframes += update.keyframe
         s.bytes += len(data)
         s.h264_regions += sum(1 for r in update.regions if r.encoding == RegionEncoding.H264)
-        if update.keyframe:
-            log.info("keyframe %d: %dx%d, %d bytes", update.seq, update.width, update.height, len(data))
+        if update.keyframe:  # the viewer may ask for them without end: counted after the first
+            self._repeats.note(
+                "keyframe",
+                logging.INFO,
+                "keyframe %d: %dx%d, %d bytes",
+                update.seq,
+                update.width,
+                update.height,
+                len(data),
+                summary="{n} more keyframes in the last {seconds} s",
+            )
         await self._send(Channel.DISPLAY, data)
 
     async def _send_cursor(self) -> None:

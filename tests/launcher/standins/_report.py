@@ -5,7 +5,9 @@ import os
 
 
 def identity() -> dict:
+    fd = os.environ.get("WAYRAY_LINK_SECRET_FD")
     return {
+        "link_secret": _read_all(int(fd)) if fd else None,
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "uid": os.getuid(),
@@ -19,6 +21,15 @@ def identity() -> dict:
         "umask": _umask(),
         "env": dict(os.environ),
     }
+
+
+def _read_all(fd: int) -> str:
+    """The link secret from the pipe wrsessd handed the compositor (as the real one reads it)."""
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    os.close(fd)
+    return data.decode()
 
 
 def _umask() -> int:

@@ -1,0 +1,120 @@
+"""A standalone session's processes and output are kept together: programs a session started that
+left its process tree (``nohup``, ``setsid``) end with it, whether an operator ends it or its
+compositor crashes (review finding L6), and its log has a size cap with one previous file kept
+(review finding M5). Real wrsrvd, real foot and shell, real headless wrclient."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Harness, WrServer, eventually, failure
+
+pytestmark = pytest.mark.slow
+
+FOOT = ["foot", "--window-size-chars=80x24", "sh"]
+#: The session log's cap (wayray.session.keeper.LOG_MAX_BYTES), as an operator reads it in the docs.
+LOG_CAP = 4 * 1024 * 1024
+
+
+def sleepers(marks: list[str]) -> dict[str, int]:
+    """pid of each ``sleep MARK`` running now."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) >= 2 and argv[0].endswith(b"sleep") and argv[1].decode(errors="replace") in marks:
+                found[argv[1].decode()] = int(entry.name)
+    return found
+
+
+def escape(harness: Harness, srv: WrServer, token: str) -> dict[str, int]:
+    """In the session's terminal, start two programs that leave the session's process tree the ways
+    people do: ``nohup … &`` (ignores the terminal's hangup) and ``setsid …`` (a session of its own)."""
+    marks = [str(700_000 + secrets.randbelow(99_999)) for _ in range(2)]
+    script = harness.write_script(
+        f"escape-{token}.txt",
+        f"settle\ntype nohup sleep {marks[0]} >/dev/null 2>&1 &\nkey Return\n"
+        f"type setsid sleep {marks[1]} >/dev/null 2>&1 &\nkey Return\nsettle 500\n",
+    )
+    result = harness.run_client(srv, "--script", str(script), token=token)
+    assert result.returncode == 0, failure(result)
+    return eventually(lambda: s if len(s := sleepers(marks)) == 2 else None, "both programs running")
+
+
+@pytest.mark.parametrize("how", ["wradm session kill", "compositor crash"])
+def test_programs_that_left_the_sessions_process_tree_end_with_the_session(
+    harness: Harness, how: str
+) -> None:
+    srv = harness.server(FOOT)
+    escaped = escape(harness, srv, "keeper-token")
+    try:
+        session = srv.session()
+        if how == "wradm session kill":
+            srv.admin("kill", session_id=session["id"])
+        else:
+            os.kill(session["pid"], signal.SIGKILL)
+        eventually(lambda: not sleepers(list(escaped)), f"the escaped programs to end after the {how}", 60)
+    finally:
+        for pid in sleepers(list(escaped)).values():
+            os.kill(pid, signal.SIGKILL)
+    eventually(lambda: not srv.sessions(), "the session to be over")
+    assert not harness.session_processes()  # nothing of the session is left
+    # wrsrvd and new sessions are unaffected.
+    again = harness.run_client(srv, "--snapshot", str(harness.tmp / "new.png"), token="another-token")
+    assert again.returncode == 0, failure(again)
+
+
+def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness) -> None:
+    """A session whose programs write without end (here 20 MB at once) cannot fill the server's disk:
+    the log is cut at its cap into ``<id>.log.old``; the newest output is in ``<id>.log``."""
+    marker = f"END-OF-FLOOD-{secrets.token_hex(4)}"
+    flood = f"head -c 20000000 /dev/zero | tr '\\0' x | fold -w 100; echo {marker}; exec foot -W 80x24 sh"
+    srv = harness.server(["sh", "-c", flood])
+    result = harness.run_client(srv, "--snapshot", str(harness.tmp / "s.png"))
+    assert result.returncode == 0, failure(result)
+    session = srv.session()
+    log = srv.state / "sessions" / f"{session['id']}.log"
+    eventually(lambda: marker in log.read_text(errors="replace"), "the marker in the current log")
+    assert sorted(p.name for p in log.parent.iterdir()) == sorted([log.name, f"{log.name}.old"])
+    assert log.stat().st_size <= LOG_CAP
+    assert Path(f"{log}.old").stat().st_size <= LOG_CAP
+    assert "wrsrvd-session" in log.read_text(errors="replace") or "wrsrvd-session" in Path(
+        f"{log}.old"
+    ).read_text(errors="replace")  # the compositor's own lines go the same way
+    assert srv.session()["linked"]  # and the session is fine
+
+
+def test_a_compositor_killed_while_wrsrvd_is_down_is_ended_at_the_restart_and_the_other_relinks(
+    harness: Harness,
+) -> None:
+    """The review's fault run, with the keeper between wrsrvd and each compositor: kill -9 wrsrvd,
+    kill -9 one session's compositor meanwhile; the restarted wrsrvd ends that session (nothing of it
+    is left running) and the other relinks with the same compositor."""
+    srv = harness.server(FOOT)
+    escaped = escape(harness, srv, "doomed-token")
+    try:
+        ready = harness.run_client(srv, "--snapshot", str(harness.tmp / "b.png"), token="survivor-token")
+        assert ready.returncode == 0, failure(ready)
+        doomed, survivor = srv.sessions()  # oldest first: the one with the escaped programs
+        srv.signal(signal.SIGKILL)
+        srv.wait()
+        os.kill(doomed["pid"], signal.SIGKILL)
+        eventually(lambda: not sleepers(list(escaped)), "the doomed session's programs to end", 60)
+        again = harness.server(FOOT)
+        assert f"session {doomed['id']}: its compositor (pid {doomed['pid']}) is gone; ending it" in (
+            again.log_text()
+        )
+        relinked = again.wait_linked()
+        assert (relinked["id"], relinked["pid"]) == (survivor["id"], survivor["pid"])
+        assert [s["id"] for s in again.sessions()] == [survivor["id"]]
+    finally:
+        for pid in sleepers(list(escaped)).values():
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,320 @@
+"""The session keeper: a small parent process that holds a standalone session's processes and output.
+
+wrsrvd starts the sessions of standalone mode (and of ``sessions = "command"``) itself, each in a
+process session of its own. Two things must not escape such a session:
+
+- **Its programs.** ``nohup prog &`` or ``setsid prog`` in the session's terminal leave its process
+  group and session, so signalling the group (``wradm session kill``) misses them, and when the
+  compositor crashes they are re-parented to init and run on. The keeper is a *child subreaper*
+  (Linux ``PR_SET_CHILD_SUBREAPER``, as wrsessd's session worker is for login-mode sessions): every
+  program the session starts stays below it, however it detaches. When the compositor exits, for
+  whatever reason (its command ended, ``End``, SIGTERM, SIGKILL), the keeper stops what is left
+  (SIGTERM and SIGCONT, SIGKILL after :data:`SWEEP_GRACE`) and exits with the compositor's status.
+- **Its output.** The compositor's log and its programs' stdout and stderr go through a pipe to the
+  keeper, which writes them to ``<state>/sessions/<id>.log`` with a size cap
+  (:data:`LOG_MAX_BYTES`): a full log becomes ``<id>.log.old`` (replacing the previous one) and a
+  new one starts, so a session uses at most twice the cap however much it writes.
+
+:func:`split` forks: the child returns and goes on as the session compositor; the parent is the
+keeper and never returns. The compositor gets SIGTERM should the keeper die (``PR_SET_PDEATHSIG``):
+it ends its session cleanly rather than run on with nobody to watch its programs or take its output.
+The keeper never holds the session's link secret (it closes the pipe that carries it at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import gc
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+from wayray.common.log import setup
+from wayray.launcher import proctree
+from wayray.wire.layout import MiB
+
+log = logging.getLogger("wayray.session.keeper")
+
+#: A session log is cut at this size; the part before is kept as ``<log>.old``.
+LOG_MAX_BYTES = 4 * MiB
+#: After the compositor exits: how long its leftover programs get to end after SIGTERM.
+SWEEP_GRACE = 3.0
+_PR_SET_PDEATHSIG = 1
+
+
+class CappedLog:
+    """Append-only output to ``path`` with a size cap and one previous file (``path.old``).
+
+    Writes never raise: output that cannot be written (a full disk) is counted and said when writing
+    works again."""
+
+    def __init__(self, path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._fd: int | None = None
+        self._size = 0
+        #: The last byte written ended a line (the keeper's own lines start on a line of their own).
+        self.at_line_start = True
+        self._lost = 0
+        self._why = ""
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+        except OSError as err:
+            self._why = err.strerror or str(err)
+            return
+        self._fd = fd
+        self._size = os.fstat(fd).st_size
+
+    def _rotate(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            os.replace(self.path, f"{self.path}.old")
+        self._open()
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._fd is None:
+            self._open()  # it could not be opened before (a full disk, say): try again
+        elif self._size + len(data) > self.max_bytes:
+            # The lines that still fit end this file; a line is not split across the two.
+            cut = data.rfind(b"\n", 0, max(0, self.max_bytes - self._size)) + 1
+            self._put(data[:cut])
+            data = data[cut:]
+            self._rotate()
+        if self._lost and self._fd is not None:
+            lost, self._lost = self._lost, 0
+            self._put(f"[wayray: {lost} bytes of this session's output were lost: {self._why}]\n".encode())
+        self._put(data[-self.max_bytes :])
+
+    def _put(self, data: bytes) -> None:
+        while data:
+            if self._fd is None:
+                self._lost += len(data)
+                return
+            try:
+                n = os.write(self._fd, data)
+            except OSError as err:  # ENOSPC, EIO: drop it, say so later
+                self._lost += len(data)
+                self._why = err.strerror or str(err)
+                return
+            self._size += n
+            self.at_line_start = data[n - 1 : n] == b"\n"
+            data = data[n:]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _ToCappedLog(logging.Handler):
+    def __init__(self, out: CappedLog) -> None:
+        super().__init__()
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            line = ("" if self.out.at_line_start else "\n") + self.format(record) + "\n"
+            self.out.write(line.encode("utf-8", "replace"))
+
+
+def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
+    """Become the keeper of a new child; returns only in the child (the session compositor).
+
+    ``log_path``: where the session's output goes (None: the output stays on this process's stdout
+    and stderr, e.g. the journal). ``close_fds``: descriptors the keeper must not hold (the link
+    secret's pipe)."""
+    subreaper = proctree.become_subreaper()
+    out = CappedLog(log_path) if log_path is not None else None
+    r = w = -1
+    if out is not None:
+        r, w = os.pipe()
+    # The keeper runs little Python: keep the collector off the pages it shares with the child.
+    gc.collect()
+    gc.freeze()
+    keeper = os.getpid()
+    child = os.fork()
+    if child == 0:
+        gc.unfreeze()
+        if out is not None:
+            out.close()
+            os.close(r)
+            os.dup2(w, 1)
+            os.dup2(w, 2)
+            os.close(w)
+        _die_with_parent(keeper)
+        return
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if w >= 0:
+        os.close(w)
+    status = _Keeper(child, r if r >= 0 else None, out, subreaper).run()
+    os._exit(status)
+
+
+def _die_with_parent(keeper: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != keeper:  # it died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Keeper:
+    def __init__(self, child: int, output: int | None, out: CappedLog | None, subreaper: bool) -> None:
+        self.child = child
+        self.output = output
+        self.out = out
+        self.subreaper = subreaper
+        self.status: int | None = None
+        self.me = os.getpid()
+        if out is None:
+            setup("wrsrvd-session-keeper")  # stderr, as the compositor's own log (the journal, say)
+        else:
+            handler = _ToCappedLog(out)
+            handler.setFormatter(
+                logging.Formatter(
+                    "%(asctime)s wrsrvd-session-keeper[%(process)d] %(levelname)s %(name)s: %(message)s"
+                )
+            )
+            root = logging.getLogger()
+            for old in list(root.handlers):
+                root.removeHandler(old)
+            root.addHandler(handler)
+            root.setLevel(logging.INFO)
+
+    def run(self) -> int:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._forward)
+        while self.status is None:
+            self._reap()
+            if self.status is not None:
+                break
+            self._wait([wake_r], 5.0)
+            with contextlib.suppress(OSError):
+                os.read(wake_r, 4096)
+        self._sweep(wake_r)
+        self._drain()
+        if self.out is not None:
+            self.out.close()
+        return self.status
+
+    def _forward(self, sig: int, _frame: object) -> None:
+        """A signal to the keeper is for the session: the compositor acts on it (and exits)."""
+        if self.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.child, sig)
+
+    def _reap(self) -> None:
+        for pid, status in proctree.reap_children():
+            if pid == self.child:
+                code = os.waitstatus_to_exitcode(status)
+                self.status = code if code >= 0 else 128 - code
+
+    def _wait(self, fds: list[int], timeout: float) -> None:
+        """Wait for a signal (``fds``) or output, copying the output to the log meanwhile."""
+        watch = [*fds, *([self.output] if self.output is not None else [])]
+        try:
+            ready, _, _ = select.select(watch, [], [], timeout)
+        except InterruptedError:
+            return
+        if self.output is not None and self.output in ready:
+            self._copy()
+
+    def _copy(self) -> bool:
+        """Move what waits in the output pipe to the log; False at its end (nobody writes any more)."""
+        assert self.output is not None and self.out is not None
+        try:
+            data = os.read(self.output, 65536)
+        except BlockingIOError:
+            return True
+        except OSError as err:
+            if err.errno == errno.EINTR:
+                return True
+            data = b""
+        if not data:
+            os.close(self.output)
+            self.output = None
+            return False
+        self.out.write(data)
+        return True
+
+    def _sweep(self, wake: int) -> None:
+        """The compositor is gone: end every program of the session that is left."""
+        left = self._left()
+        if not left:
+            return
+        log.info(
+            "the session compositor (pid %d) exited with status %s; stopping %d program(s) the session left "
+            "behind: %s",
+            self.child,
+            self.status,
+            len(left),
+            ", ".join(f"{pid} ({_name(pid)})" for pid in sorted(left)[:10]),
+        )
+        proctree.signal_all(left, signal.SIGTERM)
+        proctree.signal_all(left, signal.SIGCONT)  # a stopped program cannot act on SIGTERM
+        deadline = time.monotonic() + SWEEP_GRACE
+        while (left := self._left()) and time.monotonic() < deadline:
+            self._wait([wake], min(0.1, max(0.0, deadline - time.monotonic())))
+            with contextlib.suppress(OSError):
+                os.read(wake, 4096)
+        for _ in range(50):  # programs that fork while being killed: until none is left
+            if not (left := self._left()):
+                break
+            log.warning("%d program(s) ignored SIGTERM for %g s; killing them", len(left), SWEEP_GRACE)
+            proctree.signal_all(left, signal.SIGKILL)
+            self._wait([wake], 0.1)
+        self._reap_all()
+
+    def _left(self) -> set[int]:
+        self._reap_all()
+        if self.subreaper:
+            return {p for p in proctree.descendants(self.me) if not proctree.is_zombie(p)}
+        return set()  # without a subreaper (not Linux) what left the tree is out of reach
+
+    def _reap_all(self) -> None:
+        proctree.reap_children()
+
+    def _drain(self) -> None:
+        """The last output: everything written before the programs ended (their write ends are closed
+        now; one that escaped even the subreaper may hold one, so this does not wait for ever)."""
+        if self.output is None:
+            return
+        os.set_blocking(self.output, False)
+        deadline = time.monotonic() + 1.0
+        while self.output is not None and time.monotonic() < deadline:
+            try:
+                ready, _, _ = select.select([self.output], [], [], 0.1)
+            except InterruptedError:
+                continue
+            if ready and not self._copy():
+                break
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
