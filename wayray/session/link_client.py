@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from wayray.codec import EncoderSettings
+from wayray.common.backoff import Backoff
 from wayray.common.log import Repeats
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.link import (
@@ -54,24 +54,6 @@ from wayray.wire.framing import HEADER_SIZE, parse_header
 log = logging.getLogger("wayray.session")
 
 REGISTER_TIMEOUT = 10.0
-
-
-class Backoff:
-    """Exponential backoff with jitter: ``first``, doubling up to ``longest``, each delay drawn from
-    its upper half so that many sessions reconnecting at once spread out."""
-
-    def __init__(self, first: float, longest: float) -> None:
-        self.first = first
-        self.longest = longest
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self.first
-
-    def delay(self) -> float:
-        d = self._next
-        self._next = min(self.longest, self._next * 2)
-        return d * random.uniform(0.5, 1.0)
 
 
 class SessionRefused(Exception):
