@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
-from wayray.common.files import read_private_file
+from wayray.common.files import read_private_file, write_atomic
 
 SECRET_BYTES = 32
 MAX_TOKEN_BYTES = 1024
@@ -104,19 +104,10 @@ def load_or_create_secret(path: Path) -> bytes:
 
     A key file readable by others is refused, not silently fixed: someone may already have copied it.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        try:
-            os.write(fd, secrets.token_bytes(SECRET_BYTES))
-            os.fsync(fd)
-        except OSError:
-            path.unlink(missing_ok=True)  # no half-written key (a full disk): the next start makes it
-            raise
-        finally:
-            os.close(fd)
+    if not os.path.lexists(path):
+        # Whole or not at all (a full disk leaves no key: the next start makes it); another wrsrvd
+        # making it at the same moment wins, and both use its key.
+        write_atomic(path, secrets.token_bytes(SECRET_BYTES), exclusive=True)
     data = read_private_file(
         path,
         "the token key",
