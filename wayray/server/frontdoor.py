@@ -90,7 +90,7 @@ from wayray.server.model import Endpoint, EndReason, Session, SessionState, kios
 from wayray.server.registry import Outcome, Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
 from wayray.server.spawn import SessionSpec, is_session_process, make_sure_it_ends, pid_alive, start_session
-from wayray.server.tokens import TokenHasher, TokenKind
+from wayray.server.tokens import SessionTokenKind, TokenHasher
 from wayray.transport import (
     ConnectionClosedError,
     ServerConnection,
@@ -128,9 +128,9 @@ log = logging.getLogger("wayray.server")
 #: (given on a command line or in a file) follows whoever presents it, as a badge does, so it counts
 #: as a badge: a policy that accepts only terminals refuses it.
 TOKEN_KINDS = {
-    WireTokenKind.BADGE: TokenKind.BADGE,
-    WireTokenKind.TERMINAL: TokenKind.TERMINAL,
-    WireTokenKind.SOFTWARE: TokenKind.BADGE,
+    WireTokenKind.BADGE: SessionTokenKind.BADGE,
+    WireTokenKind.TERMINAL: SessionTokenKind.TERMINAL,
+    WireTokenKind.SOFTWARE: SessionTokenKind.BADGE,
 }
 ATTACH_TIMEOUT = 15.0
 #: Link connections one uid may hold open before registering. The link socket is open to every local

@@ -15,7 +15,6 @@ would cost every login more than it would cost such an attacker.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from wayray.common.errors import WayRayError
 from wayray.common.files import read_private_file, write_atomic
+from wayray.config.model import SessionTokenKind
 
 SECRET_BYTES = 32
 MAX_TOKEN_BYTES = 1024
@@ -32,16 +32,11 @@ _DOMAIN = b"wayray-token-v1\0"
 _KIOSK_DOMAIN = b"wayray-kiosk-v1\0"
 
 
-class TokenKind(enum.StrEnum):
-    BADGE = "badge"  # an ID from a badge / smart-card / NFC reader
-    TERMINAL = "terminal"  # the kiosk's own identity, for kiosks without a reader
-
-
 @dataclass(frozen=True)
 class TokenRef:
     """A token as wrsrvd stores it: its kind and the keyed digest (hex). Safe to log via ``short``."""
 
-    kind: TokenKind
+    kind: SessionTokenKind
     digest: str
 
     @property
@@ -70,7 +65,7 @@ class TokenHasher:
     def load_or_create(cls, path: Path) -> TokenHasher:
         return cls(load_or_create_secret(path))
 
-    def ref(self, kind: TokenKind, token: str | bytes) -> TokenRef:
+    def ref(self, kind: SessionTokenKind, token: str | bytes) -> TokenRef:
         raw = token.encode() if isinstance(token, str) else bytes(token)
         if not raw:
             raise ValueError("empty token")
@@ -92,7 +87,7 @@ class TokenHasher:
         mac = hmac.new(self._secret, _KIOSK_DOMAIN + raw, hashlib.sha256)
         return f"kiosk:{mac.hexdigest()[:32]}"
 
-    def matches(self, ref: TokenRef, kind: TokenKind, token: str | bytes) -> bool:
+    def matches(self, ref: TokenRef, kind: SessionTokenKind, token: str | bytes) -> bool:
         """Whether ``token`` is the one ``ref`` was made from, compared in constant time."""
         if kind is not ref.kind:
             return False
