@@ -35,7 +35,7 @@ from typing import Any
 from wayray.common.errors import WayRayError
 from wayray.config import SessionConfig
 from wayray.launcher import proctree, protocol, scope
-from wayray.launcher.protocol import EndReason, ErrorType, Role, SessionClass
+from wayray.launcher.protocol import EndReason, ErrorType, PeerRole, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.records import SessionRecords
 from wayray.launcher.settings import LauncherSettings, SessionPlan, env_refusal, session_to_json
@@ -74,10 +74,10 @@ async def read_frame(
     idle_timeout: float | None = None,
     frame_timeout: float | None = None,
 ) -> dict[str, Any] | None:
-    """One framed JSON object, None at a clean end of stream; ProtocolError on anything else.
+    """One framed JSON object, None at a clean end of stream; LauncherProtocolError on anything else.
 
     ``idle_timeout``: how long to wait for a message to begin (:class:`IdleTimeout`);
-    ``frame_timeout``: how long a begun message may take to be complete (a ProtocolError)."""
+    ``frame_timeout``: how long a begun message may take to be complete (a LauncherProtocolError)."""
     try:
         first = await asyncio.wait_for(reader.readexactly(1), idle_timeout)
     except asyncio.IncompleteReadError:
@@ -89,20 +89,24 @@ async def read_frame(
         try:
             header = first + await reader.readexactly(protocol.HEADER_SIZE - 1)
         except asyncio.IncompleteReadError:
-            raise protocol.ProtocolError("connection closed in the middle of a frame header") from None
+            raise protocol.LauncherProtocolError(
+                "connection closed in the middle of a frame header"
+            ) from None
         length = protocol.header_length(header)
         if length > max_bytes:
-            raise protocol.ProtocolError(f"message of {length} bytes exceeds the {max_bytes}-byte limit")
+            raise protocol.LauncherProtocolError(
+                f"message of {length} bytes exceeds the {max_bytes}-byte limit"
+            )
         try:
             body = await reader.readexactly(length)
         except asyncio.IncompleteReadError:
-            raise protocol.ProtocolError("connection closed in the middle of a message") from None
+            raise protocol.LauncherProtocolError("connection closed in the middle of a message") from None
         return protocol.decode_body(body)
 
     try:
         return await asyncio.wait_for(rest(), frame_timeout)
     except TimeoutError:
-        raise protocol.ProtocolError(
+        raise protocol.LauncherProtocolError(
             f"an unfinished message: the rest of it did not come within {frame_timeout:g} s"
         ) from None
 
@@ -208,7 +212,7 @@ class WorkerLink:
             return None
         try:
             return await asyncio.wait_for(read_frame(self.reader, protocol.MAX_MESSAGE_BYTES), timeout)
-        except (protocol.ProtocolError, ConnectionError):
+        except (protocol.LauncherProtocolError, ConnectionError):
             return None
 
     def close(self) -> None:
@@ -292,8 +296,8 @@ class Login:
 
 
 @dataclass(eq=False)
-class Connection:
-    role: Role
+class PeerConnection:
+    role: PeerRole
     pid: int
     uid: int
     writer: asyncio.StreamWriter
@@ -336,7 +340,7 @@ class Launcher:
         self.records = SessionRecords(settings.state_dir)
         self.sessions: dict[str, LiveSession] = {}
         self.pending_logins = 0
-        self.connections: set[Connection] = set()
+        self.connections: set[PeerConnection] = set()
         #: Open connections per uid, for the per-uid cap (control uids are not counted).
         self.open_by_uid: dict[int, int] = {}
         #: uid -> (when its last refusal was logged, refusals since), so a flood is one line a minute.
@@ -508,11 +512,11 @@ class Launcher:
 
     # --- connections ------------------------------------------------------------------------------
 
-    def _role(self, uid: int) -> Role | None:
+    def _role(self, uid: int) -> PeerRole | None:
         if uid in self.control_uids:
-            return Role.CONTROL
+            return PeerRole.CONTROL
         if self.greeter_uid is not None and uid == self.greeter_uid:
-            return Role.GREETER
+            return PeerRole.GREETER
         return None
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -540,7 +544,7 @@ class Launcher:
         # burst of kiosks arriving at once (after a power cut) legitimately needs many. Everyone else
         # (the greeter user, whose login screens handle what people type) is, so that no such uid can
         # use up wrsessd's descriptors and lock the others out.
-        capped = role is not Role.CONTROL
+        capped = role is not PeerRole.CONTROL
         if capped:
             limit = self.connection_limit(uid)
             held = self.open_by_uid.get(uid, 0)
@@ -548,7 +552,7 @@ class Launcher:
                 await self._refuse_over_cap(writer, pid, uid, held, limit)
                 return
             self.open_by_uid[uid] = held + 1
-        conn = Connection(role=role, pid=pid, uid=uid, writer=writer)
+        conn = PeerConnection(role=role, pid=pid, uid=uid, writer=writer)
         self.connections.add(conn)
         try:
             await self._serve_requests(conn, reader)
@@ -609,7 +613,7 @@ class Launcher:
             await writer.drain()
         writer.close()
 
-    def _idle_allowance(self, conn: Connection) -> float:
+    def _idle_allowance(self, conn: PeerConnection) -> float:
         """How long ``conn`` may stay silent now. Between requests: ``idle_timeout_s``. While its login
         is in its conversation (a person reading a prompt, typing a password slowly), the login's own
         deadline is what ends it, so the connection may wait that long, and then some."""
@@ -619,7 +623,7 @@ class Launcher:
             return max(0.0, login.deadline - self.clock()) + s.idle_timeout_s
         return s.idle_timeout_s
 
-    async def _serve_requests(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+    async def _serve_requests(self, conn: PeerConnection, reader: asyncio.StreamReader) -> None:
         while True:
             allowance = self._idle_allowance(conn)
             try:
@@ -642,7 +646,7 @@ class Launcher:
                     allowance,
                 )
                 return
-            except protocol.ProtocolError as err:
+            except protocol.LauncherProtocolError as err:
                 log.info("closing connection from pid %d (uid %d): %s", conn.pid, conn.uid, err)
                 await conn.send(protocol.Error(error_type=ErrorType.BAD_REQUEST, description=str(err)))
                 return
@@ -661,7 +665,7 @@ class Launcher:
                 await self._stream_events(conn, reader)
                 return
 
-    async def _dispatch(self, conn: Connection, req: protocol.Message) -> protocol.Message:
+    async def _dispatch(self, conn: PeerConnection, req: protocol.Message) -> protocol.Message:
         match req:
             case protocol.CreateSession():
                 return await self._create_session(conn, req)
@@ -688,7 +692,7 @@ class Launcher:
         infos = sorted((s.info for s in self.sessions.values()), key=lambda i: i.started_at)
         return protocol.SessionList(sessions=tuple(infos))
 
-    async def _stream_events(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+    async def _stream_events(self, conn: PeerConnection, reader: asyncio.StreamReader) -> None:
         async def watch_reader() -> None:
             # A subscriber sends nothing more; data or end of stream both end the subscription.
             await reader.read(1)
@@ -787,7 +791,7 @@ class Launcher:
             raise RequestError(ErrorType.NOT_FOUND, f"no user session {session_id}")
         return target
 
-    async def _create_session(self, conn: Connection, req: protocol.CreateSession) -> protocol.Message:
+    async def _create_session(self, conn: PeerConnection, req: protocol.CreateSession) -> protocol.Message:
         if conn.login is not None:
             raise RequestError(
                 ErrorType.BAD_REQUEST,
@@ -795,7 +799,7 @@ class Launcher:
             )
         greeter: LiveSession | None = None
         unlock_id: str | None
-        if conn.role is Role.GREETER:
+        if conn.role is PeerRole.GREETER:
             if req.ticket is None or req.token or req.token_kind or req.rhost or req.unlock_session:
                 raise RequestError(
                     ErrorType.BAD_REQUEST,
@@ -906,14 +910,14 @@ class Launcher:
         )
         return await self._advance(conn, login)
 
-    async def _expire_login(self, conn: Connection, login: Login) -> None:
+    async def _expire_login(self, conn: PeerConnection, login: Login) -> None:
         if conn.login is login:
             log.info("login %s timed out after %g s", login.session_id, self.settings.login_timeout_s)
             await self._abort_login(conn)
             login.expired = True
             conn.login = login  # kept so the next request on this connection learns why
 
-    async def _abort_login(self, conn: Connection) -> None:
+    async def _abort_login(self, conn: PeerConnection) -> None:
         login = conn.login
         conn.login = None
         if login is None or login.expired:
@@ -924,7 +928,7 @@ class Launcher:
         login.expired = True
         await login.link.abort()
 
-    def _check_live(self, conn: Connection) -> Login:
+    def _check_live(self, conn: PeerConnection) -> Login:
         login = conn.login
         if login is None:
             raise RequestError(ErrorType.BAD_REQUEST, "no login in progress on this connection")
@@ -936,7 +940,7 @@ class Launcher:
             )
         return login
 
-    async def _advance(self, conn: Connection, login: Login) -> protocol.Message:
+    async def _advance(self, conn: PeerConnection, login: Login) -> protocol.Message:
         """Run the worker until it needs an answer or has decided, and say what to send the client."""
         remaining = max(0.1, login.deadline - self.clock())
         budget = min(remaining, self.settings.pam_timeout_s)
@@ -1044,7 +1048,7 @@ class Launcher:
         raise RequestError(ErrorType.ERROR, f"unexpected message {kind!r} from the login worker")
 
     async def _post_response(
-        self, conn: Connection, req: protocol.PostAuthMessageResponse
+        self, conn: PeerConnection, req: protocol.PostAuthMessageResponse
     ) -> protocol.Message:
         login = self._check_live(conn)
         if login.awaiting is None:
@@ -1057,11 +1061,11 @@ class Launcher:
         await login.link.send({"type": "answer", "response": req.response})
         return await self._advance(conn, login)
 
-    async def _start_session(self, conn: Connection, req: protocol.StartSession) -> protocol.Message:
+    async def _start_session(self, conn: PeerConnection, req: protocol.StartSession) -> protocol.Message:
         login = self._check_live(conn)
         if not login.authenticated or login.user is None:
             raise RequestError(ErrorType.BAD_REQUEST, "start_session needs a successful login first")
-        if conn.role is Role.GREETER and (
+        if conn.role is PeerRole.GREETER and (
             req.env or req.cmd or req.memory_max is not None or req.cpu_quota is not None
         ):
             # The user's session is the user's: a greeter choosing its PATH, XDG_CONFIG_HOME (where

@@ -37,14 +37,15 @@ MAX_REQUEST_BYTES = 64 * 1024
 _HEADER = struct.Struct("=I")
 
 
-class ProtocolError(Exception):
-    """A frame or message that breaks the protocol; the connection that sent it is closed."""
+class LauncherProtocolError(Exception):
+    """A frame or message on wrsessd's socket that breaks its protocol; the connection that sent it
+    is closed."""
 
 
 # --- closed choices ---------------------------------------------------------------------------------
 
 
-class Role(enum.StrEnum):
+class PeerRole(enum.StrEnum):
     """Who is on the other end of a connection, decided from the peer's uid (SO_PEERCRED)."""
 
     #: root or a configured control user (wrsrvd, wradm): may use every request.
@@ -337,7 +338,7 @@ class Direction(enum.StrEnum):
 class Message(Record):
     type: ClassVar[str]
     direction: ClassVar[Direction]
-    roles: ClassVar[frozenset[Role]]
+    roles: ClassVar[frozenset[PeerRole]]
     doc: ClassVar[str]
 
     def to_json(self) -> dict[str, Any]:
@@ -353,7 +354,7 @@ MESSAGES: dict[str, type[Message]] = {}
 M = TypeVar("M", bound=type[Message])
 
 
-def message(type_: str, direction: Direction, doc: str, roles: frozenset[Role] = frozenset()) -> Any:
+def message(type_: str, direction: Direction, doc: str, roles: frozenset[PeerRole] = frozenset()) -> Any:
     def register(cls: M) -> M:
         cls.type = type_
         cls.direction = direction
@@ -366,8 +367,8 @@ def message(type_: str, direction: Direction, doc: str, roles: frozenset[Role] =
     return register
 
 
-BOTH = frozenset({Role.CONTROL, Role.GREETER})
-CONTROL = frozenset({Role.CONTROL})
+BOTH = frozenset({PeerRole.CONTROL, PeerRole.GREETER})
+CONTROL = frozenset({PeerRole.CONTROL})
 
 
 # --- nested objects --------------------------------------------------------------------------------
@@ -616,7 +617,9 @@ class SessionEvent(Message):
 def encode(obj: Mapping[str, Any]) -> bytes:
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+        raise LauncherProtocolError(
+            f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"
+        )
     return _HEADER.pack(len(body)) + body
 
 
@@ -629,13 +632,13 @@ HEADER_SIZE = _HEADER.size
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
-    """One frame's body as a JSON object, or ProtocolError."""
+    """One frame's body as a JSON object, or LauncherProtocolError."""
     try:
         obj = decode_object(body)
     except JSONBodyError as err:
-        raise ProtocolError(f"message {err.reason}") from None
+        raise LauncherProtocolError(f"message {err.reason}") from None
     if not isinstance(obj.get("type"), str):
-        raise ProtocolError('message has no string "type"')
+        raise LauncherProtocolError('message has no string "type"')
     return obj
 
 
@@ -652,7 +655,7 @@ class FrameDecoder:
         while len(self._buf) >= HEADER_SIZE:
             length = header_length(bytes(self._buf[:HEADER_SIZE]))
             if length > self._max:
-                raise ProtocolError(f"message of {length} bytes exceeds the {self._max}-byte limit")
+                raise LauncherProtocolError(f"message of {length} bytes exceeds the {self._max}-byte limit")
             if len(self._buf) < HEADER_SIZE + length:
                 break
             body = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + length])
@@ -666,15 +669,16 @@ class FrameDecoder:
 
 
 def parse(obj: Mapping[str, Any], direction: Direction) -> Message:
-    """Validate one decoded object as a message going ``direction``; ProtocolError says what is wrong."""
+    """Validate one decoded object as a message going ``direction``; LauncherProtocolError says what
+    is wrong."""
     type_ = obj.get("type")
     cls = MESSAGES.get(type_) if isinstance(type_, str) else None
     if cls is None or cls.direction is not direction:
-        raise ProtocolError(f"unknown {direction.value} type {type_!r}")
+        raise LauncherProtocolError(f"unknown {direction.value} type {type_!r}")
     try:
         return _build(cls, obj, skip=frozenset({"type"}))
     except ValueError as err:
-        raise ProtocolError(f"{type_}: {err}") from None
+        raise LauncherProtocolError(f"{type_}: {err}") from None
 
 
 def parse_request(obj: Mapping[str, Any]) -> Message:

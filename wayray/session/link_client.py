@@ -48,7 +48,7 @@ from wayray.link import (
 )
 from wayray.link.stream import LinkStream
 from wayray.session.attachment import Attachment
-from wayray.wire import Channel, ProtocolError, decode_message
+from wayray.wire import Channel, WireProtocolError, decode_message
 from wayray.wire.framing import HEADER_SIZE, parse_header
 
 log = logging.getLogger("wayray.session")
@@ -322,7 +322,7 @@ class LinkClient:
         try:
             msg_type, _length = parse_header(message.frame)
             decoded = decode_message(message.channel, msg_type, message.frame[HEADER_SIZE:])
-        except ProtocolError as err:  # wrsrvd validated it: this is a bug on one side
+        except WireProtocolError as err:  # wrsrvd validated it: this is a bug on one side
             self._repeats.note(
                 "undecodable",
                 logging.WARNING,
