@@ -16,8 +16,8 @@ import pytest
 
 from tests.compositor.harness import BACKGROUND_RGB, running_session
 from tests.conftest import script
-from wayray.compositor.core import GLOBAL_VERSIONS
 from wayray.compositor.geometry import Rect
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.positioner import place
 from wayray.compositor.testing import (
     BTN_RIGHT,

@@ -31,6 +31,7 @@ from wayray.compositor.data_device import (
     Selection,
     SelectionKind,
 )
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.layer_shell import LayerShell, LayerShellGlobal
 from wayray.compositor.output import Output, OutputResource, XdgOutputManager
 from wayray.compositor.scene import Renderer, Scene
@@ -47,23 +48,6 @@ if TYPE_CHECKING:
     from wayray.compositor.wm import Window
 
 log = logging.getLogger(__name__)
-
-# Every global and the version we implement fully. wayland-info lists exactly these (plus wl_shm,
-# whose version is libwayland's: 2 with the libwayland pywayland bundles).
-GLOBAL_VERSIONS = {
-    "wl_compositor": 6,
-    "wl_subcompositor": 1,
-    "wl_output": 4,
-    "zxdg_output_manager_v1": 3,
-    "wl_seat": 9,
-    "xdg_wm_base": 6,
-    "wl_data_device_manager": 3,
-    "zwp_primary_selection_device_manager_v1": 1,
-    "zwlr_layer_shell_v1": 4,
-    "zxdg_decoration_manager_v1": 1,
-    "wp_viewporter": 1,
-    "wp_cursor_shape_manager_v1": 1,
-}
 
 
 class Core:

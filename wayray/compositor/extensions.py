@@ -13,6 +13,7 @@ from pywayland.protocol.cursor_shape_v1 import WpCursorShapeDeviceV1, WpCursorSh
 from pywayland.protocol.viewporter import WpViewport, WpViewporter
 from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1, ZxdgToplevelDecorationV1
 
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.surface import Surface, SurfaceState
 from wayray.compositor.xdg_shell import ToplevelRole
 from wayray.wayland.server import Global, NewId, ProtocolError, Resource
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 
 
 def register_extensions(core: Core, decorations: str) -> None:
-    from wayray.compositor.core import GLOBAL_VERSIONS as VERSIONS
-
     def add(core: Core) -> None:
         d = core.display
         mode = (
@@ -37,14 +36,14 @@ def register_extensions(core: Core, decorations: str) -> None:
         Global(
             d,
             ZxdgDecorationManagerV1,
-            VERSIONS["zxdg_decoration_manager_v1"],
+            GLOBAL_VERSIONS["zxdg_decoration_manager_v1"],
             lambda n: DecorationManager(n, mode),
         )
-        Global(d, WpViewporter, VERSIONS["wp_viewporter"], Viewporter)
+        Global(d, WpViewporter, GLOBAL_VERSIONS["wp_viewporter"], Viewporter)
         Global(
             d,
             WpCursorShapeManagerV1,
-            VERSIONS["wp_cursor_shape_manager_v1"],
+            GLOBAL_VERSIONS["wp_cursor_shape_manager_v1"],
             lambda n: CursorShapeManager(n, core),
         )
 
