@@ -52,6 +52,12 @@ async def test_a_client_names_its_cursor_through_cursor_shape(tmp_path: Path) ->
     script = Path(__file__).parent / "clients" / "misbehave.py"
     async with running_session(tmp_path, size=(640, 480)) as s:
         client = await s.spawn(sys.executable, str(script), "cursor_shape", "--stay")
+        # Its pointer exists once it stays: a pointer entering the window before would go unheard.
+        await s.wait_for(
+            lambda: "no error, staying" in client.output() or client.proc.returncode is not None,
+            "the cursor-shape client",
+        )
+        assert "no error, staying" in client.output(), client.output()
         win = await s.wait_window(lambda w: w.pid == client.pid, "the cursor-shape client's window")
         s.comp.pointer_motion(5, 5)  # the background: the compositor's own arrow
         assert not np.array_equal(s.comp.cursor().image, wait.pixels)
