@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pywayland.protocol.wayland import (
     WlCompositor,
@@ -35,19 +35,35 @@ from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.layer_shell import LayerShell, LayerShellGlobal
 from wayray.compositor.output import Output, OutputResource, XdgOutputManager
 from wayray.compositor.scene import Renderer, Scene
-from wayray.compositor.seat import Seat, SeatResource
+from wayray.compositor.seat import CursorState, Seat, SeatResource
 from wayray.compositor.surface import Callback, CompositorGlobal, SubcompositorGlobal, Surface
 from wayray.compositor.wm import FloatingWM
 from wayray.compositor.xdg_shell import WmBase
+from wayray.wayland.pixman import Region
 from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import ZwlrLayerShellV1
 from wayray.wayland.server import Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
 
 if TYPE_CHECKING:
-    from wayray.compositor.frames import FrameConsumer
     from wayray.compositor.wm import Window
 
 log = logging.getLogger(__name__)
+
+
+class FrameSink(Protocol):
+    """Whoever takes frames (``frames.FrameConsumer``): what the frame clock tells it."""
+
+    def on_damage(self, damage: Region) -> None:
+        """A composite changed ``damage`` (output pixels)."""
+
+    def on_cursor_changed(self) -> None:
+        """The cursor's image or hotspot changed."""
+
+    def on_reset(self) -> None:
+        """The output was resized: the next frame is all of it."""
+
+    def close(self) -> None:
+        """The compositor closes (or the consumer is done): no more frames; ``remove_consumer`` follows."""
 
 
 class Core:
@@ -68,7 +84,7 @@ class Core:
         self.renderer = Renderer(size[0], size[1], scale)
         self.surfaces: set[Surface] = set()
         self.frame_callbacks: list[Callback] = []
-        self.consumers: list[FrameConsumer] = []
+        self.consumers: list[FrameSink] = []
         self.frame_seq = 0
         self.buffers_released = 0
         self.scene = Scene(self)
@@ -122,7 +138,7 @@ class Core:
 
     def cursor_changed(self) -> None:
         for c in list(self.consumers):
-            c._cursor_changed()
+            c.on_cursor_changed()
 
     def cursor_moved(self) -> None:
         pass  # the viewer moved the pointer itself; the position rides along with the next frame
@@ -141,6 +157,22 @@ class Core:
 
     def decorations_changed(self, window: Window) -> None:
         pass
+
+    # Frame consumers (FrameSource) ----------------------------------------------------------------
+
+    def add_consumer(self, consumer: FrameSink) -> None:
+        self.consumers.append(consumer)
+
+    def remove_consumer(self, consumer: FrameSink) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    @property
+    def cursor_serial(self) -> int:
+        return self.seat.cursor_serial
+
+    def cursor_state(self) -> CursorState:
+        return self.seat.cursor_state()
 
     # Frame clock ----------------------------------------------------------------------------------
 
@@ -199,7 +231,7 @@ class Core:
         self.renderer.render(views, damage)
         self.frame_seq += 1
         for c in list(self.consumers):
-            c._add_damage(damage)
+            c.on_damage(damage)
         self.seat.refresh_pointer_focus()
 
     def _send_enters(self, views: list) -> None:
@@ -236,7 +268,7 @@ class Core:
         self._dirty = True
         self.composite()
         for c in list(self.consumers):
-            c._reset()
+            c.on_reset()
         self.scene_changed()
 
     def destroy(self) -> None:

@@ -199,7 +199,7 @@ class SessionCompositor:
     def consumer(self, on_change: Callable[[], None] | None = None) -> FrameConsumer:
         """A new frame consumer; its first frame has full damage."""
         c = FrameConsumer(self.core, on_change)
-        self.core.consumers.append(c)
+        self.core.add_consumer(c)
         return c
 
     @property
