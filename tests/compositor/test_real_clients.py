@@ -28,7 +28,7 @@ from wayray.compositor.testing import (
     click,
     type_text,
 )
-from wayray.compositor.xdg_shell import PopupRole
+from wayray.compositor.xdg_popup import PopupRole
 
 KEY_C, KEY_D, KEY_V, KEY_TAB, KEY_F4 = 46, 32, 47, 15, 62
 FOOT = ("foot", "-o", "font=monospace:size=11", "sh")

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from wayray.compositor.cursor import CursorState
 from wayray.compositor.geometry import Rect
-from wayray.compositor.seat import CursorState
 from wayray.wayland.pixman import Region
 
 if TYPE_CHECKING:
