@@ -6,7 +6,7 @@ The contract, for every target:
 
 - malformed input ends in the documented way: the wire closes with a specific ErrorCode and a reason
   (never INTERNAL_ERROR), the link raises LinkError (a Close {protocol_error, reason}), wrsessd's IPC
-  raises its LauncherProtocolError (an error {bad_request}), wrsrvd's admin socket answers an error saying
+  raises its IpcProtocolError (an error {bad_request}), wrsrvd's admin socket answers an error saying
   what was wrong; nothing else escapes, and nothing is logged as an error (a traceback);
 - valid input round-trips: what a decoder accepted encodes again and decodes to the same message.
 
@@ -271,7 +271,7 @@ def _run(coro: Any) -> Any:
 
 async def _read_all(
     stream: bytes, max_bytes: int
-) -> tuple[list[dict[str, Any]], ipc.LauncherProtocolError | None]:
+) -> tuple[list[dict[str, Any]], ipc.IpcProtocolError | None]:
     reader = asyncio.StreamReader(limit=max_bytes + 16)
     reader.feed_data(stream)
     reader.feed_eof()
@@ -279,7 +279,7 @@ async def _read_all(
     try:
         while (obj := await ipc_daemon.read_frame(reader, max_bytes)) is not None:
             out.append(obj)
-    except ipc.LauncherProtocolError as err:
+    except ipc.IpcProtocolError as err:
         return out, err
     return out, None
 
@@ -294,10 +294,10 @@ def launcher_ipc(data: bytes) -> None:
     stream = data[1:]
     with no_error_logged():
         decoder = ipc.FrameDecoder(limit)
-        error: ipc.LauncherProtocolError | None = None
+        error: ipc.IpcProtocolError | None = None
         try:
             decoded = decoder.feed(stream)
-        except ipc.LauncherProtocolError as err:
+        except ipc.IpcProtocolError as err:
             decoded, error = [], err
         read, read_error = _run(_read_all(stream, limit))
         # The two readers agree: the same objects, and an error from one is an error from the other
@@ -314,7 +314,7 @@ def launcher_ipc(data: bytes) -> None:
         for obj in read:
             try:
                 message = ipc.parse(obj, direction)
-            except ipc.LauncherProtocolError as err:
+            except ipc.IpcProtocolError as err:
                 assert str(err).strip()
                 _no_internal_error(str(err))
                 continue

@@ -114,7 +114,7 @@ def _frame(body: bytes) -> bytes:
     ],
 )
 def test_bad_frames(frame: bytes, message: str) -> None:
-    with pytest.raises(p.LauncherProtocolError, match=re.escape(message)):
+    with pytest.raises(p.IpcProtocolError, match=re.escape(message)):
         p.FrameDecoder().feed(frame)
 
 
@@ -140,7 +140,7 @@ def test_bad_frames(frame: bytes, message: str) -> None:
     ],
 )
 def test_request_validation(obj: dict[str, object], message: str) -> None:
-    with pytest.raises(p.LauncherProtocolError, match=re.escape(message)):
+    with pytest.raises(p.IpcProtocolError, match=re.escape(message)):
         p.parse_request(obj)
 
 

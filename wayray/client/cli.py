@@ -99,6 +99,10 @@ exit status: 0 ok, 1 failure (connection, refusal, script), 2 usage.
 """
 
 
+#: ``--size``: what a screen may ask for.
+_SIZE = size_argument(example="1280x720", sides=(16, 16384), range_in_usage=True)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wrclient",
@@ -149,12 +153,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keymap-layout", metavar="L[,V]", help="keyboard layout and variant (us; e.g. de)")
     p.add_argument("--keymap-file", type=Path, metavar="F", help="an XKB keymap file instead")
-    p.add_argument(
-        "--size",
-        type=size_argument(example="1280x720", sides=(16, 16384), range_in_usage=True),
-        metavar="WxH",
-        help="screen size to ask for (headless: 1280x720)",
-    )
+    p.add_argument("--size", type=_SIZE, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
     p.add_argument("--scale", type=float, default=1.0, metavar="S", help="screen scale (1)")
     p.add_argument("--fullscreen", action="store_true", help="cover the whole screen (kiosks under cage)")
     kiosk = p.add_argument_group("kiosk mode")

@@ -75,9 +75,6 @@ class ClipboardDirection(enum.StrEnum):
 
 
 class SessionTokenKind(enum.StrEnum):
-    """What a session is keyed by, and so how it follows its user (the registry's and the policy's
-    kinds; a viewer's token kind on the wire, ``wayray.wire.TokenKind``, maps onto these)."""
-
     #: A badge or smart card identifies the person; the session follows it from kiosk to kiosk.
     BADGE = "badge"
     #: No badge: the kiosk itself is the token, so its session stays with that kiosk.

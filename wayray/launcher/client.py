@@ -65,7 +65,7 @@ class LauncherClient:
             raise LauncherError("wrsessd closed the connection")
         try:
             return protocol.parse_response(obj)
-        except protocol.LauncherProtocolError as err:
+        except protocol.IpcProtocolError as err:
             raise LauncherError(f"bad response from wrsessd: {err}") from None
 
     def request(self, msg: protocol.Message) -> protocol.Message:
@@ -130,7 +130,7 @@ class AsyncLauncherClient:
             return protocol.parse_response(obj)
         except asyncio.IncompleteReadError:
             raise LauncherError("wrsessd closed the connection") from None
-        except protocol.LauncherProtocolError as err:
+        except protocol.IpcProtocolError as err:
             raise LauncherError(f"bad response from wrsessd: {err}") from None
 
     async def request(self, msg: protocol.Message) -> protocol.Message:

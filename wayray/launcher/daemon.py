@@ -74,10 +74,10 @@ async def read_frame(
     idle_timeout: float | None = None,
     frame_timeout: float | None = None,
 ) -> dict[str, Any] | None:
-    """One framed JSON object, None at a clean end of stream; LauncherProtocolError on anything else.
+    """One framed JSON object, None at a clean end of stream; IpcProtocolError on anything else.
 
     ``idle_timeout``: how long to wait for a message to begin (:class:`IdleTimeout`);
-    ``frame_timeout``: how long a begun message may take to be complete (a LauncherProtocolError)."""
+    ``frame_timeout``: how long a begun message may take to be complete (a IpcProtocolError)."""
     try:
         first = await asyncio.wait_for(reader.readexactly(1), idle_timeout)
     except asyncio.IncompleteReadError:
@@ -89,24 +89,20 @@ async def read_frame(
         try:
             header = first + await reader.readexactly(protocol.HEADER_SIZE - 1)
         except asyncio.IncompleteReadError:
-            raise protocol.LauncherProtocolError(
-                "connection closed in the middle of a frame header"
-            ) from None
+            raise protocol.IpcProtocolError("connection closed in the middle of a frame header") from None
         length = protocol.header_length(header)
         if length > max_bytes:
-            raise protocol.LauncherProtocolError(
-                f"message of {length} bytes exceeds the {max_bytes}-byte limit"
-            )
+            raise protocol.IpcProtocolError(f"message of {length} bytes exceeds the {max_bytes}-byte limit")
         try:
             body = await reader.readexactly(length)
         except asyncio.IncompleteReadError:
-            raise protocol.LauncherProtocolError("connection closed in the middle of a message") from None
+            raise protocol.IpcProtocolError("connection closed in the middle of a message") from None
         return protocol.decode_body(body)
 
     try:
         return await asyncio.wait_for(rest(), frame_timeout)
     except TimeoutError:
-        raise protocol.LauncherProtocolError(
+        raise protocol.IpcProtocolError(
             f"an unfinished message: the rest of it did not come within {frame_timeout:g} s"
         ) from None
 
@@ -212,7 +208,7 @@ class WorkerLink:
             return None
         try:
             return await asyncio.wait_for(read_frame(self.reader, protocol.MAX_MESSAGE_BYTES), timeout)
-        except (protocol.LauncherProtocolError, ConnectionError):
+        except (protocol.IpcProtocolError, ConnectionError):
             return None
 
     def close(self) -> None:
@@ -646,7 +642,7 @@ class Launcher:
                     allowance,
                 )
                 return
-            except protocol.LauncherProtocolError as err:
+            except protocol.IpcProtocolError as err:
                 log.info("closing connection from pid %d (uid %d): %s", conn.pid, conn.uid, err)
                 await conn.send(protocol.Error(error_type=ErrorType.BAD_REQUEST, description=str(err)))
                 return

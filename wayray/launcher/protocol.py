@@ -37,9 +37,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 _HEADER = struct.Struct("=I")
 
 
-class LauncherProtocolError(Exception):
-    """A frame or message on wrsessd's socket that breaks its protocol; the connection that sent it
-    is closed."""
+class IpcProtocolError(Exception):
+    """A frame or message that breaks the protocol; the connection that sent it is closed."""
 
 
 # --- closed choices ---------------------------------------------------------------------------------
@@ -617,9 +616,7 @@ class SessionEvent(Message):
 def encode(obj: Mapping[str, Any]) -> bytes:
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > MAX_MESSAGE_BYTES:
-        raise LauncherProtocolError(
-            f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"
-        )
+        raise IpcProtocolError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     return _HEADER.pack(len(body)) + body
 
 
@@ -632,13 +629,13 @@ HEADER_SIZE = _HEADER.size
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
-    """One frame's body as a JSON object, or LauncherProtocolError."""
+    """One frame's body as a JSON object, or IpcProtocolError."""
     try:
         obj = decode_object(body)
     except JSONBodyError as err:
-        raise LauncherProtocolError(f"message {err.reason}") from None
+        raise IpcProtocolError(f"message {err.reason}") from None
     if not isinstance(obj.get("type"), str):
-        raise LauncherProtocolError('message has no string "type"')
+        raise IpcProtocolError('message has no string "type"')
     return obj
 
 
@@ -655,7 +652,7 @@ class FrameDecoder:
         while len(self._buf) >= HEADER_SIZE:
             length = header_length(bytes(self._buf[:HEADER_SIZE]))
             if length > self._max:
-                raise LauncherProtocolError(f"message of {length} bytes exceeds the {self._max}-byte limit")
+                raise IpcProtocolError(f"message of {length} bytes exceeds the {self._max}-byte limit")
             if len(self._buf) < HEADER_SIZE + length:
                 break
             body = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + length])
@@ -669,16 +666,15 @@ class FrameDecoder:
 
 
 def parse(obj: Mapping[str, Any], direction: Direction) -> Message:
-    """Validate one decoded object as a message going ``direction``; LauncherProtocolError says what
-    is wrong."""
+    """Validate one decoded object as a message going ``direction``; IpcProtocolError says what is wrong."""
     type_ = obj.get("type")
     cls = MESSAGES.get(type_) if isinstance(type_, str) else None
     if cls is None or cls.direction is not direction:
-        raise LauncherProtocolError(f"unknown {direction.value} type {type_!r}")
+        raise IpcProtocolError(f"unknown {direction.value} type {type_!r}")
     try:
         return _build(cls, obj, skip=frozenset({"type"}))
     except ValueError as err:
-        raise LauncherProtocolError(f"{type_}: {err}") from None
+        raise IpcProtocolError(f"{type_}: {err}") from None
 
 
 def parse_request(obj: Mapping[str, Any]) -> Message:
