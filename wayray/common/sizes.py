@@ -65,3 +65,8 @@ def fit_output(width: int, height: int, max_pixels: int, *, scale: int = 1) -> t
         else:
             h -= scale
     return w, h
+
+
+#: ``--size`` of the compositor commands (wrsrvd, wrsrvd session, wrsrvd compositor): the output
+#: size, checked against the pixel cap later.
+OUTPUT_SIZE = size_argument(example="1920x1080")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wayray.common.errors import EXIT_FAILURE, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
-from wayray.common.sizes import size_argument
+from wayray.common.sizes import OUTPUT_SIZE
 from wayray.compositor.limits import check_output_size
 
 log = logging.getLogger("wayray.compositor.cli")
@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--size",
-        type=size_argument(example="1920x1080"),
+        type=OUTPUT_SIZE,
         default=(1280, 720),
         metavar="WxH",
         help="output size in pixels (1280x720)",

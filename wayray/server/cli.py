@@ -28,7 +28,7 @@ import wayray
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup, under_journal
 from wayray.common.notify import Notifier
-from wayray.common.sizes import size_argument
+from wayray.common.sizes import OUTPUT_SIZE
 from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
 from wayray.config.loader import UnknownInstance
@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--size",
-        type=size_argument(example="1920x1080"),
+        type=OUTPUT_SIZE,
         metavar="WxH",
         help="standalone: output of sessions whose viewer does not say its screen size (1920x1080)",
     )
