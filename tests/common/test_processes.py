@@ -175,3 +175,28 @@ def test_another_users_environment_is_not_theirs_to_read() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_process_proc_hides_is_alive_while_the_kernel_has_it() -> None:
+    # wrsrvd runs with ProtectProc=invisible (a /proc mounted hidepid=invisible): the compositors of
+    # login sessions run as their users, so /proc shows wrsrvd nothing of them. A restarted wrsrvd
+    # must still find them alive (the appliance tier's restart test), and one that is gone, gone.
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mounts a /proc of its own")
+    code = (
+        "import sys\nfrom wayray.common.processes import pid_alive\n"
+        "print(pid_alive(int(sys.argv[1])), pid_alive(int(sys.argv[2])))"
+    )
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with subprocess.Popen(["sleep", "600"]) as proc:
+        try:
+            done = subprocess.run(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 'mount -t proc -o hidepid=invisible proc /proc && exec setpriv --reuid 65534 --regid 65534 '
+                 '--clear-groups "$@"', "sh", sys.executable, "-c", code, str(proc.pid), str(gone.pid)],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.stdout.split() == ["True", "False"], done.stderr
+        finally:
+            proc.kill()
