@@ -7,6 +7,7 @@ The one thing read by hand is the start time on Linux (see :func:`start_time`).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,17 +16,25 @@ import psutil
 
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this pid runs: it exists and is not a zombie (exited, waiting for its
-    parent to collect its status). A process of another user counts as alive."""
+    parent to collect its status). A process of another user counts as alive.
+
+    The kernel says whether it exists (signal 0), not ``/proc``: a service with ``ProtectProc=
+    invisible`` (wrsrvd) sees nothing there of other users' processes, which are alive all the same.
+    Whether it is a zombie is then asked where ``/proc`` shows it."""
     if not pid or pid < 0:
         return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's: it exists
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.ZombieProcess:
         return False
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return True  # hidden from this process (or gone this instant: the next look tells)
 
 
 def is_zombie(pid: int) -> bool:
