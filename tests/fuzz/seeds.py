@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from wayray.common import schema
 from wayray.launcher import protocol as ipc
 from wayray.link import protocol as link
 from wayray.wire import Channel
@@ -113,7 +114,7 @@ def link_messages() -> list[tuple[link.LinkRole, link.LinkMessage]]:
 # --- wrsessd's IPC -------------------------------------------------------------------------------
 
 
-def _ipc_value(kind: ipc.Kind, variant: int) -> Any:
+def _ipc_value(kind: schema.Kind, variant: int) -> Any:
     if isinstance(kind, ipc.Text):
         samples = {
             ipc.USER_NAME: "alice",
@@ -127,7 +128,7 @@ def _ipc_value(kind: ipc.Kind, variant: int) -> Any:
         if kind in samples:
             return samples[kind]
         return "x" if variant == 0 else "wayray é"
-    if isinstance(kind, ipc.TextList):
+    if isinstance(kind, ipc.ListOf):
         return () if variant == 0 else (_ipc_value(kind.item, variant),)
     if isinstance(kind, ipc.Choice):
         members = list(kind.enum)
@@ -145,7 +146,7 @@ def _ipc_value(kind: ipc.Kind, variant: int) -> Any:
     raise AssertionError(f"no sample value for {kind!r}")
 
 
-def _ipc_record(cls: type[ipc.R], variant: int) -> ipc.R:
+def _ipc_record(cls: type[schema.R], variant: int) -> schema.R:
     values = {}
     for name, spec in cls.specs():
         if spec.required or variant == 1:
