@@ -428,12 +428,13 @@ class MessageTable:
             raise self.error(f"message {err.reason}") from None
 
     def reference(
-        self, titles: Mapping[Direction, str], heading: Callable[[type[Message]], str]
+        self, titles: Mapping[Direction, str], heading: Callable[[type[Message]], str], *, level: int = 3
     ) -> list[str]:
-        """The messages as Markdown, a section per direction (``titles``), one per message."""
+        """The messages as Markdown: a section per direction (``titles``, headings of ``level``), in
+        it one per message (its ``heading``), with its meaning and its fields."""
         out: list[str] = []
         for direction, title in titles.items():
-            out += [f"### {title}", ""]
+            out += [f"{'#' * level} {title}", ""]
             for cls in self.messages(direction):
                 out += [heading(cls), "", cls.doc, "", *record_table(cls), ""]
         return out
