@@ -73,19 +73,18 @@ def wire_sent_by(role: Role) -> Iterator[tuple[MessageSpec, Any]]:
 
 
 def _link_value(f: dataclasses.Field[Any], variant: int) -> Any:
-    meta = f.metadata
-    kind = str(f.type)  # the link's dataclasses keep their annotations as text, as its checker does
-    if kind == "str":
+    kind = f.metadata["spec"].kind
+    if isinstance(kind, link.Utf8):
         if f.name == "clipboard":
             return "both"
-        return "" if variant == 0 else "s-0123456789"[: meta["max"]]
-    if kind == "int":
-        return meta["min"] if variant == 0 else max(meta["min"], min(meta["max"], 120))
-    if kind == "bool":
+        return "" if variant == 0 else "s-0123456789"[: kind.max_bytes]
+    if isinstance(kind, link.Int):
+        return kind.low if variant == 0 else max(kind.low, min(kind.high, 120))
+    if isinstance(kind, link.Bool):
         return variant == 1
-    if kind == "list[str]":
+    if isinstance(kind, link.Names):
         return [] if variant == 0 else ["display.h264", "clipboard"]
-    if kind == "CloseCode":
+    if isinstance(kind, link.Code):
         return list(link.CloseCode)[variant]
     raise AssertionError(f"no sample value for {kind}")
 
