@@ -226,25 +226,15 @@ class Nested(Kind):
         return f"`{self.cls.__name__}` object"
 
 
-@dataclass(frozen=True)
-class NestedList(Kind):
-    cls: type[Record]
-    max_items: int
+class NestedList(ListOf):
+    """A list of at most ``max_items`` objects of one record class."""
 
-    def check(self, value: object) -> object:
-        if not isinstance(value, list):
-            raise ValueError(f"must be a list, not {type(value).__name__}")
-        if len(value) > self.max_items:
-            raise ValueError(f"more than {self.max_items} items")
-        out = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise ValueError(f"item {i} must be an object")
-            out.append(self.cls.from_json(item))
-        return tuple(out)
+    def __init__(self, cls: type[Record], max_items: int) -> None:
+        super().__init__(max_items, Nested(cls))
 
     def describe(self) -> str:
-        return f"list of `{self.cls.__name__}`"
+        assert isinstance(self.item, Nested)
+        return f"list of `{self.item.cls.__name__}`"
 
 
 # --- records ---------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ order. The request and response sets extend greetd's (``create_session``, ``post
 ``start_session``, ``cancel_session``; ``success``, ``error``, ``auth_message``) with what WayRay needs:
 greeter sessions created for a token, session listing and ending, and a stream of session events.
 
-Every message is a frozen dataclass registered in :data:`MESSAGES`; its fields carry a
-:class:`FieldSpec` (what values are valid and what the field means). That one table drives
-validation (:func:`parse`), encoding (:meth:`Message.to_json`) and the spec in ``docs/launcher.md``,
-which a test checks against it. This module is stdlib-only (with wayray.common's JSON body decoding,
-shared with the link) so wrlogin, wrsrvd and wradm can use it.
+Every message is a frozen dataclass registered in :data:`MESSAGES` (and the table :data:`IPC`); its
+fields carry a :class:`FieldSpec` (what values are valid and what the field means), in the schema
+layer every JSON protocol of WayRay's uses (:mod:`wayray.common.schema`; the framing and its readers
+are :mod:`wayray.common.jsonframe`'s). That one table drives validation (:func:`parse`), encoding
+(:meth:`Message.to_json`) and the spec in ``docs/launcher.md``, which a test checks against it. This
+module is stdlib-only (with those two of wayray.common) so wrlogin, wrsrvd and wradm can use it.
 """
 
 from __future__ import annotations
