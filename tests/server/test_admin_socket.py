@@ -1,5 +1,5 @@
 """wrsrvd's admin socket: malformed requests get a reason and close only their connection; wradm reads
-every answer as it was given."""
+every answer as it was given; the reference in docs/running.md is the code's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import script
+from tests.conftest import REPO, script
+from wayray.server import admin_protocol
 from wayray.server.admin import AdminClient, AdminServer
 
 
@@ -200,3 +201,13 @@ def test_wradm_reads_every_field_and_prints_the_answers_as_wrsrvd_gave_them(tmp_
         ]
 
     asyncio.run(main())
+
+
+def test_the_reference_in_docs_running_md_matches_the_code() -> None:
+    doc = (REPO / "docs" / "running.md").read_text()
+    begin = "<!-- BEGIN GENERATED: python -m wayray.server.admin_protocol -->\n"
+    start = doc.index(begin) + len(begin)
+    generated = doc[start : doc.index("<!-- END GENERATED -->", start)]
+    assert generated == admin_protocol.markdown_reference(), (
+        "regenerate it: python -m wayray.server.admin_protocol"
+    )

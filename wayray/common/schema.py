@@ -174,14 +174,18 @@ class Integer(Kind):
 
 @dataclass(frozen=True)
 class Number(Kind):
+    """A number of at least ``low``, stored as a float (``keep_ints``: an integer stays one, so that
+    what is read is written again as it came)."""
+
     low: float
+    keep_ints: bool = False
 
     def check(self, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"must be a number, not {type(value).__name__}")
         if value < self.low:
             raise ValueError(f"must be ≥ {self.low}")
-        return float(value)
+        return value if self.keep_ints and isinstance(value, int) else float(value)
 
     def describe(self) -> str:
         return f"number ≥ {self.low:g}"
