@@ -68,7 +68,7 @@ CHANNEL = MessageTable("wrsessd worker channel", error=ProtocolError, max_bytes=
 
 # Internal shapes: what the IPC and the configuration already let through, with room to spare.
 WORDS = Text(64 * 1024, allow_empty=True)
-NAME = Text(4096)
+NAME = Text(4096, allow_empty=True)
 ARGS = ListOf(4096, WORDS)
 ENVIRONMENT = ListOf(1024, ENV_ENTRY)
 
