@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 
+from wayray.common.system import system_stopping
 from wayray.launcher import protocol as lp
 from wayray.link import End, LinkError
 from wayray.link.stream import LinkStream
@@ -35,6 +36,8 @@ LAUNCHER_REASONS = {
     EndReason.IDLE_TIMEOUT: lp.EndReason.POLICY,
     EndReason.GREETER_TIMEOUT: lp.EndReason.POLICY,
 }
+#: Ends nobody asked for: at a shutdown they are the shutdown's doing, and recorded as such.
+UNPLANNED_ENDS = frozenset({EndReason.COMMAND_EXITED, EndReason.COMPOSITOR_LOST, EndReason.LAUNCHER_ENDED})
 
 
 class Ending:
@@ -87,6 +90,9 @@ class Ending:
         """The session is over: record it, tell its viewer, forget it."""
         if session.ended:
             return
+        if reason in UNPLANNED_ENDS and system_stopping():
+            # At a shutdown its compositor is told to stop (or its command is): not the user's doing.
+            reason, detail = EndReason.SHUTDOWN, f"the system is shutting down ({detail})"
         table = self.table
         session.ended = True
         session.linked.set()  # wake viewers waiting for it: they find it ended

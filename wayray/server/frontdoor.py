@@ -47,6 +47,7 @@ import wayray
 from wayray.common.errors import WayRayError
 from wayray.common.files import refuse_directories_others_change
 from wayray.common.notify import Notifier
+from wayray.common.system import boot_time
 from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
 from wayray.link import CloseCode
@@ -429,9 +430,14 @@ class FrontDoor:
         for record in table.registry.live_sessions():
             pid = record.endpoint.compositor_pid
             if pid is not None and not pid_alive(pid):
-                log.info("session %s: its compositor (pid %d) is gone; ending it", record.id, pid)
+                # One made before this boot ended with the machine (wrsrvd was stopped before it).
+                booted = boot_time()
+                rebooted = booted is not None and record.created_at < booted
+                reason = EndReason.SHUTDOWN if rebooted else EndReason.COMPOSITOR_LOST
+                why = "the machine restarted since" if rebooted else "ending it"
+                log.info("session %s: its compositor (pid %d) is gone; %s", record.id, pid, why)
                 try:
-                    table.registry.end(record.id, EndReason.COMPOSITOR_LOST, now)
+                    table.registry.end(record.id, reason, now)
                 except RegistryError as err:  # a full disk: the next start with room records it
                     log.warning("session %s: %s", record.id, err)
                 continue
