@@ -138,14 +138,10 @@ STILL_LONG_FUNCTIONS = {
     "wayray.codec.encoder:encode": 90,
     "wayray.config.prescan:check_limits": 90,
     "wayray.greeter.view:render": 98,
-    "wayray.server.frontdoor:_attach": 97,
-    "wayray.server.frontdoor:_handle_viewer": 93,
-    "wayray.server.frontdoor:_register": 91,
     "wayray.session.process:run_session": 92,
 }
 STILL_LONG_MODULES = {
     "wayray.config.model": 742,
-    "wayray.server.frontdoor": 1668,
 }
 STILL_CIRCULAR: set[str] = set()
 
