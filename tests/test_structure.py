@@ -138,22 +138,10 @@ STILL_LONG_FUNCTIONS = {
     "wayray.codec.encoder:encode": 90,
     "wayray.config.prescan:check_limits": 90,
     "wayray.greeter.view:render": 98,
-    "wayray.launcher.daemon:_advance": 106,
-    "wayray.launcher.daemon:_create_greeter": 86,
-    "wayray.launcher.daemon:_create_session": 118,
-    "wayray.launcher.daemon:_start_session": 96,
-    "wayray.launcher.worker:start": 179,
-    "wayray.server.frontdoor:_attach": 97,
-    "wayray.server.frontdoor:_handle_viewer": 93,
-    "wayray.server.frontdoor:_register": 91,
     "wayray.session.process:run_session": 92,
 }
 STILL_LONG_MODULES = {
     "wayray.config.model": 742,
-    "wayray.launcher.daemon": 1381,
-    "wayray.launcher.protocol": 727,
-    "wayray.launcher.worker": 740,
-    "wayray.server.frontdoor": 1668,
 }
 STILL_CIRCULAR: set[str] = set()
 
