@@ -6,7 +6,7 @@ certificates with their keys, ...); with ``valid=False`` it mixes in unknown key
 hostile values (huge numbers, NaN, control characters, Unicode digits, long strings, deep nesting).
 ``trees()`` makes whole file trees: several layers, drop-ins with odd names, masks, symlinks that
 stay in or try to leave the root, directories and FIFOs where files belong, and text that is not
-TOML or not UTF-8. A new setting in ``wayray/config/model.py`` is covered without touching this file.
+TOML or not UTF-8. A new setting in ``wayray/config/model/`` is covered without touching this file.
 """
 
 from __future__ import annotations
