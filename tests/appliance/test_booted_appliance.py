@@ -62,6 +62,14 @@ with socket.socket(socket.AF_UNIX) as s:
 """
 
 
+REGISTRY_DUMP = """
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+for row in db.execute("SELECT id, state, coalesce(end_reason, '') FROM sessions"):
+    print("\\t".join(row))
+"""
+
+
 class Appliance:
     """The booted container and what the steps share."""
 
@@ -154,6 +162,13 @@ class Appliance:
     def proof(self) -> list[str]:
         """What the user's commands wrote into ~/proof (as the user)."""
         return self.run("cat", f"/home/{USER}/proof", check=False).split()
+
+    def recorded_sessions(self) -> dict[str, tuple[str, str | None]]:
+        """The main instance's registry: each session's state and end reason (what the journal's
+        "session ... ended (REASON)" line and the audit trail say)."""
+        out = self.run("/opt/wayray/bin/python", "-c", REGISTRY_DUMP, "/var/lib/wayray/main/registry.sqlite")
+        rows = (line.split("\t") for line in out.splitlines() if line)
+        return {sid: (state, reason or None) for sid, state, reason in rows}
 
     def session_pids(self) -> dict[str, int]:
         """The user's session programs (compositor, foot), by name."""
@@ -430,9 +445,16 @@ def test_a_configuration_error_at_boot_shows_in_the_instances_status(step: Appli
     where an operator looks first (systemctl status wrsrvd@main) says why, with file:line:col."""
     app = step
     good = app.run("cat", "/etc/wayray/servers.toml")
+    live = [sid for sid, (state, _) in app.recorded_sessions().items() if state != "ended"]
+    assert live, "a session runs before the reboot"
     app.box.write("/etc/wayray/servers.toml", good.replace('sessions = "login"', 'sessions = "login'))
     try:
         app.box.reboot()
+        # The shutdown ended the user's session: its record says so (not that its command exited).
+        ended = app.recorded_sessions()
+        assert {sid: ended[sid] for sid in live} == {sid: ("ended", "shutdown") for sid in live}, app.run(
+            "journalctl", "-b", "-1", "--no-pager", "-n", "60", "-u", "wrsrvd@main", check=False
+        )
 
         # wrsrvd checks its files at start: it stops once with status 78 (EX_CONFIG; no restart
         # every 2 s), and the status shows why.
@@ -469,6 +491,25 @@ def test_after_a_reboot_the_server_is_back_with_the_same_identity(step: Applianc
               "wrsrvd@main after the reboot")  # fmt: skip
     assert app.run("sha256sum", "/var/lib/wayray/main/tls/cert.pem") == cert
     # A kiosk that trusted the server before trusts it still (known_hosts), and a login works.
+    app.start_kiosk("a", "127.0.0.1:7100")
+    app.log_in("a")
+    assert "foot" in app.session_pids()
+
+
+def test_a_reboot_while_the_server_is_stopped_is_recorded_as_the_shutdown(step: Appliance) -> None:
+    """wrsrvd stopped (sessions outlive it), then a reboot ends the session: the server, back after
+    the boot, records that the machine restarted, not that the compositor was lost."""
+    app = step
+    live = [sid for sid, (state, _) in app.recorded_sessions().items() if state != "ended"]
+    assert live, "a session runs before the reboot"
+    app.run("systemctl", "stop", "wrsrvd@main")
+    app.box.reboot()
+    app.until(lambda: app.run("systemctl", "is-active", "wrsrvd@main", check=False).strip() == "active",
+              "wrsrvd@main after the reboot")  # fmt: skip
+    ended = app.recorded_sessions()
+    assert {sid: ended[sid] for sid in live} == {sid: ("ended", "shutdown") for sid in live}, app.run(
+        "journalctl", "--no-pager", "-n", "60", "-u", "wrsrvd@main", check=False
+    )
     app.start_kiosk("a", "127.0.0.1:7100")
     app.log_in("a")
     assert "foot" in app.session_pids()

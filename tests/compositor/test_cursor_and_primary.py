@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.compositor.harness import running_session
+from wayray.compositor.cursor import load_cursor
 from wayray.compositor.testing import type_text
 
 FOOT = ("foot", "-o", "font=monospace:size=11", "sh")
@@ -42,6 +44,29 @@ async def test_cursor_comes_from_the_client_under_the_pointer_and_is_not_composi
         s.comp.pointer_motion(5, 5)
         back = s.comp.cursor()
         assert back.image is not None and np.array_equal(back.image, default.image)
+
+
+async def test_a_client_names_its_cursor_through_cursor_shape(tmp_path: Path) -> None:
+    wait = load_cursor("wait")
+    assert wait is not None, "no Xcursor theme with a wait cursor is installed"
+    script = Path(__file__).parent / "clients" / "misbehave.py"
+    async with running_session(tmp_path, size=(640, 480)) as s:
+        client = await s.spawn(sys.executable, str(script), "cursor_shape", "--stay")
+        # Its pointer exists once it stays: a pointer entering the window before would go unheard.
+        await s.wait_for(
+            lambda: "no error, staying" in client.output() or client.proc.returncode is not None,
+            "the cursor-shape client",
+        )
+        assert "no error, staying" in client.output(), client.output()
+        win = await s.wait_window(lambda w: w.pid == client.pid, "the cursor-shape client's window")
+        s.comp.pointer_motion(5, 5)  # the background: the compositor's own arrow
+        assert not np.array_equal(s.comp.cursor().image, wait.pixels)
+        s.comp.pointer_motion(win.rect.x + 10, win.rect.y + 10)
+        await s.wait_for(
+            lambda: s.comp.cursor().image is not None and np.array_equal(s.comp.cursor().image, wait.pixels),
+            "the theme's wait cursor over the window",
+        )
+        assert s.comp.cursor().hotspot == wait.hotspot
 
 
 async def test_a_screenshot_with_the_cursor_blends_its_soft_edges_over_the_picture(tmp_path: Path) -> None:

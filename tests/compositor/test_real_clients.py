@@ -16,8 +16,8 @@ import pytest
 
 from tests.compositor.harness import BACKGROUND_RGB, running_session
 from tests.conftest import script
-from wayray.compositor.core import GLOBAL_VERSIONS
 from wayray.compositor.geometry import Rect
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.positioner import place
 from wayray.compositor.testing import (
     BTN_RIGHT,
@@ -28,7 +28,7 @@ from wayray.compositor.testing import (
     click,
     type_text,
 )
-from wayray.compositor.xdg_shell import PopupRole
+from wayray.compositor.xdg_popup import PopupRole
 
 KEY_C, KEY_D, KEY_V, KEY_TAB, KEY_F4 = 46, 32, 47, 15, 62
 FOOT = ("foot", "-o", "font=monospace:size=11", "sh")
@@ -317,6 +317,8 @@ async def test_misbehaving_clients_are_disconnected_and_others_carry_on(tmp_path
         "wrong_serial": r"xdg_surface#\d+: error 4: ",
         "buffer_before_configure": r"xdg_surface#\d+: error 3: ",
         "destroyed_parent_popup": r"xdg_wm_base#\d+: error 2: ",
+        "incomplete_positioner_popup": r"xdg_wm_base#\d+: error 5: the positioner lacks a size",
+        "roleless_popup_parent": r"xdg_wm_base#\d+: error 3: the popup's parent has no role",
         "xdg_surface_before_role": r"error 6: xdg_surface destroyed before its toplevel",
         "short_stride": r"wl_surface#\d+: error 2: .*stride",
         # libwayland's SIGBUS guard around our read: the pool shrank under the buffer.

@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from wayray.common import schema
 from wayray.launcher import protocol as ipc
 from wayray.link import protocol as link
 from wayray.wire import Channel
@@ -72,19 +73,18 @@ def wire_sent_by(role: Role) -> Iterator[tuple[MessageSpec, Any]]:
 
 
 def _link_value(f: dataclasses.Field[Any], variant: int) -> Any:
-    meta = f.metadata
-    kind = str(f.type)  # the link's dataclasses keep their annotations as text, as its checker does
-    if kind == "str":
+    kind = f.metadata["spec"].kind
+    if isinstance(kind, link.Utf8):
         if f.name == "clipboard":
             return "both"
-        return "" if variant == 0 else "s-0123456789"[: meta["max"]]
-    if kind == "int":
-        return meta["min"] if variant == 0 else max(meta["min"], min(meta["max"], 120))
-    if kind == "bool":
+        return "" if variant == 0 else "s-0123456789"[: kind.max_bytes]
+    if isinstance(kind, link.Int):
+        return kind.low if variant == 0 else max(kind.low, min(kind.high, 120))
+    if isinstance(kind, link.Bool):
         return variant == 1
-    if kind == "list[str]":
+    if isinstance(kind, link.Names):
         return [] if variant == 0 else ["display.h264", "clipboard"]
-    if kind == "CloseCode":
+    if isinstance(kind, link.Code):
         return list(link.CloseCode)[variant]
     raise AssertionError(f"no sample value for {kind}")
 
@@ -113,7 +113,7 @@ def link_messages() -> list[tuple[link.LinkRole, link.LinkMessage]]:
 # --- wrsessd's IPC -------------------------------------------------------------------------------
 
 
-def _ipc_value(kind: ipc.Kind, variant: int) -> Any:
+def _ipc_value(kind: schema.Kind, variant: int) -> Any:
     if isinstance(kind, ipc.Text):
         samples = {
             ipc.USER_NAME: "alice",
@@ -127,7 +127,7 @@ def _ipc_value(kind: ipc.Kind, variant: int) -> Any:
         if kind in samples:
             return samples[kind]
         return "x" if variant == 0 else "wayray é"
-    if isinstance(kind, ipc.TextList):
+    if isinstance(kind, ipc.ListOf):
         return () if variant == 0 else (_ipc_value(kind.item, variant),)
     if isinstance(kind, ipc.Choice):
         members = list(kind.enum)
@@ -145,7 +145,7 @@ def _ipc_value(kind: ipc.Kind, variant: int) -> Any:
     raise AssertionError(f"no sample value for {kind!r}")
 
 
-def _ipc_record(cls: type[ipc.R], variant: int) -> ipc.R:
+def _ipc_record(cls: type[schema.R], variant: int) -> schema.R:
     values = {}
     for name, spec in cls.specs():
         if spec.required or variant == 1:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.fuzz import mutate, seeds
-from wayray.launcher import daemon as ipc_daemon
 from wayray.launcher import protocol as ipc
 from wayray.link import protocol as link
 from wayray.server import admin
@@ -275,7 +274,7 @@ async def _read_all(stream: bytes, max_bytes: int) -> tuple[list[dict[str, Any]]
     reader.feed_eof()
     out: list[dict[str, Any]] = []
     try:
-        while (obj := await ipc_daemon.read_frame(reader, max_bytes)) is not None:
+        while (obj := await ipc.read_message(reader, max_bytes)) is not None:
             out.append(obj)
     except ipc.ProtocolError as err:
         return out, err
@@ -283,7 +282,7 @@ async def _read_all(stream: bytes, max_bytes: int) -> tuple[list[dict[str, Any]]
 
 
 def launcher_ipc(data: bytes) -> None:
-    """wrsessd's IPC: :class:`FrameDecoder` (wrlogin's channel), ``read_frame`` (the daemon), parsing.
+    """wrsessd's IPC: :class:`FrameDecoder` (wrlogin's channel), ``read_message`` (the daemon), parsing.
     Option bit 0: the stream is responses (a client reads them) instead of requests (the daemon)."""
     if not data:
         return

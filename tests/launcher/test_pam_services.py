@@ -19,7 +19,7 @@ from tests.conftest import REPO
 from tests.launcher.harness import Accounts, Daemon, answer_with
 from wayray.launcher import pam
 from wayray.launcher import protocol as p
-from wayray.launcher.worker import ROOT_REFUSED
+from wayray.launcher.worker_protocol import ROOT_REFUSED
 
 pytestmark = [pytest.mark.root]
 

@@ -1,4 +1,5 @@
-"""wrsrvd's admin socket: malformed requests get a reason and close only their connection."""
+"""wrsrvd's admin socket: malformed requests get a reason and close only their connection; wradm reads
+every answer as it was given; the reference in docs/running.md is the code's."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import json
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import REPO, script
+from wayray.server import admin_protocol
 from wayray.server.admin import AdminClient, AdminServer
 
 
@@ -113,3 +117,97 @@ def test_connections_that_send_half_a_request_or_nothing_are_closed(tmp_path: Pa
             await server.close()
 
     asyncio.run(main())
+
+
+STATUS = {
+    "type": "status", "name": "lab", "mode": "instance", "sessions_start": "login",
+    "launcher": {"socket": "/run/wayray/wrsessd.sock", "connected": True}, "version": "0.1.0", "pid": 4242,
+    "listen": ["::"], "port": 7800, "fingerprint": "sha256:ab12", "sessions": 3,
+    "by_state": {"active": 1, "detached": 1, "greeter": 1}, "viewers": 2, "access_key": True,
+    "access_key_file": "/var/lib/wayray/lab/access.key", "client_ca": None, "not_responding": ["c0de"],
+    "unlocking": 0, "max_sessions": 500,
+    "policy": {"detached_timeout_s": 86400.0, "idle_timeout_s": None, "reauth_on_reattach": False},
+    "config": {"digests": {"restart": "d1", "reload": "d2"}},
+}  # fmt: skip
+SESSIONS = {
+    "type": "sessions",
+    "sessions": [
+        {"id": "3f1c0a9e", "state": "active", "token": "badge:0123abcd", "user": "alice", "viewer": "v1",
+         "kiosk": "10.0.0.7", "since": 1700000000.25, "launcher_session": "a1b2c3", "linked": True,
+         "responding": True, "not_responding_since": None, "pid": 4343, "wayland_display": "wayland-wr-a1",
+         "output": [1920, 1080, 120], "created_at": 1699999999.5, "changed_at": 1700000000},
+        {"id": "c0de", "state": "greeter", "token": "badge:fedc", "user": None, "viewer": None,
+         "kiosk": None, "since": 1700000001.0, "launcher_session": None, "linked": False, "responding": None,
+         "not_responding_since": None, "pid": None, "wayland_display": None, "output": None,
+         "created_at": 1700000001.0, "changed_at": 1700000001.0},
+    ],
+}  # fmt: skip
+ANSWERS = {
+    "status": STATUS,
+    "sessions": SESSIONS,
+    "kill": {"type": "killed", "session_id": "3f1c0a9e"},
+    "reload": {"type": "reloaded", "needs_restart": ["port"], "diagnostics": ["host.toml:3:1: warning: x"]},
+}
+
+
+def test_wradm_reads_every_field_and_prints_the_answers_as_wrsrvd_gave_them(tmp_path: Path) -> None:
+    asked: list[dict[str, Any]] = []
+
+    async def handler(request: dict[str, Any]) -> dict[str, Any]:
+        asked.append(request)
+        return ANSWERS[request["type"]]
+
+    def wradm(*args: str) -> str:
+        res = subprocess.run(
+            [script("wradm"), *args, "--admin-socket", str(tmp_path / "admin.sock")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    async def main() -> None:
+        server = AdminServer(tmp_path / "admin.sock", handler)
+        await server.start()
+        try:
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(None, wradm, "status", "--json")
+            assert out == json.dumps(STATUS, indent=1) + "\n"
+            out = await loop.run_in_executor(None, wradm, "sessions", "--json")
+            assert out == json.dumps(SESSIONS["sessions"], indent=1) + "\n"
+            out = await loop.run_in_executor(None, wradm, "session", "kill", "3f1c0a9e", "--json")
+            assert json.loads(out) == ANSWERS["kill"]
+            out = await loop.run_in_executor(None, wradm, "reload", "--json")
+            assert json.loads(out) == ANSWERS["reload"]
+            text = await loop.run_in_executor(None, wradm, "status")
+            assert "wrsrvd lab (instance), version 0.1.0, pid 4242" in text
+            assert "1 NOT RESPONDING: c0de" in text
+            assert "login screens through wrsessd (/run/wayray/wrsessd.sock: connected)" in text
+            assert "the access key in /var/lib/wayray/lab/access.key, then a login" in text
+            assert "detached timeout 24 h, idle logout never" in text
+            rows = (await loop.run_in_executor(None, wradm, "sessions")).splitlines()
+            assert rows[1].split()[:4] == ["3f1c0a9e", "alice", "active", "10.0.0.7"]
+            assert rows[2].split()[:5] == ["c0de", "(login", "screen)", "greeter", "-"]
+        finally:
+            await server.close()
+        assert asked == [
+            {"type": "status"},
+            {"type": "sessions"},
+            {"type": "kill", "session_id": "3f1c0a9e"},
+            {"type": "reload"},
+            {"type": "status"},
+            {"type": "sessions"},
+        ]
+
+    asyncio.run(main())
+
+
+def test_the_reference_in_docs_running_md_matches_the_code() -> None:
+    doc = (REPO / "docs" / "running.md").read_text()
+    begin = "<!-- BEGIN GENERATED: python -m wayray.server.admin_protocol -->\n"
+    start = doc.index(begin) + len(begin)
+    generated = doc[start : doc.index("<!-- END GENERATED -->", start)]
+    assert generated == admin_protocol.markdown_reference(), (
+        "regenerate it: python -m wayray.server.admin_protocol"
+    )

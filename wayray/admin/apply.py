@@ -111,20 +111,20 @@ def observe(config: Config, target: supervisor.Target) -> supervisor.Observed:
 
 def _ask(path: Path) -> tuple[bool, dict[str, str] | None]:
     """(is it running?, the digests of the configuration it runs with, if it says)."""
+    from wayray.server import admin_protocol as ap
     from wayray.server.admin import AdminClient, AdminError
 
     try:
         with AdminClient(path, timeout=ASK_TIMEOUT) as client:
-            answer = client.request("status")
+            answer = client.ask(ap.Status(), ap.StatusAnswer)
     except (FileNotFoundError, ConnectionRefusedError):
         return False, None
     except (OSError, AdminError, ValueError):
         return True, None
-    config = answer.get("config")
-    digests = config.get("digests") if isinstance(config, dict) else None
-    if isinstance(digests, dict) and all(isinstance(digests.get(k), str) for k in ("restart", "reload")):
-        return True, {"restart": digests["restart"], "reload": digests["reload"]}
-    return True, None
+    if answer.config is None:
+        return True, None
+    digests = answer.config.digests
+    return True, {"restart": digests.restart, "reload": digests.reload}
 
 
 def _systemctl_show(units: list[str]) -> dict[str, dict[str, Any]]:

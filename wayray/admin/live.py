@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from wayray.admin.common import load
 from wayray.common.errors import UsageError, WayRayError
+from wayray.common.schema import Message
 from wayray.server.admin import AdminClient, AdminError
+
+A = TypeVar("A", bound=Message)
 
 
 def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,12 +52,13 @@ def admin_socket(args: argparse.Namespace) -> tuple[str, Path]:
     return f"wrsrvd@{name}", Path(str(config.host.admin_socket_for(name)))
 
 
-def request(args: argparse.Namespace, kind: str, **fields: Any) -> dict[str, Any]:
-    """One admin request; errors an operator can act on (not running, not allowed, refused)."""
+def ask(args: argparse.Namespace, request: Message, expect: type[A]) -> A:
+    """One admin request and its answer; errors an operator can act on (not running, not allowed,
+    refused)."""
     what, path = admin_socket(args)
     try:
         with AdminClient(path, timeout=60) as client:
-            return client.request(kind, **fields)
+            return client.ask(request, expect)
     except (FileNotFoundError, ConnectionRefusedError):
         raise WayRayError(
             f"{what} is not running (nothing listens on {path})",

@@ -13,8 +13,10 @@ import argparse
 import json
 import sys
 
-from wayray.admin.live import add_instance_arguments, admin_socket, request
-from wayray.common.errors import EXIT_FAILURE, EXIT_OK
+from wayray.admin.live import add_instance_arguments, admin_socket, ask
+from wayray.common.errors import EXIT_FAILURE, EXIT_OK, WayRayError
+from wayray.common.schema import Message
+from wayray.server import admin_protocol as ap
 
 NAME = "reload"
 HELP = "make a running server instance take its configuration again (it refuses one with errors)"
@@ -26,15 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     what, _ = admin_socket(args)
-    answer = request(args, "reload")
+    answer = ask(args, ap.Reload(), Message)
+    if not isinstance(answer, ap.Reloaded | ap.ReloadRefused):
+        raise WayRayError(f"{what} answered reload with {answer.type}")
     if args.json:
-        print(json.dumps(answer))
-    if answer.get("type") == "reload_refused":
+        print(json.dumps(answer.to_json()))
+    if isinstance(answer, ap.ReloadRefused):
         if not args.json:
-            for line in answer.get("diagnostics") or answer.get("errors") or []:
+            for line in answer.diagnostics or answer.errors:
                 if not args.quiet or ": error: " in line or ": note: " in line:
                     print(line, file=sys.stderr)
-        errors = len(answer.get("errors") or [])
+        errors = len(answer.errors)
         print(
             f"wradm: {what} refused the configuration ({errors} error{'s' * (errors != 1)}) and keeps "
             "running with the one it has",
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    needs_restart = answer.get("needs_restart") or []
+    needs_restart = answer.needs_restart
     if needs_restart:
         print(
             f"wradm: warning: {what}: changed, but in effect only after a restart: "

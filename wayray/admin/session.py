@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from wayray.admin.live import add_instance_arguments, request
+from wayray.admin.live import add_instance_arguments, ask
 from wayray.common.errors import EXIT_OK
+from wayray.common.schema import Message
+from wayray.server import admin_protocol as ap
 
 NAME = "session"
 HELP = "kill or detach one session of a running server instance"
@@ -27,9 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    answer = request(args, args.action, session_id=args.session_id)
+    if args.action == "kill":
+        answer: Message = ask(args, ap.Kill(session_id=args.session_id), ap.Killed)
+    else:
+        answer = ask(args, ap.Detach(session_id=args.session_id), ap.Detached)
     if args.json:
-        print(json.dumps(answer))
+        print(json.dumps(answer.to_json()))
     elif not args.quiet:
         print(f"session {args.session_id}: {'ended' if args.action == 'kill' else 'detached'}")
     return EXIT_OK

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from wayray.admin.live import add_instance_arguments, request, since, table
+from wayray.admin.live import add_instance_arguments, ask, since, table
 from wayray.common.errors import EXIT_OK
+from wayray.server import admin_protocol as ap
 
 NAME = "sessions"
 HELP = "list the sessions of a running server instance"
@@ -20,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sessions = request(args, "sessions")["sessions"]
+    sessions = ask(args, ap.Sessions(), ap.SessionsAnswer).sessions
     if args.json:
-        print(json.dumps(sessions, indent=1))
+        print(json.dumps([s.to_json() for s in sessions], indent=1))
         return EXIT_OK
     if not sessions:
         if not args.quiet:
@@ -30,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         [
-            s["id"],
-            s.get("user") or "(login screen)",
-            s["state"] if s.get("responding") is not False else f"{s['state']},NOT-RESPONDING",
-            s.get("kiosk") or "-",
-            since(s.get("since") if s.get("responding") is not False else s.get("not_responding_since")),
+            s.id,
+            s.user or "(login screen)",
+            s.state if s.responding is not False else f"{s.state},NOT-RESPONDING",
+            s.kiosk or "-",
+            since(s.since if s.responding is not False else s.not_responding_since),
         ]
         for s in sessions
     ]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from wayray.admin.live import add_instance_arguments, request
+from wayray.admin.live import add_instance_arguments, ask
 from wayray.common.errors import EXIT_OK
+from wayray.server import admin_protocol as ap
 
 NAME = "status"
 HELP = "show a running server instance's state"
@@ -20,47 +21,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    st = request(args, "status")
+    st = ask(args, ap.Status(), ap.StatusAnswer)
     if args.json:
-        print(json.dumps(st, indent=1))
+        print(json.dumps(st.to_json(), indent=1))
         return EXIT_OK
-    launcher = st.get("launcher")
-    if st.get("sessions_start") == "login" and launcher is not None:
-        up = "connected" if launcher["connected"] else "NOT CONNECTED"
-        logins = f"login screens through wrsessd ({launcher['socket']}: {up})"
+    launcher = st.launcher
+    if st.sessions_start is ap.SessionsStart.LOGIN and launcher is not None:
+        up = "connected" if launcher.connected else "NOT CONNECTED"
+        logins = f"login screens through wrsessd ({launcher.socket}: {up})"
     else:
         logins = "no login: sessions run the server's command"
-    states = ", ".join(f"{n} {state}" for state, n in (st.get("by_state") or {}).items()) or "none"
-    hung = st.get("not_responding") or []
+    states = ", ".join(f"{n} {state}" for state, n in (st.by_state or {}).items()) or "none"
+    hung = st.not_responding or ()
     if hung:
         states += f"; {len(hung)} NOT RESPONDING: {', '.join(hung)}"
-    policy = st.get("policy") or {}
+    policy = st.policy or ap.Policy()
     lines = [
-        f"wrsrvd {st['name']} ({st['mode']}), version {st['version']}, pid {st.get('pid', '-')}",
-        f"  listening    udp {', '.join(st['listen'])} port {st['port']}",
-        f"  identity     {st['fingerprint']}",
-        f"  sessions     {st['sessions']} of at most {st['max_sessions']} ({states}); {st['viewers']} shown",
+        f"wrsrvd {st.name} ({st.mode}), version {st.version}, pid {'-' if st.pid is None else st.pid}",
+        f"  listening    udp {', '.join(st.listen)} port {st.port}",
+        f"  identity     {st.fingerprint}",
+        f"  sessions     {st.sessions} of at most {st.max_sessions} ({states}); {st.viewers} shown",
         f"  starting     {logins}",
         f"  viewers need {_credentials(st)}",
         "  policy       detached timeout "
-        + _duration(policy.get("detached_timeout_s"))
+        + _duration(policy.detached_timeout_s)
         + ", idle logout "
-        + _duration(policy.get("idle_timeout_s"))
-        + (", password on re-attach" if policy.get("reauth_on_reattach") else ""),
+        + _duration(policy.idle_timeout_s)
+        + (", password on re-attach" if policy.reauth_on_reattach else ""),
     ]
     print("\n".join(lines))
     return EXIT_OK
 
 
-def _credentials(st: dict[str, object]) -> str:
+def _credentials(st: ap.StatusAnswer) -> str:
     """What a viewer must present before anything starts for it (from the status answer)."""
     needs = []
-    if st.get("access_key"):
-        where = st.get("access_key_file")
+    if st.access_key:
+        where = st.access_key_file
         needs.append(f"the access key in {where}" if where else "the access key")
-    if st.get("client_ca"):
-        needs.append(f"a client certificate from {st['client_ca']}")
-    login = st.get("sessions_start") == "login"
+    if st.client_ca:
+        needs.append(f"a client certificate from {st.client_ca}")
+    login = st.sessions_start is ap.SessionsStart.LOGIN
     if needs:
         return " and ".join(needs) + (", then a login" if login else "")
     if login:

@@ -1,8 +1,15 @@
 """The compositor's hub: owns the display, the globals and every subsystem, and runs the frame clock.
 
-Subsystems reach each other through ``Core`` (``core.seat``, ``core.wm``, ``core.layers``...). The
-frame clock composites when something changed, at most at the target rate while the session is
-viewed and at the idle rate when it is not, and sends frame callbacks right after each composite.
+No subsystem sees ``Core``. Each declares what it needs of its host as a ``typing.Protocol`` (as
+Smithay's protocol modules declare handler traits): ``SurfaceHost``, ``OutputHost``, ``SeatHost``,
+``XdgShellHost`` (with ``PopupHost``), ``LayerShellHost``, ``WmHost`` and the consumers'
+``FrameSource``. ``Core`` implements them, mostly by passing the call to the part whose job it is: the
+built-in window manager (``self.wm``) answers the toplevel hooks, the seat the popup grabs, the layer
+shell the usable area. Another window manager, or Xwayland's, plugs in at these hooks.
+
+The frame clock composites when something changed, at most at the target rate while the session is
+viewed and at the idle rate when it is not, hands the damage to every ``FrameSink`` and sends frame
+callbacks right after each composite.
 """
 
 from __future__ import annotations
@@ -10,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pywayland.protocol.wayland import (
     WlCompositor,
@@ -24,6 +30,7 @@ from pywayland.protocol.wp_primary_selection_unstable_v1 import ZwpPrimarySelect
 from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1
 from pywayland.protocol.xdg_shell import XdgWmBase
 
+from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import (
     DataDeviceManager,
     PipeWriter,
@@ -31,39 +38,39 @@ from wayray.compositor.data_device import (
     Selection,
     SelectionKind,
 )
+from wayray.compositor.geometry import Rect
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.layer_shell import LayerShell, LayerShellGlobal
 from wayray.compositor.output import Output, OutputResource, XdgOutputManager
-from wayray.compositor.scene import Renderer, Scene
-from wayray.compositor.seat import Seat, SeatResource
+from wayray.compositor.scene import Renderer, Scene, View
+from wayray.compositor.seat import PointerGrab, Seat, SeatResource
 from wayray.compositor.surface import Callback, CompositorGlobal, SubcompositorGlobal, Surface
+from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.wm import FloatingWM
-from wayray.compositor.xdg_shell import WmBase
+from wayray.compositor.xdg_popup import PopupRole
+from wayray.compositor.xdg_shell import ShellWindow, ToplevelRole, WmBase
+from wayray.wayland.pixman import Region
 from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import ZwlrLayerShellV1
-from wayray.wayland.server import Display, Global
+from wayray.wayland.server import Client, Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
-
-if TYPE_CHECKING:
-    from wayray.compositor.frames import FrameConsumer
-    from wayray.compositor.wm import Window
 
 log = logging.getLogger(__name__)
 
-# Every global and the version we implement fully. wayland-info lists exactly these (plus wl_shm,
-# whose version is libwayland's: 2 with the libwayland pywayland bundles).
-GLOBAL_VERSIONS = {
-    "wl_compositor": 6,
-    "wl_subcompositor": 1,
-    "wl_output": 4,
-    "zxdg_output_manager_v1": 3,
-    "wl_seat": 9,
-    "xdg_wm_base": 6,
-    "wl_data_device_manager": 3,
-    "zwp_primary_selection_device_manager_v1": 1,
-    "zwlr_layer_shell_v1": 4,
-    "zxdg_decoration_manager_v1": 1,
-    "wp_viewporter": 1,
-    "wp_cursor_shape_manager_v1": 1,
-}
+
+class FrameSink(Protocol):
+    """Whoever takes frames (``frames.FrameConsumer``): what the frame clock tells it."""
+
+    def on_damage(self, damage: Region) -> None:
+        """A composite changed ``damage`` (output pixels)."""
+
+    def on_cursor_changed(self) -> None:
+        """The cursor's image or hotspot changed."""
+
+    def on_reset(self) -> None:
+        """The output was resized: the next frame is all of it."""
+
+    def close(self) -> None:
+        """The compositor closes (or the consumer is done): no more frames; ``remove_consumer`` follows."""
 
 
 class Core:
@@ -84,17 +91,15 @@ class Core:
         self.renderer = Renderer(size[0], size[1], scale)
         self.surfaces: set[Surface] = set()
         self.frame_callbacks: list[Callback] = []
-        self.consumers: list[FrameConsumer] = []
+        self.consumers: list[FrameSink] = []
         self.frame_seq = 0
-        self.buffers_released = 0
-        self.scene = Scene(self)
-        self.layers = LayerShell(self)
-        self.wm = FloatingWM(self)
-        self.seat = Seat(self)
-        self.clipboard = Selection(self, SelectionKind.CLIPBOARD)
-        self.primary = Selection(self, SelectionKind.PRIMARY)
+        self.layers = LayerShell(self, self.output)
+        self.wm = FloatingWM(self, self.output)
+        self.scene = Scene(self.output, self.layers, self.wm)
+        self.seat = Seat(self, self.display, self.output)
+        self.clipboard = Selection(SelectionKind.CLIPBOARD, self.seat, self.display)
+        self.primary = Selection(SelectionKind.PRIMARY, self.seat, self.display)
         self.pipe_writer = PipeWriter(loop)
-        self.extra_globals: list[Callable[[Core], None]] = []
         self._frame_timer: asyncio.TimerHandle | None = None
         self._last_frame = 0.0
         self._frame_at = 0.0
@@ -113,50 +118,163 @@ class Core:
         )
         Global(d, WlSeat, v["wl_seat"], lambda n: SeatResource(n, self.seat))
         Global(d, XdgWmBase, v["xdg_wm_base"], lambda n: WmBase(n, self))
-        Global(d, WlDataDeviceManager, v["wl_data_device_manager"], lambda n: DataDeviceManager(n, self))
+        Global(
+            d,
+            WlDataDeviceManager,
+            v["wl_data_device_manager"],
+            lambda n: DataDeviceManager(n, self.clipboard),
+        )
         Global(
             d,
             ZwpPrimarySelectionDeviceManagerV1,
             v["zwp_primary_selection_device_manager_v1"],
-            lambda n: PrimaryDeviceManager(n, self),
+            lambda n: PrimaryDeviceManager(n, self.primary),
         )
-        Global(d, ZwlrLayerShellV1, v["zwlr_layer_shell_v1"], lambda n: LayerShellGlobal(n, self))
-        for add in self.extra_globals:
-            add(self)
+        Global(d, ZwlrLayerShellV1, v["zwlr_layer_shell_v1"], lambda n: LayerShellGlobal(n, self.layers))
 
-    # Hooks from the subsystems --------------------------------------------------------------------
+    # SurfaceHost ----------------------------------------------------------------------------------
 
     def surface_created(self, surface: Surface) -> None:
-        surface.destroy_listeners.append(self._surface_gone)
+        self.surfaces.add(surface)
+        surface.destroy_listeners.append(self.seat.surface_gone)
 
-    def _surface_gone(self, surface: Surface) -> None:
-        self.seat.surface_gone(surface)
+    def surface_destroyed(self, surface: Surface) -> None:
+        self.surfaces.discard(surface)
+        self.scene_changed()
+
+    def frame_requested(self, callbacks: list[Callback]) -> None:
+        self.frame_callbacks.extend(callbacks)
 
     def scene_changed(self) -> None:
         self._dirty = True
         self.schedule_frame()
 
-    def cursor_changed(self) -> None:
-        for c in list(self.consumers):
-            c._cursor_changed()
-
-    def cursor_moved(self) -> None:
-        pass  # the viewer moved the pointer itself; the position rides along with the next frame
-
-    def selection_focus_changed(self, client: object) -> None:
-        from wayray.wayland.server import Client
-
-        if isinstance(client, Client):
-            self.clipboard.offer_to(client)
-            self.primary.offer_to(client)
+    # OutputHost -----------------------------------------------------------------------------------
 
     def output_bound(self, resource: OutputResource) -> None:
         for surface in self.surfaces:
             if surface.client is resource.client and surface.outputs_entered:
                 self._enter(surface, resource)
 
-    def decorations_changed(self, window: Window) -> None:
-        pass
+    # SeatHost -------------------------------------------------------------------------------------
+
+    def surface_at(self, x: float, y: float) -> tuple[Surface, int, int] | None:
+        return self.scene.surface_at(x, y)
+
+    def keyboard_focus_target(self) -> Surface | None:
+        layer = self.layers.keyboard_target()
+        if layer is not None:
+            return layer
+        w = self.wm.focused
+        return w.surface if w is not None else None
+
+    def clicked(self, surface: Surface | None) -> None:
+        self.layers.clicked(surface)
+        self.wm.clicked(surface)
+
+    def titlebar_pressed(self, bar: TitleBar, sx: float, sy: float) -> None:
+        self.wm.titlebar_pressed(bar, sx, sy)
+
+    def cycle_windows(self, backwards: bool) -> None:
+        self.wm.cycle(backwards)
+
+    def end_window_cycle(self) -> None:
+        self.wm.end_cycle()
+
+    def close_focused_window(self) -> None:
+        self.wm.close_focused()
+
+    def selection_focus_changed(self, client: Client | None) -> None:
+        if client is not None:
+            self.clipboard.offer_to(client)
+            self.primary.offer_to(client)
+
+    def cursor_changed(self) -> None:
+        for c in list(self.consumers):
+            c.on_cursor_changed()
+
+    # XdgShellHost: popups (the seat) and toplevels (the window manager) ---------------------------
+
+    def popup_grab(self, popup: PopupRole, serial: int) -> None:
+        self.seat.popup_grab(popup, serial)
+
+    def popup_unmapped(self, popup: PopupRole) -> None:
+        self.seat.popup_unmapped(popup)
+
+    def usable_area(self) -> Rect:
+        return self.layers.usable_area()
+
+    def new_toplevel(self, toplevel: ToplevelRole) -> ShellWindow:
+        return self.wm.new_toplevel(toplevel)
+
+    def toplevel_initial_commit(self, toplevel: ToplevelRole) -> None:
+        self.wm.toplevel_initial_commit(toplevel)
+
+    def toplevel_mapped(self, toplevel: ToplevelRole) -> None:
+        self.wm.toplevel_mapped(toplevel)
+
+    def toplevel_committed(self, toplevel: ToplevelRole) -> None:
+        self.wm.toplevel_committed(toplevel)
+
+    def toplevel_unmapped(self, toplevel: ToplevelRole) -> None:
+        self.wm.toplevel_unmapped(toplevel)
+
+    def toplevel_destroyed(self, toplevel: ToplevelRole) -> None:
+        self.wm.toplevel_destroyed(toplevel)
+
+    def move_requested(self, toplevel: ToplevelRole, serial: int) -> None:
+        self.wm.move_requested(toplevel, serial)
+
+    def resize_requested(self, toplevel: ToplevelRole, serial: int, edges: int) -> None:
+        self.wm.resize_requested(toplevel, serial, edges)
+
+    def maximize_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+        self.wm.maximize_requested(toplevel, on)
+
+    def fullscreen_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+        self.wm.fullscreen_requested(toplevel, on)
+
+    def minimize_requested(self, toplevel: ToplevelRole) -> None:
+        self.wm.minimize_requested(toplevel)
+
+    # LayerShellHost -------------------------------------------------------------------------------
+
+    def update_keyboard_focus(self) -> None:
+        self.seat.update_keyboard_focus()
+
+    def usable_area_changed(self) -> None:
+        self.wm.output_changed()
+
+    # WmHost ---------------------------------------------------------------------------------------
+
+    @property
+    def pointer_position(self) -> tuple[float, float]:
+        return self.seat.pointer_position
+
+    def button_serial_valid(self, surface: Surface | None, serial: int) -> bool:
+        return self.seat.button_serial_valid(surface, serial)
+
+    def start_pointer_grab(self, grab: PointerGrab) -> None:
+        self.seat.start_grab(grab)
+
+    def grab_window_gone(self, window: object) -> None:
+        self.seat.grab_window_gone(window)
+
+    # Frame consumers (FrameSource) ----------------------------------------------------------------
+
+    def add_consumer(self, consumer: FrameSink) -> None:
+        self.consumers.append(consumer)
+
+    def remove_consumer(self, consumer: FrameSink) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    @property
+    def cursor_serial(self) -> int:
+        return self.seat.cursor.serial
+
+    def cursor_state(self) -> CursorState:
+        return self.seat.cursor_state()
 
     # Frame clock ----------------------------------------------------------------------------------
 
@@ -215,10 +333,10 @@ class Core:
         self.renderer.render(views, damage)
         self.frame_seq += 1
         for c in list(self.consumers):
-            c._add_damage(damage)
+            c.on_damage(damage)
         self.seat.refresh_pointer_focus()
 
-    def _send_enters(self, views: list) -> None:
+    def _send_enters(self, views: list[View]) -> None:
         for view in views:
             s = view.surface
             if s.client is None:  # a server-side title bar
@@ -252,7 +370,7 @@ class Core:
         self._dirty = True
         self.composite()
         for c in list(self.consumers):
-            c._reset()
+            c.on_reset()
         self.scene_changed()
 
     def destroy(self) -> None:

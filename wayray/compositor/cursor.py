@@ -1,8 +1,10 @@
-"""Named cursors from the installed Xcursor theme (the compositor's own cursor and cursor-shape).
+"""The pointer's cursor: what the viewer draws (``Cursor``), and named cursors from the Xcursor theme.
 
-Clients usually draw their cursor themselves (wl_pointer.set_cursor). The compositor needs its own
-image where no client does: over the background, and for wp_cursor_shape_v1 names. Xcursor files
-are a small binary format: a table of contents and premultiplied ARGB images per nominal size.
+The cursor is never composited into the framebuffer: viewers draw it themselves, from
+``CursorState``. Clients usually provide it (a surface with the ``cursor`` role, from
+wl_pointer.set_cursor). The compositor needs its own image where no client does: over the
+background, and for wp_cursor_shape_v1 names. Xcursor files are a small binary format: a table of
+contents and premultiplied ARGB images per nominal size.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+from pywayland.protocol.wayland import WlPointer
+
+from wayray.compositor.surface import Role, Surface
+from wayray.wayland.server import ProtocolError, Resource
 
 XCURSOR_MAGIC = b"Xcur"
 XCURSOR_IMAGE_TYPE = 0xFFFD0002
@@ -126,3 +133,162 @@ def load_cursor(name: str, theme: str | None = None, size: int = DEFAULT_SIZE) -
             if image is not None:
                 return image
     return None
+
+
+# The cursor viewers draw ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """The pointer as the viewer should draw it: separate from the framebuffer.
+
+    ``image`` is premultiplied ARGB8888 (uint32, height x width) or None when hidden or unset;
+    ``hotspot`` is in image pixels; ``serial`` changes exactly when image or hotspot change;
+    ``x``/``y`` are output pixel coordinates; ``scale`` is the image's buffer scale.
+    """
+
+    image: np.ndarray | None
+    hotspot: tuple[int, int]
+    serial: int
+    x: int
+    y: int
+    visible: bool
+    scale: int = 1
+
+
+class CursorHost(Protocol):
+    """What the cursor needs of the compositor (``Core``, through the seat)."""
+
+    def cursor_changed(self) -> None:
+        """The image or hotspot changed (``serial`` moved on)."""
+
+    def schedule_frame(self) -> None:
+        """Run the frame clock soon (a cursor surface committed and waits for its frame callback)."""
+
+
+class CursorRole(Role):
+    """The ``cursor`` role of a surface a client passed to wl_pointer.set_cursor."""
+
+    name = "cursor"
+
+    def __init__(self, cursor: Cursor, surface: Surface) -> None:
+        self.cursor = cursor
+        self.surface: Surface | None = surface
+        self.hotspot = (0, 0)
+
+    def committed(self) -> None:
+        s = self.surface
+        if s is None:
+            return
+        dx, dy = s.take_offset()
+        self.hotspot = (self.hotspot[0] - dx, self.hotspot[1] - dy)
+        if self.cursor.surface is s:
+            self.cursor.from_surface()
+        # Cursor surfaces are never composited, but clients wait on their frame callbacks too.
+        self.cursor.host.schedule_frame()
+
+    def surface_destroyed(self) -> None:
+        if self.cursor.surface is self.surface:
+            self.cursor.surface = None
+            self.cursor.set_image(None, (0, 0), 1)
+        self.surface = None
+
+
+class Cursor:
+    """The cursor's image, hotspot and visibility: a client's cursor surface, a theme cursor, or none."""
+
+    def __init__(self, host: CursorHost) -> None:
+        self.host = host
+        self.surface: Surface | None = None  # the client's cursor surface shown now, if any
+        self.image: np.ndarray | None = None
+        self.hotspot = (0, 0)
+        self.scale = 1
+        self.serial = 0
+        self.visible = True
+        self.use_default()
+
+    def set_surface(self, surface: Surface, hx: int, hy: int, pointer: Resource) -> None:
+        """wl_pointer.set_cursor with a surface (``pointer`` carries the role error)."""
+        if surface.role is not None and not isinstance(surface.role, CursorRole):
+            raise ProtocolError(
+                pointer, WlPointer.error.role, f"wl_surface@{surface.id} already has another role"
+            )
+        if surface.role_name not in (None, "cursor"):
+            raise ProtocolError(
+                pointer, WlPointer.error.role, f"wl_surface@{surface.id} already has another role"
+            )
+        role = surface.role
+        if role is None:
+            role = CursorRole(self, surface)
+            surface.set_role("cursor", role, pointer, WlPointer.error.role)
+        assert isinstance(role, CursorRole)
+        role.hotspot = (hx, hy)
+        self.surface = surface
+        self.from_surface()
+
+    def hide(self) -> None:
+        """wl_pointer.set_cursor without a surface."""
+        self.surface = None
+        self.set_image(None, (0, 0), 1, visible=False)
+
+    def from_surface(self) -> None:
+        s = self.surface
+        if s is None:
+            return
+        role = s.role
+        hx, hy = role.hotspot if isinstance(role, CursorRole) else (0, 0)
+        tex = s.texture
+        if tex is None or not s.has_content or tex.array.dtype != np.uint32:
+            self.set_image(None, (0, 0), 1, visible=False)
+            return
+        image = tex.array.copy()
+        if tex.opaque:
+            image |= np.uint32(0xFF000000)
+        self.set_image(image, (hx * s.scale, hy * s.scale), s.scale)
+
+    def use_default(self, name: str = "default") -> None:
+        """The theme's cursor ``name`` (a CSS cursor name), the compositor's own."""
+        img = load_cursor(name)
+        self.surface = None
+        if img is None:
+            self.set_image(None, (0, 0), 1, visible=True)
+        else:
+            self.set_image(img.pixels, img.hotspot, 1)
+
+    def set_image(
+        self, image: np.ndarray | None, hotspot: tuple[int, int], scale: int, *, visible: bool = True
+    ) -> None:
+        same = (
+            visible == self.visible
+            and hotspot == self.hotspot
+            and scale == self.scale
+            and (
+                (image is None and self.image is None)
+                or (
+                    image is not None
+                    and self.image is not None
+                    and image.shape == self.image.shape
+                    and bool(np.array_equal(image, self.image))
+                )
+            )
+        )
+        if same:
+            return
+        self.image = image
+        self.hotspot = hotspot
+        self.scale = scale
+        self.visible = visible
+        self.serial += 1
+        self.host.cursor_changed()
+
+    def state(self, x: int, y: int) -> CursorState:
+        """What the viewer draws, with the pointer at output pixel (x, y)."""
+        return CursorState(
+            image=self.image,
+            hotspot=self.hotspot,
+            serial=self.serial,
+            x=x,
+            y=y,
+            visible=self.visible and self.image is not None,
+            scale=self.scale,
+        )

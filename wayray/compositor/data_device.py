@@ -5,7 +5,8 @@ offers the compositor creates for the focused client -- so one ``Selection`` imp
 selection is offered to the client with keyboard focus, and again whenever focus moves. From
 outside (the remote clipboard) ``SessionCompositor.set_selection`` installs a compositor-owned
 source, ``get_selection`` reads the current one through a pipe, and a listener hears when a client
-sets a new selection. Drag and drop is not offered: ``start_drag`` cancels the source at once.
+sets a new selection. Drag and drop is not offered: ``start_drag`` cancels the source at once. What a
+selection needs of the seat is ``KeyboardFocus``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pywayland.protocol.wayland import WlDataDevice, WlDataDeviceManager, WlDataOffer, WlDataSource
 from pywayland.protocol.wp_primary_selection_unstable_v1 import (
@@ -27,10 +28,9 @@ from pywayland.protocol.wp_primary_selection_unstable_v1 import (
     ZwpPrimarySelectionSourceV1,
 )
 
-from wayray.wayland.server import Client, NewId, ProtocolError, Resource
+from wayray.wayland.server import Client, Display, NewId, ProtocolError, Resource
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
     from wayray.compositor.seat import SeatResource
     from wayray.compositor.surface import Surface
 
@@ -40,6 +40,13 @@ MAX_SELECTION_BYTES = 16 * 1024 * 1024
 READ_TIMEOUT = 5.0
 #: Selection writes to readers' pipes in progress at once (see PipeWriter).
 MAX_PIPE_WRITES = 16
+
+
+class KeyboardFocus(Protocol):
+    """What a selection needs of the seat (``seat.Seat``)."""
+
+    def focused_client(self) -> Client | None:
+        """The client with keyboard focus: only it hears the selection, and only it may set it."""
 
 
 class SelectionKind(enum.StrEnum):
@@ -156,9 +163,10 @@ class _PipeWrite:
 class Selection:
     """One selection (clipboard or primary) of the seat."""
 
-    def __init__(self, core: Core, kind: SelectionKind) -> None:
-        self.core = core
+    def __init__(self, kind: SelectionKind, focus: KeyboardFocus, display: Display) -> None:
         self.kind = kind
+        self.focus = focus
+        self.display = display
         self.source: Source | None = None
         self.devices: list[DataDevice | PrimaryDevice] = []
         self.listeners: list[Callable[[SelectionKind, list[str] | None], None]] = []
@@ -181,7 +189,7 @@ class Selection:
             self._tell_listeners(None)
 
     def _offer_to_focus(self) -> None:
-        focus = self.core.seat.focused_client()
+        focus = self.focus.focused_client()
         if focus is not None:
             self.offer_to(focus)
 
@@ -207,7 +215,7 @@ class Selection:
         rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             source.send(mime, wfd)
-            self.core.display.flush()
+            self.display.flush()
         finally:
             os.close(wfd)
         return await _read_all(asyncio.get_running_loop(), rfd, max_bytes)
@@ -297,7 +305,7 @@ class _DeviceRequests:
 
     def _set(self, source: DataSource | PrimarySource | None) -> None:
         """set_selection from this device: only the client with keyboard focus may."""
-        if self.selection.core.seat.focused_client() is not self.client:
+        if self.selection.focus.focused_client() is not self.client:
             log.debug("%r set the %s without keyboard focus; ignored", self.client, self.selection.kind)
             if source is not None:
                 source.post("cancelled")
@@ -329,15 +337,15 @@ class _OfferRequests:
 class DataDeviceManager(Resource):
     interface = WlDataDeviceManager
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, clipboard: Selection) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.clipboard = clipboard
 
     def create_data_source(self, id: NewId) -> None:
-        DataSource(id, self.core.clipboard)
+        DataSource(id, self.clipboard)
 
     def get_data_device(self, id: NewId, seat: SeatResource) -> None:
-        _add_device(DataDevice(id, self.core.clipboard))
+        _add_device(DataDevice(id, self.clipboard))
 
     def release(self) -> None:  # version 4, not advertised
         pass
@@ -375,7 +383,7 @@ class DataDevice(_DeviceRequests, Resource):
     def set_selection(self, source: DataSource | None, serial: int) -> None:
         if source is not None and source.used:
             raise ProtocolError(self, WlDataDevice.error.used_source, "the source was already used")
-        if source is not None and self.selection.core.seat.focused_client() is self.client:
+        if source is not None and self.selection.focus.focused_client() is self.client:
             source.used = True
         self._set(source)
 
@@ -407,15 +415,15 @@ class DataOffer(_OfferRequests, Resource):
 class PrimaryDeviceManager(Resource):
     interface = ZwpPrimarySelectionDeviceManagerV1
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, primary: Selection) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.primary = primary
 
     def create_source(self, id: NewId) -> None:
-        PrimarySource(id, self.core.primary)
+        PrimarySource(id, self.primary)
 
     def get_device(self, id: NewId, seat: SeatResource) -> None:
-        _add_device(PrimaryDevice(id, self.core.primary))
+        _add_device(PrimaryDevice(id, self.primary))
 
     def destroy(self) -> None:
         pass
@@ -459,5 +467,5 @@ def _add_device(device: DataDevice | PrimaryDevice) -> None:
     """A new device joins its selection, and hears it at once if its client has keyboard focus."""
     selection = device.selection
     selection.devices.append(device)
-    if selection.core.seat.focused_client() is device.client:
+    if selection.focus.focused_client() is device.client:
         device.send_selection(selection.source)

@@ -1,7 +1,7 @@
 """Smaller protocols: xdg-decoration, wp_viewporter and wp_cursor_shape_v1.
 
-Each adds its global through ``register_extensions``; they hook into the core objects they extend
-(a toplevel's decoration, a surface's viewport, the seat's cursor).
+``register_extensions`` adds their globals (after the core protocols'); they hook into the objects
+they extend (a toplevel's decoration, a surface's viewport, the seat's cursor).
 """
 
 from __future__ import annotations
@@ -13,42 +13,37 @@ from pywayland.protocol.cursor_shape_v1 import WpCursorShapeDeviceV1, WpCursorSh
 from pywayland.protocol.viewporter import WpViewport, WpViewporter
 from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1, ZxdgToplevelDecorationV1
 
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.surface import Surface, SurfaceState
 from wayray.compositor.xdg_shell import ToplevelRole
-from wayray.wayland.server import Global, NewId, ProtocolError, Resource
+from wayray.wayland.server import Display, Global, NewId, ProtocolError, Resource
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
-    from wayray.compositor.seat import PointerResource
+    from wayray.compositor.seat import PointerResource, Seat
 
 log = logging.getLogger(__name__)
 
 
-def register_extensions(core: Core, decorations: str) -> None:
-    from wayray.compositor.core import GLOBAL_VERSIONS as VERSIONS
-
-    def add(core: Core) -> None:
-        d = core.display
-        mode = (
-            ZxdgToplevelDecorationV1.mode.server_side
-            if decorations == "server"
-            else ZxdgToplevelDecorationV1.mode.client_side
-        )
-        Global(
-            d,
-            ZxdgDecorationManagerV1,
-            VERSIONS["zxdg_decoration_manager_v1"],
-            lambda n: DecorationManager(n, mode),
-        )
-        Global(d, WpViewporter, VERSIONS["wp_viewporter"], Viewporter)
-        Global(
-            d,
-            WpCursorShapeManagerV1,
-            VERSIONS["wp_cursor_shape_manager_v1"],
-            lambda n: CursorShapeManager(n, core),
-        )
-
-    core.extra_globals.append(add)
+def register_extensions(display: Display, seat: Seat, decorations: str) -> None:
+    """Advertise the extensions' globals (``decorations``: the mode xdg-decoration tells clients)."""
+    mode = (
+        ZxdgToplevelDecorationV1.mode.server_side
+        if decorations == "server"
+        else ZxdgToplevelDecorationV1.mode.client_side
+    )
+    Global(
+        display,
+        ZxdgDecorationManagerV1,
+        GLOBAL_VERSIONS["zxdg_decoration_manager_v1"],
+        lambda n: DecorationManager(n, mode),
+    )
+    Global(display, WpViewporter, GLOBAL_VERSIONS["wp_viewporter"], Viewporter)
+    Global(
+        display,
+        WpCursorShapeManagerV1,
+        GLOBAL_VERSIONS["wp_cursor_shape_manager_v1"],
+        lambda n: CursorShapeManager(n, seat),
+    )
 
 
 # xdg-decoration ----------------------------------------------------------------------------------
@@ -101,7 +96,7 @@ class ToplevelDecoration(Resource):
             return
         self.post("configure", self.mode)
         self.toplevel.xdg_surface.schedule_configure()
-        self.toplevel.core.scene_changed()
+        self.toplevel.host.scene_changed()
 
     def destroy(self) -> None:
         pass
@@ -129,7 +124,7 @@ class ToplevelDecoration(Resource):
     def on_destroy(self) -> None:
         if self.toplevel is not None and getattr(self.toplevel, "decoration", None) is self:
             self.toplevel.decoration = None
-            self.toplevel.core.scene_changed()
+            self.toplevel.host.scene_changed()
         self.toplevel = None
 
 
@@ -249,26 +244,26 @@ SHAPE_NAMES = {int(v): v.name.replace("_", "-") for v in WpCursorShapeDeviceV1.s
 class CursorShapeManager(Resource):
     interface = WpCursorShapeManagerV1
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, seat: Seat) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.seat = seat
 
     def destroy(self) -> None:
         pass
 
     def get_pointer(self, cursor_shape_device: NewId, pointer: PointerResource) -> None:
-        CursorShapeDevice(cursor_shape_device, self.core, pointer)
+        CursorShapeDevice(cursor_shape_device, self.seat, pointer)
 
     def get_tablet_tool_v2(self, cursor_shape_device: NewId, tablet_tool: Resource) -> None:
-        CursorShapeDevice(cursor_shape_device, self.core, None)  # no tablets: an inert device
+        CursorShapeDevice(cursor_shape_device, self.seat, None)  # no tablets: an inert device
 
 
 class CursorShapeDevice(Resource):
     interface = WpCursorShapeDeviceV1
 
-    def __init__(self, new_id: NewId, core: Core, pointer: PointerResource | None) -> None:
+    def __init__(self, new_id: NewId, seat: Seat, pointer: PointerResource | None) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.seat = seat
         self.pointer = pointer
 
     def destroy(self) -> None:
@@ -278,10 +273,10 @@ class CursorShapeDevice(Resource):
         name = SHAPE_NAMES.get(shape)
         if name is None or (shape > 34 and self.version < 2):
             raise ProtocolError(self, WpCursorShapeDeviceV1.error.invalid_shape, f"no cursor shape {shape}")
-        seat = self.core.seat
+        seat = self.seat
         p = self.pointer
         if p is None or seat.pointer_focus is None or seat.pointer_focus.client is not p.client:
             return
         if seat.enter_serials.get(p.client) != serial:
             return
-        seat.use_default_cursor(name)
+        seat.cursor.use_default(name)

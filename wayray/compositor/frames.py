@@ -9,6 +9,9 @@ consumer after an output resize, starts with full damage.
 
 Exactness: a consumer that keeps its own image and, on every frame, copies only ``damage`` from
 ``pixels`` into it holds the compositor's framebuffer bit for bit.
+
+The compositor tells a consumer through its ``core.FrameSink`` hooks (``on_damage``,
+``on_cursor_changed``, ``on_reset``); what a consumer reads from the compositor is ``FrameSource``.
 """
 
 from __future__ import annotations
@@ -16,16 +19,35 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from wayray.compositor.cursor import CursorState
 from wayray.compositor.geometry import Rect
-from wayray.compositor.seat import CursorState
 from wayray.wayland.pixman import Region
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
+    from wayray.compositor.scene import Renderer
+
+
+class FrameSource(Protocol):
+    """What a frame consumer reads from the compositor (``Core``)."""
+
+    @property
+    def renderer(self) -> Renderer:
+        """The output framebuffer, its size and scale."""
+
+    @property
+    def frame_seq(self) -> int: ...
+
+    @property
+    def cursor_serial(self) -> int:
+        """Changes exactly when the cursor's image or hotspot does."""
+
+    def cursor_state(self) -> CursorState: ...
+
+    def remove_consumer(self, consumer: FrameConsumer) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,8 +77,8 @@ class Frame:
 class FrameConsumer:
     """A reader of frames (encoder, screenshot tool, test); made by ``SessionCompositor.consumer()``."""
 
-    def __init__(self, core: Core, on_change: Callable[[], None] | None) -> None:
-        self._core = core
+    def __init__(self, source: FrameSource, on_change: Callable[[], None] | None) -> None:
+        self._source = source
         self._on_change = on_change
         self.changed = asyncio.Event()
         self._damage = Region()
@@ -64,20 +86,24 @@ class FrameConsumer:
         self._cursor_serial = -1
         self._cursor_pos: tuple[int, int] | None = None
         self.closed = False
-        self._reset()
+        self.on_reset()
 
-    def _reset(self) -> None:
-        r = self._core.renderer
+    # The compositor's hooks (core.FrameSink) ------------------------------------------------------
+
+    def on_reset(self) -> None:
+        """The output is new (or was resized): the next frame is all of it."""
+        r = self._source.renderer
         self._snapshot = np.zeros((r.height, r.width), dtype=np.uint32)
         self._damage = Region.rect(0, 0, r.width, r.height)
         self._notify()
 
-    def _add_damage(self, damage: Region) -> None:
+    def on_damage(self, damage: Region) -> None:
+        """A composite changed ``damage`` (output pixels)."""
         if damage:
             self._damage.add(damage)
             self._notify()
 
-    def _cursor_changed(self) -> None:
+    def on_cursor_changed(self) -> None:
         self._notify()
 
     def _notify(self) -> None:
@@ -90,13 +116,13 @@ class FrameConsumer:
     @property
     def pending(self) -> bool:
         """True when ``take_frame()`` would return something new."""
-        return bool(self._damage) or self._cursor_serial != self._core.seat.cursor_serial
+        return bool(self._damage) or self._cursor_serial != self._source.cursor_serial
 
     def take_frame(self) -> Frame:
         """The current frame: damage since the last take (possibly none, e.g. for a cursor change)."""
         self.changed.clear()
-        core = self._core
-        r = core.renderer
+        source = self._source
+        r = source.renderer
         assert self._snapshot is not None
         boxes = self._damage.boxes()
         fb = r.framebuffer
@@ -104,14 +130,14 @@ class FrameConsumer:
         for b in boxes:
             snap[b.y1 : b.y2, b.x1 : b.x2] = fb[b.y1 : b.y2, b.x1 : b.x2]
         self._damage.clear()
-        cursor = core.seat.cursor_state()
+        cursor = source.cursor_state()
         self._cursor_serial = cursor.serial
         view = snap.view()
         view.flags.writeable = False
         return Frame(
             pixels=view,
             damage=tuple(Rect(b.x1, b.y1, b.width, b.height) for b in boxes),
-            seq=core.frame_seq,
+            seq=source.frame_seq,
             width=r.width,
             height=r.height,
             scale=r.scale,
@@ -127,5 +153,4 @@ class FrameConsumer:
 
     def close(self) -> None:
         self.closed = True
-        if self in self._core.consumers:
-            self._core.consumers.remove(self)
+        self._source.remove_consumer(self)

@@ -3,18 +3,19 @@
 Layer surfaces are arranged on the one output like wlroots does: surfaces with an exclusive zone
 first (each shrinks the usable area windows may use), then the others within what is left (or the
 whole output for zone -1). Keyboard focus: an ``exclusive`` surface on the top or overlay layer
-takes it while mapped; an ``on_demand`` one takes it when clicked.
+takes it while mapped; an ``on_demand`` one takes it when clicked. What the layer shell needs of the
+compositor is ``LayerShellHost``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface, SurfaceState
-from wayray.compositor.xdg_shell import PopupRole
+from wayray.compositor.xdg_popup import PopupRole
 from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import (
     ZwlrLayerShellV1,
     ZwlrLayerSurfaceV1,
@@ -22,14 +23,25 @@ from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import (
 from wayray.wayland.server import NewId, ProtocolError, Resource
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
-    from wayray.compositor.output import OutputResource
+    from wayray.compositor.output import Output, OutputResource
 
 log = logging.getLogger(__name__)
 
 ANCHOR_TOP, ANCHOR_BOTTOM, ANCHOR_LEFT, ANCHOR_RIGHT = 1, 2, 4, 8
 KB_NONE, KB_EXCLUSIVE, KB_ON_DEMAND = 0, 1, 2
 BACKGROUND, BOTTOM, TOP, OVERLAY = 0, 1, 2, 3
+
+
+class LayerShellHost(Protocol):
+    """What the layer shell needs of the compositor (``Core``)."""
+
+    def scene_changed(self) -> None: ...
+
+    def update_keyboard_focus(self) -> None:
+        """A layer surface took or gave up the keyboard: decide who has it now."""
+
+    def usable_area_changed(self) -> None:
+        """The area left for windows changed: the window manager fits maximized windows to it."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +58,14 @@ class LayerState:
 class LayerShellGlobal(Resource):
     interface = ZwlrLayerShellV1
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, layers: LayerShell) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.layers = layers
 
     def get_layer_surface(
         self, id: NewId, surface: Surface, output: OutputResource | None, layer: int, namespace: str
     ) -> None:
-        ls = LayerSurface(id, self.core, surface, layer, namespace)
+        ls = LayerSurface(id, self.layers, surface, layer, namespace)
         if surface.role is not None or surface.role_name not in (None, "layer_surface"):
             ls.surface = None
             raise ProtocolError(
@@ -64,7 +76,7 @@ class LayerShellGlobal(Resource):
         if surface.has_content or (surface.pending.buffer_attached and surface.pending.buffer is not None):
             raise ProtocolError(self, ZwlrLayerShellV1.error.already_constructed, "the surface has a buffer")
         surface.set_role("layer_surface", ls, self, ZwlrLayerShellV1.error.role)
-        self.core.layers.surfaces.append(ls)
+        self.layers.surfaces.append(ls)
 
     def destroy(self) -> None:
         pass
@@ -74,9 +86,11 @@ class LayerSurface(Resource, Role):
     interface = ZwlrLayerSurfaceV1
     name = "layer_surface"
 
-    def __init__(self, new_id: NewId, core: Core, surface: Surface, layer: int, namespace: str) -> None:
+    def __init__(
+        self, new_id: NewId, layers: LayerShell, surface: Surface, layer: int, namespace: str
+    ) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.layers = layers
         self.surface: Surface | None = surface
         self.namespace = namespace
         self.pending = LayerState(layer=layer)
@@ -178,20 +192,20 @@ class LayerSurface(Resource, Role):
                 self.last_size = None
         elif not self.mapped:
             self.mapped = True
-            self.core.layers.surface_mapped(self)
-        self.core.layers.arrange()
+            self.layers.surface_mapped(self)
+        self.layers.arrange()
 
     def surface_destroyed(self) -> None:
         self.surface = None
         self.mapped = False
-        self.core.layers.remove(self)
+        self.layers.remove(self)
 
     def on_destroy(self) -> None:
         if self.surface is not None:
             self.surface.clear_role(self)
             self.surface = None
         self.mapped = False
-        self.core.layers.remove(self)
+        self.layers.remove(self)
 
     # Placement ------------------------------------------------------------------------------------
 
@@ -219,8 +233,9 @@ class LayerSurface(Resource, Role):
 class LayerShell:
     """All layer surfaces of the output, their arrangement and the area left for windows."""
 
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    def __init__(self, host: LayerShellHost, output: Output) -> None:
+        self.host = host
+        self.output = output
         self.surfaces: list[LayerSurface] = []
         self._usable: Rect | None = None
         self.focused: LayerSurface | None = None  # on-demand focus, from a click
@@ -238,8 +253,8 @@ class LayerShell:
         for popup in list(ls.popups):
             popup.dismiss()
         self.arrange()
-        self.core.seat.update_keyboard_focus()
-        self.core.scene_changed()
+        self.host.update_keyboard_focus()
+        self.host.scene_changed()
 
     def surface_mapped(self, ls: LayerSurface) -> None:
         if ls.current.keyboard == KB_EXCLUSIVE or (
@@ -247,8 +262,8 @@ class LayerShell:
         ):
             if ls.current.keyboard == KB_ON_DEMAND:
                 self.focused = ls
-        self.core.scene_changed()
-        self.core.seat.update_keyboard_focus()
+        self.host.scene_changed()
+        self.host.update_keyboard_focus()
 
     def usable_area(self) -> Rect:
         if self._usable is None:
@@ -271,14 +286,14 @@ class LayerShell:
             if ls.surface is root and ls.mapped:
                 if ls.current.keyboard != KB_NONE and self.focused is not ls:
                     self.focused = ls
-                    self.core.seat.update_keyboard_focus()
+                    self.host.update_keyboard_focus()
                 return
         if self.focused is not None and surface is not None:
             self.focused = None
-            self.core.seat.update_keyboard_focus()
+            self.host.update_keyboard_focus()
 
     def arrange(self) -> None:
-        out = self.core.output.logical
+        out = self.output.logical
         usable = out
         for exclusive_pass in (True, False):
             for layer in (OVERLAY, TOP, BOTTOM, BACKGROUND):
@@ -301,8 +316,8 @@ class LayerShell:
         changed = usable != self._usable
         self._usable = usable
         if changed:
-            self.core.wm.output_changed()
-        self.core.scene_changed()
+            self.host.usable_area_changed()
+        self.host.scene_changed()
 
 
 def _place(st: LayerState, bounds: Rect) -> Rect:

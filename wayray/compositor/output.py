@@ -7,7 +7,7 @@ and the window manager re-configures maximized and fullscreen windows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pywayland.protocol.wayland import WlOutput
 from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1, ZxdgOutputV1
@@ -15,10 +15,14 @@ from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1, ZxdgO
 from wayray.compositor.geometry import Rect
 from wayray.wayland.server import NewId, Resource
 
-if TYPE_CHECKING:
-    from wayray.compositor.core import Core
-
 DPI = 96  # reported physical size assumes this, so DPI-aware clients (foot) size fonts sensibly
+
+
+class OutputHost(Protocol):
+    """What the output needs of the compositor (``Core``)."""
+
+    def output_bound(self, resource: OutputResource) -> None:
+        """A client bound wl_output: its surfaces on the output may now be told they entered it."""
 
 
 class Output:
@@ -28,8 +32,8 @@ class Output:
     make = "WayRay"
     model = "session output"
 
-    def __init__(self, core: Core, width: int, height: int, scale: int, refresh_hz: float) -> None:
-        self.core = core
+    def __init__(self, host: OutputHost, width: int, height: int, scale: int, refresh_hz: float) -> None:
+        self.host = host
         self.width = width
         self.height = height
         self.scale = scale
@@ -68,7 +72,7 @@ class OutputResource(Resource):
         output.resources.append(self)
         self.send_state()
         self.post("done")
-        output.core.output_bound(self)
+        output.host.output_bound(self)
 
     def send_state(self) -> None:
         o = self.output

@@ -1,7 +1,7 @@
-"""xdg_positioner placement rules (pure geometry): anchor, gravity, offset and constraint adjustment.
+"""xdg_positioner: the resource, and its placement rules (anchor, gravity, offset, constraint adjustment).
 
-``place(rules, bounds)`` returns the popup's rectangle relative to its parent's window geometry.
-``bounds`` is the area the popup must stay within, in the same coordinates. The order of the
+``place(rules, bounds)`` (pure geometry) returns the popup's rectangle relative to its parent's window
+geometry. ``bounds`` is the area the popup must stay within, in the same coordinates. The order of the
 adjustments follows wlroots: flip when that removes the constraint on that axis, then slide, then resize.
 """
 
@@ -10,7 +10,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from pywayland.protocol.xdg_shell import XdgPositioner
+
 from wayray.compositor.geometry import Rect
+from wayray.wayland.server import NewId, ProtocolError, Resource
 
 
 class Anchor(enum.IntEnum):
@@ -179,3 +182,55 @@ def place(rules: PositionerRules, bounds: Rect) -> Rect:
         if y2 > y1:
             y, h = y1, y2 - y1
     return Rect(x, y, w, h)
+
+
+class Positioner(Resource):
+    interface = XdgPositioner
+
+    def __init__(self, new_id: NewId) -> None:
+        super().__init__(new_id)
+        self.rules = PositionerRules()
+
+    def destroy(self) -> None:
+        pass
+
+    def set_size(self, width: int, height: int) -> None:
+        if width < 1 or height < 1:
+            raise ProtocolError(
+                self, XdgPositioner.error.invalid_input, f"size {width}x{height} is not positive"
+            )
+        self.rules = replace(self.rules, width=width, height=height)
+
+    def set_anchor_rect(self, x: int, y: int, width: int, height: int) -> None:
+        if width < 0 or height < 0:
+            raise ProtocolError(
+                self, XdgPositioner.error.invalid_input, f"anchor rect {width}x{height} is negative"
+            )
+        self.rules = replace(self.rules, anchor_rect=Rect(x, y, width, height))
+
+    def set_anchor(self, anchor: int) -> None:
+        try:
+            self.rules = replace(self.rules, anchor=Anchor(anchor))
+        except ValueError:
+            raise ProtocolError(self, XdgPositioner.error.invalid_input, f"no anchor {anchor}") from None
+
+    def set_gravity(self, gravity: int) -> None:
+        try:
+            self.rules = replace(self.rules, gravity=Anchor(gravity))
+        except ValueError:
+            raise ProtocolError(self, XdgPositioner.error.invalid_input, f"no gravity {gravity}") from None
+
+    def set_constraint_adjustment(self, constraint_adjustment: int) -> None:
+        self.rules = replace(self.rules, adjust=Adjust(constraint_adjustment & 0x3F))
+
+    def set_offset(self, x: int, y: int) -> None:
+        self.rules = replace(self.rules, offset_x=x, offset_y=y)
+
+    def set_reactive(self) -> None:
+        self.rules = replace(self.rules, reactive=True)
+
+    def set_parent_size(self, parent_width: int, parent_height: int) -> None:
+        self.rules = replace(self.rules, parent_size=(parent_width, parent_height))
+
+    def set_parent_configure(self, serial: int) -> None:
+        self.rules = replace(self.rules, parent_configure=serial)

@@ -18,9 +18,11 @@ from wayray.compositor.geometry import Rect, output_to_buffer
 from wayray.wayland.pixman import LIMIT, Filter, Format, Image, Op, Region, composite
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
+    from wayray.compositor.layer_shell import LayerShell
+    from wayray.compositor.output import Output
     from wayray.compositor.surface import Surface
-    from wayray.compositor.xdg_shell import PopupRole
+    from wayray.compositor.wm import FloatingWM
+    from wayray.compositor.xdg_popup import PopupRole
 
 BACKGROUND = 0xFF2E3440  # the colour where no surface is (opaque, XRGB)
 
@@ -35,23 +37,27 @@ class View:
 
 
 class Scene:
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    """The stacking of the output: layer surfaces below and above the window manager's windows."""
+
+    def __init__(self, output: Output, layers: LayerShell, wm: FloatingWM) -> None:
+        self.output = output
+        self.layers = layers
+        self.wm = wm
 
     def views(self) -> list[View]:
         out: list[View] = []
-        layers = self.core.layers
+        layers = self.layers
         for level in (0, 1):
             for ls in layers.mapped(level):
                 self._tree(ls.surface, *ls.surface_origin(), out)
                 self._popups(ls.popups, out)
-        wm = self.core.wm
+        wm = self.wm
         fullscreen = wm.focused if wm.focused is not None and wm.focused.fullscreen else None
         for w in wm.stack:
             if w is fullscreen or w.surface is None or not w.surface.mapped_content:
                 continue
             if w.server_decorated:
-                w.titlebar.update(self.core.output.scale)
+                w.titlebar.update(self.output.scale, self.output.logical.width)
                 if w.titlebar.mapped_content:
                     out.append(View(w.titlebar, *w.titlebar.origin()))  # type: ignore[arg-type]
             self._tree(w.surface, *w.surface_origin(), out)
@@ -82,7 +88,7 @@ class Scene:
 
     def _popups(self, popups: list[PopupRole], out: list[View]) -> None:
         for popup in popups:
-            if popup.alive and popup.xdg_surface.mapped and popup.surface is not None:
+            if popup.alive and popup.is_mapped and popup.surface is not None:
                 self._tree(popup.surface, *popup.surface_origin(), out)
                 self._popups(popup.children, out)
 

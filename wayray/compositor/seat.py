@@ -5,6 +5,10 @@ pointer goes to the surface under it (input regions respected), stays with the s
 was pressed on until all buttons are up (implicit grab), and is confined to the grabbing client's
 surfaces while an xdg_popup grab is active; a click elsewhere dismisses the popups. Keys go to the
 keyboard focus the window manager decides, after the WM's own bindings (Alt+Tab, Alt+F4).
+
+What the seat needs of the compositor -- hit testing, the window manager's focus and bindings, the
+frame clock -- is ``SeatHost``. Interactive move and resize are the window manager's ``PointerGrab``s:
+the seat runs one while the button that started it is held.
 """
 
 from __future__ import annotations
@@ -14,23 +18,19 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat, WlTouch
 
-from wayray.compositor.geometry import Rect
-from wayray.compositor.surface import Role, Surface
+from wayray.compositor.cursor import Cursor, CursorHost, CursorState
+from wayray.compositor.surface import Surface
 from wayray.compositor.titlebar import TitleBar
-from wayray.wayland.server import Client, NewId, ProtocolError, Resource
+from wayray.wayland.server import Client, Display, NewId, Resource
 from wayray.wayland.xkb import MAX_EVDEV_CODE, Keymap, KeyState, Keysym, Modifier
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
-    from wayray.compositor.cursor import CursorImage
-    from wayray.compositor.wm import Window
-    from wayray.compositor.xdg_shell import PopupRole
+    from wayray.compositor.output import Output
 
 log = logging.getLogger(__name__)
 
@@ -45,60 +45,76 @@ class Axis(enum.IntEnum):
     HORIZONTAL = 1
 
 
-class _Grab(enum.Enum):
+class GrabKind(enum.Enum):
     NONE = "none"
     MOVE = "move"
     RESIZE = "resize"
 
 
-def now_ms() -> int:
-    return int(time.monotonic() * 1000) & 0xFFFFFFFF
+class PointerGrab(Protocol):
+    """An interactive move or resize of ``window``, run by the window manager.
 
-
-@dataclass(frozen=True)
-class CursorState:
-    """The pointer as the viewer should draw it: separate from the framebuffer.
-
-    ``image`` is premultiplied ARGB8888 (uint32, height x width) or None when hidden or unset;
-    ``hotspot`` is in image pixels; ``serial`` changes exactly when image or hotspot change;
-    ``x``/``y`` are output pixel coordinates; ``scale`` is the image's buffer scale.
+    While it runs the pointer focuses nothing and every motion goes to ``motion`` (the distance from
+    where it started, layout pixels); ``released`` ends it when the last button is up.
     """
 
-    image: np.ndarray | None
-    hotspot: tuple[int, int]
-    serial: int
-    x: int
-    y: int
-    visible: bool
-    scale: int = 1
+    @property
+    def kind(self) -> GrabKind: ...
+
+    @property
+    def window(self) -> object: ...
+
+    def motion(self, dx: float, dy: float) -> None: ...
+
+    def released(self) -> None: ...
 
 
-class CursorRole(Role):
-    """The ``cursor`` role of a surface a client passed to wl_pointer.set_cursor."""
+class GrabbingPopup(Protocol):
+    """A popup that asked for an explicit grab (xdg_popup.grab): what the seat needs of it."""
 
-    name = "cursor"
+    @property
+    def client(self) -> Client: ...
 
-    def __init__(self, seat: Seat, surface: Surface) -> None:
-        self.seat = seat
-        self.surface: Surface | None = surface
-        self.hotspot = (0, 0)
+    @property
+    def surface(self) -> Surface | None: ...
 
-    def committed(self) -> None:
-        s = self.surface
-        if s is None:
-            return
-        dx, dy = s.take_offset()
-        self.hotspot = (self.hotspot[0] - dx, self.hotspot[1] - dy)
-        if self.seat.cursor_surface is s:
-            self.seat.cursor_from_surface()
-        # Cursor surfaces are never composited, but clients wait on their frame callbacks too.
-        self.seat.core.schedule_frame()
+    @property
+    def is_mapped(self) -> bool: ...
 
-    def surface_destroyed(self) -> None:
-        if self.seat.cursor_surface is self.surface:
-            self.seat.cursor_surface = None
-            self.seat.set_cursor_image(None, (0, 0), 1)
-        self.surface = None
+    def dismiss(self) -> None:
+        """Send popup_done (to its child popups first)."""
+
+
+class SeatHost(CursorHost, Protocol):
+    """What the seat needs of the compositor (``Core``): the scene, the window manager, the clock."""
+
+    def surface_at(self, x: float, y: float) -> tuple[Surface, int, int] | None:
+        """The topmost surface (or title bar) taking input at layout point (x, y), with its origin."""
+
+    def keyboard_focus_target(self) -> Surface | None:
+        """Who the shell wants focused when no popup grab holds the keyboard (a layer, a window)."""
+
+    def clicked(self, surface: Surface | None) -> None:
+        """A first button went down on ``surface`` (None: on nothing): click to focus and raise."""
+
+    def titlebar_pressed(self, bar: TitleBar, sx: float, sy: float) -> None:
+        """A first button went down on a server-side title bar, at (sx, sy) on it."""
+
+    def cycle_windows(self, backwards: bool) -> None:
+        """Alt+Tab: focus the next window."""
+
+    def end_window_cycle(self) -> None:
+        """Alt is up: the next Alt+Tab starts a new cycle."""
+
+    def close_focused_window(self) -> None:
+        """Alt+F4."""
+
+    def selection_focus_changed(self, client: Client | None) -> None:
+        """Keyboard focus moved to another client (it hears the selections)."""
+
+
+def now_ms() -> int:
+    return int(time.monotonic() * 1000) & 0xFFFFFFFF
 
 
 class SeatResource(Resource):
@@ -183,10 +199,12 @@ class KeyboardResource(Resource):
 
 
 class Seat:
-    """The seat's state: focus, pressed keys and buttons, grabs, cursor."""
+    """The seat's state: focus, pressed keys and buttons, grabs, the cursor."""
 
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    def __init__(self, host: SeatHost, display: Display, output: Output) -> None:
+        self.host = host
+        self.display = display
+        self.output = output
         self.pointers: list[PointerResource] = []
         self.keyboards: list[KeyboardResource] = []
         self.keymap = Keymap.from_names()
@@ -202,21 +220,11 @@ class Seat:
         self.buttons: set[int] = set()
         self.press_serials: dict[Client, int] = {}  # last button press serial per client
         self.key_serials: dict[Client, int] = {}
-        self.grab = _Grab.NONE
-        self.grab_window: Window | None = None
+        self.pointer_grab: PointerGrab | None = None
         self.grab_start = (0.0, 0.0)
-        self.grab_window_start = Rect(0, 0, 0, 0)
-        self.grab_edges = 0
-        self.popup_grabs: list[PopupRole] = []
-        self.cursor_surface: Surface | None = None
-        self.cursor_image: np.ndarray | None = None
-        self.cursor_hotspot = (0, 0)
-        self.cursor_scale = 1
-        self.cursor_serial = 0
-        self.cursor_visible = True
-        self._default_cursor: CursorImage | None = None
-        self.use_default_cursor()
-        core.display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
+        self.popup_grabs: list[GrabbingPopup] = []
+        self.cursor = Cursor(host)
+        display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
 
     def _client_gone(self, client: Client) -> None:
         for serials in (self.enter_serials, self.press_serials, self.key_serials):
@@ -232,7 +240,7 @@ class Seat:
         self.key_state = KeyState(keymap)
         for kb in list(self.keyboards):
             kb.send_keymap()
-            kb.send_modifiers(self.core.display.next_serial())
+            kb.send_modifiers(self.display.next_serial())
 
     # Keyboard -------------------------------------------------------------------------------------
 
@@ -261,7 +269,7 @@ class Seat:
         if after != before:
             self._send_modifiers()
         if not self.key_state.is_active(Modifier.ALT):
-            self.core.wm.end_cycle()
+            self.host.end_window_cycle()
 
     def _binding(self, code: int) -> bool:
         """The built-in WM's bindings; True when the key was consumed."""
@@ -269,12 +277,12 @@ class Seat:
             return False
         sym = self.key_state.keysym(code)
         if sym in (Keysym.Tab, Keysym.ISO_Left_Tab):
-            self.core.wm.cycle(
+            self.host.cycle_windows(
                 backwards=sym == Keysym.ISO_Left_Tab or self.key_state.is_active(Modifier.SHIFT)
             )
             return True
         if sym == Keysym.F4:
-            self.core.wm.close_focused()
+            self.host.close_focused_window()
             return True
         return False
 
@@ -288,7 +296,7 @@ class Seat:
         kbs = self._focused_keyboards()
         if not kbs:
             return
-        serial = self.core.display.next_serial()
+        serial = self.display.next_serial()
         assert self.keyboard_focus is not None
         self.key_serials[self.keyboard_focus.client] = serial
         state = WlKeyboard.key_state.pressed if pressed else WlKeyboard.key_state.released
@@ -299,7 +307,7 @@ class Seat:
     def _send_modifiers(self) -> None:
         kbs = self._focused_keyboards()
         if kbs:
-            serial = self.core.display.next_serial()
+            serial = self.display.next_serial()
             for kb in kbs:
                 kb.send_modifiers(serial)
 
@@ -309,18 +317,14 @@ class Seat:
             self.key(code, False)
         for button in list(self.buttons):
             self.pointer_button(button, False)
-        self.core.wm.end_cycle()
+        self.host.end_window_cycle()
 
     def keyboard_target(self) -> Surface | None:
         """Who should have keyboard focus now: popup grab, exclusive layer, or the active window."""
         for popup in reversed(self.popup_grabs):
-            if popup.surface is not None and popup.xdg_surface.mapped:
+            if popup.surface is not None and popup.is_mapped:
                 return popup.surface
-        layer = self.core.layers.keyboard_target()
-        if layer is not None:
-            return layer
-        w = self.core.wm.focused
-        return w.surface if w is not None else None
+        return self.host.keyboard_focus_target()
 
     def update_keyboard_focus(self) -> None:
         self.set_keyboard_focus(self.keyboard_target())
@@ -330,21 +334,21 @@ class Seat:
             return
         old = self.keyboard_focus
         if old is not None and old.alive:
-            serial = self.core.display.next_serial()
+            serial = self.display.next_serial()
             for kb in self._focused_keyboards():
                 kb.post("leave", serial, old)
         self.keyboard_focus = surface if surface is not None and surface.alive else None
         if self.keyboard_focus is not None:
             kbs = self._focused_keyboards()
             if kbs:
-                serial = self.core.display.next_serial()
+                serial = self.display.next_serial()
                 keys = self.pressed_keys_array()
                 for kb in kbs:
                     kb.post("enter", serial, self.keyboard_focus, keys)
                     kb.send_modifiers(serial)
         client = self.keyboard_focus.client if self.keyboard_focus is not None else None
         if old is None or client is not old.client:
-            self.core.selection_focus_changed(client)
+            self.host.selection_focus_changed(client)
 
     def focused_client(self) -> Client | None:
         return self.keyboard_focus.client if self.keyboard_focus is not None else None
@@ -362,33 +366,21 @@ class Seat:
         """Absolute motion in layout (logical) coordinates (kept on the output)."""
         if math.isnan(x) or math.isnan(y):
             return
-        out = self.core.output.logical
+        out = self.output.logical
         x = min(max(x, 0.0), max(0.0, out.width - 1 / 256))
         y = min(max(y, 0.0), max(0.0, out.height - 1 / 256))
         self.pointer_x, self.pointer_y = x, y
-        if self.grab == _Grab.MOVE and self.grab_window is not None:
-            w = self.grab_window
-            w.x = self.grab_window_start.x + int(x - self.grab_start[0])
-            w.y = self.grab_window_start.y + int(y - self.grab_start[1])
-            self.core.scene_changed()
-        elif self.grab == _Grab.RESIZE and self.grab_window is not None:
-            self.core.wm.resize_to(
-                self.grab_window,
-                self.grab_window_start,
-                self.grab_edges,
-                x - self.grab_start[0],
-                y - self.grab_start[1],
-            )
+        if self.pointer_grab is not None:
+            self.pointer_grab.motion(x - self.grab_start[0], y - self.grab_start[1])
         else:
             self._update_pointer_focus(send_motion=True)
-        self.core.cursor_moved()
 
     def _update_pointer_focus(self, send_motion: bool) -> None:
         x, y = self.pointer_x, self.pointer_y
         if self.buttons and self.pointer_focus is not None and self.pointer_focus.alive:
             target: tuple[Surface, int, int] | None = (self.pointer_focus, *self.pointer_focus_origin)
         else:
-            target = self.core.scene.surface_at(x, y)
+            target = self.host.surface_at(x, y)
             if target is not None and self.popup_grabs:
                 grab_client = self.popup_grabs[-1].client
                 if target[0].client is not grab_client:
@@ -411,17 +403,17 @@ class Seat:
             return False
         old = self.pointer_focus
         if old is not None and old.alive:
-            serial = self.core.display.next_serial()
+            serial = self.display.next_serial()
             for p in self._client_pointers(old.client):
                 p.post("leave", serial, old)
                 p.post("frame")
         self.pointer_focus = surface
         if surface is None:
-            self.use_default_cursor()
+            self.cursor.use_default()
             return True
         if old is None or old.client is not surface.client:
-            self.cursor_surface = None
-        serial = self.core.display.next_serial()
+            self.cursor.surface = None
+        serial = self.display.next_serial()
         self.enter_serials[surface.client] = serial
         for p in self._client_pointers(surface.client):
             p.post("enter", serial, surface, self.pointer_x - ox, self.pointer_y - oy)
@@ -430,7 +422,7 @@ class Seat:
 
     def refresh_pointer_focus(self) -> None:
         """The scene changed under a still pointer: re-pick the surface (no motion event)."""
-        if self.grab == _Grab.NONE:
+        if self.pointer_grab is None:
             self._update_pointer_focus(send_motion=False)
 
     def pointer_button(self, button: int, pressed: bool) -> None:
@@ -440,15 +432,15 @@ class Seat:
             self.buttons.add(button)
         else:
             self.buttons.discard(button)
-        if self.grab in (_Grab.MOVE, _Grab.RESIZE):
+        if self.pointer_grab is not None:
             if not self.buttons:
                 self._end_grab()
             return
         if pressed and len(self.buttons) == 1:
-            target = self.core.scene.surface_at(self.pointer_x, self.pointer_y)
+            target = self.host.surface_at(self.pointer_x, self.pointer_y)
             if target is not None and isinstance(target[0], TitleBar) and not self.popup_grabs:
                 bar, ox, oy = target
-                self.core.wm.titlebar_pressed(bar.window, self.pointer_x - ox, self.pointer_y - oy)
+                self.host.titlebar_pressed(bar, self.pointer_x - ox, self.pointer_y - oy)
                 return
             if self.popup_grabs:
                 grab_client = self.popup_grabs[-1].client
@@ -457,13 +449,12 @@ class Seat:
                     self.buttons.discard(button)
                     self._update_pointer_focus(send_motion=False)
                     return
-            self.core.layers.clicked(target[0] if target else None)
-            self.core.wm.clicked(target[0] if target else None)
+            self.host.clicked(target[0] if target else None)
             self._update_pointer_focus(send_motion=False)
         focus = self.pointer_focus
         if focus is None:
             return
-        serial = self.core.display.next_serial()
+        serial = self.display.next_serial()
         if pressed:
             self.press_serials[focus.client] = serial
         state = WlPointer.button_state.pressed if pressed else WlPointer.button_state.released
@@ -495,43 +486,38 @@ class Seat:
             p.post("axis", t, axis, value)
             p.post("frame")
 
-    def button_serial_valid(self, window: Window, serial: int) -> bool:
+    def button_serial_valid(self, surface: Surface | None, serial: int) -> bool:
         """A move/resize request must come from a button still held on that client's surface."""
-        s = window.surface
-        return s is not None and bool(self.buttons) and self.press_serials.get(s.client) == serial
+        return (
+            surface is not None and bool(self.buttons) and self.press_serials.get(surface.client) == serial
+        )
 
     # Move / resize grabs --------------------------------------------------------------------------
 
-    def start_move(self, window: Window) -> None:
-        self._start_grab(_Grab.MOVE, window, 0)
+    @property
+    def grab(self) -> GrabKind:
+        """What the running pointer grab does (``GrabKind.NONE``: none runs)."""
+        return self.pointer_grab.kind if self.pointer_grab is not None else GrabKind.NONE
 
-    def start_resize(self, window: Window, edges: int) -> None:
-        self._start_grab(_Grab.RESIZE, window, edges)
-
-    def _start_grab(self, kind: _Grab, window: Window, edges: int) -> None:
-        self.grab = kind
-        self.grab_window = window
-        self.grab_edges = edges
+    def start_grab(self, grab: PointerGrab) -> None:
+        self.pointer_grab = grab
         self.grab_start = (self.pointer_x, self.pointer_y)
-        self.grab_window_start = window.rect
         self._set_pointer_focus(None, 0, 0)
 
     def _end_grab(self) -> None:
-        kind, window = self.grab, self.grab_window
-        self.grab = _Grab.NONE
-        self.grab_window = None
-        if kind == _Grab.RESIZE and window is not None:
-            self.core.wm.end_resize(window)
+        grab, self.pointer_grab = self.pointer_grab, None
+        if grab is not None:
+            grab.released()
         self._update_pointer_focus(send_motion=False)
 
-    def grab_window_gone(self, window: Window) -> None:
-        if self.grab_window is window:
-            self.grab = _Grab.NONE
-            self.grab_window = None
+    def grab_window_gone(self, window: object) -> None:
+        """``window`` was unmapped: a grab moving or resizing it ends without a word."""
+        if self.pointer_grab is not None and self.pointer_grab.window is window:
+            self.pointer_grab = None
 
     # Popup grabs ----------------------------------------------------------------------------------
 
-    def popup_grab(self, popup: PopupRole, serial: int) -> None:
+    def popup_grab(self, popup: GrabbingPopup, serial: int) -> None:
         client = popup.client
         valid = serial in (self.press_serials.get(client), self.key_serials.get(client)) or (
             self.keyboard_focus is not None and self.keyboard_focus.client is client
@@ -545,7 +531,7 @@ class Seat:
         self.popup_grabs.append(popup)
         self.update_keyboard_focus()
 
-    def popup_unmapped(self, popup: PopupRole) -> None:
+    def popup_unmapped(self, popup: GrabbingPopup) -> None:
         if popup in self.popup_grabs:
             self.popup_grabs.remove(popup)
             self.update_keyboard_focus()
@@ -571,88 +557,13 @@ class Seat:
         ):
             return  # only the client under the pointer may set the cursor, with its latest enter serial
         if surface is None:
-            self.cursor_surface = None
-            self.set_cursor_image(None, (0, 0), 1, visible=False)
-            return
-        if surface.role is not None and not isinstance(surface.role, CursorRole):
-            raise ProtocolError(
-                pointer, WlPointer.error.role, f"wl_surface@{surface.id} already has another role"
-            )
-        if surface.role_name not in (None, "cursor"):
-            raise ProtocolError(
-                pointer, WlPointer.error.role, f"wl_surface@{surface.id} already has another role"
-            )
-        role = surface.role
-        if role is None:
-            role = CursorRole(self, surface)
-            surface.set_role("cursor", role, pointer, WlPointer.error.role)
-        assert isinstance(role, CursorRole)
-        role.hotspot = (hx, hy)
-        self.cursor_surface = surface
-        self.cursor_from_surface()
-
-    def cursor_from_surface(self) -> None:
-        s = self.cursor_surface
-        if s is None:
-            return
-        role = s.role
-        hx, hy = role.hotspot if isinstance(role, CursorRole) else (0, 0)
-        tex = s.texture
-        if tex is None or not s.has_content or tex.array.dtype != np.uint32:
-            self.set_cursor_image(None, (0, 0), 1, visible=False)
-            return
-        image = tex.array.copy()
-        if tex.opaque:
-            image |= np.uint32(0xFF000000)
-        self.set_cursor_image(image, (hx * s.scale, hy * s.scale), s.scale)
-
-    def use_default_cursor(self, name: str = "default") -> None:
-        from wayray.compositor.cursor import load_cursor
-
-        img = load_cursor(name)
-        self.cursor_surface = None
-        if img is None:
-            self.set_cursor_image(None, (0, 0), 1, visible=True)
+            self.cursor.hide()
         else:
-            self.set_cursor_image(img.pixels, img.hotspot, 1)
-
-    def set_cursor_image(
-        self, image: np.ndarray | None, hotspot: tuple[int, int], scale: int, *, visible: bool = True
-    ) -> None:
-        same = (
-            visible == self.cursor_visible
-            and hotspot == self.cursor_hotspot
-            and scale == self.cursor_scale
-            and (
-                (image is None and self.cursor_image is None)
-                or (
-                    image is not None
-                    and self.cursor_image is not None
-                    and image.shape == self.cursor_image.shape
-                    and bool(np.array_equal(image, self.cursor_image))
-                )
-            )
-        )
-        if same:
-            return
-        self.cursor_image = image
-        self.cursor_hotspot = hotspot
-        self.cursor_scale = scale
-        self.cursor_visible = visible
-        self.cursor_serial += 1
-        self.core.cursor_changed()
+            self.cursor.set_surface(surface, hx, hy, pointer)
 
     def cursor_state(self) -> CursorState:
-        scale = self.core.output.scale
-        return CursorState(
-            image=self.cursor_image,
-            hotspot=self.cursor_hotspot,
-            serial=self.cursor_serial,
-            x=int(self.pointer_x * scale),
-            y=int(self.pointer_y * scale),
-            visible=self.cursor_visible and self.cursor_image is not None,
-            scale=self.cursor_scale,
-        )
+        scale = self.output.scale
+        return self.cursor.state(int(self.pointer_x * scale), int(self.pointer_y * scale))
 
     # Cleanup --------------------------------------------------------------------------------------
 
@@ -663,5 +574,5 @@ class Seat:
         if self.pointer_focus is surface:
             self.pointer_focus = None
             self.refresh_pointer_focus()
-        if self.cursor_surface is surface:
-            self.cursor_surface = None
+        if self.cursor.surface is surface:
+            self.cursor.surface = None

@@ -29,12 +29,13 @@ import numpy as np
 
 from wayray.common.errors import WayRayError
 from wayray.compositor.core import Core
+from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import CompositorSource, Selection, SelectionKind
 from wayray.compositor.extensions import register_extensions
 from wayray.compositor.frames import FrameConsumer
 from wayray.compositor.geometry import Rect
 from wayray.compositor.limits import check_output_size
-from wayray.compositor.seat import Axis, CursorState
+from wayray.compositor.seat import Axis
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,8 @@ class SessionCompositor:
         self._runtime_dir = runtime
         loop = asyncio.get_running_loop()
         core = Core(loop, self._size, self._scale, self._refresh_hz, self._idle_hz)
-        register_extensions(core, self.decorations.value)
         core.create_globals()
+        register_extensions(core.display, core.seat, self.decorations.value)
         try:
             self.socket_name = core.display.add_socket(runtime, self._requested_socket)
         except OSError as err:
@@ -199,7 +200,7 @@ class SessionCompositor:
     def consumer(self, on_change: Callable[[], None] | None = None) -> FrameConsumer:
         """A new frame consumer; its first frame has full damage."""
         c = FrameConsumer(self.core, on_change)
-        self.core.consumers.append(c)
+        self.core.add_consumer(c)
         return c
 
     @property

@@ -6,14 +6,14 @@ damaged part of the attached shm buffer into the surface's own texture and relea
 once, so clients can reuse it immediately; the compositor then composites from textures.
 
 Roles (xdg_toplevel, xdg_popup, subsurface, layer surface, cursor) hook into commit through the
-``Role`` interface below.
+``Role`` interface below. What surfaces need of the compositor that holds them is ``SurfaceHost``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from pywayland.protocol.wayland import (
@@ -30,13 +30,26 @@ from wayray.wayland.pixman import Image, Region
 from wayray.wayland.server import ForeignResource, NewId, ProtocolError, Resource
 from wayray.wayland.shm import ShmBuffer
 
-if TYPE_CHECKING:
-    from wayray.compositor.core import Core
-
 log = logging.getLogger(__name__)
 
 WL_BUFFER_RELEASE = 0
 INFINITE = 1 << 30  # "infinite" input region half-size, in surface coordinates
+
+
+class SurfaceHost(Protocol):
+    """What surfaces need of the compositor that holds them (``Core``)."""
+
+    def surface_created(self, surface: Surface) -> None:
+        """A client created ``surface`` (it is complete: hooks may be added to it)."""
+
+    def surface_destroyed(self, surface: Surface) -> None:
+        """``surface`` is gone: its role, listeners and subsurfaces have been told."""
+
+    def frame_requested(self, callbacks: list[Callback]) -> None:
+        """A commit applied these ``wl_surface.frame`` callbacks: answer them after the next frame."""
+
+    def scene_changed(self) -> None:
+        """Something visible changed (content, position, stacking): composite soon."""
 
 
 class Role:
@@ -185,9 +198,9 @@ class RegionResource(Resource):
 class Surface(Resource):
     interface = WlSurface
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, host: SurfaceHost) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.host = host
         self.pending = SurfaceState()
         self.cached: SurfaceState | None = None  # synchronized subsurface state awaiting the parent
         self.role: Role | None = None
@@ -212,7 +225,7 @@ class Surface(Resource):
         self.outputs_entered: set[Any] = set()
         self.committed_once = False
         self.destroy_listeners: list[Any] = []
-        core.surfaces.add(self)
+        host.surface_created(self)
 
     # Roles ----------------------------------------------------------------------------------------
 
@@ -311,6 +324,14 @@ class Surface(Resource):
 
     # Applying state -------------------------------------------------------------------------------
 
+    def apply_cached(self) -> None:
+        """Apply what a synchronized subsurface cached (its parent applied, or it became desynchronized)."""
+        cached = self.cached
+        if cached is not None:
+            self.cached = None
+            self._apply(cached)
+            cached.reset()
+
     def _apply(self, state: SurfaceState) -> None:
         self.committed_once = True
         if state.scale is not None:
@@ -348,7 +369,7 @@ class Surface(Resource):
         if state.input_set:
             self.input = state.input
         self.attach_offset = (self.attach_offset[0] + state.dx, self.attach_offset[1] + state.dy)
-        self.core.frame_callbacks.extend(state.callbacks)
+        self.host.frame_requested(state.callbacks)
         state.callbacks = []
         # Children: positions and stacking order take effect with this commit.
         for child, pos in state.child_positions.items():
@@ -360,13 +381,10 @@ class Surface(Resource):
         for child in list(self.children):
             if child is not self and child.subsurface is not None and child.cached is not None:
                 if child.subsurface.synchronized:
-                    cached = child.cached
-                    child.cached = None
-                    child._apply(cached)
-                    cached.reset()
+                    child.apply_cached()
         if self.role is not None:
             self.role.committed()
-        self.core.scene_changed()
+        self.host.scene_changed()
 
     def _update_mapping(self, bw: int, bh: int) -> None:
         self.mapping = BufferMapping.of(
@@ -407,7 +425,6 @@ class Surface(Resource):
             tex.upload(shm, damage)
         self.has_content = True
         buffer.post_event(WL_BUFFER_RELEASE)
-        self.core.buffers_released += 1
 
     # Lifetime -------------------------------------------------------------------------------------
 
@@ -428,8 +445,7 @@ class Surface(Resource):
         self.children = []
         self.texture = None
         self.has_content = False
-        self.core.surfaces.discard(self)
-        self.core.scene_changed()
+        self.host.surface_destroyed(self)
 
     # Queries --------------------------------------------------------------------------------------
 
@@ -457,13 +473,12 @@ class Surface(Resource):
 class CompositorGlobal(Resource):
     interface = WlCompositor
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, host: SurfaceHost) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.host = host
 
     def create_surface(self, id: NewId) -> None:
-        surface = Surface(id, self.core)
-        self.core.surface_created(surface)
+        Surface(id, self.host)
 
     def create_region(self, id: NewId) -> None:
         RegionResource(id)
@@ -541,15 +556,12 @@ class Subsurface(Resource, Role):
         self.sync = False
         if was and not self.synchronized and self.surface is not None and self.surface.cached is not None:
             # Cached state is applied at once when the subsurface becomes effectively desynchronized.
-            cached = self.surface.cached
-            self.surface.cached = None
-            self.surface._apply(cached)
-            cached.reset()
+            self.surface.apply_cached()
 
     def parent_destroyed(self) -> None:
         self.parent = None
         if self.surface is not None:
-            self.surface.core.scene_changed()
+            self.surface.host.scene_changed()
 
     def surface_destroyed(self) -> None:
         self._detach()
@@ -573,7 +585,7 @@ class Subsurface(Resource, Role):
         if surface is not None:
             surface.subsurface = None
             surface.clear_role(self)
-            surface.core.scene_changed()
+            surface.host.scene_changed()
 
 
 class SubcompositorGlobal(Resource):
@@ -598,4 +610,4 @@ class SubcompositorGlobal(Resource):
             )
         sub = Subsurface(id, surface, parent)
         surface.set_role("subsurface", sub, self, WlSubcompositor.error.bad_surface)
-        surface.core.scene_changed()
+        surface.host.scene_changed()

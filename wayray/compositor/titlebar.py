@@ -4,7 +4,8 @@ The session chooses the mode (``decorations="server"``); clients that speak xdg-
 draw no frame of their own and the compositor draws a title bar above the window geometry: the
 title, and a close button. Pressing the bar starts an interactive move; the button closes the
 window; a double click toggles maximize. A ``TitleBar`` looks enough like a ``Surface`` (texture,
-mapping, size, frame damage) for the scene and the renderer to treat it as one.
+mapping, size, frame damage) for the scene and the renderer to treat it as one. What it needs of
+its window is ``TitledWindow``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from wayray.compositor.geometry import BufferMapping, Rect, Transform
 from wayray.wayland.pixman import Format, Image, Region
-
-if TYPE_CHECKING:
-    from wayray.compositor.wm import Window
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +72,29 @@ class _Texture:
         self.opaque = True
 
 
+class TitledWindow(Protocol):
+    """What a title bar needs of its window (the window manager's)."""
+
+    @property
+    def x(self) -> int:
+        """Layout position of the window geometry."""
+
+    @property
+    def y(self) -> int: ...
+
+    @property
+    def geometry(self) -> Rect: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def app_id(self) -> str: ...
+
+    @property
+    def activated(self) -> bool: ...
+
+
 class TitleBar:
     """The title bar of one window; drawn at output resolution, shown above the window geometry."""
 
@@ -82,7 +103,7 @@ class TitleBar:
     children: list[TitleBar]
     subsurface = None
 
-    def __init__(self, window: Window) -> None:
+    def __init__(self, window: TitledWindow) -> None:
         self.window = window
         self.texture: _Texture | None = None
         self.mapping: BufferMapping | None = None
@@ -113,11 +134,11 @@ class TitleBar:
     def close_button(self) -> Rect:
         return Rect(self.width - HEIGHT, 0, HEIGHT, HEIGHT)
 
-    def update(self, output_scale: int) -> None:
-        """Redraw when the title, width, focus or scale changed."""
+    def update(self, output_scale: int, output_width: int) -> None:
+        """Redraw when the title, width, focus or scale changed (``output_width``: layout pixels)."""
         # No wider than the output: a window may be any int32 wide, and what is off screen is never
         # seen (this also keeps the close button on screen for a window wider than the output).
-        width = min(self.window.geometry.width, self.window.wm.core.output.logical.width)
+        width = min(self.window.geometry.width, output_width)
         key = (self.window.title, width, self.window.activated, output_scale)
         if key == self._drawn or width <= 0:
             return

@@ -5,26 +5,56 @@ raises; keyboard focus follows the active window; Alt+Tab cycles in most-recentl
 (Alt+Shift+Tab backwards); Alt+F4 asks the active window to close; maximize and fullscreen are
 honoured, and both follow the output when it changes size. Interactive move and resize follow the
 pointer while the button that started them is held.
+
+xdg-shell hands the WM its toplevels through the hooks of ``xdg_shell.XdgShellHost`` (``Core`` passes
+them on); what the WM needs of the compositor in turn is ``WmHost``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from wayray.compositor.geometry import Rect
+from wayray.compositor.seat import GrabKind, PointerGrab
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.titlebar import TitleBar
-from wayray.compositor.xdg_shell import PopupRole, ToplevelConfigure, ToplevelRole
+from wayray.compositor.xdg_popup import PopupRole
+from wayray.compositor.xdg_shell import ToplevelConfigure, ToplevelRole
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
+    from wayray.compositor.output import Output
     from wayray.compositor.surface import Surface
 
 log = logging.getLogger(__name__)
 
 CASCADE_STEP = 32
 EDGE_TOP, EDGE_BOTTOM, EDGE_LEFT, EDGE_RIGHT = 1, 2, 4, 8
+
+
+class WmHost(Protocol):
+    """What the window manager needs of the compositor (``Core``): the seat, the layers, the clock."""
+
+    def scene_changed(self) -> None:
+        """Something moved, appeared or changed stacking: composite soon."""
+
+    def usable_area(self) -> Rect:
+        """The output minus what panels reserve (layer-shell exclusive zones), layout pixels."""
+
+    def update_keyboard_focus(self) -> None:
+        """The active window changed: give the keyboard to whom it belongs now."""
+
+    @property
+    def pointer_position(self) -> tuple[float, float]: ...
+
+    def button_serial_valid(self, surface: Surface | None, serial: int) -> bool:
+        """Whether ``serial`` is the press of a button still held on ``surface``'s client."""
+
+    def start_pointer_grab(self, grab: PointerGrab) -> None:
+        """Run ``grab`` (an interactive move or resize) until the buttons are up."""
+
+    def grab_window_gone(self, window: object) -> None:
+        """``window`` was unmapped: end a grab that moves or resizes it."""
 
 
 class Window:
@@ -42,7 +72,6 @@ class Window:
         self.minimized = False
         self.resizing = False
         self.restore: Rect | None = None
-        self.popups: list[PopupRole] = []
         self.resize_edges = 0
         self.resize_anchor = (0, 0)  # the corner that stays put: (right or left x, bottom or top y)
         self.titlebar = TitleBar(self)
@@ -53,6 +82,10 @@ class Window:
     @property
     def surface(self) -> Surface | None:
         return self.toplevel.surface
+
+    @property
+    def popups(self) -> list[PopupRole]:
+        return self.toplevel.popups
 
     @property
     def geometry(self) -> Rect:
@@ -103,7 +136,7 @@ class Window:
         if not self.toplevel.alive:
             return
         if self.fullscreen:
-            out = self.wm.core.output.logical
+            out = self.wm.output.logical
             size = (out.width, out.height)
         elif self.maximized:
             area = self.wm.usable_area()
@@ -121,17 +154,52 @@ class Window:
             )
         )
 
-    def title_changed(self) -> None:
-        self.wm.core.decorations_changed(self)
-
     def close(self) -> None:
         self.toplevel.send_close()
 
 
+class _MoveGrab:
+    """Dragging a window by the pointer: its top-left corner follows it."""
+
+    kind = GrabKind.MOVE
+
+    def __init__(self, wm: FloatingWM, window: Window) -> None:
+        self.wm = wm
+        self.window = window
+        self.start = window.rect
+
+    def motion(self, dx: float, dy: float) -> None:
+        self.window.x = self.start.x + int(dx)
+        self.window.y = self.start.y + int(dy)
+        self.wm.host.scene_changed()
+
+    def released(self) -> None:
+        pass
+
+
+class _ResizeGrab:
+    """Resizing a window by the pointer: the client is asked for the size, the opposite edges stay."""
+
+    kind = GrabKind.RESIZE
+
+    def __init__(self, wm: FloatingWM, window: Window, edges: int) -> None:
+        self.wm = wm
+        self.window = window
+        self.edges = edges
+        self.start = window.rect
+
+    def motion(self, dx: float, dy: float) -> None:
+        self.wm.resize_to(self.window, self.start, self.edges, dx, dy)
+
+    def released(self) -> None:
+        self.wm.end_resize(self.window)
+
+
 class FloatingWM:
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.windows: list[Window] = []
+    def __init__(self, host: WmHost, output: Output) -> None:
+        self.host = host
+        self.output = output
+        self._windows: dict[ToplevelRole, Window] = {}  # in creation order
         self.stack: list[Window] = []  # mapped, visible windows, bottom to top
         self.focused: Window | None = None
         self.mru: list[Window] = []  # most recently focused first
@@ -139,17 +207,22 @@ class FloatingWM:
         self._cycle_index = 0
         self._last_placed: Window | None = None
 
-    # Window life ----------------------------------------------------------------------------------
+    @property
+    def windows(self) -> list[Window]:
+        """Every toplevel's window, mapped or not, oldest first."""
+        return list(self._windows.values())
 
-    def create_window(self, toplevel: ToplevelRole) -> Window:
-        w = Window(self, toplevel)
-        self.windows.append(w)
+    # Window life (the toplevel hooks of xdg_shell.XdgShellHost) -----------------------------------
+
+    def new_toplevel(self, toplevel: ToplevelRole) -> Window:
+        w = self._windows[toplevel] = Window(self, toplevel)
         return w
 
-    def initial_configure(self, window: Window) -> None:
-        window.configure()
+    def toplevel_initial_commit(self, toplevel: ToplevelRole) -> None:
+        self._windows[toplevel].configure()
 
-    def window_mapped(self, window: Window) -> None:
+    def toplevel_mapped(self, toplevel: ToplevelRole) -> None:
+        window = self._windows[toplevel]
         window.mapped = True
         if not window.placed:
             self._place(window)
@@ -159,9 +232,10 @@ class FloatingWM:
         if not window.minimized:
             self.stack.append(window)
         self.focus(window)
-        self.core.scene_changed()
+        self.host.scene_changed()
 
-    def window_committed(self, window: Window) -> None:
+    def toplevel_committed(self, toplevel: ToplevelRole) -> None:
+        window = self._windows[toplevel]
         acked = window.toplevel.acked_state
         if window.maximized or window.fullscreen:
             self._snap(window)
@@ -179,26 +253,31 @@ class FloatingWM:
                 window.y = ay - g.height
             if not window.resizing:
                 window.resize_edges = 0
-        self.core.scene_changed()
+        self.host.scene_changed()
 
-    def window_unmapped(self, window: Window) -> None:
+    def toplevel_unmapped(self, toplevel: ToplevelRole) -> None:
+        self._unmap(self._windows[toplevel])
+
+    def _unmap(self, window: Window) -> None:
         window.mapped = False
         window.placed = False
         if window in self.stack:
             self.stack.remove(window)
         for popup in list(window.popups):
             popup.dismiss()
-        self.core.seat.grab_window_gone(window)
+        self.host.grab_window_gone(window)
         if self.focused is window:
             self.focused = None
             self._focus_next()
-        self.core.scene_changed()
+        self.host.scene_changed()
 
-    def window_destroyed(self, window: Window) -> None:
+    def toplevel_destroyed(self, toplevel: ToplevelRole) -> None:
+        window = self._windows.get(toplevel)
+        if window is None:
+            return
         if window.mapped:
-            self.window_unmapped(window)
-        if window in self.windows:
-            self.windows.remove(window)
+            self._unmap(window)
+        del self._windows[toplevel]
         if window in self.mru:
             self.mru.remove(window)
         if self._cycle is not None and window in self._cycle:
@@ -210,14 +289,15 @@ class FloatingWM:
 
     def usable_area(self) -> Rect:
         """The output minus what panels reserve (layer-shell exclusive zones)."""
-        return self.core.layers.usable_area()
+        return self.host.usable_area()
 
     def _place(self, window: Window) -> None:
         area = self.usable_area()
         g = window.geometry
-        parent = window.toplevel.parent
-        if parent is not None and parent.window.mapped:
-            pr = parent.window.rect
+        parent_toplevel = window.toplevel.parent
+        parent = self._windows.get(parent_toplevel) if parent_toplevel is not None else None
+        if parent is not None and parent.mapped:
+            pr = parent.rect
             x = pr.x + (pr.width - g.width) // 2
             y = pr.y + (pr.height - g.height) // 2
         elif self._last_placed is None or not self._last_placed.mapped:
@@ -250,7 +330,7 @@ class FloatingWM:
         self.focused = window
         if window is not None:
             if window.minimized:
-                self.request_minimize(window, False)
+                self._minimize(window, False)
             self.raise_(window)
             if window in self.mru:
                 self.mru.remove(window)
@@ -262,13 +342,13 @@ class FloatingWM:
                 window.configure()
                 wm_base = window.toplevel.xdg_surface.wm_base
                 wm_base.ping()
-        self.core.seat.update_keyboard_focus()
+        self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:
         if window in self.stack and self.stack[-1] is not window:
             self.stack.remove(window)
             self.stack.append(window)
-            self.core.scene_changed()
+            self.host.scene_changed()
 
     def _focus_next(self) -> None:
         for w in self.mru:
@@ -292,9 +372,24 @@ class FloatingWM:
         if window is not None and window.mapped:
             self.focus(window)
 
-    # Requests from clients ------------------------------------------------------------------------
+    # Requests from clients (the request hooks of xdg_shell.XdgShellHost) ---------------------------
 
-    def request_maximize(self, window: Window, on: bool) -> None:
+    def maximize_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+        self._maximize(self._windows[toplevel], on)
+
+    def fullscreen_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+        self._fullscreen(self._windows[toplevel], on)
+
+    def minimize_requested(self, toplevel: ToplevelRole) -> None:
+        self._minimize(self._windows[toplevel], True)
+
+    def move_requested(self, toplevel: ToplevelRole, serial: int) -> None:
+        self._begin_move(self._windows[toplevel], serial)
+
+    def resize_requested(self, toplevel: ToplevelRole, serial: int, edges: int) -> None:
+        self._begin_resize(self._windows[toplevel], serial, edges)
+
+    def _maximize(self, window: Window, on: bool) -> None:
         if on == window.maximized:
             window.configure()  # the protocol wants a configure in any case
             return
@@ -306,7 +401,7 @@ class FloatingWM:
             size = (window.restore.width, window.restore.height)
         window.configure(size)
 
-    def request_fullscreen(self, window: Window, on: bool) -> None:
+    def _fullscreen(self, window: Window, on: bool) -> None:
         if on == window.fullscreen:
             window.configure()
             return
@@ -317,9 +412,9 @@ class FloatingWM:
         if not on and window.restore is not None and not window.maximized:
             size = (window.restore.width, window.restore.height)
         window.configure(size)
-        self.core.scene_changed()
+        self.host.scene_changed()
 
-    def request_minimize(self, window: Window, on: bool = True) -> None:
+    def _minimize(self, window: Window, on: bool) -> None:
         if window.minimized == on:
             return
         window.minimized = on
@@ -331,47 +426,50 @@ class FloatingWM:
                 self._focus_next()
         elif window.mapped and window not in self.stack:
             self.stack.append(window)
-        self.core.scene_changed()
+        self.host.scene_changed()
 
     # Interactive move and resize ------------------------------------------------------------------
 
-    def begin_move(self, window: Window, serial: int) -> None:
+    def _begin_move(self, window: Window, serial: int) -> None:
         if not window.mapped or window.fullscreen:
             return
-        if not self.core.seat.button_serial_valid(window, serial):
+        if not self.host.button_serial_valid(window.surface, serial):
             return
         if window.maximized:
             # Dragging a maximized window off its place restores its size under the pointer.
-            px, py = self.core.seat.pointer_position
+            px, py = self.host.pointer_position
             restore = window.restore or window.rect
             window.maximized = False
             ratio = (px - window.x) / max(1, window.rect.width)
             window.x = int(px - ratio * restore.width)
             window.restore = None
             window.configure((restore.width, restore.height))
-        self.core.seat.start_move(window)
+        self.host.start_pointer_grab(_MoveGrab(self, window))
 
-    def titlebar_pressed(self, window: Window, sx: float, sy: float) -> None:
+    def titlebar_pressed(self, bar: TitleBar, sx: float, sy: float) -> None:
         """A press on a server-side title bar: close, toggle maximize (double click) or move."""
+        window = next((w for w in self._windows.values() if w.titlebar is bar), None)
+        if window is None:
+            return
         self.focus(window)
         action = window.titlebar.pressed(sx, sy)
         if action == "close":
             window.close()
         elif action == "maximize":
-            self.request_maximize(window, not window.maximized)
+            self._maximize(window, not window.maximized)
         elif not window.maximized:
-            self.core.seat.start_move(window)
+            self.host.start_pointer_grab(_MoveGrab(self, window))
 
-    def begin_resize(self, window: Window, serial: int, edges: int) -> None:
+    def _begin_resize(self, window: Window, serial: int, edges: int) -> None:
         if not window.mapped or window.fullscreen or window.maximized:
             return
-        if not self.core.seat.button_serial_valid(window, serial):
+        if not self.host.button_serial_valid(window.surface, serial):
             return
         r = window.rect
         window.resize_edges = edges
         window.resize_anchor = (r.x2 if edges & EDGE_LEFT else r.x, r.y2 if edges & EDGE_TOP else r.y)
         window.resizing = True
-        self.core.seat.start_resize(window, edges)
+        self.host.start_pointer_grab(_ResizeGrab(self, window, edges))
 
     def resize_to(self, window: Window, start: Rect, edges: int, dx: float, dy: float) -> None:
         w, h = start.width, start.height
@@ -436,4 +534,4 @@ class FloatingWM:
                 g = w.rect
                 w.x = max(area.x, min(w.x, area.x2 - min(g.width, area.width)))
                 w.y = max(area.y + w.title_height, min(w.y, area.y2 - min(g.height, area.height)))
-        self.core.scene_changed()
+        self.host.scene_changed()

@@ -2,7 +2,8 @@
 
 The protocol state machine lives here: roles, configure/ack serials, double-buffered window geometry
 and size limits, and every error the specification requires. What windows look like and where they
-go (placement, focus, maximize, interactive move/resize) is the window manager's (``wm.py``).
+go (placement, focus, maximize, interactive move/resize) is the window manager's (``wm.py``); the
+shell reaches it, the seat (popup grabs) and the clock through ``XdgShellHost``.
 """
 
 from __future__ import annotations
@@ -10,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pywayland.protocol.xdg_shell import XdgPopup, XdgPositioner, XdgSurface, XdgToplevel, XdgWmBase
+from pywayland.protocol.xdg_shell import XdgSurface, XdgToplevel, XdgWmBase
 
 from wayray.compositor.geometry import Rect
-from wayray.compositor.positioner import Adjust, Anchor, PositionerRules, place
+from wayray.compositor.positioner import Positioner
 from wayray.compositor.surface import Role, Surface, SurfaceState
+from wayray.compositor.xdg_popup import PopupHost, PopupRole
 from wayray.wayland.server import NewId, ProtocolError, Resource
 
 if TYPE_CHECKING:
-    from wayray.compositor.core import Core
     from wayray.compositor.output import OutputResource
     from wayray.compositor.seat import SeatResource
 
@@ -30,12 +31,61 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT = 10.0
 
 
+class ShellWindow(Protocol):
+    """The window manager's window for a toplevel, as the shell sees it: where it is."""
+
+    @property
+    def x(self) -> int:
+        """Layout position of the window geometry's origin (the parent origin of its popups)."""
+
+    @property
+    def y(self) -> int: ...
+
+
+class XdgShellHost(PopupHost, Protocol):
+    """What xdg-shell needs of the compositor (``Core``): the window manager, the seat, the clock.
+
+    The toplevel hooks are the window manager's (as Smithay's ``XdgShellHandler``); a toplevel's
+    hooks run between ``new_toplevel`` and ``toplevel_destroyed``.
+    """
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def usable_area(self) -> Rect:
+        """What maximized windows get (xdg_toplevel.configure_bounds)."""
+
+    def new_toplevel(self, toplevel: ToplevelRole) -> ShellWindow: ...
+
+    def toplevel_initial_commit(self, toplevel: ToplevelRole) -> None:
+        """Its first commit: set the states it should start in (the initial configure follows)."""
+
+    def toplevel_mapped(self, toplevel: ToplevelRole) -> None: ...
+
+    def toplevel_committed(self, toplevel: ToplevelRole) -> None:
+        """A commit of a mapped toplevel (after ``toplevel_mapped`` for the one that maps it)."""
+
+    def toplevel_unmapped(self, toplevel: ToplevelRole) -> None: ...
+
+    def toplevel_destroyed(self, toplevel: ToplevelRole) -> None: ...
+
+    def move_requested(self, toplevel: ToplevelRole, serial: int) -> None: ...
+
+    def resize_requested(self, toplevel: ToplevelRole, serial: int, edges: int) -> None: ...
+
+    def maximize_requested(self, toplevel: ToplevelRole, on: bool) -> None: ...
+
+    def fullscreen_requested(self, toplevel: ToplevelRole, on: bool) -> None: ...
+
+    def minimize_requested(self, toplevel: ToplevelRole) -> None: ...
+
+
 class WmBase(Resource):
     interface = XdgWmBase
 
-    def __init__(self, new_id: NewId, core: Core) -> None:
+    def __init__(self, new_id: NewId, host: XdgShellHost) -> None:
         super().__init__(new_id)
-        self.core = core
+        self.host = host
         self.surfaces: list[XdgSurfaceRole] = []
         self.ping_serial: int | None = None
         self.unresponsive = False
@@ -85,64 +135,12 @@ class WmBase(Resource):
                 self.unresponsive = True
                 log.warning("%r did not answer a ping in %.0f s", self.client, PING_TIMEOUT)
 
-        self._ping_timer = self.core.loop.call_later(PING_TIMEOUT, check)
+        self._ping_timer = self.host.loop.call_later(PING_TIMEOUT, check)
 
     def on_destroy(self) -> None:
         if self._ping_timer is not None:  # it would keep the client's objects for PING_TIMEOUT
             self._ping_timer.cancel()
             self._ping_timer = None
-
-
-class Positioner(Resource):
-    interface = XdgPositioner
-
-    def __init__(self, new_id: NewId) -> None:
-        super().__init__(new_id)
-        self.rules = PositionerRules()
-
-    def destroy(self) -> None:
-        pass
-
-    def set_size(self, width: int, height: int) -> None:
-        if width < 1 or height < 1:
-            raise ProtocolError(
-                self, XdgPositioner.error.invalid_input, f"size {width}x{height} is not positive"
-            )
-        self.rules = replace(self.rules, width=width, height=height)
-
-    def set_anchor_rect(self, x: int, y: int, width: int, height: int) -> None:
-        if width < 0 or height < 0:
-            raise ProtocolError(
-                self, XdgPositioner.error.invalid_input, f"anchor rect {width}x{height} is negative"
-            )
-        self.rules = replace(self.rules, anchor_rect=Rect(x, y, width, height))
-
-    def set_anchor(self, anchor: int) -> None:
-        try:
-            self.rules = replace(self.rules, anchor=Anchor(anchor))
-        except ValueError:
-            raise ProtocolError(self, XdgPositioner.error.invalid_input, f"no anchor {anchor}") from None
-
-    def set_gravity(self, gravity: int) -> None:
-        try:
-            self.rules = replace(self.rules, gravity=Anchor(gravity))
-        except ValueError:
-            raise ProtocolError(self, XdgPositioner.error.invalid_input, f"no gravity {gravity}") from None
-
-    def set_constraint_adjustment(self, constraint_adjustment: int) -> None:
-        self.rules = replace(self.rules, adjust=Adjust(constraint_adjustment & 0x3F))
-
-    def set_offset(self, x: int, y: int) -> None:
-        self.rules = replace(self.rules, offset_x=x, offset_y=y)
-
-    def set_reactive(self) -> None:
-        self.rules = replace(self.rules, reactive=True)
-
-    def set_parent_size(self, parent_width: int, parent_height: int) -> None:
-        self.rules = replace(self.rules, parent_size=(parent_width, parent_height))
-
-    def set_parent_configure(self, serial: int) -> None:
-        self.rules = replace(self.rules, parent_configure=serial)
 
 
 @dataclass
@@ -160,7 +158,7 @@ class XdgSurfaceRole(Resource, Role):
     def __init__(self, new_id: NewId, wm_base: WmBase, surface: Surface | None) -> None:
         super().__init__(new_id)
         self.wm_base = wm_base
-        self.core = wm_base.core
+        self.host = wm_base.host
         self.surface = surface
         self.role_object: ToplevelRole | PopupRole | None = None
         self.pending_geometry = _Geometry()
@@ -208,15 +206,21 @@ class XdgSurfaceRole(Resource, Role):
 
     def get_popup(self, id: NewId, parent: XdgSurfaceRole | None, positioner: Positioner) -> None:
         surface = self._check_role_free("xdg_popup")
+        popup = PopupRole(id, self, positioner.rules)
         if not positioner.rules.complete:
-            PopupRole(id, self, None, positioner.rules)
             raise ProtocolError(
                 self.wm_base,
                 XdgWmBase.error.invalid_positioner,
                 "the positioner lacks a size or an anchor rect",
             )
         surface.role_name = "xdg_popup"
-        self.role_object = PopupRole(id, self, parent, positioner.rules)
+        if parent is not None:
+            if parent.role_object is None:
+                raise ProtocolError(
+                    self.wm_base, XdgWmBase.error.invalid_popup_parent, "the popup's parent has no role"
+                )
+            popup.set_parent(parent)
+        self.role_object = popup
 
     def set_window_geometry(self, x: int, y: int, width: int, height: int) -> None:
         if width <= 0 or height <= 0:
@@ -301,7 +305,7 @@ class XdgSurfaceRole(Resource, Role):
         """Send the role's configure plus xdg_surface.configure soon (changes in one turn coalesce)."""
         if not self._configure_scheduled:
             self._configure_scheduled = True
-            self.core.loop.call_soon(self._scheduled_configure)
+            self.host.loop.call_soon(self._scheduled_configure)
 
     def _scheduled_configure(self) -> None:
         if self._configure_scheduled:  # not already sent by configure_now()
@@ -330,7 +334,7 @@ class XdgSurfaceRole(Resource, Role):
         if isinstance(role, PopupRole):
             return role.children
         if isinstance(role, ToplevelRole):
-            return role.window.popups
+            return role.popups
         return []
 
     @property
@@ -383,11 +387,12 @@ class ToplevelRole(Resource):
     def __init__(self, new_id: NewId, xdg_surface: XdgSurfaceRole) -> None:
         super().__init__(new_id)
         self.xdg_surface = xdg_surface
-        self.core = xdg_surface.core
+        self.host = xdg_surface.host
         self.title = ""
         self.app_id = ""
         self.parent: ToplevelRole | None = None
         self.children: list[ToplevelRole] = []
+        self.popups: list[PopupRole] = []
         self.pending_min: tuple[int, int] | None = None
         self.pending_max: tuple[int, int] | None = None
         self.min_size = (0, 0)
@@ -397,7 +402,7 @@ class ToplevelRole(Resource):
         self.sent: dict[int, ToplevelConfigure] = {}
         self.acked_state: ToplevelConfigure | None = None
         self.decoration: Any = None  # zxdg_toplevel_decoration_v1, if the client asked for one
-        self.window = self.core.wm.create_window(self)
+        self.window = self.host.new_toplevel(self)
 
     @property
     def surface(self) -> Surface | None:
@@ -422,7 +427,6 @@ class ToplevelRole(Resource):
 
     def set_title(self, title: str) -> None:
         self.title = title
-        self.window.title_changed()
 
     def set_app_id(self, app_id: str) -> None:
         self.app_id = app_id
@@ -431,12 +435,12 @@ class ToplevelRole(Resource):
         pass  # no window menu in the built-in WM
 
     def move(self, seat: SeatResource, serial: int) -> None:
-        self.core.wm.begin_move(self.window, serial)
+        self.host.move_requested(self, serial)
 
     def resize(self, seat: SeatResource, serial: int, edges: int) -> None:
         if edges not in (1, 2, 4, 5, 6, 8, 9, 10):
             raise ProtocolError(self, XdgToplevel.error.invalid_resize_edge, f"no resize edge {edges}")
-        self.core.wm.begin_resize(self.window, serial, edges)
+        self.host.resize_requested(self, serial, edges)
 
     def set_max_size(self, width: int, height: int) -> None:
         if width < 0 or height < 0:
@@ -453,19 +457,19 @@ class ToplevelRole(Resource):
         self.pending_min = (width, height)
 
     def set_maximized(self) -> None:
-        self.core.wm.request_maximize(self.window, True)
+        self.host.maximize_requested(self, True)
 
     def unset_maximized(self) -> None:
-        self.core.wm.request_maximize(self.window, False)
+        self.host.maximize_requested(self, False)
 
     def set_fullscreen(self, output: OutputResource | None) -> None:
-        self.core.wm.request_fullscreen(self.window, True)
+        self.host.fullscreen_requested(self, True)
 
     def unset_fullscreen(self) -> None:
-        self.core.wm.request_fullscreen(self.window, False)
+        self.host.fullscreen_requested(self, False)
 
     def set_minimized(self) -> None:
-        self.core.wm.request_minimize(self.window)
+        self.host.minimize_requested(self)
 
     # Role hooks (called by XdgSurfaceRole) --------------------------------------------------------
 
@@ -483,16 +487,16 @@ class ToplevelRole(Resource):
             self.min_size, self.pending_min = self.pending_min, None
         if self.pending_max is not None:
             self.max_size, self.pending_max = self.pending_max, None
-        self.core.wm.initial_configure(self.window)
+        self.host.toplevel_initial_commit(self)
         self.xdg_surface.configure_now()
 
     def mapped(self) -> None:
         self.committed_limits()
-        self.core.wm.window_mapped(self.window)
+        self.host.toplevel_mapped(self)
 
     def committed(self) -> None:
         self.committed_limits()
-        self.core.wm.window_committed(self.window)
+        self.host.toplevel_committed(self)
 
     def committed_limits(self) -> None:
         if self.pending_min is not None:
@@ -501,7 +505,7 @@ class ToplevelRole(Resource):
             self.max_size, self.pending_max = self.pending_max, None
 
     def unmapped(self) -> None:
-        self.core.wm.window_unmapped(self.window)
+        self.host.toplevel_unmapped(self)
 
     def acked(self, serial: int) -> None:
         for s in [s for s in self.sent if s <= serial]:
@@ -528,7 +532,7 @@ class ToplevelRole(Resource):
             states.append(ToplevelState.RESIZING)
         if want.activated:
             states.append(ToplevelState.ACTIVATED)
-        bounds = self.core.wm.usable_area()
+        bounds = self.host.usable_area()
         self.post("configure_bounds", bounds.width, bounds.height)
         if not self.sent and self.acked_state is None:
             self.post("wm_capabilities", struct.pack("<3I", 2, 3, 4))  # maximize, fullscreen, minimize
@@ -547,183 +551,8 @@ class ToplevelRole(Resource):
             child.parent = self.parent
         if self.xdg_surface.mapped:
             self.xdg_surface.mapped = False
-            self.core.wm.window_unmapped(self.window)
-        self.core.wm.window_destroyed(self.window)
+            self.host.toplevel_unmapped(self)
+        self.host.toplevel_destroyed(self)
         if self.xdg_surface.surface is not None:
             self.xdg_surface.initial_commit_done = False
             self.xdg_surface.configured = False
-
-
-class PopupRole(Resource):
-    interface = XdgPopup
-
-    def __init__(
-        self,
-        new_id: NewId,
-        xdg_surface: XdgSurfaceRole,
-        parent: XdgSurfaceRole | None,
-        rules: PositionerRules,
-    ) -> None:
-        super().__init__(new_id)
-        self.xdg_surface = xdg_surface
-        self.core = xdg_surface.core
-        self.rules = rules
-        self.parent: PopupParent | None = None
-        self.geometry = Rect(0, 0, rules.width, rules.height)  # relative to the parent's window geometry
-        self.children: list[PopupRole] = []
-        self.grab_requested = False
-        self.grab_serial = 0
-        self.dismissed = False
-        self.reposition_token: int | None = None
-        if parent is not None:
-            if parent.role_object is None:
-                raise ProtocolError(
-                    xdg_surface.wm_base,
-                    XdgWmBase.error.invalid_popup_parent,
-                    "the popup's parent has no role",
-                )
-            self.set_parent(parent)
-
-    @property
-    def surface(self) -> Surface | None:
-        return self.xdg_surface.surface
-
-    def set_parent(self, parent: PopupParent) -> None:
-        """Attach to a parent (an xdg_surface here, or a layer surface through get_popup)."""
-        self.parent = parent
-        parent.popups.append(self)
-
-    # Requests -------------------------------------------------------------------------------------
-
-    def destroy(self) -> None:
-        if any(c.alive and c.xdg_surface.mapped for c in self.children):
-            raise ProtocolError(
-                self.xdg_surface.wm_base,
-                XdgWmBase.error.not_the_topmost_popup,
-                "a popup was destroyed while it still had child popups",
-            )
-
-    def grab(self, seat: SeatResource, serial: int) -> None:
-        if self.xdg_surface.initial_commit_done:
-            raise ProtocolError(self, XdgPopup.error.invalid_grab, "grab after the popup's initial commit")
-        self.grab_requested = True
-        self.grab_serial = serial
-
-    def reposition(self, positioner: Positioner, token: int) -> None:
-        self.rules = positioner.rules
-        self.reposition_token = token
-        self.geometry = self.compute_geometry()
-        self.xdg_surface.schedule_configure()
-
-    # Role hooks -----------------------------------------------------------------------------------
-
-    def precommit(self, state: SurfaceState) -> None:
-        if self.parent is None and not self.xdg_surface.initial_commit_done:
-            raise ProtocolError(
-                self.xdg_surface.wm_base,
-                XdgWmBase.error.invalid_popup_parent,
-                "popup committed without a parent",
-            )
-
-    def initial_commit(self) -> None:
-        self.geometry = self.compute_geometry()
-        self.xdg_surface.configure_now()
-
-    def mapped(self) -> None:
-        if self.parent is None or not self.parent.popup_parent_mapped:
-            self.dismiss()
-            return
-        self.core.scene_changed()
-        if self.grab_requested:
-            self.core.seat.popup_grab(self, self.grab_serial)
-
-    def committed(self) -> None:
-        pass
-
-    def unmapped(self) -> None:
-        self.core.seat.popup_unmapped(self)
-        self.core.scene_changed()
-
-    def acked(self, serial: int) -> None:
-        pass
-
-    def send_configure(self, serial: int) -> None:
-        if self.reposition_token is not None:
-            self.post("repositioned", self.reposition_token)
-            self.reposition_token = None
-        g = self.geometry
-        self.post("configure", g.x, g.y, g.width, g.height)
-
-    # Geometry -------------------------------------------------------------------------------------
-
-    def compute_geometry(self) -> Rect:
-        """Place the popup: constraint box is the output, in parent-geometry-relative coordinates."""
-        if self.parent is None:
-            return Rect(0, 0, self.rules.width, self.rules.height)
-        px, py = self.parent.geometry_origin()
-        out = self.core.output.logical
-        g = place(self.rules, out.translate(-px, -py))
-        # An anchor rectangle and offset of int32s can put the popup beyond configure's int32.
-        return Rect(_int32(g.x), _int32(g.y), g.width, g.height)
-
-    def origin(self) -> tuple[int, int]:
-        """Layout position of the popup's window-geometry origin."""
-        if self.parent is None:
-            return (0, 0)
-        px, py = self.parent.geometry_origin()
-        return (px + self.geometry.x, py + self.geometry.y)
-
-    def geometry_origin(self) -> tuple[int, int]:
-        return self.origin()
-
-    def surface_origin(self) -> tuple[int, int]:
-        ox, oy = self.origin()
-        g = self.xdg_surface.window_geometry
-        return (ox - g.x, oy - g.y)
-
-    @property
-    def popups(self) -> list[PopupRole]:
-        return self.children
-
-    @property
-    def popup_parent_mapped(self) -> bool:
-        return self.xdg_surface.mapped
-
-    def root_client_surface(self) -> Surface | None:
-        return self.surface
-
-    def dismiss(self) -> None:
-        """popup_done for this popup and its children (topmost first)."""
-        for child in list(self.children):
-            child.dismiss()
-        if not self.dismissed:
-            self.dismissed = True
-            self.post("popup_done")
-        self.core.seat.popup_unmapped(self)
-
-    def on_destroy(self) -> None:
-        for child in list(self.children):
-            child.parent = None
-        if self.parent is not None and self in self.parent.popups:
-            self.parent.popups.remove(self)
-        if self.xdg_surface.mapped:
-            self.xdg_surface.mapped = False
-            self.unmapped()
-        self.core.seat.popup_unmapped(self)
-        self.core.scene_changed()
-
-
-def _int32(v: int) -> int:
-    return max(-(2**31), min(2**31 - 1, v))
-
-
-class PopupParent(Protocol):
-    """What a popup's parent offers: an xdg toplevel or popup (its xdg_surface), or a layer surface."""
-
-    @property
-    def popups(self) -> list[PopupRole]: ...
-
-    @property
-    def popup_parent_mapped(self) -> bool: ...
-
-    def geometry_origin(self) -> tuple[int, int]: ...

@@ -11,8 +11,8 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
+from wayray.common import jsonframe
 from wayray.launcher import protocol
 from wayray.launcher.channel import Channel
 
@@ -122,14 +122,14 @@ class AsyncLauncherClient:
 
     async def recv(self) -> protocol.Message:
         try:
-            header = await self._reader.readexactly(protocol.HEADER_SIZE)
-            length = protocol.header_length(header)
-            if length > protocol.MAX_MESSAGE_BYTES:
-                raise LauncherError(f"oversized response ({length} bytes)")
-            obj: dict[str, Any] = protocol.decode_body(await self._reader.readexactly(length))
-            return protocol.parse_response(obj)
-        except asyncio.IncompleteReadError:
+            body = await jsonframe.read_frame(self._reader, protocol.MAX_MESSAGE_BYTES)
+            if body is None:
+                raise LauncherError("wrsessd closed the connection")
+            return protocol.parse_response(protocol.decode_body(body))
+        except jsonframe.FrameCut:
             raise LauncherError("wrsessd closed the connection") from None
+        except jsonframe.FrameTooLarge as err:
+            raise LauncherError(f"oversized response ({err.length} bytes)") from None
         except protocol.ProtocolError as err:
             raise LauncherError(f"bad response from wrsessd: {err}") from None
 

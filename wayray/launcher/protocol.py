@@ -6,25 +6,39 @@ order. The request and response sets extend greetd's (``create_session``, ``post
 ``start_session``, ``cancel_session``; ``success``, ``error``, ``auth_message``) with what WayRay needs:
 greeter sessions created for a token, session listing and ending, and a stream of session events.
 
-Every message is a frozen dataclass registered in :data:`MESSAGES`; its fields carry a
-:class:`FieldSpec` (what values are valid and what the field means). That one table drives
-validation (:func:`parse`), encoding (:meth:`Message.to_json`) and the spec in ``docs/launcher.md``,
-which a test checks against it. This module is stdlib-only (with wayray.common's JSON body decoding,
-shared with the link) so wrlogin, wrsrvd and wradm can use it.
+Every message is a frozen dataclass registered in :data:`MESSAGES` (and the table :data:`IPC`); its
+fields carry a :class:`FieldSpec` (what values are valid and what the field means), in the schema
+layer every JSON protocol of WayRay's uses (:mod:`wayray.common.schema`; the framing and its readers
+are :mod:`wayray.common.jsonframe`'s). That one table drives validation (:func:`parse`), encoding
+(:meth:`Message.to_json`) and the spec in ``docs/launcher.md``, which a test checks against it. This
+module is stdlib-only (with those two of wayray.common) so wrlogin, wrsrvd and wradm can use it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import enum
-import json
-import re
-import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from wayray.common import jsonframe, schema
 from wayray.common.jsonframe import JSONBodyError, decode_object
+from wayray.common.schema import (
+    Choice,
+    Direction,
+    Flag,
+    Integer,
+    ListOf,
+    MessageTable,
+    Nested,
+    NestedList,
+    Number,
+    Record,
+    Text,
+    field,
+    record_table,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -33,8 +47,6 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
 #: Largest request body the daemon accepts (a PAM answer or an environment list is a few hundred bytes).
 MAX_REQUEST_BYTES = 64 * 1024
-
-_HEADER = struct.Struct("=I")
 
 
 class ProtocolError(Exception):
@@ -100,155 +112,7 @@ class SessionEventKind(enum.StrEnum):
     UNLOCKED = "unlocked"  # a re-authentication for an existing session succeeded
 
 
-# --- field kinds -----------------------------------------------------------------------------------
-
-
-class Kind:
-    """What values a field accepts. ``check`` returns the value to store or raises ValueError."""
-
-    def check(self, value: object) -> object:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Text(Kind):
-    max_len: int
-    pattern: str | None = None
-    allow_empty: bool = False
-
-    def check(self, value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError(f"must be a string, not {type(value).__name__}")
-        if not value and not self.allow_empty:
-            raise ValueError("must not be empty")
-        if len(value) > self.max_len:
-            raise ValueError(f"longer than {self.max_len} characters")
-        if "\0" in value:
-            raise ValueError("contains a NUL character")
-        if self.pattern is not None and value and not re.fullmatch(self.pattern, value):
-            raise ValueError(f"does not match {self.pattern}")
-        return value
-
-    def describe(self) -> str:
-        return f"string ≤ {self.max_len}" + (f", `{self.pattern}`" if self.pattern else "")
-
-
-@dataclass(frozen=True)
-class TextList(Kind):
-    max_items: int
-    item: Text
-
-    def check(self, value: object) -> object:
-        if not isinstance(value, list):
-            raise ValueError(f"must be a list of strings, not {type(value).__name__}")
-        if len(value) > self.max_items:
-            raise ValueError(f"more than {self.max_items} items")
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(self.item.check(item))
-            except ValueError as err:
-                raise ValueError(f"item {i}: {err}") from None
-        return tuple(out)
-
-    def describe(self) -> str:
-        return f"list ≤ {self.max_items} of ({self.item.describe()})"
-
-
-@dataclass(frozen=True)
-class Choice(Kind):
-    enum: type[enum.StrEnum]
-
-    def check(self, value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError(f"must be a string, not {type(value).__name__}")
-        try:
-            return self.enum(value)
-        except ValueError:
-            raise ValueError(f"must be one of {', '.join(m.value for m in self.enum)}") from None
-
-    def describe(self) -> str:
-        return " \\| ".join(f"`{m.value}`" for m in self.enum)
-
-
-@dataclass(frozen=True)
-class Integer(Kind):
-    low: int
-    high: int
-
-    def check(self, value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be an integer, not {type(value).__name__}")
-        if not self.low <= value <= self.high:
-            raise ValueError(f"must be between {self.low} and {self.high}")
-        return value
-
-    def describe(self) -> str:
-        return f"integer {self.low}…{self.high}"
-
-
-@dataclass(frozen=True)
-class Number(Kind):
-    low: float
-
-    def check(self, value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"must be a number, not {type(value).__name__}")
-        if value < self.low:
-            raise ValueError(f"must be ≥ {self.low}")
-        return float(value)
-
-    def describe(self) -> str:
-        return f"number ≥ {self.low:g}"
-
-
-@dataclass(frozen=True)
-class Flag(Kind):
-    def check(self, value: object) -> object:
-        if not isinstance(value, bool):
-            raise ValueError(f"must be true or false, not {type(value).__name__}")
-        return value
-
-    def describe(self) -> str:
-        return "boolean"
-
-
-@dataclass(frozen=True)
-class Nested(Kind):
-    cls: type[Record]
-
-    def check(self, value: object) -> object:
-        if not isinstance(value, dict):
-            raise ValueError(f"must be an object, not {type(value).__name__}")
-        return _build(self.cls, value)
-
-    def describe(self) -> str:
-        return f"`{self.cls.__name__}` object"
-
-
-@dataclass(frozen=True)
-class NestedList(Kind):
-    cls: type[Record]
-    max_items: int
-
-    def check(self, value: object) -> object:
-        if not isinstance(value, list):
-            raise ValueError(f"must be a list, not {type(value).__name__}")
-        if len(value) > self.max_items:
-            raise ValueError(f"more than {self.max_items} items")
-        out = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise ValueError(f"item {i} must be an object")
-            out.append(_build(self.cls, item))
-        return tuple(out)
-
-    def describe(self) -> str:
-        return f"list of `{self.cls.__name__}`"
-
+# --- the schema: field kinds and records are wayray.common.schema's --------------------------------
 
 # Shared field shapes.
 USER_NAME = Text(256, r"[A-Za-z0-9._][A-Za-z0-9._@-]*\$?")
@@ -258,8 +122,8 @@ TICKET = Text(128, r"[A-Za-z0-9_-]+")
 RHOST = Text(255, r"[A-Za-z0-9.:_%\[\]-]+")
 SESSION_ID = Text(64, r"[A-Za-z0-9_-]+")
 ENV_ENTRY = Text(4096, r"[A-Za-z_][A-Za-z0-9_]*=[^\n]*")
-ENV_LIST = TextList(64, ENV_ENTRY)
-ARGV = TextList(256, Text(4096))
+ENV_LIST = ListOf(64, ENV_ENTRY)
+ARGV = ListOf(256, Text(4096))
 PAM_ANSWER = Text(4096, allow_empty=True)
 PATHNAME = Text(4096, allow_empty=True)
 PID = Integer(0, 2**31 - 1)
@@ -267,84 +131,12 @@ MEMORY_MAX = Integer(1, 2**63 - 1)
 CPU_QUOTA = Integer(1, 100_000)
 UNIT_NAME = Text(255, r"[A-Za-z0-9:_.\\@-]+\.scope")
 
-
-@dataclass(frozen=True)
-class FieldSpec:
-    kind: Kind
-    doc: str
-    required: bool
+#: The IPC's messages by direction and type (:data:`MESSAGES` has them by type).
+IPC = MessageTable("wrsessd IPC", error=ProtocolError, max_bytes=MAX_MESSAGE_BYTES)
 
 
-def field(kind: Kind, doc: str, *, required: bool = False, default: Any = None) -> Any:
-    """Declare a message field: its kind, its meaning, whether it must be present."""
-    return dataclasses.field(default=default, metadata={"spec": FieldSpec(kind, doc, required)})
-
-
-class Record:
-    """A JSON object made of declared fields (a message or a nested object)."""
-
-    @classmethod
-    def specs(cls) -> Iterator[tuple[str, FieldSpec]]:
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            yield f.name, f.metadata["spec"]
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, _spec in self.specs():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            out[name] = _jsonable(value)
-        return out
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, Record):
-        return value.to_json()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
-R = TypeVar("R", bound=Record)
-
-
-def _build(cls: type[R], obj: Mapping[str, object], *, skip: frozenset[str] = frozenset()) -> R:
-    known = {name for name, _ in cls.specs()}
-    unknown = sorted(set(obj) - known - skip)
-    if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r}")
-    values: dict[str, object] = {}
-    for name, spec in cls.specs():
-        if name not in obj or obj[name] is None:
-            if spec.required:
-                raise ValueError(f"field {name!r} is required")
-            continue
-        try:
-            values[name] = spec.kind.check(obj[name])
-        except ValueError as err:
-            raise ValueError(f"field {name!r}: {err}") from None
-    return cls(**values)
-
-
-class Direction(enum.StrEnum):
-    REQUEST = "request"  # client → wrsessd
-    RESPONSE = "response"  # wrsessd → client
-
-
-class Message(Record):
-    type: ClassVar[str]
-    direction: ClassVar[Direction]
+class Message(schema.Message):
     roles: ClassVar[frozenset[Role]]
-    doc: ClassVar[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, **super().to_json()}
-
-    def encode(self) -> bytes:
-        return encode(self.to_json())
 
 
 #: Every message by its ``type``: the one table the parser, the encoder and the docs test use.
@@ -355,9 +147,7 @@ M = TypeVar("M", bound=type[Message])
 
 def message(type_: str, direction: Direction, doc: str, roles: frozenset[Role] = frozenset()) -> Any:
     def register(cls: M) -> M:
-        cls.type = type_
-        cls.direction = direction
-        cls.doc = doc
+        IPC.message(type_, direction, doc)(cls)
         cls.roles = roles
         assert type_ not in MESSAGES, type_
         MESSAGES[type_] = cls
@@ -373,7 +163,7 @@ CONTROL = frozenset({Role.CONTROL})
 # --- nested objects --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionInfo(Record):
     """A running session as wrsessd knows it."""
 
@@ -418,7 +208,7 @@ class SessionInfo(Record):
     "and nothing else but `username`; a control client must give `token` and `token_kind`.",
     BOTH,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CreateSession(Message):
     username: str | None = field(USER_NAME, "user name; omitted: PAM asks for it (a `visible` prompt)")
     ticket: str | None = field(TICKET, "greeters: the `WAYRAY_LOGIN_TICKET` of their greeter session")
@@ -437,7 +227,7 @@ class CreateSession(Message):
     "for `info` and `error`.",
     BOTH,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PostAuthMessageResponse(Message):
     response: str | None = field(PAM_ANSWER, "the answer; never logged")
 
@@ -450,7 +240,7 @@ class PostAuthMessageResponse(Message):
     "nothing is started and the answer names the unlocked session with `resumed: true`.",
     BOTH,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StartSession(Message):
     cmd: tuple[str, ...] | None = field(
         ARGV,
@@ -477,7 +267,7 @@ class StartSession(Message):
     "Abandon the login in progress on this connection (if any). Always answered by `success`.",
     BOTH,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CancelSession(Message):
     pass
 
@@ -490,7 +280,7 @@ class CancelSession(Message):
     "Answered by `session_started` or `error`.",
     CONTROL,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CreateGreeterSession(Message):
     token: str = field(TOKEN_REF, "the token reference the greeter is shown for", required=True)
     token_kind: str = field(TOKEN_KIND, "the kind of that token", required=True)
@@ -523,7 +313,7 @@ class CreateGreeterSession(Message):
 
 
 @message("list_sessions", Direction.REQUEST, "Answered by `session_list`.", CONTROL)
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ListSessions(Message):
     pass
 
@@ -535,7 +325,7 @@ class ListSessions(Message):
     "then the PAM session is closed. Answered by `success` once it has ended, or `error`.",
     CONTROL,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KillSession(Message):
     session_id: str = field(SESSION_ID, "the session to end", required=True)
     reason: EndReason | None = field(Choice(EndReason), "why (recorded and sent in the `ended` event)")
@@ -548,7 +338,7 @@ class KillSession(Message):
     "`session_event` for every change. The connection accepts no further requests.",
     CONTROL,
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Subscribe(Message):
     pass
 
@@ -557,13 +347,13 @@ class Subscribe(Message):
 
 
 @message("success", Direction.RESPONSE, "The request succeeded.")
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Success(Message):
     pass
 
 
 @message("error", Direction.RESPONSE, "The request failed; a login in progress is cancelled.")
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Error(Message):
     error_type: ErrorType = field(Choice(ErrorType), "what kind of failure", required=True)
     description: str = field(
@@ -578,21 +368,21 @@ class Error(Message):
     "A PAM message to show; answer with `post_auth_message_response`. Make no assumption about "
     "the number or order of prompts (OTP codes, password changes, notices).",
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuthMessage(Message):
     auth_message_type: AuthMessageType = field(Choice(AuthMessageType), "how to show it", required=True)
     auth_message: str = field(Text(4096, allow_empty=True), "the text from PAM", required=True)
 
 
 @message("session_started", Direction.RESPONSE, "A session runs (or, with `resumed`, was unlocked).")
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionStarted(Message):
     session: SessionInfo = field(Nested(SessionInfo), "the session", required=True)
     resumed: bool = field(Flag(), "true when an existing session was unlocked, not started", default=False)
 
 
 @message("session_list", Direction.RESPONSE, "Every running session.")
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionList(Message):
     sessions: tuple[SessionInfo, ...] = field(
         NestedList(SessionInfo, 1_000_000), "the sessions", required=True, default=()
@@ -602,7 +392,7 @@ class SessionList(Message):
 @message(
     "session_event", Direction.RESPONSE, "Sent to subscribers when a session starts, ends or is unlocked."
 )
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionEvent(Message):
     event: SessionEventKind = field(Choice(SessionEventKind), "what happened", required=True)
     session: SessionInfo = field(Nested(SessionInfo), "the session it happened to", required=True)
@@ -610,22 +400,15 @@ class SessionEvent(Message):
     greeter_session: str | None = field(SESSION_ID, "`started`/`unlocked` via a greeter: that greeter")
 
 
-# --- framing and parsing ---------------------------------------------------------------------------
+# --- framing and parsing: wayray.common.jsonframe's ---------------------------------------------------
+
+HEADER_SIZE = jsonframe.HEADER_SIZE
+header_length = jsonframe.header_length
+IdleTimeout = jsonframe.IdleTimeout
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:
-    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
-    return _HEADER.pack(len(body)) + body
-
-
-def header_length(header: bytes) -> int:
-    (length,) = _HEADER.unpack(header)
-    return int(length)
-
-
-HEADER_SIZE = _HEADER.size
+    return IPC.encode(obj)
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
@@ -639,42 +422,56 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return obj
 
 
+def _frame_error(err: jsonframe.FrameError) -> ProtocolError:
+    if isinstance(err, jsonframe.FrameCut):
+        where = "a frame header" if err.where == "header" else "a message"
+        return ProtocolError(f"connection closed in the middle of {where}")
+    if isinstance(err, jsonframe.FrameUnfinished):
+        return ProtocolError(f"an unfinished message: the rest of it did not come within {err.timeout:g} s")
+    return ProtocolError(f"message {err.reason}")
+
+
 class FrameDecoder:
     """Sans-IO reassembly: feed received bytes, get complete JSON objects out."""
 
     def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        self._buf = bytearray()
-        self._max = max_bytes
+        self._frames = jsonframe.FrameSplitter(max_bytes)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        self._buf += data
-        out = []
-        while len(self._buf) >= HEADER_SIZE:
-            length = header_length(bytes(self._buf[:HEADER_SIZE]))
-            if length > self._max:
-                raise ProtocolError(f"message of {length} bytes exceeds the {self._max}-byte limit")
-            if len(self._buf) < HEADER_SIZE + length:
-                break
-            body = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + length])
-            del self._buf[: HEADER_SIZE + length]
-            out.append(decode_body(body))
-        return out
+        try:
+            bodies = self._frames.feed(data)
+        except jsonframe.FrameError as err:
+            raise _frame_error(err) from None
+        return [decode_body(body) for body in bodies]
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        return self._frames.pending
+
+
+async def read_message(
+    reader: asyncio.StreamReader,
+    max_bytes: int,
+    *,
+    idle_timeout: float | None = None,
+    frame_timeout: float | None = None,
+) -> dict[str, Any] | None:
+    """One framed JSON object from an asyncio stream, None at a clean end of stream; ProtocolError on
+    anything else (:func:`wayray.common.jsonframe.read_frame` says what the timeouts do)."""
+    try:
+        body = await jsonframe.read_frame(
+            reader, max_bytes, idle_timeout=idle_timeout, frame_timeout=frame_timeout
+        )
+    except jsonframe.FrameError as err:
+        raise _frame_error(err) from None
+    return None if body is None else decode_body(body)
 
 
 def parse(obj: Mapping[str, Any], direction: Direction) -> Message:
     """Validate one decoded object as a message going ``direction``; ProtocolError says what is wrong."""
-    type_ = obj.get("type")
-    cls = MESSAGES.get(type_) if isinstance(type_, str) else None
-    if cls is None or cls.direction is not direction:
-        raise ProtocolError(f"unknown {direction.value} type {type_!r}")
-    try:
-        return _build(cls, obj, skip=frozenset({"type"}))
-    except ValueError as err:
-        raise ProtocolError(f"{type_}: {err}") from None
+    msg = IPC.parse(obj, direction)
+    assert isinstance(msg, Message)
+    return msg
 
 
 def parse_request(obj: Mapping[str, Any]) -> Message:
@@ -688,38 +485,17 @@ def parse_response(obj: Mapping[str, Any]) -> Message:
 # --- the reference in docs/launcher.md is generated from the table above -----------------------------
 
 
-def _record_table(cls: type[Record]) -> list[str]:
-    rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
-    for name, spec in cls.specs():
-        rows.append(
-            f"| `{name}` | {spec.kind.describe()} | {'yes' if spec.required else 'no'} | {spec.doc} |"
-        )
-    if len(rows) == 2:
-        return ["(no fields)"]
-    return rows
-
-
 def markdown_reference() -> str:
     """The message reference of docs/launcher.md (a test checks the two agree)."""
-    out: list[str] = []
-    for direction, title in ((Direction.REQUEST, "Requests"), (Direction.RESPONSE, "Responses")):
-        out.append(f"### {title}")
-        out.append("")
-        for type_, cls in MESSAGES.items():
-            if cls.direction is not direction:
-                continue
-            roles = f" — roles: {', '.join(sorted(r.value for r in cls.roles))}" if cls.roles else ""
-            out.append(f"#### `{type_}`{roles}")
-            out.append("")
-            out.append(cls.doc)
-            out.append("")
-            out.extend(_record_table(cls))
-            out.append("")
-    out.append("### `SessionInfo` object")
-    out.append("")
-    out.append(SessionInfo.__doc__ or "")
-    out.append("")
-    out.extend(_record_table(SessionInfo))
+
+    def heading(cls: type[schema.Message]) -> str:
+        roles = MESSAGES[cls.type].roles
+        return f"#### `{cls.type}`" + (
+            f" — roles: {', '.join(sorted(r.value for r in roles))}" if roles else ""
+        )
+
+    out = IPC.reference({Direction.REQUEST: "Requests", Direction.RESPONSE: "Responses"}, heading)
+    out += ["### `SessionInfo` object", "", SessionInfo.__doc__ or "", "", *record_table(SessionInfo)]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -3,7 +3,7 @@
 wrsessd starts a fresh worker (``python -I -m wayray.launcher.worker --fd N``) for every login and
 every greeter session, and talks to it over a socketpair with the IPC framing. Keeping PAM out of the
 daemon means a PAM module that blocks, sleeps (pam_faildelay) or crashes stalls or kills only its
-own login. The worker's life:
+own login. The messages are :mod:`wayray.launcher.worker_protocol`'s. The worker's life:
 
 1. **Authenticate.** ``begin`` names the PAM service and user; the worker runs ``pam_authenticate``
    (skipped for greeter sessions) and ``pam_acct_mgmt`` — with ``pam_chauthtok`` when the password
@@ -39,14 +39,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wayray.common.log import setup as setup_logging
 from wayray.common.secretfd import secret_pipe
 from wayray.launcher import pam, proctree, protocol, scope, sessionlog, spawn
+from wayray.launcher import worker_protocol as wp
 from wayray.launcher.channel import Channel
+from wayray.launcher.pamlogin import Cancelled, DaemonChannel, PamLogin
+from wayray.launcher.protocol import EndReason
 from wayray.launcher.records import SessionRecords, StoredSession
-from wayray.launcher.settings import Component, SessionPlan, session_components, session_from_json
+from wayray.launcher.settings import SessionPlan, session_components, session_from_json
 
 log = logging.getLogger("wayray.wrsessd.worker")
 
@@ -54,97 +56,34 @@ log = logging.getLogger("wayray.wrsessd.worker")
 #: whose descriptor ``WAYRAY_LINK_SECRET_FD`` names.
 LINK_SECRET = "WAYRAY_LINK_SECRET"
 
-# PAM outcomes that mean "wrong name or password": the greeter says so without telling which.
-_AUTH_FAILURES = {
-    pam.Status.AUTH_ERR,
-    pam.Status.USER_UNKNOWN,
-    pam.Status.CRED_INSUFFICIENT,
-    pam.Status.AUTHINFO_UNAVAIL,
-    pam.Status.MAXTRIES,
-}
-# Authenticated, but the account may not log in now.
-_ACCOUNT_FAILURES = {
-    pam.Status.ACCT_EXPIRED,
-    pam.Status.PERM_DENIED,
-    pam.Status.AUTHTOK_EXPIRED,
-    pam.Status.NEW_AUTHTOK_REQD,
-    pam.Status.AUTHTOK_ERR,
-    pam.Status.AUTHTOK_RECOVERY_ERR,
-    pam.Status.AUTHTOK_LOCK_BUSY,
-    pam.Status.TRY_AGAIN,
-}
-LOGIN_INCORRECT = "Login incorrect: wrong user name or password."
-#: An unlock's user name is fixed (the session's owner): only the password can be wrong.
-WRONG_PASSWORD = "Wrong password."
-ROOT_REFUSED = "root cannot log in here: WayRay never starts a session as root."
-
-_STYLE_TO_TYPE = {
-    pam.MessageStyle.PROMPT_ECHO_OFF: protocol.AuthMessageType.SECRET,
-    pam.MessageStyle.PROMPT_ECHO_ON: protocol.AuthMessageType.VISIBLE,
-    pam.MessageStyle.TEXT_INFO: protocol.AuthMessageType.INFO,
-    pam.MessageStyle.ERROR_MSG: protocol.AuthMessageType.ERROR,
-}
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    """Everything a worker needs, sent by the daemon in ``begin`` (so the worker reads no config)."""
-
-    session_id: str
-    session_class: str  # protocol.SessionClass value
-    service: str | None  # PAM service; None: no PAM at all (greeters, when so configured)
-    user: str | None  # None: PAM asks for the user name
-    authenticate: bool
-    open_session: bool  # False for unlock logins: authenticate only
-    rhost: str | None
-    pam_tty: str | None
-    token: str | None
-    token_kind: str | None
-    allow_password_change: bool
-    compositor: tuple[str, ...]
-    components: tuple[tuple[str, tuple[str, ...]], ...]
-    read_user_session_file: bool
-    user_session_file: str
-    runtime_dir_base: str
-    state_dir: str
-    default_path: str
-    umask: int
-    compositor_start_timeout_s: float
-    stop_timeout_s: float
-    unlock_session: str | None = None
-    #: session.toml (``settings.session_to_json``): user sessions' further programs and environment.
-    session_defaults: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> WorkerJob:
-        values = dict(obj)
-        values["compositor"] = tuple(values["compositor"])
-        values["components"] = tuple((name, tuple(argv)) for name, argv in values["components"])
-        return cls(**values)
-
-    @property
-    def plan(self) -> SessionPlan:
-        return SessionPlan(self.compositor, tuple(Component(n, a) for n, a in self.components))
-
-
-class Cancelled(Exception):
-    pass
-
 
 class StartFailed(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Placeholders:
+    """What the ``{placeholders}`` of configured commands expand to (settings.PLACEHOLDERS)."""
+
+    wayland_display: str
+    session_id: str
+    runtime_dir: str
+    user: str
+    session_class: str
+
+    def values(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
 class Worker:
-    def __init__(self, chan: Channel, job: WorkerJob) -> None:
+    """A session after its login (:class:`PamLogin`): started, served until it ends, torn down."""
+
+    def __init__(self, chan: DaemonChannel, job: wp.WorkerJob, login: PamLogin) -> None:
         self.chan = chan
         self.job = job
-        self.handle: pam.PamHandle | None = None
-        self.last_pam_error: str | None = None
-        self.account: spawn.Account | None = None
+        #: The PAM handle of the login (None without PAM), on which the session is opened and closed.
+        self.handle = login.handle
+        self.account = login.account
         # What has been set up, so teardown undoes exactly that.
         self.cred_established = False
         self.session_open = False
@@ -166,6 +105,10 @@ class Worker:
         self.unit: str | None = None
         self.limits = scope.Limits()
 
+    @property
+    def wayland_display(self) -> str:
+        return f"wayland-wr-{self.job.session_id}"
+
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
 
@@ -173,203 +116,96 @@ class Worker:
         if self.stop_requested:
             raise StartFailed("wrsessd stopped the start (it took too long)")
 
-    # --- phase 1: authentication ------------------------------------------------------------------
-
-    def converse(self, message: pam.Message) -> str | None:
-        kind = _STYLE_TO_TYPE[message.style]
-        if kind is protocol.AuthMessageType.ERROR:
-            self.last_pam_error = message.text
-        prompt: dict[str, Any] = {"type": "prompt", "style": kind.value, "text": message.text}
-        named = self._pam_user()
-        if named:
-            # PAM knows whom it is authenticating (it asked "login:", or was told): wrsessd checks
-            # that user's lockout now, before anything further — a password above all — is asked.
-            prompt["user"] = named
-        if not self.chan.send(prompt):
-            raise pam.ConversationAborted("wrsessd went away")
-        reply = self.chan.recv()
-        if reply is None or reply.get("type") == "cancel":
-            raise Cancelled()
-        if reply.get("type") != "answer":
-            raise pam.ConversationAborted(f"unexpected {reply.get('type')!r} during the conversation")
-        response = reply.get("response")
-        if kind.is_prompt:
-            if not isinstance(response, str):
-                raise pam.ConversationAborted("no answer to a prompt")
-            return response
-        return None
-
-    def _pam_user(self) -> str | None:
-        if self.handle is None:
-            return None
-        try:
-            return self.handle.user
-        except pam.PamError:
-            return None
-
-    def authenticate(self) -> bool:
-        job = self.job
-        if job.service is None:
-            assert job.user is not None
-            self.account = spawn.Account.lookup(job.user)
-            return self.chan.send({"type": "auth_ok", "user": self.account.name, "uid": self.account.uid})
-        try:
-            self.handle = pam.PamHandle(job.service, job.user, self.converse)
-            if job.rhost:
-                self.handle.set_item(pam.Item.RHOST, job.rhost)
-            if job.pam_tty:
-                self.handle.set_item(pam.Item.TTY, job.pam_tty)
-            if job.authenticate:
-                self.handle.authenticate()
-            try:
-                self.handle.acct_mgmt()
-            except pam.PamError as err:
-                if err.status is not pam.Status.NEW_AUTHTOK_REQD or not job.allow_password_change:
-                    raise
-                self.handle.chauthtok(pam.Flag.CHANGE_EXPIRED_AUTHTOK)
-            user = self.handle.user
-            if not user:
-                raise pam.PamError("pam_get_item", pam.Status.USER_UNKNOWN, "PAM did not name a user")
-            self.account = spawn.Account.lookup(user)
-        except (pam.PamError, KeyError) as err:
-            return self._auth_failed(err)
-        if self.account.uid == 0 and job.session_class == protocol.SessionClass.GREETER:
-            self.chan.send(
-                {"type": "auth_failed", "error_type": "error", "message": "greeters never run as root"}
-            )
-            return False
-        if self.account.uid == 0:
-            # Whatever the PAM stack says: a kiosk is no place for a root session (nor an unlock of one).
-            log.warning("login for %s refused: it has uid 0, and WayRay never starts a root session", user)
-            self.chan.send(
-                {
-                    "type": "auth_failed",
-                    "error_type": "account_error",
-                    "message": ROOT_REFUSED,
-                    "status": "root_refused",
-                    "user": self.account.name,
-                }
-            )
-            return False
-        return self.chan.send({"type": "auth_ok", "user": self.account.name, "uid": self.account.uid})
-
-    def _auth_failed(self, err: pam.PamError | KeyError) -> bool:
-        assert self.handle is not None
-        user = self.handle.user if self.handle else None
-        if isinstance(err, KeyError):
-            error_type, message, status = "auth_error", LOGIN_INCORRECT, "user_unknown"
-            log.warning("login for %r refused: PAM accepted a user the system does not know", user)
-        else:
-            status = err.status.value
-            if isinstance(self.handle.conversation_error, Cancelled):
-                raise Cancelled()
-            if err.status in _AUTH_FAILURES:
-                incorrect = WRONG_PASSWORD if self.job.unlock_session else LOGIN_INCORRECT
-                error_type, message = "auth_error", self.last_pam_error or incorrect
-            elif err.status in _ACCOUNT_FAILURES:
-                what = "password change failed" if err.call == "pam_chauthtok" else "account refused"
-                error_type = "account_error"
-                message = self.last_pam_error or f"{what.capitalize()}: {err.message}."
-            elif err.status is pam.Status.CONV_ERR:
-                error_type, message = "error", "The login conversation failed."
-            else:
-                error_type = "error"
-                message = (
-                    f"The login service failed ({err.message}); ask an administrator to check the logs."
-                )
-            log.info(
-                "login for %r refused by %s in %s: %s",
-                user or job_user(self.job),
-                self.job.service,
-                err.call,
-                err.message,
-            )
-        self.chan.send(
-            {
-                "type": "auth_failed",
-                "error_type": error_type,
-                "message": message,
-                "status": status,
-                "user": user,
-            }
-        )
-        return False
-
     # --- phase 2: start ---------------------------------------------------------------------------
 
-    def start(self, msg: dict[str, Any]) -> None:
+    def start(self, msg: wp.Start) -> None:
         job = self.job
         account = self.account
         assert account is not None
         proctree.become_subreaper()
-        wayland_display = f"wayland-wr-{job.session_id}"
-        requested_env = [e for e in msg.get("env") or () if isinstance(e, str)]
         # The compositor's link secret (from wrsrvd) is for the compositor alone: kept out of PAM's
         # environment and every program's, it reaches the compositor through a pipe (docs/link.md §1).
-        link_secrets = [e.partition("=")[2] for e in requested_env if e.startswith(f"{LINK_SECRET}=")]
-        requested_env = [e for e in requested_env if not e.startswith(f"{LINK_SECRET}=")]
-        pam_env: dict[str, str] = {}
-        if self.handle is not None:
-            h = self.handle
-            for entry in (
-                "XDG_SESSION_TYPE=wayland",
-                f"XDG_SESSION_CLASS={job.session_class}",
-                "XDG_SESSION_DESKTOP=wayray",
-                f"USER={account.name}",
-                f"LOGNAME={account.name}",
-                f"HOME={account.home}",
-                f"SHELL={account.shell}",
-                *requested_env,
-            ):
-                h.putenv(entry)
-            h.setcred(pam.Flag.ESTABLISH_CRED)
-            self.cred_established = True
-            h.open_session()
-            self.session_open = True
-            pam_env = h.getenvlist()
-            self._check_stop()
-        else:
-            pam_env = dict(e.split("=", 1) for e in requested_env)
+        link_secrets = [e.partition("=")[2] for e in msg.env if e.startswith(f"{LINK_SECRET}=")]
+        requested_env = [e for e in msg.env if not e.startswith(f"{LINK_SECRET}=")]
+        pam_env = self._open_pam_session(account, requested_env)
         # Out of wrsessd's cgroup before anything of the session runs, so that a restart of wrsessd
         # (which kills its cgroup) ends none of it.
         self._place(msg, account)
         self._check_stop()
-
         self.runtime_dir, self.created_runtime_dir = self._runtime_dir(pam_env, account)
         env = spawn.session_environment(
             account,
             pam_env=pam_env,
             runtime_dir=self.runtime_dir,
-            session_class=job.session_class,
+            session_class=job.session_class.value,
             session_id=job.session_id,
             default_path=job.default_path,
         )
-        plan = job.plan
-        from_session_toml: tuple[Component, ...] = ()
-        if job.session_class == protocol.SessionClass.USER and job.session_defaults is not None:
-            session = session_from_json(job.session_defaults)
-            if job.read_user_session_file:
-                session = spawn.read_user_session(account, env, job.user_session_file, session)
-                self._check_stop()
-            from_session_toml = session_components(session)
-            plan = SessionPlan(plan.compositor, (*plan.components, *from_session_toml))
-            env.update(spawn.session_env_entries(session))
-        custom = [a for a in msg.get("cmd") or () if isinstance(a, str)]
-        values = {
-            "wayland_display": wayland_display,
-            "session_id": job.session_id,
-            "runtime_dir": str(self.runtime_dir),
-            "user": account.name,
-            "session_class": job.session_class,
-        }
-        socket_path = self.runtime_dir / wayland_display
-        try:
-            socket_path.unlink()  # a stale socket from a crashed session of the same id
-        except FileNotFoundError:
-            pass
+        plan, configured = self._plan(account, env)
+        names = Placeholders(
+            wayland_display=self.wayland_display,
+            session_id=job.session_id,
+            runtime_dir=str(self.runtime_dir),
+            user=account.name,
+            session_class=job.session_class.value,
+        )
+        output = self._open_output(account, env)
+        compositor = self._spawn_compositor(
+            msg.cmd or (), plan, env, names, output, link_secrets[-1] if link_secrets else None
+        )
+        client_env = {**env, "WAYLAND_DISPLAY": self.wayland_display}
+        if job.greeter:
+            client_env.update(msg.greeter_env or {})
+        self._spawn_components(plan, configured, client_env, names, output)
+        self._record(msg, account, compositor.pid)
 
-        greeter = job.session_class == protocol.SessionClass.GREETER
-        self.output, problem = sessionlog.open_output(account, env, greeter=greeter)
+    def _open_pam_session(self, account: spawn.Account, requested_env: list[str]) -> dict[str, str]:
+        """The session's variables into PAM's environment (pam_systemd reads them),
+        ``pam_setcred(ESTABLISH)``, ``pam_open_session``: PAM's environment for the session."""
+        job = self.job
+        h = self.handle
+        if h is None:
+            return dict(e.split("=", 1) for e in requested_env)
+        for entry in (
+            "XDG_SESSION_TYPE=wayland",
+            f"XDG_SESSION_CLASS={job.session_class}",
+            "XDG_SESSION_DESKTOP=wayray",
+            f"USER={account.name}",
+            f"LOGNAME={account.name}",
+            f"HOME={account.home}",
+            f"SHELL={account.shell}",
+            *requested_env,
+        ):
+            h.putenv(entry)
+        h.setcred(pam.Flag.ESTABLISH_CRED)
+        self.cred_established = True
+        h.open_session()
+        self.session_open = True
+        pam_env = h.getenvlist()
+        self._check_stop()
+        return pam_env
+
+    def _plan(self, account: spawn.Account, env: dict[str, str]) -> tuple[SessionPlan, int]:
+        """The configured plan with session.toml's programs after it (a user session), and how many of
+        its components are configured ones (whose unknown placeholders are errors); session.toml's
+        environment goes into ``env``."""
+        job = self.job
+        plan = job.plan
+        configured = len(plan.components)
+        if job.session_class is not protocol.SessionClass.USER or job.session_defaults is None:
+            return plan, configured
+        session = session_from_json(job.session_defaults)
+        if job.read_user_session_file:
+            session = spawn.read_user_session(account, env, job.user_session_file, session)
+            self._check_stop()
+        plan = SessionPlan(plan.compositor, (*plan.components, *session_components(session)))
+        env.update(spawn.session_env_entries(session))
+        return plan, configured
+
+    def _open_output(self, account: spawn.Account, env: dict[str, str]) -> int:
+        """Where the session's programs write: the descriptor they all get as stdout and stderr."""
+        job = self.job
+        self.output, problem = sessionlog.open_output(account, env, greeter=job.greeter)
         if self.output.kind is sessionlog.OutputKind.DISCARDED:
             log.warning(
                 "session %s of %s: %s; the session's output is discarded",
@@ -386,17 +222,34 @@ class Worker:
                 f" ({problem})" if problem else "",
             )
         self._check_stop()
-        output = self.output.fd
+        return self.output.fd
 
-        comp_env = {**env, "WAYRAY_WAYLAND_DISPLAY": wayland_display}
-        secret_fd = secret_pipe(link_secrets[-1]) if link_secrets else None
+    def _spawn_compositor(
+        self,
+        custom: tuple[str, ...],
+        plan: SessionPlan,
+        env: dict[str, str],
+        names: Placeholders,
+        output: int,
+        link_secret: str | None,
+    ) -> subprocess.Popen[bytes]:
+        """Start the compositor as the user and wait for its Wayland socket."""
+        job = self.job
+        assert self.account is not None and self.runtime_dir is not None
+        socket_path = self.runtime_dir / self.wayland_display
+        try:
+            socket_path.unlink()  # a stale socket from a crashed session of the same id
+        except FileNotFoundError:
+            pass
+        comp_env = {**env, "WAYRAY_WAYLAND_DISPLAY": self.wayland_display}
+        secret_fd = secret_pipe(link_secret) if link_secret is not None else None
         if secret_fd is not None:
             comp_env[f"{LINK_SECRET}_FD"] = str(secret_fd)
         try:
             compositor = spawn.spawn(
                 # Placeholders are expanded in configured commands only; a requested one is taken as is.
-                custom or spawn.expand(plan.compositor, values),
-                account=account,
+                list(custom) or spawn.expand(plan.compositor, names.values()),
+                account=self.account,
                 env=comp_env,
                 umask=job.umask,
                 output=output,
@@ -417,26 +270,32 @@ class Worker:
             return compositor.poll() is None
 
         spawn.wait_for_socket(socket_path, running=running, timeout=job.compositor_start_timeout_s)
+        return compositor
 
-        client_env = {**env, "WAYLAND_DISPLAY": wayland_display}
-        if greeter:
-            client_env.update(
-                {k: v for k, v in (msg.get("greeter_env") or {}).items() if isinstance(v, str)}
-            )
-        configured = len(plan.components) - len(from_session_toml)
+    def _spawn_components(
+        self,
+        plan: SessionPlan,
+        configured: int,
+        client_env: dict[str, str],
+        names: Placeholders,
+        output: int,
+    ) -> None:
+        """Start the session's programs in order (a greeter that cannot start fails the start)."""
+        job = self.job
+        assert self.account is not None
         for index, comp in enumerate(plan.components):
             self._check_stop()
             expand = spawn.expand if index < configured else spawn.expand_known
             try:
                 child = spawn.spawn(
-                    expand(comp.argv, values),
-                    account=account,
+                    expand(comp.argv, names.values()),
+                    account=self.account,
                     env=client_env,
                     umask=job.umask,
                     output=output,
                 )
             except OSError as err:
-                if greeter:
+                if job.greeter:
                     raise StartFailed(f"cannot start the greeter {comp.argv[0]!r}: {err.strerror}") from err
                 log.warning(
                     "session %s: cannot start %s (%r): %s", job.session_id, comp.name, comp.argv[0], err
@@ -445,46 +304,43 @@ class Worker:
             self.children[child.pid] = child
             log.debug("session %s: started %s as pid %d", job.session_id, comp.name, child.pid)
 
+    def _record(self, msg: wp.Start, account: spawn.Account, compositor_pid: int) -> None:
+        """The session as wrsessd knows it, and its record (what a restarted wrsessd re-adopts)."""
+        job = self.job
         self.info = protocol.SessionInfo(
             session_id=job.session_id,
-            session_class=protocol.SessionClass(job.session_class),
+            session_class=job.session_class,
             user=account.name,
             uid=account.uid,
             token=job.token,
             token_kind=job.token_kind,
             rhost=job.rhost,
-            wayland_display=wayland_display,
+            wayland_display=self.wayland_display,
             runtime_dir=str(self.runtime_dir),
             worker_pid=os.getpid(),
-            compositor_pid=compositor.pid,
+            compositor_pid=compositor_pid,
             started_at=time.time(),
-            replaces=msg.get("replaces") if isinstance(msg.get("replaces"), str) else None,
+            replaces=msg.replaces,
             unlock_session=job.unlock_session,
             unit=self.unit,
             memory_max=self.limits.memory_max,
             cpu_quota=self.limits.cpu_quota,
         )
-        ticket = msg.get("greeter_env", {}).get("WAYRAY_LOGIN_TICKET")
+        ticket = (msg.greeter_env or {}).get("WAYRAY_LOGIN_TICKET")
         self.records.write(
             StoredSession(
                 info=self.info,
                 worker_start_time=proctree.start_time(os.getpid()),
-                ticket_sha256=hashlib.sha256(ticket.encode()).hexdigest()
-                if isinstance(ticket, str)
-                else None,
+                ticket_sha256=hashlib.sha256(ticket.encode()).hexdigest() if ticket is not None else None,
                 created_runtime_dir=self.created_runtime_dir,
             )
         )
         self.record_written = True
 
-    def _place(self, msg: dict[str, Any], account: spawn.Account) -> None:
+    def _place(self, msg: wp.Start, account: spawn.Account) -> None:
         job = self.job
-        memory_max, cpu_quota = msg.get("memory_max"), msg.get("cpu_quota")
-        limits = scope.Limits(
-            memory_max=memory_max if isinstance(memory_max, int) and memory_max > 0 else None,
-            cpu_quota=cpu_quota if isinstance(cpu_quota, int) and cpu_quota > 0 else None,
-        )
-        if job.session_class == protocol.SessionClass.GREETER:
+        limits = scope.Limits(memory_max=msg.memory_max, cpu_quota=msg.cpu_quota)
+        if job.greeter:
             what = f"WayRay login screen {job.session_id}"
         else:
             what = f"WayRay session {job.session_id} of {account.name}"
@@ -541,7 +397,7 @@ class Worker:
 
     # --- phase 3: run -----------------------------------------------------------------------------
 
-    def run(self) -> str:
+    def run(self) -> EndReason:
         """Serve until the session ends; returns the end reason."""
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
@@ -552,12 +408,12 @@ class Worker:
         sel = selectors.DefaultSelector()
         sel.register(rfd, selectors.EVENT_READ, "signal")
         if not self.chan.closed:
-            sel.register(self.chan.sock, selectors.EVENT_READ, "daemon")
-        reason: str | None = self._reap()
+            sel.register(self.chan.chan.sock, selectors.EVENT_READ, "daemon")
+        reason = self._reap()
         if reason is None and self.stop_requested:  # SIGTERM between the start and this loop
-            reason = protocol.EndReason.SHUTDOWN.value
+            reason = EndReason.SHUTDOWN
         while reason is None:
-            if self.chan.has_buffered():
+            if self.chan.chan.has_buffered():
                 events = [(None, "daemon")]
             else:
                 events = [(None, key.data) for key, _ in sel.select()]
@@ -568,10 +424,14 @@ class Worker:
                     except BlockingIOError:
                         sigs = b""
                     if any(s in sigs for s in (signal.SIGTERM, signal.SIGINT)):
-                        reason = reason or protocol.EndReason.SHUTDOWN.value
+                        reason = reason or EndReason.SHUTDOWN
                     reason = reason or self._reap()
                 elif what == "daemon":
-                    msg = self.chan.recv()
+                    try:
+                        msg = self.chan.recv()
+                    except protocol.ProtocolError as err:
+                        log.warning("session %s: a bad message from wrsessd: %s", self.job.session_id, err)
+                        continue
                     if msg is None:
                         if self.unit is None and scope.systemd_booted():
                             log.warning(
@@ -584,20 +444,19 @@ class Worker:
                                 "session %s: wrsessd went away; the session keeps running",
                                 self.job.session_id,
                             )
-                        sel.unregister(self.chan.sock)
-                    elif msg.get("type") == "stop":
-                        given = msg.get("reason")
-                        reason = given if isinstance(given, str) else protocol.EndReason.OPERATOR.value
+                        sel.unregister(self.chan.chan.sock)
+                    elif isinstance(msg, wp.Stop):
+                        reason = msg.reason
         sel.close()
         return reason
 
-    def _reap(self) -> str | None:
+    def _reap(self) -> EndReason | None:
         for pid, _status in proctree.reap_children():
             child = self.children.pop(pid, None)
             if child is not None:
                 child.returncode = -1  # already reaped: keep Popen from waiting on a reused pid
             if pid == self.compositor_pid:
-                return protocol.EndReason.COMPOSITOR_EXITED.value
+                return EndReason.COMPOSITOR_EXITED
         return None
 
     # --- phase 4: teardown ------------------------------------------------------------------------
@@ -667,59 +526,69 @@ class Worker:
         self.handle = None
 
 
-def job_user(job: WorkerJob) -> str:
-    return job.user or "(asked by PAM)"
-
-
-def serve(chan: Channel) -> int:
-    begin = chan.recv()
-    if begin is None or begin.get("type") != "begin":
-        return 1
-    job = WorkerJob.from_json(begin["job"])
-    proctree.set_process_name(f"wrsessd-{job.session_class[0]}-{job.session_id[:6]}")
-    worker = Worker(chan, job)
+def serve(chan: DaemonChannel) -> int:
     try:
-        if not worker.authenticate():
+        begin = chan.recv()
+    except protocol.ProtocolError as err:
+        log.error("a bad first message from wrsessd: %s", err)
+        return 1
+    if not isinstance(begin, wp.Begin):
+        return 1
+    job = begin.job
+    proctree.set_process_name(f"wrsessd-{job.session_class.value[0]}-{job.session_id[:6]}")
+    login = PamLogin(chan, job)
+    try:
+        if not login.authenticate():
             return 0
-        msg = chan.recv(timeout=None)
-        if msg is None or msg.get("type") in ("cancel", "finish"):
-            return 0
-        if msg.get("type") != "start" or not job.open_session:
-            return 1
-        signal.signal(signal.SIGTERM, worker.request_stop)
         try:
-            worker.start(msg)
-        except (StartFailed, RuntimeError, pam.PamError, OSError) as err:
-            if isinstance(err, pam.PamError):
-                text = f"{err.call} failed in PAM service {job.service!r}: {err.message}"
-            else:
-                text = str(err)
-            log.error("session %s for %s could not start: %s", job.session_id, job_user(job), text)
-            worker.teardown()
-            chan.send({"type": "start_failed", "message": text})
+            msg = chan.recv(timeout=None)
+        except protocol.ProtocolError as err:
+            log.error("login %s: a bad message from wrsessd: %s", job.session_id, err)
+            return 1
+        if msg is None or isinstance(msg, wp.Cancel | wp.Finish):
             return 0
-        assert worker.info is not None
-        chan.send({"type": "started", "session": worker.info.to_json()})
-        log.info(
-            "session %s started: %s session of %s (uid %d), compositor pid %d",
-            job.session_id,
-            job.session_class,
-            worker.info.user,
-            worker.info.uid,
-            worker.info.compositor_pid,
-        )
-        reason = worker.run()
-        log.info("session %s of %s ending (%s)", job.session_id, worker.info.user, reason)
-        worker.teardown()
-        chan.send({"type": "ended", "reason": reason})
-        log.info("session %s ended; PAM session closed", job.session_id)
-        return 0
+        if not isinstance(msg, wp.Start) or not job.open_session:
+            return 1
+        return run_session(Worker(chan, job, login), msg)
     except Cancelled:
         log.debug("login %s cancelled", job.session_id)
         return 0
     finally:
-        if worker.handle is not None:
-            worker.handle.end()
+        if login.handle is not None:
+            login.handle.end()  # idempotent: a session's teardown has ended it already
+
+
+def run_session(worker: Worker, msg: wp.Start) -> int:
+    """Start the session, serve it until it ends, tear it down; tell wrsessd each step."""
+    job, chan = worker.job, worker.chan
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    try:
+        worker.start(msg)
+    except (StartFailed, RuntimeError, pam.PamError, OSError) as err:
+        if isinstance(err, pam.PamError):
+            text = f"{err.call} failed in PAM service {job.service!r}: {err.message}"
+        else:
+            text = str(err)
+        log.error("session %s for %s could not start: %s", job.session_id, job.user_label, text)
+        worker.teardown()
+        chan.send(wp.StartFailed(message=text))
+        return 0
+    assert worker.info is not None
+    chan.send(wp.Started(session=worker.info))
+    log.info(
+        "session %s started: %s session of %s (uid %d), compositor pid %d",
+        job.session_id,
+        job.session_class.value,
+        worker.info.user,
+        worker.info.uid,
+        worker.info.compositor_pid,
+    )
+    reason = worker.run()
+    log.info("session %s of %s ending (%s)", job.session_id, worker.info.user, reason.value)
+    worker.teardown()
+    chan.send(wp.Ended(reason=reason))
+    log.info("session %s ended; PAM session closed", job.session_id)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -733,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
-    return serve(Channel(sock))
+    return serve(DaemonChannel(Channel(sock)))
 
 
 if __name__ == "__main__":

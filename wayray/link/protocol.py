@@ -1,8 +1,9 @@
 """The link protocol: messages between wrsrvd (the *server*) and a session compositor, and their codec.
 
 Framing is the wire's (``u32 LE length, u16 LE type, body``; :mod:`wayray.wire.framing`). Control
-messages carry one JSON object each, checked strictly (every field declared here with its type and
-limits, no unknown fields, nothing missing); the relay messages and screenshots carry binary bodies so
+messages carry one JSON object each, checked strictly (every field declared here with its type,
+limits and meaning, in the schema layer of :mod:`wayray.common.schema`; no unknown fields, nothing
+missing); the relay messages and screenshots carry binary bodies so
 that pixels are never re-encoded:
 
 - ``ToViewer``: ``u32 attach_id, u8 channel`` then one complete wire frame (header and body) that the
@@ -21,10 +22,11 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from wayray.common.jsonframe import JSONBodyError, decode_object
+from wayray.common.schema import BadField, Kind, MissingField, Record, UnknownFields, field
 from wayray.wire import Channel
 from wayray.wire.errors import ProtocolError
 from wayray.wire.framing import FrameDecoder, encode_frame, parse_header
@@ -86,20 +88,89 @@ class CloseCode(enum.StrEnum):
     SHUTDOWN = "shutdown"
 
 
-# --- fields --------------------------------------------------------------------------------------
+# --- fields: the link's kinds of wayray.common.schema ------------------------------------------------
 
 
-def _text(limit: int, default: Any = MISSING) -> Any:
-    return field(default=default, metadata={"max": limit})
+@dataclass(frozen=True)
+class Utf8(Kind):
+    """A string of at most ``max_bytes`` bytes of UTF-8."""
+
+    max_bytes: int
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        if len(value.encode("utf-8", "surrogatepass")) > self.max_bytes:
+            raise ValueError(f"longer than {self.max_bytes} bytes")
+        return value
+
+    def describe(self) -> str:
+        return f"string ≤ {self.max_bytes} bytes"
 
 
-def _int(lo: int, hi: int, default: Any = MISSING) -> Any:
-    return field(default=default, metadata={"min": lo, "max": hi})
+@dataclass(frozen=True)
+class Int(Kind):
+    low: int
+    high: int
+
+    def check(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("expected an integer")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{value} is outside {self.low}..{self.high}")
+        return value
+
+    def describe(self) -> str:
+        return f"integer {self.low}…{self.high}"
+
+
+@dataclass(frozen=True)
+class Bool(Kind):
+    def check(self, value: object) -> object:
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value
+
+    def describe(self) -> str:
+        return "boolean"
+
+
+@dataclass(frozen=True)
+class Names(Kind):
+    """A list of at most ``max_items`` short strings (≤ 64 characters: capability names)."""
+
+    max_items: int
+
+    def check(self, value: object) -> object:
+        if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= 64 for v in value):
+            raise ValueError("expected a list of short strings")
+        if len(value) > self.max_items:
+            raise ValueError(f"more than {self.max_items} items")
+        return list(value)
+
+    def describe(self) -> str:
+        return f"list ≤ {self.max_items} of strings"
+
+
+@dataclass(frozen=True)
+class Code(Kind):
+    enum: type[enum.StrEnum]
+
+    def check(self, value: object) -> object:
+        if isinstance(value, str) and value in self.enum.__members__.values():
+            return self.enum(value)
+        raise ValueError(f"unknown code {value!r}")
+
+    def describe(self) -> str:
+        return " \\| ".join(f"`{c.value}`" for c in self.enum)
 
 
 _U32 = 0xFFFF_FFFF
-_NAME = 64
-_REASON = 1 * KiB
+_NAME = Utf8(64)
+_REASON = Utf8(1 * KiB)
+_SIZE = Int(1, 65535)
+_SCALE = Int(1, 65535)
+_ATTACH_ID = Int(1, _U32)
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -112,67 +183,86 @@ class LinkMessage:
     SENDER: ClassVar[LinkRole]
 
 
+class JSONMessage(LinkMessage, Record):
+    """A link message whose body is a JSON object of its declared fields. Every field is written,
+    and a ``null`` is no value of any field (it is refused, not taken for an absent field)."""
+
+    NULL_IS_ABSENT: ClassVar[bool] = False
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
-class Register(LinkMessage):
+class Register(JSONMessage):
     """Compositor → server, first: which session this process serves, proven by its secret."""
 
-    link_version: int = _int(0, 0xFFFF)
-    session_id: str = _text(_NAME)
-    #: The per-session secret from the compositor's environment (``WAYRAY_LINK_SECRET``).
-    secret: str = _text(256)
-    pid: int = _int(1, 0x7FFF_FFFF)
-    #: Its Wayland socket name (in its XDG_RUNTIME_DIR), for operators.
-    wayland_display: str = _text(255)
-    width: int = _int(1, 65535)
-    height: int = _int(1, 65535)
-    scale_120: int = _int(1, 65535)
+    link_version: int = field(Int(0, 0xFFFF), "the compositor's link version", required=True)
+    session_id: str = field(_NAME, "the session it serves", required=True)
+    secret: str = field(
+        Utf8(256), "the per-session secret it was given (`WAYRAY_LINK_SECRET_FD`)", required=True
+    )
+    pid: int = field(Int(1, 0x7FFF_FFFF), "its pid", required=True)
+    wayland_display: str = field(
+        Utf8(255), "its Wayland socket name (in its XDG_RUNTIME_DIR), for operators", required=True
+    )
+    width: int = field(_SIZE, "its output's width", required=True)
+    height: int = field(_SIZE, "its output's height", required=True)
+    scale_120: int = field(_SCALE, "its output's scale, in 120ths", required=True)
 
     def __repr__(self) -> str:  # the secret never reaches a log
         return f"Register(session_id={self.session_id!r}, pid={self.pid}, link_version={self.link_version})"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Welcome(LinkMessage):
+class Welcome(JSONMessage):
     """Server → compositor: the registration is accepted."""
 
-    link_version: int = _int(0, 0xFFFF)
-    server: str = _text(_NAME)
+    link_version: int = field(Int(0, 0xFFFF), "wrsrvd's link version", required=True)
+    server: str = field(_NAME, "wrsrvd and its version", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Close(LinkMessage):
+class Close(JSONMessage):
     """Either way: the sender closes the link, and why. Nothing follows it."""
 
-    code: CloseCode
-    reason: str = _text(_REASON)
+    code: CloseCode = field(Code(CloseCode), "why, for the program", required=True)
+    reason: str = field(_REASON, "why, for people", required=True)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class Attach(LinkMessage):
+class Attach(JSONMessage):
     """Server → compositor: a viewer now shows the session. The compositor answers :class:`Attached`,
     then sends a keyframe and the cursor, and from then on frames within the viewer's credit."""
 
-    #: Names this attachment; every ToViewer carries it so that frames of an older viewer that were
-    #: still on their way are dropped, never shown to the next one.
-    attach_id: int = _int(1, _U32)
-    #: The viewer's screen (physical pixels) and scale in 120ths, as in its Hello.
-    width: int = _int(0, 65535)
-    height: int = _int(0, 65535)
-    scale_120: int = _int(1, 65535)
-    #: Resize the output to the viewer's screen (when it is a size the compositor can drive).
-    match_size: bool
-    #: The viewer's XKB keymap text; "" keeps the default.
-    keymap: str = _text(512 * KiB)
-    #: The wire capabilities negotiated with the viewer (the compositor sends nothing else).
-    capabilities: list[str] = _text(32)
-    #: The viewer's frame credit window (ServerHello.frame_window).
-    frame_window: int = _int(1, 0xFFFF)
-    #: Which way clipboard text may flow (the session policy: both, to-client, to-server, none).
-    clipboard: str = _text(16)
-    #: The seq of the first FrameUpdate to send. 1 for a new viewer connection; higher when wrsrvd
-    #: switches a viewer that is already showing another session (greeter → the user's desktop) to
-    #: this one, whose seqs must go on increasing on the same connection.
-    first_seq: int = _int(1, 2**63 - 1, 1)
+    attach_id: int = field(
+        _ATTACH_ID,
+        "names this attachment; every ToViewer carries it so that frames of an older viewer that were "
+        "still on their way are dropped, never shown to the next one",
+        required=True,
+    )
+    width: int = field(
+        Int(0, 65535), "the viewer's screen width (physical pixels), as in its Hello", required=True
+    )
+    height: int = field(Int(0, 65535), "the viewer's screen height", required=True)
+    scale_120: int = field(_SCALE, "the viewer's scale in 120ths", required=True)
+    match_size: bool = field(
+        Bool(), "resize the output to the viewer's screen (when the compositor can drive it)", required=True
+    )
+    keymap: str = field(
+        Utf8(512 * KiB), "the viewer's XKB keymap text; empty keeps the default", required=True
+    )
+    capabilities: list[str] = field(
+        Names(32), "the wire capabilities negotiated with the viewer (nothing else is sent)", required=True
+    )
+    frame_window: int = field(Int(1, 0xFFFF), "the viewer's frame credit window", required=True)
+    clipboard: str = field(
+        Utf8(16), "which way clipboard text may flow: both, to-client, to-server, none", required=True
+    )
+    first_seq: int = field(
+        Int(1, 2**63 - 1),
+        "the seq of the first FrameUpdate to send: 1 for a new viewer connection; higher when wrsrvd "
+        "switches a viewer that already shows another session (greeter → the user's desktop) to this "
+        "one, whose seqs must go on increasing on the same connection",
+        default=1,
+    )
 
     def __repr__(self) -> str:
         return (
@@ -184,81 +274,83 @@ class Attach(LinkMessage):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Attached(LinkMessage):
+class Attached(JSONMessage):
     """Compositor → server: ready for ``attach_id``; the output is this size (for the ServerHello)."""
 
-    attach_id: int = _int(1, _U32)
-    width: int = _int(1, 65535)
-    height: int = _int(1, 65535)
-    scale_120: int = _int(1, 65535)
+    attach_id: int = field(_ATTACH_ID, "the attachment", required=True)
+    width: int = field(_SIZE, "the output's width", required=True)
+    height: int = field(_SIZE, "the output's height", required=True)
+    scale_120: int = field(_SCALE, "the output's scale in 120ths", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class OutputChanged(LinkMessage):
+class OutputChanged(JSONMessage):
     """Compositor → server: the output changed size (the viewer asked for it), for operators' tools."""
 
-    width: int = _int(1, 65535)
-    height: int = _int(1, 65535)
-    scale_120: int = _int(1, 65535)
+    width: int = field(_SIZE, "the output's width", required=True)
+    height: int = field(_SIZE, "the output's height", required=True)
+    scale_120: int = field(_SCALE, "the output's scale in 120ths", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Detach(LinkMessage):
+class Detach(JSONMessage):
     """Server → compositor: the viewer of ``attach_id`` left; stop sending frames, release its keys."""
 
-    attach_id: int = _int(1, _U32)
-    reason: str = _text(_REASON)
+    attach_id: int = field(_ATTACH_ID, "the attachment that ended", required=True)
+    reason: str = field(_REASON, "why", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class End(LinkMessage):
+class End(JSONMessage):
     """Server → compositor: end the session (stop its programs, then exit)."""
 
-    reason: str = _text(_REASON)
+    reason: str = field(_REASON, "why", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ended(LinkMessage):
+class Ended(JSONMessage):
     """Compositor → server: the session is over (its command exited); the process exits next."""
 
-    reason: str = _text(_REASON)
-    #: The command's exit status (128+N for signal N), or -1 when there was no command.
-    exit_status: int = _int(-1, 255)
+    reason: str = field(_REASON, "why", required=True)
+    exit_status: int = field(
+        Int(-1, 255),
+        "the command's exit status (128+N for signal N), or -1 without a command",
+        required=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
-class Screenshot(LinkMessage):
+class Screenshot(JSONMessage):
     """Server → compositor: send a PNG of the output (operators, tests)."""
 
-    request_id: int = _int(0, _U32)
-    include_cursor: bool = False
+    request_id: int = field(Int(0, _U32), "names the request in the answer", required=True)
+    include_cursor: bool = field(Bool(), "draw the cursor into it", default=False)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScreenshotFailed(LinkMessage):
+class ScreenshotFailed(JSONMessage):
     """Compositor → server: the screenshot ``request_id`` could not be taken."""
 
-    request_id: int = _int(0, _U32)
-    reason: str = _text(_REASON)
+    request_id: int = field(Int(0, _U32), "the request", required=True)
+    reason: str = field(_REASON, "why", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ping(LinkMessage):
+class Ping(JSONMessage):
     """Server → compositor (link version 2): answer with :class:`Pong` carrying the same ``nonce``.
     wrsrvd sends one every 2 s; a compositor that answers none for 6 s is *not responding* (hung,
     stopped, swapping): wrsrvd logs it, shows it to operators and tells its viewer, and does not end
     the session. Its next Pong makes it responding again."""
 
-    #: Counts up from 1 on each link.
-    nonce: int = _int(1, 2**63 - 1)
+    nonce: int = field(Int(1, 2**63 - 1), "counts up from 1 on each link", required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Pong(LinkMessage):
+class Pong(JSONMessage):
     """Compositor → server (link version 2): the answer to the :class:`Ping` ``nonce``, sent as soon
     as it is read (the compositor's event loop runs and reads its link)."""
 
-    nonce: int = _int(1, 2**63 - 1)
+    nonce: int = field(Int(1, 2**63 - 1), "the Ping's", required=True)
 
 
 @dataclass(frozen=True)
@@ -355,8 +447,8 @@ def encode(message: LinkMessage, sender: LinkRole) -> bytes:
     elif isinstance(message, ScreenshotResult):
         body = _REQUEST.pack(message.request_id) + message.png
     else:
-        obj = {f.name: getattr(message, f.name) for f in fields(message)}  # type: ignore[arg-type]
-        body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        assert isinstance(message, JSONMessage), message
+        body = json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > MAX_BODY[sender]:
         raise ValueError(f"{type(message).__name__} of {len(body)} bytes exceeds the link's limit")
     return encode_frame(spec.number, body)
@@ -438,67 +530,18 @@ def _wire_frame(name: str, frame: bytes) -> bytes:
 
 def _from_json(cls: type[LinkMessage], obj: dict[str, Any]) -> LinkMessage:
     name = cls.__name__
-    declared = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(obj) - set(declared))
-    if unknown:
-        raise LinkError(f"{name}: unknown fields {unknown}")
-    values: dict[str, Any] = {}
-    for fname, f in declared.items():
-        if fname not in obj:
-            if f.default is MISSING:
-                raise LinkError(f"{name}: missing field {fname!r}")
-            continue
-        values[fname] = _check(f"{name}.{fname}", f.type, f.metadata, obj[fname])
-    return cls(**values)
-
-
-def _check(where: str, annotation: Any, meta: Any, value: Any) -> Any:
-    kind = str(annotation)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise LinkError(f"{where}: expected a string")
-        if len(value.encode("utf-8", "surrogatepass")) > meta["max"]:
-            raise LinkError(f"{where}: longer than {meta['max']} bytes")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise LinkError(f"{where}: expected an integer")
-        if not meta["min"] <= value <= meta["max"]:
-            raise LinkError(f"{where}: {value} is outside {meta['min']}..{meta['max']}")
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise LinkError(f"{where}: expected true or false")
-        return value
-    if kind == "list[str]":
-        if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= 64 for v in value):
-            raise LinkError(f"{where}: expected a list of short strings")
-        if len(value) > meta["max"]:
-            raise LinkError(f"{where}: more than {meta['max']} items")
-        return list(value)
-    if kind == "CloseCode":
-        try:
-            return CloseCode(value)
-        except ValueError:
-            raise LinkError(f"{where}: unknown code {value!r}") from None
-    raise AssertionError(f"{where}: no check for {kind}")  # pragma: no cover - the table is fixed
+    assert issubclass(cls, JSONMessage), cls
+    try:
+        return cls.from_json(obj)
+    except UnknownFields as err:
+        raise LinkError(f"{name}: unknown fields {err.names}") from None
+    except MissingField as err:
+        raise LinkError(f"{name}: missing field {err.name!r}") from None
+    except BadField as err:
+        raise LinkError(f"{name}.{err.name}: {err.reason}") from None
 
 
 # --- the reference in docs/link.md -------------------------------------------------------------------
-
-
-def _type_name(annotation: str, meta: Any) -> str:
-    if annotation == "str":
-        return f"string ≤ {meta['max']} bytes"
-    if annotation == "int":
-        return f"integer {meta['min']}…{meta['max']}"
-    if annotation == "bool":
-        return "boolean"
-    if annotation == "list[str]":
-        return f"list ≤ {meta['max']} of strings"
-    if annotation == "CloseCode":
-        return " \\| ".join(f"`{c.value}`" for c in CloseCode)
-    return annotation
 
 
 def reference() -> str:
@@ -512,6 +555,7 @@ def reference() -> str:
         if spec.binary or spec.cls in seen:
             continue
         seen.add(spec.cls)
+        assert issubclass(spec.cls, JSONMessage)
         doc = " ".join((spec.cls.__doc__ or "").split())
         lines += [
             "",
@@ -519,10 +563,11 @@ def reference() -> str:
             "",
             doc,
             "",
-            "| field | type | required |",
-            "|---|---|---|",
+            "| field | type | required | meaning |",
+            "|---|---|---|---|",
         ]
-        for f in fields(spec.cls):  # type: ignore[arg-type]
-            required = "yes" if f.default is MISSING else f"no (default `{json.dumps(f.default)}`)"
-            lines.append(f"| `{f.name}` | {_type_name(str(f.type), f.metadata)} | {required} |")
+        defaults = {f.name: f.default for f in fields(spec.cls)}  # type: ignore[arg-type]
+        for name, fs in spec.cls.specs():
+            required = "yes" if fs.required else f"no (default `{json.dumps(defaults[name])}`)"
+            lines.append(f"| `{name}` | {fs.kind.describe()} | {required} | {fs.doc} |")
     return "\n".join(lines) + "\n"

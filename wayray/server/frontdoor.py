@@ -46,6 +46,7 @@ import wayray
 from wayray.common.errors import WayRayError
 from wayray.common.files import refuse_directories_others_change
 from wayray.common.notify import Notifier
+from wayray.common.system import boot_time, system_stopping
 from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
 from wayray.link import (
@@ -123,6 +124,8 @@ from wayray.wire.framing import parse_header
 from wayray.wire.protocol import HELLO_CREDENTIALS
 
 log = logging.getLogger("wayray.server")
+#: Ends nobody asked for: at a shutdown they are the shutdown's doing, and recorded as such.
+UNPLANNED_ENDS = frozenset({EndReason.COMMAND_EXITED, EndReason.COMPOSITOR_LOST, EndReason.LAUNCHER_ENDED})
 
 #: How the wire's token kinds map to the registry's (and the policy's ``tokens``). A software token
 #: (given on a command line or in a file) follows whoever presents it, as a badge does, so it counts
@@ -426,9 +429,14 @@ class FrontDoor(LoginMode):
         for s in self.registry.live_sessions():
             pid = s.endpoint.compositor_pid
             if pid is not None and not pid_alive(pid):
-                log.info("session %s: its compositor (pid %d) is gone; ending it", s.id, pid)
+                # One made before this boot ended with the machine (wrsrvd was stopped before it).
+                booted = boot_time()
+                rebooted = booted is not None and s.created_at < booted
+                reason = EndReason.SHUTDOWN if rebooted else EndReason.COMPOSITOR_LOST
+                why = "the machine restarted since" if rebooted else "ending it"
+                log.info("session %s: its compositor (pid %d) is gone; %s", s.id, pid, why)
                 try:
-                    self.registry.end(s.id, EndReason.COMPOSITOR_LOST, now)
+                    self.registry.end(s.id, reason, now)
                 except RegistryError as err:  # a full disk: the next start with room records it
                     log.warning("session %s: %s", s.id, err)
                 continue
@@ -1375,6 +1383,9 @@ class FrontDoor(LoginMode):
         """The session is over: record it, tell its viewer, forget it."""
         if ls.ended:
             return
+        if reason in UNPLANNED_ENDS and system_stopping():
+            # At a shutdown its compositor is told to stop (or its command is): not the user's doing.
+            reason, detail = EndReason.SHUTDOWN, f"the system is shutting down ({detail})"
         ls.ended = True
         ls.linked.set()  # wake viewers waiting for it: they find it ended
         s = self.registry.find(ls.id) if self.registry is not None else None

@@ -42,6 +42,7 @@ class EndReason(enum.StrEnum):
     COMMAND_EXITED = "command_exited"  # standalone: the session's command exited (the user quit it)
     COMPOSITOR_LOST = "compositor_lost"  # the session compositor died or never came back to wrsrvd
     START_FAILED = "start_failed"  # the session compositor could not be started
+    SHUTDOWN = "shutdown"  # the machine shut down or restarted while it ran
 
     @property
     def by_policy(self) -> bool:

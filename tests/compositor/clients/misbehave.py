@@ -16,6 +16,7 @@ import sys
 
 from pywayland import lib
 from pywayland.client import Display
+from pywayland.protocol.cursor_shape_v1 import WpCursorShapeDeviceV1, WpCursorShapeManagerV1
 from pywayland.protocol.wayland import WlCompositor, WlDataDeviceManager, WlSeat, WlShm, WlSubcompositor
 from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1
 from pywayland.protocol.xdg_shell import XdgPositioner, XdgWmBase
@@ -41,6 +42,8 @@ class Client:
                 self.globals[interface] = reg.bind(name, WlSeat, 1)
             elif interface == "wl_data_device_manager":
                 self.globals[interface] = reg.bind(name, WlDataDeviceManager, 3)
+            elif interface == "wp_cursor_shape_manager_v1":
+                self.globals[interface] = reg.bind(name, WpCursorShapeManagerV1, 1)
             elif interface == "zxdg_decoration_manager_v1":
                 self.globals[interface] = reg.bind(name, ZxdgDecorationManagerV1, 1)
             elif interface == "xdg_wm_base":
@@ -140,6 +143,21 @@ def destroyed_parent_popup(c: Client) -> None:
     parent_popup.destroy()  # the child popup is still mapped: not the topmost popup
 
 
+def incomplete_positioner_popup(c: Client) -> None:
+    _s, xdg, _top = c.mapped_toplevel()
+    pos = c.wm.create_positioner()
+    pos.set_anchor_rect(0, 0, 10, 10)  # no size
+    c.wm.get_xdg_surface(c.compositor.create_surface()).get_popup(xdg, pos)
+
+
+def roleless_popup_parent(c: Client) -> None:
+    parent_xdg = c.wm.get_xdg_surface(c.compositor.create_surface())  # never a toplevel or popup
+    pos = c.wm.create_positioner()
+    pos.set_size(W, H)
+    pos.set_anchor_rect(0, 0, 10, 10)
+    c.wm.get_xdg_surface(c.compositor.create_surface()).get_popup(parent_xdg, pos)
+
+
 def xdg_surface_before_role(c: Client) -> None:
     _s, xdg, _top = c.mapped_toplevel()
     xdg.destroy()  # the toplevel still exists
@@ -216,6 +234,16 @@ def hoard_selection_pipes(c: Client) -> None:
     os.close(wfd)
 
 
+def cursor_shape(c: Client) -> None:
+    """Not misbehaving: over its window it asks for the theme's "wait" cursor (cursor-shape-v1)."""
+    c.mapped_toplevel()
+    pointer = c.globals["wl_seat"].get_pointer()
+    device = c.globals["wp_cursor_shape_manager_v1"].get_pointer(pointer)
+    pointer.dispatcher["enter"] = lambda p, serial, *_: device.set_shape(
+        serial, WpCursorShapeDeviceV1.shape.wait.value
+    )
+
+
 def well_behaved(c: Client) -> None:
     c.mapped_toplevel()
 
@@ -226,6 +254,8 @@ SCENARIOS = {
         wrong_serial,
         buffer_before_configure,
         destroyed_parent_popup,
+        incomplete_positioner_popup,
+        roleless_popup_parent,
         xdg_surface_before_role,
         truncated_pool,
         short_stride,
@@ -234,6 +264,7 @@ SCENARIOS = {
         far_popup,
         huge_window_geometry,
         hoard_selection_pipes,
+        cursor_shape,
         well_behaved,
     )
 }
