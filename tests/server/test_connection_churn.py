@@ -80,18 +80,17 @@ async def until(check: object, what: str) -> None:
 
 def leftovers(door: FrontDoor) -> dict[str, int]:
     """What the front door and its transport still hold of connections (all should be empty)."""
-    out = {"viewers": len(door.viewers)}
+    out = {"viewers": len(door.table.viewers)}
     for i, srv in enumerate(door.servers):
         out[f"server{i}.connections"] = len(srv._live)
         out[f"server{i}.handlers"] = len(srv._tasks)
         assert srv._quic_server is not None
         out[f"server{i}.quic_connection_ids"] = len(srv._quic_server._protocols)
-    assert door.registry is not None
-    out["registry.viewers"] = len(door.registry._by_viewer)
-    for ls in door.live.values():
+    out["registry.viewers"] = len(door.table.registry._by_viewer)
+    for ls in door.table.live.values():
         out[f"session {ls.id}: viewer"] = int(ls.viewer is not None)
         out[f"session {ls.id}: attaching"] = len(ls.attaching)
-    out["link connections not registered"] = sum(door._unregistered.values())
+    out["link connections not registered"] = sum(door.link_side.unregistered.values())
     gc.collect()
     out["Connection objects"] = sum(1 for o in gc.get_objects() if isinstance(o, Connection))
     return {k: v for k, v in out.items() if v}
@@ -113,10 +112,8 @@ def test_connections_that_ended_leave_nothing_in_the_front_doors_tables() -> Non
     settings = type(settings)(**{**settings.__dict__, "wire": WireConfig(handshake_timeout=2.0)})
 
     async def main() -> None:
-        door = FrontDoor(settings)
-        await door.start()
+        door = await FrontDoor.start(settings)
         try:
-            assert door.identity is not None
             assert door.access_key is not None
             port, fingerprint, key = door.port, door.identity.fingerprint, door.access_key
             await same_token(port, fingerprint, key)  # the session exists before the churn
@@ -135,7 +132,7 @@ def test_connections_that_ended_leave_nothing_in_the_front_doors_tables() -> Non
                     jobs.append(asyncio.wait_for(job, DEADLINE))
                 await asyncio.gather(*jobs, return_exceptions=True)
                 await until(lambda: not leftovers(door), f"nothing left: {leftovers(door)}")
-            assert len(door.live) == 1  # and the one session is still there
+            assert len(door.table.live) == 1  # and the one session is still there
         finally:
             await door.stop(end_sessions=True)
 

@@ -302,8 +302,9 @@ async def _serve(
 
     assert isinstance(settings, FrontDoorSettings)
     notifier = Notifier.from_environment(unset=True)
-    door = FrontDoor(settings, notifier=notifier)
     loop = asyncio.get_running_loop()
+    # The front door once it serves (a SIGHUP while it starts is taken then).
+    started: asyncio.Future[FrontDoor] = loop.create_future()
     stop = asyncio.Event()
     end_sessions = False
 
@@ -319,6 +320,7 @@ async def _serve(
     async def reload_configuration() -> dict[str, Any]:
         """Read the configuration again: take it, or refuse it (the running one stays) and say why."""
         assert instance is not None
+        door = await started
         async with reloading:
             notifier.reloading("reloading the configuration")
             try:
@@ -352,17 +354,16 @@ async def _serve(
         task.add_done_callback(hup_tasks.discard)
 
     hup_tasks: set[asyncio.Task[Any]] = set()
-    if instance is not None:
-        door.reloader = reload_configuration
-        door.config_digests = loaded.digests if loaded is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    try:
-        await door.start()
-    except BaseException:
-        await door.stop()
-        raise
+    door = await FrontDoor.start(
+        settings,
+        notifier=notifier,
+        reloader=reload_configuration if instance is not None else None,
+        config_digests=loaded.digests if instance is not None and loaded is not None else None,
+    )
+    started.set_result(door)
     if settings.mode is Mode.STANDALONE:
         _banner(door)
     await stop.wait()
@@ -377,7 +378,7 @@ def _banner(door: object) -> None:
     from wayray.config.checks import is_loopback
     from wayray.server.frontdoor import FrontDoor
 
-    assert isinstance(door, FrontDoor) and door.identity is not None
+    assert isinstance(door, FrontDoor)
     s = door.settings
     listening = door.listening or list(s.listen)
     where = ", ".join(f"[{h}]:{door.port}" if ":" in h else f"{h}:{door.port}" for h in listening)

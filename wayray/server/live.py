@@ -1,23 +1,26 @@
 """What wrsrvd holds at run time for each viewer and each session (the registry holds what persists).
 
-:class:`Viewer` is one viewer's connection; :class:`LiveSession` one session's link to its compositor
-and its viewer. The front door (``frontdoor.py``) and its login mode (``logins.py``) share them.
+:class:`Viewer` is one viewer's connection; :class:`ServedSession` one session as the front door
+serves it: its compositor's link and its viewer (wrsessd keeps its own, other record of the sessions it
+runs, in ``wayray.launcher.daemon``). The front door's parts share them through
+:class:`~wayray.server.table.SessionTable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 from dataclasses import dataclass, field
 
-from wayray.link import LINK_VERSION, Attached
+from wayray.link import LINK_VERSION, Attached, Detach, LinkError
 from wayray.link.keepalive import LinkKeepAlive
 from wayray.link.stream import LinkStream
 from wayray.server.admission import Kind
 from wayray.server.spawn import SessionProcess
-from wayray.transport import ServerConnection
-from wayray.wire import SCALE_ONE
+from wayray.transport import ConnectionClosedError, ServerConnection
+from wayray.wire import SCALE_ONE, ErrorCode, SessionEvent, SessionEventKind, WireUsageError
 
 
 @dataclass(eq=False)
@@ -27,7 +30,7 @@ class Viewer:
     conn: ServerConnection
     #: The registry's name for this viewer (unique per connection).
     key: str
-    session: LiveSession | None = None
+    session: ServedSession | None = None
     attach_id: int = 0
     last_input: float = 0.0
     #: The token found a running session (ServerHello.resumed).
@@ -37,10 +40,23 @@ class Viewer:
     #: Whom what it starts counts against (``admission.source_of``).
     source: str = ""
 
+    def tell(self, kind: SessionEventKind, detail: str) -> None:
+        """A SessionEvent for the viewer (a kiosk shows it on its status); one that went is not told."""
+        with contextlib.suppress(ConnectionClosedError, WireUsageError):
+            self.conn.send(SessionEvent(kind=kind, detail=detail[:1000]))
+
+    def tell_and_close(self, kind: SessionEventKind, code: ErrorCode, detail: str) -> None:
+        """Say why the viewer loses its session (when it was greeted: a SessionEvent comes only after
+        the ServerHello), then close its connection with ``code`` and the same reason."""
+        if self.conn.server_hello is not None:
+            self.tell(kind, detail)
+        self.conn.close(code, detail)
+
 
 @dataclass(eq=False)
-class LiveSession:
-    """What wrsrvd knows at run time about a session in its registry: its link and its viewer."""
+class ServedSession:
+    """What wrsrvd knows at run time about a session in its registry (or an unlock screen, which is
+    in no registry): its compositor, that compositor's link, and the viewer that shows it."""
 
     id: str
     link: LinkStream | None = None
@@ -79,6 +95,13 @@ class LiveSession:
     @property
     def responding(self) -> bool:
         return self.not_responding_at is None
+
+    def send_detach(self, viewer: Viewer, reason: str) -> None:
+        """Tell the compositor that ``viewer`` no longer shows it, if it was attached there. One whose
+        link does not read is not waited for (the next Ping finds it out)."""
+        if self.link is not None and viewer.attach_id:
+            with contextlib.suppress(LinkError):
+                self.link.send(Detach(attach_id=viewer.attach_id, reason=reason[:1000]))
 
 
 class SessionNotResponding(Exception):

@@ -1,0 +1,185 @@
+"""What the front door answers on its admin socket (``wayray.server.admin`` frames the requests and
+documents them; ``wradm`` asks them): one handler per request type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from wayray.link import LinkError, Screenshot
+from wayray.server.admin import AdminError
+from wayray.server.ending import Ending
+from wayray.server.live import ServedSession, SessionNotResponding
+from wayray.server.model import EndReason, Session, SessionState, kiosk_of
+from wayray.server.table import SessionTable
+from wayray.wire import ErrorCode, SessionEventKind
+
+log = logging.getLogger("wayray.server")
+
+SCREENSHOT_TIMEOUT = 20.0
+
+Answer = dict[str, Any]
+Handler = Callable[[dict[str, Any]], Awaitable[Answer]]
+
+
+class AdminRequests:
+    def __init__(
+        self,
+        table: SessionTable,
+        ending: Ending,
+        *,
+        status: Callable[[], Answer],
+        reloader: Callable[[], Awaitable[Answer]] | None,
+    ) -> None:
+        self.table = table
+        self.ending = ending
+        #: The front door's status answer (it knows what it listens on and how it was started).
+        self._status = status
+        #: Instance mode: reloads the configuration (wrsrvd's command line knows where it is).
+        self._reloader = reloader
+        self._screenshot_ids = itertools.count(1)
+        self._handlers: dict[str, Handler] = {
+            "status": self._answer_status,
+            "sessions": self._sessions,
+            "kill": self._kill,
+            "detach": self._detach,
+            "screenshot": self._screenshot,
+            "reload": self._reload,
+        }
+
+    async def answer(self, request: dict[str, Any]) -> Answer:
+        handler = self._handlers.get(request.get("type", ""))
+        if handler is None:
+            raise AdminError(
+                f"unknown request type {request.get('type')!r} "
+                "(known: status, sessions, kill, detach, screenshot, reload)"
+            )
+        return await handler(request)
+
+    # --- what the sessions are ---------------------------------------------------------------------
+
+    def by_state(self) -> dict[str, int]:
+        """How many sessions are in each state, as operators see them."""
+        states = Counter(self._shown(record)[0] for record in self.table.registry.live_sessions())
+        return dict(sorted(states.items()))
+
+    def viewer_count(self) -> int:
+        return sum(1 for record in self.table.registry.live_sessions() if self._shown(record)[1] is not None)
+
+    def _shown(self, record: Session) -> tuple[str, str | None]:
+        """A session's state as operators see it, and the viewer (key) that shows it: a detached
+        session whose unlock screen is up at a kiosk is "unlocking" there."""
+        if record.state is SessionState.DETACHED or (
+            record.state is SessionState.ACTIVE and record.viewer is None
+        ):
+            for unlock in self.table.unlocking.values():
+                if unlock.unlocks == record.id and unlock.viewer is not None and not unlock.ended:
+                    return "unlocking", unlock.viewer.key
+        return str(record.state), record.viewer
+
+    def _describe(self, record: Session) -> Answer:
+        session = self.table.live.get(record.id)
+        state, viewer = self._shown(record)
+        detached = record.state is SessionState.DETACHED
+        return {
+            "id": record.id,
+            "state": state,
+            "token": record.token.short,
+            "user": record.user,
+            "viewer": viewer,
+            "kiosk": kiosk_of(viewer) if viewer else None,
+            "since": (record.detached_at or record.changed_at) if detached else record.changed_at,
+            "launcher_session": record.endpoint.launcher_session,
+            "linked": bool(session and session.link is not None),
+            # Whether its compositor answers the link's pings (None: not on its link, or too old to be
+            # pinged), and since when it does not; False too for one that runs but did not come back
+            # to its link in time.
+            "responding": None
+            if session is None
+            or (session.responding and (session.link is None or session.keepalive is None))
+            else session.responding,
+            "not_responding_since": session.not_responding_at if session else None,
+            "pid": session.pid if session else record.endpoint.compositor_pid,
+            "wayland_display": session.wayland_display if session else record.endpoint.wayland_display,
+            "output": list(session.output) if session else None,
+            "created_at": record.created_at,
+            "changed_at": record.changed_at,
+        }
+
+    # --- the requests ------------------------------------------------------------------------------
+
+    async def _answer_status(self, request: dict[str, Any]) -> Answer:
+        return self._status()
+
+    async def _sessions(self, request: dict[str, Any]) -> Answer:
+        return {
+            "type": "sessions",
+            "sessions": [self._describe(r) for r in self.table.registry.live_sessions()],
+        }
+
+    def _find(self, sid: object) -> tuple[Session, ServedSession]:
+        record = self.table.registry.find(sid) if isinstance(sid, str) else None
+        session = self.table.live.get(record.id) if record is not None else None
+        if record is None or session is None:
+            raise AdminError(f"no live session {sid!r} (wradm sessions lists them)")
+        return record, session
+
+    async def _kill(self, request: dict[str, Any]) -> Answer:
+        record, session = self._find(request.get("session_id"))
+        log.info("session %s of %s: ended by an operator", record.id, record.user or "-")
+        self.ending.end_session(session, EndReason.OPERATOR, "an operator ended the session")
+        return {"type": "killed", "session_id": record.id}
+
+    async def _detach(self, request: dict[str, Any]) -> Answer:
+        record, session = self._find(request.get("session_id"))
+        viewer = session.viewer
+        if viewer is None:
+            raise AdminError(f"session {record.id} is not shown anywhere ({record.state})")
+        log.info(
+            "session %s of %s: detached from %s by an operator",
+            record.id,
+            record.user or "-",
+            viewer.conn.peer_address,
+        )
+        session.viewer = None
+        session.send_detach(viewer, "an operator detached the viewer")
+        self.table.registry.detach(record.id, time.time())
+        detail = "an operator detached the session; it keeps running"
+        viewer.tell_and_close(SessionEventKind.DETACHED, ErrorCode.NO_ERROR, detail)
+        self.table.changed()
+        return {"type": "detached", "session_id": record.id}
+
+    async def _screenshot(self, request: dict[str, Any]) -> Answer:
+        sid = request.get("session_id")
+        session = self.table.live.get(sid) if isinstance(sid, str) else None
+        if session is None:
+            raise AdminError(f"no live session {sid!r}")
+        if session.link is None:
+            raise AdminError(f"session {sid} is not on its link right now (starting or reconnecting)")
+        if not session.responding:
+            raise AdminError(f"session {sid} is not responding: its compositor answers nothing")
+        rid = next(self._screenshot_ids) & 0xFFFF_FFFF
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        session.screenshots[rid] = fut
+        session.link.send(Screenshot(request_id=rid, include_cursor=bool(request.get("include_cursor"))))
+        try:
+            png = await asyncio.wait_for(fut, SCREENSHOT_TIMEOUT)
+        except TimeoutError:
+            raise AdminError("the compositor did not send the screenshot in time") from None
+        except (LinkError, SessionNotResponding) as err:
+            raise AdminError(err.reason) from None
+        finally:
+            session.screenshots.pop(rid, None)
+        return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
+
+    async def _reload(self, request: dict[str, Any]) -> Answer:
+        if self._reloader is None:
+            raise AdminError("this wrsrvd runs without configuration files (standalone): nothing to reload")
+        return await self._reloader()
