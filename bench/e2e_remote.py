@@ -39,8 +39,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -243,101 +245,147 @@ def wayray_run(workload: str, seconds: float) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="wrb-", dir="/tmp"))
     env = _env(tmp)
     port = _free_port()
+    srv = _start_wrsrvd(tmp, env, port, workload, seconds)
+    client: subprocess.Popen[bytes] | None = None
+    relay: UdpRelay | None = None
+    samplers: list[CpuSampler] = []
+    try:
+        fingerprint = _fingerprint(srv, tmp)
+        relay = UdpRelay(port)
+        relay.start()
+        stats = tmp / "stats.json"
+        client = _start_wrclient(tmp, env, relay.port, fingerprint, workload, seconds, stats)
+        watched = client
+        samplers = [CpuSampler(_server_side(srv.pid, tmp)), CpuSampler(lambda: {watched.pid})]
+        for sampler in samplers:
+            sampler.start()
+        if client.wait(300) != 0:
+            raise RuntimeError((tmp / "wrclient.log").read_text()[-3000:])
+        data = json.loads(stats.read_text())
+        figures = _typing_figures if workload == "typing" else _stream_figures
+        return figures(data, relay.traffic, *samplers)
+    finally:
+        _stop_wayray(tmp, srv, client, relay, samplers)
+
+
+def _start_wrsrvd(
+    tmp: Path, env: dict[str, str], port: int, workload: str, seconds: float
+) -> subprocess.Popen[str]:
+    """``wrsrvd --standalone`` with the workload's application, its state and runtime in ``tmp``."""
     argv = [
         str(BIN / "wrsrvd"), "--standalone", "--port", str(port), "--listen", "127.0.0.1",
         "--state-dir", str(tmp / "state"), "--runtime-dir", str(tmp / "run"),
         *(["--allow-root"] if os.geteuid() == 0 else []), "--", *APPS[workload](seconds),
     ]  # fmt: skip
-    srv = subprocess.Popen(
+    return subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=open(tmp / "wrsrvd.log", "wb"), text=True,  # noqa: SIM115
         start_new_session=True,
     )  # fmt: skip
-    client: subprocess.Popen[bytes] | None = None
-    relay: UdpRelay | None = None
-    sampler_srv = sampler_cli = None
-    try:
-        banner = ""
-        assert srv.stdout is not None
-        while "Ctrl-C" not in banner:
-            line = srv.stdout.readline()
-            if not line:
-                raise RuntimeError((tmp / "wrsrvd.log").read_text()[-2000:])
-            banner += line
-        m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", banner)
-        assert m
-        relay = UdpRelay(port)
-        relay.start()
-        script = tmp / "script.txt"
-        script.write_text(_script(workload, seconds))
-        size = "1920x1080" if workload == "fullscreen" else "1280x720"
-        stats = tmp / "stats.json"
-        client = subprocess.Popen(
-            [str(BIN / "wrclient"), f"127.0.0.1:{relay.port}", "--fingerprint", m[1], "--headless",
-             "--token", "bench", "--access-key-file", str(tmp / "state" / "access.key"), "--size", size,
-             "--script", str(script), "--stats", str(stats), "--timeout", "120"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "wrclient.log", "wb"),  # noqa: SIM115
-        )  # fmt: skip
-        link = f"WAYRAY_LINK={tmp / 'run' / 'link.sock'}".encode()
 
-        def server_side() -> set[int]:
-            pids = {srv.pid}
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        if link in (entry / "environ").read_bytes().split(b"\0"):
-                            pids.add(int(entry.name))
-                    except OSError:
-                        pass
-            return pids
 
-        sampler_srv = CpuSampler(server_side)
-        sampler_cli = CpuSampler(lambda: {client.pid} if client else set())
-        sampler_srv.start()
-        sampler_cli.start()
-        if client.wait(300) != 0:
-            raise RuntimeError((tmp / "wrclient.log").read_text()[-3000:])
-        data = json.loads(stats.read_text())
-        marks = data["script_marks"]
-        if workload == "typing":
-            types = [m["monotonic"] for m in marks if m["command"] == "type"]
-            t0, t1 = types[0], types[-1] + 0.3
-            chars = len(types)
-            lat = data["key_to_pixels_ms"]
-            return {
-                "bytes_per_char": relay.traffic.bytes(t0, t1, True) / chars,
-                "bytes_per_char_up": relay.traffic.bytes(t0, t1, False) / chars,
-                "cpu_server": sampler_srv.between(t0, t1),
-                "cpu_client": sampler_cli.between(t0, t1),
-                "latency_median_ms": statistics.median(lat) if lat else float("nan"),
-                "latency_p95_ms": percentile(lat, 95),
-                "latency_samples": len(lat),
-            }
-        waits = [m["monotonic"] for m in marks if m["command"] == "wait"]
-        t0, t1 = waits[1], waits[2]
-        shown = [t for t in data["shown_at"] if t0 <= t <= t1]
-        return {
-            "bytes_per_s": relay.traffic.bytes(t0, t1, True) / (t1 - t0),
-            "bytes_per_s_up": relay.traffic.bytes(t0, t1, False) / (t1 - t0),
-            "frames_per_s": len(shown) / (t1 - t0),
-            "cpu_server": sampler_srv.between(t0, t1) / (t1 - t0) * 10,
-            "cpu_client": sampler_cli.between(t0, t1) / (t1 - t0) * 10,
-            "h264_regions": data["regions"].get("H264", 0),
-        }
-    finally:
-        for sampler in (sampler_srv, sampler_cli):
-            if sampler is not None:
-                sampler.done.set()
-        if relay is not None:
-            relay.done.set()
-        if client is not None and client.poll() is None:
-            client.kill()
-        if srv.poll() is None:
-            os.killpg(srv.pid, signal.SIGINT)
-            try:
-                srv.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(srv.pid, signal.SIGKILL)
-        shutil.rmtree(tmp, ignore_errors=True)
+def _fingerprint(srv: subprocess.Popen[str], tmp: Path) -> str:
+    """The server's identity, from its banner (read up to its "Ctrl-C" line)."""
+    banner = ""
+    assert srv.stdout is not None
+    while "Ctrl-C" not in banner:
+        line = srv.stdout.readline()
+        if not line:
+            raise RuntimeError((tmp / "wrsrvd.log").read_text()[-2000:])
+        banner += line
+    m = re.search(r"fingerprint\s+(sha256:[0-9a-f]{64})", banner)
+    assert m
+    return m[1]
+
+
+def _start_wrclient(
+    tmp: Path, env: dict[str, str], port: int, fingerprint: str, workload: str, seconds: float, stats: Path
+) -> subprocess.Popen[bytes]:
+    """A headless ``wrclient`` through the relay at ``port``, playing the workload's script."""
+    script = tmp / "script.txt"
+    script.write_text(_script(workload, seconds))
+    size = "1920x1080" if workload == "fullscreen" else "1280x720"
+    return subprocess.Popen(
+        [str(BIN / "wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless",
+         "--token", "bench", "--access-key-file", str(tmp / "state" / "access.key"), "--size", size,
+         "--script", str(script), "--stats", str(stats), "--timeout", "120"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "wrclient.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+
+
+def _server_side(srv_pid: int, tmp: Path) -> Callable[[], set[int]]:
+    """The server's processes: wrsrvd and the session processes linked to it (by their environment)."""
+    link = f"WAYRAY_LINK={tmp / 'run' / 'link.sock'}".encode()
+
+    def pids() -> set[int]:
+        found = {srv_pid}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if link in (entry / "environ").read_bytes().split(b"\0"):
+                        found.add(int(entry.name))
+                except OSError:
+                    pass
+        return found
+
+    return pids
+
+
+def _typing_figures(
+    data: dict[str, Any], traffic: Traffic, server: CpuSampler, client: CpuSampler
+) -> dict[str, float]:
+    """Bytes and CPU per typed character, and keypress-to-pixels latency."""
+    types = [m["monotonic"] for m in data["script_marks"] if m["command"] == "type"]
+    t0, t1 = types[0], types[-1] + 0.3
+    chars = len(types)
+    lat = data["key_to_pixels_ms"]
+    return {
+        "bytes_per_char": traffic.bytes(t0, t1, True) / chars,
+        "bytes_per_char_up": traffic.bytes(t0, t1, False) / chars,
+        "cpu_server": server.between(t0, t1),
+        "cpu_client": client.between(t0, t1),
+        "latency_median_ms": statistics.median(lat) if lat else float("nan"),
+        "latency_p95_ms": percentile(lat, 95),
+        "latency_samples": len(lat),
+    }
+
+
+def _stream_figures(
+    data: dict[str, Any], traffic: Traffic, server: CpuSampler, client: CpuSampler
+) -> dict[str, float]:
+    """Bytes, frames and CPU per second over the measurement window (between the script's waits)."""
+    waits = [m["monotonic"] for m in data["script_marks"] if m["command"] == "wait"]
+    t0, t1 = waits[1], waits[2]
+    shown = [t for t in data["shown_at"] if t0 <= t <= t1]
+    return {
+        "bytes_per_s": traffic.bytes(t0, t1, True) / (t1 - t0),
+        "bytes_per_s_up": traffic.bytes(t0, t1, False) / (t1 - t0),
+        "frames_per_s": len(shown) / (t1 - t0),
+        "cpu_server": server.between(t0, t1) / (t1 - t0) * 10,
+        "cpu_client": client.between(t0, t1) / (t1 - t0) * 10,
+        "h264_regions": data["regions"].get("H264", 0),
+    }
+
+
+def _stop_wayray(
+    tmp: Path,
+    srv: subprocess.Popen[str],
+    client: subprocess.Popen[bytes] | None,
+    relay: UdpRelay | None,
+    samplers: list[CpuSampler],
+) -> None:
+    for sampler in samplers:
+        sampler.done.set()
+    if relay is not None:
+        relay.done.set()
+    if client is not None and client.poll() is None:
+        client.kill()
+    if srv.poll() is None:
+        os.killpg(srv.pid, signal.SIGINT)
+        try:
+            srv.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(srv.pid, signal.SIGKILL)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -132,17 +132,8 @@ def long_modules() -> dict[str, int]:
 
 #: Issue 11's splits in progress: what is over the limits on the way there, at most as long as
 #: this. Nothing may join; each entry goes when its split lands (the test says which to remove).
-STILL_LONG_FUNCTIONS = {
-    "wayray.client.cli:main": 117,
-    "wayray.client.cli:parser": 84,
-    "wayray.codec.encoder:encode": 90,
-    "wayray.config.prescan:check_limits": 90,
-    "wayray.greeter.view:render": 98,
-    "wayray.session.process:run_session": 92,
-}
-STILL_LONG_MODULES = {
-    "wayray.config.model": 742,
-}
+STILL_LONG_FUNCTIONS: dict[str, int] = {}
+STILL_LONG_MODULES: dict[str, int] = {}
 STILL_CIRCULAR: set[str] = set()
 
 

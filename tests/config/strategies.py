@@ -6,12 +6,13 @@ certificates with their keys, ...); with ``valid=False`` it mixes in unknown key
 hostile values (huge numbers, NaN, control characters, Unicode digits, long strings, deep nesting).
 ``trees()`` makes whole file trees: several layers, drop-ins with odd names, masks, symlinks that
 stay in or try to leave the root, directories and FIFOs where files belong, and text that is not
-TOML or not UTF-8. A new setting in ``wayray/config/model.py`` is covered without touching this file.
+TOML or not UTF-8. A new setting in ``wayray/config/model/`` is covered without touching this file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,69 +69,125 @@ HOSTILE = st.recursive(
 # --- valid raw values, per value type --------------------------------------------------------------
 
 
+@functools.singledispatch
 def valid_raw(vt: t.ValueType[Any]) -> st.SearchStrategy[Any]:
-    """Raw TOML values ``vt.parse`` accepts."""
-    if isinstance(vt, t.Bool):
-        return st.booleans()
-    if isinstance(vt, t.Integer):
-        low = vt.minimum if vt.minimum is not None else -(2**31)
-        return st.integers(low, vt.maximum if vt.maximum is not None else low + 10**6)
-    if isinstance(vt, t.Number):
-        return st.floats(vt.minimum, vt.maximum, allow_nan=False)
-    if isinstance(vt, t.Choice):
-        return st.sampled_from(vt.values)
-    if isinstance(vt, t.Duration):
-        units = st.sampled_from(["min", "h", "d", "w", "minutes", "hours"])
-        spans = st.builds(lambda n, u: f"{n}{u}", st.integers(1, 400), units)
-        spans = spans | st.builds(lambda h, m: f"{h}h {m}min", st.integers(1, 48), st.integers(0, 59))
-        return spans | st.just("never") if vt.allow_never else spans
-    if isinstance(vt, t.Size):
-        sized = st.builds(
-            lambda n, u: f"{n}{u}", st.integers(1, 4096), st.sampled_from(["K", "M", "G", "T"])
-        )
-        return sized | st.integers(1, 2**40) | st.just("infinity")
-    if isinstance(vt, t.Percent):
-        return st.builds(lambda n: f"{n}%", st.integers(1, 6400)) | st.just("infinity")
-    if isinstance(vt, t.Bitrate):
-        rates = st.builds(lambda n, u: f"{n}{u}", st.integers(10, 999), st.sampled_from(["k", "M", "G"]))
-        return rates | st.integers(10_000, 10**9)
-    if isinstance(vt, t.IPAddress):
-        return st.ip_addresses().map(str)
-    if isinstance(vt, t.ServerAddress):
-        label = r"[a-z]([a-z0-9-]{0,9}[a-z0-9])?"
-        host = st.from_regex(rf"{label}(\.{label}){{0,2}}", fullmatch=True)
-        return st.one_of(
-            host,
-            st.builds(lambda h, p: f"{h}:{p}", host, st.integers(1, 65535)),
-            st.builds(lambda a, p: f"[{a}]:{p}", st.ip_addresses(v=6).map(str), st.integers(1, 65535)),
-        )
-    if isinstance(vt, t.AbsPath):
-        return _PATH | st.just("") if vt.optional else _PATH
-    if isinstance(vt, t.Command):
-        word = _TEXT.filter(lambda w: w != "")
-        argv = st.lists(word, min_size=1, max_size=4)
-        return argv | argv.map(lambda a: " ".join(map(_shell_quote, a))) | st.just("")
-    if isinstance(vt, t.UserName):
-        return _USER
-    if isinstance(vt, t.Principal):
-        return _USER | _USER.map(lambda u: "@" + u)
-    if isinstance(vt, t.UsbId):
-        top = vt.maximum
-        return st.one_of(st.integers(0, top), st.integers(0, top).map(lambda v: f"{v:04x}"), st.just("*"))
-    if isinstance(vt, t.Fingerprint):
-        return st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True)
-    if isinstance(vt, t.ListOf):
-        return st.lists(valid_raw(vt.item), min_size=max(vt.min_items, 0), max_size=3)
-    if isinstance(vt, t.Environment):
-        value = st.text(
-            alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=12
-        )
-        return st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), value, max_size=3)
-    if isinstance(vt, t.String):
-        if vt.pattern is not None:
-            return st.from_regex(vt.pattern, fullmatch=True).filter(lambda s: len(s) <= 64)
-        return _TEXT.filter(lambda s: vt.max_length is None or len(s) <= vt.max_length)
+    """Raw TOML values ``vt.parse`` accepts (one function per value type, registered below)."""
     raise TypeError(f"no strategy for {type(vt).__name__}: add one to tests/config/strategies.py")
+
+
+@valid_raw.register
+def _(vt: t.Bool) -> st.SearchStrategy[Any]:
+    return st.booleans()
+
+
+@valid_raw.register
+def _(vt: t.Integer) -> st.SearchStrategy[Any]:
+    low = vt.minimum if vt.minimum is not None else -(2**31)
+    return st.integers(low, vt.maximum if vt.maximum is not None else low + 10**6)
+
+
+@valid_raw.register
+def _(vt: t.Number) -> st.SearchStrategy[Any]:
+    return st.floats(vt.minimum, vt.maximum, allow_nan=False)
+
+
+@valid_raw.register
+def _(vt: t.Choice) -> st.SearchStrategy[Any]:
+    return st.sampled_from(vt.values)
+
+
+@valid_raw.register
+def _(vt: t.Duration) -> st.SearchStrategy[Any]:
+    units = st.sampled_from(["min", "h", "d", "w", "minutes", "hours"])
+    spans = st.builds(lambda n, u: f"{n}{u}", st.integers(1, 400), units)
+    spans = spans | st.builds(lambda h, m: f"{h}h {m}min", st.integers(1, 48), st.integers(0, 59))
+    return spans | st.just("never") if vt.allow_never else spans
+
+
+@valid_raw.register
+def _(vt: t.Size) -> st.SearchStrategy[Any]:
+    sized = st.builds(lambda n, u: f"{n}{u}", st.integers(1, 4096), st.sampled_from(["K", "M", "G", "T"]))
+    return sized | st.integers(1, 2**40) | st.just("infinity")
+
+
+@valid_raw.register
+def _(vt: t.Percent) -> st.SearchStrategy[Any]:
+    return st.builds(lambda n: f"{n}%", st.integers(1, 6400)) | st.just("infinity")
+
+
+@valid_raw.register
+def _(vt: t.Bitrate) -> st.SearchStrategy[Any]:
+    rates = st.builds(lambda n, u: f"{n}{u}", st.integers(10, 999), st.sampled_from(["k", "M", "G"]))
+    return rates | st.integers(10_000, 10**9)
+
+
+@valid_raw.register
+def _(vt: t.IPAddress) -> st.SearchStrategy[Any]:
+    return st.ip_addresses().map(str)
+
+
+@valid_raw.register
+def _(vt: t.ServerAddress) -> st.SearchStrategy[Any]:
+    label = r"[a-z]([a-z0-9-]{0,9}[a-z0-9])?"
+    host = st.from_regex(rf"{label}(\.{label}){{0,2}}", fullmatch=True)
+    return st.one_of(
+        host,
+        st.builds(lambda h, p: f"{h}:{p}", host, st.integers(1, 65535)),
+        st.builds(lambda a, p: f"[{a}]:{p}", st.ip_addresses(v=6).map(str), st.integers(1, 65535)),
+    )
+
+
+@valid_raw.register
+def _(vt: t.AbsPath) -> st.SearchStrategy[Any]:
+    return _PATH | st.just("") if vt.optional else _PATH
+
+
+@valid_raw.register
+def _(vt: t.Command) -> st.SearchStrategy[Any]:
+    word = _TEXT.filter(lambda w: w != "")
+    argv = st.lists(word, min_size=1, max_size=4)
+    return argv | argv.map(lambda a: " ".join(map(_shell_quote, a))) | st.just("")
+
+
+@valid_raw.register
+def _(vt: t.UserName) -> st.SearchStrategy[Any]:
+    return _USER
+
+
+@valid_raw.register
+def _(vt: t.Principal) -> st.SearchStrategy[Any]:
+    return _USER | _USER.map(lambda u: "@" + u)
+
+
+@valid_raw.register
+def _(vt: t.UsbId) -> st.SearchStrategy[Any]:
+    top = vt.maximum
+    return st.one_of(st.integers(0, top), st.integers(0, top).map(lambda v: f"{v:04x}"), st.just("*"))
+
+
+@valid_raw.register
+def _(vt: t.Fingerprint) -> st.SearchStrategy[Any]:
+    return st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True)
+
+
+@valid_raw.register
+def _(vt: t.ListOf) -> st.SearchStrategy[Any]:
+    return st.lists(valid_raw(vt.item), min_size=max(vt.min_items, 0), max_size=3)
+
+
+@valid_raw.register
+def _(vt: t.Environment) -> st.SearchStrategy[Any]:
+    value = st.text(
+        alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=12
+    )
+    return st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), value, max_size=3)
+
+
+@valid_raw.register
+def _(vt: t.String) -> st.SearchStrategy[Any]:
+    if vt.pattern is not None:
+        return st.from_regex(vt.pattern, fullmatch=True).filter(lambda s: len(s) <= 64)
+    return _TEXT.filter(lambda s: vt.max_length is None or len(s) <= vt.max_length)
 
 
 _USER = st.from_regex(r"[a-z_][a-z0-9_-]{0,15}", fullmatch=True)

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import wayray
 from wayray.client.backend import BackendOptions, DisplayBackend
@@ -39,6 +39,7 @@ from wayray.transport import (
     ClientCertificate,
     ClientSettings,
     KnownHosts,
+    OwnServerKey,
     PinnedFingerprint,
     ServerCA,
     ServerIdentityError,
@@ -110,6 +111,31 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_server_options(p)
+    _add_screen_options(p)
+    _add_kiosk_options(p)
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="snapshots and scripts: seconds to wait for a frame, a settled screen, ... (30)",
+    )
+    p.add_argument(
+        "--reconnect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconnect (with backoff) when the connection drops (default: on)",
+    )
+    p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
+    p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
+    add_version_option(p)
+    return p
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    """Which server, what to present to it, and how each side proves who it is."""
     p.add_argument("server", nargs="?", metavar="SERVER", help="HOST[:PORT] of the wrsrvd to use")
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--token", metavar="T", help="present this token (default: the terminal's own)")
@@ -136,6 +162,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--client-cert", type=Path, metavar="F", help="client certificate (PEM), mutual TLS")
     p.add_argument("--client-key", type=Path, metavar="F", help="its private key (PEM)")
+
+
+def _add_screen_options(p: argparse.ArgumentParser) -> None:
+    """The local side: window or memory, snapshots and scripts, keyboard, size."""
     p.add_argument("--headless", action="store_true", help="no window: the framebuffer stays in memory")
     p.add_argument("--snapshot", type=Path, metavar="PATH", help="write the picture as a PNG, then exit")
     p.add_argument("--cursor", action="store_true", help="draw the pointer into --snapshot")
@@ -156,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_SIZE, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
     p.add_argument("--scale", type=float, default=1.0, metavar="S", help="screen scale (1)")
     p.add_argument("--fullscreen", action="store_true", help="cover the whole screen (kiosks under cage)")
+
+
+def _add_kiosk_options(p: argparse.ArgumentParser) -> None:
     kiosk = p.add_argument_group("kiosk mode")
     kiosk.add_argument(
         "--kiosk",
@@ -169,24 +202,6 @@ def parser() -> argparse.ArgumentParser:
     kiosk.add_argument(
         "--control-socket", type=Path, metavar="S", help="kiosk with --headless: script commands on socket S"
     )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="snapshots and scripts: seconds to wait for a frame, a settled screen, ... (30)",
-    )
-    p.add_argument(
-        "--reconnect",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="reconnect (with backoff) when the connection drops (default: on)",
-    )
-    p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
-    p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
-    add_version_option(p)
-    return p
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -210,93 +225,31 @@ def parse_address(text: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cfg = _client_config(args.root)
-    server = args.server or (cfg.servers[0] if cfg.servers else None)
-    if server is None:
-        raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
-    host, port = parse_address(server)
-    # client.toml's further servers are tried in turn when the one before does not answer.
-    fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[1:])
+    (host, port), fallbacks = _servers(args, cfg)
     kiosk = cfg.kiosk if args.kiosk is None else args.kiosk
     _check_mode(args, kiosk)
-    if args.token is not None:
-        token, kind = args.token, TokenKind.SOFTWARE
-    elif args.token_file is not None:
-        token, kind = read_token_file(args.token_file), TokenKind.SOFTWARE
-    elif kiosk:
-        token, kind = "-", TokenKind.TERMINAL  # the kiosk's token source decides
-    else:
-        token, kind = terminal_token(), TokenKind.TERMINAL
-    if not token or len(token.encode()) > 1024:
-        raise UsageError("a token is 1 to 1024 bytes")
-    access_key = _access_key(
-        args.access_key_file or (Path(str(cfg.access_key_file)) if cfg.access_key_file else None)
-    )
+    token, kind = _token(args, kiosk)
+    access_key = _access_key(args.access_key_file or _configured(cfg.access_key_file))
     # Given no key: the user's own standalone server's, for that server on loopback only.
     own_server = own_standalone_server() if not access_key else None
     own_id = _terminal_id(token if kind is TokenKind.TERMINAL and token != "-" else None)
-    ca_path = args.ca or (Path(str(cfg.tls.ca)) if cfg.tls.ca else None)
-    server_ca = ServerCA.load(ca_path) if ca_path is not None else None
-    trust: ServerTrust | None
-    if args.fingerprint:
-        trust = PinnedFingerprint(args.fingerprint)
-    elif cfg.fingerprints and not args.known_hosts:
-        trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
-    elif server_ca is not None and not args.known_hosts:
-        trust = None  # the CA alone decides: no trust on first use beside it
-    else:
-        trust = KnownHosts(args.known_hosts or default_known_hosts())
-    cert_path = args.client_cert or (Path(str(cfg.tls.cert)) if cfg.tls.cert else None)
-    key_path = args.client_key or (Path(str(cfg.tls.key)) if cfg.tls.key else None)
-    if (cert_path is None) != (key_path is None):
-        raise UsageError("--client-cert and --client-key go together")
-    client_cert = ClientCertificate(cert_path, key_path) if cert_path and key_path else None
-    if not 0.5 <= args.scale <= 4:
-        raise UsageError("--scale is 0.5 to 4")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
-    if args.keymap_layout and args.keymap_file:
-        raise UsageError("--keymap-layout and --keymap-file exclude each other")
-    if args.settle is not None and args.settle <= 0:
-        raise UsageError("--settle is a positive number of milliseconds")
-    script = load_script(args.script) if args.script else None
-    chosen = bool(args.keymap_layout or args.keymap_file)
-    keyboard = None
-    if args.headless or chosen or script is not None:
-        keyboard = Keyboard.load(KeymapChoice.parse(args.keymap_layout, args.keymap_file))
-    options = BackendOptions(
-        headless=args.headless,
-        size=args.size,
-        scale_120=round(args.scale * 120),
-        fullscreen=args.fullscreen or kiosk,
-        kiosk=kiosk,
-        # The headless backend types with the chosen keymap (US by default); a window uses the keyboard
-        # the local compositor gives it unless a keymap was chosen explicitly.
-        keymap=keyboard.text if keyboard is not None and (args.headless or chosen) else None,
-        title=f"WayRay — {host}",
+    client = _client_settings(
+        args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
+    _check_local_options(args)
+    script = load_script(args.script) if args.script else None
+    keyboard = _keyboard(args, script)
+    options = _backend_options(args, kiosk, keyboard, title=f"WayRay — {host}")
     setup("wrclient", verbose=args.verbose)
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
     if kiosk:
-        source = open_token_source(
-            TokenSourceSettings.from_config(
-                cfg.badge,
-                token=args.token if args.token is not None else (token if args.token_file else None),
-                token_file=args.badge_file,
-                token_socket=args.badge_socket,
-            )
-        )
+        source = open_token_source(_badge_settings(args, cfg, token))
         backend = open_backend(options)
         kiosk_options = KioskOptions(
             host=host,
             port=port,
-            client=ClientSettings(
-                trust=trust,
-                server_ca=server_ca,
-                client_certificate=client_cert,
-                connect_timeout=10.0,
-                own_server=own_server,
-            ),
+            client=client,
             client_version=wayray.__version__,
             state_file=args.state_file,
             fallbacks=fallbacks,
@@ -308,13 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer_options = ViewerOptions(
         host=host,
         port=port,
-        client=ClientSettings(
-            trust=trust,
-            server_ca=server_ca,
-            client_certificate=client_cert,
-            connect_timeout=min(args.timeout, 10.0),
-            own_server=own_server,
-        ),
+        client=client,
         token=token,
         token_kind=kind,
         reconnect=args.reconnect,
@@ -324,6 +271,120 @@ def main(argv: list[str] | None = None) -> int:
         terminal_id=own_id,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
+
+
+def _servers(
+    args: argparse.Namespace, cfg: ClientConfig
+) -> tuple[tuple[str, int], tuple[tuple[str, int], ...]]:
+    """The server to dial and the ones to try in turn when it does not answer (client.toml's
+    further ``servers``; none when the command line names the server)."""
+    server = args.server or (cfg.servers[0] if cfg.servers else None)
+    if server is None:
+        raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
+    first = parse_address(server)
+    fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[1:])
+    return first, fallbacks
+
+
+def _token(args: argparse.Namespace, kiosk: bool) -> tuple[str, TokenKind]:
+    """The token to present and its kind: --token, --token-file, else the terminal's own (a kiosk's
+    token source decides later: "-")."""
+    if args.token is not None:
+        token, kind = args.token, TokenKind.SOFTWARE
+    elif args.token_file is not None:
+        token, kind = read_token_file(args.token_file), TokenKind.SOFTWARE
+    elif kiosk:
+        token, kind = "-", TokenKind.TERMINAL  # the kiosk's token source decides
+    else:
+        token, kind = terminal_token(), TokenKind.TERMINAL
+    if not token or len(token.encode()) > 1024:
+        raise UsageError("a token is 1 to 1024 bytes")
+    return token, kind
+
+
+def _configured(path: PurePosixPath | None) -> Path | None:
+    """A path setting of client.toml as a local path (None: not set)."""
+    return Path(str(path)) if path else None
+
+
+def _client_settings(
+    args: argparse.Namespace, cfg: ClientConfig, own_server: OwnServerKey | None, *, connect_timeout: float
+) -> ClientSettings:
+    """How the server's identity is checked (a pin, client.toml's pins, a CA, or trust on first use)
+    and the client certificate presented, from the command line, else client.toml."""
+    ca_path = args.ca or _configured(cfg.tls.ca)
+    server_ca = ServerCA.load(ca_path) if ca_path is not None else None
+    trust: ServerTrust | None
+    if args.fingerprint:
+        trust = PinnedFingerprint(args.fingerprint)
+    elif cfg.fingerprints and not args.known_hosts:
+        trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
+    elif server_ca is not None and not args.known_hosts:
+        trust = None  # the CA alone decides: no trust on first use beside it
+    else:
+        trust = KnownHosts(args.known_hosts or default_known_hosts())
+    cert_path = args.client_cert or _configured(cfg.tls.cert)
+    key_path = args.client_key or _configured(cfg.tls.key)
+    if (cert_path is None) != (key_path is None):
+        raise UsageError("--client-cert and --client-key go together")
+    return ClientSettings(
+        trust=trust,
+        server_ca=server_ca,
+        client_certificate=ClientCertificate(cert_path, key_path) if cert_path and key_path else None,
+        connect_timeout=connect_timeout,
+        own_server=own_server,
+    )
+
+
+def _check_local_options(args: argparse.Namespace) -> None:
+    """The values of the local options that argparse cannot check alone."""
+    if not 0.5 <= args.scale <= 4:
+        raise UsageError("--scale is 0.5 to 4")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if args.keymap_layout and args.keymap_file:
+        raise UsageError("--keymap-layout and --keymap-file exclude each other")
+    if args.settle is not None and args.settle <= 0:
+        raise UsageError("--settle is a positive number of milliseconds")
+
+
+def _keymap_chosen(args: argparse.Namespace) -> bool:
+    return bool(args.keymap_layout or args.keymap_file)
+
+
+def _keyboard(args: argparse.Namespace, script: Script | None) -> Keyboard | None:
+    """The keymap wrclient types with itself: headless, with a keymap chosen, or to play a script."""
+    if args.headless or _keymap_chosen(args) or script is not None:
+        return Keyboard.load(KeymapChoice.parse(args.keymap_layout, args.keymap_file))
+    return None
+
+
+def _backend_options(
+    args: argparse.Namespace, kiosk: bool, keyboard: Keyboard | None, *, title: str
+) -> BackendOptions:
+    # The headless backend types with the chosen keymap (US by default); a window uses the keyboard
+    # the local compositor gives it unless a keymap was chosen explicitly.
+    own_keymap = args.headless or _keymap_chosen(args)
+    return BackendOptions(
+        headless=args.headless,
+        size=args.size,
+        scale_120=round(args.scale * 120),
+        fullscreen=args.fullscreen or kiosk,
+        kiosk=kiosk,
+        keymap=keyboard.text if keyboard is not None and own_keymap else None,
+        title=title,
+    )
+
+
+def _badge_settings(args: argparse.Namespace, cfg: ClientConfig, token: str) -> TokenSourceSettings:
+    """Where a kiosk's badges come from: a fixed token (--token, --token-file), --badge-file,
+    --badge-socket, else client.toml's badge table."""
+    return TokenSourceSettings.from_config(
+        cfg.badge,
+        token=args.token if args.token is not None else (token if args.token_file else None),
+        token_file=args.badge_file,
+        token_socket=args.badge_socket,
+    )
 
 
 def _access_key(path: Path | None) -> str:

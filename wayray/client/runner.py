@@ -28,6 +28,8 @@ log = logging.getLogger("wayray.client")
 
 #: Wheel notches become this many pixels of scrolling (what libinput reports for one notch).
 PIXELS_PER_NOTCH = 15.0
+#: The commands that send input to the session (:meth:`ScriptRunner._input_events`).
+_INPUT = frozenset({Op.TYPE, Op.KEY, Op.MOVE, Op.CLICK, Op.SCROLL, Op.COPY})
 
 
 class ScriptFailed(WayRayError):
@@ -92,26 +94,8 @@ class ScriptRunner:
 
     async def _run(self, cmd: Command) -> None:
         v = self.viewer
-        if cmd.op is Op.TYPE:
-            await self._send(list(self.keyboard.type_text(cmd.text)))
-        elif cmd.op is Op.KEY:
-            await self._send(list(self.keyboard.combo(cmd.text)))
-        elif cmd.op is Op.MOVE:
-            self.pointer = (cmd.x, cmd.y)
-            await self._send([PointerMotionEvent(cmd.x, cmd.y)])
-        elif cmd.op is Op.CLICK:
-            self.pointer = (cmd.x, cmd.y)
-            await self._send(
-                [
-                    PointerMotionEvent(cmd.x, cmd.y),
-                    PointerButtonEvent(cmd.button, True),
-                    PointerButtonEvent(cmd.button, False),
-                ]
-            )
-        elif cmd.op is Op.SCROLL:
-            await self._send(
-                [PointerAxisEvent(1 if cmd.horizontal else 0, cmd.amount * PIXELS_PER_NOTCH, cmd.amount)]
-            )
+        if cmd.op in _INPUT:
+            await self._send(self._input_events(cmd))
         elif cmd.op is Op.WAIT:
             await asyncio.sleep(cmd.ms / 1000)
         elif cmd.op is Op.SETTLE:
@@ -123,8 +107,6 @@ class ScriptRunner:
                 raise ScriptFailed(self._why("no complete picture"))
             snapshot(v, cmd.path, include_cursor=cmd.cursor)
             log.info("snapshot written to %s", cmd.path)
-        elif cmd.op is Op.COPY:
-            await self._send([ClipboardChangedEvent(cmd.text)])
         elif cmd.op is Op.EXPECT_CLIPBOARD:
             if not await v.wait_clipboard(cmd.text, self.timeout):
                 got = v.session_clipboard
@@ -132,11 +114,30 @@ class ScriptRunner:
                     self._why(f"the session's clipboard did not become {cmd.text!r} (it has {got})")
                 )
         elif cmd.op is Op.RESIZE:
-            backend = v.backend
-            resize = getattr(backend, "resize", None)
+            resize = getattr(v.backend, "resize", None)
             if callable(resize):
                 resize(*cmd.size)
             else:
                 await self._send([ScreenChangedEvent(cmd.size[0], cmd.size[1])])
         else:  # pragma: no cover - Op is closed
             raise AssertionError(cmd.op)
+
+    def _input_events(self, cmd: Command) -> list[InputEvent]:
+        """What an input command sends to the session (a move or click moves the pointer first)."""
+        if cmd.op is Op.TYPE:
+            return list(self.keyboard.type_text(cmd.text))
+        if cmd.op is Op.KEY:
+            return list(self.keyboard.combo(cmd.text))
+        if cmd.op is Op.COPY:
+            return [ClipboardChangedEvent(cmd.text)]
+        if cmd.op is Op.SCROLL:
+            return [PointerAxisEvent(1 if cmd.horizontal else 0, cmd.amount * PIXELS_PER_NOTCH, cmd.amount)]
+        self.pointer = (cmd.x, cmd.y)
+        if cmd.op is Op.MOVE:
+            return [PointerMotionEvent(cmd.x, cmd.y)]
+        assert cmd.op is Op.CLICK, cmd.op
+        return [
+            PointerMotionEvent(cmd.x, cmd.y),
+            PointerButtonEvent(cmd.button, True),
+            PointerButtonEvent(cmd.button, False),
+        ]

@@ -108,16 +108,20 @@ def parse(text: str, source: str = "<script>") -> Script:
     return Script(source, tuple(commands))
 
 
-def _command(op: Op, rest: str, n: int) -> Command:
-    args = rest.split()
-    if op in (Op.TYPE, Op.COPY, Op.EXPECT_CLIPBOARD):
-        if not rest:
-            raise ValueError("needs the text")
-        return Command(op, n, text=_text(rest))
+def _text_command(op: Op, rest: str, n: int) -> Command:
+    """type, copy and expect-clipboard (the rest of the line is the text), key (one key or combo)."""
     if op is Op.KEY:
+        args = rest.split()
         if len(args) != 1 or any(not part for part in args[0].split("+")):
             raise ValueError("needs one key or combo, e.g. Return or ctrl+shift+t")
         return Command(op, n, text=args[0])
+    if not rest:
+        raise ValueError("needs the text")
+    return Command(op, n, text=_text(rest))
+
+
+def _pointer_command(op: Op, args: list[str], n: int) -> Command:
+    """move X Y, click X Y [button], scroll N [horizontal]."""
     if op is Op.MOVE:
         x, y = _xy(args, 2)
         return Command(op, n, x=x, y=y)
@@ -129,18 +133,30 @@ def _command(op: Op, rest: str, n: int) -> Command:
         if name not in BUTTONS:
             raise ValueError(f"{args[2]!r} is not a button (left, right, middle)")
         return Command(op, n, x=x, y=y, button=BUTTONS[name])
-    if op is Op.SCROLL:
-        if len(args) not in (1, 2) or (len(args) == 2 and args[1] not in ("horizontal", "vertical")):
-            raise ValueError("needs a number of notches, optionally followed by horizontal")
-        return Command(op, n, amount=_int(args[0], "notches"), horizontal=args[1:] == ["horizontal"])
+    if len(args) not in (1, 2) or (len(args) == 2 and args[1] not in ("horizontal", "vertical")):
+        raise ValueError("needs a number of notches, optionally followed by horizontal")
+    return Command(op, n, amount=_int(args[0], "notches"), horizontal=args[1:] == ["horizontal"])
+
+
+def _pause_command(op: Op, args: list[str], n: int) -> Command:
+    """wait MS, settle [MS]."""
     if op is Op.WAIT:
         if len(args) != 1:
             raise ValueError("needs milliseconds")
         return Command(op, n, ms=_int(args[0], "milliseconds", minimum=0))
-    if op is Op.SETTLE:
-        if len(args) > 1:
-            raise ValueError("takes at most the quiet time in milliseconds")
-        return Command(op, n, ms=_int(args[0], "milliseconds", minimum=1) if args else DEFAULT_SETTLE_MS)
+    if len(args) > 1:
+        raise ValueError("takes at most the quiet time in milliseconds")
+    return Command(op, n, ms=_int(args[0], "milliseconds", minimum=1) if args else DEFAULT_SETTLE_MS)
+
+
+def _command(op: Op, rest: str, n: int) -> Command:
+    args = rest.split()
+    if op in (Op.TYPE, Op.COPY, Op.EXPECT_CLIPBOARD, Op.KEY):
+        return _text_command(op, rest, n)
+    if op in (Op.MOVE, Op.CLICK, Op.SCROLL):
+        return _pointer_command(op, args, n)
+    if op in (Op.WAIT, Op.SETTLE):
+        return _pause_command(op, args, n)
     if op is Op.SNAPSHOT:
         if len(args) not in (1, 2) or (len(args) == 2 and args[1] != "cursor"):
             raise ValueError("needs a path, optionally followed by cursor")

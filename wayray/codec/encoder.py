@@ -164,30 +164,61 @@ class Encoder:
         if force_keyframe or self._keyframe_pending:
             return self._keyframe(fb)
         rects = clip_all(damage, self._width, self._height)
-        regions: list[Region] = []
-        dirty = np.zeros(self._grid, dtype=bool)  # tiles whose checksum must be recomputed
-        moved = np.zeros(self._grid, dtype=bool)  # tiles whose content changed through a COPY
-        damaged = np.zeros(self._grid, dtype=bool)
-        for r in rects:
-            sp = tiles_of(r)
-            damaged[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
-
-        for region in self._scrolls(fb, rects):
-            regions.append(region)
-            sp = tiles_of(Rect(region.x, region.y, region.width, region.height))
-            dirty[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
-            moved[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
-        self._last_copy[moved] = now
-
+        regions, moved = self._copy_scrolled(fb, rects, now)
+        dirty = moved.copy()  # tiles whose checksum must be recomputed
         # A COPY may reach outside the damage (coalesced areas are bounding boxes): look there too.
-        damaged |= moved
-        diff = TileDiff.empty(*self._grid)
-        if damaged.any():
-            diff_tiles(fb, self._model, damaged, diff)
+        diff = self._diff(fb, self._damaged(rects) | moved)
         active = diff.changed | moved
         self._note_activity(active, now)
 
         # Streams that settled (or did not pay) end first, then their rectangles are refreshed.
+        ends, refresh = self._end_streams(now)
+        if self._video:
+            self._start_streams(now)
+        lossless = (self._owner == _NO_STREAM) & ~refresh
+        regions += self._lossless_regions(fb, diff, lossless, active, dirty)
+        if refresh.any():
+            regions += self._refreshed_regions(fb, refresh)
+            dirty |= refresh
+        regions += self._video_frames(fb, diff.changed)
+
+        if not regions and not ends:
+            return None
+        self._checksums.refresh_mask(self._model, dirty & (self._owner == _NO_STREAM))
+        return self._update(False, tuple(ends + regions))
+
+    # --- the steps of an update ------------------------------------------------------------------
+
+    def _damaged(self, rects: list[Rect]) -> NDArray[np.bool_]:
+        """The tiles the damage touches."""
+        damaged = np.zeros(self._grid, dtype=bool)
+        for r in rects:
+            sp = tiles_of(r)
+            damaged[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
+        return damaged
+
+    def _copy_scrolled(
+        self, fb: NDArray[np.uint32], rects: list[Rect], now: float
+    ) -> tuple[list[Region], NDArray[np.bool_]]:
+        """COPY regions for the scrolls in the damage, and the tiles whose content they changed."""
+        regions = self._scrolls(fb, rects)
+        moved = np.zeros(self._grid, dtype=bool)
+        for region in regions:
+            sp = tiles_of(Rect(region.x, region.y, region.width, region.height))
+            moved[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = True
+        self._last_copy[moved] = now
+        return regions, moved
+
+    def _diff(self, fb: NDArray[np.uint32], tiles: NDArray[np.bool_]) -> TileDiff:
+        """How ``fb`` differs from the model in ``tiles``."""
+        diff = TileDiff.empty(*self._grid)
+        if tiles.any():
+            diff_tiles(fb, self._model, tiles, diff)
+        return diff
+
+    def _end_streams(self, now: float) -> tuple[list[Region], NDArray[np.bool_]]:
+        """End the video streams that settled or did not pay for themselves: their end regions, and
+        the tiles to refresh losslessly."""
         ends: list[Region] = []
         refresh = np.zeros(self._grid, dtype=bool)
         for st in list(self._streams.values()):
@@ -207,10 +238,19 @@ class Encoder:
                 log.debug("video stream %d at %s settled", st.id, st.rect)
             ends.append(self._end_stream(st))
             refresh[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1] = True
-        if self._video:
-            self._start_streams(now)
+        return ends, refresh
 
-        lossless = (self._owner == _NO_STREAM) & ~refresh
+    def _lossless_regions(
+        self,
+        fb: NDArray[np.uint32],
+        diff: TileDiff,
+        lossless: NDArray[np.bool_],
+        active: NDArray[np.bool_],
+        dirty: NDArray[np.bool_],
+    ) -> list[Region]:
+        """The changed ``lossless`` tiles as regions against the model; their tiles are marked in
+        ``dirty`` and what they cost goes into the cost averages of the ``active`` ones."""
+        regions = []
         costs = np.zeros(self._grid, dtype=np.float64)
         for plan in plan_regions(diff, lossless, self.settings.max_region_pixels):
             region = self._emit(fb, plan, base_known=True)
@@ -218,22 +258,24 @@ class Encoder:
             self._charge(costs, plan, diff.changed, len(region.data))
             dirty[plan.tiles.ty0 : plan.tiles.ty1, plan.tiles.tx0 : plan.tiles.tx1] = True
         self._update_costs(costs, active & lossless)
+        return regions
 
-        if refresh.any():
-            whole = TileDiff.whole_tiles(refresh, self._width, self._height)
-            for plan in plan_regions(whole, refresh, self.settings.max_region_pixels):
-                regions.append(self._emit(fb, plan, base_known=False))
-            dirty |= refresh
+    def _refreshed_regions(self, fb: NDArray[np.uint32], refresh: NDArray[np.bool_]) -> list[Region]:
+        """The whole of the ``refresh`` tiles (where video streams ended), depending on nothing."""
+        whole = TileDiff.whole_tiles(refresh, self._width, self._height)
+        return [
+            self._emit(fb, plan, base_known=False)
+            for plan in plan_regions(whole, refresh, self.settings.max_region_pixels)
+        ]
 
+    def _video_frames(self, fb: NDArray[np.uint32], changed: NDArray[np.bool_]) -> list[Region]:
+        """A frame of each video stream that starts or whose tiles ``changed``."""
+        regions = []
         for st in self._streams.values():
             sp = st.tiles
-            if not st.started or diff.changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1].any():
+            if not st.started or changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1].any():
                 regions.append(self._video_frame(fb, st, idr=not st.started))
-
-        if not regions and not ends:
-            return None
-        self._checksums.refresh_mask(self._model, dirty & (self._owner == _NO_STREAM))
-        return self._update(False, tuple(ends + regions))
+        return regions
 
     # --- set-up --------------------------------------------------------------------------------
 

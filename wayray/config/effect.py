@@ -5,7 +5,7 @@ split by what a change of them needs (``schema.Applies``: reload, restart, ...).
 ``wradm status --json``; otherwise the record of the last apply) and then reloads what a reload
 takes, restarts only what needs it, and leaves alone what systemd applies at ``daemon-reload`` or
 what the next session reads. The per-key classification is declared in the schema
-(``wayray/config/model.py``) and printed in the reference (``docs/configuration.md``).
+(``wayray/config/model/``) and printed in the reference (``docs/configuration.md``).
 
 Standard library only: wrsrvd computes its own digests at start and at every reload.
 """

@@ -18,6 +18,8 @@ then reports the syntax error. Standard library only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import ClassVar
 
 MAX_DEPTH = 32
 MAX_KEY_PARTS = 16
@@ -42,111 +44,161 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 
 def check_limits(text: str) -> Problem | None:
     """The first limit ``text`` exceeds, as (message, (line, column)); None when it keeps them all."""
-    i = 0
-    n = len(text)
-    stack: list[str] = []  # "[" (array) or "{" (inline table) for each open value container
-    expect_key = True  # at a key (start of a line, after "{" or "," in an inline table) or a value
-    in_header = False
-    parts = 0
-    key_start = 0
-    after_dot = False
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            if not stack:
-                expect_key, in_header, parts, after_dot = True, False, 0, False
-            i += 1
-        elif c in " \t\r":
-            m = _WS.match(text, i)
-            i = m.end() if m else i + 1
-        elif c == "#":
-            m = _COMMENT.match(text, i)
-            i = m.end() if m else n
-        elif c in "\"'":
-            if text.startswith(c * 3, i):
-                m = (_ML_BASIC if c == '"' else _ML_LITERAL).match(text, i)
-            else:
-                m = (_BASIC if c == '"' else _LITERAL).match(text, i)
-            if m is None:
-                return None  # unterminated: tomllib says where
-            if expect_key or in_header:
-                parts, key_start, problem = _key_part(text, i, after_dot, parts, key_start)
-                if problem is not None:
-                    return problem
-                after_dot = False
-            i = m.end()
-        elif c == ".":
-            after_dot = expect_key or in_header
-            i += 1
-        elif c == "=":
-            if in_header:
-                return None  # not TOML: tomllib says what is wrong
-            expect_key, parts, after_dot = False, 0, False
-            i += 1
-        elif c == "[":
-            if expect_key and not stack and not in_header:
-                in_header = True
-                parts, after_dot = 0, False
-                i += 2 if text.startswith("[[", i) else 1
-                continue
-            stack.append("[")
-            if len(stack) > MAX_DEPTH:
-                return _too_deep(text, i)
-            expect_key = False
-            i += 1
-        elif c == "{":
-            stack.append("{")
-            if len(stack) > MAX_DEPTH:
-                return _too_deep(text, i)
-            expect_key, parts, after_dot = True, 0, False
-            i += 1
-        elif c in "]}":
-            if in_header and not stack:
-                in_header = False
-                expect_key = False
-            elif stack:
-                stack.pop()
-                expect_key = False
-            i += 1
-        elif c == ",":
-            if stack and stack[-1] == "{":
-                expect_key, parts, after_dot = True, 0, False
-            i += 1
-        else:
-            m = _WORD.match(text, i)
-            if m is None:
-                i += 1  # a character TOML does not allow here: tomllib says so
-                continue
-            if expect_key or in_header:
-                parts, key_start, problem = _key_part(text, i, after_dot, parts, key_start)
-                if problem is not None:
-                    return problem
-                after_dot = False
-            elif m.end() - i > MAX_BARE_VALUE:
-                return (
-                    f"a value of {m.end() - i} characters that is not a string is too long (numbers, "
-                    f'dates and booleans have at most {MAX_BARE_VALUE}); quote text: key = "text"',
-                    _position(text, i),
-                )
-            i = m.end()
+    try:
+        _Scan(text).run()
+    except _Stop as stop:
+        return stop.problem
     return None
 
 
-def _key_part(
-    text: str, i: int, after_dot: bool, parts: int, key_start: int
-) -> tuple[int, int, Problem | None]:
-    """One more part of a key: (parts so far, where the key starts, the problem if too many)."""
-    if not after_dot:
-        return 1, i, None
-    parts += 1
-    if parts > MAX_KEY_PARTS:
-        problem = (
-            f"a key or table name of more than {MAX_KEY_PARTS} dotted parts; "
-            "WayRay's keys have at most 4 (such as server.main.limits.memory_max)",
-            _position(text, key_start),
-        )
-        return parts, key_start, problem
-    return parts, key_start, None
+class _Stop(Exception):
+    """Ends the scan: with the limit exceeded, or None where the text is not TOML the scan can
+    follow (``tomllib`` then says what is wrong, and where)."""
+
+    def __init__(self, problem: Problem | None) -> None:
+        super().__init__()
+        self.problem = problem
+
+
+class _Scan:
+    """The one pass: a step for each kind of token, and what they need to know where they are."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.i = 0
+        self.stack: list[str] = []  # "[" (array) or "{" (inline table) for each open value container
+        self.expect_key = True  # at a key (start of a line, after "{" or "," in an inline table) or a value
+        self.in_header = False
+        self.parts = 0  # parts of the key so far
+        self.key_start = 0
+        self.after_dot = False
+
+    def run(self) -> None:
+        text, n, steps = self.text, len(self.text), self._STEPS
+        while self.i < n:
+            steps.get(text[self.i], _Scan._word)(self)
+
+    def _newline(self) -> None:
+        if not self.stack:
+            self.expect_key, self.in_header, self.parts, self.after_dot = True, False, 0, False
+        self.i += 1
+
+    def _space(self) -> None:
+        m = _WS.match(self.text, self.i)
+        self.i = m.end() if m else self.i + 1
+
+    def _comment(self) -> None:
+        m = _COMMENT.match(self.text, self.i)
+        self.i = m.end() if m else len(self.text)
+
+    def _string(self) -> None:
+        text, i = self.text, self.i
+        c = text[i]
+        if text.startswith(c * 3, i):
+            m = (_ML_BASIC if c == '"' else _ML_LITERAL).match(text, i)
+        else:
+            m = (_BASIC if c == '"' else _LITERAL).match(text, i)
+        if m is None:
+            raise _Stop(None)  # unterminated: tomllib says where
+        if self.expect_key or self.in_header:
+            self._key_part()
+        self.i = m.end()
+
+    def _dot(self) -> None:
+        self.after_dot = self.expect_key or self.in_header
+        self.i += 1
+
+    def _equals(self) -> None:
+        if self.in_header:
+            raise _Stop(None)  # not TOML: tomllib says what is wrong
+        self.expect_key, self.parts, self.after_dot = False, 0, False
+        self.i += 1
+
+    def _open_bracket(self) -> None:
+        """A table header (``[table]``, ``[[array]]``) at a key outside values, else an array."""
+        if self.expect_key and not self.stack and not self.in_header:
+            self.in_header = True
+            self.parts, self.after_dot = 0, False
+            self.i += 2 if self.text.startswith("[[", self.i) else 1
+            return
+        self._open("[")
+        self.expect_key = False
+
+    def _open_brace(self) -> None:
+        self._open("{")
+        self.expect_key, self.parts, self.after_dot = True, 0, False
+
+    def _open(self, bracket: str) -> None:
+        self.stack.append(bracket)
+        if len(self.stack) > MAX_DEPTH:
+            raise _Stop(_too_deep(self.text, self.i))
+        self.i += 1
+
+    def _close(self) -> None:
+        if self.in_header and not self.stack:
+            self.in_header = False
+            self.expect_key = False
+        elif self.stack:
+            self.stack.pop()
+            self.expect_key = False
+        self.i += 1
+
+    def _comma(self) -> None:
+        if self.stack and self.stack[-1] == "{":
+            self.expect_key, self.parts, self.after_dot = True, 0, False
+        self.i += 1
+
+    def _word(self) -> None:
+        """A bare key, or a value that is not a string (a number, a date, a boolean)."""
+        i = self.i
+        m = _WORD.match(self.text, i)
+        if m is None:
+            self.i += 1  # a character TOML does not allow here: tomllib says so
+            return
+        if self.expect_key or self.in_header:
+            self._key_part()
+        elif m.end() - i > MAX_BARE_VALUE:
+            raise _Stop(
+                (
+                    f"a value of {m.end() - i} characters that is not a string is too long (numbers, "
+                    f'dates and booleans have at most {MAX_BARE_VALUE}); quote text: key = "text"',
+                    _position(self.text, i),
+                )
+            )
+        self.i = m.end()
+
+    def _key_part(self) -> None:
+        """One more part of a key, at ``i``: the first one, or one after a dot."""
+        if not self.after_dot:
+            self.parts, self.key_start = 1, self.i
+        else:
+            self.parts += 1
+            if self.parts > MAX_KEY_PARTS:
+                raise _Stop(
+                    (
+                        f"a key or table name of more than {MAX_KEY_PARTS} dotted parts; "
+                        "WayRay's keys have at most 4 (such as server.main.limits.memory_max)",
+                        _position(self.text, self.key_start),
+                    )
+                )
+        self.after_dot = False
+
+    _STEPS: ClassVar[dict[str, Callable[[_Scan], None]]] = {
+        "\n": _newline,
+        " ": _space,
+        "\t": _space,
+        "\r": _space,
+        "#": _comment,
+        '"': _string,
+        "'": _string,
+        ".": _dot,
+        "=": _equals,
+        "[": _open_bracket,
+        "{": _open_brace,
+        "]": _close,
+        "}": _close,
+        ",": _comma,
+    }
 
 
 def _too_deep(text: str, i: int) -> Problem:

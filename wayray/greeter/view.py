@@ -10,13 +10,13 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from wayray.greeter.model import LoginModel, NoticeKind, Phase
-from wayray.toolkit.draw import font, line_height, rounded_box, text_lines, text_width, wrap
+from wayray.toolkit.draw import Font, font, line_height, rounded_box, text_lines, text_width, wrap
 from wayray.toolkit.widgets import FieldStyle, TextField
 
 BACKGROUND = (28, 36, 52, 255)
@@ -34,6 +34,7 @@ OK_TEXT = (20, 110, 50, 255)
 HINT = "Enter: continue    Tab: next field    Esc: start over"
 
 RectTuple = tuple[int, int, int, int]
+Colour = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,104 +58,162 @@ def render(
 ) -> list[tuple[RectTuple, int]]:
     """Draw the greeter for ``model`` into ``image``; returns each text field's rectangle and focus index."""
     w, h = image.size
-    m = Metrics.for_screen(w, h)
+    card = _Card(Metrics.for_screen(w, h))
+    m = card.metrics
     d = ImageDraw.Draw(image)
-    d.rectangle((0, 0, w, h), fill=BACKGROUND)
-    small = font(int(m.unit * 0.8))
-    d.text(
-        (m.unit, m.unit), f"WayRay \u00b7 {host or socket.gethostname()}", font=small, fill=BACKGROUND_TEXT
-    )
-    stamp = time.strftime("%H:%M", time.localtime())
-    d.text((w - m.unit - text_width(stamp, small), m.unit), stamp, font=small, fill=BACKGROUND_TEXT)
-
-    body = font(m.unit)
-    bold = font(m.unit, bold=True)
-    title = font(int(m.unit * 1.5), bold=True)
-    label = font(int(m.unit * 0.85))
-    inner = m.card_width - 2 * m.pad
-    gap = m.unit // 2
-
+    _draw_background(d, card, (w, h), host)
     # Lay out first (to know the card's height), then draw.
-    items: list[tuple[str, object]] = [("title", model.title)]
-    if model.unlock_user:
-        items.append(("text", f"The session of {model.unlock_user} is locked. Enter the password to go on."))
-    else:
-        items.append(("field", ("User name", model.username, 0)))
-    for notice in model.notices:
-        items.append(("notice", notice))
-    for i, prompt in enumerate(model.prompts):
-        items.append(("field", (prompt.label, prompt.field, i + 1)))
-    error = model.error_text(now)
-    if error:
-        items.append(("error", error))
-    if model.status:
-        items.append(("status", model.status))
-    items.append(("hint", HINT))
-
-    def height(kind: str, value: object) -> int:
-        if kind == "title":
-            return line_height(title) + gap
-        if kind == "field":
-            return line_height(label) + m.field_height + gap
-        if kind in ("text", "notice", "status"):
-            text = value.text if kind == "notice" else str(value)  # type: ignore[attr-defined]
-            return len(wrap(text, body, inner)) * line_height(body) + gap
-        if kind == "error":
-            return len(wrap(str(value), bold, inner - m.unit)) * line_height(bold) + m.unit + gap
-        return len(wrap(str(value), small, inner)) * line_height(small) + gap
-
-    def card_height() -> int:
-        return sum(height(k, v) for k, v in items) + 2 * m.pad - gap
-
-    # A long conversation on a small screen: leave out the oldest answered prompts, then the oldest
-    # notices, so the open prompt and the error always stay on screen.
-    total = card_height()
-    while total > h - 4 * m.unit:
-        drop = next(
-            (i for i, (k, v) in enumerate(items) if k == "field" and _answered(model, v)),
-            next((i for i, (k, _v) in enumerate(items) if k == "notice"), None),
-        )
-        if drop is None:
-            break
-        del items[drop]
-        total = card_height()
+    items, total = _fit(_items(model, now), card, room=h - 4 * m.unit)
     cx = (w - m.card_width) // 2
     cy = max(m.unit * 3, (h - total) // 2)
     rounded_box(d, (cx, cy, m.card_width, total), m.unit // 2, CARD, CARD_EDGE, max(1, m.unit // 12))
     x, y = cx + m.pad, cy + m.pad
     fields: list[tuple[RectTuple, int]] = []
-    for kind, value in items:
-        if kind == "title":
-            d.text((x, y), str(value), font=title, fill=TEXT)
-        elif kind == "text":
-            text_lines(d, wrap(str(value), body, inner), body, x, y, MUTED)
-        elif kind == "field":
-            name, tf, index = cast(tuple[str, TextField, int], value)
-            d.text((x, y), name, font=label, fill=MUTED)
-            rect = (x, y + line_height(label), inner, m.field_height)
-            tf.draw(image, rect, body, focused=model.focus == index and model.focused_field() is tf,
-                    style=FieldStyle())  # fmt: skip
-            fields.append((rect, index))
-        elif kind == "notice":
-            colour = ERROR_TEXT if value.kind is NoticeKind.ERROR else INFO  # type: ignore[attr-defined]
-            text_lines(d, wrap(value.text, body, inner), body, x, y, colour)  # type: ignore[attr-defined]
-        elif kind == "error":
-            lines = wrap(str(value), bold, inner - m.unit)
-            box_h = len(lines) * line_height(bold) + m.unit // 2 * 2
-            rounded_box(d, (x, y, inner, box_h), m.unit // 3, ERROR_BG, ERROR_EDGE, max(1, m.unit // 10))
-            text_lines(d, lines, bold, x + m.unit // 2, y + m.unit // 2, ERROR_TEXT)
-        elif kind == "status":
-            colour = OK_TEXT if model.phase is Phase.DONE else MUTED
-            text_lines(d, wrap(str(value), body, inner), body, x, y, colour)
+    for item in items:
+        if isinstance(item, _Field):
+            fields.append((card.draw_field(d, image, item, x, y), item.index))
         else:
-            text_lines(d, wrap(str(value), small, inner), small, x, y, MUTED)
-        y += height(kind, value)
+            card.draw_text(d, item, x, y)
+        y += card.item_height(item)
     return fields
 
 
-def _answered(model: LoginModel, value: object) -> bool:
-    index = cast(tuple[str, TextField, int], value)[2]
-    return index > 0 and model.prompts[index - 1].answered
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A block of wrapped text on the card."""
+
+    kind: Literal["title", "text", "notice", "error", "status", "hint"]
+    text: str
+    colour: Colour = MUTED
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """A labelled text field; ``index`` is its focus index (0: the user name, n: prompt n)."""
+
+    label: str
+    field: TextField
+    index: int
+    focused: bool
+    answered: bool
+
+
+def _items(model: LoginModel, now: float) -> list[_Text | _Field]:
+    """What the card shows, top to bottom."""
+    items: list[_Text | _Field] = [_Text("title", model.title, TEXT)]
+    if model.unlock_user:
+        items.append(
+            _Text("text", f"The session of {model.unlock_user} is locked. Enter the password to go on.")
+        )
+    else:
+        items.append(_field(model, "User name", model.username, 0))
+    for notice in model.notices:
+        items.append(_Text("notice", notice.text, ERROR_TEXT if notice.kind is NoticeKind.ERROR else INFO))
+    for i, prompt in enumerate(model.prompts):
+        items.append(_field(model, prompt.label, prompt.field, i + 1))
+    error = model.error_text(now)
+    if error:
+        items.append(_Text("error", error, ERROR_TEXT))
+    if model.status:
+        items.append(_Text("status", model.status, OK_TEXT if model.phase is Phase.DONE else MUTED))
+    items.append(_Text("hint", HINT))
+    return items
+
+
+def _field(model: LoginModel, label: str, field: TextField, index: int) -> _Field:
+    return _Field(
+        label,
+        field,
+        index,
+        focused=model.focus == index and model.focused_field() is field,
+        answered=index > 0 and model.prompts[index - 1].answered,
+    )
+
+
+def _fit(items: list[_Text | _Field], card: _Card, *, room: int) -> tuple[list[_Text | _Field], int]:
+    """The items that fit in ``room`` pixels of height, and the card's height. A long conversation on
+    a small screen leaves out the oldest answered prompts, then the oldest notices, so the open
+    prompt and the error always stay on screen."""
+    total = card.height(items)
+    while total > room:
+        drop = next(
+            (i for i, item in enumerate(items) if isinstance(item, _Field) and item.answered),
+            next(
+                (i for i, item in enumerate(items) if isinstance(item, _Text) and item.kind == "notice"),
+                None,
+            ),
+        )
+        if drop is None:
+            break
+        del items[drop]
+        total = card.height(items)
+    return items, total
+
+
+class _Card:
+    """The login card on one screen: its fonts and spacing, how tall each item is, how it is drawn."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        unit = metrics.unit
+        self.metrics = metrics
+        self.small = font(int(unit * 0.8))
+        self.body = font(unit)
+        self.bold = font(unit, bold=True)
+        self.title = font(int(unit * 1.5), bold=True)
+        self.label = font(int(unit * 0.85))
+        self.inner = metrics.card_width - 2 * metrics.pad
+        self.gap = unit // 2
+
+    def height(self, items: list[_Text | _Field]) -> int:
+        return sum(self.item_height(item) for item in items) + 2 * self.metrics.pad - self.gap
+
+    def item_height(self, item: _Text | _Field) -> int:
+        m, gap = self.metrics, self.gap
+        if isinstance(item, _Field):
+            return line_height(self.label) + m.field_height + gap
+        if item.kind == "title":
+            return line_height(self.title) + gap
+        if item.kind == "error":
+            return (
+                len(wrap(item.text, self.bold, self.inner - m.unit)) * line_height(self.bold) + m.unit + gap
+            )
+        f = self._font(item)
+        return len(wrap(item.text, f, self.inner)) * line_height(f) + gap
+
+    def draw_field(
+        self, d: ImageDraw.ImageDraw, image: Image.Image, item: _Field, x: int, y: int
+    ) -> RectTuple:
+        """Draw a field with its label at (x, y); returns the field's rectangle."""
+        d.text((x, y), item.label, font=self.label, fill=MUTED)
+        rect = (x, y + line_height(self.label), self.inner, self.metrics.field_height)
+        item.field.draw(image, rect, self.body, focused=item.focused, style=FieldStyle())
+        return rect
+
+    def draw_text(self, d: ImageDraw.ImageDraw, item: _Text, x: int, y: int) -> None:
+        unit = self.metrics.unit
+        if item.kind == "title":
+            d.text((x, y), item.text, font=self.title, fill=item.colour)
+        elif item.kind == "error":
+            lines = wrap(item.text, self.bold, self.inner - unit)
+            box_h = len(lines) * line_height(self.bold) + unit // 2 * 2
+            rounded_box(d, (x, y, self.inner, box_h), unit // 3, ERROR_BG, ERROR_EDGE, max(1, unit // 10))
+            text_lines(d, lines, self.bold, x + unit // 2, y + unit // 2, item.colour)
+        else:
+            f = self._font(item)
+            text_lines(d, wrap(item.text, f, self.inner), f, x, y, item.colour)
+
+    def _font(self, item: _Text) -> Font:
+        """The font of a paragraph: small for the key hint, else the body's."""
+        return self.small if item.kind == "hint" else self.body
+
+
+def _draw_background(d: ImageDraw.ImageDraw, card: _Card, size: tuple[int, int], host: str | None) -> None:
+    """The dark screen, with the host name at the top left and the time at the top right."""
+    (width, height), unit, small = size, card.metrics.unit, card.small
+    d.rectangle((0, 0, width, height), fill=BACKGROUND)
+    d.text((unit, unit), f"WayRay \u00b7 {host or socket.gethostname()}", font=small, fill=BACKGROUND_TEXT)
+    stamp = time.strftime("%H:%M", time.localtime())
+    d.text((width - unit - text_width(stamp, small), unit), stamp, font=small, fill=BACKGROUND_TEXT)
 
 
 def changed_boxes(old: Image.Image | None, new: Image.Image, band: int = 32) -> list[RectTuple]:

@@ -55,96 +55,136 @@ class SessionOptions:
 
 async def run_session(opts: SessionOptions, env: dict[str, str]) -> int:
     """Run the session until it ends; returns the exit status (COMMAND's, or 0 without one)."""
-    loop = asyncio.get_running_loop()
-    ending = asyncio.Event()
-    end_reason: list[str] = []
+    return await _Session(opts, env).run()
 
-    def end(reason: str) -> None:
-        if not end_reason:
-            end_reason.append(reason)
-        ending.set()
 
-    link: LinkClient | None = None
+class _Session:
+    """The parts of one session process: the compositor, its link to wrsrvd, COMMAND, and why it ends."""
 
-    def selection_changed(kind: object, mimes: list[str] | None) -> None:
-        if link is not None:
-            link.selection_changed(kind, mimes)  # type: ignore[arg-type]
+    def __init__(self, opts: SessionOptions, env: dict[str, str]) -> None:
+        self.opts = opts
+        self.env = env
+        self.ending = asyncio.Event()
+        self.end_reason: str | None = None  # the first reason given
+        self.link: LinkClient | None = None
+        self.link_task: asyncio.Task[None] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.comp = SessionCompositor(
+            size=opts.size,
+            scale=opts.scale,
+            refresh_hz=opts.refresh_hz,
+            idle_hz=opts.idle_hz,
+            socket_name=opts.socket_name,
+            runtime_dir=opts.runtime_dir,
+            decorations=opts.decorations,
+            on_selection=self._selection_changed,
+        )
+        # One encoding thread: frames of one session are encoded in order; sessions are processes.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
 
-    comp = SessionCompositor(
-        size=opts.size,
-        scale=opts.scale,
-        refresh_hz=opts.refresh_hz,
-        idle_hz=opts.idle_hz,
-        socket_name=opts.socket_name,
-        runtime_dir=opts.runtime_dir,
-        decorations=opts.decorations,
-        on_selection=selection_changed,
-    )
-    # One encoding thread: frames of one session are encoded in order; sessions are processes.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
-    for sig, why in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"), (signal.SIGHUP, "SIGHUP")):
-        loop.add_signal_handler(sig, end, f"the session process got {why}")
-    if opts.screenshot is not None:
-        shot_path = opts.screenshot
+    def end(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+        self.ending.set()
 
-        def shot() -> None:
-            if comp.running:
-                try:
-                    comp.screenshot(shot_path)
-                    log.info("screenshot written to %s", shot_path)
-                except OSError as err:
-                    log.error("cannot write the screenshot to %s: %s", shot_path, err)
+    async def run(self) -> int:
+        self._handle_signals()
+        status = 0
+        try:
+            await self._start()
+            status, reason = await self._wait_for_end()
+            log.info("session ending: %s", reason)
+            if self.link is not None:
+                self.link.send_ended(reason, status if self.opts.command else -1)
+                await self.link.close()
+        finally:
+            await self._tear_down()
+        return status
 
-        loop.add_signal_handler(signal.SIGUSR1, shot)
+    def _handle_signals(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP end the session; SIGUSR1 writes a screenshot, if asked for."""
+        loop = asyncio.get_running_loop()
+        for sig, why in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"), (signal.SIGHUP, "SIGHUP")):
+            loop.add_signal_handler(sig, self.end, f"the session process got {why}")
+        if self.opts.screenshot is not None:
+            loop.add_signal_handler(signal.SIGUSR1, self._screenshot, self.opts.screenshot)
 
-    proc: asyncio.subprocess.Process | None = None
-    link_task: asyncio.Task[None] | None = None
-    status = 0
-    try:
-        await comp.start()
-        comp.viewed = False  # nobody watches until wrsrvd attaches a viewer
-        link = LinkClient(comp, opts.link, encoder_settings=opts.encoder, executor=executor, on_end=end)
-        link_task = loop.create_task(link.run(), name="link")
-        if opts.command:
-            client_env = comp.client_env(base={k: v for k, v in env.items() if k not in LINK_ENV})
+    def _screenshot(self, path: Path) -> None:
+        if self.comp.running:
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *opts.command, env=client_env, stdin=asyncio.subprocess.DEVNULL
-                )
+                self.comp.screenshot(path)
+                log.info("screenshot written to %s", path)
             except OSError as err:
-                raise WayRayError(f"cannot run {opts.command[0]}: {err.strerror or err}") from None
-            log.info("running %s (pid %d) on %s", " ".join(opts.command), proc.pid, comp.socket_name)
-        waits: set[asyncio.Future[object]] = {asyncio.ensure_future(ending.wait())}
+                log.error("cannot write the screenshot to %s: %s", path, err)
+
+    def _selection_changed(self, kind: object, mimes: list[str] | None) -> None:
+        """The session's clipboard changed: the link tells the viewer (once there is a link)."""
+        if self.link is not None:
+            self.link.selection_changed(kind, mimes)  # type: ignore[arg-type]
+
+    async def _start(self) -> None:
+        """The compositor, the link to wrsrvd, then COMMAND in the compositor."""
+        await self.comp.start()
+        self.comp.viewed = False  # nobody watches until wrsrvd attaches a viewer
+        self.link = LinkClient(
+            self.comp,
+            self.opts.link,
+            encoder_settings=self.opts.encoder,
+            executor=self.executor,
+            on_end=self.end,
+        )
+        self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
+        if self.opts.command:
+            self.proc = await self._start_command()
+
+    async def _start_command(self) -> asyncio.subprocess.Process:
+        """COMMAND, a client of the compositor, in an environment without the link's variables."""
+        command, comp = self.opts.command, self.comp
+        client_env = comp.client_env(base={k: v for k, v in self.env.items() if k not in LINK_ENV})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, env=client_env, stdin=asyncio.subprocess.DEVNULL
+            )
+        except OSError as err:
+            raise WayRayError(f"cannot run {command[0]}: {err.strerror or err}") from None
+        log.info("running %s (pid %d) on %s", " ".join(command), proc.pid, comp.socket_name)
+        return proc
+
+    async def _wait_for_end(self) -> tuple[int, str]:
+        """Wait until COMMAND exits or the session is ended (then COMMAND is stopped): the exit
+        status, and why the session ends."""
+        proc = self.proc
+        waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self.ending.wait())}
         exited: asyncio.Future[int] | None = None
         if proc is not None:
             exited = asyncio.ensure_future(proc.wait())
             waits.add(exited)  # type: ignore[arg-type]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        status = 0
         if exited is not None and exited.done():
             status = _status(exited.result())
-            reason = f"{opts.command[0]} exited with status {status}"
+            reason = f"{self.opts.command[0]} exited with status {status}"
         else:
-            reason = end_reason[0] if end_reason else "the session ended"
+            reason = self.end_reason if self.end_reason is not None else "the session ended"
             if proc is not None and exited is not None:
                 status = _status(await _stop(proc, exited))
-        log.info("session ending: %s", reason)
         for w in waits:
             w.cancel()
-        if link is not None:
-            link.send_ended(reason, status if opts.command else -1)
-            await link.close()
-    finally:
+        return status, reason
+
+    async def _tear_down(self) -> None:
+        """Whatever happened: COMMAND killed if it still runs, the link stopped, the compositor closed."""
+        proc = self.proc
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-        if link_task is not None:
-            link_task.cancel()
+        if self.link_task is not None:
+            self.link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await link_task
-        await comp.close()
-        executor.shutdown(wait=True, cancel_futures=True)
-    return status
+                await self.link_task
+        await self.comp.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 async def _stop(proc: asyncio.subprocess.Process, exited: asyncio.Future[int]) -> int:

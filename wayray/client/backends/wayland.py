@@ -479,48 +479,68 @@ class WaylandBackend:
         return sx, sy
 
     def _seat_event(self, event: SeatEvent) -> None:
-        if isinstance(event, KeymapEvent):
-            if event.text != self._keymap:
-                self._keymap = event.text
-                if self.keymap_override is None:  # a keymap given on the command line stays
-                    self._emit(KeymapChangedEvent(event.text))
-        elif isinstance(event, Key):
-            if event.pressed:
-                self._keys_down.add(event.evdev_code)
-            elif event.evdev_code not in self._keys_down:
-                return  # released a key pressed before we had focus
-            else:
-                self._keys_down.discard(event.evdev_code)
-            self._emit(KeyEvent(event.evdev_code, event.pressed))
-        elif isinstance(event, KeyboardFocus):
-            if event.surface is None:
-                # Focus went elsewhere: release what the session still thinks is held.
-                for code in sorted(self._keys_down):
-                    self._emit(KeyEvent(code, False))
-                self._keys_down.clear()
-            elif self._client is not None and self._client.clipboard is not None:
-                self._client.clipboard.focus_gained()
-        elif isinstance(event, PointerEnter):
-            self._pointer_surface = event.surface
-            if self._client is not None and self._client.seat is not None:
-                if self._cursor_pointer is not self._client.seat.pointer:
-                    self._apply_cursor()  # a pointer that appeared after the cursor was set
-            self._emit(PointerMotionEvent(*self._to_session(event.x, event.y)))
-        elif isinstance(event, PointerMotion):
-            self._emit(PointerMotionEvent(*self._to_session(event.x, event.y)))
-        elif isinstance(event, PointerButton):
-            if event.pressed:
-                self._buttons_down.add(event.button)
-            else:
-                self._buttons_down.discard(event.button)
-            self._emit(PointerButtonEvent(event.button, event.pressed))
-        elif isinstance(event, PointerAxis):
-            self._emit(PointerAxisEvent(event.axis, event.value / self._layout.factor, event.discrete))
-        elif isinstance(event, PointerLeave):
-            self._pointer_surface = None
-            for button in sorted(self._buttons_down):
-                self._emit(PointerButtonEvent(button, False))
-            self._buttons_down.clear()
+        match event:
+            case KeymapEvent():
+                self._keymap_event(event)
+            case Key():
+                self._key_event(event)
+            case KeyboardFocus():
+                self._keyboard_focus(event)
+            case PointerEnter():
+                self._pointer_enter(event)
+            case PointerMotion():
+                self._emit(PointerMotionEvent(*self._to_session(event.x, event.y)))
+            case PointerButton():
+                self._pointer_button(event)
+            case PointerAxis():
+                self._emit(PointerAxisEvent(event.axis, event.value / self._layout.factor, event.discrete))
+            case PointerLeave():
+                self._pointer_leave()
+
+    def _keymap_event(self, event: KeymapEvent) -> None:
+        if event.text != self._keymap:
+            self._keymap = event.text
+            if self.keymap_override is None:  # a keymap given on the command line stays
+                self._emit(KeymapChangedEvent(event.text))
+
+    def _key_event(self, event: Key) -> None:
+        if event.pressed:
+            self._keys_down.add(event.evdev_code)
+        elif event.evdev_code not in self._keys_down:
+            return  # released a key pressed before we had focus
+        else:
+            self._keys_down.discard(event.evdev_code)
+        self._emit(KeyEvent(event.evdev_code, event.pressed))
+
+    def _keyboard_focus(self, event: KeyboardFocus) -> None:
+        if event.surface is None:
+            # Focus went elsewhere: release what the session still thinks is held.
+            for code in sorted(self._keys_down):
+                self._emit(KeyEvent(code, False))
+            self._keys_down.clear()
+        elif self._client is not None and self._client.clipboard is not None:
+            self._client.clipboard.focus_gained()
+
+    def _pointer_enter(self, event: PointerEnter) -> None:
+        self._pointer_surface = event.surface
+        if self._client is not None and self._client.seat is not None:
+            if self._cursor_pointer is not self._client.seat.pointer:
+                self._apply_cursor()  # a pointer that appeared after the cursor was set
+        self._emit(PointerMotionEvent(*self._to_session(event.x, event.y)))
+
+    def _pointer_button(self, event: PointerButton) -> None:
+        if event.pressed:
+            self._buttons_down.add(event.button)
+        else:
+            self._buttons_down.discard(event.button)
+        self._emit(PointerButtonEvent(event.button, event.pressed))
+
+    def _pointer_leave(self) -> None:
+        """The pointer left the window: release the buttons the session still thinks are held."""
+        self._pointer_surface = None
+        for button in sorted(self._buttons_down):
+            self._emit(PointerButtonEvent(button, False))
+        self._buttons_down.clear()
 
     def _clipboard_text(self, text: str) -> None:
         self._emit(ClipboardChangedEvent(text))
