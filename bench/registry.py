@@ -18,7 +18,7 @@ from pathlib import Path
 from wayray.server.model import Endpoint
 from wayray.server.policy import SessionPolicy
 from wayray.server.registry import Outcome, Registry
-from wayray.server.tokens import TokenHasher, TokenKind
+from wayray.server.tokens import SessionTokenKind, TokenHasher
 
 SESSIONS = 2000
 ROUNDS = 2000
@@ -46,7 +46,7 @@ def bench_present(synchronous: str) -> tuple[list[float], list[float]]:
         now = 1_700_000_000.0
         reg = Registry.open(Path(d) / "r.sqlite", policy=SessionPolicy(), now=now)
         reg._db.execute(f"PRAGMA synchronous={synchronous}")
-        tokens = [hasher.ref(TokenKind.BADGE, f"badge-{i}") for i in range(SESSIONS)]
+        tokens = [hasher.ref(SessionTokenKind.BADGE, f"badge-{i}") for i in range(SESSIONS)]
         for i, token in enumerate(tokens):
             g = reg.create_greeter(token, None, Endpoint(launcher_session=f"g{i}"), now)
             reg.logged_in(g.id, f"user{i}", Endpoint(launcher_session=f"u{i}"), now)
@@ -75,7 +75,7 @@ def main() -> None:
         print(f"  synchronous={sync:6}  move:   {percentiles(moved)}")
     hasher = TokenHasher(b"k" * 32)
     print("token hash per badge-in")
-    hmac_times = timed(lambda: hasher.ref(TokenKind.BADGE, "04:A2:19:7C"), 5000)
+    hmac_times = timed(lambda: hasher.ref(SessionTokenKind.BADGE, "04:A2:19:7C"), 5000)
     print(f"  HMAC-SHA256 (used)     {percentiles(hmac_times)}")
     scrypt = timed(lambda: hashlib.scrypt(b"04:A2:19:7C", salt=b"k" * 16, n=2**14, r=8, p=1), 50)
     print(f"  scrypt n=2^14 r=8 p=1  {percentiles(scrypt)}")

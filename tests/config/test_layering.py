@@ -275,4 +275,4 @@ def test_durations_reach_the_typed_config(tmp_path: Path) -> None:
     lab = wc.load(tmp_path).policies["lab"]
     assert (lab.detached_timeout, lab.idle_logout) == (timedelta(hours=2), timedelta(minutes=30))
     assert lab.clipboard is wc.ClipboardDirection.TO_CLIENT and lab.clipboard.to_client
-    assert lab.tokens == (wc.TokenKind.BADGE,)
+    assert lab.tokens == (wc.SessionTokenKind.BADGE,)

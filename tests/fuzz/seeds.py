@@ -19,7 +19,7 @@ from wayray.link import protocol as link
 from wayray.wire import Channel
 from wayray.wire import layout as L
 from wayray.wire.protocol import MESSAGES as WIRE_MESSAGES
-from wayray.wire.protocol import MessageSpec, Role, encode_message
+from wayray.wire.protocol import MessageSpec, WireRole, encode_message
 
 # --- the wire ------------------------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ def wire_messages(spec: MessageSpec) -> list[Any]:
     return out
 
 
-def wire_sent_by(role: Role) -> Iterator[tuple[MessageSpec, Any]]:
+def wire_sent_by(role: WireRole) -> Iterator[tuple[MessageSpec, Any]]:
     for spec in WIRE_MESSAGES:
         if spec.direction.allows(role):
             for msg in wire_messages(spec):

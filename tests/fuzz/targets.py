@@ -6,7 +6,7 @@ The contract, for every target:
 
 - malformed input ends in the documented way: the wire closes with a specific ErrorCode and a reason
   (never INTERNAL_ERROR), the link raises LinkError (a Close {protocol_error, reason}), wrsessd's IPC
-  raises its ProtocolError (an error {bad_request}), wrsrvd's admin socket answers an error saying
+  raises its IpcProtocolError (an error {bad_request}), wrsrvd's admin socket answers an error saying
   what was wrong; nothing else escapes, and nothing is logged as an error (a traceback);
 - valid input round-trips: what a decoder accepted encodes again and decodes to the same message.
 
@@ -38,10 +38,10 @@ from wayray.wire import (
     HelloParams,
     HelloReceived,
     MessageReceived,
-    Role,
     TokenKind,
     WireConfig,
     WireConnection,
+    WireRole,
 )
 from wayray.wire.messages import Channel
 from wayray.wire.protocol import decode_message, encode_body, encode_message, max_body, spec_of
@@ -101,13 +101,13 @@ def _hello() -> HelloParams:
 def _wire_connection(state: str) -> tuple[WireConnection, list[Any]]:
     """A connection in ``state`` and the events it had on the way there."""
     if state == "server-start":
-        return WireConnection(Role.SERVER, WireConfig(), now=0.0), []
-    cli = WireConnection(Role.CLIENT, WireConfig(), now=0.0)
+        return WireConnection(WireRole.SERVER, WireConfig(), now=0.0), []
+    cli = WireConnection(WireRole.CLIENT, WireConfig(), now=0.0)
     cli.send_hello(_hello())
     if state == "client-hello-sent":
         cli.data_to_send()
         return cli, []
-    srv = WireConnection(Role.SERVER, WireConfig(frame_window=3), now=0.0)
+    srv = WireConnection(WireRole.SERVER, WireConfig(frame_window=3), now=0.0)
     for channel, data in cli.data_to_send():
         srv.receive(channel, data, 0.0)
     _drain(srv)
@@ -183,20 +183,20 @@ def wire_seeds() -> list[bytes]:
     def record(channel: int, frame: bytes, flags: int = 0) -> bytes:
         return WIRE_RECORD.pack(channel, flags, len(frame)) + frame
 
-    cli = WireConnection(Role.CLIENT, WireConfig(), now=0.0)
+    cli = WireConnection(WireRole.CLIENT, WireConfig(), now=0.0)
     cli.send_hello(_hello())
     hello = cli.data_to_send()
-    srv = WireConnection(Role.SERVER, WireConfig(), now=0.0)
+    srv = WireConnection(WireRole.SERVER, WireConfig(), now=0.0)
     for ch, d in hello:
         srv.receive(ch, d, 0.0)
     _drain(srv)
     srv.accept(session_id="s-1", output_width=1920, output_height=1080, now=0.0)
     server_hello = b"".join(record(ch, d) for ch, d in srv.data_to_send())
     out = [bytes([0]) + b"".join(record(ch, d) for ch, d in hello), bytes([1]) + server_hello]
-    for spec, msg in seeds.wire_sent_by(Role.SERVER):
+    for spec, msg in seeds.wire_sent_by(WireRole.SERVER):
         frame = record(spec.channel, encode_message(msg))
         out += [bytes([1]) + server_hello + frame, bytes([3]) + frame]
-    client_sends = [record(s.channel, encode_message(m)) for s, m in seeds.wire_sent_by(Role.CLIENT)]
+    client_sends = [record(s.channel, encode_message(m)) for s, m in seeds.wire_sent_by(WireRole.CLIENT)]
     out += [bytes([2]) + frame for frame in client_sends]
     # One side's messages in one stream, with time passing between them (pings, timeouts).
     out.append(bytes([2]) + b"".join(f[:1] + b"\x02" + f[2:] for f in client_sends))
@@ -268,7 +268,9 @@ def _run(coro: Any) -> Any:
     return _loop.run_until_complete(coro)
 
 
-async def _read_all(stream: bytes, max_bytes: int) -> tuple[list[dict[str, Any]], ipc.ProtocolError | None]:
+async def _read_all(
+    stream: bytes, max_bytes: int
+) -> tuple[list[dict[str, Any]], ipc.IpcProtocolError | None]:
     reader = asyncio.StreamReader(limit=max_bytes + 16)
     reader.feed_data(stream)
     reader.feed_eof()
@@ -276,7 +278,7 @@ async def _read_all(stream: bytes, max_bytes: int) -> tuple[list[dict[str, Any]]
     try:
         while (obj := await ipc.read_message(reader, max_bytes)) is not None:
             out.append(obj)
-    except ipc.ProtocolError as err:
+    except ipc.IpcProtocolError as err:
         return out, err
     return out, None
 
@@ -291,10 +293,10 @@ def launcher_ipc(data: bytes) -> None:
     stream = data[1:]
     with no_error_logged():
         decoder = ipc.FrameDecoder(limit)
-        error: ipc.ProtocolError | None = None
+        error: ipc.IpcProtocolError | None = None
         try:
             decoded = decoder.feed(stream)
-        except ipc.ProtocolError as err:
+        except ipc.IpcProtocolError as err:
             decoded, error = [], err
         read, read_error = _run(_read_all(stream, limit))
         # The two readers agree: the same objects, and an error from one is an error from the other
@@ -311,7 +313,7 @@ def launcher_ipc(data: bytes) -> None:
         for obj in read:
             try:
                 message = ipc.parse(obj, direction)
-            except ipc.ProtocolError as err:
+            except ipc.IpcProtocolError as err:
                 assert str(err).strip()
                 _no_internal_error(str(err))
                 continue

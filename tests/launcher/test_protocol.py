@@ -114,7 +114,7 @@ def _frame(body: bytes) -> bytes:
     ],
 )
 def test_bad_frames(frame: bytes, message: str) -> None:
-    with pytest.raises(p.ProtocolError, match=re.escape(message)):
+    with pytest.raises(p.IpcProtocolError, match=re.escape(message)):
         p.FrameDecoder().feed(frame)
 
 
@@ -140,14 +140,14 @@ def test_bad_frames(frame: bytes, message: str) -> None:
     ],
 )
 def test_request_validation(obj: dict[str, object], message: str) -> None:
-    with pytest.raises(p.ProtocolError, match=re.escape(message)):
+    with pytest.raises(p.IpcProtocolError, match=re.escape(message)):
         p.parse_request(obj)
 
 
 def test_roles_of_requests() -> None:
-    greeter_ok = {t for t, cls in p.MESSAGES.items() if p.Role.GREETER in cls.roles}
+    greeter_ok = {t for t, cls in p.MESSAGES.items() if p.PeerRole.GREETER in cls.roles}
     assert greeter_ok == {"create_session", "post_auth_message_response", "start_session", "cancel_session"}
-    control_ok = {t for t, cls in p.MESSAGES.items() if p.Role.CONTROL in cls.roles}
+    control_ok = {t for t, cls in p.MESSAGES.items() if p.PeerRole.CONTROL in cls.roles}
     assert control_ok == {t for t, cls in p.MESSAGES.items() if cls.direction is p.Direction.REQUEST}
 
 

@@ -97,7 +97,7 @@ def test_every_message_is_in_the_examples() -> None:
 def test_what_is_not_valid_is_refused_with_a_reason(
     obj: dict[str, object], direction: wp.Direction, reason: str
 ) -> None:
-    with pytest.raises(p.ProtocolError, match=re.escape(reason)):
+    with pytest.raises(p.IpcProtocolError, match=re.escape(reason)):
         wp.parse(obj, direction)
 
 

@@ -19,14 +19,14 @@ from wayray.common.errors import WayRayError
 from wayray.server.model import AuditKind, Endpoint, EndReason, SessionState
 from wayray.server.policy import EndSession, SessionPolicy, session_limit_reached
 from wayray.server.registry import IllegalTransition, Outcome, Registry, RegistryError, UnknownSession
-from wayray.server.tokens import TokenHasher, TokenKind, TokenRef, load_or_create_secret
+from wayray.server.tokens import SessionTokenKind, TokenHasher, TokenRef, load_or_create_secret
 
 HASHER = TokenHasher(b"k" * 32)
 T0 = 1_700_000_000.0
 
 
 def badge(raw: str = "04:A2:19:7C") -> TokenRef:
-    return HASHER.ref(TokenKind.BADGE, raw)
+    return HASHER.ref(SessionTokenKind.BADGE, raw)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def user_session(
 ) -> str:
     """A logged-in session shown on ``viewer``, whose kiosk identity is ``kiosk`` (default: the
     viewer's name, as in most tests a viewer stands for its kiosk)."""
-    token = HASHER.ref(TokenKind.BADGE, raw)
+    token = HASHER.ref(SessionTokenKind.BADGE, raw)
     kiosk = kiosk or viewer
     assert reg.present(token, viewer or "nowhere", now, kiosk=kiosk).outcome is Outcome.NEW_GREETER
     g = reg.create_greeter(
@@ -61,19 +61,19 @@ def user_session(
 
 
 def test_token_refs_are_keyed_and_kind_separated() -> None:
-    a = HASHER.ref(TokenKind.BADGE, "1234")
-    assert a == HASHER.ref(TokenKind.BADGE, "1234")
-    assert a != HASHER.ref(TokenKind.TERMINAL, "1234")
-    assert a != TokenHasher(b"x" * 32).ref(TokenKind.BADGE, "1234")
+    a = HASHER.ref(SessionTokenKind.BADGE, "1234")
+    assert a == HASHER.ref(SessionTokenKind.BADGE, "1234")
+    assert a != HASHER.ref(SessionTokenKind.TERMINAL, "1234")
+    assert a != TokenHasher(b"x" * 32).ref(SessionTokenKind.BADGE, "1234")
     assert len(a.digest) == 64 and "1234" not in a.digest
     assert str(a) == a.short == f"badge:{a.digest[:8]}"
-    assert HASHER.matches(a, TokenKind.BADGE, "1234")
-    assert not HASHER.matches(a, TokenKind.BADGE, "1235")
-    assert not HASHER.matches(a, TokenKind.TERMINAL, "1234")
+    assert HASHER.matches(a, SessionTokenKind.BADGE, "1234")
+    assert not HASHER.matches(a, SessionTokenKind.BADGE, "1235")
+    assert not HASHER.matches(a, SessionTokenKind.TERMINAL, "1234")
     with pytest.raises(ValueError, match="empty"):
-        HASHER.ref(TokenKind.BADGE, "")
+        HASHER.ref(SessionTokenKind.BADGE, "")
     with pytest.raises(ValueError, match="longer than"):
-        HASHER.ref(TokenKind.BADGE, "x" * 2000)
+        HASHER.ref(SessionTokenKind.BADGE, "x" * 2000)
     with pytest.raises(ValueError, match="at least 32"):
         TokenHasher(b"short")
 
@@ -148,13 +148,13 @@ def test_illegal_transitions_raise(reg: Registry) -> None:
     with pytest.raises(IllegalTransition, match="cannot detach a detached session"):
         reg.detach(sid, T0 + 2)
     with pytest.raises(RegistryError, match="already has session"):
-        reg.create_greeter(HASHER.ref(TokenKind.BADGE, "t1"), "kiosk-z", Endpoint(), T0)
+        reg.create_greeter(HASHER.ref(SessionTokenKind.BADGE, "t1"), "kiosk-z", Endpoint(), T0)
     reg.end(sid, EndReason.OPERATOR, T0 + 3)
     with pytest.raises(UnknownSession):
         reg.end(sid, EndReason.OPERATOR, T0 + 4)  # ended sessions leave the live table
     with pytest.raises(UnknownSession):
         reg.attach("nope", "kiosk-a", T0)
-    g = reg.create_greeter(HASHER.ref(TokenKind.BADGE, "t2"), None, Endpoint(), T0)
+    g = reg.create_greeter(HASHER.ref(SessionTokenKind.BADGE, "t2"), None, Endpoint(), T0)
     with pytest.raises(IllegalTransition, match="cannot detach a greeter"):
         reg.detach(g.id, T0)
     # Nothing of the refused calls reached the database.
@@ -164,7 +164,7 @@ def test_illegal_transitions_raise(reg: Registry) -> None:
 def test_hot_desk_moves_the_session_and_frees_both_kiosks(reg: Registry) -> None:
     x = user_session(reg, "badge-x", "kiosk-a", user="alice")
     y = user_session(reg, "badge-y", "kiosk-b", user="bob")
-    moved = reg.present(HASHER.ref(TokenKind.BADGE, "badge-x"), "kiosk-b", T0 + 5)
+    moved = reg.present(HASHER.ref(SessionTokenKind.BADGE, "badge-x"), "kiosk-b", T0 + 5)
     assert moved.outcome is Outcome.MOVED and moved.keyframe_first
     assert moved.displaced_viewer == "kiosk-a"  # A goes back to its idle screen
     assert moved.replaced_session == y  # bob's session no longer shows on B ...
@@ -174,7 +174,7 @@ def test_hot_desk_moves_the_session_and_frees_both_kiosks(reg: Registry) -> None
     event = reg.audit(x)[-1]
     assert event.kind is AuditKind.MOVED and event.detail == {"from": "kiosk-a", "to": "kiosk-b"}
     # The same badge again at B: nothing to do but a fresh keyframe.
-    again = reg.present(HASHER.ref(TokenKind.BADGE, "badge-x"), "kiosk-b", T0 + 6)
+    again = reg.present(HASHER.ref(SessionTokenKind.BADGE, "badge-x"), "kiosk-b", T0 + 6)
     assert again.outcome is Outcome.ALREADY_HERE and again.keyframe_first
 
 
@@ -213,7 +213,7 @@ def test_reopened_registry_knows_every_live_session_and_they_are_attachable(tmp_
     assert {s.id for s in again.live_sessions()} == {active, detached, greeter}
     a = again.get(active)
     assert (a.state, a.viewer, a.last_viewer, a.user) == (SessionState.DETACHED, None, "kiosk-a", "alice")
-    digest = HASHER.ref(TokenKind.BADGE, "active").digest
+    digest = HASHER.ref(SessionTokenKind.BADGE, "active").digest
     assert a.endpoint == Endpoint(launcher_session=f"u-{digest[:6]}", compositor_pid=42)
     assert again.get(detached).detached_at == T0 + 1  # its detach clock keeps running
     assert again.get(greeter).viewer is None and again.get(greeter).state is SessionState.GREETER
@@ -222,7 +222,7 @@ def test_reopened_registry_knows_every_live_session_and_they_are_attachable(tmp_
     assert again.find(gone) is None
     # Attachable again, by their tokens, on any kiosk.
     for raw, kiosk in (("active", "kiosk-a"), ("detached", "kiosk-x"), ("greeter", "kiosk-c")):
-        shown = again.present(HASHER.ref(TokenKind.BADGE, raw), kiosk, T0 + 200)
+        shown = again.present(HASHER.ref(SessionTokenKind.BADGE, raw), kiosk, T0 + 200)
         assert shown.outcome is Outcome.RESUMED and shown.keyframe_first and shown.session is not None
         assert shown.session.viewer == kiosk
     again.close()
@@ -253,12 +253,12 @@ def test_tokens_never_reach_the_database_or_the_log(
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "r.sqlite"
     reg = Registry.open(path, policy=SessionPolicy(reauth_on_reattach=True), now=T0)
-    token = HASHER.ref(TokenKind.BADGE, raw)
+    token = HASHER.ref(SessionTokenKind.BADGE, raw)
     sid = user_session(reg, raw, "kiosk-a")
     reg.viewer_left("kiosk-a", T0 + 1)
     reg.present(token, "kiosk-b", T0 + 500)  # reauth required: logged
     reg.attach(sid, "kiosk-b", T0 + 501, reauthenticated=True)
-    reg.present(HASHER.ref(TokenKind.BADGE, raw), "kiosk-c", T0 + 502)
+    reg.present(HASHER.ref(SessionTokenKind.BADGE, raw), "kiosk-c", T0 + 502)
     reg.end(sid, EndReason.LOGOUT, T0 + 503)
     reg.close()
     for f in tmp_path.iterdir():  # the database, its WAL and shared-memory files
@@ -291,7 +291,7 @@ def test_detached_timeout(tmp_path: Path) -> None:
     assert reg.due_actions(T0 + 3609) == []
     assert reg.due_actions(T0 + 3610) == [EndSession(sid, EndReason.DETACHED_TIMEOUT, launcher_id)]
     # Re-attaching in time cancels it.
-    reg.present(HASHER.ref(TokenKind.BADGE, "d"), "kiosk-b", T0 + 3000)
+    reg.present(HASHER.ref(SessionTokenKind.BADGE, "d"), "kiosk-b", T0 + 3000)
     assert reg.due_actions(T0 + 10_000) == [] and reg.next_deadline() is None
     reg.close()
 
@@ -335,7 +335,7 @@ def test_actions_come_earliest_first(tmp_path: Path) -> None:
 def test_reauth_on_reattach(tmp_path: Path) -> None:
     policy = SessionPolicy(reauth_on_reattach=True, reattach_grace_s=60)
     reg = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0)
-    token = HASHER.ref(TokenKind.BADGE, "r")
+    token = HASHER.ref(SessionTokenKind.BADGE, "r")
     sid = user_session(reg, "r", "kiosk-a")
     # Moving an attached session to another kiosk asks for the password; nothing changes meanwhile.
     asked = reg.present(token, "kiosk-b", T0 + 1, kiosk="kiosk-b")
@@ -366,7 +366,7 @@ def test_reauth_tells_kiosks_apart_by_identity_not_by_address(tmp_path: Path) ->
     closed on purpose) asks for it again, at that kiosk too; a viewer without identity always asks."""
     policy = SessionPolicy(reauth_on_reattach=True, reattach_grace_s=60)
     reg = Registry.open(tmp_path / "r.sqlite", policy=policy, now=T0)
-    token = HASHER.ref(TokenKind.BADGE, "k")
+    token = HASHER.ref(SessionTokenKind.BADGE, "k")
     sid = user_session(reg, "k", "10.0.0.7:50001#1", kiosk="kiosk:A")
     # The same kiosk over a new connection: no password. Another kiosk behind the same NAT address: one.
     assert reg.present(token, "10.0.0.7:50002#2", T0 + 1, kiosk="kiosk:A").outcome is Outcome.MOVED
@@ -405,12 +405,12 @@ def test_a_registry_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
 
 
 def test_accepted_token_kinds(tmp_path: Path) -> None:
-    badges_only = SessionPolicy(accepted_token_kinds=frozenset({TokenKind.BADGE}))
+    badges_only = SessionPolicy(accepted_token_kinds=frozenset({SessionTokenKind.BADGE}))
     reg = Registry.open(tmp_path / "r.sqlite", policy=badges_only, now=T0)
-    refused = reg.present(HASHER.ref(TokenKind.TERMINAL, "kiosk-7-id"), "kiosk-7", T0)
+    refused = reg.present(HASHER.ref(SessionTokenKind.TERMINAL, "kiosk-7-id"), "kiosk-7", T0)
     assert refused.outcome is Outcome.REFUSED and refused.reason == "terminal tokens are not accepted here"
     assert reg.audit()[-1].kind is AuditKind.REFUSED
-    assert reg.present(HASHER.ref(TokenKind.BADGE, "b"), "kiosk-7", T0).outcome is Outcome.NEW_GREETER
+    assert reg.present(HASHER.ref(SessionTokenKind.BADGE, "b"), "kiosk-7", T0).outcome is Outcome.NEW_GREETER
     reg.close()
 
 
@@ -455,7 +455,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @rule(raw=tokens, viewer=viewers)
     def badge_in(self, raw: str, viewer: str) -> None:
-        token = HASHER.ref(TokenKind.BADGE, raw)
+        token = HASHER.ref(SessionTokenKind.BADGE, raw)
         p = self.reg.present(token, viewer, self.tick())
         if p.outcome is Outcome.NEW_GREETER:
             self.reg.create_greeter(token, viewer, Endpoint(launcher_session=f"g-{raw}"), self.now)
@@ -463,7 +463,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @rule(raw=tokens)
     def log_in(self, raw: str) -> None:
-        s = self.reg.by_token(HASHER.ref(TokenKind.BADGE, raw))
+        s = self.reg.by_token(HASHER.ref(SessionTokenKind.BADGE, raw))
         if s is not None and s.state is SessionState.GREETER:
             self.reg.logged_in(s.id, f"user-{raw}", Endpoint(launcher_session=f"u-{raw}"), self.tick())
 
@@ -474,7 +474,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @rule(raw=tokens)
     def end(self, raw: str) -> None:
-        s = self.reg.by_token(HASHER.ref(TokenKind.BADGE, raw))
+        s = self.reg.by_token(HASHER.ref(SessionTokenKind.BADGE, raw))
         if s is not None:
             self.reg.end(s.id, EndReason.LOGOUT, self.tick())
 
@@ -520,7 +520,7 @@ TestRegistryMachine.settings = settings(max_examples=60, stateful_step_count=30,
 def test_standalone_session_starts_active_and_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "registry.sqlite"
     reg = Registry.open(path, policy=SessionPolicy(), now=T0)
-    token = HASHER.ref(TokenKind.BADGE, "software-token-1")
+    token = HASHER.ref(SessionTokenKind.BADGE, "software-token-1")
     assert reg.present(token, "viewer-1", T0).outcome is Outcome.NEW_GREETER
     endpoint = Endpoint(compositor_pid=99, link="/run/x/link.sock", link_secret_sha256="ab" * 32)
     s = reg.create_session(token, "viewer-1", "alice", endpoint, T0, session_id="s-fixed")
@@ -540,7 +540,7 @@ def test_standalone_session_starts_active_and_survives_a_restart(tmp_path: Path)
 
 
 def test_standalone_session_without_a_viewer_starts_detached(reg: Registry) -> None:
-    token = HASHER.ref(TokenKind.TERMINAL, "kiosk-7")
+    token = HASHER.ref(SessionTokenKind.TERMINAL, "kiosk-7")
     s = reg.create_session(token, None, "bob", Endpoint(), T0)
     assert s.state is SessionState.DETACHED and s.detached_at == T0
 

@@ -19,7 +19,7 @@ from wayray.launcher import protocol as p
 from wayray.server.model import Endpoint, EndReason, SessionState
 from wayray.server.policy import SessionPolicy
 from wayray.server.registry import Outcome, Registry
-from wayray.server.tokens import TokenHasher, TokenKind
+from wayray.server.tokens import SessionTokenKind, TokenHasher
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -41,7 +41,7 @@ def test_policy_timeout_ends_a_detached_session_and_closes_its_pam_session(
     registry_path = tmp_path / "registry.sqlite"
     reg = Registry.open(registry_path, policy=policy, now=time.time())
     raw_badge = "04:7B:AA:19:C2:55:80"
-    token = hasher.ref(TokenKind.BADGE, raw_badge)
+    token = hasher.ref(SessionTokenKind.BADGE, raw_badge)
 
     with daemon.client() as c, daemon.client() as events:
         events.request(p.Subscribe())
@@ -105,7 +105,7 @@ def test_a_restarted_wrsrvd_finds_every_session_attachable(
     sessions = {}
     with daemon.client() as c:
         for raw, kiosk in (("badge-1", "kiosk-a"), ("badge-2", "kiosk-b")):
-            token = hasher.ref(TokenKind.BADGE, raw)
+            token = hasher.ref(SessionTokenKind.BADGE, raw)
             assert reg.present(token, kiosk, time.time()).outcome is Outcome.NEW_GREETER
             create = p.CreateSession(
                 username=accounts.user, token=token.launcher_ref, token_kind="badge", rhost=kiosk
@@ -124,11 +124,11 @@ def test_a_restarted_wrsrvd_finds_every_session_attachable(
     with daemon.client() as c:
         running = {s.session_id for s in c.list_sessions()}
         for raw, kiosk in (("badge-1", "kiosk-a"), ("badge-2", "kiosk-c")):
-            known = reg.by_token(hasher.ref(TokenKind.BADGE, raw))
+            known = reg.by_token(hasher.ref(SessionTokenKind.BADGE, raw))
             assert (
                 known is not None and known.id == sessions[raw].id and known.state is SessionState.DETACHED
             )
             assert known.endpoint.launcher_session in running  # its compositor is still there to attach to
-            shown = reg.present(hasher.ref(TokenKind.BADGE, raw), kiosk, time.time())
+            shown = reg.present(hasher.ref(SessionTokenKind.BADGE, raw), kiosk, time.time())
             assert shown.outcome is Outcome.RESUMED and shown.keyframe_first
     reg.close()

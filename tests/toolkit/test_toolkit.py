@@ -16,7 +16,7 @@ import pytest
 
 from tests.compositor.harness import Session, running_session
 from wayray.compositor.testing import click, type_text
-from wayray.toolkit.connection import Connection, WaylandError
+from wayray.toolkit.connection import WaylandConnection, WaylandError
 from wayray.toolkit.display import Client
 from wayray.toolkit.draw import Canvas, font
 from wayray.toolkit.seat import Key, KeymapEvent, PointerAxis, SeatEvent
@@ -209,7 +209,7 @@ async def test_the_compositor_going_away_is_an_error_that_says_so(tmp_path: Path
 
 async def test_no_compositor_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WaylandError, match="cannot connect") as err:
-        await Connection.connect(str(tmp_path / "nothing-here"))
+        await WaylandConnection.connect(str(tmp_path / "nothing-here"))
     assert err.value.hint and "WAYLAND_DISPLAY" in err.value.hint
 
 

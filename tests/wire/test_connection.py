@@ -27,13 +27,13 @@ from wayray.wire import (
     PointerMotion,
     Region,
     RegionEncoding,
-    Role,
     Selection,
     SessionEvent,
     SessionEventKind,
     State,
     WireConfig,
     WireConnection,
+    WireRole,
     WireUsageError,
     encode_frame,
     encode_message,
@@ -71,8 +71,8 @@ def test_handshake_negotiates_the_intersection_of_capabilities() -> None:
 
 
 def test_hello_received_then_the_server_decides() -> None:
-    srv = WireConnection(Role.SERVER, now=0)
-    cli = WireConnection(Role.CLIENT, now=0)
+    srv = WireConnection(WireRole.SERVER, now=0)
+    cli = WireConnection(WireRole.CLIENT, now=0)
     cli.send_hello(hello_params(token="kiosk-42"))
     pump(cli, srv, 0.1)
     (ev,) = drain(srv)
@@ -86,8 +86,8 @@ def test_hello_received_then_the_server_decides() -> None:
 
 
 def test_incompatible_major_version_is_refused_with_a_reason() -> None:
-    srv = WireConnection(Role.SERVER, now=0)
-    cli = WireConnection(Role.CLIENT, WireConfig(version=(2, 3)), now=0)
+    srv = WireConnection(WireRole.SERVER, now=0)
+    cli = WireConnection(WireRole.CLIENT, WireConfig(version=(2, 3)), now=0)
     cli.send_hello(hello_params())
     pump(cli, srv, 0)
     ev = closed(srv)
@@ -100,7 +100,7 @@ def test_incompatible_major_version_is_refused_with_a_reason() -> None:
 
 
 def test_a_future_major_hello_with_another_layout_still_gets_the_version_error() -> None:
-    srv = WireConnection(Role.SERVER, now=0)
+    srv = WireConnection(WireRole.SERVER, now=0)
     body = struct.pack("<HH", 7, 0) + b"\xff" * 40  # whatever version 7 puts after the version
     ev = raw(srv, Channel.CONTROL, encode_frame(1, body))
     assert ev.code == ErrorCode.UNSUPPORTED_VERSION
@@ -112,20 +112,20 @@ def test_minor_version_in_use_is_the_smaller() -> None:
 
 
 def test_anything_before_hello_is_refused() -> None:
-    srv = WireConnection(Role.SERVER, now=0)
+    srv = WireConnection(WireRole.SERVER, now=0)
     ev = raw(srv, Channel.INPUT, encode_message(Key(code=30, state=KeyState.PRESSED, time_ms=1)))
     assert ev.code == ErrorCode.UNEXPECTED_MESSAGE and "must send Hello first" in ev.reason
 
 
 def test_client_may_not_send_before_server_hello() -> None:
-    cli = WireConnection(Role.CLIENT, now=0)
+    cli = WireConnection(WireRole.CLIENT, now=0)
     cli.send_hello(hello_params())
     with pytest.raises(WireUsageError, match="before the handshake"):
         cli.send(Key(code=30, state=KeyState.PRESSED, time_ms=1))
 
 
 def test_handshake_timeout() -> None:
-    srv = WireConnection(Role.SERVER, WireConfig(handshake_timeout=3), now=100)
+    srv = WireConnection(WireRole.SERVER, WireConfig(handshake_timeout=3), now=100)
     assert srv.get_timer() == 103
     srv.handle_timer(102.9)
     assert srv.state is State.START
@@ -135,8 +135,8 @@ def test_handshake_timeout() -> None:
 
 
 def test_server_frames_that_overtake_server_hello_are_held_not_refused() -> None:
-    srv = WireConnection(Role.SERVER, now=0)
-    cli = WireConnection(Role.CLIENT, now=0)
+    srv = WireConnection(WireRole.SERVER, now=0)
+    cli = WireConnection(WireRole.CLIENT, now=0)
     cli.send_hello(hello_params())
     pump(cli, srv, 0)
     drain(srv)
@@ -153,7 +153,7 @@ def test_server_frames_that_overtake_server_hello_are_held_not_refused() -> None
 
 
 def test_server_hello_confirming_capabilities_never_offered_is_a_violation() -> None:
-    cli = WireConnection(Role.CLIENT, WireConfig(capabilities=frozenset({"display"})), now=0)
+    cli = WireConnection(WireRole.CLIENT, WireConfig(capabilities=frozenset({"display"})), now=0)
     cli.send_hello(hello_params())
     cli.data_to_send()
     from wayray.wire import ServerHello

@@ -13,9 +13,9 @@ from tests.wire.wirepair import connected_pair, drain, hello_params
 from wayray.wire import (
     ConnectionClosed,
     ErrorCode,
-    Role,
     WireConfig,
     WireConnection,
+    WireRole,
     encode_frame,
     encode_message,
 )
@@ -31,9 +31,9 @@ raw_frames = st.lists(
 
 def fresh(kind: str) -> WireConnection:
     if kind == "server-start":
-        return WireConnection(Role.SERVER, now=0)
+        return WireConnection(WireRole.SERVER, now=0)
     if kind == "client-hello-sent":
-        c = WireConnection(Role.CLIENT, now=0)
+        c = WireConnection(WireRole.CLIENT, now=0)
         c.send_hello(hello_params())
         c.data_to_send()
         return c

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wayray.wire import ErrorCode, FrameDecoder, ProtocolError, encode_frame
+from wayray.wire import ErrorCode, FrameDecoder, WireProtocolError, encode_frame
 from wayray.wire.framing import HEADER_SIZE
 
 frames_st = st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=300)), max_size=12)
@@ -38,13 +38,13 @@ def test_random_bytes_give_frames_or_a_protocol_error(data: bytes, limit: int) -
         for frame in dec.feed(data):
             assert len(frame.body) <= limit
         assert dec.buffered < HEADER_SIZE + limit
-    except ProtocolError as err:
+    except WireProtocolError as err:
         assert err.code is ErrorCode.FRAME_TOO_LARGE
 
 
 def test_oversize_length_is_refused_from_the_header_alone() -> None:
     dec = FrameDecoder(max_body=1024, what="input frame")
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(WireProtocolError) as info:
         dec.feed(struct.pack("<IH", 0xFFFFFFFF, 1))
     assert info.value.code is ErrorCode.FRAME_TOO_LARGE
     assert "input frame of 4294967295 bytes (type 1) exceeds the 1024-byte limit" in info.value.reason
@@ -53,7 +53,7 @@ def test_oversize_length_is_refused_from_the_header_alone() -> None:
 def test_a_stream_that_ends_inside_a_frame_is_malformed() -> None:
     dec = FrameDecoder(max_body=1024)
     assert dec.feed(encode_frame(3, b"hello")[:-2]) == []
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(WireProtocolError) as info:
         dec.check_finished()
     assert info.value.code is ErrorCode.MALFORMED_MESSAGE
 

@@ -1,4 +1,4 @@
-"""Every message encodes and decodes back to itself; every decoder turns bad bytes into ProtocolError."""
+"""Every message encodes and decodes back to itself; every decoder turns bad bytes into WireProtocolError."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from wayray.wire import (
     Hello,
     Key,
     KeyState,
-    ProtocolError,
     Region,
     RegionEncoding,
     TokenKind,
+    WireProtocolError,
     decode_body,
     encode_body,
     encode_message,
@@ -36,10 +36,10 @@ FUZZ = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], 
 
 
 def decode_or_protocol_error(spec: MessageSpec, body: bytes) -> Any:
-    """The decoder's contract: a message or a ProtocolError, never any other exception."""
+    """The decoder's contract: a message or a WireProtocolError, never any other exception."""
     try:
         return decode_body(spec, body)
-    except ProtocolError as err:
+    except WireProtocolError as err:
         assert err.code is ErrorCode.MALFORMED_MESSAGE
         assert err.reason
         return None
@@ -72,7 +72,7 @@ def test_truncated_bodies_are_malformed(msg: Any, data: st.DataObject) -> None:
     if not body:
         return
     cut = data.draw(st.integers(0, len(body) - 1))
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(WireProtocolError) as info:
         decode_body(spec_of(msg), body[:cut])
     assert info.value.code is ErrorCode.MALFORMED_MESSAGE
 
@@ -82,7 +82,7 @@ def test_truncated_bodies_are_malformed(msg: Any, data: st.DataObject) -> None:
 def test_trailing_bytes_are_malformed(msg: Any, extra: bytes) -> None:
     if isinstance(msg, Hello) and (msg.version_major, msg.version_minor) > (PROTOCOL_MAJOR, PROTOCOL_MINOR):
         return  # a newer minor version's Hello may carry fields this version does not know (below)
-    with pytest.raises(ProtocolError, match="unexpected bytes after the last field"):
+    with pytest.raises(WireProtocolError, match="unexpected bytes after the last field"):
         decode_body(spec_of(msg), encode_body(msg) + extra)
 
 
@@ -160,14 +160,14 @@ def test_a_newer_minor_hello_may_end_with_fields_this_version_does_not_know() ->
     decoded = decode_body(spec_of(newer), body)
     assert (decoded.access_key, decoded.terminal_id) == ("k", "t")
     current = hello(version_minor=PROTOCOL_MINOR, access_key="k", terminal_id="t")
-    with pytest.raises(ProtocolError, match="unexpected bytes after the last field"):
+    with pytest.raises(WireProtocolError, match="unexpected bytes after the last field"):
         decode_body(spec_of(current), encode_body(current) + b"\x00")
 
 
 def test_decode_errors_name_the_field() -> None:
     body = bytearray(encode_body(hello()))
     body[4 + 4 + len("badge-0123456789abcdef")] = 9  # token_kind
-    with pytest.raises(ProtocolError, match=r"Hello\.token_kind: 9 is not a TokenKind"):
+    with pytest.raises(WireProtocolError, match=r"Hello\.token_kind: 9 is not a TokenKind"):
         decode_body(BY_CLASS[Hello], bytes(body))
 
 
@@ -175,7 +175,7 @@ def test_oversize_string_is_refused_by_its_cap() -> None:
     body = bytearray(encode_body(hello()))
     struct.pack_into("<I", body, 4, 5000)  # token length: over the 1 KiB cap
     with pytest.raises(
-        ProtocolError, match=r"Hello\.token: string of 5000 bytes exceeds the 1024-byte limit"
+        WireProtocolError, match=r"Hello\.token: string of 5000 bytes exceeds the 1024-byte limit"
     ):
         decode_body(BY_CLASS[Hello], bytes(body))
 
@@ -185,16 +185,16 @@ def test_bad_utf8_and_bad_bool_and_duplicate_set_items_are_malformed() -> None:
     h = hello(token="ab")
     body = bytearray(encode_body(h))
     body[8] = 0xFF  # first token byte
-    with pytest.raises(ProtocolError, match="invalid UTF-8"):
+    with pytest.raises(WireProtocolError, match="invalid UTF-8"):
         decode_body(spec, bytes(body))
     fu = FrameUpdate(seq=1, width=1, height=1, keyframe=True, regions=(), checksum=0)
     body = bytearray(encode_body(fu))
     body[16] = 2  # keyframe
-    with pytest.raises(ProtocolError, match="bool byte is 2"):
+    with pytest.raises(WireProtocolError, match="bool byte is 2"):
         decode_body(spec_of(fu), bytes(body))
     dup = struct.pack("<HH", 1, 0) + struct.pack("<I", 1) + b"t" + b"\x02"
     dup += struct.pack("<I", 2) + (struct.pack("<I", 5) + b"input") * 2
-    with pytest.raises(ProtocolError, match="same item twice"):
+    with pytest.raises(WireProtocolError, match="same item twice"):
         decode_body(spec, dup + bytes(100))
 
 
@@ -204,7 +204,7 @@ def test_non_finite_floats_are_malformed() -> None:
     pm = PointerMotion(x=1.0, y=2.0, time_ms=3)
     body = bytearray(encode_body(pm))
     struct.pack_into("<d", body, 0, float("nan"))
-    with pytest.raises(ProtocolError, match="not a finite number"):
+    with pytest.raises(WireProtocolError, match="not a finite number"):
         decode_body(spec_of(pm), bytes(body))
     with pytest.raises(EncodeError):
         encode_body(PointerMotion(x=float("inf"), y=0.0, time_ms=0))
@@ -227,10 +227,10 @@ def test_encoding_refuses_values_that_do_not_fit() -> None:
 def test_unknown_message_numbers_are_refused() -> None:
     from wayray.wire import Channel
 
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(WireProtocolError) as info:
         lookup(Channel.INPUT, 99)
     assert info.value.code is ErrorCode.UNKNOWN_MESSAGE
-    with pytest.raises(ProtocolError):
+    with pytest.raises(WireProtocolError):
         lookup(Channel.CONTROL, 0)  # 0 is never a message
 
 

@@ -8,11 +8,11 @@ from wayray.wire import (
     HandshakeCompleted,
     HelloParams,
     HelloReceived,
-    Role,
     TokenKind,
     WireConfig,
     WireConnection,
     WireEvent,
+    WireRole,
 )
 
 
@@ -47,8 +47,8 @@ def hello_params(**changes: Any) -> HelloParams:
 def connected_pair(
     server: WireConfig | None = None, client: WireConfig | None = None, now: float = 0.0
 ) -> tuple[WireConnection, WireConnection]:
-    srv = WireConnection(Role.SERVER, server, now=now)
-    cli = WireConnection(Role.CLIENT, client, now=now)
+    srv = WireConnection(WireRole.SERVER, server, now=now)
+    cli = WireConnection(WireRole.CLIENT, client, now=now)
     cli.send_hello(hello_params())
     pump(cli, srv, now)
     (ev,) = drain(srv)

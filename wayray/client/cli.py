@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path, PurePosixPath
@@ -33,6 +32,7 @@ from wayray.client.tokens import TokenSource, TokenSourceSettings, open_token_so
 from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.common.errors import EXIT_FAILURE, EXIT_OK, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.sizes import size_argument
 from wayray.common.version import add_version_option
 from wayray.config import ClientConfig, ConfigError, load_report
 from wayray.transport import (
@@ -100,11 +100,8 @@ exit status: 0 ok, 1 failure (connection, refusal, script), 2 usage.
 """
 
 
-def _size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)x(\d+)", text.strip().lower())
-    if not m or not (16 <= int(m[1]) <= 16384 and 16 <= int(m[2]) <= 16384):
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (16..16384), e.g. 1280x720")
-    return int(m[1]), int(m[2])
+#: ``--size``: what a screen may ask for.
+_SIZE = size_argument(example="1280x720", sides=(16, 16384), range_in_usage=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -186,7 +183,7 @@ def _add_screen_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--keymap-layout", metavar="L[,V]", help="keyboard layout and variant (us; e.g. de)")
     p.add_argument("--keymap-file", type=Path, metavar="F", help="an XKB keymap file instead")
-    p.add_argument("--size", type=_size, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
+    p.add_argument("--size", type=_SIZE, metavar="WxH", help="screen size to ask for (headless: 1280x720)")
     p.add_argument("--scale", type=float, default=1.0, metavar="S", help="screen scale (1)")
     p.add_argument("--fullscreen", action="store_true", help="cover the whole screen (kiosks under cage)")
 

@@ -25,8 +25,8 @@ from wayray.client.keyboard import Keyboard
 from wayray.client.kiosk import Kiosk
 from wayray.client.runner import ScriptRunner
 from wayray.client.script import Op, parse
-from wayray.client.snapshot import write_atomically
 from wayray.common.errors import WayRayError
+from wayray.common.files import write_atomic
 from wayray.common.unixsock import bind_private_socket
 
 log = logging.getLogger("wayray.client.control")
@@ -90,7 +90,7 @@ class ControlServer:
             screen = getattr(self.kiosk.backend, "snapshot_png", None)
             if command is not None and command.op is Op.SNAPSHOT and command.path and callable(screen):
                 try:
-                    write_atomically(command.path, screen())  # the idle screen, as the person sees it
+                    write_atomic(command.path, screen(), mode=None)  # the idle screen, as the person sees it
                 except (OSError, ValueError) as err:
                     return f"error cannot write the snapshot: {err}"
                 return "ok"

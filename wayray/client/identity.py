@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
-from wayray.common.files import read_private_file
+from wayray.common.files import read_private_file, write_atomic
 from wayray.common.xdg import config_home, standalone_access_key, standalone_certificate, state_home
 from wayray.transport import OwnServerKey
 from wayray.transport.identity import certificate_fingerprint
@@ -36,13 +36,8 @@ def terminal_token(path: Path | None = None) -> str:
     path = path or state_home() / "terminal-token"
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
+        if not os.path.lexists(path):
+            write_atomic(path, (secrets.token_hex(32) + "\n").encode(), exclusive=True)
         st = path.stat()
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise WayRayError(

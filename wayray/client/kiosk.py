@@ -51,6 +51,7 @@ from wayray.client.tokens import BadgeInserted, BadgeRemoved, TokenSource
 from wayray.client.tokens.events import redact
 from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.codec.geometry import RectLike
+from wayray.common.files import write_atomic
 from wayray.transport import ClientSettings
 from wayray.wire import ErrorCode, SessionEventKind
 
@@ -382,11 +383,7 @@ class _ViewerBackend:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data).encode(), mode=0o644, fsync=False)
     except OSError as err:
         log.warning("cannot write the state file %s: %s", path, err.strerror)

@@ -19,9 +19,10 @@ from wayray.client.backend import (
 )
 from wayray.client.keyboard import Keyboard, KeyLookupError
 from wayray.client.script import Command, Op, Script
-from wayray.client.snapshot import png_bytes, write_atomically
+from wayray.client.snapshot import png_bytes
 from wayray.client.viewer import Viewer
 from wayray.common.errors import WayRayError
+from wayray.common.files import write_atomic
 
 log = logging.getLogger("wayray.client")
 
@@ -50,7 +51,7 @@ def snapshot(viewer: Viewer, path: Path, *, include_cursor: bool = False) -> Non
     notice = viewer.not_responding
     status = None if notice is None else (ConnectionState.NOT_RESPONDING, notice)
     try:
-        write_atomically(path, png_bytes(fb, cursor, at, status=status))
+        write_atomic(path, png_bytes(fb, cursor, at, status=status), mode=None)
     except OSError as err:
         raise WayRayError(f"cannot write the snapshot {path}: {err.strerror}") from None
 

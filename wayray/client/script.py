@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from wayray.common.errors import UsageError
+from wayray.common.sizes import parse_size
 
 
 class Op(enum.StrEnum):
@@ -162,10 +162,11 @@ def _command(op: Op, rest: str, n: int) -> Command:
             raise ValueError("needs a path, optionally followed by cursor")
         return Command(op, n, path=Path(args[0]), cursor=len(args) == 2)
     if op is Op.RESIZE:
-        m = re.fullmatch(r"(\d+)x(\d+)", rest)
-        if not m:
-            raise ValueError("needs WIDTHxHEIGHT, e.g. 1280x720")
-        return Command(op, n, size=(int(m[1]), int(m[2])))
+        try:
+            size = parse_size(rest)
+        except ValueError:
+            raise ValueError("needs WIDTHxHEIGHT, e.g. 1280x720") from None
+        return Command(op, n, size=size)
     raise AssertionError(op)  # pragma: no cover - Op is closed
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -57,17 +55,3 @@ def _blend(rgb: npt.NDArray[np.uint8], cursor: CursorImage, at: tuple[int, int])
     colour = np.stack([(src >> 16) & 0xFF, (src >> 8) & 0xFF, src & 0xFF], axis=-1).astype(np.uint16)
     dst = rgb[dy0:dy1, dx0:dx1].astype(np.uint16)
     rgb[dy0:dy1, dx0:dx1] = np.minimum(255, colour + dst * (255 - a) // 255).astype(np.uint8)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from wayray.client.backend import (
     ScreenChangedEvent,
 )
 from wayray.codec import CodecError, CursorDecoder, Decoder, Desync
+from wayray.common.backoff import Backoff
 from wayray.transport import (
     ClientConnection,
     ClientSettings,
@@ -236,7 +236,7 @@ class Viewer:
         """Connect and serve until the viewer ends; returns why (``ending_detail`` says more)."""
         if self._manage_backend:
             await self.backend.start(self.handle_input)
-        delay = self.options.backoff_first
+        backoff = Backoff(self.options.backoff_first, self.options.backoff_longest)
         first = True
         try:
             while self.ending is None:
@@ -246,12 +246,11 @@ class Viewer:
                 if self.ending is not None:
                     break
                 if self.stats.connects > connects:  # it was up: start the backoff afresh
-                    delay = self.options.backoff_first
+                    backoff.reset()
                 if not self.options.reconnect:
                     self._end(Ending.LOST, retry_reason)
                     break
-                wait = delay * random.uniform(0.5, 1.0)
-                delay = min(self.options.backoff_longest, delay * 2)
+                wait = backoff.delay()
                 log.info("%s; reconnecting in %.1f s", retry_reason, wait)
                 self.backend.set_state(ConnectionState.RECONNECTING, retry_reason)
                 try:

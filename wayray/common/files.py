@@ -1,13 +1,84 @@
-"""Reading small secret files (keys, identities) that must be private to the daemon's user."""
+"""Small files that matter: written whole or not at all (state, records, units), created private
+and once (keys, identities), and read back refusing what others could have read or swapped."""
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
+
+
+def write_atomic(
+    path: Path, data: bytes, *, mode: int | None = 0o600, exclusive: bool = False, fsync: bool = True
+) -> bool:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of
+    one, and a crash leaves no half-written file: it goes into a temporary file beside ``path``,
+    which then takes ``path``'s place. Returns True.
+
+    ``mode`` is the new file's mode exactly (whatever the umask), and the file has it from its first
+    byte; None gives what ``open()`` would (0666 less the umask). ``exclusive``: only when ``path``
+    does not exist yet; another process that got there first wins, and this returns False (nothing
+    written). ``fsync``: the data and the directory entry are on disk when this returns (a state
+    file that is rewritten often may skip it). OSError (a full disk, no permission) leaves ``path``
+    as it was and no temporary file behind."""
+    path = Path(path)
+    tmp = stage_file(path, data, mode=mode, fsync=fsync)
+    try:
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if fsync:
+        fsync_dir(path.parent)
+    return True
+
+
+def stage_file(
+    path: Path, data: bytes, *, mode: int | None = 0o600, fsync: bool = True, suffix: str = ".tmp"
+) -> Path:
+    """A finished temporary file holding ``data`` beside ``path`` (hidden, named after it and ending in
+    ``suffix``), for the caller to rename onto ``path`` with ``os.replace`` (:func:`write_atomic`
+    does; a set of files staged first and renamed together is the other use). ``mode`` and
+    ``fsync`` as for :func:`write_atomic`. On OSError nothing is left behind."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o666 if mode is None else 0o600)
+    try:
+        with open(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def fsync_dir(directory: Path) -> None:
+    """Put ``directory``'s entries on disk (after a rename or link into it). Best effort: some file
+    systems refuse fsync on a directory, and the entry is there either way."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_private_file(

@@ -1,6 +1,49 @@
-"""Output sizes: the largest of a given shape that fits a pixel budget (front door and compositor)."""
+"""Output sizes: ``WIDTHxHEIGHT`` as every command line takes it, and the largest size of a given
+shape that fits a pixel budget (front door and compositor)."""
 
 from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+
+_SIZE = re.compile(r"\s*(\d+)\s*x\s*(\d+)\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` (``1280x720``; an upper-case X and spaces around the numbers are fine) as
+    (width, height); ValueError otherwise."""
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not WIDTHxHEIGHT")
+    return int(m[1]), int(m[2])
+
+
+def size_argument(
+    *, example: str | None = None, sides: tuple[int, int] | None = None, range_in_usage: bool = False
+) -> Callable[[str], tuple[int, int]]:
+    """An argparse ``type=`` for ``--size WxH``. Its error says ``'TEXT' is not WIDTHxHEIGHT``, then
+    the range when ``range_in_usage`` (`` (16..16384)``), then ``, e.g. EXAMPLE``. With ``sides``
+    (least, most), each side must lie in that range: a side outside it is the same error when
+    ``range_in_usage``, else ``'TEXT': each side must be LEAST to MOST``."""
+
+    def parse(text: str) -> tuple[int, int]:
+        usage = f"{text!r} is not WIDTHxHEIGHT"
+        if sides is not None and range_in_usage:
+            usage += f" ({sides[0]}..{sides[1]})"
+        if example is not None:
+            usage += f", e.g. {example}"
+        try:
+            w, h = parse_size(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(usage) from None
+        if sides is not None and not (sides[0] <= w <= sides[1] and sides[0] <= h <= sides[1]):
+            if range_in_usage:
+                raise argparse.ArgumentTypeError(usage)
+            raise argparse.ArgumentTypeError(f"{text!r}: each side must be {sides[0]} to {sides[1]}")
+        return w, h
+
+    return parse
 
 
 def fit_output(width: int, height: int, max_pixels: int, *, scale: int = 1) -> tuple[int, int]:
@@ -22,3 +65,8 @@ def fit_output(width: int, height: int, max_pixels: int, *, scale: int = 1) -> t
         else:
             h -= scale
     return w, h
+
+
+#: ``--size`` of the compositor commands (wrsrvd, wrsrvd session, wrsrvd compositor): the output
+#: size, checked against the pixel cap later.
+OUTPUT_SIZE = size_argument(example="1920x1080")

@@ -21,19 +21,12 @@ from pathlib import Path
 
 from wayray.common.errors import EXIT_FAILURE, UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.sizes import OUTPUT_SIZE
 from wayray.compositor.limits import check_output_size
 
 log = logging.getLogger("wayray.compositor.cli")
 
 STOP_GRACE = 5.0
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1920x1080") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,7 +38,11 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--size", type=_size, default=(1280, 720), metavar="WxH", help="output size in pixels (1280x720)"
+        "--size",
+        type=OUTPUT_SIZE,
+        default=(1280, 720),
+        metavar="WxH",
+        help="output size in pixels (1280x720)",
     )
     p.add_argument("--scale", type=int, default=1, choices=(1, 2, 3, 4), help="output scale (1)")
     p.add_argument("--refresh", type=float, default=60.0, metavar="HZ", help="target frame rate (60)")

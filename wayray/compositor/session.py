@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from wayray.common.errors import WayRayError
+from wayray.common.files import write_atomic
 from wayray.compositor.core import Core
 from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import CompositorSource, Selection, SelectionKind
@@ -244,10 +245,7 @@ class SessionCompositor:
     def screenshot(self, path: Path | str, *, include_cursor: bool = False) -> None:
         """Write a PNG of the output to ``path`` (atomically: a reader never sees half a file)."""
         path = Path(path)
-        data = self.screenshot_png(include_cursor=include_cursor)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, self.screenshot_png(include_cursor=include_cursor), mode=None, fsync=False)
 
     # Input ----------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import os
 
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
+from wayray.common.sizes import size_argument
 from wayray.common.version import add_version_option
 from wayray.greeter.app import Greeter
 from wayray.greeter.model import LoginModel
@@ -31,16 +32,6 @@ Esc starts over. Exit status: 0 once a session started (or was unlocked), 1 on f
 """
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT") from None
-    if not (64 <= w <= 16384 and 64 <= h <= 16384):
-        raise argparse.ArgumentTypeError(f"{text!r}: each side must be 64 to 16384")
-    return w, h
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wrlogin",
@@ -50,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--windowed", action="store_true", help="a window instead of full screen (testing)")
-    p.add_argument("--size", type=parse_size, default=(1024, 768), metavar="WxH",
+    p.add_argument("--size", type=size_argument(sides=(64, 16384)), default=(1024, 768), metavar="WxH",
                    help="window size with --windowed (default 1024x768)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     add_version_option(p)

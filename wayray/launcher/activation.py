@@ -13,11 +13,11 @@ import grp
 import logging
 import os
 import socket
-import stat
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
 from wayray.common.files import refuse_directories_others_change
+from wayray.common.unixsock import bind_private_socket
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def bind_socket(path: Path, *, group: str | None, mode: int) -> socket.socket:
     """Bind ``path`` as a listening Unix socket owned by root:``group`` with ``mode``.
 
     A stale socket file left by a crashed wrsessd is replaced; a live one (something accepts
-    connections on it) is an error, so two daemons never fight over the path.
+    connections on it) is an error, so two daemons never fight over the path; so is anything else
+    at the path.
     """
     gid = -1
     if group:
@@ -74,32 +75,15 @@ def bind_socket(path: Path, *, group: str | None, mode: int) -> socket.socket:
         f"the socket {path}",
         hint="make {parent} root-owned and not group/world-writable, or move the socket",
     )
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise WayRayError(f"{path} exists and is not a socket", hint="remove it or choose another path")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # stale
-        else:
-            raise WayRayError(f"another wrsessd is already listening on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)  # never a moment where the socket is more open than asked
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
-    os.chmod(path, mode)
-    sock.listen(64)
-    return sock
+    return bind_private_socket(
+        path,
+        mode=mode,
+        gid=gid,
+        in_use="another wrsessd is already listening on this socket",
+        in_use_hint=None,
+        not_a_socket_hint="remove it or choose another path (launcher_socket in host.toml)",
+        too_long_hint="choose a shorter path (launcher_socket in host.toml)",
+    )
 
 
 def unlink_socket(path: Path) -> None:

@@ -65,7 +65,7 @@ class LauncherClient:
             raise LauncherError("wrsessd closed the connection")
         try:
             return protocol.parse_response(obj)
-        except protocol.ProtocolError as err:
+        except protocol.IpcProtocolError as err:
             raise LauncherError(f"bad response from wrsessd: {err}") from None
 
     def request(self, msg: protocol.Message) -> protocol.Message:
@@ -130,7 +130,7 @@ class AsyncLauncherClient:
             raise LauncherError("wrsessd closed the connection") from None
         except jsonframe.FrameTooLarge as err:
             raise LauncherError(f"oversized response ({err.length} bytes)") from None
-        except protocol.ProtocolError as err:
+        except protocol.IpcProtocolError as err:
             raise LauncherError(f"bad response from wrsessd: {err}") from None
 
     async def request(self, msg: protocol.Message) -> protocol.Message:

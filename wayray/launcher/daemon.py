@@ -33,11 +33,11 @@ from wayray.common.errors import WayRayError
 from wayray.launcher import protocol, scope
 from wayray.launcher.greeters import Greeters
 from wayray.launcher.logins import Logins
-from wayray.launcher.protocol import EndReason, ErrorType, Role
+from wayray.launcher.protocol import EndReason, ErrorType, PeerRole
 from wayray.launcher.records import SessionRecords
 from wayray.launcher.sessions import SessionTable
 from wayray.launcher.settings import LauncherSettings
-from wayray.launcher.state import Connection, LiveSession, RequestError, Tasks
+from wayray.launcher.state import LiveSession, PeerConnection, RequestError, Tasks
 from wayray.launcher.workers import Jobs
 
 log = logging.getLogger("wayray.wrsessd")
@@ -69,7 +69,7 @@ class Launcher:
         self.records = SessionRecords(settings.state_dir)
         self.tasks = Tasks()
         self.table = SessionTable(settings, self.records, self.tasks, self._broadcast)
-        self.connections: set[Connection] = set()
+        self.connections: set[PeerConnection] = set()
         #: Open connections per uid, for the per-uid cap (control uids are not counted).
         self.open_by_uid: dict[int, int] = {}
         #: uid -> (when its last refusal was logged, refusals since), so a flood is one line a minute.
@@ -166,11 +166,11 @@ class Launcher:
 
     # --- connections ------------------------------------------------------------------------------
 
-    def _role(self, uid: int) -> Role | None:
+    def _role(self, uid: int) -> PeerRole | None:
         if uid in self.control_uids:
-            return Role.CONTROL
+            return PeerRole.CONTROL
         if self.greeter_uid is not None and uid == self.greeter_uid:
-            return Role.GREETER
+            return PeerRole.GREETER
         return None
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -198,7 +198,7 @@ class Launcher:
         # burst of kiosks arriving at once (after a power cut) legitimately needs many. Everyone else
         # (the greeter user, whose login screens handle what people type) is, so that no such uid can
         # use up wrsessd's descriptors and lock the others out.
-        capped = role is not Role.CONTROL
+        capped = role is not PeerRole.CONTROL
         if capped:
             limit = self.connection_limit(uid)
             held = self.open_by_uid.get(uid, 0)
@@ -206,7 +206,7 @@ class Launcher:
                 await self._refuse_over_cap(writer, pid, uid, held, limit)
                 return
             self.open_by_uid[uid] = held + 1
-        conn = Connection(role=role, pid=pid, uid=uid, writer=writer)
+        conn = PeerConnection(role=role, pid=pid, uid=uid, writer=writer)
         self.connections.add(conn)
         try:
             await self._serve_requests(conn, reader)
@@ -267,7 +267,7 @@ class Launcher:
             await writer.drain()
         writer.close()
 
-    def _idle_allowance(self, conn: Connection) -> float:
+    def _idle_allowance(self, conn: PeerConnection) -> float:
         """How long ``conn`` may stay silent now. Between requests: ``idle_timeout_s``. While its login
         is in its conversation (a person reading a prompt, typing a password slowly), the login's own
         deadline is what ends it, so the connection may wait that long, and then some."""
@@ -277,7 +277,7 @@ class Launcher:
             return max(0.0, login.deadline - self.clock()) + s.idle_timeout_s
         return s.idle_timeout_s
 
-    async def _serve_requests(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+    async def _serve_requests(self, conn: PeerConnection, reader: asyncio.StreamReader) -> None:
         while True:
             allowance = self._idle_allowance(conn)
             try:
@@ -300,7 +300,7 @@ class Launcher:
                     allowance,
                 )
                 return
-            except protocol.ProtocolError as err:
+            except protocol.IpcProtocolError as err:
                 log.info("closing connection from pid %d (uid %d): %s", conn.pid, conn.uid, err)
                 await conn.send(protocol.Error(error_type=ErrorType.BAD_REQUEST, description=str(err)))
                 return
@@ -319,7 +319,7 @@ class Launcher:
                 await self._stream_events(conn, reader)
                 return
 
-    async def _dispatch(self, conn: Connection, req: protocol.Message) -> protocol.Message:
+    async def _dispatch(self, conn: PeerConnection, req: protocol.Message) -> protocol.Message:
         match req:
             case protocol.CreateSession():
                 return await self.logins.create_session(conn, req)
@@ -342,7 +342,7 @@ class Launcher:
                 return self.table.listing()
         raise RequestError(ErrorType.BAD_REQUEST, f"{req.type} is not handled")  # pragma: no cover
 
-    async def _stream_events(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+    async def _stream_events(self, conn: PeerConnection, reader: asyncio.StreamReader) -> None:
         async def watch_reader() -> None:
             # A subscriber sends nothing more; data or end of stream both end the subscription.
             await reader.read(1)

@@ -16,11 +16,19 @@ from dataclasses import dataclass
 
 from wayray.launcher import proctree, protocol
 from wayray.launcher import worker_protocol as wp
-from wayray.launcher.protocol import ErrorType, Role, SessionClass
+from wayray.launcher.protocol import ErrorType, PeerRole, SessionClass
 from wayray.launcher.ratelimit import RateLimiter, token_key, user_key
 from wayray.launcher.sessions import SessionTable, sha256
 from wayray.launcher.settings import LauncherSettings, env_refusal
-from wayray.launcher.state import Connection, LiveSession, Login, LoginKind, LoginSlots, RequestError, Tasks
+from wayray.launcher.state import (
+    LiveSession,
+    Login,
+    LoginKind,
+    LoginSlots,
+    PeerConnection,
+    RequestError,
+    Tasks,
+)
 from wayray.launcher.worker_protocol import ROOT_REFUSED
 from wayray.launcher.workers import Jobs, WorkerLink
 
@@ -71,7 +79,7 @@ class Logins:
 
     # --- create_session ---------------------------------------------------------------------------
 
-    async def create_session(self, conn: Connection, req: protocol.CreateSession) -> protocol.Message:
+    async def create_session(self, conn: PeerConnection, req: protocol.CreateSession) -> protocol.Message:
         if conn.login is not None:
             raise RequestError(
                 ErrorType.BAD_REQUEST,
@@ -96,10 +104,10 @@ class Logins:
         )
         return await self._advance(conn, login)
 
-    def _claim(self, conn: Connection, req: protocol.CreateSession) -> Claim:
+    def _claim(self, conn: PeerConnection, req: protocol.CreateSession) -> Claim:
         """The three ways of saying who logs in (a greeter's ticket, a control client's ticket, a
         control client's token) as one."""
-        if conn.role is Role.GREETER and (
+        if conn.role is PeerRole.GREETER and (
             req.ticket is None or req.token or req.token_kind or req.rhost or req.unlock_session
         ):
             raise RequestError(
@@ -149,7 +157,7 @@ class Logins:
             raise RequestError(ErrorType.RATE_LIMITED, too_many(wait), retry_after=round(wait, 1))
 
     async def _begin(
-        self, conn: Connection, claim: Claim, username: str | None, target: LiveSession | None
+        self, conn: PeerConnection, claim: Claim, username: str | None, target: LiveSession | None
     ) -> Login:
         """Start the login's worker in a login slot; the login (and its timeout) is the connection's."""
         s = self.settings
@@ -199,14 +207,14 @@ class Logins:
 
     # --- the conversation -------------------------------------------------------------------------
 
-    async def _expire(self, conn: Connection, login: Login) -> None:
+    async def _expire(self, conn: PeerConnection, login: Login) -> None:
         if conn.login is login:
             log.info("login %s timed out after %g s", login.session_id, self.settings.login_timeout_s)
             await self.abort(conn)
             login.expired = True
             conn.login = login  # kept so the next request on this connection learns why
 
-    async def abort(self, conn: Connection) -> None:
+    async def abort(self, conn: PeerConnection) -> None:
         """End the login on ``conn`` (if any): its worker is cancelled, its slot freed."""
         login = conn.login
         conn.login = None
@@ -215,12 +223,12 @@ class Logins:
         login.close()
         await login.link.abort()
 
-    async def _refuse(self, conn: Connection, error: RequestError) -> RequestError:
+    async def _refuse(self, conn: PeerConnection, error: RequestError) -> RequestError:
         """End the login on ``conn`` and give the error to raise."""
         await self.abort(conn)
         return error
 
-    def _check_live(self, conn: Connection) -> Login:
+    def _check_live(self, conn: PeerConnection) -> Login:
         login = conn.login
         if login is None:
             raise RequestError(ErrorType.BAD_REQUEST, "no login in progress on this connection")
@@ -232,7 +240,7 @@ class Logins:
             )
         return login
 
-    async def _advance(self, conn: Connection, login: Login) -> protocol.Message:
+    async def _advance(self, conn: PeerConnection, login: Login) -> protocol.Message:
         """Run the worker until it needs an answer or has decided, and say what to send the client."""
         msg = await self._from_worker(conn, login)
         if isinstance(msg, wp.Prompt):
@@ -248,7 +256,7 @@ class Logins:
             conn, RequestError(ErrorType.ERROR, f"unexpected message {msg.type!r} from the login worker")
         )
 
-    async def _from_worker(self, conn: Connection, login: Login) -> wp.Message:
+    async def _from_worker(self, conn: PeerConnection, login: Login) -> wp.Message:
         """The worker's next message within the login's time and PAM's (``pam_timeout_s``)."""
         remaining = max(0.1, login.deadline - self.clock())
         budget = min(remaining, self.settings.pam_timeout_s)
@@ -282,7 +290,7 @@ class Logins:
             )
         return msg
 
-    async def _check_named(self, conn: Connection, login: Login, named: str) -> None:
+    async def _check_named(self, conn: PeerConnection, login: Login, named: str) -> None:
         """PAM has just named the user (it asked "login:"): check that user now, before the next
         question — the password — reaches anyone, so the answer never depends on the password."""
         login.checked_user = named
@@ -303,7 +311,7 @@ class Logins:
                 conn, RequestError(ErrorType.RATE_LIMITED, too_many(wait), retry_after=round(wait, 1))
             )
 
-    async def _authenticated(self, conn: Connection, login: Login, user: str) -> protocol.Message:
+    async def _authenticated(self, conn: PeerConnection, login: Login, user: str) -> protocol.Message:
         now = self.clock()
         wait = self.limiter.retry_after(user_key(user), now)
         if wait is not None:
@@ -326,7 +334,7 @@ class Logins:
         log.info("login %s: %s authenticated", login.session_id, user)
         return protocol.Success()
 
-    async def _failed(self, conn: Connection, login: Login, msg: wp.AuthFailed) -> RequestError:
+    async def _failed(self, conn: PeerConnection, login: Login, msg: wp.AuthFailed) -> RequestError:
         error_type = msg.error_type
         who = msg.user or login.requested_user
         now = self.clock()
@@ -350,7 +358,7 @@ class Logins:
         return await self._refuse(conn, RequestError(error_type, msg.message))
 
     async def post_response(
-        self, conn: Connection, req: protocol.PostAuthMessageResponse
+        self, conn: PeerConnection, req: protocol.PostAuthMessageResponse
     ) -> protocol.Message:
         login = self._check_live(conn)
         if login.awaiting is None:
@@ -365,7 +373,7 @@ class Logins:
 
     # --- start_session ----------------------------------------------------------------------------
 
-    async def start_session(self, conn: Connection, req: protocol.StartSession) -> protocol.Message:
+    async def start_session(self, conn: PeerConnection, req: protocol.StartSession) -> protocol.Message:
         login = self._check_live(conn)
         self._check_start(conn, login, req)
         if login.kind is LoginKind.UNLOCK:
@@ -373,10 +381,10 @@ class Logins:
         await self._check_session_limit(conn, login)
         return await self._start_user_session(conn, login, req)
 
-    def _check_start(self, conn: Connection, login: Login, req: protocol.StartSession) -> None:
+    def _check_start(self, conn: PeerConnection, login: Login, req: protocol.StartSession) -> None:
         if not login.authenticated or login.user is None:
             raise RequestError(ErrorType.BAD_REQUEST, "start_session needs a successful login first")
-        if conn.role is Role.GREETER and (
+        if conn.role is PeerRole.GREETER and (
             req.env or req.cmd or req.memory_max is not None or req.cpu_quota is not None
         ):
             # The user's session is the user's: a greeter choosing its PATH, XDG_CONFIG_HOME (where
@@ -393,7 +401,7 @@ class Logins:
             if (why := env_refusal(entry)) is not None:
                 raise RequestError(ErrorType.BAD_REQUEST, why)
 
-    async def _unlock(self, conn: Connection, login: Login) -> protocol.Message:
+    async def _unlock(self, conn: PeerConnection, login: Login) -> protocol.Message:
         """An unlock login is done: nothing starts; the greeter's job is over."""
         target = login.unlock_target
         assert target is not None
@@ -415,7 +423,7 @@ class Logins:
         )
         return protocol.SessionStarted(session=target.info, resumed=True)
 
-    async def _check_session_limit(self, conn: Connection, login: Login) -> None:
+    async def _check_session_limit(self, conn: PeerConnection, login: Login) -> None:
         """The user may have only so many sessions (wrsessd's limit, and the asking server's)."""
         assert login.user is not None
         limits = [self.settings.max_sessions_per_user]
@@ -436,7 +444,7 @@ class Logins:
             )
 
     async def _start_user_session(
-        self, conn: Connection, login: Login, req: protocol.StartSession
+        self, conn: PeerConnection, login: Login, req: protocol.StartSession
     ) -> protocol.Message:
         login.stop_timer()
         greeter = login.greeter

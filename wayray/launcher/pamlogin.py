@@ -69,7 +69,7 @@ class DaemonChannel:
         return self.chan.send(msg.to_json())
 
     def recv(self, timeout: float | None = None) -> wp.Message | None:
-        """The next message, None when wrsessd is gone; ProtocolError for one that is not valid."""
+        """The next message, None when wrsessd is gone; IpcProtocolError for one that is not valid."""
         obj = self.chan.recv(timeout)
         return None if obj is None else wp.parse(obj, wp.TO_WORKER)
 
@@ -96,7 +96,7 @@ class PamLogin:
             raise pam.ConversationAborted("wrsessd went away")
         try:
             reply = self.chan.recv()
-        except protocol.ProtocolError as err:
+        except protocol.IpcProtocolError as err:
             raise pam.ConversationAborted(f"a bad message from wrsessd: {err}") from None
         if reply is None or isinstance(reply, wp.Cancel):
             raise Cancelled()

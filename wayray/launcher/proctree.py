@@ -3,10 +3,13 @@
 A session's processes are all descendants of its session worker. The worker makes itself a *child
 subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``), so a program that double-forks to daemonize is
 re-parented to the worker instead of to init and stays in the tree. Ending a session is then: signal
-every descendant, wait, SIGKILL the stragglers, until none is left. Walking the tree reads /proc.
+every descendant, wait, SIGKILL the stragglers, until none is left. Walking the tree, and telling
+whether a process runs, is ``wayray.common.processes`` (psutil), re-exported here.
 
-illumos has neither /proc/<pid>/stat nor subreapers; there the equivalent is a process contract per
-session (``ct_tmpl_activate`` before fork, then ``sigsend`` to the contract), not implemented yet.
+On illumos psutil walks the tree as well, so a session's processes are found and ended there too,
+except a program that daemonizes: illumos has no subreaper, so it is re-parented to init and leaves
+the tree. The way to keep those is a process contract per session (``ct_tmpl_activate`` before fork,
+then ``sigsend`` to the contract), not implemented yet.
 """
 
 from __future__ import annotations
@@ -20,6 +23,20 @@ import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+
+from wayray.common.processes import alive, descendants, is_zombie, start_time
+
+__all__ = [
+    "alive",
+    "become_subreaper",
+    "descendants",
+    "detach_mounts_below",
+    "is_zombie",
+    "reap_children",
+    "set_process_name",
+    "signal_all",
+    "start_time",
+]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NAME = 15
@@ -70,57 +87,6 @@ def set_process_name(name: str) -> None:
     _prctl(_PR_SET_NAME, name.encode()[:15])
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself contain spaces or parentheses.
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return rest  # rest[0] is field 3 (state), rest[1] field 4 (ppid), rest[19] field 22 (starttime)
-
-
-def parent_map() -> dict[int, int]:
-    """pid → ppid for every process visible in /proc."""
-    out: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields and len(fields) > 1:
-            out[int(entry.name)] = int(fields[1])
-    return out
-
-
-def descendants(root: int) -> set[int]:
-    """Every live descendant of ``root`` (not ``root`` itself); zombies included."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent_map().items():
-        children.setdefault(ppid, []).append(pid)
-    found: set[int] = set()
-    todo = list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        if pid in found:
-            continue
-        found.add(pid)
-        todo.extend(children.get(pid, ()))
-    return found
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot: with the pid, it identifies a process."""
-    fields = _stat_fields(pid)
-    if not fields or len(fields) < 20:
-        return None
-    return int(fields[19])
-
-
-def is_zombie(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return bool(fields) and fields[0] == "Z"  # type: ignore[index]
-
-
 def signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
     for pid in pids:
         try:
@@ -144,16 +110,3 @@ def reap_children() -> list[tuple[int, int]]:
             break
         out.append((pid, status))
     return out
-
-
-def alive(pid: int, started: int | None = None) -> bool:
-    """True when ``pid`` runs (and, given ``started``, is still the same process)."""
-    if started is not None:
-        return start_time(pid) == started and not is_zombie(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not is_zombie(pid)

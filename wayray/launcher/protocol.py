@@ -49,14 +49,14 @@ MAX_MESSAGE_BYTES = 1 << 20
 MAX_REQUEST_BYTES = 64 * 1024
 
 
-class ProtocolError(Exception):
+class IpcProtocolError(Exception):
     """A frame or message that breaks the protocol; the connection that sent it is closed."""
 
 
 # --- closed choices ---------------------------------------------------------------------------------
 
 
-class Role(enum.StrEnum):
+class PeerRole(enum.StrEnum):
     """Who is on the other end of a connection, decided from the peer's uid (SO_PEERCRED)."""
 
     #: root or a configured control user (wrsrvd, wradm): may use every request.
@@ -132,11 +132,11 @@ CPU_QUOTA = Integer(1, 100_000)
 UNIT_NAME = Text(255, r"[A-Za-z0-9:_.\\@-]+\.scope")
 
 #: The IPC's messages by direction and type (:data:`MESSAGES` has them by type).
-IPC = MessageTable("wrsessd IPC", error=ProtocolError, max_bytes=MAX_MESSAGE_BYTES)
+IPC = MessageTable("wrsessd IPC", error=IpcProtocolError, max_bytes=MAX_MESSAGE_BYTES)
 
 
 class Message(schema.Message):
-    roles: ClassVar[frozenset[Role]]
+    roles: ClassVar[frozenset[PeerRole]]
 
 
 #: Every message by its ``type``: the one table the parser, the encoder and the docs test use.
@@ -145,7 +145,7 @@ MESSAGES: dict[str, type[Message]] = {}
 M = TypeVar("M", bound=type[Message])
 
 
-def message(type_: str, direction: Direction, doc: str, roles: frozenset[Role] = frozenset()) -> Any:
+def message(type_: str, direction: Direction, doc: str, roles: frozenset[PeerRole] = frozenset()) -> Any:
     def register(cls: M) -> M:
         IPC.message(type_, direction, doc)(cls)
         cls.roles = roles
@@ -156,8 +156,8 @@ def message(type_: str, direction: Direction, doc: str, roles: frozenset[Role] =
     return register
 
 
-BOTH = frozenset({Role.CONTROL, Role.GREETER})
-CONTROL = frozenset({Role.CONTROL})
+BOTH = frozenset({PeerRole.CONTROL, PeerRole.GREETER})
+CONTROL = frozenset({PeerRole.CONTROL})
 
 
 # --- nested objects --------------------------------------------------------------------------------
@@ -412,23 +412,25 @@ def encode(obj: Mapping[str, Any]) -> bytes:
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
-    """One frame's body as a JSON object, or ProtocolError."""
+    """One frame's body as a JSON object, or IpcProtocolError."""
     try:
         obj = decode_object(body)
     except JSONBodyError as err:
-        raise ProtocolError(f"message {err.reason}") from None
+        raise IpcProtocolError(f"message {err.reason}") from None
     if not isinstance(obj.get("type"), str):
-        raise ProtocolError('message has no string "type"')
+        raise IpcProtocolError('message has no string "type"')
     return obj
 
 
-def _frame_error(err: jsonframe.FrameError) -> ProtocolError:
+def _frame_error(err: jsonframe.FrameError) -> IpcProtocolError:
     if isinstance(err, jsonframe.FrameCut):
         where = "a frame header" if err.where == "header" else "a message"
-        return ProtocolError(f"connection closed in the middle of {where}")
+        return IpcProtocolError(f"connection closed in the middle of {where}")
     if isinstance(err, jsonframe.FrameUnfinished):
-        return ProtocolError(f"an unfinished message: the rest of it did not come within {err.timeout:g} s")
-    return ProtocolError(f"message {err.reason}")
+        return IpcProtocolError(
+            f"an unfinished message: the rest of it did not come within {err.timeout:g} s"
+        )
+    return IpcProtocolError(f"message {err.reason}")
 
 
 class FrameDecoder:
@@ -456,7 +458,7 @@ async def read_message(
     idle_timeout: float | None = None,
     frame_timeout: float | None = None,
 ) -> dict[str, Any] | None:
-    """One framed JSON object from an asyncio stream, None at a clean end of stream; ProtocolError on
+    """One framed JSON object from an asyncio stream, None at a clean end of stream; IpcProtocolError on
     anything else (:func:`wayray.common.jsonframe.read_frame` says what the timeouts do)."""
     try:
         body = await jsonframe.read_frame(
@@ -468,7 +470,7 @@ async def read_message(
 
 
 def parse(obj: Mapping[str, Any], direction: Direction) -> Message:
-    """Validate one decoded object as a message going ``direction``; ProtocolError says what is wrong."""
+    """Validate one decoded object as a message going ``direction``; IpcProtocolError says what is wrong."""
     msg = IPC.parse(obj, direction)
     assert isinstance(msg, Message)
     return msg

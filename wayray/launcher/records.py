@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
-from wayray.common.files import refuse_directories_others_change
+from wayray.common.files import refuse_directories_others_change, write_atomic
 from wayray.launcher import protocol
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,7 @@ class SessionRecords:
 
     def write(self, stored: StoredSession) -> None:
         path = self._path(stored.info.session_id)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(stored.to_json(), out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(stored.to_json()).encode())
 
     def remove(self, session_id: str) -> None:
         with self.lock(), contextlib.suppress(FileNotFoundError):

@@ -13,13 +13,14 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 
+from wayray.common.procwatch import ProcessWatch
 from wayray.launcher import proctree, protocol, scope
 from wayray.launcher import worker_protocol as wp
 from wayray.launcher.protocol import EndReason, ErrorType, SessionClass
 from wayray.launcher.records import SessionRecords
 from wayray.launcher.settings import LauncherSettings
 from wayray.launcher.state import LiveSession, RequestError, Tasks
-from wayray.launcher.workers import ProcessWatch, kill_group
+from wayray.launcher.workers import kill_group
 
 log = logging.getLogger("wayray.wrsessd")
 
@@ -157,7 +158,7 @@ class SessionTable:
                 if isinstance(msg, wp.Ended):
                     reason = msg.reason
             live.link.close()
-        await live.watch.exited
+        await live.watch.exited.wait()
         if reason is None:
             if live.ending_reason is not None:
                 reason = live.ending_reason
@@ -225,7 +226,7 @@ class SessionTable:
 
         async def later() -> None:
             try:
-                await asyncio.wait_for(asyncio.shield(watch.exited), grace)
+                await asyncio.wait_for(watch.exited.wait(), grace)
             except TimeoutError:
                 log.error(
                     "session %s: its worker (pid %d) did not stop %g s after SIGTERM; stuck in a PAM "

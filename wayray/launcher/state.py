@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from wayray.common.procwatch import ProcessWatch
 from wayray.launcher import protocol
-from wayray.launcher.protocol import EndReason, ErrorType, Role
-from wayray.launcher.workers import ProcessWatch, WorkerLink
+from wayray.launcher.protocol import EndReason, ErrorType, PeerRole
+from wayray.launcher.workers import WorkerLink
 
 log = logging.getLogger("wayray.wrsessd")
 
@@ -150,8 +151,8 @@ class Login:
 
 
 @dataclass(eq=False)
-class Connection:
-    role: Role
+class PeerConnection:
+    role: PeerRole
     pid: int
     uid: int
     writer: asyncio.StreamWriter

@@ -429,7 +429,7 @@ class Worker:
                 elif what == "daemon":
                     try:
                         msg = self.chan.recv()
-                    except protocol.ProtocolError as err:
+                    except protocol.IpcProtocolError as err:
                         log.warning("session %s: a bad message from wrsessd: %s", self.job.session_id, err)
                         continue
                     if msg is None:
@@ -529,7 +529,7 @@ class Worker:
 def serve(chan: DaemonChannel) -> int:
     try:
         begin = chan.recv()
-    except protocol.ProtocolError as err:
+    except protocol.IpcProtocolError as err:
         log.error("a bad first message from wrsessd: %s", err)
         return 1
     if not isinstance(begin, wp.Begin):
@@ -542,7 +542,7 @@ def serve(chan: DaemonChannel) -> int:
             return 0
         try:
             msg = chan.recv(timeout=None)
-        except protocol.ProtocolError as err:
+        except protocol.IpcProtocolError as err:
             log.error("login %s: a bad message from wrsessd: %s", job.session_id, err)
             return 1
         if msg is None or isinstance(msg, wp.Cancel | wp.Finish):

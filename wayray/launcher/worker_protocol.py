@@ -51,7 +51,7 @@ from wayray.launcher.protocol import (
     AuthMessageType,
     EndReason,
     ErrorType,
-    ProtocolError,
+    IpcProtocolError,
     SessionClass,
     SessionInfo,
 )
@@ -64,7 +64,7 @@ ROOT_REFUSED = "root cannot log in here: WayRay never starts a session as root."
 TO_WORKER = Direction.REQUEST
 FROM_WORKER = Direction.RESPONSE
 
-CHANNEL = MessageTable("wrsessd worker channel", error=ProtocolError, max_bytes=MAX_MESSAGE_BYTES)
+CHANNEL = MessageTable("wrsessd worker channel", error=IpcProtocolError, max_bytes=MAX_MESSAGE_BYTES)
 
 # Internal shapes: what the IPC and the configuration already let through, with room to spare.
 WORDS = Text(64 * 1024, allow_empty=True)
@@ -224,7 +224,7 @@ class Ended(Message):
 
 
 def parse(obj: Mapping[str, Any], direction: Direction) -> Message:
-    """One decoded object as a message of this channel; ProtocolError says what is wrong."""
+    """One decoded object as a message of this channel; IpcProtocolError says what is wrong."""
     return CHANNEL.parse(obj, direction)
 
 

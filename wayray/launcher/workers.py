@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wayray.common.procwatch import ProcessWatch
 from wayray.config import SessionConfig
 from wayray.launcher import proctree, protocol
 from wayray.launcher import worker_protocol as wp
@@ -23,41 +24,6 @@ log = logging.getLogger("wayray.wrsessd")
 
 #: Environment a worker inherits from the daemon; everything else (LISTEN_*, NOTIFY_SOCKET) stays out.
 _WORKER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "JOURNAL_STREAM", "WAYRAY_LOG_LEVEL", "WAYRAY_DEBUG")
-
-
-class ProcessWatch:
-    """Completes ``exited`` when a process ends; reaps it when it is our child. Uses a pidfd."""
-
-    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
-        self.pid = pid
-        self.popen = popen
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self._fd: int | None = None
-        try:
-            self._fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._done()
-            return
-        except (AttributeError, OSError):  # pragma: no cover - no pidfd (old kernel, illumos)
-            self._poll_task = loop.create_task(self._poll())
-            return
-        loop.add_reader(self._fd, self._done)
-
-    def _done(self) -> None:
-        if self._fd is not None:
-            asyncio.get_running_loop().remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = None
-        if self.popen is not None:
-            self.popen.wait()  # reap; the process has exited, so this does not block
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    async def _poll(self) -> None:  # pragma: no cover - fallback without pidfd
-        while proctree.alive(self.pid) and (self.popen is None or self.popen.poll() is None):
-            await asyncio.sleep(0.5)
-        self._done()
 
 
 class WorkerLink:
@@ -117,13 +83,13 @@ class WorkerLink:
             obj = await asyncio.wait_for(
                 protocol.read_message(self.reader, protocol.MAX_MESSAGE_BYTES), timeout
             )
-        except (protocol.ProtocolError, ConnectionError):
+        except (protocol.IpcProtocolError, ConnectionError):
             return None
         if obj is None:
             return None
         try:
             return wp.parse(obj, wp.FROM_WORKER)
-        except protocol.ProtocolError as err:
+        except protocol.IpcProtocolError as err:
             log.warning("session worker pid %d sent a bad message: %s", self.pid, err)
             return None
 
@@ -138,10 +104,10 @@ class WorkerLink:
         await self.send(wp.Cancel())
         self.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self.watch.exited), 5.0)
+            await asyncio.wait_for(self.watch.exited.wait(), 5.0)
         except TimeoutError:
             kill_group(self.pid)  # stuck in PAM: it and what a module started (pam_exec) go
-            await self.watch.exited
+            await self.watch.exited.wait()
 
 
 def kill_group(pid: int) -> None:

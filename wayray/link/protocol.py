@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from wayray.common.jsonframe import JSONBodyError, decode_object
 from wayray.common.schema import BadField, Kind, MissingField, Record, UnknownFields, field
 from wayray.wire import Channel
-from wayray.wire.errors import ProtocolError
+from wayray.wire.errors import WireProtocolError
 from wayray.wire.framing import FrameDecoder, encode_frame, parse_header
 from wayray.wire.layout import KiB, MiB
 
@@ -475,14 +475,14 @@ class LinkDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[LinkMessage]:
         try:
             frames = self._frames.feed(data)
-        except ProtocolError as err:
+        except WireProtocolError as err:
             raise LinkError(err.reason) from None
         return [decode(self.peer, f.type, f.body) for f in frames]
 
     def check_finished(self) -> None:
         try:
             self._frames.check_finished()
-        except ProtocolError as err:
+        except WireProtocolError as err:
             raise LinkError(err.reason) from None
 
 
@@ -523,7 +523,7 @@ def _channel(name: str, value: int) -> Channel:
 def _wire_frame(name: str, frame: bytes) -> bytes:
     try:
         parse_header(frame)
-    except ProtocolError as err:
+    except WireProtocolError as err:
         raise LinkError(f"{name}: the wire frame inside is broken: {err.reason}") from None
     return bytes(frame)
 

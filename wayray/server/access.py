@@ -24,7 +24,7 @@ import secrets
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
-from wayray.common.files import read_private_file
+from wayray.common.files import read_private_file, write_atomic
 
 #: Shortest key accepted from a file someone wrote by hand.
 MIN_KEY_CHARS = 16
@@ -35,33 +35,21 @@ MAX_KEY_CHARS = 256
 def load_or_create(path: Path) -> str:
     """The access key in ``path``, made (random, mode 0600) if the file does not exist."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
+        if not os.path.lexists(path):
+            # Whole or not at all (no empty key on a full disk: the next start makes it again).
+            write_atomic(path, (secrets.token_urlsafe(32) + "\n").encode(), exclusive=True)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise WayRayError(
+                f"{path}: cannot write the access key: {err.strerror or err}",
+                hint=f"free space on the file system of {path.parent} (df -h {path.parent}), then start "
+                "wrsrvd again",
+            ) from None
         raise WayRayError(
             f"{path}: cannot create the access key file: {err.strerror}",
             hint="create it yourself (one line, at least 16 characters; mode 0600, owned by the server's "
             "user), or name a file in a directory the server may write",
         ) from None
-    else:
-        try:
-            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
-            os.fsync(fd)
-        except OSError as err:
-            # No empty or half-written key (a full disk): the next start makes it again.
-            path.unlink(missing_ok=True)
-            raise WayRayError(
-                f"{path}: cannot write the access key: {err.strerror or err}",
-                hint=(
-                    f"free space on the file system of {path.parent} (df -h {path.parent}), then start "
-                    "wrsrvd again"
-                    if err.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else None
-                ),
-            ) from None
-        finally:
-            os.close(fd)
     try:
         raw = read_private_file(
             path,

@@ -28,6 +28,7 @@ import wayray
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup, under_journal
 from wayray.common.notify import Notifier
+from wayray.common.sizes import OUTPUT_SIZE
 from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
 from wayray.config.loader import UnknownInstance
@@ -58,14 +59,6 @@ restart it then). `wradm reload --instance NAME` (what `systemctl reload` runs) 
 what can change without a restart (policy, limits, what new sessions run); a configuration with
 errors is refused, and the running one stays.
 """
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1920x1080") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -110,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--size",
-        type=_size,
+        type=OUTPUT_SIZE,
         metavar="WxH",
         help="standalone: output of sessions whose viewer does not say its screen size (1920x1080)",
     )

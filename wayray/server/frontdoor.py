@@ -47,6 +47,7 @@ import wayray
 from wayray.common.errors import WayRayError
 from wayray.common.files import refuse_directories_others_change
 from wayray.common.notify import Notifier
+from wayray.common.processes import pid_alive
 from wayray.common.system import boot_time
 from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
@@ -65,7 +66,6 @@ from wayray.server.logins import Logins
 from wayray.server.model import EndReason, SessionState
 from wayray.server.registry import Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.spawn import pid_alive
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenHasher
 from wayray.server.viewers import ViewerSide

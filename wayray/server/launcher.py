@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from pathlib import Path
 
+from wayray.common.backoff import Backoff
 from wayray.launcher import protocol
 from wayray.launcher.client import AsyncLauncherClient, LauncherError
 
@@ -57,7 +57,7 @@ class LauncherBridge:
         self.path = path
         self._on_event = on_event
         self._on_snapshot = on_snapshot
-        self._backoff = (backoff_first, backoff_longest)
+        self._backoff = Backoff(backoff_first, backoff_longest)
         self._task: asyncio.Task[None] | None = None
         self._client: AsyncLauncherClient | None = None
         #: Set while the event subscription is up (after its snapshot was handled).
@@ -80,8 +80,6 @@ class LauncherBridge:
             self._client = None
 
     async def _subscribe(self) -> None:
-        first, longest = self._backoff
-        delay = first
         warned = False
         while True:
             try:
@@ -94,10 +92,9 @@ class LauncherBridge:
                     )
                     warned = True
                 await self._drop_client()
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(longest, delay * 2)
+                await asyncio.sleep(self._backoff.delay())
                 continue
-            delay = first
+            self._backoff.reset()
             if warned:
                 log.info("subscribed to the session launcher at %s again", self.path)
             warned = False

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from wayray.server.model import EndReason, Session, SessionState
-from wayray.server.tokens import TokenKind
+from wayray.server.tokens import SessionTokenKind
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class SessionPolicy:
     #: Most live user sessions per user; None: no limit (wrsessd enforces it when sessions start).
     max_sessions_per_user: int | None = None
     #: Token kinds that may get a session at all.
-    accepted_token_kinds: frozenset[TokenKind] = field(default_factory=lambda: frozenset(TokenKind))
+    accepted_token_kinds: frozenset[SessionTokenKind] = field(
+        default_factory=lambda: frozenset(SessionTokenKind)
+    )
 
     def __post_init__(self) -> None:
         for name in ("detached_timeout_s", "untouched_timeout_s", "idle_timeout_s", "greeter_timeout_s"):
@@ -97,7 +99,7 @@ def next_deadline(sessions: Iterable[Session], policy: SessionPolicy) -> float |
     return min(times) if times else None
 
 
-def token_accepted(kind: TokenKind, policy: SessionPolicy) -> bool:
+def token_accepted(kind: SessionTokenKind, policy: SessionPolicy) -> bool:
     return kind in policy.accepted_token_kinds
 
 

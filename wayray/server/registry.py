@@ -52,7 +52,7 @@ from wayray.server.model import (
     SessionState,
 )
 from wayray.server.policy import EndSession, SessionPolicy
-from wayray.server.tokens import TokenKind, TokenRef
+from wayray.server.tokens import SessionTokenKind, TokenRef
 
 audit_log = logging.getLogger("wayray.audit")
 
@@ -614,7 +614,7 @@ def _from_row(row: tuple[Any, ...]) -> Session:
      end_reason, reattach_from, viewer_kiosk, touched_at) = row  # fmt: skip
     return Session(
         id=sid,
-        token=TokenRef(TokenKind(kind), digest),
+        token=TokenRef(SessionTokenKind(kind), digest),
         state=SessionState(state),
         user=user,
         viewer=viewer,

@@ -18,11 +18,9 @@ from pathlib import Path
 from wayray.common.errors import UsageError, WayRayError
 from wayray.common.xdg import ACCESS_KEY_FILE, DERIVED_CERT, DERIVED_KEY, standalone_state_dir
 from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart
-from wayray.config import TokenKind as ConfigTokenKind
 from wayray.config.checks import is_loopback
 from wayray.server.admission import Limits, memory_budget
 from wayray.server.policy import SessionPolicy
-from wayray.server.tokens import TokenKind
 from wayray.wire import WireConfig
 
 
@@ -105,15 +103,14 @@ class FrontDoorSettings:
 def session_policy(policy: PolicyConfig, *, login: bool = False) -> SessionPolicy:
     """The registry's policy from the configuration's. Re-authentication needs a login (PAM through
     the launcher): without one (standalone, ``sessions = "command"``) it is off, and wrsrvd says so at
-    start-up when it was asked. Token kinds: see :data:`wayray.server.tokens.TokenKind`."""
-    kinds = {ConfigTokenKind.BADGE: TokenKind.BADGE, ConfigTokenKind.TERMINAL: TokenKind.TERMINAL}
+    start-up when it was asked. Token kinds: see :class:`wayray.config.SessionTokenKind`."""
     return SessionPolicy(
         detached_timeout_s=_seconds(policy.detached_timeout),
         untouched_timeout_s=_seconds(policy.untouched_timeout),
         idle_timeout_s=_seconds(policy.idle_logout),
         reauth_on_reattach=policy.reauth_on_reattach and login,
         max_sessions_per_user=policy.max_sessions_per_user or None,
-        accepted_token_kinds=frozenset(kinds[k] for k in policy.tokens),
+        accepted_token_kinds=frozenset(policy.tokens),
     )
 
 

@@ -6,7 +6,7 @@ register again with the next one. Its link details travel in the environment; th
 in an inherited pipe (argv is readable by every local user, the environment stays in /proc). Under
 the journal the session logs there; otherwise into ``<state>/sessions/<id>.log``.
 
-The process is watched through a pidfd where the platform has one (else a thread waiting for it), not
+The process is watched by ``wayray.common.procwatch`` (a pidfd where the platform has one), not
 through asyncio's subprocess machinery, which kills children still running when its loop closes.
 """
 
@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 
 from wayray.common.log import under_journal
 from wayray.common.notify import child_environment
+from wayray.common.processes import environment_has, pid_alive
+from wayray.common.procwatch import ProcessWatch
 from wayray.common.secretfd import secret_pipe
 
 log = logging.getLogger("wayray.server")
@@ -100,56 +101,17 @@ def session_environment(spec: SessionSpec, secret_fd: int) -> dict[str, str]:
     return env
 
 
-class SessionProcess:
+class SessionProcess(ProcessWatch):
     """A started session compositor: its pid, and a callback once it has exited (status as a shell
     reports it: the exit code, or 128+N for signal N)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], on_exit: Callable[[int], None]) -> None:
+        super().__init__(proc.pid, proc, on_exit=lambda rc: on_exit(rc if rc is not None else 0))
         self.proc = proc
-        self.pid = proc.pid
-        self.returncode: int | None = None
-        self._on_exit = on_exit
-        self._loop = asyncio.get_running_loop()
-        self.exited = asyncio.Event()
-        self._pidfd: int | None = None
-        try:
-            self._pidfd = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):
-            threading.Thread(target=self._wait_thread, name=f"wait-{proc.pid}", daemon=True).start()
-        else:
-            self._loop.add_reader(self._pidfd, self._reap)
-
-    def _reap(self) -> None:
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        self._done(self.proc.wait())
-
-    def _wait_thread(self) -> None:
-        rc = self.proc.wait()
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is interested any more
-            self._loop.call_soon_threadsafe(self._done, rc)
-
-    def _done(self, rc: int) -> None:
-        if self.returncode is not None:
-            return
-        self.returncode = rc if rc >= 0 else 128 - rc
-        self.exited.set()
-        self._on_exit(self.returncode)
-
-    def signal(self, sig: int) -> None:
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
 
     def detach(self) -> None:
         """Stop watching (wrsrvd is exiting; the session lives on)."""
-        if self._pidfd is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
+        self.close()
 
 
 def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionProcess:
@@ -240,35 +202,6 @@ def signal_group(pid: int, sig: int) -> None:
 
 def is_session_process(pid: int, session_id: str) -> bool:
     """Whether ``pid`` still is the compositor of ``session_id`` (not a process that got its pid since),
-    where /proc tells: its environment names the session."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except FileNotFoundError:
-        return not Path("/proc/self/environ").exists()  # no such /proc here: trust the pid
-    except OSError:
-        return False
-    return f"WAYRAY_LINK_SESSION={session_id}".encode() in environ.split(b"\0")
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid exists (a restarted wrsrvd asking about a session it did not
-    start itself)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not Path(f"/proc/{pid}/status").exists() or _not_zombie(pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("State:"):
-                return "Z" not in line.split()[1]
-    except OSError:
-        return False
-    return True
+    where the platform tells: its environment names the session."""
+    found = environment_has(pid, "WAYRAY_LINK_SESSION", session_id)
+    return True if found is None else found  # cannot tell here: trust the pid

@@ -15,7 +15,6 @@ would cost every login more than it would cost such an attacker.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import os
@@ -24,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
-from wayray.common.files import read_private_file
+from wayray.common.files import read_private_file, write_atomic
+from wayray.config.model import SessionTokenKind
 
 SECRET_BYTES = 32
 MAX_TOKEN_BYTES = 1024
@@ -32,16 +32,11 @@ _DOMAIN = b"wayray-token-v1\0"
 _KIOSK_DOMAIN = b"wayray-kiosk-v1\0"
 
 
-class TokenKind(enum.StrEnum):
-    BADGE = "badge"  # an ID from a badge / smart-card / NFC reader
-    TERMINAL = "terminal"  # the kiosk's own identity, for kiosks without a reader
-
-
 @dataclass(frozen=True)
 class TokenRef:
     """A token as wrsrvd stores it: its kind and the keyed digest (hex). Safe to log via ``short``."""
 
-    kind: TokenKind
+    kind: SessionTokenKind
     digest: str
 
     @property
@@ -70,7 +65,7 @@ class TokenHasher:
     def load_or_create(cls, path: Path) -> TokenHasher:
         return cls(load_or_create_secret(path))
 
-    def ref(self, kind: TokenKind, token: str | bytes) -> TokenRef:
+    def ref(self, kind: SessionTokenKind, token: str | bytes) -> TokenRef:
         raw = token.encode() if isinstance(token, str) else bytes(token)
         if not raw:
             raise ValueError("empty token")
@@ -92,7 +87,7 @@ class TokenHasher:
         mac = hmac.new(self._secret, _KIOSK_DOMAIN + raw, hashlib.sha256)
         return f"kiosk:{mac.hexdigest()[:32]}"
 
-    def matches(self, ref: TokenRef, kind: TokenKind, token: str | bytes) -> bool:
+    def matches(self, ref: TokenRef, kind: SessionTokenKind, token: str | bytes) -> bool:
         """Whether ``token`` is the one ``ref`` was made from, compared in constant time."""
         if kind is not ref.kind:
             return False
@@ -104,19 +99,10 @@ def load_or_create_secret(path: Path) -> bytes:
 
     A key file readable by others is refused, not silently fixed: someone may already have copied it.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        try:
-            os.write(fd, secrets.token_bytes(SECRET_BYTES))
-            os.fsync(fd)
-        except OSError:
-            path.unlink(missing_ok=True)  # no half-written key (a full disk): the next start makes it
-            raise
-        finally:
-            os.close(fd)
+    if not os.path.lexists(path):
+        # Whole or not at all (a full disk leaves no key: the next start makes it); another wrsrvd
+        # making it at the same moment wins, and both use its key.
+        write_atomic(path, secrets.token_bytes(SECRET_BYTES), exclusive=True)
     data = read_private_file(
         path,
         "the token key",

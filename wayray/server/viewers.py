@@ -32,7 +32,7 @@ from wayray.server.model import Endpoint, EndReason
 from wayray.server.registry import Outcome, Presentation, RegistryError
 from wayray.server.spawn import SessionSpec, start_session
 from wayray.server.table import SessionTable
-from wayray.server.tokens import TokenHasher, TokenKind, TokenRef
+from wayray.server.tokens import SessionTokenKind, TokenHasher, TokenRef
 from wayray.server.watch import CompositorWatch
 from wayray.transport import ConnectionClosedError, ServerConnection
 from wayray.wire import (
@@ -56,9 +56,9 @@ log = logging.getLogger("wayray.server")
 #: (given on a command line or in a file) follows whoever presents it, as a badge does, so it counts
 #: as a badge: a policy that accepts only terminals refuses it.
 TOKEN_KINDS = {
-    WireTokenKind.BADGE: TokenKind.BADGE,
-    WireTokenKind.TERMINAL: TokenKind.TERMINAL,
-    WireTokenKind.SOFTWARE: TokenKind.BADGE,
+    WireTokenKind.BADGE: SessionTokenKind.BADGE,
+    WireTokenKind.TERMINAL: SessionTokenKind.TERMINAL,
+    WireTokenKind.SOFTWARE: SessionTokenKind.BADGE,
 }
 #: How much may wait on a session's link (unread by its compositor) for a viewer's message to be
 #: relayed; a viewer that would go past it is closed (see ViewerSide._relay). 512 KiB is some 24,000

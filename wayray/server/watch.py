@@ -13,15 +13,15 @@ import contextlib
 import logging
 import signal
 import time
-from pathlib import Path
 
+from wayray.common.processes import pid_alive, process_uid
 from wayray.link import CloseCode, LinkError, ToSession
 from wayray.link.keepalive import Change
 from wayray.link.stream import LinkOverflow, LinkStream
 from wayray.server.ending import Ending
 from wayray.server.live import ServedSession, SessionNotResponding, Viewer
 from wayray.server.model import EndReason
-from wayray.server.spawn import is_session_process, pid_alive
+from wayray.server.spawn import is_session_process
 from wayray.server.table import SessionTable
 from wayray.wire import (
     Channel,
@@ -186,7 +186,7 @@ class CompositorWatch:
         ours = (
             session.process is not None
             or is_session_process(pid, session.id)
-            or (settings.login and session.uid is not None and _process_uid(pid) == session.uid)
+            or (settings.login and session.uid is not None and process_uid(pid) == session.uid)
         )
         if _compositor_alive(session) and ours:
             since = settings.relink_grace
@@ -230,14 +230,3 @@ def _compositor_alive(session: ServedSession) -> bool:
     if session.process is not None and session.process.returncode is not None:
         return False
     return pid_alive(session.pid) if session.pid else session.process is not None
-
-
-def _process_uid(pid: int) -> int | None:
-    """The real uid ``pid`` runs as (/proc/PID/status is readable by everyone), None if unknown."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None

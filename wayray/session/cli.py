@@ -28,7 +28,7 @@ from pathlib import Path
 from wayray.codec import EncoderSettings
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
-from wayray.compositor.cli import _size
+from wayray.common.sizes import OUTPUT_SIZE
 from wayray.compositor.limits import check_output_size, fit_output_size, set_max_pixels
 from wayray.compositor.session import Decorations
 
@@ -68,7 +68,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--link", metavar="PATH", help="wrsrvd's link socket (default: $WAYRAY_LINK)")
     p.add_argument("--session-id", metavar="ID", help="the registry's session id ($WAYRAY_LINK_SESSION)")
-    p.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="output size (1280x720)")
+    p.add_argument(
+        "--size", type=OUTPUT_SIZE, default=(1280, 720), metavar="WxH", help="output size (1280x720)"
+    )
     p.add_argument("--scale", type=int, default=1, choices=(1, 2, 3, 4), help="output scale (1)")
     p.add_argument("--refresh", type=float, default=60.0, metavar="HZ", help="frame rate while viewed (60)")
     p.add_argument(

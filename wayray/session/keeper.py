@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from wayray.common.log import setup
+from wayray.common.processes import process_name
 from wayray.launcher import proctree
 from wayray.wire.layout import MiB
 
@@ -271,7 +272,7 @@ class _Keeper:
             self.child,
             self.status,
             len(left),
-            ", ".join(f"{pid} ({_name(pid)})" for pid in sorted(left)[:10]),
+            ", ".join(f"{pid} ({process_name(pid)})" for pid in sorted(left)[:10]),
         )
         proctree.signal_all(left, signal.SIGTERM)
         proctree.signal_all(left, signal.SIGCONT)  # a stopped program cannot act on SIGTERM
@@ -311,10 +312,3 @@ class _Keeper:
                 continue
             if ready and not self._copy():
                 break
-
-
-def _name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from wayray.codec import EncoderSettings
+from wayray.common.backoff import Backoff
 from wayray.common.log import Repeats
 from wayray.compositor.session import SelectionKind, SessionCompositor
 from wayray.link import (
@@ -48,30 +48,12 @@ from wayray.link import (
 )
 from wayray.link.stream import LinkStream
 from wayray.session.attachment import Attachment
-from wayray.wire import Channel, ProtocolError, decode_message
+from wayray.wire import Channel, WireProtocolError, decode_message
 from wayray.wire.framing import HEADER_SIZE, parse_header
 
 log = logging.getLogger("wayray.session")
 
 REGISTER_TIMEOUT = 10.0
-
-
-class Backoff:
-    """Exponential backoff with jitter: ``first``, doubling up to ``longest``, each delay drawn from
-    its upper half so that many sessions reconnecting at once spread out."""
-
-    def __init__(self, first: float, longest: float) -> None:
-        self.first = first
-        self.longest = longest
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self.first
-
-    def delay(self) -> float:
-        d = self._next
-        self._next = min(self.longest, self._next * 2)
-        return d * random.uniform(0.5, 1.0)
 
 
 class SessionRefused(Exception):
@@ -340,7 +322,7 @@ class LinkClient:
         try:
             msg_type, _length = parse_header(message.frame)
             decoded = decode_message(message.channel, msg_type, message.frame[HEADER_SIZE:])
-        except ProtocolError as err:  # wrsrvd validated it: this is a bug on one side
+        except WireProtocolError as err:  # wrsrvd validated it: this is a bug on one side
             self._repeats.note(
                 "undecodable",
                 logging.WARNING,

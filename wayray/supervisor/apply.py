@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wayray.common.errors import WayRayError
+from wayray.common.files import write_atomic
 from wayray.config.effect import launcher_digest, server_digests
 from wayray.config.loader import Config
 from wayray.supervisor import smf, systemd
@@ -358,23 +357,9 @@ def _restore(before: Mapping[Path, Any]) -> None:
         if entry is None:
             path.unlink(missing_ok=True)
         elif isinstance(entry, File):
-            _atomic_write(path, entry.content, entry.mode)
+            write_atomic(path, entry.content, mode=entry.mode)
 
 
 def _write_state(path: Path, state: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    _atomic_write(path, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode(), 0o644)
-
-
-def _atomic_write(path: Path, content: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            os.fchmod(f.fileno(), mode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wayray.common.errors import WayRayError
+from wayray.common.files import fsync_dir, stage_file
 
 OWNED_LIST = ".wradm-owned"
 
@@ -193,7 +193,7 @@ def execute(p: Plan) -> None:
         path = p.dest / rel
         path.unlink(missing_ok=True)
         _prune_empty_dirs(path.parent, p.dest)
-    _fsync_dir(p.dest)
+    fsync_dir(p.dest)
 
 
 def _makedirs(directory: Path) -> list[Path]:
@@ -213,17 +213,7 @@ def _stage(target: Path, entry: Entry) -> Path:
         tmp.unlink(missing_ok=True)
         os.symlink(entry.target, tmp)
         return tmp
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".wradm", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(entry.content)
-            f.flush()
-            os.fchmod(f.fileno(), entry.mode)
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
+    return stage_file(target, entry.content, mode=entry.mode, suffix=".wradm")
 
 
 def _prune_empty_dirs(directory: Path, stop: Path) -> None:
@@ -234,16 +224,3 @@ def _prune_empty_dirs(directory: Path, stop: Path) -> None:
         except OSError:
             return
         d = d.parent
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

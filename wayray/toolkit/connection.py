@@ -5,11 +5,11 @@ pywayland gives the protocol objects; this module adds what it leaves to the app
 * **The event loop.** The display fd is watched with ``loop.add_reader``. When it is readable we
   ``prepare_read`` (dispatching whatever is already queued), ``read_events`` (non-blocking: libwayland
   reads with ``MSG_DONTWAIT``), dispatch, and flush. Requests made outside an event handler are sent
-  by a flush scheduled once per loop turn (:meth:`Connection.flush`); a full socket buffer waits for
+  by a flush scheduled once per loop turn (:meth:`WaylandConnection.flush`); a full socket buffer waits for
   the fd to be writable instead of spinning.
 * **Errors.** pywayland prints and swallows exceptions raised in event handlers. Handlers installed
-  with :meth:`Connection.listen` are guarded: the first exception ends the connection and is raised
-  again from :meth:`Connection.wait_closed`, so a bug never leaves a half-working client.
+  with :meth:`WaylandConnection.listen` are guarded: the first exception ends the connection and is raised
+  again from :meth:`WaylandConnection.wait_closed`, so a bug never leaves a half-working client.
 * **Lifetimes.** A pywayland proxy freed after its display is disconnected crashes the process
   (``wl_proxy_destroy`` on freed memory), and a proxy freed too early loses its events. So the
   connection keeps a strong reference to every object it hands out (:meth:`track`), toolkit objects
@@ -58,7 +58,7 @@ class GlobalInfo:
     version: int
 
 
-class Connection:
+class WaylandConnection:
     """One connection to a Wayland compositor, serviced by the running asyncio loop."""
 
     def __init__(self, display: Display, loop: asyncio.AbstractEventLoop) -> None:
@@ -91,7 +91,7 @@ class Connection:
     # Life -----------------------------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, name: str | None = None) -> Connection:
+    async def connect(cls, name: str | None = None) -> WaylandConnection:
         """Connect to ``name`` (default ``$WAYLAND_DISPLAY``) and learn the compositor's globals."""
         display = Display(name)
         try:

@@ -33,7 +33,7 @@ from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV
 from pywayland.protocol.xdg_shell import XdgWmBase
 
 from wayray.toolkit.clipboard import Clipboard
-from wayray.toolkit.connection import Connection, GlobalInfo
+from wayray.toolkit.connection import GlobalInfo, WaylandConnection
 from wayray.toolkit.seat import Seat, SeatEvent
 from wayray.toolkit.surface import Output, Surface
 from wayray.toolkit.window import Window
@@ -42,7 +42,7 @@ from wayray.toolkit.window import Window
 class Client:
     """A connected Wayland client: its globals, outputs, first seat and (optionally) clipboard."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: WaylandConnection) -> None:
         self.conn = conn
         self.compositor: Any = conn.bind(WlCompositor, 4, 6)
         self.shm: Any = conn.bind(WlShm, 1, 1)
@@ -76,7 +76,7 @@ class Client:
         ``key_repeat``: synthesize repeats of held keys from ``repeat_info`` (off when keys are
         forwarded to something that repeats them itself). ``on_clipboard_text`` turns on the clipboard.
         """
-        conn = await Connection.connect(name)
+        conn = await WaylandConnection.connect(name)
         try:
             client = cls(conn)
             conn.own(client)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wayray.toolkit.connection import Connection
+from wayray.toolkit.connection import WaylandConnection
 from wayray.wayland.pixman import Region
 
 RectTuple = tuple[int, int, int, int]
@@ -33,7 +33,7 @@ class PixelFormat(enum.IntEnum):
 class Buffer:
     """One ``wl_buffer`` over its own memfd; ``pixels`` is a writable (height, width) uint32 view."""
 
-    def __init__(self, conn: Connection, shm: Any, width: int, height: int, fmt: PixelFormat) -> None:
+    def __init__(self, conn: WaylandConnection, shm: Any, width: int, height: int, fmt: PixelFormat) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"buffer size {width}x{height} must be positive")
         self.conn = conn
@@ -78,7 +78,7 @@ class Swapchain:
     """Two or three same-sized buffers used in turn, never touching one the compositor still reads."""
 
     def __init__(
-        self, conn: Connection, shm: Any, fmt: PixelFormat = PixelFormat.XRGB8888, count: int = 3
+        self, conn: WaylandConnection, shm: Any, fmt: PixelFormat = PixelFormat.XRGB8888, count: int = 3
     ) -> None:
         if not 1 <= count <= 4:
             raise ValueError("a swapchain has 1 to 4 buffers")
@@ -125,7 +125,7 @@ class Swapchain:
         self.width = self.height = 0
 
 
-def single_pixel(conn: Connection, shm: Any, argb: int) -> Buffer:
+def single_pixel(conn: WaylandConnection, shm: Any, argb: int) -> Buffer:
     """A 1x1 buffer of one colour (stretched with wp_viewport: backgrounds for any size)."""
     fmt = PixelFormat.ARGB8888 if (argb >> 24) != 0xFF else PixelFormat.XRGB8888
     b = Buffer(conn, shm, 1, 1, fmt)

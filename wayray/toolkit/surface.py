@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wayray.toolkit.connection import Connection
+from wayray.toolkit.connection import WaylandConnection
 
 if TYPE_CHECKING:
     from wayray.toolkit.display import Client
@@ -36,7 +36,7 @@ class Surface:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.conn: Connection = client.conn
+        self.conn: WaylandConnection = client.conn
         self.proxy = self.conn.track(client.compositor.create_surface())
         self.version: int = client.compositor.user_data
         # Until the compositor says which outputs the surface is on, guess the largest scale there is:

@@ -37,7 +37,7 @@ from wayray.transport.connection import Connection, QuicSettings, WireProtocol
 from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError
 from wayray.transport.identity import ClientCertificate, fingerprint
 from wayray.transport.trust import ServerCA, ServerTrust, host_key
-from wayray.wire import ErrorCode, HelloParams, HelloReceived, Role, WireConfig
+from wayray.wire import ErrorCode, HelloParams, HelloReceived, WireConfig, WireRole
 from wayray.wire.protocol import HELLO_CREDENTIALS
 
 log = logging.getLogger("wayray.transport")
@@ -88,7 +88,7 @@ class ClientConnection(Connection):
 
 
 class _ClientProtocol(WireProtocol):
-    role = Role.CLIENT
+    role = WireRole.CLIENT
 
     def __init__(
         self,

@@ -35,11 +35,11 @@ from wayray.wire import (
     Hello,
     HelloReceived,
     MessageReceived,
-    Role,
     ServerHello,
     WireConfig,
     WireConnection,
     WireEvent,
+    WireRole,
 )
 from wayray.wire.layout import KiB, MiB
 
@@ -122,7 +122,7 @@ class WireProtocol(QuicConnectionProtocol):
     """aioquic's protocol object for one connection, driving a WireConnection. Internal: applications
     use :class:`Connection` (``.connection``)."""
 
-    role: Role
+    role: WireRole
 
     def __init__(
         self,
@@ -214,7 +214,7 @@ class WireProtocol(QuicConnectionProtocol):
             return
         sid = ev.stream_id
         if sid not in self._recv_streams:
-            peer_initiated = bool(sid & 1) == (self.role is Role.CLIENT)
+            peer_initiated = bool(sid & 1) == (self.role is WireRole.CLIENT)
             if not sid & 2 or not peer_initiated:
                 self.wire.fail(ErrorCode.PROTOCOL_VIOLATION, "WayRay uses unidirectional streams only")
                 return
@@ -395,7 +395,7 @@ class Connection:
     # what was negotiated
 
     @property
-    def role(self) -> Role:
+    def role(self) -> WireRole:
         return self._p.role
 
     @property

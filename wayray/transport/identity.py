@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import os
 import re
 import stat
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wayray.common.errors import UsageError, WayRayError
+from wayray.common.files import write_atomic
 
 log = logging.getLogger("wayray.transport")
 
@@ -131,11 +131,12 @@ class ServerIdentity:
                     "pinned the old one will then refuse the server until their entry is removed)",
                 )
             key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _link_new(key_path, _key_pem(ec.generate_private_key(ec.SECP256R1())))
+            write_atomic(key_path, _key_pem(ec.generate_private_key(ec.SECP256R1())), exclusive=True)
         key = _load_private_key(key_path)
         if not cert_path.exists():
             cert_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if _link_new(cert_path, _self_signed(key, name).public_bytes(serialization.Encoding.PEM)):
+            cert = _self_signed(key, name).public_bytes(serialization.Encoding.PEM)
+            if write_atomic(cert_path, cert, exclusive=True):  # else another process was first
                 created = _load_chain(cert_path)[0]
                 log.info("created the server's TLS identity %s: %s", cert_path, fingerprint(created))
         certs = _load_chain(cert_path)
@@ -178,27 +179,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _link_new(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` (mode 0600) unless it exists; False when another process was first."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # A file by this name is a crashed start's (no live process has our pid): replace it.
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        _fsync_dir(path.parent)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
         st = path.stat()
@@ -232,15 +212,7 @@ def _load_chain(path: Path) -> list[x509.Certificate]:
 def _create(path: Path, name: str) -> bool:
     """Write a new identity to ``path`` unless another process got there first (then False)."""
     key, cert = generate_self_signed(name)
-    return _link_new(path, _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return write_atomic(path, _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM), exclusive=True)
 
 
 @dataclass(frozen=True)

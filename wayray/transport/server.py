@@ -37,7 +37,7 @@ from wayray.transport.connection import DEFAULT_PORT, Connection, QuicSettings, 
 from wayray.transport.errors import TransportError
 from wayray.transport.identity import ServerIdentity
 from wayray.transport.mtls import ClientCA, ClientCertificateRejected
-from wayray.wire import SCALE_ONE, ErrorCode, Hello, HelloReceived, Role, ServerHello, WireConfig
+from wayray.wire import SCALE_ONE, ErrorCode, Hello, HelloReceived, ServerHello, WireConfig, WireRole
 
 log = logging.getLogger("wayray.transport")
 
@@ -118,7 +118,7 @@ class ServerConnection(Connection):
 
 
 class _ServerProtocol(WireProtocol):
-    role = Role.SERVER
+    role = WireRole.SERVER
 
     def __init__(self, quic: QuicConnection, stream_handler: Any = None, *, server: WireServer) -> None:
         self.server = server

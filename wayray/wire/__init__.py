@@ -6,7 +6,7 @@ docs/protocol.md; :mod:`wayray.wire.protocol` is its one table in code.
 
 Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
 
-    conn = WireConnection(Role.SERVER, WireConfig(), now=clock())
+    conn = WireConnection(WireRole.SERVER, WireConfig(), now=clock())
     conn.receive(Channel.CONTROL, data, now=clock())
     while (event := conn.next_event()) is not None:
         if isinstance(event, HelloReceived):
@@ -18,7 +18,7 @@ Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
 from wayray.wire.connection import State, WireConfig, WireConnection
 from wayray.wire.credit import CreditError, FrameCredit
 from wayray.wire.display import CursorImage, CursorPosition, FrameUpdate, Region, RegionEncoding
-from wayray.wire.errors import EncodeError, ErrorCode, ProtocolError, WireUsageError
+from wayray.wire.errors import EncodeError, ErrorCode, WireProtocolError, WireUsageError
 from wayray.wire.events import (
     ConnectionClosed,
     HandshakeCompleted,
@@ -63,7 +63,7 @@ from wayray.wire.messages import (
 from wayray.wire.protocol import (
     MESSAGES,
     MessageSpec,
-    Role,
+    WireRole,
     decode_body,
     decode_message,
     encode_body,
@@ -111,11 +111,11 @@ __all__ = [
     "PointerButton",
     "PointerMotion",
     "Pong",
-    "ProtocolError",
+    "WireProtocolError",
     "Region",
     "RegionEncoding",
     "ResizeRequest",
-    "Role",
+    "WireRole",
     "SCALE_ONE",
     "Selection",
     "ServerHello",

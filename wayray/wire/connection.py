@@ -28,7 +28,7 @@ from typing import Any
 from wayray.wire import display as d
 from wayray.wire import messages as m
 from wayray.wire.credit import CreditError, FrameCredit, SeqOrderError
-from wayray.wire.errors import ErrorCode, ProtocolError, WireUsageError
+from wayray.wire.errors import ErrorCode, WireProtocolError, WireUsageError
 from wayray.wire.events import (
     ConnectionClosed,
     HandshakeCompleted,
@@ -45,7 +45,7 @@ from wayray.wire.protocol import (
     MAX_REASON,
     SERVER_HELLO,
     MessageSpec,
-    Role,
+    WireRole,
     decode_body,
     encode_message,
     lookup,
@@ -120,7 +120,7 @@ class _Queue:
 class WireConnection:
     """One side of one WayRay connection. See the module docstring for the calling pattern."""
 
-    def __init__(self, role: Role, config: WireConfig | None = None, *, now: float) -> None:
+    def __init__(self, role: WireRole, config: WireConfig | None = None, *, now: float) -> None:
         self.role = role
         self.config = config or WireConfig()
         self.state = State.START
@@ -155,7 +155,7 @@ class WireConnection:
 
     def send_hello(self, params: m.HelloParams) -> m.Hello:
         """Client: start the handshake. Nothing else can be sent until ServerHello arrives."""
-        if self.role is not Role.CLIENT or self.state is not State.START:
+        if self.role is not WireRole.CLIENT or self.state is not State.START:
             raise WireUsageError(
                 f"send_hello() is for a client that has not said Hello (state {self.state})"
             )
@@ -194,7 +194,7 @@ class WireConnection:
         now: float,
     ) -> m.ServerHello:
         """Server: answer a HelloReceived; the connection is established once this returns."""
-        if self.role is not Role.SERVER or self.state is not State.HELLO_RECEIVED or self.hello is None:
+        if self.role is not WireRole.SERVER or self.state is not State.HELLO_RECEIVED or self.hello is None:
             raise WireUsageError(f"accept() answers a HelloReceived on a server (state {self.state})")
         assert self.version is not None
         sh = m.ServerHello(
@@ -234,7 +234,7 @@ class WireConnection:
         try:
             ch = self._receiving_channel(channel)
             if (
-                self.role is Role.CLIENT
+                self.role is WireRole.CLIENT
                 and self.state is not State.ESTABLISHED
                 and ch is not m.Channel.CONTROL
             ):
@@ -243,7 +243,7 @@ class WireConnection:
                 self._hold(ch, data, end)
                 return
             self._feed(ch, data, end, now)
-        except ProtocolError as err:
+        except WireProtocolError as err:
             self.fail(err.code, err.reason)
         except Exception as err:  # a bug here must cost one connection, never the process
             log.exception("internal error handling data on channel %s", channel)
@@ -271,7 +271,7 @@ class WireConnection:
             self._held_end.add(ch)
         total = sum(len(b) for b in self._held.values())
         if total > _HOLD_LIMIT:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE,
                 f"the server sent {total} bytes on other channels before ServerHello",
             )
@@ -288,9 +288,9 @@ class WireConnection:
         try:
             ch = m.Channel(channel)
         except ValueError:
-            raise ProtocolError(ErrorCode.UNKNOWN_CHANNEL, f"channel {channel} is not defined") from None
+            raise WireProtocolError(ErrorCode.UNKNOWN_CHANNEL, f"channel {channel} is not defined") from None
         if max_body(ch, self.role.peer) == 0:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.PROTOCOL_VIOLATION, f"the {self.role.peer} sends nothing on the {ch.name} channel"
             )
         return ch
@@ -298,7 +298,7 @@ class WireConnection:
     def _handle_frame(self, ch: m.Channel, msg_type: int, body: bytes, now: float) -> None:
         spec = lookup(ch, msg_type)
         if not spec.direction.allows(self.role.peer):
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE, f"{spec.name} is never sent by the {self.role.peer}"
             )
         if spec is CLOSE:
@@ -309,12 +309,12 @@ class WireConnection:
             self._handle_handshake_frame(spec, body, now)
             return
         if spec.capability is not None and spec.capability not in self.capabilities:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.CAPABILITY_NOT_NEGOTIATED,
                 f"{spec.name} needs the '{spec.capability}' capability, which was not negotiated",
             )
         if spec is HELLO or spec is SERVER_HELLO:
-            raise ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{spec.name} after the handshake")
+            raise WireProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{spec.name} after the handshake")
         message = decode_body(spec, body)
         if isinstance(message, m.Ping):
             self._enqueue_message(m.Pong(nonce=message.nonce))
@@ -332,12 +332,12 @@ class WireConnection:
         self._events.append(MessageReceived(ch, message, len(body)))
 
     def _handle_handshake_frame(self, spec: MessageSpec, body: bytes, now: float) -> None:
-        if self.role is Role.SERVER:
+        if self.role is WireRole.SERVER:
             if self.state is not State.START or spec is not HELLO:
                 expected = (
                     "Hello first" if self.state is State.START else "nothing until it gets ServerHello"
                 )
-                raise ProtocolError(
+                raise WireProtocolError(
                     ErrorCode.UNEXPECTED_MESSAGE, f"got {spec.name}; the client must send {expected}"
                 )
             # Read the version before anything else: a client of another major version may lay out
@@ -348,7 +348,7 @@ class WireConnection:
             hello: m.Hello = decode_body(spec, body)
             bad = sorted(c for c in hello.capabilities if not _CAPABILITY_NAME.match(c))
             if bad:
-                raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"Hello.capabilities: bad names {bad}")
+                raise WireProtocolError(ErrorCode.MALFORMED_MESSAGE, f"Hello.capabilities: bad names {bad}")
             self.hello = hello
             self.version = (self.config.version[0], min(self.config.version[1], hello.version_minor))
             self.capabilities = frozenset(hello.capabilities & self.config.capabilities)
@@ -357,7 +357,7 @@ class WireConnection:
             return
         # client
         if self.state is not State.HELLO_SENT or spec is not SERVER_HELLO:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE,
                 f"got {spec.name} before the handshake finished (state {self.state.value})",
             )
@@ -365,14 +365,14 @@ class WireConnection:
         assert self.hello is not None
         self._check_major(sh.version_major, sh.version_minor)
         if sh.version_minor > self.hello.version_minor:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.PROTOCOL_VIOLATION,
                 f"ServerHello picked minor version {sh.version_minor}, "
                 f"above the client's {self.hello.version_minor}",
             )
         extra = sorted(sh.capabilities - self.hello.capabilities)
         if extra:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.PROTOCOL_VIOLATION,
                 f"ServerHello confirms capabilities the client never offered: {extra}",
             )
@@ -387,7 +387,7 @@ class WireConnection:
     def _check_major(self, major: int, minor: int) -> None:
         ours = self.config.version
         if major != ours[0]:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.UNSUPPORTED_VERSION,
                 f"the {self.role.peer} speaks WayRay protocol {major}.{minor} and this {self.role} "
                 f"{ours[0]}.{ours[1]}; the major versions must match (update the older side)",
@@ -397,15 +397,15 @@ class WireConnection:
         try:
             self.credit.sent(seq)
         except SeqOrderError as err:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, str(err)) from None
+            raise WireProtocolError(ErrorCode.PROTOCOL_VIOLATION, str(err)) from None
         except CreditError as err:
-            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, str(err)) from None
+            raise WireProtocolError(ErrorCode.FLOW_CONTROL_ERROR, str(err)) from None
 
     def _ack_received(self, seq: int) -> None:
         try:
             self.credit.acked(seq)
         except CreditError as err:
-            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, str(err)) from None
+            raise WireProtocolError(ErrorCode.FLOW_CONTROL_ERROR, str(err)) from None
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -425,7 +425,7 @@ class WireConnection:
         return self.credit.available
 
     def can_send_frame(self) -> bool:
-        return self.role is Role.SERVER and self.frame_credit > 0
+        return self.role is WireRole.SERVER and self.frame_credit > 0
 
     @property
     def unacked_frames(self) -> tuple[int, ...]:
@@ -456,7 +456,7 @@ class WireConnection:
         try:
             msg_type, length = parse_header(frame)
             spec = lookup(channel, msg_type)
-        except ProtocolError as err:
+        except WireProtocolError as err:
             raise WireUsageError(f"cannot relay this frame: {err.reason}") from None
         if length > max_body(channel, self.role):
             raise WireUsageError(f"{spec.name} of {length} bytes exceeds the {channel.name} channel's limit")
@@ -569,8 +569,8 @@ class WireConnection:
             return
         if self.state is not State.ESTABLISHED:
             if now >= self._created + self.config.handshake_timeout:
-                waiting = "ServerHello from the server" if self.role is Role.CLIENT else "the handshake"
-                if self.role is Role.SERVER and self.state is State.START:
+                waiting = "ServerHello from the server" if self.role is WireRole.CLIENT else "the handshake"
+                if self.role is WireRole.SERVER and self.state is State.START:
                     waiting = "Hello from the client"
                 self.fail(
                     ErrorCode.HANDSHAKE_TIMEOUT, f"no {waiting} within {self.config.handshake_timeout:g} s"

@@ -75,7 +75,7 @@ class ErrorCode(enum.IntEnum):
             return f"unknown (0x{code:02x})"
 
 
-class ProtocolError(Exception):
+class WireProtocolError(Exception):
     """The peer sent something the protocol does not allow; the connection must close with ``code``.
 
     Raised by every decoder and by the framer. Nothing else escapes them for bad input.

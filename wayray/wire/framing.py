@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from wayray.wire.errors import ErrorCode, ProtocolError
+from wayray.wire.errors import ErrorCode, WireProtocolError
 
 HEADER = struct.Struct("<IH")
 HEADER_SIZE = HEADER.size  # 6
@@ -31,10 +31,10 @@ def encode_frame(msg_type: int, body: bytes | bytearray) -> bytes:
 def parse_header(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
     """``(type, body length)`` of a complete encoded frame; checks that the length adds up."""
     if len(frame) < HEADER_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"frame of {len(frame)} bytes has no header")
+        raise WireProtocolError(ErrorCode.MALFORMED_MESSAGE, f"frame of {len(frame)} bytes has no header")
     length, msg_type = HEADER.unpack_from(frame, 0)
     if length != len(frame) - HEADER_SIZE:
-        raise ProtocolError(
+        raise WireProtocolError(
             ErrorCode.MALFORMED_MESSAGE,
             f"frame header says {length} body bytes, the frame has {len(frame) - HEADER_SIZE}",
         )
@@ -44,7 +44,7 @@ def parse_header(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
 class FrameDecoder:
     """Cuts a byte stream into frames. Holds at most one partial frame (at most ``max_body`` + 6 bytes).
 
-    ``feed`` raises :class:`ProtocolError` (``FRAME_TOO_LARGE``) as soon as a header announces a
+    ``feed`` raises :class:`WireProtocolError` (``FRAME_TOO_LARGE``) as soon as a header announces a
     body over the limit, before any of that body is buffered.
     """
 
@@ -67,7 +67,7 @@ class FrameDecoder:
         while end - pos >= HEADER_SIZE:
             length, msg_type = HEADER.unpack_from(buf, pos)
             if length > self.max_body:
-                raise ProtocolError(
+                raise WireProtocolError(
                     ErrorCode.FRAME_TOO_LARGE,
                     f"{self._what} of {length} bytes (type {msg_type}) "
                     f"exceeds the {self.max_body}-byte limit",
@@ -85,7 +85,7 @@ class FrameDecoder:
     def check_finished(self) -> None:
         """Call when the stream ends: a partial frame left over is malformed input."""
         if self.buffered:
-            raise ProtocolError(
+            raise WireProtocolError(
                 ErrorCode.MALFORMED_MESSAGE,
                 f"stream ended inside a {self._what} ({self.buffered} bytes left)",
             )

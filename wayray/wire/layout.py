@@ -12,7 +12,7 @@ limits and the field tables of docs/protocol.md. The rules, in short:
 * a struct is its fields in order, nothing between them; a message body is exactly one struct, with
   no trailing bytes.
 
-Decoders raise :class:`~wayray.wire.errors.ProtocolError` (``MALFORMED_MESSAGE``) naming the field,
+Decoders raise :class:`~wayray.wire.errors.WireProtocolError` (``MALFORMED_MESSAGE``) naming the field,
 for every bad input; encoders raise :class:`~wayray.wire.errors.EncodeError` for local mistakes.
 """
 
@@ -25,7 +25,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from wayray.wire.errors import EncodeError, ErrorCode, ProtocolError
+from wayray.wire.errors import EncodeError, ErrorCode, WireProtocolError
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -42,8 +42,8 @@ def size_text(n: int) -> str:
     return str(n)
 
 
-def malformed(reason: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.MALFORMED_MESSAGE, reason)
+def malformed(reason: str) -> WireProtocolError:
+    return WireProtocolError(ErrorCode.MALFORMED_MESSAGE, reason)
 
 
 class Reader:
@@ -261,7 +261,7 @@ class _Items(WireType):
         for i in range(n):
             try:
                 items.append(self.item.decode(r))
-            except ProtocolError as err:
+            except WireProtocolError as err:
                 raise malformed(f"[{i}]: {err.reason}") from None
         return items
 
@@ -424,7 +424,7 @@ class StructOf(WireType):
             if isinstance(step, _Run):
                 try:
                     raw = r.unpack(step.st)  # short input: the message is malformed
-                except ProtocolError as err:
+                except WireProtocolError as err:
                     names = step.names[0] if len(step.names) == 1 else f"{step.names[0]}..{step.names[-1]}"
                     raise malformed(f"{self.cls.__name__}.{names}: truncated: {err.reason}") from None
                 for name, v in zip(step.names, raw, strict=True):
@@ -433,12 +433,12 @@ class StructOf(WireType):
                     name = step.names[i]
                     try:
                         values[name] = convert(values[name])
-                    except ProtocolError as err:
+                    except WireProtocolError as err:
                         raise malformed(f"{self.cls.__name__}.{name}: {err.reason}") from None
                 continue
             try:
                 values[step.name] = step.type.decode(r)
-            except ProtocolError as err:
+            except WireProtocolError as err:
                 raise malformed(f"{self.cls.__name__}.{step.name}: {err.reason}") from None
         return self.cls(**values)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from wayray.wire import display as d
 from wayray.wire import messages as m
-from wayray.wire.errors import EncodeError, ErrorCode, ProtocolError
+from wayray.wire.errors import EncodeError, ErrorCode, WireProtocolError
 from wayray.wire.framing import HEADER, HEADER_SIZE
 from wayray.wire.layout import (
     BOOL,
@@ -35,13 +35,13 @@ from wayray.wire.layout import (
 )
 
 
-class Role(enum.StrEnum):
+class WireRole(enum.StrEnum):
     CLIENT = "client"
     SERVER = "server"
 
     @property
-    def peer(self) -> Role:
-        return Role.SERVER if self is Role.CLIENT else Role.CLIENT
+    def peer(self) -> WireRole:
+        return WireRole.SERVER if self is WireRole.CLIENT else WireRole.CLIENT
 
 
 class Direction(enum.Enum):
@@ -51,10 +51,10 @@ class Direction(enum.Enum):
     SERVER_TO_CLIENT = "server → client"
     BOTH = "both"
 
-    def allows(self, sender: Role) -> bool:
+    def allows(self, sender: WireRole) -> bool:
         if self is Direction.BOTH:
             return True
-        return (self is Direction.CLIENT_TO_SERVER) == (sender is Role.CLIENT)
+        return (self is Direction.CLIENT_TO_SERVER) == (sender is WireRole.CLIENT)
 
 
 @dataclass(frozen=True)
@@ -96,16 +96,16 @@ MAX_REGION_DATA = 64 * MiB
 MAX_CURSOR_PIXELS = 1 * MiB
 
 #: Largest frame body per (channel, sender). A channel/sender pair missing here carries nothing.
-MAX_BODY: Mapping[tuple[m.Channel, Role], int] = {
-    (m.Channel.CONTROL, Role.CLIENT): 2 * MiB,
-    (m.Channel.CONTROL, Role.SERVER): 2 * MiB,
-    (m.Channel.DISPLAY, Role.SERVER): 64 * MiB,
-    (m.Channel.DISPLAY, Role.CLIENT): 1 * KiB,
-    (m.Channel.INPUT, Role.CLIENT): 1 * MiB,
+MAX_BODY: Mapping[tuple[m.Channel, WireRole], int] = {
+    (m.Channel.CONTROL, WireRole.CLIENT): 2 * MiB,
+    (m.Channel.CONTROL, WireRole.SERVER): 2 * MiB,
+    (m.Channel.DISPLAY, WireRole.SERVER): 64 * MiB,
+    (m.Channel.DISPLAY, WireRole.CLIENT): 1 * KiB,
+    (m.Channel.INPUT, WireRole.CLIENT): 1 * MiB,
 }
 
 
-def max_body(channel: m.Channel, sender: Role) -> int:
+def max_body(channel: m.Channel, sender: WireRole) -> int:
     return MAX_BODY.get((channel, sender), 0)
 
 
@@ -330,7 +330,7 @@ def _check_table() -> None:
     assert len(BY_CLASS) == len(MESSAGES), "a class appears twice"
     for s in MESSAGES:
         assert 1 <= s.number <= 0xFFFF, s
-        senders = [r for r in Role if s.direction.allows(r)]
+        senders = [r for r in WireRole if s.direction.allows(r)]
         for r in senders:
             assert max_body(s.channel, r) > 0, f"{s.name}: nothing may be sent on {s.channel.name} by {r}"
 
@@ -366,18 +366,18 @@ def encode_message(message: Any) -> bytes:
 def lookup(channel: m.Channel, msg_type: int) -> MessageSpec:
     spec = BY_NUMBER.get((channel, msg_type))
     if spec is None:
-        raise ProtocolError(
+        raise WireProtocolError(
             ErrorCode.UNKNOWN_MESSAGE, f"no message type {msg_type} on the {channel.name} channel"
         )
     return spec
 
 
 def decode_body(spec: MessageSpec, body: bytes | bytearray | memoryview) -> Any:
-    """Decode one message body; any bad input raises ProtocolError, nothing else."""
+    """Decode one message body; any bad input raises WireProtocolError, nothing else."""
     r = Reader(body)
     message = spec.layout.decode(r)
     if r.remaining and not _newer_version(spec, message):
-        raise ProtocolError(
+        raise WireProtocolError(
             ErrorCode.MALFORMED_MESSAGE, f"{spec.name}: {r.remaining} unexpected bytes after the last field"
         )
     return message

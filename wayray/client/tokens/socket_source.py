@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import errno
 import logging
 import os
 import socket
@@ -29,6 +28,7 @@ from pathlib import Path
 from wayray.client.tokens.events import MAX_TOKEN_BYTES, InvalidToken, TokenKind, validate_token
 from wayray.client.tokens.source import TokenSource
 from wayray.common.errors import WayRayError
+from wayray.common.unixsock import bind_private_socket
 
 log = logging.getLogger("wayray.client.tokens")
 
@@ -90,49 +90,17 @@ class SocketTokenSource(TokenSource):
                 "so the token socket would not be safe there",
                 hint="use a directory that only wrclient's user can write",
             )
-        self._remove_stale_socket()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            # Bind under a umask that leaves no window in which others could connect.
-            old_umask = os.umask(0o777 & ~self.mode)
-            try:
-                sock.bind(os.fspath(self.path))
-            finally:
-                os.umask(old_umask)
-            os.chmod(self.path, self.mode)
-            self._bound_inode = os.lstat(self.path).st_ino
-            sock.listen(8)
-        except OSError as err:
-            sock.close()
-            raise WayRayError(f"{self.path}: cannot listen on the token socket: {err.strerror}") from None
-        sock.setblocking(False)
+        sock = bind_private_socket(
+            self.path,
+            mode=self.mode,
+            backlog=8,
+            in_use="another program is listening on this socket",
+            in_use_hint="is another wrclient running? Stop it, or choose another path",
+            not_a_socket_hint="remove it, or choose another path for the token socket",
+            too_long_hint="choose a shorter path for the token socket",
+        )
+        self._bound_inode = os.lstat(self.path).st_ino  # what _unlink_if_ours removes
         return sock
-
-    def _remove_stale_socket(self) -> None:
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(st.st_mode):
-            raise WayRayError(
-                f"{self.path}: exists and is not a socket",
-                hint="remove it, or choose another path for the token socket",
-            )
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(os.fspath(self.path))
-        except OSError as err:
-            if err.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-                raise WayRayError(f"{self.path}: cannot check the existing socket: {err.strerror}") from None
-            os.unlink(self.path)  # left behind by a wrclient that is gone
-            log.info("%s: removed a stale socket", self.path)
-        else:
-            raise WayRayError(
-                f"{self.path}: another program is listening on this socket",
-                hint="is another wrclient running? Stop it, or choose another path",
-            )
-        finally:
-            probe.close()
 
     def _unlink_if_ours(self) -> None:
         # Only remove the path if it is still the socket we bound (not one a successor bound since).

@@ -17,7 +17,7 @@ from pathlib import Path
 from wayray.client.tokens.events import InvalidToken, TokenKind, validate_token
 from wayray.client.tokens.source import TokenSource
 from wayray.common.errors import WayRayError
-from wayray.common.files import read_private_file
+from wayray.common.files import read_private_file, write_atomic
 
 TERMINAL_TOKEN_FILE = "terminal-token"
 #: 32 random bytes, URL-safe base64: 43 characters.
@@ -53,27 +53,14 @@ def load_or_create_terminal_token(path: Path) -> str:
         return _read(path)
     except FileNotFoundError:
         pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        # Another process that makes it at the same moment wins: both then use its token.
+        write_atomic(path, (secrets.token_urlsafe(_TOKEN_BYTES) + "\n").encode(), exclusive=True)
     except OSError as err:
         raise WayRayError(
             f"{path.parent}: cannot create the kiosk's identity there: {err.strerror}",
             hint="give wrclient's user a writable state directory (systemd: StateDirectory=)",
         ) from None
-    try:
-        try:
-            os.write(fd, (secrets.token_urlsafe(_TOKEN_BYTES) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
     return _read(path)
 
 
@@ -110,19 +97,6 @@ def _read(path: Path) -> str:
             f"{path}: the kiosk's identity is damaged ({err})",
             hint="delete it: the kiosk then gets a new identity (and so a new session of its own)",
         ) from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the link is there either way
-    finally:
-        os.close(fd)
 
 
 class TerminalIdentity(TokenSource):

@@ -17,7 +17,7 @@ from wayray.config.model.common import (
     POOL_NAME,
 )
 from wayray.config.model.host import HostConfig
-from wayray.config.model.policies import ClipboardDirection, PolicyConfig, TokenKind
+from wayray.config.model.policies import ClipboardDirection, PolicyConfig, SessionTokenKind
 from wayray.config.model.servers import (
     AdmissionSettings,
     EncoderSettings,
@@ -58,7 +58,7 @@ __all__ = [
     "SessionConfig",
     "SessionStart",
     "TLSSettings",
-    "TokenKind",
+    "SessionTokenKind",
     "UsbAction",
     "UsbConfig",
     "UsbDecision",

@@ -27,7 +27,7 @@ class ClipboardDirection(enum.StrEnum):
         return self in (ClipboardDirection.BOTH, ClipboardDirection.TO_SERVER)
 
 
-class TokenKind(enum.StrEnum):
+class SessionTokenKind(enum.StrEnum):
     #: A badge or smart card identifies the person; the session follows it from kiosk to kiosk.
     BADGE = "badge"
     #: No badge: the kiosk itself is the token, so its session stays with that kiosk.
@@ -75,9 +75,9 @@ class PolicyConfig:
         "Forward session audio to the client.",
         not_yet="audio forwarding does not exist yet: sessions have no sound on the client either way",
     )
-    tokens: tuple[TokenKind, ...] = setting(
-        (TokenKind.BADGE, TokenKind.TERMINAL),
-        ListOf(Choice(TokenKind), min_items=1),
+    tokens: tuple[SessionTokenKind, ...] = setting(
+        (SessionTokenKind.BADGE, SessionTokenKind.TERMINAL),
+        ListOf(Choice(SessionTokenKind), min_items=1),
         'Token kinds accepted for sessions: "badge" (the session follows the badge) and "terminal" '
         "(no badge: the session belongs to the kiosk).",
         list_rule=ListRule.REPLACE,
