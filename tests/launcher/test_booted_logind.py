@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -86,10 +87,14 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
 
 
 def client(box: Container, *args: str) -> object:
-    res = box.run(["/opt/wayray/bin/python", "/var/tmp/client.py", *args], check=False, timeout=120)
-    assert res.returncode == 0, (
-        f"{res.stderr}\n{box.run(['journalctl', '-u', 'wrsessd', '--no-pager'], check=False).stdout[-4000:]}"
-    )
+    def journal() -> str:
+        return box.run(["journalctl", "-u", "wrsessd", "--no-pager"], check=False).stdout[-4000:]
+
+    try:
+        res = box.run(["/opt/wayray/bin/python", "/var/tmp/client.py", *args], check=False, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the client got no answer in 120 s\n{journal()}") from None
+    assert res.returncode == 0, f"{res.stderr}\n{journal()}"
     return json.loads(res.stdout)
 
 

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[2]
 
 CACHE = Path(os.environ.get("WAYRAY_SYSTEMD_CACHE", "/var/tmp/wayray-systemd-cache"))
@@ -349,14 +351,21 @@ def booted_with_package(
     pkg.mkdir()
     deb = build_deb(pkg).name
     root = rootfs((*package_depends(), *extra_packages))
+    # The package without its Python dependencies (built in seconds, without PyPI) lacks psutil,
+    # which wrsessd and wrsrvd import; this checkout's own (same Python, same machine) goes in.
+    psutil_dir = Path(psutil.__file__).parent
     container = Container(
-        root, f"{name}-{os.getpid()}", {pkg: "/mnt/pkg", **(binds or {})}, workdir / "console.log"
+        root,
+        f"{name}-{os.getpid()}",
+        {pkg: "/mnt/pkg", psutil_dir: "/mnt/psutil", **(binds or {})},
+        workdir / "console.log",
     )
     try:
         container.start()
         state = container.run(["systemctl", "is-system-running", "--wait"], check=False).stdout.strip()
         assert state == "running", container.run(["systemctl", "--failed", "--no-pager"], check=False).stdout
         container.run(["dpkg", "-i", f"/mnt/pkg/{deb}"])
+        container.run(["sh", "-c", "cp -a /mnt/psutil /opt/wayray/lib/python3*/site-packages/"])
         yield container
     finally:
         container.stop()
