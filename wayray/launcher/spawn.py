@@ -78,7 +78,12 @@ def ensure_runtime_dir(
     Several sessions of one user share the directory, like logind's /run/user/<uid>. A marker in
     wrsessd's state directory records that WayRay made it, so the last WayRay session of that user
     removes it (see :func:`release_runtime_dir`); a directory someone else made is never removed.
+    Call in the session's worker: the worker claims the directory for as long as it runs, from here
+    on (its session record comes only once its compositor is up, and the user's other session ending
+    meanwhile must not remove the directory the compositor is starting in).
     """
+    from wayray.launcher import proctree
+
     base.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = base / str(account.uid)
     marker = marker_dir / f"runtime-{account.uid}"
@@ -104,7 +109,37 @@ def ensure_runtime_dir(
             os.fchmod(fd, 0o700)
         finally:
             os.close(fd)
+        if created:
+            _claim(marker_dir, account.uid).write_text(str(proctree.start_time(os.getpid()) or ""))
     return path, created
+
+
+def _claim(marker_dir: Path, uid: int, pid: int | None = None) -> Path:
+    """The file by which the worker ``pid`` (default: this one) holds ``uid``'s WayRay-made
+    XDG_RUNTIME_DIR; it holds the worker's start time (empty where unknown)."""
+    return marker_dir / f"runtime-{uid}.worker-{os.getpid() if pid is None else pid}"
+
+
+def _claimed_by_another(marker_dir: Path, uid: int) -> bool:
+    """Whether a running worker other than this one holds ``uid``'s directory (its session may still
+    be starting, with no record yet). Claims of workers that are gone are removed."""
+    from wayray.launcher import proctree
+
+    held = False
+    for claim in marker_dir.glob(f"runtime-{uid}.worker-*"):
+        pid_text = claim.name.rpartition("-")[2]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            started_text = claim.read_text().strip()
+        except OSError:
+            continue
+        started = int(started_text) if started_text.isdigit() else None
+        if proctree.alive(int(pid_text), started):
+            held = True
+        else:
+            claim.unlink(missing_ok=True)
+    return held
 
 
 def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *, marker_dir: Path) -> bool:
@@ -116,8 +151,12 @@ def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *
 
     marker = marker_dir / f"runtime-{account.uid}"
     with records.lock():
+        _claim(marker_dir, account.uid).unlink(missing_ok=True)
         if not marker.exists():
             return False
+        if _claimed_by_another(marker_dir, account.uid):
+            return False
+        # Sessions whose workers were started before claims existed have only their records.
         for other in records.load_all():
             if other.info.uid == account.uid and proctree.alive(
                 other.info.worker_pid, other.worker_start_time
