@@ -910,7 +910,9 @@ def test_cli_reads_host_and_session_toml_and_names_their_problems(tmp_path: Path
             ["/nonexistent/compositor"],
             "cannot start the session compositor '/nonexistent/compositor': No such file",
         ),
-        (["/bin/false"], "exited before creating its Wayland socket"),
+        # How it ended is said (its output may have gone nowhere: a greeter's, without journald).
+        (["/bin/false"], "the session compositor exited with status 1 before creating its Wayland socket"),
+        (["/bin/sh", "-c", "kill -SEGV $$"], "the session compositor was killed by SIGSEGV before creating"),
     ],
 )
 def test_a_session_that_cannot_start_is_reported_and_cleaned_up(
