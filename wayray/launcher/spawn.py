@@ -265,8 +265,15 @@ def spawn(
         return subprocess.Popen(list(argv), cwd="/", **common)  # type: ignore[call-overload,no-any-return]
 
 
-def wait_for_socket(path: Path, *, running: Callable[[], bool], timeout: float) -> None:
-    """Wait until ``path`` is a socket. Raises RuntimeError on timeout or when the program exits."""
+def wait_for_socket(
+    path: Path,
+    *,
+    running: Callable[[], bool],
+    timeout: float,
+    status: Callable[[], int | None] = lambda: None,
+) -> None:
+    """Wait until ``path`` is a socket. Raises RuntimeError on timeout or when the program exits
+    (saying how, from ``status``: its return code as :class:`subprocess.Popen` has it)."""
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
@@ -276,13 +283,26 @@ def wait_for_socket(path: Path, *, running: Callable[[], bool], timeout: float) 
         except FileNotFoundError:
             pass
         if not running():
-            raise RuntimeError(f"the session compositor exited before creating its Wayland socket {path}")
+            raise RuntimeError(
+                f"the session compositor {_how_it_ended(status())} before creating its Wayland socket {path}"
+            )
         if time.monotonic() >= deadline:
             raise RuntimeError(
                 f"the session compositor did not create its Wayland socket {path} in {timeout:g} s"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _how_it_ended(returncode: int | None) -> str:
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 # --- the user's session.toml --------------------------------------------------------------------

@@ -369,7 +369,9 @@ class Worker:
             pass
 
         greeter = job.session_class == protocol.SessionClass.GREETER
-        self.output, problem = sessionlog.open_output(account, env, greeter=greeter)
+        self.output, problem = sessionlog.open_output(
+            account, env, greeter=greeter, session_id=job.session_id
+        )
         if self.output.kind is sessionlog.OutputKind.DISCARDED:
             log.warning(
                 "session %s of %s: %s; the session's output is discarded",
@@ -416,7 +418,12 @@ class Worker:
             self._check_stop()
             return compositor.poll() is None
 
-        spawn.wait_for_socket(socket_path, running=running, timeout=job.compositor_start_timeout_s)
+        spawn.wait_for_socket(
+            socket_path,
+            running=running,
+            timeout=job.compositor_start_timeout_s,
+            status=lambda: compositor.returncode,
+        )
 
         client_env = {**env, "WAYLAND_DISPLAY": wayland_display}
         if greeter:
