@@ -67,6 +67,26 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+#: How much of each log a failed test's report shows (its end: where the failure is).
+REPORT_LOG_CHARS = 40_000
+
+
+def attach_log(report: pytest.TestReport, name: str, source: Path | str) -> None:
+    """Add a log (a file, or its text) to a failed test's report, as a section of its own; its last
+    REPORT_LOG_CHARS characters. For logs the test's harness removes when it cleans up."""
+    if isinstance(source, Path):
+        try:
+            text = source.read_bytes().decode(errors="replace")
+        except OSError as err:
+            text = f"({source}: {err.strerror})"
+    else:
+        text = source
+    if len(text) > REPORT_LOG_CHARS:
+        left_out = len(text) - REPORT_LOG_CHARS
+        text = f"[… the first {left_out} characters left out]\n{text[-REPORT_LOG_CHARS:]}"
+    report.sections.append((f"log: {name}", text))
+
+
 def script(name: str) -> str:
     """Path of one of WayRay's installed console scripts (wrsrvd, wradm, ...) in this venv."""
     path = VENV_BIN / name

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import attach_log
 from tests.launcher.harness import Accounts, Daemon, Sandbox, throwaway_accounts
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: throwaway users, PAM, setuid")
@@ -58,3 +59,14 @@ def start_daemon(sandbox: Sandbox) -> Iterator[Callable[..., Daemon]]:
                 leftover.end_all_sessions()
             finally:
                 leftover.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries wrsessd's log (its workers' lines included): the sandbox, and
+    the log with it, is removed when the test ends, and a failure under load is seldom reproduced."""
+    report: pytest.TestReport = yield
+    sandbox = getattr(item, "funcargs", {}).get("sandbox")
+    if report.failed and isinstance(sandbox, Sandbox):
+        attach_log(report, "wrsessd.log", sandbox.base / "wrsessd.log")
+    return report

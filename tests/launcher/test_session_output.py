@@ -123,3 +123,35 @@ def test_a_planted_link_or_an_unusable_place_cannot_make_root_write_anywhere(
         assert victim.read_text() == "root's\n"
     finally:
         subprocess.run(["rm", "-rf", str(Path(pw.pw_dir, ".local"))], check=True)
+
+
+def test_a_greeters_output_with_no_journal_and_no_home_is_in_wrsessds_log_after_a_prefix(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """The greeter account has no home of its own, so without journald (SMF, these tests) a login
+    screen's output went nowhere: a greeter compositor that exited before creating its socket left
+    no trace of why (the kiosk was told the server was busy). Its lines go to wrsessd's log, each
+    after a prefix naming the greeter session and escaped, so none can pass for wrsessd's own."""
+    forged = FORGED.format(session_id="g")
+    compositor = [
+        "/bin/sh",
+        "-c",
+        f"echo '{forged}' >&2; printf 'cannot start: no such thing\\033[2J\\n'; exit 3",
+    ]
+    daemon = start_daemon(greeter_session={"compositor": compositor})
+    with daemon.client() as c:
+        failed = c.request(p.CreateGreeterSession(token="tok-g", token_kind="terminal", rhost="kiosk-2"))
+        assert isinstance(failed, p.Error), failed
+        assert "the session compositor exited with status 3 before creating" in failed.description
+        wait_for(lambda: "no such thing" in daemon.log(), what="the greeter's output in wrsessd's log")
+    lines = daemon.log().splitlines()
+    failure = next(x for x in lines if "could not start" in x)
+    sid = failure.split("session ", 1)[1].split()[0]
+    (said,) = [x for x in lines if "no such thing" in x]
+    assert said.endswith(f"greeter session {sid}: cannot start: no such thing\\x1b[2J"), said
+    assert "\x1b" not in daemon.log()
+    (relayed,) = [x for x in lines if "root authenticated" in x]
+    assert relayed.index(f"greeter session {sid}: ") < relayed.index(forged), relayed
+    assert not any(x.startswith(forged[:20]) for x in lines)
+    # wrsessd says where the greeter's output goes.
+    assert f"session {sid} of {accounts.greeter}: its programs write to wrsessd's log" in daemon.log()

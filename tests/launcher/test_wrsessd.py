@@ -16,6 +16,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,6 +161,41 @@ def test_the_runtime_dir_goes_with_the_mounts_in_it(
         finally:
             subprocess.run(["umount", "--lazy", str(mounted)], capture_output=True)
     assert sandbox.pam_events()[-1].startswith(f"close_session {sandbox.service} {accounts.user}")
+
+
+def test_a_session_still_starting_keeps_the_runtime_dir_when_the_users_other_session_ends(
+    start_daemon: StartDaemon, accounts: Accounts, sandbox: Sandbox
+) -> None:
+    """The user's sessions share XDG_RUNTIME_DIR and the last one to end removes it. A session whose
+    compositor is not up yet counts: the user's other session ending meanwhile must leave it the
+    directory. (Under load, a login screen starting while another one ended -- greeters are all one
+    account -- failed with "the session compositor exited before creating its Wayland socket": the
+    directory had been removed under it, and its kiosk was told the server was busy.)"""
+    gate = sandbox.reports / "gate"
+    gated = [*sandbox.settings()["user_session"]["compositor"][:2], "--gate", str(gate), "--report",
+             str(sandbox.reports / "gated-compositor.json")]  # fmt: skip
+    daemon = start_daemon(allow_custom_command=True)
+    with daemon.client() as c, daemon.client() as c2:
+        first = start_user_session(c, accounts)
+        assert isinstance(login(c2, accounts, accounts.password, token="tok-b"), p.Success)
+        answer: list[p.Message] = []
+        second = threading.Thread(target=lambda: answer.append(c2.request(p.StartSession(cmd=gated))))
+        second.start()
+        try:
+            wait_for(Path(f"{gate}.waiting").exists, what="the second session's compositor to start")
+            c.kill_session(first.session_id, p.EndReason.LOGOUT)
+            wait_for(lambda: not Path(f"/proc/{first.worker_pid}").exists(), what="the first session's end")
+        finally:
+            gate.touch()  # the second compositor creates its socket now
+            second.join(60)
+        started = answer[0]
+        assert isinstance(started, p.SessionStarted), started
+        runtime = Path(started.session.runtime_dir)
+        assert runtime == Path(first.runtime_dir)
+        assert stat.S_ISSOCK((runtime / started.session.wayland_display).lstat().st_mode)
+        c.kill_session(started.session.session_id, p.EndReason.LOGOUT)
+        wait_for(lambda: not runtime.exists(), what="the last session's end to remove the runtime dir")
+    assert "exited before creating its Wayland socket" not in daemon.log()
 
 
 def test_a_start_wrsessd_gives_up_on_still_closes_its_pam_session(
@@ -874,7 +910,9 @@ def test_cli_reads_host_and_session_toml_and_names_their_problems(tmp_path: Path
             ["/nonexistent/compositor"],
             "cannot start the session compositor '/nonexistent/compositor': No such file",
         ),
-        (["/bin/false"], "exited before creating its Wayland socket"),
+        # How it ended is said (its output may have gone nowhere: a greeter's, without journald).
+        (["/bin/false"], "the session compositor exited with status 1 before creating its Wayland socket"),
+        (["/bin/sh", "-c", "kill -SEGV $$"], "the session compositor was killed by SIGSEGV before creating"),
     ],
 )
 def test_a_session_that_cannot_start_is_reported_and_cleaned_up(

@@ -17,7 +17,12 @@ the display managers before us (gdm's per-session journal streams, Xorg's ``~/.x
   previous one kept as ``session.log.old``, opened by a child that became the user first (directories
   0700, the file 0600, ``O_NOFOLLOW``), so a link the user planted cannot make root write anywhere.
   The child passes the open file back to the worker over a socketpair.
-* When neither works: /dev/null, and the worker says so in wrsessd's log.
+* When neither works: /dev/null, and the worker says so in wrsessd's log. Except for greeter
+  sessions: their account has no home of its own, so without journald this is where they always
+  end up, and a login screen that fails to start would leave no trace of why. Their output goes to
+  wrsessd's log through a relay (a child of the worker that stays root), every line after the prefix
+  ``greeter session <id>:`` with control characters escaped, so nothing the greeter prints can pass
+  for one of wrsessd's own lines; at most :data:`RELAY_MAX_LINES` lines a session.
 
 The descriptor is close-on-exec in the worker; only the session's programs get it, as fd 1 and 2.
 """
@@ -52,6 +57,10 @@ LOG_NAME = "session.log"
 #: hold the login.
 OPEN_TIMEOUT_S = 10.0
 _LOG_INFO = 6
+#: Greeter sessions relayed into wrsessd's log: at most this many lines each (then a count), each cut
+#: at this many bytes. A login screen that fails says why in its first lines.
+RELAY_MAX_LINES = 500
+RELAY_LINE_BYTES = 2000
 #: journald's socket for stdout streams.
 JOURNAL_STDOUT = "/run/systemd/journal/stdout"
 
@@ -59,6 +68,7 @@ JOURNAL_STDOUT = "/run/systemd/journal/stdout"
 class OutputKind(enum.Enum):
     JOURNAL = "journal"
     FILE = "file"
+    RELAYED = "relayed"  # greeters only: into wrsessd's log, after a prefix
     DISCARDED = "discarded"
 
 
@@ -68,7 +78,8 @@ class SessionOutput:
 
     fd: int
     kind: OutputKind
-    #: For logs: ``the journal as wayray-session``, the file's path, or ``/dev/null``.
+    #: For logs: ``the journal as wayray-session``, the file's path, ``wrsessd's log …``, or
+    #: ``/dev/null``.
     where: str
 
     def close(self) -> None:
@@ -81,12 +92,13 @@ class OutputUnavailable(Exception):
 
 
 def open_output(
-    account: Account, env: Mapping[str, str], *, greeter: bool
+    account: Account, env: Mapping[str, str], *, greeter: bool, session_id: str = ""
 ) -> tuple[SessionOutput, str | None]:
     """The session's output for ``account``; call in the root worker, before starting its programs.
 
     Returns the output and, when it is not the first choice, why (for wrsessd's log): under journald
-    a stream, else (or when that fails) the log file, else /dev/null.
+    a stream, else (or when that fails) the log file, else (greeters) wrsessd's log through a relay,
+    else /dev/null.
     """
     problems = []
     if under_journal():
@@ -102,9 +114,102 @@ def open_output(
         return SessionOutput(fd, OutputKind.FILE, path), "; ".join(problems) or None
     except (OutputUnavailable, OSError) as err:
         problems.append(f"cannot open {path} ({getattr(err, 'strerror', None) or err})")
+    if greeter:
+        label = f"greeter session {session_id}"
+        try:
+            fd = open_relay(label)
+            where = f"wrsessd's log (each line after '{label}:')"
+            return SessionOutput(fd, OutputKind.RELAYED, where), "; ".join(problems)
+        except OSError as err:
+            problems.append(f"cannot relay it to wrsessd's log ({err.strerror or err})")
     problem = "; ".join(problems)
     fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     return SessionOutput(fd, OutputKind.DISCARDED, os.devnull), problem
+
+
+# --- the relay into wrsessd's log (greeters) -----------------------------------------------------
+
+
+def open_relay(label: str) -> int:
+    """A pipe whose lines a forked child writes into this process's log (the worker's: wrsessd's), each
+    as ``<label>: <line>`` with control characters escaped: the first :data:`RELAY_MAX_LINES`, then how
+    many more there were. Returns the write end (close-on-exec); only the session's programs get it.
+
+    The child stays root: one running as the greeter's account could be made to write anything into
+    wrsessd's log. It reads only its pipe, ends when every program holding the write end has closed
+    it, and on SIGTERM (the session's teardown) logs what is already in the pipe and ends."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 1
+        try:
+            os.close(wfd)
+            # Nothing of the worker's (its link to wrsessd, PAM's descriptors) stays open here.
+            os.closerange(3, rfd)
+            os.closerange(rfd + 1, 65536)
+            _relay(rfd, label)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(rfd)
+    return wfd
+
+
+def _relay(fd: int, label: str) -> None:
+    from wayray.launcher import proctree
+
+    proctree.set_process_name("wrsessd-relay")
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    shown = more = 0
+    pending = b""
+
+    def emit(raw: bytes) -> None:
+        nonlocal shown, more
+        if shown < RELAY_MAX_LINES:
+            log.info("%s: %s", label, _escape(raw[:RELAY_LINE_BYTES]))
+            shown += 1
+        else:
+            more += 1
+
+    def take(chunk: bytes) -> None:
+        nonlocal pending
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            emit(line)
+        if len(pending) > RELAY_LINE_BYTES:
+            emit(pending)
+            pending = b""
+
+    while True:
+        ready = select.select([fd, wake_r], [], [])[0]
+        if fd in ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            take(chunk)
+        elif wake_r in ready:  # SIGTERM: what the programs wrote before they ended, then stop
+            os.set_blocking(fd, False)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(fd, 65536):
+                    take(chunk)
+            break
+    if pending:
+        emit(pending)
+    if more:
+        log.info("%s: %d more line(s), not logged", label, more)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+
+
+def _escape(raw: bytes) -> str:
+    """A line as text with every control character (but tab) written ``\\xNN``."""
+    return raw.decode("utf-8", "backslashreplace").removesuffix("\r").translate(_CONTROL)
 
 
 # --- journald --------------------------------------------------------------------------------------

@@ -78,7 +78,12 @@ def ensure_runtime_dir(
     Several sessions of one user share the directory, like logind's /run/user/<uid>. A marker in
     wrsessd's state directory records that WayRay made it, so the last WayRay session of that user
     removes it (see :func:`release_runtime_dir`); a directory someone else made is never removed.
+    Call in the session's worker: the worker claims the directory for as long as it runs, from here
+    on (its session record comes only once its compositor is up, and the user's other session ending
+    meanwhile must not remove the directory the compositor is starting in).
     """
+    from wayray.launcher import proctree
+
     base.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = base / str(account.uid)
     marker = marker_dir / f"runtime-{account.uid}"
@@ -104,7 +109,37 @@ def ensure_runtime_dir(
             os.fchmod(fd, 0o700)
         finally:
             os.close(fd)
+        if created:
+            _claim(marker_dir, account.uid).write_text(str(proctree.start_time(os.getpid()) or ""))
     return path, created
+
+
+def _claim(marker_dir: Path, uid: int, pid: int | None = None) -> Path:
+    """The file by which the worker ``pid`` (default: this one) holds ``uid``'s WayRay-made
+    XDG_RUNTIME_DIR; it holds the worker's start time (empty where unknown)."""
+    return marker_dir / f"runtime-{uid}.worker-{os.getpid() if pid is None else pid}"
+
+
+def _claimed_by_another(marker_dir: Path, uid: int) -> bool:
+    """Whether a running worker other than this one holds ``uid``'s directory (its session may still
+    be starting, with no record yet). Claims of workers that are gone are removed."""
+    from wayray.launcher import proctree
+
+    held = False
+    for claim in marker_dir.glob(f"runtime-{uid}.worker-*"):
+        pid_text = claim.name.rpartition("-")[2]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            started_text = claim.read_text().strip()
+        except OSError:
+            continue
+        started = int(started_text) if started_text.isdigit() else None
+        if proctree.alive(int(pid_text), started):
+            held = True
+        else:
+            claim.unlink(missing_ok=True)
+    return held
 
 
 def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *, marker_dir: Path) -> bool:
@@ -116,8 +151,12 @@ def release_runtime_dir(path: Path, account: Account, records: SessionRecords, *
 
     marker = marker_dir / f"runtime-{account.uid}"
     with records.lock():
+        _claim(marker_dir, account.uid).unlink(missing_ok=True)
         if not marker.exists():
             return False
+        if _claimed_by_another(marker_dir, account.uid):
+            return False
+        # Sessions whose workers were started before claims existed have only their records.
         for other in records.load_all():
             if other.info.uid == account.uid and proctree.alive(
                 other.info.worker_pid, other.worker_start_time
@@ -226,8 +265,15 @@ def spawn(
         return subprocess.Popen(list(argv), cwd="/", **common)  # type: ignore[call-overload,no-any-return]
 
 
-def wait_for_socket(path: Path, *, running: Callable[[], bool], timeout: float) -> None:
-    """Wait until ``path`` is a socket. Raises RuntimeError on timeout or when the program exits."""
+def wait_for_socket(
+    path: Path,
+    *,
+    running: Callable[[], bool],
+    timeout: float,
+    status: Callable[[], int | None] = lambda: None,
+) -> None:
+    """Wait until ``path`` is a socket. Raises RuntimeError on timeout or when the program exits
+    (saying how, from ``status``: its return code as :class:`subprocess.Popen` has it)."""
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
@@ -237,13 +283,26 @@ def wait_for_socket(path: Path, *, running: Callable[[], bool], timeout: float) 
         except FileNotFoundError:
             pass
         if not running():
-            raise RuntimeError(f"the session compositor exited before creating its Wayland socket {path}")
+            raise RuntimeError(
+                f"the session compositor {_how_it_ended(status())} before creating its Wayland socket {path}"
+            )
         if time.monotonic() >= deadline:
             raise RuntimeError(
                 f"the session compositor did not create its Wayland socket {path} in {timeout:g} s"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _how_it_ended(returncode: int | None) -> str:
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 # --- the user's session.toml --------------------------------------------------------------------

@@ -205,7 +205,9 @@ class Worker:
     def _open_output(self, account: spawn.Account, env: dict[str, str]) -> int:
         """Where the session's programs write: the descriptor they all get as stdout and stderr."""
         job = self.job
-        self.output, problem = sessionlog.open_output(account, env, greeter=job.greeter)
+        self.output, problem = sessionlog.open_output(
+            account, env, greeter=job.greeter, session_id=job.session_id
+        )
         if self.output.kind is sessionlog.OutputKind.DISCARDED:
             log.warning(
                 "session %s of %s: %s; the session's output is discarded",
@@ -269,7 +271,12 @@ class Worker:
             self._check_stop()
             return compositor.poll() is None
 
-        spawn.wait_for_socket(socket_path, running=running, timeout=job.compositor_start_timeout_s)
+        spawn.wait_for_socket(
+            socket_path,
+            running=running,
+            timeout=job.compositor_start_timeout_s,
+            status=lambda: compositor.returncode,
+        )
         return compositor
 
     def _spawn_components(

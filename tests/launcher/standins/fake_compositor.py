@@ -39,9 +39,19 @@ def main() -> None:
     p.add_argument("--name", default=os.environ.get("WAYRAY_WAYLAND_DISPLAY"))
     p.add_argument("--report", required=True)
     p.add_argument("--stubborn", action="store_true", help="the escaped process ignores SIGTERM")
+    p.add_argument(
+        "--gate",
+        help="before creating the socket, write GATE.waiting and wait until GATE exists (a compositor "
+        "that is slow to start, at the moment the test chooses)",
+    )
     args = p.parse_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    if args.gate:
+        with open(args.gate + ".waiting", "w") as f:
+            f.write(str(os.getpid()))
+        while not os.path.exists(args.gate) and not stop:
+            time.sleep(0.02)
     runtime = os.environ["XDG_RUNTIME_DIR"]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = os.path.join(runtime, args.name)
