@@ -146,6 +146,12 @@ def place(rules: PositionerRules, bounds: Rect) -> Rect:
     box = unconstrained_place(rules)
     if not (_constrained_x(box, bounds) or _constrained_y(box, bounds)):
         return box
+    box = _flip(rules, box, bounds)
+    return _resize(rules, _slide(rules, box, bounds), bounds)
+
+
+def _flip(rules: PositionerRules, box: Rect, bounds: Rect) -> Rect:
+    """Flipped to the other side of the anchor, on each axis where allowed and where that fits."""
     if rules.adjust & Adjust.FLIP_X and _constrained_x(box, bounds):
         flipped = unconstrained_place(
             replace(
@@ -162,17 +168,22 @@ def place(rules: PositionerRules, bounds: Rect) -> Rect:
         )
         if not _constrained_y(flipped, bounds):
             box = Rect(box.x, flipped.y, box.width, box.height)
-    x, y, w, h = box.x, box.y, box.width, box.height
+    return box
+
+
+def _slide(rules: PositionerRules, box: Rect, bounds: Rect) -> Rect:
+    """Slid into the bounds on each axis where allowed (its start edge wins when it is too big)."""
+    x, y = box.x, box.y
     if rules.adjust & Adjust.SLIDE_X:
-        if x + w > bounds.x2:
-            x = bounds.x2 - w
-        if x < bounds.x:
-            x = bounds.x
+        x = max(min(x, bounds.x2 - box.width), bounds.x)
     if rules.adjust & Adjust.SLIDE_Y:
-        if y + h > bounds.y2:
-            y = bounds.y2 - h
-        if y < bounds.y:
-            y = bounds.y
+        y = max(min(y, bounds.y2 - box.height), bounds.y)
+    return Rect(x, y, box.width, box.height)
+
+
+def _resize(rules: PositionerRules, box: Rect, bounds: Rect) -> Rect:
+    """Cut to the bounds on each axis where allowed (unless nothing of it would be left)."""
+    x, y, w, h = box.x, box.y, box.width, box.height
     if rules.adjust & Adjust.RESIZE_X:
         x1, x2 = max(x, bounds.x), min(x + w, bounds.x2)
         if x2 > x1:

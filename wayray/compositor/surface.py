@@ -334,6 +334,24 @@ class Surface(Resource):
 
     def _apply(self, state: SurfaceState) -> None:
         self.committed_once = True
+        old_size = (self.width, self.height)
+        self._apply_content(state)
+        if self.mapping is not None and self.has_content:
+            self._take_damage(state, old_size)
+        if state.opaque_set:
+            self.opaque = state.opaque if state.opaque is not None else Region()
+        if state.input_set:
+            self.input = state.input
+        self.attach_offset = (self.attach_offset[0] + state.dx, self.attach_offset[1] + state.dy)
+        self.host.frame_requested(state.callbacks)
+        state.callbacks = []
+        self._apply_children(state)
+        if self.role is not None:
+            self.role.committed()
+        self.host.scene_changed()
+
+    def _apply_content(self, state: SurfaceState) -> None:
+        """Scale, transform, viewport and buffer: what the surface shows, and at what size."""
         if state.scale is not None:
             self.scale = state.scale
         if state.transform is not None:
@@ -341,7 +359,6 @@ class Surface(Resource):
         if state.viewport_set:
             self.viewport_source = state.viewport_source
             self.viewport_destination = state.viewport_destination
-        old_size = (self.width, self.height)
         if state.buffer_attached:
             if state.buffer is None:
                 self.has_content = False
@@ -354,37 +371,32 @@ class Surface(Resource):
             state.scale is not None or state.transform is not None or state.viewport_set
         ):
             self._update_mapping(self.texture.width, self.texture.height)
-        if self.mapping is not None and self.has_content:
-            self.width, self.height = self.mapping.surface_width, self.mapping.surface_height
-            damage = self.frame_damage
-            damage.add(state.surface_damage)
-            for b in state.buffer_damage.boxes():
-                r = self.mapping.buffer_rect_to_surface(Rect(b.x1, b.y1, b.width, b.height))
-                damage.add_rect(r.x, r.y, r.width, r.height)
-            if (self.width, self.height) != old_size:
-                damage.add_rect(0, 0, self.width, self.height)
-            damage.intersect_rect(0, 0, self.width, self.height)
-        if state.opaque_set:
-            self.opaque = state.opaque if state.opaque is not None else Region()
-        if state.input_set:
-            self.input = state.input
-        self.attach_offset = (self.attach_offset[0] + state.dx, self.attach_offset[1] + state.dy)
-        self.host.frame_requested(state.callbacks)
-        state.callbacks = []
-        # Children: positions and stacking order take effect with this commit.
+
+    def _take_damage(self, state: SurfaceState, old_size: tuple[int, int]) -> None:
+        """The commit's damage, in surface coordinates (all of it when the size changed)."""
+        assert self.mapping is not None
+        self.width, self.height = self.mapping.surface_width, self.mapping.surface_height
+        damage = self.frame_damage
+        damage.add(state.surface_damage)
+        for b in state.buffer_damage.boxes():
+            r = self.mapping.buffer_rect_to_surface(Rect(b.x1, b.y1, b.width, b.height))
+            damage.add_rect(r.x, r.y, r.width, r.height)
+        if (self.width, self.height) != old_size:
+            damage.add_rect(0, 0, self.width, self.height)
+        damage.intersect_rect(0, 0, self.width, self.height)
+
+    def _apply_children(self, state: SurfaceState) -> None:
+        """Subsurfaces' positions and stacking order take effect with this commit, and synchronized
+        children apply their cached state together with their parent."""
         for child, pos in state.child_positions.items():
             if child.subsurface is not None:
                 child.subsurface.position = pos
         if state.child_order is not None:
             self.children = [c for c in state.child_order if c is self or (c.alive and c.subsurface)]
-        # Synchronized children apply their cached state together with their parent.
         for child in list(self.children):
             if child is not self and child.subsurface is not None and child.cached is not None:
                 if child.subsurface.synchronized:
                     child.apply_cached()
-        if self.role is not None:
-            self.role.committed()
-        self.host.scene_changed()
 
     def _update_mapping(self, bw: int, bh: int) -> None:
         self.mapping = BufferMapping.of(

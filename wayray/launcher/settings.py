@@ -15,6 +15,7 @@ import sys
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,31 +237,9 @@ def _convert(tp: Any, value: object, where: str) -> object:
         if value is None or value == "":
             return None
         return _convert(args[0], value, where)
-    if tp is Path:
-        if not isinstance(value, str):
-            raise WayRayError(f"{where}: expected a path string")
-        return Path(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise WayRayError(f"{where}: expected true or false")
-        return value
-    if tp is int:
-        if isinstance(value, str) and (where.endswith("_mode") or where.endswith("umask")):
-            try:
-                value = int(value, 8)  # "0660"; TOML's own 0o660 arrives as an int already
-            except ValueError:
-                raise WayRayError(f"{where}: expected an octal mode such as 0o660") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise WayRayError(f"{where}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise WayRayError(f"{where}: expected a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise WayRayError(f"{where}: expected a string")
-        return value
+    scalar = _SCALARS.get(tp)
+    if scalar is not None:
+        return scalar(value, where)
     if origin is tuple:
         (item_tp, _) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -271,6 +250,51 @@ def _convert(tp: Any, value: object, where: str) -> object:
             raise WayRayError(f"{where}: expected a table")
         return _from_mapping(tp, value, where)
     raise WayRayError(f"{where}: unsupported setting type {tp}")  # pragma: no cover
+
+
+def _path(value: object, where: str) -> Path:
+    if not isinstance(value, str):
+        raise WayRayError(f"{where}: expected a path string")
+    return Path(value)
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise WayRayError(f"{where}: expected true or false")
+    return value
+
+
+def _int(value: object, where: str) -> int:
+    if isinstance(value, str) and (where.endswith("_mode") or where.endswith("umask")):
+        try:
+            value = int(value, 8)  # "0660"; TOML's own 0o660 arrives as an int already
+        except ValueError:
+            raise WayRayError(f"{where}: expected an octal mode such as 0o660") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WayRayError(f"{where}: expected an integer")
+    return value
+
+
+def _float(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WayRayError(f"{where}: expected a number")
+    return float(value)
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise WayRayError(f"{where}: expected a string")
+    return value
+
+
+#: How a setting of each plain type is read from its TOML value (``where`` names it in errors).
+_SCALARS: dict[object, Callable[[object, str], object]] = {
+    Path: _path,
+    bool: _bool,
+    int: _int,
+    float: _float,
+    str: _str,
+}
 
 
 def _from_mapping(cls: Any, data: dict[str, Any], where: str) -> Any:

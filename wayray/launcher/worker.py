@@ -421,41 +421,47 @@ class Worker:
             reason = EndReason.SHUTDOWN
         while reason is None:
             if self.chan.chan.has_buffered():
-                events = [(None, "daemon")]
+                events = ["daemon"]
             else:
-                events = [(None, key.data) for key, _ in sel.select()]
-            for _, what in events:
+                events = [key.data for key, _ in sel.select()]
+            for what in events:
                 if what == "signal":
-                    try:
-                        sigs = os.read(rfd, 512)
-                    except BlockingIOError:
-                        sigs = b""
-                    if any(s in sigs for s in (signal.SIGTERM, signal.SIGINT)):
-                        reason = reason or EndReason.SHUTDOWN
-                    reason = reason or self._reap()
+                    reason = reason or self._signalled(rfd)
                 elif what == "daemon":
-                    try:
-                        msg = self.chan.recv()
-                    except protocol.IpcProtocolError as err:
-                        log.warning("session %s: a bad message from wrsessd: %s", self.job.session_id, err)
-                        continue
-                    if msg is None:
-                        if self.unit is None and scope.systemd_booted():
-                            log.warning(
-                                "session %s: wrsessd went away; the session is in its cgroup, so the "
-                                "service manager may end it",
-                                self.job.session_id,
-                            )
-                        else:
-                            log.info(
-                                "session %s: wrsessd went away; the session keeps running",
-                                self.job.session_id,
-                            )
-                        sel.unregister(self.chan.chan.sock)
-                    elif isinstance(msg, wp.Stop):
-                        reason = msg.reason
+                    reason = reason or self._from_daemon(sel)
         sel.close()
         return reason
+
+    def _signalled(self, rfd: int) -> EndReason | None:
+        """Signals came (their numbers on the wake-up pipe): SIGTERM or SIGINT end the session; a
+        SIGCHLD may be the compositor's end."""
+        try:
+            sigs = os.read(rfd, 512)
+        except BlockingIOError:
+            sigs = b""
+        if any(s in sigs for s in (signal.SIGTERM, signal.SIGINT)):
+            return EndReason.SHUTDOWN
+        return self._reap()
+
+    def _from_daemon(self, sel: selectors.BaseSelector) -> EndReason | None:
+        """A message from wrsessd (a Stop ends the session), or its end: the session goes on."""
+        try:
+            msg = self.chan.recv()
+        except protocol.IpcProtocolError as err:
+            log.warning("session %s: a bad message from wrsessd: %s", self.job.session_id, err)
+            return None
+        if msg is None:
+            if self.unit is None and scope.systemd_booted():
+                log.warning(
+                    "session %s: wrsessd went away; the session is in its cgroup, so the "
+                    "service manager may end it",
+                    self.job.session_id,
+                )
+            else:
+                log.info("session %s: wrsessd went away; the session keeps running", self.job.session_id)
+            sel.unregister(self.chan.chan.sock)
+            return None
+        return msg.reason if isinstance(msg, wp.Stop) else None
 
     def _reap(self) -> EndReason | None:
         for pid, _status in proctree.reap_children():

@@ -267,38 +267,51 @@ class LinkSide:
                 if stream in self.table.retired:
                     continue  # a greeter after its login: wrsessd ends it; nothing it says matters
                 return  # replaced
-            if isinstance(message, ToViewer):
-                self._to_viewer(session, message)
-            elif isinstance(message, Attached):
-                self._attached(session, message)
-            elif isinstance(message, Pong):
-                if session.keepalive is None:
-                    raise LinkError("the compositor sent Pong, which its link version does not have")
-                if session.keepalive.answered(message, time.monotonic()) is Change.RESPONDING:
-                    self.watch.responding_again(session)
-            elif isinstance(message, OutputChanged):
-                self.table.output_known(session, message.width, message.height, message.scale_120)
-            elif isinstance(message, Ended):
-                detail = f"the session ended: {message.reason}"
-                self.ending.finish(session, EndReason.COMMAND_EXITED, detail)
-            elif isinstance(message, ScreenshotResult):
-                shot = session.screenshots.pop(message.request_id, None)
-                if shot is not None and not shot.done():
-                    shot.set_result(message.png)
-            elif isinstance(message, ScreenshotFailed):
-                shot = session.screenshots.pop(message.request_id, None)
-                if shot is not None and not shot.done():
-                    shot.set_exception(AdminError(f"the compositor could not take it: {message.reason}"))
-            elif isinstance(message, Close):
-                log.info(
-                    "session %s: the compositor closed its link: %s: %s",
-                    session.id,
-                    message.code,
-                    message.reason,
-                )
+            if not self._handle(session, message):
                 return
-            else:
-                raise LinkError(f"the compositor sent {type(message).__name__} after registering")
+
+    def _handle(self, session: ServedSession, message: object) -> bool:
+        """One message of a registered compositor; False once it closed its link."""
+        if isinstance(message, ToViewer):
+            self._to_viewer(session, message)
+        elif isinstance(message, Attached):
+            self._attached(session, message)
+        elif isinstance(message, Pong):
+            self._pong(session, message)
+        elif isinstance(message, OutputChanged):
+            self.table.output_known(session, message.width, message.height, message.scale_120)
+        elif isinstance(message, Ended):
+            detail = f"the session ended: {message.reason}"
+            self.ending.finish(session, EndReason.COMMAND_EXITED, detail)
+        elif isinstance(message, ScreenshotResult | ScreenshotFailed):
+            self._screenshot_done(session, message)
+        elif isinstance(message, Close):
+            log.info(
+                "session %s: the compositor closed its link: %s: %s",
+                session.id,
+                message.code,
+                message.reason,
+            )
+            return False
+        else:
+            raise LinkError(f"the compositor sent {type(message).__name__} after registering")
+        return True
+
+    def _pong(self, session: ServedSession, message: Pong) -> None:
+        if session.keepalive is None:
+            raise LinkError("the compositor sent Pong, which its link version does not have")
+        if session.keepalive.answered(message, time.monotonic()) is Change.RESPONDING:
+            self.watch.responding_again(session)
+
+    @staticmethod
+    def _screenshot_done(session: ServedSession, message: ScreenshotResult | ScreenshotFailed) -> None:
+        shot = session.screenshots.pop(message.request_id, None)
+        if shot is None or shot.done():
+            return
+        if isinstance(message, ScreenshotResult):
+            shot.set_result(message.png)
+        else:
+            shot.set_exception(AdminError(f"the compositor could not take it: {message.reason}"))
 
     def _attached(self, session: ServedSession, message: Attached) -> None:
         """The compositor is ready for the viewer: answer its Hello now, before the frames that follow
