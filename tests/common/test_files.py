@@ -168,7 +168,9 @@ def test_fsync_of_something_that_is_not_a_directory_is_no_error(tmp_path: Path) 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: writes as another user")
-def test_a_directory_it_may_not_write_is_an_oserror_and_the_file_is_untouched(tmp_path: Path) -> None:
+def test_a_directory_it_may_not_write_is_an_oserror_and_the_file_is_untouched(
+    tmp_path: Path, nobody_can_run_wayray: None
+) -> None:
     d = tmp_path / "locked"
     d.mkdir(mode=0o755)
     (d / "state").write_bytes(b"old")

@@ -151,7 +151,7 @@ def test_name_and_environment_of_a_process(sleeper: subprocess.Popen[bytes]) -> 
     assert process_name(proc.pid) == "?" and process_uid(proc.pid) is None
 
 
-def test_another_users_environment_is_not_theirs_to_read() -> None:
+def test_another_users_environment_is_not_theirs_to_read(nobody_can_run_wayray: None) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: asks as nobody")
     code = (

@@ -123,7 +123,7 @@ def test_a_path_too_long_for_a_socket(tmp_path: Path) -> None:
     assert info.value.hint == "choose a shorter path" and not os.path.lexists(path)
 
 
-def test_a_directory_it_may_not_write_is_one_line(tmp_path: Path) -> None:
+def test_a_directory_it_may_not_write_is_one_line(tmp_path: Path, nobody_can_run_wayray: None) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: binds as nobody")
     os.chmod(tmp_path, 0o755)

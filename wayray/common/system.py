@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import subprocess
 from pathlib import Path
 
@@ -27,14 +28,17 @@ def system_stopping() -> bool:
         return False
     try:
         # SIGTERM ignored: a shutdown stops wrsrvd's unit at the same time as the sessions, and
-        # systemd signals every process of the unit, this question included.
+        # systemd signals every process of the unit, this question included. Ignored from before the
+        # exec (a shell's trap came too late when the signal came at once); until then the child has
+        # the parent's handler, which only notes the signal.
         done = subprocess.run(
-            ["sh", "-c", 'trap "" TERM; exec systemctl is-system-running'],
+            ["systemctl", "is-system-running"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=3.0,
             check=False,
+            preexec_fn=_ignore_sigterm,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
         log.warning("cannot ask systemd whether the system is stopping: %s", err)
@@ -45,6 +49,10 @@ def system_stopping() -> bool:
         log.warning("cannot ask systemd whether the system is stopping: %s", why)
     _stopping = state == "stopping"
     return _stopping
+
+
+def _ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @functools.cache
