@@ -133,3 +133,31 @@ async def test_dragging_a_gtk_window_corner_resizes_it_keeping_the_opposite_corn
             "the window 50x40 smaller with its bottom-right corner in place",
         )
     assert (resized.rect.x2, resized.rect.y2) == (r.x2, r.y2)
+
+
+async def test_a_client_that_draws_a_corner_drag_late_keeps_the_opposite_corner(tmp_path: Path) -> None:
+    """A client on a loaded machine draws the sizes of an interactive resize late: after the drag is
+    over, and an older one first. The opposite corner stays where it was all the same. (The first late
+    commit used to end the anchoring, so the last size grew from the old top-left corner: GTK's
+    corner drag above failed that way with two suites running at once.)"""
+    script = Path(__file__).parent / "clients" / "lagging_resize.py"
+    async with running_session(tmp_path, size=(1024, 768)) as s:
+        client = await s.spawn(sys.executable, str(script), name="lagging")
+        win = await s.wait_window(
+            lambda w: w.pid == client.pid and w.rect.width == 300, "the client's window"
+        )
+        await s.settle()
+        r = win.rect
+        s.comp.pointer_motion(r.x + 10, r.y + 10)
+        s.comp.pointer_button(BTN_LEFT, True)
+        await s.wait_for(lambda: s.comp.core.seat.grab.value == "resize", "the client to start a resize")
+        for step in range(1, 11):
+            s.comp.pointer_motion(r.x + 10 + 5 * step, r.y + 10 + 4 * step)
+            await asyncio.sleep(0.02)
+        s.comp.pointer_button(BTN_LEFT, False)
+        await s.wait_for(lambda: "done 250x160" in client.output(), "the client to draw the last size late")
+        resized = await s.wait_window(
+            lambda w: w.pid == client.pid and (w.rect.width, w.rect.height) == (250, 160), "the last size"
+        )
+        assert "late " in client.output() and "late 250x160" not in client.output(), client.output()
+    assert (resized.rect.x2, resized.rect.y2) == (r.x2, r.y2), (resized.rect, r)

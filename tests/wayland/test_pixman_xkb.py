@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +86,33 @@ def test_keymap_text_round_trips_and_garbage_is_refused() -> None:
         assert os.pread(fd, size, 0).rstrip(b"\0").decode() == de.text
     finally:
         os.close(fd)
+
+
+#: Keymap, KeyState, Region and Image objects only a collection frees (a reference cycle), collected
+#: while cffi holds its lock, as it does to parse a type for ffi.new or to bind a function on first use.
+COLLECTED_UNDER_CFFIS_LOCK = """
+import gc
+import numpy as np
+from wayray.wayland import pixman, xkb
+garbage = [xkb.KeyState(xkb.Keymap.from_names()), pixman.Region.rect(0, 0, 5, 5),
+           pixman.Image(np.zeros((4, 4), np.uint32), pixman.Format.A8R8G8B8)]
+garbage.append(garbage)
+del garbage
+with xkb.ffi._lock, pixman.ffi._lock:
+    gc.collect()
+print("collected")
+"""
+
+
+def test_finalizers_never_wait_for_cffis_lock() -> None:
+    """A garbage collection can run anywhere, also while cffi holds its (non-reentrant) lock to parse a
+    type for ffi.new. The finalizers of xkb and pixman objects must not take that lock: they looked up
+    their unref function on first use, which does, and the thread waited for itself for ever (a
+    compositor test hung at its first typed key; a session compositor could freeze the same way)."""
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", COLLECTED_UNDER_CFFIS_LOCK], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a finalizer waits for cffi's lock: the collection never returned")
+    assert res.returncode == 0 and res.stdout == "collected\n", res.stderr

@@ -251,7 +251,9 @@ class FloatingWM:
                 window.x = ax - g.width
             if window.resize_edges & EDGE_TOP:
                 window.y = ay - g.height
-            if not window.resizing:
+            # Anchored until the client has drawn the last size the drag asked for: a busy client
+            # commits older sizes after the drag is over, and the last one must keep the corner too.
+            if not window.resizing and not window.toplevel.xdg_surface.redrawing:
                 window.resize_edges = 0
         self.host.scene_changed()
 

@@ -67,6 +67,11 @@ void pixman_region32_clear(pixman_region32_t *region);
 ffi = cffi.FFI()
 ffi.cdef(CDEF)
 lib: Any = ffi.dlopen("libpixman-1.so.0")
+# What finalizers call, bound now: cffi binds a function on its first use under its lock, which it also
+# holds while parsing a type for ffi.new; a garbage collection there that ran a finalizer binding its
+# function would wait for that lock in the same thread for ever.
+_region_fini = lib.pixman_region32_fini
+_image_unref = lib.pixman_image_unref
 
 _TYPE_ARGB, _TYPE_ABGR = 2, 3
 
@@ -155,7 +160,7 @@ class Region:
         return r
 
     def __del__(self) -> None:
-        lib.pixman_region32_fini(self.c)
+        _region_fini(self.c)
 
     def copy(self) -> Region:
         r = Region()
@@ -256,7 +261,7 @@ class Image:
     def __del__(self) -> None:
         ptr = getattr(self, "ptr", None)
         if ptr is not None and ptr != ffi.NULL:
-            lib.pixman_image_unref(ptr)
+            _image_unref(ptr)
 
     def set_clip(self, region: Region | None) -> None:
         lib.pixman_image_set_clip_region32(self.ptr, ffi.NULL if region is None else region.c)

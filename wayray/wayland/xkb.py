@@ -63,6 +63,11 @@ ffi = cffi.FFI()
 ffi.cdef(CDEF)
 lib: Any = ffi.dlopen("libxkbcommon.so.0")
 libc: Any = ffi.dlopen(None)
+# What finalizers call, bound now: cffi binds a function on its first use under its lock, which it also
+# holds while parsing a type for ffi.new; a garbage collection there that ran a finalizer binding its
+# function would wait for that lock in the same thread for ever.
+_keymap_unref = lib.xkb_keymap_unref
+_state_unref = lib.xkb_state_unref
 
 _FORMAT_TEXT_V1 = 1
 _KEY_UP, _KEY_DOWN = 0, 1
@@ -136,7 +141,7 @@ class Keymap:
     def __del__(self) -> None:
         ptr = getattr(self, "ptr", None)
         if ptr is not None:
-            lib.xkb_keymap_unref(ptr)
+            _keymap_unref(ptr)
 
     @classmethod
     def from_names(
@@ -244,7 +249,7 @@ class KeyState:
     def __del__(self) -> None:
         ptr = getattr(self, "ptr", None)
         if ptr is not None:
-            lib.xkb_state_unref(ptr)
+            _state_unref(ptr)
 
     def update(self, evdev_code: int, pressed: bool) -> None:
         lib.xkb_state_update_key(self.ptr, evdev_code + EVDEV_OFFSET, _KEY_DOWN if pressed else _KEY_UP)
