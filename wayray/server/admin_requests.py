@@ -1,5 +1,7 @@
-"""What the front door answers on its admin socket (``wayray.server.admin`` frames the requests and
-documents them; ``wradm`` asks them): one handler per request type.
+"""What the front door answers on its admin socket: one handler per request type, each taking the
+request and giving the answer as the messages :mod:`wayray.server.admin_protocol` declares (so what
+wrsrvd says is checked against the same table wradm reads it with and docs/running.md documents).
+``wayray.server.admin`` frames them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from wayray.common.schema import Direction, Message
 from wayray.link import LinkError, Screenshot
+from wayray.server import admin_protocol as ap
 from wayray.server.admin import AdminError
 from wayray.server.ending import Ending
 from wayray.server.live import ServedSession, SessionNotResponding
@@ -25,8 +29,7 @@ log = logging.getLogger("wayray.server")
 
 SCREENSHOT_TIMEOUT = 20.0
 
-Answer = dict[str, Any]
-Handler = Callable[[dict[str, Any]], Awaitable[Answer]]
+Handler = Callable[[Any], Awaitable[ap.Answer]]
 
 
 class AdminRequests:
@@ -35,8 +38,8 @@ class AdminRequests:
         table: SessionTable,
         ending: Ending,
         *,
-        status: Callable[[], Answer],
-        reloader: Callable[[], Awaitable[Answer]] | None,
+        status: Callable[[], ap.StatusAnswer],
+        reloader: Callable[[], Awaitable[ap.Reloaded | ap.ReloadRefused]] | None,
     ) -> None:
         self.table = table
         self.ending = ending
@@ -45,23 +48,23 @@ class AdminRequests:
         #: Instance mode: reloads the configuration (wrsrvd's command line knows where it is).
         self._reloader = reloader
         self._screenshot_ids = itertools.count(1)
-        self._handlers: dict[str, Handler] = {
-            "status": self._answer_status,
-            "sessions": self._sessions,
-            "kill": self._kill,
-            "detach": self._detach,
-            "screenshot": self._screenshot,
-            "reload": self._reload,
+        self._handlers: dict[type[Message], Handler] = {
+            ap.Status: self._answer_status,
+            ap.Sessions: self._sessions,
+            ap.Kill: self._kill,
+            ap.Detach: self._detach,
+            ap.Screenshot: self._screenshot,
+            ap.Reload: self._reload,
         }
 
-    async def answer(self, request: dict[str, Any]) -> Answer:
-        handler = self._handlers.get(request.get("type", ""))
-        if handler is None:
-            raise AdminError(
-                f"unknown request type {request.get('type')!r} "
-                "(known: status, sessions, kill, detach, screenshot, reload)"
-            )
-        return await handler(request)
+    async def answer(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The answer to one request as the socket received it (an AdminError is its ``error``)."""
+        known = ", ".join(cls.type for cls in self._handlers)
+        if obj.get("type") not in {cls.type for cls in ap.ADMIN.messages(Direction.REQUEST)}:
+            raise AdminError(f"unknown request type {obj.get('type')!r} (known: {known})")
+        request = ap.ADMIN.parse(obj, Direction.REQUEST)
+        answer = await self._handlers[type(request)](request)
+        return answer.to_json()
 
     # --- what the sessions are ---------------------------------------------------------------------
 
@@ -84,61 +87,60 @@ class AdminRequests:
                     return "unlocking", unlock.viewer.key
         return str(record.state), record.viewer
 
-    def _describe(self, record: Session) -> Answer:
+    def _describe(self, record: Session) -> ap.SessionRow:
         session = self.table.live.get(record.id)
         state, viewer = self._shown(record)
         detached = record.state is SessionState.DETACHED
-        return {
-            "id": record.id,
-            "state": state,
-            "token": record.token.short,
-            "user": record.user,
-            "viewer": viewer,
-            "kiosk": kiosk_of(viewer) if viewer else None,
-            "since": (record.detached_at or record.changed_at) if detached else record.changed_at,
-            "launcher_session": record.endpoint.launcher_session,
-            "linked": bool(session and session.link is not None),
+        return ap.SessionRow(
+            id=record.id,
+            state=state,
+            token=record.token.short,
+            user=record.user,
+            viewer=viewer,
+            kiosk=kiosk_of(viewer) if viewer else None,
+            since=(record.detached_at or record.changed_at) if detached else record.changed_at,
+            launcher_session=record.endpoint.launcher_session,
+            linked=bool(session and session.link is not None),
             # Whether its compositor answers the link's pings (None: not on its link, or too old to be
             # pinged), and since when it does not; False too for one that runs but did not come back
             # to its link in time.
-            "responding": None
+            responding=None
             if session is None
             or (session.responding and (session.link is None or session.keepalive is None))
             else session.responding,
-            "not_responding_since": session.not_responding_at if session else None,
-            "pid": session.pid if session else record.endpoint.compositor_pid,
-            "wayland_display": session.wayland_display if session else record.endpoint.wayland_display,
-            "output": list(session.output) if session else None,
-            "created_at": record.created_at,
-            "changed_at": record.changed_at,
-        }
+            not_responding_since=session.not_responding_at if session else None,
+            pid=session.pid if session else record.endpoint.compositor_pid,
+            wayland_display=session.wayland_display if session else record.endpoint.wayland_display,
+            output=tuple(session.output) if session else None,
+            created_at=record.created_at,
+            changed_at=record.changed_at,
+        )
 
     # --- the requests ------------------------------------------------------------------------------
 
-    async def _answer_status(self, request: dict[str, Any]) -> Answer:
+    async def _answer_status(self, request: ap.Status) -> ap.StatusAnswer:
         return self._status()
 
-    async def _sessions(self, request: dict[str, Any]) -> Answer:
-        return {
-            "type": "sessions",
-            "sessions": [self._describe(r) for r in self.table.registry.live_sessions()],
-        }
+    async def _sessions(self, request: ap.Sessions) -> ap.SessionsAnswer:
+        return ap.SessionsAnswer(
+            sessions=tuple(self._describe(r) for r in self.table.registry.live_sessions())
+        )
 
-    def _find(self, sid: object) -> tuple[Session, ServedSession]:
-        record = self.table.registry.find(sid) if isinstance(sid, str) else None
+    def _find(self, sid: str) -> tuple[Session, ServedSession]:
+        record = self.table.registry.find(sid)
         session = self.table.live.get(record.id) if record is not None else None
         if record is None or session is None:
             raise AdminError(f"no live session {sid!r} (wradm sessions lists them)")
         return record, session
 
-    async def _kill(self, request: dict[str, Any]) -> Answer:
-        record, session = self._find(request.get("session_id"))
+    async def _kill(self, request: ap.Kill) -> ap.Killed:
+        record, session = self._find(request.session_id)
         log.info("session %s of %s: ended by an operator", record.id, record.user or "-")
         self.ending.end_session(session, EndReason.OPERATOR, "an operator ended the session")
-        return {"type": "killed", "session_id": record.id}
+        return ap.Killed(session_id=record.id)
 
-    async def _detach(self, request: dict[str, Any]) -> Answer:
-        record, session = self._find(request.get("session_id"))
+    async def _detach(self, request: ap.Detach) -> ap.Detached:
+        record, session = self._find(request.session_id)
         viewer = session.viewer
         if viewer is None:
             raise AdminError(f"session {record.id} is not shown anywhere ({record.state})")
@@ -154,11 +156,11 @@ class AdminRequests:
         detail = "an operator detached the session; it keeps running"
         viewer.tell_and_close(SessionEventKind.DETACHED, ErrorCode.NO_ERROR, detail)
         self.table.changed()
-        return {"type": "detached", "session_id": record.id}
+        return ap.Detached(session_id=record.id)
 
-    async def _screenshot(self, request: dict[str, Any]) -> Answer:
-        sid = request.get("session_id")
-        session = self.table.live.get(sid) if isinstance(sid, str) else None
+    async def _screenshot(self, request: ap.Screenshot) -> ap.ScreenshotAnswer:
+        sid = request.session_id
+        session = self.table.live.get(sid)
         if session is None:
             raise AdminError(f"no live session {sid!r}")
         if session.link is None:
@@ -168,7 +170,7 @@ class AdminRequests:
         rid = next(self._screenshot_ids) & 0xFFFF_FFFF
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         session.screenshots[rid] = fut
-        session.link.send(Screenshot(request_id=rid, include_cursor=bool(request.get("include_cursor"))))
+        session.link.send(Screenshot(request_id=rid, include_cursor=request.include_cursor))
         try:
             png = await asyncio.wait_for(fut, SCREENSHOT_TIMEOUT)
         except TimeoutError:
@@ -177,9 +179,9 @@ class AdminRequests:
             raise AdminError(err.reason) from None
         finally:
             session.screenshots.pop(rid, None)
-        return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
+        return ap.ScreenshotAnswer(png_base64=base64.b64encode(png).decode())
 
-    async def _reload(self, request: dict[str, Any]) -> Answer:
+    async def _reload(self, request: ap.Reload) -> ap.Reloaded | ap.ReloadRefused:
         if self._reloader is None:
             raise AdminError("this wrsrvd runs without configuration files (standalone): nothing to reload")
         return await self._reloader()

@@ -290,6 +290,7 @@ def report(diagnostics: Iterable[Diagnostic]) -> None:
 async def _serve(
     settings: object, *, instance: str | None, root: Path | None, loaded: LoadedInstance | None = None
 ) -> int:
+    from wayray.server import admin_protocol as ap
     from wayray.server.frontdoor import FrontDoor
     from wayray.server.settings import FrontDoorSettings, Mode
 
@@ -310,7 +311,7 @@ async def _serve(
 
     reloading = asyncio.Lock()
 
-    async def reload_configuration() -> dict[str, Any]:
+    async def reload_configuration() -> ap.Reloaded | ap.ReloadRefused:
         """Read the configuration again: take it, or refuse it (the running one stays) and say why."""
         assert instance is not None
         door = await started
@@ -324,19 +325,13 @@ async def _serve(
                 for line in "\n".join(lines).split("\n"):  # one log line each, notes included
                     log.error("configuration not reloaded (the running one stays): %s", line)
                 notifier.ready(door.status_line())
-                return {
-                    "type": "reload_refused",
-                    "errors": lines,
-                    "diagnostics": [d.format() for d in problems],
-                }
+                return ap.ReloadRefused(errors=tuple(lines), diagnostics=tuple(d.format() for d in problems))
             needs_restart = [_KEYS.get(n, n) for n in door.reload(new.settings)]  # type: ignore[arg-type]
             door.config_digests = new.digests
             notifier.ready(door.status_line())
-            return {
-                "type": "reloaded",
-                "needs_restart": needs_restart,
-                "diagnostics": [d.format() for d in new.diagnostics],
-            }
+            return ap.Reloaded(
+                needs_restart=tuple(needs_restart), diagnostics=tuple(d.format() for d in new.diagnostics)
+            )
 
     def on_hup() -> None:
         if instance is None:

@@ -41,7 +41,6 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
@@ -53,6 +52,7 @@ from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
 from wayray.link import CloseCode
 from wayray.server import access
+from wayray.server import admin_protocol as ap
 from wayray.server.admin import AdminServer
 from wayray.server.admin_requests import AdminRequests
 from wayray.server.admission import Kind, estimate, source_of
@@ -75,7 +75,7 @@ from wayray.wire import ErrorCode
 
 log = logging.getLogger("wayray.server")
 
-Reloader = Callable[[], Awaitable[dict[str, Any]]]
+Reloader = Callable[[], Awaitable[ap.Reloaded | ap.ReloadRefused]]
 
 
 class FrontDoor:
@@ -375,42 +375,43 @@ class FrontDoor:
     def status_line(self) -> str:
         return self.table.status_line()
 
-    def _status(self) -> dict[str, Any]:
-        """The admin socket's ``status`` answer (``wayray.server.admin`` describes it)."""
+    def _status(self) -> ap.StatusAnswer:
+        """The admin socket's ``status`` answer."""
         settings = self.settings
         table = self.table
-        return {
-            "type": "status",
-            "name": settings.name,
-            "mode": str(settings.mode),
-            "sessions_start": "login" if settings.login else "command",
-            "launcher": None
+        return ap.StatusAnswer(
+            name=settings.name,
+            mode=str(settings.mode),
+            sessions_start=ap.SessionsStart.LOGIN if settings.login else ap.SessionsStart.COMMAND,
+            launcher=None
             if self.bridge is None
-            else {"socket": str(self.bridge.path), "connected": self.bridge.subscribed.is_set()},
-            "version": wayray.__version__,
-            "pid": os.getpid(),
-            "listen": list(self.listening or settings.listen),
-            "port": self.port,
-            "fingerprint": self.identity.fingerprint,
-            "sessions": len(table.live),
-            "by_state": self.admin.by_state(),
-            "viewers": self.admin.viewer_count(),
-            "access_key": self.access_key is not None,
+            else ap.LauncherLink(socket=str(self.bridge.path), connected=self.bridge.subscribed.is_set()),
+            version=wayray.__version__,
+            pid=os.getpid(),
+            listen=tuple(self.listening or settings.listen),
+            port=self.port,
+            fingerprint=self.identity.fingerprint,
+            sessions=len(table.live),
+            by_state=self.admin.by_state(),
+            viewers=self.admin.viewer_count(),
+            access_key=self.access_key is not None,
             # What a viewer must present: the key's file and the client CA (paths, no secret).
-            "access_key_file": None if self.access_key is None else str(settings.access_key_file),
-            "client_ca": None if settings.client_ca is None else str(settings.client_ca),
-            "not_responding": sorted(
-                session.id for session in table.live.values() if not session.responding
+            access_key_file=None if self.access_key is None else str(settings.access_key_file),
+            client_ca=None if settings.client_ca is None else str(settings.client_ca),
+            not_responding=tuple(
+                sorted(session.id for session in table.live.values() if not session.responding)
             ),
-            "unlocking": len(table.unlocking),
-            "max_sessions": settings.max_sessions,
-            "policy": {
-                "detached_timeout_s": settings.policy.detached_timeout_s,
-                "idle_timeout_s": settings.policy.idle_timeout_s,
-                "reauth_on_reattach": settings.policy.reauth_on_reattach,
-            },
-            "config": None if self.config_digests is None else {"digests": self.config_digests},
-        }
+            unlocking=len(table.unlocking),
+            max_sessions=settings.max_sessions,
+            policy=ap.Policy(
+                detached_timeout_s=settings.policy.detached_timeout_s,
+                idle_timeout_s=settings.policy.idle_timeout_s,
+                reauth_on_reattach=settings.policy.reauth_on_reattach,
+            ),
+            config=None
+            if self.config_digests is None
+            else ap.Configuration(digests=ap.Digests(**self.config_digests)),
+        )
 
     # --- wrsessd's word, for the login part --------------------------------------------------------
 
