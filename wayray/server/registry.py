@@ -402,16 +402,7 @@ class Registry:
     ) -> Session:
         """Record the greeter session wrsessd started for ``token`` (after NEW_GREETER). ``session_id``
         lets the caller hand the id to the greeter's compositor before the session is recorded."""
-        existing = self.by_token(token)
-        if existing is not None:
-            raise RegistryError(
-                f"token {token.short} already has session {existing.id} ({existing.state.value})"
-            )
-        sid = session_id or new_session_id()
-        if sid in self._sessions:
-            raise RegistryError(f"session id {sid} is in use")
-        if viewer is not None:
-            self._clear_viewer(viewer, now)
+        sid = self._new_session(token, viewer, now, session_id)
         s = Session(
             id=sid, token=token, state=SessionState.GREETER, user=None, viewer=viewer,
             last_viewer=viewer, created_at=now, changed_at=now, detached_at=None, last_input_at=now,
@@ -434,6 +425,19 @@ class Registry:
         """Record a user session that starts without a greeter (standalone mode: no login, the
         server's own user): ACTIVE on ``viewer``, or DETACHED without one. ``session_id`` lets the
         caller hand the id to the process it starts before the session is recorded."""
+        sid = self._new_session(token, viewer, now, session_id)
+        state = SessionState.ACTIVE if viewer is not None else SessionState.DETACHED
+        s = Session(
+            id=sid, token=token, state=state, user=user, viewer=viewer, last_viewer=viewer, created_at=now,
+            changed_at=now, detached_at=None if viewer is not None else now, last_input_at=now,
+            endpoint=endpoint, viewer_kiosk=kiosk if viewer is not None else None,
+        )  # fmt: skip
+        self._commit(s, AuditKind.CREATED, now, {"greeter": False})
+        return s
+
+    def _new_session(self, token: TokenRef, viewer: str | None, now: float, session_id: str | None) -> str:
+        """The id of a session about to be created for ``token`` on ``viewer``: refused while the token
+        has one or the id is taken; the viewer is taken off whatever it showed."""
         existing = self.by_token(token)
         if existing is not None:
             raise RegistryError(
@@ -444,14 +448,7 @@ class Registry:
             raise RegistryError(f"session id {sid} is in use")
         if viewer is not None:
             self._clear_viewer(viewer, now)
-        state = SessionState.ACTIVE if viewer is not None else SessionState.DETACHED
-        s = Session(
-            id=sid, token=token, state=state, user=user, viewer=viewer, last_viewer=viewer, created_at=now,
-            changed_at=now, detached_at=None if viewer is not None else now, last_input_at=now,
-            endpoint=endpoint, viewer_kiosk=kiosk if viewer is not None else None,
-        )  # fmt: skip
-        self._commit(s, AuditKind.CREATED, now, {"greeter": False})
-        return s
+        return sid
 
     def logged_in(self, session_id: str, user: str, endpoint: Endpoint, now: float) -> Session:
         """The greeter's login started ``user``'s session, served by ``endpoint`` from now on."""
