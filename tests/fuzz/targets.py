@@ -165,7 +165,10 @@ def wire(data: bytes) -> None:
             for ev in _drain(conn):
                 if isinstance(ev, HelloReceived):
                     _wire_round_trip(Channel.CONTROL, ev.hello)
-                    conn.accept(session_id="s-2", output_width=800, output_height=600, now=now)
+                    # As the front door does: only a connection still open is answered (the rest of
+                    # the same chunk may have broken the protocol after a good Hello).
+                    if not conn.closed:
+                        conn.accept(session_id="s-2", output_width=800, output_height=600, now=now)
                 elif isinstance(ev, HandshakeCompleted):
                     _wire_round_trip(Channel.CONTROL, ev.server_hello)
                 elif isinstance(ev, MessageReceived):
