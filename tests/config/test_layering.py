@@ -233,9 +233,9 @@ def test_usb_first_matching_rule_decides() -> None:
     yubikey = wc.UsbDevice(0x1050, 0x0407, ((0x03, 0, 0),))
     other_key = wc.UsbDevice(0x1050, 0x0010, ())
     stick = wc.UsbDevice(0x0781, 0x5581, ((0x08, 0x06, 0x50),))
-    assert usb.decide(yubikey, "alice") == wc.UsbDecision(wc.UsbAction.DENY, 0)
+    assert usb.decide(yubikey, "alice") == wc.UsbDecision(wc.UsbAction.DENY, 0, (0x03, 0, 0))
     assert usb.decide(other_key, "alice") == wc.UsbDecision(wc.UsbAction.ALLOW, 1)
-    assert usb.decide(stick, "alice") == wc.UsbDecision(wc.UsbAction.DENY, None)
+    assert usb.decide(stick, "alice") == wc.UsbDecision(wc.UsbAction.DENY, None, (0x08, 0x06, 0x50))
     assert usb.decide(stick, "alice", frozenset({"staff"})) == wc.UsbDecision(wc.UsbAction.ALLOW, 2)
 
 
