@@ -261,8 +261,6 @@ def test_warnings_for_stray_files_and_missing_accounts(tmp_path: Path) -> None:
         "system; the package creates it (systemd-sysusers), or run `useradd --system greeter`",
         "R/etc/wayray/polices.toml: warning: ignored: not a WayRay configuration file "
         "(did you mean 'policies.toml'?)",
-        "R/etc/wayray/usb.toml:1:3: warning: usb: set, but not in effect yet: USB forwarding does not exist "
-        "yet: the rules are read and checked (`wradm check`), and no device is forwarded whatever they say",
         "R/etc/wayray/usb.toml:3:1: warning: usb.rule[1]: this rule can never match: usb.rule[0] before it "
         "matches every device",
         "R/etc/wayray/usb.toml:6:10: warning: usb.rule[1].users[0]: group 'nosuch' does not exist on this "

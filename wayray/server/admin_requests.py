@@ -52,6 +52,7 @@ class AdminRequests:
             "detach": self._detach,
             "screenshot": self._screenshot,
             "reload": self._reload,
+            "usb": self._usb,
         }
 
     async def answer(self, request: dict[str, Any]) -> Answer:
@@ -183,3 +184,7 @@ class AdminRequests:
         if self._reloader is None:
             raise AdminError("this wrsrvd runs without configuration files (standalone): nothing to reload")
         return await self._reloader()
+
+    async def _usb(self, request: dict[str, Any]) -> Answer:
+        """The USB devices kiosks offered, with what the rules said (docs/usb.md)."""
+        return {"type": "usb", "devices": self.table.usb.listing()}

@@ -264,7 +264,7 @@ def load_instance(name: str, root: Path | None) -> LoadedInstance:
     if stranger is not None:
         raise ConfigError((*relevant, stranger))
     policy = cfg.policy_for(server)
-    settings = instance_settings(server, policy, cfg.host)
+    settings = dataclasses.replace(instance_settings(server, policy, cfg.host), usb=cfg.usb)
     if policy.reauth_on_reattach and not settings.login:
         log.info(
             'policy %s: re-authentication on re-attach needs a login (sessions = "login"); off for %s',

@@ -68,6 +68,7 @@ from wayray.server.registry import Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenHasher
+from wayray.server.usb import UsbSide
 from wayray.server.viewers import ViewerSide
 from wayray.server.watch import CompositorWatch
 from wayray.transport import ServerIdentity, ServerSettings, TransportError, WireServer
@@ -133,14 +134,15 @@ class FrontDoor:
         self.ending = Ending(table, self.bridge)
         self.watch = CompositorWatch(table, self.ending)
         self.gate = Gate(table, access_key)
-        self.attacher = Attacher(table, self.watch)
+        self.usb = UsbSide(table)
+        self.attacher = Attacher(table, self.watch, self.usb)
         self.logins = (
             Logins(table, self.bridge, self.gate, self.attacher, self.ending)
             if self.bridge is not None
             else None
         )
         self.viewer_side = ViewerSide(
-            table, hasher, self.gate, self.attacher, self.watch, self.ending, self.logins
+            table, hasher, self.gate, self.attacher, self.watch, self.ending, self.logins, usb=self.usb
         )
         self.link_side = LinkSide(table, self.watch, self.ending, self.logins)
         self.admin = AdminRequests(table, self.ending, status=self._status, reloader=reloader)
@@ -367,6 +369,7 @@ class FrontDoor:
         self.table.registry.policy = new.policy
         self.gate.admission.limits = new.admission
         self.table.timer_wake.set()
+        self.usb.reloaded()
         log.info("configuration reloaded")
         return changed
 
