@@ -1,0 +1,160 @@
+"""The kiosk serving one device with USB/IP semantics (docs/usb.md, section 4): the submits and unlinks
+vhci sends come in as bytes, each submit becomes a transfer through libusb on the endpoint it names,
+its completion goes back as the return, byte for byte as ``usbip-host`` would write it.
+
+The binding is libusb1's ``usb1`` (pinned in pyproject.toml): maintained, over the system's
+libusb-1.0, with asynchronous transfers for the next step. This first version makes each transfer
+with the synchronous calls in a worker thread, so a submit waits in a thread until the device
+answers; an unlink answers at once (the kernel accepts that the URB completes meanwhile) and its
+submit's late return is dropped. Isochronous transfers are answered with an error (-EXDEV, as a
+host controller that cannot do them). A message the reader refuses ends the device's stream:
+``on_fault`` is told why, nothing more is read or answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from wayray.usb.descriptors import Descriptors
+from wayray.usb.usbip import (
+    NOT_ISO,
+    CmdSubmit,
+    CmdUnlink,
+    Direction,
+    RetSubmit,
+    RetUnlink,
+    UsbipError,
+    UsbipReader,
+    encode,
+)
+
+log = logging.getLogger("wayray.usb")
+
+#: Milliseconds a control transfer may take before it fails (-ETIMEDOUT), as the kernel's own limit.
+CONTROL_TIMEOUT_MS = 5000
+#: Endpoint attribute bits of an interrupt endpoint (bmAttributes & 3).
+_INTERRUPT = 3
+
+
+class UsbipExport:
+    """One device's USB/IP server. ``send`` takes the bytes of each return, in the order they are made."""
+
+    def __init__(
+        self,
+        handle: Any,
+        descriptors: Descriptors,
+        send: Callable[[bytes], None],
+        on_fault: Callable[[str], None],
+    ) -> None:
+        self.handle = handle
+        self.send = send
+        self.on_fault = on_fault
+        self.reader = UsbipReader(commands=True)
+        self.interrupt_endpoints = _interrupt_endpoints(descriptors.raw)
+        self._pending: dict[int, asyncio.Task[None]] = {}
+        self._unlinked: set[int] = set()
+        self.failed = False
+
+    def feed(self, data: bytes, *, end: bool = False) -> None:
+        if self.failed:
+            return
+        try:
+            messages = self.reader.feed(data, end=end)
+        except UsbipError as err:
+            self.failed = True
+            self.on_fault(err.message)
+            return
+        for message in messages:
+            if isinstance(message, CmdSubmit):
+                task = asyncio.get_running_loop().create_task(self._submit(message))
+                self._pending[message.seqnum] = task
+            elif isinstance(message, CmdUnlink):
+                self._unlink(message)
+
+    def close(self) -> None:
+        self.failed = True
+        for task in self._pending.values():
+            task.cancel()
+        self._pending.clear()
+
+    def _unlink(self, cmd: CmdUnlink) -> None:
+        known = cmd.unlink_seqnum in self._pending
+        if known:
+            self._unlinked.add(cmd.unlink_seqnum)
+        # -ECONNRESET: unlinked before it completed; 0: it had completed (its return went already).
+        status = -errno.ECONNRESET if known else 0
+        self.send(encode(RetUnlink(cmd.seqnum, status)))
+
+    async def _submit(self, cmd: CmdSubmit) -> None:
+        try:
+            status, data = await asyncio.to_thread(self._transfer, cmd)
+        finally:
+            self._pending.pop(cmd.seqnum, None)
+            self.reader.answered(cmd.seqnum)
+        if self.failed or cmd.seqnum in self._unlinked:
+            self._unlinked.discard(cmd.seqnum)
+            return
+        actual = len(data) if cmd.direction is Direction.IN else (0 if status else len(cmd.data))
+        self.send(encode(RetSubmit(cmd.seqnum, status, actual, 0, NOT_ISO, 0, data)))
+
+    def _transfer(self, cmd: CmdSubmit) -> tuple[int, bytes]:
+        """The transfer ``cmd`` asks for, made now (in a worker thread): (status, data read)."""
+        import usb1
+
+        if cmd.packets not in (0, NOT_ISO):
+            return -errno.EXDEV, b""
+        try:
+            if cmd.ep == 0:
+                request_type, request, value, index, length = _setup(cmd.setup)
+                if request_type & 0x80:
+                    data = self.handle.controlRead(
+                        request_type, request, value, index, length, CONTROL_TIMEOUT_MS
+                    )
+                    return 0, bytes(data)
+                self.handle.controlWrite(request_type, request, value, index, cmd.data, CONTROL_TIMEOUT_MS)
+                return 0, b""
+            address = cmd.ep | (0x80 if cmd.direction is Direction.IN else 0)
+            interrupt = address in self.interrupt_endpoints
+            if cmd.direction is Direction.IN:
+                read = self.handle.interruptRead if interrupt else self.handle.bulkRead
+                return 0, bytes(read(address, cmd.buffer_length, 0))
+            write = self.handle.interruptWrite if interrupt else self.handle.bulkWrite
+            write(address, cmd.data, 0)
+            return 0, b""
+        except usb1.USBErrorPipe:
+            return -errno.EPIPE, b""
+        except usb1.USBErrorTimeout:
+            return -errno.ETIMEDOUT, b""
+        except usb1.USBErrorNoDevice:
+            return -errno.ENODEV, b""
+        except usb1.USBErrorOverflow:
+            return -errno.EOVERFLOW, b""
+        except usb1.USBError as err:
+            log.info("usb: a transfer on endpoint %#04x failed: %s", cmd.ep, err)
+            return -errno.EPROTO, b""
+
+
+def _setup(setup: bytes) -> tuple[int, int, int, int, int]:
+    request_type, request = setup[0], setup[1]
+    value = int.from_bytes(setup[2:4], "little")
+    index = int.from_bytes(setup[4:6], "little")
+    length = int.from_bytes(setup[6:8], "little")
+    return request_type, request, value, index, length
+
+
+def _interrupt_endpoints(raw: bytes) -> frozenset[int]:
+    """Addresses of the interrupt endpoints in the descriptors (the others are bulk or isochronous)."""
+    out = set()
+    pos = 18
+    while pos + 2 <= len(raw):
+        length, kind = raw[pos], raw[pos + 1]
+        if length < 2:
+            break
+        if kind == 0x05 and length >= 7 and raw[pos + 3] & 3 == _INTERRUPT:
+            out.add(raw[pos + 2])
+        pos += length
+    return frozenset(out)
