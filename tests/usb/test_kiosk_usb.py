@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, script
 from tests.e2e.harness import eventually
 from tests.server.test_reload import Instance
+from tests.supervisor.test_notify import NotifySocket
+from tests.usb.lsusb import load
+from wayray.usb.usbip import NOT_ISO, CmdSubmit, Direction, RetSubmit, UsbipReader, encode
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,7 +80,14 @@ NO_VHCI = "vhci_hcd is not loaded on this host"
 class UsbKiosk:
     """``umockdev-wrapper python -m tests.usb.umockdev_kiosk`` running a headless wrclient with --usb."""
 
-    def __init__(self, inst: Instance, plugged: tuple[str, ...], token: str, name: str = "a") -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        plugged: tuple[str, ...],
+        token: str,
+        name: str = "a",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         root = inst.tmp / f"kiosk-{name}"
         (root / "etc" / "wayray").mkdir(parents=True)
         (root / "etc" / "wayray" / "usb.toml").write_text(KIOSK_RULES)
@@ -89,6 +100,7 @@ class UsbKiosk:
         env = {k: v for k, v in inst.h.env.items() if not k.startswith(("WAYLAND_", "WAYRAY_"))}
         # Its own home: its own terminal identity (two kiosks are two machines).
         env.update(PYTHONPATH=str(REPO), LANG="C.UTF-8", HOME=str(root), XDG_STATE_HOME=str(root / "state"))
+        env.update(extra_env or {})
         self.log = inst.tmp / f"kiosk-{name}.log"
         self.proc = subprocess.Popen(
             ["umockdev-wrapper", *argv], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -244,3 +256,77 @@ def test_a_hot_desk_move_takes_the_old_kiosks_devices_away_and_brings_the_new_on
     log = server_log(inst)
     assert "1050:0407" in log and "released: the kiosk's connection ended (SESSION_MOVED" in log
     eventually(lambda: first.proc.poll() is not None, "the first kiosk's viewer to end (session moved)")
+
+
+class SocketsInstance(Instance):
+    """`wrsrvd --instance lab --usb-sockets DIR`: accepted devices are served on Unix sockets, where
+    this test plays vhci_hcd (this machine has none)."""
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.sockets = self.h.short / "usb"
+        self.sockets.mkdir()
+        self.notify = NotifySocket(str(self.tmp / "notify"))
+        self.proc = subprocess.Popen(
+            [script("wrsrvd"), "--instance", "lab", "--root", str(self.root),
+             "--usb-sockets", str(self.sockets)],
+            env={**self.h.env, "NOTIFY_SOCKET": str(self.tmp / "notify")}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True,  # noqa: SIM115
+        )  # fmt: skip
+        assert self.notify.receive()[1].get("READY") == "1"
+        return self.proc
+
+
+class Driver:
+    """A USB/IP peer on a device's socket, as vhci_hcd is after `usbip attach`."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(str(path))
+        self.reader = UsbipReader(commands=False)
+
+    def control_in(self, seqnum: int, setup: bytes, length: int) -> RetSubmit:
+        cmd = CmdSubmit(seqnum, 0x10002, Direction.IN, 0, 0, length, 0, NOT_ISO, 0, setup)
+        self.reader.sent(cmd)
+        self.sock.sendall(encode(cmd))
+        while True:
+            data = self.sock.recv(65536)
+            assert data, "the server closed the device's socket"
+            for message in self.reader.feed(data):
+                assert isinstance(message, RetSubmit)
+                return message
+
+
+def test_descriptors_read_through_quic_are_the_recorded_bytes_and_garbage_ends_that_device(
+    tmp_path: Path,
+) -> None:
+    """The data path without a kernel: the kiosk serves the YubiKey (libusb on a device umockdev replays
+    from a usbmon recording), the server relays its stream and serves it on a socket, where a USB/IP
+    driver reads its descriptors as vhci would. A driver that sends garbage ends that device only."""
+    inst = SocketsInstance(tmp_path)
+    (inst.etc / "servers.toml").write_text(SERVERS.format(port=inst.port, key=inst.key))
+    (inst.etc / "usb.toml").write_text(SERVER_RULES.format(storage="allow"))
+    inst.start()
+    kiosk = UsbKiosk(inst, ("yubikey:2", "stick:3"), "usb-data")
+    try:
+        c = load("yubikey")
+        sock = eventually(lambda: sorted(inst.sockets.glob("*-1-2.sock")), "the YubiKey's socket")[0]
+        driver = Driver(sock)
+        device = driver.control_in(1, bytes.fromhex("8006000100001200"), 18)
+        assert (device.status, device.data) == (0, c.raw[:18])
+        total = len(c.raw) - 18
+        config = driver.control_in(2, bytes.fromhex("800600020000") + total.to_bytes(2, "little"), total)
+        assert (config.status, config.data) == (0, c.raw[18:])
+
+        driver.sock.sendall(bytes(range(48)))  # garbage, as no vhci would send
+        eventually(lambda: "that device is detached, the rest goes on" in server_log(inst), "the fault")
+        eventually(lambda: "the server detached it" in kiosk.log_text(), "the kiosk to hear it")
+        assert "is not one vhci sends" in server_log(inst)
+        rows = {r["device"]: r for r in wradm_usb(inst)}
+        assert rows["1050:0407"]["reason"].startswith("detached:")
+        assert rows["0781:5581"]["state"] == "attached"  # the other device goes on
+        assert kiosk.proc.poll() is None and inst.status()["sessions"] == 1  # the connection goes on
+    finally:
+        kiosk.stop()
+        print(f"--- kiosk ---\n{kiosk.log_text()}\n--- wrsrvd ---\n{server_log(inst)}")
+        inst.stop()

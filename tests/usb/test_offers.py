@@ -101,6 +101,14 @@ def test_each_offer_gets_a_verdict_and_a_broken_exchange_closes_only_that_viewer
         err = await _closed(many)
         assert err.code == ErrorCode.PROTOCOL_VIOLATION and "more than 32 devices" in err.reason
 
+        # A refused device never has a stream: a kiosk that opens one anyway is closed.
+        streamer = await _viewer(srv, "usb-offers-1")
+        streamer.send(offer(1))
+        assert not (await _verdict(streamer)).accepted
+        streamer.usb_send(1, bytes(48))
+        err = await _closed(streamer)
+        assert err.code == ErrorCode.PROTOCOL_VIOLATION and "a USB device that is not attached" in err.reason
+
         plain = await _viewer(srv, "usb-offers-1", usb=False)
         assert Capability.USB not in plain.capabilities
         with pytest.raises(Exception, match="usb"):

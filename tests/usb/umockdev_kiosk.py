@@ -14,10 +14,14 @@ libudev, the kiosk's rules, QUIC.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 from tests.client.tokens.umockdev_harness import UMockdev
+from tests.usb import usbmon
 from tests.usb.lsusb import Capture, load
 from wayray.usb.descriptors import parse
 
@@ -66,6 +70,25 @@ A: bInterfaceProtocol={intf.protocol:02x}
     return text, [*paths, path]
 
 
+def record(testbed: object, c: Capture, port: int, paths: list[str]) -> None:
+    """A usbmon recording of the device's answers to GET_DESCRIPTOR for itself and its configuration
+    (in that order), which umockdev replays to libusb on the device's node. The benchmark
+    (bench/usb_roundtrip.py) asks for more: $WAYRAY_USB_BENCH="CONTROLS:BULKS:SIZE" appends that many
+    device descriptors, then bulk INs of SIZE bytes on endpoint 0x81."""
+    directory = Path(tempfile.mkdtemp(prefix="wayray-usbmon-"))
+    total = len(c.raw) - 18
+    device = usbmon.Control(bytes.fromhex("8006000100001200"), c.raw[:18])
+    exchanges: list[usbmon.Control | usbmon.BulkIn] = [
+        device,
+        usbmon.Control(bytes.fromhex("800600020000") + total.to_bytes(2, "little"), c.raw[18:]),
+    ]
+    if os.environ.get("WAYRAY_USB_BENCH"):
+        controls, bulks, size = (int(n) for n in os.environ["WAYRAY_USB_BENCH"].split(":"))
+        exchanges += [device] * controls + [usbmon.BulkIn(0x81, bytes(size))] * bulks
+    usbmon.write(directory / "device.pcap", 1, port + 1, exchanges)
+    testbed.load_pcap(paths[-1], str(directory / "device.pcap"))  # type: ignore[attr-defined]
+
+
 def main() -> None:
     sep, *argv = sys.argv[1:]
     assert sep == "--"
@@ -78,8 +101,10 @@ def main() -> None:
             cmd = json.loads(line)
             with lock:
                 if "plug" in cmd:
-                    text, paths = describe(load(cmd["plug"]), cmd["port"])
+                    c = load(cmd["plug"])
+                    text, paths = describe(c, cmd["port"])
                     testbed.add_from_string(text)
+                    record(testbed, c, cmd["port"], paths)
                     plugged[cmd["plug"]] = paths
                 else:
                     for path in plugged.pop(cmd["unplug"]):
@@ -90,8 +115,10 @@ def main() -> None:
     # Devices plugged in before wrclient starts: --plug NAME:PORT before wrclient's arguments.
     while argv and argv[0] == "--plug":
         name, port = argv[1].split(":")
-        text, paths = describe(load(name), int(port))
+        c = load(name)
+        text, paths = describe(c, int(port))
         testbed.add_from_string(text)
+        record(testbed, c, int(port), paths)
         plugged[name] = paths
         argv = argv[2:]
     threading.Thread(target=commands, daemon=True).start()

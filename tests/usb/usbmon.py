@@ -31,7 +31,15 @@ class Control:
     answer: bytes
 
 
-def write(path: Path, bus: int, device: int, exchanges: list[Control]) -> None:
+@dataclass(frozen=True)
+class BulkIn:
+    """A bulk transfer IN on ``endpoint`` (0x81, ...) and the data the device sends."""
+
+    endpoint: int
+    answer: bytes
+
+
+def write(path: Path, bus: int, device: int, exchanges: list[Control | BulkIn]) -> None:
     out = bytearray(_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_USB_LINUX_MMAPPED))
     t = 1_700_000_000.0
     for n, ex in enumerate(exchanges, 1):
@@ -40,11 +48,14 @@ def write(path: Path, bus: int, device: int, exchanges: list[Control]) -> None:
             (ord("S"), len(ex.answer), b"", 0),  # the submission: the setup packet in its header
             (ord("C"), len(ex.answer), ex.answer, 0),
         ]
+        kind, endpoint, setup = (
+            (CONTROL, 0x00, ex.setup) if isinstance(ex, Control) else (BULK, ex.endpoint, bytes(8))
+        )
         for event, urb_len, data, status in packets:
             t += 0.001
-            head = _USBMON.pack(urb_id, event, CONTROL, 0x00, device, bus, 0 if event == ord("S") else 1,
+            head = _USBMON.pack(urb_id, event, kind, endpoint, device, bus, 0 if event == ord("S") else 1,
                                 0 if data else 1, int(t), int(t % 1 * 1e6), status, urb_len, len(data),
-                                ex.setup, 0, 0, 0, 0)  # fmt: skip
+                                setup, 0, 0, 0, 0)  # fmt: skip
             record = head + data
             out += _RECORD.pack(int(t), int(t % 1 * 1e6), len(record), len(record)) + record
     path.write_bytes(bytes(out))

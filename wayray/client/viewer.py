@@ -46,6 +46,7 @@ from wayray.transport import (
     ConnectError,
     ConnectionClosedError,
     ServerIdentityError,
+    UsbStreamFull,
     connect,
 )
 from wayray.transport.trust import host_key
@@ -357,7 +358,11 @@ class Viewer:
         self.connected.set()
         self.backend.set_state(ConnectionState.CONNECTED, f"session {sh.session_id}")
         if self.usb is not None and Capability.USB in conn.capabilities:
-            self.usb.connected(lambda message: _send_quietly(conn, message))
+            conn.set_usb_handler(self.usb.stream_data)
+            self.usb.connected(
+                lambda message: _send_quietly(conn, message),
+                lambda device, data, end: _stream_quietly(conn, device, data, end),
+            )
         log.info(
             "%s session %s (%dx%d)",
             "resumed" if sh.resumed else "started",
@@ -622,6 +627,15 @@ def _send_quietly(conn: ClientConnection, message: Any) -> None:
         try:
             conn.send(message)
         except ConnectionClosedError:
+            pass
+
+
+def _stream_quietly(conn: ClientConnection, device: int, data: bytes, end: bool) -> None:
+    """Send on a USB device's stream unless the connection has closed."""
+    if not conn.closed:
+        try:
+            conn.usb_send(device, data, end=end)
+        except (ConnectionClosedError, UsbStreamFull):
             pass
 
 

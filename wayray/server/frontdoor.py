@@ -364,7 +364,10 @@ class FrontDoor:
         changed = [name for name in keep if getattr(old, name) != getattr(settings, name)]
         if changed:
             log.warning("restart wrsrvd to apply the changes to: %s", ", ".join(changed))
-        new = dataclasses.replace(settings, **{name: getattr(old, name) for name in keep})
+        # The command line's --usb-sockets is no configuration: it stays as wrsrvd was started.
+        new = dataclasses.replace(
+            settings, usb_sockets=old.usb_sockets, **{name: getattr(old, name) for name in keep}
+        )
         self.table.settings = new
         self.table.registry.policy = new.policy
         self.gate.admission.limits = new.admission

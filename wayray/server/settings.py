@@ -78,6 +78,9 @@ class FrontDoorSettings:
     admission: Limits = Limits()
     #: usb.toml: which devices kiosks may forward (instance mode; standalone: none).
     usb: UsbConfig = UsbConfig()
+    #: Diagnostics (``wrsrvd --usb-sockets DIR``): each accepted USB device is served on a Unix socket
+    #: in DIR, for a user-space USB/IP driver, instead of being attached to vhci_hcd.
+    usb_sockets: Path | None = None
 
     @property
     def login(self) -> bool:

@@ -13,9 +13,10 @@ import pwd
 from wayray.server.live import Viewer
 from wayray.server.model import SessionState
 from wayray.server.table import SessionTable
-from wayray.transport import ConnectionClosedError
-from wayray.usb.acceptance import Shown, UsbViolation, groups_of
-from wayray.wire import ErrorCode, UsbOffer, UsbVerdict, UsbWithdraw, WireUsageError
+from wayray.transport import ConnectionClosedError, UsbStreamFull
+from wayray.usb.acceptance import Offered, Shown, UsbViolation, groups_of
+from wayray.usb.relay import DeviceRelay, SocketEndpoint
+from wayray.wire import ErrorCode, UsbDetached, UsbOffer, UsbVerdict, UsbWithdraw, WireUsageError
 
 log = logging.getLogger("wayray.server")
 
@@ -23,6 +24,11 @@ log = logging.getLogger("wayray.server")
 class UsbSide:
     def __init__(self, table: SessionTable) -> None:
         self.table = table
+        #: Attached devices' data paths, by (viewer key, device handle).
+        self.relays: dict[tuple[str, int], tuple[Viewer, DeviceRelay, SocketEndpoint | None]] = {}
+        table.usb.on_detach = self._detach
+        if table.settings.usb_sockets is not None:
+            table.usb.host_problem = lambda: None  # each device is served on a socket instead
 
     def shown(self, viewer: Viewer) -> Shown:
         """The session ``viewer`` shows and whose it is, as the rules need it."""
@@ -48,7 +54,10 @@ class UsbSide:
         usb = self.table.usb
         try:
             if isinstance(message, UsbOffer):
-                self._send(viewer, usb.offer(viewer.key, self.kiosk(viewer), self.shown(viewer), message))
+                verdict = usb.offer(viewer.key, self.kiosk(viewer), self.shown(viewer), message)
+                self._send(viewer, verdict)
+                if verdict.accepted:
+                    self._attach(viewer, message.device)
             else:
                 usb.withdraw(viewer.key, message)
         except UsbViolation as err:
@@ -60,6 +69,8 @@ class UsbSide:
         """The viewer shows another session now: its devices are judged for that one."""
         for verdict in self.table.usb.rejudge(viewer.key, self.shown(viewer)):
             self._send(viewer, verdict)
+            if verdict.accepted:
+                self._attach(viewer, verdict.device)
 
     def reloaded(self) -> None:
         """The rules may have changed: every viewer's devices are judged again."""
@@ -71,9 +82,68 @@ class UsbSide:
     def left(self, viewer: Viewer, reason: str) -> None:
         self.table.usb.viewer_left(viewer.key, reason)
 
-    def _send(self, viewer: Viewer, verdict: UsbVerdict) -> None:
+    def _send(self, viewer: Viewer, message: UsbVerdict | UsbDetached) -> None:
         with contextlib.suppress(ConnectionClosedError, WireUsageError):
-            viewer.conn.send(verdict)
+            viewer.conn.send(message)
+
+    # --- the data path ------------------------------------------------------------------------------
+
+    def _attach(self, viewer: Viewer, handle: int) -> None:
+        """An accepted device: its relay, and its socket where the host's USB/IP peer reaches it."""
+        key = (viewer.key, handle)
+        if key in self.relays:
+            return
+        offered = self.table.usb.offers[key]
+
+        def to_kiosk(data: bytes, end: bool) -> None:
+            try:
+                viewer.conn.usb_send(handle, data, end=end)
+            except UsbStreamFull as err:
+                self._fault(viewer, handle, str(err))
+            except ConnectionClosedError:
+                pass
+
+        relay = DeviceRelay(to_kiosk, lambda reason: self._fault(viewer, handle, reason))
+        directory = self.table.settings.usb_sockets
+        endpoint = None
+        if directory is not None:
+            name = f"{self.kiosk(viewer)}-{offered.identity.where}".replace(":", "-").replace("/", "-")
+            endpoint = SocketEndpoint(directory / f"{name}.sock", relay)
+            self.table.spawn(endpoint.start(), name=f"usb-socket-{name}")
+            log.info(
+                "usb: %s is served on %s (USB/IP after import)", offered.identity.describe(), endpoint.path
+            )
+        self.relays[key] = (viewer, relay, endpoint)
+        viewer.conn.set_usb_handler(lambda device, data, end: self._from_kiosk(viewer, device, data, end))
+
+    def _from_kiosk(self, viewer: Viewer, device: int, data: bytes, end: bool) -> None:
+        entry = self.relays.get((viewer.key, device))
+        if entry is None:  # a denied (or released) device never has a stream
+            if self.table.usb.offers.get((viewer.key, device)) is None or not end:
+                log.warning("%s: a stream for USB device %d, which is not attached; closing that viewer",
+                            viewer.conn.peer_address, device)  # fmt: skip
+                viewer.conn.close(
+                    ErrorCode.PROTOCOL_VIOLATION, f"a stream for USB device {device}, not attached"
+                )
+            return
+        entry[1].from_kiosk(data, end)
+
+    def _fault(self, viewer: Viewer, handle: int, reason: str) -> None:
+        log.warning("usb: %s: device %d: %s; that device is detached, the rest goes on",
+                    viewer.conn.peer_address, handle, reason)  # fmt: skip
+        self.table.usb.detached(viewer.key, handle, reason)
+        self._send(viewer, UsbDetached(device=handle, reason=reason[:1000]))
+
+    def _detach(self, offered: Offered, reason: str) -> None:
+        entry = self.relays.pop((offered.viewer, offered.handle), None)
+        if entry is None:
+            return
+        viewer, relay, endpoint = entry
+        relay.close()
+        if endpoint is not None:
+            endpoint.close()
+        with contextlib.suppress(ConnectionClosedError, UsbStreamFull):
+            viewer.conn.usb_send(offered.handle, b"", end=True)
 
 
 def _own_user() -> str:

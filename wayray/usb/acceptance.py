@@ -114,6 +114,8 @@ class UsbAcceptance:
         self.rules = rules
         self.host_problem = host_problem
         self.offers: dict[tuple[str, int], Offered] = {}
+        #: Called for an attached device let go of (the host side detaches it then).
+        self.on_detach: Callable[[Offered, str], None] = lambda _o, _r: None
 
     def offer(self, viewer: str, kiosk: str, shown: Shown, msg: UsbOffer) -> UsbVerdict:
         """Judge a viewer's offer; the verdict to send it. UsbViolation for a handle offered twice or
@@ -182,7 +184,16 @@ class UsbAcceptance:
         offered.accepted, offered.reason = allowed, reason
         return UsbVerdict(device=offered.handle, accepted=allowed, reason=reason[:1000])
 
+    def detached(self, viewer: str, handle: int, reason: str) -> None:
+        """The device's data path failed: it stays offered, no longer attached."""
+        offered = self.offers.get((viewer, handle))
+        if offered is not None and offered.accepted:
+            self._released(offered, reason)
+            offered.reason = f"detached: {reason}"
+
     def _released(self, offered: Offered, reason: str) -> None:
+        if offered.accepted:
+            self.on_detach(offered, reason)
         what = "detached" if offered.accepted else "released"
         where = f"kiosk {offered.kiosk}, session {offered.session or '-'}"
         log.info("usb: %s: %s %s: %s", where, offered.identity.describe(), what, reason)

@@ -9,6 +9,7 @@ anywhere. The watcher lives as long as wrclient; connections come and go under i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -18,7 +19,8 @@ from typing import Any
 
 from wayray.common.errors import WayRayError
 from wayray.config.model.usb import UsbConfig
-from wayray.usb.descriptors import MAX_DESCRIPTORS
+from wayray.usb.descriptors import MAX_DESCRIPTORS, parse
+from wayray.usb.export import UsbipExport
 from wayray.usb.filters import DeviceIdentity, Judgement, judge
 from wayray.wire.messages import UsbDetached, UsbOffer, UsbSpeed, UsbVerdict, UsbWithdraw
 from wayray.wire.protocol import MAX_USB_BUSID, MAX_USB_STRING
@@ -57,6 +59,12 @@ class KioskDevice:
     handle: int | None = None
     #: What the server said about it on the current connection ("" before it answered).
     verdict: str = ""
+    #: Where libusb finds it.
+    bus: int = 0
+    address: int = 0
+    #: While attached: its USB/IP server and libusb handle.
+    export: UsbipExport | None = None
+    usb_handle: Any = None
 
 
 class KioskUsb:
@@ -78,6 +86,8 @@ class KioskUsb:
         self.on_change = on_change
         self.devices: dict[str, KioskDevice] = {}
         self._send: Callable[[Any], None] | None = None
+        self._stream: Callable[[int, bytes, bool], None] | None = None
+        self._context: Any = None
         self._handles = itertools.count(1)
         self._monitor: Any = None
 
@@ -102,9 +112,11 @@ class KioskUsb:
             asyncio.get_running_loop().remove_reader(self._monitor.fileno())
             self._monitor = None
 
-    def connected(self, send: Callable[[Any], None]) -> None:
-        """A connection to a session is established: offer it every allowed device."""
+    def connected(self, send: Callable[[Any], None], stream: Callable[[int, bytes, bool], None]) -> None:
+        """A connection to a session is established: offer it every allowed device. ``stream(device,
+        data, end)`` sends on a device's stream."""
         self._send = send
+        self._stream = stream
         for dev in self.devices.values():
             dev.handle, dev.verdict = None, ""
             self._offer(dev)
@@ -113,9 +125,17 @@ class KioskUsb:
     def disconnected(self) -> None:
         """The connection is gone: nothing is offered any more (the server let go of it all)."""
         self._send = None
+        self._stream = None
         for dev in self.devices.values():
+            self._unexport(dev)
             dev.handle, dev.verdict = None, ""
         self.on_change()
+
+    def stream_data(self, device: int, data: bytes, end: bool) -> None:
+        """What the server sent on a device's stream (the submits and unlinks of the host's vhci)."""
+        dev = next((d for d in self.devices.values() if d.handle == device), None)
+        if dev is not None and dev.export is not None:
+            dev.export.feed(data, end=end)
 
     # --- the server's answers --------------------------------------------------------------------
 
@@ -127,9 +147,14 @@ class KioskUsb:
             dev.verdict = ("accepted: " if msg.accepted else "refused: ") + msg.reason
             level = logging.INFO if msg.accepted else logging.WARNING
             log.log(level, "usb: %s: the server %s", dev.identity.describe(), dev.verdict)
+            if msg.accepted:
+                self._export(dev)
+            else:
+                self._unexport(dev)
         else:
             dev.verdict = "detached: " + msg.reason
             log.info("usb: %s: the server detached it: %s", dev.identity.describe(), msg.reason)
+            self._unexport(dev)
         self.on_change()
 
     # --- udev ------------------------------------------------------------------------------------
@@ -173,7 +198,8 @@ class KioskUsb:
         raw = _descriptors(device.sys_path)
         judgement = judge(self.rules, raw, identity, user=None, side="kiosk")
         dev = KioskDevice(device.sys_path, device.sys_name, identity, _SPEEDS.get(_text(attrs, "speed"),
-                          UsbSpeed.UNKNOWN), raw, judgement)  # fmt: skip
+                          UsbSpeed.UNKNOWN), raw, judgement, bus=_number(attrs, "busnum"),
+                          address=_number(attrs, "devnum"))  # fmt: skip
         self.devices[device.sys_path] = dev
         self._offer(dev)
         self.on_change()
@@ -183,9 +209,61 @@ class KioskUsb:
         if dev is None:
             return
         log.info("usb: %s unplugged", dev.identity.describe())
+        self._unexport(dev)
         if dev.handle is not None and self._send is not None:
             self._send(UsbWithdraw(device=dev.handle, reason="unplugged at the kiosk"))
         self.on_change()
+
+    def _export(self, dev: KioskDevice) -> None:
+        """The server attached the device: serve it, through libusb, on its stream."""
+        if dev.export is not None or dev.handle is None:
+            return
+        handle_id = dev.handle
+        try:
+            import usb1
+
+            if self._context is None:
+                self._context = usb1.USBContext()
+            found = [d for d in self._context.getDeviceList(skip_on_error=True)
+                     if (d.getBusNumber(), d.getDeviceAddress()) == (dev.bus, dev.address)]  # fmt: skip
+            if not found:
+                raise OSError(f"libusb does not see bus {dev.bus} device {dev.address}")
+            dev.usb_handle = found[0].open()
+        except Exception as err:  # no usb1 (ImportError), no device (OSError), libusb's own (USBError)
+            reason = f"this kiosk cannot open the device: {err}"
+            log.warning("usb: %s: %s", dev.identity.describe(), reason)
+            if self._send is not None:
+                self._send(UsbWithdraw(device=handle_id, reason=reason[:1000]))
+            dev.handle = None
+            return
+        stream = self._stream
+
+        def send(data: bytes) -> None:
+            if stream is not None:
+                stream(handle_id, data, False)
+
+        def fault(reason: str) -> None:
+            log.warning(
+                "usb: %s: %s; giving the device up on this connection", dev.identity.describe(), reason
+            )
+            self._unexport(dev)
+            if self._send is not None and dev.handle == handle_id:
+                self._send(UsbWithdraw(device=handle_id, reason=reason[:1000]))
+                dev.handle = None
+
+        dev.export = UsbipExport(dev.usb_handle, parse(dev.descriptors), send, fault)
+        log.info("usb: %s is served to the session", dev.identity.describe())
+
+    def _unexport(self, dev: KioskDevice) -> None:
+        if dev.export is not None:
+            dev.export.close()
+            dev.export = None
+            if self._stream is not None and dev.handle is not None:
+                self._stream(dev.handle, b"", True)
+        if dev.usb_handle is not None:
+            with contextlib.suppress(Exception):
+                dev.usb_handle.close()
+            dev.usb_handle = None
 
     def _offer(self, dev: KioskDevice) -> None:
         if self._send is None or not dev.judgement.allowed or dev.handle is not None:
@@ -209,6 +287,13 @@ class KioskUsb:
             )
         )
         log.info("usb: %s offered to the session", ident.describe())
+
+
+def _number(attrs: Any, name: str) -> int:
+    try:
+        return int(_text(attrs, name))
+    except ValueError:
+        return 0
 
 
 def _text(attrs: Any, name: str) -> str:
