@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from tests.client.tokens.umockdev_harness import UMockdev
@@ -22,7 +23,16 @@ from tests.usb.lsusb import load
 from tests.usb.umockdev_kiosk import describe
 from wayray.usb.descriptors import parse
 from wayray.usb.export import UsbipExport
-from wayray.usb.usbip import NOT_ISO, CmdSubmit, Direction, RetSubmit, UsbipReader, encode
+from wayray.usb.usbip import (
+    NOT_ISO,
+    CmdSubmit,
+    CmdUnlink,
+    Direction,
+    RetSubmit,
+    RetUnlink,
+    UsbipReader,
+    encode,
+)
 
 DEVICE_DESCRIPTOR = bytes.fromhex("8006000100001200")
 
@@ -49,11 +59,13 @@ async def main() -> None:
 
     returns = UsbipReader(commands=False)
     got: list[RetSubmit] = []
+    unlinks: list[RetUnlink] = []
     faults: list[str] = []
     arrived = asyncio.Event()
 
     def send(data: bytes) -> None:
-        got.extend(m for m in returns.feed(data) if isinstance(m, RetSubmit))
+        for m in returns.feed(data):
+            (got if isinstance(m, RetSubmit) else unlinks).append(m)  # type: ignore[arg-type]
         arrived.set()
 
     export = UsbipExport(handle, desc, send, faults.append)
@@ -67,13 +79,25 @@ async def main() -> None:
         while len(got) < seqnum:
             arrived.clear()
             await asyncio.wait_for(arrived.wait(), 30)
+    # An interrupt IN nobody answers (a key waiting for a touch), then unlinked: answered at once, and
+    # the read waiting in libusb ends within a slice, with no return for it.
+    waiting = CmdSubmit(3, 0x10002, Direction.IN, 1, 0, 8, 0, NOT_ISO, 0, bytes(8))
+    returns.sent(waiting)
+    export.feed(encode(waiting))
+    await asyncio.sleep(0.3)
+    unlinked_at = time.monotonic()
+    export.feed(encode(CmdUnlink(4, 0x10002, 3)))
+    while export._pending and time.monotonic() - unlinked_at < 10:
+        await asyncio.sleep(0.05)
+    read_ended_s = time.monotonic() - unlinked_at
     export.feed(bytes(range(48)))
     rows = [
         {"seqnum": r.seqnum, "status": r.status, "actual": r.actual_length, "data": r.data.hex()}
         for r in got
     ]
     expected = [c.raw[:18].hex(), c.raw[18:].hex()]
-    print(json.dumps({"returns": rows, "faults": faults, "expected": expected}), flush=True)
+    print(json.dumps({"returns": rows, "faults": faults, "expected": expected, "read_ended_s": read_ended_s,
+                      "unlinks": [[u.seqnum, u.status] for u in unlinks]}), flush=True)  # fmt: skip
     export.close()
     handle.close()
 

@@ -4,11 +4,12 @@ its completion goes back as the return, byte for byte as ``usbip-host`` would wr
 
 The binding is libusb1's ``usb1`` (pinned in pyproject.toml): maintained, over the system's
 libusb-1.0, with asynchronous transfers for the next step. This first version makes each transfer
-with the synchronous calls in a worker thread, so a submit waits in a thread until the device
-answers; an unlink answers at once (the kernel accepts that the URB completes meanwhile) and its
-submit's late return is dropped. Isochronous transfers are answered with an error (-EXDEV, as a
-host controller that cannot do them). A message the reader refuses ends the device's stream:
-``on_fault`` is told why, nothing more is read or answered.
+with the synchronous calls in a worker thread of the device's own pool (a HID device keeps
+interrupt INs waiting for as long as nobody types: they must not take threads from anything else).
+A read waits in slices of READ_SLICE_MS, so an unlinked or closed one ends within a slice; an unlink
+is answered at once and its submit's late return is dropped. Isochronous transfers are answered
+with an error (-EXDEV, as a host controller that cannot do them). A message the reader refuses ends
+the device's stream: ``on_fault`` is told why, nothing more is read or answered.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import errno
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from wayray.usb.descriptors import Descriptors
@@ -36,6 +38,10 @@ log = logging.getLogger("wayray.usb")
 
 #: Milliseconds a control transfer may take before it fails (-ETIMEDOUT), as the kernel's own limit.
 CONTROL_TIMEOUT_MS = 5000
+#: A bulk or interrupt read waits this long at a time, then looks whether it was unlinked.
+READ_SLICE_MS = 500
+#: Threads per device: the URBs it may have waiting at once in libusb (more wait their turn).
+THREADS_PER_DEVICE = 16
 #: Endpoint attribute bits of an interrupt endpoint (bmAttributes & 3).
 _INTERRUPT = 3
 
@@ -56,6 +62,7 @@ class UsbipExport:
         self.reader = UsbipReader(commands=True)
         self.interrupt_endpoints = _interrupt_endpoints(descriptors.raw)
         self._pending: dict[int, asyncio.Task[None]] = {}
+        self._threads = ThreadPoolExecutor(THREADS_PER_DEVICE, thread_name_prefix="usb-export")
         self._unlinked: set[int] = set()
         self.failed = False
 
@@ -76,10 +83,11 @@ class UsbipExport:
                 self._unlink(message)
 
     def close(self) -> None:
+        """Stop serving: the reads waiting end within a slice; no return is sent any more."""
         self.failed = True
-        for task in self._pending.values():
-            task.cancel()
+        self._unlinked.update(self._pending)
         self._pending.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _unlink(self, cmd: CmdUnlink) -> None:
         known = cmd.unlink_seqnum in self._pending
@@ -91,7 +99,8 @@ class UsbipExport:
 
     async def _submit(self, cmd: CmdSubmit) -> None:
         try:
-            status, data = await asyncio.to_thread(self._transfer, cmd)
+            loop = asyncio.get_running_loop()
+            status, data = await loop.run_in_executor(self._threads, self._transfer, cmd)
         finally:
             self._pending.pop(cmd.seqnum, None)
             self.reader.answered(cmd.seqnum)
@@ -121,7 +130,12 @@ class UsbipExport:
             interrupt = address in self.interrupt_endpoints
             if cmd.direction is Direction.IN:
                 read = self.handle.interruptRead if interrupt else self.handle.bulkRead
-                return 0, bytes(read(address, cmd.buffer_length, 0))
+                while True:
+                    try:
+                        return 0, bytes(read(address, cmd.buffer_length, READ_SLICE_MS))
+                    except usb1.USBErrorTimeout:
+                        if self.failed or cmd.seqnum in self._unlinked:
+                            return -errno.ECONNRESET, b""
             write = self.handle.interruptWrite if interrupt else self.handle.bulkWrite
             write(address, cmd.data, 0)
             return 0, b""
