@@ -326,6 +326,18 @@ def test_descriptors_read_through_quic_are_the_recorded_bytes_and_garbage_ends_t
         assert rows["1050:0407"]["reason"].startswith("detached:")
         assert rows["0781:5581"]["state"] == "attached"  # the other device goes on
         assert kiosk.proc.poll() is None and inst.status()["sessions"] == 1  # the connection goes on
+
+        # The rules change while the stick is attached: the reload detaches it (its socket goes).
+        (inst.etc / "usb.toml").write_text(SERVER_RULES.format(storage="deny"))
+        assert inst.wradm("reload", "--instance", "lab").returncode == 0
+        eventually(lambda: not list(inst.sockets.glob("*-1-3.sock")), "the stick's socket to go")
+        stick = {r["device"]: r for r in wradm_usb(inst)}["0781:5581"]
+        assert stick["state"] == "refused" and 'denied by rule 2 ("mass storage")' in stick["reason"]
+        heard = "the server refused: denied by rule 2"
+        eventually(lambda: heard in kiosk.log_text(), "the kiosk to hear the new verdict")
+        assert "0781:5581" in server_log(
+            inst
+        ) and "detached: no longer allowed: denied by rule 2" in server_log(inst)
     finally:
         kiosk.stop()
         print(f"--- kiosk ---\n{kiosk.log_text()}\n--- wrsrvd ---\n{server_log(inst)}")

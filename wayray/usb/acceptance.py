@@ -144,7 +144,11 @@ class UsbAcceptance:
             before = (offered.accepted, offered.reason)
             if offered.accepted and shown.session != offered.session:
                 self._released(offered, f"the kiosk shows session {shown.session} now")
+            attached = offered.accepted
             verdict = self._judge(offered, shown)
+            if attached and not verdict.accepted:  # the rules no longer allow it: detached now
+                offered.accepted = True
+                self._released(offered, f"no longer allowed: {verdict.reason}")
             if (verdict.accepted, verdict.reason) != before:
                 out.append(verdict)
         return out
