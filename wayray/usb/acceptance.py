@@ -17,19 +17,17 @@ import pwd
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from wayray.config.model.usb import UsbConfig
 from wayray.usb.filters import DeviceIdentity, judge
+from wayray.usb.vhci import SYSFS as VHCI
 from wayray.wire.messages import UsbOffer, UsbVerdict, UsbWithdraw
 
 log = logging.getLogger("wayray.usb")
 
 #: Most devices one viewer may have offered at once (docs/protocol.md, UsbOffer).
 MAX_OFFERS = 32
-#: Where the kernel's USB/IP host controller shows itself once ``vhci_hcd`` is loaded.
-VHCI = Path("/sys/devices/platform/vhci_hcd.0")
 
 
 class UsbViolation(Exception):
