@@ -188,8 +188,13 @@ def test_every_decision_is_logged_with_the_device_and_the_rule(
 def test_what_a_device_says_of_itself_cannot_break_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="wayray.usb")
     c = load("yubikey")
-    liar = DeviceIdentity(c.vendor, c.product, name='Key\nusb: 1-9: allowed "x"', serial="a b\x1b[2J")
+    liar = DeviceIdentity(c.vendor, c.product, name='Key\nusb: 1-9: allowed "x"', serial="a b\x1b[2J",
+                          where="1-2\nusb: forged")  # fmt: skip
     judge(UsbConfig(), c.raw, liar, user="a")
     (line,) = [r.getMessage() for r in caplog.records]
     assert "\n" not in line and "\x1b" not in line
-    assert '"Key?usb: 1-9: allowed ?x?"' in line and 'serial "a b?[2J"' in line
+    assert (
+        '"Key?usb: 1-9: allowed ?x?"' in line
+        and 'serial "a b?[2J"' in line
+        and 'at "1-2?usb: forged"' in line
+    )

@@ -7,10 +7,12 @@ next connection is served); a viewer that did not negotiate `usb` cannot offer."
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from typing import Any
 
 import pytest
 
+from tests.conftest import script
 from tests.e2e.harness import Harness, WrServer, eventually
 from tests.usb.lsusb import load
 from wayray.transport import ClientSettings, ConnectionClosedError, PinnedFingerprint, connect
@@ -79,6 +81,17 @@ def test_each_offer_gets_a_verdict_and_a_broken_exchange_closes_only_that_viewer
             False,
             "denied by the default (deny) for its function 03/01/01 (user root)",
         )
+        # What a kiosk and a device say reaches the operator's terminal as printable text only.
+        liar = offer(5)
+        conn.send(UsbOffer(**{**{f: getattr(liar, f) for f in liar.__slots__}, "busid": "1-5\x1b[2J",
+                              "product": "Key\nFORGED LINE"}))  # fmt: skip
+        await _verdict(conn)
+        shown = await asyncio.to_thread(
+            subprocess.run, [script("wradm"), "usb", "--admin-socket", str(srv.runtime / "admin.sock")],
+            capture_output=True, text=True, env=harness.env, timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "\x1b" not in shown.stdout and "1-5?[2J" in shown.stdout and "Key?FORGED LINE" in shown.stdout
         conn.send(offer(2, descriptors=load("yubikey").raw[:40]))
         v = await _verdict(conn)
         assert (

@@ -31,17 +31,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         [
-            d.kiosk,
-            d.busid,
-            d.device,
-            d.product or "-",
-            d.session or "-",
-            d.user or "(none)",
-            d.state,
+            _shown(d.kiosk),
+            _shown(d.busid),
+            _shown(d.device),
+            _shown(d.product or "-"),
+            _shown(d.session or "-"),
+            _shown(d.user or "(none)"),
+            _shown(d.state),
             since(d.since),
-            d.reason,
+            _shown(d.reason),
         ]
         for d in devices
     ]
     print(table(rows, ["KIOSK", "BUS", "DEVICE", "PRODUCT", "SESSION", "USER", "STATE", "SINCE", "WHY"]))
     return EXIT_OK
+
+
+def _shown(text: str) -> str:
+    """What a kiosk or a device said, fit for a terminal: no control characters (no escapes, no
+    line breaks), at most 80 characters."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:80]

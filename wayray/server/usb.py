@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import pwd
+import re
 
 from wayray.server.live import Viewer
 from wayray.server.model import SessionState
@@ -107,7 +108,10 @@ class UsbSide:
         directory = self.table.settings.usb_sockets
         endpoint = None
         if directory is not None:
-            name = f"{self.kiosk(viewer)}-{offered.identity.where}".replace(":", "-").replace("/", "-")
+            # The bus id is the kiosk's word: only letters, digits, '.' and '-' reach the file name.
+            name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{self.kiosk(viewer)}-{offered.identity.where}").strip(
+                "."
+            )
             endpoint = SocketEndpoint(directory / f"{name}.sock", relay)
             self.table.spawn(endpoint.start(), name=f"usb-socket-{name}")
             log.info(

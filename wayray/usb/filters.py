@@ -36,7 +36,7 @@ class DeviceIdentity:
         if self.serial:
             text += f" serial {_quoted(self.serial, bare=True)}"
         if self.where:
-            text += f" at {self.where}"
+            text += f" at {_quoted(self.where, bare=True)}"
         return text
 
 
