@@ -69,6 +69,7 @@ async def main() -> None:
         arrived.set()
 
     export = UsbipExport(handle, desc, send, faults.append)
+    export.claim()  # the YubiKey's three interfaces, as usbip-host binds the whole device
     for seqnum, setup, length in (
         (1, DEVICE_DESCRIPTOR, 18),
         (2, config_request(len(c.raw) - 18), len(c.raw) - 18),
@@ -79,6 +80,15 @@ async def main() -> None:
         while len(got) < seqnum:
             arrived.clear()
             await asyncio.wait_for(arrived.wait(), 30)
+    # CLEAR_FEATURE(ENDPOINT_HALT) on 0x81 goes through libusb's clearHalt (an ioctl umockdev answers),
+    # not as a transfer: the recording has none for it.
+    halt = CmdSubmit(6, 0x10002, Direction.OUT, 0, 0, 0, 0, NOT_ISO, 0, bytes.fromhex("0201000081000000"))
+    returns.sent(halt)
+    export.feed(encode(halt))
+    while len(got) < 3:
+        arrived.clear()
+        await asyncio.wait_for(arrived.wait(), 30)
+    claimed = sorted(export._claimed)
     # An interrupt IN nobody answers (a key waiting for a touch), then unlinked: answered at once, and
     # the read waiting in libusb ends within a slice, with no return for it.
     waiting = CmdSubmit(3, 0x10002, Direction.IN, 1, 0, 8, 0, NOT_ISO, 0, bytes(8))
@@ -97,6 +107,7 @@ async def main() -> None:
     ]
     expected = [c.raw[:18].hex(), c.raw[18:].hex()]
     print(json.dumps({"returns": rows, "faults": faults, "expected": expected, "read_ended_s": read_ended_s,
+                      "claimed": claimed,
                       "unlinks": [[u.seqnum, u.status] for u in unlinks]}), flush=True)  # fmt: skip
     export.close()
     handle.close()

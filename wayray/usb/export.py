@@ -15,6 +15,7 @@ the device's stream: ``on_fault`` is told why, nothing more is read or answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from collections.abc import Callable
@@ -38,6 +39,9 @@ log = logging.getLogger("wayray.usb")
 
 #: Milliseconds a control transfer may take before it fails (-ETIMEDOUT), as the kernel's own limit.
 CONTROL_TIMEOUT_MS = 5000
+#: Standard requests (USB 2.0 chapter 9) the kiosk makes through libusb's calls.
+CLEAR_FEATURE, SET_CONFIGURATION, SET_INTERFACE = 0x01, 0x09, 0x0B
+ENDPOINT_HALT = 0
 #: A bulk or interrupt read waits this long at a time, then looks whether it was unlinked.
 READ_SLICE_MS = 500
 #: Threads per device: the URBs it may have waiting at once in libusb (more wait their turn).
@@ -61,6 +65,8 @@ class UsbipExport:
         self.on_fault = on_fault
         self.reader = UsbipReader(commands=True)
         self.interrupt_endpoints = _interrupt_endpoints(descriptors.raw)
+        self.descriptors = descriptors
+        self._claimed: set[int] = set()
         self._pending: dict[int, asyncio.Task[None]] = {}
         self._threads = ThreadPoolExecutor(THREADS_PER_DEVICE, thread_name_prefix="usb-export")
         self._unlinked: set[int] = set()
@@ -81,6 +87,45 @@ class UsbipExport:
                 self._pending[message.seqnum] = task
             elif isinstance(message, CmdUnlink):
                 self._unlink(message)
+
+    def claim(self, configuration: int | None = None) -> None:
+        """Take the interfaces of ``configuration`` (the first one when None) from the kiosk's own
+        drivers, as usbip-host binds the whole device: transfers on an interface need it claimed.
+        One that cannot be claimed (a driver that will not let go) is logged; its transfers fail."""
+        import usb1
+
+        with contextlib.suppress(usb1.USBError):
+            self.handle.setAutoDetachKernelDriver(True)  # not on every platform: then drivers stay
+        configs = self.descriptors.configurations
+        config = next((c for c in configs if c.value == configuration), configs[0])
+        for number in sorted({i.number for i in config.interfaces}):
+            try:
+                self._claim_one(usb1, number)
+                self._claimed.add(number)
+            except usb1.USBError as err:
+                log.warning("usb: cannot claim interface %d: %s; its transfers will fail", number, err)
+
+    def _claim_one(self, usb1: Any, number: int) -> None:
+        try:
+            self.handle.claimInterface(number)
+        except usb1.USBError:
+            # Detaching failed (a kernel that cannot, or umockdev): an interface no driver holds can
+            # still be claimed as it is; one a driver holds fails again, and is reported.
+            with contextlib.suppress(usb1.USBError):
+                self.handle.setAutoDetachKernelDriver(False)
+            try:
+                self.handle.claimInterface(number)
+            finally:
+                with contextlib.suppress(usb1.USBError):
+                    self.handle.setAutoDetachKernelDriver(True)
+
+    def release(self) -> None:
+        import usb1
+
+        for number in sorted(self._claimed):
+            with contextlib.suppress(usb1.USBError):
+                self.handle.releaseInterface(number)
+        self._claimed.clear()
 
     def close(self) -> None:
         """Stop serving: the reads waiting end within a slice; no return is sent any more."""
@@ -110,6 +155,21 @@ class UsbipExport:
         actual = len(data) if cmd.direction is Direction.IN else (0 if status else len(cmd.data))
         self.send(encode(RetSubmit(cmd.seqnum, status, actual, 0, NOT_ISO, 0, data)))
 
+    def _standard(self, request_type: int, request: int, value: int, index: int) -> bool:
+        """SET_CONFIGURATION, SET_INTERFACE and CLEAR_FEATURE(ENDPOINT_HALT) go through libusb's own
+        calls, as usbip-host makes them through the USB core's (a raw transfer would leave libusb and
+        the kiosk's kernel with a stale view of the device). Whether it was one of them."""
+        kind = _is_standard(request_type, request, value)
+        if kind == "configuration":
+            self.release()
+            self.handle.setConfiguration(value)
+            self.claim(value)
+        elif kind == "interface":
+            self.handle.setInterfaceAltSetting(index, value)
+        elif kind == "halt":
+            self.handle.clearHalt(index & 0xFF)
+        return bool(kind)
+
     def _transfer(self, cmd: CmdSubmit) -> tuple[int, bytes]:
         """The transfer ``cmd`` asks for, made now (in a worker thread): (status, data read)."""
         import usb1
@@ -119,6 +179,8 @@ class UsbipExport:
         try:
             if cmd.ep == 0:
                 request_type, request, value, index, length = _setup(cmd.setup)
+                if self._standard(request_type, request, value, index):
+                    return 0, b""
                 if request_type & 0x80:
                     data = self.handle.controlRead(
                         request_type, request, value, index, length, CONTROL_TIMEOUT_MS
@@ -150,6 +212,17 @@ class UsbipExport:
         except usb1.USBError as err:
             log.info("usb: a transfer on endpoint %#04x failed: %s", cmd.ep, err)
             return -errno.EPROTO, b""
+
+
+def _is_standard(request_type: int, request: int, value: int) -> str:
+    """Which of the requests usbip-host makes with the USB core's calls rather than as a transfer."""
+    if (request_type, request) == (0x00, SET_CONFIGURATION):
+        return "configuration"
+    if (request_type, request) == (0x01, SET_INTERFACE):
+        return "interface"
+    if (request_type, request, value) == (0x02, CLEAR_FEATURE, ENDPOINT_HALT):
+        return "halt"
+    return ""
 
 
 def _setup(setup: bytes) -> tuple[int, int, int, int, int]:

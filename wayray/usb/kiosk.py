@@ -252,11 +252,13 @@ class KioskUsb:
                 dev.handle = None
 
         dev.export = UsbipExport(dev.usb_handle, parse(dev.descriptors), send, fault)
+        dev.export.claim()
         log.info("usb: %s is served to the session", dev.identity.describe())
 
     def _unexport(self, dev: KioskDevice) -> None:
         if dev.export is not None:
             dev.export.close()
+            dev.export.release()
             dev.export = None
             if self._stream is not None and dev.handle is not None:
                 self._stream(dev.handle, b"", True)
