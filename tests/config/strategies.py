@@ -255,7 +255,7 @@ def _skip(record: type, valid: bool) -> frozenset[str]:
         HostConfig: frozenset({"runtime_dir", "state_dir", "admin_socket", "launcher_socket"}),
         ClientTLSSettings: frozenset({"cert", "key"}),
         BadgeReaderSettings: frozenset({"product", "socket", "removal_sequence"}),
-        UsbRule: frozenset({"product", "subclass", "protocol"}),
+        UsbRule: frozenset({"product", "serial", "subclass", "protocol"}),
     }.get(record, frozenset())
 
 

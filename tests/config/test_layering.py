@@ -233,9 +233,9 @@ def test_usb_first_matching_rule_decides() -> None:
     yubikey = wc.UsbDevice(0x1050, 0x0407, ((0x03, 0, 0),))
     other_key = wc.UsbDevice(0x1050, 0x0010, ())
     stick = wc.UsbDevice(0x0781, 0x5581, ((0x08, 0x06, 0x50),))
-    assert usb.decide(yubikey, "alice") == wc.UsbDecision(wc.UsbAction.DENY, 0)
+    assert usb.decide(yubikey, "alice") == wc.UsbDecision(wc.UsbAction.DENY, 0, (0x03, 0, 0))
     assert usb.decide(other_key, "alice") == wc.UsbDecision(wc.UsbAction.ALLOW, 1)
-    assert usb.decide(stick, "alice") == wc.UsbDecision(wc.UsbAction.DENY, None)
+    assert usb.decide(stick, "alice") == wc.UsbDecision(wc.UsbAction.DENY, None, (0x08, 0x06, 0x50))
     assert usb.decide(stick, "alice", frozenset({"staff"})) == wc.UsbDecision(wc.UsbAction.ALLOW, 2)
 
 
@@ -261,8 +261,6 @@ def test_warnings_for_stray_files_and_missing_accounts(tmp_path: Path) -> None:
         "system; the package creates it (systemd-sysusers), or run `useradd --system greeter`",
         "R/etc/wayray/polices.toml: warning: ignored: not a WayRay configuration file "
         "(did you mean 'policies.toml'?)",
-        "R/etc/wayray/usb.toml:1:3: warning: usb: set, but not in effect yet: USB forwarding does not exist "
-        "yet: the rules are read and checked (`wradm check`), and no device is forwarded whatever they say",
         "R/etc/wayray/usb.toml:3:1: warning: usb.rule[1]: this rule can never match: usb.rule[0] before it "
         "matches every device",
         "R/etc/wayray/usb.toml:6:10: warning: usb.rule[1].users[0]: group 'nosuch' does not exist on this "

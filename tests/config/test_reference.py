@@ -79,5 +79,4 @@ def test_settings_of_features_that_do_not_exist_yet_say_so_in_the_reference() ->
         "server.encoder.bitrate",
         "server.encoder.zstd_level",
         "server.pool",
-        "usb.toml",
     ]

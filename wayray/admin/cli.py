@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from wayray.admin import apply, check, reload, render, session, sessions, show, status
+from wayray.admin import apply, check, reload, render, session, sessions, show, status, usb
 from wayray.common import log
 from wayray.common.errors import cli_entry
 from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, summary
 
-COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, reload, status, sessions, session)
+COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, reload, status, sessions, session, usb)
 
 EPILOG = """\
 exit status: 0 success, 1 configuration errors or a failed action, 2 usage errors.

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import wayray
@@ -45,7 +46,8 @@ from wayray.transport import (
     ServerIdentityError,
     ServerTrust,
 )
-from wayray.wire import TokenKind
+from wayray.usb.kiosk import KioskUsb
+from wayray.wire import Capability, TokenKind, WireConfig
 
 log = logging.getLogger("wayray.client")
 
@@ -128,7 +130,14 @@ def parser() -> argparse.ArgumentParser:
         help="reconnect (with backoff) when the connection drops (default: on)",
     )
     p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
-    p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
+    p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml (and usb.toml) under DIR")
+    p.add_argument(
+        "--usb",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="offer this machine's USB devices to the session, as its usb.toml allows "
+        "(default: client.toml's usb, off)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
     add_version_option(p)
     return p
@@ -243,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     setup("wrclient", verbose=args.verbose)
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
+    usb = _usb(args, cfg)
+    if usb is not None:
+        client = replace(client, wire=WireConfig(capabilities=client.wire.capabilities | {Capability.USB}))
     if kiosk:
         source = open_token_source(_badge_settings(args, cfg, token))
         backend = open_backend(options)
@@ -256,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             access_key=access_key,
             terminal_id=own_id,
         )
-        return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard))
+        return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard, usb))
     backend = open_backend(options)
     viewer_options = ViewerOptions(
         host=host,
@@ -270,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         access_key=access_key,
         terminal_id=own_id,
     )
-    return asyncio.run(_run(args, viewer_options, backend, script, keyboard))
+    return asyncio.run(_run(args, viewer_options, backend, script, keyboard, usb))
 
 
 def _servers(
@@ -453,9 +465,12 @@ async def _run_kiosk(
     backend: DisplayBackend,
     source: TokenSource,
     keyboard: Keyboard | None,
+    usb: KioskUsb | None,
 ) -> int:
-    kiosk = Kiosk(options, backend, source)
+    kiosk = Kiosk(options, backend, source, usb)
     loop = asyncio.get_running_loop()
+    if usb is not None:
+        usb.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, kiosk.stop)
     control = None
@@ -466,6 +481,8 @@ async def _run_kiosk(
     try:
         await kiosk.run()
     finally:
+        if usb is not None:
+            usb.stop()
         if control is not None:
             await control.close()
         await backend.close()
@@ -495,6 +512,23 @@ class AnyOf:
         )
 
 
+def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
+    """The USB devices this machine offers, when forwarding is on: judged by its own usb.toml (whose
+    errors stop wrclient here, like client.toml's); its badge reader is never offered."""
+    if not (cfg.usb if args.usb is None else args.usb):
+        return None
+    result = load_report(args.root)
+    errors = [d for d in result.errors if d.key.startswith("usb") or "usb.toml" in str(d.origin)]
+    if errors:
+        raise ConfigError(errors)
+    badge = cfg.badge
+
+    def badge_reader(vendor: int, product: int) -> bool:
+        return badge.vendor == vendor and badge.product in (None, product)
+
+    return KioskUsb(result.config.usb, excluded=badge_reader)
+
+
 def _client_config(root: Path | None) -> ClientConfig:
     result = load_report(root)
     errors = [d for d in result.errors if d.key.startswith("client") or "client.toml" in str(d.origin)]
@@ -509,8 +543,11 @@ async def _run(
     backend: DisplayBackend,
     script: Script | None,
     keyboard: Keyboard | None,
+    usb: KioskUsb | None = None,
 ) -> int:
-    viewer = Viewer(options, backend)
+    viewer = Viewer(options, backend, usb=usb)
+    if usb is not None:
+        usb.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, viewer.stop, f"interrupted ({signal.Signals(sig).name})")
@@ -531,6 +568,8 @@ async def _run(
         if not task.done():
             viewer.stop("done")
         await task
+        if usb is not None:
+            usb.stop()
         await backend.close()
         if args.stats is not None:
             data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,9 @@ from wayray.codec.geometry import RectLike
 from wayray.common.files import write_atomic
 from wayray.transport import ClientSettings
 from wayray.wire import ErrorCode, SessionEventKind
+
+if TYPE_CHECKING:
+    from wayray.usb.kiosk import KioskUsb
 
 log = logging.getLogger("wayray.client.kiosk")
 
@@ -126,8 +129,16 @@ class KioskStatus:
 
 
 class Kiosk:
-    def __init__(self, options: KioskOptions, backend: DisplayBackend, source: TokenSource) -> None:
+    def __init__(
+        self,
+        options: KioskOptions,
+        backend: DisplayBackend,
+        source: TokenSource,
+        usb: KioskUsb | None = None,
+    ) -> None:
+        """``usb``: the kiosk's USB devices, offered to the session it shows (docs/usb.md)."""
         self.options = options
+        self.usb = usb
         self.backend = backend
         self.source = source
         self.status = KioskStatus()
@@ -232,6 +243,7 @@ class Kiosk:
             manage_backend=False,
             on_picture=picture,
             on_session_event=session_event,
+            usb=self.usb,
         )
         self.viewer = viewer
         self.status.presented_at = time.monotonic()

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wayray.client.backend import (
     ClipboardChangedEvent,
@@ -46,6 +46,7 @@ from wayray.transport import (
     ConnectError,
     ConnectionClosedError,
     ServerIdentityError,
+    UsbStreamFull,
     connect,
 )
 from wayray.transport.trust import host_key
@@ -73,11 +74,16 @@ from wayray.wire import (
     SessionEvent,
     SessionEventKind,
     TokenKind,
+    UsbDetached,
+    UsbVerdict,
     WireUsageError,
 )
 from wayray.wire import (
     CursorImage as WireCursorImage,
 )
+
+if TYPE_CHECKING:
+    from wayray.usb.kiosk import KioskUsb
 
 log = logging.getLogger("wayray.client")
 
@@ -191,8 +197,10 @@ class Viewer:
         manage_backend: bool = True,
         on_picture: Callable[[], None] | None = None,
         on_session_event: SessionEventHandler | None = None,
+        usb: KioskUsb | None = None,
     ) -> None:
-        """``manage_backend``: the viewer starts the backend and shows its end on it (False: the
+        """``usb``: the kiosk's USB devices, offered to each connection's session.
+        ``manage_backend``: the viewer starts the backend and shows its end on it (False: the
         kiosk owns the backend across viewers). ``on_picture``: called whenever the picture becomes
         complete after a (re)connection: what the person sees is the session now."""
         self.options = options
@@ -200,6 +208,7 @@ class Viewer:
         self._manage_backend = manage_backend
         self._on_picture = on_picture
         self._on_session_event = on_session_event
+        self.usb = usb
         self.decoder = Decoder()
         self.cursor = CursorDecoder()
         self.stats = ViewerStats()
@@ -348,6 +357,12 @@ class Viewer:
         self._asked_keyframe = False
         self.connected.set()
         self.backend.set_state(ConnectionState.CONNECTED, f"session {sh.session_id}")
+        if self.usb is not None and Capability.USB in conn.capabilities:
+            conn.set_usb_handler(self.usb.stream_data)
+            self.usb.connected(
+                lambda message: _send_quietly(conn, message),
+                lambda device, data, end: _stream_quietly(conn, device, data, end),
+            )
         log.info(
             "%s session %s (%dx%d)",
             "resumed" if sh.resumed else "started",
@@ -358,6 +373,8 @@ class Viewer:
         try:
             await self._serve(conn)
         finally:
+            if self.usb is not None:
+                self.usb.disconnected()
             self.connected.clear()
             self.conn = None
             if self.ending is None:
@@ -388,20 +405,26 @@ class Viewer:
                     self._clipboard_changed.set()
                     if message.selection is Selection.CLIPBOARD:
                         self.backend.set_clipboard(message.text)
+                elif isinstance(message, UsbVerdict | UsbDetached):
+                    if self.usb is not None:
+                        self.usb.message(message)
                 elif isinstance(message, SessionEvent):
-                    log.info("session event %s: %s", message.kind.name, message.detail)
-                    if message.kind in (SessionEventKind.MOVED, SessionEventKind.ENDED):
-                        self.ending_detail = message.detail
-                    elif message.kind is SessionEventKind.DETACHED:
-                        self._detached = message.detail or "the server detached this viewer"
-                    elif message.kind is SessionEventKind.NOT_RESPONDING:
-                        self._session_hangs(message.detail)
-                    elif message.kind is SessionEventKind.RESPONDING:
-                        self._session_responds()
-                    if self._on_session_event is not None:
-                        self._on_session_event(message.kind, message.detail)
+                    self._session_event(message)
             except ConnectionClosedError:
                 return
+
+    def _session_event(self, message: SessionEvent) -> None:
+        log.info("session event %s: %s", message.kind.name, message.detail)
+        if message.kind in (SessionEventKind.MOVED, SessionEventKind.ENDED):
+            self.ending_detail = message.detail
+        elif message.kind is SessionEventKind.DETACHED:
+            self._detached = message.detail or "the server detached this viewer"
+        elif message.kind is SessionEventKind.NOT_RESPONDING:
+            self._session_hangs(message.detail)
+        elif message.kind is SessionEventKind.RESPONDING:
+            self._session_responds()
+        if self._on_session_event is not None:
+            self._on_session_event(message.kind, message.detail)
 
     def _session_hangs(self, detail: str) -> None:
         """The session answers nothing: a notice over its frozen picture, until it responds again."""
@@ -596,6 +619,24 @@ class Viewer:
         except TimeoutError:
             return False
         return self.ending is None and self.conn is not None
+
+
+def _send_quietly(conn: ClientConnection, message: Any) -> None:
+    """Send unless the connection has closed (its end is handled where it is noticed)."""
+    if not conn.closed:
+        try:
+            conn.send(message)
+        except ConnectionClosedError:
+            pass
+
+
+def _stream_quietly(conn: ClientConnection, device: int, data: bytes, end: bool) -> None:
+    """Send on a USB device's stream unless the connection has closed."""
+    if not conn.closed:
+        try:
+            conn.usb_send(device, data, end=end)
+        except (ConnectionClosedError, UsbStreamFull):
+            pass
 
 
 def _ending_for(code: int) -> Ending:

@@ -124,6 +124,16 @@ class Reload(Message):
     pass
 
 
+@ADMIN.message(
+    "usb",
+    Direction.REQUEST,
+    "The USB devices kiosks offered and what the rules said (docs/usb.md). Answered by `usb`.",
+)
+@dataclass(frozen=True, kw_only=True)
+class Usb(Message):
+    pass
+
+
 # --- answers ---------------------------------------------------------------------------------------
 
 
@@ -271,6 +281,31 @@ class ReloadRefused(Answer):
     diagnostics: tuple[str, ...] = field(LINES, "every diagnostic, notes included", default=())
 
 
+@dataclass(frozen=True, kw_only=True)
+class UsbDeviceRow(Fields):
+    """A USB device a kiosk offered, as operators see it (what it says of itself may be anything)."""
+
+    kiosk: str = field(WORD, "the kiosk (its identity's digest, else its address)", required=True)
+    busid: str = field(WORD, "where it is plugged in on the kiosk", required=True)
+    device: str = field(WORD, "vendor:product, as lsusb prints them", required=True)
+    manufacturer: str | None = field(WORD, "what the device reports")
+    product: str | None = field(WORD, "what the device reports")
+    serial: str | None = field(WORD, "its serial number string")
+    session: str | None = field(WORD, "the session the kiosk shows")
+    user: str | None = field(WORD, "whose session; null: a login screen")
+    state: str = field(Text(32), "`attached`, or `refused` (the reason says why)", required=True)
+    reason: str = field(LINE, "the deciding rule, or what keeps it from being attached", required=True)
+    since: float | None = field(SECONDS, "when it was last judged")
+
+
+@ADMIN.message("usb", Direction.RESPONSE, "The USB devices kiosks offer.")
+@dataclass(frozen=True, kw_only=True)
+class UsbAnswer(Answer):
+    devices: tuple[UsbDeviceRow, ...] = field(
+        NestedList(UsbDeviceRow, 100_000), "the devices", required=True, default=()
+    )
+
+
 @ADMIN.message("error", Direction.RESPONSE, "The request failed, or was not one.")
 @dataclass(frozen=True, kw_only=True)
 class Error(Answer):
@@ -293,7 +328,7 @@ def markdown_reference() -> str:
         lambda cls: f"##### `{cls.type}`",
         level=4,
     )
-    for nested in (LauncherLink, Policy, Configuration, Digests, SessionRow):
+    for nested in (LauncherLink, Policy, Configuration, Digests, SessionRow, UsbDeviceRow):
         out += [f"#### `{nested.__name__}` object", "", nested.__doc__ or "", "", *record_table(nested), ""]
     return "\n".join(out).rstrip() + "\n"
 

@@ -55,6 +55,7 @@ class AdminRequests:
             ap.Detach: self._detach,
             ap.Screenshot: self._screenshot,
             ap.Reload: self._reload,
+            ap.Usb: self._usb,
         }
 
     async def answer(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -185,3 +186,7 @@ class AdminRequests:
         if self._reloader is None:
             raise AdminError("this wrsrvd runs without configuration files (standalone): nothing to reload")
         return await self._reloader()
+
+    async def _usb(self, request: ap.Usb) -> ap.UsbAnswer:
+        """The USB devices kiosks offered, with what the rules said (docs/usb.md)."""
+        return ap.UsbAnswer(devices=tuple(ap.UsbDeviceRow.from_json(d) for d in self.table.usb.listing()))

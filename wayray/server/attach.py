@@ -12,6 +12,7 @@ import time
 from wayray.link import Attach, Attached, CloseCode, LinkError
 from wayray.server.live import ServedSession, SessionNotResponding, Viewer
 from wayray.server.table import SessionTable
+from wayray.server.usb import UsbSide
 from wayray.server.watch import CompositorWatch
 from wayray.transport import ConnectionClosedError
 from wayray.wire import ErrorCode, SessionEventKind
@@ -25,9 +26,10 @@ NOT_RESPONDING_REFUSAL = "the session is not responding; waiting for it (trying 
 
 
 class Attacher:
-    def __init__(self, table: SessionTable, watch: CompositorWatch) -> None:
+    def __init__(self, table: SessionTable, watch: CompositorWatch, usb: UsbSide | None = None) -> None:
         self.table = table
         self.watch = watch
+        self.usb = usb
 
     async def attach(self, viewer: Viewer, session: ServedSession, *, first: bool) -> bool:
         """Show ``session`` on ``viewer``: Attach on its compositor's link, a keyframe first.
@@ -148,6 +150,8 @@ class Attacher:
         """Move a viewer that shows a greeter over to ``session`` without a new connection."""
         if await self.attach(viewer, session, first=False):
             viewer.tell(event, detail)
+            if self.usb is not None:  # a login became its user's session: devices judged for it
+                self.usb.rejudge(viewer)
 
     def displace(self, viewer: Viewer, detail: str) -> None:
         """The session this viewer shows moved to another viewer: tell it, close its connection."""

@@ -111,6 +111,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
     p.add_argument(
+        "--usb-sockets",
+        type=Path,
+        metavar="DIR",
+        help="diagnostics: serve each accepted USB device on a Unix socket in DIR (USB/IP after the "
+        "import) for a user-space USB/IP driver, instead of attaching it to vhci_hcd",
+    )
+    p.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if args.standalone:
-        settings = _standalone(args, command)
+        settings = _with_usb_sockets(_standalone(args, command), args.usb_sockets)
         _logging(args.verbose)
         return asyncio.run(_serve(settings, instance=None, root=None))
     given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
@@ -165,7 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownInstance as err:
         raise WayRayError(err.message, hint=err.hint, exit_code=EXIT_CONFIG) from None
     report(loaded.diagnostics)
-    return asyncio.run(_serve(loaded.settings, instance=args.instance, root=args.root, loaded=loaded))
+    settings = _with_usb_sockets(loaded.settings, args.usb_sockets)
+    return asyncio.run(_serve(settings, instance=args.instance, root=args.root, loaded=loaded))
+
+
+def _with_usb_sockets(settings: object, directory: Path | None) -> object:
+    if directory is None:
+        return settings
+    if not directory.is_dir():
+        raise UsageError(f"--usb-sockets {directory}: not a directory")
+    return dataclasses.replace(settings, usb_sockets=directory.resolve())  # type: ignore[type-var]
 
 
 def _logging(verbose: int) -> None:
@@ -264,7 +280,7 @@ def load_instance(name: str, root: Path | None) -> LoadedInstance:
     if stranger is not None:
         raise ConfigError((*relevant, stranger))
     policy = cfg.policy_for(server)
-    settings = instance_settings(server, policy, cfg.host)
+    settings = dataclasses.replace(instance_settings(server, policy, cfg.host), usb=cfg.usb)
     if policy.reauth_on_reattach and not settings.login:
         log.info(
             'policy %s: re-authentication on re-attach needs a login (sessions = "login"); off for %s',

@@ -68,6 +68,7 @@ from wayray.server.registry import Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenHasher
+from wayray.server.usb import UsbSide
 from wayray.server.viewers import ViewerSide
 from wayray.server.watch import CompositorWatch
 from wayray.transport import ServerIdentity, ServerSettings, TransportError, WireServer
@@ -133,14 +134,15 @@ class FrontDoor:
         self.ending = Ending(table, self.bridge)
         self.watch = CompositorWatch(table, self.ending)
         self.gate = Gate(table, access_key)
-        self.attacher = Attacher(table, self.watch)
+        self.usb = UsbSide(table)
+        self.attacher = Attacher(table, self.watch, self.usb)
         self.logins = (
             Logins(table, self.bridge, self.gate, self.attacher, self.ending)
             if self.bridge is not None
             else None
         )
         self.viewer_side = ViewerSide(
-            table, hasher, self.gate, self.attacher, self.watch, self.ending, self.logins
+            table, hasher, self.gate, self.attacher, self.watch, self.ending, self.logins, usb=self.usb
         )
         self.link_side = LinkSide(table, self.watch, self.ending, self.logins)
         self.admin = AdminRequests(table, self.ending, status=self._status, reloader=reloader)
@@ -362,11 +364,15 @@ class FrontDoor:
         changed = [name for name in keep if getattr(old, name) != getattr(settings, name)]
         if changed:
             log.warning("restart wrsrvd to apply the changes to: %s", ", ".join(changed))
-        new = dataclasses.replace(settings, **{name: getattr(old, name) for name in keep})
+        # The command line's --usb-sockets is no configuration: it stays as wrsrvd was started.
+        new = dataclasses.replace(
+            settings, usb_sockets=old.usb_sockets, **{name: getattr(old, name) for name in keep}
+        )
         self.table.settings = new
         self.table.registry.policy = new.policy
         self.gate.admission.limits = new.admission
         self.table.timer_wake.set()
+        self.usb.reloaded()
         log.info("configuration reloaded")
         return changed
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from wayray.common.errors import UsageError, WayRayError
 from wayray.common.xdg import ACCESS_KEY_FILE, DERIVED_CERT, DERIVED_KEY, standalone_state_dir
-from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart
+from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart, UsbConfig
 from wayray.config.checks import is_loopback
 from wayray.server.admission import Limits, memory_budget
 from wayray.server.policy import SessionPolicy
-from wayray.wire import WireConfig
+from wayray.wire import IMPLEMENTED_CAPABILITIES, Capability, WireConfig
 
 
 class Mode(enum.StrEnum):
@@ -55,7 +55,9 @@ class FrontDoorSettings:
     video: bool
     policy: SessionPolicy
     clipboard: ClipboardDirection
-    wire: WireConfig = WireConfig()
+    #: The server offers USB (docs/usb.md) on top of what every peer has: kiosks that forward devices
+    #: ask for it, and the rules (``usb``) judge what they offer.
+    wire: WireConfig = WireConfig(capabilities=IMPLEMENTED_CAPABILITIES | {Capability.USB})
     #: Seconds a restored session may take to come back on the link after wrsrvd starts, and a
     #: viewer waits for a session that is starting or reconnecting.
     relink_grace: float = 30.0
@@ -74,6 +76,11 @@ class FrontDoorSettings:
     max_pixels: int = 16_588_800
     #: Per-source and memory limits on new sessions (``wayray.server.admission``).
     admission: Limits = Limits()
+    #: usb.toml: which devices kiosks may forward (instance mode; standalone: none).
+    usb: UsbConfig = UsbConfig()
+    #: Diagnostics (``wrsrvd --usb-sockets DIR``): each accepted USB device is served on a Unix socket
+    #: in DIR, for a user-space USB/IP driver, instead of being attached to vhci_hcd.
+    usb_sockets: Path | None = None
 
     @property
     def login(self) -> bool:

@@ -19,6 +19,7 @@ from wayray.server.live import ServedSession, Viewer
 from wayray.server.model import Session, SessionState
 from wayray.server.registry import Registry
 from wayray.server.settings import FrontDoorSettings
+from wayray.usb.acceptance import UsbAcceptance
 from wayray.wire import SCALE_ONE
 
 log = logging.getLogger("wayray.server")
@@ -44,6 +45,8 @@ class SessionTable:
         #: Wakes the policy timer (a deadline moved).
         self.timer_wake = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: The USB devices viewers offered, judged by the rules of the settings of the moment.
+        self.usb = UsbAcceptance(lambda: self.settings.usb)
 
     # --- tasks and status --------------------------------------------------------------------------
 

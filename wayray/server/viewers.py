@@ -33,6 +33,7 @@ from wayray.server.registry import Outcome, Presentation, RegistryError
 from wayray.server.spawn import SessionSpec, start_session
 from wayray.server.table import SessionTable
 from wayray.server.tokens import SessionTokenKind, TokenHasher, TokenRef
+from wayray.server.usb import UsbSide
 from wayray.server.watch import CompositorWatch
 from wayray.transport import ConnectionClosedError, ServerConnection
 from wayray.wire import (
@@ -45,6 +46,8 @@ from wayray.wire import (
     PointerMotion,
     ResizeRequest,
     SessionEventKind,
+    UsbOffer,
+    UsbWithdraw,
     encode_message,
     spec_of,
 )
@@ -85,6 +88,8 @@ class ViewerSide:
         watch: CompositorWatch,
         ending: Ending,
         logins: Logins | None,
+        *,
+        usb: UsbSide | None = None,
     ) -> None:
         self.table = table
         self.hasher = hasher
@@ -94,6 +99,7 @@ class ViewerSide:
         self.ending = ending
         #: Login mode's part (login and unlock screens); None: wrsrvd starts sessions itself.
         self.logins = logins
+        self.usb = usb if usb is not None else UsbSide(table)
         self._numbers = itertools.count(1)
 
     async def handle(self, conn: ServerConnection) -> None:
@@ -301,6 +307,9 @@ class ViewerSide:
 
     def _to_session(self, session: ServedSession, viewer: Viewer, message: Any) -> None:
         table = self.table
+        if isinstance(message, UsbOffer | UsbWithdraw):
+            self.usb.handle(viewer, message)
+            return
         if isinstance(message, ClipboardText) and not table.settings.clipboard.to_server:
             return
         if isinstance(message, ResizeRequest):
@@ -357,6 +366,7 @@ class ViewerSide:
         table = self.table
         session = viewer.session
         event = viewer.conn.close_event
+        self.usb.left(viewer, "the kiosk's connection ended" + (f" ({event.describe()})" if event else ""))
         if session is not None and session.viewer is viewer:
             session.viewer = None
             session.send_detach(viewer, event.describe() if event is not None else "the viewer left")

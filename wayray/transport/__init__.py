@@ -7,7 +7,7 @@ Server: :class:`WireServer` ``.start(ServerSettings(...), handler)``; the handle
 """
 
 from wayray.transport.client import ClientConnection, ClientSettings, OwnServerKey, connect
-from wayray.transport.connection import ALPN, DEFAULT_PORT, Connection, QuicSettings
+from wayray.transport.connection import ALPN, DEFAULT_PORT, Connection, QuicSettings, UsbStreamFull
 from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError, TransportError
 from wayray.transport.identity import ClientCertificate, ServerIdentity, fingerprint, normalize_fingerprint
 from wayray.transport.server import ServerConnection, ServerSettings, WireServer
@@ -28,6 +28,7 @@ __all__ = [
     "QuicSettings",
     "ServerCA",
     "ServerConnection",
+    "UsbStreamFull",
     "ServerIdentity",
     "ServerIdentityError",
     "ServerSettings",

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -26,6 +28,7 @@ from cryptography import x509
 from wayray.transport import _aioquic_private as private
 from wayray.transport.errors import ConnectionClosedError
 from wayray.wire import (
+    Capability,
     Channel,
     ConnectionClosed,
     ErrorCode,
@@ -44,6 +47,18 @@ from wayray.wire import (
 from wayray.wire.layout import KiB, MiB
 
 log = logging.getLogger("wayray.transport")
+
+#: A USB device stream's preamble: the channel byte (4), then the device's handle (u32 LE).
+USB_PREAMBLE = struct.Struct("<BI")
+#: Most USB device streams a peer may have open towards this side at once (as many as offers).
+MAX_USB_STREAMS = 32
+#: Most bytes of one device's stream the peer may leave unacknowledged before the stream fails.
+USB_SEND_LIMIT = 8 * MiB
+
+
+class UsbStreamFull(Exception):
+    """The peer does not take a device stream's data: that device is given up, not the connection."""
+
 
 #: The TLS application protocol name. Versions are negotiated in Hello, not here, so that a viewer
 #: of another major version gets a clear refusal instead of a failed TLS handshake.
@@ -140,6 +155,13 @@ class WireProtocol(QuicConnectionProtocol):
         self._send_streams: dict[Channel, int] = {}
         self._refused_streams: set[int] = set()
         self._recv_streams: dict[int, int | None] = {}
+        # USB (docs/usb.md, section 4): one stream per forwarded device and direction on channel 4,
+        # its preamble the channel byte and the device's handle; raw USB/IP bytes follow.
+        self._usb_send: dict[int, int] = {}
+        self._usb_recv: dict[int, int] = {}
+        self._usb_preamble: dict[int, bytes] = {}
+        #: The application's receiver of device streams: (device, data, end).
+        self.usb_handler: Callable[[int, bytes, bool], None] | None = None
         self._inbox: deque[tuple[Any, int]] = deque()
         self._inbox_bytes = 0
         self._inbox_event = asyncio.Event()
@@ -213,7 +235,17 @@ class WireProtocol(QuicConnectionProtocol):
                 self.wire.fail(ErrorCode.PROTOCOL_VIOLATION, "stream data before the TLS checks completed")
             return
         sid = ev.stream_id
+        if sid in self._usb_recv or sid in self._usb_preamble:
+            self._usb_stream_data(sid, ev.data, ev.end_stream)
+            return
         if sid not in self._recv_streams:
+            if (
+                ev.data[:1] == bytes([Channel.USB])
+                and bool(sid & 1) == (self.role is WireRole.CLIENT)
+                and sid & 2
+            ):
+                self._usb_stream_data(sid, ev.data, ev.end_stream)
+                return
             peer_initiated = bool(sid & 1) == (self.role is WireRole.CLIENT)
             if not sid & 2 or not peer_initiated:
                 self.wire.fail(ErrorCode.PROTOCOL_VIOLATION, "WayRay uses unidirectional streams only")
@@ -238,6 +270,68 @@ class WireProtocol(QuicConnectionProtocol):
                 return
             self._recv_streams[sid] = channel
         self.wire.receive(channel, data, self._loop.time(), end=ev.end_stream)
+
+    def _usb_stream_data(self, sid: int, data: bytes, end: bool) -> None:
+        """A device's stream: its preamble (channel 4, the device's handle), then raw USB/IP bytes for
+        the application. Only with the ``usb`` capability, at most MAX_USB_STREAMS at once."""
+        device = self._usb_recv.get(sid)
+        if device is None:
+            if Capability.USB not in self.wire.capabilities:
+                self.wire.fail(
+                    ErrorCode.CAPABILITY_NOT_NEGOTIATED, "a USB device stream without the usb capability"
+                )
+                return
+            if self.usb_handler is None:  # no device was accepted on this connection
+                self.wire.fail(
+                    ErrorCode.PROTOCOL_VIOLATION, "a stream for a USB device that is not attached"
+                )
+                return
+            if (
+                sid not in self._usb_preamble
+                and len(self._usb_recv) + len(self._usb_preamble) >= MAX_USB_STREAMS
+            ):
+                self.wire.fail(
+                    ErrorCode.PROTOCOL_VIOLATION, f"more than {MAX_USB_STREAMS} USB device streams"
+                )
+                return
+            head = self._usb_preamble.pop(sid, b"") + data
+            if len(head) < USB_PREAMBLE.size:
+                if end:
+                    self.wire.fail(
+                        ErrorCode.PROTOCOL_VIOLATION, f"stream {sid} ended inside its USB preamble"
+                    )
+                else:
+                    self._usb_preamble[sid] = head
+                return
+            _channel, device = USB_PREAMBLE.unpack_from(head)
+            if device in self._usb_recv.values():
+                self.wire.fail(ErrorCode.PROTOCOL_VIOLATION, f"a second stream for USB device {device}")
+                return
+            self._usb_recv[sid] = device
+            data = head[USB_PREAMBLE.size :]
+        if end:
+            del self._usb_recv[sid]
+        if data or end:
+            assert self.usb_handler is not None
+            self.usb_handler(device, bytes(data), end)
+
+    def usb_send(self, device: int, data: bytes, *, end: bool = False) -> None:
+        """Bytes on device ``device``'s stream (opened with its preamble on first use); ``end`` ends it.
+        Raises UsbStreamFull when the peer has not taken USB_SEND_LIMIT bytes of it yet."""
+        sid = self._usb_send.get(device)
+        if sid is None:
+            if end and not data:
+                return
+            sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+            self._usb_send[device] = sid
+            data = USB_PREAMBLE.pack(Channel.USB, device) + data
+        elif private.unacked_stream_bytes(self._quic, sid) > USB_SEND_LIMIT:
+            raise UsbStreamFull(f"USB device {device}: the peer does not take its stream's data")
+        self._quic.send_stream_data(sid, data, end_stream=end)
+        if end:
+            del self._usb_send[device]
+        self._wrote = True
+        self.schedule_flush()
 
     def _quic_terminated(self, ev: qe.ConnectionTerminated) -> None:
         self.quic_terminated = True
@@ -487,6 +581,15 @@ class Connection:
         self._check_open()
         self._p.wire.send_encoded(channel, frame)
         self._p.schedule_flush()
+
+    def set_usb_handler(self, handler: Callable[[int, bytes, bool], None]) -> None:
+        """Who receives the USB device streams the peer opens: ``handler(device, data, end)``."""
+        self._p.usb_handler = handler
+
+    def usb_send(self, device: int, data: bytes, *, end: bool = False) -> None:
+        """Send on device ``device``'s stream (docs/usb.md, section 4); ``end`` ends it."""
+        self._check_open()
+        self._p.usb_send(device, data, end=end)
 
     async def wait_frame_credit(self) -> None:
         """Return when a FrameUpdate may be sent (server side); raises ConnectionClosedError."""

@@ -58,6 +58,11 @@ from wayray.wire.messages import (
     SessionEvent,
     SessionEventKind,
     TokenKind,
+    UsbDetached,
+    UsbOffer,
+    UsbSpeed,
+    UsbVerdict,
+    UsbWithdraw,
     redact,
 )
 from wayray.wire.protocol import (
@@ -123,6 +128,11 @@ __all__ = [
     "SessionEventKind",
     "State",
     "TokenKind",
+    "UsbDetached",
+    "UsbOffer",
+    "UsbSpeed",
+    "UsbVerdict",
+    "UsbWithdraw",
     "WireConfig",
     "WireConnection",
     "WireEvent",

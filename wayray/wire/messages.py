@@ -371,3 +371,61 @@ class KeymapUpdate:
 
     def __repr__(self) -> str:
         return f"KeymapUpdate(keymap=<{len(self.keymap)} chars>)"
+
+
+# --- USB (control channel, capability ``usb``; docs/usb.md) ---------------------------------------
+
+
+class UsbSpeed(enum.IntEnum):
+    """A USB device's speed, numbered as the kernel's ``enum usb_device_speed`` (and USB/IP)."""
+
+    UNKNOWN = 0
+    LOW = 1
+    FULL = 2
+    HIGH = 3
+    WIRELESS = 4
+    SUPER = 5
+    SUPER_PLUS = 6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsbOffer:
+    """Client → server: the kiosk offers a USB device its own rules allow to the session it shows."""
+
+    #: The kiosk's handle for the device, unique on the connection (never reused on it).
+    device: int
+    #: Where it is plugged in on the kiosk (``1-2``), for logs.
+    busid: str
+    speed: UsbSpeed
+    #: The device descriptor, then every configuration descriptor, as the device gave them.
+    descriptors: bytes
+    manufacturer: str
+    product: str
+    serial: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsbWithdraw:
+    """Client → server: the kiosk takes back a device it offered (unplugged, the kiosk stops, ...)."""
+
+    device: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsbVerdict:
+    """Server → client: the answer to one UsbOffer; ``reason`` names the deciding rule, or why the
+    device cannot be attached."""
+
+    device: int
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsbDetached:
+    """Server → client: the server let go of an accepted device (the session shown changed or ended,
+    the rules were reloaded, the device's stream failed)."""
+
+    device: int
+    reason: str

@@ -94,6 +94,11 @@ MAX_CAPABILITY_NAME = 32
 MAX_REGIONS = 4096
 MAX_REGION_DATA = 64 * MiB
 MAX_CURSOR_PIXELS = 1 * MiB
+#: USB (docs/usb.md): most bytes of descriptors in an offer; most bytes of a bus id and of a string
+#: a device reports (USB string descriptors hold at most 126 UTF-16 units: 378 bytes of UTF-8).
+MAX_USB_DESCRIPTORS = 64 * KiB
+MAX_USB_BUSID = 32
+MAX_USB_STRING = 384
 
 #: Largest frame body per (channel, sender). A channel/sender pair missing here carries nothing.
 MAX_BODY: Mapping[tuple[m.Channel, WireRole], int] = {
@@ -293,6 +298,38 @@ MESSAGES: tuple[MessageSpec, ...] = (
         Cap.INPUT,
     ),
     MessageSpec(INPUT, 5, StructOf(m.KeymapUpdate, [("keymap", Text(MAX_KEYMAP))]), C, Cap.INPUT),
+    # USB (control channel, numbers 0x80-0x8f: docs/usb.md)
+    MessageSpec(
+        CONTROL,
+        0x80,
+        StructOf(
+            m.UsbOffer,
+            [
+                ("device", U32),
+                ("busid", Text(MAX_USB_BUSID)),
+                ("speed", EnumOf(m.UsbSpeed, 8)),
+                ("descriptors", Blob(MAX_USB_DESCRIPTORS)),
+                ("manufacturer", Text(MAX_USB_STRING)),
+                ("product", Text(MAX_USB_STRING)),
+                ("serial", Text(MAX_USB_STRING)),
+            ],
+        ),
+        C,
+        Cap.USB,
+    ),
+    MessageSpec(
+        CONTROL, 0x81, StructOf(m.UsbWithdraw, [("device", U32), ("reason", Text(MAX_REASON))]), C, Cap.USB
+    ),
+    MessageSpec(
+        CONTROL,
+        0x82,
+        StructOf(m.UsbVerdict, [("device", U32), ("accepted", BOOL), ("reason", Text(MAX_REASON))]),
+        S,
+        Cap.USB,
+    ),
+    MessageSpec(
+        CONTROL, 0x83, StructOf(m.UsbDetached, [("device", U32), ("reason", Text(MAX_REASON))]), S, Cap.USB
+    ),
 )
 
 #: Enums that appear on the wire, for the spec's value tables.
@@ -308,6 +345,7 @@ WIRE_ENUMS: tuple[type[enum.IntEnum], ...] = (
     m.KeyframeReason,
     m.SessionEventKind,
     d.RegionEncoding,
+    m.UsbSpeed,
 )
 
 #: Structs that appear inside messages (not messages themselves).

@@ -93,12 +93,12 @@ FILES: tuple[FileSpec, ...] = (
         "usb",
         Shape.SINGLE,
         UsbConfig,
-        "Which USB devices a client may forward into a session: ordered rules, first match wins, "
-        "and an explicit default.",
-        used_by="wrsrvd",
-        readers=frozenset({"wrsrvd"}),
-        not_yet="USB forwarding does not exist yet: the rules are read and checked (`wradm check`), and "
-        "no device is forwarded whatever they say",
+        "Which USB devices a client may forward into a session: ordered rules, first match wins "
+        "for each of a device's functions, and an explicit default. wrsrvd judges what kiosks offer "
+        "(and judges again after a reload); a kiosk with `usb = true` in client.toml judges with its "
+        "own copy what it offers (docs/usb.md).",
+        used_by="wrsrvd, wrclient",
+        readers=frozenset({"wrsrvd", "wrclient"}),
     ),
     FileSpec(
         "session.toml",

@@ -107,3 +107,10 @@ class ClientConfig:
         "Where badges come from: a USB keyboard-wedge reader (vendor/product), a file or a socket a "
         "badge-reader program writes to. None: the kiosk presents its own identity.",
     )
+    usb: bool = setting(
+        False,
+        Bool(),
+        "Offer the USB devices plugged into this machine to the session it shows, as this machine's "
+        "own usb.toml allows (the server's rules decide in the end; docs/usb.md). Its badge reader "
+        "is never offered. `--usb`/`--no-usb` override it.",
+    )

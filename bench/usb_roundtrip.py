@@ -1,0 +1,135 @@
+"""USB forwarding's cost (docs/usb.md): control-transfer round trips and bulk throughput through the
+tunnel — a USB/IP driver on `wrsrvd --usb-sockets`, QUIC on loopback, the kiosk's USB/IP server,
+libusb — against the same transfers made with libusb directly on the kiosk.
+
+Run: `.venv/bin/python -m bench.usb_roundtrip` (`--quick` for a smoke run). The device is the USB
+stick of tests/usb/data, emulated by umockdev from a usbmon recording (this machine has no USB
+devices and no vhci_hcd), so both columns include umockdev's own cost per transfer; the difference
+between them is what the tunnel adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SETUP = bytes.fromhex("8006000100001200")
+SIZE = 64 * 1024
+
+
+def _summary(rtts: list[float], bulk_s: float, bulks: int) -> dict[str, float]:
+    rtts = sorted(rtts)
+    return {
+        "control_median_ms": statistics.median(rtts) * 1e3,
+        "control_p95_ms": rtts[int(len(rtts) * 0.95) - 1] * 1e3,
+        "bulk_mb_s": bulks * SIZE / bulk_s / 1e6,
+    }
+
+
+def local(controls: int, bulks: int) -> None:
+    """Under umockdev-wrapper: the transfers through libusb on the kiosk itself."""
+    import usb1
+
+    from tests.client.tokens.umockdev_harness import UMockdev
+    from tests.usb.lsusb import load
+    from tests.usb.umockdev_kiosk import describe, record
+
+    c = load("stick")
+    testbed = UMockdev.Testbed.new()
+    text, paths = describe(c, 3)
+    testbed.add_from_string(text)
+    record(testbed, c, 3, paths)
+    (device,) = usb1.USBContext().getDeviceList()
+    handle = device.open()
+    handle.controlRead(0x80, 6, 0x0100, 0, 18, 5000)
+    handle.controlRead(0x80, 6, 0x0200, 0, len(c.raw) - 18, 5000)
+    rtts = []
+    for _ in range(controls):
+        t = time.perf_counter()
+        handle.controlRead(0x80, 6, 0x0100, 0, 18, 5000)
+        rtts.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(bulks):
+        handle.bulkRead(0x81, SIZE, 5000)
+    print(json.dumps(_summary(rtts, time.perf_counter() - t, bulks)))
+
+
+def tunnel(controls: int, bulks: int, tmp: Path) -> dict[str, float]:
+    from tests.e2e.harness import eventually
+    from tests.usb.lsusb import load
+    from tests.usb.test_kiosk_usb import SERVER_RULES, SERVERS, Driver, SocketsInstance, UsbKiosk
+    from wayray.usb.usbip import NOT_ISO, CmdSubmit, Direction, RetSubmit, encode
+
+    inst = SocketsInstance(tmp)
+    (inst.etc / "servers.toml").write_text(SERVERS.format(port=inst.port, key=inst.key))
+    (inst.etc / "usb.toml").write_text(SERVER_RULES.format(storage="allow"))
+    inst.start()
+    kiosk = UsbKiosk(
+        inst, ("stick:3",), "usb-bench", extra_env={"WAYRAY_USB_BENCH": f"{controls}:{bulks}:{SIZE}"}
+    )
+    try:
+        c = load("stick")
+        sock = eventually(lambda: sorted(inst.sockets.glob("*-1-3.sock")), "the stick's socket")[0]
+        driver = Driver(sock)
+        driver.control_in(1, SETUP, 18)
+        total = len(c.raw) - 18
+        driver.control_in(2, bytes.fromhex("800600020000") + total.to_bytes(2, "little"), total)
+        rtts = []
+        for n in range(controls):
+            t = time.perf_counter()
+            driver.control_in(10 + n, SETUP, 18)
+            rtts.append(time.perf_counter() - t)
+        seq = 10 + controls
+        t = time.perf_counter()
+        for n in range(bulks):
+            cmd = CmdSubmit(seq + n, 0x10003, Direction.IN, 1, 0, SIZE, 0, NOT_ISO, 0, bytes(8))
+            driver.reader.sent(cmd)
+            driver.sock.sendall(encode(cmd))
+            got = None
+            while got is None:
+                data = driver.sock.recv(1 << 20)
+                assert data, "the server closed the device's socket"
+                for m in driver.reader.feed(data):
+                    assert isinstance(m, RetSubmit) and m.status == 0 and len(m.data) == SIZE
+                    got = m
+        return _summary(rtts, time.perf_counter() - t, bulks)
+    finally:
+        kiosk.stop()
+        inst.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a smoke run (20 transfers of each kind)")
+    p.add_argument("--local", action="store_true", help=argparse.SUPPRESS)  # the child's mode
+    args = p.parse_args()
+    controls, bulks = (20, 20) if args.quick else (500, 200)
+    if args.local:
+        local(controls, bulks)
+        return
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WAYRAY_USB_BENCH": f"{controls}:{bulks}:{SIZE}"}
+    child = ["umockdev-wrapper", sys.executable, "-m", "bench.usb_roundtrip", "--local"]
+    done = subprocess.run(
+        [*child, *(["--quick"] if args.quick else [])],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    direct = json.loads(done.stdout.splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="wayray-usb-bench-") as tmp:
+        through = tunnel(controls, bulks, Path(tmp))
+    print(f"{'measurement':44} {'libusb on the kiosk':>20} {'through the tunnel':>20}")
+    for key, label in (("control_median_ms", "control transfer round trip, median (ms)"),
+                       ("control_p95_ms", "control transfer round trip, p95 (ms)"),
+                       ("bulk_mb_s", f"bulk IN, {SIZE // 1024} KiB transfers (MB/s)")):  # fmt: skip
+        print(f"{label:44} {direct[key]:20.3f} {through[key]:20.3f}")
+
+
+if __name__ == "__main__":
+    main()
