@@ -252,6 +252,8 @@ class ViewerSide:
             orphan_timeout=settings.policy.detached_timeout_s,
             log_dir=settings.session_log_dir,
             max_pixels=settings.max_pixels,
+            audio=str(settings.audio),
+            audio_bitrate=settings.audio_bitrate,
         )
         try:
             session.process = start_session(spec, functools.partial(self.watch.process_exited, session))
