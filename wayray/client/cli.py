@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import wayray
+from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
@@ -45,7 +47,7 @@ from wayray.transport import (
     ServerIdentityError,
     ServerTrust,
 )
-from wayray.wire import TokenKind
+from wayray.wire import Capability, TokenKind
 
 log = logging.getLogger("wayray.client")
 
@@ -128,6 +130,18 @@ def parser() -> argparse.ArgumentParser:
         help="reconnect (with backoff) when the connection drops (default: on)",
     )
     p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
+    p.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="offer the server no audio: the session's sound is not sent here (docs/audio.md)",
+    )
+    p.add_argument(
+        "--audio-wav",
+        type=Path,
+        metavar="FILE",
+        help="write the session's sound to FILE (WAV, 48 kHz stereo, silences where the session was "
+        "silent), for tests and for checking a deployment",
+    )
     p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml under DIR")
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
     add_version_option(p)
@@ -236,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     client = _client_settings(
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
+    if args.no_audio:
+        if args.audio_wav is not None:
+            raise UsageError("--audio-wav needs audio: leave out --no-audio")
+        no_audio = client.wire.capabilities - {Capability.AUDIO, Capability.MICROPHONE}
+        client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=no_audio))
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)
@@ -510,7 +529,8 @@ async def _run(
     script: Script | None,
     keyboard: Keyboard | None,
 ) -> int:
-    viewer = Viewer(options, backend)
+    audio = None if args.no_audio else AudioReceiver(args.audio_wav)
+    viewer = Viewer(options, backend, audio=audio)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, viewer.stop, f"interrupted ({signal.Signals(sig).name})")
@@ -532,8 +552,12 @@ async def _run(
             viewer.stop("done")
         await task
         await backend.close()
+        if audio is not None:
+            audio.close()
         if args.stats is not None:
             data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}
+            if audio is not None:
+                data["audio"] = audio.stats.to_json()
             args.stats.write_text(json.dumps(data, indent=1) + "\n")
     return code
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import (
     ClipboardChangedEvent,
     CloseRequestedEvent,
@@ -50,6 +51,9 @@ from wayray.transport import (
 )
 from wayray.transport.trust import host_key
 from wayray.wire import (
+    AudioFrame,
+    AudioStart,
+    AudioStop,
     Axis,
     AxisSource,
     ButtonState,
@@ -191,12 +195,15 @@ class Viewer:
         manage_backend: bool = True,
         on_picture: Callable[[], None] | None = None,
         on_session_event: SessionEventHandler | None = None,
+        audio: AudioReceiver | None = None,
     ) -> None:
         """``manage_backend``: the viewer starts the backend and shows its end on it (False: the
         kiosk owns the backend across viewers). ``on_picture``: called whenever the picture becomes
         complete after a (re)connection: what the person sees is the session now."""
         self.options = options
         self.backend = backend
+        #: The session's sound (the ``audio`` capability), when this viewer offers it.
+        self.audio = audio
         self._manage_backend = manage_backend
         self._on_picture = on_picture
         self._on_session_event = on_session_event
@@ -383,25 +390,31 @@ class Viewer:
                     self._frame(conn, message)
                 elif isinstance(message, WireCursorImage | CursorPosition):
                     self._cursor(message)
+                elif isinstance(message, AudioStart | AudioFrame | AudioStop):
+                    if self.audio is not None:
+                        self.audio.handle(message)
                 elif isinstance(message, ClipboardText):
                     self.session_clipboard[message.selection] = message.text
                     self._clipboard_changed.set()
                     if message.selection is Selection.CLIPBOARD:
                         self.backend.set_clipboard(message.text)
                 elif isinstance(message, SessionEvent):
-                    log.info("session event %s: %s", message.kind.name, message.detail)
-                    if message.kind in (SessionEventKind.MOVED, SessionEventKind.ENDED):
-                        self.ending_detail = message.detail
-                    elif message.kind is SessionEventKind.DETACHED:
-                        self._detached = message.detail or "the server detached this viewer"
-                    elif message.kind is SessionEventKind.NOT_RESPONDING:
-                        self._session_hangs(message.detail)
-                    elif message.kind is SessionEventKind.RESPONDING:
-                        self._session_responds()
-                    if self._on_session_event is not None:
-                        self._on_session_event(message.kind, message.detail)
+                    self._session_event(message)
             except ConnectionClosedError:
                 return
+
+    def _session_event(self, message: SessionEvent) -> None:
+        log.info("session event %s: %s", message.kind.name, message.detail)
+        if message.kind in (SessionEventKind.MOVED, SessionEventKind.ENDED):
+            self.ending_detail = message.detail
+        elif message.kind is SessionEventKind.DETACHED:
+            self._detached = message.detail or "the server detached this viewer"
+        elif message.kind is SessionEventKind.NOT_RESPONDING:
+            self._session_hangs(message.detail)
+        elif message.kind is SessionEventKind.RESPONDING:
+            self._session_responds()
+        if self._on_session_event is not None:
+            self._on_session_event(message.kind, message.detail)
 
     def _session_hangs(self, detail: str) -> None:
         """The session answers nothing: a notice over its frozen picture, until it responds again."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -141,8 +142,9 @@ class _Session:
             executor=self.executor,
             on_end=self.end,
         )
-        self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
+        # The sound server before the link: the first viewer may attach as soon as the link is up.
         await self._start_sound()
+        self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
         if self.opts.command:
             self.proc = await self._start_command()
 
@@ -158,6 +160,9 @@ class _Session:
             log.error("the session has no sound: %s", err)
             return
         self.sound = sound
+        if self.link is not None:
+            self.link.audio_bitrate = self.opts.audio_bitrate
+            self.link.sound_env = sound.client_env(dict(os.environ))
 
     async def _start_command(self) -> asyncio.subprocess.Process:
         """COMMAND, a client of the compositor, in an environment without the link's variables."""
