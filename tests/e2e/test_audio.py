@@ -3,6 +3,7 @@ per session, real `paplay`/`parec` from pulseaudio-utils, real headless viewers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,6 +18,8 @@ import psutil
 import pytest
 
 from tests.e2e.harness import Harness, WrServer, eventually, failure
+from tests.e2e.test_robustness import _closed_after
+from wayray.wire import Channel, ErrorCode, encode_frame
 
 pytestmark = pytest.mark.slow
 
@@ -295,3 +298,68 @@ def test_with_audio_off_the_server_confirms_no_audio_and_sends_none(harness: Har
     assert accepted_capabilities(srv) == ["clipboard, cursor, display, input"]
     assert json.loads(stats.read_text())["audio"]["streams"] == 0
     assert not out.exists()
+
+
+# --- hot-desking and bad viewers ------------------------------------------------------------------
+
+
+def frames_in(path: Path) -> int:
+    return max(0, (path.stat().st_size - 44) // 4) if path.exists() else 0
+
+
+def test_the_sound_moves_with_the_token_and_the_first_viewer_goes_quiet_at_once(harness: Harness) -> None:
+    long_tone = write_wav(harness.tmp / "tone.wav", tone(120.0))
+    srv = harness.server(session_script(harness, f"paplay '{long_tone}' &"))
+    a_wav, a_stats = harness.tmp / "a.wav", harness.tmp / "a.json"
+    a = harness.start_client(srv, "--audio-wav", str(a_wav), "--stats", str(a_stats))
+    eventually(lambda: frames_in(a_wav) >= RATE // 2, "the first viewer to hear the tone")
+    # The same token at another viewer (a badge at another kiosk): the session, and its sound, go there.
+    b_wav, b_stats = harness.tmp / "b.wav", harness.tmp / "b.json"
+    b = harness.start_client(srv, "--audio-wav", str(b_wav), "--stats", str(b_stats))
+    assert a.wait() == 0, a.stderr()  # told the session moved (SESSION_MOVED), it leaves
+    eventually(lambda: frames_in(b_wav) >= RATE // 2, "the second viewer to hear the tone")
+    b.signal(signal.SIGINT)
+    assert b.wait() == 0, b.stderr()
+    first, second = json.loads(a_stats.read_text())["audio"], json.loads(b_stats.read_text())["audio"]
+    # On the session's clock, the first viewer's last frame was captured no later than a frame after the
+    # second viewer's first one: nothing of the session's sound reached it once it had moved.
+    assert first["last_timestamp_us"] <= second["first_timestamp_us"] + 20_000, (first, second)
+    heard = read_wav(b_wav)
+    peak = np.fft.rfftfreq(heard.size, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(heard)))]
+    assert abs(peak - 440) < 5, peak
+
+
+def test_bad_audio_from_a_viewer_costs_only_that_viewer(harness: Harness) -> None:
+    long_tone = write_wav(harness.tmp / "tone.wav", tone(120.0))
+    srv = harness.server(session_script(harness, f"paplay '{long_tone}' &"))
+    by_wav, by_stats = harness.tmp / "bystander.wav", harness.tmp / "bystander.json"
+    bystander = harness.start_client(
+        srv, "--audio-wav", str(by_wav), "--stats", str(by_stats), token="bystander-token"
+    )
+    eventually(lambda: frames_in(by_wav) >= RATE // 4, "the bystander to hear its session")
+    # A viewer of another session sends what nobody may send on the audio channel: a MicFrame it was
+    # not allowed (no microphone negotiated), garbage, a frame over the channel's 4 KiB, an unknown type.
+    cases = [
+        (encode_frame(4, b"\x00" * 16), ErrorCode.CAPABILITY_NOT_NEGOTIATED),
+        (encode_frame(4, b"\x01\x02"), ErrorCode.CAPABILITY_NOT_NEGOTIATED),
+        ((5000).to_bytes(4, "little") + b"\x04\x00", ErrorCode.FRAME_TOO_LARGE),
+        (encode_frame(77, b""), ErrorCode.UNKNOWN_MESSAGE),
+        (encode_frame(2, b"\x00" * 8), ErrorCode.UNEXPECTED_MESSAGE),  # AudioFrame is the server's
+    ]
+    for frame, code in cases:
+        closed = asyncio.run(_closed_after(srv, "noisy-viewer", Channel.AUDIO, frame))
+        assert closed.code == code, (closed.code, closed.reason)
+    # Its session lives on with its sound: the same token attached properly hears it.
+    out = harness.tmp / "noisy-again.wav"
+    again = harness.start_client(srv, "--audio-wav", str(out), token="noisy-viewer")
+    eventually(lambda: frames_in(out) >= RATE // 4, "the noisy viewer's session to be heard again")
+    again.signal(signal.SIGINT)
+    assert again.wait() == 0
+    # The bystander never lost its connection or its sound; the front door runs on.
+    before = frames_in(by_wav)
+    eventually(lambda: frames_in(by_wav) >= before + RATE // 4, "the bystander's sound to go on")
+    assert bystander.proc.poll() is None, bystander.stderr()
+    bystander.signal(signal.SIGINT)
+    assert bystander.wait() == 0
+    assert json.loads(by_stats.read_text())["connects"] == 1
+    assert srv.proc is not None and srv.proc.poll() is None

@@ -38,6 +38,10 @@ class ReceiverStats:
     #: Capture (session's clock) → received (this viewer's clock), ms. Meaningful where both clocks are
     #: one (session and viewer on the same host): CLOCK_MONOTONIC is system-wide.
     latency_ms: list[float] = field(default_factory=list)
+    #: Media timestamps (µs) of the first and the last frame received: when this viewer's sound began
+    #: and ended on the session's clock.
+    first_timestamp_us: int | None = None
+    last_timestamp_us: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         lat = sorted(self.latency_ms)
@@ -48,6 +52,8 @@ class ReceiverStats:
             "silent_frames": self.silent_frames,
             "dropped": self.dropped,
             "decode_errors": self.decode_errors,
+            "first_timestamp_us": self.first_timestamp_us,
+            "last_timestamp_us": self.last_timestamp_us,
             "latency_ms_median": round(statistics.median(lat), 3) if lat else None,
             "latency_ms_p95": round(lat[int(0.95 * (len(lat) - 1))], 3) if lat else None,
         }
@@ -113,6 +119,9 @@ class AudioReceiver:
         self._next_seq = frame.seq + 1
         self.stats.frames += 1
         self.stats.bytes += len(frame.data)
+        if self.stats.first_timestamp_us is None:
+            self.stats.first_timestamp_us = frame.timestamp_us
+        self.stats.last_timestamp_us = frame.timestamp_us
         self._write_at(self._base + frame.seq * FRAME_SAMPLES, pcm)
 
     def _write_at(self, position: int, pcm: bytes) -> None:
