@@ -363,3 +363,72 @@ def test_bad_audio_from_a_viewer_costs_only_that_viewer(harness: Harness) -> Non
     assert bystander.wait() == 0
     assert json.loads(by_stats.read_text())["connects"] == 1
     assert srv.proc is not None and srv.proc.poll() is None
+
+
+# --- the microphone -------------------------------------------------------------------------------
+
+
+def recording_session(h: Harness) -> list[str]:
+    """A session whose command records its source "WayRay microphone" with parecord from its start
+    until the file ``stop`` appears in HOME, into HOME/mic.raw, then writes HOME/recorded."""
+    return session_script(
+        h,
+        # (a recorder's latency as a call's: parecord's default fragment is 2 s, and SIGINT loses it)
+        "parecord --latency-msec=20 --raw --format=s16le --rate=48000 --channels=2 -d wayray_microphone "
+        '> "$HOME/mic.raw" &\n'
+        "rec=$!\n"
+        'while [ ! -e "$HOME/stop" ]; do sleep 0.05; done\n'
+        'kill -INT $rec; wait $rec; touch "$HOME/recorded"',
+    )
+
+
+def recording(h: Harness) -> np.ndarray:
+    """What parecord has written so far (mono float)."""
+    raw = (h.home / "mic.raw").read_bytes() if (h.home / "mic.raw").exists() else b""
+    return np.frombuffer(raw[: len(raw) // 4 * 4], "<i2").reshape(-1, 2).mean(axis=1) / 32768.0
+
+
+def recorded(h: Harness) -> np.ndarray:
+    """Stop parecord; everything it recorded."""
+    (h.home / "stop").touch()
+    eventually(lambda: (h.home / "recorded").exists(), "parecord to stop")
+    return recording(h)
+
+
+def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_allows_it(
+    harness: Harness,
+) -> None:
+    spoken = chirps()
+    mic = write_wav(harness.tmp / "mic.wav", np.concatenate([spoken, np.zeros(RATE // 2)]))
+    srv = harness.server(recording_session(harness), extra=["--audio", "playback+microphone"])
+    viewer = harness.start_client(srv, "--mic-wav", str(mic))
+    eventually(lambda: "microphone file" in viewer.stderr(), "the viewer to have sent its microphone file")
+    assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input, microphone"]
+
+    def heard_it() -> list[tuple[float, int]] | None:
+        heard = recording(harness)
+        found = similarity(heard, spoken) if heard.size > RATE else (0.0, 0)
+        return [found] if found[0] >= 0.9 else None
+
+    # The sound travels on after the viewer sent its last frame (pacat, the null sink): wait for it.
+    ((score, lag),) = eventually(heard_it, "parecord in the session to have recorded the chirps")
+    heard = recorded(harness)
+    assert similarity(heard, spoken)[0] >= 0.9
+    # Nothing but the microphone's sound: before and after it, the source recorded silence.
+    assert np.abs(heard[: max(0, lag - RATE // 50)]).max(initial=0.0) == 0.0
+    assert np.abs(heard[lag + len(spoken) + RATE // 50 :]).max(initial=0.0) == 0.0
+    print(f"microphone similarity {score:.4f} at sample {lag}")
+
+
+def test_without_the_policy_the_microphone_stays_off_and_the_source_records_silence(
+    harness: Harness,
+) -> None:
+    mic = write_wav(harness.tmp / "mic.wav", chirps())
+    srv = harness.server(recording_session(harness))  # policy.audio "playback"
+    viewer = harness.start_client(srv, "--mic-wav", str(mic))
+    eventually(lambda: "does not take this viewer's microphone" in viewer.stderr(), "the viewer to be told")
+    assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input"]
+    # Longer than the file the viewer would have sent: the source gives silence all along.
+    eventually(lambda: recording(harness).size >= 3 * RATE, "three seconds of recording")
+    heard = recorded(harness)
+    assert heard.size > 0 and np.abs(heard).max() == 0.0

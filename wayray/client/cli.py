@@ -13,6 +13,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import wayray
+from wayray.audio.mic_source import MicSource
 from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
@@ -136,6 +137,20 @@ def parser() -> argparse.ArgumentParser:
         help="offer the server no audio: the session's sound is not sent here (docs/audio.md)",
     )
     p.add_argument(
+        "--microphone",
+        nargs="?",
+        const="",
+        metavar="SOURCE",
+        help="send this kiosk's microphone (its sound server's default source, or SOURCE) when the "
+        "session's policy allows it",
+    )
+    p.add_argument(
+        "--mic-wav",
+        type=Path,
+        metavar="FILE",
+        help="send FILE (48 kHz stereo 16-bit WAV), once, as the microphone: for tests and checks",
+    )
+    p.add_argument(
         "--audio-wav",
         type=Path,
         metavar="FILE",
@@ -250,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     client = _client_settings(
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
+    offer = client.wire.capabilities
     if args.no_audio:
-        if args.audio_wav is not None:
-            raise UsageError("--audio-wav needs audio: leave out --no-audio")
-        no_audio = client.wire.capabilities - {Capability.AUDIO, Capability.MICROPHONE}
-        client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=no_audio))
+        if args.audio_wav is not None or args.microphone is not None or args.mic_wav is not None:
+            raise UsageError("--audio-wav, --microphone and --mic-wav need audio: leave out --no-audio")
+        offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
+    elif args.microphone is None and args.mic_wav is None:
+        offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
+    client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)
@@ -530,7 +548,10 @@ async def _run(
     keyboard: Keyboard | None,
 ) -> int:
     audio = None if args.no_audio else AudioReceiver(args.audio_wav)
-    viewer = Viewer(options, backend, audio=audio)
+    microphone = None
+    if args.mic_wav is not None or args.microphone is not None:
+        microphone = MicSource(device=args.microphone, wav=args.mic_wav)
+    viewer = Viewer(options, backend, audio=audio, microphone=microphone)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, viewer.stop, f"interrupted ({signal.Signals(sig).name})")

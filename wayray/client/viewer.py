@@ -16,6 +16,7 @@ or the server's identity refused, another viewer took the session, the session e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wayray.audio.mic_source import MicSource
 from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import (
     ClipboardChangedEvent,
@@ -69,6 +71,7 @@ from wayray.wire import (
     KeyframeRequest,
     KeymapUpdate,
     KeyState,
+    MicFrame,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -196,6 +199,7 @@ class Viewer:
         on_picture: Callable[[], None] | None = None,
         on_session_event: SessionEventHandler | None = None,
         audio: AudioReceiver | None = None,
+        microphone: MicSource | None = None,
     ) -> None:
         """``manage_backend``: the viewer starts the backend and shows its end on it (False: the
         kiosk owns the backend across viewers). ``on_picture``: called whenever the picture becomes
@@ -204,6 +208,8 @@ class Viewer:
         self.backend = backend
         #: The session's sound (the ``audio`` capability), when this viewer offers it.
         self.audio = audio
+        #: The kiosk's microphone, sent while the session may have it (AudioStart.microphone).
+        self.microphone = microphone
         self._manage_backend = manage_backend
         self._on_picture = on_picture
         self._on_session_event = on_session_event
@@ -365,6 +371,8 @@ class Viewer:
         try:
             await self._serve(conn)
         finally:
+            if self.microphone is not None:
+                await self.microphone.stop()  # never a word into a session this viewer left
             self.connected.clear()
             self.conn = None
             if self.ending is None:
@@ -391,8 +399,7 @@ class Viewer:
                 elif isinstance(message, WireCursorImage | CursorPosition):
                     self._cursor(message)
                 elif isinstance(message, AudioStart | AudioFrame | AudioStop):
-                    if self.audio is not None:
-                        self.audio.handle(message)
+                    self._audio_message(conn, message)
                 elif isinstance(message, ClipboardText):
                     self.session_clipboard[message.selection] = message.text
                     self._clipboard_changed.set()
@@ -402,6 +409,21 @@ class Viewer:
                     self._session_event(message)
             except ConnectionClosedError:
                 return
+
+    def _audio_message(self, conn: ClientConnection, message: AudioStart | AudioFrame | AudioStop) -> None:
+        if self.audio is not None:
+            self.audio.handle(message)
+        if not isinstance(message, AudioStart) or self.microphone is None:
+            return
+        if not message.microphone:
+            log.warning("the server does not take this viewer's microphone (its policy); it stays off")
+            return
+
+        def send(frame: MicFrame) -> None:
+            with contextlib.suppress(ConnectionClosedError, WireUsageError):
+                conn.send(frame)
+
+        self.microphone.start(send)
 
     def _session_event(self, message: SessionEvent) -> None:
         log.info("session event %s: %s", message.kind.name, message.detail)

@@ -40,6 +40,7 @@ from wayray.wire import (
     ErrorCode,
     Key,
     KeymapUpdate,
+    MicFrame,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -72,7 +73,7 @@ _INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
 #: Input not relayed to a compositor that does not respond: it comes at a rate that would pile up in
 #: the link's buffer, and is stale when the compositor wakes. Keys and buttons still go (a release
 #: must follow its press), at a person's pace.
-_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis)
+_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis, MicFrame)  # stale sound is worse than none
 
 
 class ViewerSide:

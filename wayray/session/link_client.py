@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from wayray.audio.capture import AudioSender
+from wayray.audio.microphone import MicrophoneFeed
 from wayray.codec import EncoderSettings
 from wayray.common.backoff import Backoff
 from wayray.common.log import Repeats
@@ -49,7 +50,7 @@ from wayray.link import (
 )
 from wayray.link.stream import LinkStream
 from wayray.session.attachment import Attachment
-from wayray.wire import Capability, Channel, WireProtocolError, decode_message, encode_message
+from wayray.wire import Capability, Channel, MicFrame, WireProtocolError, decode_message, encode_message
 from wayray.wire.framing import HEADER_SIZE, parse_header
 
 log = logging.getLogger("wayray.session")
@@ -103,6 +104,10 @@ class LinkClient:
         self.sound_env: dict[str, str] | None = None
         self.audio_bitrate = 96
         self.audio: AudioSender | None = None
+        #: The source "WayRay microphone"'s feed (runs with the sound server); ``microphone_on``: the
+        #: attached viewer may speak into it.
+        self.microphone: MicrophoneFeed | None = None
+        self.microphone_on = False
         self._closing = False
         self._repeats = Repeats(log)
 
@@ -323,11 +328,18 @@ class LinkClient:
         )
         if await audio.start():
             self.audio = audio
+        if audio.microphone and self.microphone is not None:
+            self.microphone.viewer_changed()
+            self.microphone_on = True
+            log.info("the viewer's microphone feeds the source 'WayRay microphone'")
 
     async def _detach(self, reason: str) -> None:
         audio, self.audio = self.audio, None
         if audio is not None:
             await audio.stop()
+        if self.microphone_on and self.microphone is not None:
+            self.microphone.viewer_changed()  # the source records silence again
+        self.microphone_on = False
         att, self.attachment = self.attachment, None
         if att is None:
             return
@@ -361,6 +373,10 @@ class LinkClient:
                 err.reason,
                 summary="{n} more viewer messages ignored in the last {seconds} s",
             )
+            return
+        if isinstance(decoded, MicFrame):
+            if self.microphone is not None and self.microphone_on:
+                self.microphone.handle(decoded)
             return
         att.handle(decoded)
 

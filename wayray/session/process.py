@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wayray.audio.microphone import MicrophoneFeed
 from wayray.audio.soundserver import SoundServer, SoundServerError
 from wayray.codec import EncoderSettings
 from wayray.common.errors import EXIT_FAILURE, WayRayError
@@ -163,6 +164,9 @@ class _Session:
         if self.link is not None:
             self.link.audio_bitrate = self.opts.audio_bitrate
             self.link.sound_env = sound.client_env(dict(os.environ))
+            microphone = MicrophoneFeed(self.link.sound_env)
+            if await microphone.start():
+                self.link.microphone = microphone
 
     async def _start_command(self) -> asyncio.subprocess.Process:
         """COMMAND, a client of the compositor, in an environment without the link's variables."""
@@ -211,6 +215,8 @@ class _Session:
             self.link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.link_task
+        if self.link is not None and self.link.microphone is not None:
+            await self.link.microphone.stop()
         if self.sound is not None:
             await self.sound.stop()
         await self.comp.close()

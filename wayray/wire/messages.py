@@ -66,7 +66,14 @@ class Capability(enum.StrEnum):
 
 #: What this code implements, and so offers by default.
 IMPLEMENTED_CAPABILITIES = frozenset(
-    {Capability.DISPLAY, Capability.INPUT, Capability.CURSOR, Capability.CLIPBOARD, Capability.AUDIO}
+    {
+        Capability.DISPLAY,
+        Capability.INPUT,
+        Capability.CURSOR,
+        Capability.CLIPBOARD,
+        Capability.AUDIO,
+        Capability.MICROPHONE,
+    }
 )
 
 
