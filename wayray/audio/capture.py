@@ -82,7 +82,7 @@ class AudioSender:
                 sample_rate=RATE,
                 channels=CHANNELS,
                 frame_us=FRAME_US,
-                bitrate=self.bitrate,
+                bitrate=self.bitrate * 1000,
                 microphone=self.microphone,
             )
         )
