@@ -227,6 +227,8 @@ def test_the_session_plays_a_chirp_and_the_viewer_receives_it_undistorted(harnes
     assert audio["frames"] <= 75 + 6, audio
     assert audio["silent_frames"] >= 2 * 25 - 4, audio
     assert audio["decode_errors"] == 0 and audio["dropped"] == 0, audio
+    # 96 kbit/s as announced (in bits per second) and as sent: 240 bytes per 20 ms frame.
+    assert audio["bitrate"] == 96_000 and audio["bytes"] == 240 * audio["frames"], audio
     # Capture → receipt on this host (one CLOCK_MONOTONIC): measured, and reported with the test.
     print(
         f"similarity {score:.4f} at lag {lag}; capture→viewer latency median "

@@ -28,6 +28,8 @@ MAX_LATENCIES = 100_000
 @dataclass
 class ReceiverStats:
     streams: int = 0
+    #: The bit rate the last AudioStart announced (bits per second).
+    bitrate: int = 0
     frames: int = 0
     bytes: int = 0
     #: Frames of silence the session did not send (gaps in seq), in this viewer's streams.
@@ -47,6 +49,7 @@ class ReceiverStats:
         lat = sorted(self.latency_ms)
         return {
             "streams": self.streams,
+            "bitrate": self.bitrate,
             "frames": self.frames,
             "bytes": self.bytes,
             "silent_frames": self.silent_frames,
@@ -94,6 +97,7 @@ class AudioReceiver:
         self._base = self._written
         self._next_seq = None
         self.stats.streams += 1
+        self.stats.bitrate = start.bitrate
         log.info(
             "sound from the session: Opus %d kbit/s (stream %d)", start.bitrate // 1000, start.stream_id
         )
