@@ -17,6 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
+from tests.conftest import script
 from tests.e2e.harness import Harness, WrServer, eventually, failure
 from tests.e2e.test_robustness import _closed_after
 from wayray.wire import Channel, ErrorCode, encode_frame
@@ -435,3 +436,36 @@ def test_without_the_policy_the_microphone_stays_off_and_the_source_records_sile
     eventually(lambda: recording(harness).size >= 3 * RATE, "three seconds of recording")
     heard = recorded(harness)
     assert heard.size > 0 and np.abs(heard).max() == 0.0
+
+
+# --- the policy, reloaded ---------------------------------------------------------------------------
+
+
+def test_a_reload_changes_what_the_next_attach_gets(tmp_path: Path) -> None:
+    from tests.server.test_reload import instance
+
+    with instance(tmp_path) as inst:
+        servers = (inst.etc / "servers.toml").read_text()
+        servers = servers.replace('session_command = ["true"]', 'session_command = ["sleep", "3600"]')
+        (inst.etc / "servers.toml").write_text(servers)
+        (inst.etc / "policies.toml").write_text('[policy.default]\naudio = "off"\n')
+        inst.start()
+        fingerprint = inst.status()["fingerprint"]
+
+        def attach(token: str) -> list[str]:
+            shot = tmp_path / "a.png"
+            result = subprocess.run(
+                [script("wrclient"), f"127.0.0.1:{inst.port}", "--fingerprint", fingerprint, "--headless",
+                 "--token", token, "--access-key-file", str(inst.key), "--snapshot", str(shot)],
+                env=inst.h.env, capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+            assert result.returncode == 0, failure(result)
+            return re.findall(r"accepted into session \S+ \(([^)]*)\)", inst.log.read_text())
+
+        assert attach("before-reload") == ["clipboard, cursor, display, input"]
+        (inst.etc / "policies.toml").write_text('[policy.default]\naudio = "playback"\n')
+        res = inst.wradm("reload", "--instance", "lab")
+        assert res.returncode == 0, res.stderr
+        # The same session attached again, and a new one: both get audio now.
+        assert attach("before-reload")[-1] == "audio, clipboard, cursor, display, input"
+        assert attach("after-reload")[-1] == "audio, clipboard, cursor, display, input"
