@@ -9,17 +9,20 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import wave
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, WrServer, eventually, failure
+from tests.e2e.harness import Harness, WrServer, eventually, failure, processes_with_link
 from tests.e2e.test_robustness import _closed_after
+from wayray.server.admin import AdminClient
 from wayray.wire import Channel, ErrorCode, encode_frame
 
 pytestmark = pytest.mark.slow
@@ -441,31 +444,67 @@ def test_without_the_policy_the_microphone_stays_off_and_the_source_records_sile
 # --- the policy, reloaded ---------------------------------------------------------------------------
 
 
+def _drain(notify: Any) -> None:
+    with suppress(OSError):
+        while True:
+            notify.sock.recv(4096)
+
+
 def test_a_reload_changes_what_the_next_attach_gets(tmp_path: Path) -> None:
+    """policy.audio and policy.audio_bitrate are read at each attach: an instance with audio off
+    confirms no audio; after `wradm reload` the next attach gets audio, at the bit rate the policy says
+    then, and a reload of the bit rate alone changes it for the attach after."""
     from tests.server.test_reload import instance
 
     with instance(tmp_path) as inst:
-        servers = (inst.etc / "servers.toml").read_text()
-        servers = servers.replace('session_command = ["true"]', 'session_command = ["sleep", "3600"]')
-        (inst.etc / "servers.toml").write_text(servers)
-        (inst.etc / "policies.toml").write_text('[policy.default]\naudio = "off"\n')
-        inst.start()
-        fingerprint = inst.status()["fingerprint"]
+        try:
+            tone_wav = write_wav(tmp_path / "tone.wav", tone(600.0))
+            servers = (inst.etc / "servers.toml").read_text()
+            command = f'session_command = ["sh", "-c", "paplay {tone_wav}; sleep 3600"]'
+            (inst.etc / "servers.toml").write_text(servers.replace('session_command = ["true"]', command))
+            (inst.etc / "policies.toml").write_text('[policy.default]\naudio = "off"\n')
+            inst.start()
+            # wrsrvd tells the service manager its status at every attach and detach; the rig's
+            # socket must be read as systemd reads it, or wrsrvd's next message waits for room.
+            threading.Thread(target=_drain, args=(inst.notify,), daemon=True).start()
+            fingerprint = inst.status()["fingerprint"]
+            listen = tmp_path / "listen.txt"
+            # (long enough for the first frames: a null sink that plays for a program asking a large buffer
+            # (paplay's is 2 s) renders that much at once, and a recorder joining late waits for the next)
+            listen.write_text("wait 4000\n")
 
-        def attach(token: str) -> list[str]:
-            shot = tmp_path / "a.png"
-            result = subprocess.run(
-                [script("wrclient"), f"127.0.0.1:{inst.port}", "--fingerprint", fingerprint, "--headless",
-                 "--token", token, "--access-key-file", str(inst.key), "--snapshot", str(shot)],
-                env=inst.h.env, capture_output=True, text=True, timeout=180,
-            )  # fmt: skip
-            assert result.returncode == 0, failure(result)
-            return re.findall(r"accepted into session \S+ \(([^)]*)\)", inst.log.read_text())
+            def attach(token: str) -> tuple[str, dict[str, Any]]:
+                stats = tmp_path / f"{token}.json"
+                result = subprocess.run(
+                    [script("wrclient"), f"127.0.0.1:{inst.port}", "--fingerprint", fingerprint,
+                     "--headless", "--token", token, "--access-key-file", str(inst.key),
+                     "--script", str(listen), "--stats", str(stats)],
+                    env=inst.h.env, capture_output=True, text=True, timeout=180,
+                )  # fmt: skip
+                assert result.returncode == 0, failure(result)
+                accepted = re.findall(r"accepted into session \S+ \(([^)]*)\)", inst.log.read_text())
+                return accepted[-1], json.loads(stats.read_text())["audio"]
 
-        assert attach("before-reload") == ["clipboard, cursor, display, input"]
-        (inst.etc / "policies.toml").write_text('[policy.default]\naudio = "playback"\n')
-        res = inst.wradm("reload", "--instance", "lab")
-        assert res.returncode == 0, res.stderr
-        # The same session attached again, and a new one: both get audio now.
-        assert attach("before-reload")[-1] == "audio, clipboard, cursor, display, input"
-        assert attach("after-reload")[-1] == "audio, clipboard, cursor, display, input"
+            caps, audio = attach("before-reload")
+            assert caps == "clipboard, cursor, display, input" and audio["streams"] == 0
+            (inst.etc / "policies.toml").write_text(
+                '[policy.default]\naudio = "playback"\naudio_bitrate = 32\n'
+            )
+            assert inst.wradm("reload", "--instance", "lab").returncode == 0
+            # A new session (the one before started without a sound server: it stays without sound).
+            caps, audio = attach("after-reload")
+            assert caps == "audio, clipboard, cursor, display, input"
+            assert audio["bitrate"] == 32_000 and audio["frames"] > 0, audio
+            (inst.etc / "policies.toml").write_text(
+                '[policy.default]\naudio = "playback"\naudio_bitrate = 128\n'
+            )
+            assert inst.wradm("reload", "--instance", "lab").returncode == 0
+            caps, audio = attach("after-reload")  # the same session, attached again
+            assert audio["bitrate"] == 128_000 and audio["bytes"] == 320 * audio["frames"], audio
+        finally:  # its sessions, ended by wrsrvd (the rig's cleanup looks for the harness's link only)
+            with AdminClient(inst.run / "lab" / "admin.sock") as admin:
+                for session in admin.request("sessions")["sessions"]:
+                    admin.request("kill", session_id=session["id"])
+            eventually(
+                lambda: not processes_with_link(inst.run / "lab" / "link.sock"), "the sessions to end"
+            )

@@ -11,6 +11,7 @@ import time
 
 from wayray.config import AudioPolicy
 from wayray.link import Attach, Attached, CloseCode, LinkError
+from wayray.link.protocol import AUDIO_LINK_VERSION
 from wayray.server.live import ServedSession, SessionNotResponding, Viewer
 from wayray.server.table import SessionTable
 from wayray.server.watch import CompositorWatch
@@ -134,6 +135,9 @@ class Attacher:
                     frame_window=settings.wire.frame_window,
                     clipboard=str(settings.clipboard),
                     first_seq=first_seq,
+                    audio_bitrate=(
+                        settings.audio_bitrate if session.link_version >= AUDIO_LINK_VERSION else None
+                    ),
                 )
             )
             return await asyncio.wait_for(asyncio.shield(answer), ATTACH_TIMEOUT)

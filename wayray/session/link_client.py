@@ -323,7 +323,7 @@ class LinkClient:
         audio = AudioSender(
             self.sound_env,
             send,
-            bitrate=self.audio_bitrate,
+            bitrate=message.audio_bitrate or self.audio_bitrate,  # wrsrvd's policy now, if it says
             microphone=Capability.MICROPHONE in message.capabilities,
         )
         if await audio.start():

@@ -95,7 +95,7 @@ class PolicyConfig:
     audio_bitrate: int = setting(
         96,
         Integer(16, 256),
-        "Opus bit rate of a session's sound, in kbit/s (stereo, 48 kHz); read when a session starts.",
+        "Opus bit rate of a session's sound, in kbit/s (stereo, 48 kHz); read at each attach.",
     )
     tokens: tuple[SessionTokenKind, ...] = setting(
         (SessionTokenKind.BADGE, SessionTokenKind.TERMINAL),
