@@ -59,7 +59,7 @@ NOT_YET_CLIENT = '[client]\npool = "office"\n'
 
 def test_each_program_checks_the_files_it_reads_and_quiet_means_errors_only(tmp_path: Path) -> None:
     copy_examples(tmp_path)
-    # Settings whose feature does not exist yet (mDNS pools, audio, USB rules) are a warning where
+    # Settings whose feature does not exist yet (mDNS pools, USB rules) are a warning where
     # they are set, so nobody believes they did something; still a valid config. (The shipped
     # examples set none of them.)
     write(

@@ -176,7 +176,7 @@ async def test_capabilities_are_the_intersection(identity: ServerIdentity, tmp_p
         await conn.wait_closed()
 
     server = await start(
-        identity, handle, wire=WireConfig(capabilities=frozenset({"display", "input", "audio"}))
+        identity, handle, wire=WireConfig(capabilities=frozenset({"display", "input", "usb"}))
     )
     try:
         conn = await connect("127.0.0.1", server.port, client_settings(tmp_path), hello())

@@ -222,8 +222,12 @@ def test_unknown_and_reserved_channels() -> None:
     ev = raw(srv, 9, b"\x00")
     assert ev.code == ErrorCode.UNKNOWN_CHANNEL
     srv, _ = connected_pair()
+    ev = raw(srv, Channel.USB, encode_frame(1, b""))
+    assert ev.code == ErrorCode.PROTOCOL_VIOLATION and "USB" in ev.reason
+    # The audio channel carries the server's sound; a client sending the server's AudioStart is wrong.
+    srv, _ = connected_pair()
     ev = raw(srv, Channel.AUDIO, encode_frame(1, b""))
-    assert ev.code == ErrorCode.PROTOCOL_VIOLATION and "AUDIO" in ev.reason
+    assert ev.code == ErrorCode.UNEXPECTED_MESSAGE and "AudioStart" in ev.reason
     _, cli = connected_pair()
     ev = raw(cli, Channel.INPUT, encode_frame(1, b""))
     assert ev.code == ErrorCode.PROTOCOL_VIOLATION

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import wayray
+from wayray.audio.mic_source import MicSource
+from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
@@ -130,6 +133,32 @@ def parser() -> argparse.ArgumentParser:
         help="reconnect (with backoff) when the connection drops (default: on)",
     )
     p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
+    p.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="offer the server no audio: the session's sound is not sent here (docs/audio.md)",
+    )
+    p.add_argument(
+        "--microphone",
+        nargs="?",
+        const="",
+        metavar="SOURCE",
+        help="send this kiosk's microphone (its sound server's default source, or SOURCE) when the "
+        "session's policy allows it",
+    )
+    p.add_argument(
+        "--mic-wav",
+        type=Path,
+        metavar="FILE",
+        help="send FILE (48 kHz stereo 16-bit WAV), once, as the microphone: for tests and checks",
+    )
+    p.add_argument(
+        "--audio-wav",
+        type=Path,
+        metavar="FILE",
+        help="write the session's sound to FILE (WAV, 48 kHz stereo, silences where the session was "
+        "silent), for tests and for checking a deployment",
+    )
     p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml (and usb.toml) under DIR")
     p.add_argument(
         "--usb",
@@ -245,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     client = _client_settings(
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
+    offer = client.wire.capabilities
+    if args.no_audio:
+        if args.audio_wav is not None or args.microphone is not None or args.mic_wav is not None:
+            raise UsageError("--audio-wav, --microphone and --mic-wav need audio: leave out --no-audio")
+        offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
+    elif args.microphone is None and args.mic_wav is None:
+        offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
+    client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)
@@ -545,7 +582,11 @@ async def _run(
     keyboard: Keyboard | None,
     usb: KioskUsb | None = None,
 ) -> int:
-    viewer = Viewer(options, backend, usb=usb)
+    audio = None if args.no_audio else AudioReceiver(args.audio_wav)
+    microphone = None
+    if args.mic_wav is not None or args.microphone is not None:
+        microphone = MicSource(device=args.microphone, wav=args.mic_wav)
+    viewer = Viewer(options, backend, usb=usb, audio=audio, microphone=microphone)
     if usb is not None:
         usb.start()
     loop = asyncio.get_running_loop()
@@ -571,8 +612,12 @@ async def _run(
         if usb is not None:
             usb.stop()
         await backend.close()
+        if audio is not None:
+            audio.close()
         if args.stats is not None:
             data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}
+            if audio is not None:
+                data["audio"] = audio.stats.to_json()
             args.stats.write_text(json.dumps(data, indent=1) + "\n")
     return code
 

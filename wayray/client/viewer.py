@@ -16,6 +16,7 @@ or the server's identity refused, another viewer took the session, the session e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wayray.audio.mic_source import MicSource
+from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import (
     ClipboardChangedEvent,
     CloseRequestedEvent,
@@ -51,6 +54,9 @@ from wayray.transport import (
 )
 from wayray.transport.trust import host_key
 from wayray.wire import (
+    AudioFrame,
+    AudioStart,
+    AudioStop,
     Axis,
     AxisSource,
     ButtonState,
@@ -66,6 +72,7 @@ from wayray.wire import (
     KeyframeRequest,
     KeymapUpdate,
     KeyState,
+    MicFrame,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -198,6 +205,8 @@ class Viewer:
         on_picture: Callable[[], None] | None = None,
         on_session_event: SessionEventHandler | None = None,
         usb: KioskUsb | None = None,
+        audio: AudioReceiver | None = None,
+        microphone: MicSource | None = None,
     ) -> None:
         """``usb``: the kiosk's USB devices, offered to each connection's session.
         ``manage_backend``: the viewer starts the backend and shows its end on it (False: the
@@ -205,6 +214,10 @@ class Viewer:
         complete after a (re)connection: what the person sees is the session now."""
         self.options = options
         self.backend = backend
+        #: The session's sound (the ``audio`` capability), when this viewer offers it.
+        self.audio = audio
+        #: The kiosk's microphone, sent while the session may have it (AudioStart.microphone).
+        self.microphone = microphone
         self._manage_backend = manage_backend
         self._on_picture = on_picture
         self._on_session_event = on_session_event
@@ -375,6 +388,8 @@ class Viewer:
         finally:
             if self.usb is not None:
                 self.usb.disconnected()
+            if self.microphone is not None:
+                await self.microphone.stop()  # never a word into a session this viewer left
             self.connected.clear()
             self.conn = None
             if self.ending is None:
@@ -400,6 +415,8 @@ class Viewer:
                     self._frame(conn, message)
                 elif isinstance(message, WireCursorImage | CursorPosition):
                     self._cursor(message)
+                elif isinstance(message, AudioStart | AudioFrame | AudioStop):
+                    self._audio_message(conn, message)
                 elif isinstance(message, ClipboardText):
                     self.session_clipboard[message.selection] = message.text
                     self._clipboard_changed.set()
@@ -412,6 +429,21 @@ class Viewer:
                     self._session_event(message)
             except ConnectionClosedError:
                 return
+
+    def _audio_message(self, conn: ClientConnection, message: AudioStart | AudioFrame | AudioStop) -> None:
+        if self.audio is not None:
+            self.audio.handle(message)
+        if not isinstance(message, AudioStart) or self.microphone is None:
+            return
+        if not message.microphone:
+            log.warning("the server does not take this viewer's microphone (its policy); it stays off")
+            return
+
+        def send(frame: MicFrame) -> None:
+            with contextlib.suppress(ConnectionClosedError, WireUsageError):
+                conn.send(frame)
+
+        self.microphone.start(send)
 
     def _session_event(self, message: SessionEvent) -> None:
         log.info("session event %s: %s", message.kind.name, message.detail)

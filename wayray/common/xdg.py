@@ -51,3 +51,16 @@ def standalone_access_key(env: Mapping[str, str] | None = None) -> Path:
 def standalone_certificate(env: Mapping[str, str] | None = None) -> Path:
     """The TLS certificate of this user's own standalone server: the identity its key goes to."""
     return standalone_state_dir(env) / DERIVED_CERT
+
+
+def session_sound_dir(runtime_dir: Path, wayland_display: str) -> Path:
+    """The private directory of the sound server of the session on ``wayland_display`` (docs/audio.md):
+    its socket ``native`` and its cookie. The session process makes it; wrsessd names it to the
+    session's components."""
+    return runtime_dir / f"wayray-audio-{wayland_display}"
+
+
+def session_sound_environment(runtime_dir: Path, wayland_display: str) -> dict[str, str]:
+    """``PULSE_SERVER`` and ``PULSE_COOKIE`` for the programs of that session."""
+    d = session_sound_dir(runtime_dir, wayland_display)
+    return {"PULSE_SERVER": f"unix:{d / 'native'}", "PULSE_COOKIE": str(d / "cookie")}

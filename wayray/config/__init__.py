@@ -21,6 +21,7 @@ from wayray.config.model import (
     DEFAULT_PORT,
     FILES,
     AdmissionSettings,
+    AudioPolicy,
     BadgeReaderSettings,
     ClientConfig,
     ClientTLSSettings,
@@ -45,6 +46,7 @@ from wayray.config.model import (
 
 __all__ = [
     "AdmissionSettings",
+    "AudioPolicy",
     "DEFAULT_PORT",
     "FILES",
     "BadgeReaderSettings",

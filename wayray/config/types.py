@@ -176,12 +176,16 @@ class String(ValueType[str]):
 class Choice(ValueType[E]):
     """One of the values of a string enum."""
 
-    def __init__(self, enum_cls: type[E]) -> None:
+    def __init__(self, enum_cls: type[E], *, booleans: Mapping[bool, E] | None = None) -> None:
         self.enum_cls = enum_cls
         self.values = [str(m.value) for m in enum_cls]
         self.name = "one of " + ", ".join(_quote(v) for v in self.values)
+        #: What ``true`` and ``false`` mean where the setting was a boolean before (older files).
+        self.booleans = dict(booleans or {})
 
     def parse(self, raw: object) -> E:
+        if isinstance(raw, bool) and raw in self.booleans:
+            return self.booleans[raw]
         if isinstance(raw, str):
             for member in self.enum_cls:
                 if member.value == raw:

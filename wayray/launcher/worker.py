@@ -42,6 +42,7 @@ from pathlib import Path
 
 from wayray.common.log import setup as setup_logging
 from wayray.common.secretfd import secret_pipe
+from wayray.common.xdg import session_sound_environment
 from wayray.launcher import pam, proctree, protocol, scope, sessionlog, spawn
 from wayray.launcher import worker_protocol as wp
 from wayray.launcher.channel import Channel
@@ -154,6 +155,9 @@ class Worker:
             msg.cmd or (), plan, env, names, output, link_secrets[-1] if link_secrets else None
         )
         client_env = {**env, "WAYLAND_DISPLAY": self.wayland_display}
+        if env.get("WAYRAY_SESSION_AUDIO", "off") != "off":
+            # The compositor started the session's sound server before its socket appeared.
+            client_env.update(session_sound_environment(self.runtime_dir, self.wayland_display))
         if job.greeter:
             client_env.update(msg.greeter_env or {})
         self._spawn_components(plan, configured, client_env, names, output)

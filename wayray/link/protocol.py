@@ -37,13 +37,15 @@ from wayray.wire.layout import KiB, MiB
 #: wrsrvd does not speak is refused with a reason instead of misunderstood.
 #:
 #: 1: the first version. 2: wrsrvd pings the compositor (:class:`Ping`/:class:`Pong`) to notice one
-#: that hangs without closing its socket.
-LINK_VERSION = 2
+#: that hangs without closing its socket. 3: :class:`Attach` may carry ``audio_bitrate`` (docs/audio.md).
+LINK_VERSION = 3
 #: The oldest compositor wrsrvd still serves: sessions started by the previous release survive an
 #: upgraded wrsrvd. It sends a compositor of version 1 nothing that version does not know (no Ping).
 MIN_LINK_VERSION = 1
 #: The version that brought :class:`Ping`/:class:`Pong`.
 PING_LINK_VERSION = 2
+#: The version that brought ``Attach.audio_bitrate``: wrsrvd sends it to no older compositor.
+AUDIO_LINK_VERSION = 3
 
 
 class LinkRole(enum.StrEnum):
@@ -262,6 +264,11 @@ class Attach(JSONMessage):
         "switches a viewer that already shows another session (greeter → the user's desktop) to this "
         "one, whose seqs must go on increasing on the same connection",
         default=1,
+    )
+    audio_bitrate: int | None = field(
+        Int(16, 256),
+        "since link version 3: the Opus bit rate for this viewer's sound in kbit/s (policy.audio_bitrate "
+        "at the attach); absent: the bit rate the session started with",
     )
 
     def __repr__(self) -> str:

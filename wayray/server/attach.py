@@ -9,13 +9,15 @@ import asyncio
 import logging
 import time
 
+from wayray.config import AudioPolicy
 from wayray.link import Attach, Attached, CloseCode, LinkError
+from wayray.link.protocol import AUDIO_LINK_VERSION
 from wayray.server.live import ServedSession, SessionNotResponding, Viewer
 from wayray.server.table import SessionTable
 from wayray.server.usb import UsbSide
 from wayray.server.watch import CompositorWatch
 from wayray.transport import ConnectionClosedError
-from wayray.wire import ErrorCode, SessionEventKind
+from wayray.wire import Capability, ErrorCode, SessionEventKind
 
 log = logging.getLogger("wayray.server")
 
@@ -23,6 +25,15 @@ ATTACH_TIMEOUT = 15.0
 #: Switching a viewer to another compositor: how long it may take to acknowledge the frames it has.
 DRAIN_TIMEOUT = 5.0
 NOT_RESPONDING_REFUSAL = "the session is not responding; waiting for it (trying again)"
+
+
+def withheld_by_policy(audio: AudioPolicy) -> frozenset[str]:
+    """Capabilities a viewer is not given, whatever it offers: policy.audio's (docs/audio.md §5)."""
+    if not audio.playback:
+        return frozenset({Capability.AUDIO, Capability.MICROPHONE})
+    if not audio.microphone:
+        return frozenset({Capability.MICROPHONE})
+    return frozenset()
 
 
 class Attacher:
@@ -108,6 +119,8 @@ class Attacher:
         viewer.attach_id = next(session.attach_ids)
         hello = conn.hello
         width, height = self.table.fit(session, hello.screen_width, hello.screen_height, hello.scale_120)
+        if conn.server_hello is None:  # what the policy withholds, read at each attach (a reload acts)
+            conn.withhold_capabilities(withheld_by_policy(settings.audio))
         answer: asyncio.Future[Attached] = asyncio.get_running_loop().create_future()
         session.attaching[viewer.attach_id] = answer
         assert session.link is not None  # checked by the caller, with no wait since
@@ -124,6 +137,9 @@ class Attacher:
                     frame_window=settings.wire.frame_window,
                     clipboard=str(settings.clipboard),
                     first_seq=first_seq,
+                    audio_bitrate=(
+                        settings.audio_bitrate if session.link_version >= AUDIO_LINK_VERSION else None
+                    ),
                 )
             )
             return await asyncio.wait_for(asyncio.shield(answer), ATTACH_TIMEOUT)

@@ -118,6 +118,11 @@ def parser() -> argparse.ArgumentParser:
         "import) for a user-space USB/IP driver, instead of attaching it to vhci_hcd",
     )
     p.add_argument(
+        "--audio",
+        choices=("off", "playback", "playback+microphone"),
+        help="standalone: session audio, as policy.audio (playback; docs/audio.md)",
+    )
+    p.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -194,7 +199,7 @@ def _logging(verbose: int) -> None:
 
 
 def _standalone(args: argparse.Namespace, command: list[str]) -> object:
-    from wayray.config import PolicyConfig, ServerConfig
+    from wayray.config import AudioPolicy, PolicyConfig, ServerConfig
     from wayray.server.settings import standalone_settings
 
     if not command:
@@ -230,9 +235,10 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
         server = dataclasses.replace(server, max_sessions=args.max_sessions)
     if args.no_video:
         server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, video=False))
-    return standalone_settings(
-        server, PolicyConfig(name="default"), state_dir=args.state_dir, runtime_dir=args.runtime_dir
-    )
+    policy = PolicyConfig(name="default")
+    if args.audio is not None:
+        policy = dataclasses.replace(policy, audio=AudioPolicy(args.audio))
+    return standalone_settings(server, policy, state_dir=args.state_dir, runtime_dir=args.runtime_dir)
 
 
 #: The configuration keys behind the settings a reload cannot change (FrontDoor.RESTART_ONLY).

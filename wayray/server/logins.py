@@ -80,6 +80,9 @@ class Logins:
             f"WAYRAY_SESSION_IDLE_FPS={settings.idle_fps}",
             f"WAYRAY_SESSION_ORPHAN_TIMEOUT={settings.policy.detached_timeout_s or 0:g}",
             f"WAYRAY_SESSION_VIDEO={1 if settings.video else 0}",
+            # Login and unlock screens have no sound; a user's session has what the policy says.
+            f"WAYRAY_SESSION_AUDIO={settings.audio if kind is Kind.SESSION else 'off'}",
+            f"WAYRAY_SESSION_AUDIO_BITRATE={settings.audio_bitrate}",
         )
 
     # --- login screens -----------------------------------------------------------------------------

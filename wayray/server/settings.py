@@ -17,7 +17,15 @@ from pathlib import Path
 
 from wayray.common.errors import UsageError, WayRayError
 from wayray.common.xdg import ACCESS_KEY_FILE, DERIVED_CERT, DERIVED_KEY, standalone_state_dir
-from wayray.config import ClipboardDirection, HostConfig, PolicyConfig, ServerConfig, SessionStart, UsbConfig
+from wayray.config import (
+    AudioPolicy,
+    ClipboardDirection,
+    HostConfig,
+    PolicyConfig,
+    ServerConfig,
+    SessionStart,
+    UsbConfig,
+)
 from wayray.config.checks import is_loopback
 from wayray.server.admission import Limits, memory_budget
 from wayray.server.policy import SessionPolicy
@@ -58,6 +66,10 @@ class FrontDoorSettings:
     #: The server offers USB (docs/usb.md) on top of what every peer has: kiosks that forward devices
     #: ask for it, and the rules (``usb``) judge what they offer.
     wire: WireConfig = WireConfig(capabilities=IMPLEMENTED_CAPABILITIES | {Capability.USB})
+    #: policy.audio: what a session starts with (a sound server or none) and what attaches offer.
+    audio: AudioPolicy = AudioPolicy.PLAYBACK
+    #: policy.audio_bitrate, kbit/s.
+    audio_bitrate: int = 96
     #: Seconds a restored session may take to come back on the link after wrsrvd starts, and a
     #: viewer waits for a session that is starting or reconnecting.
     relink_grace: float = 30.0
@@ -243,6 +255,8 @@ def _build(
         video=server.encoder.video,
         policy=session_policy(policy, login=launcher_socket is not None),
         clipboard=policy.clipboard,
+        audio=policy.audio,
+        audio_bitrate=policy.audio_bitrate,
         launcher_socket=launcher_socket,
         session_memory_max=server.limits.session_memory_max,
         session_cpu_quota=server.limits.session_cpu_quota,

@@ -52,6 +52,9 @@ class SessionSpec:
     log_dir: Path | None
     #: The compositor never makes its output larger than this (output.max_pixels).
     max_pixels: int | None = None
+    #: policy.audio and policy.audio_bitrate when the session starts ("off": no sound server).
+    audio: str = "off"
+    audio_bitrate: int = 96
 
 
 def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
@@ -75,6 +78,7 @@ def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
         argv.append("--no-video")
     if spec.max_pixels is not None:
         argv += ["--max-pixels", str(spec.max_pixels)]
+    argv += ["--audio", spec.audio, "--audio-bitrate", str(spec.audio_bitrate)]
     # The session keeper (wayray.session.keeper): the programs that leave the session's process group
     # (nohup, setsid) end with it all the same, and its log has a cap.
     argv.append("--subreaper")

@@ -41,6 +41,7 @@ from wayray.wire import (
     ErrorCode,
     Key,
     KeymapUpdate,
+    MicFrame,
     PointerAxis,
     PointerButton,
     PointerMotion,
@@ -75,7 +76,7 @@ _INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
 #: Input not relayed to a compositor that does not respond: it comes at a rate that would pile up in
 #: the link's buffer, and is stale when the compositor wakes. Keys and buttons still go (a release
 #: must follow its press), at a person's pace.
-_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis)
+_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis, MicFrame)  # stale sound is worse than none
 
 
 class ViewerSide:
@@ -258,6 +259,8 @@ class ViewerSide:
             orphan_timeout=settings.policy.detached_timeout_s,
             log_dir=settings.session_log_dir,
             max_pixels=settings.max_pixels,
+            audio=str(settings.audio),
+            audio_bitrate=settings.audio_bitrate,
         )
         try:
             session.process = start_session(spec, functools.partial(self.watch.process_exited, session))

@@ -31,6 +31,7 @@ from wayray.common.log import setup
 from wayray.common.sizes import OUTPUT_SIZE
 from wayray.compositor.limits import check_output_size, fit_output_size, set_max_pixels
 from wayray.compositor.session import Decorations
+from wayray.config import AudioPolicy
 
 #: Environment variables standing for options (wrsrvd in launcher mode sets them; argv wins).
 ENV_OPTIONS = (
@@ -40,6 +41,8 @@ ENV_OPTIONS = (
     ("WAYRAY_SESSION_IDLE_FPS", "--idle-fps"),
     ("WAYRAY_SESSION_ORPHAN_TIMEOUT", "--orphan-timeout"),
     ("WAYRAY_SESSION_MAX_PIXELS", "--max-pixels"),
+    ("WAYRAY_SESSION_AUDIO", "--audio"),
+    ("WAYRAY_SESSION_AUDIO_BITRATE", "--audio-bitrate"),
 )
 #: "0" stands for --no-video.
 ENV_VIDEO = "WAYRAY_SESSION_VIDEO"
@@ -94,6 +97,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--screenshot", type=Path, metavar="PATH", help="write a PNG here on SIGUSR1")
     p.add_argument(
+        "--audio",
+        choices=[str(a) for a in AudioPolicy],
+        default=str(AudioPolicy.PLAYBACK),
+        help="the session's sound (docs/audio.md): off starts no sound server; playback (the default) "
+        "and playback+microphone start one, with a sink WayRay and a source WayRay microphone",
+    )
+    p.add_argument(
+        "--audio-bitrate", type=int, default=96, metavar="KBPS", help="Opus bit rate in kbit/s (96)"
+    )
+    p.add_argument(
         "--subreaper",
         action="store_true",
         help="keep the session's programs together: a parent process adopts those that leave the "
@@ -134,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(err.message) from None
     if args.refresh <= 0 or args.idle_fps < 0:
         raise UsageError("--refresh must be positive and --idle-fps not negative")
+    if not 16 <= args.audio_bitrate <= 256:
+        raise UsageError(f"--audio-bitrate {args.audio_bitrate}: from 16 to 256 kbit/s")
     if args.log is not None and not args.log.is_absolute():
         raise UsageError(f"--log {args.log}: give an absolute path")
     if args.subreaper or args.log is not None:
@@ -171,5 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         decorations=Decorations(args.decorations),
         encoder=EncoderSettings(video=not args.no_video),
         screenshot=args.screenshot,
+        audio=AudioPolicy(args.audio),
+        audio_bitrate=args.audio_bitrate,
     )
     return asyncio.run(run_session(opts, env))

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from wayray.audio.capture import AudioSender
+from wayray.audio.microphone import MicrophoneFeed
 from wayray.codec import EncoderSettings
 from wayray.common.backoff import Backoff
 from wayray.common.log import Repeats
@@ -48,7 +50,7 @@ from wayray.link import (
 )
 from wayray.link.stream import LinkStream
 from wayray.session.attachment import Attachment
-from wayray.wire import Channel, WireProtocolError, decode_message
+from wayray.wire import Capability, Channel, MicFrame, WireProtocolError, decode_message, encode_message
 from wayray.wire.framing import HEADER_SIZE, parse_header
 
 log = logging.getLogger("wayray.session")
@@ -97,6 +99,15 @@ class LinkClient:
         self.stream: LinkStream | None = None
         self.attachment: Attachment | None = None
         self.registered = asyncio.Event()
+        #: The session's sound server's environment (PULSE_SERVER ...) once it runs, and the Opus bit
+        #: rate (kbit/s): viewers that negotiated ``audio`` get its sound. None: no sound.
+        self.sound_env: dict[str, str] | None = None
+        self.audio_bitrate = 96
+        self.audio: AudioSender | None = None
+        #: The source "WayRay microphone"'s feed (runs with the sound server); ``microphone_on``: the
+        #: attached viewer may speak into it.
+        self.microphone: MicrophoneFeed | None = None
+        self.microphone_on = False
         self._closing = False
         self._repeats = Repeats(log)
 
@@ -288,6 +299,7 @@ class LinkClient:
         w, h, scale_120 = att.output
         stream.send(Attached(attach_id=attach_id, width=w, height=h, scale_120=scale_120))
         att.start_pump()
+        await self._start_audio(stream, message)
         log.info(
             "viewer attached (%s): output %dx%d, %s",
             attach_id,
@@ -296,7 +308,38 @@ class LinkClient:
             ", ".join(sorted(message.capabilities)),
         )
 
+    async def _start_audio(self, stream: LinkStream, message: Attach) -> None:
+        """The session's sound to this viewer, when it negotiated ``audio`` and the session has sound."""
+        if self.sound_env is None or Capability.AUDIO not in message.capabilities:
+            return
+        attach_id = message.attach_id
+
+        def send(wire_message: object) -> None:
+            try:
+                stream.send(ToViewer(attach_id, Channel.AUDIO, encode_message(wire_message)))
+            except LinkError:
+                pass  # a link that does not take it now: this frame is lost, as late sound would be
+
+        audio = AudioSender(
+            self.sound_env,
+            send,
+            bitrate=message.audio_bitrate or self.audio_bitrate,  # wrsrvd's policy now, if it says
+            microphone=Capability.MICROPHONE in message.capabilities,
+        )
+        if await audio.start():
+            self.audio = audio
+        if audio.microphone and self.microphone is not None:
+            self.microphone.viewer_changed()
+            self.microphone_on = True
+            log.info("the viewer's microphone feeds the source 'WayRay microphone'")
+
     async def _detach(self, reason: str) -> None:
+        audio, self.audio = self.audio, None
+        if audio is not None:
+            await audio.stop()
+        if self.microphone_on and self.microphone is not None:
+            self.microphone.viewer_changed()  # the source records silence again
+        self.microphone_on = False
         att, self.attachment = self.attachment, None
         if att is None:
             return
@@ -330,6 +373,10 @@ class LinkClient:
                 err.reason,
                 summary="{n} more viewer messages ignored in the last {seconds} s",
             )
+            return
+        if isinstance(decoded, MicFrame):
+            if self.microphone is not None and self.microphone_on:
+                self.microphone.handle(decoded)
             return
         att.handle(decoded)
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wayray.audio.microphone import MicrophoneFeed
+from wayray.audio.soundserver import SoundServer, SoundServerError
 from wayray.codec import EncoderSettings
 from wayray.common.errors import EXIT_FAILURE, WayRayError
 from wayray.common.secretfd import read_secret
 from wayray.compositor.session import Decorations, SessionCompositor
+from wayray.config import AudioPolicy
 from wayray.session.link_client import LinkClient, LinkSettings
 
 log = logging.getLogger("wayray.session")
@@ -51,6 +55,10 @@ class SessionOptions:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     #: Write a PNG of the output here on SIGUSR1.
     screenshot: Path | None = None
+    #: The session's sound (docs/audio.md): OFF starts no sound server.
+    audio: AudioPolicy = AudioPolicy.OFF
+    #: Opus bit rate, kbit/s.
+    audio_bitrate: int = 96
 
 
 async def run_session(opts: SessionOptions, env: dict[str, str]) -> int:
@@ -69,6 +77,8 @@ class _Session:
         self.link: LinkClient | None = None
         self.link_task: asyncio.Task[None] | None = None
         self.proc: asyncio.subprocess.Process | None = None
+        #: The session's own sound server (None: audio off, or it could not start).
+        self.sound: SoundServer | None = None
         self.comp = SessionCompositor(
             size=opts.size,
             scale=opts.scale,
@@ -133,14 +143,36 @@ class _Session:
             executor=self.executor,
             on_end=self.end,
         )
+        # The sound server before the link: the first viewer may attach as soon as the link is up.
+        await self._start_sound()
         self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
         if self.opts.command:
             self.proc = await self._start_command()
 
+    async def _start_sound(self) -> None:
+        """The session's sound server, before COMMAND (which finds it through PULSE_SERVER). A sound
+        server that cannot start costs the session its sound, nothing else."""
+        if not self.opts.audio.playback or not self.comp.socket_name:
+            return
+        sound = SoundServer(self.opts.runtime_dir, self.comp.socket_name)
+        try:
+            await sound.start()
+        except SoundServerError as err:
+            log.error("the session has no sound: %s", err)
+            return
+        self.sound = sound
+        if self.link is not None:
+            self.link.audio_bitrate = self.opts.audio_bitrate
+            self.link.sound_env = sound.client_env(dict(os.environ))
+            microphone = MicrophoneFeed(self.link.sound_env)
+            if await microphone.start():
+                self.link.microphone = microphone
+
     async def _start_command(self) -> asyncio.subprocess.Process:
         """COMMAND, a client of the compositor, in an environment without the link's variables."""
         command, comp = self.opts.command, self.comp
-        client_env = comp.client_env(base={k: v for k, v in self.env.items() if k not in LINK_ENV})
+        base = {k: v for k, v in self.env.items() if k not in LINK_ENV and not k.startswith("PULSE_")}
+        client_env = comp.client_env(base=self.sound.client_env(base) if self.sound is not None else base)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, env=client_env, stdin=asyncio.subprocess.DEVNULL
@@ -183,6 +215,10 @@ class _Session:
             self.link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.link_task
+        if self.link is not None and self.link.microphone is not None:
+            await self.link.microphone.stop()
+        if self.sound is not None:
+            await self.sound.stop()
         await self.comp.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 

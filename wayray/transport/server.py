@@ -79,6 +79,11 @@ class ServerConnection(Connection):
         """What ``accept()`` will confirm: the client's offer intersected with the server's."""
         return self._p.wire.capabilities
 
+    def withhold_capabilities(self, capabilities: frozenset[str]) -> None:
+        """Before ``accept()``: confirm none of these, whatever the client offered (policy)."""
+        self._check_open()
+        self._p.wire.withhold(capabilities)
+
     @property
     def client_subject(self) -> str | None:
         """The verified subject of the client's certificate (mutual TLS), else None."""

@@ -15,6 +15,7 @@ Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
         ...  # write chunk to the stream of ``channel``
 """
 
+from wayray.wire.audio import AudioCodec, AudioFrame, AudioStart, AudioStop, MicFrame
 from wayray.wire.connection import State, WireConfig, WireConnection
 from wayray.wire.credit import CreditError, FrameCredit
 from wayray.wire.display import CursorImage, CursorPosition, FrameUpdate, Region, RegionEncoding
@@ -78,6 +79,11 @@ from wayray.wire.protocol import (
 )
 
 __all__ = [
+    "AudioCodec",
+    "AudioFrame",
+    "AudioStart",
+    "AudioStop",
+    "MicFrame",
     "Axis",
     "AxisSource",
     "ButtonState",

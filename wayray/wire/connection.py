@@ -180,6 +180,12 @@ class WireConnection:
         self._enqueue(HELLO, frame)
         return hello
 
+    def withhold(self, capabilities: frozenset[str]) -> None:
+        """Server, before accept(): do not confirm these (a policy turned them off for this viewer)."""
+        if self.role is not WireRole.SERVER or self.state is not State.HELLO_RECEIVED:
+            raise WireUsageError(f"withhold() comes between HelloReceived and accept() (state {self.state})")
+        self.capabilities = self.capabilities - capabilities
+
     def accept(
         self,
         *,

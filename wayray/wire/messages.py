@@ -39,7 +39,7 @@ class Channel(enum.IntEnum):
     CONTROL = 0
     DISPLAY = 1
     INPUT = 2
-    #: Reserved: no messages yet (announced by the ``audio`` capability when they come).
+    #: The session's sound and the viewer's microphone (the ``audio`` capability; docs/audio.md).
     AUDIO = 3
     #: Reserved: no messages yet (announced by the ``usb`` capability when they come).
     USB = 4
@@ -56,15 +56,24 @@ class Capability(enum.StrEnum):
     CURSOR = "cursor"
     #: Clipboard text both ways (ClipboardText).
     CLIPBOARD = "clipboard"
-    #: Audio (reserved: no messages yet).
+    #: The session's sound (AudioStart, AudioFrame, AudioStop on the audio channel).
     AUDIO = "audio"
     #: USB device forwarding (reserved: no messages yet).
     USB = "usb"
+    #: The viewer's microphone into the session (MicFrame); only with ``audio``.
+    MICROPHONE = "microphone"
 
 
 #: What this code implements, and so offers by default.
 IMPLEMENTED_CAPABILITIES = frozenset(
-    {Capability.DISPLAY, Capability.INPUT, Capability.CURSOR, Capability.CLIPBOARD}
+    {
+        Capability.DISPLAY,
+        Capability.INPUT,
+        Capability.CURSOR,
+        Capability.CLIPBOARD,
+        Capability.AUDIO,
+        Capability.MICROPHONE,
+    }
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wayray.wire import audio as a
 from wayray.wire import display as d
 from wayray.wire import messages as m
 from wayray.wire.errors import EncodeError, ErrorCode, WireProtocolError
@@ -107,6 +108,8 @@ MAX_BODY: Mapping[tuple[m.Channel, WireRole], int] = {
     (m.Channel.DISPLAY, WireRole.SERVER): 64 * MiB,
     (m.Channel.DISPLAY, WireRole.CLIENT): 1 * KiB,
     (m.Channel.INPUT, WireRole.CLIENT): 1 * MiB,
+    (m.Channel.AUDIO, WireRole.SERVER): 4 * KiB,
+    (m.Channel.AUDIO, WireRole.CLIENT): 4 * KiB,
 }
 
 
@@ -135,6 +138,7 @@ REGION = StructOf(
 
 C, S, B = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT, Direction.BOTH
 CONTROL, DISPLAY, INPUT = m.Channel.CONTROL, m.Channel.DISPLAY, m.Channel.INPUT
+AUDIO = m.Channel.AUDIO
 Cap = m.Capability
 
 MESSAGES: tuple[MessageSpec, ...] = (
@@ -330,6 +334,43 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(
         CONTROL, 0x83, StructOf(m.UsbDetached, [("device", U32), ("reason", Text(MAX_REASON))]), S, Cap.USB
     ),
+    # audio
+    MessageSpec(
+        AUDIO,
+        1,
+        StructOf(
+            a.AudioStart,
+            [
+                ("stream_id", U32),
+                ("codec", EnumOf(a.AudioCodec, 8)),
+                ("sample_rate", U32),
+                ("channels", Int("u", 8, minimum=1)),
+                ("frame_us", U32),
+                ("bitrate", U32),
+                ("microphone", BOOL),
+            ],
+        ),
+        S,
+        Cap.AUDIO,
+    ),
+    MessageSpec(
+        AUDIO,
+        2,
+        StructOf(
+            a.AudioFrame,
+            [("stream_id", U32), ("seq", U32), ("timestamp_us", U64), ("data", Blob(a.MAX_AUDIO_DATA))],
+        ),
+        S,
+        Cap.AUDIO,
+    ),
+    MessageSpec(AUDIO, 3, StructOf(a.AudioStop, [("stream_id", U32)]), S, Cap.AUDIO),
+    MessageSpec(
+        AUDIO,
+        4,
+        StructOf(a.MicFrame, [("seq", U32), ("timestamp_us", U64), ("data", Blob(a.MAX_AUDIO_DATA))]),
+        C,
+        Cap.MICROPHONE,
+    ),
 )
 
 #: Enums that appear on the wire, for the spec's value tables.
@@ -346,6 +387,7 @@ WIRE_ENUMS: tuple[type[enum.IntEnum], ...] = (
     m.SessionEventKind,
     d.RegionEncoding,
     m.UsbSpeed,
+    a.AudioCodec,
 )
 
 #: Structs that appear inside messages (not messages themselves).

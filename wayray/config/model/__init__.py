@@ -17,7 +17,7 @@ from wayray.config.model.common import (
     POOL_NAME,
 )
 from wayray.config.model.host import HostConfig
-from wayray.config.model.policies import ClipboardDirection, PolicyConfig, SessionTokenKind
+from wayray.config.model.policies import AudioPolicy, ClipboardDirection, PolicyConfig, SessionTokenKind
 from wayray.config.model.servers import (
     AdmissionSettings,
     EncoderSettings,
@@ -34,6 +34,7 @@ from wayray.config.schema import Applies, FileSpec, Shape
 
 __all__ = [
     "AdmissionSettings",
+    "AudioPolicy",
     "BadgeReaderSettings",
     "ClientConfig",
     "ClientTLSSettings",

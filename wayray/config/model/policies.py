@@ -27,6 +27,20 @@ class ClipboardDirection(enum.StrEnum):
         return self in (ClipboardDirection.BOTH, ClipboardDirection.TO_SERVER)
 
 
+class AudioPolicy(enum.StrEnum):
+    OFF = "off"
+    PLAYBACK = "playback"
+    PLAYBACK_MICROPHONE = "playback+microphone"
+
+    @property
+    def playback(self) -> bool:
+        return self is not AudioPolicy.OFF
+
+    @property
+    def microphone(self) -> bool:
+        return self is AudioPolicy.PLAYBACK_MICROPHONE
+
+
 class SessionTokenKind(enum.StrEnum):
     #: A badge or smart card identifies the person; the session follows it from kiosk to kiosk.
     BADGE = "badge"
@@ -69,11 +83,19 @@ class PolicyConfig:
         Choice(ClipboardDirection),
         "Which way the clipboard may flow between session and client.",
     )
-    audio: bool = setting(
-        True,
-        Bool(),
-        "Forward session audio to the client.",
-        not_yet="audio forwarding does not exist yet: sessions have no sound on the client either way",
+    audio: AudioPolicy = setting(
+        AudioPolicy.PLAYBACK,
+        Choice(AudioPolicy, booleans={True: AudioPolicy.PLAYBACK, False: AudioPolicy.OFF}),
+        'Session audio (docs/audio.md): "off" (no sound server in the session, no audio channel), '
+        '"playback" (the session\'s sound plays at the kiosk), "playback+microphone" (and the kiosk\'s '
+        'microphone records into the session). Read when a session starts ("off" starts no sound '
+        "server) and at every attach (what the viewer is offered). true and false from earlier files "
+        'mean "playback" and "off".',
+    )
+    audio_bitrate: int = setting(
+        96,
+        Integer(16, 256),
+        "Opus bit rate of a session's sound, in kbit/s (stereo, 48 kHz); read at each attach.",
     )
     tokens: tuple[SessionTokenKind, ...] = setting(
         (SessionTokenKind.BADGE, SessionTokenKind.TERMINAL),

@@ -1,0 +1,510 @@
+"""Session audio (docs/audio.md) with real processes: a real wrsrvd, real sessions, a real PulseAudio
+per session, real `paplay`/`parec` from pulseaudio-utils, real headless viewers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import wave
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.conftest import script
+from tests.e2e.harness import Harness, WrServer, eventually, failure, processes_with_link
+from tests.e2e.test_robustness import _closed_after
+from wayray.server.admin import AdminClient
+from wayray.wire import Channel, ErrorCode, encode_frame
+
+pytestmark = pytest.mark.slow
+
+RATE = 48000
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """``samples``: float in [-1, 1], shape (n,) (mono, written as stereo) or (n, 2)."""
+    if samples.ndim == 1:
+        samples = np.stack([samples, samples], 1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def tone(seconds: float, hz: float = 440.0, level: float = 0.5) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    return level * np.sin(2 * np.pi * hz * t)
+
+
+def session_script(h: Harness, body: str) -> list[str]:
+    """A session command: writes its environment where the test reads it, then ``body``."""
+    script = h.write_script(
+        "session.sh", f'#!/bin/sh\nenv > "$HOME/session-env.txt"\n{body}\nexec sleep 3600\n'
+    )
+    script.chmod(0o755)
+    return [str(script)]
+
+
+def session_env(h: Harness) -> dict[str, str]:
+    path = h.home / "session-env.txt"
+    text = eventually(lambda: path.exists() and path.read_text(), "the session's command to start")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def descendants_named(pid: int, name: str) -> list[psutil.Process]:
+    """The processes below ``pid`` called ``name`` (ones that end while we look are left out)."""
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        with suppress(psutil.NoSuchProcess):
+            if p.name() == name:
+                found.append(p)
+    return found
+
+
+def sound_servers_of(pid: int) -> list[psutil.Process]:
+    return descendants_named(pid, "pulseaudio")
+
+
+def record_monitor(env: dict[str, str], seconds: float) -> np.ndarray:
+    """What the session's WayRay sink plays, as its monitor records it (mono float)."""
+    pulse = {"PULSE_SERVER": env["PULSE_SERVER"], "PULSE_COOKIE": env["PULSE_COOKIE"]}
+    out = subprocess.run(
+        ["timeout", str(seconds), "parec", "--raw", "--format=s16le", f"--rate={RATE}", "--channels=2",
+         "-d", "wayray.monitor"],
+        env={**os.environ, **pulse}, capture_output=True, timeout=seconds + 30,
+    )  # fmt: skip
+    pcm = np.frombuffer(out.stdout[: len(out.stdout) // 4 * 4], "<i2").reshape(-1, 2)
+    return pcm.mean(axis=1) / 32768.0
+
+
+def test_a_session_has_its_own_sound_server_and_paplay_reaches_the_wayray_sink(harness: Harness) -> None:
+    wav = write_wav(harness.tmp / "tone.wav", tone(60.0))
+    srv = harness.server(session_script(harness, f"paplay '{wav}' &"))
+    harness.start_client(srv)
+    session = srv.wait_linked()
+    env = session_env(harness)
+    # Every program of the session finds the session's sound server.
+    runtime = Path(env["XDG_RUNTIME_DIR"])
+    assert env["PULSE_SERVER"].startswith(f"unix:{runtime}/wayray-audio-")
+    socket_dir = Path(env["PULSE_SERVER"].removeprefix("unix:")).parent
+    assert (socket_dir.stat().st_mode & 0o777) == 0o700
+    # One PulseAudio, a child of the session's process, as the session's user, in its process group.
+    (server,) = eventually(lambda: sound_servers_of(session["pid"]), "the session's sound server")
+    compositor = psutil.Process(session["pid"])
+    assert server.uids().real == compositor.uids().real
+    assert os.getpgid(server.pid) == os.getpgid(compositor.pid)
+
+    # paplay in the session plays into the sink "WayRay": its monitor hears the tone.
+    def loud() -> list[np.ndarray] | None:
+        r = record_monitor(env, 1.0)
+        return [r] if r.size and np.abs(r).max() > 0.3 else None
+
+    (heard,) = eventually(loud, "the tone")
+    spectrum = np.abs(np.fft.rfft(heard))
+    peak = np.fft.rfftfreq(heard.size, 1 / RATE)[np.argmax(spectrum)]
+    assert abs(peak - 440) <= 2 * RATE / heard.size, peak  # the 440 Hz tone, within two bins
+    # The sink and the source have the names applications show.
+    listing = subprocess.run(
+        ["pactl", "list", "sinks"], env={**os.environ, "PULSE_SERVER": env["PULSE_SERVER"]},
+        capture_output=True, text=True, timeout=30,
+    ).stdout  # fmt: skip
+    assert "Description: WayRay\n" in listing
+    sources = subprocess.run(
+        ["pactl", "list", "sources"], env={**os.environ, "PULSE_SERVER": env["PULSE_SERVER"]},
+        capture_output=True, text=True, timeout=30,
+    ).stdout  # fmt: skip
+    assert "Description: WayRay microphone\n" in sources
+    # Nothing was written into the user's home (cookies, state): all of it is in the private directory.
+    assert not (harness.home / ".config" / "pulse").exists()
+    # The sound server ends with the session.
+    srv.admin("kill", session_id=session["id"])
+    eventually(lambda: not psutil.pid_exists(server.pid) or server.status() == psutil.STATUS_ZOMBIE,
+               "the sound server to end with the session")  # fmt: skip
+    eventually(lambda: not socket_dir.exists(), "the session's sound directory to be removed")
+
+
+def test_with_audio_off_a_session_starts_no_sound_server(harness: Harness) -> None:
+    srv = harness.server(session_script(harness, ""), extra=["--audio", "off"])
+    harness.start_client(srv)
+    session = srv.wait_linked()
+    env = session_env(harness)
+    assert "PULSE_SERVER" not in env
+    assert sound_servers_of(session["pid"]) == []
+    assert not list(Path(env["XDG_RUNTIME_DIR"]).glob("wayray-audio-*"))
+
+
+# --- the session's sound at the viewer ------------------------------------------------------------
+
+CHIRP_S = 0.5
+GAP_S = 0.5
+
+
+def chirps(count: int = 3) -> np.ndarray:
+    """``count`` rising chirps (300 Hz → 3 kHz, 0.5 s, faded in and out over 5 ms) with 0.5 s of
+    silence between them: a signal that cross-correlates at one lag only."""
+    t = np.arange(int(RATE * CHIRP_S)) / RATE
+    f0, f1 = 300.0, 3000.0
+    sweep = 0.5 * np.sin(2 * np.pi * (f0 * t + (f1 - f0) / (2 * CHIRP_S) * t**2))
+    fade = np.minimum(1.0, np.minimum(t, CHIRP_S - t) / 0.005)
+    parts = []
+    for _ in range(count):
+        parts += [sweep * fade, np.zeros(int(RATE * GAP_S))]
+    return np.concatenate(parts[:-1])
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, RATE)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    return pcm.mean(axis=1) / 32768.0
+
+
+def similarity(received: np.ndarray, original: np.ndarray) -> tuple[float, int]:
+    """The normalised cross-correlation's peak (1.0: the same waveform, scaled) and its lag: for
+    each lag, sum(x·y) / sqrt(sum(x²)·sum(y²)) over the original's length."""
+    n = len(original)
+    # The received sound may begin after the original's start (its first milliseconds lost) or end
+    # early: zeros on both sides let every overlap count. The lag returned is the received sample at
+    # which the original begins (negative: before the file's start).
+    received = np.concatenate([np.zeros(n), received, np.zeros(n)])
+    size = 1 << int(np.ceil(np.log2(len(received) + n)))
+    corr = np.fft.irfft(np.fft.rfft(received, size) * np.conj(np.fft.rfft(original, size)), size)
+    corr = corr[: len(received) - n + 1]
+    energy = np.concatenate([[0.0], np.cumsum(received**2)])
+    window = np.sqrt(np.maximum(energy[n:] - energy[:-n], 1e-12) * float(np.sum(original**2)))
+    scores = corr / window
+    lag = int(np.argmax(scores))
+    return float(scores[lag]), lag - n
+
+
+def wait_for_capture(session_pid: int) -> None:
+    """The session records its sound for the viewer (parec runs): what plays from now on is sent."""
+
+    eventually(
+        lambda: descendants_named(session_pid, "parec"), "the session to capture its sound for the viewer"
+    )
+
+
+def play_on(h: Harness, name: str, wav: Path) -> str:
+    """Shell lines: wait for the file ``name`` in HOME, play ``wav``, then write ``name``.played."""
+    return (
+        f'while [ ! -e "$HOME/{name}" ]; do sleep 0.05; done\npaplay "{wav}"\ntouch "$HOME/{name}.played"\n'
+    )
+
+
+def test_the_session_plays_a_chirp_and_the_viewer_receives_it_undistorted(harness: Harness) -> None:
+    original = chirps()
+    wav = write_wav(harness.tmp / "chirps.wav", original)
+    srv = harness.server(session_script(harness, "(\n" + play_on(harness, "go", wav) + ") &"))
+    out, stats = harness.tmp / "heard.wav", harness.tmp / "stats.json"
+    viewer = harness.start_client(srv, "--audio-wav", str(out), "--stats", str(stats))
+    session = srv.wait_linked()
+    wait_for_capture(session["pid"])
+    (harness.home / "go").touch()
+    eventually(lambda: (harness.home / "go.played").exists(), "paplay to finish")
+    # Frames go out as they are captured: wait for the last chirp's end to be in the file.
+    eventually(lambda: out.exists() and out.stat().st_size >= 44 + (len(original) - RATE // 50) * 4,
+               "the viewer to have written the three chirps")  # fmt: skip
+    viewer.signal(signal.SIGINT)
+    assert viewer.wait() == 0, viewer.stderr()
+    received = read_wav(out)
+    score, lag = similarity(received, original)
+    # Opus at 96 kbit/s keeps the waveform: the chirps are there, in order, at their spacing.
+    assert score >= 0.9, f"normalised cross-correlation {score:.3f} at sample {lag}"
+    # At most a frame of the beginning is lost (PulseAudio's null sink renders ahead of a stream that
+    # starts, and the monitor never has its first milliseconds: 7.5 ms here).
+    assert -RATE // 50 <= lag <= RATE // 50, lag
+    audio = json.loads(stats.read_text())["audio"]
+    # Silence cost nothing: only the chirps' frames were sent (1.5 s = 75 frames, a frame's rounding
+    # at each edge), the gaps between them counted as silent frames.
+    assert audio["frames"] <= 75 + 6, audio
+    assert audio["silent_frames"] >= 2 * 25 - 4, audio
+    assert audio["decode_errors"] == 0 and audio["dropped"] == 0, audio
+    # 96 kbit/s as announced (in bits per second) and as sent: 240 bytes per 20 ms frame.
+    assert audio["bitrate"] == 96_000 and audio["bytes"] == 240 * audio["frames"], audio
+    # Capture → receipt on this host (one CLOCK_MONOTONIC): measured, and reported with the test.
+    print(
+        f"similarity {score:.4f} at lag {lag}; capture→viewer latency median "
+        f"{audio['latency_ms_median']} ms, p95 {audio['latency_ms_p95']} ms; "
+        f"{audio['bytes']} bytes in {audio['frames']} frames"
+    )
+    assert 0 < audio["latency_ms_median"] < 5000
+
+
+def test_sound_played_while_detached_is_not_delivered_later(harness: Harness) -> None:
+    chirp = write_wav(harness.tmp / "chirps.wav", chirps())
+    later = tone(1.0, hz=1000.0)
+    tone_wav = write_wav(harness.tmp / "tone.wav", later)
+    body = "(\n" + play_on(harness, "go", chirp) + play_on(harness, "go2", tone_wav) + ") &"
+    srv = harness.server(session_script(harness, body))
+    first = harness.start_client(srv)
+    session = srv.wait_linked()
+    wait_for_capture(session["pid"])
+    first.signal(signal.SIGINT)
+    assert first.wait() == 0
+    eventually(lambda: srv.session()["state"] == "detached", "the session to be detached")
+    # Nobody watches: the session records nothing, and what it plays now is gone.
+    assert not descendants_named(session["pid"], "parec")
+    (harness.home / "go").touch()
+    eventually(lambda: (harness.home / "go.played").exists(), "paplay to finish")
+    out = harness.tmp / "second.wav"
+    second = harness.start_client(srv, "--audio-wav", str(out))
+    wait_for_capture(session["pid"])
+    (harness.home / "go2").touch()
+    eventually(lambda: (harness.home / "go2.played").exists(), "the tone to be played")
+    eventually(lambda: out.exists() and out.stat().st_size >= 44 + (len(later) - RATE // 50) * 4,
+               "the viewer to have written the tone")  # fmt: skip
+    second.signal(signal.SIGINT)
+    assert second.wait() == 0
+    received = read_wav(out)
+    assert similarity(received, later)[0] >= 0.9  # what plays while it watches, it hears
+    assert similarity(received, chirps())[0] < 0.3  # the chirps of before: not there
+
+
+# --- negotiation ------------------------------------------------------------------------------------
+
+
+def accepted_capabilities(srv: WrServer) -> list[str]:
+    """The capabilities wrsrvd confirmed to its viewers, from its log (one list per connection)."""
+    return re.findall(r"accepted into session \S+ \(([^)]*)\)", srv.log_text())
+
+
+def test_a_viewer_without_audio_still_works_and_the_session_records_nothing_for_it(harness: Harness) -> None:
+    srv = harness.server(session_script(harness, ""))
+    result = harness.run_client(srv, "--no-audio", "--snapshot", str(harness.tmp / "shot.png"))
+    assert result.returncode == 0, failure(result)
+    assert accepted_capabilities(srv) == ["clipboard, cursor, display, input"]
+    session = srv.wait_linked()
+    assert sound_servers_of(session["pid"])  # the session has its sound server; this viewer no sound
+    with_audio = harness.run_client(srv, "--snapshot", str(harness.tmp / "shot2.png"))
+    assert with_audio.returncode == 0, failure(with_audio)
+    assert accepted_capabilities(srv)[-1] == "audio, clipboard, cursor, display, input"
+
+
+def test_with_audio_off_the_server_confirms_no_audio_and_sends_none(harness: Harness) -> None:
+    wav = write_wav(harness.tmp / "tone.wav", tone(30.0))
+    srv = harness.server(session_script(harness, f"paplay '{wav}' &"), extra=["--audio", "off"])
+    stats, out = harness.tmp / "stats.json", harness.tmp / "heard.wav"
+    result = harness.run_client(
+        srv, "--audio-wav", str(out), "--stats", str(stats), "--snapshot", str(harness.tmp / "s.png")
+    )
+    assert result.returncode == 0, failure(result)
+    # The viewer offered audio; the server did not confirm it, so no audio stream was ever opened.
+    assert accepted_capabilities(srv) == ["clipboard, cursor, display, input"]
+    assert json.loads(stats.read_text())["audio"]["streams"] == 0
+    assert not out.exists()
+
+
+# --- hot-desking and bad viewers ------------------------------------------------------------------
+
+
+def frames_in(path: Path) -> int:
+    return max(0, (path.stat().st_size - 44) // 4) if path.exists() else 0
+
+
+def test_the_sound_moves_with_the_token_and_the_first_viewer_goes_quiet_at_once(harness: Harness) -> None:
+    long_tone = write_wav(harness.tmp / "tone.wav", tone(120.0))
+    srv = harness.server(session_script(harness, f"paplay '{long_tone}' &"))
+    a_wav, a_stats = harness.tmp / "a.wav", harness.tmp / "a.json"
+    a = harness.start_client(srv, "--audio-wav", str(a_wav), "--stats", str(a_stats))
+    eventually(lambda: frames_in(a_wav) >= RATE // 2, "the first viewer to hear the tone")
+    # The same token at another viewer (a badge at another kiosk): the session, and its sound, go there.
+    b_wav, b_stats = harness.tmp / "b.wav", harness.tmp / "b.json"
+    b = harness.start_client(srv, "--audio-wav", str(b_wav), "--stats", str(b_stats))
+    assert a.wait() == 0, a.stderr()  # told the session moved (SESSION_MOVED), it leaves
+    eventually(lambda: frames_in(b_wav) >= RATE // 2, "the second viewer to hear the tone")
+    b.signal(signal.SIGINT)
+    assert b.wait() == 0, b.stderr()
+    first, second = json.loads(a_stats.read_text())["audio"], json.loads(b_stats.read_text())["audio"]
+    # On the session's clock, the first viewer's last frame was captured no later than a frame after the
+    # second viewer's first one: nothing of the session's sound reached it once it had moved.
+    assert first["last_timestamp_us"] <= second["first_timestamp_us"] + 20_000, (first, second)
+    heard = read_wav(b_wav)
+    peak = np.fft.rfftfreq(heard.size, 1 / RATE)[np.argmax(np.abs(np.fft.rfft(heard)))]
+    assert abs(peak - 440) < 5, peak
+
+
+def test_bad_audio_from_a_viewer_costs_only_that_viewer(harness: Harness) -> None:
+    long_tone = write_wav(harness.tmp / "tone.wav", tone(120.0))
+    srv = harness.server(session_script(harness, f"paplay '{long_tone}' &"))
+    by_wav, by_stats = harness.tmp / "bystander.wav", harness.tmp / "bystander.json"
+    bystander = harness.start_client(
+        srv, "--audio-wav", str(by_wav), "--stats", str(by_stats), token="bystander-token"
+    )
+    eventually(lambda: frames_in(by_wav) >= RATE // 4, "the bystander to hear its session")
+    # A viewer of another session sends what nobody may send on the audio channel: a MicFrame it was
+    # not allowed (no microphone negotiated), garbage, a frame over the channel's 4 KiB, an unknown type.
+    cases = [
+        (encode_frame(4, b"\x00" * 16), ErrorCode.CAPABILITY_NOT_NEGOTIATED),
+        (encode_frame(4, b"\x01\x02"), ErrorCode.CAPABILITY_NOT_NEGOTIATED),
+        ((5000).to_bytes(4, "little") + b"\x04\x00", ErrorCode.FRAME_TOO_LARGE),
+        (encode_frame(77, b""), ErrorCode.UNKNOWN_MESSAGE),
+        (encode_frame(2, b"\x00" * 8), ErrorCode.UNEXPECTED_MESSAGE),  # AudioFrame is the server's
+    ]
+    for frame, code in cases:
+        closed = asyncio.run(_closed_after(srv, "noisy-viewer", Channel.AUDIO, frame))
+        assert closed.code == code, (closed.code, closed.reason)
+    # Its session lives on with its sound: the same token attached properly hears it.
+    out = harness.tmp / "noisy-again.wav"
+    again = harness.start_client(srv, "--audio-wav", str(out), token="noisy-viewer")
+    eventually(lambda: frames_in(out) >= RATE // 4, "the noisy viewer's session to be heard again")
+    again.signal(signal.SIGINT)
+    assert again.wait() == 0
+    # The bystander never lost its connection or its sound; the front door runs on.
+    before = frames_in(by_wav)
+    eventually(lambda: frames_in(by_wav) >= before + RATE // 4, "the bystander's sound to go on")
+    assert bystander.proc.poll() is None, bystander.stderr()
+    bystander.signal(signal.SIGINT)
+    assert bystander.wait() == 0
+    assert json.loads(by_stats.read_text())["connects"] == 1
+    assert srv.proc is not None and srv.proc.poll() is None
+
+
+# --- the microphone -------------------------------------------------------------------------------
+
+
+def recording_session(h: Harness) -> list[str]:
+    """A session whose command records its source "WayRay microphone" with parecord from its start
+    until the file ``stop`` appears in HOME, into HOME/mic.raw, then writes HOME/recorded."""
+    return session_script(
+        h,
+        # (a recorder's latency as a call's: parecord's default fragment is 2 s, and SIGINT loses it)
+        "parecord --latency-msec=20 --raw --format=s16le --rate=48000 --channels=2 -d wayray_microphone "
+        '> "$HOME/mic.raw" &\n'
+        "rec=$!\n"
+        'while [ ! -e "$HOME/stop" ]; do sleep 0.05; done\n'
+        'kill -INT $rec; wait $rec; touch "$HOME/recorded"',
+    )
+
+
+def recording(h: Harness) -> np.ndarray:
+    """What parecord has written so far (mono float)."""
+    raw = (h.home / "mic.raw").read_bytes() if (h.home / "mic.raw").exists() else b""
+    return np.frombuffer(raw[: len(raw) // 4 * 4], "<i2").reshape(-1, 2).mean(axis=1) / 32768.0
+
+
+def recorded(h: Harness) -> np.ndarray:
+    """Stop parecord; everything it recorded."""
+    (h.home / "stop").touch()
+    eventually(lambda: (h.home / "recorded").exists(), "parecord to stop")
+    return recording(h)
+
+
+def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_allows_it(
+    harness: Harness,
+) -> None:
+    spoken = chirps()
+    mic = write_wav(harness.tmp / "mic.wav", np.concatenate([spoken, np.zeros(RATE // 2)]))
+    srv = harness.server(recording_session(harness), extra=["--audio", "playback+microphone"])
+    viewer = harness.start_client(srv, "--mic-wav", str(mic))
+    eventually(lambda: "microphone file" in viewer.stderr(), "the viewer to have sent its microphone file")
+    assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input, microphone"]
+
+    def heard_it() -> list[tuple[float, int]] | None:
+        heard = recording(harness)
+        found = similarity(heard, spoken) if heard.size > RATE else (0.0, 0)
+        return [found] if found[0] >= 0.9 else None
+
+    # The sound travels on after the viewer sent its last frame (pacat, the null sink): wait for it.
+    eventually(heard_it, "parecord in the session to have recorded the chirps")
+    heard = recorded(harness)
+    score, lag = similarity(heard, spoken)
+    assert score >= 0.9, f"normalised cross-correlation {score:.3f} at sample {lag}"
+    # Nothing but the microphone's sound: before and after it, the source recorded silence.
+    assert np.abs(heard[: max(0, lag - RATE // 50)]).max(initial=0.0) == 0.0
+    assert np.abs(heard[lag + len(spoken) + RATE // 50 :]).max(initial=0.0) == 0.0
+    print(f"microphone similarity {score:.4f} at sample {lag}")
+
+
+def test_without_the_policy_the_microphone_stays_off_and_the_source_records_silence(
+    harness: Harness,
+) -> None:
+    mic = write_wav(harness.tmp / "mic.wav", chirps())
+    srv = harness.server(recording_session(harness))  # policy.audio "playback"
+    viewer = harness.start_client(srv, "--mic-wav", str(mic))
+    eventually(lambda: "does not take this viewer's microphone" in viewer.stderr(), "the viewer to be told")
+    assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input"]
+    # Longer than the file the viewer would have sent: the source gives silence all along.
+    eventually(lambda: recording(harness).size >= 3 * RATE, "three seconds of recording")
+    heard = recorded(harness)
+    assert heard.size > 0 and np.abs(heard).max() == 0.0
+
+
+# --- the policy, reloaded ---------------------------------------------------------------------------
+
+
+def _drain(notify: Any) -> None:
+    with suppress(OSError):
+        while True:
+            notify.sock.recv(4096)
+
+
+def test_a_reload_changes_what_the_next_attach_gets(tmp_path: Path) -> None:
+    """policy.audio and policy.audio_bitrate are read at each attach: an instance with audio off
+    confirms no audio; after `wradm reload` the next attach gets audio, at the bit rate the policy says
+    then, and a reload of the bit rate alone changes it for the attach after."""
+    from tests.server.test_reload import instance
+
+    with instance(tmp_path) as inst:
+        try:
+            tone_wav = write_wav(tmp_path / "tone.wav", tone(600.0))
+            servers = (inst.etc / "servers.toml").read_text()
+            command = f'session_command = ["sh", "-c", "paplay {tone_wav}; sleep 3600"]'
+            (inst.etc / "servers.toml").write_text(servers.replace('session_command = ["true"]', command))
+            (inst.etc / "policies.toml").write_text('[policy.default]\naudio = "off"\n')
+            inst.start()
+            # wrsrvd tells the service manager its status at every attach and detach; the rig's
+            # socket must be read as systemd reads it, or wrsrvd's next message waits for room.
+            threading.Thread(target=_drain, args=(inst.notify,), daemon=True).start()
+            fingerprint = inst.status()["fingerprint"]
+            listen = tmp_path / "listen.txt"
+            # (long enough for the first frames: a null sink that plays for a program asking a large buffer
+            # (paplay's is 2 s) renders that much at once, and a recorder joining late waits for the next)
+            listen.write_text("wait 4000\n")
+
+            def attach(token: str) -> tuple[str, dict[str, Any]]:
+                stats = tmp_path / f"{token}.json"
+                result = subprocess.run(
+                    [script("wrclient"), f"127.0.0.1:{inst.port}", "--fingerprint", fingerprint,
+                     "--headless", "--token", token, "--access-key-file", str(inst.key),
+                     "--script", str(listen), "--stats", str(stats)],
+                    env=inst.h.env, capture_output=True, text=True, timeout=180,
+                )  # fmt: skip
+                assert result.returncode == 0, failure(result)
+                accepted = re.findall(r"accepted into session \S+ \(([^)]*)\)", inst.log.read_text())
+                return accepted[-1], json.loads(stats.read_text())["audio"]
+
+            caps, audio = attach("before-reload")
+            assert caps == "clipboard, cursor, display, input" and audio["streams"] == 0
+            (inst.etc / "policies.toml").write_text(
+                '[policy.default]\naudio = "playback"\naudio_bitrate = 32\n'
+            )
+            assert inst.wradm("reload", "--instance", "lab").returncode == 0
+            # A new session (the one before started without a sound server: it stays without sound).
+            caps, audio = attach("after-reload")
+            assert caps == "audio, clipboard, cursor, display, input"
+            assert audio["bitrate"] == 32_000 and audio["frames"] > 0, audio
+            (inst.etc / "policies.toml").write_text(
+                '[policy.default]\naudio = "playback"\naudio_bitrate = 128\n'
+            )
+            assert inst.wradm("reload", "--instance", "lab").returncode == 0
+            caps, audio = attach("after-reload")  # the same session, attached again
+            assert audio["bitrate"] == 128_000 and audio["bytes"] == 320 * audio["frames"], audio
+        finally:  # its sessions, ended by wrsrvd (the rig's cleanup looks for the harness's link only)
+            with AdminClient(inst.run / "lab" / "admin.sock") as admin:
+                for session in admin.request("sessions")["sessions"]:
+                    admin.request("kill", session_id=session["id"])
+            eventually(
+                lambda: not processes_with_link(inst.run / "lab" / "link.sock"), "the sessions to end"
+            )

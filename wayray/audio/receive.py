@@ -1,0 +1,151 @@
+"""The viewer's side of the session's sound: AudioStart/AudioFrame/AudioStop decoded, counted and (with
+``wrclient --audio-wav FILE``) written to a WAV file at their place in the stream.
+
+A frame's place is its ``seq``: frames count on through silence (which is not sent), so a gap in
+``seq`` is written as that many frames of silence, and the file keeps the session's timing. A later
+stream (the viewer attached again, the sound server came back) continues where the file ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wayray.audio.opus import CHANNELS, FRAME_SAMPLES, RATE, OpusDecoder
+from wayray.wire import AudioCodec, AudioFrame, AudioStart, AudioStop
+
+log = logging.getLogger("wayray.audio")
+
+#: Latency samples kept for the stats (the last ones).
+MAX_LATENCIES = 100_000
+
+
+@dataclass
+class ReceiverStats:
+    streams: int = 0
+    #: The bit rate the last AudioStart announced (bits per second).
+    bitrate: int = 0
+    frames: int = 0
+    bytes: int = 0
+    #: Frames of silence the session did not send (gaps in seq), in this viewer's streams.
+    silent_frames: int = 0
+    #: Frames of another stream than the current one, or whose seq did not increase.
+    dropped: int = 0
+    decode_errors: int = 0
+    #: Capture (session's clock) → received (this viewer's clock), ms. Meaningful where both clocks are
+    #: one (session and viewer on the same host): CLOCK_MONOTONIC is system-wide.
+    latency_ms: list[float] = field(default_factory=list)
+    #: Media timestamps (µs) of the first and the last frame received: when this viewer's sound began
+    #: and ended on the session's clock.
+    first_timestamp_us: int | None = None
+    last_timestamp_us: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        lat = sorted(self.latency_ms)
+        return {
+            "streams": self.streams,
+            "bitrate": self.bitrate,
+            "frames": self.frames,
+            "bytes": self.bytes,
+            "silent_frames": self.silent_frames,
+            "dropped": self.dropped,
+            "decode_errors": self.decode_errors,
+            "first_timestamp_us": self.first_timestamp_us,
+            "last_timestamp_us": self.last_timestamp_us,
+            "latency_ms_median": round(statistics.median(lat), 3) if lat else None,
+            "latency_ms_p95": round(lat[int(0.95 * (len(lat) - 1))], 3) if lat else None,
+        }
+
+
+class AudioReceiver:
+    def __init__(self, wav: Path | None = None) -> None:
+        self.stats = ReceiverStats()
+        self._wav_path = wav
+        self._wav: wave.Wave_write | None = None
+        self._written = 0  # sample frames in the file
+        self._stream: int | None = None
+        self._decoder: OpusDecoder | None = None
+        self._base = 0  # the file position of the current stream's seq 0
+        self._next_seq: int | None = None
+
+    def handle(self, message: AudioStart | AudioFrame | AudioStop) -> None:
+        if isinstance(message, AudioStart):
+            self._start(message)
+        elif isinstance(message, AudioFrame):
+            self._frame(message)
+        elif message.stream_id == self._stream:
+            log.info("the session's sound stopped (stream %d)", message.stream_id)
+            self._stream = None
+
+    def _start(self, start: AudioStart) -> None:
+        if start.codec is not AudioCodec.OPUS or start.sample_rate != RATE or start.channels != CHANNELS:
+            log.warning(
+                "sound in a format this viewer does not play (%s, %d Hz, %d channels); ignored",
+                start.codec.name,
+                start.sample_rate,
+                start.channels,
+            )
+            self._stream = None
+            return
+        self._stream = start.stream_id
+        self._decoder = OpusDecoder()
+        self._base = self._written
+        self._next_seq = None
+        self.stats.streams += 1
+        self.stats.bitrate = start.bitrate
+        log.info(
+            "sound from the session: Opus %d kbit/s (stream %d)", start.bitrate // 1000, start.stream_id
+        )
+
+    def _frame(self, frame: AudioFrame) -> None:
+        if frame.stream_id != self._stream or self._decoder is None:
+            self.stats.dropped += 1
+            return
+        if self._next_seq is not None and frame.seq < self._next_seq:
+            self.stats.dropped += 1
+            return
+        self.stats.latency_ms.append((time.monotonic_ns() // 1000 - frame.timestamp_us) / 1000)
+        del self.stats.latency_ms[:-MAX_LATENCIES]
+        try:
+            pcm = self._decoder.decode(frame.data)
+        except ValueError:
+            self.stats.decode_errors += 1
+            return
+        if self._next_seq is None:
+            self._base = self._written - frame.seq * FRAME_SAMPLES  # the first frame goes at the end
+        else:
+            self.stats.silent_frames += frame.seq - self._next_seq
+        self._next_seq = frame.seq + 1
+        self.stats.frames += 1
+        self.stats.bytes += len(frame.data)
+        if self.stats.first_timestamp_us is None:
+            self.stats.first_timestamp_us = frame.timestamp_us
+        self.stats.last_timestamp_us = frame.timestamp_us
+        self._write_at(self._base + frame.seq * FRAME_SAMPLES, pcm)
+
+    def _write_at(self, position: int, pcm: bytes) -> None:
+        if self._wav_path is None:
+            self._written = position + len(pcm) // (2 * CHANNELS)
+            return
+        if self._wav is None:
+            self._wav = wave.open(str(self._wav_path), "wb")
+            self._wav.setnchannels(CHANNELS)
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(RATE)
+        gap = position - self._written
+        if gap > 0:
+            self._wav.writeframes(bytes(gap * 2 * CHANNELS))
+        self._wav.writeframes(pcm)
+        self._written = max(self._written, position) + len(pcm) // (2 * CHANNELS)
+
+    def close(self) -> None:
+        """Stop: the WAV file (if any) is complete and closed."""
+        self._stream = None
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
