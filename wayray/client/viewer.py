@@ -133,10 +133,20 @@ class ViewerOptions:
     access_key: str = field(default="", repr=False)
     #: This viewer's own identity (``identity.terminal_id``), "" for none.
     terminal_id: str = field(default="", repr=False)
+    #: A pool's members as discovery finds them now (``wayray.pool.mdns.PoolBrowser.addresses``),
+    #: tried before ``host`` and the fallbacks; each is trusted through the pool's trust only.
+    discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
+    #: The pool's name, for messages ("" without one).
+    pool: str = ""
 
     @property
     def servers(self) -> tuple[tuple[str, int], ...]:
-        return ((self.host, self.port), *(s for s in self.fallbacks if s != (self.host, self.port)))
+        found = self.discover() if self.discover is not None else ()
+        configured = ((self.host, self.port),) if self.host else ()
+        return tuple(dict.fromkeys((*found, *configured, *self.fallbacks)))
+
+    def discovered(self, server: tuple[str, int]) -> bool:
+        return self.discover is not None and server in self.discover()
 
 
 @dataclass
@@ -282,8 +292,16 @@ class Viewer:
 
     async def _connect_first_answering(self, hello: HelloParams) -> ClientConnection:
         """Connect to the server that answered last, or else to the first of the others (in their
-        order) that answers. Only "no answer" moves on: a refusal (identity, token) is final."""
+        order) that answers. Only "no answer" moves on: a refusal (identity, token) is final, except
+        from a server that discovery found: anyone may advertise in a pool, so one whose identity is
+        not the pool's is passed over (and never sees the token)."""
         servers = self.options.servers
+        if not servers:
+            raise ConnectError(
+                f"no server of pool {self.options.pool} has been found on the network yet",
+                hint="check that the pool's servers run and that multicast (mDNS, UDP 5353) reaches "
+                "this kiosk, or list servers in client.toml",
+            )
         start = servers.index(self.server) if self.server in servers else 0
         order = servers[start:] + servers[:start]
         failures: list[ConnectError] = []
@@ -294,6 +312,17 @@ class Viewer:
                 failures.append(err)
                 if i + 1 < len(order):
                     log.warning("%s; trying the next server, %s", err.message, host_key(*order[i + 1]))
+                continue
+            except ServerIdentityError as err:
+                if not self.options.discovered((host, port)):
+                    raise
+                log.warning(
+                    "passing over %s, which advertises itself in pool %s: %s",
+                    host_key(host, port),
+                    self.options.pool,
+                    err.message,
+                )
+                failures.append(ConnectError(f"{host_key(host, port)} is not a server of the pool"))
                 continue
             if (host, port) != self.server:
                 log.info("now using the server %s", host_key(host, port))

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -32,6 +33,7 @@ from wayray.common.sizes import OUTPUT_SIZE
 from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
 from wayray.config.loader import UnknownInstance
+from wayray.config.model.common import POOL_PATTERN, POOL_RULE
 
 log = logging.getLogger("wayray.server")
 
@@ -109,6 +111,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
+    p.add_argument(
+        "--pool",
+        metavar="NAME",
+        help="standalone: join the server pool NAME and announce this server in it over mDNS "
+        "(docs/pools.md); listen on a LAN address (--listen) for other hosts to reach it",
+    )
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
     p.add_argument(
         "-v",
@@ -146,7 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = _standalone(args, command)
         _logging(args.verbose)
         return asyncio.run(_serve(settings, instance=None, root=None))
-    given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
+    given = (
+        args.port,
+        args.listen,
+        args.state_dir,
+        args.runtime_dir,
+        args.size,
+        args.access_key_file,
+        args.pool,
+    )
     if command or any(v is not None for v in given):
         raise UsageError("--instance takes its settings from the configuration, not from arguments")
     _logging(args.verbose)
@@ -208,15 +224,25 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
         if not (320 <= w <= 16384 and 200 <= h <= 16384):
             raise UsageError(f"--size {w}x{h}: sessions are 320x200 to 16384x16384")
         server = dataclasses.replace(server, output=dataclasses.replace(server.output, width=w, height=h))
+    server = _standalone_tuning(server, args)
+    return standalone_settings(
+        server, PolicyConfig(name="default"), state_dir=args.state_dir, runtime_dir=args.runtime_dir
+    )
+
+
+def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
+    """The standalone options beyond addresses and sizes: sessions, video, pool."""
     if args.max_sessions is not None:
         if args.max_sessions < 1:
             raise UsageError("--max-sessions must be at least 1")
         server = dataclasses.replace(server, max_sessions=args.max_sessions)
     if args.no_video:
         server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, video=False))
-    return standalone_settings(
-        server, PolicyConfig(name="default"), state_dir=args.state_dir, runtime_dir=args.runtime_dir
-    )
+    if args.pool is not None:
+        if not re.fullmatch(POOL_PATTERN, args.pool) or not args.pool:
+            raise UsageError(f"--pool {args.pool!r}: {POOL_RULE}")
+        server = dataclasses.replace(server, pool=args.pool)
+    return server
 
 
 #: The configuration keys behind the settings a reload cannot change (FrontDoor.RESTART_ONLY).

@@ -64,6 +64,7 @@ from wayray.server.links import LinkSide
 from wayray.server.live import ServedSession
 from wayray.server.logins import Logins
 from wayray.server.model import EndReason, SessionState
+from wayray.server.pooling import PoolMembership
 from wayray.server.registry import Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
 from wayray.server.table import SessionTable
@@ -145,6 +146,8 @@ class FrontDoor:
         self.link_side = LinkSide(table, self.watch, self.ending, self.logins)
         self.admin = AdminRequests(table, self.ending, status=self._status, reloader=reloader)
         self._admin_server = AdminServer(settings.admin_socket, self.admin.answer)
+        #: Its pool membership (``settings.pool``), from _serve() on; None: no pool.
+        self.pool: PoolMembership | None = None
 
     @property
     def settings(self) -> FrontDoorSettings:
@@ -252,6 +255,13 @@ class FrontDoor:
         )
         await self._admin_server.start()
         await self._listen()
+        if settings.pool:
+            self.pool = await PoolMembership.start(
+                self.table,
+                fingerprint=self.identity.fingerprint,
+                port=self.port,
+                listening=self.listening,
+            )
         self.table.spawn(self._policy_timer(), "policy-timer")
         self.notifier.ready(self.status_line())
         watchdog = self.notifier.start_watchdog()
@@ -331,6 +341,9 @@ class FrontDoor:
             if waits:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.gather(*waits), END_WAIT)
+        if self.pool is not None:  # first: kiosks stop choosing this member
+            await self.pool.stop()
+            self.pool = None
         for server in self.servers:
             await server.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
         self.servers.clear()
@@ -404,6 +417,14 @@ class FrontDoor:
             ),
             "unlocking": len(table.unlocking),
             "max_sessions": settings.max_sessions,
+            "pool": None
+            if self.pool is None
+            else {
+                "name": settings.pool,
+                "member": self.pool.advertiser.member_id,
+                "announced_as": self.pool.advertiser.instance_name,
+                "announcements": self.pool.advertiser.updates + 1,
+            },
             "policy": {
                 "detached_timeout_s": settings.policy.detached_timeout_s,
                 "idle_timeout_s": settings.policy.idle_timeout_s,

@@ -74,6 +74,8 @@ class FrontDoorSettings:
     max_pixels: int = 16_588_800
     #: Per-source and memory limits on new sessions (``wayray.server.admission``).
     admission: Limits = Limits()
+    #: The server pool it joins and advertises over mDNS (docs/pools.md); "": none.
+    pool: str = ""
 
     @property
     def login(self) -> bool:
@@ -241,6 +243,7 @@ def _build(
         session_cpu_quota=server.limits.session_cpu_quota,
         access_key_file=_path(server.admission.access_key_file),
         max_pixels=server.output.max_pixels,
+        pool=server.pool,
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
             unused_per_source=server.admission.unused_sessions_per_source,

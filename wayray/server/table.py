@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from wayray.common.notify import Notifier
@@ -44,6 +45,8 @@ class SessionTable:
         #: Wakes the policy timer (a deadline moved).
         self.timer_wake = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Called after every change of sessions or viewers (the pool's advertisement listens).
+        self.on_change: list[Callable[[], None]] = []
 
     # --- tasks and status --------------------------------------------------------------------------
 
@@ -68,6 +71,8 @@ class SessionTable:
         """Sessions or viewers changed: tell the service manager, and let the policy timer look again."""
         self.notifier.status(self.status_line())
         self.timer_wake.set()
+        for listener in self.on_change:
+            listener()
 
     # --- what a session is -------------------------------------------------------------------------
 

@@ -219,9 +219,12 @@ class ServerConfig:
     pool: str = setting(
         "",
         POOL_NAME,
-        'Server pool it joins and announces over mDNS; "" joins none.',
-        not_yet="wrsrvd does not announce itself over mDNS yet (the pool is only recorded, and kept as a "
-        "property of the SMF instance); viewers find servers through client.toml's `servers`",
+        "Server pool it joins: it announces itself over mDNS (service `_wayray._udp`, subtype "
+        "`_POOL._sub`, with its fingerprint, capacity, sessions and state; docs/pools.md) so that kiosks "
+        'with the same `pool` find it without a configured address. "" joins none. It must listen on an '
+        "address other hosts reach (`listen`), and kiosks trust it only through their pinned "
+        "`fingerprints` or `tls.ca`.",
+        applies=Applies.RESTART,
     )
     sessions: SessionStart = setting(
         SessionStart.LOGIN,
