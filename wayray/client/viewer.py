@@ -16,6 +16,7 @@ or the server's identity refused, another viewer took the session, the session e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -45,6 +46,8 @@ from wayray.transport import (
     ClientSettings,
     ConnectError,
     ConnectionClosedError,
+    PinnedFingerprint,
+    Redirected,
     ServerIdentityError,
     connect,
 )
@@ -94,6 +97,10 @@ FINAL_CODES = frozenset(
         ErrorCode.ACCESS_DENIED,
     }
 )
+
+
+#: Redirects a viewer follows in a row before it calls it a loop (docs/pools.md §4).
+MAX_REDIRECTS = 2
 
 
 class Ending(enum.StrEnum):
@@ -152,6 +159,8 @@ class ViewerOptions:
 @dataclass
 class ViewerStats:
     connects: int = 0
+    #: Redirects followed to another member of a pool.
+    redirects: int = 0
     frames: int = 0
     keyframes: int = 0
     frame_bytes: int = 0
@@ -172,6 +181,7 @@ class ViewerStats:
     def to_json(self) -> dict[str, Any]:
         return {
             "connects": self.connects,
+            "redirects": self.redirects,
             "frames": self.frames,
             "keyframes": self.keyframes,
             "frame_bytes": self.frame_bytes,
@@ -307,7 +317,7 @@ class Viewer:
         failures: list[ConnectError] = []
         for i, (host, port) in enumerate(order):
             try:
-                conn = await connect(host, port, self.options.client, hello)
+                conn = await self._connect_following(host, port, hello)
             except ConnectError as err:
                 failures.append(err)
                 if i + 1 < len(order):
@@ -334,6 +344,27 @@ class Viewer:
             f"none of the {len(order)} servers answered: " + "; ".join(f.message for f in failures),
             hint="check that wrsrvd runs on them and that their UDP ports are reachable",
         )
+
+    async def _connect_following(self, host: str, port: int, hello: HelloParams) -> ClientConnection:
+        """Connect to ``host``, following the Redirects of its pool (at most :data:`MAX_REDIRECTS` in a
+        row): the member a Redirect names is accepted with exactly the identity the redirecting
+        member, which this viewer trusts, vouched for."""
+        client = self.options.client
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                return await connect(host, port, client, hello)
+            except Redirected as err:
+                target = err.redirect
+                if hop == MAX_REDIRECTS:
+                    raise ConnectError(
+                        f"{err.message}: redirected {hop + 1} times in a row; not following (a loop?)",
+                        hint="the pool's members disagree about where the session is: see their logs",
+                    ) from None
+                log.info("%s", err.message)
+                host, port = target.host, target.port
+                client = dataclasses.replace(client, trust=PinnedFingerprint(target.fingerprint))
+                self.stats.redirects += 1
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect_and_serve(self) -> str:
         """One connection; returns why it ended when reconnecting may help (else ``_end`` was called)."""

@@ -34,7 +34,7 @@ from aioquic.quic.connection import QuicConnection
 
 from wayray.transport import _aioquic_private as private
 from wayray.transport.connection import Connection, QuicSettings, WireProtocol
-from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError
+from wayray.transport.errors import ConnectError, ConnectionClosedError, Redirected, ServerIdentityError
 from wayray.transport.identity import ClientCertificate, fingerprint
 from wayray.transport.trust import ServerCA, ServerTrust, host_key
 from wayray.wire import ErrorCode, HelloParams, HelloReceived, WireConfig, WireRole
@@ -245,6 +245,8 @@ async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloP
             ) from None
         if err.code == ErrorCode.TRANSPORT_ERROR:
             raise ConnectError(f"could not connect to {where}: {err.reason}") from None
+        if err.code == ErrorCode.REDIRECTED and protocol.wire.redirect is not None:
+            raise Redirected(protocol.wire.redirect, where=where) from None
         raise
     except BaseException:
         await _abandon(protocol, transport)

@@ -60,11 +60,13 @@ class Capability(enum.StrEnum):
     AUDIO = "audio"
     #: USB device forwarding (reserved: no messages yet).
     USB = "usb"
+    #: The viewer follows a Redirect to another member of the server's pool (docs/pools.md).
+    POOLS = "pools"
 
 
 #: What this code implements, and so offers by default.
 IMPLEMENTED_CAPABILITIES = frozenset(
-    {Capability.DISPLAY, Capability.INPUT, Capability.CURSOR, Capability.CLIPBOARD}
+    {Capability.DISPLAY, Capability.INPUT, Capability.CURSOR, Capability.CLIPBOARD, Capability.POOLS}
 )
 
 
@@ -301,6 +303,19 @@ class SessionEvent:
 
     kind: SessionEventKind
     detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Redirect:
+    """Server → client, in place of a ServerHello (only to a viewer that offered ``pools``): the
+    token's session, or the place chosen for it, is on another member of the server's pool; dial
+    ``host``:``port`` and accept exactly ``fingerprint`` there. A Close ``REDIRECTED`` follows."""
+
+    host: str
+    port: int
+    fingerprint: str
+    server_id: str
+    reason: str
 
 
 # --- display channel, client → server -------------------------------------------------------------
