@@ -10,18 +10,40 @@ from pathlib import Path
 from tests.conftest import script
 from tests.e2e.harness import Client, Harness, WrServer
 from tests.pool.netns import Host
+from wayray.common.xdg import DERIVED_CERT, DERIVED_KEY
+from wayray.transport.identity import ServerIdentity
 
 FOOT = ["foot", "--window-size-chars=80x24", "sh"]
+
+
+def state_dir(harness: Harness, host: Host) -> Path:
+    return harness.tmp / f"state-{host.name}"
+
+
+def member_identity(harness: Harness, host: Host) -> str:
+    """The member's TLS identity made before it starts (the members pin each other's), its fingerprint."""
+    state = state_dir(harness, host)
+    identity = ServerIdentity.load_or_create_files(state / DERIVED_CERT, state / DERIVED_KEY, name=host.name)
+    state.chmod(0o700)
+    return identity.fingerprint
+
+
+def sharing(harness: Harness, fingerprints: list[str]) -> list[str]:
+    """The options of members that share the session directory (their pool port: any free one)."""
+    pins = [arg for fp in fingerprints for arg in ("--pool-peer", fp)]
+    return [*pins, "--pool-key-file", str(harness.tmp / "pool-token.key"), "--pool-port", "0"]
 
 
 class MemberServer(WrServer):
     """``wrsrvd --standalone`` on ``host``, listening on its LAN address; ``pool`` "" joins none."""
 
-    def __init__(self, harness: Harness, host: Host, *, pool: str, key: Path, extra: list[str]) -> None:
-        args = ["--state-dir", str(harness.tmp / f"state-{host.name}"), "--access-key-file", str(key)]
+    def __init__(
+        self, harness: Harness, host: Host, *, pool: str, key: Path, extra: list[str], command: list[str]
+    ) -> None:
+        args = ["--state-dir", str(state_dir(harness, host)), "--access-key-file", str(key)]
         if pool:
             args += ["--pool", pool]
-        super().__init__(harness, FOOT, port=0, extra=args + extra, listen=(host.address,))
+        super().__init__(harness, command, port=0, extra=args + extra, listen=(host.address,))
         self.host = host
         self.runtime = harness.short / f"run-{host.name}"
 
@@ -30,9 +52,15 @@ class MemberServer(WrServer):
 
 
 def member(
-    harness: Harness, host: Host, *, pool: str = "lab", extra: list[str] | None = None
+    harness: Harness,
+    host: Host,
+    *,
+    pool: str = "lab",
+    extra: list[str] | None = None,
+    command: list[str] | None = None,
 ) -> MemberServer:
-    srv = MemberServer(harness, host, pool=pool, key=harness.tmp / "pool-access.key", extra=extra or [])
+    key = harness.tmp / "pool-access.key"
+    srv = MemberServer(harness, host, pool=pool, key=key, extra=extra or [], command=command or FOOT)
     harness.servers.append(srv)
     srv.start()
     return srv

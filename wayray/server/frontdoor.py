@@ -257,11 +257,9 @@ class FrontDoor:
         await self._listen()
         if settings.pool:
             self.pool = await PoolMembership.start(
-                self.table,
-                fingerprint=self.identity.fingerprint,
-                port=self.port,
-                listening=self.listening,
+                self.table, identity=self.identity, port=self.port, listening=self.listening
             )
+            self.viewer_side.route = self.pool.route
         self.table.spawn(self._policy_timer(), "policy-timer")
         self.notifier.ready(self.status_line())
         watchdog = self.notifier.start_watchdog()
@@ -342,6 +340,7 @@ class FrontDoor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.gather(*waits), END_WAIT)
         if self.pool is not None:  # first: kiosks stop choosing this member
+            self.viewer_side.route = None
             await self.pool.stop()
             self.pool = None
         for server in self.servers:
