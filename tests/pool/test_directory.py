@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from wayray.pool.directory import (
+    PLACED,
     Directory,
     Entry,
     EntryState,
     LeaseExpired,
     LocalDirectory,
     Member,
+    placed_on,
 )
 
 
@@ -137,3 +139,24 @@ def test_entries_hold_digests_only() -> None:
         Entry("badge-1234", member(1).id, "s")
     with pytest.raises(ValueError, match="16 hex"):
         Member("lab-a", "lab-a", "10.0.0.1", 7100, "sha256:00")
+
+
+def test_a_placement_is_taken_over_by_the_member_it_names_and_nobody_else(
+    make: Callable[[Clock], Directory],
+) -> None:
+    """The member a badge reached places its new session on another member (a pending entry naming
+    it): that member's claim takes it over; a third member is sent there."""
+
+    async def main() -> None:
+        d = make(Clock())
+        a, b, c = [await d.join(member(i), 10) for i in (1, 2, 3)]
+        placed = await d.claim(Entry(digest(7), a.member, PLACED + b.member, EntryState.PENDING), a)
+        assert placed.won and placed_on(placed.entry) == b.member
+        third = await d.claim(Entry(digest(7), c.member, "sc"), c)
+        assert not third.won and placed_on(third.entry) == b.member
+        taken = await d.claim(Entry(digest(7), b.member, "sb"), b)
+        assert taken.won and taken.entry.member == b.member
+        await d.release(digest(7), a)  # the placing member's lease no longer holds it
+        assert (await d.lookup(digest(7))) == taken.entry
+
+    run(main())

@@ -152,7 +152,11 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     tok.add_argument("--token-file", type=Path, metavar="F", help="read the token from this file")
     trust = p.add_mutually_exclusive_group()
     trust.add_argument(
-        "--fingerprint", "--server-fingerprint", metavar="SHA256", help="trust only this server identity"
+        "--fingerprint",
+        "--server-fingerprint",
+        action="append",
+        metavar="SHA256",
+        help="trust only this server identity (repeatable: any of them, such as a pool's members)",
     )
     trust.add_argument("--known-hosts", type=Path, metavar="FILE", help="trust-on-first-use file")
     p.add_argument(
@@ -346,8 +350,10 @@ def _client_settings(
     ca_path = args.ca or _configured(cfg.tls.ca)
     server_ca = ServerCA.load(ca_path) if ca_path is not None else None
     trust: ServerTrust | None
-    if args.fingerprint:
-        trust = PinnedFingerprint(args.fingerprint)
+    if args.fingerprint and len(args.fingerprint) == 1:
+        trust = PinnedFingerprint(args.fingerprint[0])
+    elif args.fingerprint:
+        trust = AnyOf(tuple(PinnedFingerprint(f) for f in args.fingerprint))
     elif cfg.fingerprints and not args.known_hosts:
         trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
     elif server_ca is not None and not args.known_hosts:
@@ -487,7 +493,7 @@ async def _run_kiosk(
 ) -> int:
     browser = await _discovery(options.pool, options.client)
     if browser is not None:
-        options = replace(options, discover=browser.addresses)
+        options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
     kiosk = Kiosk(options, backend, source)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -579,7 +585,7 @@ async def _run(
 ) -> int:
     browser = await _discovery(options.pool, options.client)
     if browser is not None:
-        options = replace(options, discover=browser.addresses)
+        options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
         # A first look around, so that the first connection does not find an empty pool.
         await browser.wait_for_members(DISCOVERY_WAIT)
     viewer = Viewer(options, backend)

@@ -93,6 +93,7 @@ class KioskOptions:
     #: A pool's members as discovery finds them, and the pool's name (ViewerOptions).
     discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
     pool: str = ""
+    unanswered: Callable[[tuple[str, int]], None] | None = None
 
 
 @dataclass
@@ -220,6 +221,7 @@ class Kiosk:
             terminal_id=o.terminal_id,
             discover=o.discover,
             pool=o.pool,
+            unanswered=o.unanswered,
         )
         viewer: Viewer
 

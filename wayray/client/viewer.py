@@ -145,6 +145,8 @@ class ViewerOptions:
     discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
     #: The pool's name, for messages ("" without one).
     pool: str = ""
+    #: Tells discovery that a server did not answer (it is dialled last for a while).
+    unanswered: Callable[[tuple[str, int]], None] | None = None
 
     @property
     def servers(self) -> tuple[tuple[str, int], ...]:
@@ -320,6 +322,7 @@ class Viewer:
                 conn = await self._connect_following(host, port, hello)
             except ConnectError as err:
                 failures.append(err)
+                self._unanswered((host, port))
                 if i + 1 < len(order):
                     log.warning("%s; trying the next server, %s", err.message, host_key(*order[i + 1]))
                 continue
@@ -344,6 +347,11 @@ class Viewer:
             f"none of the {len(order)} servers answered: " + "; ".join(f.message for f in failures),
             hint="check that wrsrvd runs on them and that their UDP ports are reachable",
         )
+
+    def _unanswered(self, server: tuple[str, int]) -> None:
+        if self.options.unanswered is not None and self.options.discovered(server):
+            self.options.unanswered(server)
+            self.server = ("", 0)  # start with the best of the others next time
 
     async def _connect_following(self, host: str, port: int, hello: HelloParams) -> ClientConnection:
         """Connect to ``host``, following the Redirects of its pool (at most :data:`MAX_REDIRECTS` in a
@@ -434,6 +442,7 @@ class Viewer:
         if self._detached:
             self._end(Ending.DETACHED, self._detached)
             return ""
+        self._unanswered(self.server)
         return f"connection lost ({ErrorCode.describe(event.code)}: {event.reason})"
 
     async def _serve(self, conn: ClientConnection) -> None:

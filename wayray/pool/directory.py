@@ -84,6 +84,17 @@ class Entry:
             raise ValueError("a token digest is 64 hex digits")
 
 
+#: A pending entry's ``session_id`` when placement chose another member than the one that claimed.
+PLACED = "placed:"
+
+
+def placed_on(entry: Entry) -> str | None:
+    """The member a pending placement is for (None: not a placement)."""
+    if entry.state is EntryState.PENDING and entry.session_id.startswith(PLACED):
+        return entry.session_id[len(PLACED) :]
+    return None
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a claim got: ``won``, and the entry that holds the digest now (ours when won)."""
@@ -109,7 +120,9 @@ class Directory(Protocol):
 
     async def claim(self, entry: Entry, lease: Lease) -> Claim:
         """Atomically: record ``entry`` under ``lease`` if ``entry.digest`` has no entry, or if its
-        entry is ours (same member: a pending entry turning into a session); else the holder's."""
+        entry is ours (same member: a pending entry turning into a session), or if it is a pending
+        placement for ``entry.member`` (:func:`placed_on`: the member placement chose takes it over);
+        else the holder's."""
         ...
 
     async def release(self, digest: str, lease: Lease) -> None:
@@ -188,7 +201,7 @@ class LocalDirectory:
         if entry.member != lease.member:
             raise DirectoryError("an entry is claimed under its own member's lease")
         held = self._entries.get(entry.digest)
-        if held is not None and held[0].member != entry.member:
+        if held is not None and held[0].member != entry.member and placed_on(held[0]) != entry.member:
             return Claim(False, held[0])
         if held is not None and held[1] != lease.id:  # ours, under an older lease of ours
             self._leases[held[1]].digests.discard(entry.digest)

@@ -32,6 +32,10 @@ TXT_VERSION = "1"
 #: Least time between two announcements that only the load caused (RFC 6762 asks for at most one a
 #: second; each one goes to every host on the link).
 LOAD_UPDATE_INTERVAL = 10.0
+#: Seconds between two readings of the known members' records (their load, their state).
+REFRESH_EVERY = 1.0
+#: Seconds a member that did not answer is dialled after the others.
+UNANSWERED_FOR = 60.0
 #: How long a browser waits for a member's SRV, TXT and addresses after it saw its name.
 RESOLVE_TIMEOUT_MS = 3000
 
@@ -364,13 +368,30 @@ class PoolBrowser:
         self._tasks: set[asyncio.Task[None]] = set()
         self.changed = asyncio.Event()
         self._ignored: set[tuple[str, str]] = set()
+        #: Servers (address, port) that did not answer lately, and when: dialled last for a while.
+        self._unanswered: dict[tuple[str, int], float] = {}
 
     async def start(self) -> None:
         self._zc = AsyncZeroconf(ip_version=_ip_version(_host_addresses(ipv6=True), default_v4=True))
         self._browser = AsyncServiceBrowser(
             self._zc.zeroconf, pool_type(self.pool), handlers=[self._on_change]
         )
+        refresh = asyncio.get_running_loop().create_task(self._refresh(), name="mdns-refresh")
+        self._tasks.add(refresh)
         log.info("looking for the servers of pool %s over mDNS", self.pool)
+
+    async def _refresh(self) -> None:
+        """Read the known members' records again from zeroconf's cache every second: a browser of a
+        subtype hears of new members and goodbyes, but not of a member's changed TXT record (its
+        name is not under the subtype), which the cache has all the same."""
+        while True:
+            await asyncio.sleep(REFRESH_EVERY)
+            if self._zc is None:
+                return
+            for name in list(self._ads):
+                info = AsyncServiceInfo(pool_type(self.pool), name)
+                if info.load_from_cache(self._zc.zeroconf):
+                    self._take(name, info)
 
     def _on_change(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
@@ -391,6 +412,9 @@ class PoolBrowser:
         if not await info.async_request(self._zc.zeroconf, RESOLVE_TIMEOUT_MS):
             log.debug("pool %s: %s did not answer with its address", self.pool, name)
             return
+        self._take(name, info)
+
+    def _take(self, name: str, info: AsyncServiceInfo) -> None:
         ad = parse_ad(name, self.pool, info)
         if ad is None:
             return
@@ -421,8 +445,17 @@ class PoolBrowser:
         return sorted(self._ads.values(), key=lambda ad: (not ad.takes_new_sessions, -ad.free, ad.name))
 
     def addresses(self) -> tuple[tuple[str, int], ...]:
-        """Where to dial, in the order of :meth:`members` (every address of each member)."""
-        return tuple((addr, ad.port) for ad in self.members() for addr in ad.addresses)
+        """Where to dial, in the order of :meth:`members` (every address of each member), those that
+        did not answer within :data:`UNANSWERED_FOR` last: a member that died without a goodbye stays
+        announced until its records expire, and must not be every kiosk's first try meanwhile."""
+        now = time.monotonic()
+        found = [(addr, ad.port) for ad in self.members() for addr in ad.addresses]
+        late = {s for s, at in self._unanswered.items() if now - at < UNANSWERED_FOR}
+        return tuple([s for s in found if s not in late] + [s for s in found if s in late])
+
+    def unanswered(self, server: tuple[str, int]) -> None:
+        """``server`` did not answer (a connection to it was lost, or none could be made)."""
+        self._unanswered[server] = time.monotonic()
 
     async def wait_for_members(self, timeout: float) -> bool:
         end = time.monotonic() + timeout

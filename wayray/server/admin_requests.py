@@ -37,6 +37,8 @@ class AdminRequests:
         *,
         status: Callable[[], Answer],
         reloader: Callable[[], Awaitable[Answer]] | None,
+        drain: Callable[[bool], bool] | None = None,
+        pool: Callable[[], Answer] | None = None,
     ) -> None:
         self.table = table
         self.ending = ending
@@ -44,6 +46,8 @@ class AdminRequests:
         self._status = status
         #: Instance mode: reloads the configuration (wrsrvd's command line knows where it is).
         self._reloader = reloader
+        self._drain = drain
+        self._pool = pool
         self._screenshot_ids = itertools.count(1)
         self._handlers: dict[str, Handler] = {
             "status": self._answer_status,
@@ -52,6 +56,8 @@ class AdminRequests:
             "detach": self._detach,
             "screenshot": self._screenshot,
             "reload": self._reload,
+            "drain": self._drain_request,
+            "pool": self._pool_request,
         }
 
     async def answer(self, request: dict[str, Any]) -> Answer:
@@ -59,7 +65,7 @@ class AdminRequests:
         if handler is None:
             raise AdminError(
                 f"unknown request type {request.get('type')!r} "
-                "(known: status, sessions, kill, detach, screenshot, reload)"
+                "(known: status, sessions, kill, detach, screenshot, reload, drain, pool)"
             )
         return await handler(request)
 
@@ -178,6 +184,17 @@ class AdminRequests:
         finally:
             session.screenshots.pop(rid, None)
         return {"type": "screenshot", "png_base64": base64.b64encode(png).decode()}
+
+    async def _drain_request(self, request: dict[str, Any]) -> Answer:
+        draining = request.get("draining")
+        if not isinstance(draining, bool) or self._drain is None:
+            raise AdminError("drain: 'draining' must be true or false")
+        return {"type": "drained", "draining": self._drain(draining)}
+
+    async def _pool_request(self, request: dict[str, Any]) -> Answer:
+        if self._pool is None:
+            raise AdminError("this server is in no pool")
+        return self._pool()
 
     async def _reload(self, request: dict[str, Any]) -> Answer:
         if self._reloader is None:

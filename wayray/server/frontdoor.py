@@ -45,7 +45,7 @@ from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
-from wayray.common.files import refuse_directories_others_change
+from wayray.common.files import refuse_directories_others_change, write_atomic
 from wayray.common.notify import Notifier
 from wayray.common.processes import pid_alive
 from wayray.common.system import boot_time
@@ -54,6 +54,7 @@ from wayray.launcher import protocol as lp
 from wayray.link import CloseCode
 from wayray.server import access
 from wayray.server.admin import AdminServer
+from wayray.server.admin_protocol import AdminError
 from wayray.server.admin_requests import AdminRequests
 from wayray.server.admission import Kind, estimate, source_of
 from wayray.server.attach import Attacher
@@ -67,7 +68,7 @@ from wayray.server.model import EndReason, SessionState
 from wayray.server.pooling import PoolMembership
 from wayray.server.registry import Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.table import SessionTable
+from wayray.server.table import DRAINING_FILE, SessionTable
 from wayray.server.tokens import TokenHasher
 from wayray.server.viewers import ViewerSide
 from wayray.server.watch import CompositorWatch
@@ -144,7 +145,14 @@ class FrontDoor:
             table, hasher, self.gate, self.attacher, self.watch, self.ending, self.logins
         )
         self.link_side = LinkSide(table, self.watch, self.ending, self.logins)
-        self.admin = AdminRequests(table, self.ending, status=self._status, reloader=reloader)
+        self.admin = AdminRequests(
+            table,
+            self.ending,
+            status=self._status,
+            reloader=reloader,
+            drain=self.set_draining,
+            pool=self._pool_members,
+        )
         self._admin_server = AdminServer(settings.admin_socket, self.admin.answer)
         #: Its pool membership (``settings.pool``), from _serve() on; None: no pool.
         self.pool: PoolMembership | None = None
@@ -416,6 +424,7 @@ class FrontDoor:
             ),
             "unlocking": len(table.unlocking),
             "max_sessions": settings.max_sessions,
+            "draining": table.draining,
             "pool": None
             if self.pool is None
             else {
@@ -423,6 +432,7 @@ class FrontDoor:
                 "member": self.pool.advertiser.member_id,
                 "announced_as": self.pool.advertiser.instance_name,
                 "announcements": self.pool.advertiser.updates + 1,
+                "shares_directory": self.pool.shared is not None,
             },
             "policy": {
                 "detached_timeout_s": settings.policy.detached_timeout_s,
@@ -431,6 +441,31 @@ class FrontDoor:
             },
             "config": None if self.config_digests is None else {"digests": self.config_digests},
         }
+
+    def set_draining(self, draining: bool) -> bool:
+        """Drain (no new session starts here; kept across restarts) or take new sessions again."""
+        table = self.table
+        marker = self.settings.state_dir / DRAINING_FILE
+        if draining:
+            write_atomic(marker, b"drained by an operator (wradm server drain)\n")
+        else:
+            marker.unlink(missing_ok=True)
+        if table.draining != draining:
+            table.draining = draining
+            log.info(
+                "%s: %s",
+                self.settings.name,
+                "drained: it keeps its sessions and takes no new ones"
+                if draining
+                else "undrained: it takes new sessions again",
+            )
+            table.changed()
+        return draining
+
+    def _pool_members(self) -> dict[str, Any]:
+        if self.pool is None:
+            raise AdminError(f"{self.settings.name} is in no pool (servers.toml's pool)")
+        return self.pool.members_answer()
 
     # --- wrsessd's word, for the login part --------------------------------------------------------
 

@@ -8,10 +8,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from wayray.pool.directory import DirectoryError, Entry, EntryState, Lease, LeaseExpired, Member
+from wayray.pool.directory import (
+    PLACED,
+    DirectoryError,
+    Entry,
+    EntryState,
+    Lease,
+    LeaseExpired,
+    Member,
+    placed_on,
+)
 from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
 from wayray.pool.mdns import (
     Advertiser,
@@ -46,6 +57,8 @@ class _Shared:
     claimed: dict[str, tuple[str, str]]
     #: Digests claimed for a viewer whose session is starting here (digest → when).
     pending: dict[str, float]
+    #: Digests this member placed on another member (digest → when), until that one takes them over.
+    placed: dict[str, float]
 
 
 class PoolMembership:
@@ -130,13 +143,13 @@ class PoolMembership:
             host,
             listener.port,
         )
-        shared = _Shared(directory, listener, browser, lease, {}, {})
+        shared = _Shared(directory, listener, browser, lease, {}, {}, {})
         directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
         return shared
 
     @staticmethod
     def _figures(table: SessionTable) -> Figures:
-        return Figures(capacity=table.settings.max_sessions, used=len(table.live))
+        return Figures(capacity=table.settings.max_sessions, used=len(table.live), draining=table.draining)
 
     def changed(self) -> None:
         self.advertiser.update(self._figures(self.table))
@@ -150,42 +163,117 @@ class PoolMembership:
         if shared is None:
             return True
         conn = viewer.conn
-        entry = Entry(token.digest, shared.directory.me.id, "", EntryState.PENDING)
+        me = shared.directory.me.id
+        entry = Entry(token.digest, me, "", EntryState.PENDING)
         try:
             claim = await shared.directory.claim(entry, shared.lease)
+            if claim.won:
+                target = self._place()
+                if isinstance(target, str):  # "here"
+                    shared.pending[token.digest] = time.monotonic()
+                    return True
+                if target is None:
+                    await shared.directory.release(token.digest, shared.lease)
+                    conn.close(
+                        ErrorCode.SERVER_BUSY,
+                        "no member of the pool takes new sessions now (drained or full); try again later",
+                    )
+                    return False
+                placed = Entry(token.digest, me, PLACED + target.member.id, EntryState.PENDING)
+                await shared.directory.claim(placed, shared.lease)
+                shared.placed[token.digest] = time.monotonic()
+                return self._send(viewer, token, target, f"a new session is placed on {target.member.name}")
         except (DirectoryError, LeaseExpired) as err:
             log.warning(
                 "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
             )
             conn.close(ErrorCode.SERVER_BUSY, "the pool's session directory does not answer now; try again")
             return False
-        if claim.won:
-            shared.pending[token.digest] = time.monotonic()
-            return True
-        holder = claim.entry.member
+        holder = placed_on(claim.entry) or claim.entry.member
         peer = shared.directory.peer(holder)
-        if peer is None:
+        if peer is None or holder not in shared.directory.alive():
             conn.close(
                 ErrorCode.SERVER_BUSY,
-                "this badge's session is on another member of the pool, which this server cannot reach "
-                "now; try again",
+                "this badge's session is on another member of the pool, which does not answer now; "
+                "try again in a moment",
             )
             return False
+        return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+
+    def _send(self, viewer: Viewer, token: TokenRef, peer: Peer, why: str) -> bool:
+        """Redirect the viewer to ``peer`` (a viewer without ``pools``: told where to go)."""
+        conn = viewer.conn
         where = f"{peer.member.name} ({peer.member.host}:{peer.member.port})"
-        log.info(
-            "%s: token %s has its session on member %s: %s", conn.peer_address, token.short, holder, where
-        )
+        log.info("%s: token %s: %s: %s", conn.peer_address, token.short, why, where)
         if not conn.follows_redirects:
-            conn.close(ErrorCode.SERVER_BUSY, f"this badge's session is on {where}; connect there")
+            conn.close(ErrorCode.SERVER_BUSY, f"{why}; connect to {peer.member.host}:{peer.member.port}")
             return False
         conn.redirect(
             host=peer.member.host,
             port=peer.member.port,
             fingerprint=peer.member.fingerprint,
-            server_id=holder,
-            reason=f"this badge's session is on {peer.member.name}",
+            server_id=peer.member.id,
+            reason=why,
         )
         return False
+
+    def _place(self) -> str | Peer | None:
+        """Where a new session goes (docs/pools.md §5): weighted random over the members that take
+        new sessions and answer, by ``weight`` x free room; "here", another member, or None."""
+        shared = self.shared
+        assert shared is not None
+        table = self.table
+        choices: list[str | Peer] = []
+        weights: list[int] = []
+        mine = self._figures(table)
+        if not table.draining and mine.capacity > len(table.live):
+            choices.append("here")
+            weights.append(mine.weight * (mine.capacity - len(table.live)))
+        alive = set(shared.directory.alive())
+        for ad in shared.browser.members():
+            peer = shared.directory.peer(ad.member_id)
+            if peer is not None and ad.member_id in alive and ad.takes_new_sessions:
+                choices.append(peer)
+                weights.append(ad.figures.weight * ad.free)
+        if not choices:
+            return None
+        return random.choices(choices, weights)[0]
+
+    def members_answer(self) -> dict[str, Any]:
+        """The ``pool`` admin answer: this member first, then the others discovery found."""
+        ad = self.advertiser
+        figures = self._figures(self.table)
+        rows: list[dict[str, Any]] = [
+            {
+                "id": ad.member_id,
+                "name": ad.instance_name,
+                "addresses": list(ad.addresses),
+                "port": ad.port,
+                "fingerprint": ad.fingerprint,
+                "state": figures.state,
+                "sessions": figures.used,
+                "capacity": figures.capacity,
+                "load": figures.load,
+                "weight": figures.weight,
+                "last_seen_s": 0,
+                "answers": True,
+                "this": True,
+            }  # fmt: skip
+        ]
+        shared = self.shared
+        if shared is not None:
+            alive = set(shared.directory.alive())
+            now = time.monotonic()
+            for m in shared.browser.members():
+                rows.append(
+                    {"id": m.member_id, "name": m.name.removesuffix("._wayray._udp.local."),
+                     "addresses": list(m.addresses), "port": m.port, "fingerprint": m.fingerprint,
+                     "state": m.figures.state, "sessions": m.figures.used, "capacity": m.figures.capacity,
+                     "load": m.figures.load, "weight": m.figures.weight,
+                     "last_seen_s": round(now - m.seen_at, 1), "answers": m.member_id in alive,
+                     "this": False}
+                )  # fmt: skip
+        return {"type": "pool", "name": self.table.settings.pool, "members": rows}
 
     async def _keep_up(self) -> None:
         """Every ttl/4: discovery's members into the directory, leases renewed, this member's
@@ -249,6 +337,13 @@ class PoolMembership:
                     claim.entry.session_id or "starting",
                     session_id or "starting",
                 )
+        for digest, since in list(shared.placed.items()):
+            if now - since <= PENDING_FOR:
+                continue
+            del shared.placed[digest]  # the kiosk never came to the member it was placed on
+            held = await directory.lookup(digest)
+            if held is not None and held.member == directory.me.id and placed_on(held) is not None:
+                await directory.release(digest, shared.lease)
         for digest in [d for d in shared.claimed if d not in wanted]:
             del shared.claimed[digest]
             with contextlib.suppress(DirectoryError, LeaseExpired):

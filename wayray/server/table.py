@@ -22,6 +22,9 @@ from wayray.server.registry import Registry
 from wayray.server.settings import FrontDoorSettings
 from wayray.wire import SCALE_ONE
 
+#: Its presence in the state directory keeps an instance drained across restarts.
+DRAINING_FILE = "draining"
+
 log = logging.getLogger("wayray.server")
 
 
@@ -45,6 +48,8 @@ class SessionTable:
         #: Wakes the policy timer (a deadline moved).
         self.timer_wake = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Drained by an operator (``wradm server drain``): no new session starts here.
+        self.draining = (settings.state_dir / DRAINING_FILE).exists()
         #: Called after every change of sessions or viewers (the pool's advertisement listens).
         self.on_change: list[Callable[[], None]] = []
 

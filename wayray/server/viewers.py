@@ -169,6 +169,12 @@ class ViewerSide:
                      token.short, hung.id)  # fmt: skip
             conn.close(ErrorCode.SERVER_BUSY, NOT_RESPONDING_REFUSAL)
             return None
+        if known is None and self.route is None and table.draining:
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                "this server is drained for maintenance: it takes no new sessions; use another server",
+            )
+            return None
         if known is None and self.route is not None and not await self.route(token, viewer):
             return None  # its session is on another member of the pool (redirected), or no answer
         try:
