@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from wayray.pool.peers import MAX_REQUEST, PeerClient, PeerError, PeerTrust, PoolListener
+from wayray.pool.peers import (
+    MAX_REQUEST,
+    MAX_SKEW,
+    NONCE_MEMORY,
+    PeerClient,
+    PeerError,
+    PeerTrust,
+    PoolListener,
+    ReplayGuard,
+    RequestRefused,
+)
 from wayray.transport.identity import ServerIdentity
 
 
@@ -130,3 +140,21 @@ def test_a_replayed_request_is_refused(tmp_path: Path) -> None:
             await client.close()
 
     run(tmp_path, test)
+
+
+def test_nonces_are_remembered_as_long_as_a_replay_could_pass_the_clock_check() -> None:
+    now = [1000.0]
+    guard = ReplayGuard(lambda: now[0])
+    request = {"nonce": "ef" * 16, "time": 1000.0}
+    guard.check(request)
+    now[0] += MAX_SKEW  # still within the clock check: the nonce must still be known
+    with pytest.raises(RequestRefused, match="replayed"):
+        guard.check(request)
+    now[0] += NONCE_MEMORY  # forgotten now, and refused by the clock check instead
+    with pytest.raises(RequestRefused, match="stale"):
+        guard.check(request)
+    for n in range(1000):
+        guard.check({"nonce": f"{n:032x}", "time": now[0]})
+    now[0] += NONCE_MEMORY + 1
+    guard.check({"nonce": "aa" * 16, "time": now[0]})
+    assert len(guard._seen) == 1, "old nonces were not dropped"

@@ -132,12 +132,16 @@ class ReplayGuard:
         if not isinstance(sent, int | float) or isinstance(sent, bool):
             raise RequestRefused("malformed request: 'time' must be a number")
         now = self._clock()
+        # Oldest first (a dict keeps insertion order): drop what is past remembering, stop at the
+        # first that is not, so a busy port pays for what it drops, not for all it remembers.
+        while self._seen:
+            old, seen = next(iter(self._seen.items()))
+            if now - seen <= NONCE_MEMORY:
+                break
+            del self._seen[old]
         if abs(now - sent) > MAX_SKEW:
             off = now - sent
             raise RequestRefused(f"stale request: its clock is {off:+.0f} s off (at most {MAX_SKEW:g})")
-        for old, seen in list(self._seen.items()):
-            if now - seen > NONCE_MEMORY:
-                del self._seen[old]
         if nonce in self._seen:
             raise RequestRefused("replayed request: this nonce was used already")
         self._seen[nonce] = now
@@ -291,7 +295,12 @@ class PeerClient:
         reader, writer = await protocol.create_stream()
         writer.write(_frame(message))
         writer.write_eof()
-        answer = decode_object(await _read_frame(reader))
+        try:
+            answer = decode_object(await _read_frame(reader))
+        except RequestRefused as err:
+            raise PeerError(f"the peer's answer: {err.reason}") from None
+        except JSONBodyError as err:
+            raise PeerError(f"the peer's answer is not acceptable JSON: the body {err.reason}") from None
         if answer.get("ok") is not True:
             raise PeerError(str(answer.get("error", "refused")))
         return answer
