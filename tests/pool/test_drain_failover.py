@@ -91,6 +91,19 @@ def test_drained_members_keep_their_sessions_and_new_badges_go_to_the_others(
     again = one_shot(harness, kiosk, open_one, "drain-badge-0")  # its badge still finds it, redirected
     assert again["session_id"] == first["session_id"] and again["redirects"] == 1
     assert kept.admin("status")["draining"] is True
+    # The pool's directory lists every session, once, on the member that holds it (wradm sessions --pool).
+    ids = {m.admin("status")["pool"]["member"]: {s["id"] for s in m.sessions()} for m in members}
+
+    def listed() -> dict[str, set[str]] | None:
+        rows = open_one.admin("pool", sessions=True)["sessions"]
+        if any(r["state"] != "session" for r in rows):
+            return None  # a session still starting
+        out: dict[str, set[str]] = {member: set() for member in ids}
+        for r in rows:
+            out[r["member"]].add(r["session_id"])
+        return out
+
+    assert eventually(lambda: (got := listed()) == ids and got, "the directory to list every session") == ids
     assert before == {m.host.name: set() for m in members}
 
 

@@ -143,7 +143,9 @@ class Drain(Message):
 )
 @dataclass(frozen=True, kw_only=True)
 class Pool(Message):
-    pass
+    sessions: bool = field(
+        Flag(), "also list the pool's session directory (every member's entries)", default=False
+    )
 
 
 # --- answers ---------------------------------------------------------------------------------------
@@ -331,12 +333,25 @@ class PoolMemberRow(Fields):
     this: bool | None = field(Flag(), "this instance")
 
 
+@dataclass(frozen=True, kw_only=True)
+class PoolSessionRow(Fields):
+    """An entry of the pool's session directory: never a token, only 8 hex digits of its digest."""
+
+    token: str = field(WORD, "8 hex digits of the token's keyed digest", required=True)
+    member: str = field(WORD, "the member that holds it", required=True)
+    session_id: str | None = field(WORD, "its session there; null while it starts (or is placed)")
+    state: str = field(WORD, "`session`, or `pending` (starting, or placed on `member`)", required=True)
+
+
 @ADMIN.message("pool", Direction.RESPONSE, "The pool's members.")
 @dataclass(frozen=True, kw_only=True)
 class PoolAnswer(Answer):
     name: str = field(WORD, "the pool", required=True)
     members: tuple[PoolMemberRow, ...] = field(
         NestedList(PoolMemberRow, 100_000), "its members, this one first", required=True, default=()
+    )
+    sessions: tuple[PoolSessionRow, ...] | None = field(
+        NestedList(PoolSessionRow, 10_000_000), "with `sessions`: the directory's entries; else null"
     )
 
 
@@ -362,7 +377,16 @@ def markdown_reference() -> str:
         lambda cls: f"##### `{cls.type}`",
         level=4,
     )
-    for nested in (LauncherLink, Policy, PoolStatus, Configuration, Digests, SessionRow, PoolMemberRow):
+    for nested in (
+        LauncherLink,
+        Policy,
+        PoolStatus,
+        Configuration,
+        Digests,
+        SessionRow,
+        PoolMemberRow,
+        PoolSessionRow,
+    ):
         out += [f"#### `{nested.__name__}` object", "", nested.__doc__ or "", "", *record_table(nested), ""]
     return "\n".join(out).rstrip() + "\n"
 

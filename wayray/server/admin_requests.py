@@ -38,7 +38,7 @@ class AdminRequests:
         status: Callable[[], Answer],
         reloader: Callable[[], Awaitable[Answer]] | None,
         drain: Callable[[bool], bool] | None = None,
-        pool: Callable[[], Answer] | None = None,
+        pool: Callable[[bool], Awaitable[Answer]] | None = None,
     ) -> None:
         self.table = table
         self.ending = ending
@@ -194,7 +194,7 @@ class AdminRequests:
     async def _pool_request(self, request: dict[str, Any]) -> Answer:
         if self._pool is None:
             raise AdminError("this server is in no pool")
-        return self._pool()
+        return await self._pool(request.get("sessions") is True)
 
     async def _reload(self, request: dict[str, Any]) -> Answer:
         if self._reloader is None:

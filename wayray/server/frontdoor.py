@@ -462,10 +462,12 @@ class FrontDoor:
             table.changed()
         return draining
 
-    def _pool_members(self) -> dict[str, Any]:
+    async def _pool_members(self, sessions: bool) -> dict[str, Any]:
         if self.pool is None:
             raise AdminError(f"{self.settings.name} is in no pool (servers.toml's pool)")
-        return self.pool.members_answer()
+        answer = self.pool.members_answer()
+        answer["sessions"] = await self.pool.sessions_answer() if sessions else None
+        return answer
 
     # --- wrsessd's word, for the login part --------------------------------------------------------
 

@@ -33,6 +33,7 @@ from wayray.pool.mdns import (
     load_or_create_member_id,
 )
 from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenRef
@@ -274,6 +275,25 @@ class PoolMembership:
                      "this": False}
                 )  # fmt: skip
         return {"type": "pool", "name": self.table.settings.pool, "members": rows}
+
+    async def sessions_answer(self) -> list[dict[str, Any]]:
+        """The directory's entries pool-wide (``wradm sessions --pool``): digests shortened, no token."""
+        shared = self.shared
+        if shared is None:
+            raise AdminError("this instance shares no session directory (no peers' fingerprints or CA)")
+        try:
+            entries = await shared.directory.entries()
+        except (DirectoryError, LeaseExpired) as err:
+            raise AdminError(f"the pool's directory cannot answer: {err}") from None
+        return [
+            {
+                "token": e.digest[:8],
+                "member": placed_on(e) or e.member,
+                "session_id": e.session_id or None if placed_on(e) is None else None,
+                "state": e.state.value,
+            }
+            for e in sorted(entries, key=lambda e: (e.member, e.session_id))
+        ]
 
     async def _keep_up(self) -> None:
         """Every ttl/4: discovery's members into the directory, leases renewed, this member's
