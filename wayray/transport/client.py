@@ -235,6 +235,11 @@ async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloP
             hint=f"check that wrsrvd runs there and that UDP port {port} is reachable",
         ) from None
     except ConnectionClosedError as err:
+        if err.code == ErrorCode.REDIRECTED and protocol.wire.redirect is not None:
+            # The server closed on purpose: let QUIC finish its close in the background and go to
+            # the member the Redirect names now (waiting for it cost a redirected badge-in ~200 ms).
+            _close_transport_when_done(protocol, transport)
+            raise Redirected(protocol.wire.redirect, where=where) from None
         await _abandon(protocol, transport)
         if protocol.identity_error is not None:
             raise protocol.identity_error from None
@@ -245,8 +250,6 @@ async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloP
             ) from None
         if err.code == ErrorCode.TRANSPORT_ERROR:
             raise ConnectError(f"could not connect to {where}: {err.reason}") from None
-        if err.code == ErrorCode.REDIRECTED and protocol.wire.redirect is not None:
-            raise Redirected(protocol.wire.redirect, where=where) from None
         raise
     except BaseException:
         await _abandon(protocol, transport)
