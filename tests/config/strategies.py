@@ -245,12 +245,15 @@ def _skip(record: type, valid: bool) -> frozenset[str]:
         ClientTLSSettings,
         HostConfig,
         OutputSettings,
+        PeerSettings,
         TLSSettings,
     )
 
     return {
         ServerConfig: frozenset({"port", "policy", "enabled", "listen"}),
         TLSSettings: frozenset({"cert", "key"}),
+        # Members that share a directory need the pool and its token key (set together below).
+        PeerSettings: frozenset({"fingerprints", "ca", "token_key_file"}),
         OutputSettings: frozenset({"idle_fps"}),
         HostConfig: frozenset({"runtime_dir", "state_dir", "admin_socket", "launcher_socket"}),
         ClientTLSSettings: frozenset({"cert", "key"}),
@@ -288,6 +291,12 @@ def documents(draw: Draw, spec: FileSpec, valid: bool = True, names: Names | Non
             body["policy"] = draw(st.sampled_from(names.policies))
             if draw(st.booleans()):
                 body["tls"] = {"cert": draw(_PATH), "key": draw(_PATH)}
+            if body.get("pool") and draw(st.booleans()):
+                body["peers"] = {
+                    **body.get("peers", {}),
+                    "fingerprints": [draw(valid_raw(t.Fingerprint()))],
+                    "token_key_file": draw(_PATH),
+                }
             tls, admission = body.get("tls", {}), body.get("admission", {})
             if (
                 body.get("sessions") == "command"

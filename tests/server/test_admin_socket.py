@@ -125,7 +125,9 @@ STATUS = {
     "listen": ["::"], "port": 7800, "fingerprint": "sha256:ab12", "sessions": 3,
     "by_state": {"active": 1, "detached": 1, "greeter": 1}, "viewers": 2, "access_key": True,
     "access_key_file": "/var/lib/wayray/lab/access.key", "client_ca": None, "not_responding": ["c0de"],
-    "unlocking": 0, "max_sessions": 500,
+    "unlocking": 0, "max_sessions": 500, "draining": True,
+    "pool": {"name": "lab", "member": "6f1c0a9e3b2d4c15", "announced_as": "lab on srv1", "announcements": 3,
+             "shares_directory": True},
     "policy": {"detached_timeout_s": 86400.0, "idle_timeout_s": None, "reauth_on_reattach": False},
     "config": {"digests": {"restart": "d1", "reload": "d2"}},
 }  # fmt: skip
@@ -186,6 +188,7 @@ def test_wradm_reads_every_field_and_prints_the_answers_as_wrsrvd_gave_them(tmp_
             assert "login screens through wrsessd (/run/wayray/wrsessd.sock: connected)" in text
             assert "the access key in /var/lib/wayray/lab/access.key, then a login" in text
             assert "detached timeout 24 h, idle logout never" in text
+            assert "pool lab, member 6f1c0a9e3b2d4c15 (shares the session directory); DRAINED" in text
             rows = (await loop.run_in_executor(None, wradm, "sessions")).splitlines()
             assert rows[1].split()[:4] == ["3f1c0a9e", "alice", "active", "10.0.0.7"]
             assert rows[2].split()[:5] == ["c0de", "(login", "screen)", "greeter", "-"]

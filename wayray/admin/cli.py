@@ -11,13 +11,25 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from wayray.admin import apply, check, reload, render, session, sessions, show, status, usb
+from wayray.admin import apply, check, pool, reload, render, server, session, sessions, show, status, usb
 from wayray.common import log
 from wayray.common.errors import cli_entry
 from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, summary
 
-COMMANDS: tuple[ModuleType, ...] = (check, show, render, apply, reload, status, sessions, session, usb)
+COMMANDS: tuple[ModuleType, ...] = (
+    check,
+    show,
+    render,
+    apply,
+    reload,
+    status,
+    sessions,
+    session,
+    server,
+    pool,
+    usb,
+)
 
 EPILOG = """\
 exit status: 0 success, 1 configuration errors or a failed action, 2 usage errors.
@@ -54,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wradm",
         description="WayRay administration: check, show, render and apply the configuration; reload a "
         "running server; look at running servers and their sessions (status, sessions, session "
-        "kill|detach).",
+        "kill|detach); drain a server (server drain|undrain) and list its pool (pool).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -49,8 +49,19 @@ def run(args: argparse.Namespace) -> int:
         + _duration(policy.idle_timeout_s)
         + (", password on re-attach" if policy.reauth_on_reattach else ""),
     ]
+    if st.pool is not None or st.draining:
+        lines.append(f"  pool         {_pool(st)}")
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _pool(st: ap.StatusAnswer) -> str:
+    pool = st.pool
+    said = "in no pool"
+    if pool is not None:
+        shares = "shares the session directory" if pool.shares_directory else "announces itself only"
+        said = f"pool {pool.name}, member {pool.member} ({shares})"
+    return said + ("; DRAINED: takes no new sessions (wradm server undrain)" if st.draining else "")
 
 
 def _credentials(st: ap.StatusAnswer) -> str:

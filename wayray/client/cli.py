@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import replace
@@ -39,6 +40,8 @@ from wayray.common.log import setup
 from wayray.common.sizes import size_argument
 from wayray.common.version import add_version_option
 from wayray.config import ClientConfig, ConfigError, load_report
+from wayray.config.model.common import POOL_PATTERN, POOL_RULE
+from wayray.pool.mdns import MemberAd, PoolBrowser
 from wayray.transport import (
     ClientCertificate,
     ClientSettings,
@@ -50,7 +53,7 @@ from wayray.transport import (
     ServerTrust,
 )
 from wayray.usb.kiosk import KioskUsb
-from wayray.wire import Capability, TokenKind, WireConfig
+from wayray.wire import PROTOCOL_MAJOR, Capability, TokenKind, WireConfig
 
 log = logging.getLogger("wayray.client")
 
@@ -175,12 +178,22 @@ def parser() -> argparse.ArgumentParser:
 def _add_server_options(p: argparse.ArgumentParser) -> None:
     """Which server, what to present to it, and how each side proves who it is."""
     p.add_argument("server", nargs="?", metavar="SERVER", help="HOST[:PORT] of the wrsrvd to use")
+    p.add_argument(
+        "--pool",
+        metavar="NAME",
+        help="find the servers of pool NAME over mDNS (default: client.toml's pool, when no SERVER "
+        "is given); they are trusted only through the pool's fingerprints or CA (docs/pools.md)",
+    )
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--token", metavar="T", help="present this token (default: the terminal's own)")
     tok.add_argument("--token-file", type=Path, metavar="F", help="read the token from this file")
     trust = p.add_mutually_exclusive_group()
     trust.add_argument(
-        "--fingerprint", "--server-fingerprint", metavar="SHA256", help="trust only this server identity"
+        "--fingerprint",
+        "--server-fingerprint",
+        action="append",
+        metavar="SHA256",
+        help="trust only this server identity (repeatable: any of them, such as a pool's members)",
     )
     trust.add_argument("--known-hosts", type=Path, metavar="FILE", help="trust-on-first-use file")
     p.add_argument(
@@ -263,7 +276,7 @@ def parse_address(text: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cfg = _client_config(args.root)
-    (host, port), fallbacks = _servers(args, cfg)
+    (host, port), fallbacks, pool = _servers(args, cfg)
     kiosk = cfg.kiosk if args.kiosk is None else args.kiosk
     _check_mode(args, kiosk)
     token, kind = _token(args, kiosk)
@@ -282,10 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.microphone is None and args.mic_wav is None:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
+    _check_pool_trust(pool, client)
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)
-    options = _backend_options(args, kiosk, keyboard, title=f"WayRay — {host}")
+    options = _backend_options(args, kiosk, keyboard, title=f"WayRay — {host or f'pool {pool}'}")
     setup("wrclient", verbose=args.verbose)
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
@@ -304,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             fallbacks=fallbacks,
             access_key=access_key,
             terminal_id=own_id,
+            pool=pool,
         )
         return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard, usb))
     backend = open_backend(options)
@@ -318,21 +333,40 @@ def main(argv: list[str] | None = None) -> int:
         fallbacks=fallbacks,
         access_key=access_key,
         terminal_id=own_id,
+        pool=pool,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard, usb))
 
 
 def _servers(
     args: argparse.Namespace, cfg: ClientConfig
-) -> tuple[tuple[str, int], tuple[tuple[str, int], ...]]:
-    """The server to dial and the ones to try in turn when it does not answer (client.toml's
-    further ``servers``; none when the command line names the server)."""
-    server = args.server or (cfg.servers[0] if cfg.servers else None)
-    if server is None:
-        raise UsageError("no server given", hint="wrclient HOST[:PORT], or list servers in client.toml")
-    first = parse_address(server)
-    fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[1:])
-    return first, fallbacks
+) -> tuple[tuple[str, int], tuple[tuple[str, int], ...], str]:
+    """The server to dial (("", 0): none, the pool's members are found over mDNS), the ones to try
+    in turn when it does not answer (client.toml's further ``servers``; none when the command line
+    names the server), and the pool to discover ("": none)."""
+    if args.pool is not None and not re.fullmatch(POOL_PATTERN, args.pool):
+        raise UsageError(f"--pool {args.pool!r}: {POOL_RULE}")
+    pool = args.pool if args.pool is not None else "" if args.server else cfg.pool
+    server = args.server or (cfg.servers[0] if cfg.servers and not pool else None)
+    if server is None and not pool:
+        raise UsageError(
+            "no server given", hint="wrclient HOST[:PORT] or --pool NAME, or list servers in client.toml"
+        )
+    first = parse_address(server) if server else ("", 0)
+    fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[0 if pool else 1 :])
+    return first, fallbacks, pool
+
+
+def _check_pool_trust(pool: str, client: ClientSettings) -> None:
+    """A pool's servers are found by multicast, which anyone on the network can answer: they are
+    trusted only through pinned fingerprints or a CA, never on first use."""
+    if pool and client.server_ca is None and isinstance(client.trust, KnownHosts | None):
+        raise UsageError(
+            f"pool {pool}: no trust for its servers: anyone on the network can answer an mDNS "
+            "question, so trusting on first use would show your badge to whoever answers first",
+            hint="pin the pool's servers (--fingerprint, client.toml's fingerprints) or give the pool's "
+            "CA (--ca, client.toml's tls.ca)",
+        )
 
 
 def _token(args: argparse.Namespace, kiosk: bool) -> tuple[str, TokenKind]:
@@ -364,8 +398,10 @@ def _client_settings(
     ca_path = args.ca or _configured(cfg.tls.ca)
     server_ca = ServerCA.load(ca_path) if ca_path is not None else None
     trust: ServerTrust | None
-    if args.fingerprint:
-        trust = PinnedFingerprint(args.fingerprint)
+    if args.fingerprint and len(args.fingerprint) == 1:
+        trust = PinnedFingerprint(args.fingerprint[0])
+    elif args.fingerprint:
+        trust = AnyOf(tuple(PinnedFingerprint(f) for f in args.fingerprint))
     elif cfg.fingerprints and not args.known_hosts:
         trust = AnyOf(tuple(PinnedFingerprint(f) for f in cfg.fingerprints))
     elif server_ca is not None and not args.known_hosts:
@@ -504,6 +540,9 @@ async def _run_kiosk(
     keyboard: Keyboard | None,
     usb: KioskUsb | None,
 ) -> int:
+    browser = await _discovery(options.pool, options.client)
+    if browser is not None:
+        options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
     kiosk = Kiosk(options, backend, source, usb)
     loop = asyncio.get_running_loop()
     if usb is not None:
@@ -523,10 +562,43 @@ async def _run_kiosk(
         if control is not None:
             await control.close()
         await backend.close()
+        if browser is not None:
+            await browser.close()
     if kiosk.display_lost:
         print("wrclient: error: the display went away", file=sys.stderr, flush=True)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+#: Seconds a viewer of a pool waits at start for the first member to be found (it goes on looking).
+DISCOVERY_WAIT = 5.0
+
+
+async def _discovery(pool: str, client: ClientSettings) -> PoolBrowser | None:
+    """The pool's browser, started (None without a pool)."""
+    if not pool:
+        return None
+    pins = _pins(client.trust)
+
+    def accept(ad: MemberAd) -> str | None:
+        if ad.protocol[0] != PROTOCOL_MAJOR:
+            return f"it speaks protocol {ad.protocol[0]}.{ad.protocol[1]}, this client {PROTOCOL_MAJOR}.x"
+        if pins is not None and ad.fingerprint not in pins:
+            return f"it advertises the identity {ad.fingerprint or '(none)'}, not one of the pool's"
+        return None
+
+    browser = PoolBrowser(pool, accept=accept)
+    await browser.start()
+    return browser
+
+
+def _pins(trust: ServerTrust | None) -> frozenset[str] | None:
+    """The fingerprints a trust accepts, when it is pins only (None: it accepts others too)."""
+    if isinstance(trust, PinnedFingerprint):
+        return frozenset({trust.fingerprint})
+    if isinstance(trust, AnyOf):
+        return frozenset(p.fingerprint for p in trust.pins)
+    return None
 
 
 class AnyOf:
@@ -582,10 +654,12 @@ async def _run(
     keyboard: Keyboard | None,
     usb: KioskUsb | None = None,
 ) -> int:
-    audio = None if args.no_audio else AudioReceiver(args.audio_wav)
-    microphone = None
-    if args.mic_wav is not None or args.microphone is not None:
-        microphone = MicSource(device=args.microphone, wav=args.mic_wav)
+    audio, microphone = _audio_parts(args)
+    browser = await _discovery(options.pool, options.client)
+    if browser is not None:
+        options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
+        # A first look around, so that the first connection does not find an empty pool.
+        await browser.wait_for_members(DISCOVERY_WAIT)
     viewer = Viewer(options, backend, usb=usb, audio=audio, microphone=microphone)
     if usb is not None:
         usb.start()
@@ -614,12 +688,27 @@ async def _run(
         await backend.close()
         if audio is not None:
             audio.close()
-        if args.stats is not None:
-            data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}
-            if audio is not None:
-                data["audio"] = audio.stats.to_json()
-            args.stats.write_text(json.dumps(data, indent=1) + "\n")
+        if browser is not None:
+            await browser.close()
+        _write_stats(args, viewer, audio)
     return code
+
+
+def _audio_parts(args: argparse.Namespace) -> tuple[AudioReceiver | None, MicSource | None]:
+    """What plays the session's sound here (none with --no-audio) and the microphone, if one is given."""
+    audio = None if args.no_audio else AudioReceiver(args.audio_wav)
+    microphone = None
+    if args.mic_wav is not None or args.microphone is not None:
+        microphone = MicSource(device=args.microphone, wav=args.mic_wav)
+    return audio, microphone
+
+
+def _write_stats(args: argparse.Namespace, viewer: Viewer, audio: AudioReceiver | None) -> None:
+    if args.stats is not None:
+        data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}
+        if audio is not None:
+            data["audio"] = audio.stats.to_json()
+        args.stats.write_text(json.dumps(data, indent=1) + "\n")
 
 
 async def _scripted(

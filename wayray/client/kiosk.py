@@ -93,6 +93,10 @@ class KioskOptions:
     #: The access key of servers that require one, and this kiosk's identity (ViewerOptions).
     access_key: str = field(default="", repr=False)
     terminal_id: str = field(default="", repr=False)
+    #: A pool's members as discovery finds them, and the pool's name (ViewerOptions).
+    discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
+    pool: str = ""
+    unanswered: Callable[[tuple[str, int]], None] | None = None
 
 
 @dataclass
@@ -161,7 +165,11 @@ class Kiosk:
         self._show(Showing.IDLE, IDLE_TEXT)
         await self.source.start()
         log.info(
-            "kiosk ready: %s; server %s:%d", self.source.description, self.options.host, self.options.port
+            "kiosk ready: %s; %s",
+            self.source.description,
+            f"servers of pool {self.options.pool}"
+            if self.options.pool
+            else f"server {self.options.host}:{self.options.port}",
         )
         events = asyncio.get_running_loop().create_task(self._events(), name="kiosk-badges")
         try:
@@ -222,6 +230,9 @@ class Kiosk:
             fallbacks=o.fallbacks,
             access_key=o.access_key,
             terminal_id=o.terminal_id,
+            discover=o.discover,
+            pool=o.pool,
+            unanswered=o.unanswered,
         )
         viewer: Viewer
 

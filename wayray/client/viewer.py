@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -48,6 +49,8 @@ from wayray.transport import (
     ClientSettings,
     ConnectError,
     ConnectionClosedError,
+    PinnedFingerprint,
+    Redirected,
     ServerIdentityError,
     UsbStreamFull,
     connect,
@@ -109,6 +112,10 @@ FINAL_CODES = frozenset(
 )
 
 
+#: Redirects a viewer follows in a row before it calls it a loop (docs/pools.md §4).
+MAX_REDIRECTS = 2
+
+
 class Ending(enum.StrEnum):
     """Why a viewer stopped."""
 
@@ -146,15 +153,29 @@ class ViewerOptions:
     access_key: str = field(default="", repr=False)
     #: This viewer's own identity (``identity.terminal_id``), "" for none.
     terminal_id: str = field(default="", repr=False)
+    #: A pool's members as discovery finds them now (``wayray.pool.mdns.PoolBrowser.addresses``),
+    #: tried before ``host`` and the fallbacks; each is trusted through the pool's trust only.
+    discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
+    #: The pool's name, for messages ("" without one).
+    pool: str = ""
+    #: Tells discovery that a server did not answer (it is dialled last for a while).
+    unanswered: Callable[[tuple[str, int]], None] | None = None
 
     @property
     def servers(self) -> tuple[tuple[str, int], ...]:
-        return ((self.host, self.port), *(s for s in self.fallbacks if s != (self.host, self.port)))
+        found = self.discover() if self.discover is not None else ()
+        configured = ((self.host, self.port),) if self.host else ()
+        return tuple(dict.fromkeys((*found, *configured, *self.fallbacks)))
+
+    def discovered(self, server: tuple[str, int]) -> bool:
+        return self.discover is not None and server in self.discover()
 
 
 @dataclass
 class ViewerStats:
     connects: int = 0
+    #: Redirects followed to another member of a pool.
+    redirects: int = 0
     frames: int = 0
     keyframes: int = 0
     frame_bytes: int = 0
@@ -175,6 +196,7 @@ class ViewerStats:
     def to_json(self) -> dict[str, Any]:
         return {
             "connects": self.connects,
+            "redirects": self.redirects,
             "frames": self.frames,
             "keyframes": self.keyframes,
             "frame_bytes": self.frame_bytes,
@@ -304,18 +326,38 @@ class Viewer:
 
     async def _connect_first_answering(self, hello: HelloParams) -> ClientConnection:
         """Connect to the server that answered last, or else to the first of the others (in their
-        order) that answers. Only "no answer" moves on: a refusal (identity, token) is final."""
+        order) that answers. Only "no answer" moves on: a refusal (identity, token) is final, except
+        from a server that discovery found: anyone may advertise in a pool, so one whose identity is
+        not the pool's is passed over (and never sees the token)."""
         servers = self.options.servers
+        if not servers:
+            raise ConnectError(
+                f"no server of pool {self.options.pool} has been found on the network yet",
+                hint="check that the pool's servers run and that multicast (mDNS, UDP 5353) reaches "
+                "this kiosk, or list servers in client.toml",
+            )
         start = servers.index(self.server) if self.server in servers else 0
         order = servers[start:] + servers[:start]
         failures: list[ConnectError] = []
         for i, (host, port) in enumerate(order):
             try:
-                conn = await connect(host, port, self.options.client, hello)
+                conn = await self._connect_following(host, port, hello)
             except ConnectError as err:
                 failures.append(err)
+                self._unanswered((host, port))
                 if i + 1 < len(order):
                     log.warning("%s; trying the next server, %s", err.message, host_key(*order[i + 1]))
+                continue
+            except ServerIdentityError as err:
+                if not self.options.discovered((host, port)):
+                    raise
+                log.warning(
+                    "passing over %s, which advertises itself in pool %s: %s",
+                    host_key(host, port),
+                    self.options.pool,
+                    err.message,
+                )
+                failures.append(ConnectError(f"{host_key(host, port)} is not a server of the pool"))
                 continue
             if (host, port) != self.server:
                 log.info("now using the server %s", host_key(host, port))
@@ -327,6 +369,32 @@ class Viewer:
             f"none of the {len(order)} servers answered: " + "; ".join(f.message for f in failures),
             hint="check that wrsrvd runs on them and that their UDP ports are reachable",
         )
+
+    def _unanswered(self, server: tuple[str, int]) -> None:
+        if self.options.unanswered is not None and self.options.discovered(server):
+            self.options.unanswered(server)
+            self.server = ("", 0)  # start with the best of the others next time
+
+    async def _connect_following(self, host: str, port: int, hello: HelloParams) -> ClientConnection:
+        """Connect to ``host``, following the Redirects of its pool (at most :data:`MAX_REDIRECTS` in a
+        row): the member a Redirect names is accepted with exactly the identity the redirecting
+        member, which this viewer trusts, vouched for."""
+        client = self.options.client
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                return await connect(host, port, client, hello)
+            except Redirected as err:
+                target = err.redirect
+                if hop == MAX_REDIRECTS:
+                    raise ConnectError(
+                        f"{err.message}: redirected {hop + 1} times in a row; not following (a loop?)",
+                        hint="the pool's members disagree about where the session is: see their logs",
+                    ) from None
+                log.info("%s", err.message)
+                host, port = target.host, target.port
+                client = dataclasses.replace(client, trust=PinnedFingerprint(target.fingerprint))
+                self.stats.redirects += 1
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect_and_serve(self) -> str:
         """One connection; returns why it ended when reconnecting may help (else ``_end`` was called)."""
@@ -406,6 +474,7 @@ class Viewer:
         if self._detached:
             self._end(Ending.DETACHED, self._detached)
             return ""
+        self._unanswered(self.server)
         return f"connection lost ({ErrorCode.describe(event.code)}: {event.reason})"
 
     async def _serve(self, conn: ClientConnection) -> None:

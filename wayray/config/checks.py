@@ -27,6 +27,7 @@ def cross_checks(config: Config, earlier: list[Diagnostic]) -> list[Diagnostic]:
     out += _ports(config, invalid)
     out += _policies(config, invalid)
     out += _servers(config)
+    out += _pools(config)
     # Broken rules were dropped, so the built rules' numbers would not match the files': skip.
     if not any(d.severity is Severity.ERROR and d.key.startswith("usb.rule") for d in earlier):
         out += _usb(config, accounts)
@@ -211,6 +212,46 @@ def _servers(config: Config) -> list[Diagnostic]:
     return out
 
 
+def _pools(config: Config) -> list[Diagnostic]:
+    """A pool's members share a directory only with peers' trust, and then only with one token key."""
+    out = []
+    for srv in config.servers.values():
+        key = f"server.{srv.name}"
+        scope = frozenset({srv.name})
+        peers = srv.peers
+        trusted = bool(peers.fingerprints) or peers.ca is not None
+        if not srv.pool:
+            if trusted or peers.token_key_file is not None:
+                out.append(
+                    _diag(config, f"{key}.peers", "peers is set but pool is not: set pool", scope=scope)
+                )
+            continue
+        if trusted and peers.token_key_file is None:
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.peers",
+                    "the pool's members share the session directory but no token key: set "
+                    "peers.token_key_file (the same file on every member), or a badge has another digest "
+                    "on each member and gets a session on each",
+                    scope=scope,
+                )
+            )
+        if not trusted:
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.pool",
+                    f"pool {srv.pool!r} has no peers.fingerprints or peers.ca: this instance announces "
+                    "itself, but shares no session directory (a badge that reaches another member gets a "
+                    "session there)",
+                    severity=Severity.WARNING,
+                    scope=scope,
+                )
+            )
+    return out
+
+
 def is_loopback(address: str) -> bool:
     """Whether a listen address is reachable from this machine only (127.0.0.0/8, ::1)."""
     try:
@@ -280,6 +321,18 @@ def _client(config: Config) -> list[Diagnostic]:
         given = "cert" if tls.cert is not None else "key"
         out.append(
             _diag(config, f"client.tls.{given}", "client.tls.cert and client.tls.key go together; set both")
+        )
+    client = config.client
+    if client.pool and not client.fingerprints and tls.ca is None:
+        out.append(
+            _diag(
+                config,
+                "client.pool",
+                f"pool {client.pool!r} without fingerprints or tls.ca: servers found over mDNS are trusted "
+                "only through them, so wrclient refuses to start unless its command line gives "
+                "--fingerprint or --ca",
+                severity=Severity.WARNING,
+            )
         )
     badge = config.client.badge
     if badge.product is not None and badge.vendor is None:

@@ -134,6 +134,30 @@ class Usb(Message):
     pass
 
 
+@ADMIN.message(
+    "drain",
+    Direction.REQUEST,
+    "Drain the instance (`draining` true: it keeps and serves its sessions, takes no new one, and says "
+    "so in its pool's announcement) or take it back (false). Kept across restarts. Answered by "
+    "`drained`.",
+)
+@dataclass(frozen=True, kw_only=True)
+class Drain(Message):
+    draining: bool = field(Flag(), "drain (true) or take new sessions again (false)", required=True)
+
+
+@ADMIN.message(
+    "pool",
+    Direction.REQUEST,
+    "The members of the instance's pool as it sees them (mDNS and the pool port). Answered by `pool`.",
+)
+@dataclass(frozen=True, kw_only=True)
+class Pool(Message):
+    sessions: bool = field(
+        Flag(), "also list the pool's session directory (every member's entries)", default=False
+    )
+
+
 # --- answers ---------------------------------------------------------------------------------------
 
 
@@ -170,6 +194,17 @@ class Digests(Fields):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PoolStatus(Fields):
+    """The instance's pool membership (docs/pools.md)."""
+
+    name: str = field(WORD, "the pool", required=True)
+    member: str = field(WORD, "this instance's member id", required=True)
+    announced_as: str | None = field(WORD, "its mDNS instance name")
+    announcements: int | None = field(COUNT, "announcements made since it started (the first included)")
+    shares_directory: bool | None = field(Flag(), "whether it shares the session directory (peers' trust)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Configuration(Fields):
     """Instance mode: the configuration the instance runs with."""
 
@@ -203,6 +238,8 @@ class StatusAnswer(Answer):
     )
     unlocking: int | None = field(COUNT, "unlock screens up at kiosks")
     max_sessions: int = field(COUNT, "the most sessions it keeps", required=True)
+    draining: bool | None = field(Flag(), "it takes no new sessions (`wradm server drain`)")
+    pool: PoolStatus | None = field(Nested(PoolStatus), "its pool membership; null: none")
     policy: Policy | None = field(Nested(Policy), "the session policy")
     config: Configuration | None = field(
         Nested(Configuration), "instance mode: its configuration; else null"
@@ -306,6 +343,53 @@ class UsbAnswer(Answer):
     )
 
 
+@ADMIN.message("drained", Direction.RESPONSE, "The instance drains now, or takes new sessions again.")
+@dataclass(frozen=True, kw_only=True)
+class Drained(Answer):
+    draining: bool = field(Flag(), "whether it drains now", required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolMemberRow(Fields):
+    """A member of the pool as this instance sees it."""
+
+    id: str = field(WORD, "its member id", required=True)
+    name: str | None = field(WORD, "its mDNS instance name")
+    addresses: tuple[str, ...] = field(ListOf(64, WORD), "its addresses", default=())
+    port: int | None = field(Integer(0, 65535), "its QUIC port")
+    fingerprint: str | None = field(WORD, "the fingerprint it announces (a hint, not trust)")
+    state: str | None = field(WORD, "`online` or `drain`")
+    sessions: int | None = field(COUNT, "sessions it announces")
+    capacity: int | None = field(COUNT, "its `max_sessions`")
+    load: int | None = field(COUNT, "sessions as a percentage of its capacity, in tens")
+    weight: int | None = field(COUNT, "its placement weight")
+    last_seen_s: float | None = field(SECONDS, "seconds since its announcement was last seen")
+    answers: bool | None = field(Flag(), "whether it answers on the pool port (null: not asked)")
+    this: bool | None = field(Flag(), "this instance")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSessionRow(Fields):
+    """An entry of the pool's session directory: never a token, only 8 hex digits of its digest."""
+
+    token: str = field(WORD, "8 hex digits of the token's keyed digest", required=True)
+    member: str = field(WORD, "the member that holds it", required=True)
+    session_id: str | None = field(WORD, "its session there; null while it starts (or is placed)")
+    state: str = field(WORD, "`session`, or `pending` (starting, or placed on `member`)", required=True)
+
+
+@ADMIN.message("pool", Direction.RESPONSE, "The pool's members.")
+@dataclass(frozen=True, kw_only=True)
+class PoolAnswer(Answer):
+    name: str = field(WORD, "the pool", required=True)
+    members: tuple[PoolMemberRow, ...] = field(
+        NestedList(PoolMemberRow, 100_000), "its members, this one first", required=True, default=()
+    )
+    sessions: tuple[PoolSessionRow, ...] | None = field(
+        NestedList(PoolSessionRow, 10_000_000), "with `sessions`: the directory's entries; else null"
+    )
+
+
 @ADMIN.message("error", Direction.RESPONSE, "The request failed, or was not one.")
 @dataclass(frozen=True, kw_only=True)
 class Error(Answer):
@@ -328,7 +412,17 @@ def markdown_reference() -> str:
         lambda cls: f"##### `{cls.type}`",
         level=4,
     )
-    for nested in (LauncherLink, Policy, Configuration, Digests, SessionRow, UsbDeviceRow):
+    for nested in (
+        LauncherLink,
+        Policy,
+        PoolStatus,
+        Configuration,
+        Digests,
+        SessionRow,
+        PoolMemberRow,
+        PoolSessionRow,
+        UsbDeviceRow,
+    ):
         out += [f"#### `{nested.__name__}` object", "", nested.__doc__ or "", "", *record_table(nested), ""]
     return "\n".join(out).rstrip() + "\n"
 

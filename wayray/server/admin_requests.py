@@ -40,6 +40,8 @@ class AdminRequests:
         *,
         status: Callable[[], ap.StatusAnswer],
         reloader: Callable[[], Awaitable[ap.Reloaded | ap.ReloadRefused]] | None,
+        drain: Callable[[bool], bool] | None = None,
+        pool: Callable[[bool], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.table = table
         self.ending = ending
@@ -47,6 +49,8 @@ class AdminRequests:
         self._status = status
         #: Instance mode: reloads the configuration (wrsrvd's command line knows where it is).
         self._reloader = reloader
+        self._drain = drain
+        self._pool = pool
         self._screenshot_ids = itertools.count(1)
         self._handlers: dict[type[Message], Handler] = {
             ap.Status: self._answer_status,
@@ -56,6 +60,8 @@ class AdminRequests:
             ap.Screenshot: self._screenshot,
             ap.Reload: self._reload,
             ap.Usb: self._usb,
+            ap.Drain: self._drain_request,
+            ap.Pool: self._pool_request,
         }
 
     async def answer(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +187,18 @@ class AdminRequests:
         finally:
             session.screenshots.pop(rid, None)
         return ap.ScreenshotAnswer(png_base64=base64.b64encode(png).decode())
+
+    async def _drain_request(self, request: ap.Drain) -> ap.Drained:
+        if self._drain is None:
+            raise AdminError("this wrsrvd cannot be drained")
+        return ap.Drained(draining=self._drain(request.draining))
+
+    async def _pool_request(self, request: ap.Pool) -> ap.PoolAnswer:
+        if self._pool is None:
+            raise AdminError("this server is in no pool")
+        answer = ap.ADMIN.parse(await self._pool(request.sessions), Direction.RESPONSE)
+        assert isinstance(answer, ap.PoolAnswer)
+        return answer
 
     async def _reload(self, request: ap.Reload) -> ap.Reloaded | ap.ReloadRefused:
         if self._reloader is None:

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -32,6 +33,7 @@ from wayray.common.sizes import OUTPUT_SIZE
 from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
 from wayray.config.loader import UnknownInstance
+from wayray.config.model.common import POOL_PATTERN, POOL_RULE
 
 log = logging.getLogger("wayray.server")
 
@@ -109,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
+    _add_pool_options(p)
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
     p.add_argument(
         "--usb-sockets",
@@ -132,6 +135,35 @@ def parser() -> argparse.ArgumentParser:
     add_version_option(p)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return p
+
+
+def _add_pool_options(p: argparse.ArgumentParser) -> None:
+    """Standalone: the server pool it joins (docs/pools.md)."""
+    p.add_argument(
+        "--pool",
+        metavar="NAME",
+        help="standalone: join the server pool NAME and announce this server in it over mDNS "
+        "(docs/pools.md); listen on a LAN address (--listen) for other hosts to reach it",
+    )
+    p.add_argument(
+        "--pool-peer",
+        action="append",
+        metavar="SHA256",
+        help="standalone: a pool member's certificate fingerprint (repeatable, this server's too): the "
+        "members share one session directory over the pool port, with mutual TLS",
+    )
+    p.add_argument(
+        "--pool-key-file",
+        type=Path,
+        metavar="F",
+        help="standalone: the pool's shared token key (made if missing; the same file on every member)",
+    )
+    p.add_argument(
+        "--pool-port",
+        type=int,
+        metavar="P",
+        help="standalone: UDP port of the pool port (QUIC port + 1; 0: any)",
+    )
 
 
 #: sysexits.h EX_CONFIG: "configuration error". systemd shows it as status=78/CONFIG, and the unit's
@@ -158,7 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = _with_usb_sockets(_standalone(args, command), args.usb_sockets)
         _logging(args.verbose)
         return asyncio.run(_serve(settings, instance=None, root=None))
-    given = (args.port, args.listen, args.state_dir, args.runtime_dir, args.size, args.access_key_file)
+    given = (
+        args.port,
+        args.listen,
+        args.state_dir,
+        args.runtime_dir,
+        args.size,
+        args.access_key_file,
+        args.pool,
+        args.pool_peer,
+        args.pool_key_file,
+        args.pool_port,
+    )
     if command or any(v is not None for v in given):
         raise UsageError("--instance takes its settings from the configuration, not from arguments")
     _logging(args.verbose)
@@ -229,16 +272,51 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
         if not (320 <= w <= 16384 and 200 <= h <= 16384):
             raise UsageError(f"--size {w}x{h}: sessions are 320x200 to 16384x16384")
         server = dataclasses.replace(server, output=dataclasses.replace(server.output, width=w, height=h))
+    server = _standalone_tuning(server, args)
+    policy = PolicyConfig(name="default")
+    if args.audio is not None:
+        policy = dataclasses.replace(policy, audio=AudioPolicy(args.audio))
+    settings = standalone_settings(server, policy, state_dir=args.state_dir, runtime_dir=args.runtime_dir)
+    if args.pool_port is not None:  # 0 (any free port) is a standalone choice only
+        settings = dataclasses.replace(settings, pool_port=args.pool_port)
+    return settings
+
+
+def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
+    """The standalone options beyond addresses and sizes: sessions, video, pool."""
     if args.max_sessions is not None:
         if args.max_sessions < 1:
             raise UsageError("--max-sessions must be at least 1")
         server = dataclasses.replace(server, max_sessions=args.max_sessions)
     if args.no_video:
         server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, video=False))
-    policy = PolicyConfig(name="default")
-    if args.audio is not None:
-        policy = dataclasses.replace(policy, audio=AudioPolicy(args.audio))
-    return standalone_settings(server, policy, state_dir=args.state_dir, runtime_dir=args.runtime_dir)
+    if args.pool is not None:
+        if not re.fullmatch(POOL_PATTERN, args.pool) or not args.pool:
+            raise UsageError(f"--pool {args.pool!r}: {POOL_RULE}")
+        server = dataclasses.replace(server, pool=args.pool)
+    return _standalone_peers(server, args)
+
+
+def _standalone_peers(server: Any, args: argparse.Namespace) -> Any:
+    """--pool-peer, --pool-key-file, --pool-port: the pool's members and what they share."""
+    from wayray.transport.identity import normalize_fingerprint
+
+    given = [o for o, v in (("--pool-peer", args.pool_peer), ("--pool-key-file", args.pool_key_file),
+                            ("--pool-port", args.pool_port)) if v is not None]  # fmt: skip
+    if not given:
+        return server
+    if not server.pool:
+        raise UsageError(f"{', '.join(given)}: only with --pool NAME")
+    if args.pool_peer and args.pool_key_file is None:
+        raise UsageError("--pool-peer needs --pool-key-file: the members must share one token key")
+    if args.pool_port is not None and not 0 <= args.pool_port <= 65535:
+        raise UsageError(f"--pool-port {args.pool_port}: a UDP port is 0..65535")
+    peers = dataclasses.replace(
+        server.peers,
+        fingerprints=tuple(normalize_fingerprint(f) for f in args.pool_peer or ()),
+        token_key_file=PurePosixPath(os.path.abspath(args.pool_key_file)) if args.pool_key_file else None,
+    )
+    return dataclasses.replace(server, peers=peers)
 
 
 #: The configuration keys behind the settings a reload cannot change (FrontDoor.RESTART_ONLY).

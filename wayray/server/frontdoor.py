@@ -41,10 +41,11 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
-from wayray.common.files import refuse_directories_others_change
+from wayray.common.files import refuse_directories_others_change, write_atomic
 from wayray.common.notify import Notifier
 from wayray.common.processes import pid_alive
 from wayray.common.system import boot_time
@@ -54,6 +55,7 @@ from wayray.link import CloseCode
 from wayray.server import access
 from wayray.server import admin_protocol as ap
 from wayray.server.admin import AdminServer
+from wayray.server.admin_protocol import AdminError
 from wayray.server.admin_requests import AdminRequests
 from wayray.server.admission import Kind, estimate, source_of
 from wayray.server.attach import Attacher
@@ -64,9 +66,10 @@ from wayray.server.links import LinkSide
 from wayray.server.live import ServedSession
 from wayray.server.logins import Logins
 from wayray.server.model import EndReason, SessionState
+from wayray.server.pooling import PoolMembership
 from wayray.server.registry import Registry, RegistryError
 from wayray.server.settings import FrontDoorSettings, Mode
-from wayray.server.table import SessionTable
+from wayray.server.table import DRAINING_FILE, SessionTable
 from wayray.server.tokens import TokenHasher
 from wayray.server.usb import UsbSide
 from wayray.server.viewers import ViewerSide
@@ -145,8 +148,17 @@ class FrontDoor:
             table, hasher, self.gate, self.attacher, self.watch, self.ending, self.logins, usb=self.usb
         )
         self.link_side = LinkSide(table, self.watch, self.ending, self.logins)
-        self.admin = AdminRequests(table, self.ending, status=self._status, reloader=reloader)
+        self.admin = AdminRequests(
+            table,
+            self.ending,
+            status=self._status,
+            reloader=reloader,
+            drain=self.set_draining,
+            pool=self._pool_members,
+        )
         self._admin_server = AdminServer(settings.admin_socket, self.admin.answer)
+        #: Its pool membership (``settings.pool``), from _serve() on; None: no pool.
+        self.pool: PoolMembership | None = None
 
     @property
     def settings(self) -> FrontDoorSettings:
@@ -254,6 +266,11 @@ class FrontDoor:
         )
         await self._admin_server.start()
         await self._listen()
+        if settings.pool:
+            self.pool = await PoolMembership.start(
+                self.table, identity=self.identity, port=self.port, listening=self.listening
+            )
+            self.viewer_side.route = self.pool.route
         self.table.spawn(self._policy_timer(), "policy-timer")
         self.notifier.ready(self.status_line())
         watchdog = self.notifier.start_watchdog()
@@ -333,6 +350,10 @@ class FrontDoor:
             if waits:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.gather(*waits), END_WAIT)
+        if self.pool is not None:  # first: kiosks stop choosing this member
+            self.viewer_side.route = None
+            await self.pool.stop()
+            self.pool = None
         for server in self.servers:
             await server.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
         self.servers.clear()
@@ -409,6 +430,16 @@ class FrontDoor:
             ),
             unlocking=len(table.unlocking),
             max_sessions=settings.max_sessions,
+            draining=table.draining,
+            pool=None
+            if self.pool is None
+            else ap.PoolStatus(
+                name=settings.pool,
+                member=self.pool.advertiser.member_id,
+                announced_as=self.pool.advertiser.instance_name,
+                announcements=self.pool.advertiser.updates + 1,
+                shares_directory=self.pool.shared is not None,
+            ),
             policy=ap.Policy(
                 detached_timeout_s=settings.policy.detached_timeout_s,
                 idle_timeout_s=settings.policy.idle_timeout_s,
@@ -418,6 +449,33 @@ class FrontDoor:
             if self.config_digests is None
             else ap.Configuration(digests=ap.Digests(**self.config_digests)),
         )
+
+    def set_draining(self, draining: bool) -> bool:
+        """Drain (no new session starts here; kept across restarts) or take new sessions again."""
+        table = self.table
+        marker = self.settings.state_dir / DRAINING_FILE
+        if draining:
+            write_atomic(marker, b"drained by an operator (wradm server drain)\n")
+        else:
+            marker.unlink(missing_ok=True)
+        if table.draining != draining:
+            table.draining = draining
+            log.info(
+                "%s: %s",
+                self.settings.name,
+                "drained: it keeps its sessions and takes no new ones"
+                if draining
+                else "undrained: it takes new sessions again",
+            )
+            table.changed()
+        return draining
+
+    async def _pool_members(self, sessions: bool) -> dict[str, Any]:
+        if self.pool is None:
+            raise AdminError(f"{self.settings.name} is in no pool (servers.toml's pool)")
+        answer = self.pool.members_answer()
+        answer["sessions"] = await self.pool.sessions_answer() if sessions else None
+        return answer
 
     # --- wrsessd's word, for the login part --------------------------------------------------------
 

@@ -93,6 +93,20 @@ class FrontDoorSettings:
     #: Diagnostics (``wrsrvd --usb-sockets DIR``): each accepted USB device is served on a Unix socket
     #: in DIR, for a user-space USB/IP driver, instead of being attached to vhci_hcd.
     usb_sockets: Path | None = None
+    #: The server pool it joins and advertises over mDNS (docs/pools.md); "": none.
+    pool: str = ""
+    #: The pool's members' certificate fingerprints and CA: with either, the members share the
+    #: session directory over the pool port (mutual TLS); with neither, it only announces itself.
+    pool_fingerprints: tuple[str, ...] = ()
+    pool_ca: Path | None = None
+    #: The pool's shared token key (used instead of the instance's own ``token.key``).
+    pool_key_file: Path | None = None
+    #: UDP port of the pool port; None: the QUIC port + 1; 0: any free one.
+    pool_port: int | None = None
+
+    @property
+    def shares_directory(self) -> bool:
+        return bool(self.pool) and (bool(self.pool_fingerprints) or self.pool_ca is not None)
 
     @property
     def login(self) -> bool:
@@ -108,6 +122,9 @@ class FrontDoorSettings:
 
     @property
     def token_key(self) -> Path:
+        """The token key: the pool's shared one when it has one, else the instance's own."""
+        if self.pool_key_file is not None and self.shares_directory:
+            return self.pool_key_file
         return self.state_dir / "token.key"
 
     @property
@@ -262,6 +279,11 @@ def _build(
         session_cpu_quota=server.limits.session_cpu_quota,
         access_key_file=_path(server.admission.access_key_file),
         max_pixels=server.output.max_pixels,
+        pool=server.pool,
+        pool_fingerprints=tuple(server.peers.fingerprints),
+        pool_ca=_path(server.peers.ca),
+        pool_key_file=_path(server.peers.token_key_file),
+        pool_port=server.peers.port or None,
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
             unused_per_source=server.admission.unused_sessions_per_source,

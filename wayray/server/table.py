@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from wayray.common.notify import Notifier
@@ -21,6 +22,9 @@ from wayray.server.registry import Registry
 from wayray.server.settings import FrontDoorSettings
 from wayray.usb.acceptance import UsbAcceptance
 from wayray.wire import SCALE_ONE
+
+#: Its presence in the state directory keeps an instance drained across restarts.
+DRAINING_FILE = "draining"
 
 log = logging.getLogger("wayray.server")
 
@@ -47,6 +51,10 @@ class SessionTable:
         self.tasks: set[asyncio.Task[Any]] = set()
         #: The USB devices viewers offered, judged by the rules of the settings of the moment.
         self.usb = UsbAcceptance(lambda: self.settings.usb)
+        #: Drained by an operator (``wradm server drain``): no new session starts here.
+        self.draining = (settings.state_dir / DRAINING_FILE).exists()
+        #: Called after every change of sessions or viewers (the pool's advertisement listens).
+        self.on_change: list[Callable[[], None]] = []
 
     # --- tasks and status --------------------------------------------------------------------------
 
@@ -71,6 +79,8 @@ class SessionTable:
         """Sessions or viewers changed: tell the service manager, and let the policy timer look again."""
         self.notifier.status(self.status_line())
         self.timer_wake.set()
+        for listener in self.on_change:
+            listener()
 
     # --- what a session is -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import os
 import pwd
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wayray.link import CloseCode, ToSession
@@ -101,6 +102,9 @@ class ViewerSide:
         #: Login mode's part (login and unlock screens); None: wrsrvd starts sessions itself.
         self.logins = logins
         self.usb = usb if usb is not None else UsbSide(table)
+        #: A pool's directory (``pooling.PoolMembership.route``): whether a token without a session
+        #: here is this member's (True) or was sent elsewhere (False). None: no shared directory.
+        self.route: Callable[[TokenRef, Viewer], Awaitable[bool]] | None = None
         self._numbers = itertools.count(1)
 
     async def handle(self, conn: ServerConnection) -> None:
@@ -172,6 +176,14 @@ class ViewerSide:
                      token.short, hung.id)  # fmt: skip
             conn.close(ErrorCode.SERVER_BUSY, NOT_RESPONDING_REFUSAL)
             return None
+        if known is None and self.route is None and table.draining:
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                "this server is drained for maintenance: it takes no new sessions; use another server",
+            )
+            return None
+        if known is None and self.route is not None and not await self.route(token, viewer):
+            return None  # its session is on another member of the pool (redirected), or no answer
         try:
             p = table.registry.present(token, viewer.key, time.time(), kiosk=viewer.kiosk)
         except RegistryError as err:  # disk full, damaged file: this viewer is told, the server carries on

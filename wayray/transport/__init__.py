@@ -8,7 +8,13 @@ Server: :class:`WireServer` ``.start(ServerSettings(...), handler)``; the handle
 
 from wayray.transport.client import ClientConnection, ClientSettings, OwnServerKey, connect
 from wayray.transport.connection import ALPN, DEFAULT_PORT, Connection, QuicSettings, UsbStreamFull
-from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError, TransportError
+from wayray.transport.errors import (
+    ConnectError,
+    ConnectionClosedError,
+    Redirected,
+    ServerIdentityError,
+    TransportError,
+)
 from wayray.transport.identity import ClientCertificate, ServerIdentity, fingerprint, normalize_fingerprint
 from wayray.transport.server import ServerConnection, ServerSettings, WireServer
 from wayray.transport.trust import KnownHosts, PinnedFingerprint, ServerCA, ServerTrust
@@ -22,6 +28,7 @@ __all__ = [
     "ConnectError",
     "Connection",
     "ConnectionClosedError",
+    "Redirected",
     "KnownHosts",
     "OwnServerKey",
     "PinnedFingerprint",

@@ -34,7 +34,7 @@ from aioquic.quic.connection import QuicConnection
 
 from wayray.transport import _aioquic_private as private
 from wayray.transport.connection import Connection, QuicSettings, WireProtocol
-from wayray.transport.errors import ConnectError, ConnectionClosedError, ServerIdentityError
+from wayray.transport.errors import ConnectError, ConnectionClosedError, Redirected, ServerIdentityError
 from wayray.transport.identity import ClientCertificate, fingerprint
 from wayray.transport.trust import ServerCA, ServerTrust, host_key
 from wayray.wire import ErrorCode, HelloParams, HelloReceived, WireConfig, WireRole
@@ -235,6 +235,11 @@ async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloP
             hint=f"check that wrsrvd runs there and that UDP port {port} is reachable",
         ) from None
     except ConnectionClosedError as err:
+        if err.code == ErrorCode.REDIRECTED and protocol.wire.redirect is not None:
+            # The server closed on purpose: let QUIC finish its close in the background and go to
+            # the member the Redirect names now (waiting for it cost a redirected badge-in ~200 ms).
+            _close_transport_when_done(protocol, transport)
+            raise Redirected(protocol.wire.redirect, where=where) from None
         await _abandon(protocol, transport)
         if protocol.identity_error is not None:
             raise protocol.identity_error from None

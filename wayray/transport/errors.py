@@ -5,6 +5,7 @@ from __future__ import annotations
 from wayray.common.errors import WayRayError
 from wayray.wire.errors import ErrorCode
 from wayray.wire.events import ConnectionClosed
+from wayray.wire.messages import Redirect
 
 
 class TransportError(WayRayError):
@@ -17,6 +18,15 @@ class ConnectError(TransportError):
 
 class ServerIdentityError(TransportError):
     """The server's certificate is not the one this viewer trusts for that address."""
+
+
+class Redirected(TransportError):
+    """The server sent the viewer to another member of its pool (``redirect``: where, and the
+    identity to accept there)."""
+
+    def __init__(self, redirect: Redirect, *, where: str) -> None:
+        super().__init__(f"{where} sends this viewer to {redirect.host}:{redirect.port} ({redirect.reason})")
+        self.redirect = redirect
 
 
 class ConnectionClosedError(TransportError):

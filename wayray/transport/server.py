@@ -37,7 +37,16 @@ from wayray.transport.connection import DEFAULT_PORT, Connection, QuicSettings, 
 from wayray.transport.errors import TransportError
 from wayray.transport.identity import ServerIdentity
 from wayray.transport.mtls import ClientCA, ClientCertificateRejected
-from wayray.wire import SCALE_ONE, ErrorCode, Hello, HelloReceived, ServerHello, WireConfig, WireRole
+from wayray.wire import (
+    SCALE_ONE,
+    Capability,
+    ErrorCode,
+    Hello,
+    HelloReceived,
+    ServerHello,
+    WireConfig,
+    WireRole,
+)
 
 log = logging.getLogger("wayray.transport")
 
@@ -88,6 +97,19 @@ class ServerConnection(Connection):
     def client_subject(self) -> str | None:
         """The verified subject of the client's certificate (mutual TLS), else None."""
         return self._p.client_subject
+
+    def redirect(self, *, host: str, port: int, fingerprint: str, server_id: str, reason: str) -> None:
+        """Send the viewer to another member of the pool (a Redirect, then Close ``REDIRECTED``);
+        only for viewers that offered ``pools`` (:attr:`follows_redirects`)."""
+        self._check_open()
+        self._p.wire.redirect_to(host, port, fingerprint, server_id, reason)
+        self._p._after_wire()
+        log.info("%s: redirected to %s:%d (%s)", self.peer_address, host, port, reason)
+
+    @property
+    def follows_redirects(self) -> bool:
+        """Whether the viewer offered the ``pools`` capability (it can follow a Redirect)."""
+        return Capability.POOLS in self.hello.capabilities
 
     def accept(
         self,

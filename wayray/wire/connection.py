@@ -43,6 +43,7 @@ from wayray.wire.protocol import (
     FRAME_UPDATE,
     HELLO,
     MAX_REASON,
+    REDIRECT,
     SERVER_HELLO,
     MessageSpec,
     WireRole,
@@ -134,6 +135,8 @@ class WireConnection:
         self.close_event: ConnectionClosed | None = None
         #: The last measured round-trip time (Ping → Pong), in seconds.
         self.rtt: float | None = None
+        #: Client: the Redirect the server sent in place of a ServerHello (a Close follows).
+        self.redirect: m.Redirect | None = None
 
         self._events: deque[WireEvent] = deque()
         self._decoders: dict[m.Channel, FrameDecoder] = {}
@@ -223,6 +226,26 @@ class WireConnection:
         self._establish(now)
         self._events.append(HandshakeCompleted(self.hello, sh))
         return sh
+
+    def redirect_to(self, host: str, port: int, fingerprint: str, server_id: str, reason: str) -> m.Redirect:
+        """Server: answer a HelloReceived with a Redirect to another member of the pool, then close
+        with ``REDIRECTED``. Only for a client that offered the ``pools`` capability."""
+        if self.role is not WireRole.SERVER or self.state is not State.HELLO_RECEIVED or self.hello is None:
+            raise WireUsageError(f"redirect_to() answers a HelloReceived on a server (state {self.state})")
+        if m.Capability.POOLS not in self.hello.capabilities:
+            raise WireUsageError(
+                "the client did not offer the 'pools' capability: it cannot follow a Redirect"
+            )
+        message = m.Redirect(
+            host=host,
+            port=port,
+            fingerprint=fingerprint,
+            server_id=server_id,
+            reason=_truncate(reason, MAX_REASON),
+        )
+        self._enqueue(REDIRECT, encode_message(message))
+        self._close(ErrorCode.REDIRECTED, reason)
+        return message
 
     def _establish(self, now: float) -> None:
         self.state = State.ESTABLISHED
@@ -362,6 +385,14 @@ class WireConnection:
             self._events.append(HelloReceived(hello, self.capabilities))
             return
         # client
+        if self.state is State.HELLO_SENT and spec is REDIRECT and self.redirect is None:
+            assert self.hello is not None
+            if m.Capability.POOLS not in self.hello.capabilities:
+                raise WireProtocolError(
+                    ErrorCode.UNEXPECTED_MESSAGE, "got Redirect, but the client did not offer 'pools'"
+                )
+            self.redirect = decode_body(spec, body)
+            return
         if self.state is not State.HELLO_SENT or spec is not SERVER_HELLO:
             raise WireProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE,

@@ -63,6 +63,8 @@ class ErrorCode(enum.IntEnum):
     #: Since 1.2: the server requires an access key (a shared secret, in the Hello) and the viewer
     #: presented none, or the wrong one.
     ACCESS_DENIED = 0x109
+    #: The viewer is sent to another member of the pool (a Redirect came just before).
+    REDIRECTED = 0x160
     #: A bug on the side that closes: the reason says what failed.
     INTERNAL_ERROR = 0x1FF
 

@@ -62,6 +62,8 @@ class Capability(enum.StrEnum):
     USB = "usb"
     #: The viewer's microphone into the session (MicFrame); only with ``audio``.
     MICROPHONE = "microphone"
+    #: The viewer follows a Redirect to another member of the server's pool (docs/pools.md).
+    POOLS = "pools"
 
 
 #: What this code implements, and so offers by default.
@@ -73,6 +75,7 @@ IMPLEMENTED_CAPABILITIES = frozenset(
         Capability.CLIPBOARD,
         Capability.AUDIO,
         Capability.MICROPHONE,
+        Capability.POOLS,
     }
 )
 
@@ -310,6 +313,19 @@ class SessionEvent:
 
     kind: SessionEventKind
     detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Redirect:
+    """Server → client, in place of a ServerHello (only to a viewer that offered ``pools``): the
+    token's session, or the place chosen for it, is on another member of the server's pool; dial
+    ``host``:``port`` and accept exactly ``fingerprint`` there. A Close ``REDIRECTED`` follows."""
+
+    host: str
+    port: int
+    fingerprint: str
+    server_id: str
+    reason: str
 
 
 # --- display channel, client → server -------------------------------------------------------------

@@ -215,6 +215,22 @@ MESSAGES: tuple[MessageSpec, ...] = (
         StructOf(m.SessionEvent, [("kind", EnumOf(m.SessionEventKind, 8)), ("detail", Text(MAX_REASON))]),
         S,
     ),
+    # control 0x60-0x6f: server pools (docs/pools.md)
+    MessageSpec(
+        CONTROL,
+        0x60,
+        StructOf(
+            m.Redirect,
+            [
+                ("host", Text(255)),
+                ("port", Int("u", 16, minimum=1)),
+                ("fingerprint", Text(80)),
+                ("server_id", Text(32)),
+                ("reason", Text(MAX_REASON)),
+            ],
+        ),
+        S,
+    ),
     # display
     MessageSpec(
         DISPLAY,
@@ -400,6 +416,7 @@ BY_CLASS: Mapping[type, MessageSpec] = {s.cls: s for s in MESSAGES}
 FRAME_UPDATE = BY_CLASS[d.FrameUpdate]
 HELLO = BY_CLASS[m.Hello]
 SERVER_HELLO = BY_CLASS[m.ServerHello]
+REDIRECT = BY_CLASS[m.Redirect]
 CLOSE = BY_CLASS[m.Close]
 assert FRAME_UPDATE.layout.fields[0].name == "seq" and FRAME_UPDATE.layout.fields[0].type is U64
 assert [f.name for f in HELLO.layout.fields[:2]] == ["version_major", "version_minor"]

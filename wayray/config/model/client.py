@@ -70,15 +70,18 @@ class ClientConfig:
         "Servers to use (port 7100 unless given) when wrclient's command line names none: the first, "
         "or else the first of the others, in order, that answers (a refusal, such as an identity "
         "that is not trusted, does not move on); reconnecting starts with the server that answered "
-        "last. Empty: wrclient needs a server on its command line (discovering servers "
-        "over mDNS does not exist yet).",
+        "last. With `pool`, they are tried after the pool's servers found over mDNS (networks without "
+        "multicast, other subnets). Empty: wrclient needs a server on its command line, or a `pool`.",
         list_rule=ListRule.REPLACE,
     )
     pool: str = setting(
         "",
         POOL_NAME,
-        'Only use servers of this pool when discovering over mDNS; "" uses any.',
-        not_yet="wrclient does not discover servers over mDNS yet",
+        "Find the servers of this pool over mDNS (wrsrvd's `pool`; docs/pools.md) when wrclient's "
+        "command line names no server: no server address needs configuring. They are trusted only "
+        "through `fingerprints` or `tls.ca`, one of which must be set (mDNS is not trust: anyone on the "
+        'network can answer). A server found that way whose identity is not trusted is passed over. "": '
+        "no discovery (`servers` only).",
     )
     fingerprints: tuple[str, ...] = setting(
         (),

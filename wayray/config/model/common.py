@@ -15,11 +15,9 @@ INSTANCE_NAME = String(
     NAME_PATTERN, NAME_RULE, name="name (letters, digits, '_', '-'; starts with a letter)"
 )
 #: Pool names ("" = none) become the mDNS subtype ``_<pool>._sub._wayray._udp``.
-POOL_NAME = String(
-    r"|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
-    "pool names are DNS labels: lowercase letters, digits and inner '-', at most 63 characters",
-    name='pool name (a DNS label such as "lab"), or ""',
-)
+POOL_PATTERN = r"|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+POOL_RULE = "pool names are DNS labels: lowercase letters, digits and inner '-', at most 63 characters"
+POOL_NAME = String(POOL_PATTERN, POOL_RULE, name='pool name (a DNS label such as "lab"), or ""')
 
 #: Placeholder for defaults computed from other settings (see ``derived=``); never seen by users.
 DERIVED = PurePosixPath("<derived>")

@@ -14,6 +14,7 @@ from wayray.config.types import (
     Bool,
     Choice,
     Command,
+    Fingerprint,
     Integer,
     IPAddress,
     ListOf,
@@ -197,6 +198,39 @@ class AdmissionSettings:
 
 
 @dataclass(frozen=True)
+class PeerSettings:
+    fingerprints: tuple[str, ...] = setting(
+        (),
+        ListOf(Fingerprint()),
+        "Certificate fingerprints of the pool's members (each member's `tls.cert`; list every member, "
+        "this one included, so one file serves them all). Members authenticate each other with mutual "
+        "TLS on the pool port, and share the session directory only with these (or `ca`'s). Empty "
+        "and no `ca`: the instance announces itself but shares no directory (a badge that reaches "
+        "another member gets a session there).",
+        list_rule=ListRule.REPLACE,
+    )
+    ca: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "CA bundle (PEM) that the pool's members' certificates chain to, instead of (or beside) "
+        '`fingerprints`. `""`: none.',
+    )
+    token_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "The pool's token key: 32 or more random bytes (mode 0600, owned by the service user), the same "
+        "file on every member, so that a badge has the same keyed digest everywhere (tokens never "
+        "leave a server, only their digests; docs/pools.md §3.3). Made if missing; copy it to the "
+        'other members. Required with `fingerprints` or `ca`. `""`: the instance\'s own key.',
+    )
+    port: int = setting(
+        0,
+        Integer(0, 65535),
+        "UDP port of the pool port (server-to-server QUIC with mutual TLS); 0: the instance's `port` + 1.",
+    )
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """One ``[server.<name>]`` table: one ``wrsrvd`` instance."""
 
@@ -219,9 +253,12 @@ class ServerConfig:
     pool: str = setting(
         "",
         POOL_NAME,
-        'Server pool it joins and announces over mDNS; "" joins none.',
-        not_yet="wrsrvd does not announce itself over mDNS yet (the pool is only recorded, and kept as a "
-        "property of the SMF instance); viewers find servers through client.toml's `servers`",
+        "Server pool it joins: it announces itself over mDNS (service `_wayray._udp`, subtype "
+        "`_POOL._sub`, with its fingerprint, capacity, sessions and state; docs/pools.md) so that kiosks "
+        'with the same `pool` find it without a configured address. "" joins none. It must listen on an '
+        "address other hosts reach (`listen`), and kiosks trust it only through their pinned "
+        "`fingerprints` or `tls.ca`.",
+        applies=Applies.RESTART,
     )
     sessions: SessionStart = setting(
         SessionStart.LOGIN,
@@ -251,6 +288,11 @@ class ServerConfig:
         AdmissionSettings,
         "Who may start sessions, and how many: the front door's defences against strangers on the "
         "network (an access key, per-source limits, a memory budget).",
+    )
+    peers: PeerSettings = table(
+        PeerSettings,
+        "The other members of its `pool`: how they are trusted, the token key they share, the pool port.",
+        applies=Applies.RESTART,
     )
     #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
     name: str = ""

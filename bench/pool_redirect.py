@@ -1,0 +1,99 @@
+"""Badge-in to the first complete frame when the kiosk reached the wrong member of a pool (docs/pools.md
+§4), beside the same badge-in at the right member.
+
+    sudo .venv/bin/python -m bench.pool_redirect [--tries 50]
+
+Real processes in network namespaces joined by a bridge (as tests/pool): two ``wrsrvd --standalone``
+members with foot sessions, sharing the session directory over their pool port, and one headless
+kiosk (``wrclient --kiosk --headless``) that knows only member B. B is drained, so the badge's session
+is placed on A; every later badge-in at the kiosk goes to B, which finds the session on A in the
+directory and redirects the kiosk there. Measured inside the kiosk, as bench/badge_in.py does: from
+the badge event to the session's picture being complete (its state file's ``presented_at`` and
+``picture_at``, CLOCK_MONOTONIC). That covers QUIC + TLS to B, the Hello, B's claim at the digest's
+home, the Redirect, QUIC + TLS to A, the Hello, Attach and the keyframe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+
+from tests.conftest import script
+from tests.e2e.harness import Harness, eventually, kill_sessions
+from tests.e2e.kiosk import KioskProc
+from tests.pool.netns import lan
+from tests.pool.rig import MemberServer, member, member_identity, sharing
+
+
+def badge_ins(kiosk: KioskProc, badge: str, tries: int) -> list[float]:
+    kiosk.insert(badge)  # the first one starts the session: not measured
+    kiosk.wait_session(timeout=120)
+    kiosk.remove()
+    kiosk.wait_idle()
+    took = []
+    for _ in range(tries):
+        kiosk.insert(badge)
+        st = kiosk.wait_session(timeout=120)
+        took.append(st["picture_at"] - st["presented_at"])
+        kiosk.remove()
+        kiosk.wait_idle()
+    return took
+
+
+def row(what: str, took: list[float]) -> str:
+    s = sorted(took)
+    p95 = s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+    return f"{what:34s} median {statistics.median(s) * 1e3:7.1f} ms   p95 {p95 * 1e3:7.1f} ms   (n={len(s)})"
+
+
+def kiosk_at(h: Harness, host: object, name: str, srv: MemberServer, other: MemberServer) -> KioskProc:
+    return KioskProc(
+        h.tmp, name, f"{srv.host.address}:{srv.port}", srv.fingerprint, env=h.env,
+        extra=("--fingerprint", other.fingerprint, "--access-key-file", str(h.tmp / "pool-access.key")),
+        wrapper=tuple(host.command([script("wrclient")])),  # type: ignore[attr-defined]
+    ).start()  # fmt: skip
+
+
+def drained(srv: MemberServer) -> bool:
+    return any(not m["this"] and m["state"] == "drain" for m in srv.admin("pool")["members"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tries", type=int, default=50)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, lan() as net:
+        h = Harness(Path(tmp))
+        kiosks: list[KioskProc] = []
+        try:
+            hosts = [net.add("srva"), net.add("srvb")]
+            pins = [member_identity(h, x) for x in hosts]
+            a, b = (member(h, x, extra=sharing(h, pins)) for x in hosts)
+            eventually(lambda: sum(not m["this"] and m["answers"] for m in b.admin("pool")["members"]) == 1,
+                       "the members to see each other")  # fmt: skip
+            b.admin("drain", draining=True)
+            eventually(lambda: drained(a), "A to see B drained")
+            wrong = kiosk_at(h, net.add("kiosk1"), "wrong", b, a)
+            kiosks.append(wrong)
+            redirected = badge_ins(wrong, "bench-pool-badge", args.tries)
+            assert b.sessions() == [] and len(a.sessions()) == 1
+            wrong.stop()
+            right = kiosk_at(h, net.add("kiosk2"), "right", a, b)
+            kiosks.append(right)
+            direct = badge_ins(right, "bench-pool-badge", args.tries)
+            print(row("badge-in at B, redirected to A", redirected))
+            print(row("badge-in at A (no redirect)", direct))
+        finally:
+            for k in kiosks:
+                k.stop()
+            h.cleanup()
+            for srv in h.servers:
+                with suppress(OSError):
+                    kill_sessions(srv.runtime / "link.sock")
+
+
+if __name__ == "__main__":
+    main()

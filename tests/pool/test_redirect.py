@@ -1,0 +1,112 @@
+"""One session directory across the pool (docs/pools.md §3, §4), with real wrsrvd members in network
+namespaces joined by a bridge, finding each other by real mDNS and asking each other over the pool
+port (mutual TLS): a badge whose session is on A, presented at a kiosk that reached B, is redirected
+to A and shows the same session; the same badge presented at A and at B at the same instant gets one
+session, never two."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from tests.e2e.harness import Harness, differing_pixels, eventually, png_pixels
+from tests.pool.netns import Host, Lan
+from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, sharing
+
+pytestmark = pytest.mark.slow
+
+BADGE = "pool-redirect-4410"
+
+
+def two_members(harness: Harness, net: Lan, command: list[str] | None = None) -> tuple[MemberServer, ...]:
+    hosts = [net.add("srva"), net.add("srvb")]
+    pins = [member_identity(harness, h) for h in hosts]
+    a, b = (member(harness, h, extra=sharing(harness, pins), command=command) for h in hosts)
+    for srv, other in ((a, "srvb"), (b, "srva")):  # each has found the other by mDNS
+        eventually(lambda s=srv, o=other: f"on {o} at" in s.log_text(), f"{srv.host.name} to find {other}")
+    return a, b
+
+
+def run_kiosk(
+    harness: Harness, net_host: object, srv: MemberServer, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        kiosk_argv(harness, net_host, f"{srv.host.address}:{srv.port}", "--fingerprint", srv.fingerprint,  # type: ignore[arg-type]
+                   "--token", BADGE, *args),  # fmt: skip
+        env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_a_badge_that_reaches_the_wrong_member_is_redirected_to_its_session(
+    harness: Harness, net: Lan
+) -> None:
+    a, b = two_members(harness, net)
+    k1, k2 = net.add("kiosk1"), net.add("kiosk2")
+    marker = harness.home / "typed-at-kiosk-1"
+    script = harness.write_script(
+        "k1.txt", f"settle 1000\ntype echo pooled > {marker}\nkey Return\nsettle 700\n"
+    )
+    first = run_kiosk(harness, k1, a, "--script", str(script))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert marker.read_text() == "pooled\n"
+    # Placement put the new session on A or B (weighted random); kiosk 2 reaches the other one.
+    holder, other = (a, b) if a.sessions() else (b, a)
+    (session,) = holder.sessions()
+    # Kiosk 2 knows only the other member, which finds the badge's session in the directory.
+    shot = harness.tmp / "kiosk2.png"
+    stats = harness.tmp / "kiosk2.json"
+    second = run_kiosk(harness, k2, other, "--snapshot", str(shot), "--settle", "700", "--stats", str(stats))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads(stats.read_text())["redirects"] == 1
+    assert json.loads(stats.read_text())["session_id"] == session["id"]
+    assert other.sessions() == [], "a second session was started for the badge"
+    assert [s["id"] for s in holder.sessions()] == [session["id"]]
+    assert f"sends this viewer to {holder.host.address}:{holder.port}" in second.stderr
+    # The same session: kiosk 2 shows exactly its member's picture of it (the command typed at kiosk 1).
+    after = eventually(lambda: (s := holder.session())["state"] == "detached" and s, "the session detached")
+    assert differing_pixels(png_pixels(shot), holder.screenshot(after["id"])) == 0
+    assert "this badge's session is on" in other.log_text()
+
+
+def test_one_badge_at_two_members_at_the_same_instant_gets_one_session(harness: Harness, net: Lan) -> None:
+    a, b = two_members(harness, net, command=["sleep", "3600"])
+    k1, k2 = net.add("kiosk1"), net.add("kiosk2")
+    badges = [f"double-badge-{n:02d}" for n in range(5)]
+    for badge in badges:
+        go = threading.Barrier(2)
+        results: list[subprocess.CompletedProcess[str]] = []
+        threads = [
+            threading.Thread(target=present, args=(harness, k, s, badge, go, results))
+            for k, s in ((k1, a), (k2, b))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sessions = len(a.sessions()) + len(b.sessions())
+        assert sessions == badges.index(badge) + 1, f"{badge}: {sessions} sessions: " + " / ".join(
+            r.stderr[-1500:] for r in results
+        )
+
+
+def present(
+    harness: Harness,
+    host: Host,
+    srv: MemberServer,
+    badge: str,
+    go: threading.Barrier,
+    results: list[subprocess.CompletedProcess[str]],
+) -> None:
+    where = f"{srv.host.address}:{srv.port}"
+    shot = str(harness.tmp / f"{badge}-{srv.host.name}.png")
+    argv = kiosk_argv(
+        harness, host, where, "--fingerprint", srv.fingerprint, "--token", badge, "--snapshot", shot
+    )
+    go.wait()
+    run = subprocess.run(
+        argv, env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300
+    )
+    results.append(run)

@@ -1,0 +1,44 @@
+"""The members of a running server instance's pool as it sees them: id, name, addresses, state
+(online or drain), sessions of capacity, whether it answers on the pool port, and when its
+announcement was last seen (docs/pools.md). What members announce over mDNS is a hint; whether one
+is a member is decided by its certificate. Exit status 1 when the instance is in no pool, is not
+running or may not be asked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from wayray.admin.live import add_instance_arguments, ask, table
+from wayray.common.errors import EXIT_OK
+from wayray.server import admin_protocol as ap
+
+NAME = "pool"
+HELP = "list the members of a running server instance's pool"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_instance_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    answer = ask(args, ap.Pool(), ap.PoolAnswer)
+    if args.json:
+        print(json.dumps(answer.to_json(), indent=1))
+        return EXIT_OK
+    rows = [
+        [
+            m.id + (" (this)" if m.this else ""),
+            m.name or "-",
+            ", ".join(f"{a}:{m.port}" for a in m.addresses) or "-",
+            m.state or "-",
+            f"{m.sessions}/{m.capacity}",
+            "yes" if m.answers else "no" if m.answers is False else "-",
+            "now" if m.this else f"{m.last_seen_s:g} s ago" if m.last_seen_s is not None else "-",
+        ]
+        for m in answer.members
+    ]
+    if not args.quiet:
+        print(f"pool {answer.name}:")
+        print(table(rows, ["MEMBER", "NAME", "ADDRESS", "STATE", "SESSIONS", "ANSWERS", "SEEN"]))
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Server pools: mDNS discovery, the session directory, redirect and placement (docs/pools.md)."""

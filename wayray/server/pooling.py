@@ -1,0 +1,388 @@
+"""The front door's pool membership (docs/pools.md): its mDNS advertisement, kept current as its
+sessions come and go, and, when the pool's members trust each other (``peers``), the shared session
+directory: a badge without a session here is claimed in the directory before anything starts for it,
+and a badge whose session is on another member is redirected there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wayray.pool.directory import (
+    PLACED,
+    DirectoryError,
+    Entry,
+    EntryState,
+    Lease,
+    LeaseExpired,
+    Member,
+    placed_on,
+)
+from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
+from wayray.pool.mdns import (
+    Advertiser,
+    Figures,
+    MemberAd,
+    PoolBrowser,
+    advertised_addresses,
+    load_or_create_member_id,
+)
+from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.server.admin_protocol import AdminError
+from wayray.server.live import Viewer
+from wayray.server.table import SessionTable
+from wayray.server.tokens import TokenRef
+from wayray.transport import ServerIdentity
+from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode
+
+log = logging.getLogger("wayray.server")
+
+#: Seconds a placement's pending claim is kept while its session starts.
+PENDING_FOR = 30.0
+
+
+@dataclass
+class _Shared:
+    """The directory side of the membership (only when the members trust each other)."""
+
+    directory: LanDirectory
+    listener: PoolListener
+    browser: PoolBrowser
+    lease: Lease
+    #: Digests this member holds in the directory: the home it claimed each at, and its session id.
+    claimed: dict[str, tuple[str, str]]
+    #: Digests claimed for a viewer whose session is starting here (digest → when).
+    pending: dict[str, float]
+    #: Digests this member placed on another member (digest → when), until that one takes them over.
+    placed: dict[str, float]
+
+
+class PoolMembership:
+    def __init__(self, table: SessionTable, advertiser: Advertiser, shared: _Shared | None) -> None:
+        self.table = table
+        self.advertiser = advertiser
+        self.shared = shared
+
+    @classmethod
+    async def start(
+        cls, table: SessionTable, *, identity: ServerIdentity, port: int, listening: list[str]
+    ) -> PoolMembership:
+        """Announce the instance in its pool (``settings.pool``), follow its sessions, and with peer
+        trust configured open the pool port and join the directory."""
+        settings = table.settings
+        addresses = advertised_addresses(listening)
+        if all(a.startswith("127.") or a == "::1" for a in addresses):
+            log.warning(
+                "pool %s: this instance listens on loopback only (%s): other hosts of the pool "
+                "cannot reach it; listen on a LAN address",
+                settings.pool,
+                ", ".join(addresses),
+            )
+        member_id = load_or_create_member_id(settings.state_dir)
+        shared = None
+        pool_port = 0
+        if settings.shares_directory:
+            shared = await cls._join(table, identity, member_id, addresses[0], port)
+            pool_port = shared.listener.port
+        else:
+            log.warning(
+                "pool %s: no peers' fingerprints or CA configured: this instance announces itself but "
+                "shares no session directory (a badge that reaches another member gets a session there)",
+                settings.pool,
+            )
+        advertiser = Advertiser(
+            pool=settings.pool,
+            instance=settings.name,
+            member_id=member_id,
+            fingerprint=identity.fingerprint,
+            port=port,
+            addresses=addresses,
+            protocol=(PROTOCOL_MAJOR, PROTOCOL_MINOR),
+            figures=cls._figures(table),
+            pool_port=pool_port,
+        )
+        await advertiser.start()
+        member = cls(table, advertiser, shared)
+        table.on_change.append(member.changed)
+        if shared is not None:
+            table.spawn(member._keep_up(), "pool-directory")
+        return member
+
+    @staticmethod
+    async def _join(
+        table: SessionTable, identity: ServerIdentity, member_id: str, host: str, port: int
+    ) -> _Shared:
+        settings = table.settings
+        ca = settings.pool_ca.read_bytes() if settings.pool_ca is not None else None
+        trust = PeerTrust(frozenset(settings.pool_fingerprints), ca)
+        me = Member(member_id, settings.name, host, port, identity.fingerprint)
+        directory = LanDirectory(me, PeerClient(identity, trust))
+        pool_port = settings.pool_port if settings.pool_port is not None else port + 1
+        listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle)
+
+        def accept(ad: MemberAd) -> str | None:
+            if ad.member_id == member_id:
+                return "this instance"
+            if ca is None and ad.fingerprint not in trust.fingerprints:
+                return f"its identity {ad.fingerprint} is not among the pool's fingerprints"
+            if not ad.pool_port:
+                return "it shares no directory (no pool port)"
+            return None
+
+        browser = PoolBrowser(settings.pool, accept=accept)
+        await browser.start()
+        lease = await directory.join(me, LEASE_TTL)
+        log.info(
+            "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
+            settings.pool,
+            member_id,
+            host,
+            listener.port,
+        )
+        shared = _Shared(directory, listener, browser, lease, {}, {}, {})
+        directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
+        return shared
+
+    @staticmethod
+    def _figures(table: SessionTable) -> Figures:
+        return Figures(capacity=table.settings.max_sessions, used=len(table.live), draining=table.draining)
+
+    def changed(self) -> None:
+        self.advertiser.update(self._figures(self.table))
+
+    # --- the directory -----------------------------------------------------------------------------
+
+    async def route(self, token: TokenRef, viewer: Viewer) -> bool:
+        """A badge without a session here: claim it in the pool's directory. True: it is this
+        member's (start its session here); False: the viewer was redirected or told why not."""
+        shared = self.shared
+        if shared is None:
+            return True
+        conn = viewer.conn
+        me = shared.directory.me.id
+        entry = Entry(token.digest, me, "", EntryState.PENDING)
+        try:
+            claim = await shared.directory.claim(entry, shared.lease)
+            if claim.won:
+                target = self._place()
+                if isinstance(target, str):  # "here"
+                    shared.pending[token.digest] = time.monotonic()
+                    return True
+                if target is None:
+                    await shared.directory.release(token.digest, shared.lease)
+                    conn.close(
+                        ErrorCode.SERVER_BUSY,
+                        "no member of the pool takes new sessions now (drained or full); try again later",
+                    )
+                    return False
+                placed = Entry(token.digest, me, PLACED + target.member.id, EntryState.PENDING)
+                await shared.directory.claim(placed, shared.lease)
+                shared.placed[token.digest] = time.monotonic()
+                return self._send(viewer, token, target, f"a new session is placed on {target.member.name}")
+        except (DirectoryError, LeaseExpired) as err:
+            log.warning(
+                "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
+            )
+            conn.close(ErrorCode.SERVER_BUSY, "the pool's session directory does not answer now; try again")
+            return False
+        holder = placed_on(claim.entry) or claim.entry.member
+        peer = shared.directory.peer(holder)
+        if peer is None or holder not in shared.directory.alive():
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                "this badge's session is on another member of the pool, which does not answer now; "
+                "try again in a moment",
+            )
+            return False
+        return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+
+    def _send(self, viewer: Viewer, token: TokenRef, peer: Peer, why: str) -> bool:
+        """Redirect the viewer to ``peer`` (a viewer without ``pools``: told where to go)."""
+        conn = viewer.conn
+        where = f"{peer.member.name} ({peer.member.host}:{peer.member.port})"
+        log.info("%s: token %s: %s: %s", conn.peer_address, token.short, why, where)
+        if not conn.follows_redirects:
+            conn.close(ErrorCode.SERVER_BUSY, f"{why}; connect to {peer.member.host}:{peer.member.port}")
+            return False
+        conn.redirect(
+            host=peer.member.host,
+            port=peer.member.port,
+            fingerprint=peer.member.fingerprint,
+            server_id=peer.member.id,
+            reason=why,
+        )
+        return False
+
+    def _place(self) -> str | Peer | None:
+        """Where a new session goes (docs/pools.md §5): weighted random over the members that take
+        new sessions and answer, by ``weight`` x free room; "here", another member, or None."""
+        shared = self.shared
+        assert shared is not None
+        table = self.table
+        choices: list[str | Peer] = []
+        weights: list[int] = []
+        mine = self._figures(table)
+        if not table.draining and mine.capacity > len(table.live):
+            choices.append("here")
+            weights.append(mine.weight * (mine.capacity - len(table.live)))
+        alive = set(shared.directory.alive())
+        for ad in shared.browser.members():
+            peer = shared.directory.peer(ad.member_id)
+            if peer is not None and ad.member_id in alive and ad.takes_new_sessions:
+                choices.append(peer)
+                weights.append(ad.figures.weight * ad.free)
+        if not choices:
+            return None
+        return random.choices(choices, weights)[0]
+
+    def members_answer(self) -> dict[str, Any]:
+        """The ``pool`` admin answer: this member first, then the others discovery found."""
+        ad = self.advertiser
+        figures = self._figures(self.table)
+        rows: list[dict[str, Any]] = [
+            {
+                "id": ad.member_id,
+                "name": ad.instance_name,
+                "addresses": list(ad.addresses),
+                "port": ad.port,
+                "fingerprint": ad.fingerprint,
+                "state": figures.state,
+                "sessions": figures.used,
+                "capacity": figures.capacity,
+                "load": figures.load,
+                "weight": figures.weight,
+                "last_seen_s": 0,
+                "answers": True,
+                "this": True,
+            }  # fmt: skip
+        ]
+        shared = self.shared
+        if shared is not None:
+            alive = set(shared.directory.alive())
+            now = time.monotonic()
+            for m in shared.browser.members():
+                rows.append(
+                    {"id": m.member_id, "name": m.name.removesuffix("._wayray._udp.local."),
+                     "addresses": list(m.addresses), "port": m.port, "fingerprint": m.fingerprint,
+                     "state": m.figures.state, "sessions": m.figures.used, "capacity": m.figures.capacity,
+                     "load": m.figures.load, "weight": m.figures.weight,
+                     "last_seen_s": round(now - m.seen_at, 1), "answers": m.member_id in alive,
+                     "this": False}
+                )  # fmt: skip
+        return {"type": "pool", "name": self.table.settings.pool, "members": rows}
+
+    async def sessions_answer(self) -> list[dict[str, Any]]:
+        """The directory's entries pool-wide (``wradm sessions --pool``): digests shortened, no token."""
+        shared = self.shared
+        if shared is None:
+            raise AdminError("this instance shares no session directory (no peers' fingerprints or CA)")
+        try:
+            entries = await shared.directory.entries()
+        except (DirectoryError, LeaseExpired) as err:
+            raise AdminError(f"the pool's directory cannot answer: {err}") from None
+        return [
+            {
+                "token": e.digest[:8],
+                "member": placed_on(e) or e.member,
+                "session_id": e.session_id or None if placed_on(e) is None else None,
+                "state": e.state.value,
+            }
+            for e in sorted(entries, key=lambda e: (e.member, e.session_id))
+        ]
+
+    async def _keep_up(self) -> None:
+        """Every ttl/4: discovery's members into the directory, leases renewed, this member's
+        sessions claimed at their homes (again when a home changed) and gone ones released."""
+        shared = self.shared
+        assert shared is not None
+        while True:
+            try:
+                shared.directory.set_peers(
+                    [
+                        Peer(
+                            Member(
+                                ad.member_id,
+                                ad.name.split(" on ", 1)[0],
+                                ad.addresses[0],
+                                ad.port,
+                                ad.fingerprint,
+                            ),
+                            ad.addresses[0],
+                            ad.pool_port,
+                        )  # fmt: skip
+                        for ad in shared.browser.members()
+                    ]
+                )
+                await shared.directory.keep_alive_round()
+                await self._reconcile(shared)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the next round tries again
+                log.warning("pool: %s", err)
+            await asyncio.sleep(LEASE_TTL / 4)
+
+    async def _reconcile(self, shared: _Shared) -> None:
+        table = self.table
+        if table.closed:
+            return
+        now = time.monotonic()
+        wanted: dict[str, str] = {}
+        for session in table.registry.live_sessions():
+            wanted[session.token.digest] = session.id
+        for digest, since in list(shared.pending.items()):
+            if now - since > PENDING_FOR:
+                del shared.pending[digest]
+            elif digest not in wanted:
+                wanted[digest] = ""
+        directory = shared.directory
+        for digest, session_id in wanted.items():
+            key = (directory.home(digest), session_id)
+            if shared.claimed.get(digest) == key:
+                continue
+            state = EntryState.SESSION if session_id else EntryState.PENDING
+            claim = await directory.claim(Entry(digest, directory.me.id, session_id, state), shared.lease)
+            if claim.won:
+                shared.claimed[digest] = key
+            else:
+                log.warning(
+                    "pool: token digest %s: member %s holds it too (session %s); this member's session %s "
+                    "keeps running, badges go there",
+                    digest[:8],
+                    claim.entry.member,
+                    claim.entry.session_id or "starting",
+                    session_id or "starting",
+                )
+        for digest, since in list(shared.placed.items()):
+            if now - since <= PENDING_FOR:
+                continue
+            del shared.placed[digest]  # the kiosk never came to the member it was placed on
+            held = await directory.lookup(digest)
+            if held is not None and held.member == directory.me.id and placed_on(held) is not None:
+                await directory.release(digest, shared.lease)
+        for digest in [d for d in shared.claimed if d not in wanted]:
+            del shared.claimed[digest]
+            with contextlib.suppress(DirectoryError, LeaseExpired):
+                await directory.release(digest, shared.lease)
+
+    async def stop(self) -> None:
+        """Withdraw the advertisement (a goodbye: browsers drop this member at once) and leave."""
+        if self.changed in self.table.on_change:
+            self.table.on_change.remove(self.changed)
+        await self.advertiser.close()
+        shared = self.shared
+        if shared is not None:
+            shared.listener.close()
+            await shared.browser.close()
+            await shared.directory.close()
+
+
+def _forget_claims_at(shared: _Shared, peer: str) -> None:
+    """A home lost this member's lease (it restarted): what was claimed there is claimed again."""
+    for digest, (home, _) in list(shared.claimed.items()):
+        if home == peer:
+            del shared.claimed[digest]
