@@ -56,6 +56,8 @@ class FrontDoorSettings:
     policy: SessionPolicy
     clipboard: ClipboardDirection
     wire: WireConfig = WireConfig()
+    #: Sessions get an X display served by Xwayland (policy.x11).
+    x11: bool = True
     #: Seconds a restored session may take to come back on the link after wrsrvd starts, and a
     #: viewer waits for a session that is starting or reconnecting.
     relink_grace: float = 30.0
@@ -236,6 +238,7 @@ def _build(
         video=server.encoder.video,
         policy=session_policy(policy, login=launcher_socket is not None),
         clipboard=policy.clipboard,
+        x11=policy.x11,
         launcher_socket=launcher_socket,
         session_memory_max=server.limits.session_memory_max,
         session_cpu_quota=server.limits.session_cpu_quota,

@@ -52,6 +52,8 @@ class SessionSpec:
     log_dir: Path | None
     #: The compositor never makes its output larger than this (output.max_pixels).
     max_pixels: int | None = None
+    #: An X display served by Xwayland (policy.x11).
+    x11: bool = True
 
 
 def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
@@ -73,6 +75,8 @@ def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     ]
     if not spec.video:
         argv.append("--no-video")
+    if not spec.x11:
+        argv.append("--no-x11")
     if spec.max_pixels is not None:
         argv += ["--max-pixels", str(spec.max_pixels)]
     # The session keeper (wayray.session.keeper): the programs that leave the session's process group

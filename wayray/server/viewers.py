@@ -252,6 +252,7 @@ class ViewerSide:
             orphan_timeout=settings.policy.detached_timeout_s,
             log_dir=settings.session_log_dir,
             max_pixels=settings.max_pixels,
+            x11=settings.x11,
         )
         try:
             session.process = start_session(spec, functools.partial(self.watch.process_exited, session))

@@ -75,6 +75,12 @@ class PolicyConfig:
         "Forward session audio to the client.",
         not_yet="audio forwarding does not exist yet: sessions have no sound on the client either way",
     )
+    x11: bool = setting(
+        True,
+        Bool(),
+        "X11 programs in the session: an X display (`DISPLAY`) served by Xwayland, started when the first "
+        "X program connects (docs/xwayland.md). Off: no X display, no X sockets, Xwayland never runs.",
+    )
     tokens: tuple[SessionTokenKind, ...] = setting(
         (SessionTokenKind.BADGE, SessionTokenKind.TERMINAL),
         ListOf(Choice(SessionTokenKind), min_items=1),

@@ -1,0 +1,104 @@
+"""X11 programs in a session: the X display reserved and exported, Xwayland started by the first X
+client (not before), its crash costing only X clients, and X11 off meaning no display at all
+(docs/xwayland.md §2). Real Xwayland, real X programs (xterm, xmessage)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.compositor.harness import BACKGROUND_RGB, running_session
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("Xwayland") is None or shutil.which("xterm") is None,
+    reason="needs Xwayland and xterm (apt: xwayland xterm x11-apps)",
+)
+
+FOOT = ("foot", "-o", "font=monospace:size=11", "sh")
+XTERM = ("xterm", "-fa", "monospace", "-fs", "11", "-bg", "white", "-fg", "black")
+
+
+def _lock_pid(display: str) -> int:
+    return int(Path(f"/tmp/.X{display[1:]}-lock").read_text().strip())
+
+
+async def test_an_x_client_starts_xwayland_on_demand_and_its_window_is_drawn(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        display = s.comp.x_display
+        assert display is not None and display.startswith(":")
+        number = display[1:]
+        assert Path(f"/tmp/.X11-unix/X{number}").is_socket()
+        assert _lock_pid(display) == os.getpid()
+        assert s.comp.client_env()["DISPLAY"] == display
+        xw = s.comp.core.xwayland
+        assert xw is not None
+        assert not xw.running and xw.starts == 0, "Xwayland ran before any X client connected"
+
+        await s.spawn(*XTERM, "-T", "hello-x", "-e", "sh", "-c", "echo WAYRAY-X11; sleep 600")
+        win = await s.wait_window(lambda w: w.title == "hello-x", "the xterm window")
+        assert xw.running and xw.starts == 1
+        assert win.pid == s.clients[-1].pid, "the window's pid is xterm's (_NET_WM_PID)"
+        await s.settle()
+        px = s.pixels()
+        r = win.rect
+        inside = px[r.y : r.y + r.height, r.x : r.x + r.width]
+        assert inside.size and np.count_nonzero(inside == 0xFFFFFF) > inside.size // 2, (
+            "xterm's white background is not where its window is"
+        )
+        assert np.count_nonzero(inside == 0x000000) > 50, "no black text drawn in xterm"
+        assert np.count_nonzero(px == BACKGROUND_RGB) > 0
+        s.save("xterm")
+
+
+async def test_an_xwayland_crash_costs_only_x_clients_and_the_next_starts_another(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        foot = await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "the foot window")
+        await s.spawn(*XTERM, "-T", "first-x", "-e", "sh", "-c", "sleep 600")
+        await s.wait_window(lambda w: w.title == "first-x", "the first xterm")
+        xw = s.comp.core.xwayland
+        assert xw is not None and xw.pid is not None
+        first_pid = xw.pid
+        display = s.comp.x_display
+
+        xw.kill(signal.SIGKILL)
+        await s.wait_for(
+            lambda: not any(w.title == "first-x" for w in s.comp.windows()), "the X window gone"
+        )
+        await s.wait_for(lambda: not xw.running, "Xwayland seen gone")
+        assert foot.proc.returncode is None, "foot (a Wayland client) died with Xwayland"
+        assert any(w.app_id == "foot" for w in s.comp.windows()), "foot's window went with Xwayland"
+        assert s.comp.x_display == display and Path(f"/tmp/.X11-unix/X{display[1:]}").is_socket()
+
+        await s.spawn(*XTERM, "-T", "second-x", "-e", "sh", "-c", "sleep 600")
+        await s.wait_window(lambda w: w.title == "second-x", "an xterm after the crash")
+        assert xw.running and xw.pid != first_pid and xw.starts == 2
+
+
+async def test_x11_off_means_no_display_no_socket_no_xwayland(tmp_path: Path) -> None:
+    before = set(Path("/tmp").glob(".X*-lock"))
+    async with running_session(tmp_path, x11=False) as s:
+        assert s.comp.x_display is None
+        assert "DISPLAY" not in s.comp.client_env(base={"DISPLAY": ":99"})
+        mine = [
+            p
+            for p in set(Path("/tmp").glob(".X*-lock")) - before
+            if _lock_pid(f":{p.name[2:-5]}") == os.getpid()
+        ]
+        assert mine == [], f"a display was reserved with X11 off: {mine}"
+        client = await s.spawn("xterm", "-e", "true")
+        assert await s.wait_exit(client) != 0, "an X client found a display with X11 off"
+        assert s.comp.core.xwayland is None
+
+
+async def test_the_display_is_released_when_the_session_ends(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        display = s.comp.x_display
+        assert display is not None
+    assert not Path(f"/tmp/.X{display[1:]}-lock").exists()
+    assert not Path(f"/tmp/.X11-unix/X{display[1:]}").exists()
