@@ -1,0 +1,153 @@
+"""A scripted X11 client (xcffib) for the X window manager's tests: windows with exact properties.
+
+    python -m tests.compositor.clients.xwin --title T [--size WxH] [--min WxH] [--max WxH]
+        [--color RRGGBB] [--dialog] [--override-redirect X,Y] [--request WxH ...] [--no-delete]
+
+It maps a window filled with ``--color`` (with WM_NAME, WM_CLASS "xwin", _NET_WM_PID, WM_PROTOCOLS
+[WM_DELETE_WINDOW] unless ``--no-delete``, WM_NORMAL_HINTS from --min/--max); ``--dialog`` maps a
+second window transient for it ("T dialog", half its size, blue); ``--override-redirect X,Y`` maps an
+unmanaged window (a menu) at X,Y instead. Once mapped it asks for each ``--request`` size in turn
+(ConfigureWindow, as a program resizing itself would). It prints one line per event the tests read:
+``mapped WID``, ``configure WID W H X Y``, ``button WID X Y``, ``key WID CODE``, ``delete WID`` (then
+exits 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import xcffib
+import xcffib.xproto as xp
+
+
+def size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def say(*words: object) -> None:
+    print(*words, flush=True)
+
+
+class XClient:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.conn = xcffib.connect()
+        self.core = self.conn.core
+        self.screen = self.conn.get_setup().roots[0]
+        names = ("WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_PID", "UTF8_STRING", "_NET_WM_NAME")
+        self.atoms = {n: self.core.InternAtom(False, len(n), n).reply().atom for n in names}
+        self.windows: dict[int, int] = {}  # wid -> colour
+
+    def window(
+        self, title: str, wh: tuple[int, int], color: int, *, at: tuple[int, int] | None = None
+    ) -> int:
+        wid = self.conn.generate_id()
+        mask = xp.CW.BackPixel | xp.CW.OverrideRedirect | xp.CW.EventMask
+        events = (
+            xp.EventMask.StructureNotify
+            | xp.EventMask.ButtonPress
+            | xp.EventMask.KeyPress
+            | xp.EventMask.Exposure
+            | xp.EventMask.FocusChange
+        )
+        x, y = at or (0, 0)
+        self.core.CreateWindow(
+            self.screen.root_depth, wid, self.screen.root, x, y, wh[0], wh[1], 0,
+            xp.WindowClass.InputOutput, self.screen.root_visual, mask, [color, 1 if at else 0, events],
+        )  # fmt: skip
+        a, name = self.atoms, title.encode()
+        self.core.ChangeProperty(
+            xp.PropMode.Replace, wid, xp.Atom.WM_NAME, xp.Atom.STRING, 8, len(name), name
+        )
+        self.core.ChangeProperty(
+            xp.PropMode.Replace, wid, a["_NET_WM_NAME"], a["UTF8_STRING"], 8, len(name), name
+        )
+        cls = b"xwin\0xwin\0"
+        self.core.ChangeProperty(
+            xp.PropMode.Replace, wid, xp.Atom.WM_CLASS, xp.Atom.STRING, 8, len(cls), cls
+        )
+        self.core.ChangeProperty(
+            xp.PropMode.Replace, wid, a["_NET_WM_PID"], xp.Atom.CARDINAL, 32, 1, [os.getpid()]
+        )
+        if not self.args.no_delete:
+            self.core.ChangeProperty(
+                xp.PropMode.Replace, wid, a["WM_PROTOCOLS"], xp.Atom.ATOM, 32, 1, [a["WM_DELETE_WINDOW"]]
+            )
+        self._hints(wid)
+        self.windows[wid] = color
+        return wid
+
+    def _hints(self, wid: int) -> None:
+        flags, mn, mx = 0, (0, 0), (0, 0)
+        if self.args.min:
+            flags, mn = flags | 16, self.args.min
+        if self.args.max:
+            flags, mx = flags | 32, self.args.max
+        if flags:
+            hints = [flags, 0, 0, 0, 0, mn[0], mn[1], mx[0], mx[1]] + [0] * 9
+            self.core.ChangeProperty(
+                xp.PropMode.Replace, wid, xp.Atom.WM_NORMAL_HINTS, xp.Atom.WM_SIZE_HINTS, 32, 18, hints
+            )
+
+    def run(self) -> int:
+        args = self.args
+        color = int(args.color, 16)
+        at = tuple(int(v) for v in args.override_redirect.split(",")) if args.override_redirect else None
+        main = self.window(args.title, args.size, color, at=at)  # type: ignore[arg-type]
+        self.core.MapWindow(main)
+        self.conn.flush()
+        requests = list(args.request)
+        dialog = None
+        while True:
+            ev = self.conn.wait_for_event()
+            if isinstance(ev, xp.MapNotifyEvent):
+                say("mapped", ev.window)
+                if ev.window == main and args.dialog and dialog is None:
+                    dialog = self.window(
+                        f"{args.title} dialog", (args.size[0] // 2, args.size[1] // 2), 0x0000FF
+                    )
+                    self.core.ChangeProperty(
+                        xp.PropMode.Replace, dialog, xp.Atom.WM_TRANSIENT_FOR, xp.Atom.WINDOW, 32, 1, [main]
+                    )
+                    self.core.MapWindow(dialog)
+                if ev.window == main and requests:
+                    w, h = requests.pop(0)
+                    self.core.ConfigureWindow(main, xp.ConfigWindow.Width | xp.ConfigWindow.Height, [w, h])
+            elif isinstance(ev, xp.ConfigureNotifyEvent):
+                say("configure", ev.window, ev.width, ev.height, ev.x, ev.y)
+                if ev.window == main and requests:
+                    w, h = requests.pop(0)
+                    self.core.ConfigureWindow(main, xp.ConfigWindow.Width | xp.ConfigWindow.Height, [w, h])
+            elif isinstance(ev, xp.ButtonPressEvent):
+                say("button", ev.event, ev.event_x, ev.event_y)
+            elif isinstance(ev, xp.KeyPressEvent):
+                say("key", ev.event, ev.detail)
+            elif isinstance(ev, xp.ClientMessageEvent) and ev.type == self.atoms["WM_PROTOCOLS"]:
+                if ev.data.data32[0] == self.atoms["WM_DELETE_WINDOW"]:
+                    say("delete", ev.window)
+                    return 0
+            self.conn.flush()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--title", required=True)
+    p.add_argument("--size", type=size, default=(320, 240))
+    p.add_argument("--min", type=size)
+    p.add_argument("--max", type=size)
+    p.add_argument("--color", default="FF0000")
+    p.add_argument("--dialog", action="store_true")
+    p.add_argument("--override-redirect", metavar="X,Y")
+    p.add_argument("--request", type=size, action="append", default=[])
+    p.add_argument("--no-delete", action="store_true")
+    try:
+        return XClient(p.parse_args()).run()
+    except xcffib.ConnectionException:
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The X window manager: X windows in the floating WM as a person sees them — titles and title bars,
+their pixels where the WM put them, configure requests within their size hints, dialogs over their
+parents, close through WM_DELETE_WINDOW, focus and stacking, override-redirect menus where X put them,
+keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a scripted xcffib program
+(tests/compositor/clients/xwin.py) so each property is exact, and xterm and xdotool where they do."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.compositor.harness import Client, Session, running_session
+from wayray.compositor.session import WindowInfo
+from wayray.compositor.testing import KEY_LEFTALT, chord, click, type_text
+from wayray.compositor.titlebar import ACTIVE, HEIGHT
+
+pytestmark = pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
+
+XWIN = (sys.executable, str(Path(__file__).parent / "clients" / "xwin.py"))
+KEY_F4 = 62
+RED, BLUE, GREEN = 0xFF0000, 0x0000FF, 0x00FF00
+
+
+def _rgb(c: tuple[int, int, int]) -> int:
+    return (c[0] << 16) | (c[1] << 8) | c[2]
+
+
+async def _xwin(s: Session, title: str, *args: str) -> tuple[Client, WindowInfo]:
+    client = await s.spawn(*XWIN, "--title", title, *args, name="xwin")
+    win = await s.wait_window(lambda w: w.title == title, f"the X window {title!r}")
+    return client, win
+
+
+def _share(px: np.ndarray, r: object, color: int) -> float:
+    x, y, w, h = r.x, r.y, r.width, r.height  # type: ignore[attr-defined]
+    part = px[y : y + h, x : x + w]
+    return float(np.count_nonzero(part == color)) / max(1, part.size)
+
+
+def _lines(client: Client, word: str) -> list[list[str]]:
+    return [line.split()[1:] for line in client.output().splitlines() if line.startswith(word + " ")]
+
+
+async def test_a_managed_x_window_has_its_title_a_title_bar_and_its_pixels(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Xwin A", "--size", "300x200")
+        assert win.app_id == "xwin" and win.pid == client.pid and win.focused
+        assert (win.rect.width, win.rect.height) == (300, 200)
+        await s.settle()
+        px = s.pixels()
+        assert _share(px, win.rect, RED) > 0.99, "the X window's pixels are not where the WM put it"
+        bar = px[win.rect.y - HEIGHT : win.rect.y, win.rect.x : win.rect.x2]
+        assert np.count_nonzero(bar == _rgb(ACTIVE)) > bar.size // 2, "no focused title bar above it"
+        # X knows where the WM put it: its ConfigureNotify has the same root position.
+        await s.wait_for(
+            lambda: any(c[3:] == [str(win.rect.x), str(win.rect.y)] for c in _lines(client, "configure")),
+            "X told where the window is",
+        )
+        if shutil.which("xdotool"):
+            wid = _lines(client, "mapped")[0][0]
+            await s.spawn("xdotool", "set_window", "--name", "Renamed by xdotool", wid)
+            await s.wait_window(lambda w: w.title == "Renamed by xdotool", "the new title")
+
+
+async def test_closing_an_x_window_sends_wm_delete_window(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Close me")
+        await chord(s.comp, KEY_LEFTALT, KEY_F4)
+        assert await s.wait_exit(client) == 0
+        assert _lines(client, "delete"), "the client did not hear WM_DELETE_WINDOW"
+        await s.wait_for(lambda: not any(w.title == "Close me" for w in s.comp.windows()), "the window gone")
+
+
+async def test_configure_requests_are_kept_within_the_size_hints_and_the_output(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(
+            s, "Hinted", "--size", "300x200", "--min", "250x150", "--max", "400x300",
+            "--request", "1000x1000", "--request", "10x10", "--request", "350x260",
+        )  # fmt: skip
+        # Each request is answered; the last one is within the hints and is honoured exactly.
+        await s.wait_window(
+            lambda w: w.title == "Hinted" and (w.rect.width, w.rect.height) == (350, 260), "350x260"
+        )
+        sizes = [(int(c[1]), int(c[2])) for c in _lines(client, "configure") if c[1:3] != ["0", "0"]]
+        assert (400, 300) in sizes and (250, 150) in sizes, sizes
+        assert all(250 <= w <= 400 and 150 <= h <= 300 for w, h in sizes), sizes
+        # A window asking for far more than the output gets at most the output.
+        await _xwin(s, "Huge", "--size", "100x100", "--request", "100000x100000")
+
+        def cut(w: WindowInfo) -> bool:
+            return w.title == "Huge" and 100 < w.rect.width <= 1024 and 100 < w.rect.height <= 768
+
+        await s.wait_window(cut, "the huge request cut to the output")
+
+
+async def test_a_transient_dialog_is_centred_over_its_parent_and_above_it(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn(*XWIN, "--title", "Parent", "--size", "400x300", "--dialog", name="xwin")
+        parent = await s.wait_window(lambda w: w.title == "Parent", "the parent")
+        dialog = await s.wait_window(lambda w: w.title == "Parent dialog", "the dialog")
+        pc = (parent.rect.x + parent.rect.width // 2, parent.rect.y + parent.rect.height // 2)
+        dc = (dialog.rect.x + dialog.rect.width // 2, dialog.rect.y + dialog.rect.height // 2)
+        assert abs(pc[0] - dc[0]) <= 1 and abs(pc[1] - dc[1]) <= 1, (parent.rect, dialog.rect)
+        titles = [w.title for w in s.comp.windows()]
+        assert titles.index("Parent dialog") > titles.index("Parent")
+        assert [w for w in s.comp.windows() if w.focused][0].title == "Parent dialog"
+        await s.settle()
+        assert _share(s.pixels(), dialog.rect, BLUE) > 0.99
+
+
+async def test_a_click_focuses_and_raises_an_x_window_and_x_hears_it(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        first, a = await _xwin(s, "First", "--size", "300x200")
+        second, b = await _xwin(s, "Second", "--size", "300x200", "--color", "00FF00")
+        assert [w.title for w in s.comp.windows()][-1] == "Second"
+        # Click a part of First that Second does not cover (it is cascaded down and right).
+        x, y = a.rect.x + 5, a.rect.y + 5
+        await click(s.comp, x, y)
+        await s.wait_for(lambda: [w.title for w in s.comp.windows()][-1] == "First", "First raised")
+        assert [w for w in s.comp.windows() if w.focused][0].title == "First"
+        await s.wait_for(lambda: _lines(first, "button"), "the click reaching First")
+        bx, by = (int(v) for v in _lines(first, "button")[0][1:3])
+        assert (bx, by) == (5, 5), "X got the click at another place in the window"
+        await s.settle()
+        assert _share(s.pixels(), a.rect, RED) > 0.99, "First is not drawn on top"
+        if shutil.which("xdotool"):
+            probe = await s.spawn("xdotool", "getactivewindow", name="xdotool")
+            await s.wait_exit(probe)
+            wid = _lines(first, "mapped")[0][0]
+            assert probe.output().split() == [wid], "_NET_ACTIVE_WINDOW is not the focused window"
+
+
+async def test_keys_reach_the_focused_x_window(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, _ = await _xwin(s, "Keys")
+        await type_text(s.comp, "a")
+        await s.wait_for(lambda: _lines(client, "key"), "a key press in X")
+        assert _lines(client, "key")[0][1] == "38", "X's keycode for 'a' is 38 (evdev 30 + 8)"
+
+
+async def test_typing_into_xterm(tmp_path: Path) -> None:
+    if shutil.which("xterm") is None:
+        pytest.skip("needs xterm")
+    async with running_session(tmp_path, x11=True) as s:
+        out = s.workdir / "typed.txt"
+        await s.spawn("xterm", "-T", "typing", "-e", "sh", "-c", f'read line; echo "$line" > {out}')
+        await s.wait_window(lambda w: w.title == "typing" and w.focused, "the xterm, focused")
+        await s.settle()
+        await type_text(s.comp, "Hello, X11! 123\n")
+        await s.wait_for(lambda: out.exists() and out.read_text().strip(), "xterm's shell reading the line")
+        assert out.read_text().strip() == "Hello, X11! 123"
+
+
+async def test_an_override_redirect_window_is_shown_where_x_put_it_above_the_windows(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        _, under = await _xwin(s, "Under", "--size", "400x300")
+        menu = await s.spawn(
+            *XWIN, "--title", "Menu", "--size", "60x40", "--color", "00FF00",
+            "--override-redirect", f"{under.rect.x + 20},{under.rect.y + 30}", name="xwin",
+        )  # fmt: skip
+        await s.wait_for(lambda: _lines(menu, "mapped"), "the menu mapped")
+        x, y = under.rect.x + 20, under.rect.y + 30
+
+        def shown() -> bool:
+            px = s.pixels()
+            return bool(np.all(px[y : y + 40, x : x + 60] == GREEN))
+
+        await s.wait_for(shown, "the override-redirect window drawn at its X position over the window")
+        assert "Menu" not in [w.title for w in s.comp.windows()], "an override-redirect window was managed"
+        assert [w for w in s.comp.windows() if w.focused][0].title == "Under"
