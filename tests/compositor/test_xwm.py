@@ -17,6 +17,7 @@ from tests.compositor.harness import Client, Session, running_session
 from wayray.compositor.session import WindowInfo
 from wayray.compositor.testing import KEY_LEFTALT, chord, click, type_text
 from wayray.compositor.titlebar import ACTIVE, HEIGHT
+from wayray.compositor.xselection import XSource
 
 pytestmark = pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
 
@@ -172,3 +173,51 @@ async def test_an_override_redirect_window_is_shown_where_x_put_it_above_the_win
         await s.wait_for(shown, "the override-redirect window drawn at its X position over the window")
         assert "Menu" not in [w.title for w in s.comp.windows()], "an override-redirect window was managed"
         assert [w for w in s.comp.windows() if w.focused][0].title == "Under"
+
+
+FOOT = ("foot", "-o", "font=monospace:size=11", "sh")
+
+
+async def _xclip_out(s: Session, selection: str) -> str:
+    out = await s.spawn("xclip", "-o", "-selection", selection, name="xclip-out")
+    assert await s.wait_exit(out) == 0, out.output()
+    return out.output()
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="needs xclip")
+async def test_the_clipboard_goes_from_xclip_to_wl_paste_and_back(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot" and w.focused, "foot, focused")
+        await s.settle()
+        # Copied in X (xclip stays to serve it, as an X program owning the selection does) ...
+        await s.spawn("sh", "-c", "printf 'copied in X' | xclip -selection clipboard", name="xclip-in")
+        await s.wait_for(lambda: "text/plain;charset=utf-8" in (s.comp.selection_mime_types() or []),
+                         "the X clipboard offered to Wayland")  # fmt: skip
+        assert await s.comp.get_selection("text/plain;charset=utf-8") == b"copied in X"
+        # ... pasted in foot with wl-paste.
+        got = s.workdir / "got.txt"
+        await type_text(s.comp, f"wl-paste --no-newline > {got}\n")
+        await s.wait_for(lambda: got.exists() and got.read_text() == "copied in X", "wl-paste's output")
+        # Copied in Wayland (wl-copy in foot) ... pasted in X with xclip.
+        await type_text(s.comp, "printf 'copied in Wayland' | wl-copy\n")
+        await s.wait_for(
+            lambda: (
+                s.comp.core.clipboard.source is not None
+                and not isinstance(s.comp.core.clipboard.source, XSource)
+            ),
+            "wl-copy's selection",
+        )
+        assert await _xclip_out(s, "clipboard") == "copied in Wayland"
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="needs xclip")
+async def test_the_primary_selection_goes_between_x_and_wayland(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn("sh", "-c", "printf 'primary from X' | xclip -selection primary", name="xclip-in")
+        await s.wait_for(lambda: s.comp.selection_mime_types(primary=True), "X's primary offered to Wayland")
+        assert await s.comp.get_selection("text/plain", primary=True) == b"primary from X"
+        s.comp.set_selection(
+            {"text/plain;charset=utf-8": "primary from the viewer ✓".encode()}, primary=True
+        )
+        assert await _xclip_out(s, "primary") == "primary from the viewer ✓"

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import xcffib
 import xcffib.composite
+import xcffib.xfixes
 import xcffib.xproto as xp
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface
 from wayray.compositor.xdg_shell import ToplevelConfigure
+from wayray.compositor.xselection import SelectionBridge, SelectionHost
 
 if TYPE_CHECKING:
     from wayray.compositor.xdg_popup import PopupRole
@@ -62,8 +64,9 @@ MAX_SIZE = 16384
 NO_CONFIGURE = ToplevelConfigure(0, 0, False, False, False, False)
 
 
-class XwmHost(Protocol):
-    """What the X window manager needs of the compositor (``Core``): the WM's toplevel hooks."""
+class XwmHost(SelectionHost, Protocol):
+    """What the X window manager needs of the compositor (``Core``): the WM's toplevel hooks, and the
+    selections for the clipboard bridge."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -208,6 +211,10 @@ class Xwm:
         cookies = {name: self.core.InternAtom(False, len(name), name) for name in ATOMS}
         self.atoms = {name: c.reply().atom for name, c in cookies.items()}
         self._become_wm(screen)
+        self.selections = SelectionBridge(self.conn, self.core, self.root, screen.root_visual, host)
+        # Owning WM_S0 says a window manager runs (ICCCM 2.8); Xwayland accepts X clients only then,
+        # so everything the WM must hear about is selected before.
+        self.core.SetSelectionOwner(self._check_window, self.atoms["WM_S0"], xp.Time.CurrentTime)
         self._fd = self.conn.get_file_descriptor()
         host.loop.add_reader(self._fd, self._readable)
         # Waiting for replies may have read events into xcb's queue: the fd will not say so.
@@ -251,8 +258,6 @@ class Xwm:
             xp.PropMode.Replace, self.root, a["_NET_SUPPORTED"], xp.Atom.ATOM, 32, len(supported), supported
         )
         self._check_window = check
-        # Owning WM_S0 says a window manager runs (ICCCM 2.8); Xwayland accepts X clients only then.
-        core.SetSelectionOwner(check, a["WM_S0"], xp.Time.CurrentTime)
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -284,6 +289,7 @@ class Xwm:
             return
         self.closed = True
         self.host.loop.remove_reader(self._fd)
+        self.selections.close()
         for win in list(self.windows.values()):
             self._destroyed(win)
         self.conn.disconnect()
@@ -297,7 +303,7 @@ class Xwm:
     # X events ---------------------------------------------------------------------------------
 
     def _on_create(self, ev: xp.CreateNotifyEvent) -> None:
-        if ev.window == self._check_window:
+        if ev.window in (self._check_window, self.selections.wid):
             return
         rect = Rect(ev.x, ev.y, ev.width, ev.height)
         self.windows[ev.window] = XWindow(self, ev.window, rect, bool(ev.override_redirect))
@@ -613,4 +619,7 @@ _HANDLERS: dict[type, Any] = {
     xp.ConfigureNotifyEvent: Xwm._on_configure_notify,
     xp.PropertyNotifyEvent: Xwm._on_property,
     xp.ClientMessageEvent: Xwm._on_client_message,
+    xp.SelectionNotifyEvent: lambda xwm, ev: xwm.selections.converted(ev),
+    xp.SelectionRequestEvent: lambda xwm, ev: xwm.selections.requested(ev),
+    xcffib.xfixes.SelectionNotifyEvent: lambda xwm, ev: xwm.selections.owner_changed(ev),
 }
