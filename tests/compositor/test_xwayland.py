@@ -102,3 +102,21 @@ async def test_the_display_is_released_when_the_session_ends(tmp_path: Path) -> 
         assert display is not None
     assert not Path(f"/tmp/.X{display[1:]}-lock").exists()
     assert not Path(f"/tmp/.X11-unix/X{display[1:]}").exists()
+
+
+async def test_the_display_is_written_next_to_a_named_socket_for_wrsessd(tmp_path: Path) -> None:
+    """wrsessd starts the session's programs once the compositor's socket exists and gives them the
+    DISPLAY it finds next to it (wayray.launcher.spawn.read_x_display)."""
+    from wayray.launcher.spawn import read_x_display
+
+    async with running_session(tmp_path, x11=True, socket_name="wayray-xw") as s:
+        sock = s.comp.socket_path
+        assert read_x_display(sock, os.getuid()) == s.comp.x_display
+        assert read_x_display(sock, os.getuid() + 1) is None, "another user's file was believed"
+    assert not Path(f"{sock}.x11").exists(), "the display file outlived the session"
+    (tmp_path / "off").mkdir()
+    async with running_session(tmp_path / "off", x11=False, socket_name="wayray-xw") as s:
+        assert read_x_display(s.comp.socket_path, os.getuid()) is None
+    junk = tmp_path / "junk"
+    Path(f"{junk}.x11").write_text(":0; rm -rf /\n")
+    assert read_x_display(junk, os.getuid()) is None

@@ -115,10 +115,20 @@ class SessionCompositor:
         core = Core(loop, self._size, self._scale, self._refresh_hz, self._idle_hz)
         core.create_globals()
         register_extensions(core.display, core.seat, self.decorations.value)
+        self._core = core
+        if self.x11:
+            core.xwayland = start_x11(core, lambda: self.client_env(x11=False))
+            # Whoever starts the session's programs once the Wayland socket exists (wrsessd) finds
+            # the X display next to it (docs/xwayland.md §8): written before the socket appears.
+            if core.xwayland is not None and self._requested_socket:
+                _write_x_display(runtime / self._requested_socket, core.xwayland.display.name)
         try:
             self.socket_name = core.display.add_socket(runtime, self._requested_socket)
         except OSError as err:
+            self._core = None
             core.destroy()
+            if self._requested_socket:
+                Path(f"{runtime / self._requested_socket}{X_DISPLAY_SUFFIX}").unlink(missing_ok=True)
             raise WayRayError(
                 f"cannot create the Wayland socket: {err}",
                 hint="pick another socket name or clean the runtime dir",
@@ -127,9 +137,8 @@ class SessionCompositor:
             core.clipboard.listeners.append(self._on_selection)
             core.primary.listeners.append(self._on_selection)
         core.display.attach(loop)
-        self._core = core
-        if self.x11:
-            core.xwayland = start_x11(core, lambda: self.client_env(x11=False))
+        if core.xwayland is not None and not self._requested_socket:
+            _write_x_display(runtime / self.socket_name, core.xwayland.display.name)
         core.schedule_frame()
         log.info(
             "session compositor on %s (%dx%d@%d, %g Hz)",
@@ -147,6 +156,8 @@ class SessionCompositor:
                 c.close()
             self._core.destroy()
             self._core = None
+            if self._runtime_dir is not None and self.socket_name:
+                Path(f"{self._runtime_dir / self.socket_name}{X_DISPLAY_SUFFIX}").unlink(missing_ok=True)
 
     async def __aenter__(self) -> SessionCompositor:
         await self.start()
@@ -361,6 +372,14 @@ class SessionCompositor:
                 )
             )
         return out
+
+
+#: ``<runtime dir>/<Wayland socket><suffix>`` holds the session's ``DISPLAY`` (``:N`` and a newline).
+X_DISPLAY_SUFFIX = ".x11"
+
+
+def _write_x_display(socket_path: Path, name: str) -> None:
+    write_atomic(Path(f"{socket_path}{X_DISPLAY_SUFFIX}"), f"{name}\n".encode(), mode=0o600, fsync=False)
 
 
 def start_x11(core: Core, env: Callable[[], dict[str, str]]) -> Xwayland | None:

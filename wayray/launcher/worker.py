@@ -154,6 +154,9 @@ class Worker:
             msg.cmd or (), plan, env, names, output, link_secrets[-1] if link_secrets else None
         )
         client_env = {**env, "WAYLAND_DISPLAY": self.wayland_display}
+        x_display = spawn.read_x_display(self.runtime_dir / self.wayland_display, account.uid)
+        if x_display is not None:
+            client_env["DISPLAY"] = x_display  # X11 programs: the compositor's Xwayland
         if job.greeter:
             client_env.update(msg.greeter_env or {})
         self._spawn_components(plan, configured, client_env, names, output)
