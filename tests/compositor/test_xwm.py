@@ -221,3 +221,23 @@ async def test_the_primary_selection_goes_between_x_and_wayland(tmp_path: Path) 
             {"text/plain;charset=utf-8": "primary from the viewer ✓".encode()}, primary=True
         )
         assert await _xclip_out(s, "primary") == "primary from the viewer ✓"
+
+
+async def test_misbehaving_x_clients_cost_only_themselves(tmp_path: Path) -> None:
+    """Windows mapped and destroyed at once (the WM speaks of windows already gone: X errors), a
+    flood of configure requests for 100000x100000 and 0x0, a window never mapped: a well-behaved X
+    window and a Wayland one are served all the while."""
+    async with running_session(tmp_path, x11=True) as s:
+        never = await s.spawn(*XWIN, "--title", "Never", "--never-map", name="xwin")
+        rude = await s.spawn(*XWIN, "--title", "Rude", "--flash", "40", "--flood", "600", name="xwin")
+        await s.wait_for(lambda: "flooded" in rude.output().split(), "the flood sent")
+        _, fine = await _xwin(s, "Fine", "--size", "200x100", "--color", "00FF00")
+        await s.settle()
+        assert _share(s.pixels(), fine.rect, GREEN) > 0.99
+        rude_win = await s.wait_window(lambda w: w.title == "Rude", "the rude window")
+        assert 0 < rude_win.rect.width <= 1024 and 0 < rude_win.rect.height <= 768
+        assert "Never" not in [w.title for w in s.comp.windows()]
+        assert never.proc.returncode is None and rude.proc.returncode is None
+        assert [w.title for w in s.comp.windows() if w.title.startswith("flash")] == []
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it all")

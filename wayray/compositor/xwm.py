@@ -262,19 +262,23 @@ class Xwm:
     # The loop ---------------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        try:
-            while not self.closed:
+        """Handle every queued event. An X error (a window that vanished while we spoke about it) or a
+        bug in one handler costs that event only; the connection's end closes the WM."""
+        while not self.closed:
+            try:
                 event = self.conn.poll_for_event()
                 if event is None:
                     break
                 self._handle(event)
-            if not self.closed:
-                self.conn.flush()
-        except xcffib.ConnectionException:
-            log.info("the X window manager's connection closed")
-            self.close()
-        except xcffib.XcffibException:
-            log.exception("X window manager: error from the X server")
+            except xcffib.ConnectionException:
+                log.info("the X window manager's connection closed")
+                self.close()
+                return
+            except xcffib.Error as err:
+                log.debug("X error %s (a window gone meanwhile?)", type(err).__name__)
+            except Exception:
+                log.exception("X window manager: an event could not be handled")
+        self.flush()
 
     def flush(self) -> None:
         if not self.closed:

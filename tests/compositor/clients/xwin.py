@@ -94,33 +94,29 @@ class XClient:
 
     def run(self) -> int:
         args = self.args
-        color = int(args.color, 16)
         at = tuple(int(v) for v in args.override_redirect.split(",")) if args.override_redirect else None
-        main = self.window(args.title, args.size, color, at=at)  # type: ignore[arg-type]
-        self.core.MapWindow(main)
+        for _ in range(args.flash):  # windows mapped and destroyed at once: the WM hears of the dead
+            wid = self.window("flash", (50, 50), 0)
+            self.core.MapWindow(wid)
+            self.core.DestroyWindow(wid)
+        self.main = self.window(args.title, args.size, int(args.color, 16), at=at)  # type: ignore[arg-type]
+        if not args.never_map:
+            self.core.MapWindow(self.main)
         self.conn.flush()
-        requests = list(args.request)
-        dialog = None
+        self.requests = list(args.request)
+        self.dialog: int | None = None
         while True:
-            ev = self.conn.wait_for_event()
+            try:
+                ev = self.conn.wait_for_event()
+            except xcffib.Error as err:  # BadWindow for a flashed window, BadValue for a 0 size
+                say("error", type(err).__name__)
+                continue
             if isinstance(ev, xp.MapNotifyEvent):
-                say("mapped", ev.window)
-                if ev.window == main and args.dialog and dialog is None:
-                    dialog = self.window(
-                        f"{args.title} dialog", (args.size[0] // 2, args.size[1] // 2), 0x0000FF
-                    )
-                    self.core.ChangeProperty(
-                        xp.PropMode.Replace, dialog, xp.Atom.WM_TRANSIENT_FOR, xp.Atom.WINDOW, 32, 1, [main]
-                    )
-                    self.core.MapWindow(dialog)
-                if ev.window == main and requests:
-                    w, h = requests.pop(0)
-                    self.core.ConfigureWindow(main, xp.ConfigWindow.Width | xp.ConfigWindow.Height, [w, h])
+                self.mapped(ev.window)
             elif isinstance(ev, xp.ConfigureNotifyEvent):
                 say("configure", ev.window, ev.width, ev.height, ev.x, ev.y)
-                if ev.window == main and requests:
-                    w, h = requests.pop(0)
-                    self.core.ConfigureWindow(main, xp.ConfigWindow.Width | xp.ConfigWindow.Height, [w, h])
+                if ev.window == self.main:
+                    self.next_request()
             elif isinstance(ev, xp.ButtonPressEvent):
                 say("button", ev.event, ev.event_x, ev.event_y)
             elif isinstance(ev, xp.KeyPressEvent):
@@ -130,6 +126,38 @@ class XClient:
                     say("delete", ev.window)
                     return 0
             self.conn.flush()
+
+    def resize(self, w: int, h: int) -> None:
+        self.core.ConfigureWindow(self.main, xp.ConfigWindow.Width | xp.ConfigWindow.Height, [w, h])
+
+    def next_request(self) -> None:
+        if self.requests:
+            self.resize(*self.requests.pop(0))
+
+    def mapped(self, wid: int) -> None:
+        say("mapped", wid)
+        if wid != self.main:
+            return
+        args = self.args
+        if args.flood:
+            for i in range(args.flood):
+                self.resize(*((100000, 100000), (0, 0), (200 + i % 50, 150))[i % 3])
+            say("flooded")
+        if args.dialog and self.dialog is None:
+            self.dialog = self.window(
+                f"{args.title} dialog", (args.size[0] // 2, args.size[1] // 2), 0x0000FF
+            )
+            self.core.ChangeProperty(
+                xp.PropMode.Replace,
+                self.dialog,
+                xp.Atom.WM_TRANSIENT_FOR,
+                xp.Atom.WINDOW,
+                32,
+                1,
+                [self.main],
+            )
+            self.core.MapWindow(self.dialog)
+        self.next_request()
 
 
 def main() -> int:
@@ -143,6 +171,11 @@ def main() -> int:
     p.add_argument("--override-redirect", metavar="X,Y")
     p.add_argument("--request", type=size, action="append", default=[])
     p.add_argument("--no-delete", action="store_true")
+    p.add_argument("--flash", type=int, default=0, help="map and destroy N windows before the main one")
+    p.add_argument(
+        "--flood", type=int, default=0, help="N configure requests (huge, 0x0, ordinary) once mapped"
+    )
+    p.add_argument("--never-map", action="store_true", help="create the window, never map it")
     try:
         return XClient(p.parse_args()).run()
     except xcffib.ConnectionException:
