@@ -4,6 +4,7 @@ client (not before), its crash costing only X clients, and X11 off meaning no di
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -120,3 +121,25 @@ async def test_the_display_is_written_next_to_a_named_socket_for_wrsessd(tmp_pat
     junk = tmp_path / "junk"
     Path(f"{junk}.x11").write_text(":0; rm -rf /\n")
     assert read_x_display(junk, os.getuid()) is None
+
+
+async def test_an_xwayland_that_cannot_start_is_retried_with_backoff_not_in_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "Xwayland").write_text("#!/bin/sh\necho 'broken Xwayland' >&2\nexit 1\n")
+    (fake / "Xwayland").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    async with running_session(tmp_path, x11=True) as s:
+        xw = s.comp.core.xwayland
+        assert xw is not None and xw.binary == str(fake / "Xwayland")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await s.spawn("xterm", "-e", "true")  # waits in the socket's backlog while starts fail
+        await s.wait_for(lambda: xw.starts >= 4, "three restarts")
+        # Each failed start waits at least half the backoff's step (0.5 s doubling) before the next.
+        assert loop.time() - start >= 0.25 * (1 + 2 + 4), f"{xw.starts} starts: restarted in a loop"
+        foot = await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window meanwhile")
+        assert foot.proc.returncode is None
