@@ -241,3 +241,23 @@ async def test_misbehaving_x_clients_cost_only_themselves(tmp_path: Path) -> Non
         assert [w.title for w in s.comp.windows() if w.title.startswith("flash")] == []
         await s.spawn(*FOOT)
         await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it all")
+
+
+@pytest.mark.skipif(shutil.which("gtk3-widget-factory") is None, reason="needs gtk-3-examples")
+async def test_a_gtk_program_on_x_draws_its_own_frame_and_gets_no_second_title_bar(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn("gtk3-widget-factory", env={"GDK_BACKEND": "x11"})
+        win = await s.wait_window(lambda w: w.title == "gtk3-widget-factory", "the GTK window on X")
+        xwin = next(w for w in s.comp.core.wm.windows if w.title == "gtk3-widget-factory")
+        assert not xwin.server_decorated, "_MOTIF_WM_HINTS without decorations: GTK draws its own"
+        # Its minimum size (WM_NORMAL_HINTS) is wider than this output: its top-left corner stays on it.
+        assert 0 <= win.rect.x < 1024 and 0 <= win.rect.y < 768
+        r = win.rect
+
+        def drawn() -> bool:  # (its spinners never let the session settle)
+            body = s.pixels()[r.y : r.y2, r.x : r.x2]
+            return np.count_nonzero(body == 0xF6F5F4) > body.size // 4
+
+        await s.wait_for(drawn, "GTK's window background drawn")
+        above = s.pixels()[max(0, r.y - HEIGHT) : r.y, r.x : r.x2]
+        assert np.count_nonzero(above == _rgb(ACTIVE)) < above.size // 10, "a title bar over GTK's own"

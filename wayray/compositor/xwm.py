@@ -26,6 +26,7 @@ import xcffib.xproto as xp
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface
+from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.xdg_shell import ToplevelConfigure
 from wayray.compositor.xselection import SelectionBridge, SelectionHost
 
@@ -54,6 +55,8 @@ ATOMS = (
     "_NET_WM_STATE_FULLSCREEN",
     "_NET_WM_PID",
     "_NET_WM_WINDOW_TYPE",
+    "_MOTIF_WM_HINTS",
+    "_GTK_FRAME_EXTENTS",
     "WM_S0",
 )
 NORMAL_STATE, WITHDRAWN_STATE = 1, 0
@@ -118,6 +121,10 @@ class XWindow(Role):
         self.popups: list[PopupRole] = []
         self._move_pending = False
         self._wm_pos = (rect.x, rect.y)
+        #: The client draws its own frame (_MOTIF_WM_HINTS without decorations: GTK's CSD) ...
+        self.undecorated = False
+        #: ... with a shadow around it this wide (_GTK_FRAME_EXTENTS: left, right, top, bottom).
+        self.extents = (0, 0, 0, 0)
 
     def __repr__(self) -> str:
         return f"<X window 0x{self.wid:x} {self.title!r}>"
@@ -137,11 +144,12 @@ class XWindow(Role):
 
     @property
     def geometry(self) -> Rect:
-        return Rect(0, 0, self.width, self.height)
+        left, right, top, bottom = self.extents
+        return Rect(left, top, max(1, self.width - left - right), max(1, self.height - top - bottom))
 
     @property
     def server_side_decorated(self) -> bool:
-        return True
+        return not self.undecorated
 
     @property
     def redrawing(self) -> bool:
@@ -150,14 +158,16 @@ class XWindow(Role):
     def configure(self, want: ToplevelConfigure) -> None:
         self.want = want
         self.acked_state = want  # X has no acknowledgement: what was asked is what holds
-        w, h = want.width or self.width, want.height or self.height
+        left, right, top, bottom = self.extents
+        w = want.width + left + right if want.width else self.width
+        h = want.height + top + bottom if want.height else self.height
         w, h = _clamp(w, h, self.min_size, self.max_size)
         if (w, h) != (self.width, self.height):
             self.xwm.configure_window(self, size=(w, h))
         self.xwm.set_net_wm_state(self, want)
 
     def moved(self, x: int, y: int) -> None:
-        self._wm_pos = (x, y)
+        self._wm_pos = (x - self.extents[0], y - self.extents[2])  # the X window's, shadow included
         if not self._move_pending:
             self._move_pending = True
             self.xwm.host.loop.call_soon(self._send_move)
@@ -341,6 +351,12 @@ class Xwm:
         if not win.managed:
             win.managed = True
             self.host.new_toplevel(win)
+        # A window made larger than the area windows get (before it asked the WM anything) is cut to it.
+        area = self.host.usable_area()
+        title = 0 if win.undecorated else TITLE_HEIGHT
+        w, h = min(win.width, max(1, area.width)), min(win.height, max(1, area.height - title))
+        if (w, h) != (win.width, win.height):
+            self.configure_window(win, size=_clamp(w, h, win.min_size, win.max_size))
         self._set_wm_state(win, NORMAL_STATE)
         self.core.MapWindow(win.wid)
 
@@ -409,6 +425,9 @@ class Xwm:
             self._read_size_hints(win)
         elif ev.atom == xp.Atom.WM_TRANSIENT_FOR:
             self._read_transient(win)
+        elif ev.atom in (a["_MOTIF_WM_HINTS"], a["_GTK_FRAME_EXTENTS"]):
+            self._read_frame(win)
+            self.host.scene_changed()
 
     def _on_client_message(self, ev: xp.ClientMessageEvent) -> None:
         a = self.atoms
@@ -502,6 +521,19 @@ class Xwm:
         win.pid = struct.unpack("=I", pid[:4])[0] if len(pid) >= 4 else 0
         self._read_size_hints(win)
         self._read_transient(win)
+        self._read_frame(win)
+
+    def _read_frame(self, win: XWindow) -> None:
+        _, motif = self._get_property(win.wid, self.atoms["_MOTIF_WM_HINTS"])
+        if len(motif) >= 12:
+            flags, _functions, decorations = struct.unpack("=3I", motif[:12])
+            win.undecorated = bool(flags & 2) and decorations == 0  # MWM_HINTS_DECORATIONS, none
+        _, extents = self._get_property(win.wid, self.atoms["_GTK_FRAME_EXTENTS"], xp.Atom.CARDINAL)
+        if len(extents) >= 16:
+            values = struct.unpack("=4I", extents[:16])
+            win.extents = tuple(min(v, 256) for v in values)
+        else:
+            win.extents = (0, 0, 0, 0)
 
     def _read_title(self, win: XWindow) -> None:
         kind, net = self._get_property(win.wid, self.atoms["_NET_WM_NAME"])
