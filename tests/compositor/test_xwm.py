@@ -15,9 +15,10 @@ import pytest
 
 from tests.compositor.harness import Client, Session, running_session
 from wayray.compositor.session import WindowInfo
-from wayray.compositor.testing import KEY_LEFTALT, chord, click, type_text
+from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
 from wayray.compositor.titlebar import ACTIVE, HEIGHT
 from wayray.compositor.xselection import XSource
+from wayray.wayland.xkb import Keymap
 
 pytestmark = pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
 
@@ -143,17 +144,58 @@ async def test_keys_reach_the_focused_x_window(tmp_path: Path) -> None:
         assert _lines(client, "key")[0][1] == "38", "X's keycode for 'a' is 38 (evdev 30 + 8)"
 
 
-async def test_typing_into_xterm(tmp_path: Path) -> None:
+async def test_typing_into_xterm_with_a_german_keymap(tmp_path: Path) -> None:
+    """The viewer's keymap reaches X through Xwayland's wl_keyboard: a German viewer types z, y, ö
+    and > (keys a US layout calls y, z, ; and Shift+<>) into xterm."""
     if shutil.which("xterm") is None:
         pytest.skip("needs xterm")
     async with running_session(tmp_path, x11=True) as s:
+        s.comp.set_keymap(Keymap.from_names(layout="de").text)
         out = s.workdir / "typed.txt"
-        await s.spawn("xterm", "-T", "typing", "-e", "sh", "-c", f'read line; echo "$line" > {out}')
+        script = f'read line; echo "$line" > {out}'
+        await s.spawn("xterm", "-u8", "-T", "typing", "-e", "sh", "-c", script)
         await s.wait_window(lambda w: w.title == "typing" and w.focused, "the xterm, focused")
         await s.settle()
-        await type_text(s.comp, "Hello, X11! 123\n")
+        await type_text(s.comp, "Hello, X11! zy ö <> 123\n")
         await s.wait_for(lambda: out.exists() and out.read_text().strip(), "xterm's shell reading the line")
-        assert out.read_text().strip() == "Hello, X11! 123"
+        assert out.read_text().strip() == "Hello, X11! zy ö <> 123"
+        # The same physical key: evdev 21 is Z on a German keyboard (Y on a US one).
+        assert Keymap.from_names(layout="de").keys_for_char("z")[0] == 21
+
+
+@pytest.mark.skipif(shutil.which("xterm") is None, reason="needs xterm")
+async def test_xterms_ctrl_click_menu_is_an_override_redirect_window_at_the_pointer(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn("xterm", "-T", "menus", "-e", "sh", "-c", "sleep 600")
+        win = await s.wait_window(lambda w: w.title == "menus" and w.focused, "the xterm, focused")
+        await s.settle()
+        x, y = win.rect.x + 60, win.rect.y + 80
+        before = s.pixels()
+        s.comp.pointer_motion(x, y)
+        s.comp.key(KEY_LEFTCTRL, True)
+        s.comp.pointer_button(BTN_LEFT, True)  # held: the menu shows while the button is down
+        xwm = s.comp.core.xwm
+        assert xwm is not None
+        menu = await s.wait_for(
+            lambda: next(
+                (m for m in xwm.unmanaged if m.surface is not None and m.surface.has_content), None
+            ),
+            "xterm's Main Options menu",
+        )
+        assert [w.title for w in s.comp.windows()] == ["menus"], "the menu was managed as a window"
+        # Xt places the menu around the pointer (its first entry under it): where X says, on screen.
+        where = f"menu {menu.width}x{menu.height} at {menu.x},{menu.y}, pointer at {x},{y}"
+        assert menu.x - 20 <= x <= menu.x + menu.width + 20 and menu.y - 20 <= y <= menu.y + menu.height, (
+            where
+        )
+        await s.settle()
+        s.save("xterm-menu")
+        area = np.s_[menu.y : menu.y + menu.height, menu.x : menu.x + menu.width]
+        changed = np.count_nonzero(s.pixels()[area] != before[area])
+        assert changed > menu.width * menu.height // 20, "the menu is not drawn over xterm"
+        s.comp.pointer_button(BTN_LEFT, False)
+        s.comp.key(KEY_LEFTCTRL, False)
+        await s.wait_for(lambda: not xwm.unmanaged, "the menu gone after the release")
 
 
 async def test_an_override_redirect_window_is_shown_where_x_put_it_above_the_windows(tmp_path: Path) -> None:
