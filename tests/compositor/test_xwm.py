@@ -303,3 +303,28 @@ async def test_a_gtk_program_on_x_draws_its_own_frame_and_gets_no_second_title_b
         await s.wait_for(drawn, "GTK's window background drawn")
         above = s.pixels()[max(0, r.y - HEIGHT) : r.y, r.x : r.x2]
         assert np.count_nonzero(above == _rgb(ACTIVE)) < above.size // 10, "a title bar over GTK's own"
+
+
+@pytest.mark.parametrize("state", ["fullscreen", "maximized"])
+async def test_an_x_client_asks_for_fullscreen_or_maximized_through_net_wm_state(
+    tmp_path: Path, state: str
+) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client = await s.spawn(*XWIN, "--title", "Stateful", "--state", state, name="xwin")
+        win = await s.wait_window(lambda w: w.title == "Stateful" and getattr(w, state), f"{state} window")
+        want = (1024, 768) if state == "fullscreen" else (1024, 768 - HEIGHT)
+        at = (0, 0) if state == "fullscreen" else (0, HEIGHT)
+        win = await s.wait_window(
+            lambda w: (
+                w.title == "Stateful" and (w.rect.x, w.rect.y, w.rect.width, w.rect.height) == (*at, *want)
+            ),
+            f"{state}: the whole output (maximized: below its title bar)",
+        )
+        # X was told the size and the place (its ConfigureNotify), not only the compositor's picture.
+        await s.wait_for(
+            lambda: (
+                [str(want[0]), str(want[1]), str(win.rect.x), str(win.rect.y)]
+                in [c[1:] for c in _lines(client, "configure")]
+            ),
+            "X's idea of the window",
+        )

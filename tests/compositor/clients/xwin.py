@@ -37,7 +37,9 @@ class XClient:
         self.conn = xcffib.connect()
         self.core = self.conn.core
         self.screen = self.conn.get_setup().roots[0]
-        names = ("WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_PID", "UTF8_STRING", "_NET_WM_NAME")
+        names = ("WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_PID", "UTF8_STRING", "_NET_WM_NAME",
+                 "_NET_WM_STATE", "_NET_WM_STATE_FULLSCREEN", "_NET_WM_STATE_MAXIMIZED_VERT",
+                 "_NET_WM_STATE_MAXIMIZED_HORZ")  # fmt: skip
         self.atoms = {n: self.core.InternAtom(False, len(n), n).reply().atom for n in names}
         self.windows: dict[int, int] = {}  # wid -> colour
 
@@ -158,6 +160,21 @@ class XClient:
             )
             self.core.MapWindow(self.dialog)
         self.next_request()
+        if args.state:
+            self.ask_state(args.state)
+
+    def ask_state(self, state: str) -> None:
+        """Ask the WM for fullscreen or maximized, as EWMH says (a client message to the root)."""
+        a = self.atoms
+        props = (
+            [a["_NET_WM_STATE_FULLSCREEN"], 0]
+            if state == "fullscreen"
+            else [a["_NET_WM_STATE_MAXIMIZED_VERT"], a["_NET_WM_STATE_MAXIMIZED_HORZ"]]
+        )
+        data = xp.ClientMessageData.synthetic([1, *props, 1, 0], "I" * 5)
+        ev = xp.ClientMessageEvent.synthetic(32, self.main, a["_NET_WM_STATE"], data)
+        mask = xp.EventMask.SubstructureRedirect | xp.EventMask.SubstructureNotify
+        self.core.SendEvent(False, self.screen.root, mask, ev.pack())
 
 
 def main() -> int:
@@ -176,6 +193,7 @@ def main() -> int:
         "--flood", type=int, default=0, help="N configure requests (huge, 0x0, ordinary) once mapped"
     )
     p.add_argument("--never-map", action="store_true", help="create the window, never map it")
+    p.add_argument("--state", choices=("fullscreen", "maximized"), help="ask for it once mapped")
     try:
         return XClient(p.parse_args()).run()
     except xcffib.ConnectionException:
