@@ -328,3 +328,36 @@ async def test_an_x_client_asks_for_fullscreen_or_maximized_through_net_wm_state
             ),
             "X's idea of the window",
         )
+
+
+async def _x_focus(s: Session) -> tuple[str, str]:
+    """X's idea of the focus: (_NET_ACTIVE_WINDOW on the root, the input focus window), as ids."""
+    active = await s.spawn("xprop", "-root", "_NET_ACTIVE_WINDOW", name="xprop")
+    focus = await s.spawn("xdotool", "getwindowfocus", name="xdotool")
+    await s.wait_exit(active)
+    await s.wait_exit(focus)
+    return active.output().split()[-1], focus.output().strip()
+
+
+@pytest.mark.skipif(
+    shutil.which("xdotool") is None or shutil.which("xprop") is None, reason="xdotool, xprop"
+)
+async def test_x_focus_follows_the_wm_into_and_out_of_x_and_respects_the_input_model(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        plain, _ = await _xwin(s, "Plain")
+        wid = _lines(plain, "mapped")[0][0]
+        active, focus = await _x_focus(s)
+        assert int(active, 16) == int(wid) and focus == wid
+        # A Wayland window takes the focus: no X window has it any more.
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot" and w.focused, "foot focused")
+        active, focus = await _x_focus(s)
+        assert int(active, 16) == 0 and focus != wid, "X still thinks its window has the focus"
+        # A globally active client (WM_HINTS input False, WM_TAKE_FOCUS) is told to take it itself.
+        taker, _ = await _xwin(s, "Taker", "--take-focus")
+        await s.wait_for(lambda: _lines(taker, "take-focus"), "WM_TAKE_FOCUS sent")
+        active, focus = await _x_focus(s)
+        assert int(active, 16) == int(_lines(taker, "mapped")[0][0])
+        assert focus != _lines(taker, "mapped")[0][0], (
+            "the WM set the focus on a window that takes it itself"
+        )

@@ -123,6 +123,8 @@ class XWindow(Role):
         self._wm_pos = (rect.x, rect.y)
         #: The client draws its own frame (_MOTIF_WM_HINTS without decorations: GTK's CSD) ...
         self.undecorated = False
+        #: WM_HINTS input: whether the WM sets X's focus on it (False: it takes the focus itself)
+        self.input_hint = True
         #: ... with a shadow around it this wide (_GTK_FRAME_EXTENTS: left, right, top, bottom).
         self.extents = (0, 0, 0, 0)
 
@@ -165,6 +167,8 @@ class XWindow(Role):
         if (w, h) != (self.width, self.height):
             self.xwm.configure_window(self, size=(w, h))
         self.xwm.set_net_wm_state(self, want)
+        if not want.activated and self.xwm.focused is self:
+            self.xwm.focus_window(None)  # the keyboard went to another (a Wayland) window
 
     def moved(self, x: int, y: int) -> None:
         self._wm_pos = (x - self.extents[0], y - self.extents[2])  # the X window's, shadow included
@@ -216,6 +220,7 @@ class Xwm:
         self.unmanaged: list[XWindow] = []  # mapped override-redirect windows, bottom to top
         self._waiting_surface: dict[int, XWindow] = {}  # wl_surface id -> window (id not seen yet)
         self.closed = False
+        self.focused: XWindow | None = None  # the X window with X's input focus
         screen = self.conn.get_setup().roots[0]
         self.root = screen.root
         cookies = {name: self.core.InternAtom(False, len(name), name) for name in ATOMS}
@@ -330,6 +335,8 @@ class Xwm:
             self._destroyed(win)
 
     def _destroyed(self, win: XWindow) -> None:
+        if self.focused is win:
+            self.focused = None
         self._unmapped(win)
         win.alive = False
         self.windows.pop(win.wid, None)
@@ -522,6 +529,10 @@ class Xwm:
         self._read_size_hints(win)
         self._read_transient(win)
         self._read_frame(win)
+        _, hints = self._get_property(win.wid, xp.Atom.WM_HINTS)
+        if len(hints) >= 8:
+            flags, value = struct.unpack("=2I", hints[:8])
+            win.input_hint = not (flags & 1) or bool(value)  # InputHint given and False: no SetInputFocus
 
     def _read_frame(self, win: XWindow) -> None:
         _, motif = self._get_property(win.wid, self.atoms["_MOTIF_WM_HINTS"])
@@ -620,13 +631,19 @@ class Xwm:
         ev = xp.ClientMessageEvent.synthetic(32, win.wid, self.atoms["WM_PROTOCOLS"], data)
         self.core.SendEvent(False, win.wid, xp.EventMask.NoEvent, ev.pack())
 
-    def focus_window(self, win: XWindow) -> None:
-        if self.closed or not win.alive or not win.x_mapped:
+    def focus_window(self, win: XWindow | None) -> None:
+        """Give X's focus to ``win`` as ICCCM 4.1.7 says for its input model (None: no X window)."""
+        if self.closed or (win is not None and (not win.alive or not win.x_mapped)):
             return
         core = self.core
-        core.SetInputFocus(xp.InputFocus.PointerRoot, win.wid, xp.Time.CurrentTime)
-        if self.atoms["WM_TAKE_FOCUS"] in win.protocols:
-            self._send_protocol(win, self.atoms["WM_TAKE_FOCUS"])
+        self.focused = win
+        if win is None:
+            core.SetInputFocus(xp.InputFocus.PointerRoot, 0, xp.Time.CurrentTime)
+        else:
+            if win.input_hint:  # passive or locally active: the WM sets the focus
+                core.SetInputFocus(xp.InputFocus.PointerRoot, win.wid, xp.Time.CurrentTime)
+            if self.atoms["WM_TAKE_FOCUS"] in win.protocols:  # locally or globally active: it is told
+                self._send_protocol(win, self.atoms["WM_TAKE_FOCUS"])
         core.ChangeProperty(
             xp.PropMode.Replace,
             self.root,
@@ -634,7 +651,7 @@ class Xwm:
             xp.Atom.WINDOW,
             32,
             1,
-            [win.wid],
+            [win.wid if win is not None else 0],
         )
         self.flush()
 

@@ -39,7 +39,7 @@ class XClient:
         self.screen = self.conn.get_setup().roots[0]
         names = ("WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_PID", "UTF8_STRING", "_NET_WM_NAME",
                  "_NET_WM_STATE", "_NET_WM_STATE_FULLSCREEN", "_NET_WM_STATE_MAXIMIZED_VERT",
-                 "_NET_WM_STATE_MAXIMIZED_HORZ")  # fmt: skip
+                 "_NET_WM_STATE_MAXIMIZED_HORZ", "WM_TAKE_FOCUS")  # fmt: skip
         self.atoms = {n: self.core.InternAtom(False, len(n), n).reply().atom for n in names}
         self.windows: dict[int, int] = {}  # wid -> colour
 
@@ -74,9 +74,14 @@ class XClient:
         self.core.ChangeProperty(
             xp.PropMode.Replace, wid, a["_NET_WM_PID"], xp.Atom.CARDINAL, 32, 1, [os.getpid()]
         )
-        if not self.args.no_delete:
+        protocols = [] if self.args.no_delete else [a["WM_DELETE_WINDOW"]]
+        if self.args.take_focus:  # "globally active" (ICCCM 4.1.7): it sets the focus itself when told
+            protocols.append(a["WM_TAKE_FOCUS"])
+            self.core.ChangeProperty(xp.PropMode.Replace, wid, xp.Atom.WM_HINTS, xp.Atom.WM_HINTS, 32, 9,
+                                     [1, 0] + [0] * 7)  # fmt: skip
+        if protocols:
             self.core.ChangeProperty(
-                xp.PropMode.Replace, wid, a["WM_PROTOCOLS"], xp.Atom.ATOM, 32, 1, [a["WM_DELETE_WINDOW"]]
+                xp.PropMode.Replace, wid, a["WM_PROTOCOLS"], xp.Atom.ATOM, 32, len(protocols), protocols
             )
         self._hints(wid)
         self.windows[wid] = color
@@ -127,6 +132,8 @@ class XClient:
                 if ev.data.data32[0] == self.atoms["WM_DELETE_WINDOW"]:
                     say("delete", ev.window)
                     return 0
+                if ev.data.data32[0] == self.atoms["WM_TAKE_FOCUS"]:
+                    say("take-focus", ev.window)
             self.conn.flush()
 
     def resize(self, w: int, h: int) -> None:
@@ -194,6 +201,7 @@ def main() -> int:
     )
     p.add_argument("--never-map", action="store_true", help="create the window, never map it")
     p.add_argument("--state", choices=("fullscreen", "maximized"), help="ask for it once mapped")
+    p.add_argument("--take-focus", action="store_true", help="WM_HINTS input False, WM_TAKE_FOCUS")
     try:
         return XClient(p.parse_args()).run()
     except xcffib.ConnectionException:
