@@ -125,6 +125,7 @@ class XWindow(Role):
         self.undecorated = False
         #: WM_HINTS input: whether the WM sets X's focus on it (False: it takes the focus itself)
         self.input_hint = True
+        self.asked_size: tuple[int, int] | None = None  # the last size the WM asked X for
         #: ... with a shadow around it this wide (_GTK_FRAME_EXTENTS: left, right, top, bottom).
         self.extents = (0, 0, 0, 0)
 
@@ -164,7 +165,7 @@ class XWindow(Role):
         w = want.width + left + right if want.width else self.width
         h = want.height + top + bottom if want.height else self.height
         w, h = _clamp(w, h, self.min_size, self.max_size)
-        if (w, h) != (self.width, self.height):
+        if (w, h) != (self.width, self.height) or (w, h) != self.asked_size:
             self.xwm.configure_window(self, size=(w, h))
         self.xwm.set_net_wm_state(self, want)
         if not want.activated and self.xwm.focused is self:
@@ -606,11 +607,18 @@ class Xwm:
     ) -> None:
         if self.closed or not win.alive:
             return
+        # Only what is given: X's last word on the rest may be out of date (a resize in flight), and
+        # sending it would undo what was asked a moment ago.
         x, y = pos if pos is not None else (win.x, win.y)
         w, h = size if size is not None else (win.width, win.height)
         cw = xp.ConfigWindow
-        mask = cw.X | cw.Y | cw.Width | cw.Height | cw.BorderWidth
-        self.core.ConfigureWindow(win.wid, mask, [x & 0xFFFFFFFF, y & 0xFFFFFFFF, w, h, 0])
+        mask, values = cw.BorderWidth, [0]
+        if pos is not None:
+            mask, values = mask | cw.X | cw.Y, [x & 0xFFFFFFFF, y & 0xFFFFFFFF, *values]
+        if size is not None:
+            mask, values = mask | cw.Width | cw.Height, [*values[:-1], w, h, 0]
+            win.asked_size = (w, h)
+        self.core.ConfigureWindow(win.wid, mask, values)
         if always_notify and (x, y, w, h) == (win.x, win.y, win.width, win.height):
             ev = xp.ConfigureNotifyEvent.synthetic(win.wid, win.wid, 0, x, y, w, h, 0, 0)
             self.core.SendEvent(False, win.wid, xp.EventMask.StructureNotify, ev.pack())
