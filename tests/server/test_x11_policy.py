@@ -59,3 +59,21 @@ def test_a_login_sessions_compositor_hears_the_policy_through_its_environment() 
     assert args.no_x11 is True
     args = parser().parse_args(options_from_environment(["--", "foot"], {"WAYRAY_SESSION_X11": "1"}))
     assert args.no_x11 is False
+
+
+def test_in_login_mode_user_sessions_get_x11_and_login_screens_never() -> None:
+    """The environment wrsrvd has wrsessd start each compositor with (docs/link.md §1)."""
+    from types import SimpleNamespace
+
+    from wayray.server.admission import Kind
+    from wayray.server.logins import Logins
+
+    for x11 in (True, False):
+        settings = _settings(x11, login=True)
+        fake = SimpleNamespace(table=SimpleNamespace(settings=settings, max_pixels=lambda kind: 1 << 20))
+        for kind in Kind:
+            env = dict(
+                e.split("=", 1) for e in Logins._compositor_env(fake, "s1", "x" * 32, (800, 600), 1, kind)
+            )  # type: ignore[arg-type]
+            want = "1" if x11 and kind is Kind.SESSION else "0"
+            assert env["WAYRAY_SESSION_X11"] == want, (x11, kind)

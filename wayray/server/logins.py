@@ -80,7 +80,8 @@ class Logins:
             f"WAYRAY_SESSION_IDLE_FPS={settings.idle_fps}",
             f"WAYRAY_SESSION_ORPHAN_TIMEOUT={settings.policy.detached_timeout_s or 0:g}",
             f"WAYRAY_SESSION_VIDEO={1 if settings.video else 0}",
-            f"WAYRAY_SESSION_X11={1 if settings.x11 else 0}",
+            # Login and unlock screens run no X program: no X display for them.
+            f"WAYRAY_SESSION_X11={1 if settings.x11 and kind is Kind.SESSION else 0}",
         )
 
     # --- login screens -----------------------------------------------------------------------------
