@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.compositor.harness import Client, Session, running_session
-from wayray.compositor.session import WindowInfo
+from wayray.compositor.session import Axis, WindowInfo
 from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
 from wayray.compositor.titlebar import ACTIVE, HEIGHT
 from wayray.compositor.xselection import XSource
@@ -361,3 +361,19 @@ async def test_x_focus_follows_the_wm_into_and_out_of_x_and_respects_the_input_m
         assert focus != _lines(taker, "mapped")[0][0], (
             "the WM set the focus on a window that takes it itself"
         )
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_an_x_window_minimizes_itself_and_scrolls(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Scrolled", "--size", "300x200")
+        s.comp.pointer_motion(win.rect.x + 50, win.rect.y + 50)
+        s.comp.pointer_axis(Axis.VERTICAL, 15.0, discrete=1)
+        s.comp.pointer_axis(Axis.VERTICAL, -15.0, discrete=-1)
+        # X has no scroll events: a wheel notch is a press of button 5 (down) or 4 (up).
+        await s.wait_for(lambda: len(_lines(client, "button")) >= 2, "two wheel notches in X")
+        assert [b[3] for b in _lines(client, "button")][:2] == ["5", "4"]
+        # xdotool windowminimize sends WM_CHANGE_STATE IconicState (ICCCM 4.1.4), as programs do.
+        wid = _lines(client, "mapped")[0][0]
+        await s.spawn("xdotool", "windowminimize", wid, name="xdotool")
+        await s.wait_window(lambda w: w.title == "Scrolled" and w.minimized, "the X window minimized")

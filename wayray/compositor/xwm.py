@@ -59,7 +59,7 @@ ATOMS = (
     "_GTK_FRAME_EXTENTS",
     "WM_S0",
 )
-NORMAL_STATE, WITHDRAWN_STATE = 1, 0
+NORMAL_STATE, WITHDRAWN_STATE, ICONIC_STATE = 1, 0, 3
 P_MIN_SIZE, P_MAX_SIZE = 16, 32
 NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
 #: The largest X window the WM lets a client ask for (X's own limit is 32767).
@@ -91,6 +91,8 @@ class XwmHost(SelectionHost, Protocol):
     def maximize_requested(self, toplevel: XWindow, on: bool) -> None: ...
 
     def fullscreen_requested(self, toplevel: XWindow, on: bool) -> None: ...
+
+    def minimize_requested(self, toplevel: XWindow) -> None: ...
 
 
 class XWindow(Role):
@@ -447,6 +449,8 @@ class Xwm:
             self._pair(win, data[0])
         elif ev.type == a["_NET_WM_STATE"] and win.managed:
             self._net_wm_state_request(win, data[0], (data[1], data[2]))
+        elif ev.type == a["WM_CHANGE_STATE"] and win.managed and data[0] == ICONIC_STATE:
+            self.host.minimize_requested(win)  # ICCCM 4.1.4: iconify
 
     def _net_wm_state_request(self, win: XWindow, action: int, props: tuple[int, int]) -> None:
         a = self.atoms

@@ -125,7 +125,7 @@ class XClient:
                 if ev.window == self.main:
                     self.next_request()
             elif isinstance(ev, xp.ButtonPressEvent):
-                say("button", ev.event, ev.event_x, ev.event_y)
+                say("button", ev.event, ev.event_x, ev.event_y, ev.detail)
             elif isinstance(ev, xp.KeyPressEvent):
                 say("key", ev.event, ev.detail)
             elif isinstance(ev, xp.ClientMessageEvent) and ev.type == self.atoms["WM_PROTOCOLS"]:
