@@ -148,9 +148,15 @@ class XWindow(Role):
         return parent if parent is not None and parent.managed and parent is not self else None
 
     @property
+    def size(self) -> tuple[int, int]:
+        """The X window's size, or the one the WM asked for while X has not confirmed it yet."""
+        return self.asked_size if self.asked_size is not None else (self.width, self.height)
+
+    @property
     def geometry(self) -> Rect:
         left, right, top, bottom = self.extents
-        return Rect(left, top, max(1, self.width - left - right), max(1, self.height - top - bottom))
+        w, h = self.size
+        return Rect(left, top, max(1, w - left - right), max(1, h - top - bottom))
 
     @property
     def server_side_decorated(self) -> bool:
@@ -164,10 +170,10 @@ class XWindow(Role):
         self.want = want
         self.acked_state = want  # X has no acknowledgement: what was asked is what holds
         left, right, top, bottom = self.extents
-        w = want.width + left + right if want.width else self.width
-        h = want.height + top + bottom if want.height else self.height
+        w = want.width + left + right if want.width else self.size[0]
+        h = want.height + top + bottom if want.height else self.size[1]
         w, h = _clamp(w, h, self.min_size, self.max_size)
-        if (w, h) != (self.width, self.height) or (w, h) != self.asked_size:
+        if (w, h) != self.size:
             self.xwm.configure_window(self, size=(w, h))
         self.xwm.set_net_wm_state(self, want)
         if not want.activated and self.xwm.focused is self:
@@ -401,8 +407,8 @@ class Xwm:
         if win is None:
             return
         m = ev.value_mask
-        w = ev.width if m & xp.ConfigWindow.Width else win.width
-        h = ev.height if m & xp.ConfigWindow.Height else win.height
+        w = ev.width if m & xp.ConfigWindow.Width else win.size[0]
+        h = ev.height if m & xp.ConfigWindow.Height else win.size[1]
         w, h = _clamp(w, h, win.min_size, win.max_size)
         area = self.host.usable_area()
         w, h = min(w, max(area.width, 1)), min(h, max(area.height, 1))
@@ -420,6 +426,8 @@ class Xwm:
             return
         moved = (win.x, win.y, win.width, win.height) != (ev.x, ev.y, ev.width, ev.height)
         win.x, win.y, win.width, win.height = ev.x, ev.y, ev.width, ev.height
+        if win.asked_size == (ev.width, ev.height):
+            win.asked_size = None  # X has what was asked
         if win.override_redirect and moved:
             self.host.scene_changed()
 
