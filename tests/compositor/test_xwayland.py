@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,20 @@ async def test_an_xwayland_that_cannot_start_is_retried_with_backoff_not_in_a_lo
         foot = await s.spawn(*FOOT)
         await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window meanwhile")
         assert foot.proc.returncode is None
+
+
+def test_wrsrvd_compositor_runs_an_x_program_and_no_x11_means_none(tmp_path: Path) -> None:
+    from tests.conftest import script
+
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(runtime), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    probe = 'xwininfo -root -children | grep -q "child" && test -n "$DISPLAY" && exit 7'
+    on = subprocess.run([script("wrsrvd"), "compositor", "--", "sh", "-c", probe],
+                        env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert on.returncode == 7, on.stderr
+    no_display = 'test -z "$DISPLAY"'
+    off = subprocess.run([script("wrsrvd"), "compositor", "--no-x11", "--", "sh", "-c", no_display],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert off.returncode == 0, off.stderr
+    assert list(runtime.iterdir()) == [], "the socket or the display file was left behind"
