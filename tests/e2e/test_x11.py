@@ -3,12 +3,26 @@ and copied from through a headless wrclient over real QUIC on loopback (docs/xwa
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.e2e.harness import Harness, WrServer, differing_pixels, eventually, failure, png_pixels
+from tests.conftest import script
+from tests.e2e.harness import (
+    Harness,
+    WrServer,
+    differing_pixels,
+    eventually,
+    failure,
+    free_udp_port,
+    kill_sessions,
+    png_pixels,
+)
+from tests.server.test_instance import _status
 
 pytestmark = [
     pytest.mark.slow,
@@ -88,3 +102,49 @@ settle
     assert result.returncode == 0, failure(result)
     eventually(lambda: pasted.exists() and pasted.read_text(), "xclip's output in the session")
     assert pasted.read_text() == "from the viewer"
+
+
+@pytest.mark.parametrize("x11", [False, True])
+def test_policy_x11_off_gives_the_sessions_programs_no_display(tmp_path: Path, x11: bool) -> None:
+    """A configured instance (servers.toml, policies.toml with `x11 = false`): its session's program
+    finds no DISPLAY and no X socket of its compositor; the same instance with the default has one."""
+    h = Harness(tmp_path)
+    root, run = h.tmp / "root", h.short / "run"
+    port, key = free_udp_port(), h.tmp / "state" / "demo" / "access.key"
+    seen = h.tmp / "display.txt"
+    etc = root / "etc" / "wayray"
+    etc.mkdir(parents=True)
+    (etc / "host.toml").write_text(f'[host]\nstate_dir = "{h.tmp / "state"}"\nruntime_dir = "{run}"\n')
+    command = ["sh", "-c", f'echo "[$DISPLAY]" > {seen}; exec sleep 600']
+    (etc / "servers.toml").write_text(
+        f'[server.demo]\nlisten = ["127.0.0.1"]\nport = {port}\nsessions = "command"\n'
+        f"session_command = {json.dumps(command)}\n"  # JSON strings are TOML basic strings
+        + f'[server.demo.admission]\naccess_key_file = "{key}"\n'
+    )
+    (etc / "policies.toml").write_text(f"[policy.default]\nx11 = {str(x11).lower()}\n")
+    proc = subprocess.Popen(
+        [script("wrsrvd"), "--instance", "demo", "--root", str(root)], env=h.env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(h.tmp / "wrsrvd.log").open("wb"),
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        fingerprint = _status(proc, run / "demo" / "admin.sock")["fingerprint"]
+        viewer = subprocess.run(
+            [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless",
+             "--token", "x11-policy-token", "--no-reconnect", "--access-key-file", str(key),
+             "--script", str(h.write_script("s.txt", "settle\n"))],
+            env=h.env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert viewer.returncode == 0, failure(viewer)
+        eventually(lambda: seen.exists() and seen.read_text().strip(), "the session's program ran")
+        display = seen.read_text().strip()
+        if x11:
+            assert display.startswith("[:") and display.endswith("]"), display
+        else:
+            assert display == "[]", f"X11 is off by policy but the program saw DISPLAY {display}"
+            assert "X display" not in (h.tmp / "wrsrvd.log").read_text(errors="replace")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        kill_sessions(run / "demo" / "link.sock")
+        h.cleanup()

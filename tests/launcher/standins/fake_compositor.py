@@ -76,6 +76,8 @@ def main() -> None:
         except (TimeoutError, InterruptedError):
             pass
     os.unlink(path)
+    if args.x_display:
+        os.unlink(path + ".x11")
 
 
 if __name__ == "__main__":
