@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 from typing import TYPE_CHECKING, Any, Protocol
 
 import xcffib
@@ -28,6 +27,7 @@ from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.xdg_shell import ToplevelConfigure
+from wayray.compositor.xprops import MAX_SIZE, PropertyReader
 from wayray.compositor.xselection import SelectionBridge, SelectionHost
 
 if TYPE_CHECKING:
@@ -60,10 +60,7 @@ ATOMS = (
     "WM_S0",
 )
 NORMAL_STATE, WITHDRAWN_STATE, ICONIC_STATE = 1, 0, 3
-P_MIN_SIZE, P_MAX_SIZE = 16, 32
 NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
-#: The largest X window the WM lets a client ask for (X's own limit is 32767).
-MAX_SIZE = 16384
 NO_CONFIGURE = ToplevelConfigure(0, 0, False, False, False, False)
 
 
@@ -234,6 +231,7 @@ class Xwm:
         self.root = screen.root
         cookies = {name: self.core.InternAtom(False, len(name), name) for name in ATOMS}
         self.atoms = {name: c.reply().atom for name, c in cookies.items()}
+        self.props = PropertyReader(self.core, self.atoms)
         self._become_wm(screen)
         self.selections = SelectionBridge(self.conn, self.core, self.root, screen.root_visual, host)
         # Owning WM_S0 says a window manager runs (ICCCM 2.8); Xwayland accepts X clients only then,
@@ -363,7 +361,7 @@ class Xwm:
         win = self.windows.get(ev.window)
         if win is None:
             return
-        self._read_properties(win)
+        self.props.read_all(win)
         if not win.managed:
             win.managed = True
             self.host.new_toplevel(win)
@@ -437,14 +435,14 @@ class Xwm:
             return
         a = self.atoms
         if ev.atom in (xp.Atom.WM_NAME, a["_NET_WM_NAME"]):
-            self._read_title(win)
+            self.props.read_title(win)
             self.host.scene_changed()
         elif ev.atom == xp.Atom.WM_NORMAL_HINTS:
-            self._read_size_hints(win)
+            self.props.read_size_hints(win)
         elif ev.atom == xp.Atom.WM_TRANSIENT_FOR:
-            self._read_transient(win)
+            self.props.read_transient(win)
         elif ev.atom in (a["_MOTIF_WM_HINTS"], a["_GTK_FRAME_EXTENTS"]):
-            self._read_frame(win)
+            self.props.read_frame(win)
             self.host.scene_changed()
 
     def _on_client_message(self, ev: xp.ClientMessageEvent) -> None:
@@ -522,74 +520,6 @@ class Xwm:
             self.host.toplevel_mapped(win)
 
     # Properties -------------------------------------------------------------------------------
-
-    def _get_property(self, wid: int, atom: int, kind: int = xp.GetPropertyType.Any) -> tuple[int, bytes]:
-        try:
-            reply = self.core.GetProperty(False, wid, atom, kind, 0, 2048).reply()
-        except xcffib.Error:
-            return (0, b"")
-        return (reply.type, reply.value.buf())
-
-    def _read_properties(self, win: XWindow) -> None:
-        self._read_title(win)
-        _, wm_class = self._get_property(win.wid, xp.Atom.WM_CLASS)
-        parts = wm_class.split(b"\0")
-        win.app_id = (parts[1] if len(parts) > 1 else parts[0]).decode("utf-8", "replace")
-        _, protocols = self._get_property(win.wid, self.atoms["WM_PROTOCOLS"], xp.Atom.ATOM)
-        win.protocols = set(struct.unpack(f"={len(protocols) // 4}I", protocols[: len(protocols) // 4 * 4]))
-        _, pid = self._get_property(win.wid, self.atoms["_NET_WM_PID"], xp.Atom.CARDINAL)
-        win.pid = struct.unpack("=I", pid[:4])[0] if len(pid) >= 4 else 0
-        self._read_size_hints(win)
-        self._read_transient(win)
-        self._read_frame(win)
-        _, hints = self._get_property(win.wid, xp.Atom.WM_HINTS)
-        if len(hints) >= 8:
-            flags, value = struct.unpack("=2I", hints[:8])
-            win.input_hint = not (flags & 1) or bool(value)  # InputHint given and False: no SetInputFocus
-
-    def _read_frame(self, win: XWindow) -> None:
-        _, motif = self._get_property(win.wid, self.atoms["_MOTIF_WM_HINTS"])
-        if len(motif) >= 12:
-            flags, _functions, decorations = struct.unpack("=3I", motif[:12])
-            win.undecorated = bool(flags & 2) and decorations == 0  # MWM_HINTS_DECORATIONS, none
-        _, extents = self._get_property(win.wid, self.atoms["_GTK_FRAME_EXTENTS"], xp.Atom.CARDINAL)
-        if len(extents) >= 16:
-            values = struct.unpack("=4I", extents[:16])
-            win.extents = tuple(min(v, 256) for v in values)
-        else:
-            win.extents = (0, 0, 0, 0)
-
-    def _read_title(self, win: XWindow) -> None:
-        kind, net = self._get_property(win.wid, self.atoms["_NET_WM_NAME"])
-        if net:
-            win.title = net.decode("utf-8", "replace")
-            return
-        kind, name = self._get_property(win.wid, xp.Atom.WM_NAME)
-        win.title = name.decode("utf-8" if kind == self.atoms["UTF8_STRING"] else "latin-1", "replace")
-
-    def _read_size_hints(self, win: XWindow) -> None:
-        _, hints = self._get_property(win.wid, xp.Atom.WM_NORMAL_HINTS)
-        if len(hints) < 4 * 9:
-            win.min_size = win.max_size = (0, 0)
-            return
-        flags, _x, _y, _w, _h, min_w, min_h, max_w, max_h = struct.unpack("=I4i4i", hints[:36])
-        win.min_size = (
-            (max(0, min(min_w, MAX_SIZE)), max(0, min(min_h, MAX_SIZE))) if flags & P_MIN_SIZE else (0, 0)
-        )
-        win.max_size = (
-            (max(0, min(max_w, MAX_SIZE)), max(0, min(max_h, MAX_SIZE))) if flags & P_MAX_SIZE else (0, 0)
-        )
-        if (
-            win.max_size[0]
-            and win.max_size[0] < win.min_size[0]
-            or win.max_size[1]
-            and win.max_size[1] < win.min_size[1]
-        ):
-            win.max_size = (0, 0)
-
-    def _read_transient(self, win: XWindow) -> None:
-        _, data = self._get_property(win.wid, xp.Atom.WM_TRANSIENT_FOR, xp.Atom.WINDOW)
-        win.transient_for = struct.unpack("=I", data[:4])[0] if len(data) >= 4 else None
 
     def _set_wm_state(self, win: XWindow, state: int) -> None:
         a = self.atoms["WM_STATE"]
