@@ -161,3 +161,24 @@ def test_wrsrvd_compositor_runs_an_x_program_and_no_x11_means_none(tmp_path: Pat
                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert off.returncode == 0, off.stderr
     assert list(runtime.iterdir()) == [], "the socket or the display file was left behind"
+
+
+@pytest.mark.skipif(
+    shutil.which("runuser") is None or shutil.which("xdpyinfo") is None, reason="runuser, xdpyinfo"
+)
+async def test_another_local_user_cannot_connect_to_the_sessions_x_display(tmp_path: Path) -> None:
+    """Xwayland is started without a cookie; its access control admits connections from its own uid
+    only (the peer's credentials on the socket), so another user of the server, who can reach the
+    abstract socket, cannot open the display and read the session's keys. This guards that default
+    (an `-ac` or a host list would end it)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a program as nobody")
+    async with running_session(tmp_path, x11=True) as s:
+        display = s.comp.x_display
+        assert display is not None
+        own = await s.spawn("xdpyinfo", name="xdpyinfo-own")
+        assert await s.wait_exit(own) == 0, own.output()
+        stranger = await s.spawn("runuser", "-u", "nobody", "--", "xdpyinfo", "-display", display,
+                                 name="xdpyinfo-nobody")  # fmt: skip
+        assert await s.wait_exit(stranger) != 0, "another user reached the session's X display"
+        assert "Authorization required" in stranger.output()
