@@ -182,3 +182,27 @@ async def test_another_local_user_cannot_connect_to_the_sessions_x_display(tmp_p
                                  name="xdpyinfo-nobody")  # fmt: skip
         assert await s.wait_exit(stranger) != 0, "another user reached the session's X display"
         assert "Authorization required" in stranger.output()
+
+
+def test_a_socket_directory_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """The owner of /tmp/.X11-unix may delete any socket in it, sticky bit or not: one made by another
+    user could swap the session's X socket for a listener of theirs and read what X programs type.
+    systemd makes it as root at boot (tmpfiles.d/x11.conf); anything else owned by someone else is
+    refused, and the session runs without X11."""
+    from wayray.compositor.xdisplay import XDisplay, XDisplayError
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the directory to another user")
+    theirs = tmp_path / "X11-unix"
+    theirs.mkdir(mode=0o1777)
+    os.chown(theirs, 65534, 65534)  # nobody
+    with pytest.raises(XDisplayError, match="owned by uid 65534"):
+        XDisplay.reserve(lock_dir=str(tmp_path), socket_dir=str(theirs))
+    assert list(tmp_path.glob(".X*-lock")) == [] and list(theirs.iterdir()) == []
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    display = XDisplay.reserve(lock_dir=str(tmp_path), socket_dir=str(ours))
+    try:
+        assert (ours / f"X{display.number}").is_socket()
+    finally:
+        display.close()

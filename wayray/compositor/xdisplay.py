@@ -96,6 +96,14 @@ def _ensure_socket_dir(directory: Path) -> None:
     st = directory.lstat()
     if not stat.S_ISDIR(st.st_mode):
         raise XDisplayError(errno.ENOTDIR, f"{directory} is not a directory")
+    if st.st_uid not in (0, os.geteuid()):
+        # Its owner may remove any socket in it (the sticky bit does not stop an owner) and put a
+        # listener of theirs in its place: X programs of this session would talk to them.
+        raise XDisplayError(
+            errno.EPERM,
+            f"{directory} is owned by uid {st.st_uid}, another user, who could replace this session's X "
+            "socket; X11 is not offered (have root make it: systemd-tmpfiles --create x11.conf)",
+        )
     if st.st_mode & 0o1777 != 0o1777 and st.st_uid == os.geteuid():
         os.chmod(directory, 0o1777)
 
