@@ -377,3 +377,16 @@ async def test_an_x_window_minimizes_itself_and_scrolls(tmp_path: Path) -> None:
         wid = _lines(client, "mapped")[0][0]
         await s.spawn("xdotool", "windowminimize", wid, name="xdotool")
         await s.wait_window(lambda w: w.title == "Scrolled" and w.minimized, "the X window minimized")
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_an_x_program_presents_its_window_with_net_active_window(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        first, _ = await _xwin(s, "Presented")
+        await _xwin(s, "Other")
+        assert [w for w in s.comp.windows() if w.focused][0].title == "Other"
+        # xdotool windowactivate sends _NET_ACTIVE_WINDOW, as gtk_window_present and Java's toFront do.
+        wid = _lines(first, "mapped")[0][0]
+        await s.spawn("xdotool", "windowactivate", "--sync", wid, name="xdotool")
+        await s.wait_window(lambda w: w.title == "Presented" and w.focused, "the presented window focused")
+        assert s.comp.windows()[-1].title == "Presented", "the presented window was not raised"

@@ -246,6 +246,9 @@ class Core:
     def minimize_requested(self, toplevel: ManagedToplevel) -> None:
         self.wm.minimize_requested(toplevel)
 
+    def activate_requested(self, toplevel: ManagedToplevel) -> None:
+        self.wm.activate_requested(toplevel)
+
     # XwaylandHost ---------------------------------------------------------------------------------
 
     def create_client(self, fd: int) -> Client:

@@ -477,6 +477,12 @@ class FloatingWM:
     def minimize_requested(self, toplevel: ManagedToplevel) -> None:
         self._minimize(self._windows[toplevel], True)
 
+    def activate_requested(self, toplevel: ManagedToplevel) -> None:
+        """The client (or a pager) asks for it to be the active window: raised, focused, restored."""
+        window = self._windows.get(toplevel)
+        if window is not None and window.mapped:
+            self.focus(window)
+
     def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
         self._begin_move(self._windows[toplevel], serial)
 

@@ -91,6 +91,8 @@ class XwmHost(SelectionHost, Protocol):
 
     def minimize_requested(self, toplevel: XWindow) -> None: ...
 
+    def activate_requested(self, toplevel: XWindow) -> None: ...
+
 
 class XWindow(Role):
     """One X window: its X state and, once paired, its surface (whose role it is)."""
@@ -457,6 +459,8 @@ class Xwm:
             self._net_wm_state_request(win, data[0], (data[1], data[2]))
         elif ev.type == a["WM_CHANGE_STATE"] and win.managed and data[0] == ICONIC_STATE:
             self.host.minimize_requested(win)  # ICCCM 4.1.4: iconify
+        elif ev.type == a["_NET_ACTIVE_WINDOW"] and win.managed:
+            self.host.activate_requested(win)  # EWMH: a program presenting its window, or a pager
 
     def _net_wm_state_request(self, win: XWindow, action: int, props: tuple[int, int]) -> None:
         a = self.atoms
