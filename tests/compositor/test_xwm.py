@@ -390,3 +390,16 @@ async def test_an_x_program_presents_its_window_with_net_active_window(tmp_path:
         await s.spawn("xdotool", "windowactivate", "--sync", wid, name="xdotool")
         await s.wait_window(lambda w: w.title == "Presented" and w.focused, "the presented window focused")
         assert s.comp.windows()[-1].title == "Presented", "the presented window was not raised"
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="needs xclip")
+async def test_a_large_x_selection_sent_in_pieces_reaches_wayland_whole(tmp_path: Path) -> None:
+    """xclip sends a selection larger than its X requests may be in INCR pieces (ICCCM 2.7.2)."""
+    async with running_session(tmp_path, x11=True) as s:
+        text = b"".join(b"line %07d of a large X selection\n" % i for i in range(160_000))  # 5.4 MB
+        big = s.workdir / "big.txt"
+        big.write_bytes(text)
+        await s.spawn("sh", "-c", f"xclip -selection clipboard < {big}", name="xclip-in")
+        await s.wait_for(lambda: s.comp.selection_mime_types(), "the X clipboard offered to Wayland")
+        data = await s.comp.get_selection("text/plain;charset=utf-8")
+        assert data is not None and len(data) == len(text) and data == text

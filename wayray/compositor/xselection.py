@@ -6,8 +6,8 @@ session's selection, which converts from X when a Wayland client (or the viewer)
 **Wayland → X**: when a Wayland client sets a selection, it takes the X selection, and answers X
 clients' ``SelectionRequest``s with the Wayland source's data (read through a pipe, asynchronously).
 Text goes as ``UTF8_STRING``/``TEXT``/``STRING`` ⇄ ``text/plain;charset=utf-8``/``text/plain``;
-other types by their MIME name as the atom's. Transfers larger than one X request (INCR) are refused
-for now, and logged.
+other types by their MIME name as the atom's. From X, large selections come in INCR pieces (ICCCM
+2.7.2), up to 16 MiB; towards X, one larger than one X request is refused for now, and logged.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import xcffib
 import xcffib.xfixes
 import xcffib.xproto as xp
 
-from wayray.compositor.data_device import PipeWriter, Selection, SelectionKind, Source
+from wayray.compositor.data_device import MAX_SELECTION_BYTES, PipeWriter, Selection, SelectionKind, Source
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ UTF8_MIME = "text/plain;charset=utf-8"
 TEXT_MIMES = (UTF8_MIME, "text/plain", "UTF8_STRING", "TEXT", "STRING", "text/plain;charset=UTF-8")
 TEXT_TARGETS = ("UTF8_STRING", "TEXT", "STRING")
 SELECTIONS = {SelectionKind.CLIPBOARD: "CLIPBOARD", SelectionKind.PRIMARY: "PRIMARY"}
+#: An INCR transfer whose next piece does not come this long after the last is abandoned.
+INCR_TIMEOUT = 5.0
 
 
 class SelectionHost(Protocol):
@@ -100,6 +102,9 @@ class SelectionBridge:
         self._owned: dict[SelectionKind, bool] = {k: False for k in SELECTIONS}
         self._max_bytes = conn.get_maximum_request_length() * 4 - 64
         self._tasks: set[asyncio.Task[None]] = set()
+        self._incr: dict[SelectionKind, list[bytes]] = {}  # INCR transfers in progress: pieces so far
+        self._incr_timer: dict[SelectionKind, asyncio.TimerHandle] = {}
+        self.loop = asyncio.get_running_loop()
         self.closed = False
         for sel in (host.clipboard, host.primary):
             sel.watchers.append(self._wayland_changed)
@@ -123,6 +128,8 @@ class SelectionBridge:
                 done(None)
         for task in self._tasks:
             task.cancel()
+        for timer in self._incr_timer.values():
+            timer.cancel()
 
     def _selection(self, kind: SelectionKind) -> Selection:
         return self.host.clipboard if kind is SelectionKind.CLIPBOARD else self.host.primary
@@ -195,19 +202,58 @@ class SelectionBridge:
         kind = self._kind(ev.selection)
         if kind is None or ev.requestor != self.wid or not self._queues[kind]:
             return
-        _, done = self._queues[kind].popleft()
-        self._waiting[kind] = False
         data: bytes | None = None
         if ev.property != 0:
             reply = self.core.GetProperty(True, self.wid, ev.property, 0, 0, 0x1FFFFFFF).reply()
             if reply.type == self.atoms["INCR"]:
-                log.warning("an X client offers a selection too large for one transfer (INCR): not bridged")
-            else:
-                data = reply.value.buf()
+                # ICCCM 2.7.2: the owner sends it in pieces, each a new value of the property we
+                # delete, and an empty one at the end (property_changed gathers them).
+                self._incr[kind] = []
+                self._incr_timer[kind] = self.loop.call_later(INCR_TIMEOUT, self._incr_stalled, kind)
+                self.conn.flush()
+                return
+            data = reply.value.buf()
+        self._finish(kind, data)
+
+    def _finish(self, kind: SelectionKind, data: bytes | None) -> None:
+        _, done = self._queues[kind].popleft()
+        self._waiting[kind] = False
+        self._incr.pop(kind, None)
+        timer = self._incr_timer.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
         try:
             done(data)
         finally:
             self._next(kind)
+
+    def property_changed(self, ev: Any) -> None:
+        """PropertyNotify on the bridge's window: the next piece of an INCR transfer."""
+        kind = next((k for k in SELECTIONS if self.atoms[f"WAYRAY_{SELECTIONS[k]}"] == ev.atom), None)
+        if kind is None or kind not in self._incr or ev.state != xp.Property.NewValue:
+            return
+        reply = self.core.GetProperty(True, self.wid, ev.atom, 0, 0, 0x1FFFFFFF).reply()
+        piece = reply.value.buf()
+        chunks = self._incr[kind]
+        if not piece:
+            self._finish(kind, b"".join(chunks))
+            return
+        chunks.append(piece)
+        if sum(len(c) for c in chunks) > MAX_SELECTION_BYTES:
+            log.warning("an X selection is larger than %d bytes: cut there", MAX_SELECTION_BYTES)
+            self._finish(kind, b"".join(chunks)[:MAX_SELECTION_BYTES])
+            return
+        timer = self._incr_timer.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+        self._incr_timer[kind] = self.loop.call_later(INCR_TIMEOUT, self._incr_stalled, kind)
+        self.conn.flush()
+
+    def _incr_stalled(self, kind: SelectionKind) -> None:
+        self._incr_timer.pop(kind, None)
+        if kind in self._incr and not self.closed:
+            log.warning("an X client stopped sending its selection for %.0f s: abandoned", INCR_TIMEOUT)
+            self._finish(kind, None)
 
     # Wayland -> X -----------------------------------------------------------------------------
 

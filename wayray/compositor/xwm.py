@@ -432,6 +432,9 @@ class Xwm:
             self.host.scene_changed()
 
     def _on_property(self, ev: xp.PropertyNotifyEvent) -> None:
+        if ev.window == self.selections.wid:
+            self.selections.property_changed(ev)
+            return
         win = self.windows.get(ev.window)
         if win is None or ev.state != xp.Property.NewValue:
             return
