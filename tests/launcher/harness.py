@@ -210,7 +210,7 @@ class Sandbox:
         py = SYSTEM_PYTHON
         report = f"{self.reports}/{{session_id}}"
         compositor = [py, str(STANDINS / "fake_compositor.py"), "--name", "{wayland_display}", "--report",
-                      f"{report}-compositor.json"]  # fmt: skip
+                      f"{report}-compositor.json", "--x-display", ":42"]  # fmt: skip
         data: dict[str, Any] = {
             "socket": str(self.socket),
             "socket_group": self.accounts.group,

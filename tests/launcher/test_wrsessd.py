@@ -118,6 +118,9 @@ def test_right_password_starts_a_session_as_the_user(
         # Components start after the compositor's socket exists, with WAYLAND_DISPLAY set.
         wm = sandbox.report(info.session_id, "wm")
         assert wm["env"]["WAYLAND_DISPLAY"] == info.wayland_display
+        # ... and DISPLAY, the X display the compositor wrote next to its socket (docs/xwayland.md §8).
+        assert wm["env"]["DISPLAY"] == ":42"
+        assert "DISPLAY" not in comp["env"]
         assert wm["connected"] is True
 
         runtime = Path(info.runtime_dir)

@@ -1,8 +1,9 @@
 """``wrsrvd compositor``: run one session compositor by hand, with a command inside it.
 
-    wrsrvd compositor [--size WxH] [--scale N] [--screenshot PATH] -- COMMAND [ARGS...]
+    wrsrvd compositor [--size WxH] [--scale N] [--screenshot PATH] [--no-x11] -- COMMAND [ARGS...]
 
-The command runs with WAYLAND_DISPLAY and XDG_RUNTIME_DIR pointing at the compositor; the
+The command runs with WAYLAND_DISPLAY and XDG_RUNTIME_DIR pointing at the compositor (and DISPLAY
+at its X display, served by Xwayland from the first X client, unless --no-x11); the
 compositor exits when it does, with its exit status. SIGUSR1 writes a PNG of the output to PATH.
 SIGTERM or Ctrl-C stops the command (SIGTERM, then SIGKILL after 5 s) and the compositor.
 """
@@ -57,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
         help="preferred decoration mode (client)",
     )
     p.add_argument(
+        "--no-x11",
+        action="store_true",
+        help="no X display for X11 programs (default: one, served by Xwayland from the first X client)",
+    )
+    p.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -108,6 +114,7 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         socket_name=args.socket,
         runtime_dir=runtime,
         decorations=args.decorations,
+        x11=not args.no_x11,
     )
     loop = asyncio.get_running_loop()
     if args.screenshot is not None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pywayland.protocol.wayland import (
     WlCompositor,
@@ -46,13 +47,17 @@ from wayray.compositor.scene import Renderer, Scene, View
 from wayray.compositor.seat import PointerGrab, Seat, SeatResource
 from wayray.compositor.surface import Callback, CompositorGlobal, SubcompositorGlobal, Surface
 from wayray.compositor.titlebar import TitleBar
-from wayray.compositor.wm import FloatingWM
+from wayray.compositor.wm import FloatingWM, ManagedToplevel
 from wayray.compositor.xdg_popup import PopupRole
-from wayray.compositor.xdg_shell import ShellWindow, ToplevelRole, WmBase
+from wayray.compositor.xdg_shell import ShellWindow, WmBase
+from wayray.compositor.xwayland import Xwayland
 from wayray.wayland.pixman import Region
 from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import ZwlrLayerShellV1
 from wayray.wayland.server import Client, Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
+
+if TYPE_CHECKING:
+    from wayray.compositor.xwm import Xwm
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,8 @@ class Core:
         self._frame_at = 0.0
         self._dirty = True
         self._start = time.monotonic()
+        self.xwayland: Xwayland | None = None  # the session's X display, if X11 is on
+        self.xwm: Xwm | None = None  # while Xwayland runs
 
     def create_globals(self) -> None:
         d = self.display
@@ -137,6 +144,8 @@ class Core:
     def surface_created(self, surface: Surface) -> None:
         self.surfaces.add(surface)
         surface.destroy_listeners.append(self.seat.surface_gone)
+        if self.xwm is not None and surface.client is self.xwm.client:
+            self.xwm.surface_created(surface)
 
     def surface_destroyed(self, surface: Surface) -> None:
         self.surfaces.discard(surface)
@@ -204,38 +213,60 @@ class Core:
     def usable_area(self) -> Rect:
         return self.layers.usable_area()
 
-    def new_toplevel(self, toplevel: ToplevelRole) -> ShellWindow:
+    def new_toplevel(self, toplevel: ManagedToplevel) -> ShellWindow:
         return self.wm.new_toplevel(toplevel)
 
-    def toplevel_initial_commit(self, toplevel: ToplevelRole) -> None:
+    def toplevel_initial_commit(self, toplevel: ManagedToplevel) -> None:
         self.wm.toplevel_initial_commit(toplevel)
 
-    def toplevel_mapped(self, toplevel: ToplevelRole) -> None:
+    def toplevel_mapped(self, toplevel: ManagedToplevel) -> None:
         self.wm.toplevel_mapped(toplevel)
 
-    def toplevel_committed(self, toplevel: ToplevelRole) -> None:
+    def toplevel_committed(self, toplevel: ManagedToplevel) -> None:
         self.wm.toplevel_committed(toplevel)
 
-    def toplevel_unmapped(self, toplevel: ToplevelRole) -> None:
+    def toplevel_unmapped(self, toplevel: ManagedToplevel) -> None:
         self.wm.toplevel_unmapped(toplevel)
 
-    def toplevel_destroyed(self, toplevel: ToplevelRole) -> None:
+    def toplevel_destroyed(self, toplevel: ManagedToplevel) -> None:
         self.wm.toplevel_destroyed(toplevel)
 
-    def move_requested(self, toplevel: ToplevelRole, serial: int) -> None:
+    def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
         self.wm.move_requested(toplevel, serial)
 
-    def resize_requested(self, toplevel: ToplevelRole, serial: int, edges: int) -> None:
+    def resize_requested(self, toplevel: ManagedToplevel, serial: int, edges: int) -> None:
         self.wm.resize_requested(toplevel, serial, edges)
 
-    def maximize_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+    def maximize_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
         self.wm.maximize_requested(toplevel, on)
 
-    def fullscreen_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+    def fullscreen_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
         self.wm.fullscreen_requested(toplevel, on)
 
-    def minimize_requested(self, toplevel: ToplevelRole) -> None:
+    def minimize_requested(self, toplevel: ManagedToplevel) -> None:
         self.wm.minimize_requested(toplevel)
+
+    def activate_requested(self, toplevel: ManagedToplevel) -> None:
+        self.wm.activate_requested(toplevel)
+
+    # XwaylandHost ---------------------------------------------------------------------------------
+
+    def create_client(self, fd: int) -> Client:
+        return self.display.create_client(fd)
+
+    def xwayland_ready(self, wm_socket: socket.socket, client: Client) -> None:
+        # Imported here: xcffib loads libxcb, which a session without X11 does not need.
+        from wayray.compositor.xwm import Xwm
+
+        self.xwm = Xwm(self, wm_socket, client)
+        self.scene.overlays = self.xwm.unmanaged  # type: ignore[assignment]
+
+    def xwayland_gone(self) -> None:
+        if self.xwm is not None:
+            self.xwm.close()
+            self.xwm = None
+            self.scene.overlays = []
+            self.scene_changed()
 
     # LayerShellHost -------------------------------------------------------------------------------
 
@@ -374,6 +405,9 @@ class Core:
         self.scene_changed()
 
     def destroy(self) -> None:
+        if self.xwayland is not None:
+            self.xwayland.close()
+            self.xwayland = None
         if self._frame_timer is not None:
             self._frame_timer.cancel()
             self._frame_timer = None

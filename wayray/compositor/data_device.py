@@ -170,6 +170,8 @@ class Selection:
         self.source: Source | None = None
         self.devices: list[DataDevice | PrimaryDevice] = []
         self.listeners: list[Callable[[SelectionKind, list[str] | None], None]] = []
+        #: Told of every change, whoever made it (the X selection bridge): ``fn(kind, source)``.
+        self.watchers: list[Callable[[SelectionKind, Source | None], None]] = []
 
     def set(self, source: Source | None, *, from_client: bool) -> None:
         old = self.source
@@ -181,12 +183,21 @@ class Selection:
         self._offer_to_focus()
         if from_client:
             self._tell_listeners(list(source.mime_types) if source is not None else None)
+        self._tell_watchers()
 
     def source_gone(self, source: Source) -> None:
         if self.source is source:
             self.source = None
             self._offer_to_focus()
             self._tell_listeners(None)
+            self._tell_watchers()
+
+    def _tell_watchers(self) -> None:
+        for fn in list(self.watchers):
+            try:
+                fn(self.kind, self.source)
+            except Exception:
+                log.exception("selection watcher failed")
 
     def _offer_to_focus(self) -> None:
         focus = self.focus.focused_client()

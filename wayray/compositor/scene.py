@@ -10,7 +10,7 @@ the stack -- and repaints only that region with pixman.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -25,6 +25,19 @@ if TYPE_CHECKING:
     from wayray.compositor.xdg_popup import PopupRole
 
 BACKGROUND = 0xFF2E3440  # the colour where no surface is (opaque, XRGB)
+
+
+class Overlay(Protocol):
+    """A surface placed by its client, above the windows: an X override-redirect window (a menu)."""
+
+    @property
+    def surface(self) -> Surface | None: ...
+
+    @property
+    def x(self) -> int: ...
+
+    @property
+    def y(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,8 @@ class Scene:
         self.output = output
         self.layers = layers
         self.wm = wm
+        #: Override-redirect X windows, bottom to top (the XWM's list, while one runs).
+        self.overlays: list[Overlay] = []
 
     def views(self) -> list[View]:
         out: list[View] = []
@@ -69,6 +84,8 @@ class Scene:
         elif fullscreen.surface is not None:
             self._tree(fullscreen.surface, *fullscreen.surface_origin(), out)
             self._popups(fullscreen.popups, out)
+        for overlay in self.overlays:
+            self._tree(overlay.surface, overlay.x, overlay.y, out)
         for ls in layers.mapped(3):
             self._tree(ls.surface, *ls.surface_origin(), out)
             self._popups(ls.popups, out)

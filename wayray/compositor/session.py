@@ -37,6 +37,8 @@ from wayray.compositor.frames import FrameConsumer
 from wayray.compositor.geometry import Rect
 from wayray.compositor.limits import check_output_size
 from wayray.compositor.seat import Axis
+from wayray.compositor.xdisplay import XDisplay
+from wayray.compositor.xwayland import Xwayland, find_xwayland
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class SessionCompositor:
         runtime_dir: Path | str | None = None,
         decorations: Decorations | str = Decorations.CLIENT,
         on_selection: Callable[[SelectionKind, list[str] | None], None] | None = None,
+        x11: bool = False,
     ) -> None:
         check_output_size(size[0], size[1], scale)
         if refresh_hz <= 0 or idle_hz <= 0:
@@ -88,6 +91,7 @@ class SessionCompositor:
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
         self.decorations = Decorations(decorations)
         self._on_selection = on_selection
+        self.x11 = x11
         self._core: Core | None = None
         self.socket_name = ""
 
@@ -111,10 +115,20 @@ class SessionCompositor:
         core = Core(loop, self._size, self._scale, self._refresh_hz, self._idle_hz)
         core.create_globals()
         register_extensions(core.display, core.seat, self.decorations.value)
+        self._core = core
+        if self.x11:
+            core.xwayland = start_x11(core, lambda: self.client_env(x11=False))
+            # Whoever starts the session's programs once the Wayland socket exists (wrsessd) finds
+            # the X display next to it (docs/xwayland.md §8): written before the socket appears.
+            if core.xwayland is not None and self._requested_socket:
+                _write_x_display(runtime / self._requested_socket, core.xwayland.display.name)
         try:
             self.socket_name = core.display.add_socket(runtime, self._requested_socket)
         except OSError as err:
+            self._core = None
             core.destroy()
+            if self._requested_socket:
+                Path(f"{runtime / self._requested_socket}{X_DISPLAY_SUFFIX}").unlink(missing_ok=True)
             raise WayRayError(
                 f"cannot create the Wayland socket: {err}",
                 hint="pick another socket name or clean the runtime dir",
@@ -123,7 +137,8 @@ class SessionCompositor:
             core.clipboard.listeners.append(self._on_selection)
             core.primary.listeners.append(self._on_selection)
         core.display.attach(loop)
-        self._core = core
+        if core.xwayland is not None and not self._requested_socket:
+            _write_x_display(runtime / self.socket_name, core.xwayland.display.name)
         core.schedule_frame()
         log.info(
             "session compositor on %s (%dx%d@%d, %g Hz)",
@@ -141,6 +156,8 @@ class SessionCompositor:
                 c.close()
             self._core.destroy()
             self._core = None
+            if self._runtime_dir is not None and self.socket_name:
+                Path(f"{self._runtime_dir / self.socket_name}{X_DISPLAY_SUFFIX}").unlink(missing_ok=True)
 
     async def __aenter__(self) -> SessionCompositor:
         await self.start()
@@ -169,8 +186,14 @@ class SessionCompositor:
     def socket_path(self) -> Path:
         return self.runtime_dir / self.socket_name
 
-    def client_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """Environment for a Wayland client of this session (WAYLAND_DISPLAY, XDG_RUNTIME_DIR...)."""
+    @property
+    def x_display(self) -> str | None:
+        """The session's X display (``:N``), if X11 is on and a display could be reserved."""
+        xw = self.core.xwayland
+        return xw.display.name if xw is not None else None
+
+    def client_env(self, base: dict[str, str] | None = None, *, x11: bool = True) -> dict[str, str]:
+        """Environment for a client of this session (WAYLAND_DISPLAY, XDG_RUNTIME_DIR, DISPLAY...)."""
         env = dict(os.environ if base is None else base)
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DEBUG", None)
@@ -185,6 +208,9 @@ class SessionCompositor:
             LIBGL_ALWAYS_SOFTWARE="1",
             GSK_RENDERER="cairo",
         )
+        display = self.x_display if x11 and self.running else None
+        if display is not None:
+            env["DISPLAY"] = display
         return env
 
     # Frames ---------------------------------------------------------------------------------------
@@ -289,7 +315,7 @@ class SessionCompositor:
         """Whether a mapped window or layer surface was asked to change (a configure, e.g. after an output
         resize) and has not answered yet."""
         core = self.core
-        if any(w.mapped and w.toplevel.alive and w.toplevel.xdg_surface.redrawing for w in core.wm.windows):
+        if any(w.mapped and w.toplevel.alive and w.toplevel.redrawing for w in core.wm.windows):
             return True
         return any(ls.mapped and ls.alive and ls.sent_serials for ls in core.layers.surfaces)
 
@@ -342,10 +368,34 @@ class SessionCompositor:
                     maximized=w.maximized,
                     fullscreen=w.fullscreen,
                     minimized=w.minimized,
-                    pid=w.toplevel.client.pid,
+                    pid=w.toplevel.pid,
                 )
             )
         return out
+
+
+#: ``<runtime dir>/<Wayland socket><suffix>`` holds the session's ``DISPLAY`` (``:N`` and a newline).
+X_DISPLAY_SUFFIX = ".x11"
+
+
+def _write_x_display(socket_path: Path, name: str) -> None:
+    write_atomic(Path(f"{socket_path}{X_DISPLAY_SUFFIX}"), f"{name}\n".encode(), mode=0o600, fsync=False)
+
+
+def start_x11(core: Core, env: Callable[[], dict[str, str]]) -> Xwayland | None:
+    """Reserve the session's X display for Xwayland to serve on demand (None: X11 is unavailable,
+    which is logged: Wayland clients are served all the same)."""
+    binary = find_xwayland()
+    if binary is None:
+        log.warning("X11 is on but Xwayland is not installed (package xwayland): X clients cannot run")
+        return None
+    try:
+        display = XDisplay.reserve()
+    except OSError as err:
+        log.error("cannot reserve an X display: %s; X clients cannot run in this session", err)
+        return None
+    log.info("X display %s reserved; Xwayland starts with its first client", display.name)
+    return Xwayland(core, display, binary, env)
 
 
 def _draw_cursor(rgb: np.ndarray, cursor: CursorState) -> None:

@@ -20,7 +20,7 @@ from wayray.compositor.seat import GrabKind, PointerGrab
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.xdg_popup import PopupRole
-from wayray.compositor.xdg_shell import ToplevelConfigure, ToplevelRole
+from wayray.compositor.xdg_shell import ToplevelConfigure
 
 if TYPE_CHECKING:
     from wayray.compositor.output import Output
@@ -57,14 +57,86 @@ class WmHost(Protocol):
         """``window`` was unmapped: end a grab that moves or resizes it."""
 
 
+class ManagedToplevel(Protocol):
+    """A toplevel the WM manages, whoever it comes from: an xdg_toplevel (``xdg_shell.ToplevelRole``)
+    or an X window (``xwm.XWindow``)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def label(self) -> str:
+        """What logs call it (title, app id or object id)."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def app_id(self) -> str: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def surface(self) -> Surface | None: ...
+
+    @property
+    def popups(self) -> list[PopupRole]: ...
+
+    @property
+    def parent(self) -> ManagedToplevel | None:
+        """The window it is a dialog of (placed over it)."""
+
+    @property
+    def geometry(self) -> Rect:
+        """Window geometry relative to the surface origin."""
+
+    @property
+    def min_size(self) -> tuple[int, int]: ...
+
+    @property
+    def max_size(self) -> tuple[int, int]:
+        """0 = no limit."""
+
+    @property
+    def server_side_decorated(self) -> bool:
+        """The compositor draws its title bar (when not fullscreen)."""
+
+    @property
+    def acked_state(self) -> ToplevelConfigure | None:
+        """The last configure the client acknowledged."""
+
+    @property
+    def want(self) -> ToplevelConfigure:
+        """The last configure asked."""
+
+    @property
+    def redrawing(self) -> bool:
+        """Asked for a configure it has not drawn yet."""
+
+    def configure(self, want: ToplevelConfigure) -> None:
+        """Ask for ``want`` (size of the window geometry, states)."""
+
+    def moved(self, x: int, y: int) -> None:
+        """The WM put the window geometry's origin at layout (x, y) (X windows must be told)."""
+
+    def send_close(self) -> None: ...
+
+    def activated(self) -> None:
+        """It got the focus (xdg: a ping to see it responds; X: SetInputFocus, WM_TAKE_FOCUS)."""
+
+    def raised(self) -> None:
+        """It went to the top of the stack."""
+
+
 class Window:
     """A toplevel as the WM sees it: position (of its window geometry), stacking and states."""
 
-    def __init__(self, wm: FloatingWM, toplevel: ToplevelRole) -> None:
+    def __init__(self, wm: FloatingWM, toplevel: ManagedToplevel) -> None:
         self.wm = wm
         self.toplevel = toplevel
-        self.x = 0
-        self.y = 0
+        self._x = 0
+        self._y = 0
         self.placed = False
         self.mapped = False
         self.maximized = False
@@ -77,7 +149,28 @@ class Window:
         self.titlebar = TitleBar(self)
 
     def __repr__(self) -> str:
-        return f"<window {self.toplevel.title or self.toplevel.app_id or self.toplevel.id!r}>"
+        return f"<window {self.toplevel.label!r}>"
+
+    @property
+    def x(self) -> int:
+        """Layout position of the window geometry's origin."""
+        return self._x
+
+    @x.setter
+    def x(self, value: int) -> None:
+        if value != self._x:
+            self._x = value
+            self.toplevel.moved(self._x, self._y)
+
+    @property
+    def y(self) -> int:
+        return self._y
+
+    @y.setter
+    def y(self, value: int) -> None:
+        if value != self._y:
+            self._y = value
+            self.toplevel.moved(self._x, self._y)
 
     @property
     def surface(self) -> Surface | None:
@@ -90,7 +183,7 @@ class Window:
     @property
     def geometry(self) -> Rect:
         """Window geometry relative to the surface origin."""
-        return self.toplevel.xdg_surface.window_geometry
+        return self.toplevel.geometry
 
     @property
     def rect(self) -> Rect:
@@ -117,8 +210,7 @@ class Window:
     @property
     def server_decorated(self) -> bool:
         """The compositor draws this window's title bar (xdg-decoration server_side, not fullscreen)."""
-        deco = self.toplevel.decoration
-        return deco is not None and deco.alive and deco.server_side and not self.fullscreen
+        return self.toplevel.server_side_decorated and not self.fullscreen
 
     @property
     def title_height(self) -> int:
@@ -199,7 +291,7 @@ class FloatingWM:
     def __init__(self, host: WmHost, output: Output) -> None:
         self.host = host
         self.output = output
-        self._windows: dict[ToplevelRole, Window] = {}  # in creation order
+        self._windows: dict[ManagedToplevel, Window] = {}  # in creation order
         self.stack: list[Window] = []  # mapped, visible windows, bottom to top
         self.focused: Window | None = None
         self.mru: list[Window] = []  # most recently focused first
@@ -214,14 +306,14 @@ class FloatingWM:
 
     # Window life (the toplevel hooks of xdg_shell.XdgShellHost) -----------------------------------
 
-    def new_toplevel(self, toplevel: ToplevelRole) -> Window:
+    def new_toplevel(self, toplevel: ManagedToplevel) -> Window:
         w = self._windows[toplevel] = Window(self, toplevel)
         return w
 
-    def toplevel_initial_commit(self, toplevel: ToplevelRole) -> None:
+    def toplevel_initial_commit(self, toplevel: ManagedToplevel) -> None:
         self._windows[toplevel].configure()
 
-    def toplevel_mapped(self, toplevel: ToplevelRole) -> None:
+    def toplevel_mapped(self, toplevel: ManagedToplevel) -> None:
         window = self._windows[toplevel]
         window.mapped = True
         if not window.placed:
@@ -234,7 +326,7 @@ class FloatingWM:
         self.focus(window)
         self.host.scene_changed()
 
-    def toplevel_committed(self, toplevel: ToplevelRole) -> None:
+    def toplevel_committed(self, toplevel: ManagedToplevel) -> None:
         window = self._windows[toplevel]
         acked = window.toplevel.acked_state
         if window.maximized or window.fullscreen:
@@ -253,11 +345,11 @@ class FloatingWM:
                 window.y = ay - g.height
             # Anchored until the client has drawn the last size the drag asked for: a busy client
             # commits older sizes after the drag is over, and the last one must keep the corner too.
-            if not window.resizing and not window.toplevel.xdg_surface.redrawing:
+            if not window.resizing and not window.toplevel.redrawing:
                 window.resize_edges = 0
         self.host.scene_changed()
 
-    def toplevel_unmapped(self, toplevel: ToplevelRole) -> None:
+    def toplevel_unmapped(self, toplevel: ManagedToplevel) -> None:
         self._unmap(self._windows[toplevel])
 
     def _unmap(self, window: Window) -> None:
@@ -273,7 +365,7 @@ class FloatingWM:
             self._focus_next()
         self.host.scene_changed()
 
-    def toplevel_destroyed(self, toplevel: ToplevelRole) -> None:
+    def toplevel_destroyed(self, toplevel: ManagedToplevel) -> None:
         window = self._windows.get(toplevel)
         if window is None:
             return
@@ -342,14 +434,14 @@ class FloatingWM:
                 old.configure()
             if window is not None:
                 window.configure()
-                wm_base = window.toplevel.xdg_surface.wm_base
-                wm_base.ping()
+                window.toplevel.activated()
         self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:
         if window in self.stack and self.stack[-1] is not window:
             self.stack.remove(window)
             self.stack.append(window)
+            window.toplevel.raised()
             self.host.scene_changed()
 
     def _focus_next(self) -> None:
@@ -376,19 +468,25 @@ class FloatingWM:
 
     # Requests from clients (the request hooks of xdg_shell.XdgShellHost) ---------------------------
 
-    def maximize_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+    def maximize_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
         self._maximize(self._windows[toplevel], on)
 
-    def fullscreen_requested(self, toplevel: ToplevelRole, on: bool) -> None:
+    def fullscreen_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
         self._fullscreen(self._windows[toplevel], on)
 
-    def minimize_requested(self, toplevel: ToplevelRole) -> None:
+    def minimize_requested(self, toplevel: ManagedToplevel) -> None:
         self._minimize(self._windows[toplevel], True)
 
-    def move_requested(self, toplevel: ToplevelRole, serial: int) -> None:
+    def activate_requested(self, toplevel: ManagedToplevel) -> None:
+        """The client (or a pager) asks for it to be the active window: raised, focused, restored."""
+        window = self._windows.get(toplevel)
+        if window is not None and window.mapped:
+            self.focus(window)
+
+    def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
         self._begin_move(self._windows[toplevel], serial)
 
-    def resize_requested(self, toplevel: ToplevelRole, serial: int, edges: int) -> None:
+    def resize_requested(self, toplevel: ManagedToplevel, serial: int, edges: int) -> None:
         self._begin_resize(self._windows[toplevel], serial, edges)
 
     def _maximize(self, window: Window, on: bool) -> None:

@@ -408,6 +408,38 @@ class ToplevelRole(Resource):
     def surface(self) -> Surface | None:
         return self.xdg_surface.surface
 
+    # As the window manager's ManagedToplevel ------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.title or self.app_id or f"xdg_toplevel@{self.id}"
+
+    @property
+    def pid(self) -> int:
+        return self.client.pid
+
+    @property
+    def geometry(self) -> Rect:
+        return self.xdg_surface.window_geometry
+
+    @property
+    def server_side_decorated(self) -> bool:
+        deco = self.decoration
+        return deco is not None and deco.alive and deco.server_side
+
+    @property
+    def redrawing(self) -> bool:
+        return self.xdg_surface.redrawing
+
+    def moved(self, x: int, y: int) -> None:
+        pass  # a Wayland client never learns where its window is
+
+    def activated(self) -> None:
+        self.xdg_surface.wm_base.ping()
+
+    def raised(self) -> None:
+        pass
+
     # Requests -------------------------------------------------------------------------------------
 
     def destroy(self) -> None:

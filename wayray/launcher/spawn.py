@@ -265,6 +265,29 @@ def spawn(
         return subprocess.Popen(list(argv), cwd="/", **common)  # type: ignore[call-overload,no-any-return]
 
 
+#: The session compositor's X display, next to its Wayland socket (docs/xwayland.md §8).
+X_DISPLAY_SUFFIX = ".x11"
+
+
+def read_x_display(socket_path: Path, uid: int) -> str | None:
+    """The ``DISPLAY`` the session compositor at ``socket_path`` serves X clients on, from the file it
+    writes before its socket (None: it has none — X11 off or no Xwayland — or the file is not the
+    user's own small regular file with ``:N`` in it)."""
+    path = Path(f"{socket_path}{X_DISPLAY_SUFFIX}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+            return None
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    return text if re.fullmatch(r":\d{1,4}", text) else None
+
+
 def wait_for_socket(
     path: Path,
     *,

@@ -158,6 +158,9 @@ class Worker:
         if env.get("WAYRAY_SESSION_AUDIO", "off") != "off":
             # The compositor started the session's sound server before its socket appeared.
             client_env.update(session_sound_environment(self.runtime_dir, self.wayland_display))
+        x_display = spawn.read_x_display(self.runtime_dir / self.wayland_display, account.uid)
+        if x_display is not None:
+            client_env["DISPLAY"] = x_display  # X11 programs: the compositor's Xwayland
         if job.greeter:
             client_env.update(msg.greeter_env or {})
         self._spawn_components(plan, configured, client_env, names, output)

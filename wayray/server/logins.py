@@ -83,6 +83,8 @@ class Logins:
             # Login and unlock screens have no sound; a user's session has what the policy says.
             f"WAYRAY_SESSION_AUDIO={settings.audio if kind is Kind.SESSION else 'off'}",
             f"WAYRAY_SESSION_AUDIO_BITRATE={settings.audio_bitrate}",
+            # Login and unlock screens run no X program: no X display for them.
+            f"WAYRAY_SESSION_X11={1 if settings.x11 and kind is Kind.SESSION else 0}",
         )
 
     # --- login screens -----------------------------------------------------------------------------

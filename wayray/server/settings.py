@@ -70,6 +70,8 @@ class FrontDoorSettings:
     audio: AudioPolicy = AudioPolicy.PLAYBACK
     #: policy.audio_bitrate, kbit/s.
     audio_bitrate: int = 96
+    #: Sessions get an X display served by Xwayland (policy.x11).
+    x11: bool = True
     #: Seconds a restored session may take to come back on the link after wrsrvd starts, and a
     #: viewer waits for a session that is starting or reconnecting.
     relink_grace: float = 30.0
@@ -274,6 +276,7 @@ def _build(
         clipboard=policy.clipboard,
         audio=policy.audio,
         audio_bitrate=policy.audio_bitrate,
+        x11=policy.x11,
         launcher_socket=launcher_socket,
         session_memory_max=server.limits.session_memory_max,
         session_cpu_quota=server.limits.session_cpu_quota,

@@ -55,6 +55,8 @@ class SessionSpec:
     #: policy.audio and policy.audio_bitrate when the session starts ("off": no sound server).
     audio: str = "off"
     audio_bitrate: int = 96
+    #: An X display served by Xwayland (policy.x11).
+    x11: bool = True
 
 
 def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
@@ -76,6 +78,8 @@ def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     ]
     if not spec.video:
         argv.append("--no-video")
+    if not spec.x11:
+        argv.append("--no-x11")
     if spec.max_pixels is not None:
         argv += ["--max-pixels", str(spec.max_pixels)]
     argv += ["--audio", spec.audio, "--audio-bitrate", str(spec.audio_bitrate)]

@@ -273,6 +273,7 @@ class ViewerSide:
             max_pixels=settings.max_pixels,
             audio=str(settings.audio),
             audio_bitrate=settings.audio_bitrate,
+            x11=settings.x11,
         )
         try:
             session.process = start_session(spec, functools.partial(self.watch.process_exited, session))

@@ -1,7 +1,7 @@
 """``wrsrvd session``: the session compositor process that wrsrvd (or wrsessd) starts for each session.
 
     wrsrvd session [--link PATH] [--session-id ID] [--size WxH] [--scale N] [--refresh HZ]
-                   [--idle-fps N] [--socket NAME] [--decorations client|server] [--no-video]
+                   [--idle-fps N] [--socket NAME] [--decorations client|server] [--no-video] [--no-x11]
                    [--orphan-timeout S] [--screenshot PATH] [--subreaper] [--log FILE]
                    [-- COMMAND [ARGS...]]
 
@@ -46,6 +46,8 @@ ENV_OPTIONS = (
 )
 #: "0" stands for --no-video.
 ENV_VIDEO = "WAYRAY_SESSION_VIDEO"
+#: "0" stands for --no-x11 (policy.x11 off).
+ENV_X11 = "WAYRAY_SESSION_X11"
 
 
 def options_from_environment(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -59,6 +61,8 @@ def options_from_environment(argv: list[str], env: dict[str, str]) -> list[str]:
             extra += [flag, value]
     if env.get(ENV_VIDEO) == "0" and "--no-video" not in given:
         extra.append("--no-video")
+    if env.get(ENV_X11) == "0" and "--no-x11" not in given:
+        extra.append("--no-x11")
     return extra + argv
 
 
@@ -82,6 +86,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", metavar="NAME", help="Wayland socket name ($WAYRAY_WAYLAND_DISPLAY)")
     p.add_argument("--decorations", choices=("client", "server"), default="client")
     p.add_argument("--no-video", action="store_true", help="send everything losslessly (no H.264)")
+    p.add_argument(
+        "--no-x11",
+        action="store_true",
+        help="no X display for X11 programs (default: one, served by Xwayland from the first X client)",
+    )
     p.add_argument(
         "--orphan-timeout",
         type=float,
@@ -188,5 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         screenshot=args.screenshot,
         audio=AudioPolicy(args.audio),
         audio_bitrate=args.audio_bitrate,
+        x11=not args.no_x11,
     )
     return asyncio.run(run_session(opts, env))

@@ -59,6 +59,8 @@ class SessionOptions:
     audio: AudioPolicy = AudioPolicy.OFF
     #: Opus bit rate, kbit/s.
     audio_bitrate: int = 96
+    #: An X display for X11 programs, served by Xwayland (docs/xwayland.md).
+    x11: bool = True
 
 
 async def run_session(opts: SessionOptions, env: dict[str, str]) -> int:
@@ -88,6 +90,7 @@ class _Session:
             runtime_dir=opts.runtime_dir,
             decorations=opts.decorations,
             on_selection=self._selection_changed,
+            x11=opts.x11,
         )
         # One encoding thread: frames of one session are encoded in order; sessions are processes.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")

@@ -246,6 +246,13 @@ class Client:
             lib.wl_client_post_no_memory(self.ptr)
             self.display.schedule_flush()
 
+    def object(self, id: int) -> Resource | ForeignResource | None:
+        """The client's object ``id`` (None when it has none by that id)."""
+        if not self.alive:
+            return None
+        ptr = lib.wl_client_get_object(self.ptr, id)
+        return None if ptr == ffi.NULL else self.display.lookup(ptr)
+
     def destroy(self) -> None:
         """Disconnect the client now (its resources are destroyed first)."""
         if self.alive:
@@ -635,13 +642,18 @@ class Display:
         self._socket_path = path
         self._lock_fd = lock_fd
 
+    def create_client(self, fd: int) -> Client:
+        """A client on ``fd``, a connected socket the display takes (Xwayland's, through WAYLAND_SOCKET)."""
+        ptr = lib.wl_client_create(self.ptr, fd)
+        if ptr == ffi.NULL:
+            os.close(fd)
+            raise OSError("wl_client_create failed")
+        return self.client(ptr)
+
     def connect_socketpair(self) -> socket.socket:
         """A client connection without a socket file (tests); returns the client's end."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fd = ours.detach()
-        if lib.wl_client_create(self.ptr, fd) == ffi.NULL:
-            os.close(fd)
-            raise OSError("wl_client_create failed")
+        self.create_client(ours.detach())
         return theirs
 
     # Event loop -----------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ def main() -> None:
         help="before creating the socket, write GATE.waiting and wait until GATE exists (a compositor "
         "that is slow to start, at the moment the test chooses)",
     )
+    p.add_argument(
+        "--x-display", help="write this DISPLAY next to the socket, before it, as the real one does"
+    )
     args = p.parse_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -55,6 +58,9 @@ def main() -> None:
     runtime = os.environ["XDG_RUNTIME_DIR"]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = os.path.join(runtime, args.name)
+    if args.x_display:
+        with open(path + ".x11", "w") as f:
+            f.write(args.x_display + "\n")
     sock.bind(path)
     sock.listen(16)
     sock.settimeout(0.2)
@@ -70,6 +76,8 @@ def main() -> None:
         except (TimeoutError, InterruptedError):
             pass
     os.unlink(path)
+    if args.x_display:
+        os.unlink(path + ".x11")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,12 @@ class PolicyConfig:
         Integer(16, 256),
         "Opus bit rate of a session's sound, in kbit/s (stereo, 48 kHz); read at each attach.",
     )
+    x11: bool = setting(
+        True,
+        Bool(),
+        "X11 programs in the session: an X display (`DISPLAY`) served by Xwayland, started when the first "
+        "X program connects (docs/xwayland.md). Off: no X display, no X sockets, Xwayland never runs.",
+    )
     tokens: tuple[SessionTokenKind, ...] = setting(
         (SessionTokenKind.BADGE, SessionTokenKind.TERMINAL),
         ListOf(Choice(SessionTokenKind), min_items=1),

@@ -1,0 +1,405 @@
+"""The X window manager: X windows in the floating WM as a person sees them — titles and title bars,
+their pixels where the WM put them, configure requests within their size hints, dialogs over their
+parents, close through WM_DELETE_WINDOW, focus and stacking, override-redirect menus where X put them,
+keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a scripted xcffib program
+(tests/compositor/clients/xwin.py) so each property is exact, and xterm and xdotool where they do."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.compositor.harness import Client, Session, running_session
+from wayray.compositor.session import Axis, WindowInfo
+from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
+from wayray.compositor.titlebar import ACTIVE, HEIGHT
+from wayray.compositor.xselection import XSource
+from wayray.wayland.xkb import Keymap
+
+pytestmark = pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
+
+XWIN = (sys.executable, str(Path(__file__).parent / "clients" / "xwin.py"))
+KEY_F4 = 62
+RED, BLUE, GREEN = 0xFF0000, 0x0000FF, 0x00FF00
+
+
+def _rgb(c: tuple[int, int, int]) -> int:
+    return (c[0] << 16) | (c[1] << 8) | c[2]
+
+
+async def _xwin(s: Session, title: str, *args: str) -> tuple[Client, WindowInfo]:
+    client = await s.spawn(*XWIN, "--title", title, *args, name="xwin")
+    win = await s.wait_window(lambda w: w.title == title, f"the X window {title!r}")
+    return client, win
+
+
+def _share(px: np.ndarray, r: object, color: int) -> float:
+    x, y, w, h = r.x, r.y, r.width, r.height  # type: ignore[attr-defined]
+    part = px[y : y + h, x : x + w]
+    return float(np.count_nonzero(part == color)) / max(1, part.size)
+
+
+def _lines(client: Client, word: str) -> list[list[str]]:
+    return [line.split()[1:] for line in client.output().splitlines() if line.startswith(word + " ")]
+
+
+async def test_a_managed_x_window_has_its_title_a_title_bar_and_its_pixels(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Xwin A", "--size", "300x200")
+        assert win.app_id == "xwin" and win.pid == client.pid and win.focused
+        assert (win.rect.width, win.rect.height) == (300, 200)
+        await s.settle()
+        px = s.pixels()
+        assert _share(px, win.rect, RED) > 0.99, "the X window's pixels are not where the WM put it"
+        bar = px[win.rect.y - HEIGHT : win.rect.y, win.rect.x : win.rect.x2]
+        assert np.count_nonzero(bar == _rgb(ACTIVE)) > bar.size // 2, "no focused title bar above it"
+        # X knows where the WM put it: its ConfigureNotify has the same root position.
+        await s.wait_for(
+            lambda: any(c[3:] == [str(win.rect.x), str(win.rect.y)] for c in _lines(client, "configure")),
+            "X told where the window is",
+        )
+        if shutil.which("xdotool"):
+            wid = _lines(client, "mapped")[0][0]
+            await s.spawn("xdotool", "set_window", "--name", "Renamed by xdotool", wid)
+            await s.wait_window(lambda w: w.title == "Renamed by xdotool", "the new title")
+
+
+async def test_closing_an_x_window_sends_wm_delete_window(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Close me")
+        await chord(s.comp, KEY_LEFTALT, KEY_F4)
+        assert await s.wait_exit(client) == 0
+        assert _lines(client, "delete"), "the client did not hear WM_DELETE_WINDOW"
+        await s.wait_for(lambda: not any(w.title == "Close me" for w in s.comp.windows()), "the window gone")
+
+
+async def test_configure_requests_are_kept_within_the_size_hints_and_the_output(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(
+            s, "Hinted", "--size", "300x200", "--min", "250x150", "--max", "400x300",
+            "--request", "1000x1000", "--request", "10x10", "--request", "350x260",
+        )  # fmt: skip
+        # Each request is answered; the last one is within the hints and is honoured exactly.
+        await s.wait_window(
+            lambda w: w.title == "Hinted" and (w.rect.width, w.rect.height) == (350, 260), "350x260"
+        )
+        sizes = [(int(c[1]), int(c[2])) for c in _lines(client, "configure") if c[1:3] != ["0", "0"]]
+        assert (400, 300) in sizes and (250, 150) in sizes, sizes
+        assert all(250 <= w <= 400 and 150 <= h <= 300 for w, h in sizes), sizes
+        # A window asking for far more than the output gets at most the output.
+        await _xwin(s, "Huge", "--size", "100x100", "--request", "100000x100000")
+
+        def cut(w: WindowInfo) -> bool:
+            return w.title == "Huge" and 100 < w.rect.width <= 1024 and 100 < w.rect.height <= 768
+
+        await s.wait_window(cut, "the huge request cut to the output")
+
+
+async def test_a_transient_dialog_is_centred_over_its_parent_and_above_it(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn(*XWIN, "--title", "Parent", "--size", "400x300", "--dialog", name="xwin")
+        parent = await s.wait_window(lambda w: w.title == "Parent", "the parent")
+        dialog = await s.wait_window(lambda w: w.title == "Parent dialog", "the dialog")
+        pc = (parent.rect.x + parent.rect.width // 2, parent.rect.y + parent.rect.height // 2)
+        dc = (dialog.rect.x + dialog.rect.width // 2, dialog.rect.y + dialog.rect.height // 2)
+        assert abs(pc[0] - dc[0]) <= 1 and abs(pc[1] - dc[1]) <= 1, (parent.rect, dialog.rect)
+        titles = [w.title for w in s.comp.windows()]
+        assert titles.index("Parent dialog") > titles.index("Parent")
+        assert [w for w in s.comp.windows() if w.focused][0].title == "Parent dialog"
+        await s.settle()
+        assert _share(s.pixels(), dialog.rect, BLUE) > 0.99
+
+
+async def test_a_click_focuses_and_raises_an_x_window_and_x_hears_it(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        first, a = await _xwin(s, "First", "--size", "300x200")
+        second, b = await _xwin(s, "Second", "--size", "300x200", "--color", "00FF00")
+        assert [w.title for w in s.comp.windows()][-1] == "Second"
+        # Click a part of First that Second does not cover (it is cascaded down and right).
+        x, y = a.rect.x + 5, a.rect.y + 5
+        await click(s.comp, x, y)
+        await s.wait_for(lambda: [w.title for w in s.comp.windows()][-1] == "First", "First raised")
+        assert [w for w in s.comp.windows() if w.focused][0].title == "First"
+        await s.wait_for(lambda: _lines(first, "button"), "the click reaching First")
+        bx, by = (int(v) for v in _lines(first, "button")[0][1:3])
+        assert (bx, by) == (5, 5), "X got the click at another place in the window"
+        await s.settle()
+        assert _share(s.pixels(), a.rect, RED) > 0.99, "First is not drawn on top"
+        if shutil.which("xdotool"):
+            probe = await s.spawn("xdotool", "getactivewindow", name="xdotool")
+            await s.wait_exit(probe)
+            wid = _lines(first, "mapped")[0][0]
+            assert probe.output().split() == [wid], "_NET_ACTIVE_WINDOW is not the focused window"
+
+
+async def test_keys_reach_the_focused_x_window(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, _ = await _xwin(s, "Keys")
+        await type_text(s.comp, "a")
+        await s.wait_for(lambda: _lines(client, "key"), "a key press in X")
+        assert _lines(client, "key")[0][1] == "38", "X's keycode for 'a' is 38 (evdev 30 + 8)"
+
+
+async def test_typing_into_xterm_with_a_german_keymap(tmp_path: Path) -> None:
+    """The viewer's keymap reaches X through Xwayland's wl_keyboard: a German viewer types z, y, ö
+    and > (keys a US layout calls y, z, ; and Shift+<>) into xterm."""
+    if shutil.which("xterm") is None:
+        pytest.skip("needs xterm")
+    async with running_session(tmp_path, x11=True) as s:
+        s.comp.set_keymap(Keymap.from_names(layout="de").text)
+        out = s.workdir / "typed.txt"
+        script = f'read line; echo "$line" > {out}'
+        await s.spawn("xterm", "-u8", "-T", "typing", "-e", "sh", "-c", script)
+        await s.wait_window(lambda w: w.title == "typing" and w.focused, "the xterm, focused")
+        await s.settle()
+        await type_text(s.comp, "Hello, X11! zy ö <> 123\n")
+        await s.wait_for(lambda: out.exists() and out.read_text().strip(), "xterm's shell reading the line")
+        assert out.read_text().strip() == "Hello, X11! zy ö <> 123"
+        # The same physical key: evdev 21 is Z on a German keyboard (Y on a US one).
+        assert Keymap.from_names(layout="de").keys_for_char("z")[0] == 21
+
+
+@pytest.mark.skipif(shutil.which("xterm") is None, reason="needs xterm")
+async def test_xterms_ctrl_click_menu_is_an_override_redirect_window_at_the_pointer(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn("xterm", "-T", "menus", "-e", "sh", "-c", "sleep 600")
+        win = await s.wait_window(lambda w: w.title == "menus" and w.focused, "the xterm, focused")
+        await s.settle()
+        x, y = win.rect.x + 60, win.rect.y + 80
+        before = s.pixels()
+        s.comp.pointer_motion(x, y)
+        s.comp.key(KEY_LEFTCTRL, True)
+        s.comp.pointer_button(BTN_LEFT, True)  # held: the menu shows while the button is down
+        xwm = s.comp.core.xwm
+        assert xwm is not None
+        menu = await s.wait_for(
+            lambda: next(
+                (m for m in xwm.unmanaged if m.surface is not None and m.surface.has_content), None
+            ),
+            "xterm's Main Options menu",
+        )
+        assert [w.title for w in s.comp.windows()] == ["menus"], "the menu was managed as a window"
+        # Xt places the menu around the pointer (its first entry under it): where X says, on screen.
+        where = f"menu {menu.width}x{menu.height} at {menu.x},{menu.y}, pointer at {x},{y}"
+        assert menu.x - 20 <= x <= menu.x + menu.width + 20 and menu.y - 20 <= y <= menu.y + menu.height, (
+            where
+        )
+        await s.settle()
+        s.save("xterm-menu")
+        area = np.s_[menu.y : menu.y + menu.height, menu.x : menu.x + menu.width]
+        changed = np.count_nonzero(s.pixels()[area] != before[area])
+        assert changed > menu.width * menu.height // 20, "the menu is not drawn over xterm"
+        s.comp.pointer_button(BTN_LEFT, False)
+        s.comp.key(KEY_LEFTCTRL, False)
+        await s.wait_for(lambda: not xwm.unmanaged, "the menu gone after the release")
+
+
+async def test_an_override_redirect_window_is_shown_where_x_put_it_above_the_windows(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        _, under = await _xwin(s, "Under", "--size", "400x300")
+        menu = await s.spawn(
+            *XWIN, "--title", "Menu", "--size", "60x40", "--color", "00FF00",
+            "--override-redirect", f"{under.rect.x + 20},{under.rect.y + 30}", name="xwin",
+        )  # fmt: skip
+        await s.wait_for(lambda: _lines(menu, "mapped"), "the menu mapped")
+        x, y = under.rect.x + 20, under.rect.y + 30
+
+        def shown() -> bool:
+            px = s.pixels()
+            return bool(np.all(px[y : y + 40, x : x + 60] == GREEN))
+
+        await s.wait_for(shown, "the override-redirect window drawn at its X position over the window")
+        assert "Menu" not in [w.title for w in s.comp.windows()], "an override-redirect window was managed"
+        assert [w for w in s.comp.windows() if w.focused][0].title == "Under"
+
+
+FOOT = ("foot", "-o", "font=monospace:size=11", "sh")
+
+
+async def _xclip_out(s: Session, selection: str) -> str:
+    out = await s.spawn("xclip", "-o", "-selection", selection, name="xclip-out")
+    assert await s.wait_exit(out) == 0, out.output()
+    return out.output()
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="needs xclip")
+async def test_the_clipboard_goes_from_xclip_to_wl_paste_and_back(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot" and w.focused, "foot, focused")
+        await s.settle()
+        # Copied in X (xclip stays to serve it, as an X program owning the selection does) ...
+        await s.spawn("sh", "-c", "printf 'copied in X' | xclip -selection clipboard", name="xclip-in")
+        await s.wait_for(lambda: "text/plain;charset=utf-8" in (s.comp.selection_mime_types() or []),
+                         "the X clipboard offered to Wayland")  # fmt: skip
+        assert await s.comp.get_selection("text/plain;charset=utf-8") == b"copied in X"
+        # ... pasted in foot with wl-paste.
+        got = s.workdir / "got.txt"
+        await type_text(s.comp, f"wl-paste --no-newline > {got}\n")
+        await s.wait_for(lambda: got.exists() and got.read_text() == "copied in X", "wl-paste's output")
+        # Copied in Wayland (wl-copy in foot) ... pasted in X with xclip.
+        await type_text(s.comp, "printf 'copied in Wayland' | wl-copy\n")
+        await s.wait_for(
+            lambda: (
+                s.comp.core.clipboard.source is not None
+                and not isinstance(s.comp.core.clipboard.source, XSource)
+            ),
+            "wl-copy's selection",
+        )
+        assert await _xclip_out(s, "clipboard") == "copied in Wayland"
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="needs xclip")
+async def test_the_primary_selection_goes_between_x_and_wayland(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn("sh", "-c", "printf 'primary from X' | xclip -selection primary", name="xclip-in")
+        await s.wait_for(lambda: s.comp.selection_mime_types(primary=True), "X's primary offered to Wayland")
+        assert await s.comp.get_selection("text/plain", primary=True) == b"primary from X"
+        s.comp.set_selection(
+            {"text/plain;charset=utf-8": "primary from the viewer ✓".encode()}, primary=True
+        )
+        assert await _xclip_out(s, "primary") == "primary from the viewer ✓"
+
+
+async def test_misbehaving_x_clients_cost_only_themselves(tmp_path: Path) -> None:
+    """Windows mapped and destroyed at once (the WM speaks of windows already gone: X errors), a
+    flood of configure requests for 100000x100000 and 0x0, a window never mapped: a well-behaved X
+    window and a Wayland one are served all the while."""
+    async with running_session(tmp_path, x11=True) as s:
+        never = await s.spawn(*XWIN, "--title", "Never", "--never-map", name="xwin")
+        rude = await s.spawn(*XWIN, "--title", "Rude", "--flash", "40", "--flood", "600", name="xwin")
+        await s.wait_for(lambda: "flooded" in rude.output().split(), "the flood sent")
+        _, fine = await _xwin(s, "Fine", "--size", "200x100", "--color", "00FF00")
+        await s.settle()
+        assert _share(s.pixels(), fine.rect, GREEN) > 0.99
+        rude_win = await s.wait_window(lambda w: w.title == "Rude", "the rude window")
+        assert 0 < rude_win.rect.width <= 1024 and 0 < rude_win.rect.height <= 768
+        assert "Never" not in [w.title for w in s.comp.windows()]
+        assert never.proc.returncode is None and rude.proc.returncode is None
+        assert [w.title for w in s.comp.windows() if w.title.startswith("flash")] == []
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it all")
+
+
+@pytest.mark.skipif(shutil.which("gtk3-widget-factory") is None, reason="needs gtk-3-examples")
+async def test_a_gtk_program_on_x_draws_its_own_frame_and_gets_no_second_title_bar(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn("gtk3-widget-factory", env={"GDK_BACKEND": "x11"})
+        win = await s.wait_window(lambda w: w.title == "gtk3-widget-factory", "the GTK window on X")
+        xwin = next(w for w in s.comp.core.wm.windows if w.title == "gtk3-widget-factory")
+        assert not xwin.server_decorated, "_MOTIF_WM_HINTS without decorations: GTK draws its own"
+        # Its minimum size (WM_NORMAL_HINTS) is wider than this output: its top-left corner stays on it.
+        assert 0 <= win.rect.x < 1024 and 0 <= win.rect.y < 768
+        r = win.rect
+
+        def drawn() -> bool:  # (its spinners never let the session settle)
+            body = s.pixels()[r.y : r.y2, r.x : r.x2]
+            return np.count_nonzero(body == 0xF6F5F4) > body.size // 4
+
+        await s.wait_for(drawn, "GTK's window background drawn")
+        above = s.pixels()[max(0, r.y - HEIGHT) : r.y, r.x : r.x2]
+        assert np.count_nonzero(above == _rgb(ACTIVE)) < above.size // 10, "a title bar over GTK's own"
+
+
+@pytest.mark.parametrize("state", ["fullscreen", "maximized"])
+async def test_an_x_client_asks_for_fullscreen_or_maximized_through_net_wm_state(
+    tmp_path: Path, state: str
+) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client = await s.spawn(*XWIN, "--title", "Stateful", "--state", state, name="xwin")
+        win = await s.wait_window(lambda w: w.title == "Stateful" and getattr(w, state), f"{state} window")
+        want = (1024, 768) if state == "fullscreen" else (1024, 768 - HEIGHT)
+        at = (0, 0) if state == "fullscreen" else (0, HEIGHT)
+        win = await s.wait_window(
+            lambda w: (
+                w.title == "Stateful" and (w.rect.x, w.rect.y, w.rect.width, w.rect.height) == (*at, *want)
+            ),
+            f"{state}: the whole output (maximized: below its title bar)",
+        )
+        # X was told the size and the place (its ConfigureNotify), not only the compositor's picture.
+        await s.wait_for(
+            lambda: (
+                [str(want[0]), str(want[1]), str(win.rect.x), str(win.rect.y)]
+                in [c[1:] for c in _lines(client, "configure")]
+            ),
+            "X's idea of the window",
+        )
+
+
+async def _x_focus(s: Session) -> tuple[str, str]:
+    """X's idea of the focus: (_NET_ACTIVE_WINDOW on the root, the input focus window), as ids."""
+    active = await s.spawn("xprop", "-root", "_NET_ACTIVE_WINDOW", name="xprop")
+    focus = await s.spawn("xdotool", "getwindowfocus", name="xdotool")
+    await s.wait_exit(active)
+    await s.wait_exit(focus)
+    return active.output().split()[-1], focus.output().strip()
+
+
+@pytest.mark.skipif(
+    shutil.which("xdotool") is None or shutil.which("xprop") is None, reason="xdotool, xprop"
+)
+async def test_x_focus_follows_the_wm_into_and_out_of_x_and_respects_the_input_model(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        plain, _ = await _xwin(s, "Plain")
+        wid = _lines(plain, "mapped")[0][0]
+        active, focus = await _x_focus(s)
+        assert int(active, 16) == int(wid) and focus == wid
+        # A Wayland window takes the focus: no X window has it any more.
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot" and w.focused, "foot focused")
+        active, focus = await _x_focus(s)
+        assert int(active, 16) == 0 and focus != wid, "X still thinks its window has the focus"
+        # A globally active client (WM_HINTS input False, WM_TAKE_FOCUS) is told to take it itself.
+        taker, _ = await _xwin(s, "Taker", "--take-focus")
+        await s.wait_for(lambda: _lines(taker, "take-focus"), "WM_TAKE_FOCUS sent")
+        active, focus = await _x_focus(s)
+        assert int(active, 16) == int(_lines(taker, "mapped")[0][0])
+        assert focus != _lines(taker, "mapped")[0][0], (
+            "the WM set the focus on a window that takes it itself"
+        )
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_an_x_window_minimizes_itself_and_scrolls(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Scrolled", "--size", "300x200")
+        s.comp.pointer_motion(win.rect.x + 50, win.rect.y + 50)
+        s.comp.pointer_axis(Axis.VERTICAL, 15.0, discrete=1)
+        s.comp.pointer_axis(Axis.VERTICAL, -15.0, discrete=-1)
+        # X has no scroll events: a wheel notch is a press of button 5 (down) or 4 (up).
+        await s.wait_for(lambda: len(_lines(client, "button")) >= 2, "two wheel notches in X")
+        assert [b[3] for b in _lines(client, "button")][:2] == ["5", "4"]
+        # xdotool windowminimize sends WM_CHANGE_STATE IconicState (ICCCM 4.1.4), as programs do.
+        wid = _lines(client, "mapped")[0][0]
+        await s.spawn("xdotool", "windowminimize", wid, name="xdotool")
+        await s.wait_window(lambda w: w.title == "Scrolled" and w.minimized, "the X window minimized")
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_an_x_program_presents_its_window_with_net_active_window(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        first, _ = await _xwin(s, "Presented")
+        await _xwin(s, "Other")
+        assert [w for w in s.comp.windows() if w.focused][0].title == "Other"
+        # xdotool windowactivate sends _NET_ACTIVE_WINDOW, as gtk_window_present and Java's toFront do.
+        wid = _lines(first, "mapped")[0][0]
+        await s.spawn("xdotool", "windowactivate", "--sync", wid, name="xdotool")
+        await s.wait_window(lambda w: w.title == "Presented" and w.focused, "the presented window focused")
+        assert s.comp.windows()[-1].title == "Presented", "the presented window was not raised"
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="needs xclip")
+async def test_a_large_x_selection_sent_in_pieces_reaches_wayland_whole(tmp_path: Path) -> None:
+    """xclip sends a selection larger than its X requests may be in INCR pieces (ICCCM 2.7.2)."""
+    async with running_session(tmp_path, x11=True) as s:
+        text = b"".join(b"line %07d of a large X selection\n" % i for i in range(160_000))  # 5.4 MB
+        big = s.workdir / "big.txt"
+        big.write_bytes(text)
+        await s.spawn("sh", "-c", f"xclip -selection clipboard < {big}", name="xclip-in")
+        await s.wait_for(lambda: s.comp.selection_mime_types(), "the X clipboard offered to Wayland")
+        data = await s.comp.get_selection("text/plain;charset=utf-8")
+        assert data is not None and len(data) == len(text) and data == text

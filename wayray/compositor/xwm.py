@@ -1,0 +1,635 @@
+"""The X window manager inside the compositor: X windows of Xwayland in the built-in floating WM.
+
+``Xwm`` is an xcffib connection on the ``-wm`` socket Xwayland was started with, driven from the
+compositor's asyncio loop (``loop.add_reader`` on its fd: drain the events, handle them, flush). It
+redirects the root's substructure (it is the window manager), reads the ICCCM/EWMH properties a
+window is mapped with, pairs each X window with the ``wl_surface`` Xwayland made for it
+(``WL_SURFACE_ID``), and hands managed windows to the WM through the same toplevel hooks xdg-shell
+uses (``XwmHost``): an ``XWindow`` is a ``wm.ManagedToplevel``. Override-redirect windows (menus,
+tooltips) are not managed: the scene shows them where X put them, above the windows.
+Replies are waited for synchronously, as wlroots does: Xwayland answers X requests without waiting
+on the compositor (docs/xwayland.md §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, Any, Protocol
+
+import xcffib
+import xcffib.composite
+import xcffib.xfixes
+import xcffib.xproto as xp
+
+from wayray.compositor.geometry import Rect
+from wayray.compositor.surface import Role, Surface
+from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
+from wayray.compositor.xdg_shell import ToplevelConfigure
+from wayray.compositor.xprops import MAX_SIZE, PropertyReader
+from wayray.compositor.xselection import SelectionBridge, SelectionHost
+
+if TYPE_CHECKING:
+    from wayray.compositor.xdg_popup import PopupRole
+    from wayray.wayland.server import Client
+
+log = logging.getLogger(__name__)
+
+ATOMS = (
+    "WL_SURFACE_ID",
+    "WL_SURFACE_SERIAL",
+    "WM_PROTOCOLS",
+    "WM_DELETE_WINDOW",
+    "WM_TAKE_FOCUS",
+    "WM_STATE",
+    "WM_CHANGE_STATE",
+    "UTF8_STRING",
+    "_NET_WM_NAME",
+    "_NET_SUPPORTED",
+    "_NET_SUPPORTING_WM_CHECK",
+    "_NET_ACTIVE_WINDOW",
+    "_NET_WM_STATE",
+    "_NET_WM_STATE_MAXIMIZED_VERT",
+    "_NET_WM_STATE_MAXIMIZED_HORZ",
+    "_NET_WM_STATE_FULLSCREEN",
+    "_NET_WM_PID",
+    "_NET_WM_WINDOW_TYPE",
+    "_MOTIF_WM_HINTS",
+    "_GTK_FRAME_EXTENTS",
+    "WM_S0",
+)
+NORMAL_STATE, WITHDRAWN_STATE, ICONIC_STATE = 1, 0, 3
+NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
+NO_CONFIGURE = ToplevelConfigure(0, 0, False, False, False, False)
+
+
+class XwmHost(SelectionHost, Protocol):
+    """What the X window manager needs of the compositor (``Core``): the WM's toplevel hooks, and the
+    selections for the clipboard bridge."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def scene_changed(self) -> None: ...
+
+    def usable_area(self) -> Rect: ...
+
+    def new_toplevel(self, toplevel: XWindow) -> object: ...
+
+    def toplevel_mapped(self, toplevel: XWindow) -> None: ...
+
+    def toplevel_committed(self, toplevel: XWindow) -> None: ...
+
+    def toplevel_unmapped(self, toplevel: XWindow) -> None: ...
+
+    def toplevel_destroyed(self, toplevel: XWindow) -> None: ...
+
+    def maximize_requested(self, toplevel: XWindow, on: bool) -> None: ...
+
+    def fullscreen_requested(self, toplevel: XWindow, on: bool) -> None: ...
+
+    def minimize_requested(self, toplevel: XWindow) -> None: ...
+
+    def activate_requested(self, toplevel: XWindow) -> None: ...
+
+
+class XWindow(Role):
+    """One X window: its X state and, once paired, its surface (whose role it is)."""
+
+    name = "xwayland_surface"
+
+    def __init__(self, xwm: Xwm, wid: int, rect: Rect, override_redirect: bool) -> None:
+        self.xwm = xwm
+        self.wid = wid
+        self.x, self.y = rect.x, rect.y  # where X has it (root = layout coordinates)
+        self.width, self.height = rect.width, rect.height
+        self.override_redirect = override_redirect
+        self.alive = True
+        self.title = ""
+        self.app_id = ""
+        self.pid = 0
+        self.protocols: set[int] = set()
+        self.transient_for: int | None = None
+        self.min_size = (0, 0)
+        self.max_size = (0, 0)
+        self.surface: Surface | None = None
+        self.x_mapped = False  # X says it is mapped
+        self.managed = False  # handed to the WM (between new_toplevel and toplevel_destroyed)
+        self.wm_mapped = False  # the WM shows it (mapped in X, paired, with content)
+        self.want = NO_CONFIGURE
+        self.acked_state: ToplevelConfigure | None = None
+        self.popups: list[PopupRole] = []
+        self._move_pending = False
+        self._wm_pos = (rect.x, rect.y)
+        #: The client draws its own frame (_MOTIF_WM_HINTS without decorations: GTK's CSD) ...
+        self.undecorated = False
+        #: WM_HINTS input: whether the WM sets X's focus on it (False: it takes the focus itself)
+        self.input_hint = True
+        self.asked_size: tuple[int, int] | None = None  # the last size the WM asked X for
+        #: ... with a shadow around it this wide (_GTK_FRAME_EXTENTS: left, right, top, bottom).
+        self.extents = (0, 0, 0, 0)
+
+    def __repr__(self) -> str:
+        return f"<X window 0x{self.wid:x} {self.title!r}>"
+
+    # wm.ManagedToplevel -----------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.title or self.app_id or f"X window 0x{self.wid:x}"
+
+    @property
+    def parent(self) -> XWindow | None:
+        if self.transient_for is None:
+            return None
+        parent = self.xwm.windows.get(self.transient_for)
+        return parent if parent is not None and parent.managed and parent is not self else None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The X window's size, or the one the WM asked for while X has not confirmed it yet."""
+        return self.asked_size if self.asked_size is not None else (self.width, self.height)
+
+    @property
+    def geometry(self) -> Rect:
+        left, right, top, bottom = self.extents
+        w, h = self.size
+        return Rect(left, top, max(1, w - left - right), max(1, h - top - bottom))
+
+    @property
+    def server_side_decorated(self) -> bool:
+        return not self.undecorated
+
+    @property
+    def redrawing(self) -> bool:
+        return False
+
+    def configure(self, want: ToplevelConfigure) -> None:
+        self.want = want
+        self.acked_state = want  # X has no acknowledgement: what was asked is what holds
+        left, right, top, bottom = self.extents
+        w = want.width + left + right if want.width else self.size[0]
+        h = want.height + top + bottom if want.height else self.size[1]
+        w, h = _clamp(w, h, self.min_size, self.max_size)
+        if (w, h) != self.size:
+            self.xwm.configure_window(self, size=(w, h))
+        self.xwm.set_net_wm_state(self, want)
+        if not want.activated and self.xwm.focused is self:
+            self.xwm.focus_window(None)  # the keyboard went to another (a Wayland) window
+
+    def moved(self, x: int, y: int) -> None:
+        self._wm_pos = (x - self.extents[0], y - self.extents[2])  # the X window's, shadow included
+        if not self._move_pending:
+            self._move_pending = True
+            self.xwm.host.loop.call_soon(self._send_move)
+
+    def _send_move(self) -> None:
+        self._move_pending = False
+        if self.alive and (self.x, self.y) != self._wm_pos:
+            self.xwm.configure_window(self, pos=self._wm_pos)
+
+    def send_close(self) -> None:
+        self.xwm.close_window(self)
+
+    def activated(self) -> None:
+        self.xwm.focus_window(self)
+
+    def raised(self) -> None:
+        self.xwm.raise_window(self)
+
+    # Role (of its wl_surface) -----------------------------------------------------------------
+
+    def committed(self) -> None:
+        self.xwm.surface_committed(self)
+
+    def surface_destroyed(self) -> None:
+        self.xwm.surface_gone(self)
+
+
+def _clamp(w: int, h: int, mn: tuple[int, int], mx: tuple[int, int]) -> tuple[int, int]:
+    w, h = max(w, mn[0], 1), max(h, mn[1], 1)
+    if mx[0]:
+        w = min(w, mx[0])
+    if mx[1]:
+        h = min(h, mx[1])
+    return min(w, MAX_SIZE), min(h, MAX_SIZE)
+
+
+class Xwm:
+    """The window manager on Xwayland's ``-wm`` connection."""
+
+    def __init__(self, host: XwmHost, sock: socket.socket, client: Client) -> None:
+        self.host = host
+        self.client = client
+        self.conn = xcffib.Connection(fd=sock.detach())  # xcb owns the fd now
+        self.core: Any = getattr(self.conn, "core")  # noqa: B009 (untyped in xcffib)
+        self.windows: dict[int, XWindow] = {}
+        self.unmanaged: list[XWindow] = []  # mapped override-redirect windows, bottom to top
+        self._waiting_surface: dict[int, XWindow] = {}  # wl_surface id -> window (id not seen yet)
+        self.closed = False
+        self.focused: XWindow | None = None  # the X window with X's input focus
+        screen = self.conn.get_setup().roots[0]
+        self.root = screen.root
+        cookies = {name: self.core.InternAtom(False, len(name), name) for name in ATOMS}
+        self.atoms = {name: c.reply().atom for name, c in cookies.items()}
+        self.props = PropertyReader(self.core, self.atoms)
+        self._become_wm(screen)
+        self.selections = SelectionBridge(self.conn, self.core, self.root, screen.root_visual, host)
+        # Owning WM_S0 says a window manager runs (ICCCM 2.8); Xwayland accepts X clients only then,
+        # so everything the WM must hear about is selected before.
+        self.core.SetSelectionOwner(self._check_window, self.atoms["WM_S0"], xp.Time.CurrentTime)
+        self._fd = self.conn.get_file_descriptor()
+        host.loop.add_reader(self._fd, self._readable)
+        # Waiting for replies may have read events into xcb's queue: the fd will not say so.
+        host.loop.call_soon(self._readable)
+        self.conn.flush()
+        log.info("X window manager running")
+
+    def _become_wm(self, screen: Any) -> None:
+        core, a = self.core, self.atoms
+        mask = xp.EventMask.SubstructureRedirect | xp.EventMask.SubstructureNotify
+        core.ChangeWindowAttributesChecked(self.root, xp.CW.EventMask, [mask]).check()
+        # Rootless Xwayland gives a window a wl_surface only if its drawing is redirected.
+        composite: Any = self.conn(xcffib.composite.key)
+        composite.QueryVersion(0, 4).reply()
+        composite.RedirectSubwindows(self.root, xcffib.composite.Redirect.Manual)
+        check = self.conn.generate_id()
+        core.CreateWindow(
+            0, check, self.root, -1, -1, 1, 1, 0, xp.WindowClass.InputOutput, screen.root_visual, 0, []
+        )
+        name = b"wayray"
+        for w in (self.root, check):
+            core.ChangeProperty(
+                xp.PropMode.Replace, w, a["_NET_SUPPORTING_WM_CHECK"], xp.Atom.WINDOW, 32, 1, [check]
+            )
+        core.ChangeProperty(
+            xp.PropMode.Replace, check, a["_NET_WM_NAME"], a["UTF8_STRING"], 8, len(name), name
+        )
+        supported = [
+            a[n]
+            for n in (
+                "_NET_WM_NAME",
+                "_NET_ACTIVE_WINDOW",
+                "_NET_WM_STATE",
+                "_NET_WM_STATE_MAXIMIZED_VERT",
+                "_NET_WM_STATE_MAXIMIZED_HORZ",
+                "_NET_WM_STATE_FULLSCREEN",
+                "_NET_SUPPORTING_WM_CHECK",
+            )
+        ]
+        core.ChangeProperty(
+            xp.PropMode.Replace, self.root, a["_NET_SUPPORTED"], xp.Atom.ATOM, 32, len(supported), supported
+        )
+        self._check_window = check
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        """Handle every queued event. An X error (a window that vanished while we spoke about it) or a
+        bug in one handler costs that event only; the connection's end closes the WM."""
+        while not self.closed:
+            try:
+                event = self.conn.poll_for_event()
+                if event is None:
+                    break
+                self._handle(event)
+            except xcffib.ConnectionException:
+                log.info("the X window manager's connection closed")
+                self.close()
+                return
+            except xcffib.Error as err:
+                log.debug("X error %s (a window gone meanwhile?)", type(err).__name__)
+            except Exception:
+                log.exception("X window manager: an event could not be handled")
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.closed:
+            try:
+                self.conn.flush()
+            except xcffib.ConnectionException:
+                self.close()
+
+    def close(self) -> None:
+        """Forget every window (Xwayland is gone or going) and drop the connection."""
+        if self.closed:
+            return
+        self.closed = True
+        self.host.loop.remove_reader(self._fd)
+        self.selections.close()
+        for win in list(self.windows.values()):
+            self._destroyed(win)
+        self.conn.disconnect()
+
+    def _handle(self, event: Any) -> None:
+        log.debug("X event %s", type(event).__name__)
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    # X events ---------------------------------------------------------------------------------
+
+    def _on_create(self, ev: xp.CreateNotifyEvent) -> None:
+        if ev.window in (self._check_window, self.selections.wid):
+            return
+        rect = Rect(ev.x, ev.y, ev.width, ev.height)
+        self.windows[ev.window] = XWindow(self, ev.window, rect, bool(ev.override_redirect))
+        mask = xp.EventMask.PropertyChange | xp.EventMask.FocusChange
+        self.core.ChangeWindowAttributes(ev.window, xp.CW.EventMask, [mask])
+
+    def _on_destroy(self, ev: xp.DestroyNotifyEvent) -> None:
+        win = self.windows.get(ev.window)
+        if win is not None:
+            self._destroyed(win)
+
+    def _destroyed(self, win: XWindow) -> None:
+        if self.focused is win:
+            self.focused = None
+        self._unmapped(win)
+        win.alive = False
+        self.windows.pop(win.wid, None)
+        for sid, w in list(self._waiting_surface.items()):
+            if w is win:
+                del self._waiting_surface[sid]
+        if win.surface is not None:
+            win.surface.clear_role(win)
+            win.surface = None
+        if win.managed:
+            win.managed = False
+            self.host.toplevel_destroyed(win)
+
+    def _on_map_request(self, ev: xp.MapRequestEvent) -> None:
+        win = self.windows.get(ev.window)
+        if win is None:
+            return
+        self.props.read_all(win)
+        if not win.managed:
+            win.managed = True
+            self.host.new_toplevel(win)
+        # A window made larger than the area windows get (before it asked the WM anything) is cut to it.
+        area = self.host.usable_area()
+        title = 0 if win.undecorated else TITLE_HEIGHT
+        w, h = min(win.width, max(1, area.width)), min(win.height, max(1, area.height - title))
+        if (w, h) != (win.width, win.height):
+            self.configure_window(win, size=_clamp(w, h, win.min_size, win.max_size))
+        self._set_wm_state(win, NORMAL_STATE)
+        self.core.MapWindow(win.wid)
+
+    def _on_map(self, ev: xp.MapNotifyEvent) -> None:
+        win = self.windows.get(ev.window)
+        if win is None:
+            return
+        win.x_mapped = True
+        if win.override_redirect and win not in self.unmanaged:
+            self.unmanaged.append(win)
+        self._check_shown(win)
+
+    def _on_unmap(self, ev: xp.UnmapNotifyEvent) -> None:
+        win = self.windows.get(ev.window)
+        if win is None:
+            return
+        self._unmapped(win)
+        if win.managed:
+            self._set_wm_state(win, WITHDRAWN_STATE)
+
+    def _unmapped(self, win: XWindow) -> None:
+        win.x_mapped = False
+        if win in self.unmanaged:
+            self.unmanaged.remove(win)
+            self.host.scene_changed()
+        if win.wm_mapped:
+            win.wm_mapped = False
+            self.host.toplevel_unmapped(win)
+
+    def _on_configure_request(self, ev: xp.ConfigureRequestEvent) -> None:
+        win = self.windows.get(ev.window)
+        if win is None:
+            return
+        m = ev.value_mask
+        w = ev.width if m & xp.ConfigWindow.Width else win.size[0]
+        h = ev.height if m & xp.ConfigWindow.Height else win.size[1]
+        w, h = _clamp(w, h, win.min_size, win.max_size)
+        area = self.host.usable_area()
+        w, h = min(w, max(area.width, 1)), min(h, max(area.height, 1))
+        if win.wm_mapped:
+            pos = (win.x, win.y)  # a shown window stays where the WM put it
+        else:
+            pos = (ev.x if m & xp.ConfigWindow.X else win.x, ev.y if m & xp.ConfigWindow.Y else win.y)
+        # Answered in any case (ICCCM 4.1.5): with a real ConfigureNotify if anything changes, else
+        # the client hears it through the synthetic one configure_window sends.
+        self.configure_window(win, pos=pos, size=(w, h), always_notify=True)
+
+    def _on_configure_notify(self, ev: xp.ConfigureNotifyEvent) -> None:
+        win = self.windows.get(ev.window)
+        if win is None:
+            return
+        moved = (win.x, win.y, win.width, win.height) != (ev.x, ev.y, ev.width, ev.height)
+        win.x, win.y, win.width, win.height = ev.x, ev.y, ev.width, ev.height
+        if win.asked_size == (ev.width, ev.height):
+            win.asked_size = None  # X has what was asked
+        if win.override_redirect and moved:
+            self.host.scene_changed()
+
+    def _on_property(self, ev: xp.PropertyNotifyEvent) -> None:
+        if ev.window == self.selections.wid:
+            self.selections.property_changed(ev)
+            return
+        win = self.windows.get(ev.window)
+        if win is None or ev.state != xp.Property.NewValue:
+            return
+        a = self.atoms
+        if ev.atom in (xp.Atom.WM_NAME, a["_NET_WM_NAME"]):
+            self.props.read_title(win)
+            self.host.scene_changed()
+        elif ev.atom == xp.Atom.WM_NORMAL_HINTS:
+            self.props.read_size_hints(win)
+        elif ev.atom == xp.Atom.WM_TRANSIENT_FOR:
+            self.props.read_transient(win)
+        elif ev.atom in (a["_MOTIF_WM_HINTS"], a["_GTK_FRAME_EXTENTS"]):
+            self.props.read_frame(win)
+            self.host.scene_changed()
+
+    def _on_client_message(self, ev: xp.ClientMessageEvent) -> None:
+        a = self.atoms
+        win = self.windows.get(ev.window)
+        if win is None:
+            return
+        data = ev.data.data32
+        if ev.type == a["WL_SURFACE_ID"]:
+            self._pair(win, data[0])
+        elif ev.type == a["_NET_WM_STATE"] and win.managed:
+            self._net_wm_state_request(win, data[0], (data[1], data[2]))
+        elif ev.type == a["WM_CHANGE_STATE"] and win.managed and data[0] == ICONIC_STATE:
+            self.host.minimize_requested(win)  # ICCCM 4.1.4: iconify
+        elif ev.type == a["_NET_ACTIVE_WINDOW"] and win.managed:
+            self.host.activate_requested(win)  # EWMH: a program presenting its window, or a pager
+
+    def _net_wm_state_request(self, win: XWindow, action: int, props: tuple[int, int]) -> None:
+        a = self.atoms
+        for name, current, request in (
+            ("_NET_WM_STATE_FULLSCREEN", win.want.fullscreen, self.host.fullscreen_requested),
+            ("_NET_WM_STATE_MAXIMIZED_VERT", win.want.maximized, self.host.maximize_requested),
+        ):
+            if a[name] in props or (name.endswith("VERT") and a["_NET_WM_STATE_MAXIMIZED_HORZ"] in props):
+                on = not current if action == NET_WM_STATE_TOGGLE else action == NET_WM_STATE_ADD
+                request(win, on)
+
+    # Surfaces ---------------------------------------------------------------------------------
+
+    def _pair(self, win: XWindow, surface_id: int) -> None:
+        obj = self.client.object(surface_id)
+        if isinstance(obj, Surface) and obj.role is None:
+            self._attach(win, obj)
+        else:
+            self._waiting_surface[surface_id] = win  # the surface's creation has not reached us yet
+
+    def surface_created(self, surface: Surface) -> None:
+        """Xwayland created ``surface``: pair it if its window named it already."""
+        win = self._waiting_surface.pop(surface.id, None)
+        if win is not None and win.alive:
+            self._attach(win, surface)
+
+    def _attach(self, win: XWindow, surface: Surface) -> None:
+        if win.surface is not None:
+            win.surface.clear_role(win)
+        surface.role = win
+        surface.role_name = win.name
+        win.surface = surface
+        self._check_shown(win)
+
+    def surface_committed(self, win: XWindow) -> None:
+        if win.wm_mapped:
+            if win.surface is None or not win.surface.has_content:
+                self._unmapped(win)
+                return
+            self.host.toplevel_committed(win)
+        else:
+            self._check_shown(win)
+        self.host.scene_changed()
+
+    def surface_gone(self, win: XWindow) -> None:
+        was = win.wm_mapped
+        win.surface = None
+        if was:
+            win.wm_mapped = False
+            self.host.toplevel_unmapped(win)
+        self.host.scene_changed()
+
+    def _check_shown(self, win: XWindow) -> None:
+        s = win.surface
+        if not win.x_mapped or s is None or not s.has_content:
+            return
+        if win.override_redirect:
+            self.host.scene_changed()
+        elif win.managed and not win.wm_mapped:
+            win.wm_mapped = True
+            self.host.toplevel_mapped(win)
+
+    # Properties -------------------------------------------------------------------------------
+
+    def _set_wm_state(self, win: XWindow, state: int) -> None:
+        a = self.atoms["WM_STATE"]
+        self.core.ChangeProperty(xp.PropMode.Replace, win.wid, a, a, 32, 2, [state, 0])
+
+    def set_net_wm_state(self, win: XWindow, want: ToplevelConfigure) -> None:
+        a = self.atoms
+        states = []
+        if want.maximized:
+            states += [a["_NET_WM_STATE_MAXIMIZED_VERT"], a["_NET_WM_STATE_MAXIMIZED_HORZ"]]
+        if want.fullscreen:
+            states.append(a["_NET_WM_STATE_FULLSCREEN"])
+        self.core.ChangeProperty(
+            xp.PropMode.Replace, win.wid, a["_NET_WM_STATE"], xp.Atom.ATOM, 32, len(states), states
+        )
+        self.flush()
+
+    # Requests from the WM ---------------------------------------------------------------------
+
+    def configure_window(
+        self,
+        win: XWindow,
+        *,
+        pos: tuple[int, int] | None = None,
+        size: tuple[int, int] | None = None,
+        always_notify: bool = False,
+    ) -> None:
+        if self.closed or not win.alive:
+            return
+        # Only what is given: X's last word on the rest may be out of date (a resize in flight), and
+        # sending it would undo what was asked a moment ago.
+        x, y = pos if pos is not None else (win.x, win.y)
+        w, h = size if size is not None else (win.width, win.height)
+        cw = xp.ConfigWindow
+        mask, values = cw.BorderWidth, [0]
+        if pos is not None:
+            mask, values = mask | cw.X | cw.Y, [x & 0xFFFFFFFF, y & 0xFFFFFFFF, *values]
+        if size is not None:
+            mask, values = mask | cw.Width | cw.Height, [*values[:-1], w, h, 0]
+            win.asked_size = (w, h)
+        self.core.ConfigureWindow(win.wid, mask, values)
+        if always_notify and (x, y, w, h) == (win.x, win.y, win.width, win.height):
+            ev = xp.ConfigureNotifyEvent.synthetic(win.wid, win.wid, 0, x, y, w, h, 0, 0)
+            self.core.SendEvent(False, win.wid, xp.EventMask.StructureNotify, ev.pack())
+        self.flush()
+
+    def close_window(self, win: XWindow) -> None:
+        if self.closed or not win.alive:
+            return
+        delete = self.atoms["WM_DELETE_WINDOW"]
+        if delete in win.protocols:
+            self._send_protocol(win, delete)
+        else:
+            self.core.KillClient(win.wid)
+        self.flush()
+
+    def _send_protocol(self, win: XWindow, atom: int) -> None:
+        data = xp.ClientMessageData.synthetic([atom, xp.Time.CurrentTime, 0, 0, 0], "I" * 5)
+        ev = xp.ClientMessageEvent.synthetic(32, win.wid, self.atoms["WM_PROTOCOLS"], data)
+        self.core.SendEvent(False, win.wid, xp.EventMask.NoEvent, ev.pack())
+
+    def focus_window(self, win: XWindow | None) -> None:
+        """Give X's focus to ``win`` as ICCCM 4.1.7 says for its input model (None: no X window)."""
+        if self.closed or (win is not None and (not win.alive or not win.x_mapped)):
+            return
+        core = self.core
+        self.focused = win
+        if win is None:
+            core.SetInputFocus(xp.InputFocus.PointerRoot, 0, xp.Time.CurrentTime)
+        else:
+            if win.input_hint:  # passive or locally active: the WM sets the focus
+                core.SetInputFocus(xp.InputFocus.PointerRoot, win.wid, xp.Time.CurrentTime)
+            if self.atoms["WM_TAKE_FOCUS"] in win.protocols:  # locally or globally active: it is told
+                self._send_protocol(win, self.atoms["WM_TAKE_FOCUS"])
+        core.ChangeProperty(
+            xp.PropMode.Replace,
+            self.root,
+            self.atoms["_NET_ACTIVE_WINDOW"],
+            xp.Atom.WINDOW,
+            32,
+            1,
+            [win.wid if win is not None else 0],
+        )
+        self.flush()
+
+    def raise_window(self, win: XWindow) -> None:
+        if self.closed or not win.alive:
+            return
+        self.core.ConfigureWindow(win.wid, xp.ConfigWindow.StackMode, [xp.StackMode.Above])
+        self.flush()
+
+
+_HANDLERS: dict[type, Any] = {
+    xp.CreateNotifyEvent: Xwm._on_create,
+    xp.DestroyNotifyEvent: Xwm._on_destroy,
+    xp.MapRequestEvent: Xwm._on_map_request,
+    xp.MapNotifyEvent: Xwm._on_map,
+    xp.UnmapNotifyEvent: Xwm._on_unmap,
+    xp.ConfigureRequestEvent: Xwm._on_configure_request,
+    xp.ConfigureNotifyEvent: Xwm._on_configure_notify,
+    xp.PropertyNotifyEvent: Xwm._on_property,
+    xp.ClientMessageEvent: Xwm._on_client_message,
+    xp.SelectionNotifyEvent: lambda xwm, ev: xwm.selections.converted(ev),
+    xp.SelectionRequestEvent: lambda xwm, ev: xwm.selections.requested(ev),
+    xcffib.xfixes.SelectionNotifyEvent: lambda xwm, ev: xwm.selections.owner_changed(ev),
+}
