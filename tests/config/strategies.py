@@ -246,11 +246,13 @@ def _skip(record: type, valid: bool) -> frozenset[str]:
         HostConfig,
         OutputSettings,
         TLSSettings,
+        WebSettings,
     )
 
     return {
         ServerConfig: frozenset({"port", "policy", "enabled", "listen"}),
         TLSSettings: frozenset({"cert", "key"}),
+        WebSettings: frozenset({"port", "cert", "key"}),
         OutputSettings: frozenset({"idle_fps"}),
         HostConfig: frozenset({"runtime_dir", "state_dir", "admin_socket", "launcher_socket"}),
         ClientTLSSettings: frozenset({"cert", "key"}),
@@ -300,6 +302,11 @@ def documents(draw: Draw, spec: FileSpec, valid: bool = True, names: Names | Non
                     body["admission"] = {**admission, "access_key_file": draw(_PATH)}
                 else:
                     body["tls"] = {**tls, "client_ca": draw(_PATH)}
+            web = body.get("web")
+            if isinstance(web, dict):  # a port of its own (a cross-check), a site certificate with its key
+                web["port"] = 20000 + names.next_port
+                if draw(st.booleans()):
+                    web.update(cert=draw(_PATH), key=draw(_PATH))
             out = body.setdefault("output", {})
             if isinstance(out, dict) and draw(st.booleans()):
                 out["idle_fps"] = draw(st.integers(0, int(out.get("fps", 60))))

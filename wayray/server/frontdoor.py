@@ -41,6 +41,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import wayray
 from wayray.common.errors import WayRayError
@@ -65,7 +66,7 @@ from wayray.server.live import ServedSession
 from wayray.server.logins import Logins
 from wayray.server.model import EndReason, SessionState
 from wayray.server.registry import Registry, RegistryError
-from wayray.server.settings import FrontDoorSettings, Mode
+from wayray.server.settings import FrontDoorSettings, Mode, WebSettings
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenHasher
 from wayray.server.viewers import ViewerSide
@@ -93,6 +94,7 @@ class FrontDoor:
         "client_ca",
         "access_key_file",
         "launcher_socket",
+        "web",
     )
 
     def __init__(
@@ -119,6 +121,8 @@ class FrontDoor:
         self.config_digests = config_digests
         self.port = settings.port
         self.servers: list[WireServer] = []
+        #: The browser kiosk (``wayray.web.door.WebDoor``) when the settings enable it.
+        self.web: Any = None
         #: The addresses it listens on (a default one that cannot be bound is left out).
         self.listening: list[str] = []
         self._lock_fd = lock_fd
@@ -309,6 +313,29 @@ class FrontDoor:
             self.listening.append(server_settings.host)
             port = server.port
         self.port = port
+        if settings.web.enabled:
+            await self._listen_web(settings.web, server_settings)
+
+    async def _listen_web(self, web: WebSettings, server_settings: ServerSettings) -> None:
+        """The browser kiosk on the same addresses: its WebTransport sessions are viewers like QUIC
+        ones, handed to the same ViewerSide (docs/web-kiosk.md)."""
+        from wayray.web.door import WebDoor, WebDoorConfig
+
+        settings = self.settings
+        site = web.cert is not None and web.key is not None
+        config = WebDoorConfig(
+            port=web.port,
+            page_cert=web.cert if site and web.cert is not None else settings.tls_cert,
+            page_key=web.key if site and web.key is not None else settings.tls_key,
+            site=site,
+        )
+        self.web = await WebDoor.start(
+            config,
+            name=settings.name,
+            hosts=self.listening,
+            server=server_settings,
+            handler=self.viewer_side.handle,
+        )
 
     async def stop(self, *, end_sessions: bool = False) -> None:
         """Stop serving. Sessions keep running (they reconnect to the next wrsrvd) unless
@@ -334,6 +361,9 @@ class FrontDoor:
         for server in self.servers:
             await server.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
         self.servers.clear()
+        if self.web is not None:
+            await self.web.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
+            self.web = None
         for session in table.live.values():
             if session.link is not None:
                 session.link.close(CloseCode.SHUTDOWN, "wrsrvd is stopping")

@@ -30,6 +30,18 @@ class Mode(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The browser kiosk (``[server.NAME.web]``, docs/web-kiosk.md); port 0: a free one."""
+
+    enabled: bool = False
+    port: int = 7443
+    #: A site certificate and its key; None: the server's identity for the page, and a rotating
+    #: short-lived certificate for WebTransport.
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
 class FrontDoorSettings:
     mode: Mode
     #: The instance name ("standalone" in standalone mode), for logs and the ServerHello.
@@ -74,6 +86,8 @@ class FrontDoorSettings:
     max_pixels: int = 16_588_800
     #: Per-source and memory limits on new sessions (``wayray.server.admission``).
     admission: Limits = Limits()
+    #: The browser kiosk (served when ``enabled``).
+    web: WebSettings = WebSettings()
 
     @property
     def login(self) -> bool:
@@ -241,6 +255,7 @@ def _build(
         session_cpu_quota=server.limits.session_cpu_quota,
         access_key_file=_path(server.admission.access_key_file),
         max_pixels=server.output.max_pixels,
+        web=WebSettings(server.web.enabled, server.web.port, _path(server.web.cert), _path(server.web.key)),
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
             unused_per_source=server.admission.unused_sessions_per_source,
