@@ -1,0 +1,73 @@
+"""The browser kiosk's page in Debian's Chromium (headless, over its DevTools pipe), served by a real
+wrsrvd: it connects over WebTransport pinned by the certificate hashes, shows the session, and what
+is typed on the page reaches foot; the canvas holds the session's picture (docs/web-kiosk.md)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.e2e.harness import Harness, WrServer, eventually, png_pixels
+from tests.web.browser import CHROMIUM, Browser, Page
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Debian's chromium is not installed (tools/apt-packages.txt)"
+    ),
+]
+
+FOOT = ["foot", "--window-size-chars=80x24", "sh"]
+
+
+def web_server(harness: Harness, *extra: str) -> tuple[WrServer, int, str]:
+    srv = harness.server(FOOT, extra=["--web-port", "0", *extra])
+    m = re.search(r"browser kiosk\s+https://localhost:(\d+)/.*spki-list=(\S+)\)", srv.banner)
+    assert m, srv.banner
+    return srv, int(m[1]), m[2]
+
+
+def canvas_pixels(page: Page) -> np.ndarray:
+    url = page.evaluate("document.getElementById('screen').toDataURL('image/png')")
+    return png_pixels(base64.b64decode(url.split(",", 1)[1]))
+
+
+def present_badge(page: Page, badge: str) -> None:
+    page.evaluate(f"document.getElementById('badge').value = {badge!r}")
+    page.evaluate("document.getElementById('badge-form').requestSubmit()")
+
+
+def test_the_page_shows_the_session_and_types_into_foot(harness: Harness, tmp_path: Path) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        assert page.evaluate("window.wayray.state") == "idle"
+        # The standalone server wants its access key: the page keeps it once typed (as here).
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-page-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        session = srv.session()
+        assert page.evaluate("window.wayray.sessionId") == session["id"]
+        # foot's window comes after the first picture (the desktop's background): wait for it, as a
+        # person would before typing.
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "foot on the page"
+        )
+        page.send("Page.bringToFront")
+        page.evaluate("document.getElementById('screen').focus()")
+        page.type("echo typed in a browser > typed.txt\n")
+        out = harness.home / "typed.txt"
+        eventually(lambda: out.exists() and out.read_text(), "the command typed on the page ran")
+        assert out.read_text() == "typed in a browser\n"
+
+        def same() -> bool:
+            return bool((canvas_pixels(page) == srv.screenshot(session["id"])).all())
+
+        eventually(same, "the page's canvas equal to the session's picture")
+        assert page.evaluate("window.wayray.mismatches") == 0
