@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,32 @@ def test_the_page_shows_the_session_and_types_into_foot(harness: Harness, tmp_pa
 
         eventually(same, "the page's canvas equal to the session's picture")
         assert page.evaluate("window.wayray.mismatches") == 0
+
+
+VIDEO = str(Path(__file__).parent.parent / "e2e" / "clients" / "video.py")
+
+
+def test_an_animation_plays_as_h264_through_webcodecs_and_the_picture_is_exact_after(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # 8 s of animation, then still: the encoder ends its video stream and resends the rectangle losslessly.
+    srv = harness.server([sys.executable, VIDEO, "8", "480", "360"], extra=["--web-port", "0"])
+    m = re.search(r"browser kiosk\s+https://localhost:(\d+)/.*spki-list=(\S+)\)", srv.banner)
+    assert m, srv.banner
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=m[2]) as browser:
+        page = browser.open(f"https://127.0.0.1:{m[1]}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-video-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        # H264 is region encoding 4: decoded by the browser's VideoDecoder, drawn into the picture.
+        page.wait_for("(window.wayray.regions || {})[4] >= 10", what="ten H.264 regions decoded on the page")
+        session = srv.session()
+
+        def same() -> bool:
+            return bool((canvas_pixels(page) == srv.screenshot(session["id"])).all())
+
+        eventually(same, "the page's canvas equal to the session's picture once the animation stopped")
+        assert page.evaluate("window.wayray.mismatches") == 0
+        assert page.evaluate("window.wayray.keyframeRequests") == 0

@@ -40,6 +40,7 @@ export class Display {
     this.dirty = null; // rectangle to put on the canvas at the next animation frame
     this.mismatches = 0;
     this.applied = 0;
+    this.regionCounts = {}; // encoding number → regions applied (the tests and figures read it)
   }
 
   reset() { this.needsKeyframe = true; this.desync = "viewer reset"; this.lastSeq = null; this.closeStreams(); }
@@ -115,6 +116,7 @@ export class Display {
       throw new DecodeError(`a region ${w}x${h}+${x}+${y} outside the ${this.width}x${this.height} screen`);
     }
     const fb = this.fb, W = this.width;
+    this.regionCounts[g.encoding] = (this.regionCounts[g.encoding] || 0) + 1;
     switch (g.encoding) {
       case ENCODING.RAW_ZSTD:
       case ENCODING.XOR_ZSTD: {
@@ -174,28 +176,30 @@ export class Display {
     if (!s) {
       if (typeof VideoDecoder === "undefined") throw new DecodeError("this browser has no WebCodecs VideoDecoder");
       if (this.streams.size >= MAX_VIDEO_STREAMS) throw new DecodeError("too many video streams");
-      s = { rect, pending: [], error: null };
+      s = { rect, waiting: [], error: null, n: 0 };
+      // Each access unit gives one picture (x264 with zerolatency: no reordering); a picture goes to
+      // the oldest waiting decode. flush() is never used: it would require a key frame again.
       s.decoder = new VideoDecoder({
-        output: (frame) => s.pending.push(frame),
-        error: (e) => { s.error = e; },
+        output: (picture) => { const w = s.waiting.shift(); if (w) w.resolve(picture); else picture.close(); },
+        error: (e) => { s.error = e; for (const w of s.waiting.splice(0)) w.reject(e); },
       });
-      // Constrained baseline 3.1 is what the encoder configures (wayray/codec/video.py); the
-      // decoder takes any profile the browser supports once configured.
+      // Constrained baseline 3.1 is what the encoder makes (wayray/codec/video.py: x264 ultrafast);
+      // the configuration only says which decoder to take.
       s.decoder.configure({ codec: "avc1.42e01f", optimizeForLatency: true, hardwareAcceleration: "prefer-software" });
-      s.first = true;
       this.streams.set(g.streamId, s);
     } else if (s.rect.x !== rect.x || s.rect.y !== rect.y || s.rect.width !== rect.width || s.rect.height !== rect.height) {
       throw new DecodeError(`video stream ${g.streamId} moved`);
     }
-    const chunk = new EncodedVideoChunk({ type: s.first ? "key" : "delta", timestamp: 0, data: g.data });
-    s.first = false;
-    s.decoder.decode(chunk);
-    await s.decoder.flush();
     if (s.error) throw new DecodeError(`video: ${s.error.message || s.error}`);
-    const frame = s.pending.pop();
-    for (const f of s.pending) f.close();
-    s.pending = [];
-    if (!frame) return null;
+    const picture = new Promise((resolve, reject) => s.waiting.push({ resolve, reject }));
+    let frame;
+    try {
+      s.decoder.decode(new EncodedVideoChunk({ type: s.n === 0 ? "key" : "delta", timestamp: s.n++, data: g.data }));
+      frame = await Promise.race([picture, new Promise((resolve) => setTimeout(() => resolve(null), 2000))]);
+    } catch (e) {
+      throw new DecodeError(`video: ${e.message || e}`);
+    }
+    if (!frame) throw new DecodeError(`video stream ${g.streamId}: no picture for an access unit`);
     try {
       const size = rect.width * rect.height * 4;
       const buf = new Uint8Array(size);

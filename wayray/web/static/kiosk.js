@@ -173,7 +173,9 @@ class Connection {
       case "Pong": this.lastPong = performance.now(); return undefined;
       case "Close": return this.closedBy(m.code, m.reason);
       case "SessionEvent": return this.event(m);
-      case "FrameUpdate": this.applying = this.applying.then(() => this.frame(m)); return undefined;
+      case "FrameUpdate":
+        this.applying = this.applying.then(() => this.frame(m)).catch((e) => this.fail(ERROR.INTERNAL_ERROR, `the page failed: ${e}`));
+        return undefined;
       case "CursorImage": this.cursorImage = cursorCss(m); this.cursorSerial = m.serial; canvas.style.cursor = this.cursorImage; return undefined;
       case "CursorPosition": canvas.style.cursor = m.visible && m.serial === this.cursorSerial ? this.cursorImage : "none"; return undefined;
       case "ClipboardText": return clipboardFromSession(m.text);
@@ -211,13 +213,15 @@ class Connection {
     try {
       inSync = await this.display.apply(u);
     } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
-      console.warn(`frame ${u.seq} could not be applied:`, e.message);
-      this.display.lose(e.message);
+      // A picture that cannot be applied (DecodeError, or the browser's own decoders failing) costs
+      // a keyframe, never the frames after it.
+      console.warn(`frame ${u.seq} could not be applied:`, e.message || e);
+      this.display.lose(e instanceof DecodeError ? e.message : `the browser failed: ${e.message || e}`);
     }
     input.outputWidth = this.display.width; input.outputHeight = this.display.height;
     state.framesApplied = this.display.applied;
     state.mismatches = this.display.mismatches;
+    state.regions = this.display.regionCounts;
     state.lastSeq = Number(u.seq);
     this.sendNow(CHANNEL.DISPLAY, encode.FrameAck(u.seq, Math.round((performance.now() - started) * 1000)));
     if (this.display.needsKeyframe) {
