@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class Browser:
         self._waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.log = log
+        #: Pages' handlers of requests paused by Page.rewrite, by DevTools session.
+        self.paused_handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
         threading.Thread(target=self._read, daemon=True).start()
 
     @classmethod
@@ -105,6 +108,12 @@ class Browser:
                         q = self._waiting.pop(msg["id"], None)
                     if q is not None:
                         q.put(msg)
+                elif (
+                    msg.get("method") == "Fetch.requestPaused"
+                    and msg.get("sessionId") in self.paused_handlers
+                ):
+                    handler = self.paused_handlers[msg["sessionId"]]
+                    threading.Thread(target=handler, args=(msg,), daemon=True).start()
                 else:
                     self.events.put(msg)
 
@@ -205,6 +214,35 @@ class Page:
             if time.monotonic() > end:
                 raise BrowserError(f"waited {timeout} s for {what}; last: {last!r}")
             time.sleep(0.1)
+
+    def rewrite(self, pattern: str, change: Callable[[bytes], bytes]) -> None:
+        """Answer the page's requests for URLs matching ``pattern`` with ``change`` of the server's
+        answer (DevTools' Fetch domain): a man in the middle of the page's own HTTPS, for tests."""
+
+        def paused(ev: dict[str, Any]) -> None:
+            rid = ev["params"]["requestId"]
+            try:
+                got = self.send("Fetch.getResponseBody", {"requestId": rid})
+                body = base64.b64decode(got["body"]) if got.get("base64Encoded") else got["body"].encode()
+                headers = [
+                    h
+                    for h in ev["params"].get("responseHeaders", [])
+                    if h["name"].lower() != "content-length"
+                ]
+                self.send(
+                    "Fetch.fulfillRequest",
+                    {
+                        "requestId": rid,
+                        "responseCode": ev["params"].get("responseStatusCode", 200),
+                        "responseHeaders": headers,
+                        "body": base64.b64encode(change(body)).decode(),
+                    },
+                )
+            except BrowserError:
+                pass  # the page went away meanwhile
+
+        self.browser.paused_handlers[self.session] = paused
+        self.send("Fetch.enable", {"patterns": [{"urlPattern": pattern, "requestStage": "Response"}]})
 
     def screenshot(self) -> bytes:
         data = self.send("Page.captureScreenshot", {"format": "png"})["data"]

@@ -5,8 +5,10 @@ is typed on the page reaches foot; the canvas holds the session's picture (docs/
 from __future__ import annotations
 
 import base64
+import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,68 @@ def test_an_animation_plays_as_h264_through_webcodecs_and_the_picture_is_exact_a
         eventually(same, "the page's canvas equal to the session's picture once the animation stopped")
         assert page.evaluate("window.wayray.mismatches") == 0
         assert page.evaluate("window.wayray.keyframeRequests") == 0
+
+
+def _web_json_with(**changes: object) -> Callable[[bytes], bytes]:
+    def change(body: bytes) -> bytes:
+        return json.dumps({**json.loads(body), **changes}).encode()
+
+    return change
+
+
+def test_a_wrong_certificate_hash_a_stale_page_and_garbage_are_refused(
+    harness: Harness, tmp_path: Path
+) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    url = f"https://127.0.0.1:{port}/"
+    with Browser.start(tmp_path, spki=spki) as browser:
+        # Hashes that are not the server's (a forged /web.json, or a man in the middle on UDP): the
+        # browser refuses the server's certificate; wrsrvd never sees a token.
+        page = browser.open(url)
+        page.rewrite("*web.json*", _web_json_with(hashes=["00" * 32]))
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-refused-badge-1")
+        page.wait_for("window.wayray.state === 'reconnecting'", what="the page refused the server")
+        assert "failed" in page.evaluate("window.wayray.reason")
+        assert srv.sessions() == []
+        assert "WebTransport session" not in srv.log_text()
+
+        # A stale page: the server serves another build now; the page reloads itself instead of
+        # speaking to a server it was not made for ...
+        stale = browser.open(url)
+        stale.evaluate("window.stale = true")
+        stale.rewrite("*web.json*", _web_json_with(build="0123456789abcdef"))
+        stale.evaluate("document.getElementById('browser-token').click()")
+        stale.wait_for("window.stale === undefined", what="the stale page reloaded")
+        # ... and a page that does not (an old page, or a script) is refused by wrsrvd: 409.
+        fresh = browser.open(url)
+        refused = fresh.evaluate(
+            "(async () => { const info = await (await fetch('/web.json')).json();"
+            " const hashes = info.hashes.map(h => ({algorithm: 'sha-256',"
+            " value: new Uint8Array(h.match(/../g).map(x => parseInt(x, 16)))}));"
+            " const wt = new WebTransport(location.origin + '/wayray?build=0123456789abcdef',"
+            " {serverCertificateHashes: hashes});"
+            " try { await wt.ready; return 'accepted'; } catch (e) { return 'refused: ' + e; } })()"
+        )
+        assert refused.startswith("refused"), refused
+        assert "WebTransport refused (409)" in srv.log_text()
+
+        # Garbage inside an accepted session: that session is closed with the wire's reason ...
+        garbage = fresh.evaluate(
+            "(async () => { const info = await (await fetch('/web.json')).json();"
+            " const hashes = info.hashes.map(h => ({algorithm: 'sha-256',"
+            " value: new Uint8Array(h.match(/../g).map(x => parseInt(x, 16)))}));"
+            " const wt = new WebTransport(location.origin + info.path + '?build=' + info.build,"
+            " {serverCertificateHashes: hashes}); await wt.ready;"
+            " const s = await wt.createUnidirectionalStream(); const w = s.getWriter();"
+            " await w.write(new Uint8Array([0, 0xff, 0xff, 0xff, 0x7f, 1, 0]));"
+            " try { await wt.closed; return 'closed'; } catch (e) { return 'closed: ' + e; } })()"
+        )
+        assert garbage.startswith("closed"), garbage
+        eventually(lambda: "FRAME_TOO_LARGE" in srv.log_text(), "wrsrvd's reason for closing the garbage")
+        # ... and the server carries on: the page gets its session.
+        present_badge(fresh, "web-refused-badge-2")
+        fresh.wait_for("window.wayray.complete", what="a session after the refusals")
+        assert len(srv.sessions()) == 1
