@@ -56,7 +56,10 @@ export class Input {
     if (pressed && e.repeat) return; // the session repeats keys itself
     if (pressed) this.held.add(code); else if (!this.held.delete(code)) return;
     this.send("Key", code, pressed, this.now());
-    if (pressed && window.wayray) window.wayray.lastKeyAt = performance.now();
+    if (pressed && window.wayray) {
+      window.wayray.lastKeyAt = performance.now();
+      if (window.wayray.pendingKeys.length < 1000) window.wayray.pendingKeys.push(window.wayray.lastKeyAt);
+    }
   }
 
   releaseAll() {

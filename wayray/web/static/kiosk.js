@@ -13,6 +13,8 @@ const state = (window.wayray = {
   build: BUILD, state: "idle", screen: null, sessionId: null, reason: "", framesApplied: 0, mismatches: 0,
   keyframeRequests: 0, lastSeq: null, complete: false, lastKeyAt: null, shownAt: [], loadedAt: performance.now(),
   firstCompleteAt: null,
+  // Keypress to pixels as wrclient measures it: from a key sent to the first changed picture shown after it.
+  pendingKeys: [], keyToPixels: [],
 });
 
 const BACKOFF_MIN = 500, BACKOFF_MAX = 10000;
@@ -243,6 +245,10 @@ class Connection {
         if (this.display.present()) {
           const now = performance.now();
           if (state.shownAt.length < 100000) state.shownAt.push(now);
+          if (state.pendingKeys.length && state.keyToPixels.length < 100000) {
+            for (const t of state.pendingKeys) state.keyToPixels.push(now - t);
+          }
+          state.pendingKeys = [];
         }
       });
     }
