@@ -168,3 +168,32 @@ def test_a_wrong_certificate_hash_a_stale_page_and_garbage_are_refused(
         present_badge(fresh, "web-refused-badge-2")
         fresh.wait_for("window.wayray.complete", what="a session after the refusals")
         assert len(srv.sessions()) == 1
+
+
+def test_a_resized_browser_window_resizes_the_session(harness: Harness, tmp_path: Path) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-resize-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        before = srv.session()["output"]
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 800, "height": 600, "deviceScaleFactor": 1, "mobile": False},
+        )
+        eventually(
+            lambda: srv.session()["output"][:2] == [800, 600], "the session's output at the page's new size"
+        )
+        assert before[:2] != [800, 600]
+        page.wait_for(
+            "document.getElementById('screen').width === 800 && window.wayray.complete",
+            what="the page showing the new size",
+        )
+        session = srv.session()
+        eventually(
+            lambda: (canvas_pixels(page) == srv.screenshot(session["id"])).all(),
+            "the page's canvas equal to the resized session's picture",
+        )

@@ -110,6 +110,10 @@ def test_log_in_from_a_browser_and_type_into_foot(rig: LoginRig, accounts: Accou
         page.type("echo webkiosk\n")
         page_shows(page, "webkiosk", tmp_path)
         assert page.evaluate("window.wayray.mismatches") == 0
+    # Nothing of the badge or the password in wrsrvd's log (it logs a keyed digest of the badge).
+    log = rig.server_text()
+    assert BADGE not in log and accounts.password not in log
+    assert "browser kiosk on port" in log
 
 
 def test_the_badge_takes_the_session_between_the_browser_and_a_native_kiosk(

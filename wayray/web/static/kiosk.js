@@ -374,6 +374,17 @@ $("leave").addEventListener("click", () => {
   if (conn) { conn.leave(); conn = null; }
   show("idle", "");
 });
+// A resized window (or a phone turned round) asks the session for an output of the new size.
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (!conn || conn.closed || state.state !== "session") return;
+    const dpr = window.devicePixelRatio || 1;
+    conn.sendNow(CHANNEL.CONTROL, encode.ResizeRequest(
+      Math.round(window.innerWidth * dpr), Math.round(window.innerHeight * dpr), Math.max(1, Math.round(dpr * 120))));
+  }, 300);
+});
 setInterval(() => { $("clock").textContent = new Date().toLocaleTimeString(); }, 1000);
 window.wayray.display = () => conn && conn.display;
 show("idle");
