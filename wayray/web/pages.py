@@ -105,7 +105,9 @@ class PageServer:
 
     async def listen(self, host: str, port: int) -> int:
         """Listen on TCP ``host``:``port``; returns the port bound."""
-        server = await asyncio.start_server(self._accept, host, port, ssl=self.tls, limit=HEAD_LIMIT)
+        server = await asyncio.start_server(
+            self._accept, host, port, ssl=self.tls, limit=HEAD_LIMIT, ssl_handshake_timeout=HEAD_TIMEOUT
+        )
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 

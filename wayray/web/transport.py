@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -202,7 +203,7 @@ class _WebProtocol(_ServerProtocol):
 
     def _refuse(self, stream_id: int, status: int, why: str) -> None:
         assert self.h3 is not None
-        log.info("%s: WebTransport refused (%d): %s", self.peer_address, status, why)
+        _log_refusal(f"{self.peer_address}: WebTransport refused ({status}): {why}", status)
         self.h3.send_headers(stream_id, [(b":status", str(status).encode())], end_stream=True)
 
     # --- wire → WebTransport ------------------------------------------------------------------------
@@ -211,3 +212,20 @@ class _WebProtocol(_ServerProtocol):
         if self.h3 is None or self.session_id is None:  # a Close before any session: QUIC's says it
             raise RuntimeError("no WebTransport session to send on")
         return self.h3.create_webtransport_stream(self.session_id, is_unidirectional=True)
+
+
+#: Refusals are logged once a minute per status, the ones in between counted in the next line (as
+#: the front door's Gate does): a page or a stranger retrying fills no disk.
+REFUSAL_LOG_INTERVAL = 60.0
+_refusals: dict[int, tuple[float, int]] = {}
+
+
+def _log_refusal(line: str, status: int) -> None:
+    now = time.monotonic()
+    last, quiet = _refusals.get(status, (-REFUSAL_LOG_INTERVAL, 0))
+    if now - last < REFUSAL_LOG_INTERVAL:
+        _refusals[status] = (last, quiet + 1)
+        return
+    more = f" ({quiet} more refused with {status} in the last minute, not logged)" if quiet else ""
+    log.info("%s%s", line, more)
+    _refusals[status] = (now, 0)
