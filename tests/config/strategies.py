@@ -307,6 +307,10 @@ def documents(draw: Draw, spec: FileSpec, valid: bool = True, names: Names | Non
                 web["port"] = 20000 + names.next_port
                 if draw(st.booleans()):
                     web.update(cert=draw(_PATH), key=draw(_PATH))
+                admission = body.get("admission", {})
+                if body.get("sessions") == "command" and not admission.get("access_key_file"):
+                    # browsers present no client certificate: an access key it is (a cross-check)
+                    body["admission"] = {**admission, "access_key_file": draw(_PATH)}
             out = body.setdefault("output", {})
             if isinstance(out, dict) and draw(st.booleans()):
                 out["idle_fps"] = draw(st.integers(0, int(out.get("fps", 60))))

@@ -137,6 +137,18 @@ def _web(config: Config, invalid: set[str]) -> list[Diagnostic]:
                 )
             )
         taken.setdefault(web.port, f"{key}.port")
+        if srv.sessions is SessionStart.COMMAND and srv.admission.access_key_file is None:
+            # Browsers present no client certificate to WebTransport: tls.client_ca cannot stand in.
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.enabled",
+                    f'the browser kiosk of a server with sessions = "command" needs '
+                    f"server.{srv.name}.admission.access_key_file: browsers present no client "
+                    "certificate, and a token is not authentication",
+                    scope=frozenset({srv.name}),
+                )
+            )
         if (web.cert is None) != (web.key is None):
             given, missing = ("cert", "key") if web.key is None else ("key", "cert")
             out.append(

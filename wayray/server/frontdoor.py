@@ -322,6 +322,13 @@ class FrontDoor:
         from wayray.web.door import WebDoor, WebDoorConfig
 
         settings = self.settings
+        if not settings.login and self.access_key is None:
+            # wradm check says so first; this holds whatever the settings came from.
+            raise WayRayError(
+                "the browser kiosk needs an access key when sessions start without a login: browsers "
+                "present no client certificate",
+                hint="set admission.access_key_file, or web.enabled = false",
+            )
         site = web.cert is not None and web.key is not None
         config = WebDoorConfig(
             port=web.port,
