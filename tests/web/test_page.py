@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.e2e.harness import Harness, WrServer, eventually, png_pixels
+from tests.e2e.harness import Harness, WrServer, eventually, free_udp_port, png_pixels
 from tests.web.browser import CHROMIUM, Browser, Page
 
 pytestmark = [
@@ -32,6 +33,14 @@ def web_server(harness: Harness, *extra: str) -> tuple[WrServer, int, str]:
     m = re.search(r"browser kiosk\s+https://localhost:(\d+)/.*spki-list=(\S+)\)", srv.banner)
     assert m, srv.banner
     return srv, int(m[1]), m[2]
+
+
+def web_server_on(harness: Harness, web_port: int) -> tuple[WrServer, int, str]:
+    """A server whose browser kiosk has a fixed port (a restarted one serves the same page origin)."""
+    srv = harness.server(FOOT, extra=["--web-port", str(web_port), "--no-video"])
+    m = re.search(r"browser kiosk\s+https://localhost:(\d+)/.*spki-list=(\S+)\)", srv.banner)
+    assert m and int(m[1]) == web_port, srv.banner
+    return srv, web_port, m[2]
 
 
 def canvas_pixels(page: Page) -> np.ndarray:
@@ -197,3 +206,54 @@ def test_a_resized_browser_window_resizes_the_session(harness: Harness, tmp_path
             lambda: (canvas_pixels(page) == srv.screenshot(session["id"])).all(),
             "the page's canvas equal to the resized session's picture",
         )
+
+
+def test_the_page_follows_a_server_restart_back_to_its_session(harness: Harness, tmp_path: Path) -> None:
+    web_port = free_udp_port()
+    srv, port, spki = web_server_on(harness, web_port)
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-restart-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        session_id = page.evaluate("window.wayray.sessionId")
+        # wrsrvd dies; its session does not. The page says so and tries again, with backoff ...
+        srv.signal(signal.SIGKILL)
+        srv.wait()
+        page.wait_for("window.wayray.state === 'reconnecting'", what="the page reconnecting")
+        # ... and once a wrsrvd serves again on the same ports, the page is back in the same session.
+        web_server_on(harness, web_port)
+        page.wait_for(
+            f"window.wayray.state === 'session' && window.wayray.sessionId === {session_id!r}"
+            " && window.wayray.complete",
+            what="the page back in its session",
+        )
+        assert page.evaluate("window.wayray.mismatches") == 0
+
+
+def test_the_browser_hears_why_the_server_closed_a_session(harness: Harness, tmp_path: Path) -> None:
+    # The page's WebTransport reports the wire's code and reason (the server's close capsule), not
+    # only its Close message: a page that did not read the control stream in time still knows that
+    # its session moved (and must not take it back) or that its access key is wrong.
+    srv, port, spki = web_server(harness, "--no-video")
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        closed = page.evaluate(
+            "(async () => {"
+            " const { encode } = await import('/wire.js');"
+            " const info = await (await fetch('/web.json')).json();"
+            " const hashes = info.hashes.map(h => ({algorithm: 'sha-256',"
+            " value: new Uint8Array(h.match(/../g).map(x => parseInt(x, 16)))}));"
+            " const wt = new WebTransport(location.origin + info.path + '?build=' + info.build,"
+            " {serverCertificateHashes: hashes}); await wt.ready;"
+            " const w = (await wt.createUnidirectionalStream()).getWriter();"
+            " const hello = encode.Hello({token: 'web-capsule-badge', tokenKind: 2, width: 800, height: 600,"
+            " scale120: 120, build: info.build, accessKey: 'not-the-key', terminalId: ''});"
+            " const bytes = new Uint8Array(1 + hello.length); bytes[0] = 0; bytes.set(hello, 1);"
+            " await w.write(bytes);"
+            " const end = await wt.closed; return [end.closeCode, end.reason]; })()"
+        )
+    assert closed[0] == 265, closed  # ACCESS_DENIED
+    assert "access key is wrong" in closed[1]

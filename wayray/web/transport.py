@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aioquic.asyncio import serve
+from aioquic.buffer import encode_uint_var
 from aioquic.h3 import events as h3e
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.quic import events as qe
@@ -31,12 +32,17 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from wayray.transport.errors import TransportError
 from wayray.transport.server import ServerSettings, WireServer, _ServerProtocol
-from wayray.wire import ErrorCode
+from wayray.wire import ConnectionClosed, ErrorCode
 
 log = logging.getLogger("wayray.web")
 
 #: The path of the CONNECT that opens a session (the page's ``new WebTransport(URL)``).
 SESSION_PATH = "/wayray"
+#: The capsule that ends a WebTransport session with a code and a reason (at most 1024 bytes).
+CLOSE_WEBTRANSPORT_SESSION = 0x2843
+CLOSE_REASON_LIMIT = 1024
+#: How long the browser has to end a closed session itself before QUIC's close ends the connection.
+CLOSE_GRACE = 1.0
 #: The draft of WebTransport over HTTP/3 aioquic speaks; browsers want the server to name it.
 _DRAFT_HEADER = (b"sec-webtransport-http3-draft", b"draft02")
 
@@ -117,6 +123,12 @@ class _WebProtocol(_ServerProtocol):
         self.h3: H3Connection | None = None
         #: The accepted WebTransport session (its CONNECT stream), None until then.
         self.session_id: int | None = None
+        #: QUIC ended the connection (either side's close, or its idle timeout).
+        self._quic_gone = False
+
+    def _quic_terminated(self, ev: qe.ConnectionTerminated) -> None:
+        self._quic_gone = True
+        super()._quic_terminated(ev)
 
     # --- aioquic → HTTP/3 → wire ---------------------------------------------------------------------
 
@@ -207,6 +219,38 @@ class _WebProtocol(_ServerProtocol):
         self.h3.send_headers(stream_id, [(b":status", str(status).encode())], end_stream=True)
 
     # --- wire → WebTransport ------------------------------------------------------------------------
+
+    def _wire_closed(self, event: ConnectionClosed) -> None:
+        # The page cannot see QUIC's application close code (the browser reports a WebTransport
+        # session's close from its CLOSE_WEBTRANSPORT_SESSION capsule): the wire's code and reason
+        # go in one, on the CONNECT stream, ahead of the Close message and QUIC's close.
+        if self.h3 is not None and self.session_id is not None and not self.quic_terminated:
+            reason = event.reason.encode("utf-8")[:CLOSE_REASON_LIMIT].decode("utf-8", "ignore").encode()
+            body = int(event.code).to_bytes(4, "big") + reason
+            capsule = encode_uint_var(CLOSE_WEBTRANSPORT_SESSION) + encode_uint_var(len(body)) + body
+            try:
+                self.h3.send_data(self.session_id, capsule, end_stream=True)
+            except Exception:  # noqa: BLE001 - the page then reads the Close message, or QUIC's close
+                log.debug("%s: no close capsule", self.peer_address, exc_info=True)
+            else:
+                # The Close message and the capsule go now; QUIC's own close a moment later, so that
+                # the browser ends the session by the capsule (an abrupt QUIC close is "connection
+                # lost" to it, whatever its code).
+                try:
+                    self._pump(unlimited=True)
+                except (ValueError, RuntimeError):
+                    pass
+                self.transmit()
+                self.quic_terminated = True  # for the base class: nothing more to send now
+                super()._wire_closed(event)
+                self._loop.call_later(CLOSE_GRACE, self._close_quic, int(event.code), event.reason)
+                return
+        super()._wire_closed(event)
+
+    def _close_quic(self, code: int, reason: str) -> None:
+        if not self._quic_gone:  # the browser did not close first
+            self._quic.close(error_code=code, reason_phrase=reason.encode()[:200].decode("utf-8", "ignore"))
+            self.transmit()
 
     def _open_stream(self) -> int:
         if self.h3 is None or self.session_id is None:  # a Close before any session: QUIC's says it

@@ -91,7 +91,15 @@ class Connection {
       }));
     }
     this.wt = new WebTransport(`${location.origin}${info.path}?build=${BUILD}`, options);
-    this.wt.closed.then(() => this.lost("the server closed the connection"), (e) => this.lost(`the connection failed: ${e.message || e}`));
+    // The server says why in its close capsule (the wire's code and reason); a Close message that
+    // arrived first has said it already. A session that just ends is lost (reconnect).
+    this.wt.closed.then(
+      (info) => setTimeout(() => {
+        if (info && (info.closeCode || info.reason)) this.closedBy(info.closeCode || 0, info.reason || "");
+        else this.lost("the server closed the connection");
+      }, 0),
+      (e) => setTimeout(() => this.lost(`the connection failed: ${e.message || e}`), 0),
+    );
     await this.wt.ready;
     this.readStreams();
     const dpr = window.devicePixelRatio || 1;
