@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import signal
 import sys
@@ -257,3 +258,32 @@ def test_the_browser_hears_why_the_server_closed_a_session(harness: Harness, tmp
         )
     assert closed[0] == 265, closed  # ACCESS_DENIED
     assert "access key is wrong" in closed[1]
+
+
+def test_the_page_says_when_its_session_does_not_respond_and_comes_back(
+    harness: Harness, tmp_path: Path
+) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-hung-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        session = srv.session()
+        pid = session["pid"]
+        os.kill(pid, signal.SIGSTOP)  # the session's compositor hangs
+        try:
+            page.wait_for("window.wayray.state === 'not-responding'", what="the not-responding notice")
+            notice = page.evaluate("document.getElementById('notice').textContent")
+            assert notice.startswith("The session is not responding"), notice
+            assert page.evaluate("window.wayray.sessionId") == session["id"]  # the connection stays
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        page.wait_for("window.wayray.state === 'session'", what="the session back")
+        assert page.evaluate("document.getElementById('notice').hidden")
+        eventually(
+            lambda: (canvas_pixels(page) == srv.screenshot(session["id"])).all(),
+            "the page's canvas equal to the session's picture again",
+        )
