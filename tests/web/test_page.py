@@ -287,3 +287,30 @@ def test_the_page_says_when_its_session_does_not_respond_and_comes_back(
             lambda: (canvas_pixels(page) == srv.screenshot(session["id"])).all(),
             "the page's canvas equal to the session's picture again",
         )
+
+
+def test_full_screen_at_a_click_and_the_session_follows_the_screen(harness: Harness, tmp_path: Path) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-full-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        before = srv.session()["output"][:2]
+        # A person's click (full screen needs a user gesture; a script's click() is not one).
+        box = page.evaluate(
+            "(() => { const r = document.getElementById('fullscreen').getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            page.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1},
+            )
+        page.wait_for("document.fullscreenElement !== null", what="the page in full screen")
+        assert page.evaluate("getComputedStyle(document.getElementById('fullscreen')).display") == "none"
+        size = page.evaluate("[window.innerWidth, window.innerHeight]")
+        assert size != before  # the browser's own bars are gone
+        eventually(lambda: srv.session()["output"][:2] == size, "the session at the full screen's size")

@@ -382,6 +382,18 @@ $("leave").addEventListener("click", () => {
   if (conn) { conn.leave(); conn = null; }
   show("idle", "");
 });
+// Full screen, and there the keys a browser keeps for itself (Escape, Ctrl+W, Alt+Tab where the
+// system allows) go to the session: the Keyboard Lock API, where the browser has it.
+$("fullscreen").addEventListener("click", async () => {
+  try {
+    await document.documentElement.requestFullscreen({ navigationUI: "hide" });
+    if (navigator.keyboard && navigator.keyboard.lock) await navigator.keyboard.lock();
+  } catch (e) {
+    console.info("full screen refused:", e.message || e);
+  }
+  canvas.focus();
+});
+
 // A resized window (or a phone turned round) asks the session for an output of the new size.
 let resizeTimer = null;
 window.addEventListener("resize", () => {
