@@ -299,6 +299,7 @@ def _keys() -> dict[str, tuple[str, str, int, bool]]:
             "/": ("Slash", "/", 191, False),
             ">": ("Period", ">", 190, True),
             "_": ("Minus", "_", 189, True),
+            "|": ("Backslash", "|", 220, True),
         }
     )
     return out

@@ -314,3 +314,30 @@ def test_full_screen_at_a_click_and_the_session_follows_the_screen(harness: Harn
         size = page.evaluate("[window.innerWidth, window.innerHeight]")
         assert size != before  # the browser's own bars are gone
         eventually(lambda: srv.session()["output"][:2] == size, "the session at the full screen's size")
+
+
+def test_text_copied_in_the_session_reaches_the_browsers_clipboard(harness: Harness, tmp_path: Path) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        origin = f"https://127.0.0.1:{port}"
+        # What a person allows a kiosk page (Chromium asks otherwise): reading and writing the clipboard.
+        browser.send(
+            "Browser.grantPermissions",
+            {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+        )
+        page = browser.open(f"{origin}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-clip-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "foot on the page"
+        )
+        page.send("Page.bringToFront")
+        page.evaluate("document.getElementById('screen').focus()")
+        page.type("echo copied from the session | wl-copy\n")
+        page.wait_for(
+            "navigator.clipboard.readText().then(t => t === 'copied from the session\\n')",
+            what="the session's clipboard text in the browser's clipboard",
+        )
