@@ -158,6 +158,27 @@ def main(argv: list[str]) -> int:
         )
         if len(identifiers(expression)) == 1 and files:
             texts.setdefault(expression, files[0].read_text(errors="replace"))
+    # The browser kiosk's page bundles npm packages (tools/build-web), each with its licence file.
+    vendor = site / "wayray" / "web" / "static" / "vendor"
+    for licence in sorted(vendor.glob("*.LICENSE.txt")) if vendor.is_dir() else []:
+        module = licence.name.removesuffix(".LICENSE.txt")
+        text = licence.read_text(errors="replace")
+        holders = [" ".join(m.group(1).split()) for m in COPYRIGHT_LINE.finditer(text)] or [
+            f"the {module} authors"
+        ]
+        ident = "MIT" if text.lstrip().startswith("MIT License") else "UNKNOWN"
+        expressions.append(ident)
+        rel = installed.lstrip("/")
+        paras.append(
+            [
+                f"Files: {rel}/wayray/web/static/vendor/{module}.mjs",
+                "Copyright: " + "\n ".join(holders),
+                f"License: {ident}",
+                f"Comment: the npm package {module} as web/package-lock.json pins it; its licence: "
+                f"{installed}/{licence.relative_to(site)}",
+            ]
+        )
+        texts.setdefault(ident, text)
     used = sorted({i for e in expressions for i in identifiers(e)} | {"MPL-2.0"})
     for ident in used:
         if ident in COMMON:

@@ -247,6 +247,7 @@ def _skip(record: type, valid: bool) -> frozenset[str]:
         OutputSettings,
         PeerSettings,
         TLSSettings,
+        WebSettings,
     )
 
     return {
@@ -254,6 +255,7 @@ def _skip(record: type, valid: bool) -> frozenset[str]:
         TLSSettings: frozenset({"cert", "key"}),
         # Members that share a directory need the pool and its token key (set together below).
         PeerSettings: frozenset({"fingerprints", "ca", "token_key_file"}),
+        WebSettings: frozenset({"port", "cert", "key"}),
         OutputSettings: frozenset({"idle_fps"}),
         HostConfig: frozenset({"runtime_dir", "state_dir", "admin_socket", "launcher_socket"}),
         ClientTLSSettings: frozenset({"cert", "key"}),
@@ -309,6 +311,15 @@ def documents(draw: Draw, spec: FileSpec, valid: bool = True, names: Names | Non
                     body["admission"] = {**admission, "access_key_file": draw(_PATH)}
                 else:
                     body["tls"] = {**tls, "client_ca": draw(_PATH)}
+            web = body.get("web")
+            if isinstance(web, dict):  # a port of its own (a cross-check), a site certificate with its key
+                web["port"] = 20000 + names.next_port
+                if draw(st.booleans()):
+                    web.update(cert=draw(_PATH), key=draw(_PATH))
+                admission = body.get("admission", {})
+                if body.get("sessions") == "command" and not admission.get("access_key_file"):
+                    # browsers present no client certificate: an access key it is (a cross-check)
+                    body["admission"] = {**admission, "access_key_file": draw(_PATH)}
             out = body.setdefault("output", {})
             if isinstance(out, dict) and draw(st.booleans()):
                 out["idle_fps"] = draw(st.integers(0, int(out.get("fps", 60))))

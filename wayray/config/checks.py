@@ -25,6 +25,7 @@ def cross_checks(config: Config, earlier: list[Diagnostic]) -> list[Diagnostic]:
     invalid = {d.key for d in earlier if d.severity is Severity.ERROR}
     out: list[Diagnostic] = []
     out += _ports(config, invalid)
+    out += _web(config, invalid)
     out += _policies(config, invalid)
     out += _servers(config)
     out += _pools(config)
@@ -110,6 +111,55 @@ def _ports(config: Config, invalid: set[str]) -> list[Diagnostic]:
             first_at.setdefault((port, a), index)
             if ipaddress.ip_address(a).version == 4:
                 first_v4.setdefault(port, index)
+    return out
+
+
+def _web(config: Config, invalid: set[str]) -> list[Diagnostic]:
+    """Browser kiosks (docs/web-kiosk.md): a port of their own, and a site certificate with its key."""
+    out = []
+    taken: dict[int, str] = {}  # port -> the server.NAME.key that has it (QUIC and web ports alike)
+    servers = [s for s in config.enabled_servers() if not any(k in invalid for k in _keys(s, "port"))]
+    for srv in servers:
+        taken.setdefault(srv.port, f"server.{srv.name}.port")
+    for srv in servers:
+        web = srv.web
+        key = f"server.{srv.name}.web"
+        if not web.enabled or f"{key}.port" in invalid:
+            continue
+        other = taken.get(web.port)
+        if other is not None:
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.port",
+                    f"port {web.port} is already taken by {other}; the browser kiosk needs a port of its "
+                    "own (TCP for the page, UDP for WebTransport)",
+                    scope=frozenset({srv.name}),
+                )
+            )
+        taken.setdefault(web.port, f"{key}.port")
+        if srv.sessions is SessionStart.COMMAND and srv.admission.access_key_file is None:
+            # Browsers present no client certificate to WebTransport: tls.client_ca cannot stand in.
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.enabled",
+                    f'the browser kiosk of a server with sessions = "command" needs '
+                    f"server.{srv.name}.admission.access_key_file: browsers present no client "
+                    "certificate, and a token is not authentication",
+                    scope=frozenset({srv.name}),
+                )
+            )
+        if (web.cert is None) != (web.key is None):
+            given, missing = ("cert", "key") if web.key is None else ("key", "cert")
+            out.append(
+                _diag(
+                    config,
+                    f"{key}.{given}",
+                    f"{key}.{given} is set but {key}.{missing} is not: a site certificate needs both",
+                    scope=frozenset({srv.name}),
+                )
+            )
     return out
 
 

@@ -1,7 +1,7 @@
 """Command line of ``wrsrvd``, the WayRay server (the front door).
 
     wrsrvd --standalone [--port P] [--listen ADDR] [--access-key-file F] [--state-dir D]
-           [--runtime-dir R] [--size WxH] [--max-sessions N] [--no-video] [--allow-root] [-v]
+           [--runtime-dir R] [--size WxH] [--max-sessions N] [--no-video] [--web-port P] [--allow-root] [-v]
            -- COMMAND [ARGS...]
     wrsrvd --instance NAME [--root DIR] [-v]
     wrsrvd compositor ...      one session compositor by hand (see `wrsrvd compositor --help`)
@@ -109,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="WxH",
         help="standalone: output of sessions whose viewer does not say its screen size (1920x1080)",
     )
+    p.add_argument(
+        "--web-port",
+        type=int,
+        metavar="P",
+        help="standalone: also serve the browser kiosk (docs/web-kiosk.md): the page on TCP port P, "
+        "WebTransport on UDP port P (0 picks a free one)",
+    )
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
     _add_pool_options(p)
@@ -201,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pool_peer,
         args.pool_key_file,
         args.pool_port,
+        args.web_port,
     )
     if command or any(v is not None for v in given):
         raise UsageError("--instance takes its settings from the configuration, not from arguments")
@@ -272,7 +280,7 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
         if not (320 <= w <= 16384 and 200 <= h <= 16384):
             raise UsageError(f"--size {w}x{h}: sessions are 320x200 to 16384x16384")
         server = dataclasses.replace(server, output=dataclasses.replace(server.output, width=w, height=h))
-    server = _standalone_tuning(server, args)
+    server = _standalone_web(_standalone_tuning(server, args), args)
     policy = PolicyConfig(name="default")
     if args.audio is not None:
         policy = dataclasses.replace(policy, audio=AudioPolicy(args.audio))
@@ -319,6 +327,16 @@ def _standalone_peers(server: Any, args: argparse.Namespace) -> Any:
     return dataclasses.replace(server, peers=peers)
 
 
+def _standalone_web(server: Any, args: argparse.Namespace) -> Any:
+    """--web-port: the browser kiosk (docs/web-kiosk.md) on that port."""
+    if args.web_port is not None:
+        if not 0 <= args.web_port <= 65535:
+            raise UsageError(f"--web-port {args.web_port}: a port is 0..65535")
+        web = dataclasses.replace(server.web, enabled=True, port=args.web_port)
+        server = dataclasses.replace(server, web=web)
+    return server
+
+
 #: The configuration keys behind the settings a reload cannot change (FrontDoor.RESTART_ONLY).
 _KEYS = {
     "state_dir": "host.state_dir",
@@ -329,6 +347,7 @@ _KEYS = {
     "client_ca": "tls.client_ca",
     "access_key_file": "admission.access_key_file",
     "launcher_socket": "sessions (or host.launcher_socket)",
+    "web": "web",
 }
 
 
@@ -503,6 +522,12 @@ def _banner(door: object) -> None:
         f"{s.session_command[0]} as you)\n"
         f"  who can connect {who}\n"
     )
+    web = ""
+    if door.web is not None:
+        web = (
+            f"  browser kiosk   https://localhost:{door.web.port}/   (the page's certificate is the "
+            f"server's identity: --ignore-certificate-errors-spki-list={door.web.spki})\n"
+        )
     print(
         f"wrsrvd {wayray.__version__}: standalone server ready\n"
         f"  listening on    udp {where}\n"
@@ -512,6 +537,7 @@ def _banner(door: object) -> None:
         f"  state           {s.state_dir}\n"
         f"  admin socket    {s.admin_socket}\n"
         f"  connect with    {connect}\n"
+        f"{web}"
         f"  Ctrl-C ends the sessions and stops the server",
         flush=True,
     )

@@ -68,7 +68,7 @@ from wayray.server.logins import Logins
 from wayray.server.model import EndReason, SessionState
 from wayray.server.pooling import PoolMembership
 from wayray.server.registry import Registry, RegistryError
-from wayray.server.settings import FrontDoorSettings, Mode
+from wayray.server.settings import FrontDoorSettings, Mode, WebSettings
 from wayray.server.table import DRAINING_FILE, SessionTable
 from wayray.server.tokens import TokenHasher
 from wayray.server.usb import UsbSide
@@ -97,6 +97,7 @@ class FrontDoor:
         "client_ca",
         "access_key_file",
         "launcher_socket",
+        "web",
     )
 
     def __init__(
@@ -123,6 +124,8 @@ class FrontDoor:
         self.config_digests = config_digests
         self.port = settings.port
         self.servers: list[WireServer] = []
+        #: The browser kiosk (``wayray.web.door.WebDoor``) when the settings enable it.
+        self.web: Any = None
         #: The addresses it listens on (a default one that cannot be bound is left out).
         self.listening: list[str] = []
         self._lock_fd = lock_fd
@@ -328,6 +331,36 @@ class FrontDoor:
             self.listening.append(server_settings.host)
             port = server.port
         self.port = port
+        if settings.web.enabled:
+            await self._listen_web(settings.web, server_settings)
+
+    async def _listen_web(self, web: WebSettings, server_settings: ServerSettings) -> None:
+        """The browser kiosk on the same addresses: its WebTransport sessions are viewers like QUIC
+        ones, handed to the same ViewerSide (docs/web-kiosk.md)."""
+        from wayray.web.door import WebDoor, WebDoorConfig
+
+        settings = self.settings
+        if not settings.login and self.access_key is None:
+            # wradm check says so first; this holds whatever the settings came from.
+            raise WayRayError(
+                "the browser kiosk needs an access key when sessions start without a login: browsers "
+                "present no client certificate",
+                hint="set admission.access_key_file, or web.enabled = false",
+            )
+        site = web.cert is not None and web.key is not None
+        config = WebDoorConfig(
+            port=web.port,
+            page_cert=web.cert if site and web.cert is not None else settings.tls_cert,
+            page_key=web.key if site and web.key is not None else settings.tls_key,
+            site=site,
+        )
+        self.web = await WebDoor.start(
+            config,
+            name=settings.name,
+            hosts=self.listening,
+            server=server_settings,
+            handler=self.viewer_side.handle,
+        )
 
     async def stop(self, *, end_sessions: bool = False) -> None:
         """Stop serving. Sessions keep running (they reconnect to the next wrsrvd) unless
@@ -342,14 +375,7 @@ class FrontDoor:
         table.stopping = True
         self.notifier.stopping("ending sessions" if end_sessions else "stopping; sessions keep running")
         if end_sessions:
-            waits = []
-            for session in list(table.live.values()):
-                if session.process is not None:
-                    waits.append(session.process.exited.wait())
-                self.ending.end_session(session, EndReason.OPERATOR, "the server was stopped")
-            if waits:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.gather(*waits), END_WAIT)
+            await self._end_all_sessions()
         if self.pool is not None:  # first: kiosks stop choosing this member
             self.viewer_side.route = None
             await self.pool.stop()
@@ -357,6 +383,9 @@ class FrontDoor:
         for server in self.servers:
             await server.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
         self.servers.clear()
+        if self.web is not None:
+            await self.web.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
+            self.web = None
         for session in table.live.values():
             if session.link is not None:
                 session.link.close(CloseCode.SHUTDOWN, "wrsrvd is stopping")
@@ -376,6 +405,17 @@ class FrontDoor:
         table.closed = True
         table.registry.close()
         os.close(self._lock_fd)
+
+    async def _end_all_sessions(self) -> None:
+        """Standalone Ctrl-C: end every session, and wait for them briefly."""
+        waits = []
+        for session in list(self.table.live.values()):
+            if session.process is not None:
+                waits.append(session.process.exited.wait())
+            self.ending.end_session(session, EndReason.OPERATOR, "the server was stopped")
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), END_WAIT)
 
     def reload(self, settings: FrontDoorSettings) -> list[str]:
         """Take what can change without a restart (policy, limits, what new sessions run); returns

@@ -38,6 +38,18 @@ class Mode(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The browser kiosk (``[server.NAME.web]``, docs/web-kiosk.md); port 0: a free one."""
+
+    enabled: bool = False
+    port: int = 7443
+    #: A site certificate and its key; None: the server's identity for the page, and a rotating
+    #: short-lived certificate for WebTransport.
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
 class FrontDoorSettings:
     mode: Mode
     #: The instance name ("standalone" in standalone mode), for logs and the ServerHello.
@@ -109,6 +121,9 @@ class FrontDoorSettings:
     @property
     def shares_directory(self) -> bool:
         return bool(self.pool) and (bool(self.pool_fingerprints) or self.pool_ca is not None)
+
+    #: The browser kiosk (served when ``enabled``).
+    web: WebSettings = WebSettings()
 
     @property
     def login(self) -> bool:
@@ -287,6 +302,7 @@ def _build(
         pool_ca=_path(server.peers.ca),
         pool_key_file=_path(server.peers.token_key_file),
         pool_port=server.peers.port or None,
+        web=WebSettings(server.web.enabled, server.web.port, _path(server.web.cert), _path(server.web.key)),
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
             unused_per_source=server.admission.unused_sessions_per_source,

@@ -425,13 +425,17 @@ class WireProtocol(QuicConnectionProtocol):
                 return
             sid = self._send_streams.get(ch)
             if sid is None:
-                sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+                sid = self._open_stream()
                 self._send_streams[ch] = sid
                 data = bytes([ch]) + data
             elif sid in self._refused_streams:  # reset by aioquic: writing would raise
                 continue
             self._quic.send_stream_data(sid, data)
             self._wrote = True
+
+    def _open_stream(self) -> int:
+        """A new unidirectional stream for a channel (WebTransport opens its own kind: wayray.web)."""
+        return self._quic.get_next_available_stream_id(is_unidirectional=True)
 
     def schedule_flush(self) -> None:
         """Send what the application queued, once per loop iteration (so bursts coalesce)."""

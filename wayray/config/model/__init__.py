@@ -31,6 +31,7 @@ from wayray.config.model.servers import (
 )
 from wayray.config.model.session import SessionConfig
 from wayray.config.model.usb import UsbAction, UsbConfig, UsbDecision, UsbDevice, UsbRule
+from wayray.config.model.web import DEFAULT_WEB_PORT, WebSettings
 from wayray.config.schema import Applies, FileSpec, Shape
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ClientTLSSettings",
     "ClipboardDirection",
     "DEFAULT_PORT",
+    "DEFAULT_WEB_PORT",
     "DERIVED",
     "EncoderSettings",
     "FILES",
@@ -68,6 +70,7 @@ __all__ = [
     "UsbDevice",
     "UsbRule",
     "VideoCodec",
+    "WebSettings",
 ]
 
 FILES: tuple[FileSpec, ...] = (

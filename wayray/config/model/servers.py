@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from wayray.config.model.common import DEFAULT_PORT, DERIVED, INSTANCE_NAME, POOL_NAME
+from wayray.config.model.web import WebSettings
 from wayray.config.schema import Applies, ListRule, setting, table
 from wayray.config.types import (
     AbsPath,
@@ -292,6 +293,11 @@ class ServerConfig:
     peers: PeerSettings = table(
         PeerSettings,
         "The other members of its `pool`: how they are trusted, the token key they share, the pool port.",
+        applies=Applies.RESTART,
+    )
+    web: WebSettings = table(
+        WebSettings,
+        "The browser kiosk: the page over HTTPS and WebTransport over HTTP/3 (docs/web-kiosk.md).",
         applies=Applies.RESTART,
     )
     #: The table's name (``lab`` in ``[server.lab]``); set by the loader.
