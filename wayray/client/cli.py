@@ -20,6 +20,7 @@ from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
+from wayray.client.discovery import DISCOVERY_WAIT, AnyOf, check_pool_trust, discovery
 from wayray.client.identity import (
     default_known_hosts,
     own_standalone_server,
@@ -41,7 +42,6 @@ from wayray.common.sizes import size_argument
 from wayray.common.version import add_version_option
 from wayray.config import ClientConfig, ConfigError, load_report
 from wayray.config.model.common import POOL_PATTERN, POOL_RULE
-from wayray.pool.mdns import MemberAd, PoolBrowser
 from wayray.transport import (
     ClientCertificate,
     ClientSettings,
@@ -49,11 +49,10 @@ from wayray.transport import (
     OwnServerKey,
     PinnedFingerprint,
     ServerCA,
-    ServerIdentityError,
     ServerTrust,
 )
 from wayray.usb.kiosk import KioskUsb
-from wayray.wire import PROTOCOL_MAJOR, Capability, TokenKind, WireConfig
+from wayray.wire import Capability, TokenKind, WireConfig
 
 log = logging.getLogger("wayray.client")
 
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.microphone is None and args.mic_wav is None:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
-    _check_pool_trust(pool, client)
+    check_pool_trust(pool, client)
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)
@@ -355,18 +354,6 @@ def _servers(
     first = parse_address(server) if server else ("", 0)
     fallbacks = () if args.server else tuple(parse_address(s) for s in cfg.servers[0 if pool else 1 :])
     return first, fallbacks, pool
-
-
-def _check_pool_trust(pool: str, client: ClientSettings) -> None:
-    """A pool's servers are found by multicast, which anyone on the network can answer: they are
-    trusted only through pinned fingerprints or a CA, never on first use."""
-    if pool and client.server_ca is None and isinstance(client.trust, KnownHosts | None):
-        raise UsageError(
-            f"pool {pool}: no trust for its servers: anyone on the network can answer an mDNS "
-            "question, so trusting on first use would show your badge to whoever answers first",
-            hint="pin the pool's servers (--fingerprint, client.toml's fingerprints) or give the pool's "
-            "CA (--ca, client.toml's tls.ca)",
-        )
 
 
 def _token(args: argparse.Namespace, kiosk: bool) -> tuple[str, TokenKind]:
@@ -540,7 +527,7 @@ async def _run_kiosk(
     keyboard: Keyboard | None,
     usb: KioskUsb | None,
 ) -> int:
-    browser = await _discovery(options.pool, options.client)
+    browser = await discovery(options.pool, options.client)
     if browser is not None:
         options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
     kiosk = Kiosk(options, backend, source, usb)
@@ -568,57 +555,6 @@ async def _run_kiosk(
         print("wrclient: error: the display went away", file=sys.stderr, flush=True)
         return EXIT_FAILURE
     return EXIT_OK
-
-
-#: Seconds a viewer of a pool waits at start for the first member to be found (it goes on looking).
-DISCOVERY_WAIT = 5.0
-
-
-async def _discovery(pool: str, client: ClientSettings) -> PoolBrowser | None:
-    """The pool's browser, started (None without a pool)."""
-    if not pool:
-        return None
-    pins = _pins(client.trust)
-
-    def accept(ad: MemberAd) -> str | None:
-        if ad.protocol[0] != PROTOCOL_MAJOR:
-            return f"it speaks protocol {ad.protocol[0]}.{ad.protocol[1]}, this client {PROTOCOL_MAJOR}.x"
-        if pins is not None and ad.fingerprint not in pins:
-            return f"it advertises the identity {ad.fingerprint or '(none)'}, not one of the pool's"
-        return None
-
-    browser = PoolBrowser(pool, accept=accept)
-    await browser.start()
-    return browser
-
-
-def _pins(trust: ServerTrust | None) -> frozenset[str] | None:
-    """The fingerprints a trust accepts, when it is pins only (None: it accepts others too)."""
-    if isinstance(trust, PinnedFingerprint):
-        return frozenset({trust.fingerprint})
-    if isinstance(trust, AnyOf):
-        return frozenset(p.fingerprint for p in trust.pins)
-    return None
-
-
-class AnyOf:
-    """Trust any of several pinned fingerprints (client.toml's ``fingerprints``)."""
-
-    def __init__(self, pins: tuple[PinnedFingerprint, ...]) -> None:
-        self.pins = pins
-
-    def check(self, host: str, port: int, fingerprint: str) -> None:
-        for pin in self.pins:
-            try:
-                pin.check(host, port, fingerprint)
-                return
-            except ServerIdentityError:
-                continue
-        raise ServerIdentityError(
-            f"{host}:{port} presented the identity {fingerprint}, which is not among the fingerprints "
-            "configured in client.toml",
-            hint="if the server's identity was renewed on purpose, add its new fingerprint",
-        )
 
 
 def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
@@ -655,7 +591,7 @@ async def _run(
     usb: KioskUsb | None = None,
 ) -> int:
     audio, microphone = _audio_parts(args)
-    browser = await _discovery(options.pool, options.client)
+    browser = await discovery(options.pool, options.client)
     if browser is not None:
         options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
         # A first look around, so that the first connection does not find an empty pool.
