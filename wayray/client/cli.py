@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
     _check_pool_trust(pool, client)
+    if pool:
+        # A pool has other members to go to: a member that stopped answering is given up sooner.
+        client = replace(client, wire=replace(client.wire, idle_timeout=POOL_IDLE_TIMEOUT))
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)
@@ -517,6 +520,9 @@ async def _run_kiosk(
     return EXIT_OK
 
 
+#: Seconds without an answer to the viewer's pings (one a second) after which a viewer of a pool gives
+#: its member up and goes to another (docs/pools.md §7); 6 s (WireConfig's) for a single server.
+POOL_IDLE_TIMEOUT = 3.0
 #: Seconds a viewer of a pool waits at start for the first member to be found (it goes on looking).
 DISCOVERY_WAIT = 5.0
 
