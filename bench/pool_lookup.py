@@ -37,7 +37,7 @@ async def pool(size: int, tmp: Path) -> tuple[list[LanDirectory], list[PoolListe
     directories, listeners = [], []
     for n, identity in enumerate(identities):
         me = Member(f"{n + 1:016x}", f"m{n}", "127.0.0.1", 7100, identity.fingerprint)
-        d = LanDirectory(me, PeerClient(identity, trust))
+        d = LanDirectory(me, PeerClient(identity, trust), warmup=0)
         listeners.append(await PoolListener.start("127.0.0.1", 0, identity, trust, d.handle))
         await d.join(me, 30.0)
         directories.append(d)

@@ -155,7 +155,9 @@ def test_a_placement_is_taken_over_by_the_member_it_names_and_nobody_else(
         third = await d.claim(Entry(digest(7), c.member, "sc"), c)
         assert not third.won and placed_on(third.entry) == b.member
         taken = await d.claim(Entry(digest(7), b.member, "sb"), b)
-        assert taken.won and taken.entry.member == b.member
+        assert taken.won and taken.entry.member == b.member and taken.taken_over
+        again = await d.claim(Entry(digest(7), b.member, "sb"), b)
+        assert again.won and not again.taken_over
         await d.release(digest(7), a)  # the placing member's lease no longer holds it
         assert (await d.lookup(digest(7))) == taken.entry
 

@@ -11,7 +11,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from wayray.pool.directory import Entry, EntryState, Lease, Member
+import pytest
+
+from wayray.pool.directory import DirectoryError, Entry, EntryState, Lease, Member
 from wayray.pool.lan import LanDirectory, Peer
 from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
 from wayray.transport.identity import ServerIdentity
@@ -38,7 +40,7 @@ async def pool(tmp: Path, size: int, ttl: float = 4.0) -> list[Node]:
     nodes = [Node(tmp, n) for n in range(1, size + 1)]
     trust = PeerTrust(frozenset(n.identity.fingerprint for n in nodes))
     for node in nodes:
-        node.directory = LanDirectory(node.member, PeerClient(node.identity, trust), ttl=ttl)
+        node.directory = LanDirectory(node.member, PeerClient(node.identity, trust), ttl=ttl, warmup=0)
         node.listener = await PoolListener.start("127.0.0.1", 0, node.identity, trust, node.directory.handle)
         node.lease = await node.directory.join(node.member, ttl)
     for node in nodes:
@@ -109,5 +111,27 @@ def test_a_dead_member_stops_being_a_home_and_claims_go_on(tmp_path: Path) -> No
             assert not other.won and other.entry.member == a.member.id
         finally:
             await shut(nodes)
+
+    run(main())
+
+
+def test_a_member_that_just_started_takes_re_claims_but_decides_no_new_claim(tmp_path: Path) -> None:
+    """A restarted member is home for digests whose sessions live on other members, which re-claim
+    them within a keep-alive round: until then a new claim there could start a second session."""
+
+    async def main() -> None:
+        now = [100.0]
+        node = Node(tmp_path, 1)
+        trust = PeerTrust(frozenset({node.identity.fingerprint}))
+        d = LanDirectory(
+            node.member, PeerClient(node.identity, trust), ttl=4.0, warmup=4.0, clock=lambda: now[0]
+        )
+        lease = await d.join(node.member, 4.0)
+        with pytest.raises(DirectoryError, match="started 0.0 s ago"):
+            await d.claim(Entry(digest(1), node.member.id, "", EntryState.PENDING), lease)
+        assert (await d.claim(Entry(digest(2), node.member.id, "s2", EntryState.SESSION), lease)).won
+        now[0] += 4.0
+        assert (await d.claim(Entry(digest(1), node.member.id, "", EntryState.PENDING), lease)).won
+        await d.close()
 
     run(main())

@@ -49,8 +49,11 @@ def test_a_badge_that_reaches_the_wrong_member_is_redirected_to_its_session(
     script = harness.write_script(
         "k1.txt", f"settle 1000\ntype echo pooled > {marker}\nkey Return\nsettle 700\n"
     )
-    first = run_kiosk(harness, k1, a, "--script", str(script))
+    stats1 = harness.tmp / "kiosk1.json"
+    first = run_kiosk(harness, k1, a, "--script", str(script), "--stats", str(stats1))
     assert first.returncode == 0, first.stderr[-3000:]
+    # A new session placed on the other member starts there: it is not placed again (a ping-pong).
+    assert json.loads(stats1.read_text())["redirects"] <= 1
     assert marker.read_text() == "pooled\n"
     # Placement put the new session on A or B (weighted random); kiosk 2 reaches the other one.
     holder, other = (a, b) if a.sessions() else (b, a)

@@ -20,7 +20,7 @@ from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
-from wayray.client.discovery import DISCOVERY_WAIT, AnyOf, check_pool_trust, discovery
+from wayray.client.discovery import DISCOVERY_WAIT, POOL_IDLE_TIMEOUT, AnyOf, check_pool_trust, discovery
 from wayray.client.identity import (
     default_known_hosts,
     own_standalone_server,
@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     check_pool_trust(pool, client)
+    if pool:
+        # A pool has other members to go to: a member that stopped answering is given up sooner.
+        client = replace(client, wire=replace(client.wire, idle_timeout=POOL_IDLE_TIMEOUT))
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)

@@ -21,6 +21,9 @@ def check_pool_trust(pool: str, client: ClientSettings) -> None:
         )
 
 
+#: Seconds without an answer to the viewer's pings (one a second) after which a viewer of a pool gives
+#: its member up and goes to another (docs/pools.md §7); 6 s (WireConfig's) for a single server.
+POOL_IDLE_TIMEOUT = 3.0
 #: Seconds a viewer of a pool waits at start for the first member to be found (it goes on looking).
 DISCOVERY_WAIT = 5.0
 

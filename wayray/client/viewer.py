@@ -170,6 +170,8 @@ class Viewer:
         self._detached = ""
         #: The server (host, port) that answered last: the next connection tries it first.
         self.server = (options.host, options.port)
+        #: The server the connection is to (after Redirects: the member it was sent to).
+        self.connected_to = self.server
         #: While the server says the session does not respond (SessionEvent NOT_RESPONDING): its
         #: detail, which the notice over the frozen picture shows. None while it responds.
         self.not_responding: str | None = None
@@ -282,7 +284,9 @@ class Viewer:
         client = self.options.client
         for hop in range(MAX_REDIRECTS + 1):
             try:
-                return await connect(host, port, client, hello)
+                conn = await connect(host, port, client, hello)
+                self.connected_to = (host, port)
+                return conn
             except Redirected as err:
                 target = err.redirect
                 if hop == MAX_REDIRECTS:
@@ -374,7 +378,7 @@ class Viewer:
         if self._detached:
             self._end(Ending.DETACHED, self._detached)
             return ""
-        self._unanswered(self.server)
+        self._unanswered(self.connected_to)
         return f"connection lost ({ErrorCode.describe(event.code)}: {event.reason})"
 
     async def _serve(self, conn: ClientConnection) -> None:

@@ -101,6 +101,8 @@ class Claim:
 
     won: bool
     entry: Entry
+    #: Won by taking over a placement made for this member (it must not place the session again).
+    taken_over: bool = False
 
 
 class Directory(Protocol):
@@ -209,7 +211,8 @@ class LocalDirectory:
         ours = replace(entry, claimed_at=claimed_at)
         self._entries[entry.digest] = (ours, lease.id)
         state.digests.add(entry.digest)
-        return Claim(True, ours)
+        taken = held is not None and held[0].member != entry.member
+        return Claim(True, ours, taken_over=taken)
 
     async def release(self, digest: str, lease: Lease) -> None:
         self._expire()

@@ -107,8 +107,11 @@ class LanDirectory:
         client: PeerClient,
         *,
         ttl: float = LEASE_TTL,
+        warmup: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``warmup``: seconds after start in which it decides no new claim (default: 3 x ``ttl``:
+        the others must find it announced again, reach its pool port and re-claim at it)."""
         self.me = me
         self.client = client
         self.ttl = ttl
@@ -122,6 +125,9 @@ class LanDirectory:
         self._leases: dict[str, Lease] = {}
         self._certificates: dict[str, str] = {}
         self._own: Lease | None = None
+        #: When this member started: until ``warmup`` later it decides no new claim (see _ready).
+        self._started = clock()
+        self.warmup = 3 * ttl if warmup is None else warmup
         self._renewing: dict[str, asyncio.Task[None]] = {}
         #: Called with a peer's id when it lost this member's lease: its entries there must be claimed again.
         self.on_lease_lost: Callable[[str], None] = lambda member: None
@@ -223,6 +229,19 @@ class LanDirectory:
             own = self._own = await self.local.join(self.me, self.ttl)
         return own
 
+    def _ready(self, entry: Entry) -> None:
+        """A member that just (re)started has an empty directory, while the other members still
+        re-claim their sessions' digests at it (they do within a keep-alive round of seeing it
+        answer, or of its answer that their lease is new). Until ``warmup`` has passed it takes those
+        re-claims but decides no new claim: one decided now could give a badge whose session is on
+        another member a second session here."""
+        waited = self._clock() - self._started
+        if entry.state is EntryState.PENDING and waited < self.warmup:
+            raise DirectoryError(
+                f"member {self.me.id} started {waited:.1f} s ago and is still taking the other members' "
+                "entries; try again in a moment"
+            )
+
     async def lookup(self, digest: str) -> Entry | None:
         answer = await self._at_home(digest, {"type": "lookup", "digest": digest})
         if answer is None:
@@ -234,11 +253,12 @@ class LanDirectory:
                    "state": entry.state.value}  # fmt: skip
         answer = await self._at_home(entry.digest, request)
         if answer is None:
+            self._ready(entry)
             return await self.local.claim(entry, await self._own_lease(lease))
         held = _entry_from(answer.get("entry"))
         if held is None:
             raise DirectoryError("the home answered a claim without an entry")
-        return Claim(bool(answer.get("won")), held)
+        return Claim(bool(answer.get("won")), held, taken_over=answer.get("taken_over") is True)
 
     async def release(self, digest: str, lease: Lease) -> None:
         if await self._at_home(digest, {"type": "release", "digest": digest}) is None:
@@ -291,8 +311,17 @@ class LanDirectory:
             ):
                 raise RequestRefused("malformed request: 'state' and 'session_id'")
             entry = Entry(_digest(request), member.id, session_id[:64], EntryState(state))
+            try:
+                self._ready(entry)
+            except DirectoryError as err:
+                raise RequestRefused(f"not ready: {err}") from None
             claim = await self.local.claim(entry, lease)
-            return {"ok": True, "won": claim.won, "entry": _entry_json(claim.entry)}
+            return {
+                "ok": True,
+                "won": claim.won,
+                "entry": _entry_json(claim.entry),
+                "taken_over": claim.taken_over,
+            }
         if kind == "release":
             await self.local.release(_digest(request), lease)
             return {"ok": True}

@@ -243,10 +243,11 @@ class PeerClient:
         self.identity = identity
         self.trust = trust
         self._conns: dict[tuple[str, int], tuple[contextlib.AsyncExitStack, QuicConnectionProtocol]] = {}
-        self._lock = asyncio.Lock()
+        #: One lock per peer: a peer that does not answer must not hold up the requests to the others.
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def _connection(self, host: str, port: int) -> QuicConnectionProtocol:
-        async with self._lock:
+        async with self._locks.setdefault((host, port), asyncio.Lock()):
             held = self._conns.get((host, port))
             if held is not None:
                 return held[1]

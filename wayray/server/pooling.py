@@ -169,7 +169,8 @@ class PoolMembership:
         try:
             claim = await shared.directory.claim(entry, shared.lease)
             if claim.won:
-                target = self._place()
+                # A placement made for this member, taken over here: the session starts here.
+                target = "here" if claim.taken_over else self._place()
                 if isinstance(target, str):  # "here"
                     shared.pending[token.digest] = time.monotonic()
                     return True
