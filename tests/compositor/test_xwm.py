@@ -6,6 +6,7 @@ keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a sc
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.compositor.harness import Client, Session, running_session
+from tests.compositor.harness import DEADLINE, Client, Session, running_session
 from wayray.compositor.session import Axis, WindowInfo
 from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
 from wayray.compositor.titlebar import ACTIVE, HEIGHT
@@ -403,3 +404,34 @@ async def test_a_large_x_selection_sent_in_pieces_reaches_wayland_whole(tmp_path
         await s.wait_for(lambda: s.comp.selection_mime_types(), "the X clipboard offered to Wayland")
         data = await s.comp.get_selection("text/plain;charset=utf-8")
         assert data is not None and len(data) == len(text) and data == text
+
+
+async def test_x_windows_follow_an_output_resize(tmp_path: Path) -> None:
+    """A viewer with another screen size resizes the session's output (hot-desk): a maximized X window
+    fills the new output and X hears it; another is kept on it; Xwayland's root follows."""
+    async with running_session(tmp_path, x11=True) as s:
+        big, _ = await _xwin(s, "Big", "--state", "maximized")
+        await s.wait_window(lambda w: w.title == "Big" and w.rect.width == 1024, "maximized at 1024x768")
+        _, small = await _xwin(s, "Small", "--size", "780x560")
+        assert small.rect.x2 > 800 or small.rect.y2 > 600, "place it so the smaller output cuts it"
+        s.comp.resize_output(800, 600)
+        want = (0, HEIGHT, 800, 600 - HEIGHT)
+        await s.wait_window(
+            lambda w: w.title == "Big" and (w.rect.x, w.rect.y, w.rect.width, w.rect.height) == want,
+            "the maximized X window at the new output's size",
+        )
+        await s.wait_for(lambda: ["800", str(600 - HEIGHT), "0", str(HEIGHT)] in
+                         [c[1:] for c in _lines(big, "configure")], "X told the new size")  # fmt: skip
+        moved = await s.wait_window(lambda w: w.title == "Small", "the other X window")
+        assert moved.rect.x2 <= 800 and moved.rect.y2 <= 600, moved.rect
+        # Xwayland hears the new mode on its own wl_output, in its own time.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + DEADLINE
+        while loop.time() < end:
+            probe = await s.spawn("xdpyinfo", name="xdpyinfo")
+            await s.wait_exit(probe)
+            dims = [line for line in probe.output().splitlines() if "dimensions" in line]
+            if dims and "800x600 pixels" in dims[0]:
+                break
+            await asyncio.sleep(0.1)
+        assert dims and "800x600 pixels" in dims[0], f"Xwayland's root did not follow the output: {dims}"
