@@ -341,3 +341,31 @@ def test_text_copied_in_the_session_reaches_the_browsers_clipboard(harness: Harn
             "navigator.clipboard.readText().then(t => t === 'copied from the session\\n')",
             what="the session's clipboard text in the browser's clipboard",
         )
+
+
+def test_text_copied_in_the_browser_reaches_the_sessions_clipboard(harness: Harness, tmp_path: Path) -> None:
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        origin = f"https://127.0.0.1:{port}"
+        browser.send(
+            "Browser.grantPermissions",
+            {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+        )
+        page = browser.open(f"{origin}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-clip-badge-2")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "foot on the page"
+        )
+        page.send("Page.bringToFront")
+        # Copied elsewhere, then back to the page (it gets the focus): the session's clipboard has it.
+        page.evaluate("navigator.clipboard.writeText('copied in the browser')")
+        page.evaluate("window.dispatchEvent(new Event('focus'))")
+        page.evaluate("document.getElementById('screen').focus()")
+        page.type("wl-paste > pasted.txt\n")
+        out = harness.home / "pasted.txt"
+        eventually(lambda: out.exists() and out.read_text(), "wl-paste's output")
+        assert out.read_text().rstrip("\n") == "copied in the browser"

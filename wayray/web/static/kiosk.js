@@ -199,6 +199,7 @@ class Connection {
     input.outputWidth = sh.width; input.outputHeight = sh.height;
     input.active = true;
     show("session");
+    clipboardToSession();
     this.pinger = setInterval(() => {
       if (performance.now() - this.lastPong > IDLE_TIMEOUT) {
         this.fail(ERROR.IDLE_TIMEOUT, `no answer from the server for ${IDLE_TIMEOUT / 1000} s`);
@@ -355,9 +356,28 @@ function present(value, kind) {
   connect();
 }
 
+let clipboardSeen = null; // the text last exchanged with the session (either way)
+
 async function clipboardFromSession(text) {
+  clipboardSeen = text;
   try { await navigator.clipboard.writeText(text); } catch (e) { /* the browser refused: no focus, or no permission */ }
 }
+
+// The browser's clipboard to the session, as wrclient sends its own when it changes: when the page
+// gets the focus back (a person copied something elsewhere) and when a session starts, if the
+// browser lets the page read it (a permission a kiosk's browser can be given). The session's policy
+// decides whether it goes in (wrsrvd filters, as for any viewer).
+async function clipboardToSession() {
+  if (!conn || conn.closed || state.state !== "session" || !navigator.clipboard?.readText) return;
+  let text;
+  try { text = await navigator.clipboard.readText(); } catch (e) { return; /* not allowed: nothing sent */ }
+  if (!text || text === clipboardSeen || !conn || conn.closed) return;
+  clipboardSeen = text;
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length > 1024 * 1024) return; // the wire's limit; the native viewer truncates, a page sends none
+  conn.sendNow(CHANNEL.CONTROL, encode.ClipboardText(0, text));
+}
+window.addEventListener("focus", clipboardToSession);
 
 const input = new Input(canvas, (kind, ...args) => {
   if (conn && !conn.closed) conn.sendNow(CHANNEL.INPUT, encode[kind](...args));
