@@ -183,3 +183,27 @@ def test_every_linked_library_comes_with_the_dependencies(full_tree: Path) -> No
     # pywayland's wheel carries libwayland: the system's is not used, so not declared.
     assert not any("libwayland" in lib for lib in libs)
     assert not {"libwayland-server0", "libwayland-client0"} & declared
+
+
+#: Bundled Python distributions that open a system library by name (ctypes, so no file links it):
+#: module -> (the library, the control field that must bring its package, who needs it). Depends
+#: where every install runs the code; Recommends where only kiosks do: apt installs recommended
+#: packages by default, a server installed with --no-install-recommends goes without them.
+OPENED_BY_BUNDLED_MODULES = {
+    "usb1": ("libusb-1.0.so.0", "Recommends", "the kiosk's USB forwarding (wrclient --usb)"),
+    "pyudev": ("libudev.so.1", "Depends", "the kiosk's badge reader and USB devices (udev)"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(OPENED_BY_BUNDLED_MODULES))
+def test_libraries_the_bundled_modules_open_by_name_come_with_the_package(
+    full_tree: Path, module: str
+) -> None:
+    library, field, who = OPENED_BY_BUNDLED_MODULES[module]
+    site = next((full_tree / "opt/wayray/lib").glob("python3*/site-packages"))
+    assert (site / module / "__init__.py").is_file(), f"{module} ({who}) is not in the package"
+    pkg = owner(resolve_soname(library))
+    declared = frozenset(package_depends(field))
+    assert pkg in declared | closure(declared), (
+        f"{library} ({pkg}), opened by {module} for {who}: not in {field}"
+    )

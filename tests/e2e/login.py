@@ -127,6 +127,8 @@ class LoginRig:
         self.server: subprocess.Popen[bytes] | None = None
         self.server_log = tmp / "wrsrvd.log"
         self.kiosks: list[KioskProc] = []
+        #: More of wrsrvd's arguments (``--usb-sockets DIR``).
+        self.server_args: list[str] = []
         self.fingerprint = ""
         self.greeter_script = sandbox.greeter_script
 
@@ -190,7 +192,8 @@ class LoginRig:
         with open(self.server_log, "ab") as out:
             self.server = subprocess.Popen(
                 ["setpriv", f"--reuid={self.service_uid}", f"--regid={self.service_gid}", "--init-groups",
-                 SYSTEM_PYTHON, "-m", "wayray.server", "--instance", "lab", "--root", str(self.root), "-v"],
+                 SYSTEM_PYTHON, "-m", "wayray.server", "--instance", "lab", "--root", str(self.root), "-v",
+                 *self.server_args],
                 env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip

@@ -84,7 +84,7 @@ def record(testbed: object, c: Capture, port: int, paths: list[str]) -> None:
     ]
     if os.environ.get("WAYRAY_USB_BENCH"):
         controls, bulks, size = (int(n) for n in os.environ["WAYRAY_USB_BENCH"].split(":"))
-        exchanges += [device] * controls + [usbmon.BulkIn(0x81, bytes(size))] * bulks
+        exchanges += [device] * controls + [usbmon.BulkIn(0x81, usbmon.bulk_data(size))] * bulks
     usbmon.write(directory / "device.pcap", 1, port + 1, exchanges)
     testbed.load_pcap(paths[-1], str(directory / "device.pcap"))  # type: ignore[attr-defined]
 

@@ -23,6 +23,11 @@ _USBMON = struct.Struct("<QBBBBHBBqiiII8siiII")
 assert _USBMON.size == 64
 
 
+def bulk_data(size: int) -> bytes:
+    """What a recorded bulk IN carries: bytes that tell a shifted, cut or repeated transfer apart."""
+    return bytes((i * 7 + i // 256) % 256 for i in range(size))
+
+
 @dataclass(frozen=True)
 class Control:
     """A control transfer IN: the setup packet and the device's answer."""

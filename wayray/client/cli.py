@@ -51,7 +51,7 @@ from wayray.transport import (
     ServerCA,
     ServerTrust,
 )
-from wayray.usb.kiosk import KioskUsb
+from wayray.usb.kiosk import KioskUsb, import_usb1
 from wayray.wire import Capability, TokenKind, WireConfig
 
 log = logging.getLogger("wayray.client")
@@ -569,6 +569,7 @@ def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
     errors = [d for d in result.errors if d.key.startswith("usb") or "usb.toml" in str(d.origin)]
     if errors:
         raise ConfigError(errors)
+    import_usb1()  # an accepted device is served through libusb: missing, it is said now
     badge = cfg.badge
 
     def badge_reader(vendor: int, product: int) -> bool:

@@ -47,6 +47,29 @@ def import_pyudev() -> Any:
     return pyudev
 
 
+def import_usb1() -> Any:
+    """libusb1's ``usb1`` with the system's libusb-1.0 loaded: the kiosk serves accepted devices
+    through it, so forwarding without it is refused when wrclient starts."""
+    try:
+        import usb1
+
+        usb1.loadLibrary()
+    except ImportError as err:
+        raise WayRayError(
+            f"USB forwarding needs libusb-1.0 and its Python binding: {err}",
+            hint="install WayRay with its dependencies (libusb1), or turn USB forwarding off "
+            "(usb = false in client.toml)",
+        ) from None
+    except OSError as err:
+        raise WayRayError(
+            f"USB forwarding needs libusb-1.0, which cannot be loaded on this machine: "
+            f"{err.strerror or err}",
+            hint="install it (Debian: apt install libusb-1.0-0), or turn USB forwarding off "
+            "(usb = false in client.toml)",
+        ) from None
+    return usb1
+
+
 @dataclass
 class KioskDevice:
     sys_path: str
