@@ -248,7 +248,7 @@ def test_sound_played_while_detached_is_not_delivered_later(harness: Harness) ->
     tone_wav = write_wav(harness.tmp / "tone.wav", later)
     body = "(\n" + play_on(harness, "go", chirp) + play_on(harness, "go2", tone_wav) + ") &"
     srv = harness.server(session_script(harness, body))
-    first = harness.start_client(srv)
+    first = harness.start_client(srv, "--audio-wav", str(harness.tmp / "first.wav"))
     session = srv.wait_linked()
     wait_for_capture(session["pid"])
     first.signal(signal.SIGINT)
@@ -287,7 +287,13 @@ def test_a_viewer_without_audio_still_works_and_the_session_records_nothing_for_
     assert accepted_capabilities(srv) == ["clipboard, cursor, display, input"]
     session = srv.wait_linked()
     assert sound_servers_of(session["pid"])  # the session has its sound server; this viewer no sound
-    with_audio = harness.run_client(srv, "--snapshot", str(harness.tmp / "shot2.png"))
+    # Nor does a viewer that would do nothing with sound offer it (no --audio-wav, no microphone).
+    plain = harness.run_client(srv, "--snapshot", str(harness.tmp / "shot2.png"))
+    assert plain.returncode == 0, failure(plain)
+    assert accepted_capabilities(srv)[-1] == "clipboard, cursor, display, input"
+    with_audio = harness.run_client(
+        srv, "--audio-wav", str(harness.tmp / "a.wav"), "--snapshot", str(harness.tmp / "shot3.png")
+    )
     assert with_audio.returncode == 0, failure(with_audio)
     assert accepted_capabilities(srv)[-1] == "audio, clipboard, cursor, display, input"
 
@@ -478,7 +484,7 @@ def test_a_reload_changes_what_the_next_attach_gets(tmp_path: Path) -> None:
                 result = subprocess.run(
                     [script("wrclient"), f"127.0.0.1:{inst.port}", "--fingerprint", fingerprint,
                      "--headless", "--token", token, "--access-key-file", str(inst.key),
-                     "--script", str(listen), "--stats", str(stats)],
+                     "--script", str(listen), "--stats", str(stats), "--audio-wav", str(tmp_path / "a.wav")],
                     env=inst.h.env, capture_output=True, text=True, timeout=180,
                 )  # fmt: skip
                 assert result.returncode == 0, failure(result)

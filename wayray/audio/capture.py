@@ -26,6 +26,17 @@ log = logging.getLogger("wayray.audio")
 #: What PulseAudio is asked to buffer before parec gets the samples (its fragment size).
 CAPTURE_LATENCY_MS = 10
 _stream_ids = itertools.count(1)
+#: parec processes being reaped (a reference, so that their tasks are not collected half-way).
+_reaping: set[asyncio.Task[None]] = set()
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        log.warning("parec (pid %d) did not exit after SIGKILL within 10 s", proc.pid)
+    finally:
+        _reaping.discard(asyncio.current_task())
 
 
 @dataclass
@@ -117,17 +128,17 @@ class AudioSender:
             with contextlib.suppress(Exception):
                 self._send(AudioStop(stream_id=self.stream_id))
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """Stop at once: nothing more is sent. parec is killed and reaped in the background, so the
+        caller (the link's loop, which must go on answering wrsrvd) never waits for it."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
+            _reaping.add(asyncio.get_running_loop().create_task(_reap(proc), name="reap parec"))
         s = self.stats
         log.info(
             "audio stream %d ended: %d frames sent (%d bytes), %d silent frames not sent, encoding %.2f s",

@@ -138,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-audio",
         action="store_true",
-        help="offer the server no audio: the session's sound is not sent here (docs/audio.md)",
+        help="offer the server no audio, even with the options below (docs/audio.md); without them "
+        "none is offered either, until wrclient plays sound itself",
     )
     p.add_argument(
         "--microphone",
@@ -287,12 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
     offer = client.wire.capabilities
-    if args.no_audio:
-        if args.audio_wav is not None or args.microphone is not None or args.mic_wav is not None:
-            raise UsageError("--audio-wav, --microphone and --mic-wav need audio: leave out --no-audio")
-        offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
-    elif args.microphone is None and args.mic_wav is None:
+    microphone = args.microphone is not None or args.mic_wav is not None
+    if args.no_audio and (args.audio_wav is not None or microphone):
+        raise UsageError("--audio-wav, --microphone and --mic-wav need audio: leave out --no-audio")
+    if not microphone:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
+    if args.no_audio or not _uses_audio(args):
+        # The session's sound is offered only to a viewer that does something with it (writes it, or
+        # sends a microphone): until wrclient plays sound, a window or a kiosk would only discard it.
+        offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     check_pool_trust(pool, client)
     if pool:
@@ -578,6 +582,10 @@ def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
     return KioskUsb(result.config.usb, excluded=badge_reader)
 
 
+def _uses_audio(args: argparse.Namespace) -> bool:
+    return args.audio_wav is not None or args.microphone is not None or args.mic_wav is not None
+
+
 def _client_config(root: Path | None) -> ClientConfig:
     result = load_report(root)
     errors = [d for d in result.errors if d.key.startswith("client") or "client.toml" in str(d.origin)]
@@ -636,7 +644,7 @@ async def _run(
 
 def _audio_parts(args: argparse.Namespace) -> tuple[AudioReceiver | None, MicSource | None]:
     """What plays the session's sound here (none with --no-audio) and the microphone, if one is given."""
-    audio = None if args.no_audio else AudioReceiver(args.audio_wav)
+    audio = AudioReceiver(args.audio_wav) if _uses_audio(args) and not args.no_audio else None
     microphone = None
     if args.mic_wav is not None or args.microphone is not None:
         microphone = MicSource(device=args.microphone, wav=args.mic_wav)

@@ -336,7 +336,7 @@ class LinkClient:
     async def _detach(self, reason: str) -> None:
         audio, self.audio = self.audio, None
         if audio is not None:
-            await audio.stop()
+            audio.stop()  # never waits: this loop must go on answering wrsrvd
         if self.microphone_on and self.microphone is not None:
             self.microphone.viewer_changed()  # the source records silence again
         self.microphone_on = False
