@@ -269,6 +269,9 @@ def udp_ports(app: Appliance) -> set[int]:
     return ports
 
 
+# Each step may take as long as its own commands are given (apt's install and dpkg's upgrade: 600 s
+# each), not the suite's 300 s default: with suites running beside it, apt took longer than that.
+@pytest.mark.timeout(900)
 def test_apt_installs_the_package_with_its_dependencies_and_nothing_listens(step: Appliance) -> None:
     app = step
     out = app.run(
@@ -419,6 +422,7 @@ def test_a_policy_change_is_reloaded_and_a_broken_reload_keeps_the_server(step: 
     app.until(lambda: app.proof()[-1:] == ["after-reloads"], "the line typed after the reloads")
 
 
+@pytest.mark.timeout(900)
 def test_an_upgrade_in_place_keeps_the_session_and_the_configuration(
     step: Appliance, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

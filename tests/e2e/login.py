@@ -289,7 +289,7 @@ class LoginRig:
         else:
             import json
 
-            self.greeter_script.write_text(json.dumps({"username": user, "answers": [password]}))
+            self.sandbox.write_greeter_script(json.dumps({"username": user, "answers": [password]}))
 
     def shows(self, kiosk: KioskProc, phrase: str, timeout: float = DEADLINE) -> bytes:
         """Wait until ``phrase`` can be read on the kiosk's screen (tesseract); the screenshot."""

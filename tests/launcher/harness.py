@@ -266,6 +266,14 @@ class Sandbox:
                 data[key] = value
         return data
 
+    def write_greeter_script(self, text: str) -> None:
+        """Give the stand-in greeter its script: written whole, then renamed into place (the greeter
+        polls for the file and reads it as soon as it exists)."""
+        part = self.greeter_script.with_suffix(".part")
+        part.write_text(text)
+        os.chmod(part, 0o644)
+        part.rename(self.greeter_script)
+
     def write_session_toml(self, text: str) -> None:
         """The system's session.toml (what every user session starts after the settings' components)."""
         (self.config_root / "etc" / "wayray" / "session.toml").write_text(text)

@@ -397,9 +397,7 @@ def test_sessions_survive_a_wrsessd_restart_and_are_re_adopted(
         assert again.adopted and again.session_id == info.session_id and again.user == accounts.user
         assert g.adopted and g.session_id == greeter.session.session_id
         # The greeter that was waiting still logs in with its ticket, now through the new daemon.
-        sandbox.greeter_script.write_text(
-            json.dumps({"username": accounts.user, "answers": [accounts.password]})
-        )
+        sandbox.write_greeter_script(json.dumps({"username": accounts.user, "answers": [accounts.password]}))
         transcript = sandbox.report(g.session_id, "greeter")
         assert transcript["start"]["type"] == "session_started"
         for s in c.list_sessions():
@@ -502,7 +500,7 @@ def test_greeter_session_logs_a_user_in_with_its_ticket(
         assert comp["uid"] == accounts.greeter_uid and comp["env"]["XDG_SESSION_CLASS"] == "greeter"
         assert "WAYRAY_LOGIN_TICKET" not in comp["env"]  # only the greeter gets the ticket
 
-        sandbox.greeter_script.write_text(
+        sandbox.write_greeter_script(
             json.dumps(
                 {
                     "answers": [accounts.user, accounts.password],
@@ -582,9 +580,7 @@ def test_session_env_of_a_greeter_reaches_the_user_session_it_starts_and_never_t
     assert secret_entry in record  # kept (root-only) for a restart
     assert daemon.stop() == 0
     daemon.start()
-    sandbox.greeter_script.write_text(
-        json.dumps({"username": accounts.user, "answers": [accounts.password]})
-    )
+    sandbox.write_greeter_script(json.dumps({"username": accounts.user, "answers": [accounts.password]}))
     transcript = sandbox.report(g, "greeter")
     assert "user-compositor-secret" not in json.dumps(transcript["identity"])
     assert "greeter-secret" not in json.dumps(transcript["identity"])  # nor its compositor's
@@ -598,9 +594,7 @@ def test_session_env_of_a_greeter_reaches_the_user_session_it_starts_and_never_t
     with daemon.client() as c:
         second = c.call(p.CreateGreeterSession(token="tok-h", token_kind="badge", max_user_sessions=1))
         assert isinstance(second, p.SessionStarted)
-        sandbox.greeter_script.write_text(
-            json.dumps({"username": accounts.user, "answers": [accounts.password]})
-        )
+        sandbox.write_greeter_script(json.dumps({"username": accounts.user, "answers": [accounts.password]}))
         transcript = sandbox.report(second.session.session_id, "greeter")
         assert transcript["start"]["error_type"] == "limit"
         assert "already has 1 session (the limit is 1)" in transcript["start"]["description"]
@@ -621,7 +615,7 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
             p.CreateGreeterSession(token="tok-a", token_kind="badge", unlock_session=info.session_id)
         )
         assert isinstance(greeter, p.SessionStarted) and greeter.session.unlock_session == info.session_id
-        sandbox.greeter_script.write_text(json.dumps({"username": other, "answers": [accounts.password]}))
+        sandbox.write_greeter_script(json.dumps({"username": other, "answers": [accounts.password]}))
         transcript = sandbox.report(greeter.session.session_id, "greeter")
         assert transcript["login"]["error_type"] == "bad_request"
         assert f"log in as {accounts.user}" in transcript["login"]["description"]
@@ -633,7 +627,7 @@ def test_unlock_greeter_re_authenticates_the_sessions_owner(
             p.CreateGreeterSession(token="tok-a", token_kind="badge", unlock_session=info.session_id)
         )
         assert isinstance(greeter, p.SessionStarted)
-        sandbox.greeter_script.write_text(json.dumps({"answers": [accounts.password]}))
+        sandbox.write_greeter_script(json.dumps({"answers": [accounts.password]}))
         transcript = sandbox.report(greeter.session.session_id, "greeter")
         assert transcript["messages"][-1] == [
             "secret",

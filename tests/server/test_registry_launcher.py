@@ -55,9 +55,7 @@ def test_policy_timeout_ends_a_detached_session_and_closes_its_pam_session(
         session = reg.create_greeter(token, "kiosk-a", endpoint_of(greeter.session), time.time())
 
         # The user logs in at the greeter; wrsessd announces the user session that replaces it.
-        sandbox.greeter_script.write_text(
-            json.dumps({"username": accounts.user, "answers": [accounts.password]})
-        )
+        sandbox.write_greeter_script(json.dumps({"username": accounts.user, "answers": [accounts.password]}))
         started = events.events(timeout=60)
         while not (
             isinstance(started, p.SessionEvent) and started.session.session_class is p.SessionClass.USER
