@@ -33,7 +33,22 @@ class Item:
 
 
 #: What an operator needs on the machine (links between them resolve: a test checks).
-DOCS = ("operating.md", "configuration.md", "kiosk.md", "running.md", "troubleshooting.md", "launcher.md")
+DOCS = (
+    "operating.md",
+    "configuration.md",
+    "kiosk.md",
+    "running.md",
+    "troubleshooting.md",
+    "launcher.md",
+    # The features' pages the operator's pages link to (and what they link to).
+    "pools.md",
+    "audio.md",
+    "usb.md",
+    "xwayland.md",
+    "web-kiosk.md",
+    "protocol.md",
+    "benchmarks.md",
+)
 CONFIGS = ("servers.toml", "policies.toml", "usb.toml", "session.toml", "host.toml", "client.toml")
 UNITS = ("wrsrvd@.service", "wrsessd.service", "wrsessd.socket", "wayray.target")
 

@@ -271,7 +271,9 @@ def udp_ports(app: Appliance) -> set[int]:
 
 # Each step may take as long as its own commands are given (apt's install and dpkg's upgrade: 600 s
 # each), not the suite's 300 s default: with suites running beside it, apt took longer than that.
-@pytest.mark.timeout(900)
+# The first one also builds the cached root file system when its recipe is new (debootstrap with
+# the package's dependencies: up to 1800 s of its own, minutes on a fresh machine).
+@pytest.mark.timeout(2400)
 def test_apt_installs_the_package_with_its_dependencies_and_nothing_listens(step: Appliance) -> None:
     app = step
     out = app.run(

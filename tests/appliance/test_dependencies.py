@@ -137,6 +137,9 @@ def direct_needs(tree: Path) -> dict[str, str]:
     needs: dict[str, str] = {}
     for lib in sorted(opened_by_name()):
         needs.setdefault(owner(resolve_soname(lib)), f"{lib}, opened by name")
+    for module, (lib, field, _who) in OPENED_BY_BUNDLED_MODULES.items():
+        if field == "Depends":
+            needs.setdefault(owner(resolve_soname(lib)), f"{lib}, opened by the bundled {module}")
     draw = (REPO / "wayray/toolkit/draw.py").read_text()
     font_dir = re.search(r'FONT_DIR = Path\("([^"]+)"\)', draw)
     assert font_dir
@@ -192,6 +195,7 @@ def test_every_linked_library_comes_with_the_dependencies(full_tree: Path) -> No
 OPENED_BY_BUNDLED_MODULES = {
     "usb1": ("libusb-1.0.so.0", "Recommends", "the kiosk's USB forwarding (wrclient --usb)"),
     "pyudev": ("libudev.so.1", "Depends", "the kiosk's badge reader and USB devices (udev)"),
+    "xcffib": ("libxcb.so.1", "Depends", "the X window manager of a session's Xwayland"),
 }
 
 

@@ -95,7 +95,12 @@ class SoundServer:
         script = d / "wayray.pa"
         script.write_text(_script(d), encoding="utf-8")
         # Not the user's D-Bus session: this server is the session's, not the desktop's of the host.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "DBUS_SESSION_BUS"))}
+        # Not the link's variables either: where wrsrvd's link is is the compositor's business only.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PULSE_", "DBUS_SESSION_BUS", "WAYRAY_LINK", "WAYRAY_WAYLAND_DISPLAY"))
+        }
         env.update(PULSE_RUNTIME_PATH=str(d), PULSE_STATE_PATH=str(d), PULSE_COOKIE=str(d / "cookie"))
         argv = [
             binary,

@@ -138,8 +138,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-audio",
         action="store_true",
-        help="offer the server no audio, even with the options below (docs/audio.md); without them "
-        "none is offered either, until wrclient plays sound itself",
+        help="offer the server no audio, even with the options below "
+        "(/usr/share/doc/wayray/audio.md); without them none is offered either, until wrclient plays "
+        "sound itself",
     )
     p.add_argument(
         "--microphone",
@@ -182,7 +183,8 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
         "--pool",
         metavar="NAME",
         help="find the servers of pool NAME over mDNS (default: client.toml's pool, when no SERVER "
-        "is given); they are trusted only through the pool's fingerprints or CA (docs/pools.md)",
+        "is given); they are trusted only through the pool's fingerprints or CA "
+        "(/usr/share/doc/wayray/pools.md)",
     )
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--token", metavar="T", help="present this token (default: the terminal's own)")

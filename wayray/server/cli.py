@@ -113,8 +113,8 @@ def parser() -> argparse.ArgumentParser:
         "--web-port",
         type=int,
         metavar="P",
-        help="standalone: also serve the browser kiosk (docs/web-kiosk.md): the page on TCP port P, "
-        "WebTransport on UDP port P (0 picks a free one)",
+        help="standalone: also serve the browser kiosk (/usr/share/doc/wayray/web-kiosk.md): the page "
+        "on TCP port P, WebTransport on UDP port P (0 picks a free one)",
     )
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--audio",
         choices=("off", "playback", "playback+microphone"),
-        help="standalone: session audio, as policy.audio (playback; docs/audio.md)",
+        help="standalone: session audio, as policy.audio (playback; /usr/share/doc/wayray/audio.md)",
     )
     p.add_argument(
         "-v",
@@ -150,7 +150,7 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
         "--pool",
         metavar="NAME",
         help="standalone: join the server pool NAME and announce this server in it over mDNS "
-        "(docs/pools.md); listen on a LAN address (--listen) for other hosts to reach it",
+        "(/usr/share/doc/wayray/pools.md); listen on a LAN address (--listen) for other hosts to reach it",
     )
     p.add_argument(
         "--pool-peer",

@@ -98,6 +98,12 @@ class FrontDoor:
         "access_key_file",
         "launcher_socket",
         "web",
+        # The pool it joins, how its members are trusted, what they share: read at start.
+        "pool",
+        "pool_fingerprints",
+        "pool_ca",
+        "pool_key_file",
+        "pool_port",
     )
 
     def __init__(

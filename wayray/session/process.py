@@ -166,7 +166,9 @@ class _Session:
         self.sound = sound
         if self.link is not None:
             self.link.audio_bitrate = self.opts.audio_bitrate
-            self.link.sound_env = sound.client_env(dict(os.environ))
+            self.link.sound_env = sound.client_env(
+                {k: v for k, v in os.environ.items() if k not in LINK_ENV}
+            )
             microphone = MicrophoneFeed(self.link.sound_env)
             if await microphone.start():
                 self.link.microphone = microphone
