@@ -99,11 +99,11 @@ middle = os.fork()
 if middle == 0:                         # daemonize: fork, and the middle one exits at once
     if os.fork() == 0:
         os.setsid()
-        print("daemon", os.getpid(), flush=True)
+        os.write(1, f"daemon {os.getpid()}\n".encode())  # one write: the two lines never mix
         time.sleep(600)
     os._exit(0)
 os.waitpid(middle, 0)
-print("root", os.getpid(), "sh", sh.pid, "zombie", zombie.pid, flush=True)
+os.write(1, f"root {os.getpid()} sh {sh.pid} zombie {zombie.pid}\n".encode())
 time.sleep(600)
 """
 
