@@ -18,7 +18,7 @@ The hops, in order (the process in brackets):
     taken         [session]  the display pump has copied that frame out
     encode_start  [session]  encoding begins
     encoded       [session]  the frame update is encoded (and serialized)
-    link_sent     [session]  it is written to the link
+    link_sent     [session]  it is handed to the link
     relayed       [wrsrvd]   the front door queues it on the viewer's QUIC connection, untouched
     viewer_in     [wrclient] the viewer has the whole update
     decoded       [wrclient] decoded into the viewer's picture

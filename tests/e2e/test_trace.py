@@ -40,8 +40,8 @@ def test_every_hop_of_a_typed_key_is_stamped_in_order_and_no_key_is_named(harnes
     # typed while foot is still drawing the last one's echo shares that frame, which is still a frame).
     assert len(whole) >= len("echo qz > ") // 2, whole
     for ident, times in whole.items():
-        stamps = [times[hop] for hop in HOPS]
-        assert stamps == sorted(stamps), (ident, dict(zip(HOPS, stamps, strict=True)))
+        backwards = [(a, b) for a, b in zip(HOPS, HOPS[1:], strict=False) if times[b] < times[a]]
+        assert not backwards, (ident, backwards)
     # What was typed is not in the files: only times, hop names and frame numbers.
     for f in files:
         for line in f.read_text().splitlines():

@@ -201,9 +201,9 @@ class DisplayPump:
                 len(data),
                 summary="{n} more keyframes in the last {seconds} s",
             )
-        await self._send(Channel.DISPLAY, data)
-        if trace.ENABLED:
+        if trace.ENABLED:  # before the send: the front door may relay it before the send returns
             trace.mark("link_sent", trace.frame_id(update.seq))
+        await self._send(Channel.DISPLAY, data)
 
     async def _send_cursor(self) -> None:
         if self._cursor is None or self._cursor_broken:
