@@ -41,6 +41,7 @@ from wayray.client.backend import (
 )
 from wayray.client.viewing import Ending, ViewerOptions, ViewerStats
 from wayray.codec import CodecError, CursorDecoder, Decoder, Desync
+from wayray.common import trace
 from wayray.common.backoff import Backoff
 from wayray.transport import (
     ClientConnection,
@@ -447,6 +448,8 @@ class Viewer:
     # --- display -----------------------------------------------------------------------------------
 
     def _frame(self, conn: ClientConnection, update: FrameUpdate) -> None:
+        if trace.ENABLED:
+            trace.mark("viewer_in", trace.frame_id(update.seq))
         started = time.perf_counter()
         try:
             damage = self.decoder.apply(update)
@@ -454,6 +457,8 @@ class Viewer:
             log.warning("frame %d could not be applied: %s", update.seq, err.message)
             damage = []
         elapsed = time.perf_counter() - started
+        if trace.ENABLED:
+            trace.mark("decoded", trace.frame_id(update.seq))
         log.debug(
             "frame %d%s: %d regions, %d rectangles changed, decoded in %.1f ms",
             update.seq,
@@ -473,6 +478,8 @@ class Viewer:
         fb = self.decoder.framebuffer
         if fb is not None and (damage or update.keyframe):
             self.backend.present(fb, damage)
+            if trace.ENABLED:
+                trace.mark("presented", trace.frame_id(update.seq))
             self.last_frame_at = time.monotonic()
             if len(s.shown_at) < 100_000:
                 s.shown_at.append(self.last_frame_at)
@@ -532,6 +539,8 @@ class Viewer:
         message = self._wire_message(event, conn)
         if message is None:
             return
+        if trace.ENABLED and isinstance(message, Key) and message.state == KeyState.PRESSED:
+            trace.mark("viewer_send", trace.key_id(message.time_ms))
         try:
             conn.send(message)
         except (ConnectionClosedError, WireUsageError) as err:

@@ -31,6 +31,7 @@ from pywayland.protocol.wp_primary_selection_unstable_v1 import ZwpPrimarySelect
 from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1
 from pywayland.protocol.xdg_shell import XdgWmBase
 
+from wayray.common import trace
 from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import (
     DataDeviceManager,
@@ -363,6 +364,8 @@ class Core:
             return
         self.renderer.render(views, damage)
         self.frame_seq += 1
+        if trace.ENABLED:
+            trace.pass_on("committed", "composited")
         for c in list(self.consumers):
             c.on_damage(damage)
         self.seat.refresh_pointer_focus()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from wayray.common import trace
 from wayray.compositor.cursor import CursorState
 from wayray.compositor.geometry import Rect
 from wayray.wayland.pixman import Region
@@ -121,6 +122,8 @@ class FrameConsumer:
     def take_frame(self) -> Frame:
         """The current frame: damage since the last take (possibly none, e.g. for a cursor change)."""
         self.changed.clear()
+        if trace.ENABLED:
+            trace.pass_on("composited", "taken")
         source = self._source
         r = source.renderer
         assert self._snapshot is not None

@@ -25,6 +25,7 @@ from pywayland.protocol.wayland import (
     WlSurface,
 )
 
+from wayray.common import trace
 from wayray.compositor.geometry import BufferMapping, Rect, Transform
 from wayray.wayland.pixman import Image, Region
 from wayray.wayland.server import ForeignResource, NewId, ProtocolError, Resource
@@ -338,6 +339,8 @@ class Surface(Resource):
         self._apply_content(state)
         if self.mapping is not None and self.has_content:
             self._take_damage(state, old_size)
+            if trace.ENABLED:
+                trace.pass_on("delivered", "committed")
         if state.opaque_set:
             self.opaque = state.opaque if state.opaque is not None else Region()
         if state.input_set:

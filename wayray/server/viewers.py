@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from wayray.common import trace
 from wayray.link import CloseCode, ToSession
 from wayray.link.stream import LinkOverflow
 from wayray.server.admission import Kind, estimate, source_of
@@ -42,6 +43,7 @@ from wayray.wire import (
     ErrorCode,
     Key,
     KeymapUpdate,
+    KeyState,
     MicFrame,
     PointerAxis,
     PointerButton,
@@ -333,6 +335,8 @@ class ViewerSide:
             if (width, height) != (message.width, message.height):
                 message = ResizeRequest(width=width, height=height, scale_120=message.scale_120)
         if isinstance(message, _INPUT):
+            if trace.ENABLED and isinstance(message, Key) and message.state == KeyState.PRESSED:
+                trace.mark("frontdoor_in", trace.key_id(message.time_ms))
             now = time.monotonic()
             if now - viewer.last_input > 1.0 and not table.closed:
                 viewer.last_input = now

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from wayray.codec import EncoderSettings
+from wayray.common import trace
 from wayray.common.errors import WayRayError
 from wayray.common.log import Repeats
 from wayray.compositor.limits import check_output_size, fit_output_size
@@ -133,7 +134,14 @@ class Attachment:
     def handle(self, message: object) -> None:
         comp = self.comp
         if isinstance(message, Key):
+            traced = (
+                trace.key_id(message.time_ms) if trace.ENABLED and message.state == KeyState.PRESSED else ""
+            )
+            if traced:
+                trace.mark("session_in", traced)
             comp.key(message.code, message.state == KeyState.PRESSED)
+            if traced:
+                trace.hold("delivered", traced)
         elif isinstance(message, PointerMotion):
             comp.pointer_motion(message.x, message.y)
             self.pump.pointer_moved()

@@ -25,6 +25,7 @@ import numpy as np
 
 from wayray.codec import CursorEncoder, Encoder, EncoderSettings
 from wayray.codec.cursor import CursorMessage
+from wayray.common import trace
 from wayray.common.log import Repeats
 from wayray.compositor.frames import Frame
 from wayray.compositor.session import SessionCompositor
@@ -167,6 +168,9 @@ class DisplayPump:
             encoder.resize(frame.width, frame.height)  # the next update is a keyframe at the new size
         force = self._keyframe_wanted
         self._keyframe_wanted = False
+        keys = trace.taken("taken")
+        for key in keys:
+            trace.mark("encode_start", key)
         started = time.perf_counter()
         args = (encoder, frame.pixels, frame.damage, time.monotonic(), force)
         if _small(frame, encoder) and not force:
@@ -177,6 +181,9 @@ class DisplayPump:
         if result is None:
             return
         update, data = result
+        if trace.ENABLED:
+            trace.join(keys, update.seq)
+            trace.mark("encoded", trace.frame_id(update.seq))
         self.credit.sent(update.seq)
         s = self.stats
         s.frames += 1
@@ -194,6 +201,8 @@ class DisplayPump:
                 len(data),
                 summary="{n} more keyframes in the last {seconds} s",
             )
+        if trace.ENABLED:  # before the send: the front door may relay it before the send returns
+            trace.mark("link_sent", trace.frame_id(update.seq))
         await self._send(Channel.DISPLAY, data)
 
     async def _send_cursor(self) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wayray.common import trace
 from wayray.wire import display as d
 from wayray.wire import messages as m
 from wayray.wire.credit import CreditError, FrameCredit, SeqOrderError
@@ -503,6 +504,8 @@ class WireConnection:
                 raise WireUsageError("FrameUpdate too short to carry a seq")
             (seq,) = _SEQ.unpack_from(frame, HEADER_SIZE)
             self._frame_sent(seq)
+            if trace.ENABLED:
+                trace.mark("relayed", trace.frame_id(seq))
         self._enqueue(spec, frame)
 
     def _check_send(self, spec: MessageSpec) -> None:
