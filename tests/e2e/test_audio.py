@@ -10,7 +10,9 @@ import re
 import signal
 import subprocess
 import threading
+import time
 import wave
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import psutil
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, WrServer, eventually, failure, processes_with_link
+from tests.e2e.harness import DEADLINE, Harness, WrServer, eventually, failure, processes_with_link
 from tests.e2e.test_robustness import _closed_after
 from wayray.server.admin import AdminClient
 from wayray.wire import Channel, ErrorCode, encode_frame
@@ -405,6 +407,16 @@ def recording(h: Harness) -> np.ndarray:
     return np.frombuffer(raw[: len(raw) // 4 * 4], "<i2").reshape(-1, 2).mean(axis=1) / 32768.0
 
 
+def first_time(check: Callable[[], bool], what: str) -> float:
+    """The monotonic time at which ``check`` first holds, looked at every 10 ms."""
+    end = time.monotonic() + DEADLINE
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic()
+
+
 def recorded(h: Harness) -> np.ndarray:
     """Stop parecord; everything it recorded."""
     (h.home / "stop").touch()
@@ -419,8 +431,17 @@ def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_al
     mic = write_wav(harness.tmp / "mic.wav", np.concatenate([spoken, np.zeros(RATE // 2)]))
     srv = harness.server(recording_session(harness), extra=["--audio", "playback+microphone"])
     viewer = harness.start_client(srv, "--mic-wav", str(mic))
+    # The first chirp begins with the file: from the viewer's "microphone on" (logged just before its
+    # first frame) to the first of it in parecord's file is how late the session hears the kiosk.
+    spoke = first_time(lambda: "microphone on" in viewer.stderr(), "the viewer's microphone to go on")
+    heard_at = first_time(
+        lambda: bool(np.abs(recording(harness)).max(initial=0.0) > 0.05), "the first chirp"
+    )
     eventually(lambda: "microphone file" in viewer.stderr(), "the viewer to have sent its microphone file")
     assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input, microphone"]
+    # A person on a call hears a delay of a few hundred milliseconds; the sound must not wait behind
+    # what the session played into its source before anyone spoke (it waited 2 s there, at every load).
+    assert heard_at - spoke < 0.5, f"the microphone reached the session {heard_at - spoke:.2f} s late"
 
     def heard_it() -> list[tuple[float, int]] | None:
         heard = recording(harness)
@@ -435,7 +456,9 @@ def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_al
     # Nothing but the microphone's sound: before and after it, the source recorded silence.
     assert np.abs(heard[: max(0, lag - RATE // 50)]).max(initial=0.0) == 0.0
     assert np.abs(heard[lag + len(spoken) + RATE // 50 :]).max(initial=0.0) == 0.0
-    print(f"microphone similarity {score:.4f} at sample {lag}")
+    print(
+        f"microphone similarity {score:.4f} at sample {lag}; heard {heard_at - spoke:.3f} s after it spoke"
+    )
 
 
 def test_without_the_policy_the_microphone_stays_off_and_the_source_records_silence(

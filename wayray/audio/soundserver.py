@@ -26,9 +26,9 @@ SINK = "wayray"
 SINK_DESCRIPTION = "WayRay"
 SOURCE = "wayray_microphone"
 SOURCE_DESCRIPTION = "WayRay microphone"
-#: The null sink whose monitor the microphone source remaps: what the viewer's microphone plays into.
-MIC_FEED = "wayray_mic_feed"
-MIC_FEED_DESCRIPTION = "WayRay microphone feed"
+#: The FIFO (in the private directory) that the source "WayRay microphone" reads: the session process
+#: writes the viewer's microphone, or silence, into it (wayray.audio.microphone).
+MIC_FIFO = "microphone"
 RATE = 48000
 CHANNELS = 2
 #: How long the sound server may take to answer after it was started.
@@ -48,9 +48,11 @@ def _script(directory: Path) -> str:
             "auth-cookie-enabled=0",
             f"load-module module-null-sink sink_name={SINK} rate={RATE} channels={CHANNELS} "
             f"sink_properties=device.description={SINK_DESCRIPTION}",
-            f"load-module module-null-sink sink_name={MIC_FEED} rate={RATE} channels={CHANNELS} "
-            f"sink_properties=\"device.description='{MIC_FEED_DESCRIPTION}'\"",
-            f"load-module module-remap-source source_name={SOURCE} master={MIC_FEED}.monitor "
+            # A pipe source has no clock of its own: it hands its recorders what the session process
+            # writes, when it writes it (a null sink's monitor played into by pacat had a clock of its
+            # own, took 2 s of sound ahead at its start, and left a gap wherever pacat came late).
+            f"load-module module-pipe-source source_name={SOURCE} file={directory / MIC_FIFO} "
+            f"format=s16le rate={RATE} channels={CHANNELS} "
             f"source_properties=\"device.description='{SOURCE_DESCRIPTION}'\"",
             f"set-default-sink {SINK}",
             f"set-default-source {SOURCE}",
@@ -72,6 +74,11 @@ class SoundServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    @property
+    def microphone_fifo(self) -> Path:
+        """Where the source "WayRay microphone" reads its sound (wayray.audio.microphone writes it)."""
+        return self.directory / MIC_FIFO
+
     def environment(self) -> dict[str, str]:
         """What a client of this sound server needs (``PULSE_SERVER``, a cookie path in the private
         directory, so libpulse writes nothing into the home directory)."""
@@ -89,7 +96,7 @@ class SoundServer:
         d = self.directory
         d.mkdir(mode=0o700, exist_ok=True)
         os.chmod(d, 0o700)
-        for leftover in ("native", "pid", "cookie"):  # of a session process that was killed
+        for leftover in ("native", "pid", "cookie", MIC_FIFO):  # of a session process that was killed
             with contextlib.suppress(FileNotFoundError):
                 (d / leftover).unlink()
         script = d / "wayray.pa"

@@ -169,7 +169,7 @@ class _Session:
             self.link.sound_env = sound.client_env(
                 {k: v for k, v in os.environ.items() if k not in LINK_ENV}
             )
-            microphone = MicrophoneFeed(self.link.sound_env)
+            microphone = MicrophoneFeed(sound.microphone_fifo)
             if await microphone.start():
                 self.link.microphone = microphone
 
