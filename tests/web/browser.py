@@ -41,6 +41,9 @@ class Browser:
         self.log = log
         #: Pages' handlers of requests paused by Page.rewrite, by DevTools session.
         self.paused_handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
+        #: What each page said (console, uncaught exceptions, failed loads), by DevTools session.
+        self.said: dict[str, list[str]] = {}
+        self._urls: dict[str, str] = {}
         threading.Thread(target=self._read, daemon=True).start()
 
     @classmethod
@@ -115,6 +118,11 @@ class Browser:
                     handler = self.paused_handlers[msg["sessionId"]]
                     threading.Thread(target=handler, args=(msg,), daemon=True).start()
                 else:
+                    if msg.get("method") == "Network.requestWillBeSent":
+                        self._urls[msg["params"]["requestId"]] = msg["params"]["request"]["url"]
+                    said = _what_the_page_said(msg, self._urls)
+                    if said is not None:
+                        self.said.setdefault(msg.get("sessionId", ""), []).append(said)
                     self.events.put(msg)
 
     def send(
@@ -142,12 +150,17 @@ class Browser:
         result: dict[str, Any] = answer.get("result", {})
         return result
 
-    def open(self, url: str) -> Page:
+    def open(self, url: str, *, before: Callable[[Page], None] | None = None) -> Page:
+        """A new tab at ``url``; ``before`` runs first (to set up DevTools' Fetch rules, say)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self, session, target)
         page.send("Page.enable")
         page.send("Runtime.enable")
+        page.send("Log.enable")
+        page.send("Network.enable")
+        if before is not None:
+            before(page)
         page.navigate(url)
         return page
 
@@ -212,8 +225,13 @@ class Page:
             if last and not isinstance(last, BrowserError):
                 return last
             if time.monotonic() > end:
-                raise BrowserError(f"waited {timeout} s for {what}; last: {last!r}")
+                raise BrowserError(f"waited {timeout} s for {what}; last: {last!r}{self.said()}")
             time.sleep(0.1)
+
+    def said(self) -> str:
+        """What the page said (console, uncaught exceptions, failed loads), for a failure's message."""
+        lines = self.browser.said.get(self.session, [])
+        return "".join(f"\n  page: {line}" for line in lines[-30:])
 
     def rewrite(self, pattern: str, change: Callable[[bytes], bytes]) -> None:
         """Answer the page's requests for URLs matching ``pattern`` with ``change`` of the server's
@@ -243,6 +261,26 @@ class Page:
 
         self.browser.paused_handlers[self.session] = paused
         self.send("Fetch.enable", {"patterns": [{"urlPattern": pattern, "requestStage": "Response"}]})
+
+    def fail_once(self, pattern: str) -> list[str]:
+        """The page's first request for a URL matching ``pattern`` fails as a connection the server
+        closed would (DevTools' Fetch domain); later ones go through. Returns the URLs failed."""
+        failed: list[str] = []
+
+        def paused(ev: dict[str, Any]) -> None:
+            rid = ev["params"]["requestId"]
+            try:
+                if not failed:
+                    failed.append(ev["params"]["request"]["url"])
+                    self.send("Fetch.failRequest", {"requestId": rid, "errorReason": "ConnectionClosed"})
+                else:
+                    self.send("Fetch.continueRequest", {"requestId": rid})
+            except BrowserError:
+                pass  # the page went away meanwhile
+
+        self.browser.paused_handlers[self.session] = paused
+        self.send("Fetch.enable", {"patterns": [{"urlPattern": pattern, "requestStage": "Request"}]})
+        return failed
 
     def screenshot(self) -> bytes:
         data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
@@ -281,6 +319,26 @@ class Page:
                     "Input.dispatchKeyEvent",
                     {"type": "keyUp", "code": "ShiftLeft", "key": "Shift", "windowsVirtualKeyCode": 16},
                 )
+
+
+def _what_the_page_said(msg: dict[str, Any], urls: dict[str, str]) -> str | None:
+    """One line for a DevTools event worth reporting when a test fails, else None."""
+    method, params = msg.get("method"), msg.get("params", {})
+    if method == "Runtime.exceptionThrown":
+        d = params.get("exceptionDetails", {})
+        return f"uncaught: {d.get('exception', {}).get('description') or d.get('text')}"
+    if method == "Runtime.consoleAPICalled":
+        args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+        return f"console.{params.get('type')}: {args}"
+    if method == "Log.entryAdded":
+        e = params.get("entry", {})
+        return f"log ({e.get('source')}, {e.get('level')}): {e.get('text')} {e.get('url', '')}".rstrip()
+    if method == "Network.loadingFailed":
+        url = urls.get(params.get("requestId", ""), "?")
+        return f"load failed: {url} ({params.get('type')}): {params.get('errorText')}"
+    if method == "Page.frameNavigated" and not params.get("frame", {}).get("parentId"):
+        return f"navigated: {params['frame'].get('url')}"
+    return None
 
 
 def _keys() -> dict[str, tuple[str, str, int, bool]]:

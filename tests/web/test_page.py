@@ -50,6 +50,8 @@ def canvas_pixels(page: Page) -> np.ndarray:
 
 
 def present_badge(page: Page, badge: str) -> None:
+    # As a person does once the page is up (a page that is loading itself again has no kiosk yet).
+    page.wait_for("window.wayray && window.wayray.state !== undefined", what="the kiosk running on the page")
     page.evaluate(f"document.getElementById('badge').value = {badge!r}")
     page.evaluate("document.getElementById('badge-form').requestSubmit()")
 
@@ -84,6 +86,29 @@ def test_the_page_shows_the_session_and_types_into_foot(harness: Harness, tmp_pa
 
         eventually(same, "the page's canvas equal to the session's picture")
         assert page.evaluate("window.wayray.mismatches") == 0
+
+
+@pytest.mark.parametrize("script", ["kiosk.js", "input.js", "fzstd.mjs"])
+def test_a_page_whose_script_failed_to_load_loads_again_and_serves(
+    harness: Harness, tmp_path: Path, script: str
+) -> None:
+    # One of the page's scripts fails to load (a connection the server dropped: under load its TLS
+    # handshake or request can outlast the page server's deadline). The kiosk must not stay dead,
+    # showing "Present your badge" to a person whose badge then does nothing.
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    failed: dict[str, list[str]] = {}
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(
+            f"https://127.0.0.1:{port}/", before=lambda p: failed.update(urls=p.fail_once(f"*/{script}"))
+        )
+        page.wait_for("window.wayray && window.wayray.state === 'idle'", what="the page running")
+        assert [u.rsplit("/", 1)[1] for u in failed["urls"]] == [script]
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-reload-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        assert page.evaluate("window.wayray.sessionId") == srv.session()["id"]
 
 
 VIDEO = str(Path(__file__).parent.parent / "e2e" / "clients" / "video.py")
