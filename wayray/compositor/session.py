@@ -37,6 +37,7 @@ from wayray.compositor.frames import FrameConsumer
 from wayray.compositor.geometry import Rect
 from wayray.compositor.limits import check_output_size
 from wayray.compositor.seat import Axis
+from wayray.compositor.wm_protocol import WmProcess
 from wayray.compositor.xdisplay import XDisplay
 from wayray.compositor.xwayland import Xwayland, find_xwayland
 
@@ -64,6 +65,9 @@ class WindowInfo:
     fullscreen: bool
     minimized: bool
     pid: int
+    #: Drawn: not minimized, not hidden by the window manager, on the workspace shown.
+    shown: bool = True
+    workspace: int = 0
 
 
 class SessionCompositor:
@@ -79,6 +83,7 @@ class SessionCompositor:
         decorations: Decorations | str = Decorations.CLIENT,
         on_selection: Callable[[SelectionKind, list[str] | None], None] | None = None,
         x11: bool = False,
+        window_manager: tuple[str, ...] = (),
     ) -> None:
         check_output_size(size[0], size[1], scale)
         if refresh_hz <= 0 or idle_hz <= 0:
@@ -92,6 +97,8 @@ class SessionCompositor:
         self.decorations = Decorations(decorations)
         self._on_selection = on_selection
         self.x11 = x11
+        self.window_manager = tuple(window_manager)
+        self.wm_process: WmProcess | None = None
         self._core: Core | None = None
         self.socket_name = ""
 
@@ -140,6 +147,10 @@ class SessionCompositor:
         if core.xwayland is not None and not self._requested_socket:
             _write_x_display(runtime / self.socket_name, core.xwayland.display.name)
         core.schedule_frame()
+        if self.window_manager:
+            # The session's window manager: the only client that may bind wayray_wm_manager_v1.
+            self.wm_process = WmProcess(core.wm_service, self.window_manager, self.client_env, loop)
+            self.wm_process.start()
         log.info(
             "session compositor on %s (%dx%d@%d, %g Hz)",
             self.socket_path,
@@ -151,6 +162,9 @@ class SessionCompositor:
 
     async def close(self) -> None:
         """Disconnect every client and remove the socket."""
+        if self.wm_process is not None:
+            await self.wm_process.close()
+            self.wm_process = None
         if self._core is not None:
             for c in list(self._core.consumers):
                 c.close()
@@ -358,7 +372,7 @@ class SessionCompositor:
         core = self.core
         s = core.output.scale
         out = []
-        for w in list(core.wm.stack) + [w for w in core.wm.windows if w.minimized and w.mapped]:
+        for w in list(core.wm.stack) + [w for w in core.wm.windows if w.mapped and w not in core.wm.stack]:
             out.append(
                 WindowInfo(
                     title=w.title,
@@ -369,6 +383,8 @@ class SessionCompositor:
                     fullscreen=w.fullscreen,
                     minimized=w.minimized,
                     pid=w.toplevel.pid,
+                    shown=w.shown,
+                    workspace=w.workspace,
                 )
             )
         return out

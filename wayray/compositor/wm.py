@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CASCADE_STEP = 32
+KEY_LEFT, KEY_UP, KEY_RIGHT, KEY_DOWN = 0xFF51, 0xFF52, 0xFF53, 0xFF54  # XKB keysyms
+MOD_SUPER = 64  # the seat's modifier bits (wayray_wm_manager_v1.modifier)
 EDGE_TOP, EDGE_BOTTOM, EDGE_LEFT, EDGE_RIGHT = 1, 2, 4, 8
 
 
@@ -55,6 +57,26 @@ class WmHost(Protocol):
 
     def grab_window_gone(self, window: object) -> None:
         """``window`` was unmapped: end a grab that moves or resizes it."""
+
+
+class WmDelegate(Protocol):
+    """An external window manager (``wm_protocol``): what the built-in one tells it and leaves to it
+    while it runs. Every hook returns at once; the compositor never waits for the external WM."""
+
+    def window_new(self, window: Window) -> None: ...
+
+    def window_changed(self, window: Window) -> None:
+        """Its properties (title, app id, parent, size hints, size) may have changed."""
+
+    def window_mapped(self, window: Window, mapped: bool) -> None: ...
+
+    def window_gone(self, window: Window) -> None: ...
+
+    def window_request(self, window: Window, request: str, *args: int) -> None:
+        """The application asks (``request_maximized``, ``request_fullscreen``, ``request_minimize``,
+        ``request_activate``, ``request_move``, ``request_resize``) or was clicked (``clicked``)."""
+
+    def usable_area_changed(self, area: Rect) -> None: ...
 
 
 class ManagedToplevel(Protocol):
@@ -147,6 +169,19 @@ class Window:
         self.resize_edges = 0
         self.resize_anchor = (0, 0)  # the corner that stays put: (right or left x, bottom or top y)
         self.titlebar = TitleBar(self)
+        # What an external WM decides besides geometry (wm_protocol): kept when it goes away.
+        self.hidden = False
+        self.workspace = 0
+        self.wm_placed = False  # an external WM gave it a position before it was mapped
+        self.wm_size: tuple[int, int] | None = None  # the size it asked for before the first configure
+        self.initial_done = False  # the initial configure went out (xdg-shell allows none before)
+        self.wm_handle: object = None  # its wayray_wm_window_v1, while an external WM runs
+        self.snapped: Rect | None = None  # where it was before Super+Left/Right snapped it
+
+    @property
+    def shown(self) -> bool:
+        """Drawn and given input when mapped: not minimized, hidden, or on another workspace."""
+        return not self.minimized and not self.hidden and self.workspace == self.wm.workspace
 
     def __repr__(self) -> str:
         return f"<window {self.toplevel.label!r}>"
@@ -234,7 +269,11 @@ class Window:
             area = self.wm.usable_area()
             size = (area.width, area.height - self.title_height)
         elif size is None:
-            size = (self.geometry.width, self.geometry.height) if self.mapped else (0, 0)
+            want = self.toplevel.want
+            if self.mapped and self.toplevel.redrawing and want.width and want.height:
+                size = (want.width, want.height)  # a size asked for and not drawn yet stays asked
+            else:
+                size = (self.geometry.width, self.geometry.height) if self.mapped else (0, 0)
         self.toplevel.configure(
             ToplevelConfigure(
                 width=max(0, size[0]),
@@ -298,6 +337,8 @@ class FloatingWM:
         self._cycle: list[Window] | None = None
         self._cycle_index = 0
         self._last_placed: Window | None = None
+        self.delegate: WmDelegate | None = None  # an external window manager, while one runs
+        self.workspace = 0  # the workspace shown (an external WM's; the built-in one has one)
 
     @property
     def windows(self) -> list[Window]:
@@ -308,22 +349,33 @@ class FloatingWM:
 
     def new_toplevel(self, toplevel: ManagedToplevel) -> Window:
         w = self._windows[toplevel] = Window(self, toplevel)
+        if self.delegate is not None:
+            self.delegate.window_new(w)
         return w
 
     def toplevel_initial_commit(self, toplevel: ManagedToplevel) -> None:
-        self._windows[toplevel].configure()
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_changed(window)
+        window.initial_done = True
+        window.configure(window.wm_size)  # the size an external WM asked for before, if any
 
     def toplevel_mapped(self, toplevel: ManagedToplevel) -> None:
         window = self._windows[toplevel]
         window.mapped = True
         if not window.placed:
-            self._place(window)
+            if not window.wm_placed:
+                self._place(window)
             window.placed = True
         if window.maximized or window.fullscreen:
             self._snap(window)
-        if not window.minimized:
+        if window.shown:
             self.stack.append(window)
-        self.focus(window)
+        if self.delegate is not None:
+            self.delegate.window_changed(window)
+            self.delegate.window_mapped(window, True)
+        else:
+            self.focus(window)
         self.host.scene_changed()
 
     def toplevel_committed(self, toplevel: ManagedToplevel) -> None:
@@ -347,6 +399,8 @@ class FloatingWM:
             # commits older sizes after the drag is over, and the last one must keep the corner too.
             if not window.resizing and not window.toplevel.redrawing:
                 window.resize_edges = 0
+        if self.delegate is not None:
+            self.delegate.window_changed(window)
         self.host.scene_changed()
 
     def toplevel_unmapped(self, toplevel: ManagedToplevel) -> None:
@@ -355,6 +409,9 @@ class FloatingWM:
     def _unmap(self, window: Window) -> None:
         window.mapped = False
         window.placed = False
+        window.wm_placed = False
+        if self.delegate is not None:
+            self.delegate.window_mapped(window, False)
         if window in self.stack:
             self.stack.remove(window)
         for popup in list(window.popups):
@@ -372,6 +429,8 @@ class FloatingWM:
         if window.mapped:
             self._unmap(window)
         del self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_gone(window)
         if window in self.mru:
             self.mru.remove(window)
         if self._cycle is not None and window in self._cycle:
@@ -417,15 +476,18 @@ class FloatingWM:
 
     # Focus and stacking ---------------------------------------------------------------------------
 
-    def focus(self, window: Window | None) -> None:
+    def focus(self, window: Window | None, *, raise_: bool = True) -> None:
         old = self.focused
         if window is not None and (not window.mapped or not window.toplevel.alive):
             window = None
+        if window is not None and not window.shown and not window.minimized:
+            window = None  # hidden by an external WM, or on another workspace
         self.focused = window
         if window is not None:
             if window.minimized:
                 self._minimize(window, False)
-            self.raise_(window)
+            if raise_:
+                self.raise_(window)
             if window in self.mru:
                 self.mru.remove(window)
             self.mru.insert(0, window)
@@ -444,9 +506,15 @@ class FloatingWM:
             window.toplevel.raised()
             self.host.scene_changed()
 
+    def lower(self, window: Window) -> None:
+        if window in self.stack and self.stack[0] is not window:
+            self.stack.remove(window)
+            self.stack.insert(0, window)
+            self.host.scene_changed()
+
     def _focus_next(self) -> None:
         for w in self.mru:
-            if w.mapped and not w.minimized:
+            if w.mapped and w.shown:
                 self.focus(w)
                 return
         self.focus(self.stack[-1] if self.stack else None)
@@ -464,30 +532,60 @@ class FloatingWM:
             return
         window = self.window_at(surface)
         if window is not None and window.mapped:
-            self.focus(window)
+            if self.delegate is not None:
+                self.delegate.window_request(window, "clicked")
+            else:
+                self.focus(window)
 
     # Requests from clients (the request hooks of xdg_shell.XdgShellHost) ---------------------------
 
+    # Under an external WM each request is passed on to it; the protocol's configure is sent at once.
+
     def maximize_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
-        self._maximize(self._windows[toplevel], on)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            window.configure()
+            self.delegate.window_request(window, "request_maximized", int(on))
+            return
+        self._maximize(window, on)
 
     def fullscreen_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
-        self._fullscreen(self._windows[toplevel], on)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            window.configure()
+            self.delegate.window_request(window, "request_fullscreen", int(on))
+            return
+        self._fullscreen(window, on)
 
     def minimize_requested(self, toplevel: ManagedToplevel) -> None:
-        self._minimize(self._windows[toplevel], True)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_request(window, "request_minimize")
+            return
+        self._minimize(window, True)
 
     def activate_requested(self, toplevel: ManagedToplevel) -> None:
         """The client (or a pager) asks for it to be the active window: raised, focused, restored."""
         window = self._windows.get(toplevel)
         if window is not None and window.mapped:
+            if self.delegate is not None:
+                self.delegate.window_request(window, "request_activate")
+                return
             self.focus(window)
 
     def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
-        self._begin_move(self._windows[toplevel], serial)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_request(window, "request_move")
+            return
+        self._begin_move(window, serial)
 
     def resize_requested(self, toplevel: ManagedToplevel, serial: int, edges: int) -> None:
-        self._begin_resize(self._windows[toplevel], serial, edges)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_request(window, "request_resize", edges)
+            return
+        self._begin_resize(window, serial, edges)
 
     def _maximize(self, window: Window, on: bool) -> None:
         if on == window.maximized:
@@ -518,7 +616,11 @@ class FloatingWM:
         if window.minimized == on:
             return
         window.minimized = on
-        if on:
+        self.update_shown(window)
+
+    def update_shown(self, window: Window) -> None:
+        """Take a window that is no longer shown off the stack (and the focus), put a shown one on top."""
+        if not window.shown:
             if window in self.stack:
                 self.stack.remove(window)
             if self.focused is window:
@@ -527,6 +629,25 @@ class FloatingWM:
         elif window.mapped and window not in self.stack:
             self.stack.append(window)
         self.host.scene_changed()
+
+    def show_workspace(self, workspace: int) -> None:
+        self.workspace = workspace
+        for w in self.windows:
+            self.update_shown(w)
+        if self.focused is None:
+            self._focus_next()
+
+    def external_gone(self) -> None:
+        """The external WM went away: every window comes back, where it is, on one workspace."""
+        self.delegate = None
+        self.workspace = 0
+        for w in self.windows:
+            w.hidden = False
+            w.workspace = 0
+            w.wm_handle = None
+            self.update_shown(w)
+        if self.focused is None:
+            self._focus_next()
 
     # Interactive move and resize ------------------------------------------------------------------
 
@@ -600,6 +721,45 @@ class FloatingWM:
 
     # Keyboard bindings ----------------------------------------------------------------------------
 
+    def key_binding(self, keysym: int, modifiers: int) -> bool:
+        """The built-in WM's Super bindings (not while an external WM runs): Super+Left/Right snap the
+        active window to that half of the usable area, Super+Up maximizes it, Super+Down restores it.
+        True when the key was taken."""
+        if self.delegate is not None or modifiers != MOD_SUPER:
+            return False
+        if keysym not in (KEY_LEFT, KEY_RIGHT, KEY_UP, KEY_DOWN):
+            return False
+        window = self.focused
+        if window is None or window.fullscreen:
+            return True
+        if keysym == KEY_UP:
+            self._maximize(window, True)
+        elif keysym == KEY_DOWN:
+            if window.maximized:
+                self._maximize(window, False)
+            elif window.snapped is not None:
+                back, window.snapped = window.snapped, None
+                window.x, window.y = back.x, back.y
+                window.configure((back.width, back.height))
+        else:
+            self.snap(window, left=keysym == KEY_LEFT)
+        self.host.scene_changed()
+        return True
+
+    def snap(self, window: Window, *, left: bool) -> None:
+        """Fill the left or right half of the usable area (its title bar included)."""
+        if window.maximized:
+            self._maximize(window, False)
+            window.restore = None
+        if window.snapped is None:
+            window.snapped = window.rect
+        area = self.usable_area()
+        half = area.width // 2
+        t = window.title_height
+        window.x = area.x if left else area.x + half
+        window.y = area.y + t
+        window.configure((half if left else area.width - half, area.height - t))
+
     def close_focused(self) -> None:
         if self.focused is not None:
             log.debug("Alt+F4: closing %r", self.focused)
@@ -624,6 +784,8 @@ class FloatingWM:
     def output_changed(self) -> None:
         """The output was resized: re-configure maximized/fullscreen windows, keep others on screen."""
         area = self.usable_area()
+        if self.delegate is not None:
+            self.delegate.usable_area_changed(area)
         for w in self.windows:
             if not w.mapped:
                 continue
