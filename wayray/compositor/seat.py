@@ -283,8 +283,12 @@ class Seat:
             | (8 if self.key_state.is_active(Modifier.ALT) else 0)
             | (64 if self.key_state.is_active(Modifier.SUPER) else 0)
         )
-        if held and self.host.window_manager_binding(self.key_state.keysym(code), held):
-            return True
+        if held:
+            sym, base = self.key_state.keysym(code), self.key_state.base_keysym(code)
+            if self.host.window_manager_binding(sym, held) or (
+                base not in (0, sym) and self.host.window_manager_binding(base, held)
+            ):
+                return True
         if not self.key_state.is_active(Modifier.ALT):
             return False
         sym = self.key_state.keysym(code)

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 
 from wayray.compositor.geometry import Rect
-from wayray.compositor.wm import FloatingWM, Window
+from wayray.compositor.window import Window
+from wayray.compositor.wm import FloatingWM
 from wayray.wayland.protocols.generated.wayray_wm_v1 import (
     WayrayWmBindingV1,
     WayrayWmManagerV1,

@@ -384,12 +384,12 @@ class WayrayWmManagerV1Proxy(Proxy[WayrayWmManagerV1]):
     def bind_key(self, keysym: int, modifiers: int) -> WayrayWmBindingV1Proxy:
         """See a key chord first
 
-        When the key producing keysym is pressed with exactly these modifiers
-        held (Caps Lock and Num Lock ignored; letters match in either case),
-        the binding's pressed event is sent and no client sees the key. The
-        keysym is the one the key produces with those modifiers under the
-        session's keymap (Shift+1 is "exclam" on a US layout). Destroy the
-        binding to release the chord.
+        When a key is pressed with exactly these modifiers held (Caps Lock and
+        Num Lock ignored) and keysym is either the key's own symbol (its first
+        level: "1", "a", "Return") or the one it produces with those modifiers
+        ("exclam" for Shift+1 on a US layout; letters match in either case),
+        the binding's pressed event is sent and no client sees the key. Destroy
+        the binding to release the chord.
 
         :param keysym:
             an XKB keysym
