@@ -84,7 +84,10 @@ class SessionCompositor:
         on_selection: Callable[[SelectionKind, list[str] | None], None] | None = None,
         x11: bool = False,
         window_manager: tuple[str, ...] = (),
+        window_manager_env: Callable[[], dict[str, str]] | None = None,
     ) -> None:
+        """``window_manager``: a program to start as the session's window manager once the socket is
+        up (or call ``start_window_manager`` later); () = the built-in floating one."""
         check_output_size(size[0], size[1], scale)
         if refresh_hz <= 0 or idle_hz <= 0:
             raise WayRayError(f"frame rates must be positive (refresh {refresh_hz} Hz, idle {idle_hz} Hz)")
@@ -98,6 +101,7 @@ class SessionCompositor:
         self._on_selection = on_selection
         self.x11 = x11
         self.window_manager = tuple(window_manager)
+        self._wm_env = window_manager_env
         self.wm_process: WmProcess | None = None
         self._core: Core | None = None
         self.socket_name = ""
@@ -148,9 +152,7 @@ class SessionCompositor:
             _write_x_display(runtime / self.socket_name, core.xwayland.display.name)
         core.schedule_frame()
         if self.window_manager:
-            # The session's window manager: the only client that may bind wayray_wm_manager_v1.
-            self.wm_process = WmProcess(core.wm_service, self.window_manager, self.client_env, loop)
-            self.wm_process.start()
+            self.start_window_manager(self.window_manager, self._wm_env)
         log.info(
             "session compositor on %s (%dx%d@%d, %g Hz)",
             self.socket_path,
@@ -159,6 +161,19 @@ class SessionCompositor:
             self._scale,
             self._refresh_hz,
         )
+
+    def start_window_manager(
+        self, argv: tuple[str, ...], env: Callable[[], dict[str, str]] | None = None
+    ) -> None:
+        """Start ``argv`` as the session's window manager: the only client that may bind
+        wayray_wm_manager_v1, started again whenever it ends (docs/wm-protocol.md). ``env`` makes its
+        environment (default: ``client_env``)."""
+        if self.wm_process is not None:
+            raise WayRayError("the session already has a window manager")
+        core = self.core
+        self.window_manager = tuple(argv)
+        self.wm_process = WmProcess(core.wm_service, self.window_manager, env or self.client_env, core.loop)
+        self.wm_process.start()
 
     async def close(self) -> None:
         """Disconnect every client and remove the socket."""
