@@ -265,7 +265,9 @@ def test_check_warns_when_the_window_manager_is_not_installed(tmp_path: Path) ->
     res = wradm("--root", tmp_path, "check", "--launcher")
     assert res.returncode == 0, res.stderr  # a warning: the session still runs, under the built-in WM
     line = next((x for x in res.stderr.splitlines() if "session.window_manager" in x), "")
-    assert line.startswith(f"{tmp_path}/etc/wayray/session.toml:2:18: warning: session.window_manager:"), line
+    assert line.startswith(f"{tmp_path}/etc/wayray/session.toml:2:18: warning: session.window_manager:"), (
+        line
+    )
     assert "'wr-wm-tilling' is not installed" in line and "built-in" in line
     # Installed in the session's PATH (below --root): no warning; nor for the built-in one ("").
     tool = tmp_path / "usr/bin/wr-wm-tilling"

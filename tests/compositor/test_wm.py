@@ -176,7 +176,9 @@ async def test_super_arrows_snap_the_active_window_to_a_half_maximize_and_restor
         await chord(s.comp, super_, up)
         await s.wait_window(lambda w: w.maximized and w.rect == Rect(0, 0, 1024, 768), "foot maximized")
         await chord(s.comp, super_, down)
-        await s.wait_window(lambda w: not w.maximized and w.rect == Rect(512, 0, 512, 768), "back to its half")
+        await s.wait_window(
+            lambda w: not w.maximized and w.rect == Rect(512, 0, 512, 768), "back to its half"
+        )
         await chord(s.comp, super_, down)
         await s.wait_window(lambda w: w.rect == before.rect, "back where it was before the snap")
         # The keys went to the WM, not to the shell in foot: nothing was typed.

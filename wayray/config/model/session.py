@@ -17,7 +17,7 @@ class SessionConfig:
     window_manager: tuple[str, ...] = setting(
         (),
         Command(),
-        "Window manager speaking wayray_wm_v1 (docs/wm-protocol.md), e.g. \"wr-wm-tiling\"; the "
+        'Window manager speaking wayray_wm_v1 (docs/wm-protocol.md), e.g. "wr-wm-tiling"; the '
         'session compositor starts it and starts it again if it ends; "" uses the built-in floating one.',
     )
     panel: tuple[str, ...] = setting((), Command(), 'Panel or bar to start; "" for none.')
