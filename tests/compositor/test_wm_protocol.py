@@ -6,6 +6,7 @@ windows out in columns. foot windows with distinct backgrounds show in the pixel
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -151,3 +152,32 @@ async def test_a_hung_wm_is_dropped_and_started_again(
         # Meanwhile the built-in WM serves: a window opens, is centred and focused.
         await s.spawn(*_foot(RED, "red"), name="red")
         await s.wait_window(lambda w: w.app_id == "red", "the red foot")
+
+
+async def test_server_title_bars_are_kept_in_view_and_a_drag_is_the_wms_click(tmp_path: Path) -> None:
+    from wayray.compositor.testing import BTN_LEFT
+    from wayray.compositor.titlebar import HEIGHT as TITLE
+
+    state = tmp_path / "wm"
+    state.mkdir()
+    wm = (*COLUMNS_WM, str(state))
+    async with running_session(tmp_path, SIZE, decorations="server", window_manager=wm) as s:
+        await s.wait_for(lambda: s.comp.core.wm_service.active, "the window manager to bind")
+        await s.spawn(*_foot(RED, "red"), name="red")
+        await s.wait_window(lambda w: w.app_id == "red", "the red foot")
+        await s.spawn(*_foot(BLUE, "blue"), name="blue")
+        # The WM learnt the title bar's height and placed each window below its own bar.
+        red = await s.wait_window(
+            lambda w: w.app_id == "red" and w.rect == Rect(0, TITLE, 512, 768 - TITLE), "red below its bar"
+        )
+        await s.wait_window(lambda w: w.app_id == "blue" and w.focused, "blue focused")
+        # Dragging red's title bar does not move it (no built-in move under a WM): the press is a
+        # click the WM answers by focusing it.
+        s.comp.pointer_motion(200, TITLE // 2)
+        s.comp.pointer_button(BTN_LEFT, True)
+        for x in range(210, 400, 20):
+            s.comp.pointer_motion(x, 200)
+            await asyncio.sleep(0.01)
+        s.comp.pointer_button(BTN_LEFT, False)
+        await s.wait_window(lambda w: w.app_id == "red" and w.focused, "red focused by the WM")
+        assert next(w for w in s.comp.windows() if w.app_id == "red").rect == red.rect

@@ -442,8 +442,15 @@ class FloatingWM:
         window = next((w for w in self._windows.values() if w.titlebar is bar), None)
         if window is None:
             return
-        self.focus(window)
         action = window.titlebar.pressed(sx, sy)
+        if self.delegate is not None:
+            # Under an external WM the close button still closes; the rest is a click for it to judge.
+            if action == "close":
+                window.close()
+            else:
+                self.delegate.window_request(window, "clicked")
+            return
+        self.focus(window)
         if action == "close":
             window.close()
         elif action == "maximize":

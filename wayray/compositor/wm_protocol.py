@@ -333,6 +333,7 @@ class WindowResource(Resource):
             "pid": (max(0, t.pid or 0),),
             "parent": (parent,),
             "size_hints": (*t.min_size, *t.max_size),
+            "title_bar": (w.title_height,),
             "size": (g.width, g.height),
         }
         changed = False

@@ -47,6 +47,8 @@ class Win:
     workspace: int = 1
     fullscreen: bool = False
     changed: bool = False  # mapped or unmapped since the last done
+    title_bar: int = 0  # the compositor's title bar above it
+    relayout: bool = False  # its title bar changed since the last done
 
     @property
     def floating(self) -> bool:
@@ -99,7 +101,9 @@ class TilingWM:
                 self._float(w)
 
     def _place(self, w: Win, x: int, y: int, width: int, height: int) -> None:
-        w.proxy.set_geometry(x, y, max(1, width), max(1, height))
+        """Give ``w`` the cell (x, y, width, height), its server-side title bar included."""
+        t = w.title_bar
+        w.proxy.set_geometry(x, y + t, max(1, width), max(1, height - t))
 
     def _float(self, w: Win) -> None:
         """Centred on the usable area at its own size."""
@@ -253,10 +257,19 @@ def _wire_window(wm: TilingWM, proxy: Any) -> None:
         w.mapped = mapped
         w.changed = True
 
+    def on_title_bar(p: Any, height: int) -> None:
+        w.relayout = w.relayout or height != w.title_bar
+        w.title_bar = height
+
     def on_done(p: Any) -> None:
         if w.changed:
             w.changed = False
+            w.relayout = False
             (wm.window_mapped if w.mapped else wm.window_unmapped)(w)
+        elif w.relayout:
+            w.relayout = False
+            if w.mapped:
+                wm.arrange()
 
     def on_closed(p: Any) -> None:
         wm.window_closed(w)
@@ -274,6 +287,7 @@ def _wire_window(wm: TilingWM, proxy: Any) -> None:
     d["app_id"] = set_attr("app_id")
     d["title"] = set_attr("title")
     d["parent"] = on_parent
+    d["title_bar"] = on_title_bar
     d["size_hints"] = lambda p, a, b, c, e: w.__dict__.update(min_size=(a, b), max_size=(c, e))
     d["size"] = lambda p, a, b: setattr(w, "size", (a, b))
     d["mapped"] = on_mapped

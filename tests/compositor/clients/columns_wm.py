@@ -38,11 +38,12 @@ class ColumnsWm:
         col = width // len(shown)
         for i, w in enumerate(shown):
             cw = col if i < len(shown) - 1 else width - col * i
-            w["proxy"].set_geometry(x + col * i, y, cw, height)  # type: ignore[attr-defined]
+            t = int(w["title_bar"])  # type: ignore[call-overload]
+            w["proxy"].set_geometry(x + col * i, y + t, cw, height - t)  # type: ignore[attr-defined]
         print("layout " + ",".join(str(w["app_id"]) for w in shown), flush=True)
 
     def on_window(self, mgr, proxy):  # type: ignore[no-untyped-def]
-        w: dict[str, object] = {"proxy": proxy, "app_id": "", "mapped": False, "new": False}
+        w: dict[str, object] = {"proxy": proxy, "app_id": "", "mapped": False, "new": False, "title_bar": 0}
         self.windows.append(w)
 
         def on_app_id(p, app_id):  # type: ignore[no-untyped-def]
@@ -65,6 +66,7 @@ class ColumnsWm:
             self.layout()
 
         proxy.dispatcher["app_id"] = on_app_id
+        proxy.dispatcher["title_bar"] = lambda p, height: w.update(title_bar=height, new=w["mapped"])
         proxy.dispatcher["mapped"] = on_mapped
         proxy.dispatcher["unmapped"] = lambda p: on_mapped(p, False)
         proxy.dispatcher["done"] = on_done

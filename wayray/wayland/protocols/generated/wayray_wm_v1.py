@@ -57,11 +57,11 @@ class WayrayWmManagerV1(Interface):
 class WayrayWmWindowV1(Interface):
     """One toplevel, as its window manager sees it
 
-    Properties (app_id, title, parent, size_hints, size, mapped, unmapped) come
-    in batches ended by done. Requests from the application (maximize,
-    fullscreen, minimize, activate, move, resize) are passed on as events: the
-    window manager decides; the compositor only makes sure the application gets
-    the configure the protocol promises it.
+    Properties (app_id, title, pid, parent, size_hints, title_bar, size,
+    mapped, unmapped) come in batches ended by done. Requests from the
+    application (maximize, fullscreen, minimize, activate, move, resize) are
+    passed on as events: the window manager decides; the compositor only makes
+    sure the application gets the configure the protocol promises it.
 
     Coordinates are layout pixels of the window geometry (what xdg-shell calls
     the window geometry: without client-side shadows; the compositor's own
@@ -241,6 +241,22 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Int),
+    )
+    def title_bar(self, height: int) -> None:
+        """The height of the compositor's title bar above it
+
+        A window with server-side decorations (not fullscreen) has the
+        compositor's title bar drawn above its window geometry: place it that
+        much lower to keep its title bar in view. 0: none.
+
+        :param height:
+        :type height:
+            `ArgumentType.Int`
+        """
+        self._post_event(5, height)
+
+    @WayrayWmWindowV1.event(
+        Argument(ArgumentType.Int),
         Argument(ArgumentType.Int),
     )
     def size(self, width: int, height: int) -> None:
@@ -253,25 +269,25 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type height:
             `ArgumentType.Int`
         """
-        self._post_event(5, width, height)
+        self._post_event(6, width, height)
 
     @WayrayWmWindowV1.event()
     def mapped(self) -> None:
         """It is on screen (the application drew it)
         """
-        self._post_event(6)
+        self._post_event(7)
 
     @WayrayWmWindowV1.event()
     def unmapped(self) -> None:
         """The application took it off screen (it may map it again)
         """
-        self._post_event(7)
+        self._post_event(8)
 
     @WayrayWmWindowV1.event()
     def done(self) -> None:
         """The end of a batch of property events
         """
-        self._post_event(8)
+        self._post_event(9)
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Uint),
@@ -283,7 +299,7 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type maximized:
             `ArgumentType.Uint`
         """
-        self._post_event(9, maximized)
+        self._post_event(10, maximized)
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Uint),
@@ -295,25 +311,25 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type fullscreen:
             `ArgumentType.Uint`
         """
-        self._post_event(10, fullscreen)
+        self._post_event(11, fullscreen)
 
     @WayrayWmWindowV1.event()
     def request_minimize(self) -> None:
         """request_minimize
         """
-        self._post_event(11)
+        self._post_event(12)
 
     @WayrayWmWindowV1.event()
     def request_activate(self) -> None:
         """The application (or a pager) asks for it to be the active window
         """
-        self._post_event(12)
+        self._post_event(13)
 
     @WayrayWmWindowV1.event()
     def request_move(self) -> None:
         """The application asks for an interactive move (a drag of its title)
         """
-        self._post_event(13)
+        self._post_event(14)
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Uint),
@@ -325,19 +341,19 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type edges:
             `ArgumentType.Uint`
         """
-        self._post_event(14, edges)
+        self._post_event(15, edges)
 
     @WayrayWmWindowV1.event()
     def clicked(self) -> None:
         """A pointer button went down on it (click to focus is the wm's choice)
         """
-        self._post_event(15)
+        self._post_event(16)
 
     @WayrayWmWindowV1.event()
     def closed(self) -> None:
         """The toplevel is gone; destroy this object
         """
-        self._post_event(16)
+        self._post_event(17)
 
 
 class WayrayWmBindingV1Proxy(Proxy[WayrayWmBindingV1]):
