@@ -20,6 +20,7 @@ from wayray.wm.tiling_config import ConfigError, load_config
 WR_WM_TILING = str(Path(sys.executable).parent / "wr-wm-tiling")
 SIZE = (1024, 768)
 KEY_LEFTMETA, KEY_LEFTSHIFT, KEY_ENTER, KEY_1, KEY_2, KEY_J = 125, 42, 28, 2, 3, 36
+KEY_LEFTALT, KEY_TAB = 56, 15
 YELLOW = 0xC0C000
 
 
@@ -62,6 +63,12 @@ async def test_three_foot_windows_tile_and_workspaces_switch_by_keys(tmp_path: P
         # Super+j moves the focus (the key goes to the WM, not to foot).
         _chord(s, KEY_LEFTMETA, KEY_J)
         await s.wait_window(lambda w: w.app_id == "red" and w.focused, "focus_next wraps to the master")
+        # The built-in Alt+Tab (no WM binding) goes back to green, and the WM hears of it: its next
+        # Super+j starts from green (and wraps to red), not from red.
+        _chord(s, KEY_LEFTALT, KEY_TAB)
+        await s.wait_window(lambda w: w.app_id == "green" and w.focused, "Alt+Tab back to green")
+        _chord(s, KEY_LEFTMETA, KEY_J)
+        await s.wait_window(lambda w: w.app_id == "red" and w.focused, "focus_next from green: red")
 
         # Super+2: workspace 2 is empty, nothing of workspace 1 is drawn.
         _chord(s, KEY_LEFTMETA, KEY_2)

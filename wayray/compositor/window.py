@@ -45,7 +45,8 @@ class WmDelegate(Protocol):
 
     def window_request(self, window: Window, request: str, *args: int) -> None:
         """The application asks (``request_maximized``, ``request_fullscreen``, ``request_minimize``,
-        ``request_activate``, ``request_move``, ``request_resize``) or was clicked (``clicked``)."""
+        ``request_activate``, ``request_move``, ``request_resize``), was clicked (``clicked``) or
+        became the active window (``activated``)."""
 
     def usable_area_changed(self, area: Rect) -> None: ...
 

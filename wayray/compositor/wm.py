@@ -267,6 +267,8 @@ class FloatingWM:
             if window is not None:
                 window.configure()
                 window.toplevel.activated()
+                if self.delegate is not None:
+                    self.delegate.window_request(window, "activated")
         self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:

@@ -122,6 +122,11 @@ class TilingWM:
             if w.floating or w.fullscreen:
                 w.proxy.raise_to_top()
 
+    def activated(self, w: Win) -> None:
+        """The compositor says ``w`` is the active window (after our focus, or its own Alt+Tab)."""
+        if w.workspace == self.current:
+            self.spaces[self.current].focused = w
+
     def _visible(self) -> list[Win]:
         space = self.spaces[self.current]
         floating = [w for w in self.windows if w.mapped and w.floating and w.workspace == self.current]
@@ -297,6 +302,7 @@ def _wire_window(wm: TilingWM, proxy: Any) -> None:
     d["request_fullscreen"] = on_fullscreen
     d["request_activate"] = on_activate
     d["clicked"] = lambda p: wm.focus(w)
+    d["activated"] = lambda p: wm.activated(w)
 
 
 def connect(config: TilingConfig) -> tuple[Any, TilingWM]:

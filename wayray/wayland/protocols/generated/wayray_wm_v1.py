@@ -350,10 +350,20 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         self._post_event(16)
 
     @WayrayWmWindowV1.event()
+    def activated(self) -> None:
+        """It became the active window
+
+        After the WM's own focus request, and when the compositor moved the
+        focus itself (the built-in Alt+Tab, or the active window went away):
+        the WM's idea of the focus stays true.
+        """
+        self._post_event(17)
+
+    @WayrayWmWindowV1.event()
     def closed(self) -> None:
         """The toplevel is gone; destroy this object
         """
-        self._post_event(17)
+        self._post_event(18)
 
 
 class WayrayWmBindingV1Proxy(Proxy[WayrayWmBindingV1]):
