@@ -213,3 +213,20 @@ def test_wrsrvd_compositor_runs_the_window_manager_it_is_given(tmp_path: Path) -
         timeout=60,
     )
     assert missing.returncode == 2 and "wr-wm-tilling': command not found" in missing.stderr, missing.stderr
+
+
+async def test_a_wm_asking_for_an_absurd_size_is_cut_off_and_the_window_keeps_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    state = tmp_path / "wm"
+    state.mkdir()
+    async with running_session(tmp_path, SIZE, window_manager=(*COLUMNS_WM, str(state), "--huge")) as s:
+        await s.wait_for(lambda: s.comp.core.wm_service.active, "the window manager to bind")
+        await s.spawn(*_foot(RED, "red"), name="red")
+        red = await s.wait_window(lambda w: w.app_id == "red", "the red foot")
+        await s.wait_for(lambda: not s.comp.core.wm_service.active, "the WM cut off")
+        assert any("geometry 100000x768" in r.getMessage() for r in caplog.records), caplog.text
+        await s.settle()
+        [now] = [w for w in s.comp.windows() if w.app_id == "red"]
+        assert now.rect.width < SIZE[0] and now.rect.width == red.rect.width, now.rect

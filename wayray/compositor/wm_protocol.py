@@ -44,6 +44,9 @@ RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER = 60.0
 
 MOD_SHIFT, MOD_CTRL, MOD_ALT, MOD_SUPER = 1, 4, 8, 64
+#: The largest window a WM may ask for, and how far off the output it may put one (layout pixels).
+MAX_SIZE = 32768
+MAX_OFFSET = 1 << 20
 
 
 def _fold(keysym: int) -> int:
@@ -353,9 +356,12 @@ class WindowResource(Resource):
         pass
 
     def set_geometry(self, x: int, y: int, width: int, height: int) -> None:
-        if width < 0 or height < 0:
+        if not (0 <= width <= MAX_SIZE and 0 <= height <= MAX_SIZE) or max(abs(x), abs(y)) > MAX_OFFSET:
             raise ProtocolError(
-                self, WayrayWmManagerV1.error.invalid_geometry, f"negative size {width}x{height}"
+                self,
+                WayrayWmManagerV1.error.invalid_geometry,
+                f"geometry {width}x{height}+{x}+{y}: sizes go from 0 to {MAX_SIZE}, "
+                f"positions to ±{MAX_OFFSET}",
             )
         w = self._live()
         if w is None:

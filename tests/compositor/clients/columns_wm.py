@@ -1,12 +1,13 @@
 """A window manager speaking wayray_wm_v1 for the tests: every mapped window in a column of its own.
 
-Usage: columns_wm.py STATE_DIR [--ignore-pings]. The compositor starts it as the session's window
+Usage: columns_wm.py STATE_DIR [--ignore-pings] [--huge]. The compositor starts it as the session's window
 manager (its connection is WAYLAND_SOCKET). It counts its starts in STATE_DIR/starts; from the second
 start on it waits for STATE_DIR/go to exist before it binds (so a test can look at the session under
 the built-in WM in between). Windows are laid out left to right in the order the WM learnt of them,
 right to left on even starts, each in an equal column of the usable area, and the newest is focused.
 It prints "bound N" when it has bound (N windows known), "layout A,B,..." (app ids, left to right)
-after each layout. --ignore-pings: never answer a ping (a hung WM).
+after each layout. --ignore-pings: never answer a ping (a hung WM). --huge: asks for windows of
+100000 x 100000 (a protocol error).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from wayray.wayland.protocols.generated.wayray_wm_v1 import WayrayWmManagerV1
 
 
 class ColumnsWm:
-    def __init__(self, reverse: bool, ignore_pings: bool) -> None:
+    def __init__(self, reverse: bool, ignore_pings: bool, huge: bool = False) -> None:
+        self.huge = huge
         self.reverse = reverse
         self.ignore_pings = ignore_pings
         self.area = [0, 0, 0, 0]
@@ -38,6 +40,7 @@ class ColumnsWm:
         col = width // len(shown)
         for i, w in enumerate(shown):
             cw = col if i < len(shown) - 1 else width - col * i
+            cw = 100000 if self.huge else cw
             t = int(w["title_bar"])  # type: ignore[call-overload]
             w["proxy"].set_geometry(x + col * i, y + t, cw, height - t)  # type: ignore[attr-defined]
         print("layout " + ",".join(str(w["app_id"]) for w in shown), flush=True)
@@ -90,7 +93,9 @@ def main() -> int:
     if starts > 1:
         while not (state / "go").exists():
             time.sleep(0.05)
-    wm = ColumnsWm(reverse=starts % 2 == 0, ignore_pings="--ignore-pings" in sys.argv)
+    wm = ColumnsWm(
+        reverse=starts % 2 == 0, ignore_pings="--ignore-pings" in sys.argv, huge="--huge" in sys.argv
+    )
 
     display = Display()
     display.connect()
