@@ -230,3 +230,33 @@ async def test_a_wm_asking_for_an_absurd_size_is_cut_off_and_the_window_keeps_it
         await s.settle()
         [now] = [w for w in s.comp.windows() if w.app_id == "red"]
         assert now.rect.width < SIZE[0] and now.rect.width == red.rect.width, now.rect
+
+
+async def test_a_wm_may_grant_an_applications_move_and_hears_where_it_ended(tmp_path: Path) -> None:
+    from wayray.compositor.testing import BTN_LEFT
+
+    state = tmp_path / "wm"
+    state.mkdir()
+    async with running_session(tmp_path, SIZE, window_manager=(*COLUMNS_WM, str(state))) as s:
+        await s.wait_for(lambda: s.comp.core.wm_service.active, "the window manager to bind")
+        await s.spawn(*_foot(RED, "red"), name="red")
+        await s.wait_window(lambda w: w.app_id == "red", "the red foot")
+        await s.spawn(*_foot(BLUE, "blue"), name="blue")
+        red = await s.wait_window(lambda w: w.app_id == "red" and w.rect.width == 512, "red tiled")
+        await s.settle()
+        # A drag of foot's own title bar: foot asks to move, the WM grants it, the pointer moves it.
+        x, y = 200, 10
+        s.comp.pointer_motion(x, y)
+        s.comp.pointer_button(BTN_LEFT, True)
+        await s.wait_for(lambda: s.comp.core.seat.grab.value == "move", "the move the WM granted")
+        for step in range(1, 11):
+            s.comp.pointer_motion(x + 12 * step, y + 7 * step)
+            await asyncio.sleep(0.01)
+        s.comp.pointer_button(BTN_LEFT, False)
+        moved = await s.wait_window(lambda w: w.app_id == "red" and w.rect != red.rect, "red to move")
+        assert moved.rect == Rect(red.rect.x + 120, red.rect.y + 70, red.rect.width, red.rect.height)
+        positions = state / "positions"
+        await s.wait_for(
+            lambda: positions.exists() and "red 120 70" in positions.read_text().splitlines(),
+            "the WM told where the drag left red",
+        )

@@ -75,7 +75,8 @@ class _MoveGrab:
         self.wm.host.scene_changed()
 
     def released(self) -> None:
-        pass
+        if self.wm.delegate is not None:
+            self.wm.delegate.window_changed(self.window)  # where the drag left it
 
 
 class _ResizeGrab:
@@ -348,16 +349,33 @@ class FloatingWM:
     def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
         window = self._windows[toplevel]
         if self.delegate is not None:
-            self.delegate.window_request(window, "request_move")
+            # Passed on only with a button still held on it: the WM may then start the move.
+            if window.mapped and self.host.button_serial_valid(window.surface, serial):
+                window.grab_serial = serial
+                self.delegate.window_request(window, "request_move")
             return
         self._begin_move(window, serial)
 
     def resize_requested(self, toplevel: ManagedToplevel, serial: int, edges: int) -> None:
         window = self._windows[toplevel]
         if self.delegate is not None:
-            self.delegate.window_request(window, "request_resize", edges)
+            if window.mapped and self.host.button_serial_valid(window.surface, serial):
+                window.grab_serial = serial
+                self.delegate.window_request(window, "request_resize", edges)
             return
         self._begin_resize(window, serial, edges)
+
+    def external_move(self, window: Window) -> None:
+        """An external WM starts the interactive move the application asked for (while its button is
+        still held)."""
+        serial, window.grab_serial = window.grab_serial, None
+        if serial is not None:
+            self._begin_move(window, serial)
+
+    def external_resize(self, window: Window, edges: int) -> None:
+        serial, window.grab_serial = window.grab_serial, None
+        if serial is not None and edges:
+            self._begin_resize(window, serial, edges)
 
     def _maximize(self, window: Window, on: bool) -> None:
         if on == window.maximized:

@@ -337,6 +337,7 @@ class WindowResource(Resource):
             "parent": (parent,),
             "size_hints": (*t.min_size, *t.max_size),
             "title_bar": (w.title_height,),
+            "position": (w.x, w.y),
             "size": (g.width, g.height),
         }
         changed = False
@@ -378,6 +379,16 @@ class WindowResource(Resource):
         else:
             w.wm_size = size
         self.service.wm.host.scene_changed()
+
+    def begin_move(self) -> None:
+        w = self._live()
+        if w is not None:
+            self.service.wm.external_move(w)
+
+    def begin_resize(self, edges: int) -> None:
+        w = self._live()
+        if w is not None:
+            self.service.wm.external_resize(w, edges & 15)
 
     def set_maximized(self, maximized: int) -> None:
         w = self._live()

@@ -7,7 +7,8 @@ the built-in WM in between). Windows are laid out left to right in the order the
 right to left on even starts, each in an equal column of the usable area, and the newest is focused.
 It prints "bound N" when it has bound (N windows known), "layout A,B,..." (app ids, left to right)
 after each layout. --ignore-pings: never answer a ping (a hung WM). --huge: asks for windows of
-100000 x 100000 (a protocol error).
+100000 x 100000 (a protocol error). An application's move request is granted (begin_move), and
+every position the compositor reports is appended to STATE_DIR/positions ("APP_ID X Y").
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from wayray.wayland.protocols.generated.wayray_wm_v1 import WayrayWmManagerV1
 
 
 class ColumnsWm:
-    def __init__(self, reverse: bool, ignore_pings: bool, huge: bool = False) -> None:
+    def __init__(self, state: Path, reverse: bool, ignore_pings: bool, huge: bool = False) -> None:
+        self.state = state
         self.huge = huge
         self.reverse = reverse
         self.ignore_pings = ignore_pings
@@ -75,6 +77,13 @@ class ColumnsWm:
         proxy.dispatcher["done"] = on_done
         proxy.dispatcher["closed"] = on_closed
         proxy.dispatcher["clicked"] = lambda p: p.focus()
+        proxy.dispatcher["request_move"] = lambda p: p.begin_move()
+
+        def on_position(p, x, y):  # type: ignore[no-untyped-def]
+            with open(self.state / "positions", "a") as f:
+                f.write(f"{w['app_id']} {x} {y}\n")
+
+        proxy.dispatcher["position"] = on_position
 
     def on_area(self, mgr, x, y, width, height):  # type: ignore[no-untyped-def]
         self.area[:] = [x, y, width, height]
@@ -94,7 +103,7 @@ def main() -> int:
         while not (state / "go").exists():
             time.sleep(0.05)
     wm = ColumnsWm(
-        reverse=starts % 2 == 0, ignore_pings="--ignore-pings" in sys.argv, huge="--huge" in sys.argv
+        state, reverse=starts % 2 == 0, ignore_pings="--ignore-pings" in sys.argv, huge="--huge" in sys.argv
     )
 
     display = Display()

@@ -57,8 +57,8 @@ class WayrayWmManagerV1(Interface):
 class WayrayWmWindowV1(Interface):
     """One toplevel, as its window manager sees it
 
-    Properties (app_id, title, pid, parent, size_hints, title_bar, size,
-    mapped, unmapped) come in batches ended by done. Requests from the
+    Properties (app_id, title, pid, parent, size_hints, title_bar, position,
+    size, mapped, unmapped) come in batches ended by done. Requests from the
     application (maximize, fullscreen, minimize, activate, move, resize) are
     passed on as events: the window manager decides; the compositor only makes
     sure the application gets the configure the protocol promises it.
@@ -259,6 +259,26 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         Argument(ArgumentType.Int),
         Argument(ArgumentType.Int),
     )
+    def position(self, x: int, y: int) -> None:
+        """Where its window geometry is, in layout pixels
+
+        Sent with the other properties: after the WM placed it, and after the
+        compositor moved it (a drag the WM started, the built-in WM while none
+        ran).
+
+        :param x:
+        :type x:
+            `ArgumentType.Int`
+        :param y:
+        :type y:
+            `ArgumentType.Int`
+        """
+        self._post_event(6, x, y)
+
+    @WayrayWmWindowV1.event(
+        Argument(ArgumentType.Int),
+        Argument(ArgumentType.Int),
+    )
     def size(self, width: int, height: int) -> None:
         """The size the application drew
 
@@ -269,25 +289,25 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type height:
             `ArgumentType.Int`
         """
-        self._post_event(6, width, height)
+        self._post_event(7, width, height)
 
     @WayrayWmWindowV1.event()
     def mapped(self) -> None:
         """It is on screen (the application drew it)
         """
-        self._post_event(7)
+        self._post_event(8)
 
     @WayrayWmWindowV1.event()
     def unmapped(self) -> None:
         """The application took it off screen (it may map it again)
         """
-        self._post_event(8)
+        self._post_event(9)
 
     @WayrayWmWindowV1.event()
     def done(self) -> None:
         """The end of a batch of property events
         """
-        self._post_event(9)
+        self._post_event(10)
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Uint),
@@ -299,7 +319,7 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type maximized:
             `ArgumentType.Uint`
         """
-        self._post_event(10, maximized)
+        self._post_event(11, maximized)
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Uint),
@@ -311,25 +331,28 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type fullscreen:
             `ArgumentType.Uint`
         """
-        self._post_event(11, fullscreen)
+        self._post_event(12, fullscreen)
 
     @WayrayWmWindowV1.event()
     def request_minimize(self) -> None:
         """request_minimize
         """
-        self._post_event(12)
+        self._post_event(13)
 
     @WayrayWmWindowV1.event()
     def request_activate(self) -> None:
         """The application (or a pager) asks for it to be the active window
         """
-        self._post_event(13)
+        self._post_event(14)
 
     @WayrayWmWindowV1.event()
     def request_move(self) -> None:
         """The application asks for an interactive move (a drag of its title)
+
+        Sent only while the button that started it is still held: answer with
+        begin_move to let the pointer move the window.
         """
-        self._post_event(14)
+        self._post_event(15)
 
     @WayrayWmWindowV1.event(
         Argument(ArgumentType.Uint),
@@ -341,13 +364,13 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         :type edges:
             `ArgumentType.Uint`
         """
-        self._post_event(15, edges)
+        self._post_event(16, edges)
 
     @WayrayWmWindowV1.event()
     def clicked(self) -> None:
         """A pointer button went down on it (click to focus is the wm's choice)
         """
-        self._post_event(16)
+        self._post_event(17)
 
     @WayrayWmWindowV1.event()
     def activated(self) -> None:
@@ -357,13 +380,13 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         focus itself (the built-in Alt+Tab, or the active window went away):
         the WM's idea of the focus stays true.
         """
-        self._post_event(17)
+        self._post_event(18)
 
     @WayrayWmWindowV1.event()
     def closed(self) -> None:
         """The toplevel is gone; destroy this object
         """
-        self._post_event(18)
+        self._post_event(19)
 
 
 class WayrayWmBindingV1Proxy(Proxy[WayrayWmBindingV1]):
@@ -486,6 +509,32 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
         """
         self._marshal(1, x, y, width, height)
 
+    @WayrayWmWindowV1.request()
+    def begin_move(self) -> None:
+        """Let the pointer move it
+
+        In answer to request_move: the window follows the pointer while the
+        button the application saw pressed is held (a position event follows
+        the drag). Ignored once that button is up or when no move was asked
+        for.
+        """
+        self._marshal(2)
+
+    @WayrayWmWindowV1.request(
+        Argument(ArgumentType.Uint),
+    )
+    def begin_resize(self, edges: int) -> None:
+        """Let the pointer resize it
+
+        In answer to request_resize: the edges follow the pointer while the
+        button is held, the opposite ones stay.
+
+        :param edges:
+        :type edges:
+            `ArgumentType.Uint`
+        """
+        self._marshal(3, edges)
+
     @WayrayWmWindowV1.request(
         Argument(ArgumentType.Uint),
     )
@@ -497,7 +546,7 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
         :type maximized:
             `ArgumentType.Uint`
         """
-        self._marshal(2, maximized)
+        self._marshal(4, maximized)
 
     @WayrayWmWindowV1.request(
         Argument(ArgumentType.Uint),
@@ -510,7 +559,7 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
         :type fullscreen:
             `ArgumentType.Uint`
         """
-        self._marshal(3, fullscreen)
+        self._marshal(5, fullscreen)
 
     @WayrayWmWindowV1.request()
     def focus(self) -> None:
@@ -520,19 +569,19 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
         unless a panel or a popup holds the keyboard. Focus does not raise: ask
         for that with raise_to_top.
         """
-        self._marshal(4)
+        self._marshal(6)
 
     @WayrayWmWindowV1.request()
     def raise_to_top(self) -> None:
         """Put it on top of the other windows
         """
-        self._marshal(5)
+        self._marshal(7)
 
     @WayrayWmWindowV1.request()
     def lower_to_bottom(self) -> None:
         """Put it below the other windows
         """
-        self._marshal(6)
+        self._marshal(8)
 
     @WayrayWmWindowV1.request(
         Argument(ArgumentType.Uint),
@@ -547,7 +596,7 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
         :type visible:
             `ArgumentType.Uint`
         """
-        self._marshal(7, visible)
+        self._marshal(9, visible)
 
     @WayrayWmWindowV1.request(
         Argument(ArgumentType.Uint),
@@ -561,13 +610,13 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
         :type workspace:
             `ArgumentType.Uint`
         """
-        self._marshal(8, workspace)
+        self._marshal(10, workspace)
 
     @WayrayWmWindowV1.request()
     def close(self) -> None:
         """Ask the application to close it (as its close button does)
         """
-        self._marshal(9)
+        self._marshal(11)
 
 
 class WayrayWmBindingV1Global(Global[WayrayWmBindingV1]):
