@@ -48,6 +48,7 @@ DOCS = (
     "web-kiosk.md",
     "protocol.md",
     "benchmarks.md",
+    "wm-protocol.md",
 )
 CONFIGS = ("servers.toml", "policies.toml", "usb.toml", "session.toml", "host.toml", "client.toml")
 UNITS = ("wrsrvd@.service", "wrsessd.service", "wrsessd.socket", "wayray.target")
@@ -68,6 +69,7 @@ def _manpages() -> tuple[Item, ...]:
 LAYOUT: tuple[Item, ...] = (
     Item("", "/usr/bin/wradm", link=f"{PREFIX}/bin/wradm"),
     Item("", "/usr/bin/wrclient", link=f"{PREFIX}/bin/wrclient"),
+    Item("", "/usr/bin/wr-wm-tiling", link=f"{PREFIX}/bin/wr-wm-tiling"),
     *(Item(f"etc/wayray/{name}", f"/etc/wayray/{name}", conffile=True) for name in CONFIGS),
     *(Item(f"docs/{name}", f"/usr/share/doc/wayray/{name}") for name in DOCS),
     *_manpages(),

@@ -154,6 +154,12 @@ COMMANDS = (
                   "/usr/share/doc/wayray/operating.md", "/usr/share/doc/wayray/configuration.md"),
     ),
     Command(
+        "wr-wm-tiling", 1, "WayRay tiling window manager (master and stack, workspaces)",
+        "wayray.wm.tiling:parser",
+        files=("$XDG_CONFIG_HOME/wayray/wm-tiling.toml", "$XDG_CONFIG_HOME/wayray/session.toml"),
+        see_also=("wayray-session.toml(5)", "foot(1)", "/usr/share/doc/wayray/wm-protocol.md"),
+    ),
+    Command(
         "wayray-generator", 8, "systemd generator: the server instances /etc/wayray enables",
         files=("/etc/wayray/servers.toml", "/run/systemd/generator/wayray.target.wants/"),
         see_also=("systemd.generator(7)", "wradm(8)", "wayray-servers.toml(5)",
@@ -242,6 +248,8 @@ def command_page(cmd: Command, version: str) -> str:
 
 
 _FILE_HELP = {
+    "$XDG_CONFIG_HOME/wayray/wm-tiling.toml": "wr-wm-tiling's settings and key bindings.",
+    "$XDG_CONFIG_HOME/wayray/session.toml": "The user's session settings (window_manager).",
     "/etc/wayray/client.toml": "Kiosk settings (servers, trust, badge reader).",
     "$XDG_CONFIG_HOME/wayray/known_hosts": "Server identities trusted on first use.",
     "$XDG_STATE_HOME/wayray/terminal-token": "This terminal's own token.",

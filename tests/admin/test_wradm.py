@@ -257,3 +257,27 @@ def test_show_and_render_count_the_warnings_that_check_lists(tmp_path: Path) -> 
         res = wradm("--root", tmp_path, *command)
         assert res.returncode == 0, res.stderr
         assert res.stderr == f"wradm: {len(listed)} warnings (`wradm check` lists them)\n"
+
+
+def test_check_warns_when_the_window_manager_is_not_installed(tmp_path: Path) -> None:
+    copy_examples(tmp_path)
+    write(tmp_path, {"etc/wayray/session.toml": '[session]\nwindow_manager = "wr-wm-tilling --x"\n'})
+    res = wradm("--root", tmp_path, "check", "--launcher")
+    assert res.returncode == 0, res.stderr  # a warning: the session still runs, under the built-in WM
+    line = next((x for x in res.stderr.splitlines() if "session.window_manager" in x), "")
+    assert line.startswith(f"{tmp_path}/etc/wayray/session.toml:2:18: warning: session.window_manager:"), (
+        line
+    )
+    assert "'wr-wm-tilling' is not installed" in line and "built-in" in line
+    # Installed in the session's PATH (below --root): no warning; nor for the built-in one ("").
+    tool = tmp_path / "usr/bin/wr-wm-tilling"
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    assert "window_manager" not in wradm("--root", tmp_path, "check", "--launcher").stderr
+    tool.chmod(0o644)  # there, but not a program
+    assert "not installed" in wradm("--root", tmp_path, "check", "--launcher").stderr
+    write(tmp_path, {"etc/wayray/session.toml": '[session]\nwindow_manager = "/opt/wm/bin/mywm"\n'})
+    assert "'/opt/wm/bin/mywm' is not installed" in wradm("--root", tmp_path, "check").stderr
+    write(tmp_path, {"etc/wayray/session.toml": '[session]\nwindow_manager = ""\n'})
+    assert "window_manager" not in wradm("--root", tmp_path, "check", "--launcher").stderr

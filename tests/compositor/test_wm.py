@@ -161,3 +161,25 @@ async def test_a_client_that_draws_a_corner_drag_late_keeps_the_opposite_corner(
         )
         assert "late " in client.output() and "late 250x160" not in client.output(), client.output()
     assert (resized.rect.x2, resized.rect.y2) == (r.x2, r.y2), (resized.rect, r)
+
+
+async def test_super_arrows_snap_the_active_window_to_a_half_maximize_and_restore(tmp_path: Path) -> None:
+    super_, left, right, up, down = 125, 105, 106, 103, 108  # evdev: KEY_LEFTMETA and the arrows
+    async with running_session(tmp_path, size=(1024, 768)) as s:
+        foot = await s.spawn(*FOOT)
+        before = await s.wait_window(lambda w: w.pid == foot.pid and w.focused, "foot")
+        await s.settle()
+        await chord(s.comp, super_, left)
+        await s.wait_window(lambda w: w.rect == Rect(0, 0, 512, 768), "foot on the left half")
+        await chord(s.comp, super_, right)
+        await s.wait_window(lambda w: w.rect == Rect(512, 0, 512, 768), "foot on the right half")
+        await chord(s.comp, super_, up)
+        await s.wait_window(lambda w: w.maximized and w.rect == Rect(0, 0, 1024, 768), "foot maximized")
+        await chord(s.comp, super_, down)
+        await s.wait_window(
+            lambda w: not w.maximized and w.rect == Rect(512, 0, 512, 768), "back to its half"
+        )
+        await chord(s.comp, super_, down)
+        await s.wait_window(lambda w: w.rect == before.rect, "back where it was before the snap")
+        # The keys went to the WM, not to the shell in foot: nothing was typed.
+        assert "\x1b" not in foot.output()

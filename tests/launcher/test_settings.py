@@ -153,3 +153,24 @@ def test_every_setting_is_documented() -> None:
     doc = (REPO / "docs" / "launcher.md").read_text()
     for f in dataclasses.fields(LauncherSettings):
         assert f"| `{f.name}` |" in doc, f"{f.name} missing from docs/launcher.md §9"
+
+
+def test_wayrays_compositor_is_handed_the_window_manager_to_start_itself() -> None:
+    from wayray.launcher.settings import hand_window_manager, is_wayray_compositor
+
+    assert is_wayray_compositor(DEFAULT_COMPOSITOR)
+    assert is_wayray_compositor(("/usr/bin/wrsrvd", "session", "--socket", "x"))
+    assert not is_wayray_compositor(("sway",)) and not is_wayray_compositor(("wrsrvd", "compositor"))
+    components = (
+        Component("panel", ("waybar",)),
+        Component("wm", ("wr-wm-tiling",)),
+        Component("x", ("y",)),
+    )
+    plan = SessionPlan(DEFAULT_COMPOSITOR, components)
+    rest, wm = hand_window_manager(plan, 0, DEFAULT_COMPOSITOR)
+    assert wm == ("wr-wm-tiling",)
+    assert rest.components == (components[0], components[2])
+    # Another compositor: the window manager starts as one of the session's programs, as before.
+    assert hand_window_manager(plan, 0, ("sway",)) == (plan, ())
+    # A configured component that happens to be called "wm" is not session.toml's window manager.
+    assert hand_window_manager(plan, 2, DEFAULT_COMPOSITOR) == (plan, ())

@@ -1,6 +1,7 @@
 """``wrsrvd compositor``: run one session compositor by hand, with a command inside it.
 
-    wrsrvd compositor [--size WxH] [--scale N] [--screenshot PATH] [--no-x11] -- COMMAND [ARGS...]
+    wrsrvd compositor [--size WxH] [--scale N] [--screenshot PATH] [--no-x11]
+                      [--window-manager COMMAND] -- COMMAND [ARGS...]
 
 The command runs with WAYLAND_DISPLAY and XDG_RUNTIME_DIR pointing at the compositor (and DISPLAY
 at its X display, served by Xwayland from the first X client, unless --no-x11); the
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -63,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
         help="no X display for X11 programs (default: one, served by Xwayland from the first X client)",
     )
     p.add_argument(
+        "--window-manager",
+        metavar="COMMAND",
+        help="a window manager speaking wayray_wm_v1 (docs/wm-protocol.md), e.g. wr-wm-tiling; "
+        "default: the built-in floating one",
+    )
+    p.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -85,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("no COMMAND given", hint="wrsrvd compositor -- foot")
     if shutil.which(command[0]) is None:
         raise UsageError(f"{command[0]}: command not found")
+    window_manager: tuple[str, ...] = ()
+    if args.window_manager is not None:
+        try:
+            window_manager = tuple(shlex.split(args.window_manager))
+        except ValueError as err:
+            raise UsageError(f"--window-manager {args.window_manager!r}: {err}") from None
+        if not window_manager or shutil.which(window_manager[0]) is None:
+            raise UsageError(
+                f"--window-manager {args.window_manager!r}: command not found",
+                hint="wr-wm-tiling is WayRay's own tiling window manager",
+            )
+    args.window_manager = window_manager
     try:
         check_output_size(args.size[0], args.size[1], args.scale)
     except WayRayError as err:
@@ -115,6 +135,7 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         runtime_dir=runtime,
         decorations=args.decorations,
         x11=not args.no_x11,
+        window_manager=args.window_manager,
     )
     loop = asyncio.get_running_loop()
     if args.screenshot is not None:

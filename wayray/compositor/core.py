@@ -49,6 +49,7 @@ from wayray.compositor.seat import PointerGrab, Seat, SeatResource
 from wayray.compositor.surface import Callback, CompositorGlobal, SubcompositorGlobal, Surface
 from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.wm import FloatingWM, ManagedToplevel
+from wayray.compositor.wm_protocol import WmService
 from wayray.compositor.xdg_popup import PopupRole
 from wayray.compositor.xdg_shell import ShellWindow, WmBase
 from wayray.compositor.xwayland import Xwayland
@@ -101,6 +102,7 @@ class Core:
         self.frame_seq = 0
         self.layers = LayerShell(self, self.output)
         self.wm = FloatingWM(self, self.output)
+        self.wm_service = WmService(self.display, loop, self.wm)  # an external window manager
         self.scene = Scene(self.output, self.layers, self.wm)
         self.seat = Seat(self, self.display, self.output)
         self.clipboard = Selection(SelectionKind.CLIPBOARD, self.seat, self.display)
@@ -139,6 +141,7 @@ class Core:
             lambda n: PrimaryDeviceManager(n, self.primary),
         )
         Global(d, ZwlrLayerShellV1, v["zwlr_layer_shell_v1"], lambda n: LayerShellGlobal(n, self.layers))
+        self.wm_service.register()
 
     # SurfaceHost ----------------------------------------------------------------------------------
 
@@ -193,6 +196,11 @@ class Core:
 
     def close_focused_window(self) -> None:
         self.wm.close_focused()
+
+    def window_manager_binding(self, keysym: int, modifiers: int) -> bool:
+        if self.wm_service.key_binding(keysym, modifiers):
+            return True
+        return self.wm.key_binding(keysym, modifiers)
 
     def selection_focus_changed(self, client: Client | None) -> None:
         if client is not None:

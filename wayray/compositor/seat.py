@@ -109,6 +109,10 @@ class SeatHost(CursorHost, Protocol):
     def close_focused_window(self) -> None:
         """Alt+F4."""
 
+    def window_manager_binding(self, keysym: int, modifiers: int) -> bool:
+        """A key went down: True when the window manager takes it (a chord it bound, Super+arrow).
+        ``modifiers``: 1 Shift, 4 Ctrl, 8 Alt, 64 Super (wayray_wm_manager_v1.modifier)."""
+
     def selection_focus_changed(self, client: Client | None) -> None:
         """Keyboard focus moved to another client (it hears the selections)."""
 
@@ -272,7 +276,19 @@ class Seat:
             self.host.end_window_cycle()
 
     def _binding(self, code: int) -> bool:
-        """The built-in WM's bindings; True when the key was consumed."""
+        """The window manager's bindings; True when the key was consumed."""
+        held = (
+            (1 if self.key_state.is_active(Modifier.SHIFT) else 0)
+            | (4 if self.key_state.is_active(Modifier.CTRL) else 0)
+            | (8 if self.key_state.is_active(Modifier.ALT) else 0)
+            | (64 if self.key_state.is_active(Modifier.SUPER) else 0)
+        )
+        if held:
+            sym, base = self.key_state.keysym(code), self.key_state.base_keysym(code)
+            if self.host.window_manager_binding(sym, held) or (
+                base not in (0, sym) and self.host.window_manager_binding(base, held)
+            ):
+                return True
         if not self.key_state.is_active(Modifier.ALT):
             return False
         sym = self.key_state.keysym(code)

@@ -37,6 +37,7 @@ from wayray.compositor.frames import FrameConsumer
 from wayray.compositor.geometry import Rect
 from wayray.compositor.limits import check_output_size
 from wayray.compositor.seat import Axis
+from wayray.compositor.wm_protocol import WmProcess
 from wayray.compositor.xdisplay import XDisplay
 from wayray.compositor.xwayland import Xwayland, find_xwayland
 
@@ -64,6 +65,9 @@ class WindowInfo:
     fullscreen: bool
     minimized: bool
     pid: int
+    #: Drawn: not minimized, not hidden by the window manager, on the workspace shown.
+    shown: bool = True
+    workspace: int = 0
 
 
 class SessionCompositor:
@@ -79,7 +83,11 @@ class SessionCompositor:
         decorations: Decorations | str = Decorations.CLIENT,
         on_selection: Callable[[SelectionKind, list[str] | None], None] | None = None,
         x11: bool = False,
+        window_manager: tuple[str, ...] = (),
+        window_manager_env: Callable[[], dict[str, str]] | None = None,
     ) -> None:
+        """``window_manager``: a program to start as the session's window manager once the socket is
+        up (or call ``start_window_manager`` later); () = the built-in floating one."""
         check_output_size(size[0], size[1], scale)
         if refresh_hz <= 0 or idle_hz <= 0:
             raise WayRayError(f"frame rates must be positive (refresh {refresh_hz} Hz, idle {idle_hz} Hz)")
@@ -92,6 +100,9 @@ class SessionCompositor:
         self.decorations = Decorations(decorations)
         self._on_selection = on_selection
         self.x11 = x11
+        self.window_manager = tuple(window_manager)
+        self._wm_env = window_manager_env
+        self.wm_process: WmProcess | None = None
         self._core: Core | None = None
         self.socket_name = ""
 
@@ -140,6 +151,8 @@ class SessionCompositor:
         if core.xwayland is not None and not self._requested_socket:
             _write_x_display(runtime / self.socket_name, core.xwayland.display.name)
         core.schedule_frame()
+        if self.window_manager:
+            self.start_window_manager(self.window_manager, self._wm_env)
         log.info(
             "session compositor on %s (%dx%d@%d, %g Hz)",
             self.socket_path,
@@ -149,8 +162,24 @@ class SessionCompositor:
             self._refresh_hz,
         )
 
+    def start_window_manager(
+        self, argv: tuple[str, ...], env: Callable[[], dict[str, str]] | None = None
+    ) -> None:
+        """Start ``argv`` as the session's window manager: the only client that may bind
+        wayray_wm_manager_v1, started again whenever it ends (docs/wm-protocol.md). ``env`` makes its
+        environment (default: ``client_env``)."""
+        if self.wm_process is not None:
+            raise WayRayError("the session already has a window manager")
+        core = self.core
+        self.window_manager = tuple(argv)
+        self.wm_process = WmProcess(core.wm_service, self.window_manager, env or self.client_env, core.loop)
+        self.wm_process.start()
+
     async def close(self) -> None:
         """Disconnect every client and remove the socket."""
+        if self.wm_process is not None:
+            await self.wm_process.close()
+            self.wm_process = None
         if self._core is not None:
             for c in list(self._core.consumers):
                 c.close()
@@ -358,7 +387,7 @@ class SessionCompositor:
         core = self.core
         s = core.output.scale
         out = []
-        for w in list(core.wm.stack) + [w for w in core.wm.windows if w.minimized and w.mapped]:
+        for w in list(core.wm.stack) + [w for w in core.wm.windows if w.mapped and w not in core.wm.stack]:
             out.append(
                 WindowInfo(
                     title=w.title,
@@ -369,6 +398,8 @@ class SessionCompositor:
                     fullscreen=w.fullscreen,
                     minimized=w.minimized,
                     pid=w.toplevel.pid,
+                    shown=w.shown,
+                    workspace=w.workspace,
                 )
             )
         return out

@@ -17,18 +17,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.seat import GrabKind, PointerGrab
-from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.titlebar import TitleBar
-from wayray.compositor.xdg_popup import PopupRole
-from wayray.compositor.xdg_shell import ToplevelConfigure
+from wayray.compositor.window import ManagedToplevel, Window, WmDelegate
 
 if TYPE_CHECKING:
     from wayray.compositor.output import Output
     from wayray.compositor.surface import Surface
 
+__all__ = ["FloatingWM", "ManagedToplevel", "Window", "WmDelegate", "WmHost"]
+
 log = logging.getLogger(__name__)
 
 CASCADE_STEP = 32
+KEY_LEFT, KEY_UP, KEY_RIGHT, KEY_DOWN = 0xFF51, 0xFF52, 0xFF53, 0xFF54  # XKB keysyms
+MOD_SUPER = 64  # the seat's modifier bits (wayray_wm_manager_v1.modifier)
 EDGE_TOP, EDGE_BOTTOM, EDGE_LEFT, EDGE_RIGHT = 1, 2, 4, 8
 
 
@@ -57,199 +59,6 @@ class WmHost(Protocol):
         """``window`` was unmapped: end a grab that moves or resizes it."""
 
 
-class ManagedToplevel(Protocol):
-    """A toplevel the WM manages, whoever it comes from: an xdg_toplevel (``xdg_shell.ToplevelRole``)
-    or an X window (``xwm.XWindow``)."""
-
-    @property
-    def alive(self) -> bool: ...
-
-    @property
-    def label(self) -> str:
-        """What logs call it (title, app id or object id)."""
-
-    @property
-    def title(self) -> str: ...
-
-    @property
-    def app_id(self) -> str: ...
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def surface(self) -> Surface | None: ...
-
-    @property
-    def popups(self) -> list[PopupRole]: ...
-
-    @property
-    def parent(self) -> ManagedToplevel | None:
-        """The window it is a dialog of (placed over it)."""
-
-    @property
-    def geometry(self) -> Rect:
-        """Window geometry relative to the surface origin."""
-
-    @property
-    def min_size(self) -> tuple[int, int]: ...
-
-    @property
-    def max_size(self) -> tuple[int, int]:
-        """0 = no limit."""
-
-    @property
-    def server_side_decorated(self) -> bool:
-        """The compositor draws its title bar (when not fullscreen)."""
-
-    @property
-    def acked_state(self) -> ToplevelConfigure | None:
-        """The last configure the client acknowledged."""
-
-    @property
-    def want(self) -> ToplevelConfigure:
-        """The last configure asked."""
-
-    @property
-    def redrawing(self) -> bool:
-        """Asked for a configure it has not drawn yet."""
-
-    def configure(self, want: ToplevelConfigure) -> None:
-        """Ask for ``want`` (size of the window geometry, states)."""
-
-    def moved(self, x: int, y: int) -> None:
-        """The WM put the window geometry's origin at layout (x, y) (X windows must be told)."""
-
-    def send_close(self) -> None: ...
-
-    def activated(self) -> None:
-        """It got the focus (xdg: a ping to see it responds; X: SetInputFocus, WM_TAKE_FOCUS)."""
-
-    def raised(self) -> None:
-        """It went to the top of the stack."""
-
-
-class Window:
-    """A toplevel as the WM sees it: position (of its window geometry), stacking and states."""
-
-    def __init__(self, wm: FloatingWM, toplevel: ManagedToplevel) -> None:
-        self.wm = wm
-        self.toplevel = toplevel
-        self._x = 0
-        self._y = 0
-        self.placed = False
-        self.mapped = False
-        self.maximized = False
-        self.fullscreen = False
-        self.minimized = False
-        self.resizing = False
-        self.restore: Rect | None = None
-        self.resize_edges = 0
-        self.resize_anchor = (0, 0)  # the corner that stays put: (right or left x, bottom or top y)
-        self.titlebar = TitleBar(self)
-
-    def __repr__(self) -> str:
-        return f"<window {self.toplevel.label!r}>"
-
-    @property
-    def x(self) -> int:
-        """Layout position of the window geometry's origin."""
-        return self._x
-
-    @x.setter
-    def x(self, value: int) -> None:
-        if value != self._x:
-            self._x = value
-            self.toplevel.moved(self._x, self._y)
-
-    @property
-    def y(self) -> int:
-        return self._y
-
-    @y.setter
-    def y(self, value: int) -> None:
-        if value != self._y:
-            self._y = value
-            self.toplevel.moved(self._x, self._y)
-
-    @property
-    def surface(self) -> Surface | None:
-        return self.toplevel.surface
-
-    @property
-    def popups(self) -> list[PopupRole]:
-        return self.toplevel.popups
-
-    @property
-    def geometry(self) -> Rect:
-        """Window geometry relative to the surface origin."""
-        return self.toplevel.geometry
-
-    @property
-    def rect(self) -> Rect:
-        """Window geometry in layout coordinates."""
-        g = self.geometry
-        return Rect(self.x, self.y, g.width, g.height)
-
-    def surface_origin(self) -> tuple[int, int]:
-        g = self.geometry
-        return (self.x - g.x, self.y - g.y)
-
-    @property
-    def title(self) -> str:
-        return self.toplevel.title
-
-    @property
-    def app_id(self) -> str:
-        return self.toplevel.app_id
-
-    @property
-    def activated(self) -> bool:
-        return self.wm.focused is self
-
-    @property
-    def server_decorated(self) -> bool:
-        """The compositor draws this window's title bar (xdg-decoration server_side, not fullscreen)."""
-        return self.toplevel.server_side_decorated and not self.fullscreen
-
-    @property
-    def title_height(self) -> int:
-        return TITLE_HEIGHT if self.server_decorated else 0
-
-    @property
-    def frame(self) -> Rect:
-        """The window with its server-side title bar, in layout coordinates."""
-        r = self.rect
-        t = self.title_height
-        return Rect(r.x, r.y - t, r.width, r.height + t)
-
-    def configure(self, size: tuple[int, int] | None = None) -> None:
-        """Tell the client the current states, with ``size`` or the size it has now."""
-        if not self.toplevel.alive:
-            return
-        if self.fullscreen:
-            out = self.wm.output.logical
-            size = (out.width, out.height)
-        elif self.maximized:
-            area = self.wm.usable_area()
-            size = (area.width, area.height - self.title_height)
-        elif size is None:
-            size = (self.geometry.width, self.geometry.height) if self.mapped else (0, 0)
-        self.toplevel.configure(
-            ToplevelConfigure(
-                width=max(0, size[0]),
-                height=max(0, size[1]),
-                maximized=self.maximized,
-                fullscreen=self.fullscreen,
-                activated=self.activated,
-                resizing=self.resizing,
-            )
-        )
-
-    def close(self) -> None:
-        self.toplevel.send_close()
-
-
 class _MoveGrab:
     """Dragging a window by the pointer: its top-left corner follows it."""
 
@@ -266,7 +75,8 @@ class _MoveGrab:
         self.wm.host.scene_changed()
 
     def released(self) -> None:
-        pass
+        if self.wm.delegate is not None:
+            self.wm.delegate.window_changed(self.window)  # where the drag left it
 
 
 class _ResizeGrab:
@@ -298,6 +108,8 @@ class FloatingWM:
         self._cycle: list[Window] | None = None
         self._cycle_index = 0
         self._last_placed: Window | None = None
+        self.delegate: WmDelegate | None = None  # an external window manager, while one runs
+        self.workspace = 0  # the workspace shown (an external WM's; the built-in one has one)
 
     @property
     def windows(self) -> list[Window]:
@@ -308,22 +120,33 @@ class FloatingWM:
 
     def new_toplevel(self, toplevel: ManagedToplevel) -> Window:
         w = self._windows[toplevel] = Window(self, toplevel)
+        if self.delegate is not None:
+            self.delegate.window_new(w)
         return w
 
     def toplevel_initial_commit(self, toplevel: ManagedToplevel) -> None:
-        self._windows[toplevel].configure()
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_changed(window)
+        window.initial_done = True
+        window.configure(window.wm_size)  # the size an external WM asked for before, if any
 
     def toplevel_mapped(self, toplevel: ManagedToplevel) -> None:
         window = self._windows[toplevel]
         window.mapped = True
         if not window.placed:
-            self._place(window)
+            if not window.wm_placed:
+                self._place(window)
             window.placed = True
         if window.maximized or window.fullscreen:
             self._snap(window)
-        if not window.minimized:
+        if window.shown:
             self.stack.append(window)
-        self.focus(window)
+        if self.delegate is not None:
+            self.delegate.window_changed(window)
+            self.delegate.window_mapped(window, True)
+        else:
+            self.focus(window)
         self.host.scene_changed()
 
     def toplevel_committed(self, toplevel: ManagedToplevel) -> None:
@@ -347,6 +170,8 @@ class FloatingWM:
             # commits older sizes after the drag is over, and the last one must keep the corner too.
             if not window.resizing and not window.toplevel.redrawing:
                 window.resize_edges = 0
+        if self.delegate is not None:
+            self.delegate.window_changed(window)
         self.host.scene_changed()
 
     def toplevel_unmapped(self, toplevel: ManagedToplevel) -> None:
@@ -355,6 +180,9 @@ class FloatingWM:
     def _unmap(self, window: Window) -> None:
         window.mapped = False
         window.placed = False
+        window.wm_placed = False
+        if self.delegate is not None:
+            self.delegate.window_mapped(window, False)
         if window in self.stack:
             self.stack.remove(window)
         for popup in list(window.popups):
@@ -372,6 +200,8 @@ class FloatingWM:
         if window.mapped:
             self._unmap(window)
         del self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_gone(window)
         if window in self.mru:
             self.mru.remove(window)
         if self._cycle is not None and window in self._cycle:
@@ -417,15 +247,18 @@ class FloatingWM:
 
     # Focus and stacking ---------------------------------------------------------------------------
 
-    def focus(self, window: Window | None) -> None:
+    def focus(self, window: Window | None, *, raise_: bool = True) -> None:
         old = self.focused
         if window is not None and (not window.mapped or not window.toplevel.alive):
             window = None
+        if window is not None and not window.shown and not window.minimized:
+            window = None  # hidden by an external WM, or on another workspace
         self.focused = window
         if window is not None:
             if window.minimized:
                 self._minimize(window, False)
-            self.raise_(window)
+            if raise_:
+                self.raise_(window)
             if window in self.mru:
                 self.mru.remove(window)
             self.mru.insert(0, window)
@@ -435,6 +268,8 @@ class FloatingWM:
             if window is not None:
                 window.configure()
                 window.toplevel.activated()
+                if self.delegate is not None:
+                    self.delegate.window_request(window, "activated")
         self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:
@@ -444,9 +279,15 @@ class FloatingWM:
             window.toplevel.raised()
             self.host.scene_changed()
 
+    def lower(self, window: Window) -> None:
+        if window in self.stack and self.stack[0] is not window:
+            self.stack.remove(window)
+            self.stack.insert(0, window)
+            self.host.scene_changed()
+
     def _focus_next(self) -> None:
         for w in self.mru:
-            if w.mapped and not w.minimized:
+            if w.mapped and w.shown:
                 self.focus(w)
                 return
         self.focus(self.stack[-1] if self.stack else None)
@@ -464,30 +305,77 @@ class FloatingWM:
             return
         window = self.window_at(surface)
         if window is not None and window.mapped:
-            self.focus(window)
+            if self.delegate is not None:
+                self.delegate.window_request(window, "clicked")
+            else:
+                self.focus(window)
 
     # Requests from clients (the request hooks of xdg_shell.XdgShellHost) ---------------------------
 
+    # Under an external WM each request is passed on to it; the protocol's configure is sent at once.
+
     def maximize_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
-        self._maximize(self._windows[toplevel], on)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            window.configure()
+            self.delegate.window_request(window, "request_maximized", int(on))
+            return
+        self._maximize(window, on)
 
     def fullscreen_requested(self, toplevel: ManagedToplevel, on: bool) -> None:
-        self._fullscreen(self._windows[toplevel], on)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            window.configure()
+            self.delegate.window_request(window, "request_fullscreen", int(on))
+            return
+        self._fullscreen(window, on)
 
     def minimize_requested(self, toplevel: ManagedToplevel) -> None:
-        self._minimize(self._windows[toplevel], True)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            self.delegate.window_request(window, "request_minimize")
+            return
+        self._minimize(window, True)
 
     def activate_requested(self, toplevel: ManagedToplevel) -> None:
         """The client (or a pager) asks for it to be the active window: raised, focused, restored."""
         window = self._windows.get(toplevel)
         if window is not None and window.mapped:
+            if self.delegate is not None:
+                self.delegate.window_request(window, "request_activate")
+                return
             self.focus(window)
 
     def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
-        self._begin_move(self._windows[toplevel], serial)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            # Passed on only with a button still held on it: the WM may then start the move.
+            if window.mapped and self.host.button_serial_valid(window.surface, serial):
+                window.grab_serial = serial
+                self.delegate.window_request(window, "request_move")
+            return
+        self._begin_move(window, serial)
 
     def resize_requested(self, toplevel: ManagedToplevel, serial: int, edges: int) -> None:
-        self._begin_resize(self._windows[toplevel], serial, edges)
+        window = self._windows[toplevel]
+        if self.delegate is not None:
+            if window.mapped and self.host.button_serial_valid(window.surface, serial):
+                window.grab_serial = serial
+                self.delegate.window_request(window, "request_resize", edges)
+            return
+        self._begin_resize(window, serial, edges)
+
+    def external_move(self, window: Window) -> None:
+        """An external WM starts the interactive move the application asked for (while its button is
+        still held)."""
+        serial, window.grab_serial = window.grab_serial, None
+        if serial is not None:
+            self._begin_move(window, serial)
+
+    def external_resize(self, window: Window, edges: int) -> None:
+        serial, window.grab_serial = window.grab_serial, None
+        if serial is not None and edges:
+            self._begin_resize(window, serial, edges)
 
     def _maximize(self, window: Window, on: bool) -> None:
         if on == window.maximized:
@@ -518,7 +406,11 @@ class FloatingWM:
         if window.minimized == on:
             return
         window.minimized = on
-        if on:
+        self.update_shown(window)
+
+    def update_shown(self, window: Window) -> None:
+        """Take a window that is no longer shown off the stack (and the focus), put a shown one on top."""
+        if not window.shown:
             if window in self.stack:
                 self.stack.remove(window)
             if self.focused is window:
@@ -527,6 +419,25 @@ class FloatingWM:
         elif window.mapped and window not in self.stack:
             self.stack.append(window)
         self.host.scene_changed()
+
+    def show_workspace(self, workspace: int) -> None:
+        self.workspace = workspace
+        for w in self.windows:
+            self.update_shown(w)
+        if self.focused is None:
+            self._focus_next()
+
+    def external_gone(self) -> None:
+        """The external WM went away: every window comes back, where it is, on one workspace."""
+        self.delegate = None
+        self.workspace = 0
+        for w in self.windows:
+            w.hidden = False
+            w.workspace = 0
+            w.wm_handle = None
+            self.update_shown(w)
+        if self.focused is None:
+            self._focus_next()
 
     # Interactive move and resize ------------------------------------------------------------------
 
@@ -551,8 +462,15 @@ class FloatingWM:
         window = next((w for w in self._windows.values() if w.titlebar is bar), None)
         if window is None:
             return
-        self.focus(window)
         action = window.titlebar.pressed(sx, sy)
+        if self.delegate is not None:
+            # Under an external WM the close button still closes; the rest is a click for it to judge.
+            if action == "close":
+                window.close()
+            else:
+                self.delegate.window_request(window, "clicked")
+            return
+        self.focus(window)
         if action == "close":
             window.close()
         elif action == "maximize":
@@ -600,6 +518,45 @@ class FloatingWM:
 
     # Keyboard bindings ----------------------------------------------------------------------------
 
+    def key_binding(self, keysym: int, modifiers: int) -> bool:
+        """The built-in WM's Super bindings (not while an external WM runs): Super+Left/Right snap the
+        active window to that half of the usable area, Super+Up maximizes it, Super+Down restores it.
+        True when the key was taken."""
+        if self.delegate is not None or modifiers != MOD_SUPER:
+            return False
+        if keysym not in (KEY_LEFT, KEY_RIGHT, KEY_UP, KEY_DOWN):
+            return False
+        window = self.focused
+        if window is None or window.fullscreen:
+            return True
+        if keysym == KEY_UP:
+            self._maximize(window, True)
+        elif keysym == KEY_DOWN:
+            if window.maximized:
+                self._maximize(window, False)
+            elif window.snapped is not None:
+                back, window.snapped = window.snapped, None
+                window.x, window.y = back.x, back.y
+                window.configure((back.width, back.height))
+        else:
+            self.snap(window, left=keysym == KEY_LEFT)
+        self.host.scene_changed()
+        return True
+
+    def snap(self, window: Window, *, left: bool) -> None:
+        """Fill the left or right half of the usable area (its title bar included)."""
+        if window.maximized:
+            self._maximize(window, False)
+            window.restore = None
+        if window.snapped is None:
+            window.snapped = window.rect
+        area = self.usable_area()
+        half = area.width // 2
+        t = window.title_height
+        window.x = area.x if left else area.x + half
+        window.y = area.y + t
+        window.configure((half if left else area.width - half, area.height - t))
+
     def close_focused(self) -> None:
         if self.focused is not None:
             log.debug("Alt+F4: closing %r", self.focused)
@@ -624,6 +581,8 @@ class FloatingWM:
     def output_changed(self) -> None:
         """The output was resized: re-configure maximized/fullscreen windows, keep others on screen."""
         area = self.usable_area()
+        if self.delegate is not None:
+            self.delegate.usable_area_changed(area)
         for w in self.windows:
             if not w.mapped:
                 continue

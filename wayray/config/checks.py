@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import os
 import pwd
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def cross_checks(config: Config, earlier: list[Diagnostic]) -> list[Diagnostic]:
         out += _usb(config, accounts)
     out += _host(config, accounts)
     out += _client(config)
+    out += _session(config)
     return out
 
 
@@ -410,6 +412,41 @@ def _client(config: Config) -> list[Diagnostic]:
                 )
             )
     return out
+
+
+# --- session.toml ----------------------------------------------------------------------------------
+
+#: Where a session's programs are looked up: the PATH wrsessd gives sessions (its default_path).
+SESSION_PATH = ("/usr/local/bin", "/usr/bin", "/bin", "/usr/local/games", "/usr/games")
+
+
+def _session(config: Config) -> list[Diagnostic]:
+    argv = config.session.window_manager
+    if not argv or "{" in argv[0]:
+        return []
+    program = argv[0]
+
+    def installed(path: str) -> bool:
+        full = config.root / path.lstrip("/")
+        return full.is_file() and os.access(full, os.X_OK)
+
+    if "/" in program:
+        found = program.startswith("/") and installed(program)
+    else:
+        found = any(installed(f"{d}/{program}") for d in SESSION_PATH)
+    if found:
+        return []
+    where = program if "/" in program else f"in the sessions' PATH ({':'.join(SESSION_PATH)})"
+    return [
+        _diag(
+            config,
+            "session.window_manager",
+            f"{program!r} is not installed (no program {where}): sessions run under the built-in "
+            'floating window manager; install it, or name wr-wm-tiling (WayRay\'s own), or "" for the '
+            "built-in one",
+            severity=Severity.WARNING,
+        )
+    ]
 
 
 # --- accounts --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import tomllib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ RESERVED_ENV = frozenset(
         "WAYRAY_SESSD_SOCK",
         "WAYRAY_LOGIN_TICKET",
         "WAYRAY_UNLOCK_USER",
+        "WAYRAY_WINDOW_MANAGER",
     }
 )
 RESERVED_ENV_PREFIXES = ("LD_",)
@@ -79,6 +80,34 @@ def session_components(session: SessionConfig) -> tuple[Component, ...]:
     out = [Component(name, getattr(session, key)) for key, name in SESSION_COMPONENTS]
     out += [Component(f"autostart[{i}]", argv) for i, argv in enumerate(session.autostart)]
     return tuple(c for c in out if c.argv)
+
+
+#: How the session's window manager reaches WayRay's compositor (a JSON array): the compositor starts it
+#: itself, on the one Wayland connection that may manage windows (docs/wm-protocol.md §1).
+WINDOW_MANAGER_ENV = "WAYRAY_WINDOW_MANAGER"
+
+
+def is_wayray_compositor(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs WayRay's session compositor (``wrsrvd session`` or ``-m wayray.server
+    session``), which starts the session's window manager itself."""
+    args = list(argv)
+    if "session" not in args:
+        return False
+    before = args[: args.index("session")]
+    return "wayray.server" in before or any(Path(a).name == "wrsrvd" for a in before)
+
+
+def hand_window_manager(
+    plan: SessionPlan, configured: int, compositor: Sequence[str]
+) -> tuple[SessionPlan, tuple[str, ...]]:
+    """Take session.toml's window manager (a component after the ``configured`` ones) out of the
+    programs to start, for the compositor to start, when the compositor is WayRay's: the plan left
+    and the window manager's command (empty: nothing to hand over, the plan is unchanged)."""
+    index = next((i for i, c in enumerate(plan.components) if i >= configured and c.name == "wm"), None)
+    if index is None or not is_wayray_compositor(compositor):
+        return plan, ()
+    rest = plan.components[:index] + plan.components[index + 1 :]
+    return SessionPlan(plan.compositor, rest), plan.components[index].argv
 
 
 def session_to_json(session: SessionConfig) -> dict[str, Any]:

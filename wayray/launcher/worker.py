@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import selectors
@@ -49,7 +50,13 @@ from wayray.launcher.channel import Channel
 from wayray.launcher.pamlogin import Cancelled, DaemonChannel, PamLogin
 from wayray.launcher.protocol import EndReason
 from wayray.launcher.records import SessionRecords, StoredSession
-from wayray.launcher.settings import SessionPlan, session_components, session_from_json
+from wayray.launcher.settings import (
+    WINDOW_MANAGER_ENV,
+    SessionPlan,
+    hand_window_manager,
+    session_components,
+    session_from_json,
+)
 
 log = logging.getLogger("wayray.wrsessd.worker")
 
@@ -151,8 +158,15 @@ class Worker:
             session_class=job.session_class.value,
         )
         output = self._open_output(account, env)
+        compositor_argv = msg.cmd or spawn.expand(plan.compositor, names.values())
+        plan, wm_argv = hand_window_manager(plan, configured, compositor_argv)
+        comp_env = dict(env)
+        if wm_argv:
+            # WayRay's compositor starts the window manager itself: the one client that may manage
+            # windows (docs/wm-protocol.md §1).
+            comp_env[WINDOW_MANAGER_ENV] = json.dumps(spawn.expand_known(wm_argv, names.values()))
         compositor = self._spawn_compositor(
-            msg.cmd or (), plan, env, names, output, link_secrets[-1] if link_secrets else None
+            msg.cmd or (), plan, comp_env, names, output, link_secrets[-1] if link_secrets else None
         )
         client_env = {**env, "WAYLAND_DISPLAY": self.wayland_display}
         if env.get("WAYRAY_SESSION_AUDIO", "off") != "off":

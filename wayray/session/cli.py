@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -44,6 +46,8 @@ ENV_OPTIONS = (
     ("WAYRAY_SESSION_AUDIO", "--audio"),
     ("WAYRAY_SESSION_AUDIO_BITRATE", "--audio-bitrate"),
 )
+#: The session's window manager, a JSON array (wrsessd passes session.toml's window_manager in it).
+WINDOW_MANAGER_ENV = "WAYRAY_WINDOW_MANAGER"
 #: "0" stands for --no-video.
 ENV_VIDEO = "WAYRAY_SESSION_VIDEO"
 #: "0" stands for --no-x11 (policy.x11 off).
@@ -105,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
         help="never make the output larger than N pixels, whatever a viewer asks (16384x16384)",
     )
     p.add_argument("--screenshot", type=Path, metavar="PATH", help="write a PNG here on SIGUSR1")
+    p.add_argument(
+        "--window-manager",
+        metavar="COMMAND",
+        help="the session's window manager, started by the compositor as the one client that may "
+        "manage windows (docs/wm-protocol.md); default: $WAYRAY_WINDOW_MANAGER (a JSON array, as "
+        "wrsessd passes session.toml's window_manager), else the built-in floating one",
+    )
     p.add_argument(
         "--audio",
         choices=[str(a) for a in AudioPolicy],
@@ -181,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         raise WayRayError(
             "XDG_RUNTIME_DIR is not set or not a directory", hint="wrsrvd sets it for its sessions"
         )
+    window_manager = _window_manager(args.window_manager, env)
     setup("wrsrvd-session", verbose=args.verbose)
     opts = SessionOptions(
         link=link,
@@ -198,5 +210,30 @@ def main(argv: list[str] | None = None) -> int:
         audio=AudioPolicy(args.audio),
         audio_bitrate=args.audio_bitrate,
         x11=not args.no_x11,
+        window_manager=window_manager,
     )
     return asyncio.run(run_session(opts, env))
+
+
+def _window_manager(option: str | None, env: dict[str, str]) -> tuple[str, ...]:
+    """--window-manager (a command line), else $WAYRAY_WINDOW_MANAGER (a JSON array of strings), which
+    is taken out of the environment the session's programs get."""
+    given = env.pop(WINDOW_MANAGER_ENV, None)
+    os.environ.pop(WINDOW_MANAGER_ENV, None)
+    if option is not None:
+        try:
+            return tuple(shlex.split(option))
+        except ValueError as err:
+            raise UsageError(f"--window-manager {option!r}: {err}") from None
+    if not given:
+        return ()
+    try:
+        argv = json.loads(given)
+    except ValueError:
+        argv = None
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise UsageError(
+            f"{WINDOW_MANAGER_ENV} is not a JSON array of strings",
+            hint='wrsessd sets it from session.toml\'s window_manager, e.g. ["wr-wm-tiling"]',
+        )
+    return tuple(argv)

@@ -61,6 +61,8 @@ class SessionOptions:
     audio_bitrate: int = 96
     #: An X display for X11 programs, served by Xwayland (docs/xwayland.md).
     x11: bool = True
+    #: The session's window manager, started by the compositor (docs/wm-protocol.md); () = built-in.
+    window_manager: tuple[str, ...] = ()
 
 
 async def run_session(opts: SessionOptions, env: dict[str, str]) -> int:
@@ -148,6 +150,9 @@ class _Session:
         )
         # The sound server before the link: the first viewer may attach as soon as the link is up.
         await self._start_sound()
+        if self.opts.window_manager:
+            # After the sound server: what the window manager starts (a terminal) finds it too.
+            self.comp.start_window_manager(self.opts.window_manager, self._client_env)
         self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
         if self.opts.command:
             self.proc = await self._start_command()
@@ -173,11 +178,15 @@ class _Session:
             if await microphone.start():
                 self.link.microphone = microphone
 
+    def _client_env(self) -> dict[str, str]:
+        """The environment of the session's programs (COMMAND, the window manager): no link variables."""
+        base = {k: v for k, v in self.env.items() if k not in LINK_ENV and not k.startswith("PULSE_")}
+        return self.comp.client_env(base=self.sound.client_env(base) if self.sound is not None else base)
+
     async def _start_command(self) -> asyncio.subprocess.Process:
         """COMMAND, a client of the compositor, in an environment without the link's variables."""
         command, comp = self.opts.command, self.comp
-        base = {k: v for k, v in self.env.items() if k not in LINK_ENV and not k.startswith("PULSE_")}
-        client_env = comp.client_env(base=self.sound.client_env(base) if self.sound is not None else base)
+        client_env = self._client_env()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, env=client_env, stdin=asyncio.subprocess.DEVNULL

@@ -265,6 +265,15 @@ class KeyState:
     def keysym(self, evdev_code: int) -> int:
         return int(lib.xkb_state_key_get_one_sym(self.ptr, evdev_code + EVDEV_OFFSET))
 
+    def base_keysym(self, evdev_code: int) -> int:
+        """The keysym of the key's first level in the current layout (``1`` for Shift+1's ``exclam``;
+        0 when it has none): how key bindings name keys."""
+        key = evdev_code + EVDEV_OFFSET
+        layout = lib.xkb_state_serialize_layout(self.ptr, _LAYOUT_EFFECTIVE)
+        syms = ffi.new("const xkb_keysym_t **")
+        n = lib.xkb_keymap_key_get_syms_by_level(self.keymap.ptr, key, layout, 0, syms)
+        return int(syms[0][0]) if n >= 1 else 0
+
     def set_modifiers(self, mods: ModifierState) -> None:
         """Take the modifier state a compositor sent (``wl_keyboard.modifiers``): a client's seat."""
         lib.xkb_state_update_mask(self.ptr, mods.depressed, mods.latched, mods.locked, 0, 0, mods.group)

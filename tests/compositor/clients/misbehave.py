@@ -244,6 +244,17 @@ def cursor_shape(c: Client) -> None:
     )
 
 
+def bind_window_manager(c: Client) -> None:
+    """Bind wayray_wm_manager_v1 without being the session's window manager."""
+    from wayray.wayland.protocols.generated.wayray_wm_v1 import WayrayWmManagerV1
+
+    registry = c.display.get_registry()
+    registry.dispatcher["global"] = lambda reg, name, interface, version: (
+        reg.bind(name, WayrayWmManagerV1, 1) if interface == "wayray_wm_manager_v1" else None
+    )
+    c.display.roundtrip()
+
+
 def well_behaved(c: Client) -> None:
     c.mapped_toplevel()
 
@@ -265,6 +276,7 @@ SCENARIOS = {
         huge_window_geometry,
         hoard_selection_pipes,
         cursor_shape,
+        bind_window_manager,
         well_behaved,
     )
 }
