@@ -1,10 +1,12 @@
-"""wl_seat with wl_pointer and wl_keyboard: input from the viewer, routed the way a desktop does.
+"""wl_seat with wl_pointer, wl_keyboard and wl_touch: input from the viewer, routed the way a desktop does.
 
 Input arrives through the in-process API as evdev codes and absolute output coordinates. The
 pointer goes to the surface under it (input regions respected), stays with the surface a button
 was pressed on until all buttons are up (implicit grab), and is confined to the grabbing client's
 surfaces while an xdg_popup grab is active; a click elsewhere dismisses the popups. Keys go to the
-keyboard focus the window manager decides, after the WM's own bindings (Alt+Tab, Alt+F4).
+keyboard focus the window manager decides, after the WM's own bindings (Alt+Tab, Alt+F4). Each touch
+point goes to the surface under it where it went down, until it is lifted, as a desktop's touch screen
+does; the first point down focuses and raises its window like a click.
 
 What the seat needs of the compositor -- hit testing, the window manager's focus and bindings, the
 frame clock -- is ``SeatHost``. Interactive move and resize are the window manager's ``PointerGrab``s:
@@ -21,11 +23,12 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat, WlTouch
+from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat
 
 from wayray.compositor.cursor import Cursor, CursorHost, CursorState
 from wayray.compositor.surface import Surface
 from wayray.compositor.titlebar import TitleBar
+from wayray.compositor.touch import Touch, TouchResource
 from wayray.wayland.server import Client, Display, NewId, Resource
 from wayray.wayland.xkb import MAX_EVDEV_CODE, Keymap, KeyState, Keysym, Modifier
 
@@ -123,7 +126,10 @@ class SeatResource(Resource):
     def __init__(self, new_id: NewId, seat: Seat) -> None:
         super().__init__(new_id)
         self.seat = seat
-        self.post("capabilities", WlSeat.capability.pointer | WlSeat.capability.keyboard)
+        self.post(
+            "capabilities",
+            WlSeat.capability.pointer | WlSeat.capability.keyboard | WlSeat.capability.touch,
+        )
         self.post("name", SEAT_NAME)
 
     def get_pointer(self, id: NewId) -> None:
@@ -140,14 +146,7 @@ class SeatResource(Resource):
             kb.send_modifiers(self.display.serial)
 
     def get_touch(self, id: NewId) -> None:
-        TouchResource(id)  # no touch capability is advertised; an inert object keeps old clients happy
-
-    def release(self) -> None:
-        pass
-
-
-class TouchResource(Resource):
-    interface = WlTouch
+        self.seat.touch.resources.append(TouchResource(id, self.seat.touch))
 
     def release(self) -> None:
         pass
@@ -223,10 +222,12 @@ class Seat:
         self.pointer_grab: PointerGrab | None = None
         self.grab_start = (0.0, 0.0)
         self.popup_grabs: list[GrabbingPopup] = []
+        self.touch = Touch(self)
         self.cursor = Cursor(host)
         display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
 
     def _client_gone(self, client: Client) -> None:
+        self.touch.client_gone(client)
         for serials in (self.enter_serials, self.press_serials, self.key_serials):
             serials.pop(client, None)
 
@@ -317,6 +318,7 @@ class Seat:
             self.key(code, False)
         for button in list(self.buttons):
             self.pointer_button(button, False)
+        self.touch.release_all()
         self.host.end_window_cycle()
 
     def keyboard_target(self) -> Surface | None:
@@ -519,9 +521,11 @@ class Seat:
 
     def popup_grab(self, popup: GrabbingPopup, serial: int) -> None:
         client = popup.client
-        valid = serial in (self.press_serials.get(client), self.key_serials.get(client)) or (
-            self.keyboard_focus is not None and self.keyboard_focus.client is client
-        )
+        valid = serial in (
+            self.press_serials.get(client),
+            self.key_serials.get(client),
+            self.touch.serials.get(client),
+        ) or (self.keyboard_focus is not None and self.keyboard_focus.client is client)
         if not valid:
             log.debug("denying popup grab for %r (serial %d)", client, serial)
             popup.dismiss()
@@ -568,6 +572,7 @@ class Seat:
     # Cleanup --------------------------------------------------------------------------------------
 
     def surface_gone(self, surface: Surface) -> None:
+        self.touch.surface_gone(surface)
         if self.keyboard_focus is surface:
             self.keyboard_focus = None
             self.update_keyboard_focus()
