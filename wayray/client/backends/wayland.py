@@ -40,6 +40,11 @@ from wayray.client.backend import (
     PointerButtonEvent,
     PointerMotionEvent,
     ScreenChangedEvent,
+    TouchCancelEvent,
+    TouchDownEvent,
+    TouchFrameEvent,
+    TouchMotionEvent,
+    TouchUpEvent,
 )
 from wayray.client.backends.screens import draw_idle, draw_status
 from wayray.codec.geometry import RectLike
@@ -55,6 +60,11 @@ from wayray.toolkit.seat import (
     PointerLeave,
     PointerMotion,
     SeatEvent,
+    TouchCancel,
+    TouchDown,
+    TouchFrame,
+    TouchMotion,
+    TouchUp,
 )
 from wayray.toolkit.shm import Buffer, PixelFormat, Swapchain, single_pixel
 from wayray.toolkit.surface import Subsurface
@@ -160,6 +170,7 @@ class WaylandBackend:
         self._keys_down: set[int] = set()
         self._buttons_down: set[int] = set()
         self._pointer_surface: Any = None
+        self._touch_surfaces: dict[int, Any] = {}  # the surface each touch point went down on
         self._clock: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -466,10 +477,12 @@ class WaylandBackend:
         if self._started:
             self._on_input(event)
 
-    def _to_session(self, x: float, y: float) -> tuple[float, float]:
-        """Surface-local coordinates of the surface under the pointer → session output pixels."""
+    def _to_session(self, x: float, y: float, surface: Any = None) -> tuple[float, float]:
+        """Surface-local coordinates of ``surface`` (default: the one under the pointer) → session
+        output pixels."""
         lx, ly = x, y
-        if self._picture is not None and self._pointer_surface is not self._picture.surface.proxy:
+        surface = self._pointer_surface if surface is None else surface
+        if self._picture is not None and surface is not self._picture.surface.proxy:
             lx, ly = x - self._layout.x, y - self._layout.y  # on the letterbox: window → picture
         f = self._layout.factor
         sx, sy = lx / f, ly / f
@@ -496,6 +509,8 @@ class WaylandBackend:
                 self._emit(PointerAxisEvent(event.axis, event.value / self._layout.factor, event.discrete))
             case PointerLeave():
                 self._pointer_leave()
+            case TouchDown() | TouchMotion() | TouchUp() | TouchFrame() | TouchCancel():
+                self._touch_event(event)
 
     def _keymap_event(self, event: KeymapEvent) -> None:
         if event.text != self._keymap:
@@ -541,6 +556,25 @@ class WaylandBackend:
         for button in sorted(self._buttons_down):
             self._emit(PointerButtonEvent(button, False))
         self._buttons_down.clear()
+
+    def _touch_event(self, event: TouchDown | TouchMotion | TouchUp | TouchFrame | TouchCancel) -> None:
+        """A touch screen's points, in session pixels, each mapped from the surface it went down on."""
+        match event:
+            case TouchDown():
+                self._touch_surfaces[event.id] = event.surface
+                self._emit(TouchDownEvent(event.id, *self._to_session(event.x, event.y, event.surface)))
+            case TouchMotion():
+                surface = self._touch_surfaces.get(event.id)
+                if surface is not None:
+                    self._emit(TouchMotionEvent(event.id, *self._to_session(event.x, event.y, surface)))
+            case TouchUp():
+                if self._touch_surfaces.pop(event.id, None) is not None:
+                    self._emit(TouchUpEvent(event.id))
+            case TouchFrame():
+                self._emit(TouchFrameEvent())
+            case TouchCancel():
+                self._touch_surfaces.clear()
+                self._emit(TouchCancelEvent())
 
     def _clipboard_text(self, text: str) -> None:
         self._emit(ClipboardChangedEvent(text))
