@@ -89,7 +89,7 @@ async def _view(srv: WrServer, *, cursor_capability: bool, moves: list[tuple[int
             conn.send(PointerMotion(x=float(x), y=float(y), time_ms=0))
             want: dict[str, np.ndarray] = {}
 
-            def shows_it(px: np.ndarray) -> bool:
+            def shows_it(px: np.ndarray, want: dict[str, np.ndarray] = want) -> bool:
                 want["it"] = _screenshot(srv, cursor=not cursor_capability)
                 want["plain"] = _screenshot(srv, cursor=False)
                 return bool(np.array_equal(px, want["it"]))
