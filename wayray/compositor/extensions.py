@@ -1,4 +1,4 @@
-"""Smaller protocols: xdg-decoration, wp_viewporter and wp_cursor_shape_v1.
+"""Smaller protocols: xdg-decoration, wp_viewporter, wp_cursor_shape_v1 and keyboard-shortcuts-inhibit.
 
 ``register_extensions`` adds their globals (after the core protocols'); they hook into the objects
 they extend (a toplevel's decoration, a surface's viewport, the seat's cursor).
@@ -10,10 +10,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from pywayland.protocol.cursor_shape_v1 import WpCursorShapeDeviceV1, WpCursorShapeManagerV1
+from pywayland.protocol.keyboard_shortcuts_inhibit_unstable_v1 import ZwpKeyboardShortcutsInhibitManagerV1
 from pywayland.protocol.viewporter import WpViewport, WpViewporter
 from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1, ZxdgToplevelDecorationV1
 
 from wayray.compositor.globals import GLOBAL_VERSIONS
+from wayray.compositor.shortcuts import ShortcutsInhibitManager
 from wayray.compositor.surface import Surface, SurfaceState
 from wayray.compositor.xdg_shell import ToplevelRole
 from wayray.wayland.server import Display, Global, NewId, ProtocolError, Resource
@@ -43,6 +45,12 @@ def register_extensions(display: Display, seat: Seat, decorations: str) -> None:
         WpCursorShapeManagerV1,
         GLOBAL_VERSIONS["wp_cursor_shape_manager_v1"],
         lambda n: CursorShapeManager(n, seat),
+    )
+    Global(
+        display,
+        ZwpKeyboardShortcutsInhibitManagerV1,
+        GLOBAL_VERSIONS["zwp_keyboard_shortcuts_inhibit_manager_v1"],
+        lambda n: ShortcutsInhibitManager(n, seat.shortcuts),
     )
 
 

@@ -20,4 +20,5 @@ GLOBAL_VERSIONS = {
     "zxdg_decoration_manager_v1": 1,
     "wp_viewporter": 1,
     "wp_cursor_shape_manager_v1": 1,
+    "zwp_keyboard_shortcuts_inhibit_manager_v1": 1,
 }

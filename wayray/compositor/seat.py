@@ -26,6 +26,7 @@ import numpy as np
 from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat
 
 from wayray.compositor.cursor import Cursor, CursorHost, CursorState
+from wayray.compositor.shortcuts import ShortcutsInhibit
 from wayray.compositor.surface import Surface
 from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.touch import Touch, TouchResource
@@ -223,6 +224,8 @@ class Seat:
         self.grab_start = (0.0, 0.0)
         self.popup_grabs: list[GrabbingPopup] = []
         self.touch = Touch(self)
+        #: Surfaces that take the window manager's key bindings while focused (a remote desktop's viewer).
+        self.shortcuts = ShortcutsInhibit()
         self.cursor = Cursor(host)
         display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
 
@@ -256,7 +259,7 @@ class Seat:
             return  # a repeat of a held key, or a release of a key we never saw pressed
         before = self.key_state.modifiers()
         self.key_state.update(code, pressed)
-        if pressed and self._binding(code):
+        if pressed and not self.shortcuts.inhibited(self.keyboard_focus) and self._binding(code):
             self.swallowed_keys.add(code)
         elif not pressed and code in self.swallowed_keys:
             self.swallowed_keys.discard(code)
@@ -348,6 +351,7 @@ class Seat:
                 for kb in kbs:
                     kb.post("enter", serial, self.keyboard_focus, keys)
                     kb.send_modifiers(serial)
+        self.shortcuts.focus_changed(self.keyboard_focus)
         client = self.keyboard_focus.client if self.keyboard_focus is not None else None
         if old is None or client is not old.client:
             self.host.selection_focus_changed(client)

@@ -46,6 +46,7 @@ from wayray.client.backend import (
     TouchMotionEvent,
     TouchUpEvent,
 )
+from wayray.client.backends.passthrough import KeyboardPassthrough
 from wayray.client.backends.screens import draw_idle, draw_status
 from wayray.codec.geometry import RectLike
 from wayray.toolkit.display import Client
@@ -171,6 +172,7 @@ class WaylandBackend:
         self._buttons_down: set[int] = set()
         self._pointer_surface: Any = None
         self._touch_surfaces: dict[int, Any] = {}  # the surface each touch point went down on
+        self._passthrough: KeyboardPassthrough | None = None
         self._clock: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -222,6 +224,21 @@ class WaylandBackend:
         await client.conn.roundtrip()
         self._screen = self.screen()
         self._apply_cursor()  # set_cursor may have come before the pointer existed
+        self._passthrough = KeyboardPassthrough(
+            client.shortcuts_inhibit_manager, client.conn, kiosk=self.kiosk
+        )
+        self._update_passthrough()
+
+    def _update_passthrough(self) -> None:
+        """Take the local desktop's shortcuts while full screen (always in kiosk mode)."""
+        if self._passthrough is None or self._window is None or self._client is None:
+            return
+        seat = self._client.seat
+        self._passthrough.update(
+            surface=self._window.surface.proxy,
+            seat=seat.proxy if seat is not None else None,
+            fullscreen=self._wstate is not None and self._wstate.fullscreen,
+        )
 
     def screen(self) -> ScreenChangedEvent:
         st = self._wstate
@@ -334,6 +351,7 @@ class WaylandBackend:
         self._relayout()
         self._draw_overlay()
         surface.commit()
+        self._update_passthrough()
         screen = self.screen()
         if self._started and screen != self._screen:
             self._screen = screen
@@ -519,6 +537,11 @@ class WaylandBackend:
                 self._emit(KeymapChangedEvent(event.text))
 
     def _key_event(self, event: Key) -> None:
+        m = event.modifiers
+        if self._passthrough is not None and self._passthrough.escape(
+            event.evdev_code, event.pressed, m.ctrl, m.alt, m.shift
+        ):
+            return  # the escape chord's Escape is the viewer's, not the session's
         if event.pressed:
             self._keys_down.add(event.evdev_code)
         elif event.evdev_code not in self._keys_down:
