@@ -28,6 +28,7 @@ from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat
 from wayray.compositor.cursor import Cursor, CursorHost, CursorState
 from wayray.compositor.shortcuts import ShortcutsInhibit
 from wayray.compositor.surface import Surface
+from wayray.compositor.text_input import TextInputs
 from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.touch import Touch, TouchResource
 from wayray.wayland.server import Client, Display, NewId, Resource
@@ -226,6 +227,8 @@ class Seat:
         self.touch = Touch(self)
         #: Surfaces that take the window manager's key bindings while focused (a remote desktop's viewer).
         self.shortcuts = ShortcutsInhibit()
+        #: Text fields (text-input-v3) and the input method composing into them (input-method-v2).
+        self.text_inputs = TextInputs(self)
         self.cursor = Cursor(host)
         display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
 
@@ -245,6 +248,7 @@ class Seat:
         for kb in list(self.keyboards):
             kb.send_keymap()
             kb.send_modifiers(self.display.next_serial())
+        self.text_inputs.keymap_changed()
 
     # Keyboard -------------------------------------------------------------------------------------
 
@@ -255,7 +259,9 @@ class Seat:
         if not 0 <= code <= MAX_EVDEV_CODE:
             log.debug("ignoring key code %d: no keymap can have it", code)
             return
-        if pressed == (code in self.pressed_keys or code in self.swallowed_keys):
+        if pressed == (
+            code in self.pressed_keys or code in self.swallowed_keys or self.text_inputs.took(code)
+        ):
             return  # a repeat of a held key, or a release of a key we never saw pressed
         before = self.key_state.modifiers()
         self.key_state.update(code, pressed)
@@ -263,6 +269,8 @@ class Seat:
             self.swallowed_keys.add(code)
         elif not pressed and code in self.swallowed_keys:
             self.swallowed_keys.discard(code)
+        elif self.text_inputs.key(code, pressed):
+            pass  # the input method took it (what it does not use comes back through a virtual keyboard)
         else:
             if pressed:
                 self.pressed_keys.append(code)
@@ -272,6 +280,7 @@ class Seat:
         after = self.key_state.modifiers()
         if after != before:
             self._send_modifiers()
+            self.text_inputs.modifiers_changed()
         if not self.key_state.is_active(Modifier.ALT):
             self.host.end_window_cycle()
 
@@ -289,6 +298,30 @@ class Seat:
             self.host.close_focused_window()
             return True
         return False
+
+    # What input methods need (text_input.TextInputSeat) -------------------------------------------
+
+    @property
+    def repeat(self) -> tuple[int, int]:
+        return (REPEAT_RATE, REPEAT_DELAY)
+
+    def keymap_fd(self) -> tuple[int, int]:
+        return self.keymap.memfd()
+
+    def modifier_state(self) -> tuple[int, int, int, int]:
+        m = self.key_state.modifiers()
+        return (m.depressed, m.latched, m.locked, m.group)
+
+    def virtual_key(self, code: int, pressed: bool) -> None:
+        if 0 <= code <= MAX_EVDEV_CODE:
+            self._send_key(code, pressed)
+
+    def virtual_modifiers(self, depressed: int, latched: int, locked: int, group: int) -> None:
+        kbs = self._focused_keyboards()
+        if kbs:
+            serial = self.display.next_serial()
+            for kb in kbs:
+                kb.post("modifiers", serial, depressed, latched, locked, group)
 
     def _focused_keyboards(self) -> list[KeyboardResource]:
         focus = self.keyboard_focus
@@ -352,6 +385,7 @@ class Seat:
                     kb.post("enter", serial, self.keyboard_focus, keys)
                     kb.send_modifiers(serial)
         self.shortcuts.focus_changed(self.keyboard_focus)
+        self.text_inputs.focus_changed(self.keyboard_focus)
         client = self.keyboard_focus.client if self.keyboard_focus is not None else None
         if old is None or client is not old.client:
             self.host.selection_focus_changed(client)
