@@ -85,8 +85,9 @@ class TextInputs:
         if old is focus:
             return
         for ti in self.text_inputs:
-            if old is not None and old.alive and ti.entered is old:
-                ti.post("leave", old)
+            if old is not None and ti.entered is old:
+                if old.alive:
+                    ti.post("leave", old)
                 ti.entered = None
             if focus is not None and ti.client is focus.client:
                 ti.post("enter", focus)
