@@ -350,7 +350,7 @@ class Seat:
 
     def release_all(self) -> None:
         """The viewer went away: release every held key and button, as if the user let go."""
-        for code in list(self.pressed_keys) + list(self.swallowed_keys):
+        for code in list(self.pressed_keys) + list(self.swallowed_keys) + self.text_inputs.held():
             self.key(code, False)
         for button in list(self.buttons):
             self.pointer_button(button, False)

@@ -94,6 +94,10 @@ class TextInputs:
                 ti.entered = focus
         self.update_active()
 
+    def held(self) -> list[int]:
+        """The keys held whose presses went to the input method (released when the viewer leaves)."""
+        return sorted(self._grabbed_keys)
+
     def took(self, code: int) -> bool:
         """Whether ``code`` is held and its press went to the input method."""
         return code in self._grabbed_keys
