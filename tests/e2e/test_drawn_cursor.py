@@ -90,9 +90,12 @@ async def _view(srv: WrServer, *, cursor_capability: bool, moves: list[tuple[int
             want: dict[str, np.ndarray] = {}
 
             def shows_it(px: np.ndarray, want: dict[str, np.ndarray] = want) -> bool:
+                # Screenshots without, with, and again without the cursor: the session's picture must
+                # not have changed meanwhile (foot may still be starting), or the pair proves nothing.
+                before = _screenshot(srv, cursor=False)
                 want["it"] = _screenshot(srv, cursor=not cursor_capability)
                 want["plain"] = _screenshot(srv, cursor=False)
-                return bool(np.array_equal(px, want["it"]))
+                return bool(np.array_equal(before, want["plain"]) and np.array_equal(px, want["it"]))
 
             await frames_until(shows_it, f"the picture with the pointer at {x},{y}")
             results.append((want["it"], want["plain"]))
