@@ -75,20 +75,20 @@ async def test_a_kiosk_window_covers_the_screen_shows_badged_sessions_and_cannot
                     break
             assert (h.home / "kioskwindow").exists(), "the command typed at the kiosk never ran"
 
-            # No way out: Alt+F4 does not close the kiosk.
-            s.comp.key(KEY_LEFTALT, True)
-            s.comp.key(KEY_F4, True)
-            s.comp.key(KEY_F4, False)
-            s.comp.key(KEY_LEFTALT, False)
-            await s.settle()
-            assert kiosk.proc.returncode is None and len(s.comp.windows()) == 1
-
             # The badge taken out: the session is detached, the idle screen is back.
             assert await asyncio.to_thread(badge, sock, "remove") == "ok"
             await s.wait_for(lambda: srv.sessions()[0]["state"] == "detached", "the session to detach")
             await s.settle()
             png = s.comp.screenshot_png()
             assert shows(png, "Present your badge"), ocr(png)
+            # No way out: Alt+F4 does not close the kiosk. (While a session is shown the kiosk takes
+            # the compositor's shortcuts: Alt+F4 would go to the session and close its window.)
+            s.comp.key(KEY_LEFTALT, True)
+            s.comp.key(KEY_F4, True)
+            s.comp.key(KEY_F4, False)
+            s.comp.key(KEY_LEFTALT, False)
+            await s.settle()
+            assert kiosk.proc.returncode is None and len(s.comp.windows()) == 1
             # The kiosk compositor goes away: wrclient exits with a failure, for its service manager to
             # start it again (it never lingers without a display).
             await s.comp.close()

@@ -110,3 +110,47 @@ def test_an_unknown_layout_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="keymap nosuchlayout"):
         Keyboard.load(KeymapChoice.parse("nosuchlayout", None))
     assert KeymapChoice.parse("de,nodeadkeys", None) == KeymapChoice("de", "nodeadkeys")
+
+
+def test_touch_commands_parse_into_points_and_frames() -> None:
+    from wayray.client.backend import TouchDownEvent, TouchFrameEvent, TouchMotionEvent, TouchUpEvent
+    from wayray.client.runner import _touch_events
+    from wayray.client.script import TouchAction
+
+    s = parse(
+        "tap 10 20\nswipe 0 0 100 50 4\ntouch down 3 5 6\ntouch move 3 7 8\ntouch up 3\ntouch cancel\n"
+    )
+    tap, swipe, down, move, up, cancel = s.commands
+    assert _touch_events(tap) == [
+        TouchDownEvent(0, 10, 20),
+        TouchFrameEvent(),
+        TouchUpEvent(0),
+        TouchFrameEvent(),
+    ]
+    events = _touch_events(swipe)
+    motions = [e for e in events if isinstance(e, TouchMotionEvent)]
+    assert [(m.x, m.y) for m in motions] == [(25, 12.5), (50, 25), (75, 37.5), (100, 50)]
+    assert events.count(TouchFrameEvent()) == 6  # the down, every step and the lift: a frame each
+    assert (down.touch, down.touch_id, down.x, down.y) == (TouchAction.DOWN, 3, 5, 6)
+    assert (
+        move.touch is TouchAction.MOVE and up.touch is TouchAction.UP and cancel.touch is TouchAction.CANCEL
+    )
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("touch", "t.txt:1: touch: needs what the finger does: down, move, up, cancel"),
+        ("touch poke 1 2 3", "'poke' is not a touch action"),
+        ("touch down 16 1 1", "touch points are numbered 0-15"),
+        ("touch down 1 2", "needs X and Y"),
+        ("touch up", "up needs the touch point's number"),
+        ("touch cancel 1", "cancel takes nothing more"),
+        ("swipe 1 2 3", "needs X1 Y1 X2 Y2"),
+        ("swipe 1 2 3 4 0", "steps must be at least 1"),
+        ("tap -1 2", "not negative"),
+    ],
+)
+def test_touch_mistakes_are_named_with_file_and_line(line: str, message: str) -> None:
+    with pytest.raises(ScriptError, match=message):
+        parse(line + "\n", "t.txt")

@@ -194,6 +194,42 @@ async def test_a_smaller_session_is_scaled_to_fit_and_letterboxed(tmp_path: Path
         assert (ev["axis"], ev["value"], ev["discrete"]) == (0, 15.0, 2)
 
 
+async def test_a_touch_screen_touches_the_session_in_its_pixels(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(640, 480)) as s, backend(s, "--fullscreen") as b:
+        frame = pattern(320, 200)  # scaled by 2, 40-pixel bars above and below
+        np.save(s.workdir / "f.npy", frame)
+        await b.send(cmd="load", file=str(s.workdir / "f.npy"))
+        await s.wait_for(lambda: s.pixels()[240, 320] != 0, "the picture")
+        c = s.comp
+        assert c.touch_down(0, 100, 140)  # on the picture: (50, 50) of the session
+        assert c.touch_down(1, 300, 10)  # on the letterbox bar: the picture's top edge
+        c.touch_frame()
+        assert c.touch_motion(0, 200, 240)
+        c.touch_frame()
+        assert c.touch_up(0) and c.touch_up(1)
+        c.touch_frame()
+        assert c.touch_down(2, 10, 450)
+        c.touch_cancel()
+        await b.wait(lambda e: e.get("event") == "TouchCancelEvent", "the cancel")
+        got = [
+            (e["event"], {k: v for k, v in e.items() if k != "event"})
+            for e in b.lines
+            if str(e.get("event", "")).startswith("Touch")
+        ]
+        assert got == [
+            ("TouchDownEvent", {"id": 0, "x": 50.0, "y": 50.0}),
+            ("TouchDownEvent", {"id": 1, "x": 150.0, "y": 0.0}),
+            ("TouchFrameEvent", {}),
+            ("TouchMotionEvent", {"id": 0, "x": 100.0, "y": 100.0}),
+            ("TouchFrameEvent", {}),
+            ("TouchUpEvent", {"id": 0}),
+            ("TouchUpEvent", {"id": 1}),
+            ("TouchFrameEvent", {}),
+            ("TouchDownEvent", {"id": 2, "x": 5.0, "y": 199.0}),
+            ("TouchCancelEvent", {}),
+        ]
+
+
 async def test_keys_pointer_and_keymap_are_forwarded(tmp_path: Path) -> None:
     async with running_session(tmp_path, size=(640, 480)) as s:
         german = Keymap.from_names(layout="de")

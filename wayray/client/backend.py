@@ -53,6 +53,37 @@ class PointerAxisEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class TouchDownEvent:
+    """A touch point went down at (x, y) in the session's output pixels; ``id`` names it until it is up."""
+
+    id: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class TouchMotionEvent:
+    id: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class TouchUpEvent:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TouchFrameEvent:
+    """The touch events since the previous frame belong together (as ``wl_touch.frame``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TouchCancelEvent:
+    """The local compositor took the touches away: every point is gone, none of it was meant."""
+
+
+@dataclass(frozen=True, slots=True)
 class ScreenChangedEvent:
     """The viewer's screen (window) size or scale changed; the session may be asked to match it."""
 
@@ -86,6 +117,11 @@ InputEvent = (
     | PointerMotionEvent
     | PointerButtonEvent
     | PointerAxisEvent
+    | TouchDownEvent
+    | TouchMotionEvent
+    | TouchUpEvent
+    | TouchFrameEvent
+    | TouchCancelEvent
     | ScreenChangedEvent
     | KeymapChangedEvent
     | ClipboardChangedEvent

@@ -89,8 +89,9 @@ snapshots and scripts (for tests and operators' synthetic checks):
   wrclient srv --token T --headless --script check.txt [--snapshot final.png]
       plays the script (one command per line: type TEXT, key ctrl+shift+t, move X Y,
       click X Y [left|right|middle], scroll N [horizontal], wait MS, settle [MS], snapshot PATH
-      [cursor], copy TEXT, expect-clipboard TEXT, resize WxH; # comments), then writes the
-      snapshot if asked, and exits 0, or 1 naming the script line that failed.
+      [cursor], copy TEXT, expect-clipboard TEXT, resize WxH, tap X Y, swipe X1 Y1 X2 Y2 [N],
+      touch down|move ID X Y, touch up ID, touch cancel; # comments), then writes the snapshot if
+      asked, and exits 0, or 1 naming the script line that failed.
 
 kiosk mode (--kiosk, or kiosk = true in client.toml): full screen, nothing to close; badges drive
 the connection. The token source is, first that applies: --token / --token-file (a fixed token),

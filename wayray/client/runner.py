@@ -16,9 +16,14 @@ from wayray.client.backend import (
     PointerButtonEvent,
     PointerMotionEvent,
     ScreenChangedEvent,
+    TouchCancelEvent,
+    TouchDownEvent,
+    TouchFrameEvent,
+    TouchMotionEvent,
+    TouchUpEvent,
 )
 from wayray.client.keyboard import Keyboard, KeyLookupError
-from wayray.client.script import Command, Op, Script
+from wayray.client.script import Command, Op, Script, TouchAction
 from wayray.client.snapshot import png_bytes
 from wayray.client.viewer import Viewer
 from wayray.common.errors import WayRayError
@@ -29,7 +34,7 @@ log = logging.getLogger("wayray.client")
 #: Wheel notches become this many pixels of scrolling (what libinput reports for one notch).
 PIXELS_PER_NOTCH = 15.0
 #: The commands that send input to the session (:meth:`ScriptRunner._input_events`).
-_INPUT = frozenset({Op.TYPE, Op.KEY, Op.MOVE, Op.CLICK, Op.SCROLL, Op.COPY})
+_INPUT = frozenset({Op.TYPE, Op.KEY, Op.MOVE, Op.CLICK, Op.SCROLL, Op.COPY, Op.TAP, Op.SWIPE, Op.TOUCH})
 
 
 class ScriptFailed(WayRayError):
@@ -132,6 +137,8 @@ class ScriptRunner:
             return [ClipboardChangedEvent(cmd.text)]
         if cmd.op is Op.SCROLL:
             return [PointerAxisEvent(1 if cmd.horizontal else 0, cmd.amount * PIXELS_PER_NOTCH, cmd.amount)]
+        if cmd.op in (Op.TAP, Op.SWIPE, Op.TOUCH):
+            return _touch_events(cmd)
         self.pointer = (cmd.x, cmd.y)
         if cmd.op is Op.MOVE:
             return [PointerMotionEvent(cmd.x, cmd.y)]
@@ -141,3 +148,25 @@ class ScriptRunner:
             PointerButtonEvent(cmd.button, True),
             PointerButtonEvent(cmd.button, False),
         ]
+
+
+def _touch_events(cmd: Command) -> list[InputEvent]:
+    """What a touch command sends: its points' events, each step closed by a frame."""
+    frame = TouchFrameEvent()
+    if cmd.op is Op.TAP:
+        return [TouchDownEvent(0, cmd.x, cmd.y), frame, TouchUpEvent(0), frame]
+    if cmd.op is Op.SWIPE:
+        events: list[InputEvent] = [TouchDownEvent(0, cmd.x, cmd.y), frame]
+        for i in range(1, cmd.amount + 1):
+            f = i / cmd.amount
+            x = cmd.x + (cmd.x2 - cmd.x) * f
+            y = cmd.y + (cmd.y2 - cmd.y) * f
+            events += [TouchMotionEvent(0, x, y), frame]
+        return [*events, TouchUpEvent(0), frame]
+    if cmd.touch is TouchAction.DOWN:
+        return [TouchDownEvent(cmd.touch_id, cmd.x, cmd.y), frame]
+    if cmd.touch is TouchAction.MOVE:
+        return [TouchMotionEvent(cmd.touch_id, cmd.x, cmd.y), frame]
+    if cmd.touch is TouchAction.UP:
+        return [TouchUpEvent(cmd.touch_id), frame]
+    return [TouchCancelEvent(), frame]

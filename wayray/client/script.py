@@ -15,6 +15,12 @@ One command per line; ``#`` starts a comment line; blank lines are ignored::
     copy some text              # put text on the viewer's clipboard (sent to the session)
     expect-clipboard some text  # wait until the session's clipboard holds exactly this text
     resize 1024x768             # the viewer's screen changed size: the session is asked to follow
+    tap 200 150                 # a finger touches x, y and lifts (touch point 0)
+    swipe 100 100 400 100 [N]   # a finger goes down, moves in N steps (10) to the second point, lifts
+    touch down 1 300 200        # touch point 1 goes down at x, y (points are numbered 0-15)
+    touch move 1 320 210        # ... moves (each touch command is one wl_touch frame)
+    touch up 1                  # ... lifts
+    touch cancel                # every point is gone, none of it meant
 
 Parsing checks everything before anything runs; a mistake names the file and line. Running stops
 at the first command that fails and says which.
@@ -43,10 +49,23 @@ class Op(enum.StrEnum):
     COPY = "copy"
     EXPECT_CLIPBOARD = "expect-clipboard"
     RESIZE = "resize"
+    TAP = "tap"
+    SWIPE = "swipe"
+    TOUCH = "touch"
+
+
+class TouchAction(enum.StrEnum):
+    DOWN = "down"
+    MOVE = "move"
+    UP = "up"
+    CANCEL = "cancel"
 
 
 BUTTONS = {"left": 0x110, "right": 0x111, "middle": 0x112}
 DEFAULT_SETTLE_MS = 500
+DEFAULT_SWIPE_STEPS = 10
+#: Touch point ids a script may use (the session takes 16 points at once).
+MAX_TOUCH_ID = 15
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,10 @@ class Command:
     path: Path | None = None
     cursor: bool = False
     size: tuple[int, int] = (0, 0)
+    touch: TouchAction | None = None
+    touch_id: int = 0
+    x2: float = 0.0
+    y2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,42 @@ def _pointer_command(op: Op, args: list[str], n: int) -> Command:
     return Command(op, n, amount=_int(args[0], "notches"), horizontal=args[1:] == ["horizontal"])
 
 
+def _touch_command(op: Op, args: list[str], n: int) -> Command:
+    """tap X Y, swipe X1 Y1 X2 Y2 [STEPS], touch down|move ID X Y, touch up ID, touch cancel."""
+    if op is Op.TAP:
+        x, y = _xy(args, 2)
+        return Command(op, n, x=x, y=y)
+    if op is Op.SWIPE:
+        if len(args) not in (4, 5):
+            raise ValueError("needs X1 Y1 X2 Y2 and optionally the number of steps")
+        x, y = _xy(args[:2], 2)
+        x2, y2 = _xy(args[2:4], 2)
+        steps = _int(args[4], "steps", minimum=1) if len(args) == 5 else DEFAULT_SWIPE_STEPS
+        return Command(op, n, x=x, y=y, x2=x2, y2=y2, amount=steps)
+    actions = ", ".join(a.value for a in TouchAction)
+    if not args:
+        raise ValueError(f"needs what the finger does: {actions}")
+    try:
+        action = TouchAction(args[0].lower())
+    except ValueError:
+        raise ValueError(f"{args[0]!r} is not a touch action ({actions})") from None
+    if action is TouchAction.CANCEL:
+        if len(args) != 1:
+            raise ValueError("cancel takes nothing more")
+        return Command(op, n, touch=action)
+    if len(args) < 2:
+        raise ValueError(f"{action} needs the touch point's number (0-{MAX_TOUCH_ID})")
+    touch_id = _int(args[1], "the touch point's number", minimum=0)
+    if touch_id > MAX_TOUCH_ID:
+        raise ValueError(f"touch points are numbered 0-{MAX_TOUCH_ID}")
+    if action is TouchAction.UP:
+        if len(args) != 2:
+            raise ValueError("up takes only the touch point's number")
+        return Command(op, n, touch=action, touch_id=touch_id)
+    x, y = _xy(args[2:], 2)
+    return Command(op, n, touch=action, touch_id=touch_id, x=x, y=y)
+
+
 def _pause_command(op: Op, args: list[str], n: int) -> Command:
     """wait MS, settle [MS]."""
     if op is Op.WAIT:
@@ -155,6 +214,8 @@ def _command(op: Op, rest: str, n: int) -> Command:
         return _text_command(op, rest, n)
     if op in (Op.MOVE, Op.CLICK, Op.SCROLL):
         return _pointer_command(op, args, n)
+    if op in (Op.TAP, Op.SWIPE, Op.TOUCH):
+        return _touch_command(op, args, n)
     if op in (Op.WAIT, Op.SETTLE):
         return _pause_command(op, args, n)
     if op is Op.SNAPSHOT:

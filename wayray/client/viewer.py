@@ -38,6 +38,11 @@ from wayray.client.backend import (
     PointerButtonEvent,
     PointerMotionEvent,
     ScreenChangedEvent,
+    TouchCancelEvent,
+    TouchDownEvent,
+    TouchFrameEvent,
+    TouchMotionEvent,
+    TouchUpEvent,
 )
 from wayray.client.viewing import Ending, ViewerOptions, ViewerStats
 from wayray.codec import CodecError, CursorDecoder, Decoder, Desync
@@ -81,6 +86,11 @@ from wayray.wire import (
     Selection,
     SessionEvent,
     SessionEventKind,
+    TouchCancel,
+    TouchDown,
+    TouchFrame,
+    TouchMotion,
+    TouchUp,
     UsbDetached,
     UsbVerdict,
     WireUsageError,
@@ -580,6 +590,22 @@ class Viewer:
             )
         if isinstance(event, KeymapChangedEvent):
             return KeymapUpdate(keymap=event.keymap)
+        return self._touch_message(event, caps, t)
+
+    @staticmethod
+    def _touch_message(event: InputEvent, caps: frozenset[str], t: int) -> Any:
+        if Capability.TOUCH not in caps:
+            return None  # a server that does not take touch (an older one) gets none
+        if isinstance(event, TouchDownEvent):
+            return TouchDown(id=event.id & 0xFFFF_FFFF, x=float(event.x), y=float(event.y), time_ms=t)
+        if isinstance(event, TouchMotionEvent):
+            return TouchMotion(id=event.id & 0xFFFF_FFFF, x=float(event.x), y=float(event.y), time_ms=t)
+        if isinstance(event, TouchUpEvent):
+            return TouchUp(id=event.id & 0xFFFF_FFFF, time_ms=t)
+        if isinstance(event, TouchFrameEvent):
+            return TouchFrame(time_ms=t)
+        if isinstance(event, TouchCancelEvent):
+            return TouchCancel(time_ms=t)
         return None
 
     # --- waiting (scripts, snapshots) --------------------------------------------------------------

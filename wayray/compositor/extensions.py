@@ -1,4 +1,5 @@
-"""Smaller protocols: xdg-decoration, wp_viewporter and wp_cursor_shape_v1.
+"""Smaller protocols: xdg-decoration, wp_viewporter, wp_cursor_shape_v1, keyboard-shortcuts-inhibit,
+and the input methods' three (text-input-v3, input-method-v2, virtual-keyboard-v1).
 
 ``register_extensions`` adds their globals (after the core protocols'); they hook into the objects
 they extend (a toplevel's decoration, a surface's viewport, the seat's cursor).
@@ -10,12 +11,18 @@ import logging
 from typing import TYPE_CHECKING
 
 from pywayland.protocol.cursor_shape_v1 import WpCursorShapeDeviceV1, WpCursorShapeManagerV1
+from pywayland.protocol.keyboard_shortcuts_inhibit_unstable_v1 import ZwpKeyboardShortcutsInhibitManagerV1
+from pywayland.protocol.text_input_unstable_v3 import ZwpTextInputManagerV3
 from pywayland.protocol.viewporter import WpViewport, WpViewporter
 from pywayland.protocol.xdg_decoration_unstable_v1 import ZxdgDecorationManagerV1, ZxdgToplevelDecorationV1
 
 from wayray.compositor.globals import GLOBAL_VERSIONS
+from wayray.compositor.shortcuts import ShortcutsInhibitManager
 from wayray.compositor.surface import Surface, SurfaceState
+from wayray.compositor.text_input import InputMethodManager, TextInputManager, VirtualKeyboardManager
 from wayray.compositor.xdg_shell import ToplevelRole
+from wayray.wayland.protocols.generated.input_method_unstable_v2 import ZwpInputMethodManagerV2
+from wayray.wayland.protocols.generated.virtual_keyboard_unstable_v1 import ZwpVirtualKeyboardManagerV1
 from wayray.wayland.server import Display, Global, NewId, ProtocolError, Resource
 
 if TYPE_CHECKING:
@@ -43,6 +50,30 @@ def register_extensions(display: Display, seat: Seat, decorations: str) -> None:
         WpCursorShapeManagerV1,
         GLOBAL_VERSIONS["wp_cursor_shape_manager_v1"],
         lambda n: CursorShapeManager(n, seat),
+    )
+    Global(
+        display,
+        ZwpKeyboardShortcutsInhibitManagerV1,
+        GLOBAL_VERSIONS["zwp_keyboard_shortcuts_inhibit_manager_v1"],
+        lambda n: ShortcutsInhibitManager(n, seat.shortcuts),
+    )
+    Global(
+        display,
+        ZwpTextInputManagerV3,
+        GLOBAL_VERSIONS["zwp_text_input_manager_v3"],
+        lambda n: TextInputManager(n, seat.text_inputs),
+    )
+    Global(
+        display,
+        ZwpInputMethodManagerV2,
+        GLOBAL_VERSIONS["zwp_input_method_manager_v2"],
+        lambda n: InputMethodManager(n, seat.text_inputs),
+    )
+    Global(
+        display,
+        ZwpVirtualKeyboardManagerV1,
+        GLOBAL_VERSIONS["zwp_virtual_keyboard_manager_v1"],
+        lambda n: VirtualKeyboardManager(n, seat.text_inputs),
     )
 
 

@@ -1,10 +1,12 @@
-"""wl_seat with wl_pointer and wl_keyboard: input from the viewer, routed the way a desktop does.
+"""wl_seat with wl_pointer, wl_keyboard and wl_touch: input from the viewer, routed the way a desktop does.
 
 Input arrives through the in-process API as evdev codes and absolute output coordinates. The
 pointer goes to the surface under it (input regions respected), stays with the surface a button
 was pressed on until all buttons are up (implicit grab), and is confined to the grabbing client's
 surfaces while an xdg_popup grab is active; a click elsewhere dismisses the popups. Keys go to the
-keyboard focus the window manager decides, after the WM's own bindings (Alt+Tab, Alt+F4).
+keyboard focus the window manager decides, after the WM's own bindings (Alt+Tab, Alt+F4). Each touch
+point goes to the surface under it where it went down, until it is lifted, as a desktop's touch screen
+does; the first point down focuses and raises its window like a click.
 
 What the seat needs of the compositor -- hit testing, the window manager's focus and bindings, the
 frame clock -- is ``SeatHost``. Interactive move and resize are the window manager's ``PointerGrab``s:
@@ -21,11 +23,14 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat, WlTouch
+from pywayland.protocol.wayland import WlKeyboard, WlPointer, WlSeat
 
 from wayray.compositor.cursor import Cursor, CursorHost, CursorState
+from wayray.compositor.shortcuts import ShortcutsInhibit
 from wayray.compositor.surface import Surface
+from wayray.compositor.text_input import TextInputs
 from wayray.compositor.titlebar import TitleBar
+from wayray.compositor.touch import Touch, TouchResource
 from wayray.wayland.server import Client, Display, NewId, Resource
 from wayray.wayland.xkb import MAX_EVDEV_CODE, Keymap, KeyState, Keysym, Modifier
 
@@ -127,7 +132,10 @@ class SeatResource(Resource):
     def __init__(self, new_id: NewId, seat: Seat) -> None:
         super().__init__(new_id)
         self.seat = seat
-        self.post("capabilities", WlSeat.capability.pointer | WlSeat.capability.keyboard)
+        self.post(
+            "capabilities",
+            WlSeat.capability.pointer | WlSeat.capability.keyboard | WlSeat.capability.touch,
+        )
         self.post("name", SEAT_NAME)
 
     def get_pointer(self, id: NewId) -> None:
@@ -144,14 +152,7 @@ class SeatResource(Resource):
             kb.send_modifiers(self.display.serial)
 
     def get_touch(self, id: NewId) -> None:
-        TouchResource(id)  # no touch capability is advertised; an inert object keeps old clients happy
-
-    def release(self) -> None:
-        pass
-
-
-class TouchResource(Resource):
-    interface = WlTouch
+        self.seat.touch.resources.append(TouchResource(id, self.seat.touch))
 
     def release(self) -> None:
         pass
@@ -227,10 +228,16 @@ class Seat:
         self.pointer_grab: PointerGrab | None = None
         self.grab_start = (0.0, 0.0)
         self.popup_grabs: list[GrabbingPopup] = []
+        self.touch = Touch(self)
+        #: Surfaces that take the window manager's key bindings while focused (a remote desktop's viewer).
+        self.shortcuts = ShortcutsInhibit()
+        #: Text fields (text-input-v3) and the input method composing into them (input-method-v2).
+        self.text_inputs = TextInputs(self)
         self.cursor = Cursor(host)
         display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
 
     def _client_gone(self, client: Client) -> None:
+        self.touch.client_gone(client)
         for serials in (self.enter_serials, self.press_serials, self.key_serials):
             serials.pop(client, None)
 
@@ -245,6 +252,7 @@ class Seat:
         for kb in list(self.keyboards):
             kb.send_keymap()
             kb.send_modifiers(self.display.next_serial())
+        self.text_inputs.keymap_changed()
 
     # Keyboard -------------------------------------------------------------------------------------
 
@@ -255,14 +263,18 @@ class Seat:
         if not 0 <= code <= MAX_EVDEV_CODE:
             log.debug("ignoring key code %d: no keymap can have it", code)
             return
-        if pressed == (code in self.pressed_keys or code in self.swallowed_keys):
+        if pressed == (
+            code in self.pressed_keys or code in self.swallowed_keys or self.text_inputs.took(code)
+        ):
             return  # a repeat of a held key, or a release of a key we never saw pressed
         before = self.key_state.modifiers()
         self.key_state.update(code, pressed)
-        if pressed and self._binding(code):
+        if pressed and not self.shortcuts.inhibited(self.keyboard_focus) and self._binding(code):
             self.swallowed_keys.add(code)
         elif not pressed and code in self.swallowed_keys:
             self.swallowed_keys.discard(code)
+        elif self.text_inputs.key(code, pressed):
+            pass  # the input method took it (what it does not use comes back through a virtual keyboard)
         else:
             if pressed:
                 self.pressed_keys.append(code)
@@ -272,6 +284,7 @@ class Seat:
         after = self.key_state.modifiers()
         if after != before:
             self._send_modifiers()
+            self.text_inputs.modifiers_changed()
         if not self.key_state.is_active(Modifier.ALT):
             self.host.end_window_cycle()
 
@@ -302,6 +315,30 @@ class Seat:
             return True
         return False
 
+    # What input methods need (text_input.TextInputSeat) -------------------------------------------
+
+    @property
+    def repeat(self) -> tuple[int, int]:
+        return (REPEAT_RATE, REPEAT_DELAY)
+
+    def keymap_fd(self) -> tuple[int, int]:
+        return self.keymap.memfd()
+
+    def modifier_state(self) -> tuple[int, int, int, int]:
+        m = self.key_state.modifiers()
+        return (m.depressed, m.latched, m.locked, m.group)
+
+    def virtual_key(self, code: int, pressed: bool) -> None:
+        if 0 <= code <= MAX_EVDEV_CODE:
+            self._send_key(code, pressed)
+
+    def virtual_modifiers(self, depressed: int, latched: int, locked: int, group: int) -> None:
+        kbs = self._focused_keyboards()
+        if kbs:
+            serial = self.display.next_serial()
+            for kb in kbs:
+                kb.post("modifiers", serial, depressed, latched, locked, group)
+
     def _focused_keyboards(self) -> list[KeyboardResource]:
         focus = self.keyboard_focus
         if focus is None:
@@ -329,10 +366,11 @@ class Seat:
 
     def release_all(self) -> None:
         """The viewer went away: release every held key and button, as if the user let go."""
-        for code in list(self.pressed_keys) + list(self.swallowed_keys):
+        for code in list(self.pressed_keys) + list(self.swallowed_keys) + self.text_inputs.held():
             self.key(code, False)
         for button in list(self.buttons):
             self.pointer_button(button, False)
+        self.touch.release_all()
         self.host.end_window_cycle()
 
     def keyboard_target(self) -> Surface | None:
@@ -362,6 +400,8 @@ class Seat:
                 for kb in kbs:
                     kb.post("enter", serial, self.keyboard_focus, keys)
                     kb.send_modifiers(serial)
+        self.shortcuts.focus_changed(self.keyboard_focus)
+        self.text_inputs.focus_changed(self.keyboard_focus)
         client = self.keyboard_focus.client if self.keyboard_focus is not None else None
         if old is None or client is not old.client:
             self.host.selection_focus_changed(client)
@@ -535,9 +575,11 @@ class Seat:
 
     def popup_grab(self, popup: GrabbingPopup, serial: int) -> None:
         client = popup.client
-        valid = serial in (self.press_serials.get(client), self.key_serials.get(client)) or (
-            self.keyboard_focus is not None and self.keyboard_focus.client is client
-        )
+        valid = serial in (
+            self.press_serials.get(client),
+            self.key_serials.get(client),
+            self.touch.serials.get(client),
+        ) or (self.keyboard_focus is not None and self.keyboard_focus.client is client)
         if not valid:
             log.debug("denying popup grab for %r (serial %d)", client, serial)
             popup.dismiss()
@@ -584,6 +626,7 @@ class Seat:
     # Cleanup --------------------------------------------------------------------------------------
 
     def surface_gone(self, surface: Surface) -> None:
+        self.touch.surface_gone(surface)
         if self.keyboard_focus is surface:
             self.keyboard_focus = None
             self.update_keyboard_focus()

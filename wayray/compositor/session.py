@@ -7,6 +7,7 @@ Runs on the caller's asyncio loop::
     frames = comp.consumer()                # frames out (see frames.py)
     comp.key(KEY_A, True); comp.key(KEY_A, False)
     comp.pointer_motion(400, 300); comp.pointer_button(BTN_LEFT, True)
+    comp.touch_down(0, 200, 100); comp.touch_frame(); comp.touch_up(0); comp.touch_frame()
     comp.resize_output(2560, 1440)
     comp.set_selection({"text/plain;charset=utf-8": b"hi"})
     await comp.close()
@@ -329,6 +330,29 @@ class SessionCompositor:
     def pointer_axis(self, axis: Axis | int, value: float, discrete: int | None = None) -> None:
         """Scroll: ``value`` in surface pixels (positive: down/right), ``discrete`` wheel notches if any."""
         self.core.seat.pointer_axis(Axis(axis), value, discrete)
+
+    def touch_down(self, touch_id: int, x: float, y: float) -> bool:
+        """A touch point goes down at (x, y) output pixels; False when it is ignored (that id is down
+        already, or too many points are)."""
+        s = self.core.output.scale
+        return self.core.seat.touch.down(touch_id, x / s, y / s)
+
+    def touch_motion(self, touch_id: int, x: float, y: float) -> bool:
+        """Touch point ``touch_id`` moved to (x, y) output pixels; False when it is not down."""
+        s = self.core.output.scale
+        return self.core.seat.touch.motion(touch_id, x / s, y / s)
+
+    def touch_up(self, touch_id: int) -> bool:
+        """Touch point ``touch_id`` was lifted; False when it is not down."""
+        return self.core.seat.touch.up(touch_id)
+
+    def touch_frame(self) -> None:
+        """The touch events since the previous frame belong together (``wl_touch.frame``)."""
+        self.core.seat.touch.frame()
+
+    def touch_cancel(self) -> None:
+        """Every touch point is gone and none of it was meant (``wl_touch.cancel``)."""
+        self.core.seat.touch.cancel()
 
     def release_all(self) -> None:
         """The viewer is gone: release every held key and button."""

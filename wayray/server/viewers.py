@@ -50,6 +50,9 @@ from wayray.wire import (
     PointerMotion,
     ResizeRequest,
     SessionEventKind,
+    TouchDown,
+    TouchMotion,
+    TouchUp,
     UsbOffer,
     UsbWithdraw,
     encode_message,
@@ -75,11 +78,11 @@ TOKEN_KINDS = {
 VIEWER_BACKLOG = 512 * 1024
 BIG_VIEWER_BACKLOG = 4 * 1024 * 1024
 _BIG_FROM_VIEWERS = (ClipboardText, KeymapUpdate)
-_INPUT = (Key, PointerMotion, PointerButton, PointerAxis)
+_INPUT = (Key, PointerMotion, PointerButton, PointerAxis, TouchDown, TouchMotion, TouchUp)
 #: Input not relayed to a compositor that does not respond: it comes at a rate that would pile up in
 #: the link's buffer, and is stale when the compositor wakes. Keys and buttons still go (a release
 #: must follow its press), at a person's pace.
-_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis, MicFrame)  # stale sound is worse than none
+_DROPPED_WHILE_HUNG = (PointerMotion, PointerAxis, TouchMotion, MicFrame)  # stale sound is worse than none
 
 
 class ViewerSide:

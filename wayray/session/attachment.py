@@ -38,6 +38,11 @@ from wayray.wire import (
     PointerMotion,
     ResizeRequest,
     Selection,
+    TouchCancel,
+    TouchDown,
+    TouchFrame,
+    TouchMotion,
+    TouchUp,
     encode_message,
 )
 
@@ -151,6 +156,8 @@ class Attachment:
             if message.value or message.value120:  # a finger's stop has no equivalent here
                 discrete = message.value120 // 120 if message.source == AxisSource.WHEEL else None
                 comp.pointer_axis(int(message.axis), message.value, discrete or None)
+        elif isinstance(message, TouchDown | TouchMotion | TouchUp | TouchFrame | TouchCancel):
+            self._touch(message)
         elif isinstance(message, FrameAck):
             self.pump.acked(message.seq)
         elif isinstance(message, KeyframeRequest):
@@ -175,6 +182,35 @@ class Attachment:
                 logging.WARNING,
                 "ignoring %s from the viewer: not handled here",
                 name,
+                summary=f"{{n}} more {name} from the viewer ignored in the last {{seconds}} s",
+            )
+
+    def _touch(self, message: TouchDown | TouchMotion | TouchUp | TouchFrame | TouchCancel) -> None:
+        comp = self.comp
+        if isinstance(message, TouchFrame):
+            comp.touch_frame()
+            return
+        if isinstance(message, TouchCancel):
+            comp.touch_cancel()
+            return
+        if isinstance(message, TouchDown):
+            taken = comp.touch_down(message.id, message.x, message.y)
+            why = "that point is down already, or too many are"
+        elif isinstance(message, TouchMotion):
+            taken = comp.touch_motion(message.id, message.x, message.y)
+            why = "that point is not down"
+        else:
+            taken = comp.touch_up(message.id)
+            why = "that point is not down"
+        if not taken:
+            name = type(message).__name__
+            self.repeats.note(
+                f"ignored {name}",
+                logging.INFO,
+                "ignoring %s of touch point %d from the viewer: %s",
+                name,
+                message.id,
+                why,
                 summary=f"{{n}} more {name} from the viewer ignored in the last {{seconds}} s",
             )
 

@@ -8,7 +8,9 @@ the compositor keeps dispatching Wayland requests and compositing while a frame 
 consumer's snapshot the encoder reads does not change until the pump takes the next frame.
 
 The cursor goes separately (CursorImage/CursorPosition, small, latest wins): it is sent as soon as it
-changes, credit or not. Frames go out as finished wire frames (``encode_message``) through ``send``;
+changes, credit or not. A viewer that did not take the ``cursor`` capability gets it drawn into its
+frames instead (:mod:`wayray.session.drawn_cursor`): a move of the pointer is then a frame.
+Frames go out as finished wire frames (``encode_message``) through ``send``;
 the server relays them untouched.
 """
 
@@ -28,7 +30,9 @@ from wayray.codec.cursor import CursorMessage
 from wayray.common import trace
 from wayray.common.log import Repeats
 from wayray.compositor.frames import Frame
+from wayray.compositor.geometry import Rect
 from wayray.compositor.session import SessionCompositor
+from wayray.session.drawn_cursor import DrawnCursor
 from wayray.wire import Capability, Channel, FrameCredit, FrameUpdate, RegionEncoding, encode_message
 from wayray.wire.credit import CreditError
 
@@ -71,6 +75,8 @@ class DisplayPump:
         self._cursor_seen: tuple[int, int, int, bool] | None = None
         self._cursor_broken = False
         self._display = Capability.DISPLAY in capabilities
+        #: The pointer drawn into the frames, for a viewer that does not draw it itself.
+        self._drawn = DrawnCursor() if self._display and Capability.CURSOR not in capabilities else None
         self._wake = asyncio.Event()
         self._keyframe_wanted = False
         self._stopping = False
@@ -140,7 +146,8 @@ class DisplayPump:
                     deadline = encoder.next_deadline()
                     now = time.monotonic()
                     due = deadline is not None and now >= deadline
-                    if consumer.pending or self._keyframe_wanted or due:
+                    cursor_moved = self._drawn is not None and self._drawn.changed(self._comp.cursor())
+                    if consumer.pending or self._keyframe_wanted or due or cursor_moved:
                         frame = consumer.take_frame()
                         await self._encode_and_send(loop, encoder, frame)
                         continue
@@ -172,8 +179,12 @@ class DisplayPump:
         for key in keys:
             trace.mark("encode_start", key)
         started = time.perf_counter()
-        args = (encoder, frame.pixels, frame.damage, time.monotonic(), force)
-        if _small(frame, encoder) and not force:
+        pixels, damage = frame.pixels, frame.damage
+        if self._drawn is not None:
+            pixels, drawn_damage = self._drawn.apply(frame, self._comp.cursor())
+            damage = tuple(drawn_damage)
+        args = (encoder, pixels, damage, time.monotonic(), force)
+        if _small(damage, encoder) and not force:
             result = _encode(*args)
         else:
             result = await loop.run_in_executor(self._executor, _encode, *args)
@@ -236,10 +247,10 @@ class DisplayPump:
 INLINE_PIXELS = 256 * 256
 
 
-def _small(frame: Frame, encoder: Encoder) -> bool:
+def _small(damage: tuple[Rect, ...], encoder: Encoder) -> bool:
     if encoder.video_streams:
         return False
-    return sum(r.width * r.height for r in frame.damage) <= INLINE_PIXELS
+    return sum(r.width * r.height for r in damage) <= INLINE_PIXELS
 
 
 def _encode(

@@ -11,7 +11,8 @@
 
 Versions bound (lowest accepted … highest used): wl_compositor 4…6, wl_shm 1, wl_subcompositor 1,
 xdg_wm_base 1…6, wl_seat 1…9 (9: no server-side key repeat events), wl_output 2…4, and when present
-wp_viewporter 1, zxdg_decoration_manager_v1 1, wl_data_device_manager 1…3, wp_cursor_shape_manager_v1 1.
+wp_viewporter 1, zxdg_decoration_manager_v1 1, wl_data_device_manager 1…3, wp_cursor_shape_manager_v1 1,
+zwp_keyboard_shortcuts_inhibit_manager_v1 1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pywayland.protocol.cursor_shape_v1 import WpCursorShapeManagerV1
+from pywayland.protocol.keyboard_shortcuts_inhibit_unstable_v1 import ZwpKeyboardShortcutsInhibitManagerV1
 from pywayland.protocol.viewporter import WpViewporter
 from pywayland.protocol.wayland import (
     WlCompositor,
@@ -53,6 +55,7 @@ class Client:
         self.decoration_manager: Any = self._optional(ZxdgDecorationManagerV1, 1, 1)
         self.data_device_manager: Any = self._optional(WlDataDeviceManager, 1, 3)
         self.cursor_shape_manager: Any = self._optional(WpCursorShapeManagerV1, 1, 1)
+        self.shortcuts_inhibit_manager: Any = self._optional(ZwpKeyboardShortcutsInhibitManagerV1, 1, 1)
         self.outputs: list[Output] = []
         self.surfaces: list[Surface] = []
         self.seat: Seat | None = None
@@ -173,7 +176,13 @@ class Client:
         for out in self.outputs:
             self.conn.destroy(out.proxy, "release" if out.proxy.user_data >= 3 else None)
         self.outputs.clear()
-        for proxy in (self.cursor_shape_manager, self.decoration_manager, self.viewporter, self.wm_base):
+        for proxy in (
+            self.shortcuts_inhibit_manager,
+            self.cursor_shape_manager,
+            self.decoration_manager,
+            self.viewporter,
+            self.wm_base,
+        ):
             if proxy is not None:
                 self.conn.destroy(proxy)
         if self.data_device_manager is not None:

@@ -1,4 +1,5 @@
-"""The seat: keyboard (keymap, text, modifiers, client-side repeat) and pointer (events, cursor image).
+"""The seat: keyboard (keymap, text, modifiers, client-side repeat), pointer (events, cursor image)
+and touch (points down, moving, up, grouped by frames).
 
 Events reach the application as small frozen dataclasses through one callback. Keyboard codes are
 evdev codes (what ``wl_keyboard.key`` carries); keysyms, text and modifiers come from xkbcommon with
@@ -114,6 +115,42 @@ class PointerAxis:
     stop: bool = False  # a finger left the touchpad: kinetic scrolling may start
 
 
+@dataclass(frozen=True, slots=True)
+class TouchDown:
+    """Touch point ``id`` went down on ``surface`` at (x, y) in its surface-local coordinates."""
+
+    surface: Any
+    id: int
+    x: float
+    y: float
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class TouchMotion:
+    """Point ``id`` moved to (x, y), local to the surface it went down on."""
+
+    id: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class TouchUp:
+    id: int
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class TouchFrame:
+    """The touch events since the previous frame belong together."""
+
+
+@dataclass(frozen=True, slots=True)
+class TouchCancel:
+    """The compositor took the touches away (a gesture of its own): every point is gone."""
+
+
 SeatEvent = (
     KeymapEvent
     | KeyboardFocus
@@ -124,6 +161,11 @@ SeatEvent = (
     | PointerMotion
     | PointerButton
     | PointerAxis
+    | TouchDown
+    | TouchMotion
+    | TouchUp
+    | TouchFrame
+    | TouchCancel
 )
 
 
@@ -430,6 +472,39 @@ class Pointer:
             self._cursor_buffer.destroy()
 
 
+class Touch:
+    """``wl_touch``: points down, moving and up, grouped by frames."""
+
+    def __init__(self, seat: Seat) -> None:
+        self.seat = seat
+        self.conn = seat.conn
+        self.proxy = self.conn.track(seat.proxy.get_touch())
+        self.version: int = seat.version
+        self.conn.listen(
+            self.proxy,
+            down=self._down,
+            up=self._up,
+            motion=self._motion,
+            frame=lambda: self.seat.emit(TouchFrame()),
+            cancel=lambda: self.seat.emit(TouchCancel()),
+            shape=lambda _id, _major, _minor: None,
+            orientation=lambda _id, _orientation: None,
+        )
+
+    def _down(self, serial: int, _time: int, surface: Any, touch_id: int, x: float, y: float) -> None:
+        self.seat.last_serial = serial
+        self.seat.emit(TouchDown(surface, touch_id, x, y, serial))
+
+    def _up(self, serial: int, _time: int, touch_id: int) -> None:
+        self.seat.emit(TouchUp(touch_id, serial))
+
+    def _motion(self, _time: int, touch_id: int, x: float, y: float) -> None:
+        self.seat.emit(TouchMotion(touch_id, x, y))
+
+    def destroy(self) -> None:
+        self.conn.destroy(self.proxy, "release" if self.version >= 3 else None)
+
+
 class Seat:
     """A ``wl_seat`` and its keyboard and pointer, created as the seat announces them."""
 
@@ -444,6 +519,7 @@ class Seat:
         self.repeat = repeat
         self.keyboard: Keyboard | None = None
         self.pointer: Pointer | None = None
+        self.touch: Touch | None = None
         self.name = ""
         #: Serial of the latest input event (for set_selection and friends).
         self.last_serial = 0
@@ -466,6 +542,11 @@ class Seat:
         elif not caps & 2 and self.keyboard is not None:
             self.keyboard.destroy()
             self.keyboard = None
+        if caps & 4 and self.touch is None:
+            self.touch = Touch(self)
+        elif not caps & 4 and self.touch is not None:
+            self.touch.destroy()
+            self.touch = None
 
     def destroy(self) -> None:
         if self.keyboard is not None:
@@ -474,6 +555,9 @@ class Seat:
         if self.pointer is not None:
             self.pointer.destroy()
             self.pointer = None
+        if self.touch is not None:
+            self.touch.destroy()
+            self.touch = None
         self.conn.destroy(self.proxy, "release" if self.version >= 5 else None)
 
 

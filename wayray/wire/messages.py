@@ -64,6 +64,8 @@ class Capability(enum.StrEnum):
     MICROPHONE = "microphone"
     #: The viewer follows a Redirect to another member of the server's pool (docs/pools.md).
     POOLS = "pools"
+    #: Touch input from the viewer (TouchDown, TouchMotion, TouchUp, TouchFrame, TouchCancel).
+    TOUCH = "touch"
 
 
 #: What this code implements, and so offers by default.
@@ -76,6 +78,7 @@ IMPLEMENTED_CAPABILITIES = frozenset(
         Capability.AUDIO,
         Capability.MICROPHONE,
         Capability.POOLS,
+        Capability.TOUCH,
     }
 )
 
@@ -396,6 +399,51 @@ class KeymapUpdate:
 
     def __repr__(self) -> str:
         return f"KeymapUpdate(keymap=<{len(self.keymap)} chars>)"
+
+
+# --- touch (input channel 0x90-0x94, capability ``touch``) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TouchDown:
+    """A new touch point ``id`` at (x, y) in the session output's pixels (absolute, may be fractional)."""
+
+    id: int
+    x: float
+    y: float
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TouchMotion:
+    """Touch point ``id`` (down) moved to (x, y)."""
+
+    id: int
+    x: float
+    y: float
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TouchUp:
+    """Touch point ``id`` was lifted; the id may be used again."""
+
+    id: int
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TouchFrame:
+    """The touch messages since the previous TouchFrame belong together (``wl_touch.frame``)."""
+
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TouchCancel:
+    """The viewer's compositor took the touches away: every point is gone, none of it was meant."""
+
+    time_ms: int
 
 
 # --- USB (control channel, capability ``usb``; docs/usb.md) ---------------------------------------

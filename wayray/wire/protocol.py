@@ -387,6 +387,24 @@ MESSAGES: tuple[MessageSpec, ...] = (
         C,
         Cap.MICROPHONE,
     ),
+    # touch (input channel, numbers 0x90-0x9f: input beyond keyboard and pointer)
+    MessageSpec(
+        INPUT,
+        0x90,
+        StructOf(m.TouchDown, [("id", U32), ("x", FLOAT64), ("y", FLOAT64), ("time_ms", U32)]),
+        C,
+        Cap.TOUCH,
+    ),
+    MessageSpec(
+        INPUT,
+        0x91,
+        StructOf(m.TouchMotion, [("id", U32), ("x", FLOAT64), ("y", FLOAT64), ("time_ms", U32)]),
+        C,
+        Cap.TOUCH,
+    ),
+    MessageSpec(INPUT, 0x92, StructOf(m.TouchUp, [("id", U32), ("time_ms", U32)]), C, Cap.TOUCH),
+    MessageSpec(INPUT, 0x93, StructOf(m.TouchFrame, [("time_ms", U32)]), C, Cap.TOUCH),
+    MessageSpec(INPUT, 0x94, StructOf(m.TouchCancel, [("time_ms", U32)]), C, Cap.TOUCH),
 )
 
 #: Enums that appear on the wire, for the spec's value tables.

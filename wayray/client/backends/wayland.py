@@ -40,7 +40,13 @@ from wayray.client.backend import (
     PointerButtonEvent,
     PointerMotionEvent,
     ScreenChangedEvent,
+    TouchCancelEvent,
+    TouchDownEvent,
+    TouchFrameEvent,
+    TouchMotionEvent,
+    TouchUpEvent,
 )
+from wayray.client.backends.passthrough import KeyboardPassthrough
 from wayray.client.backends.screens import draw_idle, draw_status
 from wayray.codec.geometry import RectLike
 from wayray.toolkit.display import Client
@@ -55,6 +61,11 @@ from wayray.toolkit.seat import (
     PointerLeave,
     PointerMotion,
     SeatEvent,
+    TouchCancel,
+    TouchDown,
+    TouchFrame,
+    TouchMotion,
+    TouchUp,
 )
 from wayray.toolkit.shm import Buffer, PixelFormat, Swapchain, single_pixel
 from wayray.toolkit.surface import Subsurface
@@ -160,6 +171,8 @@ class WaylandBackend:
         self._keys_down: set[int] = set()
         self._buttons_down: set[int] = set()
         self._pointer_surface: Any = None
+        self._touch_surfaces: dict[int, Any] = {}  # the surface each touch point went down on
+        self._passthrough: KeyboardPassthrough | None = None
         self._clock: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -211,6 +224,21 @@ class WaylandBackend:
         await client.conn.roundtrip()
         self._screen = self.screen()
         self._apply_cursor()  # set_cursor may have come before the pointer existed
+        self._passthrough = KeyboardPassthrough(
+            client.shortcuts_inhibit_manager, client.conn, kiosk=self.kiosk
+        )
+        self._update_passthrough()
+
+    def _update_passthrough(self) -> None:
+        """Take the local desktop's shortcuts while full screen (always in kiosk mode)."""
+        if self._passthrough is None or self._window is None or self._client is None:
+            return
+        seat = self._client.seat
+        self._passthrough.update(
+            surface=self._window.surface.proxy,
+            seat=seat.proxy if seat is not None else None,
+            fullscreen=self._wstate is not None and self._wstate.fullscreen,
+        )
 
     def screen(self) -> ScreenChangedEvent:
         st = self._wstate
@@ -323,6 +351,7 @@ class WaylandBackend:
         self._relayout()
         self._draw_overlay()
         surface.commit()
+        self._update_passthrough()
         screen = self.screen()
         if self._started and screen != self._screen:
             self._screen = screen
@@ -466,10 +495,12 @@ class WaylandBackend:
         if self._started:
             self._on_input(event)
 
-    def _to_session(self, x: float, y: float) -> tuple[float, float]:
-        """Surface-local coordinates of the surface under the pointer → session output pixels."""
+    def _to_session(self, x: float, y: float, surface: Any = None) -> tuple[float, float]:
+        """Surface-local coordinates of ``surface`` (default: the one under the pointer) → session
+        output pixels."""
         lx, ly = x, y
-        if self._picture is not None and self._pointer_surface is not self._picture.surface.proxy:
+        surface = self._pointer_surface if surface is None else surface
+        if self._picture is not None and surface is not self._picture.surface.proxy:
             lx, ly = x - self._layout.x, y - self._layout.y  # on the letterbox: window → picture
         f = self._layout.factor
         sx, sy = lx / f, ly / f
@@ -496,6 +527,8 @@ class WaylandBackend:
                 self._emit(PointerAxisEvent(event.axis, event.value / self._layout.factor, event.discrete))
             case PointerLeave():
                 self._pointer_leave()
+            case TouchDown() | TouchMotion() | TouchUp() | TouchFrame() | TouchCancel():
+                self._touch_event(event)
 
     def _keymap_event(self, event: KeymapEvent) -> None:
         if event.text != self._keymap:
@@ -504,6 +537,11 @@ class WaylandBackend:
                 self._emit(KeymapChangedEvent(event.text))
 
     def _key_event(self, event: Key) -> None:
+        m = event.modifiers
+        if self._passthrough is not None and self._passthrough.escape(
+            event.evdev_code, event.pressed, m.ctrl, m.alt, m.shift
+        ):
+            return  # the escape chord's Escape is the viewer's, not the session's
         if event.pressed:
             self._keys_down.add(event.evdev_code)
         elif event.evdev_code not in self._keys_down:
@@ -541,6 +579,25 @@ class WaylandBackend:
         for button in sorted(self._buttons_down):
             self._emit(PointerButtonEvent(button, False))
         self._buttons_down.clear()
+
+    def _touch_event(self, event: TouchDown | TouchMotion | TouchUp | TouchFrame | TouchCancel) -> None:
+        """A touch screen's points, in session pixels, each mapped from the surface it went down on."""
+        match event:
+            case TouchDown():
+                self._touch_surfaces[event.id] = event.surface
+                self._emit(TouchDownEvent(event.id, *self._to_session(event.x, event.y, event.surface)))
+            case TouchMotion():
+                surface = self._touch_surfaces.get(event.id)
+                if surface is not None:
+                    self._emit(TouchMotionEvent(event.id, *self._to_session(event.x, event.y, surface)))
+            case TouchUp():
+                if self._touch_surfaces.pop(event.id, None) is not None:
+                    self._emit(TouchUpEvent(event.id))
+            case TouchFrame():
+                self._emit(TouchFrameEvent())
+            case TouchCancel():
+                self._touch_surfaces.clear()
+                self._emit(TouchCancelEvent())
 
     def _clipboard_text(self, text: str) -> None:
         self._emit(ClipboardChangedEvent(text))

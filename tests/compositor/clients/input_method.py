@@ -1,0 +1,133 @@
+"""A scripted input method and keyboard client for the compositor's input-method tests.
+
+Usage: input_method.py SCENARIO. Prints what it saw, one line per event worth checking, and exits 3
+when the compositor disconnected it with a protocol error (libwayland-client prints the error).
+
+- ``commit TEXT``: become the input method; on every ``activate`` commit TEXT (a scripted pinyin
+  engine: what fcitx5 does when a word is chosen) and print "committed"; runs until killed.
+- ``second``: bind two input methods; print "unavailable" when the second is refused.
+- ``vk-no-keymap``: a virtual keyboard that sends a key before its keymap (a protocol error).
+- ``double-inhibit``: inhibit a surface's shortcuts twice (a protocol error).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from pywayland import lib
+from pywayland.client import Display
+from pywayland.protocol.keyboard_shortcuts_inhibit_unstable_v1 import ZwpKeyboardShortcutsInhibitManagerV1
+from pywayland.protocol.wayland import WlCompositor, WlSeat
+
+from wayray.wayland.protocols.generated.input_method_unstable_v2 import ZwpInputMethodManagerV2
+from wayray.wayland.protocols.generated.virtual_keyboard_unstable_v1 import ZwpVirtualKeyboardManagerV1
+
+
+def connect() -> tuple[Display, dict[str, object]]:
+    display = Display()
+    display.connect()
+    found: dict[str, object] = {}
+    registry = display.get_registry()
+    wanted = {
+        "wl_seat": WlSeat,
+        "wl_compositor": WlCompositor,
+        "zwp_input_method_manager_v2": ZwpInputMethodManagerV2,
+        "zwp_virtual_keyboard_manager_v1": ZwpVirtualKeyboardManagerV1,
+        "zwp_keyboard_shortcuts_inhibit_manager_v1": ZwpKeyboardShortcutsInhibitManagerV1,
+    }
+
+    def on_global(reg, name, interface, version):  # type: ignore[no-untyped-def]
+        if interface in wanted:
+            found[interface] = reg.bind(name, wanted[interface], 1)
+
+    registry.dispatcher["global"] = on_global
+    display.roundtrip()
+    return display, found
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _error(display: Display) -> int:
+    say("protocol error" if lib.wl_display_get_error(display._ptr) == errno.EPROTO else "disconnected")
+    return 3
+
+
+def run(display: Display) -> int:
+    try:
+        while display.dispatch(block=True) >= 0:
+            pass
+    except RuntimeError:  # pywayland raises on a display the compositor cut off
+        pass
+    return _error(display)
+
+
+def verdict(display: Display) -> int:
+    """After a mistake: the compositor's answer (3 and "protocol error" when it disconnected us)."""
+    try:
+        ok = display.roundtrip() >= 0
+    except RuntimeError:
+        ok = False
+    if not ok:
+        return _error(display)
+    say("no error")
+    return 0
+
+
+def main() -> int:
+    scenario = sys.argv[1]
+    display, g = connect()
+    seat = g["wl_seat"]
+    if scenario == "commit":
+        text = sys.argv[2]
+        im = g["zwp_input_method_manager_v2"].get_input_method(seat)  # type: ignore[attr-defined]
+        serial = [0]
+
+        def done(_im) -> None:  # type: ignore[no-untyped-def]
+            serial[0] += 1
+
+        def activate(_im) -> None:  # type: ignore[no-untyped-def]
+            im.set_preedit_string("han zi", 0, 6)
+            im.commit(serial[0])
+            im.commit_string(text)
+            im.commit(serial[0])
+            display.flush()
+            say("committed")
+
+        im.dispatcher["done"] = done
+        im.dispatcher["activate"] = activate
+        im.dispatcher["unavailable"] = lambda _im: say("unavailable")
+        display.roundtrip()
+        say("ready")
+        return run(display)
+    if scenario == "second":
+        manager = g["zwp_input_method_manager_v2"]
+        first = manager.get_input_method(seat)  # type: ignore[attr-defined]
+        second = manager.get_input_method(seat)  # type: ignore[attr-defined]
+        first.dispatcher["unavailable"] = lambda _im: say("first unavailable")
+        second.dispatcher["unavailable"] = lambda _im: say("second unavailable")
+        display.roundtrip()
+        display.roundtrip()
+        return 0
+    if scenario == "vk-no-keymap":
+        vk = g["zwp_virtual_keyboard_manager_v1"].create_virtual_keyboard(seat)  # type: ignore[attr-defined]
+        vk.key(0, 30, 1)
+        return verdict(display)
+    if scenario == "double-inhibit":
+        surface = g["wl_compositor"].create_surface()  # type: ignore[attr-defined]
+        manager = g["zwp_keyboard_shortcuts_inhibit_manager_v1"]
+        first = manager.inhibit_shortcuts(surface, seat)  # type: ignore[attr-defined]
+        second = manager.inhibit_shortcuts(surface, seat)  # type: ignore[attr-defined]
+        code = verdict(display)
+        del first, second  # kept until the verdict: a collected proxy could be destroyed earlier
+        return code
+    raise SystemExit(f"unknown scenario {scenario}")
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # not through pywayland's finalizers: proxies freed after the display crash it

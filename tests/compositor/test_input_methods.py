@@ -1,0 +1,58 @@
+"""Input methods and shortcut inhibitors in the session compositor, with scripted and real clients.
+
+The whole path with a real input method (fcitx5's pinyin) is tests/e2e/test_input_method.py; here a
+scripted input method commits text into foot (the protocol path without fcitx5), and clients that
+get the protocols wrong are disconnected while the session carries on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.compositor.harness import running_session
+from wayray.compositor.testing import KEY_LEFTCTRL, chord, type_text
+
+pytestmark = pytest.mark.slow
+
+CLIENT = str(Path(__file__).parent / "clients" / "input_method.py")
+REPO = str(Path(__file__).resolve().parents[2])
+KEY_A, KEY_E = 30, 18
+
+
+async def test_a_scripted_input_method_commits_text_into_foot(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(800, 600)) as s:
+        out = s.workdir / "composed.txt"
+        im = await s.spawn(sys.executable, CLIENT, "commit", "汉字", env={"PYTHONPATH": REPO}, name="im")
+        await s.wait_for(lambda: "ready" in im.output(), "the input method")
+        await s.spawn("foot", "bash", "--norc", "--noprofile")
+        await s.wait_window(lambda w: w.focused, "foot focused")
+        # foot enables its text input when it has the focus: the input method is activated and
+        # commits its text at once, before anything is typed.
+        await s.wait_for(lambda: "committed" in im.output(), "the input method's commit")
+        # The line holds 汉字: put "echo " before it (Ctrl+A: the line's start) and run it.
+        await chord(s.comp, KEY_LEFTCTRL, KEY_A)
+        await type_text(s.comp, "echo ")
+        await chord(s.comp, KEY_LEFTCTRL, KEY_E)
+        await type_text(s.comp, f" > {out}\n")
+        await s.wait_for(lambda: out.exists() and out.read_text().endswith("\n"), "the command")
+        assert out.read_text(encoding="utf-8") == "汉字\n"
+
+
+async def test_a_second_input_method_is_refused_and_the_first_keeps_working(tmp_path: Path) -> None:
+    async with running_session(tmp_path) as s:
+        c = await s.spawn(sys.executable, CLIENT, "second", env={"PYTHONPATH": REPO}, name="second")
+        assert await s.wait_exit(c) == 0
+        assert c.output().splitlines() == ["second unavailable"]
+
+
+@pytest.mark.parametrize("scenario", ["vk-no-keymap", "double-inhibit"])
+async def test_protocol_mistakes_disconnect_only_that_client(tmp_path: Path, scenario: str) -> None:
+    async with running_session(tmp_path) as s:
+        await s.spawn("weston-simple-shm")
+        c = await s.spawn(sys.executable, CLIENT, scenario, env={"PYTHONPATH": REPO}, name=scenario)
+        assert await s.wait_exit(c) == 3
+        assert "protocol error" in c.output()
+        await s.wait_window(lambda w: w.rect.width > 0, "weston-simple-shm still there")

@@ -1,0 +1,79 @@
+"""An input method in a session: fcitx5 (Debian's, with its pinyin engine) composes 汉字 into foot.
+
+The whole path: wrclient's script types Latin keys as a person at the viewer would; wrsrvd relays
+them; the session compositor gives them to fcitx5 through input-method-v2's keyboard grab while
+foot's text field (text-input-v3) has the focus; fcitx5 composes "hanzi" + space into 汉字 and
+commits it into foot; the keys it does not use (while it is switched off with Ctrl+Space) come back
+through its virtual keyboard. What foot got is read from the shell: the command writes it to a file.
+(No CJK font is installed here, so the pixels show boxes; the text itself is checked.)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.e2e.harness import Harness, eventually, failure
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("fcitx5") is None, reason="fcitx5 is not installed (tools/apt-packages.txt)"
+    ),
+]
+
+PROFILE = """[Groups/0]
+Name=Default
+Default Layout=us
+DefaultIM=pinyin
+
+[Groups/0/Items/0]
+Name=keyboard-us
+Layout=
+
+[Groups/0/Items/1]
+Name=pinyin
+Layout=
+
+[GroupOrder]
+0=Default
+"""
+
+
+def _session(harness: Harness) -> list[str]:
+    """fcitx5 first (without D-Bus and X11: the session's Wayland is its only front end), then foot
+    once fcitx5's Wayland input method is up (its log says so)."""
+    config = harness.tmp / "config-home" / "fcitx5"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "profile").write_text(PROFILE)
+    (config / "config").write_text("[Behavior]\nActiveByDefault=False\n")
+    log = harness.tmp / "fcitx5.log"
+    start = (
+        f"DBUS_SESSION_BUS_ADDRESS=disabled: fcitx5 --disable=dbus,xcb,xim > {log} 2>&1 & "
+        f"until grep -q 'Loaded addon waylandim' {log}; do sleep 0.1; done; "
+        "exec foot --window-size-chars=60x10 sh"
+    )
+    return ["sh", "-c", start]
+
+
+def test_fcitx5_composes_pinyin_into_hanzi_in_foot(harness: Harness) -> None:
+    srv = harness.server(_session(harness))
+    out = harness.home / "composed.txt"
+    script = harness.write_script(
+        "pinyin.txt",
+        f"""settle 1000
+type echo [
+key ctrl+space
+type hanzi
+key space
+key ctrl+space
+type ] > {out}
+key Return
+settle
+""",
+    )
+    result = harness.run_client(srv, "--script", str(script))
+    assert result.returncode == 0, failure(result)
+    text = eventually(lambda: out.exists() and out.read_text(encoding="utf-8"), "the command's output")
+    assert text == "[汉字]\n", (text, (harness.tmp / "fcitx5.log").read_text(errors="replace")[-3000:])
