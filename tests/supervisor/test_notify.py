@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def start_daemon(address: str, mode: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("mode", ["unset", "keep"])  # "keep" goes through systemd-python
+@pytest.mark.parametrize("mode", ["unset", "keep"])
 def test_ready_status_reload_watchdog_and_stopping(notify_socket: NotifySocket, mode: str) -> None:
     daemon = start_daemon(notify_socket.address, mode, WATCHDOG_USEC="100000")
     try:
@@ -149,6 +150,26 @@ def test_without_notify_socket_everything_is_a_quiet_no_op() -> None:
 def test_a_vanished_manager_does_not_break_the_daemon(tmp_path: Path) -> None:
     notifier = Notifier(str(tmp_path / "gone"))
     assert notifier.ready() is False  # logged once, no exception
+
+
+def test_a_manager_that_does_not_read_never_holds_the_daemon_up(notify_socket: NotifySocket) -> None:
+    """A manager that stops reading (busy, stopped; a test rig that never listens) fills its socket's
+    queue after about ten datagrams: status lines are dropped then, and other messages give up, so the
+    daemon's event loop goes on (with libsystemd's sd_notify it blocked there for good)."""
+    notifier = Notifier(notify_socket.address)
+    results: list[bool] = []
+    sender = threading.Thread(
+        target=lambda: results.extend(
+            [*(notifier.status(f"serving {n} sessions") for n in range(100)), notifier.ready()]
+        ),
+        daemon=True,
+    )
+    sender.start()
+    sender.join(DEADLINE)
+    assert not sender.is_alive(), "a notification blocked the daemon"
+    assert results[0] is True and results[-1] is False and results.count(True) < 100
+    # What the manager reads once it reads again is the oldest it had room for, whole.
+    assert notify_socket.receive()[1] == {"STATUS": "serving 0 sessions"}
 
 
 def test_children_do_not_inherit_the_service_managers_variables() -> None:

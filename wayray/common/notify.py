@@ -11,10 +11,12 @@ Under a ``Type=notify`` unit systemd sets ``NOTIFY_SOCKET``; a daemon reports::
     notifier.stopping()                                   # on SIGTERM
 
 Everything is a no-op returning False when ``NOTIFY_SOCKET`` is unset (run by hand, under SMF, in
-tests), so daemons call it unconditionally. Messages go through systemd-python's
-``systemd.daemon.notify`` when it is installed, else through a few lines of socket code (illumos
-has no libsystemd). The watchdog pinger runs in the asyncio event loop on purpose: if the loop
-wedges, the pings stop and systemd restarts the daemon.
+tests), so daemons call it unconditionally. Messages go through a few lines of socket code, not
+libsystemd's ``sd_notify``: that one blocks for as long as the manager does not read (its socket
+queues about ten datagrams), and a daemon's whole event loop with it. Here a status line that does
+not fit is dropped (the next one says it again) and any other message waits at most
+:data:`SEND_WAIT` seconds; either is logged once. The watchdog pinger runs in the asyncio event loop
+on purpose: if the loop wedges, the pings stop and systemd restarts the daemon.
 """
 
 from __future__ import annotations
@@ -28,10 +30,8 @@ from collections.abc import Callable, MutableMapping
 
 log = logging.getLogger(__name__)
 
-try:  # systemd-python, Linux only
-    from systemd.daemon import notify as _libsystemd_notify
-except ImportError:  # pragma: no cover - depends on the platform
-    _libsystemd_notify = None
+#: How long a message other than a status line may wait for room in the manager's socket queue.
+SEND_WAIT = 1.0
 
 SD_VARIABLES = (
     "NOTIFY_SOCKET",
@@ -47,10 +47,12 @@ def _single_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _raw_send(path: str, message: bytes) -> bool:
-    """Send one datagram to the notification socket (a leading '@' means an abstract socket)."""
+def _raw_send(path: str, message: bytes, wait: float) -> bool:
+    """Send one datagram to the notification socket (a leading '@' means an abstract socket), waiting
+    at most ``wait`` seconds for room in its queue (0: not at all)."""
     address = "\0" + path[1:] if path.startswith("@") else path
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(wait if wait > 0 else 0.0)
         sock.sendto(message, address)
     return True
 
@@ -64,13 +66,12 @@ class Notifier:
         *,
         watchdog_usec: int | None = None,
         watchdog_pid: int | None = None,
-        use_libsystemd: bool = True,
     ) -> None:
         self.socket_path = socket_path or None
         self._watchdog_usec = watchdog_usec if watchdog_usec and watchdog_usec > 0 else None
         self._watchdog_pid = watchdog_pid
-        self._use_libsystemd = use_libsystemd and _libsystemd_notify is not None
         self._warned = False
+        self._warned_full = False
 
     @classmethod
     def from_environment(
@@ -88,27 +89,34 @@ class Notifier:
         if unset:
             for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
                 env.pop(name, None)
-        # libsystemd reads NOTIFY_SOCKET from the environment itself, so once it is unset only the
-        # socket code knows where to send.
-        return cls(path, watchdog_usec=usec, watchdog_pid=pid, use_libsystemd=not unset and environ is None)
+        return cls(path, watchdog_usec=usec, watchdog_pid=pid)
 
     @property
     def enabled(self) -> bool:
         return self.socket_path is not None
 
     # --- the messages ----------------------------------------------------------------------------
-    def send(self, **fields: object) -> bool:
+    def send(self, *, wait: float = SEND_WAIT, **fields: object) -> bool:
         """Send ``KEY=value`` fields (``ready=1`` becomes ``READY=1``) in one message."""
-        return self.send_raw("\n".join(f"{k.upper()}={v}" for k, v in fields.items()))
+        return self.send_raw(_format(fields), wait=wait)
 
-    def send_raw(self, message: str) -> bool:
+    def send_raw(self, message: str, *, wait: float = SEND_WAIT) -> bool:
         if self.socket_path is None:
             return False
         try:
-            if self._use_libsystemd and os.environ.get("NOTIFY_SOCKET") == self.socket_path:
-                assert _libsystemd_notify is not None
-                return bool(_libsystemd_notify(message))
-            return _raw_send(self.socket_path, message.encode())
+            return _raw_send(self.socket_path, message.encode(), wait)
+        except (BlockingIOError, TimeoutError):
+            # The manager does not read (busy, stopped, or a test that never listens): never hold
+            # the daemon up for it.
+            if not self._warned_full:
+                log.warning(
+                    "the service manager at %s does not read its notifications; status lines it "
+                    "misses are dropped, other messages wait at most %g s",
+                    self.socket_path,
+                    SEND_WAIT,
+                )
+                self._warned_full = True
+            return False
         except OSError as err:
             # The service manager went away or the socket is gone: tell once, keep running.
             if not self._warned:
@@ -123,8 +131,9 @@ class Notifier:
         return self.send(ready=1, status=_single_line(status))
 
     def status(self, text: str) -> bool:
-        """A one-line status that ``systemctl status`` shows."""
-        return self.send(status=_single_line(text))
+        """A one-line status that ``systemctl status`` shows (dropped when the manager's queue is full:
+        the next one replaces it anyway)."""
+        return self.send(status=_single_line(text), wait=0.0)
 
     def reloading(self, status: str | None = None) -> bool:
         """A reload starts; send :meth:`ready` when it is done."""
@@ -134,7 +143,7 @@ class Notifier:
         }
         if status is not None:
             fields["status"] = _single_line(status)
-        return self.send(**fields)
+        return self.send_raw(_format(fields))
 
     def stopping(self, status: str | None = None) -> bool:
         if status is None:
@@ -185,6 +194,10 @@ class Notifier:
         if self.watchdog_interval is None:
             return None
         return asyncio.get_running_loop().create_task(self.run_watchdog(healthy=healthy), name="sd-watchdog")
+
+
+def _format(fields: dict[str, object]) -> str:
+    return "\n".join(f"{k.upper()}={v}" for k, v in fields.items())
 
 
 def _int(value: str | None) -> int | None:
