@@ -7,6 +7,7 @@ keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a sc
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.compositor.harness import DEADLINE, Client, Session, running_session
+from wayray.compositor import xselection
 from wayray.compositor.session import Axis, WindowInfo
 from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
 from wayray.compositor.titlebar import ACTIVE, HEIGHT
@@ -435,3 +437,103 @@ async def test_x_windows_follow_an_output_resize(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.1)
         assert dims and "800x600 pixels" in dims[0], f"Xwayland's root did not follow the output: {dims}"
+
+
+async def _xclip_bytes(s: Session, *args: str) -> bytes:
+    out = s.workdir / f"xclip-out-{len(s.clients)}.bin"
+    proc = await s.spawn("sh", "-c", f"xclip -o {' '.join(args)} > {out}", name="xclip-out")
+    assert await s.wait_exit(proc) == 0, proc.output()
+    return out.read_bytes()
+
+
+@pytest.mark.skipif(
+    shutil.which("xclip") is None or shutil.which("wl-copy") is None, reason="xclip, wl-copy"
+)
+async def test_a_wayland_selection_larger_than_an_x_request_reaches_x_whole(tmp_path: Path) -> None:
+    """wl-copy offers 20 MiB, more than one X request may carry (16 MiB with BIG-REQUESTS): X clients
+    get it in INCR pieces (ICCCM 2.7.2), whole and in order."""
+    async with running_session(tmp_path, x11=True) as s:
+        text = b"".join(b"line %08d of a large Wayland selection\n" % i for i in range(520_000))
+        assert len(text) > 20 * 1024 * 1024
+        big = s.workdir / "big.txt"
+        big.write_bytes(text)
+        await s.spawn("sh", "-c", f"wl-copy < {big}", name="wl-copy")
+        await s.wait_for(
+            lambda: (
+                s.comp.core.clipboard.source is not None
+                and not isinstance(s.comp.core.clipboard.source, XSource)
+            ),
+            "wl-copy's selection",
+        )
+        got = await _xclip_bytes(s, "-selection", "clipboard")
+        assert len(got) == len(text) and got == text
+        # The transfer left nothing behind: a small one right after it still arrives in one piece.
+        s.comp.set_selection({"text/plain;charset=utf-8": b"small after large"})
+        assert await _xclip_out(s, "clipboard") == "small after large"
+
+
+@pytest.mark.skipif(
+    shutil.which("xclip") is None or shutil.which("wl-paste") is None, reason="xclip, wl-paste"
+)
+async def test_an_image_and_every_offered_type_go_between_x_and_wayland(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        png = s.comp.screenshot_png()
+        html = b"<p>copied <b>rich</b> text</p>"
+        # Wayland -> X: a source offering a picture, HTML and text; X's TARGETS lists each of them.
+        s.comp.set_selection({"image/png": png, "text/html": html, "text/plain;charset=utf-8": b"plain"})
+        targets = (await _xclip_bytes(s, "-selection", "clipboard", "-t", "TARGETS")).decode().split()
+        for name in ("TARGETS", "TIMESTAMP", "image/png", "text/html", "UTF8_STRING", "STRING", "TEXT"):
+            assert name in targets, (name, targets)
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "image/png") == png
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "text/html") == html
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "UTF8_STRING") == b"plain"
+        # X -> Wayland: xclip offers a picture; wl-paste (a Wayland client) lists and reads it.
+        shot = s.workdir / "shot.png"
+        shot.write_bytes(png)
+        await s.spawn(
+            "xclip", "-selection", "clipboard", "-t", "image/png", "-i", str(shot), name="xclip-in"
+        )
+        await s.wait_for(
+            lambda: (
+                isinstance(s.comp.core.clipboard.source, XSource)
+                and "image/png" in (s.comp.selection_mime_types() or [])
+            ),
+            "X's picture offered to Wayland",
+        )
+        types = await s.spawn("wl-paste", "--list-types", name="wl-paste")
+        assert await s.wait_exit(types) == 0, types.output()
+        assert "image/png" in types.output().split(), types.output()
+        out = s.workdir / "pasted.png"
+        paste = await s.spawn("sh", "-c", f"wl-paste --type image/png > {out}", name="wl-paste")
+        assert await s.wait_exit(paste) == 0, paste.output()
+        assert out.read_bytes() == png
+
+
+XREQUEST = (sys.executable, str(Path(__file__).parent / "clients" / "xrequest.py"))
+
+
+async def test_an_x_client_that_stops_taking_a_large_selection_costs_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requestor that reads the INCR start and never asks for a piece: the transfer is dropped after
+    INCR_TIMEOUT (no descriptor or buffer kept), and other X clients paste meanwhile and after."""
+    monkeypatch.setattr(xselection, "INCR_TIMEOUT", 1.0)
+    async with running_session(tmp_path, x11=True) as s:
+        data = bytes(range(256)) * 8192  # 2 MiB: more than one piece
+        s.comp.set_selection({"application/octet-stream": data})
+        first = await s.spawn(*XREQUEST, "--target", "application/octet-stream", name="xrequest")
+        assert await s.wait_exit(first) == 0, first.output()
+        assert "type INCR" in first.output() and f"got {len(data)}" in first.output(), first.output()
+        assert s.comp.core.xwm is not None
+        bridge = s.comp.core.xwm.selections
+        fds = len(os.listdir("/proc/self/fd"))
+        hung = await s.spawn(*XREQUEST, "--target", "application/octet-stream", "--stall", name="xrequest")
+        await s.wait_for(lambda: "type INCR" in hung.output(), "the answer started as INCR")
+        assert bridge._answers, "no transfer in progress"
+        fine = await s.spawn(*XREQUEST, "--target", "application/octet-stream", name="xrequest")
+        assert await s.wait_exit(fine) == 0, fine.output()
+        assert f"got {len(data)}" in fine.output(), fine.output()
+        await s.wait_for(lambda: not bridge._answers, "the stalled transfer dropped")
+        assert hung.proc.returncode is None
+        assert len(os.listdir("/proc/self/fd")) <= fds, "the dropped transfer kept a descriptor"
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "application/octet-stream") == data

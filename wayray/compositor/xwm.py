@@ -235,7 +235,9 @@ class Xwm:
         self.atoms = {name: c.reply().atom for name, c in cookies.items()}
         self.props = PropertyReader(self.core, self.atoms)
         self._become_wm(screen)
-        self.selections = SelectionBridge(self.conn, self.core, self.root, screen.root_visual, host)
+        self.selections = SelectionBridge(
+            self.conn, self.core, self.root, screen.root_visual, host, watched=self.windows.__contains__
+        )
         # Owning WM_S0 says a window manager runs (ICCCM 2.8); Xwayland accepts X clients only then,
         # so everything the WM must hear about is selected before.
         self.core.SetSelectionOwner(self._check_window, self.atoms["WM_S0"], xp.Time.CurrentTime)
@@ -339,6 +341,7 @@ class Xwm:
         self.core.ChangeWindowAttributes(ev.window, xp.CW.EventMask, [mask])
 
     def _on_destroy(self, ev: xp.DestroyNotifyEvent) -> None:
+        self.selections.window_destroyed(ev.window)
         win = self.windows.get(ev.window)
         if win is not None:
             self._destroyed(win)
@@ -434,6 +437,8 @@ class Xwm:
     def _on_property(self, ev: xp.PropertyNotifyEvent) -> None:
         if ev.window == self.selections.wid:
             self.selections.property_changed(ev)
+            return
+        if self.selections.requestor_property(ev):  # an X client taking a selection in INCR pieces
             return
         win = self.windows.get(ev.window)
         if win is None or ev.state != xp.Property.NewValue:
