@@ -537,3 +537,78 @@ async def test_an_x_client_that_stops_taking_a_large_selection_costs_only_itself
         assert hung.proc.returncode is None
         assert len(os.listdir("/proc/self/fd")) <= fds, "the dropped transfer kept a descriptor"
         assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "application/octet-stream") == data
+
+
+XRESTACK = (sys.executable, str(Path(__file__).parent / "clients" / "xrestack.py"))
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_x_programs_restack_their_windows_and_the_pixels_show_it(tmp_path: Path) -> None:
+    """XRaiseWindow (xdotool windowraise), XLowerWindow and a restack relative to a sibling: the WM
+    honours them (the scene's order and the pixels where the windows overlap), without moving the
+    focus, and X's own stacking order (XQueryTree, what X programs see) agrees."""
+    async with running_session(tmp_path, x11=True) as s:
+        a_client, a = await _xwin(s, "A", "--size", "300x200")
+        b_client, b = await _xwin(s, "B", "--size", "300x200", "--color", "00FF00")
+        c_client, c = await _xwin(s, "C", "--size", "300x200", "--color", "0000FF")
+        wid = {
+            n: _lines(cl, "mapped")[0][0] for n, cl in (("A", a_client), ("B", b_client), ("C", c_client))
+        }
+        # A's top-left 32 px are its own; the next 32 px square is under B only; C covers the rest.
+        under_b = (a.rect.x + 40, a.rect.y + 40)
+
+        def order() -> list[str]:
+            return [w.title for w in s.comp.windows()]
+
+        def pixel(at: tuple[int, int]) -> int:
+            return int(s.pixels()[at[1], at[0]])
+
+        assert order() == ["A", "B", "C"] and pixel(under_b) == GREEN
+
+        async def restack(*args: str) -> None:
+            proc = await s.spawn(*XRESTACK, *args, name="xrestack")
+            assert await s.wait_exit(proc) == 0, proc.output()
+
+        async def x_order() -> list[str]:
+            tree = await s.spawn(sys.executable, "-c", QUERY_TREE, name="xquerytree")
+            assert await s.wait_exit(tree) == 0, tree.output()
+            ids = tree.output().split()
+            return [n for i in ids for n, w in wid.items() if w == i]
+
+        proc = await s.spawn("xdotool", "windowraise", wid["A"], name="xdotool")
+        assert await s.wait_exit(proc) == 0, proc.output()
+        await s.wait_for(lambda: order() == ["B", "C", "A"], "A raised by XRaiseWindow")
+        await s.wait_for(lambda: pixel(under_b) == RED, "A's pixels over B's")
+        assert [w.title for w in s.comp.windows() if w.focused] == ["C"], "a raise request took the focus"
+        assert await x_order() == ["B", "C", "A"]
+        await restack(wid["A"], "Below")
+        await s.wait_for(lambda: order() == ["A", "B", "C"], "A lowered by XLowerWindow")
+        await s.wait_for(lambda: pixel(under_b) == GREEN, "B's pixels over A's again")
+        # Above a sibling: A goes just above B, still under C.
+        await restack(wid["A"], "Above", wid["B"])
+        await s.wait_for(lambda: order() == ["B", "A", "C"], "A just above B")
+        await s.wait_for(lambda: pixel(under_b) == RED, "A's pixels over B's")
+        assert await x_order() == ["B", "A", "C"]
+        # TopIf: C is occluded by nobody, so it stays; B is occluded (by A), so it goes on top.
+        await restack(wid["C"], "TopIf")
+        await restack(wid["B"], "TopIf")
+        await s.wait_for(lambda: order() == ["A", "C", "B"], "B on top by TopIf, C left alone")
+        # Opposite: B covers others and nothing covers it, so it goes to the bottom.
+        await restack(wid["B"], "Opposite")
+        await s.wait_for(lambda: order() == ["B", "A", "C"], "B at the bottom by Opposite")
+        # BottomIf relative to a sibling: A covers nothing of C (it is under it) and stays; C covers
+        # part of B, so it goes to the bottom.
+        await restack(wid["A"], "BottomIf", wid["C"])
+        await restack(wid["C"], "BottomIf", wid["B"])
+        await s.wait_for(lambda: order() == ["C", "B", "A"], "C at the bottom, A left alone")
+        assert await x_order() == ["C", "B", "A"]
+        assert [w.title for w in s.comp.windows() if w.focused] == ["C"]
+
+
+QUERY_TREE = """
+import xcffib
+import xcffib.xproto
+conn = xcffib.connect()
+root = conn.get_setup().roots[0].root
+print(*conn.core.QueryTree(root).reply().children)
+"""

@@ -57,6 +57,7 @@ from wayray.wayland.server import Client, Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
 
 if TYPE_CHECKING:
+    from wayray.compositor.wm import StackRequest
     from wayray.compositor.xwm import Xwm
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,12 @@ class Core:
 
     def activate_requested(self, toplevel: ManagedToplevel) -> None:
         self.wm.activate_requested(toplevel)
+
+    def restack_requested(
+        self, toplevel: ManagedToplevel, how: StackRequest, sibling: ManagedToplevel | None
+    ) -> None:
+        if self.wm.restack_requested(toplevel, how, sibling) and self.xwm is not None:
+            self.xwm.restack([w.toplevel for w in self.wm.stack])
 
     # XwaylandHost ---------------------------------------------------------------------------------
 

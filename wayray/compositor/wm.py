@@ -12,6 +12,7 @@ them on); what the WM needs of the compositor in turn is ``WmHost``.
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 
 CASCADE_STEP = 32
 EDGE_TOP, EDGE_BOTTOM, EDGE_LEFT, EDGE_RIGHT = 1, 2, 4, 8
+
+
+class StackRequest(enum.Enum):
+    """Where an application asks for its window in the stack (X's stack modes: ICCCM 4.1.5)."""
+
+    ABOVE = "above"  # on top, or just above the sibling
+    BELOW = "below"  # at the bottom, or just below the sibling
+    TOP_IF = "top-if"  # on top if another window (the sibling) covers part of it
+    BOTTOM_IF = "bottom-if"  # at the bottom if it covers part of another (the sibling)
+    OPPOSITE = "opposite"  # on top if covered, else at the bottom if covering
 
 
 class WmHost(Protocol):
@@ -635,3 +646,39 @@ class FloatingWM:
                 w.x = max(area.x, min(w.x, area.x2 - min(g.width, area.width)))
                 w.y = max(area.y + w.title_height, min(w.y, area.y2 - min(g.height, area.height)))
         self.host.scene_changed()
+
+    # Restacking asked by applications (X programs' ConfigureRequest with a stack mode) --------------
+
+    def restack_requested(
+        self, toplevel: ManagedToplevel, how: StackRequest, sibling: ManagedToplevel | None = None
+    ) -> bool:
+        """Put the window where it asks among the windows shown, as X's stack modes say, and leave
+        the focus where it is (a raise is not an activation: that is ``activate_requested``). A
+        window not shown, or a sibling that is not, makes no change. True when the stack changed."""
+        window = self._windows.get(toplevel)
+        stack = self.stack
+        if window is None or window not in stack:
+            return False
+        sib = self._windows.get(sibling) if sibling is not None else None
+        if sibling is not None and (sib is None or sib not in stack or sib is window):
+            return False
+        at = stack.index(window)
+        others = [sib] if sib is not None else [w for w in stack if w is not window]
+        covered = any(stack.index(w) > at and not w.frame.intersect(window.frame).empty for w in others)
+        covering = any(stack.index(w) < at and not w.frame.intersect(window.frame).empty for w in others)
+        order = [w for w in stack if w is not window]
+        if how is StackRequest.ABOVE:
+            order.insert(order.index(sib) + 1 if sib is not None else len(order), window)
+        elif how is StackRequest.BELOW:
+            order.insert(order.index(sib) if sib is not None else 0, window)
+        elif covered and how in (StackRequest.TOP_IF, StackRequest.OPPOSITE):
+            order.append(window)
+        elif covering and how in (StackRequest.BOTTOM_IF, StackRequest.OPPOSITE):
+            order.insert(0, window)
+        else:
+            return False
+        if order == stack:
+            return False
+        self.stack[:] = order
+        self.host.scene_changed()
+        return True

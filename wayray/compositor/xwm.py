@@ -26,6 +26,7 @@ import xcffib.xproto as xp
 from wayray.compositor.geometry import Rect
 from wayray.compositor.surface import Role, Surface
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
+from wayray.compositor.wm import StackRequest
 from wayray.compositor.xdg_shell import ToplevelConfigure
 from wayray.compositor.xprops import MAX_SIZE, PropertyReader
 from wayray.compositor.xselection import SelectionBridge, SelectionHost
@@ -62,6 +63,13 @@ ATOMS = (
 NORMAL_STATE, WITHDRAWN_STATE, ICONIC_STATE = 1, 0, 3
 NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
 NO_CONFIGURE = ToplevelConfigure(0, 0, False, False, False, False)
+STACK_MODES = {
+    xp.StackMode.Above: StackRequest.ABOVE,
+    xp.StackMode.Below: StackRequest.BELOW,
+    xp.StackMode.TopIf: StackRequest.TOP_IF,
+    xp.StackMode.BottomIf: StackRequest.BOTTOM_IF,
+    xp.StackMode.Opposite: StackRequest.OPPOSITE,
+}
 
 
 class XwmHost(SelectionHost, Protocol):
@@ -92,6 +100,8 @@ class XwmHost(SelectionHost, Protocol):
     def minimize_requested(self, toplevel: XWindow) -> None: ...
 
     def activate_requested(self, toplevel: XWindow) -> None: ...
+
+    def restack_requested(self, toplevel: XWindow, how: StackRequest, sibling: XWindow | None) -> None: ...
 
 
 class XWindow(Role):
@@ -422,6 +432,12 @@ class Xwm:
         # Answered in any case (ICCCM 4.1.5): with a real ConfigureNotify if anything changes, else
         # the client hears it through the synthetic one configure_window sends.
         self.configure_window(win, pos=pos, size=(w, h), always_notify=True)
+        if m & xp.ConfigWindow.StackMode and win.wm_mapped and ev.stack_mode in STACK_MODES:
+            # XRaiseWindow, XLowerWindow, XRestackWindows: the WM decides (wm.restack_requested).
+            sibling = self.windows.get(ev.sibling) if m & xp.ConfigWindow.Sibling else None
+            if sibling is None and m & xp.ConfigWindow.Sibling:
+                return  # relative to a window the WM does not manage (X checked it is a sibling)
+            self.host.restack_requested(win, STACK_MODES[ev.stack_mode], sibling)
 
     def _on_configure_notify(self, ev: xp.ConfigureNotifyEvent) -> None:
         win = self.windows.get(ev.window)
@@ -621,6 +637,24 @@ class Xwm:
         if self.closed or not win.alive:
             return
         self.core.ConfigureWindow(win.wid, xp.ConfigWindow.StackMode, [xp.StackMode.Above])
+        self.flush()
+
+    def restack(self, order: list[object]) -> None:
+        """Make X's stacking of the managed windows the WM's (``order``: bottom to top, any toplevels),
+        each just above the one below it: X programs read it (XQueryTree, pointer grabs, drag and
+        drop). Windows the WM does not show and override-redirect ones keep their places."""
+        if self.closed:
+            return
+        below: XWindow | None = None
+        cw = xp.ConfigWindow
+        for win in order:
+            if not isinstance(win, XWindow) or not win.alive:
+                continue
+            if below is not None:
+                self.core.ConfigureWindow(
+                    win.wid, cw.Sibling | cw.StackMode, [below.wid, xp.StackMode.Above]
+                )
+            below = win
         self.flush()
 
 
