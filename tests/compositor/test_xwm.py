@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.compositor.harness import DEADLINE, Client, Session, running_session
+from tests.ocr import shows
 from wayray.compositor import xselection
 from wayray.compositor.session import Axis, WindowInfo
 from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
@@ -612,3 +613,124 @@ conn = xcffib.connect()
 root = conn.get_setup().roots[0].root
 print(*conn.core.QueryTree(root).reply().children)
 """
+
+
+KEY_F1, KEY_ESC = 59, 1
+
+
+async def _widget_factory(s: Session, backend: str = "x11") -> WindowInfo:
+    """gtk3-widget-factory forced onto X (or Wayland), its window drawn (at its minimum size, wider
+    than the output: its layout does not depend on the output)."""
+    await s.spawn("gtk3-widget-factory", env={"GDK_BACKEND": backend})
+    win = await s.wait_window(lambda w: w.title == "gtk3-widget-factory", "the GTK window on X")
+    r = win.rect
+
+    def drawn() -> bool:
+        body = s.pixels()[r.y : r.y2, r.x : r.x2]
+        return np.count_nonzero(body == 0xF6F5F4) > body.size // 4
+
+    await s.wait_for(drawn, "GTK's window background drawn")
+    return win
+
+
+async def _wait_shown(s: Session, phrase: str, box: tuple[int, int, int, int]) -> None:
+    """Until OCR reads ``phrase`` in ``box``. OCR runs in a thread: the compositor's loop must go on
+    (an Xwayland whose compositor stops reading for seconds dies: 'can't send file descriptor')."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DEADLINE
+    while not await asyncio.to_thread(shows, s.comp.screenshot_png(), phrase, box=box):
+        assert loop.time() < end, f"{phrase!r} never read in {box}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.skipif(shutil.which("gtk3-widget-factory") is None, reason="needs gtk-3-examples")
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs tesseract-ocr")
+@pytest.mark.parametrize("backend", ["x11", "wayland"])
+async def test_a_gtk_dialog_stays_drawn_over_its_parent_when_the_parent_is_clicked(
+    tmp_path: Path, backend: str
+) -> None:
+    """GTK's About dialog (F1; WM_TRANSIENT_FOR its window on X, xdg_toplevel.set_parent on Wayland)
+    opens over the window, and a click on the window (focusing it) leaves the dialog on top, readable:
+    a dialog hidden behind its window is lost to the user, and a modal one makes the program look
+    hung."""
+    async with running_session(tmp_path, x11=True) as s:
+        parent = await _widget_factory(s, backend)
+        await chord(s.comp, KEY_F1)
+        about = await s.wait_window(lambda w: w.title == "About GTK Widget Factory", "the About dialog")
+        r = about.rect
+        box = (r.x, r.y, r.x2, r.y2)
+        phrase = "Program to demonstrate GTK themes"
+        await _wait_shown(s, phrase, box)
+        assert [w.title for w in s.comp.windows()][-1] == "About GTK Widget Factory"
+        # A click on the window, away from the dialog.
+        at = (parent.rect.x + 60, parent.rect.y2 - 60)
+        assert not r.contains(*at)
+        await click(s.comp, *at)
+        await s.wait_window(lambda w: w.title == "gtk3-widget-factory" and w.focused, "the window focused")
+        assert [w.title for w in s.comp.windows()][-1] == "About GTK Widget Factory", "the dialog went under"
+        await _wait_shown(s, phrase, box)  # (the dialog drawn over its window)
+
+
+@pytest.mark.skipif(shutil.which("gtk3-widget-factory") is None, reason="needs gtk-3-examples")
+async def test_a_gtk_dialog_on_x_with_its_own_header_bar_moves_when_dragged(tmp_path: Path) -> None:
+    """GTK draws dialogs' title bars itself (client-side) and asks the WM to move the window when
+    its header bar is dragged (_NET_WM_MOVERESIZE): the dialog follows the pointer, X is told where
+    it is, and the program takes clicks afterwards (no button left held)."""
+    async with running_session(tmp_path, x11=True) as s:
+        parent = await _widget_factory(s)
+        ox, oy = parent.rect.x, parent.rect.y
+        await click(s.comp, ox + 803, oy + 26)  # the "Page 3" tab
+        await asyncio.sleep(0.5)  # (GTK's page transition)
+        await click(s.comp, ox + 803, oy + 83)  # its gear button: a "Settings" dialog
+        dialog = await s.wait_window(lambda w: w.title == "Settings", "the Settings dialog")
+        xwin = next(w for w in s.comp.core.wm.windows if w.title == "Settings")
+        assert not xwin.server_decorated, "GTK draws this dialog's header bar"
+        assert [w.title for w in s.comp.windows()][-1] == "Settings"
+        r = dialog.rect
+        start = (r.x + 60, r.y + 20)  # on its header bar, away from the title and the close button
+        s.comp.pointer_motion(*start)
+        s.comp.pointer_button(BTN_LEFT, True)
+        for i in range(1, 21):
+            s.comp.pointer_motion(start[0] - 8 * i, start[1] + 5 * i)
+            await asyncio.sleep(0.02)
+        await s.wait_for(lambda: s.comp.core.seat.grab.name == "MOVE", "the WM moving the dialog")
+        s.comp.pointer_motion(start[0] - 160, start[1] + 100)
+        s.comp.pointer_button(BTN_LEFT, False)
+        moved = await s.wait_window(
+            lambda w: w.title == "Settings" and (w.rect.x, w.rect.y) != (r.x, r.y), "the dialog moved"
+        )
+        assert abs(moved.rect.x - (r.x - 160)) <= 8 and abs(moved.rect.y - (r.y + 100)) <= 8, moved.rect
+        await s.wait_for(lambda: (xwin.toplevel.x, xwin.toplevel.y) == (moved.rect.x, moved.rect.y),
+                         "X told where the dialog is")  # fmt: skip
+        # The program still takes clicks: its window comes to the front ... under its dialog.
+        await click(s.comp, parent.rect.x + 60, parent.rect.y2 - 60)
+        await s.wait_window(lambda w: w.title == "gtk3-widget-factory" and w.focused, "the window focused")
+        assert [w.title for w in s.comp.windows()][-1] == "Settings"
+
+
+@pytest.mark.parametrize(("direction", "moved", "grown"), [(8, (-40, 30), (0, 0)), (4, (0, 0), (50, 40))])
+async def test_an_x_program_moves_or_resizes_its_window_through_net_wm_moveresize(
+    tmp_path: Path, direction: int, moved: tuple[int, int], grown: tuple[int, int]
+) -> None:
+    """_NET_WM_MOVERESIZE (8: move, 4: the bottom-right corner) on a button press: the window follows
+    the pointer while the button is held, and X hears the new place or size."""
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Dragged", "--size", "300x200", "--moveresize", str(direction))
+        r = win.rect
+        start = (r.x + 100, r.y + 100)
+        s.comp.pointer_motion(*start)
+        s.comp.pointer_button(BTN_LEFT, True)
+        await s.wait_for(lambda: s.comp.core.seat.grab.name in ("MOVE", "RESIZE"), "the WM's grab")
+        dx, dy = moved if direction == 8 else grown
+        s.comp.pointer_motion(start[0] + dx, start[1] + dy)
+        s.comp.pointer_button(BTN_LEFT, False)
+        want = (r.x + moved[0], r.y + moved[1], r.width + grown[0], r.height + grown[1])
+        await s.wait_window(
+            lambda w: w.title == "Dragged" and (w.rect.x, w.rect.y, w.rect.width, w.rect.height) == want,
+            f"the window at {want}",
+        )
+        await s.wait_for(
+            lambda: [str(want[2]), str(want[3]), str(want[0]), str(want[1])] in
+            [c[1:] for c in _lines(client, "configure")],
+            "X told the new place and size",
+        )  # fmt: skip

@@ -268,6 +268,9 @@ class Core:
         self.xwm = Xwm(self, wm_socket, client)
         self.scene.overlays = self.xwm.unmanaged  # type: ignore[assignment]
 
+    def button_press_serial(self, client: Client) -> int:
+        return self.seat.press_serials.get(client, -1)
+
     def xwayland_gone(self) -> None:
         if self.xwm is not None:
             self.xwm.close()

@@ -449,11 +449,36 @@ class FloatingWM:
         self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:
-        if window in self.stack and self.stack[-1] is not window:
-            self.stack.remove(window)
-            self.stack.append(window)
-            window.toplevel.raised()
+        """To the top, with its dialogs (transients) still above it."""
+        if window not in self.stack:
+            return
+        before = list(self.stack)
+        self.stack.remove(window)
+        self.stack.append(window)
+        self._keep_transients_above()
+        if self.stack != before:
+            for w in self.stack[self.stack.index(window) :]:
+                w.toplevel.raised()
             self.host.scene_changed()
+
+    def _parent_window(self, window: Window) -> Window | None:
+        parent = window.toplevel.parent
+        return self._windows.get(parent) if parent is not None else None
+
+    def _keep_transients_above(self) -> None:
+        """Policy: a dialog is never under the window it belongs to (a dialog hidden behind its
+        window is lost, a modal one makes the program look hung). A window found under its parent
+        moves to just above it, its own dialogs after it; the others keep their order."""
+        stack = self.stack
+        for _ in range(len(stack)):  # each pass settles at least one window; loops of parents end
+            for i, w in enumerate(stack):
+                parent = self._parent_window(w)
+                if parent is not None and parent in stack and stack.index(parent) > i:
+                    stack.remove(w)
+                    stack.insert(stack.index(parent) + 1, w)
+                    break
+            else:
+                return
 
     def _focus_next(self) -> None:
         for w in self.mru:
@@ -677,8 +702,10 @@ class FloatingWM:
             order.insert(0, window)
         else:
             return False
-        if order == stack:
+        before = list(stack)
+        stack[:] = order
+        self._keep_transients_above()  # (a dialog asking to go under its window stays above it)
+        if stack == before:
             return False
-        self.stack[:] = order
         self.host.scene_changed()
         return True

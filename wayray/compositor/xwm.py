@@ -56,12 +56,17 @@ ATOMS = (
     "_NET_WM_STATE_FULLSCREEN",
     "_NET_WM_PID",
     "_NET_WM_WINDOW_TYPE",
+    "_NET_WM_MOVERESIZE",
     "_MOTIF_WM_HINTS",
     "_GTK_FRAME_EXTENTS",
     "WM_S0",
 )
 NORMAL_STATE, WITHDRAWN_STATE, ICONIC_STATE = 1, 0, 3
 NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
+#: _NET_WM_MOVERESIZE's directions (EWMH) as the WM's resize edges (top 1, bottom 2, left 4, right 8);
+#: 8 is a move, 9 and 10 the keyboard's (not offered), 11 a cancel.
+MOVERESIZE_EDGES = {0: 5, 1: 1, 2: 9, 3: 8, 4: 10, 5: 2, 6: 6, 7: 4}
+MOVERESIZE_MOVE = 8
 NO_CONFIGURE = ToplevelConfigure(0, 0, False, False, False, False)
 STACK_MODES = {
     xp.StackMode.Above: StackRequest.ABOVE,
@@ -102,6 +107,14 @@ class XwmHost(SelectionHost, Protocol):
     def activate_requested(self, toplevel: XWindow) -> None: ...
 
     def restack_requested(self, toplevel: XWindow, how: StackRequest, sibling: XWindow | None) -> None: ...
+
+    def move_requested(self, toplevel: XWindow, serial: int) -> None: ...
+
+    def resize_requested(self, toplevel: XWindow, serial: int, edges: int) -> None: ...
+
+    def button_press_serial(self, client: Client) -> int:
+        """The serial of the last button press ``client`` was sent (-1: none): what a move or resize
+        request must name while the button is held."""
 
 
 class XWindow(Role):
@@ -288,6 +301,7 @@ class Xwm:
                 "_NET_WM_STATE_MAXIMIZED_HORZ",
                 "_NET_WM_STATE_FULLSCREEN",
                 "_NET_SUPPORTING_WM_CHECK",
+                "_NET_WM_MOVERESIZE",
             )
         ]
         core.ChangeProperty(
@@ -485,6 +499,20 @@ class Xwm:
             self.host.minimize_requested(win)  # ICCCM 4.1.4: iconify
         elif ev.type == a["_NET_ACTIVE_WINDOW"] and win.managed:
             self.host.activate_requested(win)  # EWMH: a program presenting its window, or a pager
+        elif ev.type == a["_NET_WM_MOVERESIZE"] and win.managed:
+            self._moveresize(win, data[2])
+
+    def _moveresize(self, win: XWindow, direction: int) -> None:
+        """EWMH _NET_WM_MOVERESIZE: a program drawing its own title bar and borders (GTK's header
+        bars) asks the WM to move or resize the window while the pointer button is held. Started
+        only if a button is still held on the Xwayland client (the WM checks the press serial)."""
+        serial = self.host.button_press_serial(self.client)
+        if direction == MOVERESIZE_MOVE:
+            self.host.move_requested(win, serial)
+        elif direction in MOVERESIZE_EDGES:
+            self.host.resize_requested(win, serial, MOVERESIZE_EDGES[direction])
+        else:
+            log.debug("_NET_WM_MOVERESIZE direction %d (keyboard or cancel) not taken", direction)
 
     def _net_wm_state_request(self, win: XWindow, action: int, props: tuple[int, int]) -> None:
         a = self.atoms
