@@ -57,7 +57,7 @@ from wayray.wayland.server import Client, Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
 
 if TYPE_CHECKING:
-    from wayray.compositor.wm import StackRequest
+    from wayray.compositor.stacking import StackRequest
     from wayray.compositor.xwm import Xwm
 
 log = logging.getLogger(__name__)

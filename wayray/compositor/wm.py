@@ -12,12 +12,12 @@ them on); what the WM needs of the compositor in turn is ``WmHost``.
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import TYPE_CHECKING, Protocol
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.seat import GrabKind, PointerGrab
+from wayray.compositor.stacking import StackRequest, keep_transients_above, restacked
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.xdg_popup import PopupRole
@@ -31,16 +31,6 @@ log = logging.getLogger(__name__)
 
 CASCADE_STEP = 32
 EDGE_TOP, EDGE_BOTTOM, EDGE_LEFT, EDGE_RIGHT = 1, 2, 4, 8
-
-
-class StackRequest(enum.Enum):
-    """Where an application asks for its window in the stack (X's stack modes: ICCCM 4.1.5)."""
-
-    ABOVE = "above"  # on top, or just above the sibling
-    BELOW = "below"  # at the bottom, or just below the sibling
-    TOP_IF = "top-if"  # on top if another window (the sibling) covers part of it
-    BOTTOM_IF = "bottom-if"  # at the bottom if it covers part of another (the sibling)
-    OPPOSITE = "opposite"  # on top if covered, else at the bottom if covering
 
 
 class WmHost(Protocol):
@@ -449,13 +439,13 @@ class FloatingWM:
         self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:
-        """To the top, with its dialogs (transients) still above it."""
+        """To the top, with its dialogs still above it (stacking.py)."""
         if window not in self.stack:
             return
         before = list(self.stack)
         self.stack.remove(window)
         self.stack.append(window)
-        self._keep_transients_above()
+        keep_transients_above(self.stack, self._parent_window)
         if self.stack != before:
             for w in self.stack[self.stack.index(window) :]:
                 w.toplevel.raised()
@@ -464,21 +454,6 @@ class FloatingWM:
     def _parent_window(self, window: Window) -> Window | None:
         parent = window.toplevel.parent
         return self._windows.get(parent) if parent is not None else None
-
-    def _keep_transients_above(self) -> None:
-        """Policy: a dialog is never under the window it belongs to (a dialog hidden behind its
-        window is lost, a modal one makes the program look hung). A window found under its parent
-        moves to just above it, its own dialogs after it; the others keep their order."""
-        stack = self.stack
-        for _ in range(len(stack)):  # each pass settles at least one window; loops of parents end
-            for i, w in enumerate(stack):
-                parent = self._parent_window(w)
-                if parent is not None and parent in stack and stack.index(parent) > i:
-                    stack.remove(w)
-                    stack.insert(stack.index(parent) + 1, w)
-                    break
-            else:
-                return
 
     def _focus_next(self) -> None:
         for w in self.mru:
@@ -677,35 +652,19 @@ class FloatingWM:
     def restack_requested(
         self, toplevel: ManagedToplevel, how: StackRequest, sibling: ManagedToplevel | None = None
     ) -> bool:
-        """Put the window where it asks among the windows shown, as X's stack modes say, and leave
-        the focus where it is (a raise is not an activation: that is ``activate_requested``). A
-        window not shown, or a sibling that is not, makes no change. True when the stack changed."""
+        """Put the window where it asks among the windows shown (stacking.py), the focus untouched.
+        True when the stack changed."""
         window = self._windows.get(toplevel)
-        stack = self.stack
-        if window is None or window not in stack:
-            return False
         sib = self._windows.get(sibling) if sibling is not None else None
-        if sibling is not None and (sib is None or sib not in stack or sib is window):
+        if window is None or (sibling is not None and sib is None):
             return False
-        at = stack.index(window)
-        others = [sib] if sib is not None else [w for w in stack if w is not window]
-        covered = any(stack.index(w) > at and not w.frame.intersect(window.frame).empty for w in others)
-        covering = any(stack.index(w) < at and not w.frame.intersect(window.frame).empty for w in others)
-        order = [w for w in stack if w is not window]
-        if how is StackRequest.ABOVE:
-            order.insert(order.index(sib) + 1 if sib is not None else len(order), window)
-        elif how is StackRequest.BELOW:
-            order.insert(order.index(sib) if sib is not None else 0, window)
-        elif covered and how in (StackRequest.TOP_IF, StackRequest.OPPOSITE):
-            order.append(window)
-        elif covering and how in (StackRequest.BOTTOM_IF, StackRequest.OPPOSITE):
-            order.insert(0, window)
-        else:
+        order = restacked(self.stack, window, how, sib, lambda a, b: not a.frame.intersect(b.frame).empty)
+        if order is None:
             return False
-        before = list(stack)
-        stack[:] = order
-        self._keep_transients_above()  # (a dialog asking to go under its window stays above it)
-        if stack == before:
+        before = list(self.stack)
+        self.stack[:] = order
+        keep_transients_above(self.stack, self._parent_window)  # (a dialog asking to go under stays)
+        if self.stack == before:
             return False
         self.host.scene_changed()
         return True

@@ -24,9 +24,9 @@ import xcffib.xfixes
 import xcffib.xproto as xp
 
 from wayray.compositor.geometry import Rect
+from wayray.compositor.stacking import StackRequest
 from wayray.compositor.surface import Role, Surface
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
-from wayray.compositor.wm import StackRequest
 from wayray.compositor.xdg_shell import ToplevelConfigure
 from wayray.compositor.xprops import MAX_SIZE, PropertyReader
 from wayray.compositor.xselection import SelectionBridge, SelectionHost
