@@ -17,6 +17,7 @@ import pytest
 
 from tests.compositor.harness import DEADLINE, Client, Session, running_session
 from tests.ocr import shows
+from wayray.compositor import session as session_module
 from wayray.compositor import xselection
 from wayray.compositor.session import Axis, WindowInfo
 from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
@@ -734,3 +735,29 @@ async def test_an_x_program_moves_or_resizes_its_window_through_net_wm_moveresiz
             [c[1:] for c in _lines(client, "configure")],
             "X told the new place and size",
         )  # fmt: skip
+
+
+MAGENTA = 0xFF00FF
+
+
+async def test_xwayland_shell_v1_pairs_x_windows_by_serial_and_only_xwayland_sees_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protocol level (Debian 12's Xwayland does not speak xwayland_shell_v1): a stand-in started in
+    Xwayland's place (clients/fake_xwayland.py) binds the global on Xwayland's connection and pairs
+    each X window with a magenta surface of its own by serial. The windows show magenta where the WM
+    put them, whichever of the serial's commit and its WL_SURFACE_SERIAL came first; an ordinary
+    client does not see the global."""
+    fake = tmp_path / "Xwayland"
+    script = Path(__file__).parent / "clients" / "fake_xwayland.py"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(session_module, "find_xwayland", lambda: str(fake))
+    async with running_session(tmp_path, x11=True) as s:
+        for title, size in (("First", "200x150"), ("Second", "240x120")):
+            _, win = await _xwin(s, title, "--size", size)  # (each on top when it comes)
+            await s.wait_for(lambda w=win: _share(s.pixels(), w.rect, MAGENTA) > 0.99, f"{title} paired")
+        assert s.comp.core.xwayland is not None and s.comp.core.xwayland.binary == str(fake)
+        info = await s.spawn("wayland-info", name="wayland-info")
+        assert await s.wait_exit(info) == 0, info.output()
+        assert "wl_compositor" in info.output() and "xwayland_shell_v1" not in info.output()

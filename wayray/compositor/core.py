@@ -31,6 +31,7 @@ from pywayland.protocol.wp_primary_selection_unstable_v1 import ZwpPrimarySelect
 from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1
 from pywayland.protocol.xdg_shell import XdgWmBase
 
+from wayray.compositor import xwayland_shell
 from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import (
     DataDeviceManager,
@@ -113,6 +114,7 @@ class Core:
         self._start = time.monotonic()
         self.xwayland: Xwayland | None = None  # the session's X display, if X11 is on
         self.xwm: Xwm | None = None  # while Xwayland runs
+        self.xwayland_shell: Global | None = None  # offered once Xwayland is started, to it only
 
     def create_globals(self) -> None:
         d = self.display
@@ -259,7 +261,24 @@ class Core:
     # XwaylandHost ---------------------------------------------------------------------------------
 
     def create_client(self, fd: int) -> Client:
+        if self.xwayland_shell is None:  # before Xwayland's first roundtrip; its filter admits it only
+            self.xwayland_shell = xwayland_shell.register(self.display, self, self._is_xwayland)
         return self.display.create_client(fd)
+
+    def _is_xwayland(self, client: Client) -> bool:
+        return self.xwayland is not None and client is self.xwayland.client
+
+    # XwaylandShellHost ----------------------------------------------------------------------------
+
+    def xwayland_surface_serial(self, surface: Surface, serial: int) -> None:
+        if self.xwm is not None:
+            self.xwm.surface_serial(surface, serial)
+        else:
+            log.debug("xwayland_shell_v1 serial %d with no X window manager running", serial)
+
+    def xwayland_surface_gone(self, surface: Surface) -> None:
+        if self.xwm is not None:
+            self.xwm.serial_surface_gone(surface)
 
     def xwayland_ready(self, wm_socket: socket.socket, client: Client) -> None:
         # Imported here: xcffib loads libxcb, which a session without X11 does not need.

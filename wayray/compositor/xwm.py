@@ -250,6 +250,10 @@ class Xwm:
         self.windows: dict[int, XWindow] = {}
         self.unmanaged: list[XWindow] = []  # mapped override-redirect windows, bottom to top
         self._waiting_surface: dict[int, XWindow] = {}  # wl_surface id -> window (id not seen yet)
+        # xwayland_shell_v1: WL_SURFACE_SERIAL messages whose surface has not committed the serial yet,
+        # and surfaces that committed a serial no window named yet.
+        self._serial_windows: dict[int, XWindow] = {}
+        self._serial_surfaces: dict[int, Surface] = {}
         self.closed = False
         self.focused: XWindow | None = None  # the X window with X's input focus
         screen = self.conn.get_setup().roots[0]
@@ -379,6 +383,9 @@ class Xwm:
         for sid, w in list(self._waiting_surface.items()):
             if w is win:
                 del self._waiting_surface[sid]
+        for serial, w in list(self._serial_windows.items()):
+            if w is win:
+                del self._serial_windows[serial]
         if win.surface is not None:
             win.surface.clear_role(win)
             win.surface = None
@@ -493,6 +500,8 @@ class Xwm:
         data = ev.data.data32
         if ev.type == a["WL_SURFACE_ID"]:
             self._pair(win, data[0])
+        elif ev.type == a["WL_SURFACE_SERIAL"]:
+            self._pair_serial(win, data[0] | data[1] << 32)
         elif ev.type == a["_NET_WM_STATE"] and win.managed:
             self._net_wm_state_request(win, data[0], (data[1], data[2]))
         elif ev.type == a["WM_CHANGE_STATE"] and win.managed and data[0] == ICONIC_STATE:
@@ -532,6 +541,31 @@ class Xwm:
             self._attach(win, obj)
         else:
             self._waiting_surface[surface_id] = win  # the surface's creation has not reached us yet
+
+    def _pair_serial(self, win: XWindow, serial: int) -> None:
+        """WL_SURFACE_SERIAL (xwayland_shell_v1): the window's surface is the one committing ``serial``."""
+        surface = self._serial_surfaces.pop(serial, None)
+        if surface is not None and surface.alive:
+            self._attach(win, surface)
+            return
+        for old, w in list(self._serial_windows.items()):
+            if w is win:  # a window remapped gets a new serial: the old one will not come
+                del self._serial_windows[old]
+        self._serial_windows[serial] = win
+
+    def surface_serial(self, surface: Surface, serial: int) -> None:
+        """Xwayland's ``surface`` committed ``serial`` (xwayland_shell_v1): pair it, or keep it until
+        its window's WL_SURFACE_SERIAL comes."""
+        win = self._serial_windows.pop(serial, None)
+        if win is not None and win.alive:
+            self._attach(win, surface)
+        else:
+            self._serial_surfaces[serial] = surface
+
+    def serial_surface_gone(self, surface: Surface) -> None:
+        for serial, s in list(self._serial_surfaces.items()):
+            if s is surface:
+                del self._serial_surfaces[serial]
 
     def surface_created(self, surface: Surface) -> None:
         """Xwayland created ``surface``: pair it if its window named it already."""
