@@ -7,6 +7,7 @@ keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a sc
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import sys
@@ -761,3 +762,28 @@ async def test_xwayland_shell_v1_pairs_x_windows_by_serial_and_only_xwayland_see
         info = await s.spawn("wayland-info", name="wayland-info")
         assert await s.wait_exit(info) == 0, info.output()
         assert "wl_compositor" in info.output() and "xwayland_shell_v1" not in info.output()
+
+
+@pytest.mark.parametrize(("check", "error"), [("role", "already has"), ("serial0", "serial 0")])
+async def test_xwayland_shell_v1_protocol_errors_end_that_connection_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, check: str, error: str
+) -> None:
+    """A second xwayland_surface for one surface is the role error; the serial 0 is invalid_serial:
+    the stand-in's connection is ended with the error logged, and Wayland clients carry on."""
+    fake = tmp_path / "Xwayland"
+    script = Path(__file__).parent / "clients" / "fake_xwayland.py"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(session_module, "find_xwayland", lambda: str(fake))
+    monkeypatch.setenv("FAKE_XWAYLAND_CHECK", check)
+    caplog.set_level(logging.INFO, logger="wayray.wayland.server")
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn(*XWIN, "--title", "Never shown", name="xwin")  # (starts the stand-in)
+        await s.wait_for(
+            lambda: any(
+                "protocol error" in r.getMessage() and error in r.getMessage() for r in caplog.records
+            ),
+            f"the {check} error",
+        )
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it")
