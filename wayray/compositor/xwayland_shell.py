@@ -1,7 +1,7 @@
 """``xwayland_shell_v1``: how an Xwayland of 23.1 or later tells the WM which ``wl_surface`` is which
 X window (docs/xwayland.md §4).
 
-The global is offered to the session's Xwayland client only (``Global(visible_to=...)``: other
+The global is offered to the session's Xwayland client only (``global_filter.restrict``: other
 clients neither see nor bind it). ``get_xwayland_surface`` gives a surface the role
 ``xwayland_surface`` (the same role the X window takes once paired); ``set_serial`` is applied on the
 surface's next commit, and the X window whose ``WL_SURFACE_SERIAL`` client message carries the same
@@ -18,6 +18,7 @@ from typing import Protocol
 from pywayland.protocol.xwayland_shell_v1 import XwaylandShellV1, XwaylandSurfaceV1
 
 from wayray.compositor.surface import Role, Surface
+from wayray.wayland.global_filter import restrict
 from wayray.wayland.server import Client, Display, Global, NewId, ProtocolError, Resource
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,9 @@ class XwaylandShellHost(Protocol):
 
 def register(display: Display, host: XwaylandShellHost, is_xwayland: Callable[[Client], bool]) -> Global:
     """The global, seen by the clients ``is_xwayland`` accepts only."""
-    return Global(
-        display, XwaylandShellV1, VERSION, lambda new_id: XwaylandShell(new_id, host), visible_to=is_xwayland
-    )
+    glob = Global(display, XwaylandShellV1, VERSION, lambda new_id: XwaylandShell(new_id, host))
+    restrict(glob, is_xwayland)
+    return glob
 
 
 class XwaylandShell(Resource):

@@ -474,21 +474,10 @@ def _resource_destroyed(ptr: Any) -> None:
 
 
 class Global:
-    """A global the registry advertises; ``bind(new_id)`` creates the client's resource.
-
-    ``visible_to(client)``, when given, says which clients see it: the others find it neither in
-    their registry nor able to bind it (libwayland's global filter; binding it anyway is their
-    protocol error). ``xwayland_shell_v1`` is offered to Xwayland only this way.
-    """
+    """A global the registry advertises; ``bind(new_id)`` creates the client's resource."""
 
     def __init__(
-        self,
-        display: Display,
-        interface: type[Interface],
-        version: int,
-        bind: Callable[[NewId], Any],
-        *,
-        visible_to: Callable[[Client], bool] | None = None,
+        self, display: Display, interface: type[Interface], version: int, bind: Callable[[NewId], Any]
     ) -> None:
         table = InterfaceTable.of(interface)
         if version > table.version:
@@ -503,35 +492,15 @@ class Global:
         if self.ptr == ffi.NULL:
             raise MemoryError(f"wl_global_create failed for {table.name}")
         display._globals.append(self)
-        self.visible_to = visible_to
-        if visible_to is not None:
-            display._filter_global(self)
 
     def __repr__(self) -> str:
         return f"<global {self.name} v{self.version}>"
 
     def destroy(self) -> None:
         if self.ptr is not None:
-            self.display._filtered.pop(address(self.ptr), None)
             lib.wl_global_destroy(self.ptr)
             self.ptr = None
             self.display._globals.remove(self)
-
-
-@ffi.callback("_Bool(const struct wl_client *, const struct wl_global *, void *)")
-def _global_filter(c_client: Any, c_global: Any, data: Any) -> bool:
-    display: Display = ffi.from_handle(data)
-    glob = display._filtered.get(address(c_global))
-    if glob is None or glob.visible_to is None:
-        return True
-    client = display._clients.get(address(c_client))
-    if client is None:
-        return False
-    try:
-        return bool(glob.visible_to(client))
-    except Exception:
-        log.exception("compositor bug deciding whether %r sees %s", client, glob.name)
-        return False
 
 
 @ffi.callback("void(struct wl_client *, void *, uint32_t, uint32_t)")
@@ -556,8 +525,6 @@ class Display:
         self._foreign: dict[int, ForeignResource] = {}
         self._clients: dict[int, Client] = {}
         self._globals: list[Global] = []
-        self._filtered: dict[int, Global] = {}  # globals only some clients see, by wl_global address
-        self._filter_handle: Any = None
         self._event_loop = lib.wl_display_get_event_loop(self.ptr)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
@@ -566,13 +533,6 @@ class Display:
         self._client_created = _Listener(self._on_client_created, once=False)
         lib.wl_display_add_client_created_listener(self.ptr, self._client_created.c)
         self.client_listeners: list[Callable[[Client], None]] = []
-
-    def _filter_global(self, glob: Global) -> None:
-        """Let ``glob.visible_to`` decide who sees ``glob`` (the filter is installed with the first)."""
-        self._filtered[address(glob.ptr)] = glob
-        if self._filter_handle is None:
-            self._filter_handle = ffi.new_handle(self)
-            lib.wl_display_set_global_filter(self.ptr, _global_filter, self._filter_handle)
 
     # Clients and objects --------------------------------------------------------------------------
 
