@@ -7,6 +7,8 @@ keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a sc
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +17,9 @@ import numpy as np
 import pytest
 
 from tests.compositor.harness import DEADLINE, Client, Session, running_session
+from tests.ocr import shows
+from wayray.compositor import session as session_module
+from wayray.compositor import xselection
 from wayray.compositor.session import Axis, WindowInfo
 from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, KEY_LEFTCTRL, chord, click, type_text
 from wayray.compositor.titlebar import ACTIVE, HEIGHT
@@ -435,3 +440,350 @@ async def test_x_windows_follow_an_output_resize(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.1)
         assert dims and "800x600 pixels" in dims[0], f"Xwayland's root did not follow the output: {dims}"
+
+
+async def _xclip_bytes(s: Session, *args: str) -> bytes:
+    out = s.workdir / f"xclip-out-{len(s.clients)}.bin"
+    proc = await s.spawn("sh", "-c", f"xclip -o {' '.join(args)} > {out}", name="xclip-out")
+    assert await s.wait_exit(proc) == 0, proc.output()
+    return out.read_bytes()
+
+
+@pytest.mark.skipif(
+    shutil.which("xclip") is None or shutil.which("wl-copy") is None, reason="xclip, wl-copy"
+)
+async def test_a_wayland_selection_larger_than_an_x_request_reaches_x_whole(tmp_path: Path) -> None:
+    """wl-copy offers 20 MiB, more than one X request may carry (16 MiB with BIG-REQUESTS): X clients
+    get it in INCR pieces (ICCCM 2.7.2), whole and in order."""
+    async with running_session(tmp_path, x11=True) as s:
+        text = b"".join(b"line %08d of a large Wayland selection\n" % i for i in range(520_000))
+        assert len(text) > 20 * 1024 * 1024
+        big = s.workdir / "big.txt"
+        big.write_bytes(text)
+        await s.spawn("sh", "-c", f"wl-copy < {big}", name="wl-copy")
+        await s.wait_for(
+            lambda: (
+                s.comp.core.clipboard.source is not None
+                and not isinstance(s.comp.core.clipboard.source, XSource)
+            ),
+            "wl-copy's selection",
+        )
+        got = await _xclip_bytes(s, "-selection", "clipboard")
+        assert len(got) == len(text) and got == text
+        # The transfer left nothing behind: a small one right after it still arrives in one piece.
+        s.comp.set_selection({"text/plain;charset=utf-8": b"small after large"})
+        assert await _xclip_out(s, "clipboard") == "small after large"
+
+
+@pytest.mark.skipif(
+    shutil.which("xclip") is None or shutil.which("wl-paste") is None, reason="xclip, wl-paste"
+)
+async def test_an_image_and_every_offered_type_go_between_x_and_wayland(tmp_path: Path) -> None:
+    async with running_session(tmp_path, x11=True) as s:
+        png = s.comp.screenshot_png()
+        html = b"<p>copied <b>rich</b> text</p>"
+        # Wayland -> X: a source offering a picture, HTML and text; X's TARGETS lists each of them.
+        s.comp.set_selection({"image/png": png, "text/html": html, "text/plain;charset=utf-8": b"plain"})
+        targets = (await _xclip_bytes(s, "-selection", "clipboard", "-t", "TARGETS")).decode().split()
+        for name in ("TARGETS", "TIMESTAMP", "image/png", "text/html", "UTF8_STRING", "STRING", "TEXT"):
+            assert name in targets, (name, targets)
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "image/png") == png
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "text/html") == html
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "UTF8_STRING") == b"plain"
+        # X -> Wayland: xclip offers a picture; wl-paste (a Wayland client) lists and reads it.
+        shot = s.workdir / "shot.png"
+        shot.write_bytes(png)
+        await s.spawn(
+            "xclip", "-selection", "clipboard", "-t", "image/png", "-i", str(shot), name="xclip-in"
+        )
+        await s.wait_for(
+            lambda: (
+                isinstance(s.comp.core.clipboard.source, XSource)
+                and "image/png" in (s.comp.selection_mime_types() or [])
+            ),
+            "X's picture offered to Wayland",
+        )
+        types = await s.spawn("wl-paste", "--list-types", name="wl-paste")
+        assert await s.wait_exit(types) == 0, types.output()
+        assert "image/png" in types.output().split(), types.output()
+        out = s.workdir / "pasted.png"
+        paste = await s.spawn("sh", "-c", f"wl-paste --type image/png > {out}", name="wl-paste")
+        assert await s.wait_exit(paste) == 0, paste.output()
+        assert out.read_bytes() == png
+
+
+XREQUEST = (sys.executable, str(Path(__file__).parent / "clients" / "xrequest.py"))
+
+
+async def test_an_x_client_that_stops_taking_a_large_selection_costs_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requestor that reads the INCR start and never asks for a piece: the transfer is dropped after
+    INCR_TIMEOUT (no descriptor or buffer kept), and other X clients paste meanwhile and after."""
+    monkeypatch.setattr(xselection, "INCR_TIMEOUT", 1.0)
+    async with running_session(tmp_path, x11=True) as s:
+        data = bytes(range(256)) * 8192  # 2 MiB: more than one piece
+        s.comp.set_selection({"application/octet-stream": data})
+        first = await s.spawn(*XREQUEST, "--target", "application/octet-stream", name="xrequest")
+        assert await s.wait_exit(first) == 0, first.output()
+        assert "type INCR" in first.output() and f"got {len(data)}" in first.output(), first.output()
+        assert s.comp.core.xwm is not None
+        bridge = s.comp.core.xwm.selections
+        fds = len(os.listdir("/proc/self/fd"))
+        hung = await s.spawn(*XREQUEST, "--target", "application/octet-stream", "--stall", name="xrequest")
+        await s.wait_for(lambda: "type INCR" in hung.output(), "the answer started as INCR")
+        assert bridge._answers, "no transfer in progress"
+        fine = await s.spawn(*XREQUEST, "--target", "application/octet-stream", name="xrequest")
+        assert await s.wait_exit(fine) == 0, fine.output()
+        assert f"got {len(data)}" in fine.output(), fine.output()
+        await s.wait_for(lambda: not bridge._answers, "the stalled transfer dropped")
+        assert hung.proc.returncode is None
+        assert len(os.listdir("/proc/self/fd")) <= fds, "the dropped transfer kept a descriptor"
+        assert await _xclip_bytes(s, "-selection", "clipboard", "-t", "application/octet-stream") == data
+
+
+XRESTACK = (sys.executable, str(Path(__file__).parent / "clients" / "xrestack.py"))
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_x_programs_restack_their_windows_and_the_pixels_show_it(tmp_path: Path) -> None:
+    """XRaiseWindow (xdotool windowraise), XLowerWindow and a restack relative to a sibling: the WM
+    honours them (the scene's order and the pixels where the windows overlap), without moving the
+    focus, and X's own stacking order (XQueryTree, what X programs see) agrees."""
+    async with running_session(tmp_path, x11=True) as s:
+        a_client, a = await _xwin(s, "A", "--size", "300x200")
+        b_client, b = await _xwin(s, "B", "--size", "300x200", "--color", "00FF00")
+        c_client, c = await _xwin(s, "C", "--size", "300x200", "--color", "0000FF")
+        wid = {
+            n: _lines(cl, "mapped")[0][0] for n, cl in (("A", a_client), ("B", b_client), ("C", c_client))
+        }
+        # A's top-left 32 px are its own; the next 32 px square is under B only; C covers the rest.
+        under_b = (a.rect.x + 40, a.rect.y + 40)
+
+        def order() -> list[str]:
+            return [w.title for w in s.comp.windows()]
+
+        def pixel(at: tuple[int, int]) -> int:
+            return int(s.pixels()[at[1], at[0]])
+
+        assert order() == ["A", "B", "C"] and pixel(under_b) == GREEN
+
+        async def restack(*args: str) -> None:
+            proc = await s.spawn(*XRESTACK, *args, name="xrestack")
+            assert await s.wait_exit(proc) == 0, proc.output()
+
+        async def x_order() -> list[str]:
+            tree = await s.spawn(sys.executable, "-c", QUERY_TREE, name="xquerytree")
+            assert await s.wait_exit(tree) == 0, tree.output()
+            ids = tree.output().split()
+            return [n for i in ids for n, w in wid.items() if w == i]
+
+        proc = await s.spawn("xdotool", "windowraise", wid["A"], name="xdotool")
+        assert await s.wait_exit(proc) == 0, proc.output()
+        await s.wait_for(lambda: order() == ["B", "C", "A"], "A raised by XRaiseWindow")
+        await s.wait_for(lambda: pixel(under_b) == RED, "A's pixels over B's")
+        assert [w.title for w in s.comp.windows() if w.focused] == ["C"], "a raise request took the focus"
+        assert await x_order() == ["B", "C", "A"]
+        await restack(wid["A"], "Below")
+        await s.wait_for(lambda: order() == ["A", "B", "C"], "A lowered by XLowerWindow")
+        await s.wait_for(lambda: pixel(under_b) == GREEN, "B's pixels over A's again")
+        # Above a sibling: A goes just above B, still under C.
+        await restack(wid["A"], "Above", wid["B"])
+        await s.wait_for(lambda: order() == ["B", "A", "C"], "A just above B")
+        await s.wait_for(lambda: pixel(under_b) == RED, "A's pixels over B's")
+        assert await x_order() == ["B", "A", "C"]
+        # TopIf: C is occluded by nobody, so it stays; B is occluded (by A), so it goes on top.
+        await restack(wid["C"], "TopIf")
+        await restack(wid["B"], "TopIf")
+        await s.wait_for(lambda: order() == ["A", "C", "B"], "B on top by TopIf, C left alone")
+        # Opposite: B covers others and nothing covers it, so it goes to the bottom.
+        await restack(wid["B"], "Opposite")
+        await s.wait_for(lambda: order() == ["B", "A", "C"], "B at the bottom by Opposite")
+        # BottomIf relative to a sibling: A covers nothing of C (it is under it) and stays; C covers
+        # part of B, so it goes to the bottom.
+        await restack(wid["A"], "BottomIf", wid["C"])
+        await restack(wid["C"], "BottomIf", wid["B"])
+        await s.wait_for(lambda: order() == ["C", "B", "A"], "C at the bottom, A left alone")
+        assert await x_order() == ["C", "B", "A"]
+        assert [w.title for w in s.comp.windows() if w.focused] == ["C"]
+
+
+QUERY_TREE = """
+import xcffib
+import xcffib.xproto
+conn = xcffib.connect()
+root = conn.get_setup().roots[0].root
+print(*conn.core.QueryTree(root).reply().children)
+"""
+
+
+KEY_F1, KEY_ESC = 59, 1
+
+
+async def _widget_factory(s: Session, backend: str = "x11") -> WindowInfo:
+    """gtk3-widget-factory forced onto X (or Wayland), its window drawn (at its minimum size, wider
+    than the output: its layout does not depend on the output)."""
+    await s.spawn("gtk3-widget-factory", env={"GDK_BACKEND": backend})
+    win = await s.wait_window(lambda w: w.title == "gtk3-widget-factory", "the GTK window on X")
+    r = win.rect
+
+    def drawn() -> bool:
+        body = s.pixels()[r.y : r.y2, r.x : r.x2]
+        return np.count_nonzero(body == 0xF6F5F4) > body.size // 4
+
+    await s.wait_for(drawn, "GTK's window background drawn")
+    return win
+
+
+async def _wait_shown(s: Session, phrase: str, box: tuple[int, int, int, int]) -> None:
+    """Until OCR reads ``phrase`` in ``box``. OCR runs in a thread: the compositor's loop must go on
+    (an Xwayland whose compositor stops reading for seconds dies: 'can't send file descriptor')."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DEADLINE
+    while not await asyncio.to_thread(shows, s.comp.screenshot_png(), phrase, box=box):
+        assert loop.time() < end, f"{phrase!r} never read in {box}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.skipif(shutil.which("gtk3-widget-factory") is None, reason="needs gtk-3-examples")
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs tesseract-ocr")
+@pytest.mark.parametrize("backend", ["x11", "wayland"])
+async def test_a_gtk_dialog_stays_drawn_over_its_parent_when_the_parent_is_clicked(
+    tmp_path: Path, backend: str
+) -> None:
+    """GTK's About dialog (F1; WM_TRANSIENT_FOR its window on X, xdg_toplevel.set_parent on Wayland)
+    opens over the window, and a click on the window (focusing it) leaves the dialog on top, readable:
+    a dialog hidden behind its window is lost to the user, and a modal one makes the program look
+    hung."""
+    async with running_session(tmp_path, x11=True) as s:
+        parent = await _widget_factory(s, backend)
+        await chord(s.comp, KEY_F1)
+        about = await s.wait_window(lambda w: w.title == "About GTK Widget Factory", "the About dialog")
+        r = about.rect
+        box = (r.x, r.y, r.x2, r.y2)
+        phrase = "Program to demonstrate GTK themes"
+        await _wait_shown(s, phrase, box)
+        assert [w.title for w in s.comp.windows()][-1] == "About GTK Widget Factory"
+        # A click on the window, away from the dialog.
+        at = (parent.rect.x + 60, parent.rect.y2 - 60)
+        assert not r.contains(*at)
+        await click(s.comp, *at)
+        await s.wait_window(lambda w: w.title == "gtk3-widget-factory" and w.focused, "the window focused")
+        assert [w.title for w in s.comp.windows()][-1] == "About GTK Widget Factory", "the dialog went under"
+        await _wait_shown(s, phrase, box)  # (the dialog drawn over its window)
+
+
+@pytest.mark.skipif(shutil.which("gtk3-widget-factory") is None, reason="needs gtk-3-examples")
+async def test_a_gtk_dialog_on_x_with_its_own_header_bar_moves_when_dragged(tmp_path: Path) -> None:
+    """GTK draws dialogs' title bars itself (client-side) and asks the WM to move the window when
+    its header bar is dragged (_NET_WM_MOVERESIZE): the dialog follows the pointer, X is told where
+    it is, and the program takes clicks afterwards (no button left held)."""
+    async with running_session(tmp_path, x11=True) as s:
+        parent = await _widget_factory(s)
+        ox, oy = parent.rect.x, parent.rect.y
+        await click(s.comp, ox + 803, oy + 26)  # the "Page 3" tab
+        await asyncio.sleep(0.5)  # (GTK's page transition)
+        await click(s.comp, ox + 803, oy + 83)  # its gear button: a "Settings" dialog
+        dialog = await s.wait_window(lambda w: w.title == "Settings", "the Settings dialog")
+        xwin = next(w for w in s.comp.core.wm.windows if w.title == "Settings")
+        assert not xwin.server_decorated, "GTK draws this dialog's header bar"
+        assert [w.title for w in s.comp.windows()][-1] == "Settings"
+        r = dialog.rect
+        start = (r.x + 60, r.y + 20)  # on its header bar, away from the title and the close button
+        s.comp.pointer_motion(*start)
+        s.comp.pointer_button(BTN_LEFT, True)
+        for i in range(1, 21):
+            s.comp.pointer_motion(start[0] - 8 * i, start[1] + 5 * i)
+            await asyncio.sleep(0.02)
+        await s.wait_for(lambda: s.comp.core.seat.grab.name == "MOVE", "the WM moving the dialog")
+        s.comp.pointer_motion(start[0] - 160, start[1] + 100)
+        s.comp.pointer_button(BTN_LEFT, False)
+        moved = await s.wait_window(
+            lambda w: w.title == "Settings" and (w.rect.x, w.rect.y) != (r.x, r.y), "the dialog moved"
+        )
+        assert abs(moved.rect.x - (r.x - 160)) <= 8 and abs(moved.rect.y - (r.y + 100)) <= 8, moved.rect
+        await s.wait_for(lambda: (xwin.toplevel.x, xwin.toplevel.y) == (moved.rect.x, moved.rect.y),
+                         "X told where the dialog is")  # fmt: skip
+        # The program still takes clicks: its window comes to the front ... under its dialog.
+        await click(s.comp, parent.rect.x + 60, parent.rect.y2 - 60)
+        await s.wait_window(lambda w: w.title == "gtk3-widget-factory" and w.focused, "the window focused")
+        assert [w.title for w in s.comp.windows()][-1] == "Settings"
+
+
+@pytest.mark.parametrize(("direction", "moved", "grown"), [(8, (-40, 30), (0, 0)), (4, (0, 0), (50, 40))])
+async def test_an_x_program_moves_or_resizes_its_window_through_net_wm_moveresize(
+    tmp_path: Path, direction: int, moved: tuple[int, int], grown: tuple[int, int]
+) -> None:
+    """_NET_WM_MOVERESIZE (8: move, 4: the bottom-right corner) on a button press: the window follows
+    the pointer while the button is held, and X hears the new place or size."""
+    async with running_session(tmp_path, x11=True) as s:
+        client, win = await _xwin(s, "Dragged", "--size", "300x200", "--moveresize", str(direction))
+        r = win.rect
+        start = (r.x + 100, r.y + 100)
+        s.comp.pointer_motion(*start)
+        s.comp.pointer_button(BTN_LEFT, True)
+        await s.wait_for(lambda: s.comp.core.seat.grab.name in ("MOVE", "RESIZE"), "the WM's grab")
+        dx, dy = moved if direction == 8 else grown
+        s.comp.pointer_motion(start[0] + dx, start[1] + dy)
+        s.comp.pointer_button(BTN_LEFT, False)
+        want = (r.x + moved[0], r.y + moved[1], r.width + grown[0], r.height + grown[1])
+        await s.wait_window(
+            lambda w: w.title == "Dragged" and (w.rect.x, w.rect.y, w.rect.width, w.rect.height) == want,
+            f"the window at {want}",
+        )
+        await s.wait_for(
+            lambda: [str(want[2]), str(want[3]), str(want[0]), str(want[1])] in
+            [c[1:] for c in _lines(client, "configure")],
+            "X told the new place and size",
+        )  # fmt: skip
+
+
+MAGENTA = 0xFF00FF
+
+
+async def test_xwayland_shell_v1_pairs_x_windows_by_serial_and_only_xwayland_sees_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protocol level (Debian 12's Xwayland does not speak xwayland_shell_v1): a stand-in started in
+    Xwayland's place (clients/fake_xwayland.py) binds the global on Xwayland's connection and pairs
+    each X window with a magenta surface of its own by serial. The windows show magenta where the WM
+    put them, whichever of the serial's commit and its WL_SURFACE_SERIAL came first; an ordinary
+    client does not see the global."""
+    fake = tmp_path / "Xwayland"
+    script = Path(__file__).parent / "clients" / "fake_xwayland.py"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(session_module, "find_xwayland", lambda: str(fake))
+    async with running_session(tmp_path, x11=True) as s:
+        for title, size in (("First", "200x150"), ("Second", "240x120")):
+            _, win = await _xwin(s, title, "--size", size)  # (each on top when it comes)
+            await s.wait_for(lambda w=win: _share(s.pixels(), w.rect, MAGENTA) > 0.99, f"{title} paired")
+        assert s.comp.core.xwayland is not None and s.comp.core.xwayland.binary == str(fake)
+        info = await s.spawn("wayland-info", name="wayland-info")
+        assert await s.wait_exit(info) == 0, info.output()
+        assert "wl_compositor" in info.output() and "xwayland_shell_v1" not in info.output()
+
+
+@pytest.mark.parametrize(("check", "error"), [("role", "already has"), ("serial0", "serial 0")])
+async def test_xwayland_shell_v1_protocol_errors_end_that_connection_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, check: str, error: str
+) -> None:
+    """A second xwayland_surface for one surface is the role error; the serial 0 is invalid_serial:
+    the stand-in's connection is ended with the error logged, and Wayland clients carry on."""
+    fake = tmp_path / "Xwayland"
+    script = Path(__file__).parent / "clients" / "fake_xwayland.py"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(session_module, "find_xwayland", lambda: str(fake))
+    monkeypatch.setenv("FAKE_XWAYLAND_CHECK", check)
+    caplog.set_level(logging.INFO, logger="wayray.wayland.server")
+    async with running_session(tmp_path, x11=True) as s:
+        await s.spawn(*XWIN, "--title", "Never shown", name="xwin")  # (starts the stand-in)
+        await s.wait_for(
+            lambda: any(
+                "protocol error" in r.getMessage() and error in r.getMessage() for r in caplog.records
+            ),
+            f"the {check} error",
+        )
+        await s.spawn(*FOOT)
+        await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it")

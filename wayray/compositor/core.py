@@ -32,6 +32,7 @@ from pywayland.protocol.xdg_output_unstable_v1 import ZxdgOutputManagerV1
 from pywayland.protocol.xdg_shell import XdgWmBase
 
 from wayray.common import trace
+from wayray.compositor import xwayland_shell
 from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import (
     DataDeviceManager,
@@ -59,6 +60,7 @@ from wayray.wayland.server import Client, Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
 
 if TYPE_CHECKING:
+    from wayray.compositor.stacking import StackRequest
     from wayray.compositor.xwm import Xwm
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ class Core:
         self._start = time.monotonic()
         self.xwayland: Xwayland | None = None  # the session's X display, if X11 is on
         self.xwm: Xwm | None = None  # while Xwayland runs
+        self.xwayland_shell: Global | None = None  # offered once Xwayland is started, to it only
 
     def create_globals(self) -> None:
         d = self.display
@@ -258,10 +261,33 @@ class Core:
     def activate_requested(self, toplevel: ManagedToplevel) -> None:
         self.wm.activate_requested(toplevel)
 
+    def restack_requested(
+        self, toplevel: ManagedToplevel, how: StackRequest, sibling: ManagedToplevel | None
+    ) -> None:
+        if self.wm.restack_requested(toplevel, how, sibling) and self.xwm is not None:
+            self.xwm.restack([w.toplevel for w in self.wm.stack])
+
     # XwaylandHost ---------------------------------------------------------------------------------
 
     def create_client(self, fd: int) -> Client:
+        if self.xwayland_shell is None:  # before Xwayland's first roundtrip; its filter admits it only
+            self.xwayland_shell = xwayland_shell.register(self.display, self, self._is_xwayland)
         return self.display.create_client(fd)
+
+    def _is_xwayland(self, client: Client) -> bool:
+        return self.xwayland is not None and client is self.xwayland.client
+
+    # XwaylandShellHost ----------------------------------------------------------------------------
+
+    def xwayland_surface_serial(self, surface: Surface, serial: int) -> None:
+        if self.xwm is not None:
+            self.xwm.surface_serial(surface, serial)
+        else:
+            log.debug("xwayland_shell_v1 serial %d with no X window manager running", serial)
+
+    def xwayland_surface_gone(self, surface: Surface) -> None:
+        if self.xwm is not None:
+            self.xwm.serial_surface_gone(surface)
 
     def xwayland_ready(self, wm_socket: socket.socket, client: Client) -> None:
         # Imported here: xcffib loads libxcb, which a session without X11 does not need.
@@ -269,6 +295,9 @@ class Core:
 
         self.xwm = Xwm(self, wm_socket, client)
         self.scene.overlays = self.xwm.unmanaged  # type: ignore[assignment]
+
+    def button_press_serial(self, client: Client) -> int:
+        return self.seat.press_serials.get(client, -1)
 
     def xwayland_gone(self) -> None:
         if self.xwm is not None:

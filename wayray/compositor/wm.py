@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from wayray.compositor.geometry import Rect
 from wayray.compositor.seat import GrabKind, PointerGrab
+from wayray.compositor.stacking import StackRequest, keep_transients_above, restacked
 from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.window import ManagedToplevel, Window, WmDelegate
 
@@ -273,17 +274,29 @@ class FloatingWM:
         self.host.update_keyboard_focus()
 
     def raise_(self, window: Window) -> None:
-        if window in self.stack and self.stack[-1] is not window:
-            self.stack.remove(window)
-            self.stack.append(window)
-            window.toplevel.raised()
+        """To the top, with its dialogs still above it (stacking.py)."""
+        if window not in self.stack:
+            return
+        before = list(self.stack)
+        self.stack.remove(window)
+        self.stack.append(window)
+        keep_transients_above(self.stack, self._parent_window)
+        if self.stack != before:
+            for w in self.stack[self.stack.index(window) :]:
+                w.toplevel.raised()
             self.host.scene_changed()
 
     def lower(self, window: Window) -> None:
+        """To the bottom, its dialogs still above it (stacking.py)."""
         if window in self.stack and self.stack[0] is not window:
             self.stack.remove(window)
             self.stack.insert(0, window)
+            keep_transients_above(self.stack, self._parent_window)
             self.host.scene_changed()
+
+    def _parent_window(self, window: Window) -> Window | None:
+        parent = window.toplevel.parent
+        return self._windows.get(parent) if parent is not None else None
 
     def _focus_next(self) -> None:
         for w in self.mru:
@@ -594,3 +607,25 @@ class FloatingWM:
                 w.x = max(area.x, min(w.x, area.x2 - min(g.width, area.width)))
                 w.y = max(area.y + w.title_height, min(w.y, area.y2 - min(g.height, area.height)))
         self.host.scene_changed()
+
+    # Restacking asked by applications (X programs' ConfigureRequest with a stack mode) --------------
+
+    def restack_requested(
+        self, toplevel: ManagedToplevel, how: StackRequest, sibling: ManagedToplevel | None = None
+    ) -> bool:
+        """Put the window where it asks among the windows shown (stacking.py), the focus untouched.
+        True when the stack changed."""
+        window = self._windows.get(toplevel)
+        sib = self._windows.get(sibling) if sibling is not None else None
+        if window is None or (sibling is not None and sib is None):
+            return False
+        order = restacked(self.stack, window, how, sib, lambda a, b: not a.frame.intersect(b.frame).empty)
+        if order is None:
+            return False
+        before = list(self.stack)
+        self.stack[:] = order
+        keep_transients_above(self.stack, self._parent_window)  # (a dialog asking to go under stays)
+        if self.stack == before:
+            return False
+        self.host.scene_changed()
+        return True

@@ -24,14 +24,15 @@ import xcffib.xfixes
 import xcffib.xproto as xp
 
 from wayray.compositor.geometry import Rect
-from wayray.compositor.surface import Role, Surface
+from wayray.compositor.stacking import StackRequest
+from wayray.compositor.surface import Surface
 from wayray.compositor.titlebar import HEIGHT as TITLE_HEIGHT
 from wayray.compositor.xdg_shell import ToplevelConfigure
-from wayray.compositor.xprops import MAX_SIZE, PropertyReader
+from wayray.compositor.xprops import PropertyReader
 from wayray.compositor.xselection import SelectionBridge, SelectionHost
+from wayray.compositor.xwindow import XWindow, clamp_size
 
 if TYPE_CHECKING:
-    from wayray.compositor.xdg_popup import PopupRole
     from wayray.wayland.server import Client
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,24 @@ ATOMS = (
     "_NET_WM_STATE_FULLSCREEN",
     "_NET_WM_PID",
     "_NET_WM_WINDOW_TYPE",
+    "_NET_WM_MOVERESIZE",
     "_MOTIF_WM_HINTS",
     "_GTK_FRAME_EXTENTS",
     "WM_S0",
 )
 NORMAL_STATE, WITHDRAWN_STATE, ICONIC_STATE = 1, 0, 3
 NET_WM_STATE_REMOVE, NET_WM_STATE_ADD, NET_WM_STATE_TOGGLE = 0, 1, 2
-NO_CONFIGURE = ToplevelConfigure(0, 0, False, False, False, False)
+#: _NET_WM_MOVERESIZE's directions (EWMH) as the WM's resize edges (top 1, bottom 2, left 4, right 8);
+#: 8 is a move, 9 and 10 the keyboard's (not offered), 11 a cancel.
+MOVERESIZE_EDGES = {0: 5, 1: 1, 2: 9, 3: 8, 4: 10, 5: 2, 6: 6, 7: 4}
+MOVERESIZE_MOVE = 8
+STACK_MODES = {
+    xp.StackMode.Above: StackRequest.ABOVE,
+    xp.StackMode.Below: StackRequest.BELOW,
+    xp.StackMode.TopIf: StackRequest.TOP_IF,
+    xp.StackMode.BottomIf: StackRequest.BOTTOM_IF,
+    xp.StackMode.Opposite: StackRequest.OPPOSITE,
+}
 
 
 class XwmHost(SelectionHost, Protocol):
@@ -93,127 +105,15 @@ class XwmHost(SelectionHost, Protocol):
 
     def activate_requested(self, toplevel: XWindow) -> None: ...
 
+    def restack_requested(self, toplevel: XWindow, how: StackRequest, sibling: XWindow | None) -> None: ...
 
-class XWindow(Role):
-    """One X window: its X state and, once paired, its surface (whose role it is)."""
+    def move_requested(self, toplevel: XWindow, serial: int) -> None: ...
 
-    name = "xwayland_surface"
+    def resize_requested(self, toplevel: XWindow, serial: int, edges: int) -> None: ...
 
-    def __init__(self, xwm: Xwm, wid: int, rect: Rect, override_redirect: bool) -> None:
-        self.xwm = xwm
-        self.wid = wid
-        self.x, self.y = rect.x, rect.y  # where X has it (root = layout coordinates)
-        self.width, self.height = rect.width, rect.height
-        self.override_redirect = override_redirect
-        self.alive = True
-        self.title = ""
-        self.app_id = ""
-        self.pid = 0
-        self.protocols: set[int] = set()
-        self.transient_for: int | None = None
-        self.min_size = (0, 0)
-        self.max_size = (0, 0)
-        self.surface: Surface | None = None
-        self.x_mapped = False  # X says it is mapped
-        self.managed = False  # handed to the WM (between new_toplevel and toplevel_destroyed)
-        self.wm_mapped = False  # the WM shows it (mapped in X, paired, with content)
-        self.want = NO_CONFIGURE
-        self.acked_state: ToplevelConfigure | None = None
-        self.popups: list[PopupRole] = []
-        self._move_pending = False
-        self._wm_pos = (rect.x, rect.y)
-        #: The client draws its own frame (_MOTIF_WM_HINTS without decorations: GTK's CSD) ...
-        self.undecorated = False
-        #: WM_HINTS input: whether the WM sets X's focus on it (False: it takes the focus itself)
-        self.input_hint = True
-        self.asked_size: tuple[int, int] | None = None  # the last size the WM asked X for
-        #: ... with a shadow around it this wide (_GTK_FRAME_EXTENTS: left, right, top, bottom).
-        self.extents = (0, 0, 0, 0)
-
-    def __repr__(self) -> str:
-        return f"<X window 0x{self.wid:x} {self.title!r}>"
-
-    # wm.ManagedToplevel -----------------------------------------------------------------------
-
-    @property
-    def label(self) -> str:
-        return self.title or self.app_id or f"X window 0x{self.wid:x}"
-
-    @property
-    def parent(self) -> XWindow | None:
-        if self.transient_for is None:
-            return None
-        parent = self.xwm.windows.get(self.transient_for)
-        return parent if parent is not None and parent.managed and parent is not self else None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """The X window's size, or the one the WM asked for while X has not confirmed it yet."""
-        return self.asked_size if self.asked_size is not None else (self.width, self.height)
-
-    @property
-    def geometry(self) -> Rect:
-        left, right, top, bottom = self.extents
-        w, h = self.size
-        return Rect(left, top, max(1, w - left - right), max(1, h - top - bottom))
-
-    @property
-    def server_side_decorated(self) -> bool:
-        return not self.undecorated
-
-    @property
-    def redrawing(self) -> bool:
-        return False
-
-    def configure(self, want: ToplevelConfigure) -> None:
-        self.want = want
-        self.acked_state = want  # X has no acknowledgement: what was asked is what holds
-        left, right, top, bottom = self.extents
-        w = want.width + left + right if want.width else self.size[0]
-        h = want.height + top + bottom if want.height else self.size[1]
-        w, h = _clamp(w, h, self.min_size, self.max_size)
-        if (w, h) != self.size:
-            self.xwm.configure_window(self, size=(w, h))
-        self.xwm.set_net_wm_state(self, want)
-        if not want.activated and self.xwm.focused is self:
-            self.xwm.focus_window(None)  # the keyboard went to another (a Wayland) window
-
-    def moved(self, x: int, y: int) -> None:
-        self._wm_pos = (x - self.extents[0], y - self.extents[2])  # the X window's, shadow included
-        if not self._move_pending:
-            self._move_pending = True
-            self.xwm.host.loop.call_soon(self._send_move)
-
-    def _send_move(self) -> None:
-        self._move_pending = False
-        if self.alive and (self.x, self.y) != self._wm_pos:
-            self.xwm.configure_window(self, pos=self._wm_pos)
-
-    def send_close(self) -> None:
-        self.xwm.close_window(self)
-
-    def activated(self) -> None:
-        self.xwm.focus_window(self)
-
-    def raised(self) -> None:
-        self.xwm.raise_window(self)
-
-    # Role (of its wl_surface) -----------------------------------------------------------------
-
-    def committed(self) -> None:
-        self.xwm.surface_committed(self)
-
-    def surface_destroyed(self) -> None:
-        self.xwm.surface_gone(self)
-
-
-def _clamp(w: int, h: int, mn: tuple[int, int], mx: tuple[int, int]) -> tuple[int, int]:
-    w, h = max(w, mn[0], 1), max(h, mn[1], 1)
-    if mx[0]:
-        w = min(w, mx[0])
-    if mx[1]:
-        h = min(h, mx[1])
-    return min(w, MAX_SIZE), min(h, MAX_SIZE)
+    def button_press_serial(self, client: Client) -> int:
+        """The serial of the last button press ``client`` was sent (-1: none): what a move or resize
+        request must name while the button is held."""
 
 
 class Xwm:
@@ -227,6 +127,10 @@ class Xwm:
         self.windows: dict[int, XWindow] = {}
         self.unmanaged: list[XWindow] = []  # mapped override-redirect windows, bottom to top
         self._waiting_surface: dict[int, XWindow] = {}  # wl_surface id -> window (id not seen yet)
+        # xwayland_shell_v1: WL_SURFACE_SERIAL messages whose surface has not committed the serial yet,
+        # and surfaces that committed a serial no window named yet.
+        self._serial_windows: dict[int, XWindow] = {}
+        self._serial_surfaces: dict[int, Surface] = {}
         self.closed = False
         self.focused: XWindow | None = None  # the X window with X's input focus
         screen = self.conn.get_setup().roots[0]
@@ -235,7 +139,9 @@ class Xwm:
         self.atoms = {name: c.reply().atom for name, c in cookies.items()}
         self.props = PropertyReader(self.core, self.atoms)
         self._become_wm(screen)
-        self.selections = SelectionBridge(self.conn, self.core, self.root, screen.root_visual, host)
+        self.selections = SelectionBridge(
+            self.conn, self.core, self.root, screen.root_visual, host, watched=self.windows.__contains__
+        )
         # Owning WM_S0 says a window manager runs (ICCCM 2.8); Xwayland accepts X clients only then,
         # so everything the WM must hear about is selected before.
         self.core.SetSelectionOwner(self._check_window, self.atoms["WM_S0"], xp.Time.CurrentTime)
@@ -276,6 +182,7 @@ class Xwm:
                 "_NET_WM_STATE_MAXIMIZED_HORZ",
                 "_NET_WM_STATE_FULLSCREEN",
                 "_NET_SUPPORTING_WM_CHECK",
+                "_NET_WM_MOVERESIZE",
             )
         ]
         core.ChangeProperty(
@@ -339,6 +246,7 @@ class Xwm:
         self.core.ChangeWindowAttributes(ev.window, xp.CW.EventMask, [mask])
 
     def _on_destroy(self, ev: xp.DestroyNotifyEvent) -> None:
+        self.selections.window_destroyed(ev.window)
         win = self.windows.get(ev.window)
         if win is not None:
             self._destroyed(win)
@@ -352,6 +260,9 @@ class Xwm:
         for sid, w in list(self._waiting_surface.items()):
             if w is win:
                 del self._waiting_surface[sid]
+        for serial, w in list(self._serial_windows.items()):
+            if w is win:
+                del self._serial_windows[serial]
         if win.surface is not None:
             win.surface.clear_role(win)
             win.surface = None
@@ -372,7 +283,7 @@ class Xwm:
         title = 0 if win.undecorated else TITLE_HEIGHT
         w, h = min(win.width, max(1, area.width)), min(win.height, max(1, area.height - title))
         if (w, h) != (win.width, win.height):
-            self.configure_window(win, size=_clamp(w, h, win.min_size, win.max_size))
+            self.configure_window(win, size=clamp_size(w, h, win.min_size, win.max_size))
         self._set_wm_state(win, NORMAL_STATE)
         self.core.MapWindow(win.wid)
 
@@ -409,7 +320,7 @@ class Xwm:
         m = ev.value_mask
         w = ev.width if m & xp.ConfigWindow.Width else win.size[0]
         h = ev.height if m & xp.ConfigWindow.Height else win.size[1]
-        w, h = _clamp(w, h, win.min_size, win.max_size)
+        w, h = clamp_size(w, h, win.min_size, win.max_size)
         area = self.host.usable_area()
         w, h = min(w, max(area.width, 1)), min(h, max(area.height, 1))
         if win.wm_mapped:
@@ -419,6 +330,12 @@ class Xwm:
         # Answered in any case (ICCCM 4.1.5): with a real ConfigureNotify if anything changes, else
         # the client hears it through the synthetic one configure_window sends.
         self.configure_window(win, pos=pos, size=(w, h), always_notify=True)
+        if m & xp.ConfigWindow.StackMode and win.wm_mapped and ev.stack_mode in STACK_MODES:
+            # XRaiseWindow, XLowerWindow, XRestackWindows: the WM decides (wm.restack_requested).
+            sibling = self.windows.get(ev.sibling) if m & xp.ConfigWindow.Sibling else None
+            if sibling is None and m & xp.ConfigWindow.Sibling:
+                return  # relative to a window the WM does not manage (X checked it is a sibling)
+            self.host.restack_requested(win, STACK_MODES[ev.stack_mode], sibling)
 
     def _on_configure_notify(self, ev: xp.ConfigureNotifyEvent) -> None:
         win = self.windows.get(ev.window)
@@ -434,6 +351,8 @@ class Xwm:
     def _on_property(self, ev: xp.PropertyNotifyEvent) -> None:
         if ev.window == self.selections.wid:
             self.selections.property_changed(ev)
+            return
+        if self.selections.requestor_property(ev):  # an X client taking a selection in INCR pieces
             return
         win = self.windows.get(ev.window)
         if win is None or ev.state != xp.Property.NewValue:
@@ -458,12 +377,28 @@ class Xwm:
         data = ev.data.data32
         if ev.type == a["WL_SURFACE_ID"]:
             self._pair(win, data[0])
+        elif ev.type == a["WL_SURFACE_SERIAL"]:
+            self._pair_serial(win, data[0] | data[1] << 32)
         elif ev.type == a["_NET_WM_STATE"] and win.managed:
             self._net_wm_state_request(win, data[0], (data[1], data[2]))
         elif ev.type == a["WM_CHANGE_STATE"] and win.managed and data[0] == ICONIC_STATE:
             self.host.minimize_requested(win)  # ICCCM 4.1.4: iconify
         elif ev.type == a["_NET_ACTIVE_WINDOW"] and win.managed:
             self.host.activate_requested(win)  # EWMH: a program presenting its window, or a pager
+        elif ev.type == a["_NET_WM_MOVERESIZE"] and win.managed:
+            self._moveresize(win, data[2])
+
+    def _moveresize(self, win: XWindow, direction: int) -> None:
+        """EWMH _NET_WM_MOVERESIZE: a program drawing its own title bar and borders (GTK's header
+        bars) asks the WM to move or resize the window while the pointer button is held. Started
+        only if a button is still held on the Xwayland client (the WM checks the press serial)."""
+        serial = self.host.button_press_serial(self.client)
+        if direction == MOVERESIZE_MOVE:
+            self.host.move_requested(win, serial)
+        elif direction in MOVERESIZE_EDGES:
+            self.host.resize_requested(win, serial, MOVERESIZE_EDGES[direction])
+        else:
+            log.debug("_NET_WM_MOVERESIZE direction %d (keyboard or cancel) not taken", direction)
 
     def _net_wm_state_request(self, win: XWindow, action: int, props: tuple[int, int]) -> None:
         a = self.atoms
@@ -483,6 +418,31 @@ class Xwm:
             self._attach(win, obj)
         else:
             self._waiting_surface[surface_id] = win  # the surface's creation has not reached us yet
+
+    def _pair_serial(self, win: XWindow, serial: int) -> None:
+        """WL_SURFACE_SERIAL (xwayland_shell_v1): the window's surface is the one committing ``serial``."""
+        surface = self._serial_surfaces.pop(serial, None)
+        if surface is not None and surface.alive:
+            self._attach(win, surface)
+            return
+        for old, w in list(self._serial_windows.items()):
+            if w is win:  # a window remapped gets a new serial: the old one will not come
+                del self._serial_windows[old]
+        self._serial_windows[serial] = win
+
+    def surface_serial(self, surface: Surface, serial: int) -> None:
+        """Xwayland's ``surface`` committed ``serial`` (xwayland_shell_v1): pair it, or keep it until
+        its window's WL_SURFACE_SERIAL comes."""
+        win = self._serial_windows.pop(serial, None)
+        if win is not None and win.alive:
+            self._attach(win, surface)
+        else:
+            self._serial_surfaces[serial] = surface
+
+    def serial_surface_gone(self, surface: Surface) -> None:
+        for serial, s in list(self._serial_surfaces.items()):
+            if s is surface:
+                del self._serial_surfaces[serial]
 
     def surface_created(self, surface: Surface) -> None:
         """Xwayland created ``surface``: pair it if its window named it already."""
@@ -616,6 +576,24 @@ class Xwm:
         if self.closed or not win.alive:
             return
         self.core.ConfigureWindow(win.wid, xp.ConfigWindow.StackMode, [xp.StackMode.Above])
+        self.flush()
+
+    def restack(self, order: list[object]) -> None:
+        """Make X's stacking of the managed windows the WM's (``order``: bottom to top, any toplevels),
+        each just above the one below it: X programs read it (XQueryTree, pointer grabs, drag and
+        drop). Windows the WM does not show and override-redirect ones keep their places."""
+        if self.closed:
+            return
+        below: XWindow | None = None
+        cw = xp.ConfigWindow
+        for win in order:
+            if not isinstance(win, XWindow) or not win.alive:
+                continue
+            if below is not None:
+                self.core.ConfigureWindow(
+                    win.wid, cw.Sibling | cw.StackMode, [below.wid, xp.StackMode.Above]
+                )
+            below = win
         self.flush()
 
 

@@ -50,6 +50,10 @@ uint32_t wl_display_next_serial(struct wl_display *display);
 void wl_display_add_client_created_listener(struct wl_display *display, struct wl_listener *listener);
 int wl_display_init_shm(struct wl_display *display);
 uint32_t *wl_display_add_shm_format(struct wl_display *display, uint32_t format);
+typedef _Bool (*wl_display_global_filter_func_t)(const struct wl_client *client,
+                                                 const struct wl_global *global, void *data);
+void wl_display_set_global_filter(struct wl_display *display, wl_display_global_filter_func_t filter,
+                                  void *data);
 
 int wl_event_loop_dispatch(struct wl_event_loop *loop, int timeout);
 void wl_event_loop_dispatch_idle(struct wl_event_loop *loop);

@@ -9,7 +9,7 @@ second window transient for it ("T dialog", half its size, blue); ``--override-r
 unmanaged window (a menu) at X,Y instead. Once mapped it asks for each ``--request`` size in turn
 (ConfigureWindow, as a program resizing itself would). It prints one line per event the tests read:
 ``mapped WID``, ``configure WID W H X Y``, ``button WID X Y``, ``key WID CODE``, ``delete WID`` (then
-exits 0).
+exits 0). ``--moveresize DIR`` asks the WM to move (8) or resize (0-7) the window on a button press.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class XClient:
         self.screen = self.conn.get_setup().roots[0]
         names = ("WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_PID", "UTF8_STRING", "_NET_WM_NAME",
                  "_NET_WM_STATE", "_NET_WM_STATE_FULLSCREEN", "_NET_WM_STATE_MAXIMIZED_VERT",
-                 "_NET_WM_STATE_MAXIMIZED_HORZ", "WM_TAKE_FOCUS")  # fmt: skip
+                 "_NET_WM_STATE_MAXIMIZED_HORZ", "WM_TAKE_FOCUS", "_NET_WM_MOVERESIZE")  # fmt: skip
         self.atoms = {n: self.core.InternAtom(False, len(n), n).reply().atom for n in names}
         self.windows: dict[int, int] = {}  # wid -> colour
 
@@ -126,6 +126,8 @@ class XClient:
                     self.next_request()
             elif isinstance(ev, xp.ButtonPressEvent):
                 say("button", ev.event, ev.event_x, ev.event_y, ev.detail)
+                if self.args.moveresize is not None and ev.event == self.main:
+                    self.moveresize(ev)
             elif isinstance(ev, xp.KeyPressEvent):
                 say("key", ev.event, ev.detail)
             elif isinstance(ev, xp.ClientMessageEvent) and ev.type == self.atoms["WM_PROTOCOLS"]:
@@ -170,6 +172,17 @@ class XClient:
         if args.state:
             self.ask_state(args.state)
 
+    def moveresize(self, press: xp.ButtonPressEvent) -> None:
+        """Ask the WM to move or resize the window with the held button, as GTK's header bars do
+        (EWMH _NET_WM_MOVERESIZE: the client gives up its pointer grab first)."""
+        self.core.UngrabPointer(press.time)
+        values = [press.root_x, press.root_y, self.args.moveresize, press.detail, 1]
+        data = xp.ClientMessageData.synthetic(values, "I" * 5)
+        ev = xp.ClientMessageEvent.synthetic(32, self.main, self.atoms["_NET_WM_MOVERESIZE"], data)
+        mask = xp.EventMask.SubstructureRedirect | xp.EventMask.SubstructureNotify
+        self.core.SendEvent(False, self.screen.root, mask, ev.pack())
+        say("moveresize", self.main, self.args.moveresize)
+
     def ask_state(self, state: str) -> None:
         """Ask the WM for fullscreen or maximized, as EWMH says (a client message to the root)."""
         a = self.atoms
@@ -202,6 +215,7 @@ def main() -> int:
     p.add_argument("--never-map", action="store_true", help="create the window, never map it")
     p.add_argument("--state", choices=("fullscreen", "maximized"), help="ask for it once mapped")
     p.add_argument("--take-focus", action="store_true", help="WM_HINTS input False, WM_TAKE_FOCUS")
+    p.add_argument("--moveresize", type=int, help="on a button press, _NET_WM_MOVERESIZE this direction")
     try:
         return XClient(p.parse_args()).run()
     except xcffib.ConnectionException:
