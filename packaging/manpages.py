@@ -261,7 +261,7 @@ _FILE_HELP = {
     "/etc/pam.d/wayray-greeter": "PAM service of login screens.",
     "/run/wayray/wrsessd.sock": "The launcher's socket (socket-activated).",
     "/run/wayray/usb-attach.sock": "The USB attach helper's socket (socket-activated; wrsrvd's user only).",
-    "/sys/devices/platform/vhci_hcd.0/": "The kernel's USB/IP host controller: its ports, attach and detach.",
+    "/sys/devices/platform/vhci_hcd.0/": "USB/IP host controller: ports, attach, detach.",
     "/run/wayray/sessd/": "Records of running sessions, for re-adoption after a restart.",
     "/etc/wayray/*.toml": "The configuration (the administrator's layer).",
     "/etc/wayray/*.toml.d/*.toml": "Drop-ins, applied in name order.",

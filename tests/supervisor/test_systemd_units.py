@@ -102,7 +102,12 @@ def test_verify_prints_nothing_for_every_kind_of_generated_drop_in(tmp_path: Pat
     assert usb[-2:] == ["ListenStream=", "ListenStream=/run/wr/usb-attach.sock"]
     stub_exec_paths(out)
     res = verify(
-        out, "wrsrvd@web.service", "wrsrvd@lab.service", "wrsessd.socket", "wrusbattach.socket", "wayray.target"
+        out,
+        "wrsrvd@web.service",
+        "wrsrvd@lab.service",
+        "wrsessd.socket",
+        "wrusbattach.socket",
+        "wayray.target",
     )
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
@@ -134,8 +139,13 @@ def test_the_usb_attach_helper_is_root_without_privilege_and_only_wrsrvds_user_r
     stub_exec_paths(out)
     assert exposure(out, "wrusbattach.service") <= 1.5
     service = (out / "wrusbattach.service").read_text().splitlines()
-    for line in ("CapabilityBoundingSet=", "PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX",
-                 "ReadWritePaths=-/sys/devices/platform/vhci_hcd.0", "ProtectKernelTunables=yes"):  # fmt: skip
+    for line in (
+        "CapabilityBoundingSet=",
+        "PrivateNetwork=yes",
+        "RestrictAddressFamilies=AF_UNIX",
+        "ReadWritePaths=-/sys/devices/platform/vhci_hcd.0",
+        "ProtectKernelTunables=yes",
+    ):
         assert line in service, line
     assert not any(line.startswith("PrivateUsers=") for line in service)  # the peer's uid must be real
     socket = (out / "wrusbattach.socket").read_text().splitlines()
