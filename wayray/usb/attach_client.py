@@ -28,6 +28,11 @@ class AttachError(Exception):
 
 def _unreachable(path: Path, err: OSError) -> str:
     """Why the helper cannot be asked, said as what the operator should do about it."""
+    if err.errno in (errno.EACCES, errno.EPERM):  # a unit edited to another user: say so first
+        return (
+            f"this server's user may not connect to the attach helper at {path} ({err.strerror}): "
+            "wrusbattach.socket's SocketUser= must be the user wrsrvd runs as"
+        )
     if not sys.platform.startswith("linux"):
         return "this host's kernel has no USB/IP host controller (vhci_hcd is Linux's)"
     if not vhci.SYSFS.is_dir():
