@@ -36,6 +36,9 @@ class DeviceRelay:
         #: closes it once the helper has detached the port).
         self.owns_writer = True
         self.closed = False
+        #: The kiosk's bytes not passed on yet: only whole, checked messages reach the host (one
+        #: write per message rather than per QUIC packet, and never half a message the kernel reads).
+        self._held = bytearray()
 
     def from_host(self, data: bytes, end: bool = False) -> None:
         if self.closed:
@@ -62,8 +65,12 @@ class DeviceRelay:
         if end:
             self._fault("the kiosk ended the device's stream")
             return
-        if self.writer is not None and data:
-            self.writer.write(data)
+        self._held += data
+        whole = len(self._held) - self.returns.partial
+        if whole:
+            if self.writer is not None:
+                self.writer.write(bytes(self._held[:whole]))
+            del self._held[:whole]
 
     def close(self) -> None:
         self.closed = True
