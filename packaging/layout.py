@@ -51,7 +51,14 @@ DOCS = (
     "wm-protocol.md",
 )
 CONFIGS = ("servers.toml", "policies.toml", "usb.toml", "session.toml", "host.toml", "client.toml")
-UNITS = ("wrsrvd@.service", "wrsessd.service", "wrsessd.socket", "wayray.target")
+UNITS = (
+    "wrsrvd@.service",
+    "wrsessd.service",
+    "wrsessd.socket",
+    "wayray.target",
+    "wrusbattach.service",
+    "wrusbattach.socket",
+)
 
 #: Manual pages (generated: packaging/manpages.py), by section.
 MANPAGES = tuple(sorted(p.name for p in (REPO / "docs" / "man").glob("*.[158]")))

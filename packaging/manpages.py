@@ -160,6 +160,12 @@ COMMANDS = (
         see_also=("wayray-session.toml(5)", "foot(1)", "/usr/share/doc/wayray/wm-protocol.md"),
     ),
     Command(
+        "wrusbattach", 8, "WayRay USB attach helper: forwarded USB devices to vhci_hcd",
+        "wayray.usb.attach_helper:_parser",
+        files=("/run/wayray/usb-attach.sock", "/sys/devices/platform/vhci_hcd.0/"),
+        see_also=("wrsrvd(8)", "usbip(8)", "systemd.socket(5)", "/usr/share/doc/wayray/usb.md"),
+    ),
+    Command(
         "wayray-generator", 8, "systemd generator: the server instances /etc/wayray enables",
         files=("/etc/wayray/servers.toml", "/run/systemd/generator/wayray.target.wants/"),
         see_also=("systemd.generator(7)", "wradm(8)", "wayray-servers.toml(5)",
@@ -262,6 +268,8 @@ _FILE_HELP = {
     "/etc/pam.d/wayray": "PAM service of user logins.",
     "/etc/pam.d/wayray-greeter": "PAM service of login screens.",
     "/run/wayray/wrsessd.sock": "The launcher's socket (socket-activated).",
+    "/run/wayray/usb-attach.sock": "The USB attach helper's socket (socket-activated; wrsrvd's user only).",
+    "/sys/devices/platform/vhci_hcd.0/": "USB/IP host controller: ports, attach, detach.",
     "/run/wayray/sessd/": "Records of running sessions, for re-adoption after a restart.",
     "/etc/wayray/*.toml": "The configuration (the administrator's layer).",
     "/etc/wayray/*.toml.d/*.toml": "Drop-ins, applied in name order.",

@@ -62,6 +62,21 @@ with socket.socket(socket.AF_UNIX) as s:
 """
 
 
+#: What wrsrvd does with a device its rules allow (wayray.server.usb): its socket to the attach helper.
+ASK_ATTACH = """
+import asyncio, socket
+from pathlib import Path
+from wayray.usb.attach_client import AttachClient, AttachError
+async def main():
+    ours, theirs = socket.socketpair()
+    try:
+        print("port", await AttachClient(Path("/run/wayray/usb-attach.sock")).attach(theirs, 3, 0x10002))
+    except AttachError as err:
+        print("refused:", err)
+asyncio.run(main())
+"""
+
+
 REGISTRY_DUMP = """
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
@@ -298,7 +313,7 @@ def test_apt_installs_the_package_with_its_dependencies_and_nothing_listens(step
     )
     # Every command tells the package's version.
     version = app.run("dpkg-query", "-W", "-f", "${Version}", "wayray")
-    for command in ("wrsrvd", "wrclient", "wrsessd", "wrlogin", "wradm", "wayray-generator"):
+    for command in ("wrsrvd", "wrclient", "wrsessd", "wrlogin", "wradm", "wayray-generator", "wrusbattach"):
         assert app.run(f"/opt/wayray/bin/{command}", "--version") == f"{command} (WayRay) {version}\n"
 
 
@@ -316,6 +331,35 @@ def test_the_operator_enables_main_and_applies(step: Appliance) -> None:
     assert "serving on UDP port 7100" in journal, journal
     status = json.loads(app.run("wradm", "status", "--instance", "main", "--json"))
     assert status, status
+
+
+def test_the_usb_attach_helper_answers_wrsrvds_user_only(step: Appliance) -> None:
+    """wrusbattach.socket listens after the install, wrsrvd's user's alone (0600); asked as wrsrvd asks,
+    the socket-activated helper answers from its sandbox. This container's kernel has no vhci_hcd, so
+    the answer is that one, in the helper's words (its hint names Debian's kernels); wrsrvd's own
+    fallback for an unreachable helper does not say that."""
+    app = step
+    assert app.run("systemctl", "is-enabled", "wrusbattach.socket").strip() == "enabled"
+    assert app.run("systemctl", "is-active", "wrusbattach.socket").strip() == "active"
+    assert (
+        app.run("stat", "-c", "%F %U %G %a", "/run/wayray/usb-attach.sock").strip()
+        == "socket wayray wayray 600"
+    )
+    script = "/run/ask-attach.py"
+    app.box.run(["tee", script], input=ASK_ATTACH)
+    asked = app.run("runuser", "-u", "wayray", "--", "/opt/wayray/bin/python", script)
+    assert (
+        asked.startswith("refused: vhci_hcd is not loaded on this host") and "Debian's kernels" in asked
+    ), asked
+    journal = app.until(
+        lambda: "refused a request: vhci_hcd is not loaded" in (
+            j := app.run("journalctl", "-u", "wrusbattach.service", "--no-pager", "-o", "cat")
+        ) and j, "the helper's log line")  # fmt: skip
+    assert "answering wayray" in journal, journal
+    assert app.run("systemctl", "is-active", "wrusbattach.service").strip() == "active"
+    # Anyone else: the socket's mode keeps them out before the helper's own uid check.
+    other = app.box.run(["runuser", "-u", "nobody", "--", "/opt/wayray/bin/python", script], check=False)
+    assert "Permission denied" in other.stdout + other.stderr, other
 
 
 def test_a_user_badges_in_and_logs_in_through_the_greeter(step: Appliance) -> None:

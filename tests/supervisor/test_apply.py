@@ -109,6 +109,18 @@ def test_host_settings_restart_only_what_reads_them(tmp_path: Path) -> None:
     assert actions(root, "systemd") == ["systemctl daemon-reload", "systemctl restart wrsrvd@main.service"]
 
 
+def test_a_moved_runtime_directory_moves_the_usb_attach_helpers_socket_too(tmp_path: Path) -> None:
+    """wrsrvd asks the attach helper at <runtime_dir>/usb-attach.sock: apply moves the helper's socket
+    (a drop-in) and restarts it with the rest."""
+    root = copy_examples(tmp_path)
+    apply_and_reload(root)
+    write(root, {"etc/wayray/host.toml": '[host]\nruntime_dir = "/run/wr"\n'})
+    planned = actions(root, "systemd")
+    assert "systemctl restart wrusbattach.socket wrusbattach.service" in planned, planned
+    res = wradm("--root", root, "apply", "--target", "systemd", "--dry-run")
+    assert "ListenStream=/run/wr/usb-attach.sock" in res.stdout, res.stdout
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     root = copy_examples(tmp_path)
     before = snapshot(root)

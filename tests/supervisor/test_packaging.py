@@ -55,6 +55,8 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
         "wrsessd.service",
         "wrsessd.socket",
         "wrsrvd@.service",
+        "wrusbattach.service",
+        "wrusbattach.socket",
     ]
     for unit in units.iterdir():
         assert unit.read_bytes() == (REPO / "units" / unit.name).read_bytes()

@@ -67,6 +67,8 @@ def test_verify_prints_nothing_for_every_rendered_unit(tmp_path: Path) -> None:
         "wrsessd.service",
         "wrsrvd@main.service",
         "wrsrvd@lab.service",
+        "wrusbattach.socket",
+        "wrusbattach.service",
     ]
     res = verify(out, *units)
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
@@ -95,8 +97,18 @@ def test_verify_prints_nothing_for_every_kind_of_generated_drop_in(tmp_path: Pat
     ):
         assert line in conf.splitlines(), line
     assert "ListenStream=/run/wr/wrsessd.sock" in (out / "wrsessd.socket.d/50-wayray.conf").read_text()
+    # wrsrvd asks the USB attach helper at <runtime_dir>/usb-attach.sock: its socket follows.
+    usb = (out / "wrusbattach.socket.d/50-wayray.conf").read_text().splitlines()
+    assert usb[-2:] == ["ListenStream=", "ListenStream=/run/wr/usb-attach.sock"]
     stub_exec_paths(out)
-    res = verify(out, "wrsrvd@web.service", "wrsrvd@lab.service", "wrsessd.socket", "wayray.target")
+    res = verify(
+        out,
+        "wrsrvd@web.service",
+        "wrsrvd@lab.service",
+        "wrsessd.socket",
+        "wrusbattach.socket",
+        "wayray.target",
+    )
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
 
@@ -118,6 +130,29 @@ def test_the_server_unit_is_hardened_and_the_launcher_deliberately_is_not(tmp_pa
     assert exposure(out, "wrsessd.service") > 5.0
 
 
+def test_the_usb_attach_helper_is_root_without_privilege_and_only_wrsrvds_user_reaches_it(
+    tmp_path: Path,
+) -> None:
+    """wrusbattach is root only to own vhci_hcd's sysfs files: no capability, no network, one writable
+    directory; its socket is wrsrvd's user's alone (the login screen's user is in group wayray)."""
+    out = render(copy_examples(tmp_path / "root"), tmp_path / "units")
+    stub_exec_paths(out)
+    assert exposure(out, "wrusbattach.service") <= 1.5
+    service = (out / "wrusbattach.service").read_text().splitlines()
+    for line in (
+        "CapabilityBoundingSet=",
+        "PrivateNetwork=yes",
+        "RestrictAddressFamilies=AF_UNIX",
+        "ReadWritePaths=-/sys/devices/platform/vhci_hcd.0",
+        "ProtectKernelTunables=yes",
+    ):
+        assert line in service, line
+    assert not any(line.startswith("PrivateUsers=") for line in service)  # the peer's uid must be real
+    socket = (out / "wrusbattach.socket").read_text().splitlines()
+    for line in ("ListenStream=/run/wayray/usb-attach.sock", "SocketUser=wayray", "SocketMode=0600"):
+        assert line in socket, line
+
+
 def test_exec_paths_are_the_installed_console_scripts() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     seen = set()
@@ -129,4 +164,9 @@ def test_exec_paths_are_the_installed_console_scripts() -> None:
             assert path.startswith(INSTALL_BIN + "/"), f"{unit.name}: {path}"
             assert path.rsplit("/", 1)[1] in scripts, f"{unit.name}: {path} is not a console script"
             seen.add(path)
-    assert seen == {f"{INSTALL_BIN}/wradm", f"{INSTALL_BIN}/wrsrvd", f"{INSTALL_BIN}/wrsessd"}
+    assert seen == {
+        f"{INSTALL_BIN}/wradm",
+        f"{INSTALL_BIN}/wrsrvd",
+        f"{INSTALL_BIN}/wrsessd",
+        f"{INSTALL_BIN}/wrusbattach",
+    }

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -88,6 +90,7 @@ class UsbKiosk:
         token: str,
         name: str = "a",
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         root = inst.tmp / f"kiosk-{name}"
         (root / "etc" / "wayray").mkdir(parents=True)
@@ -96,7 +99,8 @@ class UsbKiosk:
         plugs = [a for p in plugged for a in ("--plug", p)]
         # wrclient's main() runs inside the testbed's process: its arguments follow the plugs.
         wrclient = [f"127.0.0.1:{inst.port}", "--fingerprint", fingerprint, "--headless", "--token", token,
-                    "--usb", "--root", str(root), "--access-key-file", str(inst.key), "-v"]  # fmt: skip
+                    "--usb", "--root", str(root), "--access-key-file", str(inst.key), "-v",
+                    *extra_args]  # fmt: skip
         argv = [sys.executable, "-m", "tests.usb.umockdev_kiosk", "--", *plugs, *wrclient]
         env = {k: v for k, v in inst.h.env.items() if not k.startswith(("WAYLAND_", "WAYRAY_"))}
         # Its own home: its own terminal identity (two kiosks are two machines).
@@ -375,3 +379,40 @@ def test_bulk_transfers_cross_the_tunnel_whole_and_in_order(tmp_path: Path) -> N
         kiosk.stop()
         print(f"--- kiosk ---\n{kiosk.log_text()}\n--- wrsrvd ---\n{server_log(inst)}")
         inst.stop()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("usbip") is None, reason="needs Debian's usbip (tools/apt-packages.txt)")
+def test_debians_usbip_lists_what_the_kiosk_would_offer_and_an_import_is_refused(inst: Instance) -> None:
+    """`wrclient --usb --usb-list-port PORT` answers USB/IP's device-list request as usbipd does, with
+    the devices its own rules allow, read from the (umockdev) devices themselves: Debian's `usbip list
+    -r` parses it. A USB/IP import is refused: devices go to the session, by the server's verdict."""
+    port = free_tcp_port()
+    kiosk = UsbKiosk(
+        inst, ("yubikey:2", "stick:3", "webcam:4"), "usb-list", extra_args=("--usb-list-port", str(port))
+    )
+    inst.kiosks.append(kiosk)  # type: ignore[attr-defined]
+    eventually(lambda: "answering usbip list -r" in kiosk.log_text(), "the kiosk's listing")
+
+    listed = subprocess.run(["usbip", "--tcp-port", str(port), "list", "-r", "127.0.0.1"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    out = listed.stdout
+    assert re.search(r"^\s+1-2: .*\(1050:0407\)$", out, re.M), out
+    assert re.search(r"^\s+1-3: .*\(0781:5581\)$", out, re.M), out
+    assert "046d:0825" not in out and "1-4:" not in out  # the webcam the kiosk's rules deny
+    # The YubiKey's three interfaces and the stick's one, as their descriptors give them.
+    for triple in ("(03/01/01)", "(03/00/00)", "(0b/00/00)", "(08/06/50)"):
+        assert triple in out, (triple, out)
+
+    # usbip attach needs vhci_hcd before it asks (none here): the import, as it would send it.
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(struct.pack(">HHI", 0x0111, 0x8003, 0) + b"1-2".ljust(32, b"\0"))
+        answer = s.recv(64)
+    assert struct.unpack(">HHI", answer[:8]) == (0x0111, 0x0003, 1)  # ST_NA, and no device record
+    eventually(lambda: "refused a usbip import of '1-2'" in kiosk.log_text(), "the kiosk's log line")

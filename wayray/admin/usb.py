@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             _shown(d.product or "-"),
             _shown(d.session or "-"),
             _shown(d.user or "(none)"),
-            _shown(d.state),
+            _shown(d.state) + (f" (vhci port {d.port})" if d.port is not None else ""),
             since(d.since),
             _shown(d.reason),
         ]

@@ -172,6 +172,13 @@ def parser() -> argparse.ArgumentParser:
         help="offer this machine's USB devices to the session, as its usb.toml allows "
         "(default: client.toml's usb, off)",
     )
+    p.add_argument(
+        "--usb-list-port",
+        type=int,
+        metavar="PORT",
+        help="diagnostics, with --usb: answer `usbip list -r 127.0.0.1 --tcp-port PORT` with the devices "
+        "this machine's usb.toml allows (on the loopback only; `usbip attach` is refused)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="debug logging (-vv: QUIC too)")
     add_version_option(p)
     return p
@@ -571,7 +578,11 @@ def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
     """The USB devices this machine offers, when forwarding is on: judged by its own usb.toml (whose
     errors stop wrclient here, like client.toml's); its badge reader is never offered."""
     if not (cfg.usb if args.usb is None else args.usb):
+        if args.usb_list_port is not None:
+            raise UsageError("--usb-list-port lists the devices USB forwarding would offer: it needs --usb")
         return None
+    if args.usb_list_port is not None and not 1 <= args.usb_list_port <= 65535:
+        raise UsageError(f"--usb-list-port {args.usb_list_port}: not a TCP port (1-65535)")
     result = load_report(args.root)
     errors = [d for d in result.errors if d.key.startswith("usb") or "usb.toml" in str(d.origin)]
     if errors:
@@ -582,7 +593,7 @@ def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
     def badge_reader(vendor: int, product: int) -> bool:
         return badge.vendor == vendor and badge.product in (None, product)
 
-    return KioskUsb(result.config.usb, excluded=badge_reader)
+    return KioskUsb(result.config.usb, excluded=badge_reader, list_port=args.usb_list_port)
 
 
 def _uses_audio(args: argparse.Namespace) -> bool:

@@ -330,9 +330,14 @@ class UsbDeviceRow(Fields):
     serial: str | None = field(WORD, "its serial number string")
     session: str | None = field(WORD, "the session the kiosk shows")
     user: str | None = field(WORD, "whose session; null: a login screen")
-    state: str = field(Text(32), "`attached`, or `refused` (the reason says why)", required=True)
+    state: str = field(
+        Text(32),
+        "`attached`, `attaching` (the attach helper is at work), or `refused` (the reason says why)",
+        required=True,
+    )
     reason: str = field(LINE, "the deciding rule, or what keeps it from being attached", required=True)
     since: float | None = field(SECONDS, "when it was last judged")
+    port: int | None = field(COUNT, "the vhci_hcd port it is attached on; null: none")
 
 
 @ADMIN.message("usb", Direction.RESPONSE, "The USB devices kiosks offer.")

@@ -107,6 +107,9 @@ class FrontDoorSettings:
     #: Diagnostics (``wrsrvd --usb-sockets DIR``): each accepted USB device is served on a Unix socket
     #: in DIR, for a user-space USB/IP driver, instead of being attached to vhci_hcd.
     usb_sockets: Path | None = None
+    #: The attach helper's socket (``<runtime_dir>/usb-attach.sock``, wrusbattach.socket): accepted USB
+    #: devices are handed to vhci_hcd through it. None: no USB device is attached (standalone mode).
+    usb_attach_socket: Path | None = None
     #: The server pool it joins and advertises over mDNS (docs/pools.md); "": none.
     pool: str = ""
     #: The pool's members' certificate fingerprints and CA: with either, the members share the
@@ -199,6 +202,7 @@ def instance_settings(server: ServerConfig, policy: PolicyConfig, host: HostConf
         admin_socket=Path(str(host.admin_socket_for(server.name))),
         session_runtime_dir=runtime / "sessions",
         launcher_socket=Path(str(host.launcher_socket)) if login else None,
+        usb_attach_socket=Path(str(host.runtime_dir)) / "usb-attach.sock",
     )
 
 
@@ -263,6 +267,7 @@ def _build(
     admin_socket: Path,
     session_runtime_dir: Path,
     launcher_socket: Path | None = None,
+    usb_attach_socket: Path | None = None,
 ) -> FrontDoorSettings:
     tls = server.tls
     derived = str(tls.cert).startswith("<")  # the embedded defaults have no host to derive from
@@ -293,6 +298,7 @@ def _build(
         audio_bitrate=policy.audio_bitrate,
         x11=policy.x11,
         launcher_socket=launcher_socket,
+        usb_attach_socket=usb_attach_socket,
         session_memory_max=server.limits.session_memory_max,
         session_cpu_quota=server.limits.session_cpu_quota,
         access_key_file=_path(server.admission.access_key_file),

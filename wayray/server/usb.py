@@ -10,13 +10,15 @@ import logging
 import os
 import pwd
 import re
+import socket
 
 from wayray.server.live import Viewer
 from wayray.server.model import SessionState
 from wayray.server.table import SessionTable
 from wayray.transport import ConnectionClosedError, UsbStreamFull
 from wayray.usb.acceptance import Offered, Shown, UsbViolation, groups_of
-from wayray.usb.relay import DeviceRelay, SocketEndpoint
+from wayray.usb.attach_client import AttachClient, AttachError
+from wayray.usb.relay import DeviceRelay, HostEndpoint, SocketEndpoint
 from wayray.wire import ErrorCode, UsbDetached, UsbOffer, UsbVerdict, UsbWithdraw, WireUsageError
 
 log = logging.getLogger("wayray.server")
@@ -26,10 +28,25 @@ class UsbSide:
     def __init__(self, table: SessionTable) -> None:
         self.table = table
         #: Attached devices' data paths, by (viewer key, device handle).
-        self.relays: dict[tuple[str, int], tuple[Viewer, DeviceRelay, SocketEndpoint | None]] = {}
+        self.relays: dict[
+            tuple[str, int], tuple[Viewer, DeviceRelay, SocketEndpoint | HostEndpoint | None]
+        ] = {}
+        #: Devices the attach helper is attaching now (their verdicts go out once it answered).
+        self.pending: set[tuple[str, int]] = set()
+        self._helper: AttachClient | None = None
         table.usb.on_detach = self._detach
         if table.settings.usb_sockets is not None:
             table.usb.host_problem = lambda: None  # each device is served on a socket instead
+
+    @property
+    def helper(self) -> AttachClient | None:
+        """The attach helper wrsrvd asks (None: --usb-sockets, or no USB in standalone mode)."""
+        settings = self.table.settings
+        if settings.usb_sockets is not None or settings.usb_attach_socket is None:
+            return None
+        if self._helper is None or self._helper.path != settings.usb_attach_socket:
+            self._helper = AttachClient(settings.usb_attach_socket)
+        return self._helper
 
     def shown(self, viewer: Viewer) -> Shown:
         """The session ``viewer`` shows and whose it is, as the rules need it."""
@@ -55,10 +72,7 @@ class UsbSide:
         usb = self.table.usb
         try:
             if isinstance(message, UsbOffer):
-                verdict = usb.offer(viewer.key, self.kiosk(viewer), self.shown(viewer), message)
-                self._send(viewer, verdict)
-                if verdict.accepted:
-                    self._attach(viewer, message.device)
+                self._verdict(viewer, usb.offer(viewer.key, self.kiosk(viewer), self.shown(viewer), message))
             else:
                 usb.withdraw(viewer.key, message)
         except UsbViolation as err:
@@ -69,9 +83,7 @@ class UsbSide:
     def rejudge(self, viewer: Viewer) -> None:
         """The viewer shows another session now: its devices are judged for that one."""
         for verdict in self.table.usb.rejudge(viewer.key, self.shown(viewer)):
-            self._send(viewer, verdict)
-            if verdict.accepted:
-                self._attach(viewer, verdict.device)
+            self._verdict(viewer, verdict)
 
     def reloaded(self) -> None:
         """The rules may have changed: every viewer's devices are judged again."""
@@ -89,8 +101,61 @@ class UsbSide:
 
     # --- the data path ------------------------------------------------------------------------------
 
-    def _attach(self, viewer: Viewer, handle: int) -> None:
-        """An accepted device: its relay, and its socket where the host's USB/IP peer reaches it."""
+    def _verdict(self, viewer: Viewer, verdict: UsbVerdict) -> None:
+        """Tell the kiosk; a device the rules allow is attached to the host first (the verdict waits
+        for the attach helper's answer, and becomes a refusal saying why when it fails)."""
+        key = (viewer.key, verdict.device)
+        helper = self.helper
+        if not verdict.accepted or helper is None or key in self.relays:
+            self._send(viewer, verdict)
+            if verdict.accepted:
+                self._attach(viewer, verdict.device)
+            return
+        if key in self.pending:
+            return
+        offered = self.table.usb.offers[key]
+        offered.pending = True
+        self.pending.add(key)
+        self.table.spawn(self._attach_to_host(viewer, offered, helper), name=f"usb-attach-{verdict.device}")
+
+    async def _attach_to_host(self, viewer: Viewer, offered: Offered, helper: AttachClient) -> None:
+        key = (viewer.key, offered.handle)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with theirs:  # the kernel keeps its own reference; ours goes with the helper's answer
+                port = await helper.attach(theirs, offered.speed, offered.devid)
+        except AttachError as err:
+            ours.close()
+            self.pending.discard(key)
+            if self.table.usb.offers.get(key) is offered and offered.accepted:
+                self._send(viewer, self.table.usb.attach_failed(offered, str(err)))
+            return
+        finally:
+            self.pending.discard(key)
+            offered.pending = False
+        if self.table.usb.offers.get(key) is not offered or not offered.accepted or viewer.conn.closed:
+            # Let go of while the helper worked (withdrawn, the kiosk left): the host lets go too.
+            await self._detach_port(helper, port, ours)
+            return
+        offered.port = port
+        log.info("usb: %s is attached on vhci_hcd port %d", offered.identity.describe(), port)
+        self._send(viewer, offered.verdict())
+        self._attach(viewer, offered.handle, ours)
+
+    async def _detach_port(
+        self, helper: AttachClient, port: int, ours: socket.socket | HostEndpoint
+    ) -> None:
+        """The helper detaches the port, then our end closes (in that order: the port is not taken by
+        another device before its detach)."""
+        try:
+            await helper.detach(port)
+        except AttachError as err:  # vhci_hcd may have let go already (our end closed)
+            log.info("usb: detaching vhci_hcd port %d: %s", port, err)
+        ours.close()
+
+    def _attach(self, viewer: Viewer, handle: int, host: socket.socket | None = None) -> None:
+        """An accepted device: its relay, and where the host's USB/IP peer reaches it: ``host``, the
+        socket whose other end vhci_hcd holds, or one on --usb-sockets."""
         key = (viewer.key, handle)
         if key in self.relays:
             return
@@ -106,8 +171,11 @@ class UsbSide:
 
         relay = DeviceRelay(to_kiosk, lambda reason: self._fault(viewer, handle, reason))
         directory = self.table.settings.usb_sockets
-        endpoint = None
-        if directory is not None:
+        endpoint: SocketEndpoint | HostEndpoint | None = None
+        if host is not None:
+            endpoint = HostEndpoint(host, relay)
+            self.table.spawn(endpoint.start(), name=f"usb-host-{handle}")
+        elif directory is not None:
             # The bus id is the kiosk's word: only letters, digits, '.' and '-' reach the file name.
             name = re.sub(r"[^A-Za-z0-9.-]", "-", f"{self.kiosk(viewer)}-{offered.identity.where}").strip(
                 "."
@@ -144,7 +212,10 @@ class UsbSide:
             return
         viewer, relay, endpoint = entry
         relay.close()
-        if endpoint is not None:
+        helper = self.helper
+        if isinstance(endpoint, HostEndpoint) and offered.port is not None and helper is not None:
+            self.table.spawn(self._detach_port(helper, offered.port, endpoint), name="usb-detach")
+        elif endpoint is not None:
             endpoint.close()
         with contextlib.suppress(ConnectionClosedError, UsbStreamFull):
             viewer.conn.usb_send(offered.handle, b"", end=True)

@@ -269,6 +269,12 @@ def _plan_systemd(
     if needs.launcher or socket_moved:
         why = needs.launcher or "its socket moved"
         actions.append(Action(("systemctl", "restart", "wrsessd.socket", "wrsessd.service"), why))
+    if any(
+        rel.startswith("wrusbattach.socket.d/")
+        for rel in gen_plan.create + gen_plan.change + gen_plan.remove
+    ):
+        why = "the runtime directory moved"
+        actions.append(Action(("systemctl", "restart", "wrusbattach.socket", "wrusbattach.service"), why))
     return ApplyPlan(Target.SYSTEMD, config.root, None, gen_plan, actions, state, state_path, changed)
 
 

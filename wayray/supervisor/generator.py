@@ -6,7 +6,8 @@ systemd runs it early at boot and at every ``daemon-reload`` as
 
 - ``wayray.target.wants/wrsrvd@<name>.service`` for every enabled ``[server.<name>]``;
 - ``wrsrvd@<name>.service.d/50-wayray.conf`` with the instance's limits;
-- ``wrsessd.socket.d/50-wayray.conf`` when the launcher socket is not the default.
+- ``wrsessd.socket.d/50-wayray.conf`` when the launcher socket is not the default;
+- ``wrusbattach.socket.d/50-wayray.conf`` when the runtime directory is not the default.
 
 Rules for generators (systemd.generator(7)): be fast, talk to no other process, log to the kernel
 log, and never fail the boot. So configuration errors are logged and skipped here; an instance with

@@ -5,7 +5,9 @@ which needs the kernel's ``vhci_hcd``.
 One :class:`UsbAcceptance` per wrsrvd holds every device offered to it, by viewer connection, for the
 verdicts, the log and ``wradm usb``. The rules are read where they are needed (a reload replaces
 them), and a reload or a change of the session a viewer shows judges the offers again: the latest
-UsbVerdict for a device holds.
+UsbVerdict for a device holds. An offer the rules allow is attached to the host by wrsrvd's USB side
+(``wayray.server.usb``, through the attach helper) before its verdict goes out; a failed attach turns
+the verdict into a refusal saying why (:meth:`UsbAcceptance.attach_failed`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import grp
 import logging
 import os
 import pwd
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +24,6 @@ from typing import Any
 
 from wayray.config.model.usb import UsbConfig
 from wayray.usb.filters import DeviceIdentity, judge
-from wayray.usb.vhci import SYSFS as VHCI
 from wayray.wire.messages import UsbOffer, UsbVerdict, UsbWithdraw
 
 log = logging.getLogger("wayray.usb")
@@ -58,6 +60,23 @@ class Offered:
     accepted: bool = False
     reason: str = ""
     since: float = 0.0
+    #: The kernel's speed number of the device (UsbSpeed), for vhci_hcd.
+    speed: int = 0
+    #: Allowed, and being attached to the host (its verdict is sent once it is).
+    pending: bool = False
+    #: The vhci_hcd port it is attached on.
+    port: int | None = None
+
+    @property
+    def devid(self) -> int:
+        """The id vhci_hcd puts in every command for it: bus << 16 | device, as usbip-host's are
+        (the bus from the kiosk's bus id, the device from the kiosk's handle)."""
+        bus = self.identity.where.split("-", 1)[0]
+        number = int(bus) if bus.isdigit() and len(bus) <= 5 else 0
+        return (min(number, 0xFFFF) << 16) | (self.handle & 0xFFFF)
+
+    def verdict(self) -> UsbVerdict:
+        return UsbVerdict(device=self.handle, accepted=self.accepted, reason=self.reason[:1000])
 
     def to_json(self) -> dict[str, Any]:
         i = self.identity
@@ -70,8 +89,9 @@ class Offered:
             "serial": i.serial,
             "session": self.session,
             "user": self.user,
-            "state": "attached" if self.accepted else "refused",
+            "state": "attaching" if self.pending else "attached" if self.accepted else "refused",
             "reason": self.reason,
+            "port": self.port,
             "since": self.since,
         }
 
@@ -92,22 +112,19 @@ def groups_of(user: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def vhci_missing() -> str | None:
-    """Why devices cannot be attached on this host, or None when they can."""
-    if not VHCI.is_dir():
-        return (
-            "vhci_hcd is not loaded on this host, so USB devices cannot be attached here (modprobe vhci-hcd)"
-        )
-    return (
-        "attaching to vhci_hcd needs the attach helper (wrusbattach), which this version does not have yet"
-    )
+def host_without_usbip() -> str | None:
+    """Why no device can be attached on this host whatever the rules say, or None (then the attach
+    helper says what it finds: wrsrvd's sandbox sees no more of the host than it must)."""
+    if not sys.platform.startswith("linux"):
+        return "this host's kernel has no USB/IP host controller (vhci_hcd is Linux's)"
+    return None
 
 
 class UsbAcceptance:
     """Every device offered to this wrsrvd, judged and (when allowed) attached."""
 
     def __init__(
-        self, rules: Callable[[], UsbConfig], host_problem: Callable[[], str | None] = vhci_missing
+        self, rules: Callable[[], UsbConfig], host_problem: Callable[[], str | None] = host_without_usbip
     ):
         self.rules = rules
         self.host_problem = host_problem
@@ -124,7 +141,7 @@ class UsbAcceptance:
             raise UsbViolation(f"UsbOffer: more than {MAX_OFFERS} devices offered at once")
         vendor, product = _ids(msg.descriptors)
         identity = DeviceIdentity(vendor, product, msg.manufacturer, msg.product, msg.serial, msg.busid)
-        offered = Offered(viewer, kiosk, msg.device, identity, msg.descriptors)
+        offered = Offered(viewer, kiosk, msg.device, identity, msg.descriptors, speed=int(msg.speed))
         self.offers[(viewer, msg.device)] = offered
         return self._judge(offered, shown)
 
@@ -184,7 +201,15 @@ class UsbAcceptance:
                 log.warning("usb: %s: cannot attach %s: %s", side, offered.identity.describe(), problem)
                 allowed, reason = False, f"{reason}, but {problem}"
         offered.accepted, offered.reason = allowed, reason
-        return UsbVerdict(device=offered.handle, accepted=allowed, reason=reason[:1000])
+        return offered.verdict()
+
+    def attach_failed(self, offered: Offered, problem: str) -> UsbVerdict:
+        """The rules allowed ``offered`` but the host could not take it: refused, saying why."""
+        side = f"kiosk {offered.kiosk}, session {offered.session}"
+        log.warning("usb: %s: cannot attach %s: %s", side, offered.identity.describe(), problem)
+        offered.accepted, offered.pending = False, False
+        offered.reason = f"{offered.reason}, but {problem}"
+        return offered.verdict()
 
     def detached(self, viewer: str, handle: int, reason: str) -> None:
         """The device's data path failed: it stays offered, no longer attached."""
@@ -197,6 +222,7 @@ class UsbAcceptance:
         if offered.accepted:
             self.on_detach(offered, reason)
         what = "detached" if offered.accepted else "released"
+        offered.port = None
         where = f"kiosk {offered.kiosk}, session {offered.session or '-'}"
         log.info("usb: %s: %s %s: %s", where, offered.identity.describe(), what, reason)
         offered.accepted = False

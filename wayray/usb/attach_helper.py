@@ -14,20 +14,37 @@ of JSON over a Unix socket, with the device's socket passed by SCM_RIGHTS. The h
 Requests: ``{"op": "attach", "speed": S, "devid": D}`` (+ one fd) → ``{"port": P}``;
 ``{"op": "detach", "port": P}`` → ``{"detached": P}``; anything wrong → ``{"error": "..."}``.
 
-Not packaged yet (no unit, no socket activation): this is the logic the next step wraps and its tests.
+It runs as ``wrusbattach`` (``main`` below): socket-activated by ``wrusbattach.socket`` under systemd
+(the socket is ``/run/wayray/usb-attach.sock``, owned by wrsrvd's user, mode 0600), or binding that
+socket itself. Only the command line, that is root, chooses the user it answers and the sysfs
+directory it writes (``--sysfs``, for tests against a copy of vhci_hcd's files); a request never does.
 """
 
 from __future__ import annotations
 
+import argparse
 import array
 import json
+import logging
 import os
+import pwd
 import socket
 import struct
 from pathlib import Path
 from typing import Any
 
+from wayray.common.errors import UsageError, WayRayError, cli_entry
+from wayray.common.log import setup
+from wayray.common.unixsock import bind_private_socket
+from wayray.common.version import add_version_option
 from wayray.usb import vhci
+
+log = logging.getLogger("wayray.usbattach")
+
+#: Where wrsrvd asks (``<runtime_dir>/usb-attach.sock``; wrusbattach.socket listens there).
+DEFAULT_SOCKET = Path("/run/wayray/usb-attach.sock")
+#: How long one request may take to arrive, so a stalled peer cannot hold the helper.
+REQUEST_TIMEOUT = 10.0
 
 MAX_REQUEST = 4096
 _CRED = struct.Struct("3i")  # pid, uid, gid
@@ -112,3 +129,95 @@ def _not_a_connected_unix_stream(fd: int) -> str:
         return ""
     finally:
         sock.close()
+
+
+# --- the daemon: wrusbattach --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wrusbattach",
+        description=(
+            "WayRay's USB attach helper (root): hands the socket of a USB device a kiosk forwards, "
+            "received from wrsrvd over a Unix socket, to the kernel's vhci_hcd, as `usbip attach` "
+            "does, and detaches it again. It answers only wrsrvd's user, takes only a connected Unix "
+            "stream socket, and writes only lines it formats itself. See /usr/share/doc/wayray/usb.md."
+        ),
+        epilog=(
+            "Under systemd, wrusbattach.socket passes the listening socket (socket activation). "
+            "Without it, wrusbattach binds --socket itself, owned by --user, mode 0600."
+        ),
+    )
+    add_version_option(p)
+    p.add_argument("--user", default="wayray", help="the only user it answers: wrsrvd's (default: wayray)")
+    p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET,
+                   help=f"socket to bind when not socket-activated (default: {DEFAULT_SOCKET})")  # fmt: skip
+    p.add_argument("--sysfs", type=Path, default=vhci.SYSFS,
+                   help=f"vhci_hcd's sysfs directory (default: {vhci.SYSFS}); another one only for tests, "
+                   "against a copy of its files")  # fmt: skip
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log every request")
+    return p
+
+
+def activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed (``LISTEN_FDS``), or None when not socket-activated."""
+    passed = os.environ.get("LISTEN_PID") == str(os.getpid())
+    count = os.environ.get("LISTEN_FDS", "0")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not passed or count != "1":
+        if passed:
+            raise WayRayError(
+                f"socket activation passed {count} sockets, not 1", hint="check wrusbattach.socket"
+            )
+        return None
+    sock = socket.socket(fileno=3)
+    os.set_inheritable(3, False)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise WayRayError(
+            "the activated socket is not a Unix stream socket", hint="check wrusbattach.socket"
+        )
+    return sock
+
+
+def serve(listener: socket.socket, helper: AttachHelper) -> None:
+    """Answer one connection after the other, forever."""
+    listener.setblocking(True)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(REQUEST_TIMEOUT)
+            try:
+                answer = helper.serve_one(conn)
+            except OSError as err:  # the peer went, or was too slow: that request only
+                log.warning("a request failed: %s", err.strerror or err)
+                continue
+            if "error" in answer:
+                log.warning("refused a request: %s", answer["error"])
+            else:
+                log.info("%s", ", ".join(f"{k} {v}" for k, v in answer.items()))
+
+
+@cli_entry("wrusbattach")
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup("wrusbattach", verbose=args.verbose)
+    try:
+        user = pwd.getpwnam(args.user)
+    except KeyError:
+        raise UsageError(f"--user {args.user}: no such user", hint="name the user wrsrvd runs as") from None
+    if os.geteuid() != 0:
+        raise WayRayError(
+            "wrusbattach must run as root: only root may write vhci_hcd's attach file",
+            hint="start it through wrusbattach.socket (systemctl enable --now wrusbattach.socket)",
+        )
+    listener = activated_socket()
+    if listener is None:
+        listener = bind_private_socket(
+            args.socket, in_use="another wrusbattach listens there", in_use_hint=None,
+            too_long_hint="choose a shorter --socket",
+        )  # fmt: skip
+        os.chown(args.socket, user.pw_uid, user.pw_gid)
+    log.info("answering %s (uid %d); vhci_hcd at %s", args.user, user.pw_uid, args.sysfs)
+    serve(listener, AttachHelper(user.pw_uid, args.sysfs))
+    return 0

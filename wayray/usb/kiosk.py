@@ -20,6 +20,7 @@ from typing import Any
 from wayray.common.errors import WayRayError
 from wayray.config.model.usb import UsbConfig
 from wayray.usb.descriptors import MAX_DESCRIPTORS, parse
+from wayray.usb.devlist import DevlistServer, Exported
 from wayray.usb.export import UsbipExport
 from wayray.usb.filters import DeviceIdentity, Judgement, judge
 from wayray.wire.messages import UsbDetached, UsbOffer, UsbSpeed, UsbVerdict, UsbWithdraw
@@ -103,8 +104,12 @@ class KioskUsb:
         *,
         excluded: Callable[[int, int], bool] = lambda _v, _p: False,
         on_change: Callable[[], None] = lambda: None,
+        list_port: int | None = None,
     ) -> None:
         self.rules = rules
+        #: Diagnostics: answer ``usbip list -r`` on this loopback TCP port (wayray.usb.devlist).
+        self.list_port = list_port
+        self._devlist: DevlistServer | None = None
         self.excluded = excluded
         self.on_change = on_change
         self.devices: dict[str, KioskDevice] = {}
@@ -129,8 +134,24 @@ class KioskUsb:
         for device in context.list_devices(subsystem="usb", DEVTYPE="usb_device"):
             self._added(device)
         log.info("usb: following the kiosk's USB devices (%d plugged in)", len(self.devices))
+        if self.list_port is not None:
+            self._devlist = DevlistServer(self.exported)
+            asyncio.get_running_loop().create_task(self._devlist.start(self.list_port)).add_done_callback(
+                _listing_started
+            )
+
+    def exported(self) -> list[Exported]:
+        """What ``usbip list -r`` shows: the devices this kiosk's rules allow (what it offers)."""
+        return [
+            Exported(d.sys_path, d.busid, d.bus, d.address, int(d.speed), d.descriptors)
+            for d in sorted(self.devices.values(), key=lambda d: d.busid)
+            if d.judgement.allowed
+        ]
 
     def stop(self) -> None:
+        if self._devlist is not None:
+            self._devlist.close()
+            self._devlist = None
         if self._monitor is not None:
             asyncio.get_running_loop().remove_reader(self._monitor.fileno())
             self._monitor = None
@@ -346,3 +367,9 @@ def _descriptors(sys_path: str) -> bytes:
 def _cut(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` bytes of UTF-8, at a character boundary."""
     return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def _listing_started(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        err = task.exception()
+        log.error("usb: cannot answer usbip list -r: %s (choose another --usb-list-port)", err)

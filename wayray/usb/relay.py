@@ -1,7 +1,7 @@
 """wrsrvd's side of one attached device's data (docs/usb.md, sections 4 and 5): between the device's
-QUIC streams and its USB/IP peer on the host — the socket handed to ``vhci_hcd`` (through the attach
-helper, not built yet) or, for diagnostics and tests, a Unix socket a user-space USB/IP driver
-connects to (``wrsrvd --usb-sockets DIR``).
+QUIC streams and its USB/IP peer on the host — the socket whose other end the attach helper handed to
+``vhci_hcd`` (:class:`HostEndpoint`) or, for diagnostics and tests, a Unix socket a user-space USB/IP
+driver connects to (``wrsrvd --usb-sockets DIR``, :class:`SocketEndpoint`).
 
 Both directions are read as USB/IP messages before they go on: the kiosk's returns must answer
 submits that were sent (the kernel trusts what it reads), and a driver's commands must be commands.
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +32,13 @@ class DeviceRelay:
         self.commands = UsbipReader(commands=True)
         self.returns = UsbipReader(commands=False)
         self.writer: asyncio.StreamWriter | None = None
+        #: Closing the relay closes the writer (not so for vhci_hcd's socket: the host endpoint
+        #: closes it once the helper has detached the port).
+        self.owns_writer = True
         self.closed = False
+        #: The kiosk's bytes not passed on yet: only whole, checked messages reach the host (one
+        #: write per message rather than per QUIC packet, and never half a message the kernel reads).
+        self._held = bytearray()
 
     def from_host(self, data: bytes, end: bool = False) -> None:
         if self.closed:
@@ -58,14 +65,22 @@ class DeviceRelay:
         if end:
             self._fault("the kiosk ended the device's stream")
             return
-        if self.writer is not None and data:
-            self.writer.write(data)
+        self._held += data
+        whole = len(self._held) - self.returns.partial
+        if whole:
+            if self.writer is not None:
+                self.writer.write(bytes(self._held[:whole]))
+            del self._held[:whole]
 
     def close(self) -> None:
         self.closed = True
-        if self.writer is not None:
+        if self.writer is not None and self.owns_writer:
             self.writer.close()
-            self.writer = None
+        self.writer = None
+
+    def host_gone(self, reason: str) -> None:
+        if not self.closed:
+            self._fault(reason)
 
     def _fault(self, reason: str) -> None:
         self.close()
@@ -112,3 +127,39 @@ class SocketEndpoint:
             self.server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+class HostEndpoint:
+    """Our end of the socket pair whose other end vhci_hcd reads and writes (the attach helper handed
+    it over): the kernel's USB/IP peer, as after ``usbip attach``."""
+
+    def __init__(self, sock: socket.socket, relay: DeviceRelay) -> None:
+        self.sock = sock
+        self.relay = relay
+        relay.owns_writer = False
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=self.sock)
+        self.writer = writer
+        if self.relay.closed:
+            writer.close()
+            return
+        self.relay.writer = writer
+        try:
+            while not self.relay.closed:
+                data = await reader.read(64 * 1024)
+                if not data:
+                    self.relay.host_gone(
+                        "vhci_hcd let go of the device (detached on the host, or it failed)"
+                    )
+                    break
+                self.relay.from_host(data)
+        except OSError as err:
+            self.relay.host_gone(f"the device's socket to vhci_hcd failed: {err.strerror}")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        else:
+            self.sock.close()

@@ -148,6 +148,11 @@ class UsbipReader:
     _outstanding: dict[int, _Pending] = field(default_factory=dict)
     _need: int | None = None  # bytes of the message being read, once its header is known
 
+    @property
+    def partial(self) -> int:
+        """Bytes held of a message not complete yet (the last ones fed)."""
+        return len(self._buffer)
+
     def sent(self, cmd: CmdSubmit | CmdUnlink) -> None:
         """The server relayed ``cmd`` to the device: a return for it may come."""
         if isinstance(cmd, CmdSubmit):

@@ -11,6 +11,7 @@ super-speed port, every other device a high-speed one.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def attach(port: int, sockfd: int, devid: int, speed: int, sysfs: Path = SYSFS) 
     try:
         (sysfs / "attach").write_text(line)
     except OSError as err:
-        raise VhciError(f"vhci_hcd refused to attach on port {port}: {err.strerror}") from None
+        raise VhciError(
+            f"vhci_hcd refused to attach on port {port}: {err.strerror}", hint=_hint(err)
+        ) from None
 
 
 def detach(port: int, sysfs: Path = SYSFS) -> None:
@@ -93,4 +96,10 @@ def detach(port: int, sysfs: Path = SYSFS) -> None:
     try:
         (sysfs / "detach").write_text(str(port))
     except OSError as err:
-        raise VhciError(f"vhci_hcd refused to detach port {port}: {err.strerror}") from None
+        raise VhciError(f"vhci_hcd refused to detach port {port}: {err.strerror}", hint=_hint(err)) from None
+
+
+def _hint(err: OSError) -> str | None:
+    if err.errno == errno.EROFS:  # wrusbattach.service makes only the directory there at start writable
+        return "vhci_hcd was loaded after wrusbattach started: systemctl restart wrusbattach.service"
+    return None
