@@ -516,12 +516,10 @@ class FrontDoor:
             table.changed()
         return draining
 
-    async def _pool_members(self, sessions: bool) -> dict[str, Any]:
+    async def _pool_members(self, sessions: bool) -> ap.PoolAnswer:
         if self.pool is None:
             raise AdminError(f"{self.settings.name} is in no pool (servers.toml's pool)")
-        answer = self.pool.members_answer()
-        answer["sessions"] = await self.pool.sessions_answer() if sessions else None
-        return answer
+        return self.pool.members_answer(await self.pool.sessions_answer() if sessions else None)
 
     # --- wrsessd's word, for the login part --------------------------------------------------------
 

@@ -11,7 +11,6 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from wayray.pool.directory import (
     PLACED,
@@ -33,6 +32,7 @@ from wayray.pool.mdns import (
     load_or_create_member_id,
 )
 from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.server import admin_protocol as ap
 from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
 from wayray.server.table import SessionTable
@@ -241,43 +241,52 @@ class PoolMembership:
             return None
         return random.choices(choices, weights)[0]
 
-    def members_answer(self) -> dict[str, Any]:
+    def members_answer(self, sessions: tuple[ap.PoolSessionRow, ...] | None = None) -> ap.PoolAnswer:
         """The ``pool`` admin answer: this member first, then the others discovery found."""
         ad = self.advertiser
         figures = self._figures(self.table)
-        rows: list[dict[str, Any]] = [
-            {
-                "id": ad.member_id,
-                "name": ad.instance_name,
-                "addresses": list(ad.addresses),
-                "port": ad.port,
-                "fingerprint": ad.fingerprint,
-                "state": figures.state,
-                "sessions": figures.used,
-                "capacity": figures.capacity,
-                "load": figures.load,
-                "weight": figures.weight,
-                "last_seen_s": 0,
-                "answers": True,
-                "this": True,
-            }  # fmt: skip
+        rows = [
+            ap.PoolMemberRow(
+                id=ad.member_id,
+                name=ad.instance_name,
+                addresses=tuple(ad.addresses),
+                port=ad.port,
+                fingerprint=ad.fingerprint,
+                state=figures.state,
+                sessions=figures.used,
+                capacity=figures.capacity,
+                load=figures.load,
+                weight=figures.weight,
+                last_seen_s=0,
+                answers=True,
+                this=True,
+            )
         ]
         shared = self.shared
         if shared is not None:
             alive = set(shared.directory.alive())
             now = time.monotonic()
-            for m in shared.browser.members():
-                rows.append(
-                    {"id": m.member_id, "name": m.name.removesuffix("._wayray._udp.local."),
-                     "addresses": list(m.addresses), "port": m.port, "fingerprint": m.fingerprint,
-                     "state": m.figures.state, "sessions": m.figures.used, "capacity": m.figures.capacity,
-                     "load": m.figures.load, "weight": m.figures.weight,
-                     "last_seen_s": round(now - m.seen_at, 1), "answers": m.member_id in alive,
-                     "this": False}
-                )  # fmt: skip
-        return {"type": "pool", "name": self.table.settings.pool, "members": rows}
+            rows += [
+                ap.PoolMemberRow(
+                    id=m.member_id,
+                    name=m.name.removesuffix("._wayray._udp.local."),
+                    addresses=tuple(m.addresses),
+                    port=m.port,
+                    fingerprint=m.fingerprint,
+                    state=m.figures.state,
+                    sessions=m.figures.used,
+                    capacity=m.figures.capacity,
+                    load=m.figures.load,
+                    weight=m.figures.weight,
+                    last_seen_s=round(now - m.seen_at, 1),
+                    answers=m.member_id in alive,
+                    this=False,
+                )
+                for m in shared.browser.members()
+            ]
+        return ap.PoolAnswer(name=self.table.settings.pool or "", members=tuple(rows), sessions=sessions)
 
-    async def sessions_answer(self) -> list[dict[str, Any]]:
+    async def sessions_answer(self) -> tuple[ap.PoolSessionRow, ...]:
         """The directory's entries pool-wide (``wradm sessions --pool``): digests shortened, no token."""
         shared = self.shared
         if shared is None:
@@ -286,15 +295,15 @@ class PoolMembership:
             entries = await shared.directory.entries()
         except (DirectoryError, LeaseExpired) as err:
             raise AdminError(f"the pool's directory cannot answer: {err}") from None
-        return [
-            {
-                "token": e.digest[:8],
-                "member": placed_on(e) or e.member,
-                "session_id": e.session_id or None if placed_on(e) is None else None,
-                "state": e.state.value,
-            }
+        return tuple(
+            ap.PoolSessionRow(
+                token=e.digest[:8],
+                member=placed_on(e) or e.member,
+                session_id=(e.session_id or None) if placed_on(e) is None else None,
+                state=e.state.value,
+            )
             for e in sorted(entries, key=lambda e: (e.member, e.session_id))
-        ]
+        )
 
     async def _keep_up(self) -> None:
         """Every ttl/4: discovery's members into the directory, leases renewed, this member's
