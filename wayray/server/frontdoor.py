@@ -104,6 +104,11 @@ class FrontDoor:
         "pool_ca",
         "pool_key_file",
         "pool_port",
+        "pool_directory",
+        "pool_etcd_ca",
+        "pool_etcd_cert",
+        "pool_etcd_key",
+        "pool_weight",
     )
 
     def __init__(

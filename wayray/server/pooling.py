@@ -22,6 +22,7 @@ from wayray.pool.directory import (
     Member,
     placed_on,
 )
+from wayray.pool.etcd import EtcdDirectory, client_context, parse_endpoints
 from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
 from wayray.pool.mdns import (
     Advertiser,
@@ -50,8 +51,9 @@ PENDING_FOR = 30.0
 class _Shared:
     """The directory side of the membership (only when the members trust each other)."""
 
-    directory: LanDirectory
-    listener: PoolListener
+    directory: LanDirectory | EtcdDirectory
+    #: The pool port (a LAN directory's; None with etcd).
+    listener: PoolListener | None
     browser: PoolBrowser
     lease: Lease
     #: Digests this member holds in the directory: the home it claimed each at, and its session id.
@@ -88,7 +90,7 @@ class PoolMembership:
         pool_port = 0
         if settings.shares_directory:
             shared = await cls._join(table, identity, member_id, addresses[0], port)
-            pool_port = shared.listener.port
+            pool_port = shared.listener.port if shared.listener is not None else 0
         else:
             log.warning(
                 "pool %s: no peers' fingerprints or CA configured: this instance announces itself but "
@@ -121,36 +123,74 @@ class PoolMembership:
         ca = settings.pool_ca.read_bytes() if settings.pool_ca is not None else None
         trust = PeerTrust(frozenset(settings.pool_fingerprints), ca)
         me = Member(member_id, settings.name, host, port, identity.fingerprint)
-        directory = LanDirectory(me, PeerClient(identity, trust))
-        pool_port = settings.pool_port if settings.pool_port is not None else port + 1
-        listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle)
+        etcd = settings.pool_directory != "lan"
+        directory: LanDirectory | EtcdDirectory
+        listener = None
+        if etcd:
+            assert settings.pool_etcd_ca and settings.pool_etcd_cert and settings.pool_etcd_key  # checked
+            directory = EtcdDirectory(
+                me,
+                settings.pool,
+                parse_endpoints(settings.pool_directory),
+                client_context(settings.pool_etcd_ca, settings.pool_etcd_cert, settings.pool_etcd_key),
+                # With pins, only a pinned member is a redirect's target (a CA: the kiosk checks it).
+                trusted=lambda m: (
+                    ca is not None or not trust.fingerprints or m.fingerprint in trust.fingerprints
+                ),
+            )
+        else:
+            directory = LanDirectory(me, PeerClient(identity, trust))
+            pool_port = settings.pool_port if settings.pool_port is not None else port + 1
+            listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle)
 
         def accept(ad: MemberAd) -> str | None:
             if ad.member_id == member_id:
                 return "this instance"
-            if ca is None and ad.fingerprint not in trust.fingerprints:
+            if ca is None and trust.fingerprints and ad.fingerprint not in trust.fingerprints:
                 return f"its identity {ad.fingerprint} is not among the pool's fingerprints"
-            if not ad.pool_port:
+            if not etcd and not ad.pool_port:
                 return "it shares no directory (no pool port)"
             return None
 
         browser = PoolBrowser(settings.pool, accept=accept)
         await browser.start()
-        lease = await directory.join(me, LEASE_TTL)
-        log.info(
-            "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
-            settings.pool,
-            member_id,
-            host,
-            listener.port,
-        )
+        try:
+            lease = await directory.join(me, LEASE_TTL)
+        except DirectoryError as err:
+            # It comes up anyway: the keep-alive rounds join when etcd answers; badges meanwhile are
+            # told to try again (a wrsrvd that cannot start would cost the sessions it serves now).
+            log.warning("pool %s: the session directory does not answer (%s); joining when it does",
+                        settings.pool, err)  # fmt: skip
+            lease = Lease("", member_id, LEASE_TTL)
+        if etcd:
+            log.info(
+                "pool %s: sharing the session directory in etcd (%s) as member %s",
+                settings.pool,
+                settings.pool_directory,
+                member_id,
+            )
+        else:
+            assert listener is not None
+            log.info(
+                "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
+                settings.pool,
+                member_id,
+                host,
+                listener.port,
+            )
         shared = _Shared(directory, listener, browser, lease, {}, {}, {})
         directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
         return shared
 
     @staticmethod
     def _figures(table: SessionTable) -> Figures:
-        return Figures(capacity=table.settings.max_sessions, used=len(table.live), draining=table.draining)
+        settings = table.settings
+        return Figures(
+            capacity=settings.max_sessions,
+            used=len(table.live),
+            draining=table.draining,
+            weight=settings.pool_weight,
+        )
 
     def changed(self) -> None:
         self.advertiser.update(self._figures(self.table))
@@ -386,7 +426,8 @@ class PoolMembership:
         await self.advertiser.close()
         shared = self.shared
         if shared is not None:
-            shared.listener.close()
+            if shared.listener is not None:
+                shared.listener.close()
             await shared.browser.close()
             await shared.directory.close()
 

@@ -117,10 +117,20 @@ class FrontDoorSettings:
     pool_key_file: Path | None = None
     #: UDP port of the pool port; None: the QUIC port + 1; 0: any free one.
     pool_port: int | None = None
+    #: Where the pool's directory is: "lan" (its members) or "etcd://HOST:PORT,…", with etcd's CA and
+    #: this instance's client certificate and key.
+    pool_directory: str = "lan"
+    pool_etcd_ca: Path | None = None
+    pool_etcd_cert: Path | None = None
+    pool_etcd_key: Path | None = None
+    #: Its placement weight (docs/pools.md §5).
+    pool_weight: int = 100
 
     @property
     def shares_directory(self) -> bool:
-        return bool(self.pool) and (bool(self.pool_fingerprints) or self.pool_ca is not None)
+        return bool(self.pool) and (
+            bool(self.pool_fingerprints) or self.pool_ca is not None or self.pool_directory != "lan"
+        )
 
     #: The browser kiosk (served when ``enabled``).
     web: WebSettings = WebSettings()
@@ -302,6 +312,11 @@ def _build(
         pool_ca=_path(server.peers.ca),
         pool_key_file=_path(server.peers.token_key_file),
         pool_port=server.peers.port or None,
+        pool_directory=server.peers.directory,
+        pool_etcd_ca=_path(server.peers.etcd_ca),
+        pool_etcd_cert=_path(server.peers.etcd_cert),
+        pool_etcd_key=_path(server.peers.etcd_key),
+        pool_weight=server.weight,
         web=WebSettings(server.web.enabled, server.web.port, _path(server.web.cert), _path(server.web.key)),
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
