@@ -103,6 +103,7 @@ class FrontDoor:
         "pool_fingerprints",
         "pool_ca",
         "pool_key_file",
+        "pool_previous_key_file",
         "pool_port",
         "pool_directory",
         "pool_etcd_ca",
@@ -227,7 +228,7 @@ class FrontDoor:
                 identity = ServerIdentity.load_or_create_files(
                     settings.tls_cert, settings.tls_key, name=settings.name
                 )
-                hasher = TokenHasher.load_or_create(settings.token_key)
+                hasher = TokenHasher.load_or_create(settings.token_key, settings.previous_token_keys)
             except OSError as err:
                 raise WayRayError(
                     f"{settings.state_dir}: cannot write the server's identity and token key: "

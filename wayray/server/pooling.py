@@ -197,9 +197,11 @@ class PoolMembership:
 
     # --- the directory -----------------------------------------------------------------------------
 
-    async def route(self, token: TokenRef, viewer: Viewer) -> bool:
+    async def route(self, token: TokenRef, viewer: Viewer, previous: tuple[TokenRef, ...] = ()) -> bool:
         """A badge without a session here: claim it in the pool's directory. True: it is this
-        member's (start its session here); False: the viewer was redirected or told why not."""
+        member's (start its session here); False: the viewer was redirected or told why not.
+        ``previous``: its digests under the previous token keys (a rotation, docs/pools.md §3.3):
+        a session recorded under one of them on another member is found first."""
         shared = self.shared
         if shared is None:
             return True
@@ -207,6 +209,13 @@ class PoolMembership:
         me = shared.directory.me.id
         entry = Entry(token.digest, me, "", EntryState.PENDING)
         try:
+            for old in previous:
+                held = await shared.directory.lookup(old.digest)
+                if held is not None and held.member != me and held.state is EntryState.SESSION:
+                    peer = shared.directory.peer(held.member)
+                    if peer is not None and held.member in shared.directory.alive():
+                        why = f"this badge's session is on {peer.member.name} (under the previous token key)"
+                        return self._send(viewer, token, peer, why)
             claim = await shared.directory.claim(entry, shared.lease)
             if claim.won:
                 # A placement made for this member, taken over here: the session starts here.
@@ -268,7 +277,7 @@ class PoolMembership:
         choices: list[str | Peer] = []
         weights: list[int] = []
         mine = self._figures(table)
-        if not table.draining and mine.capacity > len(table.live):
+        if not table.draining and mine.weight > 0 and mine.capacity > len(table.live):
             choices.append("here")
             weights.append(mine.weight * (mine.capacity - len(table.live)))
         alive = set(shared.directory.alive())

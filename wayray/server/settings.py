@@ -115,6 +115,8 @@ class FrontDoorSettings:
     pool_ca: Path | None = None
     #: The pool's shared token key (used instead of the instance's own ``token.key``).
     pool_key_file: Path | None = None
+    #: The pool's previous token key, during a rotation (still accepted; docs/pools.md §3.3).
+    pool_previous_key_file: Path | None = None
     #: UDP port of the pool port; None: the QUIC port + 1; 0: any free one.
     pool_port: int | None = None
     #: Where the pool's directory is: "lan" (its members) or "etcd://HOST:PORT,…", with etcd's CA and
@@ -153,6 +155,20 @@ class FrontDoorSettings:
         if self.pool_key_file is not None and self.shares_directory:
             return self.pool_key_file
         return self.state_dir / "token.key"
+
+    @property
+    def previous_token_keys(self) -> tuple[Path, ...]:
+        """Keys the token key replaced, still accepted: the pool's previous key, and the instance's
+        own key when the pool's is used and the instance had one (its sessions from before it joined
+        the pool)."""
+        keys = []
+        if self.token_key != self.state_dir / "token.key":
+            if self.pool_previous_key_file is not None:
+                keys.append(self.pool_previous_key_file)
+            own = self.state_dir / "token.key"
+            if own.exists():
+                keys.append(own)
+        return tuple(keys)
 
     @property
     def session_log_dir(self) -> Path:
@@ -311,6 +327,7 @@ def _build(
         pool_fingerprints=tuple(server.peers.fingerprints),
         pool_ca=_path(server.peers.ca),
         pool_key_file=_path(server.peers.token_key_file),
+        pool_previous_key_file=_path(server.peers.previous_token_key_file),
         pool_port=server.peers.port or None,
         pool_directory=server.peers.directory,
         pool_etcd_ca=_path(server.peers.etcd_ca),

@@ -225,6 +225,15 @@ class PeerSettings:
         "leave a server, only their digests; docs/pools.md §3.3). Made if missing; copy it to the "
         'other members. Required with `fingerprints` or `ca`. `""`: the instance\'s own key.',
     )
+    previous_token_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "The pool's previous token key, while the key is rotated (docs/pools.md §3.3): badges whose "
+        "sessions were recorded under it still find them (here and through the directory); new "
+        "sessions are recorded under `token_key_file`. Take it out once the sessions of before the "
+        "rotation have ended (their policy's `detached_timeout`); a session still recorded under it "
+        'is then no longer found by its badge. `""`: none.',
+    )
     port: int = setting(
         0,
         Integer(0, 65535),
