@@ -1,6 +1,6 @@
 """A real etcd cluster for the directory's tests: Debian's ``etcd`` (etcd-server), N members on
-loopback ports, clients over mutual TLS (a throwaway CA: etcd's certificate names 127.0.0.1, a
-client needs a certificate from the same CA), peers over plain HTTP on loopback."""
+loopback ports (or on the test's bridge), clients over mutual TLS (a throwaway CA: etcd's certificate
+names its address, a client needs a certificate from the same CA), peers over plain HTTP."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from wayray.pool.etcd import client_context
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
-def free_tcp_port() -> int:
+def free_tcp_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
@@ -40,9 +40,11 @@ class EtcdMember:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
 
+    address: str = "127.0.0.1"
+
     @property
     def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
+        return f"https://{self.address}:{self.client_port}"
 
 
 @dataclass
@@ -55,7 +57,7 @@ class EtcdCluster:
     @property
     def url(self) -> str:
         """The pool's ``directory`` value."""
-        return "etcd://" + ",".join(f"127.0.0.1:{m.client_port}" for m in self.members)
+        return "etcd://" + ",".join(f"{m.address}:{m.client_port}" for m in self.members)
 
     def context(self) -> ssl.SSLContext:
         return client_context(self.ca.path, self.client.cert, self.client.key)
@@ -81,7 +83,8 @@ class EtcdCluster:
 
 
 @contextmanager
-def etcd_cluster(tmp: Path, size: int = 3) -> Iterator[EtcdCluster]:
+def etcd_cluster(tmp: Path, size: int = 3, address: str = "127.0.0.1") -> Iterator[EtcdCluster]:
+    """``size`` etcd members listening on ``address`` (loopback, or the test's bridge)."""
     if not Path(ETCD).exists():
         pytest.fail("etcd is not installed: apt install etcd-server (tools/apt-packages.txt lists it)")
     ca = ThrowawayCA(tmp / "etcd-ca", name="etcd test CA")
@@ -90,14 +93,21 @@ def etcd_cluster(tmp: Path, size: int = 3) -> Iterator[EtcdCluster]:
         "etcd",
         usage=ExtendedKeyUsageOID.SERVER_AUTH,
         also=(ExtendedKeyUsageOID.CLIENT_AUTH,),
-        names=("127.0.0.1", "localhost"),
+        names=(address, "localhost"),
     )
     client = ca.issue("wrsrvd", usage=ExtendedKeyUsageOID.CLIENT_AUTH)
     members = [
-        EtcdMember(f"e{i}", free_tcp_port(), free_tcp_port(), tmp / f"etcd-{i}", tmp / f"etcd-{i}.log")
+        EtcdMember(
+            f"e{i}",
+            free_tcp_port(address),
+            free_tcp_port(address),
+            tmp / f"etcd-{i}",
+            tmp / f"etcd-{i}.log",
+            address=address,
+        )
         for i in range(size)
     ]
-    initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in members)
+    initial = ",".join(f"{m.name}=http://{address}:{m.peer_port}" for m in members)
     cluster = EtcdCluster(ca, server, client, members)
     try:
         for m in members:
@@ -107,8 +117,8 @@ def etcd_cluster(tmp: Path, size: int = 3) -> Iterator[EtcdCluster]:
                 f"--data-dir={m.data}",
                 f"--listen-client-urls={m.endpoint}",
                 f"--advertise-client-urls={m.endpoint}",
-                f"--listen-peer-urls=http://127.0.0.1:{m.peer_port}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{m.peer_port}",
+                f"--listen-peer-urls=http://{address}:{m.peer_port}",
+                f"--initial-advertise-peer-urls=http://{address}:{m.peer_port}",
                 f"--initial-cluster={initial}",
                 "--initial-cluster-state=new",
                 f"--initial-cluster-token=wayray-test-{tmp.name}",

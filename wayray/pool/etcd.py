@@ -47,6 +47,8 @@ from wayray.pool.directory import (
 from wayray.pool.lan import LEASE_TTL, Peer
 
 log = logging.getLogger("wayray.pool")
+# httpx logs every request at INFO: a keep-alive a second would drown the server's own log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: Seconds one request to one etcd endpoint may take before the next endpoint is tried.
 REQUEST_TIMEOUT = 3.0
