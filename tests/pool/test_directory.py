@@ -206,3 +206,30 @@ def test_a_placement_is_taken_over_by_the_member_it_names_and_nobody_else(
         await d.close()
 
     run(main())
+
+
+def test_of_two_members_sessions_for_one_badge_the_earlier_keeps_the_entry(
+    make: Callable[[Clock], Directory],
+) -> None:
+    """Two members each started a session for one badge (a partition, or two homes for a moment):
+    when both claim it, the session that started first holds the entry, whichever claims first;
+    the later one's claims lose from then on (docs/pools.md §3.2)."""
+
+    async def main() -> None:
+        d = make(Clock())
+        a, b = await d.join(member(1), 10), await d.join(member(2), 10)
+        later = await d.claim(Entry(digest(5), b.member, "sb", since=2_000_000_100.0), b)
+        assert later.won
+        first = await d.claim(Entry(digest(5), a.member, "sa", since=2_000_000_000.0), a)
+        assert first.won and first.entry.session_id == "sa" and not first.taken_over
+        again = await d.claim(Entry(digest(5), b.member, "sb", since=2_000_000_100.0), b)
+        assert not again.won and again.entry.session_id == "sa"
+        assert (await d.lookup(digest(5))) == first.entry
+        await d.release(digest(5), b)  # the later member's release leaves the earlier's entry
+        assert (await d.lookup(digest(5))) == first.entry
+        # A pending claim (a badge-in, no session yet) never displaces a session.
+        pending = await d.claim(Entry(digest(5), b.member, "", EntryState.PENDING, since=1.0), b)
+        assert not pending.won
+        await d.close()
+
+    run(main())

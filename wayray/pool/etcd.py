@@ -42,6 +42,7 @@ from wayray.pool.directory import (
     Lease,
     LeaseExpired,
     Member,
+    earlier,
     placed_on,
 )
 from wayray.pool.lan import LEASE_TTL, Peer
@@ -106,6 +107,7 @@ def _entry_of(kv: dict[str, Any]) -> _Held:
             str(obj["session_id"]),
             EntryState(obj["state"]),
             float(obj.get("claimed_at", 0.0)),
+            float(obj.get("since", 0.0)),
         )
     except (ValueError, KeyError, TypeError) as err:
         raise DirectoryError(f"an entry in etcd is malformed: {err}") from None
@@ -274,16 +276,17 @@ class EtcdDirectory:
                     [{"request_range": {"key": key}}],
                 )
                 continue
-            if held.entry.member != entry.member and placed_on(held.entry) != entry.member:
+            conflict = earlier(entry, held.entry)  # two sessions: the earlier takes the entry
+            if held.entry.member != entry.member and placed_on(held.entry) != entry.member and not conflict:
                 return Claim(False, held.entry)
-            ours = replace(entry, claimed_at=held.entry.claimed_at)
+            ours = replace(entry, claimed_at=fresh.claimed_at if conflict else held.entry.claimed_at)
             took, responses = await self._txn(
                 [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": held.mod_revision}],
                 [put(ours)],
                 [{"request_range": {"key": key}}],
             )
             if took:
-                return Claim(True, ours, taken_over=held.entry.member != entry.member)
+                return Claim(True, ours, taken_over=held.entry.member != entry.member and not conflict)
         raise DirectoryError(
             f"the claim of token digest {entry.digest[:8]} kept changing under us; try again"
         )
@@ -367,4 +370,4 @@ class EtcdDirectory:
 
 def _entry_json(e: Entry) -> dict[str, Any]:
     return {"digest": e.digest, "member": e.member, "session_id": e.session_id, "state": e.state.value,
-            "claimed_at": e.claimed_at}  # fmt: skip
+            "claimed_at": e.claimed_at, "since": e.since}  # fmt: skip

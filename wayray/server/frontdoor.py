@@ -286,6 +286,7 @@ class FrontDoor:
                 self.table, identity=self.identity, port=self.port, listening=self.listening
             )
             self.viewer_side.route = self.pool.route
+            self.viewer_side.yielded = self.pool.yielded
         self.table.spawn(self._policy_timer(), "policy-timer")
         self.notifier.ready(self.status_line())
         watchdog = self.notifier.start_watchdog()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -39,12 +40,16 @@ from wayray.server.live import Viewer
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenRef
 from wayray.transport import ServerIdentity
-from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode
+from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, SessionEventKind
 
 log = logging.getLogger("wayray.server")
 
 #: Seconds a placement's pending claim is kept while its session starts.
 PENDING_FOR = 30.0
+#: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
+#: for every member to notice the change and re-claim (a member whose session lost its entry to an
+#: earlier one learns it only by claiming again).
+VERIFY_ROUNDS = 5
 
 
 @dataclass
@@ -62,6 +67,13 @@ class _Shared:
     pending: dict[str, float]
     #: Digests this member placed on another member (digest → when), until that one takes them over.
     placed: dict[str, float]
+    #: Digests whose session here lost to an earlier session on another member (digest → that
+    #: member): the badge goes there; the session here is left detached (docs/pools.md §3.2).
+    yielded: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The members alive at the last round, and how many more rounds re-claim every entry (after a
+    #: change of members: homes moved, and two members may hold one badge).
+    last_alive: tuple[str, ...] = ()
+    verify: int = 0
 
 
 class PoolMembership:
@@ -217,6 +229,10 @@ class PoolMembership:
                         why = f"this badge's session is on {peer.member.name} (under the previous token key)"
                         return self._send(viewer, token, peer, why)
             claim = await shared.directory.claim(entry, shared.lease)
+            if claim.won and shared.yielded.pop(token.digest, None) is not None:
+                # Its earlier session elsewhere is gone: the one left here is the badge's again.
+                shared.pending[token.digest] = time.monotonic()
+                return True
             if claim.won:
                 # A placement made for this member, taken over here: the session starts here.
                 target = "here" if claim.taken_over else self._place()
@@ -385,28 +401,56 @@ class PoolMembership:
                 log.warning("pool: %s", err)
             await asyncio.sleep(LEASE_TTL / 4)
 
-    async def _reconcile(self, shared: _Shared) -> None:
-        table = self.table
-        if table.closed:
-            return
-        now = time.monotonic()
+    def yielded(self, token: TokenRef) -> bool:
+        """Whether this badge's session here lost to an earlier one on another member (its badge is
+        routed through the directory although the registry here knows a session)."""
+        return self.shared is not None and token.digest in self.shared.yielded
+
+    def _wanted(self, shared: _Shared, now: float) -> tuple[dict[str, str], dict[str, float]]:
+        """The digests this member must hold (digest → session id, "" while starting), and when each
+        session started. After a change of members every entry is claimed again for a few rounds:
+        homes moved (a partition healed, a member died or restarted), and two members may hold a
+        session for one badge."""
+        alive = tuple(shared.directory.alive())
+        if alive != shared.last_alive:
+            shared.last_alive, shared.verify = alive, VERIFY_ROUNDS
+        if shared.verify > 0:
+            shared.verify -= 1
+            shared.claimed.clear()
         wanted: dict[str, str] = {}
-        for session in table.registry.live_sessions():
-            wanted[session.token.digest] = session.id
+        started: dict[str, float] = {}
+        for session in self.table.registry.live_sessions():
+            started[session.token.digest] = session.created_at
+            if session.token.digest not in shared.yielded:
+                wanted[session.token.digest] = session.id
+        for digest in [d for d in shared.yielded if d not in started]:
+            del shared.yielded[digest]  # its session here ended
         for digest, since in list(shared.pending.items()):
             if now - since > PENDING_FOR:
                 del shared.pending[digest]
             elif digest not in wanted:
                 wanted[digest] = ""
+        return wanted, started
+
+    async def _reconcile(self, shared: _Shared) -> None:
+        table = self.table
+        if table.closed:
+            return
+        now = time.monotonic()
+        wanted, started = self._wanted(shared, now)
         directory = shared.directory
         for digest, session_id in wanted.items():
             key = (directory.home(digest), session_id)
             if shared.claimed.get(digest) == key:
                 continue
             state = EntryState.SESSION if session_id else EntryState.PENDING
-            claim = await directory.claim(Entry(digest, directory.me.id, session_id, state), shared.lease)
+            since = started.get(digest, 0.0) if session_id else 0.0
+            entry = Entry(digest, directory.me.id, session_id, state, since=since)
+            claim = await directory.claim(entry, shared.lease)
             if claim.won:
                 shared.claimed[digest] = key
+            elif session_id and claim.entry.state is EntryState.SESSION:
+                self._yield(shared, digest, session_id, claim.entry)
             else:
                 log.warning(
                     "pool: token digest %s: member %s holds it too (session %s); this member's session %s "
@@ -427,6 +471,35 @@ class PoolMembership:
             del shared.claimed[digest]
             with contextlib.suppress(DirectoryError, LeaseExpired):
                 await directory.release(digest, shared.lease)
+
+    def _yield(self, shared: _Shared, digest: str, session_id: str, holder: Entry) -> None:
+        """Two sessions for one badge, and the other member's started first: the badge goes there
+        from now on; the session here is left detached (never killed under its user: it ends by its
+        policy's detached_timeout), and a viewer showing it is told and let go."""
+        shared.yielded[digest] = holder.member
+        shared.claimed.pop(digest, None)
+        log.warning(
+            "pool: token digest %s has a session on member %s too (%s), started earlier (two sessions "
+            "for one badge after a partition or a change of members): the badge goes there; this "
+            "member's session %s is left detached and ends by its policy's detached_timeout",
+            digest[:8],
+            holder.member,
+            holder.session_id,
+            session_id,
+        )
+        session = self.table.live.get(session_id)
+        viewer = session.viewer if session is not None else None
+        if session is None or viewer is None:
+            return
+        session.viewer = None
+        session.send_detach(viewer, "the badge's earlier session is on another member of the pool")
+        self.table.registry.detach(session_id, time.time())
+        viewer.tell_and_close(
+            SessionEventKind.DETACHED,
+            ErrorCode.NO_ERROR,
+            "this badge has an earlier session on another member of the pool; badge in again to reach it",
+        )
+        self.table.changed()
 
     async def stop(self) -> None:
         """Withdraw the advertisement (a goodbye: browsers drop this member at once) and leave."""

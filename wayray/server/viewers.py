@@ -106,6 +106,9 @@ class ViewerSide:
         #: here is this member's (True) or was sent elsewhere (False); it also gets the token's digests
         #: under the previous token keys (a rotation). None: no shared directory.
         self.route: Callable[[TokenRef, Viewer, tuple[TokenRef, ...]], Awaitable[bool]] | None = None
+        #: A pool's word that a token's session here lost to an earlier one on another member (its
+        #: badge is routed through the directory although the registry knows a session here).
+        self.yielded: Callable[[TokenRef], bool] = lambda token: False
         self._numbers = itertools.count(1)
 
     async def handle(self, conn: ServerConnection) -> None:
@@ -195,7 +198,8 @@ class ViewerSide:
                 "this server is drained for maintenance: it takes no new sessions; use another server",
             )
             return None
-        if known is None and self.route is not None and not await self.route(token, viewer, previous):
+        routed = known is None or self.yielded(token)
+        if routed and self.route is not None and not await self.route(token, viewer, previous):
             return None  # its session is on another member of the pool (redirected), or no answer
         try:
             p = table.registry.present(token, viewer.key, time.time(), kiosk=viewer.kiosk)
