@@ -1,7 +1,7 @@
 """Badge-in to the first complete frame when the kiosk reached the wrong member of a pool (docs/pools.md
 §4), beside the same badge-in at the right member.
 
-    sudo .venv/bin/python -m bench.pool_redirect [--tries 50]
+    sudo .venv/bin/python -m bench.pool_redirect [--tries 50] [--keep DIR]
 
 Real processes in network namespaces joined by a bridge (as tests/pool): two ``wrsrvd --standalone``
 members with foot sessions, sharing the session directory over their pool port, and one headless
@@ -16,6 +16,7 @@ home, the Redirect, QUIC + TLS to A, the Hello, Attach and the keyframe.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 from contextlib import suppress
@@ -64,8 +65,22 @@ def drained(srv: MemberServer) -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tries", type=int, default=50)
+    p.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the members' and the kiosks' logs in DIR (made; millisecond time stamps: each phase of "
+        "a badge-in shows as a line, docs/benchmarks.md reads them)",
+    )
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, lan() as net:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (
+        (
+            tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(str(args.keep))
+        ) as tmp,
+        lan() as net,
+    ):
         h = Harness(Path(tmp))
         kiosks: list[KioskProc] = []
         try:

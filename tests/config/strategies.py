@@ -171,6 +171,12 @@ def _(vt: t.Fingerprint) -> st.SearchStrategy[Any]:
 
 
 @valid_raw.register
+def _(vt: t.PoolDirectory) -> st.SearchStrategy[Any]:
+    endpoint = r"([a-z][a-z0-9]{0,9}|\[2001:db8::[1-9]\]):[1-9][0-9]{0,3}"
+    return st.from_regex(rf"lan|etcd://{endpoint}(,{endpoint}){{0,2}}", fullmatch=True)
+
+
+@valid_raw.register
 def _(vt: t.ListOf) -> st.SearchStrategy[Any]:
     return st.lists(valid_raw(vt.item), min_size=max(vt.min_items, 0), max_size=3)
 
@@ -254,7 +260,9 @@ def _skip(record: type, valid: bool) -> frozenset[str]:
         ServerConfig: frozenset({"port", "policy", "enabled", "listen"}),
         TLSSettings: frozenset({"cert", "key"}),
         # Members that share a directory need the pool and its token key (set together below).
-        PeerSettings: frozenset({"fingerprints", "ca", "token_key_file"}),
+        PeerSettings: frozenset(
+            {"fingerprints", "ca", "token_key_file", "directory", "etcd_ca", "etcd_cert", "etcd_key"}
+        ),
         WebSettings: frozenset({"port", "cert", "key"}),
         OutputSettings: frozenset({"idle_fps"}),
         HostConfig: frozenset({"runtime_dir", "state_dir", "admin_socket", "launcher_socket"}),
@@ -273,6 +281,16 @@ def _usb_rule(draw: Draw, valid: bool, names: Names) -> dict[str, Any]:
         if "class" in rule and rule["class"] != "*" and draw(st.booleans()):
             rule["subclass"] = draw(valid_raw(t.UsbId(8)))
     return rule
+
+
+def _sharing_peers(draw: Draw, peers: dict[str, Any]) -> dict[str, Any]:
+    """A pool member's peers that share the directory: trust and the token key, and sometimes the
+    directory in etcd with its mutual TLS."""
+    peers = {**peers, "fingerprints": [draw(valid_raw(t.Fingerprint()))], "token_key_file": draw(_PATH)}
+    if draw(st.booleans()):
+        peers |= {"directory": draw(valid_raw(t.PoolDirectory())), "etcd_ca": draw(_PATH),
+                  "etcd_cert": draw(_PATH), "etcd_key": draw(_PATH)}  # fmt: skip
+    return peers
 
 
 @st.composite
@@ -294,11 +312,7 @@ def documents(draw: Draw, spec: FileSpec, valid: bool = True, names: Names | Non
             if draw(st.booleans()):
                 body["tls"] = {"cert": draw(_PATH), "key": draw(_PATH)}
             if body.get("pool") and draw(st.booleans()):
-                body["peers"] = {
-                    **body.get("peers", {}),
-                    "fingerprints": [draw(valid_raw(t.Fingerprint()))],
-                    "token_key_file": draw(_PATH),
-                }
+                body["peers"] = _sharing_peers(draw, body.get("peers", {}))
             tls, admission = body.get("tls", {}), body.get("admission", {})
             if (
                 body.get("sessions") == "command"

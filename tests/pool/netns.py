@@ -61,6 +61,13 @@ class Lan:
         _ip("-n", ns, "link", "set", "eth0", "up", "multicast", "on")
         return host
 
+    def root_address(self) -> str:
+        """An address of the test's own (root) namespace on the bridge, which every host reaches
+        (for a service the test runs itself, such as etcd): 10.SUBNET.0.254/16, the hosts' range."""
+        address = f"10.{self.subnet}.0.254"
+        _ip("addr", "add", f"{address}/16", "dev", self.bridge)
+        return address
+
     def start(self) -> None:
         _ip("link", "add", self.bridge, "type", "bridge", "mcast_snooping", "0")
         _ip("link", "set", self.bridge, "up")

@@ -49,3 +49,40 @@ def test_a_pool_without_trust_is_a_warning_on_either_side(tmp_path: Path) -> Non
         },
     )
     assert (code, err) == (0, ""), err
+
+
+def test_an_etcd_directory_is_checked_and_needs_mutual_tls(tmp_path: Path) -> None:
+    """`peers.directory` is "lan" or etcd://HOST:PORT,…; etcd is reached with a client certificate
+    only, so the three TLS files are required; a weight is 0..10000."""
+    code, err = check(
+        tmp_path,
+        {"etc/wayray/servers.toml": '[server.lab]\npool = "lab"\npeers.directory = "etcd://10.0.0.1"\n'},
+    )
+    assert code == 1
+    assert "servers.toml:3:19: error: server.lab.peers.directory:" in err
+    assert "needs a port from 1 to 65535" in err
+    code, err = check(
+        tmp_path,
+        {
+            "etc/wayray/servers.toml": (
+                '[server.lab]\npool = "lab"\npeers.directory = "etcd://10.0.0.1:2379,10.0.0.2:2379"\n'
+                'peers.etcd_ca = "/etc/wayray/etcd-ca.pem"\npeers.token_key_file = "/etc/wayray/pool.key"\n'
+            )
+        },
+    )
+    assert code == 1
+    assert "error: server.lab.peers.directory: an etcd directory needs etcd's CA and this instance's " in err
+    assert "set peers.etcd_cert, peers.etcd_key" in err
+    code, err = check(
+        tmp_path,
+        {
+            "etc/wayray/servers.toml": (
+                '[server.lab]\npool = "lab"\nweight = 250\npeers.directory = "etcd://[2001:db8::1]:2379"\n'
+                'peers.etcd_ca = "/etc/wayray/etcd-ca.pem"\npeers.etcd_cert = "/etc/wayray/etcd.pem"\n'
+                'peers.etcd_key = "/etc/wayray/etcd.key"\npeers.token_key_file = "/etc/wayray/pool.key"\n'
+            )
+        },
+    )
+    assert (code, err) == (0, ""), err
+    code, err = check(tmp_path, {"etc/wayray/servers.toml": '[server.lab]\npool = "lab"\nweight = -1\n'})
+    assert code == 1 and "server.lab.weight: expected integer from 0 to 10000" in err, err

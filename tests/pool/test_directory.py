@@ -1,16 +1,21 @@
 """The session directory's contract (docs/pools.md §3), for every backend: one claim of a digest wins,
 however many race; a lease that is not kept alive takes its member's entries with it; a member
-releases only its own entries. Backends other than the in-process one join ``BACKENDS``."""
+releases only its own entries. Backends other than the in-process one join ``BACKENDS``; the etcd one
+runs against a real three-member etcd cluster (tests/pool/etcd_rig.py) with real time."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Coroutine
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.pool.etcd_rig import EtcdCluster, etcd_cluster
 from wayray.pool.directory import (
     PLACED,
     Directory,
@@ -21,11 +26,16 @@ from wayray.pool.directory import (
     Member,
     placed_on,
 )
+from wayray.pool.etcd import EtcdDirectory, parse_endpoints
 
 
 class Clock:
-    def __init__(self) -> None:
+    """The in-process backend's clock; a backend with a store of its own (``real``) lets real time
+    pass instead, and the tests wait for what the store does in its time."""
+
+    def __init__(self, real: bool = False) -> None:
         self.now = 1000.0
+        self.real = real
 
     def __call__(self) -> float:
         return self.now
@@ -33,6 +43,23 @@ class Clock:
 
 def local(clock: Clock) -> Directory:
     return LocalDirectory(clock)
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    with etcd_cluster(Path(tmp_path_factory.mktemp("etcd")), 3) as cluster:
+        yield cluster
+
+
+def etcd_backend(cluster: EtcdCluster) -> Callable[[Clock], Directory]:
+    def make(clock: Clock) -> Directory:
+        clock.real = True
+        # A pool of its own per test: the tests' digests do not meet.
+        return EtcdDirectory(
+            member(1), f"t{secrets.token_hex(4)}", parse_endpoints(cluster.url), cluster.context()
+        )
+
+    return make
 
 
 BACKENDS: dict[str, Callable[[Clock], Directory]] = {"local": local}
@@ -50,9 +77,20 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=[*sorted(BACKENDS), "etcd"])
 def make(request: pytest.FixtureRequest) -> Callable[[Clock], Directory]:
+    if request.param == "etcd":
+        return etcd_backend(request.getfixturevalue("etcd"))
     return BACKENDS[request.param]
+
+
+async def wait_gone(d: Directory, dg: str, keep: Any, timeout: float = 60.0) -> None:
+    """Real time: wait until ``dg``'s entry is gone, renewing ``keep`` every second meanwhile."""
+    end = time.monotonic() + timeout
+    while await d.lookup(dg) is not None:
+        assert time.monotonic() < end, f"the entry outlived its lease by far ({timeout} s)"
+        await d.keep_alive(keep)
+        await asyncio.sleep(1)
 
 
 def test_fifty_simultaneous_claims_of_one_badge_make_one_session(make: Callable[[Clock], Directory]) -> None:
@@ -88,6 +126,8 @@ def test_a_dead_members_entries_expire_with_its_lease(make: Callable[[Clock], Di
         clock.now += 3
         await d.keep_alive(b)  # b is alive; a stopped renewing
         clock.now += 2
+        if clock.real:
+            await wait_gone(d, digest(1), b)
         assert await d.lookup(digest(1)) is None, "the dead member's entry outlived its lease"
         assert (await d.lookup(digest(2))) is not None
         assert [m.id for m in await d.members()] == [member(2).id]
@@ -97,6 +137,7 @@ def test_a_dead_members_entries_expire_with_its_lease(make: Callable[[Clock], Di
             await d.claim(Entry(digest(3), a.member, "late"), a)
         # The badge of the dead member's session can now be placed elsewhere.
         assert (await d.claim(Entry(digest(1), b.member, "sb2"), b)).won
+        await d.close()
 
     run(main())
 
@@ -110,6 +151,7 @@ def test_release_removes_only_the_members_own_entry(make: Callable[[Clock], Dire
         assert (await d.lookup(digest(1))) is not None, "another member's release removed the entry"
         await d.release(digest(1), a)
         assert await d.lookup(digest(1)) is None
+        await d.close()
 
     run(main())
 
@@ -130,6 +172,7 @@ def test_a_pending_placement_becomes_the_chosen_members_session(make: Callable[[
         mine = await d.claim(Entry(digest(1), a.member, "sa"), a)
         assert mine.won and mine.entry.state is EntryState.SESSION
         assert mine.entry.claimed_at == first.entry.claimed_at
+        await d.close()
 
     run(main())
 
@@ -160,5 +203,33 @@ def test_a_placement_is_taken_over_by_the_member_it_names_and_nobody_else(
         assert again.won and not again.taken_over
         await d.release(digest(7), a)  # the placing member's lease no longer holds it
         assert (await d.lookup(digest(7))) == taken.entry
+        await d.close()
+
+    run(main())
+
+
+def test_of_two_members_sessions_for_one_badge_the_earlier_keeps_the_entry(
+    make: Callable[[Clock], Directory],
+) -> None:
+    """Two members each started a session for one badge (a partition, or two homes for a moment):
+    when both claim it, the session that started first holds the entry, whichever claims first;
+    the later one's claims lose from then on (docs/pools.md §3.2)."""
+
+    async def main() -> None:
+        d = make(Clock())
+        a, b = await d.join(member(1), 10), await d.join(member(2), 10)
+        later = await d.claim(Entry(digest(5), b.member, "sb", since=2_000_000_100.0), b)
+        assert later.won
+        first = await d.claim(Entry(digest(5), a.member, "sa", since=2_000_000_000.0), a)
+        assert first.won and first.entry.session_id == "sa" and not first.taken_over
+        again = await d.claim(Entry(digest(5), b.member, "sb", since=2_000_000_100.0), b)
+        assert not again.won and again.entry.session_id == "sa"
+        assert (await d.lookup(digest(5))) == first.entry
+        await d.release(digest(5), b)  # the later member's release leaves the earlier's entry
+        assert (await d.lookup(digest(5))) == first.entry
+        # A pending claim (a badge-in, no session yet) never displaces a session.
+        pending = await d.claim(Entry(digest(5), b.member, "", EntryState.PENDING, since=1.0), b)
+        assert not pending.won
+        await d.close()
 
     run(main())

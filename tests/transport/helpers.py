@@ -159,6 +159,7 @@ class ThrowawayCA:
         days: float = 30,
         start_days_ago: float = 1,
         names: tuple[str, ...] = (),
+        also: tuple[x509.ObjectIdentifier, ...] = (),
     ) -> Issued:
         """A certificate for ``cn``; ``names`` (host names and IP addresses) go in its
         subjectAltName. The certificate file holds the certificate, then the intermediate CAs above
@@ -173,7 +174,7 @@ class ThrowawayCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=start_days_ago))
             .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage, *also]), critical=False)
         )
         if names:
             builder = builder.add_extension(

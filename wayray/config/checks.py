@@ -271,14 +271,27 @@ def _pools(config: Config) -> list[Diagnostic]:
         key = f"server.{srv.name}"
         scope = frozenset({srv.name})
         peers = srv.peers
+        etcd = peers.directory != "lan"
         trusted = bool(peers.fingerprints) or peers.ca is not None
+        if etcd:
+            missing = [k for k in ("etcd_ca", "etcd_cert", "etcd_key") if getattr(peers, k) is None]
+            if missing:
+                out.append(
+                    _diag(
+                        config,
+                        f"{key}.peers.directory",
+                        f"an etcd directory needs etcd's CA and this instance's client certificate: set "
+                        f"peers.{', peers.'.join(missing)} (etcd is reached over mutual TLS only)",
+                        scope=scope,
+                    )
+                )
         if not srv.pool:
-            if trusted or peers.token_key_file is not None:
+            if trusted or etcd or peers.token_key_file is not None:
                 out.append(
                     _diag(config, f"{key}.peers", "peers is set but pool is not: set pool", scope=scope)
                 )
             continue
-        if trusted and peers.token_key_file is None:
+        if (trusted or etcd) and peers.token_key_file is None:
             out.append(
                 _diag(
                     config,
@@ -289,7 +302,7 @@ def _pools(config: Config) -> list[Diagnostic]:
                     scope=scope,
                 )
             )
-        if not trusted:
+        if not trusted and not etcd:
             out.append(
                 _diag(
                     config,

@@ -76,8 +76,11 @@ class Entry:
     member: str
     session_id: str
     state: EntryState = EntryState.SESSION
-    #: When it was claimed (the directory's clock): the earlier claim wins a conflict (§3.2).
+    #: When it was claimed (the directory's clock).
     claimed_at: float = 0.0
+    #: A session entry: when its session started (wall clock, its member's); 0: not said. Of two
+    #: members' sessions for one digest (a partition healed), the earlier wins (§3.2).
+    since: float = 0.0
 
     def __post_init__(self) -> None:
         if not DIGEST.fullmatch(self.digest):
@@ -93,6 +96,20 @@ def placed_on(entry: Entry) -> str | None:
     if entry.state is EntryState.PENDING and entry.session_id.startswith(PLACED):
         return entry.session_id[len(PLACED) :]
     return None
+
+
+def earlier(entry: Entry, held: Entry) -> bool:
+    """Whether ``entry``, a session of another member than ``held``'s, wins a conflict over it: two
+    sessions for one digest (made on both sides of a partition, or while two members disagreed about
+    a home) — the one that started first, then the lower member id (docs/pools.md §3.2)."""
+    return (
+        entry.state is EntryState.SESSION
+        and held.state is EntryState.SESSION
+        and entry.member != held.member
+        and entry.since > 0
+        and held.since > 0
+        and (entry.since, entry.member) < (held.since, held.member)
+    )
 
 
 @dataclass(frozen=True)
@@ -203,15 +220,21 @@ class LocalDirectory:
         if entry.member != lease.member:
             raise DirectoryError("an entry is claimed under its own member's lease")
         held = self._entries.get(entry.digest)
-        if held is not None and held[0].member != entry.member and placed_on(held[0]) != entry.member:
+        conflict = held is not None and earlier(entry, held[0])
+        if (
+            held is not None
+            and held[0].member != entry.member
+            and placed_on(held[0]) != entry.member
+            and not conflict
+        ):
             return Claim(False, held[0])
-        if held is not None and held[1] != lease.id:  # ours, under an older lease of ours
+        if held is not None and held[1] != lease.id:  # ours under an older lease, or a later session's
             self._leases[held[1]].digests.discard(entry.digest)
-        claimed_at = held[0].claimed_at if held is not None else self._clock()
+        claimed_at = held[0].claimed_at if held is not None and not conflict else self._clock()
         ours = replace(entry, claimed_at=claimed_at)
         self._entries[entry.digest] = (ours, lease.id)
         state.digests.add(entry.digest)
-        taken = held is not None and held[0].member != entry.member
+        taken = held is not None and held[0].member != entry.member and not conflict
         return Claim(True, ours, taken_over=taken)
 
     async def release(self, digest: str, lease: Lease) -> None:

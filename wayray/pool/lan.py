@@ -70,7 +70,7 @@ def _entry_json(e: Entry | None) -> dict[str, Any] | None:
     if e is None:
         return None
     return {"digest": e.digest, "member": e.member, "session_id": e.session_id, "state": e.state.value,
-            "claimed_at": e.claimed_at}  # fmt: skip
+            "claimed_at": e.claimed_at, "since": e.since}  # fmt: skip
 
 
 def _entry_from(obj: Any) -> Entry | None:
@@ -85,8 +85,9 @@ def _entry_from(obj: Any) -> Entry | None:
             str(obj["session_id"]),
             EntryState(obj["state"]),
             float(obj.get("claimed_at", 0.0)),
+            float(obj.get("since", 0.0)),
         )
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, TypeError) as err:
         raise PeerError(f"the answer's entry is malformed: {err}") from None
 
 
@@ -250,7 +251,7 @@ class LanDirectory:
 
     async def claim(self, entry: Entry, lease: Lease) -> Claim:
         request = {"type": "claim", "digest": entry.digest, "session_id": entry.session_id,
-                   "state": entry.state.value}  # fmt: skip
+                   "state": entry.state.value, "since": entry.since}  # fmt: skip
         answer = await self._at_home(entry.digest, request)
         if answer is None:
             self._ready(entry)
@@ -310,7 +311,12 @@ class LanDirectory:
                 session_id, str
             ):
                 raise RequestRefused("malformed request: 'state' and 'session_id'")
-            entry = Entry(_digest(request), member.id, session_id[:64], EntryState(state))
+            since = request.get("since", 0.0)
+            if isinstance(since, bool) or not isinstance(since, int | float) or not 0 <= since < 1e11:
+                raise RequestRefused("malformed request: 'since' must be a time in seconds")
+            entry = Entry(
+                _digest(request), member.id, session_id[:64], EntryState(state), since=float(since)
+            )
             try:
                 self._ready(entry)
             except DirectoryError as err:

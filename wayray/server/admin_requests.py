@@ -41,7 +41,7 @@ class AdminRequests:
         status: Callable[[], ap.StatusAnswer],
         reloader: Callable[[], Awaitable[ap.Reloaded | ap.ReloadRefused]] | None,
         drain: Callable[[bool], bool] | None = None,
-        pool: Callable[[bool], Awaitable[dict[str, Any]]] | None = None,
+        pool: Callable[[bool], Awaitable[ap.PoolAnswer]] | None = None,
     ) -> None:
         self.table = table
         self.ending = ending
@@ -196,9 +196,7 @@ class AdminRequests:
     async def _pool_request(self, request: ap.Pool) -> ap.PoolAnswer:
         if self._pool is None:
             raise AdminError("this server is in no pool")
-        answer = ap.ADMIN.parse(await self._pool(request.sessions), Direction.RESPONSE)
-        assert isinstance(answer, ap.PoolAnswer)
-        return answer
+        return await self._pool(request.sessions)
 
     async def _reload(self, request: ap.Reload) -> ap.Reloaded | ap.ReloadRefused:
         if self._reloader is None:

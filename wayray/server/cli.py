@@ -171,6 +171,29 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="standalone: UDP port of the pool port (QUIC port + 1; 0: any)",
     )
+    p.add_argument(
+        "--pool-previous-key-file",
+        type=Path,
+        metavar="F",
+        help="standalone: the pool's previous token key, while the key is rotated (still accepted)",
+    )
+    p.add_argument(
+        "--pool-weight",
+        type=int,
+        metavar="N",
+        help="standalone: this member's placement weight, 0..10000 (default 100; 0: no new sessions)",
+    )
+    p.add_argument(
+        "--pool-directory",
+        metavar="URL",
+        help='standalone: the session directory: "lan" (the members; default) or '
+        '"etcd://HOST:PORT[,HOST:PORT...]" with --pool-etcd-tls',
+    )
+    p.add_argument(
+        "--pool-etcd-tls",
+        metavar="CA,CERT,KEY",
+        help="standalone: etcd's CA bundle, this server's client certificate and its key (PEM files)",
+    )
 
 
 #: sysexits.h EX_CONFIG: "configuration error". systemd shows it as status=78/CONFIG, and the unit's
@@ -208,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         args.pool_peer,
         args.pool_key_file,
         args.pool_port,
+        args.pool_weight,
+        args.pool_previous_key_file,
+        args.pool_directory,
+        args.pool_etcd_tls,
         args.web_port,
     )
     if command or any(v is not None for v in given):
@@ -306,24 +333,49 @@ def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
 
 
 def _standalone_peers(server: Any, args: argparse.Namespace) -> Any:
-    """--pool-peer, --pool-key-file, --pool-port: the pool's members and what they share."""
+    """--pool-peer, --pool-key-file, --pool-port, --pool-weight, --pool-directory, --pool-etcd-tls:
+    the pool's members, what they share, and where their directory is."""
     from wayray.transport.identity import normalize_fingerprint
 
     given = [o for o, v in (("--pool-peer", args.pool_peer), ("--pool-key-file", args.pool_key_file),
-                            ("--pool-port", args.pool_port)) if v is not None]  # fmt: skip
+                            ("--pool-port", args.pool_port), ("--pool-weight", args.pool_weight),
+                            ("--pool-previous-key-file", args.pool_previous_key_file),
+                            ("--pool-directory", args.pool_directory),
+                            ("--pool-etcd-tls", args.pool_etcd_tls)) if v is not None]  # fmt: skip
     if not given:
         return server
     if not server.pool:
         raise UsageError(f"{', '.join(given)}: only with --pool NAME")
-    if args.pool_peer and args.pool_key_file is None:
-        raise UsageError("--pool-peer needs --pool-key-file: the members must share one token key")
+    if (args.pool_peer or args.pool_directory not in (None, "lan")) and args.pool_key_file is None:
+        raise UsageError(f"{given[0]} needs --pool-key-file: the members must share one token key")
     if args.pool_port is not None and not 0 <= args.pool_port <= 65535:
         raise UsageError(f"--pool-port {args.pool_port}: a UDP port is 0..65535")
+    if args.pool_weight is not None and not 0 <= args.pool_weight <= 10_000:
+        raise UsageError(f"--pool-weight {args.pool_weight}: a weight is 0..10000")
     peers = dataclasses.replace(
         server.peers,
         fingerprints=tuple(normalize_fingerprint(f) for f in args.pool_peer or ()),
         token_key_file=PurePosixPath(os.path.abspath(args.pool_key_file)) if args.pool_key_file else None,
+        previous_token_key_file=PurePosixPath(os.path.abspath(args.pool_previous_key_file))
+        if args.pool_previous_key_file
+        else None,
     )
+    if args.pool_directory not in (None, "lan"):
+        from wayray.config.types import Invalid, PoolDirectory
+
+        try:
+            directory = PoolDirectory().parse(args.pool_directory)
+        except Invalid as err:
+            raise UsageError(f"--pool-directory: {err}") from None
+        files = (args.pool_etcd_tls or "").split(",")
+        if len(files) != 3 or not all(files):
+            raise UsageError(
+                "--pool-directory etcd://… needs --pool-etcd-tls CA,CERT,KEY (etcd takes mutual TLS only)"
+            )
+        ca, cert, key = (PurePosixPath(os.path.abspath(f)) for f in files)
+        peers = dataclasses.replace(peers, directory=directory, etcd_ca=ca, etcd_cert=cert, etcd_key=key)
+    if args.pool_weight is not None:
+        server = dataclasses.replace(server, weight=args.pool_weight)
     return dataclasses.replace(server, peers=peers)
 
 

@@ -103,7 +103,13 @@ class FrontDoor:
         "pool_fingerprints",
         "pool_ca",
         "pool_key_file",
+        "pool_previous_key_file",
         "pool_port",
+        "pool_directory",
+        "pool_etcd_ca",
+        "pool_etcd_cert",
+        "pool_etcd_key",
+        "pool_weight",
     )
 
     def __init__(
@@ -222,7 +228,7 @@ class FrontDoor:
                 identity = ServerIdentity.load_or_create_files(
                     settings.tls_cert, settings.tls_key, name=settings.name
                 )
-                hasher = TokenHasher.load_or_create(settings.token_key)
+                hasher = TokenHasher.load_or_create(settings.token_key, settings.previous_token_keys)
             except OSError as err:
                 raise WayRayError(
                     f"{settings.state_dir}: cannot write the server's identity and token key: "
@@ -280,6 +286,7 @@ class FrontDoor:
                 self.table, identity=self.identity, port=self.port, listening=self.listening
             )
             self.viewer_side.route = self.pool.route
+            self.viewer_side.yielded = self.pool.yielded
         self.table.spawn(self._policy_timer(), "policy-timer")
         self.notifier.ready(self.status_line())
         watchdog = self.notifier.start_watchdog()
@@ -516,12 +523,10 @@ class FrontDoor:
             table.changed()
         return draining
 
-    async def _pool_members(self, sessions: bool) -> dict[str, Any]:
+    async def _pool_members(self, sessions: bool) -> ap.PoolAnswer:
         if self.pool is None:
             raise AdminError(f"{self.settings.name} is in no pool (servers.toml's pool)")
-        answer = self.pool.members_answer()
-        answer["sessions"] = await self.pool.sessions_answer() if sessions else None
-        return answer
+        return self.pool.members_answer(await self.pool.sessions_answer() if sessions else None)
 
     # --- wrsessd's word, for the login part --------------------------------------------------------
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from wayray.pool.directory import (
     PLACED,
@@ -23,6 +23,7 @@ from wayray.pool.directory import (
     Member,
     placed_on,
 )
+from wayray.pool.etcd import EtcdDirectory, client_context, parse_endpoints
 from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
 from wayray.pool.mdns import (
     Advertiser,
@@ -33,25 +34,31 @@ from wayray.pool.mdns import (
     load_or_create_member_id,
 )
 from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.server import admin_protocol as ap
 from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenRef
 from wayray.transport import ServerIdentity
-from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode
+from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, SessionEventKind
 
 log = logging.getLogger("wayray.server")
 
 #: Seconds a placement's pending claim is kept while its session starts.
 PENDING_FOR = 30.0
+#: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
+#: for every member to notice the change and re-claim (a member whose session lost its entry to an
+#: earlier one learns it only by claiming again).
+VERIFY_ROUNDS = 5
 
 
 @dataclass
 class _Shared:
     """The directory side of the membership (only when the members trust each other)."""
 
-    directory: LanDirectory
-    listener: PoolListener
+    directory: LanDirectory | EtcdDirectory
+    #: The pool port (a LAN directory's; None with etcd).
+    listener: PoolListener | None
     browser: PoolBrowser
     lease: Lease
     #: Digests this member holds in the directory: the home it claimed each at, and its session id.
@@ -60,6 +67,13 @@ class _Shared:
     pending: dict[str, float]
     #: Digests this member placed on another member (digest → when), until that one takes them over.
     placed: dict[str, float]
+    #: Digests whose session here lost to an earlier session on another member (digest → that
+    #: member): the badge goes there; the session here is left detached (docs/pools.md §3.2).
+    yielded: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The members alive at the last round, and how many more rounds re-claim every entry (after a
+    #: change of members: homes moved, and two members may hold one badge).
+    last_alive: tuple[str, ...] = ()
+    verify: int = 0
 
 
 class PoolMembership:
@@ -88,7 +102,7 @@ class PoolMembership:
         pool_port = 0
         if settings.shares_directory:
             shared = await cls._join(table, identity, member_id, addresses[0], port)
-            pool_port = shared.listener.port
+            pool_port = shared.listener.port if shared.listener is not None else 0
         else:
             log.warning(
                 "pool %s: no peers' fingerprints or CA configured: this instance announces itself but "
@@ -121,45 +135,85 @@ class PoolMembership:
         ca = settings.pool_ca.read_bytes() if settings.pool_ca is not None else None
         trust = PeerTrust(frozenset(settings.pool_fingerprints), ca)
         me = Member(member_id, settings.name, host, port, identity.fingerprint)
-        directory = LanDirectory(me, PeerClient(identity, trust))
-        pool_port = settings.pool_port if settings.pool_port is not None else port + 1
-        listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle)
+        etcd = settings.pool_directory != "lan"
+        directory: LanDirectory | EtcdDirectory
+        listener = None
+        if etcd:
+            assert settings.pool_etcd_ca and settings.pool_etcd_cert and settings.pool_etcd_key  # checked
+            directory = EtcdDirectory(
+                me,
+                settings.pool,
+                parse_endpoints(settings.pool_directory),
+                client_context(settings.pool_etcd_ca, settings.pool_etcd_cert, settings.pool_etcd_key),
+                # With pins, only a pinned member is a redirect's target (a CA: the kiosk checks it).
+                trusted=lambda m: (
+                    ca is not None or not trust.fingerprints or m.fingerprint in trust.fingerprints
+                ),
+            )
+        else:
+            directory = LanDirectory(me, PeerClient(identity, trust))
+            pool_port = settings.pool_port if settings.pool_port is not None else port + 1
+            listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle)
 
         def accept(ad: MemberAd) -> str | None:
             if ad.member_id == member_id:
                 return "this instance"
-            if ca is None and ad.fingerprint not in trust.fingerprints:
+            if ca is None and trust.fingerprints and ad.fingerprint not in trust.fingerprints:
                 return f"its identity {ad.fingerprint} is not among the pool's fingerprints"
-            if not ad.pool_port:
+            if not etcd and not ad.pool_port:
                 return "it shares no directory (no pool port)"
             return None
 
         browser = PoolBrowser(settings.pool, accept=accept)
         await browser.start()
-        lease = await directory.join(me, LEASE_TTL)
-        log.info(
-            "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
-            settings.pool,
-            member_id,
-            host,
-            listener.port,
-        )
+        try:
+            lease = await directory.join(me, LEASE_TTL)
+        except DirectoryError as err:
+            # It comes up anyway: the keep-alive rounds join when etcd answers; badges meanwhile are
+            # told to try again (a wrsrvd that cannot start would cost the sessions it serves now).
+            log.warning("pool %s: the session directory does not answer (%s); joining when it does",
+                        settings.pool, err)  # fmt: skip
+            lease = Lease("", member_id, LEASE_TTL)
+        if etcd:
+            log.info(
+                "pool %s: sharing the session directory in etcd (%s) as member %s",
+                settings.pool,
+                settings.pool_directory,
+                member_id,
+            )
+        else:
+            assert listener is not None
+            log.info(
+                "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
+                settings.pool,
+                member_id,
+                host,
+                listener.port,
+            )
         shared = _Shared(directory, listener, browser, lease, {}, {}, {})
         directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
         return shared
 
     @staticmethod
     def _figures(table: SessionTable) -> Figures:
-        return Figures(capacity=table.settings.max_sessions, used=len(table.live), draining=table.draining)
+        settings = table.settings
+        return Figures(
+            capacity=settings.max_sessions,
+            used=len(table.live),
+            draining=table.draining,
+            weight=settings.pool_weight,
+        )
 
     def changed(self) -> None:
         self.advertiser.update(self._figures(self.table))
 
     # --- the directory -----------------------------------------------------------------------------
 
-    async def route(self, token: TokenRef, viewer: Viewer) -> bool:
+    async def route(self, token: TokenRef, viewer: Viewer, previous: tuple[TokenRef, ...] = ()) -> bool:
         """A badge without a session here: claim it in the pool's directory. True: it is this
-        member's (start its session here); False: the viewer was redirected or told why not."""
+        member's (start its session here); False: the viewer was redirected or told why not.
+        ``previous``: its digests under the previous token keys (a rotation, docs/pools.md §3.3):
+        a session recorded under one of them on another member is found first."""
         shared = self.shared
         if shared is None:
             return True
@@ -167,7 +221,18 @@ class PoolMembership:
         me = shared.directory.me.id
         entry = Entry(token.digest, me, "", EntryState.PENDING)
         try:
+            for old in previous:
+                held = await shared.directory.lookup(old.digest)
+                if held is not None and held.member != me and held.state is EntryState.SESSION:
+                    peer = shared.directory.peer(held.member)
+                    if peer is not None and held.member in shared.directory.alive():
+                        why = f"this badge's session is on {peer.member.name} (under the previous token key)"
+                        return self._send(viewer, token, peer, why)
             claim = await shared.directory.claim(entry, shared.lease)
+            if claim.won and shared.yielded.pop(token.digest, None) is not None:
+                # Its earlier session elsewhere is gone: the one left here is the badge's again.
+                shared.pending[token.digest] = time.monotonic()
+                return True
             if claim.won:
                 # A placement made for this member, taken over here: the session starts here.
                 target = "here" if claim.taken_over else self._place()
@@ -228,7 +293,7 @@ class PoolMembership:
         choices: list[str | Peer] = []
         weights: list[int] = []
         mine = self._figures(table)
-        if not table.draining and mine.capacity > len(table.live):
+        if not table.draining and mine.weight > 0 and mine.capacity > len(table.live):
             choices.append("here")
             weights.append(mine.weight * (mine.capacity - len(table.live)))
         alive = set(shared.directory.alive())
@@ -241,43 +306,52 @@ class PoolMembership:
             return None
         return random.choices(choices, weights)[0]
 
-    def members_answer(self) -> dict[str, Any]:
+    def members_answer(self, sessions: tuple[ap.PoolSessionRow, ...] | None = None) -> ap.PoolAnswer:
         """The ``pool`` admin answer: this member first, then the others discovery found."""
         ad = self.advertiser
         figures = self._figures(self.table)
-        rows: list[dict[str, Any]] = [
-            {
-                "id": ad.member_id,
-                "name": ad.instance_name,
-                "addresses": list(ad.addresses),
-                "port": ad.port,
-                "fingerprint": ad.fingerprint,
-                "state": figures.state,
-                "sessions": figures.used,
-                "capacity": figures.capacity,
-                "load": figures.load,
-                "weight": figures.weight,
-                "last_seen_s": 0,
-                "answers": True,
-                "this": True,
-            }  # fmt: skip
+        rows = [
+            ap.PoolMemberRow(
+                id=ad.member_id,
+                name=ad.instance_name,
+                addresses=tuple(ad.addresses),
+                port=ad.port,
+                fingerprint=ad.fingerprint,
+                state=figures.state,
+                sessions=figures.used,
+                capacity=figures.capacity,
+                load=figures.load,
+                weight=figures.weight,
+                last_seen_s=0,
+                answers=True,
+                this=True,
+            )
         ]
         shared = self.shared
         if shared is not None:
             alive = set(shared.directory.alive())
             now = time.monotonic()
-            for m in shared.browser.members():
-                rows.append(
-                    {"id": m.member_id, "name": m.name.removesuffix("._wayray._udp.local."),
-                     "addresses": list(m.addresses), "port": m.port, "fingerprint": m.fingerprint,
-                     "state": m.figures.state, "sessions": m.figures.used, "capacity": m.figures.capacity,
-                     "load": m.figures.load, "weight": m.figures.weight,
-                     "last_seen_s": round(now - m.seen_at, 1), "answers": m.member_id in alive,
-                     "this": False}
-                )  # fmt: skip
-        return {"type": "pool", "name": self.table.settings.pool, "members": rows}
+            rows += [
+                ap.PoolMemberRow(
+                    id=m.member_id,
+                    name=m.name.removesuffix("._wayray._udp.local."),
+                    addresses=tuple(m.addresses),
+                    port=m.port,
+                    fingerprint=m.fingerprint,
+                    state=m.figures.state,
+                    sessions=m.figures.used,
+                    capacity=m.figures.capacity,
+                    load=m.figures.load,
+                    weight=m.figures.weight,
+                    last_seen_s=round(now - m.seen_at, 1),
+                    answers=m.member_id in alive,
+                    this=False,
+                )
+                for m in shared.browser.members()
+            ]
+        return ap.PoolAnswer(name=self.table.settings.pool or "", members=tuple(rows), sessions=sessions)
 
-    async def sessions_answer(self) -> list[dict[str, Any]]:
+    async def sessions_answer(self) -> tuple[ap.PoolSessionRow, ...]:
         """The directory's entries pool-wide (``wradm sessions --pool``): digests shortened, no token."""
         shared = self.shared
         if shared is None:
@@ -286,15 +360,15 @@ class PoolMembership:
             entries = await shared.directory.entries()
         except (DirectoryError, LeaseExpired) as err:
             raise AdminError(f"the pool's directory cannot answer: {err}") from None
-        return [
-            {
-                "token": e.digest[:8],
-                "member": placed_on(e) or e.member,
-                "session_id": e.session_id or None if placed_on(e) is None else None,
-                "state": e.state.value,
-            }
+        return tuple(
+            ap.PoolSessionRow(
+                token=e.digest[:8],
+                member=placed_on(e) or e.member,
+                session_id=(e.session_id or None) if placed_on(e) is None else None,
+                state=e.state.value,
+            )
             for e in sorted(entries, key=lambda e: (e.member, e.session_id))
-        ]
+        )
 
     async def _keep_up(self) -> None:
         """Every ttl/4: discovery's members into the directory, leases renewed, this member's
@@ -327,28 +401,56 @@ class PoolMembership:
                 log.warning("pool: %s", err)
             await asyncio.sleep(LEASE_TTL / 4)
 
-    async def _reconcile(self, shared: _Shared) -> None:
-        table = self.table
-        if table.closed:
-            return
-        now = time.monotonic()
+    def yielded(self, token: TokenRef) -> bool:
+        """Whether this badge's session here lost to an earlier one on another member (its badge is
+        routed through the directory although the registry here knows a session)."""
+        return self.shared is not None and token.digest in self.shared.yielded
+
+    def _wanted(self, shared: _Shared, now: float) -> tuple[dict[str, str], dict[str, float]]:
+        """The digests this member must hold (digest → session id, "" while starting), and when each
+        session started. After a change of members every entry is claimed again for a few rounds:
+        homes moved (a partition healed, a member died or restarted), and two members may hold a
+        session for one badge."""
+        alive = tuple(shared.directory.alive())
+        if alive != shared.last_alive:
+            shared.last_alive, shared.verify = alive, VERIFY_ROUNDS
+        if shared.verify > 0:
+            shared.verify -= 1
+            shared.claimed.clear()
         wanted: dict[str, str] = {}
-        for session in table.registry.live_sessions():
-            wanted[session.token.digest] = session.id
+        started: dict[str, float] = {}
+        for session in self.table.registry.live_sessions():
+            started[session.token.digest] = session.created_at
+            if session.token.digest not in shared.yielded:
+                wanted[session.token.digest] = session.id
+        for digest in [d for d in shared.yielded if d not in started]:
+            del shared.yielded[digest]  # its session here ended
         for digest, since in list(shared.pending.items()):
             if now - since > PENDING_FOR:
                 del shared.pending[digest]
             elif digest not in wanted:
                 wanted[digest] = ""
+        return wanted, started
+
+    async def _reconcile(self, shared: _Shared) -> None:
+        table = self.table
+        if table.closed:
+            return
+        now = time.monotonic()
+        wanted, started = self._wanted(shared, now)
         directory = shared.directory
         for digest, session_id in wanted.items():
             key = (directory.home(digest), session_id)
             if shared.claimed.get(digest) == key:
                 continue
             state = EntryState.SESSION if session_id else EntryState.PENDING
-            claim = await directory.claim(Entry(digest, directory.me.id, session_id, state), shared.lease)
+            since = started.get(digest, 0.0) if session_id else 0.0
+            entry = Entry(digest, directory.me.id, session_id, state, since=since)
+            claim = await directory.claim(entry, shared.lease)
             if claim.won:
                 shared.claimed[digest] = key
+            elif session_id and claim.entry.state is EntryState.SESSION:
+                self._yield(shared, digest, session_id, claim.entry)
             else:
                 log.warning(
                     "pool: token digest %s: member %s holds it too (session %s); this member's session %s "
@@ -370,6 +472,35 @@ class PoolMembership:
             with contextlib.suppress(DirectoryError, LeaseExpired):
                 await directory.release(digest, shared.lease)
 
+    def _yield(self, shared: _Shared, digest: str, session_id: str, holder: Entry) -> None:
+        """Two sessions for one badge, and the other member's started first: the badge goes there
+        from now on; the session here is left detached (never killed under its user: it ends by its
+        policy's detached_timeout), and a viewer showing it is told and let go."""
+        shared.yielded[digest] = holder.member
+        shared.claimed.pop(digest, None)
+        log.warning(
+            "pool: token digest %s has a session on member %s too (%s), started earlier (two sessions "
+            "for one badge after a partition or a change of members): the badge goes there; this "
+            "member's session %s is left detached and ends by its policy's detached_timeout",
+            digest[:8],
+            holder.member,
+            holder.session_id,
+            session_id,
+        )
+        session = self.table.live.get(session_id)
+        viewer = session.viewer if session is not None else None
+        if session is None or viewer is None:
+            return
+        session.viewer = None
+        session.send_detach(viewer, "the badge's earlier session is on another member of the pool")
+        self.table.registry.detach(session_id, time.time())
+        viewer.tell_and_close(
+            SessionEventKind.DETACHED,
+            ErrorCode.NO_ERROR,
+            "this badge has an earlier session on another member of the pool; badge in again to reach it",
+        )
+        self.table.changed()
+
     async def stop(self) -> None:
         """Withdraw the advertisement (a goodbye: browsers drop this member at once) and leave."""
         if self.changed in self.table.on_change:
@@ -377,7 +508,8 @@ class PoolMembership:
         await self.advertiser.close()
         shared = self.shared
         if shared is not None:
-            shared.listener.close()
+            if shared.listener is not None:
+                shared.listener.close()
             await shared.browser.close()
             await shared.directory.close()
 

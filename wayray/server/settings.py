@@ -118,12 +118,24 @@ class FrontDoorSettings:
     pool_ca: Path | None = None
     #: The pool's shared token key (used instead of the instance's own ``token.key``).
     pool_key_file: Path | None = None
+    #: The pool's previous token key, during a rotation (still accepted; docs/pools.md §3.3).
+    pool_previous_key_file: Path | None = None
     #: UDP port of the pool port; None: the QUIC port + 1; 0: any free one.
     pool_port: int | None = None
+    #: Where the pool's directory is: "lan" (its members) or "etcd://HOST:PORT,…", with etcd's CA and
+    #: this instance's client certificate and key.
+    pool_directory: str = "lan"
+    pool_etcd_ca: Path | None = None
+    pool_etcd_cert: Path | None = None
+    pool_etcd_key: Path | None = None
+    #: Its placement weight (docs/pools.md §5).
+    pool_weight: int = 100
 
     @property
     def shares_directory(self) -> bool:
-        return bool(self.pool) and (bool(self.pool_fingerprints) or self.pool_ca is not None)
+        return bool(self.pool) and (
+            bool(self.pool_fingerprints) or self.pool_ca is not None or self.pool_directory != "lan"
+        )
 
     #: The browser kiosk (served when ``enabled``).
     web: WebSettings = WebSettings()
@@ -146,6 +158,20 @@ class FrontDoorSettings:
         if self.pool_key_file is not None and self.shares_directory:
             return self.pool_key_file
         return self.state_dir / "token.key"
+
+    @property
+    def previous_token_keys(self) -> tuple[Path, ...]:
+        """Keys the token key replaced, still accepted: the pool's previous key, and the instance's
+        own key when the pool's is used and the instance had one (its sessions from before it joined
+        the pool)."""
+        keys = []
+        if self.token_key != self.state_dir / "token.key":
+            if self.pool_previous_key_file is not None:
+                keys.append(self.pool_previous_key_file)
+            own = self.state_dir / "token.key"
+            if own.exists():
+                keys.append(own)
+        return tuple(keys)
 
     @property
     def session_log_dir(self) -> Path:
@@ -307,7 +333,13 @@ def _build(
         pool_fingerprints=tuple(server.peers.fingerprints),
         pool_ca=_path(server.peers.ca),
         pool_key_file=_path(server.peers.token_key_file),
+        pool_previous_key_file=_path(server.peers.previous_token_key_file),
         pool_port=server.peers.port or None,
+        pool_directory=server.peers.directory,
+        pool_etcd_ca=_path(server.peers.etcd_ca),
+        pool_etcd_cert=_path(server.peers.etcd_cert),
+        pool_etcd_key=_path(server.peers.etcd_key),
+        pool_weight=server.weight,
         web=WebSettings(server.web.enabled, server.web.port, _path(server.web.cert), _path(server.web.key)),
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,

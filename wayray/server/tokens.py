@@ -56,22 +56,39 @@ class TokenRef:
 class TokenHasher:
     """Turns presented tokens into :class:`TokenRef` with the instance's secret key."""
 
-    def __init__(self, secret: bytes) -> None:
-        if len(secret) < SECRET_BYTES:
-            raise ValueError(f"the token secret must be at least {SECRET_BYTES} bytes")
+    def __init__(self, secret: bytes, previous: tuple[bytes, ...] = ()) -> None:
+        """``previous``: keys the token key replaced, still accepted (docs/pools.md §3.3): a session
+        recorded under one of them is found by its badge until the key is taken out of service."""
+        for key in (secret, *previous):
+            if len(key) < SECRET_BYTES:
+                raise ValueError(f"the token secret must be at least {SECRET_BYTES} bytes")
         self._secret = secret
+        self._previous = tuple(p for p in previous if p != secret)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> TokenHasher:
-        return cls(load_or_create_secret(path))
+    def load_or_create(cls, path: Path, previous: tuple[Path, ...] = ()) -> TokenHasher:
+        """The key in ``path`` (made if missing) and the previous keys in ``previous`` (which must
+        exist: a previous key is one that was in use)."""
+        return cls(
+            load_or_create_secret(path), tuple(load_secret(p, "the previous token key") for p in previous)
+        )
 
     def ref(self, kind: SessionTokenKind, token: str | bytes) -> TokenRef:
+        return self._ref(self._secret, kind, token)
+
+    def previous_refs(self, kind: SessionTokenKind, token: str | bytes) -> tuple[TokenRef, ...]:
+        """The token's digests under the previous keys (newest first), to find sessions recorded
+        before the key changed."""
+        return tuple(self._ref(key, kind, token) for key in self._previous)
+
+    @staticmethod
+    def _ref(secret: bytes, kind: SessionTokenKind, token: str | bytes) -> TokenRef:
         raw = token.encode() if isinstance(token, str) else bytes(token)
         if not raw:
             raise ValueError("empty token")
         if len(raw) > MAX_TOKEN_BYTES:
             raise ValueError(f"token longer than {MAX_TOKEN_BYTES} bytes")
-        mac = hmac.new(self._secret, _DOMAIN + kind.value.encode() + b"\0" + raw, hashlib.sha256)
+        mac = hmac.new(secret, _DOMAIN + kind.value.encode() + b"\0" + raw, hashlib.sha256)
         return TokenRef(kind, mac.hexdigest())
 
     def kiosk(self, terminal_id: str, client_subject: str | None = None) -> str | None:
@@ -103,14 +120,22 @@ def load_or_create_secret(path: Path) -> bytes:
         # Whole or not at all (a full disk leaves no key: the next start makes it); another wrsrvd
         # making it at the same moment wins, and both use its key.
         write_atomic(path, secrets.token_bytes(SECRET_BYTES), exclusive=True)
+    return load_secret(path, "the token key")
+
+
+def load_secret(path: Path, what: str) -> bytes:
+    """A token key that exists (0600, the service user's), refused if others may read it."""
+    if not os.path.lexists(path):
+        raise WayRayError(
+            f"{path}: {what} is missing",
+            hint="copy the pool's previous key file here, or take it out of the configuration",
+        )
     data = read_private_file(
         path,
-        "the token key",
+        what,
         leaked_hint="delete it (every token then maps to a new session) and restart",
         owner="this service's user",
     )
     if len(data) < SECRET_BYTES:
-        raise WayRayError(
-            f"{path}: the token key is truncated ({len(data)} bytes)", hint="delete it and restart"
-        )
+        raise WayRayError(f"{path}: {what} is truncated ({len(data)} bytes)", hint="delete it and restart")
     return data

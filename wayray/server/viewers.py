@@ -108,8 +108,12 @@ class ViewerSide:
         self.logins = logins
         self.usb = usb if usb is not None else UsbSide(table)
         #: A pool's directory (``pooling.PoolMembership.route``): whether a token without a session
-        #: here is this member's (True) or was sent elsewhere (False). None: no shared directory.
-        self.route: Callable[[TokenRef, Viewer], Awaitable[bool]] | None = None
+        #: here is this member's (True) or was sent elsewhere (False); it also gets the token's digests
+        #: under the previous token keys (a rotation). None: no shared directory.
+        self.route: Callable[[TokenRef, Viewer, tuple[TokenRef, ...]], Awaitable[bool]] | None = None
+        #: A pool's word that a token's session here lost to an earlier one on another member (its
+        #: badge is routed through the directory although the registry knows a session here).
+        self.yielded: Callable[[TokenRef], bool] = lambda token: False
         self._numbers = itertools.count(1)
 
     async def handle(self, conn: ServerConnection) -> None:
@@ -121,8 +125,8 @@ class ViewerSide:
         greeted = self._greet(conn)
         if greeted is None:
             return
-        token, viewer = greeted
-        found = await self._session_for(token, viewer)
+        token, viewer, previous = greeted
+        found = await self._session_for(token, viewer, previous)
         if found is None:
             return
         session, resumed = found
@@ -135,18 +139,28 @@ class ViewerSide:
             if session.id in table.unlocking and session.viewer in (None, viewer):
                 self.ending.end_unlock_screen(session, "the viewer left before the session was unlocked")
 
-    def _greet(self, conn: ServerConnection) -> tuple[TokenRef, Viewer] | None:
+    def _greet(self, conn: ServerConnection) -> tuple[TokenRef, Viewer, tuple[TokenRef, ...]] | None:
         """The viewer's access key and token checked (None: refused, the connection closed), and a
-        line in the log about who it is."""
+        line in the log about who it is. The token's reference is its digest under the token key, or
+        under a previous key when its session here was recorded under that one (a key rotation:
+        docs/pools.md §3.3); the others come along for the pool's directory."""
         hello = conn.hello
         source = source_of(conn.peer_address, conn.client_subject)
         if not self.gate.lets_in(conn, source):
             return None
         try:
             token = self.hasher.ref(TOKEN_KINDS[hello.token_kind], hello.token)
+            previous = self.hasher.previous_refs(TOKEN_KINDS[hello.token_kind], hello.token)
         except ValueError as err:
             conn.close(ErrorCode.TOKEN_REJECTED, f"the token cannot be used: {err}")
             return None
+        if previous and self.table.registry.by_token(token) is None:
+            for old in previous:
+                if self.table.registry.by_token(old) is not None:
+                    log.info("%s: token %s: its session was recorded under a previous token key (as %s)",
+                             conn.peer_address, token.short, old.short)  # fmt: skip
+                    token, previous = old, ()
+                    break
         viewer = Viewer(
             conn,
             f"{conn.peer_address}#{next(self._numbers)}",
@@ -166,9 +180,11 @@ class ViewerSide:
             hello.screen_width,
             hello.screen_height,
         )
-        return token, viewer
+        return token, viewer, previous
 
-    async def _session_for(self, token: TokenRef, viewer: Viewer) -> tuple[ServedSession, bool] | None:
+    async def _session_for(
+        self, token: TokenRef, viewer: Viewer, previous: tuple[TokenRef, ...] = ()
+    ) -> tuple[ServedSession, bool] | None:
         """The session ``token`` shows on ``viewer`` and whether it was running (resumed), as the
         registry decides; None when there is none for it now (the viewer told why)."""
         table = self.table
@@ -187,7 +203,8 @@ class ViewerSide:
                 "this server is drained for maintenance: it takes no new sessions; use another server",
             )
             return None
-        if known is None and self.route is not None and not await self.route(token, viewer):
+        routed = known is None or self.yielded(token)
+        if routed and self.route is not None and not await self.route(token, viewer, previous):
             return None  # its session is on another member of the pool (redirected), or no answer
         try:
             p = table.registry.present(token, viewer.key, time.time(), kiosk=viewer.kiosk)

@@ -21,6 +21,7 @@ from wayray.config.types import (
     ListOf,
     Number,
     Percent,
+    PoolDirectory,
     Size,
 )
 
@@ -224,10 +225,45 @@ class PeerSettings:
         "leave a server, only their digests; docs/pools.md §3.3). Made if missing; copy it to the "
         'other members. Required with `fingerprints` or `ca`. `""`: the instance\'s own key.',
     )
+    previous_token_key_file: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "The pool's previous token key, while the key is rotated (docs/pools.md §3.3): badges whose "
+        "sessions were recorded under it still find them (here and through the directory); new "
+        "sessions are recorded under `token_key_file`. Take it out once the sessions of before the "
+        "rotation have ended (their policy's `detached_timeout`); a session still recorded under it "
+        'is then no longer found by its badge. `""`: none.',
+    )
     port: int = setting(
         0,
         Integer(0, 65535),
         "UDP port of the pool port (server-to-server QUIC with mutual TLS); 0: the instance's `port` + 1.",
+    )
+    directory: str = setting(
+        "lan",
+        PoolDirectory(),
+        'Where the pool\'s session directory is. "lan": its members answer it themselves over the pool '
+        'port (one subnet, a handful of members). "etcd://HOST:PORT,HOST:PORT": an etcd cluster (v3, '
+        "its JSON gateway on the client URLs, mutual TLS with `etcd_ca`, `etcd_cert`, `etcd_key`), for "
+        "sites across subnets or with tens of members; a dead member's entries go with its lease (4 s). "
+        "Every member of a pool names the same directory (docs/pools.md §11).",
+    )
+    etcd_ca: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "With an etcd `directory`: the CA bundle (PEM) etcd's certificates chain to (they must name the "
+        'host or address in `directory`). `""`: none.',
+    )
+    etcd_cert: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        "With an etcd `directory`: this instance's client certificate (PEM) for etcd "
+        '(`--client-cert-auth`). `""`: none.',
+    )
+    etcd_key: PurePosixPath | None = setting(
+        None,
+        AbsPath(optional=True),
+        'Its private key (PEM; mode 0600, owned by the service user). `""`: none.',
     )
 
 
@@ -259,6 +295,14 @@ class ServerConfig:
         'with the same `pool` find it without a configured address. "" joins none. It must listen on an '
         "address other hosts reach (`listen`), and kiosks trust it only through their pinned "
         "`fingerprints` or `tls.ca`.",
+        applies=Applies.RESTART,
+    )
+    weight: int = setting(
+        100,
+        Integer(0, 10_000),
+        "Its placement weight in its `pool` (Sun Ray's desirability): a new session lands on a member "
+        "with a probability proportional to `weight` x its free sessions. 0 takes no new sessions "
+        "(as a drain, but not kept across a change of this key). Announced over mDNS.",
         applies=Applies.RESTART,
     )
     sessions: SessionStart = setting(

@@ -1,0 +1,114 @@
+"""The etcd directory (docs/pools.md §11) against a real three-member etcd cluster from Debian's
+etcd-server: two servers (each its own client, each talking to another etcd member first) claim the
+same badge at the same instant fifty times over, and one etcd member is killed halfway: every round
+still makes exactly one holder, and nothing claimed before the kill is lost. A client without the
+pool's client certificate gets no answer at all."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.pool.etcd_rig import EtcdCluster, etcd_cluster
+from wayray.pool.directory import DirectoryError, Entry, EntryState, Member
+from wayray.pool.etcd import EtcdDirectory, parse_endpoints
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    with etcd_cluster(tmp_path, 3) as cluster:
+        yield cluster
+
+
+def member(n: int) -> Member:
+    return Member(f"{n:016x}", f"lab-{n}", f"10.0.0.{n}", 7100, "sha256:" + "cd" * 32)
+
+
+def digest(n: int) -> str:
+    return hashlib.sha256(f"etcd-double-badge-{n}".encode()).hexdigest()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 300))
+
+
+def test_fifty_double_badges_make_one_holder_each_and_an_etcd_member_dies_losing_nothing(
+    etcd: EtcdCluster,
+) -> None:
+    async def main() -> None:
+        endpoints = parse_endpoints(etcd.url)
+        # Each server asks another etcd member first (the gateway forwards writes to the leader).
+        a = EtcdDirectory(member(1), "lab", endpoints, etcd.context())
+        b = EtcdDirectory(member(2), "lab", endpoints[1:] + endpoints[:1], etcd.context())
+        la, lb = await a.join(member(1), 10), await b.join(member(2), 10)
+        keep = asyncio.get_running_loop().create_task(_keep(a, la, b, lb))
+        holders: dict[str, str] = {}
+        try:
+            for n in range(50):
+                if n == 25:
+                    etcd.kill(etcd.members[0])  # a's first endpoint, and maybe the leader
+                dg = digest(n)
+                ca, cb = await asyncio.gather(
+                    a.claim(Entry(dg, la.member, "", EntryState.PENDING), la),
+                    b.claim(Entry(dg, lb.member, "", EntryState.PENDING), lb),
+                )
+                assert ca.won != cb.won, f"round {n}: {'both' if ca.won else 'neither'} claim won"
+                assert ca.entry == cb.entry, f"round {n}: the loser was not told the winner"
+                holders[dg] = ca.entry.member
+                # The winner starts its session: its pending entry becomes a session entry.
+                winner, lease = (a, la) if ca.won else (b, lb)
+                started = await winner.claim(Entry(dg, lease.member, f"s{n}"), lease)
+                assert started.won and started.entry.state is EntryState.SESSION
+            # Nothing lost: every badge still has its one holder, read through either server.
+            for d in (a, b):
+                found = {e.digest: e.member for e in await d.entries()}
+                assert found == holders
+            assert {m.id for m in await b.members()} == {member(1).id, member(2).id}
+        finally:
+            keep.cancel()
+            await a.close()
+            await b.close()
+
+    run(main())
+
+
+async def _keep(a: EtcdDirectory, la: Any, b: EtcdDirectory, lb: Any) -> None:
+    while True:
+        await asyncio.sleep(2)
+        await asyncio.gather(a.keep_alive(la), b.keep_alive(lb))
+
+
+def test_a_client_without_the_pools_certificate_learns_nothing(etcd: EtcdCluster) -> None:
+    """etcd requires a client certificate from its CA: without one the handshake fails, and the
+    directory says it cannot reach etcd rather than answering anything about a badge."""
+
+    async def main() -> None:
+        good = EtcdDirectory(member(1), "lab", parse_endpoints(etcd.url), etcd.context())
+        lease = await good.join(member(1), 10)
+        assert (await good.claim(Entry(digest(1), lease.member, "s1"), lease)).won
+        bare = ssl.create_default_context(cafile=str(etcd.ca.path))  # trusts etcd, no certificate
+        stranger = EtcdDirectory(member(9), "lab", parse_endpoints(etcd.url), bare)
+        with pytest.raises(DirectoryError, match="no etcd endpoint answers"):
+            await stranger.lookup(digest(1))
+        with pytest.raises(DirectoryError, match="no etcd endpoint answers"):
+            await stranger.entries()
+        await stranger.close()
+        await good.close()
+
+    run(main())
+
+
+def test_etcd_urls_are_checked() -> None:
+    assert parse_endpoints("etcd://10.0.0.1:2379,[2001:db8::1]:2379") == (
+        "https://10.0.0.1:2379",
+        "https://[2001:db8::1]:2379",
+    )
+    for bad in ("http://10.0.0.1:2379", "etcd://10.0.0.1", "etcd://", "etcd://h:2379/x", "etcd://h:99999"):
+        with pytest.raises(ValueError):
+            parse_endpoints(bad)

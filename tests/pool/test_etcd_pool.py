@@ -1,0 +1,64 @@
+"""Real wrsrvd members whose session directory is a real three-member etcd cluster (docs/pools.md
+§11): the members run in network namespaces joined by a bridge and find each other by mDNS; etcd runs
+on the bridge, reached over mutual TLS. A badge whose session is on one member, presented at a kiosk
+that reached the other, is redirected to it and shows the same session; an etcd member is killed and
+the next badge-in still finds the session (nothing lost)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.harness import Harness, eventually
+from tests.pool.etcd_rig import etcd_cluster
+from tests.pool.netns import Lan
+from tests.pool.rig import member, member_identity
+from tests.pool.test_redirect import run_kiosk
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_badge_is_redirected_to_its_session_through_etcd_and_an_etcd_member_may_die(
+    harness: Harness, net: Lan
+) -> None:
+    with etcd_cluster(harness.tmp / "etcd", 3, address=net.root_address()) as etcd:
+        hosts = [net.add("srva"), net.add("srvb")]
+        pins = [member_identity(harness, h) for h in hosts]
+        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+        extra = [
+            *(arg for fp in pins for arg in ("--pool-peer", fp)),
+            "--pool-key-file", str(harness.tmp / "pool-token.key"),
+            "--pool-directory", etcd.url,
+            "--pool-etcd-tls", tls,
+        ]  # fmt: skip
+        a, b = (
+            member(harness, h, extra=extra, command=["foot", "--window-size-chars=80x24", "sh"])
+            for h in hosts
+        )
+        for srv, other in ((a, "srvb"), (b, "srva")):
+            eventually(lambda s=srv: "sharing the session directory in etcd" in s.log_text(), "etcd joined")
+            eventually(
+                lambda s=srv, o=other: f"on {o} at" in s.log_text(), f"{srv.host.name} to find {other}"
+            )
+        k1, k2 = net.add("kiosk1"), net.add("kiosk2")
+        first = run_kiosk(harness, k1, a, "--snapshot", str(harness.tmp / "k1.png"), "--settle", "500")
+        assert first.returncode == 0, first.stderr[-3000:]
+        holder, other = (a, b) if a.sessions() else (b, a)
+        (session,) = holder.sessions()
+        assert other.sessions() == []
+        for round_ in ("before", "after"):
+            if round_ == "after":
+                etcd.kill(etcd.members[0])  # every member's first endpoint
+            stats = harness.tmp / f"kiosk2-{round_}.json"
+            shot = str(harness.tmp / f"kiosk2-{round_}.png")
+            second = run_kiosk(
+                harness, k2, other, "--snapshot", shot, "--settle", "500", "--stats", str(stats)
+            )
+            assert second.returncode == 0, second.stderr[-3000:]
+            assert json.loads(stats.read_text())["redirects"] == 1, round_
+            assert json.loads(stats.read_text())["session_id"] == session["id"], round_
+            assert other.sessions() == [], f"{round_}: a second session was started for the badge"
+            assert [s["id"] for s in holder.sessions()] == [session["id"]]
+            eventually(lambda: holder.session()["state"] == "detached", "the session detached")
+        assert "this badge's session is on" in other.log_text()

@@ -1,0 +1,373 @@
+"""The session directory in etcd (docs/pools.md §11): for sites that outgrow one subnet or a handful of
+members, an existing consensus store holds the directory instead of the members themselves.
+
+It speaks etcd's v3 JSON gateway (``/v3/kv/range``, ``/v3/kv/txn``, ``/v3/lease/*``), etcd's documented
+HTTP mapping of its gRPC API, served on every member's client URL, through httpx with a client
+certificate (mutual TLS 1.3). Why not a gRPC client: python-etcd3 has been unmaintained since 2020 and
+pins an old grpcio; the gateway needs no generated code and no gRPC stack in wrsrvd.
+
+Keys (``POOL`` the pool's name):
+
+- ``/wayray/pool/POOL/member/ID``: the :class:`Member`, as JSON, put with the member's lease;
+- ``/wayray/pool/POOL/token/DIGEST``: the :class:`Entry`, as JSON, put with the claiming member's lease.
+
+Every write is a transaction etcd decides linearizably: a claim is ``If(create_revision == 0) Then(put)
+Else(get)``; taking over an entry of our own or a placement made for us compares the entry's
+``mod_revision`` as well (the entry we read is the one we replace, or we read again), and a release
+compares the entry's lease (only our own entry goes). A member's entries are bound to its lease: a
+member that stops renewing it (it died, or lost the network) loses them all when the TTL runs out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from wayray.config.types import Invalid, etcd_endpoints
+from wayray.pool.directory import (
+    Claim,
+    DirectoryError,
+    Entry,
+    EntryState,
+    Lease,
+    LeaseExpired,
+    Member,
+    earlier,
+    placed_on,
+)
+from wayray.pool.lan import LEASE_TTL, Peer
+
+log = logging.getLogger("wayray.pool")
+# httpx logs every request at INFO: a keep-alive a second would drown the server's own log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+#: Seconds one request to one etcd endpoint may take before the next endpoint is tried.
+REQUEST_TIMEOUT = 3.0
+#: The "home" of every digest: etcd decides every claim (see :meth:`EtcdDirectory.home`).
+HOME = "etcd"
+
+
+class EtcdConfigError(ValueError):
+    """A ``directory = "etcd://…"`` value that names no usable endpoint."""
+
+
+def parse_endpoints(url: str) -> tuple[str, ...]:
+    """``etcd://host:2379,host2:2379`` → ``("https://host:2379", "https://host2:2379")`` (the
+    configuration's own check: :func:`wayray.config.types.etcd_endpoints`)."""
+    try:
+        return etcd_endpoints(url)
+    except Invalid as err:
+        raise EtcdConfigError(str(err)) from None
+
+
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _unb64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def _range_end(prefix: str) -> str:
+    """The end of the key range that holds every key starting with ``prefix`` (its last byte + 1)."""
+    raw = prefix.encode()
+    return _b64(raw[:-1] + bytes([raw[-1] + 1]))
+
+
+def _get(obj: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A field of a gateway answer by its proto name or its JSON (lowerCamel) name."""
+    if name in obj:
+        return obj[name]
+    head, *rest = name.split("_")
+    return obj.get(head + "".join(w.title() for w in rest), default)
+
+
+@dataclass(frozen=True)
+class _Held:
+    entry: Entry
+    mod_revision: str
+
+
+def _entry_of(kv: dict[str, Any]) -> _Held:
+    try:
+        obj = json.loads(_unb64(kv.get("value", "")))
+        entry = Entry(
+            str(obj["digest"]),
+            str(obj["member"]),
+            str(obj["session_id"]),
+            EntryState(obj["state"]),
+            float(obj.get("claimed_at", 0.0)),
+            float(obj.get("since", 0.0)),
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        raise DirectoryError(f"an entry in etcd is malformed: {err}") from None
+    return _Held(entry, str(_get(kv, "mod_revision", "0")))
+
+
+def _member_of(kv: dict[str, Any]) -> Member | None:
+    try:
+        obj = json.loads(_unb64(kv.get("value", "")))
+        return Member(
+            str(obj["id"]), str(obj["name"]), str(obj["host"]), int(obj["port"]), str(obj["fingerprint"])
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        log.warning("pool: a member record in etcd is malformed (%s); left out", err)
+        return None
+
+
+def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS 1.3 to etcd: its certificate must chain to ``ca`` and name the host dialled; ours is
+    ``cert``/``key``."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class EtcdDirectory:
+    """The directory of pool ``pool`` in etcd, as member ``me`` uses it."""
+
+    def __init__(
+        self,
+        me: Member,
+        pool: str,
+        endpoints: tuple[str, ...],
+        context: ssl.SSLContext,
+        *,
+        trusted: Callable[[Member], bool] = lambda member: True,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        if not endpoints:
+            raise EtcdConfigError("an etcd directory needs at least one endpoint")
+        self.me = me
+        self.pool = pool
+        self.endpoints = endpoints
+        self._prefix = f"/wayray/pool/{pool}/"
+        self._client = httpx.AsyncClient(verify=context, timeout=timeout, trust_env=False)
+        #: The endpoint that answered last: asked first next time.
+        self._current = 0
+        self._trusted = trusted
+        self._own: Lease | None = None
+        #: The members etcd listed at the last keep-alive round (id → member).
+        self._members: dict[str, Member] = {}
+        #: Called when this member's lease was lost and made again: its entries must be claimed again.
+        self.on_lease_lost: Callable[[str], None] = lambda home: None
+
+    # --- talking to etcd ---------------------------------------------------------------------------
+
+    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to the gateway, trying each endpoint once, starting with the last that
+        answered. An endpoint that does not answer (down, partitioned, too slow) is passed over."""
+        failures = []
+        for step in range(len(self.endpoints)):
+            index = (self._current + step) % len(self.endpoints)
+            url = self.endpoints[index] + path
+            try:
+                response = await self._client.post(url, json=body)
+            except (httpx.TransportError, OSError) as err:  # OSError: ssl.SSLError (a refused certificate)
+                failures.append(f"{self.endpoints[index]}: {type(err).__name__} {err}".rstrip())
+                continue
+            self._current = index
+            try:
+                answer: dict[str, Any] = response.json()
+            except ValueError:
+                raise DirectoryError(
+                    f"etcd at {self.endpoints[index]} answered {path} with HTTP {response.status_code} "
+                    "and no JSON (is it etcd's client URL?)"
+                ) from None
+            if response.status_code != 200 or "error" in answer:
+                message = str(answer.get("message") or answer.get("error") or response.reason_phrase)
+                if "lease not found" in message:
+                    raise LeaseExpired(f"the lease of member {self.me.id} has expired ({message})")
+                raise DirectoryError(f"etcd at {self.endpoints[index]} refused {path}: {message}")
+            return answer
+        raise DirectoryError("no etcd endpoint answers (" + "; ".join(failures) + ")")
+
+    def _token_key(self, digest: str) -> str:
+        return f"{self._prefix}token/{digest}"
+
+    def _member_key(self, member_id: str) -> str:
+        return f"{self._prefix}member/{member_id}"
+
+    async def _txn(
+        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]]
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        answer = await self._call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure})
+        return bool(answer.get("succeeded")), list(answer.get("responses") or [])
+
+    async def _range(self, key: str, *, prefix: bool = False) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"key": _b64(key)}
+        if prefix:
+            body["range_end"] = _range_end(key)
+        answer = await self._call("/v3/kv/range", body)
+        return list(answer.get("kvs") or [])
+
+    # --- the Directory interface --------------------------------------------------------------------
+
+    async def join(self, member: Member, ttl: float) -> Lease:
+        if ttl <= 0:
+            raise ValueError("a lease's ttl is positive")
+        answer = await self._call("/v3/lease/grant", {"TTL": max(1, math.ceil(ttl))})
+        lease = Lease(str(answer.get("ID")), member.id, ttl)
+        await self._call(
+            "/v3/kv/put",
+            {"key": _b64(self._member_key(member.id)), "value": _b64(json.dumps(asdict(member))),
+             "lease": lease.id},
+        )  # fmt: skip
+        if member.id == self.me.id:
+            self._own = lease
+        return lease
+
+    async def keep_alive(self, lease: Lease) -> None:
+        answer = await self._call("/v3/lease/keepalive", {"ID": lease.id})
+        result = answer.get("result") or {}
+        if int(_get(result, "TTL", 0) or 0) <= 0:
+            raise LeaseExpired(f"the lease of member {lease.member} has expired")
+
+    async def lookup(self, digest: str) -> Entry | None:
+        kvs = await self._range(self._token_key(digest))
+        return _entry_of(kvs[0]).entry if kvs else None
+
+    def _lease(self, lease: Lease) -> Lease:
+        """This member's lease as it is now (a keep-alive round may have joined again)."""
+        if lease.member != self.me.id:
+            return lease
+        if self._own is None:
+            raise DirectoryError("this member has not joined the directory yet (etcd did not answer)")
+        return self._own
+
+    async def claim(self, entry: Entry, lease: Lease) -> Claim:
+        if entry.member != lease.member:
+            raise DirectoryError("an entry is claimed under its own member's lease")
+        lease = self._lease(lease)
+        key = _b64(self._token_key(entry.digest))
+
+        def put(value: Entry) -> dict[str, Any]:
+            return {
+                "request_put": {"key": key, "value": _b64(json.dumps(_entry_json(value))), "lease": lease.id}
+            }
+
+        fresh = replace(entry, claimed_at=time.time())
+        won, responses = await self._txn(
+            [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            [put(fresh)],
+            [{"request_range": {"key": key}}],
+        )
+        # An entry that is ours (a pending one turning into a session, or a claim repeated after an
+        # answer was lost) or a placement for us is replaced only if it is still the one we read.
+        for _ in range(8):
+            if won:
+                return Claim(True, fresh)
+            held = self._held_in(responses)
+            if held is None:  # it went between the two steps: claim afresh
+                won, responses = await self._txn(
+                    [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                    [put(fresh)],
+                    [{"request_range": {"key": key}}],
+                )
+                continue
+            conflict = earlier(entry, held.entry)  # two sessions: the earlier takes the entry
+            if held.entry.member != entry.member and placed_on(held.entry) != entry.member and not conflict:
+                return Claim(False, held.entry)
+            ours = replace(entry, claimed_at=fresh.claimed_at if conflict else held.entry.claimed_at)
+            took, responses = await self._txn(
+                [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": held.mod_revision}],
+                [put(ours)],
+                [{"request_range": {"key": key}}],
+            )
+            if took:
+                return Claim(True, ours, taken_over=held.entry.member != entry.member and not conflict)
+        raise DirectoryError(
+            f"the claim of token digest {entry.digest[:8]} kept changing under us; try again"
+        )
+
+    @staticmethod
+    def _held_in(responses: list[dict[str, Any]]) -> _Held | None:
+        for response in responses:
+            found = _get(response, "response_range")
+            if isinstance(found, dict):
+                kvs = found.get("kvs") or []
+                return _entry_of(kvs[0]) if kvs else None
+        return None
+
+    async def release(self, digest: str, lease: Lease) -> None:
+        lease = self._lease(lease)
+        key = _b64(self._token_key(digest))
+        await self._txn(
+            [{"key": key, "target": "LEASE", "result": "EQUAL", "lease": lease.id}],
+            [{"request_delete_range": {"key": key}}],
+            [],
+        )
+
+    async def entries(self) -> list[Entry]:
+        return [_entry_of(kv).entry for kv in await self._range(self._prefix + "token/", prefix=True)]
+
+    async def members(self) -> list[Member]:
+        found = [_member_of(kv) for kv in await self._range(self._prefix + "member/", prefix=True)]
+        return [m for m in found if m is not None]
+
+    async def close(self) -> None:
+        """Close the connections. The lease is left to run out (not revoked): a wrsrvd that
+        restarts while its sessions live on keeps its entries for the TTL, as a LAN member does."""
+        await self._client.aclose()
+
+    # --- what the server's membership asks of a directory (wayray.server.pooling) --------------------
+
+    def home(self, digest: str) -> str:
+        """etcd decides every claim: one home for all digests."""
+        return HOME
+
+    def alive(self) -> list[str]:
+        """The members whose leases lived at the last keep-alive round."""
+        return sorted({self.me.id, *self._members})
+
+    def peer(self, member_id: str) -> Peer | None:
+        """A member to send a badge to (its pool port is not used: etcd answers for it)."""
+        member = self._members.get(member_id)
+        return None if member is None else Peer(member, member.host, 0)
+
+    def set_peers(self, peers: list[Peer]) -> None:
+        """Discovery's members: etcd's own list is the one that counts (kept by each round)."""
+
+    async def keep_alive_round(self) -> None:
+        """Renew this member's lease (joining again if it lapsed: its entries must then be claimed
+        again) and list the members etcd knows."""
+        if self._own is None:
+            await self.join(self.me, LEASE_TTL)
+        else:
+            try:
+                await self.keep_alive(self._own)
+            except LeaseExpired:
+                log.warning("pool: this member's lease in etcd had expired; joining again")
+                await self.join(self.me, self._own.ttl)
+                self.on_lease_lost(HOME)
+        members = {}
+        for member in await self.members():
+            if member.id == self.me.id:
+                continue
+            if not self._trusted(member):
+                log.warning(
+                    "pool: etcd lists member %s (%s) with identity %s, which is not among the pool's "
+                    "fingerprints: no badge is sent there",
+                    member.id,
+                    member.name,
+                    member.fingerprint,
+                )
+                continue
+            members[member.id] = member
+        self._members = members
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    return {"digest": e.digest, "member": e.member, "session_id": e.session_id, "state": e.state.value,
+            "claimed_at": e.claimed_at, "since": e.since}  # fmt: skip
