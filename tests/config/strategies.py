@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from wayray.config import types as t
 from wayray.config.model import FILES, PolicyConfig, ServerConfig, UsbRule
+from wayray.config.pooltypes import PoolDirectory
 from wayray.config.schema import FileSpec, Kind, Setting, Shape, settings_of
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -171,7 +172,7 @@ def _(vt: t.Fingerprint) -> st.SearchStrategy[Any]:
 
 
 @valid_raw.register
-def _(vt: t.PoolDirectory) -> st.SearchStrategy[Any]:
+def _(vt: PoolDirectory) -> st.SearchStrategy[Any]:
     endpoint = r"([a-z][a-z0-9]{0,9}|\[2001:db8::[1-9]\]):[1-9][0-9]{0,3}"
     return st.from_regex(rf"lan|etcd://{endpoint}(,{endpoint}){{0,2}}", fullmatch=True)
 
@@ -288,7 +289,7 @@ def _sharing_peers(draw: Draw, peers: dict[str, Any]) -> dict[str, Any]:
     directory in etcd with its mutual TLS."""
     peers = {**peers, "fingerprints": [draw(valid_raw(t.Fingerprint()))], "token_key_file": draw(_PATH)}
     if draw(st.booleans()):
-        peers |= {"directory": draw(valid_raw(t.PoolDirectory())), "etcd_ca": draw(_PATH),
+        peers |= {"directory": draw(valid_raw(PoolDirectory())), "etcd_ca": draw(_PATH),
                   "etcd_cert": draw(_PATH), "etcd_key": draw(_PATH)}  # fmt: skip
     return peers
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 
-from wayray.config.types import Invalid, etcd_endpoints
+from wayray.config.pooltypes import etcd_endpoints
+from wayray.config.types import Invalid
 from wayray.pool.directory import (
     Claim,
     DirectoryError,
@@ -63,7 +64,7 @@ class EtcdConfigError(ValueError):
 
 def parse_endpoints(url: str) -> tuple[str, ...]:
     """``etcd://host:2379,host2:2379`` → ``("https://host:2379", "https://host2:2379")`` (the
-    configuration's own check: :func:`wayray.config.types.etcd_endpoints`)."""
+    configuration's own check: :func:`wayray.config.pooltypes.etcd_endpoints`)."""
     try:
         return etcd_endpoints(url)
     except Invalid as err:

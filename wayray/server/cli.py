@@ -361,7 +361,8 @@ def _standalone_peers(server: Any, args: argparse.Namespace) -> Any:
         else None,
     )
     if args.pool_directory not in (None, "lan"):
-        from wayray.config.types import Invalid, PoolDirectory
+        from wayray.config.pooltypes import PoolDirectory
+        from wayray.config.types import Invalid
 
         try:
             directory = PoolDirectory().parse(args.pool_directory)

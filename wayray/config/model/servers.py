@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 
 from wayray.config.model.common import DEFAULT_PORT, DERIVED, INSTANCE_NAME, POOL_NAME
 from wayray.config.model.web import WebSettings
+from wayray.config.pooltypes import PoolDirectory
 from wayray.config.schema import Applies, ListRule, setting, table
 from wayray.config.types import (
     AbsPath,
@@ -21,7 +22,6 @@ from wayray.config.types import (
     ListOf,
     Number,
     Percent,
-    PoolDirectory,
     Size,
 )
 
