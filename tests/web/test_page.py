@@ -111,6 +111,72 @@ def test_a_page_whose_script_failed_to_load_loads_again_and_serves(
         assert page.evaluate("window.wayray.sessionId") == srv.session()["id"]
 
 
+#: What Chromium's Keyboard Map API (navigator.keyboard.getLayoutMap) reports on a German keyboard:
+#: the character each key types unshifted (dead keys: their accent).
+GERMAN_LAYOUT_MAP = {
+    **{f"Key{c.upper()}": c for c in "abcdefghijklmnopqrstuvwx"},
+    "KeyY": "z", "KeyZ": "y",
+    **{f"Digit{d}": d for d in "0123456789"},
+    "Backquote": "^", "Minus": "ß", "Equal": "´", "BracketLeft": "ü", "BracketRight": "+",
+    "Backslash": "#", "Semicolon": "ö", "Quote": "ä", "Comma": ",", "Period": ".", "Slash": "-",
+    "IntlBackslash": "<",
+}  # fmt: skip
+
+
+def type_on_layout(page: Page, layout: str, text: str) -> None:
+    """Types ``text`` as a person with a ``layout`` keyboard does: the keys (KeyboardEvent.code)
+    that layout types each character with, Shift held where it needs it."""
+    from wayray.wayland.xkb import Keymap, Modifier
+    from wayray.web.keymaps import CODES
+
+    keymap = Keymap.from_names(layout=layout)
+    dom = {evdev: code for code, evdev in CODES.items()} | {57: "Space", 28: "Enter"}
+    shift = {"code": "ShiftLeft", "key": "Shift", "windowsVirtualKeyCode": 16}
+    for ch in text:
+        found = keymap.keys_for_char(ch)
+        assert found is not None and found[1] <= {Modifier.SHIFT}, f"{layout} types {ch!r} with {found}"
+        evdev, mods = found
+        held = Modifier.SHIFT in mods
+        if held:
+            page.send("Input.dispatchKeyEvent", {"type": "rawKeyDown", "modifiers": 8, **shift})
+        key = {"code": dom[evdev], "key": "Enter" if ch == "\n" else ch, "modifiers": 8 if held else 0}
+        page.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r" if ch == "\n" else ch, **key})
+        page.send("Input.dispatchKeyEvent", {"type": "keyUp", **key})
+        if held:
+            page.send("Input.dispatchKeyEvent", {"type": "keyUp", **shift})
+
+
+def test_a_german_keyboard_types_german_in_the_session(harness: Harness, tmp_path: Path) -> None:
+    # The browser says its keyboard is German (here its Keyboard Map API is given a German system's
+    # answer: headless Chromium always reports a US one); the page sends the session the German
+    # keymap, so the keys a German user presses type what their labels say: z and y swapped, ü, ß.
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    german = (
+        "navigator.keyboard.getLayoutMap = async () => "
+        f"new Map(Object.entries({json.dumps(GERMAN_LAYOUT_MAP)}));"
+    )
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(
+            f"https://127.0.0.1:{port}/",
+            before=lambda p: p.send("Page.addScriptToEvaluateOnNewDocument", {"source": german}),
+        )
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-german-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "foot on the page"
+        )
+        page.send("Page.bringToFront")
+        page.evaluate("document.getElementById('screen').focus()")
+        type_on_layout(page, "de", "echo zyüß ZY > german.txt\n")
+        out = harness.home / "german.txt"
+        eventually(lambda: out.exists() and out.read_text(), "the command typed on the page ran")
+        assert out.read_text() == "zyüß ZY\n"
+        assert page.evaluate("window.wayray.keymap") == {"layout": "de", "variant": "", "how": "matched"}
+
+
 VIDEO = str(Path(__file__).parent.parent / "e2e" / "clients" / "video.py")
 
 
