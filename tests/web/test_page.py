@@ -177,6 +177,64 @@ def test_a_german_keyboard_types_german_in_the_session(harness: Harness, tmp_pat
         assert page.evaluate("window.wayray.keymap") == {"layout": "de", "variant": "", "how": "matched"}
 
 
+def test_touch_taps_click_long_presses_right_click_and_two_fingers_scroll(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # weston-eventdemo logs the buttons and scrolling it receives; a touch screen's gestures on the
+    # page (DevTools' Input.dispatchTouchEvent, as a touch screen's events come) must reach it as the
+    # clicks and finger scrolling a person means.
+    events = tmp_path / "events.txt"
+    demo = f"exec stdbuf -oL weston-eventdemo --width=700 --height=500 --log-button --log-axis > {events}"
+    srv = harness.server(["sh", "-c", demo], extra=["--web-port", "0", "--no-video"])
+    m = re.search(r"browser kiosk\s+https://localhost:(\d+)/.*spki-list=(\S+)\)", srv.banner)
+    assert m, srv.banner
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=m[2]) as browser:
+        page = browser.open(f"https://127.0.0.1:{m[1]}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-touch-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "eventdemo on the page"
+        )
+        x, y = page.evaluate("[window.innerWidth / 2, window.innerHeight / 2]")
+
+        def touch(kind: str, *points: tuple[float, float]) -> None:
+            page.send(
+                "Input.dispatchTouchEvent",
+                {
+                    "type": kind,
+                    "touchPoints": [{"x": px, "y": py, "id": i} for i, (px, py) in enumerate(points)],
+                },
+            )
+
+        def log() -> str:
+            return events.read_text() if events.exists() else ""
+
+        # A tap: the left button, pressed and released.
+        touch("touchStart", (x, y))
+        touch("touchEnd")
+        eventually(lambda: "button: 272, state: released" in log(), "the tap's click in eventdemo")
+        assert "button: 273" not in log()
+        # A long press: the right button.
+        touch("touchStart", (x, y))
+        page.wait_for("new Promise(r => setTimeout(() => r(true), 1000))", what="a long press")
+        touch("touchEnd")
+        eventually(lambda: "button: 273, state: released" in log(), "the long press's right click")
+        # Two fingers moving up: finger scrolling down (positive), then a stop; no button at all.
+        before = log()
+        touch("touchStart", (x - 40, y), (x + 40, y))
+        for step in range(1, 6):
+            touch("touchMove", (x - 40, y - 20 * step), (x + 40, y - 20 * step))
+        touch("touchEnd")
+        eventually(lambda: "axis: vertical" in log()[len(before) :], "two-finger scrolling in eventdemo")
+        after = log()[len(before) :]
+        values = [float(v) for v in re.findall(r"axis: vertical, value: (-?[\d.]+)", after)]
+        assert values and all(v > 0 for v in values), after
+        assert "button:" not in after, after
+
+
 VIDEO = str(Path(__file__).parent.parent / "e2e" / "clients" / "video.py")
 
 
