@@ -111,6 +111,130 @@ def test_a_page_whose_script_failed_to_load_loads_again_and_serves(
         assert page.evaluate("window.wayray.sessionId") == srv.session()["id"]
 
 
+#: What Chromium's Keyboard Map API (navigator.keyboard.getLayoutMap) reports on a German keyboard:
+#: the character each key types unshifted (dead keys: their accent).
+GERMAN_LAYOUT_MAP = {
+    **{f"Key{c.upper()}": c for c in "abcdefghijklmnopqrstuvwx"},
+    "KeyY": "z", "KeyZ": "y",
+    **{f"Digit{d}": d for d in "0123456789"},
+    "Backquote": "^", "Minus": "ß", "Equal": "´", "BracketLeft": "ü", "BracketRight": "+",
+    "Backslash": "#", "Semicolon": "ö", "Quote": "ä", "Comma": ",", "Period": ".", "Slash": "-",
+    "IntlBackslash": "<",
+}  # fmt: skip
+
+
+def type_on_layout(page: Page, layout: str, text: str) -> None:
+    """Types ``text`` as a person with a ``layout`` keyboard does: the keys (KeyboardEvent.code)
+    that layout types each character with, Shift held where it needs it."""
+    from wayray.wayland.xkb import Keymap, Modifier
+    from wayray.web.keymaps import CODES
+
+    keymap = Keymap.from_names(layout=layout)
+    dom = {evdev: code for code, evdev in CODES.items()} | {57: "Space", 28: "Enter"}
+    shift = {"code": "ShiftLeft", "key": "Shift", "windowsVirtualKeyCode": 16}
+    for ch in text:
+        found = keymap.keys_for_char(ch)
+        assert found is not None and found[1] <= {Modifier.SHIFT}, f"{layout} types {ch!r} with {found}"
+        evdev, mods = found
+        held = Modifier.SHIFT in mods
+        if held:
+            page.send("Input.dispatchKeyEvent", {"type": "rawKeyDown", "modifiers": 8, **shift})
+        key = {"code": dom[evdev], "key": "Enter" if ch == "\n" else ch, "modifiers": 8 if held else 0}
+        page.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r" if ch == "\n" else ch, **key})
+        page.send("Input.dispatchKeyEvent", {"type": "keyUp", **key})
+        if held:
+            page.send("Input.dispatchKeyEvent", {"type": "keyUp", **shift})
+
+
+def test_a_german_keyboard_types_german_in_the_session(harness: Harness, tmp_path: Path) -> None:
+    # The browser says its keyboard is German (here its Keyboard Map API is given a German system's
+    # answer: headless Chromium always reports a US one); the page sends the session the German
+    # keymap, so the keys a German user presses type what their labels say: z and y swapped, ü, ß.
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    german = (
+        "navigator.keyboard.getLayoutMap = async () => "
+        f"new Map(Object.entries({json.dumps(GERMAN_LAYOUT_MAP)}));"
+    )
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(
+            f"https://127.0.0.1:{port}/",
+            before=lambda p: p.send("Page.addScriptToEvaluateOnNewDocument", {"source": german}),
+        )
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-german-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "foot on the page"
+        )
+        page.send("Page.bringToFront")
+        page.evaluate("document.getElementById('screen').focus()")
+        type_on_layout(page, "de", "echo zyüß ZY > german.txt\n")
+        out = harness.home / "german.txt"
+        eventually(lambda: out.exists() and out.read_text(), "the command typed on the page ran")
+        assert out.read_text() == "zyüß ZY\n"
+        assert page.evaluate("window.wayray.keymap") == {"layout": "de", "variant": "", "how": "matched"}
+
+
+def test_touch_taps_click_long_presses_right_click_and_two_fingers_scroll(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # weston-eventdemo logs the buttons and scrolling it receives; a touch screen's gestures on the
+    # page (DevTools' Input.dispatchTouchEvent, as a touch screen's events come) must reach it as the
+    # clicks and finger scrolling a person means.
+    events = tmp_path / "events.txt"
+    demo = f"exec stdbuf -oL weston-eventdemo --width=700 --height=500 --log-button --log-axis > {events}"
+    srv = harness.server(["sh", "-c", demo], extra=["--web-port", "0", "--no-video"])
+    m = re.search(r"browser kiosk\s+https://localhost:(\d+)/.*spki-list=(\S+)\)", srv.banner)
+    assert m, srv.banner
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=m[2]) as browser:
+        page = browser.open(f"https://127.0.0.1:{m[1]}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-touch-badge-1")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        eventually(
+            lambda: len(np.unique(canvas_pixels(page).reshape(-1, 3), axis=0)) > 2, "eventdemo on the page"
+        )
+        x, y = page.evaluate("[window.innerWidth / 2, window.innerHeight / 2]")
+
+        def touch(kind: str, *points: tuple[float, float]) -> None:
+            page.send(
+                "Input.dispatchTouchEvent",
+                {
+                    "type": kind,
+                    "touchPoints": [{"x": px, "y": py, "id": i} for i, (px, py) in enumerate(points)],
+                },
+            )
+
+        def log() -> str:
+            return events.read_text() if events.exists() else ""
+
+        # A tap: the left button, pressed and released.
+        touch("touchStart", (x, y))
+        touch("touchEnd")
+        eventually(lambda: "button: 272, state: released" in log(), "the tap's click in eventdemo")
+        assert "button: 273" not in log()
+        # A long press: the right button.
+        touch("touchStart", (x, y))
+        page.wait_for("new Promise(r => setTimeout(() => r(true), 1000))", what="a long press")
+        touch("touchEnd")
+        eventually(lambda: "button: 273, state: released" in log(), "the long press's right click")
+        # Two fingers moving up: finger scrolling down (positive), then a stop; no button at all.
+        before = log()
+        touch("touchStart", (x - 40, y), (x + 40, y))
+        for step in range(1, 6):
+            touch("touchMove", (x - 40, y - 20 * step), (x + 40, y - 20 * step))
+        touch("touchEnd")
+        eventually(lambda: "axis: vertical" in log()[len(before) :], "two-finger scrolling in eventdemo")
+        after = log()[len(before) :]
+        values = [float(v) for v in re.findall(r"axis: vertical, value: (-?[\d.]+)", after)]
+        assert values and all(v > 0 for v in values), after
+        assert "button:" not in after, after
+
+
 VIDEO = str(Path(__file__).parent.parent / "e2e" / "clients" / "video.py")
 
 

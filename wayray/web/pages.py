@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs
+
+from wayray.web.keymaps import Layouts
 
 log = logging.getLogger("wayray.web")
 
@@ -88,10 +91,17 @@ class Page:
 class PageServer:
     """Serves :class:`Page` over HTTPS; ``web_json`` says the current ``/web.json``."""
 
-    def __init__(self, page: Page, tls: ssl.SSLContext, web_json: Callable[[], dict[str, object]]) -> None:
+    def __init__(
+        self,
+        page: Page,
+        tls: ssl.SSLContext,
+        web_json: Callable[[], dict[str, object]],
+        layouts: Layouts | None = None,
+    ) -> None:
         self.page = page
         self.tls = tls
         self.web_json = web_json
+        self.layouts = layouts or Layouts()
         self._servers: list[asyncio.Server] = []
         self._live: set[asyncio.Task[None]] = set()
 
@@ -158,12 +168,38 @@ class PageServer:
             body = json.dumps(self.web_json(), separators=(",", ":")).encode()
             await self._send(writer, 200, body, "application/json", head_only=head_only, store=False)
             return
+        if path == "/keymap.json":
+            body = json.dumps(await self._keymap(target.partition("?")[2])).encode()
+            await self._send(writer, 200, body, "application/json", head_only=head_only, store=False)
+            return
         found = self.page.files.get(path)
         if found is None:
             await self._send(writer, 404, b"not found\n", "text/plain; charset=utf-8", head_only=head_only)
             return
         body, kind = found
         await self._send(writer, 200, body, kind, head_only=head_only, store=path != "/")
+
+    async def _keymap(self, query: str) -> dict[str, object]:
+        """``/keymap.json?layout=L[,V]&lang=de-DE,de&map={"KeyA":"a",...}``: the keymap for the
+        page's keyboard (wayray.web.keymaps), or ``{"layout": null}`` for the session's default."""
+        q = parse_qs(query, max_num_fields=8)
+        try:
+            labels = json.loads(q.get("map", ["{}"])[0])
+        except ValueError:
+            labels = {}
+        if not isinstance(labels, dict):
+            labels = {}
+        labels = {str(k): v for k, v in labels.items() if isinstance(v, str)}
+        languages = [lang for lang in q.get("lang", [""])[0].split(",") if lang][:8]
+        choice = await asyncio.to_thread(self.layouts.choose, q.get("layout", [""])[0], labels, languages)
+        if choice is None:
+            return {"layout": None}
+        return {
+            "layout": choice.layout,
+            "variant": choice.variant,
+            "how": choice.how,
+            "keymap": choice.keymap,
+        }
 
     @staticmethod
     async def _send(

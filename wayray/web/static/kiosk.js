@@ -12,6 +12,7 @@ const canvas = $("screen");
 const state = (window.wayray = {
   build: BUILD, state: "idle", screen: null, sessionId: null, reason: "", framesApplied: 0, mismatches: 0,
   keyframeRequests: 0, lastSeq: null, complete: false, lastKeyAt: null, shownAt: [], loadedAt: performance.now(),
+  keymap: null, // the layout sent in the Hello: { layout, variant, how } (wayray/web/keymaps.py)
   firstCompleteAt: null,
   // Keypress to pixels as wrclient measures it: from a key sent to the first changed picture shown after it.
   pendingKeys: [], keyToPixels: [],
@@ -84,6 +85,7 @@ class Connection {
       location.reload();
       throw new Error("reloading: the server serves a newer page");
     }
+    const keymap = await pageKeymap(); // before the session: the server may compile it a while
     const options = {};
     if (info.hashes.length) {
       options.serverCertificateHashes = info.hashes.map((h) => ({
@@ -106,7 +108,7 @@ class Connection {
     this.sendNow(CHANNEL.CONTROL, encode.Hello({
       token: token.value, tokenKind: token.kind,
       width: Math.round(window.innerWidth * dpr), height: Math.round(window.innerHeight * dpr),
-      scale120: Math.max(1, Math.round(dpr * 120)), build: BUILD,
+      scale120: Math.max(1, Math.round(dpr * 120)), build: BUILD, keymap,
       accessKey: localStorage.getItem("wayray.access-key") || "", terminalId: await terminalId(),
     }));
   }
@@ -305,6 +307,35 @@ class Connection {
     this.display.closeStreams();
     setTimeout(() => { try { this.wt?.close(); } catch (e) { /* gone */ } }, 200);
   }
+}
+
+// The keyboard's layout as an XKB keymap, sent in the Hello as wrclient sends its own: the server
+// compiles it (wayray/web/keymaps.py) from what the page knows — a layout its URL names
+// (?layout=de,nodeadkeys), the browser's key map (the Keyboard Map API: which character each key
+// types), the person's languages. "" when nothing is known: the session's default layout.
+let keymapAsked = null, keymapGot = null;
+async function pageKeymap() {
+  let labels = {};
+  try {
+    if (navigator.keyboard && navigator.keyboard.getLayoutMap) labels = Object.fromEntries(await navigator.keyboard.getLayoutMap());
+  } catch (e) { /* not offered here (a frame, a browser without it) */ }
+  const q = new URLSearchParams({
+    layout: new URLSearchParams(location.search).get("layout") || "",
+    lang: (navigator.languages || [navigator.language || ""]).join(","),
+    map: JSON.stringify(labels),
+  }).toString();
+  if (q !== keymapAsked) {
+    try {
+      const got = await (await fetch(`/keymap.json?${q}`, { cache: "no-store" })).json();
+      keymapGot = got.layout ? got : null;
+      keymapAsked = q;
+    } catch (e) {
+      console.warn("no keyboard layout from the server; the session's default is used:", e.message || e);
+      keymapGot = null;
+    }
+    state.keymap = keymapGot ? { layout: keymapGot.layout, variant: keymapGot.variant, how: keymapGot.how } : null;
+  }
+  return keymapGot ? keymapGot.keymap : "";
 }
 
 function joinAll(parts) {
