@@ -534,6 +534,41 @@ def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_al
     )
 
 
+def test_a_kiosk_window_shows_a_red_mark_while_the_session_hears_its_microphone(harness: Harness) -> None:
+    """wrclient's Wayland window under a host compositor (a kiosk's cage): while the microphone is
+    live the picture carries a red "Microphone on" mark in its top right corner; when it goes off
+    (here: the file has been sent) the window shows the session's picture alone again."""
+    from tests.compositor.harness import running_session
+
+    size = (800, 480)
+    mic = write_wav(harness.tmp / "mic.wav", np.concatenate([chirps(), np.zeros(RATE)]))
+    srv = harness.server(session_script(harness, ""), extra=["--audio", "playback+microphone"])
+    kiosk_dir = harness.tmp / "kiosk"
+    kiosk_dir.mkdir()
+
+    def red_in_the_corner(pixels: np.ndarray) -> int:
+        corner = pixels[: size[1] // 6, size[0] * 2 // 3 :]
+        r, g, b = (corner >> 16) & 0xFF, (corner >> 8) & 0xFF, corner & 0xFF
+        return int(((r > 150) & (g < 80) & (b < 80)).sum())
+
+    async def kiosk() -> None:
+        async with running_session(kiosk_dir, size=size) as host:
+            client = await host.spawn(
+                script("wrclient"), f"127.0.0.1:{srv.port}", "--token", "mic-window",
+                "--fingerprint", srv.fingerprint, "--fullscreen", "--mic-wav", str(mic),
+                env={"HOME": str(harness.home), "XDG_STATE_HOME": harness.env["XDG_STATE_HOME"]},
+                name="wrclient",
+            )  # fmt: skip
+            await host.wait_window(lambda w: w.pid == client.pid and w.fullscreen, "wrclient's window")
+            await host.wait_for(lambda: red_in_the_corner(host.pixels()) > 200, "the microphone mark")
+            host.save("microphone-on")
+            # The file is 3.5 s long: then the microphone goes off, and so does the mark.
+            await host.wait_for(lambda: red_in_the_corner(host.pixels()) == 0, "the mark to go")
+            host.save("microphone-off")
+
+    asyncio.run(kiosk())
+
+
 def test_without_the_policy_the_microphone_stays_off_and_the_source_records_silence(
     harness: Harness,
 ) -> None:

@@ -422,7 +422,7 @@ class Viewer:
             with contextlib.suppress(ConnectionClosedError, WireUsageError):
                 conn.send(frame)
 
-        self.microphone.start(send)
+        self.microphone.start(send, self.backend.set_microphone)
 
     def _session_event(self, message: SessionEvent) -> None:
         log.info("session event %s: %s", message.kind.name, message.detail)
