@@ -10,8 +10,8 @@ over the same wall time twice, silent and playing:
   /proc (psutil), in percent of one core;
 - what the viewer received (its ``--stats``): frames, bytes, and capture-to-viewer latency (the
   session's and the viewer's CLOCK_MONOTONIC are one here, so the difference is the real delay:
-  capture, 20 ms framing, encoding, link, wrsrvd, QUIC, decoding). Not measured: the kiosk's own
-  playback buffer (playback through the kiosk's sound server is not built yet).
+  capture, 20 ms framing, encoding, link, wrsrvd, QUIC, decoding). The kiosk's playback buffer and
+  sink come on top: ``bench/audio_mouth_to_ear.py`` measures the whole way.
 """
 
 from __future__ import annotations

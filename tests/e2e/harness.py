@@ -305,14 +305,21 @@ class Harness:
             timeout=timeout,
         )
 
-    def start_client(self, srv: WrServer, *args: str, token: str | None = "e2e-token-0001") -> Client:
-        """A viewer in the background; its output goes to files (a pipe nobody reads would stall it)."""
+    def start_client(
+        self,
+        srv: WrServer,
+        *args: str,
+        token: str | None = "e2e-token-0001",
+        env: dict[str, str] | None = None,
+    ) -> Client:
+        """A viewer in the background; its output goes to files (a pipe nobody reads would stall it).
+        ``env``: variables added to the harness's environment (a kiosk's own sound server)."""
         n = len(self.clients)
         out, err = self.tmp / f"client-{n}.out", self.tmp / f"client-{n}.err"
         with open(out, "wb") as o, open(err, "wb") as e:
             proc = subprocess.Popen(
                 self.client_argv(srv, *args, token=token),
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=self.home,
                 stdin=subprocess.DEVNULL,
                 stdout=o,

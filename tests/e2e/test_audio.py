@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import script
 from tests.e2e.harness import DEADLINE, Harness, WrServer, eventually, failure, processes_with_link
+from tests.e2e.kiosk_sound import KioskSound
 from tests.e2e.test_robustness import _closed_after
 from wayray.server.admin import AdminClient
 from wayray.wire import Channel, ErrorCode, encode_frame
@@ -274,6 +275,78 @@ def test_sound_played_while_detached_is_not_delivered_later(harness: Harness) ->
     assert similarity(received, chirps())[0] < 0.3  # the chirps of before: not there
 
 
+# --- played at the kiosk ---------------------------------------------------------------------------
+
+
+def chirps_heard(kiosk: KioskSound, original: np.ndarray) -> tuple[float, int] | None:
+    heard = kiosk.heard()
+    found = similarity(heard, original) if heard.size > len(original) // 2 else (0.0, 0)
+    return found if found[0] >= 0.9 else None
+
+
+def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harness: Harness) -> None:
+    original = chirps()
+    wav = write_wav(harness.tmp / "chirps.wav", original)
+    srv = harness.server(session_script(harness, "(\n" + play_on(harness, "go", wav) + ") &"))
+    kiosk = KioskSound(harness.short / "kiosk-sound", harness.tmp / "speaker.raw").start()
+    try:
+        stats = harness.tmp / "stats.json"
+        viewer = harness.start_client(srv, "--play-audio", "--stats", str(stats), env=kiosk.env)
+        session = srv.wait_linked()
+        wait_for_capture(session["pid"])
+        eventually(lambda: kiosk.players() == 1, "the kiosk to play into its speaker")
+        (harness.home / "go").touch()
+        # What the kiosk's speaker played (its monitor, recorded): the three chirps, in order, at
+        # their spacing, as the normalised cross-correlation sees them (threshold 0.9).
+        score, lag = eventually(
+            lambda: chirps_heard(kiosk, original), "the kiosk's speaker to play the chirps"
+        )
+        viewer.signal(signal.SIGINT)
+        assert viewer.wait() == 0, viewer.stderr()
+        # Quiet once the viewer has gone: nothing plays into the speaker any more.
+        assert kiosk.players() == 0
+        playback = json.loads(stats.read_text())["audio"]["playback"]
+        assert playback["played"] >= 70, (
+            playback
+        )  # 1.5 s of chirps: 75 frames (a frame's rounding at each edge)
+        print(f"kiosk speaker similarity {score:.4f} at sample {lag}; playback {playback}")
+    finally:
+        kiosk.stop()
+
+
+def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) -> None:
+    original = chirps()
+    wav = write_wav(harness.tmp / "chirps.wav", original)
+    body = "(\n" + play_on(harness, "go", wav) + play_on(harness, "go2", wav) + ") &"
+    srv = harness.server(session_script(harness, body))
+    first = KioskSound(harness.short / "kiosk-a", harness.tmp / "speaker-a.raw").start()
+    second = KioskSound(harness.short / "kiosk-b", harness.tmp / "speaker-b.raw").start()
+    try:
+        a = harness.start_client(srv, "--play-audio", env=first.env)
+        session = srv.wait_linked()
+        wait_for_capture(session["pid"])
+        eventually(lambda: first.players() == 1, "the first kiosk to play into its speaker")
+        (harness.home / "go").touch()
+        eventually(lambda: chirps_heard(first, original), "the first kiosk's speaker to play the chirps")
+        # The badge at the second kiosk: the session, and its sound, go there; the first goes quiet.
+        b = harness.start_client(srv, "--play-audio", env=second.env)
+        assert a.wait() == 0, a.stderr()
+        assert first.players() == 0
+        left_at = first.heard().size
+        eventually(lambda: second.players() == 1, "the second kiosk to play into its speaker")
+        wait_for_capture(session["pid"])
+        (harness.home / "go2").touch()
+        eventually(lambda: chirps_heard(second, original), "the second kiosk's speaker to play the chirps")
+        eventually(lambda: (harness.home / "go2.played").exists(), "paplay to finish")
+        # Nothing of the session's sound reached the first kiosk's speaker once the badge had left it.
+        assert np.abs(first.heard()[left_at:]).max(initial=0.0) == 0.0
+        b.signal(signal.SIGINT)
+        assert b.wait() == 0, b.stderr()
+    finally:
+        first.stop()
+        second.stop()
+
+
 # --- negotiation ------------------------------------------------------------------------------------
 
 
@@ -459,6 +532,41 @@ def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_al
     print(
         f"microphone similarity {score:.4f} at sample {lag}; heard {heard_at - spoke:.3f} s after it spoke"
     )
+
+
+def test_a_kiosk_window_shows_a_red_mark_while_the_session_hears_its_microphone(harness: Harness) -> None:
+    """wrclient's Wayland window under a host compositor (a kiosk's cage): while the microphone is
+    live the picture carries a red "Microphone on" mark in its top right corner; when it goes off
+    (here: the file has been sent) the window shows the session's picture alone again."""
+    from tests.compositor.harness import running_session
+
+    size = (800, 480)
+    mic = write_wav(harness.tmp / "mic.wav", np.concatenate([chirps(), np.zeros(RATE)]))
+    srv = harness.server(session_script(harness, ""), extra=["--audio", "playback+microphone"])
+    kiosk_dir = harness.tmp / "kiosk"
+    kiosk_dir.mkdir()
+
+    def red_in_the_corner(pixels: np.ndarray) -> int:
+        corner = pixels[: size[1] // 6, size[0] * 2 // 3 :]
+        r, g, b = (corner >> 16) & 0xFF, (corner >> 8) & 0xFF, corner & 0xFF
+        return int(((r > 150) & (g < 80) & (b < 80)).sum())
+
+    async def kiosk() -> None:
+        async with running_session(kiosk_dir, size=size) as host:
+            client = await host.spawn(
+                script("wrclient"), f"127.0.0.1:{srv.port}", "--token", "mic-window",
+                "--fingerprint", srv.fingerprint, "--fullscreen", "--mic-wav", str(mic),
+                env={"HOME": str(harness.home), "XDG_STATE_HOME": harness.env["XDG_STATE_HOME"]},
+                name="wrclient",
+            )  # fmt: skip
+            await host.wait_window(lambda w: w.pid == client.pid and w.fullscreen, "wrclient's window")
+            await host.wait_for(lambda: red_in_the_corner(host.pixels()) > 200, "the microphone mark")
+            host.save("microphone-on")
+            # The file is 3.5 s long: then the microphone goes off, and so does the mark.
+            await host.wait_for(lambda: red_in_the_corner(host.pixels()) == 0, "the mark to go")
+            host.save("microphone-off")
+
+    asyncio.run(kiosk())
 
 
 def test_without_the_policy_the_microphone_stays_off_and_the_source_records_silence(

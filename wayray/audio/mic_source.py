@@ -37,15 +37,19 @@ class MicSource:
     def live(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self, send: Callable[[MicFrame], None]) -> None:
+    def start(self, send: Callable[[MicFrame], None], on_live: Callable[[bool], None] | None = None) -> None:
+        """Send the microphone with ``send``; ``on_live(True)`` when it goes on, ``(False)`` when it
+        goes off (the viewer's indicator)."""
         if self.live:
             return
-        self._task = asyncio.get_running_loop().create_task(self._run(send), name="microphone")
+        self._task = asyncio.get_running_loop().create_task(self._run(send, on_live), name="microphone")
 
-    async def _run(self, send: Callable[[MicFrame], None]) -> None:
+    async def _run(self, send: Callable[[MicFrame], None], on_live: Callable[[bool], None] | None) -> None:
         encoder = OpusEncoder(MIC_BITRATE)
         seq = 0
         log.info("microphone on (%s)", self.wav or self.device or "the default source")
+        if on_live is not None:
+            on_live(True)
         try:
             async for pcm in self._frames():
                 for data in encoder.encode(pcm):
@@ -56,6 +60,8 @@ class MicSource:
             log.error("the microphone stopped: %s", err)
         finally:
             log.info("microphone off (%d frames sent)", self.frames_sent)
+            if on_live is not None:
+                on_live(False)
 
     async def _frames(self) -> AsyncIterator[bytes]:
         if self.wav is not None:

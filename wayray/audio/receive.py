@@ -1,4 +1,5 @@
-"""The viewer's side of the session's sound: AudioStart/AudioFrame/AudioStop decoded, counted and (with
+"""The viewer's side of the session's sound: AudioStart/AudioFrame/AudioStop decoded, counted, played
+through this machine's sound server (``wrclient --play-audio``, wayray.audio.playback) and/or (with
 ``wrclient --audio-wav FILE``) written to a WAV file at their place in the stream.
 
 A frame's place is its ``seq``: frames count on through silence (which is not sent), so a gap in
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wayray.audio.opus import CHANNELS, FRAME_SAMPLES, RATE, OpusDecoder
+from wayray.audio.playback import Player
 from wayray.wire import AudioCodec, AudioFrame, AudioStart, AudioStop
 
 log = logging.getLogger("wayray.audio")
@@ -63,8 +65,9 @@ class ReceiverStats:
 
 
 class AudioReceiver:
-    def __init__(self, wav: Path | None = None) -> None:
+    def __init__(self, wav: Path | None = None, player: Player | None = None) -> None:
         self.stats = ReceiverStats()
+        self.player = player
         self._wav_path = wav
         self._wav: wave.Wave_write | None = None
         self._written = 0  # sample frames in the file
@@ -81,6 +84,14 @@ class AudioReceiver:
         elif message.stream_id == self._stream:
             log.info("the session's sound stopped (stream %d)", message.stream_id)
             self._stream = None
+            if self.player is not None:
+                self.player.stop()
+
+    def disconnected(self) -> None:
+        """The connection ended (the badge moved, the session ended): quiet at once."""
+        self._stream = None
+        if self.player is not None:
+            self.player.stop()
 
     def _start(self, start: AudioStart) -> None:
         if start.codec is not AudioCodec.OPUS or start.sample_rate != RATE or start.channels != CHANNELS:
@@ -98,6 +109,8 @@ class AudioReceiver:
         self._next_seq = None
         self.stats.streams += 1
         self.stats.bitrate = start.bitrate
+        if self.player is not None:
+            self.player.start()
         log.info(
             "sound from the session: Opus %d kbit/s (stream %d)", start.bitrate // 1000, start.stream_id
         )
@@ -121,6 +134,8 @@ class AudioReceiver:
         else:
             self.stats.silent_frames += frame.seq - self._next_seq
         self._next_seq = frame.seq + 1
+        if self.player is not None:
+            self.player.put(frame.seq, pcm)
         self.stats.frames += 1
         self.stats.bytes += len(frame.data)
         if self.stats.first_timestamp_us is None:
@@ -143,9 +158,15 @@ class AudioReceiver:
         self._wav.writeframes(pcm)
         self._written = max(self._written, position) + len(pcm) // (2 * CHANNELS)
 
+    def to_json(self) -> dict[str, Any]:
+        data = self.stats.to_json()
+        if self.player is not None:
+            data["playback"] = self.player.to_json()
+        return data
+
     def close(self) -> None:
-        """Stop: the WAV file (if any) is complete and closed."""
-        self._stream = None
+        """Stop: playback quiet, the WAV file (if any) complete and closed."""
+        self.disconnected()
         if self._wav is not None:
             self._wav.close()
             self._wav = None

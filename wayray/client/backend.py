@@ -197,6 +197,9 @@ class DisplayBackend(Protocol):
     def set_state(self, state: ConnectionState, detail: str = "") -> None:
         """Show the connection state (a status line, a dimmed picture, the idle screen...)."""
 
+    def set_microphone(self, live: bool) -> None:
+        """Show, or stop showing, that the session hears this machine's microphone (docs/audio.md)."""
+
     def set_clipboard(self, text: str) -> None:
         """The session's clipboard changed: offer ``text`` on the viewer's clipboard."""
 

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import wayray
 from wayray.audio.mic_source import MicSource
+from wayray.audio.playback import Player
 from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
@@ -140,8 +141,15 @@ def parser() -> argparse.ArgumentParser:
         "--no-audio",
         action="store_true",
         help="offer the server no audio, even with the options below "
-        "(/usr/share/doc/wayray/audio.md); without them none is offered either, until wrclient plays "
-        "sound itself",
+        "(/usr/share/doc/wayray/audio.md); without them none is offered either",
+    )
+    p.add_argument(
+        "--play-audio",
+        nargs="?",
+        const="",
+        metavar="SINK",
+        help="play the session's sound through this machine's sound server (PulseAudio or PipeWire: "
+        "its default sink, or SINK)",
     )
     p.add_argument(
         "--microphone",
@@ -299,13 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     offer = client.wire.capabilities
     microphone = args.microphone is not None or args.mic_wav is not None
-    if args.no_audio and (args.audio_wav is not None or microphone):
-        raise UsageError("--audio-wav, --microphone and --mic-wav need audio: leave out --no-audio")
+    if args.no_audio and (args.audio_wav is not None or args.play_audio is not None or microphone):
+        raise UsageError(
+            "--play-audio, --audio-wav, --microphone and --mic-wav need audio: leave out --no-audio"
+        )
     if not microphone:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
     if args.no_audio or not _uses_audio(args):
-        # The session's sound is offered only to a viewer that does something with it (writes it, or
-        # sends a microphone): until wrclient plays sound, a window or a kiosk would only discard it.
+        # The session's sound is offered only to a viewer that does something with it (plays it,
+        # writes it, or sends a microphone): otherwise it would only be discarded here.
         offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     check_pool_trust(pool, client)
@@ -597,7 +607,7 @@ def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
 
 
 def _uses_audio(args: argparse.Namespace) -> bool:
-    return args.audio_wav is not None or args.microphone is not None or args.mic_wav is not None
+    return any(a is not None for a in (args.audio_wav, args.play_audio, args.microphone, args.mic_wav))
 
 
 def _client_config(root: Path | None) -> ClientConfig:
@@ -658,7 +668,8 @@ async def _run(
 
 def _audio_parts(args: argparse.Namespace) -> tuple[AudioReceiver | None, MicSource | None]:
     """What plays the session's sound here (none with --no-audio) and the microphone, if one is given."""
-    audio = AudioReceiver(args.audio_wav) if _uses_audio(args) and not args.no_audio else None
+    player = Player(args.play_audio or None) if args.play_audio is not None else None
+    audio = AudioReceiver(args.audio_wav, player) if _uses_audio(args) and not args.no_audio else None
     microphone = None
     if args.mic_wav is not None or args.microphone is not None:
         microphone = MicSource(device=args.microphone, wav=args.mic_wav)
@@ -669,7 +680,7 @@ def _write_stats(args: argparse.Namespace, viewer: Viewer, audio: AudioReceiver 
     if args.stats is not None:
         data = viewer.stats.to_json() | {"session_id": viewer.session_id, "ending": viewer.ending}
         if audio is not None:
-            data["audio"] = audio.stats.to_json()
+            data["audio"] = audio.to_json()
         args.stats.write_text(json.dumps(data, indent=1) + "\n")
 
 

@@ -398,6 +398,9 @@ class _ViewerBackend:
         if viewer is not None and viewer.backend is self:
             self._kiosk._viewer_state(viewer, state, detail)
 
+    def set_microphone(self, live: bool) -> None:
+        self._backend.set_microphone(live)
+
     def set_clipboard(self, text: str) -> None:
         self._backend.set_clipboard(text)
 

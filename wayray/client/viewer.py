@@ -371,8 +371,7 @@ class Viewer:
         finally:
             if self.usb is not None:
                 self.usb.disconnected()
-            if self.microphone is not None:
-                await self.microphone.stop()  # never a word into a session this viewer left
+            await self._sound_off()
             self.connected.clear()
             self.conn = None
             if self.ending is None:
@@ -391,6 +390,13 @@ class Viewer:
             return ""
         self._unanswered(self.connected_to)
         return f"connection lost ({ErrorCode.describe(event.code)}: {event.reason})"
+
+    async def _sound_off(self) -> None:
+        """The connection ended: this kiosk goes quiet at once, and its microphone off."""
+        if self.audio is not None:
+            self.audio.disconnected()
+        if self.microphone is not None:
+            await self.microphone.stop()  # never a word into a session this viewer left
 
     async def _serve(self, conn: ClientConnection) -> None:
         async for message in conn:
@@ -427,7 +433,7 @@ class Viewer:
             with contextlib.suppress(ConnectionClosedError, WireUsageError):
                 conn.send(frame)
 
-        self.microphone.start(send)
+        self.microphone.start(send, self.backend.set_microphone)
 
     def _session_event(self, message: SessionEvent) -> None:
         log.info("session event %s: %s", message.kind.name, message.detail)

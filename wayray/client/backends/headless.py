@@ -41,6 +41,8 @@ class HeadlessBackend:
         self.state = ConnectionState.CONNECTING
         self.state_detail = ""
         self.clipboard: str | None = None
+        #: The session hears this machine's microphone (what a window or kiosk shows as a red mark).
+        self.microphone_live = False
         self._on_input: Callable[[InputEvent], None] | None = None
 
     async def start(self, on_input: Callable[[InputEvent], None]) -> None:
@@ -68,6 +70,11 @@ class HeadlessBackend:
             log.info("connection %s%s", state, f": {detail}" if detail else "")
         self.state = state
         self.state_detail = detail
+
+    def set_microphone(self, live: bool) -> None:
+        if live != self.microphone_live:
+            log.info("microphone indicator %s", "on" if live else "off")
+        self.microphone_live = live
 
     def set_clipboard(self, text: str) -> None:
         self.clipboard = text

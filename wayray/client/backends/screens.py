@@ -22,6 +22,8 @@ SCREEN_BG = (18, 22, 30, 255)
 SCREEN_FG = (236, 240, 246, 255)
 SCREEN_DIM_FG = (160, 170, 186, 255)
 ERROR_FG = (255, 140, 130, 255)
+#: The microphone mark: while the session hears this machine's microphone (docs/audio.md §3).
+MIC_BG = (200, 30, 30, 235)
 
 STATE_TITLES = {
     ConnectionState.CONNECTING: "Connecting\u2026",
@@ -86,3 +88,21 @@ def draw_idle(image: Image.Image, detail: str = "", now: float | None = None) ->
     y = text_lines(d, [stamp], clock, 0, y + gap, SCREEN_DIM_FG, center_width=w)
     if details:
         text_lines(d, details, small, 0, y + gap, SCREEN_DIM_FG, center_width=w)
+
+
+def draw_microphone(image: Image.Image) -> None:
+    """The "microphone on" mark in the top right corner, over the live picture (the rest of the image
+    stays transparent): a red pill with a white dot and the words, seen across a room."""
+    w, h = image.size
+    d = ImageDraw.Draw(image)
+    f = font(max(12, h // 40), bold=True)
+    label = "Microphone on"
+    pad = line_height(f) // 2
+    dot = line_height(f) * 2 // 3
+    pill_w = pad + dot + pad + text_width(label, f) + pad
+    pill_h = line_height(f) + pad
+    x0, y0 = w - pill_w - pad, pad
+    d.rounded_rectangle((x0, y0, x0 + pill_w, y0 + pill_h), radius=pill_h // 2, fill=MIC_BG)
+    cy = y0 + pill_h // 2
+    d.ellipse((x0 + pad, cy - dot // 2, x0 + pad + dot, cy + dot // 2), fill=BAR_FG)
+    d.text((x0 + pad + dot + pad, y0 + pad // 2), label, font=f, fill=BAR_FG)

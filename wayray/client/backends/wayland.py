@@ -47,7 +47,7 @@ from wayray.client.backend import (
     TouchUpEvent,
 )
 from wayray.client.backends.passthrough import KeyboardPassthrough
-from wayray.client.backends.screens import draw_idle, draw_status
+from wayray.client.backends.screens import draw_idle, draw_microphone, draw_status
 from wayray.codec.geometry import RectLike
 from wayray.toolkit.display import Client
 from wayray.toolkit.draw import Canvas
@@ -162,6 +162,8 @@ class WaylandBackend:
         self._waiting_frame = False
         self._picture_mapped = False
         self._state = ConnectionState.CONNECTING
+        #: The session hears this machine's microphone: a mark stays over the picture.
+        self._microphone = False
         self._detail = ""
         self._cursor: CursorImage | None = None
         self._cursor_set = False
@@ -297,6 +299,11 @@ class WaylandBackend:
         self._draw_overlay()
         self._apply_cursor()
         self._schedule_clock()
+
+    def set_microphone(self, live: bool) -> None:
+        if live != self._microphone:
+            self._microphone = live
+            self._draw_overlay()
 
     def set_clipboard(self, text: str) -> None:
         if self._client is not None and self._client.clipboard is not None:
@@ -436,13 +443,15 @@ class WaylandBackend:
         canvas, overlay, st = self._canvas, self._overlay, self._wstate
         if canvas is None or overlay is None or st is None:
             return
-        if self._state is ConnectionState.CONNECTED:
+        if self._state is ConnectionState.CONNECTED and not self._microphone:
             canvas.hide()
             return
         w, h = st.buffer_size
         canvas.resize(w, h, st.scale)
         canvas.image.paste((0, 0, 0, 0), (0, 0, w, h))
-        if self._state is ConnectionState.IDLE:
+        if self._state is ConnectionState.CONNECTED:
+            draw_microphone(canvas.image)
+        elif self._state is ConnectionState.IDLE:
             draw_idle(canvas.image, self._detail)
         else:
             draw_status(canvas.image, self._state, self._detail, has_picture=self._fb is not None)

@@ -1,0 +1,78 @@
+"""The kiosk's jitter buffer (wayray.audio.playback.JitterBuffer): its rules, slot by slot, on a clock of
+the test's own (the end-to-end tests play through a real PulseAudio: tests/e2e/test_audio.py)."""
+
+from __future__ import annotations
+
+from wayray.audio.opus import FRAME_BYTES
+from wayray.audio.playback import MAX_FRAMES, SHRINK_AFTER, START_FRAMES, JitterBuffer
+
+SILENCE = bytes(FRAME_BYTES)
+
+
+def sound(n: int) -> bytes:
+    return n.to_bytes(4, "little") * (FRAME_BYTES // 4)
+
+
+def test_it_plays_silence_first_then_each_frame_in_its_slot_and_silence_for_a_missing_one() -> None:
+    jb = JitterBuffer()
+    assert jb.next() == SILENCE  # nothing yet: the sink is fed silence
+    jb.put(100, sound(100), now=0.0)
+    jb.put(101, sound(101), now=0.02)
+    jb.put(103, sound(103), now=0.06)
+    played = [jb.next() for _ in range(START_FRAMES + 4)]
+    # START_FRAMES slots of silence (the buffer's 40 ms), then 100, 101, a gap (102: silent or lost), 103
+    assert played == [SILENCE] * START_FRAMES + [sound(100), sound(101), SILENCE, sound(103)]
+
+
+def test_a_late_frame_is_dropped_and_the_buffer_grows_by_a_frame_of_silence() -> None:
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    assert [jb.next() for _ in range(START_FRAMES + 1)][-1] == sound(0)
+    jb.next()  # slot 1 played as silence: frame 1 had not come
+    jb.put(1, sound(1), now=0.1)  # late
+    jb.put(2, sound(2), now=0.1)
+    assert jb.stats.late == 1 and jb.target == START_FRAMES + 1
+    assert jb.next() == SILENCE  # the slot of silence that makes the buffer a frame longer
+    assert jb.next() == sound(2)  # and then on, one frame later than before
+
+
+def test_it_grows_no_further_than_its_maximum() -> None:
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    for _ in range(3 * MAX_FRAMES):
+        jb.next()
+    for seq in range(1, 2 * MAX_FRAMES):
+        jb.put(seq, sound(seq), now=0.0)  # every one of them late
+    assert jb.target == MAX_FRAMES
+
+
+def test_after_a_quiet_while_it_shrinks_by_skipping_a_slot_without_sound() -> None:
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    for _ in range(START_FRAMES + 2):
+        jb.next()
+    jb.put(1, sound(1), now=0.1)  # late: target + 1
+    grown = jb.target
+    jb.next()  # the held slot
+    # 10 s later, with a silent stretch (no frames 2..9), frame 10 arrives well in time.
+    jb.put(10, sound(10), now=0.1 + SHRINK_AFTER + 1)
+    assert jb.target == grown - 1
+    played = [jb.next() for _ in range(12)]
+    # slot 2 is skipped (nobody hears it): frame 10 plays one slot sooner than it would have
+    assert played.index(sound(10)) == 10 - 2 - 1
+    assert jb.stats.skipped == 1
+
+
+def test_a_sender_clock_running_ahead_is_followed_by_skipping_a_silent_slot() -> None:
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    # Frames keep arriving three frames deeper than the target for more than 2 s.
+    t = 0.0
+    seq = 0
+    for _ in range(200):
+        jb.next()
+        seq += 1
+        t += 0.02
+        if seq % 10:  # a frame in ten is silence (not sent): a slot that can go
+            jb.put(seq + 3, sound(seq + 3), now=t)
+    assert jb.stats.skipped >= 1

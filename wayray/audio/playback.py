@@ -1,0 +1,266 @@
+"""The session's sound through the kiosk's own sound server: decoded frames into an adaptive jitter
+buffer, and from it into ``pacat`` (PulseAudio's own tool) at the pace the sink takes sound.
+
+There is no timer of ours: the writer gives ``pacat`` the next 20 ms as soon as the pipe to it has room,
+and the pipe is made small (one page), so the sink's demand paces playback and nothing piles up between
+the jitter buffer and the sink. Each slot of 20 ms is a ``seq`` of the session's stream (frames count on
+through the session's silences, which are not sent): a slot whose frame is here plays it; one whose
+frame is not plays silence (the session was silent, or the frame is late).
+
+**Adaptive.** The buffer starts ``START_FRAMES`` (40 ms) behind the first frame; a frame that comes
+after its slot was played is late: it is dropped, and the buffer grows by one frame (up to
+``MAX_FRAMES``, 200 ms) by playing one slot of silence without moving on. After ``SHRINK_AFTER`` s
+without a late frame it shrinks by one frame again, skipping a slot that holds no sound.
+**Drift** between the session's sample clock and the kiosk's sink shows as a depth that creeps: when
+frames keep arriving more than two frames deeper than the target, one silent slot is skipped.
+
+A new stream (AudioStart) starts a new buffer; the end of the stream or of the connection kills
+``pacat`` at once, so the old kiosk goes quiet when the badge moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+
+from wayray.audio.opus import CHANNELS, FRAME_BYTES, FRAME_US, RATE
+
+log = logging.getLogger("wayray.audio")
+
+START_FRAMES = 2
+MIN_FRAMES = 2
+MAX_FRAMES = 10
+#: Seconds without a late frame before the buffer shrinks by one frame.
+SHRINK_AFTER = 10.0
+#: What PulseAudio buffers for pacat (its target length): how late pacat (or this process, whose loop
+#: also serves the connection and the picture) may come before the sink plays a gap. On this project's
+#: 2-core machine at a load average of 14, 30 ms left a gap in most runs of the chirp test and 60 ms in
+#: some; the writer was seen held up for 117 ms (docs/audio.md §3).
+SINK_LATENCY_MS = 100
+#: The pipe to pacat: one page, so that what waits there is at most about 20 ms.
+PIPE_BYTES = 4096
+
+_SILENCE = bytes(FRAME_BYTES)
+
+
+@dataclass
+class PlaybackStats:
+    #: Slots played with a frame of sound, and with silence.
+    played: int = 0
+    silent: int = 0
+    #: Frames that came after their slot had been played (dropped; each grew the buffer).
+    late: int = 0
+    #: Slots skipped to shrink the buffer or to follow a faster sender clock.
+    skipped: int = 0
+    #: Slots of silence added to grow the buffer.
+    held: int = 0
+    #: Times the sink ran out of sound before pacat gave it more (pacat says "Stream underrun").
+    underruns: int = 0
+    target_frames: int = START_FRAMES
+    #: How far ahead of the slot being played frames arrived, in frames (the last ones).
+    depths: list[int] | None = None
+
+
+class JitterBuffer:
+    """Frames by ``seq``; :meth:`next` gives the next slot's sound. Pure bookkeeping (no I/O, no clock
+    but the one passed in), so that its rules can be tested on their own."""
+
+    def __init__(self, stats: PlaybackStats | None = None) -> None:
+        self.stats = stats or PlaybackStats()
+        self.target = START_FRAMES
+        self._frames: dict[int, bytes] = {}
+        self._play: int | None = None
+        self._hold = 0
+        self._skip = 0
+        self._last_late = 0.0
+        self._deep_since: float | None = None
+
+    @property
+    def depth(self) -> int:
+        """Frames waiting (the newest one's seq minus the slot to play), 0 when empty."""
+        if self._play is None or not self._frames:
+            return 0
+        return max(self._frames) + 1 - self._play
+
+    def put(self, seq: int, pcm: bytes, now: float) -> None:
+        if self._play is None:
+            self._play = seq - self.target
+            self._last_late = now
+        ahead = seq - self._play
+        if ahead < 0:
+            self.stats.late += 1
+            self._last_late = now
+            if self.target < MAX_FRAMES:
+                self.target += 1
+                self._hold += 1
+            return
+        if ahead > 4 * MAX_FRAMES:  # far ahead (a sender clock much faster, or a jump): start again here
+            self._frames.clear()
+            self._play = seq - self.target
+            ahead = self.target
+        self._frames[seq] = pcm
+        # Drift: frames that keep arriving well beyond the target mean the sender runs faster.
+        if ahead > self.target + 2:
+            if self._deep_since is None:
+                self._deep_since = now
+            elif now - self._deep_since > 2.0:
+                self._skip += 1
+                self._deep_since = None
+        else:
+            self._deep_since = None
+        if now - self._last_late > SHRINK_AFTER and self.target > MIN_FRAMES:
+            self.target -= 1
+            self._skip += 1
+            self._last_late = now
+        self.stats.target_frames = self.target
+        depths = self.stats.depths
+        if depths is not None:
+            depths.append(ahead)
+            del depths[:-10_000]
+
+    def next(self) -> bytes:
+        """The next 20 ms to play."""
+        if self._play is None:
+            return _SILENCE
+        if self._hold > 0:
+            self._hold -= 1
+            self.stats.held += 1
+            return _SILENCE
+        while self._skip > 0 and self._play not in self._frames:
+            # a slot without sound, skipped: the buffer is one frame shorter, and nobody hears it
+            self._play += 1
+            self._skip -= 1
+            self.stats.skipped += 1
+        pcm = self._frames.pop(self._play, None)
+        self._play += 1
+        if pcm is None:
+            self.stats.silent += 1
+            return _SILENCE
+        self.stats.played += 1
+        return pcm
+
+
+class Player:
+    """Plays one stream at a time through ``pacat`` to the kiosk's default sink (or ``sink``)."""
+
+    def __init__(self, sink: str | None = None) -> None:
+        self.sink = sink
+        self.stats = PlaybackStats(depths=[])
+        self._buffer = JitterBuffer(self.stats)
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._failed = False
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("pacat") is not None
+
+    def start(self) -> None:
+        """A new stream: a new buffer, and pacat started (again) if it is not running."""
+        self._buffer = JitterBuffer(self.stats)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
+
+    def put(self, seq: int, pcm: bytes) -> None:
+        self._buffer.put(seq, pcm, time.monotonic())
+
+    async def _run(self) -> None:
+        pacat = shutil.which("pacat")
+        if pacat is None:
+            self._note_failure("pacat is not installed (Debian: apt install pulseaudio-utils)")
+            return
+        argv = [
+            pacat,
+            "--playback",
+            "--raw",
+            "--format=s16le",
+            f"--rate={RATE}",
+            f"--channels={CHANNELS}",
+            f"--latency-msec={SINK_LATENCY_MS}",
+            "--client-name=wrclient",
+            "--verbose",  # it says when the sink ran dry: counted in the stats
+            "--stream-name=the session's sound",
+        ]
+        if self.sink:
+            argv.append(f"--device={self.sink}")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as err:
+            self._note_failure(f"cannot run pacat: {err.strerror or err}")
+            return
+        self._proc = proc
+        assert proc.stdin is not None and proc.stderr is not None
+        watch = asyncio.get_running_loop().create_task(self._watch(proc.stderr), name="pacat messages")
+        transport = proc.stdin.transport
+        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+        pipe = transport.get_extra_info("pipe")
+        if set_size is not None and pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
+        transport.set_write_buffer_limits(0)  # drain() returns once all went into the pipe
+        log.info("playing the session's sound on %s", self.sink or "this machine's default sink")
+        try:
+            while True:
+                proc.stdin.write(self._buffer.next())
+                await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            code = await proc.wait()
+            self._note_failure(f"pacat ended (status {code}): is a sound server running here?")
+        finally:
+            watch.cancel()
+
+    async def _watch(self, stderr: asyncio.StreamReader) -> None:
+        """pacat's messages: underruns counted, failures logged (the rest is its chatter)."""
+        async for line in stderr:
+            text = line.decode(errors="replace").strip()
+            if "underrun" in text.lower():
+                self.stats.underruns += 1
+            elif text.startswith(("Failed", "Connection failure", "pa_")):
+                log.warning("pacat: %s", text)
+
+    def _note_failure(self, why: str) -> None:
+        if not self._failed:
+            log.error("the session's sound cannot play: %s", why)
+            self._failed = True
+
+    def stop(self) -> None:
+        """Quiet at once: pacat is killed (PulseAudio drops what it still held for it)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            if proc.stdin is not None:
+                proc.stdin.transport.abort()  # nobody waits for what the pipe held
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            reap = asyncio.get_running_loop().create_task(proc.wait(), name="reap pacat")
+            _reaping.add(reap)
+            reap.add_done_callback(_reaping.discard)
+
+    def to_json(self) -> dict[str, object]:
+        s = self.stats
+        depths = sorted(s.depths or [])
+        return {
+            "played": s.played,
+            "silent": s.silent,
+            "late": s.late,
+            "skipped": s.skipped,
+            "held": s.held,
+            "underruns": s.underruns,
+            "buffer_ms": s.target_frames * FRAME_US // 1000,
+            "depth_ms_median": depths[len(depths) // 2] * FRAME_US // 1000 if depths else None,
+        }
+
+
+_reaping: set[asyncio.Task[int]] = set()
