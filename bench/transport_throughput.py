@@ -8,14 +8,21 @@ Measures (medians and percentiles printed):
   input RTT  Key from viewer → server answers → viewer (what a keypress costs before any drawing)
   frames     FrameUpdates as fast as the credit window allows, the viewer acking each on receipt
   peer       plain aioquic (no WayRay layer): 64-byte echo RTT and one-way bulk throughput on one stream
+
+``--peer-lib aioquic,qh3 --rounds 5`` runs only the peer part, alternating the QUIC libraries (qh3:
+the aioquic fork with a native core, installed in a separate venv, see docs/benchmarks.md), and
+prints per library the median and p95 over the rounds, with the CPU both processes spent per MB.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import os
 import platform
+import resource
 import ssl
 import statistics
 import subprocess
@@ -24,11 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.asyncio import connect as aioquic_connect
-from aioquic.asyncio import serve as aioquic_serve
-from aioquic.quic import events as qe
 
 from wayray.transport import (
     ClientSettings,
@@ -137,43 +139,83 @@ async def wayray_server(state: Path) -> None:
     await asyncio.Event().wait()
 
 
-# --- the plain aioquic peer (child process) --------------------------------------------------------
+# --- the plain QUIC peer (child process): aioquic, or qh3 with the same API -----------------------
 
 
-class RawServer(QuicConnectionProtocol):
-    """Echoes stream 0 data back; counts bytes on other streams and answers 'done' at FIN."""
+def quic_lib(name: str) -> dict[str, Any]:
+    """The parts of aioquic (or of qh3, which kept aioquic's module layout) the peer uses."""
+    return {
+        "protocol": importlib.import_module(f"{name}.asyncio").QuicConnectionProtocol,
+        "serve": importlib.import_module(f"{name}.asyncio").serve,
+        "connect": importlib.import_module(f"{name}.asyncio").connect,
+        "events": importlib.import_module(f"{name}.quic.events"),
+        "configuration": importlib.import_module(f"{name}.quic.configuration").QuicConfiguration,
+        "version": importlib.import_module(name).__version__,
+    }
 
-    def quic_event_received(self, event: qe.QuicEvent) -> None:
-        if isinstance(event, qe.StreamDataReceived):
-            if event.stream_id == 0:
-                self._quic.send_stream_data(0, event.data)
-            elif event.end_stream:
-                self._quic.send_stream_data(event.stream_id, b"done", end_stream=True)
-            self.transmit()
+
+def raw_configuration(lib: dict[str, Any], *, is_client: bool) -> Any:
+    """WayRay's QUIC settings (QuicSettings), in the given library's configuration class."""
+    q = QuicSettings()
+    return lib["configuration"](
+        is_client=is_client,
+        alpn_protocols=["raw"],
+        idle_timeout=q.idle_timeout,
+        max_datagram_size=q.max_datagram_size,
+        max_data=q.max_data,
+        max_stream_data=q.max_stream_data,
+    )
 
 
-async def raw_server(state: Path) -> None:
+def raw_classes(lib: dict[str, Any]) -> tuple[type, type]:
+    qe = lib["events"]
+    base: Any = lib["protocol"]
+
+    class RawServer(base):
+        """Echoes stream 0 data back; counts bytes on other streams and answers 'done' at FIN."""
+
+        def quic_event_received(self, event: Any) -> None:
+            if isinstance(event, qe.StreamDataReceived):
+                if event.stream_id == 0:
+                    self._quic.send_stream_data(0, event.data)
+                elif event.end_stream:
+                    self._quic.send_stream_data(event.stream_id, b"done", end_stream=True)
+                self.transmit()
+
+    class RawClient(base):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+            self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def quic_event_received(self, event: Any) -> None:
+            if isinstance(event, qe.StreamDataReceived):
+                if event.stream_id == 0:
+                    self.queue.put_nowait(event.data)
+                elif event.end_stream and not self.done.done():
+                    self.done.set_result(None)
+
+    return RawServer, RawClient
+
+
+async def raw_server(state: Path, name: str) -> None:
+    lib = quic_lib(name)
     identity = ServerIdentity.load_or_create(state)
-    cfg = QuicSettings().configuration(is_client=False)
-    cfg.alpn_protocols = ["raw"]
-    cfg.certificate, cfg.private_key = identity.certificate, identity.private_key
-    server = await aioquic_serve("127.0.0.1", 0, configuration=cfg, create_protocol=RawServer)
-    print(f"{server._transport.get_extra_info('sockname')[1]}", flush=True)  # type: ignore[union-attr]
+    cfg = raw_configuration(lib, is_client=False)
+    if name == "qh3":  # qh3 has its own (native) certificate and key types: hand it PEM
+        from cryptography.hazmat.primitives import serialization as ser
+
+        cfg.load_cert_chain(
+            identity.certificate.public_bytes(ser.Encoding.PEM),
+            identity.private_key.private_bytes(
+                ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()
+            ),
+        )
+    else:
+        cfg.certificate, cfg.private_key = identity.certificate, identity.private_key
+    server = await lib["serve"]("127.0.0.1", 0, configuration=cfg, create_protocol=raw_classes(lib)[0])
+    print(f"{server._transport.get_extra_info('sockname')[1]}", flush=True)
     await asyncio.Event().wait()
-
-
-class RawClient(QuicConnectionProtocol):
-    def __init__(self, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def quic_event_received(self, event: qe.QuicEvent) -> None:
-        if isinstance(event, qe.StreamDataReceived):
-            if event.stream_id == 0:
-                self.queue.put_nowait(event.data)
-            elif event.end_stream and not self.done.done():
-                self.done.set_result(None)
 
 
 # --- client-side measurements ----------------------------------------------------------------------
@@ -233,11 +275,25 @@ async def bench_wayray(port: int, fp: str, quick: bool) -> dict[str, float]:
     return out
 
 
-async def bench_raw(port: int, quick: bool) -> None:
-    cfg = QuicSettings().configuration(is_client=True)
-    cfg.alpn_protocols = ["raw"]
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of this process (pid None) or of a child, from /proc (Linux)."""
+    if pid is None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench_raw(
+    port: int, quick: bool, name: str = "aioquic", server_pid: int | None = None
+) -> dict[str, Any]:
+    lib = quic_lib(name)
+    cfg = raw_configuration(lib, is_client=True)
     cfg.verify_mode = ssl.CERT_NONE
-    async with aioquic_connect("127.0.0.1", port, configuration=cfg, create_protocol=RawClient) as proto:
+    out: dict[str, Any] = {}
+    async with lib["connect"](
+        "127.0.0.1", port, configuration=cfg, create_protocol=raw_classes(lib)[1]
+    ) as proto:
         client: Any = proto
         rtts = []
         for _ in range(100 if quick else 500):
@@ -248,9 +304,11 @@ async def bench_raw(port: int, quick: bool) -> None:
             while got < 64:
                 got += len(await client.queue.get())
             rtts.append(time.perf_counter() - t0)
-        show("plain aioquic: 64 B echo RTT", rtts)
+        show(f"plain {name}: 64 B echo RTT", rtts)
+        out["rtts"] = rtts
         size = (5 if quick else 20) * 1024 * 1024
         sid = client._quic.get_next_available_stream_id(is_unidirectional=False)
+        cpu0 = cpu_seconds(), cpu_seconds(server_pid) if server_pid else 0.0
         t0 = time.perf_counter()
         chunk = os.urandom(64 * 1024)
         for _ in range(size // len(chunk)):
@@ -259,12 +317,56 @@ async def bench_raw(port: int, quick: bool) -> None:
         client.transmit()
         await client.done
         elapsed = time.perf_counter() - t0
-        print(f"  plain aioquic: {size >> 20} MiB one way, one stream: {size / elapsed / 1e6:6.2f} MB/s")
+        cpu = cpu_seconds() - cpu0[0], (cpu_seconds(server_pid) - cpu0[1]) if server_pid else 0.0
+        mb = size / 1e6
+        out["mbps"] = mb / elapsed
+        out["cpu_per_mb"] = (cpu[0] + cpu[1]) / mb
+        print(
+            f"  plain {name}: {size >> 20} MiB one way, one stream: {out['mbps']:6.2f} MB/s   CPU "
+            f"{out['cpu_per_mb'] * 1000:.1f} ms/MB (sender {cpu[0] * 1000 / mb:.1f}, receiver "
+            f"{cpu[1] * 1000 / mb:.1f})"
+        )
+    return out
 
 
-def spawn(kind: str, state: Path) -> tuple[subprocess.Popen[str], str]:
+def compare_peers(names: list[str], rounds: int, quick: bool) -> None:
+    """The plain-QUIC peer on each library, alternating, ``rounds`` times; medians and p95 over rounds."""
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else reversed(names):
+                version = quic_lib(name)["version"]
+                print(f"round {r + 1}, {name} {version}, load average {os.getloadavg()[0]:.2f}")
+                proc, line = spawn("raw", Path(tmp) / "r", name)
+                try:
+                    results[name].append(asyncio.run(bench_raw(int(line), quick, name, proc.pid)))
+                finally:
+                    proc.kill()
+                    proc.wait()
+    print(f"summary over {rounds} rounds (alternating), load average now {os.getloadavg()[0]:.2f}")
+    for name, runs in results.items():
+        rtt = [x for run in runs for x in run["rtts"]]
+        mbps = [run["mbps"] for run in runs]
+        cpu = [run["cpu_per_mb"] * 1000 for run in runs]
+        print(
+            f"  {name:<8} echo RTT median {statistics.median(rtt) * 1000:.3f} ms "
+            f"p95 {pct(rtt, 95) * 1000:.3f} ms"
+            f" | bulk median {statistics.median(mbps):.2f} MB/s (min {min(mbps):.2f}, max {max(mbps):.2f})"
+            f" | CPU median {statistics.median(cpu):.1f} ms/MB (p95 {pct(cpu, 95):.1f})"
+        )
+
+
+def spawn(kind: str, state: Path, lib: str = "aioquic") -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.transport_throughput", f"--serve-{kind}", str(state)],
+        [
+            sys.executable,
+            "-m",
+            "bench.transport_throughput",
+            f"--serve-{kind}",
+            str(state),
+            "--peer-lib",
+            lib,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -277,18 +379,34 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--serve-wayray", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve-raw", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--peer-lib",
+        help="only the plain-QUIC peer, on these libraries (comma-separated: aioquic,qh3), alternating",
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of --peer-lib (default 5)")
     args = ap.parse_args()
+    if args.peer_lib and not (args.serve_wayray or args.serve_raw):
+        for name in args.peer_lib.split(","):
+            if name not in ("aioquic", "qh3") or importlib.util.find_spec(name) is None:
+                sys.exit(
+                    f"--peer-lib: '{name}' is not an installed QUIC library here (aioquic or qh3; qh3 "
+                    "is not a WayRay dependency: install it pinned in a throwaway venv, see "
+                    "docs/benchmarks.md)"
+                )
     if args.serve_wayray:
         asyncio.run(wayray_server(args.serve_wayray))
         return
     if args.serve_raw:
-        asyncio.run(raw_server(args.serve_raw))
+        asyncio.run(raw_server(args.serve_raw, args.peer_lib or "aioquic"))
         return
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    if args.peer_lib:
+        compare_peers(args.peer_lib.split(","), args.rounds, args.quick)
+        return
     bench_codec(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         print("WayRay wire over QUIC (server in another process, 127.0.0.1)")
@@ -302,7 +420,7 @@ def main() -> None:
         print("peer: plain aioquic, same machine, same process layout")
         proc, line = spawn("raw", Path(tmp) / "r")
         try:
-            asyncio.run(bench_raw(int(line), args.quick))
+            asyncio.run(bench_raw(int(line), args.quick, "aioquic", proc.pid))
         finally:
             proc.kill()
             proc.wait()
