@@ -565,7 +565,9 @@ class FloatingWM:
     def cycle(self, backwards: bool) -> None:
         """Alt+Tab: focus the next window in MRU order; the order freezes until Alt is released."""
         if self._cycle is None:
-            self._cycle = [w for w in self.mru if w.mapped]
+            # Minimized windows are brought back; those an external WM hid (or put on another
+            # workspace) are its business and are skipped.
+            self._cycle = [w for w in self.mru if w.mapped and (w.shown or w.minimized)]
             self._cycle += [w for w in reversed(self.stack) if w not in self._cycle]
             self._cycle_index = 0
         if len(self._cycle) < 2:
