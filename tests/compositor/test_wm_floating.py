@@ -6,6 +6,8 @@ own, with stand-in protocol objects."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,33 @@ async def test_a_window_it_minimized_is_skipped_by_alt_tab_and_the_focus_goes_on
         assert any(w.focused for w in s.comp.windows()), s.comp.windows()
 
 
+async def test_a_restarted_wr_wm_floating_keeps_every_window_where_it_is_and_cascades_on(
+    tmp_path: Path,
+) -> None:
+    async with running_session(tmp_path, SIZE, window_manager=(WR_WM_FLOATING,)) as s:
+        service = s.comp.core.wm_service
+        await s.wait_for(lambda: service.active, "wr-wm-floating to bind")
+        for colour, name in ((RED, "red"), (BLUE, "blue")):
+            await s.spawn(*_foot(colour, name), name=name)
+            await s.wait_window(lambda w, name=name: w.app_id == name and w.focused, f"{name} focused")
+        await chord(s.comp, KEY_LEFTMETA, KEY_LEFT_ARROW)  # blue to the left half: not where placed
+        await s.wait_window(lambda w: w.app_id == "blue" and w.rect.x == 0, "blue snapped")
+        await s.settle()
+        before = [(w.app_id, w.rect, w.focused) for w in s.comp.windows()]
+        proc = s.comp.wm_process
+        assert proc is not None and proc.proc is not None
+        os.kill(proc.proc.pid, signal.SIGKILL)
+        await s.wait_for(lambda: service.takeovers == 2 and service.active, "wr-wm-floating started again")
+        await s.settle()
+        assert [(w.app_id, w.rect, w.focused) for w in s.comp.windows()] == before
+        # A new window is cascaded from the newest (blue, where it is now), raised and focused.
+        blue = next(w for w in s.comp.windows() if w.app_id == "blue")
+        await s.spawn(*_foot(GREEN, "green"), name="green")
+        green = await s.wait_window(lambda w: w.app_id == "green" and w.focused, "green focused")
+        assert (green.rect.x, green.rect.y) == (blue.rect.x + 32, blue.rect.y + 32), (green, blue)
+        assert s.comp.windows()[-1].app_id == "green"
+
+
 # The decisions alone, with stand-ins for the protocol objects --------------------------------------
 
 
@@ -146,6 +175,10 @@ def test_placement_centres_cascades_wraps_and_puts_dialogs_over_their_parent() -
     old = _win(wm, 100, 100)
     wm.window_mapped(old)
     assert old.proxy.calls == []
+    wm.ready = True  # ... and the cascade goes on from it
+    new = _win(wm, 100, 100)
+    wm.window_mapped(new)
+    assert new.rect == (old.x + 32, old.y + 32, 100, 100)
 
 
 def test_super_arrows_snap_maximize_and_restore_through_the_protocol() -> None:

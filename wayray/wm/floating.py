@@ -102,7 +102,10 @@ class FloatingWM:
 
     def window_mapped(self, w: Win) -> None:
         if not self.ready:
-            return  # managed where it is: it was on screen before we bound
+            # On screen before we bound (a restart): managed where it is. We are told of windows
+            # oldest first, so the cascade goes on from the newest, as the compositor's did.
+            self.last_placed = w
+            return
         if not (w.maximized or w.fullscreen):
             self.place(w)
         self.activate(w)
