@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.compositor.harness import Session, running_session
 from tests.compositor.test_wm_protocol import BLUE, GREEN, RED, _foot
 from wayray.compositor.geometry import Rect
-from wayray.compositor.testing import KEY_LEFTALT, chord, click
+from wayray.compositor.testing import KEY_LEFTALT, chord, click, type_text
 from wayray.wm.floating import KEY_DOWN, KEY_LEFT, KEY_RIGHT, KEY_UP, FloatingWM, Win
 
 WR_WM_FLOATING = str(Path(sys.executable).parent / "wr-wm-floating")
@@ -67,15 +69,47 @@ async def _scenario(s: Session) -> tuple[list[tuple[object, ...]], np.ndarray]:
     return scene, s.pixels()
 
 
-async def test_wr_wm_floating_gives_the_scene_and_pixels_of_the_built_in_wm(tmp_path: Path) -> None:
+async def _requests(s: Session) -> tuple[list[tuple[object, ...]], np.ndarray]:
+    """An application asks for fullscreen and back, and for maximized (its own shortcuts F and M)."""
+    await s.spawn(*_foot(RED, "red"), name="red")
+    await s.wait_window(lambda w: w.app_id == "red" and w.focused, "red focused")
+    app = await s.spawn(sys.executable, str(DIALOG), f"{YELLOW:06x}", f"{MAGENTA:06x}", name="dialog")
+    placed = await s.wait_window(lambda w: w.app_id == "dialog" and w.focused, "the dialog focused")
+    await s.wait_for(lambda: "mapped" in app.output(), "the application ready")
+    await type_text(s.comp, "f")
+    await s.wait_window(
+        lambda w: w.app_id == "dialog" and w.fullscreen and w.rect == Rect(0, 0, *SIZE), "dialog fullscreen"
+    )
+    await type_text(s.comp, "f")
+    await s.wait_window(
+        lambda w: w.app_id == "dialog" and not w.fullscreen and w.rect == placed.rect, "the dialog back"
+    )
+    await chord(s.comp, KEY_LEFTALT, KEY_TAB)
+    await s.wait_window(lambda w: w.app_id == "main" and w.focused, "Alt+Tab to the main window")
+    await type_text(s.comp, "m")
+    await s.wait_window(
+        lambda w: w.app_id == "main" and w.maximized and w.rect == Rect(0, 0, *SIZE), "main maximized"
+    )
+    await s.settle()
+    scene = [(w.app_id, w.rect, w.focused, w.maximized, w.fullscreen, w.shown) for w in s.comp.windows()]
+    return scene, s.pixels()
+
+
+Scenario = Callable[[Session], Awaitable[tuple[list[tuple[object, ...]], np.ndarray]]]
+
+
+@pytest.mark.parametrize("scenario", [_scenario, _requests], ids=["click-alt-tab-snap", "requests"])
+async def test_wr_wm_floating_gives_the_scene_and_pixels_of_the_built_in_wm(
+    tmp_path: Path, scenario: Scenario
+) -> None:
     (tmp_path / "builtin").mkdir()
     (tmp_path / "client").mkdir()
     async with running_session(tmp_path / "builtin", SIZE) as s:
-        builtin_scene, builtin_pixels = await _scenario(s)
+        builtin_scene, builtin_pixels = await scenario(s)
         s.save("builtin")
     async with running_session(tmp_path / "client", SIZE, window_manager=(WR_WM_FLOATING, "-v")) as s:
         await s.wait_for(lambda: s.comp.core.wm_service.active, "wr-wm-floating to bind")
-        client_scene, client_pixels = await _scenario(s)
+        client_scene, client_pixels = await scenario(s)
         s.save("wr-wm-floating")
         # It was wr-wm-floating all along: bound once, still bound, and the built-in Super+arrows
         # are off while it runs (so the snap and the maximize were its own).

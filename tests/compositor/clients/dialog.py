@@ -4,19 +4,25 @@ Usage: dialog.py MAIN_RGB DIALOG_RGB (hex, e.g. c0c000). It maps a 480x360 main 
 "main") and, once that is on screen, a 240x160 dialog (app id "dialog", xdg_toplevel.set_parent to
 the main window). Each is one solid colour and draws whatever size a configure asks for (0 x 0: its
 own size). It prints "mapped" when both are on screen and stays until killed. With --minimize, a
-button press on the main window asks for it to be minimized (as a title bar's button would).
+button press on the main window asks for it to be minimized (as a title bar's button would). Keys,
+as an application's shortcuts would: F toggles fullscreen and M toggles maximized for the window
+that has the keyboard.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import struct
 import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from misbehave import Client  # noqa: E402
 from pywayland.protocol.wayland import WlShm  # noqa: E402
+
+MAXIMIZED, FULLSCREEN = 1, 2  # xdg_toplevel.state
+KEY_F, KEY_M = 33, 50  # evdev key codes
 
 
 class Toplevel:
@@ -25,6 +31,8 @@ class Toplevel:
         self.rgb = rgb
         self.default = size
         self.want = (0, 0)
+        self.maximized = False
+        self.fullscreen = False
         self.drawn: tuple[int, int] | None = None
         self.surface = c.compositor.create_surface()
         self.xdg = c.wm.get_xdg_surface(self.surface)
@@ -37,8 +45,16 @@ class Toplevel:
         self.xdg.dispatcher["configure"] = self.on_configure
         self.surface.commit()
 
-    def on_toplevel_configure(self, _t: Any, width: int, height: int, _states: bytes) -> None:
+    def on_toplevel_configure(self, _t: Any, width: int, height: int, states: bytes) -> None:
         self.want = (width, height)
+        held = struct.unpack(f"<{len(states) // 4}I", states)
+        self.maximized, self.fullscreen = MAXIMIZED in held, FULLSCREEN in held
+
+    def key(self, code: int) -> None:
+        if code == KEY_F:
+            (self.top.unset_fullscreen if self.fullscreen else lambda: self.top.set_fullscreen(None))()
+        elif code == KEY_M:
+            (self.top.unset_maximized if self.maximized else self.top.set_maximized)()
 
     def on_configure(self, _x: Any, serial: int) -> None:
         self.xdg.ack_configure(serial)
@@ -64,11 +80,27 @@ class Toplevel:
 
 def main() -> None:
     c = Client()
+    windows: list[Toplevel] = []
+    keyboard = c.globals["wl_seat"].get_keyboard()  # type: ignore[attr-defined]
+    focus: list[Toplevel | None] = [None]
+
+    def on_kb_enter(_k: Any, _serial: int, surface: Any, _keys: Any) -> None:
+        focus[0] = next((t for t in windows if t.surface == surface), None)
+
+    def on_key(_k: Any, _serial: int, _time: int, code: int, state: int) -> None:
+        if state == 1 and focus[0] is not None:
+            focus[0].key(code)
+
+    keyboard.dispatcher["enter"] = on_kb_enter
+    keyboard.dispatcher["leave"] = lambda _k, _serial, _surface: focus.__setitem__(0, None)
+    keyboard.dispatcher["key"] = on_key
     main_window = Toplevel(c, "main", int(sys.argv[1], 16), (480, 360))
+    windows.append(main_window)
     while main_window.drawn is None:
         c.display.dispatch(block=True)
     c.display.roundtrip()
     dialog = Toplevel(c, "dialog", int(sys.argv[2], 16), (240, 160), parent=main_window.top)
+    windows.append(dialog)
     while dialog.drawn is None:
         c.display.dispatch(block=True)
     c.display.roundtrip()
@@ -87,6 +119,7 @@ def main() -> None:
         pointer.dispatcher["enter"] = on_enter
         pointer.dispatcher["leave"] = lambda _p, _serial, _surface: over.__setitem__(0, None)
         pointer.dispatcher["button"] = on_button
+    c.display.roundtrip()  # the compositor has the keyboard and pointer before we say so
     print("mapped", flush=True)
     while c.display.dispatch(block=True) >= 0:
         pass
