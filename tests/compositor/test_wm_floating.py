@@ -20,6 +20,7 @@ from tests.compositor.harness import Session, running_session
 from tests.compositor.test_wm_protocol import BLUE, GREEN, RED, _foot
 from wayray.compositor.geometry import Rect
 from wayray.compositor.testing import KEY_LEFTALT, chord, click, type_text
+from wayray.compositor.titlebar import HEIGHT as TITLE
 from wayray.wm.floating import KEY_DOWN, KEY_LEFT, KEY_RIGHT, KEY_UP, FloatingWM, Win
 
 WR_WM_FLOATING = str(Path(sys.executable).parent / "wr-wm-floating")
@@ -31,6 +32,7 @@ KEY_TAB, KEY_LEFTMETA, KEY_LEFT_ARROW, KEY_UP_ARROW, KEY_RIGHT_ARROW = 15, 125, 
 
 async def _scenario(s: Session) -> tuple[list[tuple[object, ...]], np.ndarray]:
     """The same steps a person takes; returns the scene (bottom to top) and the pixels."""
+    t = TITLE if s.comp.decorations.value == "server" else 0  # foot's server-side title bar
     for colour, name in ((RED, "red"), (BLUE, "blue"), (GREEN, "green")):
         await s.spawn(*_foot(colour, name), name=name)
         await s.wait_window(lambda w, name=name: w.app_id == name and w.focused, f"{name} focused")
@@ -57,12 +59,14 @@ async def _scenario(s: Session) -> tuple[list[tuple[object, ...]], np.ndarray]:
     await s.wait_window(lambda w: w.app_id == "red" and w.focused, "Alt+Tab back to red")
     await chord(s.comp, KEY_LEFTMETA, KEY_UP_ARROW)
     await s.wait_window(
-        lambda w: w.app_id == "red" and w.maximized and w.rect == Rect(0, 0, *SIZE), "red maximized"
+        lambda w: w.app_id == "red" and w.maximized and w.rect == Rect(0, t, SIZE[0], SIZE[1] - t),
+        "red maximized",
     )
     # Super+Right snaps the maximized red to the right half (and it stays there once drawn).
     await chord(s.comp, KEY_LEFTMETA, KEY_RIGHT_ARROW)
     await s.wait_window(
-        lambda w: w.app_id == "red" and not w.maximized and w.rect == Rect(512, 0, 512, 768), "red snapped"
+        lambda w: w.app_id == "red" and not w.maximized and w.rect == Rect(512, t, 512, 768 - t),
+        "red snapped",
     )
     await s.settle()
     scene = [(w.app_id, w.rect, w.focused, w.maximized, w.fullscreen, w.shown) for w in s.comp.windows()]
@@ -121,17 +125,20 @@ Scenario = Callable[[Session], Awaitable[tuple[list[tuple[object, ...]], np.ndar
 
 
 @pytest.mark.parametrize(
-    "scenario", [_scenario, _requests, _minimize], ids=["click-alt-tab-snap", "requests", "minimize"]
+    ("scenario", "decorations"),
+    [(_scenario, "client"), (_scenario, "server"), (_requests, "client"), (_minimize, "client")],
+    ids=["click-alt-tab-snap", "click-alt-tab-snap-server-title-bars", "requests", "minimize"],
 )
 async def test_wr_wm_floating_gives_the_scene_and_pixels_of_the_built_in_wm(
-    tmp_path: Path, scenario: Scenario
+    tmp_path: Path, scenario: Scenario, decorations: str
 ) -> None:
     (tmp_path / "builtin").mkdir()
     (tmp_path / "client").mkdir()
-    async with running_session(tmp_path / "builtin", SIZE) as s:
+    wm = (WR_WM_FLOATING, "-v")
+    async with running_session(tmp_path / "builtin", SIZE, decorations=decorations) as s:
         builtin_scene, builtin_pixels = await scenario(s)
         s.save("builtin")
-    async with running_session(tmp_path / "client", SIZE, window_manager=(WR_WM_FLOATING, "-v")) as s:
+    async with running_session(tmp_path / "client", SIZE, decorations=decorations, window_manager=wm) as s:
         await s.wait_for(lambda: s.comp.core.wm_service.active, "wr-wm-floating to bind")
         client_scene, client_pixels = await scenario(s)
         s.save("wr-wm-floating")
