@@ -77,6 +77,7 @@ LAYOUT: tuple[Item, ...] = (
     Item("", "/usr/bin/wradm", link=f"{PREFIX}/bin/wradm"),
     Item("", "/usr/bin/wrclient", link=f"{PREFIX}/bin/wrclient"),
     Item("", "/usr/bin/wr-wm-tiling", link=f"{PREFIX}/bin/wr-wm-tiling"),
+    Item("", "/usr/bin/wr-wm-floating", link=f"{PREFIX}/bin/wr-wm-floating"),
     *(Item(f"etc/wayray/{name}", f"/etc/wayray/{name}", conffile=True) for name in CONFIGS),
     *(Item(f"docs/{name}", f"/usr/share/doc/wayray/{name}") for name in DOCS),
     *_manpages(),

@@ -166,6 +166,12 @@ COMMANDS = (
         see_also=("wrsrvd(8)", "usbip(8)", "systemd.socket(5)", "/usr/share/doc/wayray/usb.md"),
     ),
     Command(
+        "wr-wm-floating", 1, "WayRay floating window manager (the built-in one's rules, as a client)",
+        "wayray.wm.floating:parser",
+        files=("$XDG_CONFIG_HOME/wayray/session.toml",),
+        see_also=("wayray-session.toml(5)", "wr-wm-tiling(1)", "/usr/share/doc/wayray/wm-protocol.md"),
+    ),
+    Command(
         "wayray-generator", 8, "systemd generator: the server instances /etc/wayray enables",
         files=("/etc/wayray/servers.toml", "/run/systemd/generator/wayray.target.wants/"),
         see_also=("systemd.generator(7)", "wradm(8)", "wayray-servers.toml(5)",

@@ -578,13 +578,25 @@ class FloatingWM:
     def cycle(self, backwards: bool) -> None:
         """Alt+Tab: focus the next window in MRU order; the order freezes until Alt is released."""
         if self._cycle is None:
-            self._cycle = [w for w in self.mru if w.mapped]
+            # Minimized windows are brought back, and so are those an external WM hid on the
+            # workspace shown (its minimize): it is asked to activate them. Windows on other
+            # workspaces are skipped.
+            self._cycle = [
+                w for w in self.mru if w.mapped and (w.shown or w.minimized or self._wm_hidden(w))
+            ]
             self._cycle += [w for w in reversed(self.stack) if w not in self._cycle]
             self._cycle_index = 0
         if len(self._cycle) < 2:
             return
         self._cycle_index = (self._cycle_index + (-1 if backwards else 1)) % len(self._cycle)
-        self.focus(self._cycle[self._cycle_index])
+        window = self._cycle[self._cycle_index]
+        if self._wm_hidden(window) and self.delegate is not None:
+            self.delegate.window_request(window, "request_activate")
+        else:
+            self.focus(window)
+
+    def _wm_hidden(self, window: Window) -> bool:
+        return self.delegate is not None and window.hidden and window.workspace == self.workspace
 
     def end_cycle(self) -> None:
         self._cycle = None

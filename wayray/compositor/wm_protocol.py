@@ -370,6 +370,10 @@ class WindowResource(Resource):
         w.x, w.y = x, y
         if not w.mapped:
             w.wm_placed = True
+        elif not (w.maximized or w.fullscreen):
+            # The WM's place wins over the one a maximize or fullscreen that just ended would
+            # restore when the application draws its unmaximized size (a snap of a maximized window).
+            w.restore = None
         size = (width, height) if width and height else None
         if w.maximized or w.fullscreen:
             pass  # those states decide the size; the geometry counts when they end

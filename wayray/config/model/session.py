@@ -17,8 +17,9 @@ class SessionConfig:
     window_manager: tuple[str, ...] = setting(
         (),
         Command(),
-        'Window manager speaking wayray_wm_v1 (docs/wm-protocol.md), e.g. "wr-wm-tiling"; the '
-        'session compositor starts it and starts it again if it ends; "" uses the built-in floating one.',
+        'Window manager speaking wayray_wm_v1 (docs/wm-protocol.md), e.g. "wr-wm-tiling" or '
+        '"wr-wm-floating"; the session compositor starts it and starts it again if it ends; "" uses the '
+        "built-in floating one.",
     )
     panel: tuple[str, ...] = setting((), Command(), 'Panel or bar to start; "" for none.')
     launcher: tuple[str, ...] = setting((), Command(), 'Application launcher to start; "" for none.')

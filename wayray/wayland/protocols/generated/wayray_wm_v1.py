@@ -342,6 +342,10 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
     @WayrayWmWindowV1.event()
     def request_activate(self) -> None:
         """The application (or a pager) asks for it to be the active window
+
+        Also sent when the compositor's Alt+Tab reaches a window the WM hid
+        (set_visible) on the workspace shown: the WM decides whether it comes
+        back.
         """
         self._post_event(14)
 
