@@ -101,6 +101,9 @@ class Encoder:
         self._seq = first_seq - 1
         self._next_stream_id = 1
         self._streams: dict[int, _Stream] = {}
+        #: The bit rate a full-output video region gets now (``settings.video_bitrate`` unless the
+        #: caller lowered it with :meth:`set_video_bitrate`).
+        self.video_bitrate = self.settings.video_bitrate
         self._setup(width, height)
 
     # --- public API ------------------------------------------------------------------------------
@@ -116,6 +119,20 @@ class Encoder:
     @property
     def video_streams(self) -> list[VideoStreamInfo]:
         return [VideoStreamInfo(s.id, s.rect) for s in self._streams.values()]
+
+    def set_video_bitrate(self, bitrate: int) -> None:
+        """Aim the video regions at ``bitrate`` bit/s for the whole output (each its share by area),
+        from their next frame on; streams that start later start at it. At most the configured
+        ``settings.video_bitrate``."""
+        self.video_bitrate = max(
+            self.settings.video_min_bitrate, min(int(bitrate), self.settings.video_bitrate)
+        )
+        for st in self._streams.values():
+            st.codec.set_bitrate(self._stream_bitrate(st.rect))
+
+    def _stream_bitrate(self, rect: Rect) -> int:
+        share = rect.width * rect.height / (self._width * self._height)
+        return max(self.settings.video_min_bitrate, int(self.video_bitrate * share))
 
     def request_keyframe(self) -> None:
         """Make the next update a keyframe (client attached, reconnected, or reported a mismatch)."""
@@ -497,7 +514,15 @@ class Encoder:
                 self._next_stream_id,
                 tiles,
                 rect,
-                H264StreamEncoder(rect.width, rect.height, crf=s.video_crf, threads=s.video_threads),
+                H264StreamEncoder(
+                    rect.width,
+                    rect.height,
+                    bitrate=self._stream_bitrate(rect),
+                    fps=s.video_fps,
+                    vbv_s=s.video_vbv_s,
+                    qp_min=s.video_qp_min,
+                    threads=s.video_threads,
+                ),
                 lossless_estimate=float((self._cost[sl] * self._tile_area[sl]).sum()),
             )
             self._next_stream_id = self._next_stream_id % 0xFFFF_FFFF + 1
