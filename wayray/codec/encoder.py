@@ -168,6 +168,7 @@ class Encoder:
         *,
         now: float,
         force_keyframe: bool = False,
+        composites: int = 1,
     ) -> FrameUpdate | None:
         """Encode what changed in ``fb`` (height x width XRGB8888 words) inside ``damage``.
 
@@ -176,6 +177,10 @@ class Encoder:
         They must cover every pixel that changed since the previous call (accumulate damage across
         frames that were not encoded). ``now`` is
         a monotonic time in seconds. Returns None when nothing the client shows would change.
+
+        ``composites``: how many compositor frames this damage accumulates (a caller that paces
+        frames to a slow link takes one in several): a changed tile counts as changed that many
+        times, so content that changes every frame still goes to video when few frames are sent.
         """
         self._check_framebuffer(fb)
         if force_keyframe or self._keyframe_pending:
@@ -186,7 +191,7 @@ class Encoder:
         # A COPY may reach outside the damage (coalesced areas are bounding boxes): look there too.
         diff = self._diff(fb, self._damaged(rects) | moved)
         active = diff.changed | moved
-        self._note_activity(active, now)
+        self._note_activity(active, now, composites)
 
         # Streams that settled (or did not pay) end first, then their rectangles are refreshed.
         ends, refresh = self._end_streams(now)
@@ -411,13 +416,15 @@ class Encoder:
 
     # --- activity and cost (what decides video) ------------------------------------------------
 
-    def _note_activity(self, active: NDArray[np.bool_], now: float) -> None:
+    def _note_activity(self, active: NDArray[np.bool_], now: float, times: int = 1) -> None:
         if not active.any():
             return
         ys, xs = np.nonzero(active)
-        slot = self._ring[ys, xs]
-        self._changes[ys, xs, slot] = now
-        self._ring[ys, xs] = (slot + 1) % self._changes.shape[2]
+        k = self._changes.shape[2]
+        for _ in range(max(1, min(times, k))):
+            slot = self._ring[ys, xs]
+            self._changes[ys, xs, slot] = now
+            self._ring[ys, xs] = (slot + 1) % k
         self._last_change[ys, xs] = now
 
     def _charge(

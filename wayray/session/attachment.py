@@ -140,8 +140,9 @@ class Attachment:
             if traced:
                 trace.mark("session_in", traced)
             comp.key(message.code, message.state == KeyState.PRESSED)
-            if traced:
-                trace.hold("delivered", traced)
+            if traced:  # only the focused client's commit answers it
+                focus = comp.core.seat.keyboard_focus
+                trace.hold("delivered", traced, owner=focus.client if focus is not None else None)
         elif isinstance(message, PointerMotion):
             comp.pointer_motion(message.x, message.y)
             self.pump.pointer_moved()
@@ -152,7 +153,7 @@ class Attachment:
                 discrete = message.value120 // 120 if message.source == AxisSource.WHEEL else None
                 comp.pointer_axis(int(message.axis), message.value, discrete or None)
         elif isinstance(message, FrameAck):
-            self.pump.acked(message.seq)
+            self.pump.acked(message.seq, message.decode_us)
         elif isinstance(message, KeyframeRequest):
             self.repeats.note(
                 "keyframe request",
