@@ -85,3 +85,6 @@ def test_without_an_estimate_one_large_frame_at_a_time() -> None:
     assert adapter.wait(0.01) == math.inf  # the next waits for its ack
     adapter.acked(1, 3000, 8.1)  # eight seconds at 2 Mbit/s
     assert adapter.wait(8.1) == 0
+    # That keyframe measured the link, though no small frame told the round trip yet.
+    assert adapter.bandwidth == pytest.approx(2_000_000 / 8.1, rel=0.01)
+    assert adapter.target_bitrate < 2_000_000 * 8 / 8.1

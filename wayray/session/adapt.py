@@ -10,7 +10,8 @@ asks it before each frame. docs/encoding.md section 10 explains the controller; 
   ``RTT_WINDOW_S`` seconds: the link's round trip with nothing queued.
 - **Bandwidth**: a frame's bytes over the time its transmission took, seen from the acks: from when
   it could start (sent + ``rtt``, or when the previous frame had arrived, whichever is later) to its
-  arrival (ack − its decode time). ``bandwidth`` is the sum of the bytes over the sum of those times
+  arrival (ack − its decode time); before any round trip is known, a frame that took at least
+  ``LONG_FRAME_S`` from sent to arrival counts whole. ``bandwidth`` is the sum of the bytes over the sum of those times
   for the last ``SAMPLES`` frames whose transmission took at least ``MIN_SAMPLE_S`` (faster ones say
   only that the link is fast). Pacing does not bias it: an idle link's frame measures its own
   transmission.
@@ -35,6 +36,9 @@ SHARE = 0.7
 SMALL_FRAME = 1500
 #: Frames whose transmission took at least this long count as bandwidth samples.
 MIN_SAMPLE_S = 0.004
+#: Before a round trip is known (no small frame yet), a frame this long from sent to arrival counts
+#: whole as its transmission: the round trip is a small part of it (a keyframe on a slow link).
+LONG_FRAME_S = 0.25
 #: How many such frames the estimate averages over.
 SAMPLES = 16
 #: The round trip is the least seen over this many seconds (a route change raises it after that).
@@ -115,6 +119,8 @@ class LinkAdapter:
             start: float | None = max(done[0].at + self.rtt, self._last_arrival)
         elif done[0].at < self._last_arrival:
             start = self._last_arrival
+        elif arrival - done[0].at >= LONG_FRAME_S:
+            start = done[0].at  # a frame this long in transit measures the link, round trip or not
         else:
             start = None
         self._last_arrival = arrival
