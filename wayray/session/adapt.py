@@ -11,10 +11,10 @@ asks it before each frame. docs/encoding.md section 10 explains the controller; 
 - **Bandwidth**: a frame's bytes over the time its transmission took, seen from the acks: from when
   it could start (sent + ``rtt``, or when the previous frame had arrived, whichever is later) to its
   arrival (ack − its decode time); before any round trip is known, a frame that took at least
-  ``LONG_FRAME_S`` from sent to arrival counts whole. ``bandwidth`` is the sum of the bytes over the sum of those times
-  for the last ``SAMPLES`` frames whose transmission took at least ``MIN_SAMPLE_S`` (faster ones say
-  only that the link is fast). Pacing does not bias it: an idle link's frame measures its own
-  transmission.
+  ``LONG_FRAME_S`` from sent to arrival counts whole. ``bandwidth`` is the sum of the bytes over the
+  sum of those times for the last ``SAMPLES`` frames whose transmission took at least
+  ``MIN_SAMPLE_S`` (faster ones say only that the link is fast). Pacing does not bias it: an idle
+  link's frame measures its own transmission.
 - **Control**: the video gets ``SHARE`` of the bandwidth (the rest is for text, the cursor, sound,
   and the error of the estimate); when that is below the configured bit rate, the frame rate and
   each frame's bits are lowered by the same factor, the square root of the shortfall (a link at a
