@@ -119,18 +119,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
-    p.add_argument(
-        "--bitrate",
-        type=int,
-        metavar="BPS",
-        help="standalone: video bit rate of a whole-screen video, bit/s (8000000; encoder.bitrate)",
-    )
-    p.add_argument(
-        "--no-adapt",
-        action="store_true",
-        help="standalone: keep the configured video bit rate and frame rate whatever the viewer's link "
-        "(encoder.adaptive = false)",
-    )
+    _add_encoder_options(p)
     _add_pool_options(p)
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
     p.add_argument(
@@ -301,6 +290,21 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
     if args.pool_port is not None:  # 0 (any free port) is a standalone choice only
         settings = dataclasses.replace(settings, pool_port=args.pool_port)
     return settings
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bitrate",
+        type=int,
+        metavar="BPS",
+        help="standalone: video bit rate of a whole-screen video, bit/s (8000000; encoder.bitrate)",
+    )
+    p.add_argument(
+        "--no-adapt",
+        action="store_true",
+        help="standalone: keep the configured video bit rate and frame rate whatever the viewer's link "
+        "(encoder.adaptive = false)",
+    )
 
 
 def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:

@@ -83,26 +83,8 @@ def _bitrate(text: str) -> int:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="wrsrvd session",
-        description="Run one WayRay session: a headless compositor with COMMAND inside, encoding its "
-        "frames for the viewer wrsrvd attaches. Started by wrsrvd or wrsessd, not by hand "
-        "(`wrsrvd compositor` runs a compositor alone).",
-    )
-    p.add_argument("--link", metavar="PATH", help="wrsrvd's link socket (default: $WAYRAY_LINK)")
-    p.add_argument("--session-id", metavar="ID", help="the registry's session id ($WAYRAY_LINK_SESSION)")
-    p.add_argument(
-        "--size", type=OUTPUT_SIZE, default=(1280, 720), metavar="WxH", help="output size (1280x720)"
-    )
-    p.add_argument("--scale", type=int, default=1, choices=(1, 2, 3, 4), help="output scale (1)")
-    p.add_argument("--refresh", type=float, default=60.0, metavar="HZ", help="frame rate while viewed (60)")
-    p.add_argument(
-        "--idle-fps", type=float, default=1.0, metavar="N", help="frame rate while nobody views it (1)"
-    )
-    p.add_argument("--socket", metavar="NAME", help="Wayland socket name ($WAYRAY_WAYLAND_DISPLAY)")
-    p.add_argument("--decorations", choices=("client", "server"), default="client")
-    p.add_argument("--no-video", action="store_true", help="send everything losslessly (no H.264)")
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    """encoder.bitrate, encoder.zstd_level, encoder.adaptive."""
     p.add_argument(
         "--bitrate",
         type=_bitrate,
@@ -123,6 +105,29 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not adapt the video bit rate and frame rate to the viewer's link (encoder.adaptive)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wrsrvd session",
+        description="Run one WayRay session: a headless compositor with COMMAND inside, encoding its "
+        "frames for the viewer wrsrvd attaches. Started by wrsrvd or wrsessd, not by hand "
+        "(`wrsrvd compositor` runs a compositor alone).",
+    )
+    p.add_argument("--link", metavar="PATH", help="wrsrvd's link socket (default: $WAYRAY_LINK)")
+    p.add_argument("--session-id", metavar="ID", help="the registry's session id ($WAYRAY_LINK_SESSION)")
+    p.add_argument(
+        "--size", type=OUTPUT_SIZE, default=(1280, 720), metavar="WxH", help="output size (1280x720)"
+    )
+    p.add_argument("--scale", type=int, default=1, choices=(1, 2, 3, 4), help="output scale (1)")
+    p.add_argument("--refresh", type=float, default=60.0, metavar="HZ", help="frame rate while viewed (60)")
+    p.add_argument(
+        "--idle-fps", type=float, default=1.0, metavar="N", help="frame rate while nobody views it (1)"
+    )
+    p.add_argument("--socket", metavar="NAME", help="Wayland socket name ($WAYRAY_WAYLAND_DISPLAY)")
+    p.add_argument("--decorations", choices=("client", "server"), default="client")
+    p.add_argument("--no-video", action="store_true", help="send everything losslessly (no H.264)")
+    _add_encoder_options(p)
     p.add_argument(
         "--no-x11",
         action="store_true",
