@@ -11,9 +11,10 @@ asks it before each frame. docs/encoding.md section 10 explains the controller; 
 - **Bandwidth**: a frame's bytes over the time its transmission took, seen from the acks: from when
   it could start (sent + ``rtt``, or when the previous frame had arrived, whichever is later) to its
   arrival (ack − its decode time); before any round trip is known, a frame that took at least
-  ``LONG_FRAME_S`` from sent to arrival counts whole. ``bandwidth`` is the sum of the bytes over the
-  sum of those times for the last ``SAMPLES`` frames whose transmission took at least
-  ``MIN_SAMPLE_S`` (faster ones say only that the link is fast). Pacing does not bias it: an idle
+  ``LONG_FRAME_S`` from sent to arrival counts whole if it is a large one. ``bandwidth`` is the
+  median of those rates over the last ``SAMPLES`` frames of at least ``SAMPLE_BYTES`` whose
+  transmission took at least ``MIN_SAMPLE_S`` (faster ones say only that the link is fast; smaller
+  ones, on a busy machine, measure the processes' waits for a core). Pacing does not bias it: an idle
   link's frame measures its own transmission.
 - **Control**: the video gets ``SHARE`` of the bandwidth (the rest is for text, the cursor, sound,
   and the error of the estimate); when that is below the configured bit rate, the frame rate and
@@ -39,6 +40,9 @@ MIN_SAMPLE_S = 0.004
 #: Before a round trip is known (no small frame yet), a frame this long from sent to arrival counts
 #: whole as its transmission: the round trip is a small part of it (a keyframe on a slow link).
 LONG_FRAME_S = 0.25
+LONG_FRAME_BYTES = 64 * 1024
+#: Smaller frames are no bandwidth sample: on a busy machine their transit is the processes' waits.
+SAMPLE_BYTES = 2048
 #: How many such frames the estimate averages over.
 SAMPLES = 16
 #: The round trip is the least seen over this many seconds (a route change raises it after that).
@@ -119,15 +123,18 @@ class LinkAdapter:
             start: float | None = max(done[0].at + self.rtt, self._last_arrival)
         elif done[0].at < self._last_arrival:
             start = self._last_arrival
-        elif arrival - done[0].at >= LONG_FRAME_S:
+        elif arrival - done[0].at >= LONG_FRAME_S and nbytes >= LONG_FRAME_BYTES:
             start = done[0].at  # a frame this long in transit measures the link, round trip or not
         else:
             start = None
         self._last_arrival = arrival
         took = -1.0 if start is None else arrival - start
-        if took >= MIN_SAMPLE_S:
+        if took >= MIN_SAMPLE_S and nbytes >= SAMPLE_BYTES:
             self._samples.append((nbytes, took))
-            self.bandwidth = sum(b for b, _ in self._samples) / sum(t for _, t in self._samples)
+            # The median frame's rate: a frame held up by a busy machine (a process waiting for a
+            # core) is one sample among sixteen, not a long stretch of a sum.
+            rates = sorted(b / t for b, t in self._samples)
+            self.bandwidth = rates[len(rates) // 2]
         self._decide()
 
     def reset(self) -> None:
