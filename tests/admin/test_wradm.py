@@ -52,17 +52,17 @@ def test_check_for_an_instance_that_is_not_configured(tmp_path: Path) -> None:
     )
 
 
-#: Settings of features that do not exist yet, for main and lab, and for a kiosk.
-NOT_YET_SET = '[server.main]\nencoder.zstd_level = 4\n[server.lab]\npool = "lab"\nencoder.zstd_level = 5\n'
+#: Settings that are valid but earn a warning, for main and lab (a pool whose members share nothing),
+#: and for a kiosk.
+NOT_YET_SET = '[server.main]\npool = "main"\n[server.lab]\npool = "lab"\n'
 #: A kiosk with a pool and nothing to trust its servers through: a warning (its command line may).
 NOT_YET_CLIENT = '[client]\npool = "office"\n'
 
 
 def test_each_program_checks_the_files_it_reads_and_quiet_means_errors_only(tmp_path: Path) -> None:
     copy_examples(tmp_path)
-    # Settings whose feature does not exist yet (mDNS pools, USB rules) are a warning where
-    # they are set, so nobody believes they did something; still a valid config. (The shipped
-    # examples set none of them.)
+    # Settings that do less than one may believe (a pool without peers) are a warning where they are
+    # set; still a valid config. (The shipped examples set none of them.)
     write(
         tmp_path,
         {
@@ -76,8 +76,8 @@ def test_each_program_checks_the_files_it_reads_and_quiet_means_errors_only(tmp_
     # What wrsrvd@main reads, and nothing of the kiosk's client.toml or of another instance's table.
     main = wradm("--root", tmp_path, "check", "--instance", "main").stderr.splitlines()
     pool = (
-        "/etc/wayray/servers.toml.d/50-pools.toml:2:9: warning: server.main.encoder.zstd_level: set, "
-        "but not in effect yet"
+        "/etc/wayray/servers.toml.d/50-pools.toml:2:8: warning: server.main.pool: pool 'main' has no "
+        "peers.fingerprints or peers.ca"
     )
     assert any(line.startswith(f"{tmp_path}{pool}") for line in main), main
     assert not any("/client.toml" in line or "server.lab." in line for line in main), main
@@ -252,7 +252,7 @@ def test_show_and_render_count_the_warnings_that_check_lists(tmp_path: Path) -> 
     copy_examples(tmp_path)
     write(tmp_path, {"etc/wayray/servers.toml.d/50-pools.toml": NOT_YET_SET})
     listed = wradm("--root", tmp_path, "check").stderr.splitlines()
-    assert len(listed) >= 3 and all(": warning: " in line for line in listed), listed
+    assert len(listed) >= 2 and all(": warning: " in line for line in listed), listed
     for command in (["show"], ["render", "--target", "systemd", "--out", str(tmp_path / "out")]):
         res = wradm("--root", tmp_path, *command)
         assert res.returncode == 0, res.stderr

@@ -239,7 +239,7 @@ def test_decoder_framebuffer_is_independent_of_the_source() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("video_crf", 60, "0..51"),
+        ("video_qp_min", 60, "0..51"),
         ("zstd_level_small", 30, "zstd level"),
         ("scroll_min_rows", -1, "negative"),
         ("video_keep_fraction", 1.5, r"\(0, 1\]"),

@@ -202,7 +202,7 @@ def test_video_streams_may_neither_overlap_nor_pile_up() -> None:
     # same pixels (one small access unit, repeated) must not make the viewer allocate a screen each.
     from wayray.codec.video import H264StreamEncoder
 
-    au = H264StreamEncoder(64, 64, crf=23, threads=1).encode(np.zeros((64, 64), np.uint32), idr=True)
+    au = H264StreamEncoder(64, 64, bitrate=2_000_000).encode(np.zeros((64, 64), np.uint32), idr=True)
     dec, key = _synced_decoder()
     dec.apply(_delta(key.seq + 1, Region(0, 0, 64, 64, RegionEncoding.H264, au, stream_id=1)))
     with pytest.raises(CodecError, match="overlaps"):
@@ -223,7 +223,7 @@ def test_video_streams_may_neither_overlap_nor_pile_up() -> None:
 def test_an_access_unit_bigger_than_its_stream_is_refused_undecoded() -> None:
     from wayray.codec.video import H264StreamDecoder, H264StreamEncoder
 
-    au = H264StreamEncoder(1024, 1024, crf=23, threads=1).encode(np.zeros((1024, 1024), np.uint32), idr=True)
+    au = H264StreamEncoder(1024, 1024, bitrate=2_000_000).encode(np.zeros((1024, 1024), np.uint32), idr=True)
     assert len(au) < 16384  # a black picture: tiny to send, 1.5 MiB to decode
     with pytest.raises(CodecError, match="failed to decode"):
         H264StreamDecoder(64, 64).decode(au)

@@ -101,6 +101,9 @@ class Encoder:
         self._seq = first_seq - 1
         self._next_stream_id = 1
         self._streams: dict[int, _Stream] = {}
+        #: The bit rate a full-output video region gets now (``settings.video_bitrate`` unless the
+        #: caller lowered it with :meth:`set_video_bitrate`).
+        self.video_bitrate = self.settings.video_bitrate
         self._setup(width, height)
 
     # --- public API ------------------------------------------------------------------------------
@@ -116,6 +119,20 @@ class Encoder:
     @property
     def video_streams(self) -> list[VideoStreamInfo]:
         return [VideoStreamInfo(s.id, s.rect) for s in self._streams.values()]
+
+    def set_video_bitrate(self, bitrate: int) -> None:
+        """Aim the video regions at ``bitrate`` bit/s for the whole output (each its share by area),
+        from their next frame on; streams that start later start at it. At most the configured
+        ``settings.video_bitrate``."""
+        self.video_bitrate = max(
+            self.settings.video_min_bitrate, min(int(bitrate), self.settings.video_bitrate)
+        )
+        for st in self._streams.values():
+            st.codec.set_bitrate(self._stream_bitrate(st.rect))
+
+    def _stream_bitrate(self, rect: Rect) -> int:
+        share = rect.width * rect.height / (self._width * self._height)
+        return max(self.settings.video_min_bitrate, int(self.video_bitrate * share))
 
     def request_keyframe(self) -> None:
         """Make the next update a keyframe (client attached, reconnected, or reported a mismatch)."""
@@ -151,6 +168,7 @@ class Encoder:
         *,
         now: float,
         force_keyframe: bool = False,
+        composites: int = 1,
     ) -> FrameUpdate | None:
         """Encode what changed in ``fb`` (height x width XRGB8888 words) inside ``damage``.
 
@@ -159,6 +177,10 @@ class Encoder:
         They must cover every pixel that changed since the previous call (accumulate damage across
         frames that were not encoded). ``now`` is
         a monotonic time in seconds. Returns None when nothing the client shows would change.
+
+        ``composites``: how many compositor frames this damage accumulates (a caller that paces
+        frames to a slow link takes one in several): a changed tile counts as changed that many
+        times, so content that changes every frame still goes to video when few frames are sent.
         """
         self._check_framebuffer(fb)
         if force_keyframe or self._keyframe_pending:
@@ -169,7 +191,7 @@ class Encoder:
         # A COPY may reach outside the damage (coalesced areas are bounding boxes): look there too.
         diff = self._diff(fb, self._damaged(rects) | moved)
         active = diff.changed | moved
-        self._note_activity(active, now)
+        self._note_activity(active, now, composites)
 
         # Streams that settled (or did not pay) end first, then their rectangles are refreshed.
         ends, refresh = self._end_streams(now)
@@ -394,13 +416,15 @@ class Encoder:
 
     # --- activity and cost (what decides video) ------------------------------------------------
 
-    def _note_activity(self, active: NDArray[np.bool_], now: float) -> None:
+    def _note_activity(self, active: NDArray[np.bool_], now: float, times: int = 1) -> None:
         if not active.any():
             return
         ys, xs = np.nonzero(active)
-        slot = self._ring[ys, xs]
-        self._changes[ys, xs, slot] = now
-        self._ring[ys, xs] = (slot + 1) % self._changes.shape[2]
+        k = self._changes.shape[2]
+        for _ in range(max(1, min(times, k))):
+            slot = self._ring[ys, xs]
+            self._changes[ys, xs, slot] = now
+            self._ring[ys, xs] = (slot + 1) % k
         self._last_change[ys, xs] = now
 
     def _charge(
@@ -497,7 +521,15 @@ class Encoder:
                 self._next_stream_id,
                 tiles,
                 rect,
-                H264StreamEncoder(rect.width, rect.height, crf=s.video_crf, threads=s.video_threads),
+                H264StreamEncoder(
+                    rect.width,
+                    rect.height,
+                    bitrate=self._stream_bitrate(rect),
+                    fps=s.video_fps,
+                    vbv_s=s.video_vbv_s,
+                    qp_min=s.video_qp_min,
+                    threads=s.video_threads,
+                ),
                 lossless_estimate=float((self._cost[sl] * self._tile_area[sl]).sum()),
             )
             self._next_stream_id = self._next_stream_id % 0xFFFF_FFFF + 1

@@ -14,6 +14,8 @@ class EncoderSettings:
     # --- lossless path ---------------------------------------------------------------------------------
     #: zstd level for regions up to ``zstd_small_pixels`` (text lines, typed characters): on rendered
     #: text level 5 is 25% smaller than level 1 and still takes well under a millisecond per region.
+    #: This is the level the configuration's ``encoder.zstd_level`` sets: text is where a level buys
+    #: bytes.
     zstd_level_small: int = 5
     #: zstd level for bigger regions, and for photo-like content of any size (tiles that cost more
     #: than ``noisy_bytes_per_pixel``): there the slow levels gain nothing and cost 4x the CPU
@@ -65,8 +67,20 @@ class EncoderSettings:
     video_max_cost_ratio: float = 0.5
     video_retry_s: float = 5.0
     video_retry_max_s: float = 120.0
-    #: x264 constant rate factor (lower is better and bigger); 23 is x264's own default.
-    video_crf: int = 23
+    #: The bit rate a video region covering the whole output may take, in bit/s (``encoder.bitrate``);
+    #: a smaller region gets its share by area, at least ``video_min_bitrate``. x264 runs in average
+    #: bit rate mode with a VBV buffer of ``video_vbv_s`` seconds at that rate, planned for
+    #: ``video_fps`` frames a second (at fewer frames a second a stream takes proportionally less).
+    video_bitrate: int = 8_000_000
+    video_min_bitrate: int = 100_000
+    video_fps: int = 60
+    video_vbv_s: float = 0.25
+    #: x264's smallest quantizer: the best quality a stream spends bits on (content that needs less
+    #: than its bit rate takes less). 18 is visually lossless for most video.
+    video_qp_min: int = 18
+    #: The display pump adapts the video bit rate and the frame rate to the viewer's link
+    #: (``encoder.adaptive``; wayray.session.adapt, docs/encoding.md section 10).
+    adaptive: bool = True
     #: x264 threads per stream. One: sessions already encode in parallel, one process each.
     video_threads: int = 1
 
@@ -93,8 +107,18 @@ class EncoderSettings:
                 f"EncoderSettings.video_max_streams must be within 1..{MAX_VIDEO_STREAMS} "
                 f"(got {self.video_max_streams})"
             )
-        if not 0 <= self.video_crf <= 51:
-            raise ValueError(f"EncoderSettings.video_crf must be within 0..51 (got {self.video_crf})")
+        if not 0 <= self.video_qp_min <= 51:
+            raise ValueError(f"EncoderSettings.video_qp_min must be within 0..51 (got {self.video_qp_min})")
+        if self.video_bitrate < self.video_min_bitrate or self.video_min_bitrate < 1000:
+            raise ValueError(
+                "EncoderSettings: need 1000 <= video_min_bitrate <= video_bitrate "
+                f"(got {self.video_min_bitrate} and {self.video_bitrate})"
+            )
+        if self.video_fps < 1 or self.video_vbv_s <= 0:
+            raise ValueError(
+                f"EncoderSettings: video_fps and video_vbv_s must be positive (got {self.video_fps}, "
+                f"{self.video_vbv_s})"
+            )
         if not 2 <= self.video_fast_changes <= self.video_min_changes:
             raise ValueError(
                 "EncoderSettings: need 2 <= video_fast_changes <= video_min_changes "

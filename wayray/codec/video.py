@@ -1,8 +1,12 @@
 """H.264 streams through PyAV: one encoder context per video region, one decoder context per stream.
 
 Encoder: libx264, preset ultrafast, tune zerolatency (no lookahead, no B-frames: one access unit out
-per frame in), yuv420p, constant rate factor, a GOP as long as the stream (IDR only at the start or on
-request). The picture is padded to even dimensions by repeating its last column/row; the decoder
+per frame in), yuv420p, a GOP as long as the stream (IDR only at the start or on request). Rate
+control is x264's average bit rate with a VBV buffer: ``bitrate`` bit/s at ``fps`` frames a second (the
+rate x264 plans each frame's bits for; fewer frames a second take proportionally fewer bits), never
+better than quantizer ``qp_min`` (content that needs less takes less). :meth:`set_bitrate` changes the
+target between frames without a new IDR (x264 reconfigures itself); the VBV ceiling stays the one it
+opened with. The picture is padded to even dimensions by repeating its last column/row; the decoder
 crops it back. Colour conversion costs as much as encoding (deps-probe §3), so the BGRA to yuv420p
 reformatter is created once per stream and reused.
 """
@@ -26,7 +30,17 @@ def coded_size(width: int, height: int) -> tuple[int, int]:
 
 
 class H264StreamEncoder:
-    def __init__(self, width: int, height: int, *, crf: int, threads: int) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        bitrate: int,
+        fps: int = 60,
+        vbv_s: float = 0.25,
+        qp_min: int = 18,
+        threads: int = 1,
+    ) -> None:
         self.width = width
         self.height = height
         self._coded = coded_size(width, height)
@@ -34,14 +48,32 @@ class H264StreamEncoder:
         ctx.width, ctx.height = self._coded
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 1000)
+        # x264 plans bits per frame from the frame rate, not from the time stamps.
+        ctx.framerate = Fraction(fps)
         ctx.thread_count = threads
         ctx.gop_size = 1 << 30  # IDR only when asked: bytes go to changes, not to periodic I-frames
         ctx.max_b_frames = 0
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(crf)}
+        bitrate = max(1000, int(bitrate))
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "b": str(bitrate),
+            "maxrate": str(bitrate),
+            "bufsize": str(max(1000, int(bitrate * vbv_s))),
+            "qmin": str(qp_min),
+        }
         ctx.open()
         self._ctx = ctx
+        self.bitrate = bitrate
         self._reformatter = VideoReformatter()
         self._pts = 0
+
+    def set_bitrate(self, bitrate: int) -> None:
+        """Aim at ``bitrate`` bit/s from the next frame on (x264 reconfigures; no IDR)."""
+        bitrate = max(1000, int(bitrate))
+        if bitrate != self.bitrate:
+            self._ctx.bit_rate = bitrate
+            self.bitrate = bitrate
 
     def encode(self, pixels: NDArray[np.uint32], *, idr: bool) -> bytes:
         """One access unit (Annex B) for these XRGB pixels (``height`` x ``width``)."""

@@ -31,7 +31,9 @@ import time
 ENABLED = bool(os.environ.get("WAYRAY_TRACE"))
 
 _fd: int | None = None
-_parked: dict[str, list[str]] = {}
+#: What waits at a hop: (ident, owner); an owner (the client a key went to) lets only that client's
+#: commit pass the key on (a video in another window commits every frame without answering it).
+_parked: dict[str, list[tuple[str, object]]] = {}
 #: A key nobody answers (a key the focused client ignores) must not wait forever: at most this many wait.
 MAX_PARKED = 64
 
@@ -85,30 +87,38 @@ def mark(hop: str, ident: str, extra: str = "") -> None:
         pass
 
 
-def hold(hop: str, ident: str) -> None:
-    """Mark ``ident`` at ``hop`` and park it there until something passes it on."""
+def hold(hop: str, ident: str, owner: object = None) -> None:
+    """Mark ``ident`` at ``hop`` and park it there until something passes it on; with ``owner``, only
+    a :func:`pass_on` for that owner (or for anyone) moves it."""
     if not ENABLED:
         return
     mark(hop, ident)
     waiting = _parked.setdefault(hop, [])
-    waiting.append(ident)
+    waiting.append((ident, owner))
     del waiting[:-MAX_PARKED]
 
 
-def pass_on(parked_at: str, hop: str) -> None:
-    """Everything parked at ``parked_at`` reaches ``hop`` now, and waits there."""
+def pass_on(parked_at: str, hop: str, owner: object = None) -> None:
+    """What is parked at ``parked_at`` reaches ``hop`` now, and waits there: everything, or with
+    ``owner`` what has that owner or none."""
     if not ENABLED:
         return
     waiting = _parked.pop(parked_at, None)
-    if waiting:
-        for ident in waiting:
-            mark(hop, ident)
-        _parked.setdefault(hop, []).extend(waiting)
+    if not waiting:
+        return
+    if owner is not None:
+        stay = [(i, o) for i, o in waiting if o is not None and o is not owner]
+        if stay:
+            _parked[parked_at] = stay
+        waiting = [(i, o) for i, o in waiting if o is None or o is owner]
+    for ident, _ in waiting:
+        mark(hop, ident)
+    _parked.setdefault(hop, []).extend((i, None) for i, _ in waiting)
 
 
 def taken(parked_at: str) -> list[str]:
     """Everything parked at ``parked_at``, no longer parked (to go along with one piece of work)."""
-    return _parked.pop(parked_at, []) if ENABLED else []
+    return [ident for ident, _ in _parked.pop(parked_at, [])] if ENABLED else []
 
 
 def join(idents: list[str], seq: int) -> None:

@@ -340,7 +340,7 @@ class Surface(Resource):
         if self.mapping is not None and self.has_content:
             self._take_damage(state, old_size)
             if trace.ENABLED:
-                trace.pass_on("delivered", "committed")
+                trace.pass_on("delivered", "committed", owner=self.client)
         if state.opaque_set:
             self.opaque = state.opaque if state.opaque is not None else Region()
         if state.input_set:

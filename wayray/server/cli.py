@@ -1,7 +1,8 @@
 """Command line of ``wrsrvd``, the WayRay server (the front door).
 
     wrsrvd --standalone [--port P] [--listen ADDR] [--access-key-file F] [--state-dir D]
-           [--runtime-dir R] [--size WxH] [--max-sessions N] [--no-video] [--web-port P] [--allow-root] [-v]
+           [--runtime-dir R] [--size WxH] [--max-sessions N] [--no-video] [--bitrate BPS] [--no-adapt]
+           [--web-port P] [--allow-root] [-v]
            -- COMMAND [ARGS...]
     wrsrvd --instance NAME [--root DIR] [-v]
     wrsrvd compositor ...      one session compositor by hand (see `wrsrvd compositor --help`)
@@ -118,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-sessions", type=int, metavar="N", help="standalone: most sessions at once (64)")
     p.add_argument("--no-video", action="store_true", help="standalone: send everything losslessly")
+    _add_encoder_options(p)
     _add_pool_options(p)
     p.add_argument("--allow-root", action="store_true", help="standalone: run even as root")
     p.add_argument(
@@ -317,6 +319,21 @@ def _standalone(args: argparse.Namespace, command: list[str]) -> object:
     return settings
 
 
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bitrate",
+        type=int,
+        metavar="BPS",
+        help="standalone: video bit rate of a whole-screen video, bit/s (8000000; encoder.bitrate)",
+    )
+    p.add_argument(
+        "--no-adapt",
+        action="store_true",
+        help="standalone: keep the configured video bit rate and frame rate whatever the viewer's link "
+        "(encoder.adaptive = false)",
+    )
+
+
 def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
     """The standalone options beyond addresses and sizes: sessions, video, pool."""
     if args.max_sessions is not None:
@@ -325,6 +342,14 @@ def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
         server = dataclasses.replace(server, max_sessions=args.max_sessions)
     if args.no_video:
         server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, video=False))
+    if args.no_adapt:
+        server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, adaptive=False))
+    if args.bitrate is not None:
+        if not 10_000 <= args.bitrate <= 10**12:
+            raise UsageError(f"--bitrate {args.bitrate}: give a bit rate from 10000 to 10^12 bit/s")
+        server = dataclasses.replace(
+            server, encoder=dataclasses.replace(server.encoder, bitrate=args.bitrate)
+        )
     if args.pool is not None:
         if not re.fullmatch(POOL_PATTERN, args.pool) or not args.pool:
             raise UsageError(f"--pool {args.pool!r}: {POOL_RULE}")

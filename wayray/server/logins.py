@@ -85,6 +85,9 @@ class Logins:
             f"WAYRAY_SESSION_AUDIO_BITRATE={settings.audio_bitrate}",
             # Login and unlock screens run no X program: no X display for them.
             f"WAYRAY_SESSION_X11={1 if settings.x11 and kind is Kind.SESSION else 0}",
+            f"WAYRAY_SESSION_BITRATE={settings.video_bitrate}",
+            f"WAYRAY_SESSION_ZSTD_LEVEL={settings.zstd_level}",
+            f"WAYRAY_SESSION_ADAPT={1 if settings.adaptive else 0}",
         )
 
     # --- login screens -----------------------------------------------------------------------------

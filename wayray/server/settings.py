@@ -139,6 +139,10 @@ class FrontDoorSettings:
 
     #: The browser kiosk (served when ``enabled``).
     web: WebSettings = WebSettings()
+    #: encoder.bitrate, encoder.zstd_level, encoder.adaptive (``video`` above is encoder.video).
+    video_bitrate: int = 8_000_000
+    zstd_level: int = 5
+    adaptive: bool = True
 
     @property
     def login(self) -> bool:
@@ -341,6 +345,9 @@ def _build(
         pool_etcd_key=_path(server.peers.etcd_key),
         pool_weight=server.weight,
         web=WebSettings(server.web.enabled, server.web.port, _path(server.web.cert), _path(server.web.key)),
+        video_bitrate=server.encoder.bitrate,
+        zstd_level=server.encoder.zstd_level,
+        adaptive=server.encoder.adaptive,
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
             unused_per_source=server.admission.unused_sessions_per_source,

@@ -57,6 +57,10 @@ class SessionSpec:
     audio_bitrate: int = 96
     #: An X display served by Xwayland (policy.x11).
     x11: bool = True
+    #: encoder.bitrate, encoder.zstd_level, encoder.adaptive.
+    video_bitrate: int = 8_000_000
+    zstd_level: int = 5
+    adaptive: bool = True
 
 
 def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
@@ -83,6 +87,9 @@ def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     if spec.max_pixels is not None:
         argv += ["--max-pixels", str(spec.max_pixels)]
     argv += ["--audio", spec.audio, "--audio-bitrate", str(spec.audio_bitrate)]
+    argv += ["--bitrate", str(spec.video_bitrate), "--zstd-level", str(spec.zstd_level)]
+    if not spec.adaptive:
+        argv.append("--no-adapt")
     # The session keeper (wayray.session.keeper): the programs that leave the session's process group
     # (nohup, setsid) end with it all the same, and its log has a cap.
     argv.append("--subreaper")

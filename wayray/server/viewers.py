@@ -296,6 +296,9 @@ class ViewerSide:
             audio=str(settings.audio),
             audio_bitrate=settings.audio_bitrate,
             x11=settings.x11,
+            video_bitrate=settings.video_bitrate,
+            zstd_level=settings.zstd_level,
+            adaptive=settings.adaptive,
         )
         try:
             session.process = start_session(spec, functools.partial(self.watch.process_exited, session))

@@ -145,8 +145,9 @@ class Attachment:
             if traced:
                 trace.mark("session_in", traced)
             comp.key(message.code, message.state == KeyState.PRESSED)
-            if traced:
-                trace.hold("delivered", traced)
+            if traced:  # only the focused client's commit answers it
+                focus = comp.core.seat.keyboard_focus
+                trace.hold("delivered", traced, owner=focus.client if focus is not None else None)
         elif isinstance(message, PointerMotion):
             comp.pointer_motion(message.x, message.y)
             self.pump.pointer_moved()
@@ -159,7 +160,7 @@ class Attachment:
         elif isinstance(message, TouchDown | TouchMotion | TouchUp | TouchFrame | TouchCancel):
             self._touch(message)
         elif isinstance(message, FrameAck):
-            self.pump.acked(message.seq)
+            self.pump.acked(message.seq, message.decode_us)
         elif isinstance(message, KeyframeRequest):
             self.repeats.note(
                 "keyframe request",

@@ -2,6 +2,7 @@
 
     wrsrvd session [--link PATH] [--session-id ID] [--size WxH] [--scale N] [--refresh HZ]
                    [--idle-fps N] [--socket NAME] [--decorations client|server] [--no-video] [--no-x11]
+                   [--bitrate BPS] [--zstd-level N] [--no-adapt]
                    [--orphan-timeout S] [--screenshot PATH] [--subreaper] [--log FILE]
                    [-- COMMAND [ARGS...]]
 
@@ -45,6 +46,8 @@ ENV_OPTIONS = (
     ("WAYRAY_SESSION_MAX_PIXELS", "--max-pixels"),
     ("WAYRAY_SESSION_AUDIO", "--audio"),
     ("WAYRAY_SESSION_AUDIO_BITRATE", "--audio-bitrate"),
+    ("WAYRAY_SESSION_BITRATE", "--bitrate"),
+    ("WAYRAY_SESSION_ZSTD_LEVEL", "--zstd-level"),
 )
 #: The session's window manager, a JSON array (wrsessd passes session.toml's window_manager in it).
 WINDOW_MANAGER_ENV = "WAYRAY_WINDOW_MANAGER"
@@ -52,6 +55,8 @@ WINDOW_MANAGER_ENV = "WAYRAY_WINDOW_MANAGER"
 ENV_VIDEO = "WAYRAY_SESSION_VIDEO"
 #: "0" stands for --no-x11 (policy.x11 off).
 ENV_X11 = "WAYRAY_SESSION_X11"
+#: "0" stands for --no-adapt (encoder.adaptive off).
+ENV_ADAPT = "WAYRAY_SESSION_ADAPT"
 
 
 def options_from_environment(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -67,7 +72,43 @@ def options_from_environment(argv: list[str], env: dict[str, str]) -> list[str]:
         extra.append("--no-video")
     if env.get(ENV_X11) == "0" and "--no-x11" not in given:
         extra.append("--no-x11")
+    if env.get(ENV_ADAPT) == "0" and "--no-adapt" not in given:
+        extra.append("--no-adapt")
     return extra + argv
+
+
+def _bitrate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bit rate in bit/s (e.g. 8000000)") from None
+    if not 10_000 <= value <= 10**12:
+        raise argparse.ArgumentTypeError(f"bit rate {value} is out of range (10000 to 10^12 bit/s)")
+    return value
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    """encoder.bitrate, encoder.zstd_level, encoder.adaptive."""
+    p.add_argument(
+        "--bitrate",
+        type=_bitrate,
+        default=8_000_000,
+        metavar="BPS",
+        help="video bit rate of a whole-screen video, in bit/s (8000000; encoder.bitrate)",
+    )
+    p.add_argument(
+        "--zstd-level",
+        type=int,
+        choices=range(1, 23),
+        default=5,
+        metavar="N",
+        help="zstd level of small lossless regions such as text, 1 to 22 (5; encoder.zstd_level)",
+    )
+    p.add_argument(
+        "--no-adapt",
+        action="store_true",
+        help="do not adapt the video bit rate and frame rate to the viewer's link (encoder.adaptive)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,6 +131,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", metavar="NAME", help="Wayland socket name ($WAYRAY_WAYLAND_DISPLAY)")
     p.add_argument("--decorations", choices=("client", "server"), default="client")
     p.add_argument("--no-video", action="store_true", help="send everything losslessly (no H.264)")
+    _add_encoder_options(p)
     p.add_argument(
         "--no-x11",
         action="store_true",
@@ -205,7 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         idle_hz=args.idle_fps or 1 / 3600,
         socket_name=args.socket or env.get("WAYRAY_WAYLAND_DISPLAY") or None,
         decorations=Decorations(args.decorations),
-        encoder=EncoderSettings(video=not args.no_video),
+        encoder=EncoderSettings(
+            video=not args.no_video,
+            video_bitrate=args.bitrate,
+            video_min_bitrate=min(100_000, args.bitrate),
+            video_fps=max(1, round(args.refresh)),
+            zstd_level_small=args.zstd_level,
+            adaptive=not args.no_adapt,
+        ),
         screenshot=args.screenshot,
         audio=AudioPolicy(args.audio),
         audio_bitrate=args.audio_bitrate,

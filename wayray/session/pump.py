@@ -7,6 +7,12 @@ frames, never older ones. Encoding runs in a worker thread (numpy, zstd and x264
 the compositor keeps dispatching Wayland requests and compositing while a frame is encoded; the
 consumer's snapshot the encoder reads does not change until the pump takes the next frame.
 
+With ``settings.adaptive`` the pump also paces itself to the viewer's link (``wayray.session.adapt``):
+every sent frame and every FrameAck (with the viewer's decode time) feed a bandwidth and round-trip
+estimate, from which it takes frames no faster than the link carries them, keeps no more bytes in
+flight than the link holds, and lowers the video bit rate; the encoder is told how many composites
+each frame stands for, so content that changes every frame still goes to video when frames are few.
+
 The cursor goes separately (CursorImage/CursorPosition, small, latest wins): it is sent as soon as it
 changes, credit or not. A viewer that did not take the ``cursor`` capability gets it drawn into its
 frames instead (:mod:`wayray.session.drawn_cursor`): a move of the pointer is then a frame.
@@ -32,6 +38,7 @@ from wayray.common.log import Repeats
 from wayray.compositor.frames import Frame
 from wayray.compositor.geometry import Rect
 from wayray.compositor.session import SessionCompositor
+from wayray.session.adapt import LinkAdapter, LinkState
 from wayray.session.drawn_cursor import DrawnCursor
 from wayray.wire import Capability, Channel, FrameCredit, FrameUpdate, RegionEncoding, encode_message
 from wayray.wire.credit import CreditError
@@ -50,6 +57,9 @@ class PumpStats:
     bytes: int = 0
     h264_regions: int = 0
     encode_seconds: float = 0.0
+    #: With adaptation: the latest estimate and decisions, and the lowest video bit rate chosen.
+    link: LinkState | None = None
+    lowest_video_bitrate: int | None = None
 
 
 class DisplayPump:
@@ -83,6 +93,19 @@ class DisplayPump:
         self._task: asyncio.Task[None] | None = None
         self.stats = PumpStats()
         self._repeats = repeats or Repeats(log)
+        self.adapter = (
+            LinkAdapter(
+                video_bitrate=settings.video_bitrate,
+                video_fps=settings.video_fps,
+                max_fps=float(settings.video_fps),
+            )
+            if settings.adaptive
+            else None
+        )
+        #: Composites (changes) since the pump last took a frame.
+        self._composites = 0
+        self._logged_rate = settings.video_bitrate
+        self._logged_at = -1e9
 
     # --- control (from the link) -------------------------------------------------------------------
 
@@ -101,7 +124,7 @@ class DisplayPump:
             except Exception:
                 log.exception("the display pump failed")
 
-    def acked(self, seq: int) -> None:
+    def acked(self, seq: int, decode_us: int = 0) -> None:
         try:
             self.credit.acked(seq)
         except CreditError as err:  # wrsrvd checked the ack against the same frames: a bug somewhere
@@ -113,6 +136,34 @@ class DisplayPump:
                 summary="{n} more frame acknowledgements ignored in the last {seconds} s",
             )
             return
+        if self.adapter is not None:
+            self.adapter.acked(seq, decode_us, time.monotonic())
+            self._log_adaptation()
+        self._wake.set()
+
+    def _log_adaptation(self) -> None:
+        """A line when the video bit rate chosen moves by a quarter or more (at most one a second)."""
+        assert self.adapter is not None
+        state = self.adapter.state
+        self.stats.link = state
+        rate = state.video_bitrate
+        low = self.stats.lowest_video_bitrate
+        self.stats.lowest_video_bitrate = rate if low is None else min(low, rate)
+        now = time.monotonic()
+        if now - self._logged_at < 1.0 or abs(rate - self._logged_rate) < self._logged_rate / 4:
+            return
+        self._logged_at, self._logged_rate = now, rate
+        log.info(
+            "the viewer's link carries about %.1f Mbit/s with a %.0f ms round trip: video at %.2f Mbit/s, "
+            "%.0f frames/s",
+            (state.bandwidth_bps or 0) / 1e6,
+            (state.rtt_s or 0) * 1000,
+            rate / 1e6,
+            state.fps,
+        )
+
+    def _changed(self) -> None:
+        self._composites += 1
         self._wake.set()
 
     def request_keyframe(self) -> None:
@@ -134,7 +185,7 @@ class DisplayPump:
         loop = asyncio.get_running_loop()
         if settle is not None:
             await settle()
-        consumer = self._comp.consumer(on_change=self._wake.set)
+        consumer = self._comp.consumer(on_change=self._changed)
         width, height = self._comp.size
         encoder = (
             Encoder(width, height, self._settings, first_seq=self._first_seq) if self._display else None
@@ -142,7 +193,8 @@ class DisplayPump:
         try:
             while not self._stopping:
                 await self._send_cursor()
-                if encoder is not None and self.credit.available > 0:
+                pace = 0.0 if self.adapter is None else self.adapter.wait(time.monotonic())
+                if encoder is not None and self.credit.available > 0 and pace <= 0:
                     deadline = encoder.next_deadline()
                     now = time.monotonic()
                     due = deadline is not None and now >= deadline
@@ -154,7 +206,9 @@ class DisplayPump:
                 timeout = None
                 if encoder is not None and self.credit.available > 0:
                     deadline = encoder.next_deadline()
-                    if deadline is not None:
+                    if pace > 0:  # an ack wakes the pump; a finite pace is the next frame's time
+                        timeout = None if pace == float("inf") else pace
+                    elif deadline is not None:
                         timeout = max(0.0, deadline - time.monotonic())
                 self._wake.clear()
                 if self._stopping:
@@ -175,6 +229,11 @@ class DisplayPump:
             encoder.resize(frame.width, frame.height)  # the next update is a keyframe at the new size
         force = self._keyframe_wanted
         self._keyframe_wanted = False
+        composites, self._composites = max(1, self._composites), 0
+        if self.adapter is not None:
+            encoder.set_video_bitrate(self.adapter.video_bitrate)
+        else:
+            composites = 1
         keys = trace.taken("taken")
         for key in keys:
             trace.mark("encode_start", key)
@@ -183,7 +242,7 @@ class DisplayPump:
         if self._drawn is not None:
             pixels, drawn_damage = self._drawn.apply(frame, self._comp.cursor())
             damage = tuple(drawn_damage)
-        args = (encoder, pixels, damage, time.monotonic(), force)
+        args = (encoder, pixels, damage, time.monotonic(), force, composites)
         if _small(damage, encoder) and not force:
             result = _encode(*args)
         else:
@@ -196,6 +255,8 @@ class DisplayPump:
             trace.join(keys, update.seq)
             trace.mark("encoded", trace.frame_id(update.seq))
         self.credit.sent(update.seq)
+        if self.adapter is not None:
+            self.adapter.sent(update.seq, len(data), time.monotonic())
         s = self.stats
         s.frames += 1
         s.keyframes += update.keyframe
@@ -259,9 +320,16 @@ def _encode(
     damage: tuple[object, ...],
     now: float,
     force_keyframe: bool,
+    composites: int = 1,
 ) -> tuple[FrameUpdate, bytes] | None:
     """Worker thread: encode one frame and serialize it into a wire frame."""
-    update = encoder.encode(pixels, damage, now=now, force_keyframe=force_keyframe)  # type: ignore[arg-type]
+    update = encoder.encode(
+        pixels,
+        damage,  # type: ignore[arg-type]
+        now=now,
+        force_keyframe=force_keyframe,
+        composites=composites,
+    )
     if update is None:
         return None
     return update, encode_message(update)

@@ -111,15 +111,26 @@ class EncoderSettings:
     bitrate: int = setting(
         8_000_000,
         Bitrate(),
-        "Target video bit rate per session, in bit/s.",
-        not_yet="the encoder has no bit-rate target yet: it encodes at a constant quality (x264's CRF)",
+        "Video bit rate of a session whose whole screen is video, in bit/s: x264's average bit rate "
+        "target and VBV ceiling. A smaller video region gets its share by area; content that needs "
+        "less (x264's quantizer 18 is the best it spends bits on) takes less. With `adaptive`, a "
+        "session lowers it on a slower link and raises it back up to this value.",
     )
     zstd_level: int = setting(
-        3,
+        5,
         Integer(1, 22),
-        "zstd compression level of lossless tiles.",
-        not_yet="the encoder picks its levels itself, a slower one for small regions such as typed "
-        "text and a fast one for large or photo-like regions, and does not read this value yet",
+        "zstd compression level of small lossless regions (up to 65536 pixels: typed characters, "
+        "lines of text), where a higher level buys bytes: level 5 is a quarter smaller than 1 on "
+        "rendered text. Larger and photo-like regions always use level 1: higher levels gain "
+        "nothing there and cost several times the CPU.",
+    )
+    adaptive: bool = setting(
+        True,
+        Bool(),
+        "Adapt to the viewer's link: a session estimates its viewer's bandwidth and delay from the "
+        "frame acknowledgements and lowers the video bit rate and the frame rate so that frames "
+        "never queue on a slow link (docs/encoding.md, section 10). False: always the configured "
+        "rate, at the pace the viewer's acknowledgements allow.",
     )
 
 
