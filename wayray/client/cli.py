@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import wayray
-from wayray.audio.mic_source import MicSource
-from wayray.audio.playback import Player
 from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
@@ -32,6 +30,7 @@ from wayray.client.identity import (
 )
 from wayray.client.keyboard import Keyboard, KeymapChoice
 from wayray.client.kiosk import Kiosk, KioskOptions
+from wayray.client.peripherals import audio_parts, usb_devices, uses_audio
 from wayray.client.runner import ScriptRunner, snapshot
 from wayray.client.script import Script
 from wayray.client.script import load as load_script
@@ -52,7 +51,7 @@ from wayray.transport import (
     ServerCA,
     ServerTrust,
 )
-from wayray.usb.kiosk import KioskUsb, import_usb1
+from wayray.usb.kiosk import KioskUsb
 from wayray.wire import Capability, TokenKind, WireConfig
 
 log = logging.getLogger("wayray.client")
@@ -313,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not microphone:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
-    if args.no_audio or not _uses_audio(args):
+    if args.no_audio or not uses_audio(args):
         # The session's sound is offered only to a viewer that does something with it (plays it,
         # writes it, or sends a microphone): otherwise it would only be discarded here.
         offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
@@ -329,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     setup("wrclient", verbose=args.verbose)
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
-    usb = _usb(args, cfg)
+    usb = usb_devices(args, cfg)
     if usb is not None:
         client = replace(client, wire=WireConfig(capabilities=client.wire.capabilities | {Capability.USB}))
     if kiosk:
@@ -584,32 +583,6 @@ async def _run_kiosk(
     return EXIT_OK
 
 
-def _usb(args: argparse.Namespace, cfg: ClientConfig) -> KioskUsb | None:
-    """The USB devices this machine offers, when forwarding is on: judged by its own usb.toml (whose
-    errors stop wrclient here, like client.toml's); its badge reader is never offered."""
-    if not (cfg.usb if args.usb is None else args.usb):
-        if args.usb_list_port is not None:
-            raise UsageError("--usb-list-port lists the devices USB forwarding would offer: it needs --usb")
-        return None
-    if args.usb_list_port is not None and not 1 <= args.usb_list_port <= 65535:
-        raise UsageError(f"--usb-list-port {args.usb_list_port}: not a TCP port (1-65535)")
-    result = load_report(args.root)
-    errors = [d for d in result.errors if d.key.startswith("usb") or "usb.toml" in str(d.origin)]
-    if errors:
-        raise ConfigError(errors)
-    import_usb1()  # an accepted device is served through libusb: missing, it is said now
-    badge = cfg.badge
-
-    def badge_reader(vendor: int, product: int) -> bool:
-        return badge.vendor == vendor and badge.product in (None, product)
-
-    return KioskUsb(result.config.usb, excluded=badge_reader, list_port=args.usb_list_port)
-
-
-def _uses_audio(args: argparse.Namespace) -> bool:
-    return any(a is not None for a in (args.audio_wav, args.play_audio, args.microphone, args.mic_wav))
-
-
 def _client_config(root: Path | None) -> ClientConfig:
     result = load_report(root)
     errors = [d for d in result.errors if d.key.startswith("client") or "client.toml" in str(d.origin)]
@@ -626,7 +599,7 @@ async def _run(
     keyboard: Keyboard | None,
     usb: KioskUsb | None = None,
 ) -> int:
-    audio, microphone = _audio_parts(args)
+    audio, microphone = audio_parts(args)
     browser = await discovery(options.pool, options.client)
     if browser is not None:
         options = replace(options, discover=browser.addresses, unanswered=browser.unanswered)
@@ -664,16 +637,6 @@ async def _run(
             await browser.close()
         _write_stats(args, viewer, audio)
     return code
-
-
-def _audio_parts(args: argparse.Namespace) -> tuple[AudioReceiver | None, MicSource | None]:
-    """What plays the session's sound here (none with --no-audio) and the microphone, if one is given."""
-    player = Player(args.play_audio or None) if args.play_audio is not None else None
-    audio = AudioReceiver(args.audio_wav, player) if _uses_audio(args) and not args.no_audio else None
-    microphone = None
-    if args.mic_wav is not None or args.microphone is not None:
-        microphone = MicSource(device=args.microphone, wav=args.mic_wav)
-    return audio, microphone
 
 
 def _write_stats(args: argparse.Namespace, viewer: Viewer, audio: AudioReceiver | None) -> None:
