@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,19 +48,45 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (CPU, CPU))
 
 
+#: A run that uses no CPU at all for this long is blocked (a FIFO read, a lock): hung. Only CPU time is
+#: a bound on the work (RLIMIT_CPU above); wall time is not, since a loaded machine stretches it.
+STALLED_S = 30.0
+
+
 def run_limited(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="backslashreplace",
+        preexec_fn=_limits,
+        env=env,
+    )
+    used, still_since = -1, time.monotonic()
+    while True:
+        try:
+            out, err = proc.communicate(timeout=2.0)
+            return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            now_used = _cpu_ticks(proc.pid)
+            if now_used != used:
+                used, still_since = now_used, time.monotonic()
+            elif time.monotonic() - still_since > STALLED_S:
+                proc.kill()
+                proc.communicate()
+                raise AssertionError(
+                    f"{' '.join(argv)} did not finish (hung: no CPU used for {STALLED_S:g} s)"
+                ) from None
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks of a running process (-1 once it is gone)."""
     try:
-        return subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="backslashreplace",
-            timeout=CPU * 3,
-            preexec_fn=_limits,
-            env=env,
-        )
-    except subprocess.TimeoutExpired as err:
-        raise AssertionError(f"{' '.join(argv)} did not finish (hung): {err}") from None
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1
+    return int(fields[11]) + int(fields[12])
 
 
 def check(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
