@@ -62,6 +62,7 @@ resize 1024x768
         ("resize big", "WIDTHxHEIGHT"),
         ("snapshot", "needs a path"),
         ("key ctrl+", "needs one key"),
+        ("wait-for", "t.txt:2: wait-for: needs the path of a file to wait for"),
     ],
 )
 def test_mistakes_name_the_file_and_line(line: str, message: str) -> None:
@@ -84,6 +85,11 @@ def test_text_is_typed_with_the_viewers_layout() -> None:
         KeyEvent(KEY_LEFTSHIFT, False),
     ]
     assert us.type_text("\n") == press(KEY_ENTER)
+
+
+def test_wait_for_takes_the_rest_of_the_line_as_a_path() -> None:
+    (cmd,) = parse("wait-for /tmp/a file\n").commands
+    assert (cmd.op, cmd.path) == (Op.WAIT_FOR, Path("/tmp/a file"))
 
 
 def test_key_combos() -> None:

@@ -17,14 +17,16 @@ VIDEO = str(Path(__file__).parent / "clients" / "video.py")
 
 def test_animation_goes_as_h264_and_text_goes_back_to_lossless_when_it_stops(harness: Harness) -> None:
     # 6 s of animation: even at a few frames per second on a loaded machine, well over 10 go as H.264
+    still = harness.tmp / "still.txt"
+    harness.env["VIDEO_STILL_FILE"] = str(still)
     srv = harness.server([sys.executable, VIDEO, "6", "480", "360"])
     shot = harness.tmp / "still.png"
     stats = harness.tmp / "stats.json"
     script = harness.write_script(
         "video.txt",
-        f"""wait 1500
-# the animation stops after 6 s; the encoder then ends its video stream and resends the
-# rectangle losslessly
+        f"""# the animation stops after 6 s (the client says so with its last frame); the encoder then
+# ends its video stream and resends the rectangle losslessly, which settle waits for
+wait-for {still}
 settle 1000
 snapshot {shot}
 """,

@@ -103,6 +103,10 @@ class ScriptRunner:
             await self._send(self._input_events(cmd))
         elif cmd.op is Op.WAIT:
             await asyncio.sleep(cmd.ms / 1000)
+        elif cmd.op is Op.WAIT_FOR:
+            assert cmd.path is not None
+            if not await _file_appears(cmd.path, self.timeout):
+                raise ScriptFailed(self._why(f"{cmd.path} did not appear"))
         elif cmd.op is Op.SETTLE:
             if not await v.wait_settled(cmd.ms / 1000, self.timeout):
                 raise ScriptFailed(self._why(f"the screen did not stay unchanged for {cmd.ms} ms"))
@@ -148,6 +152,15 @@ class ScriptRunner:
             PointerButtonEvent(cmd.button, True),
             PointerButtonEvent(cmd.button, False),
         ]
+
+
+async def _file_appears(path: Path, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _touch_events(cmd: Command) -> list[InputEvent]:

@@ -10,7 +10,9 @@ One command per line; ``#`` starts a comment line; blank lines are ignored::
     click 400 300 [left|right|middle]
     scroll 3 [horizontal]       # wheel notches; positive scrolls down (right)
     wait 250                    # milliseconds
-    settle 1000                 # the screen unchanged for 1000 ms (fails after --timeout)
+    settle 1000                 # the screen unchanged for 1000 ms, and exact: no video stream
+                                # left on it (fails after --timeout)
+    wait-for /tmp/done          # until this file exists (fails after --timeout)
     snapshot shot.png [cursor]  # the framebuffer as PNG (with the pointer drawn: "cursor")
     copy some text              # put text on the viewer's clipboard (sent to the session)
     expect-clipboard some text  # wait until the session's clipboard holds exactly this text
@@ -44,6 +46,7 @@ class Op(enum.StrEnum):
     CLICK = "click"
     SCROLL = "scroll"
     WAIT = "wait"
+    WAIT_FOR = "wait-for"
     SETTLE = "settle"
     SNAPSHOT = "snapshot"
     COPY = "copy"
@@ -218,6 +221,10 @@ def _command(op: Op, rest: str, n: int) -> Command:
         return _touch_command(op, args, n)
     if op in (Op.WAIT, Op.SETTLE):
         return _pause_command(op, args, n)
+    if op is Op.WAIT_FOR:
+        if not rest.strip():
+            raise ValueError("needs the path of a file to wait for")
+        return Command(op, n, path=Path(rest.strip()))
     if op is Op.SNAPSHOT:
         if len(args) not in (1, 2) or (len(args) == 2 and args[1] != "cursor"):
             raise ValueError("needs a path, optionally followed by cursor")

@@ -625,9 +625,11 @@ class Viewer:
         return self.ending is None and not self.decoder.needs_keyframe
 
     async def wait_settled(self, quiet: float, timeout: float) -> bool:
-        """Until no frame arrived for ``quiet`` seconds with the picture in sync (the session's screen
-        settled); False after ``timeout`` or when the viewer ended. The quiet time counts from the call
-        at the earliest: input sent just before takes a moment to show."""
+        """Until no frame arrived for ``quiet`` seconds with the picture in sync and exact (no video
+        stream left on it: the encoder refreshes a stream's rectangle losslessly once it stops
+        changing), that is the session's screen settled; False after ``timeout`` or when the viewer
+        ended. The quiet time counts from the call at the earliest: input sent just before takes a
+        moment to show."""
         start = time.monotonic()
         end = start + timeout
         while self.ending is None:
@@ -636,6 +638,7 @@ class Viewer:
                 self.connected.is_set()
                 and self.complete.is_set()
                 and not self.decoder.needs_keyframe
+                and not self.decoder.video_streams
                 and now - max(self.last_frame_at, start) >= quiet
             ):
                 return True

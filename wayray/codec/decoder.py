@@ -79,6 +79,11 @@ class Decoder:
         return self._needs_keyframe
 
     @property
+    def video_streams(self) -> int:
+        """How many video streams are live: their rectangles are H.264 pictures, not yet exact."""
+        return len(self._streams)
+
+    @property
     def last_seq(self) -> int | None:
         return self._last_seq
 

@@ -1,9 +1,10 @@
 """A video-like Wayland client: a grainy, photo-like picture panning at the compositor's frame rate.
 
 Usage: video.py SECONDS [WIDTH HEIGHT]. Animates for SECONDS (paced by frame callbacks), then draws
-one last frame, prints "still" and stays mapped without changing until the compositor closes the
-connection. Content like this is what the encoder sends as H.264; once it stops, the encoder must
-send the rectangle losslessly again, so the viewer ends bit-exact.
+one last frame, prints "still" (and, with VIDEO_STILL_FILE set, writes that file) and stays mapped
+without changing until the compositor closes the connection. Content like this is what the encoder
+sends as H.264; once it stops, the encoder must send the rectangle losslessly again, so the viewer
+ends bit-exact.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def main() -> int:
     surface.commit()
     display.roundtrip()
     print(f"still after {t} frames", flush=True)
+    if os.environ.get("VIDEO_STILL_FILE"):  # a test waits for the last frame (wrclient's wait-for)
+        with open(os.environ["VIDEO_STILL_FILE"], "w") as f:
+            f.write(f"{t}\n")
     while display.dispatch(block=True) >= 0:
         pass
     return 0
