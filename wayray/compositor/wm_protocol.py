@@ -35,7 +35,7 @@ from wayray.wayland.server import Client, Display, Global, NewId, ProtocolError,
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 PING_INTERVAL = 2.0
 HANG_TIMEOUT = 5.0
 #: Seconds before the WM is started again after it ended; the next one after each quick failure.
@@ -229,7 +229,7 @@ class WmService:
 
     def window_request(self, window: Window, request: str, *args: int) -> None:
         handle = _handle(window)
-        if handle is not None:
+        if handle is not None:  # an event newer than the WM bound is skipped (Resource.post)
             handle.post(request, *args)
 
     def usable_area_changed(self, area: Rect) -> None:
