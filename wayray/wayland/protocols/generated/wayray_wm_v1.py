@@ -22,9 +22,10 @@ class WayrayWmManagerV1(Interface):
 
     Offered only to the process the session compositor started as its window
     manager (the session.toml key window_manager): its Wayland connection is a
-    socket the compositor made for it and passed as WAYLAND_SOCKET. Any other
-    client that binds this global gets the not_window_manager protocol error.
-    One binding at a time: a second one gets already_bound.
+    socket the compositor made for it and passed as WAYLAND_SOCKET. The global
+    is missing from every other client's registry, and binding it by its name
+    anyway is a protocol error (the global is unavailable). One binding at a
+    time: a second one gets already_bound.
 
     On bind the compositor sends the usable area (usable_area), one window
     object for every toplevel that exists (each followed by its properties and
