@@ -6,6 +6,7 @@ own, with stand-in protocol objects."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import pytest
 from tests.compositor.harness import Session, running_session
 from tests.compositor.test_wm_protocol import BLUE, GREEN, RED, _foot
 from wayray.compositor.geometry import Rect
-from wayray.compositor.testing import KEY_LEFTALT, chord, click, type_text
+from wayray.compositor.testing import BTN_LEFT, KEY_LEFTALT, chord, click, type_text
 from wayray.compositor.titlebar import HEIGHT as TITLE
 from wayray.wm.floating import KEY_DOWN, KEY_LEFT, KEY_RIGHT, KEY_UP, FloatingWM, Win
 
@@ -68,6 +69,26 @@ async def _scenario(s: Session) -> tuple[list[tuple[object, ...]], np.ndarray]:
         lambda w: w.app_id == "red" and not w.maximized and w.rect == Rect(512, t, 512, 768 - t),
         "red snapped",
     )
+    if t:
+        # A drag of red's server-side title bar moves it; a double click on it maximizes it.
+        await s.settle()
+        s.comp.pointer_motion(600, t // 2)
+        s.comp.pointer_button(BTN_LEFT, True)
+        await s.wait_for(lambda: s.comp.core.seat.grab.value == "move", "a title-bar drag to move red")
+        for step in range(1, 11):
+            s.comp.pointer_motion(600 - 20 * step, t // 2 + 10 * step)
+            await asyncio.sleep(0.01)
+        s.comp.pointer_button(BTN_LEFT, False)
+        await s.wait_window(
+            lambda w: w.app_id == "red" and w.rect == Rect(312, t + 100, 512, 768 - t), "red dragged"
+        )
+        await s.settle()
+        await click(s.comp, 400, 100 + t // 2)
+        await click(s.comp, 400, 100 + t // 2)
+        await s.wait_window(
+            lambda w: w.app_id == "red" and w.maximized and w.rect == Rect(0, t, SIZE[0], SIZE[1] - t),
+            "red maximized by a double click on its title bar",
+        )
     await s.settle()
     scene = [(w.app_id, w.rect, w.focused, w.maximized, w.fullscreen, w.shown) for w in s.comp.windows()]
     return scene, s.pixels()

@@ -83,10 +83,16 @@ async def test_a_client_that_is_not_the_wm_gets_a_protocol_error(tmp_path: Path)
     state.mkdir()
     async with running_session(tmp_path, SIZE, window_manager=(*COLUMNS_WM, str(state))) as s:
         await s.wait_for(lambda: s.comp.core.wm_service.active, "the window manager to bind")
-        hostile = await s.spawn(sys.executable, str(CLIENTS / "misbehave.py"), "bind_window_manager")
+        # An ordinary client is not even told of the global (only the WM's connection is).
+        info = await s.spawn("wayland-info", name="wayland-info")
+        assert await s.wait_exit(info) == 0, info.output()
+        assert "wl_compositor" in info.output() and "wayray_wm_manager_v1" not in info.output()
+        # Binding it by the name the WM saw is a protocol error that names it.
+        name = (state / "global").read_text()
+        hostile = await s.spawn(sys.executable, str(CLIENTS / "misbehave.py"), "bind_window_manager", name)
         assert await s.wait_exit(hostile) == 3
         assert "protocol error" in hostile.output()
-        assert "only the session's window manager" in hostile.output()
+        assert "wayray_wm_manager_v1" in hostile.output()
         # The real WM is untouched and still places windows.
         assert s.comp.core.wm_service.active
         await s.spawn(*_foot(RED, "red"), name="red")
@@ -95,8 +101,10 @@ async def test_a_client_that_is_not_the_wm_gets_a_protocol_error(tmp_path: Path)
 
 async def test_without_a_wm_nobody_may_bind(tmp_path: Path) -> None:
     async with running_session(tmp_path, SIZE) as s:
+        # No client is offered the global: one looking for it in the registry finds nothing to bind.
         hostile = await s.spawn(sys.executable, str(CLIENTS / "misbehave.py"), "bind_window_manager")
-        assert await s.wait_exit(hostile) == 3
+        assert await s.wait_exit(hostile) == 0
+        assert "no error" in hostile.output()
         assert not s.comp.core.wm_service.active
 
 

@@ -329,6 +329,10 @@ class Core:
     def grab_window_gone(self, window: object) -> None:
         self.seat.grab_window_gone(window)
 
+    @property
+    def pointer_buttons_held(self) -> bool:
+        return bool(self.seat.buttons)
+
     # Frame consumers (FrameSource) ----------------------------------------------------------------
 
     def add_consumer(self, consumer: FrameSink) -> None:

@@ -59,6 +59,11 @@ class WmHost(Protocol):
     def grab_window_gone(self, window: object) -> None:
         """``window`` was unmapped: end a grab that moves or resizes it."""
 
+    @property
+    def pointer_buttons_held(self) -> bool:
+        """Whether a pointer button is down (a press on a title bar is still going on)."""
+        ...
+
 
 class _MoveGrab:
     """Dragging a window by the pointer: its top-left corner follows it."""
@@ -318,6 +323,7 @@ class FloatingWM:
             return
         window = self.window_at(surface)
         if window is not None and window.mapped:
+            window.titlebar_press = False
             if self.delegate is not None:
                 self.delegate.window_request(window, "clicked")
             else:
@@ -382,8 +388,13 @@ class FloatingWM:
         """An external WM starts the interactive move the application asked for (while its button is
         still held)."""
         serial, window.grab_serial = window.grab_serial, None
+        press, window.titlebar_press = window.titlebar_press, False
         if serial is not None:
             self._begin_move(window, serial)
+        elif press and self.host.pointer_buttons_held and window.mapped:
+            # A drag of the compositor's title bar, as the built-in WM does it (titlebar_pressed).
+            if not (window.maximized or window.fullscreen):
+                self.host.start_pointer_grab(_MoveGrab(self, window))
 
     def external_resize(self, window: Window, edges: int) -> None:
         serial, window.grab_serial = window.grab_serial, None
@@ -477,11 +488,14 @@ class FloatingWM:
             return
         action = window.titlebar.pressed(sx, sy)
         if self.delegate is not None:
-            # Under an external WM the close button still closes; the rest is a click for it to judge.
+            # Under an external WM the close button still closes; the rest is a click for it to judge,
+            # and a title-bar press it may answer with begin_move while the button is held.
             if action == "close":
                 window.close()
             else:
                 self.delegate.window_request(window, "clicked")
+                window.titlebar_press = True
+                self.delegate.window_request(window, "title_bar_pressed", int(action == "maximize"))
             return
         self.focus(window)
         if action == "close":

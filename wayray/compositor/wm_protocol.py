@@ -2,7 +2,8 @@
 
 ``WmService`` serves the ``wayray_wm_manager_v1`` global. Only the connection the compositor made
 for the process it started as the session's window manager (``WmProcess``, through WAYLAND_SOCKET)
-may bind it; any other client that tries gets the ``not_window_manager`` protocol error. While a WM
+sees and may bind it (``global_filter.restrict``); any other client that binds it by its name anyway
+gets a protocol error. While a WM
 is bound, ``FloatingWM`` keeps the scene (windows, stacking, focus) and passes the decisions to it
 (``wm.WmDelegate``); the WM's requests change the scene, which the next frame shows whole.
 
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from wayray.compositor.geometry import Rect
 from wayray.compositor.window import Window
 from wayray.compositor.wm import FloatingWM
+from wayray.wayland.global_filter import restrict
 from wayray.wayland.protocols.generated.wayray_wm_v1 import (
     WayrayWmBindingV1,
     WayrayWmManagerV1,
@@ -35,7 +37,7 @@ from wayray.wayland.server import Client, Display, Global, NewId, ProtocolError,
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 PING_INTERVAL = 2.0
 HANG_TIMEOUT = 5.0
 #: Seconds before the WM is started again after it ended; the next one after each quick failure.
@@ -71,7 +73,12 @@ class WmService:
         self.closing = False  # the compositor is closing: the WM's end is no news
 
     def register(self) -> None:
-        Global(self.display, WayrayWmManagerV1, VERSION, self.bind)
+        # Hidden from every client but the WM's connection (docs/wm-protocol.md §1); one that binds
+        # it by its name anyway gets libwayland's invalid-global protocol error.
+        restrict(Global(self.display, WayrayWmManagerV1, VERSION, self.bind), self._visible_to)
+
+    def _visible_to(self, client: Client) -> bool:
+        return client is self.privileged
 
     @property
     def active(self) -> bool:
@@ -229,7 +236,7 @@ class WmService:
 
     def window_request(self, window: Window, request: str, *args: int) -> None:
         handle = _handle(window)
-        if handle is not None:
+        if handle is not None:  # an event newer than the WM bound is skipped (Resource.post)
             handle.post(request, *args)
 
     def usable_area_changed(self, area: Rect) -> None:

@@ -4,7 +4,8 @@
 It decides what the compositor's own floating WM decides, through the protocol: a new window is
 centred on the usable area (the first) or cascaded 32 pixels from the last one placed (back to the
 top-left corner when it would leave the area), a dialog is centred over its parent; a window gets
-the focus and goes on top when it is mapped and when it is clicked; Super+Left and Super+Right snap
+the focus and goes on top when it is mapped and when it is clicked; a drag of the compositor's
+title bar moves it and a double click there maximizes or restores it; Super+Left and Super+Right snap
 the active window to that half of the usable area, Super+Up maximizes it, Super+Down restores it;
 applications' maximize, fullscreen, minimize, activate, move and resize requests are honoured.
 Alt+Tab and Alt+F4 stay the compositor's (it cycles in most-recently-used order until Alt is
@@ -140,6 +141,15 @@ class FloatingWM:
         w.minimized = True
         w.proxy.set_visible(0)
 
+    def title_bar_pressed(self, w: Win, double_click: bool) -> None:
+        """A press on the compositor's title bar (after ``clicked``): a double click toggles
+        maximize, a press starts a move (the compositor moves no maximized window), as the built-in
+        WM does."""
+        if double_click:
+            self.set_maximized(w, not w.maximized)
+        elif not (w.maximized or w.fullscreen):
+            w.proxy.begin_move()
+
     def request_activate(self, w: Win) -> None:
         if w.minimized:
             w.minimized = False
@@ -221,6 +231,7 @@ def _wire_window(wm: FloatingWM, proxy: Any) -> None:
     d["closed"] = on_closed
     d["activated"] = on_activated
     d["clicked"] = lambda p: wm.activate(w)
+    d["title_bar_pressed"] = lambda p, double_click: wm.title_bar_pressed(w, bool(double_click))
     d["request_activate"] = lambda p: wm.request_activate(w)
     d["request_maximized"] = lambda p, on: wm.set_maximized(w, bool(on))
     d["request_fullscreen"] = lambda p, on: wm.set_fullscreen(w, bool(on))
@@ -248,13 +259,14 @@ def connect() -> tuple[Any, FloatingWM]:
 
     def on_global(reg: Any, name: int, interface: str, version: int) -> None:
         if interface == "wayray_wm_manager_v1":
-            found["manager"] = reg.bind(name, WayrayWmManagerV1, 1)
+            found["manager"] = reg.bind(name, WayrayWmManagerV1, 2)
 
     registry.dispatcher["global"] = on_global
     display.roundtrip()
     if "manager" not in found:
         raise WayRayError(
-            "the compositor offers no wayray_wm_manager_v1: this is not a WayRay session",
+            "the compositor offers no wayray_wm_manager_v1: this is not a WayRay session, or not the "
+            "window manager it started (it offers the protocol to that one only)",
             hint='set window_manager = "wr-wm-floating" in session.toml',
         )
     manager = found["manager"]

@@ -330,7 +330,8 @@ def connect(config: TilingConfig) -> tuple[Any, TilingWM]:
     display.roundtrip()
     if "manager" not in found:
         raise WayRayError(
-            "the compositor offers no wayray_wm_manager_v1: this is not a WayRay session",
+            "the compositor offers no wayray_wm_manager_v1: this is not a WayRay session, or not the "
+            "window manager it started (it offers the protocol to that one only)",
             hint='set window_manager = "wr-wm-tiling" in session.toml',
         )
     manager = found["manager"]

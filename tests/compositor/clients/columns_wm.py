@@ -113,6 +113,7 @@ def main() -> int:
 
     def on_global(reg, name, interface, version):  # type: ignore[no-untyped-def]
         if interface == "wayray_wm_manager_v1":
+            (state / "global").write_text(str(name))  # for the hostile client's test
             found["wm"] = reg.bind(name, WayrayWmManagerV1, 1)
 
     registry.dispatcher["global"] = on_global

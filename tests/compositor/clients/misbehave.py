@@ -245,10 +245,14 @@ def cursor_shape(c: Client) -> None:
 
 
 def bind_window_manager(c: Client) -> None:
-    """Bind wayray_wm_manager_v1 without being the session's window manager."""
+    """Bind wayray_wm_manager_v1 without being the session's window manager: by the global name
+    given after the scenario's name (the global is hidden from such a client), else if listed."""
     from wayray.wayland.protocols.generated.wayray_wm_v1 import WayrayWmManagerV1
 
     registry = c.display.get_registry()
+    if sys.argv[2:] and sys.argv[2].isdigit():
+        registry.bind(int(sys.argv[2]), WayrayWmManagerV1, 1)
+        return
     registry.dispatcher["global"] = lambda reg, name, interface, version: (
         reg.bind(name, WayrayWmManagerV1, 1) if interface == "wayray_wm_manager_v1" else None
     )

@@ -14,7 +14,7 @@ class WayrayWmBindingV1(Interface):
     """
 
     name = "wayray_wm_binding_v1"
-    version = 1
+    version = 2
 
 
 class WayrayWmManagerV1(Interface):
@@ -22,9 +22,10 @@ class WayrayWmManagerV1(Interface):
 
     Offered only to the process the session compositor started as its window
     manager (the session.toml key window_manager): its Wayland connection is a
-    socket the compositor made for it and passed as WAYLAND_SOCKET. Any other
-    client that binds this global gets the not_window_manager protocol error.
-    One binding at a time: a second one gets already_bound.
+    socket the compositor made for it and passed as WAYLAND_SOCKET. The global
+    is missing from every other client's registry, and binding it by its name
+    anyway is a protocol error (the global is unavailable). One binding at a
+    time: a second one gets already_bound.
 
     On bind the compositor sends the usable area (usable_area), one window
     object for every toplevel that exists (each followed by its properties and
@@ -39,7 +40,7 @@ class WayrayWmManagerV1(Interface):
     """
 
     name = "wayray_wm_manager_v1"
-    version = 1
+    version = 2
 
     class error(enum.IntEnum):
         not_window_manager = 0
@@ -69,7 +70,7 @@ class WayrayWmWindowV1(Interface):
     """
 
     name = "wayray_wm_window_v1"
-    version = 1
+    version = 2
 
     class edge(enum.IntFlag):
         top = 1
@@ -392,6 +393,28 @@ class WayrayWmWindowV1Resource(Resource[WayrayWmWindowV1]):
         """
         self._post_event(19)
 
+    @WayrayWmWindowV1.event(
+        Argument(ArgumentType.Uint),
+        version=2,
+    )
+    def title_bar_pressed(self, double_click: int) -> None:
+        """A button went down on the compositor's title bar of this window
+
+        Sent right after clicked when the press is on the title bar the
+        compositor draws (decorations = "server"), not on its close button
+        (that one closes the window). While the button is held the window
+        manager may answer with begin_move to let the pointer move the window
+        (as the built-in window manager does); the compositor does not move a
+        maximized or fullscreen window this way. double_click is 1 when this
+        press is the second of a double click (the built-in window manager
+        toggles maximize), else 0.
+
+        :param double_click:
+        :type double_click:
+            `ArgumentType.Uint`
+        """
+        self._post_event(20, double_click)
+
 
 class WayrayWmBindingV1Proxy(Proxy[WayrayWmBindingV1]):
     interface = WayrayWmBindingV1
@@ -517,10 +540,10 @@ class WayrayWmWindowV1Proxy(Proxy[WayrayWmWindowV1]):
     def begin_move(self) -> None:
         """Let the pointer move it
 
-        In answer to request_move: the window follows the pointer while the
-        button the application saw pressed is held (a position event follows
-        the drag). Ignored once that button is up or when no move was asked
-        for.
+        In answer to request_move (or, since version 2, to title_bar_pressed):
+        the window follows the pointer while the button that was pressed is
+        held (a position event follows the drag). Ignored once that button is
+        up or when no move was asked for.
         """
         self._marshal(2)
 
