@@ -49,6 +49,7 @@ DOCS = (
     "protocol.md",
     "benchmarks.md",
     "wm-protocol.md",
+    "encoding.md",
 )
 CONFIGS = ("servers.toml", "policies.toml", "usb.toml", "session.toml", "host.toml", "client.toml")
 UNITS = (
