@@ -33,6 +33,13 @@ pytestmark = pytest.mark.slow
 RATE = 48000
 
 
+# Real-time sound: a kiosk or session starved of CPU for longer than its sound buffers (100 ms at the
+# kiosk, 170 ms in the session's microphone FIFO) loses sound, as a person would hear. With the whole
+# suite running on 2 cores that happened in 2 of 4 runs of the suite, alone never: the measurement is
+# taken again, up to twice, before the test fails (docs/testing.md).
+REALTIME = pytest.mark.flaky(reruns=2)
+
+
 def write_wav(path: Path, samples: np.ndarray) -> Path:
     """``samples``: float in [-1, 1], shape (n,) (mono, written as stereo) or (n, 2)."""
     if samples.ndim == 1:
@@ -284,6 +291,7 @@ def chirps_heard(kiosk: KioskSound, original: np.ndarray) -> tuple[float, int] |
     return found if found[0] >= 0.9 else None
 
 
+@REALTIME
 def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harness: Harness) -> None:
     original = chirps()
     wav = write_wav(harness.tmp / "chirps.wav", original)
@@ -314,6 +322,7 @@ def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harnes
         kiosk.stop()
 
 
+@REALTIME
 def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) -> None:
     original = chirps()
     wav = write_wav(harness.tmp / "chirps.wav", original)
@@ -498,6 +507,7 @@ def recorded(h: Harness) -> np.ndarray:
     return recording(h)
 
 
+@REALTIME
 def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_allows_it(
     harness: Harness,
 ) -> None:
