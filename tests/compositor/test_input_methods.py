@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.compositor.harness import running_session
-from wayray.compositor.testing import KEY_LEFTCTRL, chord, type_text
+from wayray.compositor.testing import type_text
 
 pytestmark = pytest.mark.slow
 
@@ -27,16 +27,14 @@ async def test_a_scripted_input_method_commits_text_into_foot(tmp_path: Path) ->
         out = s.workdir / "composed.txt"
         im = await s.spawn(sys.executable, CLIENT, "commit", "汉字", env={"PYTHONPATH": REPO}, name="im")
         await s.wait_for(lambda: "ready" in im.output(), "the input method")
-        await s.spawn("foot", "bash", "--norc", "--noprofile")
+        # A shell that reads one line from the terminal (the terminal keeps what comes before it reads;
+        # bash's line editor, starting, could lose text that arrived first).
+        await s.spawn("foot", "sh", "-c", f'IFS= read -r line; printf "%s\\n" "$line" > {out}')
         await s.wait_window(lambda w: w.focused, "foot focused")
         # foot enables its text input when it has the focus: the input method is activated and
         # commits its text at once, before anything is typed.
         await s.wait_for(lambda: "committed" in im.output(), "the input method's commit")
-        # The line holds 汉字: put "echo " before it (Ctrl+A: the line's start) and run it.
-        await chord(s.comp, KEY_LEFTCTRL, KEY_A)
-        await type_text(s.comp, "echo ")
-        await chord(s.comp, KEY_LEFTCTRL, KEY_E)
-        await type_text(s.comp, f" > {out}\n")
+        await type_text(s.comp, "\n")
         await s.wait_for(lambda: out.exists() and out.read_text().endswith("\n"), "the command")
         assert out.read_text(encoding="utf-8") == "汉字\n"
 
