@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
+import signal
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +85,39 @@ async def _keep(a: EtcdDirectory, la: Any, b: EtcdDirectory, lb: Any) -> None:
     while True:
         await asyncio.sleep(2)
         await asyncio.gather(a.keep_alive(la), b.keep_alive(lb))
+
+
+def test_a_badge_in_rides_out_an_etcd_that_stops_answering_for_a_while(tmp_path: Path) -> None:
+    """Between an etcd leader's death and the next election, or while a member is too loaded to
+    answer, no endpoint answers: the claim of a kiosk's badge must wait for etcd rather than fail the
+    badge-in. The member is frozen (SIGSTOP) and thawed only once the directory has said that it
+    keeps trying, so the order is certain whatever the machine's speed."""
+    with etcd_cluster(tmp_path, 1) as cluster:
+        (only,) = cluster.members
+        assert only.proc is not None
+        pid = only.proc.pid
+
+        class Thaw(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "trying again" in record.getMessage():
+                    os.kill(pid, signal.SIGCONT)
+
+        async def main() -> None:
+            d = EtcdDirectory(member(1), "lab", parse_endpoints(cluster.url), cluster.context(), timeout=1.0)
+            lease = await d.join(member(1), 30)
+            thaw = Thaw()
+            logging.getLogger("wayray.pool").addHandler(thaw)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                claim = await d.claim(Entry(digest(7), lease.member, "s7"), lease)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+                logging.getLogger("wayray.pool").removeHandler(thaw)
+            assert claim.won and claim.entry.session_id == "s7"
+            assert (found := await d.lookup(digest(7))) is not None and found.session_id == "s7"
+            await d.close()
+
+        run(main())
 
 
 def test_a_client_without_the_pools_certificate_learns_nothing(etcd: EtcdCluster) -> None:

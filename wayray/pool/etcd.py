@@ -20,6 +20,7 @@ member that stops renewing it (it died, or lost the network) loses them all when
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -54,6 +55,12 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: Seconds one request to one etcd endpoint may take before the next endpoint is tried.
 REQUEST_TIMEOUT = 3.0
+#: Seconds a request keeps going round the endpoints before the directory gives up on it: long enough
+#: to ride out an etcd leader election after a member died (etcd's election timeout is 1 s by default;
+#: a loaded member may take several), short enough that a kiosk waiting on a badge hears an answer.
+RETRY_WINDOW = 15.0
+#: Seconds between two rounds through the endpoints (doubling up to a second).
+RETRY_PAUSE = 0.1
 #: The "home" of every digest: etcd decides every claim (see :meth:`EtcdDirectory.home`).
 HOME = "etcd"
 
@@ -147,6 +154,7 @@ class EtcdDirectory:
         *,
         trusted: Callable[[Member], bool] = lambda member: True,
         timeout: float = REQUEST_TIMEOUT,
+        retry_window: float = RETRY_WINDOW,
     ) -> None:
         if not endpoints:
             raise EtcdConfigError("an etcd directory needs at least one endpoint")
@@ -155,6 +163,7 @@ class EtcdDirectory:
         self.endpoints = endpoints
         self._prefix = f"/wayray/pool/{pool}/"
         self._client = httpx.AsyncClient(verify=context, timeout=timeout, trust_env=False)
+        self._retry_window = retry_window
         #: The endpoint that answered last: asked first next time.
         self._current = 0
         self._trusted = trusted
@@ -166,33 +175,58 @@ class EtcdDirectory:
 
     # --- talking to etcd ---------------------------------------------------------------------------
 
-    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body`` to the gateway, trying each endpoint once, starting with the last that
-        answered. An endpoint that does not answer (down, partitioned, too slow) is passed over."""
-        failures = []
-        for step in range(len(self.endpoints)):
-            index = (self._current + step) % len(self.endpoints)
-            url = self.endpoints[index] + path
-            try:
-                response = await self._client.post(url, json=body)
-            except (httpx.TransportError, OSError) as err:  # OSError: ssl.SSLError (a refused certificate)
-                failures.append(f"{self.endpoints[index]}: {type(err).__name__} {err}".rstrip())
-                continue
-            self._current = index
-            try:
-                answer: dict[str, Any] = response.json()
-            except ValueError:
-                raise DirectoryError(
-                    f"etcd at {self.endpoints[index]} answered {path} with HTTP {response.status_code} "
-                    "and no JSON (is it etcd's client URL?)"
-                ) from None
-            if response.status_code != 200 or "error" in answer:
-                message = str(answer.get("message") or answer.get("error") or response.reason_phrase)
-                if "lease not found" in message:
-                    raise LeaseExpired(f"the lease of member {self.me.id} has expired ({message})")
-                raise DirectoryError(f"etcd at {self.endpoints[index]} refused {path}: {message}")
-            return answer
-        raise DirectoryError("no etcd endpoint answers (" + "; ".join(failures) + ")")
+    async def _call(self, path: str, body: dict[str, Any], *, patient: bool = True) -> dict[str, Any]:
+        """POST ``body`` to the gateway, starting with the endpoint that answered last. An endpoint that
+        does not answer (down, partitioned, too slow, between leaders) is passed over; when none
+        answers, the request goes round them again, with a growing pause, for up to ``RETRY_WINDOW``
+        seconds. It stops sooner when every endpoint has refused the TLS handshake (a certificate
+        etcd does not trust): that does not get better by waiting.
+        Repeating a request is safe: every write is a compare-and-swap transaction, and a claim that
+        finds its own entry (an answer lost on the way) takes it as won. Not ``patient``: one round
+        only (a keep-alive, whose next round comes within a second anyway)."""
+        deadline = time.monotonic() + (self._retry_window if patient else 0.0)
+        pause = RETRY_PAUSE
+        said = False
+        refused: set[int] = set()  # endpoints that refused our certificate (TLS 1.3 may say so late)
+        while True:
+            failures: list[str] = []
+            for step in range(len(self.endpoints)):
+                index = (self._current + step) % len(self.endpoints)
+                try:
+                    response = await self._client.post(self.endpoints[index] + path, json=body)
+                except (httpx.TransportError, OSError) as err:  # OSError: ssl.SSLError (refused certificate)
+                    failures.append(f"{self.endpoints[index]}: {type(err).__name__} {err}".rstrip())
+                    if _tls_refusal(err):
+                        refused.add(index)
+                    continue
+                self._current = index
+                if said:
+                    log.info("etcd answers again at %s", self.endpoints[index])
+                return self._answer(path, index, response)
+            summary = "no etcd endpoint answers (" + "; ".join(failures) + ")"
+            if len(refused) == len(self.endpoints) or time.monotonic() + pause > deadline:
+                raise DirectoryError(summary)
+            if not said:
+                left = max(0.0, deadline - time.monotonic())
+                log.warning("%s; trying again for up to %.0f s", summary, left)
+                said = True
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
+
+    def _answer(self, path: str, index: int, response: httpx.Response) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:
+            raise DirectoryError(
+                f"etcd at {self.endpoints[index]} answered {path} with HTTP {response.status_code} "
+                "and no JSON (is it etcd's client URL?)"
+            ) from None
+        if response.status_code != 200 or "error" in answer:
+            message = str(answer.get("message") or answer.get("error") or response.reason_phrase)
+            if "lease not found" in message:
+                raise LeaseExpired(f"the lease of member {self.me.id} has expired ({message})")
+            raise DirectoryError(f"etcd at {self.endpoints[index]} refused {path}: {message}")
+        return answer
 
     def _token_key(self, digest: str) -> str:
         return f"{self._prefix}token/{digest}"
@@ -230,7 +264,7 @@ class EtcdDirectory:
         return lease
 
     async def keep_alive(self, lease: Lease) -> None:
-        answer = await self._call("/v3/lease/keepalive", {"ID": lease.id})
+        answer = await self._call("/v3/lease/keepalive", {"ID": lease.id}, patient=False)
         result = answer.get("result") or {}
         if int(_get(result, "TTL", 0) or 0) <= 0:
             raise LeaseExpired(f"the lease of member {lease.member} has expired")
@@ -372,3 +406,19 @@ class EtcdDirectory:
 def _entry_json(e: Entry) -> dict[str, Any]:
     return {"digest": e.digest, "member": e.member, "session_id": e.session_id, "state": e.state.value,
             "claimed_at": e.claimed_at, "since": e.since}  # fmt: skip
+
+
+def _tls_refusal(err: BaseException) -> bool:
+    """Whether ``err`` is a TLS failure (a certificate one side refused), not a slow or absent peer."""
+    if isinstance(err, httpx.TimeoutException):
+        return False
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) and not isinstance(
+            seen, (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLZeroReturnError, ssl.SSLEOFError)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
