@@ -20,7 +20,7 @@ GLOBAL_VERSIONS = {
     "zxdg_decoration_manager_v1": 1,
     "wp_viewporter": 1,
     "wp_cursor_shape_manager_v1": 1,
-    "wayray_wm_manager_v1": 1,
+    "wayray_wm_manager_v1": 2,
     "zwp_keyboard_shortcuts_inhibit_manager_v1": 1,
     "zwp_text_input_manager_v3": 1,
     "zwp_input_method_manager_v2": 1,

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from wayray.compositor.geometry import Rect
+from wayray.compositor.globals import GLOBAL_VERSIONS
 from wayray.compositor.window import Window
 from wayray.compositor.wm import FloatingWM
 from wayray.wayland.global_filter import restrict
@@ -37,7 +38,7 @@ from wayray.wayland.server import Client, Display, Global, NewId, ProtocolError,
 
 log = logging.getLogger(__name__)
 
-VERSION = 2
+VERSION = GLOBAL_VERSIONS["wayray_wm_manager_v1"]
 PING_INTERVAL = 2.0
 HANG_TIMEOUT = 5.0
 #: Seconds before the WM is started again after it ended; the next one after each quick failure.

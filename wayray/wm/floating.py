@@ -24,8 +24,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from wayray.common.errors import WayRayError, cli_entry
+from wayray.common.errors import cli_entry
 from wayray.common.log import setup
+from wayray.wm.client import bind_manager, check_accepted
 
 log = logging.getLogger("wr-wm-floating")
 
@@ -242,34 +243,7 @@ def _wire_window(wm: FloatingWM, proxy: Any) -> None:
 
 def connect() -> tuple[Any, FloatingWM]:
     """Bind wayray_wm_manager_v1 on WAYLAND_SOCKET; WayRayError when this is no WayRay session."""
-    from pywayland.client import Display
-
-    from wayray.wayland.protocols.generated.wayray_wm_v1 import WayrayWmManagerV1
-
-    display = Display()
-    try:
-        display.connect()
-    except Exception as err:
-        raise WayRayError(
-            f"cannot connect to the session's compositor: {err}",
-            hint="wr-wm-floating is started by a WayRay session (session.toml: window_manager)",
-        ) from None
-    registry = display.get_registry()
-    found: dict[str, Any] = {}
-
-    def on_global(reg: Any, name: int, interface: str, version: int) -> None:
-        if interface == "wayray_wm_manager_v1":
-            found["manager"] = reg.bind(name, WayrayWmManagerV1, 2)
-
-    registry.dispatcher["global"] = on_global
-    display.roundtrip()
-    if "manager" not in found:
-        raise WayRayError(
-            "the compositor offers no wayray_wm_manager_v1: this is not a WayRay session, or not the "
-            "window manager it started (it offers the protocol to that one only)",
-            hint='set window_manager = "wr-wm-floating" in session.toml',
-        )
-    manager = found["manager"]
+    display, registry, manager = bind_manager("wr-wm-floating", 2)
     wm = FloatingWM(manager)
     wm.registry = registry  # pywayland finds the display of new objects through a live registry
     for keysym in (KEY_LEFT, KEY_RIGHT, KEY_UP, KEY_DOWN):
@@ -287,12 +261,7 @@ def connect() -> tuple[Any, FloatingWM]:
     manager.dispatcher["window"] = lambda m, proxy: _wire_window(wm, proxy)
     manager.dispatcher["workspace"] = on_workspace
     manager.dispatcher["ping"] = lambda m, serial: m.pong(serial)
-    if display.roundtrip() < 0:
-        raise WayRayError(
-            "the compositor refused wr-wm-floating as the window manager (protocol error)",
-            hint="only the program session.toml's window_manager names, started by the session, may "
-            "manage windows",
-        )
+    check_accepted(display, "wr-wm-floating")
     return display, wm
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wayray.common.errors import UsageError, WayRayError, cli_entry
+from wayray.common.errors import UsageError, cli_entry
 from wayray.common.log import setup
 from wayray.common.xdg import config_home
+from wayray.wm.client import bind_manager, check_accepted
 from wayray.wm.tiling_config import (
     ACTIONS,
     WORKSPACES,
@@ -307,34 +308,7 @@ def _wire_window(wm: TilingWM, proxy: Any) -> None:
 
 def connect(config: TilingConfig) -> tuple[Any, TilingWM]:
     """Bind wayray_wm_manager_v1 on WAYLAND_SOCKET; WayRayError when this is no WayRay session."""
-    from pywayland.client import Display
-
-    from wayray.wayland.protocols.generated.wayray_wm_v1 import WayrayWmManagerV1
-
-    display = Display()
-    try:
-        display.connect()
-    except Exception as err:
-        raise WayRayError(
-            f"cannot connect to the session's compositor: {err}",
-            hint="wr-wm-tiling is started by a WayRay session (session.toml: window_manager)",
-        ) from None
-    registry = display.get_registry()
-    found: dict[str, Any] = {}
-
-    def on_global(reg: Any, name: int, interface: str, version: int) -> None:
-        if interface == "wayray_wm_manager_v1":
-            found["manager"] = reg.bind(name, WayrayWmManagerV1, 1)
-
-    registry.dispatcher["global"] = on_global
-    display.roundtrip()
-    if "manager" not in found:
-        raise WayRayError(
-            "the compositor offers no wayray_wm_manager_v1: this is not a WayRay session, or not the "
-            "window manager it started (it offers the protocol to that one only)",
-            hint='set window_manager = "wr-wm-tiling" in session.toml',
-        )
-    manager = found["manager"]
+    display, registry, manager = bind_manager("wr-wm-tiling", 1)
     wm = TilingWM(config, manager)
     wm.registry = registry  # pywayland finds the display of new objects through a live registry
     for b in config.bindings:
@@ -354,12 +328,7 @@ def connect(config: TilingConfig) -> tuple[Any, TilingWM]:
         m.pong(serial)
 
     manager.dispatcher["ping"] = on_ping
-    if display.roundtrip() < 0:
-        raise WayRayError(
-            "the compositor refused wr-wm-tiling as the window manager (protocol error)",
-            hint="only the program session.toml's window_manager names, started by the session, may "
-            "manage windows",
-        )
+    check_accepted(display, "wr-wm-tiling")
     return display, wm
 
 
