@@ -351,6 +351,7 @@ def _typing_figures(
     chars = len(types)
     lat = data["key_to_pixels_ms"]
     return {
+        **_per_key(traffic, types, t1),
         "bytes_per_char": traffic.bytes(t0, t1, True) / chars,
         "bytes_per_char_up": traffic.bytes(t0, t1, False) / chars,
         "cpu_server": server.between(t0, t1),
@@ -376,6 +377,24 @@ def _stream_figures(
         "cpu_client": client.between(t0, t1) / (t1 - t0) * 10,
         "h264_regions": data["regions"].get("H264", 0),
         **_per_second(shown, t0, t1),
+        **_cpu_per_second(server, t0, t1),
+    }
+
+
+def _per_key(traffic: Traffic, pressed: list[float], t1: float) -> dict[str, float]:
+    """Bytes to the viewer from each key to the next (the last: to ``t1``): median and p95 per key."""
+    ends = [*pressed[1:], t1]
+    per_key = [float(traffic.bytes(a, b - 1e-9, True)) for a, b in zip(pressed, ends, strict=True)]
+    return {"char_bytes_median": statistics.median(per_key), "char_bytes_p95": percentile(per_key, 95)}
+
+
+def _cpu_per_second(server: CpuSampler, t0: float, t1: float) -> dict[str, float]:
+    """The server side's CPU in each whole second of the window: median and p95, in s per 10 s."""
+    per_s = [server.between(t0 + i, t0 + i + 1) * 10 for i in range(int(t1 - t0))]
+    per_s = [c for c in per_s if c == c]  # a second without a sample after it is left out (nan)
+    return {
+        "cpu_server_median": statistics.median(per_s) if per_s else float("nan"),
+        "cpu_server_p95": percentile(per_s, 95),
     }
 
 
@@ -470,9 +489,11 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
             keymap = comp.core.seat.keymap
             code, _mods = keymap.keys_for_char("x")  # type: ignore[misc]
             latencies = []
+            presses: list[float] = []
             t0 = time.monotonic()
             for _ in range(40):
                 pressed = time.monotonic()
+                presses.append(pressed)
                 comp.key(code, True)
                 comp.key(code, False)
                 await asyncio.sleep(0.05)
@@ -482,6 +503,7 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
             t1 = time.monotonic() + 0.3 - 0.05
             await asyncio.sleep(0.5)  # past t1, so the CPU samplers have a sample after it
             return {
+                **_per_key(relay.traffic, presses, t1),
                 "bytes_per_char": relay.traffic.bytes(t0, t1, True) / 40,
                 "bytes_per_char_up": relay.traffic.bytes(t0, t1, False) / 40,
                 "cpu_server": sampler.between(t0, t1),
@@ -504,6 +526,7 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
             "cpu_server": sampler.between(t0, t1) / (t1 - t0) * 10,
             "cpu_client": sampler_display.between(t0, t1) / (t1 - t0) * 10,
             "h264_regions": 0,
+            **_cpu_per_second(sampler, t0, t1),
         }
     finally:
         sampler.done.set()
@@ -542,6 +565,8 @@ def _line(workload: str, name: str, r: dict[str, float]) -> str:
             f"to viewer {r['bytes_per_char']:7.0f} B/char, to server {r['bytes_per_char_up']:5.0f} B/char; "
             f"keypress→pixels median {r['latency_median_ms']:5.1f} ms, p95 {r['latency_p95_ms']:5.1f} ms "
             f"(n={r['latency_samples']:.0f}); {cpu} over the 40 keys"
+            f"\n  {'':14s} bytes to the viewer per key: median {r['char_bytes_median']:.0f}, "
+            f"p95 {r['char_bytes_p95']:.0f}"
         )
     per_frame = r["bytes_per_s"] / max(r["frames_per_s"], 1e-9)
     video = f"; H.264 regions {r['h264_regions']:.0f}" if name == "WayRay" else ""
@@ -550,6 +575,13 @@ def _line(workload: str, name: str, r: dict[str, float]) -> str:
         f"to server {r['bytes_per_s_up'] / 1000:5.1f} kB/s; {r['frames_per_s']:5.1f} frames/s; "
         f"{cpu} per 10 s{video}"
     )
+    if "cpu_server_median" in r:
+        per_frame_ms = r["cpu_server"] / 10 / max(r["frames_per_s"], 1e-9) * 1000
+        line += (
+            f"\n  {'':14s} server side's CPU per second of the window: median "
+            f"{r['cpu_server_median']:.2f} s, p95 {r['cpu_server_p95']:.2f} s (per 10 s); "
+            f"{per_frame_ms:.2f} ms per frame"
+        )
     if "fps_median" in r:
         line += (
             f"\n  {'':14s} frames per second of the window: median {r['fps_median']:.0f}, lowest "
