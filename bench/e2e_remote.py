@@ -1,7 +1,7 @@
 """WayRay end to end next to waypipe, on the same clients over loopback: bytes on the wire, CPU, and
 keypress-to-pixels latency; and WayRay's sustained frame rate on a 1080p full-screen change.
 
-    .venv/bin/python -m bench.e2e_remote [--seconds 8] [--only scroll,shm,typing,fullscreen]
+    .venv/bin/python -m bench.e2e_remote [--seconds 8] [--only scroll,shm,typing,prose,fullscreen]
 
 **WayRay**: ``wrsrvd --standalone -- APP`` and a headless ``wrclient`` with a script, real QUIC on
 127.0.0.1 through a UDP relay in this process that counts every datagram (both directions). CPU is
@@ -15,7 +15,8 @@ as waypipe-baseline.md measured. CPU: both waypipe halves and their helper proce
 not the display compositor).
 
 Workloads: (a) ``scroll``: foot flooding (``seq`` in a loop), (b) ``shm``: weston-simple-shm,
-(c) ``typing``: 40 characters typed into foot's shell 50 ms apart (WayRay: through wrclient;
+(c) ``typing``: 40 characters typed into foot's shell 50 ms apart (``typing``: "x" 40 times;
+``prose``: "the quick brown fox jumps over the lazy ", words) (WayRay: through wrclient;
 waypipe: injected into the compositor), and ``fullscreen``: a 1920x1080 panning photo-like picture
 (WayRay only: the frame rate a viewer sustains). Keypress to pixels: WayRay from the key leaving
 wrclient to the changed frame shown by wrclient; waypipe from the key entering the compositor to the
@@ -48,6 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 VIDEO = str(REPO / "tests" / "e2e" / "clients" / "video.py")
 TICK = os.sysconf("SC_CLK_TCK")
+#: What each typing workload types, 40 keys: one letter again and again, or words (letters and
+#: spaces only: the waypipe side presses keys without modifiers).
+TYPED = {"typing": "x" * 40, "prose": "the quick brown fox jumps over the lazy d"[:40]}
 #: video.py writes the CLOCK_MONOTONIC time its first frame was shown in the session here.
 PLAYING = "video-playing"
 
@@ -56,6 +60,7 @@ APPS = {
     "scroll": lambda t: ["foot", "-W", "100x30", "sh", "-c", SCROLL.format(t=t + 4)],
     "shm": lambda t: ["weston-simple-shm"],
     "typing": lambda t: ["foot", "-W", "100x30", "sh"],
+    "prose": lambda t: ["foot", "-W", "100x30", "sh"],
     # Plays well past the window (wrsrvd ends it); the window starts from its first frame (PLAYING).
     "fullscreen": lambda t: [sys.executable, VIDEO, str(t + 60), "1920", "1080"],
 }
@@ -235,10 +240,10 @@ def _env(tmp: Path) -> dict[str, str]:
 
 def _script(workload: str, seconds: float, tmp: Path) -> str:
     ms = int(seconds * 1000)
-    if workload == "typing":
+    if workload in TYPED:
         lines = ["settle 1500", "wait 300"]
-        for _ in range(40):
-            lines += ["type x", "wait 50"]
+        for c in TYPED[workload]:
+            lines += [f'type "{c}"', "wait 50"]
         return "\n".join(lines + ["settle 800", "wait 1"]) + "\n"
     if workload == "fullscreen":
         # Timed from the video's first frame, not from the viewer's first picture (the desktop):
@@ -270,7 +275,7 @@ def wayray_run(workload: str, seconds: float) -> dict[str, float]:
         if client.wait(300) != 0:
             raise RuntimeError((tmp / "wrclient.log").read_text()[-3000:])
         data = json.loads(stats.read_text())
-        if workload == "typing":
+        if workload in TYPED:
             return _typing_figures(data, relay.traffic, *samplers)
         figures = _stream_figures(data, relay.traffic, *samplers)
         if workload == "fullscreen":
@@ -483,15 +488,15 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
     sampler.start()
     sampler_display.start()
     try:
-        if workload == "typing":
+        if workload in TYPED:
             await _wait_windows(comp)
             await asyncio.sleep(1.8)
             keymap = comp.core.seat.keymap
-            code, _mods = keymap.keys_for_char("x")  # type: ignore[misc]
             latencies = []
             presses: list[float] = []
             t0 = time.monotonic()
-            for _ in range(40):
+            for c in TYPED[workload]:
+                code, _mods = keymap.keys_for_char(c)  # type: ignore[misc]
                 pressed = time.monotonic()
                 presses.append(pressed)
                 comp.key(code, True)
@@ -560,7 +565,7 @@ async def _wait_windows(comp: object) -> None:
 
 def _line(workload: str, name: str, r: dict[str, float]) -> str:
     cpu = f"CPU server {r['cpu_server']:.2f} s, client {r['cpu_client']:.2f} s"
-    if workload == "typing":
+    if workload in TYPED:
         return (
             f"to viewer {r['bytes_per_char']:7.0f} B/char, to server {r['bytes_per_char_up']:5.0f} B/char; "
             f"keypress→pixels median {r['latency_median_ms']:5.1f} ms, p95 {r['latency_p95_ms']:5.1f} ms "
@@ -601,7 +606,7 @@ def _line(workload: str, name: str, r: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per run (8)")
-    parser.add_argument("--only", default="scroll,shm,typing,fullscreen")
+    parser.add_argument("--only", default="scroll,shm,typing,prose,fullscreen")
     parser.add_argument("--compress", default="lz4,zstd", help="waypipe's modes to run (lz4,zstd)")
     args = parser.parse_args()
     workloads = args.only.split(",")
