@@ -8,6 +8,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same, wire_bytes
@@ -180,3 +182,40 @@ def test_region_data_layout() -> None:
     """CACHED's data is the slot as a little-endian u16 (docs/encoding.md)."""
     region = Region(1, 2, 3, 4, RegionEncoding.CACHED, struct.pack("<H", 258))
     assert region.data == b"\x02\x01"
+
+
+# --- property: stamps of a few small pictures, scrolls, noise and keyframes in any order ------------
+
+W, H = 150, 131  # not multiples of the tile: edge tiles are cut
+STAMPS = _blocks(3, 12)
+step = st.one_of(
+    st.tuples(st.just("stamp"), st.integers(0, 2), st.integers(0, W - 12), st.integers(0, H - 12)),
+    st.tuples(st.just("noise"), st.integers(1, 40), st.integers(0, W - 40), st.integers(0, H - 40)),
+    st.tuples(st.just("scroll"), st.integers(1, 30), st.integers(0, 0), st.integers(0, 0)),
+    st.tuples(st.just("keyframe"), st.integers(0, 0), st.integers(0, 0), st.integers(0, 0)),
+)
+
+
+@given(st.lists(st.lists(step, min_size=1, max_size=4), min_size=1, max_size=30))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_sequence_stays_exact_with_the_cache(sequence: list[list[tuple[str, int, int, int]]]) -> None:
+    rng = np.random.default_rng(1)
+    fb = scenes.wallpaper(W, H)
+    link = Link(W, H, dataclasses.replace(CACHED, scroll_min_size=8, scroll_min_rows=2))
+    link.send(fb, [(0, 0, W, H)], 0.0)
+    for i, changes in enumerate(sequence):
+        damage = []
+        for kind, a, x, y in changes:
+            if kind == "stamp":
+                fb[y : y + 12, x : x + 12] = STAMPS[a]
+                damage.append((x, y, 12, 12))
+            elif kind == "noise":
+                fb[y : y + a, x : x + a] = rng.integers(0, 1 << 32, (a, a), dtype=np.uint32)
+                damage.append((x, y, a, a))
+            elif kind == "scroll":
+                fb[: H - a] = fb[a:].copy()
+                damage.append((0, 0, W, H))
+            else:
+                link.encoder.request_keyframe()
+        link.send(fb, damage, 1.0 * (i + 1))  # a second apart: nothing becomes video
+        assert_same(link.decoder.framebuffer, fb)
