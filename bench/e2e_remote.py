@@ -1,7 +1,7 @@
 """WayRay end to end next to waypipe, on the same clients over loopback: bytes on the wire, CPU, and
 keypress-to-pixels latency; and WayRay's sustained frame rate on a 1080p full-screen change.
 
-    .venv/bin/python -m bench.e2e_remote [--seconds 8] [--only scroll,shm,typing,fullscreen]
+    .venv/bin/python -m bench.e2e_remote [--seconds 8] [--only scroll,shm,typing,prose,fullscreen]
 
 **WayRay**: ``wrsrvd --standalone -- APP`` and a headless ``wrclient`` with a script, real QUIC on
 127.0.0.1 through a UDP relay in this process that counts every datagram (both directions). CPU is
@@ -15,7 +15,8 @@ as waypipe-baseline.md measured. CPU: both waypipe halves and their helper proce
 not the display compositor).
 
 Workloads: (a) ``scroll``: foot flooding (``seq`` in a loop), (b) ``shm``: weston-simple-shm,
-(c) ``typing``: 40 characters typed into foot's shell 50 ms apart (WayRay: through wrclient;
+(c) ``typing``: 40 characters typed into foot's shell 50 ms apart (``typing``: "x" 40 times;
+``prose``: "the quick brown fox jumps over the lazy ", words) (WayRay: through wrclient;
 waypipe: injected into the compositor), and ``fullscreen``: a 1920x1080 panning photo-like picture
 (WayRay only: the frame rate a viewer sustains). Keypress to pixels: WayRay from the key leaving
 wrclient to the changed frame shown by wrclient; waypipe from the key entering the compositor to the
@@ -48,13 +49,20 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 VIDEO = str(REPO / "tests" / "e2e" / "clients" / "video.py")
 TICK = os.sysconf("SC_CLK_TCK")
+#: What each typing workload types, 40 keys: one letter again and again, or words (letters and
+#: spaces only: the waypipe side presses keys without modifiers).
+TYPED = {"typing": "x" * 40, "prose": "the quick brown fox jumps over the lazy d"[:40]}
+#: video.py writes the CLOCK_MONOTONIC time its first frame was shown in the session here.
+PLAYING = "video-playing"
 
 SCROLL = "sleep 1; timeout {t} sh -c 'while :; do seq 1 1000000; done'; sleep 600"
 APPS = {
     "scroll": lambda t: ["foot", "-W", "100x30", "sh", "-c", SCROLL.format(t=t + 4)],
     "shm": lambda t: ["weston-simple-shm"],
     "typing": lambda t: ["foot", "-W", "100x30", "sh"],
-    "fullscreen": lambda t: [sys.executable, VIDEO, str(t + 6), "1920", "1080"],
+    "prose": lambda t: ["foot", "-W", "100x30", "sh"],
+    # Plays well past the window (wrsrvd ends it); the window starts from its first frame (PLAYING).
+    "fullscreen": lambda t: [sys.executable, VIDEO, str(t + 60), "1920", "1080"],
 }
 
 
@@ -230,20 +238,25 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _script(workload: str, seconds: float) -> str:
+def _script(workload: str, seconds: float, tmp: Path) -> str:
     ms = int(seconds * 1000)
-    if workload == "typing":
+    if workload in TYPED:
         lines = ["settle 1500", "wait 300"]
-        for _ in range(40):
-            lines += ["type x", "wait 50"]
+        for c in TYPED[workload]:
+            lines += [f'type "{c}"', "wait 50"]
         return "\n".join(lines + ["settle 800", "wait 1"]) + "\n"
-    warm = 3000 if workload != "fullscreen" else 2500
-    return f"wait {warm}\nwait {ms}\nwait 1\n"
+    if workload == "fullscreen":
+        # Timed from the video's first frame, not from the viewer's first picture (the desktop):
+        # building the 1080p picture takes the client seconds on a loaded machine, and the window
+        # fell before the video had started (0.0 frames/s).
+        return f"wait-for {tmp / PLAYING}\nwait 2500\nwait {ms}\nwait 1\n"
+    return f"wait 3000\nwait {ms}\nwait 1\n"
 
 
 def wayray_run(workload: str, seconds: float) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="wrb-", dir="/tmp"))
     env = _env(tmp)
+    env["VIDEO_PLAYING_FILE"] = str(tmp / PLAYING)
     port = _free_port()
     srv = _start_wrsrvd(tmp, env, port, workload, seconds)
     client: subprocess.Popen[bytes] | None = None
@@ -262,8 +275,12 @@ def wayray_run(workload: str, seconds: float) -> dict[str, float]:
         if client.wait(300) != 0:
             raise RuntimeError((tmp / "wrclient.log").read_text()[-3000:])
         data = json.loads(stats.read_text())
-        figures = _typing_figures if workload == "typing" else _stream_figures
-        return figures(data, relay.traffic, *samplers)
+        if workload in TYPED:
+            return _typing_figures(data, relay.traffic, *samplers)
+        figures = _stream_figures(data, relay.traffic, *samplers)
+        if workload == "fullscreen":
+            figures.update(_video_start(data, tmp / PLAYING))
+        return figures
     finally:
         _stop_wayray(tmp, srv, client, relay, samplers)
 
@@ -302,7 +319,7 @@ def _start_wrclient(
 ) -> subprocess.Popen[bytes]:
     """A headless ``wrclient`` through the relay at ``port``, playing the workload's script."""
     script = tmp / "script.txt"
-    script.write_text(_script(workload, seconds))
+    script.write_text(_script(workload, seconds, tmp))
     size = "1920x1080" if workload == "fullscreen" else "1280x720"
     return subprocess.Popen(
         [str(BIN / "wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless",
@@ -339,6 +356,7 @@ def _typing_figures(
     chars = len(types)
     lat = data["key_to_pixels_ms"]
     return {
+        **_per_key(traffic, types, t1),
         "bytes_per_char": traffic.bytes(t0, t1, True) / chars,
         "bytes_per_char_up": traffic.bytes(t0, t1, False) / chars,
         "cpu_server": server.between(t0, t1),
@@ -363,7 +381,45 @@ def _stream_figures(
         "cpu_server": server.between(t0, t1) / (t1 - t0) * 10,
         "cpu_client": client.between(t0, t1) / (t1 - t0) * 10,
         "h264_regions": data["regions"].get("H264", 0),
+        **_per_second(shown, t0, t1),
+        **_cpu_per_second(server, t0, t1),
     }
+
+
+def _per_key(traffic: Traffic, pressed: list[float], t1: float) -> dict[str, float]:
+    """Bytes to the viewer from each key to the next (the last: to ``t1``): median and p95 per key."""
+    ends = [*pressed[1:], t1]
+    per_key = [float(traffic.bytes(a, b - 1e-9, True)) for a, b in zip(pressed, ends, strict=True)]
+    return {"char_bytes_median": statistics.median(per_key), "char_bytes_p95": percentile(per_key, 95)}
+
+
+def _cpu_per_second(server: CpuSampler, t0: float, t1: float) -> dict[str, float]:
+    """The server side's CPU in each whole second of the window: median and p95, in s per 10 s."""
+    per_s = [server.between(t0 + i, t0 + i + 1) * 10 for i in range(int(t1 - t0))]
+    per_s = [c for c in per_s if c == c]  # a second without a sample after it is left out (nan)
+    return {
+        "cpu_server_median": statistics.median(per_s) if per_s else float("nan"),
+        "cpu_server_p95": percentile(per_s, 95),
+    }
+
+
+def _per_second(shown: list[float], t0: float, t1: float) -> dict[str, float]:
+    """Frames shown in each whole second of the window (median, lowest) and the gaps between frames."""
+    counts = [sum(1 for t in shown if t0 + i <= t < t0 + i + 1) for i in range(int(t1 - t0))]
+    gaps = [(b - a) * 1000 for a, b in zip(shown, shown[1:], strict=False)]
+    return {
+        "fps_median": statistics.median(counts) if counts else float("nan"),
+        "fps_lowest": min(counts, default=float("nan")),
+        "gap_median_ms": statistics.median(gaps) if gaps else float("nan"),
+        "gap_p95_ms": percentile(gaps, 95),
+    }
+
+
+def _video_start(data: dict[str, Any], playing: Path) -> dict[str, float]:
+    """From the video's first frame in the session to the viewer showing a frame after it."""
+    started = float(playing.read_text())
+    after = [t for t in data["shown_at"] if t > started]
+    return {"video_first_frame_s": (after[0] - started) if after else float("nan")}
 
 
 def _stop_wayray(
@@ -432,15 +488,17 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
     sampler.start()
     sampler_display.start()
     try:
-        if workload == "typing":
+        if workload in TYPED:
             await _wait_windows(comp)
             await asyncio.sleep(1.8)
             keymap = comp.core.seat.keymap
-            code, _mods = keymap.keys_for_char("x")  # type: ignore[misc]
             latencies = []
+            presses: list[float] = []
             t0 = time.monotonic()
-            for _ in range(40):
+            for c in TYPED[workload]:
+                code, _mods = keymap.keys_for_char(c)  # type: ignore[misc]
                 pressed = time.monotonic()
+                presses.append(pressed)
                 comp.key(code, True)
                 comp.key(code, False)
                 await asyncio.sleep(0.05)
@@ -450,6 +508,7 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
             t1 = time.monotonic() + 0.3 - 0.05
             await asyncio.sleep(0.5)  # past t1, so the CPU samplers have a sample after it
             return {
+                **_per_key(relay.traffic, presses, t1),
                 "bytes_per_char": relay.traffic.bytes(t0, t1, True) / 40,
                 "bytes_per_char_up": relay.traffic.bytes(t0, t1, False) / 40,
                 "cpu_server": sampler.between(t0, t1),
@@ -472,6 +531,7 @@ async def waypipe_run(workload: str, seconds: float, compress: str) -> dict[str,
             "cpu_server": sampler.between(t0, t1) / (t1 - t0) * 10,
             "cpu_client": sampler_display.between(t0, t1) / (t1 - t0) * 10,
             "h264_regions": 0,
+            **_cpu_per_second(sampler, t0, t1),
         }
     finally:
         sampler.done.set()
@@ -505,25 +565,48 @@ async def _wait_windows(comp: object) -> None:
 
 def _line(workload: str, name: str, r: dict[str, float]) -> str:
     cpu = f"CPU server {r['cpu_server']:.2f} s, client {r['cpu_client']:.2f} s"
-    if workload == "typing":
+    if workload in TYPED:
         return (
             f"to viewer {r['bytes_per_char']:7.0f} B/char, to server {r['bytes_per_char_up']:5.0f} B/char; "
             f"keypress→pixels median {r['latency_median_ms']:5.1f} ms, p95 {r['latency_p95_ms']:5.1f} ms "
             f"(n={r['latency_samples']:.0f}); {cpu} over the 40 keys"
+            f"\n  {'':14s} bytes to the viewer per key: median {r['char_bytes_median']:.0f}, "
+            f"p95 {r['char_bytes_p95']:.0f}"
         )
     per_frame = r["bytes_per_s"] / max(r["frames_per_s"], 1e-9)
     video = f"; H.264 regions {r['h264_regions']:.0f}" if name == "WayRay" else ""
-    return (
+    line = (
         f"to viewer {r['bytes_per_s'] / 1000:8.1f} kB/s ({per_frame:7.0f} B/frame), "
         f"to server {r['bytes_per_s_up'] / 1000:5.1f} kB/s; {r['frames_per_s']:5.1f} frames/s; "
         f"{cpu} per 10 s{video}"
     )
+    if "cpu_server_median" in r:
+        per_frame_ms = r["cpu_server"] / 10 / max(r["frames_per_s"], 1e-9) * 1000
+        line += (
+            f"\n  {'':14s} server side's CPU per second of the window: median "
+            f"{r['cpu_server_median']:.2f} s, p95 {r['cpu_server_p95']:.2f} s (per 10 s); "
+            f"{per_frame_ms:.2f} ms per frame"
+        )
+    if "fps_median" in r:
+        line += (
+            f"\n  {'':14s} frames per second of the window: median {r['fps_median']:.0f}, lowest "
+            f"{r['fps_lowest']:.0f}; gap between frames median {r['gap_median_ms']:.1f} ms, "
+            f"p95 {r['gap_p95_ms']:.1f} ms"
+        )
+    if "video_first_frame_s" in r:
+        line += (
+            f"\n  {'':14s} the video's first frame reached the viewer "
+            f"{r['video_first_frame_s']:.2f} s after the session showed it"
+        )
+        if r["frames_per_s"] == 0:
+            line += "\n  " + " " * 14 + "NO frame reached the viewer in the window (see the line above)"
+    return line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per run (8)")
-    parser.add_argument("--only", default="scroll,shm,typing,fullscreen")
+    parser.add_argument("--only", default="scroll,shm,typing,prose,fullscreen")
     parser.add_argument("--compress", default="lz4,zstd", help="waypipe's modes to run (lz4,zstd)")
     args = parser.parse_args()
     workloads = args.only.split(",")

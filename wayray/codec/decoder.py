@@ -15,6 +15,7 @@ import logging
 import numpy as np
 from numpy.typing import NDArray
 
+from wayray.codec.cache import DecoderCache, remembered
 from wayray.codec.checksum import TileChecksums
 from wayray.codec.errors import CodecError
 from wayray.codec.geometry import Rect, TileSpan, tiles_of
@@ -58,6 +59,8 @@ class Decoder:
         self.framebuffer: NDArray[np.uint32] | None = None
         self._width = self._height = 0
         self._checksums = TileChecksums(1, 1)
+        #: Small regions remembered since the last keyframe (the ``region-cache`` capability).
+        self._cache = DecoderCache()
         self._streams: dict[int, _Stream] = {}
         self._last_seq: int | None = None
         self._needs_keyframe = True
@@ -119,6 +122,9 @@ class Decoder:
         try:
             for region in update.regions:
                 rect = self._apply_region(fb, region)
+                if not update.keyframe and remembered(region):
+                    x, y, w, h = region.x, region.y, region.width, region.height
+                    self._cache.remember(fb[y : y + h, x : x + w])
                 if rect is not None:
                     damage.append(rect)
                     sp = tiles_of(rect)
@@ -157,6 +163,7 @@ class Decoder:
             self._width, self._height = w, h
             self._checksums = TileChecksums(w, h)
         self._drop_streams()
+        self._cache.clear()
 
     def _drop_streams(self) -> None:
         for st in self._streams.values():
@@ -200,6 +207,8 @@ class Decoder:
             if Rect(sx, sy, w, h).clip(self._width, self._height) != Rect(sx, sy, w, h):
                 raise CodecError(f"COPY source {w}x{h}+{sx}+{sy} is outside the {self._size()} screen")
             fb[y : y + h, x : x + w] = fb[sy : sy + h, sx : sx + w].copy()
+        elif enc == RegionEncoding.CACHED:
+            fb[y : y + h, x : x + w] = self._cache.pixels(region)
         elif enc == RegionEncoding.H264:
             return self._apply_video(fb, region, rect)
         else:  # pragma: no cover - RegionEncoding is closed; the wire rejects unknown values

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from wayray.codec.cache import MAX_PIXELS as CACHE_MAX_PIXELS
+from wayray.codec.cache import EncoderCache, cached_region, remembered
 from wayray.codec.checksum import TileChecksums
 from wayray.codec.geometry import (
     TILE,
@@ -98,6 +100,7 @@ class Encoder:
             log.warning("video regions disabled, everything is sent losslessly: %s", why)
             self._video = False
         self._coder = RegionCoder(self.settings)
+        self._cache = EncoderCache() if self.settings.region_cache else None
         self._seq = first_seq - 1
         self._next_stream_id = 1
         self._streams: dict[int, _Stream] = {}
@@ -350,18 +353,30 @@ class Encoder:
     def _keyframe(self, fb: NDArray[np.uint32]) -> FrameUpdate:
         """The whole output, depending on nothing the client had (video streams restart with an IDR)."""
         self._keyframe_pending = False
+        if self._cache is not None:
+            self._cache.clear()  # the client empties its cache too; a keyframe's regions stay out
         lossless = self._owner == _NO_STREAM
         whole = TileDiff.whole_tiles(lossless, self._width, self._height)
         regions = [
-            self._emit(fb, plan, base_known=False)
+            self._emit(fb, plan, base_known=False, keyframe=True)
             for plan in plan_regions(whole, lossless, self.settings.max_region_pixels)
         ]
         regions += [self._video_frame(fb, st, idr=True) for st in self._streams.values()]
         self._checksums.refresh_mask(self._model, lossless)
         return self._update(True, tuple(regions))
 
-    def _emit(self, fb: NDArray[np.uint32], plan: PlannedRegion, *, base_known: bool) -> Region:
+    def _emit(
+        self, fb: NDArray[np.uint32], plan: PlannedRegion, *, base_known: bool, keyframe: bool = False
+    ) -> Region:
         """Encode one planned rectangle losslessly and advance the model to it."""
+        x, y, w, h = plan.rect
+        cache = None if keyframe else self._cache
+        digest = b""
+        if cache is not None and w * h <= CACHE_MAX_PIXELS:
+            slot, digest = cache.find(fb[y : y + h, x : x + w])
+            if slot is not None:  # the client has exactly these pixels in that slot
+                self._model[y : y + h, x : x + w] = fb[y : y + h, x : x + w]
+                return cached_region(x, y, w, h, slot)
         sp = plan.tiles
         sl = np.s_[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1]
         cost = self._cost[sl]
@@ -386,8 +401,9 @@ class Encoder:
             self._choice_left[sl] = _CHOICE_REUSE
         elif prefer is not None:
             self._choice_left[sl] -= 1
-        x, y, w, h = plan.rect
         self._model[y : y + h, x : x + w] = fb[y : y + h, x : x + w]
+        if cache is not None and remembered(region):
+            cache.remember(digest)
         return region
 
     def _scrolls(self, fb: NDArray[np.uint32], rects: list[Rect]) -> list[Region]:

@@ -83,6 +83,10 @@ class EncoderSettings:
     adaptive: bool = True
     #: x264 threads per stream. One: sessions already encode in parallel, one process each.
     video_threads: int = 1
+    #: Name small regions the viewer has already seen by their slot in the region cache
+    #: (wayray.codec.cache) instead of sending their pixels again. Only for a viewer that took the
+    #: ``region-cache`` capability: the display pump turns it on for such a viewer.
+    region_cache: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -23,6 +23,7 @@ the server relays them untouched.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -79,7 +80,8 @@ class DisplayPump:
         self._first_seq = first_seq
         self._send = send
         self._executor = executor
-        self._settings = settings
+        # Small regions the viewer saw before go as a slot of its region cache, if it keeps one.
+        self._settings = dataclasses.replace(settings, region_cache=Capability.REGION_CACHE in capabilities)
         self.credit = FrameCredit(frame_window)
         self._cursor = CursorEncoder() if Capability.CURSOR in capabilities else None
         self._cursor_seen: tuple[int, int, int, bool] | None = None

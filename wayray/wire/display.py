@@ -28,6 +28,9 @@ class RegionEncoding(enum.IntEnum):
     H264 = 4
     #: Copy pixels the client already has: data is the source (x, y) as two little-endian u32.
     COPY = 5
+    #: Pixels the client remembered from an earlier region (the ``region-cache`` capability): data is
+    #: the slot, a little-endian u16 (docs/encoding.md, "Region cache").
+    CACHED = 6
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ class Capability(enum.StrEnum):
     POOLS = "pools"
     #: Touch input from the viewer (TouchDown, TouchMotion, TouchUp, TouchFrame, TouchCancel).
     TOUCH = "touch"
+    #: The viewer keeps the region cache: FrameUpdates may hold CACHED regions (docs/encoding.md).
+    REGION_CACHE = "region-cache"
 
 
 #: What this code implements, and so offers by default.
@@ -79,6 +81,7 @@ IMPLEMENTED_CAPABILITIES = frozenset(
         Capability.MICROPHONE,
         Capability.POOLS,
         Capability.TOUCH,
+        Capability.REGION_CACHE,
     }
 )
 

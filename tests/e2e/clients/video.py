@@ -1,8 +1,9 @@
 """A video-like Wayland client: a grainy, photo-like picture panning at the compositor's frame rate.
 
-Usage: video.py SECONDS [WIDTH HEIGHT]. Animates for SECONDS (paced by frame callbacks), then draws
-one last frame, prints "still" (and, with VIDEO_STILL_FILE set, writes that file) and stays mapped
-without changing until the compositor closes the connection. Content like this is what the encoder
+Usage: video.py SECONDS [WIDTH HEIGHT]. Animates for SECONDS (paced by frame callbacks; with
+VIDEO_PLAYING_FILE set, that file is written once its first frame was shown), then draws one last
+frame, prints "still" (and, with VIDEO_STILL_FILE set, writes that file) and stays mapped without
+changing until the compositor closes the connection. Content like this is what the encoder
 sends as H.264; once it stops, the encoder must send the rectangle losslessly again, so the viewer
 ends bit-exact.
 """
@@ -90,6 +91,9 @@ def main() -> int:
         surface.commit()
         while not done:
             display.dispatch(block=True)
+        if t == 0 and os.environ.get("VIDEO_PLAYING_FILE"):  # a benchmark times from here
+            with open(os.environ["VIDEO_PLAYING_FILE"], "w") as f:
+                f.write(f"{time.monotonic()}\n")
         t += 1
     draw(t, t)
     surface.commit()
