@@ -282,6 +282,31 @@ class Page:
         self.send("Fetch.enable", {"patterns": [{"urlPattern": pattern, "requestStage": "Request"}]})
         return failed
 
+    def fail_first_load(self) -> list[str]:
+        """Every request of the page's first load but the document itself fails, as when the network
+        changes under a loading page (Chromium's ERR_NETWORK_CHANGED); from the next load of the
+        document on, all go through. Returns the URLs failed."""
+        failed: list[str] = []
+        documents = 0
+
+        def paused(ev: dict[str, Any]) -> None:
+            nonlocal documents
+            rid = ev["params"]["requestId"]
+            if ev["params"].get("resourceType") == "Document":
+                documents += 1
+            try:
+                if documents <= 1 and ev["params"].get("resourceType") != "Document":
+                    failed.append(ev["params"]["request"]["url"])
+                    self.send("Fetch.failRequest", {"requestId": rid, "errorReason": "ConnectionClosed"})
+                else:
+                    self.send("Fetch.continueRequest", {"requestId": rid})
+            except BrowserError:
+                pass  # the page went away meanwhile
+
+        self.browser.paused_handlers[self.session] = paused
+        self.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]})
+        return failed
+
     def screenshot(self) -> bytes:
         data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
         return base64.b64decode(data)

@@ -49,6 +49,13 @@ def canvas_pixels(page: Page) -> np.ndarray:
     return png_pixels(base64.b64decode(url.split(",", 1)[1]))
 
 
+def shows_session(page: Page, srv: WrServer, session_id: str) -> bool:
+    """Whether the page's canvas is the session's picture, pixel for pixel (a canvas not sized yet,
+    as after a reconnection, is not)."""
+    canvas, picture = canvas_pixels(page), srv.screenshot(session_id)
+    return canvas.shape == picture.shape and bool((canvas == picture).all())
+
+
 def present_badge(page: Page, badge: str) -> None:
     # As a person does once the page is up (a page that is loading itself again has no kiosk yet).
     page.wait_for("window.wayray && window.wayray.state !== undefined", what="the kiosk running on the page")
@@ -81,10 +88,10 @@ def test_the_page_shows_the_session_and_types_into_foot(harness: Harness, tmp_pa
         eventually(lambda: out.exists() and out.read_text(), "the command typed on the page ran")
         assert out.read_text() == "typed in a browser\n"
 
-        def same() -> bool:
-            return bool((canvas_pixels(page) == srv.screenshot(session["id"])).all())
-
-        eventually(same, "the page's canvas equal to the session's picture")
+        eventually(
+            lambda: shows_session(page, srv, session["id"]),
+            "the page's canvas equal to the session's picture",
+        )
         assert page.evaluate("window.wayray.mismatches") == 0
 
 
@@ -109,6 +116,27 @@ def test_a_page_whose_script_failed_to_load_loads_again_and_serves(
         present_badge(page, "web-reload-badge-1")
         page.wait_for("window.wayray.complete", what="the session's picture, complete")
         assert page.evaluate("window.wayray.sessionId") == srv.session()["id"]
+
+
+def test_a_page_whose_first_load_lost_every_script_loads_again_and_serves(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # Every request of the first load fails but the document's, as when the network changes under a
+    # loading page (Chromium aborts them with ERR_NETWORK_CHANGED): the page's own watcher of its
+    # scripts must be in the document, or nothing is left to load the page again.
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    failed: dict[str, list[str]] = {}
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(
+            f"https://127.0.0.1:{port}/", before=lambda p: failed.update(urls=p.fail_first_load())
+        )
+        page.wait_for("window.wayray && window.wayray.state === 'idle'", what="the page running")
+        assert any(u.endswith("/kiosk.js") for u in failed["urls"]), failed["urls"]
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-reload-badge-2")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
 
 
 #: What Chromium's Keyboard Map API (navigator.keyboard.getLayoutMap) reports on a German keyboard:
@@ -256,10 +284,10 @@ def test_an_animation_plays_as_h264_through_webcodecs_and_the_picture_is_exact_a
         page.wait_for("(window.wayray.regions || {})[4] >= 10", what="ten H.264 regions decoded on the page")
         session = srv.session()
 
-        def same() -> bool:
-            return bool((canvas_pixels(page) == srv.screenshot(session["id"])).all())
-
-        eventually(same, "the page's canvas equal to the session's picture once the animation stopped")
+        eventually(
+            lambda: shows_session(page, srv, session["id"]),
+            "the page's canvas equal to the session's picture once the animation stopped",
+        )
         assert page.evaluate("window.wayray.mismatches") == 0
         assert page.evaluate("window.wayray.keyframeRequests") == 0
 
@@ -353,7 +381,7 @@ def test_a_resized_browser_window_resizes_the_session(harness: Harness, tmp_path
         )
         session = srv.session()
         eventually(
-            lambda: (canvas_pixels(page) == srv.screenshot(session["id"])).all(),
+            lambda: shows_session(page, srv, session["id"]),
             "the page's canvas equal to the resized session's picture",
         )
 
@@ -433,8 +461,42 @@ def test_the_page_says_when_its_session_does_not_respond_and_comes_back(
         page.wait_for("window.wayray.state === 'session'", what="the session back")
         assert page.evaluate("document.getElementById('notice').hidden")
         eventually(
-            lambda: (canvas_pixels(page) == srv.screenshot(session["id"])).all(),
+            lambda: shows_session(page, srv, session["id"]),
             "the page's canvas equal to the session's picture again",
+        )
+
+
+def test_a_badge_presented_while_its_session_hangs_says_so_and_gets_in_when_it_answers(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The server refuses a badge while its session does not respond; the page must say that (not
+    "Reconnecting…", as if the network were at fault) and get in by itself once the session answers."""
+    srv, port, spki = web_server(harness, "--no-video")
+    key = srv.own_server
+    assert key is not None
+    with Browser.start(tmp_path, spki=spki) as browser:
+        page = browser.open(f"https://127.0.0.1:{port}/")
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {key.key!r})")
+        present_badge(page, "web-hung-badge-2")
+        page.wait_for("window.wayray.complete", what="the session's picture, complete")
+        session = srv.session()
+        pid = session["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            eventually(lambda: srv.session()["responding"] is False, "the server to find the session hung")
+            page.evaluate("location.reload()")  # the kiosk starts again, as after a power cut
+            present_badge(page, "web-hung-badge-2")
+            page.wait_for("window.wayray.state === 'not-responding'", what="the not-responding notice")
+            notice = page.evaluate("document.getElementById('notice').textContent")
+            assert notice.startswith("The session is not responding"), notice
+            assert "refused for now" in srv.log_text()  # the page was refused, not attached
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        page.wait_for("window.wayray.state === 'session'", what="the session, once it answers")
+        assert page.evaluate("window.wayray.sessionId") == session["id"]
+        eventually(
+            lambda: shows_session(page, srv, session["id"]),
+            "the page's canvas equal to the session's picture",
         )
 
 

@@ -10,6 +10,7 @@ current (docs/web-kiosk.md, sections 2 and 3).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -47,9 +48,14 @@ _SECURITY_HEADERS = (
     "X-Frame-Options: DENY\r\n"
     "Cross-Origin-Opener-Policy: same-origin\r\n"
     # WebTransport to this origin is 'self'; cursors are data: URLs; nothing from elsewhere.
+    # script-src: the page's own files, and the one inline script (boot.js) by its hash.
     "Content-Security-Policy: default-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "script-src 'self' 'sha256-@BOOT_HASH@'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
 )
+#: index.html's tag for boot.js, which the page server replaces by the script itself: the watcher
+#: that loads the page again when its scripts fail to load must not be one of them.
+BOOT_TAG = b'<script src="/boot.js"></script>'
 
 
 class MissingBuild(Exception):
@@ -62,6 +68,8 @@ class Page:
 
     files: dict[str, tuple[bytes, str]]
     build: str
+    #: The security headers of every answer (the CSP names the inline script's hash).
+    headers: str = _SECURITY_HEADERS
 
     @classmethod
     def load(cls, root: Path | None = None) -> Page:
@@ -83,9 +91,14 @@ class Page:
             )
         build = digest.hexdigest()[:16]
         index, kind = files["/index.html"]
-        files["/"] = (index.replace(BUILD_MARK.encode(), build.encode()), kind)
+        index = index.replace(BUILD_MARK.encode(), build.encode())
+        boot = files["/boot.js"][0]
+        if BOOT_TAG not in index or b"</script" in boot:
+            raise MissingBuild(f"{base}/index.html must load boot.js as {BOOT_TAG.decode()} (it is inlined)")
+        files["/"] = (index.replace(BOOT_TAG, b"<script>" + boot + b"</script>"), kind)
         del files["/index.html"]
-        return cls(files, build)
+        boot_hash = base64.b64encode(hashlib.sha256(boot).digest()).decode()
+        return cls(files, build, _SECURITY_HEADERS.replace("@BOOT_HASH@", boot_hash))
 
 
 class PageServer:
@@ -201,8 +214,8 @@ class PageServer:
             "keymap": choice.keymap,
         }
 
-    @staticmethod
     async def _send(
+        self,
         writer: asyncio.StreamWriter,
         status: int,
         body: bytes,
@@ -217,7 +230,7 @@ class PageServer:
             f"Content-Type: {kind}\r\n"
             f"Content-Length: {len(body)}\r\n"
             f"Cache-Control: {'no-cache' if store else 'no-store'}\r\n"
-            f"{_SECURITY_HEADERS}"
+            f"{self.page.headers}"
             "Connection: close\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + (b"" if head_only else body))

@@ -20,6 +20,7 @@ const state = (window.wayray = {
 
 const BACKOFF_MIN = 500, BACKOFF_MAX = 10000;
 const PING_EVERY = 1000, IDLE_TIMEOUT = 6000;
+const NOT_RESPONDING_REFUSAL = "the session is not responding";
 
 let conn = null; // the current connection (see connect())
 let token = null; // { value, kind }
@@ -202,6 +203,8 @@ class Connection {
     input.active = true;
     show("session");
     clipboardToSession();
+    // The server's silence is counted from now: starting a session may take seconds before its hello.
+    this.lastPong = performance.now();
     this.pinger = setInterval(() => {
       if (performance.now() - this.lastPong > IDLE_TIMEOUT) {
         this.fail(ERROR.IDLE_TIMEOUT, `no answer from the server for ${IDLE_TIMEOUT / 1000} s`);
@@ -358,6 +361,11 @@ function ended(code, reason, notice) {
   if (code === ERROR.NO_ERROR && !token) { show("idle", ""); return; }
   if (code === ERROR.NO_ERROR && reason.includes("detached")) { token = null; show("idle", reason); return; }
   if (!token) { show("idle", reason); return; }
+  // The server refuses a badge while its session does not respond (wayray/server/attach.py's
+  // NOT_RESPONDING_REFUSAL): say that, not "Reconnecting", and keep trying until it answers.
+  if (code === ERROR.SERVER_BUSY && reason.startsWith(NOT_RESPONDING_REFUSAL)) {
+    show("not-responding", "waiting for it\u2026"); retry(); return;
+  }
   show("reconnecting", reason);
   retry();
 }
@@ -370,7 +378,7 @@ function retry() {
 
 async function connect() {
   if (conn) return;
-  show(state.state === "reconnecting" ? "reconnecting" : "connecting");
+  if (state.state !== "not-responding") show(state.state === "reconnecting" ? "reconnecting" : "connecting");
   conn = new Connection();
   const c = conn;
   try {
