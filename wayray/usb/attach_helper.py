@@ -103,7 +103,7 @@ class AttachHelper:
                 return self._detach(uid, request["port"])
         except vhci.VhciError as err:
             return {"error": err.message + (f" ({err.hint})" if err.hint else "")}
-        return {"error": "unknown request (attach {speed, devid} with one socket, or detach {port})"}
+        return {"error": "unknown request (attach {speed, devid[, uid]} with one socket, or detach {port})"}
 
     def _attach(self, uid: int, speed: Any, devid: Any, fds: list[int], owner: Any = None) -> dict[str, Any]:
         if len(fds) != 1:
@@ -147,8 +147,12 @@ class AttachHelper:
             return
         path = self.owners / name
         if owner is None:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:  # the port's next device could inherit the grant: say so loudly
+                log.error("cannot remove %s (%s): remove it by hand", path, err.strerror)
             return
         part = path.with_name(f".{name}.part")
         try:
