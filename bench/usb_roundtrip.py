@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,31 @@ def _cpu(pid: int) -> float:
     return total
 
 
+def _datagrams() -> int:
+    """UDP datagrams sent in this network namespace so far (/proc/net/snmp, ``Udp: OutDatagrams``):
+    per transfer only when the benchmark has the namespace to itself (``--netns``)."""
+    text = Path("/proc/net/snmp").read_text()
+    lines = [line.split() for line in text.splitlines() if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("OutDatagrams")])
+
+
+def _switches(pid: int) -> int:
+    """Context switches (voluntary + not) of every thread of ``pid`` and its children so far: each
+    voluntary one is the thread going to sleep, so each wake-up that follows is one."""
+    import psutil
+
+    total = 0
+    top = psutil.Process(pid)
+    for proc in [top, *top.children(recursive=True)]:
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            try:
+                text = (task / "status").read_text()
+            except OSError:
+                continue
+            total += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", text))
+    return total
+
+
 def local(controls: int, bulks: int) -> None:
     """Under umockdev-wrapper: the transfers through libusb on the kiosk itself."""
     import usb1
@@ -67,18 +93,22 @@ def local(controls: int, bulks: int) -> None:
     handle.controlRead(0x80, 6, 0x0100, 0, 18, 5000)
     handle.controlRead(0x80, 6, 0x0200, 0, len(c.raw) - 18, 5000)
     rtts = []
+    switches = _switches(os.getpid())
     for _ in range(controls):
         t = time.perf_counter()
         handle.controlRead(0x80, 6, 0x0100, 0, 18, 5000)
         rtts.append(time.perf_counter() - t)
+    switches = _switches(os.getpid()) - switches
     t = time.perf_counter()
     for _ in range(bulks):
         handle.bulkRead(0x81, SIZE, 5000)
-    print(json.dumps(_summary(rtts, time.perf_counter() - t, bulks)))
+    out = _summary(rtts, time.perf_counter() - t, bulks)
+    out["kiosk_switches"] = switches / controls
+    print(json.dumps(out))
 
 
 def tunnel(controls: int, bulks: int, tmp: Path, inflight: int = 1) -> dict[str, float]:
-    from tests.e2e.harness import eventually
+    from tests.e2e.harness import eventually, kill_sessions
     from tests.usb.lsusb import load
     from tests.usb.test_kiosk_usb import SERVER_RULES, SERVERS, Driver, SocketsInstance, UsbKiosk
     from wayray.usb.usbip import NOT_ISO, CmdSubmit, Direction, RetSubmit, encode
@@ -97,13 +127,22 @@ def tunnel(controls: int, bulks: int, tmp: Path, inflight: int = 1) -> dict[str,
         driver.control_in(1, SETUP, 18)
         total = len(c.raw) - 18
         driver.control_in(2, bytes.fromhex("800600020000") + total.to_bytes(2, "little"), total)
+        assert inst.proc is not None
+        before = (_datagrams(), _switches(inst.proc.pid), _switches(kiosk.proc.pid))
+        cpu = (_cpu(inst.proc.pid), _cpu(kiosk.proc.pid))
         rtts = []
         for n in range(controls):
             t = time.perf_counter()
             driver.control_in(10 + n, SETUP, 18)
             rtts.append(time.perf_counter() - t)
+        per_control = (
+            (_datagrams() - before[0]) / controls,
+            (_switches(inst.proc.pid) - before[1]) / controls,
+            (_switches(kiosk.proc.pid) - before[2]) / controls,
+            (_cpu(inst.proc.pid) - cpu[0]) / controls * 1e3,
+            (_cpu(kiosk.proc.pid) - cpu[1]) / controls * 1e3,
+        )
         seq = 10 + controls
-        assert inst.proc is not None
         cpu = (_cpu(inst.proc.pid), _cpu(kiosk.proc.pid))
         t = time.perf_counter()
         sent = done = 0
@@ -127,6 +166,8 @@ def tunnel(controls: int, bulks: int, tmp: Path, inflight: int = 1) -> dict[str,
                 if sent < bulks:
                     submit()
         out = _summary(rtts, time.perf_counter() - t, bulks)
+        (out["datagrams"], out["server_switches"], out["kiosk_switches"],
+         out["server_control_cpu_ms"], out["kiosk_control_cpu_ms"]) = per_control  # fmt: skip
         # CPU per bulk transfer: what the machine's load cannot hide (the wall time it can).
         out["server_cpu_ms"] = (_cpu(inst.proc.pid) - cpu[0]) / bulks * 1e3
         out["kiosk_cpu_ms"] = (_cpu(kiosk.proc.pid) - cpu[1]) / bulks * 1e3
@@ -134,6 +175,8 @@ def tunnel(controls: int, bulks: int, tmp: Path, inflight: int = 1) -> dict[str,
     finally:
         kiosk.stop()
         inst.stop()
+        # Sessions outlive wrsrvd by design: end the one this run started.
+        kill_sessions(inst.run / "lab" / "link.sock")
 
 
 def main() -> None:
@@ -146,8 +189,19 @@ def main() -> None:
         metavar="N",
         help="bulk URBs at once (default 1; vhci keeps several)",
     )
+    p.add_argument(
+        "--netns",
+        action="store_true",
+        help="run in a network namespace of its own (root), so datagrams per transfer are counted",
+    )
     p.add_argument("--local", action="store_true", help=argparse.SUPPRESS)  # the child's mode
+    p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.netns and not args.in_netns:
+        again = [a for a in sys.argv[1:] if a != "--netns"]
+        script = 'ip link set lo up && exec "$@"'
+        argv = [sys.executable, "-m", "bench.usb_roundtrip", "--netns", "--in-netns", *again]
+        os.execvp("unshare", ["unshare", "--net", "sh", "-c", script, "sh", *argv])
     controls, bulks = (20, 20) if args.quick else (500, 200)
     if args.local:
         local(controls, bulks)
@@ -169,6 +223,19 @@ def main() -> None:
         print(f"{label:44} {direct[key]:20.3f} {through[key]:20.3f}")
     print(f"{'CPU per bulk IN, wrsrvd / kiosk (ms)':44} {'':20} "
           f"{through['server_cpu_ms']:9.1f} / {through['kiosk_cpu_ms']:.1f}")  # fmt: skip
+    print(
+        f"{'per control transfer: UDP datagrams sent':44} {'':20} {through['datagrams']:20.2f}"
+        + ("" if args.netns else "  (whole host: use --netns)")
+    )
+    print(
+        f"{'per control transfer: context switches':44} {'':20} "
+        f"{through['server_switches']:9.1f} / {through['kiosk_switches']:.1f}  (wrsrvd / kiosk)"
+    )
+    print(
+        f"{'CPU per control transfer, wrsrvd / kiosk (ms)':44} {'':20} "
+        f"{through['server_control_cpu_ms']:9.2f} / {through['kiosk_control_cpu_ms']:.2f}"
+    )
+    print(f"{'per control transfer: context switches, local':44} {direct['kiosk_switches']:20.1f}")
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

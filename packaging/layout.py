@@ -93,6 +93,9 @@ LAYOUT: tuple[Item, ...] = (
         systems=("linux",),
     ),
     Item("packaging/debian/wayray.sysusers", "/usr/lib/sysusers.d/wayray.conf", systems=("linux",)),
+    # The nodes of a forwarded USB device go to the session's user (docs/usb.md, section 5); where
+    # Debian 12's packages put udev rules (udev.pc's udevdir), for the same /usr-merge reason.
+    Item("packaging/udev/70-wayray-usb.rules", "/lib/udev/rules.d/70-wayray-usb.rules", systems=("linux",)),
     Item("packaging/debian/wayray.pam", "/etc/pam.d/wayray", conffile=True, systems=("linux",)),
     Item(
         "packaging/debian/wayray-greeter.pam", "/etc/pam.d/wayray-greeter", conffile=True, systems=("linux",)

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.appliance.conftest import TIMINGS
+from tests.conftest import REPO
 from tests.supervisor.nspawn import (
     Container,
     available,
@@ -357,6 +358,12 @@ def test_the_usb_attach_helper_answers_wrsrvds_user_only(step: Appliance) -> Non
         ) and j, "the helper's log line")  # fmt: skip
     assert "answering wayray" in journal, journal
     assert app.run("systemctl", "is-active", "wrusbattach.service").strip() == "active"
+    # Where it tells udev whose device is where (docs/usb.md section 5, "udev"): its runtime directory,
+    # made in its sandbox; the rule where Debian's udev reads packages' rules, and the setfacl it runs.
+    assert app.run("stat", "-c", "%F %U %a", "/run/wayray-usb").strip() == "directory root 755"
+    rule = app.run("cat", "/lib/udev/rules.d/70-wayray-usb.rules")
+    assert rule == (REPO / "packaging/udev/70-wayray-usb.rules").read_text()
+    assert app.run("sh", "-c", "command -v setfacl").strip() == "/usr/bin/setfacl"
     # Anyone else: the socket's mode keeps them out before the helper's own uid check.
     other = app.box.run(["runuser", "-u", "nobody", "--", "/opt/wayray/bin/python", script], check=False)
     assert "Permission denied" in other.stdout + other.stderr, other

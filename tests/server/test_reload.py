@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, script
-from tests.e2e.harness import Harness, eventually, free_udp_port
+from tests.e2e.harness import Harness, eventually, free_udp_port, kill_sessions
 from tests.supervisor.test_notify import NotifySocket
 from wayray.config import load
 from wayray.config.effect import server_digests
@@ -103,6 +103,8 @@ class Instance:
                 self.proc.wait()
         if self.notify is not None:
             self.notify.close()
+        # Sessions outlive wrsrvd by design; the harness's cleanup looks for them at another link path.
+        kill_sessions(self.run / "lab" / "link.sock")
         self.h.cleanup()
 
 

@@ -41,6 +41,7 @@ def test_control_data(package: tuple[Path, Path]) -> None:
     assert re.search(r"^Version: 0\.1\.0-1$", info, re.M)
     depends = re.search(r"^Depends: (.*)$", info, re.M)
     assert depends and "python3.11" in depends.group(1) and "procps" in depends.group(1)
+    assert "acl" in depends.group(1).split(", ")  # setfacl, which the USB udev rule runs
     conffiles = subprocess.run(
         ["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True, check=True
     ).stdout
@@ -64,6 +65,9 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
             program = root / m.group(1).lstrip("/")
             assert program.is_file() and os.access(program, os.X_OK), m.group(1)
             assert program.read_text().startswith("#!/opt/wayray/bin/python\n")
+    # The USB rule where Debian 12's udev reads packages' rules (docs/usb.md, section 5).
+    rule = root / "lib/udev/rules.d/70-wayray-usb.rules"
+    assert rule.read_bytes() == (REPO / "packaging/udev/70-wayray-usb.rules").read_bytes()
     generator = root / "lib/systemd/system-generators/wayray-generator"
     assert os.readlink(generator) == "/opt/wayray/bin/wayray-generator"
     assert os.readlink(root / "usr/bin/wradm") == "/opt/wayray/bin/wradm"

@@ -83,3 +83,43 @@ def test_what_the_helper_refuses(sysfs: Path, tmp_path: Path) -> None:
         assert not (sysfs / "attach").exists()  # nothing was written for any of them
     os.close(read_end)
     os.close(write_end)
+
+
+def hubs(sysfs: Path) -> Path:
+    """vhci_hcd's two root hubs as sysfs shows them: bus 3 high-speed, bus 4 super-speed."""
+    for bus, speed in ((3, "480"), (4, "5000")):
+        (sysfs / f"usb{bus}").mkdir()
+        (sysfs / f"usb{bus}" / "speed").write_text(f"{speed}\n")
+    return sysfs
+
+
+def test_attach_for_a_user_tells_udev_whose_device_it_is_and_detach_forgets(
+    sysfs: Path, tmp_path: Path
+) -> None:
+    """The owner file udev's rule imports (packaging/udev/70-wayray-usb.rules) is named by the bus
+    id the kernel will give the device on that port, written before the attach line, removed by
+    detach; an attach without a user, or one that fails, leaves none for that port."""
+    owners = tmp_path / "owners"
+    helper = AttachHelper(os.getuid(), hubs(sysfs), owners)
+    device, ours = socket.socketpair()
+    with device, ours:
+        attach = {"op": "attach", "speed": 3, "devid": 0x10003, "uid": 1234}
+        assert ask(helper, attach, [device.fileno()]) == {"port": 1}
+        assert (owners / "3-2").read_text() == "WAYRAY_USB_UID=1234\nWAYRAY_USB_PORT=1\n"
+        assert oct((owners / "3-2").stat().st_mode & 0o777) == "0o644"
+        assert ask(helper, {**attach, "speed": 5}, [device.fileno()]) == {"port": 8}
+        assert (owners / "4-1").read_text() == "WAYRAY_USB_UID=1234\nWAYRAY_USB_PORT=8\n"
+        assert ask(helper, {"op": "detach", "port": 8}) == {"detached": 8}
+        assert not (owners / "4-1").exists()
+        # Without a uid (a user wrsrvd could not resolve): attached, nobody's; the file a previous
+        # device left for that bus id does not give this one away (the copy's port 1 is still free).
+        assert ask(helper, {"op": "attach", "speed": 3, "devid": 9}, [device.fileno()]) == {"port": 1}
+        assert not (owners / "3-2").exists()
+        for bad in (-1, True, "1234", 1 << 32):
+            error = ask(helper, {**attach, "uid": bad}, [device.fileno()])["error"]
+            assert "uid" in error, error
+        (sysfs / "attach").unlink()
+        (sysfs / "attach").mkdir()  # the write fails, as when vhci_hcd refuses
+        error = ask(helper, {**attach, "speed": 5}, [device.fileno()])["error"]
+        assert "refused to attach" in error
+    assert list(owners.iterdir()) == []

@@ -74,6 +74,9 @@ class FakeVhci:
         (directory / "status").write_text(STATUS)
         os.mkfifo(directory / "attach", 0o600)
         self.line = ""
+        self.owner: str | None = None
+        (directory / "usb5").mkdir()  # the high-speed root hub: port 1 is its root port 2 (5-2)
+        (directory / "usb5" / "speed").write_text("480\n")
         self.sock: socket.socket | None = None
         self.error: BaseException | None = None
         threading.Thread(target=self._kernel, daemon=True).start()
@@ -90,6 +93,9 @@ class FakeVhci:
             self.sock = take_fd(self.helper_pid, fd)
             with open(self.dir / "attach") as attach:
                 self.line = attach.read()
+            # What udev would read when the kernel adds the device, which follows this write.
+            owner = self.dir.parent / "owners" / "5-2"
+            self.owner = owner.read_text() if owner.exists() else None
             self.fd = fd
         except BaseException as err:  # shown by the test
             self.error = err
@@ -128,7 +134,7 @@ def test_an_allowed_device_is_handed_to_vhci_through_the_helper_and_detached_whe
     helper_log = tmp_path / "wrusbattach.log"
     helper = subprocess.Popen(
         [script("wrusbattach"), "--user", "root", "--socket", str(inst.run / "usb-attach.sock"),
-         "--sysfs", str(sysfs)],
+         "--sysfs", str(sysfs), "--owners", str(tmp_path / "owners")],
         env=inst.h.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=open(helper_log, "wb"), start_new_session=True,  # noqa: SIM115
     )  # fmt: skip
@@ -148,6 +154,9 @@ def test_an_allowed_device_is_handed_to_vhci_through_the_helper_and_detached_whe
         assert int(m.group(1)) == kernel.fd  # the descriptor it names is the device's socket
         assert int(m.group(2)) >> 16 == 1  # bus 1 of the kiosk (1-2)
         assert int(m.group(3)) == 3  # high speed: the testbed gives a USB 2.0 device speed 480
+        # udev is told whose device it is before the kernel adds it: the session's user (here the
+        # server's own, root, as sessions of an instance without logins run as wrsrvd's user).
+        assert kernel.owner == f"WAYRAY_USB_UID={os.getuid()}\nWAYRAY_USB_PORT=1\n"
 
         row = eventually(
             lambda: [r for r in wradm_usb(inst) if r["state"] == "attached"], "the YubiKey to be attached"
@@ -168,6 +177,7 @@ def test_an_allowed_device_is_handed_to_vhci_through_the_helper_and_detached_whe
         eventually(lambda: (sysfs / "detach").exists() and (sysfs / "detach").read_text() == "1",
                    "the helper to detach port 1")  # fmt: skip
         eventually(lambda: kernel.sock.recv(65536) == b"", "wrsrvd to close the device's socket")
+        assert not (tmp_path / "owners" / "5-2").exists()  # nobody's once detached
         log = server_log(inst)
         assert re.search(r'1050:0407 "YubiKey OTP\+FIDO\+CCID" at 1-2 detached: ', log), log
         assert "withdrawn by the kiosk: unplugged at the kiosk" in log

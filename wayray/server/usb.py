@@ -123,7 +123,7 @@ class UsbSide:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with theirs:  # the kernel keeps its own reference; ours goes with the helper's answer
-                port = await helper.attach(theirs, offered.speed, offered.devid)
+                port = await helper.attach(theirs, offered.speed, offered.devid, _uid(offered.user))
         except AttachError as err:
             ours.close()
             self.pending.discard(key)
@@ -219,6 +219,18 @@ class UsbSide:
             endpoint.close()
         with contextlib.suppress(ConnectionClosedError, UsbStreamFull):
             viewer.conn.usb_send(offered.handle, b"", end=True)
+
+
+def _uid(user: str | None) -> int | None:
+    """The uid udev gives the device's nodes to (docs/usb.md, section 5); None when the user is not
+    known on this host (the device is attached all the same, its nodes as udev makes them)."""
+    if not user:
+        return None
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        log.warning("usb: user %s is not known on this host: the device's nodes are not given to them", user)
+        return None
 
 
 def _own_user() -> str:

@@ -331,7 +331,9 @@ class WireProtocol(QuicConnectionProtocol):
         if end:
             del self._usb_send[device]
         self._wrote = True
-        self.schedule_flush()
+        # At once, not in the loop's next iteration: a URB's round trip must not wait behind whatever
+        # else is ready (a display frame, audio), and the acknowledgement waiting rides along.
+        self.transmit()
 
     def _quic_terminated(self, ev: qe.ConnectionTerminated) -> None:
         self.quic_terminated = True

@@ -49,9 +49,13 @@ class AttachClient:
         self.path = path
         self._lock = asyncio.Lock()
 
-    async def attach(self, device: socket.socket, speed: int, devid: int) -> int:
-        """Hand ``device`` (our end stays with the caller's peer) to vhci_hcd; the port it got."""
-        answer = await self._ask({"op": "attach", "speed": speed, "devid": devid}, device.fileno())
+    async def attach(self, device: socket.socket, speed: int, devid: int, uid: int | None = None) -> int:
+        """Hand ``device`` (our end stays with the caller's peer) to vhci_hcd; the port it got.
+        ``uid``: the session's user, whom udev gives the device's nodes (None: nobody)."""
+        request: dict[str, Any] = {"op": "attach", "speed": speed, "devid": devid}
+        if uid is not None:
+            request["uid"] = uid
+        answer = await self._ask(request, device.fileno())
         port = answer.get("port")
         if not isinstance(port, int):
             raise AttachError(f"the attach helper answered {answer!r}")

@@ -11,8 +11,14 @@ of JSON over a Unix socket, with the device's socket passed by SCM_RIGHTS. The h
 - detaches only ports it attached for that uid;
 - never sees the device's traffic: the kernel reads the socket, wrsrvd holds its other end.
 
-Requests: ``{"op": "attach", "speed": S, "devid": D}`` (+ one fd) → ``{"port": P}``;
+Requests: ``{"op": "attach", "speed": S, "devid": D, "uid": U}`` (+ one fd; ``uid``, the session's
+user, may be left out) → ``{"port": P}``;
 ``{"op": "detach", "port": P}`` → ``{"detached": P}``; anything wrong → ``{"error": "..."}``.
+
+For udev (``70-wayray-usb.rules``, docs/usb.md section 5): before it attaches a device for user
+``uid``, the helper writes ``<owners>/<bus id>`` (``/run/wayray-usb/3-1``: the bus id the kernel will
+give the device on that port), ``WAYRAY_USB_UID=<uid>``; the rule imports it and gives that user the
+device's nodes. Detach removes it; an attach without ``uid`` removes what a previous device left.
 
 It runs as ``wrusbattach`` (``main`` below): socket-activated by ``wrusbattach.socket`` under systemd
 (the socket is ``/run/wayray/usb-attach.sock``, owned by wrsrvd's user, mode 0600), or binding that
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +50,10 @@ log = logging.getLogger("wayray.usbattach")
 
 #: Where wrsrvd asks (``<runtime_dir>/usb-attach.sock``; wrusbattach.socket listens there).
 DEFAULT_SOCKET = Path("/run/wayray/usb-attach.sock")
+#: Where it tells udev whose device is on which port (``RuntimeDirectory=wayray-usb`` of its unit).
+DEFAULT_OWNERS = Path("/run/wayray-usb")
+#: Most a uid may be (``(uid_t) -1`` is "no user").
+MAX_UID = (1 << 32) - 2
 #: How long one request may take to arrive, so a stalled peer cannot hold the helper.
 REQUEST_TIMEOUT = 10.0
 
@@ -51,9 +62,10 @@ _CRED = struct.Struct("3i")  # pid, uid, gid
 
 
 class AttachHelper:
-    def __init__(self, allowed_uid: int, sysfs: Path = vhci.SYSFS) -> None:
+    def __init__(self, allowed_uid: int, sysfs: Path = vhci.SYSFS, owners: Path = DEFAULT_OWNERS) -> None:
         self.allowed_uid = allowed_uid
         self.sysfs = sysfs
+        self.owners = owners
         #: Ports this helper attached, by the uid that asked.
         self.attached: dict[int, int] = {}
 
@@ -85,15 +97,15 @@ class AttachHelper:
         if not isinstance(request, dict):
             return {"error": "not a JSON object"}
         try:
-            if request.get("op") == "attach" and set(request) == {"op", "speed", "devid"}:
-                return self._attach(uid, request["speed"], request["devid"], fds)
+            if request.get("op") == "attach" and set(request) - {"uid"} == {"op", "speed", "devid"}:
+                return self._attach(uid, request["speed"], request["devid"], fds, request.get("uid"))
             if request.get("op") == "detach" and set(request) == {"op", "port"}:
                 return self._detach(uid, request["port"])
         except vhci.VhciError as err:
             return {"error": err.message + (f" ({err.hint})" if err.hint else "")}
-        return {"error": "unknown request (attach {speed, devid} with one socket, or detach {port})"}
+        return {"error": "unknown request (attach {speed, devid[, uid]} with one socket, or detach {port})"}
 
-    def _attach(self, uid: int, speed: Any, devid: Any, fds: list[int]) -> dict[str, Any]:
+    def _attach(self, uid: int, speed: Any, devid: Any, fds: list[int], owner: Any = None) -> dict[str, Any]:
         if len(fds) != 1:
             return {"error": f"attach takes exactly one socket, not {len(fds)}"}
         problem = _not_a_connected_unix_stream(fds[0])
@@ -101,8 +113,18 @@ class AttachHelper:
             return {"error": problem}
         if not isinstance(speed, int) or isinstance(speed, bool) or not 1 <= speed <= 6:
             return {"error": f"speed {speed!r} is not a USB speed (1-6)"}
+        if owner is not None and (
+            not isinstance(owner, int) or isinstance(owner, bool) or not 0 <= owner <= MAX_UID
+        ):
+            return {"error": f"uid {owner!r} is not a user's (0-{MAX_UID})"}
         port = vhci.free_port(speed, self.sysfs)
-        vhci.attach(port, fds[0], devid, speed, self.sysfs)
+        # udev reads the owner when the kernel adds the device, so it is there before the attach.
+        self._tell_udev(port, owner)
+        try:
+            vhci.attach(port, fds[0], devid, speed, self.sysfs)
+        except vhci.VhciError:
+            self._tell_udev(port, None)
+            raise
         self.attached[port] = uid
         return {"port": port}
 
@@ -111,7 +133,42 @@ class AttachHelper:
             return {"error": f"port {port!r} was not attached by this helper for you"}
         vhci.detach(port, self.sysfs)
         del self.attached[port]
+        self._tell_udev(port, None)
         return {"detached": port}
+
+    def _tell_udev(self, port: int, owner: int | None) -> None:
+        """``<owners>/<bus id>`` says whose the device on ``port`` is (``owner``), or is removed.
+        Written whole (a temporary file renamed), 0644: udev reads it as root, anyone may see it."""
+        try:
+            name = vhci.busid(port, self.sysfs)
+        except vhci.VhciError as err:
+            if owner is not None:
+                log.warning("cannot tell udev whose the device on port %d is: %s", port, err.message)
+            return
+        path = self.owners / name
+        if owner is None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:  # the port's next device could inherit the grant: say so loudly
+                log.error("cannot remove %s (%s): remove it by hand", path, err.strerror)
+            return
+        part = path.with_name(f".{name}.part")
+        try:
+            self.owners.mkdir(mode=0o755, parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o644)  # whatever the umask
+                f.write(f"WAYRAY_USB_UID={owner}\nWAYRAY_USB_PORT={port}\n")
+            os.replace(part, path)
+        except OSError as err:  # the device is still attached, its nodes as udev makes them
+            log.warning(
+                "cannot tell udev that the device on port %d is uid %d's (%s: %s); its nodes keep "
+                "udev's default permissions", port, owner, path, err.strerror,
+            )  # fmt: skip
 
 
 def _not_a_connected_unix_stream(fd: int) -> str:
@@ -155,6 +212,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sysfs", type=Path, default=vhci.SYSFS,
                    help=f"vhci_hcd's sysfs directory (default: {vhci.SYSFS}); another one only for tests, "
                    "against a copy of its files")  # fmt: skip
+    p.add_argument("--owners", type=Path, default=DEFAULT_OWNERS,
+                   help=f"where it tells udev whose device is on which port (default: {DEFAULT_OWNERS}); "
+                   "70-wayray-usb.rules reads this directory")  # fmt: skip
     p.add_argument("-v", "--verbose", action="count", default=0, help="log every request")
     return p
 
@@ -219,5 +279,5 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         os.chown(args.socket, user.pw_uid, user.pw_gid)
     log.info("answering %s (uid %d); vhci_hcd at %s", args.user, user.pw_uid, args.sysfs)
-    serve(listener, AttachHelper(user.pw_uid, args.sysfs))
+    serve(listener, AttachHelper(user.pw_uid, args.sysfs, args.owners))
     return 0

@@ -19,7 +19,7 @@ import contextlib
 import errno
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from wayray.usb.descriptors import Descriptors
@@ -67,7 +67,7 @@ class UsbipExport:
         self.interrupt_endpoints = _interrupt_endpoints(descriptors.raw)
         self.descriptors = descriptors
         self._claimed: set[int] = set()
-        self._pending: dict[int, asyncio.Task[None]] = {}
+        self._pending: dict[int, Future[None]] = {}
         self._threads = ThreadPoolExecutor(THREADS_PER_DEVICE, thread_name_prefix="usb-export")
         self._unlinked: set[int] = set()
         self.failed = False
@@ -83,8 +83,8 @@ class UsbipExport:
             return
         for message in messages:
             if isinstance(message, CmdSubmit):
-                task = asyncio.get_running_loop().create_task(self._submit(message))
-                self._pending[message.seqnum] = task
+                loop = asyncio.get_running_loop()
+                self._pending[message.seqnum] = self._threads.submit(self._run, loop, message)
             elif isinstance(message, CmdUnlink):
                 self._unlink(message)
 
@@ -142,13 +142,20 @@ class UsbipExport:
         status = -errno.ECONNRESET if known else 0
         self.send(encode(RetUnlink(cmd.seqnum, status)))
 
-    async def _submit(self, cmd: CmdSubmit) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop, cmd: CmdSubmit) -> None:
+        """In a worker thread: the transfer, then its completion handed straight to the loop (one
+        callback, no task or future in between: the return leaves in the loop's next iteration)."""
         try:
-            loop = asyncio.get_running_loop()
-            status, data = await loop.run_in_executor(self._threads, self._transfer, cmd)
-        finally:
-            self._pending.pop(cmd.seqnum, None)
-            self.reader.answered(cmd.seqnum)
+            status, data = self._transfer(cmd)
+        except Exception:  # a bug, not the device: the URB still gets its answer
+            log.exception("usb: a transfer on endpoint %#04x failed", cmd.ep)
+            status, data = -errno.EPROTO, b""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the kiosk is stopping
+            loop.call_soon_threadsafe(self._complete, cmd, status, data)
+
+    def _complete(self, cmd: CmdSubmit, status: int, data: bytes) -> None:
+        self._pending.pop(cmd.seqnum, None)
+        self.reader.answered(cmd.seqnum)
         if self.failed or cmd.seqnum in self._unlinked:
             self._unlinked.discard(cmd.seqnum)
             return

@@ -70,6 +70,26 @@ def free_port(speed: int, sysfs: Path = SYSFS) -> int:
     )
 
 
+def busid(port: int, sysfs: Path = SYSFS) -> str:
+    """The bus id the kernel gives the device attached on ``port`` (``"<bus>-<root port>"``, as in
+    ``/sys/bus/usb/devices``): the port's root hub is the controller's ``usbN`` of the port's speed
+    (``speed`` 480 for the high-speed hub), and its root port is the port's place among that hub's
+    ports in ``status``, counted from 1 (the kernel's ``rhport + 1``)."""
+    listed = ports(sysfs)
+    mine = next((p for p in listed if p.number == port), None)
+    if mine is None:
+        raise VhciError(f"port {port} is not one of vhci_hcd's")
+    rhport = [p.number for p in listed if p.hub == mine.hub].index(port) + 1
+    for hub in sorted(sysfs.glob("usb[0-9]*")):
+        try:
+            speed = (hub / "speed").read_text().strip()
+        except OSError:
+            continue
+        if (speed == "480") == (mine.hub == "hs") and hub.name[3:].isdigit():
+            return f"{int(hub.name[3:])}-{rhport}"
+    raise VhciError(f"vhci_hcd's {'super' if mine.hub == 'ss' else 'high'}-speed root hub is not in {sysfs}")
+
+
 def attach_line(port: int, sockfd: int, devid: int, speed: int) -> str:
     """What ``attach`` takes; every value an integer this code checked (nothing from a request)."""
     for name, value, top in (("port", port, 1 << 16), ("sockfd", sockfd, 1 << 31), ("devid", devid, 1 << 32),
