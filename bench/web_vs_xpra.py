@@ -27,7 +27,8 @@ WebTransport, headers and acknowledgements included). CPU (user + system, /proc)
 process; the server side without the application (WayRay: wrsrvd, the session process, Xwayland;
 xpra: the xpra server and its Xvfb; not xterm nor the shell nor ``seq``). The flood is
 ``timeout N seq 1000000000`` in xterm's shell (every line new; ``yes`` would give the same picture
-every frame).
+every frame). What each page was sent while typing and during the flood is printed too (WayRay: its
+regions by encoding; xpra: its draw packets by coding — xpra chooses lossy encodings for busy windows).
 """
 
 from __future__ import annotations
@@ -264,6 +265,41 @@ def close_page(browser: Browser, page: Page) -> None:
     browser.send("Target.closeTarget", {"targetId": page.target})
 
 
+#: How each page says which encodings it applied: WayRay's page counts its regions by the wire's encoding
+#: number; xpra's page is watched at its draw-queue method (looked up on the prototype at each packet).
+CODINGS = r"""
+(() => {
+  if (window.wayray) {
+    const names = { 1: "RAW_ZSTD", 2: "XOR_ZSTD", 3: "FILL", 4: "H264", 5: "COPY" };
+    const d = window.wayray.display && window.wayray.display();
+    const out = {};
+    for (const [k, v] of Object.entries((d && d.regionCounts) || {})) out[names[k] || k] = v;
+    return out;
+  }
+  const p = window.XpraClient && window.XpraClient.prototype;
+  if (p && !p.__benchWatched) {
+    const orig = p._process_draw_queue;
+    window.__bench.codings = {};
+    p._process_draw_queue = function (packet, ctx) {
+      if (packet) window.__bench.codings[packet[6]] = (window.__bench.codings[packet[6]] || 0) + 1;
+      return orig.apply(this, arguments);
+    };
+    p.__benchWatched = true;
+  }
+  return Object.assign({}, window.__bench.codings || {});
+})()
+"""
+
+
+def tally(page: Page) -> dict[str, int]:
+    return dict(page.evaluate(CODINGS) or {})
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> str:
+    d = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+
+
 def settled(draws: list[float], quiet_ms: float = 1000) -> float:
     """The last draw before ``quiet_ms`` without one (the picture complete, as a person sees it)."""
     for a, b in zip(draws, draws[1:], strict=False):
@@ -282,12 +318,14 @@ def measure(side: Side, browser: Browser, args: argparse.Namespace) -> dict[str,
     side.ready(page)
     time.sleep(3)  # xterm and the shell up, the first pictures settled
     page.evaluate("document.querySelector('canvas') && document.querySelector('canvas').focus()")
+    tally(page)  # xpra: starts watching its draw packets
     # Idle: does the page draw while nothing happens? (Then a "first draw after a key" could lie.)
     n0 = page.evaluate("window.__bench.draws.length")
     time.sleep(2)
     out["idle_draws_per_s"] = (page.evaluate("window.__bench.draws.length") - n0) / 2
     # Typing.
     page.evaluate("window.__bench.lat = []; window.__bench.pending = []")
+    k0 = tally(page)
     t0 = time.monotonic()
     for _ in range(args.keys):
         page.type("x")
@@ -295,6 +333,7 @@ def measure(side: Side, browser: Browser, args: argparse.Namespace) -> dict[str,
     time.sleep(1)
     t1 = time.monotonic()
     out["key_to_pixels_ms"] = page.evaluate("window.__bench.lat")
+    out["typing_encodings"] = delta(tally(page), k0)
     out["bytes_per_key_to_page"] = side.traffic.bytes(t0, t1, True) / args.keys
     out["bytes_per_key_from_page"] = side.traffic.bytes(t0, t1, False) / args.keys
     shot = args.tmp / f"{side.name}-typed.png"
@@ -306,12 +345,14 @@ def measure(side: Side, browser: Browser, args: argparse.Namespace) -> dict[str,
     chromium = tree(browser.proc.pid)
     server = side.server_pids()
     d0 = page.evaluate("window.__bench.draws.length")
+    f0 = tally(page)
     page.type(f"timeout {int(args.flood) + 1} seq 1000000000\n")
     time.sleep(0.5)
     c0, s0, t0 = cpu_seconds(chromium), cpu_seconds(server), time.monotonic()
     time.sleep(args.flood - 0.5)
     c1, s1, t1 = cpu_seconds(chromium), cpu_seconds(server), time.monotonic()
     d1 = page.evaluate("window.__bench.draws.length")
+    out["flood_encodings"] = delta(tally(page), f0)
     out["flood_chromium_cpu_percent"] = 100 * (c1 - c0) / (t1 - t0)
     out["flood_server_cpu_percent"] = 100 * (s1 - s0) / (t1 - t0)
     out["flood_draws_per_s"] = (d1 - d0) / (t1 - t0 + 0.5)
@@ -376,6 +417,8 @@ def main() -> None:
         ("flood: pictures drawn per s", lambda r: f"{r['flood_draws_per_s']:.1f}"),
         ("flood: kB/s to the page / from it", lambda r: f"{r['flood_kB_per_s_to_page']:.0f} / "
                                                         f"{r['flood_kB_per_s_from_page']:.1f}"),
+        ("typing: what the page was sent", lambda r: r["typing_encodings"]),
+        ("flood: what the page was sent", lambda r: r["flood_encodings"]),
         ("idle: pictures drawn per s", lambda r: f"{r['idle_draws_per_s']:.1f}"),
         ("load average, start → end", lambda r: r["load_average"]),
     ]  # fmt: skip
