@@ -143,7 +143,8 @@ class Side:
     server_pids: Callable[[], set[int]]
     stop: Callable[[], None]
     ready: Callable[[Page], None]  # waits until the page shows the session
-    note: str = ""
+    spki: str | None = None  # the certificate Chromium is told to trust (WayRay without a site certificate)
+    access_key: str | None = None  # what the page must present (WayRay's standalone server asks one)
 
 
 def start_wayray(tmp: Path) -> Side:
@@ -183,7 +184,7 @@ def start_wayray(tmp: Path) -> Side:
 
     side = Side("WayRay", f"https://127.0.0.1:{port}/?token=browser", traffic,
                 lambda: tree(srv.pid, without=APP), stop, ready)  # fmt: skip
-    side.note = f"spki={web[2]} key={key[1]}"
+    side.spki, side.access_key = web[2], key[1]
     return side
 
 
@@ -311,9 +312,8 @@ def settled(draws: list[float], quiet_ms: float = 1000) -> float:
 def measure(side: Side, browser: Browser, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     page = open_page(browser, side.url)
-    if side.name == "WayRay":
-        key = side.note.split("key=")[1]
-        page.evaluate(f"localStorage.setItem('wayray.access-key', {key!r})")
+    if side.access_key:
+        page.evaluate(f"localStorage.setItem('wayray.access-key', {side.access_key!r})")
         page.navigate(side.url)  # again, now with the access key: the page presents its own token
     side.ready(page)
     time.sleep(3)  # xterm and the shell up, the first pictures settled
@@ -396,8 +396,7 @@ def main() -> None:
         load0 = os.getloadavg()[0]
         side = start_wayray(tmp) if name == "wayray" else start_xpra(tmp)
         try:
-            spki = side.note.split("spki=")[1].split()[0] if side.note else None
-            with Browser.start(tmp, spki=spki) as browser:
+            with Browser.start(tmp, spki=side.spki) as browser:
                 results[side.name] = measure(side, browser, args)
         finally:
             side.stop()
