@@ -115,7 +115,7 @@ class Recorder:
                 spectrum = np.abs(np.fft.rfft(piece * np.hanning(piece.size), 8 * n))
                 freq = float(np.argmax(spectrum)) * RATE / (8 * n)
                 onsets.append((float(when[i]), round((freq - tone_of(0)) / 200.0) % TONES))
-            last = i
+            last = int(i)
         return onsets
 
     def stop(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from bench import xpra_peer
 from bench.relays import Traffic, relay
 
 #: After the player is done: the slowest path's last clicks still to come (as bench/audio_mouth_to_ear.py).
@@ -213,16 +214,6 @@ def xpra_missing(env: dict[str, str]) -> str | None:
     return None
 
 
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def free_display() -> int:
-    for n in range(180, 400):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            return n
-    raise SystemExit("no free X display number")
-
-
 def xpra_run(
     tmp: Path, clicks: Path, kiosk: Any, recorder: Any, seconds: float, codec: str | None = None
 ) -> dict[str, Any]:
@@ -247,16 +238,11 @@ def xpra_run(
         f'paplay "{clicks}"; touch "{xdir}/done"\nexec sleep 3600\n'
     )
     script.chmod(0o755)
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "DISPLAY", "WAYLAND_", "DBUS_"))
-    }
-    # xpra starts its helpers (the sound query, the sound processes) as `python3.11 /usr/bin/xpra`, found
-    # on PATH: the system's interpreter first, or a pyenv shim would run them without Debian's gi.
-    base.update(HOME=str(home), LANG="C.UTF-8", PATH=SYSTEM_PATH, **registry)
     sxdg, cxdg = xdir / "server-xdg", xdir / "client-xdg"
     for d in (sxdg, cxdg):
         d.mkdir(mode=0o700)
-    display, client_display = free_display(), None
+    display = xpra_peer.free_display(180)
+    client_display: int | None = None
     server = client = xvfb = None
     recorders = []
     try:
@@ -267,7 +253,7 @@ def xpra_run(
              "--systemd-run=no", "--webcam=no", "--printing=no", "--file-transfer=no", "--html=off",
              f"--start-child={script}", "--exit-with-children=no",
              *([f"--speaker-codec={codec}"] if codec else [])],
-            env={**base, "XDG_RUNTIME_DIR": str(sxdg)}, cwd=xdir, stdin=subprocess.DEVNULL,
+            env={**xpra_peer.environment(xdir, home, sxdg), **registry}, cwd=xdir, stdin=subprocess.DEVNULL,
             stdout=open(xdir / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
         )  # fmt: skip
         wait_for(lambda: b"xpra is ready" in (xdir / "server.log").read_bytes() or server.poll() is not None,
@@ -285,9 +271,7 @@ def xpra_run(
         if "PULSE_COOKIE" in session_env:
             senv["PULSE_COOKIE"] = session_env["PULSE_COOKIE"]
         wait_for(lambda: pactl(senv, "info").returncode == 0, "xpra's PulseAudio")
-        client_display = free_display()
-        while client_display == display:
-            client_display += 1
+        client_display = xpra_peer.free_display(180, avoid=display)
         xvfb = subprocess.Popen(
             ["Xvfb", f":{client_display}", "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -299,7 +283,8 @@ def xpra_run(
              "--webcam=no", "--tray=no", "--notifications=no", "--opengl=no", "--mdns=no",
              "--printing=no", "--file-transfer=no", "--clipboard=no",
              *([f"--speaker-codec={codec}"] if codec else [])],
-            env={**base, **kiosk.env, "DISPLAY": f":{client_display}", "XDG_RUNTIME_DIR": str(cxdg)},
+            env={**xpra_peer.environment(xdir, home, cxdg), **registry, **kiosk.env,
+                 "DISPLAY": f":{client_display}"},
             cwd=xdir, stdin=subprocess.DEVNULL, stdout=open(xdir / "client.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -338,3 +323,4 @@ def xpra_run(
         stop(client)
         stop(server)
         stop(xvfb)
+        xpra_peer.end_xvfb(display)

@@ -54,6 +54,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import xpra_peer  # noqa: E402
 from bench.relays import Traffic, relay  # noqa: E402
 from tests.web.browser import Browser, Page  # noqa: E402
 
@@ -188,13 +189,6 @@ def start_wayray(tmp: Path) -> Side:
     return side
 
 
-def free_display() -> int:
-    for n in range(170, 400):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            return n
-    raise SystemExit("no free X display number")
-
-
 def xpra_or_exit() -> str:
     xpra = shutil.which("xpra")
     if xpra is None or not Path("/usr/share/xpra/www/index.html").exists():
@@ -211,14 +205,10 @@ def start_xpra(tmp: Path) -> Side:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    display = free_display()
+    display = xpra_peer.free_display()
     xdg = tmp / "xpra-xdg"
     xdg.mkdir(mode=0o700)
-    # PATH: xpra runs its helpers as `python3.11 /usr/bin/xpra`; the system's interpreter, not a pyenv shim.
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(xdg), "HOME": str(tmp), "LANG": "C.UTF-8",
-           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # fmt: skip
-    env.pop("DISPLAY", None)
-    env.pop("WAYLAND_DISPLAY", None)
+    env = xpra_peer.environment(tmp, tmp, xdg)
     log = open(tmp / "xpra.log", "wb")  # noqa: SIM115 - open for the server's life
     srv = subprocess.Popen(
         [xpra, "start", f":{display}", "--daemon=no", f"--bind-tcp=127.0.0.1:{port}", "--html=on",
@@ -243,6 +233,7 @@ def start_xpra(tmp: Path) -> Side:
         except subprocess.TimeoutExpired:
             os.killpg(srv.pid, 9)
             srv.wait(10)
+        xpra_peer.end_xvfb(display)
 
     def ready(page: Page) -> None:
         # xpra's page has no "session shown" state: the window's canvas drawn once is the sign.
