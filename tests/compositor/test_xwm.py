@@ -787,3 +787,30 @@ async def test_xwayland_shell_v1_protocol_errors_end_that_connection_only(
         )
         await s.spawn(*FOOT)
         await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it")
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_override_redirect_windows_are_drawn_in_xs_stacking_order(tmp_path: Path) -> None:
+    """Two override-redirect windows overlapping (a menu and its submenu, a tooltip over a menu): the
+    one X has on top is drawn on top, also after a program raises the other one (XRaiseWindow on an
+    override-redirect window is X's alone: no request reaches the WM, only X's ConfigureNotify)."""
+    async with running_session(tmp_path, x11=True) as s:
+        _, under = await _xwin(s, "Under", "--size", "400x300")
+        x, y = under.rect.x + 20, under.rect.y + 30
+        menus = []
+        for title, color, at in (("First", "00FF00", (x, y)), ("Second", "0000FF", (x + 50, y + 40))):
+            menu = await s.spawn(
+                *XWIN, "--title", title, "--size", "100x80", "--color", color,
+                "--override-redirect", f"{at[0]},{at[1]}", name="xwin",
+            )  # fmt: skip
+            await s.wait_for(lambda m=menu: _lines(m, "mapped"), f"{title} mapped")
+            menus.append(menu)
+        overlap = np.s_[y + 40 : y + 80, x + 50 : x + 100]
+
+        def on_top(color: int) -> bool:
+            return bool(np.all(s.pixels()[overlap] == color))
+
+        await s.wait_for(lambda: on_top(BLUE), "the second (mapped last, on top in X) drawn over the first")
+        raised = await s.spawn("xdotool", "windowraise", _lines(menus[0], "mapped")[0][0], name="xdotool")
+        assert await s.wait_exit(raised) == 0, raised.output()
+        await s.wait_for(lambda: on_top(GREEN), "the first, raised in X, drawn over the second")
