@@ -294,6 +294,7 @@ class Xwm:
         win.x_mapped = True
         if win.override_redirect and win not in self.unmanaged:
             self.unmanaged.append(win)
+            self._stack_unmanaged()  # (a window mapped again keeps its place in X's stack)
         self._check_shown(win)
 
     def _on_unmap(self, ev: xp.UnmapNotifyEvent) -> None:
@@ -345,8 +346,21 @@ class Xwm:
         win.x, win.y, win.width, win.height = ev.x, ev.y, ev.width, ev.height
         if win.asked_size == (ev.width, ev.height):
             win.asked_size = None  # X has what was asked
-        if win.override_redirect and moved:
+        restacked = win.above_sibling != ev.above_sibling
+        win.above_sibling = ev.above_sibling
+        if win.override_redirect and restacked and win in self.unmanaged:
+            self._stack_unmanaged()  # raised or lowered by its program: X's word, not the WM's
+        if win.override_redirect and (moved or restacked):
             self.host.scene_changed()
+
+    def _stack_unmanaged(self) -> None:
+        """Order the shown override-redirect windows as X stacks them (its tree, bottom to top): what
+        X shows on top of an overlap (a submenu over its menu, a tooltip) is drawn on top. Sorted in
+        place: the scene holds this list."""
+        if len(self.unmanaged) < 2:
+            return
+        order = {wid: i for i, wid in enumerate(self.core.QueryTree(self.root).reply().children)}
+        self.unmanaged.sort(key=lambda w: order.get(w.wid, len(order)))
 
     def _on_property(self, ev: xp.PropertyNotifyEvent) -> None:
         if ev.window == self.selections.wid:
