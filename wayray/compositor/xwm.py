@@ -547,6 +547,33 @@ class Xwm:
             self.core.SendEvent(False, win.wid, xp.EventMask.StructureNotify, ev.pack())
         self.flush()
 
+    def pointer_grab_surface(self) -> tuple[Surface, int, int] | None:
+        """When an X program holds X's pointer grab while an override-redirect window is shown (an
+        open menu): the topmost such window's surface and origin, to give Xwayland a click made
+        outside every X window (on an X server the grab would get it, and the menu closes). None
+        when nobody holds the grab: X would give the click to whatever X window is under it, maybe
+        one hidden under a Wayland window. Asked with a grab of the WM's own, let go at once."""
+        if self.closed:
+            return None
+        shown = [
+            w
+            for w in self.unmanaged
+            if w.surface is not None and w.surface.has_content and w.x + w.width > 0 and w.y + w.height > 0
+        ]  # (GTK keeps a window of its own mapped off the screen, at -100,-100)
+        if not shown:
+            return None
+        mode = xp.GrabMode.Async
+        reply = self.core.GrabPointer(False, self.root, 0, mode, mode, 0, 0, xp.Time.CurrentTime).reply()
+        if reply.status == xp.GrabStatus.Success:
+            self.core.UngrabPointer(xp.Time.CurrentTime)
+            self.flush()
+            return None
+        if reply.status != xp.GrabStatus.AlreadyGrabbed:
+            return None
+        top = shown[-1]
+        assert top.surface is not None
+        return top.surface, top.x, top.y
+
     def close_window(self, win: XWindow) -> None:
         if self.closed or not win.alive:
             return
