@@ -7,6 +7,7 @@ keys and clicks (docs/xwayland.md §5, §6). Real Xwayland; the X client is a sc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.compositor.harness import DEADLINE, Client, Session, running_session
+from tests.e2e.test_x11 import _has_gtk3_for_python
 from tests.ocr import shows
 from wayray.compositor import session as session_module
 from wayray.compositor import xselection
@@ -787,3 +789,79 @@ async def test_xwayland_shell_v1_protocol_errors_end_that_connection_only(
         )
         await s.spawn(*FOOT)
         await s.wait_window(lambda w: w.app_id == "foot", "a Wayland window after it")
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs xdotool")
+async def test_override_redirect_windows_are_drawn_in_xs_stacking_order(tmp_path: Path) -> None:
+    """Two override-redirect windows overlapping (a menu and its submenu, a tooltip over a menu): the
+    one X has on top is drawn on top, also after a program raises the other one (XRaiseWindow on an
+    override-redirect window is X's alone: no request reaches the WM, only X's ConfigureNotify)."""
+    async with running_session(tmp_path, x11=True) as s:
+        _, under = await _xwin(s, "Under", "--size", "400x300")
+        x, y = under.rect.x + 20, under.rect.y + 30
+        menus = []
+        for title, color, at in (("First", "00FF00", (x, y)), ("Second", "0000FF", (x + 50, y + 40))):
+            menu = await s.spawn(
+                *XWIN, "--title", title, "--size", "100x80", "--color", color,
+                "--override-redirect", f"{at[0]},{at[1]}", name="xwin",
+            )  # fmt: skip
+            await s.wait_for(lambda m=menu: _lines(m, "mapped"), f"{title} mapped")
+            menus.append(menu)
+        overlap = np.s_[y + 40 : y + 80, x + 50 : x + 100]
+
+        def on_top(color: int) -> bool:
+            return bool(np.all(s.pixels()[overlap] == color))
+
+        await s.wait_for(lambda: on_top(BLUE), "the second (mapped last, on top in X) drawn over the first")
+        raised = await s.spawn("xdotool", "windowraise", _lines(menus[0], "mapped")[0][0], name="xdotool")
+        assert await s.wait_exit(raised) == 0, raised.output()
+        await s.wait_for(lambda: on_top(GREEN), "the first, raised in X, drawn over the second")
+
+
+GTK3_POPUPS = Path(__file__).parents[1] / "e2e" / "clients" / "gtk3_popups.py"
+
+
+@pytest.mark.skipif(not _has_gtk3_for_python(), reason="needs python3-gi and gir1.2-gtk-3.0")
+@pytest.mark.parametrize("where", ["background", "wayland window"])
+async def test_an_open_x_menu_closes_on_a_click_outside_every_x_window(tmp_path: Path, where: str) -> None:
+    """A GTK 3 menu on X holds X's pointer grab: on an X server a click anywhere closes it. A click on
+    the background, or on a Wayland window, is given to X while an X program holds the pointer, so
+    the menu closes (the click is the grab's, as under X) instead of staying open above every
+    window."""
+    report = tmp_path / "report"
+    async with running_session(tmp_path, x11=True) as s:
+        if where == "wayland window":
+            await s.spawn("weston-simple-shm")
+            shm = await s.wait_window(
+                lambda w: w.app_id != "" and w.title != "gtk3 popups", "weston-simple-shm"
+            )
+        await s.spawn("/usr/bin/python3", str(GTK3_POPUPS), str(report), env={"GDK_BACKEND": "x11"})
+        win = await s.wait_window(
+            lambda w: w.title == "gtk3 popups" and w.focused, "the GTK window, focused"
+        )
+
+        def placed() -> dict[str, int] | None:
+            path = report / "window.json"
+            if not path.exists():
+                return None
+            told = json.loads(path.read_text())
+            return told if (told["x"], told["y"]) == (win.rect.x, win.rect.y) else None
+
+        told = await s.wait_for(placed, "the program told where its window is")
+        bx, by, bw, bh = told["menu"]
+        await click(s.comp, win.rect.x + bx + bw // 2, win.rect.y + by + bh // 2)
+        await s.wait_for(lambda: (report / "menu-shown-1.json").exists(), "the menu open")
+        if where == "background":
+            at = (5, 5)
+        else:
+            r = shm.rect
+            at = next(
+                (x, y) for x, y in ((r.x + 5, r.y + 5), (r.x2 - 5, r.y2 - 5)) if not win.rect.contains(x, y)
+            )
+        under, xwm = s.comp.core.surface_at(*at), s.comp.core.xwm
+        assert xwm is not None and (under is None or under[0].client is not xwm.client), "not outside X"
+        await click(s.comp, *at)
+        await s.wait_for(
+            lambda: (report / "menu-hidden-1").exists(), f"the menu closed by the click on the {where}"
+        )
+        await s.wait_for(lambda: not np.any(s.pixels() == 0x00C000), "the menu's pixels gone")

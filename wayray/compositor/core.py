@@ -191,6 +191,14 @@ class Core:
     def titlebar_pressed(self, bar: TitleBar, sx: float, sy: float) -> None:
         self.wm.titlebar_pressed(bar, sx, sy)
 
+    def x_pointer_grab(self, surface: Surface | TitleBar | None) -> tuple[Surface, int, int] | None:
+        xwm = self.xwm
+        if xwm is None or not xwm.unmanaged:
+            return None
+        if isinstance(surface, Surface) and surface.client is xwm.client:
+            return None  # Xwayland gets it anyway, and X gives it to the grab
+        return xwm.pointer_grab_surface()
+
     def cycle_windows(self, backwards: bool) -> None:
         self.wm.cycle(backwards)
 

@@ -105,6 +105,11 @@ class SeatHost(CursorHost, Protocol):
     def titlebar_pressed(self, bar: TitleBar, sx: float, sy: float) -> None:
         """A first button went down on a server-side title bar, at (sx, sy) on it."""
 
+    def x_pointer_grab(self, surface: Surface | TitleBar | None) -> tuple[Surface, int, int] | None:
+        """A first button went down on ``surface``: when an X program holds X's pointer grab (an
+        open X menu) and ``surface`` is not X's, the X surface (with its origin) to give the click
+        to, as an X server gives every click to the grab; else None."""
+
     def cycle_windows(self, backwards: bool) -> None:
         """Alt+Tab: focus the next window."""
 
@@ -492,21 +497,8 @@ class Seat:
             if not self.buttons:
                 self._end_grab()
             return
-        if pressed and len(self.buttons) == 1:
-            target = self.host.surface_at(self.pointer_x, self.pointer_y)
-            if target is not None and isinstance(target[0], TitleBar) and not self.popup_grabs:
-                bar, ox, oy = target
-                self.host.titlebar_pressed(bar, self.pointer_x - ox, self.pointer_y - oy)
-                return
-            if self.popup_grabs:
-                grab_client = self.popup_grabs[-1].client
-                if target is None or target[0].client is not grab_client:
-                    self.dismiss_popups()
-                    self.buttons.discard(button)
-                    self._update_pointer_focus(send_motion=False)
-                    return
-            self.host.clicked(target[0] if target else None)
-            self._update_pointer_focus(send_motion=False)
+        if pressed and len(self.buttons) == 1 and not self._first_press(button):
+            return
         focus = self.pointer_focus
         if focus is None:
             return
@@ -520,6 +512,32 @@ class Seat:
             p.post("frame")
         if not self.buttons:
             self._update_pointer_focus(send_motion=False)
+
+    def _first_press(self, button: int) -> bool:
+        """A first button went down: who gets it (an X grab, a title bar, popup dismissal, click to
+        focus). False: the press is used up here."""
+        target = self.host.surface_at(self.pointer_x, self.pointer_y)
+        if not self.popup_grabs:
+            x_grab = self.host.x_pointer_grab(target[0] if target is not None else None)
+            if x_grab is not None:
+                # Held by X until the release (the buttons keep the focus); Xwayland puts the click
+                # at the pointer's root position, outside the menu: the menu's program closes it.
+                self._set_pointer_focus(*x_grab)
+                return True
+        if target is not None and isinstance(target[0], TitleBar) and not self.popup_grabs:
+            bar, ox, oy = target
+            self.host.titlebar_pressed(bar, self.pointer_x - ox, self.pointer_y - oy)
+            return False
+        if self.popup_grabs:
+            grab_client = self.popup_grabs[-1].client
+            if target is None or target[0].client is not grab_client:
+                self.dismiss_popups()
+                self.buttons.discard(button)
+                self._update_pointer_focus(send_motion=False)
+                return False
+        self.host.clicked(target[0] if target else None)
+        self._update_pointer_focus(send_motion=False)
+        return True
 
     def pointer_axis(self, axis: Axis, value: float, discrete: int | None) -> None:
         focus = self.pointer_focus

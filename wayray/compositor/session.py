@@ -30,6 +30,7 @@ import numpy as np
 
 from wayray.common.errors import WayRayError
 from wayray.common.files import write_atomic
+from wayray.common.inputmethod import input_method_environment
 from wayray.compositor.core import Core
 from wayray.compositor.cursor import CursorState
 from wayray.compositor.data_device import CompositorSource, Selection, SelectionKind
@@ -238,6 +239,7 @@ class SessionCompositor:
             LIBGL_ALWAYS_SOFTWARE="1",
             GSK_RENDERER="cairo",
         )
+        env.update(input_method_environment(env))  # Qt 5 reaches fcitx5 through its own plugin
         display = self.x_display if x11 and self.running else None
         if display is not None:
             env["DISPLAY"] = display

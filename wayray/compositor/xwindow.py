@@ -88,6 +88,7 @@ class XWindow(Role):
         #: WM_HINTS input: whether the WM sets X's focus on it (False: it takes the focus itself)
         self.input_hint = True
         self.asked_size: tuple[int, int] | None = None  # the last size the WM asked X for
+        self.above_sibling = 0  # the window X has just below it (its last ConfigureNotify; 0: none)
         #: ... with a shadow around it this wide (_GTK_FRAME_EXTENTS: left, right, top, bottom).
         self.extents = (0, 0, 0, 0)
 

@@ -294,6 +294,7 @@ class Xwm:
         win.x_mapped = True
         if win.override_redirect and win not in self.unmanaged:
             self.unmanaged.append(win)
+            self._stack_unmanaged()  # (a window mapped again keeps its place in X's stack)
         self._check_shown(win)
 
     def _on_unmap(self, ev: xp.UnmapNotifyEvent) -> None:
@@ -345,8 +346,21 @@ class Xwm:
         win.x, win.y, win.width, win.height = ev.x, ev.y, ev.width, ev.height
         if win.asked_size == (ev.width, ev.height):
             win.asked_size = None  # X has what was asked
-        if win.override_redirect and moved:
+        restacked = win.above_sibling != ev.above_sibling
+        win.above_sibling = ev.above_sibling
+        if win.override_redirect and restacked and win in self.unmanaged:
+            self._stack_unmanaged()  # raised or lowered by its program: X's word, not the WM's
+        if win.override_redirect and (moved or restacked):
             self.host.scene_changed()
+
+    def _stack_unmanaged(self) -> None:
+        """Order the shown override-redirect windows as X stacks them (its tree, bottom to top): what
+        X shows on top of an overlap (a submenu over its menu, a tooltip) is drawn on top. Sorted in
+        place: the scene holds this list."""
+        if len(self.unmanaged) < 2:
+            return
+        order = {wid: i for i, wid in enumerate(self.core.QueryTree(self.root).reply().children)}
+        self.unmanaged.sort(key=lambda w: order.get(w.wid, len(order)))
 
     def _on_property(self, ev: xp.PropertyNotifyEvent) -> None:
         if ev.window == self.selections.wid:
@@ -532,6 +546,33 @@ class Xwm:
             ev = xp.ConfigureNotifyEvent.synthetic(win.wid, win.wid, 0, x, y, w, h, 0, 0)
             self.core.SendEvent(False, win.wid, xp.EventMask.StructureNotify, ev.pack())
         self.flush()
+
+    def pointer_grab_surface(self) -> tuple[Surface, int, int] | None:
+        """When an X program holds X's pointer grab while an override-redirect window is shown (an
+        open menu): the topmost such window's surface and origin, to give Xwayland a click made
+        outside every X window (on an X server the grab would get it, and the menu closes). None
+        when nobody holds the grab: X would give the click to whatever X window is under it, maybe
+        one hidden under a Wayland window. Asked with a grab of the WM's own, let go at once."""
+        if self.closed:
+            return None
+        shown = [
+            w
+            for w in self.unmanaged
+            if w.surface is not None and w.surface.has_content and w.x + w.width > 0 and w.y + w.height > 0
+        ]  # (GTK keeps a window of its own mapped off the screen, at -100,-100)
+        if not shown:
+            return None
+        mode = xp.GrabMode.Async
+        reply = self.core.GrabPointer(False, self.root, 0, mode, mode, 0, 0, xp.Time.CurrentTime).reply()
+        if reply.status == xp.GrabStatus.Success:
+            self.core.UngrabPointer(xp.Time.CurrentTime)
+            self.flush()
+            return None
+        if reply.status != xp.GrabStatus.AlreadyGrabbed:
+            return None
+        top = shown[-1]
+        assert top.surface is not None
+        return top.surface, top.x, top.y
 
     def close_window(self, win: XWindow) -> None:
         if self.closed or not win.alive:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wayray.common.inputmethod import input_method_environment
 from wayray.config import SessionConfig, load_user_session
 from wayray.launcher.records import SessionRecords
 from wayray.launcher.settings import env_refusal, session_from_json, session_to_json
@@ -209,6 +210,7 @@ def session_environment(
             "WAYRAY_SESSION_ID": session_id,
         }
     )
+    env.update(input_method_environment(env))  # Qt 5 reaches fcitx5 through its own plugin
     return env
 
 
