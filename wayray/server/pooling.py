@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from wayray.pool.directory import (
     PLACED,
+    Claim,
     DirectoryError,
     Entry,
     EntryState,
@@ -24,7 +25,7 @@ from wayray.pool.directory import (
     placed_on,
 )
 from wayray.pool.etcd import EtcdDirectory, client_context, parse_endpoints
-from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
+from wayray.pool.lan import LEASE_TTL, LanDirectory, NotReady, Peer
 from wayray.pool.mdns import (
     Advertiser,
     Figures,
@@ -46,6 +47,9 @@ log = logging.getLogger("wayray.server")
 
 #: Seconds a placement's pending claim is kept while its session starts.
 PENDING_FOR = 30.0
+#: Seconds a badge's claim waits for the pool's members to agree who is alive (a member restarted,
+#: one died) before its kiosk is told to try again: well within the kiosk's wait for an answer (10 s).
+SETTLE_WAIT = 4.0
 #: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
 #: for every member to notice the change and re-claim (a member whose session lost its entry to an
 #: earlier one learns it only by claiming again).
@@ -228,7 +232,7 @@ class PoolMembership:
                     if peer is not None and held.member in shared.directory.alive():
                         why = f"this badge's session is on {peer.member.name} (under the previous token key)"
                         return self._send(viewer, token, peer, why)
-            claim = await shared.directory.claim(entry, shared.lease)
+            claim = await self._claim(shared, entry)
             if claim.won and shared.yielded.pop(token.digest, None) is not None:
                 # Its earlier session elsewhere is gone: the one left here is the badge's again.
                 shared.pending[token.digest] = time.monotonic()
@@ -250,6 +254,13 @@ class PoolMembership:
                 await shared.directory.claim(placed, shared.lease)
                 shared.placed[token.digest] = time.monotonic()
                 return self._send(viewer, token, target, f"a new session is placed on {target.member.name}")
+        except NotReady as err:
+            log.info("%s: token %s: %s", conn.peer_address, token.short, err)
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                "the pool's members are still finding each other (one joined or left); try again",
+            )
+            return False
         except (DirectoryError, LeaseExpired) as err:
             log.warning(
                 "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
@@ -266,6 +277,19 @@ class PoolMembership:
             )
             return False
         return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+
+    @staticmethod
+    async def _claim(shared: _Shared, entry: Entry) -> Claim:
+        """Claim a badge; while the members still agree who is alive (:class:`NotReady`), again
+        every moment for up to :data:`SETTLE_WAIT` (the viewer waits: better than its kiosk's backoff)."""
+        end = time.monotonic() + SETTLE_WAIT
+        while True:
+            try:
+                return await shared.directory.claim(entry, shared.lease)
+            except NotReady:
+                if time.monotonic() >= end:
+                    raise
+            await asyncio.sleep(0.2)
 
     def _send(self, viewer: Viewer, token: TokenRef, peer: Peer, why: str) -> bool:
         """Redirect the viewer to ``peer`` (a viewer without ``pools``: told where to go)."""
@@ -437,8 +461,9 @@ class PoolMembership:
         if table.closed:
             return
         now = time.monotonic()
-        wanted, started = self._wanted(shared, now)
         directory = shared.directory
+        mark = directory.sync_started() if isinstance(directory, LanDirectory) else None
+        wanted, started = self._wanted(shared, now)
         for digest, session_id in wanted.items():
             key = (directory.home(digest), session_id)
             if shared.claimed.get(digest) == key:
@@ -446,7 +471,10 @@ class PoolMembership:
             state = EntryState.SESSION if session_id else EntryState.PENDING
             since = started.get(digest, 0.0) if session_id else 0.0
             entry = Entry(digest, directory.me.id, session_id, state, since=since)
-            claim = await directory.claim(entry, shared.lease)
+            if isinstance(directory, LanDirectory):  # its own entry again: never a new claim
+                claim = await directory.claim(entry, shared.lease, again=True)
+            else:
+                claim = await directory.claim(entry, shared.lease)
             if claim.won:
                 shared.claimed[digest] = key
             elif session_id and claim.entry.state is EntryState.SESSION:
@@ -460,6 +488,8 @@ class PoolMembership:
                     claim.entry.session_id or "starting",
                     session_id or "starting",
                 )
+        if mark is not None and isinstance(directory, LanDirectory):
+            directory.synced(mark)  # every entry of this member is at its home under these members
         for digest, since in list(shared.placed.items()):
             if now - since <= PENDING_FOR:
                 continue
