@@ -154,6 +154,8 @@ class LanDirectory:
         self.settle_limit = settle_limit
         self._settled_at = clock()
         self._gave_up = False
+        #: A member heard from within this is taken to answer (a live one is, every keep-alive round).
+        self.fresh = 1.5 * ttl / 4
 
     # --- membership --------------------------------------------------------------------------------
 
@@ -167,6 +169,11 @@ class LanDirectory:
     def peer(self, member_id: str) -> Peer | None:
         return self._peers.get(member_id)
 
+    def heard_from(self, member_id: str, within: float) -> bool:
+        """Whether ``member_id`` answered or asked this member within the last ``within`` seconds
+        (a live member does both every keep-alive round)."""
+        return self._clock() - self._answered.get(member_id, -1e9) <= within
+
     def alive(self) -> list[str]:
         """Ids of the members that are homes now: this one and the peers that answered lately."""
         now = self._clock()
@@ -178,13 +185,22 @@ class LanDirectory:
         return max(self.alive(), key=lambda member: hashlib.sha256(f"{member}/{digest}".encode()).digest())
 
     def _dead(self, member_id: str, why: str) -> None:
-        if self._answered.pop(member_id, None) is not None:
+        """A request to ``member_id`` went unanswered: it is no home any more, and the entries it
+        holds here go now rather than when its lease runs out. Safe against a member that was only
+        slow: its last word keeps this member from deciding new claims for a TTL (it said it sees
+        this member alive, and this one no longer sees it: :meth:`_unsettled`), and when it speaks
+        again its lease here is new, so it claims its entries here again before this one settles."""
+        if self._answered.get(member_id, -1e9) > -1e9:
             log.warning(
                 "pool: member %s does not answer (%s); its digests move to other homes", member_id, why
             )
         self._answered[member_id] = -1e9
-        # What it said before it stopped answering no longer counts (it comes back by speaking again).
-        self._reports.pop(member_id, None)
+        # What it said last still counts until it is a TTL old: one request that went unanswered
+        # does not prove it dead (under load it may only be slow), and while its word says it sees
+        # other members than this one, no new claim is decided here (it may hold one of them).
+        lease = self._leases.pop(member_id, None)
+        if lease is not None:
+            self.local.revoke(lease)
 
     async def keep_alive_round(self) -> None:
         """Renew this member's leases at every peer (and its own); notes who answers."""
@@ -221,6 +237,11 @@ class LanDirectory:
         answer = await self.client.request(peer.pool_host, peer.pool_port, said)
         self._answered[peer.member.id] = self._clock()
         return answer
+
+    @property
+    def synced_view(self) -> tuple[str, ...] | None:
+        """The live members under which this member last claimed all its entries (None: not yet)."""
+        return self._synced
 
     def sync_started(self) -> tuple[tuple[str, ...], int]:
         """Before this member claims all its entries at their homes: the members it sees now."""
@@ -355,6 +376,15 @@ class LanDirectory:
         home after the members changed): never a new claim, so never refused as one."""
         request = {"type": "claim", "digest": entry.digest, "session_id": entry.session_id,
                    "state": entry.state.value, "since": entry.since, "again": again}  # fmt: skip
+        home = self.home(entry.digest)
+        if not again and home != self.me.id and not self.heard_from(home, self.fresh):
+            # Its request would wait for the timeout of a member that has likely died (a failover's
+            # badge comes just after its kiosk gave that member up); the keep-alive round already
+            # asking it finds out, and the claim goes to the next home then.
+            raise NotReady(
+                f"not ready: the digest's home, member {home}, has not answered for a while; try again "
+                "in a moment"
+            )
         answer = await self._at_home(entry.digest, request)
         if answer is None:
             if not again:

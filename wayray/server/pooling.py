@@ -232,7 +232,14 @@ class PoolMembership:
                     if peer is not None and held.member in shared.directory.alive():
                         why = f"this badge's session is on {peer.member.name} (under the previous token key)"
                         return self._send(viewer, token, peer, why)
+            there = await self._placed_lately(shared, token)
+            if there is not None:
+                return self._send(viewer, token, there, f"a new session is placed on {there.member.name}")
             claim = await self._claim(shared, entry)
+            if claim.won and not claim.taken_over and token.digest in shared.pending:
+                # Its session is starting here for another kiosk (the same badge, a moment ago): this
+                # one joins it (placing it again would overwrite this member's claim: two sessions).
+                return True
             if claim.won and shared.yielded.pop(token.digest, None) is not None:
                 # Its earlier session elsewhere is gone: the one left here is the badge's again.
                 shared.pending[token.digest] = time.monotonic()
@@ -278,18 +285,46 @@ class PoolMembership:
             return False
         return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
 
+    async def _placed_lately(self, shared: _Shared, token: TokenRef) -> Peer | None:
+        """The member this one placed the badge on a moment ago (another kiosk, the same badge), if
+        that placement still stands: claiming the badge again would overwrite it (two sessions)."""
+        placed_at = shared.placed.get(token.digest)
+        if placed_at is None or time.monotonic() - placed_at > PENDING_FOR:
+            return None
+        held = await shared.directory.lookup(token.digest)
+        target = placed_on(held) if held is not None and held.member == shared.directory.me.id else None
+        peer = shared.directory.peer(target) if target is not None else None
+        return peer if peer is not None and self._answers(shared, peer.member.id) else None
+
     @staticmethod
     async def _claim(shared: _Shared, entry: Entry) -> Claim:
-        """Claim a badge; while the members still agree who is alive (:class:`NotReady`), again
-        every moment for up to :data:`SETTLE_WAIT` (the viewer waits: better than its kiosk's backoff)."""
+        """Claim a badge; while the members still agree who is alive (:class:`NotReady`), or while
+        the entry found is a dead member's (it goes with that member's lease, within the TTL: a
+        failover), again every moment for up to :data:`SETTLE_WAIT`. The viewer waits: a kiosk told
+        to try again would add its backoff and another handshake to the failover."""
         end = time.monotonic() + SETTLE_WAIT
         while True:
             try:
-                return await shared.directory.claim(entry, shared.lease)
+                claim = await shared.directory.claim(entry, shared.lease)
             except NotReady:
                 if time.monotonic() >= end:
                     raise
+            else:
+                holder = placed_on(claim.entry) or claim.entry.member
+                if claim.won or time.monotonic() >= end or PoolMembership._answers(shared, holder):
+                    return claim
             await asyncio.sleep(0.2)
+
+    @staticmethod
+    def _answers(shared: _Shared, member: str) -> bool:
+        """Whether ``member`` is worth sending a viewer to: alive, and (LAN) heard from within a
+        keep-alive round and a half. A badge whose kiosk just gave up its member arrives before the
+        others have found that member dead (their request to it waits for its timeout): sending it
+        back there would cost the kiosk a dial into the void and another redirect."""
+        directory = shared.directory
+        if member not in directory.alive():
+            return False
+        return not isinstance(directory, LanDirectory) or directory.heard_from(member, directory.fresh)
 
     def _send(self, viewer: Viewer, token: TokenRef, peer: Peer, why: str) -> bool:
         """Redirect the viewer to ``peer`` (a viewer without ``pools``: told where to go)."""
@@ -320,10 +355,9 @@ class PoolMembership:
         if not table.draining and mine.weight > 0 and mine.capacity > len(table.live):
             choices.append("here")
             weights.append(mine.weight * (mine.capacity - len(table.live)))
-        alive = set(shared.directory.alive())
         for ad in shared.browser.members():
             peer = shared.directory.peer(ad.member_id)
-            if peer is not None and ad.member_id in alive and ad.takes_new_sessions:
+            if peer is not None and self._answers(shared, ad.member_id) and ad.takes_new_sessions:
                 choices.append(peer)
                 weights.append(ad.figures.weight * ad.free)
         if not choices:
@@ -418,7 +452,12 @@ class PoolMembership:
                     ]
                 )
                 await shared.directory.keep_alive_round()
+                said = shared.directory.synced_view if isinstance(shared.directory, LanDirectory) else None
                 await self._reconcile(shared)
+                if isinstance(shared.directory, LanDirectory) and shared.directory.synced_view != said:
+                    # Claimed again under other members: say so now (new claims wait for it), not
+                    # a round later.
+                    await shared.directory.keep_alive_round()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - the next round tries again
