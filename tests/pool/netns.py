@@ -38,6 +38,13 @@ class Host:
         ]  # fmt: skip
 
 
+def link(a: Host, b: Host, *, up: bool) -> None:
+    """Cut (or restore) what flows between ``a`` and ``b`` only (a blackhole route each way)."""
+    for here, there in ((a, b), (b, a)):
+        verb = "del" if up else "add"
+        subprocess.run(["ip", "-n", here.ns, "route", verb, "blackhole", f"{there.address}/32"], check=True)
+
+
 class Lan:
     def __init__(self) -> None:
         self.tag = secrets.token_hex(3)

@@ -27,13 +27,37 @@ class Node:
         self.listener: PoolListener
         self.lease: Lease
         self.loop: asyncio.Task[None]
+        #: Its sessions (digest → session id): claimed at their homes every round, as wrsrvd does.
+        self.sessions: dict[str, str] = {}
 
 
 async def keep_alive(node: Node, ttl: float) -> None:
-    """What the server's membership does: a keep-alive round every ttl/4."""
+    """What the server's membership does: a keep-alive round every ttl/4, then its sessions claimed
+    at their homes (the homes move as members come and go), and it says it has under whom."""
     while True:
         await node.directory.keep_alive_round()
+        try:
+            mark = node.directory.sync_started()
+            for dg, session_id in list(node.sessions.items()):
+                entry = Entry(dg, node.member.id, session_id, EntryState.SESSION, since=1.0)
+                await node.directory.claim(entry, node.lease)
+            node.directory.synced(mark)
+        except DirectoryError:
+            pass  # the next round claims again
         await asyncio.sleep(ttl / 4)
+
+
+def rendezvous(members: list[str], dg: str) -> str:
+    """The home rendezvous hashing gives ``dg`` among ``members`` (what LanDirectory.home computes)."""
+    return max(members, key=lambda m: hashlib.sha256(f"{m}/{dg}".encode()).digest())
+
+
+async def until(check: Any, what: str, timeout: float = 60.0) -> None:
+    """Wait for a state (the keep-alive rounds run meanwhile), never for a time."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 async def pool(tmp: Path, size: int, ttl: float = 4.0) -> list[Node]:
@@ -49,6 +73,8 @@ async def pool(tmp: Path, size: int, ttl: float = 4.0) -> list[Node]:
         )
     for node in nodes:
         node.loop = asyncio.get_running_loop().create_task(keep_alive(node, ttl))
+    # New badges wait until the members agree who is alive and have claimed their entries under it.
+    await until(lambda: all(n.directory.settled() for n in nodes), "the members to agree")
     return nodes
 
 
@@ -131,7 +157,95 @@ def test_a_member_that_just_started_takes_re_claims_but_decides_no_new_claim(tmp
             await d.claim(Entry(digest(1), node.member.id, "", EntryState.PENDING), lease)
         assert (await d.claim(Entry(digest(2), node.member.id, "s2", EntryState.SESSION), lease)).won
         now[0] += 4.0
+        d.synced(d.sync_started())  # its own entries claimed (what each keep-alive round does)
         assert (await d.claim(Entry(digest(1), node.member.id, "", EntryState.PENDING), lease)).won
         await d.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("order", ["it has not found c yet", "c has its old pool port"])
+def test_a_restarted_member_finds_the_session_that_failed_over_while_the_members_still_find_each_other(
+    tmp_path: Path, order: str
+) -> None:
+    """The orders a fresh-clone CI run could hit by chance, made on purpose. A member (a) dies; its
+    badge's session fails over to c. a restarts, empty, on a new pool port, and the badge reaches it
+    before the members agree who is alive:
+
+    - a has found b but not c yet: it asks the digest's home among a and b, which is b, while c keeps
+      the entry at the home among all three, c itself; b has no entry.
+    - a has found both and is the digest's home (its start-up wait is over), while c still has a's old
+      pool port and cannot claim its session at a.
+
+    A new claim decided then would give the badge a second session on a. It must be refused (try
+    again); once the members have found each other and claimed their sessions again, a's claim must
+    be sent to c's session."""
+
+    async def main() -> None:
+        nodes = await pool(tmp_path, 3, ttl=1.0)
+        a, b, c = nodes
+        ids = [n.member.id for n in nodes]
+        first = order == "it has not found c yet"
+        dg = next(
+            d
+            for d in (digest(n) for n in range(10_000))
+            if (rendezvous(ids, d), rendezvous(ids[:2], d))
+            == ((c.member.id, b.member.id) if first else (a.member.id, a.member.id))
+        )
+        try:
+            old_port = a.listener.port
+            await a.directory.close()  # a dies (no goodbye); its sessions with it
+            a.loop.cancel()
+            a.listener.close()
+            await until(lambda: a.member.id not in b.directory.alive() + c.directory.alive(), "a left out")
+            c.sessions[dg] = "failed-over"  # the kiosk's new session, claimed at its home
+            await until(lambda: any(n.directory.local._entries.get(dg) for n in (b, c)), "its entry")
+            # a restarts with an empty directory, on a new pool port.
+            trust = PeerTrust(frozenset(n.identity.fingerprint for n in nodes))
+            a.directory = LanDirectory(
+                a.member, PeerClient(a.identity, trust), ttl=1.0, warmup=0 if not first else None
+            )
+            a.listener = await PoolListener.start("127.0.0.1", 0, a.identity, trust, a.directory.handle)
+            a.lease = await a.directory.join(a.member, 1.0)
+            now = {o.member.id: Peer(o.member, "127.0.0.1", o.listener.port) for o in nodes}
+            if first:
+                a.directory.set_peers([now[b.member.id]])
+                for o in (b, c):
+                    o.directory.set_peers([p for i, p in now.items() if i != o.member.id])
+                a.loop = asyncio.get_running_loop().create_task(keep_alive(a, 1.0))
+                await until(
+                    lambda: a.member.id in b.directory.alive() and a.member.id in c.directory.alive(),
+                    "b and c to see a",
+                )
+                assert a.directory.alive() == sorted(ids[:2])
+                assert a.directory.home(dg) == b.member.id != b.directory.home(dg)
+            else:
+                a.directory.set_peers([now[b.member.id], now[c.member.id]])
+                b.directory.set_peers([now[a.member.id], now[c.member.id]])
+                c.directory.set_peers([Peer(a.member, "127.0.0.1", old_port), now[b.member.id]])
+                a.loop = asyncio.get_running_loop().create_task(keep_alive(a, 1.0))
+                await until(
+                    lambda: a.directory.alive() == sorted(ids) == b.directory.alive(), "a and b to agree"
+                )
+                assert a.directory.home(dg) == a.member.id
+            badge = Entry(dg, a.member.id, "", EntryState.PENDING)
+            with pytest.raises(DirectoryError, match="not ready: ") as refused:
+                claim = await a.directory.claim(badge, a.lease)
+                assert claim.won is False, "the restarted member won the badge: a second session"
+            assert "try again" in str(refused.value)
+            # The members find each other: c claims its session at its home, and a's claim finds it.
+            for o in nodes:
+                o.directory.set_peers([p for i, p in now.items() if i != o.member.id])
+            while True:
+                try:
+                    claim = await a.directory.claim(badge, a.lease)
+                    break
+                except DirectoryError as err:
+                    assert "not ready" in str(err), err
+                    await asyncio.sleep(0.1)
+            assert not claim.won, "the restarted member won the badge: a second session"
+            assert (claim.entry.member, claim.entry.session_id) == (c.member.id, "failed-over")
+        finally:
+            await shut(nodes)
 
     run(main())

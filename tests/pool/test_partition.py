@@ -7,23 +7,14 @@ the later session is left detached (not killed under its user)."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from tests.e2e.harness import Harness, eventually
-from tests.pool.netns import Host, Lan
+from tests.pool.netns import Lan, link
 from tests.pool.rig import MemberServer, member, member_identity, sharing
 from tests.pool.test_drain_failover import holder, one_shot
 
 pytestmark = pytest.mark.slow
-
-
-def link(a: Host, b: Host, *, up: bool) -> None:
-    """Cut (or restore) what flows between ``a`` and ``b`` only."""
-    for here, there in ((a, b), (b, a)):
-        verb = "del" if up else "add"
-        subprocess.run(["ip", "-n", here.ns, "route", verb, "blackhole", f"{there.address}/32"], check=True)
 
 
 def answers(srv: MemberServer) -> bool | None:

@@ -19,7 +19,14 @@ from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import BackendOptions, DisplayBackend
 from wayray.client.backends import open_backend
 from wayray.client.control import ControlServer
-from wayray.client.discovery import DISCOVERY_WAIT, POOL_IDLE_TIMEOUT, AnyOf, check_pool_trust, discovery
+from wayray.client.discovery import (
+    DISCOVERY_WAIT,
+    POOL_IDLE_TIMEOUT,
+    POOL_PING_INTERVAL,
+    AnyOf,
+    check_pool_trust,
+    discovery,
+)
 from wayray.client.identity import (
     default_known_hosts,
     own_standalone_server,
@@ -320,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     check_pool_trust(pool, client)
     if pool:
         # A pool has other members to go to: a member that stopped answering is given up sooner.
-        client = replace(client, wire=replace(client.wire, idle_timeout=POOL_IDLE_TIMEOUT))
+        wire = replace(client.wire, idle_timeout=POOL_IDLE_TIMEOUT, ping_interval=POOL_PING_INTERVAL)
+        client = replace(client, wire=wire)
     _check_local_options(args)
     script = load_script(args.script) if args.script else None
     keyboard = _keyboard(args, script)

@@ -21,9 +21,12 @@ def check_pool_trust(pool: str, client: ClientSettings) -> None:
         )
 
 
-#: Seconds without an answer to the viewer's pings (one a second) after which a viewer of a pool gives
-#: its member up and goes to another (docs/pools.md §7); 6 s (WireConfig's) for a single server.
-POOL_IDLE_TIMEOUT = 3.0
+#: Seconds without an answer to the viewer's pings (two a second) after which a viewer of a pool
+#: gives its member up and goes to another (docs/pools.md §7); 6 s (WireConfig's, one a second) for a
+#: single server. A member that only stalls for longer loses nothing: the member the viewer goes to
+#: finds its session in the directory and sends it back.
+POOL_IDLE_TIMEOUT = 2.0
+POOL_PING_INTERVAL = 0.5
 #: Seconds a viewer of a pool waits at start for the first member to be found (it goes on looking).
 DISCOVERY_WAIT = 5.0
 

@@ -237,6 +237,10 @@ class LocalDirectory:
         taken = held is not None and held[0].member != entry.member and not conflict
         return Claim(True, ours, taken_over=taken)
 
+    def revoke(self, lease: Lease) -> None:
+        """End ``lease`` now, and every entry bound to it (its member is known to be gone)."""
+        self._drop(lease.id)
+
     async def release(self, digest: str, lease: Lease) -> None:
         self._expire()
         held = self._entries.get(digest)

@@ -37,6 +37,15 @@ log = logging.getLogger("wayray.pool")
 
 #: Seconds a member's lease lives without a keep-alive; its entries go with it (docs/pools.md §7).
 LEASE_TTL = 4.0
+#: Seconds a home waits for the members to agree who is alive (and to claim their entries again
+#: under it) before it decides new claims all the same, saying so: members that never agree (one
+#: that hears only some of the others) must not keep every new badge out of the pool.
+SETTLE_LIMIT = 30.0
+
+
+class NotReady(DirectoryError):
+    """The home cannot decide a new claim yet (the members are still finding each other): the same
+    claim a moment later can; the badge's kiosk is asked to try again."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +119,11 @@ class LanDirectory:
         ttl: float = LEASE_TTL,
         warmup: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        settle_limit: float = SETTLE_LIMIT,
     ) -> None:
         """``warmup``: seconds after start in which it decides no new claim (default: 3 x ``ttl``:
-        the others must find it announced again, reach its pool port and re-claim at it)."""
+        the others must find it announced again, reach its pool port and re-claim at it).
+        ``settle_limit``: see :data:`SETTLE_LIMIT`."""
         self.me = me
         self.client = client
         self.ttl = ttl
@@ -132,6 +143,19 @@ class LanDirectory:
         self._renewing: dict[str, asyncio.Task[None]] = {}
         #: Called with a peer's id when it lost this member's lease: its entries there must be claimed again.
         self.on_lease_lost: Callable[[str], None] = lambda member: None
+        #: The live members under which this member last claimed all its entries at their homes
+        #: (:meth:`synced`), and a count of the leases it lost since (a claim made before is gone).
+        self._synced: tuple[str, ...] | None = None
+        self._lost = 0
+        #: What each member said in its latest request: when, the members it sees alive, and whether
+        #: it has claimed its entries at their homes under them (and its lease here held meanwhile).
+        self._reports: dict[str, tuple[float, tuple[str, ...], bool]] = {}
+        #: When the members last agreed (see :meth:`_unsettled`), and whether it said it gave up waiting.
+        self.settle_limit = settle_limit
+        self._settled_at = clock()
+        self._gave_up = False
+        #: A member heard from within this is taken to answer (a live one is, every keep-alive round).
+        self.fresh = 1.5 * ttl / 4
 
     # --- membership --------------------------------------------------------------------------------
 
@@ -145,6 +169,11 @@ class LanDirectory:
     def peer(self, member_id: str) -> Peer | None:
         return self._peers.get(member_id)
 
+    def heard_from(self, member_id: str, within: float) -> bool:
+        """Whether ``member_id`` answered or asked this member within the last ``within`` seconds
+        (a live member does both every keep-alive round)."""
+        return self._clock() - self._answered.get(member_id, -1e9) <= within
+
     def alive(self) -> list[str]:
         """Ids of the members that are homes now: this one and the peers that answered lately."""
         now = self._clock()
@@ -156,11 +185,22 @@ class LanDirectory:
         return max(self.alive(), key=lambda member: hashlib.sha256(f"{member}/{digest}".encode()).digest())
 
     def _dead(self, member_id: str, why: str) -> None:
-        if self._answered.pop(member_id, None) is not None:
+        """A request to ``member_id`` went unanswered: it is no home any more, and the entries it
+        holds here go now rather than when its lease runs out. Safe against a member that was only
+        slow: its last word keeps this member from deciding new claims for a TTL (it said it sees
+        this member alive, and this one no longer sees it: :meth:`_unsettled`), and when it speaks
+        again its lease here is new, so it claims its entries here again before this one settles."""
+        if self._answered.get(member_id, -1e9) > -1e9:
             log.warning(
                 "pool: member %s does not answer (%s); its digests move to other homes", member_id, why
             )
         self._answered[member_id] = -1e9
+        # What it said last still counts until it is a TTL old: one request that went unanswered
+        # does not prove it dead (under load it may only be slow), and while its word says it sees
+        # other members than this one, no new claim is decided here (it may hold one of them).
+        lease = self._leases.pop(member_id, None)
+        if lease is not None:
+            self.local.revoke(lease)
 
     async def keep_alive_round(self) -> None:
         """Renew this member's leases at every peer (and its own); notes who answers."""
@@ -178,6 +218,7 @@ class LanDirectory:
         waiting = [t for t in self._renewing.values() if not t.done()]
         if waiting:
             await asyncio.wait(waiting, timeout=self.ttl / 4)
+        self._unsettled(None)  # keeps the time since the members last agreed
 
     async def _keep_alive(self, peer: Peer) -> None:
         try:
@@ -186,14 +227,93 @@ class LanDirectory:
             self._dead(peer.member.id, str(err))
             return
         if answer.get("fresh"):
+            self._lost += 1
+            self._synced = None
             self.on_lease_lost(peer.member.id)
 
     async def _ask(self, peer: Peer, request: dict[str, Any]) -> dict[str, Any]:
-        answer = await self.client.request(
-            peer.pool_host, peer.pool_port, dict(request, member=_member_json(self.me))
-        )
+        view = tuple(self.alive())
+        said = dict(request, member=_member_json(self.me), view=list(view), synced=self._synced == view)
+        answer = await self.client.request(peer.pool_host, peer.pool_port, said)
         self._answered[peer.member.id] = self._clock()
         return answer
+
+    @property
+    def synced_view(self) -> tuple[str, ...] | None:
+        """The live members under which this member last claimed all its entries (None: not yet)."""
+        return self._synced
+
+    def sync_started(self) -> tuple[tuple[str, ...], int]:
+        """Before this member claims all its entries at their homes: the members it sees now."""
+        return tuple(self.alive()), self._lost
+
+    def _unsettled(self, claimer: tuple[str, tuple[str, ...] | None] | None) -> str | None:
+        """Why this member cannot decide a new claim now (None: it can). It can when the members
+        agree who is alive, and each has claimed its entries at their homes under that (with its
+        lease here held since): then an entry of the digest anywhere is here if this is its home.
+        Until then a badge whose session is on a member that has not claimed it here yet (it has
+        not found this member, or another member's view puts the home elsewhere) would get a second
+        session. ``claimer``: the member asking and the members it sees (its home is this one by
+        its view). Past :attr:`settle_limit` without agreement it decides anyway (logged)."""
+        now = self._clock()
+        view = tuple(self.alive())
+        why = None
+        if self._synced != view:
+            why = "it has not claimed its own entries again since the members it sees changed"
+        elif claimer is not None and claimer[1] != view:
+            why = f"member {claimer[0]} sees other members alive than this one"
+        else:
+            recent = {m for m, (at, _, _) in self._reports.items() if now - at <= self.ttl}
+            for member in sorted((set(view) | recent) - {self.me.id}):
+                report = self._reports.get(member)
+                if report is None or now - report[0] > self.ttl:
+                    why = f"member {member} has not said lately which members it sees"
+                elif report[1] != view:
+                    why = f"member {member} sees other members alive than this one"
+                elif not report[2]:
+                    why = f"member {member} has not claimed its entries again since the members changed"
+                if why is not None:
+                    break
+        if why is None:
+            self._settled_at, self._gave_up = now, False
+            return None
+        if now - self._settled_at <= self.settle_limit:
+            return why
+        if not self._gave_up:
+            self._gave_up = True
+            log.warning(
+                "pool: the members have not agreed who is alive for %.0f s (%s); deciding new claims "
+                "all the same (a badge may get a second session, resolved when they agree: docs/pools.md "
+                "§3.2); check that every member hears every other's mDNS and reaches its pool port",
+                now - self._settled_at,
+                why,
+            )
+        return None
+
+    def settled(self) -> bool:
+        """Whether this member decides new claims now (the members agree who is alive)."""
+        return self._unsettled(None) is None
+
+    def _decide(
+        self, entry: Entry, held: Entry | None, claimer: tuple[str, tuple[str, ...] | None] | None
+    ) -> None:
+        """:class:`NotReady` when ``entry`` would be a new claim this member cannot decide yet."""
+        self._ready(entry)
+        if held is not None or entry.state is not EntryState.PENDING:
+            return  # a holder to name, or a session re-claimed: always answered
+        why = self._unsettled(claimer)
+        if why is not None:
+            raise NotReady(
+                f"not ready: member {self.me.id} cannot decide a new claim while the pool's members "
+                f"still find each other ({why}); try again in a moment"
+            )
+
+    def synced(self, mark: tuple[tuple[str, ...], int]) -> None:
+        """It has claimed all its entries at their homes under ``mark`` (:meth:`sync_started`); true
+        only if the live members are still those and no home lost its lease meanwhile."""
+        view, lost = mark
+        if lost == self._lost and tuple(self.alive()) == view:
+            self._synced = view
 
     # --- the Directory interface --------------------------------------------------------------------
 
@@ -215,6 +335,8 @@ class LanDirectory:
             try:
                 return await self._ask(peer, request)
             except PeerError as err:
+                if str(err).startswith("not ready:"):
+                    raise NotReady(f"member {home} refused: {err}") from None
                 if "does not answer" not in str(err) and "did not answer" not in str(err):
                     raise DirectoryError(f"member {home} refused: {err}") from None
                 self._dead(home, str(err))
@@ -238,9 +360,9 @@ class LanDirectory:
         another member a second session here."""
         waited = self._clock() - self._started
         if entry.state is EntryState.PENDING and waited < self.warmup:
-            raise DirectoryError(
-                f"member {self.me.id} started {waited:.1f} s ago and is still taking the other members' "
-                "entries; try again in a moment"
+            raise NotReady(
+                f"not ready: member {self.me.id} started {waited:.1f} s ago and is still taking the other "
+                "members' entries; try again in a moment"
             )
 
     async def lookup(self, digest: str) -> Entry | None:
@@ -249,12 +371,24 @@ class LanDirectory:
             return await self.local.lookup(digest)
         return _entry_from(answer.get("entry"))
 
-    async def claim(self, entry: Entry, lease: Lease) -> Claim:
+    async def claim(self, entry: Entry, lease: Lease, *, again: bool = False) -> Claim:
+        """``again``: this member claims an entry it held already (its own, claimed again at a new
+        home after the members changed): never a new claim, so never refused as one."""
         request = {"type": "claim", "digest": entry.digest, "session_id": entry.session_id,
-                   "state": entry.state.value, "since": entry.since}  # fmt: skip
+                   "state": entry.state.value, "since": entry.since, "again": again}  # fmt: skip
+        home = self.home(entry.digest)
+        if not again and home != self.me.id and not self.heard_from(home, self.fresh):
+            # Its request would wait for the timeout of a member that has likely died (a failover's
+            # badge comes just after its kiosk gave that member up); the keep-alive round already
+            # asking it finds out, and the claim goes to the next home then.
+            raise NotReady(
+                f"not ready: the digest's home, member {home}, has not answered for a while; try again "
+                "in a moment"
+            )
         answer = await self._at_home(entry.digest, request)
         if answer is None:
-            self._ready(entry)
+            if not again:
+                self._decide(entry, await self.local.lookup(entry.digest), None)
             return await self.local.claim(entry, await self._own_lease(lease))
         held = _entry_from(answer.get("entry"))
         if held is None:
@@ -300,6 +434,7 @@ class LanDirectory:
         kind = request.get("type")
         self._answered[member.id] = self._clock()  # it asked: it is alive
         lease, fresh = await self._lease_of(member)
+        self._note_report(member.id, request, fresh)
         if kind == "keep_alive":
             return {"ok": True, "fresh": fresh}
         if kind == "lookup":
@@ -317,10 +452,15 @@ class LanDirectory:
             entry = Entry(
                 _digest(request), member.id, session_id[:64], EntryState(state), since=float(since)
             )
+            view = request.get("view")
+            seen = (
+                tuple(sorted(set(view))) if isinstance(view, list) and member.id in self._reports else None
+            )
             try:
-                self._ready(entry)
-            except DirectoryError as err:
-                raise RequestRefused(f"not ready: {err}") from None
+                if request.get("again") is not True:
+                    self._decide(entry, await self.local.lookup(entry.digest), (member.id, seen))
+            except NotReady as err:
+                raise RequestRefused(str(err)) from None
             claim = await self.local.claim(entry, lease)
             return {
                 "ok": True,
@@ -334,6 +474,20 @@ class LanDirectory:
         if kind == "entries":
             return {"ok": True, "entries": [_entry_json(e) for e in await self.local.entries()]}
         raise RequestRefused(f"malformed request: unknown type {str(kind)[:32]!r}")
+
+    def _note_report(self, member_id: str, request: dict[str, Any], fresh: bool) -> None:
+        """Which members ``member_id`` sees alive, and whether its entries are claimed under them (a
+        lease made afresh here: its entries here are gone until it claims them again)."""
+        view = request.get("view")
+        if (
+            isinstance(view, list)
+            and len(view) <= 4096
+            and all(isinstance(i, str) and MEMBER_ID.fullmatch(i) for i in view)
+        ):
+            synced = request.get("synced") is True and not fresh
+            self._reports[member_id] = (self._clock(), tuple(sorted(set(view))), synced)
+        else:  # a member that does not say (an older version): never counted as settled
+            self._reports.pop(member_id, None)
 
     async def _lease_of(self, member: Member) -> tuple[Lease, bool]:
         """The member's lease here, renewed (``True``: made afresh, its old entries here are gone)."""

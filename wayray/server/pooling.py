@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from wayray.pool.directory import (
     PLACED,
+    Claim,
     DirectoryError,
     Entry,
     EntryState,
@@ -24,7 +25,7 @@ from wayray.pool.directory import (
     placed_on,
 )
 from wayray.pool.etcd import EtcdDirectory, client_context, parse_endpoints
-from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
+from wayray.pool.lan import LEASE_TTL, LanDirectory, NotReady, Peer
 from wayray.pool.mdns import (
     Advertiser,
     Figures,
@@ -46,6 +47,9 @@ log = logging.getLogger("wayray.server")
 
 #: Seconds a placement's pending claim is kept while its session starts.
 PENDING_FOR = 30.0
+#: Seconds a badge's claim waits for the pool's members to agree who is alive (a member restarted,
+#: one died) before its kiosk is told to try again: well within the kiosk's wait for an answer (10 s).
+SETTLE_WAIT = 4.0
 #: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
 #: for every member to notice the change and re-claim (a member whose session lost its entry to an
 #: earlier one learns it only by claiming again).
@@ -228,7 +232,14 @@ class PoolMembership:
                     if peer is not None and held.member in shared.directory.alive():
                         why = f"this badge's session is on {peer.member.name} (under the previous token key)"
                         return self._send(viewer, token, peer, why)
-            claim = await shared.directory.claim(entry, shared.lease)
+            there = await self._placed_lately(shared, token)
+            if there is not None:
+                return self._send(viewer, token, there, f"a new session is placed on {there.member.name}")
+            claim = await self._claim(shared, entry)
+            if claim.won and not claim.taken_over and token.digest in shared.pending:
+                # Its session is starting here for another kiosk (the same badge, a moment ago): this
+                # one joins it (placing it again would overwrite this member's claim: two sessions).
+                return True
             if claim.won and shared.yielded.pop(token.digest, None) is not None:
                 # Its earlier session elsewhere is gone: the one left here is the badge's again.
                 shared.pending[token.digest] = time.monotonic()
@@ -250,6 +261,13 @@ class PoolMembership:
                 await shared.directory.claim(placed, shared.lease)
                 shared.placed[token.digest] = time.monotonic()
                 return self._send(viewer, token, target, f"a new session is placed on {target.member.name}")
+        except NotReady as err:
+            log.info("%s: token %s: %s", conn.peer_address, token.short, err)
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                "the pool's members are still finding each other (one joined or left); try again",
+            )
+            return False
         except (DirectoryError, LeaseExpired) as err:
             log.warning(
                 "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
@@ -266,6 +284,47 @@ class PoolMembership:
             )
             return False
         return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+
+    async def _placed_lately(self, shared: _Shared, token: TokenRef) -> Peer | None:
+        """The member this one placed the badge on a moment ago (another kiosk, the same badge), if
+        that placement still stands: claiming the badge again would overwrite it (two sessions)."""
+        placed_at = shared.placed.get(token.digest)
+        if placed_at is None or time.monotonic() - placed_at > PENDING_FOR:
+            return None
+        held = await shared.directory.lookup(token.digest)
+        target = placed_on(held) if held is not None and held.member == shared.directory.me.id else None
+        peer = shared.directory.peer(target) if target is not None else None
+        return peer if peer is not None and self._answers(shared, peer.member.id) else None
+
+    @staticmethod
+    async def _claim(shared: _Shared, entry: Entry) -> Claim:
+        """Claim a badge; while the members still agree who is alive (:class:`NotReady`), or while
+        the entry found is a dead member's (it goes with that member's lease, within the TTL: a
+        failover), again every moment for up to :data:`SETTLE_WAIT`. The viewer waits: a kiosk told
+        to try again would add its backoff and another handshake to the failover."""
+        end = time.monotonic() + SETTLE_WAIT
+        while True:
+            try:
+                claim = await shared.directory.claim(entry, shared.lease)
+            except NotReady:
+                if time.monotonic() >= end:
+                    raise
+            else:
+                holder = placed_on(claim.entry) or claim.entry.member
+                if claim.won or time.monotonic() >= end or PoolMembership._answers(shared, holder):
+                    return claim
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    def _answers(shared: _Shared, member: str) -> bool:
+        """Whether ``member`` is worth sending a viewer to: alive, and (LAN) heard from within a
+        keep-alive round and a half. A badge whose kiosk just gave up its member arrives before the
+        others have found that member dead (their request to it waits for its timeout): sending it
+        back there would cost the kiosk a dial into the void and another redirect."""
+        directory = shared.directory
+        if member not in directory.alive():
+            return False
+        return not isinstance(directory, LanDirectory) or directory.heard_from(member, directory.fresh)
 
     def _send(self, viewer: Viewer, token: TokenRef, peer: Peer, why: str) -> bool:
         """Redirect the viewer to ``peer`` (a viewer without ``pools``: told where to go)."""
@@ -296,10 +355,9 @@ class PoolMembership:
         if not table.draining and mine.weight > 0 and mine.capacity > len(table.live):
             choices.append("here")
             weights.append(mine.weight * (mine.capacity - len(table.live)))
-        alive = set(shared.directory.alive())
         for ad in shared.browser.members():
             peer = shared.directory.peer(ad.member_id)
-            if peer is not None and ad.member_id in alive and ad.takes_new_sessions:
+            if peer is not None and self._answers(shared, ad.member_id) and ad.takes_new_sessions:
                 choices.append(peer)
                 weights.append(ad.figures.weight * ad.free)
         if not choices:
@@ -394,7 +452,12 @@ class PoolMembership:
                     ]
                 )
                 await shared.directory.keep_alive_round()
+                said = shared.directory.synced_view if isinstance(shared.directory, LanDirectory) else None
                 await self._reconcile(shared)
+                if isinstance(shared.directory, LanDirectory) and shared.directory.synced_view != said:
+                    # Claimed again under other members: say so now (new claims wait for it), not
+                    # a round later.
+                    await shared.directory.keep_alive_round()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - the next round tries again
@@ -437,8 +500,9 @@ class PoolMembership:
         if table.closed:
             return
         now = time.monotonic()
-        wanted, started = self._wanted(shared, now)
         directory = shared.directory
+        mark = directory.sync_started() if isinstance(directory, LanDirectory) else None
+        wanted, started = self._wanted(shared, now)
         for digest, session_id in wanted.items():
             key = (directory.home(digest), session_id)
             if shared.claimed.get(digest) == key:
@@ -446,7 +510,10 @@ class PoolMembership:
             state = EntryState.SESSION if session_id else EntryState.PENDING
             since = started.get(digest, 0.0) if session_id else 0.0
             entry = Entry(digest, directory.me.id, session_id, state, since=since)
-            claim = await directory.claim(entry, shared.lease)
+            if isinstance(directory, LanDirectory):  # its own entry again: never a new claim
+                claim = await directory.claim(entry, shared.lease, again=True)
+            else:
+                claim = await directory.claim(entry, shared.lease)
             if claim.won:
                 shared.claimed[digest] = key
             elif session_id and claim.entry.state is EntryState.SESSION:
@@ -460,6 +527,8 @@ class PoolMembership:
                     claim.entry.session_id or "starting",
                     session_id or "starting",
                 )
+        if mark is not None and isinstance(directory, LanDirectory):
+            directory.synced(mark)  # every entry of this member is at its home under these members
         for digest, since in list(shared.placed.items()):
             if now - since <= PENDING_FOR:
                 continue
