@@ -510,9 +510,7 @@ class PeerClient:
                 raise NotAMember(f"it refused this member: {why}") from None
             self.key.check_answer(answer, peer, me, hello["nonce"])
         except NotAMember as err:
-            reason = (
-                f"the member at {host}:{port} (certificate {peer}) is not taken as one of the pool: {err}"
-            )
+            reason = f"the member at {host}:{port} (certificate {peer}) is not taken into the pool: {err}"
             self._refused[(host, port)] = (time.monotonic() + REFUSED_FOR, reason)
             if self._said(peer, str(err)):
                 log.warning("pool: %s", reason)
