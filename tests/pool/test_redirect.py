@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.harness import Harness, differing_pixels, eventually, png_pixels
 from tests.pool.netns import Host, Lan
 from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, sharing
+from tests.pool.test_drain_failover import one_shot
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +114,33 @@ def present(
         argv, env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300
     )
     results.append(run)
+
+
+def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness: Harness, net: Lan) -> None:
+    """A kiosk of the pool dials the other members while the member it reached looks the badge up;
+    the Redirect then says its Hello over the handshake already made to the member it names (the
+    second handshake was most of a redirect's cost), and the badge finds its one session there."""
+    a, b = two_members(harness, net, command=["sleep", "3600"])
+    k1, k2 = net.add("kiosk1"), net.add("kiosk2")
+    one_shot(harness, k1, a, BADGE)
+    holder, other = (a, b) if a.sessions() else (b, a)
+    (session,) = holder.sessions()
+    # The holder drained: a kiosk of the pool dials the member that takes new sessions first.
+    holder.admin("drain", draining=True)
+    eventually(
+        lambda: any(r["state"] == "drain" for r in other.admin("pool")["members"] if not r["this"]),
+        "the other member to see the holder drained",
+    )
+    stats = harness.tmp / "kiosk2.json"
+    pool = ["--pool", "lab", "--fingerprint", a.fingerprint, "--fingerprint", b.fingerprint]
+    run = subprocess.run(
+        kiosk_argv(harness, k2, *pool, "--token", BADGE, "--snapshot", str(harness.tmp / "k2.png"),
+                   "--stats", str(stats), "-v"),
+        env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(stats.read_text())
+    assert got["session_id"] == session["id"]
+    assert (got["redirects"], got["redirects_dialled_ahead"]) == (1, 1), got
+    assert other.sessions() == [] and [s["id"] for s in holder.sessions()] == [session["id"]]
+    assert BADGE not in run.stderr and all(BADGE not in m.log_text() for m in (a, b))
