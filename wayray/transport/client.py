@@ -322,11 +322,18 @@ class DialledAhead:
 
     async def ready(self, fingerprint: str) -> bool:
         """Whether the handshake completed with the server's identity ``fingerprint`` (and the
-        viewer's own trust); waits for a handshake still under way, up to the connect timeout."""
+        viewer's own trust); waits for a handshake still under way, up to the connect timeout, then
+        raises :class:`ConnectError` as :func:`connect` would (dialling again would wait as long)."""
+        timeout = self.settings.connect_timeout
         try:
-            protocol, _ = await asyncio.wait_for(asyncio.shield(self._opened), self.settings.connect_timeout)
-            await asyncio.wait_for(protocol.tls_checked.wait(), self.settings.connect_timeout)
-        except (TimeoutError, ConnectError, OSError):
+            protocol, _ = await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+            await asyncio.wait_for(protocol.tls_checked.wait(), timeout)
+        except TimeoutError:
+            raise ConnectError(
+                f"no answer from {host_key(self.host, self.port)} within {timeout:g} s",
+                hint=f"check that wrsrvd runs there and that UDP port {self.port} is reachable",
+            ) from None
+        except (ConnectError, OSError):
             return False
         return protocol.tls_ok and not protocol.wire.closed and protocol.server_fingerprint == fingerprint
 
