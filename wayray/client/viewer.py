@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from wayray.client.backend import (
     TouchMotionEvent,
     TouchUpEvent,
 )
+from wayray.client.following import connect_following
 from wayray.client.viewing import Ending, ViewerOptions, ViewerStats
 from wayray.codec import CodecError, CursorDecoder, Decoder, Desync
 from wayray.common import trace
@@ -52,13 +52,9 @@ from wayray.transport import (
     ClientConnection,
     ConnectError,
     ConnectionClosedError,
-    PinnedFingerprint,
-    Redirected,
     ServerIdentityError,
     UsbStreamFull,
-    connect,
 )
-from wayray.transport.client import ClientSettings, DialledAhead
 from wayray.transport.trust import host_key
 from wayray.wire import (
     AudioFrame,
@@ -118,12 +114,6 @@ FINAL_CODES = frozenset(
         ErrorCode.ACCESS_DENIED,
     }
 )
-
-
-#: Redirects a viewer follows in a row before it calls it a loop (docs/pools.md §4).
-MAX_REDIRECTS = 2
-#: Members of its pool a viewer dials ahead while the member it reached looks its badge up.
-DIAL_AHEAD = 2
 
 
 #: ``on_session_event(kind, detail)``: the server said what the session shows now (login screen,
@@ -292,67 +282,9 @@ class Viewer:
             self.server = ("", 0)  # start with the best of the others next time
 
     async def _connect_following(self, host: str, port: int, hello: HelloParams) -> ClientConnection:
-        """Connect to ``host``, following the Redirects of its pool (at most :data:`MAX_REDIRECTS` in a
-        row): the member a Redirect names is accepted with exactly the identity the redirecting
-        member, which this viewer trusts, vouched for."""
-        client = self.options.client
-        ahead = self._dial_ahead(host, port, hello)
-        try:
-            for hop in range(MAX_REDIRECTS + 1):
-                try:
-                    conn = await self._connect_or_use(host, port, client, hello, ahead)
-                    self.connected_to = (host, port)
-                    return conn
-                except Redirected as err:
-                    target = err.redirect
-                    if hop == MAX_REDIRECTS:
-                        raise ConnectError(
-                            f"{err.message}: redirected {hop + 1} times in a row; not following (a loop?)",
-                            hint="the pool's members disagree about where the session is: see their logs",
-                        ) from None
-                    log.info("%s", err.message)
-                    host, port = target.host, target.port
-                    client = dataclasses.replace(client, trust=PinnedFingerprint(target.fingerprint))
-                    self.stats.redirects += 1
-            raise AssertionError("unreachable")  # pragma: no cover
-        finally:
-            for a in ahead.values():
-                a.close()
-
-    def _dial_ahead(self, host: str, port: int, hello: HelloParams) -> dict[tuple[str, int], DialledAhead]:
-        """A pool viewer dials the other members it knows (up to :data:`DIAL_AHEAD`) while the one it
-        reached looks the badge up: a Redirect to one of them then finds its handshake done (the
-        second handshake was most of a redirect's cost, docs/benchmarks.md). Nothing but the
-        handshake happens on them: the Hello, and so the token, goes only to the member a Redirect
-        names, checked against the identity it vouched for."""
-        if not self.options.pool or DIAL_AHEAD <= 0:
-            return {}
-        others = [s for s in self.options.servers if s != (host, port)][:DIAL_AHEAD]
-        return {s: DialledAhead(s[0], s[1], self.options.client, hello) for s in others}
-
-    async def _connect_or_use(
-        self,
-        host: str,
-        port: int,
-        client: ClientSettings,
-        hello: HelloParams,
-        ahead: dict[tuple[str, int], DialledAhead],
-    ) -> ClientConnection:
-        dialled = ahead.pop((host, port), None)
-        trust = client.trust
-        if (
-            dialled is not None
-            and isinstance(trust, PinnedFingerprint)
-            and await dialled.ready(trust.fingerprint)
-        ):
-            self.stats.redirects_dialled_ahead += 1
-            log.info(
-                "%s: its handshake was made while the first member looked the badge up", host_key(host, port)
-            )
-            return await dialled.use(hello)
-        if dialled is not None:
-            dialled.close()
-        return await connect(host, port, client, hello)
+        """Connect to ``host``, following the Redirects of its pool (``following``)."""
+        conn, self.connected_to = await connect_following(host, port, hello, self.options, self.stats)
+        return conn
 
     async def _connect_and_serve(self) -> str:
         """One connection; returns why it ended when reconnecting may help (else ``_end`` was called)."""
