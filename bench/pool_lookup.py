@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wayray.pool.directory import Entry, EntryState, Member
 from wayray.pool.lan import LanDirectory, Peer
-from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.pool.peers import PeerClient, PeerTrust, PoolKey, PoolListener
 from wayray.transport.identity import ServerIdentity
 
 
@@ -37,8 +37,9 @@ async def pool(size: int, tmp: Path) -> tuple[list[LanDirectory], list[PoolListe
     directories, listeners = [], []
     for n, identity in enumerate(identities):
         me = Member(f"{n + 1:016x}", f"m{n}", "127.0.0.1", 7100, identity.fingerprint)
-        d = LanDirectory(me, PeerClient(identity, trust), warmup=0)
-        listeners.append(await PoolListener.start("127.0.0.1", 0, identity, trust, d.handle))
+        key = PoolKey("bench", me.id, b"\x07" * 32)  # the pool's token key, the same for every member
+        d = LanDirectory(me, PeerClient(identity, trust, key), warmup=0)
+        listeners.append(await PoolListener.start("127.0.0.1", 0, identity, trust, d.handle, key=key))
         await d.join(me, 30.0)
         directories.append(d)
     for d in directories:

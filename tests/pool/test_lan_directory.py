@@ -15,7 +15,7 @@ import pytest
 
 from wayray.pool.directory import DirectoryError, Entry, EntryState, Lease, Member
 from wayray.pool.lan import LanDirectory, Peer
-from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.pool.peers import PeerClient, PeerTrust, PoolKey, PoolListener
 from wayray.transport.identity import ServerIdentity
 
 
@@ -23,6 +23,7 @@ class Node:
     def __init__(self, tmp: Path, n: int) -> None:
         self.identity = ServerIdentity.load_or_create(tmp / f"m{n}", name=f"m{n}")
         self.member = Member(f"{n:016x}", f"lab-{n}", "127.0.0.1", 7100 + n, self.identity.fingerprint)
+        self.key = PoolKey("lab", self.member.id, b"\x07" * 32)  # the pool's token key, one for all
         self.directory: LanDirectory
         self.listener: PoolListener
         self.lease: Lease
@@ -64,8 +65,12 @@ async def pool(tmp: Path, size: int, ttl: float = 4.0) -> list[Node]:
     nodes = [Node(tmp, n) for n in range(1, size + 1)]
     trust = PeerTrust(frozenset(n.identity.fingerprint for n in nodes))
     for node in nodes:
-        node.directory = LanDirectory(node.member, PeerClient(node.identity, trust), ttl=ttl, warmup=0)
-        node.listener = await PoolListener.start("127.0.0.1", 0, node.identity, trust, node.directory.handle)
+        node.directory = LanDirectory(
+            node.member, PeerClient(node.identity, trust, node.key), ttl=ttl, warmup=0
+        )
+        node.listener = await PoolListener.start(
+            "127.0.0.1", 0, node.identity, trust, node.directory.handle, key=node.key
+        )
         node.lease = await node.directory.join(node.member, ttl)
     for node in nodes:
         node.directory.set_peers(
@@ -150,7 +155,11 @@ def test_a_member_that_just_started_takes_re_claims_but_decides_no_new_claim(tmp
         node = Node(tmp_path, 1)
         trust = PeerTrust(frozenset({node.identity.fingerprint}))
         d = LanDirectory(
-            node.member, PeerClient(node.identity, trust), ttl=4.0, warmup=4.0, clock=lambda: now[0]
+            node.member,
+            PeerClient(node.identity, trust, node.key),
+            ttl=4.0,
+            warmup=4.0,
+            clock=lambda: now[0],
         )
         lease = await d.join(node.member, 4.0)
         with pytest.raises(DirectoryError, match="started 0.0 s ago"):

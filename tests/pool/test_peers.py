@@ -18,9 +18,11 @@ from wayray.pool.peers import (
     MAX_REQUEST,
     MAX_SKEW,
     NONCE_MEMORY,
+    NotAMember,
     PeerClient,
     PeerError,
     PeerTrust,
+    PoolKey,
     PoolListener,
     ReplayGuard,
     RequestRefused,
@@ -32,11 +34,19 @@ def identity(tmp: Path, name: str) -> ServerIdentity:
     return ServerIdentity.load_or_create(tmp / name, name=name)
 
 
+POOL_KEY = bytes(range(32))
+
+
+def key(member_id: str, secret: bytes = POOL_KEY, previous: bytes | None = None) -> PoolKey:
+    return PoolKey("lab", member_id, secret, previous)
+
+
 class Rig:
     def __init__(self, tmp: Path) -> None:
         self.a, self.b, self.stranger = (identity(tmp, n) for n in ("a", "b", "stranger"))
         self.trust = PeerTrust(frozenset({self.a.fingerprint, self.b.fingerprint}))
         self.asked: list[tuple[str, dict[str, Any]]] = []
+        self.key_a, self.key_b = key("a" * 16), key("b" * 16)
 
     async def handler(self, peer: str, request: dict[str, Any]) -> dict[str, Any]:
         self.asked.append((peer, request))
@@ -46,7 +56,7 @@ class Rig:
 def run(tmp: Path, test: Any) -> None:
     async def main() -> None:
         rig = Rig(tmp)
-        listener = await PoolListener.start("127.0.0.1", 0, rig.a, rig.trust, rig.handler)
+        listener = await PoolListener.start("127.0.0.1", 0, rig.a, rig.trust, rig.handler, key=rig.key_a)
         try:
             await test(rig, listener)
         finally:
@@ -62,7 +72,7 @@ def frame(obj: Any) -> bytes:
 
 def test_a_member_is_answered_and_knows_who_asked(tmp_path: Path) -> None:
     async def test(rig: Rig, listener: PoolListener) -> None:
-        client = PeerClient(rig.b, rig.trust)
+        client = PeerClient(rig.b, rig.trust, rig.key_b)
         try:
             answer = await client.request("127.0.0.1", listener.port, {"type": "lookup"})
             assert answer == {"ok": True, "echo": "lookup"}
@@ -76,7 +86,7 @@ def test_a_member_is_answered_and_knows_who_asked(tmp_path: Path) -> None:
 def test_a_stranger_gets_no_request_through(tmp_path: Path) -> None:
     async def test(rig: Rig, listener: PoolListener) -> None:
         # It trusts the member, but the member does not trust it: refused at the handshake.
-        client = PeerClient(rig.stranger, PeerTrust(frozenset({rig.a.fingerprint})))
+        client = PeerClient(rig.stranger, PeerTrust(frozenset({rig.a.fingerprint})), rig.key_b)
         try:
             with pytest.raises(PeerError):
                 await client.request("127.0.0.1", listener.port, {"type": "lookup", "digest": "0" * 64})
@@ -89,7 +99,7 @@ def test_a_stranger_gets_no_request_through(tmp_path: Path) -> None:
 
 def test_a_member_does_not_ask_a_listener_it_does_not_trust(tmp_path: Path) -> None:
     async def test(rig: Rig, listener: PoolListener) -> None:
-        client = PeerClient(rig.b, PeerTrust(frozenset({rig.b.fingerprint})))  # not a's
+        client = PeerClient(rig.b, PeerTrust(frozenset({rig.b.fingerprint})), rig.key_b)  # not a's
         try:
             with pytest.raises(PeerError, match="not among the pool's fingerprints"):
                 await client.request("127.0.0.1", listener.port, {"type": "lookup"})
@@ -115,7 +125,7 @@ def test_bad_requests_are_refused_with_a_reason_and_the_port_carries_on(
     tmp_path: Path, data: bytes, reason: str
 ) -> None:
     async def test(rig: Rig, listener: PoolListener) -> None:
-        client = PeerClient(rig.b, rig.trust)
+        client = PeerClient(rig.b, rig.trust, rig.key_b)
         try:
             answer = await client.send_raw("127.0.0.1", listener.port, data)
             assert answer["ok"] is False and reason in answer["error"], answer
@@ -129,7 +139,7 @@ def test_bad_requests_are_refused_with_a_reason_and_the_port_carries_on(
 
 def test_a_replayed_request_is_refused(tmp_path: Path) -> None:
     async def test(rig: Rig, listener: PoolListener) -> None:
-        client = PeerClient(rig.b, rig.trust)
+        client = PeerClient(rig.b, rig.trust, rig.key_b)
         data = frame({"type": "claim", "nonce": "cd" * 16, "time": time.time()})
         try:
             assert (await client.send_raw("127.0.0.1", listener.port, data))["ok"] is True
@@ -158,3 +168,130 @@ def test_nonces_are_remembered_as_long_as_a_replay_could_pass_the_clock_check() 
     now[0] += NONCE_MEMORY + 1
     guard.check({"nonce": "aa" * 16, "time": now[0]})
     assert len(guard._seen) == 1, "old nonces were not dropped"
+
+
+# --- the members' key check (docs/pools.md §3.3, §8) -------------------------------------------------
+
+
+class NoKeyCheck(PeerClient):
+    """A peer that holds a pinned certificate but skips the key check (a host without the pool's
+    key, or older code): its first request is whatever it sends."""
+
+    async def _key_check(self, *args: Any) -> None:
+        return None
+
+
+async def refused_and_closed(client: PeerClient, port: int, data: bytes, reason: str) -> None:
+    """``data`` is answered with a refusal naming ``reason`` and the connection is closed with it."""
+    answer = await client.send_raw("127.0.0.1", port, data)
+    assert answer["ok"] is False and reason in answer["error"], answer
+    protocol = client._conns[("127.0.0.1", port)][1]
+    await asyncio.wait_for(protocol.wait_closed(), 10)
+    assert reason in (getattr(protocol, "closed_because", None) or ""), "closed without the reason"
+
+
+@pytest.mark.parametrize(
+    ("secret", "previous", "reason"),
+    [
+        (b"\x01" * 32, None, "the pool token key differs from this member's"),
+        (b"\x01" * 32, POOL_KEY, "holds a newer key, whose previous key is this member's"),
+    ],
+    ids=["another-key", "newer-key"],
+)
+def test_a_member_without_the_pool_key_gets_no_request_through(
+    tmp_path: Path, secret: bytes, previous: bytes | None, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def test(rig: Rig, listener: PoolListener) -> None:
+        client = PeerClient(rig.b, rig.trust, key("b" * 16, secret, previous))
+        try:
+            with pytest.raises(NotAMember, match=reason):
+                await client.request("127.0.0.1", listener.port, {"type": "lookup", "digest": "0" * 64})
+            # Not dialled again at once (a refused peer would cost a handshake every round).
+            with pytest.raises(NotAMember, match=reason):
+                await client.request("127.0.0.1", listener.port, {"type": "lookup"})
+        finally:
+            await client.close()
+        assert rig.asked == [], "a request of a member without the pool's key reached the member"
+        # The port carries on for the members that hold the key.
+        good = PeerClient(rig.b, rig.trust, rig.key_b)
+        try:
+            assert (await good.request("127.0.0.1", listener.port, {"type": "lookup"}))["ok"]
+        finally:
+            await good.close()
+
+    run(tmp_path, test)
+    refusals = [r.getMessage() for r in caplog.records if "refused the peer" in r.getMessage()]
+    assert len(refusals) == 1 and reason in refusals[0], refusals
+
+
+def test_a_peer_that_skips_the_key_check_is_refused_and_its_connection_closed(tmp_path: Path) -> None:
+    async def test(rig: Rig, listener: PoolListener) -> None:
+        client = NoKeyCheck(rig.b, rig.trust, rig.key_b)
+        data = frame({"type": "lookup", "digest": "0" * 64, "nonce": "12" * 16, "time": time.time()})
+        try:
+            await refused_and_closed(
+                client, listener.port, data, "the first request must be the members' key check"
+            )
+        finally:
+            await client.close()
+        assert rig.asked == []
+
+    run(tmp_path, test)
+
+
+def test_a_replayed_key_check_is_refused(tmp_path: Path) -> None:
+    async def test(rig: Rig, listener: PoolListener) -> None:
+        hello = frame(rig.key_b.hello(rig.b.fingerprint, rig.a.fingerprint))
+        first, second = NoKeyCheck(rig.b, rig.trust, rig.key_b), NoKeyCheck(rig.b, rig.trust, rig.key_b)
+        try:
+            answer = await first.send_raw("127.0.0.1", listener.port, hello)
+            assert answer["ok"] is True and answer["member_id"] == "a" * 16, answer
+            await refused_and_closed(second, listener.port, hello, "replayed request")
+        finally:
+            await first.close()
+            await second.close()
+        assert rig.asked == []
+
+    run(tmp_path, test)
+
+
+def test_a_member_does_not_ask_a_peer_that_cannot_prove_the_pool_key(tmp_path: Path) -> None:
+    class Careless(PoolKey):
+        """A listener without the pool's key that takes any hello (a host that copied a member's
+        certificate but not the key)."""
+
+        def check_hello(self, request: dict[str, Any], sender: str, receiver: str) -> str:
+            return str(request["member_id"])
+
+    async def main() -> None:
+        rig = Rig(tmp_path)
+        rogue = Careless("lab", "a" * 16, b"\x02" * 32)
+        listener = await PoolListener.start("127.0.0.1", 0, rig.a, rig.trust, rig.handler, key=rogue)
+        client = PeerClient(rig.b, rig.trust, rig.key_b)
+        try:
+            with pytest.raises(NotAMember, match="does not prove this member's key"):
+                await client.request("127.0.0.1", listener.port, {"type": "lookup", "digest": "0" * 64})
+            assert rig.asked == [], "a digest was sent to a peer without the pool's key"
+        finally:
+            await client.close()
+            listener.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_the_key_check_names_a_member_left_on_the_previous_key_and_another_pool() -> None:
+    new, old = b"\x05" * 32, b"\x06" * 32
+    here = PoolKey("lab", "a" * 16, new, old)
+    hello = PoolKey("lab", "b" * 16, old).hello("fp-b", "fp-a")
+    with pytest.raises(RequestRefused, match="still holds the previous key; restart it"):
+        here.check_hello(hello, "fp-b", "fp-a")
+    other_pool = PoolKey("office", "b" * 16, new).hello("fp-b", "fp-a")
+    with pytest.raises(RequestRefused, match="member of pool 'office'"):
+        here.check_hello(other_pool, "fp-b", "fp-a")
+    # Bound to both certificates: a hello made for another member, or by another certificate, fails.
+    good = PoolKey("lab", "b" * 16, new).hello("fp-b", "fp-a")
+    assert here.check_hello(good, "fp-b", "fp-a") == "b" * 16
+    with pytest.raises(RequestRefused, match="key differs"):
+        here.check_hello(good, "fp-b", "fp-c")
+    with pytest.raises(RequestRefused, match="key differs"):
+        here.check_hello(good, "fp-x", "fp-a")

@@ -12,9 +12,12 @@ import threading
 
 import pytest
 
+from tests.conftest import script
 from tests.e2e.harness import Harness, differing_pixels, eventually, png_pixels
+from tests.e2e.kiosk import KioskProc
 from tests.pool.netns import Host, Lan
 from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, sharing
+from tests.pool.test_drain_failover import one_shot
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +116,46 @@ def present(
         argv, env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300
     )
     results.append(run)
+
+
+def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness: Harness, net: Lan) -> None:
+    """A kiosk of the pool dials the other members while the member it reached looks the badge up;
+    the Redirect then says its Hello over the handshake already made to the member it names (the
+    second handshake was most of a redirect's cost), and the badge finds its one session there."""
+    a, b = two_members(harness, net, command=["sleep", "3600"])
+    k1, k2 = net.add("kiosk1"), net.add("kiosk2")
+    one_shot(harness, k1, a, BADGE)
+    holder, other = (a, b) if a.sessions() else (b, a)
+    (session,) = holder.sessions()
+    # The holder drained: a kiosk of the pool dials the member that takes new sessions first.
+    holder.admin("drain", draining=True)
+    eventually(
+        lambda: any(r["state"] == "drain" for r in other.admin("pool")["members"] if not r["this"]),
+        "the other member to see the holder drained",
+    )
+    # A kiosk of the pool that knows the other member's address (it dials it first) and has found
+    # both members by mDNS before the badge comes (so it can dial the holder ahead).
+    kiosk = KioskProc(
+        harness.tmp, "pooled", f"{other.host.address}:{other.port}", other.fingerprint, env=harness.env,
+        extra=("--fingerprint", holder.fingerprint, "--pool", "lab",
+               "--access-key-file", str(harness.tmp / "pool-access.key")),
+        wrapper=tuple(k2.command([script("wrclient")])),
+    ).start()  # fmt: skip
+    try:
+        for srv in (holder, other):
+            eventually(
+                lambda s=srv: f"at {s.host.address} port {s.port}" in kiosk.log_text(),
+                f"the kiosk to find {srv.host.name}",
+            )
+        kiosk.insert(BADGE)
+        shown = kiosk.wait_session()
+        assert shown["session_id"] == session["id"]
+        log = kiosk.log_text()
+        assert f"sends this viewer to {holder.host.address}:{holder.port}" in log
+        assert log.count("its handshake was made while the first member looked the badge up") == 1, log[
+            -3000:
+        ]
+        assert other.sessions() == [] and [s["id"] for s in holder.sessions()] == [session["id"]]
+        assert BADGE not in log and all(BADGE not in m.log_text() for m in (a, b))
+    finally:
+        kiosk.stop()

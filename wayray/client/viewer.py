@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from wayray.client.backend import (
     TouchMotionEvent,
     TouchUpEvent,
 )
+from wayray.client.following import connect_following
 from wayray.client.viewing import Ending, ViewerOptions, ViewerStats
 from wayray.codec import CodecError, CursorDecoder, Decoder, Desync
 from wayray.common import trace
@@ -52,11 +52,8 @@ from wayray.transport import (
     ClientConnection,
     ConnectError,
     ConnectionClosedError,
-    PinnedFingerprint,
-    Redirected,
     ServerIdentityError,
     UsbStreamFull,
-    connect,
 )
 from wayray.transport.trust import host_key
 from wayray.wire import (
@@ -117,10 +114,6 @@ FINAL_CODES = frozenset(
         ErrorCode.ACCESS_DENIED,
     }
 )
-
-
-#: Redirects a viewer follows in a row before it calls it a loop (docs/pools.md §4).
-MAX_REDIRECTS = 2
 
 
 #: ``on_session_event(kind, detail)``: the server said what the session shows now (login screen,
@@ -289,27 +282,9 @@ class Viewer:
             self.server = ("", 0)  # start with the best of the others next time
 
     async def _connect_following(self, host: str, port: int, hello: HelloParams) -> ClientConnection:
-        """Connect to ``host``, following the Redirects of its pool (at most :data:`MAX_REDIRECTS` in a
-        row): the member a Redirect names is accepted with exactly the identity the redirecting
-        member, which this viewer trusts, vouched for."""
-        client = self.options.client
-        for hop in range(MAX_REDIRECTS + 1):
-            try:
-                conn = await connect(host, port, client, hello)
-                self.connected_to = (host, port)
-                return conn
-            except Redirected as err:
-                target = err.redirect
-                if hop == MAX_REDIRECTS:
-                    raise ConnectError(
-                        f"{err.message}: redirected {hop + 1} times in a row; not following (a loop?)",
-                        hint="the pool's members disagree about where the session is: see their logs",
-                    ) from None
-                log.info("%s", err.message)
-                host, port = target.host, target.port
-                client = dataclasses.replace(client, trust=PinnedFingerprint(target.fingerprint))
-                self.stats.redirects += 1
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Connect to ``host``, following the Redirects of its pool (``following``)."""
+        conn, self.connected_to = await connect_following(host, port, hello, self.options, self.stats)
+        return conn
 
     async def _connect_and_serve(self) -> str:
         """One connection; returns why it ended when reconnecting may help (else ``_end`` was called)."""

@@ -73,6 +73,8 @@ class ViewerStats:
     connects: int = 0
     #: Redirects followed to another member of a pool.
     redirects: int = 0
+    #: Of those, the ones that found the member's handshake made already (dialled ahead).
+    redirects_dialled_ahead: int = 0
     frames: int = 0
     keyframes: int = 0
     frame_bytes: int = 0
@@ -94,6 +96,7 @@ class ViewerStats:
         return {
             "connects": self.connects,
             "redirects": self.redirects,
+            "redirects_dialled_ahead": self.redirects_dialled_ahead,
             "frames": self.frames,
             "keyframes": self.keyframes,
             "frame_bytes": self.frame_bytes,

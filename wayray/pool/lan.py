@@ -31,7 +31,7 @@ from wayray.pool.directory import (
     LocalDirectory,
     Member,
 )
-from wayray.pool.peers import PeerClient, PeerError, RequestRefused
+from wayray.pool.peers import NotAMember, PeerClient, PeerError, RequestRefused
 
 log = logging.getLogger("wayray.pool")
 
@@ -141,6 +141,8 @@ class LanDirectory:
         self._started = clock()
         self.warmup = 3 * ttl if warmup is None else warmup
         self._renewing: dict[str, asyncio.Task[None]] = {}
+        #: Members that answered or asked over a connection that passed the members' key check.
+        self._proven: set[str] = set()
         #: Called with a peer's id when it lost this member's lease: its entries there must be claimed again.
         self.on_lease_lost: Callable[[str], None] = lambda member: None
         #: The live members under which this member last claimed all its entries at their homes
@@ -179,6 +181,12 @@ class LanDirectory:
         now = self._clock()
         live = [i for i in self._peers if now - self._answered.get(i, -1e9) <= self.ttl]
         return sorted([self.me.id, *live])
+
+    def proven(self, member_id: str) -> bool:
+        """Whether ``member_id`` has shown that it holds the pool's key (it answered this member, or
+        asked it, over a connection that passed the members' key check): only such a member is a
+        target of placement (docs/pools.md §5)."""
+        return member_id in self._proven
 
     def home(self, digest: str) -> str:
         """The member that decides ``digest``'s claims (rendezvous hashing over :meth:`alive`)."""
@@ -236,6 +244,7 @@ class LanDirectory:
         said = dict(request, member=_member_json(self.me), view=list(view), synced=self._synced == view)
         answer = await self.client.request(peer.pool_host, peer.pool_port, said)
         self._answered[peer.member.id] = self._clock()
+        self._proven.add(peer.member.id)
         return answer
 
     @property
@@ -337,7 +346,9 @@ class LanDirectory:
             except PeerError as err:
                 if str(err).startswith("not ready:"):
                     raise NotReady(f"member {home} refused: {err}") from None
-                if "does not answer" not in str(err) and "did not answer" not in str(err):
+                # A peer that failed the members' key check is no member: left out like a dead one.
+                quiet = "does not answer" in str(err) or "did not answer" in str(err)
+                if not quiet and not isinstance(err, NotAMember):
                     raise DirectoryError(f"member {home} refused: {err}") from None
                 self._dead(home, str(err))
         raise DirectoryError("no member of the pool answers")  # pragma: no cover - this one always does
@@ -433,6 +444,7 @@ class LanDirectory:
             raise RequestRefused(f"member {member.id} belongs to another certificate")
         kind = request.get("type")
         self._answered[member.id] = self._clock()  # it asked: it is alive
+        self._proven.add(member.id)  # its connection passed the key check (peers.PoolListener)
         lease, fresh = await self._lease_of(member)
         self._note_report(member.id, request, fresh)
         if kind == "keep_alive":

@@ -9,12 +9,22 @@ JSON, at most :data:`MAX_REQUEST`), answered by one frame. Every request carries
 the sender's clock; a member refuses, with a reason, a frame over the limit, a body that is not one
 acceptable JSON object, a clock more than :data:`MAX_SKEW` off, and a nonce it has seen within
 :data:`NONCE_MEMORY` (a replay).
+
+The first request on every connection is ``hello``, the members' key check (docs/pools.md §3.3): the
+dialling member proves that it holds the pool's token key with an HMAC, under that key, of its member
+id, both certificates' fingerprints and the request's fresh nonce, and the answer proves the same of
+the member it reached. A peer that cannot (another key, or none) is refused with a reason and its
+connection closed: it gets no other request through, so it can neither read the directory nor claim
+badges for itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -29,7 +39,7 @@ from aioquic import tls
 from aioquic.asyncio import QuicConnectionProtocol, connect, serve
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import HandshakeCompleted, QuicEvent
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent
 from cryptography import x509
 
 from wayray.common.jsonframe import JSONBodyError, decode_object
@@ -52,10 +62,21 @@ _NONCE = re.compile(r"[0-9a-f]{32}")
 #: QUIC application error codes of the pool port.
 NOT_A_MEMBER = 0x1
 REFUSED = 0x2
+#: The peer's first message did not prove the pool's token key (the reason says how it failed).
+KEY_CHECK_FAILED = 0x3
+#: How long a member that failed the key check is not dialled again (seconds; a refused peer would
+#: otherwise cost a handshake every keep-alive round) and a refusal is not logged again.
+REFUSED_FOR = 30.0
+_MEMBER_ID = re.compile(r"[0-9a-f]{16}")
+_PROOF = re.compile(r"[0-9a-f]{64}")
 
 
 class PeerError(Exception):
     """A peer could not be asked, or refused the request; ``str()`` says why."""
+
+
+class NotAMember(PeerError):
+    """The peer failed the members' key check, or refused this member's: it is no member of the pool."""
 
 
 class RequestRefused(Exception):
@@ -87,6 +108,104 @@ class PeerTrust:
                 raise PeerError(f"certificate {fp} does not verify against the pool's CA: {err}") from None
             return fp
         raise PeerError(f"certificate {fp} is not among the pool's fingerprints")
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """What a member proves in its first message on the pool port: that it holds the pool's token key
+    (docs/pools.md §3.3). ``previous``: the key it replaced (a rotation), only to say what went wrong
+    when a peer proves that one instead: a peer must hold the *current* key to be a member."""
+
+    pool: str
+    member_id: str
+    key: bytes = dataclasses.field(repr=False)
+    previous: bytes | None = dataclasses.field(default=None, repr=False)
+
+    def proof(self, key: bytes, role: str, member_id: str, sender: str, receiver: str, nonce: str) -> str:
+        """HMAC-SHA256 under ``key`` of the message's role (``hello`` or ``answer``), the pool, the
+        sender's member id and certificate fingerprint, the receiver's fingerprint and the hello's
+        nonce: valid for this pair of certificates and this hello only (a replay elsewhere fails)."""
+        text = "\0".join(("wayray-pool-key-check/1", role, self.pool, member_id, sender, receiver, nonce))
+        return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+    def hello(self, sender: str, receiver: str) -> dict[str, Any]:
+        """The first request on a connection (its nonce and clock included)."""
+        nonce = secrets.token_hex(16)
+        message: dict[str, Any] = {
+            "type": "hello",
+            "pool": self.pool,
+            "member_id": self.member_id,
+            "nonce": nonce,
+            "time": time.time(),
+            "proof": self.proof(self.key, "hello", self.member_id, sender, receiver, nonce),
+        }
+        if self.previous is not None:
+            message["previous"] = self.proof(self.previous, "hello", self.member_id, sender, receiver, nonce)
+        return message
+
+    def check_hello(self, request: dict[str, Any], sender: str, receiver: str) -> str:
+        """The hello's member id; :class:`RequestRefused` with the reason when it does not prove
+        this pool's current key (the nonce and clock were checked already)."""
+        pool, member_id, proof = request.get("pool"), request.get("member_id"), request.get("proof")
+        if (
+            not isinstance(pool, str)
+            or not isinstance(member_id, str)
+            or not _MEMBER_ID.fullmatch(member_id)
+        ):
+            raise RequestRefused("malformed hello: 'pool' and a 16-hex-digit 'member_id' are needed")
+        if not isinstance(proof, str) or not _PROOF.fullmatch(proof):
+            raise RequestRefused("malformed hello: 'proof' must be 64 hex digits")
+        if pool != self.pool:
+            raise RequestRefused(f"it is a member of pool {pool[:64]!r}, this is pool {self.pool!r}")
+        if member_id == self.member_id:
+            raise RequestRefused("it says it is this member (the same member id on two hosts?)")
+        nonce = str(request["nonce"])
+
+        def proves(key: bytes | None, given: object) -> bool:
+            if key is None or not isinstance(given, str):
+                return False
+            return hmac.compare_digest(self.proof(key, "hello", member_id, sender, receiver, nonce), given)
+
+        if proves(self.key, proof):
+            return member_id
+        hint = "peers.token_key_file must be the same file on every member (docs/pools.md §3.3)"
+        if proves(self.previous, proof):
+            raise RequestRefused(
+                f"the pool token key differs: member {member_id} still holds the previous key; "
+                "restart it with the new key file"
+            )
+        if proves(self.key, request.get("previous")):
+            raise RequestRefused(
+                f"the pool token key differs: member {member_id} holds a newer key, whose previous key "
+                "is this member's; restart this member with the new key file"
+            )
+        raise RequestRefused(f"the pool token key differs from this member's; {hint}")
+
+    def answer(self, member_id: str, sender: str, receiver: str, nonce: str) -> dict[str, Any]:
+        """The answer to a hello that passed: this member's own proof, for the hello's nonce."""
+        return {
+            "ok": True,
+            "member_id": self.member_id,
+            "proof": self.proof(self.key, "answer", self.member_id, sender, receiver, nonce),
+        }
+
+    def check_answer(self, answer: dict[str, Any], sender: str, receiver: str, nonce: str) -> str:
+        """The answering member's id; :class:`NotAMember` when its proof is not of this pool's key."""
+        member_id, proof = answer.get("member_id"), answer.get("proof")
+        if (
+            not isinstance(member_id, str)
+            or not _MEMBER_ID.fullmatch(member_id)
+            or not isinstance(proof, str)
+        ):
+            raise NotAMember("its answer to the key check is malformed")
+        if not hmac.compare_digest(
+            self.proof(self.key, "answer", member_id, sender, receiver, nonce), proof
+        ):
+            raise NotAMember(
+                "the pool token key differs: it does not prove this member's key; peers.token_key_file "
+                "must be the same file on every member (docs/pools.md §3.3)"
+            )
+        return member_id
 
 
 def _configuration(identity: ServerIdentity, *, is_client: bool) -> QuicConfiguration:
@@ -147,12 +266,31 @@ class ReplayGuard:
         self._seen[nonce] = now
 
 
+class _Once:
+    """Says a refusal once per peer and reason within :data:`REFUSED_FOR` (a refused peer tries again
+    every keep-alive round; the log must say it, not drown in it)."""
+
+    def __init__(self) -> None:
+        self._said: dict[tuple[str, str], float] = {}
+
+    def __call__(self, peer: str, reason: str) -> bool:
+        now = time.monotonic()
+        for key in [k for k, at in self._said.items() if now - at > REFUSED_FOR]:
+            del self._said[key]
+        if (peer, reason) in self._said:
+            return False
+        self._said[(peer, reason)] = now
+        return True
+
+
 class _ServerProtocol(QuicConnectionProtocol):
     def __init__(self, quic: Any, stream_handler: Any = None, *, listener: PoolListener) -> None:
         private.request_client_certificate(quic)
         super().__init__(quic, stream_handler=self._on_stream)
         self.listener = listener
         self.peer: str | None = None
+        #: The member id the peer's hello proved the pool's key for (None: no hello passed yet).
+        self.member_id: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -176,8 +314,20 @@ class _ServerProtocol(QuicConnectionProtocol):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _key_check(self, peer: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The connection's first request: the hello, proving the pool's key (else refused, and the
+        connection closed by the caller)."""
+        listener = self.listener
+        if request.get("type") != "hello":
+            raise RequestRefused("the first request must be the members' key check (hello)")
+        member_id = listener.key.check_hello(request, peer, listener.fingerprint)
+        self.member_id = member_id
+        log.debug("pool port: member %s (%s) proved the pool's key", member_id, peer[:15])
+        return listener.key.answer(member_id, listener.fingerprint, peer, str(request["nonce"]))
+
     async def _serve(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         listener = self.listener
+        closing: str | None = None
         try:
             try:
                 body = await asyncio.wait_for(_read_frame(reader), REQUEST_TIMEOUT)
@@ -185,38 +335,84 @@ class _ServerProtocol(QuicConnectionProtocol):
                     request = decode_object(body)
                 except JSONBodyError as err:
                     raise RequestRefused(f"malformed request: the body {err.reason}") from None
-                listener.guard.check(request)
-                answer = await listener.handler(peer, request)
+                if self.member_id is None:  # the first request: the key check, or the connection ends
+                    listener.guard.check(request)
+                    answer = self._key_check(peer, request)
+                else:
+                    listener.guard.check(request)
+                    claimed = request.get("member")
+                    if isinstance(claimed, dict) and claimed.get("id") != self.member_id:
+                        raise RequestRefused(f"this connection is member {self.member_id}'s")
+                    answer = await listener.handler(peer, request)
             except RequestRefused as err:
                 listener.refusals += 1
-                log.warning("pool port: %s: refused: %s", peer[:15], err.reason)
+                if self.member_id is None:
+                    closing = err.reason
+                if closing is not None:
+                    if listener.said(peer, err.reason):
+                        log.warning(
+                            "pool port: refused the peer with certificate %s at %s: %s; its connection "
+                            "is closed",
+                            peer,
+                            _address(self),
+                            err.reason,
+                        )
+                else:
+                    log.warning("pool port: %s: refused: %s", peer[:15], err.reason)
                 answer = {"ok": False, "error": err.reason}
             except (asyncio.IncompleteReadError, TimeoutError):
                 listener.refusals += 1
                 answer = {"ok": False, "error": "malformed request: the frame was cut off or did not come"}
+                if self.member_id is None:
+                    closing = str(answer["error"])
             writer.write(_frame(answer))
             writer.write_eof()
+            if closing is not None:
+                self.transmit()  # the answer first, then the close with the same reason
+                self._quic.close(error_code=KEY_CHECK_FAILED, reason_phrase=f"members' key check: {closing}")
+                self.transmit()
         except Exception:  # a member's bug must not end the listener; the peer sees its stream end
             log.exception("pool port: a request of %s failed", peer[:15])
             with contextlib.suppress(Exception):
                 writer.write_eof()
 
 
-class PoolListener:
-    """The pool port: answers authenticated peers' requests with ``handler(peer_fingerprint, req)``."""
+def _address(protocol: QuicConnectionProtocol) -> str:
+    transport = getattr(protocol, "_transport", None)
+    paths = getattr(protocol._quic, "_network_paths", None)
+    if paths:
+        addr = paths[0].addr
+        return f"{addr[0]}:{addr[1]}"
+    return str(transport.get_extra_info("peername")) if transport is not None else "?"
 
-    def __init__(self, trust: PeerTrust, handler: Handler) -> None:
+
+class PoolListener:
+    """The pool port: answers authenticated peers' requests with ``handler(peer_fingerprint, req)``,
+    once the peer's first request proved the pool's key (``key``)."""
+
+    def __init__(self, trust: PeerTrust, key: PoolKey, handler: Handler, fingerprint: str = "") -> None:
         self.trust = trust
+        self.key = key
         self.handler = handler
+        #: This member's certificate fingerprint (the key check's proofs name it).
+        self.fingerprint = fingerprint
         self.guard = ReplayGuard()
+        self.said = _Once()
         self.refusals = 0
         self._server: QuicServer | None = None
 
     @classmethod
     async def start(
-        cls, host: str, port: int, identity: ServerIdentity, trust: PeerTrust, handler: Handler
+        cls,
+        host: str,
+        port: int,
+        identity: ServerIdentity,
+        trust: PeerTrust,
+        handler: Handler,
+        *,
+        key: PoolKey,
     ) -> PoolListener:
-        listener = cls(trust, handler)
+        listener = cls(trust, key, handler, identity.fingerprint)
         listener._server = await serve(
             host,
             port,
@@ -236,38 +432,90 @@ class PoolListener:
             self._server = None
 
 
-class PeerClient:
-    """Asks other members; one QUIC connection per peer, kept while it works."""
+class _ClientProtocol(QuicConnectionProtocol):
+    """Keeps the reason the peer gave when it closed the connection (a failed key check says why)."""
 
-    def __init__(self, identity: ServerIdentity, trust: PeerTrust) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed_because: str | None = None
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ConnectionTerminated) and event.reason_phrase:
+            self.closed_because = event.reason_phrase
+        super().quic_event_received(event)
+
+
+class PeerClient:
+    """Asks other members; one QUIC connection per peer, kept while it works. Each connection starts
+    with the members' key check (``key``): a peer that refuses this member's or does not prove its
+    own is no member (:class:`NotAMember`) and is not dialled again for :data:`REFUSED_FOR`."""
+
+    def __init__(self, identity: ServerIdentity, trust: PeerTrust, key: PoolKey) -> None:
         self.identity = identity
         self.trust = trust
+        self.key = key
         self._conns: dict[tuple[str, int], tuple[contextlib.AsyncExitStack, QuicConnectionProtocol]] = {}
         #: One lock per peer: a peer that does not answer must not hold up the requests to the others.
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        #: Peers that failed the key check: (host, port) → (until when, why).
+        self._refused: dict[tuple[str, int], tuple[float, str]] = {}
+        self._said = _Once()
 
     async def _connection(self, host: str, port: int) -> QuicConnectionProtocol:
         async with self._locks.setdefault((host, port), asyncio.Lock()):
             held = self._conns.get((host, port))
             if held is not None:
                 return held[1]
+            refused = self._refused.get((host, port))
+            if refused is not None and time.monotonic() < refused[0]:
+                raise NotAMember(refused[1])
             stack = contextlib.AsyncExitStack()
             try:
                 protocol = await asyncio.wait_for(
                     stack.enter_async_context(
-                        connect(host, port, configuration=_configuration(self.identity, is_client=True))
+                        connect(
+                            host,
+                            port,
+                            configuration=_configuration(self.identity, is_client=True),
+                            create_protocol=_ClientProtocol,
+                        )
                     ),
                     REQUEST_TIMEOUT,
                 )
                 cert, chain = private.peer_certificate(protocol._quic)
-                self.trust.check(cert, chain)
+                peer = self.trust.check(cert, chain)
+                await asyncio.wait_for(self._key_check(protocol, host, port, peer), REQUEST_TIMEOUT)
             except BaseException as err:
                 await _close_quietly(stack)
-                if isinstance(err, TimeoutError | OSError | ConnectionError):
+                if isinstance(err, TimeoutError | OSError | ConnectionError | asyncio.IncompleteReadError):
                     raise PeerError(f"{host}:{port} does not answer on the pool port") from None
                 raise
+            self._refused.pop((host, port), None)
             self._conns[(host, port)] = (stack, protocol)
             return protocol
+
+    async def _key_check(self, protocol: QuicConnectionProtocol, host: str, port: int, peer: str) -> None:
+        """The connection's first request: prove the pool's key, and check the peer's proof."""
+        me = self.identity.fingerprint
+        hello = self.key.hello(me, peer)
+        try:
+            try:
+                answer = await self._ask(protocol, hello)
+            except PeerError as err:
+                raise NotAMember(f"it refused this member: {err}") from None
+            except asyncio.IncompleteReadError:
+                why = getattr(protocol, "closed_because", None)
+                if why is None:
+                    raise
+                raise NotAMember(f"it refused this member: {why}") from None
+            self.key.check_answer(answer, peer, me, hello["nonce"])
+        except NotAMember as err:
+            reason = f"the member at {host}:{port} (certificate {peer}) is not taken into the pool: {err}"
+            self._refused[(host, port)] = (time.monotonic() + REFUSED_FOR, reason)
+            if self._said(peer, str(err)):
+                log.warning("pool: %s", reason)
+            protocol.close(error_code=KEY_CHECK_FAILED, reason_phrase=f"members' key check: {err}"[:256])
+            raise NotAMember(reason) from None
 
     async def request(self, host: str, port: int, request: dict[str, Any]) -> dict[str, Any]:
         """Send ``request`` (a nonce and the time are added) and return the answer; :class:`PeerError`

@@ -34,12 +34,12 @@ from wayray.pool.mdns import (
     advertised_addresses,
     load_or_create_member_id,
 )
-from wayray.pool.peers import PeerClient, PeerTrust, PoolListener
+from wayray.pool.peers import PeerClient, PeerTrust, PoolKey, PoolListener
 from wayray.server import admin_protocol as ap
 from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
 from wayray.server.table import SessionTable
-from wayray.server.tokens import TokenRef
+from wayray.server.tokens import TokenRef, load_secret
 from wayray.transport import ServerIdentity
 from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, SessionEventKind
 
@@ -155,9 +155,17 @@ class PoolMembership:
                 ),
             )
         else:
-            directory = LanDirectory(me, PeerClient(identity, trust))
+            key = PoolKey(
+                settings.pool,
+                member_id,
+                load_secret(settings.token_key, "the pool token key"),
+                load_secret(settings.pool_previous_key_file, "the previous pool token key")
+                if settings.pool_previous_key_file is not None
+                else None,
+            )
+            directory = LanDirectory(me, PeerClient(identity, trust, key))
             pool_port = settings.pool_port if settings.pool_port is not None else port + 1
-            listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle)
+            listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle, key=key)
 
         def accept(ad: MemberAd) -> str | None:
             if ad.member_id == member_id:
@@ -357,6 +365,8 @@ class PoolMembership:
             weights.append(mine.weight * (mine.capacity - len(table.live)))
         for ad in shared.browser.members():
             peer = shared.directory.peer(ad.member_id)
+            if isinstance(shared.directory, LanDirectory) and not shared.directory.proven(ad.member_id):
+                continue  # not (yet) shown to hold the pool's key: never sent a badge
             if peer is not None and self._answers(shared, ad.member_id) and ad.takes_new_sessions:
                 choices.append(peer)
                 weights.append(ad.figures.weight * ad.free)

@@ -99,7 +99,12 @@ class _ClientProtocol(WireProtocol):
         port: int,
         hello: HelloParams,
         loopback: bool = False,
+        hold_hello: bool = False,
     ) -> None:
+        #: Dialled ahead (:func:`dial_ahead`): the Hello waits for :meth:`send_held_hello`.
+        self.hold_hello = hold_hello
+        #: Set when TLS completed and the identity checks passed (``tls_ok``), or the connection ended.
+        self.tls_checked = asyncio.Event()
         self.trust = settings.trust
         #: The user's own server's key, when the address connected to is loopback.
         self.own_server = settings.own_server if loopback else None
@@ -138,11 +143,29 @@ class _ClientProtocol(WireProtocol):
             return
         self.server_fingerprint = fp
         self.tls_ok = True
+        self.tls_checked.set()
+        if not self.hold_hello:
+            self._send_hello()
+
+    def _send_hello(self) -> None:
         hello = self.hello_params
         own = self.own_server
-        if own is not None and not hello.access_key and fp == own.fingerprint:
+        if own is not None and not hello.access_key and self.server_fingerprint == own.fingerprint:
             hello = dataclasses.replace(hello, access_key=own.key)
         self.wire.send_hello(hello)
+
+    def send_held_hello(self, hello: HelloParams) -> None:
+        """A connection dialled ahead: say ``hello`` now (TLS and the identity checks passed)."""
+        assert self.hold_hello and self.tls_ok
+        self.hold_hello = False
+        self.hello_params = hello
+        self._send_hello()
+        self._after_wire()
+        self.transmit()
+
+    def _wire_closed(self, event: Any) -> None:
+        super()._wire_closed(event)
+        self.tls_checked.set()  # whoever waits for a connection dialled ahead: it ended
 
     def hello_received(self, event: HelloReceived) -> None:  # pragma: no cover - server side only
         raise AssertionError("a client never receives Hello")
@@ -199,8 +222,16 @@ def _as_1_1(settings: ClientSettings) -> ClientSettings:
 
 
 async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloParams) -> ClientConnection:
+    protocol, transport = await _open(host, port, settings, hello, hold_hello=False)
+    return await _finish(protocol, transport, host, port, settings)
+
+
+async def _open(
+    host: str, port: int, settings: ClientSettings, hello: HelloParams, *, hold_hello: bool
+) -> tuple[_ClientProtocol, Any]:
+    """Start the QUIC handshake to ``host``:``port`` (the Hello follows the identity checks, or with
+    ``hold_hello`` waits for :meth:`_ClientProtocol.send_held_hello`)."""
     loop = asyncio.get_running_loop()
-    where = host_key(host, port)
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError as err:
@@ -220,12 +251,26 @@ async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloP
 
     def factory() -> _ClientProtocol:
         return _ClientProtocol(
-            quic, settings=settings, host=host, port=port, hello=hello, loopback=_is_loopback(addr[0])
+            quic,
+            settings=settings,
+            host=host,
+            port=port,
+            hello=hello,
+            loopback=_is_loopback(addr[0]),
+            hold_hello=hold_hello,
         )
 
     # A connected socket: only the server's datagrams reach us, and ICMP "port unreachable" does.
     transport, protocol = await loop.create_datagram_endpoint(factory, family=family, remote_addr=addr[:2])
     protocol.connect(transport.get_extra_info("peername"))  # the exact form asyncio's sendto accepts
+    return protocol, transport
+
+
+async def _finish(
+    protocol: _ClientProtocol, transport: Any, host: str, port: int, settings: ClientSettings
+) -> ClientConnection:
+    """Wait for the ServerHello of a connection whose Hello is sent (or will be)."""
+    where = host_key(host, port)
     try:
         await asyncio.wait_for(asyncio.shield(protocol.established), settings.connect_timeout)
     except TimeoutError:
@@ -259,6 +304,64 @@ async def _connect(host: str, port: int, settings: ClientSettings, hello: HelloP
     _close_transport_when_done(protocol, transport)
     log.info("connected to %s (%s): %r", where, protocol.server_fingerprint, conn.server_hello)
     return conn
+
+
+class DialledAhead:
+    """A QUIC + TLS handshake made before it is known to be needed (docs/pools.md §4): a pool viewer
+    dials the other members while the member it reached looks the badge up, so that a Redirect to
+    one of them finds the handshake done. Nothing is sent on it (no Hello, so no token) until
+    :meth:`use`; :meth:`close` ends it unused."""
+
+    def __init__(self, host: str, port: int, settings: ClientSettings, hello: HelloParams) -> None:
+        self.host, self.port = host, port
+        self.settings = settings
+        self._opened: asyncio.Task[tuple[_ClientProtocol, Any]] = asyncio.ensure_future(
+            _open(host, port, settings, hello, hold_hello=True)
+        )
+        self._used = False
+
+    async def ready(self, fingerprint: str) -> bool:
+        """Whether the handshake completed with the server's identity ``fingerprint`` (and the
+        viewer's own trust); waits for a handshake still under way, up to the connect timeout, then
+        raises :class:`ConnectError` as :func:`connect` would (dialling again would wait as long)."""
+        timeout = self.settings.connect_timeout
+        try:
+            protocol, _ = await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+            await asyncio.wait_for(protocol.tls_checked.wait(), timeout)
+        except TimeoutError:
+            raise ConnectError(
+                f"no answer from {host_key(self.host, self.port)} within {timeout:g} s",
+                hint=f"check that wrsrvd runs there and that UDP port {self.port} is reachable",
+            ) from None
+        except (ConnectError, OSError):
+            return False
+        return protocol.tls_ok and not protocol.wire.closed and protocol.server_fingerprint == fingerprint
+
+    async def use(self, hello: HelloParams) -> ClientConnection:
+        """Say ``hello`` on the connection (call after :meth:`ready` said True)."""
+        protocol, transport = self._opened.result()
+        self._used = True
+        protocol.send_held_hello(hello)
+        return await _finish(protocol, transport, self.host, self.port, self.settings)
+
+    def close(self) -> None:
+        """End it unused (in the background: nobody waits for QUIC's close)."""
+        if self._used:
+            return
+        self._used = True
+        if self._opened.done():
+            _close_opened(self._opened)
+        else:  # the socket is being made (no handshake is awaited there): close it once it is
+            self._opened.add_done_callback(_close_opened)
+
+
+def _close_opened(opened: asyncio.Task[tuple[_ClientProtocol, Any]]) -> None:
+    if opened.cancelled() or opened.exception() is not None:
+        return
+    protocol, transport = opened.result()
+    if not protocol.wire.closed:
+        protocol.connection.close(ErrorCode.NO_ERROR, "dialled ahead for a redirect that did not come")
+    _close_transport_when_done(protocol, transport)
 
 
 def _is_loopback(address: str) -> bool:
