@@ -212,9 +212,11 @@ def test_a_restarted_member_finds_the_session_that_failed_over_while_the_members
             # a restarts with an empty directory, on a new pool port.
             trust = PeerTrust(frozenset(n.identity.fingerprint for n in nodes))
             a.directory = LanDirectory(
-                a.member, PeerClient(a.identity, trust), ttl=1.0, warmup=0 if not first else None
+                a.member, PeerClient(a.identity, trust, a.key), ttl=1.0, warmup=0 if not first else None
             )
-            a.listener = await PoolListener.start("127.0.0.1", 0, a.identity, trust, a.directory.handle)
+            a.listener = await PoolListener.start(
+                "127.0.0.1", 0, a.identity, trust, a.directory.handle, key=a.key
+            )
             a.lease = await a.directory.join(a.member, 1.0)
             now = {o.member.id: Peer(o.member, "127.0.0.1", o.listener.port) for o in nodes}
             if first:
