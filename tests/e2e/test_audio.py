@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import script
 from tests.e2e.harness import DEADLINE, Harness, WrServer, eventually, failure, processes_with_link
+from tests.e2e.kiosk import KioskProc
 from tests.e2e.kiosk_sound import KioskSound
 from tests.e2e.test_robustness import _closed_after
 from wayray.server.admin import AdminClient
@@ -354,6 +355,80 @@ def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) ->
     finally:
         first.stop()
         second.stop()
+
+
+# --- a kiosk plays by default -------------------------------------------------------------------
+
+
+def kiosk_with_sound(
+    h: Harness, srv: WrServer, name: str, sound_env: dict[str, str], extra: tuple[str, ...] = ()
+) -> KioskProc:
+    """A headless ``wrclient --kiosk`` (no audio option given) whose sound server is ``sound_env``'s."""
+    k = KioskProc(h.short, name, f"127.0.0.1:{srv.port}", srv.fingerprint, env={**h.env, **sound_env},
+                  extra=extra)  # fmt: skip
+    kiosks = getattr(h, "audio_kiosks", [])
+    h.audio_kiosks = [*kiosks, k]  # type: ignore[attr-defined]
+    return k.start()
+
+
+@pytest.fixture
+def stop_audio_kiosks(harness: Harness):  # type: ignore[no-untyped-def]
+    yield
+    for k in getattr(harness, "audio_kiosks", []):
+        k.stop()
+
+
+def test_a_kiosk_plays_the_session_s_sound_by_default_and_goes_quiet_when_the_badge_leaves(
+    harness: Harness, stop_audio_kiosks: None
+) -> None:
+    original = chirps()
+    wav = write_wav(harness.tmp / "chirps.wav", original)
+    srv = harness.server(session_script(harness, "(\n" + play_on(harness, "go", wav) + ") &"))
+    sound = KioskSound(harness.short / "kiosk-sound", harness.tmp / "speaker.raw").start()
+    try:
+        k = kiosk_with_sound(harness, srv, "loud", sound.env)  # no --play-audio: kiosk mode plays
+        k.insert("kiosk-default-sound")
+        k.wait_session()
+        assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input"]
+        wait_for_capture(srv.wait_linked()["pid"])
+        eventually(lambda: sound.players() == 1, "the kiosk to play into its speaker")
+        (harness.home / "go").touch()
+        score, lag = eventually(
+            lambda: chirps_heard(sound, original), "the kiosk's speaker to play the chirps"
+        )
+        assert "playing the session's sound on this machine's default sink" in k.log_text()
+        # The badge taken out: the session detaches, and the kiosk's speaker goes quiet at once.
+        k.remove()
+        eventually(lambda: sound.players() == 0, "the kiosk to stop playing when the badge left")
+        print(f"kiosk (default playback) similarity {score:.4f} at sample {lag}")
+    finally:
+        sound.stop()
+
+
+def test_a_kiosk_told_not_to_play_or_without_a_sound_server_offers_no_sound_and_says_why(
+    harness: Harness, stop_audio_kiosks: None
+) -> None:
+    srv = harness.server(session_script(harness, ""))
+    # play_audio = false in client.toml: the kiosk offers no sound; the session records nothing for it.
+    root = harness.short / "quiet-root"
+    (root / "etc" / "wayray").mkdir(parents=True)
+    (root / "etc" / "wayray" / "client.toml").write_text("[client]\nplay_audio = false\n")
+    quiet = kiosk_with_sound(harness, srv, "quiet", {}, extra=("--root", str(root)))
+    quiet.insert("kiosk-told-quiet")
+    quiet.wait_session()
+    assert accepted_capabilities(srv) == ["clipboard, cursor, display, input"]
+    assert not descendants_named(srv.wait_linked()["pid"], "parec")
+    quiet.remove()
+    quiet.stop()
+    # No sound server answers at this kiosk: it says so in its log, and shows the session without sound.
+    mute = kiosk_with_sound(
+        harness, srv, "mute", {"PULSE_SERVER": f"unix:{harness.short / 'no-such-sound-server'}"}
+    )
+    eventually(lambda: "no sound server answers on this kiosk" in mute.log_text(), "the kiosk to say so")
+    mute.insert("kiosk-without-sound")
+    mute.wait_session()
+    assert accepted_capabilities(srv)[-1] == "clipboard, cursor, display, input"
+    assert mute.proc is not None and mute.proc.poll() is None
 
 
 # --- negotiation ------------------------------------------------------------------------------------

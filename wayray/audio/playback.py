@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -160,10 +161,16 @@ class Player:
     def available() -> bool:
         return shutil.which("pacat") is not None
 
+    @property
+    def failed(self) -> bool:
+        """pacat could not play (no sound server, no pacat): said once in the log."""
+        return self._failed
+
     def start(self) -> None:
         """A new stream: a new buffer, and pacat started (again) if it is not running."""
         self._buffer = JitterBuffer(self.stats)
         if self._task is None or self._task.done():
+            self._failed = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
@@ -264,3 +271,31 @@ class Player:
 
 
 _reaping: set[asyncio.Task[int]] = set()
+
+
+async def sound_server_problem(timeout: float = 10.0) -> str | None:
+    """None when this machine's sound server answers (``pactl info``, as pacat would find it), else
+    what is wrong, in words for the log."""
+    pactl = shutil.which("pactl")
+    if pactl is None or shutil.which("pacat") is None:
+        return "pactl and pacat are not installed (Debian: apt install pulseaudio-utils)"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            pactl, "info",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except OSError as err:
+        return f"cannot run pactl: {err.strerror or err}"
+    try:
+        _, err_text = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return f"the sound server did not answer within {timeout:g} s"
+    if proc.returncode == 0:
+        return None
+    where = os.environ.get("PULSE_SERVER") or "the user's default ($XDG_RUNTIME_DIR/pulse/native)"
+    said = err_text.decode(errors="replace").strip().splitlines()
+    return f"{said[-1] if said else f'pactl info failed ({proc.returncode})'} (server: {where})"
