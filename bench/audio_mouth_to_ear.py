@@ -1,6 +1,6 @@
 """Mouth to ear on loopback: from the session's sink to the kiosk's speaker, median and p95.
 
-    .venv/bin/python -m bench.audio_mouth_to_ear [--clicks 40]
+    .venv/bin/python -m bench.audio_mouth_to_ear [--clicks 40] [--warmup S]
 
 Real processes: ``wrsrvd --standalone``, a session whose command plays clicks (5 ms of 1 kHz every
 500 ms) with ``paplay``, a ``wrclient --headless --play-audio`` whose sound server is a PulseAudio of its
@@ -10,6 +10,11 @@ stamped on arrival with this host's CLOCK_MONOTONIC; a click's latency is the ar
 first sample at the ear minus at the mouth (the two recorders' own latencies are the same and cancel).
 What it covers: capture (10 ms), 20 ms framing, Opus, link, wrsrvd, QUIC, the jitter buffer, pacat and
 the kiosk sink's buffer. The load average is printed with it: the machine is shared.
+
+``--warmup S``: the kiosk plays the silent session for S seconds before the clicks. Its sink buffer
+starts at 100 ms and comes down a third after every 15 s without an underrun (docs/audio.md §3): a
+kiosk that has been calm for a minute plays with 30 ms, and the figure with a warm-up is what it
+plays with then; without one, what a kiosk plays with in its first seconds.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clicks", type=int, default=40)
+    p.add_argument("--warmup", type=float, default=0.0, metavar="S", help="seconds of silence first")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wayray-m2e-bench-"))
     h = Harness(tmp)
@@ -119,7 +125,7 @@ def main() -> None:
         ear = Recorder(kiosk.env, "speaker.monitor")
         recorders += [mouth, ear]
         eventually(lambda: kiosk.players() == 1, "the kiosk to play")
-        time.sleep(1.0)  # both recorders running
+        time.sleep(1.0 + args.warmup)  # both recorders running (and the kiosk calm for a while)
         load = os.getloadavg()[0]
         (h.home / "go").touch()
         eventually(
@@ -139,11 +145,12 @@ def main() -> None:
         print(f"load average {load:.1f} (end {end_load:.1f}); {len(said)} clicks played, {len(lat)} heard")
         if lat:
             median, p95 = lat[len(lat) // 2], lat[int(0.95 * (len(lat) - 1))]
+            p90 = lat[int(0.9 * (len(lat) - 1))]
             print(
-                f"mouth to ear: median {median:.0f} ms, p95 {p95:.0f} ms, "
+                f"mouth to ear: median {median:.0f} ms, p90 {p90:.0f} ms, p95 {p95:.0f} ms, "
                 f"min {lat[0]:.0f} ms, max {lat[-1]:.0f} ms"
             )
-        print("viewer stats:", stats.read_text().split('"playback"', 1)[-1].replace("\n", " ")[:300])
+        print("viewer stats:", stats.read_text().split('"playback"', 1)[-1].replace("\n", " ")[:400])
     finally:
         for r in recorders:
             r.stop()

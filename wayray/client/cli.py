@@ -654,6 +654,8 @@ async def _run(
         await backend.close()
         if audio is not None:
             audio.close()
+            if audio.player is not None:
+                await audio.player.wait_closed()
         if browser is not None:
             await browser.close()
         _write_stats(args, viewer, audio)

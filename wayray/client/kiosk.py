@@ -201,6 +201,7 @@ class Kiosk:
             await self._drop_viewer("the kiosk is stopping")
             if self.player is not None:
                 self.player.stop()
+                await self.player.wait_closed()
             await self.source.close()
             for task in list(self._tasks):
                 task.cancel()
