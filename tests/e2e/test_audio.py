@@ -184,10 +184,17 @@ def read_wav(path: Path) -> np.ndarray:
 def similarity(received: np.ndarray, original: np.ndarray) -> tuple[float, int]:
     """The normalised cross-correlation's peak (1.0: the same waveform, scaled) and its lag: for
     each lag, sum(x·y) / sqrt(sum(x²)·sum(y²)) over the original's length."""
+    scores, lags = similarities(received, original)
+    best = int(np.argmax(scores))
+    return float(scores[best]), int(lags[best])
+
+
+def similarities(received: np.ndarray, original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised cross-correlation at every lag (see :func:`similarity`), and the lags."""
     n = len(original)
     # The received sound may begin after the original's start (its first milliseconds lost) or end
-    # early: zeros on both sides let every overlap count. The lag returned is the received sample at
-    # which the original begins (negative: before the file's start).
+    # early: zeros on both sides let every overlap count. A lag is the received sample at which the
+    # original begins (negative: before the file's start).
     received = np.concatenate([np.zeros(n), received, np.zeros(n)])
     size = 1 << int(np.ceil(np.log2(len(received) + n)))
     corr = np.fft.irfft(np.fft.rfft(received, size) * np.conj(np.fft.rfft(original, size)), size)
@@ -195,8 +202,29 @@ def similarity(received: np.ndarray, original: np.ndarray) -> tuple[float, int]:
     energy = np.concatenate([[0.0], np.cumsum(received**2)])
     window = np.sqrt(np.maximum(energy[n:] - energy[:-n], 1e-12) * float(np.sum(original**2)))
     scores = corr / window
-    lag = int(np.argmax(scores))
-    return float(scores[lag]), lag - n
+    return scores, np.arange(len(scores)) - n
+
+
+def chirps_in_order(heard: np.ndarray, count: int = 3) -> tuple[float, int] | None:
+    """What a listener hears as the ``count`` chirps: each one undistorted (normalised
+    cross-correlation with one chirp ≥ 0.9), none more, each beginning 1 s ± 0.2 s after the one
+    before. A pause between two chirps a little longer or shorter than in the original (a kiosk that
+    changed its sink buffer while the session was silent) is not heard, and not counted; a chirp cut
+    or garbled is. The lowest of the chirps' scores and where the first begins; None if not so."""
+    scores, lags = similarities(heard, chirps(1))
+    found: list[tuple[float, int]] = []
+    for i in np.flatnonzero(scores >= 0.9):  # one peak per chirp: the best within a chirp's length
+        if found and lags[i] - found[-1][1] < RATE * CHIRP_S:
+            if scores[i] > found[-1][0]:
+                found[-1] = (float(scores[i]), int(lags[i]))
+            continue
+        found.append((float(scores[i]), int(lags[i])))
+    if len(found) != count:
+        return None
+    spacing = RATE * (CHIRP_S + GAP_S)
+    if any(abs(b[1] - a[1] - spacing) > 0.2 * RATE for a, b in zip(found, found[1:], strict=False)):
+        return None
+    return min(score for score, _ in found), found[0][1]
 
 
 def wait_for_capture(session_pid: int) -> None:
@@ -287,9 +315,9 @@ def test_sound_played_while_detached_is_not_delivered_later(harness: Harness) ->
 
 
 def chirps_heard(kiosk: KioskSound, original: np.ndarray) -> tuple[float, int] | None:
+    """The chirps, as a listener at the kiosk's speaker hears them (:func:`chirps_in_order`)."""
     heard = kiosk.heard()
-    found = similarity(heard, original) if heard.size > len(original) // 2 else (0.0, 0)
-    return found if found[0] >= 0.9 else None
+    return chirps_in_order(heard) if heard.size > len(original) // 2 else None
 
 
 @REALTIME
