@@ -268,7 +268,7 @@ class Player:
         self._calm_since = time.monotonic()
         assert proc.stdin is not None and proc.stderr is not None
         self._watcher = asyncio.get_running_loop().create_task(
-            self._watch(proc.stderr), name="pacat messages"
+            self._watch(proc, proc.stderr), name="pacat messages"
         )
         transport = proc.stdin.transport
         set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
@@ -303,10 +303,13 @@ class Player:
             return max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10)
         return self.latency_ms
 
-    async def _watch(self, stderr: asyncio.StreamReader) -> None:
-        """pacat's messages: underruns counted, failures logged (the rest is its chatter)."""
+    async def _watch(self, proc: asyncio.subprocess.Process, stderr: asyncio.StreamReader) -> None:
+        """pacat's messages: underruns counted, failures logged (the rest is its chatter). Those of a
+        pacat being stopped are not counted: its stream was ended, not starved."""
         async for line in stderr:
             text = line.decode(errors="replace").strip()
+            if proc is not self._proc or proc.pid in _killed:
+                continue
             if "underrun" in text.lower():
                 self.stats.underruns += 1
                 self._underruns_now += 1
@@ -338,11 +341,11 @@ class Player:
         if proc.pid in _killed:
             return
         _killed.add(proc.pid)
-        if proc.stdin is not None:
-            proc.stdin.transport.abort()  # nobody waits for what the pipe held
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                proc.kill()  # before its input ends: it must not play out (and run dry) first
+        if proc.stdin is not None:
+            proc.stdin.transport.abort()  # nobody waits for what the pipe held
         reap = asyncio.get_running_loop().create_task(_reap(proc, watcher), name="reap pacat")
         _reaping.add(reap)
         reap.add_done_callback(_reaping.discard)
