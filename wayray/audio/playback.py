@@ -151,6 +151,14 @@ class JitterBuffer:
         """Nothing waits to be played: the session is silent now (or has not begun)."""
         return not self._frames and self._hold == 0
 
+    def anchor_again(self) -> None:
+        """While quiet: the next frame to come starts the timeline again, ``target`` frames behind it,
+        as at the stream's start (what the sink was not fed while pacat was replaced is not owed)."""
+        if self.quiet():
+            self._play = None
+            self._skip = 0
+            self._deep_since = None
+
     def next(self) -> bytes:
         """The next 20 ms to play."""
         if self._play is None:
@@ -218,6 +226,8 @@ class Player:
             proc = await self._spawn(pacat)
             if proc is None:
                 return
+            if not first:
+                self._buffer.anchor_again()  # the new pacat's start did not add to the delay
             if first:
                 log.info("playing the session's sound on %s", self.sink or "this machine's default sink")
                 first = False
