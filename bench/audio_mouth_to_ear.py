@@ -20,6 +20,11 @@ CPU (user + system, % of one core) over ``--seconds`` of silence and then of pla
 group, and the bytes per second on the link, counted by a relay in this process (WayRay: every UDP
 datagram of the viewer's QUIC connection, so the picture's frames and keep-alives too — the session
 is a shell script with no window; the peers: their TCP connection).
+
+``--warmup S``: WayRay's kiosk plays the silent session for S seconds before the clicks. Its sink
+buffer starts at 100 ms and comes down a third after every 15 s without an underrun (docs/audio.md
+§3): the figure with a warm-up is what a calm kiosk plays with; without one, what a kiosk plays with
+in its first seconds.
 """
 
 from __future__ import annotations
@@ -140,7 +145,9 @@ WINDOW_S = 11.0
 TAIL_S = 8.0
 
 
-def wayray_run(tmp: Path, clicks: Path, kiosk: Any, seconds: float, stats: Path) -> dict[str, Any]:
+def wayray_run(
+    tmp: Path, clicks: Path, kiosk: Any, seconds: float, stats: Path, warmup: float = 0.0
+) -> dict[str, Any]:
     from bench.audio_peers import phases, tree
     from bench.relays import UdpRelay
     from tests.e2e.harness import Client, Harness, eventually
@@ -177,7 +184,7 @@ def wayray_run(tmp: Path, clicks: Path, kiosk: Any, seconds: float, stats: Path)
         ear = Recorder(kiosk.env, "speaker.monitor")
         recorders += [mouth, ear]
         eventually(lambda: kiosk.players() == 1, "the kiosk to play")
-        time.sleep(1.0)  # both recorders running
+        time.sleep(1.0 + warmup)  # both recorders running (and the kiosk calm for --warmup)
         comp = session["pid"]
         groups = {
             "session process (capture, Opus), parec": lambda: tree(comp, lambda n: n not in SESSION_OTHERS),
@@ -242,6 +249,7 @@ def main() -> None:
         default=PERIOD_S,
         help="seconds between clicks: twice the largest latency to see",
     )
+    p.add_argument("--warmup", type=float, default=0.0, metavar="S", help="WayRay: seconds of silence first")
     p.add_argument("--peers", default="", help="tunnel,xpra,xpra-opus: the same clicks through them too")
     p.add_argument("--only-peers", action="store_true", help="the peers without WayRay's run")
     args = p.parse_args()
@@ -249,7 +257,7 @@ def main() -> None:
     runs: list[tuple[str, Callable[..., dict[str, Any]]]] = []
     if not args.only_peers:
         runs.append(("WayRay", lambda tmp, clicks, kiosk: wayray_run(tmp, clicks, kiosk, args.seconds,
-                                                                     tmp / "stats.json")))  # fmt: skip
+                                                                     tmp / "stats.json", args.warmup)))  # fmt: skip
     for peer in filter(None, args.peers.split(",")):
         peers = {"tunnel": tunnel_run, "xpra": xpra_run, "xpra-opus": partial(xpra_run, codec="opus+mka")}
         fn = peers.get(peer)

@@ -76,3 +76,19 @@ def test_a_sender_clock_running_ahead_is_followed_by_skipping_a_silent_slot() ->
         if seq % 10:  # a frame in ten is silence (not sent): a slot that can go
             jb.put(seq + 3, sound(seq + 3), now=t)
     assert jb.stats.skipped >= 1
+
+
+def test_anchored_again_while_quiet_the_next_frame_plays_as_at_a_stream_s_start() -> None:
+    """A new pacat (another sink buffer) took a while to start: slots were not played meanwhile. While
+    nothing waits, the timeline starts again at the next frame, so that time is not added to the
+    delay; with a frame waiting, nothing changes (its sound is not skipped)."""
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    assert [jb.next() for _ in range(START_FRAMES + 1)][-1] == sound(0)
+    jb.anchor_again()  # quiet: nothing waits
+    jb.put(40, sound(40), now=1.0)  # the writer did not pull slots 1..39 while pacat was replaced
+    played = [jb.next() for _ in range(START_FRAMES + 1)]
+    assert played == [SILENCE] * START_FRAMES + [sound(40)]
+    jb.put(41, sound(41), now=1.02)
+    jb.anchor_again()  # a frame waits: not quiet, kept in its slot
+    assert jb.next() == sound(41)

@@ -86,6 +86,9 @@ def test_the_terminal_token_is_made_once_and_private(tmp_path: Path) -> None:
         (["--kiosk", "--control-socket", "c.sock"], "--control-socket needs --headless"),
         (["--badge-socket", "b.sock"], "--badge-socket: only in kiosk mode"),
         (["--kiosk", "--headless", "--token", "a", "--badge-file", "f"], "only one token source"),
+        # a kiosk plays the session's sound (client.toml's play_audio): no file, no microphone yet
+        (["--kiosk", "--audio-wav", "a.wav"], "--audio-wav: not in kiosk mode"),
+        (["--kiosk", "--mic-wav", "m.wav"], "--mic-wav: not in kiosk mode"),
     ],
 )
 def test_kiosk_usage_errors(args: list[str], message: str, tmp_path: Path) -> None:

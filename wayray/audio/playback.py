@@ -7,6 +7,14 @@ the jitter buffer and the sink. Each slot of 20 ms is a ``seq`` of the session's
 through the session's silences, which are not sent): a slot whose frame is here plays it; one whose
 frame is not plays silence (the session was silent, or the frame is late).
 
+**The sink's buffer adapts** (PulseAudio's target length for pacat, ``--latency-msec``): what covers
+this process or pacat being held up. It starts at ``START_LATENCY_MS`` (100 ms, what a loaded machine
+needed), comes down by a third after each calm while (``CALM_AFTER`` s without an underrun), to
+``MIN_LATENCY_MS`` (30 ms), and grows by half after an underrun (pacat says "Stream underrun"), up to
+``MAX_LATENCY_MS``. PulseAudio fixes a stream's buffer when it opens, so a change is a new pacat,
+started while the session is silent (nobody hears the switch) — or at once when the sound keeps
+breaking up. A quiet kiosk comes to play with little delay; a loaded one keeps the delay it needs.
+
 **Adaptive.** The buffer starts ``START_FRAMES`` (40 ms) behind the first frame; a frame that comes
 after its slot was played is late: it is dropped, and the buffer grows by one frame (up to
 ``MAX_FRAMES``, 200 ms) by playing one slot of silence without moving on. After ``SHRINK_AFTER`` s
@@ -24,6 +32,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -37,11 +46,21 @@ MIN_FRAMES = 2
 MAX_FRAMES = 10
 #: Seconds without a late frame before the buffer shrinks by one frame.
 SHRINK_AFTER = 10.0
-#: What PulseAudio buffers for pacat (its target length): how late pacat (or this process, whose loop
-#: also serves the connection and the picture) may come before the sink plays a gap. On this project's
-#: 2-core machine at a load average of 14, 30 ms left a gap in most runs of the chirp test and 60 ms in
-#: some; the writer was seen held up for 117 ms (docs/audio.md §3).
-SINK_LATENCY_MS = 100
+#: What PulseAudio buffers for pacat (its target length): how late pacat, or this process (whose loop
+#: also serves the connection and the picture), may come before the sink plays a gap. It adapts: it
+#: starts at START_LATENCY_MS, what a loaded 2-core machine needed (at a load average of 14, 30 ms left
+#: a gap in most runs of the chirp test, 60 ms in some); after CALM_AFTER s without an underrun it comes
+#: down by a third, to MIN_LATENCY_MS; an underrun (the sink ran dry) makes it half as long again, up
+#: to MAX_LATENCY_MS. A change takes a new pacat (PulseAudio sets a stream's buffer when it opens),
+#: started while the session is silent, so nobody hears it (docs/audio.md §3). So a kiosk starts as
+#: safe as before and earns a short delay by being calm; a loaded one keeps what it needs.
+START_LATENCY_MS = 100
+MIN_LATENCY_MS = 30
+MAX_LATENCY_MS = 240
+CALM_AFTER = 15.0
+#: Underruns while a longer buffer waits for silence before it is taken at once (the sound already
+#: breaks up; the few ms of it the restart drops cost less than going on so).
+UNDERRUNS_BEFORE_RESTART = 3
 #: The pipe to pacat: one page, so that what waits there is at most about 20 ms.
 PIPE_BYTES = 4096
 
@@ -62,6 +81,11 @@ class PlaybackStats:
     #: Times the sink ran out of sound before pacat gave it more (pacat says "Stream underrun").
     underruns: int = 0
     target_frames: int = START_FRAMES
+    #: PulseAudio's buffer for pacat now (ms), the most it has been, and how often pacat was started
+    #: again to change it.
+    sink_latency_ms: int = START_LATENCY_MS
+    sink_latency_ms_max: int = START_LATENCY_MS
+    restarts: int = 0
     #: How far ahead of the slot being played frames arrived, in frames (the last ones).
     depths: list[int] | None = None
 
@@ -123,6 +147,18 @@ class JitterBuffer:
             depths.append(ahead)
             del depths[:-10_000]
 
+    def quiet(self) -> bool:
+        """Nothing waits to be played: the session is silent now (or has not begun)."""
+        return not self._frames and self._hold == 0
+
+    def anchor_again(self) -> None:
+        """While quiet: the next frame to come starts the timeline again, ``target`` frames behind it,
+        as at the stream's start (what the sink was not fed while pacat was replaced is not owed)."""
+        if self.quiet():
+            self._play = None
+            self._skip = 0
+            self._deep_since = None
+
     def next(self) -> bytes:
         """The next 20 ms to play."""
         if self._play is None:
@@ -154,16 +190,27 @@ class Player:
         self._buffer = JitterBuffer(self.stats)
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._failed = False
+        #: PulseAudio's buffer for pacat (ms): kept across streams, as the machine it measures is.
+        self.latency_ms = START_LATENCY_MS
+        self._underruns_now = 0
+        self._calm_since = time.monotonic()
 
     @staticmethod
     def available() -> bool:
         return shutil.which("pacat") is not None
 
+    @property
+    def failed(self) -> bool:
+        """pacat could not play (no sound server, no pacat): said once in the log."""
+        return self._failed
+
     def start(self) -> None:
         """A new stream: a new buffer, and pacat started (again) if it is not running."""
         self._buffer = JitterBuffer(self.stats)
         if self._task is None or self._task.done():
+            self._failed = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
@@ -174,6 +221,34 @@ class Player:
         if pacat is None:
             self._note_failure("pacat is not installed (Debian: apt install pulseaudio-utils)")
             return
+        first = True
+        while True:
+            proc = await self._spawn(pacat)
+            if proc is None:
+                return
+            if not first:
+                self._buffer.anchor_again()  # the new pacat's start did not add to the delay
+            if first:
+                log.info("playing the session's sound on %s", self.sink or "this machine's default sink")
+                first = False
+            try:
+                latency = await self._feed(proc)
+            except (BrokenPipeError, ConnectionResetError):
+                code = await proc.wait()
+                self._note_failure(f"pacat ended (status {code}): is a sound server running here?")
+                return
+            finally:
+                self._kill(proc)
+            log.info(
+                "the sound's buffer at the sink: %d ms (was %d ms; %d underruns so far)",
+                latency, self.latency_ms, self.stats.underruns,
+            )  # fmt: skip
+            self.latency_ms = latency
+            self.stats.restarts += 1
+            self.stats.sink_latency_ms = latency
+            self.stats.sink_latency_ms_max = max(self.stats.sink_latency_ms_max, latency)
+
+    async def _spawn(self, pacat: str) -> asyncio.subprocess.Process | None:
         argv = [
             pacat,
             "--playback",
@@ -181,9 +256,9 @@ class Player:
             "--format=s16le",
             f"--rate={RATE}",
             f"--channels={CHANNELS}",
-            f"--latency-msec={SINK_LATENCY_MS}",
+            f"--latency-msec={self.latency_ms}",
             "--client-name=wrclient",
-            "--verbose",  # it says when the sink ran dry: counted in the stats
+            "--verbose",  # it says when the sink ran dry: counted, and the buffer grows
             "--stream-name=the session's sound",
         ]
         if self.sink:
@@ -197,10 +272,14 @@ class Player:
             )
         except OSError as err:
             self._note_failure(f"cannot run pacat: {err.strerror or err}")
-            return
+            return None
         self._proc = proc
+        self._underruns_now = 0
+        self._calm_since = time.monotonic()
         assert proc.stdin is not None and proc.stderr is not None
-        watch = asyncio.get_running_loop().create_task(self._watch(proc.stderr), name="pacat messages")
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._watch(proc, proc.stderr), name="pacat messages"
+        )
         transport = proc.stdin.transport
         set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
         pipe = transport.get_extra_info("pipe")
@@ -208,23 +287,43 @@ class Player:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
         transport.set_write_buffer_limits(0)  # drain() returns once all went into the pipe
-        log.info("playing the session's sound on %s", self.sink or "this machine's default sink")
-        try:
-            while True:
-                proc.stdin.write(self._buffer.next())
-                await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            code = await proc.wait()
-            self._note_failure(f"pacat ended (status {code}): is a sound server running here?")
-        finally:
-            watch.cancel()
+        return proc
 
-    async def _watch(self, stderr: asyncio.StreamReader) -> None:
-        """pacat's messages: underruns counted, failures logged (the rest is its chatter)."""
+    async def _feed(self, proc: asyncio.subprocess.Process) -> int:
+        """Give pacat the next 20 ms whenever the pipe has room, until its buffer should change: then
+        the new length (ms). Raises BrokenPipeError when pacat ended."""
+        assert proc.stdin is not None
+        while True:
+            latency = self._wanted_latency()
+            if latency != self.latency_ms:
+                return latency
+            proc.stdin.write(self._buffer.next())
+            await proc.stdin.drain()
+
+    def _wanted_latency(self) -> int:
+        """The sink's buffer as it should be now: longer after underruns (taken in the next silence,
+        or at once if the sound keeps breaking up), a step shorter after a calm while (in silence)."""
+        now = time.monotonic()
+        if self._underruns_now and self.latency_ms < MAX_LATENCY_MS:
+            if self._buffer.quiet() or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
+                return min(MAX_LATENCY_MS, (self.latency_ms * 3 // 2 + 9) // 10 * 10)
+        elif (
+            now - self._calm_since > CALM_AFTER and self.latency_ms > MIN_LATENCY_MS and self._buffer.quiet()
+        ):
+            return max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10)
+        return self.latency_ms
+
+    async def _watch(self, proc: asyncio.subprocess.Process, stderr: asyncio.StreamReader) -> None:
+        """pacat's messages: underruns counted, failures logged (the rest is its chatter). Those of a
+        pacat being stopped are not counted: its stream was ended, not starved."""
         async for line in stderr:
             text = line.decode(errors="replace").strip()
+            if proc is not self._proc or proc.pid in _killed:
+                continue
             if "underrun" in text.lower():
                 self.stats.underruns += 1
+                self._underruns_now += 1
+                self._calm_since = time.monotonic()
             elif text.startswith(("Failed", "Connection failure", "pa_")):
                 log.warning("pacat: %s", text)
 
@@ -236,17 +335,30 @@ class Player:
     def stop(self) -> None:
         """Quiet at once: pacat is killed (PulseAudio drops what it still held for it)."""
         task, self._task = self._task, None
+        proc, self._proc = self._proc, None
         if task is not None:
             task.cancel()
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.transport.abort()  # nobody waits for what the pipe held
+        if proc is not None:
+            self._kill(proc)
+
+    async def wait_closed(self) -> None:
+        """Until every pacat stopped is reaped (before the event loop closes)."""
+        await asyncio.gather(*list(_reaping), return_exceptions=True)
+
+    def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """Kill ``proc`` (once: stop() and the writer's end may both ask) and reap it."""
+        watcher, self._watcher = self._watcher, None
+        if proc.pid in _killed:
+            return
+        _killed.add(proc.pid)
+        if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            reap = asyncio.get_running_loop().create_task(proc.wait(), name="reap pacat")
-            _reaping.add(reap)
-            reap.add_done_callback(_reaping.discard)
+                proc.kill()  # before its input ends: it must not play out (and run dry) first
+        if proc.stdin is not None:
+            proc.stdin.transport.abort()  # nobody waits for what the pipe held
+        reap = asyncio.get_running_loop().create_task(_reap(proc, watcher), name="reap pacat")
+        _reaping.add(reap)
+        reap.add_done_callback(_reaping.discard)
 
     def to_json(self) -> dict[str, object]:
         s = self.stats
@@ -260,7 +372,50 @@ class Player:
             "underruns": s.underruns,
             "buffer_ms": s.target_frames * FRAME_US // 1000,
             "depth_ms_median": depths[len(depths) // 2] * FRAME_US // 1000 if depths else None,
+            "sink_latency_ms": s.sink_latency_ms,
+            "sink_latency_ms_max": s.sink_latency_ms_max,
+            "restarts": s.restarts,
         }
 
 
-_reaping: set[asyncio.Task[int]] = set()
+_reaping: set[asyncio.Task[None]] = set()
+_killed: set[int] = set()
+
+
+async def _reap(proc: asyncio.subprocess.Process, watcher: asyncio.Task[None] | None) -> None:
+    """Wait for a killed pacat, and for its messages to end (its pipe closed too)."""
+    try:
+        await proc.wait()
+        if watcher is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(watcher, 10)
+    finally:
+        _killed.discard(proc.pid)
+
+
+async def sound_server_problem(timeout: float = 10.0) -> str | None:
+    """None when this machine's sound server answers (``pactl info``, as pacat would find it), else
+    what is wrong, in words for the log."""
+    pactl = shutil.which("pactl")
+    if pactl is None or shutil.which("pacat") is None:
+        return "pactl and pacat are not installed (Debian: apt install pulseaudio-utils)"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            pactl, "info",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except OSError as err:
+        return f"cannot run pactl: {err.strerror or err}"
+    try:
+        _, err_text = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return f"the sound server did not answer within {timeout:g} s"
+    if proc.returncode == 0:
+        return None
+    where = os.environ.get("PULSE_SERVER") or "the user's default ($XDG_RUNTIME_DIR/pulse/native)"
+    said = err_text.decode(errors="replace").strip().splitlines()
+    return f"{said[-1] if said else f'pactl info failed ({proc.returncode})'} (server: {where})"

@@ -101,10 +101,12 @@ snapshots and scripts (for tests and operators' synthetic checks):
       asked, and exits 0, or 1 naming the script line that failed.
 
 kiosk mode (--kiosk, or kiosk = true in client.toml): full screen, nothing to close; badges drive
-the connection. The token source is, first that applies: --token / --token-file (a fixed token),
---badge-file F (a badge-reader program writes the badge in F; deleting or emptying F takes it out),
---badge-socket S (it sends "insert ID" / "remove" lines to S), badge.file / badge.socket / the USB
-reader badge.vendor/product of client.toml, else this kiosk's own identity. No badge: the "Present
+the connection, and the session's sound plays through this machine's sound server (play_audio in
+client.toml; --no-audio: none). The token source is, first that applies: --token / --token-file
+(a fixed token), --badge-file F (a badge-reader program writes the badge in F; deleting or
+emptying F takes it out), --badge-socket S (it sends "insert ID" / "remove" lines to S),
+badge.file / badge.socket / the USB reader badge.vendor/product of client.toml, else this kiosk's
+own identity. No badge: the "Present
 your badge" screen. See wrclient(1) and /usr/share/doc/wayray/kiosk.md.
   wrclient srv --kiosk --badge-socket /run/wayray-kiosk/badge.sock
   wrclient srv --kiosk --headless --badge-socket S --state-file state.json --control-socket C
@@ -155,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
         const="",
         metavar="SINK",
         help="play the session's sound through this machine's sound server (PulseAudio or PipeWire: "
-        "its default sink, or SINK)",
+        "its default sink, or SINK); a kiosk plays by default (client.toml's play_audio)",
     )
     p.add_argument(
         "--microphone",
@@ -319,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not microphone:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
-    if args.no_audio or not uses_audio(args):
+    # A kiosk plays the session's sound unless client.toml says play_audio = false (or --no-audio).
+    kiosk_plays = kiosk and not args.no_audio and (cfg.play_audio or args.play_audio is not None)
+    if args.no_audio or not (uses_audio(args) or kiosk_plays):
         # The session's sound is offered only to a viewer that does something with it (plays it,
         # writes it, or sends a microphone): otherwise it would only be discarded here.
         offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
@@ -352,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             access_key=access_key,
             terminal_id=own_id,
             pool=pool,
+            play_audio=kiosk_plays,
+            audio_sink=args.play_audio or None,
         )
         return asyncio.run(_run_kiosk(args, kiosk_options, backend, source, keyboard, usb))
     backend = open_backend(options)
@@ -534,6 +540,21 @@ def _check_mode(args: argparse.Namespace, kiosk: bool) -> None:
                 f"{', '.join(given)}: not in kiosk mode (a kiosk runs until it is stopped)",
                 hint="drive a headless kiosk through --control-socket, or leave kiosk mode (--no-kiosk)",
             )
+        sound = [
+            name
+            for name, value in (
+                ("--audio-wav", args.audio_wav),
+                ("--microphone", args.microphone),
+                ("--mic-wav", args.mic_wav),
+            )
+            if value is not None
+        ]
+        if sound:
+            raise UsageError(
+                f"{', '.join(sound)}: not in kiosk mode (a kiosk plays the session's sound; its "
+                "microphone is not sent yet)",
+                hint="leave kiosk mode (--no-kiosk) to write the sound to a file or send a microphone",
+            )
         if args.control_socket is not None and not args.headless:
             raise UsageError(
                 "--control-socket needs --headless (a kiosk with a screen takes no remote input)"
@@ -641,6 +662,8 @@ async def _run(
         await backend.close()
         if audio is not None:
             audio.close()
+            if audio.player is not None:
+                await audio.player.wait_closed()
         if browser is not None:
             await browser.close()
         _write_stats(args, viewer, audio)

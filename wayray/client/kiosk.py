@@ -18,7 +18,12 @@ What the server says ends a viewer for good is handled here, not by exiting:
   to a desktop: there is none behind it).
 
 Close requests from the window are ignored by the kiosk backend itself; one that still arrives means
-the display went away, and the kiosk stops (its service manager starts it again). What the kiosk
+the display went away, and the kiosk stops (its service manager starts it again).
+
+The session's sound plays through the kiosk's own sound server unless client.toml says
+``play_audio = false`` (docs/audio.md §3): the kiosk asks its sound server at start and, while it has
+none, again at each badge; without one it says so in its log, offers sessions no sound, and shows them
+silent. What the kiosk
 shows is also written, for tests and monitoring, to a *state file* (JSON, replaced atomically).
 """
 
@@ -39,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from wayray.audio.playback import Player, sound_server_problem
+from wayray.audio.receive import AudioReceiver
 from wayray.client.backend import (
     CloseRequestedEvent,
     ConnectionState,
@@ -53,7 +60,7 @@ from wayray.client.viewer import Ending, Viewer, ViewerOptions
 from wayray.codec.geometry import RectLike
 from wayray.common.files import write_atomic
 from wayray.transport import ClientSettings
-from wayray.wire import ErrorCode, SessionEventKind
+from wayray.wire import Capability, ErrorCode, SessionEventKind
 
 if TYPE_CHECKING:
     from wayray.usb.kiosk import KioskUsb
@@ -97,6 +104,10 @@ class KioskOptions:
     discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
     pool: str = ""
     unanswered: Callable[[tuple[str, int]], None] | None = None
+    #: Play the sessions' sound through this machine's sound server (client.toml's play_audio), on
+    #: its default sink or ``audio_sink``.
+    play_audio: bool = False
+    audio_sink: str | None = None
 
 
 @dataclass
@@ -156,6 +167,10 @@ class Kiosk:
         self.changed = asyncio.Condition()
         #: The display (the kiosk compositor) went away: wrclient exits with a failure.
         self.display_lost = False
+        #: What plays the sessions' sound here (one for the kiosk's life), and whether this machine's
+        #: sound server answered when last asked (None: not asked yet).
+        self.player = Player(options.audio_sink) if options.play_audio else None
+        self.sound: bool | None = None
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -163,6 +178,7 @@ class Kiosk:
         """Serve until :meth:`stop`. Raises what keeps the token source from starting."""
         await self.backend.start(self._input)
         self._show(Showing.IDLE, IDLE_TEXT)
+        await self._check_sound()
         await self.source.start()
         log.info(
             "kiosk ready: %s; %s",
@@ -183,6 +199,9 @@ class Kiosk:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await events
             await self._drop_viewer("the kiosk is stopping")
+            if self.player is not None:
+                self.player.stop()
+                await self.player.wait_closed()
             await self.source.close()
             for task in list(self._tasks):
                 task.cancel()
@@ -201,6 +220,8 @@ class Kiosk:
                 log.info("badge %s presented (%s)", redact(event.token), event.source or event.kind.name)
                 await self._drop_viewer("another badge was presented")
                 self._badge = event
+                if self.player is not None and (not self.sound or self.player.failed):
+                    await self._check_sound()  # it may have come (back) since it was last asked
                 self._start_viewer(event)
             elif isinstance(event, BadgeRemoved):
                 log.info("badge taken out (%s)", event.reason or "no reason given")
@@ -210,6 +231,24 @@ class Kiosk:
                 )
                 self._show(Showing.IDLE, IDLE_TEXT)
 
+    async def _check_sound(self) -> None:
+        """Ask this machine's sound server whether it answers; say so when that changed."""
+        if self.player is None:
+            return
+        problem = await sound_server_problem()
+        sound = problem is None
+        if sound and self.sound is not True:
+            log.info("sound: the sessions shown here play through this machine's sound server")
+        elif problem is not None and self.sound is not False:
+            log.warning(
+                "no sound server answers on this kiosk (%s): the sessions shown here are silent. "
+                "Start PulseAudio, or PipeWire with pipewire-pulse, for the user wrclient runs as "
+                "(it is asked again at the next badge); a kiosk without sound: play_audio = false "
+                "in client.toml",
+                problem,
+            )
+        self.sound = sound
+
     # --- viewers -----------------------------------------------------------------------------------
 
     def _start_viewer(self, badge: BadgeInserted) -> None:
@@ -217,10 +256,16 @@ class Kiosk:
             self._retry.cancel()
             self._retry = None
         o = self.options
+        client, audio = o.client, None
+        if self.player is not None and self.sound:
+            audio = AudioReceiver(None, self.player)
+        else:  # no sound here: none offered, so the session captures none for this kiosk
+            caps = client.wire.capabilities - {Capability.AUDIO, Capability.MICROPHONE}
+            client = replace(client, wire=replace(client.wire, capabilities=caps))
         options = ViewerOptions(
             host=o.host,
             port=o.port,
-            client=o.client,
+            client=client,
             token=badge.token,
             token_kind=badge.kind,
             reconnect=True,
@@ -255,6 +300,7 @@ class Kiosk:
             on_picture=picture,
             on_session_event=session_event,
             usb=self.usb,
+            audio=audio,
         )
         self.viewer = viewer
         self.status.presented_at = time.monotonic()
