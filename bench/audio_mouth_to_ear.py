@@ -256,8 +256,10 @@ def main() -> None:
     PERIOD_S = args.period
     runs: list[tuple[str, Callable[..., dict[str, Any]]]] = []
     if not args.only_peers:
-        runs.append(("WayRay", lambda tmp, clicks, kiosk: wayray_run(tmp, clicks, kiosk, args.seconds,
-                                                                     tmp / "stats.json", args.warmup)))  # fmt: skip
+        def wayray(tmp: Path, clicks: Path, kiosk: Any) -> dict[str, Any]:
+            return wayray_run(tmp, clicks, kiosk, args.seconds, tmp / "stats.json", args.warmup)
+
+        runs.append(("WayRay", wayray))
     for peer in filter(None, args.peers.split(",")):
         peers = {"tunnel": tunnel_run, "xpra": xpra_run, "xpra-opus": partial(xpra_run, codec="opus+mka")}
         fn = peers.get(peer)
