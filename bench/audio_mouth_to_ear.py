@@ -256,6 +256,7 @@ def main() -> None:
     PERIOD_S = args.period
     runs: list[tuple[str, Callable[..., dict[str, Any]]]] = []
     if not args.only_peers:
+
         def wayray(tmp: Path, clicks: Path, kiosk: Any) -> dict[str, Any]:
             return wayray_run(tmp, clicks, kiosk, args.seconds, tmp / "stats.json", args.warmup)
 
