@@ -42,6 +42,32 @@ async def test_a_scripted_input_method_commits_text_into_foot(tmp_path: Path) ->
         assert out.read_text(encoding="utf-8") == "汉字\n"
 
 
+async def test_text_committed_at_activation_reaches_a_field_that_committed_again_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The race behind foot losing the input method's first text, made to happen every time.
+
+    The field enables its text input (commit 1); the input method, activated, commits 汉字 at once,
+    and the compositor passes it on with ``done(1)``; but the field has meanwhile committed again
+    (commit 2: its cursor rectangle, as foot does when it draws its cursor after the focus came), so
+    it ignores that stale ``done`` and keeps the text pending, as foot does. It must get a ``done``
+    for its latest commit, or the text never reaches it.
+    """
+    async with running_session(tmp_path) as s:
+        go = s.workdir / "go"
+        field_cmd = (sys.executable, str(Path(CLIENT).parent / "text_field.py"), str(go))
+        im = await s.spawn(sys.executable, CLIENT, "commit", "汉字", env={"PYTHONPATH": REPO}, name="im")
+        await s.wait_for(lambda: "ready" in im.output(), "the input method")
+        field = await s.spawn(*field_cmd, env={"PYTHONPATH": REPO}, name="field")
+        await s.wait_for(lambda: "enabled" in field.output(), "the field's text input enabled")
+        await s.wait_for(lambda: "committed" in im.output(), "the input method's commit")
+        go.touch()
+        lines = await s.wait_for(
+            lambda: [ln for ln in field.output().splitlines() if ln.startswith("text: ")], "the field's text"
+        )
+        assert lines[0] == "text: 汉字", field.output()
+
+
 async def test_a_second_input_method_is_refused_and_the_first_keeps_working(tmp_path: Path) -> None:
     async with running_session(tmp_path) as s:
         c = await s.spawn(sys.executable, CLIENT, "second", env={"PYTHONPATH": REPO}, name="second")

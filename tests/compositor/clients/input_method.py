@@ -3,8 +3,9 @@
 Usage: input_method.py SCENARIO. Prints what it saw, one line per event worth checking, and exits 3
 when the compositor disconnected it with a protocol error (libwayland-client prints the error).
 
-- ``commit TEXT``: become the input method; on every ``activate`` commit TEXT (a scripted pinyin
-  engine: what fcitx5 does when a word is chosen) and print "committed"; runs until killed.
+- ``commit TEXT``: become the input method; on every ``activate`` show a preedit and commit TEXT at
+  once (a scripted pinyin engine: what fcitx5 does when a word is chosen), and print "committed" once
+  the compositor has applied both (a roundtrip later); runs until killed.
 - ``second``: bind two input methods; print "unavailable" when the second is refused.
 - ``vk-no-keymap``: a virtual keyboard that sends a key before its keymap (a protocol error).
 - ``double-inhibit``: inhibit a surface's shortcuts twice (a protocol error).
@@ -89,20 +90,26 @@ def main() -> int:
         def done(_im) -> None:  # type: ignore[no-untyped-def]
             serial[0] += 1
 
-        def activate(_im) -> None:  # type: ignore[no-untyped-def]
-            im.set_preedit_string("han zi", 0, 6)
-            im.commit(serial[0])
-            im.commit_string(text)
-            im.commit(serial[0])
-            display.flush()
-            say("committed")
-
+        activations = [0]
         im.dispatcher["done"] = done
-        im.dispatcher["activate"] = activate
+        im.dispatcher["activate"] = lambda _im: activations.__setitem__(0, activations[0] + 1)
         im.dispatcher["unavailable"] = lambda _im: say("unavailable")
         display.roundtrip()
         say("ready")
-        return run(display)
+        handled = 0
+        try:
+            while display.dispatch(block=True) >= 0:
+                while handled < activations[0]:  # at once, in the batch that activated it
+                    handled += 1
+                    im.set_preedit_string("han zi", 0, 6)
+                    im.commit(serial[0])
+                    im.commit_string(text)
+                    im.commit(serial[0])
+                    display.roundtrip()  # the compositor has applied both before we say so
+                    say("committed")
+        except RuntimeError:  # pywayland raises on a display the compositor cut off
+            pass
+        return _error(display)
     if scenario == "second":
         manager = g["zwp_input_method_manager_v2"]
         first = manager.get_input_method(seat)  # type: ignore[attr-defined]
