@@ -152,9 +152,11 @@ class TextInputs:
             if candidate is not None and im is not None and candidate.changed:
                 im.send_state(candidate)
             return
-        if self.active is not None and im is not None:
-            im.post("deactivate")
-            im.send_done()
+        if self.active is not None:
+            self.active.preedit = None  # the client drops its preedit itself (leave, disable)
+            if im is not None:
+                im.post("deactivate")
+                im.send_done()
         self.active = candidate
         if candidate is not None and im is not None:
             im.post("activate")
@@ -187,6 +189,7 @@ class TextInputs:
             self._grabbed_keys.clear()
             if self.active is not None and self.active.alive:
                 # What it was composing is gone with it.
+                self.active.preedit = None
                 self.active.post("preedit_string", None, 0, 0)
                 self.active.post("done", self.active.commits)
 
@@ -197,6 +200,7 @@ class TextInputs:
         im.pending_preedit, im.pending_delete, im.pending_commit = None, None, None
         if ti is None or not ti.alive:
             return
+        ti.preedit = preedit
         if preedit is not None:
             ti.post("preedit_string", *preedit)
         else:
@@ -241,6 +245,8 @@ class TextInput(Resource):
         self.cause = ZwpTextInputV3.change_cause.input_method
         self.content_type = (0, 0)
         self.changed = False
+        #: The input method's preedit as the client was last told it (sent again with every ``done``).
+        self.preedit: tuple[str, int, int] | None = None
         self._pending_enabled: bool | None = None
         self._pending: dict[str, object] = {}
 
@@ -287,6 +293,7 @@ class TextInput(Resource):
                 )
             self.enabled = self._pending_enabled
             self._pending_enabled = None
+            self.preedit = None  # enable and disable both start without one
         pending, self._pending = self._pending, {}
         if "surrounding" in pending:
             self.surrounding = pending["surrounding"]  # type: ignore[assignment]
@@ -297,6 +304,15 @@ class TextInput(Resource):
         self.changed = bool(pending)
         self.inputs.update_active()
         self.changed = False
+        # Every commit is answered with a done carrying its serial. A client may commit again before
+        # it reads the input method's text (foot: its cursor rectangle, drawn after the focus came);
+        # that text went out with the serial before, and a client keeping serials strictly (foot does)
+        # ignores such a done and keeps the text pending until one for its latest commit comes. Without
+        # this answer none might ever come, and the text never reaches the program. The preedit goes
+        # along: a done without one clears it.
+        if self.preedit is not None:
+            self.post("preedit_string", *self.preedit)
+        self.post("done", self.commits)
 
     def on_destroy(self) -> None:
         self.inputs.text_input_gone(self)
