@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.compositor.harness import running_session
+from tests.compositor.harness import Client, Session, running_session
+from wayray.compositor.session import WindowInfo
 
 pytestmark = pytest.mark.slow
 
 CLIENT = str(Path(__file__).parent / "clients" / "input_method.py")
+FIELD = str(Path(__file__).parent / "clients" / "text_field.py")
 REPO = str(Path(__file__).resolve().parents[2])
 KEY_A, KEY_E = 30, 18
 
@@ -52,7 +54,7 @@ async def test_text_committed_at_activation_reaches_a_field_that_committed_again
     """
     async with running_session(tmp_path) as s:
         go = s.workdir / "go"
-        field_cmd = (sys.executable, str(Path(CLIENT).parent / "text_field.py"), str(go))
+        field_cmd = (sys.executable, FIELD, str(go))
         im = await s.spawn(sys.executable, CLIENT, "commit", "汉字", env={"PYTHONPATH": REPO}, name="im")
         await s.wait_for(lambda: "ready" in im.output(), "the input method")
         field = await s.spawn(*field_cmd, env={"PYTHONPATH": REPO}, name="field")
@@ -80,3 +82,59 @@ async def test_protocol_mistakes_disconnect_only_that_client(tmp_path: Path, sce
         assert await s.wait_exit(c) == 3
         assert "protocol error" in c.output()
         await s.wait_window(lambda w: w.rect.width > 0, "weston-simple-shm still there")
+
+
+CANDIDATES = 0xC03090  # the scripted candidate window's colour
+
+
+async def _field_and_candidates(
+    s: Session, cursor: tuple[int, int, int, int], popup: tuple[int, int]
+) -> tuple[Client, Client, WindowInfo]:
+    """A text field with its text cursor at ``cursor`` (on its surface) and a scripted input method
+    whose candidate window is ``popup`` (width, height) in one colour, on screen."""
+    im = await s.spawn(
+        sys.executable, CLIENT, "popup", str(popup[0]), str(popup[1]), f"{CANDIDATES:06x}",
+        env={"PYTHONPATH": REPO}, name="im",
+    )  # fmt: skip
+    await s.wait_for(lambda: "ready" in im.output(), "the input method")
+    field = await s.spawn(
+        sys.executable, FIELD, "--cursor", *map(str, cursor), env={"PYTHONPATH": REPO}, name="field"
+    )
+    win = await s.wait_window(lambda w: w.focused and w.rect.width > 0, "the text field focused")
+    await s.wait_for(lambda: "popup shown" in im.output(), "the candidate window")
+    return im, field, win
+
+
+def _candidates_at(s: Session, x: int, y: int, w: int, h: int) -> bool:
+    """The candidate window's colour fills exactly (x, y, w, h): not a pixel more above or left."""
+    px = s.pixels()
+    inside = bool((px[y : y + h, x : x + w] == CANDIDATES).all())
+    edge = [px[y - 1, x : x + w]] if y > 0 else []
+    edge += [px[y : y + h, x - 1]] if x > 0 else []
+    return inside and not any((e == CANDIDATES).any() for e in edge)
+
+
+async def test_the_candidate_window_is_drawn_below_the_text_cursor_and_goes_with_the_focus(
+    tmp_path: Path,
+) -> None:
+    async with running_session(tmp_path, size=(1024, 768)) as s:
+        im, field, win = await _field_and_candidates(s, (10, 20, 2, 14), (120, 40))
+        x, y = win.rect.x + 10, win.rect.y + 20 + 14  # just below the cursor, at its left
+        await s.wait_for(lambda: _candidates_at(s, x, y, 120, 40), "the candidates below the cursor")
+        # The input method is told where the cursor is, relative to its window: just above it.
+        await s.wait_for(lambda: "rect 0 -14 2 14" in im.output(), "the cursor's rectangle")
+        # The field goes away: no text field is active, and the candidates are not drawn.
+        field.proc.terminate()
+        await s.wait_exit(field)
+        await s.wait_for(lambda: not (s.pixels() == CANDIDATES).any(), "the candidates gone")
+
+
+async def test_the_candidate_window_goes_above_the_cursor_where_there_is_no_room_below(
+    tmp_path: Path,
+) -> None:
+    async with running_session(tmp_path, size=(320, 240)) as s:
+        im, field, win = await _field_and_candidates(s, (10, 30, 2, 14), (100, 120))
+        cx, cy = win.rect.x + 10, win.rect.y + 30
+        assert cy + 14 + 120 > 240 and cy - 120 >= 0, win.rect  # no room below, room above
+        await s.wait_for(lambda: _candidates_at(s, cx, cy - 120, 100, 120), "the candidates above")
+        await s.wait_for(lambda: "rect 0 120 2 14" in im.output(), "the cursor's rectangle")

@@ -1,12 +1,14 @@
 """A text field (zwp_text_input_v3) that keeps the protocol's serials as strictly as foot does.
 
-Usage: text_field.py GO_FILE. It maps a small window; when its text input enters the window it
-enables it and commits (commit 1) and prints "enabled". Then, without reading anything the compositor
-sends, it waits until GO_FILE exists (the test creates it once the input method has committed its
-text), commits a cursor rectangle (commit 2), as foot does when it draws its cursor after the focus
-came, and only then reads: the input method's text was answered to commit 1, so it arrives stale.
-It prints "text: T" with all the text committed into it so far, after that and whenever more comes,
-and "preedit: P" whenever its preedit changes. It stays until killed.
+Usage: text_field.py GO_FILE, or text_field.py --cursor X Y W H. It maps a small window (64 x 48);
+when its text input enters the window it enables it and commits (commit 1) and prints "enabled".
+Then, without reading anything the compositor sends, it waits until GO_FILE exists (the test creates
+it once the input method has committed its text), commits a cursor rectangle (commit 2), as foot does
+when it draws its cursor after the focus came, and only then reads: the input method's text was
+answered to commit 1, so it arrives stale. It prints "text: T" with all the text committed into it
+so far, after that and whenever more comes, and "preedit: P" whenever its preedit changes. It stays
+until killed. With --cursor it enables its text input with that cursor rectangle (surface
+coordinates), prints "enabled" once the compositor has it, and then only reads.
 
 The rules it keeps are foot's (ime.c): a ``done`` whose serial is not the number of commits it has
 made is ignored, and what came before it (preedit, commit string) stays pending for the next ``done``
@@ -123,6 +125,14 @@ def main() -> None:
         c.display.dispatch(block=True)
     field.ti.enable()
     field.ti.set_content_type(ZwpTextInputV3.content_hint.none, ZwpTextInputV3.content_purpose.terminal)
+    if go == "--cursor":
+        field.ti.set_cursor_rectangle(*(int(v) for v in sys.argv[2:6]))
+        field.commit()
+        c.display.roundtrip()
+        say("enabled")
+        while c.display.dispatch(block=True) >= 0:
+            pass
+        return
     field.ti.set_cursor_rectangle(0, 0, 0, 0)
     field.commit()
     c.display.flush()
