@@ -11,6 +11,7 @@ through its virtual keyboard. What foot got is read from the shell: the command 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -43,18 +44,27 @@ Layout=
 
 def _session(harness: Harness) -> list[str]:
     """fcitx5 first (without D-Bus and X11: the session's Wayland is its only front end), then foot
-    once fcitx5's Wayland input method is up (its log says so)."""
+    once fcitx5's Wayland input method is up (its log says so). The file ``_grabbed`` names appears
+    once fcitx5, activated by foot's text field, holds the keyboard (its Wayland front end logged the
+    grab's keymap); the script types after that: keys typed before it go to foot as they are, as they
+    would for a person typing that early (fcitx5, starved, can take longer than the screen to settle)."""
     config = harness.tmp / "config-home" / "fcitx5"
     config.mkdir(parents=True, exist_ok=True)
     (config / "profile").write_text(PROFILE)
     (config / "config").write_text("[Behavior]\nActiveByDefault=False\n")
     log = harness.tmp / "fcitx5.log"
     start = (
-        f"DBUS_SESSION_BUS_ADDRESS=disabled: fcitx5 --disable=dbus,xcb,xim > {log} 2>&1 & "
+        "DBUS_SESSION_BUS_ADDRESS=disabled: fcitx5 --disable=dbus,xcb,xim --verbose=waylandim=5 "
+        f"> {log} 2>&1 & "
         f"until grep -q 'Loaded addon waylandim' {log}; do sleep 0.1; done; "
+        f"(until grep -q keymapCallback {log}; do sleep 0.1; done; touch {_grabbed(harness)}) & "
         "exec foot --window-size-chars=60x10 sh"
     )
     return ["sh", "-c", start]
+
+
+def _grabbed(harness: Harness) -> Path:
+    return harness.tmp / "fcitx5-grabbed"
 
 
 def test_fcitx5_composes_pinyin_into_hanzi_in_foot(harness: Harness) -> None:
@@ -62,7 +72,8 @@ def test_fcitx5_composes_pinyin_into_hanzi_in_foot(harness: Harness) -> None:
     out = harness.home / "composed.txt"
     script = harness.write_script(
         "pinyin.txt",
-        f"""settle 1000
+        f"""wait-for {_grabbed(harness)}
+settle 1000
 type echo [
 key ctrl+space
 type hanzi

@@ -107,6 +107,7 @@ class Core:
         self.wm_service = WmService(self.display, loop, self.wm)  # an external window manager
         self.scene = Scene(self.output, self.layers, self.wm)
         self.seat = Seat(self, self.display, self.output)
+        self.scene.text_inputs = self.seat.text_inputs
         self.clipboard = Selection(SelectionKind.CLIPBOARD, self.seat, self.display)
         self.primary = Selection(SelectionKind.PRIMARY, self.seat, self.display)
         self.pipe_writer = PipeWriter(loop)

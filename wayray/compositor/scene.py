@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from wayray.compositor.layer_shell import LayerShell
     from wayray.compositor.output import Output
     from wayray.compositor.surface import Surface
+    from wayray.compositor.text_input import TextInputs
     from wayray.compositor.wm import FloatingWM
     from wayray.compositor.xdg_popup import PopupRole
 
@@ -58,6 +59,8 @@ class Scene:
         self.wm = wm
         #: Override-redirect X windows, bottom to top (the XWM's list, while one runs).
         self.overlays: list[Overlay] = []
+        #: The seat's input methods: their candidate windows are drawn on top of everything.
+        self.text_inputs: TextInputs | None = None
 
     def views(self) -> list[View]:
         out: list[View] = []
@@ -89,6 +92,10 @@ class Scene:
         for ls in layers.mapped(3):
             self._tree(ls.surface, *ls.surface_origin(), out)
             self._popups(ls.popups, out)
+        if self.text_inputs is not None and self.text_inputs.popups:
+            origin_of = {v.surface: (v.x, v.y) for v in out}
+            for surface, x, y in self.text_inputs.popup_places(origin_of, self.output.logical):
+                self._tree(surface, x, y, out)
         return out
 
     def _tree(self, surface: Surface | None, x: int, y: int, out: list[View]) -> None:

@@ -119,6 +119,9 @@ class SeatHost(CursorHost, Protocol):
     def close_focused_window(self) -> None:
         """Alt+F4."""
 
+    def scene_changed(self) -> None:
+        """Something drawn moved (an input method's candidate window): composite soon."""
+
     def window_manager_binding(self, keysym: int, modifiers: int) -> bool:
         """A key went down: True when the window manager takes it (a chord it bound, Super+arrow).
         ``modifiers``: 1 Shift, 4 Ctrl, 8 Alt, 64 Super (wayray_wm_manager_v1.modifier)."""
@@ -336,6 +339,9 @@ class Seat:
     def virtual_key(self, code: int, pressed: bool) -> None:
         if 0 <= code <= MAX_EVDEV_CODE:
             self._send_key(code, pressed)
+
+    def scene_changed(self) -> None:
+        self.host.scene_changed()
 
     def virtual_modifiers(self, depressed: int, latched: int, locked: int, group: int) -> None:
         kbs = self._focused_keyboards()

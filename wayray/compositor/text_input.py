@@ -24,7 +24,8 @@ from typing import Protocol
 from pywayland.protocol.text_input_unstable_v3 import ZwpTextInputManagerV3, ZwpTextInputV3
 from pywayland.protocol.wayland import WlKeyboard
 
-from wayray.compositor.surface import Surface
+from wayray.compositor.geometry import Rect
+from wayray.compositor.surface import Role, Surface
 from wayray.wayland.protocols.generated.input_method_unstable_v2 import (
     ZwpInputMethodKeyboardGrabV2,
     ZwpInputMethodManagerV2,
@@ -62,6 +63,9 @@ class TextInputSeat(Protocol):
     def virtual_modifiers(self, depressed: int, latched: int, locked: int, group: int) -> None:
         """Modifiers from a virtual keyboard, for the focused program."""
 
+    def scene_changed(self) -> None:
+        """Something drawn moved (the input method's candidate window): composite soon."""
+
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000) & 0xFFFFFFFF
@@ -76,6 +80,8 @@ class TextInputs:
         self.input_method: InputMethod | None = None
         self.focus: Surface | None = None
         self.active: TextInput | None = None
+        #: The input method's candidate windows (zwp_input_popup_surface_v2), drawn while it is active.
+        self.popups: list[PopupSurface] = []
         self._grabbed_keys: set[int] = set()  # keys pressed that went to the input method's grab
 
     # The seat's side ------------------------------------------------------------------------------
@@ -152,19 +158,59 @@ class TextInputs:
             if candidate is not None and im is not None and candidate.changed:
                 im.send_state(candidate)
             return
-        if self.active is not None and im is not None:
-            im.post("deactivate")
-            im.send_done()
+        if self.active is not None:
+            self.active.preedit = None  # the client drops its preedit itself (leave, disable)
+            if im is not None:
+                im.post("deactivate")
+                im.send_done()
         self.active = candidate
         if candidate is not None and im is not None:
             im.post("activate")
             im.send_state(candidate)
+        if self.popups:
+            self.seat.scene_changed()
 
     def text_input_gone(self, ti: TextInput) -> None:
         if ti in self.text_inputs:
             self.text_inputs.remove(ti)
         if ti is self.active:
             self.update_active()
+
+    # The candidate window ------------------------------------------------------------------------
+
+    def popup_places(
+        self, origin_of: dict[Surface, tuple[int, int]], area: Rect
+    ) -> list[tuple[Surface, int, int]]:
+        """Where the input method's candidate windows are drawn (layout coordinates), topmost last.
+
+        Each goes just below the text cursor of the active text field (``origin_of``: where the
+        field's surface is drawn), or above it where it would not fit below, and inside ``area``
+        (the output). Nothing while no text field is active: the protocol shows them only then."""
+        ti, im = self.active, self.input_method
+        if ti is None or im is None or ti.entered is None or ti.entered not in origin_of:
+            return []
+        ox, oy = origin_of[ti.entered]
+        rx, ry, rw, rh = ti.cursor_rect if ti.cursor_rect is not None else (0, 0, 0, 0)
+        cx, cy = ox + rx, oy + ry
+        places = []
+        for popup in self.popups:
+            surface = popup.surface
+            if popup.im is not im or surface is None or not surface.mapped_content:
+                continue
+            w, h = surface.width, surface.height
+            x, y = cx, cy + rh
+            if y + h > area.y2 and cy - h >= area.y:
+                y = cy - h  # no room below the cursor: above it
+            x = max(area.x, min(x, area.x2 - w))
+            y = max(area.y, min(y, area.y2 - h))
+            popup.tell_rectangle((cx - x, cy - y, rw, rh))
+            places.append((surface, x, y))
+        return places
+
+    def popup_gone(self, popup: PopupSurface) -> None:
+        if popup in self.popups:
+            self.popups.remove(popup)
+            self.seat.scene_changed()
 
     # The input method ----------------------------------------------------------------------------
 
@@ -187,6 +233,7 @@ class TextInputs:
             self._grabbed_keys.clear()
             if self.active is not None and self.active.alive:
                 # What it was composing is gone with it.
+                self.active.preedit = None
                 self.active.post("preedit_string", None, 0, 0)
                 self.active.post("done", self.active.commits)
 
@@ -197,6 +244,7 @@ class TextInputs:
         im.pending_preedit, im.pending_delete, im.pending_commit = None, None, None
         if ti is None or not ti.alive:
             return
+        ti.preedit = preedit
         if preedit is not None:
             ti.post("preedit_string", *preedit)
         else:
@@ -240,7 +288,11 @@ class TextInput(Resource):
         self.surrounding: tuple[str, int, int] | None = None
         self.cause = ZwpTextInputV3.change_cause.input_method
         self.content_type = (0, 0)
+        #: Where the text cursor is, on the entered surface (the candidate window goes below it).
+        self.cursor_rect: tuple[int, int, int, int] | None = None
         self.changed = False
+        #: The input method's preedit as the client was last told it (sent again with every ``done``).
+        self.preedit: tuple[str, int, int] | None = None
         self._pending_enabled: bool | None = None
         self._pending: dict[str, object] = {}
 
@@ -264,7 +316,7 @@ class TextInput(Resource):
         self._pending["content_type"] = (hint, purpose)
 
     def set_cursor_rectangle(self, x: int, y: int, width: int, height: int) -> None:
-        pass  # no candidate window is drawn by the compositor
+        self._pending["cursor_rect"] = (x, y, width, height)
 
     # Version 2's requests (this compositor offers version 1: they never come).
     def set_available_actions(self, available_actions: bytes) -> None:
@@ -280,13 +332,15 @@ class TextInput(Resource):
         self.commits += 1
         if self._pending_enabled is not None:
             if self._pending_enabled and not self.enabled:
-                self.surrounding, self.cause, self.content_type = (
+                self.surrounding, self.cause, self.content_type, self.cursor_rect = (
                     None,
                     ZwpTextInputV3.change_cause.input_method,
                     (0, 0),
+                    None,
                 )
             self.enabled = self._pending_enabled
             self._pending_enabled = None
+            self.preedit = None  # enable and disable both start without one
         pending, self._pending = self._pending, {}
         if "surrounding" in pending:
             self.surrounding = pending["surrounding"]  # type: ignore[assignment]
@@ -294,9 +348,23 @@ class TextInput(Resource):
             self.cause = pending["cause"]  # type: ignore[assignment]
         if "content_type" in pending:
             self.content_type = pending["content_type"]  # type: ignore[assignment]
+        moved = "cursor_rect" in pending and pending["cursor_rect"] != self.cursor_rect
+        if "cursor_rect" in pending:
+            self.cursor_rect = pending.pop("cursor_rect")  # type: ignore[assignment]
+        if moved and self.inputs.popups:
+            self.inputs.seat.scene_changed()
         self.changed = bool(pending)
         self.inputs.update_active()
         self.changed = False
+        # Every commit is answered with a done carrying its serial. A client may commit again before
+        # it reads the input method's text (foot: its cursor rectangle, drawn after the focus came);
+        # that text went out with the serial before, and a client keeping serials strictly (foot does)
+        # ignores such a done and keeps the text pending until one for its latest commit comes. Without
+        # this answer none might ever come, and the text never reaches the program. The preedit goes
+        # along: a done without one clears it.
+        if self.preedit is not None:
+            self.post("preedit_string", *self.preedit)
+        self.post("done", self.commits)
 
     def on_destroy(self) -> None:
         self.inputs.text_input_gone(self)
@@ -355,7 +423,12 @@ class InputMethod(Resource):
             self.inputs.input_method_commit(self)
 
     def get_input_popup_surface(self, id: NewId, surface: Surface) -> None:
-        PopupSurface(id)  # the candidate window is the input method's own business: not shown
+        popup = PopupSurface(id, self)
+        surface.set_role("zwp_input_popup_surface_v2", popup, self, ZwpInputMethodV2.error.role)
+        popup.surface = surface
+        if not self.inert:
+            self.inputs.popups.append(popup)
+            self.inputs.seat.scene_changed()
 
     def grab_keyboard(self, keyboard: NewId) -> None:
         grab = KeyboardGrab(keyboard, self)
@@ -377,11 +450,39 @@ class InputMethod(Resource):
             self.inputs.input_method_gone(self)
 
 
-class PopupSurface(Resource):
+class PopupSurface(Resource, Role):
+    """The input method's candidate window: a surface the compositor places by the text cursor."""
+
     interface = ZwpInputPopupSurfaceV2
+    name = "zwp_input_popup_surface_v2"
+
+    def __init__(self, new_id: NewId, im: InputMethod) -> None:
+        super().__init__(new_id)
+        self.im = im
+        self.surface: Surface | None = None
+        self._told: tuple[int, int, int, int] | None = None
+
+    def tell_rectangle(self, rect: tuple[int, int, int, int]) -> None:
+        """The text cursor, relative to the popup where it is drawn (sent when it changes)."""
+        if rect != self._told and self.alive:
+            self._told = rect
+            self.post("text_input_rectangle", *rect)
+
+    def committed(self) -> None:
+        self.im.inputs.seat.scene_changed()
+
+    def surface_destroyed(self) -> None:
+        self.surface = None
+        self.im.inputs.popup_gone(self)
 
     def destroy(self) -> None:
         pass
+
+    def on_destroy(self) -> None:
+        if self.surface is not None:
+            self.surface.clear_role(self)
+            self.surface = None
+        self.im.inputs.popup_gone(self)
 
 
 class KeyboardGrab(Resource):

@@ -3,8 +3,12 @@
 Usage: input_method.py SCENARIO. Prints what it saw, one line per event worth checking, and exits 3
 when the compositor disconnected it with a protocol error (libwayland-client prints the error).
 
-- ``commit TEXT``: become the input method; on every ``activate`` commit TEXT (a scripted pinyin
-  engine: what fcitx5 does when a word is chosen) and print "committed"; runs until killed.
+- ``commit TEXT``: become the input method; on every ``activate`` show a preedit and commit TEXT at
+  once (a scripted pinyin engine: what fcitx5 does when a word is chosen), and print "committed" once
+  the compositor has applied both (a roundtrip later); runs until killed.
+- ``popup W H RGB``: become the input method; on every ``activate`` show a candidate window
+  (zwp_input_popup_surface_v2) W x H pixels of one colour (hex RGB) and print "popup shown" once the
+  compositor has it; print "rect X Y W H" for every text_input_rectangle it is told; runs until killed.
 - ``second``: bind two input methods; print "unavailable" when the second is refused.
 - ``vk-no-keymap``: a virtual keyboard that sends a key before its keymap (a protocol error).
 - ``double-inhibit``: inhibit a surface's shortcuts twice (a protocol error).
@@ -13,13 +17,14 @@ when the compositor disconnected it with a protocol error (libwayland-client pri
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import sys
 
 from pywayland import lib
 from pywayland.client import Display
 from pywayland.protocol.keyboard_shortcuts_inhibit_unstable_v1 import ZwpKeyboardShortcutsInhibitManagerV1
-from pywayland.protocol.wayland import WlCompositor, WlSeat
+from pywayland.protocol.wayland import WlCompositor, WlSeat, WlShm
 
 from wayray.wayland.protocols.generated.input_method_unstable_v2 import ZwpInputMethodManagerV2
 from wayray.wayland.protocols.generated.virtual_keyboard_unstable_v1 import ZwpVirtualKeyboardManagerV1
@@ -33,6 +38,7 @@ def connect() -> tuple[Display, dict[str, object]]:
     wanted = {
         "wl_seat": WlSeat,
         "wl_compositor": WlCompositor,
+        "wl_shm": WlShm,
         "zwp_input_method_manager_v2": ZwpInputMethodManagerV2,
         "zwp_virtual_keyboard_manager_v1": ZwpVirtualKeyboardManagerV1,
         "zwp_keyboard_shortcuts_inhibit_manager_v1": ZwpKeyboardShortcutsInhibitManagerV1,
@@ -77,6 +83,42 @@ def verdict(display: Display) -> int:
     return 0
 
 
+def popup(display: Display, g: dict[str, object], width: int, height: int, rgb: int) -> int:
+    im = g["zwp_input_method_manager_v2"].get_input_method(g["wl_seat"])  # type: ignore[attr-defined]
+    activations = [0]
+    im.dispatcher["activate"] = lambda _im: activations.__setitem__(0, activations[0] + 1)
+    im.dispatcher["unavailable"] = lambda _im: say("unavailable")
+    display.roundtrip()
+    say("ready")
+    kept: list[object] = []  # the candidate windows' proxies, alive until we exit
+    handled = 0
+    try:
+        while display.dispatch(block=True) >= 0:
+            while handled < activations[0]:
+                handled += 1
+                surface = g["wl_compositor"].create_surface()  # type: ignore[attr-defined]
+                pop = im.get_input_popup_surface(surface)
+                pop.dispatcher["text_input_rectangle"] = lambda _p, x, y, w, h: say(f"rect {x} {y} {w} {h}")
+                stride, size = width * 4, width * height * 4
+                fd = os.memfd_create("candidates")
+                os.ftruncate(fd, size)
+                with mmap.mmap(fd, size) as mm:
+                    mm.write((rgb | 0xFF000000).to_bytes(4, "little") * (width * height))
+                pool = g["wl_shm"].create_pool(fd, size)  # type: ignore[attr-defined]
+                buf = pool.create_buffer(0, width, height, stride, WlShm.format.argb8888.value)
+                pool.destroy()
+                os.close(fd)
+                surface.attach(buf, 0, 0)
+                surface.damage(0, 0, width, height)
+                surface.commit()
+                kept += [surface, pop, buf]
+                display.roundtrip()
+                say("popup shown")
+    except RuntimeError:
+        pass
+    return _error(display)
+
+
 def main() -> int:
     scenario = sys.argv[1]
     display, g = connect()
@@ -89,20 +131,28 @@ def main() -> int:
         def done(_im) -> None:  # type: ignore[no-untyped-def]
             serial[0] += 1
 
-        def activate(_im) -> None:  # type: ignore[no-untyped-def]
-            im.set_preedit_string("han zi", 0, 6)
-            im.commit(serial[0])
-            im.commit_string(text)
-            im.commit(serial[0])
-            display.flush()
-            say("committed")
-
+        activations = [0]
         im.dispatcher["done"] = done
-        im.dispatcher["activate"] = activate
+        im.dispatcher["activate"] = lambda _im: activations.__setitem__(0, activations[0] + 1)
         im.dispatcher["unavailable"] = lambda _im: say("unavailable")
         display.roundtrip()
         say("ready")
-        return run(display)
+        handled = 0
+        try:
+            while display.dispatch(block=True) >= 0:
+                while handled < activations[0]:  # at once, in the batch that activated it
+                    handled += 1
+                    im.set_preedit_string("han zi", 0, 6)
+                    im.commit(serial[0])
+                    im.commit_string(text)
+                    im.commit(serial[0])
+                    display.roundtrip()  # the compositor has applied both before we say so
+                    say("committed")
+        except RuntimeError:  # pywayland raises on a display the compositor cut off
+            pass
+        return _error(display)
+    if scenario == "popup":
+        return popup(display, g, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 16))
     if scenario == "second":
         manager = g["zwp_input_method_manager_v2"]
         first = manager.get_input_method(seat)  # type: ignore[attr-defined]
