@@ -150,6 +150,9 @@ def direct_needs(tree: Path) -> dict[str, str]:
         for include in re.findall(r"^@include (common-\S+)", text, re.M):
             # Written by pam-auth-update, not shipped: its package makes and keeps them.
             needs.setdefault(owner("/usr/sbin/pam-auth-update"), f"@include {include} in {pam.name}")
+    for rules in (tree / "lib/udev/rules.d").glob("*.rules"):
+        for program in re.findall(r'\bRUN(?:\{program\})?\+="(/\S+)', rules.read_text()):
+            needs.setdefault(owner(program), f"{program} in {rules.name}")
     for unit in (tree / "usr/lib/systemd/system").iterdir():
         for program in re.findall(r"^Exec\w*=[-@!+:]*(/\S+)", unit.read_text(), re.M):
             if not program.startswith("/opt/wayray/"):
