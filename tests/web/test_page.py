@@ -484,7 +484,12 @@ def test_a_badge_presented_while_its_session_hangs_says_so_and_gets_in_when_it_a
         os.kill(pid, signal.SIGSTOP)
         try:
             eventually(lambda: srv.session()["responding"] is False, "the server to find the session hung")
-            page.evaluate("location.reload()")  # the kiosk starts again, as after a power cut
+            # The kiosk starts again, as after a power cut; the old document is told from the new one
+            # by a mark only the old one has.
+            page.evaluate("window.beforeReload = true; location.reload()")
+            page.wait_for(
+                "!window.beforeReload && document.readyState === 'complete'", what="the page again"
+            )
             present_badge(page, "web-hung-badge-2")
             page.wait_for("window.wayray.state === 'not-responding'", what="the not-responding notice")
             notice = page.evaluate("document.getElementById('notice').textContent")
