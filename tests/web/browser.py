@@ -265,12 +265,32 @@ class Page:
     def fail_once(self, pattern: str) -> list[str]:
         """The page's first request for a URL matching ``pattern`` fails as a connection the server
         closed would (DevTools' Fetch domain); later ones go through. Returns the URLs failed."""
+        return self._fail_requests(pattern, lambda ev, failed: not failed)
+
+    def fail_first_load(self) -> list[str]:
+        """Every request of the page's first load but the document itself fails, as when the network
+        changes under a loading page (Chromium's ERR_NETWORK_CHANGED); from the next load of the
+        document on, all go through. Returns the URLs failed."""
+        documents = 0
+
+        def first_load(ev: dict[str, Any], failed: list[str]) -> bool:
+            nonlocal documents
+            if ev["params"].get("resourceType") == "Document":
+                documents += 1
+                return False
+            return documents <= 1
+
+        return self._fail_requests("*", first_load)
+
+    def _fail_requests(self, pattern: str, fail: Callable[[dict[str, Any], list[str]], bool]) -> list[str]:
+        """Requests for URLs matching ``pattern`` for which ``fail(event, failed so far)`` says so fail
+        as a connection the server closed; the others go through. Returns the URLs failed."""
         failed: list[str] = []
 
         def paused(ev: dict[str, Any]) -> None:
             rid = ev["params"]["requestId"]
             try:
-                if not failed:
+                if fail(ev, failed):
                     failed.append(ev["params"]["request"]["url"])
                     self.send("Fetch.failRequest", {"requestId": rid, "errorReason": "ConnectionClosed"})
                 else:
@@ -280,31 +300,6 @@ class Page:
 
         self.browser.paused_handlers[self.session] = paused
         self.send("Fetch.enable", {"patterns": [{"urlPattern": pattern, "requestStage": "Request"}]})
-        return failed
-
-    def fail_first_load(self) -> list[str]:
-        """Every request of the page's first load but the document itself fails, as when the network
-        changes under a loading page (Chromium's ERR_NETWORK_CHANGED); from the next load of the
-        document on, all go through. Returns the URLs failed."""
-        failed: list[str] = []
-        documents = 0
-
-        def paused(ev: dict[str, Any]) -> None:
-            nonlocal documents
-            rid = ev["params"]["requestId"]
-            if ev["params"].get("resourceType") == "Document":
-                documents += 1
-            try:
-                if documents <= 1 and ev["params"].get("resourceType") != "Document":
-                    failed.append(ev["params"]["request"]["url"])
-                    self.send("Fetch.failRequest", {"requestId": rid, "errorReason": "ConnectionClosed"})
-                else:
-                    self.send("Fetch.continueRequest", {"requestId": rid})
-            except BrowserError:
-                pass  # the page went away meanwhile
-
-        self.browser.paused_handlers[self.session] = paused
-        self.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]})
         return failed
 
     def screenshot(self) -> bytes:
