@@ -252,8 +252,10 @@ class Core:
     def toplevel_destroyed(self, toplevel: ManagedToplevel) -> None:
         self.wm.toplevel_destroyed(toplevel)
 
-    def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
-        self.wm.move_requested(toplevel, serial)
+    def move_requested(
+        self, toplevel: ManagedToplevel, serial: int, anchor: tuple[int, int] | None = None
+    ) -> None:
+        self.wm.move_requested(toplevel, serial, anchor)
 
     def resize_requested(self, toplevel: ManagedToplevel, serial: int, edges: int) -> None:
         self.wm.resize_requested(toplevel, serial, edges)

@@ -149,6 +149,9 @@ class Window:
         self.initial_done = False  # the initial configure went out (xdg-shell allows none before)
         self.wm_handle: object = None  # its wayray_wm_window_v1, while an external WM runs
         self.grab_serial: int | None = None  # a move/resize the application asked for, for an external WM
+        # Where the pointer was when the program's own drag began (an X program's _NET_WM_MOVERESIZE
+        # says): the window catches up with the pointer's motion before the WM heard of the drag.
+        self.move_anchor: tuple[int, int] | None = None
         self.titlebar_press = False  # its server-side title bar was pressed: an external WM may move it
         self.snapped: Rect | None = None  # where it was before Super+Left/Right snapped it
 

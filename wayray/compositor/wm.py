@@ -70,10 +70,11 @@ class _MoveGrab:
 
     kind = GrabKind.MOVE
 
-    def __init__(self, wm: FloatingWM, window: Window) -> None:
+    def __init__(self, wm: FloatingWM, window: Window, lag: tuple[float, float] = (0, 0)) -> None:
         self.wm = wm
         self.window = window
-        self.start = window.rect
+        # ``lag``: how far the pointer went since the drag began, before the grab started.
+        self.start = window.rect.translate(int(lag[0]), int(lag[1]))
 
     def motion(self, dx: float, dy: float) -> None:
         self.window.x = self.start.x + int(dx)
@@ -365,8 +366,11 @@ class FloatingWM:
                 return
             self.focus(window)
 
-    def move_requested(self, toplevel: ManagedToplevel, serial: int) -> None:
+    def move_requested(
+        self, toplevel: ManagedToplevel, serial: int, anchor: tuple[int, int] | None = None
+    ) -> None:
         window = self._windows[toplevel]
+        window.move_anchor = anchor
         if self.delegate is not None:
             # Passed on only with a button still held on it: the WM may then start the move.
             if window.mapped and self.host.button_serial_valid(window.surface, serial):
@@ -466,10 +470,15 @@ class FloatingWM:
     # Interactive move and resize ------------------------------------------------------------------
 
     def _begin_move(self, window: Window, serial: int) -> None:
+        anchor, window.move_anchor = window.move_anchor, None
         if not window.mapped or window.fullscreen:
             return
         if not self.host.button_serial_valid(window.surface, serial):
             return
+        lag = (0.0, 0.0)
+        if anchor is not None and window.rect.contains(*anchor) and not window.maximized:
+            px, py = self.host.pointer_position  # (an anchor outside the window is not believed)
+            lag = (px - anchor[0], py - anchor[1])
         if window.maximized:
             # Dragging a maximized window off its place restores its size under the pointer.
             px, py = self.host.pointer_position
@@ -479,7 +488,7 @@ class FloatingWM:
             window.x = int(px - ratio * restore.width)
             window.restore = None
             window.configure((restore.width, restore.height))
-        self.host.start_pointer_grab(_MoveGrab(self, window))
+        self.host.start_pointer_grab(_MoveGrab(self, window, lag))
 
     def titlebar_pressed(self, bar: TitleBar, sx: float, sy: float) -> None:
         """A press on a server-side title bar: close, toggle maximize (double click) or move."""

@@ -107,7 +107,9 @@ class XwmHost(SelectionHost, Protocol):
 
     def restack_requested(self, toplevel: XWindow, how: StackRequest, sibling: XWindow | None) -> None: ...
 
-    def move_requested(self, toplevel: XWindow, serial: int) -> None: ...
+    def move_requested(
+        self, toplevel: XWindow, serial: int, anchor: tuple[int, int] | None = None
+    ) -> None: ...
 
     def resize_requested(self, toplevel: XWindow, serial: int, edges: int) -> None: ...
 
@@ -400,15 +402,17 @@ class Xwm:
         elif ev.type == a["_NET_ACTIVE_WINDOW"] and win.managed:
             self.host.activate_requested(win)  # EWMH: a program presenting its window, or a pager
         elif ev.type == a["_NET_WM_MOVERESIZE"] and win.managed:
-            self._moveresize(win, data[2])
+            self._moveresize(win, data[2], (data[0], data[1]))
 
-    def _moveresize(self, win: XWindow, direction: int) -> None:
+    def _moveresize(self, win: XWindow, direction: int, root: tuple[int, int]) -> None:
         """EWMH _NET_WM_MOVERESIZE: a program drawing its own title bar and borders (GTK's header
         bars) asks the WM to move or resize the window while the pointer button is held. Started
-        only if a button is still held on the Xwayland client (the WM checks the press serial)."""
+        only if a button is still held on the Xwayland client (the WM checks the press serial).
+        ``root`` is where the drag began: GTK asks only once the pointer has gone past its drag
+        threshold, and the window should not lag the pointer by that distance."""
         serial = self.host.button_press_serial(self.client)
         if direction == MOVERESIZE_MOVE:
-            self.host.move_requested(win, serial)
+            self.host.move_requested(win, serial, root)
         elif direction in MOVERESIZE_EDGES:
             self.host.resize_requested(win, serial, MOVERESIZE_EDGES[direction])
         else:
