@@ -82,6 +82,10 @@ class ScriptRunner:
                 raise ScriptFailed(f"{where}: {cmd.op}: {err.message}") from None
             except WayRayError as err:
                 raise ScriptFailed(f"{where}: {cmd.op}: {err.message}") from None
+        # A script may end right after its last key: the viewer leaves only once the server has
+        # everything it sent (acknowledged), or the keys would be lost with the connection.
+        if not await self.viewer.wait_delivered(self.timeout):
+            raise ScriptFailed(self._why("the server did not acknowledge the script's last input"))
 
     async def _send(self, events: list[InputEvent]) -> None:
         if not await self.viewer.wait_connected(self.timeout):

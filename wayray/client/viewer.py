@@ -622,6 +622,16 @@ class Viewer:
             await asyncio.sleep(min(0.05, quiet / 4))
         return False
 
+    async def wait_delivered(self, timeout: float) -> bool:
+        """Until the server has acknowledged everything sent to it (input included); True at once
+        when not connected (nothing can be delivered then), False after ``timeout``."""
+        end = time.monotonic() + timeout
+        while (conn := self.conn) is not None and not conn.closed and conn.buffered_bytes():
+            if time.monotonic() > end:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
     async def wait_clipboard(self, text: str, timeout: float) -> bool:
         end = time.monotonic() + timeout
         while self.ending is None:
