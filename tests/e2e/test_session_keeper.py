@@ -90,7 +90,9 @@ def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness) -> 
     # the flood (20 MB is five caps), so a second viewer makes it log now, after the flood.
     again = harness.run_client(srv, "--snapshot", str(harness.tmp / "again.png"))
     assert again.returncode == 0, failure(again)
-    eventually(lambda: "wrsrvd-session" in log.read_text(errors="replace"), "the compositor's lines in the log")
+    eventually(
+        lambda: "wrsrvd-session" in log.read_text(errors="replace"), "the compositor's lines in the log"
+    )
     assert log.stat().st_size <= LOG_CAP
     assert srv.session()["linked"]  # and the session is fine
 
