@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.harness import Harness, eventually
 from tests.pool.etcd_rig import etcd_cluster
 from tests.pool.netns import Lan
-from tests.pool.rig import member, member_identity
+from tests.pool.rig import FOOT, member, member_identity
 from tests.pool.test_redirect import run_kiosk
 
 pytestmark = pytest.mark.slow
@@ -62,3 +62,49 @@ def test_a_badge_is_redirected_to_its_session_through_etcd_and_an_etcd_member_ma
             assert [s["id"] for s in holder.sessions()] == [session["id"]]
             eventually(lambda: holder.session()["state"] == "detached", "the session detached")
         assert "this badge's session is on" in other.log_text()
+
+
+def test_a_member_with_another_token_key_takes_no_badge_and_says_why(harness: Harness, net: Lan) -> None:
+    """A member whose pool token key file is not the pool's (another file, say one made afresh by
+    ``--pool-key-file`` on a host never given the pool's) would digest every badge differently: with
+    an etcd directory it found no session of the others' and started a second one. The key check in
+    etcd refuses it: it logs why and what to do, a badge that reaches it is told to try another
+    server and gets no session there, and the members with the pool's key carry on."""
+    with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
+        hosts = [net.add("srva"), net.add("srvm")]
+        pins = [member_identity(harness, h) for h in hosts]
+        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+        common = [
+            *(arg for fp in pins for arg in ("--pool-peer", fp)),
+            "--pool-directory", etcd.url,
+            "--pool-etcd-tls", tls,
+        ]  # fmt: skip
+        right, wrong = harness.tmp / "pool-token.key", harness.tmp / "pool-token-elsewhere.key"
+        a = member(harness, hosts[0], extra=[*common, "--pool-key-file", str(right)], command=FOOT)
+        eventually(lambda: "sharing the session directory in etcd" in a.log_text(), "a joined etcd")
+        m = member(harness, hosts[1], extra=[*common, "--pool-key-file", str(wrong)], command=FOOT)
+        refused = "this member refuses to use the session directory in etcd"
+        eventually(
+            lambda: refused in m.log_text() or "sharing the session directory in etcd" in m.log_text(),
+            "the mis-keyed member to come up in the pool",
+        )
+        kiosk = net.add("kiosk1")
+        at_a = run_kiosk(harness, kiosk, a, "--snapshot", str(harness.tmp / "a.png"), "--settle", "500")
+        assert at_a.returncode == 0, at_a.stderr[-3000:]
+        assert len(a.sessions()) == 1, "the new session was placed on the mis-keyed member"
+        (session,) = a.sessions()
+        for attempt in ("first", "again"):
+            at_m = run_kiosk(harness, kiosk, m, "--no-reconnect", "--snapshot", str(harness.tmp / "m.png"))
+            assert at_m.returncode != 0, f"{attempt}: the mis-keyed member took the badge"
+            assert m.sessions() == [], f"{attempt}: a second session was started on the mis-keyed member"
+            assert [s["id"] for s in a.sessions()] == [session["id"]], f"{attempt}: a second session"
+            assert "its pool token key is not the pool's" in at_m.stderr, at_m.stderr[-3000:]
+        # Its log says what is wrong and what to do (every 30 s, not for every badge).
+        said = [line for line in m.log_text().splitlines() if refused in line]
+        assert said, m.log_text()[-3000:]
+        assert f"the pool token key in {wrong} is not the pool's" in said[0], said[0]
+        assert "copy the pool's token key file from a member of pool lab" in said[0], said[0]
+        assert "NOT sharing the session directory in etcd" in m.log_text()
+        for key_file in (right, wrong):  # no byte of either key in either log
+            secret = key_file.read_bytes()
+            assert secret.hex() not in a.log_text() + m.log_text()
