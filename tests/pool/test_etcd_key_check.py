@@ -89,7 +89,10 @@ def test_a_member_with_another_token_key_is_refused_and_says_why(
         message = said[0].getMessage()
         assert str(wrong_file) in message and "is not the pool's" in message, message
         assert f"copy the pool's token key file from a member of pool {pool}" in message, message
-        assert f"/wayray/pool/{pool}/key-check" in message and f"member {member(1).id}" in message
+        assert (
+            f"/wayray/pool/{pool}/key-check" in message
+            and f"member lab-1 (10.0.0.1, id {member(1).id})" in message
+        )
         assert m.refusal is not None and str(wrong_file) in m.refusal
         assert not secret_bytes_in(caplog.text, right, wrong)
         # Nothing of it reached etcd: no member record, no entry; the others see one holder.
@@ -149,5 +152,44 @@ def test_a_rotation_stops_new_claims_of_members_left_behind_and_keeps_their_sess
         assert b.proven(member(1).id)
         await a2.close()
         await b.close()
+
+    run(main())
+
+
+def test_two_first_members_with_different_keys_at_once_one_key_is_the_pools(etcd: EtcdCluster) -> None:
+    """The record is made once, by create-if-absent: of two members of a new pool with different keys
+    checking at the same instant, exactly one key becomes the pool's, the other member is refused."""
+
+    async def main() -> None:
+        for n in range(20):
+            pool = f"f{secrets.token_hex(4)}"
+            a = directory(etcd, pool, 1, KeyCheck(secrets.token_bytes(32), Path("/k/a.key")))
+            m = directory(etcd, pool, 2, KeyCheck(secrets.token_bytes(32), Path("/k/m.key")))
+            states = await asyncio.gather(a.check_key(), m.check_key())
+            assert sorted(states) == ["foreign", "ok"], f"round {n}: {states}"
+            for d in (a, m):
+                await d.close()
+
+    run(main())
+
+
+def test_a_malformed_key_check_record_refuses_with_what_to_do(
+    etcd: EtcdCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = f"g{secrets.token_hex(4)}"
+
+    async def main() -> None:
+        a = directory(etcd, pool, 1, KeyCheck(secrets.token_bytes(32), Path("/k/a.key")))
+        await a._call(
+            "/v3/kv/put",
+            {
+                "key": base64.b64encode(a.key_check_key.encode()).decode(),
+                "value": base64.b64encode(b"{").decode(),
+            },
+        )
+        with caplog.at_level(logging.INFO, logger="wayray.pool"), pytest.raises(KeyRefused):
+            await a.lookup(digest(1))
+        assert "is malformed" in caplog.text and f"etcdctl del /wayray/pool/{pool}/key-check" in caplog.text
+        await a.close()
 
     run(main())

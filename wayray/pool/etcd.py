@@ -300,7 +300,8 @@ class EtcdDirectory:
 
     def _record(self, previous: str | None = None) -> str:
         return json.dumps({"version": KEY_CHECK_VERSION, "check": self._check, "previous": previous,
-                           "member": self.me.id, "since": time.time()})  # fmt: skip
+                           "member": self.me.id, "name": self.me.name, "host": self.me.host,
+                           "since": time.time()})  # fmt: skip
 
     async def check_key(self) -> str:
         """Read the key check record (making it when there is none, moving it on when this member
@@ -343,7 +344,7 @@ class EtcdDirectory:
                     f"the key check record in etcd ({self.key_check_key}) "
                     f"is of version {version}, made by a newer WayRay: upgrade this member",
                 )
-            maker = f"member {str(record.get('member'))[:16]} at {_when(record.get('since'))}"
+            maker = _maker(record)
             if _same(record.get("check"), mine):
                 return self._accept(revision)
             if _same(record.get("check"), previous):
@@ -378,13 +379,16 @@ class EtcdDirectory:
                     "new key: copy the new key file to it (the old one to "
                     "peers.previous_token_key_file) and restart it (docs/pools.md §3.3)",
                 )
+            undo = (f"(if it is that member whose key file is wrong, stop it, delete the record with "
+                    f"`etcdctl del {self.key_check_key}` and restart this member: its check makes the "
+                    "record again)")  # fmt: skip
             return self._refuse(
                 "foreign",
                 revision,
                 f"the pool token key in {self._key.file} is not the pool's: "
                 f"the key check record in etcd ({self.key_check_key}, made by {maker}) was made "
                 f"with another key, so this member's badge digests would match no other "
-                f"member's; {fix}",
+                f"member's; {fix} {undo}",
             )
         raise DirectoryError("the pool token key's check record in etcd kept changing under us; try again")
 
@@ -653,6 +657,18 @@ def _json_field(kv: dict[str, Any], name: str) -> object:
     except ValueError:
         return None
     return obj.get(name) if isinstance(obj, dict) else None
+
+
+def _maker(record: dict[str, Any]) -> str:
+    """Who made a key check record, and when, for an operator (the record's own words, cut short)."""
+    names = [_printable(record[f]) for f in ("name", "host") if isinstance(record.get(f), str)]
+    ident = _printable(str(record.get("member")))[:16]
+    who = f"member {names[0]} ({', '.join([*names[1:], 'id ' + ident])})" if names else f"member {ident}"
+    return f"{who} at {_when(record.get('since'))}"
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text[:64] if c.isprintable())
 
 
 def _when(since: object) -> str:
