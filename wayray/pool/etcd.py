@@ -303,14 +303,14 @@ class EtcdDirectory:
                            "member": self.me.id, "name": self.me.name, "host": self.me.host,
                            "since": time.time()})  # fmt: skip
 
-    async def check_key(self) -> str:
+    async def check_key(self, *, patient: bool = True) -> str:
         """Read the key check record (making it when there is none, moving it on when this member
         holds the key that replaced the pool's) and say what it makes of this member's key: "ok",
         "behind" or "foreign" (:attr:`refusal` says why, and it is logged, every 30 s at most)."""
         key = _b64(self.key_check_key)
         mine, previous = self._check, self._key.previous_digest(self.pool)
         for _ in range(8):
-            kvs = await self._range(self.key_check_key)
+            kvs = await self._range(self.key_check_key, patient=patient)
             if not kvs:  # the first member of the pool (or of this version): it makes the record
                 won, _ = await self._txn(
                     [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
@@ -455,11 +455,11 @@ class EtcdDirectory:
         answer = await self._call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure})
         return bool(answer.get("succeeded")), list(answer.get("responses") or [])
 
-    async def _range(self, key: str, *, prefix: bool = False) -> list[dict[str, Any]]:
+    async def _range(self, key: str, *, prefix: bool = False, patient: bool = True) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"key": _b64(key)}
         if prefix:
             body["range_end"] = _range_end(key)
-        answer = await self._call("/v3/kv/range", body)
+        answer = await self._call("/v3/kv/range", body, patient=patient)
         return list(answer.get("kvs") or [])
 
     # --- the Directory interface --------------------------------------------------------------------
@@ -598,20 +598,23 @@ class EtcdDirectory:
         """Renew this member's lease (joining again if it lapsed: its entries must then be claimed
         again) and list the members etcd knows. The key check record is read again every round: a
         rotation made by another member stops this one's new claims (each claim checks it as well)."""
-        state = await self.check_key()
-        if self._own is None:
-            if state == "foreign":
-                return  # it never joins: no member record, no entries (the refusal is logged)
-            await self.join(self.me, LEASE_TTL)
-        else:
+        lapsed = None
+        if self._own is not None:
             try:
                 await self.keep_alive(self._own)
             except LeaseExpired:
-                if state == "foreign":
-                    self._own = None  # it does not join again (the refusal is logged)
-                    return
+                lapsed = self._own
+        # Not patient (like the keep-alive): the next round comes within a second.
+        state = await self.check_key(patient=False)
+        if self._own is None or lapsed is not None:
+            if state == "foreign":
+                self._own = None  # it does not join (again): the refusal is logged
+                return
+            if lapsed is None:
+                await self.join(self.me, LEASE_TTL)
+            else:
                 log.warning("pool: this member's lease in etcd had expired; joining again")
-                await self.join(self.me, self._own.ttl)
+                await self.join(self.me, lapsed.ttl)
                 self.on_lease_lost(HOME)
         members = {}
         proven = set()
