@@ -20,9 +20,11 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.transport.helpers import Issued, ThrowawayCA
-from wayray.pool.etcd import client_context
+from wayray.pool.etcd import KeyCheck, client_context
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+#: The pool token key the directory tests' members share (they check it in etcd, docs/pools.md §3.3).
+POOL_KEY = KeyCheck(bytes(range(32)), Path("/etc/wayray/pool-test.key"))
 
 
 def free_tcp_port(address: str = "127.0.0.1") -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.pool.etcd_rig import EtcdCluster, etcd_cluster
+from tests.pool.etcd_rig import POOL_KEY, EtcdCluster, etcd_cluster
 from wayray.pool.directory import (
     PLACED,
     Directory,
@@ -56,7 +56,11 @@ def etcd_backend(cluster: EtcdCluster) -> Callable[[Clock], Directory]:
         clock.real = True
         # A pool of its own per test: the tests' digests do not meet.
         return EtcdDirectory(
-            member(1), f"t{secrets.token_hex(4)}", parse_endpoints(cluster.url), cluster.context()
+            member(1),
+            f"t{secrets.token_hex(4)}",
+            parse_endpoints(cluster.url),
+            cluster.context(),
+            key=POOL_KEY,
         )
 
     return make

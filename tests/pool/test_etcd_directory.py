@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.pool.etcd_rig import EtcdCluster, etcd_cluster
+from tests.pool.etcd_rig import POOL_KEY, EtcdCluster, etcd_cluster
 from wayray.pool.directory import DirectoryError, Entry, EntryState, Member
 from wayray.pool.etcd import EtcdDirectory, parse_endpoints
 
@@ -47,8 +47,8 @@ def test_fifty_double_badges_make_one_holder_each_and_an_etcd_member_dies_losing
     async def main() -> None:
         endpoints = parse_endpoints(etcd.url)
         # Each server asks another etcd member first (the gateway forwards writes to the leader).
-        a = EtcdDirectory(member(1), "lab", endpoints, etcd.context())
-        b = EtcdDirectory(member(2), "lab", endpoints[1:] + endpoints[:1], etcd.context())
+        a = EtcdDirectory(member(1), "lab", endpoints, etcd.context(), key=POOL_KEY)
+        b = EtcdDirectory(member(2), "lab", endpoints[1:] + endpoints[:1], etcd.context(), key=POOL_KEY)
         la, lb = await a.join(member(1), 10), await b.join(member(2), 10)
         keep = asyncio.get_running_loop().create_task(_keep(a, la, b, lb))
         holders: dict[str, str] = {}
@@ -103,7 +103,9 @@ def test_a_badge_in_rides_out_an_etcd_that_stops_answering_for_a_while(tmp_path:
                     os.kill(pid, signal.SIGCONT)
 
         async def main() -> None:
-            d = EtcdDirectory(member(1), "lab", parse_endpoints(cluster.url), cluster.context(), timeout=1.0)
+            d = EtcdDirectory(
+                member(1), "lab", parse_endpoints(cluster.url), cluster.context(), key=POOL_KEY, timeout=1.0
+            )
             lease = await d.join(member(1), 30)
             thaw = Thaw()
             logging.getLogger("wayray.pool").addHandler(thaw)
@@ -125,11 +127,11 @@ def test_a_client_without_the_pools_certificate_learns_nothing(etcd: EtcdCluster
     directory says it cannot reach etcd rather than answering anything about a badge."""
 
     async def main() -> None:
-        good = EtcdDirectory(member(1), "lab", parse_endpoints(etcd.url), etcd.context())
+        good = EtcdDirectory(member(1), "lab", parse_endpoints(etcd.url), etcd.context(), key=POOL_KEY)
         lease = await good.join(member(1), 10)
         assert (await good.claim(Entry(digest(1), lease.member, "s1"), lease)).won
         bare = ssl.create_default_context(cafile=str(etcd.ca.path))  # trusts etcd, no certificate
-        stranger = EtcdDirectory(member(9), "lab", parse_endpoints(etcd.url), bare)
+        stranger = EtcdDirectory(member(9), "lab", parse_endpoints(etcd.url), bare, key=POOL_KEY)
         with pytest.raises(DirectoryError, match="no etcd endpoint answers"):
             await stranger.lookup(digest(1))
         with pytest.raises(DirectoryError, match="no etcd endpoint answers"):

@@ -7,13 +7,18 @@ the next badge-in still finds the session (nothing lost)."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import signal
+import subprocess
 
 import pytest
 
 from tests.e2e.harness import Harness, eventually
 from tests.pool.etcd_rig import etcd_cluster
-from tests.pool.netns import Lan
-from tests.pool.rig import member, member_identity
+from tests.pool.netns import Host, Lan
+from tests.pool.rig import FOOT, MemberServer, kiosk_argv, member, member_identity
+from tests.pool.test_drain_failover import holder, one_shot
 from tests.pool.test_redirect import run_kiosk
 
 pytestmark = pytest.mark.slow
@@ -62,3 +67,133 @@ def test_a_badge_is_redirected_to_its_session_through_etcd_and_an_etcd_member_ma
             assert [s["id"] for s in holder.sessions()] == [session["id"]]
             eventually(lambda: holder.session()["state"] == "detached", "the session detached")
         assert "this badge's session is on" in other.log_text()
+
+
+def test_a_member_with_another_token_key_takes_no_badge_and_says_why(harness: Harness, net: Lan) -> None:
+    """A member whose pool token key file is not the pool's (another file, say one made afresh by
+    ``--pool-key-file`` on a host never given the pool's) would digest every badge differently: with
+    an etcd directory it found no session of the others' and started a second one. The key check in
+    etcd refuses it: it logs why and what to do, a badge that reaches it is told to try another
+    server and gets no session there, and the members with the pool's key carry on."""
+    with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
+        hosts = [net.add("srva"), net.add("srvm")]
+        pins = [member_identity(harness, h) for h in hosts]
+        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+        common = [
+            *(arg for fp in pins for arg in ("--pool-peer", fp)),
+            "--pool-directory", etcd.url,
+            "--pool-etcd-tls", tls,
+        ]  # fmt: skip
+        right, wrong = harness.tmp / "pool-token.key", harness.tmp / "pool-token-elsewhere.key"
+        a = member(harness, hosts[0], extra=[*common, "--pool-key-file", str(right)], command=FOOT)
+        eventually(lambda: "sharing the session directory in etcd" in a.log_text(), "a joined etcd")
+        m = member(harness, hosts[1], extra=[*common, "--pool-key-file", str(wrong)], command=FOOT)
+        refused = "this member refuses to use the session directory in etcd"
+        eventually(
+            lambda: refused in m.log_text() or "sharing the session directory in etcd" in m.log_text(),
+            "the mis-keyed member to come up in the pool",
+        )
+        kiosk = net.add("kiosk1")
+        at_a = run_kiosk(harness, kiosk, a, "--snapshot", str(harness.tmp / "a.png"), "--settle", "500")
+        assert at_a.returncode == 0, at_a.stderr[-3000:]
+        assert len(a.sessions()) == 1, "the new session was placed on the mis-keyed member"
+        (session,) = a.sessions()
+        for attempt in ("first", "again"):
+            at_m = run_kiosk(harness, kiosk, m, "--no-reconnect", "--snapshot", str(harness.tmp / "m.png"))
+            assert at_m.returncode != 0, f"{attempt}: the mis-keyed member took the badge"
+            assert m.sessions() == [], f"{attempt}: a second session was started on the mis-keyed member"
+            assert [s["id"] for s in a.sessions()] == [session["id"]], f"{attempt}: a second session"
+            assert "its pool token key is not the pool's" in at_m.stderr, at_m.stderr[-3000:]
+        # Its log says what is wrong and what to do (every 30 s, not for every badge).
+        said = [line for line in m.log_text().splitlines() if refused in line]
+        assert said, m.log_text()[-3000:]
+        assert f"the pool token key in {wrong} is not the pool's" in said[0], said[0]
+        assert "copy the pool's token key file from a member of pool lab" in said[0], said[0]
+        assert "NOT sharing the session directory in etcd" in m.log_text()
+        for key_file in (right, wrong):  # no byte of either key in either log
+            secret = key_file.read_bytes()
+            assert secret.hex() not in a.log_text() + m.log_text()
+
+
+def refused_at(harness: Harness, host: Host, srv: MemberServer, badge: str) -> str:
+    """A kiosk's badge at ``srv`` that is refused (the kiosk does not try again): what it was told."""
+    shot = str(harness.tmp / f"{badge}-refused.png")
+    argv = kiosk_argv(harness, host, f"{srv.host.address}:{srv.port}", "--fingerprint", srv.fingerprint,
+                      "--token", badge, "--no-reconnect", "--snapshot", shot)  # fmt: skip
+    run = subprocess.run(
+        argv, env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode != 0, f"{srv.host.name} took badge {badge}"
+    return run.stderr
+
+
+def test_a_token_key_rotation_with_etcd_one_member_at_a_time_makes_no_second_session(
+    harness: Harness, net: Lan
+) -> None:
+    """The rotation of docs/pools.md §3.3 with an etcd directory, the members restarted one after the
+    other: the first with the new key moves the key check record on; the one not restarted yet keeps
+    serving its session (a badge of it at the other member is redirected there) but takes no new
+    badge; a new badge gets its session at the restarted member; once both run the new key every
+    badge finds its one session."""
+    with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
+        hosts = [net.add("srva"), net.add("srvb")]
+        pins = [member_identity(harness, h) for h in hosts]
+        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+        key = harness.tmp / "pool-token.key"
+        extra = [
+            *(arg for fp in pins for arg in ("--pool-peer", fp)),
+            "--pool-key-file", str(key),
+            "--pool-directory", etcd.url,
+            "--pool-etcd-tls", tls,
+        ]  # fmt: skip
+        members = [member(harness, h, extra=extra, command=["sleep", "3600"]) for h in hosts]
+        for srv, other in zip(members, ("srvb", "srva"), strict=True):
+            eventually(
+                lambda s=srv, o=other: f"on {o} at" in s.log_text(), f"{srv.host.name} to find {other}"
+            )
+        kiosk = net.add("kiosk")
+        before = one_shot(harness, kiosk, members[0], "rotated-badge")
+        owner = holder(members, before["session_id"])
+        first = members[1] if owner is members[0] else members[0]
+        # The rotation: the old key becomes the previous one, a new key is made; `first` restarts.
+        previous = harness.tmp / "pool-token.previous.key"
+        key.rename(previous)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, secrets.token_bytes(32))
+        os.close(fd)
+        first.signal(signal.SIGTERM)
+        first.wait()
+        first.extra = [*first.extra, "--pool-previous-key-file", str(previous)]
+        first.start()
+        eventually(lambda: "the pool token key is rotated" in first.log_text(), "the record to move on")
+        eventually(
+            lambda: "is the pool's previous key" in owner.log_text(), "the owner to find itself behind"
+        )
+        # The owner, left behind, keeps its session: its badge at the restarted member is redirected.
+        moved = one_shot(harness, kiosk, first, "rotated-badge")
+        assert (moved["session_id"], moved["redirects"]) == (before["session_id"], 1)
+        assert first.sessions() == [], "a second session was started under the new key"
+        # It takes no new badge; the restarted member does (placement skips the owner).
+        told = refused_at(harness, kiosk, owner, "new-badge")
+        assert "its pool token key is not the pool's" in told, told[-3000:]
+        new = one_shot(harness, kiosk, first, "new-badge")
+        assert holder(members, new["session_id"]) is first
+        # The owner restarted with the new key too: everything found, one session per badge.
+        owner.signal(signal.SIGTERM)
+        owner.wait()
+        owner.extra = [*owner.extra, "--pool-previous-key-file", str(previous)]
+        owner.start()
+        eventually(
+            lambda: [s["id"] for s in owner.sessions()] == [before["session_id"]],
+            "the session to be served again by its restarted wrsrvd",
+        )
+        eventually(
+            lambda: f"on {first.host.name} at" in owner.log_text(), "the owner to find the other again"
+        )
+        direct = one_shot(harness, kiosk, owner, "rotated-badge")
+        assert (direct["session_id"], direct["redirects"]) == (before["session_id"], 0)
+        again = one_shot(harness, kiosk, owner, "new-badge")
+        assert (again["session_id"], again["redirects"]) == (new["session_id"], 1)
+        assert sum(len(m.sessions()) for m in members) == 2
+        for secret in (key.read_bytes(), previous.read_bytes()):
+            assert secret.hex() not in owner.log_text() + first.log_text()

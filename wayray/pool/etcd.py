@@ -9,7 +9,14 @@ pins an old grpcio; the gateway needs no generated code and no gRPC stack in wrs
 Keys (``POOL`` the pool's name):
 
 - ``/wayray/pool/POOL/member/ID``: the :class:`Member`, as JSON, put with the member's lease;
-- ``/wayray/pool/POOL/token/DIGEST``: the :class:`Entry`, as JSON, put with the claiming member's lease.
+- ``/wayray/pool/POOL/token/DIGEST``: the :class:`Entry`, as JSON, put with the claiming member's lease;
+- ``/wayray/pool/POOL/key-check``: the pool token key's check record (:class:`KeyCheck`): a keyed
+  digest of a fixed, versioned label under the pool's current key (and its previous one), made by
+  the first member that found none. A member whose key does not make that digest uses the directory
+  for nothing (:class:`KeyRefused`): its digests would match nobody's, and each badge of it would get
+  a second session. Every claim is made under the condition that the record is still the one this
+  member checked, so a rotation (a member with a newer key moves the record on) stops the members
+  still on the old key from making new claims at that very revision.
 
 Every write is a transaction etcd decides linearizably: a claim is ``If(create_revision == 0) Then(put)
 Else(get)``; taking over an entry of our own or a placement made for us compares the entry's
@@ -22,13 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import math
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +72,43 @@ RETRY_WINDOW = 15.0
 RETRY_PAUSE = 0.1
 #: The "home" of every digest: etcd decides every claim (see :meth:`EtcdDirectory.home`).
 HOME = "etcd"
+#: The fixed, versioned label whose keyed digest is the pool token key's check (docs/pools.md §3.3).
+KEY_CHECK_LABEL = "wayray-pool-etcd-key-check/1"
+#: The key check record's format.
+KEY_CHECK_VERSION = 1
+#: Seconds between two log lines that say this member's key is refused (it checks every round).
+REFUSAL_LOG_EVERY = 30.0
 
 
 class EtcdConfigError(ValueError):
     """A ``directory = "etcd://…"`` value that names no usable endpoint."""
+
+
+class KeyRefused(DirectoryError):
+    """This member's pool token key is not the pool's (the key check record in etcd says so): it
+    makes no claim and answers no lookup; the message says why and what the operator does."""
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """The pool token key this member digests badges with (``file`` says where it came from, for
+    messages; the bytes never leave this object), and the key it replaced in a rotation."""
+
+    key: bytes = field(repr=False)
+    file: Path
+    previous: bytes | None = field(default=None, repr=False)
+
+    def digest(self, pool: str, key: bytes | None = None) -> str:
+        """HMAC-SHA256 of the label and the pool's name under ``key`` (the current key by default)."""
+        label = f"{KEY_CHECK_LABEL}\0{pool}".encode()
+        return hmac.new(self.key if key is None else key, label, hashlib.sha256).hexdigest()
+
+    def previous_digest(self, pool: str) -> str | None:
+        return None if self.previous is None else self.digest(pool, self.previous)
+
+
+def _same(a: object, b: str | None) -> bool:
+    return isinstance(a, str) and b is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
 def parse_endpoints(url: str) -> tuple[str, ...]:
@@ -152,6 +194,7 @@ class EtcdDirectory:
         endpoints: tuple[str, ...],
         context: ssl.SSLContext,
         *,
+        key: KeyCheck,
         trusted: Callable[[Member], bool] = lambda member: True,
         timeout: float = REQUEST_TIMEOUT,
         retry_window: float = RETRY_WINDOW,
@@ -167,6 +210,20 @@ class EtcdDirectory:
         #: The endpoint that answered last: asked first next time.
         self._current = 0
         self._trusted = trusted
+        self._key = key
+        self._check = key.digest(pool)
+        #: What the key check record says of this member's key: None (not read yet), "ok", "behind"
+        #: (it is the pool's previous key: this member keeps the entries of its sessions, no more),
+        #: "foreign" (another key: nothing at all).
+        self._key_state: str | None = None
+        #: The key check record's mod_revision when this member last checked it: every claim requires
+        #: it unchanged.
+        self._key_revision = "0"
+        #: Why this member's key is refused (for the kiosk's answer and the log), and when it was said.
+        self.refusal: str | None = None
+        self._said_refusal = -math.inf
+        #: Members whose record carries this member's key check (id → True): placement's targets.
+        self._proven: set[str] = set()
         self._own: Lease | None = None
         #: The members etcd listed at the last keep-alive round (id → member).
         self._members: dict[str, Member] = {}
@@ -234,17 +291,175 @@ class EtcdDirectory:
     def _member_key(self, member_id: str) -> str:
         return f"{self._prefix}member/{member_id}"
 
+    @property
+    def key_check_key(self) -> str:
+        """Where the pool token key's check record is (for operators: ``etcdctl get`` it)."""
+        return f"{self._prefix}key-check"
+
+    # --- the pool token key's check (docs/pools.md §3.3) -------------------------------------------
+
+    def _record(self, previous: str | None = None) -> str:
+        return json.dumps({"version": KEY_CHECK_VERSION, "check": self._check, "previous": previous,
+                           "member": self.me.id, "name": self.me.name, "host": self.me.host,
+                           "since": time.time()})  # fmt: skip
+
+    async def check_key(self, *, patient: bool = True) -> str:
+        """Read the key check record (making it when there is none, moving it on when this member
+        holds the key that replaced the pool's) and say what it makes of this member's key: "ok",
+        "behind" or "foreign" (:attr:`refusal` says why, and it is logged, every 30 s at most)."""
+        key = _b64(self.key_check_key)
+        mine, previous = self._check, self._key.previous_digest(self.pool)
+        for _ in range(8):
+            kvs = await self._range(self.key_check_key, patient=patient)
+            if not kvs:  # the first member of the pool (or of this version): it makes the record
+                won, _ = await self._txn(
+                    [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                    [{"request_put": {"key": key, "value": _b64(self._record(previous))}}],
+                    [],
+                )
+                if won:
+                    log.info(
+                        "pool %s: made the pool token key's check record in etcd (%s) from %s: a member "
+                        "with another key file will refuse to use the directory",
+                        self.pool, self.key_check_key, self._key.file,
+                    )  # fmt: skip
+                continue  # read it (its revision; or the record another member made first)
+            kv = kvs[0]
+            revision = str(_get(kv, "mod_revision", "0"))
+            try:
+                record = json.loads(_unb64(kv.get("value", "")))
+                version = int(record["version"])
+            except (ValueError, KeyError, TypeError) as err:
+                return self._refuse(
+                    "foreign",
+                    revision,
+                    f"the key check record in etcd ({self.key_check_key}) is "
+                    f"malformed ({err}); delete it (etcdctl del {self.key_check_key}) and restart "
+                    "a member that holds the pool's key file",
+                )
+            if version != KEY_CHECK_VERSION:
+                return self._refuse(
+                    "foreign",
+                    revision,
+                    f"the key check record in etcd ({self.key_check_key}) "
+                    f"is of version {version}, made by a newer WayRay: upgrade this member",
+                )
+            maker = _maker(record)
+            if _same(record.get("check"), mine):
+                return self._accept(revision)
+            if _same(record.get("check"), previous):
+                # This member holds the key that replaced the pool's: the pool moves on to it, and
+                # members still on the old key stop claiming from this revision on.
+                moved, _ = await self._txn(
+                    [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": revision}],
+                    [{"request_put": {"key": key, "value": _b64(self._record(record.get("check")))}}],
+                    [],
+                )
+                if moved:
+                    log.warning(
+                        "pool %s: the pool token key is rotated: this member holds the new key (%s) and "
+                        "moved the key check record in etcd on to it; members still on the previous key "
+                        "take no new badge until they are restarted with the new key file "
+                        "(docs/pools.md §3.3)",
+                        self.pool,
+                        self._key.file,
+                    )
+                continue  # read it again (its revision; or another member's move)
+            fix = (
+                f"copy the pool's token key file from a member of pool {self.pool} to {self._key.file} "
+                "and restart this member (docs/pools.md §3.3)"
+            )
+            if _same(record.get("previous"), mine):
+                return self._refuse(
+                    "behind",
+                    revision,
+                    f"the pool token key in {self._key.file} is the pool's "
+                    f"previous key: {maker} rotated the pool to a newer one. The sessions this "
+                    "member holds stay reachable, but it takes no new badge until it runs the "
+                    "new key: copy the new key file to it (the old one to "
+                    "peers.previous_token_key_file) and restart it (docs/pools.md §3.3)",
+                )
+            undo = (f"(if it is that member whose key file is wrong, stop it, delete the record with "
+                    f"`etcdctl del {self.key_check_key}` and restart this member: its check makes the "
+                    "record again)")  # fmt: skip
+            return self._refuse(
+                "foreign",
+                revision,
+                f"the pool token key in {self._key.file} is not the pool's: "
+                f"the key check record in etcd ({self.key_check_key}, made by {maker}) was made "
+                f"with another key, so this member's badge digests would match no other "
+                f"member's; {fix} {undo}",
+            )
+        raise DirectoryError("the pool token key's check record in etcd kept changing under us; try again")
+
+    def _accept(self, revision: str) -> str:
+        if self._key_state not in (None, "ok"):
+            log.warning("pool %s: this member's pool token key (%s) is the pool's again: it uses the "
+                        "session directory again", self.pool, self._key.file)  # fmt: skip
+        self._key_state, self._key_revision, self.refusal = "ok", revision, None
+        return "ok"
+
+    def _refuse(self, state: str, revision: str, why: str) -> str:
+        now = time.monotonic()
+        if why != self.refusal or now - self._said_refusal >= REFUSAL_LOG_EVERY:
+            log.error(
+                "pool %s: this member refuses to use the session directory in etcd: %s", self.pool, why
+            )
+            self._said_refusal = now
+        self._key_state, self._key_revision, self.refusal = state, revision, why
+        return state
+
+    async def _key_ok(self, *, session_entry: bool = False) -> None:
+        """Raise :class:`KeyRefused` unless this member may do what it is about to: anything with the
+        pool's key; with its previous key ("behind") only keeping entries of sessions it holds."""
+        if self._key_state is None:
+            await self.check_key()
+        if self._key_state == "ok" or (self._key_state == "behind" and session_entry):
+            return
+        raise KeyRefused(f"this member's pool token key is not the pool's: {self.refusal}")
+
+    def _guard(self) -> dict[str, Any]:
+        """The compare every claim makes: the key check record is still the one this member checked."""
+        key = _b64(self.key_check_key)
+        return {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": self._key_revision}
+
+    async def _claim_txn(
+        self, compare: dict[str, Any], success: dict[str, Any], session_entry: bool
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        """A claim's transaction, made only while the key check record is the one checked: when it
+        changed (a rotation), it is checked again (:class:`KeyRefused` when this member is left behind)
+        and the transaction made again."""
+        key = _b64(self.key_check_key)
+        for _ in range(8):
+            await self._key_ok(session_entry=session_entry)
+            won, responses = await self._txn(
+                [compare, self._guard()], [success],
+                [{"request_range": {"key": compare["key"]}}, {"request_range": {"key": key}}],
+            )  # fmt: skip
+            if won:
+                return True, responses
+            checked = _kvs_in(responses[1:])
+            if checked and str(_get(checked[0], "mod_revision", "0")) == self._key_revision:
+                return False, responses[:1]  # the entry's compare failed: the caller reads it
+            await self.check_key()
+        raise DirectoryError("the pool token key's check record in etcd kept changing under us; try again")
+
+    def proven(self, member_id: str) -> bool:
+        """Whether ``member_id``'s record in etcd says it holds the pool token key this member holds
+        (placement sends new badges only there)."""
+        return member_id in self._proven
+
     async def _txn(
         self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]]
     ) -> tuple[bool, list[dict[str, Any]]]:
         answer = await self._call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure})
         return bool(answer.get("succeeded")), list(answer.get("responses") or [])
 
-    async def _range(self, key: str, *, prefix: bool = False) -> list[dict[str, Any]]:
+    async def _range(self, key: str, *, prefix: bool = False, patient: bool = True) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"key": _b64(key)}
         if prefix:
             body["range_end"] = _range_end(key)
-        answer = await self._call("/v3/kv/range", body)
+        answer = await self._call("/v3/kv/range", body, patient=patient)
         return list(answer.get("kvs") or [])
 
     # --- the Directory interface --------------------------------------------------------------------
@@ -252,13 +467,16 @@ class EtcdDirectory:
     async def join(self, member: Member, ttl: float) -> Lease:
         if ttl <= 0:
             raise ValueError("a lease's ttl is positive")
+        await self._key_ok(
+            session_entry=True
+        )  # a member left behind by a rotation keeps its sessions' entries
         answer = await self._call("/v3/lease/grant", {"TTL": max(1, math.ceil(ttl))})
         lease = Lease(str(answer.get("ID")), member.id, ttl)
+        record = {**asdict(member), "key_check": self._check if member.id == self.me.id else None}
         await self._call(
             "/v3/kv/put",
-            {"key": _b64(self._member_key(member.id)), "value": _b64(json.dumps(asdict(member))),
-             "lease": lease.id},
-        )  # fmt: skip
+            {"key": _b64(self._member_key(member.id)), "value": _b64(json.dumps(record)), "lease": lease.id},
+        )
         if member.id == self.me.id:
             self._own = lease
         return lease
@@ -270,6 +488,7 @@ class EtcdDirectory:
             raise LeaseExpired(f"the lease of member {lease.member} has expired")
 
     async def lookup(self, digest: str) -> Entry | None:
+        await self._key_ok()
         kvs = await self._range(self._token_key(digest))
         return _entry_of(kvs[0]).entry if kvs else None
 
@@ -284,6 +503,8 @@ class EtcdDirectory:
     async def claim(self, entry: Entry, lease: Lease) -> Claim:
         if entry.member != lease.member:
             raise DirectoryError("an entry is claimed under its own member's lease")
+        kept = entry.state is EntryState.SESSION  # a session this member holds (not a new badge)
+        await self._key_ok(session_entry=kept)
         lease = self._lease(lease)
         key = _b64(self._token_key(entry.digest))
 
@@ -293,10 +514,8 @@ class EtcdDirectory:
             }
 
         fresh = replace(entry, claimed_at=time.time())
-        won, responses = await self._txn(
-            [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            [put(fresh)],
-            [{"request_range": {"key": key}}],
+        won, responses = await self._claim_txn(
+            {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}, put(fresh), kept
         )
         # An entry that is ours (a pending one turning into a session, or a claim repeated after an
         # answer was lost) or a placement for us is replaced only if it is still the one we read.
@@ -305,20 +524,20 @@ class EtcdDirectory:
                 return Claim(True, fresh)
             held = self._held_in(responses)
             if held is None:  # it went between the two steps: claim afresh
-                won, responses = await self._txn(
-                    [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-                    [put(fresh)],
-                    [{"request_range": {"key": key}}],
+                won, responses = await self._claim_txn(
+                    {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
+                    put(fresh),
+                    kept,
                 )
                 continue
             conflict = earlier(entry, held.entry)  # two sessions: the earlier takes the entry
             if held.entry.member != entry.member and placed_on(held.entry) != entry.member and not conflict:
                 return Claim(False, held.entry)
             ours = replace(entry, claimed_at=fresh.claimed_at if conflict else held.entry.claimed_at)
-            took, responses = await self._txn(
-                [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": held.mod_revision}],
-                [put(ours)],
-                [{"request_range": {"key": key}}],
+            took, responses = await self._claim_txn(
+                {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": held.mod_revision},
+                put(ours),
+                kept,
             )
             if took:
                 return Claim(True, ours, taken_over=held.entry.member != entry.member and not conflict)
@@ -345,6 +564,7 @@ class EtcdDirectory:
         )
 
     async def entries(self) -> list[Entry]:
+        await self._key_ok()
         return [_entry_of(kv).entry for kv in await self._range(self._prefix + "token/", prefix=True)]
 
     async def members(self) -> list[Member]:
@@ -376,18 +596,32 @@ class EtcdDirectory:
 
     async def keep_alive_round(self) -> None:
         """Renew this member's lease (joining again if it lapsed: its entries must then be claimed
-        again) and list the members etcd knows."""
-        if self._own is None:
-            await self.join(self.me, LEASE_TTL)
-        else:
+        again) and list the members etcd knows. The key check record is read again every round: a
+        rotation made by another member stops this one's new claims (each claim checks it as well)."""
+        lapsed = None
+        if self._own is not None:
             try:
                 await self.keep_alive(self._own)
             except LeaseExpired:
+                lapsed = self._own
+        # Not patient (like the keep-alive): the next round comes within a second.
+        state = await self.check_key(patient=False)
+        if self._own is None or lapsed is not None:
+            if state == "foreign":
+                self._own = None  # it does not join (again): the refusal is logged
+                return
+            if lapsed is None:
+                await self.join(self.me, LEASE_TTL)
+            else:
                 log.warning("pool: this member's lease in etcd had expired; joining again")
-                await self.join(self.me, self._own.ttl)
+                await self.join(self.me, lapsed.ttl)
                 self.on_lease_lost(HOME)
         members = {}
-        for member in await self.members():
+        proven = set()
+        for kv in await self._range(self._prefix + "member/", prefix=True):
+            member = _member_of(kv)
+            if member is None:
+                continue
             if member.id == self.me.id:
                 continue
             if not self._trusted(member):
@@ -400,12 +634,50 @@ class EtcdDirectory:
                 )
                 continue
             members[member.id] = member
+            if _same(_json_field(kv, "key_check"), self._check):
+                proven.add(member.id)
         self._members = members
+        self._proven = proven
 
 
 def _entry_json(e: Entry) -> dict[str, Any]:
     return {"digest": e.digest, "member": e.member, "session_id": e.session_id, "state": e.state.value,
             "claimed_at": e.claimed_at, "since": e.since}  # fmt: skip
+
+
+def _kvs_in(responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The key-values of the first range answer among a transaction's responses."""
+    for response in responses:
+        found = _get(response, "response_range")
+        if isinstance(found, dict):
+            return list(found.get("kvs") or [])
+    return []
+
+
+def _json_field(kv: dict[str, Any], name: str) -> object:
+    try:
+        obj = json.loads(_unb64(kv.get("value", "")))
+    except ValueError:
+        return None
+    return obj.get(name) if isinstance(obj, dict) else None
+
+
+def _maker(record: dict[str, Any]) -> str:
+    """Who made a key check record, and when, for an operator (the record's own words, cut short)."""
+    names = [_printable(record[f]) for f in ("name", "host") if isinstance(record.get(f), str)]
+    ident = _printable(str(record.get("member")))[:16]
+    who = f"member {names[0]} ({', '.join([*names[1:], 'id ' + ident])})" if names else f"member {ident}"
+    return f"{who} at {_when(record.get('since'))}"
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text[:64] if c.isprintable())
+
+
+def _when(since: object) -> str:
+    if not isinstance(since, (int, float)) or isinstance(since, bool):
+        return "an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
 
 
 def _tls_refusal(err: BaseException) -> bool:

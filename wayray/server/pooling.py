@@ -24,7 +24,7 @@ from wayray.pool.directory import (
     Member,
     placed_on,
 )
-from wayray.pool.etcd import EtcdDirectory, client_context, parse_endpoints
+from wayray.pool.etcd import EtcdDirectory, KeyCheck, KeyRefused, client_context, parse_endpoints
 from wayray.pool.lan import LEASE_TTL, LanDirectory, NotReady, Peer
 from wayray.pool.mdns import (
     Advertiser,
@@ -142,6 +142,12 @@ class PoolMembership:
         etcd = settings.pool_directory != "lan"
         directory: LanDirectory | EtcdDirectory
         listener = None
+        token_key = load_secret(settings.token_key, "the pool token key")
+        previous_key = (
+            load_secret(settings.pool_previous_key_file, "the previous pool token key")
+            if settings.pool_previous_key_file is not None
+            else None
+        )
         if etcd:
             assert settings.pool_etcd_ca and settings.pool_etcd_cert and settings.pool_etcd_key  # checked
             directory = EtcdDirectory(
@@ -149,20 +155,14 @@ class PoolMembership:
                 settings.pool,
                 parse_endpoints(settings.pool_directory),
                 client_context(settings.pool_etcd_ca, settings.pool_etcd_cert, settings.pool_etcd_key),
+                key=KeyCheck(token_key, settings.token_key, previous_key),
                 # With pins, only a pinned member is a redirect's target (a CA: the kiosk checks it).
                 trusted=lambda m: (
                     ca is not None or not trust.fingerprints or m.fingerprint in trust.fingerprints
                 ),
             )
         else:
-            key = PoolKey(
-                settings.pool,
-                member_id,
-                load_secret(settings.token_key, "the pool token key"),
-                load_secret(settings.pool_previous_key_file, "the previous pool token key")
-                if settings.pool_previous_key_file is not None
-                else None,
-            )
+            key = PoolKey(settings.pool, member_id, token_key, previous_key)
             directory = LanDirectory(me, PeerClient(identity, trust, key))
             pool_port = settings.pool_port if settings.pool_port is not None else port + 1
             listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle, key=key)
@@ -180,13 +180,25 @@ class PoolMembership:
         await browser.start()
         try:
             lease = await directory.join(me, LEASE_TTL)
+        except KeyRefused:
+            # Its key is not the pool's (logged, with what to do): it takes no new badge, and checks
+            # again every round.
+            lease = Lease("", member_id, LEASE_TTL)
         except DirectoryError as err:
             # It comes up anyway: the keep-alive rounds join when etcd answers; badges meanwhile are
             # told to try again (a wrsrvd that cannot start would cost the sessions it serves now).
             log.warning("pool %s: the session directory does not answer (%s); joining when it does",
                         settings.pool, err)  # fmt: skip
             lease = Lease("", member_id, LEASE_TTL)
-        if etcd:
+        if isinstance(directory, EtcdDirectory) and directory.refusal is not None:
+            log.warning(
+                "pool %s: NOT sharing the session directory in etcd (%s) as member %s: its pool token "
+                "key is refused (above); badges without a session here are told to try another server",
+                settings.pool,
+                settings.pool_directory,
+                member_id,
+            )
+        elif etcd:
             log.info(
                 "pool %s: sharing the session directory in etcd (%s) as member %s",
                 settings.pool,
@@ -277,11 +289,7 @@ class PoolMembership:
             )
             return False
         except (DirectoryError, LeaseExpired) as err:
-            log.warning(
-                "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
-            )
-            conn.close(ErrorCode.SERVER_BUSY, "the pool's session directory does not answer now; try again")
-            return False
+            return self._unanswered(viewer, token, err)
         holder = placed_on(claim.entry) or claim.entry.member
         peer = shared.directory.peer(holder)
         if peer is None or holder not in shared.directory.alive():
@@ -292,6 +300,28 @@ class PoolMembership:
             )
             return False
         return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+
+    @staticmethod
+    def _unanswered(viewer: Viewer, token: TokenRef, err: DirectoryError) -> bool:
+        """The directory did not answer a badge's claim (or refuses this member: its key is not the
+        pool's): the kiosk is told to try again, or to try another server."""
+        conn = viewer.conn
+        if isinstance(err, KeyRefused):
+            log.info(
+                "%s: token %s: not taken: this member's pool token key is refused by the pool's "
+                "directory (see the error logged before)", conn.peer_address, token.short,
+            )  # fmt: skip
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                "this server cannot take badges now: its pool token key is not the pool's (an operator "
+                "must fix it; its log says how); try another server of the pool",
+            )
+            return False
+        log.warning(
+            "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
+        )
+        conn.close(ErrorCode.SERVER_BUSY, "the pool's session directory does not answer now; try again")
+        return False
 
     async def _placed_lately(self, shared: _Shared, token: TokenRef) -> Peer | None:
         """The member this one placed the badge on a moment ago (another kiosk, the same badge), if
@@ -365,7 +395,7 @@ class PoolMembership:
             weights.append(mine.weight * (mine.capacity - len(table.live)))
         for ad in shared.browser.members():
             peer = shared.directory.peer(ad.member_id)
-            if isinstance(shared.directory, LanDirectory) and not shared.directory.proven(ad.member_id):
+            if not shared.directory.proven(ad.member_id):
                 continue  # not (yet) shown to hold the pool's key: never sent a badge
             if peer is not None and self._answers(shared, ad.member_id) and ad.takes_new_sessions:
                 choices.append(peer)
@@ -523,7 +553,10 @@ class PoolMembership:
             if isinstance(directory, LanDirectory):  # its own entry again: never a new claim
                 claim = await directory.claim(entry, shared.lease, again=True)
             else:
-                claim = await directory.claim(entry, shared.lease)
+                try:
+                    claim = await directory.claim(entry, shared.lease)
+                except KeyRefused:
+                    continue  # a badge still starting here, on a member left behind by a rotation
             if claim.won:
                 shared.claimed[digest] = key
             elif session_id and claim.entry.state is EntryState.SESSION:
@@ -543,7 +576,10 @@ class PoolMembership:
             if now - since <= PENDING_FOR:
                 continue
             del shared.placed[digest]  # the kiosk never came to the member it was placed on
-            held = await directory.lookup(digest)
+            try:
+                held = await directory.lookup(digest)
+            except KeyRefused:
+                continue  # its pending entry goes with its short life (a rotation left this member behind)
             if held is not None and held.member == directory.me.id and placed_on(held) is not None:
                 await directory.release(digest, shared.lease)
         for digest in [d for d in shared.claimed if d not in wanted]:
