@@ -20,7 +20,8 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.transport.helpers import Issued, ThrowawayCA
-from wayray.pool.etcd import KeyCheck, client_context
+from wayray.pool.etcd import client_context
+from wayray.pool.etcd_key import KeyCheck
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 #: The pool token key the directory tests' members share (they check it in etcd, docs/pools.md §3.3).

@@ -104,8 +104,12 @@ def test_fifty_simultaneous_claims_of_one_badge_make_one_session(make: Callable[
     async def main() -> None:
         d = make(Clock())
         members = [member(i) for i in range(1, 7)]
-        leases = [await d.join(m, 10) for m in members]
+        # Leases kept alive between rounds, as members do every second: fifty rounds on a loaded
+        # machine take longer than a lease lives, and an expired lease frees the digest mid-round.
+        leases = [await d.join(m, 30) for m in members]
         for n in range(50):
+            for lease in leases:
+                await d.keep_alive(lease)
             dg = digest(n)
             claims = await asyncio.gather(
                 *(d.claim(Entry(dg, lease.member, f"s{n}-{i}"), lease) for i, lease in enumerate(leases))

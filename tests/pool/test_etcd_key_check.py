@@ -21,7 +21,8 @@ import pytest
 
 from tests.pool.etcd_rig import EtcdCluster, etcd_cluster
 from wayray.pool.directory import Entry, EntryState, Lease, Member
-from wayray.pool.etcd import EtcdDirectory, KeyCheck, KeyRefused, parse_endpoints
+from wayray.pool.etcd import EtcdDirectory, KeyRefused, parse_endpoints
+from wayray.pool.etcd_key import KeyCheck
 
 
 @pytest.fixture(scope="module")

@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import logging
 import math
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,7 @@ from wayray.pool.directory import (
     earlier,
     placed_on,
 )
+from wayray.pool.etcd_key import KEY_CHECK_VERSION, KeyCheck, maker, same
 from wayray.pool.lan import LEASE_TTL, Peer
 
 log = logging.getLogger("wayray.pool")
@@ -72,10 +71,6 @@ RETRY_WINDOW = 15.0
 RETRY_PAUSE = 0.1
 #: The "home" of every digest: etcd decides every claim (see :meth:`EtcdDirectory.home`).
 HOME = "etcd"
-#: The fixed, versioned label whose keyed digest is the pool token key's check (docs/pools.md §3.3).
-KEY_CHECK_LABEL = "wayray-pool-etcd-key-check/1"
-#: The key check record's format.
-KEY_CHECK_VERSION = 1
 #: Seconds between two log lines that say this member's key is refused (it checks every round).
 REFUSAL_LOG_EVERY = 30.0
 
@@ -87,28 +82,6 @@ class EtcdConfigError(ValueError):
 class KeyRefused(DirectoryError):
     """This member's pool token key is not the pool's (the key check record in etcd says so): it
     makes no claim and answers no lookup; the message says why and what the operator does."""
-
-
-@dataclass(frozen=True)
-class KeyCheck:
-    """The pool token key this member digests badges with (``file`` says where it came from, for
-    messages; the bytes never leave this object), and the key it replaced in a rotation."""
-
-    key: bytes = field(repr=False)
-    file: Path
-    previous: bytes | None = field(default=None, repr=False)
-
-    def digest(self, pool: str, key: bytes | None = None) -> str:
-        """HMAC-SHA256 of the label and the pool's name under ``key`` (the current key by default)."""
-        label = f"{KEY_CHECK_LABEL}\0{pool}".encode()
-        return hmac.new(self.key if key is None else key, label, hashlib.sha256).hexdigest()
-
-    def previous_digest(self, pool: str) -> str | None:
-        return None if self.previous is None else self.digest(pool, self.previous)
-
-
-def _same(a: object, b: str | None) -> bool:
-    return isinstance(a, str) and b is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
 def parse_endpoints(url: str) -> tuple[str, ...]:
@@ -312,17 +285,7 @@ class EtcdDirectory:
         for _ in range(8):
             kvs = await self._range(self.key_check_key, patient=patient)
             if not kvs:  # the first member of the pool (or of this version): it makes the record
-                won, _ = await self._txn(
-                    [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-                    [{"request_put": {"key": key, "value": _b64(self._record(previous))}}],
-                    [],
-                )
-                if won:
-                    log.info(
-                        "pool %s: made the pool token key's check record in etcd (%s) from %s: a member "
-                        "with another key file will refuse to use the directory",
-                        self.pool, self.key_check_key, self._key.file,
-                    )  # fmt: skip
+                await self._make_key_check(key, previous)
                 continue  # read it (its revision; or the record another member made first)
             kv = kvs[0]
             revision = str(_get(kv, "mod_revision", "0"))
@@ -344,37 +307,24 @@ class EtcdDirectory:
                     f"the key check record in etcd ({self.key_check_key}) "
                     f"is of version {version}, made by a newer WayRay: upgrade this member",
                 )
-            maker = _maker(record)
-            if _same(record.get("check"), mine):
+            made_by = maker(record)
+            if same(record.get("check"), mine):
                 return self._accept(revision)
-            if _same(record.get("check"), previous):
+            if same(record.get("check"), previous):
                 # This member holds the key that replaced the pool's: the pool moves on to it, and
                 # members still on the old key stop claiming from this revision on.
-                moved, _ = await self._txn(
-                    [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": revision}],
-                    [{"request_put": {"key": key, "value": _b64(self._record(record.get("check")))}}],
-                    [],
-                )
-                if moved:
-                    log.warning(
-                        "pool %s: the pool token key is rotated: this member holds the new key (%s) and "
-                        "moved the key check record in etcd on to it; members still on the previous key "
-                        "take no new badge until they are restarted with the new key file "
-                        "(docs/pools.md §3.3)",
-                        self.pool,
-                        self._key.file,
-                    )
+                await self._rotate_key_check(key, revision, record.get("check"))
                 continue  # read it again (its revision; or another member's move)
             fix = (
                 f"copy the pool's token key file from a member of pool {self.pool} to {self._key.file} "
                 "and restart this member (docs/pools.md §3.3)"
             )
-            if _same(record.get("previous"), mine):
+            if same(record.get("previous"), mine):
                 return self._refuse(
                     "behind",
                     revision,
                     f"the pool token key in {self._key.file} is the pool's "
-                    f"previous key: {maker} rotated the pool to a newer one. The sessions this "
+                    f"previous key: {made_by} rotated the pool to a newer one. The sessions this "
                     "member holds stay reachable, but it takes no new badge until it runs the "
                     "new key: copy the new key file to it (the old one to "
                     "peers.previous_token_key_file) and restart it (docs/pools.md §3.3)",
@@ -386,11 +336,43 @@ class EtcdDirectory:
                 "foreign",
                 revision,
                 f"the pool token key in {self._key.file} is not the pool's: "
-                f"the key check record in etcd ({self.key_check_key}, made by {maker}) was made "
+                f"the key check record in etcd ({self.key_check_key}, made by {made_by}) was made "
                 f"with another key, so this member's badge digests would match no other "
                 f"member's; {fix} {undo}",
             )
         raise DirectoryError("the pool token key's check record in etcd kept changing under us; try again")
+
+    async def _make_key_check(self, key: str, previous: str | None) -> None:
+        """Make the key check record unless one exists (create-if-absent)."""
+        won, _ = await self._txn(
+            [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            [{"request_put": {"key": key, "value": _b64(self._record(previous))}}],
+            [],
+        )
+        if won:
+            log.info(
+                "pool %s: made the pool token key's check record in etcd (%s) from %s: a member "
+                "with another key file will refuse to use the directory",
+                self.pool, self.key_check_key, self._key.file,
+            )  # fmt: skip
+
+    async def _rotate_key_check(self, key: str, revision: str, old_check: str | None) -> None:
+        """Move the record on to this member's key (it holds the key that replaced ``old_check``),
+        unless somebody changed the record since ``revision``."""
+        moved, _ = await self._txn(
+            [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": revision}],
+            [{"request_put": {"key": key, "value": _b64(self._record(old_check))}}],
+            [],
+        )
+        if moved:
+            log.warning(
+                "pool %s: the pool token key is rotated: this member holds the new key (%s) and "
+                "moved the key check record in etcd on to it; members still on the previous key "
+                "take no new badge until they are restarted with the new key file "
+                "(docs/pools.md §3.3)",
+                self.pool,
+                self._key.file,
+            )
 
     def _accept(self, revision: str) -> str:
         if self._key_state not in (None, "ok"):
@@ -634,7 +616,7 @@ class EtcdDirectory:
                 )
                 continue
             members[member.id] = member
-            if _same(_json_field(kv, "key_check"), self._check):
+            if same(_json_field(kv, "key_check"), self._check):
                 proven.add(member.id)
         self._members = members
         self._proven = proven
@@ -660,24 +642,6 @@ def _json_field(kv: dict[str, Any], name: str) -> object:
     except ValueError:
         return None
     return obj.get(name) if isinstance(obj, dict) else None
-
-
-def _maker(record: dict[str, Any]) -> str:
-    """Who made a key check record, and when, for an operator (the record's own words, cut short)."""
-    names = [_printable(record[f]) for f in ("name", "host") if isinstance(record.get(f), str)]
-    ident = _printable(str(record.get("member")))[:16]
-    who = f"member {names[0]} ({', '.join([*names[1:], 'id ' + ident])})" if names else f"member {ident}"
-    return f"{who} at {_when(record.get('since'))}"
-
-
-def _printable(text: str) -> str:
-    return "".join(c for c in text[:64] if c.isprintable())
-
-
-def _when(since: object) -> str:
-    if not isinstance(since, (int, float)) or isinstance(since, bool):
-        return "an unknown time"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
 
 
 def _tls_refusal(err: BaseException) -> bool:

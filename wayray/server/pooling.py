@@ -24,7 +24,8 @@ from wayray.pool.directory import (
     Member,
     placed_on,
 )
-from wayray.pool.etcd import EtcdDirectory, KeyCheck, KeyRefused, client_context, parse_endpoints
+from wayray.pool.etcd import EtcdDirectory, KeyRefused, client_context, parse_endpoints
+from wayray.pool.etcd_key import KeyCheck
 from wayray.pool.lan import LEASE_TTL, LanDirectory, NotReady, Peer
 from wayray.pool.mdns import (
     Advertiser,
@@ -38,6 +39,7 @@ from wayray.pool.peers import PeerClient, PeerTrust, PoolKey, PoolListener
 from wayray.server import admin_protocol as ap
 from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
+from wayray.server.settings import FrontDoorSettings
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenRef, load_secret
 from wayray.transport import ServerIdentity
@@ -190,30 +192,7 @@ class PoolMembership:
             log.warning("pool %s: the session directory does not answer (%s); joining when it does",
                         settings.pool, err)  # fmt: skip
             lease = Lease("", member_id, LEASE_TTL)
-        if isinstance(directory, EtcdDirectory) and directory.refusal is not None:
-            log.warning(
-                "pool %s: NOT sharing the session directory in etcd (%s) as member %s: its pool token "
-                "key is refused (above); badges without a session here are told to try another server",
-                settings.pool,
-                settings.pool_directory,
-                member_id,
-            )
-        elif etcd:
-            log.info(
-                "pool %s: sharing the session directory in etcd (%s) as member %s",
-                settings.pool,
-                settings.pool_directory,
-                member_id,
-            )
-        else:
-            assert listener is not None
-            log.info(
-                "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
-                settings.pool,
-                member_id,
-                host,
-                listener.port,
-            )
+        _say_joined(settings, directory, member_id, host, listener)
         shared = _Shared(directory, listener, browser, lease, {}, {}, {})
         directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
         return shared
@@ -634,3 +613,37 @@ def _forget_claims_at(shared: _Shared, peer: str) -> None:
     for digest, (home, _) in list(shared.claimed.items()):
         if home == peer:
             del shared.claimed[digest]
+
+
+def _say_joined(
+    settings: FrontDoorSettings,
+    directory: LanDirectory | EtcdDirectory,
+    member_id: str,
+    host: str,
+    listener: PoolListener | None,
+) -> None:
+    """Log how this member shares the pool's session directory (or that its key is refused)."""
+    if isinstance(directory, EtcdDirectory) and directory.refusal is not None:
+        log.warning(
+            "pool %s: NOT sharing the session directory in etcd (%s) as member %s: its pool token "
+            "key is refused (above); badges without a session here are told to try another server",
+            settings.pool,
+            settings.pool_directory,
+            member_id,
+        )
+    elif isinstance(directory, EtcdDirectory):
+        log.info(
+            "pool %s: sharing the session directory in etcd (%s) as member %s",
+            settings.pool,
+            settings.pool_directory,
+            member_id,
+        )
+    else:
+        assert listener is not None
+        log.info(
+            "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
+            settings.pool,
+            member_id,
+            host,
+            listener.port,
+        )
