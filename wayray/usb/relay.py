@@ -17,7 +17,9 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from wayray.common import trace
 from wayray.usb.usbip import CmdSubmit, RetSubmit, UsbipError, UsbipReader
 
 log = logging.getLogger("wayray.usb")
@@ -44,19 +46,25 @@ class DeviceRelay:
         if self.closed:
             return
         try:
-            for message in self.commands.feed(data, end=end):
+            messages = self.commands.feed(data, end=end)
+            for message in messages:
                 if isinstance(message, CmdSubmit):
                     self.returns.sent(message)
         except UsbipError as err:
             self._fault(f"the host's USB/IP peer sent what it should not: {err.message}")
             return
+        if trace.ENABLED:
+            _mark("usb_relay_in", messages)
         self.to_kiosk(data, end)
+        if trace.ENABLED:
+            _mark("usb_relay_sent", messages)
 
     def from_kiosk(self, data: bytes, end: bool) -> None:
         if self.closed:
             return
         try:
-            for message in self.returns.feed(data, end=end):
+            messages = self.returns.feed(data, end=end)
+            for message in messages:
                 if isinstance(message, RetSubmit):
                     self.commands.answered(message.seqnum)
         except UsbipError as err:
@@ -68,9 +76,13 @@ class DeviceRelay:
         self._held += data
         whole = len(self._held) - self.returns.partial
         if whole:
+            if trace.ENABLED:
+                _mark("usb_relay_back", messages)
             if self.writer is not None:
                 self.writer.write(bytes(self._held[:whole]))
             del self._held[:whole]
+            if trace.ENABLED:
+                _mark("usb_host_written", messages)
 
     def close(self) -> None:
         self.closed = True
@@ -85,6 +97,12 @@ class DeviceRelay:
     def _fault(self, reason: str) -> None:
         self.close()
         self.on_fault(reason)
+
+
+def _mark(hop: str, messages: list[Any]) -> None:
+    """Where each URB's time goes (``bench.usb_roundtrip --trace``): its seqnum reached ``hop``."""
+    for message in messages:
+        trace.mark(hop, f"u{message.seqnum}")
 
 
 class SocketEndpoint:
