@@ -79,20 +79,20 @@ def _switches(pid: int) -> int:
 
 #: A control transfer's hops, in order: (hop, process, what happened there). The driver's two are the
 #: benchmark's own; ``quic_datagram_in`` is the last datagram that process received before the next hop.
+#: Every stamp is taken before the step that may wake the next process (a ``sendto`` on loopback runs
+#: the receiver before it returns), so the hops cannot come out of order.
 HOPS = [
     ("host_send", "driver", "the USB/IP driver (vhci's stand-in) writes the submit"),
     ("usb_relay_in", "wrsrvd", "the relay has read and checked it from the host's socket"),
-    ("usb_relay_sent", "wrsrvd", "it is on the device's QUIC stream and sent (sendto returned)"),
-    ("quic_datagram_in", "kiosk", "the kiosk's loop has the datagram (loopback and a wake-up)"),
+    ("quic_datagram_in", "kiosk", "QUIC built and sent it; the kiosk's loop has the datagram"),
     ("usb_kiosk_in", "kiosk", "aioquic has decrypted it; the export has parsed the submit"),
     ("usb_transfer_start", "kiosk", "a worker thread starts the transfer"),
     ("usb_transfer_done", "kiosk", "libusb (under umockdev) has the answer"),
     ("usb_completed", "kiosk", "the completion is on the kiosk's loop"),
-    ("usb_kiosk_sent", "kiosk", "the return is on the stream and sent"),
-    ("quic_datagram_in", "wrsrvd", "wrsrvd's loop has the datagram"),
+    ("usb_kiosk_out", "kiosk", "the return is encoded, to go to QUIC"),
+    ("quic_datagram_in", "wrsrvd", "QUIC built and sent it; wrsrvd's loop has the datagram"),
     ("usb_relay_back", "wrsrvd", "aioquic has decrypted it; the relay has checked the return"),
-    ("usb_host_written", "wrsrvd", "written to the host's socket"),
-    ("host_recv", "driver", "the driver has read the return"),
+    ("host_recv", "driver", "written to the host's socket; the driver has read it"),
 ]
 
 

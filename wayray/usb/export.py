@@ -169,9 +169,10 @@ class UsbipExport:
             self._unlinked.discard(cmd.seqnum)
             return
         actual = len(data) if cmd.direction is Direction.IN else (0 if status else len(cmd.data))
-        self.send(encode(RetSubmit(cmd.seqnum, status, actual, 0, NOT_ISO, 0, data)))
+        ret = encode(RetSubmit(cmd.seqnum, status, actual, 0, NOT_ISO, 0, data))
         if trace.ENABLED:
-            trace.mark("usb_kiosk_sent", f"u{cmd.seqnum}")
+            trace.mark("usb_kiosk_out", f"u{cmd.seqnum}")
+        self.send(ret)
 
     def _standard(self, request_type: int, request: int, value: int, index: int) -> bool:
         """SET_CONFIGURATION, SET_INTERFACE and CLEAR_FEATURE(ENDPOINT_HALT) go through libusb's own

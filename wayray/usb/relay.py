@@ -56,8 +56,6 @@ class DeviceRelay:
         if trace.ENABLED:
             _mark("usb_relay_in", messages)
         self.to_kiosk(data, end)
-        if trace.ENABLED:
-            _mark("usb_relay_sent", messages)
 
     def from_kiosk(self, data: bytes, end: bool) -> None:
         if self.closed:
@@ -81,8 +79,6 @@ class DeviceRelay:
             if self.writer is not None:
                 self.writer.write(bytes(self._held[:whole]))
             del self._held[:whole]
-            if trace.ENABLED:
-                _mark("usb_host_written", messages)
 
     def close(self) -> None:
         self.closed = True
