@@ -424,7 +424,7 @@ def test_a_traced_control_transfer_is_stamped_at_every_hop_in_order(tmp_path: Pa
     """With WAYRAY_TRACE set (bench/usb_roundtrip.py --trace), every control transfer through the tunnel
     is stamped by wrsrvd and the kiosk at each hop of its way, on the machine's one clock: each hop
     comes after the one before it, and the files hold only times, hop names and URB numbers."""
-    from bench.usb_roundtrip import HOPS, read_trace
+    from bench.usb_roundtrip import HOPS, TUNNEL, read_trace
 
     traces = tmp_path / "traces"
     traces.mkdir()
@@ -453,8 +453,14 @@ def test_a_traced_control_transfer_is_stamped_at_every_hop_in_order(tmp_path: Pa
     per_hop = read_trace(traces, stamps)
     # Every one of the five, at every hop, never before the hop ahead of it (the first entry is the
     # whole way, driver to driver).
-    assert {hop: len(times) for hop, times in per_hop.items()} == {f"{w}:{h}": 5 for h, w, _ in HOPS}
+    assert {hop: len(times) for hop, times in per_hop.items()} == {
+        **{f"{w}:{h}": 5 for h, w, _ in HOPS},
+        TUNNEL: 5,
+    }
     assert all(t >= 0 for times in per_hop.values() for t in times), per_hop
+    # All but the device's own time is less than the whole way, and more than nothing.
+    whole = per_hop[f"{HOPS[0][1]}:{HOPS[0][0]}"]
+    assert all(0 < t < w for t, w in zip(per_hop[TUNNEL], whole, strict=True)), per_hop
     files = sorted(traces.glob("*.trace"))
     assert files
     names = {h for h, _w, _ in HOPS}
