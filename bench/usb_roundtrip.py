@@ -2,7 +2,8 @@
 tunnel — a USB/IP driver on `wrsrvd --usb-sockets`, QUIC on loopback, the kiosk's USB/IP server,
 libusb — against the same transfers made with libusb directly on the kiosk.
 
-Run: `.venv/bin/python -m bench.usb_roundtrip` (`--quick` for a smoke run). The device is the USB
+Run: `.venv/bin/python -m bench.usb_roundtrip` (`--quick` for a smoke run; `--trace` for where each
+control transfer's time goes, hop by hop, through ``wayray.common.trace``). The device is the USB
 stick of tests/usb/data, emulated by umockdev from a usbmon recording (this machine has no USB
 devices and no vhci_hcd), so both columns include umockdev's own cost per transfer; the difference
 between them is what the tunnel adds.
@@ -11,6 +12,7 @@ between them is what the tunnel adds.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -75,6 +77,85 @@ def _switches(pid: int) -> int:
     return total
 
 
+#: A control transfer's hops, in order: (hop, process, what happened there). The driver's two are the
+#: benchmark's own; ``quic_datagram_in`` is the last datagram that process received before the next hop.
+#: Every stamp is taken before the step that may wake the next process (a ``sendto`` on loopback runs
+#: the receiver before it returns), so the hops cannot come out of order.
+HOPS = [
+    ("host_send", "driver", "the USB/IP driver (vhci's stand-in) writes the submit"),
+    ("usb_relay_in", "wrsrvd", "the relay has read and checked it from the host's socket"),
+    ("quic_datagram_in", "kiosk", "QUIC built and sent it; the kiosk's loop has the datagram"),
+    ("usb_kiosk_in", "kiosk", "aioquic has decrypted it; the export has parsed the submit"),
+    ("usb_transfer_start", "kiosk", "a worker thread starts the transfer"),
+    ("usb_transfer_done", "kiosk", "libusb (under umockdev) has the answer"),
+    ("usb_completed", "kiosk", "the completion is on the kiosk's loop"),
+    ("usb_kiosk_out", "kiosk", "the return is encoded, to go to QUIC"),
+    ("quic_datagram_in", "wrsrvd", "QUIC built and sent it; wrsrvd's loop has the datagram"),
+    ("usb_relay_back", "wrsrvd", "aioquic has decrypted it; the relay has checked the return"),
+    ("host_recv", "driver", "written to the host's socket; the driver has read it"),
+]
+
+
+#: The hop that is the device's own time (the transfer in libusb), and the key of the rest's total.
+DEVICE_HOP = [hop for hop, _who, _what in HOPS].index("usb_transfer_done")
+TUNNEL = "tunnel"
+
+
+def read_trace(directory: Path, driver: dict[str, dict[str, int]]) -> dict[str, list[int]]:
+    """Per hop, the nanoseconds each traced URB spent since the previous hop (lists in HOPS' order)."""
+    urbs: dict[str, dict[tuple[str, str], int]] = {u: {("driver", h): ns for h, ns in hops.items()}
+                                                    for u, hops in driver.items()}  # fmt: skip
+    datagrams: dict[str, list[int]] = {}
+    for path in directory.glob("*.trace"):
+        lines = [line.split() for line in path.read_text().splitlines()]
+        hops = {fields[1] for fields in lines if len(fields) >= 3}
+        who = "kiosk" if "usb_kiosk_in" in hops else "wrsrvd" if "usb_relay_in" in hops else ""
+        if not who:
+            continue
+        datagrams[who] = sorted(int(f[0]) for f in lines if len(f) >= 3 and f[1] == "quic_datagram_in")
+        for fields in lines:
+            if len(fields) >= 3 and fields[2] in urbs:
+                urbs[fields[2]].setdefault((who, fields[1]), int(fields[0]))
+    out: dict[str, list[int]] = {f"{who}:{hop}": [] for hop, who, _ in HOPS}
+    for hops in urbs.values():
+        times = []
+        for n, (hop, who, _) in enumerate(HOPS):
+            if hop == "quic_datagram_in":  # the last datagram before the next hop in that process
+                nxt = hops.get((who, HOPS[n + 1][0]))
+                arrivals = datagrams.get(who, [])
+                i = bisect.bisect_right(arrivals, nxt) - 1 if nxt is not None else -1
+                times.append(arrivals[i] if i >= 0 else None)
+            else:
+                times.append(hops.get((who, hop)))
+        if any(t is None for t in times):
+            continue
+        for n in range(1, len(HOPS)):
+            out[f"{HOPS[n][1]}:{HOPS[n][0]}"].append(times[n] - times[n - 1])  # type: ignore[operator]
+        out[f"{HOPS[0][1]}:{HOPS[0][0]}"].append(times[-1] - times[0])  # type: ignore[operator]
+        # What the tunnel adds: the whole way less the device's own time (libusb's transfer).
+        device = times[DEVICE_HOP] - times[DEVICE_HOP - 1]  # type: ignore[operator]
+        out.setdefault(TUNNEL, []).append(times[-1] - times[0] - device)  # type: ignore[operator]
+    return out
+
+
+def print_trace(per_hop: dict[str, list[int]]) -> None:
+    whole = per_hop[f"{HOPS[0][1]}:{HOPS[0][0]}"]
+    print(f"\nwhere a control transfer's time goes ({len(whole)} traced; µs since the previous hop)")
+    print(f"  {'process':7} {'hop':20} {'median':>8} {'p95':>8}   what happened")
+    for hop, who, what in HOPS[1:]:
+        values = sorted(per_hop[f"{who}:{hop}"])
+        if values:
+            med, p95 = statistics.median(values) / 1e3, values[int(len(values) * 0.95) - 1] / 1e3
+            print(f"  {who:7} {hop:20} {med:8.0f} {p95:8.0f}   {what}")
+    for label, values in (("the whole way", whole), ("all but the device", per_hop.get(TUNNEL, []))):
+        if values:
+            values = sorted(values)
+            med, p95 = statistics.median(values) / 1e3, values[int(len(values) * 0.95) - 1] / 1e3
+            print(f"  {'':7} {label:20} {med:8.0f} {p95:8.0f}")
+    print("  (all but the device: the whole way less libusb's transfer, URB by URB: what the tunnel and")
+    print("  the driver standing in for vhci_hcd add to the device's own time)")
+
+
 def local(controls: int, bulks: int) -> None:
     """Under umockdev-wrapper: the transfers through libusb on the kiosk itself."""
     import usb1
@@ -107,19 +188,22 @@ def local(controls: int, bulks: int) -> None:
     print(json.dumps(out))
 
 
-def tunnel(controls: int, bulks: int, tmp: Path, inflight: int = 1) -> dict[str, float]:
+def tunnel(
+    controls: int, bulks: int, tmp: Path, inflight: int = 1, traced: Path | None = None
+) -> dict[str, float]:
     from tests.e2e.harness import eventually, kill_sessions
     from tests.usb.lsusb import load
     from tests.usb.test_kiosk_usb import SERVER_RULES, SERVERS, Driver, SocketsInstance, UsbKiosk
     from wayray.usb.usbip import NOT_ISO, CmdSubmit, Direction, RetSubmit, encode
 
     inst = SocketsInstance(tmp)
+    env = {"WAYRAY_USB_BENCH": f"{controls}:{bulks}:{SIZE}"}
+    if traced is not None:
+        inst.h.env["WAYRAY_TRACE"] = env["WAYRAY_TRACE"] = str(traced)
     (inst.etc / "servers.toml").write_text(SERVERS.format(port=inst.port, key=inst.key))
     (inst.etc / "usb.toml").write_text(SERVER_RULES.format(storage="allow"))
     inst.start()
-    kiosk = UsbKiosk(
-        inst, ("stick:3",), "usb-bench", extra_env={"WAYRAY_USB_BENCH": f"{controls}:{bulks}:{SIZE}"}
-    )
+    kiosk = UsbKiosk(inst, ("stick:3",), "usb-bench", extra_env=env)
     try:
         c = load("stick")
         sock = eventually(lambda: sorted(inst.sockets.glob("*-1-3.sock")), "the stick's socket")[0]
@@ -131,10 +215,14 @@ def tunnel(controls: int, bulks: int, tmp: Path, inflight: int = 1) -> dict[str,
         before = (_datagrams(), _switches(inst.proc.pid), _switches(kiosk.proc.pid))
         cpu = (_cpu(inst.proc.pid), _cpu(kiosk.proc.pid))
         rtts = []
+        hops: dict[str, dict[str, int]] = {}
         for n in range(controls):
-            t = time.perf_counter()
+            t, sent_ns = time.perf_counter(), time.monotonic_ns()
             driver.control_in(10 + n, SETUP, 18)
             rtts.append(time.perf_counter() - t)
+            hops[f"u{10 + n}"] = {"host_send": sent_ns, "host_recv": time.monotonic_ns()}
+        if traced is not None:
+            (traced / "driver.json").write_text(json.dumps(hops))
         per_control = (
             (_datagrams() - before[0]) / controls,
             (_switches(inst.proc.pid) - before[1]) / controls,
@@ -194,6 +282,11 @@ def main() -> None:
         action="store_true",
         help="run in a network namespace of its own (root), so datagrams per transfer are counted",
     )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="time every hop of each control transfer (WAYRAY_TRACE; tracing adds its own cost)",
+    )
     p.add_argument("--local", action="store_true", help=argparse.SUPPRESS)  # the child's mode
     p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -214,7 +307,11 @@ def main() -> None:
     )  # fmt: skip
     direct = json.loads(done.stdout.splitlines()[-1])
     with tempfile.TemporaryDirectory(prefix="wayray-usb-bench-") as tmp:
-        through = tunnel(controls, bulks, Path(tmp), args.inflight)
+        traced = Path(tmp) / "trace" if args.trace else None
+        if traced is not None:
+            traced.mkdir()
+        through = tunnel(controls, bulks, Path(tmp), args.inflight, traced)
+        per_hop = read_trace(traced, json.loads((traced / "driver.json").read_text())) if traced else None
     print(f"{'measurement':44} {'libusb on the kiosk':>20} {'through the tunnel':>20}")
     bulk = f"bulk IN, {SIZE >> 10} KiB, {args.inflight} at once (MB/s)"
     for key, label in (("control_median_ms", "control transfer round trip, median (ms)"),
@@ -237,6 +334,8 @@ def main() -> None:
     )
     print(f"{'per control transfer: context switches, local':44} {direct['kiosk_switches']:20.1f}")
     print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if per_hop is not None:
+        print_trace(per_hop)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -416,3 +418,56 @@ def test_debians_usbip_lists_what_the_kiosk_would_offer_and_an_import_is_refused
         answer = s.recv(64)
     assert struct.unpack(">HHI", answer[:8]) == (0x0111, 0x0003, 1)  # ST_NA, and no device record
     eventually(lambda: "refused a usbip import of '1-2'" in kiosk.log_text(), "the kiosk's log line")
+
+
+def test_a_traced_control_transfer_is_stamped_at_every_hop_in_order(tmp_path: Path) -> None:
+    """With WAYRAY_TRACE set (bench/usb_roundtrip.py --trace), every control transfer through the tunnel
+    is stamped by wrsrvd and the kiosk at each hop of its way, on the machine's one clock: each hop
+    comes after the one before it, and the files hold only times, hop names and URB numbers."""
+    from bench.usb_roundtrip import HOPS, TUNNEL, read_trace
+
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    inst = SocketsInstance(tmp_path)
+    inst.h.env["WAYRAY_TRACE"] = str(traces)
+    (inst.etc / "servers.toml").write_text(SERVERS.format(port=inst.port, key=inst.key))
+    (inst.etc / "usb.toml").write_text(SERVER_RULES.format(storage="allow"))
+    inst.start()
+    env = {"WAYRAY_USB_BENCH": "5:0:64", "WAYRAY_TRACE": str(traces)}
+    kiosk = UsbKiosk(inst, ("stick:3",), "usb-trace", extra_env=env)
+    try:
+        c = load("stick")
+        sock = eventually(lambda: sorted(inst.sockets.glob("*-1-3.sock")), "the stick's socket")[0]
+        driver = Driver(sock)
+        assert driver.control_in(1, bytes.fromhex("8006000100001200"), 18).data == c.raw[:18]
+        total = len(c.raw) - 18
+        driver.control_in(2, bytes.fromhex("800600020000") + total.to_bytes(2, "little"), total)
+        stamps: dict[str, dict[str, int]] = {}
+        for seqnum in range(10, 15):
+            sent = time.monotonic_ns()
+            assert driver.control_in(seqnum, bytes.fromhex("8006000100001200"), 18).data == c.raw[:18]
+            stamps[f"u{seqnum}"] = {"host_send": sent, "host_recv": time.monotonic_ns()}
+    finally:
+        kiosk.stop()
+        inst.stop()
+    per_hop = read_trace(traces, stamps)
+    # Every one of the five, at every hop, never before the hop ahead of it (the first entry is the
+    # whole way, driver to driver).
+    assert {hop: len(times) for hop, times in per_hop.items()} == {
+        **{f"{w}:{h}": 5 for h, w, _ in HOPS},
+        TUNNEL: 5,
+    }
+    assert all(t >= 0 for times in per_hop.values() for t in times), per_hop
+    # All but the device's own time is less than the whole way, and more than nothing.
+    whole = per_hop[f"{HOPS[0][1]}:{HOPS[0][0]}"]
+    assert all(0 < t < w for t, w in zip(per_hop[TUNNEL], whole, strict=True)), per_hop
+    files = sorted(traces.glob("*.trace"))
+    assert files
+    names = {h for h, _w, _ in HOPS}
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        for line in f.read_text().splitlines():
+            _ns, hop, ident, *extra = line.split()
+            if hop.startswith(("usb_", "quic_")):
+                assert hop in names and not extra, line
+                assert ident == "d" or (ident[0] == "u" and ident[1:].isdigit()), line

@@ -25,6 +25,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from cryptography import x509
 
+from wayray.common import trace
 from wayray.transport import _aioquic_private as private
 from wayray.transport.errors import ConnectionClosedError
 from wayray.wire import (
@@ -188,6 +189,8 @@ class WireProtocol(QuicConnectionProtocol):
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         # As the base class does, plus a pump: acknowledgements free room in the send buffers.
+        if trace.ENABLED and self._usb_recv:  # bench.usb_roundtrip --trace: a URB's datagram, maybe
+            trace.mark("quic_datagram_in", "d")
         now = self._loop.time()
         waiting = private.ack_pending(self._quic)
         self._quic.receive_datagram(cast(bytes, data), addr, now=now)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from wayray.common import trace
 from wayray.usb.descriptors import Descriptors
 from wayray.usb.usbip import (
     NOT_ISO,
@@ -83,6 +84,8 @@ class UsbipExport:
             return
         for message in messages:
             if isinstance(message, CmdSubmit):
+                if trace.ENABLED:
+                    trace.mark("usb_kiosk_in", f"u{message.seqnum}")
                 loop = asyncio.get_running_loop()
                 self._pending[message.seqnum] = self._threads.submit(self._run, loop, message)
             elif isinstance(message, CmdUnlink):
@@ -145,22 +148,31 @@ class UsbipExport:
     def _run(self, loop: asyncio.AbstractEventLoop, cmd: CmdSubmit) -> None:
         """In a worker thread: the transfer, then its completion handed straight to the loop (one
         callback, no task or future in between: the return leaves in the loop's next iteration)."""
+        if trace.ENABLED:
+            trace.mark("usb_transfer_start", f"u{cmd.seqnum}")
         try:
             status, data = self._transfer(cmd)
         except Exception:  # a bug, not the device: the URB still gets its answer
             log.exception("usb: a transfer on endpoint %#04x failed", cmd.ep)
             status, data = -errno.EPROTO, b""
+        if trace.ENABLED:
+            trace.mark("usb_transfer_done", f"u{cmd.seqnum}")
         with contextlib.suppress(RuntimeError):  # the loop is closed: the kiosk is stopping
             loop.call_soon_threadsafe(self._complete, cmd, status, data)
 
     def _complete(self, cmd: CmdSubmit, status: int, data: bytes) -> None:
+        if trace.ENABLED:
+            trace.mark("usb_completed", f"u{cmd.seqnum}")
         self._pending.pop(cmd.seqnum, None)
         self.reader.answered(cmd.seqnum)
         if self.failed or cmd.seqnum in self._unlinked:
             self._unlinked.discard(cmd.seqnum)
             return
         actual = len(data) if cmd.direction is Direction.IN else (0 if status else len(cmd.data))
-        self.send(encode(RetSubmit(cmd.seqnum, status, actual, 0, NOT_ISO, 0, data)))
+        ret = encode(RetSubmit(cmd.seqnum, status, actual, 0, NOT_ISO, 0, data))
+        if trace.ENABLED:
+            trace.mark("usb_kiosk_out", f"u{cmd.seqnum}")
+        self.send(ret)
 
     def _standard(self, request_type: int, request: int, value: int, index: int) -> bool:
         """SET_CONFIGURATION, SET_INTERFACE and CLEAR_FEATURE(ENDPOINT_HALT) go through libusb's own

@@ -17,7 +17,9 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
+from wayray.common import trace
 from wayray.usb.usbip import CmdSubmit, RetSubmit, UsbipError, UsbipReader
 
 log = logging.getLogger("wayray.usb")
@@ -31,7 +33,7 @@ class DeviceRelay:
         self.on_fault = on_fault
         self.commands = UsbipReader(commands=True)
         self.returns = UsbipReader(commands=False)
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: asyncio.WriteTransport | None = None
         #: Closing the relay closes the writer (not so for vhci_hcd's socket: the host endpoint
         #: closes it once the helper has detached the port).
         self.owns_writer = True
@@ -44,19 +46,23 @@ class DeviceRelay:
         if self.closed:
             return
         try:
-            for message in self.commands.feed(data, end=end):
+            messages = self.commands.feed(data, end=end)
+            for message in messages:
                 if isinstance(message, CmdSubmit):
                     self.returns.sent(message)
         except UsbipError as err:
             self._fault(f"the host's USB/IP peer sent what it should not: {err.message}")
             return
+        if trace.ENABLED:
+            _mark("usb_relay_in", messages)
         self.to_kiosk(data, end)
 
     def from_kiosk(self, data: bytes, end: bool) -> None:
         if self.closed:
             return
         try:
-            for message in self.returns.feed(data, end=end):
+            messages = self.returns.feed(data, end=end)
+            for message in messages:
                 if isinstance(message, RetSubmit):
                     self.commands.answered(message.seqnum)
         except UsbipError as err:
@@ -68,6 +74,8 @@ class DeviceRelay:
         self._held += data
         whole = len(self._held) - self.returns.partial
         if whole:
+            if trace.ENABLED:
+                _mark("usb_relay_back", messages)
             if self.writer is not None:
                 self.writer.write(bytes(self._held[:whole]))
             del self._held[:whole]
@@ -87,6 +95,65 @@ class DeviceRelay:
         self.on_fault(reason)
 
 
+def _mark(hop: str, messages: list[Any]) -> None:
+    """Where each URB's time goes (``bench.usb_roundtrip --trace``): its seqnum reached ``hop``."""
+    for message in messages:
+        trace.mark(hop, f"u{message.seqnum}")
+
+
+class _HostSide(asyncio.Protocol):
+    """The socket of the host's USB/IP peer, read as its bytes arrive: each chunk goes to the relay in
+    the loop iteration that read it (before: a stream reader woke a task, which read it in the next
+    iteration: one iteration and a task switch more per URB, and whatever else was ready between)."""
+
+    def __init__(self, relay: DeviceRelay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.serving = False  # this connection is the relay's host side
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        if self.relay.writer is not None or self.relay.closed:
+            transport.close()  # one peer at a time
+            return
+        self.serving = True
+        self.relay.writer = self.transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.serving:
+            self.relay.from_host(data)
+
+    def eof_received(self) -> bool:
+        if self.serving:
+            self.ended()
+        return False  # the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.serving:
+            if exc is not None:
+                self.failed(getattr(exc, "strerror", None) or str(exc))
+            if self.relay.writer is self.transport:
+                self.relay.writer = None
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def ended(self) -> None:
+        """The peer closed its end."""
+        self.relay.from_host(b"", end=True)
+
+    def failed(self, reason: str) -> None:
+        """The socket failed (not closed by the peer nor by us)."""
+
+
+class _VhciSide(_HostSide):
+    def ended(self) -> None:
+        self.relay.host_gone("vhci_hcd let go of the device (detached on the host, or it failed)")
+
+    def failed(self, reason: str) -> None:
+        self.relay.host_gone(f"the device's socket to vhci_hcd failed: {reason}")
+
+
 class SocketEndpoint:
     """A Unix socket where one user-space USB/IP driver at a time reaches the device (0600, the
     server's user only): what vhci_hcd would get, for diagnostics and tests."""
@@ -101,25 +168,10 @@ class SocketEndpoint:
             self.path.unlink()
         old = os.umask(0o177)
         try:
-            self.server = await asyncio.start_unix_server(self._driver, path=str(self.path))
+            loop = asyncio.get_running_loop()
+            self.server = await loop.create_unix_server(lambda: _HostSide(self.relay), path=str(self.path))
         finally:
             os.umask(old)
-
-    async def _driver(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.relay.writer is not None or self.relay.closed:
-            writer.close()
-            return
-        self.relay.writer = writer
-        try:
-            while not self.relay.closed:
-                data = await reader.read(64 * 1024)
-                self.relay.from_host(data, end=not data)
-                if not data:
-                    break
-        finally:
-            if self.relay.writer is writer:
-                self.relay.writer = None
-            writer.close()
 
     def close(self) -> None:
         if self.server is not None:
@@ -137,26 +189,14 @@ class HostEndpoint:
         self.sock = sock
         self.relay = relay
         relay.owns_writer = False
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: asyncio.Transport | None = None
 
     async def start(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(sock=self.sock)
-        self.writer = writer
-        if self.relay.closed:
-            writer.close()
-            return
-        self.relay.writer = writer
-        try:
-            while not self.relay.closed:
-                data = await reader.read(64 * 1024)
-                if not data:
-                    self.relay.host_gone(
-                        "vhci_hcd let go of the device (detached on the host, or it failed)"
-                    )
-                    break
-                self.relay.from_host(data)
-        except OSError as err:
-            self.relay.host_gone(f"the device's socket to vhci_hcd failed: {err.strerror}")
+        side = _VhciSide(self.relay)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(lambda: side, sock=self.sock)
+        self.writer = transport
+        await side.done
 
     def close(self) -> None:
         if self.writer is not None:
