@@ -36,8 +36,19 @@ ROOM_VARIABLE = "WAYRAY_SESSION_PARENT_ROOM"
 ROOM_BYTES = 64 * 1024
 #: How long wrsrvd waits for the parent's answer to a request (a fork) before it gives up on it.
 ANSWER_TIMEOUT = 10.0
+#: A parent that is gone is started again at a session's start, at most this often (seconds): one that
+#: fails at once (a broken installation) costs one process per interval, not one per session.
+RESTART_INTERVAL = 30.0
 #: The switch (the environment of wrsrvd): "0" starts every session by exec.
 SWITCH = "WAYRAY_SESSION_PARENT"
+
+
+class NotForked(OSError):
+    """The session parent did not start the session (it may be started by exec)."""
+
+
+class MaybeForked(OSError):
+    """The session parent did not answer: the session may run or not."""
 
 
 def wanted() -> bool:
@@ -49,13 +60,14 @@ class SessionParent:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.ready = False
-        self.started_at = 0.0
+        self.started_at = -RESTART_INTERVAL
         #: Exit statuses the parent reported, by pid, until the session's watch takes them.
         self.statuses: dict[int, int] = {}
 
     def start(self) -> None:
         """Start the parent (it imports in the background; :meth:`spawn` uses it once it is ready)."""
         self.close()
+        self.started_at = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = child_environment()
         for name in ("WAYRAY_LINK", "WAYRAY_LINK_SESSION", "WAYRAY_LINK_SECRET", "WAYRAY_LINK_SECRET_FD"):
@@ -63,6 +75,9 @@ class SessionParent:
         # Room in its exec-time environment block, which each session overwrites with its own.
         env[ROOM_VARIABLE] = "." * ROOM_BYTES
         env[CONTROL_FD_VARIABLE] = str(theirs.fileno())
+        # No BLAS worker thread in a process that forks (numpy starts one per core at import; a fork
+        # takes only the forking thread). Sessions do no floating-point matrix work.
+        env["OPENBLAS_NUM_THREADS"] = "1"
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "wayray.session.parent"],
@@ -79,7 +94,6 @@ class SessionParent:
         finally:
             theirs.close()
         self.sock = ours
-        self.started_at = time.monotonic()
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_readable)
         log.debug("session parent started (pid %d)", self.proc.pid)
 
@@ -92,30 +106,38 @@ class SessionParent:
                 self.proc.returncode,
             )
             self.close()
+        if self.sock is None and time.monotonic() - self.started_at >= RESTART_INTERVAL:
+            log.info("starting the session parent again")
+            self.start()  # for the sessions after this one
         return self.ready and self.sock is not None
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, fds: list[int]) -> int:
-        """A new session process from the parent: its pid. Raises OSError when the parent cannot
-        (wrsrvd then starts the session by exec, and the parent again)."""
+        """A new session process from the parent: its pid. Raises :class:`NotForked` when the parent
+        surely did not fork (wrsrvd may start the session by exec), :class:`MaybeForked` when it cannot
+        tell (no answer: a session started by exec as well could be a second one)."""
         assert self.sock is not None
         try:
             socket.send_fds(self.sock, [json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode()], fds)
+        except OSError as err:
+            self.close()
+            raise NotForked(f"cannot reach the session parent: {err}") from None
+        try:
             end = time.monotonic() + ANSWER_TIMEOUT
             while True:
                 readable, _, _ = select.select([self.sock], [], [], max(0.0, end - time.monotonic()))
                 if not readable:
-                    raise OSError("the session parent did not answer")
+                    raise OSError(f"no answer within {ANSWER_TIMEOUT:g} s")
                 answer = self._receive()
                 if "exited" in answer:
                     self._exited(answer)
                     continue
                 break
-        except OSError:
+        except OSError as err:
             self.close()
-            raise
+            raise MaybeForked(f"the session parent did not answer: {err}") from None
         pid = answer.get("pid")
         if not isinstance(pid, int):
-            raise OSError(f"the session parent could not fork: {answer.get('error', answer)}")
+            raise NotForked(f"the session parent could not fork: {answer.get('error', answer)}")
         return pid
 
     def status_of(self, pid: int) -> int | None:

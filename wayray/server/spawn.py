@@ -30,7 +30,7 @@ from wayray.common.processes import environment_has, pid_alive
 from wayray.common.procwatch import ProcessWatch
 from wayray.common.secretfd import secret_pipe
 from wayray.server import sessionparent
-from wayray.server.sessionparent import SessionParent
+from wayray.server.sessionparent import MaybeForked, NotForked, SessionParent
 
 log = logging.getLogger("wayray.server")
 
@@ -191,14 +191,19 @@ def start_session(spec: SessionSpec, on_exit: Callable[[int | None], None]) -> S
             argv, env = session_argv(spec, log_file), session_environment(spec, secret_fd)
             fds = [secret_fd] if out is None else [secret_fd, out]
             pid = parent.spawn(argv, env, _home(), fds)
-        except OSError as err:
+        except MaybeForked:
+            os.close(secret_fd)
+            if out is not None:
+                os.close(out)
+            raise
+        except NotForked as err:
             log.warning(
-                "the session parent could not start session %s (%s); starting it by exec, "
-                "and the parent again",
+                "the session parent could not start session %s (%s); starting it by exec "
+                "(wrsrvd starts another parent)",
                 spec.session_id,
                 err,
             )
-            parent.start()
+            parent.close()  # started again for a later session
         else:
             os.close(secret_fd)
             if out is not None:
