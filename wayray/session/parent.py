@@ -197,8 +197,12 @@ def become_session(
     os.environ.update(env)
     show_environment(env)
     show_argv(argv)
-    sys.argv = list(argv)
+    sys.argv = ["wrsrvd", *argv[argv.index("session") :]]
+    from wayray.common import trace
     from wayray.session import keeper
+
+    # What modules read from the environment at import, read again from the session's.
+    trace.ENABLED = bool(os.environ.get("WAYRAY_TRACE"))
 
     # The imports' objects stay frozen (out of the collector's reach): their pages stay shared.
     keeper.KEEP_FROZEN = True
