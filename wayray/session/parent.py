@@ -195,7 +195,10 @@ def become_session(
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    show_environment(env)
+    if not show_environment(env):
+        # wrsrvd finds a session's processes by the session named in /proc/PID/environ: without it,
+        # be a session started by exec after all.
+        os.execve(argv[0], argv, env)
     show_argv(argv)
     sys.argv = ["wrsrvd", *argv[argv.index("session") :]]
     from wayray.common import trace
@@ -244,8 +247,8 @@ def show_environment(env: dict[str, str]) -> bool:
         done = False
     if not done:
         print(
-            f"wayray session parent: the session's environment ({len(block)} bytes) does not fit in "
-            f"/proc/{os.getpid()}/environ ({env_end - env_start} bytes)",
+            f"wayray session parent: cannot show the session's environment ({len(block)} bytes) in "
+            f"/proc/{os.getpid()}/environ ({env_end - env_start} bytes); starting it by exec",
             file=sys.stderr,
         )
     return done
