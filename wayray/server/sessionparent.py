@@ -34,6 +34,7 @@ log = logging.getLogger("wayray.server")
 CONTROL_FD_VARIABLE = "WAYRAY_SESSION_PARENT_FD"
 ROOM_VARIABLE = "WAYRAY_SESSION_PARENT_ROOM"
 ROOM_BYTES = 64 * 1024
+ARGV_ROOM = 512
 #: How long wrsrvd waits for the parent's answer to a request (a fork) before it gives up on it.
 ANSWER_TIMEOUT = 10.0
 #: A parent that is gone is started again at a session's start, at most this often (seconds): one that
@@ -80,7 +81,8 @@ class SessionParent:
         env["OPENBLAS_NUM_THREADS"] = "1"
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wayray.session.parent"],
+                # The blank argument is room for each session's command line, which ps shows.
+                [sys.executable, "-m", "wayray.session.parent", " " * ARGV_ROOM],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
