@@ -3,6 +3,7 @@ from another kiosk (hot-desk), and in standalone mode (c) a new session (a badge
 not seen: the session's compositor and its application start).
 
     sudo .venv/bin/python -m bench.badge_in [--tries 50] [--mode login|standalone] [--new-tries 20]
+                                            [--session-start fork|exec|both]
 
 Real processes throughout: two headless kiosks (``wrclient --kiosk --headless``, badges through their
 token sockets), wrsrvd and the session compositor with foot in it. ``login`` mode (the default as
@@ -22,7 +23,8 @@ encoding, relay and decoding. Not included: the badge reader's own latency and t
 measured the same way: to the session's first keyframe applied and matched at the kiosk (whatever
 the session shows by then: foot's window may come in a later frame). Each try is a new badge and a
 new session, ended (``wradm kill``) after it. Only in standalone mode: in login mode a new session
-needs a person to type a password at the greeter.
+needs a person to type a password at the greeter. ``--session-start both`` measures new sessions
+forked from wrsrvd's session parent and started by exec (as before it) one after the other.
 """
 
 from __future__ import annotations
@@ -127,14 +129,18 @@ def new_sessions(kiosk: Any, srv: Any, tries: int) -> list[float]:
 Figures = tuple[list[float], list[float], list[float]]
 
 
-def run_standalone(tries: int, tmp: Path, new_tries: int = 0) -> Figures:
+def run_standalone(tries: int, tmp: Path, new_tries: int = 0, start: str = "fork") -> Figures:
     from tests.e2e.harness import Harness, eventually
     from tests.e2e.kiosk import KioskProc
 
     h = Harness(tmp)
+    # fork: new sessions from wrsrvd's session parent (the default); exec: each by exec, as before.
+    h.env["WAYRAY_SESSION_PARENT"] = "0" if start == "exec" else "1"
     kiosks: list[KioskProc] = []
     try:
         srv = h.server(["foot", "--window-size-chars=80x24", "sh"])
+        if start == "fork":
+            eventually(lambda: "session parent ready" in srv.log_text(), "the session parent ready", 120)
         for name in ("a", "b"):
             kiosks.append(
                 KioskProc(h.short, name, f"127.0.0.1:{srv.port}", srv.fingerprint, env=h.env).start()
@@ -185,6 +191,13 @@ def main() -> None:
     p.add_argument(
         "--mode", choices=("login", "standalone"), default="login" if os.geteuid() == 0 else "standalone"
     )
+    p.add_argument(
+        "--session-start",
+        choices=("fork", "exec", "both"),
+        default="fork",
+        help="standalone: new sessions forked from wrsrvd's session parent (the default), by exec "
+        "(WAYRAY_SESSION_PARENT=0, as before), or both, one after the other (fork)",
+    )
     args = p.parse_args()
     if args.mode == "login" and os.geteuid() != 0:
         sys.exit("login mode needs root (throwaway users, PAM); use --mode standalone")
@@ -200,13 +213,21 @@ def main() -> None:
     print(f"badge-in to first complete frame, {args.mode} mode, {args.tries} tries each")
     load = os.getloadavg()[0]
     print(f"machine: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load {load:.2f}")
-    with tempfile.TemporaryDirectory(prefix="wr-bench-") as tmp:
-        run = run_login if args.mode == "login" else run_standalone
-        attach, moving, new = run(args.tries, Path(tmp), args.new_tries)
-    report("(a) a detached session", attach)
-    report("(b) moving from another kiosk", moving)
-    if new:
-        report("(c) a new session", new, (NEW_TARGET_MS, NEW_TARGET_MS))
+    if args.mode == "login":
+        with tempfile.TemporaryDirectory(prefix="wr-bench-") as tmp:
+            attach, moving, new = run_login(args.tries, Path(tmp), args.new_tries)
+        report("(a) a detached session", attach)
+        report("(b) moving from another kiosk", moving)
+        return
+    starts = ("exec", "fork") if args.session_start == "both" else (args.session_start,)
+    for start in starts:
+        with tempfile.TemporaryDirectory(prefix="wr-bench-") as tmp:
+            attach, moving, new = run_standalone(args.tries, Path(tmp), args.new_tries, start)
+        print(f"sessions started by {start} (load now {os.getloadavg()[0]:.2f}):")
+        report("(a) a detached session", attach)
+        report("(b) moving from another kiosk", moving)
+        if new:
+            report(f"(c) a new session ({start})", new, (NEW_TARGET_MS, NEW_TARGET_MS))
 
 
 if __name__ == "__main__":

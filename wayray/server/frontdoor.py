@@ -52,7 +52,7 @@ from wayray.common.system import boot_time
 from wayray.common.unixsock import bind_private_socket
 from wayray.launcher import protocol as lp
 from wayray.link import CloseCode
-from wayray.server import access
+from wayray.server import access, spawn
 from wayray.server import admin_protocol as ap
 from wayray.server.admin import AdminServer
 from wayray.server.admin_protocol import AdminError
@@ -280,6 +280,9 @@ class FrontDoor:
             self.link_side.on_link, sock=link_sock, limit=256 * 1024
         )
         await self._admin_server.start()
+        if not settings.login:
+            # New sessions are forked from a process that has imported the compositor (issue 15).
+            spawn.start_session_parent()
         await self._listen()
         if settings.pool:
             self.pool = await PoolMembership.start(
@@ -404,6 +407,7 @@ class FrontDoor:
                 session.link.close(CloseCode.SHUTDOWN, "wrsrvd is stopping")
             if session.process is not None:
                 session.process.detach()
+        spawn.stop_session_parent()
         if self._link_server is not None:
             self._link_server.close()
             self._link_server = None

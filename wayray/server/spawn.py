@@ -29,11 +29,15 @@ from wayray.common.notify import child_environment
 from wayray.common.processes import environment_has, pid_alive
 from wayray.common.procwatch import ProcessWatch
 from wayray.common.secretfd import secret_pipe
+from wayray.server import sessionparent
+from wayray.server.sessionparent import MaybeForked, NotForked, SessionParent
 
 log = logging.getLogger("wayray.server")
 
 #: Ending a session's processes: SIGKILL this long after SIGTERM (and SIGCONT).
 KILL_GRACE = 5.0
+#: How long the exit of a session forked by the session parent waits for the parent to say its status.
+STATUS_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -118,19 +122,61 @@ def session_environment(spec: SessionSpec, secret_fd: int) -> dict[str, str]:
 
 class SessionProcess(ProcessWatch):
     """A started session compositor: its pid, and a callback once it has exited (status as a shell
-    reports it: the exit code, or 128+N for signal N)."""
+    reports it: the exit code, or 128+N for signal N; None for one forked by the session parent,
+    whose status only the parent learns)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], on_exit: Callable[[int], None]) -> None:
-        super().__init__(proc.pid, proc, on_exit=lambda rc: on_exit(rc if rc is not None else 0))
+    def __init__(
+        self, proc: subprocess.Popen[bytes] | None, on_exit: Callable[[int | None], None], pid: int = 0
+    ) -> None:
+        super().__init__(proc.pid if proc is not None else pid, proc, on_exit=on_exit)
         self.proc = proc
+
+    def _exited(self) -> None:
+        if self.proc is not None:
+            super()._exited()
+            return
+        # Forked by the session parent: it reaps the process and says its status a moment later.
+        self._close_pidfd()
+        asyncio.get_running_loop().create_task(self._status_from_parent(), name=f"status-{self.pid}")
+
+    async def _status_from_parent(self) -> None:
+        end = time.monotonic() + STATUS_WAIT
+        status = None
+        while time.monotonic() < end:
+            parent = session_parent
+            status = parent.status_of(self.pid) if parent is not None else None
+            if status is not None or parent is None or parent.sock is None:
+                break
+            await asyncio.sleep(0.02)
+        self._done(status)
 
     def detach(self) -> None:
         """Stop watching (wrsrvd is exiting; the session lives on)."""
         self.close()
 
 
-def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionProcess:
-    """Start the session process; raises OSError when it cannot be started at all."""
+#: The session parent (wayray.server.sessionparent), when wrsrvd runs one.
+session_parent: SessionParent | None = None
+
+
+def start_session_parent() -> None:
+    """Start the session parent, which new sessions are forked from once it is ready (standalone)."""
+    global session_parent
+    if session_parent is None and sessionparent.wanted():
+        session_parent = SessionParent()
+        session_parent.start()
+
+
+def stop_session_parent() -> None:
+    global session_parent
+    if session_parent is not None:
+        session_parent.close()
+        session_parent = None
+
+
+def start_session(spec: SessionSpec, on_exit: Callable[[int | None], None]) -> SessionProcess:
+    """Start the session process, forked from the session parent when it is ready, else by exec;
+    raises OSError when it cannot be started at all."""
     out: int | None = None
     log_file: Path | None = None
     if spec.log_dir is not None and not under_journal():
@@ -139,6 +185,36 @@ def start_session(spec: SessionSpec, on_exit: Callable[[int], None]) -> SessionP
         # What the session process says before its keeper takes the log over goes here too.
         out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     secret_fd = secret_pipe(spec.secret)
+    parent = session_parent
+    if parent is not None and parent.usable():
+        try:
+            argv, env = session_argv(spec, log_file), session_environment(spec, secret_fd)
+            fds = [secret_fd] if out is None else [secret_fd, out]
+            pid = parent.spawn(argv, env, _home(), fds)
+        except MaybeForked:
+            os.close(secret_fd)
+            if out is not None:
+                os.close(out)
+            raise
+        except NotForked as err:
+            log.warning(
+                "the session parent could not start session %s (%s); starting it by exec "
+                "(wrsrvd starts another parent)",
+                spec.session_id,
+                err,
+            )
+            parent.close()  # started again for a later session
+        else:
+            os.close(secret_fd)
+            if out is not None:
+                os.close(out)
+            log.info(
+                "started session %s (pid %d, forked from the session parent): %s",
+                spec.session_id,
+                pid,
+                " ".join(spec.command),
+            )
+            return SessionProcess(None, on_exit, pid)
     try:
         proc = subprocess.Popen(
             session_argv(spec, log_file),
@@ -181,7 +257,7 @@ async def make_sure_it_ends(
 
     def gone() -> bool:
         if process is not None:
-            return process.returncode is not None
+            return not process.running
         return not pid_alive(pid) or not is_session_process(pid, session_id)
 
     async def wait_gone(seconds: float) -> bool:

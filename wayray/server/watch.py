@@ -200,19 +200,18 @@ class CompositorWatch:
             )
             self.table.changed()
             return
-        if session.process is not None and session.process.returncode is None:
+        if session.process is not None and session.process.running:
             session.process.signal(signal.SIGTERM)
         self.ending.finish(
             session, EndReason.COMPOSITOR_LOST, "the session's compositor did not come back to wrsrvd"
         )
 
-    def process_exited(self, session: ServedSession, status: int) -> None:
+    def process_exited(self, session: ServedSession, status: int | None) -> None:
         if session.ended:
             return
         # Ended on the link usually comes first; without it the compositor crashed (or was killed).
-        self.ending.finish(
-            session, EndReason.COMPOSITOR_LOST, f"the session's compositor exited with status {status}"
-        )
+        how = "exited" if status is None else f"exited with status {status}"
+        self.ending.finish(session, EndReason.COMPOSITOR_LOST, f"the session's compositor {how}")
 
 
 def _tell(viewer: Viewer, kind: SessionEventKind, detail: str) -> None:
@@ -227,6 +226,6 @@ def _compositor_alive(session: ServedSession) -> bool:
     """Whether the session's compositor runs: the process wrsrvd started (its keeper, which outlives
     the compositor a moment to end what the session left behind) has not exited, and the pid that
     registered on the link is alive."""
-    if session.process is not None and session.process.returncode is not None:
+    if session.process is not None and not session.process.running:
         return False
     return pid_alive(session.pid) if session.pid else session.process is not None

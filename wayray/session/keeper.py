@@ -134,6 +134,12 @@ class _ToCappedLog(logging.Handler):
             self.out.write(line.encode("utf-8", "replace"))
 
 
+#: Set in a session process forked from the session parent (wayray.session.parent): what the parent
+#: imported stays frozen in the compositor too, so that the collector never writes to those pages and
+#: they stay shared with the parent and every other session.
+KEEP_FROZEN = False
+
+
 def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
     """Become the keeper of a new child; returns only in the child (the session compositor).
 
@@ -151,7 +157,8 @@ def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
     keeper = os.getpid()
     child = os.fork()
     if child == 0:
-        gc.unfreeze()
+        if not KEEP_FROZEN:
+            gc.unfreeze()
         if out is not None:
             out.close()
             os.close(r)

@@ -1,0 +1,60 @@
+"""wrsrvd's side of the session parent and the parent itself agree on their few constants (wrsrvd
+never imports wayray.session.parent: that would import the compositor into the front door)."""
+
+from __future__ import annotations
+
+from wayray.server import sessionparent
+from wayray.session import parent
+
+
+def test_wrsrvd_and_the_session_parent_agree_on_the_control_socket_and_the_environment_room() -> None:
+    assert sessionparent.CONTROL_FD_VARIABLE == parent.CONTROL_FD_VARIABLE
+    assert sessionparent.ROOM_VARIABLE == parent.ROOM_VARIABLE
+    assert sessionparent.ROOM_BYTES == parent.ROOM_BYTES
+
+
+PROBE = """
+import json, os, sys
+from wayray.session.parent import show_environment
+env = json.loads(sys.argv[1])
+os.environ.clear()
+os.environ.update(env)
+shown = show_environment(env)
+print(json.dumps({"shown": shown, "environ": open("/proc/self/environ", "rb").read().decode()}))
+"""
+
+
+def _probe(env: dict[str, str], room: int) -> dict[str, object]:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(env)],
+        env={"PATH": "/usr/bin:/bin", "PAD": "." * room},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    result["stderr"] = done.stderr
+    return result
+
+
+def test_a_forked_session_shows_its_own_environment_in_proc_and_nothing_of_its_parents() -> None:
+    """wrsrvd (and its tests, and operators' tools) find a session's processes by the session named
+    in /proc/PID/environ: the forked child rewrites what the kernel shows there."""
+    got = _probe({"WAYRAY_LINK_SESSION": "s-123", "HOME": "/home/x"}, room=4096)
+    assert got["shown"] is True
+    environ = str(got["environ"])
+    assert environ.rstrip("\0").split("\0") == ["WAYRAY_LINK_SESSION=s-123", "HOME=/home/x"]
+    assert "PAD=" not in environ and "PATH=" not in environ
+
+
+def test_an_environment_that_does_not_fit_is_said_and_not_half_written() -> None:
+    """Too big for the room the parent's exec left: nothing written (the child then execs instead)."""
+    got = _probe({"BIG": "x" * 20000}, room=100)
+    assert got["shown"] is False
+    assert "PAD=" + "." * 100 in str(got["environ"])  # untouched
+    assert "starting it by exec" in str(got["stderr"])
