@@ -50,6 +50,8 @@ PENDING_FOR = 30.0
 #: Seconds a badge's claim waits for the pool's members to agree who is alive (a member restarted,
 #: one died) before its kiosk is told to try again: well within the kiosk's wait for an answer (10 s).
 SETTLE_WAIT = 4.0
+#: Seconds between a badge's claims while the members do not agree yet (less when they say more).
+CLAIM_AGAIN = 0.2
 #: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
 #: for every member to notice the change and re-claim (a member whose session lost its entry to an
 #: earlier one learns it only by claiming again).
@@ -78,6 +80,9 @@ class _Shared:
     #: change of members: homes moved, and two members may hold one badge).
     last_alive: tuple[str, ...] = ()
     verify: int = 0
+    #: Set when a round should come now rather than after its pause (a member was found dead: this
+    #: member's entries are claimed again under the members left, and it says so, at once).
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
 
 class PoolMembership:
@@ -204,6 +209,8 @@ class PoolMembership:
             )
         shared = _Shared(directory, listener, browser, lease, {}, {}, {})
         directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
+        if isinstance(directory, LanDirectory):
+            directory.on_member_dead = lambda peer: shared.wake.set()
         return shared
 
     @staticmethod
@@ -311,9 +318,12 @@ class PoolMembership:
         failover), again every moment for up to :data:`SETTLE_WAIT`. The viewer waits: a kiosk told
         to try again would add its backoff and another handshake to the failover."""
         end = time.monotonic() + SETTLE_WAIT
+        directory = shared.directory
         while True:
+            if isinstance(directory, LanDirectory):
+                directory.news.clear()
             try:
-                claim = await shared.directory.claim(entry, shared.lease)
+                claim = await directory.claim(entry, shared.lease)
             except NotReady:
                 if time.monotonic() >= end:
                     raise
@@ -321,7 +331,19 @@ class PoolMembership:
                 holder = placed_on(claim.entry) or claim.entry.member
                 if claim.won or time.monotonic() >= end or PoolMembership._answers(shared, holder):
                     return claim
-            await asyncio.sleep(0.2)
+            await PoolMembership._until_news(directory, CLAIM_AGAIN)
+
+    @staticmethod
+    async def _until_news(directory: LanDirectory | EtcdDirectory, longest: float) -> None:
+        """Wait before claiming again: ``longest``, or less when what the members said changed or a
+        dead member's last word stops counting (a failover's claim is decided when it can be)."""
+        if not isinstance(directory, LanDirectory):
+            await asyncio.sleep(longest)
+            return
+        recheck = directory.recheck_in()
+        wait = min(longest, recheck + 0.01) if recheck else longest
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(directory.news.wait(), wait)
 
     @staticmethod
     def _answers(shared: _Shared, member: str) -> bool:
@@ -472,7 +494,11 @@ class PoolMembership:
                 raise
             except Exception as err:  # noqa: BLE001 - the next round tries again
                 log.warning("pool: %s", err)
-            await asyncio.sleep(LEASE_TTL / 4)
+            # The next round after a keep-alive interval, or at once when a member was found dead
+            # (the members' agreement waits for this member's entries claimed under the others).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shared.wake.wait(), LEASE_TTL / 4)
+            shared.wake.clear()
 
     def yielded(self, token: TokenRef) -> bool:
         """Whether this badge's session here lost to an earlier one on another member (its badge is
