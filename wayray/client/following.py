@@ -76,7 +76,9 @@ async def connect_following(
     straight = await _straight(badge, host, port, hello, options, stats)
     if straight is not None:
         host, port, client = straight.host, straight.port, straight.settings
-    ahead = _dial_ahead(host, port, hello, options)
+    # Going straight, nothing is dialled ahead: a session that moved is rare, and a second handshake
+    # at once slows the one this badge-in waits for on a busy kiosk.
+    ahead = _dial_ahead(host, port, hello, options) if straight is None else {}
     redirects = stats.redirects
     hop = 0
     try:
