@@ -129,9 +129,13 @@ async def _straight(
     """The handshake made with the member a Redirect sent this badge to lately (its session is likely
     there still), on a viewer's first connection; None when there is none, or it does not come at
     once (the member went, or moved): the member reached is dialled then as if nothing was known.
-    Only the identity its redirecting member vouched for is accepted there."""
+    Only a member the viewer still knows of (discovered in its pool, or listed), with the identity its
+    redirecting member vouched for, is gone to."""
     sent = _recall(badge) if badge is not None and stats.connects == 0 else None
     if sent is None or (sent.host, sent.port) == (host, port):
+        return None
+    if (sent.host, sent.port) not in options.servers:  # no longer a member this kiosk knows of
+        _SENT.pop(badge or "", None)
         return None
     straight = DialledAhead(sent.host, sent.port, _pinned(options.client, sent.fingerprint), hello)
     try:
