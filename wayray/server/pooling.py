@@ -317,20 +317,27 @@ class PoolMembership:
         the entry found is a dead member's (it goes with that member's lease, within the TTL: a
         failover), again every moment for up to :data:`SETTLE_WAIT`. The viewer waits: a kiosk told
         to try again would add its backoff and another handshake to the failover."""
-        end = time.monotonic() + SETTLE_WAIT
+        began = time.monotonic()
+        end = began + SETTLE_WAIT
         directory = shared.directory
+        why = ""
         while True:
             if isinstance(directory, LanDirectory):
                 directory.news.clear()
             try:
                 claim = await directory.claim(entry, shared.lease)
-            except NotReady:
+            except NotReady as err:
+                why = str(err)
                 if time.monotonic() >= end:
                     raise
             else:
                 holder = placed_on(claim.entry) or claim.entry.member
                 if claim.won or time.monotonic() >= end or PoolMembership._answers(shared, holder):
+                    if why:  # what a failover's badge waited for (docs/pools.md §7)
+                        log.info("token digest %s: its claim waited %.1f s (last: %s)", entry.digest[:8],
+                                 time.monotonic() - began, why)  # fmt: skip
                     return claim
+                why = f"its entry is member {holder}'s, not heard from lately"
             await PoolMembership._until_news(directory, CLAIM_AGAIN)
 
     @staticmethod
