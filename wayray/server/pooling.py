@@ -546,17 +546,22 @@ class PoolMembership:
         directory = shared.directory
         mark = directory.sync_started() if isinstance(directory, LanDirectory) else None
         wanted, started = self._wanted(shared, now)
+        todo: list[tuple[str, str, tuple[str, str], Entry]] = []
         for digest, session_id in wanted.items():
             key = (directory.home(digest), session_id)
             if shared.claimed.get(digest) == key:
                 continue
             state = EntryState.SESSION if session_id else EntryState.PENDING
             since = started.get(digest, 0.0) if session_id else 0.0
-            entry = Entry(digest, directory.me.id, session_id, state, since=since)
-            if isinstance(directory, LanDirectory):  # its own entry again: never a new claim
-                claim = await directory.claim(entry, shared.lease, again=True)
-            else:
-                claim = await directory.claim(entry, shared.lease)
+            todo.append(
+                (digest, session_id, key, Entry(digest, directory.me.id, session_id, state, since=since))
+            )
+        results = await self._claim_all(shared, [entry for *_, entry in todo])
+        failed: BaseException | None = None
+        for (digest, session_id, key, _), claim in zip(todo, results, strict=False):
+            if isinstance(claim, BaseException):
+                failed = failed or claim
+                continue
             if claim.won:
                 shared.claimed[digest] = key
             elif session_id and claim.entry.state is EntryState.SESSION:
@@ -570,6 +575,8 @@ class PoolMembership:
                     claim.entry.session_id or "starting",
                     session_id or "starting",
                 )
+        if failed is not None:
+            raise failed  # not claimed everywhere: not synced (the next round tries again)
         if mark is not None and isinstance(directory, LanDirectory):
             directory.synced(mark)  # every entry of this member is at its home under these members
         for digest, since in list(shared.placed.items()):
@@ -583,6 +590,25 @@ class PoolMembership:
             del shared.claimed[digest]
             with contextlib.suppress(DirectoryError, LeaseExpired):
                 await directory.release(digest, shared.lease)
+
+    @staticmethod
+    async def _claim_all(shared: _Shared, entries: list[Entry]) -> list[Claim | BaseException]:
+        """This member's own entries claimed again (never new claims); a LAN member's all at once:
+        one after the other, a member with a few sessions took seconds on a busy machine, and a
+        failover's new claims wait for it (docs/pools.md §7). A claim that fails ends the list."""
+        directory = shared.directory
+        if isinstance(directory, LanDirectory):
+            lan = directory
+            claims = (lan.claim(entry, shared.lease, again=True) for entry in entries)
+            return list(await asyncio.gather(*claims, return_exceptions=True))
+        results: list[Claim | BaseException] = []
+        for entry in entries:
+            try:
+                results.append(await directory.claim(entry, shared.lease))
+            except Exception as err:  # noqa: BLE001 - the caller raises it once the rest is done
+                results.append(err)
+                break
+        return results
 
     def _yield(self, shared: _Shared, digest: str, session_id: str, holder: Entry) -> None:
         """Two sessions for one badge, and the other member's started first: the badge goes there
