@@ -166,6 +166,39 @@ def test_a_dead_members_kiosks_fail_over_and_the_others_never_blink(harness: Har
             k2.stop()
 
 
+def test_a_member_that_only_stalls_keeps_its_sessions_and_its_kiosk(harness: Harness, net: Lan) -> None:
+    """A busy member is not a dead one (docs/pools.md §7): its wrsrvd stopped (SIGSTOP) until its
+    kiosk gives it up (the pool viewer's 2 s without a Pong), then let go on. The kiosk reaches
+    another member, which must not place a new session for the badge (the others have not heard
+    from the member for 2 s, and may have found one request to it unanswered): the kiosk comes back
+    to the same session, and no member holds a second one."""
+    members = three_members(harness, net)
+    kiosk = pool_kiosk(harness, net.add("kiosk"), "kiosk", members)
+    try:
+        kiosk.insert("stall-badge")
+        first = kiosk.wait_session()
+        shown = first["session_id"]
+        busy = holder(members, shown)
+        others = [m for m in members if m is not busy]
+        lost = kiosk.log_text().count("connection lost")
+        busy.signal(signal.SIGSTOP)
+        try:
+            eventually(
+                lambda: kiosk.log_text().count("connection lost") > lost, "the kiosk to give its member up"
+            )
+        finally:
+            busy.signal(signal.SIGCONT)
+        back = kiosk.wait(
+            lambda s: s["state"] == "session" and (s["picture_at"] or 0) > first["picture_at"],
+            "a session's picture again",
+        )
+        assert back["session_id"] == shown, "the kiosk of a member that only stalled got a new session"
+        assert [m.sessions() for m in others] == [[], []], "a member placed a second session for the badge"
+        assert shown in {s["id"] for s in busy.sessions()}
+    finally:
+        kiosk.stop()
+
+
 def member_id(srv: MemberServer) -> str:
     found: str = srv.admin("status")["pool"]["member"]
     return found

@@ -7,13 +7,14 @@ session, never two."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, differing_pixels, eventually, png_pixels
+from tests.e2e.harness import Harness, differing_pixels, eventually, kill_sessions, png_pixels
 from tests.e2e.kiosk import KioskProc
 from tests.pool.netns import Host, Lan
 from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, sharing
@@ -118,10 +119,11 @@ def present(
     results.append(run)
 
 
-def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness: Harness, net: Lan) -> None:
-    """A kiosk of the pool dials the other members while the member it reached looks the badge up;
-    the Redirect then says its Hello over the handshake already made to the member it names (the
-    second handshake was most of a redirect's cost), and the badge finds its one session there."""
+def pooled_kiosk_at_the_other(
+    harness: Harness, net: Lan
+) -> tuple[MemberServer, MemberServer, dict[str, object], KioskProc]:
+    """Two members, the badge's session on one (the holder, drained then), and a kiosk of the pool
+    that knows the other member's address (it dials it first) and has found both by mDNS."""
     a, b = two_members(harness, net, command=["sleep", "3600"])
     k1, k2 = net.add("kiosk1"), net.add("kiosk2")
     one_shot(harness, k1, a, BADGE)
@@ -133,8 +135,6 @@ def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness:
         lambda: any(r["state"] == "drain" for r in other.admin("pool")["members"] if not r["this"]),
         "the other member to see the holder drained",
     )
-    # A kiosk of the pool that knows the other member's address (it dials it first) and has found
-    # both members by mDNS before the badge comes (so it can dial the holder ahead).
     kiosk = KioskProc(
         harness.tmp, "pooled", f"{other.host.address}:{other.port}", other.fingerprint, env=harness.env,
         extra=("--fingerprint", holder.fingerprint, "--pool", "lab",
@@ -147,6 +147,18 @@ def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness:
                 lambda s=srv: f"at {s.host.address} port {s.port}" in kiosk.log_text(),
                 f"the kiosk to find {srv.host.name}",
             )
+    except BaseException:
+        kiosk.stop()
+        raise
+    return holder, other, session, kiosk
+
+
+def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness: Harness, net: Lan) -> None:
+    """A kiosk of the pool dials the other members while the member it reached looks the badge up;
+    the Redirect then says its Hello over the handshake already made to the member it names (the
+    second handshake was most of a redirect's cost), and the badge finds its one session there."""
+    holder, other, session, kiosk = pooled_kiosk_at_the_other(harness, net)
+    try:
         kiosk.insert(BADGE)
         shown = kiosk.wait_session()
         assert shown["session_id"] == session["id"]
@@ -156,6 +168,36 @@ def test_a_pool_kiosk_redirected_finds_the_members_handshake_made_ahead(harness:
             -3000:
         ]
         assert other.sessions() == [] and [s["id"] for s in holder.sessions()] == [session["id"]]
-        assert BADGE not in log and all(BADGE not in m.log_text() for m in (a, b))
+        assert BADGE not in log and all(BADGE not in m.log_text() for m in (holder, other))
+    finally:
+        kiosk.stop()
+
+
+def test_a_pool_kiosk_goes_straight_to_where_a_badge_was_sent_lately(harness: Harness, net: Lan) -> None:
+    """The badge's next badge-in at the same kiosk goes straight to the member a Redirect sent it to
+    (no second redirect: the member reached is not asked); once that member is gone, the badge still
+    gets a session, from the member the kiosk reaches (docs/pools.md §4)."""
+    holder, other, session, kiosk = pooled_kiosk_at_the_other(harness, net)
+    try:
+        for _ in range(2):
+            kiosk.insert(BADGE)
+            assert kiosk.wait_session()["session_id"] == session["id"]
+            kiosk.remove()
+            kiosk.wait_idle()
+        log = kiosk.log_text()
+        assert log.count("sends this viewer to") == 1, log[-3000:]
+        assert (
+            log.count(f"{holder.host.address}:{holder.port}: going straight to the member this badge") == 1
+        )
+        assert "presents token" not in other.log_text().rsplit("redirected to", 1)[1]
+        assert other.sessions() == [] and [s["id"] for s in holder.sessions()] == [session["id"]]
+        # The member remembered dies with its sessions: the badge gets a new session on the other.
+        holder.signal(signal.SIGKILL)
+        kill_sessions(holder.runtime / "link.sock")
+        kiosk.insert(BADGE)
+        again = kiosk.wait_session(timeout=120)
+        assert again["session_id"] != session["id"]
+        assert [s["id"] for s in other.sessions()] == [again["session_id"]]
+        assert BADGE not in kiosk.log_text() and BADGE not in other.log_text()
     finally:
         kiosk.stop()

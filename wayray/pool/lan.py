@@ -158,6 +158,14 @@ class LanDirectory:
         self._gave_up = False
         #: A member heard from within this is taken to answer (a live one is, every keep-alive round).
         self.fresh = 1.5 * ttl / 4
+        #: Called with a peer's id when this member finds it dead (a request to it went unanswered):
+        #: its own entries must be claimed again under the members left, now rather than a round later.
+        self.on_member_dead: Callable[[str], None] = lambda member: None
+        #: Set whenever something that decides :meth:`settled` changed (a member's report, a member
+        #: found dead, this member's entries claimed again): a claim waiting to be decided looks again.
+        self.news = asyncio.Event()
+        #: When the oldest word that keeps this member from settling now stops counting (clock time).
+        self._recheck_at: float | None = None
 
     # --- membership --------------------------------------------------------------------------------
 
@@ -198,7 +206,8 @@ class LanDirectory:
         slow: its last word keeps this member from deciding new claims for a TTL (it said it sees
         this member alive, and this one no longer sees it: :meth:`_unsettled`), and when it speaks
         again its lease here is new, so it claims its entries here again before this one settles."""
-        if self._answered.get(member_id, -1e9) > -1e9:
+        was_alive = self._answered.get(member_id, -1e9) > -1e9
+        if was_alive:
             log.warning(
                 "pool: member %s does not answer (%s); its digests move to other homes", member_id, why
             )
@@ -209,6 +218,9 @@ class LanDirectory:
         lease = self._leases.pop(member_id, None)
         if lease is not None:
             self.local.revoke(lease)
+        self.news.set()
+        if was_alive:
+            self.on_member_dead(member_id)
 
     async def keep_alive_round(self) -> None:
         """Renew this member's leases at every peer (and its own); notes who answers."""
@@ -223,7 +235,11 @@ class LanDirectory:
             running = self._renewing.get(member_id)
             if running is None or running.done():
                 self._renewing[member_id] = asyncio.get_running_loop().create_task(self._keep_alive(peer))
-        waiting = [t for t in self._renewing.values() if not t.done()]
+        # Not for a member found dead (its request waits for its timeout): the round after one is
+        # found dead comes at once, to claim this member's entries under the members left.
+        waiting = [
+            t for m, t in self._renewing.items() if not t.done() and self._answered.get(m, -1e9) > -1e9
+        ]
         if waiting:
             await asyncio.wait(waiting, timeout=self.ttl / 4)
         self._unsettled(None)  # keeps the time since the members last agreed
@@ -267,6 +283,7 @@ class LanDirectory:
         now = self._clock()
         view = tuple(self.alive())
         why = None
+        self._recheck_at = None
         if self._synced != view:
             why = "it has not claimed its own entries again since the members it sees changed"
         elif claimer is not None and claimer[1] != view:
@@ -279,6 +296,8 @@ class LanDirectory:
                     why = f"member {member} has not said lately which members it sees"
                 elif report[1] != view:
                     why = f"member {member} sees other members alive than this one"
+                    if member not in view:  # a member found dead: its last word counts for a TTL
+                        self._recheck_at = report[0] + self.ttl
                 elif not report[2]:
                     why = f"member {member} has not claimed its entries again since the members changed"
                 if why is not None:
@@ -298,6 +317,13 @@ class LanDirectory:
                 why,
             )
         return None
+
+    def recheck_in(self) -> float | None:
+        """Seconds until the last word that kept the latest decision from being made stops counting
+        (a dead member's: :meth:`_unsettled`), or None: only news (:attr:`news`) can change it."""
+        if self._recheck_at is None:
+            return None
+        return max(0.0, self._recheck_at - self._clock())
 
     def settled(self) -> bool:
         """Whether this member decides new claims now (the members agree who is alive)."""
@@ -322,6 +348,8 @@ class LanDirectory:
         only if the live members are still those and no home lost its lease meanwhile."""
         view, lost = mark
         if lost == self._lost and tuple(self.alive()) == view:
+            if self._synced != view:
+                self.news.set()
             self._synced = view
 
     # --- the Directory interface --------------------------------------------------------------------
@@ -497,7 +525,11 @@ class LanDirectory:
             and all(isinstance(i, str) and MEMBER_ID.fullmatch(i) for i in view)
         ):
             synced = request.get("synced") is True and not fresh
-            self._reports[member_id] = (self._clock(), tuple(sorted(set(view))), synced)
+            report = (tuple(sorted(set(view))), synced)
+            earlier = self._reports.get(member_id)
+            self._reports[member_id] = (self._clock(), *report)
+            if earlier is None or earlier[1:] != report:
+                self.news.set()
         else:  # a member that does not say (an older version): never counted as settled
             self._reports.pop(member_id, None)
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import time
-from dataclasses import dataclass
 
 from wayray.pool.directory import (
     PLACED,
@@ -19,29 +17,24 @@ from wayray.pool.directory import (
     DirectoryError,
     Entry,
     EntryState,
-    Lease,
     LeaseExpired,
     Member,
     placed_on,
 )
-from wayray.pool.etcd import EtcdDirectory, KeyRefused, client_context, parse_endpoints
-from wayray.pool.etcd_key import KeyCheck
+from wayray.pool.etcd import EtcdDirectory, KeyRefused
 from wayray.pool.lan import LEASE_TTL, LanDirectory, NotReady, Peer
 from wayray.pool.mdns import (
     Advertiser,
     Figures,
-    MemberAd,
-    PoolBrowser,
     advertised_addresses,
     load_or_create_member_id,
 )
-from wayray.pool.peers import PeerClient, PeerTrust, PoolKey, PoolListener
 from wayray.server import admin_protocol as ap
 from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
-from wayray.server.settings import FrontDoorSettings
+from wayray.server.pooljoin import Shared, join
 from wayray.server.table import SessionTable
-from wayray.server.tokens import TokenRef, load_secret
+from wayray.server.tokens import TokenRef
 from wayray.transport import ServerIdentity
 from wayray.wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, SessionEventKind
 
@@ -52,38 +45,16 @@ PENDING_FOR = 30.0
 #: Seconds a badge's claim waits for the pool's members to agree who is alive (a member restarted,
 #: one died) before its kiosk is told to try again: well within the kiosk's wait for an answer (10 s).
 SETTLE_WAIT = 4.0
+#: Seconds between a badge's claims while the members do not agree yet (less when they say more).
+CLAIM_AGAIN = 0.2
 #: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
 #: for every member to notice the change and re-claim (a member whose session lost its entry to an
 #: earlier one learns it only by claiming again).
 VERIFY_ROUNDS = 5
 
 
-@dataclass
-class _Shared:
-    """The directory side of the membership (only when the members trust each other)."""
-
-    directory: LanDirectory | EtcdDirectory
-    #: The pool port (a LAN directory's; None with etcd).
-    listener: PoolListener | None
-    browser: PoolBrowser
-    lease: Lease
-    #: Digests this member holds in the directory: the home it claimed each at, and its session id.
-    claimed: dict[str, tuple[str, str]]
-    #: Digests claimed for a viewer whose session is starting here (digest → when).
-    pending: dict[str, float]
-    #: Digests this member placed on another member (digest → when), until that one takes them over.
-    placed: dict[str, float]
-    #: Digests whose session here lost to an earlier session on another member (digest → that
-    #: member): the badge goes there; the session here is left detached (docs/pools.md §3.2).
-    yielded: dict[str, str] = dataclasses.field(default_factory=dict)
-    #: The members alive at the last round, and how many more rounds re-claim every entry (after a
-    #: change of members: homes moved, and two members may hold one badge).
-    last_alive: tuple[str, ...] = ()
-    verify: int = 0
-
-
 class PoolMembership:
-    def __init__(self, table: SessionTable, advertiser: Advertiser, shared: _Shared | None) -> None:
+    def __init__(self, table: SessionTable, advertiser: Advertiser, shared: Shared | None) -> None:
         self.table = table
         self.advertiser = advertiser
         self.shared = shared
@@ -107,7 +78,7 @@ class PoolMembership:
         shared = None
         pool_port = 0
         if settings.shares_directory:
-            shared = await cls._join(table, identity, member_id, addresses[0], port)
+            shared = await join(table, identity, member_id, addresses[0], port)
             pool_port = shared.listener.port if shared.listener is not None else 0
         else:
             log.warning(
@@ -132,70 +103,6 @@ class PoolMembership:
         if shared is not None:
             table.spawn(member._keep_up(), "pool-directory")
         return member
-
-    @staticmethod
-    async def _join(
-        table: SessionTable, identity: ServerIdentity, member_id: str, host: str, port: int
-    ) -> _Shared:
-        settings = table.settings
-        ca = settings.pool_ca.read_bytes() if settings.pool_ca is not None else None
-        trust = PeerTrust(frozenset(settings.pool_fingerprints), ca)
-        me = Member(member_id, settings.name, host, port, identity.fingerprint)
-        etcd = settings.pool_directory != "lan"
-        directory: LanDirectory | EtcdDirectory
-        listener = None
-        token_key = load_secret(settings.token_key, "the pool token key")
-        previous_key = (
-            load_secret(settings.pool_previous_key_file, "the previous pool token key")
-            if settings.pool_previous_key_file is not None
-            else None
-        )
-        if etcd:
-            assert settings.pool_etcd_ca and settings.pool_etcd_cert and settings.pool_etcd_key  # checked
-            directory = EtcdDirectory(
-                me,
-                settings.pool,
-                parse_endpoints(settings.pool_directory),
-                client_context(settings.pool_etcd_ca, settings.pool_etcd_cert, settings.pool_etcd_key),
-                key=KeyCheck(token_key, settings.token_key, previous_key),
-                # With pins, only a pinned member is a redirect's target (a CA: the kiosk checks it).
-                trusted=lambda m: (
-                    ca is not None or not trust.fingerprints or m.fingerprint in trust.fingerprints
-                ),
-            )
-        else:
-            key = PoolKey(settings.pool, member_id, token_key, previous_key)
-            directory = LanDirectory(me, PeerClient(identity, trust, key))
-            pool_port = settings.pool_port if settings.pool_port is not None else port + 1
-            listener = await PoolListener.start(host, pool_port, identity, trust, directory.handle, key=key)
-
-        def accept(ad: MemberAd) -> str | None:
-            if ad.member_id == member_id:
-                return "this instance"
-            if ca is None and trust.fingerprints and ad.fingerprint not in trust.fingerprints:
-                return f"its identity {ad.fingerprint} is not among the pool's fingerprints"
-            if not etcd and not ad.pool_port:
-                return "it shares no directory (no pool port)"
-            return None
-
-        browser = PoolBrowser(settings.pool, accept=accept)
-        await browser.start()
-        try:
-            lease = await directory.join(me, LEASE_TTL)
-        except KeyRefused:
-            # Its key is not the pool's (logged, with what to do): it takes no new badge, and checks
-            # again every round.
-            lease = Lease("", member_id, LEASE_TTL)
-        except DirectoryError as err:
-            # It comes up anyway: the keep-alive rounds join when etcd answers; badges meanwhile are
-            # told to try again (a wrsrvd that cannot start would cost the sessions it serves now).
-            log.warning("pool %s: the session directory does not answer (%s); joining when it does",
-                        settings.pool, err)  # fmt: skip
-            lease = Lease("", member_id, LEASE_TTL)
-        _say_joined(settings, directory, member_id, host, listener)
-        shared = _Shared(directory, listener, browser, lease, {}, {}, {})
-        directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
-        return shared
 
     @staticmethod
     def _figures(table: SessionTable) -> Figures:
@@ -302,7 +209,7 @@ class PoolMembership:
         conn.close(ErrorCode.SERVER_BUSY, "the pool's session directory does not answer now; try again")
         return False
 
-    async def _placed_lately(self, shared: _Shared, token: TokenRef) -> Peer | None:
+    async def _placed_lately(self, shared: Shared, token: TokenRef) -> Peer | None:
         """The member this one placed the badge on a moment ago (another kiosk, the same badge), if
         that placement still stands: claiming the badge again would overwrite it (two sessions)."""
         placed_at = shared.placed.get(token.digest)
@@ -314,26 +221,48 @@ class PoolMembership:
         return peer if peer is not None and self._answers(shared, peer.member.id) else None
 
     @staticmethod
-    async def _claim(shared: _Shared, entry: Entry) -> Claim:
+    async def _claim(shared: Shared, entry: Entry) -> Claim:
         """Claim a badge; while the members still agree who is alive (:class:`NotReady`), or while
         the entry found is a dead member's (it goes with that member's lease, within the TTL: a
         failover), again every moment for up to :data:`SETTLE_WAIT`. The viewer waits: a kiosk told
         to try again would add its backoff and another handshake to the failover."""
-        end = time.monotonic() + SETTLE_WAIT
+        began = time.monotonic()
+        end = began + SETTLE_WAIT
+        directory = shared.directory
+        why = ""
         while True:
+            if isinstance(directory, LanDirectory):
+                directory.news.clear()
             try:
-                claim = await shared.directory.claim(entry, shared.lease)
-            except NotReady:
+                claim = await directory.claim(entry, shared.lease)
+            except NotReady as err:
+                why = str(err)
                 if time.monotonic() >= end:
                     raise
             else:
                 holder = placed_on(claim.entry) or claim.entry.member
                 if claim.won or time.monotonic() >= end or PoolMembership._answers(shared, holder):
+                    if why:  # what a failover's badge waited for (docs/pools.md §7)
+                        log.info("token digest %s: its claim waited %.1f s (last: %s)", entry.digest[:8],
+                                 time.monotonic() - began, why)  # fmt: skip
                     return claim
-            await asyncio.sleep(0.2)
+                why = f"its entry is member {holder}'s, not heard from lately"
+            await PoolMembership._until_news(directory, CLAIM_AGAIN)
 
     @staticmethod
-    def _answers(shared: _Shared, member: str) -> bool:
+    async def _until_news(directory: LanDirectory | EtcdDirectory, longest: float) -> None:
+        """Wait before claiming again: ``longest``, or less when what the members said changed or a
+        dead member's last word stops counting (a failover's claim is decided when it can be)."""
+        if not isinstance(directory, LanDirectory):
+            await asyncio.sleep(longest)
+            return
+        recheck = directory.recheck_in()
+        wait = min(longest, recheck + 0.01) if recheck else longest
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(directory.news.wait(), wait)
+
+    @staticmethod
+    def _answers(shared: Shared, member: str) -> bool:
         """Whether ``member`` is worth sending a viewer to: alive, and (LAN) heard from within a
         keep-alive round and a half. A badge whose kiosk just gave up its member arrives before the
         others have found that member dead (their request to it waits for its timeout): sending it
@@ -481,14 +410,18 @@ class PoolMembership:
                 raise
             except Exception as err:  # noqa: BLE001 - the next round tries again
                 log.warning("pool: %s", err)
-            await asyncio.sleep(LEASE_TTL / 4)
+            # The next round after a keep-alive interval, or at once when a member was found dead
+            # (the members' agreement waits for this member's entries claimed under the others).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shared.wake.wait(), LEASE_TTL / 4)
+            shared.wake.clear()
 
     def yielded(self, token: TokenRef) -> bool:
         """Whether this badge's session here lost to an earlier one on another member (its badge is
         routed through the directory although the registry here knows a session)."""
         return self.shared is not None and token.digest in self.shared.yielded
 
-    def _wanted(self, shared: _Shared, now: float) -> tuple[dict[str, str], dict[str, float]]:
+    def _wanted(self, shared: Shared, now: float) -> tuple[dict[str, str], dict[str, float]]:
         """The digests this member must hold (digest → session id, "" while starting), and when each
         session started. After a change of members every entry is claimed again for a few rounds:
         homes moved (a partition healed, a member died or restarted), and two members may hold a
@@ -514,7 +447,7 @@ class PoolMembership:
                 wanted[digest] = ""
         return wanted, started
 
-    async def _reconcile(self, shared: _Shared) -> None:
+    async def _reconcile(self, shared: Shared) -> None:
         table = self.table
         if table.closed:
             return
@@ -522,20 +455,24 @@ class PoolMembership:
         directory = shared.directory
         mark = directory.sync_started() if isinstance(directory, LanDirectory) else None
         wanted, started = self._wanted(shared, now)
+        todo: list[tuple[str, str, tuple[str, str], Entry]] = []
         for digest, session_id in wanted.items():
             key = (directory.home(digest), session_id)
             if shared.claimed.get(digest) == key:
                 continue
             state = EntryState.SESSION if session_id else EntryState.PENDING
             since = started.get(digest, 0.0) if session_id else 0.0
-            entry = Entry(digest, directory.me.id, session_id, state, since=since)
-            if isinstance(directory, LanDirectory):  # its own entry again: never a new claim
-                claim = await directory.claim(entry, shared.lease, again=True)
-            else:
-                try:
-                    claim = await directory.claim(entry, shared.lease)
-                except KeyRefused:
-                    continue  # a badge still starting here, on a member left behind by a rotation
+            todo.append(
+                (digest, session_id, key, Entry(digest, directory.me.id, session_id, state, since=since))
+            )
+        results = await self._claim_all(shared, [entry for *_, entry in todo])
+        failed: BaseException | None = None
+        for (digest, session_id, key, _), claim in zip(todo, results, strict=False):
+            if isinstance(claim, KeyRefused):
+                continue  # a badge still starting here, on a member left behind by a rotation
+            if isinstance(claim, BaseException):
+                failed = failed or claim
+                continue
             if claim.won:
                 shared.claimed[digest] = key
             elif session_id and claim.entry.state is EntryState.SESSION:
@@ -549,8 +486,16 @@ class PoolMembership:
                     claim.entry.session_id or "starting",
                     session_id or "starting",
                 )
+        if failed is not None:
+            raise failed  # not claimed everywhere: not synced (the next round tries again)
         if mark is not None and isinstance(directory, LanDirectory):
             directory.synced(mark)  # every entry of this member is at its home under these members
+        await self._release_stale(shared, now, wanted)
+
+    @staticmethod
+    async def _release_stale(shared: Shared, now: float, wanted: dict[str, str]) -> None:
+        """Release placements whose kiosk never came, and entries of sessions that ended here."""
+        directory = shared.directory
         for digest, since in list(shared.placed.items()):
             if now - since <= PENDING_FOR:
                 continue
@@ -566,7 +511,28 @@ class PoolMembership:
             with contextlib.suppress(DirectoryError, LeaseExpired):
                 await directory.release(digest, shared.lease)
 
-    def _yield(self, shared: _Shared, digest: str, session_id: str, holder: Entry) -> None:
+    @staticmethod
+    async def _claim_all(shared: Shared, entries: list[Entry]) -> list[Claim | BaseException]:
+        """This member's own entries claimed again (never new claims); a LAN member's all at once:
+        one after the other, a member with a few sessions took seconds on a busy machine, and a
+        failover's new claims wait for it (docs/pools.md §7). A claim that fails ends the list."""
+        directory = shared.directory
+        if isinstance(directory, LanDirectory):
+            lan = directory
+            claims = (lan.claim(entry, shared.lease, again=True) for entry in entries)
+            return list(await asyncio.gather(*claims, return_exceptions=True))
+        results: list[Claim | BaseException] = []
+        for entry in entries:
+            try:
+                results.append(await directory.claim(entry, shared.lease))
+            except KeyRefused as err:  # this one only (a member left behind by a key rotation)
+                results.append(err)
+            except Exception as err:  # noqa: BLE001 - the caller raises it once the rest is done
+                results.append(err)
+                break
+        return results
+
+    def _yield(self, shared: Shared, digest: str, session_id: str, holder: Entry) -> None:
         """Two sessions for one badge, and the other member's started first: the badge goes there
         from now on; the session here is left detached (never killed under its user: it ends by its
         policy's detached_timeout), and a viewer showing it is told and let go."""
@@ -606,44 +572,3 @@ class PoolMembership:
                 shared.listener.close()
             await shared.browser.close()
             await shared.directory.close()
-
-
-def _forget_claims_at(shared: _Shared, peer: str) -> None:
-    """A home lost this member's lease (it restarted): what was claimed there is claimed again."""
-    for digest, (home, _) in list(shared.claimed.items()):
-        if home == peer:
-            del shared.claimed[digest]
-
-
-def _say_joined(
-    settings: FrontDoorSettings,
-    directory: LanDirectory | EtcdDirectory,
-    member_id: str,
-    host: str,
-    listener: PoolListener | None,
-) -> None:
-    """Log how this member shares the pool's session directory (or that its key is refused)."""
-    if isinstance(directory, EtcdDirectory) and directory.refusal is not None:
-        log.warning(
-            "pool %s: NOT sharing the session directory in etcd (%s) as member %s: its pool token "
-            "key is refused (above); badges without a session here are told to try another server",
-            settings.pool,
-            settings.pool_directory,
-            member_id,
-        )
-    elif isinstance(directory, EtcdDirectory):
-        log.info(
-            "pool %s: sharing the session directory in etcd (%s) as member %s",
-            settings.pool,
-            settings.pool_directory,
-            member_id,
-        )
-    else:
-        assert listener is not None
-        log.info(
-            "pool %s: sharing the session directory as member %s; pool port %s:%d (mutual TLS)",
-            settings.pool,
-            member_id,
-            host,
-            listener.port,
-        )
