@@ -100,6 +100,8 @@ class PlaybackStats:
     #: The scheduling the writer thread and pacat got (wayray.audio.realtime): "realtime", "raised",
     #: "normal"; "" before the first pacat.
     writer_priority: str = ""
+    #: wrclient's loop thread (receives and decodes the frames): "raised" (nice -11) or "normal".
+    loop_priority: str = ""
     pacat_priority: str = ""
 
 
@@ -226,6 +228,7 @@ class Player:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # a frame was put
         self._generation = 0
+        self._loop_raised = False
         self._pipe = -1
 
     @staticmethod
@@ -243,6 +246,9 @@ class Player:
             self._buffer = JitterBuffer(self.stats)
         if self._task is None or self._task.done():
             self._failed = False
+            if not self._loop_raised:  # the loop that receives the frames and hands them to the writer
+                self._loop_raised = True
+                self.stats.loop_priority = "raised" if realtime.raise_nice("wrclient's loop") else "normal"
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
@@ -468,6 +474,7 @@ class Player:
             "sink_latency_ms_max": s.sink_latency_ms_max,
             "restarts": s.restarts,
             "writer_priority": s.writer_priority,
+            "loop_priority": s.loop_priority,
             "pacat_priority": s.pacat_priority,
         }
 

@@ -65,6 +65,22 @@ def raise_priority(pid: int = 0, *, what: str) -> str:
     return got
 
 
+def raise_nice(what: str) -> bool:
+    """The calling thread at nice -11 (never realtime: it does work of unbounded length), where
+    RLIMIT_NICE allows it. For the thread that hands the sound threads their samples: a Python thread
+    at realtime still waits for the interpreter's lock, and a holder that the machine has preempted
+    gives it back only once it runs again; at a raised nice it is not left waiting behind every busy
+    process. True if raised; else the log says so (info: the sound threads' warning says what to do)."""
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) > NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, NICE)
+    except OSError:
+        log.info("%s runs at ordinary priority (RLIMIT_NICE does not allow nice %d)", what, NICE)
+        return False
+    return True
+
+
 def _realtime(pid: int, target: int) -> bool:
     if not hasattr(os, "sched_setscheduler"):  # not Linux (illumos: the FX/RT classes, not done yet)
         return False
