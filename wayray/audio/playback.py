@@ -85,8 +85,6 @@ class PlaybackStats:
     skipped: int = 0
     #: Slots of silence added to grow the buffer.
     held: int = 0
-    #: Late frames inside a sound waited for until the sink could wait no longer (then: silence).
-    waited_out: int = 0
     #: Times the sink ran out of sound before pacat gave it more (pacat says "Stream underrun").
     underruns: int = 0
     target_frames: int = START_FRAMES
@@ -117,7 +115,6 @@ class JitterBuffer:
         self._hold = 0
         self._skip = 0
         self._last_late = 0.0
-        self._sounding = False  # the last slot played a frame
         self._deep_since: float | None = None
 
     @property
@@ -163,17 +160,6 @@ class JitterBuffer:
             depths.append(ahead)
             del depths[:-10_000]
 
-    def late_mid_sound(self) -> bool:
-        """The next slot's frame is not here although the slot before played sound: it is late (a
-        frame inside a sound) rather than the session falling silent, most likely."""
-        return (
-            self._sounding
-            and self._hold == 0
-            and self._skip == 0
-            and self._play is not None
-            and self._play not in self._frames
-        )
-
     def quiet(self) -> bool:
         """Nothing waits to be played: the session is silent now (or has not begun)."""
         return not self._frames and self._hold == 0
@@ -201,7 +187,6 @@ class JitterBuffer:
             self.stats.skipped += 1
         pcm = self._frames.pop(self._play, None)
         self._play += 1
-        self._sounding = pcm is not None
         if pcm is None:
             self.stats.silent += 1
             return _SILENCE
@@ -224,9 +209,9 @@ class Player:
         self.latency_ms = START_LATENCY_MS
         self._underruns_now = 0
         self._calm_since = time.monotonic()
+        self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
         #: The writer thread and the loop share the jitter buffer and the underrun counts.
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)  # a frame was put
         self._generation = 0
         self._loop_raised = False
         self._pipe = -1
@@ -254,7 +239,6 @@ class Player:
     def put(self, seq: int, pcm: bytes) -> None:
         with self._lock:
             self._buffer.put(seq, pcm, time.monotonic())
-            self._arrived.notify()
 
     async def _run(self) -> None:
         pacat = shutil.which("pacat")
@@ -328,6 +312,7 @@ class Player:
         with self._lock:
             self._underruns_now = 0
             self._calm_since = time.monotonic()
+            self._calm_from = self.stats.played
         assert proc.stderr is not None
         self._watcher = asyncio.get_running_loop().create_task(
             self._watch(proc, proc.stderr), name="pacat messages"
@@ -368,17 +353,6 @@ class Player:
             while True:
                 with self._lock:
                     latency = self._wanted_latency()
-                    # A frame late inside a sound is waited for while the sink still has enough to
-                    # play (half its buffer): in time for the sink it plays, where silence written
-                    # at once would cut a hole into the sound and drop the frame as late.
-                    deadline = time.monotonic() + self.latency_ms / 2000
-                    while latency == self.latency_ms and self._buffer.late_mid_sound():
-                        left = deadline - time.monotonic()
-                        if left <= 0 or generation != self._generation:
-                            break
-                        if not self._arrived.wait(left):
-                            self.stats.waited_out += 1
-                            break
                     pcm = self._buffer.next() if latency == self.latency_ms else b""
                 if not pcm:
                     result = latency
@@ -397,13 +371,18 @@ class Player:
 
     def _wanted_latency(self) -> int:
         """The sink's buffer as it should be now: longer after underruns (taken in the next silence,
-        or at once if the sound keeps breaking up), a step shorter after a calm while (in silence)."""
+        or at once if the sound keeps breaking up), a step shorter after a calm while (in silence): one
+        in which CALM_AFTER s of sound played without an underrun. Silence alone proves nothing: the
+        frames that come with sound are what keeps this process and the machine busy."""
         now = time.monotonic()
         if self._underruns_now and self.latency_ms < MAX_LATENCY_MS:
             if self._buffer.quiet() or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
                 return min(MAX_LATENCY_MS, (self.latency_ms * 3 // 2 + 9) // 10 * 10)
         elif (
-            now - self._calm_since > CALM_AFTER and self.latency_ms > MIN_LATENCY_MS and self._buffer.quiet()
+            now - self._calm_since > CALM_AFTER
+            and (self.stats.played - self._calm_from) * FRAME_US / 1e6 >= CALM_AFTER
+            and self.latency_ms > MIN_LATENCY_MS
+            and self._buffer.quiet()
         ):
             return max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10)
         return self.latency_ms
@@ -420,6 +399,7 @@ class Player:
                     self.stats.underruns += 1
                     self._underruns_now += 1
                     self._calm_since = time.monotonic()
+                    self._calm_from = self.stats.played
             elif text.startswith(("Failed", "Connection failure", "pa_")):
                 log.warning("pacat: %s", text)
 
@@ -466,7 +446,6 @@ class Player:
             "late": s.late,
             "skipped": s.skipped,
             "held": s.held,
-            "waited_out": s.waited_out,
             "underruns": s.underruns,
             "buffer_ms": s.target_frames * FRAME_US // 1000,
             "depth_ms_median": depths[len(depths) // 2] * FRAME_US // 1000 if depths else None,
