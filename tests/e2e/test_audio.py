@@ -34,13 +34,6 @@ pytestmark = pytest.mark.slow
 RATE = 48000
 
 
-# Real-time sound: a kiosk or session starved of CPU for longer than its sound buffers (100 ms at the
-# kiosk, 170 ms in the session's microphone FIFO) loses sound, as a person would hear. With the whole
-# suite running on 2 cores that happened in 2 of 4 runs of the suite, alone never: the measurement is
-# taken again, up to twice, before the test fails (docs/testing.md).
-REALTIME = pytest.mark.flaky(reruns=2)
-
-
 def write_wav(path: Path, samples: np.ndarray) -> Path:
     """``samples``: float in [-1, 1], shape (n,) (mono, written as stereo) or (n, 2)."""
     if samples.ndim == 1:
@@ -351,7 +344,6 @@ def chirps_heard(
     return chirps_in_order(heard, threshold=threshold) if heard.size > len(original) // 2 else None
 
 
-@REALTIME
 def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harness: Harness) -> None:
     original = chirps()
     wav = write_wav(harness.tmp / "chirps.wav", original)
@@ -382,7 +374,6 @@ def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harnes
         kiosk.stop()
 
 
-@REALTIME
 def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) -> None:
     original = chirps()
     wav = write_wav(harness.tmp / "chirps.wav", original)
@@ -453,7 +444,7 @@ def test_a_kiosk_plays_the_session_s_sound_by_default_and_goes_quiet_when_the_ba
         eventually(lambda: sound.players() == 1, "the kiosk to play into its speaker")
         (harness.home / "go").touch()
         # The three chirps from the speaker, in order: the kiosk plays without being told to. (How
-        # well under load is the marked REALTIME tests' subject: here a chirp that a starved machine
+        # well under load is the subject of the tests above: here a chirp that a starved machine
         # cut is still a chirp heard: similarity 0.5, where sound that is not the chirp scores 0.12 or less.)
         score, lag = eventually(
             lambda: chirps_heard(sound, original, threshold=0.5), "the kiosk's speaker to play the chirps"
@@ -644,7 +635,6 @@ def recorded(h: Harness) -> np.ndarray:
     return recording(h)
 
 
-@REALTIME
 def test_the_kiosk_microphone_reaches_parecord_in_the_session_when_the_policy_allows_it(
     harness: Harness,
 ) -> None:
