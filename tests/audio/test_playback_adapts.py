@@ -141,3 +141,37 @@ def test_a_kiosk_that_only_played_silence_keeps_its_sink_buffer(
     # Never shorter than it started (a machine loaded enough to starve it even in silence makes it
     # longer, which is the rule working too).
     assert latency >= playback.START_LATENCY_MS, stats
+
+
+def test_a_new_sink_buffer_waits_until_the_sound_before_it_has_played_out(kiosk_sound: KioskSound) -> None:
+    """A change of the sink's buffer is a new pacat, and killing the old one drops what PulseAudio
+    still held for it: taken the moment the jitter buffer is empty, it cut up to a whole buffer
+    (100 ms here) off the end of the sound before it (a chirp's tail, in the e2e tests). The whole
+    tone must reach the speaker."""
+
+    async def play() -> dict[str, object]:
+        player = playback.Player()
+        player.start()
+        t0 = time.monotonic()
+        seq = 0
+        while time.monotonic() < t0 + 3.0:
+            if 25 <= seq < 50:  # half a second of tone, after half a second of silence
+                player.put(seq, tone_frame(seq))
+            if seq == 45:
+                with player._lock:
+                    player._underruns_now = 1  # as if the sink had run dry: a longer buffer, in silence
+            seq += 1
+            await asyncio.sleep(max(0.0, t0 + seq * FRAME_US / 1e6 - time.monotonic()))
+        stats = player.to_json()
+        player.stop()
+        await player.wait_closed()
+        return stats
+
+    start = kiosk_sound.heard().size
+    stats = asyncio.run(play())
+    assert stats["restarts"] >= 1, stats  # the buffer did change
+    heard = kiosk_sound.heard()[start:]
+    loud = np.flatnonzero(np.abs(heard) > 0.05)
+    assert loud.size, "the tone never reached the speaker"
+    # Half a second of tone (a frame's margin): none of its end was dropped with the old pacat.
+    assert (loud[-1] - loud[0]) / RATE >= 0.5 - 0.02, (loud[-1] - loud[0]) / RATE

@@ -213,6 +213,7 @@ class Player:
         #: The writer thread and the loop share the jitter buffer and the underrun counts.
         self._lock = threading.Lock()
         self._generation = 0
+        self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
         self._loop_raised = False
         self._pipe = -1
 
@@ -360,6 +361,8 @@ class Player:
                 if generation != self._generation:  # stopped: this pacat is being killed
                     result = BrokenPipeError("stopped")
                     break
+                if pcm is not _SILENCE:
+                    self._sound_written = time.monotonic()
                 view = memoryview(pcm)
                 while view:
                     view = view[os.write(pipe, view) :]
@@ -376,16 +379,23 @@ class Player:
         frames that come with sound are what keeps this process and the machine busy."""
         now = time.monotonic()
         if self._underruns_now and self.latency_ms < MAX_LATENCY_MS:
-            if self._buffer.quiet() or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
+            if self._played_out(now) or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
                 return min(MAX_LATENCY_MS, (self.latency_ms * 3 // 2 + 9) // 10 * 10)
         elif (
             now - self._calm_since > CALM_AFTER
             and (self.stats.played - self._calm_from) * FRAME_US / 1e6 >= CALM_AFTER
             and self.latency_ms > MIN_LATENCY_MS
-            and self._buffer.quiet()
+            and self._played_out(now)
         ):
             return max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10)
         return self.latency_ms
+
+    def _played_out(self, now: float) -> bool:
+        """The session is silent and the sink has played all the sound it was given: a new pacat now
+        drops only silence. (The jitter buffer empty is not enough: PulseAudio still holds up to the
+        sink's buffer of sound for the old pacat, and killing it cut a sound's end.)"""
+        held = (self.latency_ms + PIPE_BYTES * 1000 // (RATE * CHANNELS * 2)) / 1000
+        return self._buffer.quiet() and now - self._sound_written > held + FRAME_US / 1e6
 
     async def _watch(self, proc: asyncio.subprocess.Process, stderr: asyncio.StreamReader) -> None:
         """pacat's messages: underruns counted, failures logged (the rest is its chatter). Those of a
