@@ -158,8 +158,7 @@ def test_a_new_sink_buffer_waits_until_the_sound_before_it_has_played_out(kiosk_
             if 25 <= seq < 50:  # half a second of tone, after half a second of silence
                 player.put(seq, tone_frame(seq))
             if seq == 45:
-                with player._lock:
-                    player._underruns_now = 1  # as if the sink had run dry: a longer buffer, in silence
+                player._underruns_now = 1  # as if the sink had run dry: a longer buffer, in silence
             seq += 1
             await asyncio.sleep(max(0.0, t0 + seq * FRAME_US / 1e6 - time.monotonic()))
         stats = player.to_json()

@@ -3,13 +3,9 @@ buffer, and from it into ``pacat`` (PulseAudio's own tool) at the pace the sink 
 
 There is no timer of ours: the writer gives ``pacat`` the next 20 ms as soon as the pipe to it has room,
 and the pipe is made small (one page), so the sink's demand paces playback and nothing piles up between
-the jitter buffer and the sink. The writer is a thread of its own, not a task of wrclient's loop (which
-also serves the connection and decodes the picture), and it and ``pacat`` run at realtime priority
-where the system allows it (wayray.audio.realtime), as a sound server's threads do: a busy machine
-must not hold the sound up for longer than the sink's buffer. Each slot of 20 ms is a ``seq`` of the
-session's stream (frames count on through the session's silences, which are not sent): a slot whose
-frame is here plays it; one whose frame is not plays silence (the session was silent, or the frame is
-late).
+the jitter buffer and the sink. Each slot of 20 ms is a ``seq`` of the session's stream (frames count on
+through the session's silences, which are not sent): a slot whose frame is here plays it; one whose
+frame is not plays silence (the session was silent, or the frame is late).
 
 **The sink's buffer adapts** (PulseAudio's target length for pacat, ``--latency-msec``): what covers
 this process or pacat being held up. It starts at ``START_LATENCY_MS`` (100 ms, what a loaded machine
@@ -38,12 +34,9 @@ import fcntl
 import logging
 import os
 import shutil
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from wayray.audio import realtime
 from wayray.audio.opus import CHANNELS, FRAME_BYTES, FRAME_US, RATE
 
 log = logging.getLogger("wayray.audio")
@@ -95,12 +88,6 @@ class PlaybackStats:
     restarts: int = 0
     #: How far ahead of the slot being played frames arrived, in frames (the last ones).
     depths: list[int] | None = None
-    #: The scheduling the writer thread and pacat got (wayray.audio.realtime): "realtime", "raised",
-    #: "normal"; "" before the first pacat.
-    writer_priority: str = ""
-    #: wrclient's loop thread (receives and decodes the frames): "raised" (nice -11) or "normal".
-    loop_priority: str = ""
-    pacat_priority: str = ""
 
 
 class JitterBuffer:
@@ -210,12 +197,7 @@ class Player:
         self._underruns_now = 0
         self._calm_since = time.monotonic()
         self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
-        #: The writer thread and the loop share the jitter buffer and the underrun counts.
-        self._lock = threading.Lock()
-        self._generation = 0
         self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
-        self._loop_raised = False
-        self._pipe = -1
 
     @staticmethod
     def available() -> bool:
@@ -228,18 +210,13 @@ class Player:
 
     def start(self) -> None:
         """A new stream: a new buffer, and pacat started (again) if it is not running."""
-        with self._lock:
-            self._buffer = JitterBuffer(self.stats)
+        self._buffer = JitterBuffer(self.stats)
         if self._task is None or self._task.done():
             self._failed = False
-            if not self._loop_raised:  # the loop that receives the frames and hands them to the writer
-                self._loop_raised = True
-                self.stats.loop_priority = "raised" if realtime.raise_nice("wrclient's loop") else "normal"
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
-        with self._lock:
-            self._buffer.put(seq, pcm, time.monotonic())
+        self._buffer.put(seq, pcm, time.monotonic())
 
     async def _run(self) -> None:
         pacat = shutil.which("pacat")
@@ -252,14 +229,13 @@ class Player:
             if proc is None:
                 return
             if not first:
-                with self._lock:
-                    self._buffer.anchor_again()  # the new pacat's start did not add to the delay
+                self._buffer.anchor_again()  # the new pacat's start did not add to the delay
             if first:
                 log.info("playing the session's sound on %s", self.sink or "this machine's default sink")
                 first = False
             try:
                 latency = await self._feed(proc)
-            except OSError:  # pacat ended (a broken pipe)
+            except (BrokenPipeError, ConnectionResetError):
                 code = await proc.wait()
                 self._note_failure(f"pacat ended (status {code}): is a sound server running here?")
                 return
@@ -289,88 +265,47 @@ class Player:
         ]
         if self.sink:
             argv.append(f"--device={self.sink}")
-        # The pipe to pacat is ours (blocking, for the writer thread), one page long.
-        read_end, self._pipe = os.pipe2(os.O_CLOEXEC)
-        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-        if set_size is not None:
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(self._pipe, set_size, PIPE_BYTES)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=read_end,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as err:
-            os.close(self._pipe)
             self._note_failure(f"cannot run pacat: {err.strerror or err}")
             return None
-        finally:
-            os.close(read_end)
-        self.stats.pacat_priority = realtime.raise_priority(proc.pid, what="the kiosk's pacat")
         self._proc = proc
-        with self._lock:
-            self._underruns_now = 0
-            self._calm_since = time.monotonic()
-            self._calm_from = self.stats.played
-        assert proc.stderr is not None
+        self._underruns_now = 0
+        self._calm_since = time.monotonic()
+        self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
+        self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
+        assert proc.stdin is not None and proc.stderr is not None
         self._watcher = asyncio.get_running_loop().create_task(
             self._watch(proc, proc.stderr), name="pacat messages"
         )
+        transport = proc.stdin.transport
+        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+        pipe = transport.get_extra_info("pipe")
+        if set_size is not None and pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
+        transport.set_write_buffer_limits(0)  # drain() returns once all went into the pipe
         return proc
 
     async def _feed(self, proc: asyncio.subprocess.Process) -> int:
-        """Give pacat the next 20 ms whenever the pipe has room (in a thread of its own), until its
-        buffer should change: then the new length (ms). Raises BrokenPipeError when pacat ended."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
-        pipe, self._pipe = self._pipe, -1
-
-        def finish(result: int | BaseException) -> None:
-            if done.done():
-                return
-            if isinstance(result, BaseException):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
-
-        def post(result: int | BaseException) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                loop.call_soon_threadsafe(finish, result)
-
-        threading.Thread(
-            target=self._write, args=(pipe, self._generation, post), name="audio writer", daemon=True
-        ).start()
-        return await done
-
-    def _write(self, pipe: int, generation: int, post: Callable[[int | BaseException], None]) -> None:
-        """The writer thread: at the sound's priority, the next slot into pacat's pipe as soon as it
-        has room (a write blocks until then), until the sink's buffer should change or pacat ends."""
-        realtime.name_thread("audio writer")
-        self.stats.writer_priority = realtime.raise_priority(what="the kiosk's sound writer")
-        result: int | BaseException
-        try:
-            while True:
-                with self._lock:
-                    latency = self._wanted_latency()
-                    pcm = self._buffer.next() if latency == self.latency_ms else b""
-                if not pcm:
-                    result = latency
-                    break
-                if generation != self._generation:  # stopped: this pacat is being killed
-                    result = BrokenPipeError("stopped")
-                    break
-                if pcm is not _SILENCE:
-                    self._sound_written = time.monotonic()
-                view = memoryview(pcm)
-                while view:
-                    view = view[os.write(pipe, view) :]
-        except OSError as err:
-            result = err
-        finally:
-            os.close(pipe)
-        post(result)
+        """Give pacat the next 20 ms whenever the pipe has room, until its buffer should change: then
+        the new length (ms). Raises BrokenPipeError when pacat ended."""
+        assert proc.stdin is not None
+        while True:
+            latency = self._wanted_latency()
+            if latency != self.latency_ms:
+                return latency
+            pcm = self._buffer.next()
+            if pcm is not _SILENCE:
+                self._sound_written = time.monotonic()
+            proc.stdin.write(pcm)
+            await proc.stdin.drain()
 
     def _wanted_latency(self) -> int:
         """The sink's buffer as it should be now: longer after underruns (taken in the next silence,
@@ -405,11 +340,10 @@ class Player:
             if proc is not self._proc or proc.pid in _killed:
                 continue
             if "underrun" in text.lower():
-                with self._lock:
-                    self.stats.underruns += 1
-                    self._underruns_now += 1
-                    self._calm_since = time.monotonic()
-                    self._calm_from = self.stats.played
+                self.stats.underruns += 1
+                self._underruns_now += 1
+                self._calm_since = time.monotonic()
+                self._calm_from = self.stats.played
             elif text.startswith(("Failed", "Connection failure", "pa_")):
                 log.warning("pacat: %s", text)
 
@@ -422,7 +356,6 @@ class Player:
         """Quiet at once: pacat is killed (PulseAudio drops what it still held for it)."""
         task, self._task = self._task, None
         proc, self._proc = self._proc, None
-        self._generation += 1  # the writer thread ends at its next slot, or when pacat's pipe breaks
         if task is not None:
             task.cancel()
         if proc is not None:
@@ -462,9 +395,6 @@ class Player:
             "sink_latency_ms": s.sink_latency_ms,
             "sink_latency_ms_max": s.sink_latency_ms_max,
             "restarts": s.restarts,
-            "writer_priority": s.writer_priority,
-            "loop_priority": s.loop_priority,
-            "pacat_priority": s.pacat_priority,
         }
 
 

@@ -2,7 +2,7 @@
 
 Sound has deadlines that pictures do not: a sink that finds no sample when it needs one plays a gap,
 however briefly the process that should have given it was held up. So the threads and processes that
-move samples (the kiosk's writer and its ``pacat``, the session's ``parec`` and its microphone feed)
+move samples in the session (its ``parec`` and its microphone feed; its PulseAudio asks for itself)
 ask for a fixed-priority round-robin class (``SCHED_RR``) at a priority below the sound server's
 (PulseAudio takes 5), where the system allows it: root, ``CAP_SYS_NICE``, or an ``RLIMIT_RTPRIO`` the
 operator granted (systemd ``LimitRTPRIO=``, limits.d ``rtprio``). Like rtkit and PulseAudio, the
@@ -63,22 +63,6 @@ def raise_priority(pid: int = 0, *, what: str) -> str:
         got = NORMAL
     _tell(what, got)
     return got
-
-
-def raise_nice(what: str) -> bool:
-    """The calling thread at nice -11 (never realtime: it does work of unbounded length), where
-    RLIMIT_NICE allows it. For the thread that hands the sound threads their samples: a Python thread
-    at realtime still waits for the interpreter's lock, and a holder that the machine has preempted
-    gives it back only once it runs again; at a raised nice it is not left waiting behind every busy
-    process. True if raised; else the log says so (info: the sound threads' warning says what to do)."""
-    tid = threading.get_native_id()
-    try:
-        if os.getpriority(os.PRIO_PROCESS, tid) > NICE:
-            os.setpriority(os.PRIO_PROCESS, tid, NICE)
-    except OSError:
-        log.info("%s runs at ordinary priority (RLIMIT_NICE does not allow nice %d)", what, NICE)
-        return False
-    return True
 
 
 def _realtime(pid: int, target: int) -> bool:
