@@ -121,14 +121,3 @@ def nice_allowed(nice: int = NICE) -> bool:
         return True
     soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
     return soft == resource.RLIM_INFINITY or 20 - soft <= nice
-
-
-def policy_of(pid: int) -> str:
-    """What ``pid`` (a process or thread id) runs at now: "realtime", "raised" or "normal"."""
-    try:
-        policy = os.sched_getscheduler(pid) & ~getattr(os, "SCHED_RESET_ON_FORK", 0)
-        if policy in (os.SCHED_RR, os.SCHED_FIFO):
-            return REALTIME
-        return RAISED if os.getpriority(os.PRIO_PROCESS, pid) < 0 else NORMAL
-    except OSError:
-        return NORMAL
