@@ -1,6 +1,11 @@
 """A kiosk's own sound server for the audio tests: a real PulseAudio (one null sink, "speaker", its
 default) in a private directory, and a recorder of what that sink plays (its monitor, 10 ms fragments,
-which also keeps the null sink rendering at a steady pace)."""
+which also keeps the null sink rendering at a steady pace).
+
+It runs as a kiosk's sound server does: its sink's thread at realtime priority and the daemon at nice
+-11 (PulseAudio's defaults, which Debian's PulseAudio gets through rtkit; the tests' root takes them
+itself). The null sink stands for the kiosk's sound card, which plays on whatever the machine does: a
+sink thread starved here would be a test rig's fault, not a kiosk's."""
 
 from __future__ import annotations
 
@@ -41,8 +46,8 @@ class KioskSound:
         env.update(PULSE_RUNTIME_PATH=str(self.dir), PULSE_STATE_PATH=str(self.dir))
         self._server = subprocess.Popen(
             ["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1",
-             "--use-pid-file=no", "--disable-shm=yes", "--realtime=no", "--log-target=stderr",
-             "--log-level=error"],
+             "--use-pid-file=no", "--disable-shm=yes", "--realtime=yes", "--high-priority=yes",
+             "--log-target=stderr", "--log-level=error"],
             env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         eventually(lambda: self._pactl("info").returncode == 0, "the kiosk's sound server to answer")

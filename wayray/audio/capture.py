@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wayray.audio import realtime
 from wayray.audio.opus import CHANNELS, FRAME_BYTES, FRAME_US, RATE, OpusEncoder, is_silent
 from wayray.audio.soundserver import SINK
 from wayray.wire import AudioCodec, AudioFrame, AudioStart, AudioStop
@@ -61,6 +62,8 @@ class AudioSender:
         self.stream_id = next(_stream_ids)
         self.stats = SenderStats()
         self._proc: asyncio.subprocess.Process | None = None
+        #: The scheduling parec got ("realtime", "raised", "normal").
+        self.priority = ""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> bool:
@@ -86,6 +89,8 @@ class AudioSender:
         except OSError as err:
             log.error("cannot run parec: %s; no sound for this viewer", err.strerror or err)
             return False
+        # Its 10 ms fragments must be taken as they come (a burst after a stall reaches the kiosk late).
+        self.priority = realtime.raise_priority(self._proc.pid, what="the session's sound capture (parec)")
         self._send(
             AudioStart(
                 stream_id=self.stream_id,

@@ -3,9 +3,13 @@
 
 The feed runs as long as the session's sound server does, on a 20 ms clock of its own: each tick writes
 the next frame from the viewer, or 20 ms of silence when there is none (no viewer, the microphone not
-allowed, a frame late). The pipe source has no clock: its recorders get what this feed writes, when it
-writes it, so a program recording the microphone gets sound (or silence) at the pace of a microphone,
-and a feed that comes late delivers late, never with a hole in the middle of a word.
+allowed, the viewer silent). The clock is a thread of its own at the sound's priority
+(wayray.audio.realtime), not a timer of the session's loop, which also composites. The pipe source has
+no clock: its recorders get what this feed writes, when it writes it, so a program recording the
+microphone gets sound (or silence) at the pace of a microphone. A frame late while the viewer speaks
+(the frames come through the session's loop, which a busy host holds up) is waited for, up to
+WAIT_TICKS, and the delay is caught up after: the program gets it late but whole, never a hole in the
+middle of a word.
 
 A MicFrame whose seq does not increase, or whose data does not decode, is dropped and counted: that
 costs the viewer's microphone that frame, never the session. Writing never waits: the FIFO holds
@@ -16,15 +20,17 @@ starts recording gets at most the last 170 ms, never sound from long before.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
 import os
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from wayray.audio import realtime
 from wayray.audio.opus import FRAME_BYTES, FRAME_US, OpusDecoder
 from wayray.common.log import Repeats
 from wayray.wire import MicFrame
@@ -39,6 +45,12 @@ MAX_QUEUED = 10
 #: Frames held before the viewer's sound starts playing (after silence): 80 ms of jitter absorbed, so
 #: that a frame a little late is not replaced by silence in the middle of a word.
 PRIME = 4
+#: Ticks a frame may be late while the viewer speaks before silence is written in its place: the
+#: pipe source has no clock, so waiting costs a program only that much delay, where silence would cut a
+#: hole into a word (the frames come through the session's loop, which a busy host holds up).
+WAIT_TICKS = 5
+#: Frames waiting beyond PRIME after such a wait: two are written in a tick until the delay is gone.
+CATCH_UP_ABOVE = PRIME + 1
 
 
 _SILENCE = bytes(FRAME_BYTES)
@@ -53,6 +65,9 @@ class MicStats:
     late: int = 0
     #: Ticks whose sound pushed older sound out of the FIFO (nobody recording, or PulseAudio held up).
     unread: int = 0
+    #: Ticks that waited for a late frame while the viewer spoke, and ticks that wrote two to catch up.
+    waited: int = 0
+    caught_up: int = 0
 
 
 class MicrophoneFeed:
@@ -66,9 +81,14 @@ class MicrophoneFeed:
         self.stats = MicStats()
         self._repeats = Repeats(log)
         self._queue: deque[bytes] = deque()
-        self._tick: asyncio.TimerHandle | None = None
-        self._next = 0.0
         self._primed = False
+        self._waited = 0
+        #: The tick thread and the session's loop share the queue and the FIFO's read end.
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: The scheduling the tick thread got ("realtime", "raised", "normal").
+        self.priority = ""
 
     @property
     def running(self) -> bool:
@@ -89,26 +109,41 @@ class MicrophoneFeed:
         if set_size is not None:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(self._write_fd, set_size, FIFO_BYTES)
-        loop = asyncio.get_running_loop()
-        self._next = loop.time()
-        self._play()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._ticks, name="microphone feed", daemon=True)
+        self._thread.start()
         return True
 
+    def _ticks(self) -> None:
+        """The feed's clock (a thread): a tick every 20 ms until stopped."""
+        realtime.name_thread("microphone feed")
+        self.priority = realtime.raise_priority(what="the session's microphone feed")
+        due = time.monotonic()
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            with self._lock:
+                if self._write_fd < 0:
+                    return
+                self._play()
+            due = max(due + FRAME_US / 1e6, time.monotonic() - 0.1)  # no catching up after a stall
+
     def _play(self) -> None:
-        """One tick: the next frame from the viewer, else silence; then the next tick, 20 ms on."""
-        if self._write_fd < 0:
-            return
+        """One tick: the next frame from the viewer (two while catching up after a late one); nothing
+        while a frame is late mid-speech (up to WAIT_TICKS); else silence."""
         if not self._primed and len(self._queue) >= PRIME:
             self._primed = True
         if self._primed and self._queue:
-            pcm = self._queue.popleft()
+            self._waited = 0
+            self._write(self._queue.popleft())
+            if len(self._queue) > CATCH_UP_ABOVE:
+                self.stats.caught_up += 1
+                self._write(self._queue.popleft())
+        elif self._primed and self._waited < WAIT_TICKS:
+            self._waited += 1  # late mid-speech: the program gets it late, but whole
+            self.stats.waited += 1
         else:
             self._primed = False  # ran dry: silence, and wait for PRIME frames again
-            pcm = _SILENCE
-        self._write(pcm)
-        loop = asyncio.get_running_loop()
-        self._next = max(self._next + FRAME_US / 1e6, loop.time() - 0.1)  # no catching up after a stall
-        self._tick = loop.call_at(self._next, self._play)
+            self._waited = 0
+            self._write(_SILENCE)
 
     def _write(self, pcm: bytes) -> None:
         """Into the FIFO whole (a frame is under PIPE_BUF: written at once or not at all); when it is
@@ -134,9 +169,10 @@ class MicrophoneFeed:
 
     def viewer_changed(self) -> None:
         """Another viewer (or none): what the last one said is not played, its seqs start again."""
-        self._queue.clear()
-        if self._read_fd >= 0:
-            self._drain()
+        with self._lock:
+            self._queue.clear()
+            if self._read_fd >= 0:
+                self._drain()
         self._last_seq = None
         self._decoder = OpusDecoder()  # a new Opus stream
 
@@ -154,11 +190,12 @@ class MicrophoneFeed:
             self._note(f"a microphone frame that does not decode ({err}); dropped")
             return
         self._last_seq = frame.seq
-        if len(self._queue) >= MAX_QUEUED:
-            self._queue.popleft()
-            self.stats.late += 1
-        self._queue.append(pcm)
-        self.stats.frames += 1
+        with self._lock:
+            if len(self._queue) >= MAX_QUEUED:
+                self._queue.popleft()
+                self.stats.late += 1
+            self._queue.append(pcm)
+            self.stats.frames += 1
 
     def _note(self, message: str) -> None:
         self._repeats.note(
@@ -177,18 +214,23 @@ class MicrophoneFeed:
         self._write_fd = self._read_fd = -1
 
     async def stop(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(1.0)  # it wakes at once: at most a write of 20 ms into a non-blocking FIFO
         if self._write_fd < 0:
             return
-        self._close()
+        with self._lock:
+            self._close()
         s = self.stats
         log.info(
             "microphone feed stopped: %d frames from viewers, %d out of order, %d undecodable, "
-            "%d dropped behind a burst; %d ticks unread",
+            "%d dropped behind a burst; %d ticks unread, %d waited for a late frame, %d caught up",
             s.frames,
             s.out_of_order,
             s.undecodable,
             s.late,
             s.unread,
+            s.waited,
+            s.caught_up,
         )

@@ -196,6 +196,8 @@ class Player:
         self.latency_ms = START_LATENCY_MS
         self._underruns_now = 0
         self._calm_since = time.monotonic()
+        self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
+        self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
 
     @staticmethod
     def available() -> bool:
@@ -276,6 +278,8 @@ class Player:
         self._proc = proc
         self._underruns_now = 0
         self._calm_since = time.monotonic()
+        self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
+        self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
         assert proc.stdin is not None and proc.stderr is not None
         self._watcher = asyncio.get_running_loop().create_task(
             self._watch(proc, proc.stderr), name="pacat messages"
@@ -297,21 +301,36 @@ class Player:
             latency = self._wanted_latency()
             if latency != self.latency_ms:
                 return latency
-            proc.stdin.write(self._buffer.next())
+            pcm = self._buffer.next()
+            if pcm is not _SILENCE:
+                self._sound_written = time.monotonic()
+            proc.stdin.write(pcm)
             await proc.stdin.drain()
 
     def _wanted_latency(self) -> int:
         """The sink's buffer as it should be now: longer after underruns (taken in the next silence,
-        or at once if the sound keeps breaking up), a step shorter after a calm while (in silence)."""
+        or at once if the sound keeps breaking up), a step shorter after a calm while (in silence): one
+        in which CALM_AFTER s of sound played without an underrun. Silence alone proves nothing: the
+        frames that come with sound are what keeps this process and the machine busy."""
         now = time.monotonic()
         if self._underruns_now and self.latency_ms < MAX_LATENCY_MS:
-            if self._buffer.quiet() or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
+            if self._played_out(now) or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
                 return min(MAX_LATENCY_MS, (self.latency_ms * 3 // 2 + 9) // 10 * 10)
         elif (
-            now - self._calm_since > CALM_AFTER and self.latency_ms > MIN_LATENCY_MS and self._buffer.quiet()
+            now - self._calm_since > CALM_AFTER
+            and (self.stats.played - self._calm_from) * FRAME_US / 1e6 >= CALM_AFTER
+            and self.latency_ms > MIN_LATENCY_MS
+            and self._played_out(now)
         ):
             return max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10)
         return self.latency_ms
+
+    def _played_out(self, now: float) -> bool:
+        """The session is silent and the sink has played all the sound it was given: a new pacat now
+        drops only silence. (The jitter buffer empty is not enough: PulseAudio still holds up to the
+        sink's buffer of sound for the old pacat, and killing it cut a sound's end.)"""
+        held = (self.latency_ms + PIPE_BYTES * 1000 // (RATE * CHANNELS * 2)) / 1000
+        return self._buffer.quiet() and now - self._sound_written > held + FRAME_US / 1e6
 
     async def _watch(self, proc: asyncio.subprocess.Process, stderr: asyncio.StreamReader) -> None:
         """pacat's messages: underruns counted, failures logged (the rest is its chatter). Those of a
@@ -324,6 +343,7 @@ class Player:
                 self.stats.underruns += 1
                 self._underruns_now += 1
                 self._calm_since = time.monotonic()
+                self._calm_from = self.stats.played
             elif text.startswith(("Failed", "Connection failure", "pa_")):
                 log.warning("pacat: %s", text)
 

@@ -17,6 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
+from wayray.audio import realtime
 from wayray.common.xdg import session_sound_dir, session_sound_environment
 
 log = logging.getLogger("wayray.audio")
@@ -34,6 +35,8 @@ CHANNELS = 2
 #: How long the sound server may take to answer after it was started.
 START_TIMEOUT = 15.0
 STOP_GRACE = 3.0
+#: PulseAudio's realtime priority (its default): above the threads of ours that feed it.
+PULSE_RT_PRIORITY = 5
 
 
 class SoundServerError(Exception):
@@ -118,8 +121,11 @@ class SoundServer:
             "--exit-idle-time=-1",
             "--use-pid-file=no",
             "--disallow-module-loading",
-            "--realtime=no",
-            "--high-priority=no",
+            # Its sink's and source's threads at realtime priority (5, PulseAudio's own default, with
+            # its 200 ms RLIMIT_RTTIME), and nice -11, where the session may have them: a starved sound
+            # server cuts holes into the session's sound and its microphone (docs/audio.md §7).
+            f"--realtime={'yes' if realtime.allowed(PULSE_RT_PRIORITY) else 'no'}",
+            f"--high-priority={'yes' if realtime.nice_allowed() else 'no'}",
             "--disable-shm=yes",
             "--log-target=stderr",
             "--log-level=warning",
