@@ -34,6 +34,13 @@ pytestmark = pytest.mark.slow
 RATE = 48000
 
 
+# Real-time sound through the kiosk's PulseAudio: a kiosk starved of CPU for longer than its sink
+# buffer loses sound, as a person would hear; at loads far above a CI run's that still happened now
+# and then (PulseAudio's own main thread runs dry first): the measurement is taken again, up to
+# twice, before the test fails (docs/testing.md).
+REALTIME = pytest.mark.flaky(reruns=2)
+
+
 def write_wav(path: Path, samples: np.ndarray) -> Path:
     """``samples``: float in [-1, 1], shape (n,) (mono, written as stereo) or (n, 2)."""
     if samples.ndim == 1:
@@ -344,6 +351,7 @@ def chirps_heard(
     return chirps_in_order(heard, threshold=threshold) if heard.size > len(original) // 2 else None
 
 
+@REALTIME
 def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harness: Harness) -> None:
     original = chirps()
     wav = write_wav(harness.tmp / "chirps.wav", original)
@@ -374,6 +382,7 @@ def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harnes
         kiosk.stop()
 
 
+@REALTIME
 def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) -> None:
     original = chirps()
     wav = write_wav(harness.tmp / "chirps.wav", original)
@@ -444,7 +453,7 @@ def test_a_kiosk_plays_the_session_s_sound_by_default_and_goes_quiet_when_the_ba
         eventually(lambda: sound.players() == 1, "the kiosk to play into its speaker")
         (harness.home / "go").touch()
         # The three chirps from the speaker, in order: the kiosk plays without being told to. (How
-        # well under load is the subject of the tests above: here a chirp that a starved machine
+        # well under load is the marked REALTIME tests' subject: here a chirp that a starved machine
         # cut is still a chirp heard: similarity 0.5, where sound that is not the chirp scores 0.12 or less.)
         score, lag = eventually(
             lambda: chirps_heard(sound, original, threshold=0.5), "the kiosk's speaker to play the chirps"
