@@ -67,6 +67,35 @@ async def test_text_committed_at_activation_reaches_a_field_that_committed_again
         assert lines[0] == "text: 汉字", field.output()
 
 
+async def test_a_key_the_input_method_sends_after_its_text_reaches_the_field_after_that_text(
+    tmp_path: Path,
+) -> None:
+    """What a person typing pinyin, then Latin, saw go wrong in foot: 汉字 landed in the middle of
+    what they typed after it (seen in the fcitx5 end-to-end test under load: 'echo [] > /tmp/befor汉字e...').
+
+    The input method commits 汉字 and at once passes on the next key through its virtual keyboard
+    (fcitx5 does so with a key it does not use). The field had committed again before it read the
+    ``done`` carrying the text (foot: its cursor rectangle), so it ignores that stale ``done`` and
+    applies the text only at the next one; a key sent meanwhile would be typed before the text. The
+    key must reach the field after the text it followed."""
+    async with running_session(tmp_path) as s:
+        go = s.workdir / "go"
+        im_cmd = (sys.executable, CLIENT, "commit-then-key", "汉字", str(KEY_E))
+        im = await s.spawn(*im_cmd, env={"PYTHONPATH": REPO}, name="im")
+        await s.wait_for(lambda: "ready" in im.output(), "the input method")
+        field = await s.spawn(sys.executable, FIELD, str(go), env={"PYTHONPATH": REPO}, name="field")
+        await s.wait_for(lambda: "enabled" in field.output(), "the field's text input enabled")
+        await s.wait_for(lambda: "committed" in im.output(), "the input method's text and key")
+        go.touch()
+
+        def text_and_key() -> list[str]:
+            got = [ln for ln in field.output().splitlines() if ln.startswith(("text: 汉", "key: "))]
+            return got if len(got) >= 2 else []
+
+        lines = await s.wait_for(text_and_key, "the field's text and key")
+        assert lines[:2] == ["text: 汉字", f"key: {KEY_E}"], field.output()
+
+
 async def test_a_second_input_method_is_refused_and_the_first_keeps_working(tmp_path: Path) -> None:
     async with running_session(tmp_path) as s:
         c = await s.spawn(sys.executable, CLIENT, "second", env={"PYTHONPATH": REPO}, name="second")

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pywayland.protocol.wayland import (
@@ -52,7 +53,7 @@ from wayray.compositor.titlebar import TitleBar
 from wayray.compositor.wm import FloatingWM, ManagedToplevel
 from wayray.compositor.wm_protocol import WmService
 from wayray.compositor.xdg_popup import PopupRole
-from wayray.compositor.xdg_shell import ShellWindow, WmBase
+from wayray.compositor.xdg_shell import ShellWindow, WmBase, XdgSurfaceRole
 from wayray.compositor.xwayland import Xwayland
 from wayray.wayland.pixman import Region
 from wayray.wayland.protocols.generated.wlr_layer_shell_unstable_v1 import ZwlrLayerShellV1
@@ -218,6 +219,13 @@ class Core:
         if client is not None:
             self.clipboard.offer_to(client)
             self.primary.offer_to(client)
+
+    def round_trip(self, surface: Surface, then: Callable[[], None]) -> bool:
+        role = surface.role
+        if isinstance(role, XdgSurfaceRole) and role.wm_base.alive:
+            role.wm_base.round_trip(then)
+            return True
+        return False
 
     def cursor_changed(self) -> None:
         for c in list(self.consumers):

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -128,6 +129,11 @@ class SeatHost(CursorHost, Protocol):
 
     def selection_focus_changed(self, client: Client | None) -> None:
         """Keyboard focus moved to another client (it hears the selections)."""
+
+    def round_trip(self, surface: Surface, then: Callable[[], None]) -> bool:
+        """Call ``then`` once the program of ``surface`` has read everything sent to it before now (its
+        answer to a ping on the xdg_wm_base the surface's window came from); False when it cannot be
+        asked that way (no xdg surface: a layer surface, an X window)."""
 
 
 def now_ms() -> int:
@@ -241,6 +247,9 @@ class Seat:
         self.shortcuts = ShortcutsInhibit()
         #: Text fields (text-input-v3) and the input method composing into them (input-method-v2).
         self.text_inputs = TextInputs(self)
+        #: Keys and modifiers for the focused program, waiting behind text an input method committed
+        #: (``hold_keys``); None while they go out at once.
+        self._held: list[Callable[[], None]] | None = None
         self.cursor = Cursor(host)
         display.client_listeners.append(lambda client: client.on_destroy(self._client_gone))
 
@@ -255,6 +264,7 @@ class Seat:
         """Compile ``text`` (None: default US layout), release held keys, and send it to every keyboard."""
         keymap = Keymap.from_names() if text is None else Keymap.from_text(text)
         self.release_all()
+        self.release_keys()  # in the keymap they were typed in
         self.keymap = keymap
         self.key_state = KeyState(keymap)
         for kb in list(self.keyboards):
@@ -344,11 +354,19 @@ class Seat:
         self.host.scene_changed()
 
     def virtual_modifiers(self, depressed: int, latched: int, locked: int, group: int) -> None:
-        kbs = self._focused_keyboards()
-        if kbs:
-            serial = self.display.next_serial()
-            for kb in kbs:
-                kb.post("modifiers", serial, depressed, latched, locked, group)
+        self._deliver(lambda: self._post_modifiers(depressed, latched, locked, group))
+
+    def round_trip(self, surface: Surface, then: Callable[[], None]) -> bool:
+        return self.host.round_trip(surface, then)
+
+    def hold_keys(self) -> None:
+        if self._held is None:
+            self._held = []
+
+    def release_keys(self) -> None:
+        held, self._held = self._held, None
+        for send in held or ():
+            send()
 
     def _focused_keyboards(self) -> list[KeyboardResource]:
         focus = self.keyboard_focus
@@ -357,23 +375,37 @@ class Seat:
         return [kb for kb in self.keyboards if kb.client is focus.client]
 
     def _send_key(self, code: int, pressed: bool) -> None:
+        state = WlKeyboard.key_state.pressed if pressed else WlKeyboard.key_state.released
+        t = now_ms()
+        self._deliver(lambda: self._post_key(code, state, t))
+
+    def _send_modifiers(self) -> None:
+        m = self.key_state.modifiers()
+        self._deliver(lambda: self._post_modifiers(m.depressed, m.latched, m.locked, m.group))
+
+    def _deliver(self, send: Callable[[], None]) -> None:
+        """Send a key or the modifiers to the focused program now, or after the keys held before it."""
+        if self._held is not None:
+            self._held.append(send)
+        else:
+            send()
+
+    def _post_key(self, code: int, state: int, t: int) -> None:
         kbs = self._focused_keyboards()
         if not kbs:
             return
         serial = self.display.next_serial()
         assert self.keyboard_focus is not None
         self.key_serials[self.keyboard_focus.client] = serial
-        state = WlKeyboard.key_state.pressed if pressed else WlKeyboard.key_state.released
-        t = now_ms()
         for kb in kbs:
             kb.post("key", serial, t, code, state)
 
-    def _send_modifiers(self) -> None:
+    def _post_modifiers(self, depressed: int, latched: int, locked: int, group: int) -> None:
         kbs = self._focused_keyboards()
         if kbs:
             serial = self.display.next_serial()
             for kb in kbs:
-                kb.send_modifiers(serial)
+                kb.post("modifiers", serial, depressed, latched, locked, group)
 
     def release_all(self) -> None:
         """The viewer went away: release every held key and button, as if the user let go."""
@@ -397,6 +429,7 @@ class Seat:
     def set_keyboard_focus(self, surface: Surface | None) -> None:
         if surface is self.keyboard_focus:
             return
+        self.release_keys()  # what was typed before the focus moved goes where it was typed
         old = self.keyboard_focus
         if old is not None and old.alive:
             serial = self.display.next_serial()

@@ -11,6 +11,14 @@ them into the focused program. One input method at a time: a second one is told 
 The virtual keyboard's keys go to the program with keyboard focus in the seat's keymap (the keymap an
 input method sends with it is not passed on: fcitx5 sends back the one it got from its grab).
 
+Text and keys reach the program in the order the input method sent them. A program may have
+committed its text input again before it read the ``done`` that carries the input method's text (foot
+does, with its cursor rectangle); that ``done``'s serial is then stale, and a program keeping serials
+strictly (foot) applies the text only at the ``done`` answering its later commit. Keys sent meanwhile
+would be typed before the text (汉字 landing in the middle of what was typed after it), so after text
+the program's keys wait until a round trip to it (an xdg_wm_base ping) shows it has read every
+``done`` it was sent.
+
 What this needs of the seat is ``TextInputSeat`` (the seat module imports this one).
 """
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from pywayland.protocol.text_input_unstable_v3 import ZwpTextInputManagerV3, ZwpTextInputV3
@@ -66,6 +75,16 @@ class TextInputSeat(Protocol):
     def scene_changed(self) -> None:
         """Something drawn moved (the input method's candidate window): composite soon."""
 
+    def round_trip(self, surface: Surface, then: Callable[[], None]) -> bool:
+        """Call ``then`` once the program of ``surface`` has read everything sent to it before now;
+        False when it cannot be asked."""
+
+    def hold_keys(self) -> None:
+        """Keys and modifiers for the focused program wait, in order, until ``release_keys``."""
+
+    def release_keys(self) -> None:
+        """Send the keys and modifiers held, and the next ones at once again."""
+
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000) & 0xFFFFFFFF
@@ -83,6 +102,9 @@ class TextInputs:
         #: The input method's candidate windows (zwp_input_popup_surface_v2), drawn while it is active.
         self.popups: list[PopupSurface] = []
         self._grabbed_keys: set[int] = set()  # keys pressed that went to the input method's grab
+        #: The text input sent the input method's text that its program may not have applied yet,
+        #: and the round trip that will tell (the program's keys wait until then).
+        self._unapplied: tuple[TextInput, object] | None = None
 
     # The seat's side ------------------------------------------------------------------------------
 
@@ -90,6 +112,7 @@ class TextInputs:
         old, self.focus = self.focus, focus
         if old is focus:
             return
+        self._stop_waiting()
         for ti in self.text_inputs:
             if old is not None and ti.entered is old:
                 if old.alive:
@@ -171,6 +194,8 @@ class TextInputs:
             self.seat.scene_changed()
 
     def text_input_gone(self, ti: TextInput) -> None:
+        if self._unapplied is not None and self._unapplied[0] is ti:
+            self._stop_waiting()
         if ti in self.text_inputs:
             self.text_inputs.remove(ti)
         if ti is self.active:
@@ -254,6 +279,35 @@ class TextInputs:
         if commit is not None:
             ti.post("commit_string", commit)
         ti.post("done", ti.commits)
+        if commit is not None or delete is not None:
+            self._wait_applied(ti)
+
+    # Text before keys ----------------------------------------------------------------------------
+
+    def _wait_applied(self, ti: TextInput) -> None:
+        """The program's keys wait until it has read the ``done`` just sent to ``ti`` (a round trip);
+        if it committed again first, it applies the text at the answer to that commit, and
+        ``answered`` waits for that one too."""
+        token = object()
+        self._unapplied = (ti, token)
+        if ti.entered is not None and self.seat.round_trip(ti.entered, lambda: self._applied(token)):
+            self.seat.hold_keys()
+        else:
+            self._unapplied = None  # no way to ask it: keys go at once, as they always did
+
+    def answered(self, ti: TextInput) -> None:
+        """``ti``'s commit was answered with a ``done``: if it may still hold text, wait for this one."""
+        if self._unapplied is not None and self._unapplied[0] is ti:
+            self._wait_applied(ti)
+
+    def _applied(self, token: object) -> None:
+        if self._unapplied is not None and self._unapplied[1] is token:
+            self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        if self._unapplied is not None:
+            self._unapplied = None
+            self.seat.release_keys()
 
 
 class TextInputManager(Resource):
@@ -365,6 +419,7 @@ class TextInput(Resource):
         if self.preedit is not None:
             self.post("preedit_string", *self.preedit)
         self.post("done", self.commits)
+        self.inputs.answered(self)
 
     def on_destroy(self) -> None:
         self.inputs.text_input_gone(self)

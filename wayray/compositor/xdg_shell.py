@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,6 +91,8 @@ class WmBase(Resource):
         self.ping_serial: int | None = None
         self.unresponsive = False
         self._ping_timer: asyncio.TimerHandle | None = None
+        #: Round trips under way (``round_trip``): ping serial -> what to call, and its timeout.
+        self._round_trips: dict[int, tuple[Callable[[], None], asyncio.TimerHandle]] = {}
 
     def destroy(self) -> None:
         if any(s.alive for s in self.surfaces):
@@ -116,6 +119,11 @@ class WmBase(Resource):
         self.surfaces.append(xs)
 
     def pong(self, serial: int) -> None:
+        trip = self._round_trips.pop(serial, None)
+        if trip is not None:
+            trip[1].cancel()
+            trip[0]()
+            return
         if serial == self.ping_serial:
             self.ping_serial = None
             if self.unresponsive:
@@ -137,10 +145,32 @@ class WmBase(Resource):
 
         self._ping_timer = self.host.loop.call_later(PING_TIMEOUT, check)
 
+    def round_trip(self, then: Callable[[], None]) -> None:
+        """Call ``then`` once the client has read everything sent to it before now: a ping, whose pong
+        comes after every request the client made before it read the ping (a client answers at once,
+        in the order it reads). A client that does not answer within PING_TIMEOUT is taken to have
+        read it anyway (what waits on it must not wait for ever), and so is one that goes away."""
+        serial = self.display.next_serial()
+
+        def late() -> None:
+            trip = self._round_trips.pop(serial, None)
+            if trip is not None:
+                log.warning(
+                    "%r did not answer a ping in %.0f s: not waiting for it", self.client, PING_TIMEOUT
+                )
+                trip[0]()
+
+        self._round_trips[serial] = (then, self.host.loop.call_later(PING_TIMEOUT, late))
+        self.post("ping", serial)
+
     def on_destroy(self) -> None:
         if self._ping_timer is not None:  # it would keep the client's objects for PING_TIMEOUT
             self._ping_timer.cancel()
             self._ping_timer = None
+        trips, self._round_trips = self._round_trips, {}
+        for then, timer in trips.values():
+            timer.cancel()
+            then()
 
 
 @dataclass

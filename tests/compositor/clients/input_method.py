@@ -6,6 +6,9 @@ when the compositor disconnected it with a protocol error (libwayland-client pri
 - ``commit TEXT``: become the input method; on every ``activate`` show a preedit and commit TEXT at
   once (a scripted pinyin engine: what fcitx5 does when a word is chosen), and print "committed" once
   the compositor has applied both (a roundtrip later); runs until killed.
+- ``commit-then-key TEXT CODE``: as ``commit``, and right after the text a key (evdev CODE, pressed
+  and released) through its virtual keyboard, as fcitx5 passes on a key it does not use after
+  committing a word (pinyin off again: the next Latin key); "committed" once the compositor has all.
 - ``popup W H RGB``: become the input method; on every ``activate`` show a candidate window
   (zwp_input_popup_surface_v2) W x H pixels of one colour (hex RGB) and print "popup shown" once the
   compositor has it; print "rect X Y W H" for every text_input_rectangle it is told; runs until killed.
@@ -123,9 +126,18 @@ def main() -> int:
     scenario = sys.argv[1]
     display, g = connect()
     seat = g["wl_seat"]
-    if scenario == "commit":
+    if scenario in ("commit", "commit-then-key"):
         text = sys.argv[2]
         im = g["zwp_input_method_manager_v2"].get_input_method(seat)  # type: ignore[attr-defined]
+        vk = None
+        if scenario == "commit-then-key":
+            code = int(sys.argv[3])
+            vk = g["zwp_virtual_keyboard_manager_v1"].create_virtual_keyboard(seat)  # type: ignore[attr-defined]
+            keymap = b"xkb_keymap { };\0"  # the compositor types with the seat's keymap
+            fd = os.memfd_create("keymap")
+            os.write(fd, keymap)
+            vk.keymap(1, fd, len(keymap))
+            os.close(fd)
         serial = [0]
 
         def done(_im) -> None:  # type: ignore[no-untyped-def]
@@ -146,6 +158,9 @@ def main() -> int:
                     im.commit(serial[0])
                     im.commit_string(text)
                     im.commit(serial[0])
+                    if vk is not None:
+                        vk.key(0, code, 1)
+                        vk.key(0, code, 0)
                     display.roundtrip()  # the compositor has applied both before we say so
                     say("committed")
         except RuntimeError:  # pywayland raises on a display the compositor cut off

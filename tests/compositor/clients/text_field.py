@@ -6,9 +6,11 @@ Then, without reading anything the compositor sends, it waits until GO_FILE exis
 it once the input method has committed its text), commits a cursor rectangle (commit 2), as foot does
 when it draws its cursor after the focus came, and only then reads: the input method's text was
 answered to commit 1, so it arrives stale. It prints "text: T" with all the text committed into it
-so far, after that and whenever more comes, and "preedit: P" whenever its preedit changes. It stays
-until killed. With --cursor it enables its text input with that cursor rectangle (surface
-coordinates), prints "enabled" once the compositor has it, and then only reads.
+so far, after that and whenever more comes, "preedit: P" whenever its preedit changes, and "key: N"
+for every key (evdev code N) pressed on its keyboard: the lines come in the order the field applied
+what it got, as foot would write them to its terminal. It stays until killed. With --cursor it
+enables its text input with that cursor rectangle (surface coordinates), prints "enabled" once the
+compositor has it, and then only reads.
 
 The rules it keeps are foot's (ime.c): a ``done`` whose serial is not the number of commits it has
 made is ignored, and what came before it (preedit, commit string) stays pending for the next ``done``
@@ -119,7 +121,9 @@ def main() -> None:
     registry.dispatcher["global"] = on_global
     c.display.roundtrip()
     field = Field(managers[0].get_text_input(c.globals["wl_seat"]))
-    c.globals["wl_seat"].get_keyboard()  # type: ignore[attr-defined]
+    keyboard = c.globals["wl_seat"].get_keyboard()  # type: ignore[attr-defined]
+    keyboard.dispatcher["keymap"] = lambda _kb, _format, fd, _size: os.close(fd)
+    keyboard.dispatcher["key"] = lambda _kb, _serial, _time, key, state: state and say(f"key: {key}")
     c.mapped_toplevel()
     while not field.entered:
         c.display.dispatch(block=True)
