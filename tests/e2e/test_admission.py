@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,23 +145,27 @@ def instance(tmp_path: Path) -> Iterator[Any]:
 def test_sessions_never_used_end_soon_and_sessions_in_use_stay(instance: Any) -> None:
     instance.start(policy='untouched_timeout = "4s"\n')
     instance.use("in-use")  # typed into, then left
+    [in_use] = instance.sessions()
     unused = instance.viewer("looked-at-only")  # only looked at, then left (after the other)
     assert unused.returncode == 0, failure(unused)
-    assert len(instance.sessions()) == 2
+    # (Not counted here: on a loaded machine the unused one may be over before anybody asks.)
     # The one nobody used ends once its untouched_timeout is over...
-    eventually(lambda: len(instance.sessions()) == 1, "the unused session to end")
+    eventually(lambda: "ended (untouched_timeout)" in instance.log.read_text(), "the unused session to end")
     # ...while the one in use, left earlier, keeps the policy's detached timeout (24 h).
     [kept] = instance.sessions()
-    assert kept["state"] == "detached"
-    assert "ended (untouched_timeout)" in instance.log.read_text()
+    assert (kept["id"], kept["state"]) == (in_use["id"], "detached")
 
 
 def test_new_sessions_per_minute_per_source(instance: Any) -> None:
     instance.start("[server.demo.admission]\nnew_sessions_per_minute = 2\n")
-    for n in (1, 2):
-        instance.use(f"quick-{n}")
-    third = instance.viewer("quick-3")
-    assert third.returncode == 1 and "started 2 sessions or login screens in the last minute" in third.stderr
+    # Three badges from one source at once (all within the minute however slow the machine is):
+    # two get sessions, the third is refused with the reason.
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(instance.viewer, ["quick-1", "quick-2", "quick-3"]))
+    refused = [r for r in results if r.returncode != 0]
+    assert len(refused) == 1, [failure(r) for r in results]
+    assert refused[0].returncode == 1, failure(refused[0])
+    assert "started 2 sessions or login screens in the last minute" in refused[0].stderr, failure(refused[0])
     assert len(instance.sessions()) == 2
     # Another source has its own allowance.
     other = instance.viewer("elsewhere", host="[::1]")
