@@ -41,7 +41,9 @@ from wayray.config import load_report, show
 from wayray.config.diagnostics import Severity
 from wayray.supervisor import smf, systemd
 
-pytestmark = pytest.mark.fuzz
+# Hundreds of whole configurations each: about 30 s on a quiet machine, more than the suite's
+# 300 s per-test timeout with two suites and more on the 2 cores (the machine's speed must not decide).
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(1800)]
 
 T = TypeVar("T")
 EXAMPLES = max(300, int(os.environ.get("WAYRAY_FUZZ_RUNS", "0")) // 100)
