@@ -42,6 +42,8 @@ def _rgb(c: tuple[int, int, int]) -> int:
 async def _xwin(s: Session, title: str, *args: str) -> tuple[Client, WindowInfo]:
     client = await s.spawn(*XWIN, "--title", title, *args, name="xwin")
     win = await s.wait_window(lambda w: w.title == title, f"the X window {title!r}")
+    # The program's own word that X mapped it (its window id) may come after the WM's.
+    await s.wait_for(lambda: _lines(client, "mapped"), f"{title!r} to say it is mapped")
     return client, win
 
 
