@@ -265,3 +265,25 @@ def test_super_arrows_snap_maximize_and_restore_through_the_protocol() -> None:
     n = len(w.proxy.calls)
     wm.super_key(KEY_RIGHT)
     assert len(w.proxy.calls) == n, "a fullscreen window is not snapped"
+
+
+def test_a_maximized_window_the_application_drags_is_no_longer_maximized_for_the_wm() -> None:
+    """The compositor restores a maximized window that its application drags (as the built-in WM
+    does): Super+Down after that restores it from its snap, as under the built-in WM, instead of
+    doing nothing."""
+    wm = FloatingWM(Proxy())
+    wm.area, wm.ready = (0, 0, 1000, 700), True
+    w = _win(wm, 400, 300)
+    w.x, w.y = 50, 60
+    wm.focused = w
+    wm.super_key(KEY_LEFT)
+    wm.super_key(KEY_UP)
+    assert w.proxy.calls[-1] == ("set_maximized", 1)
+    wm.request_move(w)
+    assert w.proxy.calls[-1] == ("begin_move",)
+    wm.super_key(KEY_DOWN)
+    assert w.proxy.calls[-1] == ("set_geometry", 50, 60, 400, 300)
+    w.fullscreen = True  # a fullscreen window is not moved
+    n = len(w.proxy.calls)
+    wm.request_move(w)
+    assert len(w.proxy.calls) == n

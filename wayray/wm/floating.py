@@ -151,6 +151,16 @@ class FloatingWM:
         elif not (w.maximized or w.fullscreen):
             w.proxy.begin_move()
 
+    def request_move(self, w: Win) -> None:
+        """The application drags its window by its own title bar: the compositor moves it, and one
+        that is maximized it restores under the pointer first, as the built-in WM does; from then on
+        it is not maximized for this WM either (Super+Down restores it from a snap, not from
+        maximized)."""
+        if w.fullscreen:
+            return
+        w.maximized = False
+        w.proxy.begin_move()
+
     def request_activate(self, w: Win) -> None:
         if w.minimized:
             w.minimized = False
@@ -237,7 +247,7 @@ def _wire_window(wm: FloatingWM, proxy: Any) -> None:
     d["request_maximized"] = lambda p, on: wm.set_maximized(w, bool(on))
     d["request_fullscreen"] = lambda p, on: wm.set_fullscreen(w, bool(on))
     d["request_minimize"] = lambda p: wm.minimize(w)
-    d["request_move"] = lambda p: p.begin_move()
+    d["request_move"] = lambda p: wm.request_move(w)
     d["request_resize"] = lambda p, edges: p.begin_resize(edges)
 
 
