@@ -76,23 +76,40 @@ def main() -> int:
     # one. Objects that are not surfaces hold the low ids, so none of ours is ever taken for its.
     keep = [found["wl_compositor"].create_region() for _ in range(2000)]  # type: ignore[attr-defined]
 
-    conn = xcffib.connect(display=argv[0])
+    return serve(display, found, xwayland, argv[0], keep)
+
+
+def serve(
+    display: Display, found: dict[str, object], xwayland: subprocess.Popen[bytes], name: str, keep: object
+) -> int:
+    """Pair every top-level X window mapped on display ``name`` until the real Xwayland ends."""
+    conn = xcffib.connect(display=name)
     core = conn.core
     root = conn.get_setup().roots[0].root
     core.ChangeWindowAttributes(root, xp.CW.EventMask, [xp.EventMask.SubstructureNotify])
     conn.flush()
-    n = 0
     objects: list[object] = [keep]
+    paired: list[int] = []
+
+    def pair_once(window: int) -> None:
+        if window not in paired:
+            paired.append(window)
+            n = len(paired)
+            objects.extend(pair(display, conn, found, window, (1 << 32) + n, message_first=bool(n % 2)))
+
+    # X programs may have mapped windows before this connection listened (the real Xwayland is up
+    # before this stand-in has connected to it): those already on screen are paired now.
+    for child in core.QueryTree(root).reply().children:
+        if core.GetWindowAttributes(child).reply().map_state == xp.MapState.Viewable:
+            pair_once(child)
     while xwayland.poll() is None:
         display.flush()
         ready, _, _ = select.select([conn.get_file_descriptor(), display.get_fd()], [], [], 0.2)
         if display.get_fd() in ready:
             display.dispatch(block=True)
         while (ev := conn.poll_for_event()) is not None:
-            if not isinstance(ev, xp.MapNotifyEvent) or ev.event != root:
-                continue
-            n += 1
-            objects += pair(display, conn, found, ev.window, (1 << 32) + n, message_first=bool(n % 2))
+            if isinstance(ev, xp.MapNotifyEvent) and ev.event == root:
+                pair_once(ev.window)
     return xwayland.returncode or 0
 
 
