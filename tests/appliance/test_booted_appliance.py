@@ -187,11 +187,15 @@ class Appliance:
         return {sid: (state, reason or None) for sid, state, reason in rows}
 
     def session_pids(self) -> dict[str, int]:
-        """The user's session programs (compositor, foot), by name."""
-        out = self.run("ps", "-u", USER, "-o", "pid=,comm=", check=False)
+        """The user's session programs (compositor, foot), by name. Not the services the user's
+        systemd starts on demand and stops when idle (its pulseaudio.service exits 20 s after its
+        last client): they are not the session's, and may come and go while it runs."""
+        out = self.run("ps", "-u", USER, "-o", "pid=,cgroup:200=,comm=", check=False)
         pids = {}
         for line in out.splitlines():
-            pid, _, comm = line.strip().partition(" ")
+            pid, cgroup, comm = (line.split(None, 2) + ["", ""])[:3]
+            if "/user@" in cgroup and not cgroup.endswith("/init.scope"):
+                continue
             pids.setdefault(comm.strip(), int(pid))
         return pids
 
@@ -482,6 +486,7 @@ def test_an_upgrade_in_place_keeps_the_session_and_the_configuration(
     app = step
     second = build_deb(app.pkg, dependencies=True, revision=2)
     before = app.session_pids()
+    assert {"foot", "python"} <= set(before), before  # the session's own programs are compared
     sid = app.state("b")["session_id"]
     out = app.box.run(["dpkg", "-i", f"{PKG}/{second.name}"], timeout=600)
     assert "conffile" not in out.stdout + out.stderr, out.stdout + out.stderr  # no prompt: edits kept
