@@ -242,12 +242,18 @@ def test_placement_centres_cascades_wraps_and_puts_dialogs_over_their_parent() -
     assert new.rect == (old.x + 32, old.y + 32, 100, 100)
 
 
-def test_super_arrows_snap_maximize_and_restore_through_the_protocol() -> None:
+def _focused_window() -> tuple[FloatingWM, Win]:
+    """A WM with a 1000 x 700 output and one focused 400 x 300 window at (50, 60)."""
     wm = FloatingWM(Proxy())
     wm.area, wm.ready = (0, 0, 1000, 700), True
     w = _win(wm, 400, 300)
     w.x, w.y = 50, 60
     wm.focused = w
+    return wm, w
+
+
+def test_super_arrows_snap_maximize_and_restore_through_the_protocol() -> None:
+    wm, w = _focused_window()
     wm.super_key(KEY_RIGHT)
     assert w.proxy.calls[-1] == ("set_geometry", 500, 0, 500, 700)
     wm.super_key(KEY_LEFT)
@@ -271,11 +277,7 @@ def test_a_maximized_window_the_application_drags_is_no_longer_maximized_for_the
     """The compositor restores a maximized window that its application drags (as the built-in WM
     does): Super+Down after that restores it from its snap, as under the built-in WM, instead of
     doing nothing."""
-    wm = FloatingWM(Proxy())
-    wm.area, wm.ready = (0, 0, 1000, 700), True
-    w = _win(wm, 400, 300)
-    w.x, w.y = 50, 60
-    wm.focused = w
+    wm, w = _focused_window()
     wm.super_key(KEY_LEFT)
     wm.super_key(KEY_UP)
     assert w.proxy.calls[-1] == ("set_maximized", 1)
