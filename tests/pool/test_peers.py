@@ -6,7 +6,9 @@ garbage, oversized, stale and replayed requests are refused with a reason and th
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import socket
 import struct
 import time
 from pathlib import Path
@@ -295,3 +297,29 @@ def test_the_key_check_names_a_member_left_on_the_previous_key_and_another_pool(
         here.check_hello(good, "fp-b", "fp-c")
     with pytest.raises(RequestRefused, match="key differs"):
         here.check_hello(good, "fp-x", "fp-a")
+
+
+def test_dialling_a_member_that_is_gone_leaves_no_unretrieved_error_in_the_log(tmp_path: Path) -> None:
+    """A member that dials a dead one says so once ("does not answer"), and asyncio does not add
+    "Future exception was never retrieved: ConnectionError" to its log: aioquic's connect waiter,
+    left behind when the dial gives up, is read."""
+
+    async def main() -> None:
+        rig = Rig(tmp_path)
+        loop = asyncio.get_running_loop()
+        unhandled: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+            silent.bind(("127.0.0.1", 0))
+            client = PeerClient(rig.b, rig.trust, rig.key_b)
+            try:
+                with pytest.raises(PeerError, match="does not answer"):
+                    await client.request("127.0.0.1", silent.getsockname()[1], {"type": "lookup"})
+            finally:
+                await client.close()
+        for _ in range(20):  # the closed connection's last events, then its futures collected
+            await asyncio.sleep(0.05)
+            gc.collect()
+        assert not unhandled, [str(c.get("message")) + " " + repr(c.get("exception")) for c in unhandled]
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -444,6 +444,17 @@ class _ClientProtocol(QuicConnectionProtocol):
             self.closed_because = event.reason_phrase
         super().quic_event_received(event)
 
+    async def wait_connected(self) -> None:
+        try:
+            await super().wait_connected()
+        finally:
+            # aioquic waits on a shielded future: a dial given up (timed out) leaves it, and the
+            # connection's end sets ConnectionError on it, which asyncio would log as "never
+            # retrieved". The dial has said what happened already: read it when it comes.
+            waiter = self._connected_waiter
+            if waiter is not None:
+                waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
+
 
 class PeerClient:
     """Asks other members; one QUIC connection per peer, kept while it works. Each connection starts
