@@ -97,11 +97,19 @@ def _(vt: t.Choice) -> st.SearchStrategy[Any]:
     return st.sampled_from(vt.values)
 
 
+def _seconds(text: str) -> float:
+    span = t.Duration().parse(text)
+    assert span is not None
+    return span.total_seconds()
+
+
 @valid_raw.register
 def _(vt: t.Duration) -> st.SearchStrategy[Any]:
     units = st.sampled_from(["min", "h", "d", "w", "minutes", "hours"])
     spans = st.builds(lambda n, u: f"{n}{u}", st.integers(1, 400), units)
     spans = spans | st.builds(lambda h, m: f"{h}h {m}min", st.integers(1, 48), st.integers(0, 59))
+    if vt.minimum:  # e.g. `history`, at least an hour
+        spans = spans.filter(lambda text: _seconds(text) >= vt.minimum)
     return spans | st.just("never") if vt.allow_never else spans
 
 

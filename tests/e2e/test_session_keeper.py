@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.harness import Harness, WrServer, eventually, failure
+from wayray.common.xdg import standalone_state_dir
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +125,25 @@ def test_a_compositor_killed_while_wrsrvd_is_down_is_ended_at_the_restart_and_th
     finally:
         for pid in sleepers(list(escaped)).values():
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_server_removes_the_logs_of_sessions_ended_beyond_its_history(harness: Harness) -> None:
+    """A server that runs for years does not keep every session's log: at its start (and hourly) the
+    log files of sessions that are not live and were not written for `history` (30 days by default)
+    are removed, and the log says how many; newer ones stay."""
+    state = standalone_state_dir(harness.env)
+    logs = state / "sessions"
+    logs.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    logs.chmod(0o700)
+    now = time.time()
+    old = [logs / "0123456789abcdef.log", logs / "0123456789abcdef.log.old"]
+    recent = logs / "fedcba9876543210.log"
+    for path, age_days in [(old[0], 40), (old[1], 41), (recent, 2)]:
+        path.write_text("a session's output\n")
+        os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    srv = harness.server(FOOT)
+    eventually(lambda: not any(p.exists() for p in old), "the ended session's old logs to be removed")
+    assert recent.exists()
+    said = "forgot what is older than 30 days: 0 ended sessions' records (and their audit events), 2 session"
+    assert said in srv.log_text()

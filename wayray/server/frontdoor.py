@@ -61,6 +61,7 @@ from wayray.server.admission import Kind, estimate, source_of
 from wayray.server.attach import Attacher
 from wayray.server.ending import END_WAIT, Ending
 from wayray.server.gate import Gate
+from wayray.server.housekeeping import keep_house
 from wayray.server.launcher import LauncherBridge
 from wayray.server.links import LinkSide
 from wayray.server.live import ServedSession
@@ -291,6 +292,7 @@ class FrontDoor:
             self.viewer_side.route = self.pool.route
             self.viewer_side.yielded = self.pool.yielded
         self.table.spawn(self._policy_timer(), "policy-timer")
+        self.table.spawn(keep_house(self.table), "housekeeping")
         self.notifier.ready(self.status_line())
         watchdog = self.notifier.start_watchdog()
         if watchdog is not None:

@@ -143,6 +143,8 @@ class FrontDoorSettings:
     video_bitrate: int = 8_000_000
     zstd_level: int = 5
     adaptive: bool = True
+    #: ``history``: seconds an ended session's record and log files are kept (wayray.server.housekeeping).
+    history_s: float = 30 * 86400.0
 
     @property
     def login(self) -> bool:
@@ -316,6 +318,7 @@ def _build(
         tls_key=key,
         client_ca=Path(str(tls.client_ca)) if tls.client_ca else None,
         max_sessions=server.max_sessions,
+        history_s=server.history.total_seconds(),
         session_command=tuple(server.session_command),
         output_size=(server.output.width, server.output.height),
         output_scale=_integer_scale(server.output.scale),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 from wayray.config.model.common import DEFAULT_PORT, DERIVED, INSTANCE_NAME, POOL_NAME
@@ -16,6 +17,7 @@ from wayray.config.types import (
     Bool,
     Choice,
     Command,
+    Duration,
     Fingerprint,
     Integer,
     IPAddress,
@@ -297,6 +299,13 @@ class ServerConfig:
     )
     port: int = setting(DEFAULT_PORT, Integer(1, 65535), "UDP port for QUIC.", applies=Applies.RESTART)
     max_sessions: int = setting(64, Integer(1, 100_000), "Most sessions this instance hosts at once.")
+    history: timedelta = setting(
+        timedelta(days=30),
+        Duration(minimum=3600),
+        "How long it keeps what is left of an ended session: its record and audit events in the "
+        "registry and, when it does not log to the journal, its log files (`<state>/sessions/`). "
+        "Removed after that, once an hour; a live session's log is never removed.",
+    )
     policy: str = setting("default", INSTANCE_NAME, "Name of the session policy (policies.toml) it applies.")
     pool: str = setting(
         "",
