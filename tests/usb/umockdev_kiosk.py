@@ -72,9 +72,15 @@ A: bInterfaceProtocol={intf.protocol:02x}
 
 def record(testbed: object, c: Capture, port: int, paths: list[str]) -> None:
     """A usbmon recording of the device's answers to GET_DESCRIPTOR for itself and its configuration
-    (in that order), which umockdev replays to libusb on the device's node. The benchmark
+    (in that order), which umockdev replays to libusb on the device's node (with
+    $WAYRAY_USB_IOCTL="NAME=FILE,...", that ioctl-tree recording for the device NAME instead). The benchmark
     (bench/usb_roundtrip.py) asks for more: $WAYRAY_USB_BENCH="CONTROLS:BULKS:SIZE" appends that many
     device descriptors, then bulk INs of SIZE bytes on endpoint 0x81."""
+    ioctl = dict(i.split("=", 1) for i in os.environ.get("WAYRAY_USB_IOCTL", "").split(",") if i)
+    if c.name in ioctl:
+        # An ioctl-tree recording instead (umockdev's own format: tests/usb/umockdev_iso.py).
+        testbed.load_ioctl(f"/dev/bus/usb/001/{port + 1:03d}", ioctl[c.name])  # type: ignore[attr-defined]
+        return
     directory = Path(tempfile.mkdtemp(prefix="wayray-usbmon-"))
     total = len(c.raw) - 18
     device = usbmon.Control(bytes.fromhex("8006000100001200"), c.raw[:18])
