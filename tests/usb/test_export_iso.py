@@ -2,7 +2,8 @@
 (docs/usb.md, sections 4 and 7): libusb (through usb1's asynchronous isochronous transfers) talks to
 devices umockdev emulates, and the kiosk's USB/IP server turns the CMD_SUBMITs vhci_hcd would write
 into transfers on them; its returns are read with the server's reader, which checks every packet
-descriptor. tests/usb/umockdev_iso.py says what umockdev can replay and what it cannot."""
+descriptor. tests/usb/umockdev_iso.py says what umockdev can replay and what it cannot; the device
+that returns data is tests/usb/usbfs_iso.py, usbfs's isochronous ioctls played under umockdev."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.usb.umockdev_iso import OUT_PACKETS
+from tests.usb.umockdev_iso import OUT_PACKETS, SPEAKER
+from tests.usb.usbfs_iso import fill
 
 pytestmark = pytest.mark.skipif(
     shutil.which("umockdev-wrapper") is None or not Path("/usr/lib/python3/dist-packages/gi").is_dir(),
@@ -70,3 +72,31 @@ def test_a_pending_isochronous_transfer_is_cancelled_by_an_unlink_and_by_closing
     assert result["unlink_worker_ended_s"] is not None and result["unlink_worker_ended_s"] < 30
     assert result["close_worker_ended_s"] is not None and result["close_worker_ended_s"] < 30
     assert result["idle_faults"] == [] and result["worker_errors"] == []
+
+
+def test_an_isochronous_in_returns_what_each_packet_got_packed_in_packet_order(result: dict) -> None:
+    """The emulated microphone's packets get 192 bytes, 100 bytes and none (-EXDEV at usbfs): the
+    return carries 292 bytes, packet 0's then packet 1's, each packet's actual length, and the failed
+    packet's status as libusb reports it (libusb has one "error" for -EXDEV, -EPROTO, -EILSEQ...:
+    the kiosk gives -EPROTO); error_count 1, the URB itself completed."""
+    microphone = result["emulated"][0]
+    assert microphone == {"seqnum": 7, "status": 0, "actual": 292, "errors": 1,
+                          "data": (fill(192, 0) + fill(100, 1)).hex(),
+                          "iso": [[0, 192, 192, 0], [192, 192, 100, 0], [384, 192, 0, EPROTO]]}  # fmt: skip
+
+
+def test_an_isochronous_out_gets_each_packets_actual_length_back(result: dict) -> None:
+    """The speaker's packets reach usbfs end to end without the 8 bytes between them in the USB/IP
+    buffer; each is taken whole, and the return says so: 96 and 96, actual_length 192."""
+    assert result["emulated_received"] == [[SPEAKER[:96].hex(), SPEAKER[96:].hex()]]
+    speaker = result["emulated"][1]
+    assert speaker == {"seqnum": 8, "status": 0, "actual": 192, "errors": 0, "data": "",
+                       "iso": [[0, 96, 96, 0], [104, 96, 96, 0]]}  # fmt: skip
+
+
+def test_an_unlinked_isochronous_transfer_is_discarded_at_usbfs(result: dict) -> None:
+    """An isochronous IN on an endpoint that never answers, unlinked: RET_UNLINK -ECONNRESET, the
+    URB discarded at usbfs (USBDEVFS_DISCARDURB), its worker over, no RET_SUBMIT for it."""
+    assert result["emulated"][2:] == [{"unlink": 10, "status": ECONNRESET}]
+    assert result["emulated_discarded"] == 1 and result["emulated_worker_ended"] is True
+    assert result["emulated_faults"] == []

@@ -2,19 +2,21 @@
 
     umockdev-wrapper python -m tests.usb.umockdev_iso
 
-Two webcams (tests/usb/data): the one on port 2 answers libusb's usbfs ioctls from an ioctl-tree
+Three webcams (tests/usb/data): the one on port 2 answers libusb's usbfs ioctls from an ioctl-tree
 recording (umockdev's own format: one isochronous OUT URB on endpoint 0x02, whose bytes umockdev
 compares with what libusb submits, and one isochronous IN URB on 0x81); the one on port 3 from a
 usbmon recording with no isochronous transfer in it, so an isochronous URB submitted there stays
-pending in libusb until it is cancelled. This process plays vhci_hcd: it writes CMD_SUBMITs and
-CMD_UNLINKs, reads what the kiosk returns with the server's reader (which checks every descriptor),
-and prints it as JSON.
+pending in libusb until it is cancelled; the one on port 4 from tests/usb/usbfs_iso.py, which plays
+usbfs's isochronous ioctls itself and so gives libusb each packet's actual length and status (a
+microphone on 0x81, a speaker on 0x02, an endpoint 0x83 that never answers). This process plays
+vhci_hcd: it writes CMD_SUBMITs and CMD_UNLINKs, reads what the kiosk returns with the server's
+reader (which checks every descriptor), and prints it as JSON.
 
-What umockdev 0.17 cannot do (docs/usb.md, section 7): give libusb an isochronous packet's actual
-length or status. Both its replay paths copy only ``struct usbdevfs_urb`` (without the packet
-descriptors that follow it) and the buffer between the process and the recording, so libusb reads
-each packet's ``actual_length`` as the 0 it set itself; the recorded IN bytes reach libusb's buffer
-but no packet says it got them.
+What umockdev 0.17's recordings cannot do (docs/usb.md, section 7): give libusb an isochronous
+packet's actual length or status. Both its replay paths copy only ``struct usbdevfs_urb`` (without
+the packet descriptors that follow it) and the buffer between the process and the recording, so
+libusb reads each packet's ``actual_length`` as the 0 it set itself; the recorded IN bytes reach
+libusb's buffer but no packet says it got them. Hence the third webcam.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tests.client.tokens.umockdev_harness import UMockdev
 from tests.usb import usbmon
 from tests.usb.lsusb import load
 from tests.usb.umockdev_kiosk import describe
+from tests.usb.usbfs_iso import IsoDevice
 from wayray.usb.descriptors import parse
 from wayray.usb.export import UsbipExport
 from wayray.usb.usbip import CmdSubmit, CmdUnlink, Direction, RetSubmit, RetUnlink, UsbipReader, encode
@@ -42,6 +45,13 @@ OUT_BUFFER = SPEAKER[:96] + b"\xee" * 8 + SPEAKER[96:]
 OUT_PACKETS = ((0, 96, 0, 0), (104, 96, 0, 0))
 IN_PACKETS = ((0, 192, 0, 0), (192, 192, 0, 0), (384, 192, 0, 0))
 MICROPHONE = bytes((i * 7) % 256 for i in range(500))
+#: What the emulated microphone's packets get: 192 bytes, 100 bytes, none (missed its frame: -EXDEV).
+MICROPHONE_SCRIPT = [192, 100, -18]
+
+
+def emulated() -> IsoDevice:
+    """The emulated webcam's usbfs: the microphone on 0x81, the speaker on 0x02."""
+    return IsoDevice({0x81: MICROPHONE_SCRIPT}, {0x02})
 
 
 def ioctl_recording(path: Path) -> None:
@@ -71,6 +81,10 @@ async def main() -> None:
         directory / "idle.pcap", 1, 4, [usbmon.Control(bytes.fromhex("8006000100001200"), c.raw[:18])]
     )
     testbed.load_pcap(paths[-1], str(directory / "idle.pcap"))
+    text, _paths = describe(c, 4)
+    testbed.add_from_string(text)
+    device = emulated()
+    testbed.attach_ioctl("/dev/bus/usb/001/005", device)
 
     context = usb1.USBContext()
     devices = {d.getDeviceAddress(): d for d in context.getDeviceList()}
@@ -155,6 +169,42 @@ async def main() -> None:
     result["worker_errors"] = [
         repr(f.exception()) for f in (export._pending.get(4), worker) if f and f.exception()
     ]
+    export.release()
+
+    # The emulated device: the microphone's packets with what each got, the speaker's from their
+    # offsets, and a URB on an endpoint that never answers, unlinked (its discard reaches usbfs).
+    export, returns, got, faults, arrived = rig(5)
+    for cmd in (
+        CmdSubmit(7, DEVID, Direction.IN, 1, ISO_ASAP, 576, 0, 3, 1, bytes(8), b"", IN_PACKETS),
+        CmdSubmit(8, DEVID, Direction.OUT, 2, ISO_ASAP, len(OUT_BUFFER), 0, 2, 1, bytes(8), OUT_BUFFER,
+                  OUT_PACKETS),
+    ):  # fmt: skip
+        returns.sent(cmd)
+        export.feed(encode(cmd))
+        await answered(got, cmd.seqnum - 6, arrived)
+    silent = CmdSubmit(9, DEVID, Direction.IN, 3, ISO_ASAP, 576, 0, 3, 1, bytes(8), b"", IN_PACKETS)
+    returns.sent(silent)
+    export.feed(encode(silent))
+    worker = export._pending[9]
+    while not worker.running():
+        await asyncio.sleep(0.05)
+    export.feed(encode(CmdUnlink(10, DEVID, 9)))
+    await answered(got, 3, arrived)
+    unlinked_at = time.monotonic()
+    while not worker.done() and time.monotonic() - unlinked_at < 60:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0)
+    result["emulated"] = [
+        {"seqnum": r.seqnum, "status": r.status, "actual": r.actual_length, "errors": r.error_count,
+         "data": r.data.hex(), "iso": [list(p) for p in r.iso]} if isinstance(r, RetSubmit)
+        else {"unlink": r.seqnum, "status": r.status}
+        for r in got
+    ]  # fmt: skip
+    result["emulated_faults"] = faults
+    result["emulated_received"] = [[p.hex() for p in urb] for urb in device.received]
+    result["emulated_discarded"] = device.discarded
+    result["emulated_worker_ended"] = worker.done()
+    export.close()
     export.release()
     print(json.dumps(result), flush=True)
 
