@@ -97,6 +97,20 @@ def test_an_isochronous_out_gets_each_packets_actual_length_back(result: dict) -
 def test_an_unlinked_isochronous_transfer_is_discarded_at_usbfs(result: dict) -> None:
     """An isochronous IN on an endpoint that never answers, unlinked: RET_UNLINK -ECONNRESET, the
     URB discarded at usbfs (USBDEVFS_DISCARDURB), its worker over, no RET_SUBMIT for it."""
-    assert result["emulated"][2:] == [{"unlink": 10, "status": ECONNRESET}]
+    assert result["emulated"][2] == {"unlink": 10, "status": ECONNRESET}
+    assert [r.get("seqnum") for r in result["emulated"]] == [7, 8, None, 11, 12]  # nothing for 9
     assert result["emulated_discarded"] == 1 and result["emulated_worker_ended"] is True
     assert result["emulated_faults"] == []
+
+
+def test_when_usbfs_fails_under_an_isochronous_transfer_it_is_answered_and_the_device_goes_on(
+    result: dict,
+) -> None:
+    """usbfs fails every reap while a URB on endpoint 0x84 is queued (libusb's event handling fails
+    with LIBUSB_ERROR_IO): the kiosk cancels that transfer, answers it -EPROTO on the URB and its
+    three packets, and the microphone's next URB is served as before."""
+    failed, again = result["emulated"][3:]
+    assert result["emulated_reap_failures"] >= 1
+    packets = [[0, 192, 0, EPROTO], [192, 192, 0, EPROTO], [384, 192, 0, EPROTO]]
+    assert failed == {"seqnum": 11, "status": EPROTO, "actual": 0, "errors": 3, "data": "", "iso": packets}
+    assert again == {**result["emulated"][0], "seqnum": 12}

@@ -8,7 +8,8 @@ compares with what libusb submits, and one isochronous IN URB on 0x81); the one 
 usbmon recording with no isochronous transfer in it, so an isochronous URB submitted there stays
 pending in libusb until it is cancelled; the one on port 4 from tests/usb/usbfs_iso.py, which plays
 usbfs's isochronous ioctls itself and so gives libusb each packet's actual length and status (a
-microphone on 0x81, a speaker on 0x02, an endpoint 0x83 that never answers). This process plays
+microphone on 0x81, a speaker on 0x02, an endpoint 0x83 that never answers, and 0x84 on which
+usbfs fails). This process plays
 vhci_hcd: it writes CMD_SUBMITs and CMD_UNLINKs, reads what the kiosk returns with the server's
 reader (which checks every descriptor), and prints it as JSON.
 
@@ -50,8 +51,8 @@ MICROPHONE_SCRIPT = [192, 100, -18]
 
 
 def emulated() -> IsoDevice:
-    """The emulated webcam's usbfs: the microphone on 0x81, the speaker on 0x02."""
-    return IsoDevice({0x81: MICROPHONE_SCRIPT}, {0x02})
+    """The emulated webcam's usbfs: the microphone on 0x81, the speaker on 0x02, 0x84 broken."""
+    return IsoDevice({0x81: MICROPHONE_SCRIPT}, {0x02}, frozenset({0x84}))
 
 
 def ioctl_recording(path: Path) -> None:
@@ -194,6 +195,18 @@ async def main() -> None:
     while not worker.done() and time.monotonic() - unlinked_at < 60:
         await asyncio.sleep(0.05)
     await asyncio.sleep(0)
+    result["emulated_discarded"] = device.discarded  # the unlinked one
+    result["emulated_worker_ended"] = worker.done()
+    # usbfs failing under a URB on 0x84: libusb's event handling fails; the URB is cancelled and
+    # answered -EPROTO, and the microphone works again after it.
+    for cmd in (
+        CmdSubmit(11, DEVID, Direction.IN, 4, ISO_ASAP, 576, 0, 3, 1, bytes(8), b"", IN_PACKETS),
+        CmdSubmit(12, DEVID, Direction.IN, 1, ISO_ASAP, 576, 0, 3, 1, bytes(8), b"", IN_PACKETS),
+    ):  # fmt: skip
+        returns.sent(cmd)
+        export.feed(encode(cmd))
+        await answered(got, cmd.seqnum - 7, arrived)
+    result["emulated_reap_failures"] = device.reap_failures
     result["emulated"] = [
         {"seqnum": r.seqnum, "status": r.status, "actual": r.actual_length, "errors": r.error_count,
          "data": r.data.hex(), "iso": [list(p) for p in r.iso]} if isinstance(r, RetSubmit)
@@ -202,8 +215,6 @@ async def main() -> None:
     ]  # fmt: skip
     result["emulated_faults"] = faults
     result["emulated_received"] = [[p.hex() for p in urb] for urb in device.received]
-    result["emulated_discarded"] = device.discarded
-    result["emulated_worker_ended"] = worker.done()
     export.close()
     export.release()
     print(json.dumps(result), flush=True)

@@ -12,6 +12,8 @@ What the device does is scripted, per endpoint:
   (at most its length; a negative number is that status with no data), the bytes ``fill(n, i)``;
 - an OUT endpoint in ``speaker`` takes every URB: each packet gets its whole length (status 0), and
   what it carried is kept in ``received`` (per URB, per packet);
+- an endpoint in ``broken`` makes usbfs fail: from its URB's submit until that URB is discarded,
+  every reap fails with EIO (libusb's event handling then fails);
 - any other endpoint never completes (a device that does not answer): its URBs wait for a discard.
 
 Interface claims and alternate settings are accepted. libusb, usb1 and everything above them are
@@ -48,10 +50,15 @@ def fill(n: int, packet: int) -> bytes:
 
 
 class IsoDevice(UMockdev.IoctlBase):  # type: ignore[misc]
-    def __init__(self, microphone: dict[int, list[int]], speaker: set[int]) -> None:
+    def __init__(
+        self, microphone: dict[int, list[int]], speaker: set[int], broken: frozenset[int] = frozenset()
+    ) -> None:
         super().__init__()
         self.microphone = microphone
         self.speaker = speaker
+        self.broken = broken
+        self.failing: int | None = None  # the address of the broken endpoint's URB, until discarded
+        self.reap_failures = 0
         self.lock = threading.Lock()
         self.done: list[tuple[Any, Any]] = []  # (client's request data, urb data) ready to reap
         self.waiting: dict[int, tuple[Any, Any]] = {}  # urb address -> urb data, never completed
@@ -66,6 +73,10 @@ class IsoDevice(UMockdev.IoctlBase):  # type: ignore[misc]
             self._submit(client)
         elif request in (REAPURB, REAPURBNDELAY):
             with self.lock:
+                if self.failing is not None:
+                    self.reap_failures += 1
+                    client.complete(-1, errno.EIO)
+                    return True
                 ready = self.done.pop(0) if self.done else None
             if ready is None:
                 client.complete(-1, errno.EAGAIN)
@@ -77,6 +88,8 @@ class IsoDevice(UMockdev.IoctlBase):  # type: ignore[misc]
             address = struct.unpack_from("<Q", raw(client.get_arg()))[0]
             with self.lock:
                 urb = self.waiting.pop(address, None)
+                if address == self.failing:
+                    self.failing = None
                 if urb is not None:
                     urb.update(4, struct.pack("<i", -errno.ENOENT))
                     self.done.append(urb)
@@ -126,6 +139,8 @@ class IsoDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         else:
             with self.lock:
                 self.waiting[urb.client_addr] = urb
+                if endpoint in self.broken:
+                    self.failing = urb.client_addr
         client.complete(0, 0)
 
     def _finish(self, urb: Any, actual: int, errors: int) -> None:

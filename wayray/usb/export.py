@@ -57,6 +57,8 @@ CLEAR_FEATURE, SET_CONFIGURATION, SET_INTERFACE = 0x01, 0x09, 0x0B
 ENDPOINT_HALT = 0
 #: A bulk or interrupt read waits this long at a time, then looks whether it was unlinked.
 READ_SLICE_MS = 500
+#: Failures of libusb's event handling in a row after which an isochronous URB is given up.
+EVENT_FAILURES = 10
 #: Threads per device: the URBs it may have waiting at once in libusb (more wait their turn).
 THREADS_PER_DEVICE = 16
 #: Endpoint attribute bits of an interrupt endpoint (bmAttributes & 3).
@@ -244,14 +246,26 @@ class UsbipExport:
             log.info("usb: an isochronous transfer on endpoint %#04x was refused: %s", address, err)
             transfer.close()
             return _failed(cmd, _usb_error_status(usb1, err))
-        cancelled = False
+        cancelled, failures = False, 0
         while not finished.is_set():
-            if not cancelled and (self.failed or cmd.seqnum in self._unlinked):
+            if not cancelled and (self.failed or cmd.seqnum in self._unlinked or failures):
                 cancelled = True
                 with contextlib.suppress(usb1.USBError):  # completed meanwhile: its callback comes
                     transfer.cancel()
-            self.context.handleEventsTimeout(READ_SLICE_MS / 1000)
+            try:
+                self.context.handleEventsTimeout(READ_SLICE_MS / 1000)
+            except usb1.USBErrorInterrupted:
+                continue
+            except usb1.USBError as err:  # libusb's event handling failed (the device went away...)
+                failures += 1
+                if failures >= EVENT_FAILURES:
+                    # Left to libusb: closing the handle frees it. The URB is answered now.
+                    log.warning("usb: an isochronous transfer on endpoint %#04x is lost: %s", address, err)
+                    return _failed(cmd, -errno.EPROTO)
         status = _LIBUSB_STATUS.get(transfer.getStatus(), -errno.EPROTO)
+        if failures and status == -errno.ECONNRESET:  # cancelled because libusb failed, not unlinked
+            log.info("usb: an isochronous transfer on endpoint %#04x failed in libusb's events", address)
+            status = -errno.EPROTO
         if status:
             transfer.close()
             return _failed(cmd, status)
