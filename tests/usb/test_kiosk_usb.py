@@ -93,10 +93,11 @@ class UsbKiosk:
         name: str = "a",
         extra_env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        rules: str = KIOSK_RULES,
     ) -> None:
         root = inst.tmp / f"kiosk-{name}"
         (root / "etc" / "wayray").mkdir(parents=True)
-        (root / "etc" / "wayray" / "usb.toml").write_text(KIOSK_RULES)
+        (root / "etc" / "wayray" / "usb.toml").write_text(rules)
         fingerprint = inst.status()["fingerprint"]
         plugs = [a for p in plugged for a in ("--plug", p)]
         # wrclient's main() runs inside the testbed's process: its arguments follow the plugs.

@@ -68,7 +68,7 @@ async def main() -> None:
             (got if isinstance(m, RetSubmit) else unlinks).append(m)  # type: ignore[arg-type]
         arrived.set()
 
-    export = UsbipExport(handle, desc, send, faults.append)
+    export = UsbipExport(handle, desc, send, faults.append, context=context)
     export.claim()  # the YubiKey's three interfaces, as usbip-host binds the whole device
     for seqnum, setup, length in (
         (1, DEVICE_DESCRIPTOR, 18),

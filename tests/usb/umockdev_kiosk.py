@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from tests.client.tokens.umockdev_harness import UMockdev
 from tests.usb import usbmon
@@ -26,6 +27,9 @@ from tests.usb.lsusb import Capture, load
 from wayray.usb.descriptors import parse
 
 ROOT_HUB = "/sys/devices/pci0000:00/0000:00:14.0/usb1"
+#: The emulated isochronous devices by name: {"received": NAME} on stdin answers what their OUT
+#: endpoints got.
+EMULATED: dict[str, Any] = {}
 
 
 def describe(c: Capture, port: int) -> tuple[str, list[str]]:
@@ -72,9 +76,24 @@ A: bInterfaceProtocol={intf.protocol:02x}
 
 def record(testbed: object, c: Capture, port: int, paths: list[str]) -> None:
     """A usbmon recording of the device's answers to GET_DESCRIPTOR for itself and its configuration
-    (in that order), which umockdev replays to libusb on the device's node. The benchmark
+    (in that order), which umockdev replays to libusb on the device's node (with
+    $WAYRAY_USB_IOCTL="NAME=FILE,...", that ioctl-tree recording for the device NAME instead, or with
+    NAME=emulated, tests/usb/usbfs_iso.py's isochronous device). The benchmark
     (bench/usb_roundtrip.py) asks for more: $WAYRAY_USB_BENCH="CONTROLS:BULKS:SIZE" appends that many
     device descriptors, then bulk INs of SIZE bytes on endpoint 0x81."""
+    ioctl = dict(i.split("=", 1) for i in os.environ.get("WAYRAY_USB_IOCTL", "").split(",") if i)
+    node = f"/dev/bus/usb/001/{port + 1:03d}"
+    if ioctl.get(c.name) == "emulated":
+        # usbfs's isochronous ioctls played by tests/usb/usbfs_iso.py (tests/usb/umockdev_iso.py's script).
+        from tests.usb.umockdev_iso import emulated
+
+        EMULATED[c.name] = emulated()
+        testbed.attach_ioctl(node, EMULATED[c.name])  # type: ignore[attr-defined]
+        return
+    if c.name in ioctl:
+        # An ioctl-tree recording instead (umockdev's own format: tests/usb/umockdev_iso.py).
+        testbed.load_ioctl(node, ioctl[c.name])  # type: ignore[attr-defined]
+        return
     directory = Path(tempfile.mkdtemp(prefix="wayray-usbmon-"))
     total = len(c.raw) - 18
     device = usbmon.Control(bytes.fromhex("8006000100001200"), c.raw[:18])
@@ -99,8 +118,13 @@ def main() -> None:
     def commands() -> None:
         for line in sys.stdin:
             cmd = json.loads(line)
+            answer: dict[str, Any] = {"done": cmd}
             with lock:
-                if "plug" in cmd:
+                if "received" in cmd:
+                    device = EMULATED[cmd["received"]]
+                    with device.lock:
+                        answer["received"] = [[p.hex() for p in urb] for urb in device.received]
+                elif "plug" in cmd:
                     c = load(cmd["plug"])
                     text, paths = describe(c, cmd["port"])
                     testbed.add_from_string(text)
@@ -110,7 +134,7 @@ def main() -> None:
                     for path in plugged.pop(cmd["unplug"]):
                         testbed.uevent(path, "remove")
                         testbed.remove_device(path)
-            print(json.dumps({"done": cmd}), flush=True)
+            print(json.dumps(answer), flush=True)
 
     # Devices plugged in before wrclient starts: --plug NAME:PORT before wrclient's arguments.
     while argv and argv[0] == "--plug":

@@ -295,7 +295,7 @@ class KioskUsb:
                 self._send(UsbWithdraw(device=handle_id, reason=reason[:1000]))
                 dev.handle = None
 
-        dev.export = UsbipExport(dev.usb_handle, parse(dev.descriptors), send, fault)
+        dev.export = UsbipExport(dev.usb_handle, parse(dev.descriptors), send, fault, context=self._context)
         dev.export.claim()
         log.info("usb: %s is served to the session", dev.identity.describe())
 

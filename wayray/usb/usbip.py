@@ -17,6 +17,13 @@ direction, endpoint) followed by 28 bytes that depend on the command, then data:
 direction out of range, a buffer over :data:`MAX_TRANSFER` (as soon as the header says so, before the
 data arrives), a return for a seqnum not outstanding, more data than was asked for, a stream that ends
 inside a message. The caller then closes that device's stream only.
+
+Isochronous URBs (``number_of_packets`` neither 0 nor 0xFFFFFFFF) carry one descriptor per packet
+(offset, length, actual_length, status). A submit's packets must lie inside its buffer and add up to
+no more than it; a return must keep each packet's offset and length as the submit gave them, give no
+packet more than its length, and its ``actual_length`` must be the sum of the packets' (the kernel's
+``usbip_recv_iso`` and ``usbip_pad_iso`` rely on all of this). An IN return's data is what each packet
+got, packed in packet order (:func:`pack_iso_in`); vhci_hcd moves each packet to its offset.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ SUBMIT = struct.Struct(">IiiIi8s")  # transfer_flags, buffer_length, start_frame
 RET_SUBMIT = struct.Struct(">iiiIi8x")  # status, actual_length, start_frame, packets, error_count
 UNLINK = struct.Struct(">I24x")  # unlink_seqnum
 RET_UNLINK = struct.Struct(">i24x")  # status
-ISO = struct.Struct(">IIII")  # offset, length, actual_length, status
+ISO = struct.Struct(">IIIi")  # offset, length, actual_length, status (signed: -EXDEV, ...)
 SIZE = HEADER.size + SUBMIT.size  # every message's fixed part: 48 bytes
 assert (
     SIZE == HEADER.size + RET_SUBMIT.size == HEADER.size + UNLINK.size == HEADER.size + RET_UNLINK.size == 48
@@ -106,6 +113,17 @@ class RetUnlink:
 
 
 Message = CmdSubmit | RetSubmit | CmdUnlink | RetUnlink
+IsoPacket = tuple[int, int, int, int]  # offset, length, actual_length, status
+
+
+def pack_iso_in(
+    packets: list[tuple[int, int]], results: list[tuple[int, bytes]]
+) -> tuple[bytes, tuple[IsoPacket, ...], int]:
+    """An isochronous IN return's parts from the submit's packets (offset, length) and what each one
+    got (status, data): the data packed in packet order (only the bytes received), the descriptors
+    (offset and length as submitted, actual_length, status) and the error count."""
+    descriptors = tuple((o, n, len(b), s) for (o, n), (s, b) in zip(packets, results, strict=True))
+    return b"".join(b for _s, b in results), descriptors, sum(1 for s, _b in results if s)
 
 
 def _iso(packets: int) -> int:
@@ -135,6 +153,7 @@ class _Pending:
     direction: Direction
     buffer_length: int
     packets: int
+    iso: tuple[IsoPacket, ...] = ()
 
 
 @dataclass
@@ -156,7 +175,9 @@ class UsbipReader:
     def sent(self, cmd: CmdSubmit | CmdUnlink) -> None:
         """The server relayed ``cmd`` to the device: a return for it may come."""
         if isinstance(cmd, CmdSubmit):
-            self._outstanding[cmd.seqnum] = _Pending(cmd.direction, cmd.buffer_length, _iso(cmd.packets))
+            self._outstanding[cmd.seqnum] = _Pending(
+                cmd.direction, cmd.buffer_length, _iso(cmd.packets), cmd.iso
+            )
 
     def feed(self, data: bytes, *, end: bool = False) -> list[Message]:
         """The messages ``data`` completes, in order; UsbipError at the first fault."""
@@ -200,6 +221,8 @@ class UsbipReader:
             _flags, length, _sf, packets, _int, _setup = SUBMIT.unpack_from(self._buffer, HEADER.size)
             packets = _iso(packets)
             self._limits(f"CMD_SUBMIT {seqnum}", length, packets)
+            if packets and ep == 0:
+                raise UsbipError(f"CMD_SUBMIT {seqnum}: isochronous packets on endpoint 0")
             if seqnum in self._outstanding:
                 raise UsbipError(f"CMD_SUBMIT {seqnum}: that seqnum is outstanding already")
             if len(self._outstanding) >= MAX_OUTSTANDING:
@@ -236,7 +259,8 @@ class UsbipReader:
             n = _iso(packets)
             data_len = len(rest) - n * ISO.size
             iso = tuple(ISO.unpack_from(rest, data_len + i * ISO.size) for i in range(n))
-            self._outstanding[seqnum] = _Pending(Direction(direction), length, n)
+            _check_submitted(f"CMD_SUBMIT {seqnum}", length, iso)
+            self._outstanding[seqnum] = _Pending(Direction(direction), length, n, iso)
             how = Direction(direction)
             return CmdSubmit(
                 seqnum, devid, how, ep, flags, length, start, packets, interval, setup, rest[:data_len], iso
@@ -246,6 +270,8 @@ class UsbipReader:
             pending = self._outstanding.pop(seqnum)
             data_len = len(rest) - pending.packets * ISO.size
             iso = tuple(ISO.unpack_from(rest, data_len + i * ISO.size) for i in range(pending.packets))
+            if pending.packets:
+                _check_returned(f"RET_SUBMIT {seqnum}", actual, pending.iso, iso)
             return RetSubmit(seqnum, status, actual, start, packets, errors, rest[:data_len], iso)
         if command == Command.CMD_UNLINK:
             (target,) = UNLINK.unpack_from(raw, HEADER.size)
@@ -256,3 +282,38 @@ class UsbipReader:
     def answered(self, seqnum: int) -> None:
         """The kiosk answered (or dropped) submit ``seqnum``: it is no longer outstanding."""
         self._outstanding.pop(seqnum, None)
+
+
+def _check_submitted(what: str, buffer_length: int, iso: tuple[IsoPacket, ...]) -> None:
+    """A submit's packets lie inside its buffer and add up to no more than it."""
+    total = 0
+    for i, (offset, length, _actual, _status) in enumerate(iso):
+        if offset + length > buffer_length:
+            raise UsbipError(
+                f"{what}: packet {i} at offset {offset} of {length} bytes "
+                f"ends past the buffer of {buffer_length}"
+            )
+        total += length
+    if total > buffer_length:
+        raise UsbipError(f"{what}: packets of {total} bytes in all for a buffer of {buffer_length}")
+
+
+def _check_returned(
+    what: str, actual_length: int, submitted: tuple[IsoPacket, ...], returned: tuple[IsoPacket, ...]
+) -> None:
+    """A return's packets are the submit's (offset, length), none got more than its length, and
+    together they got ``actual_length`` bytes."""
+    total = 0
+    for i, ((offset, length, _a, _s), (r_offset, r_length, actual, _status)) in enumerate(
+        zip(submitted, returned, strict=True)
+    ):
+        if (r_offset, r_length) != (offset, length):
+            raise UsbipError(
+                f"{what}: packet {i} at offset {r_offset} of {r_length} bytes, "
+                f"the submit's was at {offset} of {length}"
+            )
+        if actual > length:
+            raise UsbipError(f"{what}: packet {i} got {actual} bytes of {length}")
+        total += actual
+    if total != actual_length:
+        raise UsbipError(f"{what}: the packets got {total} bytes, actual_length says {actual_length}")
