@@ -57,6 +57,12 @@ class Peer:
     pool_port: int
 
 
+def rendezvous_home(members: list[str] | tuple[str, ...], digest: str) -> str:
+    """The home rendezvous (highest-random-weight) hashing gives ``digest`` among the member ids
+    ``members``: what every member computes over the members it sees alive (docs/pools.md §3.2)."""
+    return max(members, key=lambda member: hashlib.sha256(f"{member}/{digest}".encode()).digest())
+
+
 def _member_json(m: Member) -> dict[str, Any]:
     return asdict(m)
 
@@ -198,7 +204,7 @@ class LanDirectory:
 
     def home(self, digest: str) -> str:
         """The member that decides ``digest``'s claims (rendezvous hashing over :meth:`alive`)."""
-        return max(self.alive(), key=lambda member: hashlib.sha256(f"{member}/{digest}".encode()).digest())
+        return rendezvous_home(self.alive(), digest)
 
     def _dead(self, member_id: str, why: str) -> None:
         """A request to ``member_id`` went unanswered: it is no home any more, and the entries it
