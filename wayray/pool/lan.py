@@ -202,6 +202,25 @@ class LanDirectory:
         target of placement (docs/pools.md §5)."""
         return member_id in self._proven
 
+    def refused_peers(self) -> dict[str, str]:
+        """The members found that failed the members' key check when last dialled (member id → why,
+        as logged): their pool token key is not this member's (docs/pools.md §3.3)."""
+        found = {}
+        for member_id, peer in self._peers.items():
+            why = self.client.refusal(peer.pool_host, peer.pool_port)
+            if why is not None:
+                found[member_id] = why
+        return found
+
+    def refused_by_all(self) -> list[str]:
+        """The members refusing this one when every member it found and dialled refuses it at the
+        key check and none has passed it lately (empty otherwise): then it is this member whose key
+        is likely not the pool's (certain when two or more refuse it; with one, either may be)."""
+        refused = self.refused_peers()
+        if any(m in self._proven and self.heard_from(m, self.ttl) for m in self._peers if m not in refused):
+            return []
+        return sorted(refused)
+
     def home(self, digest: str) -> str:
         """The member that decides ``digest``'s claims (rendezvous hashing over :meth:`alive`)."""
         return rendezvous_home(self.alive(), digest)
