@@ -75,11 +75,12 @@ def key_refusal(table: SessionTable, shared: Shared | None) -> str | None:
     settings = table.settings
     known = {ad.member_id: ad_name(ad) for ad in shared.browser.members()}
     names = ", ".join(f"{known.get(member_id, '-')} ({member_id})" for member_id in refusers)
+    first = directory.refused_peers().get(refusers[0], "")
     return (
         f"every member of pool {settings.pool} it found ({names}) refuses it at the members' key "
         f"check: the pool token key in {settings.token_key} is not theirs; copy the pool's token key "
         f"file from a member of pool {settings.pool} to {settings.token_key} and restart this member "
-        "(docs/pools.md §3.3)"
+        f"(docs/pools.md §3.3). The first said: {first.split(' is not taken into the pool: ', 1)[-1]}"
     )
 
 
