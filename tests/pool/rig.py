@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import script
-from tests.e2e.harness import Client, Harness, WrServer
+from tests.e2e.harness import Client, Harness, WrServer, eventually
 from tests.pool.netns import Host
 from wayray.common.xdg import DERIVED_CERT, DERIVED_KEY
 from wayray.transport.identity import ServerIdentity
@@ -88,3 +88,28 @@ def start_client(harness: Harness, host: Host, *args: str) -> Client:
     client = Client(proc, out, err)
     harness.clients.append(client)
     return client
+
+
+def wradm(harness: Harness, srv: MemberServer, *args: str) -> str:
+    """``wradm ARGS`` against ``srv``'s admin socket, as an operator on its host runs it: what it prints."""
+    run = subprocess.run(
+        [script("wradm"), *args, "--admin-socket", str(srv.runtime / "admin.sock")],
+        env=harness.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
+def wradm_until(harness: Harness, srv: MemberServer, view: str, words: str) -> str:
+    """What ``wradm VIEW`` prints on ``srv`` once it says ``words`` (waited for: the members find
+    each other's state within a few keep-alive rounds)."""
+
+    def said() -> str | None:
+        out = wradm(harness, srv, view)
+        return out if words in out else None
+
+    found: str = eventually(said, f"wradm {view} on {srv.host.name} to say {words!r}")
+    return found

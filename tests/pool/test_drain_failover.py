@@ -11,7 +11,6 @@ but the pool's name and its members' fingerprints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from tests.e2e.kiosk import KioskProc
 from tests.pool.netns import Host, Lan, link
 from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, sharing
 from wayray.config.model.policies import SessionTokenKind
+from wayray.pool.lan import rendezvous_home as home
 from wayray.server.tokens import TokenHasher
 
 pytestmark = pytest.mark.slow
@@ -36,10 +36,10 @@ FAILOVER_BOUND = 20.0
 QUIET = ["sleep", "3600"]  # sessions with nothing in them: the compositor's background is enough
 
 
-def three_members(harness: Harness, net: Lan) -> list[MemberServer]:
+def three_members(harness: Harness, net: Lan, command: list[str] | None = None) -> list[MemberServer]:
     hosts = [net.add(n) for n in ("srva", "srvb", "srvc")]
     pins = [member_identity(harness, h) for h in hosts]
-    members = [member(harness, h, extra=sharing(harness, pins), command=QUIET) for h in hosts]
+    members = [member(harness, h, extra=sharing(harness, pins), command=command or QUIET) for h in hosts]
     for srv in members:  # each has found the two others by mDNS and reaches them on the pool port
         eventually(
             lambda s=srv: sum(m["answers"] and not m["this"] for m in s.admin("pool")["members"]) == 2,
@@ -202,11 +202,6 @@ def test_a_member_that_only_stalls_keeps_its_sessions_and_its_kiosk(harness: Har
 def member_id(srv: MemberServer) -> str:
     found: str = srv.admin("status")["pool"]["member"]
     return found
-
-
-def home(members: list[str], digest: str) -> str:
-    """The digest's home among ``members`` (rendezvous hashing, docs/pools.md §3.2)."""
-    return max(members, key=lambda m: hashlib.sha256(f"{m}/{digest}".encode()).digest())
 
 
 def test_a_restarted_member_that_has_not_reached_every_member_yet_sends_the_badge_to_its_session(

@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.harness import Harness, eventually
 from tests.pool.etcd_rig import etcd_cluster
 from tests.pool.netns import Host, Lan
-from tests.pool.rig import FOOT, MemberServer, kiosk_argv, member, member_identity
+from tests.pool.rig import FOOT, MemberServer, kiosk_argv, member, member_identity, wradm, wradm_until
 from tests.pool.test_drain_failover import holder, one_shot
 from tests.pool.test_redirect import run_kiosk
 
@@ -110,6 +110,21 @@ def test_a_member_with_another_token_key_takes_no_badge_and_says_why(harness: Ha
         assert f"the pool token key in {wrong} is not the pool's" in said[0], said[0]
         assert "copy the pool's token key file from a member of pool lab" in said[0], said[0]
         assert "NOT sharing the session directory in etcd" in m.log_text()
+        # What an operator reads: on the refused member, that it takes no badges, why and what to do;
+        # on the other, which member is refused (it announces its refusal: etcd holds no record of it).
+        m_id = m.admin("status")["pool"]["member"]
+        for view in ("pool", "status"):
+            told = wradm(harness, m, view)
+            assert (
+                "takes no badges" in told and f"the pool token key in {wrong} is not the pool's" in told
+            ), told
+            assert "copy the pool's token key file from a member of pool lab" in told, told
+        seen = wradm_until(harness, a, "pool", " is refused")
+        assert f"member standalone on srvm ({m_id}) is refused" in seen, seen
+        assert f"standalone on srvm ({m_id}): refused at the members' key check" in wradm(
+            harness, a, "status"
+        )
+        assert "takes no badges" not in seen + wradm(harness, a, "status")
         for key_file in (right, wrong):  # no byte of either key in either log
             secret = key_file.read_bytes()
             assert secret.hex() not in a.log_text() + m.log_text()

@@ -10,8 +10,9 @@ import pytest
 
 from tests.e2e.harness import Harness, eventually
 from tests.pool.netns import Lan
-from tests.pool.rig import MemberServer, member, member_identity, sharing
+from tests.pool.rig import MemberServer, member, member_identity, sharing, wradm, wradm_until
 from tests.pool.test_drain_failover import QUIET, holder, one_shot
+from tests.pool.test_etcd_pool import refused_at
 
 pytestmark = pytest.mark.slow
 
@@ -64,5 +65,24 @@ def test_a_member_without_the_pool_key_is_refused_and_the_pool_carries_on(
     assert holder([a, b, c], again["session_id"]) is a and len(a.sessions()) == 3
     assert answers(a, b) and answers(b, a)
     assert answers(a, c) is False and answers(b, c) is False, "C was taken into the pool after all"
+    # C, left out, takes no badge itself either: a kiosk that reaches it (a pool kiosk may dial it
+    # first, it announces room) is told to try another server; before, C gave badge 0 a second session.
+    told = refused_at(harness, kiosk, c, "keycheck-badge-0")
+    assert "its pool token key is not the pool's" in told, told[-3000:]
+    assert c.sessions() == [] and len(a.sessions()) == 3
+    # What an operator reads: on C, that it takes no badges, why and what to do (wradm pool and
+    # wradm status); on A and B, that C is refused and which member it is.
+    c_id = c.admin("status")["pool"]["member"]
+    for view in ("pool", "status"):
+        told = wradm_until(harness, c, view, "takes no badges")
+        assert f"the pool token key in {wrong} is not theirs" in told, told
+        assert f"copy the pool's token key file from a member of pool lab to {wrong}" in told, told
+    for srv in (a, b):
+        listed = wradm(harness, srv, "pool")
+        assert f"member standalone on srvc ({c_id}) is refused" in listed, listed
+        assert "the pool token key differs" in listed, listed
+        status = wradm(harness, srv, "status")
+        assert f"standalone on srvc ({c_id}): refused at the members' key check" in status, status
+        assert "takes no badges" not in listed + status
     for srv in (a, b, c):
         assert "keycheck-badge" not in srv.log_text()

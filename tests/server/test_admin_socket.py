@@ -127,7 +127,8 @@ STATUS = {
     "access_key_file": "/var/lib/wayray/lab/access.key", "client_ca": None, "not_responding": ["c0de"],
     "unlocking": 0, "max_sessions": 500, "draining": True,
     "pool": {"name": "lab", "member": "6f1c0a9e3b2d4c15", "announced_as": "lab on srv1", "announcements": 3,
-             "shares_directory": True},
+             "shares_directory": True, "key_refused": None,
+             "refused_members": ["lab on srv3 (9d0e5f1a2b3c4d5e)"]},
     "policy": {"detached_timeout_s": 86400.0, "idle_timeout_s": None, "reauth_on_reattach": False},
     "config": {"digests": {"restart": "d1", "reload": "d2"}},
 }  # fmt: skip

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             ", ".join(f"{a}:{m.port}" for a in m.addresses) or "-",
             m.state or "-",
             f"{m.sessions}/{m.capacity}",
-            "yes" if m.answers else "no" if m.answers is False else "-",
+            "REFUSED" if m.refused else "yes" if m.answers else "no" if m.answers is False else "-",
             "now" if m.this else f"{m.last_seen_s:g} s ago" if m.last_seen_s is not None else "-",
         ]
         for m in answer.members
@@ -41,4 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"pool {answer.name}:")
         print(table(rows, ["MEMBER", "NAME", "ADDRESS", "STATE", "SESSIONS", "ANSWERS", "SEEN"]))
+    this_refused = any(m.this and m.refused for m in answer.members)
+    for m in answer.members:
+        if not m.refused:
+            continue
+        if m.this:
+            print(f"REFUSED: this member takes no badges from the pool, its pool token key is refused: "
+                  f"{m.refused}")  # fmt: skip
+        elif this_refused:  # the same refusal, seen from the member left out
+            print(f"member {m.name or '-'} ({m.id}) refuses this member: {m.refused}")
+        else:
+            print(f"member {m.name or '-'} ({m.id}) is refused, not taken into the pool: {m.refused}")
     return EXIT_OK

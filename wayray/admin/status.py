@@ -61,7 +61,15 @@ def _pool(st: ap.StatusAnswer) -> str:
     if pool is not None:
         shares = "shares the session directory" if pool.shares_directory else "announces itself only"
         said = f"pool {pool.name}, member {pool.member} ({shares})"
-    return said + ("; DRAINED: takes no new sessions (wradm server undrain)" if st.draining else "")
+    said += "; DRAINED: takes no new sessions (wradm server undrain)" if st.draining else ""
+    if pool is not None and pool.key_refused:
+        said += f"\n  pool key     REFUSED: this member takes no badges from the pool: {pool.key_refused}"
+    if pool is not None and pool.refused_members and not pool.key_refused:
+        said += (
+            f"\n  refused      {', '.join(pool.refused_members)}: refused at the members' key check "
+            "(another pool token key), not taken into the pool (wradm pool says why)"
+        )
+    return said
 
 
 def _credentials(st: ap.StatusAnswer) -> str:

@@ -57,6 +57,12 @@ class Peer:
     pool_port: int
 
 
+def rendezvous_home(members: list[str] | tuple[str, ...], digest: str) -> str:
+    """The home rendezvous (highest-random-weight) hashing gives ``digest`` among the member ids
+    ``members``: what every member computes over the members it sees alive (docs/pools.md §3.2)."""
+    return max(members, key=lambda member: hashlib.sha256(f"{member}/{digest}".encode()).digest())
+
+
 def _member_json(m: Member) -> dict[str, Any]:
     return asdict(m)
 
@@ -196,9 +202,28 @@ class LanDirectory:
         target of placement (docs/pools.md §5)."""
         return member_id in self._proven
 
+    def refused_peers(self) -> dict[str, str]:
+        """The members found that failed the members' key check when last dialled (member id → why,
+        as logged): their pool token key is not this member's (docs/pools.md §3.3)."""
+        found = {}
+        for member_id, peer in self._peers.items():
+            why = self.client.refusal(peer.pool_host, peer.pool_port)
+            if why is not None:
+                found[member_id] = why
+        return found
+
+    def refused_by_all(self) -> list[str]:
+        """The members refusing this one when every member it found and dialled refuses it at the
+        key check and none has passed it lately (empty otherwise): then it is this member whose key
+        is likely not the pool's (certain when two or more refuse it; with one, either may be)."""
+        refused = self.refused_peers()
+        if any(m in self._proven and self.heard_from(m, self.ttl) for m in self._peers if m not in refused):
+            return []
+        return sorted(refused)
+
     def home(self, digest: str) -> str:
         """The member that decides ``digest``'s claims (rendezvous hashing over :meth:`alive`)."""
-        return max(self.alive(), key=lambda member: hashlib.sha256(f"{member}/{digest}".encode()).digest())
+        return rendezvous_home(self.alive(), digest)
 
     def _dead(self, member_id: str, why: str) -> None:
         """A request to ``member_id`` went unanswered: it is no home any more, and the entries it

@@ -65,6 +65,8 @@ class Figures:
     used: int = 0
     weight: int = 100
     draining: bool = False
+    #: Its pool token key is refused by the pool (the members' key check): it takes no badges.
+    key_refused: bool = False
 
     @property
     def load(self) -> int:
@@ -100,7 +102,8 @@ class MemberAd:
 
     @property
     def takes_new_sessions(self) -> bool:
-        return not self.figures.draining and self.figures.weight > 0 and self.free > 0
+        figures = self.figures
+        return not figures.draining and not figures.key_refused and figures.weight > 0 and self.free > 0
 
 
 def txt_record(
@@ -112,8 +115,8 @@ def txt_record(
     figures: Figures,
     pool_port: int,
 ) -> dict[str, str]:
-    """The TXT keys of docs/pools.md §1, ``txtvers`` first."""
-    return {
+    """The TXT keys of docs/pools.md §1, ``txtvers`` first (``key`` only when it is refused)."""
+    txt = {
         "txtvers": TXT_VERSION,
         "proto": f"{protocol[0]}.{protocol[1]}",
         "id": member_id,
@@ -126,6 +129,9 @@ def txt_record(
         "state": figures.state,
         "pp": str(pool_port),
     }
+    if figures.key_refused:
+        txt["key"] = "refused"
+    return txt
 
 
 def parse_ad(name: str, pool: str, info: AsyncServiceInfo) -> MemberAd | None:
@@ -149,6 +155,7 @@ def parse_ad(name: str, pool: str, info: AsyncServiceInfo) -> MemberAd | None:
             used=int(props.get("used", "0")),
             weight=int(props.get("w", "100")),
             draining=props.get("state") == "drain",
+            key_refused=props.get("key") == "refused",
         )
         if info.port is None or not 0 < info.port < 65536:
             raise ValueError(f"port {info.port}")
@@ -278,7 +285,12 @@ class Advertiser:
         """Whether ``new`` differs from what was announced in a way worth an announcement: "now"
         (state, capacity, weight), "load" (another load bucket), None (nothing a chooser would use)."""
         old = self._announced
-        if (old.draining, old.capacity, old.weight) != (new.draining, new.capacity, new.weight):
+        if (old.draining, old.capacity, old.weight, old.key_refused) != (
+            new.draining,
+            new.capacity,
+            new.weight,
+            new.key_refused,
+        ):
             return "now"
         if old.load != new.load:
             return "load"

@@ -528,6 +528,12 @@ class PeerClient:
             protocol.close(error_code=KEY_CHECK_FAILED, reason_phrase=f"members' key check: {err}"[:256])
             raise NotAMember(reason) from None
 
+    def refusal(self, host: str, port: int) -> str | None:
+        """Why the member at ``host:port`` failed the members' key check when last dialled (None: it
+        passed, or was not dialled yet); kept until a connection to it passes the check."""
+        held = self._refused.get((host, port))
+        return None if held is None else held[1]
+
     async def request(self, host: str, port: int, request: dict[str, Any]) -> dict[str, Any]:
         """Send ``request`` (a nonce and the time are added) and return the answer; :class:`PeerError`
         when the peer does not answer, is not a member, or refuses (its reason)."""

@@ -202,6 +202,16 @@ class PoolStatus(Fields):
     announced_as: str | None = field(WORD, "its mDNS instance name")
     announcements: int | None = field(COUNT, "announcements made since it started (the first included)")
     shares_directory: bool | None = field(Flag(), "whether it shares the session directory (peers' trust)")
+    key_refused: str | None = field(
+        LINE,
+        "why it takes no badges from the pool: its pool token key is refused (the key file, what to "
+        "do); null: not refused",
+    )
+    refused_members: tuple[str, ...] = field(
+        ListOf(100_000, WORD),
+        "other members refused at the members' key check, as `NAME (ID)`",
+        default=(),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,6 +381,11 @@ class PoolMemberRow(Fields):
     last_seen_s: float | None = field(SECONDS, "seconds since its announcement was last seen")
     answers: bool | None = field(Flag(), "whether it answers on the pool port (null: not asked)")
     this: bool | None = field(Flag(), "this instance")
+    refused: str | None = field(
+        LINE,
+        "why it is not taken into the pool: the members' key check refused its pool token key "
+        "(this instance: why it takes no badges); null: not refused",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -498,6 +498,8 @@ class FrontDoor:
                 announced_as=self.pool.advertiser.instance_name,
                 announcements=self.pool.advertiser.updates + 1,
                 shares_directory=self.pool.shared is not None,
+                key_refused=self.pool.key_refusal(),
+                refused_members=tuple(f"{name} ({mid})" for mid, name, _ in self.pool.refused_members()),
             ),
             policy=ap.Policy(
                 detached_timeout_s=settings.policy.detached_timeout_s,

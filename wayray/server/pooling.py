@@ -26,6 +26,7 @@ from wayray.pool.lan import LEASE_TTL, LanDirectory, NotReady, Peer
 from wayray.pool.mdns import (
     Advertiser,
     Figures,
+    MemberAd,
     advertised_addresses,
     load_or_create_member_id,
 )
@@ -51,6 +52,36 @@ CLAIM_AGAIN = 0.2
 #: for every member to notice the change and re-claim (a member whose session lost its entry to an
 #: earlier one learns it only by claiming again).
 VERIFY_ROUNDS = 5
+
+
+def ad_name(ad: MemberAd) -> str:
+    """A member's announced instance name, as an operator reads it ("NAME on HOST")."""
+    return ad.name.removesuffix("._wayray._udp.local.")
+
+
+def key_refusal(table: SessionTable, shared: Shared | None) -> str | None:
+    """Why this member takes no badges from its pool because its pool token key is refused (None:
+    it is not): etcd's key check record says so, or (LAN) every member it found, two or more,
+    refuses it at the members' key check (with one, either of the two key files may be the wrong
+    one: each member lists the other as refused, and both serve)."""
+    if shared is None:
+        return None
+    directory = shared.directory
+    if isinstance(directory, EtcdDirectory):
+        return directory.refusal
+    refusers = directory.refused_by_all()
+    if len(refusers) < 2:
+        return None
+    settings = table.settings
+    known = {ad.member_id: ad_name(ad) for ad in shared.browser.members()}
+    names = ", ".join(f"{known.get(member_id, '-')} ({member_id})" for member_id in refusers)
+    first = directory.refused_peers().get(refusers[0], "")
+    return (
+        f"every member of pool {settings.pool} it found ({names}) refuses it at the members' key "
+        f"check: the pool token key in {settings.token_key} is not theirs; copy the pool's token key "
+        f"file from a member of pool {settings.pool} to {settings.token_key} and restart this member "
+        f"(docs/pools.md §3.3). The first said: {first.split(' is not taken into the pool: ', 1)[-1]}"
+    )
 
 
 class PoolMembership:
@@ -94,7 +125,7 @@ class PoolMembership:
             port=port,
             addresses=addresses,
             protocol=(PROTOCOL_MAJOR, PROTOCOL_MINOR),
-            figures=cls._figures(table),
+            figures=cls._figures(table, shared),
             pool_port=pool_port,
         )
         await advertiser.start()
@@ -105,17 +136,44 @@ class PoolMembership:
         return member
 
     @staticmethod
-    def _figures(table: SessionTable) -> Figures:
+    def _figures(table: SessionTable, shared: Shared | None) -> Figures:
         settings = table.settings
         return Figures(
             capacity=settings.max_sessions,
             used=len(table.live),
             draining=table.draining,
             weight=settings.pool_weight,
+            key_refused=key_refusal(table, shared) is not None,
         )
 
     def changed(self) -> None:
-        self.advertiser.update(self._figures(self.table))
+        self.advertiser.update(self._figures(self.table, self.shared))
+
+    def key_refusal(self) -> str | None:
+        """Why this member takes no badges from the pool: its pool token key is refused (the key
+        file, what to do); None when it is not (docs/pools.md §3.3)."""
+        return key_refusal(self.table, self.shared)
+
+    def refused_members(self) -> list[tuple[str, str, str]]:
+        """The other members refused at the members' key check, as this member knows them: (id,
+        name, why). LAN: those whose key check failed when this member dialled them; etcd (and LAN
+        too): those that announce that the pool refuses their key."""
+        shared = self.shared
+        if shared is None:
+            return []
+        directory = shared.directory
+        refused = directory.refused_peers() if isinstance(directory, LanDirectory) else {}
+        found = []
+        for ad in shared.browser.members():
+            why = refused.get(ad.member_id)
+            if why is None and ad.figures.key_refused:
+                why = (
+                    "it announces that the pool refuses its pool token key (the members' key check); "
+                    "its own `wradm status` says why"
+                )
+            if why is not None:
+                found.append((ad.member_id, ad_name(ad), why))
+        return found
 
     # --- the directory -----------------------------------------------------------------------------
 
@@ -130,14 +188,14 @@ class PoolMembership:
         conn = viewer.conn
         me = shared.directory.me.id
         entry = Entry(token.digest, me, "", EntryState.PENDING)
+        refused = self.key_refusal() if isinstance(shared.directory, LanDirectory) else None
+        if refused is not None:  # (etcd: the directory itself refuses, below)
+            return self._unanswered(viewer, token, KeyRefused(refused))
         try:
-            for old in previous:
-                held = await shared.directory.lookup(old.digest)
-                if held is not None and held.member != me and held.state is EntryState.SESSION:
-                    peer = shared.directory.peer(held.member)
-                    if peer is not None and held.member in shared.directory.alive():
-                        why = f"this badge's session is on {peer.member.name} (under the previous token key)"
-                        return self._send(viewer, token, peer, why)
+            earlier = await self._under_previous_key(shared, previous)
+            if earlier is not None:
+                why = f"this badge's session is on {earlier.member.name} (under the previous token key)"
+                return self._send(viewer, token, earlier, why)
             there = await self._placed_lately(shared, token)
             if there is not None:
                 return self._send(viewer, token, there, f"a new session is placed on {there.member.name}")
@@ -186,6 +244,18 @@ class PoolMembership:
             )
             return False
         return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+
+    @staticmethod
+    async def _under_previous_key(shared: Shared, previous: tuple[TokenRef, ...]) -> Peer | None:
+        """The live member holding a session recorded under one of the badge's previous digests."""
+        me = shared.directory.me.id
+        for old in previous:
+            held = await shared.directory.lookup(old.digest)
+            if held is not None and held.member != me and held.state is EntryState.SESSION:
+                peer = shared.directory.peer(held.member)
+                if peer is not None and held.member in shared.directory.alive():
+                    return peer
+        return None
 
     @staticmethod
     def _unanswered(viewer: Viewer, token: TokenRef, err: DirectoryError) -> bool:
@@ -297,7 +367,7 @@ class PoolMembership:
         table = self.table
         choices: list[str | Peer] = []
         weights: list[int] = []
-        mine = self._figures(table)
+        mine = self._figures(table, shared)
         if not table.draining and mine.weight > 0 and mine.capacity > len(table.live):
             choices.append("here")
             weights.append(mine.weight * (mine.capacity - len(table.live)))
@@ -315,7 +385,7 @@ class PoolMembership:
     def members_answer(self, sessions: tuple[ap.PoolSessionRow, ...] | None = None) -> ap.PoolAnswer:
         """The ``pool`` admin answer: this member first, then the others discovery found."""
         ad = self.advertiser
-        figures = self._figures(self.table)
+        figures = self._figures(self.table, self.shared)
         rows = [
             ap.PoolMemberRow(
                 id=ad.member_id,
@@ -331,16 +401,18 @@ class PoolMembership:
                 last_seen_s=0,
                 answers=True,
                 this=True,
+                refused=self.key_refusal(),
             )
         ]
         shared = self.shared
         if shared is not None:
+            refused = {member_id: why for member_id, _, why in self.refused_members()}
             alive = set(shared.directory.alive())
             now = time.monotonic()
             rows += [
                 ap.PoolMemberRow(
                     id=m.member_id,
-                    name=m.name.removesuffix("._wayray._udp.local."),
+                    name=ad_name(m),
                     addresses=tuple(m.addresses),
                     port=m.port,
                     fingerprint=m.fingerprint,
@@ -352,6 +424,7 @@ class PoolMembership:
                     last_seen_s=round(now - m.seen_at, 1),
                     answers=m.member_id in alive,
                     this=False,
+                    refused=refused.get(m.member_id),
                 )
                 for m in shared.browser.members()
             ]
@@ -400,6 +473,7 @@ class PoolMembership:
                     ]
                 )
                 await shared.directory.keep_alive_round()
+                self.changed()  # announced at once when the pool started or stopped refusing its key
                 said = shared.directory.synced_view if isinstance(shared.directory, LanDirectory) else None
                 await self._reconcile(shared)
                 if isinstance(shared.directory, LanDirectory) and shared.directory.synced_view != said:
