@@ -106,6 +106,10 @@ def analyse(r: dict[str, Any], period: float) -> list[dict[str, float]]:
         ear = first_after([t for t, j in r["heard"] if j == tone], commit, HEAR_WITHIN_S)
         eye = first_after(r["shown"], commit, period)
         if mouth is None or ear is None or eye is None:
+            missing = [
+                n for n, v in (("session sink", mouth), ("kiosk speaker", ear), ("viewer", eye)) if v is None
+            ]
+            print(f"  flash {k}: nothing at the {' nor the '.join(missing)}")
             continue
         rows.append({
             "skew": (ear - eye) * 1000, "picture": (eye - commit) * 1000, "app": (mouth - commit) * 1000,
