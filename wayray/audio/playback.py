@@ -15,11 +15,10 @@ needed), comes down by a third after each calm while (``CALM_AFTER`` s without a
 started while the session is silent (nobody hears the switch) — or at once when the sound keeps
 breaking up. A quiet kiosk comes to play with little delay; a loaded one keeps the delay it needs.
 
-**Adaptive.** The buffer starts ``START_FRAMES`` (20 ms) behind the first frame; a frame that comes
+**Adaptive.** The buffer starts ``START_FRAMES`` (40 ms) behind the first frame; a frame that comes
 after its slot was played is late: it is dropped, and the buffer grows by one frame (up to
 ``MAX_FRAMES``, 200 ms) by playing one slot of silence without moving on. After ``SHRINK_AFTER`` s
-without a late frame it shrinks by one frame again, skipping a slot that holds no sound, but not
-below ``MIN_FRAMES`` (40 ms): a stream that has been late once is not given one frame again.
+without a late frame it shrinks by one frame again, skipping a slot that holds no sound.
 **Drift** between the session's sample clock and the kiosk's sink shows as a depth that creeps: when
 frames keep arriving more than two frames deeper than the target, one silent slot is skipped.
 
@@ -42,11 +41,7 @@ from wayray.audio.opus import CHANNELS, FRAME_BYTES, FRAME_US, RATE
 
 log = logging.getLogger("wayray.audio")
 
-#: Frames the buffer starts behind the first one: one (20 ms) is enough on a LAN, where frames come
-#: within a few ms of each other (bench/audio_av_skew.py: 20 ms less mouth to ear and skew than two).
-START_FRAMES = 1
-#: The floor once a frame was late: two, so that a link or host late once does not lose a frame every
-#: SHRINK_AFTER seconds by shrinking back to one.
+START_FRAMES = 2
 MIN_FRAMES = 2
 MAX_FRAMES = 10
 #: Seconds without a late frame before the buffer shrinks by one frame.
