@@ -141,6 +141,7 @@ class _Session:
         """The compositor, the link to wrsrvd, then COMMAND in the compositor."""
         await self.comp.start()
         self.comp.viewed = False  # nobody watches until wrsrvd attaches a viewer
+        self.comp.park()  # nor needs a framebuffer: the first viewer's first frame draws it whole
         self.link = LinkClient(
             self.comp,
             self.opts.link,
