@@ -3,8 +3,12 @@ the test's own (the end-to-end tests play through a real PulseAudio: tests/e2e/t
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from wayray.audio.opus import FRAME_BYTES
-from wayray.audio.playback import MAX_FRAMES, SHRINK_AFTER, START_FRAMES, JitterBuffer
+from wayray.audio.playback import MAX_FRAMES, SHRINK_AFTER, START_FRAMES, JitterBuffer, Player
 
 SILENCE = bytes(FRAME_BYTES)
 
@@ -92,3 +96,22 @@ def test_anchored_again_while_quiet_the_next_frame_plays_as_at_a_stream_s_start(
     jb.put(41, sound(41), now=1.02)
     jb.anchor_again()  # a frame waits: not quiet, kept in its slot
     assert jb.next() == sound(41)
+
+
+def test_the_kiosk_s_log_says_when_a_late_frame_grew_its_jitter_buffer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator (and the kiosk tests) can see why the sound is later than before: a frame came after
+    its turn, and the buffer is a frame longer (the sink buffer's changes are logged the same way)."""
+    player = Player()
+    with caplog.at_level(logging.INFO, logger="wayray.audio"):
+        player.put(0, sound(0))
+        for _ in range(START_FRAMES + 2):
+            player._buffer.next()  # the writer played slots 0 and 1: frame 1 had not come
+        player.put(1, sound(1))  # late
+        player.put(2, sound(2))  # in time: nothing to say
+    grew = [r.getMessage() for r in caplog.records if "jitter buffer" in r.getMessage()]
+    assert grew == [
+        "a frame of sound came after its turn to play (dropped): the jitter buffer grew to "
+        f"{(START_FRAMES + 1) * 20} ms (1 late frames so far)"
+    ]

@@ -216,7 +216,13 @@ class Player:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
+        target = self._buffer.target
         self._buffer.put(seq, pcm, time.monotonic())
+        if self._buffer.target > target:
+            log.info(
+                "a frame of sound came after its turn to play (dropped): the jitter buffer grew to %d ms "
+                "(%d late frames so far)", self._buffer.target * FRAME_US // 1000, self.stats.late,
+            )  # fmt: skip
 
     async def _run(self) -> None:
         pacat = shutil.which("pacat")
