@@ -3,8 +3,12 @@ the test's own (the end-to-end tests play through a real PulseAudio: tests/e2e/t
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from wayray.audio.opus import FRAME_BYTES
-from wayray.audio.playback import MAX_FRAMES, SHRINK_AFTER, START_FRAMES, JitterBuffer
+from wayray.audio.playback import MAX_FRAMES, SHRINK_AFTER, START_FRAMES, JitterBuffer, Player
 
 SILENCE = bytes(FRAME_BYTES)
 
@@ -24,16 +28,46 @@ def test_it_plays_silence_first_then_each_frame_in_its_slot_and_silence_for_a_mi
     assert played == [SILENCE] * START_FRAMES + [sound(100), sound(101), SILENCE, sound(103)]
 
 
-def test_a_late_frame_is_dropped_and_the_buffer_grows_by_a_frame_of_silence() -> None:
+def test_a_frame_late_after_a_later_one_played_is_dropped_and_the_buffer_grows_by_a_frame() -> None:
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    jb.put(2, sound(2), now=0.04)
+    assert [jb.next() for _ in range(START_FRAMES + 3)][-3:] == [sound(0), SILENCE, sound(2)]
+    jb.put(1, sound(1), now=0.1)  # late, and frame 2 has played: too late to play in order
+    jb.put(3, sound(3), now=0.1)
+    assert jb.stats.late == 1 and jb.target == START_FRAMES + 1
+    assert jb.next() == SILENCE  # the slot of silence that makes the buffer a frame longer
+    assert jb.next() == sound(3)  # and then on, one frame later than before
+
+
+def test_a_sound_that_starts_late_plays_whole_and_the_buffer_grows_by_how_late_it_came() -> None:
+    """The session's first frames after a silence came in a burst 100 ms after their turn (a loop
+    held up): only silence had played in their slots, so the sound starts that much later, whole,
+    where dropping each late frame cut its first 100 ms (a chirp test's broken first chirp)."""
     jb = JitterBuffer()
     jb.put(0, sound(0), now=0.0)
     assert [jb.next() for _ in range(START_FRAMES + 1)][-1] == sound(0)
-    jb.next()  # slot 1 played as silence: frame 1 had not come
-    jb.put(1, sound(1), now=0.1)  # late
-    jb.put(2, sound(2), now=0.1)
-    assert jb.stats.late == 1 and jb.target == START_FRAMES + 1
-    assert jb.next() == SILENCE  # the slot of silence that makes the buffer a frame longer
-    assert jb.next() == sound(2)  # and then on, one frame later than before
+    for _ in range(20):
+        jb.next()  # 400 ms of the session's silence (nothing sent)
+    burst = range(16, 26)  # frames 16..25: the first five were due in the slots just played
+    for seq in burst:
+        jb.put(seq, sound(seq), now=1.0)
+    assert jb.stats.late == 1 and jb.target == START_FRAMES + 5  # the first one late; the rest in time
+    assert [jb.next() for _ in burst] == [sound(seq) for seq in burst]  # all of it, in order
+    jb.put(26, sound(26), now=1.2)  # and the next one in time: the buffer is 100 ms longer
+    assert jb.depth == 1 and jb.next() == sound(26)
+
+
+def test_a_frame_late_after_silence_plays_whole_within_the_maximum_only() -> None:
+    jb = JitterBuffer()
+    jb.put(0, sound(0), now=0.0)
+    for _ in range(START_FRAMES + 1 + 3 * MAX_FRAMES):
+        jb.next()
+    now_playing = 1 + 3 * MAX_FRAMES  # the slot to play next
+    late = now_playing - (MAX_FRAMES - START_FRAMES) - 1  # later than the buffer may grow
+    jb.put(late, sound(late), now=1.0)
+    assert jb.target == START_FRAMES + 1  # dropped: grown by a frame, as before
+    assert sound(late) not in [jb.next() for _ in range(MAX_FRAMES)]
 
 
 def test_it_grows_no_further_than_its_maximum() -> None:
@@ -53,7 +87,7 @@ def test_after_a_quiet_while_it_shrinks_by_skipping_a_slot_without_sound() -> No
         jb.next()
     jb.put(1, sound(1), now=0.1)  # late: target + 1
     grown = jb.target
-    jb.next()  # the held slot
+    assert jb.next() == sound(1)  # played late, a slot after its turn
     # 10 s later, with a silent stretch (no frames 2..9), frame 10 arrives well in time.
     jb.put(10, sound(10), now=0.1 + SHRINK_AFTER + 1)
     assert jb.target == grown - 1
@@ -92,3 +126,22 @@ def test_anchored_again_while_quiet_the_next_frame_plays_as_at_a_stream_s_start(
     jb.put(41, sound(41), now=1.02)
     jb.anchor_again()  # a frame waits: not quiet, kept in its slot
     assert jb.next() == sound(41)
+
+
+def test_the_kiosk_s_log_says_when_a_late_frame_grew_its_jitter_buffer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator (and the kiosk tests) can see why the sound is later than before: a frame came after
+    its turn, and the buffer is a frame longer (the sink buffer's changes are logged the same way)."""
+    player = Player()
+    with caplog.at_level(logging.INFO, logger="wayray.audio"):
+        player.put(0, sound(0))
+        for _ in range(START_FRAMES + 2):
+            player._buffer.next()  # the writer played slots 0 and 1: frame 1 had not come
+        player.put(1, sound(1))  # late
+        player.put(2, sound(2))  # in time: nothing to say
+    grew = [r.getMessage() for r in caplog.records if "jitter buffer" in r.getMessage()]
+    assert grew == [
+        "a frame of sound came after its turn to play: the jitter buffer grew to "
+        f"{(START_FRAMES + 1) * 20} ms (1 late frames so far)"
+    ]

@@ -68,10 +68,16 @@ class KioskSound:
         """How many streams play into the speaker now."""
         return self._pactl("list", "short", "sink-inputs").stdout.count("\n")
 
-    def heard(self) -> np.ndarray:
-        """What the speaker has played so far (mono float)."""
-        raw = self.recording.read_bytes()
+    def heard(self, since: int = 0) -> np.ndarray:
+        """What the speaker has played so far (mono float), from sample ``since`` on."""
+        with open(self.recording, "rb") as f:
+            f.seek(since * 4)
+            raw = f.read()
         return np.frombuffer(raw[: len(raw) // 4 * 4], "<i2").reshape(-1, 2).mean(axis=1) / 32768.0
+
+    def samples(self) -> int:
+        """How many samples the speaker has played so far (the recording's length)."""
+        return self.recording.stat().st_size // 4
 
     def stop(self) -> None:
         for proc in (self._recorder, self._server):

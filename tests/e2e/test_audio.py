@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import DEADLINE, Harness, WrServer, eventually, failure, processes_with_link
+from tests.e2e.harness import DEADLINE, Client, Harness, WrServer, eventually, failure, processes_with_link
 from tests.e2e.kiosk import KioskProc
 from tests.e2e.kiosk_sound import KioskSound
 from tests.e2e.test_robustness import _closed_after
@@ -32,13 +32,6 @@ from wayray.wire import Channel, ErrorCode, encode_frame
 pytestmark = pytest.mark.slow
 
 RATE = 48000
-
-
-# Real-time sound through the kiosk's PulseAudio: a kiosk starved of CPU for longer than its sink
-# buffer loses sound, as a person would hear; at loads far above a CI run's that still happened now
-# and then (PulseAudio's own main thread runs dry first): the measurement is taken again, up to
-# twice, before the test fails (docs/testing.md).
-REALTIME = pytest.mark.flaky(reruns=2)
 
 
 def write_wav(path: Path, samples: np.ndarray) -> Path:
@@ -240,19 +233,26 @@ def chirps_in_order(heard: np.ndarray, count: int = 3, threshold: float = 0.9) -
 def chirps_found(heard: np.ndarray, count: int = 3, threshold: float = 0.9) -> list[tuple[float, int]]:
     """:func:`chirps_in_order`'s chirps: each one's score and the sample where it begins; [] if the
     ``count`` chirps are not heard so."""
-    scores, lags = similarities(heard, chirps(1))
-    found: list[tuple[float, int]] = []
-    for i in np.flatnonzero(scores >= threshold):  # one peak per chirp: the best within a chirp's length
-        if found and lags[i] - found[-1][1] < RATE * CHIRP_S:
-            if scores[i] > found[-1][0]:
-                found[-1] = (float(scores[i]), int(lags[i]))
-            continue
-        found.append((float(scores[i]), int(lags[i])))
+    found = chirp_peaks(heard, threshold)
     if len(found) != count:
         return []
     spacing = RATE * (CHIRP_S + GAP_S)
     if any(abs(b[1] - a[1] - spacing) > 0.2 * RATE for a, b in zip(found, found[1:], strict=False)):
         return []
+    return found
+
+
+def chirp_peaks(heard: np.ndarray, threshold: float) -> list[tuple[float, int]]:
+    """Where a chirp scores ``threshold`` or more: one peak per chirp (the best within a chirp's
+    length), its score and the sample where it begins."""
+    scores, lags = similarities(heard, chirps(1))
+    found: list[tuple[float, int]] = []
+    for i in np.flatnonzero(scores >= threshold):
+        if found and lags[i] - found[-1][1] < RATE * CHIRP_S:
+            if scores[i] > found[-1][0]:
+                found[-1] = (float(scores[i]), int(lags[i]))
+            continue
+        found.append((float(scores[i]), int(lags[i])))
     return found
 
 
@@ -351,11 +351,88 @@ def chirps_heard(
     return chirps_in_order(heard, threshold=threshold) if heard.size > len(original) // 2 else None
 
 
-@REALTIME
+# Real-time sound through a kiosk's PulseAudio on a starved machine (two whole suites on the 2 cores,
+# a load of 17-31) can still break up: the kiosk's sink runs dry when the kiosk is held up longer than
+# its buffer (pacat says "Stream underrun"), or a frame comes after its turn (the jitter buffer drops it).
+# What a listener then notices, and what the kiosk is built for (docs/audio.md §3), is that the sound
+# settles clean after a glitch: the kiosk's buffer grows. So the session plays the chirps again until
+# the kiosk's speaker plays them clean: at most PLAYS times, and each broken play must have made the
+# kiosk's buffer grow (its log says so). A kiosk that does not adapt, or whose sound stays broken,
+# fails; a clean first play is the usual case on a machine not that busy.
+PLAYS = 5
+#: Exact silence after the sound that ends a play at the speaker (the chirps' own gaps are 0.5 s).
+PLAY_OVER_S = 1.5
+
+
+def session_plays(name: str, wav: Path, times: int = PLAYS) -> str:
+    """Shell lines, run in the background: for n = 1.. ``times``: wait for the file ``name``-n in HOME,
+    play ``wav``, then write ``name``-n.played."""
+    return (
+        f"(\nfor n in $(seq 1 {times}); do\n"
+        f'  while [ ! -e "$HOME/{name}-$n" ]; do sleep 0.05; done\n'
+        f'  paplay "{wav}"\n  touch "$HOME/{name}-$n.played"\ndone\n) &\n'
+    )
+
+
+_BUFFER_CHANGE = re.compile(
+    r"the sound's buffer at the sink: (\d+) ms \(was (\d+) ms|the jitter buffer grew to (\d+) ms"
+)
+
+
+def buffer_growths(log: str) -> list[str]:
+    """What the kiosk's log says of its buffer growing (the sink's buffer, or the jitter buffer)."""
+    grew = []
+    for m in _BUFFER_CHANGE.finditer(log):
+        if m[3] is not None:
+            grew.append(f"jitter buffer {m[3]} ms")
+        elif int(m[1]) > int(m[2]):
+            grew.append(f"sink buffer {m[2]} -> {m[1]} ms")
+    return grew
+
+
+def play_heard(kiosk: KioskSound, since: int, played: Path) -> list[np.ndarray] | None:
+    """What the speaker played of one play of the chirps (from sample ``since``), once it is over: the
+    session's paplay has finished and the speaker has been silent for PLAY_OVER_S after sound."""
+    if not played.exists():
+        return None
+    heard = kiosk.heard(since)
+    sound = np.flatnonzero(heard)
+    if not sound.size or heard.size - sound[-1] < PLAY_OVER_S * RATE:
+        return None
+    return [heard[: sound[-1] + RATE // 10]]
+
+
+def play_until_clean(h: Harness, kiosk: KioskSound, viewer: Client, name: str, where: str) -> list[str]:
+    """The session plays the chirps (``session_plays(name, ...)``) until ``kiosk``'s speaker plays
+    them clean (:func:`chirps_in_order`, each chirp's similarity ≥ 0.9); ``viewer`` plays into it. At
+    most PLAYS plays, and after each broken one the kiosk's buffer has grown. What each play was, for
+    the test's report."""
+    report: list[str] = []
+    for n in range(1, PLAYS + 1):
+        since, grown = kiosk.samples(), len(buffer_growths(viewer.stderr()))
+        (h.home / f"{name}-{n}").touch()
+        (heard,) = eventually(
+            lambda: play_heard(kiosk, since, h.home / f"{name}-{n}.played"),  # noqa: B023
+            f"{where}'s speaker to play the chirps (play {n})",
+        )
+        clean = chirps_in_order(heard)
+        if clean is not None:
+            report.append(f"play {n} clean (lowest similarity {clean[0]:.3f})")
+            return report
+        found = [f"{score:.2f} at {at / RATE:.2f} s" for score, at in chirp_peaks(heard, 0.3)]
+        report.append(f"play {n} broken (chirps: {', '.join(found)})")
+        # A listener heard a glitch: the kiosk noticed it and took a longer buffer.
+        growths = eventually(
+            lambda: buffer_growths(viewer.stderr())[grown:],  # noqa: B023
+            f"{where}'s buffer to grow after a broken play of the chirps ({report})",
+        )
+        report.append("then " + "; ".join(growths))
+    raise AssertionError(f"{where}'s speaker did not play the chirps clean in {PLAYS} plays: {report}")
+
+
 def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harness: Harness) -> None:
-    original = chirps()
-    wav = write_wav(harness.tmp / "chirps.wav", original)
-    srv = harness.server(session_script(harness, "(\n" + play_on(harness, "go", wav) + ") &"))
+    wav = write_wav(harness.tmp / "chirps.wav", chirps())
+    srv = harness.server(session_script(harness, session_plays("go", wav)))
     kiosk = KioskSound(harness.short / "kiosk-sound", harness.tmp / "speaker.raw").start()
     try:
         stats = harness.tmp / "stats.json"
@@ -363,31 +440,25 @@ def test_the_kiosk_plays_the_session_s_sound_through_its_own_sound_server(harnes
         session = srv.wait_linked()
         wait_for_capture(session["pid"])
         eventually(lambda: kiosk.players() == 1, "the kiosk to play into its speaker")
-        (harness.home / "go").touch()
-        # What the kiosk's speaker played (its monitor, recorded): the three chirps, in order, at
-        # their spacing, as the normalised cross-correlation sees them (threshold 0.9).
-        score, lag = eventually(
-            lambda: chirps_heard(kiosk, original), "the kiosk's speaker to play the chirps"
-        )
+        # What the kiosk's speaker played (its monitor, recorded): the three chirps, in order, at their
+        # spacing, each undistorted as the normalised cross-correlation sees it (threshold 0.9).
+        plays = play_until_clean(harness, kiosk, viewer, "go", "the kiosk")
         viewer.signal(signal.SIGINT)
         assert viewer.wait() == 0, viewer.stderr()
         # Quiet once the viewer has gone: nothing plays into the speaker any more.
         assert kiosk.players() == 0
         playback = json.loads(stats.read_text())["audio"]["playback"]
-        assert playback["played"] >= 70, (
-            playback
-        )  # 1.5 s of chirps: 75 frames (a frame's rounding at each edge)
-        print(f"kiosk speaker similarity {score:.4f} at sample {lag}; playback {playback}")
+        # The player counted the clean play's frames (1.5 s of chirps: 75, a frame's rounding at each
+        # edge), whatever late frames a broken play before it dropped.
+        assert playback["played"] >= 70, playback
+        print(f"kiosk speaker: {plays}; playback {playback}")
     finally:
         kiosk.stop()
 
 
-@REALTIME
 def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) -> None:
-    original = chirps()
-    wav = write_wav(harness.tmp / "chirps.wav", original)
-    body = "(\n" + play_on(harness, "go", wav) + play_on(harness, "go2", wav) + ") &"
-    srv = harness.server(session_script(harness, body))
+    wav = write_wav(harness.tmp / "chirps.wav", chirps())
+    srv = harness.server(session_script(harness, session_plays("go", wav) + session_plays("go2", wav)))
     first = KioskSound(harness.short / "kiosk-a", harness.tmp / "speaker-a.raw").start()
     second = KioskSound(harness.short / "kiosk-b", harness.tmp / "speaker-b.raw").start()
     try:
@@ -395,22 +466,20 @@ def test_the_kiosk_sound_follows_the_badge_to_another_kiosk(harness: Harness) ->
         session = srv.wait_linked()
         wait_for_capture(session["pid"])
         eventually(lambda: first.players() == 1, "the first kiosk to play into its speaker")
-        (harness.home / "go").touch()
-        eventually(lambda: chirps_heard(first, original), "the first kiosk's speaker to play the chirps")
+        plays_a = play_until_clean(harness, first, a, "go", "the first kiosk")
         # The badge at the second kiosk: the session, and its sound, go there; the first goes quiet.
         b = harness.start_client(srv, "--play-audio", env=second.env)
         assert a.wait() == 0, a.stderr()
         assert first.players() == 0
-        left_at = first.heard().size
+        left_at = first.samples()
         eventually(lambda: second.players() == 1, "the second kiosk to play into its speaker")
         wait_for_capture(session["pid"])
-        (harness.home / "go2").touch()
-        eventually(lambda: chirps_heard(second, original), "the second kiosk's speaker to play the chirps")
-        eventually(lambda: (harness.home / "go2.played").exists(), "paplay to finish")
+        plays_b = play_until_clean(harness, second, b, "go2", "the second kiosk")
         # Nothing of the session's sound reached the first kiosk's speaker once the badge had left it.
-        assert np.abs(first.heard()[left_at:]).max(initial=0.0) == 0.0
+        assert np.abs(first.heard(left_at)).max(initial=0.0) == 0.0
         b.signal(signal.SIGINT)
         assert b.wait() == 0, b.stderr()
+        print(f"first kiosk: {plays_a}; second kiosk: {plays_b}")
     finally:
         first.stop()
         second.stop()
@@ -453,8 +522,9 @@ def test_a_kiosk_plays_the_session_s_sound_by_default_and_goes_quiet_when_the_ba
         eventually(lambda: sound.players() == 1, "the kiosk to play into its speaker")
         (harness.home / "go").touch()
         # The three chirps from the speaker, in order: the kiosk plays without being told to. (How
-        # well under load is the marked REALTIME tests' subject: here a chirp that a starved machine
-        # cut is still a chirp heard: similarity 0.5, where sound that is not the chirp scores 0.12 or less.)
+        # well under load is the subject of the two kiosk speaker tests above: here a chirp that a
+        # starved machine cut is still a chirp heard: similarity 0.5, where sound that is not the
+        # chirp scores 0.12 or less.)
         score, lag = eventually(
             lambda: chirps_heard(sound, original, threshold=0.5), "the kiosk's speaker to play the chirps"
         )

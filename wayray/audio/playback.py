@@ -16,9 +16,12 @@ started while the session is silent (nobody hears the switch) — or at once whe
 breaking up. A quiet kiosk comes to play with little delay; a loaded one keeps the delay it needs.
 
 **Adaptive.** The buffer starts ``START_FRAMES`` (40 ms) behind the first frame; a frame that comes
-after its slot was played is late: it is dropped, and the buffer grows by one frame (up to
-``MAX_FRAMES``, 200 ms) by playing one slot of silence without moving on. After ``SHRINK_AFTER`` s
-without a late frame it shrinks by one frame again, skipping a slot that holds no sound.
+after its slot was played is late. If only silence played since its slot (a sound's start came late,
+or a frame went missing), the timeline moves back to it: it plays next, whole, and the buffer is as
+much longer as it was late (up to ``MAX_FRAMES``, 200 ms). Otherwise (a later frame has played) it is
+dropped, and the buffer grows by one frame by playing one slot of silence without moving on. After
+``SHRINK_AFTER`` s without a late frame it shrinks by one frame again, skipping a slot that holds no
+sound.
 **Drift** between the session's sample clock and the kiosk's sink shows as a depth that creeps: when
 frames keep arriving more than two frames deeper than the target, one silent slot is skipped.
 
@@ -72,7 +75,8 @@ class PlaybackStats:
     #: Slots played with a frame of sound, and with silence.
     played: int = 0
     silent: int = 0
-    #: Frames that came after their slot had been played (dropped; each grew the buffer).
+    #: Frames that came after their slot had been played (each grew the buffer: played late, or
+    #: dropped when a later frame had played already).
     late: int = 0
     #: Slots skipped to shrink the buffer or to follow a faster sender clock.
     skipped: int = 0
@@ -103,6 +107,7 @@ class JitterBuffer:
         self._skip = 0
         self._last_late = 0.0
         self._deep_since: float | None = None
+        self._last_sound = -1  # the seq of the last slot played with sound
 
     @property
     def depth(self) -> int:
@@ -119,10 +124,20 @@ class JitterBuffer:
         if ahead < 0:
             self.stats.late += 1
             self._last_late = now
-            if self.target < MAX_FRAMES:
-                self.target += 1
-                self._hold += 1
-            return
+            if seq > self._last_sound and self.target - ahead <= MAX_FRAMES:
+                # Only silence has played since this frame's slot (the start of a sound, or a frame
+                # missing): the timeline moves back to it. It plays next and the frames after it in
+                # their turn, whole, that much later: the buffer grows by how late it came, at once,
+                # where dropping each frame of a late burst cut the start of a sound.
+                self.target -= ahead
+                self._play = seq
+                self._skip = 0
+                ahead = 0
+            else:  # a later frame has played already: this one is dropped
+                if self.target < MAX_FRAMES:
+                    self.target += 1
+                    self._hold += 1
+                return
         if ahead > 4 * MAX_FRAMES:  # far ahead (a sender clock much faster, or a jump): start again here
             self._frames.clear()
             self._play = seq - self.target
@@ -177,6 +192,7 @@ class JitterBuffer:
         if pcm is None:
             self.stats.silent += 1
             return _SILENCE
+        self._last_sound = self._play - 1
         self.stats.played += 1
         return pcm
 
@@ -216,7 +232,13 @@ class Player:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
+        target = self._buffer.target
         self._buffer.put(seq, pcm, time.monotonic())
+        if self._buffer.target > target:
+            log.info(
+                "a frame of sound came after its turn to play: the jitter buffer grew to %d ms "
+                "(%d late frames so far)", self._buffer.target * FRAME_US // 1000, self.stats.late,
+            )  # fmt: skip
 
     async def _run(self) -> None:
         pacat = shutil.which("pacat")
