@@ -13,6 +13,17 @@ from tests.supervisor.nspawn import build_deb
 
 #: The booted tier's time per step, shown at the end of the run.
 TIMINGS = pytest.StashKey[str]()
+#: A test that needs the full package may be the one whose set-up builds it (pip fetching and
+#: installing the pinned dependencies: about 30 s on a quiet machine, over 300 s — the suite's
+#: per-test hang guard — with two whole suites on the 2 cores): its own guard covers the build.
+BUILDS_THE_PACKAGE_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs_package = {"full_deb", "full_tree"} & set(getattr(item, "fixturenames", ()))
+        if needs_package and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(BUILDS_THE_PACKAGE_TIMEOUT))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
