@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -311,6 +312,15 @@ class LoginRig:
     def user_processes(self, name: str | None = None) -> Processes:
         return Processes.of(pwd.getpwnam(name or self.accounts.user).pw_uid)
 
+    def wait_no_processes_of(self, name: str, what: str) -> None:
+        """Wait until ``name`` runs nothing; if it never comes, the failure names what is left (pid,
+        parent, command line), so that a run under load says what lingered."""
+        try:
+            until(lambda: not self.user_processes(name).found, what)
+        except AssertionError as err:
+            left = [describe_process(pid) for pid in self.user_processes(name).found]
+            raise AssertionError(f"{err}; still running as {name}: {left}") from None
+
     # --- cleaning up -------------------------------------------------------------------------------
 
     def cleanup(self) -> None:
@@ -355,6 +365,17 @@ def _status(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return ""
+
+
+def describe_process(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        parent = re.search(r"\nPPid:\t(\d+)", Path(f"/proc/{pid}/status").read_text())
+        state = re.search(r"\nState:\t(.*)", Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return f"{pid} (gone)"
+    where = f"parent {parent[1] if parent else '?'}, {state[1] if state else '?'}"
+    return f"{pid} ({where}): {argv.strip()[:200]}"
 
 
 def until(check: Any, what: str, timeout: float = DEADLINE) -> Any:

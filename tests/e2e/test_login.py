@@ -94,7 +94,7 @@ def test_badge_login_hot_desk_detach_and_back(rig: LoginRig, accounts: Accounts)
     assert st.st_uid == pw.pw_uid and stat.S_IMODE(st.st_mode) == 0o700
     assert (runtime / env["WAYLAND_DISPLAY"]).is_socket()
     assert env["XDG_SESSION_CLASS"] == "user" and env["XDG_SESSION_TYPE"] == "wayland"
-    until(lambda: not rig.user_processes(accounts.greeter).found, "the login screen's processes to end")
+    rig.wait_no_processes_of(accounts.greeter, "the login screen's processes to end")
 
     # What is typed at the kiosk runs as the user.
     marker = Path(pw.pw_dir) / "typed-at-a"
@@ -216,7 +216,7 @@ def test_re_authentication_asks_for_the_password_before_the_session_is_shown(
     a.wait_screen("greeter")
     rig.type_login(a, None, accounts.password)
     assert a.wait_screen("desktop")["session_id"] == sid
-    until(lambda: not rig.user_processes(accounts.greeter).found, "the unlock screens to end")
+    rig.wait_no_processes_of(accounts.greeter, "the unlock screens to end")
 
 
 def test_wrsrvd_restarted_with_sessions_attached_and_detached_loses_none(
