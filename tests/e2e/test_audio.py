@@ -331,7 +331,9 @@ def test_sound_played_while_detached_is_not_delivered_later(harness: Harness) ->
     wait_for_capture(session["pid"])
     (harness.home / "go2").touch()
     eventually(lambda: (harness.home / "go2.played").exists(), "the tone to be played")
-    eventually(lambda: out.exists() and out.stat().st_size >= 44 + (len(later) - RATE // 50) * 4,
+    # All but at most 5 of its 50 frames (a session's capture starved under load can lose a few; the
+    # similarity below still hears the tone, at sqrt(45/50) ≈ 0.95 at worst).
+    eventually(lambda: out.exists() and out.stat().st_size >= 44 + (len(later) - 5 * RATE // 50) * 4,
                "the viewer to have written the tone")  # fmt: skip
     second.signal(signal.SIGINT)
     assert second.wait() == 0
