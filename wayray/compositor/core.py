@@ -98,7 +98,7 @@ class Core:
         self.viewed = True
         self.display = Display()
         self.output = Output(self, size[0], size[1], scale, refresh_hz)
-        self.renderer = Renderer(size[0], size[1], scale, views=lambda: self.scene.views())
+        self.renderer = Renderer(size[0], size[1], scale)
         self.surfaces: set[Surface] = set()
         self.frame_callbacks: list[Callback] = []
         self.consumers: list[FrameSink] = []
@@ -360,13 +360,6 @@ class Core:
     def remove_consumer(self, consumer: FrameSink) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
-
-    def park(self) -> bool:
-        """Let the output framebuffer go while nobody looks (not viewed, no frame consumer): True if
-        it went. Its next use draws it again whole (``Renderer.park``)."""
-        if self.viewed or self.consumers:
-            return False
-        return self.renderer.park()
 
     @property
     def cursor_serial(self) -> int:

@@ -9,7 +9,6 @@ the stack -- and repaints only that region with pixman.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -126,64 +125,17 @@ class Scene:
 
 
 class Renderer:
-    """The output framebuffer (XRGB8888, uint32 H x W) and the repaint of damaged regions.
+    """The output framebuffer (XRGB8888, uint32 H x W) and the repaint of damaged regions."""
 
-    Parked (given ``views``: from the start and after a resize, and after :meth:`park`): no
-    framebuffer is held (8 MiB at 1080p, for a session nobody watches yet or any more); damage is
-    still tracked and nothing is drawn. The first use of :attr:`framebuffer` or :attr:`image` draws
-    a new one whole from ``views()``: the surfaces keep their own pixels, so it is the picture a
-    framebuffer kept all along would hold, bit for bit."""
-
-    def __init__(
-        self, width: int, height: int, scale: int, views: Callable[[], list[View]] | None = None
-    ) -> None:
-        self._views = views
+    def __init__(self, width: int, height: int, scale: int) -> None:
         self.resize(width, height, scale)
 
     def resize(self, width: int, height: int, scale: int) -> None:
         self.width, self.height, self.scale = width, height, scale
+        self.framebuffer = np.zeros((height, width), dtype=np.uint32)
+        self.image = Image(self.framebuffer, Format.X8R8G8B8, width)
         self._previous: dict[Surface, tuple[Rect, int]] = {}
-        self._framebuffer: np.ndarray | None = None
-        self._image: Image | None = None
-        if self._views is None:
-            self._allocate()
-
-    def _allocate(self, *, fill: bool = True) -> None:
-        self._framebuffer = np.zeros((self.height, self.width), dtype=np.uint32)
-        self._image = Image(self._framebuffer, Format.X8R8G8B8, self.width)
-        if fill:
-            self._image.fill(Op.SRC, BACKGROUND, [Region.rect(0, 0, self.width, self.height).extents])
-
-    @property
-    def parked(self) -> bool:
-        return self._framebuffer is None
-
-    def park(self) -> bool:
-        """Let the framebuffer go until it is next used (True); False when it cannot be drawn again
-        (no ``views``) and stays."""
-        if self._views is None:
-            return False
-        self._framebuffer = self._image = None
-        return True
-
-    def _unpark(self) -> None:
-        assert self._views is not None
-        self._allocate(fill=False)  # the whole output is drawn at once, background first
-        self.render(self._views(), self.full_damage())
-
-    @property
-    def framebuffer(self) -> np.ndarray:
-        if self._framebuffer is None:
-            self._unpark()
-        assert self._framebuffer is not None
-        return self._framebuffer
-
-    @property
-    def image(self) -> Image:
-        if self._image is None:
-            self._unpark()
-        assert self._image is not None
-        return self._image
+        self.image.fill(Op.SRC, BACKGROUND, [Region.rect(0, 0, width, height).extents])
 
     def _output_rect(self, view: View) -> Rect:
         s = view.surface
@@ -230,9 +182,9 @@ class Renderer:
 
     def render(self, views: list[View], damage: Region) -> None:
         """Repaint ``damage`` (output pixels): background, then every view bottom to top."""
-        if not damage or self._image is None:
-            return  # parked: the next use draws everything
-        fb = self._image
+        if not damage:
+            return
+        fb = self.image
         fb.set_clip(damage)
         fb.fill(Op.SRC, BACKGROUND, damage.boxes())
         extents = damage.extents

@@ -14,6 +14,8 @@ then ``sigsend`` to the contract), not implemented yet.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import re
@@ -22,7 +24,6 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from wayray.common.libc import libc as c_library
 from wayray.common.processes import alive, descendants, is_zombie, start_time
 
 __all__ = [
@@ -46,7 +47,7 @@ _UMOUNT_NOFOLLOW = 8
 def _prctl(option: int, arg: int | bytes) -> bool:
     if not sys.platform.startswith("linux"):
         return False
-    libc = c_library()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     return int(libc.prctl(option, arg, 0, 0, 0)) == 0
 
 
@@ -73,7 +74,7 @@ def detach_mounts_below(root: Path) -> int:
         point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), os.fsencode(fields[4]))
         if point == top or point.startswith(top + b"/"):
             points.append(point)
-    libc = c_library()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     detached = 0
     for point in sorted(set(points), key=len, reverse=True):
         if libc.umount2(point, _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:

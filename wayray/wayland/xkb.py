@@ -125,15 +125,8 @@ class _Context:
         return cls._shared
 
 
-#: Keymaps compiled from text kept for reuse (Keymap.compiled).
-_COMPILED_KEPT = 8
-
-
 class Keymap:
     """A compiled keymap and its canonical text (what clients are sent)."""
-
-    _default: Keymap | None = None
-    _compiled: dict[str, Keymap] = {}  # noqa: RUF012  (by text, oldest first)
 
     def __init__(self, ptr: Any) -> None:
         self.ptr = ptr
@@ -175,27 +168,6 @@ class Keymap:
         if ptr == ffi.NULL:
             raise KeymapError("the keymap text does not compile (xkbcommon printed why on stderr)")
         return cls(ptr)
-
-    @classmethod
-    def default(cls) -> Keymap:
-        """The default keymap (US layout), compiled once per process: a keymap does not change once
-        compiled, so every seat may share it (a session parent compiles it for all its sessions)."""
-        if cls._default is None:
-            cls._default = cls.from_names()
-            cls._compiled[cls._default.text] = cls._default
-        return cls._default
-
-    @classmethod
-    def compiled(cls, text: str) -> Keymap:
-        """``text`` compiled, or the same keymap compiled before for that text (viewers mostly send
-        the same few keymaps: each attach would otherwise compile one, tens of ms on a busy server)."""
-        keymap = cls._compiled.get(text)
-        if keymap is None:
-            keymap = cls.from_text(text)
-            if len(cls._compiled) >= _COMPILED_KEPT:
-                cls._compiled.pop(next(iter(cls._compiled)))
-            cls._compiled[text] = keymap
-        return keymap
 
     def memfd(self) -> tuple[int, int]:
         """A sealed, read-only memfd holding the keymap text plus NUL, and its size (for wl_keyboard)."""
