@@ -88,10 +88,7 @@ def main() -> int:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    try:
-        control.send(json.dumps({"ready": True}).encode())
-    except OSError:  # wrsrvd went while this parent was importing (it failed to start): nothing to serve
-        return 0
+    control.send(json.dumps({"ready": True}).encode())
     while True:
         ready, _, _ = select.select([control.fileno(), wake_r], [], [])
         if wake_r in ready:
