@@ -58,3 +58,27 @@ def test_an_environment_that_does_not_fit_is_said_and_not_half_written() -> None
     assert got["shown"] is False
     assert "PAD=" + "." * 100 in str(got["environ"])  # untouched
     assert "starting it by exec" in str(got["stderr"])
+
+
+def test_a_session_parent_whose_wrsrvd_is_gone_ends_quietly() -> None:
+    """wrsrvd that fails to start (a port in use) goes while its session parent imports: the parent
+    ends without a traceback in wrsrvd's log (it printed BrokenPipeError's before)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.close()  # wrsrvd gone
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "wayray.session.parent"],
+            env={**os.environ, parent.CONTROL_FD_VARIABLE: str(theirs.fileno())},
+            pass_fds=[theirs.fileno()],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        theirs.close()
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

@@ -88,7 +88,10 @@ def main() -> int:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    control.send(json.dumps({"ready": True}).encode())
+    try:
+        control.send(json.dumps({"ready": True}).encode())
+    except OSError:  # wrsrvd went while this parent was importing (it failed to start): nothing to serve
+        return 0
     while True:
         ready, _, _ = select.select([control.fileno(), wake_r], [], [])
         if wake_r in ready:
