@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -28,6 +27,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import script
+from tests.ports import free_port
 from wayray.client.identity import own_standalone_server
 from wayray.common.xdg import standalone_state_dir
 from wayray.server.admin import AdminClient, AdminError
@@ -47,9 +47,8 @@ LISTENING = r"listening on\s+udp (?:\[[^\]\s]*\]|[^\s:,]+):(\d+)"
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port to give a server before it starts (tests/ports.py: claimed, not merely free now)."""
+    return free_port()
 
 
 def eventually(check: Callable[[], T | None], what: str, timeout: float = DEADLINE) -> T:

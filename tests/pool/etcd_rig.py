@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.ports import free_port
 from tests.transport.helpers import Issued, ThrowawayCA
 from wayray.pool.etcd import client_context
 from wayray.pool.etcd_key import KeyCheck
@@ -29,6 +30,9 @@ POOL_KEY = KeyCheck(bytes(range(32)), Path("/etc/wayray/pool-test.key"))
 
 
 def free_tcp_port(address: str = "127.0.0.1") -> int:
+    """A port for etcd on ``address`` (a loopback address, or one of a test's own network)."""
+    if address in ("127.0.0.1", "::1"):
+        return free_port()  # tests/ports.py: claimed, not merely free now
     with socket.socket() as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])

@@ -28,6 +28,7 @@ import pytest
 
 from tests.conftest import REPO, script
 from tests.e2e.harness import eventually
+from tests.ports import free_port
 from tests.server.test_reload import Instance
 from tests.supervisor.test_notify import NotifySocket
 from tests.usb.lsusb import load
@@ -385,9 +386,7 @@ def test_bulk_transfers_cross_the_tunnel_whole_and_in_order(tmp_path: Path) -> N
 
 
 def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # tests/ports.py: claimed, not merely free now
 
 
 @pytest.mark.skipif(shutil.which("usbip") is None, reason="needs Debian's usbip (tools/apt-packages.txt)")
