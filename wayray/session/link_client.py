@@ -49,6 +49,7 @@ from wayray.link import (
     Welcome,
 )
 from wayray.link.stream import LinkStream
+from wayray.session import memory
 from wayray.session.attachment import Attachment
 from wayray.wire import Capability, Channel, MicFrame, WireProtocolError, decode_message, encode_message
 from wayray.wire.framing import HEADER_SIZE, parse_header
@@ -346,6 +347,9 @@ class LinkClient:
         await att.stop()
         if self.attachment is None:
             self.comp.viewed = False
+            # After this step of the loop (a move's Attach is handled first): a session nobody
+            # watches lets its framebuffer and the viewer's encoder state go.
+            asyncio.get_running_loop().call_soon(self._release_if_detached)
         st = att.pump.stats
         log.info(
             "viewer %d gone (%s): %d frames (%d keyframes, %d H.264 regions), %d bytes, encoding %.1f s",
@@ -357,6 +361,10 @@ class LinkClient:
             st.bytes,
             st.encode_seconds,
         )
+
+    def _release_if_detached(self) -> None:
+        if self.attachment is None and not self.comp.viewed and not self._closing:
+            memory.release(self.comp)
 
     def _from_viewer(self, message: ToSession) -> None:
         att = self.attachment
