@@ -25,6 +25,7 @@ from wayray.common.errors import EXIT_FAILURE, WayRayError
 from wayray.common.secretfd import read_secret
 from wayray.compositor.session import Decorations, SessionCompositor
 from wayray.config import AudioPolicy
+from wayray.session import memory
 from wayray.session.link_client import LinkClient, LinkSettings
 
 log = logging.getLogger("wayray.session")
@@ -156,6 +157,9 @@ class _Session:
         self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
         if self.opts.command:
             self.proc = await self._start_command()
+        # What starting took and let go (the fork's copies, the imports' and the compositor's
+        # temporary buffers) back to the kernel, not kept resident for the session's whole life.
+        asyncio.get_running_loop().call_soon(memory.trim)
 
     async def _start_sound(self) -> None:
         """The session's sound server, before COMMAND (which finds it through PULSE_SERVER). A sound
