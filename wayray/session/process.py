@@ -149,12 +149,17 @@ class _Session:
             executor=self.executor,
             on_end=self.end,
         )
-        # The sound server before the link: the first viewer may attach as soon as the link is up.
-        await self._start_sound()
+        # The link and the sound server side by side: pulseaudio takes 0.1-0.5 s to come up (more on
+        # a loaded server), which the first viewer's first frame does not wait for (issue 15); that
+        # viewer's sound starts once it is up (LinkClient.sound_ready).
+        loop = asyncio.get_running_loop()
+        sound = loop.create_task(self._start_sound(), name="sound-server")
+        self.link.sound_ready = sound
+        self.link_task = loop.create_task(self.link.run(), name="link")
+        await sound
         if self.opts.window_manager:
             # After the sound server: what the window manager starts (a terminal) finds it too.
             self.comp.start_window_manager(self.opts.window_manager, self._client_env)
-        self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
         if self.opts.command:
             self.proc = await self._start_command()
         # What starting took and let go (the fork's copies, the imports' and the compositor's
