@@ -53,9 +53,14 @@ def measure(mode: str, sessions: int, idle: float, tmp: Path) -> dict[str, Any]:
         srv.start(env=dict(h.env, WAYRAY_SESSION_PARENT="0" if mode == "exec" else "1"))
         if mode == "fork":
             eventually(lambda: "session parent ready" in srv.log_text(), "the session parent ready", 120)
+        # The viewer moves the pointer once: a session someone used does not count against the
+        # per-source limit of unused sessions (admission.unused_sessions_per_source, 16), so one
+        # source may start more than 16; past 30 the rate limit makes the viewers wait and retry.
+        script = tmp / "use.txt"
+        script.write_text(f"settle\nmove 10 10\nsettle\nsnapshot {tmp / 's.png'}\n")
         for i in range(sessions):
             r = h.run_client(
-                srv, "--snapshot", str(tmp / "s.png"), "--size", "1920x1080", token=f"mem-{i:03d}"
+                srv, "--script", str(script), "--size", "1920x1080", token=f"mem-{i:03d}", timeout=600
             )
             if r.returncode != 0:
                 raise SystemExit(f"a session did not start:\n{r.stderr[-2000:]}")

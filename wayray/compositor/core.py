@@ -361,6 +361,15 @@ class Core:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
 
+    def park(self) -> bool:
+        """Let the output framebuffer go while nobody looks (not viewed, no frame consumer): True if
+        it went (or was gone). Its next use draws it again whole (``Renderer.park``)."""
+        if self.viewed or self.consumers:
+            return False
+        if not self.renderer.parked:
+            self.renderer.park(self.scene.views)
+        return True
+
     @property
     def cursor_serial(self) -> int:
         return self.seat.cursor.serial

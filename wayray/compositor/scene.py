@@ -9,6 +9,7 @@ the stack -- and repaints only that region with pixman.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -125,17 +126,58 @@ class Scene:
 
 
 class Renderer:
-    """The output framebuffer (XRGB8888, uint32 H x W) and the repaint of damaged regions."""
+    """The output framebuffer (XRGB8888, uint32 H x W) and the repaint of damaged regions.
+
+    :meth:`park` lets the framebuffer go (8 MiB at 1080p) while nobody looks at the output: damage
+    is still tracked and nothing is drawn. The next use of :attr:`framebuffer` or :attr:`image`
+    draws a new one whole from the views ``park`` was given (the surfaces keep their own pixels, so
+    it is the picture a framebuffer kept all along would hold, bit for bit). A renderer nobody parks
+    holds its framebuffer from the start, as a compositor run in-process (tests) always does."""
 
     def __init__(self, width: int, height: int, scale: int) -> None:
+        self._views: Callable[[], list[View]] | None = None
         self.resize(width, height, scale)
 
     def resize(self, width: int, height: int, scale: int) -> None:
         self.width, self.height, self.scale = width, height, scale
-        self.framebuffer = np.zeros((height, width), dtype=np.uint32)
-        self.image = Image(self.framebuffer, Format.X8R8G8B8, width)
         self._previous: dict[Surface, tuple[Rect, int]] = {}
-        self.image.fill(Op.SRC, BACKGROUND, [Region.rect(0, 0, width, height).extents])
+        self._views = None  # a resized output is drawn now, parked or not
+        self._allocate()
+        assert self._image is not None
+        self._image.fill(Op.SRC, BACKGROUND, [Region.rect(0, 0, width, height).extents])
+
+    def _allocate(self) -> None:
+        self._framebuffer: np.ndarray | None = np.zeros((self.height, self.width), dtype=np.uint32)
+        self._image: Image | None = Image(self._framebuffer, Format.X8R8G8B8, self.width)
+
+    @property
+    def parked(self) -> bool:
+        return self._framebuffer is None
+
+    def park(self, views: Callable[[], list[View]]) -> None:
+        """Let the framebuffer go until it is next used; ``views`` then gives what to draw again."""
+        self._views = views
+        self._framebuffer = self._image = None
+
+    def _unpark(self) -> None:
+        views, self._views = self._views, None
+        assert views is not None
+        self._allocate()  # every pixel is drawn at once, background first
+        self.render(views(), self.full_damage())
+
+    @property
+    def framebuffer(self) -> np.ndarray:
+        if self._framebuffer is None:
+            self._unpark()
+        assert self._framebuffer is not None
+        return self._framebuffer
+
+    @property
+    def image(self) -> Image:
+        if self._image is None:
+            self._unpark()
+        assert self._image is not None
+        return self._image
 
     def _output_rect(self, view: View) -> Rect:
         s = view.surface
@@ -182,9 +224,9 @@ class Renderer:
 
     def render(self, views: list[View], damage: Region) -> None:
         """Repaint ``damage`` (output pixels): background, then every view bottom to top."""
-        if not damage:
-            return
-        fb = self.image
+        if not damage or self._image is None:
+            return  # parked: the next use draws everything
+        fb = self._image
         fb.set_clip(damage)
         fb.fill(Op.SRC, BACKGROUND, damage.boxes())
         extents = damage.extents

@@ -226,7 +226,7 @@ class Seat:
         self.output = output
         self.pointers: list[PointerResource] = []
         self.keyboards: list[KeyboardResource] = []
-        self.keymap = Keymap.from_names()
+        self.keymap = Keymap.default()
         self.key_state = KeyState(self.keymap)
         self.pressed_keys: list[int] = []  # evdev codes delivered as pressed to the focus
         self.swallowed_keys: set[int] = set()  # pressed keys the WM consumed
@@ -262,7 +262,7 @@ class Seat:
 
     def set_keymap(self, text: str | None) -> None:
         """Compile ``text`` (None: default US layout), release held keys, and send it to every keyboard."""
-        keymap = Keymap.from_names() if text is None else Keymap.from_text(text)
+        keymap = Keymap.default() if text is None else Keymap.compiled(text)
         self.release_all()
         self.release_keys()  # in the keymap they were typed in
         self.keymap = keymap

@@ -256,6 +256,12 @@ class SessionCompositor:
         """When False frame callbacks run at ``idle_hz`` and consumers are woken at most that often."""
         self.core.set_viewed(bool(value))
 
+    def park(self) -> bool:
+        """Free the output framebuffer while the session is not viewed and has no frame consumer
+        (True if it is freed); the next consumer's first frame, a screenshot or ``framebuffer``
+        draws it again whole, exactly as it would have been."""
+        return self.core.park()
+
     def consumer(self, on_change: Callable[[], None] | None = None) -> FrameConsumer:
         """A new frame consumer; its first frame has full damage."""
         c = FrameConsumer(self.core, on_change)

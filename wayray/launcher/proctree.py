@@ -14,8 +14,6 @@ then ``sigsend`` to the contract), not implemented yet.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import re
@@ -24,6 +22,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from wayray.common.libc import libc as c_library
 from wayray.common.processes import alive, descendants, is_zombie, start_time
 
 __all__ = [
@@ -47,7 +46,7 @@ _UMOUNT_NOFOLLOW = 8
 def _prctl(option: int, arg: int | bytes) -> bool:
     if not sys.platform.startswith("linux"):
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = c_library()
     return int(libc.prctl(option, arg, 0, 0, 0)) == 0
 
 
@@ -74,7 +73,7 @@ def detach_mounts_below(root: Path) -> int:
         point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), os.fsencode(fields[4]))
         if point == top or point.startswith(top + b"/"):
             points.append(point)
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = c_library()
     detached = 0
     for point in sorted(set(points), key=len, reverse=True):
         if libc.umount2(point, _MNT_DETACH | _UMOUNT_NOFOLLOW) == 0:

@@ -24,8 +24,6 @@ The keeper never holds the session's link secret (it closes the pipe that carrie
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import gc
 import logging
@@ -36,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from wayray.common.libc import libc as c_library
 from wayray.common.log import setup
 from wayray.common.processes import process_name
 from wayray.launcher import proctree
@@ -178,7 +177,7 @@ def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
 
 def _die_with_parent(keeper: int) -> None:
     if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = c_library()
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if os.getppid() != keeper:  # it died before the line above took effect
         os.kill(os.getpid(), signal.SIGTERM)

@@ -13,6 +13,7 @@ while) is only a link: the compositor registers again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -49,6 +50,7 @@ from wayray.link import (
     Welcome,
 )
 from wayray.link.stream import LinkStream
+from wayray.session import memory
 from wayray.session.attachment import Attachment
 from wayray.wire import Capability, Channel, MicFrame, WireProtocolError, decode_message, encode_message
 from wayray.wire.framing import HEADER_SIZE, parse_header
@@ -108,6 +110,10 @@ class LinkClient:
         #: attached viewer may speak into it.
         self.microphone: MicrophoneFeed | None = None
         self.microphone_on = False
+        #: The session's sound server while it is still starting (set by the session process, which
+        #: starts it beside the link): a viewer attached before it is up gets its sound once it is.
+        self.sound_ready: asyncio.Future[None] | None = None
+        self._audio_starting: asyncio.Task[None] | None = None
         self._closing = False
         self._repeats = Repeats(log)
 
@@ -299,7 +305,13 @@ class LinkClient:
         w, h, scale_120 = att.output
         stream.send(Attached(attach_id=attach_id, width=w, height=h, scale_120=scale_120))
         att.start_pump()
-        await self._start_audio(stream, message)
+        if self.sound_ready is not None and not self.sound_ready.done():
+            # A new session's first viewer: its picture does not wait for the sound server.
+            self._audio_starting = asyncio.get_running_loop().create_task(
+                self._start_audio_when_ready(self.sound_ready, stream, message), name="audio-start"
+            )
+        else:
+            await self._start_audio(stream, message)
         log.info(
             "viewer attached (%s): output %dx%d, %s",
             attach_id,
@@ -307,6 +319,13 @@ class LinkClient:
             h,
             ", ".join(sorted(message.capabilities)),
         )
+
+    async def _start_audio_when_ready(
+        self, ready: asyncio.Future[None], stream: LinkStream, message: Attach
+    ) -> None:
+        with contextlib.suppress(Exception):  # the session process logs a sound server that failed
+            await asyncio.shield(ready)
+        await self._start_audio(stream, message)
 
     async def _start_audio(self, stream: LinkStream, message: Attach) -> None:
         """The session's sound to this viewer, when it negotiated ``audio`` and the session has sound."""
@@ -326,7 +345,12 @@ class LinkClient:
             bitrate=message.audio_bitrate or self.audio_bitrate,  # wrsrvd's policy now, if it says
             microphone=Capability.MICROPHONE in message.capabilities,
         )
-        if await audio.start():
+        try:
+            started = await audio.start()
+        except asyncio.CancelledError:  # the viewer left while its sound started
+            audio.stop()
+            raise
+        if started:
             self.audio = audio
         if audio.microphone and self.microphone is not None:
             self.microphone.viewer_changed()
@@ -334,6 +358,11 @@ class LinkClient:
             log.info("the viewer's microphone feeds the source 'WayRay microphone'")
 
     async def _detach(self, reason: str) -> None:
+        starting, self._audio_starting = self._audio_starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
         audio, self.audio = self.audio, None
         if audio is not None:
             audio.stop()  # never waits: this loop must go on answering wrsrvd
@@ -346,6 +375,9 @@ class LinkClient:
         await att.stop()
         if self.attachment is None:
             self.comp.viewed = False
+            # After this step of the loop (a move's Attach is handled first): a session nobody
+            # watches lets its framebuffer and the viewer's encoder state go.
+            asyncio.get_running_loop().call_soon(self._release_if_detached)
         st = att.pump.stats
         log.info(
             "viewer %d gone (%s): %d frames (%d keyframes, %d H.264 regions), %d bytes, encoding %.1f s",
@@ -357,6 +389,10 @@ class LinkClient:
             st.bytes,
             st.encode_seconds,
         )
+
+    def _release_if_detached(self) -> None:
+        if self.attachment is None and not self.comp.viewed and not self._closing:
+            memory.release(self.comp)
 
     def _from_viewer(self, message: ToSession) -> None:
         att = self.attachment

@@ -35,11 +35,13 @@ import contextlib
 import gc
 import json
 import os
+import re
 import select
 import signal
 import socket
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 #: Names the control socket's descriptor number in the parent.
@@ -59,6 +61,57 @@ def preload() -> None:
     import wayray.session.cli
     import wayray.session.keeper
     import wayray.session.process  # noqa: F401  (the compositor, codec, audio, link: all of it)
+
+    warm_ffi_types()
+    warm_composite()
+    from wayray.common.libc import libc
+    from wayray.wayland.xkb import Keymap
+
+    Keymap.default()  # compiled once here; every session's seat takes a reference to it
+    libc()  # looked up once here, not by every session (ctypes.util.find_library runs ldconfig)
+
+
+#: A C type named in a string literal where the code calls cffi (``ffi.new("struct wl_array *")``).
+_FFI_TYPE_LITERAL = re.compile(r"""\bffi\.(?:new|cast|typeof|sizeof)\(\s*["']([^"']+)["']""")
+
+
+def warm_ffi_types() -> int:
+    """Parse, once in the parent, every C type the code names to cffi (how many were).
+
+    The Wayland, pixman and xkbcommon bindings use cffi's in-line mode, which parses each C type
+    string with pycparser on its first use in a process and caches the result: a forked session
+    would otherwise parse the same dozen-odd types again on its way to its first frame. The strings
+    are read from the package's own sources, so a new one is warmed without a list to keep; one that
+    is not a type of a binding is skipped."""
+    import wayray
+    from wayray.wayland import libwayland, pixman, xkb
+
+    root = Path(wayray.__file__).parent
+    names: set[str] = set()
+    for path in root.rglob("*.py"):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            names.update(_FFI_TYPE_LITERAL.findall(path.read_text(encoding="utf-8")))
+    warmed = 0
+    for ffi in (libwayland.ffi, pixman.ffi, xkb.ffi):
+        for name in sorted(names):
+            try:
+                ffi.typeof(name)
+            except Exception:  # noqa: BLE001  (a type of another binding; cffi raises several kinds)
+                continue
+            warmed += 1
+    return warmed
+
+
+def warm_composite() -> None:
+    """Composite a tiny output once (pixman's images, regions and fills, numpy's arrays): the
+    functions a session's first frame calls are bound and its code paths run before any fork.
+    Nothing here starts a thread (a fork copies only the thread that forks)."""
+    from wayray.compositor.scene import Renderer
+
+    renderer = Renderer(16, 16, 1)
+    renderer.render([], renderer.full_damage())
+    renderer.park(list)
+    renderer.framebuffer.tobytes()
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ from wayray.common.errors import EXIT_FAILURE, WayRayError
 from wayray.common.secretfd import read_secret
 from wayray.compositor.session import Decorations, SessionCompositor
 from wayray.config import AudioPolicy
+from wayray.session import memory
 from wayray.session.link_client import LinkClient, LinkSettings
 
 log = logging.getLogger("wayray.session")
@@ -148,14 +149,22 @@ class _Session:
             executor=self.executor,
             on_end=self.end,
         )
-        # The sound server before the link: the first viewer may attach as soon as the link is up.
-        await self._start_sound()
+        # The link and the sound server side by side: pulseaudio takes 0.1-0.5 s to come up (more on
+        # a loaded server), which the first viewer's first frame does not wait for (issue 15); that
+        # viewer's sound starts once it is up (LinkClient.sound_ready).
+        loop = asyncio.get_running_loop()
+        sound = loop.create_task(self._start_sound(), name="sound-server")
+        self.link.sound_ready = sound
+        self.link_task = loop.create_task(self.link.run(), name="link")
+        await sound
         if self.opts.window_manager:
             # After the sound server: what the window manager starts (a terminal) finds it too.
             self.comp.start_window_manager(self.opts.window_manager, self._client_env)
-        self.link_task = asyncio.get_running_loop().create_task(self.link.run(), name="link")
         if self.opts.command:
             self.proc = await self._start_command()
+        # What starting took and let go (the fork's copies, the imports' and the compositor's
+        # temporary buffers) back to the kernel, not kept resident for the session's whole life.
+        asyncio.get_running_loop().call_soon(memory.trim)
 
     async def _start_sound(self) -> None:
         """The session's sound server, before COMMAND (which finds it through PULSE_SERVER). A sound

@@ -26,6 +26,7 @@ struct xkb_keymap *xkb_keymap_new_from_names(struct xkb_context *context,
                                              const struct xkb_rule_names *names, int flags);
 struct xkb_keymap *xkb_keymap_new_from_string(struct xkb_context *context, const char *string,
                                               int format, int flags);
+struct xkb_keymap *xkb_keymap_ref(struct xkb_keymap *keymap);
 void xkb_keymap_unref(struct xkb_keymap *keymap);
 char *xkb_keymap_get_as_string(struct xkb_keymap *keymap, int format);
 xkb_keycode_t xkb_keymap_min_keycode(struct xkb_keymap *keymap);
@@ -67,6 +68,7 @@ libc: Any = ffi.dlopen(None)
 # holds while parsing a type for ffi.new; a garbage collection there that ran a finalizer binding its
 # function would wait for that lock in the same thread for ever.
 _keymap_unref = lib.xkb_keymap_unref
+_keymap_ref = lib.xkb_keymap_ref
 _state_unref = lib.xkb_state_unref
 
 _FORMAT_TEXT_V1 = 1
@@ -125,23 +127,65 @@ class _Context:
         return cls._shared
 
 
-class Keymap:
-    """A compiled keymap and its canonical text (what clients are sent)."""
+#: Keymaps compiled from text kept for reuse (Keymap.compiled), besides the default one.
+_COMPILED_KEPT = 8
 
-    def __init__(self, ptr: Any) -> None:
+
+class Keymap:
+    """A compiled keymap and its canonical text (what clients are sent).
+
+    Each Keymap object owns one reference to its xkb keymap and drops it when it goes. The keymaps
+    :meth:`default` and :meth:`compiled` hand out share one compiled keymap (it never changes once
+    compiled) and its text, but each caller gets an object, and a reference, of its own: one
+    compositor's teardown never frees what another one in the same process still uses, and a
+    session parent's default keymap is shared copy-on-write by every session it forks."""
+
+    _kept: dict[str, Keymap] = {}  # noqa: RUF012  (by text, oldest first; the default never goes)
+    _default: Keymap | None = None
+
+    def __init__(self, ptr: Any, text: str | None = None) -> None:
         self.ptr = ptr
-        text = lib.xkb_keymap_get_as_string(ptr, _FORMAT_TEXT_V1)
-        if text == ffi.NULL:
+        if text is not None:
+            self.text: str = text
+            return
+        raw = lib.xkb_keymap_get_as_string(ptr, _FORMAT_TEXT_V1)
+        if raw == ffi.NULL:
             raise KeymapError("xkb_keymap_get_as_string failed")
         try:
-            self.text: str = ffi.string(text).decode()
+            self.text = ffi.string(raw).decode()
         finally:
-            libc.free(text)
+            libc.free(raw)
 
     def __del__(self) -> None:
         ptr = getattr(self, "ptr", None)
         if ptr is not None:
             _keymap_unref(ptr)
+
+    def _another(self) -> Keymap:
+        """A new object with its own reference to the same compiled keymap."""
+        return Keymap(_keymap_ref(self.ptr), self.text)
+
+    @classmethod
+    def default(cls) -> Keymap:
+        """The default keymap (US layout), compiled once per process."""
+        if cls._default is None:
+            cls._default = cls.from_names()
+        return cls._default._another()
+
+    @classmethod
+    def compiled(cls, text: str) -> Keymap:
+        """``text`` compiled, sharing the keymap compiled before for the same text (viewers mostly
+        send the same few keymaps: each attach would otherwise compile one, tens of ms on a busy
+        server). A text that does not compile raises :class:`KeymapError` every time."""
+        if cls._default is not None and text == cls._default.text:
+            return cls._default._another()
+        kept = cls._kept.get(text)
+        if kept is None:
+            kept = cls.from_text(text)
+            if len(cls._kept) >= _COMPILED_KEPT:
+                cls._kept.pop(next(iter(cls._kept)))
+            cls._kept[text] = kept
+        return kept._another()
 
     @classmethod
     def from_names(
