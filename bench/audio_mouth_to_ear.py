@@ -10,8 +10,8 @@ whose sound server is a PulseAudio of its own (tests/e2e/kiosk_sound.py: a null 
 ("mouth": what the session plays, when it plays it) and the kiosk's speaker ("ear") at once, each chunk
 stamped on arrival with this host's CLOCK_MONOTONIC; a click's latency is the arrival time of its
 first sample at the ear minus at the mouth (the two recorders' own latencies are the same and cancel).
-What it covers: capture (10 ms), 20 ms framing, Opus, link, wrsrvd, QUIC, the jitter buffer and the
-kiosk sink's buffer (wrclient's libpulse stream). The load average is printed with it: the machine is shared.
+What it covers: capture (10 ms), 20 ms framing, Opus, link, wrsrvd, QUIC, the jitter buffer, pacat and
+the kiosk sink's buffer. The load average is printed with it: the machine is shared.
 
 With ``--peers tunnel,xpra`` the same clicks go the same way through PulseAudio's own network tunnel
 (``module-tunnel-sink``) and through xpra's sound forwarding (bench/audio_peers.py), each into a fresh
@@ -189,7 +189,7 @@ def wayray_run(
         groups = {
             "session process (capture, Opus), parec": lambda: tree(comp, lambda n: n not in SESSION_OTHERS),
             "session PulseAudio": lambda: tree(comp, lambda n: n == "pulseaudio"),
-            "wrclient (decode, buffer, playback)": lambda: tree(proc.pid),
+            "wrclient (decode, buffer), pacat": lambda: tree(proc.pid),
             "kiosk PulseAudio": lambda: [kiosk._server.pid],
         }  # fmt: skip
         result = phases(groups, traffic, seconds, lambda: (h.home / "go").touch())

@@ -355,7 +355,7 @@ def chirps_heard(
 
 # Real-time sound through a kiosk's PulseAudio on a starved machine (two whole suites on the 2 cores,
 # a load of 17-31) can still break up: the kiosk's sink runs dry when the kiosk is held up longer than
-# its buffer (libpulse reports an underflow), or a frame comes after its turn (the jitter buffer drops it).
+# its buffer (pacat says "Stream underrun"), or a frame comes after its turn (the jitter buffer drops it).
 # What a listener then notices, and what the kiosk is built for (docs/audio.md §3), is that the sound
 # settles clean after a glitch: the kiosk's buffer grows. So the session plays the chirps again until
 # the kiosk's speaker plays them clean: at most PLAYS times, and each broken play must have made the

@@ -122,8 +122,7 @@ class ClientConfig:
         Bool(),
         "Kiosk mode: play the sound of the session shown through this machine's sound server "
         "(PulseAudio, or PipeWire's PulseAudio service, for the user wrclient runs as: its default "
-        "sink), through libpulse (libpulse0; `pactl` from pulseaudio-utils asks whether it answers). "
-        "A kiosk whose sound server does not answer logs "
+        "sink), with `pacat` from pulseaudio-utils. A kiosk whose sound server does not answer logs "
         "so and shows its sessions without sound. false: the kiosk offers sessions no sound at all "
         "(a kiosk without loudspeakers; `--no-audio` does the same for one run). Outside kiosk mode "
         "wrclient plays sound only with `--play-audio` (docs/audio.md).",
