@@ -21,10 +21,8 @@ much longer as it was late (up to ``MAX_FRAMES``, 200 ms). Otherwise (a later fr
 dropped, and the buffer grows by one frame by playing one slot of silence without moving on. After
 ``SHRINK_AFTER`` s without a late frame it shrinks by one frame again, skipping a slot that holds no
 sound.
-**Drift** between the session's sample clock and the kiosk's sink, or sound that piled up while the sink
-stalled, shows as frames that keep arriving more than ``DEEP_BY`` frames deeper than the target: after
-``DEEP_FOR`` s of that, the least excess seen is skipped, in slots without sound; if none comes for
-``SHED_AFTER_SLOTS`` slots (a sound that never stops), the excess frames are cut at once.
+**Drift** between the session's sample clock and the kiosk's sink shows as a depth that creeps: when
+frames keep arriving more than two frames deeper than the target, one silent slot is skipped.
 
 A new stream (AudioStart) starts a new buffer; the end of the stream or of the connection ends the
 sink's stream at once (the sound server drops what it held), so the old kiosk goes quiet when the
@@ -52,13 +50,6 @@ MIN_FRAMES = 2
 MAX_FRAMES = 10
 #: Seconds without a late frame before the buffer shrinks by one frame.
 SHRINK_AFTER = 10.0
-#: Frames that keep arriving this much beyond the target for DEEP_FOR s are too deep (a faster sender
-#: clock, or sound that piled up while the sink stalled): the excess is skipped.
-DEEP_BY = 2
-DEEP_FOR = 2.0
-#: Slots a skip waits for a slot without sound (which nobody hears go) before it cuts sound instead:
-#: a sound that never stops (a film, a call) would otherwise keep the delay it piled up for good.
-SHED_AFTER_SLOTS = 50
 #: The stream's buffer at the kiosk's sink (its target length, with the sink's own latency: what
 #: PulseAudio calls ``tlength`` with ADJUST_LATENCY): how late this process may come to the sink's
 #: request before it plays a gap. It adapts while sound plays: it starts at START_LATENCY_MS; an
@@ -86,8 +77,6 @@ class PlaybackStats:
     late: int = 0
     #: Slots skipped to shrink the buffer or to follow a faster sender clock.
     skipped: int = 0
-    #: Of those, frames of sound cut (no silent slot came to skip while the sound went on).
-    shed: int = 0
     #: Slots of silence added to grow the buffer.
     held: int = 0
     #: Times the sink ran out of sound before it was given more (libpulse's underflow).
@@ -114,8 +103,6 @@ class JitterBuffer:
         self._skip = 0
         self._last_late = 0.0
         self._deep_since: float | None = None
-        self._deep_min = 0  # the least depth seen while too deep
-        self._skip_waited = 0  # slots played while a skip waited for a silent one
         self._last_sound = -1  # the seq of the last slot played with sound
 
     @property
@@ -152,16 +139,13 @@ class JitterBuffer:
             self._play = seq - self.target
             ahead = self.target
         self._frames[seq] = pcm
-        # Drift: frames that keep arriving well beyond the target mean the sender runs faster, or
-        # that sound piled up while the sink stalled: the least excess seen all that while goes.
-        if ahead > self.target + DEEP_BY:
+        # Drift: frames that keep arriving well beyond the target mean the sender runs faster.
+        if ahead > self.target + 2:
             if self._deep_since is None:
-                self._deep_since, self._deep_min = now, ahead
-            else:
-                self._deep_min = min(self._deep_min, ahead)
-                if now - self._deep_since > DEEP_FOR:
-                    self._skip = max(self._skip, self._deep_min - self.target)
-                    self._deep_since = None
+                self._deep_since = now
+            elif now - self._deep_since > 2.0:
+                self._skip += 1
+                self._deep_since = None
         else:
             self._deep_since = None
         if now - self._last_late > SHRINK_AFTER and self.target > MIN_FRAMES:
@@ -200,20 +184,6 @@ class JitterBuffer:
             self._play += 1
             self._skip -= 1
             self.stats.skipped += 1
-        if self._skip > 0:
-            self._skip_waited += 1
-            if self._skip_waited > SHED_AFTER_SLOTS:
-                # no silent slot came: the excess is cut at once (one short cut, heard once), as long
-                # as the buffer holds more than its target
-                while self._skip > 0 and self.depth > self.target:
-                    if self._frames.pop(self._play, None) is not None:
-                        self.stats.shed += 1
-                    self._play += 1
-                    self._skip -= 1
-                    self.stats.skipped += 1
-                self._skip = 0
-        if self._skip == 0:
-            self._skip_waited = 0
         pcm = self._frames.pop(self._play, None)
         self._play += 1
         if pcm is None:
@@ -396,7 +366,6 @@ class Player:
             "silent": s.silent,
             "late": s.late,
             "skipped": s.skipped,
-            "shed": s.shed,
             "held": s.held,
             "underruns": s.underruns,
             "buffer_ms": s.target_frames * FRAME_US // 1000,
