@@ -1,10 +1,11 @@
 """The kiosk's player (wayray.audio.playback.Player) against a real PulseAudio (tests/e2e/kiosk_sound.py):
-its sink buffer starts short, grows while it plays when the machine holds the player up for longer
-than it, and comes down again in a silence after a calm while."""
+its sink buffer starts short and grows when the machine holds pacat up for longer than it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def tone_frame(seq: int) -> bytes:
 @pytest.fixture
 def kiosk_sound(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     directory = Path(tempfile.mkdtemp(prefix="wr-play-", dir="/tmp"))
-    sound = KioskSound(directory / "kiosk").start()  # its speaker plays
+    sound = KioskSound(directory / "kiosk").start()
     for key, value in sound.env.items():
         monkeypatch.setenv(key, value)
     yield sound
@@ -42,63 +43,61 @@ def kiosk_sound(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def
 def test_a_kiosk_held_up_longer_than_its_sink_buffer_plays_on_with_a_longer_one(
     kiosk_sound: KioskSound,
 ) -> None:
-    """The player held up for a second (a machine that did not schedule it: here its lock is held, so
-    libpulse's thread cannot give the sink sound) empties the sink's short buffer: the sink plays a
-    gap, the player takes a longer buffer at once, on the same stream, and the sound goes on through it."""
+    """pacat stopped for a second (a machine that did not schedule it) empties the sink's 100 ms: the
+    sink plays a gap, the player takes a longer buffer (a new pacat, in the session's next silence),
+    and the sound goes on through it."""
 
     async def play() -> dict[str, object]:
         player = playback.Player()
         assert player.latency_ms == playback.START_LATENCY_MS
         player.start()
         t0 = time.monotonic()
-        held = False
-        stream = None
-        grown_at: int | None = None
+        stopped = False
+        played_at_restart: int | None = None
         seq = 0
         end = t0 + DEADLINE
         # Half a second of tone, half a second of silence (not sent, as the session sends silence),
-        # on the session's clock, until the buffer has grown and a second of tone played after.
+        # on the session's clock, until the player has restarted pacat and played on for a while.
         while time.monotonic() < end:
             if (seq // 25) % 2 == 0:
                 player.put(seq, tone_frame(seq))
             seq += 1
             await asyncio.sleep(max(0.0, t0 + seq * FRAME_US / 1e6 - time.monotonic()))
-            if not held and seq >= 60 and player.stats.played:
-                stream = player._stream
-                with player._lock:  # the sink asks, and nobody answers for a second
-                    time.sleep(1.0)
-                held = True
-            if player.stats.sink_latency_ms_max > playback.START_LATENCY_MS and grown_at is None:
-                grown_at = player.stats.played
-            if grown_at is not None and player.stats.played >= grown_at + 50:
-                break  # a second of tone played with the longer buffer
-        stats = player.to_json() | {"grown_at": grown_at, "same_stream": player._stream is stream}
+            if not stopped and seq >= 60 and player._proc is not None and player.stats.played:
+                pid = player._proc.pid
+                os.kill(pid, signal.SIGSTOP)
+                await asyncio.sleep(1.0)
+                os.kill(pid, signal.SIGCONT)
+                stopped = True
+            if player.stats.restarts and played_at_restart is None:
+                played_at_restart = player.stats.played
+            if played_at_restart is not None and player.stats.played >= played_at_restart + 50:
+                break  # a second of tone played through the new pacat
+        stats = player.to_json() | {"played_at_restart": played_at_restart}
         player.stop()
         await player.wait_closed()
         return stats
 
     heard_before = kiosk_sound.heard().size
     stats = asyncio.run(play())
-    assert int(str(stats["underruns"])) >= 1, stats
-    assert int(str(stats["sink_latency_ms_max"])) > playback.START_LATENCY_MS, stats
-    assert stats["same_stream"], stats  # changed while it played: no new stream, nothing cut
-    # The tone went on with the longer buffer (a second of it), and the speaker played it.
-    assert stats["grown_at"] is not None, stats
+    assert stats["underruns"] >= 1, stats
+    assert stats["restarts"] >= 1 and stats["sink_latency_ms_max"] > playback.START_LATENCY_MS, stats
+    # The tone went on through the new pacat (a second of it), and the speaker played it.
+    assert stats["played_at_restart"] is not None, stats
     assert np.abs(kiosk_sound.heard()[heard_before:]).max(initial=0.0) > 0.2
 
 
 def test_a_calm_kiosk_comes_down_to_a_short_sink_buffer_in_the_silence_after_sound(
     kiosk_sound: KioskSound, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """From a longer buffer (here 100 ms, as after underruns), a calm while (here 1 s instead of 15 s)
-    of sound played without an underrun takes a third off, in the silence after it. (A machine loaded
-    enough to break the sound up makes it longer first, which is the rule working: then it comes down a
-    third from there.)"""
+    """It starts at 100 ms (safe on a loaded machine); a calm while (here 1 s instead of 15 s) of sound
+    played without an underrun takes a third off, in the silence after it. (A machine loaded enough to
+    break the sound up makes it longer first, which is the rule working: then it comes down a third
+    from there.)"""
     monkeypatch.setattr(playback, "CALM_AFTER", 1.0)
 
     async def play() -> list[int]:
         player = playback.Player()
-        player.latency_ms = 100
         player.start()
         seen = [player.latency_ms]
         t0 = time.monotonic()
@@ -116,23 +115,21 @@ def test_a_calm_kiosk_comes_down_to_a_short_sink_buffer_in_the_silence_after_sou
         return seen
 
     seen = asyncio.run(play())
+    assert seen[0] == playback.START_LATENCY_MS == 100
     down = [(a, b) for a, b in zip(seen, seen[1:], strict=False) if b < a]
-    assert down, seen
-    a, b = down[0]
-    assert b == max(playback.MIN_LATENCY_MS, a * 2 // 3 // 10 * 10), seen  # a third off, to tens of ms
+    assert down and down[0][1] == down[0][0] * 2 // 3 // 10 * 10, seen  # a third off, to tens of ms
 
 
 def test_a_kiosk_that_only_played_silence_keeps_its_sink_buffer(
     kiosk_sound: KioskSound, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Silence proves nothing about the machine: a kiosk whose session was silent for many calm whiles
-    keeps its buffer, and the first sound that comes (with the work its frames bring) is not played
+    keeps its 100 ms, and the first sound that comes (with the work its frames bring) is not played
     through a buffer that was never tried with sound."""
     monkeypatch.setattr(playback, "CALM_AFTER", 0.5)
 
     async def play() -> tuple[int, dict[str, object]]:
         player = playback.Player()
-        player.latency_ms = 100
         player.start()  # a stream whose session is silent
         await asyncio.sleep(4 * playback.CALM_AFTER + 1.0)
         latency, stats = player.latency_ms, player.to_json()
@@ -143,46 +140,37 @@ def test_a_kiosk_that_only_played_silence_keeps_its_sink_buffer(
     latency, stats = asyncio.run(play())
     # Never shorter than it started (a machine loaded enough to starve it even in silence makes it
     # longer, which is the rule working too).
-    assert latency >= 100, stats
+    assert latency >= playback.START_LATENCY_MS, stats
 
 
-def test_a_shorter_sink_buffer_cuts_nothing_of_the_sound_before_or_after_it(
-    kiosk_sound: KioskSound, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The buffer comes down in the silence between two tones: both reach the speaker whole (the
-    silence the sink still held plays down; no sound is dropped with it)."""
-    monkeypatch.setattr(playback, "CALM_AFTER", 0.3)
+def test_a_new_sink_buffer_waits_until_the_sound_before_it_has_played_out(kiosk_sound: KioskSound) -> None:
+    """A change of the sink's buffer is a new pacat, and killing the old one drops what PulseAudio
+    still held for it: taken the moment the jitter buffer is empty, it cut up to a whole buffer
+    (100 ms here) off the end of the sound before it (a chirp's tail, in the e2e tests). The whole
+    tone must reach the speaker."""
 
     async def play() -> dict[str, object]:
         player = playback.Player()
-        player.latency_ms = 100
         player.start()
-        seen = [player.latency_ms]
         t0 = time.monotonic()
         seq = 0
-        while time.monotonic() < t0 + 4.0:
-            if 25 <= seq < 75 or 125 <= seq < 175:  # two tones of a second, a second apart
+        while time.monotonic() < t0 + 3.0:
+            if 25 <= seq < 50:  # half a second of tone, after half a second of silence
                 player.put(seq, tone_frame(seq))
+            if seq == 45:
+                player._underruns_now = 1  # as if the sink had run dry: a longer buffer, in silence
             seq += 1
             await asyncio.sleep(max(0.0, t0 + seq * FRAME_US / 1e6 - time.monotonic()))
-            if player.latency_ms != seen[-1]:
-                seen.append(player.latency_ms)
-        stats = player.to_json() | {"seen": seen}
+        stats = player.to_json()
         player.stop()
         await player.wait_closed()
         return stats
 
     start = kiosk_sound.heard().size
     stats = asyncio.run(play())
-    seen = stats["seen"]
-    assert isinstance(seen, list) and min(seen) < 100, stats  # the buffer did come down
+    assert stats["restarts"] >= 1, stats  # the buffer did change
     heard = kiosk_sound.heard()[start:]
-    block = RATE // 200  # 5 ms: a tone's loudness, not its zero crossings
-    loud = np.abs(heard[: heard.size // block * block]).reshape(-1, block).max(axis=1) > 0.05
-    # the tones' runs of sound, as the speaker played them (a gap within one: two runs)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
-    runs = [(b - a) * block / RATE for a, b in zip(edges[::2], edges[1::2], strict=False)]
-    if stats["underruns"]:  # a machine that starved the sink: a gap was heard, and the buffer grew
-        assert any(b > a for a, b in zip(seen, seen[1:], strict=False)), stats
-    else:
-        assert len(runs) == 2 and all(r >= 1.0 - 0.01 for r in runs), runs
+    loud = np.flatnonzero(np.abs(heard) > 0.05)
+    assert loud.size, "the tone never reached the speaker"
+    # Half a second of tone (a frame's margin): none of its end was dropped with the old pacat.
+    assert (loud[-1] - loud[0]) / RATE >= 0.5 - 0.02, (loud[-1] - loud[0]) / RATE

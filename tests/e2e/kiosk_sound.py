@@ -57,10 +57,6 @@ class KioskSound:
                  "-d", "speaker.monitor"],
                 env={**os.environ, **self.env}, stdout=out, stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        # A fresh null sink renders its first block at its longest latency (~2 s), and a stream opened
-        # before then waits as long, its sound piling up in the player's jitter buffer (which a sound
-        # that never stops never sheds): the kiosk is ready when its speaker plays.
-        eventually(lambda: self.samples() > RATE // 10, "the kiosk's speaker to play")
         return self
 
     def _pactl(self, *args: str) -> subprocess.CompletedProcess[str]:

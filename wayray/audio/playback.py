@@ -1,18 +1,19 @@
 """The session's sound through the kiosk's own sound server: decoded frames into an adaptive jitter
-buffer, and from it into a playback stream of libpulse's (wayray/audio/pulse.py) at the pace the sink
-takes sound.
+buffer, and from it into ``pacat`` (PulseAudio's own tool) at the pace the sink takes sound.
 
-There is no timer of ours: the sink asks for sound (libpulse's write request, every ``REQUEST_MS``) and
-is given the next slots of the jitter buffer, cut to what it asked, so the sink's demand paces playback
-and nothing piles up between the jitter buffer and the sink. Each slot of 20 ms is a ``seq`` of the
-session's stream (frames count on through the session's silences, which are not sent): a slot whose
-frame is here plays it; one whose frame is not plays silence (the session was silent, or the frame is
-late).
+There is no timer of ours: the writer gives ``pacat`` the next 20 ms as soon as the pipe to it has room,
+and the pipe is made small (one page), so the sink's demand paces playback and nothing piles up between
+the jitter buffer and the sink. Each slot of 20 ms is a ``seq`` of the session's stream (frames count on
+through the session's silences, which are not sent): a slot whose frame is here plays it; one whose
+frame is not plays silence (the session was silent, or the frame is late).
 
-**The sink's buffer adapts** (the stream's target length): what covers this process being held up. It
-starts at ``START_LATENCY_MS`` (40 ms), grows by half at once, while it plays, when the sink ran dry
-(libpulse's underflow), up to ``MAX_LATENCY_MS``, and comes down by a third after each calm while
-(``CALM_AFTER`` s of sound without an underrun), to ``MIN_LATENCY_MS``, in a silence.
+**The sink's buffer adapts** (PulseAudio's target length for pacat, ``--latency-msec``): what covers
+this process or pacat being held up. It starts at ``START_LATENCY_MS`` (100 ms, what a loaded machine
+needed), comes down by a third after each calm while (``CALM_AFTER`` s without an underrun), to
+``MIN_LATENCY_MS`` (30 ms), and grows by half after an underrun (pacat says "Stream underrun"), up to
+``MAX_LATENCY_MS``. PulseAudio fixes a stream's buffer when it opens, so a change is a new pacat,
+started while the session is silent (nobody hears the switch) — or at once when the sound keeps
+breaking up. A quiet kiosk comes to play with little delay; a loaded one keeps the delay it needs.
 
 **Adaptive.** The buffer starts ``START_FRAMES`` (40 ms) behind the first frame; a frame that comes
 after its slot was played is late. If only silence played since its slot (a sound's start came late,
@@ -24,23 +25,21 @@ sound.
 **Drift** between the session's sample clock and the kiosk's sink shows as a depth that creeps: when
 frames keep arriving more than two frames deeper than the target, one silent slot is skipped.
 
-A new stream (AudioStart) starts a new buffer; the end of the stream or of the connection ends the
-sink's stream at once (the sound server drops what it held), so the old kiosk goes quiet when the
-badge moves.
+A new stream (AudioStart) starts a new buffer; the end of the stream or of the connection kills
+``pacat`` at once, so the old kiosk goes quiet when the badge moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 
-from wayray.audio import pulse
 from wayray.audio.opus import CHANNELS, FRAME_BYTES, FRAME_US, RATE
 
 log = logging.getLogger("wayray.audio")
@@ -50,19 +49,23 @@ MIN_FRAMES = 2
 MAX_FRAMES = 10
 #: Seconds without a late frame before the buffer shrinks by one frame.
 SHRINK_AFTER = 10.0
-#: The stream's buffer at the kiosk's sink (its target length, with the sink's own latency: what
-#: PulseAudio calls ``tlength`` with ADJUST_LATENCY): how late this process may come to the sink's
-#: request before it plays a gap. It adapts while sound plays: it starts at START_LATENCY_MS; an
-#: underrun (the sink ran dry) makes it half as long again at once, up to MAX_LATENCY_MS; after
-#: CALM_AFTER s of sound without an underrun it comes down by a third, to MIN_LATENCY_MS, in the next
-#: silence (docs/audio.md §3). So a kiosk starts short and pays a longer delay only when its machine
-#: showed it needs it.
-START_LATENCY_MS = 40
+#: What PulseAudio buffers for pacat (its target length): how late pacat, or this process (whose loop
+#: also serves the connection and the picture), may come before the sink plays a gap. It adapts: it
+#: starts at START_LATENCY_MS, what a loaded 2-core machine needed (at a load average of 14, 30 ms left
+#: a gap in most runs of the chirp test, 60 ms in some); after CALM_AFTER s without an underrun it comes
+#: down by a third, to MIN_LATENCY_MS; an underrun (the sink ran dry) makes it half as long again, up
+#: to MAX_LATENCY_MS. A change takes a new pacat (PulseAudio sets a stream's buffer when it opens),
+#: started while the session is silent, so nobody hears it (docs/audio.md §3). So a kiosk starts as
+#: safe as before and earns a short delay by being calm; a loaded one keeps what it needs.
+START_LATENCY_MS = 100
 MIN_LATENCY_MS = 30
 MAX_LATENCY_MS = 240
 CALM_AFTER = 15.0
-#: How much the sink asks for at a time (its ``minreq``): the writer's wake-ups.
-REQUEST_MS = 10
+#: Underruns while a longer buffer waits for silence before it is taken at once (the sound already
+#: breaks up; the few ms of it the restart drops cost less than going on so).
+UNDERRUNS_BEFORE_RESTART = 3
+#: The pipe to pacat: one page, so that what waits there is at most about 20 ms.
+PIPE_BYTES = 4096
 
 _SILENCE = bytes(FRAME_BYTES)
 
@@ -79,13 +82,14 @@ class PlaybackStats:
     skipped: int = 0
     #: Slots of silence added to grow the buffer.
     held: int = 0
-    #: Times the sink ran out of sound before it was given more (libpulse's underflow).
+    #: Times the sink ran out of sound before pacat gave it more (pacat says "Stream underrun").
     underruns: int = 0
     target_frames: int = START_FRAMES
-    #: The stream's buffer at the sink now (ms), the most it has been, and how often it changed.
+    #: PulseAudio's buffer for pacat now (ms), the most it has been, and how often pacat was started
+    #: again to change it.
     sink_latency_ms: int = START_LATENCY_MS
     sink_latency_ms_max: int = START_LATENCY_MS
-    changes: int = 0
+    restarts: int = 0
     #: How far ahead of the slot being played frames arrived, in frames (the last ones).
     depths: list[int] | None = None
 
@@ -164,8 +168,7 @@ class JitterBuffer:
 
     def anchor_again(self) -> None:
         """While quiet: the next frame to come starts the timeline again, ``target`` frames behind it,
-        as at the stream's start (what the sink played down while its buffer was made shorter is not
-        owed)."""
+        as at the stream's start (what the sink was not fed while pacat was replaced is not owed)."""
         if self.quiet():
             self._play = None
             self._skip = 0
@@ -195,145 +198,176 @@ class JitterBuffer:
 
 
 class Player:
-    """Plays one stream at a time to the kiosk's default sink (or ``sink``), through a libpulse stream
-    (wayray/audio/pulse.py) whose buffer adapts while it plays."""
+    """Plays one stream at a time through ``pacat`` to the kiosk's default sink (or ``sink``)."""
 
     def __init__(self, sink: str | None = None) -> None:
         self.sink = sink
         self.stats = PlaybackStats(depths=[])
         self._buffer = JitterBuffer(self.stats)
-        #: put() runs in the event loop, the sink's requests in libpulse's thread.
-        self._lock = threading.Lock()
-        self._stream: pulse.PulseStream | None = None
-        self._opening: set[asyncio.Future[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._failed = False
-        #: The stream's buffer at the sink (ms): kept across streams, as the machine it measures is.
+        #: PulseAudio's buffer for pacat (ms): kept across streams, as the machine it measures is.
         self.latency_ms = START_LATENCY_MS
-        self._carry = b""  # what of the last frame the sink has not asked for yet
+        self._underruns_now = 0
         self._calm_since = time.monotonic()
         self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
-        self._sound_written = 0.0  # when the sink was last given a frame of sound (monotonic)
+        self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
 
     @staticmethod
     def available() -> bool:
-        return pulse.available()
+        return shutil.which("pacat") is not None
 
     @property
     def failed(self) -> bool:
-        """The stream could not play (no sound server, no libpulse), or it went away: said in the log."""
-        return self._failed or (self._stream is not None and self._stream.failed)
+        """pacat could not play (no sound server, no pacat): said once in the log."""
+        return self._failed
 
     def start(self) -> None:
-        """A new stream: a new buffer, and the sink's stream opened (again) if it is not open."""
-        with self._lock:
-            self._buffer = JitterBuffer(self.stats)
-            self._carry = b""
-        if self._stream is not None and not self._stream.failed:
-            return
-        if self._stream is not None:
-            self._close(self._stream)
-        self._failed = False
-        stream = pulse.PulseStream(
-            rate=RATE, channels=CHANNELS, target_ms=self.latency_ms, request_ms=REQUEST_MS, sink=self.sink
-        )
-        stream.on_request = self._request
-        stream.on_underflow = self._underflow
-        self._stream = stream
-        self._calm_since = time.monotonic()
-        self._calm_from = self.stats.played
-        opening = asyncio.ensure_future(asyncio.to_thread(self._open, stream))
-        self._opening.add(opening)
-        opening.add_done_callback(self._opening.discard)
-
-    def _open(self, stream: pulse.PulseStream) -> None:
-        """In a worker thread: the stream, or the reason it cannot play, said once in the log."""
-        try:
-            stream.open()
-        except pulse.PulseError as err:
-            stream.close()
-            if stream is self._stream:
-                self._note_failure(str(err))
-            return
-        if stream is not self._stream:  # stopped while it opened
-            stream.close()
-            return
-        log.info(
-            "playing the session's sound on %s (the sink's buffer: %d ms)",
-            self.sink or "this machine's default sink", self.latency_ms,
-        )  # fmt: skip
+        """A new stream: a new buffer, and pacat started (again) if it is not running."""
+        self._buffer = JitterBuffer(self.stats)
+        if self._task is None or self._task.done():
+            self._failed = False
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="audio playback")
 
     def put(self, seq: int, pcm: bytes) -> None:
-        with self._lock:
-            target = self._buffer.target
-            self._buffer.put(seq, pcm, time.monotonic())
-            grown = self._buffer.target > target
-        if grown:
+        target = self._buffer.target
+        self._buffer.put(seq, pcm, time.monotonic())
+        if self._buffer.target > target:
             log.info(
                 "a frame of sound came after its turn to play: the jitter buffer grew to %d ms "
                 "(%d late frames so far)", self._buffer.target * FRAME_US // 1000, self.stats.late,
             )  # fmt: skip
 
-    # -- in libpulse's thread, its lock held --
-
-    def _request(self, nbytes: int) -> None:
-        """The sink wants ``nbytes`` more: the next slots of the jitter buffer, cut to that length."""
-        stream = self._stream
-        if stream is None:
+    async def _run(self) -> None:
+        pacat = shutil.which("pacat")
+        if pacat is None:
+            self._note_failure("pacat is not installed (Debian: apt install pulseaudio-utils)")
             return
-        with self._lock:
-            self._maybe_shorter(stream)
-            out = self._carry
-            while len(out) < nbytes:
-                pcm = self._buffer.next()
-                if pcm is not _SILENCE:
-                    self._sound_written = time.monotonic()
-                out += pcm
-            self._carry = out[nbytes:]
-        stream.write(out[:nbytes])
+        first = True
+        while True:
+            proc = await self._spawn(pacat)
+            if proc is None:
+                return
+            if not first:
+                self._buffer.anchor_again()  # the new pacat's start did not add to the delay
+            if first:
+                log.info("playing the session's sound on %s", self.sink or "this machine's default sink")
+                first = False
+            try:
+                latency = await self._feed(proc)
+            except (BrokenPipeError, ConnectionResetError):
+                code = await proc.wait()
+                self._note_failure(f"pacat ended (status {code}): is a sound server running here?")
+                return
+            finally:
+                self._kill(proc)
+            log.info(
+                "the sound's buffer at the sink: %d ms (was %d ms; %d underruns so far)",
+                latency, self.latency_ms, self.stats.underruns,
+            )  # fmt: skip
+            self.latency_ms = latency
+            self.stats.restarts += 1
+            self.stats.sink_latency_ms = latency
+            self.stats.sink_latency_ms_max = max(self.stats.sink_latency_ms_max, latency)
 
-    def _underflow(self) -> None:
-        """The sink ran dry: a gap was heard. The buffer grows by half, at once, while it plays."""
-        stream = self._stream
-        self.stats.underruns += 1
+    async def _spawn(self, pacat: str) -> asyncio.subprocess.Process | None:
+        argv = [
+            pacat,
+            "--playback",
+            "--raw",
+            "--format=s16le",
+            f"--rate={RATE}",
+            f"--channels={CHANNELS}",
+            f"--latency-msec={self.latency_ms}",
+            "--client-name=wrclient",
+            "--verbose",  # it says when the sink ran dry: counted, and the buffer grows
+            "--stream-name=the session's sound",
+        ]
+        if self.sink:
+            argv.append(f"--device={self.sink}")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as err:
+            self._note_failure(f"cannot run pacat: {err.strerror or err}")
+            return None
+        self._proc = proc
+        self._underruns_now = 0
         self._calm_since = time.monotonic()
-        self._calm_from = self.stats.played
-        if stream is None or self.latency_ms >= MAX_LATENCY_MS:
-            return
-        self._set_latency(stream, min(MAX_LATENCY_MS, (self.latency_ms * 3 // 2 + 9) // 10 * 10))
+        self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
+        self._sound_written = 0.0  # when the writer last gave pacat a frame of sound (monotonic)
+        assert proc.stdin is not None and proc.stderr is not None
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._watch(proc, proc.stderr), name="pacat messages"
+        )
+        transport = proc.stdin.transport
+        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+        pipe = transport.get_extra_info("pipe")
+        if set_size is not None and pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
+        transport.set_write_buffer_limits(0)  # drain() returns once all went into the pipe
+        return proc
 
-    def _maybe_shorter(self, stream: pulse.PulseStream) -> None:
-        """A third off the sink's buffer after a calm while: one in which CALM_AFTER s of sound played
-        without an underrun (silence alone proves nothing: the frames that come with sound are what
-        keeps this process and the machine busy), taken when the session is silent and what the sink
-        was given has played out. (Taken during sound, the sink would ask for nothing while its longer
-        buffer plays down, and the frames would wait in the jitter buffer instead: no shorter.)"""
+    async def _feed(self, proc: asyncio.subprocess.Process) -> int:
+        """Give pacat the next 20 ms whenever the pipe has room, until its buffer should change: then
+        the new length (ms). Raises BrokenPipeError when pacat ended."""
+        assert proc.stdin is not None
+        while True:
+            latency = self._wanted_latency()
+            if latency != self.latency_ms:
+                return latency
+            pcm = self._buffer.next()
+            if pcm is not _SILENCE:
+                self._sound_written = time.monotonic()
+            proc.stdin.write(pcm)
+            await proc.stdin.drain()
+
+    def _wanted_latency(self) -> int:
+        """The sink's buffer as it should be now: longer after underruns (taken in the next silence,
+        or at once if the sound keeps breaking up), a step shorter after a calm while (in silence): one
+        in which CALM_AFTER s of sound played without an underrun. Silence alone proves nothing: the
+        frames that come with sound are what keeps this process and the machine busy."""
         now = time.monotonic()
-        if (
+        if self._underruns_now and self.latency_ms < MAX_LATENCY_MS:
+            if self._played_out(now) or self._underruns_now >= UNDERRUNS_BEFORE_RESTART:
+                return min(MAX_LATENCY_MS, (self.latency_ms * 3 // 2 + 9) // 10 * 10)
+        elif (
             now - self._calm_since > CALM_AFTER
             and (self.stats.played - self._calm_from) * FRAME_US / 1e6 >= CALM_AFTER
             and self.latency_ms > MIN_LATENCY_MS
-            and self._buffer.quiet()
-            and now - self._sound_written > (self.latency_ms + FRAME_US / 1000) / 1000
+            and self._played_out(now)
         ):
-            self._set_latency(stream, max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10))
-            self._calm_since = now
-            self._calm_from = self.stats.played
-            # the sink plays its longer buffer of silence down first: the next sound starts the
-            # timeline again, not that much later
-            self._buffer.anchor_again()
+            return max(MIN_LATENCY_MS, self.latency_ms * 2 // 3 // 10 * 10)
+        return self.latency_ms
 
-    def _set_latency(self, stream: pulse.PulseStream, latency: int) -> None:
-        log.info(
-            "the sound's buffer at the sink: %d ms (was %d ms; %d underruns so far)",
-            latency, self.latency_ms, self.stats.underruns,
-        )  # fmt: skip
-        self.latency_ms = latency
-        stream.set_target_ms(latency)
-        self.stats.changes += 1
-        self.stats.sink_latency_ms = latency
-        self.stats.sink_latency_ms_max = max(self.stats.sink_latency_ms_max, latency)
+    def _played_out(self, now: float) -> bool:
+        """The session is silent and the sink has played all the sound it was given: a new pacat now
+        drops only silence. (The jitter buffer empty is not enough: PulseAudio still holds up to the
+        sink's buffer of sound for the old pacat, and killing it cut a sound's end.)"""
+        held = (self.latency_ms + PIPE_BYTES * 1000 // (RATE * CHANNELS * 2)) / 1000
+        return self._buffer.quiet() and now - self._sound_written > held + FRAME_US / 1e6
 
-    # --
+    async def _watch(self, proc: asyncio.subprocess.Process, stderr: asyncio.StreamReader) -> None:
+        """pacat's messages: underruns counted, failures logged (the rest is its chatter). Those of a
+        pacat being stopped are not counted: its stream was ended, not starved."""
+        async for line in stderr:
+            text = line.decode(errors="replace").strip()
+            if proc is not self._proc or proc.pid in _killed:
+                continue
+            if "underrun" in text.lower():
+                self.stats.underruns += 1
+                self._underruns_now += 1
+                self._calm_since = time.monotonic()
+                self._calm_from = self.stats.played
+            elif text.startswith(("Failed", "Connection failure", "pa_")):
+                log.warning("pacat: %s", text)
 
     def _note_failure(self, why: str) -> None:
         if not self._failed:
@@ -341,26 +375,36 @@ class Player:
             self._failed = True
 
     def stop(self) -> None:
-        """Quiet at once: the stream is ended, and the sound server drops what it still held for it."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            self._close(stream)
-
-    def _close(self, stream: pulse.PulseStream) -> None:
-        if self._stream is stream:
-            self._stream = None
-        stream.close()  # while it opens: the opening thread closes it when it is done
+        """Quiet at once: pacat is killed (PulseAudio drops what it still held for it)."""
+        task, self._task = self._task, None
+        proc, self._proc = self._proc, None
+        if task is not None:
+            task.cancel()
+        if proc is not None:
+            self._kill(proc)
 
     async def wait_closed(self) -> None:
-        """Until every stream being opened is done (before the event loop closes); a sound server that
-        never answers is not waited for longer than a few seconds."""
-        if self._opening:
-            await asyncio.wait(list(self._opening), timeout=5.0)
+        """Until every pacat stopped is reaped (before the event loop closes)."""
+        await asyncio.gather(*list(_reaping), return_exceptions=True)
+
+    def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """Kill ``proc`` (once: stop() and the writer's end may both ask) and reap it."""
+        watcher, self._watcher = self._watcher, None
+        if proc.pid in _killed:
+            return
+        _killed.add(proc.pid)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # before its input ends: it must not play out (and run dry) first
+        if proc.stdin is not None:
+            proc.stdin.transport.abort()  # nobody waits for what the pipe held
+        reap = asyncio.get_running_loop().create_task(_reap(proc, watcher), name="reap pacat")
+        _reaping.add(reap)
+        reap.add_done_callback(_reaping.discard)
 
     def to_json(self) -> dict[str, object]:
         s = self.stats
-        with self._lock:
-            depths = sorted(s.depths or [])
+        depths = sorted(s.depths or [])
         return {
             "played": s.played,
             "silent": s.silent,
@@ -372,18 +416,31 @@ class Player:
             "depth_ms_median": depths[len(depths) // 2] * FRAME_US // 1000 if depths else None,
             "sink_latency_ms": s.sink_latency_ms,
             "sink_latency_ms_max": s.sink_latency_ms_max,
-            "sink_changes": s.changes,
+            "restarts": s.restarts,
         }
 
 
+_reaping: set[asyncio.Task[None]] = set()
+_killed: set[int] = set()
+
+
+async def _reap(proc: asyncio.subprocess.Process, watcher: asyncio.Task[None] | None) -> None:
+    """Wait for a killed pacat, and for its messages to end (its pipe closed too)."""
+    try:
+        await proc.wait()
+        if watcher is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(watcher, 10)
+    finally:
+        _killed.discard(proc.pid)
+
+
 async def sound_server_problem(timeout: float = 10.0) -> str | None:
-    """None when this machine's sound server answers (``pactl info``, as libpulse would find it), else
+    """None when this machine's sound server answers (``pactl info``, as pacat would find it), else
     what is wrong, in words for the log."""
     pactl = shutil.which("pactl")
-    if pactl is None:
-        return "pactl is not installed (Debian: apt install pulseaudio-utils)"
-    if not pulse.available():
-        return "libpulse is not installed (Debian: apt install libpulse0)"
+    if pactl is None or shutil.which("pacat") is None:
+        return "pactl and pacat are not installed (Debian: apt install pulseaudio-utils)"
     try:
         proc = await asyncio.create_subprocess_exec(
             pactl, "info",
