@@ -140,15 +140,28 @@ class Browser:
         msg: dict[str, Any] = {"id": n, "method": method, "params": params or {}}
         if session is not None:
             msg["sessionId"] = session
-        self._out.write(json.dumps(msg).encode() + b"\0")
+        try:
+            self._out.write(json.dumps(msg).encode() + b"\0")
+        except BrokenPipeError:
+            raise BrowserError(f"chromium is gone (sending {method}): {self.gone()}") from None
         try:
             answer = q.get(timeout=timeout)
         except queue.Empty:
-            raise BrowserError(f"chromium did not answer {method} in {timeout} s") from None
+            raise BrowserError(f"chromium did not answer {method} in {timeout} s; {self.gone()}") from None
         if "error" in answer:
             raise BrowserError(f"{method}: {answer['error']}")
         result: dict[str, Any] = answer.get("result", {})
         return result
+
+    def gone(self) -> str:
+        """How chromium ended, if it did, and the end of its log: for a failure's message."""
+        code = self.proc.poll()
+        state = "still running" if code is None else f"exit status {code}"
+        try:
+            tail = self.log.read_text(errors="replace")[-3000:]
+        except OSError as err:
+            tail = f"(no log: {err})"
+        return f"chromium {state}; its log ends:\n{tail}"
 
     def open(self, url: str, *, before: Callable[[Page], None] | None = None) -> Page:
         """A new tab at ``url``; ``before`` runs first (to set up DevTools' Fetch rules, say)."""

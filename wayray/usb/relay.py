@@ -164,14 +164,27 @@ class SocketEndpoint:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        # The socket appears under its name only once it listens: bound and listening under a
+        # temporary name first, then renamed (a driver that finds the name is never refused).
+        ready = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            ready.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            loop = asyncio.get_running_loop()
-            self.server = await loop.create_unix_server(lambda: _HostSide(self.relay), path=str(self.path))
+            sock.bind(str(ready))
+            sock.listen(8)
+            sock.setblocking(False)
+            os.replace(ready, self.path)
+        except BaseException:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                ready.unlink()
+            raise
         finally:
             os.umask(old)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_unix_server(lambda: _HostSide(self.relay), sock=sock)
 
     def close(self) -> None:
         if self.server is not None:
