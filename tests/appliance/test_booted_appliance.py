@@ -513,9 +513,16 @@ def test_a_configuration_error_at_boot_shows_in_the_instances_status(step: Appli
     try:
         app.box.reboot()
         # The shutdown ended the user's session: its record says so (not that its command exited).
+        # wrsrvd and the sessions stop at the same time: a wrsrvd that stopped first records it at its
+        # next start (which this broken file prevents until it is fixed, below); none records it
+        # as anything else.
         ended = app.recorded_sessions()
-        assert {sid: ended[sid] for sid in live} == {sid: ("ended", "shutdown") for sid in live}, app.run(
+        journal = app.run(
             "journalctl", "-b", "-1", "--no-pager", "-n", "60", "-u", "wrsrvd@main", check=False
+        )
+        assert all(ended[sid] == ("ended", "shutdown") or ended[sid][0] != "ended" for sid in live), (
+            ended,
+            journal,
         )
 
         # wrsrvd checks its files at start: it stops once with status 78 (EX_CONFIG; no restart
@@ -542,6 +549,9 @@ def test_a_configuration_error_at_boot_shows_in_the_instances_status(step: Appli
     app.until(lambda: app.run("systemctl", "is-active", "wrsrvd@main", check=False).strip() == "active",
               "wrsrvd@main once the file is fixed")  # fmt: skip
     assert app.run("systemctl", "is-active", "wrsrvd@lab", check=False).strip() != "active"  # lab stays off
+    # By now every session the reboot ended is recorded as ended by the shutdown.
+    app.until(lambda: all(app.recorded_sessions()[sid] == ("ended", "shutdown") for sid in live),
+              "the sessions the reboot ended recorded as ended by the shutdown")  # fmt: skip
 
 
 def test_after_a_reboot_the_server_is_back_with_the_same_identity(step: Appliance) -> None:
