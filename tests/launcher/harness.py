@@ -75,9 +75,19 @@ class Accounts:
         return name
 
 
+#: Letters for the throwaway names' random tag: tests read the user's name off the screen (OCR), and
+#: a hex tag's 0, 1, b, 8 read as O, l, 6, B now and then ("wrt7a3a0bu" was read "wrt7a3aO0Obu").
+#: No digits, no i/l/o/r/n/m/u/v/w (confused with each other or with digits, or forming "rn" → "m").
+TAG_LETTERS = "acdefhkpstxyz"
+
+
+def _name_tag() -> str:
+    return "".join(secrets.choice(TAG_LETTERS) for _ in range(6))
+
+
 @contextlib.contextmanager
 def throwaway_accounts() -> Iterator[Accounts]:
-    tag = secrets.token_hex(3)
+    tag = _name_tag()
     acc = Accounts(
         user=f"wrt{tag}u", password=f"pw-{secrets.token_hex(6)}", greeter=f"wrt{tag}g", group=f"wrt{tag}s"
     )
