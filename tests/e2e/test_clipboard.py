@@ -28,7 +28,8 @@ settle
 """,
     )
     result = harness.run_client(srv, "--script", str(script))
-    assert result.returncode == 0, failure(result)
+    # (the server's log too: the session's side of a copy that never arrived, for whoever reads it)
+    assert result.returncode == 0, f"{failure(result)}\nwrsrvd's log:\n{srv.log_text()[-6000:]}"
     # The script's last settle can come before wl-paste has run (a quiet screen while it starts on a
     # busy machine); the session carries on without the viewer, so wait for what it writes.
     eventually(lambda: pasted.exists() and pasted.read_text(), "wl-paste's output in the session")
