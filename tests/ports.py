@@ -17,6 +17,8 @@ import random
 import socket
 from pathlib import Path
 
+from wayray.common.processes import pid_alive
+
 #: Claims: one file per port, holding the claiming process's pid. Shared by every suite on the machine.
 CLAIMS = Path("/tmp/wayray-test-ports")
 #: Below Linux's default ephemeral range (32768-60999) and above the well-known and common service ports.
@@ -68,12 +70,4 @@ def _alive(path: Path) -> bool:
         pid = int(path.read_text() or "0")
     except (OSError, ValueError):
         return True  # being written by its claimer just now: leave it
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid <= 0 or pid_alive(pid)  # 0: its claimer is writing it just now
