@@ -34,6 +34,8 @@ from wayray.server.admin import AdminClient, AdminError
 from wayray.transport import OwnServerKey
 
 DEADLINE = 90.0  # generous: two cores shared with other suites
+#: Pixels unlike the background that make a window (a terminal of 80x24 characters has some 200,000).
+WINDOW_PIXELS = 10_000
 T = TypeVar("T")
 
 
@@ -204,6 +206,15 @@ class WrServer:
         with AdminClient(self.runtime / "admin.sock") as c:
             return png_pixels(c.screenshot(session_id))
 
+    def shows_a_window(self) -> bool:
+        """Whether the session a viewer has now shows more than its background: a program's window."""
+        with suppress(OSError, AdminError):
+            for s in self.sessions():
+                if s["state"] == "active" and s["linked"]:
+                    pixels = self.screenshot(s["id"])
+                    return int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS
+        return False
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         with suppress(ProcessLookupError):
@@ -303,6 +314,57 @@ class Harness:
             text=True,
             timeout=timeout,
         )
+
+    def start_script(
+        self, srv: WrServer, script: Path, *args: str, token: str | None = "e2e-token-0001"
+    ) -> Client:
+        """A viewer in the background playing ``script`` once the session shows a window (``gated``)."""
+        return self.gated(
+            script,
+            lambda gated: self.start_client(srv, "--script", str(gated), *args, token=token),
+            srv.shows_a_window,
+        )
+
+    def run_script(
+        self,
+        srv: WrServer,
+        script: Path,
+        *args: str,
+        token: str | None = "e2e-token-0001",
+        timeout: float = 180,
+    ) -> subprocess.CompletedProcess[str]:
+        """``wrclient --script SCRIPT`` to its end, played once the session shows a window (``gated``)."""
+        return self.finish(self.start_script(srv, script, *args, token=token), timeout)
+
+    def gated(self, script: Path, start: Callable[[Path], Client], shown: Callable[[], bool]) -> Client:
+        """A viewer ``start(gated script)`` whose script plays once ``shown()``: a person types only
+        once they see the program they type into. A first ``settle`` is not that on a new session: on
+        a loaded machine its screen can stay quiet longer than the settle time before the program's
+        window maps, and keys typed then reach nobody. The script waits at a ``wait-for`` line put
+        before it, which the harness releases when ``shown()`` (a screenshot with the window)."""
+        go = script.with_name(f"{script.name}.go")
+        gated = script.with_name(f"{script.name}.gated")
+        gated.write_text(f"wait-for {go}\n{script.read_text()}")
+        client = start(gated)
+        try:
+            eventually(lambda: client.proc.poll() is not None or shown(), "a window on the session's screen")
+        except BaseException:
+            client.signal(signal.SIGKILL)
+            client.wait()
+            raise
+        go.touch()
+        return client
+
+    @staticmethod
+    def finish(client: Client, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Wait for a background viewer to end: its exit status and output as ``subprocess.run`` has them."""
+        try:
+            code = client.wait(timeout)
+        finally:
+            if client.proc.poll() is None:
+                client.signal(signal.SIGKILL)
+                client.wait()
+        return subprocess.CompletedProcess(client.proc.args, code, client.stdout(), client.stderr())
 
     def start_client(
         self,

@@ -27,7 +27,7 @@ key Return
 settle
 """,
     )
-    result = harness.run_client(srv, "--script", str(script))
+    result = harness.run_script(srv, script)
     # (the server's log too: the session's side of a copy that never arrived, for whoever reads it)
     assert result.returncode == 0, f"{failure(result)}\nwrsrvd's log:\n{srv.log_text()[-6000:]}"
     # The script's last settle can come before wl-paste has run (a quiet screen while it starts on a

@@ -97,7 +97,7 @@ async def flood(conn: Connection, message: object, count: int, batch: int) -> in
 def marked_session(harness: Harness, srv: WrServer, token: str) -> tuple[dict[str, object], str]:
     marker = f"this terminal survives the {secrets.choice(['storm', 'flood', 'siege'])}"
     script = harness.write_script("mark.txt", f"settle\ntype clear; echo {marker}\nkey Return\nsettle 700\n")
-    result = harness.run_client(srv, "--script", str(script), token=token)
+    result = harness.run_script(srv, script, token=token)
     assert result.returncode == 0, failure(result)
     return srv.session(), marker
 

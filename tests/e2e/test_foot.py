@@ -25,7 +25,7 @@ settle 700
 snapshot {shot}
 """,
     )
-    result = harness.run_client(srv, "--script", str(script))
+    result = harness.run_script(srv, script)
     assert result.returncode == 0, failure(result)
     assert out.read_text() == "typed through WayRay\n"
     # The viewer has exited, but wrsrvd notices its connection close in its own time.
@@ -73,7 +73,7 @@ def test_a_german_keymap_types_z_and_y_where_a_german_keyboard_has_them(harness:
     script = harness.write_script("de.txt", f"settle\ntype echo zy > {out}\nkey Return\nsettle\n")
     # On a German keyboard z is the key a US one calls Y: if the session ignored the viewer's keymap,
     # foot would see "yz".
-    result = harness.run_client(srv, "--keymap-layout", "de", "--script", str(script))
+    result = harness.run_script(srv, script, "--keymap-layout", "de")
     assert result.returncode == 0, failure(result)
     assert out.read_text() == "zy\n"
 

@@ -129,7 +129,7 @@ def test_a_stopped_compositor_that_misses_a_restart_is_kept_and_comes_back_when_
     mark = harness.write_script(
         "mark.txt", "settle\ntype echo kept over the restart\nkey Return\nsettle 700\n"
     )
-    result = harness.run_client(srv, "--script", str(mark), token=token)
+    result = harness.run_script(srv, mark, token=token)
     assert result.returncode == 0, result.stderr
     session = srv.session()
     sid, pid = session["id"], session["pid"]

@@ -26,7 +26,7 @@ def test_letters_typed_again_go_as_cache_slots_and_the_picture_stays_exact(harne
     script = harness.write_script(
         "type.txt", f'settle\n{keys}type " > {out}"\nkey Return\nsettle 700\nsnapshot {shot}\n'
     )
-    result = harness.run_client(srv, "--script", str(script), "--stats", str(stats))
+    result = harness.run_script(srv, script, "--stats", str(stats))
     assert result.returncode == 0, failure(result)
     assert out.read_text() == TEXT.removeprefix("echo ") + "\n"
     seen = json.loads(stats.read_text())

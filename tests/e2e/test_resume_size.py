@@ -31,7 +31,7 @@ def test_the_first_frame_after_a_resume_at_another_size_shows_the_windows(
     )
     srv = harness.server(foot)
     mark = harness.write_script("mark.txt", "settle\ntype echo seen at once\nkey Return\nsettle 700\n")
-    first = harness.run_client(srv, "--size", "1280x720", "--script", str(mark))
+    first = harness.run_script(srv, mark, "--size", "1280x720")
     assert first.returncode == 0, failure(first)
 
     for size in ("1024x768", "1600x900"):

@@ -18,7 +18,7 @@ def test_keys_typed_at_the_very_end_of_a_script_reach_the_session(harness: Harne
     out = harness.home / "typed.txt"
     word = secrets.token_hex(6)
     script = harness.write_script("last-keys.txt", f"settle\ntype echo {word} > {out}\nkey Return\n")
-    result = harness.run_client(srv, "--script", str(script))
+    result = harness.run_script(srv, script)
     assert result.returncode == 0, failure(result)
     # The shell ran the line: every key, the last Return too, reached it.
     eventually(lambda: out.exists() and out.read_text().strip() == word, "the typed line to run")

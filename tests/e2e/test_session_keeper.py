@@ -46,7 +46,7 @@ def escape(harness: Harness, srv: WrServer, token: str) -> dict[str, int]:
         f"settle\ntype nohup sleep {marks[0]} >/dev/null 2>&1 &\nkey Return\n"
         f"type setsid sleep {marks[1]} >/dev/null 2>&1 &\nkey Return\nsettle 500\n",
     )
-    result = harness.run_client(srv, "--script", str(script), token=token)
+    result = harness.run_script(srv, script, token=token)
     assert result.returncode == 0, failure(result)
     return eventually(lambda: s if len(s := sleepers(marks)) == 2 else None, "both programs running")
 

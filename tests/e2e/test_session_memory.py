@@ -39,7 +39,7 @@ def test_a_detached_session_lets_its_framebuffer_go_and_the_next_viewer_sees_the
         f"settle\ntype echo drawn > {marker}; printf 'density %.0s' $(seq 40)\nkey Return\n"
         f"settle 700\nsnapshot {first}\nwait-for {go}\n",
     )
-    viewer = harness.start_client(srv, "--script", str(script), "--size", f"{WIDTH}x{HEIGHT}")
+    viewer = harness.start_script(srv, script, "--size", f"{WIDTH}x{HEIGHT}")
     # Watched, its picture complete at the viewer: the framebuffer, the viewer's frame snapshot and
     # the encoder's state are all there.
     eventually(lambda: first.exists() and first.stat().st_size > 0, "the viewer's snapshot")

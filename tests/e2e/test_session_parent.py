@@ -63,7 +63,7 @@ def test_a_session_forked_from_the_parent_works_is_the_sessions_own_and_outlives
         f"type echo room=$WAYRAY_SESSION_PARENT_ROOM link=$WAYRAY_LINK uid=$(id -u) > {marker}\n"
         f"key Return\nsettle 700\nsnapshot {before}\n",
     )
-    result = harness.run_client(srv, "--script", str(script))
+    result = harness.run_script(srv, script)
     assert result.returncode == 0, failure(result)
     session = srv.session()
     assert f"started session {session['id']} (pid" in srv.log_text()

@@ -31,7 +31,7 @@ def test_viewer_leaves_session_keeps_running_and_the_same_token_resumes_it(harne
     first = harness.write_script(
         "first.txt", f"settle\ntype echo still here > {marker}\nkey Return\nsettle 700\nsnapshot {before}\n"
     )
-    result = harness.run_client(srv, "--script", str(first))
+    result = harness.run_script(srv, first)
     assert result.returncode == 0, failure(result)
     # The viewer has exited, but wrsrvd notices its connection close in its own time.
     session = eventually(lambda: (s := srv.session())["state"] == "detached" and s, "the session detached")
@@ -59,7 +59,7 @@ def test_wrsrvd_killed_and_started_again_the_session_is_attachable(harness: Harn
     script = harness.write_script(
         "first.txt", f"settle\ntype echo before the restart\nkey Return\nsettle 700\nsnapshot {before}\n"
     )
-    result = harness.run_client(srv, "--script", str(script))
+    result = harness.run_script(srv, script)
     assert result.returncode == 0, failure(result)
     session = srv.session()
 

@@ -26,7 +26,7 @@ def test_every_hop_of_a_typed_key_is_stamped_in_order_and_no_key_is_named(harnes
     srv = harness.server(FOOT)
     out = harness.home / "typed.txt"
     script = harness.write_script("type.txt", f"settle\ntype echo qz > {out}\nkey Return\nsettle 500\n")
-    result = harness.run_client(srv, "--script", str(script))
+    result = harness.run_script(srv, script)
     assert result.returncode == 0, failure(result)
     assert out.read_text() == "qz\n"
 

@@ -90,6 +90,19 @@ def start_client(harness: Harness, host: Host, *args: str) -> Client:
     return client
 
 
+def run_kiosk_script(
+    harness: Harness, host: Host, members: list[MemberServer], script: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """A kiosk on ``host`` (``args``: where it goes, its badge, ...) playing ``script`` to its end, once
+    the session it gets shows a window on whichever of ``members`` runs it (``Harness.gated``)."""
+    client = harness.gated(
+        script,
+        lambda gated: start_client(harness, host, *args, "--script", str(gated)),
+        lambda: any(m.shows_a_window() for m in members),
+    )
+    return harness.finish(client, 300)
+
+
 def wradm(harness: Harness, srv: MemberServer, *args: str) -> str:
     """``wradm ARGS`` against ``srv``'s admin socket, as an operator on its host runs it: what it prints."""
     run = subprocess.run(

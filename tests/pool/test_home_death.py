@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.harness import Harness, differing_pixels, eventually, kill_sessions, png_pixels
 from tests.pool.netns import Host, Lan
-from tests.pool.rig import FOOT, MemberServer, kiosk_argv
+from tests.pool.rig import FOOT, MemberServer, kiosk_argv, run_kiosk_script
 from tests.pool.test_drain_failover import holder, member_id, three_members
 from wayray.config.model.policies import SessionTokenKind
 from wayray.pool.lan import rendezvous_home
@@ -94,7 +94,10 @@ def test_a_badge_whose_home_died_still_finds_its_session_on_another_member(
     script = harness.write_script(
         "home-death.txt", f"settle 1000\ntype echo at-home > {marker}\nkey Return\nsettle 700\n"
     )
-    first = kiosk_run(harness, k1, a, badge, "first", "--script", str(script))
+    where = (f"{a.host.address}:{a.port}", "--fingerprint", a.fingerprint, "--token", badge)
+    first = run_kiosk_script(
+        harness, k1, [a, b, c], script, *where, "--stats", str(harness.tmp / "first.json")
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert marker.read_text() == "at-home\n"
     (session,) = a.sessions()

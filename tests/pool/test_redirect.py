@@ -17,7 +17,7 @@ from tests.conftest import script
 from tests.e2e.harness import Harness, differing_pixels, eventually, kill_sessions, png_pixels
 from tests.e2e.kiosk import KioskProc
 from tests.pool.netns import Host, Lan
-from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, sharing
+from tests.pool.rig import MemberServer, kiosk_argv, member, member_identity, run_kiosk_script, sharing
 from tests.pool.test_drain_failover import one_shot
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,8 @@ def test_a_badge_that_reaches_the_wrong_member_is_redirected_to_its_session(
         "k1.txt", f"settle 1000\ntype echo pooled > {marker}\nkey Return\nsettle 700\n"
     )
     stats1 = harness.tmp / "kiosk1.json"
-    first = run_kiosk(harness, k1, a, "--script", str(script), "--stats", str(stats1))
+    where = (f"{a.host.address}:{a.port}", "--fingerprint", a.fingerprint, "--token", BADGE)
+    first = run_kiosk_script(harness, k1, [a, b], script, *where, "--stats", str(stats1))
     assert first.returncode == 0, first.stderr[-3000:]
     # A new session placed on the other member starts there: it is not placed again (a ping-pong).
     assert json.loads(stats1.read_text())["redirects"] <= 1
