@@ -239,6 +239,7 @@ class Appliance:
         desktop = self.wait_screen(kiosk, "desktop")
         # The shipped session.toml starts foot; its shell is ready for what the user types.
         self.until(lambda: "bash" in self.session_pids(), "the terminal's shell, as the user")
+        self.wait_drawn(kiosk, "the terminal")  # its window mapped: it has the keyboard
         self.keys(kiosk, "settle 500")
         return desktop
 

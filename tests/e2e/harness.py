@@ -208,12 +208,7 @@ class WrServer:
 
     def shows_a_window(self) -> bool:
         """Whether the session a viewer has now shows more than its background: a program's window."""
-        with suppress(OSError, AdminError):
-            for s in self.sessions():
-                if s["state"] == "active" and s["linked"]:
-                    pixels = self.screenshot(s["id"])
-                    return int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS
-        return False
+        return shows_a_window(self.runtime / "admin.sock")
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -233,6 +228,17 @@ class WrServer:
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             self.proc.wait(10)
+
+
+def shows_a_window(admin_socket: Path) -> bool:
+    """Whether the session a viewer has now (of the server at ``admin_socket``) shows more than its
+    background: a program's window."""
+    with suppress(OSError, AdminError), AdminClient(admin_socket) as c:
+        for s in c.request("sessions")["sessions"]:
+            if s["state"] == "active" and s["linked"]:
+                pixels = png_pixels(c.screenshot(s["id"]))
+                return int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS
+    return False
 
 
 class Client:
@@ -375,11 +381,15 @@ class Harness:
     ) -> Client:
         """A viewer in the background; its output goes to files (a pipe nobody reads would stall it).
         ``env``: variables added to the harness's environment (a kiosk's own sound server)."""
+        return self.start_viewer(self.client_argv(srv, *args, token=token), env=env)
+
+    def start_viewer(self, argv: list[str], *, env: dict[str, str] | None = None) -> Client:
+        """``argv`` (a wrclient command line) in the background, as ``start_client``."""
         n = len(self.clients)
         out, err = self.tmp / f"client-{n}.out", self.tmp / f"client-{n}.err"
         with open(out, "wb") as o, open(err, "wb") as e:
             proc = subprocess.Popen(
-                self.client_argv(srv, *args, token=token),
+                argv,
                 env={**self.env, **(env or {})},
                 cwd=self.home,
                 stdin=subprocess.DEVNULL,

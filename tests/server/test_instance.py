@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, eventually, free_udp_port, kill_sessions, processes_with_link
+from tests.e2e.harness import (
+    Harness,
+    eventually,
+    free_udp_port,
+    kill_sessions,
+    processes_with_link,
+    shows_a_window,
+)
 from tests.supervisor.test_notify import NotifySocket
 from wayray.server.admin import AdminClient, AdminError
 
@@ -183,13 +190,13 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
             f"copy into-session\nwait 300\ntype wl-paste --no-newline > {pasted}; echo done >> {pasted}\n"
             "key Return\nsettle\n"
         )
-        allowed = subprocess.run(
-            [*base, "--client-cert", str(kiosk.cert), "--client-key", str(kiosk.key), "--script", str(clip)],
-            env=h.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
+        certified = [*base, "--client-cert", str(kiosk.cert), "--client-key", str(kiosk.key)]
+        viewer = h.gated(
+            clip,
+            lambda gated: h.start_viewer([*certified, "--script", str(gated)]),
+            lambda: shows_a_window(sock),
         )
+        allowed = h.finish(viewer)
         assert allowed.returncode == 0, allowed.stderr
         # The script's last settle can come before the typed commands have run (a quiet screen while
         # wl-paste starts); the session carries on without the viewer, so wait for their last word.
