@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tests.conftest import script
-from tests.e2e.harness import DEADLINE, png_pixels
+from tests.e2e.harness import DEADLINE, WINDOW_PIXELS, png_pixels
 
 
 def _line_exchange(path: Path, lines: list[str], timeout: float) -> list[str]:
@@ -176,6 +176,19 @@ class KioskProc:
             if not reply.startswith("ok"):
                 raise AssertionError(f"kiosk {self.name}: {line!r} → {reply}\n{self.log_text()[-3000:]}")
         return replies
+
+    def wait_window(self, what: str = "the session's window", timeout: float = DEADLINE) -> None:
+        """Until the kiosk's picture shows a program's window: a person waits to see it before typing
+        (a new session's picture comes before its programs have mapped theirs; keys typed then reach
+        nobody)."""
+        end = time.monotonic() + timeout
+        path = self.dir / f"{self.name}-window.png"
+        while True:
+            pixels = self.snapshot(path, settle=300)
+            if int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS:
+                return
+            if time.monotonic() > end:
+                raise AssertionError(f"kiosk {self.name}: timed out waiting for {what}")
 
     def snapshot(self, path: Path, *, settle: int | None = 500) -> np.ndarray:
         lines = ([f"settle {settle}"] if settle else []) + [f"snapshot {path}"]

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO
-from tests.e2e.harness import DEADLINE, WINDOW_PIXELS, eventually, free_udp_port
+from tests.e2e.harness import DEADLINE, eventually, free_udp_port
 from tests.e2e.kiosk import KioskProc
 from tests.launcher.harness import STANDINS, SYSTEM_PYTHON, Accounts, Daemon, Sandbox, kill_user_processes
 from wayray.server.admin import AdminClient, AdminError
@@ -275,19 +275,8 @@ class LoginRig:
         kiosk.wait_screen("greeter")
         self.type_login(kiosk, user, password)
         desktop = kiosk.wait_screen("desktop")
-        self.wait_window(kiosk, "the session's first window")
+        kiosk.wait_window("the session's first window")
         return desktop
-
-    def wait_window(self, kiosk: KioskProc, what: str) -> None:
-        """Until the kiosk's picture shows a program's window: a person waits to see it before typing
-        (the desktop's picture comes before its programs have mapped theirs; keys typed then reach
-        nobody)."""
-
-        def shown() -> bool:
-            pixels = kiosk.snapshot(self.tmp / f"{kiosk.name}-window.png", settle=300)
-            return int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS
-
-        until(shown, f"kiosk {kiosk.name}: {what}")
 
     def type_login(self, kiosk: KioskProc, user: str | None, password: str) -> None:
         """Type a user name (None: an unlock screen has it already) and a password at the greeter."""

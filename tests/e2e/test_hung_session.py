@@ -58,7 +58,9 @@ def test_a_stopped_compositor_is_noticed_shown_and_comes_back_and_others_carry_o
     sid = a.wait_session()["session_id"]
     b.insert("badge-other")
     other = b.wait_session()["session_id"]
+    b.wait_window()
     assert other != sid
+    a.wait_window()
     a.run("settle", "type echo before the hang", "key Return", "settle 500")
     pid = next(s["pid"] for s in srv.sessions() if s["id"] == sid)
     user = pwd.getpwuid(os.geteuid()).pw_name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import subprocess
 
 import pytest
@@ -54,6 +55,7 @@ def test_a_badge_follows_its_session_from_kiosk_to_kiosk(harness: Harness, stop_
     assert header.split() == ["ID", "USER", "STATE", "KIOSK", "SINCE"]
     assert row.split()[:3] == [sid, pwd.getpwuid(os.geteuid()).pw_name, "active"]
     assert row.split()[3] == "127.0.0.1" and "badge-0042" not in listing.stdout
+    a.wait_window()
     a.run("settle", "type echo typed at kiosk A", "key Return", "settle 700")
     at_a = a.snapshot(harness.tmp / "a.png")
 
@@ -143,3 +145,24 @@ def test_a_kiosk_without_a_badge_source_presents_its_own_identity(
     k.stop()
     eventually(lambda: srv.session()["state"] == "detached", "the session to be detached")
     assert k.start(idle=False).wait_session()["session_id"] == first["session_id"]
+
+
+def test_a_kiosk_shows_present_your_badge_only_once_it_hears_badges(
+    harness: Harness, stop_kiosks: None
+) -> None:
+    """The idle screen (and "idle" in the state file) says a badge may be presented: the badge socket
+    listens by then. A sound server that takes its time (here one that never answers: the kiosk's
+    sound check waits 10 s for it) does not come between."""
+    srv = harness.server(FOOT)
+    pulse = harness.short / "silent-pulse"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.bind(str(pulse))
+        silent.listen()
+        env = {**harness.env, "PULSE_SERVER": f"unix:{pulse}"}
+        k = KioskProc(harness.short, "p", f"127.0.0.1:{srv.port}", srv.fingerprint, env=env)
+        harness_kiosks(harness).append(k)
+        k.start()  # until it shows "Present your badge"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as reader:
+            reader.connect(str(k.badge_socket))  # at once: no retry, as a badge reader's first try
+        k.insert("badge-at-once")
+        assert k.wait_session()["state"] == "session"

@@ -177,9 +177,10 @@ class Kiosk:
     async def run(self) -> None:
         """Serve until :meth:`stop`. Raises what keeps the token source from starting."""
         await self.backend.start(self._input)
+        # "Present your badge" (and "idle" in the state file) only once a badge presented is heard.
+        await self.source.start()
         self._show(Showing.IDLE, IDLE_TEXT)
         await self._check_sound()
-        await self.source.start()
         log.info(
             "kiosk ready: %s; %s",
             self.source.description,
