@@ -511,28 +511,37 @@ class EtcdDirectory:
         )
         # An entry that is ours (a pending one turning into a session, or a claim repeated after an
         # answer was lost) or a placement for us is replaced only if it is still the one we read.
+        # What this claim wrote itself (the same entry, to its claimed_at) is won: a request whose
+        # answer was lost (an etcd too slow for the request's timeout, a connection cut) was made
+        # all the same, and its repetition finds it. Taking that over again made another write
+        # whose answer could be lost as well, and so on: "kept changing under us" under load.
+        wrote, took_over = fresh, False
         for _ in range(8):
             if won:
                 return Claim(True, fresh)
             held = self._held_in(responses)
             if held is None:  # it went between the two steps: claim afresh
+                wrote, took_over = fresh, False
                 won, responses = await self._claim_txn(
                     {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
                     put(fresh),
                     kept,
                 )
                 continue
+            if held.entry == wrote:
+                return Claim(True, wrote, taken_over=took_over)
             conflict = earlier(entry, held.entry)  # two sessions: the earlier takes the entry
             if held.entry.member != entry.member and placed_on(held.entry) != entry.member and not conflict:
                 return Claim(False, held.entry)
             ours = replace(entry, claimed_at=fresh.claimed_at if conflict else held.entry.claimed_at)
+            wrote, took_over = ours, held.entry.member != entry.member and not conflict
             took, responses = await self._claim_txn(
                 {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": held.mod_revision},
                 put(ours),
                 kept,
             )
             if took:
-                return Claim(True, ours, taken_over=held.entry.member != entry.member and not conflict)
+                return Claim(True, ours, taken_over=took_over)
         raise DirectoryError(
             f"the claim of token digest {entry.digest[:8]} kept changing under us; try again"
         )
