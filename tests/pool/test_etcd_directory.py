@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.pool.etcd_rig import POOL_KEY, EtcdCluster, etcd_cluster
@@ -120,6 +121,93 @@ def test_a_badge_in_rides_out_an_etcd_that_stops_answering_for_a_while(tmp_path:
             await d.close()
 
         run(main())
+
+
+class AnswerLosingProxy:
+    """Between the directory and etcd: TLS ends here (with etcd's own certificate) so each request is
+    seen whole; etcd gets every request, but while ``losing`` the first answer to each distinct
+    request is lost (the connection is cut instead), as when an etcd too slow for the request's
+    timeout answers after the directory gave up. Which answer is lost is decided by the request, not
+    by a clock."""
+
+    def __init__(self, cluster: EtcdCluster) -> None:
+        self.cluster = cluster
+        self.losing = False
+        self.lost = 0
+        self._seen: set[bytes] = set()
+        self._etcd = httpx.AsyncClient(verify=cluster.context(), trust_env=False)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.cluster.server.cert), str(self.cluster.server.key))
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
+        return f"https://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                body = await reader.readexactly(length)
+                answer = await self._etcd.post(self.cluster.members[0].endpoint + path, content=body)
+                if self.losing and body not in self._seen:
+                    self._seen.add(body)
+                    self.lost += 1
+                    return  # etcd did it; its answer is lost
+                writer.write(
+                    b"HTTP/1.1 %d OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                    % (answer.status_code, len(answer.content))
+                    + answer.content
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self._etcd.aclose()
+
+
+def test_a_claim_whose_answers_are_lost_is_won_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """etcd made the claim but its answer did not come back (etcd was slower than the request's
+    timeout, or the connection broke): the repeated request finds the entry this claim wrote and takes
+    it as won. Before, it took its own entry over again, another write whose answer could be lost as
+    well: on a loaded machine a badge's claim ended "kept changing under us" and the kiosk got no
+    session. Here every first answer is lost, for a new badge and for its session starting."""
+    with etcd_cluster(tmp_path, 1) as cluster:
+
+        async def main() -> None:
+            proxy = AnswerLosingProxy(cluster)
+            d = EtcdDirectory(member(1), "lab", (await proxy.start(),), cluster.context(), key=POOL_KEY)
+            try:
+                lease = await d.join(member(1), 60)
+                proxy.losing = True
+                pending = await d.claim(Entry(digest(3), lease.member, "", EntryState.PENDING), lease)
+                assert pending.won and pending.entry.state is EntryState.PENDING
+                started = await d.claim(Entry(digest(3), lease.member, "s3"), lease)
+                assert started.won and started.entry.session_id == "s3"
+                assert proxy.lost >= 2, "no answer was lost: the test shows nothing"
+                proxy.losing = False
+                assert (found := await d.lookup(digest(3))) is not None
+                assert (found.member, found.session_id) == (lease.member, "s3")
+            finally:
+                await d.close()
+                await proxy.close()
+
+        with caplog.at_level(logging.INFO, logger="wayray.pool"):
+            run(main())
+    assert "kept changing" not in caplog.text
 
 
 def test_a_client_without_the_pools_certificate_learns_nothing(etcd: EtcdCluster) -> None:

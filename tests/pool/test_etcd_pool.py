@@ -17,9 +17,18 @@ import pytest
 from tests.e2e.harness import Harness, eventually
 from tests.pool.etcd_rig import etcd_cluster
 from tests.pool.netns import Host, Lan
-from tests.pool.rig import FOOT, MemberServer, kiosk_argv, member, member_identity, wradm, wradm_until
+from tests.pool.rig import (
+    FOOT,
+    MemberServer,
+    kiosk_argv,
+    member,
+    member_identity,
+    start_client,
+    wradm,
+    wradm_until,
+)
 from tests.pool.test_drain_failover import holder, one_shot
-from tests.pool.test_redirect import run_kiosk
+from tests.pool.test_redirect import BADGE, run_kiosk
 
 pytestmark = pytest.mark.slow
 
@@ -212,3 +221,48 @@ def test_a_token_key_rotation_with_etcd_one_member_at_a_time_makes_no_second_ses
         assert sum(len(m.sessions()) for m in members) == 2
         for secret in (key.read_bytes(), previous.read_bytes()):
             assert secret.hex() not in owner.log_text() + first.log_text()
+
+
+def test_a_badge_while_etcd_is_stalled_is_told_to_try_again_and_gets_its_session_once_etcd_answers(
+    harness: Harness, net: Lan
+) -> None:
+    """etcd that does not answer (here: its process stopped; in life: a loaded member whose disk is
+    slow to sync, a leader election) must not leave a kiosk waiting in silence for its session
+    directory: a kiosk waits 10 s for the server's answer to its Hello, and then only knows the
+    handshake timed out. The member answers within its bound that the directory is slow, so the kiosk
+    tries again; the claim goes on meanwhile, and once etcd answers the badge gets its session (one)."""
+    with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
+        (host,) = [net.add("srva")]
+        pin = member_identity(harness, host)
+        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+        extra = ["--pool-peer", pin, "--pool-key-file", str(harness.tmp / "pool-token.key"),
+                 "--pool-directory", etcd.url, "--pool-etcd-tls", tls]  # fmt: skip
+        a = member(harness, host, extra=extra, command=FOOT)
+        eventually(lambda: "sharing the session directory in etcd" in a.log_text(), "a joined etcd")
+        (stalled,) = etcd.members
+        assert stalled.proc is not None
+        kiosk = net.add("kiosk1")
+        os.kill(stalled.proc.pid, signal.SIGSTOP)
+        try:
+            once = run_kiosk(
+                harness, kiosk, a, "--no-reconnect", "--snapshot", str(harness.tmp / "once.png")
+            )
+            assert once.returncode != 0, "a badge got a session while the directory did not answer"
+            assert "HANDSHAKE_TIMEOUT" not in once.stderr, once.stderr[-3000:]
+            assert "the pool's session directory is slow to answer" in once.stderr, once.stderr[-3000:]
+            assert a.sessions() == []
+            # A kiosk that reconnects (as every kiosk does) while etcd is still stopped: it is told to
+            # try again, and does, until etcd answers.
+            shot = harness.tmp / "later.png"
+            client = start_client(harness, kiosk, f"{host.address}:{a.port}", "--fingerprint", a.fingerprint,
+                                  "--token", BADGE, "--snapshot", str(shot), "--timeout", "300")  # fmt: skip
+            eventually(
+                lambda: "slow to answer" in client.stderr(), "the reconnecting kiosk told to try again"
+            )
+        finally:
+            os.kill(stalled.proc.pid, signal.SIGCONT)
+        later = harness.finish(client, 300)
+        assert later.returncode == 0, later.stderr[-3000:]
+        assert shot.exists()
+        assert len(a.sessions()) == 1, a.sessions()
+        assert "HANDSHAKE_TIMEOUT" not in later.stderr, later.stderr[-3000:]

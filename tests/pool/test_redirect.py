@@ -37,9 +37,11 @@ def two_members(harness: Harness, net: Lan, command: list[str] | None = None) ->
 def run_kiosk(
     harness: Harness, net_host: object, srv: MemberServer, *args: str
 ) -> subprocess.CompletedProcess[str]:
+    # A generous wait for the first frame (a safety net: the kiosk reconnects while a loaded member
+    # or its directory is slow; wrclient's own default is 30 s). A caller's --timeout comes later.
     return subprocess.run(
         kiosk_argv(harness, net_host, f"{srv.host.address}:{srv.port}", "--fingerprint", srv.fingerprint,  # type: ignore[arg-type]
-                   "--token", BADGE, *args),  # fmt: skip
+                   "--token", BADGE, "--timeout", "120", *args),  # fmt: skip
         env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

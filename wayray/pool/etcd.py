@@ -61,7 +61,8 @@ log = logging.getLogger("wayray.pool")
 # httpx logs every request at INFO: a keep-alive a second would drown the server's own log.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-#: Seconds one request to one etcd endpoint may take before the next endpoint is tried.
+#: Seconds one request to one etcd endpoint may take before the next endpoint is tried (in the first
+#: round through the endpoints; twice as long in each round after).
 REQUEST_TIMEOUT = 3.0
 #: Seconds a request keeps going round the endpoints before the directory gives up on it: long enough
 #: to ride out an etcd leader election after a member died (etcd's election timeout is 1 s by default;
@@ -179,6 +180,7 @@ class EtcdDirectory:
         self.endpoints = endpoints
         self._prefix = f"/wayray/pool/{pool}/"
         self._client = httpx.AsyncClient(verify=context, timeout=timeout, trust_env=False)
+        self._timeout = timeout
         self._retry_window = retry_window
         #: The endpoint that answered last: asked first next time.
         self._current = 0
@@ -208,22 +210,29 @@ class EtcdDirectory:
     async def _call(self, path: str, body: dict[str, Any], *, patient: bool = True) -> dict[str, Any]:
         """POST ``body`` to the gateway, starting with the endpoint that answered last. An endpoint that
         does not answer (down, partitioned, too slow, between leaders) is passed over; when none
-        answers, the request goes round them again, with a growing pause, for up to ``RETRY_WINDOW``
-        seconds. It stops sooner when every endpoint has refused the TLS handshake (a certificate
-        etcd does not trust): that does not get better by waiting.
+        answers, the request goes round them again, with a growing pause and waiting twice as long
+        for each answer every round, for up to ``RETRY_WINDOW`` seconds. It stops sooner when every
+        endpoint has refused the TLS handshake (a certificate etcd does not trust): that does not get
+        better by waiting.
         Repeating a request is safe: every write is a compare-and-swap transaction, and a claim that
         finds its own entry (an answer lost on the way) takes it as won. Not ``patient``: one round
         only (a keep-alive, whose next round comes within a second anyway)."""
         deadline = time.monotonic() + (self._retry_window if patient else 0.0)
         pause = RETRY_PAUSE
+        # Each round waits twice as long for each endpoint: an etcd that answers, only slowly (a
+        # loaded member whose disk syncs slowly), is waited for, not left at every attempt.
+        wait = self._timeout
         said = False
         refused: set[int] = set()  # endpoints that refused our certificate (TLS 1.3 may say so late)
         while True:
             failures: list[str] = []
             for step in range(len(self.endpoints)):
                 index = (self._current + step) % len(self.endpoints)
+                timeout = max(self._timeout, min(wait, deadline - time.monotonic()))
                 try:
-                    response = await self._client.post(self.endpoints[index] + path, json=body)
+                    response = await self._client.post(
+                        self.endpoints[index] + path, json=body, timeout=timeout
+                    )
                 except (httpx.TransportError, OSError) as err:  # OSError: ssl.SSLError (refused certificate)
                     failures.append(f"{self.endpoints[index]}: {type(err).__name__} {err}".rstrip())
                     if _tls_refusal(err):
@@ -242,6 +251,7 @@ class EtcdDirectory:
                 said = True
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
+            wait *= 2
 
     def _answer(self, path: str, index: int, response: httpx.Response) -> dict[str, Any]:
         try:
@@ -501,28 +511,37 @@ class EtcdDirectory:
         )
         # An entry that is ours (a pending one turning into a session, or a claim repeated after an
         # answer was lost) or a placement for us is replaced only if it is still the one we read.
+        # What this claim wrote itself (the same entry, to its claimed_at) is won: a request whose
+        # answer was lost (an etcd too slow for the request's timeout, a connection cut) was made
+        # all the same, and its repetition finds it. Taking that over again made another write
+        # whose answer could be lost as well, and so on: "kept changing under us" under load.
+        wrote, took_over = fresh, False
         for _ in range(8):
             if won:
                 return Claim(True, fresh)
             held = self._held_in(responses)
             if held is None:  # it went between the two steps: claim afresh
+                wrote, took_over = fresh, False
                 won, responses = await self._claim_txn(
                     {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
                     put(fresh),
                     kept,
                 )
                 continue
+            if held.entry == wrote:
+                return Claim(True, wrote, taken_over=took_over)
             conflict = earlier(entry, held.entry)  # two sessions: the earlier takes the entry
             if held.entry.member != entry.member and placed_on(held.entry) != entry.member and not conflict:
                 return Claim(False, held.entry)
             ours = replace(entry, claimed_at=fresh.claimed_at if conflict else held.entry.claimed_at)
+            wrote, took_over = ours, held.entry.member != entry.member and not conflict
             took, responses = await self._claim_txn(
                 {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": held.mod_revision},
                 put(ours),
                 kept,
             )
             if took:
-                return Claim(True, ours, taken_over=held.entry.member != entry.member and not conflict)
+                return Claim(True, ours, taken_over=took_over)
         raise DirectoryError(
             f"the claim of token digest {entry.digest[:8]} kept changing under us; try again"
         )

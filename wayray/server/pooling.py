@@ -33,7 +33,7 @@ from wayray.pool.mdns import (
 from wayray.server import admin_protocol as ap
 from wayray.server.admin_protocol import AdminError
 from wayray.server.live import Viewer
-from wayray.server.pooljoin import Shared, join
+from wayray.server.pooljoin import Decision, Shared, join
 from wayray.server.table import SessionTable
 from wayray.server.tokens import TokenRef
 from wayray.transport import ServerIdentity
@@ -44,14 +44,23 @@ log = logging.getLogger("wayray.server")
 #: Seconds a placement's pending claim is kept while its session starts.
 PENDING_FOR = 30.0
 #: Seconds a badge's claim waits for the pool's members to agree who is alive (a member restarted,
-#: one died) before its kiosk is told to try again: well within the kiosk's wait for an answer (10 s).
+#: one died) before its kiosk is told to try again: within :data:`ROUTE_WAIT`.
 SETTLE_WAIT = 4.0
+#: Seconds a badge-in waits for the pool's directory before its kiosk is told to try again (the
+#: directory's work goes on): a kiosk waits 10 s for the answer to its Hello (the wire's handshake
+#: timeout), and after the directory's word its session is still to be found or started.
+ROUTE_WAIT = 6.0
 #: Seconds between a badge's claims while the members do not agree yet (less when they say more).
 CLAIM_AGAIN = 0.2
 #: Keep-alive rounds after a change of members in which every entry is claimed again: long enough
 #: for every member to notice the change and re-claim (a member whose session lost its entry to an
 #: earlier one learns it only by claiming again).
 VERIFY_ROUNDS = 5
+
+
+def _decided(task: asyncio.Task[Decision], now: float) -> bool:
+    """Whether a finished claim's decision may answer a later Hello of its badge."""
+    return not task.cancelled() and task.exception() is None and task.result().keeps(now)
 
 
 def ad_name(ad: MemberAd) -> str:
@@ -181,69 +190,108 @@ class PoolMembership:
         """A badge without a session here: claim it in the pool's directory. True: it is this
         member's (start its session here); False: the viewer was redirected or told why not.
         ``previous``: its digests under the previous token keys (a rotation, docs/pools.md §3.3):
-        a session recorded under one of them on another member is found first."""
+        a session recorded under one of them on another member is found first.
+
+        The viewer waits for the directory :data:`ROUTE_WAIT` seconds at most: its kiosk gives up on
+        a Hello unanswered for 10 s, and then knows only that the handshake timed out. A directory
+        slower than that (etcd syncing a loaded disk, electing a leader, stopped) gets the kiosk
+        told to try again, with the reason; the directory's work goes on, and the badge's next Hello
+        (the kiosk's, a moment later) takes its decision, or waits for it again."""
         shared = self.shared
         if shared is None:
             return True
         conn = viewer.conn
+        now = time.monotonic()
+        for digest, deciding in list(shared.deciding.items()):
+            if deciding.done() and not _decided(deciding, now):
+                del shared.deciding[digest]  # a "not now", or too old: the next Hello asks again
+        task = shared.deciding.get(token.digest)
+        if task is None:
+            work = self._decide(shared, token, previous, conn.peer_address)
+            task = shared.deciding[token.digest] = self.table.spawn(work, f"pool-claim-{token.short}")
+        done, _ = await asyncio.wait({task}, timeout=ROUTE_WAIT)
+        if not done:
+            log.warning(
+                "%s: token %s: the pool's session directory has not answered within %g s; the kiosk "
+                "is told to try again (the claim goes on, and its next Hello takes the answer)",
+                conn.peer_address, token.short, ROUTE_WAIT,
+            )  # fmt: skip
+            conn.close(
+                ErrorCode.SERVER_BUSY,
+                f"the pool's session directory is slow to answer (nothing within {ROUTE_WAIT:g} s); "
+                "try again in a moment",
+            )
+            return False
+        if shared.deciding.get(token.digest) is task:
+            del shared.deciding[token.digest]
+        if task.cancelled():  # the server stops
+            conn.close(ErrorCode.SERVER_SHUTDOWN, "the server is stopping; try again in a moment")
+            return False
+        decision = task.result()
+        if decision.here:
+            return True
+        if decision.peer is not None:
+            return self._send(viewer, token, decision.peer, decision.why)
+        conn.close(ErrorCode.SERVER_BUSY, decision.why)
+        return False
+
+    async def _decide(
+        self, shared: Shared, token: TokenRef, previous: tuple[TokenRef, ...], who: str
+    ) -> Decision:
+        """What the directory says of a badge (:meth:`route`), whether or not a viewer still waits
+        for it. ``who``: the viewer that asked first, for the log."""
         me = shared.directory.me.id
         entry = Entry(token.digest, me, "", EntryState.PENDING)
         refused = self.key_refusal() if isinstance(shared.directory, LanDirectory) else None
         if refused is not None:  # (etcd: the directory itself refuses, below)
-            return self._unanswered(viewer, token, KeyRefused(refused))
+            return self._unanswered(who, token, KeyRefused(refused))
         try:
             earlier = await self._under_previous_key(shared, previous)
             if earlier is not None:
                 why = f"this badge's session is on {earlier.member.name} (under the previous token key)"
-                return self._send(viewer, token, earlier, why)
+                return Decision(peer=earlier, why=why)
             there = await self._placed_lately(shared, token)
             if there is not None:
-                return self._send(viewer, token, there, f"a new session is placed on {there.member.name}")
+                return Decision(peer=there, why=f"a new session is placed on {there.member.name}")
             claim = await self._claim(shared, entry)
             if claim.won and not claim.taken_over and token.digest in shared.pending:
                 # Its session is starting here for another kiosk (the same badge, a moment ago): this
                 # one joins it (placing it again would overwrite this member's claim: two sessions).
-                return True
+                return Decision(here=True)
             if claim.won and shared.yielded.pop(token.digest, None) is not None:
                 # Its earlier session elsewhere is gone: the one left here is the badge's again.
                 shared.pending[token.digest] = time.monotonic()
-                return True
+                return Decision(here=True)
             if claim.won:
                 # A placement made for this member, taken over here: the session starts here.
                 target = "here" if claim.taken_over else self._place()
                 if isinstance(target, str):  # "here"
                     shared.pending[token.digest] = time.monotonic()
-                    return True
+                    return Decision(here=True)
                 if target is None:
                     await shared.directory.release(token.digest, shared.lease)
-                    conn.close(
-                        ErrorCode.SERVER_BUSY,
-                        "no member of the pool takes new sessions now (drained or full); try again later",
+                    return Decision(
+                        why="no member of the pool takes new sessions now (drained or full); try again later"
                     )
-                    return False
                 placed = Entry(token.digest, me, PLACED + target.member.id, EntryState.PENDING)
                 await shared.directory.claim(placed, shared.lease)
                 shared.placed[token.digest] = time.monotonic()
-                return self._send(viewer, token, target, f"a new session is placed on {target.member.name}")
+                return Decision(peer=target, why=f"a new session is placed on {target.member.name}")
         except NotReady as err:
-            log.info("%s: token %s: %s", conn.peer_address, token.short, err)
-            conn.close(
-                ErrorCode.SERVER_BUSY,
-                "the pool's members are still finding each other (one joined or left); try again",
+            log.info("%s: token %s: %s", who, token.short, err)
+            return Decision(
+                why="the pool's members are still finding each other (one joined or left); try again"
             )
-            return False
         except (DirectoryError, LeaseExpired) as err:
-            return self._unanswered(viewer, token, err)
+            return self._unanswered(who, token, err)
         holder = placed_on(claim.entry) or claim.entry.member
         peer = shared.directory.peer(holder)
         if peer is None or holder not in shared.directory.alive():
-            conn.close(
-                ErrorCode.SERVER_BUSY,
-                "this badge's session is on another member of the pool, which does not answer now; "
-                "try again in a moment",
+            return Decision(
+                why="this badge's session is on another member of the pool, which does not answer now; "
+                "try again in a moment"
             )
-            return False
-        return self._send(viewer, token, peer, f"this badge's session is on {peer.member.name}")
+        return Decision(peer=peer, why=f"this badge's session is on {peer.member.name}")
 
     @staticmethod
     async def _under_previous_key(shared: Shared, previous: tuple[TokenRef, ...]) -> Peer | None:
@@ -258,26 +306,20 @@ class PoolMembership:
         return None
 
     @staticmethod
-    def _unanswered(viewer: Viewer, token: TokenRef, err: DirectoryError) -> bool:
+    def _unanswered(who: str, token: TokenRef, err: DirectoryError | LeaseExpired) -> Decision:
         """The directory did not answer a badge's claim (or refuses this member: its key is not the
         pool's): the kiosk is told to try again, or to try another server."""
-        conn = viewer.conn
         if isinstance(err, KeyRefused):
             log.info(
                 "%s: token %s: not taken: this member's pool token key is refused by the pool's "
-                "directory (see the error logged before)", conn.peer_address, token.short,
+                "directory (see the error logged before)", who, token.short,
             )  # fmt: skip
-            conn.close(
-                ErrorCode.SERVER_BUSY,
-                "this server cannot take badges now: its pool token key is not the pool's (an operator "
-                "must fix it; its log says how); try another server of the pool",
+            return Decision(
+                why="this server cannot take badges now: its pool token key is not the pool's (an "
+                "operator must fix it; its log says how); try another server of the pool"
             )
-            return False
-        log.warning(
-            "%s: token %s: the pool's directory cannot answer: %s", conn.peer_address, token.short, err
-        )
-        conn.close(ErrorCode.SERVER_BUSY, "the pool's session directory does not answer now; try again")
-        return False
+        log.warning("%s: token %s: the pool's directory cannot answer: %s", who, token.short, err)
+        return Decision(why="the pool's session directory does not answer now; try again")
 
     async def _placed_lately(self, shared: Shared, token: TokenRef) -> Peer | None:
         """The member this one placed the badge on a moment ago (another kiosk, the same badge), if

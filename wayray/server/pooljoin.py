@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 
 from wayray.pool.directory import DirectoryError, Lease, Member
 from wayray.pool.etcd import EtcdDirectory, KeyRefused, client_context, parse_endpoints
 from wayray.pool.etcd_key import KeyCheck
-from wayray.pool.lan import LEASE_TTL, LanDirectory
+from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
 from wayray.pool.mdns import MemberAd, PoolBrowser
 from wayray.pool.peers import PeerClient, PeerTrust, PoolKey, PoolListener
 from wayray.server.settings import FrontDoorSettings
@@ -21,6 +22,26 @@ from wayray.server.tokens import load_secret
 from wayray.transport import ServerIdentity
 
 log = logging.getLogger("wayray.server")
+
+#: Seconds the directory's word on a badge, reached after its kiosk was told to try again (the
+#: directory was slow), is kept for that badge's next Hello: a kiosk's reconnect backoff is 5 s at most.
+DECIDED_FOR = 15.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the pool's directory said of a badge without a session here: ``here`` (its session is
+    this member's to start or show), a ``peer`` to redirect it to (``why`` says why), or neither: not
+    now (``why`` is the reason its kiosk is told, with SERVER_BUSY: the kiosk tries again)."""
+
+    here: bool = False
+    peer: Peer | None = None
+    why: str = ""
+    at: float = dataclasses.field(default_factory=time.monotonic)
+
+    def keeps(self, now: float) -> bool:
+        """Whether a later Hello of the badge may take it (a "not now" is asked again)."""
+        return (self.here or self.peer is not None) and now - self.at <= DECIDED_FOR
 
 
 @dataclass
@@ -48,6 +69,9 @@ class Shared:
     #: Set when a round should come now rather than after its pause (a member was found dead: this
     #: member's entries are claimed again under the members left, and it says so, at once).
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    #: The directory's work on a badge (digest → its task): a Hello that stops waiting for it (the
+    #: directory is slow) leaves it going, and the badge's next Hello takes its decision.
+    deciding: dict[str, asyncio.Task[Decision]] = dataclasses.field(default_factory=dict)
 
 
 async def join(

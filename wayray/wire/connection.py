@@ -609,12 +609,14 @@ class WireConnection:
             return
         if self.state is not State.ESTABLISHED:
             if now >= self._created + self.config.handshake_timeout:
-                waiting = "ServerHello from the server" if self.role is WireRole.CLIENT else "the handshake"
-                if self.role is WireRole.SERVER and self.state is State.START:
-                    waiting = "Hello from the client"
-                self.fail(
-                    ErrorCode.HANDSHAKE_TIMEOUT, f"no {waiting} within {self.config.handshake_timeout:g} s"
-                )
+                limit = f"{self.config.handshake_timeout:g} s"
+                if self.role is WireRole.CLIENT:
+                    why = f"no ServerHello from the server within {limit}"
+                elif self.state is State.START:
+                    why = f"no Hello from the client within {limit}"
+                else:  # the server's own side: it found no answer to the Hello in time
+                    why = f"the server did not answer the client's Hello within {limit}"
+                self.fail(ErrorCode.HANDSHAKE_TIMEOUT, why)
             return
         if now >= self._last_pong + self.config.idle_timeout:
             self.fail(
