@@ -11,11 +11,12 @@ viewer each, on sessions of their own) type ``--keys`` letters ``--gap-ms`` apar
 as N people typing. Every viewer runs on this host too (real QUIC on 127.0.0.1), so the viewers' own
 work shares the cores with the server's: on a real site the kiosks do that work.
 
-Per round: every typist's keypress → pixels (the viewer's ``--stats``: from the key going out to the
-first frame shown after it), all typists together: median, p95, max; the host's CPU busy (of all its
-cores, ``/proc/stat``), the server side's CPU (wrsrvd and every session process) and the viewers'
-over the round. The last line says how many typists held the bound (``--bound-ms`` at the 95th
-percentile, 8 ms in the issue). A round over the bound ends the run.
+First the idle cost: the server side's CPU (wrsrvd, every session process and its sound server) over
+``--idle`` seconds with every session detached. Per round: every typist's keypress → pixels (the
+viewer's ``--stats``: from the key going out to the first frame shown after it), all typists together:
+median, p95, max; the host's CPU busy (of all its cores, ``/proc/stat``), the server side's CPU (wrsrvd
+and every session process) and the viewers' over the round. The last line says how many typists held the
+bound (``--bound-ms`` at the 95th percentile, 8 ms in the issue). A round over the bound ends the run.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _children(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        return list(psutil.Process(pid).children())
+    except psutil.Error:
+        return []
+
+
 def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     from tests.e2e.harness import Harness, eventually, processes_with_link
 
@@ -94,6 +104,19 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         assert srv.proc is not None
         wrsrvd = srv.proc.pid
         server_pids = lambda: [wrsrvd, *processes_with_link(link)]  # noqa: E731
+
+        # The idle cost: every session detached, nobody typing, after they have settled.
+        time.sleep(args.idle)
+        pids = server_pids()
+        sound = [c.pid for p in pids for c in _children(p) if c.name() == "pulseaudio"]
+        idle0, t0 = cpu_seconds(pids + sound), time.monotonic()
+        time.sleep(args.idle)
+        idle = (cpu_seconds(pids + sound) - idle0) / (time.monotonic() - t0)
+        print(
+            f"  idle: the {args.sessions} detached sessions (wrsrvd, session processes, sound servers) use "
+            f"{idle * 100:.1f} % of a core together ({idle * 100 / args.sessions:.2f} % each)",
+            flush=True,
+        )
 
         # Each scroller turns the wheel one notch every --scroll-ms in a long document in ``less``
         # (foot turns each notch into lines scrolled), for as long as the rounds last.
@@ -190,6 +213,9 @@ def main() -> None:
     p.add_argument("--keys", type=int, default=40, help="keys each typist types per round (40)")
     p.add_argument("--gap-ms", type=int, default=200, help="between one typist's keys (200: 5 keys/s)")
     p.add_argument("--size", default="1920x1080", help="every session's output size (1920x1080)")
+    p.add_argument(
+        "--idle", type=float, default=10.0, help="seconds idle before and while the idle CPU is taken"
+    )
     p.add_argument("--bound-ms", type=float, default=8.0, help="keypress→pixels p95 to hold (8)")
     args = p.parse_args()
     args.typists = [int(x) for x in args.typists.split(",") if x]
