@@ -236,9 +236,13 @@ def shows_a_window(admin_socket: Path) -> bool:
     with suppress(OSError, AdminError), AdminClient(admin_socket) as c:
         for s in c.request("sessions")["sessions"]:
             if s["state"] == "active" and s["linked"]:
-                pixels = png_pixels(c.screenshot(s["id"]))
-                return int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS
+                return shows_window(png_pixels(c.screenshot(s["id"])))
     return False
+
+
+def shows_window(pixels: np.ndarray) -> bool:
+    """Whether a picture shows more than its background (its top-left pixel's colour): a window."""
+    return int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS
 
 
 class Client:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tests.conftest import script
-from tests.e2e.harness import DEADLINE, WINDOW_PIXELS, png_pixels
+from tests.e2e.harness import DEADLINE, png_pixels, shows_window
 
 
 def _line_exchange(path: Path, lines: list[str], timeout: float) -> list[str]:
@@ -185,7 +185,7 @@ class KioskProc:
         path = self.dir / f"{self.name}-window.png"
         while True:
             pixels = self.snapshot(path, settle=300)
-            if int((pixels != pixels[0, 0]).any(axis=-1).sum()) >= WINDOW_PIXELS:
+            if shows_window(pixels):
                 return
             if time.monotonic() > end:
                 raise AssertionError(f"kiosk {self.name}: timed out waiting for {what}")

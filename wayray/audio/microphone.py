@@ -16,6 +16,14 @@ costs the viewer's microphone that frame, never the session. Writing never waits
 ``FIFO_BYTES`` (170 ms); when it is full (no program records, so PulseAudio does not read it, or
 PulseAudio is held up that long) its oldest sound is thrown away for the newest, so a program that
 starts recording gets at most the last 170 ms, never sound from long before.
+
+Nobody recording costs nothing: PulseAudio reads the FIFO only while a program records from the
+source, so when the FIFO has stayed full for ``IDLE_AFTER_TICKS`` the feed fills it with silence and
+stops ticking, and sleeps until PulseAudio reads from it again (the FIFO's writable end polls
+writable). The program that starts recording then gets up to 170 ms of silence at once, the live feed
+after it, and no stale sound; what the viewer says meanwhile is dropped, as nobody would hear it. An
+idle session's sound server and session process then wake for nothing (the 20 ms clock was most of
+a detached session's CPU; issue 15's density).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -51,6 +60,9 @@ PRIME = 4
 WAIT_TICKS = 5
 #: Frames waiting beyond PRIME after such a wait: two are written in a tick until the delay is gone.
 CATCH_UP_ABOVE = PRIME + 1
+#: Ticks in a row that found the FIFO full before the feed decides nobody records and goes idle (half a
+#: second: longer than PulseAudio is held up on a busy host, so a recorder it serves late loses nothing).
+IDLE_AFTER_TICKS = 25
 
 
 _SILENCE = bytes(FRAME_BYTES)
@@ -68,6 +80,9 @@ class MicStats:
     #: Ticks that waited for a late frame while the viewer spoke, and ticks that wrote two to catch up.
     waited: int = 0
     caught_up: int = 0
+    #: Times the feed went idle (nobody recording), and the viewer's frames it dropped while idle.
+    idled: int = 0
+    idle_dropped: int = 0
 
 
 class MicrophoneFeed:
@@ -86,6 +101,12 @@ class MicrophoneFeed:
         #: The tick thread and the session's loop share the queue and the FIFO's read end.
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        #: Wakes the tick thread out of its idle wait when the feed stops.
+        self._wake_r = self._wake_w = -1
+        #: Ticks in a row that found the FIFO full (nobody reading it).
+        self._full_ticks = 0
+        #: Nobody records: the FIFO is full of silence and the tick thread waits for a reader.
+        self.idle = False
         self._thread: threading.Thread | None = None
         #: The scheduling the tick thread got ("realtime", "raised", "normal").
         self.priority = ""
@@ -109,6 +130,7 @@ class MicrophoneFeed:
         if set_size is not None:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(self._write_fd, set_size, FIFO_BYTES)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stop.clear()
         self._thread = threading.Thread(target=self._ticks, name="microphone feed", daemon=True)
         self._thread.start()
@@ -124,11 +146,59 @@ class MicrophoneFeed:
                 if self._write_fd < 0:
                     return
                 self._play()
+                idle = self.idle
+            if idle:
+                if not self._wait_for_a_reader():
+                    return
+                due = time.monotonic()
+                continue
             due = max(due + FRAME_US / 1e6, time.monotonic() - 0.1)  # no catching up after a stall
+
+    def _go_idle(self) -> None:
+        """Nobody has read the FIFO for IDLE_AFTER_TICKS: fill it with silence (what a recorder that
+        starts gets first; never stale sound) and stop ticking (with the lock held)."""
+        self._drain()
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(self._write_fd, _SILENCE)
+        self._queue.clear()
+        self._primed = False
+        self._waited = 0
+        self._full_ticks = 0
+        self.idle = True
+        self.stats.idled += 1
+        log.debug("nobody records the microphone: its feed waits for a recorder")
+
+    def _wait_for_a_reader(self) -> bool:
+        """Sleep until PulseAudio reads the FIFO (a program records) or the feed stops; False: stop."""
+        poller = select.poll()
+        poller.register(self._write_fd, select.POLLOUT)
+        poller.register(self._wake_r, select.POLLIN)
+        while not self._stop.is_set():
+            try:
+                ready = dict(poller.poll())
+            except InterruptedError:
+                continue
+            if self._wake_r in ready or self._stop.is_set():
+                return False
+            if ready.get(self._write_fd, 0) & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                return False
+            if ready.get(self._write_fd, 0) & select.POLLOUT:
+                with self._lock:
+                    self.idle = False
+                log.debug("a program records the microphone: its feed ticks again")
+                return True
+        return False
 
     def _play(self) -> None:
         """One tick: the next frame from the viewer (two while catching up after a late one); nothing
-        while a frame is late mid-speech (up to WAIT_TICKS); else silence."""
+        while a frame is late mid-speech (up to WAIT_TICKS); else silence. Idle after IDLE_AFTER_TICKS
+        ticks that found the FIFO full."""
+        self._tick()
+        if self._full_ticks >= IDLE_AFTER_TICKS and self._write_fd >= 0:
+            self._go_idle()
+
+    def _tick(self) -> None:
         if not self._primed and len(self._queue) >= PRIME:
             self._primed = True
         if self._primed and self._queue:
@@ -148,12 +218,15 @@ class MicrophoneFeed:
     def _write(self, pcm: bytes) -> None:
         """Into the FIFO whole (a frame is under PIPE_BUF: written at once or not at all); when it is
         full, the oldest sound in it makes room."""
-        for _attempt in range(2):
+        for attempt in range(2):
             try:
                 os.write(self._write_fd, pcm)
+                if attempt == 0:
+                    self._full_ticks = 0
                 return
             except BlockingIOError:
                 self.stats.unread += 1
+                self._full_ticks += 1
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._read_fd, len(pcm))  # a multiple of a sample frame: stays aligned
             except OSError as err:
@@ -191,6 +264,9 @@ class MicrophoneFeed:
             return
         self._last_seq = frame.seq
         with self._lock:
+            if self.idle:  # nobody records: nobody would hear it
+                self.stats.idle_dropped += 1
+                return
             if len(self._queue) >= MAX_QUEUED:
                 self._queue.popleft()
                 self.stats.late += 1
@@ -207,14 +283,17 @@ class MicrophoneFeed:
         )
 
     def _close(self) -> None:
-        for fd in (self._write_fd, self._read_fd):
+        for fd in (self._write_fd, self._read_fd, self._wake_r, self._wake_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._write_fd = self._read_fd = -1
+        self._write_fd = self._read_fd = self._wake_r = self._wake_w = -1
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(1.0)  # it wakes at once: at most a write of 20 ms into a non-blocking FIFO
@@ -225,7 +304,8 @@ class MicrophoneFeed:
         s = self.stats
         log.info(
             "microphone feed stopped: %d frames from viewers, %d out of order, %d undecodable, "
-            "%d dropped behind a burst; %d ticks unread, %d waited for a late frame, %d caught up",
+            "%d dropped behind a burst; %d ticks unread, %d waited for a late frame, %d caught up; idle %d "
+            "times (nobody recording), %d frames dropped then",
             s.frames,
             s.out_of_order,
             s.undecodable,
@@ -233,4 +313,6 @@ class MicrophoneFeed:
             s.unread,
             s.waited,
             s.caught_up,
+            s.idled,
+            s.idle_dropped,
         )

@@ -456,6 +456,10 @@ async def sound_server_problem(timeout: float = 10.0) -> str | None:
             proc.kill()
         await proc.wait()
         return f"the sound server did not answer within {timeout:g} s"
+    except asyncio.CancelledError:  # the kiosk stops while its sound server hangs: no pactl left behind
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
     if proc.returncode == 0:
         return None
     where = os.environ.get("PULSE_SERVER") or "the user's default ($XDG_RUNTIME_DIR/pulse/native)"

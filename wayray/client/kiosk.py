@@ -143,6 +143,12 @@ class KioskStatus:
         }
 
 
+#: How long the kiosk waits for its sound server's answer before it goes on (at its start, and at a
+#: badge when the sound was missing): a healthy one answers in milliseconds; one that hangs is given
+#: up on after 10 s by the check itself, which goes on meanwhile.
+SOUND_CHECK_WAIT = 2.0
+
+
 class Kiosk:
     def __init__(
         self,
@@ -171,6 +177,8 @@ class Kiosk:
         #: sound server answered when last asked (None: not asked yet).
         self.player = Player(options.audio_sink) if options.play_audio else None
         self.sound: bool | None = None
+        #: The sound check under way (``pactl info``; one at a time, however many badges come).
+        self._sound_check: asyncio.Task[None] | None = None
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -233,9 +241,27 @@ class Kiosk:
                 self._show(Showing.IDLE, IDLE_TEXT)
 
     async def _check_sound(self) -> None:
-        """Ask this machine's sound server whether it answers; say so when that changed."""
+        """Ask this machine's sound server whether it answers, waiting at most SOUND_CHECK_WAIT for its
+        answer: a sound server that hangs must not hold up the kiosk's start or a badge's session
+        (the check goes on beside them, and its answer counts from the next badge on)."""
         if self.player is None:
             return
+        if self._sound_check is None or self._sound_check.done():
+            self._sound_check = asyncio.get_running_loop().create_task(
+                self._ask_sound_server(), name="kiosk-sound-check"
+            )
+            self._tasks.add(self._sound_check)
+            self._sound_check.add_done_callback(self._tasks.discard)
+        done, _ = await asyncio.wait({self._sound_check}, timeout=SOUND_CHECK_WAIT)
+        if not done:
+            log.info(
+                "this machine's sound server has not answered within %g s; the kiosk goes on without "
+                "waiting (the session shown next is silent unless it answers before)",
+                SOUND_CHECK_WAIT,
+            )
+
+    async def _ask_sound_server(self) -> None:
+        """Ask the sound server; say so when the answer changed."""
         problem = await sound_server_problem()
         sound = problem is None
         if sound and self.sound is not True:
