@@ -14,13 +14,18 @@ def test_wrsrvd_and_the_session_parent_agree_on_the_control_socket_and_the_envir
 
 
 PROBE = """
-import json, os, sys
-from wayray.session.parent import show_environment
+import ctypes, json, os, sys
+from wayray.session.parent import environment_off_the_block, show_environment
 env = json.loads(sys.argv[1])
-os.environ.clear()
-os.environ.update(env)
-shown = show_environment(env)
-print(json.dumps({"shown": shown, "environ": open("/proc/self/environ", "rb").read().decode()}))
+environment_off_the_block()  # as the parent does at its start
+shown = show_environment(env)  # as each forked session does, before its keeper splits off
+libc = ctypes.CDLL(None)
+libc.getenv.restype = ctypes.c_char_p
+print(json.dumps({
+    "shown": shown,
+    "environ": open("/proc/self/environ", "rb").read().decode(),
+    "getenv": (libc.getenv(b"PATH") or b"").decode(),
+}))
 """
 
 
@@ -50,6 +55,8 @@ def test_a_forked_session_shows_its_own_environment_in_proc_and_nothing_of_its_p
     environ = str(got["environ"])
     assert environ.rstrip("\0").split("\0") == ["WAYRAY_LINK_SESSION=s-123", "HOME=/home/x"]
     assert "PAD=" not in environ and "PATH=" not in environ
+    # The process's own environment is untouched by that (the keeper goes on with the parent's).
+    assert got["getenv"] == "/usr/bin:/bin"
 
 
 def test_an_environment_that_does_not_fit_is_said_and_not_half_written() -> None:
