@@ -21,7 +21,9 @@ own, stdin ``/dev/null``, stdout and stderr the log file (else the parent's, whi
 descriptor but the secret pipe, the working directory and environment wrsrvd gave — also in
 ``/proc/PID/environ``, which the child rewrites (the kernel shows the memory the parent's environment
 was copied into at ``exec``: wrsrvd and the tests find a session's processes by the link named there).
-Then it runs ``wayray.session.cli.main``; it never returns into the parent's loop.
+Then, before any of the session's own code runs, it splits off the session's keeper
+(:mod:`wayray.session.keeper`, asked for by ``--subreaper``/``--log`` in the argv): the child goes on
+as the compositor and runs ``wayray.session.cli.main``; neither returns into the parent's loop.
 
 The parent ends when wrsrvd closes its end (wrsrvd exited or was killed); the sessions it forked are
 not its children in any way that matters to them: they live on (adopted by init), as sessions
