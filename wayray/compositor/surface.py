@@ -189,13 +189,17 @@ class Texture:
         return self._squeezed is not None
 
     def squeeze(self) -> int:
-        """Keep the pixels compressed until their next use; the bytes let go (0 if they already were)."""
+        """Keep the pixels compressed until their next use; the bytes let go (0 if they already were,
+        or if they hardly compress: noise-like pixels stay as they are)."""
         if self._storage is None:
             return 0
         import zstandard
 
-        self._squeezed = zstandard.ZstdCompressor(level=1).compress(self._storage.tobytes())
-        freed = self._storage.nbytes
+        packed = zstandard.ZstdCompressor(level=1).compress(self._storage.tobytes())
+        if len(packed) > self._storage.nbytes * 3 // 4:
+            return 0
+        self._squeezed = packed
+        freed = self._storage.nbytes - len(packed)
         self._storage = self._image = None
         return freed
 
