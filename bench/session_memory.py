@@ -41,7 +41,11 @@ def kib(pid: int, field: str) -> int:
     return 0
 
 
-def measure(mode: str, sessions: int, idle: float, tmp: Path) -> dict[str, Any]:
+def private(pid: int) -> int:
+    return kib(pid, "Private_Clean") + kib(pid, "Private_Dirty")
+
+
+def measure(mode: str, sessions: int, idle: float, tmp: Path, smaps: Path | None = None) -> dict[str, Any]:
     import psutil
 
     from tests.e2e.harness import Harness, WrServer, eventually
@@ -72,12 +76,26 @@ def measure(mode: str, sessions: int, idle: float, tmp: Path) -> dict[str, Any]:
         time.sleep(idle)
         compositors = [s["pid"] for s in srv.sessions()]
         per_session, foot, rss = [], [], []
+        parts: dict[str, list[float]] = {
+            "keeper": [],
+            "keeper private": [],
+            "compositor": [],
+            "compositor private": [],
+        }
         parents: set[int] = set()
         for pid in compositors:
             comp = psutil.Process(pid)
             keeper = comp.ppid()
             per_session.append((kib(pid, "Pss") + kib(keeper, "Pss")) / 1024)
             rss.append(kib(pid, "Rss") / 1024)
+            parts["keeper"].append(kib(keeper, "Pss") / 1024)
+            parts["keeper private"].append(private(keeper) / 1024)
+            parts["compositor"].append(kib(pid, "Pss") / 1024)
+            parts["compositor private"].append(private(pid) / 1024)
+            if smaps is not None and pid == compositors[0]:
+                smaps.mkdir(parents=True, exist_ok=True)
+                for name, who in (("keeper", keeper), ("compositor", pid)):
+                    (smaps / f"{mode}-{name}.smaps").write_text(Path(f"/proc/{who}/smaps").read_text())
             foot.append(sum(kib(c.pid, "Pss") for c in comp.children() if c.name() == "foot") / 1024)
             parents.add(psutil.Process(keeper).ppid())
         assert srv.proc is not None
@@ -88,6 +106,7 @@ def measure(mode: str, sessions: int, idle: float, tmp: Path) -> dict[str, Any]:
             "sessions": len(compositors),
             "pss": per_session,
             "rss": rss,
+            "parts": parts,
             "foot": foot,
             "parent_pss": parent_pss,
             "forked": "forked from the session parent" in srv.log_text(),
@@ -105,6 +124,12 @@ def show(r: dict[str, Any]) -> None:
         + (f";  the session parent {r['parent_pss']:.1f} MiB PSS" if r["parent_pss"] else ""),
         flush=True,
     )
+    print(
+        "      "
+        + ";  ".join(f"{name} {statistics.median(v):5.1f}" for name, v in r["parts"].items())
+        + " MiB (medians; PSS, and private pages clean + dirty)",
+        flush=True,
+    )
     if r["mode"] == "fork" and not r["forked"]:
         print("  (no session was forked from the session parent: check wrsrvd's log)")
 
@@ -114,6 +139,9 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--idle", type=float, default=10.0, help="seconds the sessions stay idle first (10)")
     p.add_argument("--mode", choices=("fork", "exec", "both"), default="both")
+    p.add_argument(
+        "--smaps", type=Path, metavar="DIR", help="copy one session's keeper and compositor smaps here"
+    )
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
     print(
@@ -123,7 +151,7 @@ def main() -> None:
     )
     for mode in ("exec", "fork") if args.mode == "both" else (args.mode,):
         with tempfile.TemporaryDirectory(prefix="wr-bench-") as tmp:
-            show(measure(mode, args.sessions, args.idle, Path(tmp)))
+            show(measure(mode, args.sessions, args.idle, Path(tmp), args.smaps))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ async def test_a_parked_framebuffer_comes_back_as_the_same_picture_and_follows_w
         s.comp.viewed = False
         assert s.comp.park()
         assert s.comp.core.renderer.parked and not other.comp.core.renderer.parked
+        # The surfaces' pixels are kept compressed meanwhile: the picture below is drawn from them.
+        textures = [x.texture for x in s.comp.core.surfaces if x.texture is not None]
+        assert textures and all(t.squeezed for t in textures)
         assert np.array_equal(s.pixels(), seen), "the picture drawn again is the one it had"
         assert not s.comp.core.renderer.parked
 

@@ -41,6 +41,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def pipes(pid: int) -> dict[int, str]:
+    """The pipes ``pid`` holds: descriptor number to pipe (``pipe:[inode]``)."""
+    held = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            held[int(fd.name)] = target
+    return held
+
+
 def seqpacket_sockets(pid: int) -> list[object]:
     """Unix sockets of the kind wrsrvd talks to its session parent on, held by ``pid``."""
     return [c for c in psutil.Process(pid).net_connections(kind="unix") if c.type == socket.SOCK_SEQPACKET]
@@ -86,6 +99,11 @@ def test_a_session_forked_from_the_parent_works_is_the_sessions_own_and_outlives
         # Nothing of the parent's: not its control socket, not its process session.
         assert not seqpacket_sockets(proc.pid), proc
         assert os.getsid(proc.pid) != os.getsid(parent)
+    # The keeper holds no end of the pipe the link's secret came in: each pipe it has is the session's
+    # output (the compositor's stdout) or its own signal wake-up (both of whose ends it holds).
+    output = pipes(compositor.pid).get(1)
+    held = list(pipes(keeper.pid).values())
+    assert all(p == output or held.count(p) == 2 for p in held), (held, output)
     # ps shows the session's command line (wrsrvd session …), not the parent's.
     assert compositor.cmdline()[1:5] == ["-m", "wayray.server", "session", "--size"], compositor.cmdline()
 

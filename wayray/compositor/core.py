@@ -363,11 +363,15 @@ class Core:
 
     def park(self) -> bool:
         """Let the output framebuffer go while nobody looks (not viewed, no frame consumer): True if
-        it went (or was gone). Its next use draws it again whole (``Renderer.park``)."""
+        it went (or was gone). Its next use draws it again whole (``Renderer.park``). The surfaces'
+        pixels are kept compressed meanwhile (``Texture.squeeze``), until each one's next use."""
         if self.viewed or self.consumers:
             return False
         if not self.renderer.parked:
             self.renderer.park(self.scene.views)
+        for surface in self.surfaces:
+            if surface.texture is not None:
+                surface.texture.squeeze()
         return True
 
     @property

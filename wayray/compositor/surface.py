@@ -147,20 +147,72 @@ class SurfaceState:
 
 
 class Texture:
-    """The surface's own copy of its buffer's pixels (so the client's buffer is released at once)."""
+    """The surface's own copy of its buffer's pixels (so the client's buffer is released at once).
+
+    While its session is not watched the copy may be kept compressed (:meth:`squeeze`, issue 15:
+    memory of idle sessions); its next use (a composite, an upload, a cursor) restores it, the same
+    pixels."""
 
     def __init__(self, width: int, height: int, fmt: Any) -> None:
         self.width = width
         self.height = height
         self.format = fmt  # ShmFormat
         bpp = fmt.pixman.bytes_per_pixel
-        dtype = np.uint32 if bpp == 4 else np.uint16
+        self._dtype = np.uint32 if bpp == 4 else np.uint16
         # pixman wants row strides in whole 32-bit words: pad 16-bit rows to an even width.
-        padded = width if bpp == 4 else width + (width & 1)
-        self.storage = np.zeros((height, padded), dtype=dtype)
-        self.array = self.storage[:, :width]
-        self.image = Image(self.storage, fmt.pixman, width)
+        self._padded = width if bpp == 4 else width + (width & 1)
+        self._storage: np.ndarray | None = np.zeros((height, self._padded), dtype=self._dtype)
+        self._image: Image | None = Image(self._storage, fmt.pixman, width)
+        self._squeezed: bytes | None = None
         self.opaque = not fmt.pixman.has_alpha
+
+    @property
+    def storage(self) -> np.ndarray:
+        if self._storage is None:
+            self._unsqueeze()
+        assert self._storage is not None
+        return self._storage
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.storage[:, : self.width]
+
+    @property
+    def image(self) -> Image:
+        if self._image is None:
+            self._unsqueeze()
+        assert self._image is not None
+        return self._image
+
+    @property
+    def squeezed(self) -> bool:
+        return self._squeezed is not None
+
+    def squeeze(self) -> int:
+        """Keep the pixels compressed until their next use; the bytes let go (0 if they already were,
+        or if they hardly compress: noise-like pixels stay as they are)."""
+        if self._storage is None:
+            return 0
+        import zstandard
+
+        packed = zstandard.ZstdCompressor(level=1).compress(self._storage.tobytes())
+        if len(packed) > self._storage.nbytes * 3 // 4:
+            return 0
+        self._squeezed = packed
+        freed = self._storage.nbytes - len(packed)
+        self._storage = self._image = None
+        return freed
+
+    def _unsqueeze(self) -> None:
+        import zstandard
+
+        assert self._squeezed is not None
+        storage = np.empty((self.height, self._padded), dtype=self._dtype)
+        storage.view(np.uint8).reshape(-1)[:] = np.frombuffer(
+            zstandard.ZstdDecompressor().decompress(self._squeezed), dtype=np.uint8
+        )
+        self._storage, self._squeezed = storage, None
+        self._image = Image(storage, self.format.pixman, self.width)
 
     def upload(self, shm: ShmBuffer, damage: Region) -> None:
         bpp = self.format.pixman.bytes_per_pixel

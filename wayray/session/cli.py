@@ -217,9 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         from wayray.session.keeper import split
 
         # From here on this is the session compositor; the keeper stays behind as its parent. It gets
-        # no part of the secret: it closes the pipe that carries it.
+        # no part of the secret: it closes the pipe that carries it. (A session forked from the
+        # session parent split off its keeper before its own code ran: this does nothing then.)
         secret_fd = os.environ.get("WAYRAY_LINK_SECRET_FD", "")
         split(args.log, close_fds=(int(secret_fd),) if secret_fd.isdigit() else ())
+    from wayray.session import memory
+
+    memory.one_arena()  # before any thread starts (the keeper, split off above, has none)
     env = dict(os.environ)
     link = link_settings_from_environment(
         env,

@@ -137,6 +137,28 @@ class _ToCappedLog(logging.Handler):
 #: imported stays frozen in the compositor too, so that the collector never writes to those pages and
 #: they stay shared with the parent and every other session.
 KEEP_FROZEN = False
+#: Set in the compositor once :func:`split` made its keeper (a second call does nothing).
+SPLIT = False
+
+
+def asked(argv: list[str]) -> tuple[bool, Path | None]:
+    """Whether ``wrsrvd session`` options (``argv``, before any ``--``) ask for a keeper, and its log.
+
+    Read without argparse, for the session parent's early split; it knows only the spellings wrsrvd
+    writes (``--subreaper``, ``--log FILE``, ``--log=FILE``), and a log that is not an absolute path
+    counts as not asked (``wrsrvd session`` itself says what is wrong with it, and splits as before)."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    log_path: Path | None = None
+    wanted = "--subreaper" in options
+    for i, arg in enumerate(options):
+        value = options[i + 1] if arg == "--log" and i + 1 < len(options) else None
+        if arg.startswith("--log="):
+            value = arg[len("--log=") :]
+        if value is not None:
+            if not value.startswith("/"):
+                return False, None
+            log_path, wanted = Path(value), True
+    return wanted, log_path
 
 
 def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
@@ -144,7 +166,15 @@ def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
 
     ``log_path``: where the session's output goes (None: the output stays on this process's stdout
     and stderr, e.g. the journal). ``close_fds``: descriptors the keeper must not hold (the link
-    secret's pipe)."""
+    secret's pipe).
+
+    Every page this process wrote before the split is the keeper's and the compositor's; once the
+    compositor writes it again, the keeper holds the old copy alone. So the earlier the split, the
+    less the keeper holds: the session parent splits right after its fork, before the session's own
+    code runs (``wrsrvd session`` started by exec splits after parsing its arguments)."""
+    global SPLIT
+    if SPLIT:
+        return
     subreaper = proctree.become_subreaper()
     out = CappedLog(log_path) if log_path is not None else None
     r = w = -1
@@ -156,6 +186,7 @@ def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
     keeper = os.getpid()
     child = os.fork()
     if child == 0:
+        SPLIT = True
         if not KEEP_FROZEN:
             gc.unfreeze()
         if out is not None:

@@ -21,7 +21,9 @@ own, stdin ``/dev/null``, stdout and stderr the log file (else the parent's, whi
 descriptor but the secret pipe, the working directory and environment wrsrvd gave — also in
 ``/proc/PID/environ``, which the child rewrites (the kernel shows the memory the parent's environment
 was copied into at ``exec``: wrsrvd and the tests find a session's processes by the link named there).
-Then it runs ``wayray.session.cli.main``; it never returns into the parent's loop.
+Then, before any of the session's own code runs, it splits off the session's keeper
+(:mod:`wayray.session.keeper`, asked for by ``--subreaper``/``--log`` in the argv): the child goes on
+as the compositor and runs ``wayray.session.cli.main``; neither returns into the parent's loop.
 
 The parent ends when wrsrvd closes its end (wrsrvd exited or was killed); the sessions it forked are
 not its children in any way that matters to them: they live on (adopted by init), as sessions
@@ -125,6 +127,7 @@ def main() -> int:
     control = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
     os.environ.pop(ROOM_VARIABLE, None)
+    environment_off_the_block()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # wrsrvd's terminal's Ctrl-C is wrsrvd's business
     try:
         preload()
@@ -227,7 +230,14 @@ def become_session(
     control: socket.socket,
     wake: tuple[int, int],
 ) -> None:
-    """In the forked child: what exec would have given ``wrsrvd session`` (see the module's text)."""
+    """In the forked child: what exec would have given ``wrsrvd session`` (see the module's text).
+
+    In two steps, with the session's keeper split off between them when the session asks for one
+    (it always does from wrsrvd): first what the keeper must have too, then what only the session
+    process needs. Every page the first step writes is the keeper's and the compositor's; once the
+    compositor writes it again, the keeper holds the old copy alone (issue 15: memory per session)."""
+    from wayray.session import keeper
+
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -249,22 +259,37 @@ def become_session(
     os.set_inheritable(secret, True)
     env["WAYRAY_LINK_SECRET_FD"] = str(secret)
     os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
+    # The C library's environment is on the heap since main() (environment_off_the_block): the block
+    # the kernel shows may be overwritten here, before the split, so the keeper shows it too.
     if not show_environment(env):
         # wrsrvd finds a session's processes by the session named in /proc/PID/environ: without it,
         # be a session started by exec after all.
         os.execve(argv[0], argv, env)
     show_argv(argv)
     sys.argv = ["wrsrvd", *argv[argv.index("session") :]]
+    # The imports' objects stay frozen (out of the collector's reach): their pages stay shared.
+    keeper.KEEP_FROZEN = True
+    # The keeper splits off now, before the session's own code runs (wrsrvd session's own split,
+    # later, does nothing then). Its os.environ stays the parent's: it starts no program, and reads
+    # only what wrsrvd gives the parent and the session alike (JOURNAL_STREAM, WAYRAY_LOG_LEVEL).
+    wanted, log_path = keeper.asked(argv[argv.index("session") + 1 :])
+    if wanted:
+        keeper.split(log_path, close_fds=(secret,))
+    os.environ.clear()
+    os.environ.update(env)
     from wayray.common import trace
-    from wayray.session import keeper
 
     # What modules read from the environment at import, read again from the session's.
     trace.ENABLED = bool(os.environ.get("WAYRAY_TRACE"))
 
-    # The imports' objects stay frozen (out of the collector's reach): their pages stay shared.
-    keeper.KEEP_FROZEN = True
+
+def environment_off_the_block() -> None:
+    """Have the C library's environment copied to the heap (``os.environ`` cleared and filled again
+    with the same): the exec-time block, which a session overwrites (:func:`show_environment`), is
+    then read by nobody in this process or a child."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _open_fds() -> list[int]:
@@ -292,8 +317,9 @@ def _rewrite(start: int, end: int, block: bytes) -> bool:
 def show_environment(env: dict[str, str]) -> bool:
     """Make ``/proc/self/environ`` show ``env``: overwrite the block the kernel shows (the parent's
     environment at its ``exec``, with :data:`ROOM_VARIABLE` making room) and fill the rest with NULs.
-    Safe: after ``os.environ`` was cleared and filled again, the C library's ``environ`` points into
-    the heap, not into that block. False when it does not fit (the caller then says so)."""
+    Safe: the parent cleared and filled ``os.environ`` again at its start
+    (:func:`environment_off_the_block`), so the C library's ``environ`` points into the heap, not
+    into that block. False when it does not fit (the caller then says so)."""
     fields = _stat_fields()
     env_start, env_end = int(fields[47]), int(fields[48])
     block = b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items())
