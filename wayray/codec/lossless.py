@@ -157,6 +157,8 @@ class RegionCoder:
         self._settings = settings
         self._small = zstandard.ZstdCompressor(level=settings.zstd_level_small, write_checksum=False)
         self._large = zstandard.ZstdCompressor(level=settings.zstd_level_large, write_checksum=False)
+        tiny = max(settings.zstd_level_tiny, settings.zstd_level_small)
+        self._tiny = zstandard.ZstdCompressor(level=tiny, write_checksum=False)
         self.tried_both = False
 
     def encode(
@@ -187,6 +189,8 @@ class RegionCoder:
         area = w * h
         small = area <= self._settings.zstd_small_pixels
         cctx = self._small if small and not noisy else self._large
+        if area <= self._settings.zstd_tiny_pixels and not noisy:
+            cctx, prefer = self._tiny, None  # text: microseconds for both kinds at the slower level
         if not base_known:
             return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, cctx.compress(np.ascontiguousarray(px).data))
         share = changed_pixels / area
