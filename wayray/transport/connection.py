@@ -560,10 +560,15 @@ class Connection:
         """Server: return once the peer acknowledged every FrameUpdate sent; raises
         ConnectionClosedError. (wrsrvd waits for this before it switches the viewer to another
         compositor, whose frame credit starts full.)"""
+        pinged = False
         while True:
             self._check_open()
             if not self._p.wire.unacked_frames:
                 return
+            if not pinged:  # a viewer that holds a small frame's ack sends it with its Pong
+                pinged = True
+                self._p.wire.ping(self._p._loop.time())
+                self._p.schedule_flush()
             self._p._credit_event.clear()
             await self._p._credit_event.wait()
 
@@ -582,7 +587,14 @@ class Connection:
         """Queue a message for the peer. Raises WireUsageError/EncodeError for local mistakes (see
         WireConnection.send) and ConnectionClosedError once closed."""
         self._check_open()
-        self._p.wire.send(message)
+        self._p.wire.send(message, now=self._p._loop.time())
+        self._p.schedule_flush()
+
+    def ack_frame(self, seq: int, decode_us: int) -> None:
+        """Client: acknowledge the frames up to ``seq``; a small frame's ack may wait a moment for
+        the next message to ride with (WireConnection.ack_frame)."""
+        self._check_open()
+        self._p.wire.ack_frame(seq, decode_us, now=self._p._loop.time())
         self._p.schedule_flush()
 
     def send_encoded(self, channel: Channel, frame: bytes) -> None:

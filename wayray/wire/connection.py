@@ -59,6 +59,9 @@ log = logging.getLogger("wayray.wire")
 
 _VERSION = struct.Struct("<HH")
 _SEQ = struct.Struct("<Q")
+#: Client: FrameUpdates of at most this many body bytes (one datagram) may have their ack held
+#: (:meth:`WireConnection.ack_frame`); larger ones measure the link's bandwidth, their acks go at once.
+ACK_HOLD_MAX_BODY = 1200
 _CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 #: Client: most bytes held from other channels while the ServerHello is still on its way.
 _HOLD_LIMIT = 65 * MiB
@@ -95,6 +98,10 @@ class WireConfig:
     handshake_timeout: float = 10.0
     #: Most bytes queued per channel, not counting FrameUpdates (bounded by the window instead).
     send_queue_limit: int = 8 * MiB
+    #: Client, with :meth:`WireConnection.ack_frame`: the FrameAck of a small frame (a typed
+    #: character) waits up to this long for another message of ours to ride with (the next key, a
+    #: Pong), so that the server need not acknowledge a datagram of its own. 0: never held.
+    frame_ack_hold: float = 0.25
 
     def __post_init__(self) -> None:
         # Plain strings, so sets compare and print the same whether built from Capability or decoded.
@@ -105,6 +112,8 @@ class WireConfig:
             raise ValueError("idle_timeout must be longer than ping_interval, and both positive")
         if self.handshake_timeout <= 0 or self.send_queue_limit <= 0:
             raise ValueError("handshake_timeout and send_queue_limit must be positive")
+        if not 0 <= self.frame_ack_hold < self.idle_timeout:
+            raise ValueError("frame_ack_hold must be at least 0 and shorter than idle_timeout")
         bad = [c for c in self.capabilities if not _CAPABILITY_NAME.match(c) or len(c) > 32]
         if bad:
             raise ValueError(f"bad capability names {bad}: lower-case letters, digits, '.', '_', '-'")
@@ -154,6 +163,12 @@ class WireConnection:
         # Client: bytes on other channels that overtook the ServerHello.
         self._held: dict[m.Channel, bytearray] = {}
         self._held_end: set[m.Channel] = set()
+        # Client: the last FrameUpdate received, and whether its ack may wait (ack_frame); the ack
+        # waiting and since when; the latest time the owner passed in.
+        self._last_frame: tuple[int, bool] | None = None
+        self._held_ack: tuple[m.FrameAck, float] | None = None
+        self._pinged = False
+        self._now = now
 
     # --- handshake ---------------------------------------------------------------------------------
 
@@ -261,6 +276,7 @@ class WireConnection:
         """Bytes that arrived on ``channel`` (``end``: the peer finished that channel's stream)."""
         if self.state is State.CLOSED:
             return
+        self._now = max(self._now, now)
         try:
             ch = self._receiving_channel(channel)
             if (
@@ -347,6 +363,9 @@ class WireConnection:
             raise WireProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{spec.name} after the handshake")
         message = decode_body(spec, body)
         if isinstance(message, m.Ping):
+            # A held ack goes with the Pong; and the next ack is not held (the Ping may have
+            # overtaken a frame the server waits to see acknowledged: wrsrvd switching compositors).
+            self._pinged = True
             self._enqueue_message(m.Pong(nonce=message.nonce))
             return
         if isinstance(message, m.Pong):
@@ -356,7 +375,11 @@ class WireConnection:
                 self._last_pong = now
             return
         if isinstance(message, d.FrameUpdate):
+            # A held ack goes when the next frame comes, on its own: every frame keeps its own ack
+            # (the server's link estimate measures each frame), and an animation's acks stay steady.
+            self._flush_held_ack()
             self._frame_received(message.seq)
+            self._last_frame = (message.seq, not message.keyframe and len(body) <= ACK_HOLD_MAX_BODY)
         elif isinstance(message, m.FrameAck):
             self._ack_received(message.seq)
         self._events.append(MessageReceived(ch, message, len(body)))
@@ -469,12 +492,17 @@ class WireConnection:
     def unacked_frames(self) -> tuple[int, ...]:
         return self.credit.unacked
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, *, now: float | None = None) -> None:
         """Queue a message. Raises WireUsageError for local mistakes (wrong side, no credit, before
         the handshake, capability not negotiated) and EncodeError for values that do not fit; after the
-        connection closed, messages are dropped silently."""
+        connection closed, messages are dropped silently. ``now``: the time, if the owner knows it (a
+        FrameAck held by :meth:`ack_frame` goes first, and counts the time it waited)."""
         if self.state is State.CLOSED:
             return
+        if now is not None:
+            self._now = max(self._now, now)
+        if self._held_ack is not None:
+            self._flush_held_ack()  # it rides with this message, and goes before a newer FrameAck
         spec = spec_of(message)
         self._check_send(spec)
         if isinstance(message, d.FrameUpdate):
@@ -482,6 +510,49 @@ class WireConnection:
         elif isinstance(message, m.FrameAck):
             self._ack_sent(message.seq)
         self._enqueue(spec, encode_message(message))
+
+    def ack_frame(self, seq: int, decode_us: int, *, now: float) -> None:
+        """Client: acknowledge every frame up to ``seq``, shown ``decode_us`` after it arrived.
+
+        If ``seq`` is the last frame received and it was small (at most ``ACK_HOLD_MAX_BODY`` bytes,
+        not a keyframe), and no Ping came since the last such ack, the FrameAck waits up to
+        ``frame_ack_hold`` for another message of ours and goes just before it, in the same datagram:
+        a typed character's frame then costs the server no datagram of its own to acknowledge ours
+        (docs/protocol.md, "Frame flow control"). Its
+        ``decode_us`` then counts the wait too: it always says how long after the frame arrived the
+        ack left, so the server's round-trip estimate stays true. An ack already waiting goes first.
+        """
+        if self.state is State.CLOSED:
+            return
+        self._now = max(self._now, now)
+        self._flush_held_ack()
+        ack = m.FrameAck(seq=seq, decode_us=decode_us)
+        if (
+            self.role is WireRole.CLIENT
+            and self.config.frame_ack_hold > 0
+            and self.state is State.ESTABLISHED
+            and self._last_frame == (seq, True)
+            and not self._pinged
+        ):
+            self._check_send(spec_of(ack))
+            self._held_ack = (ack, self._now)
+            return
+        if self._last_frame == (seq, True):
+            self._pinged = False
+        self.send(ack)
+
+    @property
+    def held_frame_ack(self) -> m.FrameAck | None:
+        """Client: the FrameAck waiting for another message (see :meth:`ack_frame`), if any."""
+        return self._held_ack[0] if self._held_ack is not None else None
+
+    def _flush_held_ack(self) -> None:
+        held, self._held_ack = self._held_ack, None
+        if held is None or self.state is State.CLOSED:
+            return
+        ack, since = held
+        waited = int(max(0.0, self._now - since) * 1e6)
+        self.send(m.FrameAck(seq=ack.seq, decode_us=min(ack.decode_us + waited, 0xFFFF_FFFF)))
 
     def send_encoded(self, channel: m.Channel, frame: bytes) -> None:
         """Queue a frame someone else encoded (wrsrvd relaying a compositor's FrameUpdate untouched).
@@ -538,6 +609,8 @@ class WireConnection:
         self._enqueue(spec_of(message), encode_message(message))
 
     def _enqueue(self, spec: MessageSpec, frame: bytes) -> None:
+        if self._held_ack is not None:
+            self._flush_held_ack()  # it rides with this message (a Pong, a Close)
         q = self._queues[spec.channel]
         limited = spec is not FRAME_UPDATE
         if spec.coalesce and q.types and q.types[-1] == spec.number:
@@ -602,11 +675,17 @@ class WireConnection:
         if self.state is not State.ESTABLISHED:
             return self._created + self.config.handshake_timeout
         assert self._next_ping is not None
-        return min(self._next_ping, self._last_pong + self.config.idle_timeout)
+        at = min(self._next_ping, self._last_pong + self.config.idle_timeout)
+        if self._held_ack is not None:
+            at = min(at, self._held_ack[1] + self.config.frame_ack_hold)
+        return at
 
     def handle_timer(self, now: float) -> None:
         if self.state is State.CLOSED:
             return
+        self._now = max(self._now, now)
+        if self._held_ack is not None and now >= self._held_ack[1] + self.config.frame_ack_hold:
+            self._flush_held_ack()  # nothing came to ride on: it goes alone
         if self.state is not State.ESTABLISHED:
             if now >= self._created + self.config.handshake_timeout:
                 limit = f"{self.config.handshake_timeout:g} s"
@@ -627,13 +706,21 @@ class WireConnection:
             return
         assert self._next_ping is not None
         if now >= self._next_ping:
-            self._ping_nonce += 1
-            self._pings_out[self._ping_nonce] = now
-            # Only recent pings matter for the RTT; forget pongs that never came.
-            for old in [n for n in self._pings_out if n < self._ping_nonce - 8]:
-                del self._pings_out[old]
-            self._enqueue_message(m.Ping(nonce=self._ping_nonce))
-            self._next_ping = now + self.config.ping_interval
+            self.ping(now)
+
+    def ping(self, now: float) -> None:
+        """Send a Ping now (the next one follows ``ping_interval`` later). A client answers at once,
+        and a FrameAck it held (:meth:`ack_frame`) goes with its Pong: a server that must know every
+        frame acknowledged (wrsrvd switching compositors) pings instead of waiting for the hold."""
+        if self.state is not State.ESTABLISHED:
+            return
+        self._ping_nonce += 1
+        self._pings_out[self._ping_nonce] = now
+        # Only recent pings matter for the RTT; forget pongs that never came.
+        for old in [n for n in self._pings_out if n < self._ping_nonce - 8]:
+            del self._pings_out[old]
+        self._enqueue_message(m.Ping(nonce=self._ping_nonce))
+        self._next_ping = now + self.config.ping_interval
 
     # --- closing -----------------------------------------------------------------------------------
 
@@ -679,6 +766,8 @@ class WireConnection:
 
     def _drop_queue(self, ch: m.Channel) -> None:
         self._queues[ch] = _Queue()
+        if ch is m.Channel.DISPLAY:
+            self._held_ack = None
 
     @property
     def closed(self) -> bool:
