@@ -22,13 +22,6 @@ class EncoderSettings:
     #: (deps-probe §2).
     zstd_level_large: int = 1
     zstd_small_pixels: int = 64 * 1024
-    #: zstd level for regions up to ``zstd_tiny_pixels`` (a typed character with the cursor after it,
-    #: a cursor blink), unless ``zstd_level_small`` is higher: on such regions level 9 is 4% smaller
-    #: than level 5 (a typed letter: ~110 bytes instead of ~115) and takes ~10 µs instead of ~5.
-    #: Both RAW and XOR are always tried there (no reuse of the last winner): a letter's XOR against
-    #: the cursor it replaces and its own pixels differ by a few bytes either way.
-    zstd_level_tiny: int = 9
-    zstd_tiny_pixels: int = 4096
     noisy_bytes_per_pixel: float = 0.5
     #: Regions are merged from tiles up to this many pixels (bounds one region's decode work and size).
     max_region_pixels: int = 512 * 1024
@@ -102,7 +95,7 @@ class EncoderSettings:
                 continue
             if isinstance(value, int | float) and value < 0:
                 raise ValueError(f"EncoderSettings.{f.name} must not be negative (got {value})")
-        for name in ("zstd_level_small", "zstd_level_large", "zstd_level_tiny"):
+        for name in ("zstd_level_small", "zstd_level_large"):
             # Negative levels are zstd's fast modes; 22 is its slowest.
             if not -(1 << 17) <= getattr(self, name) <= 22:
                 raise ValueError(
