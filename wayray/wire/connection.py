@@ -41,7 +41,8 @@ from wayray.wire.framing import HEADER_SIZE, FrameDecoder, parse_header
 from wayray.wire.layout import MiB
 from wayray.wire.protocol import (
     CLOSE,
-    FRAME_UPDATE,
+    FRAME_UPDATE_NUMBERS,
+    FRAME_UPDATES,
     HELLO,
     MAX_REASON,
     REDIRECT,
@@ -374,6 +375,8 @@ class WireConnection:
                 self.rtt = now - sent
                 self._last_pong = now
             return
+        if isinstance(message, d.SmallFrameUpdate):
+            message = message.expand()  # the application sees FrameUpdates only
         if isinstance(message, d.FrameUpdate):
             # A held ack goes when the next frame comes, on its own: every frame keeps its own ack
             # (the server's link estimate measures each frame), and an animation's acks stay steady.
@@ -503,9 +506,11 @@ class WireConnection:
             self._now = max(self._now, now)
         if self._held_ack is not None:
             self._flush_held_ack()  # it rides with this message, and goes before a newer FrameAck
+        if isinstance(message, d.FrameUpdate) and m.Capability.SMALL_FRAMES in self.capabilities:
+            message = d.SmallFrameUpdate.of(message) or message  # the short form, if it fits
         spec = spec_of(message)
         self._check_send(spec)
-        if isinstance(message, d.FrameUpdate):
+        if isinstance(message, d.FrameUpdate | d.SmallFrameUpdate):
             self._frame_sent(message.seq)
         elif isinstance(message, m.FrameAck):
             self._ack_sent(message.seq)
@@ -570,7 +575,7 @@ class WireConnection:
         if length > max_body(channel, self.role):
             raise WireUsageError(f"{spec.name} of {length} bytes exceeds the {channel.name} channel's limit")
         self._check_send(spec)
-        if spec is FRAME_UPDATE:
+        if spec in FRAME_UPDATES:
             if length < _SEQ.size:
                 raise WireUsageError("FrameUpdate too short to carry a seq")
             (seq,) = _SEQ.unpack_from(frame, HEADER_SIZE)
@@ -612,7 +617,7 @@ class WireConnection:
         if self._held_ack is not None:
             self._flush_held_ack()  # it rides with this message (a Pong, a Close)
         q = self._queues[spec.channel]
-        limited = spec is not FRAME_UPDATE
+        limited = spec not in FRAME_UPDATES
         if spec.coalesce and q.types and q.types[-1] == spec.number:
             old = q.frames.pop()
             q.types.pop()
@@ -661,7 +666,7 @@ class WireConnection:
                 taken.append(frame)
                 size += len(frame)
                 q.total_bytes -= len(frame)
-                if not (ch is m.Channel.DISPLAY and msg_type == FRAME_UPDATE.number):
+                if not (ch is m.Channel.DISPLAY and msg_type in FRAME_UPDATE_NUMBERS):
                     q.limited_bytes -= len(frame)
             if taken:
                 out.append((ch, b"".join(taken) if len(taken) > 1 else taken[0]))
