@@ -194,6 +194,8 @@ class WireProtocol(QuicConnectionProtocol):
         now = self._loop.time()
         waiting = private.ack_pending(self._quic)
         self._quic.receive_datagram(cast(bytes, data), addr, now=now)
+        # Input first: a key and the FrameAck riding with it go to the application in that order.
+        private.stream_data_first(self._quic, self._is_input_stream)
         if private.ack_pending(self._quic):
             self._unacked = self._unacked + 1 if waiting else 1
             if self._unacked >= ACK_EVERY:
@@ -201,6 +203,9 @@ class WireProtocol(QuicConnectionProtocol):
         self._process_events()
         self._after_wire()
         self.transmit()
+
+    def _is_input_stream(self, sid: int) -> bool:
+        return self._recv_streams.get(sid) == Channel.INPUT
 
     def transmit(self) -> None:
         # A waiting acknowledgement rides on the stream data about to leave instead of a datagram of
