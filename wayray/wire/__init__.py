@@ -16,7 +16,8 @@ Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
 """
 
 from wayray.wire.audio import AudioCodec, AudioFrame, AudioStart, AudioStop, MicFrame
-from wayray.wire.connection import State, WireConfig, WireConnection
+from wayray.wire.config import WireConfig
+from wayray.wire.connection import State, WireConnection
 from wayray.wire.credit import CreditError, FrameCredit
 from wayray.wire.display import (
     CursorImage,
