@@ -9,7 +9,7 @@ from pathlib import Path
 import aioquic
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import HandshakeCompleted
+from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
 
 from tests.conftest import REPO
 from wayray.transport import ServerIdentity
@@ -126,3 +126,30 @@ def test_a_delayed_acknowledgement_waits_and_can_be_made_due(identity: ServerIde
     assert len(sent) == 1 and not private.ack_pending(server)
     client.receive_datagram(sent[0][0], ("127.0.0.1", 1), now=now + 0.006)
     assert private.unacked_stream_bytes(client, sid) == 0
+
+
+def test_one_datagrams_input_stream_can_be_taken_before_the_others(identity: ServerIdentity) -> None:
+    client, server, now = _pair(identity, request_cert=False)
+    _exchange(client, server, now)
+    _handshake_done(client)
+    _handshake_done(server)
+    display = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(display, b"\x01ack")
+    _exchange(client, server, now)
+    server.next_event()  # the display stream's first data
+    key = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(display, b"ack again")
+    client.send_stream_data(key, b"\x02key")
+    now += 0.05  # past the pacer
+    datagrams = list(client.datagrams_to_send(now=now))
+    assert len(datagrams) == 1  # one datagram, the display stream's frame first (round robin)
+    server.receive_datagram(datagrams[0][0], ("127.0.0.1", 2), now=now)
+    waiting = list(server._events)
+    order = [ev.stream_id for ev in waiting if isinstance(ev, StreamDataReceived)]
+    assert order == [display, key]
+    private.stream_data_first(server, lambda sid: sid == key)
+    events = []
+    while (ev := server.next_event()) is not None:
+        events.append(ev)
+    assert [ev.stream_id for ev in events if isinstance(ev, StreamDataReceived)] == [key, display]
+    assert len(events) == len(waiting)  # nothing lost, nothing added

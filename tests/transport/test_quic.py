@@ -127,6 +127,63 @@ async def test_frames_never_exceed_the_credit_window(identity: ServerIdentity, t
         await server.close()
 
 
+#: Quiet sides (no keep-alive Ping for 25 s) and a viewer that holds a small frame's ack for 20 s:
+#: only the message it rides with, or the server's own Ping, can bring it sooner.
+_QUIET = WireConfig(ping_interval=25, idle_timeout=30, handshake_timeout=30)
+_HOLDING = WireConfig(ping_interval=25, idle_timeout=30, handshake_timeout=30, frame_ack_hold=20)
+
+
+async def _held_ack_case(identity: ServerIdentity, tmp_path: Path, key_first: bool) -> tuple[int, ...]:
+    """The server sends a keyframe and a small frame; the viewer acks both with ack_frame (the small
+    one's ack is held). With ``key_first`` the viewer then sends a key and the server waits for the
+    ack; without, the server calls wait_frames_acked at once. Returns the frames unacked at the end."""
+    acked_keyframe = asyncio.Event()
+    done: list[tuple[int, ...]] = []
+
+    async def handle(conn: ServerConnection) -> None:
+        conn.accept(session_id="s", output_width=1280, output_height=720)
+        conn.send(frame(1, size=4000))
+        conn.send(frame(2))
+        if key_first:
+            await eventually(lambda: conn.unacked_frames == (2,), "the keyframe's ack", timeout=15)
+            acked_keyframe.set()
+            await eventually(lambda: conn.unacked_frames == (), "the ack with the key", timeout=15)
+        else:
+            # wrsrvd does this before it switches compositors: its Ping brings the held ack.
+            await within(conn.wait_frames_acked(), timeout=15)
+        done.append(conn.unacked_frames)
+        await conn.wait_closed()
+
+    server = await start(identity, handle, wire=_QUIET)
+    try:
+        conn = await connect("127.0.0.1", server.port, client_settings(tmp_path, wire=_HOLDING), hello())
+        for _ in range(2):
+            msg = await within(conn.receive())
+            conn.ack_frame(msg.seq, 500)
+        if key_first:
+            await within(acked_keyframe.wait(), timeout=15)
+            conn.send(Key(code=30, state=KeyState.PRESSED, time_ms=10))
+        await eventually(lambda: bool(done), "the server saw every frame acknowledged", timeout=20)
+        await conn.aclose()
+        return done[0]
+    finally:
+        await server.close()
+
+
+@run
+async def test_a_small_frames_held_ack_comes_with_the_next_key(
+    identity: ServerIdentity, tmp_path: Path
+) -> None:
+    assert await _held_ack_case(identity, tmp_path, key_first=True) == ()
+
+
+@run
+async def test_a_server_waiting_for_every_ack_gets_the_held_one_at_once(
+    identity: ServerIdentity, tmp_path: Path
+) -> None:
+    assert await _held_ack_case(identity, tmp_path, key_first=False) == ()
+
+
 @run
 async def test_incompatible_version_is_refused_with_a_reason(
     identity: ServerIdentity, tmp_path: Path

@@ -8,6 +8,7 @@ import pytest
 
 from tests.wire.wirepair import connected_pair, drain, hello_params, pump
 from wayray.wire import (
+    IMPLEMENTED_CAPABILITIES,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     Capability,
@@ -36,6 +37,7 @@ from wayray.wire import (
     WireRole,
     WireUsageError,
     encode_frame,
+    encode_frame_update,
     encode_message,
 )
 from wayray.wire.messages import ButtonState
@@ -302,6 +304,183 @@ def test_relay_of_encoded_frames_tracks_credit_without_decoding() -> None:
     assert [e.message.seq for e in drain(cli) if isinstance(e, MessageReceived)] == [77]
 
 
+def _typed(seq: int) -> FrameUpdate:
+    """A typed character's frame: one small XOR region, not a keyframe."""
+    region = Region(304, 163, 14, 14, RegionEncoding.XOR_ZSTD, bytes(range(100)))
+    return FrameUpdate(
+        seq=seq, width=1920, height=1080, keyframe=False, regions=(region,), checksum=0xDEADBEEF
+    )
+
+
+def test_small_frames_go_in_the_short_form_and_arrive_as_the_same_frame_update() -> None:
+    srv, cli = connected_pair()
+    assert "small-frames" in srv.capabilities
+    update = _typed(7)
+    srv.send(update)
+    ((ch, data),) = srv.data_to_send()
+    assert len(data) == len(encode_message(update)) - 26
+    assert srv.unacked_frames == (7,)
+    cli.receive(ch, data, 0.0)
+    assert [e.message for e in drain(cli) if isinstance(e, MessageReceived)] == [update]
+    assert cli.unacked_frames == (7,)
+
+
+def test_frames_that_do_not_fit_the_short_form_and_viewers_without_it_get_frame_updates() -> None:
+    video = Region(0, 0, 64, 64, RegionEncoding.H264, b"\x00\x00\x01", stream_id=3)
+    big = Region(0, 0, 70_000, 1, RegionEncoding.FILL, bytes(4))
+    unfit = [
+        frame(1),  # a keyframe
+        FrameUpdate(seq=2, width=1920, height=1080, keyframe=False, regions=(video,), checksum=1),
+        FrameUpdate(seq=3, width=80_000, height=1080, keyframe=False, regions=(big,), checksum=1),
+        FrameUpdate(
+            seq=4, width=1920, height=1080, keyframe=False, regions=(_typed(1).regions[0],) * 256, checksum=1
+        ),
+    ]
+    srv, cli = connected_pair(WireConfig(frame_window=8))
+    for update in unfit:
+        srv.send(update)
+    ((_, data),) = srv.data_to_send()
+    assert len(data) == sum(len(encode_message(u)) for u in unfit)
+    old = WireConfig(capabilities=IMPLEMENTED_CAPABILITIES - {"small-frames"})
+    srv, cli = connected_pair(client=old)
+    srv.send(_typed(5))
+    ((ch, data),) = srv.data_to_send()
+    assert data == encode_message(_typed(5))
+    cli.receive(ch, data, 0.0)
+    assert [e.message for e in drain(cli) if isinstance(e, MessageReceived)] == [_typed(5)]
+
+
+def test_a_relayed_short_form_frame_counts_for_credit_and_needs_the_capability() -> None:
+    srv, cli = connected_pair(WireConfig(frame_window=1))
+    small = encode_frame_update(_typed(9), srv.capabilities)
+    srv.send_encoded(Channel.DISPLAY, small)
+    assert srv.unacked_frames == (9,) and not srv.can_send_frame()
+    pump(srv, cli, 0)
+    assert [e.message for e in drain(cli) if isinstance(e, MessageReceived)] == [_typed(9)]
+    old_srv, old_cli = connected_pair(
+        client=WireConfig(capabilities=IMPLEMENTED_CAPABILITIES - {"small-frames"})
+    )
+    with pytest.raises(WireUsageError, match="small-frames"):
+        old_srv.send_encoded(Channel.DISPLAY, small)
+    ev = raw(old_cli, Channel.DISPLAY, small)  # a server sending it anyway: refused
+    assert ev.code == ErrorCode.CAPABILITY_NOT_NEGOTIATED
+
+
+def _received_acks(srv: WireConnection) -> list[FrameAck]:
+    return [
+        e.message for e in drain(srv) if isinstance(e, MessageReceived) and isinstance(e.message, FrameAck)
+    ]
+
+
+def _key() -> Key:
+    return Key(code=30, state=KeyState.PRESSED, time_ms=5)
+
+
+def test_a_small_frames_ack_waits_for_the_next_key_and_goes_before_it_in_one_flush() -> None:
+    srv, cli = connected_pair()
+    srv.send(frame(1, size=4000))  # a keyframe: its ack goes at once
+    srv.send(frame(2))  # a typed character: small
+    pump(srv, cli, 1.0)
+    drain(cli)
+    cli.ack_frame(1, 300, now=1.0)
+    cli.ack_frame(2, 300, now=1.0)
+    assert cli.held_frame_ack == FrameAck(seq=2, decode_us=300)
+    pump(cli, srv, 1.0)
+    assert [a.seq for a in _received_acks(srv)] == [1] and srv.unacked_frames == (2,)
+    cli.send(_key(), now=1.04)  # 40 ms later the next key: the ack rides with it
+    out = cli.data_to_send()  # one flush of the transport: one datagram
+    assert sorted(ch for ch, _ in out) == [Channel.DISPLAY, Channel.INPUT]
+    for ch, data in out:
+        srv.receive(ch, data, 1.04)
+    events = [e.message for e in drain(srv) if isinstance(e, MessageReceived)]
+    assert FrameAck(seq=2, decode_us=300 + 40_000) in events and _key() in events
+    assert srv.unacked_frames == () and cli.held_frame_ack is None
+
+
+def test_a_held_ack_goes_alone_when_nothing_comes_within_the_hold() -> None:
+    srv, cli = connected_pair(client=WireConfig(frame_ack_hold=0.25))
+    srv.send(frame(1, size=4000))
+    srv.send(frame(2))
+    pump(srv, cli, 0.0)
+    cli.ack_frame(1, 0, now=0.0)
+    cli.ack_frame(2, 10, now=0.5)
+    assert cli.get_timer() == pytest.approx(0.75)
+    cli.handle_timer(0.74)
+    assert cli.held_frame_ack is not None
+    cli.handle_timer(0.75)
+    assert cli.held_frame_ack is None
+    pump(cli, srv, 0.75)
+    assert _received_acks(srv)[-1] == FrameAck(seq=2, decode_us=10 + 250_000)
+    assert srv.unacked_frames == ()
+
+
+def test_a_servers_ping_brings_the_held_ack_with_the_pong() -> None:
+    srv, cli = connected_pair()
+    srv.send(frame(1, size=4000))
+    srv.send(frame(2))
+    pump(srv, cli, 0.0)
+    cli.ack_frame(1, 0, now=0.0)
+    cli.ack_frame(2, 0, now=0.0)
+    pump(cli, srv, 0.0)
+    assert srv.unacked_frames == (2,)
+    srv.ping(0.1)
+    pump(srv, cli, 0.1)
+    pump(cli, srv, 0.1)
+    assert srv.unacked_frames == () and srv.rtt == pytest.approx(0.0)
+
+
+def test_after_a_ping_the_next_small_frames_ack_is_not_held() -> None:
+    srv, cli = connected_pair()
+    srv.send(frame(1, size=4000))
+    srv.ping(0.0)  # it overtakes frame 2, whose ack the server then waits for
+    srv.send(frame(2))
+    pump(srv, cli, 0.0)
+    cli.ack_frame(1, 0, now=0.0)
+    cli.ack_frame(2, 0, now=0.0)
+    assert cli.held_frame_ack is None
+    pump(cli, srv, 0.0)
+    assert srv.unacked_frames == ()
+    srv.send(frame(3))
+    pump(srv, cli, 0.0)
+    cli.ack_frame(3, 0, now=0.0)  # one ack after each Ping goes at once, the next are held again
+    assert cli.held_frame_ack == FrameAck(seq=3, decode_us=0)
+
+
+def test_the_next_frame_sends_the_held_ack_and_large_frames_are_acked_at_once() -> None:
+    srv, cli = connected_pair()
+    srv.send(frame(1, size=4000))
+    srv.send(frame(2))
+    pump(srv, cli, 0.0)
+    cli.ack_frame(1, 0, now=0.0)
+    cli.ack_frame(2, 0, now=0.0)
+    pump(cli, srv, 0.0)
+    srv.send(frame(3, size=4000))  # not a keyframe, but too big to hold: a bandwidth sample
+    pump(srv, cli, 0.016)
+    assert cli.held_frame_ack is None  # the frame's arrival sent it, its wait counted
+    pump(cli, srv, 0.016)
+    cli.ack_frame(3, 7, now=0.02)
+    assert cli.held_frame_ack is None
+    pump(cli, srv, 0.02)
+    assert _received_acks(srv) == [
+        FrameAck(seq=1, decode_us=0),
+        FrameAck(seq=2, decode_us=16_000),
+        FrameAck(seq=3, decode_us=7),
+    ]
+    assert srv.unacked_frames == ()
+
+
+def test_no_hold_when_the_client_turns_it_off_or_sends_frame_acks_itself() -> None:
+    srv, cli = connected_pair(client=WireConfig(frame_ack_hold=0))
+    srv.send(frame(1, size=4000))
+    srv.send(frame(2))
+    pump(srv, cli, 0.0)
+    cli.ack_frame(1, 0, now=0.0)
+    cli.ack_frame(2, 0, now=0.0)
+    assert cli.held_frame_ack is None
+    pump(cli, srv, 0.0)
+    assert srv.unacked_frames == ()
+
+
 # --- keep-alive -----------------------------------------------------------------------------------
 
 
@@ -385,7 +564,10 @@ def test_latest_wins_messages_replace_unsent_ones_but_keep_order() -> None:
 
 
 def test_budget_limits_what_data_to_send_takes() -> None:
-    srv, cli = connected_pair(WireConfig(frame_window=4))
+    # Without small-frames: every frame the same size.
+    srv, cli = connected_pair(
+        WireConfig(frame_window=4, capabilities=IMPLEMENTED_CAPABILITIES - {"small-frames"})
+    )
     for seq in (1, 2, 3):
         srv.send(frame(seq, size=1000))
     one = len(encode_message(frame(1, size=1000)))

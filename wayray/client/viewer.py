@@ -67,7 +67,6 @@ from wayray.wire import (
     ClipboardText,
     CursorPosition,
     ErrorCode,
-    FrameAck,
     FrameUpdate,
     HelloParams,
     Key,
@@ -478,7 +477,8 @@ class Viewer:
                 now = time.monotonic()
                 s.key_to_pixels_ms += [(now - t) * 1000 for t in self._pending_keys]
                 self._pending_keys.clear()
-        conn.send(FrameAck(seq=update.seq, decode_us=min(int(elapsed * 1e6), 0xFFFF_FFFF)))
+        # A small frame's ack may wait for our next message (a key) to ride with: see ack_frame.
+        conn.ack_frame(update.seq, min(int(elapsed * 1e6), 0xFFFF_FFFF))
         if self.decoder.needs_keyframe:
             if not self._asked_keyframe and self.decoder.desync is not Desync.NO_KEYFRAME_YET:
                 reason = (

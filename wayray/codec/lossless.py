@@ -26,6 +26,10 @@ XOR_ONLY_SHARE = 0.1
 #: one wins: text favours RAW (the same glyphs repeat, and zstd finds them; XOR mixes old and new
 #: glyphs), animations favour XOR (bench/codec_bench.py shows both).
 RAW_ONLY_SHARE = 0.9
+#: Regions of at most this many pixels (a typed letter and the cursor after it: 14x14 in foot) always
+#: try both RAW and XOR, never only the last winner there: it takes microseconds, and which is smaller
+#: changes from letter to letter (a few bytes either way).
+TINY_PIXELS = 4096
 
 
 @dataclass(slots=True)
@@ -187,6 +191,8 @@ class RegionCoder:
         area = w * h
         small = area <= self._settings.zstd_small_pixels
         cctx = self._small if small and not noisy else self._large
+        if area <= TINY_PIXELS and not noisy:
+            prefer = None  # a typed letter: compressing both kinds takes microseconds
         if not base_known:
             return Region(x, y, w, h, RegionEncoding.RAW_ZSTD, cctx.compress(np.ascontiguousarray(px).data))
         share = changed_pixels / area

@@ -41,7 +41,15 @@ from wayray.compositor.geometry import Rect
 from wayray.compositor.session import SessionCompositor
 from wayray.session.adapt import LinkAdapter, LinkState
 from wayray.session.drawn_cursor import DrawnCursor
-from wayray.wire import Capability, Channel, FrameCredit, FrameUpdate, RegionEncoding, encode_message
+from wayray.wire import (
+    Capability,
+    Channel,
+    FrameCredit,
+    FrameUpdate,
+    RegionEncoding,
+    encode_frame_update,
+    encode_message,
+)
 from wayray.wire.credit import CreditError
 
 log = logging.getLogger("wayray.session")
@@ -87,6 +95,7 @@ class DisplayPump:
         self._cursor_seen: tuple[int, int, int, bool] | None = None
         self._cursor_broken = False
         self._display = Capability.DISPLAY in capabilities
+        self._capabilities = frozenset(str(c) for c in capabilities)
         #: The pointer drawn into the frames, for a viewer that does not draw it itself.
         self._drawn = DrawnCursor() if self._display and Capability.CURSOR not in capabilities else None
         self._wake = asyncio.Event()
@@ -244,7 +253,7 @@ class DisplayPump:
         if self._drawn is not None:
             pixels, drawn_damage = self._drawn.apply(frame, self._comp.cursor())
             damage = tuple(drawn_damage)
-        args = (encoder, pixels, damage, time.monotonic(), force, composites)
+        args = (encoder, pixels, damage, time.monotonic(), force, composites, self._capabilities)
         if _small(damage, encoder) and not force:
             result = _encode(*args)
         else:
@@ -323,6 +332,7 @@ def _encode(
     now: float,
     force_keyframe: bool,
     composites: int = 1,
+    capabilities: frozenset[str] = frozenset(),
 ) -> tuple[FrameUpdate, bytes] | None:
     """Worker thread: encode one frame and serialize it into a wire frame."""
     update = encoder.encode(
@@ -334,4 +344,5 @@ def _encode(
     )
     if update is None:
         return None
-    return update, encode_message(update)
+    # A small frame in its short form (SmallFrameUpdate) for a viewer that takes it.
+    return update, encode_frame_update(update, capabilities)

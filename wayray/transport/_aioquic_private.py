@@ -2,8 +2,9 @@
 
 aioquic 1.7.2 (pinned exactly in pyproject.toml) has no public way to (1) make a server request a
 client certificate, (2) read the peer's certificate, (3) see how much written stream data is not
-yet acknowledged (its writer never pushes back), or (4) choose when acknowledgements go out (see
-:func:`delay_acks`). If an upgrade breaks one of these, the tests in
+yet acknowledged (its writer never pushes back), (4) choose when acknowledgements go out (see
+:func:`delay_acks`), or (5) handle one datagram's streams in another order than its frames'
+(:func:`stream_data_first`). If an upgrade breaks one of these, the tests in
 tests/transport/test_aioquic_hooks.py fail; at run time the hooks fail closed (no certificate means
 rejected, unknown buffer state means "full").
 """
@@ -11,11 +12,13 @@ rejected, unknown buffer state means "full").
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aioquic
 from aioquic import tls
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import StreamDataReceived
 from cryptography import x509
 
 log = logging.getLogger("wayray.transport")
@@ -91,3 +94,28 @@ def ack_now(quic: QuicConnection, now: float) -> None:
     space = quic._spaces.get(tls.Epoch.ONE_RTT)
     if space is not None and space.ack_at is not None and space.ack_at > now:
         space.ack_at = now
+
+
+# --- the order of one datagram's streams ----------------------------------------------------------------
+#
+# aioquic serves the streams it sends on round robin, so a datagram carrying a key and a FrameAck
+# (a viewer's held ack rides with its next key) may hold the FrameAck's stream first, and the
+# receiver would relay the ack, and the session digest it, before the key. QUIC orders nothing
+# across streams; WayRay orders messages only within a channel (docs/protocol.md): the receiver may
+# take the input first.
+
+
+def stream_data_first(quic: QuicConnection, first: Callable[[int], bool]) -> None:
+    """Among the stream data events waiting, put those of the streams ``first`` picks ahead of the
+    others (each group in its order). Other events (handshake, close) keep their places."""
+    events = quic._events
+    if len(events) < 2:
+        return
+    slots = [i for i, ev in enumerate(events) if isinstance(ev, StreamDataReceived)]
+    data = [events[i] for i in slots]
+    ahead = [ev for ev in data if first(ev.stream_id)]  # type: ignore[attr-defined]
+    if not ahead or len(ahead) == len(data) or data[: len(ahead)] == ahead:
+        return
+    behind = [ev for ev in data if not first(ev.stream_id)]  # type: ignore[attr-defined]
+    for i, ev in zip(slots, ahead + behind, strict=True):
+        events[i] = ev

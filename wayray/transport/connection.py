@@ -194,6 +194,8 @@ class WireProtocol(QuicConnectionProtocol):
         now = self._loop.time()
         waiting = private.ack_pending(self._quic)
         self._quic.receive_datagram(cast(bytes, data), addr, now=now)
+        # Input first: a key and the FrameAck riding with it go to the application in that order.
+        private.stream_data_first(self._quic, self._is_input_stream)
         if private.ack_pending(self._quic):
             self._unacked = self._unacked + 1 if waiting else 1
             if self._unacked >= ACK_EVERY:
@@ -201,6 +203,9 @@ class WireProtocol(QuicConnectionProtocol):
         self._process_events()
         self._after_wire()
         self.transmit()
+
+    def _is_input_stream(self, sid: int) -> bool:
+        return self._recv_streams.get(sid) == Channel.INPUT
 
     def transmit(self) -> None:
         # A waiting acknowledgement rides on the stream data about to leave instead of a datagram of
@@ -560,10 +565,15 @@ class Connection:
         """Server: return once the peer acknowledged every FrameUpdate sent; raises
         ConnectionClosedError. (wrsrvd waits for this before it switches the viewer to another
         compositor, whose frame credit starts full.)"""
+        pinged = False
         while True:
             self._check_open()
             if not self._p.wire.unacked_frames:
                 return
+            if not pinged:  # a viewer that holds a small frame's ack sends it with its Pong
+                pinged = True
+                self._p.wire.ping(self._p._loop.time())
+                self._p.schedule_flush()
             self._p._credit_event.clear()
             await self._p._credit_event.wait()
 
@@ -582,7 +592,14 @@ class Connection:
         """Queue a message for the peer. Raises WireUsageError/EncodeError for local mistakes (see
         WireConnection.send) and ConnectionClosedError once closed."""
         self._check_open()
-        self._p.wire.send(message)
+        self._p.wire.send(message, now=self._p._loop.time())
+        self._p.schedule_flush()
+
+    def ack_frame(self, seq: int, decode_us: int) -> None:
+        """Client: acknowledge the frames up to ``seq``; a small frame's ack may wait a moment for
+        the next message to ride with (WireConnection.ack_frame)."""
+        self._check_open()
+        self._p.wire.ack_frame(seq, decode_us, now=self._p._loop.time())
         self._p.schedule_flush()
 
     def send_encoded(self, channel: Channel, frame: bytes) -> None:

@@ -16,9 +16,18 @@ Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
 """
 
 from wayray.wire.audio import AudioCodec, AudioFrame, AudioStart, AudioStop, MicFrame
-from wayray.wire.connection import State, WireConfig, WireConnection
+from wayray.wire.config import WireConfig
+from wayray.wire.connection import State, WireConnection
 from wayray.wire.credit import CreditError, FrameCredit
-from wayray.wire.display import CursorImage, CursorPosition, FrameUpdate, Region, RegionEncoding
+from wayray.wire.display import (
+    CursorImage,
+    CursorPosition,
+    FrameUpdate,
+    Region,
+    RegionEncoding,
+    SmallFrameUpdate,
+    SmallRegion,
+)
 from wayray.wire.errors import EncodeError, ErrorCode, WireProtocolError, WireUsageError
 from wayray.wire.events import (
     ConnectionClosed,
@@ -79,6 +88,7 @@ from wayray.wire.protocol import (
     decode_body,
     decode_message,
     encode_body,
+    encode_frame_update,
     encode_message,
     max_body,
     spec_of,
@@ -132,6 +142,8 @@ __all__ = [
     "WireProtocolError",
     "Region",
     "RegionEncoding",
+    "SmallFrameUpdate",
+    "SmallRegion",
     "ResizeRequest",
     "WireRole",
     "SCALE_ONE",
@@ -159,6 +171,7 @@ __all__ = [
     "decode_message",
     "encode_body",
     "encode_frame",
+    "encode_frame_update",
     "encode_message",
     "max_body",
     "redact",

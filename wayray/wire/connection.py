@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 import struct
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from wayray.common import trace
 from wayray.wire import display as d
 from wayray.wire import messages as m
+from wayray.wire.ackhold import AckHold
+from wayray.wire.config import CAPABILITY_NAME, WireConfig
 from wayray.wire.credit import CreditError, FrameCredit, SeqOrderError
 from wayray.wire.errors import ErrorCode, WireProtocolError, WireUsageError
 from wayray.wire.events import (
@@ -41,7 +41,7 @@ from wayray.wire.framing import HEADER_SIZE, FrameDecoder, parse_header
 from wayray.wire.layout import MiB
 from wayray.wire.protocol import (
     CLOSE,
-    FRAME_UPDATE,
+    FRAME_UPDATES,
     HELLO,
     MAX_REASON,
     REDIRECT,
@@ -54,16 +54,14 @@ from wayray.wire.protocol import (
     max_body,
     spec_of,
 )
+from wayray.wire.sendqueue import SendQueues
 
 log = logging.getLogger("wayray.wire")
 
 _VERSION = struct.Struct("<HH")
 _SEQ = struct.Struct("<Q")
-_CAPABILITY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 #: Client: most bytes held from other channels while the ServerHello is still on its way.
 _HOLD_LIMIT = 65 * MiB
-#: Order in which queued data leaves: control first, input before display (input latency matters most).
-_SEND_ORDER = (m.Channel.CONTROL, m.Channel.INPUT, m.Channel.DISPLAY, m.Channel.AUDIO, m.Channel.USB)
 
 
 class State(enum.Enum):
@@ -75,48 +73,6 @@ class State(enum.Enum):
     HELLO_RECEIVED = "hello-received"
     ESTABLISHED = "established"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class WireConfig:
-    """Settings of one side. Times are in seconds, on whatever clock the owner passes as ``now``."""
-
-    #: What this side offers. The server confirms the intersection with the client's offer.
-    capabilities: frozenset[str] = m.IMPLEMENTED_CAPABILITIES
-    #: The version this side speaks (tests use other values to see a mismatch refused).
-    version: tuple[int, int] = (m.PROTOCOL_MAJOR, m.PROTOCOL_MINOR)
-    #: Server: most FrameUpdates sent but not acknowledged.
-    frame_window: int = 4
-    #: A Ping goes out this often once the connection is established.
-    ping_interval: float = 1.0
-    #: Close with IDLE_TIMEOUT when the peer answered no Ping for this long.
-    idle_timeout: float = 6.0
-    #: Close with HANDSHAKE_TIMEOUT when Hello/ServerHello did not complete in this time.
-    handshake_timeout: float = 10.0
-    #: Most bytes queued per channel, not counting FrameUpdates (bounded by the window instead).
-    send_queue_limit: int = 8 * MiB
-
-    def __post_init__(self) -> None:
-        # Plain strings, so sets compare and print the same whether built from Capability or decoded.
-        object.__setattr__(self, "capabilities", frozenset(str(c) for c in self.capabilities))
-        if not 1 <= self.frame_window <= 0xFFFF:
-            raise ValueError(f"frame_window must be 1..65535, not {self.frame_window}")
-        if self.ping_interval <= 0 or self.idle_timeout <= self.ping_interval:
-            raise ValueError("idle_timeout must be longer than ping_interval, and both positive")
-        if self.handshake_timeout <= 0 or self.send_queue_limit <= 0:
-            raise ValueError("handshake_timeout and send_queue_limit must be positive")
-        bad = [c for c in self.capabilities if not _CAPABILITY_NAME.match(c) or len(c) > 32]
-        if bad:
-            raise ValueError(f"bad capability names {bad}: lower-case letters, digits, '.', '_', '-'")
-
-
-@dataclass
-class _Queue:
-    frames: deque[bytes] = field(default_factory=deque)
-    types: deque[int] = field(default_factory=deque)
-    #: Bytes queued that count against send_queue_limit (everything but FrameUpdates).
-    limited_bytes: int = 0
-    total_bytes: int = 0
 
 
 class WireConnection:
@@ -141,7 +97,7 @@ class WireConnection:
 
         self._events: deque[WireEvent] = deque()
         self._decoders: dict[m.Channel, FrameDecoder] = {}
-        self._queues: dict[m.Channel, _Queue] = {ch: _Queue() for ch in m.Channel}
+        self._out = SendQueues(self.config.send_queue_limit)
         self._created = now
         #: When the peer last proved it is alive and reading: its Pong, or the handshake.
         self._last_pong = now
@@ -154,6 +110,9 @@ class WireConnection:
         # Client: bytes on other channels that overtook the ServerHello.
         self._held: dict[m.Channel, bytearray] = {}
         self._held_end: set[m.Channel] = set()
+        # Client: a small frame's ack waiting for company (ack_frame); the latest time passed in.
+        self._ack_hold = AckHold(self.config.frame_ack_hold if role is WireRole.CLIENT else 0.0)
+        self._now = now
 
     # --- handshake ---------------------------------------------------------------------------------
 
@@ -261,6 +220,7 @@ class WireConnection:
         """Bytes that arrived on ``channel`` (``end``: the peer finished that channel's stream)."""
         if self.state is State.CLOSED:
             return
+        self._now = max(self._now, now)
         try:
             ch = self._receiving_channel(channel)
             if (
@@ -347,6 +307,9 @@ class WireConnection:
             raise WireProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{spec.name} after the handshake")
         message = decode_body(spec, body)
         if isinstance(message, m.Ping):
+            # A held ack goes with the Pong; and the next ack is not held (the Ping may have
+            # overtaken a frame the server waits to see acknowledged: wrsrvd switching compositors).
+            self._ack_hold.pinged()
             self._enqueue_message(m.Pong(nonce=message.nonce))
             return
         if isinstance(message, m.Pong):
@@ -355,8 +318,14 @@ class WireConnection:
                 self.rtt = now - sent
                 self._last_pong = now
             return
+        if isinstance(message, d.SmallFrameUpdate):
+            message = message.expand()  # the application sees FrameUpdates only
         if isinstance(message, d.FrameUpdate):
+            # A held ack goes when the next frame comes, on its own: every frame keeps its own ack
+            # (the server's link estimate measures each frame), and an animation's acks stay steady.
+            self._flush_held_ack()
             self._frame_received(message.seq)
+            self._ack_hold.frame_received(message.seq, message.keyframe, len(body))
         elif isinstance(message, m.FrameAck):
             self._ack_received(message.seq)
         self._events.append(MessageReceived(ch, message, len(body)))
@@ -376,7 +345,7 @@ class WireConnection:
                 major, minor = _VERSION.unpack_from(body, 0)
                 self._check_major(major, minor)
             hello: m.Hello = decode_body(spec, body)
-            bad = sorted(c for c in hello.capabilities if not _CAPABILITY_NAME.match(c))
+            bad = sorted(c for c in hello.capabilities if not CAPABILITY_NAME.match(c))
             if bad:
                 raise WireProtocolError(ErrorCode.MALFORMED_MESSAGE, f"Hello.capabilities: bad names {bad}")
             self.hello = hello
@@ -469,19 +438,51 @@ class WireConnection:
     def unacked_frames(self) -> tuple[int, ...]:
         return self.credit.unacked
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, *, now: float | None = None) -> None:
         """Queue a message. Raises WireUsageError for local mistakes (wrong side, no credit, before
         the handshake, capability not negotiated) and EncodeError for values that do not fit; after the
-        connection closed, messages are dropped silently."""
+        connection closed, messages are dropped silently. ``now``: the time, if the owner knows it (a
+        FrameAck held by :meth:`ack_frame` goes first, and counts the time it waited)."""
         if self.state is State.CLOSED:
             return
+        if now is not None:
+            self._now = max(self._now, now)
+        self._flush_held_ack()  # it rides with this message, and goes before a newer FrameAck
+        if isinstance(message, d.FrameUpdate) and m.Capability.SMALL_FRAMES in self.capabilities:
+            message = d.SmallFrameUpdate.of(message) or message  # the short form, if it fits
         spec = spec_of(message)
         self._check_send(spec)
-        if isinstance(message, d.FrameUpdate):
+        if isinstance(message, d.FrameUpdate | d.SmallFrameUpdate):
             self._frame_sent(message.seq)
         elif isinstance(message, m.FrameAck):
             self._ack_sent(message.seq)
         self._enqueue(spec, encode_message(message))
+
+    def ack_frame(self, seq: int, decode_us: int, *, now: float) -> None:
+        """Client: acknowledge every frame up to ``seq``, shown ``decode_us`` after it arrived.
+
+        If ``seq`` is the last frame received and it was small (one datagram, not a keyframe), the
+        FrameAck may wait up to ``frame_ack_hold`` for another message of ours and go just before it,
+        in the same datagram, its ``decode_us`` counting the wait (:mod:`wayray.wire.ackhold`).
+        """
+        if self.state is State.CLOSED:
+            return
+        self._now = max(self._now, now)
+        self._flush_held_ack()
+        ack = m.FrameAck(seq=seq, decode_us=decode_us)
+        self._check_send(spec_of(ack))
+        if not self._ack_hold.offer(ack, self._now):
+            self.send(ack)
+
+    @property
+    def held_frame_ack(self) -> m.FrameAck | None:
+        """Client: the FrameAck waiting for another message (see :meth:`ack_frame`), if any."""
+        return self._ack_hold.held
+
+    def _flush_held_ack(self) -> None:
+        ack = self._ack_hold.take(self._now)
+        if ack is not None:
+            self.send(ack)
 
     def send_encoded(self, channel: m.Channel, frame: bytes) -> None:
         """Queue a frame someone else encoded (wrsrvd relaying a compositor's FrameUpdate untouched).
@@ -499,7 +500,7 @@ class WireConnection:
         if length > max_body(channel, self.role):
             raise WireUsageError(f"{spec.name} of {length} bytes exceeds the {channel.name} channel's limit")
         self._check_send(spec)
-        if spec is FRAME_UPDATE:
+        if spec in FRAME_UPDATES:
             if length < _SEQ.size:
                 raise WireUsageError("FrameUpdate too short to carry a seq")
             (seq,) = _SEQ.unpack_from(frame, HEADER_SIZE)
@@ -538,34 +539,19 @@ class WireConnection:
         self._enqueue(spec_of(message), encode_message(message))
 
     def _enqueue(self, spec: MessageSpec, frame: bytes) -> None:
-        q = self._queues[spec.channel]
-        limited = spec is not FRAME_UPDATE
-        if spec.coalesce and q.types and q.types[-1] == spec.number:
-            old = q.frames.pop()
-            q.types.pop()
-            q.total_bytes -= len(old)
-            q.limited_bytes -= len(old)
-        elif (
-            limited
-            and spec is not CLOSE
-            and q.limited_bytes  # one message larger than the limit still goes out when nothing waits
-            and q.limited_bytes + len(frame) > self.config.send_queue_limit
-        ):
+        if self._ack_hold.held is not None:
+            self._flush_held_ack()  # it rides with this message (a Pong, a Close)
+        waiting = self._out.add(spec, frame)
+        if waiting is not None:
             self.fail(
                 ErrorCode.SEND_BUFFER_FULL,
-                f"the {self.role.peer} is not reading: {q.limited_bytes} bytes queued on the "
+                f"the {self.role.peer} is not reading: {waiting} bytes queued on the "
                 f"{spec.channel.name} channel (limit {self.config.send_queue_limit})",
             )
-            return
-        q.frames.append(frame)
-        q.types.append(spec.number)
-        q.total_bytes += len(frame)
-        if limited:
-            q.limited_bytes += len(frame)
 
     def queued_bytes(self, channel: m.Channel) -> int:
         """Bytes queued on ``channel`` that ``data_to_send`` has not handed out yet."""
-        return self._queues[channel].total_bytes
+        return self._out.queued_bytes(channel)
 
     def data_to_send(self, budget: Mapping[m.Channel, int] | None = None) -> list[tuple[m.Channel, bytes]]:
         """Take queued bytes, whole frames, per channel in priority order.
@@ -574,25 +560,7 @@ class WireConnection:
         are taken while the amount taken is below it, so one frame may overshoot. Channels not in it
         get nothing; ``None`` takes everything.
         """
-        out: list[tuple[m.Channel, bytes]] = []
-        for ch in _SEND_ORDER:
-            q = self._queues[ch]
-            if not q.frames:
-                continue
-            limit = None if budget is None else budget.get(ch, 0)
-            taken: list[bytes] = []
-            size = 0
-            while q.frames and (limit is None or size < limit):
-                frame = q.frames.popleft()
-                msg_type = q.types.popleft()
-                taken.append(frame)
-                size += len(frame)
-                q.total_bytes -= len(frame)
-                if not (ch is m.Channel.DISPLAY and msg_type == FRAME_UPDATE.number):
-                    q.limited_bytes -= len(frame)
-            if taken:
-                out.append((ch, b"".join(taken) if len(taken) > 1 else taken[0]))
-        return out
+        return self._out.take(budget)
 
     # --- timers ------------------------------------------------------------------------------------
 
@@ -602,11 +570,17 @@ class WireConnection:
         if self.state is not State.ESTABLISHED:
             return self._created + self.config.handshake_timeout
         assert self._next_ping is not None
-        return min(self._next_ping, self._last_pong + self.config.idle_timeout)
+        at = min(self._next_ping, self._last_pong + self.config.idle_timeout)
+        if (deadline := self._ack_hold.deadline) is not None:
+            at = min(at, deadline)
+        return at
 
     def handle_timer(self, now: float) -> None:
         if self.state is State.CLOSED:
             return
+        self._now = max(self._now, now)
+        if (deadline := self._ack_hold.deadline) is not None and now >= deadline:
+            self._flush_held_ack()  # nothing came to ride on: it goes alone
         if self.state is not State.ESTABLISHED:
             if now >= self._created + self.config.handshake_timeout:
                 limit = f"{self.config.handshake_timeout:g} s"
@@ -627,13 +601,21 @@ class WireConnection:
             return
         assert self._next_ping is not None
         if now >= self._next_ping:
-            self._ping_nonce += 1
-            self._pings_out[self._ping_nonce] = now
-            # Only recent pings matter for the RTT; forget pongs that never came.
-            for old in [n for n in self._pings_out if n < self._ping_nonce - 8]:
-                del self._pings_out[old]
-            self._enqueue_message(m.Ping(nonce=self._ping_nonce))
-            self._next_ping = now + self.config.ping_interval
+            self.ping(now)
+
+    def ping(self, now: float) -> None:
+        """Send a Ping now (the next one follows ``ping_interval`` later). A client answers at once,
+        and a FrameAck it held (:meth:`ack_frame`) goes with its Pong: a server that must know every
+        frame acknowledged (wrsrvd switching compositors) pings instead of waiting for the hold."""
+        if self.state is not State.ESTABLISHED:
+            return
+        self._ping_nonce += 1
+        self._pings_out[self._ping_nonce] = now
+        # Only recent pings matter for the RTT; forget pongs that never came.
+        for old in [n for n in self._pings_out if n < self._ping_nonce - 8]:
+            del self._pings_out[old]
+        self._enqueue_message(m.Ping(nonce=self._ping_nonce))
+        self._next_ping = now + self.config.ping_interval
 
     # --- closing -----------------------------------------------------------------------------------
 
@@ -678,7 +660,9 @@ class WireConnection:
         self._events.append(event)
 
     def _drop_queue(self, ch: m.Channel) -> None:
-        self._queues[ch] = _Queue()
+        self._out.drop(ch)
+        if ch is m.Channel.DISPLAY:
+            self._ack_hold.held = None
 
     @property
     def closed(self) -> bool:

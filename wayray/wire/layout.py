@@ -7,7 +7,8 @@ limits and the field tables of docs/protocol.md. The rules, in short:
   little-endian and must be finite; ``bool`` is one byte, 0 or 1;
 * ``str<N>`` is a ``u32`` byte length then that many bytes of UTF-8, at most ``N`` bytes;
   ``bytes<N>`` the same without the UTF-8 rule; ``list<N, T>`` a ``u32`` count then the items;
-  ``set<N, T>`` a list whose items are all different (sent sorted);
+  ``set<N, T>`` a list whose items are all different (sent sorted); ``bytes16<N>`` and
+  ``list8<N, T>`` are the short forms, with a ``u16`` length and a ``u8`` count (SmallFrameUpdate);
 * an enum is its declared integer width; values the enum does not define are malformed;
 * a struct is its fields in order, nothing between them; a message body is exactly one struct, with
   no trailing bytes.
@@ -172,12 +173,19 @@ class F64(WireType):
         return 8
 
 
-class Blob(WireType):
-    """``bytes<N>``: a u32 length then the bytes."""
+_SHORT_LEN = struct.Struct("<H")
+_SHORT_COUNT = struct.Struct("<B")
 
-    def __init__(self, cap: int) -> None:
+
+class Blob(WireType):
+    """``bytes<N>``: a u32 length then the bytes (``short``: ``bytes16<N>``, a u16 length)."""
+
+    def __init__(self, cap: int, *, short: bool = False) -> None:
         self.cap = cap
-        self.name = f"bytes<{size_text(cap)}>"
+        self._len = _SHORT_LEN if short else _LEN
+        if short and cap > 0xFFFF:
+            raise ValueError(f"bytes16 holds at most 65535 bytes, not {cap}")
+        self.name = f"bytes16<{size_text(cap)}>" if short else f"bytes<{size_text(cap)}>"
 
     def encode(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, bytes | bytearray | memoryview):
@@ -185,18 +193,18 @@ class Blob(WireType):
         n = len(value)
         if n > self.cap:
             raise EncodeError(f"{n} bytes exceed the {self.cap}-byte limit")
-        out += _LEN.pack(n)
+        out += self._len.pack(n)
         out += value
 
     def decode(self, r: Reader) -> bytes:
-        (n,) = r.unpack(_LEN)
+        (n,) = r.unpack(self._len)
         if n > self.cap:
             raise malformed(f"{n} bytes exceed the {self.cap}-byte limit")
         return bytes(r.take(n))
 
     @property
     def max_size(self) -> int:
-        return 4 + self.cap
+        return self._len.size + self.cap
 
 
 class Text(WireType):
@@ -234,11 +242,14 @@ class Text(WireType):
 
 
 class _Items(WireType):
-    """A u32 count then the items."""
+    """A u32 count then the items (``short``: a u8 count)."""
 
-    def __init__(self, cap: int, item: WireType) -> None:
+    def __init__(self, cap: int, item: WireType, *, short: bool = False) -> None:
         self.cap = cap
         self.item = item
+        self._count = _SHORT_COUNT if short else _LEN
+        if short and cap > 0xFF:
+            raise ValueError(f"a short list holds at most 255 items, not {cap}")
 
     def _check_count(self, n: int) -> None:
         if n > self.cap:
@@ -246,7 +257,7 @@ class _Items(WireType):
 
     def _encode_items(self, items: Sequence[Any], out: bytearray) -> None:
         self._check_count(len(items))
-        out += _LEN.pack(len(items))
+        out += self._count.pack(len(items))
         for i, item in enumerate(items):
             try:
                 self.item.encode(item, out)
@@ -254,7 +265,7 @@ class _Items(WireType):
                 raise EncodeError(f"[{i}]: {err}") from None
 
     def _decode_items(self, r: Reader) -> list[Any]:
-        (n,) = r.unpack(_LEN)
+        (n,) = r.unpack(self._count)
         if n > self.cap:
             raise malformed(f"{n} items exceed the limit of {self.cap}")
         items = []
@@ -267,15 +278,15 @@ class _Items(WireType):
 
     @property
     def max_size(self) -> int:
-        return 4 + self.cap * self.item.max_size
+        return self._count.size + self.cap * self.item.max_size
 
 
 class ListOf(_Items):
     """``list<N, T>``: a u32 count then the items; decodes to a tuple."""
 
-    def __init__(self, cap: int, item: WireType) -> None:
-        super().__init__(cap, item)
-        self.name = f"list<{size_text(cap)}, {item.name}>"
+    def __init__(self, cap: int, item: WireType, *, short: bool = False) -> None:
+        super().__init__(cap, item, short=short)
+        self.name = f"list8<{cap}, {item.name}>" if short else f"list<{size_text(cap)}, {item.name}>"
 
     def encode(self, value: Any, out: bytearray) -> None:
         if not isinstance(value, Sequence) or isinstance(value, str | bytes):

@@ -68,6 +68,8 @@ class Capability(enum.StrEnum):
     TOUCH = "touch"
     #: The viewer keeps the region cache: FrameUpdates may hold CACHED regions (docs/encoding.md).
     REGION_CACHE = "region-cache"
+    #: The viewer takes SmallFrameUpdate, the short form of a small FrameUpdate (docs/protocol.md).
+    SMALL_FRAMES = "small-frames"
 
 
 #: What this code implements, and so offers by default.
@@ -82,6 +84,7 @@ IMPLEMENTED_CAPABILITIES = frozenset(
         Capability.POOLS,
         Capability.TOUCH,
         Capability.REGION_CACHE,
+        Capability.SMALL_FRAMES,
     }
 )
 

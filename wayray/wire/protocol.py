@@ -136,6 +136,18 @@ REGION = StructOf(
     ],
 )
 
+SMALL_REGION = StructOf(
+    d.SmallRegion,
+    [
+        ("x", U16),
+        ("y", U16),
+        ("width", U16),
+        ("height", U16),
+        ("encoding", EnumOf(d.RegionEncoding, 8)),
+        ("data", Blob(0xFFFF, short=True)),
+    ],
+)
+
 C, S, B = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT, Direction.BOTH
 CONTROL, DISPLAY, INPUT = m.Channel.CONTROL, m.Channel.DISPLAY, m.Channel.INPUT
 AUDIO = m.Channel.AUDIO
@@ -277,6 +289,22 @@ MESSAGES: tuple[MessageSpec, ...] = (
     ),
     MessageSpec(
         DISPLAY, 4, StructOf(m.FrameAck, [("seq", U64), ("decode_us", U32)]), C, Cap.DISPLAY, coalesce=True
+    ),
+    MessageSpec(
+        DISPLAY,
+        5,
+        StructOf(
+            d.SmallFrameUpdate,
+            [
+                ("seq", U64),
+                ("width", U16),
+                ("height", U16),
+                ("regions", ListOf(0xFF, SMALL_REGION, short=True)),
+                ("checksum", U32),
+            ],
+        ),
+        S,
+        Cap.SMALL_FRAMES,
     ),
     # input
     MessageSpec(
@@ -425,18 +453,24 @@ WIRE_ENUMS: tuple[type[enum.IntEnum], ...] = (
 )
 
 #: Structs that appear inside messages (not messages themselves).
-WIRE_STRUCTS: tuple[StructOf, ...] = (REGION,)
+WIRE_STRUCTS: tuple[StructOf, ...] = (REGION, SMALL_REGION)
 
 BY_NUMBER: Mapping[tuple[m.Channel, int], MessageSpec] = {(s.channel, s.number): s for s in MESSAGES}
 BY_CLASS: Mapping[type, MessageSpec] = {s.cls: s for s in MESSAGES}
 
 #: FrameUpdate's ``seq`` is the first field of its body, so a relay can read it without decoding.
 FRAME_UPDATE = BY_CLASS[d.FrameUpdate]
+#: Its short form (the ``small-frames`` capability): seq is its first field too.
+SMALL_FRAME_UPDATE = BY_CLASS[d.SmallFrameUpdate]
+#: The messages that are frames (frame credit, seq read by relays).
+FRAME_UPDATES = frozenset({FRAME_UPDATE, SMALL_FRAME_UPDATE})
+FRAME_UPDATE_NUMBERS = frozenset(s.number for s in FRAME_UPDATES)
 HELLO = BY_CLASS[m.Hello]
 SERVER_HELLO = BY_CLASS[m.ServerHello]
 REDIRECT = BY_CLASS[m.Redirect]
 CLOSE = BY_CLASS[m.Close]
-assert FRAME_UPDATE.layout.fields[0].name == "seq" and FRAME_UPDATE.layout.fields[0].type is U64
+for _spec in FRAME_UPDATES:
+    assert _spec.layout.fields[0].name == "seq" and _spec.layout.fields[0].type is U64
 assert [f.name for f in HELLO.layout.fields[:2]] == ["version_major", "version_minor"]
 
 
@@ -476,6 +510,16 @@ def encode_message(message: Any) -> bytes:
     spec.layout.encode(message, out)
     HEADER.pack_into(out, 0, len(out) - HEADER_SIZE, spec.number)
     return bytes(out)
+
+
+def encode_frame_update(update: d.FrameUpdate, capabilities: frozenset[str]) -> bytes:
+    """The wire frame for ``update`` to a peer with ``capabilities``: its short form
+    (SmallFrameUpdate) when the peer takes it and it fits, else the FrameUpdate itself."""
+    if m.Capability.SMALL_FRAMES in capabilities:
+        small = d.SmallFrameUpdate.of(update)
+        if small is not None:
+            return encode_message(small)
+    return encode_message(update)
 
 
 def lookup(channel: m.Channel, msg_type: int) -> MessageSpec:
