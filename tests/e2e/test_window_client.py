@@ -16,7 +16,7 @@ import pytest
 
 from tests.compositor.harness import running_session
 from tests.conftest import script
-from tests.e2e.harness import Harness
+from tests.e2e.harness import Harness, shows_window
 from wayray.compositor.testing import type_text
 from wayray.server.admin import AdminClient, AdminError
 
@@ -62,19 +62,22 @@ def test_a_fullscreen_window_client_shows_the_session_and_types_into_it(harness:
             assert (window.rect.width, window.rect.height) == KIOSK
 
             # The session matched the kiosk's screen, so the window shows its picture 1:1: the host's
-            # output must become exactly the session compositor's own picture (foot with its prompt).
+            # output must become exactly the session compositor's own picture (foot with its prompt:
+            # a window on it, not the background before foot maps, where typed keys reach nobody).
             def same_picture() -> bool:
                 sessions = srv.sessions()
                 if not sessions:
                     return False
                 theirs = _session_picture(srv.runtime, sessions[0]["id"])
-                if theirs is None or theirs.shape[:2] != (KIOSK[1], KIOSK[0]):
+                if theirs is None or theirs.shape[:2] != (KIOSK[1], KIOSK[0]) or not shows_window(theirs):
                     return False
                 ours = host.pixels()
                 rgb = np.stack([(ours >> 16) & 0xFF, (ours >> 8) & 0xFF, ours & 0xFF], axis=-1)
                 return bool((rgb == theirs).all())
 
-            await host.wait_for(same_picture, "the kiosk to show the session's picture exactly")
+            await host.wait_for(
+                same_picture, "the kiosk to show the session's picture (foot's window) exactly"
+            )
 
             # The person types at the kiosk: the host compositor's keyboard goes to wrclient's
             # window, wrclient forwards evdev codes with the host's keymap, foot runs the command.
