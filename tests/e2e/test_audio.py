@@ -582,9 +582,11 @@ def accepted_capabilities(srv: WrServer) -> list[str]:
 
 
 def _without_pools(capabilities: str) -> str:
-    """A confirmed list without ``pools``, ``touch`` and ``region-cache`` (a viewer's offers of
-    following redirects, of touch input and of keeping the region cache, not audio's)."""
-    return ", ".join(c for c in capabilities.split(", ") if c not in ("pools", "touch", "region-cache"))
+    """A confirmed list without ``pools``, ``touch``, ``region-cache`` and ``small-frames`` (a viewer's
+    offers of following redirects, of touch input, of keeping the region cache and of taking frames in
+    their short form, not audio's)."""
+    others = ("pools", "touch", "region-cache", "small-frames")
+    return ", ".join(c for c in capabilities.split(", ") if c not in others)
 
 
 def test_a_viewer_without_audio_still_works_and_the_session_records_nothing_for_it(harness: Harness) -> None:
