@@ -1,6 +1,6 @@
 """How many typists one host holds: keypress → pixels with many sessions, some typed in, some scrolling.
 
-    .venv/bin/python -m bench.density [--sessions 50] [--typists 2,4,6,8,10] [--scrollers 2]
+    .venv/bin/python -m bench.density [--sessions 50] [--typists 2,4,6,8,10,12,16,20] [--scrollers 2]
                                       [--keys 40] [--gap-ms 200] [--size 1920x1080] [--bound-ms 8]
 
 Issue 15's density figure. ``wrsrvd --standalone -- foot`` on this host; ``--sessions`` sessions are
@@ -16,7 +16,9 @@ First the idle cost: the server side's CPU (wrsrvd, every session process and it
 viewer's ``--stats``: from the key going out to the first frame shown after it), all typists together:
 median, p95, max; the host's CPU busy (of all its cores, ``/proc/stat``), the server side's CPU (wrsrvd
 and every session process) and the viewers' over the round. The last line says how many typists held the
-bound (``--bound-ms`` at the 95th percentile, 8 ms in the issue). A round over the bound ends the run.
+bound (``--bound-ms`` at the 95th percentile, 8 ms in the issue), and which rounds did not: a round a
+little over the bound is followed by the next (a p95 near the bound moves from run to run); one over
+twice the bound ends the run.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 }
             )
             show(rounds[-1], args.bound_ms)
-            if rounds[-1]["p95"] > args.bound_ms:
+            if rounds[-1]["p95"] > 2 * args.bound_ms:  # saturated: more typists only wait longer
                 break
         return rounds
     finally:
@@ -207,7 +209,7 @@ def show(r: dict[str, Any], bound: float) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=50, help="sessions on the host (50)")
-    p.add_argument("--typists", default="2,4,6,8,10", help="typists per round, in order (2,4,6,8,10)")
+    p.add_argument("--typists", default="2,4,6,8,10,12,16,20", help="typists per round, in order")
     p.add_argument("--scrollers", type=int, default=2, help="viewers flooding their terminal (2)")
     p.add_argument("--scroll-ms", type=int, default=100, help="between a scroller's wheel notches (100)")
     p.add_argument("--keys", type=int, default=40, help="keys each typist types per round (40)")
@@ -234,8 +236,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wr-density-") as tmp:
         rounds = run(args, Path(tmp))
     held = [r["typists"] for r in rounds if r["p95"] <= args.bound_ms]
+    over = [r["typists"] for r in rounds if r["p95"] > args.bound_ms]
     if held:
-        print(f"the host held {max(held)} typists at ≤ {args.bound_ms:g} ms p95 (the most tried that held)")
+        print(
+            f"the host held {max(held)} typists at ≤ {args.bound_ms:g} ms p95 (the most that held; "
+            + (
+                f"rounds over the bound: {', '.join(map(str, over))} typists)"
+                if over
+                else "every round held)"
+            )
+        )
     else:
         print(f"no round held ≤ {args.bound_ms:g} ms p95")
 
