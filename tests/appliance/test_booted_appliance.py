@@ -331,10 +331,15 @@ def test_the_operator_enables_main_and_applies(step: Appliance) -> None:
     app.until(lambda: app.run("systemctl", "is-active", "wrsrvd@main", check=False).strip() == "active",
               "wrsrvd@main to be active")  # fmt: skip
     assert 7100 in udp_ports(app)
-    # The shipped files are clean: the instance's start (check included) prints no warning.
-    journal = app.run("journalctl", "-u", "wrsrvd@main", "--no-pager", "-o", "cat")
+
+    # The shipped files are clean: the instance's start (check included) prints no warning. (Its
+    # lines reach the journal through its output stream, maybe after "active": wait for the last.)
+    def serving() -> str | None:
+        journal = app.run("journalctl", "-u", "wrsrvd@main", "--no-pager", "-o", "cat")
+        return journal if "serving on UDP port 7100" in journal else None
+
+    journal = app.until(serving, "wrsrvd@main's 'serving on UDP port 7100' in the journal")
     assert "warning" not in journal.lower(), journal
-    assert "serving on UDP port 7100" in journal, journal
     status = json.loads(app.run("wradm", "status", "--instance", "main", "--json"))
     assert status, status
 
@@ -425,8 +430,15 @@ def test_restarting_wrsessd_and_wrsrvd_keeps_the_session(step: Appliance) -> Non
     before = app.session_pids()
     sid = app.state("b")["session_id"]
     app.run("systemctl", "restart", "wrsessd.service")
-    journal = app.run("journalctl", "-u", "wrsessd", "--no-pager", "-o", "cat", "-n", "50")
-    assert "re-adopted session" in journal, journal
+    # The service's lines reach the journal through its output stream, later than systemd's own
+    # "Starting …": wait for the line, do not read the journal once (a loaded host lags).
+    app.until(
+        lambda: (
+            "re-adopted session"
+            in app.run("journalctl", "-u", "wrsessd", "--no-pager", "-o", "cat", "-n", "50")
+        ),
+        "wrsessd to say it re-adopted the session",
+    )
     assert app.session_pids() == before
     app.run("systemctl", "restart", "wrsrvd@main.service")
     app.until(lambda: app.run("systemctl", "is-active", "wrsrvd@main", check=False).strip() == "active",
