@@ -68,6 +68,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def cpu_by_pid(pids: list[int], seen: dict[int, float]) -> None:
+    """Each live process's CPU seconds so far into ``seen`` (a process that has exited keeps the last
+    figure read while it lived: its CPU is not lost from a sum taken after its end)."""
+    import psutil
+
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        seen[pid] = t.user + t.system
+
+
 def _children(pid: int) -> list[Any]:
     import psutil
 
@@ -155,12 +168,15 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             viewer_pids = lambda: [c.proc.pid for c in h.clients if c.proc.poll() is None]  # noqa: E731
             busy0, total0 = host_busy()
             cpu0, t0 = cpu_seconds(server_pids()), time.monotonic()
-            view0 = cpu_seconds(viewer_pids())
-            # Sampled just before the typists end (their CPU is lost once they have exited).
-            view1 = view0
+            view0: dict[int, float] = {}
+            cpu_by_pid(viewer_pids(), view0)
+            # Every viewer sampled until it ends (a typist's CPU is lost once it has exited): each
+            # keeps its last figure; a typist's last 0.2 s at most is missed.
+            view1 = dict(view0)
             while any(c.proc.poll() is None for c, _ in typists):
-                view1 = cpu_seconds(viewer_pids())
+                cpu_by_pid(viewer_pids(), view1)
                 time.sleep(0.2)
+            cpu_by_pid(viewer_pids(), view1)
             for c, _ in typists:
                 code = c.wait(600)
                 if code != 0:
@@ -181,7 +197,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                     "max": max(lat, default=float("nan")),
                     "host_busy": (busy1 - busy0) / max(1.0, total1 - total0),
                     "server_cpu": (cpu1 - cpu0) / (t1 - t0),
-                    "viewer_cpu": (view1 - view0) / (t1 - t0),
+                    "viewer_cpu": sum(v - view0.get(pid, 0.0) for pid, v in view1.items()) / (t1 - t0),
                     "load": os.getloadavg()[0],
                 }
             )

@@ -506,6 +506,10 @@ class Encoder:
         s = self.settings
         if len(self._streams) >= s.video_max_streams:
             return
+        # A tile animates only if it changed within the window: when fewer than a stream's least
+        # did (typing, a blinking cursor), no stream can start and the grid-wide test is skipped.
+        if np.count_nonzero(self._last_change >= now - s.video_window_s) < s.video_min_tiles:
+            return
         # Scrolled tiles stay lossless: COPY is cheaper than video there, and the text stays sharp.
         candidates = (
             (self._owner == _NO_STREAM)

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wayray.common.libc import libc
+
 log = logging.getLogger(__name__)
 
 SUN_PAM = sys.platform.startswith("sunos")
@@ -194,8 +196,7 @@ class _PamConv(ctypes.Structure):
 
 def _load_libraries() -> tuple[ctypes.CDLL, ctypes.CDLL]:
     pam_name = ctypes.util.find_library("pam") or ("libpam.so.1" if SUN_PAM else "libpam.so.0")
-    libc_name = ctypes.util.find_library("c") or "libc.so.6"
-    return ctypes.CDLL(pam_name, use_errno=True), ctypes.CDLL(libc_name, use_errno=True)
+    return ctypes.CDLL(pam_name, use_errno=True), libc()
 
 
 _libs: tuple[ctypes.CDLL, ctypes.CDLL] | None = None

@@ -7,13 +7,14 @@ importable where there is no inotify (illumos): there :func:`available` is False
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from wayray.common.libc import libc as c_library
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
@@ -51,7 +52,7 @@ class InotifyUnavailable(OSError):
 def _libc() -> ctypes.CDLL:
     if not sys.platform.startswith("linux"):
         raise InotifyUnavailable("inotify exists on Linux only")
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    libc = c_library()
     if not hasattr(libc, "inotify_init1"):
         raise InotifyUnavailable("this C library has no inotify")
     libc.inotify_init1.argtypes = [ctypes.c_int]
