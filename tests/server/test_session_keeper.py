@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,12 +26,15 @@ KINDS = ["compiled", "python"]
 T = TypeVar("T")
 
 #: A process that splits off its keeper (argv: kind, log or "-", a descriptor to close or "-") and
-#: runs the shell script in WAYRAY_TEST_SCRIPT as its child.
+#: runs the shell script in WAYRAY_TEST_SCRIPT as its child. Kind "broken": the compiled keeper is
+#: the file WAYRAY_TEST_BROKEN names, which cannot be run.
 PROBE = """
 import os, sys
 from pathlib import Path
 from wayray.session import keeper
-keeper.USE_PROGRAM = sys.argv[1] == "compiled"
+keeper.USE_PROGRAM = sys.argv[1] != "python"
+if sys.argv[1] == "broken":
+    keeper.program = lambda: Path(os.environ["WAYRAY_TEST_BROKEN"])
 close = (int(sys.argv[3]),) if sys.argv[3] != "-" else ()
 keeper.split(Path(sys.argv[2]) if sys.argv[2] != "-" else None, close_fds=close)
 os.execvp("sh", ["sh", "-c", os.environ["WAYRAY_TEST_SCRIPT"]])
@@ -67,6 +71,7 @@ class Session:
         self.log = tmp / "s.log" if log else None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYRAY_", "JOURNAL_"))}
         env["WAYRAY_TEST_SCRIPT"] = script
+        env["WAYRAY_TEST_BROKEN"] = str(tmp / "broken-keeper")
         argv = [sys.executable, "-c", PROBE, kind, str(self.log or "-"), str(close) if close else "-"]
         self.proc = subprocess.Popen(
             argv,
@@ -92,7 +97,7 @@ class Session:
             return True  # ended already (a short script): nothing more to wait for
         if not int(caught, 16) & (1 << (signal.SIGTERM - 1)):
             return None
-        return exe if self.kind == "python" or exe == keeper.program() else None
+        return exe if self.kind != "compiled" or exe == keeper.program() else None
 
     def child(self) -> int:
         (pid,) = children(self.proc.pid)
@@ -134,8 +139,8 @@ def alive(pid: int) -> bool:
 def started(kind: str, tmp_path: Path) -> Iterator[Callable[..., Session]]:
     made: list[Session] = []
 
-    def start(script: str, *, close: int | None = None) -> Session:
-        made.append(Session(kind, tmp_path, script, close=close))
+    def start(script: str, *, close: int | None = None, log: bool = True) -> Session:
+        made.append(Session(kind, tmp_path, script, close=close, log=log))
         return made[-1]
 
     yield start
@@ -167,13 +172,16 @@ def test_a_signal_to_the_keeper_goes_to_the_session_and_what_it_left_is_ended(
     started: Callable[..., Session], tmp_path: Path
 ) -> None:
     """SIGTERM to the keeper reaches the compositor (which here says so and exits 3); the program it
-    left running is ended, and the log names it, in the keeper's format."""
+    left running is ended, and the log names it, in the keeper's format (by its whole name, which
+    the kernel cuts to 15 bytes)."""
     ready = tmp_path / "ready"
-    s = started(f"trap 'echo got TERM; exit 3' TERM; sleep 1000 & touch {ready}; wait")
+    program = tmp_path / "sleep-with-a-long-name"
+    program.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    s = started(f"trap 'echo got TERM; exit 3' TERM; {program} 1000 & touch {ready}; wait")
     eventually(ready.exists, "the session's program started")
     compositor = s.child()
     (sleeper,) = children(compositor)
-    eventually(lambda: name(sleeper) == "sleep", "sleep running")
+    eventually(lambda: name(sleeper) == program.name[:15], "the program running")
     s.proc.send_signal(signal.SIGTERM)
     assert s.wait() == 3
     assert not alive(sleeper)
@@ -183,9 +191,29 @@ def test_a_signal_to_the_keeper_goes_to_the_session_and_what_it_left_is_ended(
             str(s.proc.pid),
             "INFO",
             f"the session compositor (pid {compositor}) exited with status 3; stopping 1 program(s) the "
-            f"session left behind: {sleeper} (sleep)",
+            f"session left behind: {sleeper} (sleep-with-a-long-name)",
         )
     ]
+
+
+def test_without_a_log_the_output_and_the_keepers_lines_stay_on_its_stderr(
+    started: Callable[..., Session], tmp_path: Path
+) -> None:
+    """``wrsrvd session --subreaper`` without ``--log``: the session writes where the keeper does
+    (the journal, under systemd), and the keeper's own line is there in the same format."""
+    ready = tmp_path / "ready"
+    s = started(f"echo hello from the session; sleep 1000 & touch {ready}; wait", log=False)
+    eventually(ready.exists, "the session's program started")
+    compositor = s.child()
+    (sleeper,) = children(compositor)
+    eventually(lambda: name(sleeper) == "sleep", "sleep running")
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait() == 128 + signal.SIGTERM
+    assert s.proc.stdout is not None and s.proc.stderr is not None
+    assert s.proc.stdout.read() == b"hello from the session\n"
+    err = s.proc.stderr.read().decode()
+    assert [(p, level) for p, level, _ in LINE.findall(err)] == [(str(s.proc.pid), "INFO")], err
+    assert f"left behind: {sleeper} (sleep)" in err
 
 
 def test_programs_that_left_the_tree_and_ignore_sigterm_are_killed(
@@ -264,3 +292,25 @@ def test_the_keeper_holds_no_descriptor_but_the_sessions_output(
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_compiled_keeper_that_cannot_run_leaves_the_python_one_which_says_why(tmp_path: Path) -> None:
+    """A program that is there but does not run (here not a program at all): the keeper goes on as
+    the Python one, the session works as ever, and its log says why once."""
+    broken = tmp_path / "broken-keeper"
+    broken.write_bytes(b"\x00not a program\n")
+    broken.chmod(0o755)
+    ready = tmp_path / "ready"
+    s = Session("broken", tmp_path, f"sleep 1000 & touch {ready}; wait")
+    assert isinstance(s.exe, Path) and s.exe.name.startswith("python"), s.exe
+    eventually(ready.exists, "the session's program started")
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait() == 128 + signal.SIGTERM
+    lines = s.lines()
+    assert lines[0] == (
+        str(s.proc.pid),
+        "INFO",
+        f"the session keeper is Python (pid {s.proc.pid}): {broken} could not be run: Exec format error",
+    ), lines
+    assert [m for _, _, m in lines].count(lines[0][2]) == 1
+    assert "stopping 1 program(s) the session left behind" in lines[1][2]

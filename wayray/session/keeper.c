@@ -182,7 +182,7 @@ static void setup_logging(void) {
 }
 
 static void say(int level, const char *fmt, ...) {
-    char message[2048], line[2400];
+    char message[4096], line[4400];
     const char *name = level >= LEVEL_WARNING ? "WARNING" : "INFO";
     va_list ap;
     int n;
@@ -229,7 +229,9 @@ static pid_t child;
 static volatile sig_atomic_t child_gone; /* reaped: signals are no longer forwarded */
 static int status = -1;
 static int output = -1;
-static int subreaper;
+#ifdef __linux__
+static int subreaper; /* set: what left the tree is still below this process */
+#endif
 static sigset_t wait_mask; /* the signals below are delivered only while waiting (pselect) */
 
 static void forward(int sig) {
@@ -343,7 +345,7 @@ static struct proc *processes(size_t *count) {
     return all;
 }
 
-/* The short name ps shows for pid ("?" when it is gone). */
+/* The name ps shows for pid, as psutil tells it to the Python keeper ("?" when it is gone). */
 static void process_name(pid_t pid, char *name, size_t size) {
     char path[64];
     ssize_t len;
@@ -361,6 +363,21 @@ static void process_name(pid_t pid, char *name, size_t size) {
     }
     name[len] = '\0';
     name[strcspn(name, "\n")] = '\0';
+    if (strlen(name) >= 15) { /* the kernel cut it: the program's own name, when it begins so */
+        char argv0[256], *base;
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        len = read(fd, argv0, sizeof argv0 - 1);
+        close(fd);
+        if (len <= 0)
+            return;
+        argv0[len] = '\0'; /* the first argument ends at its NUL */
+        base = strrchr(argv0, '/') ? strrchr(argv0, '/') + 1 : argv0;
+        if (strncmp(base, name, strlen(name)) == 0)
+            snprintf(name, size, "%s", base);
+    }
 }
 #endif
 
@@ -420,7 +437,7 @@ static void signal_all(const pid_t *pids, size_t count, int sig) {
 static void sweep(void) {
     size_t count, i;
     pid_t *pids = left(&count);
-    char names[1200] = "";
+    char names[3000] = "";
     double deadline;
     int round;
     if (count == 0) {
@@ -428,7 +445,7 @@ static void sweep(void) {
         return;
     }
     for (i = 0; i < count && i < 10; i++) {
-        char name[64] = "?";
+        char name[256] = "?";
         size_t used = strlen(names);
 #ifdef __linux__
         process_name(pids[i], name, sizeof name);

@@ -316,7 +316,7 @@ class _Keeper:
             root.addHandler(handler)
             root.setLevel(logging.INFO)
 
-    def run(self, mask: set[signal.Signals] | None = None, why: tuple[int, str] | None = None) -> int:
+    def run(self, mask: set[int | signal.Signals] | None = None, why: tuple[int, str] | None = None) -> int:
         """Keep the session until its compositor exits; its status. ``mask``: the signal mask to
         restore once the handlers are in place; ``why``: why this keeper is not the compiled one."""
         wake_r, wake_w = os.pipe()
