@@ -5,6 +5,9 @@ own memory apart), with the session parent (forked, copy-on-write) and without i
 
     .venv/bin/python -m bench.session_memory [--sessions 10] [--idle 10] [--mode fork|exec|both]
 
+``WAYRAY_SESSION_KEEPER=python`` in its environment measures sessions with the Python keeper (the
+fallback where the compiled one is not built; wayray/session/keeper.py).
+
 PSS (proportional set size, ``/proc/PID/smaps_rollup``) divides each shared page among the processes
 that map it, so the figures of processes that share pages add up to what they hold together; RSS
 counts a shared page in every process. The session parent's own PSS is printed apart (shared by all
@@ -54,7 +57,10 @@ def measure(mode: str, sessions: int, idle: float, tmp: Path, smaps: Path | None
     try:
         srv = WrServer(h, FOOT, port=h.port, extra=["--size", "1920x1080"])
         h.servers.append(srv)
-        srv.start(env=dict(h.env, WAYRAY_SESSION_PARENT="0" if mode == "exec" else "1"))
+        env = dict(h.env, WAYRAY_SESSION_PARENT="0" if mode == "exec" else "1")
+        if os.environ.get("WAYRAY_SESSION_KEEPER"):  # the keeper to measure (python: the fallback)
+            env["WAYRAY_SESSION_KEEPER"] = os.environ["WAYRAY_SESSION_KEEPER"]
+        srv.start(env=env)
         if mode == "fork":
             eventually(lambda: "session parent ready" in srv.log_text(), "the session parent ready", 120)
         # The viewer moves the pointer once: a session someone used does not count against the

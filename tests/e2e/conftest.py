@@ -3,9 +3,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import attach_log
-from tests.e2e.harness import harness
+from tests.e2e.harness import harness, keeper_kind
 
-__all__ = ["harness"]
+__all__ = ["harness", "keeper_kind"]
 
 
 @pytest.hookimpl(wrapper=True)

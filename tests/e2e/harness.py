@@ -437,5 +437,31 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         h.cleanup()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def keeper_kind(request: pytest.FixtureRequest, harness: Harness) -> str:
+    """The session keeper the test's servers run (wayray/session/keeper.py): the compiled program, the
+    default, which tools/bootstrap builds (a build that is missing or broken fails here and in
+    :func:`assert_keeper_is`, not quietly on Python), or the Python one it falls back to."""
+    from wayray.session import keeper
+
+    kind = str(request.param)
+    if kind == "python":
+        harness.env[keeper.KEEPER_VARIABLE] = "python"
+    else:
+        assert keeper.program() is not None, "no compiled session keeper: run tools/bootstrap"
+    return kind
+
+
+def assert_keeper_is(pid: int, kind: str) -> None:
+    """``pid`` (a session's keeper) runs the ``kind`` of keeper: its ``/proc/PID/exe``."""
+    from wayray.session import keeper
+
+    exe = Path(os.readlink(f"/proc/{pid}/exe"))
+    if kind == "compiled":
+        assert exe == keeper.program(), exe
+    else:
+        assert exe.name.startswith("python"), exe
+
+
 def failure(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"

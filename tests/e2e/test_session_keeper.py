@@ -1,7 +1,8 @@
 """A standalone session's processes and output are kept together: programs a session started that
 left its process tree (``nohup``, ``setsid``) end with it, whether an operator ends it or its
 compositor crashes (review finding L6), and its log has a size cap with one previous file kept
-(review finding M5). Real wrsrvd, real foot and shell, real headless wrclient."""
+(review finding M5). Each with both keepers: the compiled program and the Python one it falls back
+to (``keeper_kind``). Real wrsrvd, real foot and shell, real headless wrclient."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.e2e.harness import Harness, WrServer, eventually, failure
+from tests.e2e.harness import Harness, WrServer, assert_keeper_is, eventually, failure
 from wayray.common.xdg import standalone_state_dir
 
 pytestmark = pytest.mark.slow
@@ -53,12 +55,13 @@ def escape(harness: Harness, srv: WrServer, token: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("how", ["wradm session kill", "compositor crash"])
 def test_programs_that_left_the_sessions_process_tree_end_with_the_session(
-    harness: Harness, how: str
+    harness: Harness, how: str, keeper_kind: str
 ) -> None:
     srv = harness.server(FOOT)
     escaped = escape(harness, srv, "keeper-token")
     try:
         session = srv.session()
+        assert_keeper_is(psutil.Process(session["pid"]).ppid(), keeper_kind)
         if how == "wradm session kill":
             srv.admin("kill", session_id=session["id"])
         else:
@@ -76,7 +79,7 @@ def test_programs_that_left_the_sessions_process_tree_end_with_the_session(
     assert again.returncode == 0, failure(again)
 
 
-def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness) -> None:
+def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness, keeper_kind: str) -> None:
     """A session whose programs write without end (here 20 MB at once) cannot fill the server's disk:
     the log is cut at its cap into ``<id>.log.old``; the newest output is in ``<id>.log``."""
     marker = f"END-OF-FLOOD-{secrets.token_hex(4)}"
@@ -85,6 +88,7 @@ def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness) -> 
     result = harness.run_client(srv, "--snapshot", str(harness.tmp / "s.png"))
     assert result.returncode == 0, failure(result)
     session = srv.session()
+    assert_keeper_is(psutil.Process(session["pid"]).ppid(), keeper_kind)
     log = srv.state / "sessions" / f"{session['id']}.log"
 
     def current_log() -> str:
@@ -109,7 +113,7 @@ def test_a_session_log_is_capped_and_the_previous_one_kept(harness: Harness) -> 
 
 
 def test_a_compositor_killed_while_wrsrvd_is_down_is_ended_at_the_restart_and_the_other_relinks(
-    harness: Harness,
+    harness: Harness, keeper_kind: str
 ) -> None:
     """The review's fault run, with the keeper between wrsrvd and each compositor: kill -9 wrsrvd,
     kill -9 one session's compositor meanwhile; the restarted wrsrvd ends that session (nothing of it
@@ -120,6 +124,7 @@ def test_a_compositor_killed_while_wrsrvd_is_down_is_ended_at_the_restart_and_th
         ready = harness.run_client(srv, "--snapshot", str(harness.tmp / "b.png"), token="survivor-token")
         assert ready.returncode == 0, failure(ready)
         doomed, survivor = srv.sessions()  # oldest first: the one with the escaped programs
+        assert_keeper_is(psutil.Process(doomed["pid"]).ppid(), keeper_kind)
         srv.signal(signal.SIGKILL)
         srv.wait()
         os.kill(doomed["pid"], signal.SIGKILL)

@@ -2,8 +2,9 @@
 compositor once (issue 15: a new session's first frame without a second of Python imports). What a
 user and an operator notice: such a session is a working session (real foot, real shell, drawn and
 typed into), its processes are what a session started by exec is (its user, its environment, no
-descriptor of the parent's), and neither the parent's death nor wrsrvd's restart ends it. Real
-wrsrvd, real foot, real headless wrclient."""
+descriptor of the parent's), and neither the parent's death nor wrsrvd's restart ends it. With both
+session keepers (``keeper_kind``: the compiled program, the Python one). Real wrsrvd, real foot,
+real headless wrclient."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.harness import Harness, WrServer, differing_pixels, eventually, failure, png_pixels
+from tests.e2e.harness import (
+    Harness,
+    WrServer,
+    assert_keeper_is,
+    differing_pixels,
+    eventually,
+    failure,
+    png_pixels,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +69,7 @@ def seqpacket_sockets(pid: int) -> list[object]:
 
 
 def test_a_session_forked_from_the_parent_works_is_the_sessions_own_and_outlives_the_parent_and_wrsrvd(
-    harness: Harness,
+    harness: Harness, keeper_kind: str
 ) -> None:
     srv = harness.server(FOOT)
     eventually(lambda: "session parent ready" in srv.log_text(), "wrsrvd's session parent ready")
@@ -89,6 +98,7 @@ def test_a_session_forked_from_the_parent_works_is_the_sessions_own_and_outlives
     compositor = psutil.Process(session["pid"])
     keeper = psutil.Process(compositor.ppid())
     assert keeper.ppid() == parent  # forked, not started by wrsrvd
+    assert_keeper_is(keeper.pid, keeper_kind)
     for proc in (keeper, compositor):
         assert proc.uids().real == os.getuid()
         # /proc/PID/environ names the session (wrsrvd and operators find a session's processes so),
@@ -100,10 +110,17 @@ def test_a_session_forked_from_the_parent_works_is_the_sessions_own_and_outlives
         assert not seqpacket_sockets(proc.pid), proc
         assert os.getsid(proc.pid) != os.getsid(parent)
     # The keeper holds no end of the pipe the link's secret came in: each pipe it has is the session's
-    # output (the compositor's stdout) or its own signal wake-up (both of whose ends it holds).
+    # output (the compositor's stdout) or its own signal wake-up (both of whose ends it holds; the
+    # compiled keeper has none). The compiled one holds nothing else either.
     output = pipes(compositor.pid).get(1)
     held = list(pipes(keeper.pid).values())
     assert all(p == output or held.count(p) == 2 for p in held), (held, output)
+    if keeper_kind == "compiled":  # and besides them only its log
+        assert held == [output], held
+        log = srv.state / "sessions" / f"{session['id']}.log"
+        fds = [fd for fd in os.listdir(f"/proc/{keeper.pid}/fd") if int(fd) > 2]
+        others = sorted(os.readlink(f"/proc/{keeper.pid}/fd/{fd}") for fd in fds)
+        assert others == sorted([output, str(log)]), others
     # ps shows the session's command line (wrsrvd session …), not the parent's.
     assert compositor.cmdline()[1:5] == ["-m", "wayray.server", "session", "--size"], compositor.cmdline()
 
@@ -137,7 +154,9 @@ def test_a_session_forked_from_the_parent_works_is_the_sessions_own_and_outlives
     assert [s["id"] for s in again.sessions()] != [session["id"]]
 
 
-def test_without_the_session_parent_sessions_start_by_exec(harness: Harness, tmp_path: Path) -> None:
+def test_without_the_session_parent_sessions_start_by_exec(
+    harness: Harness, tmp_path: Path, keeper_kind: str
+) -> None:
     """``WAYRAY_SESSION_PARENT=0`` (the operator's way out, should forking ever misbehave)."""
     srv = WrServer(harness, FOOT, port=harness.port, extra=[])
     harness.servers.append(srv)
@@ -147,4 +166,5 @@ def test_without_the_session_parent_sessions_start_by_exec(harness: Harness, tmp
     assert session_parent(srv) is None
     keeper = psutil.Process(psutil.Process(srv.session()["pid"]).ppid())
     assert srv.proc is not None and keeper.ppid() == srv.proc.pid
+    assert_keeper_is(keeper.pid, keeper_kind)
     assert "forked from the session parent" not in srv.log_text()

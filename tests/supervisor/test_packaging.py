@@ -89,6 +89,10 @@ def test_files_are_where_the_units_and_the_docs_expect_them(package: tuple[Path,
     texts = [p for p in (env / "bin").iterdir() if p.is_file() and not p.is_symlink()] + [env / "pyvenv.cfg"]
     assert [p.name for p in texts if b"/stage/" in p.read_bytes()] == []
     assert list(env.rglob("__pycache__")) == []
+    # The compiled session keeper, where a session looks for it (wayray.session.keeper.program()).
+    keeper = env / "libexec/wayray/wrsrvd-session-keeper"
+    assert os.access(keeper, os.X_OK) and keeper.read_bytes()[:4] == b"\x7fELF"
+    assert sorted(p.name for p in keeper.parent.iterdir()) == ["wrsrvd-session-keeper"]
 
 
 def test_the_packaged_wradm_and_generator_work(package: tuple[Path, Path], tmp_path: Path) -> None:

@@ -19,6 +19,15 @@ process session of its own. Two things must not escape such a session:
 keeper and never returns. The compositor gets SIGTERM should the keeper die (``PR_SET_PDEATHSIG``):
 it ends its session cleanly rather than run on with nobody to watch its programs or take its output.
 The keeper never holds the session's link secret (it closes the pipe that carries it at once).
+
+The keeper is a compiled program when there is one (``keeper.c`` beside this file, built by
+``tools/bootstrap`` and the packages into ``<prefix>/libexec/wayray/``, :func:`program`): right
+after the fork the keeper's process execs it, with the same pid, and is then a small C program
+instead of a Python process holding copies of the pages it shared with the compositor (issue 15:
+memory per session). It does what :class:`_Keeper` does, to the byte of the log. Where there is no
+program, or it cannot be run, the keeper stays this Python process and runs :class:`_Keeper`.
+``WAYRAY_SESSION_KEEPER=python`` in the environment (or :data:`USE_PROGRAM` set False) always keeps
+the Python keeper.
 """
 
 from __future__ import annotations
@@ -47,6 +56,16 @@ LOG_MAX_BYTES = 4 * MiB
 #: After the compositor exits: how long its leftover programs get to end after SIGTERM.
 SWEEP_GRACE = 3.0
 _PR_SET_PDEATHSIG = 1
+#: The compiled keeper's file name, in ``<prefix>/libexec/wayray/`` (:func:`program`).
+PROGRAM_NAME = "wrsrvd-session-keeper"
+#: Names the keeper :func:`split` makes: ``python`` keeps the Python one; unset or anything else
+#: runs the compiled program where there is one.
+KEEPER_VARIABLE = "WAYRAY_SESSION_KEEPER"
+#: False: :func:`split` never runs the compiled keeper (set from :data:`KEEPER_VARIABLE` by default).
+USE_PROGRAM = os.environ.get(KEEPER_VARIABLE, "") != "python"
+#: The signals the keeper forwards or waits for: blocked from before the fork until the keeper's
+#: handlers are in place (the compiled keeper's too: a blocked signal stays pending across exec).
+_HELD = frozenset({signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 class CappedLog:
@@ -90,8 +109,9 @@ class CappedLog:
             return
         if self._fd is None:
             self._open()  # it could not be opened before (a full disk, say): try again
-        elif self._size + len(data) > self.max_bytes:
-            # The lines that still fit end this file; a line is not split across the two.
+        elif self._size + len(data) >= self.max_bytes:
+            # The lines that still fit end this file; a line is not split across the two (unless no
+            # line of this piece ends in the room left: the file is cut where it is then).
             cut = data.rfind(b"\n", 0, max(0, self.max_bytes - self._size)) + 1
             self._put(data[:cut])
             data = data[cut:]
@@ -161,6 +181,13 @@ def asked(argv: list[str]) -> tuple[bool, Path | None]:
     return wanted, log_path
 
 
+def program() -> Path | None:
+    """The compiled keeper, where this installation has one: ``<prefix>/libexec/wayray/`` (the
+    virtualenv's prefix; ``/opt/wayray`` in the packages)."""
+    path = Path(sys.prefix) / "libexec" / "wayray" / PROGRAM_NAME
+    return path if os.access(path, os.X_OK) else None
+
+
 def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
     """Become the keeper of a new child; returns only in the child (the session compositor).
 
@@ -171,26 +198,27 @@ def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
     Every page this process wrote before the split is the keeper's and the compositor's; once the
     compositor writes it again, the keeper holds the old copy alone. So the earlier the split, the
     less the keeper holds: the session parent splits right after its fork, before the session's own
-    code runs (``wrsrvd session`` started by exec splits after parsing its arguments)."""
+    code runs (``wrsrvd session`` started by exec splits after parsing its arguments). The compiled
+    keeper (:func:`program`) holds none of them: the keeper's process execs it right after the fork."""
     global SPLIT
     if SPLIT:
         return
     subreaper = proctree.become_subreaper()
-    out = CappedLog(log_path) if log_path is not None else None
     r = w = -1
-    if out is not None:
+    if log_path is not None:
         r, w = os.pipe()
     # The keeper runs little Python: keep the collector off the pages it shares with the child.
     gc.collect()
     gc.freeze()
     keeper = os.getpid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     child = os.fork()
     if child == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         SPLIT = True
         if not KEEP_FROZEN:
             gc.unfreeze()
-        if out is not None:
-            out.close()
+        if log_path is not None:
             os.close(r)
             os.dup2(w, 1)
             os.dup2(w, 2)
@@ -202,8 +230,59 @@ def split(log_path: Path | None, *, close_fds: tuple[int, ...] = ()) -> None:
             os.close(fd)
     if w >= 0:
         os.close(w)
-    status = _Keeper(child, r if r >= 0 else None, out, subreaper).run()
+    output = r if r >= 0 else None
+    why = (logging.DEBUG, f"{KEEPER_VARIABLE}=python")
+    if USE_PROGRAM:
+        why = _run_program(child, output, log_path)
+    # Still here: the Python keeper.
+    out = CappedLog(log_path) if log_path is not None else None
+    status = _Keeper(child, output, out, subreaper).run(mask, why)
     os._exit(status)
+
+
+def _run_program(child: int, output: int | None, log_path: Path | None) -> tuple[int, str]:
+    """Exec the compiled keeper in this process (the keeper's); returns only if it cannot: why, and
+    the level to say it at (a program that is there and fails is news; one not built is not).
+
+    It gets the output pipe and the standard descriptors, nothing else (every other descriptor is
+    closed at the exec), and the environment ``/proc/PID/environ`` shows now (a forked session's,
+    which wrsrvd recognises the session's processes by)."""
+    path = program()
+    if path is None:
+        return logging.DEBUG, f"there is no {Path(sys.prefix) / 'libexec' / 'wayray' / PROGRAM_NAME}"
+    for fd in _open_fds():
+        if fd > 2 and fd != output:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+    if output is not None:
+        os.set_inheritable(output, True)
+    argv = [PROGRAM_NAME, str(child), str(output) if output is not None else "-", str(log_path or "-")]
+    try:
+        os.execve(path, argv, _shown_environment())
+    except OSError as err:
+        return logging.INFO, f"{path} could not be run: {err.strerror or err}"
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 1024))
+
+
+def _shown_environment() -> dict[str, str]:
+    """The environment ``/proc/self/environ`` shows (the session's, in a forked session whose process
+    rewrote it; the compiled keeper shows it in turn), else this process's."""
+    try:
+        block = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    env = {}
+    for entry in block.split(b"\0"):
+        name, eq, value = entry.partition(b"=")
+        if eq and name:
+            env[os.fsdecode(name)] = os.fsdecode(value)
+    return env
 
 
 def _die_with_parent(keeper: int) -> None:
@@ -237,7 +316,9 @@ class _Keeper:
             root.addHandler(handler)
             root.setLevel(logging.INFO)
 
-    def run(self) -> int:
+    def run(self, mask: set[int | signal.Signals] | None = None, why: tuple[int, str] | None = None) -> int:
+        """Keep the session until its compositor exits; its status. ``mask``: the signal mask to
+        restore once the handlers are in place; ``why``: why this keeper is not the compiled one."""
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         os.set_blocking(wake_r, False)
@@ -245,6 +326,10 @@ class _Keeper:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._forward)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if why is not None:
+            log.log(why[0], "the session keeper is Python (pid %d): %s", self.me, why[1])
         while self.status is None:
             self._reap()
             if self.status is not None:
