@@ -115,11 +115,13 @@ settle
 
 
 def _what_happened(harness: Harness, srv: WrServer) -> str:
-    """The session's screen as read by OCR (the command line as typed, the shell's complaint) and the
-    end of fcitx5's log (the keys it was given)."""
+    """The session's screen as read by OCR (the command line as typed, the shell's complaint; the
+    picture is kept as screen.png) and the end of fcitx5's log (the keys it was given)."""
     try:
         with AdminClient(srv.runtime / "admin.sock") as admin:
-            screen = ocr(admin.screenshot(srv.session()["id"]))
+            png = admin.screenshot(srv.session()["id"])
+        (harness.tmp / "screen.png").write_bytes(png)
+        screen = ocr(png)
     except (OSError, AdminError, AssertionError) as err:
         screen = f"(no screenshot: {err})"
     log = (harness.tmp / "fcitx5.log").read_text(errors="replace")[-4000:]
