@@ -96,6 +96,37 @@ async def test_a_key_the_input_method_sends_after_its_text_reaches_the_field_aft
         assert lines[:2] == ["text: 汉字", f"key: {KEY_E}"], field.output()
 
 
+async def test_keys_behind_the_input_methods_text_reach_a_field_that_commits_at_every_done(
+    tmp_path: Path,
+) -> None:
+    """Seen with fcitx5 and foot under load: a key typed without end. The keys the input method
+    passes on after its text wait until the field has read the text (the test above); foot, while a
+    key it holds repeats, commits its moved cursor after every character, and each commit started
+    the wait again, so the keys, the repeating key's release among them, waited for ever.
+
+    The field here, once it has the text, commits at every ``done`` it reads (500 times, then it
+    prints "calm"). The key that followed the text must reach it after the text and while it is
+    still committing, not only once it stops."""
+    async with running_session(tmp_path) as s:
+        go = s.workdir / "go"
+        im_cmd = (sys.executable, CLIENT, "commit-then-key", "汉字", str(KEY_E))
+        im = await s.spawn(*im_cmd, env={"PYTHONPATH": REPO}, name="im")
+        await s.wait_for(lambda: "ready" in im.output(), "the input method")
+        field_cmd = (sys.executable, FIELD, str(go), "--restless")
+        field = await s.spawn(*field_cmd, env={"PYTHONPATH": REPO}, name="field")
+        await s.wait_for(lambda: "enabled" in field.output(), "the field's text input enabled")
+        await s.wait_for(lambda: "committed" in im.output(), "the input method's text and key")
+        go.touch()
+
+        def key_or_calm() -> list[str]:
+            got = [ln for ln in field.output().splitlines() if ln.startswith(("text: 汉", "key: ", "calm"))]
+            got = [ln for i, ln in enumerate(got) if got.index(ln) == i]  # the first of each
+            return got if "calm" in got or any(ln.startswith("key: ") for ln in got) else []
+
+        lines = await s.wait_for(key_or_calm, "the key, or the field's end of committing")
+        assert lines[:2] == ["text: 汉字", f"key: {KEY_E}"], field.output()
+
+
 async def test_a_second_input_method_is_refused_and_the_first_keeps_working(tmp_path: Path) -> None:
     async with running_session(tmp_path) as s:
         c = await s.spawn(sys.executable, CLIENT, "second", env={"PYTHONPATH": REPO}, name="second")

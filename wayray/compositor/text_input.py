@@ -49,6 +49,10 @@ from wayray.wayland.server import Display, NewId, ProtocolError, Resource
 
 log = logging.getLogger(__name__)
 
+#: How many times the keys' wait behind one text starts again because the program committed while
+#: it waited (:meth:`TextInputs.answered`).
+MAX_WAIT_EXTENSIONS = 2
+
 
 class TextInputSeat(Protocol):
     """What input methods need of the seat."""
@@ -104,7 +108,7 @@ class TextInputs:
         self._grabbed_keys: set[int] = set()  # keys pressed that went to the input method's grab
         #: The text input sent the input method's text that its program may not have applied yet,
         #: and the round trip that will tell (the program's keys wait until then).
-        self._unapplied: tuple[TextInput, object] | None = None
+        self._unapplied: tuple[TextInput, object, int] | None = None
 
     # The seat's side ------------------------------------------------------------------------------
 
@@ -284,21 +288,30 @@ class TextInputs:
 
     # Text before keys ----------------------------------------------------------------------------
 
-    def _wait_applied(self, ti: TextInput) -> None:
+    def _wait_applied(self, ti: TextInput, extended: int = 0) -> None:
         """The program's keys wait until it has read the ``done`` just sent to ``ti`` (a round trip);
         if it committed again first, it applies the text at the answer to that commit, and
-        ``answered`` waits for that one too."""
+        ``answered`` waits for that one too (``extended``: how many times it did for this text)."""
         token = object()
-        self._unapplied = (ti, token)
+        self._unapplied = (ti, token, extended)
         if ti.entered is not None and self.seat.round_trip(ti.entered, lambda: self._applied(token)):
             self.seat.hold_keys()
         else:
             self._unapplied = None  # no way to ask it: keys go at once, as they always did
 
     def answered(self, ti: TextInput) -> None:
-        """``ti``'s commit was answered with a ``done``: if it may still hold text, wait for this one."""
+        """``ti``'s commit was answered with a ``done``: if it may still hold text, wait for this one.
+
+        At most :data:`MAX_WAIT_EXTENSIONS` times for one text. A program that commits at every
+        ``done`` it reads (foot does while a key it holds repeats: each character moves its cursor)
+        cannot be told from one that committed before it read the text: unbounded, the wait would
+        start again at every commit, and the keys (the repeating key's release among them) would
+        wait for ever. The race seen with foot (its cursor rectangle committed before it read the
+        text) needs one extension."""
         if self._unapplied is not None and self._unapplied[0] is ti:
-            self._wait_applied(ti)
+            extended = self._unapplied[2]
+            if extended < MAX_WAIT_EXTENSIONS:
+                self._wait_applied(ti, extended + 1)
 
     def _applied(self, token: object) -> None:
         if self._unapplied is not None and self._unapplied[1] is token:

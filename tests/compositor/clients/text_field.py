@@ -1,7 +1,7 @@
 """A text field (zwp_text_input_v3) that keeps the protocol's serials as strictly as foot does.
 
-Usage: text_field.py GO_FILE, or text_field.py --cursor X Y W H. It maps a small window (64 x 48);
-when its text input enters the window it enables it and commits (commit 1) and prints "enabled".
+Usage: text_field.py GO_FILE [--restless], or text_field.py --cursor X Y W H. It maps a small window
+(64 x 48); when its text input enters the window it enables it and commits (commit 1) and prints "enabled".
 Then, without reading anything the compositor sends, it waits until GO_FILE exists (the test creates
 it once the input method has committed its text), commits a cursor rectangle (commit 2), as foot does
 when it draws its cursor after the focus came, and only then reads: the input method's text was
@@ -10,7 +10,9 @@ so far, after that and whenever more comes, "preedit: P" whenever its preedit ch
 for every key (evdev code N) pressed on its keyboard: the lines come in the order the field applied
 what it got, as foot would write them to its terminal. It stays until killed. With --cursor it
 enables its text input with that cursor rectangle (surface coordinates), prints "enabled" once the
-compositor has it, and then only reads.
+compositor has it, and then only reads. With GO_FILE --restless, after GO_FILE it commits a new cursor
+rectangle at every ``done`` it reads once it has the input method's text (its cursor moves with every
+character, as foot's does while a key it holds repeats), 500 times, then prints "calm" and only reads.
 
 The rules it keeps are foot's (ime.c): a ``done`` whose serial is not the number of commits it has
 made is ignored, and what came before it (preedit, commit string) stays pending for the next ``done``
@@ -72,6 +74,9 @@ class Field:
         self.preedit = ""
         self.pending_commit: str | None = None
         self.pending_preedit: str | None = None
+        #: Commits still to make, one at every done read (``--restless``, once it has text).
+        self.restless = 0
+        self.restless_after_text = 0
         ti.dispatcher["enter"] = self.on_enter
         ti.dispatcher["leave"] = self.on_leave
         ti.dispatcher["preedit_string"] = self.on_preedit
@@ -96,11 +101,21 @@ class Field:
         self.pending_commit = text
 
     def on_done(self, _ti: Any, serial: int) -> None:
+        self.apply(serial)
+        if self.restless > 0:  # its cursor moved (a repeated character, say): it says so at once
+            self.restless -= 1
+            self.ti.set_cursor_rectangle(4 + self.restless % 2, 4, 8, 16)
+            self.commit()
+            if self.restless == 0:
+                say("calm")
+
+    def apply(self, serial: int) -> None:
         if serial != self.commits:
             return  # foot: "IME serial mismatch", and the pending state stays pending
         if self.pending_commit:
             self.text += self.pending_commit
             say(f"text: {self.text}")
+            self.restless, self.restless_after_text = self.restless_after_text, 0
         preedit = self.pending_preedit or ""
         if preedit != self.preedit:
             self.preedit = preedit
@@ -145,6 +160,8 @@ def main() -> None:
         time.sleep(0.02)
     field.ti.set_cursor_rectangle(4, 4, 8, 16)
     field.commit()
+    if sys.argv[2:3] == ["--restless"]:
+        field.restless_after_text = 500
     c.display.roundtrip()
     c.display.roundtrip()
     say(f"text: {field.text}")
