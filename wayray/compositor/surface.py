@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-import zstandard
 from pywayland.protocol.wayland import (
     WlCallback,
     WlCompositor,
@@ -194,7 +193,9 @@ class Texture:
         or if they hardly compress: noise-like pixels stay as they are)."""
         if self._storage is None:
             return 0
-        packed = zstandard.ZstdCompressor(level=1).compress(self._storage.data.cast("B"))
+        import zstandard
+
+        packed = zstandard.ZstdCompressor(level=1).compress(self._storage.tobytes())
         if len(packed) > self._storage.nbytes * 3 // 4:
             return 0
         self._squeezed = packed
@@ -203,6 +204,8 @@ class Texture:
         return freed
 
     def _unsqueeze(self) -> None:
+        import zstandard
+
         assert self._squeezed is not None
         storage = np.empty((self.height, self._padded), dtype=self._dtype)
         storage.view(np.uint8).reshape(-1)[:] = np.frombuffer(
