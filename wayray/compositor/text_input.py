@@ -31,6 +31,7 @@ What this needs of the seat is ``TextInputSeat`` (the seat module imports this o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -300,9 +301,15 @@ class TextInputs:
         """``client`` sent a request of the input method's or a virtual keyboard's: once this turn's
         requests are handled, wake the input method if it is that client's (see the module's text)."""
         im = self.input_method
-        if im is not None and im.client is client and not self._wake_pending:
-            self._wake_pending = True
-            self.seat.display.call_soon(self._wake_input_method)
+        if im is None or im.client is not client or self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a display driven without a loop
+            self._wake_input_method()
+            return
+        loop.call_soon(self._wake_input_method)
 
     def _wake_input_method(self) -> None:
         self._wake_pending = False

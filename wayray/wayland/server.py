@@ -667,14 +667,6 @@ class Display:
         lib.wl_event_loop_dispatch(self._event_loop, 0)
         self.flush()
 
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` once the requests read in this turn of the loop are handled (at once when the
-        display runs without a loop)."""
-        if self._loop is not None:
-            self._loop.call_soon(fn)
-        else:
-            fn()
-
     def schedule_flush(self) -> None:
         """Flush client buffers soon (once per loop turn however many events were posted)."""
         if not self._flush_scheduled and self._loop is not None:
