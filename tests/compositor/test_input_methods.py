@@ -127,6 +127,32 @@ async def test_keys_behind_the_input_methods_text_reach_a_field_that_commits_at_
         assert lines[:2] == ["text: 汉字", f"key: {KEY_E}"], field.output()
 
 
+async def test_keys_an_input_method_left_unsent_reach_the_field(tmp_path: Path) -> None:
+    """Seen with fcitx5 and foot under load: the command's last keys ('d.txt' and Return) never
+    reached foot, though fcitx5 had read every one of them. Busy, fcitx5 read a burst of keys and
+    passed each on through its virtual keyboard, flushing after each; the compositor, busy too, did
+    not read them as fast, the socket filled, and fcitx5 kept the rest in its buffer: it flushes
+    again only once it hears from the compositor, and nothing more came. The compositor wakes an
+    input method that sent it keys (an event it needs no answer to), so the rest goes out.
+
+    The input method here passes on one key, then leaves the next unsent until it hears anything
+    from the compositor. Both must reach the field."""
+    async with running_session(tmp_path) as s:
+        im_cmd = (sys.executable, CLIENT, "keys-left-unsent", str(KEY_A), str(KEY_E))
+        im = await s.spawn(*im_cmd, env={"PYTHONPATH": REPO}, name="im")
+        await s.wait_for(lambda: "ready" in im.output(), "the input method")
+        field_cmd = (sys.executable, FIELD, "--cursor", "0", "0", "1", "1")
+        field = await s.spawn(*field_cmd, env={"PYTHONPATH": REPO}, name="field")
+        await s.wait_for(lambda: f"sent {KEY_A}" in im.output(), "the input method's first key")
+
+        def keys() -> list[str]:
+            got = [ln for ln in field.output().splitlines() if ln.startswith("key: ")]
+            return got if len(got) >= 2 else []
+
+        lines = await s.wait_for(keys, "both keys in the field")
+        assert lines == [f"key: {KEY_A}", f"key: {KEY_E}"], (field.output(), im.output())
+
+
 async def test_a_second_input_method_is_refused_and_the_first_keeps_working(tmp_path: Path) -> None:
     async with running_session(tmp_path) as s:
         c = await s.spawn(sys.executable, CLIENT, "second", env={"PYTHONPATH": REPO}, name="second")

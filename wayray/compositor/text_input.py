@@ -19,11 +19,19 @@ would be typed before the text (汉字 landing in the middle of what was typed a
 the program's keys wait until a round trip to it (an xdg_wm_base ping) shows it has read every
 ``done`` it was sent.
 
+An input method may leave requests unsent: fcitx5 (5.0.21) flushes after each key it passes on, and
+when the socket is full (a burst of keys it read while busy, faster than the compositor reads them)
+it keeps the rest in its buffer until something wakes it; it never waits for the socket to drain.
+Nothing else might come (the keys it read were all the viewer typed), and the last keys stayed in
+fcitx5 for ever. So once the requests an input method's client sent in one turn are handled, its
+keyboard grab is told the repeat info again: an event it needs no answer to, after which it flushes.
+
 What this needs of the seat is ``TextInputSeat`` (the seat module imports this one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -45,7 +53,7 @@ from wayray.wayland.protocols.generated.virtual_keyboard_unstable_v1 import (
     ZwpVirtualKeyboardManagerV1,
     ZwpVirtualKeyboardV1,
 )
-from wayray.wayland.server import Display, NewId, ProtocolError, Resource
+from wayray.wayland.server import Client, Display, NewId, ProtocolError, Resource
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +117,7 @@ class TextInputs:
         #: The text input sent the input method's text that its program may not have applied yet,
         #: and the round trip that will tell (the program's keys wait until then).
         self._unapplied: tuple[TextInput, object, int] | None = None
+        self._wake_pending = False
 
     # The seat's side ------------------------------------------------------------------------------
 
@@ -285,6 +294,29 @@ class TextInputs:
         ti.post("done", ti.commits)
         if commit is not None or delete is not None:
             self._wait_applied(ti)
+
+    # Waking the input method ---------------------------------------------------------------------
+
+    def heard_from(self, client: Client) -> None:
+        """``client`` sent a request of the input method's or a virtual keyboard's: once this turn's
+        requests are handled, wake the input method if it is that client's (see the module's text)."""
+        im = self.input_method
+        if im is None or im.client is not client or self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a display driven without a loop
+            self._wake_input_method()
+            return
+        loop.call_soon(self._wake_input_method)
+
+    def _wake_input_method(self) -> None:
+        self._wake_pending = False
+        im = self.input_method
+        if im is not None and im.grab is not None and im.grab.alive:
+            rate, delay = self.seat.repeat
+            im.grab.post("repeat_info", rate, delay)
 
     # Text before keys ----------------------------------------------------------------------------
 
@@ -489,6 +521,7 @@ class InputMethod(Resource):
     def commit(self, serial: int) -> None:
         if not self.inert:
             self.inputs.input_method_commit(self)
+            self.inputs.heard_from(self.client)
 
     def get_input_popup_surface(self, id: NewId, surface: Surface) -> None:
         popup = PopupSurface(id, self)
@@ -608,10 +641,12 @@ class VirtualKeyboard(Resource):
     def key(self, time: int, key: int, state: int) -> None:
         self._check_keymap()
         self.inputs.seat.virtual_key(key, state == WlKeyboard.key_state.pressed)
+        self.inputs.heard_from(self.client)
 
     def modifiers(self, mods_depressed: int, mods_latched: int, mods_locked: int, group: int) -> None:
         self._check_keymap()
         self.inputs.seat.virtual_modifiers(mods_depressed, mods_latched, mods_locked, group)
+        self.inputs.heard_from(self.client)
 
     def destroy(self) -> None:
         pass

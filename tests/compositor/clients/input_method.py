@@ -9,6 +9,12 @@ when the compositor disconnected it with a protocol error (libwayland-client pri
 - ``commit-then-key TEXT CODE``: as ``commit``, and right after the text a key (evdev CODE, pressed
   and released) through its virtual keyboard, as fcitx5 passes on a key it does not use after
   committing a word (pinyin off again: the next Latin key); "committed" once the compositor has all.
+- ``keys-left-unsent CODE1 CODE2``: become the input method, grab the keyboard and make a virtual
+  keyboard; on the first ``activate`` pass on key CODE1 (pressed and released) and flush, and leave
+  CODE2 unsent until it next hears anything from the compositor, then send it. This is fcitx5 (5.0.21)
+  after a burst of keys: it flushes after each key and, when the socket is full (the compositor busy
+  reading), keeps the rest in its buffer until an event wakes it (it never waits for the socket to
+  drain). Prints "sent CODE1" and "sent CODE2"; runs until killed.
 - ``popup W H RGB``: become the input method; on every ``activate`` show a candidate window
   (zwp_input_popup_surface_v2) W x H pixels of one colour (hex RGB) and print "popup shown" once the
   compositor has it; print "rect X Y W H" for every text_input_rectangle it is told; runs until killed.
@@ -122,6 +128,42 @@ def popup(display: Display, g: dict[str, object], width: int, height: int, rgb: 
     return _error(display)
 
 
+def keys_left_unsent(display: Display, g: dict[str, object], first: int, second: int) -> int:
+    seat = g["wl_seat"]
+    im = g["zwp_input_method_manager_v2"].get_input_method(seat)  # type: ignore[attr-defined]
+    grab = im.grab_keyboard()
+    vk = g["zwp_virtual_keyboard_manager_v1"].create_virtual_keyboard(seat)  # type: ignore[attr-defined]
+    keymap = b"xkb_keymap { };\0"  # the compositor types with the seat's keymap
+    fd = os.memfd_create("keymap")
+    os.write(fd, keymap)
+    vk.keymap(1, fd, len(keymap))
+    os.close(fd)
+    activations = [0]
+    im.dispatcher["activate"] = lambda _im: activations.__setitem__(0, activations[0] + 1)
+    display.roundtrip()  # the grab's keymap, repeat info and modifiers: read before the keys go
+    say("ready")
+    left: list[int] = []
+    try:
+        while display.dispatch(block=True) >= 0:
+            if left:  # something came from the compositor: the rest goes out now
+                code = left.pop()
+                vk.key(0, code, 1)
+                vk.key(0, code, 0)
+                display.flush()
+                say(f"sent {code}")
+            elif activations[0] == 1:
+                activations[0] += 1
+                vk.key(0, first, 1)
+                vk.key(0, first, 0)
+                display.flush()
+                say(f"sent {first}")
+                left.append(second)
+    except RuntimeError:
+        pass
+    del grab
+    return _error(display)
+
+
 def main() -> int:
     scenario = sys.argv[1]
     display, g = connect()
@@ -166,6 +208,8 @@ def main() -> int:
         except RuntimeError:  # pywayland raises on a display the compositor cut off
             pass
         return _error(display)
+    if scenario == "keys-left-unsent":
+        return keys_left_unsent(display, g, int(sys.argv[2]), int(sys.argv[3]))
     if scenario == "popup":
         return popup(display, g, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 16))
     if scenario == "second":
