@@ -295,6 +295,23 @@ static void wait_io(double timeout) {
 }
 
 #ifdef __linux__
+/* /proc/PID/WHAT's first size - 1 bytes into buf, NUL-terminated: their count, or -1 (it is gone). */
+static ssize_t read_proc(pid_t pid, const char *what, char *buf, size_t size) {
+    char path[64];
+    ssize_t len;
+    int fd;
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    len = read(fd, buf, size - 1);
+    close(fd);
+    if (len <= 0)
+        return -1;
+    buf[len] = '\0';
+    return len;
+}
+
 struct proc {
     pid_t pid, ppid;
     char state;
@@ -310,20 +327,12 @@ static struct proc *processes(size_t *count) {
     if (dir == NULL)
         return NULL;
     while ((e = readdir(dir)) != NULL) {
-        char path[64], text[1024], *close_paren;
-        ssize_t len;
-        int fd, ppid;
+        char text[1024], *close_paren;
+        int ppid;
         if (!isdigit((unsigned char)e->d_name[0]))
             continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", atoi(e->d_name));
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (read_proc((pid_t)atoi(e->d_name), "stat", text, sizeof text) < 0)
             continue;
-        len = read(fd, text, sizeof text - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        text[len] = '\0';
         close_paren = strrchr(text, ')'); /* the name in parentheses may hold anything */
         if (close_paren == NULL || close_paren[1] != ' ' || close_paren[2] == '\0')
             continue;
@@ -347,33 +356,16 @@ static struct proc *processes(size_t *count) {
 
 /* The name ps shows for pid, as psutil tells it to the Python keeper ("?" when it is gone). */
 static void process_name(pid_t pid, char *name, size_t size) {
-    char path[64];
-    ssize_t len;
-    int fd;
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-    snprintf(name, size, "?");
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    len = read(fd, name, size - 1);
-    close(fd);
-    if (len <= 0) {
+    if (read_proc(pid, "comm", name, size) < 0) {
         snprintf(name, size, "?");
         return;
     }
-    name[len] = '\0';
     name[strcspn(name, "\n")] = '\0';
     if (strlen(name) >= 15) { /* the kernel cut it: the program's own name, when it begins so */
         char argv0[256], *base;
-        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (read_proc(pid, "cmdline", argv0, sizeof argv0) < 0)
             return;
-        len = read(fd, argv0, sizeof argv0 - 1);
-        close(fd);
-        if (len <= 0)
-            return;
-        argv0[len] = '\0'; /* the first argument ends at its NUL */
+        /* argv0: the first argument, which ends at its NUL */
         base = strrchr(argv0, '/') ? strrchr(argv0, '/') + 1 : argv0;
         if (strncmp(base, name, strlen(name)) == 0)
             snprintf(name, size, "%s", base);

@@ -29,6 +29,7 @@ import errno
 import mmap
 import os
 import sys
+from typing import Any
 
 from pywayland import lib
 from pywayland.client import Display
@@ -128,16 +129,22 @@ def popup(display: Display, g: dict[str, object], width: int, height: int, rgb: 
     return _error(display)
 
 
-def keys_left_unsent(display: Display, g: dict[str, object], first: int, second: int) -> int:
-    seat = g["wl_seat"]
-    im = g["zwp_input_method_manager_v2"].get_input_method(seat)  # type: ignore[attr-defined]
-    grab = im.grab_keyboard()
+def virtual_keyboard(g: dict[str, object], seat: object) -> Any:
+    """A virtual keyboard with a keymap of its own (the compositor types with the seat's keymap)."""
     vk = g["zwp_virtual_keyboard_manager_v1"].create_virtual_keyboard(seat)  # type: ignore[attr-defined]
-    keymap = b"xkb_keymap { };\0"  # the compositor types with the seat's keymap
+    keymap = b"xkb_keymap { };\0"
     fd = os.memfd_create("keymap")
     os.write(fd, keymap)
     vk.keymap(1, fd, len(keymap))
     os.close(fd)
+    return vk
+
+
+def keys_left_unsent(display: Display, g: dict[str, object], first: int, second: int) -> int:
+    seat = g["wl_seat"]
+    im = g["zwp_input_method_manager_v2"].get_input_method(seat)  # type: ignore[attr-defined]
+    grab = im.grab_keyboard()
+    vk = virtual_keyboard(g, seat)
     activations = [0]
     im.dispatcher["activate"] = lambda _im: activations.__setitem__(0, activations[0] + 1)
     display.roundtrip()  # the grab's keymap, repeat info and modifiers: read before the keys go
@@ -174,12 +181,7 @@ def main() -> int:
         vk = None
         if scenario == "commit-then-key":
             code = int(sys.argv[3])
-            vk = g["zwp_virtual_keyboard_manager_v1"].create_virtual_keyboard(seat)  # type: ignore[attr-defined]
-            keymap = b"xkb_keymap { };\0"  # the compositor types with the seat's keymap
-            fd = os.memfd_create("keymap")
-            os.write(fd, keymap)
-            vk.keymap(1, fd, len(keymap))
-            os.close(fd)
+            vk = virtual_keyboard(g, seat)
         serial = [0]
 
         def done(_im) -> None:  # type: ignore[no-untyped-def]
