@@ -64,6 +64,8 @@ CALM_AFTER = 15.0
 #: Underruns while a longer buffer waits for silence before it is taken at once (the sound already
 #: breaks up; the few ms of it the restart drops cost less than going on so).
 UNDERRUNS_BEFORE_RESTART = 3
+#: Arrivals whose depth in the jitter buffer make the delay reported to the session (half a second).
+DELAY_DEPTHS = 25
 #: The pipe to pacat: one page, so that what waits there is at most about 20 ms.
 PIPE_BYTES = 4096
 
@@ -218,6 +220,19 @@ class Player:
     @staticmethod
     def available() -> bool:
         return shutil.which("pacat") is not None
+
+    def delay_us(self) -> int | None:
+        """How long a frame received now takes to be heard (µs), or None while nothing plays: the
+        slots before it in the jitter buffer (the median of the last :data:`DELAY_DEPTHS` arrivals, so
+        that one burst does not move it), half a frame in the pipe to pacat on average (the writer is
+        at most one frame ahead of pacat), and the sink's buffer for pacat. What the session's av-sync
+        delays the sounding program's pictures by (docs/audio.md §8)."""
+        depths = self.stats.depths
+        if self._proc is None or self._failed or not depths:
+            return None
+        recent = sorted(depths[-DELAY_DEPTHS:])
+        ahead = recent[len(recent) // 2]
+        return ahead * FRAME_US + FRAME_US // 2 + self.latency_ms * 1000
 
     @property
     def failed(self) -> bool:

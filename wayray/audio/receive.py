@@ -87,6 +87,17 @@ class AudioReceiver:
             if self.player is not None:
                 self.player.stop()
 
+    @property
+    def stream(self) -> int | None:
+        """The stream being received (its AudioStart's id), None between streams."""
+        return self._stream
+
+    def delay_us(self) -> int | None:
+        """Receiving a frame → hearing it, µs, while this viewer plays the sound (else None)."""
+        if self._stream is None or self.player is None:
+            return None
+        return self.player.delay_us()
+
     def disconnected(self) -> None:
         """The connection ended (the badge moved, the session ended): quiet at once."""
         self._stream = None

@@ -152,6 +152,13 @@ def parser() -> argparse.ArgumentParser:
         "(/usr/share/doc/wayray/audio.md); without them none is offered either",
     )
     p.add_argument(
+        "--no-av-sync",
+        action="store_true",
+        help="do not ask the session to hold back the pictures of programs that are sounding until their "
+        "sound plays here (lip sync; docs/audio.md §8): for programs where the picture must come at "
+        "once even while they sound (games)",
+    )
+    p.add_argument(
         "--play-audio",
         nargs="?",
         const="",
@@ -323,10 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
     # A kiosk plays the session's sound unless client.toml says play_audio = false (or --no-audio).
     kiosk_plays = kiosk and not args.no_audio and (cfg.play_audio or args.play_audio is not None)
+    # Lip sync is asked for only by a viewer that plays the sound (a WAV file has no picture to match).
+    if args.no_av_sync or not (args.play_audio is not None or kiosk_plays):
+        offer = offer - {Capability.AV_SYNC}
     if args.no_audio or not (uses_audio(args) or kiosk_plays):
         # The session's sound is offered only to a viewer that does something with it (plays it,
         # writes it, or sends a microphone): otherwise it would only be discarded here.
-        offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
+        offer = offer - {Capability.AUDIO, Capability.MICROPHONE, Capability.AV_SYNC}
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     check_pool_trust(pool, client)
     if pool:
