@@ -432,6 +432,8 @@ class Player:
             "sink_latency_ms": s.sink_latency_ms,
             "sink_latency_ms_max": s.sink_latency_ms_max,
             "restarts": s.restarts,
+            # receiving a frame → hearing it, as reported to the session for lip sync (AudioDelay)
+            "delay_ms": None if (delay := self.delay_us()) is None else delay / 1000,
         }
 
 
