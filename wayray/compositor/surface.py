@@ -214,6 +214,15 @@ class Texture:
         self._storage, self._squeezed = storage, None
         self._image = Image(storage, self.format.pixman, self.width)
 
+    def copy(self) -> Texture:
+        """Another texture with these pixels (its own storage): a snapshot av-sync shows later."""
+        twin = Texture.__new__(Texture)
+        twin.width, twin.height, twin.format, twin.opaque = self.width, self.height, self.format, self.opaque
+        twin._dtype, twin._padded, twin._squeezed = self._dtype, self._padded, None
+        twin._storage = self.storage.copy()
+        twin._image = Image(twin._storage, self.format.pixman, self.width)
+        return twin
+
     def upload(self, shm: ShmBuffer, damage: Region) -> None:
         bpp = self.format.pixman.bytes_per_pixel
         dst = self.storage.view(np.uint8)
