@@ -37,7 +37,6 @@ from wayray.wayland.pixman import Region
 
 if TYPE_CHECKING:
     from wayray.compositor.geometry import BufferMapping
-    from wayray.compositor.scene import View
     from wayray.compositor.surface import Surface, Texture
     from wayray.compositor.window import Window
     from wayray.compositor.xdg_popup import PopupRole
@@ -148,14 +147,14 @@ class AvSync:
 
     # The frame path -------------------------------------------------------------------------------
 
-    def feed(self, views: list[View]) -> None:
-        """Before the renderer's damage: take new content into the lines, bring due snapshots on."""
+    def feed(self, drawn: Iterable[Surface]) -> None:
+        """Before the renderer's damage, with the surfaces it draws: take new content into the lines,
+        bring due snapshots on."""
         now = self.now()
         synced = self.synced_surfaces()
         lines = self.lines
         seen: set[Surface] = set()
-        for view in views:
-            s = view.surface
+        for s in drawn:
             if s not in synced or s.texture is None or s.mapping is None:
                 continue
             seen.add(s)

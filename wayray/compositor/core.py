@@ -438,7 +438,7 @@ class Core:
         self._dirty = False
         views = self.scene.views()
         if self.av_sync is not None:
-            self.av_sync.feed(views)
+            self.av_sync.feed(v.surface for v in views)
         damage = self.renderer.damage(views, self.surfaces)
         self._send_enters(views)
         if not damage:
