@@ -33,6 +33,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from wayray.wayland.pixman import Region
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 MAX_DELAY_MS = 500.0
 #: Bytes of snapshots a session holds at most (shown and waiting); waiting ones are dropped beyond it.
 BUDGET = 64 << 20
+#: Pixel arrays of snapshots no longer needed, kept to copy the next ones into (counted in the budget).
+SPARES = 2
 
 
 @dataclass(slots=True, eq=False)
@@ -78,11 +82,6 @@ class Line:
     @property
     def nbytes(self) -> int:
         return self.shown.nbytes + sum(s.nbytes for s in self.waiting)
-
-
-def _snapshot(at: float, surface: Surface, damage: Region) -> Snapshot:
-    assert surface.texture is not None and surface.mapping is not None
-    return Snapshot(at, surface.texture.copy(), surface.mapping, surface.scale, damage)
 
 
 def _add_tree(surface: Surface | None, out: set[Surface]) -> None:
@@ -125,6 +124,7 @@ class AvSync:
         #: What the renderer draws in place of a surface's texture (``Renderer.delayed`` is this dict).
         self.shown: dict[Surface, Snapshot] = {}
         self.dropped = 0  # waiting snapshots dropped for the budget (or never shown: delay lowered)
+        self._spare: list[np.ndarray] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def configure(self, pids: Collection[int], delay_s: float) -> None:
@@ -133,8 +133,25 @@ class AvSync:
 
     @property
     def held(self) -> int:
-        """Bytes of pixels held in snapshots."""
-        return sum(line.nbytes for line in self.lines.values())
+        """Bytes of pixels held in snapshots (and spare arrays for the next ones)."""
+        return sum(line.nbytes for line in self.lines.values()) + sum(a.nbytes for a in self._spare)
+
+    def _snapshot(self, at: float, surface: Surface, damage: Region) -> Snapshot:
+        tex = surface.texture
+        assert tex is not None and surface.mapping is not None
+        into = None
+        shape, dtype = tex.storage.shape, tex.storage.dtype
+        for i, spare in enumerate(self._spare):
+            if spare.shape == shape and spare.dtype == dtype:
+                into = self._spare.pop(i)
+                break
+        return Snapshot(at, tex.copy(into), surface.mapping, surface.scale, damage)
+
+    def _recycle(self, snap: Snapshot) -> None:
+        """``snap`` is no longer drawn nor waiting: keep its array for the next snapshot."""
+        if len(self._spare) >= SPARES:
+            del self._spare[0]
+        self._spare.append(snap.texture.storage)
 
     def synced_surfaces(self) -> set[Surface]:
         out: set[Surface] = set()
@@ -160,13 +177,13 @@ class AvSync:
             seen.add(s)
             line = lines.get(s)
             if line is None:  # first sight: its current pixels now, its frame damage goes out as is
-                line = lines[s] = Line(s, _snapshot(now, s, Region()))
+                line = lines[s] = Line(s, self._snapshot(now, s, Region()))
                 self.shown[s] = line.shown
                 continue
             newest = line.newest
             if s.frame_damage or s.mapping != newest.mapping or s.scale != newest.scale:
                 damage = s.frame_damage.copy()
-                line.waiting.append(_snapshot(now, s, damage))
+                line.waiting.append(self._snapshot(now, s, damage))
                 s.frame_damage.clear()
         for s in [s for s in lines if s not in seen]:
             self._drop(s, show_current=True)
@@ -194,6 +211,7 @@ class AvSync:
         else:
             damage.add(snap.damage)
         line.shown = snap
+        self._recycle(before)
 
     def _show(self, line: Line, damage: Region) -> None:
         s = line.surface
@@ -217,6 +235,9 @@ class AvSync:
 
     def _enforce_budget(self) -> None:
         held = self.held
+        if held > self.budget:
+            held -= sum(a.nbytes for a in self._spare)
+            self._spare.clear()
         while held > self.budget:
             thin = [line for line in self.lines.values() if len(line.waiting) > 1]
             if thin:
@@ -232,6 +253,7 @@ class AvSync:
             damage = Region()
             self._advance(line, damage)
             self._show(line, damage)
+            self._spare.clear()
             held -= freed
             self.dropped += 1
 
@@ -260,6 +282,7 @@ class AvSync:
     def _drop(self, surface: Surface, show_current: bool) -> None:
         line = self.lines.pop(surface, None)
         self.shown.pop(surface, None)
+        self._spare.clear()  # perhaps of its size: all memory of a surface leaving goes now
         if line is not None and show_current and surface.alive:
             surface.frame_damage.add_rect(0, 0, surface.width, surface.height)
 
@@ -271,6 +294,7 @@ class AvSync:
         """Off: every snapshot goes and the synced surfaces show their current pixels."""
         for s in list(self.lines):
             self._drop(s, show_current=True)
+        self._spare.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
