@@ -180,3 +180,22 @@ def test_without_a_report_from_the_viewer_nothing_is_held_back() -> None:
     assert sync.delay_ms() is None
     sync.stop()
     assert comp.calls == []  # nothing was applied, so nothing to undo
+
+
+def test_a_sound_server_that_hangs_costs_a_timeout_not_the_loop_nor_the_exit() -> None:
+    """in_thread gives up on an answer after its timeout; the process still exits at once (the thread
+    is a daemon), where the default executor's thread would be joined at exit, for ever."""
+    code = (
+        "import asyncio, threading\n"
+        "from wayray.audio.asking import in_thread\n"
+        "async def main():\n"
+        "    assert await in_thread(lambda: 42, timeout=60, name='answers') == 42\n"
+        "    try:\n"
+        "        await in_thread(threading.Event().wait, timeout=0.2, name='hangs')\n"
+        "    except TimeoutError:\n"
+        "        print('gave up')\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "gave up\n"

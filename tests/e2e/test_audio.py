@@ -908,8 +908,18 @@ def test_lip_sync_holds_back_the_sounding_program_s_window_and_no_other(harness:
         )
         sounding = [w.pid for w in windows if any(c.name() == "paplay" for c in w.children())]
         assert len(sounding) == 1, windows
-        held = eventually(lambda: _LIP_SYNC.search(srv.log_text()), "the session to hold back a window")
-        assert held[1] == str(sounding[0]), srv.log_text()[-3000:]
+        log = srv.state / "sessions" / f"{session['id']}.log"
+
+        def session_log() -> str:
+            return log.read_text(errors="replace") if log.exists() else ""
+
+        try:
+            held = eventually(lambda: _LIP_SYNC.search(session_log()), "the session to hold back a window")
+        except AssertionError:
+            raise AssertionError(
+                f"no window held back; the session's log:\n{session_log()[-4000:]}"
+            ) from None
+        assert held[1] == str(sounding[0]), session_log()[-3000:]
         # By at least the kiosk sink's buffer for the sound (it starts at 100 ms).
         assert int(held[2]) >= 100, held[0]
         assert "audio, av-sync, clipboard" in accepted_capabilities(srv)[-1]
@@ -917,7 +927,7 @@ def test_lip_sync_holds_back_the_sounding_program_s_window_and_no_other(harness:
         for paplay in descendants_named(session["pid"], "paplay"):
             paplay.kill()
         eventually(
-            lambda: "no program is sounding; every picture is shown at once" in srv.log_text(),
+            lambda: "no program is sounding; every picture is shown at once" in session_log(),
             "the session to let go when the sound stopped",
         )
         viewer.signal(signal.SIGINT)

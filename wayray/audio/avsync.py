@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
+from wayray.audio.asking import in_thread
 from wayray.audio.capture import CAPTURE_LATENCY_MS
 from wayray.audio.opus import FRAME_US
 
@@ -39,14 +40,19 @@ SOUNDING_FOR = 1.0
 #: The most the pictures are held back (ms), whatever a viewer reports: a wrong report costs only lip
 #: sync, never seconds of a frozen window.
 MAX_DELAY_MS = 500.0
-#: A sample waits in the session before it is sent: PulseAudio's capture fragment, and on average half
-#: the Opus frame it lands in.
-CAPTURE_DELAY_MS = CAPTURE_LATENCY_MS + FRAME_US / 2000
+#: A frame waits in the session before it is sent: PulseAudio's capture fragment, and the frame's own
+#: length (its first sample waits for the rest of it). The viewer's delay is counted from a frame's
+#: arrival to its first sample heard, so a sound anywhere in the frame is heard this much + the viewer's
+#: delay after it was played (the viewer's `capture → received` is 31–32 ms on loopback).
+CAPTURE_DELAY_MS = CAPTURE_LATENCY_MS + FRAME_US / 1000
 #: What a picture takes from the program's commit to the viewer's screen when nothing holds it back
 #: (the next composite, encoding, the link, decoding): measured on loopback by bench/audio_av_skew.py
 #: (its "commit → eye", docs/benchmarks.md). It is the same link the sound takes, so the sound's delay
 #: beyond the picture is what must be made up.
 PICTURE_PATH_MS = 8.0
+#: How long the session's sound server may take to list its streams (seconds): one that hangs is not
+#: waited for (no lip sync meanwhile).
+ASK_TIMEOUT = 2.0
 #: A change in the delay smaller than this (ms) is not passed on: the pictures do not stutter for a
 #: jitter of the sound's path.
 STEP_MS = 5.0
@@ -103,7 +109,9 @@ def playing_pids(server: str) -> list[int]:
     import pulsectl  # only sessions whose viewer asked for lip sync pay for it
 
     pids = []
-    with pulsectl.Pulse("wayray-av-sync", server=server, connect=True) as pulse:
+    # (No connect timeout of pulsectl's: it polls for the whole timeout even once connected. The caller
+    # gives up on a server that hangs: wayray.audio.asking.)
+    with pulsectl.Pulse("wayray-av-sync", server=server) as pulse:
         for stream in pulse.sink_input_list():
             if stream.corked:
                 continue
@@ -150,7 +158,6 @@ class AvSync:
         self._apply(frozenset(), 0.0)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(CHECK_EVERY)
             delay = self.delay_ms()
@@ -158,11 +165,14 @@ class AvSync:
                 self._apply(frozenset(), 0.0)
                 continue
             try:
-                sounding = await loop.run_in_executor(None, playing_pids, self._server)
+                sounding = await in_thread(
+                    lambda: playing_pids(self._server), timeout=ASK_TIMEOUT, name="av-sync"
+                )
             except Exception as err:  # the sound server went away or does not answer: no lip sync
+                why = f"no answer within {ASK_TIMEOUT:g} s" if isinstance(err, TimeoutError) else str(err)
                 if not self._failed:
                     log.warning(
-                        "lip sync: cannot list the programs playing sound (%s); pictures shown at once", err
+                        "lip sync: cannot list the programs playing sound (%s); pictures shown at once", why
                     )
                     self._failed = True
                 self._apply(frozenset(), 0.0)
