@@ -57,7 +57,6 @@ from wayray.transport import (
 )
 from wayray.transport.trust import host_key
 from wayray.wire import (
-    AudioDelay,
     AudioFrame,
     AudioStart,
     AudioStop,
@@ -100,10 +99,6 @@ if TYPE_CHECKING:
     from wayray.usb.kiosk import KioskUsb
 
 log = logging.getLogger("wayray.client")
-
-#: A change of the sound's delay here that is reported again to the session (AudioDelay): 5 ms, well
-#: inside what a person notices of picture and sound apart, and not a message for every frame's jitter.
-AUDIO_DELAY_STEP_US = 5_000
 
 #: Close codes after which reconnecting cannot help.
 FINAL_CODES = frozenset(
@@ -148,8 +143,6 @@ class Viewer:
         self.audio = audio
         #: The kiosk's microphone, sent while the session may have it (AudioStart.microphone).
         self.microphone = microphone
-        #: The last AudioDelay sent: on which connection, for which stream, what delay (µs).
-        self._audio_delay_sent: tuple[ClientConnection, int, int] | None = None
         self._manage_backend = manage_backend
         self._on_picture = on_picture
         self._on_session_event = on_session_event
@@ -405,7 +398,10 @@ class Viewer:
         if self.audio is not None:
             self.audio.handle(message)
             if isinstance(message, AudioFrame) and Capability.AV_SYNC in conn.capabilities:
-                self._report_audio_delay(conn, self.audio)
+                report = self.audio.delay_report()  # lip sync: the session holds pictures back as much
+                if report is not None:
+                    with contextlib.suppress(ConnectionClosedError, WireUsageError):
+                        conn.send(report)
         if not isinstance(message, AudioStart) or self.microphone is None:
             return
         if not message.microphone:
@@ -417,20 +413,6 @@ class Viewer:
                 conn.send(frame)
 
         self.microphone.start(send, self.backend.set_microphone)
-
-    def _report_audio_delay(self, conn: ClientConnection, audio: AudioReceiver) -> None:
-        """AudioDelay to the session when the sound's delay here changed by AUDIO_DELAY_STEP_US or
-        more (or for a new stream, or a new connection): its av-sync shows the sounding program's
-        pictures as much later."""
-        delay, stream = audio.delay_us(), audio.stream
-        if delay is None or stream is None:
-            return
-        last = self._audio_delay_sent
-        if last is not None and last[:2] == (conn, stream) and abs(last[2] - delay) < AUDIO_DELAY_STEP_US:
-            return
-        with contextlib.suppress(ConnectionClosedError, WireUsageError):
-            conn.send(AudioDelay(stream_id=stream, delay_us=min(delay, 0xFFFFFFFF)))
-            self._audio_delay_sent = (conn, stream, delay)
 
     def _session_event(self, message: SessionEvent) -> None:
         log.info("session event %s: %s", message.kind.name, message.detail)
