@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import mmap
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from tests.compositor.harness import BACKGROUND_RGB, Session, running_session
 from wayray.compositor.geometry import Rect
 
 RED, GREEN, BLUE, YELLOW, WHITE = 0xFF0000, 0x00FF00, 0x0000FF, 0xFFFF00, 0xFFFFFF
+XWIN = (sys.executable, str(Path(__file__).parent / "clients" / "xwin.py"))
+KEY_A = 30
 pytestmark = pytest.mark.slow
 
 
@@ -330,3 +334,39 @@ async def test_bad_delays(tmp_path: Path) -> None:
         assert s.comp.core.av_sync is None, "no delay is off"
         s.comp.set_av_sync({0}, 100)
         assert s.comp.core.av_sync is None, "pid 0 (an X window of unknown pid) never matches"
+
+
+@pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
+async def test_an_x_window_is_matched_by_its_net_wm_pid(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(640, 480), x11=True) as s:
+        xwin = await s.spawn(*XWIN, "--title", "X video", "--size", "200x150", "--recolor", "00FF00")
+        win = await s.wait_window(lambda w: w.title == "X video", "the X window")
+        assert win.pid == xwin.pid and win.focused
+        r = win.rect
+
+        def share(rgb: int) -> float:
+            part = look(s)[r.y : r.y2, r.x : r.x2]
+            return float(np.count_nonzero(part == rgb)) / part.size
+
+        await s.wait_for(lambda: share(RED) > 0.99, "the red X window")
+        clock = Clock()
+        s.comp.core.av_clock = clock
+        s.comp.set_av_sync({xwin.pid}, 250)
+        av = s.comp.core.av_sync
+        assert av is not None
+        look(s)
+        s.comp.key(KEY_A, True)
+        s.comp.key(KEY_A, False)
+        await s.wait_for(lambda: "key " in xwin.output(), "the key at the X program at once")
+        # Xwayland commits the green picture; it waits in the window's delay line.
+        await s.wait_for(
+            lambda: look(s) is not None and any(line.waiting for line in av.lines.values()),
+            "the new picture committed",
+        )
+        assert share(RED) > 0.99, "the X window's new picture waits for the delay"
+
+        def later() -> float:
+            clock.t += 0.25
+            return share(GREEN)
+
+        await s.wait_for(lambda: later() > 0.99, "the green picture once the delay passed")
