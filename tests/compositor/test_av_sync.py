@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pywayland.client import Display
 from pywayland.protocol.wayland import WlCompositor, WlShm, WlSubcompositor
-from pywayland.protocol.xdg_shell import XdgWmBase
+from pywayland.protocol.xdg_shell import XdgPositioner, XdgWmBase
 
 from tests.compositor.harness import BACKGROUND_RGB, Session, running_session
 from wayray.compositor.geometry import Rect
@@ -99,6 +99,23 @@ class Client:
         self.child.commit()
         self.surface.commit()
         self.display.roundtrip()
+
+    def add_popup(self, w: int, h: int, rgb: int) -> None:
+        """A popup (a menu) of the window, its top left corner at (10, 10) of the window."""
+        pos = self.g["xdg_wm_base"].create_positioner()
+        pos.set_size(w, h)
+        pos.set_anchor_rect(0, 0, 10, 10)
+        pos.set_anchor(XdgPositioner.anchor.bottom_right.value)
+        pos.set_gravity(XdgPositioner.gravity.bottom_right.value)
+        self.popup_surface = self.g["wl_compositor"].create_surface()
+        xdg = self.g["xdg_wm_base"].get_xdg_surface(self.popup_surface)
+        serials: list[int] = []
+        xdg.dispatcher["configure"] = lambda x, serial: serials.append(serial)
+        self.popup = xdg.get_popup(self.xdg, pos)
+        self.popup_surface.commit()
+        self.display.roundtrip()
+        xdg.ack_configure(serials[-1])
+        self.show(self.popup_surface, w, h, rgb)
 
     def show(self, surface: Any, w: int, h: int, rgb: int, *, frame: bool = False) -> None:
         """Commit ``rgb`` (w x h) on ``surface``; with ``frame``, wait for its frame callback too."""
@@ -334,6 +351,27 @@ async def test_bad_delays(tmp_path: Path) -> None:
         assert s.comp.core.av_sync is None, "no delay is off"
         s.comp.set_av_sync({0}, 100)
         assert s.comp.core.av_sync is None, "pid 0 (an X window of unknown pid) never matches"
+
+
+async def test_a_popup_of_a_synced_window_waits_with_it(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(400, 300)) as s:
+        c, (x, y) = await mapped_client(s, 100, 100, RED)
+        try:
+            await asyncio.to_thread(c.add_popup, 40, 40, BLUE)
+            await s.wait_for(lambda: int(look(s)[y + 30, x + 30]) == BLUE, "the blue popup")
+            clock = Clock()
+            s.comp.core.av_clock = clock
+            s.comp.set_av_sync({os.getpid()}, 250)
+            look(s)
+            await asyncio.to_thread(c.show, c.popup_surface, 40, 40, YELLOW)
+            await asyncio.to_thread(c.show, c.surface, 100, 100, GREEN)
+            px = look(s)
+            assert (int(px[y + 30, x + 30]), int(px[y + 5, x + 5])) == (BLUE, RED)
+            clock.t += 0.25
+            px = look(s)
+            assert (int(px[y + 30, x + 30]), int(px[y + 5, x + 5])) == (YELLOW, GREEN)
+        finally:
+            await asyncio.to_thread(c.close)
 
 
 @pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
