@@ -266,6 +266,7 @@ async def test_memory_is_capped_and_the_delay_can_be_lowered(tmp_path: Path) -> 
                 seen.append(int(look(s)[y + 1, x + 1]))
                 clock.t += 0.0625
             assert seen[-1] == colours[-1], "the last content comes due"
+            assert not av.timer_pending, "nothing waits: no wake-up set"
             shown = [p for i, p in enumerate(seen) if i == 0 or p != seen[i - 1]]
             assert shown[0] == RED and shown[1:] == [p for p in colours if p in shown], (
                 f"the picture moves forward in commit order, dropping some: {[hex(p) for p in shown]}"
@@ -277,6 +278,7 @@ async def test_memory_is_capped_and_the_delay_can_be_lowered(tmp_path: Path) -> 
             mirror.update()
             await asyncio.to_thread(c.show, c.surface, 64, 64, BLUE)
             assert int(look(s)[y + 1, x + 1]) == colours[-1]
+            assert av.timer_pending, "a wake-up for when the new content comes due"
             clock.t += 0.0625
             assert int(look(s)[y + 1, x + 1]) == colours[-1]
             mirror.update()
