@@ -1,14 +1,14 @@
 """Composite cost per frame of a video-like window, av-sync off and on (issue 13).
 
-A client (this file with ``--client``, its own process) shows a 640x360 window whose every pixel
-changes 30 times a second, as a video would, full damage each frame. The session compositor runs
-in this process at 1280x720; a frame consumer takes every frame. We time ``Core.composite`` per
-composited frame for ``--seconds`` with av-sync off, then as long with it on for the client's pid
-(``--delay`` ms, default 150), and print the median and percentiles of each, the composite time
-per second of video, and what av-sync held. Every composite that had something to do counts: with
-av-sync on, one that only takes a snapshot and one that draws what came due are two.
+A client (this file with ``--client``, its own process) shows a 640x360 window (``--window``) whose
+every pixel changes 30 times a second, as a video would, full damage each frame. The session
+compositor runs in this process at 1280x720 (or the window's size); a frame consumer takes every
+frame. We time ``Core.composite`` for ``--seconds`` with av-sync off, then as long with it on for
+the client's pid (``--delay`` ms, default 150), and print the median and percentiles of each, the
+composite time per second of video, and what av-sync held. Every composite that had something to
+do counts: with av-sync on, one that only takes a snapshot and one that draws what came due are two.
 
-    .venv/bin/python -m bench.compositor_avsync [--seconds 10] [--delay 150]
+    .venv/bin/python -m bench.compositor_avsync [--seconds 10] [--delay 150] [--window 640x360]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from wayray.compositor.session import SessionCompositor
 
-WIDTH, HEIGHT, FPS = 640, 360, 30
+FPS = 30
 
 
 def pct(values: list[float], p: float) -> float:
@@ -40,7 +40,7 @@ def show(name: str, ms: list[float], seconds: float) -> None:
     )
 
 
-def client() -> None:
+def client(width: int, height: int) -> None:
     import numpy as np
     from pywayland.client import Display
     from pywayland.protocol.wayland import WlCompositor, WlShm
@@ -69,16 +69,16 @@ def client() -> None:
     while not serials:
         display.dispatch(block=True)
     xdg.ack_configure(serials[-1])
-    size = WIDTH * HEIGHT * 4
+    size = width * height * 4
     fd = os.memfd_create("video")
     os.ftruncate(fd, size * 2)
     mm = mmap.mmap(fd, size * 2)
     pool = g["wl_shm"].create_pool(fd, size * 2)
     buffers = [
-        pool.create_buffer(i * size, WIDTH, HEIGHT, WIDTH * 4, WlShm.format.xrgb8888.value) for i in (0, 1)
+        pool.create_buffer(i * size, width, height, width * 4, WlShm.format.xrgb8888.value) for i in (0, 1)
     ]
-    pixels = np.frombuffer(mm, dtype=np.uint32).reshape(2, HEIGHT, WIDTH)
-    ramp = (np.arange(WIDTH, dtype=np.uint32)[None, :] + np.arange(HEIGHT, dtype=np.uint32)[:, None]) & 0xFF
+    pixels = np.frombuffer(mm, dtype=np.uint32).reshape(2, height, width)
+    ramp = (np.arange(width, dtype=np.uint32)[None, :] + np.arange(height, dtype=np.uint32)[:, None]) & 0xFF
     k = 0
     start = time.monotonic()
     while True:
@@ -87,7 +87,7 @@ def client() -> None:
             0xFF000000 | (((ramp + k * 7) & 0xFF) << 16) | (((ramp * 3 + k) & 0xFF) << 8) | (k & 0xFF)
         )
         surface.attach(buffers[i], 0, 0)
-        surface.damage_buffer(0, 0, WIDTH, HEIGHT)
+        surface.damage_buffer(0, 0, width, height)
         surface.commit()
         display.flush()
         k += 1
@@ -96,10 +96,11 @@ def client() -> None:
             time.sleep(min(0.005, max(0.0, start + k / FPS - now)))
 
 
-async def run(seconds: float, delay_ms: float) -> None:
+async def run(seconds: float, delay_ms: float, window: tuple[int, int]) -> None:
     runtime = tempfile.mkdtemp(prefix="wayray-bench-")
     os.chmod(runtime, 0o700)
-    comp = SessionCompositor(size=(1280, 720), runtime_dir=runtime)
+    output = (max(1280, window[0]), max(720, window[1]))
+    comp = SessionCompositor(size=output, runtime_dir=runtime)
     await comp.start()
     core = comp.core
     phase: list[float] = []
@@ -115,7 +116,13 @@ async def run(seconds: float, delay_ms: float) -> None:
     core.composite = timed  # type: ignore[method-assign]
     consumer = comp.consumer()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.compositor_avsync", "--client", env=comp.client_env()
+        sys.executable,
+        "-m",
+        "bench.compositor_avsync",
+        "--client",
+        "--window",
+        f"{window[0]}x{window[1]}",
+        env=comp.client_env(),
     )
     held: list[int] = []
 
@@ -146,8 +153,8 @@ async def run(seconds: float, delay_ms: float) -> None:
         await proc.wait()
         await comp.close()
     print(
-        f"1280x720 output, a {WIDTH}x{HEIGHT} window changing every pixel {FPS} times a second, "
-        f"{seconds:.0f} s each"
+        f"{output[0]}x{output[1]} output, a {window[0]}x{window[1]} window changing every pixel "
+        f"{FPS} times a second, {seconds:.0f} s each"
     )
     show("composite, av-sync off", off, seconds)
     show(f"composite, av-sync on ({delay_ms:g} ms)", on, seconds)
@@ -162,12 +169,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--delay", type=float, default=150.0, help="av-sync delay, ms")
+    parser.add_argument("--window", default="640x360", help="the video's size, WxH (default 640x360)")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    w, _, h = args.window.partition("x")
+    if not (w.isdigit() and h.isdigit() and 0 < int(w) <= 3840 and 0 < int(h) <= 2160):
+        parser.error(f"--window {args.window!r}: give WxH, at most 3840x2160")
     if args.client:
-        client()
+        client(int(w), int(h))
         return
-    asyncio.run(run(args.seconds, args.delay))
+    asyncio.run(run(args.seconds, args.delay, (int(w), int(h))))
 
 
 if __name__ == "__main__":

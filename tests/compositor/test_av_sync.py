@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import mmap
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,14 @@ import numpy as np
 import pytest
 from pywayland.client import Display
 from pywayland.protocol.wayland import WlCompositor, WlShm, WlSubcompositor
-from pywayland.protocol.xdg_shell import XdgWmBase
+from pywayland.protocol.xdg_shell import XdgPositioner, XdgWmBase
 
 from tests.compositor.harness import BACKGROUND_RGB, Session, running_session
 from wayray.compositor.geometry import Rect
 
 RED, GREEN, BLUE, YELLOW, WHITE = 0xFF0000, 0x00FF00, 0x0000FF, 0xFFFF00, 0xFFFFFF
+XWIN = (sys.executable, str(Path(__file__).parent / "clients" / "xwin.py"))
+KEY_A = 30
 pytestmark = pytest.mark.slow
 
 
@@ -95,6 +99,23 @@ class Client:
         self.child.commit()
         self.surface.commit()
         self.display.roundtrip()
+
+    def add_popup(self, w: int, h: int, rgb: int) -> None:
+        """A popup (a menu) of the window, its top left corner at (10, 10) of the window."""
+        pos = self.g["xdg_wm_base"].create_positioner()
+        pos.set_size(w, h)
+        pos.set_anchor_rect(0, 0, 10, 10)
+        pos.set_anchor(XdgPositioner.anchor.bottom_right.value)
+        pos.set_gravity(XdgPositioner.gravity.bottom_right.value)
+        self.popup_surface = self.g["wl_compositor"].create_surface()
+        xdg = self.g["xdg_wm_base"].get_xdg_surface(self.popup_surface)
+        serials: list[int] = []
+        xdg.dispatcher["configure"] = lambda x, serial: serials.append(serial)
+        self.popup = xdg.get_popup(self.xdg, pos)
+        self.popup_surface.commit()
+        self.display.roundtrip()
+        xdg.ack_configure(serials[-1])
+        self.show(self.popup_surface, w, h, rgb)
 
     def show(self, surface: Any, w: int, h: int, rgb: int, *, frame: bool = False) -> None:
         """Commit ``rgb`` (w x h) on ``surface``; with ``frame``, wait for its frame callback too."""
@@ -245,6 +266,7 @@ async def test_memory_is_capped_and_the_delay_can_be_lowered(tmp_path: Path) -> 
                 seen.append(int(look(s)[y + 1, x + 1]))
                 clock.t += 0.0625
             assert seen[-1] == colours[-1], "the last content comes due"
+            assert not av.timer_pending, "nothing waits: no wake-up set"
             shown = [p for i, p in enumerate(seen) if i == 0 or p != seen[i - 1]]
             assert shown[0] == RED and shown[1:] == [p for p in colours if p in shown], (
                 f"the picture moves forward in commit order, dropping some: {[hex(p) for p in shown]}"
@@ -256,6 +278,7 @@ async def test_memory_is_capped_and_the_delay_can_be_lowered(tmp_path: Path) -> 
             mirror.update()
             await asyncio.to_thread(c.show, c.surface, 64, 64, BLUE)
             assert int(look(s)[y + 1, x + 1]) == colours[-1]
+            assert av.timer_pending, "a wake-up for when the new content comes due"
             clock.t += 0.0625
             assert int(look(s)[y + 1, x + 1]) == colours[-1]
             mirror.update()
@@ -330,3 +353,66 @@ async def test_bad_delays(tmp_path: Path) -> None:
         assert s.comp.core.av_sync is None, "no delay is off"
         s.comp.set_av_sync({0}, 100)
         assert s.comp.core.av_sync is None, "pid 0 (an X window of unknown pid) never matches"
+
+
+async def test_a_popup_of_a_synced_window_waits_with_it(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(400, 300)) as s:
+        c, (x, y) = await mapped_client(s, 100, 100, RED)
+        try:
+            await asyncio.to_thread(c.add_popup, 40, 40, BLUE)
+            await s.wait_for(lambda: int(look(s)[y + 30, x + 30]) == BLUE, "the blue popup")
+            clock = Clock()
+            s.comp.core.av_clock = clock
+            s.comp.set_av_sync({os.getpid()}, 250)
+            look(s)
+            await asyncio.to_thread(c.show, c.popup_surface, 40, 40, YELLOW)
+            await asyncio.to_thread(c.show, c.surface, 100, 100, GREEN)
+            px = look(s)
+            assert (int(px[y + 30, x + 30]), int(px[y + 5, x + 5])) == (BLUE, RED)
+            clock.t += 0.25
+            px = look(s)
+            assert (int(px[y + 30, x + 30]), int(px[y + 5, x + 5])) == (YELLOW, GREEN)
+        finally:
+            await asyncio.to_thread(c.close)
+
+
+@pytest.mark.skipif(shutil.which("Xwayland") is None, reason="needs Xwayland (apt: xwayland)")
+async def test_an_x_window_is_matched_by_its_net_wm_pid(tmp_path: Path) -> None:
+    async with running_session(tmp_path, size=(640, 480), x11=True) as s:
+        xwin = await s.spawn(*XWIN, "--title", "X video", "--size", "200x150", "--recolor", "00FF00")
+        win = await s.wait_window(lambda w: w.title == "X video", "the X window")
+        assert win.pid == xwin.pid and win.focused
+        r = win.rect
+
+        def share(rgb: int) -> float:
+            part = look(s)[r.y : r.y2, r.x : r.x2]
+            return float(np.count_nonzero(part == rgb)) / part.size
+
+        await s.wait_for(lambda: share(RED) > 0.99, "the red X window")
+        clock = Clock()
+        s.comp.core.av_clock = clock
+        s.comp.set_av_sync({xwin.pid}, 250)
+        av = s.comp.core.av_sync
+        assert av is not None
+        look(s)
+
+        def typed() -> bool:  # again until X has given the window its focus (the WM asks for it)
+            if "key " in xwin.output():
+                return True
+            s.comp.key(KEY_A, True)
+            s.comp.key(KEY_A, False)
+            return False
+
+        await s.wait_for(typed, "the key at the X program at once")
+        # Xwayland commits the green picture; it waits in the window's delay line.
+        await s.wait_for(
+            lambda: look(s) is not None and any(line.waiting for line in av.lines.values()),
+            "the new picture committed",
+        )
+        assert share(RED) > 0.99, "the X window's new picture waits for the delay"
+
+        def later() -> float:
+            clock.t += 0.25
+            return share(GREEN)
+
+        await s.wait_for(lambda: later() > 0.99, "the green picture once the delay passed")

@@ -153,6 +153,11 @@ class AvSync:
             del self._spare[0]
         self._spare.append(snap.texture.storage)
 
+    @property
+    def timer_pending(self) -> bool:
+        """A wake-up is set for the next snapshot due (never when nothing waits)."""
+        return self._timer is not None
+
     def synced_surfaces(self) -> set[Surface]:
         out: set[Surface] = set()
         pids = self.pids
