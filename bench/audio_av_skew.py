@@ -43,7 +43,7 @@ CLIENT = Path(__file__).with_name("av_flash_client.py")
 HEAR_WITHIN_S = 5.0
 
 
-def run(tmp: Path, flashes: int, period: float, kiosk: Any) -> dict[str, Any]:
+def run(tmp: Path, flashes: int, period: float, kiosk: Any, av_sync: bool = True) -> dict[str, Any]:
     from tests.e2e.harness import Client, Harness, eventually
 
     h = Harness(tmp)
@@ -58,7 +58,9 @@ def run(tmp: Path, flashes: int, period: float, kiosk: Any) -> dict[str, Any]:
         )
         script.chmod(0o755)
         srv = h.server([str(script)])
-        argv = h.client_argv(srv, "--play-audio", "--stats", str(stats))
+        argv = h.client_argv(
+            srv, "--play-audio", "--stats", str(stats), *(() if av_sync else ("--no-av-sync",))
+        )
         with open(tmp / "viewer.out", "wb") as out, open(tmp / "viewer.err", "wb") as err:
             proc = subprocess.Popen(
                 argv, env={**h.env, **kiosk.env}, cwd=h.home, stdin=subprocess.DEVNULL, stdout=out,
@@ -132,13 +134,22 @@ def main() -> None:
     p.add_argument("--flashes", type=int, default=30)
     p.add_argument("--period", type=float, default=1.0, help="seconds from one flash to the next")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every flash's figures here")
+    p.add_argument(
+        "--no-av-sync",
+        dest="av_sync",
+        action="store_false",
+        help="the viewer does not ask for lip sync (wrclient --no-av-sync): the pictures are not held back",
+    )
     args = p.parse_args()
-    print(f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores; {args.flashes} flashes")
+    print(
+        f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores; {args.flashes} flashes; "
+        f"lip sync {'on' if args.av_sync else 'off'}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="wayray-avskew-"))
     kiosk = KioskSound(tmp / "kiosk").start()
     load = os.getloadavg()[0]
     try:
-        result = run(tmp, args.flashes, args.period, kiosk)
+        result = run(tmp, args.flashes, args.period, kiosk, args.av_sync)
     finally:
         kiosk.stop()
     print(f"load average {load:.1f} (end {os.getloadavg()[0]:.1f})")
@@ -159,7 +170,8 @@ def main() -> None:
         f"  viewer: capture -> received median {audio.get('latency_ms_median')} ms; jitter buffer "
         f"{playback.get('buffer_ms')} ms (depth median {playback.get('depth_ms_median')} ms); sink buffer "
         f"{playback.get('sink_latency_ms')} ms (most {playback.get('sink_latency_ms_max')}); "
-        f"late {playback.get('late')}, underruns {playback.get('underruns')}"
+        f"late {playback.get('late')}, underruns {playback.get('underruns')}; delay reported for lip sync "
+        f"{playback.get('delay_ms')} ms"
     )
     if args.json:
         args.json.write_text(json.dumps({"load": load, "rows": rows, "audio": audio}, indent=1) + "\n")

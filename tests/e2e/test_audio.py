@@ -532,7 +532,7 @@ def test_a_kiosk_plays_the_session_s_sound_by_default_and_goes_quiet_when_the_ba
         k = kiosk_with_sound(harness, srv, "loud", sound.env)  # no --play-audio: kiosk mode plays
         k.insert("kiosk-default-sound")
         k.wait_session()
-        assert accepted_capabilities(srv) == ["audio, clipboard, cursor, display, input"]
+        assert accepted_capabilities(srv) == ["audio, av-sync, clipboard, cursor, display, input"]
         wait_for_capture(srv.wait_linked()["pid"])
         eventually(lambda: sound.players() == 1, "the kiosk to play into its speaker")
         # The three chirps from the speaker, in order, clean: the kiosk plays without being told to
@@ -883,3 +883,54 @@ def test_a_reload_changes_what_the_next_attach_gets(tmp_path: Path) -> None:
             eventually(
                 lambda: not processes_with_link(inst.run / "lab" / "link.sock"), "the sessions to end"
             )
+
+
+# --- lip sync -------------------------------------------------------------------------------------
+
+_LIP_SYNC = re.compile(r"lip sync: the pictures of pid ([\d, ]+) are shown (\d+) ms late")
+
+
+def test_lip_sync_holds_back_the_sounding_program_s_window_and_no_other(harness: Harness) -> None:
+    """A kiosk that plays the sound reports its delay; the session holds back the pictures of the window
+    whose program plays (here its paplay child, as a player's sound process), not the other window's,
+    and lets go when the sound stops. (That the compositor then shows those pixels late, and only
+    those: tests/compositor.)"""
+    wav = write_wav(harness.tmp / "tone.wav", tone(120.0))
+    body = f"sh -c 'paplay \"{wav}\" & exec weston-simple-shm' &\nweston-simple-shm &\n"
+    srv = harness.server(session_script(harness, body))
+    kiosk = KioskSound(harness.short / "kiosk-sync", harness.tmp / "speaker.raw").start()
+    try:
+        viewer = harness.start_client(srv, "--play-audio", env=kiosk.env)
+        session = srv.wait_linked()
+        windows = eventually(
+            lambda: (w := descendants_named(session["pid"], "weston-simple-shm")) and len(w) == 2 and w,
+            "the two windows' programs",
+        )
+        sounding = [w.pid for w in windows if any(c.name() == "paplay" for c in w.children())]
+        assert len(sounding) == 1, windows
+        log = srv.state / "sessions" / f"{session['id']}.log"
+
+        def session_log() -> str:
+            return log.read_text(errors="replace") if log.exists() else ""
+
+        try:
+            held = eventually(lambda: _LIP_SYNC.search(session_log()), "the session to hold back a window")
+        except AssertionError:
+            raise AssertionError(
+                f"no window held back; the session's log:\n{session_log()[-4000:]}"
+            ) from None
+        assert held[1] == str(sounding[0]), session_log()[-3000:]
+        # By at least the kiosk sink's buffer for the sound (it starts at 100 ms).
+        assert int(held[2]) >= 100, held[0]
+        assert "audio, av-sync, clipboard" in accepted_capabilities(srv)[-1]
+        # The sound ends: every picture is shown at once again.
+        for paplay in descendants_named(session["pid"], "paplay"):
+            paplay.kill()
+        eventually(
+            lambda: "no program is sounding; every picture is shown at once" in session_log(),
+            "the session to let go when the sound stopped",
+        )
+        viewer.signal(signal.SIGINT)
+        assert viewer.wait() == 0, viewer.stderr()
+    finally:
+        kiosk.stop()

@@ -61,6 +61,8 @@ class AudioSender:
         self.microphone = microphone
         self.stream_id = next(_stream_ids)
         self.stats = SenderStats()
+        #: When the last frame of sound (not silence) was sent (monotonic seconds; 0: none yet).
+        self.last_sound = 0.0
         self._proc: asyncio.subprocess.Process | None = None
         #: The scheduling parec got ("realtime", "raised", "normal").
         self.priority = ""
@@ -118,6 +120,7 @@ class AudioSender:
                 if is_silent(pcm):
                     self.stats.frames_silent += 1
                 else:
+                    self.last_sound = now_us / 1e6
                     t0 = time.process_time()
                     packets = encoder.encode(pcm)
                     self.stats.encode_seconds += time.process_time() - t0

@@ -40,6 +40,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
+from wayray.audio.asking import in_thread
 from wayray.audio.opus import CHANNELS, FRAME_BYTES, FRAME_US, RATE
 
 log = logging.getLogger("wayray.audio")
@@ -64,6 +65,12 @@ CALM_AFTER = 15.0
 #: Underruns while a longer buffer waits for silence before it is taken at once (the sound already
 #: breaks up; the few ms of it the restart drops cost less than going on so).
 UNDERRUNS_BEFORE_RESTART = 3
+#: Arrivals whose depth in the jitter buffer make the delay reported to the session (half a second).
+DELAY_DEPTHS = 25
+#: How often what the sound server holds of pacat's stream is read (seconds), for the delay reported.
+MEASURE_EVERY = 1.0
+#: How long the sound server may take to answer that (seconds): a server that hangs is not waited for.
+ASK_TIMEOUT = 2.0
 #: The pipe to pacat: one page, so that what waits there is at most about 20 ms.
 PIPE_BYTES = 4096
 
@@ -92,6 +99,11 @@ class PlaybackStats:
     restarts: int = 0
     #: How far ahead of the slot being played frames arrived, in frames (the last ones).
     depths: list[int] | None = None
+    #: What the sound server holds of pacat's stream (its buffer and the sink's latency, µs), as last
+    #: read from it; None before the first reading of this pacat.
+    held_us: int | None = None
+    #: The delay last reported for lip sync (µs): receiving a frame → hearing it.
+    delay_us: int | None = None
 
 
 class JitterBuffer:
@@ -207,6 +219,7 @@ class Player:
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._measurer: asyncio.Task[None] | None = None
         self._failed = False
         #: PulseAudio's buffer for pacat (ms): kept across streams, as the machine it measures is.
         self.latency_ms = START_LATENCY_MS
@@ -218,6 +231,38 @@ class Player:
     @staticmethod
     def available() -> bool:
         return shutil.which("pacat") is not None
+
+    def delay_us(self) -> int | None:
+        """How long a frame received now takes to be heard (µs), or None while nothing plays: the
+        slots before it in the jitter buffer (the median of the last :data:`DELAY_DEPTHS` arrivals, so
+        that one burst does not move it), half a frame in the pipe to pacat on average (the writer is
+        at most one frame ahead of pacat), and what the sound server holds of pacat's stream: read
+        from it (its buffer and the sink's latency, every :data:`MEASURE_EVERY` s), the buffer asked
+        for until then. What the session's av-sync delays the sounding program's pictures by
+        (docs/audio.md §8)."""
+        depths = self.stats.depths
+        if self._proc is None or self._failed or not depths:
+            return None
+        recent = sorted(depths[-DELAY_DEPTHS:])
+        ahead = recent[len(recent) // 2]
+        held = self.stats.held_us if self.stats.held_us is not None else self.latency_ms * 1000
+        delay = ahead * FRAME_US + FRAME_US // 2 + held
+        self.stats.delay_us = delay
+        return delay
+
+    async def _measure(self, proc: asyncio.subprocess.Process) -> None:
+        """While ``proc`` plays: what the sound server holds of its stream, every MEASURE_EVERY s."""
+        while proc.returncode is None and proc is self._proc:
+            await asyncio.sleep(MEASURE_EVERY)
+            try:
+                held = await in_thread(
+                    lambda: stream_held_us(proc.pid), timeout=ASK_TIMEOUT, name="sink latency"
+                )
+            except Exception as err:  # no answer now: the buffer asked for stands in
+                log.debug("cannot read the sink's latency for pacat: %s", err)
+                continue
+            if proc is self._proc:
+                self.stats.held_us = held
 
     @property
     def failed(self) -> bool:
@@ -298,6 +343,8 @@ class Player:
             self._note_failure(f"cannot run pacat: {err.strerror or err}")
             return None
         self._proc = proc
+        self.stats.held_us = None  # this pacat's stream is read anew
+        self._measurer = asyncio.get_running_loop().create_task(self._measure(proc), name="sink latency")
         self._underruns_now = 0
         self._calm_since = time.monotonic()
         self._calm_from = 0  # stats.played when the calm began: calm counts while sound plays
@@ -390,6 +437,9 @@ class Player:
     def _kill(self, proc: asyncio.subprocess.Process) -> None:
         """Kill ``proc`` (once: stop() and the writer's end may both ask) and reap it."""
         watcher, self._watcher = self._watcher, None
+        measurer, self._measurer = self._measurer, None
+        if measurer is not None:
+            measurer.cancel()
         if proc.pid in _killed:
             return
         _killed.add(proc.pid)
@@ -417,11 +467,28 @@ class Player:
             "sink_latency_ms": s.sink_latency_ms,
             "sink_latency_ms_max": s.sink_latency_ms_max,
             "restarts": s.restarts,
+            # receiving a frame → hearing it, as reported to the session for lip sync (AudioDelay)
+            "delay_ms": None if s.delay_us is None else s.delay_us / 1000,
+            "held_ms": None if s.held_us is None else s.held_us / 1000,
         }
 
 
 _reaping: set[asyncio.Task[None]] = set()
 _killed: set[int] = set()
+
+
+def stream_held_us(pid: int) -> int | None:
+    """What this machine's sound server holds of the stream of the player ``pid`` (pacat): the stream's
+    buffer and the sink's latency, µs; None when it has no stream (yet). Blocking: run in a thread."""
+    import pulsectl
+
+    # (No connect timeout of pulsectl's: it polls for the whole timeout even once connected. The caller
+    # gives up on a server that hangs: wayray.audio.asking.)
+    with pulsectl.Pulse("wrclient-latency") as pulse:
+        for stream in pulse.sink_input_list():
+            if stream.proplist.get("application.process.id") == str(pid):
+                return int(stream.buffer_usec) + int(stream.sink_usec)
+    return None
 
 
 async def _reap(proc: asyncio.subprocess.Process, watcher: asyncio.Task[None] | None) -> None:

@@ -19,10 +19,13 @@ from typing import Any
 
 from wayray.audio.opus import CHANNELS, FRAME_SAMPLES, RATE, OpusDecoder
 from wayray.audio.playback import Player
-from wayray.wire import AudioCodec, AudioFrame, AudioStart, AudioStop
+from wayray.wire import AudioCodec, AudioDelay, AudioFrame, AudioStart, AudioStop
 
 log = logging.getLogger("wayray.audio")
 
+#: A change of the sound's delay here that is reported again to the session (AudioDelay): 5 ms, well
+#: inside what a person notices of picture and sound apart, and not a message for every frame's jitter.
+DELAY_STEP_US = 5_000
 #: Latency samples kept for the stats (the last ones).
 MAX_LATENCIES = 100_000
 
@@ -75,6 +78,8 @@ class AudioReceiver:
         self._decoder: OpusDecoder | None = None
         self._base = 0  # the file position of the current stream's seq 0
         self._next_seq: int | None = None
+        #: The last delay reported for lip sync: for which stream, how much (µs).
+        self._delay_reported: tuple[int, int] | None = None
 
     def handle(self, message: AudioStart | AudioFrame | AudioStop) -> None:
         if isinstance(message, AudioStart):
@@ -87,9 +92,25 @@ class AudioReceiver:
             if self.player is not None:
                 self.player.stop()
 
+    def delay_report(self) -> AudioDelay | None:
+        """What to tell the session of this viewer's delay (receiving a frame → hearing it) for lip
+        sync, when it changed by DELAY_STEP_US or more since the last report on this connection and
+        stream (the first report of each); None otherwise, or while nothing plays here."""
+        if self._stream is None or self.player is None:
+            return None
+        delay = self.player.delay_us()
+        last = self._delay_reported
+        if delay is None or (
+            last is not None and last[0] == self._stream and abs(last[1] - delay) < DELAY_STEP_US
+        ):
+            return None
+        self._delay_reported = (self._stream, delay)
+        return AudioDelay(stream_id=self._stream, delay_us=min(delay, 0xFFFFFFFF))
+
     def disconnected(self) -> None:
         """The connection ended (the badge moved, the session ended): quiet at once."""
         self._stream = None
+        self._delay_reported = None  # the next connection's session is told anew
         if self.player is not None:
             self.player.stop()
 

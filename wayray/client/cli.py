@@ -37,7 +37,7 @@ from wayray.client.identity import (
 )
 from wayray.client.keyboard import Keyboard, KeymapChoice
 from wayray.client.kiosk import Kiosk, KioskOptions
-from wayray.client.peripherals import audio_parts, usb_devices, uses_audio
+from wayray.client.peripherals import add_audio_arguments, audio_offer, audio_parts, usb_devices
 from wayray.client.runner import ScriptRunner, snapshot
 from wayray.client.script import Script
 from wayray.client.script import load as load_script
@@ -145,41 +145,7 @@ def parser() -> argparse.ArgumentParser:
         help="reconnect (with backoff) when the connection drops (default: on)",
     )
     p.add_argument("--stats", type=Path, metavar="FILE", help="write counters (frames, bytes, ...) as JSON")
-    p.add_argument(
-        "--no-audio",
-        action="store_true",
-        help="offer the server no audio, even with the options below "
-        "(/usr/share/doc/wayray/audio.md); without them none is offered either",
-    )
-    p.add_argument(
-        "--play-audio",
-        nargs="?",
-        const="",
-        metavar="SINK",
-        help="play the session's sound through this machine's sound server (PulseAudio or PipeWire: "
-        "its default sink, or SINK); a kiosk plays by default (client.toml's play_audio)",
-    )
-    p.add_argument(
-        "--microphone",
-        nargs="?",
-        const="",
-        metavar="SOURCE",
-        help="send this kiosk's microphone (its sound server's default source, or SOURCE) when the "
-        "session's policy allows it",
-    )
-    p.add_argument(
-        "--mic-wav",
-        type=Path,
-        metavar="FILE",
-        help="send FILE (48 kHz stereo 16-bit WAV), once, as the microphone: for tests and checks",
-    )
-    p.add_argument(
-        "--audio-wav",
-        type=Path,
-        metavar="FILE",
-        help="write the session's sound to FILE (WAV, 48 kHz stereo, silences where the session was "
-        "silent), for tests and for checking a deployment",
-    )
+    add_audio_arguments(p)
     p.add_argument("--root", type=Path, metavar="DIR", help="read client.toml (and usb.toml) under DIR")
     p.add_argument(
         "--usb",
@@ -314,19 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
     offer = client.wire.capabilities
-    microphone = args.microphone is not None or args.mic_wav is not None
-    if args.no_audio and (args.audio_wav is not None or args.play_audio is not None or microphone):
-        raise UsageError(
-            "--play-audio, --audio-wav, --microphone and --mic-wav need audio: leave out --no-audio"
-        )
-    if not microphone:
-        offer = offer - {Capability.MICROPHONE}  # a viewer offers a microphone only when it has one
     # A kiosk plays the session's sound unless client.toml says play_audio = false (or --no-audio).
     kiosk_plays = kiosk and not args.no_audio and (cfg.play_audio or args.play_audio is not None)
-    if args.no_audio or not (uses_audio(args) or kiosk_plays):
-        # The session's sound is offered only to a viewer that does something with it (plays it,
-        # writes it, or sends a microphone): otherwise it would only be discarded here.
-        offer = offer - {Capability.AUDIO, Capability.MICROPHONE}
+    offer = audio_offer(args, offer, kiosk_plays=bool(kiosk_plays))
     client = dataclasses.replace(client, wire=dataclasses.replace(client.wire, capabilities=offer))
     check_pool_trust(pool, client)
     if pool:

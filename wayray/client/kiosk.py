@@ -287,7 +287,7 @@ class Kiosk:
         if self.player is not None and self.sound:
             audio = AudioReceiver(None, self.player)
         else:  # no sound here: none offered, so the session captures none for this kiosk
-            caps = client.wire.capabilities - {Capability.AUDIO, Capability.MICROPHONE}
+            caps = client.wire.capabilities - {Capability.AUDIO, Capability.MICROPHONE, Capability.AV_SYNC}
             client = replace(client, wire=replace(client.wire, capabilities=caps))
         options = ViewerOptions(
             host=o.host,

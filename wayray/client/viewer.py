@@ -397,6 +397,11 @@ class Viewer:
     def _audio_message(self, conn: ClientConnection, message: AudioStart | AudioFrame | AudioStop) -> None:
         if self.audio is not None:
             self.audio.handle(message)
+            if isinstance(message, AudioFrame) and Capability.AV_SYNC in conn.capabilities:
+                report = self.audio.delay_report()  # lip sync: the session holds pictures back as much
+                if report is not None:
+                    with contextlib.suppress(ConnectionClosedError, WireUsageError):
+                        conn.send(report)
         if not isinstance(message, AudioStart) or self.microphone is None:
             return
         if not message.microphone:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Protocol
 
 from pywayland.protocol.wayland import (
@@ -61,6 +62,7 @@ from wayray.wayland.server import Client, Display, Global
 from wayray.wayland.shm import EXTRA_FORMATS
 
 if TYPE_CHECKING:
+    from wayray.compositor.avsync import AvSync
     from wayray.compositor.stacking import StackRequest
     from wayray.compositor.xwm import Xwm
 
@@ -120,6 +122,8 @@ class Core:
         self.xwayland: Xwayland | None = None  # the session's X display, if X11 is on
         self.xwm: Xwm | None = None  # while Xwayland runs
         self.xwayland_shell: Global | None = None  # offered once Xwayland is started, to it only
+        self.av_sync: AvSync | None = None  # while some windows' pixels wait for their sound
+        self.av_clock: Callable[[], float] = loop.time  # what av-sync stamps snapshots with (tests step it)
 
     def create_globals(self) -> None:
         d = self.display
@@ -158,6 +162,8 @@ class Core:
 
     def surface_destroyed(self, surface: Surface) -> None:
         self.surfaces.discard(surface)
+        if self.av_sync is not None:
+            self.av_sync.forget(surface)
         self.scene_changed()
 
     def frame_requested(self, callbacks: list[Callback]) -> None:
@@ -431,6 +437,8 @@ class Core:
             return
         self._dirty = False
         views = self.scene.views()
+        if self.av_sync is not None:
+            self.av_sync.feed(v.surface for v in views)
         damage = self.renderer.damage(views, self.surfaces)
         self._send_enters(views)
         if not damage:
@@ -442,6 +450,30 @@ class Core:
         for c in list(self.consumers):
             c.on_damage(damage)
         self.seat.refresh_pointer_focus()
+
+    def set_av_sync(self, pids: Collection[int], delay_ms: float) -> None:
+        """Show the pixels of the windows whose program's pid is in ``pids`` ``delay_ms`` late (clamped
+        to ``avsync.MAX_DELAY_MS``); no pids or no delay turns it off (docs/compositor.md, av-sync)."""
+        from wayray.compositor import avsync
+
+        if not math.isfinite(delay_ms):
+            raise ValueError(f"av-sync delay must be a finite number of milliseconds, not {delay_ms!r}")
+        wanted = frozenset(int(p) for p in pids if int(p) > 0)  # 0: an X window whose pid is unknown
+        delay_s = min(max(float(delay_ms), 0.0), avsync.MAX_DELAY_MS) / 1000.0
+        if not wanted or delay_s <= 0.0:
+            if self.av_sync is not None:
+                self.av_sync.close()
+                self.av_sync = None
+                self.renderer.delayed = {}
+                self.scene_changed()
+            return
+        if self.av_sync is None:
+            self.av_sync = avsync.AvSync(
+                self.loop, lambda: self.wm.windows, self.scene_changed, lambda: self.av_clock()
+            )
+            self.renderer.delayed = self.av_sync.shown
+        self.av_sync.configure(wanted, delay_s)
+        self.scene_changed()
 
     def _send_enters(self, views: list[View]) -> None:
         for view in views:
@@ -487,5 +519,8 @@ class Core:
         if self._frame_timer is not None:
             self._frame_timer.cancel()
             self._frame_timer = None
+        if self.av_sync is not None:
+            self.av_sync.close()
+            self.av_sync = None
         self.display.destroy()
         self.pipe_writer.close()

@@ -19,6 +19,7 @@ from wayray.compositor.geometry import Rect, output_to_buffer
 from wayray.wayland.pixman import LIMIT, Filter, Format, Image, Op, Region, composite
 
 if TYPE_CHECKING:
+    from wayray.compositor.avsync import Snapshot
     from wayray.compositor.layer_shell import LayerShell
     from wayray.compositor.output import Output
     from wayray.compositor.surface import Surface
@@ -136,6 +137,8 @@ class Renderer:
 
     def __init__(self, width: int, height: int, scale: int) -> None:
         self._views: Callable[[], list[View]] | None = None
+        #: Surfaces drawn from an older copy of their pixels (av-sync, ``avsync.AvSync.shown``).
+        self.delayed: dict[Surface, Snapshot] = {}
         self.resize(width, height, scale)
 
     def resize(self, width: int, height: int, scale: int) -> None:
@@ -199,8 +202,11 @@ class Renderer:
                 continue
             sd = view.surface.frame_damage
             if sd:
-                trivial = view.surface.mapping is not None and view.surface.mapping.trivial
-                pad = 0 if trivial and view.surface.scale == self.scale else 1
+                snap = self.delayed.get(view.surface) if self.delayed else None
+                mapping, scale = (view.surface.mapping, view.surface.scale) if snap is None else (
+                    snap.mapping, snap.scale)  # fmt: skip
+                trivial = mapping is not None and mapping.trivial
+                pad = 0 if trivial and scale == self.scale else 1
                 for b in sd.boxes():
                     damage.add_rect(
                         rect.x + b.x1 * self.scale - pad,
@@ -230,12 +236,20 @@ class Renderer:
         fb.set_clip(damage)
         fb.fill(Op.SRC, BACKGROUND, damage.boxes())
         extents = damage.extents
+        delayed = self.delayed
         for view in views:
             s = view.surface
-            tex, mapping = s.texture, s.mapping
-            if tex is None or mapping is None:
-                continue
-            r = self._output_rect(view)
+            snap = delayed.get(s) if delayed else None
+            if snap is None:
+                tex, mapping, s_scale = s.texture, s.mapping, s.scale
+                if tex is None or mapping is None:
+                    continue
+                r = self._output_rect(view)
+            else:  # av-sync: older pixels, at the current place, within both sizes
+                tex, mapping, s_scale = snap.texture, snap.mapping, snap.scale
+                w = min(s.width, mapping.surface_width)
+                h = min(s.height, mapping.surface_height)
+                r = Rect(view.x, view.y, w, h).scale(self.scale)
             # Only the part within the damage is drawn: a client may place or size a surface far
             # beyond the output (any int32, times the scale), and pixman takes int32 coordinates.
             x1, y1 = max(r.x, extents.x1), max(r.y, extents.y1)
@@ -243,7 +257,7 @@ class Renderer:
             if x2 <= x1 or y2 <= y1:
                 continue
             op = Op.SRC if tex.opaque else Op.OVER
-            if mapping.trivial and s.scale == self.scale:
+            if mapping.trivial and s_scale == self.scale:
                 if x1 - r.x >= tex.width or y1 - r.y >= tex.height:
                     continue
                 tex.image.set_transform(None, Filter.NEAREST)

@@ -22,7 +22,7 @@ import enum
 import io
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -411,6 +411,21 @@ class SessionCompositor:
     async def get_selection(self, mime: str, *, primary: bool = False) -> bytes | None:
         """The current selection's data as ``mime`` (None when nobody offers that type)."""
         return await self._selection(primary).read(mime)
+
+    # Picture and sound ----------------------------------------------------------------------------
+
+    def set_av_sync(self, pids: Collection[int], delay_ms: float) -> None:
+        """Show the pixels of the windows whose client pid is in ``pids`` ``delay_ms`` late, so their
+        picture meets their sound (issue 13); ``set_av_sync((), 0)`` turns it off.
+
+        ``pid`` is ``WindowInfo.pid``: a Wayland client's (from its socket), or an X window's
+        ``_NET_WM_PID`` (0, never matched, when the program does not set it). Only the pixels of the
+        window's surfaces, subsurfaces and popups wait: commits, frame callbacks, geometry, input and
+        focus are current, and other windows are not delayed. The delay is clamped to 500 ms and the
+        pixels held to 64 MiB a session (docs/compositor.md, "Picture held back for its sound").
+        Call it whenever the set or the delay changes. Raises ValueError for a delay that is not a
+        finite number."""
+        self.core.set_av_sync(pids, delay_ms)
 
     # Windows --------------------------------------------------------------------------------------
 

@@ -329,7 +329,9 @@ class TextInputs:
         if ti.entered is not None and self.seat.round_trip(ti.entered, lambda: self._applied(token)):
             self.seat.hold_keys()
         else:
-            self._unapplied = None  # no way to ask it: keys go at once, as they always did
+            # No way to ask it: keys go at once, as they always did, with any an earlier wait for this
+            # text holds (an extension whose field lost its surface meanwhile).
+            self._stop_waiting()
 
     def answered(self, ti: TextInput) -> None:
         """``ti``'s commit was answered with a ``done``: if it may still hold text, wait for this one.

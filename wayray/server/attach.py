@@ -30,7 +30,7 @@ NOT_RESPONDING_REFUSAL = "the session is not responding; waiting for it (trying 
 def withheld_by_policy(audio: AudioPolicy) -> frozenset[str]:
     """Capabilities a viewer is not given, whatever it offers: policy.audio's (docs/audio.md §5)."""
     if not audio.playback:
-        return frozenset({Capability.AUDIO, Capability.MICROPHONE})
+        return frozenset({Capability.AUDIO, Capability.MICROPHONE, Capability.AV_SYNC})
     if not audio.microphone:
         return frozenset({Capability.MICROPHONE})
     return frozenset()

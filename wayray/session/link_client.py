@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from wayray.audio.avsync import AvSync
 from wayray.audio.capture import AudioSender
 from wayray.audio.microphone import MicrophoneFeed
 from wayray.codec import EncoderSettings
@@ -52,7 +53,15 @@ from wayray.link import (
 from wayray.link.stream import LinkStream
 from wayray.session import memory
 from wayray.session.attachment import Attachment
-from wayray.wire import Capability, Channel, MicFrame, WireProtocolError, decode_message, encode_message
+from wayray.wire import (
+    AudioDelay,
+    Capability,
+    Channel,
+    MicFrame,
+    WireProtocolError,
+    decode_message,
+    encode_message,
+)
 from wayray.wire.framing import HEADER_SIZE, parse_header
 
 log = logging.getLogger("wayray.session")
@@ -110,6 +119,8 @@ class LinkClient:
         #: attached viewer may speak into it.
         self.microphone: MicrophoneFeed | None = None
         self.microphone_on = False
+        #: Lip sync for the attached viewer (it negotiated ``av-sync`` and gets the session's sound).
+        self.av_sync: AvSync | None = None
         #: The session's sound server while it is still starting (set by the session process, which
         #: starts it beside the link): a viewer attached before it is up gets its sound once it is.
         self.sound_ready: asyncio.Future[None] | None = None
@@ -352,6 +363,9 @@ class LinkClient:
             raise
         if started:
             self.audio = audio
+            if Capability.AV_SYNC in message.capabilities:
+                self.av_sync = AvSync(self.comp, self.sound_env["PULSE_SERVER"], lambda: audio.last_sound)
+                self.av_sync.start(audio.stream_id)
         if audio.microphone and self.microphone is not None:
             self.microphone.viewer_changed()
             self.microphone_on = True
@@ -366,6 +380,9 @@ class LinkClient:
         audio, self.audio = self.audio, None
         if audio is not None:
             audio.stop()  # never waits: this loop must go on answering wrsrvd
+        av_sync, self.av_sync = self.av_sync, None
+        if av_sync is not None:
+            av_sync.stop()  # the pictures are shown at once again
         if self.microphone_on and self.microphone is not None:
             self.microphone.viewer_changed()  # the source records silence again
         self.microphone_on = False
@@ -409,6 +426,10 @@ class LinkClient:
                 err.reason,
                 summary="{n} more viewer messages ignored in the last {seconds} s",
             )
+            return
+        if isinstance(decoded, AudioDelay):
+            if self.av_sync is not None:
+                self.av_sync.viewer_delay(decoded.stream_id, decoded.delay_us)
             return
         if isinstance(decoded, MicFrame):
             if self.microphone is not None and self.microphone_on:

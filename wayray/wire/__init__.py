@@ -15,7 +15,7 @@ Typical use (the transport in :mod:`wayray.transport` does this over QUIC)::
         ...  # write chunk to the stream of ``channel``
 """
 
-from wayray.wire.audio import AudioCodec, AudioFrame, AudioStart, AudioStop, MicFrame
+from wayray.wire.audio import AudioCodec, AudioDelay, AudioFrame, AudioStart, AudioStop, MicFrame
 from wayray.wire.config import WireConfig
 from wayray.wire.connection import State, WireConnection
 from wayray.wire.credit import CreditError, FrameCredit
@@ -96,6 +96,7 @@ from wayray.wire.protocol import (
 
 __all__ = [
     "AudioCodec",
+    "AudioDelay",
     "AudioFrame",
     "AudioStart",
     "AudioStop",

@@ -59,6 +59,18 @@ class AudioStop:
     stream_id: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioDelay:
+    """Client → server: how long this viewer takes from receiving a frame of ``stream_id`` to playing
+    it (its jitter buffer, what waits on the way to its sound server, the sink's buffer). With
+    ``av-sync`` the session shows the sounding program's pictures as much later (docs/audio.md §8).
+    Sent when it changes."""
+
+    stream_id: int
+    #: Microseconds (the session uses at most its own bound of it).
+    delay_us: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class MicFrame:
     """Client → server: one frame of the viewer's microphone (Opus, as the AudioStart said)."""

@@ -62,6 +62,9 @@ class Capability(enum.StrEnum):
     USB = "usb"
     #: The viewer's microphone into the session (MicFrame); only with ``audio``.
     MICROPHONE = "microphone"
+    #: The viewer reports its sound's delay (AudioDelay) and the session shows the sounding program's
+    #: pictures as much later, so that picture and sound stay together; only with ``audio``.
+    AV_SYNC = "av-sync"
     #: The viewer follows a Redirect to another member of the server's pool (docs/pools.md).
     POOLS = "pools"
     #: Touch input from the viewer (TouchDown, TouchMotion, TouchUp, TouchFrame, TouchCancel).
@@ -81,6 +84,7 @@ IMPLEMENTED_CAPABILITIES = frozenset(
         Capability.CLIPBOARD,
         Capability.AUDIO,
         Capability.MICROPHONE,
+        Capability.AV_SYNC,
         Capability.POOLS,
         Capability.TOUCH,
         Capability.REGION_CACHE,

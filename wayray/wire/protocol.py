@@ -415,6 +415,13 @@ MESSAGES: tuple[MessageSpec, ...] = (
         C,
         Cap.MICROPHONE,
     ),
+    MessageSpec(
+        AUDIO,
+        5,
+        StructOf(a.AudioDelay, [("stream_id", U32), ("delay_us", U32)]),
+        C,
+        Cap.AV_SYNC,
+    ),
     # touch (input channel, numbers 0x90-0x9f: input beyond keyboard and pointer)
     MessageSpec(
         INPUT,

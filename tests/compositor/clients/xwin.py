@@ -4,7 +4,8 @@
         [--color RRGGBB] [--dialog] [--override-redirect X,Y] [--request WxH ...] [--no-delete]
 
 It maps a window filled with ``--color`` (with WM_NAME, WM_CLASS "xwin", _NET_WM_PID, WM_PROTOCOLS
-[WM_DELETE_WINDOW] unless ``--no-delete``, WM_NORMAL_HINTS from --min/--max); ``--dialog`` maps a
+[WM_DELETE_WINDOW] unless ``--no-delete``, WM_NORMAL_HINTS from --min/--max; ``--recolor RRGGBB``
+fills it with another colour on a key press); ``--dialog`` maps a
 second window transient for it ("T dialog", half its size, blue); ``--override-redirect X,Y`` maps an
 unmanaged window (a menu) at X,Y instead. Once mapped it asks for each ``--request`` size in turn
 (ConfigureWindow, as a program resizing itself would). It prints one line per event the tests read:
@@ -129,7 +130,7 @@ class XClient:
                 if self.args.moveresize is not None and ev.event == self.main:
                     self.moveresize(ev)
             elif isinstance(ev, xp.KeyPressEvent):
-                say("key", ev.event, ev.detail)
+                self.key(ev)
             elif isinstance(ev, xp.ClientMessageEvent) and ev.type == self.atoms["WM_PROTOCOLS"]:
                 if ev.data.data32[0] == self.atoms["WM_DELETE_WINDOW"]:
                     say("delete", ev.window)
@@ -137,6 +138,12 @@ class XClient:
                 if ev.data.data32[0] == self.atoms["WM_TAKE_FOCUS"]:
                     say("take-focus", ev.window)
             self.conn.flush()
+
+    def key(self, ev: xp.KeyPressEvent) -> None:
+        say("key", ev.event, ev.detail)
+        if self.args.recolor and ev.event == self.main:
+            self.core.ChangeWindowAttributes(self.main, xp.CW.BackPixel, [int(self.args.recolor, 16)])
+            self.core.ClearArea(False, self.main, 0, 0, 0, 0)
 
     def resize(self, w: int, h: int) -> None:
         self.core.ConfigureWindow(self.main, xp.ConfigWindow.Width | xp.ConfigWindow.Height, [w, h])
@@ -216,6 +223,7 @@ def main() -> int:
     p.add_argument("--state", choices=("fullscreen", "maximized"), help="ask for it once mapped")
     p.add_argument("--take-focus", action="store_true", help="WM_HINTS input False, WM_TAKE_FOCUS")
     p.add_argument("--moveresize", type=int, help="on a button press, _NET_WM_MOVERESIZE this direction")
+    p.add_argument("--recolor", metavar="RRGGBB", help="on a key press, fill the window with this colour")
     try:
         return XClient(p.parse_args()).run()
     except xcffib.ConnectionException:
