@@ -63,8 +63,8 @@ def add_audio_arguments(p: argparse.ArgumentParser) -> None:
         "--no-av-sync",
         action="store_true",
         help="do not ask the session to hold back the pictures of programs that are sounding until their "
-        "sound plays here (lip sync; docs/audio.md §8): for programs where the picture must come at "
-        "once even while they sound (games)",
+        "sound plays here (lip sync; /usr/share/doc/wayray/audio.md §8): for programs whose picture "
+        "must come at once even while they sound (games)",
     )
     p.add_argument(
         "--play-audio",
