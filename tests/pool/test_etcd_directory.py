@@ -141,9 +141,7 @@ def _leader(cluster: EtcdCluster, asking: list[int]) -> int | None:
     return ids.get(said.pop())
 
 
-def test_a_stalled_etcd_leader_costs_no_claim_while_the_others_elect_one(
-    etcd: EtcdCluster, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_stalled_etcd_leader_costs_no_claim_while_the_others_elect_one(etcd: EtcdCluster) -> None:
     """etcd's leader stalls (SIGSTOP: a process starved by a loaded machine, not a dead one, whose
     connections stay open) while the two others answer. Until they elect a new leader, what they are
     asked fails (a write waits for the stalled leader; a read is told "etcdserver: leader changed"
@@ -191,8 +189,7 @@ def test_a_stalled_etcd_leader_costs_no_claim_while_the_others_elect_one(
         assert set(made) <= found, "a claim answered as won is not in etcd"
         await d.close()
 
-    with caplog.at_level(logging.INFO, logger="wayray.pool"):
-        run(main())
+    run(main())
 
 
 class AnswerLosingProxy:
