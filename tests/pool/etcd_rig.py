@@ -151,7 +151,7 @@ def etcd_cluster(tmp: Path, size: int = 3, address: str = "127.0.0.1") -> Iterat
                 f"--trusted-ca-file={ca.path}",
                 "--client-cert-auth",
                 "--logger=zap",
-                "--log-level=info",
+                "--log-level=info",  # elections ("elected leader") show in etcd-N.log
             ]
             m.proc = subprocess.Popen(argv, stdout=m.log.open("wb"), stderr=subprocess.STDOUT)
         end = time.monotonic() + 120
