@@ -4,6 +4,7 @@ names its address, a client needs a certificate from the same CA), peers over pl
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import ssl
@@ -15,13 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.ports import free_port
 from tests.transport.helpers import Issued, ThrowawayCA
-from wayray.pool.etcd import client_context
+from wayray.pool.etcd_gateway import client_context
 from wayray.pool.etcd_key import KeyCheck
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -81,6 +83,21 @@ class EtcdCluster:
         except (OSError, urllib.error.URLError):
             return False
 
+    def status(self, member: EtcdMember) -> dict[str, Any] | None:
+        """What ``member`` says of itself (its id, its leader's, its raft term), or None when it does
+        not answer within a few seconds."""
+        request = urllib.request.Request(
+            member.endpoint + "/v3/maintenance/status",
+            data=b"{}",
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, context=self.context(), timeout=5) as r:
+                answer = json.loads(r.read())
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+        return answer if isinstance(answer, dict) else None
+
     def stop(self) -> None:
         for member in self.members:
             if member.proc is not None and member.proc.poll() is None:
@@ -134,7 +151,7 @@ def etcd_cluster(tmp: Path, size: int = 3, address: str = "127.0.0.1") -> Iterat
                 f"--trusted-ca-file={ca.path}",
                 "--client-cert-auth",
                 "--logger=zap",
-                "--log-level=warn",
+                "--log-level=info",  # elections ("elected leader") show in etcd-N.log
             ]
             m.proc = subprocess.Popen(argv, stdout=m.log.open("wb"), stderr=subprocess.STDOUT)
         end = time.monotonic() + 120

@@ -1,13 +1,15 @@
 """Network namespaces joined by a bridge, made by a test: real multicast (mDNS) between "hosts".
 
 Each :class:`Host` is a network namespace with one veth on a bridge in the root namespace, an
-address in a private /24, and its own host name (``unshare --uts``: separate machines have separate
+address in 10.SUBNET.0.0/16 (SUBNET reserved on this host while the test runs: see
+:func:`_reserve_subnet`), and its own host name (``unshare --uts``: separate machines have separate
 names, and mDNS answers for a host name). Needs root, ``ip`` (iproute2) and ``unshare``. The bridge
 is made with multicast snooping off, so every port sees the mDNS group without IGMP queries.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -15,12 +17,55 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import pytest
 
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+def _ip_out(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
+
+
+#: Where a test reserves its 10.SUBNET.0.0/16 (a lock file held while its bridge lives): the network
+#: namespaces and the root namespace's routes are the host's, shared by every test run on it.
+SUBNET_LOCKS = Path("/tmp/wrpool-subnets")
+
+
+def _subnet_in_use(subnet: int) -> bool:
+    """Whether the root namespace already has an address or a route in 10.SUBNET.0.0/16: another
+    test's bridge (running now, or left behind by a run that was killed). Its route would take the
+    replies meant for this test's hosts: a service on :meth:`Lan.root_address` (etcd) would look
+    healthy from the root namespace and never answer the hosts."""
+    prefix = f"10.{subnet}."
+    found = _ip_out("-4", "-o", "addr", "show") + _ip_out("-4", "route", "show")
+    return any(word.startswith(prefix) for word in found.split())
+
+
+def _reserve_subnet() -> tuple[int, IO[str]]:
+    """A subnet no other test on this host uses, held (an flock, released when the lock file is
+    closed, or when its process dies) until the test's network is gone."""
+    SUBNET_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    candidates = list(range(100, 250))
+    start = secrets.randbelow(len(candidates))
+    for subnet in candidates[start:] + candidates[:start]:
+        lock = (SUBNET_LOCKS / f"{subnet}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        if _subnet_in_use(subnet):
+            lock.close()
+            continue
+        return subnet, lock
+    pytest.fail(
+        "every 10.SUBNET.0.0/16 from 10.100 to 10.249 is in use on this host (left-over wrb* bridges?)"
+    )
 
 
 @dataclass(frozen=True)
@@ -49,7 +94,9 @@ class Lan:
     def __init__(self) -> None:
         self.tag = secrets.token_hex(3)
         self.bridge = f"wrb{self.tag}"
-        self.subnet = 100 + secrets.randbelow(150)
+        # Unique on this host: two bridges with 10.SUBNET.0.254/16 in the root namespace (another
+        # test's, or one left behind) route a test's etcd answers to the wrong bridge.
+        self.subnet, self._subnet_lock = _reserve_subnet()
         self.hosts: list[Host] = []
 
     def add(self, name: str) -> Host:
@@ -73,6 +120,10 @@ class Lan:
         (for a service the test runs itself, such as etcd): 10.SUBNET.0.254/16, the hosts' range."""
         address = f"10.{self.subnet}.0.254"
         _ip("addr", "add", f"{address}/16", "dev", self.bridge)
+        # The root namespace's answers to the hosts (10.SUBNET.x.y) must go over this bridge.
+        route = _ip_out("-4", "route", "get", f"10.{self.subnet}.1.1").split()
+        if route[route.index("dev") + 1] != self.bridge:
+            pytest.fail(f"the root namespace routes this test's hosts elsewhere: {' '.join(route)}")
         return address
 
     def start(self) -> None:
@@ -85,6 +136,7 @@ class Lan:
                 _ip("netns", "del", host.ns)
         with suppress(subprocess.CalledProcessError):
             _ip("link", "del", self.bridge)
+        self._subnet_lock.close()  # the subnet is free for the next test
 
 
 @contextmanager

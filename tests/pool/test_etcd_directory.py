@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.pool.etcd_rig import POOL_KEY, EtcdCluster, etcd_cluster
-from wayray.pool.directory import DirectoryError, Entry, EntryState, Member
+from wayray.pool.directory import Claim, DirectoryError, Entry, EntryState, Member
 from wayray.pool.etcd import EtcdDirectory, parse_endpoints
 
 
@@ -121,6 +121,75 @@ def test_a_badge_in_rides_out_an_etcd_that_stops_answering_for_a_while(tmp_path:
             await d.close()
 
         run(main())
+
+
+def _leader(cluster: EtcdCluster, asking: list[int]) -> int | None:
+    """The index of the member that the members ``asking`` (all of them) call their leader, if they
+    agree on one."""
+    said = set()
+    ids = {}
+    for i, m in enumerate(cluster.members):
+        if i not in asking:
+            continue
+        status = cluster.status(m)
+        if status is None or not status.get("leader"):
+            return None
+        said.add(str(status["leader"]))
+        ids[str(status["header"]["member_id"])] = i
+    if len(said) != 1:
+        return None
+    return ids.get(said.pop())
+
+
+def test_a_stalled_etcd_leader_costs_no_claim_while_the_others_elect_one(etcd: EtcdCluster) -> None:
+    """etcd's leader stalls (SIGSTOP: a process starved by a loaded machine, not a dead one, whose
+    connections stay open) while the two others answer. Until they elect a new leader, what they are
+    asked fails (a write waits for the stalled leader; a read is told "etcdserver: leader changed"
+    when the election ends). Claims and lookups go on without pause through the election: every one
+    must be answered. Before, a member's error answer ended the request at once, and the member that
+    gave it stayed the one asked first: a badge-in during an election was told the directory does not
+    answer. The election's end is read from the members themselves, not waited for by a clock."""
+    everyone = list(range(len(etcd.members)))
+    while (leader := _leader(etcd, everyone)) is None:  # just started: they may still be electing
+        pass
+    others = [i for i in everyone if i != leader]
+    stalled = etcd.members[leader]
+    assert stalled.proc is not None
+    # A follower first, the leader last: asked, the followers forward to the stalled leader.
+    endpoints = tuple(etcd.members[i].endpoint for i in [*others, leader])
+
+    async def main() -> None:
+        d = EtcdDirectory(member(1), "lab", endpoints, etcd.context(), key=POOL_KEY)
+        lease = await d.join(member(1), 120)  # the test is about answers, not the lease's keep-alive
+        made: list[str] = []
+        os.kill(stalled.proc.pid, signal.SIGSTOP)
+        try:
+            loop = asyncio.get_running_loop()
+            n = 0
+            elected = False
+            while True:
+                # Two badges at once and a lookup: writes and linearizable reads, as badge-ins make them.
+                batch = [digest(100 + n + i) for i in range(2)]
+                claims = await asyncio.gather(
+                    *(d.claim(Entry(dg, lease.member, "", EntryState.PENDING), lease) for dg in batch),
+                    d.lookup(digest(100)),
+                )
+                for dg, claim in zip(batch, claims[:2], strict=True):
+                    assert isinstance(claim, Claim) and claim.won, dg
+                    made.append(dg)
+                n += 2
+                if elected:
+                    break  # one more round after the new leader was seen
+                elected = await loop.run_in_executor(
+                    None, lambda: _leader(etcd, others) not in (None, leader)
+                )
+        finally:
+            os.kill(stalled.proc.pid, signal.SIGCONT)
+        found = {e.digest for e in await d.entries()}
+        assert set(made) <= found, "a claim answered as won is not in etcd"
+        await d.close()
+
+    run(main())
 
 
 class AnswerLosingProxy:

@@ -27,7 +27,6 @@ member that stops renewing it (it died, or lost the network) loses them all when
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -36,10 +35,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
-
-import httpx
 
 from wayray.config.pooltypes import etcd_endpoints
 from wayray.config.types import Invalid
@@ -54,22 +50,12 @@ from wayray.pool.directory import (
     earlier,
     placed_on,
 )
+from wayray.pool.etcd_gateway import REQUEST_TIMEOUT, RETRY_WINDOW, Gateway
 from wayray.pool.etcd_key import KEY_CHECK_VERSION, KeyCheck, maker, same
 from wayray.pool.lan import LEASE_TTL, Peer
 
 log = logging.getLogger("wayray.pool")
-# httpx logs every request at INFO: a keep-alive a second would drown the server's own log.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
-#: Seconds one request to one etcd endpoint may take before the next endpoint is tried (in the first
-#: round through the endpoints; twice as long in each round after).
-REQUEST_TIMEOUT = 3.0
-#: Seconds a request keeps going round the endpoints before the directory gives up on it: long enough
-#: to ride out an etcd leader election after a member died (etcd's election timeout is 1 s by default;
-#: a loaded member may take several), short enough that a kiosk waiting on a badge hears an answer.
-RETRY_WINDOW = 15.0
-#: Seconds between two rounds through the endpoints (doubling up to a second).
-RETRY_PAUSE = 0.1
 #: The "home" of every digest: etcd decides every claim (see :meth:`EtcdDirectory.home`).
 HOME = "etcd"
 #: Seconds between two log lines that say this member's key is refused (it checks every round).
@@ -149,15 +135,6 @@ def _member_of(kv: dict[str, Any]) -> Member | None:
         return None
 
 
-def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """TLS 1.3 to etcd: its certificate must chain to ``ca`` and name the host dialled; ours is
-    ``cert``/``key``."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.load_cert_chain(str(cert), str(key))
-    return context
-
-
 class EtcdDirectory:
     """The directory of pool ``pool`` in etcd, as member ``me`` uses it."""
 
@@ -179,11 +156,9 @@ class EtcdDirectory:
         self.pool = pool
         self.endpoints = endpoints
         self._prefix = f"/wayray/pool/{pool}/"
-        self._client = httpx.AsyncClient(verify=context, timeout=timeout, trust_env=False)
-        self._timeout = timeout
-        self._retry_window = retry_window
-        #: The endpoint that answered last: asked first next time.
-        self._current = 0
+        self._gateway = Gateway(
+            endpoints, context, f"member {me.id}", timeout=timeout, retry_window=retry_window
+        )
         self._trusted = trusted
         self._key = key
         self._check = key.digest(pool)
@@ -208,65 +183,8 @@ class EtcdDirectory:
     # --- talking to etcd ---------------------------------------------------------------------------
 
     async def _call(self, path: str, body: dict[str, Any], *, patient: bool = True) -> dict[str, Any]:
-        """POST ``body`` to the gateway, starting with the endpoint that answered last. An endpoint that
-        does not answer (down, partitioned, too slow, between leaders) is passed over; when none
-        answers, the request goes round them again, with a growing pause and waiting twice as long
-        for each answer every round, for up to ``RETRY_WINDOW`` seconds. It stops sooner when every
-        endpoint has refused the TLS handshake (a certificate etcd does not trust): that does not get
-        better by waiting.
-        Repeating a request is safe: every write is a compare-and-swap transaction, and a claim that
-        finds its own entry (an answer lost on the way) takes it as won. Not ``patient``: one round
-        only (a keep-alive, whose next round comes within a second anyway)."""
-        deadline = time.monotonic() + (self._retry_window if patient else 0.0)
-        pause = RETRY_PAUSE
-        # Each round waits twice as long for each endpoint: an etcd that answers, only slowly (a
-        # loaded member whose disk syncs slowly), is waited for, not left at every attempt.
-        wait = self._timeout
-        said = False
-        refused: set[int] = set()  # endpoints that refused our certificate (TLS 1.3 may say so late)
-        while True:
-            failures: list[str] = []
-            for step in range(len(self.endpoints)):
-                index = (self._current + step) % len(self.endpoints)
-                timeout = max(self._timeout, min(wait, deadline - time.monotonic()))
-                try:
-                    response = await self._client.post(
-                        self.endpoints[index] + path, json=body, timeout=timeout
-                    )
-                except (httpx.TransportError, OSError) as err:  # OSError: ssl.SSLError (refused certificate)
-                    failures.append(f"{self.endpoints[index]}: {type(err).__name__} {err}".rstrip())
-                    if _tls_refusal(err):
-                        refused.add(index)
-                    continue
-                self._current = index
-                if said:
-                    log.info("etcd answers again at %s", self.endpoints[index])
-                return self._answer(path, index, response)
-            summary = "no etcd endpoint answers (" + "; ".join(failures) + ")"
-            if len(refused) == len(self.endpoints) or time.monotonic() + pause > deadline:
-                raise DirectoryError(summary)
-            if not said:
-                left = max(0.0, deadline - time.monotonic())
-                log.warning("%s; trying again for up to %.0f s", summary, left)
-                said = True
-            await asyncio.sleep(pause)
-            pause = min(1.0, pause * 2)
-            wait *= 2
-
-    def _answer(self, path: str, index: int, response: httpx.Response) -> dict[str, Any]:
-        try:
-            answer: dict[str, Any] = response.json()
-        except ValueError:
-            raise DirectoryError(
-                f"etcd at {self.endpoints[index]} answered {path} with HTTP {response.status_code} "
-                "and no JSON (is it etcd's client URL?)"
-            ) from None
-        if response.status_code != 200 or "error" in answer:
-            message = str(answer.get("message") or answer.get("error") or response.reason_phrase)
-            if "lease not found" in message:
-                raise LeaseExpired(f"the lease of member {self.me.id} has expired ({message})")
-            raise DirectoryError(f"etcd at {self.endpoints[index]} refused {path}: {message}")
-        return answer
+        """POST ``body`` to etcd's gateway (:meth:`Gateway.call`: endpoints in turn, retried)."""
+        return await self._gateway.call(path, body, patient=patient)
 
     def _token_key(self, digest: str) -> str:
         return f"{self._prefix}token/{digest}"
@@ -575,7 +493,7 @@ class EtcdDirectory:
     async def close(self) -> None:
         """Close the connections. The lease is left to run out (not revoked): a wrsrvd that
         restarts while its sessions live on keeps its entries for the TTL, as a LAN member does."""
-        await self._client.aclose()
+        await self._gateway.close()
 
     # --- what the server's membership asks of a directory (wayray.server.pooling) --------------------
 
@@ -661,19 +579,3 @@ def _json_field(kv: dict[str, Any], name: str) -> object:
     except ValueError:
         return None
     return obj.get(name) if isinstance(obj, dict) else None
-
-
-def _tls_refusal(err: BaseException) -> bool:
-    """Whether ``err`` is a TLS failure (a certificate one side refused), not a slow or absent peer."""
-    if isinstance(err, httpx.TimeoutException):
-        return False
-    seen: BaseException | None = err
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError) and not isinstance(
-            seen, (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLZeroReturnError, ssl.SSLEOFError)
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 
 from wayray.pool.directory import DirectoryError, Lease, Member
-from wayray.pool.etcd import EtcdDirectory, KeyRefused, client_context, parse_endpoints
+from wayray.pool.etcd import EtcdDirectory, KeyRefused, parse_endpoints
+from wayray.pool.etcd_gateway import client_context
 from wayray.pool.etcd_key import KeyCheck
 from wayray.pool.lan import LEASE_TTL, LanDirectory, Peer
 from wayray.pool.mdns import MemberAd, PoolBrowser
