@@ -43,7 +43,15 @@ from wayray.codec.geometry import (
     tile_grid,
     tiles_of,
 )
-from wayray.codec.lossless import PlannedRegion, RegionCoder, TileDiff, copy_region, diff_tiles, plan_regions
+from wayray.codec.lossless import (
+    PlannedRegion,
+    RegionCoder,
+    TileDiff,
+    changed_tiles,
+    copy_region,
+    diff_tiles,
+    plan_regions,
+)
 from wayray.codec.scroll import find_vertical_scroll
 from wayray.codec.settings import EncoderSettings
 from wayray.codec.support import h264_unavailable
@@ -235,10 +243,14 @@ class Encoder:
         return regions, moved
 
     def _diff(self, fb: NDArray[np.uint32], tiles: NDArray[np.bool_]) -> TileDiff:
-        """How ``fb`` differs from the model in ``tiles``."""
+        """How ``fb`` differs from the model in ``tiles``. Inside video streams only whether a tile
+        changed: H.264 codes the whole rectangle, and a stream that ends is refreshed whole."""
         diff = TileDiff.empty(*self._grid)
-        if tiles.any():
-            diff_tiles(fb, self._model, tiles, diff)
+        video = self._owner != _NO_STREAM
+        if (lossless := tiles & ~video).any():
+            diff_tiles(fb, self._model, lossless, diff)
+        if (streamed := tiles & video).any():
+            changed_tiles(fb, self._model, streamed, diff)
         return diff
 
     def _end_streams(self, now: float) -> tuple[list[Region], NDArray[np.bool_]]:
