@@ -319,6 +319,7 @@ class Viewer:
             await conn.aclose(ErrorCode.NO_ERROR, self.ending_detail or "the viewer is leaving")
             return ""
         self.conn = conn
+        self.decoder.video_scaled = Capability.VIDEO_SCALED in conn.capabilities
         sh = conn.server_hello
         assert sh is not None
         self.session_id = sh.session_id

@@ -87,6 +87,13 @@ class EncoderSettings:
     #: (wayray.codec.cache) instead of sending their pixels again. Only for a viewer that took the
     #: ``region-cache`` capability: the display pump turns it on for such a viewer.
     region_cache: bool = False
+    #: Video regions may be coded at half size and scaled back up by the viewer, when the caller says
+    #: the encoder cannot keep up (``Encoder.set_video_scaled``). Only for a viewer that took the
+    #: ``video-scaled`` capability: the display pump turns it on for such a viewer.
+    video_scaling: bool = False
+    #: Only video regions of at least this many pixels are scaled: x264's time grows with the pixels,
+    #: and a small region halved loses more to the eye than it saves (640x360 here).
+    video_scale_min_pixels: int = 230_400
 
     def __post_init__(self) -> None:
         for f in fields(self):
