@@ -471,6 +471,7 @@ class Viewer:
             s.regions[r.encoding.name] += 1
             s.region_bytes[r.encoding.name] += len(r.data)
             s.frame_bytes += len(r.data)
+        s.scaled_pictures = self.decoder.scaled_pictures
         fb = self.decoder.framebuffer
         if fb is not None and (damage or update.keyframe):
             self.backend.present(fb, damage)

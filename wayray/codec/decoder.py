@@ -59,6 +59,8 @@ class Decoder:
         """``video_scaled``: the viewer took the ``video-scaled`` capability: a video stream's pictures
         may come at half size, and are scaled up to its rectangle (docs/encoding.md section 5)."""
         self.video_scaled = video_scaled
+        #: Video pictures that came at half size and were scaled up (``video-scaled``).
+        self.scaled_pictures = 0
         self.framebuffer: NDArray[np.uint32] | None = None
         self._width = self._height = 0
         self._checksums = TileChecksums(1, 1)
@@ -244,6 +246,7 @@ class Decoder:
             picture = st.codec.decode(region.data)
         x, y, w, h = rect
         fb[y : y + h, x : x + w] = picture
+        self.scaled_pictures += st.codec.last_scaled
         return rect
 
     def _check_new_stream(self, stream_id: int, rect: Rect) -> None:

@@ -124,6 +124,8 @@ class H264StreamDecoder:
         self._coded = coded_size(width, height)
         self._scaled = scaled_size(width, height) if scaled else None
         self._reformatter = VideoReformatter()
+        #: Whether the last picture came at half size.
+        self.last_scaled = False
         ctx = av.CodecContext.create("h264", "r")
         ctx.thread_count = 1  # frame threads would delay output by a frame per thread
         # An access unit whose SPS declares a bigger picture than the stream's rectangle is refused
@@ -143,7 +145,8 @@ class H264StreamDecoder:
             raise CodecError(f"H.264 access unit of {len(data)} bytes gave no picture")
         frame = frames[-1]
         size = (frame.width, frame.height)
-        if size == self._scaled and size != self._coded:
+        self.last_scaled = size == self._scaled and size != self._coded
+        if self.last_scaled:
             # Half size: scaled up to the rectangle itself (no crop: the scaled picture has no padding).
             frame = self._reformatter.reformat(
                 frame,

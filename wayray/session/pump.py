@@ -93,11 +93,13 @@ class DisplayPump:
         self._executor = executor
         # Small regions the viewer saw before go as a slot of its region cache, if it keeps one.
         # Big video regions may go at half size when encoding cannot keep up, if it scales them back.
-        scaling = Capability.VIDEO_SCALED in capabilities and settings.video
+        # (encoder.video_scaling: "auto" as videoscale.py decides, or "always", or "never").
+        mode = settings.video_scale_mode
+        scaling = Capability.VIDEO_SCALED in capabilities and settings.video and mode != "never"
         self._settings = dataclasses.replace(
             settings, region_cache=Capability.REGION_CACHE in capabilities, video_scaling=scaling
         )
-        self.scaler = VideoScaler(float(settings.video_fps)) if scaling else None
+        self.scaler = VideoScaler(float(settings.video_fps)) if scaling and mode == "auto" else None
         self.credit = FrameCredit(frame_window)
         self._cursor = CursorEncoder() if Capability.CURSOR in capabilities else None
         self._cursor_seen: tuple[int, int, int, bool] | None = None
@@ -209,6 +211,8 @@ class DisplayPump:
         encoder = (
             Encoder(width, height, self._settings, first_seq=self._first_seq) if self._display else None
         )
+        if encoder is not None and self._settings.video_scale_mode == "always":
+            encoder.set_video_scaled(True)  # without the capability (video_scaling off) it does nothing
         try:
             while not self._stopping:
                 await self._send_cursor()
