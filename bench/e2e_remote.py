@@ -381,6 +381,8 @@ def _stream_figures(
         "cpu_server": server.between(t0, t1) / (t1 - t0) * 10,
         "cpu_client": client.between(t0, t1) / (t1 - t0) * 10,
         "h264_regions": data["regions"].get("H264", 0),
+        # Of the video pictures, those that came at half size (video-scaled; absent before it).
+        "scaled_pictures": data.get("scaled_pictures", 0),
         **_per_second(shown, t0, t1),
         **_cpu_per_second(server, t0, t1),
     }
@@ -575,6 +577,8 @@ def _line(workload: str, name: str, r: dict[str, float]) -> str:
         )
     per_frame = r["bytes_per_s"] / max(r["frames_per_s"], 1e-9)
     video = f"; H.264 regions {r['h264_regions']:.0f}" if name == "WayRay" else ""
+    if r.get("scaled_pictures"):
+        video += f" ({r['scaled_pictures']:.0f} at half size)"
     line = (
         f"to viewer {r['bytes_per_s'] / 1000:8.1f} kB/s ({per_frame:7.0f} B/frame), "
         f"to server {r['bytes_per_s_up'] / 1000:5.1f} kB/s; {r['frames_per_s']:5.1f} frames/s; "

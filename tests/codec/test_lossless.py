@@ -13,7 +13,7 @@ from bench import codec_scenes as scenes
 from tests.codec.util import Link, assert_same, encodings, wire_bytes
 from wayray.codec import Decoder, Encoder, EncoderSettings
 from wayray.codec.geometry import TILE, tile_blocks, tile_grid
-from wayray.codec.lossless import TileDiff, diff_tiles
+from wayray.codec.lossless import TileDiff, changed_tiles, diff_tiles
 from wayray.wire.display import RegionEncoding
 
 LOSSLESS = EncoderSettings(video=False)
@@ -286,6 +286,16 @@ def test_tile_diff_finds_exactly_the_changed_pixels_of_damaged_tiles(data: st.Da
     assert np.array_equal(got.changed, want.changed)
     assert np.array_equal(got.count[want.changed], want.count[want.changed])
     assert np.array_equal(got.bbox[want.changed], want.bbox[want.changed])
+    # changed_tiles (video streams' tiles) finds the same changed tiles, also in an output that is a
+    # rectangle of a wider picture, starting at an odd pixel (its rows strided, its pixel pairs cut).
+    only = TileDiff.empty(rows, cols)
+    changed_tiles(fb, model, damaged, only)
+    assert np.array_equal(only.changed, want.changed)
+    wide_fb, wide_model = np.zeros((height, width + 3), np.uint32), np.zeros((height, width + 3), np.uint32)
+    wide_fb[:, 1 : width + 1], wide_model[:, 1 : width + 1] = fb, model
+    only = TileDiff.empty(rows, cols)
+    changed_tiles(wide_fb[:, 1 : width + 1], wide_model[:, 1 : width + 1], damaged, only)
+    assert np.array_equal(only.changed, want.changed)
     # The blocks diff_tiles works on cover the damaged tiles, each exactly once.
     cover = np.zeros((rows, cols), dtype=np.int64)
     for sp in tile_blocks(damaged):

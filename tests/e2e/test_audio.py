@@ -582,10 +582,10 @@ def accepted_capabilities(srv: WrServer) -> list[str]:
 
 
 def _without_pools(capabilities: str) -> str:
-    """A confirmed list without ``pools``, ``touch``, ``region-cache`` and ``small-frames`` (a viewer's
-    offers of following redirects, of touch input, of keeping the region cache and of taking frames in
-    their short form, not audio's)."""
-    others = ("pools", "touch", "region-cache", "small-frames")
+    """A confirmed list without ``pools``, ``touch``, ``region-cache``, ``small-frames`` and
+    ``video-scaled`` (a viewer's offers of following redirects, of touch input, of keeping the region
+    cache, of taking frames in their short form and of scaling video up, not audio's)."""
+    others = ("pools", "touch", "region-cache", "small-frames", "video-scaled")
     return ", ".join(c for c in capabilities.split(", ") if c not in others)
 
 

@@ -319,6 +319,7 @@ class Viewer:
             await conn.aclose(ErrorCode.NO_ERROR, self.ending_detail or "the viewer is leaving")
             return ""
         self.conn = conn
+        self.decoder.video_scaled = Capability.VIDEO_SCALED in conn.capabilities
         sh = conn.server_hello
         assert sh is not None
         self.session_id = sh.session_id
@@ -470,6 +471,7 @@ class Viewer:
             s.regions[r.encoding.name] += 1
             s.region_bytes[r.encoding.name] += len(r.data)
             s.frame_bytes += len(r.data)
+        s.scaled_pictures = self.decoder.scaled_pictures
         fb = self.decoder.framebuffer
         if fb is not None and (damage or update.keyframe):
             self.backend.present(fb, damage)

@@ -81,6 +81,8 @@ class ViewerStats:
     regions: Counter[str] = field(default_factory=Counter)
     region_bytes: Counter[str] = field(default_factory=Counter)
     keyframe_requests: int = 0
+    #: Video pictures that came at half size (the ``video-scaled`` capability).
+    scaled_pictures: int = 0
     decode_seconds: float = 0.0
     cursor_messages: int = 0
     #: Key press sent → the next frame that changed pixels was shown, in milliseconds.
@@ -103,6 +105,7 @@ class ViewerStats:
             "regions": dict(self.regions),
             "region_bytes": dict(self.region_bytes),
             "keyframe_requests": self.keyframe_requests,
+            "scaled_pictures": self.scaled_pictures,
             "decode_seconds": round(self.decode_seconds, 4),
             "cursor_messages": self.cursor_messages,
             "key_to_pixels_ms": [round(x, 3) for x in self.key_to_pixels_ms],

@@ -43,7 +43,7 @@ class Desync(enum.Enum):
 
 
 class _Stream:
-    def __init__(self, rect: Rect) -> None:
+    def __init__(self, rect: Rect, *, scaled: bool) -> None:
         self.rect = rect
         self.tiles: TileSpan = tiles_of(rect)
         why = h264_unavailable()
@@ -51,11 +51,16 @@ class _Stream:
             raise CodecError(f"this viewer cannot decode H.264 video regions: {why}")
         from wayray.codec.video import H264StreamDecoder  # PyAV only when video is used
 
-        self.codec = H264StreamDecoder(rect.width, rect.height)
+        self.codec = H264StreamDecoder(rect.width, rect.height, scaled=scaled)
 
 
 class Decoder:
-    def __init__(self) -> None:
+    def __init__(self, *, video_scaled: bool = False) -> None:
+        """``video_scaled``: the viewer took the ``video-scaled`` capability: a video stream's pictures
+        may come at half size, and are scaled up to its rectangle (docs/encoding.md section 5)."""
+        self.video_scaled = video_scaled
+        #: Video pictures that came at half size and were scaled up (``video-scaled``).
+        self.scaled_pictures = 0
         self.framebuffer: NDArray[np.uint32] | None = None
         self._width = self._height = 0
         self._checksums = TileChecksums(1, 1)
@@ -225,7 +230,7 @@ class Decoder:
             return None
         if st is None:
             self._check_new_stream(region.stream_id, rect)
-            st = _Stream(rect)
+            st = _Stream(rect, scaled=self.video_scaled)
             try:
                 picture = st.codec.decode(region.data)
             except CodecError:
@@ -241,6 +246,7 @@ class Decoder:
             picture = st.codec.decode(region.data)
         x, y, w, h = rect
         fb[y : y + h, x : x + w] = picture
+        self.scaled_pictures += st.codec.last_scaled
         return rect
 
     def _check_new_stream(self, stream_id: int, rect: Rect) -> None:

@@ -43,7 +43,15 @@ from wayray.codec.geometry import (
     tile_grid,
     tiles_of,
 )
-from wayray.codec.lossless import PlannedRegion, RegionCoder, TileDiff, copy_region, diff_tiles, plan_regions
+from wayray.codec.lossless import (
+    PlannedRegion,
+    RegionCoder,
+    TileDiff,
+    changed_tiles,
+    copy_region,
+    diff_tiles,
+    plan_regions,
+)
 from wayray.codec.scroll import find_vertical_scroll
 from wayray.codec.settings import EncoderSettings
 from wayray.codec.support import h264_unavailable
@@ -107,6 +115,8 @@ class Encoder:
         #: The bit rate a full-output video region gets now (``settings.video_bitrate`` unless the
         #: caller lowered it with :meth:`set_video_bitrate`).
         self.video_bitrate = self.settings.video_bitrate
+        #: Video regions coded at half size now (only with ``settings.video_scaling``).
+        self.video_scaled = False
         self._setup(width, height)
 
     # --- public API ------------------------------------------------------------------------------
@@ -132,6 +142,16 @@ class Encoder:
         )
         for st in self._streams.values():
             st.codec.set_bitrate(self._stream_bitrate(st.rect))
+
+    def set_video_scaled(self, scaled: bool) -> None:
+        """Code video regions of at least ``settings.video_scale_min_pixels`` at half size (the
+        viewer scales them back up), or at full size again. A live stream switches with an IDR at its
+        next frame, keeping its id. Ignored without ``settings.video_scaling`` (a viewer without the
+        ``video-scaled`` capability)."""
+        self.video_scaled = scaled and self.settings.video_scaling
+
+    def _scales(self, rect: Rect) -> bool:
+        return self.video_scaled and rect.width * rect.height >= self.settings.video_scale_min_pixels
 
     def _stream_bitrate(self, rect: Rect) -> int:
         share = rect.width * rect.height / (self._width * self._height)
@@ -235,10 +255,14 @@ class Encoder:
         return regions, moved
 
     def _diff(self, fb: NDArray[np.uint32], tiles: NDArray[np.bool_]) -> TileDiff:
-        """How ``fb`` differs from the model in ``tiles``."""
+        """How ``fb`` differs from the model in ``tiles``. Inside video streams only whether a tile
+        changed: H.264 codes the whole rectangle, and a stream that ends is refreshed whole."""
         diff = TileDiff.empty(*self._grid)
-        if tiles.any():
-            diff_tiles(fb, self._model, tiles, diff)
+        video = self._owner != _NO_STREAM
+        if (lossless := tiles & ~video).any():
+            diff_tiles(fb, self._model, lossless, diff)
+        if (streamed := tiles & video).any():
+            changed_tiles(fb, self._model, streamed, diff)
         return diff
 
     def _end_streams(self, now: float) -> tuple[list[Region], NDArray[np.bool_]]:
@@ -299,8 +323,28 @@ class Encoder:
         for st in self._streams.values():
             sp = st.tiles
             if not st.started or changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1].any():
-                regions.append(self._video_frame(fb, st, idr=not st.started))
+                rescaled = st.codec.scaled != self._scales(st.rect)
+                if rescaled:  # a new context at the other size; its first picture is an IDR
+                    st.codec.close()
+                    st.codec = self._stream_codec(st.rect)
+                    log.debug("video stream %d now at %s size", st.id, "half" if st.codec.scaled else "full")
+                regions.append(self._video_frame(fb, st, idr=not st.started or rescaled))
         return regions
+
+    def _stream_codec(self, rect: Rect) -> H264StreamEncoder:
+        from wayray.codec.video import H264StreamEncoder  # PyAV only when video is used
+
+        s = self.settings
+        return H264StreamEncoder(
+            rect.width,
+            rect.height,
+            bitrate=self._stream_bitrate(rect),
+            fps=s.video_fps,
+            vbv_s=s.video_vbv_s,
+            qp_min=s.video_qp_min,
+            threads=s.video_threads,
+            scaled=self._scales(rect),
+        )
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -533,23 +577,13 @@ class Encoder:
                 continue
             if len(self._streams) >= s.video_max_streams:
                 break
-            from wayray.codec.video import H264StreamEncoder  # PyAV only when video is used
-
             rect = span_rect(tiles, self._width, self._height)
             sl = np.s_[tiles.ty0 : tiles.ty1, tiles.tx0 : tiles.tx1]
             st = _Stream(
                 self._next_stream_id,
                 tiles,
                 rect,
-                H264StreamEncoder(
-                    rect.width,
-                    rect.height,
-                    bitrate=self._stream_bitrate(rect),
-                    fps=s.video_fps,
-                    vbv_s=s.video_vbv_s,
-                    qp_min=s.video_qp_min,
-                    threads=s.video_threads,
-                ),
+                self._stream_codec(rect),
                 lossless_estimate=float((self._cost[sl] * self._tile_area[sl]).sum()),
             )
             self._next_stream_id = self._next_stream_id % 0xFFFF_FFFF + 1

@@ -101,6 +101,31 @@ def diff_tiles(
         out.count[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = colcount.sum(axis=2)
 
 
+def changed_tiles(
+    fb: NDArray[np.uint32], model: NDArray[np.uint32], tiles: NDArray[np.bool_], out: TileDiff
+) -> None:
+    """Only whether each of ``tiles`` changed (``out.changed``; its bbox and count stay unset).
+
+    For tiles inside a video stream, which H.264 sends whole whatever changed in them: a pass over
+    pixel pairs (u64 words) and no per-column counts, about half the work of :func:`diff_tiles`.
+    """
+    height, width = fb.shape
+    for sp in tile_blocks(tiles):
+        y0, y1 = sp.ty0 * TILE, min(sp.ty1 * TILE, height)
+        x0, x1 = sp.tx0 * TILE, min(sp.tx1 * TILE, width)
+        a, b = fb[y0:y1, x0:x1], model[y0:y1, x0:x1]
+        rows, cols = sp.ty1 - sp.ty0, sp.tx1 - sp.tx0
+        if (x1 - x0) % 2 == 0 and a.strides[1] == 4 and b.strides[1] == 4:
+            ne, per_tile = a.view(np.uint64) != b.view(np.uint64), TILE // 2
+        else:
+            ne, per_tile = a != b, TILE
+        pad_y, pad_x = rows * TILE - (y1 - y0), cols * per_tile - ne.shape[1]
+        if pad_y or pad_x:  # edge tiles cut by the output: pad with "unchanged"
+            ne = np.pad(ne, ((0, pad_y), (0, pad_x)))
+        words = ne.view(np.uint64).reshape(rows, TILE, cols, per_tile // 8)
+        out.changed[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] = words.any(axis=3).any(axis=1)
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedRegion:
     rect: Rect

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+#: When big video regions go at half size (``EncoderSettings.video_scale_mode``).
+VIDEO_SCALE_MODES = ("auto", "never", "always")
+
 
 @dataclass(frozen=True, slots=True)
 class EncoderSettings:
@@ -87,6 +90,16 @@ class EncoderSettings:
     #: (wayray.codec.cache) instead of sending their pixels again. Only for a viewer that took the
     #: ``region-cache`` capability: the display pump turns it on for such a viewer.
     region_cache: bool = False
+    #: Video regions may be coded at half size and scaled back up by the viewer, when the caller says
+    #: the encoder cannot keep up (``Encoder.set_video_scaled``). Only for a viewer that took the
+    #: ``video-scaled`` capability: the display pump turns it on for such a viewer.
+    video_scaling: bool = False
+    #: Only video regions of at least this many pixels are scaled: x264's time grows with the pixels,
+    #: and a small region halved loses more to the eye than it saves (640x360 here).
+    video_scale_min_pixels: int = 230_400
+    #: When the display pump scales (with ``video_scaling``): ``auto`` when encoding cannot keep up,
+    #: ``always`` or ``never`` (the configuration's ``encoder.video_scaling``).
+    video_scale_mode: str = "auto"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -101,6 +114,11 @@ class EncoderSettings:
                 raise ValueError(
                     f"EncoderSettings.{name} must be a zstd level, -131072..22 (got {getattr(self, name)})"
                 )
+        if self.video_scale_mode not in VIDEO_SCALE_MODES:
+            raise ValueError(
+                f"EncoderSettings.video_scale_mode must be one of {', '.join(VIDEO_SCALE_MODES)} "
+                f"(got {self.video_scale_mode!r})"
+            )
         for name in ("video_keep_fraction", "video_min_density"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"EncoderSettings.{name} must be within (0, 1] (got {getattr(self, name)})")

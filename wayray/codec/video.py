@@ -29,6 +29,12 @@ def coded_size(width: int, height: int) -> tuple[int, int]:
     return width + (width & 1), height + (height & 1)
 
 
+def scaled_size(width: int, height: int) -> tuple[int, int]:
+    """Dimensions a rectangle's picture is coded at when scaled (the ``video-scaled`` capability):
+    half of each side, rounded up, then up to even."""
+    return coded_size((width + 1) // 2, (height + 1) // 2)
+
+
 class H264StreamEncoder:
     def __init__(
         self,
@@ -40,10 +46,13 @@ class H264StreamEncoder:
         vbv_s: float = 0.25,
         qp_min: int = 18,
         threads: int = 1,
+        scaled: bool = False,
     ) -> None:
+        """``scaled``: code the picture at half size (:func:`scaled_size`); the viewer scales it back."""
         self.width = width
         self.height = height
-        self._coded = coded_size(width, height)
+        self.scaled = scaled
+        self._coded = scaled_size(width, height) if scaled else coded_size(width, height)
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height = self._coded
         ctx.pix_fmt = "yuv420p"
@@ -78,12 +87,18 @@ class H264StreamEncoder:
     def encode(self, pixels: NDArray[np.uint32], *, idr: bool) -> bytes:
         """One access unit (Annex B) for these XRGB pixels (``height`` x ``width``)."""
         cw, ch = self._coded
-        if (cw, ch) != (self.width, self.height):
+        if not self.scaled and (cw, ch) != (self.width, self.height):
             pixels = np.pad(pixels, ((0, ch - self.height), (0, cw - self.width)), mode="edge")
-        else:
+        elif pixels.strides[1] != 4:
             pixels = np.ascontiguousarray(pixels)
-        frame = av.VideoFrame.from_ndarray(pixels.view(np.uint8).reshape(ch, cw, 4), format="bgra")
-        yuv = self._reformatter.reformat(frame, format="yuv420p", interpolation=Interpolation.FAST_BILINEAR)
+        h, w = pixels.shape
+        # The frame borrows the pixels (rows may be strided: a rectangle inside the output) instead of
+        # copying them: swscale reads them once, into the picture x264 gets (8 MB a frame at 1080p).
+        frame = av.VideoFrame.from_numpy_buffer(pixels.view(np.uint8).reshape(h, w, 4), format="bgra")
+        # Scaled, swscale halves the rectangle in the same pass (a rectangle of odd size to an even one).
+        yuv = self._reformatter.reformat(
+            frame, width=cw, height=ch, format="yuv420p", interpolation=Interpolation.FAST_BILINEAR
+        )
         yuv.pts = self._pts
         self._pts += 1
         if idr:
@@ -101,10 +116,16 @@ class H264StreamEncoder:
 
 
 class H264StreamDecoder:
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, *, scaled: bool = False) -> None:
+        """``scaled``: the viewer took ``video-scaled``: pictures may also come at :func:`scaled_size`
+        (from any IDR on, until the next one), and are scaled up to the rectangle."""
         self.width = width
         self.height = height
         self._coded = coded_size(width, height)
+        self._scaled = scaled_size(width, height) if scaled else None
+        self._reformatter = VideoReformatter()
+        #: Whether the last picture came at half size.
+        self.last_scaled = False
         ctx = av.CodecContext.create("h264", "r")
         ctx.thread_count = 1  # frame threads would delay output by a frame per thread
         # An access unit whose SPS declares a bigger picture than the stream's rectangle is refused
@@ -123,10 +144,24 @@ class H264StreamDecoder:
         if not frames:
             raise CodecError(f"H.264 access unit of {len(data)} bytes gave no picture")
         frame = frames[-1]
-        if (frame.width, frame.height) != self._coded:
+        size = (frame.width, frame.height)
+        self.last_scaled = size == self._scaled and size != self._coded
+        if self.last_scaled:
+            # Half size: scaled up to the rectangle itself (no crop: the scaled picture has no padding).
+            frame = self._reformatter.reformat(
+                frame,
+                width=self.width,
+                height=self.height,
+                format="bgra",
+                interpolation=Interpolation.BILINEAR,
+            )
+            bgra = frame.to_ndarray()
+            return bgra.view(np.uint32).reshape(self.height, self.width)
+        if size != self._coded:
+            also = "" if self._scaled is None else f" or {self._scaled[0]}x{self._scaled[1]} (scaled)"
             raise CodecError(
                 f"H.264 picture is {frame.width}x{frame.height}, stream rectangle needs {self._coded[0]}x"
-                f"{self._coded[1]}"
+                f"{self._coded[1]}{also}"
             )
         bgra = frame.to_ndarray(format="bgra")
         return bgra.view(np.uint32).reshape(bgra.shape[0], bgra.shape[1])[: self.height, : self.width]

@@ -35,6 +35,7 @@ from wayray.common.version import add_version_option
 from wayray.config.diagnostics import ConfigError, Diagnostic, Severity
 from wayray.config.loader import UnknownInstance
 from wayray.config.model.common import POOL_PATTERN, POOL_RULE
+from wayray.config.model.servers import VideoScaling
 
 log = logging.getLogger("wayray.server")
 
@@ -332,6 +333,12 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
         help="standalone: keep the configured video bit rate and frame rate whatever the viewer's link "
         "(encoder.adaptive = false)",
     )
+    p.add_argument(
+        "--video-scaling",
+        choices=[str(m) for m in VideoScaling],
+        help="standalone: big video regions at half size for a viewer that scales them up: when "
+        "encoding cannot keep up (auto, the default), always or never (encoder.video_scaling)",
+    )
 
 
 def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
@@ -344,6 +351,9 @@ def _standalone_tuning(server: Any, args: argparse.Namespace) -> Any:
         server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, video=False))
     if args.no_adapt:
         server = dataclasses.replace(server, encoder=dataclasses.replace(server.encoder, adaptive=False))
+    if args.video_scaling is not None:
+        encoder = dataclasses.replace(server.encoder, video_scaling=VideoScaling(args.video_scaling))
+        server = dataclasses.replace(server, encoder=encoder)
     if args.bitrate is not None:
         if not 10_000 <= args.bitrate <= 10**12:
             raise UsageError(f"--bitrate {args.bitrate}: give a bit rate from 10000 to 10^12 bit/s")

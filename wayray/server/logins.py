@@ -88,6 +88,7 @@ class Logins:
             f"WAYRAY_SESSION_BITRATE={settings.video_bitrate}",
             f"WAYRAY_SESSION_ZSTD_LEVEL={settings.zstd_level}",
             f"WAYRAY_SESSION_ADAPT={1 if settings.adaptive else 0}",
+            f"WAYRAY_SESSION_VIDEO_SCALING={settings.video_scaling}",
         )
 
     # --- login screens -----------------------------------------------------------------------------

@@ -139,10 +139,12 @@ class FrontDoorSettings:
 
     #: The browser kiosk (served when ``enabled``).
     web: WebSettings = WebSettings()
-    #: encoder.bitrate, encoder.zstd_level, encoder.adaptive (``video`` above is encoder.video).
+    #: encoder.bitrate, encoder.zstd_level, encoder.adaptive, encoder.video_scaling (``video`` above
+    #: is encoder.video).
     video_bitrate: int = 8_000_000
     zstd_level: int = 5
     adaptive: bool = True
+    video_scaling: str = "auto"
     #: ``history``: seconds an ended session's record and log files are kept (wayray.server.housekeeping).
     history_s: float = 30 * 86400.0
 
@@ -351,6 +353,7 @@ def _build(
         video_bitrate=server.encoder.bitrate,
         zstd_level=server.encoder.zstd_level,
         adaptive=server.encoder.adaptive,
+        video_scaling=str(server.encoder.video_scaling),
         admission=Limits(
             new_per_minute=server.admission.new_sessions_per_minute,
             unused_per_source=server.admission.unused_sessions_per_source,

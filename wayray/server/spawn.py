@@ -61,10 +61,11 @@ class SessionSpec:
     audio_bitrate: int = 96
     #: An X display served by Xwayland (policy.x11).
     x11: bool = True
-    #: encoder.bitrate, encoder.zstd_level, encoder.adaptive.
+    #: encoder.bitrate, encoder.zstd_level, encoder.adaptive, encoder.video_scaling.
     video_bitrate: int = 8_000_000
     zstd_level: int = 5
     adaptive: bool = True
+    video_scaling: str = "auto"
 
 
 def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
@@ -94,6 +95,7 @@ def session_argv(spec: SessionSpec, log_file: Path | None = None) -> list[str]:
     argv += ["--bitrate", str(spec.video_bitrate), "--zstd-level", str(spec.zstd_level)]
     if not spec.adaptive:
         argv.append("--no-adapt")
+    argv += ["--video-scaling", spec.video_scaling]
     # The session keeper (wayray.session.keeper): the programs that leave the session's process group
     # (nohup, setsid) end with it all the same, and its log has a cap.
     argv.append("--subreaper")

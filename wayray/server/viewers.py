@@ -299,6 +299,7 @@ class ViewerSide:
             video_bitrate=settings.video_bitrate,
             zstd_level=settings.zstd_level,
             adaptive=settings.adaptive,
+            video_scaling=settings.video_scaling,
         )
         try:
             session.process = start_session(spec, functools.partial(self.watch.process_exited, session))

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from wayray.codec import EncoderSettings
+from wayray.codec.settings import VIDEO_SCALE_MODES
 from wayray.common.errors import UsageError, WayRayError, cli_entry
 from wayray.common.log import setup
 from wayray.common.sizes import OUTPUT_SIZE
@@ -48,6 +49,7 @@ ENV_OPTIONS = (
     ("WAYRAY_SESSION_AUDIO_BITRATE", "--audio-bitrate"),
     ("WAYRAY_SESSION_BITRATE", "--bitrate"),
     ("WAYRAY_SESSION_ZSTD_LEVEL", "--zstd-level"),
+    ("WAYRAY_SESSION_VIDEO_SCALING", "--video-scaling"),
 )
 #: The session's window manager, a JSON array (wrsessd passes session.toml's window_manager in it).
 WINDOW_MANAGER_ENV = "WAYRAY_WINDOW_MANAGER"
@@ -88,7 +90,7 @@ def _bitrate(text: str) -> int:
 
 
 def _add_encoder_options(p: argparse.ArgumentParser) -> None:
-    """encoder.bitrate, encoder.zstd_level, encoder.adaptive."""
+    """encoder.bitrate, encoder.zstd_level, encoder.adaptive, encoder.video_scaling."""
     p.add_argument(
         "--bitrate",
         type=_bitrate,
@@ -108,6 +110,13 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
         "--no-adapt",
         action="store_true",
         help="do not adapt the video bit rate and frame rate to the viewer's link (encoder.adaptive)",
+    )
+    p.add_argument(
+        "--video-scaling",
+        choices=VIDEO_SCALE_MODES,
+        default="auto",
+        help="big video regions at half size for a viewer that scales them up: when encoding cannot "
+        "keep up (auto), always or never (encoder.video_scaling)",
     )
 
 
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             video_fps=max(1, round(args.refresh)),
             zstd_level_small=args.zstd_level,
             adaptive=not args.no_adapt,
+            video_scale_mode=args.video_scaling,
         ),
         screenshot=args.screenshot,
         audio=AudioPolicy(args.audio),

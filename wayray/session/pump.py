@@ -41,6 +41,7 @@ from wayray.compositor.geometry import Rect
 from wayray.compositor.session import SessionCompositor
 from wayray.session.adapt import LinkAdapter, LinkState
 from wayray.session.drawn_cursor import DrawnCursor
+from wayray.session.videoscale import VideoScaler
 from wayray.wire import (
     Capability,
     Channel,
@@ -66,6 +67,8 @@ class PumpStats:
     bytes: int = 0
     h264_regions: int = 0
     encode_seconds: float = 0.0
+    #: Times the video regions went to half size or back (the ``video-scaled`` capability).
+    video_rescaled: int = 0
     #: With adaptation: the latest estimate and decisions, and the lowest video bit rate chosen.
     link: LinkState | None = None
     lowest_video_bitrate: int | None = None
@@ -89,7 +92,14 @@ class DisplayPump:
         self._send = send
         self._executor = executor
         # Small regions the viewer saw before go as a slot of its region cache, if it keeps one.
-        self._settings = dataclasses.replace(settings, region_cache=Capability.REGION_CACHE in capabilities)
+        # Big video regions may go at half size when encoding cannot keep up, if it scales them back.
+        # (encoder.video_scaling: "auto" as videoscale.py decides, or "always", or "never").
+        mode = settings.video_scale_mode
+        scaling = Capability.VIDEO_SCALED in capabilities and settings.video and mode != "never"
+        self._settings = dataclasses.replace(
+            settings, region_cache=Capability.REGION_CACHE in capabilities, video_scaling=scaling
+        )
+        self.scaler = VideoScaler(float(settings.video_fps)) if scaling and mode == "auto" else None
         self.credit = FrameCredit(frame_window)
         self._cursor = CursorEncoder() if Capability.CURSOR in capabilities else None
         self._cursor_seen: tuple[int, int, int, bool] | None = None
@@ -201,6 +211,8 @@ class DisplayPump:
         encoder = (
             Encoder(width, height, self._settings, first_seq=self._first_seq) if self._display else None
         )
+        if encoder is not None and self._settings.video_scale_mode == "always":
+            encoder.set_video_scaled(True)  # without the capability (video_scaling off) it does nothing
         try:
             while not self._stopping:
                 await self._send_cursor()
@@ -258,10 +270,15 @@ class DisplayPump:
             result = _encode(*args)
         else:
             result = await loop.run_in_executor(self._executor, _encode, *args)
-        self.stats.encode_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.stats.encode_seconds += took
         if result is None:
             return
         update, data = result
+        if self.scaler is not None and any(
+            r.encoding == RegionEncoding.H264 and r.data for r in update.regions
+        ):
+            self._rescale(encoder, took)
         if trace.ENABLED:
             trace.join(keys, update.seq)
             trace.mark("encoded", trace.frame_id(update.seq))
@@ -287,6 +304,22 @@ class DisplayPump:
         if trace.ENABLED:  # before the send: the front door may relay it before the send returns
             trace.mark("link_sent", trace.frame_id(update.seq))
         await self._send(Channel.DISPLAY, data)
+
+    def _rescale(self, encoder: Encoder, took: float) -> None:
+        """A frame with video took ``took`` s to encode: half or full size from the next one on."""
+        scaler = self.scaler
+        assert scaler is not None
+        if scaler.encoded(took, time.monotonic()):
+            encoder.set_video_scaled(scaler.scaled)
+            self.stats.video_rescaled += 1
+            log.info(
+                "video regions now at %s size: frames with video took %.1f ms to encode, a frame at "
+                "%.0f frames/s has %.1f ms",
+                "half" if scaler.scaled else "full",
+                scaler.decided_on * 1000,
+                scaler.fps,
+                1000 / scaler.fps,
+            )
 
     async def _send_cursor(self) -> None:
         if self._cursor is None or self._cursor_broken:

@@ -73,6 +73,8 @@ class Capability(enum.StrEnum):
     REGION_CACHE = "region-cache"
     #: The viewer takes SmallFrameUpdate, the short form of a small FrameUpdate (docs/protocol.md).
     SMALL_FRAMES = "small-frames"
+    #: The viewer scales video pictures coded at half size up to their rectangle (docs/encoding.md §5).
+    VIDEO_SCALED = "video-scaled"
 
 
 #: What this code implements, and so offers by default.
@@ -89,6 +91,7 @@ IMPLEMENTED_CAPABILITIES = frozenset(
         Capability.TOUCH,
         Capability.REGION_CACHE,
         Capability.SMALL_FRAMES,
+        Capability.VIDEO_SCALED,
     }
 )
 

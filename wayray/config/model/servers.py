@@ -42,6 +42,12 @@ class VideoCodec(enum.StrEnum):
     H264 = "h264"
 
 
+class VideoScaling(enum.StrEnum):
+    AUTO = "auto"
+    NEVER = "never"
+    ALWAYS = "always"
+
+
 @dataclass(frozen=True)
 class TLSSettings:
     cert: PurePosixPath = setting(
@@ -133,6 +139,14 @@ class EncoderSettings:
         "frame acknowledgements and lowers the video bit rate and the frame rate so that frames "
         "never queue on a slow link (docs/encoding.md, section 10). False: always the configured "
         "rate, at the pace the viewer's acknowledgements allow.",
+    )
+    video_scaling: VideoScaling = setting(
+        VideoScaling.AUTO,
+        Choice(VideoScaling),
+        "Video regions of at least 640x360 coded at half size, for a viewer that scales them back up "
+        "(the `video-scaled` capability; the browser kiosk always gets full size): `auto` when "
+        "encoding cannot keep up with the frame rate at full size (docs/encoding.md, section 5.1), "
+        "`always`, or `never`.",
     )
 
 
