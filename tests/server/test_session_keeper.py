@@ -120,6 +120,17 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def only_child(pid: int) -> list[int]:
+    """``pid``'s one child, once it has only one: the ``touch`` that made the test's ready file may
+    not be reaped yet when the file exists (seen in a CI run beside another suite)."""
+
+    def single() -> list[int] | None:
+        found = children(pid)
+        return found if len(found) == 1 else None
+
+    return eventually(single, f"a single child of {pid}")
+
+
 def name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -180,7 +191,7 @@ def test_a_signal_to_the_keeper_goes_to_the_session_and_what_it_left_is_ended(
     s = started(f"trap 'echo got TERM; exit 3' TERM; {program} 1000 & touch {ready}; wait")
     eventually(ready.exists, "the session's program started")
     compositor = s.child()
-    (sleeper,) = children(compositor)
+    (sleeper,) = only_child(compositor)
     eventually(lambda: name(sleeper) == program.name[:15], "the program running")
     s.proc.send_signal(signal.SIGTERM)
     assert s.wait() == 3
@@ -205,7 +216,7 @@ def test_without_a_log_the_output_and_the_keepers_lines_stay_on_its_stderr(
     s = started(f"echo hello from the session; sleep 1000 & touch {ready}; wait", log=False)
     eventually(ready.exists, "the session's program started")
     compositor = s.child()
-    (sleeper,) = children(compositor)
+    (sleeper,) = only_child(compositor)
     eventually(lambda: name(sleeper) == "sleep", "sleep running")
     s.proc.send_signal(signal.SIGTERM)
     assert s.wait() == 128 + signal.SIGTERM
