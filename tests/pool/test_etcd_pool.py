@@ -266,3 +266,39 @@ def test_a_badge_while_etcd_is_stalled_is_told_to_try_again_and_gets_its_session
         assert shot.exists()
         assert len(a.sessions()) == 1, a.sessions()
         assert "HANDSHAKE_TIMEOUT" not in later.stderr, later.stderr[-3000:]
+
+
+def test_a_member_started_while_etcd_does_not_answer_comes_up_and_joins_once_it_does(
+    harness: Harness, net: Lan
+) -> None:
+    """A member must not refuse to start because its pool's etcd is slow (that would cost the sessions
+    it serves), nor say it shares the directory before it does: it logs that etcd does not answer,
+    joins from its keep-alive rounds once etcd answers, says so then, and its badges get sessions."""
+    with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
+        (host,) = [net.add("srva")]
+        pin = member_identity(harness, host)
+        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+        extra = ["--pool-peer", pin, "--pool-key-file", str(harness.tmp / "pool-token.key"),
+                 "--pool-directory", etcd.url, "--pool-etcd-tls", tls]  # fmt: skip
+        (stalled,) = etcd.members
+        assert stalled.proc is not None
+        os.kill(stalled.proc.pid, signal.SIGSTOP)
+        try:
+            a = member(harness, host, extra=extra, command=FOOT)
+            said = "the session directory does not answer"
+            eventually(lambda: said in a.log_text(), "etcd's silence logged")
+            eventually(lambda: "serving on UDP port" in a.log_text(), "the member to serve")
+            assert "sharing the session directory" not in a.log_text()
+        finally:
+            os.kill(stalled.proc.pid, signal.SIGCONT)
+        eventually(
+            lambda: (
+                "sharing the session directory in etcd as member" in a.log_text()
+                and "(etcd answers now)" in a.log_text()
+            ),
+            "the member to join once etcd answers",
+        )
+        kiosk = net.add("kiosk1")
+        done = run_kiosk(harness, kiosk, a, "--snapshot", str(harness.tmp / "k.png"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len(a.sessions()) == 1, a.sessions()

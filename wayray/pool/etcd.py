@@ -531,6 +531,9 @@ class EtcdDirectory:
                 return
             if lapsed is None:
                 await self.join(self.me, LEASE_TTL)
+                # It did not answer when this member started (or refused its key until now).
+                log.info("pool: sharing the session directory in etcd as member %s (etcd answers now)",
+                         self.me.id)  # fmt: skip
             else:
                 log.warning("pool: this member's lease in etcd had expired; joining again")
                 await self.join(self.me, lapsed.ttl)

@@ -122,6 +122,7 @@ async def join(
 
     browser = PoolBrowser(settings.pool, accept=accept)
     await browser.start()
+    joined = True
     try:
         lease = await directory.join(me, LEASE_TTL)
     except KeyRefused:
@@ -134,7 +135,9 @@ async def join(
         log.warning("pool %s: the session directory does not answer (%s); joining when it does",
                     settings.pool, err)  # fmt: skip
         lease = Lease("", member_id, LEASE_TTL)
-    _say_joined(settings, directory, member_id, host, listener)
+        joined = False  # the keep-alive round that joins says so (EtcdDirectory.keep_alive_round)
+    if joined:
+        _say_joined(settings, directory, member_id, host, listener)
     shared = Shared(directory, listener, browser, lease, {}, {}, {})
     directory.on_lease_lost = lambda peer: _forget_claims_at(shared, peer)
     if isinstance(directory, LanDirectory):
