@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -190,6 +191,8 @@ def main() -> None:
         "program: it keeps its own pictures with its sound as players do, so the skew is WayRay's",
     )
     args = p.parse_args()
+    if args.player and shutil.which(args.player) is None:
+        raise SystemExit(f"{args.player} is not installed: apt-get install {args.player} (bench/README.md)")
     print(
         f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores; {args.flashes} flashes; "
         f"lip sync {'on' if args.av_sync else 'off'}; {args.player or 'the flash program'}"
