@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.audio_mouth_to_ear import TAIL_S, Recorder
+from bench.av_player_clip import write_clip
 
 CLIENT = Path(__file__).with_name("av_flash_client.py")
 #: How long after its commit a flash's click may be heard and still count as this flash's (tones repeat
@@ -43,7 +45,28 @@ CLIENT = Path(__file__).with_name("av_flash_client.py")
 HEAR_WITHIN_S = 5.0
 
 
-def run(tmp: Path, flashes: int, period: float, kiosk: Any, av_sync: bool = True) -> dict[str, Any]:
+def session_script(flashes: int, period: float, log: Path, player: str | None, tmp: Path) -> str:
+    """The session's command: the flash program, or ``player`` playing bench/av_player_clip.py's film
+    (both wait for $HOME/go; LOG.done is made when the flashes are over)."""
+    head = '#!/bin/sh\nenv > "$HOME/session-env.txt"\n'
+    if player is None:
+        return head + f'exec "{sys.executable}" "{CLIENT}" {flashes} {period} "{log}" "$HOME/go"\n'
+    clip = tmp / "clip.mkv"
+    write_clip(clip, flashes, period)
+    argv = {
+        "mpv": "mpv --no-config --vo=wlshm --ao=pulse --hwdec=no --no-osc --osd-level=0 --really-quiet "
+        f'"{clip}"',
+    }[player]
+    return head + (
+        'while [ ! -e "$HOME/go" ]; do sleep 0.05; done\n'
+        f'{argv} > "$HOME/player.log" 2>&1\n'
+        f'touch "{log}.done"\nexec sleep 3600\n'
+    )
+
+
+def run(
+    tmp: Path, flashes: int, period: float, kiosk: Any, av_sync: bool = True, player: str | None = None
+) -> dict[str, Any]:
     from tests.e2e.harness import Client, Harness, eventually
 
     h = Harness(tmp)
@@ -51,11 +74,7 @@ def run(tmp: Path, flashes: int, period: float, kiosk: Any, av_sync: bool = True
     stats = tmp / "stats.json"
     log = h.home / "flashes.txt"
     try:
-        script = h.write_script(
-            "session.sh",
-            '#!/bin/sh\nenv > "$HOME/session-env.txt"\n'
-            f'exec "{sys.executable}" "{CLIENT}" {flashes} {period} "{log}" "$HOME/go"\n',
-        )
+        script = h.write_script("session.sh", session_script(flashes, period, log, player, tmp))
         script.chmod(0o755)
         srv = h.server([str(script)])
         argv = h.client_argv(
@@ -75,7 +94,8 @@ def run(tmp: Path, flashes: int, period: float, kiosk: Any, av_sync: bool = True
         mouth = Recorder({"PULSE_SERVER": session_env["PULSE_SERVER"]}, "wayray.monitor")
         ear = Recorder(kiosk.env, "speaker.monitor")
         recorders += [mouth, ear]
-        eventually(lambda: kiosk.players() == 1, "the kiosk to play")
+        if player is None:  # the bed plays from the start (a player's sound starts with its film)
+            eventually(lambda: kiosk.players() == 1, "the kiosk to play")
         time.sleep(1.0)  # both recorders running
         (h.home / "go").touch()
         done = Path(f"{log}.done")
@@ -85,12 +105,16 @@ def run(tmp: Path, flashes: int, period: float, kiosk: Any, av_sync: bool = True
         viewer.signal(2)
         viewer.wait()
         data = json.loads(stats.read_text())
-        commits = [(int(k), float(t)) for k, t in (line.split() for line in log.read_text().splitlines())]
+        lines = log.read_text().splitlines() if log.exists() else []
+        commits = [(int(k), float(t)) for k, t in (line.split() for line in lines)]
         return {"commits": commits, "said": said, "heard": heard, "shown": data.get("shown_at", []),
                 "audio": data.get("audio", {})}  # fmt: skip
     finally:
         for r in recorders:
             r.stop()
+        said = h.home / "player.log"
+        if player is not None and said.exists():
+            print(f"  {player} said: {said.read_text(errors='replace').strip()[-2000:] or 'nothing'}")
         h.cleanup()
 
 
@@ -120,6 +144,26 @@ def analyse(r: dict[str, Any], period: float) -> list[dict[str, float]]:
     return rows
 
 
+def analyse_player(r: dict[str, Any], flashes: int, period: float) -> list[dict[str, float]]:
+    """A player's film: no commit times, so each click heard at the kiosk is paired with the frame
+    that started its flash (a frame shown after a gap of more than half a period: the frame ending a
+    flash comes FLASH_S after the one starting it), the nearest within 0.4 of a period, and with the
+    same click at the session's sink."""
+    shown = sorted(r["shown"])
+    starts = [t for i, t in enumerate(shown) if i > 0 and t - shown[i - 1] > period / 2]
+    rows = []
+    for ear, tone in r["heard"]:
+        eye = min(starts, key=lambda t: abs(t - ear), default=None)
+        mouth = max((t for t, j in r["said"] if j == tone and 0 <= ear - t < HEAR_WITHIN_S), default=None)
+        if eye is None or abs(ear - eye) > 0.4 * period or mouth is None:
+            print(f"  click at {ear:.3f} (tone {tone}): no flash shown near it, or not heard at the sink")
+            continue
+        rows.append({"skew": (ear - eye) * 1000, "m2e": (ear - mouth) * 1000})
+    if len(rows) != flashes:
+        print(f"  {len(rows)} clicks paired with a flash, of {flashes} flashes in the film")
+    return rows
+
+
 def describe(values: list[float]) -> str:
     v = sorted(values)
     p5, p95 = v[round(0.05 * (len(v) - 1))], v[round(0.95 * (len(v) - 1))]
@@ -140,21 +184,32 @@ def main() -> None:
         action="store_false",
         help="the viewer does not ask for lip sync (wrclient --no-av-sync): the pictures are not held back",
     )
+    p.add_argument(
+        "--player",
+        choices=["mpv"],
+        help="a real player plays a flash-and-click film (bench/av_player_clip.py) instead of the flash "
+        "program: it keeps its own pictures with its sound as players do, so the skew is WayRay's",
+    )
     args = p.parse_args()
+    if args.player and shutil.which(args.player) is None:
+        raise SystemExit(f"{args.player} is not installed: apt-get install {args.player} (bench/README.md)")
     print(
         f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores; {args.flashes} flashes; "
-        f"lip sync {'on' if args.av_sync else 'off'}"
+        f"lip sync {'on' if args.av_sync else 'off'}; {args.player or 'the flash program'}"
     )
     tmp = Path(tempfile.mkdtemp(prefix="wayray-avskew-"))
     kiosk = KioskSound(tmp / "kiosk").start()
     load = os.getloadavg()[0]
     try:
-        result = run(tmp, args.flashes, args.period, kiosk, args.av_sync)
+        result = run(tmp, args.flashes, args.period, kiosk, args.av_sync, args.player)
     finally:
         kiosk.stop()
     print(f"load average {load:.1f} (end {os.getloadavg()[0]:.1f})")
-    rows = analyse(result, args.period)
-    print(f"{len(rows)} of {len(result['commits'])} flashes seen and heard")
+    if args.player:
+        rows = analyse_player(result, args.flashes, args.period)
+    else:
+        rows = analyse(result, args.period)
+        print(f"{len(rows)} of {len(result['commits'])} flashes seen and heard")
     if rows:
         for key, what in (
             ("skew", "skew at the kiosk (ear - eye; + = sound late)"),
@@ -163,7 +218,8 @@ def main() -> None:
             ("m2e", "sound: session sink -> kiosk speaker"),
             ("wayray_skew", "WayRay's share of the skew ((ear - mouth) - (eye - commit))"),
         ):
-            print(f"  {what}: {describe([row[key] for row in rows])}")
+            if key in rows[0]:
+                print(f"  {what}: {describe([row[key] for row in rows])}")
     audio = result["audio"]
     playback = audio.get("playback", {})
     print(
