@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.transport.helpers import FAST_WIRE, client_settings, eventually, hello, run, start, within
+from wayray.client.identity import terminal_key
 from wayray.transport import (
     ConnectError,
     ConnectionClosedError,
@@ -26,6 +27,7 @@ from wayray.wire import (
     ErrorCode,
     FrameAck,
     FrameUpdate,
+    Hello,
     Key,
     KeymapUpdate,
     KeyState,
@@ -448,3 +450,47 @@ def test_the_token_never_reaches_the_logs(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "token=<given>" in text  # the redacted form is there: nothing of the token, not its length
     assert "SECRET" not in text and "qx7" not in text and "23 chars" not in text
+
+
+@run
+async def test_a_kiosk_gives_each_server_a_terminal_identity_of_its_own(
+    identity: ServerIdentity, other_identity: ServerIdentity, tmp_path: Path
+) -> None:
+    """The terminal identity a Hello carries is derived for the server reached (its certificate): an
+    impostor the viewer trusted on first use, or any other server, learns a value that is not this
+    kiosk's at the real server, so it cannot pass for the kiosk there (the re-authentication grace
+    trusts it); the real server gets the same value on every connection."""
+    hellos: dict[str, list[Hello]] = {identity.fingerprint: [], other_identity.fingerprint: []}
+
+    def handler(fp: str) -> Any:
+        async def handle(conn: ServerConnection) -> None:
+            hellos[fp].append(conn.hello)
+            conn.accept(session_id="s", output_width=64, output_height=64)
+            async for _ in conn:
+                pass
+
+        return handle
+
+    real = await start(identity, handler(identity.fingerprint))
+    impostor = await start(other_identity, handler(other_identity.fingerprint))
+    key = terminal_key("this kiosk's terminal token")
+    try:
+        for server in (real, impostor, real):
+            conn = await connect(
+                "127.0.0.1", server.port, client_settings(tmp_path), hello(terminal_key=key)
+            )
+            await conn.aclose()
+        (first, again), (seen_by_impostor,) = (
+            hellos[identity.fingerprint],
+            hellos[other_identity.fingerprint],
+        )
+        assert first.terminal_id == again.terminal_id  # the same kiosk, to the server that knows it
+        assert len(first.terminal_id) == 64 and seen_by_impostor.terminal_id != first.terminal_id
+        assert key not in (first.terminal_id, seen_by_impostor.terminal_id)  # the key never travels
+        # A viewer without a key (or one that states its id outright) sends what it was given.
+        conn = await connect("127.0.0.1", real.port, client_settings(tmp_path), hello(terminal_id="ab" * 32))
+        await conn.aclose()
+        assert hellos[identity.fingerprint][-1].terminal_id == "ab" * 32
+    finally:
+        await real.close()
+        await impostor.close()

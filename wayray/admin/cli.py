@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wradm",
         description="WayRay administration: check, show, render and apply the configuration; reload a "
         "running server; look at running servers and their sessions (status, sessions, session "
-        "kill|detach); drain a server (server drain|undrain) and list its pool (pool).",
+        "kill|detach|screenshot); drain a server (server drain|undrain) and list its pool (pool).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

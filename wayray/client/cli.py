@@ -32,7 +32,7 @@ from wayray.client.identity import (
     own_standalone_server,
     read_access_key,
     read_token_file,
-    terminal_id,
+    terminal_key,
     terminal_token,
 )
 from wayray.client.keyboard import Keyboard, KeymapChoice
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     access_key = _access_key(args.access_key_file or _configured(cfg.access_key_file))
     # Given no key: the user's own standalone server's, for that server on loopback only.
     own_server = own_standalone_server() if not access_key else None
-    own_id = _terminal_id(token if kind is TokenKind.TERMINAL and token != "-" else None)
+    own_key = _terminal_key(token if kind is TokenKind.TERMINAL and token != "-" else None)
     client = _client_settings(
         args, cfg, own_server, connect_timeout=10.0 if kiosk else min(args.timeout, 10.0)
     )
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             state_file=args.state_file,
             fallbacks=fallbacks,
             access_key=access_key,
-            terminal_id=own_id,
+            terminal_key=own_key,
             pool=pool,
             play_audio=kiosk_plays,
             audio_sink=args.play_audio or None,
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         client_version=wayray.__version__,
         fallbacks=fallbacks,
         access_key=access_key,
-        terminal_id=own_id,
+        terminal_key=own_key,
         pool=pool,
     )
     return asyncio.run(_run(args, viewer_options, backend, script, keyboard, usb))
@@ -465,12 +465,12 @@ def _access_key(path: Path | None) -> str:
     return key
 
 
-def _terminal_id(token: str | None) -> str:
-    """This machine's identity for the Hello (``identity.terminal_id``), from its terminal token (made
+def _terminal_key(token: str | None) -> str:
+    """This machine's key for its identities (``identity.terminal_key``), from its terminal token (made
     on first use). A machine where it cannot be kept (a read-only home) goes without one: the server
     then never takes it for a kiosk it knows (re-authentication asks for the password)."""
     try:
-        return terminal_id(token if token is not None else terminal_token())
+        return terminal_key(token if token is not None else terminal_token())
     except WayRayError as err:
         log.warning("no terminal identity: %s", err.message)
         return ""

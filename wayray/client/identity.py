@@ -3,8 +3,9 @@
 - The *terminal token*: without ``--token``, a viewer presents its own identity (kind ``terminal``):
   32 random bytes made on first use, kept in ``$XDG_STATE_HOME/wayray/terminal-token`` (mode 0600), so
   the same machine finds its session again, as a Sun Ray without a badge did. Derived from it, the
-  *terminal id* (:func:`terminal_id`) goes with every Hello, badge or not: the server tells kiosks
-  apart by it (never by address: behind NAT many kiosks share one), and the token itself stays here.
+  *terminal key* (:func:`terminal_key`), and from that and the server's certificate the *terminal id*
+  that goes with every Hello, badge or not: the server tells kiosks apart by it (never by address:
+  behind NAT many kiosks share one). Each server gets an id of its own; the token and the key stay here.
 - The known-hosts file (trust on first use): ``$XDG_CONFIG_HOME/wayray/known_hosts``.
 - The access key of servers that require one (``--access-key-file``), read by :func:`read_access_key`;
   without one, the key of the user's own standalone server (:func:`own_standalone_server`), which
@@ -62,11 +63,12 @@ def read_token_file(path: Path) -> str:
     return token
 
 
-def terminal_id(token: str) -> str:
-    """What a Hello carries as this terminal's identity: HMAC-SHA256 of ``wayray terminal id v1`` keyed
-    with the terminal token, in hex. The same on every connection from this machine; it gives the
-    token away to nobody (the token opens the terminal's own session)."""
-    return hmac.new(token.encode(), b"wayray terminal id v1", hashlib.sha256).hexdigest()
+def terminal_key(token: str) -> str:
+    """This terminal's key for its identities: HMAC-SHA256 of ``wayray terminal key v2`` keyed with the
+    terminal token, in hex. It never leaves the machine: a Hello carries what it derives for the
+    server reached (``transport.identity.terminal_id_for``), and it gives the token away to nobody
+    (the token opens the terminal's own session)."""
+    return hmac.new(token.encode(), b"wayray terminal key v2", hashlib.sha256).hexdigest()
 
 
 def read_access_key(path: Path) -> str:

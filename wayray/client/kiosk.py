@@ -99,7 +99,7 @@ class KioskOptions:
     fallbacks: tuple[tuple[str, int], ...] = ()
     #: The access key of servers that require one, and this kiosk's identity (ViewerOptions).
     access_key: str = field(default="", repr=False)
-    terminal_id: str = field(default="", repr=False)
+    terminal_key: str = field(default="", repr=False)
     #: A pool's members as discovery finds them, and the pool's name (ViewerOptions).
     discover: Callable[[], tuple[tuple[str, int], ...]] | None = None
     pool: str = ""
@@ -301,7 +301,7 @@ class Kiosk:
             client_version=o.client_version,
             fallbacks=o.fallbacks,
             access_key=o.access_key,
-            terminal_id=o.terminal_id,
+            terminal_key=o.terminal_key,
             discover=o.discover,
             pool=o.pool,
             unanswered=o.unanswered,

@@ -300,7 +300,7 @@ class Viewer:
             client_name=o.client_name,
             client_version=o.client_version,
             access_key=o.access_key,
-            terminal_id=o.terminal_id,
+            terminal_key=o.terminal_key,
         )
         try:
             conn = await self._connect_first_answering(hello)

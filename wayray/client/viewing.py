@@ -48,8 +48,9 @@ class ViewerOptions:
     fallbacks: tuple[tuple[str, int], ...] = ()
     #: The access key of servers that require one ("": none); a secret, like the token.
     access_key: str = field(default="", repr=False)
-    #: This viewer's own identity (``identity.terminal_id``), "" for none.
-    terminal_id: str = field(default="", repr=False)
+    #: This viewer's terminal key (``identity.terminal_key``), "" for none: each server it reaches gets
+    #: the identity derived from it for that server.
+    terminal_key: str = field(default="", repr=False)
     #: A pool's members as discovery finds them now (``wayray.pool.mdns.PoolBrowser.addresses``),
     #: tried before ``host`` and the fallbacks; each is trusted through the pool's trust only.
     discover: Callable[[], tuple[tuple[str, int], ...]] | None = None

@@ -67,8 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--window-manager",
         metavar="COMMAND",
-        help="a window manager speaking wayray_wm_v1 (docs/wm-protocol.md), e.g. wr-wm-tiling; "
-        "default: the built-in floating one",
+        help="a window manager speaking wayray_wm_v1 (/usr/share/doc/wayray/wm-protocol.md), e.g. "
+        "wr-wm-tiling; default: the built-in floating one",
     )
     p.add_argument(
         "-v",

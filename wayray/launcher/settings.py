@@ -142,7 +142,7 @@ class SessionPlan:
         if not self.compositor:
             raise WayRayError(
                 f"{what}: no session compositor command is configured",
-                hint="set the compositor command (see docs/launcher.md)",
+                hint="set the compositor command (see /usr/share/doc/wayray/launcher.md)",
             )
         for argv in [self.compositor, *(c.argv for c in self.components)]:
             if not argv:

@@ -186,6 +186,10 @@ class AdminRequests:
             raise AdminError(err.reason) from None
         finally:
             session.screenshots.pop(rid, None)
+        # What is on a person's screen is theirs: who looked, and when, is on the record.
+        record = self.table.registry.find(sid)
+        user = record.user if record is not None else None
+        log.info("session %s of %s: a screenshot was taken through the admin socket", sid, user or "-")
         return ap.ScreenshotAnswer(png_base64=base64.b64encode(png).decode())
 
     async def _drain_request(self, request: ap.Drain) -> ap.Drained:

@@ -89,7 +89,8 @@ def key_refusal(table: SessionTable, shared: Shared | None) -> str | None:
         f"every member of pool {settings.pool} it found ({names}) refuses it at the members' key "
         f"check: the pool token key in {settings.token_key} is not theirs; copy the pool's token key "
         f"file from a member of pool {settings.pool} to {settings.token_key} and restart this member "
-        f"(docs/pools.md §3.3). The first said: {first.split(' is not taken into the pool: ', 1)[-1]}"
+        f"(/usr/share/doc/wayray/pools.md §3.3). The first said: "
+        f"{first.split(' is not taken into the pool: ', 1)[-1]}"
     )
 
 

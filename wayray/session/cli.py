@@ -171,8 +171,8 @@ def parser() -> argparse.ArgumentParser:
         "--audio",
         choices=[str(a) for a in AudioPolicy],
         default=str(AudioPolicy.PLAYBACK),
-        help="the session's sound (docs/audio.md): off starts no sound server; playback (the default) "
-        "and playback+microphone start one, with a sink WayRay and a source WayRay microphone",
+        help="the session's sound (/usr/share/doc/wayray/audio.md): off starts no sound server; playback "
+        "(the default) and playback+microphone start one, with a sink WayRay and a source WayRay microphone",
     )
     p.add_argument(
         "--audio-bitrate", type=int, default=96, metavar="KBPS", help="Opus bit rate in kbit/s (96)"

@@ -35,7 +35,7 @@ from aioquic.quic.connection import QuicConnection
 from wayray.transport import _aioquic_private as private
 from wayray.transport.connection import Connection, QuicSettings, WireProtocol
 from wayray.transport.errors import ConnectError, ConnectionClosedError, Redirected, ServerIdentityError
-from wayray.transport.identity import ClientCertificate, fingerprint
+from wayray.transport.identity import ClientCertificate, fingerprint, terminal_id_for
 from wayray.transport.trust import ServerCA, ServerTrust, host_key
 from wayray.wire import ErrorCode, HelloParams, HelloReceived, WireConfig, WireRole
 from wayray.wire.protocol import HELLO_CREDENTIALS
@@ -152,6 +152,10 @@ class _ClientProtocol(WireProtocol):
         own = self.own_server
         if own is not None and not hello.access_key and self.server_fingerprint == own.fingerprint:
             hello = dataclasses.replace(hello, access_key=own.key)
+        if hello.terminal_key and self.server_fingerprint is not None:
+            # An identity for this server only: one server's cannot pass for this kiosk at another.
+            bound = terminal_id_for(hello.terminal_key, self.server_fingerprint)
+            hello = dataclasses.replace(hello, terminal_id=bound, terminal_key="")
         self.wire.send_hello(hello)
 
     def send_held_hello(self, hello: HelloParams) -> None:

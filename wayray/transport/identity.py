@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import logging
 import re
 import stat
@@ -38,6 +39,16 @@ _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 def fingerprint(cert: x509.Certificate) -> str:
     """``sha256:<hex>`` of the certificate's DER encoding."""
     return "sha256:" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def terminal_id_for(terminal_key: str, server_fingerprint: str) -> str:
+    """What a viewer's Hello carries as its identity to the server whose certificate has
+    ``server_fingerprint``: HMAC-SHA256 keyed with the viewer's terminal key (``client.identity``)
+    over ``wayray terminal id v2``, a NUL and the fingerprint, in hex. The same kiosk gives each
+    server a value of its own, so what one server (or an impostor the viewer trusted on first use)
+    learns is worth nothing at another."""
+    message = b"wayray terminal id v2\0" + server_fingerprint.encode()
+    return hmac.new(terminal_key.encode(), message, hashlib.sha256).hexdigest()
 
 
 def certificate_fingerprint(path: Path) -> str:

@@ -189,15 +189,19 @@ class HelloParams:
     client_version: str = ""
     #: Since 1.2: the server's access key, for servers that require one ("" : none).
     access_key: str = ""
-    #: Since 1.2: this viewer's own identity, the same on every connection from it ("": none).
+    #: Since 1.2: this viewer's own identity at this server ("": none).
     terminal_id: str = ""
+    #: Not sent: the viewer's terminal key. When set, the client transport puts the identity derived
+    #: from it for the server reached (its certificate's fingerprint) in ``terminal_id``.
+    terminal_key: str = ""
 
     def __repr__(self) -> str:
         return (
             f"HelloParams(token={redact(self.token)}, token_kind={self.token_kind.name}, "
             f"screen={self.screen_width}x{self.screen_height}@{self.scale_120}/120, "
             f"keymap=<{len(self.keymap)} chars>, client={self.client_name} {self.client_version}, "
-            f"access_key={redact(self.access_key)}, terminal_id={redact(self.terminal_id)})"
+            f"access_key={redact(self.access_key)}, terminal_id={redact(self.terminal_id)}, "
+            f"terminal_key={redact(self.terminal_key)})"
         )
 
 

@@ -73,10 +73,10 @@ def test_nothing_that_carries_a_token_shows_it_in_its_repr() -> None:
     objects = [
         BadgeInserted(secret, TokenKind.BADGE, "test"),
         HelloParams(token=secret, token_kind=TokenKind.BADGE, screen_width=1, screen_height=1,
-                    access_key=key, terminal_id=own),
+                    access_key=key, terminal_key=own),
         ViewerOptions(host="h", port=1, client=client, token=secret, token_kind=TokenKind.BADGE,
-                      access_key=key, terminal_id=own),
-        KioskOptions(host="h", port=1, client=client, access_key=key, terminal_id=own),
+                      access_key=key, terminal_key=own),
+        KioskOptions(host="h", port=1, client=client, access_key=key, terminal_key=own),
         TokenSourceSettings.from_config(BadgeReaderSettings(), token=secret),
     ]  # fmt: skip
     for obj in objects:

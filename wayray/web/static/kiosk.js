@@ -58,7 +58,9 @@ function terminalToken() {
 }
 
 async function terminalId() {
-  // As wrclient: HMAC-SHA256 of "wayray terminal id v1" keyed with the terminal token, in hex.
+  // HMAC-SHA256 of "wayray terminal id v1" keyed with the terminal token, in hex. The token is this
+  // origin's (localStorage), so each server already gets an identity of its own (wrclient binds its
+  // identity to the server's certificate instead: docs/protocol.md, Hello).
   const enc = new TextEncoder();
   const key = await crypto.subtle.importKey("raw", enc.encode(terminalToken()), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return hex(new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode("wayray terminal id v1"))));
