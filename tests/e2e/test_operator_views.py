@@ -99,7 +99,7 @@ def test_wradm_sessions_says_what_each_session_costs(harness: Harness) -> None:
     for row in rows.values():
         assert row["measured_by"] in ("processes", "cgroup")
         assert row["memory_bytes"] > 4 * 2**20, row  # a compositor and foot hold more than that
-        assert row["sent_bytes"] > 1000, row  # at least a first picture went to its viewer
+        assert row["sent_bytes"] > 0 and row["received_bytes"] > 0, row  # its pictures, its input
     table = subprocess.run(
         [script("wradm"), "sessions", "--admin-socket", admin], capture_output=True, text=True, timeout=120
     )
