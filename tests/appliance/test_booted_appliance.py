@@ -399,6 +399,18 @@ def test_a_user_badges_in_and_logs_in_through_the_greeter(step: Appliance) -> No
     assert app.proof() == [USER, "wayray-test"]
     owner = app.run("stat", "-c", "%U", f"/home/{USER}/proof").strip()
     assert owner == USER
+    # What the session costs, read by wrsrvd (ProtectProc=invisible: it cannot see the user's processes)
+    # from the logind scope wrsessd named: its cgroup's counters.
+    rows = json.loads(app.run("wradm", "sessions", "--instance", "main", "--json"))
+    (mine,) = [row for row in rows if row["user"] == USER]
+    scopes = app.run("find", "/sys/fs/cgroup", "-maxdepth", "5", "-name", "session-*.scope", check=False)
+    assert mine["measured_by"] == "cgroup", (mine, scopes)
+    assert mine["cpu_s"] > 0 and mine["sent_bytes"] > 0, mine
+    if mine["memory_bytes"] is None:  # honest only where no memory controller holds the scope (hybrid)
+        counted = app.box.run(["test", "-e", "/sys/fs/cgroup/user.slice/memory.current"], check=False)
+        assert "/sys/fs/cgroup/memory/" not in scopes and counted.returncode != 0, (mine, scopes)
+    else:
+        assert mine["memory_bytes"] > 4 * 2**20, mine
     app.keys("a", "snapshot /root/kiosk/desktop-a.png")
 
 

@@ -138,11 +138,14 @@ SESSIONS = {
         {"id": "3f1c0a9e", "state": "active", "token": "badge:0123abcd", "user": "alice", "viewer": "v1",
          "kiosk": "10.0.0.7", "since": 1700000000.25, "launcher_session": "a1b2c3", "linked": True,
          "responding": True, "not_responding_since": None, "pid": 4343, "wayland_display": "wayland-wr-a1",
-         "output": [1920, 1080, 120], "created_at": 1699999999.5, "changed_at": 1700000000},
+         "output": [1920, 1080, 120], "created_at": 1699999999.5, "changed_at": 1700000000,
+         "sent_bytes": 48_213_000, "received_bytes": 91_204, "cpu_s": 754.25, "memory_bytes": 47_395_000,
+         "measured_by": "cgroup"},
         {"id": "c0de", "state": "greeter", "token": "badge:fedc", "user": None, "viewer": None,
          "kiosk": None, "since": 1700000001.0, "launcher_session": None, "linked": False, "responding": None,
          "not_responding_since": None, "pid": None, "wayland_display": None, "output": None,
-         "created_at": 1700000001.0, "changed_at": 1700000001.0},
+         "created_at": 1700000001.0, "changed_at": 1700000001.0, "sent_bytes": None, "received_bytes": None,
+         "cpu_s": None, "memory_bytes": None, "measured_by": None},
     ],
 }  # fmt: skip
 ANSWERS = {
@@ -192,16 +195,18 @@ def test_wradm_reads_every_field_and_prints_the_answers_as_wrsrvd_gave_them(tmp_
             assert "pool lab, member 6f1c0a9e3b2d4c15 (shares the session directory); DRAINED" in text
             rows = (await loop.run_in_executor(None, wradm, "sessions")).splitlines()
             assert rows[1].split()[:4] == ["3f1c0a9e", "alice", "active", "10.0.0.7"]
+            assert rows[1].split()[-5:] == ["12:34", "45.2", "MiB", "46.0", "MiB"]  # CPU, MEMORY, SENT
+            assert rows[2].split()[-3:] == ["-", "-", "-"]
             assert rows[2].split()[:5] == ["c0de", "(login", "screen)", "greeter", "-"]
         finally:
             await server.close()
         assert asked == [
             {"type": "status"},
-            {"type": "sessions"},
+            {"type": "sessions", "usage": True},
             {"type": "kill", "session_id": "3f1c0a9e"},
             {"type": "reload"},
             {"type": "status"},
-            {"type": "sessions"},
+            {"type": "sessions", "usage": True},
         ]
 
     asyncio.run(main())

@@ -115,3 +115,23 @@ def environment_has(pid: int, name: str, value: str) -> bool | None:
     except psutil.Error:
         return False
     return env.get(name) == value
+
+
+def cgroup_of(pid: int | str = "self") -> str | None:
+    """The cgroup systemd tracks ``pid`` by: the unified hierarchy's path (``0::``), or on a legacy or
+    hybrid host without controllers there, ``name=systemd``'s. None when it cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    unified = named = None
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            unified = path
+        elif controllers == "name=systemd":
+            named = path
+    if named and (unified in (None, "/") or unified == named):
+        return named
+    return unified or named

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wayray.common.processes import cgroup_of
+
 log = logging.getLogger("wayray.wrsessd.scope")
 
 #: The slice wrsessd's own scopes go to: every WayRay session not in a logind scope, in one place.
@@ -81,26 +83,6 @@ class Limits:
 def systemd_booted() -> bool:
     """Whether systemd is the service manager here (sd_booted(3)'s test)."""
     return sys.platform.startswith("linux") and Path("/run/systemd/system").is_dir()
-
-
-def cgroup_of(pid: int | str = "self") -> str | None:
-    """The cgroup systemd tracks ``pid`` by: the unified hierarchy's path (``0::``), or on a legacy or
-    hybrid host without controllers there, ``name=systemd``'s. None when it cannot be read."""
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return None
-    unified = named = None
-    for line in text.splitlines():
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        if hierarchy == "0" and controllers == "":
-            unified = path
-        elif controllers == "name=systemd":
-            named = path
-    if named and (unified in (None, "/") or unified == named):
-        return named
-    return unified or named
 
 
 def unit_of(cgroup: str | None) -> str | None:

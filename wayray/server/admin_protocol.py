@@ -77,7 +77,12 @@ class Status(Message):
 @ADMIN.message("sessions", Direction.REQUEST, "Every live session. Answered by `sessions`.")
 @dataclass(frozen=True, kw_only=True)
 class Sessions(Message):
-    pass
+    usage: bool = field(
+        Flag(),
+        "also what each session has used: CPU time and memory (reads every session's processes or "
+        "cgroup, so a little slower)",
+        default=False,
+    )
 
 
 @ADMIN.message(
@@ -280,6 +285,13 @@ class SessionRow(Fields):
     output: tuple[int, ...] | None = field(ListOf(3, COUNT), "its output: width, height, scale in 120ths")
     created_at: float | None = field(SECONDS, "when it was created")
     changed_at: float | None = field(SECONDS, "when its record last changed")
+    sent_bytes: int | None = field(COUNT, "bytes wrsrvd relayed from it to its viewers since wrsrvd started")
+    received_bytes: int | None = field(COUNT, "bytes its viewers sent it, the same way")
+    cpu_s: float | None = field(SECONDS, "with `usage`: CPU time its processes have used")
+    memory_bytes: int | None = field(COUNT, "with `usage`: the memory its processes hold")
+    measured_by: str | None = field(
+        WORD, "with `usage`: `cgroup` (its own cgroup's counters) or `processes` (its process tree now)"
+    )
 
 
 @ADMIN.message("sessions", Direction.RESPONSE, "Every live session.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import itertools
 import logging
 import time
@@ -23,6 +24,7 @@ from wayray.server.ending import Ending
 from wayray.server.live import ServedSession, SessionNotResponding
 from wayray.server.model import EndReason, Session, SessionState, kiosk_of
 from wayray.server.table import SessionTable
+from wayray.server.usage import session_usage
 from wayray.wire import ErrorCode, SessionEventKind
 
 log = logging.getLogger("wayray.server")
@@ -94,6 +96,14 @@ class AdminRequests:
                     return "unlocking", unlock.viewer.key
         return str(record.state), record.viewer
 
+    def _scope_of(self, sid: str) -> tuple[str | None, int | None]:
+        """The systemd scope a login-mode session runs in (wrsessd said so) and its uid."""
+        session, record = self.table.live.get(sid), self.table.registry.find(sid)
+        uid = session.uid if session is not None and session.uid is not None else None
+        if uid is None and record is not None:
+            uid = record.endpoint.uid
+        return (session.unit if session is not None else None), uid
+
     def _describe(self, record: Session) -> ap.SessionRow:
         session = self.table.live.get(record.id)
         state, viewer = self._shown(record)
@@ -121,6 +131,8 @@ class AdminRequests:
             output=tuple(session.output) if session else None,
             created_at=record.created_at,
             changed_at=record.changed_at,
+            sent_bytes=session.sent_bytes if session else None,
+            received_bytes=session.received_bytes if session else None,
         )
 
     # --- the requests ------------------------------------------------------------------------------
@@ -129,9 +141,22 @@ class AdminRequests:
         return self._status()
 
     async def _sessions(self, request: ap.Sessions) -> ap.SessionsAnswer:
-        return ap.SessionsAnswer(
-            sessions=tuple(self._describe(r) for r in self.table.registry.live_sessions())
-        )
+        rows = tuple(self._describe(r) for r in self.table.registry.live_sessions())
+        if request.usage:
+            # Reading smaps and cgroups of every session: off the loop, which serves viewers meanwhile.
+            where = [(row.pid, *self._scope_of(row.id)) for row in rows]
+            used = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: [session_usage(pid, unit, uid) for pid, unit, uid in where]
+            )
+            rows = tuple(
+                row
+                if u is None
+                else dataclasses.replace(
+                    row, cpu_s=round(u.cpu_s, 2), memory_bytes=u.memory_bytes, measured_by=u.measured_by
+                )  # fmt: skip
+                for row, u in zip(rows, used, strict=True)
+            )
+        return ap.SessionsAnswer(sessions=rows)
 
     def _find(self, sid: str) -> tuple[Session, ServedSession]:
         record = self.table.registry.find(sid)

@@ -345,6 +345,7 @@ class LinkSide:
                 return
         try:
             viewer.conn.send_encoded(message.channel, message.frame)
+            session.sent_bytes += len(message.frame)
         except ConnectionClosedError:
             pass
         except WireUsageError as err:

@@ -72,8 +72,10 @@ class ServedSession:
     ended: bool = False
     #: When a session restored from the registry must be back on its link (else it is gone).
     relink_by: float | None = None
-    #: Login mode: wrsessd's id of the session whose compositor serves this one now.
+    #: Login mode: wrsessd's id of the session whose compositor serves this one now, and the systemd
+    #: scope it runs in (wrsessd says; wradm sessions reads its cgroup's counters).
     launcher_session: str | None = None
+    unit: str | None = None
     #: Unlock greeters (not in the registry): the secret's digest and uid their compositor registers
     #: with, and the registry session they unlock.
     transient_secret_sha256: str | None = None
@@ -91,6 +93,9 @@ class ServedSession:
     source: str = ""
     kind: Kind = Kind.SESSION
     memory: int = 0
+    #: Bytes relayed to its viewers and from them (since this wrsrvd started), for wradm sessions.
+    sent_bytes: int = 0
+    received_bytes: int = 0
 
     @property
     def responding(self) -> bool:

@@ -189,6 +189,7 @@ class Logins:
             wayland_display=info.wayland_display,
             relink_by=time.monotonic() + settings.start_timeout,
             launcher_session=info.session_id,
+            unit=info.unit,
             uid=info.uid,
             source=viewer.source,
             kind=Kind.LOGIN_SCREEN,
@@ -273,6 +274,7 @@ class Logins:
             wayland_display=info.wayland_display,
             relink_by=time.monotonic() + settings.start_timeout,
             launcher_session=info.session_id,
+            unit=info.unit,
             transient_secret_sha256=sha256_hex(secret),
             uid=info.uid,
             unlocks=record.id,
@@ -324,6 +326,10 @@ class Logins:
         """(Re)subscribed: bring the registry in line with what wrsessd runs. Sessions it no longer
         runs have ended; a login that happened while nobody listened is switched over now."""
         running = {info.session_id: info for info in sessions}
+        for session in self.table.live.values():  # a restarted wrsrvd learns their scopes here
+            known = running.get(session.launcher_session or "")
+            if known is not None:
+                session.unit = known.unit
         for info in sessions:
             if info.replaces is not None:
                 self._logged_in(info)
@@ -376,6 +382,7 @@ class Logins:
         session.uid = info.uid
         session.wayland_display = info.wayland_display
         session.launcher_session = info.session_id
+        session.unit = info.unit
         session.kind = Kind.SESSION  # somebody's now: it no longer counts against its source
         session.relink_by = time.monotonic() + table.settings.start_timeout
         viewer = session.viewer

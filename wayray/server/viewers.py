@@ -402,6 +402,7 @@ class ViewerSide:
             return
         try:
             link.send(ToSession(spec_of(message).channel, frame))
+            session.received_bytes += len(frame)
         except LinkOverflow as err:  # not from viewers alone (see VIEWER_BACKLOG): a compositor that hangs
             self.watch.drop_link(session, CloseCode.PROTOCOL_ERROR, err.reason)
 
