@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NO_STREAM = 0
+#: ``Encoder.next_deadline`` not computed since the last update.
+_UNKNOWN = object()
 _SCROLL_MAX_RECTS = 48
 #: Where both RAW and XOR are compressed to keep the smaller, the winner is reused without trying the
 #: other for this many regions over the same tiles, then both are tried again (content changes
@@ -175,13 +177,21 @@ class Encoder:
         None when nothing is pending. Calling earlier or later is harmless; later delays the lossless
         refresh that makes settled video sharp again.
         """
-        s = self.settings
+        # The pump asks before every frame and every wait; only encode() (and resize) change what
+        # the answer depends on, so it is computed once per update.
+        if self._deadline is _UNKNOWN:
+            self._deadline = self._compute_deadline()
+        return self._deadline  # type: ignore[return-value]
+
+    def _compute_deadline(self) -> float | None:
+        settle = self.settings.video_settle_s
         deadlines = []
         for st in self._streams.values():
             t = self._last_change[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1].ravel()
-            needed = self._keep_needed(st)
-            until = np.sort(t + s.video_settle_s)[::-1]
-            deadlines.append(float(until[needed - 1]))
+            # The needed-th latest change time: a stream is kept while that many tiles changed
+            # within the settle time.
+            k = t.size - self._keep_needed(st)
+            deadlines.append(float(np.partition(t, k)[k]) + settle)
         return min(deadlines) if deadlines else None
 
     def encode(
@@ -206,6 +216,7 @@ class Encoder:
         times, so content that changes every frame still goes to video when few frames are sent.
         """
         self._check_framebuffer(fb)
+        self._deadline = _UNKNOWN
         if force_keyframe or self._keyframe_pending:
             return self._keyframe(fb)
         rects = clip_all(damage, self._width, self._height)
@@ -373,6 +384,7 @@ class Encoder:
         xs = np.minimum(np.arange(1, cols + 1) * TILE, width) - np.arange(cols) * TILE
         self._tile_area = (ys[:, None] * xs[None, :]).astype(np.float64)
         self._keyframe_pending = True
+        self._deadline: float | None | object = _UNKNOWN
 
     def _check_framebuffer(self, fb: NDArray[np.uint32]) -> None:
         if fb.shape != (self._height, self._width) or fb.dtype != np.uint32:
@@ -618,6 +630,7 @@ class Encoder:
         for st in self._streams.values():
             st.codec.close()
         self._streams.clear()
+        self._deadline = _UNKNOWN
 
 
 def _components(mask: NDArray[np.bool_]) -> list[tuple[TileSpan, int]]:
