@@ -270,6 +270,13 @@ class Encoder:
         changed: H.264 codes the whole rectangle, and a stream that ends is refreshed whole."""
         diff = TileDiff.empty(*self._grid)
         video = self._owner != _NO_STREAM
+        if self._streams and _spans_few(tiles):
+            # A small window with a video inside (an animation with still edges): one full pass
+            # over all of it costs fewer numpy calls than a ring of blocks around the video and the
+            # video apart, and the extra pixels are few. The video tiles' boxes and counts are
+            # never read.
+            diff_tiles(fb, self._model, tiles, diff)
+            return diff
         if (lossless := tiles & ~video).any():
             diff_tiles(fb, self._model, lossless, diff)
         if (streamed := tiles & video).any():
@@ -631,6 +638,20 @@ class Encoder:
             st.codec.close()
         self._streams.clear()
         self._deadline = _UNKNOWN
+
+
+#: ``Encoder._diff`` compares the damaged tiles in one pass, video tiles included, when their
+#: bounding box has at most this many tiles.
+_FEW_TILES = 36
+
+
+def _spans_few(tiles: NDArray[np.bool_]) -> bool:
+    """True when the set ``tiles`` lie within a bounding box of at most ``_FEW_TILES`` tiles."""
+    rows = np.flatnonzero(tiles.any(axis=1))
+    if rows.size == 0:
+        return False
+    cols = np.flatnonzero(tiles[rows[0] : rows[-1] + 1].any(axis=0))
+    return bool((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) <= _FEW_TILES)
 
 
 def _components(mask: NDArray[np.bool_]) -> list[tuple[TileSpan, int]]:
