@@ -52,7 +52,7 @@ from wayray.codec.lossless import (
     diff_tiles,
     plan_regions,
 )
-from wayray.codec.scroll import find_vertical_scroll
+from wayray.codec.scroll import find_vertical_scroll, row_hashes
 from wayray.codec.settings import EncoderSettings
 from wayray.codec.support import h264_unavailable
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
@@ -392,6 +392,8 @@ class Encoder:
         self._tile_area = (ys[:, None] * xs[None, :]).astype(np.float64)
         self._keyframe_pending = True
         self._deadline: float | None | object = _UNKNOWN
+        #: Row hashes (scroll.row_hashes) of the areas the last update searched for scrolls.
+        self._row_hashes: dict[Rect, NDArray[np.uint64]] = {}
 
     def _check_framebuffer(self, fb: NDArray[np.uint32]) -> None:
         if fb.shape != (self._height, self._width) or fb.dtype != np.uint32:
@@ -477,13 +479,20 @@ class Encoder:
         # are where scrolls are.
         if len(rects) > _SCROLL_MAX_RECTS:
             rects = sorted(rects, key=lambda r: r.area, reverse=True)[:_SCROLL_MAX_RECTS]
+        # Every update leaves the model equal to the frame it encoded, so the row hashes of an area
+        # in this frame are those of the model there in the next (hashes only vote, see scroll.py).
+        hashes, self._row_hashes = self._row_hashes, {}
         for area in coalesce(rects):
             if area.width < s.scroll_min_size or area.height < s.scroll_min_size:
                 continue
             sp = tiles_of(area)
             if (self._owner[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] != _NO_STREAM).any():
                 continue  # the model is not what the client has under video
-            found = find_vertical_scroll(fb, self._model, area, s.scroll_min_rows)
+            new = row_hashes(fb[area.y : area.bottom, area.x : area.right])
+            self._row_hashes[area] = new
+            found = find_vertical_scroll(
+                fb, self._model, area, s.scroll_min_rows, new_hashes=new, old_hashes=hashes.get(area)
+            )
             if found is None:
                 continue
             d = found.dst
