@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NO_STREAM = 0
-#: ``Encoder.next_deadline`` not computed since the last update.
-_UNKNOWN = object()
 _SCROLL_MAX_RECTS = 48
 #: Where both RAW and XOR are compressed to keep the smaller, the winner is reused without trying the
 #: other for this many regions over the same tiles, then both are tried again (content changes
@@ -119,6 +117,9 @@ class Encoder:
         self.video_bitrate = self.settings.video_bitrate
         #: Video regions coded at half size now (only with ``settings.video_scaling``).
         self.video_scaled = False
+        #: ``next_deadline``'s answer, computed once after each update.
+        self._deadline: float | None = None
+        self._deadline_known = False
         self._setup(width, height)
 
     # --- public API ------------------------------------------------------------------------------
@@ -179,9 +180,10 @@ class Encoder:
         """
         # The pump asks before every frame and every wait; only encode() (and resize) change what
         # the answer depends on, so it is computed once per update.
-        if self._deadline is _UNKNOWN:
+        if not self._deadline_known:
             self._deadline = self._compute_deadline()
-        return self._deadline  # type: ignore[return-value]
+            self._deadline_known = True
+        return self._deadline
 
     def _compute_deadline(self) -> float | None:
         settle = self.settings.video_settle_s
@@ -216,7 +218,7 @@ class Encoder:
         times, so content that changes every frame still goes to video when few frames are sent.
         """
         self._check_framebuffer(fb)
-        self._deadline = _UNKNOWN
+        self._deadline_known = False
         if force_keyframe or self._keyframe_pending:
             return self._keyframe(fb)
         rects = clip_all(damage, self._width, self._height)
@@ -391,7 +393,7 @@ class Encoder:
         xs = np.minimum(np.arange(1, cols + 1) * TILE, width) - np.arange(cols) * TILE
         self._tile_area = (ys[:, None] * xs[None, :]).astype(np.float64)
         self._keyframe_pending = True
-        self._deadline: float | None | object = _UNKNOWN
+        self._deadline_known = False
         #: Row hashes (scroll.row_hashes) of the areas the last update searched for scrolls.
         self._row_hashes: dict[Rect, NDArray[np.uint64]] = {}
 
@@ -646,7 +648,7 @@ class Encoder:
         for st in self._streams.values():
             st.codec.close()
         self._streams.clear()
-        self._deadline = _UNKNOWN
+        self._deadline_known = False
 
 
 #: ``Encoder._diff`` compares the damaged tiles in one pass, video tiles included, when their

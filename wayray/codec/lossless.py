@@ -107,9 +107,12 @@ def _not_equal(
     C-ordered picture (one contiguous run) four to five times faster per pixel than a rectangle
     inside it, so a rectangle at least a third as wide as the picture is compared whole rows wide
     and the columns are taken from that (a view)."""
+    ne: NDArray[np.bool_]
     if 3 * (x1 - x0) >= fb.shape[1] and x1 - x0 < fb.shape[1]:
-        return (fb[y0:y1] != model[y0:y1])[:, x0:x1]
-    return fb[y0:y1, x0:x1] != model[y0:y1, x0:x1]
+        ne = (fb[y0:y1] != model[y0:y1])[:, x0:x1]
+    else:
+        ne = fb[y0:y1, x0:x1] != model[y0:y1, x0:x1]
+    return ne
 
 
 def _row_any(ne: NDArray[np.bool_], rows: int, cols: int) -> NDArray[np.bool_]:

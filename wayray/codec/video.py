@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 
 from wayray.codec.errors import CodecError
 
-
 #: Pictures of at least this many pixels are converted to yuv420p with swscale's threads (one per
 #: core: 1080p takes 3.4 ms instead of 4.1 ms of wall time on two cores, for a fifth more CPU).
 SWS_THREADS_PIXELS = 640 * 480

@@ -124,7 +124,7 @@ class BufferMapping:
 
         The same arguments give the same (immutable) mapping: a client committing a buffer of the
         same size every frame gets it from a cache instead of three matrix products in Python."""
-        return _mapping(cls, buffer_width, buffer_height, scale, transform, source, destination)
+        return _mapping(buffer_width, buffer_height, scale, transform, source, destination)
 
     @classmethod
     def _compute(
@@ -185,7 +185,6 @@ class BufferMapping:
 
 @functools.lru_cache(maxsize=64, typed=True)
 def _mapping(
-    cls: type[BufferMapping],
     buffer_width: int,
     buffer_height: int,
     scale: int,
@@ -193,7 +192,7 @@ def _mapping(
     source: tuple[float, float, float, float] | None,
     destination: tuple[int, int] | None,
 ) -> BufferMapping:
-    return cls._compute(buffer_width, buffer_height, scale, transform, source, destination)
+    return BufferMapping._compute(buffer_width, buffer_height, scale, transform, source, destination)
 
 
 def _bbox(m: Matrix, rect: Rect) -> Rect:
