@@ -595,8 +595,12 @@ class Encoder:
                 (self._cost_samples >= s.video_min_cost_samples)
                 | (self._cost >= s.video_fast_bytes_per_pixel)
             )
-            & self._animating(now)
         )
+        # Animation is the costly test (two gathers over the change rings): only when enough tiles
+        # pass the others (a scrolling terminal's cheap text tiles do not).
+        if np.count_nonzero(candidates) < s.video_min_tiles:
+            return
+        candidates &= self._animating(now)
         if int(candidates.sum()) < s.video_min_tiles:
             return
         for tiles, n in _components(candidates):
