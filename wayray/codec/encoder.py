@@ -420,6 +420,7 @@ class Encoder:
     def _keyframe(self, fb: NDArray[np.uint32]) -> FrameUpdate:
         """The whole output, depending on nothing the client had (video streams restart with an IDR)."""
         self._keyframe_pending = False
+        self._row_hashes = {}  # the next scroll search hashes the model afresh
         if self._cache is not None:
             self._cache.clear()  # the client empties its cache too; a keyframe's regions stay out
         lossless = self._owner == _NO_STREAM
