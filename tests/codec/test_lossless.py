@@ -80,6 +80,23 @@ def test_scrolling_terminal_copies_rows_the_client_has() -> None:
         assert wire_bytes(update) < 2500
 
 
+def test_a_scroll_right_after_a_keyframe_still_copies_rows() -> None:
+    """The scroll search keeps each frame's row hashes as the model's for the next frame; a keyframe
+    in between (the model then holds another picture) must not leave them behind."""
+    link = Link(900, 760, LOSSLESS)
+    frames = list(scenes.terminal_scroll(900, 760, lines_per_frame=1, frames=4, cols=100, rows=40))
+    link.run(frames[:2])
+    link.encoder.request_keyframe()
+    fb, damage, now = frames[2]
+    update = link.send(fb, damage, now)
+    assert update is not None and update.keyframe
+    fb, damage, now = frames[3]
+    update = link.send(fb, damage, now)
+    assert update is not None
+    assert_same(link.decoder.framebuffer, fb)
+    assert update.regions[0].encoding == RegionEncoding.COPY, [r.encoding for r in update.regions]
+
+
 def test_text_flood_without_copy_still_exact_and_small() -> None:
     link = Link(900, 760, LOSSLESS)
     frames = scenes.terminal_scroll(

@@ -52,7 +52,7 @@ from wayray.codec.lossless import (
     diff_tiles,
     plan_regions,
 )
-from wayray.codec.scroll import find_vertical_scroll
+from wayray.codec.scroll import find_vertical_scroll, row_hashes
 from wayray.codec.settings import EncoderSettings
 from wayray.codec.support import h264_unavailable
 from wayray.wire.display import FrameUpdate, Region, RegionEncoding
@@ -117,6 +117,9 @@ class Encoder:
         self.video_bitrate = self.settings.video_bitrate
         #: Video regions coded at half size now (only with ``settings.video_scaling``).
         self.video_scaled = False
+        #: ``next_deadline``'s answer, computed once after each update.
+        self._deadline: float | None = None
+        self._deadline_known = False
         self._setup(width, height)
 
     # --- public API ------------------------------------------------------------------------------
@@ -175,13 +178,22 @@ class Encoder:
         None when nothing is pending. Calling earlier or later is harmless; later delays the lossless
         refresh that makes settled video sharp again.
         """
-        s = self.settings
+        # The pump asks before every frame and every wait; only encode() (and resize) change what
+        # the answer depends on, so it is computed once per update.
+        if not self._deadline_known:
+            self._deadline = self._compute_deadline()
+            self._deadline_known = True
+        return self._deadline
+
+    def _compute_deadline(self) -> float | None:
+        settle = self.settings.video_settle_s
         deadlines = []
         for st in self._streams.values():
             t = self._last_change[st.tiles.ty0 : st.tiles.ty1, st.tiles.tx0 : st.tiles.tx1].ravel()
-            needed = self._keep_needed(st)
-            until = np.sort(t + s.video_settle_s)[::-1]
-            deadlines.append(float(until[needed - 1]))
+            # The needed-th latest change time: a stream is kept while that many tiles changed
+            # within the settle time.
+            k = t.size - self._keep_needed(st)
+            deadlines.append(float(np.partition(t, k)[k]) + settle)
         return min(deadlines) if deadlines else None
 
     def encode(
@@ -206,6 +218,7 @@ class Encoder:
         times, so content that changes every frame still goes to video when few frames are sent.
         """
         self._check_framebuffer(fb)
+        self._deadline_known = False
         if force_keyframe or self._keyframe_pending:
             return self._keyframe(fb)
         rects = clip_all(damage, self._width, self._height)
@@ -259,6 +272,13 @@ class Encoder:
         changed: H.264 codes the whole rectangle, and a stream that ends is refreshed whole."""
         diff = TileDiff.empty(*self._grid)
         video = self._owner != _NO_STREAM
+        if self._streams and _spans_few(tiles):
+            # A small window with a video inside (an animation with still edges): one full pass
+            # over all of it costs fewer numpy calls than a ring of blocks around the video and the
+            # video apart, and the extra pixels are few. The video tiles' boxes and counts are
+            # never read.
+            diff_tiles(fb, self._model, tiles, diff)
+            return diff
         if (lossless := tiles & ~video).any():
             diff_tiles(fb, self._model, lossless, diff)
         if (streamed := tiles & video).any():
@@ -373,6 +393,9 @@ class Encoder:
         xs = np.minimum(np.arange(1, cols + 1) * TILE, width) - np.arange(cols) * TILE
         self._tile_area = (ys[:, None] * xs[None, :]).astype(np.float64)
         self._keyframe_pending = True
+        self._deadline_known = False
+        #: Row hashes (scroll.row_hashes) of the areas the last update searched for scrolls.
+        self._row_hashes: dict[Rect, NDArray[np.uint64]] = {}
 
     def _check_framebuffer(self, fb: NDArray[np.uint32]) -> None:
         if fb.shape != (self._height, self._width) or fb.dtype != np.uint32:
@@ -397,6 +420,7 @@ class Encoder:
     def _keyframe(self, fb: NDArray[np.uint32]) -> FrameUpdate:
         """The whole output, depending on nothing the client had (video streams restart with an IDR)."""
         self._keyframe_pending = False
+        self._row_hashes = {}  # the next scroll search hashes the model afresh
         if self._cache is not None:
             self._cache.clear()  # the client empties its cache too; a keyframe's regions stay out
         lossless = self._owner == _NO_STREAM
@@ -458,13 +482,20 @@ class Encoder:
         # are where scrolls are.
         if len(rects) > _SCROLL_MAX_RECTS:
             rects = sorted(rects, key=lambda r: r.area, reverse=True)[:_SCROLL_MAX_RECTS]
+        # Every update leaves the model equal to the frame it encoded, so the row hashes of an area
+        # in this frame are those of the model there in the next (hashes only vote, see scroll.py).
+        hashes, self._row_hashes = self._row_hashes, {}
         for area in coalesce(rects):
             if area.width < s.scroll_min_size or area.height < s.scroll_min_size:
                 continue
             sp = tiles_of(area)
             if (self._owner[sp.ty0 : sp.ty1, sp.tx0 : sp.tx1] != _NO_STREAM).any():
                 continue  # the model is not what the client has under video
-            found = find_vertical_scroll(fb, self._model, area, s.scroll_min_rows)
+            new = row_hashes(fb[area.y : area.bottom, area.x : area.right])
+            self._row_hashes[area] = new
+            found = find_vertical_scroll(
+                fb, self._model, area, s.scroll_min_rows, new_hashes=new, old_hashes=hashes.get(area)
+            )
             if found is None:
                 continue
             d = found.dst
@@ -565,8 +596,12 @@ class Encoder:
                 (self._cost_samples >= s.video_min_cost_samples)
                 | (self._cost >= s.video_fast_bytes_per_pixel)
             )
-            & self._animating(now)
         )
+        # Animation is the costly test (two gathers over the change rings): only when enough tiles
+        # pass the others (a scrolling terminal's cheap text tiles do not).
+        if np.count_nonzero(candidates) < s.video_min_tiles:
+            return
+        candidates &= self._animating(now)
         if int(candidates.sum()) < s.video_min_tiles:
             return
         for tiles, n in _components(candidates):
@@ -618,6 +653,21 @@ class Encoder:
         for st in self._streams.values():
             st.codec.close()
         self._streams.clear()
+        self._deadline_known = False
+
+
+#: ``Encoder._diff`` compares the damaged tiles in one pass, video tiles included, when their
+#: bounding box has at most this many tiles.
+_FEW_TILES = 36
+
+
+def _spans_few(tiles: NDArray[np.bool_]) -> bool:
+    """True when the set ``tiles`` lie within a bounding box of at most ``_FEW_TILES`` tiles."""
+    rows = np.flatnonzero(tiles.any(axis=1))
+    if rows.size == 0:
+        return False
+    cols = np.flatnonzero(tiles[rows[0] : rows[-1] + 1].any(axis=0))
+    return bool((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) <= _FEW_TILES)
 
 
 def _components(mask: NDArray[np.bool_]) -> list[tuple[TileSpan, int]]:

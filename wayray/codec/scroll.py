@@ -60,14 +60,25 @@ def row_hashes(pixels: NDArray[np.uint32]) -> NDArray[np.uint64]:
 
 
 def find_vertical_scroll(
-    fb: NDArray[np.uint32], model: NDArray[np.uint32], area: Rect, min_rows: int
+    fb: NDArray[np.uint32],
+    model: NDArray[np.uint32],
+    area: Rect,
+    min_rows: int,
+    *,
+    new_hashes: NDArray[np.uint64] | None = None,
+    old_hashes: NDArray[np.uint64] | None = None,
 ) -> Scroll | None:
-    """The biggest vertical move of rows of ``model`` into ``fb`` inside ``area``, or None."""
+    """The biggest vertical move of rows of ``model`` into ``fb`` inside ``area``, or None.
+
+    ``new_hashes``, ``old_hashes``: the :func:`row_hashes` of the area in ``fb`` and in ``model``
+    if the caller has them (an encoder whose model holds last frame's pixels has last frame's
+    hashes). Wrong ones cost a scroll not found, never a wrong copy: rows are compared pixel by
+    pixel before they are copied."""
     x, y, w, h = area
     new = fb[y : y + h, x : x + w]
     old = model[y : y + h, x : x + w]
-    hn = row_hashes(new)
-    ho = row_hashes(old)
+    hn = row_hashes(new) if new_hashes is None else new_hashes
+    ho = row_hashes(old) if old_hashes is None or old_hashes.shape != (h,) else old_hashes
     if np.array_equal(hn, ho):
         return None
     vn, in_, cn = np.unique(hn, return_index=True, return_counts=True)

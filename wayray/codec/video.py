@@ -23,6 +23,10 @@ from numpy.typing import NDArray
 
 from wayray.codec.errors import CodecError
 
+#: Pictures of at least this many pixels are converted to yuv420p with swscale's threads (one per
+#: core: 1080p takes 3.4 ms instead of 4.1 ms of wall time on two cores, for a fifth more CPU).
+SWS_THREADS_PIXELS = 640 * 480
+
 
 def coded_size(width: int, height: int) -> tuple[int, int]:
     """Dimensions H.264 4:2:0 is coded at: rounded up to even."""
@@ -75,6 +79,10 @@ class H264StreamEncoder:
         self._ctx = ctx
         self.bitrate = bitrate
         self._reformatter = VideoReformatter()
+        # swscale's own threads (its default) pay for themselves only on big pictures: on a small
+        # one the hand-offs cost more CPU than the conversion (250x250: 220 µs with them, 130 µs
+        # without, and no sooner done).
+        self._sws_threads = 1 if width * height < SWS_THREADS_PIXELS else 0
         self._pts = 0
 
     def set_bitrate(self, bitrate: int) -> None:
@@ -97,7 +105,12 @@ class H264StreamEncoder:
         frame = av.VideoFrame.from_numpy_buffer(pixels.view(np.uint8).reshape(h, w, 4), format="bgra")
         # Scaled, swscale halves the rectangle in the same pass (a rectangle of odd size to an even one).
         yuv = self._reformatter.reformat(
-            frame, width=cw, height=ch, format="yuv420p", interpolation=Interpolation.FAST_BILINEAR
+            frame,
+            width=cw,
+            height=ch,
+            format="yuv420p",
+            interpolation=Interpolation.FAST_BILINEAR,
+            threads=self._sws_threads,
         )
         yuv.pts = self._pts
         self._pts += 1

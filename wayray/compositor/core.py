@@ -429,7 +429,7 @@ class Core:
             for cb in callbacks:
                 cb.post("done", t)
                 cb.destroy_resource()
-        self.display.flush()
+        self.display.schedule_flush()
 
     def composite(self) -> None:
         """Composite what changed since the last frame and hand the damage to every consumer."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -119,7 +120,22 @@ class BufferMapping:
         source: tuple[float, float, float, float] | None,
         destination: tuple[int, int] | None,
     ) -> BufferMapping:
-        """``source`` and ``destination`` are wp_viewport's (in surface-oriented buffer units / 1)."""
+        """``source`` and ``destination`` are wp_viewport's (in surface-oriented buffer units / 1).
+
+        The same arguments give the same (immutable) mapping: a client committing a buffer of the
+        same size every frame gets it from a cache instead of three matrix products in Python."""
+        return _mapping(buffer_width, buffer_height, scale, transform, source, destination)
+
+    @classmethod
+    def _compute(
+        cls,
+        buffer_width: int,
+        buffer_height: int,
+        scale: int,
+        transform: Transform,
+        source: tuple[float, float, float, float] | None,
+        destination: tuple[int, int] | None,
+    ) -> BufferMapping:
         tw, th = (buffer_height, buffer_width) if transform.swaps_axes else (buffer_width, buffer_height)
         # Transformed buffer in surface units (before any viewport).
         lw, lh = tw / scale, th / scale
@@ -142,10 +158,13 @@ class BufferMapping:
         trivial = transform == Transform.NORMAL and source is None and destination is None
         return cls(dw, dh, m, trivial)
 
+    @functools.cached_property
+    def buffer_to_surface(self) -> Matrix:
+        return invert(self.surface_to_buffer)
+
     def buffer_rect_to_surface(self, rect: Rect) -> Rect:
         """Bounding box in surface coordinates of a rectangle of buffer pixels (rounded outward)."""
-        inv = invert(self.surface_to_buffer)
-        return _bbox(inv, rect)
+        return _bbox(self.buffer_to_surface, rect)
 
     def surface_rect_to_buffer(self, rect: Rect) -> Rect:
         return _bbox(self.surface_to_buffer, rect)
@@ -162,6 +181,18 @@ class BufferMapping:
         if x2 <= x1 or y2 <= y1:
             return _bbox(self.surface_to_buffer, Rect(0, 0, self.surface_width, self.surface_height))
         return Rect(x1, y1, x2 - x1, y2 - y1)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _mapping(
+    buffer_width: int,
+    buffer_height: int,
+    scale: int,
+    transform: Transform,
+    source: tuple[float, float, float, float] | None,
+    destination: tuple[int, int] | None,
+) -> BufferMapping:
+    return BufferMapping._compute(buffer_width, buffer_height, scale, transform, source, destination)
 
 
 def _bbox(m: Matrix, rect: Rect) -> Rect:

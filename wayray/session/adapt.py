@@ -112,11 +112,17 @@ class LinkAdapter:
         self._in_flight_bytes -= nbytes
         arrival = now - min(decode_us / 1e6, max(0.0, now - done[-1].at))
         if nbytes <= SMALL_FRAME:  # its own transmission is negligible: a round trip sample
-            self._rtts.append((now, arrival - done[-1].at))
+            # The window's minimum, kept as a rising run (a sample later and no longer than an
+            # older one outlives it in the window): O(1) an ack instead of a pass over ten seconds
+            # of samples.
+            sample = arrival - done[-1].at
+            while self._rtts and self._rtts[-1][1] >= sample:
+                self._rtts.pop()
+            self._rtts.append((now, sample))
         while self._rtts and self._rtts[0][0] < now - RTT_WINDOW_S:
             self._rtts.popleft()
         if self._rtts:
-            self.rtt = min(r for _, r in self._rtts)
+            self.rtt = self._rtts[0][1]
         # Its transmission could start one round trip after it was sent, or when the previous frame
         # had arrived, whichever is later (in the times the acks tell).
         if self.rtt is not None:

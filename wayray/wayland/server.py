@@ -665,7 +665,9 @@ class Display:
 
     def dispatch(self) -> None:
         lib.wl_event_loop_dispatch(self._event_loop, 0)
-        self.flush()
+        # One flush per loop turn (posts schedule it too): each C call lets go of the GIL, and
+        # taking it back from the encoder's thread can take a switch interval.
+        self.schedule_flush()  # dispatch runs from the loop attach() gave
 
     def schedule_flush(self) -> None:
         """Flush client buffers soon (once per loop turn however many events were posted)."""
