@@ -174,3 +174,31 @@ def test_a_new_sink_buffer_waits_until_the_sound_before_it_has_played_out(kiosk_
     assert loud.size, "the tone never reached the speaker"
     # Half a second of tone (a frame's margin): none of its end was dropped with the old pacat.
     assert (loud[-1] - loud[0]) / RATE >= 0.5 - 0.02, (loud[-1] - loud[0]) / RATE
+
+
+def test_a_kiosk_without_a_sound_server_says_so_once(
+    kiosk_sound: KioskSound, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sound server gone (a kiosk whose PulseAudio died): the player fails, says why in the log,
+    and the kiosk goes on without sound. (pacat failing at once had closed its pipe before the kiosk
+    set the pipe's size: the ValueError ended the playing without a word; and its stop aborted the
+    closed pipe a second time.)"""
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{kiosk_sound.dir / 'no-such-socket'}")
+
+    async def play() -> bool:
+        player = playback.Player()
+        player.start()
+        end = time.monotonic() + DEADLINE
+        while not player.failed and time.monotonic() < end:
+            player.put(0, tone_frame(0))
+            await asyncio.sleep(0.05)
+        player.stop()
+        await player.wait_closed()
+        return player.failed
+
+    for _ in range(5):  # the fault came in 1 of 2-3 tries in one process
+        caplog.clear()
+        with caplog.at_level("ERROR", logger="wayray.audio"):
+            assert asyncio.run(play())
+        said = [r.getMessage() for r in caplog.records if "cannot play" in r.getMessage()]
+        assert len(said) == 1 and "sound server" in said[0], said

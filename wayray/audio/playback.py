@@ -357,7 +357,8 @@ class Player:
         set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
         pipe = transport.get_extra_info("pipe")
         if set_size is not None and pipe is not None:
-            with contextlib.suppress(OSError):
+            # (ValueError: a player that failed at once, its pipe closed already: the writer finds out)
+            with contextlib.suppress(OSError, ValueError):
                 fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
         transport.set_write_buffer_limits(0)  # drain() returns once all went into the pipe
         return proc
@@ -446,8 +447,10 @@ class Player:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # before its input ends: it must not play out (and run dry) first
-        if proc.stdin is not None:
-            proc.stdin.transport.abort()  # nobody waits for what the pipe held
+        if proc.stdin is not None and not proc.stdin.transport.is_closing():
+            # nobody waits for what the pipe held (a player that failed was killed and reaped
+            # already, and its pipe closed: stop() then comes here a second time)
+            proc.stdin.transport.abort()
         reap = asyncio.get_running_loop().create_task(_reap(proc, watcher), name="reap pacat")
         _reaping.add(reap)
         reap.add_done_callback(_reaping.discard)
