@@ -52,7 +52,7 @@ def test_a_badge_follows_its_session_from_kiosk_to_kiosk(harness: Harness, stop_
     )  # fmt: skip
     assert listing.returncode == 0, listing.stderr
     header, row = listing.stdout.splitlines()
-    assert header.split() == ["ID", "USER", "STATE", "KIOSK", "SINCE"]
+    assert header.split() == ["ID", "USER", "STATE", "KIOSK", "SINCE", "CPU", "MEMORY", "SENT"]
     assert row.split()[:3] == [sid, pwd.getpwuid(os.geteuid()).pw_name, "active"]
     assert row.split()[3] == "127.0.0.1" and "badge-0042" not in listing.stdout
     a.wait_window()

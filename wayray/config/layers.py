@@ -43,6 +43,11 @@ class Source:
     def origin(self, line: int = 0, col: int = 0) -> Origin:
         return Origin(str(self.path), line, col, self.logical, self.spec_name)
 
+    def at(self, pos: tuple[int, int] | None) -> Origin:
+        """Where ``pos`` (line, column, as a PositionIndex gives it) is in this file; the file alone
+        when the position is not known."""
+        return self.origin(*pos) if pos else self.origin()
+
     @property
     def resolved(self) -> Path:
         return self.real if self.real is not None else self.path

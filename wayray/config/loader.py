@@ -333,11 +333,8 @@ class _Loader:
     def merge_document(
         self, spec: FileSpec, src: Source, doc: dict[str, Any], index: PositionIndex, top: _Table
     ) -> None:
-        def at(pos: tuple[int, int] | None) -> Origin:
-            return src.origin(*pos) if pos else src.origin()
-
         for key, raw in doc.items():
-            kpos = at(index.key((key,)))
+            kpos = src.at(index.key((key,)))
             if key != spec.table:
                 other = FILES_BY_TABLE.get(key)
                 if other is not None:
@@ -351,7 +348,7 @@ class _Loader:
                     )
                 continue
             if not isinstance(raw, dict):
-                self.error(at(index.value((key,))), key, f"expected a table, got {describe(raw)}")
+                self.error(src.at(index.value((key,))), key, f"expected a table, got {describe(raw)}")
                 continue
             if spec.not_yet and raw:
                 self.not_in_effect(kpos, key, spec.not_yet, frozenset())
@@ -368,15 +365,17 @@ class _Loader:
                 scope = frozenset({name}) if spec.table == "server" else frozenset()
                 if not isinstance(body, dict):
                     self.error(
-                        at(index.value(path)), dotted, f"expected a table [{dotted}], got {describe(body)}"
+                        src.at(index.value(path)),
+                        dotted,
+                        f"expected a table [{dotted}], got {describe(body)}",
                     )
                     continue
                 try:
                     INSTANCE_NAME.parse(name)
                 except Invalid:
-                    self.error(at(index.key(path)), dotted, f"invalid name {name!r}: {NAME_RULE}", scope)
+                    self.error(src.at(index.key(path)), dotted, f"invalid name {name!r}: {NAME_RULE}", scope)
                     continue
-                table = named.entries.setdefault(name, _Table(at(index.key(path))))
+                table = named.entries.setdefault(name, _Table(src.at(index.key(path))))
                 assert isinstance(table, _Table)
                 self.merge_table(spec.record, body, path, dotted, table, index, src, scope)
 
@@ -393,16 +392,13 @@ class _Loader:
     ) -> None:
         specs = settings_by_key(record)
 
-        def at(pos: tuple[int, int] | None) -> Origin:
-            return src.origin(*pos) if pos else src.origin()
-
         for key, raw in body.items():
             kpath = path + (key,)
             name = f"{dotted}.{key}"
             s = specs.get(key)
             if s is None:
                 self.error(
-                    at(index.key(kpath)),
+                    src.at(index.key(kpath)),
                     dotted,
                     f"unknown key {key!r}{did_you_mean(key, list(specs))}",
                     scope,
@@ -411,11 +407,12 @@ class _Loader:
             if s.kind is Kind.TABLE:
                 assert s.record is not None
                 if not isinstance(raw, dict):
-                    self.error(at(index.value(kpath)), name, f"expected a table, got {describe(raw)}", scope)
+                    vpos = src.at(index.value(kpath))
+                    self.error(vpos, name, f"expected a table, got {describe(raw)}", scope)
                     continue
                 sub = into.entries.get(key)
                 if not isinstance(sub, _Table):
-                    sub = into.entries[key] = _Table(at(index.key(kpath)))
+                    sub = into.entries[key] = _Table(src.at(index.key(kpath)))
                 self.merge_table(s.record, raw, kpath, name, sub, index, src, scope)
             elif s.kind is Kind.RECORDS:
                 self.merge_records(s, raw, kpath, name, into, index, src, scope)
@@ -435,12 +432,9 @@ class _Loader:
     ) -> None:
         assert s.record is not None
 
-        def at(pos: tuple[int, int] | None) -> Origin:
-            return src.origin(*pos) if pos else src.origin()
-
         if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
             self.error(
-                at(index.value(kpath)),
+                src.at(index.value(kpath)),
                 name,
                 f"expected an array of tables ([[{name}]] sections), got {describe(raw)}",
                 scope,
@@ -448,11 +442,11 @@ class _Loader:
             return
         existing = into.entries.get(s.key)
         if not isinstance(existing, _Records) or s.list_rule is ListRule.REPLACE or not raw:
-            existing = into.entries[s.key] = _Records(at(index.key(kpath)))
+            existing = into.entries[s.key] = _Records(src.at(index.key(kpath)))
         for i, body in enumerate(raw):
             rpath = kpath + (i,)
             rname = f"{name}[{len(existing.items)}]"
-            table = _Table(at(index.key(rpath)))
+            table = _Table(src.at(index.key(rpath)))
             before = len(self.diags)
             self.merge_table(s.record, body, rpath, rname, table, index, src, scope)
             # A rule with a bad part is dropped whole: half a rule could match what it should not.
@@ -487,10 +481,7 @@ class _Loader:
     ) -> None:
         assert s.type is not None
 
-        def at(pos: tuple[int, int] | None) -> Origin:
-            return src.origin(*pos) if pos else src.origin()
-
-        vpos = at(index.value(kpath))
+        vpos = src.at(index.value(kpath))
         try:
             value = s.type.parse(raw)
         except Invalid as err:
@@ -504,7 +495,7 @@ class _Loader:
                 try:
                     items.append(s.type.item.parse(element))
                 except Invalid as err:
-                    self.error(at(index.value(kpath + (i,))), f"{name}[{i}]", str(err), scope)
+                    self.error(src.at(index.value(kpath + (i,))), f"{name}[{i}]", str(err), scope)
                     ok = False
             if not ok:
                 return
@@ -516,20 +507,20 @@ class _Loader:
             if s.list_rule is ListRule.APPEND and isinstance(old, _Leaf) and value:
                 base = len(old.value)
                 parts = dict(old.parts)
-                parts.update({base + i: at(index.value(kpath + (i,))) for i in range(len(value))})
+                parts.update({base + i: src.at(index.value(kpath + (i,))) for i in range(len(value))})
                 value = old.value + value
             else:
-                parts = {i: at(index.value(kpath + (i,))) for i in range(len(value))}
+                parts = {i: src.at(index.value(kpath + (i,))) for i in range(len(value))}
         elif isinstance(s.type, Environment):
             old = into.entries.get(s.key)
             merged = dict(old.value) if isinstance(old, _Leaf) else {}
             parts = dict(old.parts) if isinstance(old, _Leaf) else {}
             merged.update(value)
-            parts.update({k: at(index.key(kpath + (k,))) for k in value})
+            parts.update({k: src.at(index.key(kpath + (k,))) for k in value})
             value = MappingProxyType(merged)
         into.entries[s.key] = _Leaf(value, vpos, parts)
         if s.not_yet:
-            self.not_in_effect(at(index.key(kpath)), name, s.not_yet, scope)
+            self.not_in_effect(src.at(index.key(kpath)), name, s.not_yet, scope)
 
     # --- building --------------------------------------------------------------------------------
     def build(self, sources: tuple[Source, ...]) -> Config:

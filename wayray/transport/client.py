@@ -164,7 +164,7 @@ class _ClientProtocol(WireProtocol):
         self.hold_hello = False
         self.hello_params = hello
         self._send_hello()
-        self._after_wire()
+        self.after_wire()
         self.transmit()
 
     def _wire_closed(self, event: Any) -> None:
@@ -181,7 +181,7 @@ class _ClientProtocol(WireProtocol):
             self.wire.connection_lost(
                 ErrorCode.TRANSPORT_ERROR, f"{self.peer_address}: {exc.strerror or exc}"
             )
-            self._after_wire()
+            self.after_wire()
 
 
 #: Servers (host:port) that refused a 1.2 Hello as malformed: they speak 1.1, whose Hello ends before

@@ -201,7 +201,7 @@ class WireProtocol(QuicConnectionProtocol):
             if self._unacked >= ACK_EVERY:
                 private.ack_now(self._quic, now)
         self._process_events()
-        self._after_wire()
+        self.after_wire()
         self.transmit()
 
     def _is_input_stream(self, sid: int) -> bool:
@@ -231,7 +231,26 @@ class WireProtocol(QuicConnectionProtocol):
         except Exception:  # one connection's bug must not reach aioquic's caller (the server's loop)
             log.exception("%s: internal error handling %s", self.peer_address, type(event).__name__)
             self.wire.fail(ErrorCode.INTERNAL_ERROR, "internal error in the transport (see the log)")
-        self._after_wire()
+        self.after_wire()
+
+    # --- what Connection (and the server's accept path) use --------------------------------------------
+
+    def now(self) -> float:
+        """The event loop's clock, which the wire's timers run on."""
+        return self._loop.time()
+
+    def peer_certificate(self) -> x509.Certificate | None:
+        return private.peer_certificate(self._quic)[0]
+
+    async def credit_changed(self) -> None:
+        """Return at the next FrameAck, handshake or close (the caller checks what changed)."""
+        self._credit_event.clear()
+        await self._credit_event.wait()
+
+    async def inbox_changed(self) -> None:
+        """Return at the next message received, or the close."""
+        self._inbox_event.clear()
+        await self._inbox_event.wait()
 
     def tls_handshake_completed(self) -> None:
         """Check the peer's certificate (pinning, mutual TLS); set ``tls_ok`` or close."""
@@ -354,7 +373,7 @@ class WireProtocol(QuicConnectionProtocol):
 
     # --- wire → application and aioquic ------------------------------------------------------------
 
-    def _after_wire(self) -> None:
+    def after_wire(self) -> None:
         while (event := self.wire.next_event()) is not None:
             self._wire_event(event)
         if not self.wire.closed:
@@ -454,7 +473,7 @@ class WireProtocol(QuicConnectionProtocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        self._after_wire()
+        self.after_wire()
         self.transmit()
 
     def _arm_wire_timer(self) -> None:
@@ -473,7 +492,7 @@ class WireProtocol(QuicConnectionProtocol):
         at = self._wire_timer_at or 0.0
         self._wire_timer_at = None
         self.wire.handle_timer(max(at, self._loop.time()))
-        self._after_wire()
+        self.after_wire()
         self.transmit()
 
     # --- for Connection ----------------------------------------------------------------------------
@@ -533,7 +552,7 @@ class Connection:
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:
-        return private.peer_certificate(self._p._quic)[0]
+        return self._p.peer_certificate()
 
     # state
 
@@ -572,10 +591,9 @@ class Connection:
                 return
             if not pinged:  # a viewer that holds a small frame's ack sends it with its Pong
                 pinged = True
-                self._p.wire.ping(self._p._loop.time())
+                self._p.wire.ping(self._p.now())
                 self._p.schedule_flush()
-            self._p._credit_event.clear()
-            await self._p._credit_event.wait()
+            await self._p.credit_changed()
 
     def buffered_bytes(self) -> int:
         """Bytes held for the peer on this side (wire queues + QUIC unacknowledged), for bounds and stats."""
@@ -592,14 +610,14 @@ class Connection:
         """Queue a message for the peer. Raises WireUsageError/EncodeError for local mistakes (see
         WireConnection.send) and ConnectionClosedError once closed."""
         self._check_open()
-        self._p.wire.send(message, now=self._p._loop.time())
+        self._p.wire.send(message, now=self._p.now())
         self._p.schedule_flush()
 
     def ack_frame(self, seq: int, decode_us: int) -> None:
         """Client: acknowledge the frames up to ``seq``; a small frame's ack may wait a moment for
         the next message to ride with (WireConnection.ack_frame)."""
         self._check_open()
-        self._p.wire.ack_frame(seq, decode_us, now=self._p._loop.time())
+        self._p.wire.ack_frame(seq, decode_us, now=self._p.now())
         self._p.schedule_flush()
 
     def send_encoded(self, channel: Channel, frame: bytes) -> None:
@@ -623,8 +641,7 @@ class Connection:
             self._check_open()
             if self._p.wire.can_send_frame():
                 return
-            self._p._credit_event.clear()
-            await self._p._credit_event.wait()
+            await self._p.credit_changed()
 
     # receiving
 
@@ -644,8 +661,7 @@ class Connection:
             msg = self.receive_nowait()
             if msg is not None:
                 return msg
-            self._p._inbox_event.clear()
-            await self._p._inbox_event.wait()
+            await self._p.inbox_changed()
 
     def __aiter__(self) -> Connection:
         return self
@@ -662,7 +678,7 @@ class Connection:
         """Close with a code and a reason the peer will see. Idempotent."""
         if not self._p.wire.closed:
             self._p.wire.close(code, reason)
-            self._p._after_wire()
+            self._p.after_wire()
 
     async def wait_closed(self) -> ConnectionClosed:
         return await asyncio.shield(self._p.closed_future)

@@ -103,7 +103,7 @@ class ServerConnection(Connection):
         only for viewers that offered ``pools`` (:attr:`follows_redirects`)."""
         self._check_open()
         self._p.wire.redirect_to(host, port, fingerprint, server_id, reason)
-        self._p._after_wire()
+        self._p.after_wire()
         log.info("%s: redirected to %s:%d (%s)", self.peer_address, host, port, reason)
 
     @property
@@ -132,7 +132,7 @@ class ServerConnection(Connection):
             keyframe_follows=keyframe_follows,
             server_name=self._p.server.settings.server_name,
             server_version=self._p.server.settings.server_version,
-            now=self._p._loop.time(),
+            now=self._p.now(),
         )
         self._p.schedule_flush()
         log.info(

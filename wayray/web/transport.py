@@ -161,7 +161,7 @@ class _WebProtocol(_ServerProtocol):
         except Exception:  # one connection's bug must not reach aioquic's caller (the server's loop)
             log.exception("%s: internal error handling %s", self.peer_address, type(event).__name__)
             self.wire.fail(ErrorCode.INTERNAL_ERROR, "internal error in the transport (see the log)")
-        self._after_wire()
+        self.after_wire()
 
     def _is_wire_stream(self, stream_id: int) -> bool:
         return stream_id in self._recv_streams or stream_id in self._send_streams.values()
