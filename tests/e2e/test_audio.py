@@ -906,7 +906,12 @@ def test_lip_sync_holds_back_the_sounding_program_s_window_and_no_other(harness:
             lambda: (w := descendants_named(session["pid"], "weston-simple-shm")) and len(w) == 2 and w,
             "the two windows' programs",
         )
-        sounding = [w.pid for w in windows if any(c.name() == "paplay" for c in w.children())]
+
+        def players() -> list[int]:
+            # The paplay child is a forked shell until it has exec'd paplay: wait for its name.
+            return [w.pid for w in windows if any(c.name() == "paplay" for c in w.children())]
+
+        sounding = eventually(players, "paplay under one of the two windows' programs")
         assert len(sounding) == 1, windows
         log = srv.state / "sessions" / f"{session['id']}.log"
 
