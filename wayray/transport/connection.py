@@ -11,6 +11,7 @@ memory. Received messages wait for the application in an inbox bounded by ``rece
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import struct
@@ -134,9 +135,10 @@ def format_address(addr: NetworkAddress | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class WireProtocol(QuicConnectionProtocol):
+class WireProtocol(QuicConnectionProtocol, metaclass=abc.ABCMeta):
     """aioquic's protocol object for one connection, driving a WireConnection. Internal: applications
-    use :class:`Connection` (``.connection``)."""
+    use :class:`Connection` (``.connection``). A side (client, server) says how it checks the peer's
+    certificate and what it does with a Hello."""
 
     role: WireRole
 
@@ -252,9 +254,9 @@ class WireProtocol(QuicConnectionProtocol):
         self._inbox_event.clear()
         await self._inbox_event.wait()
 
+    @abc.abstractmethod
     def tls_handshake_completed(self) -> None:
         """Check the peer's certificate (pinning, mutual TLS); set ``tls_ok`` or close."""
-        raise NotImplementedError
 
     def _stream_data(self, ev: qe.StreamDataReceived) -> None:
         if not self.tls_ok:
@@ -398,8 +400,9 @@ class WireProtocol(QuicConnectionProtocol):
         elif isinstance(event, ConnectionClosed):
             self._wire_closed(event)
 
+    @abc.abstractmethod
     def hello_received(self, event: HelloReceived) -> None:
-        raise NotImplementedError
+        """A viewer's Hello (the wire gives it only to a server)."""
 
     def _deliver(self, event: MessageReceived) -> None:
         msg = event.message
