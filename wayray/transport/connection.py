@@ -126,15 +126,6 @@ class QuicSettings:
         )
 
 
-def format_address(addr: NetworkAddress | None) -> str:
-    if not addr:
-        return "?"
-    host, port = str(addr[0]), int(addr[1])
-    if host.startswith("::ffff:"):
-        host = host[len("::ffff:") :]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class WireProtocol(QuicConnectionProtocol, metaclass=abc.ABCMeta):
     """aioquic's protocol object for one connection, driving a WireConnection. Internal: applications
     use :class:`Connection` (``.connection``). A side (client, server) says how it checks the peer's
@@ -185,7 +176,11 @@ class WireProtocol(QuicConnectionProtocol, metaclass=abc.ABCMeta):
 
     @property
     def peer_address(self) -> str:
-        return format_address(self._quic.get_peer_address())
+        addr = self._quic.get_peer_address()
+        if not addr:
+            return "?"
+        host, port = str(addr[0]).removeprefix("::ffff:"), int(addr[1])  # an IPv4 peer on a v6 socket
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     # --- aioquic → wire ------------------------------------------------------------------------------
 
