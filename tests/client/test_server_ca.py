@@ -5,17 +5,15 @@ reading their client.toml under ``--root``, over real QUIC on loopback."""
 from __future__ import annotations
 
 import subprocess
-from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, eventually, free_udp_port, kill_sessions, png_pixels
+from tests.e2e.harness import Harness, admin_status, free_udp_port, kill_sessions, png_pixels
 from tests.transport.helpers import ThrowawayCA
-from wayray.server.admin import AdminClient, AdminError
+from wayray.server.admin import AdminClient
 from wayray.transport import ServerIdentity
 
 pytestmark = pytest.mark.slow
@@ -26,20 +24,6 @@ def _client_root(root: Path, ca: Path, extra: str = "") -> Path:
     etc.mkdir(parents=True)
     (etc / "client.toml").write_text(f'[client]\n{extra}\n[client.tls]\nca = "{ca}"\n')
     return root
-
-
-def _status_once_served(proc: subprocess.Popen[bytes], sock: Path, log: Path) -> dict[str, Any]:
-    """wrsrvd's status once its admin socket answers; if wrsrvd exits first, what it logged."""
-
-    def answered() -> dict[str, Any] | None:
-        if proc.poll() is not None:
-            raise AssertionError(f"wrsrvd exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        with suppress(OSError, AdminError):
-            with AdminClient(sock) as admin:
-                return admin.request("status")
-        return None
-
-    return eventually(answered, "wrsrvd's admin socket to answer")
 
 
 def _wrclient(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +76,7 @@ access_key_file = "{key}"
     )
     try:
         sock = run / "lab" / "admin.sock"
-        status = _status_once_served(proc, sock, tmp_path / "wrsrvd.log")
+        status = admin_status(proc, sock, tmp_path / "wrsrvd.log")
         # The instance presents the configured, CA-issued certificate, not a self-signed one of its own.
         expected = ServerIdentity.load_or_create_files(issued.cert, issued.key).fingerprint
         assert status["fingerprint"] == expected

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.common.conftest import AS_NOBODY
 from wayray.common.files import fsync_dir, stage_file, write_atomic
 
 
@@ -182,7 +183,7 @@ def test_a_directory_it_may_not_write_is_an_oserror_and_the_file_is_untouched(
         [sys.executable, "-c", code, str(d / "state")],
         capture_output=True,
         text=True,
-        user=65534,
+        **AS_NOBODY,
         timeout=60,
     )
     assert done.stdout.strip() == "refused", done.stderr

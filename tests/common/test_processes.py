@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.common.conftest import AS_NOBODY
 from wayray.common.processes import (
     alive,
     descendants,
@@ -168,7 +169,7 @@ def test_another_users_environment_is_not_theirs_to_read(nobody_can_run_wayray: 
             [sys.executable, "-c", code, str(proc.pid)],
             capture_output=True,
             text=True,
-            user=NOBODY,
+            **AS_NOBODY,
             timeout=60,
         )
         assert done.stdout.strip() == "False", done.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.common.conftest import AS_NOBODY
 from wayray.common.errors import WayRayError
 from wayray.common.unixsock import MAX_SOCKET_PATH, bind_private_socket
 
@@ -134,6 +135,6 @@ def test_a_directory_it_may_not_write_is_one_line(tmp_path: Path, nobody_can_run
         "except WayRayError as err:\n    print(err.message)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "x.sock")], capture_output=True, text=True, user=65534
+        [sys.executable, "-c", code, str(tmp_path / "x.sock")], capture_output=True, text=True, **AS_NOBODY
     )
     assert done.stdout.strip() == f"cannot listen on {tmp_path / 'x.sock'}: Permission denied", done.stderr

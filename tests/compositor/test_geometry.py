@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wayray.compositor.geometry import BufferMapping, Rect, Transform, apply, output_to_buffer
+from wayray.compositor.geometry import Rect, Transform, apply, buffer_mapping, output_to_buffer
 from wayray.compositor.positioner import Adjust, Anchor, PositionerRules, place
 
 OUTPUT = Rect(0, 0, 1000, 800)
@@ -85,16 +85,16 @@ def test_unconstrained_popups_are_left_alone_even_with_adjustments() -> None:
 def test_buffer_transforms_map_surface_points_like_weston(
     transform: Transform, surface_point: tuple[int, int], buffer_point: tuple[int, int]
 ) -> None:
-    m = BufferMapping.of(30, 40, 1, transform, None, None)
+    m = buffer_mapping(30, 40, 1, transform, None, None)
     assert (m.surface_width, m.surface_height) == ((40, 30) if transform.swaps_axes else (30, 40))
     assert apply(m.surface_to_buffer, *surface_point) == pytest.approx(buffer_point)
 
 
 def test_buffer_scale_and_viewport_give_the_surface_size_and_sampling() -> None:
-    scaled = BufferMapping.of(200, 100, 2, Transform.NORMAL, None, None)
+    scaled = buffer_mapping(200, 100, 2, Transform.NORMAL, None, None)
     assert (scaled.surface_width, scaled.surface_height) == (100, 50)
     assert scaled.trivial  # only a scale: the renderer blits 1:1 when the output has the same scale
-    vp = BufferMapping.of(200, 100, 1, Transform.NORMAL, (50.0, 25.0, 100.0, 50.0), (400, 200))
+    vp = buffer_mapping(200, 100, 1, Transform.NORMAL, (50.0, 25.0, 100.0, 50.0), (400, 200))
     assert (vp.surface_width, vp.surface_height) == (400, 200)
     assert apply(vp.surface_to_buffer, 400, 200) == pytest.approx((150, 75))
     # Output scale 2 on a scale-2 buffer: output pixels are buffer pixels.
@@ -102,6 +102,6 @@ def test_buffer_scale_and_viewport_give_the_surface_size_and_sampling() -> None:
 
 
 def test_damage_rectangles_round_outward_through_the_maps() -> None:
-    m = BufferMapping.of(200, 100, 2, Transform.NORMAL, None, None)
+    m = buffer_mapping(200, 100, 2, Transform.NORMAL, None, None)
     assert m.buffer_rect_to_surface(Rect(3, 3, 2, 2)) == Rect(1, 1, 2, 2)
     assert m.surface_rect_to_buffer(Rect(1, 1, 2, 2)) == Rect(2, 2, 4, 4)

@@ -64,6 +64,23 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = DEADLI
         time.sleep(0.1)
 
 
+def admin_status(proc: subprocess.Popen[Any], sock: Path, log: Path | None = None) -> dict[str, Any]:
+    """wrsrvd's status once its admin socket answers. (The socket file exists a moment before wrsrvd
+    listens on it: a connection in between is refused, so waiting for the file is not enough.) If
+    wrsrvd exits first, the failure says so, with ``log`` (its stderr) when given."""
+
+    def answered() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            logged = f":\n{log.read_text(errors='replace')}" if log is not None and log.exists() else ""
+            raise AssertionError(f"wrsrvd exited with {proc.returncode}{logged}")
+        with suppress(OSError, AdminError):
+            with AdminClient(sock) as admin:
+                return admin.request("status")
+        return None
+
+    return eventually(answered, "wrsrvd's admin socket to answer")
+
+
 def processes_with_link(link: Path) -> list[int]:
     """Session compositor processes whose environment names this link socket."""
     marker = f"WAYRAY_LINK={link}".encode()

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, WrServer, eventually, failure, free_udp_port, kill_sessions
-from tests.server.test_instance import _status
+from tests.e2e.harness import (
+    Harness,
+    WrServer,
+    admin_status,
+    eventually,
+    failure,
+    free_udp_port,
+    kill_sessions,
+)
 from wayray.server.admin import AdminClient
 from wayray.transport import ClientSettings, ConnectionClosedError, PinnedFingerprint, connect
 from wayray.wire import ErrorCode, HelloParams, TokenKind
@@ -110,7 +117,7 @@ def instance(tmp_path: Path) -> Iterator[Any]:
                 stderr=self.log.open("wb"), start_new_session=True,
             )  # fmt: skip
             procs.append(proc)
-            self.fingerprint = _status(proc, self.admin_socket)["fingerprint"]
+            self.fingerprint = admin_status(proc, self.admin_socket)["fingerprint"]
 
         def sessions(self) -> list[dict[str, Any]]:
             with AdminClient(self.admin_socket) as admin:

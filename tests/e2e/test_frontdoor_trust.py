@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import script
-from tests.e2e.harness import Harness, failure, free_udp_port, kill_sessions
-from tests.server.test_instance import _status
+from tests.e2e.harness import Harness, admin_status, failure, free_udp_port, kill_sessions
 from wayray.server.admin import AdminClient
 
 pytestmark = pytest.mark.slow
@@ -171,7 +170,7 @@ def test_command_instance_with_an_access_key_serves_only_viewers_that_present_it
         start_new_session=True,
     )  # fmt: skip
     try:
-        status = _status(proc, run / "demo" / "admin.sock")
+        status = admin_status(proc, run / "demo" / "admin.sock")
         key = key_file.read_text().strip()  # made on first start, for the operator to hand out
         assert len(key) >= 32 and (key_file.stat().st_mode & 0o777) == 0o600
 

@@ -19,9 +19,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, script
-from tests.e2e.harness import DEADLINE, LISTENING, Harness, failure, free_udp_port, kill_sessions
+from tests.e2e.harness import (
+    DEADLINE,
+    LISTENING,
+    Harness,
+    admin_status,
+    failure,
+    free_udp_port,
+    kill_sessions,
+)
 from tests.e2e.test_frontdoor_trust import _instance_tree
-from tests.server.test_instance import _status
 from tests.transport.helpers import ThrowawayCA
 
 pytestmark = pytest.mark.slow
@@ -127,7 +134,7 @@ def test_a_1_1_viewer_is_served_and_told_clearly_when_it_needs_an_access_key(
         stderr=(harness.tmp / "instance.log").open("wb"), start_new_session=True,
     )  # fmt: skip
     try:
-        fingerprint = _status(proc, run / "demo" / "admin.sock")["fingerprint"]
+        fingerprint = admin_status(proc, run / "demo" / "admin.sock")["fingerprint"]
         served = _old_wrclient(
             harness, old_tree, port, fingerprint, "old-viewer-2",
             "--client-cert", str(kiosk.cert), "--client-key", str(kiosk.key),

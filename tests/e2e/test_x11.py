@@ -16,6 +16,7 @@ from tests.conftest import script
 from tests.e2e.harness import (
     Harness,
     WrServer,
+    admin_status,
     differing_pixels,
     eventually,
     failure,
@@ -23,7 +24,6 @@ from tests.e2e.harness import (
     kill_sessions,
     png_pixels,
 )
-from tests.server.test_instance import _status
 
 pytestmark = [
     pytest.mark.slow,
@@ -129,7 +129,7 @@ def test_policy_x11_off_gives_the_sessions_programs_no_display(tmp_path: Path, x
         start_new_session=True,
     )  # fmt: skip
     try:
-        fingerprint = _status(proc, run / "demo" / "admin.sock")["fingerprint"]
+        fingerprint = admin_status(proc, run / "demo" / "admin.sock")["fingerprint"]
         viewer = subprocess.run(
             [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless",
              "--token", "x11-policy-token", "--no-reconnect", "--access-key-file", str(key),

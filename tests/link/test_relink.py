@@ -53,8 +53,9 @@ class FakeServer:
 
 
 @contextlib.asynccontextmanager
-async def compositor(tmp: Path) -> AsyncIterator[tuple[FakeServer, subprocess.Popen[bytes]]]:
-    """A real session compositor (running ``sleep``) whose link socket is a :class:`FakeServer`."""
+async def compositor(tmp: Path, *options: str) -> AsyncIterator[tuple[FakeServer, subprocess.Popen[bytes]]]:
+    """A real session compositor (running ``sleep``) whose link socket is a :class:`FakeServer`;
+    ``options`` go to ``wrsrvd session``."""
     run = tmp / "run"
     run.mkdir(mode=0o700)
     async with FakeServer(tmp / "link.sock") as server:
@@ -76,6 +77,7 @@ async def compositor(tmp: Path) -> AsyncIterator[tuple[FakeServer, subprocess.Po
                         "session",
                         "--size",
                         "640x480",
+                        *options,
                         "--",
                         "sleep",
                         "600",
@@ -133,5 +135,28 @@ def test_a_refusal_that_waiting_cannot_fix_ends_the_session(tmp_path: Path, code
             stream.send(Close(code=code, reason="refused by the test"))
             assert await asyncio.wait_for(_exits(proc), DEADLINE) != 0
             assert server.links.empty()
+
+    asyncio.run(main())
+
+
+def test_a_wrsrvd_that_takes_the_link_but_does_not_answer_is_waited_for_not_given_up_on(
+    tmp_path: Path,
+) -> None:
+    """A stopped or stalled wrsrvd still accepts on its socket (the kernel does) but never answers the
+    registration. That is a busy server, not a missing one: the session must not count it towards
+    the time after which a session nobody can reach ends (here 1 s), and must say what happened."""
+
+    async def main() -> None:
+        async with compositor(tmp_path, "--orphan-timeout", "1") as (server, proc):
+            silent, first = await asyncio.wait_for(server.links.get(), DEADLINE)  # never answered
+            stream, second = await server.registration()  # after the compositor's own timeout
+            assert proc.poll() is None
+            assert (second.pid, second.session_id) == (first.pid, first.session_id)
+            log = (tmp_path / "session.log").read_text()
+            assert "did not answer the registration within" in log, log[-3000:]
+            silent.abort()
+            stream.send(End(reason="the test is over"))
+            assert isinstance(await asyncio.wait_for(stream.receive(), DEADLINE), Ended)
+            assert await asyncio.wait_for(_exits(proc), DEADLINE) == 128 + 15
 
     asyncio.run(main())

@@ -11,11 +11,12 @@ import os
 import secrets
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.harness import Harness, eventually
-from tests.pool.etcd_rig import etcd_cluster
+from tests.pool.etcd_rig import EtcdCluster, etcd_cluster
 from tests.pool.netns import Host, Lan
 from tests.pool.rig import (
     FOOT,
@@ -33,19 +34,21 @@ from tests.pool.test_redirect import BADGE, run_kiosk
 pytestmark = pytest.mark.slow
 
 
+def etcd_pool_args(harness: Harness, hosts: list[Host], etcd: EtcdCluster, key: Path | None) -> list[str]:
+    """What makes ``hosts`` one pool whose session directory is ``etcd`` (the members' identities
+    made here), with ``key`` as the pool's token key file when given."""
+    tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
+    args = [arg for h in hosts for arg in ("--pool-peer", member_identity(harness, h))]
+    args += ["--pool-directory", etcd.url, "--pool-etcd-tls", tls]
+    return args if key is None else [*args, "--pool-key-file", str(key)]
+
+
 def test_a_badge_is_redirected_to_its_session_through_etcd_and_an_etcd_member_may_die(
     harness: Harness, net: Lan
 ) -> None:
     with etcd_cluster(harness.tmp / "etcd", 3, address=net.root_address()) as etcd:
         hosts = [net.add("srva"), net.add("srvb")]
-        pins = [member_identity(harness, h) for h in hosts]
-        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
-        extra = [
-            *(arg for fp in pins for arg in ("--pool-peer", fp)),
-            "--pool-key-file", str(harness.tmp / "pool-token.key"),
-            "--pool-directory", etcd.url,
-            "--pool-etcd-tls", tls,
-        ]  # fmt: skip
+        extra = etcd_pool_args(harness, hosts, etcd, harness.tmp / "pool-token.key")
         a, b = (
             member(harness, h, extra=extra, command=["foot", "--window-size-chars=80x24", "sh"])
             for h in hosts
@@ -86,13 +89,7 @@ def test_a_member_with_another_token_key_takes_no_badge_and_says_why(harness: Ha
     server and gets no session there, and the members with the pool's key carry on."""
     with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
         hosts = [net.add("srva"), net.add("srvm")]
-        pins = [member_identity(harness, h) for h in hosts]
-        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
-        common = [
-            *(arg for fp in pins for arg in ("--pool-peer", fp)),
-            "--pool-directory", etcd.url,
-            "--pool-etcd-tls", tls,
-        ]  # fmt: skip
+        common = etcd_pool_args(harness, hosts, etcd, None)
         right, wrong = harness.tmp / "pool-token.key", harness.tmp / "pool-token-elsewhere.key"
         a = member(harness, hosts[0], extra=[*common, "--pool-key-file", str(right)], command=FOOT)
         eventually(lambda: "sharing the session directory in etcd" in a.log_text(), "a joined etcd")
@@ -161,15 +158,8 @@ def test_a_token_key_rotation_with_etcd_one_member_at_a_time_makes_no_second_ses
     badge finds its one session."""
     with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
         hosts = [net.add("srva"), net.add("srvb")]
-        pins = [member_identity(harness, h) for h in hosts]
-        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
         key = harness.tmp / "pool-token.key"
-        extra = [
-            *(arg for fp in pins for arg in ("--pool-peer", fp)),
-            "--pool-key-file", str(key),
-            "--pool-directory", etcd.url,
-            "--pool-etcd-tls", tls,
-        ]  # fmt: skip
+        extra = etcd_pool_args(harness, hosts, etcd, key)
         members = [member(harness, h, extra=extra, command=["sleep", "3600"]) for h in hosts]
         for srv, other in zip(members, ("srvb", "srva"), strict=True):
             eventually(
@@ -233,10 +223,7 @@ def test_a_badge_while_etcd_is_stalled_is_told_to_try_again_and_gets_its_session
     tries again; the claim goes on meanwhile, and once etcd answers the badge gets its session (one)."""
     with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
         (host,) = [net.add("srva")]
-        pin = member_identity(harness, host)
-        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
-        extra = ["--pool-peer", pin, "--pool-key-file", str(harness.tmp / "pool-token.key"),
-                 "--pool-directory", etcd.url, "--pool-etcd-tls", tls]  # fmt: skip
+        extra = etcd_pool_args(harness, [host], etcd, harness.tmp / "pool-token.key")
         a = member(harness, host, extra=extra, command=FOOT)
         eventually(lambda: "sharing the session directory in etcd" in a.log_text(), "a joined etcd")
         (stalled,) = etcd.members
@@ -276,10 +263,7 @@ def test_a_member_started_while_etcd_does_not_answer_comes_up_and_joins_once_it_
     joins from its keep-alive rounds once etcd answers, says so then, and its badges get sessions."""
     with etcd_cluster(harness.tmp / "etcd", 1, address=net.root_address()) as etcd:
         (host,) = [net.add("srva")]
-        pin = member_identity(harness, host)
-        tls = ",".join(str(p) for p in (etcd.ca.path, etcd.client.cert, etcd.client.key))
-        extra = ["--pool-peer", pin, "--pool-key-file", str(harness.tmp / "pool-token.key"),
-                 "--pool-directory", etcd.url, "--pool-etcd-tls", tls]  # fmt: skip
+        extra = etcd_pool_args(harness, [host], etcd, harness.tmp / "pool-token.key")
         (stalled,) = etcd.members
         assert stalled.proc is not None
         os.kill(stalled.proc.pid, signal.SIGSTOP)

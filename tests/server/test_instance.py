@@ -8,15 +8,14 @@ import re
 import signal
 import subprocess
 import time
-from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import script
 from tests.e2e.harness import (
     Harness,
+    admin_status,
     eventually,
     free_udp_port,
     kill_sessions,
@@ -24,7 +23,7 @@ from tests.e2e.harness import (
     shows_a_window,
 )
 from tests.supervisor.test_notify import NotifySocket
-from wayray.server.admin import AdminClient, AdminError
+from wayray.server.admin import AdminClient
 
 pytestmark = pytest.mark.slow
 
@@ -54,21 +53,6 @@ height = 768
 def _key(state: Path) -> Path:
     """The instance's access key (made by wrsrvd on its first start)."""
     return state / "lab" / "access.key"
-
-
-def _status(proc: subprocess.Popen[bytes], sock: Path) -> dict[str, Any]:
-    """wrsrvd's status once its admin socket answers. (The socket file exists a moment before wrsrvd
-    listens on it: a connection in between is refused, so waiting for the file is not enough.)"""
-
-    def answered() -> dict[str, Any] | None:
-        if proc.poll() is not None:
-            raise AssertionError(f"wrsrvd exited with {proc.returncode}")
-        with suppress(OSError, AdminError):
-            with AdminClient(sock) as admin:
-                return admin.request("status")
-        return None
-
-    return eventually(answered, "wrsrvd's admin socket to answer")
 
 
 def test_instance_reports_ready_status_reload_and_stopping(tmp_path: Path) -> None:
@@ -164,7 +148,7 @@ def test_instance_requires_client_certificates_and_applies_the_clipboard_policy(
     )
     try:
         sock = run / "lab" / "admin.sock"
-        fingerprint = _status(proc, sock)["fingerprint"]
+        fingerprint = admin_status(proc, sock)["fingerprint"]
         shown = subprocess.run(
             [script("wradm"), "status", "--admin-socket", str(sock)],
             env=h.env, capture_output=True, text=True, timeout=120,
@@ -231,7 +215,7 @@ def test_the_detached_timeout_of_the_policy_ends_a_session_nobody_views(tmp_path
     link = run / "lab" / "link.sock"
     try:
         sock = run / "lab" / "admin.sock"
-        fingerprint = _status(proc, sock)["fingerprint"]
+        fingerprint = admin_status(proc, sock)["fingerprint"]
         viewer = subprocess.run(
             [script("wrclient"), f"127.0.0.1:{port}", "--fingerprint", fingerprint, "--headless"]
             + [

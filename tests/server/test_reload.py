@@ -11,18 +11,17 @@ import re
 import signal
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO, script
-from tests.e2e.harness import Harness, eventually, free_udp_port, kill_sessions
+from tests.e2e.harness import Harness, admin_status, free_udp_port, kill_sessions
 from tests.supervisor.test_notify import NotifySocket
 from wayray.config import load
 from wayray.config.effect import server_digests
-from wayray.server.admin import AdminClient, AdminError
 
 pytestmark = pytest.mark.slow
 
@@ -75,14 +74,8 @@ class Instance:
         return self.proc
 
     def status(self) -> dict[str, Any]:
-        def answered() -> dict[str, Any] | None:
-            assert self.proc is not None and self.proc.poll() is None, "wrsrvd exited"
-            with suppress(OSError, AdminError):
-                with AdminClient(self.run / "lab" / "admin.sock") as admin:
-                    return admin.request("status")
-            return None
-
-        return eventually(answered, "wrsrvd's admin socket to answer")
+        assert self.proc is not None
+        return admin_status(self.proc, self.run / "lab" / "admin.sock", self.log)
 
     def wradm(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -212,7 +212,12 @@ class Page:
 
     def navigate(self, url: str) -> None:
         self.send("Page.navigate", {"url": url})
-        self.wait_for("document.readyState === 'complete'", what=f"{url} loaded")
+        # The tab's old document (about:blank) is complete too until the new one commits: wait for
+        # the new one, loaded.
+        self.wait_for(
+            f"location.href === new URL({url!r}).href && document.readyState === 'complete'",
+            what=f"{url} loaded",
+        )
 
     def evaluate(self, expression: str, timeout: float = 60) -> Any:
         """The value of ``expression`` in the page (promises awaited); a thrown error fails."""

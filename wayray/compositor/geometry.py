@@ -110,54 +110,6 @@ class BufferMapping:
     surface_to_buffer: Matrix
     trivial: bool  # buffer pixels are surface pixels times ``scale`` with no other change
 
-    @classmethod
-    def of(
-        cls,
-        buffer_width: int,
-        buffer_height: int,
-        scale: int,
-        transform: Transform,
-        source: tuple[float, float, float, float] | None,
-        destination: tuple[int, int] | None,
-    ) -> BufferMapping:
-        """``source`` and ``destination`` are wp_viewport's (in surface-oriented buffer units / 1).
-
-        The same arguments give the same (immutable) mapping: a client committing a buffer of the
-        same size every frame gets it from a cache instead of three matrix products in Python."""
-        return _mapping(buffer_width, buffer_height, scale, transform, source, destination)
-
-    @classmethod
-    def _compute(
-        cls,
-        buffer_width: int,
-        buffer_height: int,
-        scale: int,
-        transform: Transform,
-        source: tuple[float, float, float, float] | None,
-        destination: tuple[int, int] | None,
-    ) -> BufferMapping:
-        tw, th = (buffer_height, buffer_width) if transform.swaps_axes else (buffer_width, buffer_height)
-        # Transformed buffer in surface units (before any viewport).
-        lw, lh = tw / scale, th / scale
-        if source is not None:
-            sx, sy, sw, sh = source
-        else:
-            sx, sy, sw, sh = 0.0, 0.0, lw, lh
-        if destination is not None:
-            dw, dh = destination
-        elif source is not None:
-            dw, dh = int(sw), int(sh)
-        else:
-            dw, dh = int(lw), int(lh)
-        # surface -> viewport source (surface units of the transformed buffer) -> buffer px -> raw.
-        m = _translate(sx, sy)
-        if dw > 0 and dh > 0:
-            m = _mul(m, _scale(sw / dw, sh / dh))
-        m = _mul(_scale(scale, scale), m)
-        m = _mul(transform_matrix(transform, tw, th), m)
-        trivial = transform == Transform.NORMAL and source is None and destination is None
-        return cls(dw, dh, m, trivial)
-
     @functools.cached_property
     def buffer_to_surface(self) -> Matrix:
         return invert(self.surface_to_buffer)
@@ -184,7 +136,7 @@ class BufferMapping:
 
 
 @functools.lru_cache(maxsize=64, typed=True)
-def _mapping(
+def buffer_mapping(
     buffer_width: int,
     buffer_height: int,
     scale: int,
@@ -192,7 +144,32 @@ def _mapping(
     source: tuple[float, float, float, float] | None,
     destination: tuple[int, int] | None,
 ) -> BufferMapping:
-    return BufferMapping._compute(buffer_width, buffer_height, scale, transform, source, destination)
+    """How a buffer of this size, scale and transform shows; ``source`` and ``destination`` are
+    wp_viewport's (in surface-oriented buffer units / 1).
+
+    The same arguments give the same (immutable) mapping: a client committing a buffer of the same
+    size every frame gets it from a cache instead of three matrix products in Python."""
+    tw, th = (buffer_height, buffer_width) if transform.swaps_axes else (buffer_width, buffer_height)
+    # Transformed buffer in surface units (before any viewport).
+    lw, lh = tw / scale, th / scale
+    if source is not None:
+        sx, sy, sw, sh = source
+    else:
+        sx, sy, sw, sh = 0.0, 0.0, lw, lh
+    if destination is not None:
+        dw, dh = destination
+    elif source is not None:
+        dw, dh = int(sw), int(sh)
+    else:
+        dw, dh = int(lw), int(lh)
+    # surface -> viewport source (surface units of the transformed buffer) -> buffer px -> raw.
+    m = _translate(sx, sy)
+    if dw > 0 and dh > 0:
+        m = _mul(m, _scale(sw / dw, sh / dh))
+    m = _mul(_scale(scale, scale), m)
+    m = _mul(transform_matrix(transform, tw, th), m)
+    trivial = transform == Transform.NORMAL and source is None and destination is None
+    return BufferMapping(dw, dh, m, trivial)
 
 
 def _bbox(m: Matrix, rect: Rect) -> Rect:

@@ -26,7 +26,7 @@ from pywayland.protocol.wayland import (
 )
 
 from wayray.common import trace
-from wayray.compositor.geometry import BufferMapping, Rect, Transform
+from wayray.compositor.geometry import BufferMapping, Rect, Transform, buffer_mapping
 from wayray.wayland.pixman import Image, Region
 from wayray.wayland.server import ForeignResource, NewId, ProtocolError, Resource
 from wayray.wayland.shm import ShmBuffer
@@ -470,7 +470,7 @@ class Surface(Resource):
                     child.apply_cached()
 
     def _update_mapping(self, bw: int, bh: int) -> None:
-        self.mapping = BufferMapping.of(
+        self.mapping = buffer_mapping(
             bw, bh, self.scale, self.transform, self.viewport_source, self.viewport_destination
         )
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wayray.compositor.geometry import BufferMapping, Rect, Transform
+from wayray.compositor.geometry import BufferMapping, Rect, Transform, buffer_mapping
 from wayray.wayland.pixman import Format, Image, Region
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class TitleBar:
         self._drawn = key
         self.width, self.scale = width, output_scale
         self.texture = _Texture(self._render(width, output_scale))
-        self.mapping = BufferMapping.of(
+        self.mapping = buffer_mapping(
             width * output_scale, HEIGHT * output_scale, output_scale, Transform.NORMAL, None, None
         )
         self.frame_damage.add_rect(0, 0, width, HEIGHT)

@@ -89,8 +89,10 @@ class Attacher:
         for one that starts or comes back after a wrsrvd restart); else the viewer is told why."""
         conn = viewer.conn
         try:
-            if not session.linked.is_set():
-                # Starting, or back after a wrsrvd restart: give it until its deadline to register.
+            # Starting, or back after a wrsrvd restart: give it until its deadline to register. Its
+            # link may also drop again between the registration and this task's turn (the event was
+            # set, then cleared): that is waited for the same way, not taken for the session's end.
+            while not session.ended and session.link is None and not session.linked.is_set():
                 wait = max(1.0, (session.relink_by or 0) - time.monotonic())
                 await asyncio.wait_for(session.linked.wait(), wait)
         except TimeoutError:

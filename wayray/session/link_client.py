@@ -157,8 +157,8 @@ class LinkClient:
             except SessionRefused as err:
                 self._end(str(err))
                 return
-            except (LinkError, TimeoutError) as err:
-                log.warning("registering with wrsrvd failed: %s; retrying", err)
+            except LinkError as err:
+                log.warning("registering with wrsrvd failed: %s; retrying", err.reason)
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
@@ -202,7 +202,13 @@ class LinkClient:
                     scale_120=self.comp.scale * 120,
                 )
             )
-            answer = await asyncio.wait_for(_first_message(stream), REGISTER_TIMEOUT)
+            try:
+                answer = await asyncio.wait_for(_first_message(stream), REGISTER_TIMEOUT)
+            except TimeoutError:  # wrsrvd is there but busy or stopped: not "unreachable"
+                raise LinkError(
+                    f"wrsrvd took the connection but did not answer the registration within "
+                    f"{REGISTER_TIMEOUT:.0f} s"
+                ) from None
         except BaseException:
             stream.close()
             raise

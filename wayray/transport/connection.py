@@ -11,6 +11,7 @@ memory. Received messages wait for the application in an inbox bounded by ``rece
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import struct
@@ -125,18 +126,10 @@ class QuicSettings:
         )
 
 
-def format_address(addr: NetworkAddress | None) -> str:
-    if not addr:
-        return "?"
-    host, port = str(addr[0]), int(addr[1])
-    if host.startswith("::ffff:"):
-        host = host[len("::ffff:") :]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class WireProtocol(QuicConnectionProtocol):
+class WireProtocol(QuicConnectionProtocol, metaclass=abc.ABCMeta):
     """aioquic's protocol object for one connection, driving a WireConnection. Internal: applications
-    use :class:`Connection` (``.connection``)."""
+    use :class:`Connection` (``.connection``). A side (client, server) says how it checks the peer's
+    certificate and what it does with a Hello."""
 
     role: WireRole
 
@@ -183,7 +176,11 @@ class WireProtocol(QuicConnectionProtocol):
 
     @property
     def peer_address(self) -> str:
-        return format_address(self._quic.get_peer_address())
+        addr = self._quic.get_peer_address()
+        if not addr:
+            return "?"
+        host, port = str(addr[0]).removeprefix("::ffff:"), int(addr[1])  # an IPv4 peer on a v6 socket
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     # --- aioquic → wire ------------------------------------------------------------------------------
 
@@ -252,9 +249,9 @@ class WireProtocol(QuicConnectionProtocol):
         self._inbox_event.clear()
         await self._inbox_event.wait()
 
+    @abc.abstractmethod
     def tls_handshake_completed(self) -> None:
         """Check the peer's certificate (pinning, mutual TLS); set ``tls_ok`` or close."""
-        raise NotImplementedError
 
     def _stream_data(self, ev: qe.StreamDataReceived) -> None:
         if not self.tls_ok:
@@ -398,8 +395,9 @@ class WireProtocol(QuicConnectionProtocol):
         elif isinstance(event, ConnectionClosed):
             self._wire_closed(event)
 
+    @abc.abstractmethod
     def hello_received(self, event: HelloReceived) -> None:
-        raise NotImplementedError
+        """A viewer's Hello (the wire gives it only to a server)."""
 
     def _deliver(self, event: MessageReceived) -> None:
         msg = event.message
