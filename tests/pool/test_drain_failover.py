@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.slow
 #: one and agreeing + a new session, with room for a loaded machine. The measured time is printed
 #: (pytest -s); bench/pool_failover.py measures it over many tries for docs/benchmarks.md.
 FAILOVER_BOUND = 20.0
+#: What a failed badge-in shows of the kiosk's --stats.
+STATS_SAID = ("connects", "redirects", "frames", "last_close", "session_id", "ending")
 QUIET = ["sleep", "3600"]  # sessions with nothing in them: the compositor's background is enough
 
 
@@ -56,9 +59,19 @@ def one_shot(harness: Harness, host: Host, srv: MemberServer, badge: str) -> dic
     run = subprocess.run(
         argv, env=harness.env, cwd=harness.home, capture_output=True, text=True, timeout=300
     )
-    assert run.returncode == 0, run.stderr[-3000:]
+    # A failure says what the kiosk's stats say too (its connections, redirects, the last close); the
+    # report carries the members' logs and their sessions' (tests/pool/conftest.py).
+    assert run.returncode == 0, f"{run.stderr[-3000:]}\nthe kiosk's stats: {stats_said(stats)}"
     data: dict[str, object] = json.loads(stats.read_text())
     return data
+
+
+def stats_said(stats: Path) -> str:
+    try:
+        data = json.loads(stats.read_text())
+    except (OSError, ValueError) as err:
+        return f"none ({err})"
+    return json.dumps({k: data.get(k) for k in STATS_SAID})
 
 
 def holder(members: list[MemberServer], session_id: object) -> MemberServer:
